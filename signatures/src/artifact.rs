@@ -1,0 +1,361 @@
+//! The compiled catalog artifact: the one file agents download.
+//!
+//! Layout (all integers big-endian):
+//!
+//! ```text
+//! offset  size  field
+//! 0       8     magic "AISCAT\0\x01" (format 1)
+//! 8       8     catalog version
+//! 16      32    SHA-256 of the payload (the content hash)
+//! 48      4     payload length n
+//! 52      n     payload: canonical JSON of the products
+//! 52+n    68    optional signature block: "SIG1" then the Ed25519 signature of bytes 0..52+n
+//! ```
+//!
+//! The payload is canonical: products sorted by id, fields in a fixed order, no floats, no
+//! optional white space, so the same sources and version always give the same bytes and the
+//! same hash. The signature covers the header too, so the version cannot be changed without
+//! breaking it. [`crate::verify`] checks the signature on these raw bytes before anything is
+//! deserialised; [`decode_payload`] is only ever called on verified bytes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{
+    Catalog, Category, DomainRule, DomainUse, Period, Price, Product, WindowsApp,
+};
+
+/// The magic bytes that start every artifact (format 1).
+pub const MAGIC: [u8; 8] = *b"AISCAT\x00\x01";
+/// Bytes before the payload.
+pub const HEADER_LEN: usize = 52;
+/// The tag that starts the signature block.
+pub const SIGNATURE_TAG: [u8; 4] = *b"SIG1";
+/// Length of an Ed25519 signature.
+pub const SIGNATURE_LEN: usize = 64;
+/// Length of the signature block.
+pub const SIGNATURE_BLOCK_LEN: usize = SIGNATURE_TAG.len() + SIGNATURE_LEN;
+/// The largest payload accepted: a catalog is a few hundred kilobytes.
+pub const MAX_PAYLOAD_BYTES: u32 = 16 * 1024 * 1024;
+
+/// The parsed header of an artifact (not yet trusted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// The catalog version.
+    pub version: u64,
+    /// SHA-256 of the payload.
+    pub content_hash: [u8; 32],
+    /// Payload length in bytes.
+    pub payload_len: u32,
+}
+
+/// Why bytes are not a well-formed artifact.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FormatError {
+    /// Shorter than its header says it is.
+    #[error("artifact is truncated: {actual} bytes, at least {expected} expected")]
+    Truncated {
+        /// The length the header implies.
+        expected: usize,
+        /// The length given.
+        actual: usize,
+    },
+    /// Not an aiscout catalog artifact, or a format this build does not know.
+    #[error("not an aiscout catalog artifact (bad magic bytes)")]
+    BadMagic,
+    /// The header claims a payload larger than [`MAX_PAYLOAD_BYTES`].
+    #[error("payload length {0} exceeds the {MAX_PAYLOAD_BYTES}-byte limit")]
+    TooLarge(u32),
+    /// Bytes after the payload that are not one signature block.
+    #[error("{0} unexpected bytes after the payload")]
+    TrailingBytes(usize),
+}
+
+/// An artifact split into its parts (not yet trusted).
+#[derive(Clone, Copy, Debug)]
+pub struct Parts<'a> {
+    /// The header.
+    pub header: Header,
+    /// The bytes the signature covers (header and payload).
+    pub signed: &'a [u8],
+    /// The payload.
+    pub payload: &'a [u8],
+    /// The signature, when the artifact is signed.
+    pub signature: Option<&'a [u8]>,
+}
+
+/// Splits an artifact into header, payload and signature without trusting any of it.
+///
+/// # Errors
+/// See [`FormatError`].
+pub fn split(bytes: &[u8]) -> Result<Parts<'_>, FormatError> {
+    let truncated = |expected| FormatError::Truncated { expected, actual: bytes.len() };
+    let (header, _) = bytes.split_first_chunk::<HEADER_LEN>().ok_or(truncated(HEADER_LEN))?;
+    let (magic, rest) = header.split_first_chunk::<8>().ok_or(truncated(HEADER_LEN))?;
+    if *magic != MAGIC {
+        return Err(FormatError::BadMagic);
+    }
+    let (version, rest) = rest.split_first_chunk::<8>().ok_or(truncated(HEADER_LEN))?;
+    let (hash, rest) = rest.split_first_chunk::<32>().ok_or(truncated(HEADER_LEN))?;
+    let (len, _) = rest.split_first_chunk::<4>().ok_or(truncated(HEADER_LEN))?;
+    let payload_len = u32::from_be_bytes(*len);
+    if payload_len > MAX_PAYLOAD_BYTES {
+        return Err(FormatError::TooLarge(payload_len));
+    }
+    let end = HEADER_LEN.saturating_add(payload_len as usize);
+    let signed = bytes.get(..end).ok_or(truncated(end))?;
+    let payload = bytes.get(HEADER_LEN..end).ok_or(truncated(end))?;
+    let tail = bytes.get(end..).unwrap_or_default();
+    let signature = match tail.len() {
+        0 => None,
+        SIGNATURE_BLOCK_LEN => match tail.split_first_chunk::<4>() {
+            Some((tag, sig)) if *tag == SIGNATURE_TAG => Some(sig),
+            _ => return Err(FormatError::TrailingBytes(tail.len())),
+        },
+        n if n < SIGNATURE_BLOCK_LEN
+            && SIGNATURE_TAG.starts_with(tail.get(..4.min(n)).unwrap_or_default()) =>
+        {
+            return Err(truncated(end.saturating_add(SIGNATURE_BLOCK_LEN)));
+        }
+        n => return Err(FormatError::TrailingBytes(n)),
+    };
+    let header = Header { version: u64::from_be_bytes(*version), content_hash: *hash, payload_len };
+    Ok(Parts { header, signed, payload, signature })
+}
+
+/// Encodes a catalog as an unsigned artifact (deterministic bytes).
+pub fn encode_unsigned(catalog: &Catalog) -> Vec<u8> {
+    let payload = canonical_payload(catalog);
+    let hash = ring::digest::digest(&ring::digest::SHA256, &payload);
+    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    let mut out = Vec::with_capacity(HEADER_LEN.saturating_add(payload.len()));
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&catalog.version().to_be_bytes());
+    out.extend_from_slice(hash.as_ref());
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// The SHA-256 content hash of a catalog's canonical payload.
+pub fn content_hash(catalog: &Catalog) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, &canonical_payload(catalog));
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+fn canonical_payload(catalog: &Catalog) -> Vec<u8> {
+    let wire = WireCatalog { products: catalog.products().iter().map(WireProduct::from).collect() };
+    // Serialising plain structs of strings and integers into a Vec cannot fail; an empty
+    // payload would fail verification loudly rather than ship.
+    serde_json::to_vec(&wire).unwrap_or_default()
+}
+
+/// Why a verified payload could not be read (a signing-side bug, never an attack: the bytes
+/// were signed by us).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("catalog payload is malformed: {0}")]
+pub struct PayloadError(String);
+
+/// Decodes a payload that [`crate::verify`] has already checked.
+///
+/// # Errors
+/// A payload that is not the canonical JSON this crate writes.
+pub fn decode_payload(version: u64, payload: &[u8]) -> Result<Catalog, PayloadError> {
+    let wire: WireCatalog =
+        serde_json::from_slice(payload).map_err(|e| PayloadError(e.to_string()))?;
+    let products =
+        wire.products.into_iter().map(Product::try_from).collect::<Result<Vec<_>, _>>()?;
+    Ok(Catalog::new(version, products))
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireCatalog {
+    products: Vec<WireProduct>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireProduct {
+    id: String,
+    vendor: String,
+    name: String,
+    category: String,
+    domains: Vec<(String, String)>,
+    macos_bundle_ids: Vec<String>,
+    windows_apps: Vec<(String, Option<String>)>,
+    linux_packages: Vec<String>,
+    linux_desktop_ids: Vec<String>,
+    process_names: Vec<String>,
+    cli_names: Vec<String>,
+    vscode_extensions: Vec<String>,
+    jetbrains_plugins: Vec<String>,
+    chrome_extensions: Vec<String>,
+    firefox_extensions: Vec<String>,
+    local_ports: Vec<u16>,
+    merchant_patterns: Vec<String>,
+    model_prefixes: Vec<String>,
+    prices: Vec<WirePrice>,
+    sources: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WirePrice {
+    plan: String,
+    amount_minor: i64,
+    currency: String,
+    period: String,
+    source: String,
+}
+
+impl From<&Product> for WireProduct {
+    fn from(p: &Product) -> Self {
+        Self {
+            id: p.id.clone(),
+            vendor: p.vendor.clone(),
+            name: p.name.clone(),
+            category: p.category.as_str().to_owned(),
+            domains: p
+                .domains
+                .iter()
+                .map(|d| (d.pattern.clone(), d.usage.as_str().to_owned()))
+                .collect(),
+            macos_bundle_ids: p.macos_bundle_ids.clone(),
+            windows_apps: p
+                .windows_apps
+                .iter()
+                .map(|w| (w.display_name.clone(), w.publisher.clone()))
+                .collect(),
+            linux_packages: p.linux_packages.clone(),
+            linux_desktop_ids: p.linux_desktop_ids.clone(),
+            process_names: p.process_names.clone(),
+            cli_names: p.cli_names.clone(),
+            vscode_extensions: p.vscode_extensions.clone(),
+            jetbrains_plugins: p.jetbrains_plugins.clone(),
+            chrome_extensions: p.chrome_extensions.clone(),
+            firefox_extensions: p.firefox_extensions.clone(),
+            local_ports: p.local_ports.clone(),
+            merchant_patterns: p.merchant_patterns.clone(),
+            model_prefixes: p.model_prefixes.clone(),
+            prices: p
+                .prices
+                .iter()
+                .map(|pr| WirePrice {
+                    plan: pr.plan.clone(),
+                    amount_minor: pr.amount_minor,
+                    currency: pr.currency.clone(),
+                    period: pr.period.as_str().to_owned(),
+                    source: pr.source.clone(),
+                })
+                .collect(),
+            sources: p.sources.clone(),
+        }
+    }
+}
+
+impl TryFrom<WireProduct> for Product {
+    type Error = PayloadError;
+
+    fn try_from(w: WireProduct) -> Result<Self, PayloadError> {
+        let bad = |what: &str, v: &str| PayloadError(format!("{}: unknown {what} {v:?}", w.id));
+        let category = Category::parse(&w.category).ok_or_else(|| bad("category", &w.category))?;
+        let mut domains = Vec::with_capacity(w.domains.len());
+        for (pattern, usage) in &w.domains {
+            let usage = match usage.as_str() {
+                "api" => DomainUse::Api,
+                "web" => DomainUse::Web,
+                other => return Err(bad("domain use", other)),
+            };
+            domains.push(DomainRule { pattern: pattern.clone(), usage });
+        }
+        let mut prices = Vec::with_capacity(w.prices.len());
+        for p in &w.prices {
+            let period = match p.period.as_str() {
+                "month" => Period::Month,
+                "year" => Period::Year,
+                other => return Err(bad("period", other)),
+            };
+            prices.push(Price {
+                plan: p.plan.clone(),
+                amount_minor: p.amount_minor,
+                currency: p.currency.clone(),
+                period,
+                source: p.source.clone(),
+            });
+        }
+        Ok(Product {
+            id: w.id,
+            vendor: w.vendor,
+            name: w.name,
+            category,
+            domains,
+            macos_bundle_ids: w.macos_bundle_ids,
+            windows_apps: w
+                .windows_apps
+                .into_iter()
+                .map(|(display_name, publisher)| WindowsApp { display_name, publisher })
+                .collect(),
+            linux_packages: w.linux_packages,
+            linux_desktop_ids: w.linux_desktop_ids,
+            process_names: w.process_names,
+            cli_names: w.cli_names,
+            vscode_extensions: w.vscode_extensions,
+            jetbrains_plugins: w.jetbrains_plugins,
+            chrome_extensions: w.chrome_extensions,
+            firefox_extensions: w.firefox_extensions,
+            local_ports: w.local_ports,
+            merchant_patterns: w.merchant_patterns,
+            model_prefixes: w.model_prefixes,
+            prices,
+            sources: w.sources,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalog(version: u64) -> Catalog {
+        Catalog::builtin().map(|c| Catalog::new(version, c.products().to_vec())).expect("builtin")
+    }
+
+    #[test]
+    fn encoding_is_deterministic_and_round_trips() {
+        let a = encode_unsigned(&catalog(3));
+        let b = encode_unsigned(&catalog(3));
+        assert_eq!(a, b);
+        let parts = split(&a).expect("split");
+        assert_eq!(parts.header.version, 3);
+        assert!(parts.signature.is_none());
+        assert_eq!(parts.header.content_hash, content_hash(&catalog(3)));
+        let back = decode_payload(3, parts.payload).expect("decode");
+        assert_eq!(back, catalog(3));
+    }
+
+    #[test]
+    fn malformed_headers() {
+        let a = encode_unsigned(&catalog(1));
+        assert_eq!(
+            split(&a[..10]).err(),
+            Some(FormatError::Truncated { expected: 52, actual: 10 })
+        );
+        let mut bad = a.clone();
+        bad[0] = b'X';
+        assert_eq!(split(&bad).err(), Some(FormatError::BadMagic));
+        let cut = a.len() - 1;
+        assert!(matches!(split(&a[..cut]), Err(FormatError::Truncated { .. })));
+        let mut long = a.clone();
+        long.extend_from_slice(b"junk");
+        assert_eq!(split(&long).err(), Some(FormatError::TrailingBytes(4)));
+        let mut half = a.clone();
+        half.extend_from_slice(b"SIG1abc");
+        assert!(matches!(split(&half), Err(FormatError::Truncated { .. })));
+        let mut huge = a;
+        huge[48..52].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert_eq!(split(&huge).err(), Some(FormatError::TooLarge(u32::MAX)));
+    }
+}

@@ -1,0 +1,380 @@
+//! One index over every indicator kind: the only place that decides whether a value is a
+//! product.
+//!
+//! Each kind compares the way its platform does: macOS bundle ids, VS Code extension ids and
+//! Windows display names case-insensitively; JetBrains and Firefox ids, Linux package and
+//! desktop ids, and Unix process and command names exactly; Windows executables (`.exe`)
+//! case-insensitively; Chrome extension ids are lowercase by definition, so any case is folded.
+
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+
+use crate::catalog::{Catalog, DomainUse, Product};
+use crate::domain::{DomainMatcher, FxHasher};
+use crate::merchant::MerchantMatcher;
+
+type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// Which indicator matched, with the detail a report needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Indicator {
+    /// A Chrome, Edge or Brave extension id.
+    ChromeExtension,
+    /// A command-line tool on a PATH.
+    Cli,
+    /// A domain rule, flagged web or API.
+    Domain(DomainUse),
+    /// A Firefox add-on id.
+    FirefoxExtension,
+    /// A JetBrains plugin id.
+    JetbrainsPlugin,
+    /// A Linux `.desktop` id.
+    LinuxDesktopId,
+    /// A Linux package name.
+    LinuxPackage,
+    /// A listening TCP port.
+    LocalPort,
+    /// A macOS bundle id.
+    MacosBundleId,
+    /// A card merchant descriptor.
+    Merchant,
+    /// A model name reported by a gateway.
+    Model,
+    /// A running process's executable name.
+    Process,
+    /// A VS Code or Open VSX extension id.
+    VscodeExtension,
+    /// A Windows Uninstall-key display name.
+    WindowsApp,
+}
+
+impl Indicator {
+    /// A stable name for output: `web` or `api` for domains, the kind's snake-case name
+    /// otherwise.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Indicator::ChromeExtension => "chrome_extension",
+            Indicator::Cli => "cli",
+            Indicator::Domain(u) => u.as_str(),
+            Indicator::FirefoxExtension => "firefox_extension",
+            Indicator::JetbrainsPlugin => "jetbrains_plugin",
+            Indicator::LinuxDesktopId => "linux_desktop_id",
+            Indicator::LinuxPackage => "linux_package",
+            Indicator::LocalPort => "local_port",
+            Indicator::MacosBundleId => "macos_bundle_id",
+            Indicator::Merchant => "merchant",
+            Indicator::Model => "model",
+            Indicator::Process => "process",
+            Indicator::VscodeExtension => "vscode_extension",
+            Indicator::WindowsApp => "windows_app",
+        }
+    }
+}
+
+/// A value that matched: the product and the indicator that identified it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Match<'a> {
+    /// The product.
+    pub product: &'a Product,
+    /// What identified it.
+    pub indicator: Indicator,
+}
+
+/// An installed application as a platform reports it.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub enum AppRef<'v> {
+    /// A Linux `.desktop` file id (`cursor.desktop`).
+    LinuxDesktopId(&'v str),
+    /// A Linux package name.
+    LinuxPackage(&'v str),
+    /// A macOS bundle id from `Info.plist`.
+    MacosBundleId(&'v str),
+    /// A Windows Uninstall-key `DisplayName`, with its `Publisher` when present.
+    WindowsApp {
+        /// `DisplayName`.
+        display_name: &'v str,
+        /// `Publisher`.
+        publisher: Option<&'v str>,
+    },
+}
+
+/// An installed browser or IDE extension.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub enum ExtensionRef<'v> {
+    /// A Chromium-family extension id.
+    Chrome(&'v str),
+    /// A Firefox add-on id.
+    Firefox(&'v str),
+    /// A JetBrains plugin id.
+    Jetbrains(&'v str),
+    /// A VS Code-family extension id, `publisher.name`.
+    Vscode(&'v str),
+}
+
+/// The index: build once per catalog, share read-only.
+#[derive(Clone, Debug)]
+pub struct Index {
+    catalog: Catalog,
+    domains: DomainMatcher<(u32, DomainUse)>,
+    exact: FxMap<(Indicator, String), u32>,
+    // Windows apps: lowercased display name -> (lowercased publisher, product).
+    windows: FxMap<String, Vec<(Option<String>, u32)>>,
+    ports: FxMap<u16, u32>,
+    merchants: MerchantMatcher<u32>,
+    models: Vec<(String, u32)>,
+}
+
+impl Index {
+    /// Builds the index. Indicators claimed twice resolve to the later product; the source
+    /// checker refuses such catalogs, so this only matters for hand-built catalogs.
+    pub fn new(catalog: Catalog) -> Self {
+        let mut domain_rules = Vec::new();
+        let mut exact = FxMap::default();
+        let mut windows: FxMap<String, Vec<(Option<String>, u32)>> = FxMap::default();
+        let mut ports = FxMap::default();
+        let mut merchant_patterns = Vec::new();
+        let mut models = Vec::new();
+        for (i, p) in catalog.products().iter().enumerate() {
+            let i = u32::try_from(i).unwrap_or(u32::MAX);
+            for d in &p.domains {
+                domain_rules.push((d.pattern.clone(), (i, d.usage)));
+            }
+            let kinds: [(Indicator, &[String]); 9] = [
+                (Indicator::MacosBundleId, &p.macos_bundle_ids),
+                (Indicator::LinuxPackage, &p.linux_packages),
+                (Indicator::LinuxDesktopId, &p.linux_desktop_ids),
+                (Indicator::Process, &p.process_names),
+                (Indicator::Cli, &p.cli_names),
+                (Indicator::VscodeExtension, &p.vscode_extensions),
+                (Indicator::JetbrainsPlugin, &p.jetbrains_plugins),
+                (Indicator::ChromeExtension, &p.chrome_extensions),
+                (Indicator::FirefoxExtension, &p.firefox_extensions),
+            ];
+            for (kind, values) in kinds {
+                for v in values {
+                    exact.insert((kind, fold(kind, v).into_owned()), i);
+                }
+            }
+            for w in &p.windows_apps {
+                windows
+                    .entry(w.display_name.to_lowercase())
+                    .or_default()
+                    .push((w.publisher.as_ref().map(|s| s.to_lowercase()), i));
+            }
+            for port in &p.local_ports {
+                ports.insert(*port, i);
+            }
+            for m in &p.merchant_patterns {
+                merchant_patterns.push((m.clone(), i));
+            }
+            for m in &p.model_prefixes {
+                models.push((m.to_ascii_lowercase(), i));
+            }
+        }
+        // Longest model prefix first, so `gpt-4o` beats `gpt-`.
+        models.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+        let domains = DomainMatcher::new(domain_rules.iter().map(|(r, v)| (r.as_str(), *v)));
+        let merchants =
+            MerchantMatcher::new(merchant_patterns.iter().map(|(m, v)| (m.as_str(), *v)));
+        Self { catalog, domains, exact, windows, ports, merchants, models }
+    }
+
+    /// The catalog this index was built from.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    fn product(&self, i: u32) -> Option<&Product> {
+        self.catalog.products().get(usize::try_from(i).ok()?)
+    }
+
+    fn hit(&self, i: u32, indicator: Indicator) -> Option<Match<'_>> {
+        Some(Match { product: self.product(i)?, indicator })
+    }
+
+    /// Matches a DNS name or TLS/QUIC server name (any case, trailing dot, Unicode or
+    /// punycode) on label boundaries; the most specific rule wins.
+    pub fn domain(&self, name: &str) -> Option<Match<'_>> {
+        let hit = self.domains.lookup(name)?;
+        let (i, usage) = hit.value;
+        self.hit(i, Indicator::Domain(usage))
+    }
+
+    /// Matches an installed application.
+    pub fn app(&self, app: AppRef<'_>) -> Option<Match<'_>> {
+        let (kind, value) = match app {
+            AppRef::LinuxDesktopId(v) => (Indicator::LinuxDesktopId, v),
+            AppRef::LinuxPackage(v) => (Indicator::LinuxPackage, v),
+            AppRef::MacosBundleId(v) => (Indicator::MacosBundleId, v),
+            AppRef::WindowsApp { display_name, publisher } => {
+                let list = self.windows.get(&display_name.trim().to_lowercase())?;
+                let publisher = publisher.map(|p| p.trim().to_lowercase());
+                // An entry with a publisher matches only that publisher; one without matches any.
+                let i = list.iter().find_map(|(want, i)| match want {
+                    Some(w) if publisher.as_deref() != Some(w.as_str()) => None,
+                    _ => Some(*i),
+                })?;
+                return self.hit(i, Indicator::WindowsApp);
+            }
+        };
+        self.exact_hit(kind, value)
+    }
+
+    /// Matches an installed extension.
+    pub fn extension(&self, ext: ExtensionRef<'_>) -> Option<Match<'_>> {
+        let (kind, value) = match ext {
+            ExtensionRef::Chrome(v) => (Indicator::ChromeExtension, v),
+            ExtensionRef::Firefox(v) => (Indicator::FirefoxExtension, v),
+            ExtensionRef::Jetbrains(v) => (Indicator::JetbrainsPlugin, v),
+            ExtensionRef::Vscode(v) => (Indicator::VscodeExtension, v),
+        };
+        self.exact_hit(kind, value)
+    }
+
+    /// Matches a running process by executable name (`ollama`, `Cursor.exe`).
+    pub fn process(&self, name: &str) -> Option<Match<'_>> {
+        self.exact_hit(Indicator::Process, name)
+    }
+
+    /// Matches a command-line tool by its file name.
+    pub fn cli(&self, name: &str) -> Option<Match<'_>> {
+        self.exact_hit(Indicator::Cli, name)
+    }
+
+    /// Matches a listening local TCP port.
+    pub fn local_port(&self, port: u16) -> Option<Match<'_>> {
+        self.hit(*self.ports.get(&port)?, Indicator::LocalPort)
+    }
+
+    /// Matches a card merchant descriptor (see [`crate::merchant`]).
+    pub fn merchant(&self, descriptor: &str) -> Option<Match<'_>> {
+        self.hit(self.merchants.lookup(descriptor)?, Indicator::Merchant)
+    }
+
+    /// Matches a model name as a gateway reports it (`gpt-4o-2024-08-06`,
+    /// `anthropic/claude-sonnet-4`): a provider prefix before `/` is ignored, then the longest
+    /// model prefix wins.
+    pub fn model(&self, name: &str) -> Option<Match<'_>> {
+        let bare = name.rsplit('/').next().unwrap_or(name).trim().to_ascii_lowercase();
+        let i = self.models.iter().find(|(p, _)| bare.starts_with(p.as_str()))?.1;
+        self.hit(i, Indicator::Model)
+    }
+
+    fn exact_hit(&self, kind: Indicator, value: &str) -> Option<Match<'_>> {
+        let key = (kind, fold(kind, value.trim()).into_owned());
+        self.hit(*self.exact.get(&key)?, kind)
+    }
+}
+
+/// Folds a value to the form its platform compares (see the module docs).
+fn fold(kind: Indicator, value: &str) -> std::borrow::Cow<'_, str> {
+    let insensitive = match kind {
+        Indicator::MacosBundleId | Indicator::VscodeExtension | Indicator::ChromeExtension => true,
+        Indicator::Process | Indicator::Cli => {
+            value.len() >= 4
+                && value.get(value.len() - 4..).is_some_and(|ext| ext.eq_ignore_ascii_case(".exe"))
+        }
+        _ => false,
+    };
+    if insensitive {
+        std::borrow::Cow::Owned(value.to_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(value)
+    }
+}
+
+/// The key under which two indicator values collide, for the source checker's duplicate test.
+pub(crate) fn collision_key(kind: Indicator, value: &str) -> String {
+    fold(kind, value).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{Category, DomainRule, WindowsApp};
+
+    fn index() -> Index {
+        let chat = Product {
+            id: "openai.chatgpt".into(),
+            vendor: "OpenAI".into(),
+            name: "ChatGPT".into(),
+            category: Category::Chat,
+            domains: vec![DomainRule { pattern: "chatgpt.com".into(), usage: DomainUse::Web }],
+            macos_bundle_ids: vec!["com.openai.chat".into()],
+            process_names: vec!["ChatGPT".into(), "ChatGPT.exe".into()],
+            windows_apps: vec![WindowsApp {
+                display_name: "ChatGPT".into(),
+                publisher: Some("OpenAI".into()),
+            }],
+            merchant_patterns: vec!["OPENAI CHATGPT".into()],
+            ..Product::default()
+        };
+        let api = Product {
+            id: "openai.api".into(),
+            vendor: "OpenAI".into(),
+            name: "OpenAI API".into(),
+            category: Category::Api,
+            domains: vec![DomainRule { pattern: "api.openai.com".into(), usage: DomainUse::Api }],
+            model_prefixes: vec!["gpt-".into(), "gpt-4o".into()],
+            merchant_patterns: vec!["OPENAI".into()],
+            ..Product::default()
+        };
+        let code = Product {
+            id: "microsoft.vscode-copilot".into(),
+            vendor: "GitHub".into(),
+            name: "Copilot".into(),
+            category: Category::Coding,
+            vscode_extensions: vec!["GitHub.copilot".into()],
+            jetbrains_plugins: vec!["com.github.copilot".into()],
+            chrome_extensions: vec!["fcoeoabgfenejglbffodgkkbkcdhcgfn".into()],
+            local_ports: vec![11434],
+            ..Product::default()
+        };
+        Index::new(Catalog::new(1, vec![chat, api, code]))
+    }
+
+    fn id(m: Option<Match<'_>>) -> Option<&str> {
+        m.map(|m| m.product.id.as_str())
+    }
+
+    #[test]
+    fn case_rules_per_platform() {
+        let ix = index();
+        assert_eq!(id(ix.app(AppRef::MacosBundleId("COM.OpenAI.Chat"))), Some("openai.chatgpt"));
+        assert_eq!(id(ix.process("ChatGPT")), Some("openai.chatgpt"));
+        assert_eq!(id(ix.process("chatgpt")), None, "unix process names are case-sensitive");
+        assert_eq!(id(ix.process("CHATGPT.EXE")), Some("openai.chatgpt"));
+        let vs = ix.extension(ExtensionRef::Vscode("github.COPILOT"));
+        assert_eq!(id(vs), Some("microsoft.vscode-copilot"));
+        assert_eq!(id(ix.extension(ExtensionRef::Jetbrains("COM.GITHUB.COPILOT"))), None);
+        let chrome = ix.extension(ExtensionRef::Chrome("FCOEOABGFENEJGLBFFODGKKBKCDHCGFN"));
+        assert_eq!(id(chrome), Some("microsoft.vscode-copilot"));
+    }
+
+    #[test]
+    fn windows_app_needs_matching_publisher() {
+        let ix = index();
+        let ok = AppRef::WindowsApp { display_name: "chatgpt ", publisher: Some("OPENAI") };
+        assert_eq!(id(ix.app(ok)), Some("openai.chatgpt"));
+        let fake = AppRef::WindowsApp { display_name: "ChatGPT", publisher: Some("Scam Ltd") };
+        assert_eq!(id(ix.app(fake)), None);
+    }
+
+    #[test]
+    fn domains_merchants_models_ports() {
+        let ix = index();
+        let m = ix.domain("API.OpenAI.com.").expect("api");
+        assert_eq!(m.product.id, "openai.api");
+        assert_eq!(m.indicator.as_str(), "api");
+        assert_eq!(ix.domain("chat.chatgpt.com").map(|m| m.indicator.as_str()), Some("web"));
+        assert_eq!(id(ix.merchant("OPENAI *CHATGPT SUBSCR")), Some("openai.chatgpt"));
+        assert_eq!(id(ix.merchant("OPENAI")), Some("openai.api"));
+        assert_eq!(id(ix.model("openai/GPT-4o-2024-08-06")), Some("openai.api"));
+        assert_eq!(id(ix.model("claude-3")), None);
+        assert_eq!(id(ix.local_port(11434)), Some("microsoft.vscode-copilot"));
+        assert_eq!(id(ix.local_port(80)), None);
+    }
+}

@@ -1,0 +1,169 @@
+//! Verification of a catalog artifact against a pinned Ed25519 public key.
+//!
+//! Order matters: the signature is checked on the raw bytes first, then the content hash, then
+//! the version against the one in use (no rollback), and only then is the payload
+//! deserialised. A tampered, truncated, unsigned or wrongly signed artifact never reaches the
+//! JSON parser.
+
+use ring::signature::{ED25519, UnparsedPublicKey};
+
+use crate::artifact::{self, FormatError, PayloadError};
+use crate::catalog::Catalog;
+
+/// Length of an Ed25519 public key.
+pub const PUBLIC_KEY_LEN: usize = 32;
+
+/// Why an artifact was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// Not a well-formed artifact (truncated, wrong magic, trailing bytes).
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// The artifact carries no signature.
+    #[error("catalog artifact is not signed")]
+    Unsigned,
+    /// The signature does not verify under the pinned key.
+    #[error("catalog signature does not verify against the pinned public key")]
+    BadSignature,
+    /// The payload does not match the content hash in the header.
+    #[error("catalog content hash does not match its payload")]
+    HashMismatch,
+    /// The artifact is older than the catalog in use.
+    #[error("catalog version {offered} is older than version {current} in use (rollback refused)")]
+    Rollback {
+        /// The artifact's version.
+        offered: u64,
+        /// The version in use.
+        current: u64,
+    },
+    /// The signed payload could not be read.
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+}
+
+/// Why a public key could not be loaded.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("catalog public key must be {PUBLIC_KEY_LEN} bytes written as {} hex digits", PUBLIC_KEY_LEN * 2)]
+pub struct KeyError;
+
+/// A verifier pinned to one public key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verifier {
+    public_key: [u8; PUBLIC_KEY_LEN],
+}
+
+impl Verifier {
+    /// Pins a raw 32-byte Ed25519 public key.
+    pub fn new(public_key: [u8; PUBLIC_KEY_LEN]) -> Self {
+        Self { public_key }
+    }
+
+    /// Pins a public key written as hex (the `.pub` file `aiscout-catalog keygen` writes).
+    ///
+    /// # Errors
+    /// Anything but 64 hex digits.
+    pub fn from_hex(text: &str) -> Result<Self, KeyError> {
+        let bytes = crate::hex::decode(text).ok_or(KeyError)?;
+        let key: [u8; PUBLIC_KEY_LEN] = bytes.try_into().map_err(|_| KeyError)?;
+        Ok(Self::new(key))
+    }
+
+    /// The pinned key.
+    pub fn public_key(&self) -> &[u8; PUBLIC_KEY_LEN] {
+        &self.public_key
+    }
+
+    /// Verifies an artifact and returns its catalog. With `current` set, an artifact older
+    /// than that version is refused; the same version is accepted (a re-download).
+    ///
+    /// # Errors
+    /// See [`VerifyError`].
+    pub fn verify(&self, bytes: &[u8], current: Option<u64>) -> Result<Catalog, VerifyError> {
+        let parts = artifact::split(bytes)?;
+        let signature = parts.signature.ok_or(VerifyError::Unsigned)?;
+        UnparsedPublicKey::new(&ED25519, &self.public_key)
+            .verify(parts.signed, signature)
+            .map_err(|_| VerifyError::BadSignature)?;
+        let digest = ring::digest::digest(&ring::digest::SHA256, parts.payload);
+        if digest.as_ref() != parts.header.content_hash {
+            return Err(VerifyError::HashMismatch);
+        }
+        if let Some(current) = current
+            && parts.header.version < current
+        {
+            return Err(VerifyError::Rollback { offered: parts.header.version, current });
+        }
+        Ok(artifact::decode_payload(parts.header.version, parts.payload)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ring::signature::{Ed25519KeyPair, KeyPair as _};
+
+    fn key(seed: u8) -> Ed25519KeyPair {
+        Ed25519KeyPair::from_seed_unchecked(&[seed; 32]).expect("seed")
+    }
+
+    fn signed(version: u64, kp: &Ed25519KeyPair) -> Vec<u8> {
+        let c = Catalog::builtin().expect("builtin");
+        let mut bytes = artifact::encode_unsigned(&Catalog::new(version, c.products().to_vec()));
+        let sig = kp.sign(&bytes);
+        bytes.extend_from_slice(&artifact::SIGNATURE_TAG);
+        bytes.extend_from_slice(sig.as_ref());
+        bytes
+    }
+
+    fn verifier(kp: &Ed25519KeyPair) -> Verifier {
+        Verifier::new(kp.public_key().as_ref().try_into().expect("32 bytes"))
+    }
+
+    #[test]
+    fn good_artifact_verifies() {
+        let kp = key(1);
+        let c = verifier(&kp).verify(&signed(5, &kp), Some(5)).expect("verifies");
+        assert_eq!(c.version(), 5);
+        assert!(c.product("openai.chatgpt").is_some());
+    }
+
+    #[test]
+    fn refusals() {
+        let kp = key(1);
+        let v = verifier(&kp);
+        let good = signed(5, &kp);
+        assert_eq!(v.verify(&signed(5, &key(2)), None), Err(VerifyError::BadSignature));
+        assert_eq!(v.verify(&good, Some(6)), Err(VerifyError::Rollback { offered: 5, current: 6 }));
+        let unsigned = &good[..good.len() - artifact::SIGNATURE_BLOCK_LEN];
+        assert_eq!(v.verify(unsigned, None), Err(VerifyError::Unsigned));
+        assert!(matches!(v.verify(&good[..good.len() - 1], None), Err(VerifyError::Format(_))));
+        assert!(matches!(v.verify(&good[..100], None), Err(VerifyError::Format(_))));
+        let mut tampered = good.clone();
+        tampered[60] ^= 1;
+        assert_eq!(v.verify(&tampered, None), Err(VerifyError::BadSignature));
+        let mut version_bumped = good;
+        version_bumped[15] = 9;
+        assert_eq!(v.verify(&version_bumped, None), Err(VerifyError::BadSignature));
+    }
+
+    #[test]
+    fn hash_mismatch_is_caught_even_when_signed() {
+        // A signer that signs a header whose hash is wrong: verification still refuses it.
+        let kp = key(3);
+        let c = Catalog::builtin().expect("builtin");
+        let mut bytes = artifact::encode_unsigned(&c);
+        bytes[20] ^= 0xff;
+        let sig = kp.sign(&bytes);
+        bytes.extend_from_slice(&artifact::SIGNATURE_TAG);
+        bytes.extend_from_slice(sig.as_ref());
+        assert_eq!(verifier(&kp).verify(&bytes, None), Err(VerifyError::HashMismatch));
+    }
+
+    #[test]
+    fn public_key_hex() {
+        assert!(Verifier::from_hex(&"ab".repeat(32)).is_ok());
+        assert_eq!(Verifier::from_hex("abcd"), Err(KeyError));
+        assert_eq!(Verifier::from_hex(&"zz".repeat(32)), Err(KeyError));
+    }
+}

@@ -1,0 +1,182 @@
+//! The `aiscout-catalog` binary, run as a release engineer would run it.
+
+// Test helpers fail loudly; clippy.toml allows this only inside #[test] functions.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn catalog_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("catalog")
+}
+
+fn run(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_aiscout-catalog"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn check_passes_on_the_shipped_catalog() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(&["check", catalog_dir().to_str().unwrap()], tmp.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("ok: "), "{}", text(&out.stdout));
+}
+
+#[test]
+fn check_lists_every_error_with_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("a.toml"),
+        "vendor = \"A\"\n[[product]]\nid = \"a.one\"\nname = \"One\"\ncategory = \"chat\"\nsources = [\"s\"]\nweb_domains = [\"one.example\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("b.toml"),
+        "vendor = \"B\"\nextra = 1\n[[product]]\nid = \"a.one\"\nname = \"Two\"\ncategory = \"chat\"\nsources = [\"s\"]\nweb_domains = [\"ONE.example\", \"one.example\"]\n[[product.price]]\nplan = \"x\"\namount = \"1.00\"\nperiod = \"month\"\nsource = \"s\"\n",
+    )
+    .unwrap();
+    let out = run(&["check", "."], tmp.path());
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    for expected in [
+        "5 problems in the catalog sources",
+        "./b.toml:2: extra: unknown key",
+        "./b.toml:4: product[0].id: duplicate product id \"a.one\", first defined at ./a.toml:3",
+        "./b.toml:8: product[0].web_domains[0]: invalid domain \"ONE.example\": domain must be lowercase",
+        "./b.toml:8: product[0].web_domains[1]: domain \"one.example\" is already claimed by a.one at ./a.toml:7",
+        "./b.toml:9: product[0].price[0].currency: a price needs its currency",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn build_sign_verify_and_every_refusal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = catalog_dir();
+    let dir = dir.to_str().unwrap();
+    let ok = |args: &[&str]| {
+        let out = run(args, tmp.path());
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let refused = |args: &[&str], why: &str| {
+        let out = run(args, tmp.path());
+        assert_eq!(out.status.code(), Some(1), "{args:?} should fail");
+        let err = text(&out.stderr);
+        assert!(err.contains(why), "{args:?}: expected {why:?} in {err}");
+    };
+    ok(&["build", "--catalog-version", "5", "--out", "v5.bin", dir]);
+    ok(&["build", "--catalog-version", "5", "--out", "v5-again.bin", dir]);
+    let v5 = std::fs::read(tmp.path().join("v5.bin")).unwrap();
+    assert_eq!(
+        v5,
+        std::fs::read(tmp.path().join("v5-again.bin")).unwrap(),
+        "builds are deterministic"
+    );
+    ok(&["keygen", "--out", "release"]);
+    ok(&["keygen", "--out", "other"]);
+    refused(&["keygen", "--out", "release"], "already exists");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(tmp.path().join("release.key")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    ok(&["sign", "--key", "release.key", "--out", "v5.signed", "v5.bin"]);
+    let out = ok(&["verify", "--public-key", "release.pub", "v5.signed"]);
+    assert!(out.contains("verifies, version 5"), "{out}");
+    ok(&["verify", "--public-key", "release.pub", "--current-version", "5", "v5.signed"]);
+
+    refused(&["verify", "--public-key", "release.pub", "v5.bin"], "not signed");
+    refused(&["verify", "--public-key", "other.pub", "v5.signed"], "does not verify");
+    refused(
+        &["verify", "--public-key", "release.pub", "--current-version", "6", "v5.signed"],
+        "rollback refused",
+    );
+
+    let signed = std::fs::read(tmp.path().join("v5.signed")).unwrap();
+    let mut tampered = signed.clone();
+    let mid = tampered.len() / 2;
+    tampered[mid] ^= 0x20;
+    std::fs::write(tmp.path().join("tampered"), &tampered).unwrap();
+    refused(&["verify", "--public-key", "release.pub", "tampered"], "does not verify");
+    std::fs::write(tmp.path().join("truncated"), &signed[..signed.len() - 10]).unwrap();
+    refused(&["verify", "--public-key", "release.pub", "truncated"], "truncated");
+    std::fs::write(tmp.path().join("garbage"), b"hello world").unwrap();
+    refused(&["verify", "--public-key", "release.pub", "garbage"], "truncated");
+
+    // The signed artifact serves lookups just like the built-in catalog.
+    let out = ok(&[
+        "lookup",
+        "--catalog",
+        "v5.signed",
+        "--public-key",
+        "release.pub",
+        "--json",
+        "api.openai.com",
+    ]);
+    assert!(out.contains("\"product\":\"openai.api\""), "{out}");
+}
+
+#[test]
+fn lookup_json_classifies_each_value() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(
+        &["lookup", "--json", "API.OpenAI.com.", "notopenai.com", "gemini.google.com"],
+        tmp.path(),
+    );
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> =
+        text(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["value"], "API.OpenAI.com.");
+    assert_eq!(lines[0]["product"], "openai.api");
+    assert_eq!(lines[0]["vendor"], "OpenAI");
+    assert_eq!(lines[0]["category"], "api");
+    assert_eq!(lines[0]["indicator"], "api");
+    assert!(lines[1]["product"].is_null());
+    assert_eq!(lines[2]["product"], "google.gemini");
+    assert_eq!(lines[2]["indicator"], "web");
+
+    let out = run(
+        &["lookup", "--json", "--kind", "merchant", "OPENAI *CHATGPT SUBSCR", "GITHUB"],
+        tmp.path(),
+    );
+    let lines: Vec<serde_json::Value> =
+        text(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines[0]["product"], "openai.chatgpt");
+    assert_eq!(lines[0]["indicator"], "merchant");
+    assert!(lines[1]["product"].is_null());
+
+    let out = run(&["lookup", "--json", "--kind", "app", "com.openai.chat"], tmp.path());
+    assert!(text(&out.stdout).contains("\"product\":\"openai.chatgpt\""));
+    let out = run(&["lookup", "--json", "--kind", "extension", "GitHub.copilot"], tmp.path());
+    assert!(text(&out.stdout).contains("\"product\":\"github.copilot\""));
+    let out = run(&["lookup", "--json", "--kind", "process", "ollama"], tmp.path());
+    assert!(text(&out.stdout).contains("\"product\":\"ollama.ollama\""));
+}
+
+#[test]
+fn lookup_reads_standard_input_when_no_values_are_given() {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_aiscout-catalog"))
+        .args(["lookup"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"claude.ai\nexample.org\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with("claude.ai\tanthropic.claude\tAnthropic\tchat\tweb\n"), "{stdout}");
+    assert!(stdout.contains("example.org\t-\t-\t-\t-"), "{stdout}");
+}

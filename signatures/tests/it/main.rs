@@ -1,0 +1,9 @@
+//! Integration tests of the catalog crate: the shipped catalog, the matchers on it, and
+//! property tests of the domain matcher against a naive reference.
+
+// Test helpers fail loudly; clippy.toml allows this only inside #[test] functions.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod builtin;
+mod domain_props;
+mod fuzz_regressions;
