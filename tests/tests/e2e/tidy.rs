@@ -72,7 +72,17 @@ fn no_should_panic_tests() {
 /// A crate that only some modules may use, and the path prefixes of those modules.
 const BOUNDARIES: &[(&str, &[&str])] = &[
     ("pcap::", &["agent/src/capture", "agent/benches", "agent/tests", "agent/examples"]),
-    ("rusqlite::", &["agent/src/spool", "collector/src/store", "collector/tests", "collector/benches", "agent/tests", "collector/src/bin"]),
+    (
+        "rusqlite::",
+        &[
+            "agent/src/spool",
+            "collector/src/store",
+            "collector/tests",
+            "collector/benches",
+            "agent/tests",
+            "collector/src/bin",
+        ],
+    ),
 ];
 
 #[test]
