@@ -1,5 +1,34 @@
-//! The aiscout collector.
+//! The aiscout collector: the server every agent reports to and every reviewer works in.
 //!
-//! Module map: nothing yet; the collector issue builds the API, stores, ingest, join and
-//! reports here. The crate exists so the workspace layout of STYLE.md is in place.
+//! Module map (write path `api -> ingest -> store`; read path `api -> join -> store`):
+//! - [`api`]: routing, TLS, node-key and API-token auth, body caps, rate limits, the one
+//!   mapping from errors to HTTP answers. The only module that knows HTTP.
+//! - [`ingest`]: sighting batches from the wire into the domain, aggregated per key.
+//! - [`store`]: the [`store::Store`] trait with SQLite and PostgreSQL backends, migrations,
+//!   transactions and idempotence. The only module that speaks SQL.
+//! - [`join`]: inventory rows and product detail from store reads plus the catalog.
+//! - [`review`]: review decisions and the audit records of reviews and token changes.
+//! - [`credentials`]: node keys and API tokens: generation and SHA-256 hashing.
+//! - [`model`]: the domain nouns handed between those modules.
+//! - [`config`]: the TOML file and flags, validated into [`config::Config`] with every
+//!   problem named by key path.
+//! - [`telemetry`]: the tracing subscriber and the Prometheus counters.
+//! - [`client`]: a small HTTPS client (HTTP/1.1 or HTTP/2) for the tests and a future load
+//!   generator.
+//!
+//! Key decision: the collector keeps no state outside the database that another instance
+//! would need, so any number of instances can serve one PostgreSQL behind a load balancer.
+//! The only in-memory state is per instance by nature: metrics counters and the per-agent
+//! rate limiter (so the effective limit behind N instances is up to N times the setting).
 #![forbid(unsafe_code)]
+
+pub mod api;
+pub mod client;
+pub mod config;
+pub mod credentials;
+pub mod ingest;
+pub mod join;
+pub mod model;
+pub mod review;
+pub mod store;
+pub mod telemetry;

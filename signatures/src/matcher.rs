@@ -160,7 +160,7 @@ impl Index {
             }
             for w in &p.windows_apps {
                 windows
-                    .entry(w.display_name.to_lowercase())
+                    .entry(display_name_key(&w.display_name))
                     .or_default()
                     .push((w.publisher.as_ref().map(|s| s.to_lowercase()), i));
             }
@@ -210,7 +210,7 @@ impl Index {
             AppRef::LinuxPackage(v) => (Indicator::LinuxPackage, v),
             AppRef::MacosBundleId(v) => (Indicator::MacosBundleId, v),
             AppRef::WindowsApp { display_name, publisher } => {
-                let list = self.windows.get(&display_name.trim().to_lowercase())?;
+                let list = self.windows.get(&display_name_key(display_name))?;
                 let publisher = publisher.map(|p| p.trim().to_lowercase());
                 // An entry with a publisher matches only that publisher; one without matches any.
                 let i = list.iter().find_map(|(want, i)| match want {
@@ -267,6 +267,36 @@ impl Index {
         let key = (kind, fold(kind, value.trim()).into_owned());
         self.hit(*self.exact.get(&key)?, kind)
     }
+}
+
+/// The comparable form of a Windows display name: lowercased, with trailing version numbers and
+/// architecture or scope tags removed, since installers write `Ollama version 0.5.7` or
+/// `Cursor (User)` where the catalog says `Ollama` and `Cursor`.
+fn display_name_key(name: &str) -> String {
+    const NOISE: &[&str] = &[
+        "version",
+        "(x64)",
+        "(x86)",
+        "(user)",
+        "(machine)",
+        "(64-bit)",
+        "(32-bit)",
+        "x64",
+        "x86",
+        "-",
+    ];
+    let lower = name.trim().to_lowercase();
+    let mut words: Vec<&str> = lower.split_whitespace().collect();
+    while words.len() > 1 {
+        let last = words.last().copied().unwrap_or_default();
+        let versionish = last.trim_start_matches('v').starts_with(|c: char| c.is_ascii_digit());
+        if versionish || NOISE.contains(&last) {
+            words.pop();
+        } else {
+            break;
+        }
+    }
+    words.join(" ")
 }
 
 /// Folds a value to the form its platform compares (see the module docs).
@@ -359,6 +389,14 @@ mod tests {
         let ix = index();
         let ok = AppRef::WindowsApp { display_name: "chatgpt ", publisher: Some("OPENAI") };
         assert_eq!(id(ix.app(ok)), Some("openai.chatgpt"));
+        let versioned = AppRef::WindowsApp {
+            display_name: "ChatGPT version 1.2.3 (x64)",
+            publisher: Some("OpenAI"),
+        };
+        assert_eq!(id(ix.app(versioned)), Some("openai.chatgpt"));
+        let other =
+            AppRef::WindowsApp { display_name: "ChatGPT Helper", publisher: Some("OpenAI") };
+        assert_eq!(id(ix.app(other)), None);
         let fake = AppRef::WindowsApp { display_name: "ChatGPT", publisher: Some("Scam Ltd") };
         assert_eq!(id(ix.app(fake)), None);
     }

@@ -1,9 +1,68 @@
-//! The `/api/v1` contract between the aiscout agent and collector.
+//! The `/api/v1` contract between the aiscout agent and collector, and the people API.
 //!
-//! Module map: empty until the collector issue defines the request and response types; the
-//! crate exists now so that the agent can depend on the contract, never on the collector.
+//! Module map:
+//! - [`agent`]: what agents send and receive: enrollment, sighting batches and their
+//!   acknowledgement, heartbeats with health.
+//! - [`people`]: what people (API token holders) read and write: inventory rows, devices,
+//!   product detail, reviews and the audit log.
+//! - [`error`]: the one error body every non-2xx answer carries.
+//! - [`validate`]: length and count caps on every field, and [`decode`], which parses JSON and
+//!   validates it, naming the offending field either way.
+//! - [`secret`]: [`Secret`], a string whose `Debug` and `Display` never show it.
+//!
+//! Key decision: this crate is the contract, owned by the collector and depended on by the
+//! agent, never the other way round. The golden JSON files under `tests/data/v1/` pin the
+//! encoding; changing one of them is a breaking change and needs a new version prefix.
+//! Readers are tolerant: unknown fields are ignored, and optional fields may be absent.
+//! Timestamps are integer seconds since the Unix epoch (UTC) everywhere.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod agent;
+pub mod error;
+pub mod people;
+pub mod secret;
+pub mod validate;
+
+pub use agent::{
+    AgentInfo, BatchAck, CaptureState, DeviceIdentity, EnrollRequest, EnrollResponse, Heartbeat,
+    HeartbeatAck, InterfaceStatus, Sighting, SightingBatch, SightingKind,
+};
+pub use error::ErrorBody;
+pub use people::{
+    AuditEntry, AuditList, DeviceHealth, DeviceList, DeviceRow, InventoryList, InventoryQuery,
+    InventoryRow, ProductDetail, ProductDevice, ProductStatus, Review, ReviewRequest, ReviewStatus,
+    SourceSummary,
+};
+pub use secret::Secret;
+pub use validate::{DecodeError, Validate, ValidationError, decode};
+
 /// The API version prefix every route lives under.
 pub const API_PREFIX: &str = "/api/v1";
+
+/// The media type of the signed catalog artifact served at `GET /api/v1/catalog`.
+pub const CATALOG_MEDIA_TYPE: &str = "application/octet-stream";
+
+/// Route paths, relative to the host, so that agent and collector cannot disagree.
+pub mod routes {
+    /// `POST`: [`crate::EnrollRequest`] -> [`crate::EnrollResponse`].
+    pub const ENROLL: &str = "/api/v1/enroll";
+    /// `POST` (node key): [`crate::SightingBatch`] -> [`crate::BatchAck`].
+    pub const SIGHTINGS: &str = "/api/v1/sightings";
+    /// `POST` (node key): [`crate::Heartbeat`] -> [`crate::HeartbeatAck`].
+    pub const HEARTBEAT: &str = "/api/v1/heartbeat";
+    /// `GET` (node key): the signed catalog artifact bytes.
+    pub const CATALOG: &str = "/api/v1/catalog";
+    /// `GET` (API token): [`crate::InventoryList`], filtered by [`crate::InventoryQuery`].
+    pub const INVENTORY: &str = "/api/v1/inventory";
+    /// `GET` (API token): [`crate::DeviceList`].
+    pub const DEVICES: &str = "/api/v1/devices";
+    /// `GET` (API token): [`crate::AuditList`].
+    pub const AUDIT: &str = "/api/v1/audit";
+    /// Prefix of `GET /api/v1/products/{id}` ([`crate::ProductDetail`]) and
+    /// `PUT /api/v1/products/{id}/review` ([`crate::ReviewRequest`] -> [`crate::Review`]).
+    pub const PRODUCTS: &str = "/api/v1/products";
+}
+
+/// The HTTP header that carries credentials: `Authorization: Bearer <node key or API token>`.
+pub const AUTHORIZATION_SCHEME: &str = "Bearer";

@@ -1,0 +1,553 @@
+//! The HTTP API: routes, credentials, body caps, rate limits and the one mapping from errors
+//! to answers. The only module that knows HTTP.
+//!
+//! Agents authenticate with `Authorization: Bearer <node key>`, people with
+//! `Authorization: Bearer <API token>`; both are looked up by their SHA-256. Every non-2xx
+//! answer carries an [`aiscout_wire::ErrorBody`]. A batch is acknowledged only after the
+//! store committed it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aiscout_signatures::Catalog;
+use aiscout_wire::validate::{DecodeError, MAX_BODY_BYTES};
+use aiscout_wire::{
+    AuditList, BatchAck, DeviceList, DeviceRow, EnrollRequest, EnrollResponse, ErrorBody,
+    Heartbeat, HeartbeatAck, InventoryList, InventoryQuery, ReviewRequest, Secret, SightingBatch,
+};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::model::{DeviceId, Health, IngestOutcome, Role, Token};
+use crate::store::{Store, StoreError};
+use crate::telemetry::Metrics;
+use crate::{credentials, ingest, join, review};
+
+pub mod ratelimit;
+pub mod tls;
+
+/// Most audit entries per page.
+const AUDIT_PAGE_MAX: i64 = 1_000;
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What every handler shares. Nothing here is state another instance would need.
+pub struct AppState<S> {
+    /// The store.
+    pub store: S,
+    /// The catalog product ids are checked against.
+    pub catalog: Catalog,
+    /// The signed artifact served to agents, with its version.
+    pub artifact: Option<(Bytes, u64)>,
+    /// The enroll secret; `None` refuses enrollments.
+    pub enroll_secret: Option<Secret>,
+    /// Counters.
+    pub metrics: Metrics,
+    /// Per-agent, per-instance rate limiter.
+    pub limiter: ratelimit::RateLimiter,
+}
+
+/// Why a request failed; one variant per answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400.
+    #[error("{message}")]
+    BadRequest {
+        /// Offending field's JSON path.
+        field: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
+    /// 401.
+    #[error("missing or invalid credentials")]
+    Unauthorized,
+    /// 403.
+    #[error("role {0} may not do this")]
+    Forbidden(Role),
+    /// 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// 413.
+    #[error("request body larger than {MAX_BODY_BYTES} bytes")]
+    TooLarge,
+    /// 429.
+    #[error("rate limit exceeded; retry later")]
+    RateLimited,
+    /// 500.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl From<DecodeError> for ApiError {
+    fn from(e: DecodeError) -> Self {
+        ApiError::BadRequest { field: Some(e.field().to_owned()), message: e.to_string() }
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(e: BytesRejection) -> Self {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge
+        } else {
+            ApiError::BadRequest { field: None, message: e.body_text() }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, field) = match &self {
+            ApiError::BadRequest { field, .. } => (StatusCode::BAD_REQUEST, field.clone()),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, None),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, None),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, None),
+            ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, None),
+            ApiError::RateLimited => (StatusCode::TOO_MANY_REQUESTS, None),
+            ApiError::Store(e) => {
+                tracing::error!(error = %e, "Store call failed.");
+                (StatusCode::INTERNAL_SERVER_ERROR, None)
+            }
+        };
+        let error = match &self {
+            ApiError::Store(_) => "internal store error".to_owned(),
+            other => other.to_string(),
+        };
+        let mut response = (status, Json(ErrorBody { error, field })).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                "Bearer".parse().unwrap_or_else(|_| header::HeaderValue::from_static("Bearer")),
+            );
+        }
+        response
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case(aiscout_wire::AUTHORIZATION_SCHEME).then_some(token.trim())
+}
+
+async fn timed<S, T>(
+    state: &AppState<S>,
+    call: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, ApiError> {
+    let start = Instant::now();
+    let result = call.await;
+    state.metrics.store_call(start.elapsed(), result.is_ok());
+    Ok(result?)
+}
+
+async fn agent<S: Store>(state: &AppState<S>, headers: &HeaderMap) -> Result<DeviceId, ApiError> {
+    let key = bearer(headers).ok_or(ApiError::Unauthorized)?;
+    let device = timed(state, state.store.device_by_key(credentials::hash(key)))
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
+    if !state.limiter.allow(device.0) {
+        Metrics::inc(&state.metrics.rate_limited, 1);
+        return Err(ApiError::RateLimited);
+    }
+    Ok(device)
+}
+
+async fn person<S: Store>(state: &AppState<S>, headers: &HeaderMap) -> Result<Token, ApiError> {
+    let token = bearer(headers).ok_or(ApiError::Unauthorized)?;
+    match timed(state, state.store.token_by_hash(credentials::hash(token))).await? {
+        Some(t) if t.revoked_at.is_none() => Ok(t),
+        _ => Err(ApiError::Unauthorized),
+    }
+}
+
+type Shared<S> = State<Arc<AppState<S>>>;
+
+async fn enroll<S: Store>(
+    State(state): Shared<S>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<EnrollResponse>, ApiError> {
+    let req: EnrollRequest = aiscout_wire::decode(&body?)?;
+    let ok = state
+        .enroll_secret
+        .as_ref()
+        .is_some_and(|s| credentials::secrets_equal(s.expose(), req.enroll_secret.expose()));
+    if !ok {
+        return Err(ApiError::Unauthorized);
+    }
+    let key = credentials::generate(credentials::NODE_KEY_PREFIX)
+        .map_err(|e| ApiError::Store(StoreError::Task(e.to_string())))?;
+    let d = req.device;
+    let device = crate::model::Device {
+        host_id: d.host_id,
+        hostname: d.hostname,
+        os: d.os,
+        os_version: d.os_version,
+        agent_version: d.agent_version,
+        owner_email: d.owner_email,
+    };
+    timed(&state, state.store.enroll(device, credentials::hash(&key), crate::store::now())).await?;
+    Metrics::inc(&state.metrics.enrollments, 1);
+    tracing::info!("Agent enrolled.");
+    Ok(Json(EnrollResponse { node_key: Secret::new(key) }))
+}
+
+#[tracing::instrument(skip_all, fields(batch_id, sightings))]
+async fn sightings<S: Store>(
+    State(state): Shared<S>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<BatchAck>, ApiError> {
+    let device = agent(&state, &headers).await?;
+    let wire: SightingBatch = aiscout_wire::decode(&body?)?;
+    let span = tracing::Span::current();
+    span.record("batch_id", wire.batch_id.as_str());
+    span.record("sightings", wire.sightings.len());
+    let accepted = u64::try_from(wire.sightings.len()).unwrap_or(u64::MAX);
+    let batch_id = wire.batch_id.clone();
+    let batch = ingest::batch(wire);
+    let outcome = timed(&state, state.store.ingest(device, batch, crate::store::now())).await?;
+    let duplicate = outcome == IngestOutcome::Duplicate;
+    if duplicate {
+        Metrics::inc(&state.metrics.batches_duplicate, 1);
+        tracing::debug!("Replayed batch acknowledged without counting.");
+    } else {
+        Metrics::inc(&state.metrics.batches_stored, 1);
+        Metrics::inc(&state.metrics.sightings, accepted);
+    }
+    Ok(Json(BatchAck { batch_id, accepted, duplicate }))
+}
+
+async fn heartbeat<S: Store>(
+    State(state): Shared<S>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<HeartbeatAck>, ApiError> {
+    let device = agent(&state, &headers).await?;
+    let hb: Heartbeat = aiscout_wire::decode(&body?)?;
+    let now = crate::store::now();
+    let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let health = Health {
+        received_at: now,
+        agent_version: hb.agent.version,
+        catalog_version: i(hb.agent.catalog_version),
+        interfaces_json: serde_json::to_string(&hb.interfaces).unwrap_or_else(|_| "[]".into()),
+        packets: i(hb.packets),
+        drops: i(hb.drops),
+        spool_depth: i(hb.spool_depth),
+        evictions: i(hb.evictions),
+        last_scan: hb.last_scan,
+    };
+    timed(&state, state.store.heartbeat(device, health)).await?;
+    Metrics::inc(&state.metrics.heartbeats, 1);
+    Ok(Json(HeartbeatAck {
+        server_time: now,
+        catalog_version: state.artifact.as_ref().map(|(_, v)| *v),
+    }))
+}
+
+async fn catalog<S: Store>(
+    State(state): Shared<S>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    agent(&state, &headers).await?;
+    match &state.artifact {
+        Some((bytes, _)) => {
+            Ok(([(header::CONTENT_TYPE, aiscout_wire::CATALOG_MEDIA_TYPE)], bytes.clone())
+                .into_response())
+        }
+        None => Err(ApiError::NotFound(
+            "this collector serves no catalog (start it with --catalog FILE)".into(),
+        )),
+    }
+}
+
+async fn inventory<S: Store>(
+    State(state): Shared<S>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Json<InventoryList>, ApiError> {
+    person(&state, &headers).await?;
+    let pairs: Vec<(String, String)> = query
+        .as_deref()
+        .map(|q| {
+            q.split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                    (percent_decode(k), percent_decode(v))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let q =
+        InventoryQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).map_err(
+            |e| ApiError::BadRequest { field: Some(e.field.clone()), message: e.to_string() },
+        )?;
+    let (sources, products) = timed(&state, state.store.usage(join::usage_filter(&q))).await?;
+    let reviews = timed(&state, state.store.reviews()).await?;
+    Ok(Json(InventoryList {
+        rows: join::inventory(&state.catalog, &q, sources, products, &reviews),
+    }))
+}
+
+/// Decodes `%XX` escapes and `+` (form encoding); invalid escapes are kept as written.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let hex = |j: usize| bytes.get(j).and_then(|c| char::from(*c).to_digit(16));
+        match (b, hex(i + 1), hex(i + 2)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn devices<S: Store>(
+    State(state): Shared<S>,
+    headers: HeaderMap,
+) -> Result<Json<DeviceList>, ApiError> {
+    person(&state, &headers).await?;
+    let rows = timed(&state, state.store.devices()).await?;
+    let u = |v: i64| u64::try_from(v).unwrap_or(0);
+    let devices = rows
+        .into_iter()
+        .map(|d| DeviceRow {
+            host_id: d.device.host_id,
+            hostname: d.device.hostname,
+            os: d.device.os,
+            os_version: d.device.os_version,
+            agent_version: d.device.agent_version,
+            owner_email: d.device.owner_email,
+            enrolled_at: d.enrolled_at,
+            last_contact: d.last_contact,
+            health: d.health.map(|h| aiscout_wire::DeviceHealth {
+                received_at: h.received_at,
+                agent_version: h.agent_version,
+                catalog_version: u(h.catalog_version),
+                interfaces: serde_json::from_str(&h.interfaces_json).unwrap_or_default(),
+                packets: u(h.packets),
+                drops: u(h.drops),
+                spool_depth: u(h.spool_depth),
+                evictions: u(h.evictions),
+                last_scan: h.last_scan,
+                dropped_sightings: u(d.dropped_sightings),
+                evicted_sightings: u(d.evicted_sightings),
+            }),
+        })
+        .collect();
+    Ok(Json(DeviceList { devices }))
+}
+
+fn known_product<S>(state: &AppState<S>, id: &str) -> Result<(), ApiError> {
+    if state.catalog.product(id).is_none() {
+        return Err(ApiError::NotFound(format!("unknown product {id:?}")));
+    }
+    Ok(())
+}
+
+async fn product<S: Store>(
+    State(state): Shared<S>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<aiscout_wire::ProductDetail>, ApiError> {
+    person(&state, &headers).await?;
+    known_product(&state, &id)?;
+    let filter = crate::model::UsageFilter { product: Some(id.clone()), ..Default::default() };
+    let (sources, _) = timed(&state, state.store.usage(filter)).await?;
+    let devices = timed(&state, state.store.product_devices(id.clone())).await?;
+    let review = timed(&state, state.store.review(id.clone())).await?;
+    Ok(Json(join::product_detail(&state.catalog, &id, sources, devices, review)))
+}
+
+async fn set_review<S: Store>(
+    State(state): Shared<S>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<aiscout_wire::Review>, ApiError> {
+    let token = person(&state, &headers).await?;
+    if !token.role.may_review() {
+        return Err(ApiError::Forbidden(token.role));
+    }
+    known_product(&state, &id)?;
+    let req: ReviewRequest = aiscout_wire::decode(&body?)?;
+    let (decision, audit) =
+        review::decide(&id, req.status, req.note, &token.name, crate::store::now());
+    let answer = aiscout_wire::Review {
+        product: decision.product.clone(),
+        status: req.status,
+        note: decision.note.clone(),
+        reviewed_by: decision.reviewed_by.clone(),
+        reviewed_at: decision.reviewed_at,
+    };
+    timed(&state, state.store.set_review(decision, audit)).await?;
+    tracing::info!(product = %id, status = req.status.as_str(), "Product reviewed.");
+    Ok(Json(answer))
+}
+
+async fn audit<S: Store>(
+    State(state): Shared<S>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Json<AuditList>, ApiError> {
+    person(&state, &headers).await?;
+    let (mut after, mut limit) = (0_i64, 100_i64);
+    for pair in query.as_deref().unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let n = v.parse::<i64>().map_err(|_| ApiError::BadRequest {
+            field: Some(k.to_owned()),
+            message: format!("{k}: not an integer"),
+        });
+        match k {
+            "after" => after = n?,
+            "limit" => limit = n?.clamp(1, AUDIT_PAGE_MAX),
+            other => {
+                return Err(ApiError::BadRequest {
+                    field: Some(other.to_owned()),
+                    message: format!("{other}: unknown parameter"),
+                });
+            }
+        }
+    }
+    let entries = timed(&state, state.store.audit(after, limit)).await?;
+    let json = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
+    Ok(Json(AuditList {
+        entries: entries
+            .into_iter()
+            .map(|e| aiscout_wire::AuditEntry {
+                id: e.id,
+                at: e.record.at,
+                actor: e.record.actor,
+                action: e.record.action,
+                subject: e.record.subject,
+                before: json(e.record.before),
+                after: json(e.record.after),
+            })
+            .collect(),
+    }))
+}
+
+async fn metrics<S: Store>(State(state): Shared<S>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+}
+
+async fn readyz<S: Store>(State(state): Shared<S>) -> Result<&'static str, ApiError> {
+    timed(&state, state.store.ping()).await?;
+    Ok("ready\n")
+}
+
+async fn count_responses<S: Store>(
+    State(state): Shared<S>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let response = next.run(request).await;
+    state.metrics.response(response.status().as_u16());
+    response
+}
+
+/// The router with every route, the body cap and the response counter.
+pub fn router<S: Store>(state: Arc<AppState<S>>) -> Router {
+    use aiscout_wire::routes;
+    Router::new()
+        .route(routes::ENROLL, post(enroll::<S>))
+        .route(routes::SIGHTINGS, post(sightings::<S>))
+        .route(routes::HEARTBEAT, post(heartbeat::<S>))
+        .route(routes::CATALOG, get(catalog::<S>))
+        .route(routes::INVENTORY, get(inventory::<S>))
+        .route(routes::DEVICES, get(devices::<S>))
+        .route("/api/v1/products/{id}", get(product::<S>))
+        .route("/api/v1/products/{id}/review", put(set_review::<S>))
+        .route(routes::AUDIT, get(audit::<S>))
+        .route("/metrics", get(metrics::<S>))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz::<S>))
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), count_responses::<S>))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves: TLS when `tls` is given (HTTP/2
+/// or HTTP/1.1 by ALPN), plain HTTP otherwise. At most `max_connections` at once.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    max_connections: u32,
+    shutdown: impl Future<Output = ()>,
+) {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let permits = Arc::new(Semaphore::new(usize::try_from(max_connections).unwrap_or(1024)));
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            permit = Arc::clone(&permits).acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Accept failed.");
+                    continue;
+                }
+            },
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let result = match acceptor {
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => builder.serve_connection(TokioIo::new(tls), service).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed.");
+                            return;
+                        }
+                        Err(_) => return,
+                    }
+                }
+                None => builder.serve_connection(TokioIo::new(stream), service).await,
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "Connection ended with an error.");
+            }
+        });
+    }
+}
+
+/// The address a listener is bound to, for the `listening on` line.
+pub fn bound(listener: &TcpListener) -> std::io::Result<SocketAddr> {
+    listener.local_addr()
+}

@@ -1,0 +1,131 @@
+//! The server's TLS: rustls with the ring provider, ALPN h2 and http/1.1, and the
+//! self-signed certificate generated into the data dir when none is configured.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::read_capped;
+
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A PEM file holds nothing usable.
+    #[error("{path}: {reason}")]
+    Pem {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// rustls refused the certificate or key.
+    #[error("tls: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// Certificate generation failed.
+    #[error("generating a certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
+    move |source| TlsError::Io { path: path.display().to_string(), source }
+}
+
+/// The SHA-256 fingerprint (lowercase hex) of a DER certificate, as agents pin it.
+pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
+    aiscout_signatures::hex::encode(ring::digest::digest(&ring::digest::SHA256, cert).as_ref())
+}
+
+/// Loads a PEM chain and key.
+///
+/// # Errors
+/// Unreadable files, no certificate or no key in them.
+pub fn load(
+    cert: &Path,
+    key: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    let cert_pem = read_capped(cert).map_err(io(cert))?;
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Pem { path: cert.display().to_string(), reason: e.to_string() })?;
+    if chain.is_empty() {
+        return Err(TlsError::Pem {
+            path: cert.display().to_string(),
+            reason: "no certificate".into(),
+        });
+    }
+    let key_pem = read_capped(key).map_err(io(key))?;
+    let key_der = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|e| TlsError::Pem { path: key.display().to_string(), reason: e.to_string() })?;
+    Ok((chain, key_der))
+}
+
+/// Loads `cert.pem` and `key.pem` from the data dir, generating them first when absent.
+/// Returns the chain, the key and whether they were generated now.
+///
+/// # Errors
+/// The data dir is not writable, or the files are unusable.
+pub fn self_signed(
+    data_dir: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>, bool), TlsError> {
+    let cert = data_dir.join("cert.pem");
+    let key = data_dir.join("key.pem");
+    let mut generated = false;
+    if !cert.exists() || !key.exists() {
+        std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
+        let host = std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_default();
+        let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+        if !host.is_empty() {
+            names.push(host);
+        }
+        let certified = rcgen::generate_simple_self_signed(names)?;
+        write_private(&key, certified.signing_key.serialize_pem().as_bytes())?;
+        write_private(&cert, certified.cert.pem().as_bytes())?;
+        generated = true;
+    }
+    let (chain, key) = load(&cert, &key)?;
+    Ok((chain, key, generated))
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(path))?;
+    f.write_all(bytes).map_err(io(path))?;
+    f.sync_all().map_err(io(path))
+}
+
+/// The rustls server config: ring provider, TLS 1.2 and 1.3, ALPN h2 then http/1.1.
+///
+/// # Errors
+/// rustls refuses the key or chain.
+pub fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}

@@ -1,0 +1,94 @@
+//! Sighting batches from the wire into the domain: validated upstream, aggregated here.
+//!
+//! The agent aggregates per window already, but a batch may still repeat a key (two spool
+//! rows of one window). Aggregating here makes every key appear once per batch, which the
+//! PostgreSQL bulk upsert needs, and sorting makes concurrent batches lock rows in one order.
+
+use std::collections::BTreeMap;
+
+use aiscout_wire::SightingBatch;
+
+use crate::model::{Batch, Sighting};
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Converts a validated wire batch into a domain batch with one entry per aggregation key.
+pub fn batch(wire: SightingBatch) -> Batch {
+    type Key = (String, &'static str, String, String, String, i64);
+    let received = i64::try_from(wire.sightings.len()).unwrap_or(i64::MAX);
+    let mut merged: BTreeMap<Key, (i64, i64, i64)> = BTreeMap::new();
+    for s in wire.sightings {
+        let key = (
+            s.product,
+            s.kind.as_str(),
+            s.value,
+            s.user.unwrap_or_default(),
+            s.process.unwrap_or_default(),
+            s.window,
+        );
+        let count = to_i64(s.count);
+        merged
+            .entry(key)
+            .and_modify(|(first, last, n)| {
+                *first = (*first).min(s.first_seen);
+                *last = (*last).max(s.last_seen);
+                *n = n.saturating_add(count);
+            })
+            .or_insert((s.first_seen, s.last_seen, count));
+    }
+    let sightings = merged
+        .into_iter()
+        .map(|((product, kind, value, user, process, window), (first_seen, last_seen, count))| {
+            Sighting { product, kind, value, user, process, window, first_seen, last_seen, count }
+        })
+        .collect();
+    Batch {
+        batch_id: wire.batch_id,
+        sightings,
+        received,
+        dropped: to_i64(wire.dropped),
+        evicted: to_i64(wire.evicted),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aiscout_wire::{AgentInfo, Sighting, SightingBatch, SightingKind};
+
+    fn sighting(value: &str, first: i64, last: i64, count: u64) -> Sighting {
+        Sighting {
+            product: "openai.chatgpt".into(),
+            kind: SightingKind::Dns,
+            value: value.into(),
+            user: None,
+            process: None,
+            first_seen: first,
+            last_seen: last,
+            count,
+            window: 0,
+        }
+    }
+
+    #[test]
+    fn repeated_keys_in_one_batch_are_merged() {
+        let wire = SightingBatch {
+            batch_id: "b".into(),
+            agent: AgentInfo { version: "1".into(), catalog_version: 1 },
+            sightings: vec![
+                sighting("chatgpt.com", 10, 20, 2),
+                sighting("api.openai.com", 5, 5, 1),
+                sighting("chatgpt.com", 3, 15, 3),
+            ],
+            dropped: 1,
+            evicted: 2,
+        };
+        let b = super::batch(wire);
+        assert_eq!(b.received, 3);
+        assert_eq!(b.sightings.len(), 2);
+        let chat = b.sightings.iter().find(|s| s.value == "chatgpt.com").unwrap();
+        assert_eq!((chat.first_seen, chat.last_seen, chat.count), (3, 20, 5));
+        assert_eq!(chat.user, "");
+    }
+}

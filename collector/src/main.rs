@@ -1,0 +1,225 @@
+//! The `aiscout-collector` binary: `serve`, `check-config` and `token`.
+//!
+//! Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use aiscout_collector::api::{self, AppState};
+use aiscout_collector::config::{self, Config, Database, Overrides, Tls};
+use aiscout_collector::model::{Role, Token};
+use aiscout_collector::store::postgres::PgStore;
+use aiscout_collector::store::sqlite::SqliteStore;
+use aiscout_collector::store::{self, Store};
+use aiscout_collector::{credentials, review, telemetry};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "aiscout-collector", version, about = "The aiscout collector")]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(long, global = true, env = "AISCOUT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Database: sqlite:PATH (default sqlite:<data-dir>/aiscout.db) or postgres://...
+    #[arg(long, global = true, env = "AISCOUT_DB", hide_env_values = true)]
+    db: Option<String>,
+    #[command(flatten)]
+    overrides: Overrides,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API.
+    Serve,
+    /// Validate the configuration and list every problem.
+    CheckConfig,
+    /// Manage API tokens for people.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it once.
+    Create {
+        /// admin, security or procurement.
+        #[arg(long)]
+        role: Role,
+        /// A unique name, shown in the audit log.
+        #[arg(long)]
+        name: String,
+    },
+    /// List tokens (never the tokens themselves).
+    List,
+    /// Revoke a token by name.
+    Revoke {
+        /// The token's name.
+        name: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let secret_env = std::env::var("AISCOUT_ENROLL_SECRET").ok();
+    let config = match config::load(
+        cli.config.as_deref(),
+        cli.db.as_deref(),
+        secret_env.as_deref(),
+        &cli.overrides,
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            report(&anyhow::Error::new(e));
+            return ExitCode::from(2);
+        }
+    };
+    if matches!(cli.command, Command::CheckConfig) {
+        return say("configuration ok");
+    }
+    telemetry::init(config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            report(&anyhow::Error::new(e));
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[allow(clippy::print_stderr)] // The binary's one place that reports a fatal error.
+fn report(e: &anyhow::Error) {
+    eprintln!("error: {e:#}");
+}
+
+#[allow(clippy::print_stdout)] // The binary's output channel for scripts and tests.
+fn say(line: &str) -> ExitCode {
+    println!("{line}");
+    ExitCode::SUCCESS
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match config.db.clone() {
+        Database::Sqlite(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
+            let store = SqliteStore::open(&path)
+                .await
+                .with_context(|| format!("opening sqlite:{}", path.display()))?;
+            dispatch(command, config, store).await
+        }
+        Database::Postgres(url) => {
+            let store = PgStore::open(url.expose()).await.context("opening postgres")?;
+            dispatch(command, config, store).await
+        }
+    }
+}
+
+async fn dispatch<S: Store>(command: Command, config: Config, store: S) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => serve(config, store).await,
+        Command::CheckConfig => Ok(()),
+        Command::Token(TokenCommand::Create { role, name }) => {
+            let secret = credentials::generate(credentials::API_TOKEN_PREFIX)?;
+            let token = Token { name, role, created_at: store::now(), revoked_at: None };
+            let audit = review::token_created(&token, review::CLI_ACTOR);
+            store.create_token(token, credentials::hash(&secret), audit).await?;
+            say(&secret);
+            Ok(())
+        }
+        Command::Token(TokenCommand::List) => {
+            for t in store.tokens().await? {
+                let state = t.revoked_at.map_or("active".to_owned(), |at| format!("revoked {at}"));
+                say(&format!("{}\t{}\tcreated {}\t{state}", t.name, t.role, t.created_at));
+            }
+            Ok(())
+        }
+        Command::Token(TokenCommand::Revoke { name }) => {
+            let now = store::now();
+            match store
+                .revoke_token(name.clone(), now, review::token_revoked(review::CLI_ACTOR, now))
+                .await?
+            {
+                Some(_) => {
+                    say(&format!("revoked {name}"));
+                    Ok(())
+                }
+                None => anyhow::bail!("no active token named {name:?}"),
+            }
+        }
+    }
+}
+
+async fn serve<S: Store>(config: Config, store: S) -> anyhow::Result<()> {
+    let (catalog, artifact) = match &config.catalog {
+        None => (aiscout_signatures::Catalog::builtin().context("builtin catalog")?, None),
+        Some(path) => {
+            let bytes =
+                config::read_capped(path).with_context(|| format!("reading {}", path.display()))?;
+            let parts = aiscout_signatures::artifact::split(&bytes)
+                .with_context(|| format!("{} is not a catalog artifact", path.display()))?;
+            let version = parts.header.version;
+            let catalog = aiscout_signatures::artifact::decode_payload(version, parts.payload)
+                .with_context(|| format!("{}: unreadable payload", path.display()))?;
+            (catalog, Some((axum::body::Bytes::from(bytes), version)))
+        }
+    };
+    let tls = match &config.tls {
+        Tls::Off => None,
+        Tls::Files { cert, key } => {
+            let (chain, key) = api::tls::load(cert, key)?;
+            Some(api::tls::server_config(chain, key)?)
+        }
+        Tls::Generated => {
+            let (chain, key, generated) = api::tls::self_signed(&config.data_dir)?;
+            let fp = chain.first().map(api::tls::fingerprint).unwrap_or_default();
+            let cert_path = config.data_dir.join("cert.pem");
+            if generated {
+                tracing::info!(path = %cert_path.display(), "Generated a self-signed certificate.");
+            }
+            say(&format!("certificate {} sha256 {fp}", cert_path.display()));
+            Some(api::tls::server_config(chain, key)?)
+        }
+    };
+    let state = Arc::new(AppState {
+        store,
+        catalog,
+        artifact,
+        enroll_secret: config.enroll_secret.clone(),
+        metrics: telemetry::Metrics::default(),
+        limiter: api::ratelimit::RateLimiter::new(
+            config.rate_limit_per_minute,
+            config.rate_limit_burst,
+        ),
+    });
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = api::bound(&listener)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    say(&format!("listening on {scheme}://{addr}"));
+    tracing::info!(%addr, backend = state.store.backend(), "Collector started.");
+    let shutdown = async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            () = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {},
+        }
+        tracing::info!("Shutting down.");
+    };
+    api::serve(listener, api::router(state), tls, config.max_connections, shutdown).await;
+    Ok(())
+}

@@ -1,0 +1,221 @@
+//! The store: everything the collector knows, in SQLite or PostgreSQL, behind one trait.
+//!
+//! Design constraints:
+//! - **Only this module speaks SQL.** Callers hand in and get back the nouns of
+//!   [`crate::model`]; SQL is parameterised everywhere, and strings are stored as given.
+//! - **No state outside the database.** Several collectors may share one PostgreSQL, so
+//!   idempotence is enforced by unique constraints (a batch id is inserted into `batches` in
+//!   the same transaction as its sightings; a replay finds the row and counts nothing), never
+//!   by in-process maps.
+//! - **Migrations are versioned and run at open, under a lock** (`BEGIN IMMEDIATE` on SQLite,
+//!   a session advisory lock on PostgreSQL), so several instances can start at once. The SQL
+//!   lives in `migrations/{sqlite,postgres}/NNNN_name.sql`; applied versions are recorded in
+//!   `schema_migrations`. A migration, once released, is never edited: add a new one.
+//! - **Append-only audit.** `audit_log` refuses UPDATE and DELETE by trigger; every review and
+//!   token change writes its audit row in the same transaction as the change.
+//! - **Aggregated sightings.** One row per (device, product, kind, value, user, process,
+//!   window) with first seen, last seen and count; an absent user or process is `''`.
+//!
+//! Backends: [`sqlite::SqliteStore`] (rusqlite on tokio's blocking pool, WAL, busy timeout,
+//! foreign keys) and [`postgres::PgStore`] (tokio-postgres with a bounded deadpool pool).
+
+use std::future::Future;
+
+use crate::model::{
+    AuditEntry, AuditRecord, Batch, Device, DeviceId, DeviceSummary, DeviceUsage, Health,
+    IngestOutcome, ProductUsage, Review, SourceUsage, Token, UsageFilter,
+};
+
+pub mod postgres;
+pub mod sqlite;
+
+/// A SHA-256 hash of a credential (node key or API token).
+pub type CredentialHash = [u8; 32];
+
+/// Builds the audit record of a change from the state before it (read in the same
+/// transaction).
+pub type AuditFn<T> = Box<dyn FnOnce(Option<&T>) -> AuditRecord + Send>;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL failed.
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No connection could be had from the PostgreSQL pool.
+    #[error("postgres pool: {0}")]
+    Pool(String),
+    /// A migration failed.
+    #[error("migration {version} failed: {reason}")]
+    Migration {
+        /// The migration version.
+        version: u32,
+        /// Why.
+        reason: String,
+    },
+    /// The database has migrations this build does not know (a newer collector ran on it).
+    #[error("database schema version {found} is newer than this collector's {known}")]
+    SchemaTooNew {
+        /// Highest version applied in the database.
+        found: u32,
+        /// Highest version this build knows.
+        known: u32,
+    },
+    /// A row already exists with this unique name.
+    #[error("{what} {name:?} already exists")]
+    Exists {
+        /// What kind of row.
+        what: &'static str,
+        /// Its name.
+        name: String,
+    },
+    /// Stored data that cannot be read back (for example an unknown role).
+    #[error("corrupt row in {table}: {reason}")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A blocking task panicked or was cancelled.
+    #[error("store task failed: {0}")]
+    Task(String),
+    /// The database URL is not understood.
+    #[error("bad database url: {0}")]
+    Url(String),
+}
+
+/// One versioned migration.
+#[derive(Clone, Copy, Debug)]
+pub struct Migration {
+    /// Version, from 1, increasing by one.
+    pub version: u32,
+    /// The SQL script.
+    pub sql: &'static str,
+}
+
+/// Most devices returned by a product detail query.
+pub const PRODUCT_DEVICES_LIMIT: i64 = 1_000;
+
+/// Everything the collector stores. Both backends pass the same conformance suite
+/// (`tests/it/store/`).
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite` or `postgres`, for logs and metrics.
+    fn backend(&self) -> &'static str;
+
+    /// Checks that the database answers (readiness).
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Records an enrollment: creates or updates the device by host id, drops its previous
+    /// node keys and stores the hash of the new one.
+    fn enroll(
+        &self,
+        device: Device,
+        key_hash: CredentialHash,
+        now: i64,
+    ) -> impl Future<Output = Result<DeviceId, StoreError>> + Send;
+
+    /// The device a node key belongs to.
+    fn device_by_key(
+        &self,
+        key_hash: CredentialHash,
+    ) -> impl Future<Output = Result<Option<DeviceId>, StoreError>> + Send;
+
+    /// Stores a batch in one transaction with its batch id, unless that id was stored before.
+    fn ingest(
+        &self,
+        device: DeviceId,
+        batch: Batch,
+        now: i64,
+    ) -> impl Future<Output = Result<IngestOutcome, StoreError>> + Send;
+
+    /// Replaces the device's last heartbeat.
+    fn heartbeat(
+        &self,
+        device: DeviceId,
+        health: Health,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every device, sorted by host id, with its last heartbeat.
+    fn devices(&self) -> impl Future<Output = Result<Vec<DeviceSummary>, StoreError>> + Send;
+
+    /// Usage per (product, source) and per product, filtered.
+    fn usage(
+        &self,
+        filter: UsageFilter,
+    ) -> impl Future<Output = Result<(Vec<SourceUsage>, Vec<ProductUsage>), StoreError>> + Send;
+
+    /// Devices that saw a product (at most [`PRODUCT_DEVICES_LIMIT`]), sorted by host id.
+    fn product_devices(
+        &self,
+        product: String,
+    ) -> impl Future<Output = Result<Vec<DeviceUsage>, StoreError>> + Send;
+
+    /// Every current review decision.
+    fn reviews(&self) -> impl Future<Output = Result<Vec<Review>, StoreError>> + Send;
+
+    /// The current review of one product.
+    fn review(
+        &self,
+        product: String,
+    ) -> impl Future<Output = Result<Option<Review>, StoreError>> + Send;
+
+    /// Sets a review and appends its audit record, in one transaction; returns the review
+    /// it replaced.
+    fn set_review(
+        &self,
+        review: Review,
+        audit: AuditFn<Review>,
+    ) -> impl Future<Output = Result<Option<Review>, StoreError>> + Send;
+
+    /// Creates an API token (stored as its hash) and appends its audit record.
+    ///
+    /// Fails with [`StoreError::Exists`] when the name is taken.
+    fn create_token(
+        &self,
+        token: Token,
+        hash: CredentialHash,
+        audit: AuditRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Revokes the named token (if it exists and is not revoked) and appends its audit
+    /// record; returns the token as it was before, or `None` when there was nothing to revoke.
+    fn revoke_token(
+        &self,
+        name: String,
+        now: i64,
+        audit: AuditFn<Token>,
+    ) -> impl Future<Output = Result<Option<Token>, StoreError>> + Send;
+
+    /// Every API token, sorted by name.
+    fn tokens(&self) -> impl Future<Output = Result<Vec<Token>, StoreError>> + Send;
+
+    /// The token with this hash, revoked or not.
+    fn token_by_hash(
+        &self,
+        hash: CredentialHash,
+    ) -> impl Future<Output = Result<Option<Token>, StoreError>> + Send;
+
+    /// Audit entries with id greater than `after`, oldest first, at most `limit`.
+    fn audit(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send;
+}
+
+/// Parses the stored role name.
+fn role(table: &'static str, name: &str) -> Result<crate::model::Role, StoreError> {
+    name.parse().map_err(|reason| StoreError::Corrupt { table, reason })
+}
+
+/// Unix seconds now.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,600 @@
+//! The PostgreSQL store: tokio-postgres with a bounded deadpool pool.
+//!
+//! Several collectors may share the database. Migrations run on a dedicated connection under
+//! a session advisory lock (released when that connection closes, even if a migration fails).
+//! A batch's sightings go in as one `INSERT ... SELECT FROM UNNEST(...)` (one round trip per
+//! batch); `ingest` sorts them by key so that concurrent batches lock rows in the same order.
+//! Connections are plain TCP (`NoTls`): run the database on the same host or a trusted
+//! network, or put a TLS tunnel in front.
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::{NoTls, Row};
+
+use super::{AuditFn, CredentialHash, Migration, PRODUCT_DEVICES_LIMIT, Store, StoreError, role};
+use crate::model::{
+    AuditEntry, AuditRecord, Batch, Device, DeviceId, DeviceSummary, DeviceUsage, Health,
+    IngestOutcome, ProductUsage, Review, SourceUsage, Token, UsageFilter,
+};
+
+/// The PostgreSQL migrations, in order.
+pub const MIGRATIONS: &[Migration] =
+    &[Migration { version: 1, sql: include_str!("migrations/postgres/0001_init.sql") }];
+
+/// The advisory lock key that serialises migrations ("aiscout" in ASCII).
+const MIGRATION_LOCK: i64 = 0x0061_6973_636f_7574;
+/// Connections in the pool.
+const POOL_SIZE: usize = 8;
+
+/// A PostgreSQL database with a connection pool.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+}
+
+fn pool_error(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Pool(e.to_string())
+}
+
+impl PgStore {
+    /// Connects (from a `postgres://` URL), applies pending migrations under the advisory
+    /// lock, and builds the pool.
+    ///
+    /// # Errors
+    /// The URL is malformed, the server cannot be reached, or a migration fails.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let config: tokio_postgres::Config =
+            url.parse().map_err(|e: tokio_postgres::Error| StoreError::Url(e.to_string()))?;
+        migrate(&config).await?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(std::time::Duration::from_secs(30)))
+            .build()
+            .map_err(pool_error)?;
+        Ok(Self { pool })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(pool_error)
+    }
+}
+
+async fn migrate(config: &tokio_postgres::Config) -> Result<(), StoreError> {
+    let (mut client, connection) = config.connect(NoTls).await?;
+    let driver = tokio::spawn(connection);
+    let result = async {
+        client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await?;
+        client
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (
+                    version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)",
+            )
+            .await?;
+        let current: i32 = client
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])
+            .await?
+            .get(0);
+        let current = u32::try_from(current).unwrap_or(0);
+        let known = MIGRATIONS.last().map_or(0, |m| m.version);
+        if current > known {
+            return Err(StoreError::SchemaTooNew { found: current, known });
+        }
+        for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+            let tx = client.transaction().await?;
+            tx.batch_execute(m.sql)
+                .await
+                .map_err(|e| StoreError::Migration { version: m.version, reason: e.to_string() })?;
+            let version = i32::try_from(m.version).unwrap_or(i32::MAX);
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+                &[&version, &super::now()],
+            )
+            .await?;
+            tx.commit().await?;
+        }
+        client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await?;
+        Ok(())
+    }
+    .await;
+    // Closing the connection also releases the session lock when a step above failed.
+    drop(client);
+    driver.await.map_err(|e| StoreError::Task(e.to_string()))??;
+    result
+}
+
+fn read_token(r: &Row) -> Result<Token, StoreError> {
+    let role_name: String = r.try_get(1)?;
+    Ok(Token {
+        name: r.try_get(0)?,
+        role: role("api_tokens", &role_name)?,
+        created_at: r.try_get(2)?,
+        revoked_at: r.try_get(3)?,
+    })
+}
+
+fn read_review(r: &Row) -> Result<Review, StoreError> {
+    Ok(Review {
+        product: r.try_get(0)?,
+        status: r.try_get(1)?,
+        note: r.try_get(2)?,
+        reviewed_by: r.try_get(3)?,
+        reviewed_at: r.try_get(4)?,
+    })
+}
+
+async fn append_audit(
+    tx: &deadpool_postgres::Transaction<'_>,
+    a: &AuditRecord,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO audit_log (at, actor, action, subject, before_json, after_json)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[&a.at, &a.actor, &a.action, &a.subject, &a.before, &a.after],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The usage filter as SQL: every parameter may be NULL, meaning "no filter".
+const FILTER: &str = "($1::text IS NULL OR s.product = $1)
+    AND ($2::text IS NULL OR s.kind = $2)
+    AND ($3::text IS NULL OR EXISTS (SELECT 1 FROM devices d JOIN people p
+                                     ON p.email = d.owner_email
+                                     WHERE d.id = s.device_id AND p.department = $3))
+    AND ($4::bigint IS NULL OR s.last_seen >= $4)
+    AND ($5::bigint IS NULL OR s.first_seen <= $5)";
+
+const REVIEW_COLUMNS: &str = "product, status, note, reviewed_by, reviewed_at";
+
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.client().await?.query_one("SELECT 1", &[]).await?;
+        Ok(())
+    }
+
+    async fn enroll(
+        &self,
+        device: Device,
+        key_hash: CredentialHash,
+        now: i64,
+    ) -> Result<DeviceId, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let id: i64 = tx
+            .query_one(
+                "INSERT INTO devices (host_id, hostname, os, os_version, agent_version,
+                                      owner_email, enrolled_at, last_contact)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+                 ON CONFLICT (host_id) DO UPDATE SET hostname = excluded.hostname,
+                    os = excluded.os, os_version = excluded.os_version,
+                    agent_version = excluded.agent_version, owner_email = excluded.owner_email,
+                    last_contact = excluded.last_contact
+                 RETURNING id",
+                &[
+                    &device.host_id,
+                    &device.hostname,
+                    &device.os,
+                    &device.os_version,
+                    &device.agent_version,
+                    &device.owner_email,
+                    &now,
+                ],
+            )
+            .await?
+            .try_get(0)?;
+        tx.execute("DELETE FROM node_keys WHERE device_id = $1", &[&id]).await?;
+        tx.execute(
+            "INSERT INTO node_keys (key_hash, device_id, created_at) VALUES ($1, $2, $3)",
+            &[&&key_hash[..], &id, &now],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(DeviceId(id))
+    }
+
+    async fn device_by_key(
+        &self,
+        key_hash: CredentialHash,
+    ) -> Result<Option<DeviceId>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt("SELECT device_id FROM node_keys WHERE key_hash = $1", &[&&key_hash[..]])
+            .await?;
+        row.map(|r| r.try_get(0).map(DeviceId)).transpose().map_err(StoreError::from)
+    }
+
+    async fn ingest(
+        &self,
+        device: DeviceId,
+        batch: Batch,
+        now: i64,
+    ) -> Result<IngestOutcome, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let inserted = tx
+            .execute(
+                "INSERT INTO batches (device_id, batch_id, received_at, sightings)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                &[&device.0, &batch.batch_id, &now, &batch.received],
+            )
+            .await?;
+        if inserted == 0 {
+            return Ok(IngestOutcome::Duplicate);
+        }
+        let s = &batch.sightings;
+        let products: Vec<&str> = s.iter().map(|s| s.product.as_str()).collect();
+        let kinds: Vec<&str> = s.iter().map(|s| s.kind).collect();
+        let values: Vec<&str> = s.iter().map(|s| s.value.as_str()).collect();
+        let users: Vec<&str> = s.iter().map(|s| s.user.as_str()).collect();
+        let processes: Vec<&str> = s.iter().map(|s| s.process.as_str()).collect();
+        let windows: Vec<i64> = s.iter().map(|s| s.window).collect();
+        let firsts: Vec<i64> = s.iter().map(|s| s.first_seen).collect();
+        let lasts: Vec<i64> = s.iter().map(|s| s.last_seen).collect();
+        let counts: Vec<i64> = s.iter().map(|s| s.count).collect();
+        tx.execute(
+            "INSERT INTO sightings (device_id, product, kind, value, os_user, process,
+                                    window_start, first_seen, last_seen, count)
+             SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[],
+                                      $6::text[], $7::bigint[], $8::bigint[], $9::bigint[],
+                                      $10::bigint[])
+             ON CONFLICT (device_id, product, kind, value, os_user, process, window_start)
+             DO UPDATE SET first_seen = LEAST(sightings.first_seen, excluded.first_seen),
+                           last_seen = GREATEST(sightings.last_seen, excluded.last_seen),
+                           count = sightings.count + excluded.count",
+            &[
+                &device.0, &products, &kinds, &values, &users, &processes, &windows, &firsts,
+                &lasts, &counts,
+            ],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE devices SET last_contact = GREATEST(last_contact, $2),
+                dropped_sightings = dropped_sightings + $3,
+                evicted_sightings = evicted_sightings + $4
+             WHERE id = $1",
+            &[&device.0, &now, &batch.dropped, &batch.evicted],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(IngestOutcome::Stored)
+    }
+
+    async fn heartbeat(&self, device: DeviceId, h: Health) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "INSERT INTO heartbeats (device_id, received_at, agent_version, catalog_version,
+                interfaces_json, packets, drops, spool_depth, evictions, last_scan)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (device_id) DO UPDATE SET received_at = excluded.received_at,
+                agent_version = excluded.agent_version,
+                catalog_version = excluded.catalog_version,
+                interfaces_json = excluded.interfaces_json, packets = excluded.packets,
+                drops = excluded.drops, spool_depth = excluded.spool_depth,
+                evictions = excluded.evictions, last_scan = excluded.last_scan",
+            &[
+                &device.0,
+                &h.received_at,
+                &h.agent_version,
+                &h.catalog_version,
+                &h.interfaces_json,
+                &h.packets,
+                &h.drops,
+                &h.spool_depth,
+                &h.evictions,
+                &h.last_scan,
+            ],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE devices SET last_contact = GREATEST(last_contact, $2), agent_version = $3
+             WHERE id = $1",
+            &[&device.0, &h.received_at, &h.agent_version],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn devices(&self) -> Result<Vec<DeviceSummary>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT d.host_id, d.hostname, d.os, d.os_version, d.agent_version,
+                        d.owner_email, d.enrolled_at, d.last_contact, d.dropped_sightings,
+                        d.evicted_sightings, h.received_at, h.agent_version, h.catalog_version,
+                        h.interfaces_json, h.packets, h.drops, h.spool_depth, h.evictions,
+                        h.last_scan
+                 FROM devices d LEFT JOIN heartbeats h ON h.device_id = d.id
+                 ORDER BY d.host_id",
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let received_at: Option<i64> = r.try_get(10)?;
+                let health = match received_at {
+                    None => None,
+                    Some(received_at) => Some(Health {
+                        received_at,
+                        agent_version: r.try_get(11)?,
+                        catalog_version: r.try_get(12)?,
+                        interfaces_json: r.try_get(13)?,
+                        packets: r.try_get(14)?,
+                        drops: r.try_get(15)?,
+                        spool_depth: r.try_get(16)?,
+                        evictions: r.try_get(17)?,
+                        last_scan: r.try_get(18)?,
+                    }),
+                };
+                Ok(DeviceSummary {
+                    device: Device {
+                        host_id: r.try_get(0)?,
+                        hostname: r.try_get(1)?,
+                        os: r.try_get(2)?,
+                        os_version: r.try_get(3)?,
+                        agent_version: r.try_get(4)?,
+                        owner_email: r.try_get(5)?,
+                    },
+                    enrolled_at: r.try_get(6)?,
+                    last_contact: r.try_get(7)?,
+                    dropped_sightings: r.try_get(8)?,
+                    evicted_sightings: r.try_get(9)?,
+                    health,
+                })
+            })
+            .collect()
+    }
+
+    async fn usage(
+        &self,
+        filter: UsageFilter,
+    ) -> Result<(Vec<SourceUsage>, Vec<ProductUsage>), StoreError> {
+        let client = self.client().await?;
+        let p: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+            [&filter.product, &filter.kind, &filter.department, &filter.since, &filter.until];
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT s.product, s.kind, MIN(s.first_seen), MAX(s.last_seen),
+                            SUM(s.count)::bigint, COUNT(DISTINCT s.device_id)
+                     FROM sightings s WHERE {FILTER}
+                     GROUP BY s.product, s.kind ORDER BY s.product, s.kind"
+                ),
+                &p,
+            )
+            .await?;
+        let sources = rows
+            .iter()
+            .map(|r| {
+                Ok(SourceUsage {
+                    product: r.try_get(0)?,
+                    source: r.try_get(1)?,
+                    first_seen: r.try_get(2)?,
+                    last_seen: r.try_get(3)?,
+                    count: r.try_get(4)?,
+                    devices: r.try_get(5)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT s.product, COUNT(DISTINCT s.device_id),
+                            COUNT(DISTINCT NULLIF(s.os_user, '')),
+                            ARRAY(SELECT DISTINCT p.department FROM sightings s2
+                                  JOIN devices d ON d.id = s2.device_id
+                                  JOIN people p ON p.email = d.owner_email
+                                  WHERE s2.product = s.product ORDER BY 1)
+                     FROM sightings s WHERE {FILTER}
+                     GROUP BY s.product ORDER BY s.product"
+                ),
+                &p,
+            )
+            .await?;
+        let products = rows
+            .iter()
+            .map(|r| {
+                Ok(ProductUsage {
+                    product: r.try_get(0)?,
+                    devices: r.try_get(1)?,
+                    users: r.try_get(2)?,
+                    departments: r.try_get(3)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok((sources, products))
+    }
+
+    async fn product_devices(&self, product: String) -> Result<Vec<DeviceUsage>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT d.host_id, d.hostname, d.owner_email, MIN(s.first_seen),
+                        MAX(s.last_seen), SUM(s.count)::bigint,
+                        ARRAY(SELECT DISTINCT s2.os_user FROM sightings s2
+                              WHERE s2.device_id = d.id AND s2.product = $1
+                                AND s2.os_user <> '' ORDER BY 1)
+                 FROM sightings s JOIN devices d ON d.id = s.device_id
+                 WHERE s.product = $1
+                 GROUP BY d.id ORDER BY d.host_id LIMIT $2",
+                &[&product, &PRODUCT_DEVICES_LIMIT],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DeviceUsage {
+                    host_id: r.try_get(0)?,
+                    hostname: r.try_get(1)?,
+                    owner_email: r.try_get(2)?,
+                    first_seen: r.try_get(3)?,
+                    last_seen: r.try_get(4)?,
+                    count: r.try_get(5)?,
+                    users: r.try_get(6)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn reviews(&self) -> Result<Vec<Review>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(&format!("SELECT {REVIEW_COLUMNS} FROM reviews ORDER BY product"), &[])
+            .await?;
+        rows.iter().map(read_review).collect()
+    }
+
+    async fn review(&self, product: String) -> Result<Option<Review>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                &format!("SELECT {REVIEW_COLUMNS} FROM reviews WHERE product = $1"),
+                &[&product],
+            )
+            .await?;
+        row.as_ref().map(read_review).transpose()
+    }
+
+    async fn set_review(
+        &self,
+        review: Review,
+        audit: AuditFn<Review>,
+    ) -> Result<Option<Review>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // Lock the product's review row (or, for a first review, serialise on the insert) so
+        // that the audit's "before" is the state this change replaced.
+        let row = tx
+            .query_opt(
+                &format!("SELECT {REVIEW_COLUMNS} FROM reviews WHERE product = $1 FOR UPDATE"),
+                &[&review.product],
+            )
+            .await?;
+        let before = row.as_ref().map(read_review).transpose()?;
+        tx.execute(
+            "INSERT INTO reviews (product, status, note, reviewed_by, reviewed_at)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (product) DO UPDATE SET status = excluded.status,
+                note = excluded.note, reviewed_by = excluded.reviewed_by,
+                reviewed_at = excluded.reviewed_at",
+            &[
+                &review.product,
+                &review.status,
+                &review.note,
+                &review.reviewed_by,
+                &review.reviewed_at,
+            ],
+        )
+        .await?;
+        append_audit(&tx, &audit(before.as_ref())).await?;
+        tx.commit().await?;
+        Ok(before)
+    }
+
+    async fn create_token(
+        &self,
+        token: Token,
+        hash: CredentialHash,
+        audit: AuditRecord,
+    ) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let inserted = tx
+            .execute(
+                "INSERT INTO api_tokens (name, role, token_hash, created_at, revoked_at)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING",
+                &[
+                    &token.name,
+                    &token.role.as_str(),
+                    &&hash[..],
+                    &token.created_at,
+                    &token.revoked_at,
+                ],
+            )
+            .await?;
+        if inserted == 0 {
+            return Err(StoreError::Exists { what: "token", name: token.name });
+        }
+        append_audit(&tx, &audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn revoke_token(
+        &self,
+        name: String,
+        now: i64,
+        audit: AuditFn<Token>,
+    ) -> Result<Option<Token>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let row = tx
+            .query_opt(
+                "SELECT name, role, created_at, revoked_at FROM api_tokens
+                 WHERE name = $1 AND revoked_at IS NULL FOR UPDATE",
+                &[&name],
+            )
+            .await?;
+        let Some(before) = row.as_ref().map(read_token).transpose()? else {
+            return Ok(None);
+        };
+        tx.execute("UPDATE api_tokens SET revoked_at = $2 WHERE name = $1", &[&name, &now]).await?;
+        append_audit(&tx, &audit(Some(&before))).await?;
+        tx.commit().await?;
+        Ok(Some(before))
+    }
+
+    async fn tokens(&self) -> Result<Vec<Token>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query("SELECT name, role, created_at, revoked_at FROM api_tokens ORDER BY name", &[])
+            .await?;
+        rows.iter().map(read_token).collect()
+    }
+
+    async fn token_by_hash(&self, hash: CredentialHash) -> Result<Option<Token>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT name, role, created_at, revoked_at FROM api_tokens WHERE token_hash = $1",
+                &[&&hash[..]],
+            )
+            .await?;
+        row.as_ref().map(read_token).transpose()
+    }
+
+    async fn audit(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT id, at, actor, action, subject, before_json, after_json FROM audit_log
+                 WHERE id > $1 ORDER BY id LIMIT $2",
+                &[&after, &limit],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    id: r.try_get(0)?,
+                    record: AuditRecord {
+                        at: r.try_get(1)?,
+                        actor: r.try_get(2)?,
+                        action: r.try_get(3)?,
+                        subject: r.try_get(4)?,
+                        before: r.try_get(5)?,
+                        after: r.try_get(6)?,
+                    },
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,628 @@
+//! The SQLite store: rusqlite (bundled SQLite) on tokio's blocking pool.
+//!
+//! Every connection is opened by [`open`], which sets WAL (readers never block the writer),
+//! a busy timeout (several processes, such as `serve` and `token create`, share the file) and
+//! foreign keys. Connections live in a small bounded pool; each operation borrows one on a
+//! blocking thread. Writes start with `BEGIN IMMEDIATE`, so a writer takes the lock up front
+//! and waits under the busy timeout instead of failing on a read-to-write upgrade.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use tokio::sync::Semaphore;
+
+use super::{AuditFn, CredentialHash, Migration, PRODUCT_DEVICES_LIMIT, Store, StoreError, role};
+use crate::model::{
+    AuditEntry, AuditRecord, Batch, Device, DeviceId, DeviceSummary, DeviceUsage, Health,
+    IngestOutcome, ProductUsage, Review, SourceUsage, Token, UsageFilter,
+};
+
+/// The SQLite migrations, in order.
+pub const MIGRATIONS: &[Migration] =
+    &[Migration { version: 1, sql: include_str!("migrations/sqlite/0001_init.sql") }];
+
+/// How long a connection waits for another writer before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections in the pool (one writer at a time; the rest serve reads).
+const POOL_SIZE: usize = 4;
+
+/// Opens a connection with WAL, the busy timeout and foreign keys on.
+///
+/// # Errors
+/// The file cannot be opened or the pragmas fail.
+#[allow(clippy::disallowed_methods)] // This is the one place that opens SQLite.
+pub fn open(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    Ok(conn)
+}
+
+/// A SQLite database file with a small connection pool.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: Arc<Pool>,
+}
+
+struct Pool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    permits: Semaphore,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies pending migrations.
+    ///
+    /// # Errors
+    /// The file cannot be opened, or a migration fails.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let store = Self {
+            pool: Arc::new(Pool {
+                path: path.to_owned(),
+                idle: Mutex::new(Vec::new()),
+                permits: Semaphore::new(POOL_SIZE),
+            }),
+        };
+        store.with(migrate).await?;
+        Ok(store)
+    }
+
+    /// Runs `f` with a pooled connection on the blocking pool.
+    async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let _permit =
+            self.pool.permits.acquire().await.map_err(|e| StoreError::Task(e.to_string()))?;
+        let pool = Arc::clone(&self.pool);
+        tokio::task::spawn_blocking(move || {
+            let idle = pool.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+            let mut conn = match idle {
+                Some(conn) => conn,
+                None => open(&pool.path)?,
+            };
+            let result = f(&mut conn);
+            pool.idle.lock().unwrap_or_else(PoisonError::into_inner).push(conn);
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )?;
+    let current: u32 =
+        tx.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))?;
+    let known = MIGRATIONS.last().map_or(0, |m| m.version);
+    if current > known {
+        return Err(StoreError::SchemaTooNew { found: current, known });
+    }
+    for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+        tx.execute_batch(m.sql)
+            .map_err(|e| StoreError::Migration { version: m.version, reason: e.to_string() })?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+            params![m.version, super::now()],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn read_token(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, i64, Option<i64>)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+fn token(row: (String, String, i64, Option<i64>)) -> Result<Token, StoreError> {
+    let (name, role_name, created_at, revoked_at) = row;
+    Ok(Token { name, role: role("api_tokens", &role_name)?, created_at, revoked_at })
+}
+
+fn read_review(r: &rusqlite::Row<'_>) -> rusqlite::Result<Review> {
+    Ok(Review {
+        product: r.get(0)?,
+        status: r.get(1)?,
+        note: r.get(2)?,
+        reviewed_by: r.get(3)?,
+        reviewed_at: r.get(4)?,
+    })
+}
+
+fn append_audit(tx: &rusqlite::Transaction<'_>, a: &AuditRecord) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO audit_log (at, actor, action, subject, before_json, after_json)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![a.at, a.actor, a.action, a.subject, a.before, a.after],
+    )?;
+    Ok(())
+}
+
+/// The usage filter as SQL: every parameter may be NULL, meaning "no filter".
+const FILTER: &str = "(?1 IS NULL OR s.product = ?1)
+    AND (?2 IS NULL OR s.kind = ?2)
+    AND (?3 IS NULL OR EXISTS (SELECT 1 FROM devices d JOIN people p ON p.email = d.owner_email
+                               WHERE d.id = s.device_id AND p.department = ?3))
+    AND (?4 IS NULL OR s.last_seen >= ?4)
+    AND (?5 IS NULL OR s.first_seen <= ?5)";
+
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.with(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)).map(drop)?)).await
+    }
+
+    async fn enroll(
+        &self,
+        device: Device,
+        key_hash: CredentialHash,
+        now: i64,
+    ) -> Result<DeviceId, StoreError> {
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let id: i64 = tx.query_row(
+                "INSERT INTO devices (host_id, hostname, os, os_version, agent_version,
+                                      owner_email, enrolled_at, last_contact)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+                 ON CONFLICT (host_id) DO UPDATE SET hostname = excluded.hostname,
+                    os = excluded.os, os_version = excluded.os_version,
+                    agent_version = excluded.agent_version, owner_email = excluded.owner_email,
+                    last_contact = excluded.last_contact
+                 RETURNING id",
+                params![
+                    device.host_id,
+                    device.hostname,
+                    device.os,
+                    device.os_version,
+                    device.agent_version,
+                    device.owner_email,
+                    now
+                ],
+                |r| r.get(0),
+            )?;
+            tx.execute("DELETE FROM node_keys WHERE device_id = ?1", [id])?;
+            tx.execute(
+                "INSERT INTO node_keys (key_hash, device_id, created_at) VALUES (?1, ?2, ?3)",
+                params![&key_hash[..], id, now],
+            )?;
+            tx.commit()?;
+            Ok(DeviceId(id))
+        })
+        .await
+    }
+
+    async fn device_by_key(
+        &self,
+        key_hash: CredentialHash,
+    ) -> Result<Option<DeviceId>, StoreError> {
+        self.with(move |c| {
+            Ok(c.query_row(
+                "SELECT device_id FROM node_keys WHERE key_hash = ?1",
+                [&key_hash[..]],
+                |r| r.get(0).map(DeviceId),
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn ingest(
+        &self,
+        device: DeviceId,
+        batch: Batch,
+        now: i64,
+    ) -> Result<IngestOutcome, StoreError> {
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let inserted = tx.execute(
+                "INSERT INTO batches (device_id, batch_id, received_at, sightings)
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                params![device.0, batch.batch_id, now, batch.received],
+            )?;
+            if inserted == 0 {
+                return Ok(IngestOutcome::Duplicate);
+            }
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO sightings (device_id, product, kind, value, os_user, process,
+                                            window_start, first_seen, last_seen, count)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                     ON CONFLICT (device_id, product, kind, value, os_user, process, window_start)
+                     DO UPDATE SET first_seen = MIN(first_seen, excluded.first_seen),
+                                   last_seen = MAX(last_seen, excluded.last_seen),
+                                   count = count + excluded.count",
+                )?;
+                for s in &batch.sightings {
+                    stmt.execute(params![
+                        device.0,
+                        s.product,
+                        s.kind,
+                        s.value,
+                        s.user,
+                        s.process,
+                        s.window,
+                        s.first_seen,
+                        s.last_seen,
+                        s.count
+                    ])?;
+                }
+            }
+            tx.execute(
+                "UPDATE devices SET last_contact = MAX(last_contact, ?2),
+                    dropped_sightings = dropped_sightings + ?3,
+                    evicted_sightings = evicted_sightings + ?4
+                 WHERE id = ?1",
+                params![device.0, now, batch.dropped, batch.evicted],
+            )?;
+            tx.commit()?;
+            Ok(IngestOutcome::Stored)
+        })
+        .await
+    }
+
+    async fn heartbeat(&self, device: DeviceId, h: Health) -> Result<(), StoreError> {
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                "INSERT INTO heartbeats (device_id, received_at, agent_version, catalog_version,
+                    interfaces_json, packets, drops, spool_depth, evictions, last_scan)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (device_id) DO UPDATE SET received_at = excluded.received_at,
+                    agent_version = excluded.agent_version,
+                    catalog_version = excluded.catalog_version,
+                    interfaces_json = excluded.interfaces_json, packets = excluded.packets,
+                    drops = excluded.drops, spool_depth = excluded.spool_depth,
+                    evictions = excluded.evictions, last_scan = excluded.last_scan",
+                params![
+                    device.0,
+                    h.received_at,
+                    h.agent_version,
+                    h.catalog_version,
+                    h.interfaces_json,
+                    h.packets,
+                    h.drops,
+                    h.spool_depth,
+                    h.evictions,
+                    h.last_scan
+                ],
+            )?;
+            tx.execute(
+                "UPDATE devices SET last_contact = MAX(last_contact, ?2),
+                    agent_version = ?3 WHERE id = ?1",
+                params![device.0, h.received_at, h.agent_version],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn devices(&self) -> Result<Vec<DeviceSummary>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT d.host_id, d.hostname, d.os, d.os_version, d.agent_version,
+                        d.owner_email, d.enrolled_at, d.last_contact, d.dropped_sightings,
+                        d.evicted_sightings, h.received_at, h.agent_version, h.catalog_version,
+                        h.interfaces_json, h.packets, h.drops, h.spool_depth, h.evictions,
+                        h.last_scan
+                 FROM devices d LEFT JOIN heartbeats h ON h.device_id = d.id
+                 ORDER BY d.host_id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                let received_at: Option<i64> = r.get(10)?;
+                let health = match received_at {
+                    None => None,
+                    Some(received_at) => Some(Health {
+                        received_at,
+                        agent_version: r.get(11)?,
+                        catalog_version: r.get(12)?,
+                        interfaces_json: r.get(13)?,
+                        packets: r.get(14)?,
+                        drops: r.get(15)?,
+                        spool_depth: r.get(16)?,
+                        evictions: r.get(17)?,
+                        last_scan: r.get(18)?,
+                    }),
+                };
+                Ok(DeviceSummary {
+                    device: Device {
+                        host_id: r.get(0)?,
+                        hostname: r.get(1)?,
+                        os: r.get(2)?,
+                        os_version: r.get(3)?,
+                        agent_version: r.get(4)?,
+                        owner_email: r.get(5)?,
+                    },
+                    enrolled_at: r.get(6)?,
+                    last_contact: r.get(7)?,
+                    dropped_sightings: r.get(8)?,
+                    evicted_sightings: r.get(9)?,
+                    health,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn usage(
+        &self,
+        filter: UsageFilter,
+    ) -> Result<(Vec<SourceUsage>, Vec<ProductUsage>), StoreError> {
+        self.with(move |c| {
+            let p =
+                params![filter.product, filter.kind, filter.department, filter.since, filter.until];
+            let mut stmt = c.prepare(&format!(
+                "SELECT s.product, s.kind, MIN(s.first_seen), MAX(s.last_seen), SUM(s.count),
+                        COUNT(DISTINCT s.device_id)
+                 FROM sightings s WHERE {FILTER}
+                 GROUP BY s.product, s.kind ORDER BY s.product, s.kind"
+            ))?;
+            let sources = stmt
+                .query_map(p, |r| {
+                    Ok(SourceUsage {
+                        product: r.get(0)?,
+                        source: r.get(1)?,
+                        first_seen: r.get(2)?,
+                        last_seen: r.get(3)?,
+                        count: r.get(4)?,
+                        devices: r.get(5)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut stmt = c.prepare(&format!(
+                "SELECT s.product, COUNT(DISTINCT s.device_id),
+                        COUNT(DISTINCT NULLIF(s.os_user, '')),
+                        (SELECT group_concat(dep, char(10)) FROM (
+                            SELECT DISTINCT p.department AS dep FROM sightings s2
+                            JOIN devices d ON d.id = s2.device_id
+                            JOIN people p ON p.email = d.owner_email
+                            WHERE s2.product = s.product ORDER BY dep))
+                 FROM sightings s WHERE {FILTER}
+                 GROUP BY s.product ORDER BY s.product"
+            ))?;
+            let products = stmt
+                .query_map(p, |r| {
+                    let deps: Option<String> = r.get(3)?;
+                    Ok(ProductUsage {
+                        product: r.get(0)?,
+                        devices: r.get(1)?,
+                        users: r.get(2)?,
+                        departments: deps
+                            .map(|d| d.split('\n').map(str::to_owned).collect())
+                            .unwrap_or_default(),
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((sources, products))
+        })
+        .await
+    }
+
+    async fn product_devices(&self, product: String) -> Result<Vec<DeviceUsage>, StoreError> {
+        self.with(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT d.host_id, d.hostname, d.owner_email, MIN(s.first_seen),
+                        MAX(s.last_seen), SUM(s.count),
+                        (SELECT group_concat(u, char(10)) FROM (
+                            SELECT DISTINCT s2.os_user AS u FROM sightings s2
+                            WHERE s2.device_id = d.id AND s2.product = ?1 AND s2.os_user <> ''
+                            ORDER BY u))
+                 FROM sightings s JOIN devices d ON d.id = s.device_id
+                 WHERE s.product = ?1
+                 GROUP BY d.id ORDER BY d.host_id LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![product, PRODUCT_DEVICES_LIMIT], |r| {
+                let users: Option<String> = r.get(6)?;
+                Ok(DeviceUsage {
+                    host_id: r.get(0)?,
+                    hostname: r.get(1)?,
+                    owner_email: r.get(2)?,
+                    first_seen: r.get(3)?,
+                    last_seen: r.get(4)?,
+                    count: r.get(5)?,
+                    users: users
+                        .map(|u| u.split('\n').map(str::to_owned).collect())
+                        .unwrap_or_default(),
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn reviews(&self) -> Result<Vec<Review>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT product, status, note, reviewed_by, reviewed_at FROM reviews
+                 ORDER BY product",
+            )?;
+            Ok(stmt.query_map([], read_review)?.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn review(&self, product: String) -> Result<Option<Review>, StoreError> {
+        self.with(move |c| {
+            Ok(c.query_row(
+                "SELECT product, status, note, reviewed_by, reviewed_at FROM reviews
+                 WHERE product = ?1",
+                [product],
+                read_review,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn set_review(
+        &self,
+        review: Review,
+        audit: AuditFn<Review>,
+    ) -> Result<Option<Review>, StoreError> {
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let before = tx
+                .query_row(
+                    "SELECT product, status, note, reviewed_by, reviewed_at FROM reviews
+                     WHERE product = ?1",
+                    [&review.product],
+                    read_review,
+                )
+                .optional()?;
+            tx.execute(
+                "INSERT INTO reviews (product, status, note, reviewed_by, reviewed_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (product) DO UPDATE SET status = excluded.status,
+                    note = excluded.note, reviewed_by = excluded.reviewed_by,
+                    reviewed_at = excluded.reviewed_at",
+                params![
+                    review.product,
+                    review.status,
+                    review.note,
+                    review.reviewed_by,
+                    review.reviewed_at
+                ],
+            )?;
+            append_audit(&tx, &audit(before.as_ref()))?;
+            tx.commit()?;
+            Ok(before)
+        })
+        .await
+    }
+
+    async fn create_token(
+        &self,
+        token: Token,
+        hash: CredentialHash,
+        audit: AuditRecord,
+    ) -> Result<(), StoreError> {
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let inserted = tx.execute(
+                "INSERT INTO api_tokens (name, role, token_hash, created_at, revoked_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO NOTHING",
+                params![
+                    token.name,
+                    token.role.as_str(),
+                    &hash[..],
+                    token.created_at,
+                    token.revoked_at
+                ],
+            )?;
+            if inserted == 0 {
+                return Err(StoreError::Exists { what: "token", name: token.name });
+            }
+            append_audit(&tx, &audit)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn revoke_token(
+        &self,
+        name: String,
+        now: i64,
+        audit: AuditFn<Token>,
+    ) -> Result<Option<Token>, StoreError> {
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let before = tx
+                .query_row(
+                    "SELECT name, role, created_at, revoked_at FROM api_tokens
+                     WHERE name = ?1 AND revoked_at IS NULL",
+                    [&name],
+                    read_token,
+                )
+                .optional()?
+                .map(token)
+                .transpose()?;
+            let Some(before) = before else {
+                return Ok(None);
+            };
+            tx.execute(
+                "UPDATE api_tokens SET revoked_at = ?2 WHERE name = ?1",
+                params![name, now],
+            )?;
+            append_audit(&tx, &audit(Some(&before)))?;
+            tx.commit()?;
+            Ok(Some(before))
+        })
+        .await
+    }
+
+    async fn tokens(&self) -> Result<Vec<Token>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT name, role, created_at, revoked_at FROM api_tokens ORDER BY name",
+            )?;
+            let rows = stmt.query_map([], read_token)?.collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter().map(token).collect()
+        })
+        .await
+    }
+
+    async fn token_by_hash(&self, hash: CredentialHash) -> Result<Option<Token>, StoreError> {
+        self.with(move |c| {
+            c.query_row(
+                "SELECT name, role, created_at, revoked_at FROM api_tokens WHERE token_hash = ?1",
+                [&hash[..]],
+                read_token,
+            )
+            .optional()?
+            .map(token)
+            .transpose()
+        })
+        .await
+    }
+
+    async fn audit(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
+        self.with(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT id, at, actor, action, subject, before_json, after_json FROM audit_log
+                 WHERE id > ?1 ORDER BY id LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![after, limit], |r| {
+                Ok(AuditEntry {
+                    id: r.get(0)?,
+                    record: AuditRecord {
+                        at: r.get(1)?,
+                        actor: r.get(2)?,
+                        action: r.get(3)?,
+                        subject: r.get(4)?,
+                        before: r.get(5)?,
+                        after: r.get(6)?,
+                    },
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn migrations_are_numbered_from_one_without_gaps() {
+        for (i, m) in super::MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version as usize, i + 1);
+        }
+        for (i, m) in super::super::postgres::MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version as usize, i + 1);
+        }
+    }
+}

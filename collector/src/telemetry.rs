@@ -1,0 +1,143 @@
+//! Logs (tracing, text or JSON) and the Prometheus counters served at `/metrics`.
+//!
+//! Counters are per instance by nature: a scraper sums them over instances. Labels have
+//! bounded values only (status classes, outcomes), never an agent, product or user.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+/// Installs the global subscriber once: `RUST_LOG` filter (default `info`), text or JSON on
+/// stderr.
+pub fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A second init (tests start several servers) keeps the first subscriber.
+    let installed = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    drop(installed);
+}
+
+/// The collector's counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Responses by status class (2xx, 3xx, 4xx, 5xx).
+    pub responses: [AtomicU64; 4],
+    /// Batches committed.
+    pub batches_stored: AtomicU64,
+    /// Batches acknowledged as replays.
+    pub batches_duplicate: AtomicU64,
+    /// Sightings committed (before aggregation).
+    pub sightings: AtomicU64,
+    /// Enrollments.
+    pub enrollments: AtomicU64,
+    /// Heartbeats.
+    pub heartbeats: AtomicU64,
+    /// Requests refused by the rate limiter.
+    pub rate_limited: AtomicU64,
+    /// Store calls that failed.
+    pub store_errors: AtomicU64,
+    /// Store calls timed.
+    pub store_calls: AtomicU64,
+    /// Microseconds spent in timed store calls.
+    pub store_micros: AtomicU64,
+}
+
+fn add(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+impl Metrics {
+    /// Counts one response.
+    pub fn response(&self, status: u16) {
+        let class = usize::from(status / 100).saturating_sub(2).min(3);
+        if let Some(c) = self.responses.get(class) {
+            add(c, 1);
+        }
+    }
+
+    /// Counts one store call and its latency.
+    pub fn store_call(&self, elapsed: std::time::Duration, ok: bool) {
+        add(&self.store_calls, 1);
+        add(&self.store_micros, u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
+        if !ok {
+            add(&self.store_errors, 1);
+        }
+    }
+
+    /// Increments a counter by `n`.
+    pub fn inc(counter: &AtomicU64, n: u64) {
+        add(counter, n);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut out = String::new();
+        let mut counter = |name: &str, help: &str, samples: &[(&str, u64)]| {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
+            for (labels, v) in samples {
+                out.push_str(&format!("{name}{labels} {v}\n"));
+            }
+        };
+        let [r2, r3, r4, r5] = &self.responses;
+        counter(
+            "aiscout_collector_responses_total",
+            "HTTP responses by status class.",
+            &[
+                ("{class=\"2xx\"}", get(r2)),
+                ("{class=\"3xx\"}", get(r3)),
+                ("{class=\"4xx\"}", get(r4)),
+                ("{class=\"5xx\"}", get(r5)),
+            ],
+        );
+        counter(
+            "aiscout_collector_batches_total",
+            "Sighting batches acknowledged.",
+            &[
+                ("{outcome=\"stored\"}", get(&self.batches_stored)),
+                ("{outcome=\"duplicate\"}", get(&self.batches_duplicate)),
+            ],
+        );
+        counter(
+            "aiscout_collector_sightings_total",
+            "Sightings committed.",
+            &[("", get(&self.sightings))],
+        );
+        counter(
+            "aiscout_collector_enrollments_total",
+            "Agent enrollments.",
+            &[("", get(&self.enrollments))],
+        );
+        counter(
+            "aiscout_collector_heartbeats_total",
+            "Agent heartbeats.",
+            &[("", get(&self.heartbeats))],
+        );
+        counter(
+            "aiscout_collector_rate_limited_total",
+            "Requests refused with 429.",
+            &[("", get(&self.rate_limited))],
+        );
+        counter(
+            "aiscout_collector_store_errors_total",
+            "Store calls that failed.",
+            &[("", get(&self.store_errors))],
+        );
+        counter(
+            "aiscout_collector_store_calls_total",
+            "Store calls timed.",
+            &[("", get(&self.store_calls))],
+        );
+        counter(
+            "aiscout_collector_store_microseconds_total",
+            "Time spent in store calls (divide by store_calls_total for the mean).",
+            &[("", get(&self.store_micros))],
+        );
+        out
+    }
+}

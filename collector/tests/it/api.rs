@@ -1,0 +1,249 @@
+//! The HTTPS API end to end: a real server on 127.0.0.1 with rcgen certificates (a test CA
+//! and a leaf for `localhost`), a real rustls client trusting that CA, and a SQLite store.
+
+use std::sync::Arc;
+
+use aiscout_collector::api::{self, AppState, ratelimit::RateLimiter};
+use aiscout_collector::client::{Connection, tls_config};
+use aiscout_collector::model::{Role, Token};
+use aiscout_collector::review;
+use aiscout_collector::store::Store;
+use aiscout_collector::store::sqlite::SqliteStore;
+use aiscout_collector::telemetry::Metrics;
+use aiscout_wire::{BatchAck, ErrorBody, Secret};
+use hyper::{Method, StatusCode};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use serde_json::{Value, json};
+
+const SECRET: &str = "s3cret-enroll";
+const BATCH: &[u8] = include_bytes!("../../wire/tests/data/v1/sighting_batch.json");
+
+struct Server {
+    addr: std::net::SocketAddr,
+    ca: CertificateDer<'static>,
+    store: SqliteStore,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            // An error only means the server task has already ended.
+            let _sent = stop.send(());
+        }
+    }
+}
+
+fn certificates() -> (CertificateDer<'static>, Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)
+{
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+    (ca.der().clone(), vec![leaf.der().clone()], key)
+}
+
+async fn start(burst: u32) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
+    let (ca, chain, key) = certificates();
+    let tls = api::tls::server_config(chain, key).unwrap();
+    let state = Arc::new(AppState {
+        store: store.clone(),
+        catalog: aiscout_signatures::Catalog::builtin().unwrap(),
+        artifact: None,
+        enroll_secret: Some(Secret::new(SECRET)),
+        metrics: Metrics::default(),
+        limiter: RateLimiter::new(1, burst),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(api::serve(listener, api::router(state), Some(tls), 64, async {
+        drop(stopped.await);
+    }));
+    Server { addr, ca, store, stop: Some(stop), _dir: dir }
+}
+
+impl Server {
+    async fn connect(&self, http2: bool) -> Connection {
+        let tls = tls_config(std::slice::from_ref(&self.ca), http2).unwrap();
+        Connection::connect(self.addr, "localhost", tls).await.unwrap()
+    }
+
+    async fn token(&self, name: &str, role: Role) -> String {
+        let secret = aiscout_collector::credentials::generate("aistk_").unwrap();
+        let token = Token { name: name.into(), role, created_at: 1, revoked_at: None };
+        let audit = review::token_created(&token, "cli");
+        self.store
+            .create_token(token, aiscout_collector::credentials::hash(&secret), audit)
+            .await
+            .unwrap();
+        secret
+    }
+}
+
+async fn enroll(c: &mut Connection, host: &str) -> String {
+    let body = json!({"enroll_secret": SECRET, "device": {"host_id": host, "hostname": "h",
+        "os": "linux", "os_version": "12", "agent_version": "0.1.0"}});
+    let (status, bytes) =
+        c.send(Method::POST, "/api/v1/enroll", None, body.to_string()).await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{bytes:?}");
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    v["node_key"].as_str().unwrap().to_owned()
+}
+
+fn error(bytes: &[u8]) -> ErrorBody {
+    serde_json::from_slice(bytes).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_batch_is_acknowledged_and_counted_once_over_http2() {
+    let server = start(100).await;
+    let mut c = server.connect(true).await;
+    assert!(c.is_http2());
+    let key = enroll(&mut c, "host-1").await;
+    for expected_duplicate in [false, true] {
+        let (status, bytes) =
+            c.send(Method::POST, "/api/v1/sightings", Some(&key), BATCH).await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        let ack: BatchAck = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!((ack.accepted, ack.duplicate), (2, expected_duplicate));
+    }
+    let token = server.token("proc", Role::Procurement).await;
+    let (status, bytes) = c
+        .send(Method::GET, "/api/v1/inventory?product=openai.chatgpt", Some(&token), "")
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(v["rows"][0]["sightings"], 42);
+    assert_eq!(v["rows"][0]["status"], "unreviewed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_works_and_wrong_credentials_answer_401() {
+    let server = start(100).await;
+    let mut c = server.connect(false).await;
+    assert!(!c.is_http2());
+    let bad = json!({"enroll_secret": "wrong", "device": {"host_id": "h", "hostname": "h",
+        "os": "linux", "os_version": "1", "agent_version": "1"}});
+    let (status, _) = c.send(Method::POST, "/api/v1/enroll", None, bad.to_string()).await.unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = c.send(Method::POST, "/api/v1/sightings", None, BATCH).await.unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) =
+        c.send(Method::POST, "/api/v1/sightings", Some("aisnk_nope"), BATCH).await.unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = c.send(Method::GET, "/api/v1/devices", Some("aistk_nope"), "").await.unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = c.send(Method::GET, "/healthz", None, "").await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = c.send(Method::GET, "/readyz", None, "").await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_bodies_answer_400_naming_the_field_and_413_when_too_large() {
+    let server = start(100).await;
+    let mut c = server.connect(true).await;
+    let key = enroll(&mut c, "host-1").await;
+    let (status, bytes) =
+        c.send(Method::POST, "/api/v1/sightings", Some(&key), "{not json").await.unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(error(&bytes).field.is_some());
+    let mut batch: Value = serde_json::from_slice(BATCH).unwrap();
+    batch["sightings"][1]["value"] = json!("x".repeat(5000));
+    let (status, bytes) =
+        c.send(Method::POST, "/api/v1/sightings", Some(&key), batch.to_string()).await.unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error(&bytes).field.as_deref(), Some("sightings[1].value"));
+    batch["sightings"][1]["kind"] = json!("telepathy");
+    let (status, bytes) =
+        c.send(Method::POST, "/api/v1/sightings", Some(&key), batch.to_string()).await.unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error(&bytes).field.as_deref(), Some("sightings[1].kind"));
+    let huge = vec![b' '; aiscout_wire::validate::MAX_BODY_BYTES + 1];
+    let (status, _) = c.send(Method::POST, "/api/v1/sightings", Some(&key), huge).await.unwrap();
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let token = server.token("proc", Role::Procurement).await;
+    let (status, bytes) =
+        c.send(Method::GET, "/api/v1/inventory?colour=red", Some(&token), "").await.unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error(&bytes).field.as_deref(), Some("colour"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_needs_security_role_and_is_audited() {
+    let server = start(100).await;
+    let mut c = server.connect(true).await;
+    let proc = server.token("proc", Role::Procurement).await;
+    let sec = server.token("sec", Role::Security).await;
+    let body = json!({"status": "sanctioned", "note": "contract signed"}).to_string();
+    let path = "/api/v1/products/openai.chatgpt/review";
+    let (status, _) = c.send(Method::PUT, path, Some(&proc), body.clone()).await.unwrap();
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = c
+        .send(Method::PUT, "/api/v1/products/nobody.nothing/review", Some(&sec), body.clone())
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) =
+        c.send(Method::GET, "/api/v1/products/nobody.nothing", Some(&proc), "").await.unwrap();
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, bytes) = c.send(Method::PUT, path, Some(&sec), body).await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{bytes:?}");
+    let (status, bytes) =
+        c.send(Method::GET, "/api/v1/products/openai.chatgpt", Some(&proc), "").await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(v["status"], "sanctioned");
+    assert_eq!(v["review"]["reviewed_by"], "sec");
+    let (status, bytes) = c.send(Method::GET, "/api/v1/audit", Some(&proc), "").await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    let entries = v["entries"].as_array().unwrap();
+    let last = entries.last().unwrap();
+    assert_eq!(last["action"], "review.set");
+    assert_eq!(last["actor"], "sec");
+    assert_eq!(last["before"], Value::Null);
+    assert_eq!(last["after"]["status"], "sanctioned");
+    let now = aiscout_collector::store::now();
+    server.store.revoke_token("sec".into(), now, review::token_revoked("cli", now)).await.unwrap();
+    let (status, _) = c.send(Method::GET, "/api/v1/audit", Some(&sec), "").await.unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a revoked token is refused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_over_its_burst_gets_429_and_others_do_not() {
+    let server = start(3).await;
+    let mut c = server.connect(true).await;
+    let a = enroll(&mut c, "host-a").await;
+    let b = enroll(&mut c, "host-b").await;
+    let hb = include_str!("../../wire/tests/data/v1/heartbeat.json");
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(c.send(Method::POST, "/api/v1/heartbeat", Some(&a), hb).await.unwrap().0);
+    }
+    assert_eq!(statuses[..3], [StatusCode::OK; 3]);
+    assert_eq!(statuses[3], StatusCode::TOO_MANY_REQUESTS);
+    let (status, _) = c.send(Method::POST, "/api/v1/heartbeat", Some(&b), hb).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let token = server.token("proc", Role::Procurement).await;
+    let (_, bytes) = c.send(Method::GET, "/api/v1/devices", Some(&token), "").await.unwrap();
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(v["devices"][0]["health"]["spool_depth"], 17);
+    let (_, bytes) = c.send(Method::GET, "/metrics", None, "").await.unwrap();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    assert!(text.contains("aiscout_collector_rate_limited_total 1"), "{text}");
+    let (status, _) = c.send(Method::GET, "/api/v1/catalog", Some(&b), "").await.unwrap();
+    assert_eq!(status, StatusCode::NOT_FOUND, "no --catalog: nothing to serve");
+}

@@ -1,0 +1,7 @@
+//! Integration tests of the collector: the store conformance suite on both backends, and the
+//! HTTPS API end to end.
+// Test helpers (not #[test] fns) unwrap and panic: a failure there is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr)]
+
+mod api;
+mod store;

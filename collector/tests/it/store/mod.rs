@@ -1,0 +1,240 @@
+//! The store conformance suite: every case is a generic function over [`Store`], compiled
+//! once per backend by the `conformance!` macro, so SQLite and PostgreSQL cannot diverge.
+
+use aiscout_collector::model::{Batch, Device, Health, IngestOutcome, Role, Token, UsageFilter};
+use aiscout_collector::review;
+use aiscout_collector::store::{Store, StoreError};
+use aiscout_wire::ReviewStatus;
+
+mod harness;
+
+fn device(host: &str, email: Option<&str>) -> Device {
+    Device {
+        host_id: host.into(),
+        hostname: format!("{host}-name"),
+        os: "linux".into(),
+        os_version: "12".into(),
+        agent_version: "0.1.0".into(),
+        owner_email: email.map(str::to_owned),
+    }
+}
+
+fn sighting(
+    product: &str,
+    value: &str,
+    user: &str,
+    window: i64,
+    count: i64,
+) -> aiscout_collector::model::Sighting {
+    aiscout_collector::model::Sighting {
+        product: product.into(),
+        kind: "dns",
+        value: value.into(),
+        user: user.into(),
+        process: String::new(),
+        window,
+        first_seen: window + 1,
+        last_seen: window + 10,
+        count,
+    }
+}
+
+fn batch(id: &str, sightings: Vec<aiscout_collector::model::Sighting>) -> Batch {
+    let received = sightings.len() as i64;
+    Batch { batch_id: id.into(), sightings, received, dropped: 1, evicted: 2 }
+}
+
+async fn total(store: &impl Store, product: &str) -> i64 {
+    let filter = UsageFilter { product: Some(product.into()), ..UsageFilter::default() };
+    let (sources, _) = store.usage(filter).await.unwrap();
+    sources.iter().map(|s| s.count).sum()
+}
+
+pub(crate) async fn enroll_replaces_the_node_key(store: impl Store) {
+    let d1 = store.enroll(device("h1", None), [1; 32], 100).await.unwrap();
+    assert_eq!(store.device_by_key([1; 32]).await.unwrap(), Some(d1));
+    let d1_again = store.enroll(device("h1", None), [2; 32], 200).await.unwrap();
+    assert_eq!(d1, d1_again);
+    assert_eq!(store.device_by_key([1; 32]).await.unwrap(), None);
+    assert_eq!(store.device_by_key([2; 32]).await.unwrap(), Some(d1));
+    let devices = store.devices().await.unwrap();
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0].enrolled_at, 100);
+    assert_eq!(devices[0].last_contact, 200);
+}
+
+pub(crate) async fn replayed_batch_counts_once(store: impl Store) {
+    let d = store.enroll(device("h1", None), [1; 32], 100).await.unwrap();
+    let b = batch("b1", vec![sighting("openai.chatgpt", "chatgpt.com", "", 0, 5)]);
+    assert_eq!(store.ingest(d, b.clone(), 200).await.unwrap(), IngestOutcome::Stored);
+    assert_eq!(store.ingest(d, b, 300).await.unwrap(), IngestOutcome::Duplicate);
+    assert_eq!(total(&store, "openai.chatgpt").await, 5);
+    let devices = store.devices().await.unwrap();
+    assert_eq!((devices[0].dropped_sightings, devices[0].evicted_sightings), (1, 2));
+}
+
+pub(crate) async fn same_batch_id_from_two_devices_counts_twice(store: impl Store) {
+    let d1 = store.enroll(device("h1", None), [1; 32], 100).await.unwrap();
+    let d2 = store.enroll(device("h2", None), [2; 32], 100).await.unwrap();
+    let b = batch("b1", vec![sighting("openai.chatgpt", "chatgpt.com", "", 0, 5)]);
+    store.ingest(d1, b.clone(), 200).await.unwrap();
+    store.ingest(d2, b, 200).await.unwrap();
+    assert_eq!(total(&store, "openai.chatgpt").await, 10);
+}
+
+pub(crate) async fn sightings_aggregate_per_key_and_window(store: impl Store) {
+    let d = store.enroll(device("h1", None), [1; 32], 100).await.unwrap();
+    store
+        .ingest(d, batch("b1", vec![sighting("openai.chatgpt", "chatgpt.com", "u1", 0, 2)]), 1)
+        .await
+        .unwrap();
+    let mut later = sighting("openai.chatgpt", "chatgpt.com", "u1", 0, 3);
+    later.first_seen = 0;
+    later.last_seen = 50;
+    store.ingest(d, batch("b2", vec![later]), 2).await.unwrap();
+    store
+        .ingest(d, batch("b3", vec![sighting("openai.chatgpt", "chatgpt.com", "u2", 3600, 1)]), 3)
+        .await
+        .unwrap();
+    let (sources, products) = store.usage(UsageFilter::default()).await.unwrap();
+    assert_eq!(sources.len(), 1);
+    assert_eq!((sources[0].first_seen, sources[0].last_seen, sources[0].count), (0, 3610, 6));
+    assert_eq!((products[0].devices, products[0].users), (1, 2));
+    let devices = store.product_devices("openai.chatgpt".into()).await.unwrap();
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0].users, vec!["u1".to_owned(), "u2".to_owned()]);
+    assert_eq!(devices[0].count, 6);
+}
+
+pub(crate) async fn usage_filters_by_time_kind_and_product(store: impl Store) {
+    let d = store.enroll(device("h1", None), [1; 32], 100).await.unwrap();
+    store
+        .ingest(
+            d,
+            batch(
+                "b1",
+                vec![
+                    sighting("openai.chatgpt", "chatgpt.com", "", 0, 1),
+                    sighting("anthropic.claude", "claude.ai", "", 7200, 1),
+                ],
+            ),
+            1,
+        )
+        .await
+        .unwrap();
+    let f = |since, until| UsageFilter { since, until, ..UsageFilter::default() };
+    let (s, _) = store.usage(f(Some(7000), None)).await.unwrap();
+    assert_eq!(s.iter().map(|s| s.product.as_str()).collect::<Vec<_>>(), ["anthropic.claude"]);
+    let (s, _) = store.usage(f(None, Some(100))).await.unwrap();
+    assert_eq!(s.iter().map(|s| s.product.as_str()).collect::<Vec<_>>(), ["openai.chatgpt"]);
+    let (s, _) = store
+        .usage(UsageFilter { kind: Some("tls_sni".into()), ..UsageFilter::default() })
+        .await
+        .unwrap();
+    assert!(s.is_empty());
+}
+
+pub(crate) async fn heartbeat_is_listed_with_the_device(store: impl Store) {
+    let d = store.enroll(device("h1", Some("a@example.com")), [1; 32], 100).await.unwrap();
+    let health = Health {
+        received_at: 500,
+        agent_version: "0.2.0".into(),
+        catalog_version: 3,
+        interfaces_json: "[]".into(),
+        packets: 10,
+        drops: 1,
+        spool_depth: 2,
+        evictions: 0,
+        last_scan: Some(400),
+    };
+    store.heartbeat(d, health.clone()).await.unwrap();
+    store.heartbeat(d, Health { packets: 20, ..health }).await.unwrap();
+    let devices = store.devices().await.unwrap();
+    let h = devices[0].health.as_ref().unwrap();
+    assert_eq!(h.packets, 20);
+    assert_eq!(devices[0].device.agent_version, "0.2.0");
+    assert_eq!(devices[0].last_contact, 500);
+}
+
+pub(crate) async fn review_change_is_audited_with_before_and_after(store: impl Store) {
+    let (r, audit) =
+        review::decide("openai.chatgpt", ReviewStatus::UnderReview, "check".into(), "sec", 10);
+    assert_eq!(store.set_review(r, audit).await.unwrap(), None);
+    let (r, audit) =
+        review::decide("openai.chatgpt", ReviewStatus::Sanctioned, "ok".into(), "sec", 20);
+    let before = store.set_review(r, audit).await.unwrap().unwrap();
+    assert_eq!(before.status, "under_review");
+    let current = store.review("openai.chatgpt".into()).await.unwrap().unwrap();
+    assert_eq!(current.status, "sanctioned");
+    let log = store.audit(0, 100).await.unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[1].record.action, "review.set");
+    assert!(log[1].record.before.as_deref().unwrap().contains("under_review"));
+    assert!(log[1].record.after.as_deref().unwrap().contains("sanctioned"));
+    assert!(log[0].id < log[1].id);
+    assert_eq!(store.audit(log[0].id, 100).await.unwrap().len(), 1);
+}
+
+pub(crate) async fn tokens_are_created_once_revoked_once_and_audited(store: impl Store) {
+    let t = Token { name: "sec".into(), role: Role::Security, created_at: 5, revoked_at: None };
+    store.create_token(t.clone(), [9; 32], review::token_created(&t, "cli")).await.unwrap();
+    let again = store.create_token(t.clone(), [8; 32], review::token_created(&t, "cli")).await;
+    assert!(matches!(again, Err(StoreError::Exists { .. })), "{again:?}");
+    assert_eq!(store.token_by_hash([9; 32]).await.unwrap(), Some(t.clone()));
+    assert_eq!(store.token_by_hash([8; 32]).await.unwrap(), None);
+    let before = store.revoke_token("sec".into(), 50, review::token_revoked("cli", 50)).await;
+    assert_eq!(before.unwrap(), Some(t));
+    assert_eq!(
+        store.revoke_token("sec".into(), 60, review::token_revoked("cli", 60)).await.unwrap(),
+        None
+    );
+    let listed = store.tokens().await.unwrap();
+    assert_eq!(listed[0].revoked_at, Some(50));
+    let log = store.audit(0, 100).await.unwrap();
+    let actions: Vec<_> = log.iter().map(|e| e.record.action.as_str()).collect();
+    assert_eq!(actions, ["token.create", "token.revoke"]);
+}
+
+pub(crate) async fn migrations_are_idempotent_on_reopen(store: impl Store) {
+    // The harness reopens the same database; the open ran the migrations a second time.
+    store.ping().await.unwrap();
+    assert!(store.tokens().await.unwrap().is_empty());
+}
+
+/// Compiles every case as a `#[tokio::test]` against the backend that `$open` opens.
+macro_rules! conformance {
+    ($open:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let harness = $open().await;
+                super::$case(harness.store.clone()).await;
+                drop(harness);
+            }
+        )*
+    };
+}
+
+macro_rules! all_cases {
+    ($open:path) => {
+        conformance!($open;
+            enroll_replaces_the_node_key,
+            replayed_batch_counts_once,
+            same_batch_id_from_two_devices_counts_twice,
+            sightings_aggregate_per_key_and_window,
+            usage_filters_by_time_kind_and_product,
+            heartbeat_is_listed_with_the_device,
+            review_change_is_audited_with_before_and_after,
+            tokens_are_created_once_revoked_once_and_audited,
+            migrations_are_idempotent_on_reopen,
+        );
+    };
+}
+
+mod sqlite {
+    all_cases!(super::harness::sqlite);
+}
+
+mod postgres {
+    all_cases!(super::harness::postgres);
+}

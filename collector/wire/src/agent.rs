@@ -1,0 +1,242 @@
+//! What agents send and receive: enrollment, sighting batches, acknowledgements, heartbeats.
+//!
+//! Flow (DESIGN.md, "Wire protocol"): the agent enrolls once with the organisation's enroll
+//! secret and keeps the node key it gets back; every later call carries that node key as
+//! `Authorization: Bearer <node key>`. A batch is deleted from the agent's spool only after a
+//! [`BatchAck`] for its `batch_id`; sending the same batch again is always safe.
+
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Secret;
+
+/// `POST /api/v1/enroll`: trade the enroll secret for a node key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollRequest {
+    /// The organisation-wide enroll secret the agent was configured with.
+    pub enroll_secret: Secret,
+    /// Who is enrolling.
+    pub device: DeviceIdentity,
+}
+
+/// The identity of one machine, as its agent reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceIdentity {
+    /// Stable host id: Linux `/etc/machine-id`, macOS IOPlatformUUID, Windows MachineGuid.
+    pub host_id: String,
+    /// Host name.
+    pub hostname: String,
+    /// Operating system family (`linux`, `macos`, `windows`).
+    pub os: String,
+    /// Operating system version.
+    pub os_version: String,
+    /// Agent version.
+    pub agent_version: String,
+    /// Owner email from MDM configuration, when configured.
+    #[serde(default)]
+    pub owner_email: Option<String>,
+}
+
+/// The answer to an enrollment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollResponse {
+    /// The node key for every later call; the collector keeps only its SHA-256.
+    pub node_key: Secret,
+}
+
+/// The agent's own version facts, sent with batches and heartbeats.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentInfo {
+    /// Agent version.
+    pub version: String,
+    /// Version of the catalog the agent matched with.
+    pub catalog_version: u64,
+}
+
+/// `POST /api/v1/sightings`: one batch of aggregated sightings from the spool.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SightingBatch {
+    /// Unique per batch and stable across retries: the collector counts a batch id once.
+    pub batch_id: String,
+    /// The sending agent.
+    pub agent: AgentInfo,
+    /// The sightings (at most [`crate::validate::MAX_SIGHTINGS_PER_BATCH`]).
+    pub sightings: Vec<Sighting>,
+    /// Sightings the agent dropped since its last acknowledged batch (bounded queues full).
+    #[serde(default)]
+    pub dropped: u64,
+    /// Sightings evicted from the spool by its size cap since the last acknowledged batch.
+    #[serde(default)]
+    pub evicted: u64,
+}
+
+/// One aggregated sighting: a matched product seen `count` times in one window.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sighting {
+    /// Catalog product id (`openai.chatgpt`).
+    pub product: String,
+    /// Which indicator matched.
+    pub kind: SightingKind,
+    /// The matched value (a domain, an app id, an extension id, a process name, a model).
+    pub value: String,
+    /// The OS user, possibly pseudonymised; absent for network sightings without an owner.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The process name, when known.
+    #[serde(default)]
+    pub process: Option<String>,
+    /// First time seen in this window.
+    pub first_seen: i64,
+    /// Last time seen in this window.
+    pub last_seen: i64,
+    /// How many times it was seen in this window (at least 1).
+    pub count: u64,
+    /// Start of the aggregation window.
+    pub window: i64,
+}
+
+/// The indicator kind of a sighting. Discovery sources are these plus `expense` and `gateway`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SightingKind {
+    /// An installed application.
+    App,
+    /// A command-line tool on a PATH.
+    Cli,
+    /// A DNS query or answer.
+    Dns,
+    /// A browser or IDE extension.
+    Extension,
+    /// A locally listening model runtime.
+    LocalRuntime,
+    /// An MCP server configured in a client.
+    McpServer,
+    /// A model name (for example in a local runtime).
+    Model,
+    /// A running process.
+    Process,
+    /// The SNI of a QUIC Initial.
+    QuicSni,
+    /// The SNI of a TLS ClientHello.
+    TlsSni,
+}
+
+impl SightingKind {
+    /// Every kind, in the order of the enum.
+    pub const ALL: [SightingKind; 10] = [
+        SightingKind::App,
+        SightingKind::Cli,
+        SightingKind::Dns,
+        SightingKind::Extension,
+        SightingKind::LocalRuntime,
+        SightingKind::McpServer,
+        SightingKind::Model,
+        SightingKind::Process,
+        SightingKind::QuicSni,
+        SightingKind::TlsSni,
+    ];
+
+    /// The wire (and storage) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SightingKind::App => "app",
+            SightingKind::Cli => "cli",
+            SightingKind::Dns => "dns",
+            SightingKind::Extension => "extension",
+            SightingKind::LocalRuntime => "local_runtime",
+            SightingKind::McpServer => "mcp_server",
+            SightingKind::Model => "model",
+            SightingKind::Process => "process",
+            SightingKind::QuicSni => "quic_sni",
+            SightingKind::TlsSni => "tls_sni",
+        }
+    }
+
+    /// The kind with this wire name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+/// The acknowledgement of a batch, sent only after the batch is committed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchAck {
+    /// The acknowledged batch.
+    pub batch_id: String,
+    /// Sightings in the batch.
+    pub accepted: u64,
+    /// True when this batch id had been committed before and was not counted again.
+    pub duplicate: bool,
+}
+
+/// `POST /api/v1/heartbeat`: the agent's health.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// The sending agent.
+    pub agent: AgentInfo,
+    /// Capture status per interface.
+    #[serde(default)]
+    pub interfaces: Vec<InterfaceStatus>,
+    /// Packets seen since the agent started.
+    pub packets: u64,
+    /// Packets or observations dropped since the agent started.
+    pub drops: u64,
+    /// Sightings waiting in the spool.
+    pub spool_depth: u64,
+    /// Sightings evicted from the spool since the agent started.
+    pub evictions: u64,
+    /// When the inventory scan last finished, if it has.
+    #[serde(default)]
+    pub last_scan: Option<i64>,
+}
+
+/// Capture on one interface.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceStatus {
+    /// Interface name.
+    pub name: String,
+    /// Whether capture is running.
+    pub state: CaptureState,
+    /// Packets seen on this interface.
+    pub packets: u64,
+    /// Packets dropped on this interface (kernel plus agent).
+    pub drops: u64,
+    /// Why capture is not running, when it failed.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// The state of capture on an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum CaptureState {
+    /// Capture is off by configuration.
+    Disabled,
+    /// Capture failed; see `error`.
+    Failed,
+    /// Capturing.
+    Running,
+}
+
+impl CaptureState {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaptureState::Disabled => "disabled",
+            CaptureState::Failed => "failed",
+            CaptureState::Running => "running",
+        }
+    }
+}
+
+/// The answer to a heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatAck {
+    /// The collector's clock, so agents can report skew.
+    pub server_time: i64,
+    /// Version of the catalog the collector serves, if it serves one; the agent fetches
+    /// `GET /api/v1/catalog` when this is newer than its own.
+    #[serde(default)]
+    pub catalog_version: Option<u64>,
+}

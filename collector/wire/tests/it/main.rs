@@ -1,0 +1,74 @@
+//! Integration tests of the wire contract: the golden v1 fixtures round-trip unchanged.
+// Test helpers (not #[test] fns) unwrap and panic: a failure there is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+
+use aiscout_wire::{
+    AuditList, BatchAck, DeviceList, EnrollRequest, EnrollResponse, ErrorBody, Heartbeat,
+    HeartbeatAck, InventoryList, ProductDetail, Review, ReviewRequest, SightingBatch, Validate,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/v1").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// Parses the fixture into `T`, serialises it again, and checks nothing was lost or added.
+fn round_trip<T: DeserializeOwned + Serialize>(name: &str) -> T {
+    let bytes = fixture(name);
+    let value: T = serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let again = serde_json::to_value(&value).unwrap();
+    let original: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(again, original, "{name} does not round-trip: the v1 encoding changed");
+    value
+}
+
+#[test]
+fn golden_agent_messages_round_trip_and_validate() {
+    round_trip::<EnrollRequest>("enroll_request.json").validate().unwrap();
+    round_trip::<EnrollResponse>("enroll_response.json");
+    let batch = round_trip::<SightingBatch>("sighting_batch.json");
+    batch.validate().unwrap();
+    assert_eq!(batch.sightings.len(), 2);
+    round_trip::<BatchAck>("batch_ack.json");
+    round_trip::<Heartbeat>("heartbeat.json").validate().unwrap();
+    round_trip::<HeartbeatAck>("heartbeat_ack.json");
+}
+
+#[test]
+fn golden_people_messages_round_trip_and_validate() {
+    round_trip::<InventoryList>("inventory.json");
+    round_trip::<DeviceList>("devices.json");
+    round_trip::<ProductDetail>("product_detail.json");
+    round_trip::<ReviewRequest>("review_request.json").validate().unwrap();
+    round_trip::<Review>("review.json");
+    round_trip::<AuditList>("audit.json");
+    round_trip::<ErrorBody>("error.json");
+}
+
+#[test]
+fn golden_batch_decodes_through_the_validating_decoder() {
+    let batch: SightingBatch = aiscout_wire::decode(&fixture("sighting_batch.json")).unwrap();
+    assert_eq!(batch.batch_id, "01J8ZK4N6V9Q3W2E1R0T5Y7U8I");
+}
+
+#[test]
+fn optional_fields_may_be_absent() {
+    let batch: SightingBatch = aiscout_wire::decode(
+        br#"{"batch_id":"b","agent":{"version":"1","catalog_version":0},"sightings":[
+            {"product":"p","kind":"dns","value":"v","first_seen":1,"last_seen":1,"count":1,
+             "window":0}]}"#,
+    )
+    .unwrap();
+    assert_eq!(batch.sightings[0].user, None);
+    assert_eq!(batch.dropped, 0);
+}
+
+#[test]
+fn enroll_secret_does_not_leak_through_debug() {
+    let req: EnrollRequest = serde_json::from_slice(&fixture("enroll_request.json")).unwrap();
+    assert!(!format!("{req:?}").contains("s3cret-enroll"));
+}
