@@ -1,0 +1,260 @@
+//! Capture: packets from a pcap/pcapng file or a live interface, both through real libpcap,
+//! handed on as [`Frame`]s. The only module that uses the `pcap` crate.
+//!
+//! # The live kernel filter, and why
+//! Live capture installs [`LIVE_FILTER`], a classic BPF program run in the kernel, so that
+//! bulk traffic never reaches user space. It admits:
+//!
+//! 1. `port 53`: DNS over UDP and TCP, both directions.
+//! 2. TCP SYN without ACK: opens a flow anchored at the client's ISN, so a ClientHello whose
+//!    segments arrive out of order can still be put back together.
+//! 3. TCP segments whose payload starts with 0x16, a TLS handshake record: the first segment
+//!    of every ClientHello, on any port (recognition by content, not port 443).
+//! 4. TCP segments with PSH set and a non-empty payload. A post-quantum ClientHello (about
+//!    1.8 KB) is sent in one write and leaves the host as a full-sized first segment (rule 3)
+//!    plus a tail segment that carries PSH; without this rule the tail could never be seen,
+//!    because a continuation segment has no recognisable first byte. Bulk transfers set PSH
+//!    only once per application write, so this admits a small share of their segments.
+//!    A ClientHello spread over three or more segments (MSS below about 900 bytes) loses its
+//!    middle segments here; the flow is then evicted at the idle timeout and counted.
+//! 5. UDP datagrams whose first payload byte has the high bit set: QUIC long-header packets
+//!    (Initials among them). QUIC 1-RTT traffic uses short headers and stays in the kernel.
+//!
+//! IPv4 uses libpcap's `tcp[]`/`udp[]` accessors, which follow the IP header length. libpcap
+//! does not support them for IPv6, so the IPv6 rules index `ip6[]` at fixed offsets and
+//! therefore only see TCP and UDP directly after the fixed 40-byte header (no extension
+//! headers), which is what endpoints send. In an `or` chain a load past the end of a packet
+//! rejects the packet, so the SYN test comes before the payload-byte test.
+//!
+//! Kernel drops (`ps_drop`) are reported in the summary next to decode's own drops.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use pcap::{Active, Capture, Device, Offline};
+
+use crate::model::{Frame, LinkType, Timestamp};
+
+/// The live BPF filter; see the module docs for each clause.
+pub const LIVE_FILTER: &str = "port 53 \
+or (ip and tcp and (tcp[13] & 0x12 = 0x02 \
+or tcp[((tcp[12] & 0xf0) >> 2)] = 0x16 \
+or (tcp[13] & 0x08 != 0 and ip[2:2] > ((ip[0] & 0x0f) << 2) + ((tcp[12] & 0xf0) >> 2)))) \
+or (ip and udp and udp[8] & 0x80 != 0) \
+or (ip6 and ip6[6] = 6 and (ip6[53] & 0x12 = 0x02 \
+or ip6[40 + ((ip6[52] & 0xf0) >> 2)] = 0x16 \
+or (ip6[53] & 0x08 != 0 and ip6[4:2] > ((ip6[52] & 0xf0) >> 2)))) \
+or (ip6 and ip6[6] = 17 and ip6[48] & 0x80 != 0)";
+
+/// Bytes captured per packet live: enough for a TSO/GRO super-packet carrying a whole
+/// ClientHello.
+pub const SNAPLEN: i32 = 65_535;
+
+/// The kernel's buffer timeout for a live capture, in milliseconds.
+const READ_TIMEOUT_MS: i32 = 200;
+
+/// How long a live capture sleeps when no packet is queued.
+const IDLE_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Why capture failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CaptureError {
+    /// A capture file could not be opened.
+    #[error("cannot open capture file {path}")]
+    OpenFile {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: pcap::Error,
+    },
+    /// A live interface could not be opened.
+    #[error("cannot capture on interface {interface}")]
+    OpenInterface {
+        /// The interface.
+        interface: String,
+        /// The cause.
+        #[source]
+        source: pcap::Error,
+    },
+    /// The kernel filter could not be installed.
+    #[error("cannot install the capture filter on {interface}")]
+    Filter {
+        /// The interface.
+        interface: String,
+        /// The cause.
+        #[source]
+        source: pcap::Error,
+    },
+    /// Reading packets failed.
+    #[error("error reading packets from {source_name}")]
+    Read {
+        /// The file or interface.
+        source_name: String,
+        /// The cause.
+        #[source]
+        source: pcap::Error,
+    },
+    /// Listing interfaces failed.
+    #[error("cannot list network interfaces")]
+    List(#[source] pcap::Error),
+}
+
+/// Counters a live capture reports from the kernel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelStats {
+    /// Packets the filter admitted.
+    pub received: u64,
+    /// Packets dropped because the capture buffer was full.
+    pub dropped: u64,
+    /// Packets dropped by the interface or driver.
+    pub if_dropped: u64,
+}
+
+fn timestamp(header: &pcap::PacketHeader) -> Timestamp {
+    Timestamp::from_parts(header.ts.tv_sec, header.ts.tv_usec)
+}
+
+/// A pcap or pcapng file.
+pub struct FileSource {
+    capture: Capture<Offline>,
+    link: LinkType,
+    path: PathBuf,
+}
+
+impl FileSource {
+    /// Opens a capture file (libpcap reads both pcap and pcapng).
+    ///
+    /// # Errors
+    /// [`CaptureError::OpenFile`] when libpcap cannot open or read the file header.
+    pub fn open(path: &Path) -> Result<Self, CaptureError> {
+        let capture = Capture::from_file(path)
+            .map_err(|source| CaptureError::OpenFile { path: path.to_owned(), source })?;
+        let link = LinkType::from_linktype(capture.get_datalink().0);
+        Ok(FileSource { capture, link, path: path.to_owned() })
+    }
+
+    /// The file's link type.
+    pub fn link(&self) -> LinkType {
+        self.link
+    }
+
+    /// Calls `f` with every frame of the file, in order.
+    ///
+    /// # Errors
+    /// [`CaptureError::Read`] when the file is corrupt part-way; frames before that were
+    /// delivered.
+    pub fn for_each(&mut self, mut f: impl FnMut(&Frame<'_>)) -> Result<(), CaptureError> {
+        loop {
+            match self.capture.next_packet() {
+                Ok(packet) => {
+                    f(&Frame { ts: timestamp(packet.header), link: self.link, data: packet.data })
+                }
+                Err(pcap::Error::NoMorePackets) => return Ok(()),
+                Err(source) => {
+                    return Err(CaptureError::Read {
+                        source_name: self.path.display().to_string(),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// A live interface with [`LIVE_FILTER`] installed.
+pub struct LiveSource {
+    capture: Capture<Active>,
+    link: LinkType,
+    interface: String,
+}
+
+impl LiveSource {
+    /// Opens `interface` (not promiscuous: the agent watches its own host's traffic) and
+    /// installs the kernel filter.
+    ///
+    /// # Errors
+    /// When the interface cannot be opened (missing privileges: CAP_NET_RAW) or the filter
+    /// does not compile for its link type.
+    pub fn open(interface: &str) -> Result<Self, CaptureError> {
+        let open_err =
+            |source| CaptureError::OpenInterface { interface: interface.to_owned(), source };
+        let capture = Capture::from_device(interface)
+            .map_err(open_err)?
+            .promisc(false)
+            .snaplen(SNAPLEN)
+            .timeout(READ_TIMEOUT_MS)
+            .open()
+            .map_err(open_err)?;
+        // Non-blocking: on Linux a TPACKET_V3 read with a timeout can block indefinitely
+        // while no packet arrives, which would outlive `--duration`; `run` polls instead.
+        let mut capture = capture.setnonblock().map_err(open_err)?;
+        capture
+            .filter(LIVE_FILTER, true)
+            .map_err(|source| CaptureError::Filter { interface: interface.to_owned(), source })?;
+        let link = LinkType::from_linktype(capture.get_datalink().0);
+        Ok(LiveSource { capture, link, interface: interface.to_owned() })
+    }
+
+    /// The interface name.
+    pub fn interface(&self) -> &str {
+        &self.interface
+    }
+
+    /// Calls `f` with every frame until `deadline` (forever without one).
+    ///
+    /// # Errors
+    /// [`CaptureError::Read`] when libpcap reports an error other than a read timeout.
+    pub fn run(
+        &mut self,
+        deadline: Option<Instant>,
+        mut f: impl FnMut(&Frame<'_>),
+    ) -> Result<(), CaptureError> {
+        while deadline.is_none_or(|d| Instant::now() < d) {
+            match self.capture.next_packet() {
+                Ok(packet) => {
+                    f(&Frame { ts: timestamp(packet.header), link: self.link, data: packet.data })
+                }
+                // Nothing queued: wait a little rather than spin.
+                Err(pcap::Error::TimeoutExpired) => std::thread::sleep(IDLE_POLL),
+                Err(source) => {
+                    return Err(CaptureError::Read { source_name: self.interface.clone(), source });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The kernel's counters for this capture.
+    pub fn kernel_stats(&mut self) -> KernelStats {
+        self.capture
+            .stats()
+            .map(|s| KernelStats {
+                received: u64::from(s.received),
+                dropped: u64::from(s.dropped),
+                if_dropped: u64::from(s.if_dropped),
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// The interfaces that are up and running, excluding libpcap's pseudo-devices (`any`,
+/// netfilter, USB and D-Bus monitors, Bluetooth).
+///
+/// # Errors
+/// [`CaptureError::List`] when libpcap cannot enumerate devices.
+pub fn interfaces_up() -> Result<Vec<String>, CaptureError> {
+    let devices = Device::list().map_err(CaptureError::List)?;
+    Ok(devices
+        .into_iter()
+        .filter(|d| d.flags.is_up() && d.flags.is_running())
+        .map(|d| d.name)
+        .filter(|n| {
+            n != "any"
+                && !["nflog", "nfqueue", "usbmon", "dbus", "bluetooth"]
+                    .iter()
+                    .any(|p| n.starts_with(p))
+        })
+        .collect())
+}

@@ -1,0 +1,720 @@
+//! `aiscout-agent run`: network discovery and the inventory watcher together, feeding the spool,
+//! and the uploader draining it to the collector, until SIGTERM or SIGINT.
+//!
+//! Threads and tasks:
+//! - one capture thread per interface (or per pcap file, the test seam), decoding and matching
+//!   frames; only matched observations become [`Record`]s;
+//! - one inventory thread running [`Watch`], re-recording current findings every window so the
+//!   collector can tell what is still installed;
+//! - one spool thread owning the writes: records arrive through a bounded channel and are
+//!   written in batches; when the channel is full a record is dropped and counted, never
+//!   queued without bound (DESIGN.md invariant 4);
+//! - tokio tasks for uploads, heartbeats and catalog updates.
+//!
+//! On shutdown the capture and inventory threads stop, the channel is drained into the spool,
+//! and one last upload is attempted within a deadline. What is not acknowledged stays in the
+//! spool for the next start (invariant 2).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use aiscout_signatures::{Catalog, Index, Verifier};
+use aiscout_wire::{AgentInfo, CaptureState, Heartbeat, InterfaceStatus, Secret};
+
+use crate::capture::{FileSource, LiveSource};
+use crate::config::Config;
+use crate::decode::{Decoder, Limits};
+use crate::identity::{self, Pseudonymizer};
+use crate::inventory::watch::{Change, Watch};
+use crate::inventory::{self, Finding, ScanOptions};
+use crate::matching::Matcher;
+use crate::model::Observation;
+use crate::spool::{Record, Spool, SpoolError, SpoolLimits};
+use crate::upload::{self, Backoff, Client, UploadError};
+
+/// Records waiting between the producers and the spool thread.
+pub const RECORD_QUEUE: usize = 8_192;
+/// How often capture threads look at the stop flag.
+const CAPTURE_SLICE: Duration = Duration::from_millis(500);
+/// How long shutdown waits for a last upload.
+const FINAL_UPLOAD: Duration = Duration::from_secs(10);
+
+/// Where frames come from.
+#[derive(Clone, Debug)]
+pub enum FrameSource {
+    /// Live interfaces (all that are up when empty).
+    Live(Vec<String>),
+    /// Capture files, read once (for tests and offline runs).
+    Files(Vec<PathBuf>),
+    /// No network discovery.
+    None,
+}
+
+/// What the run does besides network discovery.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Where frames come from.
+    pub frames: FrameSource,
+    /// The inventory scan (a live scan of this machine by default).
+    pub scan: Option<ScanOptions>,
+}
+
+/// Why the daemon stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DaemonError {
+    /// The spool could not be opened.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    /// The TLS configuration could not be built.
+    #[error(transparent)]
+    Tls(#[from] upload::tls::TlsError),
+    /// The collector URL is unusable.
+    #[error(transparent)]
+    Upload(#[from] UploadError),
+    /// The state folder could not be created.
+    #[error("cannot create state folder {path}: {source}")]
+    StateDir {
+        /// The folder.
+        path: PathBuf,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// The catalog built into the binary does not validate.
+    #[error("the built-in catalog is invalid: {0}")]
+    Catalog(String),
+}
+
+/// Counters the heartbeat reports.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// Frames seen.
+    pub packets: AtomicU64,
+    /// Frames or observations dropped (decode caps, kernel, full queue).
+    pub drops: AtomicU64,
+    /// Records dropped because the spool queue was full.
+    pub queue_drops: AtomicU64,
+    /// Sightings evicted by the spool cap since start.
+    pub evictions: AtomicU64,
+    /// When the inventory scan last finished (Unix seconds; 0 before the first).
+    pub last_scan: AtomicI64,
+    /// Capture state per interface.
+    pub interfaces: Mutex<Vec<InterfaceStatus>>,
+}
+
+/// State shared by the threads and tasks of one run.
+struct Shared {
+    config: Config,
+    stop: AtomicBool,
+    catalog: RwLock<Arc<Catalog>>,
+    matcher: RwLock<Arc<Matcher>>,
+    health: Health,
+    pseudonyms: Pseudonymizer,
+}
+
+impl Shared {
+    fn catalog_version(&self) -> u64 {
+        self.catalog.read().map(|c| c.version()).unwrap_or(0)
+    }
+
+    fn window_start(&self, secs: i64) -> i64 {
+        let w = i64::try_from(self.config.window.as_secs()).unwrap_or(3_600).max(1);
+        secs - secs.rem_euclid(w)
+    }
+
+    fn offer(&self, tx: &SyncSender<Record>, record: Record) {
+        match tx.try_send(record) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.health.queue_drops.fetch_add(1, Ordering::Relaxed);
+                self.health.drops.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn swap_catalog(&self, catalog: Catalog) {
+        let matcher = Arc::new(Matcher::new(Index::new(catalog.clone())));
+        if let Ok(mut m) = self.matcher.write() {
+            *m = matcher;
+        }
+        if let Ok(mut c) = self.catalog.write() {
+            *c = Arc::new(catalog);
+        }
+    }
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The catalog to start with: the last good one saved in the state folder when it still
+/// verifies against the pinned key, else the built-in one.
+fn initial_catalog(config: &Config) -> Result<Catalog, DaemonError> {
+    let builtin = Catalog::builtin().map_err(|e| DaemonError::Catalog(e.to_string()))?;
+    let saved = config.state_dir.join("catalog.bin");
+    if let Ok(bytes) = std::fs::read(&saved) {
+        match Verifier::new(config.catalog_key).verify(&bytes, Some(builtin.version())) {
+            Ok(c) => {
+                tracing::info!(version = c.version(), "Loaded the last good catalog.");
+                return Ok(c);
+            }
+            Err(error) => {
+                tracing::warn!(path = %saved.display(), error = %error, "Saved catalog refused; using the built-in one.");
+            }
+        }
+    }
+    Ok(builtin)
+}
+
+/// Runs until `shutdown` resolves.
+///
+/// # Errors
+/// Start-up failures only (spool, TLS, state folder); everything after start is retried.
+pub async fn run(
+    config: Config,
+    options: RunOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    std::fs::create_dir_all(&config.state_dir)
+        .map_err(|source| DaemonError::StateDir { path: config.state_dir.clone(), source })?;
+    let spool = Spool::open(
+        &config.spool,
+        SpoolLimits { max_bytes: config.spool_max_bytes, ..SpoolLimits::default() },
+    )?;
+    if let Some(aside) = spool.moved_aside() {
+        tracing::error!(path = %aside.display(), "The spool was corrupt and was moved aside; a new one was started.");
+    }
+    let spool = Arc::new(Mutex::new(spool));
+    let client = Client::new(&config.collector_url, upload::tls::client_config(&config.trust)?)?;
+    let catalog = initial_catalog(&config)?;
+    let shared = Arc::new(Shared {
+        pseudonyms: Pseudonymizer::new(config.user_key.as_ref()),
+        matcher: RwLock::new(Arc::new(Matcher::new(Index::new(catalog.clone())))),
+        catalog: RwLock::new(Arc::new(catalog)),
+        config,
+        stop: AtomicBool::new(false),
+        health: Health::default(),
+    });
+    tracing::info!(version = shared.catalog_version(), collector = %shared.config.collector_url, "Agent started.");
+
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Record>(RECORD_QUEUE);
+    let writer = {
+        let spool = Arc::clone(&spool);
+        let shared = Arc::clone(&shared);
+        std::thread::spawn(move || spool_writer(&shared, &spool, &rx))
+    };
+    let mut producers = start_capture(&shared, &options.frames, &tx);
+    if let Some(scan) = options.scan.clone() {
+        let shared = Arc::clone(&shared);
+        let tx = tx.clone();
+        producers.push(std::thread::spawn(move || inventory_loop(&shared, scan, &tx)));
+    }
+    drop(tx);
+
+    let uploader =
+        Uploader { shared: Arc::clone(&shared), spool: Arc::clone(&spool), client, node_key: None };
+    let mut uploader = uploader;
+    let mut upload_tick = tokio::time::interval(shared.config.upload_interval);
+    let mut heartbeat_tick = tokio::time::interval(shared.config.heartbeat_interval);
+    let mut catalog_tick = tokio::time::interval(shared.config.catalog_interval);
+    let mut backoff = Backoff::new(Duration::from_secs(300));
+    let mut next_try = tokio::time::Instant::now();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            _ = upload_tick.tick() => {
+                if tokio::time::Instant::now() < next_try {
+                    continue;
+                }
+                match uploader.drain().await {
+                    Ok(_) => backoff.reset(),
+                    Err(error) => {
+                        let delay = backoff.next_delay();
+                        tracing::warn!(error = %error, retry_in_secs = delay.as_secs(), "Upload failed; the batch stays in the spool.");
+                        next_try = tokio::time::Instant::now() + delay;
+                    }
+                }
+            }
+            _ = heartbeat_tick.tick() => {
+                if let Err(error) = uploader.heartbeat().await {
+                    tracing::warn!(error = %error, "Heartbeat failed.");
+                }
+            }
+            _ = catalog_tick.tick() => {
+                if let Err(error) = uploader.update_catalog().await {
+                    tracing::warn!(error = %error, "Catalog update check failed.");
+                }
+            }
+        }
+    }
+
+    tracing::info!("Shutting down: flushing the spool.");
+    shared.stop.store(true, Ordering::SeqCst);
+    for p in producers {
+        // A panicked producer lost only its in-memory work; the spool is intact.
+        let _joined = p.join();
+    }
+    let _writer = writer.join();
+    match tokio::time::timeout(FINAL_UPLOAD, uploader.drain()).await {
+        Ok(Ok(n)) => tracing::info!(batches = n, "Final upload done."),
+        Ok(Err(error)) => {
+            tracing::warn!(error = %error, "Final upload failed; batches stay in the spool.")
+        }
+        Err(_) => tracing::warn!("Final upload timed out; batches stay in the spool."),
+    }
+    tracing::info!("Agent stopped.");
+    Ok(())
+}
+
+fn start_capture(
+    shared: &Arc<Shared>,
+    frames: &FrameSource,
+    tx: &SyncSender<Record>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    let mut handles = Vec::new();
+    match frames {
+        FrameSource::None => {}
+        FrameSource::Files(paths) => {
+            let shared = Arc::clone(shared);
+            let tx = tx.clone();
+            let paths = paths.clone();
+            handles.push(std::thread::spawn(move || {
+                for path in paths {
+                    let mut decoder = Decoder::new(Limits::default());
+                    let mut batch = Vec::new();
+                    match FileSource::open(&path) {
+                        Ok(mut source) => {
+                            let result = source.for_each(|frame| {
+                                shared.health.packets.fetch_add(1, Ordering::Relaxed);
+                                decoder.decode(frame, &mut batch);
+                                for obs in batch.drain(..) {
+                                    observe(&shared, &tx, &obs, false);
+                                }
+                            });
+                            if let Err(error) = result {
+                                tracing::warn!(path = %path.display(), error = %error, "Capture file read failed.");
+                            }
+                        }
+                        Err(error) => tracing::warn!(path = %path.display(), error = %error, "Capture file refused."),
+                    }
+                    shared.health.drops.fetch_add(decoder.stats().drops(), Ordering::Relaxed);
+                }
+            }));
+        }
+        FrameSource::Live(names) => {
+            let names = if names.is_empty() {
+                crate::capture::interfaces_up().unwrap_or_else(|error| {
+                    tracing::error!(error = %error, "Cannot list interfaces; network discovery is off.");
+                    Vec::new()
+                })
+            } else {
+                names.clone()
+            };
+            for name in names {
+                match LiveSource::open(&name) {
+                    Ok(source) => {
+                        set_interface(shared, &name, CaptureState::Running, None);
+                        let shared = Arc::clone(shared);
+                        let tx = tx.clone();
+                        handles
+                            .push(std::thread::spawn(move || capture_loop(&shared, source, &tx)));
+                    }
+                    Err(error) => {
+                        // Capture unavailable (no privileges, no Npcap): say so and keep the
+                        // inventory and uploads running.
+                        tracing::error!(interface = %name, error = %error, "Capture unavailable on this interface.");
+                        set_interface(shared, &name, CaptureState::Failed, Some(error.to_string()));
+                    }
+                }
+            }
+        }
+    }
+    handles
+}
+
+fn set_interface(shared: &Shared, name: &str, state: CaptureState, error: Option<String>) {
+    if let Ok(mut list) = shared.health.interfaces.lock() {
+        list.retain(|i| i.name != name);
+        list.push(InterfaceStatus { name: name.to_owned(), state, packets: 0, drops: 0, error });
+    }
+}
+
+fn capture_loop(shared: &Shared, mut source: LiveSource, tx: &SyncSender<Record>) {
+    let mut decoder = Decoder::new(Limits::default());
+    let mut batch = Vec::new();
+    let mut packets: u64 = 0;
+    while !shared.stop.load(Ordering::Relaxed) {
+        let result = source.run(Some(Instant::now() + CAPTURE_SLICE), |frame| {
+            packets = packets.saturating_add(1);
+            decoder.decode(frame, &mut batch);
+            for obs in batch.drain(..) {
+                observe(shared, tx, &obs, true);
+            }
+        });
+        if let Err(error) = result {
+            tracing::error!(interface = %source.interface(), error = %error, "Capture stopped.");
+            set_interface(
+                shared,
+                source.interface(),
+                CaptureState::Failed,
+                Some(error.to_string()),
+            );
+            return;
+        }
+        let kernel = source.kernel_stats();
+        let drops = decoder
+            .stats()
+            .drops()
+            .saturating_add(kernel.dropped)
+            .saturating_add(kernel.if_dropped);
+        if let Ok(mut list) = shared.health.interfaces.lock()
+            && let Some(i) = list.iter_mut().find(|i| i.name == source.interface())
+        {
+            shared.health.packets.fetch_add(packets.saturating_sub(i.packets), Ordering::Relaxed);
+            i.packets = packets;
+            i.drops = drops;
+        }
+    }
+}
+
+/// Matches one observation; only a match becomes a record. Nothing about an unmatched
+/// observation is kept, logged or counted by name (DESIGN.md invariant 1).
+fn observe(shared: &Shared, tx: &SyncSender<Record>, obs: &Observation, live: bool) {
+    let matcher = match shared.matcher.read() {
+        Ok(m) => Arc::clone(&m),
+        Err(_) => return,
+    };
+    let Some(hit) = matcher.lookup(obs) else { return };
+    let process = if live { crate::attribution::owner(obs).map(|p| p.name) } else { None };
+    let secs = i64::try_from(obs.ts.0 / 1_000_000).unwrap_or(i64::MAX);
+    let record = Record {
+        window: shared.window_start(secs),
+        product: hit.product.to_owned(),
+        kind: obs.kind.as_str().to_owned(),
+        value: obs.name.clone(),
+        user: None,
+        process,
+        first_seen: secs,
+        last_seen: secs,
+        count: 1,
+    };
+    shared.offer(tx, record);
+}
+
+fn finding_record(shared: &Shared, f: &Finding, now: i64) -> Record {
+    Record {
+        window: shared.window_start(now),
+        product: f.product.clone(),
+        kind: f.kind.as_str().to_owned(),
+        value: f.value.clone(),
+        user: f.user.as_deref().map(|u| shared.pseudonyms.user(u)),
+        process: None,
+        first_seen: now,
+        last_seen: now,
+        count: 1,
+    }
+}
+
+fn inventory_loop(shared: &Shared, scan: ScanOptions, tx: &SyncSender<Record>) {
+    let mut next_full = Instant::now();
+    let mut next_refresh = Instant::now() + shared.config.window;
+    while !shared.stop.load(Ordering::Relaxed) {
+        let catalog = match shared.catalog.read() {
+            Ok(c) => Arc::clone(&c),
+            Err(_) => return,
+        };
+        let index = Index::new((*catalog).clone());
+        let mut watch = match Watch::start(&index, scan.clone(), inventory::watch::DEFAULT_QUIET) {
+            Ok(w) => w,
+            Err(error) => {
+                tracing::warn!(error = %error, "Inventory watch unavailable; scanning periodically instead.");
+                let found = inventory::scan(&index, &scan);
+                let now = now_secs();
+                for f in &found.findings {
+                    shared.offer(tx, finding_record(shared, f, now));
+                }
+                shared.health.last_scan.store(now, Ordering::Relaxed);
+                sleep_unless_stopped(shared, shared.config.rescan_interval);
+                continue;
+            }
+        };
+        let now = now_secs();
+        for f in watch.findings() {
+            shared.offer(tx, finding_record(shared, f, now));
+        }
+        shared.health.last_scan.store(now, Ordering::Relaxed);
+        next_full += shared.config.rescan_interval;
+        // Watch until the next full rescan or a catalog change.
+        while !shared.stop.load(Ordering::Relaxed) && Instant::now() < next_full {
+            if shared.catalog_version() != catalog.version() {
+                break;
+            }
+            for change in watch.next_changes(Duration::from_secs(1)) {
+                if let Change::Added(f) = change {
+                    shared.offer(tx, finding_record(shared, &f, now_secs()));
+                }
+                // A removal needs no record: the item stops being re-sighted each window.
+            }
+            if Instant::now() >= next_refresh {
+                let now = now_secs();
+                for f in watch.findings() {
+                    shared.offer(tx, finding_record(shared, f, now));
+                }
+                next_refresh = Instant::now() + shared.config.window;
+            }
+        }
+    }
+}
+
+fn sleep_unless_stopped(shared: &Shared, total: Duration) {
+    let until = Instant::now() + total;
+    while !shared.stop.load(Ordering::Relaxed) && Instant::now() < until {
+        std::thread::sleep(
+            Duration::from_millis(200).min(until.saturating_duration_since(Instant::now())),
+        );
+    }
+}
+
+/// Writes records to the spool in batches of up to a thousand or every two seconds.
+fn spool_writer(shared: &Shared, spool: &Mutex<Spool>, rx: &Receiver<Record>) {
+    let mut pending: Vec<Record> = Vec::new();
+    let mut last_flush = Instant::now();
+    let mut reported_drops: u64 = 0;
+    loop {
+        let disconnected = match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(r) => {
+                pending.push(r);
+                false
+            }
+            Err(RecvTimeoutError::Timeout) => false,
+            Err(RecvTimeoutError::Disconnected) => true,
+        };
+        if pending.len() >= 1_000 || last_flush.elapsed() >= Duration::from_secs(2) || disconnected
+        {
+            let drops = shared.health.queue_drops.load(Ordering::Relaxed);
+            if let Ok(mut s) = spool.lock() {
+                if !pending.is_empty() {
+                    match s.record(&pending) {
+                        Ok(evicted) => {
+                            shared.health.evictions.fetch_add(evicted, Ordering::Relaxed);
+                            if evicted > 0 {
+                                tracing::warn!(
+                                    evicted,
+                                    "Spool cap reached: oldest sightings evicted and counted."
+                                );
+                            }
+                            pending.clear();
+                        }
+                        Err(error) => {
+                            tracing::error!(error = %error, "Spool write failed; retrying.");
+                            // Bounded: past the queue size the oldest pending records go,
+                            // counted as drops.
+                            if pending.len() > RECORD_QUEUE {
+                                let excess = pending.len() - RECORD_QUEUE;
+                                pending.drain(..excess);
+                                shared
+                                    .health
+                                    .queue_drops
+                                    .fetch_add(excess as u64, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                }
+                if drops > reported_drops && s.count_dropped(drops - reported_drops).is_ok() {
+                    reported_drops = drops;
+                }
+            }
+            last_flush = Instant::now();
+        }
+        if disconnected && pending.is_empty() {
+            return;
+        }
+        if disconnected {
+            // The spool refused the last write; keep trying briefly, then give up counting.
+            std::thread::sleep(Duration::from_millis(200));
+            if last_flush.elapsed() > Duration::from_secs(5) {
+                shared.health.queue_drops.fetch_add(pending.len() as u64, Ordering::Relaxed);
+                return;
+            }
+        }
+    }
+}
+
+struct Uploader {
+    shared: Arc<Shared>,
+    spool: Arc<Mutex<Spool>>,
+    client: Client,
+    node_key: Option<Secret>,
+}
+
+impl Uploader {
+    fn key_path(&self) -> PathBuf {
+        self.shared.config.state_dir.join("node_key")
+    }
+
+    fn agent_info(&self) -> AgentInfo {
+        AgentInfo {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            catalog_version: self.shared.catalog_version(),
+        }
+    }
+
+    /// The node key: in memory, else from its file, else from a fresh enrollment.
+    async fn node_key(&mut self) -> Result<Secret, UploadError> {
+        if let Some(k) = &self.node_key {
+            return Ok(k.clone());
+        }
+        if let Ok(text) = std::fs::read_to_string(self.key_path()) {
+            let key = Secret::new(text.trim());
+            self.node_key = Some(key.clone());
+            return Ok(key);
+        }
+        let device = identity::device(self.shared.config.owner_email.clone());
+        let key = self.client.enroll(&self.shared.config.enroll_secret, device).await?;
+        if let Err(error) = write_secret(&self.key_path(), key.expose()) {
+            tracing::warn!(error = %error, "Cannot save the node key; it will be requested again after a restart.");
+        }
+        tracing::info!("Enrolled with the collector.");
+        self.node_key = Some(key.clone());
+        Ok(key)
+    }
+
+    fn forget_key(&mut self) {
+        self.node_key = None;
+        // A missing file is fine: the key is being replaced either way.
+        let _removed = std::fs::remove_file(self.key_path());
+    }
+
+    /// Sends batches until the spool is empty; returns how many were acknowledged.
+    async fn drain(&mut self) -> Result<u64, UploadError> {
+        let mut sent = 0;
+        // Bounded: a spool holds at most its cap; 10,000 batches is far beyond any cap.
+        for _ in 0..10_000 {
+            let batch = with_spool(&self.spool, Spool::next_batch).await?;
+            let Some(batch) = batch else { return Ok(sent) };
+            let key = self.node_key().await?;
+            let agent = self.agent_info();
+            match self.client.send_batch(&key, &agent, &batch).await {
+                Ok(_ack) => {
+                    with_spool(&self.spool, move |s| s.ack(&batch)).await?;
+                    sent += 1;
+                }
+                Err(UploadError::Unauthorized) => {
+                    tracing::warn!("The collector refused the node key; enrolling again.");
+                    self.forget_key();
+                    return Err(UploadError::Unauthorized);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(sent)
+    }
+
+    async fn heartbeat(&mut self) -> Result<(), UploadError> {
+        let key = self.node_key().await?;
+        let spool = Arc::clone(&self.spool);
+        let stats =
+            tokio::task::spawn_blocking(move || spool.lock().ok().and_then(|s| s.stats().ok()))
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+        let h = &self.shared.health;
+        let heartbeat = Heartbeat {
+            agent: self.agent_info(),
+            interfaces: h.interfaces.lock().map(|l| l.clone()).unwrap_or_default(),
+            packets: h.packets.load(Ordering::Relaxed),
+            drops: h.drops.load(Ordering::Relaxed),
+            spool_depth: stats.rows,
+            evictions: h.evictions.load(Ordering::Relaxed),
+            last_scan: Some(h.last_scan.load(Ordering::Relaxed)).filter(|t| *t > 0),
+        };
+        match self.client.heartbeat(&key, &heartbeat).await {
+            Ok(ack) => {
+                if ack.catalog_version.is_some_and(|v| v > self.shared.catalog_version()) {
+                    self.update_catalog().await?;
+                }
+                Ok(())
+            }
+            Err(UploadError::Unauthorized) => {
+                self.forget_key();
+                Err(UploadError::Unauthorized)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Fetches the collector's catalog; swaps it in only when its signature verifies against
+    /// the pinned key and it is newer than the one in use, and keeps it as the last good one.
+    async fn update_catalog(&mut self) -> Result<(), UploadError> {
+        let key = self.node_key().await?;
+        let bytes = match self.client.catalog(&key).await {
+            Ok(b) => b,
+            Err(UploadError::Status { status: 404, .. }) => return Ok(()), // none served
+            Err(e) => return Err(e),
+        };
+        let current = self.shared.catalog_version();
+        match Verifier::new(self.shared.config.catalog_key).verify(&bytes, Some(current)) {
+            Ok(catalog) if catalog.version() > current => {
+                let version = catalog.version();
+                let path = self.shared.config.state_dir.join("catalog.bin");
+                if let Err(error) = write_atomic(&path, &bytes) {
+                    tracing::warn!(error = %error, "Cannot save the new catalog as the last good one.");
+                }
+                self.shared.swap_catalog(catalog);
+                tracing::info!(version, "Catalog updated and verified.");
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(error = %error, current, "Catalog from the collector refused; the current one stays in use.");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs a spool operation on the blocking pool (SQLite does file IO).
+async fn with_spool<T: Send + 'static>(
+    spool: &Arc<Mutex<Spool>>,
+    op: impl FnOnce(&mut Spool) -> Result<T, SpoolError> + Send + 'static,
+) -> Result<T, UploadError> {
+    let spool = Arc::clone(spool);
+    let spool_err = |e: &dyn std::fmt::Display| UploadError::Transport(format!("spool: {e}"));
+    tokio::task::spawn_blocking(move || match spool.lock() {
+        Ok(mut guard) => op(&mut guard).map_err(|e| e.to_string()),
+        Err(_) => Err("lock poisoned".to_owned()),
+    })
+    .await
+    .map_err(|e| spool_err(&e))?
+    .map_err(|e| spool_err(&e))
+}
+
+fn write_secret(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut f = options.open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
+}
+
+fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}

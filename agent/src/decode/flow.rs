@@ -1,0 +1,443 @@
+//! Bounded per-flow reassembly: the TCP stream in front of a TLS ClientHello or DNS over TCP,
+//! and (through [`RangeBuf`]) the QUIC CRYPTO stream.
+//!
+//! # Design constraints
+//! The agent must see a ClientHello that arrives split over several segments, out of order or
+//! retransmitted (DESIGN.md, "Hard cases"), on a laptop, whatever the traffic (invariant 4:
+//! bounded, degrade by dropping and counting). So every flow holds at most
+//! `max_flow_bytes`, the table at most `max_tcp_flows` flows, and all buffers of a table
+//! together at most `max_buffered_bytes`; a flow idle for `idle_timeout` (packet time) is
+//! evicted. Every cap that bites increments a drop counter in [`Stats`].
+//!
+//! # Lifecycle of a TCP flow (one direction of a connection)
+//! - A client SYN creates a flow in state `Unknown`, anchored at ISN + 1, so that segments
+//!   that arrive before the first one are kept; a flow towards or from port 53 starts as
+//!   `Dns` instead.
+//! - Without a SYN (capture started mid-connection, or the live filter dropped it), a segment
+//!   whose payload starts with a TLS handshake record header (0x16 0x03) creates a `Tls` flow
+//!   anchored at its sequence number; one on port 53 creates a `Dns` flow.
+//! - An `Unknown` flow becomes `Tls` when its first byte is 0x16, and is forgotten otherwise.
+//! - A `Tls` flow is forgotten as soon as its ClientHello is parsed, or once it is clearly not
+//!   a ClientHello. A `Dns` flow yields each complete length-prefixed message and lives until
+//!   FIN, RST or idle eviction.
+//!
+//! # In-memory format
+//! [`RangeBuf`] keeps the bytes from the stream offset `base` on in one `Vec`, plus the sorted,
+//! merged list of byte ranges actually received (at most [`MAX_RANGES`]). The contiguous
+//! prefix is what parsers see. Overlapping data (retransmissions) is written again in place.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use crate::decode::dns;
+use crate::decode::link::TcpSeg;
+use crate::decode::tls::{self, ClientHello, Records};
+use crate::decode::{Limits, Stats};
+use crate::model::Timestamp;
+
+/// Separate byte ranges a buffer may hold before the flow is dropped as too fragmented.
+pub(crate) const MAX_RANGES: usize = 64;
+
+/// A byte budget shared by all buffers of one table.
+#[derive(Debug, Default)]
+pub(crate) struct Budget {
+    pub(crate) used: usize,
+}
+
+/// Why an insertion was not (fully) stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Insert {
+    Stored,
+    /// Some bytes lay beyond the per-flow cap.
+    BeyondCap,
+    /// More than [`MAX_RANGES`] separate ranges.
+    TooManyRanges,
+    /// The table's byte budget is spent.
+    OverBudget,
+}
+
+/// A reassembly buffer keyed by stream offset.
+#[derive(Debug, Default)]
+pub(crate) struct RangeBuf {
+    base: u64,
+    data: Vec<u8>,
+    ranges: Vec<(usize, usize)>,
+}
+
+impl RangeBuf {
+    /// Stores `bytes` at absolute stream offset `offset`.
+    pub(crate) fn insert(
+        &mut self,
+        offset: u64,
+        bytes: &[u8],
+        cap: usize,
+        max_budget: usize,
+        budget: &mut Budget,
+    ) -> Insert {
+        let len = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+        let end_abs = offset.saturating_add(len);
+        if end_abs <= self.base || bytes.is_empty() {
+            return Insert::Stored;
+        }
+        let skip = usize::try_from(self.base.saturating_sub(offset)).unwrap_or(usize::MAX);
+        let Some(bytes) = bytes.get(skip..) else { return Insert::Stored };
+        let Ok(start) = usize::try_from(offset.max(self.base).saturating_sub(self.base)) else {
+            return Insert::BeyondCap;
+        };
+        if start >= cap {
+            return Insert::BeyondCap;
+        }
+        let room = cap.saturating_sub(start);
+        let (bytes, outcome) = match bytes.split_at_checked(room) {
+            Some((fits, _)) => (fits, Insert::BeyondCap),
+            None => (bytes, Insert::Stored),
+        };
+        let end = start.saturating_add(bytes.len());
+        if end > self.data.len() {
+            let growth = end.saturating_sub(self.data.len());
+            if budget.used.saturating_add(growth) > max_budget {
+                return Insert::OverBudget;
+            }
+            budget.used = budget.used.saturating_add(growth);
+            self.data.resize(end, 0);
+        }
+        if let Some(dst) = self.data.get_mut(start..end) {
+            dst.copy_from_slice(bytes);
+        }
+        self.add_range(start, end);
+        if self.ranges.len() > MAX_RANGES {
+            return Insert::TooManyRanges;
+        }
+        outcome
+    }
+
+    fn add_range(&mut self, start: usize, end: usize) {
+        self.ranges.push((start, end));
+        self.ranges.sort_unstable();
+        let mut merged: Vec<(usize, usize)> = Vec::with_capacity(self.ranges.len());
+        for &(s, e) in &self.ranges {
+            match merged.last_mut() {
+                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                _ => merged.push((s, e)),
+            }
+        }
+        self.ranges = merged;
+    }
+
+    /// The bytes received without a gap from `base` on.
+    pub(crate) fn contiguous(&self) -> &[u8] {
+        match self.ranges.first() {
+            Some(&(0, end)) => self.data.get(..end).unwrap_or(&[]),
+            _ => &[],
+        }
+    }
+
+    /// Drops the first `n` contiguous bytes (already parsed) and returns them to the budget.
+    pub(crate) fn consume(&mut self, n: usize, budget: &mut Budget) {
+        let n = n.min(self.contiguous().len());
+        self.data.drain(..n);
+        budget.used = budget.used.saturating_sub(n);
+        self.base = self.base.saturating_add(u64::try_from(n).unwrap_or(0));
+        self.ranges = self
+            .ranges
+            .iter()
+            .filter_map(|&(s, e)| {
+                let (s, e) = (s.saturating_sub(n), e.saturating_sub(n));
+                (e > s).then_some((s, e))
+            })
+            .collect();
+    }
+
+    /// Frees the buffer, returning its bytes to the budget.
+    pub(crate) fn release(&mut self, budget: &mut Budget) {
+        budget.used = budget.used.saturating_sub(self.data.len());
+        self.data = Vec::new();
+        self.ranges = Vec::new();
+    }
+
+    /// Bytes held.
+    pub(crate) fn held(&self) -> usize {
+        self.data.len()
+    }
+}
+
+/// One direction of a TCP connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct FlowKey {
+    pub(crate) src: SocketAddr,
+    pub(crate) dst: SocketAddr,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Unknown,
+    Tls,
+    Dns,
+}
+
+#[derive(Debug)]
+struct Flow {
+    base_seq: u32,
+    kind: Kind,
+    buf: RangeBuf,
+    last_seen: Timestamp,
+}
+
+/// What a TCP segment completed.
+#[derive(Debug)]
+pub(crate) enum Found {
+    Hello(ClientHello),
+    Dns(dns::Names),
+}
+
+/// The TCP flow table.
+#[derive(Debug, Default)]
+pub(crate) struct TcpTable {
+    flows: HashMap<FlowKey, Flow>,
+    budget: Budget,
+    last_sweep: Timestamp,
+}
+
+impl TcpTable {
+    /// Flows currently held.
+    pub(crate) fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Bytes currently buffered.
+    pub(crate) fn buffered(&self) -> usize {
+        self.budget.used
+    }
+
+    /// Feeds one segment; completed ClientHellos and DNS messages are pushed to `found`.
+    #[allow(clippy::too_many_arguments)] // Reason: the decoder's state, split for borrowing.
+    pub(crate) fn on_segment(
+        &mut self,
+        key: FlowKey,
+        seg: &TcpSeg<'_>,
+        ts: Timestamp,
+        limits: &Limits,
+        stats: &mut Stats,
+        scratch: &mut Vec<u8>,
+        found: &mut Vec<Found>,
+    ) {
+        self.maybe_sweep(ts, limits, stats);
+        let dns_port = seg.src_port == 53 || seg.dst_port == 53;
+        if seg.rst {
+            self.remove(&key, stats);
+            return;
+        }
+        if seg.syn {
+            if !seg.ack {
+                let kind = if dns_port { Kind::Dns } else { Kind::Unknown };
+                self.remove(&key, stats);
+                self.create(key, seg.seq.wrapping_add(1), kind, ts, limits, stats);
+            }
+            return;
+        }
+        if seg.payload.is_empty() {
+            if seg.fin {
+                self.remove(&key, stats);
+            }
+            return;
+        }
+        // The hot path: bulk data of a connection we do not track. One hash probe at most,
+        // none while the table is empty.
+        if self.flows.is_empty() || !self.flows.contains_key(&key) {
+            let kind = if dns_port {
+                Kind::Dns
+            } else if seg.payload.starts_with(&[0x16, 0x03]) {
+                Kind::Tls
+            } else {
+                return;
+            };
+            if !self.create(key, seg.seq, kind, ts, limits, stats) {
+                return;
+            }
+        }
+        let Some(flow) = self.flows.get_mut(&key) else { return };
+        flow.last_seen = ts;
+        // Sequence numbers wrap; an offset in the upper half is a segment from before the
+        // anchor (an old retransmission) and carries nothing new.
+        let offset = seg.seq.wrapping_sub(flow.base_seq);
+        let mut keep = true;
+        if offset < 0x8000_0000 {
+            match flow.buf.insert(
+                u64::from(offset),
+                seg.payload,
+                limits.max_flow_bytes,
+                limits.max_buffered_bytes,
+                &mut self.budget,
+            ) {
+                Insert::Stored => {}
+                Insert::BeyondCap => {
+                    // A DNS stream may legitimately run past the cap before we consume; a
+                    // ClientHello never should.
+                    stats.drop_flow_bytes = stats.drop_flow_bytes.saturating_add(1);
+                    keep = flow.kind == Kind::Dns;
+                }
+                Insert::TooManyRanges => {
+                    stats.drop_flow_gaps = stats.drop_flow_gaps.saturating_add(1);
+                    keep = false;
+                }
+                Insert::OverBudget => {
+                    stats.drop_buffer_budget = stats.drop_buffer_budget.saturating_add(1);
+                    keep = false;
+                }
+            }
+        }
+        if keep {
+            keep = advance(flow, limits, stats, scratch, found, &mut self.budget);
+        }
+        if !keep || seg.fin {
+            self.remove(&key, stats);
+        }
+    }
+
+    fn create(
+        &mut self,
+        key: FlowKey,
+        base_seq: u32,
+        kind: Kind,
+        ts: Timestamp,
+        limits: &Limits,
+        stats: &mut Stats,
+    ) -> bool {
+        if self.flows.len() >= limits.max_tcp_flows {
+            self.sweep(ts, limits, stats);
+        }
+        if self.flows.len() >= limits.max_tcp_flows {
+            stats.drop_tcp_table_full = stats.drop_tcp_table_full.saturating_add(1);
+            return false;
+        }
+        self.flows.insert(key, Flow { base_seq, kind, buf: RangeBuf::default(), last_seen: ts });
+        true
+    }
+
+    fn remove(&mut self, key: &FlowKey, stats: &mut Stats) {
+        if let Some(mut flow) = self.flows.remove(key) {
+            if flow.kind == Kind::Tls && flow.buf.held() > 0 {
+                stats.tls_incomplete = stats.tls_incomplete.saturating_add(1);
+            }
+            flow.buf.release(&mut self.budget);
+        }
+    }
+
+    fn maybe_sweep(&mut self, now: Timestamp, limits: &Limits, stats: &mut Stats) {
+        if now.micros_since(self.last_sweep) >= 1_000_000 {
+            self.sweep(now, limits, stats);
+        }
+    }
+
+    /// Evicts flows idle for longer than the idle timeout.
+    fn sweep(&mut self, now: Timestamp, limits: &Limits, stats: &mut Stats) {
+        self.last_sweep = now;
+        let idle = limits.idle_timeout_micros();
+        let budget = &mut self.budget;
+        self.flows.retain(|_, flow| {
+            let keep = now.micros_since(flow.last_seen) <= idle;
+            if !keep {
+                if flow.buf.held() > 0 {
+                    stats.drop_idle_evicted = stats.drop_idle_evicted.saturating_add(1);
+                }
+                flow.buf.release(budget);
+            }
+            keep
+        });
+    }
+}
+
+/// Runs the flow's parser over its contiguous bytes. Returns whether to keep the flow.
+fn advance(
+    flow: &mut Flow,
+    limits: &Limits,
+    stats: &mut Stats,
+    scratch: &mut Vec<u8>,
+    found: &mut Vec<Found>,
+    budget: &mut Budget,
+) -> bool {
+    if flow.kind == Kind::Unknown {
+        match flow.buf.contiguous().first() {
+            None => return true,
+            Some(0x16) => flow.kind = Kind::Tls,
+            Some(_) => return false,
+        }
+    }
+    match flow.kind {
+        Kind::Unknown => true,
+        Kind::Tls => {
+            match tls::handshake_from_records(flow.buf.contiguous(), limits.max_flow_bytes, scratch)
+            {
+                Records::NeedMore => return true,
+                Records::Complete => match tls::parse_client_hello(scratch) {
+                    Ok(hello) => {
+                        stats.tls_client_hellos = stats.tls_client_hellos.saturating_add(1);
+                        found.push(Found::Hello(hello));
+                    }
+                    Err(_) => stats.tls_malformed = stats.tls_malformed.saturating_add(1),
+                },
+                Records::NotTls | Records::NotClientHello => {}
+                Records::Malformed => stats.tls_malformed = stats.tls_malformed.saturating_add(1),
+                Records::TooLarge => {
+                    stats.drop_flow_bytes = stats.drop_flow_bytes.saturating_add(1)
+                }
+            }
+            flow.buf.release(budget);
+            false
+        }
+        Kind::Dns => {
+            let (messages, used) = dns::split_tcp(flow.buf.contiguous());
+            for msg in messages {
+                stats.dns_messages = stats.dns_messages.saturating_add(1);
+                found.push(Found::Dns(dns::names(msg)));
+            }
+            flow.buf.consume(used, budget);
+            true
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn insert(buf: &mut RangeBuf, offset: u64, bytes: &[u8], budget: &mut Budget) -> Insert {
+        buf.insert(offset, bytes, 64, 1 << 20, budget)
+    }
+
+    #[test]
+    fn out_of_order_and_overlapping_ranges_join_into_one_prefix() {
+        let mut b = RangeBuf::default();
+        let mut budget = Budget::default();
+        assert_eq!(insert(&mut b, 6, b"world", &mut budget), Insert::Stored);
+        assert_eq!(b.contiguous(), b"");
+        assert_eq!(insert(&mut b, 0, b"hello ", &mut budget), Insert::Stored);
+        assert_eq!(b.contiguous(), b"hello world");
+        assert_eq!(insert(&mut b, 3, b"lo wo", &mut budget), Insert::Stored);
+        assert_eq!(b.contiguous(), b"hello world");
+        b.consume(6, &mut budget);
+        assert_eq!(b.contiguous(), b"world");
+        assert_eq!(insert(&mut b, 2, b"llo ", &mut budget), Insert::Stored);
+        assert_eq!(b.contiguous(), b"world");
+        assert_eq!(budget.used, 5);
+    }
+
+    #[test]
+    fn caps_are_reported() {
+        let mut b = RangeBuf::default();
+        let mut budget = Budget::default();
+        assert_eq!(insert(&mut b, 60, b"12345678", &mut budget), Insert::BeyondCap);
+        assert_eq!(insert(&mut b, 64, b"x", &mut budget), Insert::BeyondCap);
+        assert_eq!(insert(&mut b, u64::MAX, b"x", &mut budget), Insert::BeyondCap);
+        let mut b = RangeBuf::default();
+        let mut outcome = Insert::Stored;
+        for i in 0..=u64::try_from(MAX_RANGES).unwrap() {
+            outcome = b.insert(i * 3 + 1, b"a", 1 << 16, 1 << 20, &mut budget);
+        }
+        assert_eq!(outcome, Insert::TooManyRanges);
+        let mut b = RangeBuf::default();
+        let mut small = Budget { used: 0 };
+        assert_eq!(b.insert(0, b"abcdef", 64, 4, &mut small), Insert::OverBudget);
+        assert_eq!(small.used, 0);
+    }
+}

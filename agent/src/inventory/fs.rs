@@ -1,0 +1,321 @@
+//! Careful file access for the scan: everything is read relative to a root, nothing is
+//! followed outside it, every read is size-capped, and every problem becomes a counted warning
+//! naming the path instead of an error that stops the scan.
+
+use std::collections::HashSet;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+/// The largest manifest, plist, settings or status file read (bigger ones are skipped).
+pub(crate) const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
+/// The most entries read from one directory.
+pub(crate) const MAX_DIR_ENTRIES: usize = 50_000;
+/// Warnings kept with their path; later ones are only counted.
+pub(crate) const MAX_WARNINGS_KEPT: usize = 200;
+
+/// A file or folder that could not be used, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Warning {
+    /// The path as the scanned machine names it (relative to the root, with a leading `/`).
+    pub path: String,
+    /// What was wrong.
+    pub reason: String,
+}
+
+/// The root being scanned and the running tally of what was skipped.
+#[derive(Debug)]
+pub(crate) struct Fs {
+    root: PathBuf,
+    canonical_root: PathBuf,
+    pub(crate) warnings: Vec<Warning>,
+    pub(crate) warning_count: u64,
+    pub(crate) files_read: u64,
+    pub(crate) dirs_listed: u64,
+    warned: HashSet<PathBuf>,
+}
+
+impl Fs {
+    pub(crate) fn new(root: &Path) -> Self {
+        let canonical_root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+        Self {
+            root: root.to_path_buf(),
+            canonical_root,
+            warnings: Vec::new(),
+            warning_count: 0,
+            files_read: 0,
+            dirs_listed: 0,
+            warned: HashSet::new(),
+        }
+    }
+
+    /// The on-disk path of a machine path (`/Applications` under the root).
+    pub(crate) fn host(&self, machine_path: &str) -> PathBuf {
+        self.root.join(machine_path.trim_start_matches('/'))
+    }
+
+    /// The machine path of an on-disk path: relative to the root, with a leading `/`.
+    pub(crate) fn display(&self, host_path: &Path) -> String {
+        match host_path.strip_prefix(&self.root) {
+            Ok(rel) => format!("/{}", rel.display()),
+            Err(_) => host_path.display().to_string(),
+        }
+    }
+
+    pub(crate) fn warn(&mut self, host_path: &Path, reason: impl Into<String>) {
+        self.warning_count = self.warning_count.saturating_add(1);
+        if self.warnings.len() < MAX_WARNINGS_KEPT {
+            let path = self.display(host_path);
+            self.warnings.push(Warning { path, reason: reason.into() });
+        }
+    }
+
+    /// The real path of `host_path` when it exists and, with every symlink along it resolved,
+    /// stays inside the root. A missing path is `None` silently (most places exist on one OS
+    /// only); a symlink loop, a dangling link or a link out of the root is `None` with a
+    /// warning, so nothing outside the root is ever read.
+    fn resolve(&mut self, host_path: &Path) -> Option<PathBuf> {
+        match std::fs::canonicalize(host_path) {
+            Ok(real) if real.starts_with(&self.canonical_root) => Some(real),
+            Ok(_) => {
+                self.warn_once(host_path, "link points outside the scanned root; not followed");
+                None
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // A dangling link is worth a word; a path that is simply absent is not.
+                if std::fs::symlink_metadata(host_path).is_ok() {
+                    self.warn_once(host_path, format!("cannot resolve: {e}"));
+                }
+                None
+            }
+            Err(e) => {
+                self.warn_once(host_path, format!("cannot resolve: {e}"));
+                None
+            }
+        }
+    }
+
+    fn warn_once(&mut self, host_path: &Path, reason: impl Into<String>) {
+        if self.warned.insert(host_path.to_path_buf()) {
+            self.warn(host_path, reason);
+        }
+    }
+
+    /// Whether the path is a directory inside the root.
+    pub(crate) fn is_dir(&mut self, host_path: &Path) -> bool {
+        self.resolve(host_path).is_some_and(|real| real.is_dir())
+    }
+
+    /// Whether the path is a regular file inside the root.
+    pub(crate) fn is_file(&mut self, host_path: &Path) -> bool {
+        self.resolve(host_path).is_some_and(|real| real.is_file())
+    }
+
+    /// The entries of a directory, sorted by name, as paths under the given one (so that what
+    /// is reported reads as the scanned machine names it). A missing directory is silently
+    /// empty; an unreadable one is a warning.
+    pub(crate) fn list(&mut self, host_dir: &Path) -> Vec<(String, PathBuf)> {
+        let Some(real) = self.resolve(host_dir) else { return Vec::new() };
+        if !real.is_dir() {
+            return Vec::new();
+        }
+        let entries = match std::fs::read_dir(&real) {
+            Ok(e) => e,
+            Err(e) => {
+                self.warn_once(host_dir, format!("cannot list folder: {e}"));
+                return Vec::new();
+            }
+        };
+        self.dirs_listed = self.dirs_listed.saturating_add(1);
+        let mut out = Vec::new();
+        for entry in entries {
+            let Ok(entry) = entry else { continue };
+            if out.len() >= MAX_DIR_ENTRIES {
+                self.warn_once(
+                    host_dir,
+                    format!("more than {MAX_DIR_ENTRIES} entries; the rest skipped"),
+                );
+                break;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = host_dir.join(&name);
+            out.push((name, path));
+        }
+        out.sort();
+        out
+    }
+
+    /// Reads a whole file of at most `cap` bytes. Missing files are `None` without a warning;
+    /// anything else that prevents the read is a warning.
+    pub(crate) fn read(&mut self, host_path: &Path, cap: u64) -> Option<Vec<u8>> {
+        let real = self.resolve(host_path)?;
+        self.read_real(host_path, &real, cap)
+    }
+
+    /// Reads a file the operator named outright (a registry export), which may live outside
+    /// the root; the same size cap applies.
+    pub(crate) fn read_named(&mut self, path: &Path, cap: u64) -> Option<Vec<u8>> {
+        if !path.exists() {
+            self.warn(path, "file not found");
+            return None;
+        }
+        self.read_real(path, path, cap)
+    }
+
+    fn read_real(&mut self, host_path: &Path, real: &Path, cap: u64) -> Option<Vec<u8>> {
+        let file = match std::fs::File::open(real) {
+            Ok(f) => f,
+            Err(e) => {
+                self.warn(host_path, format!("cannot open: {e}"));
+                return None;
+            }
+        };
+        match file.metadata() {
+            Ok(m) if !m.is_file() => {
+                self.warn(host_path, "not a regular file");
+                return None;
+            }
+            Ok(m) if m.len() > cap => {
+                self.warn(
+                    host_path,
+                    format!("{} bytes, larger than the {cap}-byte limit", m.len()),
+                );
+                return None;
+            }
+            _ => {}
+        }
+        let mut bytes = Vec::new();
+        if let Err(e) = file.take(cap.saturating_add(1)).read_to_end(&mut bytes) {
+            self.warn(host_path, format!("cannot read: {e}"));
+            return None;
+        }
+        if bytes.len() as u64 > cap {
+            self.warn(host_path, format!("larger than the {cap}-byte limit"));
+            return None;
+        }
+        self.files_read = self.files_read.saturating_add(1);
+        Some(bytes)
+    }
+
+    /// Reads a text file (lossily decoded).
+    pub(crate) fn read_text(&mut self, host_path: &Path) -> Option<String> {
+        self.read(host_path, MAX_FILE_BYTES).map(|b| String::from_utf8_lossy(&b).into_owned())
+    }
+
+    /// Reads and parses a JSON file; a parse failure is a warning.
+    pub(crate) fn read_json(&mut self, host_path: &Path) -> Option<serde_json::Value> {
+        let bytes = self.read(host_path, MAX_FILE_BYTES)?;
+        match serde_json::from_slice(&bytes) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.warn(host_path, format!("malformed JSON: {e}"));
+                None
+            }
+        }
+    }
+}
+
+/// Removes `//` and `/* */` comments and trailing commas from JSONC (VS Code settings), leaving
+/// strings intact, so the result parses as JSON.
+pub(crate) fn strip_jsonc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    let mut in_string = false;
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            if c == '\\' {
+                if let Some(n) = chars.next() {
+                    out.push(n);
+                }
+            } else if c == '"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match (c, chars.peek()) {
+            ('"', _) => {
+                in_string = true;
+                out.push(c);
+            }
+            ('/', Some('/')) => {
+                for n in chars.by_ref() {
+                    if n == '\n' {
+                        out.push('\n');
+                        break;
+                    }
+                }
+            }
+            ('/', Some('*')) => {
+                chars.next();
+                let mut prev = ' ';
+                for n in chars.by_ref() {
+                    if prev == '*' && n == '/' {
+                        break;
+                    }
+                    prev = n;
+                }
+            }
+            (',', _) => {
+                // Drop the comma when only white space separates it from a closing bracket.
+                let rest: String = chars.clone().take_while(|c| c.is_whitespace()).collect();
+                let after = chars.clone().nth(rest.chars().count());
+                if !matches!(after, Some('}' | ']')) {
+                    out.push(c);
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jsonc_comments_and_trailing_commas() {
+        let text = r#"{
+  // a comment with "quotes"
+  "a": "http://x/y", /* block */
+  "b": [1, 2,],
+}"#;
+        let v: serde_json::Value = serde_json::from_str(&strip_jsonc(text)).expect("parses");
+        assert_eq!(v["a"], "http://x/y");
+        assert_eq!(v["b"][1], 2);
+    }
+
+    #[test]
+    fn links_outside_root_are_not_followed() {
+        let outside = tempfile::tempdir().expect("tmp");
+        std::fs::write(outside.path().join("secret.json"), "{}").expect("write");
+        let root = tempfile::tempdir().expect("tmp");
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(
+                outside.path().join("secret.json"),
+                root.path().join("x.json"),
+            )
+            .expect("link");
+            std::os::unix::fs::symlink(root.path().join("loop"), root.path().join("loop"))
+                .expect("loop");
+            let mut fs = Fs::new(root.path());
+            assert_eq!(fs.read_json(&root.path().join("x.json")), None);
+            assert!(!fs.is_dir(&root.path().join("loop")));
+            assert_eq!(fs.warning_count, 2);
+            assert_eq!(fs.warnings[0].path, "/x.json");
+        }
+    }
+
+    #[test]
+    fn oversized_files_are_skipped_with_a_warning() {
+        let root = tempfile::tempdir().expect("tmp");
+        let big = root.path().join("manifest.json");
+        let f = std::fs::File::create(&big).expect("create");
+        f.set_len(MAX_FILE_BYTES + 1).expect("sparse file");
+        let mut fs = Fs::new(root.path());
+        assert_eq!(fs.read_json(&big), None);
+        assert_eq!(fs.warning_count, 1);
+        assert!(fs.warnings[0].reason.contains("larger than"), "{:?}", fs.warnings);
+    }
+}

@@ -1,0 +1,337 @@
+//! DESIGN.md's hard cases, one named test each, through real libpcap on pcaps written here.
+
+use crate::support::*;
+use aiscout_agent::fuzzing::client_initial;
+
+const C4: [u8; 4] = [192, 168, 1, 10];
+const S4: [u8; 4] = [104, 18, 32, 47];
+const C6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10];
+const S6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x20];
+
+/// The segments of `stream` cut at `cuts`, as Ethernet frames from C4:50000 to S4:port,
+/// starting at sequence number `isn + 1`.
+fn segments(stream: &[u8], cuts: &[usize], isn: u32, port: u16) -> Vec<Vec<u8>> {
+    let mut bounds = vec![0];
+    bounds.extend(cuts);
+    bounds.push(stream.len());
+    bounds
+        .windows(2)
+        .map(|w| {
+            let seq = isn + 1 + u32::try_from(w[0]).unwrap();
+            ethernet(&ipv4_tcp(C4, 50_000, S4, port, seq, PSH, &stream[w[0]..w[1]]))
+        })
+        .collect()
+}
+
+fn syn(isn: u32, port: u16) -> Vec<u8> {
+    ethernet(&ipv4_tcp(C4, 50_000, S4, port, isn, SYN, &[]))
+}
+
+#[test]
+fn split_client_hello_over_tcp_segments() {
+    let stream = records(&client_hello("chatgpt.com", &["h2", "http/1.1"], false, 1700), 16_384);
+    assert!(stream.len() > 1448, "a post-quantum sized hello: {}", stream.len());
+    let (records, summary) =
+        replay_frames(LINKTYPE_ETHERNET, &segments(&stream, &[1448], 1000, 443));
+    assert_eq!(kind_names(&records), set(&["tls_sni chatgpt.com"]));
+    assert_eq!(records[0]["product"], "openai.chatgpt");
+    assert_eq!(records[0]["alpn"], serde_json::json!(["h2", "http/1.1"]));
+    assert_eq!(records[0]["ech"], false);
+    assert_eq!(records[0]["src"], "192.168.1.10:50000");
+    assert_eq!(summary.stats.drops(), 0);
+}
+
+#[test]
+fn client_hello_over_several_tls_records_and_segments() {
+    let stream = records(&client_hello("claude.ai", &["h2"], false, 600), 100);
+    let cuts: Vec<usize> = (1..stream.len() / 97).map(|i| i * 97).collect();
+    let (records, _) = replay_frames(LINKTYPE_ETHERNET, &segments(&stream, &cuts, 7, 443));
+    assert_eq!(kind_names(&records), set(&["tls_sni claude.ai"]));
+}
+
+#[test]
+fn out_of_order_segments_after_syn_are_reassembled() {
+    let stream = records(&client_hello("api.openai.com", &["h2"], false, 1700), 16_384);
+    let mut frames = vec![syn(41, 443)];
+    let mut segs = segments(&stream, &[500, 1448], 41, 443);
+    segs.reverse();
+    frames.extend(segs);
+    let (records, summary) = replay_frames(LINKTYPE_ETHERNET, &frames);
+    assert_eq!(kind_names(&records), set(&["tls_sni api.openai.com"]));
+    assert_eq!(records[0]["product"], "openai.api");
+    assert_eq!(summary.stats.drops(), 0);
+}
+
+#[test]
+fn out_of_order_tail_segments_without_syn_are_reassembled() {
+    let stream = records(&client_hello("claude.ai", &[], false, 2400), 16_384);
+    let segs = segments(&stream, &[1000, 2000], 9, 443);
+    let frames = vec![segs[0].clone(), segs[2].clone(), segs[1].clone()];
+    let (records, _) = replay_frames(LINKTYPE_ETHERNET, &frames);
+    assert_eq!(kind_names(&records), set(&["tls_sni claude.ai"]));
+}
+
+#[test]
+fn retransmitted_and_overlapping_segments_yield_one_observation() {
+    let stream = records(&client_hello("chatgpt.com", &["h2"], false, 1700), 16_384);
+    let segs = segments(&stream, &[700, 1400], 5, 443);
+    let overlap = ethernet(&ipv4_tcp(C4, 50_000, S4, 443, 5 + 1 + 600, PSH, &stream[600..900]));
+    let frames = vec![segs[0].clone(), segs[0].clone(), overlap, segs[1].clone(), segs[2].clone()];
+    let (records, _) = replay_frames(LINKTYPE_ETHERNET, &frames);
+    assert_eq!(records.len(), 1, "{records:?}");
+}
+
+#[test]
+fn client_hello_on_any_port_is_recognised_by_content() {
+    let stream = records(&client_hello("gemini.google.com", &["h2"], false, 32), 16_384);
+    let (records, _) = replay_frames(LINKTYPE_ETHERNET, &segments(&stream, &[], 1, 8443));
+    assert_eq!(kind_names(&records), set(&["tls_sni gemini.google.com"]));
+    assert_eq!(records[0]["product"], "google.gemini");
+}
+
+#[test]
+fn ech_extension_is_flagged_and_outer_name_reported() {
+    let stream = records(&client_hello("cloudflare-ech.com", &["h2"], true, 32), 16_384);
+    let (records, _) = replay_frames(LINKTYPE_ETHERNET, &segments(&stream, &[], 1, 443));
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["name"], "cloudflare-ech.com");
+    assert_eq!(records[0]["ech"], true);
+    assert!(records[0]["product"].is_null());
+}
+
+#[test]
+fn tls_over_ipv6_is_read() {
+    let stream = records(&client_hello("claude.ai", &["h2"], false, 32), 16_384);
+    let frame = ethernet(&ipv6_tcp(C6, 40_000, S6, 443, 1, &stream));
+    let (records, _) = replay_frames(LINKTYPE_ETHERNET, &[frame]);
+    assert_eq!(records[0]["src"], "[2001:db8::10]:40000");
+    assert_eq!(records[0]["name"], "claude.ai");
+}
+
+fn dns_query(name: &str) -> Vec<u8> {
+    let mut m = vec![0xab, 0xcd, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        m.push(u8::try_from(label.len()).unwrap());
+        m.extend(label.as_bytes());
+    }
+    m.extend([0, 0, 1, 0, 1]);
+    m
+}
+
+#[test]
+fn sll2_frames_from_the_any_device_decode() {
+    let frame = sll2(&ipv4_udp(C4, 5353, S4, 53, &dns_query("claude.ai")));
+    let (records, _) = replay_frames(LINKTYPE_LINUX_SLL2, &[frame]);
+    assert_eq!(kind_names(&records), set(&["dns claude.ai"]));
+}
+
+#[test]
+fn sll_frames_decode() {
+    let frame = sll(&ipv4_udp(C4, 5353, S4, 53, &dns_query("claude.ai")));
+    let (records, _) = replay_frames(LINKTYPE_LINUX_SLL, &[frame]);
+    assert_eq!(kind_names(&records), set(&["dns claude.ai"]));
+}
+
+#[test]
+fn qinq_frames_decode() {
+    let frame = qinq(&ipv4_udp(C4, 5353, S4, 53, &dns_query("chatgpt.com")));
+    let (records, _) = replay_frames(LINKTYPE_ETHERNET, &[frame]);
+    assert_eq!(kind_names(&records), set(&["dns chatgpt.com"]));
+}
+
+#[test]
+fn null_loopback_and_raw_ip_frames_decode() {
+    let ip = ipv4_udp([127, 0, 0, 1], 5000, [127, 0, 0, 1], 53, &dns_query("chatgpt.com"));
+    let (records, _) = replay_frames(LINKTYPE_NULL, &[null_loopback(&ip)]);
+    assert_eq!(kind_names(&records), set(&["dns chatgpt.com"]));
+    let (records, _) = replay_frames(LINKTYPE_RAW, &[ip]);
+    assert_eq!(kind_names(&records), set(&["dns chatgpt.com"]));
+}
+
+#[test]
+fn ipv6_extension_headers_are_walked() {
+    let ip = ipv6_udp_with_extensions(C6, S6, 5000, 53, &dns_query("api.anthropic.com"));
+    let (records, _) = replay_frames(LINKTYPE_RAW, &[ip]);
+    assert_eq!(kind_names(&records), set(&["dns api.anthropic.com"]));
+}
+
+#[test]
+fn dns_over_tcp_with_two_messages_in_one_segment() {
+    let mut stream = Vec::new();
+    for q in [dns_query("claude.ai"), dns_query("chatgpt.com")] {
+        stream.extend(u16::try_from(q.len()).unwrap().to_be_bytes());
+        stream.extend(q);
+    }
+    let frame = ethernet(&ipv4_tcp(C4, 40_001, S4, 53, 1, PSH, &stream));
+    let (records, _) = replay_frames(LINKTYPE_ETHERNET, &[frame]);
+    assert_eq!(kind_names(&records), set(&["dns claude.ai", "dns chatgpt.com"]));
+}
+
+#[test]
+fn dns_over_tcp_message_split_across_segments() {
+    let q = dns_query("api.openai.com");
+    let mut stream = u16::try_from(q.len()).unwrap().to_be_bytes().to_vec();
+    stream.extend(q);
+    let frames = vec![
+        ethernet(&ipv4_tcp(C4, 40_002, S4, 53, 100, SYN, &[])),
+        ethernet(&ipv4_tcp(C4, 40_002, S4, 53, 101, PSH, &stream[..1])),
+        ethernet(&ipv4_tcp(C4, 40_002, S4, 53, 102, PSH, &stream[1..10])),
+        ethernet(&ipv4_tcp(C4, 40_002, S4, 53, 111, PSH, &stream[10..])),
+    ];
+    let (records, _) = replay_frames(LINKTYPE_ETHERNET, &frames);
+    assert_eq!(kind_names(&records), set(&["dns api.openai.com"]));
+}
+
+#[test]
+fn label_boundary_domain_matches() {
+    let frames: Vec<Vec<u8>> = [
+        "api.openai.com",
+        "notopenai.com",
+        "openai.com.evil.example",
+        "gemini.google.com",
+        "google.com",
+    ]
+    .iter()
+    .map(|n| ethernet(&ipv4_udp(C4, 5000, S4, 53, &dns_query(n))))
+    .collect();
+    let (records, _) = replay_frames(LINKTYPE_ETHERNET, &frames);
+    let products: Vec<(String, serde_json::Value)> = records
+        .iter()
+        .map(|r| (r["name"].as_str().unwrap().to_owned(), r["product"].clone()))
+        .collect();
+    assert_eq!(
+        products,
+        vec![
+            ("api.openai.com".to_owned(), serde_json::json!("openai.api")),
+            ("notopenai.com".to_owned(), serde_json::Value::Null),
+            ("openai.com.evil.example".to_owned(), serde_json::Value::Null),
+            ("gemini.google.com".to_owned(), serde_json::json!("google.gemini")),
+            ("google.com".to_owned(), serde_json::Value::Null),
+        ]
+    );
+}
+
+// QUIC.
+
+const DCID: [u8; 8] = [0x83, 0x94, 0xc8, 0xf0, 0x3e, 0x51, 0x57, 0x08];
+
+fn quic_frame(datagram: &[u8]) -> Vec<u8> {
+    ethernet(&ipv4_udp(C4, 61_000, S4, 443, datagram))
+}
+
+fn initial(version: u32, dcid: &[u8], pn: u32, frames: Vec<u8>) -> Vec<u8> {
+    client_initial(version, dcid, pn, &padded(frames, 1150)).unwrap()
+}
+
+#[test]
+fn reordered_crypto_frames_in_one_initial() {
+    let hello = client_hello("chatgpt.com", &["h3"], false, 32);
+    let (a, rest) = hello.split_at(40);
+    let (b, c) = rest.split_at(50);
+    let mut frames = crypto_frame(90, c);
+    frames.extend([0x01]);
+    frames.extend(crypto_frame(0, a));
+    frames.extend(crypto_frame(40, b));
+    let (records, _) =
+        replay_frames(LINKTYPE_ETHERNET, &[quic_frame(&initial(1, &DCID, 0, frames))]);
+    assert_eq!(kind_names(&records), set(&["quic_sni chatgpt.com"]));
+    assert_eq!(records[0]["alpn"], serde_json::json!(["h3"]));
+    assert_eq!(records[0]["product"], "openai.chatgpt");
+}
+
+#[test]
+fn crypto_stream_spread_over_two_initials_arriving_out_of_order() {
+    // Chrome's post-quantum hello does not fit one Initial.
+    let hello = client_hello("claude.ai", &["h3"], false, 1700);
+    let (a, b) = hello.split_at(1000);
+    let first = initial(1, &DCID, 0, crypto_frame(0, a));
+    let second = initial(1, &DCID, 1, crypto_frame(1000, b));
+    let (records, summary) =
+        replay_frames(LINKTYPE_ETHERNET, &[quic_frame(&second), quic_frame(&first)]);
+    assert_eq!(kind_names(&records), set(&["quic_sni claude.ai"]));
+    assert_eq!(summary.stats.quic_client_hellos, 1);
+}
+
+#[test]
+fn duplicated_crypto_frames_and_retransmitted_initials_report_once() {
+    let hello = client_hello("claude.ai", &["h3"], false, 1700);
+    let (a, b) = hello.split_at(700);
+    let mut f1 = crypto_frame(0, a);
+    f1.extend(crypto_frame(0, a));
+    let p1 = initial(1, &DCID, 0, f1);
+    let p2 = initial(1, &DCID, 1, crypto_frame(700, b));
+    let p3 = initial(1, &DCID, 2, hello_again(&hello));
+    let (records, _) = replay_frames(
+        LINKTYPE_ETHERNET,
+        &[quic_frame(&p1), quic_frame(&p1), quic_frame(&p2), quic_frame(&p3)],
+    );
+    assert_eq!(records.len(), 1);
+}
+
+fn hello_again(hello: &[u8]) -> Vec<u8> {
+    crypto_frame(0, hello)
+}
+
+#[test]
+fn coalesced_initial_and_handshake_packets_in_one_datagram() {
+    let hello = client_hello("api.openai.com", &["h3"], false, 32);
+    let mut datagram = client_initial(1, &DCID, 0, &crypto_frame(0, &hello)).unwrap();
+    // A Handshake packet (type 2) with an opaque payload follows, then padding.
+    datagram.extend([0xe0, 0, 0, 0, 1, 8]);
+    datagram.extend(DCID);
+    datagram.extend([0, 0x40, 20]);
+    datagram.extend([0x55; 20]);
+    datagram.resize(1200, 0);
+    let (records, _) = replay_frames(LINKTYPE_ETHERNET, &[quic_frame(&datagram)]);
+    assert_eq!(kind_names(&records), set(&["quic_sni api.openai.com"]));
+}
+
+#[test]
+fn coalesced_handshake_before_initial_is_skipped_by_length() {
+    let hello = client_hello("claude.ai", &["h3"], false, 32);
+    let mut datagram = vec![0xe0, 0, 0, 0, 1, 8];
+    datagram.extend(DCID);
+    datagram.extend([0, 0x40, 20]);
+    datagram.extend([0x55; 20]);
+    datagram.extend(client_initial(1, &DCID, 0, &padded(crypto_frame(0, &hello), 1100)).unwrap());
+    let (records, _) = replay_frames(LINKTYPE_ETHERNET, &[quic_frame(&datagram)]);
+    assert_eq!(kind_names(&records), set(&["quic_sni claude.ai"]));
+}
+
+#[test]
+fn quic_v2_initials_are_decrypted() {
+    let hello = client_hello("gemini.google.com", &["h3"], true, 32);
+    let (records, _) = replay_frames(
+        LINKTYPE_ETHERNET,
+        &[quic_frame(&initial(0x6b33_43cf, &DCID, 3, crypto_frame(0, &hello)))],
+    );
+    assert_eq!(kind_names(&records), set(&["quic_sni gemini.google.com"]));
+    assert_eq!(records[0]["ech"], true);
+}
+
+#[test]
+fn quic_on_ipv6_sll2_is_read() {
+    let hello = client_hello("chatgpt.com", &["h3"], false, 32);
+    let dg = initial(1, &DCID, 0, crypto_frame(0, &hello));
+    let ip = ipv6_udp_with_extensions(C6, S6, 50_000, 443, &dg);
+    let (records, _) = replay_frames(LINKTYPE_LINUX_SLL2, &[sll2(&ip)]);
+    assert_eq!(kind_names(&records), set(&["quic_sni chatgpt.com"]));
+}
+
+/// DESIGN.md invariant 1: without --all, a name that matches nothing is never printed.
+#[test]
+fn privacy_unmatched_names_are_never_printed() {
+    let hello = records(&client_hello("intranet.corp.example", &["h2"], false, 32), 16_384);
+    let frames = vec![
+        ethernet(&ipv4_udp(C4, 5000, S4, 53, &dns_query("payroll.corp.example"))),
+        ethernet(&ipv4_tcp(C4, 50_000, S4, 443, 1, PSH, &hello)),
+        ethernet(&ipv4_udp(C4, 5000, S4, 53, &dns_query("claude.ai"))),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.pcap");
+    write_pcap(&path, LINKTYPE_ETHERNET, &frames);
+    let (records, summary) = replay_file(&path, false);
+    assert_eq!(kind_names(&records), set(&["dns claude.ai"]));
+    assert_eq!(summary.observations, 3);
+    assert_eq!(summary.matches, 1);
+}

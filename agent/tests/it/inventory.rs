@@ -1,0 +1,267 @@
+//! Endpoint inventory against fixture trees laid out like real macOS, Linux and Windows
+//! machines (`tests/data/inventory/`, made by `make-tree.py`), hostile trees, and a live scan.
+
+use std::path::{Path, PathBuf};
+
+use aiscout_agent::inventory::{self, Finding, Kind, ScanOptions};
+use aiscout_signatures::{Catalog, Index, source};
+
+fn data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/inventory")
+}
+
+/// The shipped catalog plus one fixture product for the sources the shipped catalog has no ids
+/// for yet (Debian packages, Firefox add-ons).
+fn index() -> Index {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../signatures/catalog");
+    let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .map(|p| (p.display().to_string(), std::fs::read_to_string(&p).unwrap()))
+        .collect();
+    files.push((
+        "fixture.toml".into(),
+        r#"vendor = "Fixture"
+[[product]]
+id = "fixture.ai-tool"
+name = "Fixture AI tool"
+category = "chat"
+sources = ["agent/tests/data/inventory: exercises sources without shipped ids"]
+linux_packages = ["aitool-fixture", "aitool-removed"]
+firefox_extensions = ["ai-helper@fixture.example"]
+"#
+        .into(),
+    ));
+    let catalog: Catalog =
+        source::compile(files.iter().map(|(n, t)| (n.as_str(), t.as_str())), 1).unwrap();
+    Index::new(catalog)
+}
+
+fn row(f: &Finding) -> String {
+    format!(
+        "{} {} {} user={} path={} version={}",
+        f.kind.as_str(),
+        f.product,
+        f.value,
+        f.user.as_deref().unwrap_or("-"),
+        f.path.as_deref().unwrap_or("-"),
+        f.version.as_deref().unwrap_or("-"),
+    )
+}
+
+fn fixture_scan(root: &Path) -> inventory::Scan {
+    let mut options = ScanOptions::root(root);
+    options.registry_exports.push(data().join("uninstall.reg"));
+    inventory::scan(&index(), &options)
+}
+
+#[test]
+fn fixture_tree_scan_finds_every_source_and_no_decoy() {
+    let scan = fixture_scan(&data().join("tree"));
+    let rows: Vec<String> = scan.findings.iter().map(row).collect();
+    let expected = [
+        "app anthropic.claude com.anthropic.claudefordesktop user=- path=/Applications/Utilities/Claude.app version=0.9.3",
+        "app anysphere.cursor Cursor.exe user=carol path=/Users/carol/AppData/Local/Programs/cursor/Cursor.exe version=-",
+        "app anysphere.cursor com.todesktop.230313mzl4w4u92 user=alice path=/Users/alice/Applications/Cursor.app version=1.4.2",
+        "app anysphere.cursor cursor.desktop user=- path=/usr/share/applications/cursor.desktop version=-",
+        "app fixture.ai-tool aitool-fixture user=- path=/var/lib/dpkg/status version=1.2.3",
+        "app ollama.ollama Ollama version 0.12.3 user=- path=HKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Uninstall\\{44E83376-CE68-45EB-8FC1-393500EB558C}_is1 version=0.12.3",
+        "app openai.chatgpt com.openai.chat user=- path=/Applications/ChatGPT.app version=1.2025.140",
+        "cli anthropic.claude-code claude user=bob path=/home/bob/.local/bin/claude version=-",
+        "cli ollama.ollama ollama user=- path=/usr/local/bin/ollama version=-",
+        "extension anthropic.claude fcoeoabgfenejglbffodgkkbkcdhcgfn user=alice path=/Users/alice/Library/Application Support/Google/Chrome/Default/Extensions/fcoeoabgfenejglbffodgkkbkcdhcgfn version=1.0.2",
+        "extension anthropic.claude fcoeoabgfenejglbffodgkkbkcdhcgfn user=carol path=/Users/carol/AppData/Local/Microsoft/Edge/User Data/Default/Extensions/fcoeoabgfenejglbffodgkkbkcdhcgfn version=1.0.0",
+        "extension anthropic.claude-code anthropic.claude-code user=alice path=/Users/alice/.cursor/extensions/anthropic.claude-code-2.0.1 version=2.0.1",
+        "extension fixture.ai-tool ai-helper@fixture.example user=bob path=/home/bob/.mozilla/firefox/abcd1234.default-release/extensions.json version=4.2",
+        "extension github.copilot com.github.copilot user=bob path=/home/bob/.local/share/JetBrains/IntelliJIdea2025.2/github-copilot-intellij version=1.5.59",
+        "extension github.copilot github.copilot user=alice path=/Users/alice/.vscode/extensions/extensions.json version=1.250.0",
+        "mcp_server anthropic.claude github: npx -y @modelcontextprotocol/server-github user=alice path=/Users/alice/Library/Application Support/Claude/claude_desktop_config.json version=-",
+        "mcp_server anthropic.claude remote-docs: https://mcp.internal.example/sse user=alice path=/Users/alice/Library/Application Support/Claude/claude_desktop_config.json version=-",
+        "mcp_server anthropic.claude-code postgres: uvx mcp-server-postgres user=bob path=/home/bob/.claude.json version=-",
+        "mcp_server anysphere.cursor filesystem: npx -y @modelcontextprotocol/server-filesystem /Users/alice/src user=alice path=/Users/alice/.cursor/mcp.json version=-",
+        "mcp_server github.copilot playwright: npx @playwright/mcp@latest user=carol path=/Users/carol/AppData/Roaming/Code/User/settings.json version=-",
+        "model lmstudio.lm-studio lmstudio-community/Qwen3-8B-GGUF user=bob path=/home/bob/.lmstudio/models/lmstudio-community/Qwen3-8B-GGUF version=-",
+        "model ollama.ollama llama3.2:3b user=bob path=/home/bob/.ollama/models/manifests/registry.ollama.ai/library/llama3.2/3b version=-",
+    ];
+    let mut want: Vec<String> = expected.iter().map(|s| (*s).to_owned()).collect();
+    want.sort();
+    let mut got = rows.clone();
+    got.sort();
+    assert_eq!(got, want, "\nfull scan:\n{}", rows.join("\n"));
+    let ollama_model =
+        scan.findings.iter().find(|f| f.kind == Kind::Model && f.value == "llama3.2:3b");
+    assert_eq!(ollama_model.and_then(|f| f.detail.as_deref()), Some("2019387129 bytes"));
+    let claude = scan
+        .findings
+        .iter()
+        .find(|f| f.path.as_deref().is_some_and(|p| p.contains("Chrome/Default")));
+    assert_eq!(
+        claude.and_then(|f| f.detail.as_deref()),
+        Some("chrome Default: Claude"),
+        "localised name resolved"
+    );
+}
+
+#[test]
+fn secrets_in_mcp_configs_never_reach_the_output() {
+    let scan = fixture_scan(&data().join("tree"));
+    let out: String = scan.findings.iter().map(|f| f.to_json().to_string()).collect();
+    for secret in ["fixture_secret", "ghp_", "PGPASSWORD", "docs-user", "pw@"] {
+        assert!(!out.contains(secret), "{secret} leaked: {out}");
+    }
+}
+
+#[test]
+fn malformed_files_are_counted_warnings_naming_the_path() {
+    let scan = fixture_scan(&data().join("tree"));
+    let paths: Vec<&str> = scan.warnings.iter().map(|w| w.path.as_str()).collect();
+    for expected in [
+        "/Applications/Broken.app/Contents/Info.plist",
+        "/Users/alice/Library/Application Support/Google/Chrome/Profile 3/Extensions/fcoeoabgfenejglbffodgkkbkcdhcgfn/0.9_0/manifest.json",
+        "/home/bob/.mozilla/firefox/efgh5678.work/extensions.json",
+        "/home/bob/.local/share/applications/cursor.desktop",
+    ] {
+        assert!(paths.contains(&expected), "no warning for {expected}: {:#?}", scan.warnings);
+    }
+    assert_eq!(scan.warning_count, scan.warnings.len() as u64);
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&dest).unwrap();
+            copy_tree(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), &dest).unwrap();
+        }
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn hostile_tree_symlink_loops_escapes_and_huge_files_are_skipped() {
+    use std::os::unix::fs::symlink;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    copy_tree(&data().join("tree"), &root);
+    // A symlink loop where an app should be, and a link out of the root.
+    symlink(root.join("Applications/Loop.app"), root.join("Applications/Loop.app")).unwrap();
+    let outside = tmp.path().join("outside.app");
+    std::fs::create_dir_all(outside.join("Contents")).unwrap();
+    std::fs::copy(
+        root.join("Applications/ChatGPT.app/Contents/Info.plist"),
+        outside.join("Contents/Info.plist"),
+    )
+    .unwrap();
+    symlink(&outside, root.join("Applications/Escape.app")).unwrap();
+    // A 2 GB (sparse) file where an extension manifest should be.
+    let ext = root.join("Users/alice/Library/Application Support/Google/Chrome/Profile 4/Extensions/fcoeoabgfenejglbffodgkkbkcdhcgfn/9.9_0");
+    std::fs::create_dir_all(&ext).unwrap();
+    std::fs::File::create(ext.join("manifest.json"))
+        .unwrap()
+        .set_len(2 * 1024 * 1024 * 1024)
+        .unwrap();
+    // An unreadable folder (root ignores permissions, so only a non-root run sees this).
+    let scan = fixture_scan(&root);
+    let reasons: Vec<String> =
+        scan.warnings.iter().map(|w| format!("{}: {}", w.path, w.reason)).collect();
+    let has = |needle: &str| reasons.iter().any(|r| r.contains(needle));
+    assert!(has("/Applications/Loop.app/Contents/Info.plist: cannot resolve"), "{reasons:#?}");
+    assert!(
+        has("/Applications/Escape.app/Contents/Info.plist: link points outside the scanned root"),
+        "{reasons:#?}"
+    );
+    assert!(
+        has(
+            "Profile 4/Extensions/fcoeoabgfenejglbffodgkkbkcdhcgfn/9.9_0/manifest.json: 2147483648 bytes, larger than"
+        ),
+        "{reasons:#?}"
+    );
+    // The escaped ChatGPT bundle was not read: only the real one is reported.
+    let chatgpt: Vec<&Finding> =
+        scan.findings.iter().filter(|f| f.value == "com.openai.chat").collect();
+    assert_eq!(chatgpt.len(), 1, "{chatgpt:#?}");
+    // Everything else is still found.
+    assert!(scan.findings.len() >= 22, "{}", scan.findings.len());
+}
+
+#[test]
+fn live_scan_of_this_machine_completes_and_reports_only_catalog_matches() {
+    let ix = Index::new(Catalog::builtin().unwrap());
+    let scan = inventory::scan(&ix, &ScanOptions::live());
+    assert!(scan.dirs_listed > 0, "the live scan listed no folder at all");
+    for f in &scan.findings {
+        // Every finding must be a product the catalog knows, found by a value the index maps
+        // to that product (MCP servers and models belong to their client's product).
+        let product = ix.catalog().product(&f.product);
+        assert!(product.is_some(), "unknown product in {f:?}");
+        let rematched = match f.kind {
+            Kind::Cli => ix.cli(&f.value),
+            Kind::Process => ix.process(&f.value),
+            Kind::LocalRuntime => f
+                .value
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .and_then(|p| ix.local_port(p)),
+            _ => None,
+        };
+        if matches!(f.kind, Kind::Cli | Kind::Process | Kind::LocalRuntime) {
+            assert_eq!(rematched.map(|m| m.product.id.as_str()), Some(f.product.as_str()), "{f:?}");
+        }
+    }
+    for common in ["bash", "sh", "cargo", "rustc", "sshd", "systemd", "postgres", "redis-server"] {
+        assert!(!scan.findings.iter().any(|f| f.value == common), "{common} reported as AI");
+    }
+}
+
+#[test]
+fn watch_reports_an_install_and_its_removal_without_a_full_rescan() {
+    use aiscout_agent::inventory::watch::{Change, Watch};
+    use std::time::Duration;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    std::fs::create_dir_all(root.join("Applications")).unwrap();
+    std::fs::create_dir_all(root.join("Users/dana/.vscode/extensions")).unwrap();
+    let ix = index();
+    let mut watch = Watch::start(&ix, ScanOptions::root(root), Duration::from_millis(300)).unwrap();
+    assert!(watch.findings().is_empty());
+    assert_eq!(watch.folder_count(), 2);
+
+    // Install: copy a bundle into /Applications.
+    let src = data().join("tree/Applications/ChatGPT.app");
+    let dest = root.join("Applications/ChatGPT.app");
+    std::fs::create_dir_all(dest.join("Contents")).unwrap();
+    std::fs::copy(src.join("Contents/Info.plist"), dest.join("Contents/Info.plist")).unwrap();
+    let mut added = Vec::new();
+    for _ in 0..10 {
+        added.extend(watch.next_changes(Duration::from_secs(5)));
+        if !added.is_empty() {
+            break;
+        }
+    }
+    assert!(
+        matches!(added.as_slice(), [Change::Added(f)] if f.value == "com.openai.chat"),
+        "{added:#?}"
+    );
+    assert_eq!(watch.findings().len(), 1);
+
+    // Removal.
+    std::fs::remove_dir_all(&dest).unwrap();
+    let mut removed = Vec::new();
+    for _ in 0..10 {
+        removed.extend(watch.next_changes(Duration::from_secs(5)));
+        if !removed.is_empty() {
+            break;
+        }
+    }
+    assert!(
+        matches!(removed.as_slice(), [Change::Removed(f)] if f.value == "com.openai.chat"),
+        "{removed:#?}"
+    );
+    assert!(watch.findings().is_empty());
+}

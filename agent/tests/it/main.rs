@@ -1,0 +1,15 @@
+//! Integration tests for aiscout-agent: one binary (STYLE.md), one module per concern.
+
+// Test helpers fail loudly; clippy.toml allows this only inside #[test] functions.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod adversarial;
+mod cli;
+mod fixtures;
+mod fuzz_regressions;
+mod hard_cases;
+mod inventory;
+mod rfc_vectors;
+mod spool;
+mod support;
+mod tshark;
