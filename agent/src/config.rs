@@ -158,9 +158,59 @@ pub struct Overrides {
     pub owner_email: Option<String>,
     /// `--state-dir DIR`.
     pub state_dir: Option<PathBuf>,
+    /// The catalog public key itself (64 hex digits), as managed settings deliver it.
+    pub catalog_key_hex: Option<String>,
 }
 
+/// Where macOS puts the managed settings an MDM configuration profile delivers for the
+/// preference domain `com.aiscout.agent`.
+pub const MACOS_MANAGED_SETTINGS: &str = "/Library/Managed Preferences/com.aiscout.agent.plist";
+
 impl Overrides {
+    /// Each value of `self`, else the one of `lower`: flags over managed settings, say.
+    pub fn or(self, lower: Overrides) -> Overrides {
+        Overrides {
+            collector_url: self.collector_url.or(lower.collector_url),
+            enroll_secret_file: self.enroll_secret_file.or(lower.enroll_secret_file),
+            enroll_secret_env: self.enroll_secret_env.or(lower.enroll_secret_env),
+            ca_file: self.ca_file.or(lower.ca_file),
+            pin_sha256: self.pin_sha256.or(lower.pin_sha256),
+            catalog_key_file: self.catalog_key_file.or(lower.catalog_key_file),
+            interfaces: if self.interfaces.is_empty() { lower.interfaces } else { self.interfaces },
+            spool: self.spool.or(lower.spool),
+            owner_email: self.owner_email.or(lower.owner_email),
+            state_dir: self.state_dir.or(lower.state_dir),
+            catalog_key_hex: self.catalog_key_hex.or(lower.catalog_key_hex),
+        }
+    }
+
+    /// Reads managed settings (a property list, XML or binary) with the keys `collector_url`,
+    /// `enroll_secret`, `pin_sha256`, `catalog_key` and `owner_email`. A missing file is no
+    /// settings at all.
+    ///
+    /// # Errors
+    /// A file that exists but is not a property list dictionary.
+    pub fn from_managed_settings(path: &Path) -> Result<Overrides, Problem> {
+        if !path.exists() {
+            return Ok(Overrides::default());
+        }
+        let problem = |message: String| Problem { key: path.display().to_string(), message };
+        let value = plist::Value::from_file(path)
+            .map_err(|e| problem(format!("unreadable managed settings: {e}")))?;
+        let dict = value
+            .as_dictionary()
+            .ok_or_else(|| problem("managed settings are not a dictionary".into()))?;
+        let text = |key: &str| dict.get(key).and_then(plist::Value::as_string).map(str::to_owned);
+        Ok(Overrides {
+            collector_url: text("collector_url"),
+            enroll_secret_env: text("enroll_secret"),
+            pin_sha256: text("pin_sha256"),
+            catalog_key_hex: text("catalog_key"),
+            owner_email: text("owner_email"),
+            ..Overrides::default()
+        })
+    }
+
     /// Reads the environment variables this agent honours.
     pub fn from_env(mut self) -> Self {
         if let Ok(secret) = std::env::var("AISCOUT_ENROLL_SECRET") {
@@ -306,8 +356,12 @@ pub fn validate(raw: RawConfig, o: Overrides) -> Result<Config, Vec<Problem>> {
         (None, None) => TrustAnchor::SystemRoots,
     };
 
-    let catalog_key = match o.catalog_key_file.or(raw.catalog_key_file) {
-        Some(path) => match read_small(&path) {
+    let catalog_key = match (o.catalog_key_hex, o.catalog_key_file.or(raw.catalog_key_file)) {
+        (Some(hex), _) => hex32(&hex).unwrap_or_else(|| {
+            problem("catalog_key", "the managed catalog key must be 64 hex digits".into());
+            [0; 32]
+        }),
+        (None, Some(path)) => match read_small(&path) {
             Ok(text) => hex32(&text).unwrap_or_else(|| {
                 problem("catalog_key_file", format!("{} must hold 64 hex digits", path.display()));
                 [0; 32]
@@ -317,7 +371,7 @@ pub fn validate(raw: RawConfig, o: Overrides) -> Result<Config, Vec<Problem>> {
                 [0; 32]
             }
         },
-        None => {
+        (None, None) => {
             problem(
                 "catalog_key_file",
                 "required: the public key catalog updates are signed with".into(),
@@ -421,6 +475,34 @@ mod tests {
                 "upload_interval_secs"
             ]
         );
+    }
+
+    #[test]
+    fn managed_settings_fill_in_and_flags_win() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("com.aiscout.agent.plist");
+        let mut dict = plist::Dictionary::new();
+        dict.insert("collector_url".into(), "https://managed.example".into());
+        dict.insert("enroll_secret".into(), "managed-secret".into());
+        dict.insert("pin_sha256".into(), "ef".repeat(32).into());
+        dict.insert("catalog_key".into(), "01".repeat(32).into());
+        dict.insert("owner_email".into(), "dana@example.com".into());
+        plist::Value::Dictionary(dict).to_file_binary(&path).expect("write");
+        let managed = Overrides::from_managed_settings(&path).expect("reads");
+        let flags = Overrides {
+            collector_url: Some("https://flag.example".into()),
+            ..Overrides::default()
+        };
+        let c = validate(RawConfig::default(), flags.or(managed)).expect("valid");
+        assert_eq!(c.collector_url, "https://flag.example");
+        assert_eq!(c.enroll_secret.expose(), "managed-secret");
+        assert_eq!(c.trust, TrustAnchor::Pin([0xef; 32]));
+        assert_eq!(c.catalog_key, [0x01; 32]);
+        assert_eq!(c.owner_email.as_deref(), Some("dana@example.com"));
+        let absent = Overrides::from_managed_settings(&dir.path().join("absent")).expect("none");
+        assert_eq!(absent.collector_url, None);
+        std::fs::write(&path, "not a plist").expect("write");
+        assert!(Overrides::from_managed_settings(&path).is_err());
     }
 
     #[test]

@@ -79,7 +79,17 @@ impl ConfigArgs {
             ..Default::default()
         }
         .from_env();
-        aiscout_agent::config::load(self.config.as_deref(), overrides)
+        // On macOS, MDM-managed settings win over the config file; flags and the
+        // environment win over both.
+        let managed = if cfg!(target_os = "macos") {
+            aiscout_agent::config::Overrides::from_managed_settings(std::path::Path::new(
+                aiscout_agent::config::MACOS_MANAGED_SETTINGS,
+            ))
+            .map_err(|p| aiscout_agent::config::ConfigError { file: None, problems: vec![p] })?
+        } else {
+            aiscout_agent::config::Overrides::default()
+        };
+        aiscout_agent::config::load(self.config.as_deref(), overrides.or(managed))
     }
 }
 

@@ -6,10 +6,12 @@ use tracing_subscriber::EnvFilter;
 
 /// Installs the subscriber. A second call does nothing.
 pub fn init(json: bool) {
+    use std::io::IsTerminal as _;
     let filter = EnvFilter::try_from_env("AISCOUT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     // Err only when a subscriber is already installed, which is then the one to keep.
     let _installed = if json { builder.json().try_init() } else { builder.try_init() };

@@ -48,37 +48,37 @@ pub struct FileConfig {
 #[derive(Debug, Default, Clone, clap::Args)]
 pub struct Overrides {
     /// Address to listen on, ADDR:PORT (port 0 picks a free port) [default: 0.0.0.0:8443].
-    #[arg(long, env = "AISCOUT_LISTEN")]
+    #[arg(long, global = true, env = "AISCOUT_LISTEN")]
     pub listen: Option<String>,
     /// Directory for the SQLite file and generated certificate [default: ./aiscout-data].
-    #[arg(long, env = "AISCOUT_DATA_DIR")]
+    #[arg(long, global = true, env = "AISCOUT_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// PEM certificate chain; with --tls-key. Without both, a self-signed one is generated.
-    #[arg(long, env = "AISCOUT_TLS_CERT")]
+    #[arg(long, global = true, env = "AISCOUT_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key.
-    #[arg(long, env = "AISCOUT_TLS_KEY")]
+    #[arg(long, global = true, env = "AISCOUT_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
     /// File holding the enroll secret agents present.
-    #[arg(long, env = "AISCOUT_ENROLL_SECRET_FILE")]
+    #[arg(long, global = true, env = "AISCOUT_ENROLL_SECRET_FILE")]
     pub enroll_secret_file: Option<PathBuf>,
     /// The signed catalog artifact served at /api/v1/catalog.
-    #[arg(long, env = "AISCOUT_CATALOG")]
+    #[arg(long, global = true, env = "AISCOUT_CATALOG")]
     pub catalog: Option<PathBuf>,
     /// Serve plain HTTP, for running behind a TLS-terminating proxy.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub plain_http: bool,
     /// Log format: text or json.
-    #[arg(long, env = "AISCOUT_LOG_FORMAT")]
+    #[arg(long, global = true, env = "AISCOUT_LOG_FORMAT")]
     pub log_format: Option<String>,
     /// Requests per agent per minute (per instance).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub rate_limit_per_minute: Option<u32>,
     /// Requests per agent at once (bucket size).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub rate_limit_burst: Option<u32>,
     /// Most connections served at once.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub max_connections: Option<u32>,
 }
 

@@ -1,18 +1,23 @@
 //! The aiscout collector: the server every agent reports to and every reviewer works in.
 //!
-//! Module map (write path `api -> ingest -> store`; read path `api -> join -> store`):
+//! Module map (write path `api -> ingest -> store`; read path `api -> report -> join -> store`):
 //! - [`api`]: routing, TLS, node-key and API-token auth, body caps, rate limits, the one
 //!   mapping from errors to HTTP answers. The only module that knows HTTP.
-//! - [`ingest`]: sighting batches from the wire into the domain, aggregated per key.
+//! - [`ingest`]: sighting batches from the wire into the domain, aggregated per key; expense,
+//!   gateway spend and people imports (format detection, normalisation, row errors).
 //! - [`store`]: the [`store::Store`] trait with SQLite and PostgreSQL backends, migrations,
 //!   transactions and idempotence. The only module that speaks SQL.
-//! - [`join`]: inventory rows and product detail from store reads plus the catalog.
+//! - [`join`]: inventory rows, product detail, subscriptions and the reconciliation from
+//!   store reads plus the catalog and the directory.
+//! - [`report`]: renders the inventory and reconciliation as table, CSV, JSON, HTML or OCSF.
 //! - [`review`]: review decisions and the audit records of reviews and token changes.
 //! - [`credentials`]: node keys and API tokens: generation and SHA-256 hashing.
 //! - [`model`]: the domain nouns handed between those modules.
 //! - [`config`]: the TOML file and flags, validated into [`config::Config`] with every
 //!   problem named by key path.
 //! - [`telemetry`]: the tracing subscriber and the Prometheus counters.
+//! - [`mdm`]: `mdm-package`: agent packages and MDM payloads filled in for this collector.
+//! - [`cli`]: the `import` and `report` subcommands, returning what `main` prints.
 //! - [`client`]: a small HTTPS client (HTTP/1.1 or HTTP/2) for the tests and a future load
 //!   generator.
 //!
@@ -23,12 +28,16 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod bench;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod credentials;
 pub mod ingest;
 pub mod join;
+pub mod mdm;
 pub mod model;
+pub mod report;
 pub mod review;
 pub mod store;
 pub mod telemetry;

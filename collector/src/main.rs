@@ -1,4 +1,5 @@
-//! The `aiscout-collector` binary: `serve`, `check-config` and `token`.
+//! The `aiscout-collector` binary: `serve`, `check-config`, `token`, `mdm-package`, `import`
+//! and `report`.
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 
@@ -40,6 +41,17 @@ enum Command {
     /// Manage API tokens for people.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Write the agent payloads for an MDM (Jamf, Kandji, Intune) or a Linux configuration
+    /// tool, filled in with this collector's URL, enroll secret, certificate pin and catalog key.
+    MdmPackage(aiscout_collector::mdm::Args),
+    /// Import expense exports, gateway spend or the people directory.
+    #[command(subcommand)]
+    Import(aiscout_collector::cli::ImportCommand),
+    /// Print the AI inventory or procurement's reconciliation.
+    #[command(subcommand)]
+    Report(aiscout_collector::cli::ReportCommand),
+    /// Load-test ingest and inventory queries on SQLite and PostgreSQL (BENCH-RESULTS.md).
+    BenchIngest(aiscout_collector::bench::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -64,6 +76,9 @@ enum TokenCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::BenchIngest(args) = &cli.command {
+        return aiscout_collector::bench::main(args);
+    }
     let secret_env = std::env::var("AISCOUT_ENROLL_SECRET").ok();
     let config = match config::load(
         cli.config.as_deref(),
@@ -79,6 +94,21 @@ fn main() -> ExitCode {
     };
     if matches!(cli.command, Command::CheckConfig) {
         return say("configuration ok");
+    }
+    if let Command::MdmPackage(args) = &cli.command {
+        return match aiscout_collector::mdm::run(args, &config) {
+            Ok(lines) => {
+                for line in &lines {
+                    say(line);
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                let code = if e.is_usage() { 2 } else { 1 };
+                report(&anyhow::Error::new(e));
+                ExitCode::from(code)
+            }
+        };
     }
     telemetry::init(config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -100,6 +130,20 @@ fn main() -> ExitCode {
 #[allow(clippy::print_stderr)] // The binary's one place that reports a fatal error.
 fn report(e: &anyhow::Error) {
     eprintln!("error: {e:#}");
+}
+
+/// Writes a subcommand's output; a closed stdout (`| head`) is success, not an error.
+#[allow(clippy::print_stderr)] // Row errors and per-file failures go to stderr.
+fn emit(out: &aiscout_collector::cli::Output) -> anyhow::Result<()> {
+    use std::io::Write;
+    for line in &out.stderr {
+        eprintln!("{line}");
+    }
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(out.stdout.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 #[allow(clippy::print_stdout)] // The binary's output channel for scripts and tests.
@@ -130,7 +174,21 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
 async fn dispatch<S: Store>(command: Command, config: Config, store: S) -> anyhow::Result<()> {
     match command {
         Command::Serve => serve(config, store).await,
-        Command::CheckConfig => Ok(()),
+        Command::CheckConfig | Command::MdmPackage(_) | Command::BenchIngest(_) => Ok(()),
+        Command::Import(c) => {
+            let catalog = aiscout_collector::cli::catalog(config.catalog.as_deref())?;
+            match aiscout_collector::cli::import(&store, catalog, c, true).await {
+                Ok(out) => emit(&out),
+                Err((out, e)) => {
+                    emit(&out)?;
+                    Err(e.into())
+                }
+            }
+        }
+        Command::Report(c) => {
+            let catalog = aiscout_collector::cli::catalog(config.catalog.as_deref())?;
+            emit(&aiscout_collector::cli::report(&store, &catalog, c).await?)
+        }
         Command::Token(TokenCommand::Create { role, name }) => {
             let secret = credentials::generate(credentials::API_TOKEN_PREFIX)?;
             let token = Token { name, role, created_at: store::now(), revoked_at: None };

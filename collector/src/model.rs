@@ -278,3 +278,162 @@ pub struct DeviceUsage {
     /// Count.
     pub count: i64,
 }
+
+/// One expense line as stored: a card or reimbursement transaction that matched a catalog
+/// product, or that looks like AI spend and is kept as a candidate for review.
+///
+/// Amounts are in the currency's minor units with spend positive (refunds negative), whatever
+/// the export's own sign convention was.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExpenseLine {
+    /// Export format (`ramp`, `brex`, `expensify`, `concur`, `amex`, `chase`, `generic`).
+    pub source: String,
+    /// `id:<transaction id>` when the export has one, else `h:<stable hash>`; unique per
+    /// source, which is what makes re-imports and overlapping exports count once.
+    pub dedupe_key: String,
+    /// The file it came from (base name).
+    pub file: String,
+    /// Its line in that file (1-based, the header is line 1).
+    pub line: i64,
+    /// Transaction time, Unix seconds (midnight UTC for date-only exports).
+    pub occurred_at: i64,
+    /// Amount in minor units, spend positive.
+    pub amount_minor: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// The raw statement descriptor.
+    pub descriptor: String,
+    /// The provider-normalised merchant name, `""` when the export has none.
+    pub merchant: String,
+    /// Payer email, lowercased; `""` when unknown.
+    pub payer_email: String,
+    /// Payer display name; `""` when unknown.
+    pub payer_name: String,
+    /// Department from the export; `""` when unknown (the directory may know).
+    pub department: String,
+    /// Matched catalog product, `None` for a candidate.
+    pub product: Option<String>,
+    /// True when no product matched but the descriptor looks like AI spend.
+    pub candidate: bool,
+}
+
+/// One row of gateway or provider spend as stored (known, sanctioned spend).
+///
+/// Costs are in billionths of the currency's major unit (`cost_nanos`): gateways report
+/// per-request costs far below one cent, which minor units would round to zero.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewaySpend {
+    /// Export format (`litellm`, `openrouter`, `openai-costs`, ...).
+    pub source: String,
+    /// `id:<request or row id>` or `h:<stable hash>`, unique per source.
+    pub dedupe_key: String,
+    /// The file it came from (base name).
+    pub file: String,
+    /// Its line (CSV) or record number (JSON), 1-based.
+    pub line: i64,
+    /// Start of the request or bucket, Unix seconds.
+    pub period_start: i64,
+    /// Provider (`openai`, `anthropic`, ...), `""` when unknown.
+    pub provider: String,
+    /// Model as reported.
+    pub model: String,
+    /// Team, workspace or project, `""` when none.
+    pub team: String,
+    /// End user (an email when the gateway has one), `""` when none.
+    pub user: String,
+    /// API key alias or hash, `""` when none.
+    pub api_key: String,
+    /// Request tags as reported, `""` when none.
+    pub tags: String,
+    /// Input (prompt) tokens.
+    pub input_tokens: i64,
+    /// Output (completion) tokens.
+    pub output_tokens: i64,
+    /// Cost in billionths of the major unit.
+    pub cost_nanos: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Catalog product the model or provider maps to.
+    pub product: Option<String>,
+}
+
+/// Gateway spend summed per (product, team, user, currency, UTC day).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewayTotal {
+    /// Catalog product, if mapped.
+    pub product: Option<String>,
+    /// Provider.
+    pub provider: String,
+    /// Team, workspace or project.
+    pub team: String,
+    /// End user.
+    pub user: String,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// The UTC day, as Unix seconds of its midnight.
+    pub day: i64,
+    /// Summed cost in billionths of the major unit.
+    pub cost_nanos: i64,
+    /// Summed input plus output tokens.
+    pub tokens: i64,
+    /// Rows summed.
+    pub rows: i64,
+}
+
+/// A person from a directory import.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Person {
+    /// Email, lowercased: the key.
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// Department, `""` when unknown.
+    pub department: String,
+    /// Manager (email or name), if any.
+    pub manager: Option<String>,
+}
+
+/// What an import of rows did in the store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ImportCounts {
+    /// Rows inserted (or, for people, inserted or changed).
+    pub inserted: u64,
+    /// Rows already present (same dedupe key, or an unchanged person).
+    pub duplicates: u64,
+}
+
+/// The last time a device owner's devices saw a product.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnerUse {
+    /// Owner email (lowercased).
+    pub owner_email: String,
+    /// Product id.
+    pub product: String,
+    /// Last seen, Unix seconds.
+    pub last_seen: i64,
+}
+
+/// Sightings of one product from one indicator kind on one device, summed over windows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceSighting {
+    /// Host id.
+    pub host_id: String,
+    /// Host name.
+    pub hostname: String,
+    /// Operating system family.
+    pub os: String,
+    /// Owner email.
+    pub owner_email: Option<String>,
+    /// Product id.
+    pub product: String,
+    /// Indicator kind.
+    pub kind: String,
+    /// Matched value (a domain, an app id).
+    pub value: String,
+    /// First seen.
+    pub first_seen: i64,
+    /// Last seen.
+    pub last_seen: i64,
+    /// Count.
+    pub count: i64,
+}

@@ -1,12 +1,452 @@
-//! The end-to-end harness: helpers to find the workspace and run the real binaries.
+//! The end-to-end harness: find (or build) the real binaries, start a collector and agents as
+//! child processes on loopback, talk to the collector's API, and clean every process up in
+//! `Drop`.
 //!
-//! Module map: this file only, until the agent and collector binaries exist.
-#![forbid(unsafe_code)]
+//! Module map: this file only. Every wait is on an event (a line printed, a row counted) with
+//! a deadline that fails with a message; nothing sleeps to synchronise.
 
-use std::path::PathBuf;
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 /// The workspace root (the folder holding the top-level `Cargo.toml`).
 pub fn workspace_root() -> PathBuf {
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     here.parent().map(PathBuf::from).unwrap_or(here)
+}
+
+/// Why the harness could not do what a test asked.
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    /// A binary is missing and could not be built.
+    #[error("cannot build {0}: {1}")]
+    Build(String, String),
+    /// A process could not be started.
+    #[error("cannot start {0}: {1}")]
+    Spawn(String, std::io::Error),
+    /// A deadline passed.
+    #[error("timed out after {0:?} waiting for {1}")]
+    Timeout(Duration, String),
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The path of a workspace binary, built with `cargo build` when it is not there yet (as
+/// when only this package's tests are run).
+///
+/// # Errors
+/// When cargo cannot build it.
+pub fn binary(package: &str, name: &str) -> Result<PathBuf, HarnessError> {
+    // Test executables live in target/<profile>/deps; binaries one level up.
+    let exe = std::env::current_exe().map_err(|e| HarnessError::Other(e.to_string()))?;
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| HarnessError::Other("cannot find the target folder".into()))?;
+    let path = profile_dir.join(name);
+    if path.is_file() {
+        return Ok(path);
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "-p", package, "--bin", name]).current_dir(workspace_root());
+    if package == "aiscout-signatures" {
+        cmd.args(["--features", "sign"]);
+    }
+    let out = cmd.output().map_err(|e| HarnessError::Build(name.into(), e.to_string()))?;
+    if !out.status.success() || !path.is_file() {
+        return Err(HarnessError::Build(
+            name.into(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ));
+    }
+    Ok(path)
+}
+
+/// A child process killed (SIGKILL) on drop, whose output lines are collected.
+pub struct Process {
+    name: String,
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Process {
+    /// Starts `program` with `args` and `envs`, collecting stdout and stderr lines.
+    ///
+    /// # Errors
+    /// When the program cannot start.
+    pub fn start(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        envs: &[(&str, &str)],
+    ) -> Result<Self, HarnessError> {
+        let mut cmd = Command::new(program);
+        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().map_err(|e| HarnessError::Spawn(name.into(), e))?;
+        let (tx, lines) = mpsc::channel();
+        if let Some(out) = child.stdout.take() {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        if let Some(err) = child.stderr.take() {
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Ok(Self { name: name.into(), child, lines, seen: Vec::new() })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Every line printed so far.
+    pub fn output(&mut self) -> &[String] {
+        while let Ok(l) = self.lines.try_recv() {
+            self.seen.push(l);
+        }
+        &self.seen
+    }
+
+    /// Waits until a printed line satisfies `pred`, and returns it.
+    ///
+    /// # Errors
+    /// [`HarnessError::Timeout`], with the output so far.
+    pub fn wait_line(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> Result<String, HarnessError> {
+        if let Some(l) = self.output().iter().find(|l| pred(l)) {
+            return Ok(l.clone());
+        }
+        let deadline = Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    let hit = pred(&l);
+                    self.seen.push(l.clone());
+                    if hit {
+                        return Ok(l);
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        Err(HarnessError::Timeout(
+            timeout,
+            format!("{} to print {what}; it printed:\n{}", self.name, self.seen.join("\n")),
+        ))
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    ///
+    /// # Errors
+    /// When the process does not exit in time.
+    pub fn terminate(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<std::process::ExitStatus, HarnessError> {
+        signal(self.child.id(), "TERM");
+        self.wait_exit(timeout)
+    }
+
+    /// Sends SIGKILL and reaps the process.
+    pub fn kill(&mut self) {
+        // Already gone is fine: the point is that it is not running.
+        let _killed = self.child.kill();
+        let _reaped = self.child.wait();
+    }
+
+    /// Waits for the process to exit.
+    ///
+    /// # Errors
+    /// When it does not exit in time.
+    pub fn wait_exit(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<std::process::ExitStatus, HarnessError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) =
+                self.child.try_wait().map_err(|e| HarnessError::Other(e.to_string()))?
+            {
+                self.output();
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                return Err(HarnessError::Timeout(timeout, format!("{} to exit", self.name)));
+            }
+            // Polling a child's exit has no event to wait on without a signal handler.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Sends a signal by name with `kill(1)` (the workspace forbids unsafe code, so no libc).
+pub fn signal(pid: u32, name: &str) {
+    let _sent = Command::new("kill").args([format!("-{name}"), pid.to_string()]).status();
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+///
+/// # Errors
+/// When no port can be bound.
+pub fn free_port() -> Result<u16, HarnessError> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| HarnessError::Other(e.to_string()))?;
+    let port = l.local_addr().map_err(|e| HarnessError::Other(e.to_string()))?.port();
+    Ok(port)
+}
+
+/// A running collector on loopback with its own data folder (SQLite).
+pub struct Collector {
+    /// The process.
+    pub process: Process,
+    /// `https://127.0.0.1:PORT`.
+    pub url: String,
+    /// The port.
+    pub port: u16,
+    /// SHA-256 of its certificate, hex.
+    pub pin: String,
+    /// Its data folder.
+    pub data_dir: PathBuf,
+}
+
+impl Collector {
+    /// Starts `aiscout-collector serve` on `port` (0 for any) with `data_dir` and the enroll
+    /// secret in `data_dir/enroll.secret`, plus `extra` arguments.
+    ///
+    /// # Errors
+    /// When it does not print its certificate pin and `listening on` line in time.
+    pub fn start(data_dir: &Path, port: u16, extra: &[String]) -> Result<Self, HarnessError> {
+        let bin = binary("aiscout-collector", "aiscout-collector")?;
+        std::fs::create_dir_all(data_dir).map_err(|e| HarnessError::Other(e.to_string()))?;
+        let secret = data_dir.join("enroll.secret");
+        if !secret.exists() {
+            std::fs::write(&secret, "e2e-enroll-secret\n")
+                .map_err(|e| HarnessError::Other(e.to_string()))?;
+        }
+        let mut args = vec![
+            "--listen".to_owned(),
+            format!("127.0.0.1:{port}"),
+            "--data-dir".to_owned(),
+            data_dir.display().to_string(),
+            "--enroll-secret-file".to_owned(),
+            secret.display().to_string(),
+        ];
+        args.extend(extra.iter().cloned());
+        args.push("serve".into());
+        let mut process = Process::start("collector", &bin, &args, &[])?;
+        let listening = process.wait_line("`listening on`", Duration::from_secs(60), |l| {
+            l.starts_with("listening on https://")
+        })?;
+        let url = listening.trim_start_matches("listening on ").trim().to_owned();
+        let port = url.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        let pin = match process.output().iter().find(|l| l.starts_with("certificate ")) {
+            Some(line) => line.rsplit(' ').next().unwrap_or_default().to_owned(),
+            None => pin_of(&data_dir.join("cert.pem"))?,
+        };
+        Ok(Self { process, url, port, pin, data_dir: data_dir.to_path_buf() })
+    }
+
+    /// Creates an API token with `role` through the CLI, on the same database.
+    ///
+    /// # Errors
+    /// When the CLI fails.
+    pub fn token(&self, role: &str, name: &str) -> Result<String, HarnessError> {
+        let bin = binary("aiscout-collector", "aiscout-collector")?;
+        let out = Command::new(bin)
+            .args([
+                "--data-dir",
+                &self.data_dir.display().to_string(),
+                "token",
+                "create",
+                "--role",
+                role,
+                "--name",
+                name,
+            ])
+            .output()
+            .map_err(|e| HarnessError::Other(e.to_string()))?;
+        if !out.status.success() {
+            return Err(HarnessError::Other(String::from_utf8_lossy(&out.stderr).into_owned()));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+}
+
+/// The SHA-256 (hex) of the first certificate in a PEM file.
+///
+/// # Errors
+/// When the file has no certificate.
+pub fn pin_of(pem: &Path) -> Result<String, HarnessError> {
+    let text = std::fs::read_to_string(pem)
+        .map_err(|e| HarnessError::Other(format!("{}: {e}", pem.display())))?;
+    let b64: String = text
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    let der = base64_decode(&b64).ok_or_else(|| HarnessError::Other("bad PEM".into()))?;
+    Ok(aiscout_signatures::hex::encode(ring::digest::digest(&ring::digest::SHA256, &der).as_ref()))
+}
+
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut acc: u32 = 0;
+    let mut bits = 0;
+    for c in s.bytes().filter(|c| !c.is_ascii_whitespace() && *c != b'=') {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push(u8::try_from((acc >> bits) & 0xff).ok()?);
+        }
+    }
+    Some(out)
+}
+
+/// Writes an agent config for `collector` under `dir` and returns its path. `extra` is
+/// appended as TOML lines.
+///
+/// # Errors
+/// When the files cannot be written.
+pub fn agent_config(
+    dir: &Path,
+    url: &str,
+    pin: &str,
+    extra: &str,
+) -> Result<PathBuf, HarnessError> {
+    let io = |e: std::io::Error| HarnessError::Other(e.to_string());
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let secret = dir.join("enroll.secret");
+    std::fs::write(&secret, "e2e-enroll-secret\n").map_err(io)?;
+    let key = dir.join("catalog.pub");
+    if !key.exists() {
+        std::fs::write(&key, format!("{}\n", "00".repeat(32))).map_err(io)?;
+    }
+    let config = dir.join("agent.toml");
+    let text = format!(
+        "collector_url = {url:?}\npin_sha256 = {pin:?}\nenroll_secret_file = {:?}\ncatalog_key_file = {:?}\nstate_dir = {:?}\nupload_interval_secs = 1\nheartbeat_interval_secs = 10\n{extra}\n",
+        secret.display().to_string(),
+        key.display().to_string(),
+        dir.join("state").display().to_string(),
+    );
+    std::fs::write(&config, text).map_err(io)?;
+    Ok(config)
+}
+
+/// Starts `aiscout-agent run --config CONFIG` with `args`, logging at `log_level`.
+///
+/// # Errors
+/// When the agent cannot start.
+pub fn start_agent(config: &Path, args: &[&str], log_level: &str) -> Result<Process, HarnessError> {
+    let bin = binary("aiscout-agent", "aiscout-agent")?;
+    let mut all = vec!["run".to_owned(), "--config".to_owned(), config.display().to_string()];
+    all.extend(args.iter().map(|s| (*s).to_owned()));
+    Process::start("agent", &bin, &all, &[("AISCOUT_LOG", log_level)])
+}
+
+/// Calls the collector's API with a bearer token, trusting exactly its pinned certificate,
+/// and returns the status and body.
+///
+/// # Errors
+/// Transport failures.
+pub fn api_get(
+    url: &str,
+    pin: &str,
+    token: &str,
+    path: &str,
+) -> Result<serde_json::Value, HarnessError> {
+    let pin = aiscout_signatures::hex::decode(pin)
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| HarnessError::Other("bad pin".into()))?;
+    let tls =
+        aiscout_agent::upload::tls::client_config(&aiscout_agent::config::TrustAnchor::Pin(pin))
+            .map_err(|e| HarnessError::Other(e.to_string()))?;
+    let client = aiscout_agent::upload::Client::new(url, tls)
+        .map_err(|e| HarnessError::Other(e.to_string()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| HarnessError::Other(e.to_string()))?;
+    let secret = aiscout_wire::Secret::new(token);
+    let bytes = runtime
+        .block_on(client.call(hyper::Method::GET, path, Some(&secret), Vec::new()))
+        .map_err(|e| HarnessError::Other(e.to_string()))?;
+    serde_json::from_slice(&bytes).map_err(|e| HarnessError::Other(e.to_string()))
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or fails after `timeout` with `what`.
+///
+/// # Errors
+/// [`HarnessError::Timeout`].
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> Result<T, HarnessError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return Ok(v);
+        }
+        if Instant::now() >= deadline {
+            return Err(HarnessError::Timeout(timeout, what.to_owned()));
+        }
+        // The collector offers no change notification: polling is the event source here.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Sightings per product in the collector's inventory.
+///
+/// # Errors
+/// API failures.
+pub fn sightings_by_product(
+    c: &Collector,
+    token: &str,
+) -> Result<Vec<(String, u64)>, HarnessError> {
+    let v = api_get(&c.url, &c.pin, token, "/api/v1/inventory")?;
+    let rows = v["rows"].as_array().cloned().unwrap_or_default();
+    Ok(rows
+        .iter()
+        .filter_map(|r| Some((r["product"].as_str()?.to_owned(), r["sightings"].as_u64()?)))
+        .collect())
 }

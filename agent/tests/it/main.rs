@@ -5,6 +5,7 @@
 
 mod adversarial;
 mod cli;
+mod config;
 mod fixtures;
 mod fuzz_regressions;
 mod hard_cases;

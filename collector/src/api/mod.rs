@@ -294,11 +294,140 @@ async fn inventory<S: Store>(
         InventoryQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).map_err(
             |e| ApiError::BadRequest { field: Some(e.field.clone()), message: e.to_string() },
         )?;
-    let (sources, products) = timed(&state, state.store.usage(join::usage_filter(&q))).await?;
-    let reviews = timed(&state, state.store.reviews()).await?;
-    Ok(Json(InventoryList {
-        rows: join::inventory(&state.catalog, &q, sources, products, &reviews),
-    }))
+    let facts =
+        timed(&state, join::gather(&state.store, join::usage_filter(&q), crate::store::now()))
+            .await?;
+    Ok(Json(InventoryList { rows: join::inventory(&state.catalog, &q, &facts) }))
+}
+
+/// Largest import upload, in bytes.
+pub const MAX_IMPORT_BYTES: usize = 64 << 20;
+
+fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn import_summary(r: ingest::FileReport) -> aiscout_wire::ImportSummary {
+    aiscout_wire::ImportSummary {
+        rows: r.tally.rows,
+        stored: r.stored,
+        duplicates: r.duplicates,
+        candidates: r.tally.candidates,
+        not_ai: r.tally.not_ai,
+        not_spend: r.tally.not_spend,
+        error_count: r.tally.error_count,
+        errors: r.tally.errors.iter().map(ToString::to_string).collect(),
+        file: r.file,
+        format: r.format,
+    }
+}
+
+fn import_error(e: ingest::ImportError) -> ApiError {
+    match e {
+        ingest::ImportError::Store(e) => ApiError::Store(e),
+        other => ApiError::BadRequest { field: None, message: other.to_string() },
+    }
+}
+
+#[derive(Clone, Copy)]
+enum ImportKind {
+    Expenses,
+    Gateway,
+}
+
+async fn import_upload<S: Store>(
+    state: Arc<AppState<S>>,
+    headers: HeaderMap,
+    query: Option<String>,
+    body: Result<Bytes, BytesRejection>,
+    kind: ImportKind,
+) -> Result<Json<aiscout_wire::ImportSummary>, ApiError> {
+    let token = person(&state, &headers).await?;
+    if !matches!(token.role, Role::Admin | Role::Procurement) {
+        return Err(ApiError::Forbidden(token.role));
+    }
+    let (mut format, mut name) = ("auto".to_owned(), "upload".to_owned());
+    for (k, v) in query_pairs(query.as_deref()) {
+        match k.as_str() {
+            "format" => format = v,
+            "name" => name = v.chars().filter(|c| !c.is_control() && *c != '/').take(200).collect(),
+            _ => {}
+        }
+    }
+    let bytes = body?.to_vec();
+    let input = ingest::Input::Bytes { name, bytes };
+    let index = Arc::new(aiscout_signatures::Index::new(state.catalog.clone()));
+    let bad_format = || ApiError::BadRequest {
+        field: Some("format".into()),
+        message: format!("unknown format {format:?}"),
+    };
+    let now = crate::store::now();
+    let report = match kind {
+        ImportKind::Expenses => {
+            let f = match format.as_str() {
+                "auto" => None,
+                f => Some(ingest::expense::ExpenseFormat::parse(f).ok_or_else(bad_format)?),
+            };
+            ingest::file::expenses(&state.store, index, input, f, None, now).await
+        }
+        ImportKind::Gateway => {
+            let f = match format.as_str() {
+                "auto" => None,
+                f => Some(ingest::gateway::GatewayFormat::parse(f).ok_or_else(bad_format)?),
+            };
+            ingest::file::gateway(&state.store, index, input, f, None, now).await
+        }
+    };
+    Ok(Json(import_summary(report.map_err(import_error)?)))
+}
+
+async fn import_expenses<S: Store>(
+    State(state): Shared<S>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<aiscout_wire::ImportSummary>, ApiError> {
+    import_upload(state, headers, query, body, ImportKind::Expenses).await
+}
+
+async fn import_gateway<S: Store>(
+    State(state): Shared<S>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<aiscout_wire::ImportSummary>, ApiError> {
+    import_upload(state, headers, query, body, ImportKind::Gateway).await
+}
+
+async fn reconcile<S: Store>(
+    State(state): Shared<S>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Json<aiscout_wire::Reconciliation>, ApiError> {
+    person(&state, &headers).await?;
+    let (mut idle_days, mut since) = (30_u32, None);
+    for (k, v) in query_pairs(query.as_deref()) {
+        let bad = |what: &str| ApiError::BadRequest {
+            field: Some(k.clone()),
+            message: format!("{k}: not {what}"),
+        };
+        match k.as_str() {
+            "idle_days" => idle_days = v.parse().map_err(|_| bad("a number of days"))?,
+            "since" => since = Some(v.parse::<i64>().map_err(|_| bad("Unix seconds"))?),
+            _ => {}
+        }
+    }
+    let filter = crate::model::UsageFilter { since, ..crate::model::UsageFilter::default() };
+    let facts = timed(&state, join::gather(&state.store, filter, crate::store::now())).await?;
+    Ok(Json(join::reconcile::reconcile(&state.catalog, &facts, idle_days)))
 }
 
 /// Decodes `%XX` escapes and `+` (form encoding); invalid escapes are kept as written.
@@ -483,6 +612,15 @@ pub fn router<S: Store>(state: Arc<AppState<S>>) -> Router {
         .route("/api/v1/products/{id}", get(product::<S>))
         .route("/api/v1/products/{id}/review", put(set_review::<S>))
         .route(routes::AUDIT, get(audit::<S>))
+        .route(routes::RECONCILE, get(reconcile::<S>))
+        .route(
+            routes::IMPORT_EXPENSES,
+            post(import_expenses::<S>).layer(DefaultBodyLimit::max(MAX_IMPORT_BYTES)),
+        )
+        .route(
+            routes::IMPORT_GATEWAY,
+            post(import_gateway::<S>).layer(DefaultBodyLimit::max(MAX_IMPORT_BYTES)),
+        )
         .route("/metrics", get(metrics::<S>))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz::<S>))

@@ -13,6 +13,9 @@
 //!   `schema_migrations`. A migration, once released, is never edited: add a new one.
 //! - **Append-only audit.** `audit_log` refuses UPDATE and DELETE by trigger; every review and
 //!   token change writes its audit row in the same transaction as the change.
+//! - **Imports are idempotent by key.** Expense lines and gateway spend carry a dedupe key
+//!   unique per source (`INSERT ... ON CONFLICT DO NOTHING`); people are upserted by email.
+//!   Money is stored as integers only (minor units, or billionths for gateway costs).
 //! - **Aggregated sightings.** One row per (device, product, kind, value, user, process,
 //!   window) with first seen, last seen and count; an absent user or process is `''`.
 //!
@@ -22,8 +25,9 @@
 use std::future::Future;
 
 use crate::model::{
-    AuditEntry, AuditRecord, Batch, Device, DeviceId, DeviceSummary, DeviceUsage, Health,
-    IngestOutcome, ProductUsage, Review, SourceUsage, Token, UsageFilter,
+    AuditEntry, AuditRecord, Batch, Device, DeviceId, DeviceSighting, DeviceSummary, DeviceUsage,
+    ExpenseLine, GatewaySpend, GatewayTotal, Health, ImportCounts, IngestOutcome, OwnerUse, Person,
+    ProductUsage, Review, SourceUsage, Token, UsageFilter,
 };
 
 pub mod postgres;
@@ -199,6 +203,55 @@ pub trait Store: Send + Sync + 'static {
         &self,
         hash: CredentialHash,
     ) -> impl Future<Output = Result<Option<Token>, StoreError>> + Send;
+
+    /// Inserts expense lines in one transaction; a line whose (source, dedupe key) is already
+    /// stored is counted as a duplicate and left as it was.
+    fn add_expenses(
+        &self,
+        lines: Vec<ExpenseLine>,
+        now: i64,
+    ) -> impl Future<Output = Result<ImportCounts, StoreError>> + Send;
+
+    /// Stored expense lines (matched and candidates) that occurred at or after `since`,
+    /// ordered by time, then id.
+    fn expenses(
+        &self,
+        since: Option<i64>,
+    ) -> impl Future<Output = Result<Vec<ExpenseLine>, StoreError>> + Send;
+
+    /// Inserts gateway spend rows in one transaction, idempotently like [`Store::add_expenses`].
+    fn add_gateway_spend(
+        &self,
+        rows: Vec<GatewaySpend>,
+        now: i64,
+    ) -> impl Future<Output = Result<ImportCounts, StoreError>> + Send;
+
+    /// Gateway spend at or after `since`, summed per product, provider, team, user, currency
+    /// and UTC day; ordered by day, then the other keys.
+    fn gateway_totals(
+        &self,
+        since: Option<i64>,
+    ) -> impl Future<Output = Result<Vec<GatewayTotal>, StoreError>> + Send;
+
+    /// Inserts or updates people by email in one transaction; an unchanged person counts as
+    /// a duplicate.
+    fn upsert_people(
+        &self,
+        people: Vec<Person>,
+    ) -> impl Future<Output = Result<ImportCounts, StoreError>> + Send;
+
+    /// Every person, sorted by email.
+    fn people(&self) -> impl Future<Output = Result<Vec<Person>, StoreError>> + Send;
+
+    /// Per device owner and product, the last time any of the owner's devices saw it.
+    fn owner_last_use(&self) -> impl Future<Output = Result<Vec<OwnerUse>, StoreError>> + Send;
+
+    /// Sightings summed per device, product, kind and value, last seen at or after `since`;
+    /// ordered by host id, product, kind, value.
+    fn device_sightings(
+        &self,
+        since: Option<i64>,
+    ) -> impl Future<Output = Result<Vec<DeviceSighting>, StoreError>> + Send;
 
     /// Audit entries with id greater than `after`, oldest first, at most `limit`.
     fn audit(

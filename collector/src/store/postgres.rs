@@ -12,13 +12,16 @@ use tokio_postgres::{NoTls, Row};
 
 use super::{AuditFn, CredentialHash, Migration, PRODUCT_DEVICES_LIMIT, Store, StoreError, role};
 use crate::model::{
-    AuditEntry, AuditRecord, Batch, Device, DeviceId, DeviceSummary, DeviceUsage, Health,
-    IngestOutcome, ProductUsage, Review, SourceUsage, Token, UsageFilter,
+    AuditEntry, AuditRecord, Batch, Device, DeviceId, DeviceSighting, DeviceSummary, DeviceUsage,
+    ExpenseLine, GatewaySpend, GatewayTotal, Health, ImportCounts, IngestOutcome, OwnerUse, Person,
+    ProductUsage, Review, SourceUsage, Token, UsageFilter,
 };
 
 /// The PostgreSQL migrations, in order.
-pub const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, sql: include_str!("migrations/postgres/0001_init.sql") }];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, sql: include_str!("migrations/postgres/0001_init.sql") },
+    Migration { version: 2, sql: include_str!("migrations/postgres/0002_spend.sql") },
+];
 
 /// The advisory lock key that serialises migrations ("aiscout" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0061_6973_636f_7574;
@@ -148,6 +151,11 @@ const FILTER: &str = "($1::text IS NULL OR s.product = $1)
                                      WHERE d.id = s.device_id AND p.department = $3))
     AND ($4::bigint IS NULL OR s.last_seen >= $4)
     AND ($5::bigint IS NULL OR s.first_seen <= $5)";
+
+fn counts(total: usize, inserted: u64) -> ImportCounts {
+    let total = u64::try_from(total).unwrap_or(u64::MAX);
+    ImportCounts { inserted, duplicates: total.saturating_sub(inserted) }
+}
 
 const REVIEW_COLUMNS: &str = "product, status, note, reviewed_by, reviewed_at";
 
@@ -570,6 +578,286 @@ impl Store for PgStore {
             )
             .await?;
         row.as_ref().map(read_token).transpose()
+    }
+
+    async fn add_expenses(
+        &self,
+        lines: Vec<ExpenseLine>,
+        now: i64,
+    ) -> Result<ImportCounts, StoreError> {
+        let l = &lines;
+        let sources: Vec<&str> = l.iter().map(|l| l.source.as_str()).collect();
+        let keys: Vec<&str> = l.iter().map(|l| l.dedupe_key.as_str()).collect();
+        let files: Vec<&str> = l.iter().map(|l| l.file.as_str()).collect();
+        let line_nos: Vec<i64> = l.iter().map(|l| l.line).collect();
+        let times: Vec<i64> = l.iter().map(|l| l.occurred_at).collect();
+        let amounts: Vec<i64> = l.iter().map(|l| l.amount_minor).collect();
+        let currencies: Vec<&str> = l.iter().map(|l| l.currency.as_str()).collect();
+        let descriptors: Vec<&str> = l.iter().map(|l| l.descriptor.as_str()).collect();
+        let merchants: Vec<&str> = l.iter().map(|l| l.merchant.as_str()).collect();
+        let emails: Vec<&str> = l.iter().map(|l| l.payer_email.as_str()).collect();
+        let names: Vec<&str> = l.iter().map(|l| l.payer_name.as_str()).collect();
+        let departments: Vec<&str> = l.iter().map(|l| l.department.as_str()).collect();
+        let products: Vec<Option<&str>> = l.iter().map(|l| l.product.as_deref()).collect();
+        let candidates: Vec<bool> = l.iter().map(|l| l.candidate).collect();
+        let client = self.client().await?;
+        let inserted = client
+            .execute(
+                "INSERT INTO expense_lines (source, dedupe_key, file, line, occurred_at,
+                    amount_minor, currency, descriptor, merchant, payer_email, payer_name,
+                    department, product, candidate, imported_at)
+                 SELECT *, $15::bigint FROM UNNEST($1::text[], $2::text[], $3::text[],
+                    $4::bigint[], $5::bigint[], $6::bigint[], $7::text[], $8::text[], $9::text[],
+                    $10::text[], $11::text[], $12::text[], $13::text[], $14::bool[])
+                 ON CONFLICT (source, dedupe_key) DO NOTHING",
+                &[
+                    &sources,
+                    &keys,
+                    &files,
+                    &line_nos,
+                    &times,
+                    &amounts,
+                    &currencies,
+                    &descriptors,
+                    &merchants,
+                    &emails,
+                    &names,
+                    &departments,
+                    &products,
+                    &candidates,
+                    &now,
+                ],
+            )
+            .await?;
+        Ok(counts(lines.len(), inserted))
+    }
+
+    async fn expenses(&self, since: Option<i64>) -> Result<Vec<ExpenseLine>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT source, dedupe_key, file, line, occurred_at, amount_minor, currency,
+                        descriptor, merchant, payer_email, payer_name, department, product,
+                        candidate
+                 FROM expense_lines WHERE ($1::bigint IS NULL OR occurred_at >= $1)
+                 ORDER BY occurred_at, id",
+                &[&since],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ExpenseLine {
+                    source: r.try_get(0)?,
+                    dedupe_key: r.try_get(1)?,
+                    file: r.try_get(2)?,
+                    line: r.try_get(3)?,
+                    occurred_at: r.try_get(4)?,
+                    amount_minor: r.try_get(5)?,
+                    currency: r.try_get(6)?,
+                    descriptor: r.try_get(7)?,
+                    merchant: r.try_get(8)?,
+                    payer_email: r.try_get(9)?,
+                    payer_name: r.try_get(10)?,
+                    department: r.try_get(11)?,
+                    product: r.try_get(12)?,
+                    candidate: r.try_get(13)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn add_gateway_spend(
+        &self,
+        rows: Vec<GatewaySpend>,
+        now: i64,
+    ) -> Result<ImportCounts, StoreError> {
+        let g = &rows;
+        let sources: Vec<&str> = g.iter().map(|g| g.source.as_str()).collect();
+        let keys: Vec<&str> = g.iter().map(|g| g.dedupe_key.as_str()).collect();
+        let files: Vec<&str> = g.iter().map(|g| g.file.as_str()).collect();
+        let line_nos: Vec<i64> = g.iter().map(|g| g.line).collect();
+        let starts: Vec<i64> = g.iter().map(|g| g.period_start).collect();
+        let providers: Vec<&str> = g.iter().map(|g| g.provider.as_str()).collect();
+        let models: Vec<&str> = g.iter().map(|g| g.model.as_str()).collect();
+        let teams: Vec<&str> = g.iter().map(|g| g.team.as_str()).collect();
+        let users: Vec<&str> = g.iter().map(|g| g.user.as_str()).collect();
+        let api_keys: Vec<&str> = g.iter().map(|g| g.api_key.as_str()).collect();
+        let tags: Vec<&str> = g.iter().map(|g| g.tags.as_str()).collect();
+        let inputs: Vec<i64> = g.iter().map(|g| g.input_tokens).collect();
+        let outputs: Vec<i64> = g.iter().map(|g| g.output_tokens).collect();
+        let costs: Vec<i64> = g.iter().map(|g| g.cost_nanos).collect();
+        let currencies: Vec<&str> = g.iter().map(|g| g.currency.as_str()).collect();
+        let products: Vec<Option<&str>> = g.iter().map(|g| g.product.as_deref()).collect();
+        let client = self.client().await?;
+        let inserted = client
+            .execute(
+                "INSERT INTO gateway_spend (source, dedupe_key, file, line, period_start,
+                    provider, model, team, end_user, api_key, tags, input_tokens,
+                    output_tokens, cost_nanos, currency, product, imported_at)
+                 SELECT *, $17::bigint FROM UNNEST($1::text[], $2::text[], $3::text[],
+                    $4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[],
+                    $10::text[], $11::text[], $12::bigint[], $13::bigint[], $14::bigint[],
+                    $15::text[], $16::text[])
+                 ON CONFLICT (source, dedupe_key) DO NOTHING",
+                &[
+                    &sources,
+                    &keys,
+                    &files,
+                    &line_nos,
+                    &starts,
+                    &providers,
+                    &models,
+                    &teams,
+                    &users,
+                    &api_keys,
+                    &tags,
+                    &inputs,
+                    &outputs,
+                    &costs,
+                    &currencies,
+                    &products,
+                    &now,
+                ],
+            )
+            .await?;
+        Ok(counts(rows.len(), inserted))
+    }
+
+    async fn gateway_totals(&self, since: Option<i64>) -> Result<Vec<GatewayTotal>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT product, provider, team, end_user, currency,
+                        period_start - mod(period_start, 86400) AS day,
+                        SUM(cost_nanos)::bigint, SUM(input_tokens + output_tokens)::bigint,
+                        COUNT(*)
+                 FROM gateway_spend WHERE ($1::bigint IS NULL OR period_start >= $1)
+                 GROUP BY product, provider, team, end_user, currency, day
+                 ORDER BY day, product, provider, team, end_user, currency",
+                &[&since],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(GatewayTotal {
+                    product: r.try_get(0)?,
+                    provider: r.try_get(1)?,
+                    team: r.try_get(2)?,
+                    user: r.try_get(3)?,
+                    currency: r.try_get(4)?,
+                    day: r.try_get(5)?,
+                    cost_nanos: r.try_get(6)?,
+                    tokens: r.try_get(7)?,
+                    rows: r.try_get(8)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn upsert_people(&self, people: Vec<Person>) -> Result<ImportCounts, StoreError> {
+        // One statement may not update a row twice: the last entry per email wins.
+        let total = people.len();
+        let mut by_email = std::collections::BTreeMap::new();
+        for p in people {
+            by_email.insert(p.email.clone(), p);
+        }
+        let p: Vec<&Person> = by_email.values().collect();
+        let emails: Vec<&str> = p.iter().map(|p| p.email.as_str()).collect();
+        let names: Vec<&str> = p.iter().map(|p| p.name.as_str()).collect();
+        let departments: Vec<&str> = p.iter().map(|p| p.department.as_str()).collect();
+        let managers: Vec<Option<&str>> = p.iter().map(|p| p.manager.as_deref()).collect();
+        let client = self.client().await?;
+        let changed = client
+            .execute(
+                "INSERT INTO people (email, name, department, manager)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[])
+                 ON CONFLICT (email) DO UPDATE SET name = excluded.name,
+                    department = excluded.department, manager = excluded.manager
+                 WHERE (people.name, people.department, people.manager)
+                    IS DISTINCT FROM (excluded.name, excluded.department, excluded.manager)",
+                &[&emails, &names, &departments, &managers],
+            )
+            .await?;
+        Ok(counts(total, changed))
+    }
+
+    async fn people(&self) -> Result<Vec<Person>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query("SELECT email, name, department, manager FROM people ORDER BY email", &[])
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Person {
+                    email: r.try_get(0)?,
+                    name: r.try_get(1)?,
+                    department: r.try_get(2)?,
+                    manager: r.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn owner_last_use(&self) -> Result<Vec<OwnerUse>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT lower(d.owner_email), s.product, MAX(s.last_seen)
+                 FROM sightings s JOIN devices d ON d.id = s.device_id
+                 WHERE d.owner_email IS NOT NULL AND d.owner_email <> ''
+                 GROUP BY lower(d.owner_email), s.product
+                 ORDER BY 1, 2",
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OwnerUse {
+                    owner_email: r.try_get(0)?,
+                    product: r.try_get(1)?,
+                    last_seen: r.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn device_sightings(
+        &self,
+        since: Option<i64>,
+    ) -> Result<Vec<DeviceSighting>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT d.host_id, d.hostname, d.os, d.owner_email, s.product, s.kind, s.value,
+                        MIN(s.first_seen), MAX(s.last_seen), SUM(s.count)::bigint
+                 FROM sightings s JOIN devices d ON d.id = s.device_id
+                 WHERE ($1::bigint IS NULL OR s.last_seen >= $1)
+                 GROUP BY d.id, s.product, s.kind, s.value
+                 ORDER BY d.host_id, s.product, s.kind, s.value",
+                &[&since],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DeviceSighting {
+                    host_id: r.try_get(0)?,
+                    hostname: r.try_get(1)?,
+                    os: r.try_get(2)?,
+                    owner_email: r.try_get(3)?,
+                    product: r.try_get(4)?,
+                    kind: r.try_get(5)?,
+                    value: r.try_get(6)?,
+                    first_seen: r.try_get(7)?,
+                    last_seen: r.try_get(8)?,
+                    count: r.try_get(9)?,
+                })
+            })
+            .collect()
     }
 
     async fn audit(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {

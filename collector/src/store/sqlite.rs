@@ -15,13 +15,16 @@ use tokio::sync::Semaphore;
 
 use super::{AuditFn, CredentialHash, Migration, PRODUCT_DEVICES_LIMIT, Store, StoreError, role};
 use crate::model::{
-    AuditEntry, AuditRecord, Batch, Device, DeviceId, DeviceSummary, DeviceUsage, Health,
-    IngestOutcome, ProductUsage, Review, SourceUsage, Token, UsageFilter,
+    AuditEntry, AuditRecord, Batch, Device, DeviceId, DeviceSighting, DeviceSummary, DeviceUsage,
+    ExpenseLine, GatewaySpend, GatewayTotal, Health, ImportCounts, IngestOutcome, OwnerUse, Person,
+    ProductUsage, Review, SourceUsage, Token, UsageFilter,
 };
 
 /// The SQLite migrations, in order.
-pub const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, sql: include_str!("migrations/sqlite/0001_init.sql") }];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, sql: include_str!("migrations/sqlite/0001_init.sql") },
+    Migration { version: 2, sql: include_str!("migrations/sqlite/0002_spend.sql") },
+];
 
 /// How long a connection waits for another writer before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -585,6 +588,258 @@ impl Store for SqliteStore {
             .optional()?
             .map(token)
             .transpose()
+        })
+        .await
+    }
+
+    async fn add_expenses(
+        &self,
+        lines: Vec<ExpenseLine>,
+        now: i64,
+    ) -> Result<ImportCounts, StoreError> {
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut counts = ImportCounts::default();
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO expense_lines (source, dedupe_key, file, line, occurred_at,
+                        amount_minor, currency, descriptor, merchant, payer_email, payer_name,
+                        department, product, candidate, imported_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                     ON CONFLICT (source, dedupe_key) DO NOTHING",
+                )?;
+                for l in &lines {
+                    let n = stmt.execute(params![
+                        l.source,
+                        l.dedupe_key,
+                        l.file,
+                        l.line,
+                        l.occurred_at,
+                        l.amount_minor,
+                        l.currency,
+                        l.descriptor,
+                        l.merchant,
+                        l.payer_email,
+                        l.payer_name,
+                        l.department,
+                        l.product,
+                        l.candidate,
+                        now
+                    ])?;
+                    if n == 0 {
+                        counts.duplicates += 1;
+                    } else {
+                        counts.inserted += 1;
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(counts)
+        })
+        .await
+    }
+
+    async fn expenses(&self, since: Option<i64>) -> Result<Vec<ExpenseLine>, StoreError> {
+        self.with(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT source, dedupe_key, file, line, occurred_at, amount_minor, currency,
+                        descriptor, merchant, payer_email, payer_name, department, product,
+                        candidate
+                 FROM expense_lines WHERE (?1 IS NULL OR occurred_at >= ?1)
+                 ORDER BY occurred_at, id",
+            )?;
+            let rows = stmt.query_map([since], |r| {
+                Ok(ExpenseLine {
+                    source: r.get(0)?,
+                    dedupe_key: r.get(1)?,
+                    file: r.get(2)?,
+                    line: r.get(3)?,
+                    occurred_at: r.get(4)?,
+                    amount_minor: r.get(5)?,
+                    currency: r.get(6)?,
+                    descriptor: r.get(7)?,
+                    merchant: r.get(8)?,
+                    payer_email: r.get(9)?,
+                    payer_name: r.get(10)?,
+                    department: r.get(11)?,
+                    product: r.get(12)?,
+                    candidate: r.get(13)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn add_gateway_spend(
+        &self,
+        rows: Vec<GatewaySpend>,
+        now: i64,
+    ) -> Result<ImportCounts, StoreError> {
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut counts = ImportCounts::default();
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO gateway_spend (source, dedupe_key, file, line, period_start,
+                        provider, model, team, end_user, api_key, tags, input_tokens,
+                        output_tokens, cost_nanos, currency, product, imported_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+                             ?16, ?17)
+                     ON CONFLICT (source, dedupe_key) DO NOTHING",
+                )?;
+                for g in &rows {
+                    let n = stmt.execute(params![
+                        g.source,
+                        g.dedupe_key,
+                        g.file,
+                        g.line,
+                        g.period_start,
+                        g.provider,
+                        g.model,
+                        g.team,
+                        g.user,
+                        g.api_key,
+                        g.tags,
+                        g.input_tokens,
+                        g.output_tokens,
+                        g.cost_nanos,
+                        g.currency,
+                        g.product,
+                        now
+                    ])?;
+                    if n == 0 {
+                        counts.duplicates += 1;
+                    } else {
+                        counts.inserted += 1;
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(counts)
+        })
+        .await
+    }
+
+    async fn gateway_totals(&self, since: Option<i64>) -> Result<Vec<GatewayTotal>, StoreError> {
+        self.with(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT product, provider, team, end_user, currency,
+                        period_start - (period_start % 86400) AS day, SUM(cost_nanos),
+                        SUM(input_tokens + output_tokens), COUNT(*)
+                 FROM gateway_spend WHERE (?1 IS NULL OR period_start >= ?1)
+                 GROUP BY product, provider, team, end_user, currency, day
+                 ORDER BY day, product, provider, team, end_user, currency",
+            )?;
+            let rows = stmt.query_map([since], |r| {
+                Ok(GatewayTotal {
+                    product: r.get(0)?,
+                    provider: r.get(1)?,
+                    team: r.get(2)?,
+                    user: r.get(3)?,
+                    currency: r.get(4)?,
+                    day: r.get(5)?,
+                    cost_nanos: r.get(6)?,
+                    tokens: r.get(7)?,
+                    rows: r.get(8)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn upsert_people(&self, people: Vec<Person>) -> Result<ImportCounts, StoreError> {
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut counts = ImportCounts::default();
+            {
+                // The WHERE clause leaves an unchanged row alone, so it reports 0 changes.
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO people (email, name, department, manager) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (email) DO UPDATE SET name = excluded.name,
+                        department = excluded.department, manager = excluded.manager
+                     WHERE people.name IS NOT excluded.name
+                        OR people.department IS NOT excluded.department
+                        OR people.manager IS NOT excluded.manager",
+                )?;
+                for p in &people {
+                    let n = stmt.execute(params![p.email, p.name, p.department, p.manager])?;
+                    if n == 0 {
+                        counts.duplicates += 1;
+                    } else {
+                        counts.inserted += 1;
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(counts)
+        })
+        .await
+    }
+
+    async fn people(&self) -> Result<Vec<Person>, StoreError> {
+        self.with(|c| {
+            let mut stmt =
+                c.prepare("SELECT email, name, department, manager FROM people ORDER BY email")?;
+            let rows = stmt.query_map([], |r| {
+                Ok(Person {
+                    email: r.get(0)?,
+                    name: r.get(1)?,
+                    department: r.get(2)?,
+                    manager: r.get(3)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn owner_last_use(&self) -> Result<Vec<OwnerUse>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT lower(d.owner_email), s.product, MAX(s.last_seen)
+                 FROM sightings s JOIN devices d ON d.id = s.device_id
+                 WHERE d.owner_email IS NOT NULL AND d.owner_email <> ''
+                 GROUP BY lower(d.owner_email), s.product
+                 ORDER BY 1, 2",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(OwnerUse { owner_email: r.get(0)?, product: r.get(1)?, last_seen: r.get(2)? })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn device_sightings(
+        &self,
+        since: Option<i64>,
+    ) -> Result<Vec<DeviceSighting>, StoreError> {
+        self.with(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT d.host_id, d.hostname, d.os, d.owner_email, s.product, s.kind, s.value,
+                        MIN(s.first_seen), MAX(s.last_seen), SUM(s.count)
+                 FROM sightings s JOIN devices d ON d.id = s.device_id
+                 WHERE (?1 IS NULL OR s.last_seen >= ?1)
+                 GROUP BY d.id, s.product, s.kind, s.value
+                 ORDER BY d.host_id, s.product, s.kind, s.value",
+            )?;
+            let rows = stmt.query_map([since], |r| {
+                Ok(DeviceSighting {
+                    host_id: r.get(0)?,
+                    hostname: r.get(1)?,
+                    os: r.get(2)?,
+                    owner_email: r.get(3)?,
+                    product: r.get(4)?,
+                    kind: r.get(5)?,
+                    value: r.get(6)?,
+                    first_seen: r.get(7)?,
+                    last_seen: r.get(8)?,
+                    count: r.get(9)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await
     }

@@ -247,3 +247,38 @@ async fn an_agent_over_its_burst_gets_429_and_others_do_not() {
     let (status, _) = c.send(Method::GET, "/api/v1/catalog", Some(&b), "").await.unwrap();
     assert_eq!(status, StatusCode::NOT_FOUND, "no --catalog: nothing to serve");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploaded_expense_export_is_imported_once_and_shows_in_inventory_and_reconcile() {
+    let server = start(100).await;
+    let mut c = server.connect(true).await;
+    let proc = server.token("proc", Role::Procurement).await;
+    let sec = server.token("sec", Role::Security).await;
+    let csv = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/expenses/brex.csv"))
+        .unwrap();
+    let path = "/api/v1/imports/expenses?name=brex.csv";
+    let (status, _) = c.send(Method::POST, path, Some(&sec), csv.clone()).await.unwrap();
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    for stored in [6, 0] {
+        let (status, bytes) = c.send(Method::POST, path, Some(&proc), csv.clone()).await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{bytes:?}");
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!((v["format"].as_str(), v["stored"].as_u64()), (Some("brex"), Some(stored)));
+        assert_eq!(v["not_spend"], 1);
+    }
+    let (status, bytes) =
+        c.send(Method::POST, "/api/v1/imports/expenses", Some(&proc), "a,b\n1,2\n").await.unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(error(&bytes).error.contains("not a known expense export"));
+    let (status, bytes) =
+        c.send(Method::GET, "/api/v1/inventory?source=expense", Some(&proc), "").await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    let claude = v["rows"].as_array().unwrap().iter().find(|r| r["product"] == "anthropic.claude");
+    assert_eq!(claude.unwrap()["expense_spend"][0]["amount"], "100.00");
+    let (status, bytes) =
+        c.send(Method::GET, "/api/v1/reports/reconcile", Some(&proc), "").await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(v["paid_not_sanctioned"].as_array().unwrap().len(), 3);
+}

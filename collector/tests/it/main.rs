@@ -1,7 +1,10 @@
-//! Integration tests of the collector: the store conformance suite on both backends, and the
-//! HTTPS API end to end.
+//! Integration tests of the collector: the store conformance suite on both backends, the
+//! imports of the bundled examples on both backends, and the HTTPS API end to end.
 // Test helpers (not #[test] fns) unwrap and panic: a failure there is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr)]
 
 mod api;
+mod import;
+mod mdm;
+mod process;
 mod store;

@@ -5,6 +5,7 @@
 //!   acknowledgement, heartbeats with health.
 //! - [`people`]: what people (API token holders) read and write: inventory rows, devices,
 //!   product detail, reviews and the audit log.
+//! - [`report`]: procurement's reconciliation report and the import summaries.
 //! - [`error`]: the one error body every non-2xx answer carries.
 //! - [`validate`]: length and count caps on every field, and [`decode`], which parses JSON and
 //!   validates it, naming the offending field either way.
@@ -21,6 +22,7 @@
 pub mod agent;
 pub mod error;
 pub mod people;
+pub mod report;
 pub mod secret;
 pub mod validate;
 
@@ -31,8 +33,12 @@ pub use agent::{
 pub use error::ErrorBody;
 pub use people::{
     AuditEntry, AuditList, DeviceHealth, DeviceList, DeviceRow, InventoryList, InventoryQuery,
-    InventoryRow, ProductDetail, ProductDevice, ProductStatus, Review, ReviewRequest, ReviewStatus,
-    SourceSummary,
+    InventoryRow, Money, ProductDetail, ProductDevice, ProductStatus, Review, ReviewRequest,
+    ReviewStatus, SourceSummary,
+};
+pub use report::{
+    Candidate, DepartmentMonthSpend, DuplicateSubscriptions, IdleSubscription, ImportSummary,
+    PaidNotSanctioned, Reconciliation, UsedNotPaid,
 };
 pub use secret::Secret;
 pub use validate::{DecodeError, Validate, ValidationError, decode};
@@ -57,6 +63,13 @@ pub mod routes {
     pub const INVENTORY: &str = "/api/v1/inventory";
     /// `GET` (API token): [`crate::DeviceList`].
     pub const DEVICES: &str = "/api/v1/devices";
+    /// `GET` (API token): [`crate::Reconciliation`].
+    pub const RECONCILE: &str = "/api/v1/reports/reconcile";
+    /// `POST` (admin or procurement token): an expense export as the body, `?format=` and
+    /// `?name=` optional -> [`crate::ImportSummary`].
+    pub const IMPORT_EXPENSES: &str = "/api/v1/imports/expenses";
+    /// `POST` (admin or procurement token): a gateway spend export -> [`crate::ImportSummary`].
+    pub const IMPORT_GATEWAY: &str = "/api/v1/imports/gateway";
     /// `GET` (API token): [`crate::AuditList`].
     pub const AUDIT: &str = "/api/v1/audit";
     /// Prefix of `GET /api/v1/products/{id}` ([`crate::ProductDetail`]) and

@@ -154,6 +154,39 @@ pub struct InventoryRow {
     pub last_seen: i64,
     /// Sightings counted.
     pub sightings: u64,
+    /// Distinct expense payers (absent when none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub payers: u64,
+    /// Expense spend in the period, per currency (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expense_spend: Vec<Money>,
+    /// Gateway spend in the period, per currency (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateway_spend: Vec<Money>,
+    /// Active individual subscriptions found in expense lines (absent when none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub subscriptions: u64,
+    /// Estimated cost for a year, per currency: active subscriptions at their cadence plus
+    /// the last 30 days of gateway spend times 365/30 (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub annualized_cost: Vec<Money>,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference.
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// An amount of money: integer minor units (cents for USD) and, for people, the same as a
+/// decimal string. Money never goes through floating point.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Money {
+    /// ISO 4217 code.
+    pub currency: String,
+    /// The amount in the currency's minor units.
+    pub amount_minor: i64,
+    /// The amount as a decimal string with the currency's minor-unit digits (`12.34`).
+    pub amount: String,
 }
 
 /// `GET /api/v1/inventory`.

@@ -1,12 +1,15 @@
 //! The store conformance suite: every case is a generic function over [`Store`], compiled
 //! once per backend by the `conformance!` macro, so SQLite and PostgreSQL cannot diverge.
 
-use aiscout_collector::model::{Batch, Device, Health, IngestOutcome, Role, Token, UsageFilter};
+use aiscout_collector::model::{
+    Batch, Device, ExpenseLine, GatewaySpend, Health, ImportCounts, IngestOutcome, Person, Role,
+    Token, UsageFilter,
+};
 use aiscout_collector::review;
 use aiscout_collector::store::{Store, StoreError};
 use aiscout_wire::ReviewStatus;
 
-mod harness;
+pub(crate) mod harness;
 
 fn device(host: &str, email: Option<&str>) -> Device {
     Device {
@@ -201,6 +204,125 @@ pub(crate) async fn migrations_are_idempotent_on_reopen(store: impl Store) {
     assert!(store.tokens().await.unwrap().is_empty());
 }
 
+fn expense(key: &str, product: Option<&str>, at: i64, amount: i64) -> ExpenseLine {
+    ExpenseLine {
+        source: "ramp".into(),
+        dedupe_key: key.into(),
+        file: "ramp.csv".into(),
+        line: 2,
+        occurred_at: at,
+        amount_minor: amount,
+        currency: "USD".into(),
+        descriptor: "OPENAI *CHATGPT SUBSCR".into(),
+        merchant: "OpenAI".into(),
+        payer_email: "ann@example.com".into(),
+        payer_name: "Ann Lee".into(),
+        department: "Sales".into(),
+        candidate: product.is_none(),
+        product: product.map(str::to_owned),
+    }
+}
+
+fn spend(key: &str, product: Option<&str>, at: i64, nanos: i64) -> GatewaySpend {
+    GatewaySpend {
+        source: "litellm".into(),
+        dedupe_key: key.into(),
+        file: "spend.csv".into(),
+        line: 2,
+        period_start: at,
+        provider: "openai".into(),
+        model: "gpt-4o".into(),
+        team: "platform".into(),
+        user: "bob@example.com".into(),
+        api_key: "k1".into(),
+        tags: String::new(),
+        input_tokens: 10,
+        output_tokens: 5,
+        cost_nanos: nanos,
+        currency: "USD".into(),
+        product: product.map(str::to_owned),
+    }
+}
+
+pub(crate) async fn expense_import_twice_counts_each_line_once(store: impl Store) {
+    let lines = vec![
+        expense("id:1", Some("openai.chatgpt"), 1_000, 2_000),
+        expense("id:2", None, 2_000, 1_500),
+        // A repeated key inside one import counts once too.
+        expense("id:2", None, 2_000, 1_500),
+    ];
+    let first = store.add_expenses(lines.clone(), 10).await.unwrap();
+    assert_eq!(first, ImportCounts { inserted: 2, duplicates: 1 });
+    let second = store.add_expenses(lines, 20).await.unwrap();
+    assert_eq!(second, ImportCounts { inserted: 0, duplicates: 3 });
+    let stored = store.expenses(None).await.unwrap();
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[0], expense("id:1", Some("openai.chatgpt"), 1_000, 2_000));
+    assert!(stored[1].candidate && stored[1].product.is_none());
+    assert_eq!(store.expenses(Some(1_500)).await.unwrap().len(), 1);
+}
+
+pub(crate) async fn same_dedupe_key_from_two_sources_is_two_lines(store: impl Store) {
+    let mut other = expense("id:1", Some("openai.chatgpt"), 1_000, 2_000);
+    other.source = "brex".into();
+    let lines = vec![expense("id:1", Some("openai.chatgpt"), 1_000, 2_000), other];
+    let counts = store.add_expenses(lines, 10).await.unwrap();
+    assert_eq!(counts.inserted, 2);
+}
+
+pub(crate) async fn gateway_spend_is_idempotent_and_summed_per_day(store: impl Store) {
+    let day = 19_000 * 86_400;
+    let rows = vec![
+        spend("id:a", Some("openai.api"), day + 10, 1_500),
+        spend("id:b", Some("openai.api"), day + 20, 2_500),
+        spend("id:c", Some("openai.api"), day + 86_400, 7),
+        spend("id:d", None, day + 30, 1),
+    ];
+    let counts = store.add_gateway_spend(rows.clone(), 5).await.unwrap();
+    assert_eq!(counts, ImportCounts { inserted: 4, duplicates: 0 });
+    let again = store.add_gateway_spend(rows, 6).await.unwrap();
+    assert_eq!(again, ImportCounts { inserted: 0, duplicates: 4 });
+    let totals = store.gateway_totals(None).await.unwrap();
+    let first_day: Vec<_> = totals.iter().filter(|t| t.day == day).collect();
+    assert_eq!(first_day.len(), 2);
+    let api = first_day.iter().find(|t| t.product.as_deref() == Some("openai.api")).unwrap();
+    assert_eq!((api.cost_nanos, api.tokens, api.rows), (4_000, 30, 2));
+    assert_eq!(store.gateway_totals(Some(day + 86_400)).await.unwrap().len(), 1);
+}
+
+pub(crate) async fn people_upsert_counts_changes_only(store: impl Store) {
+    let ann = Person {
+        email: "ann@example.com".into(),
+        name: "Ann Lee".into(),
+        department: "Sales".into(),
+        manager: None,
+    };
+    let mut bob = ann.clone();
+    bob.email = "bob@example.com".into();
+    bob.manager = Some("ann@example.com".into());
+    let c = store.upsert_people(vec![ann.clone(), bob.clone()]).await.unwrap();
+    assert_eq!(c, ImportCounts { inserted: 2, duplicates: 0 });
+    let mut moved = ann.clone();
+    moved.department = "Engineering".into();
+    let c = store.upsert_people(vec![moved.clone(), bob.clone()]).await.unwrap();
+    assert_eq!(c, ImportCounts { inserted: 1, duplicates: 1 });
+    assert_eq!(store.people().await.unwrap(), vec![moved, bob]);
+}
+
+pub(crate) async fn owner_last_use_joins_devices_to_sightings(store: impl Store) {
+    let d = store.enroll(device("h1", Some("Ann@Example.com")), [1; 32], 100).await.unwrap();
+    let b = batch("b1", vec![sighting("openai.chatgpt", "chatgpt.com", "ann", 0, 5)]);
+    store.ingest(d, b, 200).await.unwrap();
+    let uses = store.owner_last_use().await.unwrap();
+    assert_eq!(uses.len(), 1);
+    assert_eq!(uses[0].owner_email, "ann@example.com");
+    assert_eq!(uses[0].last_seen, 10);
+    let per_device = store.device_sightings(None).await.unwrap();
+    assert_eq!(per_device.len(), 1);
+    assert_eq!((per_device[0].kind.as_str(), per_device[0].count), ("dns", 5));
+    assert!(store.device_sightings(Some(11)).await.unwrap().is_empty());
+}
+
 /// Compiles every case as a `#[tokio::test]` against the backend that `$open` opens.
 macro_rules! conformance {
     ($open:path; $($case:ident),* $(,)?) => {
@@ -227,6 +349,11 @@ macro_rules! all_cases {
             review_change_is_audited_with_before_and_after,
             tokens_are_created_once_revoked_once_and_audited,
             migrations_are_idempotent_on_reopen,
+            expense_import_twice_counts_each_line_once,
+            same_dedupe_key_from_two_sources_is_two_lines,
+            gateway_spend_is_idempotent_and_summed_per_day,
+            people_upsert_counts_changes_only,
+            owner_last_use_joins_devices_to_sightings,
         );
     };
 }

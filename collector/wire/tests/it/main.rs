@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use aiscout_wire::{
     AuditList, BatchAck, DeviceList, EnrollRequest, EnrollResponse, ErrorBody, Heartbeat,
-    HeartbeatAck, InventoryList, ProductDetail, Review, ReviewRequest, SightingBatch, Validate,
+    HeartbeatAck, ImportSummary, InventoryList, ProductDetail, Reconciliation, Review,
+    ReviewRequest, SightingBatch, Validate,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -47,6 +48,24 @@ fn golden_people_messages_round_trip_and_validate() {
     round_trip::<Review>("review.json");
     round_trip::<AuditList>("audit.json");
     round_trip::<ErrorBody>("error.json");
+}
+
+#[test]
+fn golden_spend_and_reconciliation_messages_round_trip() {
+    let list = round_trip::<InventoryList>("inventory_spend.json");
+    assert_eq!(list.rows[0].expense_spend[0].amount_minor, 8000);
+    let rec = round_trip::<Reconciliation>("reconcile.json");
+    assert_eq!(
+        rec.duplicate_subscriptions[0].saving.as_ref().map(|m| m.amount_minor),
+        Some(-48000)
+    );
+    round_trip::<ImportSummary>("import_summary.json");
+}
+
+#[test]
+fn inventory_row_without_spend_fields_still_reads_as_v1() {
+    let list = round_trip::<InventoryList>("inventory.json");
+    assert!(list.rows[0].expense_spend.is_empty() && list.rows[0].subscriptions == 0);
 }
 
 #[test]

@@ -1,4 +1,7 @@
-//! Sighting batches from the wire into the domain: validated upstream, aggregated here.
+//! Everything that comes in: sighting batches from the wire, and the file imports of issue 7
+//! (expense exports, gateway spend, the people directory).
+//!
+//! Sighting batches are validated upstream and aggregated here.
 //!
 //! The agent aggregates per window already, but a batch may still repeat a key (two spool
 //! rows of one window). Aggregating here makes every key appear once per batch, which the
@@ -9,6 +12,15 @@ use std::collections::BTreeMap;
 use aiscout_wire::SightingBatch;
 
 use crate::model::{Batch, Sighting};
+
+pub mod expense;
+pub mod file;
+pub mod gateway;
+pub mod parse;
+pub mod people;
+pub mod table;
+
+pub use file::{FileReport, ImportError, Input, RowError, Tally};
 
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)

@@ -1,0 +1,38 @@
+//! The example configurations shipped in `installer/` stay valid agent configurations.
+
+use std::path::Path;
+
+#[test]
+fn installer_example_configs_parse_with_only_known_keys() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for rel in ["installer/linux/agent.toml", "installer/macos/agent.toml"] {
+        let text = std::fs::read_to_string(root.join(rel)).unwrap();
+        let raw = aiscout_agent::config::parse(&text)
+            .unwrap_or_else(|p| panic!("{rel}: {}: {}", p.key, p.message));
+        if rel.contains("linux") {
+            // macOS gets these from managed settings (see the mobileconfig).
+            assert!(raw.collector_url.is_some(), "{rel} sets collector_url");
+            assert!(raw.catalog_key_file.is_some(), "{rel} sets catalog_key_file");
+        }
+    }
+}
+
+#[test]
+fn check_config_lists_every_problem_and_exits_non_zero() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("agent.toml");
+    std::fs::write(&config, "collector_url = \"http://plain\"\nupload_interval_secs = 0\n")
+        .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aiscout-agent"))
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .env_remove("AISCOUT_ENROLL_SECRET")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for key in ["catalog_key_file", "collector_url", "enroll_secret_file", "upload_interval_secs"] {
+        assert!(err.contains(&format!("  {key}: ")), "{key} missing from:\n{err}");
+    }
+    assert!(err.contains("4 problems in"), "{err}");
+}

@@ -1,0 +1,335 @@
+//! The `import` and `report` subcommands: their arguments and what they do, returning the
+//! text to print so that `main` alone writes to the terminal.
+//!
+//! Imports go file by file; a file that cannot be imported at all is reported and the next
+//! one still runs. Row errors are listed (the first hundred per file) on stderr. A progress
+//! bar is drawn on stderr only when stderr is a terminal.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use aiscout_signatures::{Catalog, Index};
+use aiscout_wire::InventoryQuery;
+
+use crate::ingest::expense::ExpenseFormat;
+use crate::ingest::file::{self, FileReport, ImportError, Input, Progress};
+use crate::ingest::gateway::GatewayFormat;
+use crate::ingest::parse;
+use crate::join;
+use crate::model::UsageFilter;
+use crate::report::{self, Format};
+use crate::store::{self, Store, StoreError};
+
+/// `import ...`.
+#[derive(Clone, Debug, clap::Subcommand)]
+pub enum ImportCommand {
+    /// Import card and expense exports (Ramp, Brex, Expensify, Concur, Amex, Chase, generic).
+    Expenses {
+        /// auto, ramp, brex, expensify, concur, amex, chase or generic.
+        #[arg(long, default_value = "auto")]
+        format: String,
+        /// CSV files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Import gateway and provider spend (LiteLLM, OpenRouter, OpenAI costs, Anthropic cost
+    /// report, Helicone, Portkey, generic).
+    Gateway {
+        /// auto, litellm, openrouter, openai-costs, anthropic-cost, helicone, portkey or
+        /// generic.
+        #[arg(long, default_value = "auto")]
+        format: String,
+        /// CSV or JSON files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Import the people directory (CSV: email, name, department, manager; SCIM names too).
+    People {
+        /// The CSV file.
+        file: PathBuf,
+    },
+}
+
+/// `report ...`.
+#[derive(Clone, Debug, clap::Subcommand)]
+pub enum ReportCommand {
+    /// One row per product seen by any source.
+    Inventory {
+        /// table, csv, json, html or ocsf (JSON lines).
+        #[arg(long, default_value = "table")]
+        format: String,
+        /// Only what was seen or paid on or after this date (YYYY-MM-DD).
+        #[arg(long)]
+        since: Option<String>,
+        /// Compute as of this date instead of now (YYYY-MM-DD), for reproducible reports.
+        #[arg(long)]
+        as_of: Option<String>,
+    },
+    /// Procurement's reconciliation of spend, use and review decisions.
+    Reconcile {
+        /// table, csv, json or html.
+        #[arg(long, default_value = "table")]
+        format: String,
+        /// Only what was seen or paid on or after this date (YYYY-MM-DD).
+        #[arg(long)]
+        since: Option<String>,
+        /// Days without use after which a paid subscription is idle.
+        #[arg(long, default_value_t = 30)]
+        idle_days: u32,
+        /// Compute as of this date instead of now (YYYY-MM-DD).
+        #[arg(long)]
+        as_of: Option<String>,
+    },
+}
+
+/// Why a subcommand failed as a whole.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// A bad argument.
+    #[error("{0}")]
+    Usage(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Some files could not be imported at all (the others were).
+    #[error("{failed} of {total} files could not be imported")]
+    Files {
+        /// Files that failed.
+        failed: usize,
+        /// Files given.
+        total: usize,
+    },
+    /// The catalog could not be loaded.
+    #[error("catalog: {0}")]
+    Catalog(String),
+    /// Rendering JSON failed.
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl CommandError {
+    /// True for errors the user made in the arguments (exit code 2).
+    pub fn is_usage(&self) -> bool {
+        matches!(self, CommandError::Usage(_))
+    }
+}
+
+/// What to print.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Output {
+    /// For stdout.
+    pub stdout: String,
+    /// For stderr, one line each.
+    pub stderr: Vec<String>,
+}
+
+/// The catalog to match against: the configured artifact, else the built-in one.
+///
+/// # Errors
+/// The artifact cannot be read or decoded.
+pub fn catalog(path: Option<&Path>) -> Result<Catalog, CommandError> {
+    match path {
+        None => Catalog::builtin().map_err(|e| CommandError::Catalog(e.to_string())),
+        Some(path) => {
+            let bytes = crate::config::read_capped(path)
+                .map_err(|e| CommandError::Catalog(format!("{}: {e}", path.display())))?;
+            let parts = aiscout_signatures::artifact::split(&bytes)
+                .map_err(|e| CommandError::Catalog(format!("{}: {e}", path.display())))?;
+            aiscout_signatures::artifact::decode_payload(parts.header.version, parts.payload)
+                .map_err(|e| CommandError::Catalog(format!("{}: {e}", path.display())))
+        }
+    }
+}
+
+fn progress_bar(
+    input: &Input,
+    enabled: bool,
+) -> (Option<Progress>, Option<indicatif::ProgressBar>) {
+    if !enabled || !std::io::stderr().is_terminal() {
+        return (None, None);
+    }
+    let bar = indicatif::ProgressBar::new(input.size().unwrap_or(0));
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(input.name());
+    let b = bar.clone();
+    (Some(Arc::new(move |pos| b.set_position(pos))), Some(bar))
+}
+
+fn summary(out: &mut Output, result: Result<FileReport, ImportError>, failed: &mut usize) {
+    match result {
+        Ok(r) => {
+            out.stdout.push_str(&r.to_string());
+            out.stdout.push('\n');
+            out.stderr.extend(r.tally.errors.iter().map(|e| format!("error: {e}")));
+            let shown = u64::try_from(r.tally.errors.len()).unwrap_or(u64::MAX);
+            if r.tally.error_count > shown {
+                out.stderr.push(format!(
+                    "error: {}: {} more malformed rows not listed",
+                    r.file,
+                    r.tally.error_count - shown
+                ));
+            }
+        }
+        Err(e) => {
+            *failed += 1;
+            out.stderr.push(format!("error: {e}"));
+        }
+    }
+}
+
+/// Runs an import subcommand.
+///
+/// # Errors
+/// A bad `--format`, or some files could not be imported at all (the output still lists what
+/// was done; see [`CommandError::Files`]).
+pub async fn import<S: Store>(
+    store: &S,
+    catalog: Catalog,
+    command: ImportCommand,
+    progress: bool,
+) -> Result<Output, (Output, CommandError)> {
+    let index = Arc::new(Index::new(catalog));
+    let mut out = Output::default();
+    let mut failed = 0;
+    let now = store::now();
+    let total;
+    match command {
+        ImportCommand::Expenses { format, files } => {
+            let format = match format.as_str() {
+                "auto" => None,
+                f => Some(ExpenseFormat::parse(f).ok_or_else(|| {
+                    (
+                        Output::default(),
+                        CommandError::Usage(format!("unknown expense format {f:?}")),
+                    )
+                })?),
+            };
+            total = files.len();
+            for path in files {
+                let input = Input::Path(path);
+                let (p, bar) = progress_bar(&input, progress);
+                let r = file::expenses(store, Arc::clone(&index), input, format, p, now).await;
+                if let Some(bar) = bar {
+                    bar.finish_and_clear();
+                }
+                summary(&mut out, r, &mut failed);
+            }
+        }
+        ImportCommand::Gateway { format, files } => {
+            let format = match format.as_str() {
+                "auto" => None,
+                f => Some(GatewayFormat::parse(f).ok_or_else(|| {
+                    (
+                        Output::default(),
+                        CommandError::Usage(format!("unknown gateway format {f:?}")),
+                    )
+                })?),
+            };
+            total = files.len();
+            for path in files {
+                let input = Input::Path(path);
+                let (p, bar) = progress_bar(&input, progress);
+                let r = file::gateway(store, Arc::clone(&index), input, format, p, now).await;
+                if let Some(bar) = bar {
+                    bar.finish_and_clear();
+                }
+                summary(&mut out, r, &mut failed);
+            }
+        }
+        ImportCommand::People { file: path } => {
+            total = 1;
+            let r = file::people(store, Input::Path(path)).await;
+            summary(&mut out, r, &mut failed);
+        }
+    }
+    if failed > 0 {
+        return Err((out, CommandError::Files { failed, total }));
+    }
+    Ok(out)
+}
+
+fn day_arg(name: &str, value: Option<&str>) -> Result<Option<i64>, CommandError> {
+    value
+        .map(|v| {
+            parse::parse_day(v).ok_or_else(|| {
+                CommandError::Usage(format!("--{name}: not a date (YYYY-MM-DD): {v:?}"))
+            })
+        })
+        .transpose()
+}
+
+fn format_arg(value: &str, allowed: &[Format]) -> Result<Format, CommandError> {
+    Format::parse(value)
+        .filter(|f| allowed.contains(f))
+        .ok_or_else(|| CommandError::Usage(format!("unknown report format {value:?}")))
+}
+
+/// Runs a report subcommand.
+///
+/// # Errors
+/// A bad argument, or a store read fails.
+pub async fn report<S: Store>(
+    store: &S,
+    catalog: &Catalog,
+    command: ReportCommand,
+) -> Result<Output, CommandError> {
+    match command {
+        ReportCommand::Inventory { format, since, as_of } => {
+            let format = format_arg(
+                &format,
+                &[Format::Table, Format::Csv, Format::Json, Format::Html, Format::Ocsf],
+            )?;
+            let since = day_arg("since", since.as_deref())?;
+            // As of a date means the end of that day.
+            let now = day_arg("as-of", as_of.as_deref())?.map_or_else(store::now, |d| d + 86_399);
+            let filter = UsageFilter { since, ..UsageFilter::default() };
+            let facts = join::gather(store, filter, now).await?;
+            let query = InventoryQuery { since, ..InventoryQuery::default() };
+            let rows = join::inventory(catalog, &query, &facts);
+            let stdout = match format {
+                Format::Json => {
+                    let mut s =
+                        serde_json::to_string_pretty(&aiscout_wire::InventoryList { rows })?;
+                    s.push('\n');
+                    s
+                }
+                Format::Ocsf => {
+                    let sightings = store.device_sightings(since).await?;
+                    report::ocsf::lines(&rows, &sightings, now)
+                }
+                Format::Csv => report::csv(&report::inventory_sheet(&rows)),
+                Format::Html => report::html("AI inventory", &[report::inventory_sheet(&rows)]),
+                Format::Table => report::table(&[report::inventory_sheet(&rows)]),
+            };
+            Ok(Output { stdout, stderr: Vec::new() })
+        }
+        ReportCommand::Reconcile { format, since, idle_days, as_of } => {
+            let format =
+                format_arg(&format, &[Format::Table, Format::Csv, Format::Json, Format::Html])?;
+            let since = day_arg("since", since.as_deref())?;
+            let now = day_arg("as-of", as_of.as_deref())?.map_or_else(store::now, |d| d + 86_399);
+            let filter = UsageFilter { since, ..UsageFilter::default() };
+            let facts = join::gather(store, filter, now).await?;
+            let rec = join::reconcile::reconcile(catalog, &facts, idle_days);
+            let stdout = match format {
+                Format::Json => {
+                    let mut s = serde_json::to_string_pretty(&rec)?;
+                    s.push('\n');
+                    s
+                }
+                Format::Csv => report::csv(&report::long(&report::reconcile_sheets(&rec))),
+                Format::Html => {
+                    report::html("AI spend reconciliation", &report::reconcile_sheets(&rec))
+                }
+                _ => report::table(&report::reconcile_sheets(&rec)),
+            };
+            Ok(Output { stdout, stderr: Vec::new() })
+        }
+    }
+}

@@ -1,0 +1,472 @@
+//! Import drivers: one file in, rows into the store, a [`FileReport`] out.
+//!
+//! Parsing is blocking (file IO, CSV) and runs on tokio's blocking pool; it hands chunks of
+//! rows over a bounded channel to the async side, which writes each chunk in one store
+//! transaction. Parsing and writing overlap, and memory stays bounded by the channel.
+//! A malformed row becomes a [`RowError`] naming file, line and column, and the import goes
+//! on: good rows are imported (DESIGN.md invariant 2). Nothing is logged per row.
+
+use std::fmt;
+use std::future::Future;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use aiscout_signatures::Index;
+use tokio::sync::mpsc;
+
+use super::expense::{self, ExpenseFormat, ExpenseParser};
+use super::gateway::{self, GatewayFormat, GatewayParser};
+use super::people;
+use super::table::{self, Header};
+use crate::model::ImportCounts;
+use crate::store::{Store, StoreError};
+
+/// Rows per store transaction.
+pub const CHUNK_ROWS: usize = 10_000;
+/// Most rows read from one file.
+pub const MAX_ROWS: u64 = 100_000_000;
+/// Row errors kept in a report (all are counted).
+pub const MAX_REPORTED_ERRORS: usize = 100;
+/// Largest JSON file read (JSON is read whole).
+pub const MAX_JSON_BYTES: u64 = 512 << 20;
+
+/// A malformed row: where, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowError {
+    /// File (base name).
+    pub file: String,
+    /// Line (1-based; the header is line 1).
+    pub line: u64,
+    /// Column name as written in the header, `""` when the whole row is at fault.
+    pub column: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for RowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.column.is_empty() {
+            write!(f, "{}:{}: {}", self.file, self.line, self.reason)
+        } else {
+            write!(f, "{}:{}: column {:?}: {}", self.file, self.line, self.column, self.reason)
+        }
+    }
+}
+
+/// Why a whole file could not be imported.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImportError {
+    /// The file could not be read.
+    #[error("{file}: {source}")]
+    Io {
+        /// The file.
+        file: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file's format is not recognised, or lacks a required column.
+    #[error("{file}: {reason}")]
+    Format {
+        /// The file.
+        file: String,
+        /// Why.
+        reason: String,
+    },
+    /// The store failed; rows of earlier chunks are committed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The parsing task failed.
+    #[error("import task failed: {0}")]
+    Task(String),
+}
+
+/// What a parse counted besides the rows it produced.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Data rows read (not the header).
+    pub rows: u64,
+    /// Rows stored as candidates (unmatched but AI-looking).
+    pub candidates: u64,
+    /// Rows that matched no product and do not look like AI: counted, not stored.
+    pub not_ai: u64,
+    /// Payments to the card issuer and personal entries: not spend.
+    pub not_spend: u64,
+    /// Blank rows.
+    pub skipped: u64,
+    /// Malformed rows, all counted.
+    pub error_count: u64,
+    /// The first [`MAX_REPORTED_ERRORS`] malformed rows.
+    pub errors: Vec<RowError>,
+}
+
+impl Tally {
+    fn error(&mut self, e: RowError) {
+        self.error_count += 1;
+        if self.errors.len() < MAX_REPORTED_ERRORS {
+            self.errors.push(e);
+        }
+    }
+}
+
+/// The outcome of importing one file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FileReport {
+    /// File (base name).
+    pub file: String,
+    /// Format used (detected or given).
+    pub format: String,
+    /// Counts from parsing.
+    pub tally: Tally,
+    /// Rows newly stored.
+    pub stored: u64,
+    /// Rows already stored by an earlier import.
+    pub duplicates: u64,
+}
+
+impl fmt::Display for FileReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = &self.tally;
+        write!(
+            f,
+            "{} ({}): {} rows, {} stored, {} already imported, {} candidates, {} not AI, \
+             {} not spend, {} errors",
+            self.file,
+            self.format,
+            t.rows,
+            self.stored,
+            self.duplicates,
+            t.candidates,
+            t.not_ai,
+            t.not_spend,
+            t.error_count
+        )
+    }
+}
+
+/// Where an import reads from.
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// A file on disk.
+    Path(PathBuf),
+    /// An uploaded body, with the name it was given.
+    Bytes {
+        /// Name for reports and row errors.
+        name: String,
+        /// The content.
+        bytes: Vec<u8>,
+    },
+}
+
+impl Input {
+    /// The base name used in reports.
+    pub fn name(&self) -> String {
+        match self {
+            Input::Path(p) => p
+                .file_name()
+                .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into()),
+            Input::Bytes { name, .. } => name.clone(),
+        }
+    }
+
+    /// Size in bytes, when known.
+    pub fn size(&self) -> Option<u64> {
+        match self {
+            Input::Path(p) => std::fs::metadata(p).ok().map(|m| m.len()),
+            Input::Bytes { bytes, .. } => u64::try_from(bytes.len()).ok(),
+        }
+    }
+
+    fn open(&self) -> Result<Box<dyn BufRead + Send>, ImportError> {
+        match self {
+            Input::Path(p) => {
+                let f = std::fs::File::open(p)
+                    .map_err(|source| ImportError::Io { file: self.name(), source })?;
+                Ok(Box::new(BufReader::with_capacity(1 << 16, f)))
+            }
+            Input::Bytes { bytes, .. } => Ok(Box::new(std::io::Cursor::new(bytes.clone()))),
+        }
+    }
+}
+
+/// Reports parse progress as a byte offset into the file.
+pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// Reads a CSV header, then feeds each record to `row`, sending chunks of produced rows.
+fn parse_csv<T, L>(
+    input: &Input,
+    reader: Box<dyn BufRead + Send>,
+    layout: impl FnOnce(&Header) -> Result<(L, String), String>,
+    mut row: impl FnMut(
+        &mut L,
+        &Header,
+        &csv::StringRecord,
+        u64,
+        &mut Tally,
+    ) -> Result<Option<T>, RowError>,
+    tx: &mpsc::Sender<Vec<T>>,
+    progress: Option<&Progress>,
+) -> Result<(String, Tally), ImportError> {
+    let mut file = input.name();
+    let mut rdr = table::reader(reader);
+    let mut rec = csv::StringRecord::new();
+    let got = rdr.read_record(&mut rec).map_err(|e| csv_fatal(&file, e))?;
+    if !got {
+        return Err(ImportError::Format { file, reason: "empty file".into() });
+    }
+    let header = Header::new(&rec);
+    let (mut state, format) =
+        layout(&header).map_err(|reason| ImportError::Format { file: file.clone(), reason })?;
+    let mut tally = Tally::default();
+    let mut chunk = Vec::with_capacity(CHUNK_ROWS);
+    loop {
+        if tally.rows >= MAX_ROWS {
+            tally.error(RowError {
+                file: std::mem::take(&mut file),
+                line: rec.position().map_or(0, csv::Position::line),
+                column: String::new(),
+                reason: format!("more than {MAX_ROWS} rows: the rest of the file is ignored"),
+            });
+            break;
+        }
+        match rdr.read_record(&mut rec) {
+            Ok(false) => break,
+            Ok(true) => {
+                tally.rows += 1;
+                let line = rec.position().map_or(0, csv::Position::line);
+                match row(&mut state, &header, &rec, line, &mut tally) {
+                    Ok(Some(t)) => chunk.push(t),
+                    Ok(None) => {}
+                    Err(e) => tally.error(e),
+                }
+            }
+            Err(e) => {
+                let line = e.position().map_or(0, csv::Position::line);
+                match e.kind() {
+                    csv::ErrorKind::Io(_) => return Err(csv_fatal(&file, e)),
+                    _ => {
+                        tally.rows += 1;
+                        tally.error(RowError {
+                            file: file.clone(),
+                            line,
+                            column: String::new(),
+                            reason: e.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+        if chunk.len() >= CHUNK_ROWS {
+            if let Some(p) = progress {
+                p(rec.position().map_or(0, csv::Position::byte));
+            }
+            if tx.blocking_send(std::mem::take(&mut chunk)).is_err() {
+                // The writer stopped (a store error): it reports why.
+                return Ok((format, tally));
+            }
+        }
+    }
+    if !chunk.is_empty() && tx.blocking_send(chunk).is_err() {
+        return Ok((format, tally));
+    }
+    if let Some(p) = progress {
+        p(input.size().unwrap_or(0));
+    }
+    Ok((format, tally))
+}
+
+fn csv_fatal(file: &str, e: csv::Error) -> ImportError {
+    let source = match e.into_kind() {
+        csv::ErrorKind::Io(io) => io,
+        other => std::io::Error::other(format!("{other:?}")),
+    };
+    ImportError::Io { file: file.to_owned(), source }
+}
+
+/// Runs `parse` on the blocking pool and `write` on each chunk it sends.
+async fn pipeline<T, P, W, Fut>(parse: P, mut write: W) -> Result<FileReport, ImportError>
+where
+    T: Send + 'static,
+    P: FnOnce(&mpsc::Sender<Vec<T>>) -> Result<(String, Tally), ImportError> + Send + 'static,
+    W: FnMut(Vec<T>) -> Fut,
+    Fut: Future<Output = Result<ImportCounts, StoreError>>,
+{
+    let (tx, mut rx) = mpsc::channel::<Vec<T>>(4);
+    let handle = tokio::task::spawn_blocking(move || parse(&tx));
+    let mut counts = ImportCounts::default();
+    let mut failed = None;
+    while let Some(chunk) = rx.recv().await {
+        match write(chunk).await {
+            Ok(c) => {
+                counts.inserted += c.inserted;
+                counts.duplicates += c.duplicates;
+            }
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    drop(rx);
+    let parsed = handle.await.map_err(|e| ImportError::Task(e.to_string()))?;
+    if let Some(e) = failed {
+        return Err(ImportError::Store(e));
+    }
+    let (format, tally) = parsed?;
+    Ok(FileReport {
+        file: String::new(),
+        format,
+        tally,
+        stored: counts.inserted,
+        duplicates: counts.duplicates,
+    })
+}
+
+/// Imports one expense export.
+///
+/// # Errors
+/// The file cannot be read, its format is not recognised, or the store fails.
+pub async fn expenses<S: Store>(
+    store: &S,
+    index: Arc<Index>,
+    input: Input,
+    format: Option<ExpenseFormat>,
+    progress: Option<Progress>,
+    now: i64,
+) -> Result<FileReport, ImportError> {
+    let name = input.name();
+    let parse = move |tx: &mpsc::Sender<Vec<crate::model::ExpenseLine>>| {
+        let reader = input.open()?;
+        let file = input.name();
+        parse_csv(
+            &input,
+            reader,
+            |h| {
+                let f = match format {
+                    Some(f) => f,
+                    None => ExpenseFormat::detect(h).ok_or_else(|| {
+                        "not a known expense export (give --format, or use the generic columns \
+                         date, amount, currency, descriptor, payer_email, department)"
+                            .to_owned()
+                    })?,
+                };
+                let layout = expense::Layout::new(f, h)?;
+                Ok((ExpenseParser::new(layout, &index, file.clone()), f.as_str().to_owned()))
+            },
+            |p, h, rec, line, tally| p.row(h, rec, line, tally),
+            tx,
+            progress.as_ref(),
+        )
+    };
+    let mut report = pipeline(parse, |chunk| store.add_expenses(chunk, now)).await?;
+    report.file = name;
+    Ok(report)
+}
+
+/// Imports one gateway or provider spend export (CSV or JSON).
+///
+/// # Errors
+/// The file cannot be read, its format is not recognised, or the store fails.
+pub async fn gateway<S: Store>(
+    store: &S,
+    index: Arc<Index>,
+    input: Input,
+    format: Option<GatewayFormat>,
+    progress: Option<Progress>,
+    now: i64,
+) -> Result<FileReport, ImportError> {
+    let name = input.name();
+    let parse = move |tx: &mpsc::Sender<Vec<crate::model::GatewaySpend>>| {
+        let mut reader = input.open()?;
+        let file = input.name();
+        let io = |source| ImportError::Io { file: file.clone(), source };
+        let first = reader.fill_buf().map_err(io)?;
+        let text = String::from_utf8_lossy(first.get(..first.len().min(8)).unwrap_or(&[]))
+            .trim_start_matches('\u{feff}')
+            .trim_start()
+            .to_owned();
+        let choose = |h: &Header| -> Result<(GatewayParser<'_>, String), String> {
+            let f = match format {
+                Some(f) => f,
+                None => GatewayFormat::detect(h)
+                    .ok_or_else(|| "not a known gateway or provider spend export".to_owned())?,
+            };
+            let layout = gateway::Layout::new(f, h)?;
+            Ok((GatewayParser::new(layout, &index, file.clone()), f.as_str().to_owned()))
+        };
+        if text.starts_with('{') || text.starts_with('[') {
+            let mut bytes = Vec::new();
+            reader.take(MAX_JSON_BYTES + 1).read_to_end(&mut bytes).map_err(io)?;
+            if bytes.len() as u64 > MAX_JSON_BYTES {
+                return Err(ImportError::Format {
+                    file: file.clone(),
+                    reason: format!("JSON larger than {MAX_JSON_BYTES} bytes"),
+                });
+            }
+            let (header, rows) = gateway::flatten_json(&bytes)
+                .map_err(|reason| ImportError::Format { file: file.clone(), reason })?;
+            let (mut parser, fmt) = choose(&header)
+                .map_err(|reason| ImportError::Format { file: file.clone(), reason })?;
+            let mut tally = Tally::default();
+            let mut chunk = Vec::new();
+            for (i, rec) in rows.iter().enumerate() {
+                tally.rows += 1;
+                let record_no = u64::try_from(i + 1).unwrap_or(u64::MAX);
+                match parser.row(&header, rec, record_no, &mut tally) {
+                    Ok(Some(g)) => chunk.push(g),
+                    Ok(None) => {}
+                    Err(e) => tally.error(e),
+                }
+                if chunk.len() >= CHUNK_ROWS
+                    && tx.blocking_send(std::mem::take(&mut chunk)).is_err()
+                {
+                    return Ok((fmt, tally));
+                }
+            }
+            if !chunk.is_empty() && tx.blocking_send(chunk).is_err() {
+                return Ok((fmt, tally));
+            }
+            return Ok((fmt, tally));
+        }
+        parse_csv(
+            &input,
+            reader,
+            choose,
+            |p, h, rec, line, t| p.row(h, rec, line, t),
+            tx,
+            progress.as_ref(),
+        )
+    };
+    let mut report = pipeline(parse, |chunk| store.add_gateway_spend(chunk, now)).await?;
+    report.file = name;
+    Ok(report)
+}
+
+/// Imports a people directory CSV (upserted by email).
+///
+/// # Errors
+/// The file cannot be read, has no email column, or the store fails.
+pub async fn people<S: Store>(store: &S, input: Input) -> Result<FileReport, ImportError> {
+    let name = input.name();
+    let parse = move |tx: &mpsc::Sender<Vec<crate::model::Person>>| {
+        let reader = input.open()?;
+        let file = input.name();
+        parse_csv(
+            &input,
+            reader,
+            |h| Ok((people::Layout::new(h)?, "people".to_owned())),
+            |l, h, rec, line, t| l.row(h, &file, rec, line, t),
+            tx,
+            None,
+        )
+    };
+    let mut report = pipeline(parse, |chunk| store.upsert_people(chunk)).await?;
+    report.file = name;
+    Ok(report)
+}
+
+/// The files of a drop folder's `processed/` and `rejected/` siblings.
+pub fn drop_folder_targets(dir: &Path) -> (PathBuf, PathBuf) {
+    (dir.join("processed"), dir.join("rejected"))
+}

@@ -1,0 +1,409 @@
+//! Field parsers shared by the import formats: dates, decimal amounts, currencies, payers.
+//!
+//! Money never goes through floating point: amounts are parsed from their text (including a
+//! JSON number's literal text) into integers at a fixed scale, rounding half away from zero.
+
+/// Seconds in a day.
+pub const DAY_SECS: i64 = 86_400;
+
+/// Days from 1970-01-01 to the given civil date (proleptic Gregorian; H. Hinnant's
+/// `days_from_civil`). `None` when the date does not exist.
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> Option<i64> {
+    if !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) || !(1..=9999).contains(&y) {
+        return None;
+    }
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some(era * 146_097 + doe - 719_468)
+}
+
+/// The civil date (year, month, day) of a day number (inverse of [`days_from_civil`]).
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = u32::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
+    let m = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn days_in_month(y: i64, m: u32) -> u32 {
+    match m {
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// `YYYY-MM-DD` of Unix seconds (UTC).
+pub fn ymd(secs: i64) -> String {
+    let (y, m, d) = civil_from_days(secs.div_euclid(DAY_SECS));
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// `YYYY-MM` of Unix seconds (UTC).
+pub fn year_month(secs: i64) -> String {
+    let (y, m, _) = civil_from_days(secs.div_euclid(DAY_SECS));
+    format!("{y:04}-{m:02}")
+}
+
+fn num<T: std::str::FromStr>(s: &str) -> Option<T> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// Parses a date or date-time as exports write them, into Unix seconds (UTC):
+/// - ISO 8601 / RFC 3339: `2024-05-01`, `2024-05-01T12:30:00Z`, `2024-05-01 12:30:00`,
+///   `2024-05-01T12:30:00.123+02:00` (no zone means UTC, as Ramp and LiteLLM write);
+/// - US: `5/1/24`, `05/01/2024`, optionally followed by a time, which is ignored;
+/// - Unix seconds (`1714521600`), as the OpenAI costs API writes bucket starts.
+pub fn parse_datetime(text: &str) -> Option<i64> {
+    let t = text.trim();
+    if t.len() >= 9 && t.len() <= 12 && t.bytes().all(|b| b.is_ascii_digit()) {
+        return t.parse().ok();
+    }
+    if let Some((date, _time)) = t.split_once(' ').filter(|(d, _)| d.contains('/')) {
+        return parse_us_date(date);
+    }
+    if t.contains('/') {
+        return parse_us_date(t);
+    }
+    let date = t.get(..10)?;
+    let mut parts = date.split('-');
+    let (y, m, d) = (parts.next()?, parts.next()?, parts.next()?);
+    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
+        return None;
+    }
+    let day = days_from_civil(num(y)?, num(m)?, num(d)?)?;
+    let rest = t.get(10..)?;
+    let secs = if rest.is_empty() { 0 } else { parse_time(rest)? };
+    day.checked_mul(DAY_SECS)?.checked_add(secs)
+}
+
+/// `THH:MM[:SS[.frac]][Z|±HH:MM|±HHMM]` (or a space for `T`) as seconds from midnight UTC.
+fn parse_time(rest: &str) -> Option<i64> {
+    let rest = rest.strip_prefix(['T', ' ', 't'])?;
+    let (clock, zone) = match rest.find(['Z', 'z', '+', '-']) {
+        Some(i) => (rest.get(..i)?, rest.get(i..)?),
+        None => (rest, ""),
+    };
+    let clock = clock.trim_end();
+    let clock = clock.split_once('.').map_or(clock, |(c, _frac)| c);
+    let mut hms = clock.split(':');
+    let h: i64 = num(hms.next()?)?;
+    let m: i64 = num(hms.next()?)?;
+    let s: i64 = hms.next().map_or(Some(0), num)?;
+    if h > 23 || m > 59 || s > 60 {
+        return None;
+    }
+    let offset = match zone {
+        "" | "Z" | "z" => 0,
+        z => {
+            let sign = if z.starts_with('-') { -1 } else { 1 };
+            let digits: String = z.get(1..)?.chars().filter(|c| *c != ':').collect();
+            if digits.len() != 4 {
+                return None;
+            }
+            let oh: i64 = num(digits.get(..2)?)?;
+            let om: i64 = num(digits.get(2..)?)?;
+            sign * (oh * 3600 + om * 60)
+        }
+    };
+    Some(h * 3600 + m * 60 + s - offset)
+}
+
+fn parse_us_date(t: &str) -> Option<i64> {
+    let mut parts = t.trim().split('/');
+    let (m, d, y) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let y: i64 = num(y)?;
+    // Two-digit years (Ramp's `M/d/yy`) are this century.
+    let y = if y < 100 { 2000 + y } else { y };
+    days_from_civil(y, num(m)?, num(d)?)?.checked_mul(DAY_SECS)
+}
+
+/// Parses a date given on the command line (`YYYY-MM-DD`) into Unix seconds.
+pub fn parse_day(text: &str) -> Option<i64> {
+    let t = text.trim();
+    if t.len() != 10 {
+        return None;
+    }
+    parse_datetime(t)
+}
+
+/// Why an amount could not be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AmountError {
+    /// The cell is empty.
+    Empty,
+    /// Not a decimal number.
+    NotANumber,
+    /// Too large for the store.
+    TooLarge,
+}
+
+impl std::fmt::Display for AmountError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AmountError::Empty => "empty amount",
+            AmountError::NotANumber => "not a decimal amount",
+            AmountError::TooLarge => "amount too large",
+        })
+    }
+}
+
+/// Parses a decimal amount into an integer count of `10^-scale` units, rounding half away
+/// from zero. Accepts what exports write: a sign, a currency symbol or code, thousands
+/// separators (`1,234.50`), accounting negatives (`(12.00)`), a trailing minus, and an
+/// exponent (`1.5e-05`, as LiteLLM writes small costs).
+///
+/// # Errors
+/// Empty, not a number, or outside `i64`.
+pub fn parse_decimal(text: &str, scale: u32) -> Result<i64, AmountError> {
+    let mut t = text.trim();
+    if t.is_empty() {
+        return Err(AmountError::Empty);
+    }
+    let mut negative = false;
+    if let Some(inner) = t.strip_prefix('(').and_then(|s| s.strip_suffix(')')) {
+        negative = true;
+        t = inner.trim();
+    }
+    if let Some(inner) = t.strip_suffix('-') {
+        negative = !negative;
+        t = inner.trim();
+    }
+    // Currency symbols and codes around the number.
+    let t = t.trim_matches(|c: char| c.is_alphabetic() || "$€£¥₹ \u{a0}".contains(c));
+    let (sign_neg, t) = match t.as_bytes().first() {
+        Some(b'-') => (true, t.get(1..).unwrap_or("")),
+        Some(b'+') => (false, t.get(1..).unwrap_or("")),
+        _ => (false, t),
+    };
+    let t = t.trim_start_matches(|c: char| "$€£¥₹".contains(c));
+    negative ^= sign_neg;
+    let (mantissa, exp) = match t.find(['e', 'E']) {
+        Some(i) => {
+            let e: i32 =
+                t.get(i + 1..).and_then(|e| e.parse().ok()).ok_or(AmountError::NotANumber)?;
+            (t.get(..i).unwrap_or(""), e)
+        }
+        None => (t, 0),
+    };
+    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let int_digits: String = int_part.chars().filter(|c| *c != ',').collect();
+    if int_digits.is_empty() && frac_part.is_empty() {
+        return Err(AmountError::NotANumber);
+    }
+    if !int_digits.bytes().all(|b| b.is_ascii_digit())
+        || !frac_part.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(AmountError::NotANumber);
+    }
+    // value = digits * 10^(exp - frac_len); we want value * 10^scale.
+    let digits = format!("{int_digits}{frac_part}");
+    let digits = digits.trim_start_matches('0');
+    let frac_len = i32::try_from(frac_part.len()).map_err(|_| AmountError::TooLarge)?;
+    let shift = i32::try_from(scale).map_err(|_| AmountError::TooLarge)? + exp - frac_len;
+    if digits.is_empty() {
+        return Ok(0);
+    }
+    if digits.len() > 36 {
+        return Err(AmountError::TooLarge);
+    }
+    let n: i128 = digits.parse().map_err(|_| AmountError::NotANumber)?;
+    let scaled = if shift >= 0 {
+        if shift > 30 {
+            return Err(AmountError::TooLarge);
+        }
+        n.checked_mul(10_i128.pow(shift.unsigned_abs())).ok_or(AmountError::TooLarge)?
+    } else if shift < -38 {
+        0
+    } else {
+        let div = 10_i128.pow(shift.unsigned_abs());
+        let q = n / div;
+        if (n % div) * 2 >= div { q + 1 } else { q }
+    };
+    let signed = if negative { -scaled } else { scaled };
+    i64::try_from(signed).map_err(|_| AmountError::TooLarge)
+}
+
+/// The ISO 4217 minor-unit exponent of a currency (2 unless listed).
+pub fn exponent(currency: &str) -> u32 {
+    match currency {
+        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX"
+        | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
+        _ => 2,
+    }
+}
+
+/// A currency code normalised to upper case, or `None` when it is not three letters.
+pub fn currency(text: &str) -> Option<String> {
+    let t = text.trim();
+    (t.len() == 3 && t.bytes().all(|b| b.is_ascii_alphabetic())).then(|| t.to_ascii_uppercase())
+}
+
+/// Formats minor units as a decimal string (`1234` USD is `12.34`).
+pub fn format_minor(amount: i64, currency: &str) -> String {
+    let exp = exponent(currency);
+    if exp == 0 {
+        return amount.to_string();
+    }
+    let div = 10_u64.pow(exp);
+    let sign = if amount < 0 { "-" } else { "" };
+    let abs = amount.unsigned_abs();
+    format!("{sign}{}.{:0width$}", abs / div, abs % div, width = exp as usize)
+}
+
+/// Converts billionths of the major unit to minor units, rounding half away from zero.
+pub fn nanos_to_minor(nanos: i128, currency: &str) -> i64 {
+    let div = 10_i128.pow(9 - exponent(currency).min(9));
+    let q = nanos / div;
+    let r = nanos % div;
+    let q = if r.abs() * 2 >= div { q + r.signum() } else { q };
+    i64::try_from(q).unwrap_or(if q < 0 { i64::MIN } else { i64::MAX })
+}
+
+/// Collapses runs of whitespace to one space and trims.
+pub fn collapse(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A payer as exports give it, split into (email, display name). An email anywhere in the
+/// cell wins (Expensify writes `user@company.com – 1234`); `Last, First` becomes
+/// `First Last`; an all-capitals name (Amex `JANE A DOE`) becomes `Jane A Doe`.
+pub fn payer(text: &str) -> (String, String) {
+    let t = collapse(text);
+    if let Some(email) = t.split([' ', '<', '>', ',', ';']).find(|w| looks_like_email(w)) {
+        return (email.to_ascii_lowercase(), String::new());
+    }
+    let name = match t.split_once(',') {
+        Some((last, first)) if !first.trim().is_empty() => {
+            format!("{} {}", first.trim(), last.trim())
+        }
+        _ => t,
+    };
+    let name = if name.chars().any(char::is_lowercase) { name } else { title_case(&name) };
+    (String::new(), name)
+}
+
+fn title_case(name: &str) -> String {
+    name.split(' ')
+        .map(|w| {
+            let mut cs = w.chars();
+            cs.next().map_or_else(String::new, |f| {
+                f.to_uppercase().chain(cs.flat_map(char::to_lowercase)).collect()
+            })
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// True when `w` has the shape `local@domain.tld`.
+pub fn looks_like_email(w: &str) -> bool {
+    match w.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !w.contains(' ')
+        }
+        None => false,
+    }
+}
+
+/// The join key of a person's name: lower case, single spaces.
+pub fn name_key(name: &str) -> String {
+    collapse(name).to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_date(input: &str, expected: Option<&str>) {
+        assert_eq!(parse_datetime(input).map(ymd).as_deref(), expected, "{input}");
+    }
+
+    #[test]
+    fn dates_in_every_export_format() {
+        check_date("2024-05-01", Some("2024-05-01"));
+        check_date("2024-05-01T23:30:00Z", Some("2024-05-01"));
+        check_date("2024-05-01T23:30:00-02:00", Some("2024-05-02"));
+        check_date("2024-05-01 12:00:00", Some("2024-05-01"));
+        check_date("2024-05-01T12:00:00.123456+00:00", Some("2024-05-01"));
+        check_date("05/11/22", Some("2022-05-11"));
+        check_date("5/1/2024", Some("2024-05-01"));
+        check_date("05/01/2024 10:00 AM", Some("2024-05-01"));
+        check_date("1714521600", Some("2024-05-01"));
+        check_date("2024-02-30", None);
+        check_date("13/01/2024", None);
+        check_date("yesterday", None);
+        check_date("", None);
+    }
+
+    #[test]
+    fn civil_dates_round_trip() {
+        for day in [-1, 0, 59, 60, 11_016, 19_844, 2_932_896] {
+            let (y, m, d) = civil_from_days(day);
+            assert_eq!(days_from_civil(y, m, d), Some(day));
+        }
+    }
+
+    fn check_amount(input: &str, scale: u32, expected: Result<i64, AmountError>) {
+        assert_eq!(parse_decimal(input, scale), expected, "{input}");
+    }
+
+    #[test]
+    fn amounts_never_go_through_floats() {
+        check_amount("20.00", 2, Ok(2000));
+        check_amount("-20", 2, Ok(-2000));
+        check_amount("$1,234.56", 2, Ok(123_456));
+        check_amount("(12.50)", 2, Ok(-1250));
+        check_amount("12.50-", 2, Ok(-1250));
+        check_amount("USD 7.5", 2, Ok(750));
+        check_amount("0.1", 2, Ok(10));
+        check_amount("0.005", 2, Ok(1));
+        check_amount("-0.005", 2, Ok(-1));
+        check_amount("1.5e-05", 9, Ok(15_000));
+        check_amount("123.45", 7, Ok(1_234_500_000));
+        check_amount("0.000000000049", 9, Ok(0));
+        check_amount("", 2, Err(AmountError::Empty));
+        check_amount("abc", 2, Err(AmountError::NotANumber));
+        check_amount("1.2.3", 2, Err(AmountError::NotANumber));
+        check_amount("99999999999999999999", 2, Err(AmountError::TooLarge));
+    }
+
+    #[test]
+    fn minor_units_format_with_the_currency_exponent() {
+        assert_eq!(format_minor(123_456, "USD"), "1234.56");
+        assert_eq!(format_minor(-5, "USD"), "-0.05");
+        assert_eq!(format_minor(500, "JPY"), "500");
+        assert_eq!(format_minor(1_234, "KWD"), "1.234");
+        assert_eq!(nanos_to_minor(4_999_999, "USD"), 0);
+        assert_eq!(nanos_to_minor(5_000_000, "USD"), 1);
+        assert_eq!(nanos_to_minor(-5_000_000, "USD"), -1);
+    }
+
+    #[test]
+    fn payers_are_split_into_email_or_name() {
+        assert_eq!(payer("Ann@Example.com – 1234"), ("ann@example.com".into(), String::new()));
+        assert_eq!(payer("Lee,  Ann"), (String::new(), "Ann Lee".into()));
+        assert_eq!(payer("JANE A DOE"), (String::new(), "Jane A Doe".into()));
+        assert_eq!(payer("  Bob   McKay "), (String::new(), "Bob McKay".into()));
+    }
+}

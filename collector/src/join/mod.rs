@@ -1,0 +1,362 @@
+//! Inventory rows, product detail and the reconciliation: store reads joined with the
+//! catalog, the reviews and the directory.
+//!
+//! Catalog facts (vendor, name, category) come from the catalog, review status from the
+//! review table, usage, expense lines and gateway spend from the store; a product seen but
+//! absent from the collector's catalog (an agent with a newer catalog) is shown with its id as
+//! name and empty vendor. Payers join the directory by email, else by name; gateway spend
+//! joins by user email, else keeps the gateway's team as its department.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use aiscout_signatures::Catalog;
+use aiscout_wire::{
+    InventoryQuery, InventoryRow, Money, ProductDetail, ProductDevice, ProductStatus, ReviewStatus,
+    SourceSummary,
+};
+
+use crate::ingest::parse::{DAY_SECS, format_minor, name_key, nanos_to_minor};
+use crate::model::{
+    DeviceUsage, ExpenseLine, GatewayTotal, OwnerUse, Person, ProductUsage, Review, SourceUsage,
+    UsageFilter,
+};
+use crate::store::{Store, StoreError};
+use subscriptions::Payer;
+
+pub mod reconcile;
+pub mod subscriptions;
+
+fn u64_of(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// The store-side part of an inventory query.
+pub fn usage_filter(q: &InventoryQuery) -> UsageFilter {
+    UsageFilter {
+        product: q.product.clone(),
+        kind: q.source.clone().filter(|s| s != "expense" && s != "gateway"),
+        department: q.department.clone(),
+        since: q.since,
+        until: q.until,
+    }
+}
+
+/// The status of a product given its review, if any.
+pub fn status(review: Option<&Review>) -> ProductStatus {
+    review
+        .and_then(|r| ReviewStatus::parse(&r.status))
+        .map_or(ProductStatus::Unreviewed, ProductStatus::from)
+}
+
+fn catalog_facts(catalog: &Catalog, id: &str) -> (String, String, String) {
+    catalog.product(id).map_or_else(
+        || (String::new(), id.to_owned(), String::new()),
+        |p| (p.vendor.clone(), p.name.clone(), p.category.as_str().to_owned()),
+    )
+}
+
+/// Everything the inventory and the reconciliation are joined from: store reads, all taken
+/// for one period.
+#[derive(Clone, Debug, Default)]
+pub struct Facts {
+    /// Sightings per (product, kind).
+    pub sources: Vec<SourceUsage>,
+    /// Sightings per product.
+    pub products: Vec<ProductUsage>,
+    /// Current reviews.
+    pub reviews: Vec<Review>,
+    /// Stored expense lines in the period.
+    pub expenses: Vec<ExpenseLine>,
+    /// Gateway spend per day in the period.
+    pub gateway: Vec<GatewayTotal>,
+    /// The directory.
+    pub people: Vec<Person>,
+    /// Last use per device owner and product (for idle subscriptions).
+    pub owner_use: Vec<OwnerUse>,
+    /// Emails of device owners (lowercased).
+    pub device_owners: BTreeSet<String>,
+    /// The reference time: subscriptions are active, and use is recent, relative to it.
+    pub now: i64,
+}
+
+/// Reads every fact for a period from the store: sightings matching `filter`, expense lines
+/// and gateway spend since `filter.since`.
+///
+/// # Errors
+/// A store read fails.
+pub async fn gather<S: Store>(
+    store: &S,
+    filter: UsageFilter,
+    now: i64,
+) -> Result<Facts, StoreError> {
+    let since = filter.since;
+    let (sources, products) = store.usage(filter).await?;
+    let device_owners = store
+        .devices()
+        .await?
+        .into_iter()
+        .filter_map(|d| d.device.owner_email.map(|e| e.to_lowercase()))
+        .collect();
+    Ok(Facts {
+        sources,
+        products,
+        reviews: store.reviews().await?,
+        expenses: store.expenses(since).await?,
+        gateway: store.gateway_totals(since).await?,
+        people: store.people().await?,
+        owner_use: store.owner_last_use().await?,
+        device_owners,
+        now,
+    })
+}
+
+/// Looks up payers and gateway users in the directory.
+pub struct Directory<'a> {
+    by_email: HashMap<&'a str, &'a Person>,
+    by_name: HashMap<String, &'a Person>,
+}
+
+impl<'a> Directory<'a> {
+    /// Indexes people by email and by normalised name.
+    pub fn new(people: &'a [Person]) -> Self {
+        Self {
+            by_email: people.iter().map(|p| (p.email.as_str(), p)).collect(),
+            by_name: people.iter().map(|p| (name_key(&p.name), p)).collect(),
+        }
+    }
+
+    /// The payer of an expense line: its email, else the directory's email for its name; its
+    /// department, else the directory's.
+    pub fn payer(&self, l: &ExpenseLine) -> Payer {
+        let person = if l.payer_email.is_empty() {
+            self.by_name.get(&name_key(&l.payer_name)).copied()
+        } else {
+            self.by_email.get(l.payer_email.as_str()).copied()
+        };
+        let email = if l.payer_email.is_empty() {
+            person.map(|p| p.email.clone()).unwrap_or_default()
+        } else {
+            l.payer_email.clone()
+        };
+        let name = if l.payer_name.is_empty() {
+            person.map(|p| p.name.clone()).unwrap_or_default()
+        } else {
+            l.payer_name.clone()
+        };
+        let department = if l.department.is_empty() {
+            person.map(|p| p.department.clone()).unwrap_or_default()
+        } else {
+            l.department.clone()
+        };
+        Payer { email, name, department }
+    }
+
+    /// The department of gateway spend: the user's, when the user is in the directory,
+    /// else the team as the gateway names it.
+    pub fn gateway_department(&self, g: &GatewayTotal) -> String {
+        self.by_email
+            .get(g.user.to_ascii_lowercase().as_str())
+            .map(|p| p.department.clone())
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| g.team.clone())
+    }
+}
+
+/// Sums amounts per currency into [`Money`], sorted by currency.
+#[derive(Clone, Debug, Default)]
+pub struct Purse(BTreeMap<String, i128>);
+
+impl Purse {
+    /// Adds `amount` (in the unit the caller uses consistently) of `currency`.
+    pub fn add(&mut self, currency: &str, amount: i128) {
+        *self.0.entry(currency.to_owned()).or_insert(0) += amount;
+    }
+
+    /// True when nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The sums, read as minor units.
+    pub fn minor(&self) -> Vec<Money> {
+        self.0.iter().map(|(c, v)| money(c, clamp(*v))).collect()
+    }
+
+    /// The sums, read as billionths of the major unit, converted to minor units.
+    pub fn nanos(&self) -> Vec<Money> {
+        self.0.iter().map(|(c, v)| money(c, nanos_to_minor(*v, c))).collect()
+    }
+}
+
+fn clamp(v: i128) -> i64 {
+    i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX })
+}
+
+/// Minor units of `currency` as [`Money`].
+pub fn money(currency: &str, amount_minor: i64) -> Money {
+    Money {
+        currency: currency.to_owned(),
+        amount_minor,
+        amount: format_minor(amount_minor, currency),
+    }
+}
+
+/// Gateway spend within the 30 days before `now`, to annualise.
+const GATEWAY_RUN_RATE_DAYS: i64 = 30;
+
+/// Builds inventory rows (one per product seen by any source) and applies the filters.
+pub fn inventory(catalog: &Catalog, query: &InventoryQuery, facts: &Facts) -> Vec<InventoryRow> {
+    #[derive(Default)]
+    struct Acc {
+        sources: BTreeSet<String>,
+        devices: u64,
+        users: u64,
+        sightings: u64,
+        departments: BTreeSet<String>,
+        payers: BTreeSet<String>,
+        first: Option<i64>,
+        last: Option<i64>,
+        expense: Purse,
+        gateway: Purse,
+        annual: Purse,
+        subscriptions: u64,
+    }
+    impl Acc {
+        fn seen(&mut self, first: i64, last: i64) {
+            self.first = Some(self.first.map_or(first, |f| f.min(first)));
+            self.last = Some(self.last.map_or(last, |l| l.max(last)));
+        }
+    }
+    let reviews: BTreeMap<&str, &Review> =
+        facts.reviews.iter().map(|r| (r.product.as_str(), r)).collect();
+    let dir = Directory::new(&facts.people);
+    let mut acc: BTreeMap<String, Acc> = BTreeMap::new();
+    for s in &facts.sources {
+        let a = acc.entry(s.product.clone()).or_default();
+        a.sources.insert(s.source.clone());
+        a.sightings += u64_of(s.count);
+        a.seen(s.first_seen, s.last_seen);
+    }
+    for p in &facts.products {
+        let a = acc.entry(p.product.clone()).or_default();
+        a.devices = u64_of(p.devices);
+        a.users = u64_of(p.users);
+        a.departments.extend(p.departments.iter().cloned());
+    }
+    for l in &facts.expenses {
+        let Some(product) = &l.product else { continue };
+        let a = acc.entry(product.clone()).or_default();
+        a.sources.insert("expense".into());
+        a.expense.add(&l.currency, i128::from(l.amount_minor));
+        a.seen(l.occurred_at, l.occurred_at);
+        let payer = dir.payer(l);
+        if !payer.label().is_empty() {
+            a.payers.insert(payer.label().to_lowercase());
+        }
+        if !payer.department.is_empty() {
+            a.departments.insert(payer.department);
+        }
+    }
+    let run_rate_from = facts.now - GATEWAY_RUN_RATE_DAYS * DAY_SECS;
+    for g in &facts.gateway {
+        let Some(product) = &g.product else { continue };
+        let a = acc.entry(product.clone()).or_default();
+        a.sources.insert("gateway".into());
+        a.gateway.add(&g.currency, i128::from(g.cost_nanos));
+        a.seen(g.day, g.day);
+        let dept = dir.gateway_department(g);
+        if !dept.is_empty() {
+            a.departments.insert(dept);
+        }
+        if g.day >= run_rate_from && g.day <= facts.now {
+            // nanos * 365 / 30, converted to minor units below with the subscriptions.
+            let annual_nanos = i128::from(g.cost_nanos) * 365 / i128::from(GATEWAY_RUN_RATE_DAYS);
+            let minor = nanos_to_minor(annual_nanos, &g.currency);
+            a.annual.add(&g.currency, i128::from(minor));
+        }
+    }
+    let subs = subscriptions::detect(catalog, facts.expenses.iter(), |l| dir.payer(l), facts.now);
+    for s in subs.iter().filter(|s| s.active) {
+        let a = acc.entry(s.product.clone()).or_default();
+        a.subscriptions += 1;
+        a.annual.add(&s.currency, i128::from(s.annual_minor()));
+    }
+    acc.into_iter()
+        .map(|(product, a)| {
+            let (vendor, name, category) = catalog_facts(catalog, &product);
+            InventoryRow {
+                vendor,
+                name,
+                category,
+                status: status(reviews.get(product.as_str()).copied()),
+                sources: a.sources.into_iter().collect(),
+                devices: a.devices,
+                users: a.users,
+                departments: a.departments.into_iter().collect(),
+                first_seen: a.first.unwrap_or(0),
+                last_seen: a.last.unwrap_or(0),
+                sightings: a.sightings,
+                payers: u64::try_from(a.payers.len()).unwrap_or(u64::MAX),
+                expense_spend: a.expense.minor(),
+                gateway_spend: a.gateway.nanos(),
+                subscriptions: a.subscriptions,
+                annualized_cost: a.annual.minor(),
+                product,
+            }
+        })
+        .filter(|row| query.product.as_ref().is_none_or(|p| *p == row.product))
+        .filter(|row| query.source.as_ref().is_none_or(|s| row.sources.contains(s)))
+        .filter(|row| query.department.as_ref().is_none_or(|d| row.departments.contains(d)))
+        .filter(|row| query.status.is_none_or(|s| s == row.status))
+        .filter(|row| query.category.as_ref().is_none_or(|c| *c == row.category))
+        .collect()
+}
+
+/// Builds a product's detail.
+pub fn product_detail(
+    catalog: &Catalog,
+    product: &str,
+    sources: Vec<SourceUsage>,
+    devices: Vec<DeviceUsage>,
+    review: Option<Review>,
+) -> ProductDetail {
+    let (vendor, name, category) = catalog_facts(catalog, product);
+    ProductDetail {
+        product: product.to_owned(),
+        vendor,
+        name,
+        category,
+        status: status(review.as_ref()),
+        review: review.and_then(|r| {
+            Some(aiscout_wire::Review {
+                status: ReviewStatus::parse(&r.status)?,
+                product: r.product,
+                note: r.note,
+                reviewed_by: r.reviewed_by,
+                reviewed_at: r.reviewed_at,
+            })
+        }),
+        sources: sources
+            .into_iter()
+            .map(|s| SourceSummary {
+                source: s.source,
+                first_seen: s.first_seen,
+                last_seen: s.last_seen,
+                count: u64_of(s.count),
+                devices: u64_of(s.devices),
+            })
+            .collect(),
+        devices: devices
+            .into_iter()
+            .map(|d| ProductDevice {
+                host_id: d.host_id,
+                hostname: d.hostname,
+                owner_email: d.owner_email,
+                users: d.users,
+                first_seen: d.first_seen,
+                last_seen: d.last_seen,
+                count: u64_of(d.count),
+            })
+            .collect(),
+    }
+}

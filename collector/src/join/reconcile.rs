@@ -1,0 +1,229 @@
+//! Procurement's reconciliation: where spend and use disagree with the review decisions.
+//!
+//! Sections (issue 7): 1. paid but not sanctioned; 2. used but not paid; 3. sanctioned and
+//! paid but idle; 4. duplicate individual subscriptions with the team-plan estimate; 5.
+//! gateway spend beside shadow spend, by department and month. Unmatched AI-looking expense
+//! lines are listed too, since they are shadow spend waiting for a catalog entry.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aiscout_signatures::{Catalog, Period};
+use aiscout_wire::{
+    Candidate, DepartmentMonthSpend, DuplicateSubscriptions, IdleSubscription, PaidNotSanctioned,
+    ProductStatus, Reconciliation, UsedNotPaid,
+};
+
+use super::subscriptions::{self, Subscription};
+use super::{Directory, Facts, catalog_facts, money, status, u64_of};
+use crate::ingest::parse::{DAY_SECS, nanos_to_minor, year_month};
+use crate::model::Review;
+
+/// Plan names that are a team plan, compared case-insensitively.
+const TEAM_PLANS: &[&str] = &["team", "teams", "business", "enterprise"];
+
+/// Builds the reconciliation; `idle_days` is the use gap after which a subscription is idle.
+pub fn reconcile(catalog: &Catalog, facts: &Facts, idle_days: u32) -> Reconciliation {
+    let reviews: BTreeMap<&str, &Review> =
+        facts.reviews.iter().map(|r| (r.product.as_str(), r)).collect();
+    let status_of = |p: &str| status(reviews.get(p).copied());
+    let name_of = |p: &str| catalog_facts(catalog, p).1;
+    let dir = Directory::new(&facts.people);
+
+    // 1. Paid but not sanctioned, and the candidates.
+    type PaidKey = (String, String, String, String);
+    let mut paid: BTreeMap<PaidKey, (i64, u64, i64, i64)> = BTreeMap::new();
+    let mut candidates: BTreeMap<PaidKey, (i64, u64, i64)> = BTreeMap::new();
+    for l in &facts.expenses {
+        let payer = dir.payer(l);
+        match &l.product {
+            Some(p) if status_of(p) != ProductStatus::Sanctioned => {
+                let key =
+                    (p.clone(), payer.label().to_owned(), payer.department, l.currency.clone());
+                let e = paid.entry(key).or_insert((0, 0, l.occurred_at, l.occurred_at));
+                e.0 = e.0.saturating_add(l.amount_minor);
+                e.1 += 1;
+                e.2 = e.2.min(l.occurred_at);
+                e.3 = e.3.max(l.occurred_at);
+            }
+            None if l.candidate => {
+                let key = (
+                    l.descriptor.clone(),
+                    payer.label().to_owned(),
+                    payer.department,
+                    l.currency.clone(),
+                );
+                let e = candidates.entry(key).or_insert((0, 0, l.occurred_at));
+                e.0 = e.0.saturating_add(l.amount_minor);
+                e.1 += 1;
+                e.2 = e.2.max(l.occurred_at);
+            }
+            _ => {}
+        }
+    }
+    let paid_not_sanctioned = paid
+        .into_iter()
+        .map(|((product, payer, department, currency), (sum, lines, first, last))| {
+            PaidNotSanctioned {
+                name: name_of(&product),
+                status: status_of(&product),
+                product,
+                payer,
+                department,
+                spend: money(&currency, sum),
+                lines,
+                first_charge: first,
+                last_charge: last,
+            }
+        })
+        .collect();
+    let candidates = candidates
+        .into_iter()
+        .map(|((descriptor, payer, department, currency), (sum, lines, last))| Candidate {
+            descriptor,
+            payer,
+            department,
+            spend: money(&currency, sum),
+            lines,
+            last_charge: last,
+        })
+        .collect();
+
+    // 2. Used but not paid.
+    let paid_products: BTreeSet<&str> = facts
+        .expenses
+        .iter()
+        .filter_map(|l| l.product.as_deref())
+        .chain(facts.gateway.iter().filter_map(|g| g.product.as_deref()))
+        .collect();
+    let last_seen: BTreeMap<&str, i64> = facts.sources.iter().fold(BTreeMap::new(), |mut m, s| {
+        let e = m.entry(s.product.as_str()).or_insert(s.last_seen);
+        *e = (*e).max(s.last_seen);
+        m
+    });
+    let used_not_paid = facts
+        .products
+        .iter()
+        .filter(|p| !paid_products.contains(p.product.as_str()))
+        .map(|p| UsedNotPaid {
+            name: name_of(&p.product),
+            status: status_of(&p.product),
+            devices: u64_of(p.devices),
+            users: u64_of(p.users),
+            departments: p.departments.clone(),
+            last_seen: last_seen.get(p.product.as_str()).copied().unwrap_or(0),
+            product: p.product.clone(),
+        })
+        .collect();
+
+    // 3. Sanctioned and paid but idle.
+    let subs = subscriptions::detect(catalog, facts.expenses.iter(), |l| dir.payer(l), facts.now);
+    let active: Vec<&Subscription> = subs.iter().filter(|s| s.active).collect();
+    let last_use: BTreeMap<(&str, &str), i64> = facts
+        .owner_use
+        .iter()
+        .map(|u| ((u.owner_email.as_str(), u.product.as_str()), u.last_seen))
+        .collect();
+    let idle_from = facts.now - i64::from(idle_days) * DAY_SECS;
+    let idle_subscriptions = active
+        .iter()
+        .filter(|s| status_of(&s.product) == ProductStatus::Sanctioned)
+        .filter(|s| facts.device_owners.contains(&s.payer.email))
+        .filter_map(|s| {
+            let used = last_use.get(&(s.payer.email.as_str(), s.product.as_str())).copied();
+            if used.is_some_and(|u| u >= idle_from) {
+                return None;
+            }
+            Some(IdleSubscription {
+                product: s.product.clone(),
+                name: name_of(&s.product),
+                payer: s.payer.email.clone(),
+                department: s.payer.department.clone(),
+                cadence: s.cadence.as_str().to_owned(),
+                seat_price: money(&s.currency, s.seat_minor),
+                since: s.start,
+                last_charge: s.last_charge,
+                last_used: used,
+            })
+        })
+        .collect();
+
+    // 4. Duplicate individual subscriptions.
+    let mut by_product: BTreeMap<(&str, &str), Vec<&Subscription>> = BTreeMap::new();
+    for s in &active {
+        by_product.entry((s.product.as_str(), s.currency.as_str())).or_default().push(s);
+    }
+    let duplicate_subscriptions = by_product
+        .into_iter()
+        .filter(|(_, subs)| subs.len() >= 2)
+        .map(|((product, currency), subs)| {
+            let seats = i64::try_from(subs.len()).unwrap_or(i64::MAX);
+            let current: i64 = subs.iter().map(|s| s.annual_minor()).fold(0, i64::saturating_add);
+            let team = catalog.product(product).and_then(|p| {
+                p.prices
+                    .iter()
+                    .filter(|pr| pr.currency == currency && pr.amount_minor > 0)
+                    .filter(|pr| {
+                        let plan = pr.plan.to_lowercase();
+                        TEAM_PLANS.iter().any(|t| plan.split([' ', '(', ')']).any(|w| w == *t))
+                    })
+                    .min_by_key(|pr| pr.annual_minor())
+            });
+            let team_annual = team.map(|pr| pr.annual_minor().saturating_mul(seats));
+            let payers: BTreeSet<String> =
+                subs.iter().map(|s| s.payer.label().to_owned()).collect();
+            DuplicateSubscriptions {
+                product: product.to_owned(),
+                name: name_of(product),
+                payers: payers.into_iter().collect(),
+                current_annual: money(currency, current),
+                team_plan: team.map(|pr| {
+                    let per = match pr.period {
+                        Period::Month => "month",
+                        Period::Year => "year",
+                    };
+                    format!("{} ({} {currency} per seat per {per})", pr.plan, pr.amount_decimal())
+                }),
+                team_annual: team_annual.map(|t| money(currency, t)),
+                saving: team_annual.map(|t| money(currency, current.saturating_sub(t))),
+            }
+        })
+        .collect();
+
+    // 5. Gateway beside shadow spend, by department and month.
+    let mut months: BTreeMap<(String, String, String), (i128, i64)> = BTreeMap::new();
+    for g in &facts.gateway {
+        let key = (dir.gateway_department(g), year_month(g.day), g.currency.clone());
+        months.entry(key).or_default().0 += i128::from(g.cost_nanos);
+    }
+    for l in &facts.expenses {
+        let shadow = match &l.product {
+            Some(p) => status_of(p) != ProductStatus::Sanctioned,
+            None => l.candidate,
+        };
+        if shadow {
+            let key = (dir.payer(l).department, year_month(l.occurred_at), l.currency.clone());
+            let e = months.entry(key).or_default();
+            e.1 = e.1.saturating_add(l.amount_minor);
+        }
+    }
+    let gateway_vs_shadow = months
+        .into_iter()
+        .map(|((department, month, currency), (gateway_nanos, shadow))| DepartmentMonthSpend {
+            department,
+            month,
+            gateway: money(&currency, nanos_to_minor(gateway_nanos, &currency)),
+            shadow: money(&currency, shadow),
+        })
+        .collect();
+
+    Reconciliation {
+        generated_at: facts.now,
+        idle_days,
+        paid_not_sanctioned,
+        used_not_paid,
+        idle_subscriptions,
+        duplicate_subscriptions,
+        gateway_vs_shadow,
+        candidates,
+    }
+}

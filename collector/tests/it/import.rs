@@ -1,0 +1,244 @@
+//! The bundled sample files in `examples/` imported on both backends, then the inventory and
+//! reconciliation checked and snapshotted. One snapshot serves both backends, so SQLite and
+//! PostgreSQL must produce the same reports.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use aiscout_collector::cli::{self, ImportCommand, ReportCommand};
+use aiscout_collector::ingest::file::{self, Input};
+use aiscout_collector::model::{Batch, Device, Sighting};
+use aiscout_collector::review;
+use aiscout_collector::store::Store;
+use aiscout_signatures::{Catalog, Index};
+use aiscout_wire::{InventoryList, ReviewStatus};
+
+use super::store::harness;
+
+fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
+
+fn files(dir: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> =
+        std::fs::read_dir(examples().join(dir)).unwrap().map(|e| e.unwrap().path()).collect();
+    v.sort();
+    v
+}
+
+/// 2026-11-20, the day the reports are computed as of.
+const AS_OF: &str = "2026-11-20";
+const DAY: i64 = 86_400;
+/// 2026-11-15 00:00 UTC.
+const NOV_15: i64 = 1_794_700_800;
+
+fn device(host: &str, owner: &str) -> Device {
+    Device {
+        host_id: host.into(),
+        hostname: format!("{host}.example.com"),
+        os: "macos".into(),
+        os_version: "15.1".into(),
+        agent_version: "0.1.0".into(),
+        owner_email: Some(owner.into()),
+    }
+}
+
+fn seen(product: &str, kind: &'static str, value: &str, user: &str, at: i64) -> Sighting {
+    Sighting {
+        product: product.into(),
+        kind,
+        value: value.into(),
+        user: user.into(),
+        process: String::new(),
+        window: at - at % 3600,
+        first_seen: at,
+        last_seen: at + 60,
+        count: 3,
+    }
+}
+
+async fn import(store: &impl Store, command: ImportCommand) -> String {
+    let out = cli::import(store, Catalog::builtin().unwrap(), command, false)
+        .await
+        .unwrap_or_else(|(out, e)| panic!("{e}: {out:?}"));
+    assert!(out.stderr.is_empty(), "{:?}", out.stderr);
+    out.stdout
+}
+
+async fn report(store: &impl Store, command: ReportCommand) -> String {
+    cli::report(store, &Catalog::builtin().unwrap(), command).await.unwrap().stdout
+}
+
+/// Imports everything in `examples/`, enrolls two devices with sightings, and reviews two
+/// products.
+async fn load(store: &impl Store) {
+    import(store, ImportCommand::People { file: examples().join("people.csv") }).await;
+    let first =
+        import(store, ImportCommand::Expenses { format: "auto".into(), files: files("expenses") })
+            .await;
+    assert!(first.contains("ramp.csv (ramp): 11 rows, 10 stored"), "{first}");
+    import(store, ImportCommand::Gateway { format: "auto".into(), files: files("gateway") }).await;
+    // Bob uses Cursor every day and Gemini, which nobody pays for; Ann's laptop never opens
+    // ChatGPT, which she pays for.
+    let bob =
+        store.enroll(device("bob-mbp", "bob.kim@example.com"), [1; 32], NOV_15).await.unwrap();
+    let ann =
+        store.enroll(device("ann-mbp", "ann.lee@example.com"), [2; 32], NOV_15).await.unwrap();
+    let batch = |id: &str, sightings: Vec<Sighting>| Batch {
+        batch_id: id.into(),
+        received: i64::try_from(sightings.len()).unwrap(),
+        sightings,
+        dropped: 0,
+        evicted: 0,
+    };
+    store
+        .ingest(
+            bob,
+            batch(
+                "b1",
+                vec![
+                    seen("anysphere.cursor", "app", "com.todesktop.230313mzl4w4u92", "bob", NOV_15),
+                    seen("anysphere.cursor", "tls_sni", "api2.cursor.sh", "bob", NOV_15),
+                    seen("google.gemini", "dns", "gemini.google.com", "bob", NOV_15 - DAY),
+                ],
+            ),
+            NOV_15,
+        )
+        .await
+        .unwrap();
+    store
+        .ingest(
+            ann,
+            batch(
+                "a1",
+                vec![seen("google.gemini", "quic_sni", "gemini.google.com", "ann", NOV_15)],
+            ),
+            NOV_15,
+        )
+        .await
+        .unwrap();
+    for (product, status) in [
+        ("openai.chatgpt", ReviewStatus::Sanctioned),
+        ("midjourney.midjourney", ReviewStatus::Blocked),
+    ] {
+        let (r, audit) = review::decide(product, status, "sample".into(), "cli", NOV_15);
+        store.set_review(r, audit).await.unwrap();
+    }
+}
+
+pub(crate) async fn examples_import_twice_count_once_and_report(store: impl Store) {
+    load(&store).await;
+    let again =
+        import(&store, ImportCommand::Expenses { format: "auto".into(), files: files("expenses") })
+            .await;
+    assert!(again.lines().all(|l| l.contains(" 0 stored")), "{again}");
+    let again =
+        import(&store, ImportCommand::Gateway { format: "auto".into(), files: files("gateway") })
+            .await;
+    assert!(again.lines().all(|l| l.contains(" 0 stored")), "{again}");
+
+    let inventory = report(
+        &store,
+        ReportCommand::Inventory { format: "json".into(), since: None, as_of: Some(AS_OF.into()) },
+    )
+    .await;
+    let list: InventoryList = serde_json::from_str(&inventory).unwrap();
+    let row = |id: &str| list.rows.iter().find(|r| r.product == id).unwrap();
+    let cursor = row("anysphere.cursor");
+    assert_eq!(cursor.sources, ["app", "expense", "tls_sni"]);
+    assert_eq!((cursor.devices, cursor.subscriptions, cursor.payers), (1, 2, 2));
+    assert_eq!(row("openai.chatgpt").status.as_str(), "sanctioned");
+    assert_eq!(row("google.gemini").sources, ["dns", "quic_sni"]);
+    insta::assert_json_snapshot!("examples_inventory", list);
+
+    let reconcile = report(
+        &store,
+        ReportCommand::Reconcile {
+            format: "json".into(),
+            since: None,
+            idle_days: 30,
+            as_of: Some(AS_OF.into()),
+        },
+    )
+    .await;
+    let rec: serde_json::Value = serde_json::from_str(&reconcile).unwrap();
+    // Ann pays for sanctioned ChatGPT and her laptop never used it.
+    assert_eq!(rec["idle_subscriptions"][0]["payer"], "ann.lee@example.com");
+    assert_eq!(rec["used_not_paid"][0]["product"], "google.gemini");
+    insta::assert_json_snapshot!("examples_reconcile", rec, { ".generated_at" => "[time]" });
+
+    let csv = report(
+        &store,
+        ReportCommand::Reconcile {
+            format: "csv".into(),
+            since: None,
+            idle_days: 30,
+            as_of: Some(AS_OF.into()),
+        },
+    )
+    .await;
+    insta::assert_snapshot!("examples_reconcile_csv", csv);
+
+    let ocsf = report(
+        &store,
+        ReportCommand::Inventory { format: "ocsf".into(), since: None, as_of: Some(AS_OF.into()) },
+    )
+    .await;
+    let events: Vec<serde_json::Value> =
+        ocsf.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let classes: Vec<i64> = events.iter().map(|e| e["class_uid"].as_i64().unwrap()).collect();
+    assert!(classes.contains(&5020) && classes.contains(&4001) && classes.contains(&4003));
+    assert!(classes.contains(&2004));
+    insta::assert_json_snapshot!("examples_ocsf", events, { "[].time" => "[time]", "[].metadata.product.version" => "[version]" });
+}
+
+pub(crate) async fn malformed_rows_are_reported_and_good_rows_imported(store: impl Store) {
+    let index = Arc::new(Index::new(Catalog::builtin().unwrap()));
+    let csv = "Transaction Date,Post Date,Description,Category,Type,Amount,Memo\n\
+               10/07/2026,10/08/2026,MIDJOURNEY INC.,Shopping,Sale,-30.00,\n\
+               10/07/2026,10/08/2026,MIDJOURNEY INC.,Shopping,Sale,thirty,\n\
+               \"10/08/2026,oops\n";
+    let input = Input::Bytes { name: "upload.csv".into(), bytes: csv.as_bytes().to_vec() };
+    let r = file::expenses(&store, index, input, None, None, 0).await.unwrap();
+    assert_eq!((r.format.as_str(), r.stored, r.tally.error_count), ("chase", 1, 2));
+    assert_eq!(
+        r.tally.errors[0].to_string(),
+        "upload.csv:3: column \"Amount\": not a decimal amount: \"thirty\""
+    );
+    assert_eq!(store.expenses(None).await.unwrap().len(), 1);
+}
+
+pub(crate) async fn unknown_file_is_rejected_as_a_whole(store: impl Store) {
+    let index = Arc::new(Index::new(Catalog::builtin().unwrap()));
+    let input = Input::Bytes { name: "x.csv".into(), bytes: b"foo,bar\n1,2\n".to_vec() };
+    let e = file::expenses(&store, index, input, None, None, 0).await.unwrap_err();
+    assert!(e.to_string().starts_with("x.csv: not a known expense export"), "{e}");
+}
+
+macro_rules! cases {
+    ($open:path) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn examples_import_twice_count_once_and_report() {
+            let h = $open().await;
+            super::examples_import_twice_count_once_and_report(h.store.clone()).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn malformed_rows_are_reported_and_good_rows_imported() {
+            let h = $open().await;
+            super::malformed_rows_are_reported_and_good_rows_imported(h.store.clone()).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn unknown_file_is_rejected_as_a_whole() {
+            let h = $open().await;
+            super::unknown_file_is_rejected_as_a_whole(h.store.clone()).await;
+        }
+    };
+}
+
+mod sqlite {
+    cases!(super::harness::sqlite);
+}
+
+mod postgres {
+    cases!(super::harness::postgres);
+}

@@ -1,0 +1,348 @@
+//! The real agent daemon against the real collector over HTTPS on loopback: sightings arrive,
+//! only catalog matches ever leave the agent, nothing is lost or counted twice across outages
+//! and kills, the spool stays bounded, and the agent trusts only what it was told to trust.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use aiscout_e2e::{
+    Collector, agent_config, api_get, binary, free_port, sightings_by_product, start_agent,
+    wait_for, workspace_root,
+};
+
+const LONG: Duration = Duration::from_secs(90);
+
+fn fixture(name: &str) -> PathBuf {
+    workspace_root().join("agent/tests/data/pcap").join(name)
+}
+
+/// Matched observations in `pcaps` per product, as `aiscout-agent replay` counts them: what
+/// the collector must end up with, exactly.
+fn expected_counts(pcaps: &[PathBuf]) -> Vec<(String, u64)> {
+    let out = Command::new(binary("aiscout-agent", "aiscout-agent").unwrap())
+        .arg("replay")
+        .arg("--json")
+        .args(pcaps)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        *counts.entry(v["product"].as_str().unwrap().to_owned()).or_default() += 1;
+    }
+    counts.into_iter().collect()
+}
+
+fn sorted(mut v: Vec<(String, u64)>) -> Vec<(String, u64)> {
+    v.sort();
+    v
+}
+
+fn network_pcaps() -> Vec<PathBuf> {
+    ["curl-ipv4.pcap", "dig-udp.pcap", "openssl-tls13-ipv6.pcap", "chromium-quic.pcap"]
+        .iter()
+        .map(|n| fixture(n))
+        .collect()
+}
+
+#[test]
+fn pcap_sightings_reach_the_collector_inventory_and_sigterm_exits_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let collector = Collector::start(&tmp.path().join("collector"), 0, &[]).unwrap();
+    let token = collector.token("admin", "e2e").unwrap();
+    let config =
+        agent_config(&tmp.path().join("agent"), &collector.url, &collector.pin, "").unwrap();
+    let pcaps = network_pcaps();
+    let want = sorted(expected_counts(&pcaps));
+    assert!(want.len() >= 3, "fixtures should match several products: {want:?}");
+    let mut args: Vec<String> = vec!["--no-scan".into()];
+    for p in &pcaps {
+        args.push("--pcap".into());
+        args.push(p.display().to_string());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut agent = start_agent(&config, &args, "info").unwrap();
+    let got = wait_for("every sighting in the inventory", LONG, || {
+        let got = sorted(sightings_by_product(&collector, &token).ok()?);
+        (got == want).then_some(got)
+    });
+    let got = got.unwrap_or_else(|e| panic!("{e}\nagent output:\n{}", agent.output().join("\n")));
+    assert_eq!(got, want);
+    // The device enrolled with its identity.
+    let devices = api_get(&collector.url, &collector.pin, &token, "/api/v1/devices").unwrap();
+    assert_eq!(devices["devices"].as_array().map(Vec::len), Some(1), "{devices}");
+    let status = agent.terminate(Duration::from_secs(30)).unwrap();
+    assert!(status.success(), "SIGTERM must exit 0: {status:?}\n{}", agent.output().join("\n"));
+    assert!(agent.output().iter().any(|l| l.contains("Agent stopped.")));
+}
+
+/// Captures real `dig` queries on loopback with tcpdump. `None` (and a printed reason) when
+/// this machine cannot capture (not root, or no tcpdump or dig).
+fn dig_capture(dir: &Path, batches: &[&[String]]) -> Option<PathBuf> {
+    let root =
+        Command::new("id").arg("-u").output().ok().is_some_and(|o| o.stdout.starts_with(b"0"));
+    let have =
+        |tool: &str| Command::new("which").arg(tool).output().is_ok_and(|o| o.status.success());
+    if !root || !have("tcpdump") || !have("dig") {
+        println!("SKIPPED: capturing dig traffic needs root, tcpdump and dig");
+        return None;
+    }
+    let pcap = dir.join("dig.pcap");
+    let mut tcpdump = aiscout_e2e::Process::start(
+        "tcpdump",
+        Path::new("tcpdump"),
+        &[
+            "-i".into(),
+            "lo".into(),
+            "-U".into(),
+            "--immediate-mode".into(),
+            "-B".into(),
+            "32768".into(),
+            "-w".into(),
+            pcap.display().to_string(),
+            "udp dst port 53 and dst host 127.0.0.1".into(),
+        ],
+        &[],
+    )
+    .unwrap();
+    tcpdump
+        .wait_line("`listening on lo`", Duration::from_secs(20), |l| l.contains("listening on lo"))
+        .unwrap();
+    for (i, names) in batches.iter().enumerate() {
+        let file = dir.join(format!("names-{i}.txt"));
+        std::fs::write(&file, names.join("\n")).unwrap();
+        // Nothing listens on 127.0.0.1:53 here, so each query meets a port-unreachable at once;
+        // the query packets are what the capture needs.
+        let status = Command::new("dig")
+            .args(["@127.0.0.1", "+tries=1", "+timeout=1", "+noall", "-f"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(status.status.code().is_some());
+    }
+    aiscout_e2e::signal(tcpdump.pid(), "INT");
+    tcpdump.wait_exit(Duration::from_secs(20)).unwrap();
+    Some(pcap)
+}
+
+fn names_in(pcap: &Path) -> Vec<String> {
+    let out = Command::new(binary("aiscout-agent", "aiscout-agent").unwrap())
+        .args(["replay", "--all", "--json"])
+        .arg(pcap)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn files_contain(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p)
+                && bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+            {
+                hits.push(p);
+            }
+        }
+    }
+    hits
+}
+
+#[test]
+fn privacy_only_catalog_matches_leave_the_agent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let other: Vec<String> =
+        (0..1_000).map(|i| format!("intranet-{i:04}.corp-example.test")).collect();
+    let ai: Vec<String> =
+        ["chatgpt.com", "api.anthropic.com", "gemini.google.com"].map(str::to_owned).to_vec();
+    let Some(pcap) = dig_capture(tmp.path(), &[&ai, &other]) else { return };
+    let captured = names_in(&pcap);
+    let captured_other = other.iter().filter(|n| captured.contains(n)).count();
+    assert!(captured_other >= 900, "the capture holds only {captured_other} of the 1,000 names");
+    for n in &ai {
+        assert!(captured.contains(n), "{n} missing from the capture");
+    }
+
+    let collector = Collector::start(&tmp.path().join("collector"), 0, &[]).unwrap();
+    let token = collector.token("admin", "e2e").unwrap();
+    let agent_dir = tmp.path().join("agent");
+    let config = agent_config(&agent_dir, &collector.url, &collector.pin, "").unwrap();
+    // Debug logging: the strictest setting for what the logs may say.
+    let mut agent =
+        start_agent(&config, &["--no-scan", "--pcap", &pcap.display().to_string()], "debug")
+            .unwrap();
+    let want = sorted(expected_counts(std::slice::from_ref(&pcap)));
+    assert_eq!(want.iter().map(|(_, n)| n).sum::<u64>(), 3, "{want:?}");
+    wait_for("the AI sightings in the inventory", LONG, || {
+        (sorted(sightings_by_product(&collector, &token).ok()?) == want).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.output().join("\n")));
+    agent.terminate(Duration::from_secs(30)).unwrap();
+
+    let agent_log = agent.output().join("\n");
+    let mut collector_process = collector.process;
+    collector_process.terminate(Duration::from_secs(30)).unwrap();
+    let collector_log = collector_process.output().join("\n");
+    // The AI names did travel (so the searches below can find what they look for).
+    assert!(
+        !files_contain(&collector.data_dir, "api.anthropic.com").is_empty(),
+        "positive control"
+    );
+    for name in &other {
+        assert!(!agent_log.contains(name.as_str()), "{name} in the agent's log");
+        assert!(!collector_log.contains(name.as_str()), "{name} in the collector's log");
+        let leaked = files_contain(&agent_dir, name);
+        assert!(leaked.is_empty(), "{name} in the agent's files: {leaked:?}");
+        let sent = files_contain(&collector.data_dir, name);
+        assert!(sent.is_empty(), "{name} reached the collector: {sent:?}");
+    }
+}
+
+#[test]
+fn no_loss_no_double_count_across_outages_and_kills() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("collector");
+    // Start once to make the certificate the agent pins, then stop: the collector is down.
+    let port = free_port().unwrap();
+    let first = Collector::start(&data, port, &[]).unwrap();
+    let (url, pin) = (first.url.clone(), first.pin.clone());
+    let mut p = first.process;
+    p.terminate(Duration::from_secs(30)).unwrap();
+
+    let config = agent_config(&tmp.path().join("agent"), &url, &pin, "").unwrap();
+    let pcaps = network_pcaps();
+    let want = sorted(expected_counts(&pcaps));
+    let mut args = vec!["--no-scan".to_owned()];
+    for p in &pcaps {
+        args.push("--pcap".into());
+        args.push(p.display().to_string());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // 1. Collector down: the agent spools and keeps retrying; then it is killed outright.
+    let mut agent = start_agent(&config, &args, "info").unwrap();
+    agent.wait_line("a failed upload", LONG, |l| l.contains("Upload failed")).unwrap();
+    agent.kill();
+
+    // 2. Collector up; an agent that only drains the spool is killed again and again while
+    //    it uploads, then the collector is killed mid-stream too.
+    let collector = Collector::start(&data, port, &[]).unwrap();
+    let token = collector.token("admin", "e2e").unwrap();
+    for round in 0..5u64 {
+        let mut a = start_agent(&config, &["--no-scan", "--no-capture"], "info").unwrap();
+        a.wait_line("enrollment or an upload", LONG, |l| l.contains("Agent started.")).unwrap();
+        // Let it get going for a varying moment, then pull the plug.
+        std::thread::sleep(Duration::from_millis(150 * round));
+        a.kill();
+    }
+    let mut collector = collector;
+    collector.process.kill();
+    let collector = Collector::start(&data, port, &[]).unwrap();
+
+    // 3. A last agent drains what is left; the totals must be exact.
+    let mut last = start_agent(&config, &["--no-scan", "--no-capture"], "info").unwrap();
+    let got = wait_for("exact totals after the outages", LONG, || {
+        let got = sorted(sightings_by_product(&collector, &token).ok()?);
+        (got == want).then_some(got)
+    });
+    let got = got.unwrap_or_else(|e| {
+        panic!(
+            "{e}\nhave {:?}\nwant {want:?}\n{}",
+            sightings_by_product(&collector, &token),
+            last.output().join("\n")
+        )
+    });
+    assert_eq!(got, want);
+    last.terminate(Duration::from_secs(30)).unwrap();
+}
+
+#[test]
+fn agent_refuses_a_collector_whose_certificate_does_not_match_its_pin() {
+    let tmp = tempfile::tempdir().unwrap();
+    let collector = Collector::start(&tmp.path().join("collector"), 0, &[]).unwrap();
+    let token = collector.token("admin", "e2e").unwrap();
+    let wrong_pin = "ab".repeat(32);
+    let config = agent_config(&tmp.path().join("agent"), &collector.url, &wrong_pin, "").unwrap();
+    let mut agent = start_agent(
+        &config,
+        &["--no-scan", "--pcap", &fixture("curl-ipv4.pcap").display().to_string()],
+        "info",
+    )
+    .unwrap();
+    let line = agent.wait_line("a refused upload", LONG, |l| l.contains("Upload failed")).unwrap();
+    assert!(line.contains("certificate"), "the failure names the certificate: {line}");
+    let devices = api_get(&collector.url, &collector.pin, &token, "/api/v1/devices").unwrap();
+    assert_eq!(
+        devices["devices"].as_array().map(Vec::len),
+        Some(0),
+        "nothing reached the collector"
+    );
+}
+
+#[test]
+fn catalog_updates_are_verified_and_never_rolled_back() {
+    use aiscout_signatures::{Catalog, artifact, sign};
+    let tmp = tempfile::tempdir().unwrap();
+    let (good_private, good_public) = sign::generate().unwrap();
+    let (evil_private, _) = sign::generate().unwrap();
+    let builtin = Catalog::builtin().unwrap();
+    let build = |version: u64, key: &str| {
+        let bytes = artifact::encode_unsigned(&Catalog::new(version, builtin.products().to_vec()));
+        sign::sign(&bytes, key).unwrap()
+    };
+    let artifact_path = tmp.path().join("served.bin");
+    // 1. The collector serves a catalog signed by another key: refused, built-in kept.
+    std::fs::write(&artifact_path, build(7, &evil_private)).unwrap();
+    let data = tmp.path().join("collector");
+    let port = free_port().unwrap();
+    let served = ["--catalog".to_owned(), artifact_path.display().to_string()];
+    let collector = Collector::start(&data, port, &served).unwrap();
+    let agent_dir = tmp.path().join("agent");
+    std::fs::create_dir_all(&agent_dir).unwrap();
+    std::fs::write(agent_dir.join("catalog.pub"), &good_public).unwrap();
+    let config = agent_config(&agent_dir, &collector.url, &collector.pin, "").unwrap();
+    let mut agent = start_agent(&config, &["--no-scan", "--no-capture"], "info").unwrap();
+    let refused = agent
+        .wait_line("the refusal", LONG, |l| l.contains("Catalog from the collector refused"))
+        .unwrap();
+    assert!(refused.contains("does not verify"), "{refused}");
+    agent.terminate(Duration::from_secs(30)).unwrap();
+    assert!(!agent_dir.join("state/catalog.bin").exists(), "a refused catalog is never kept");
+
+    // 2. A properly signed version 9: accepted, saved as the last good one.
+    let mut c = collector;
+    c.process.terminate(Duration::from_secs(30)).unwrap();
+    std::fs::write(&artifact_path, build(9, &good_private)).unwrap();
+    let collector = Collector::start(&data, port, &served).unwrap();
+    let mut agent = start_agent(&config, &["--no-scan", "--no-capture"], "info").unwrap();
+    agent.wait_line("the update", LONG, |l| l.contains("Catalog updated and verified.")).unwrap();
+    agent.terminate(Duration::from_secs(30)).unwrap();
+    assert!(agent_dir.join("state/catalog.bin").exists());
+
+    // 3. Version 8 signed with the right key: a rollback, refused; 9 stays in use.
+    let mut c = collector;
+    c.process.terminate(Duration::from_secs(30)).unwrap();
+    std::fs::write(&artifact_path, build(8, &good_private)).unwrap();
+    let _collector = Collector::start(&data, port, &served).unwrap();
+    let mut agent = start_agent(&config, &["--no-scan", "--no-capture"], "info").unwrap();
+    agent
+        .wait_line("the saved catalog", LONG, |l| {
+            l.contains("Loaded the last good catalog.") && l.contains("version=9")
+        })
+        .unwrap();
+    let refused = agent
+        .wait_line("the rollback refusal", LONG, |l| {
+            l.contains("Catalog from the collector refused")
+        })
+        .unwrap();
+    assert!(refused.contains("rollback refused"), "{refused}");
+}
