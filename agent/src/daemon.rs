@@ -644,6 +644,7 @@ impl Uploader {
                 Ok(())
             }
             Err(UploadError::Unauthorized) => {
+                tracing::warn!("The collector refused the node key; enrolling again.");
                 self.forget_key();
                 Err(UploadError::Unauthorized)
             }

@@ -43,6 +43,10 @@ install -d -m 0755 "$stage/DEBIAN" "$stage/usr/bin" "$stage/lib/systemd/system" 
     "$stage/usr/share/doc/aiscout-agent"
 install -d -m 0700 "$stage/etc/aiscout"
 install -m 0755 "$binary" "$stage/usr/bin/aiscout-agent"
+# Packages ship stripped binaries; a debug build carries over 100 MB of symbols otherwise.
+if command -v strip >/dev/null 2>&1; then
+    strip --strip-debug "$stage/usr/bin/aiscout-agent"
+fi
 install -m 0600 "$here/agent.toml" "$stage/etc/aiscout/agent.toml"
 install -m 0644 "$here/aiscout-agent.service" "$stage/lib/systemd/system/aiscout-agent.service"
 install -m 0644 "$here/../README.md" "$stage/usr/share/doc/aiscout-agent/README.md"

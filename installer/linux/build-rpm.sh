@@ -42,6 +42,10 @@ trap 'rm -rf "$top"' EXIT INT TERM
 src=$top/src
 mkdir -p "$src"
 cp "$binary" "$src/aiscout-agent"
+# Packages ship stripped binaries; a debug build carries over 100 MB of symbols otherwise.
+if command -v strip >/dev/null 2>&1; then
+    strip --strip-debug "$src/aiscout-agent"
+fi
 cp "$here/agent.toml" "$here/aiscout-agent.service" "$here/../README.md" "$src/"
 
 rpmbuild -bb "$here/aiscout-agent.spec" \

@@ -34,12 +34,14 @@ pub enum HarnessError {
     Other(String),
 }
 
-/// The path of a workspace binary, built with `cargo build` when it is not there yet (as
-/// when only this package's tests are run).
+/// The path of a workspace binary, after `cargo build` has brought it up to date (once per test
+/// process): `cargo test -p aiscout-e2e` builds this package's dependencies as libraries only,
+/// so without this a test could run a stale binary.
 ///
 /// # Errors
 /// When cargo cannot build it.
 pub fn binary(package: &str, name: &str) -> Result<PathBuf, HarnessError> {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     // Test executables live in target/<profile>/deps; binaries one level up.
     let exe = std::env::current_exe().map_err(|e| HarnessError::Other(e.to_string()))?;
     let profile_dir = exe
@@ -47,20 +49,30 @@ pub fn binary(package: &str, name: &str) -> Result<PathBuf, HarnessError> {
         .and_then(Path::parent)
         .ok_or_else(|| HarnessError::Other("cannot find the target folder".into()))?;
     let path = profile_dir.join(name);
-    if path.is_file() {
-        return Ok(path);
+    let mut built = BUILT.lock().map_err(|_| HarnessError::Other("build lock poisoned".into()))?;
+    if !built.iter().any(|b| b == name) {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-q", "-p", package, "--bin", name]).current_dir(workspace_root());
+        if package == "aiscout-signatures" {
+            cmd.args(["--features", "sign"]);
+        }
+        if profile_dir.file_name().is_some_and(|p| p == "release") {
+            cmd.arg("--release");
+        }
+        let out = cmd.output().map_err(|e| HarnessError::Build(name.into(), e.to_string()))?;
+        if !out.status.success() {
+            return Err(HarnessError::Build(
+                name.into(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            ));
+        }
+        built.push(name.to_owned());
     }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "-p", package, "--bin", name]).current_dir(workspace_root());
-    if package == "aiscout-signatures" {
-        cmd.args(["--features", "sign"]);
-    }
-    let out = cmd.output().map_err(|e| HarnessError::Build(name.into(), e.to_string()))?;
-    if !out.status.success() || !path.is_file() {
+    if !path.is_file() {
         return Err(HarnessError::Build(
             name.into(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
+            format!("{} is missing after the build", path.display()),
         ));
     }
     Ok(path)

@@ -346,3 +346,45 @@ fn catalog_updates_are_verified_and_never_rolled_back() {
         .unwrap();
     assert!(refused.contains("rollback refused"), "{refused}");
 }
+
+#[test]
+fn agent_enrolls_again_when_the_collector_no_longer_knows_its_node_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("collector");
+    let port = free_port().unwrap();
+    let collector = Collector::start(&data, port, &[]).unwrap();
+    let token = collector.token("admin", "e2e").unwrap();
+    let config =
+        agent_config(&tmp.path().join("agent"), &collector.url, &collector.pin, "").unwrap();
+    let pcap = fixture("curl-ipv4.pcap");
+    let mut agent =
+        start_agent(&config, &["--no-scan", "--pcap", &pcap.display().to_string()], "info")
+            .unwrap();
+    wait_for("the first sightings", LONG, || {
+        (!sightings_by_product(&collector, &token).ok()?.is_empty()).then_some(())
+    })
+    .unwrap();
+    agent.terminate(Duration::from_secs(30)).unwrap();
+    assert!(tmp.path().join("agent/state/node_key").exists(), "the node key is kept");
+
+    // The collector loses its database (a rebuild): the saved node key is now unknown.
+    let mut c = collector;
+    c.process.terminate(Duration::from_secs(30)).unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let _gone = std::fs::remove_file(data.join(format!("aiscout.db{suffix}")));
+    }
+    let collector = Collector::start(&data, port, &[]).unwrap();
+    let token = collector.token("admin", "e2e").unwrap();
+    let want = sorted(expected_counts(std::slice::from_ref(&pcap)));
+    let mut agent =
+        start_agent(&config, &["--no-scan", "--pcap", &pcap.display().to_string()], "info")
+            .unwrap();
+    agent.wait_line("the refusal of the old key", LONG, |l| l.contains("enrolling again")).unwrap();
+    agent
+        .wait_line("a new enrollment", LONG, |l| l.contains("Enrolled with the collector."))
+        .unwrap();
+    wait_for("sightings after re-enrolling", LONG, || {
+        (sorted(sightings_by_product(&collector, &token).ok()?) == want).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.output().join("\n")));
+}
