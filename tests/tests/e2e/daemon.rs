@@ -388,3 +388,49 @@ fn agent_enrolls_again_when_the_collector_no_longer_knows_its_node_key() {
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", agent.output().join("\n")));
 }
+
+#[test]
+fn agent_trusts_only_the_configured_ca() {
+    let tmp = tempfile::tempdir().unwrap();
+    let collector = Collector::start(&tmp.path().join("collector"), 0, &[]).unwrap();
+    let token = collector.token("admin", "e2e").unwrap();
+    // Another collector's self-signed certificate stands for "a certificate from another CA".
+    let other = Collector::start(&tmp.path().join("other"), 0, &[]).unwrap();
+    let pcap = fixture("curl-ipv4.pcap").display().to_string();
+
+    // Trusting the other CA: refused, nothing arrives.
+    let wrong = tmp.path().join("wrong");
+    let ca = format!("ca_file = {:?}\n", other.data_dir.join("cert.pem").display().to_string());
+    let config = agent_config(&wrong, &collector.url, "", &ca).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap().replace("pin_sha256 = \"\"\n", "");
+    std::fs::write(&config, text).unwrap();
+    let mut agent = start_agent(&config, &["--no-scan", "--pcap", &pcap], "info").unwrap();
+    let line = agent.wait_line("a refused upload", LONG, |l| l.contains("Upload failed")).unwrap();
+    assert!(line.contains("certificate"), "{line}");
+    agent.kill();
+    let devices = api_get(&collector.url, &collector.pin, &token, "/api/v1/devices").unwrap();
+    assert_eq!(
+        devices["devices"].as_array().map(Vec::len),
+        Some(0),
+        "nothing reached the collector"
+    );
+
+    // Trusting the collector's own CA: accepted, and the node key is kept private.
+    let right = tmp.path().join("right");
+    let ca = format!("ca_file = {:?}\n", collector.data_dir.join("cert.pem").display().to_string());
+    let config = agent_config(&right, &collector.url, "", &ca).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap().replace("pin_sha256 = \"\"\n", "");
+    std::fs::write(&config, text).unwrap();
+    let mut agent = start_agent(&config, &["--no-scan", "--pcap", &pcap], "info").unwrap();
+    wait_for("sightings over the CA-verified connection", LONG, || {
+        (!sightings_by_product(&collector, &token).ok()?.is_empty()).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.output().join("\n")));
+    agent.terminate(Duration::from_secs(30)).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(right.join("state/node_key")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the node key file is private");
+    }
+}
