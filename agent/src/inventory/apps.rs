@@ -80,6 +80,7 @@ fn linux(fs: &mut Fs, sink: &mut Sink<'_>, homes: &[Home]) {
         }
     }
     dpkg(fs, sink);
+    rpm(fs, sink);
     snaps(fs, sink);
     flatpaks(fs, sink, homes);
 }
@@ -123,6 +124,44 @@ fn dpkg(fs: &mut Fs, sink: &mut Sink<'_>) {
         let version = field("Version").map(str::to_owned);
         let found =
             Found::new(package).path("/var/lib/dpkg/status".into()).version(version).detail("dpkg");
+        sink.add(Kind::App, matched, found);
+    }
+}
+
+/// The rpm database (Fedora, RHEL, SUSE), read with `rpm --root` when the root has one and
+/// the `rpm` tool is installed: the database format (Berkeley DB, NDB or SQLite) depends on the
+/// distribution, and only rpm reads all of them. `--root` keeps rpm inside the scanned root.
+fn rpm(fs: &mut Fs, sink: &mut Sink<'_>) {
+    let db = ["/usr/lib/sysimage/rpm", "/var/lib/rpm"].into_iter().find(|d| {
+        let dir = fs.host(d);
+        fs.list(&dir).iter().any(|(name, _)| name.starts_with("rpmdb") || name == "Packages")
+    });
+    let Some(db) = db else { return };
+    let root = fs.host("/");
+    // `--dbpath` is explicit because distributions move the default (Debian's rpm points it
+    // at the home folder); rpm reads it relative to `--root`.
+    let out = std::process::Command::new("rpm")
+        .arg("--root")
+        .arg(&root)
+        .args(["--dbpath", db, "-qa", "--qf", "%{NAME}\\t%{VERSION}-%{RELEASE}\\n"])
+        .output();
+    let text = match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+        Ok(o) => {
+            let why = String::from_utf8_lossy(&o.stderr).trim().to_owned();
+            fs.warn(&fs.host(db), format!("rpm could not read the database: {why}"));
+            return;
+        }
+        Err(e) => {
+            fs.warn(&fs.host(db), format!("an rpm database is present but rpm cannot run: {e}"));
+            return;
+        }
+    };
+    for line in text.lines() {
+        let Some((name, version)) = line.split_once('\t') else { continue };
+        let matched = sink.index().app(AppRef::LinuxPackage(name));
+        let found =
+            Found::new(name).path(db.to_owned()).version(Some(version.to_owned())).detail("rpm");
         sink.add(Kind::App, matched, found);
     }
 }

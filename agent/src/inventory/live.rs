@@ -51,30 +51,116 @@ fn processes(sink: &mut Sink<'_>) {
 
 /// Listening TCP sockets on ports the catalog knows, with the owning process when visible.
 fn listening_ports(fs: &mut Fs, sink: &mut Sink<'_>) {
-    let mut listening: Vec<(u16, u64)> = Vec::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Some(text) = fs.read_text(std::path::Path::new(table)) else { continue };
-        listening.extend(parse_proc_net_listeners(&text));
-    }
+    let mut listening = listeners(fs);
     listening.retain(|(port, _)| sink.index().local_port(*port).is_some());
-    if listening.is_empty() {
-        return;
-    }
-    let owners = socket_owners(listening.iter().map(|(_, inode)| *inode).collect());
     listening.sort_unstable();
     listening.dedup_by_key(|(port, _)| *port);
-    for (port, inode) in listening {
+    for (port, owner) in listening {
         let matched = sink.index().local_port(port);
         let mut found = Found::new(format!("127.0.0.1:{port}"));
-        if let Some((pid, exe)) = owners.get(&inode) {
+        if let Some((pid, exe)) = owner {
             found = found.detail(format!("pid {pid} {exe}"));
         }
         sink.add(Kind::LocalRuntime, matched, found);
     }
 }
 
+/// (port, owner) of every listening TCP socket. Linux reads `/proc`; macOS asks `lsof`;
+/// Windows asks `netstat -ano`. The parsers are shared code, tested on every platform from
+/// captured output.
+#[cfg(target_os = "linux")]
+fn listeners(fs: &mut Fs) -> Vec<(u16, Option<(u32, String)>)> {
+    let mut sockets: Vec<(u16, u64)> = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Some(text) = fs.read_text(std::path::Path::new(table)) else { continue };
+        sockets.extend(parse_proc_net_listeners(&text));
+    }
+    let owners = socket_owners(sockets.iter().map(|(_, inode)| *inode).collect());
+    sockets.into_iter().map(|(port, inode)| (port, owners.get(&inode).cloned())).collect()
+}
+
+#[cfg(target_os = "macos")]
+fn listeners(_fs: &mut Fs) -> Vec<(u16, Option<(u32, String)>)> {
+    let out = std::process::Command::new("/usr/sbin/lsof")
+        .args(["-nP", "-iTCP", "-sTCP:LISTEN", "-Fpcn"])
+        .output();
+    match out {
+        Ok(o) => parse_lsof_listeners(&String::from_utf8_lossy(&o.stdout))
+            .into_iter()
+            .map(|(port, pid, name)| (port, Some((pid, name))))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[cfg(windows)]
+fn listeners(_fs: &mut Fs) -> Vec<(u16, Option<(u32, String)>)> {
+    let out = std::process::Command::new("netstat").args(["-ano", "-p", "TCP"]).output();
+    let Ok(o) = out else { return Vec::new() };
+    let mut sys = System::new();
+    sys.refresh_processes(ProcessesToUpdate::All, true);
+    parse_netstat_listeners(&String::from_utf8_lossy(&o.stdout))
+        .into_iter()
+        .map(|(port, pid)| {
+            let name = sys
+                .process(sysinfo::Pid::from_u32(pid))
+                .map(|p| p.name().to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (port, Some((pid, name)))
+        })
+        .collect()
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
+fn listeners(_fs: &mut Fs) -> Vec<(u16, Option<(u32, String)>)> {
+    Vec::new()
+}
+
+/// `lsof -nP -iTCP -sTCP:LISTEN -Fpcn` output: a `p<pid>` line, a `c<command>` line, then one
+/// `n<address>:<port>` line per listening socket of that process.
+pub fn parse_lsof_listeners(text: &str) -> Vec<(u16, u32, String)> {
+    let mut out = Vec::new();
+    let (mut pid, mut command) = (None, String::new());
+    for line in text.lines() {
+        match line.split_at_checked(1) {
+            Some(("p", rest)) => {
+                pid = rest.trim().parse().ok();
+                command.clear();
+            }
+            Some(("c", rest)) => command = rest.trim().to_owned(),
+            Some(("n", rest)) => {
+                let port = rest.rsplit_once(':').and_then(|(_, p)| p.trim().parse().ok());
+                if let (Some(port), Some(pid)) = (port, pid) {
+                    out.push((port, pid, command.clone()));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// `netstat -ano -p TCP` output: `TCP  127.0.0.1:11434  0.0.0.0:0  LISTENING  1234` rows
+/// (IPv6 rows write `[::1]:11434`).
+pub fn parse_netstat_listeners(text: &str) -> Vec<(u16, u32)> {
+    text.lines()
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            match cols.as_slice() {
+                [proto, local, _remote, state, pid]
+                    if proto.eq_ignore_ascii_case("tcp") && *state == "LISTENING" =>
+                {
+                    let port = local.rsplit_once(':')?.1.parse().ok()?;
+                    Some((port, pid.parse().ok()?))
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
 /// (local port, socket inode) of every LISTEN (state `0A`) row of `/proc/net/tcp[6]`.
-pub(crate) fn parse_proc_net_listeners(text: &str) -> Vec<(u16, u64)> {
+pub fn parse_proc_net_listeners(text: &str) -> Vec<(u16, u64)> {
     text.lines()
         .skip(1)
         .filter_map(|line| {
@@ -91,6 +177,7 @@ pub(crate) fn parse_proc_net_listeners(text: &str) -> Vec<(u16, u64)> {
         .collect()
 }
 
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // Linux only; parsers are tested everywhere.
 /// Which process holds each socket inode: a walk of `/proc/<pid>/fd` links, bounded by the
 /// number of processes and fds the kernel shows.
 fn socket_owners(mut wanted: Vec<u64>) -> HashMap<u64, (u32, String)> {
@@ -123,6 +210,25 @@ fn socket_owners(mut wanted: Vec<u64>) -> HashMap<u64, (u32, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lsof_listeners_as_macos_prints_them() {
+        let text = "p812\ncollama\nn127.0.0.1:11434\np990\ncLM Studio\nn*:1234\nn[::1]:1234\np5\ncbroken\nnnot-an-address\n";
+        assert_eq!(
+            parse_lsof_listeners(text),
+            vec![
+                (11434, 812, "ollama".to_owned()),
+                (1234, 990, "LM Studio".to_owned()),
+                (1234, 990, "LM Studio".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn netstat_listeners_as_windows_prints_them() {
+        let text = "\r\nActive Connections\r\n\r\n  Proto  Local Address          Foreign Address        State           PID\r\n  TCP    0.0.0.0:135            0.0.0.0:0              LISTENING       1016\r\n  TCP    127.0.0.1:11434        0.0.0.0:0              LISTENING       4242\r\n  TCP    127.0.0.1:50000        127.0.0.1:11434        ESTABLISHED     77\r\n  TCP    [::1]:1234             [::]:0                 LISTENING       99\r\n";
+        assert_eq!(parse_netstat_listeners(text), vec![(135, 1016), (11434, 4242), (1234, 99)]);
+    }
 
     #[test]
     fn proc_net_tcp_listeners() {

@@ -265,3 +265,58 @@ fn watch_reports_an_install_and_its_removal_without_a_full_rescan() {
     );
     assert!(watch.findings().is_empty());
 }
+
+#[test]
+fn rpm_database_packages_are_found_with_their_version() {
+    let have = |tool: &str| {
+        std::process::Command::new("which").arg(tool).output().is_ok_and(|o| o.status.success())
+    };
+    if !have("rpm") || !have("rpmbuild") {
+        println!(
+            "SKIPPED: rpm and rpmbuild are needed to make an rpm database (apt-get install rpm)"
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let top = tmp.path().join("rpmbuild");
+    let spec = tmp.path().join("aitool.spec");
+    std::fs::write(
+        &spec,
+        "Name: aitool-fixture\nVersion: 2.0\nRelease: 1\nSummary: fixture\nLicense: MIT\nBuildArch: noarch\n%description\nfixture\n%files\n",
+    )
+    .unwrap();
+    let built = std::process::Command::new("rpmbuild")
+        .arg("-bb")
+        .arg("--define")
+        .arg(format!("_topdir {}", top.display()))
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let rpm_file = top.join("RPMS/noarch/aitool-fixture-2.0-1.noarch.rpm");
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let rpm = |args: &[&str]| {
+        let out =
+            std::process::Command::new("rpm").arg("--root").arg(&root).args(args).output().unwrap();
+        assert!(out.status.success(), "rpm {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    rpm(&["--dbpath", "/var/lib/rpm", "--initdb"]);
+    rpm(&[
+        "--dbpath",
+        "/var/lib/rpm",
+        "-i",
+        "--justdb",
+        "--nodeps",
+        "--noscripts",
+        rpm_file.to_str().unwrap(),
+    ]);
+    let scan = inventory::scan(&index(), &ScanOptions::root(&root));
+    let rows: Vec<String> = scan.findings.iter().map(row).collect();
+    assert_eq!(
+        rows,
+        vec!["app fixture.ai-tool aitool-fixture user=- path=/var/lib/rpm version=2.0-1"],
+        "{:#?}",
+        scan.warnings
+    );
+}
