@@ -49,6 +49,15 @@ pub enum ImportCommand {
         /// The CSV file.
         file: PathBuf,
     },
+    /// Watch a drop folder: files dropped into DIR/expenses, DIR/gateway or DIR/people are
+    /// imported and moved to DIR/processed, or to DIR/rejected beside a .reason file.
+    Watch {
+        /// The drop folder (its subfolders are created when missing).
+        dir: PathBuf,
+        /// Import what is waiting once and exit, instead of watching (for cron or a test).
+        #[arg(long)]
+        once: bool,
+    },
 }
 
 /// `report ...`.
@@ -246,6 +255,10 @@ pub async fn import<S: Store>(
             total = 1;
             let r = file::people(store, Input::Path(path)).await;
             summary(&mut out, r, &mut failed);
+        }
+        ImportCommand::Watch { .. } => {
+            let e = CommandError::Usage("import watch is run by main, not as a one-shot".into());
+            return Err((Output::default(), e));
         }
     }
     if failed > 0 {

@@ -175,6 +175,39 @@ async fn dispatch<S: Store>(command: Command, config: Config, store: S) -> anyho
     match command {
         Command::Serve => serve(config, store).await,
         Command::CheckConfig | Command::MdmPackage(_) | Command::BenchIngest(_) => Ok(()),
+        Command::Import(aiscout_collector::cli::ImportCommand::Watch { dir, once }) => {
+            use aiscout_collector::ingest::drop::{self, Outcome};
+            let catalog = aiscout_collector::cli::catalog(config.catalog.as_deref())?;
+            let index = Arc::new(aiscout_signatures::Index::new(catalog));
+            let show = |path: &std::path::Path, outcome: &Outcome| {
+                let name = path.display();
+                match outcome {
+                    Outcome::Processed(summary) => say(&format!("processed {name}: {summary}")),
+                    Outcome::Rejected(reason) => say(&format!("rejected {name}: {reason}")),
+                    Outcome::Vanished => say(&format!("skipped {name}: taken by another instance")),
+                };
+            };
+            if once {
+                drop::prepare(&dir)?;
+                for (path, outcome) in drop::process_waiting(&store, &index, &dir).await? {
+                    show(&path, &outcome);
+                }
+                return Ok(());
+            }
+            let ready = || {
+                say(&format!("watching {}", dir.display()));
+            };
+            let shutdown = async {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {},
+                    () = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {},
+                }
+            };
+            drop::watch(&store, index, &dir, show, ready, shutdown).await?;
+            Ok(())
+        }
         Command::Import(c) => {
             let catalog = aiscout_collector::cli::catalog(config.catalog.as_deref())?;
             match aiscout_collector::cli::import(&store, catalog, c, true).await {

@@ -13,6 +13,7 @@ use aiscout_wire::SightingBatch;
 
 use crate::model::{Batch, Sighting};
 
+pub mod drop;
 pub mod expense;
 pub mod file;
 pub mod gateway;

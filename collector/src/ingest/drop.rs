@@ -1,0 +1,225 @@
+//! The watched drop folder: `aiscout-collector import watch DIR`.
+//!
+//! Layout, created when missing:
+//!
+//! ```text
+//! DIR/expenses/    card and expense exports (format detected by header)
+//! DIR/gateway/     gateway and provider spend exports
+//! DIR/people/      the people directory
+//! DIR/processed/   files imported (row errors, if any, listed in <file>.errors beside them)
+//! DIR/rejected/    files that could not be imported at all, each with <file>.reason
+//! ```
+//!
+//! Every file already waiting is imported first; then `notify` reports new files, and a file is
+//! imported once the folder has been quiet for a moment (an export being copied in is not read
+//! half-written). Imports are idempotent, so two collectors watching one shared folder, or a
+//! file dropped twice, count each row once; a file another instance already moved is skipped.
+//! Files whose names start with `.` are ignored (editors and copy tools write those).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aiscout_signatures::Index;
+
+use crate::ingest::file::{self, FileReport, ImportError, Input};
+use crate::store::{self, Store};
+
+/// The kinds of file the drop folder takes, by subfolder.
+pub const KINDS: [&str; 3] = ["expenses", "gateway", "people"];
+
+/// How long the folder must be quiet before new files are read.
+pub const QUIET: Duration = Duration::from_secs(2);
+
+/// What happened to one dropped file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Imported and moved to `processed/`; the text is the import summary.
+    Processed(String),
+    /// Not importable and moved to `rejected/` beside a `.reason` file saying why.
+    Rejected(String),
+    /// Gone before it could be read (another instance took it).
+    Vanished,
+}
+
+/// Why the drop folder cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DropError {
+    /// A folder could not be created or read.
+    #[error("drop folder {path}: {source}")]
+    Io {
+        /// The folder.
+        path: PathBuf,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// The OS refused the watch.
+    #[error("cannot watch {path}: {source}")]
+    Watch {
+        /// The folder.
+        path: PathBuf,
+        /// The notify error.
+        source: notify::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DropError + '_ {
+    move |source| DropError::Io { path: path.to_path_buf(), source }
+}
+
+/// Creates the layout under `dir`.
+///
+/// # Errors
+/// When a folder cannot be created.
+pub fn prepare(dir: &Path) -> Result<(), DropError> {
+    for sub in KINDS.iter().chain(&["processed", "rejected"]) {
+        let p = dir.join(sub);
+        std::fs::create_dir_all(&p).map_err(io(&p))?;
+    }
+    Ok(())
+}
+
+/// The files waiting in the kind folders, oldest name first.
+fn waiting(dir: &Path) -> Result<Vec<(&'static str, PathBuf)>, DropError> {
+    let mut out = Vec::new();
+    for kind in KINDS {
+        let sub = dir.join(kind);
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&sub)
+            .map_err(io(&sub))?
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .map(|e| e.path())
+            .collect();
+        files.sort();
+        out.extend(files.into_iter().map(|p| (kind, p)));
+    }
+    Ok(out)
+}
+
+/// Imports every file waiting now; returns what happened to each.
+///
+/// # Errors
+/// When the folders cannot be read or a file cannot be moved.
+pub async fn process_waiting<S: Store>(
+    store: &S,
+    index: &Arc<Index>,
+    dir: &Path,
+) -> Result<Vec<(PathBuf, Outcome)>, DropError> {
+    let mut done = Vec::new();
+    for (kind, path) in waiting(dir)? {
+        let outcome = process_one(store, index, dir, kind, &path).await?;
+        done.push((path, outcome));
+    }
+    Ok(done)
+}
+
+async fn process_one<S: Store>(
+    store: &S,
+    index: &Arc<Index>,
+    dir: &Path,
+    kind: &str,
+    path: &Path,
+) -> Result<Outcome, DropError> {
+    if !path.exists() {
+        return Ok(Outcome::Vanished);
+    }
+    let input = Input::Path(path.to_path_buf());
+    let now = store::now();
+    let result: Result<FileReport, ImportError> = match kind {
+        "expenses" => file::expenses(store, Arc::clone(index), input, None, None, now).await,
+        "gateway" => file::gateway(store, Arc::clone(index), input, None, None, now).await,
+        _ => file::people(store, input).await,
+    };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    match result {
+        Ok(report) => {
+            let dest = dir.join("processed").join(&name);
+            if !move_file(path, &dest)? {
+                return Ok(Outcome::Vanished);
+            }
+            if !report.tally.errors.is_empty() {
+                let errors: String = report.tally.errors.iter().map(|e| format!("{e}\n")).collect();
+                let p = dir.join("processed").join(format!("{name}.errors"));
+                std::fs::write(&p, errors).map_err(io(&p))?;
+            }
+            Ok(Outcome::Processed(report.to_string()))
+        }
+        Err(e) => {
+            let dest = dir.join("rejected").join(&name);
+            if !move_file(path, &dest)? {
+                return Ok(Outcome::Vanished);
+            }
+            let reason = format!("{e}\n");
+            let p = dir.join("rejected").join(format!("{name}.reason"));
+            std::fs::write(&p, &reason).map_err(io(&p))?;
+            Ok(Outcome::Rejected(reason.trim_end().to_owned()))
+        }
+    }
+}
+
+/// Moves `from` to `to`, replacing an older file of the same name; `false` when `from` is
+/// gone (another instance moved it first).
+fn move_file(from: &Path, to: &Path) -> Result<bool, DropError> {
+    match std::fs::rename(from, to) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(DropError::Io { path: from.to_path_buf(), source: e }),
+    }
+}
+
+/// Imports what is waiting, then watches for new files until `shutdown` resolves, calling
+/// `report` with each outcome and `ready` once the first pass is done.
+///
+/// # Errors
+/// When the folder cannot be prepared or watched.
+pub async fn watch<S: Store>(
+    store: &S,
+    index: Arc<Index>,
+    dir: &Path,
+    mut report: impl FnMut(&Path, &Outcome),
+    ready: impl FnOnce(),
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DropError> {
+    use notify::Watcher as _;
+    prepare(dir)?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(64);
+    let mut watcher = notify::recommended_watcher(move |_event| {
+        // A full channel already holds a wake-up; the pass after it sees every file.
+        let _sent = tx.try_send(());
+    })
+    .map_err(|source| DropError::Watch { path: dir.to_path_buf(), source })?;
+    for kind in KINDS {
+        let sub = dir.join(kind);
+        watcher
+            .watch(&sub, notify::RecursiveMode::NonRecursive)
+            .map_err(|source| DropError::Watch { path: sub.clone(), source })?;
+    }
+    tokio::pin!(shutdown);
+    let mut ready = Some(ready);
+    loop {
+        for (path, outcome) in process_waiting(store, &index, dir).await? {
+            report(&path, &outcome);
+        }
+        // The watch is set and what was waiting is done: later files come through events.
+        if let Some(r) = ready.take() {
+            r();
+        }
+        tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            woke = rx.recv() => {
+                if woke.is_none() {
+                    return Ok(());
+                }
+                // Wait for the folder to be quiet: a file being copied in fires many events.
+                // Bounded: after five minutes of continuous events the pass runs anyway.
+                for _ in 0..150 {
+                    match tokio::time::timeout(QUIET, rx.recv()).await {
+                        Ok(Some(())) => {}
+                        _ => break,
+                    }
+                }
+            }
+        }
+    }
+}
