@@ -100,7 +100,13 @@ check 700 root root /etc/aiscout
 check 600 root root /etc/aiscout/agent.toml
 check 644 root root /lib/systemd/system/aiscout-agent.service
 check 700 root root /var/lib/aiscout
-cmp -s /usr/bin/aiscout-agent "$binary" || fail "/usr/bin/aiscout-agent is not the packaged binary"
+# The package ships the binary stripped of debug info: compare with a stripped copy.
+expected="$work/expected-agent"
+cp "$binary" "$expected"
+if command -v strip >/dev/null 2>&1; then
+    strip --strip-debug "$expected"
+fi
+cmp -s /usr/bin/aiscout-agent "$expected" || fail "/usr/bin/aiscout-agent is not the packaged binary"
 cmp -s /etc/aiscout/agent.toml "$here/agent.toml" || fail "/etc/aiscout/agent.toml differs from installer/linux/agent.toml"
 if [ -L /etc/systemd/system/multi-user.target.wants/aiscout-agent.service ]; then
     ok "service enabled (multi-user.target.wants symlink)"
