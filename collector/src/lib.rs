@@ -4,7 +4,8 @@
 //! - [`api`]: routing, TLS, node-key and API-token auth, body caps, rate limits, the one
 //!   mapping from errors to HTTP answers. The only module that knows HTTP.
 //! - [`ingest`]: sighting batches from the wire into the domain, aggregated per key; expense,
-//!   gateway spend and people imports (format detection, normalisation, row errors).
+//!   gateway spend and people imports (format detection, normalisation, row errors), and the
+//!   watched drop folder (`ingest::drop`).
 //! - [`store`]: the [`store::Store`] trait with SQLite and PostgreSQL backends, migrations,
 //!   transactions and idempotence. The only module that speaks SQL.
 //! - [`join`]: inventory rows, product detail, subscriptions and the reconciliation from

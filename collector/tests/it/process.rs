@@ -8,6 +8,7 @@
 // Test helpers (not #[test] fns) unwrap and panic: a failure there is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr)]
 
+use crate::store::harness::{drop_schema, pg_url};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
 use std::net::SocketAddr;
@@ -172,13 +173,8 @@ fn batch(k: u64) -> Vec<u8> {
     serde_json::to_vec(&b).unwrap()
 }
 
-fn pg_url() -> String {
-    std::env::var("AISCOUT_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
 /// A fresh schema at 127.0.0.1:5432 and a URL whose connections use it as `search_path`
-/// (as the conformance suite's harness does; that module is private to `store`).
+/// (as the conformance suite's harness does).
 async fn pg_schema() -> (String, String) {
     let base = pg_url();
     let (client, conn) =
@@ -193,27 +189,6 @@ async fn pg_schema() -> (String, String) {
     driver.await.unwrap().unwrap();
     let sep = if base.contains('?') { '&' } else { '?' };
     (format!("{base}{sep}options=-csearch_path%3D{schema}"), schema)
-}
-
-/// Drops a test schema from a `Drop` impl (which cannot await).
-fn drop_schema(schema: &str) {
-    let sql = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
-    let base = pg_url();
-    let done = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async {
-            let (client, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls).await?;
-            let driver = tokio::spawn(conn);
-            client.batch_execute(&sql).await?;
-            drop(client);
-            driver.await.ok();
-            Ok::<(), tokio_postgres::Error>(())
-        })
-    })
-    .join();
-    if !matches!(done, Ok(Ok(()))) {
-        eprintln!("warning: could not drop test schema {schema}");
-    }
 }
 
 /// Where the kill test's database lives, and how to read it back directly.
