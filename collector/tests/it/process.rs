@@ -8,7 +8,7 @@
 // Test helpers (not #[test] fns) unwrap and panic: a failure there is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr)]
 
-use crate::store::harness::{drop_schema, pg_url};
+use crate::store::harness::{drop_schema, pg_schema};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
 use std::net::SocketAddr;
@@ -171,24 +171,6 @@ fn batch(k: u64) -> Vec<u8> {
         evicted: 0,
     };
     serde_json::to_vec(&b).unwrap()
-}
-
-/// A fresh schema at 127.0.0.1:5432 and a URL whose connections use it as `search_path`
-/// (as the conformance suite's harness does).
-async fn pg_schema() -> (String, String) {
-    let base = pg_url();
-    let (client, conn) =
-        tokio_postgres::connect(&base, tokio_postgres::NoTls).await.unwrap_or_else(|e| {
-            panic!("PostgreSQL at {base} is required for this test and is unreachable: {e}")
-        });
-    let driver = tokio::spawn(conn);
-    let suffix = aiscout_collector::credentials::generate("").unwrap();
-    let schema = format!("aiscout_proc_{}", suffix.chars().take(16).collect::<String>());
-    client.batch_execute(&format!("CREATE SCHEMA {schema}")).await.unwrap();
-    drop(client);
-    driver.await.unwrap().unwrap();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    (format!("{base}{sep}options=-csearch_path%3D{schema}"), schema)
 }
 
 /// Where the kill test's database lives, and how to read it back directly.
