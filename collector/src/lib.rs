@@ -20,7 +20,7 @@
 //! - [`mdm`]: `mdm-package`: agent packages and MDM payloads filled in for this collector.
 //! - [`cli`]: the `import` and `report` subcommands, returning what `main` prints.
 //! - [`client`]: a small HTTPS client (HTTP/1.1 or HTTP/2) for the tests and `bench-ingest`.
-//! - [`bench`]: `bench-ingest`, the load generator that measures ingest and inventory queries
+//! - [`mod@bench`]: `bench-ingest`, the load generator that measures ingest and inventory queries
 //!   against the raw-insert floor (BENCHMARKS.md).
 //!
 //! Key decision: the collector keeps no state outside the database that another instance
