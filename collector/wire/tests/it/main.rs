@@ -91,3 +91,27 @@ fn enroll_secret_does_not_leak_through_debug() {
     let req: EnrollRequest = serde_json::from_slice(&fixture("enroll_request.json")).unwrap();
     assert!(!format!("{req:?}").contains("s3cret-enroll"));
 }
+
+#[test]
+fn openapi_file_documents_every_route() {
+    use aiscout_wire::routes;
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../openapi.yaml");
+    let spec = std::fs::read_to_string(&path).unwrap();
+    for route in [
+        routes::ENROLL,
+        routes::SIGHTINGS,
+        routes::HEARTBEAT,
+        routes::CATALOG,
+        routes::INVENTORY,
+        routes::DEVICES,
+        routes::RECONCILE,
+        routes::IMPORT_EXPENSES,
+        routes::IMPORT_GATEWAY,
+        routes::AUDIT,
+    ] {
+        assert!(
+            spec.contains(&format!("\n  {route}:\n")),
+            "{route} is missing from collector/openapi.yaml"
+        );
+    }
+}
