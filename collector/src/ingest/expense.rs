@@ -280,12 +280,7 @@ impl<'a> ExpenseParser<'a> {
     }
 
     fn error(&self, header: &Header, line: u64, col: Option<usize>, reason: String) -> RowError {
-        RowError {
-            file: self.file.clone(),
-            line,
-            column: col.map(|c| header.name(c).to_owned()).unwrap_or_default(),
-            reason,
-        }
+        RowError::at(&self.file, header, line, col, reason)
     }
 
     /// One record: a line to store, or `None` when it was counted in `tally` instead.

@@ -44,6 +44,18 @@ pub struct RowError {
     pub reason: String,
 }
 
+impl RowError {
+    /// An error at `line` of `file`, in column `col` of `header` (the whole row when `None`).
+    pub fn at(file: &str, header: &Header, line: u64, col: Option<usize>, reason: String) -> Self {
+        RowError {
+            file: file.to_owned(),
+            line,
+            column: col.map(|c| header.name(c).to_owned()).unwrap_or_default(),
+            reason,
+        }
+    }
+}
+
 impl fmt::Display for RowError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.column.is_empty() {

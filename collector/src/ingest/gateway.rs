@@ -232,12 +232,7 @@ impl<'a> GatewayParser<'a> {
     }
 
     fn error(&self, h: &Header, line: u64, col: Option<usize>, reason: String) -> RowError {
-        RowError {
-            file: self.file.clone(),
-            line,
-            column: col.map(|c| h.name(c).to_owned()).unwrap_or_default(),
-            reason,
-        }
+        RowError::at(&self.file, h, line, col, reason)
     }
 
     fn tokens(

@@ -78,12 +78,8 @@ impl Layout {
         }
         let email = cell(rec, Some(self.email));
         if !parse::looks_like_email(email) {
-            return Err(RowError {
-                file: file.to_owned(),
-                line,
-                column: h.name(self.email).to_owned(),
-                reason: format!("not an email address: {email:?}"),
-            });
+            let reason = format!("not an email address: {email:?}");
+            return Err(RowError::at(file, h, line, Some(self.email), reason));
         }
         let mut name = parse::collapse(cell(rec, self.name));
         if name.is_empty() {
