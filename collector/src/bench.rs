@@ -782,6 +782,22 @@ async fn inventory(db: Db, data_dir: PathBuf, args: &BenchArgs, name: &str) -> a
         start.elapsed().as_secs_f64()
     ));
 
+    // The rollups take in everything generated; a running collector does this as batches
+    // arrive, one second's worth at a time.
+    let start = Instant::now();
+    let folded = match &db {
+        Db::Sqlite(path) => SqliteStore::open(path).await?.fold().await?,
+        Db::Postgres { url } => PgStore::open(url).await?.fold().await?,
+    };
+    say(&format!(
+        "[{name}] rollups: folded {folded} pending rows in {:.1}s",
+        start.elapsed().as_secs_f64()
+    ));
+    if let Db::Postgres { url } = &db {
+        pg_admin(url, "ANALYZE usage_device; ANALYZE usage_product_device; ANALYZE usage_pending")
+            .await?;
+    }
+
     let token = crate::credentials::generate(crate::credentials::API_TOKEN_PREFIX)?;
     let record = crate::model::Token {
         name: "bench".into(),
@@ -843,6 +859,12 @@ async fn inventory(db: Db, data_dir: PathBuf, args: &BenchArgs, name: &str) -> a
     Ok(())
 }
 
+/// Every generated sighting as the pending usage row its batch would have appended (each
+/// window of the generated data stands for one batch).
+const PENDING_FROM_SIGHTINGS: &str =
+    "INSERT INTO usage_pending (device_id, product, kind, os_user, first_seen, last_seen, count)
+     SELECT device_id, product, kind, os_user, first_seen, last_seen, count FROM sightings";
+
 /// The shape of the generated inventory, shared by both backends' SQL: row `i` belongs to
 /// device `i / per_device + 1`; each device uses 5 products (chosen by device id), each seen
 /// by 2 kinds in `WINDOWS` daily windows; owners belong to 20 departments.
@@ -880,6 +902,8 @@ fn sqlite_fill(path: &Path, products: &[String], devices: u64, rows: u64) -> any
     )?;
     tx.commit()?;
     tx_fill_sqlite(&mut conn, per, devices, rows, np)?;
+    // What ingest appends beside each batch's sightings, for the fold to take in.
+    conn.execute_batch(PENDING_FROM_SIGHTINGS)?;
     conn.execute_batch("ANALYZE")?;
     Ok(())
 }
@@ -983,10 +1007,11 @@ async fn pg_fill(url: &str, products: &[String], devices: u64, rows: u64) -> any
         .batch_execute(
             "ALTER TABLE sightings ADD PRIMARY KEY
                 (device_id, product, kind, value, os_user, process, window_start);
-             CREATE INDEX sightings_product ON sightings(product, last_seen);
-             ANALYZE;",
+             CREATE INDEX sightings_product ON sightings(product, last_seen);",
         )
         .await?;
+    client.batch_execute(PENDING_FROM_SIGHTINGS).await?;
+    client.batch_execute("ANALYZE;").await?;
     drop(client);
     driver.await??;
     Ok(())

@@ -253,6 +253,9 @@ async fn dispatch<S: Store>(command: Command, config: Config, store: S) -> anyho
     }
 }
 
+/// How often `serve` folds pending usage into the rollups.
+const FOLD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 async fn serve<S: Store>(config: Config, store: S) -> anyhow::Result<()> {
     let (catalog, artifact) = match &config.catalog {
         None => (aiscout_signatures::Catalog::builtin().context("builtin catalog")?, None),
@@ -295,6 +298,22 @@ async fn serve<S: Store>(config: Config, store: S) -> anyhow::Result<()> {
             config.rate_limit_burst,
         ),
     });
+    // Keep the rollups close behind ingest so that reads rarely have much to fold first.
+    let folder = {
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(FOLD_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match state.store.fold().await {
+                    Ok(0) => {}
+                    Ok(rows) => tracing::debug!(rows, "Folded usage into the rollups."),
+                    Err(e) => tracing::warn!(error = %e, "Folding usage into the rollups failed."),
+                }
+            }
+        })
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -312,5 +331,6 @@ async fn serve<S: Store>(config: Config, store: S) -> anyhow::Result<()> {
         tracing::info!("Shutting down.");
     };
     api::serve(listener, api::router(state), tls, config.max_connections, shutdown).await;
+    folder.abort();
     Ok(())
 }

@@ -83,6 +83,48 @@ pub struct Batch {
     pub evicted: i64,
 }
 
+/// A batch's usage per (product, kind, user): what ingest appends for the rollups.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingUsage<'a> {
+    /// Catalog product id.
+    pub product: &'a str,
+    /// Indicator kind (wire name).
+    pub kind: &'static str,
+    /// OS user, `""` when unknown.
+    pub user: &'a str,
+    /// Earliest first seen.
+    pub first_seen: i64,
+    /// Latest last seen.
+    pub last_seen: i64,
+    /// Sum of counts.
+    pub count: i64,
+}
+
+impl Batch {
+    /// The batch's sightings summed per (product, kind, user), in key order.
+    pub fn pending(&self) -> Vec<PendingUsage<'_>> {
+        let mut sums: std::collections::BTreeMap<(&str, &'static str, &str), PendingUsage<'_>> =
+            std::collections::BTreeMap::new();
+        for s in &self.sightings {
+            sums.entry((s.product.as_str(), s.kind, s.user.as_str()))
+                .and_modify(|p| {
+                    p.first_seen = p.first_seen.min(s.first_seen);
+                    p.last_seen = p.last_seen.max(s.last_seen);
+                    p.count = p.count.saturating_add(s.count);
+                })
+                .or_insert(PendingUsage {
+                    product: &s.product,
+                    kind: s.kind,
+                    user: &s.user,
+                    first_seen: s.first_seen,
+                    last_seen: s.last_seen,
+                    count: s.count,
+                });
+        }
+        sums.into_values().collect()
+    }
+}
+
 /// The result of storing a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IngestOutcome {

@@ -18,6 +18,10 @@
 //!   Money is stored as integers only (minor units, or billionths for gateway costs).
 //! - **Aggregated sightings.** One row per (device, product, kind, value, user, process,
 //!   window) with first seen, last seen and count; an absent user or process is `''`.
+//! - **Rollups for reads, append-only for writes.** Ingest also appends a pending row per
+//!   (device, product, kind, user) of the batch; [`Store::fold`] moves pending rows into the
+//!   rollups that answer the inventory (see [`rollup`]). Reads that use the rollups fold first,
+//!   so they always see every acknowledged batch.
 //!
 //! Backends: [`sqlite::SqliteStore`] (rusqlite on tokio's blocking pool, WAL, busy timeout,
 //! foreign keys) and [`postgres::PgStore`] (tokio-postgres with a bounded deadpool pool).
@@ -31,6 +35,7 @@ use crate::model::{
 };
 
 pub mod postgres;
+pub mod rollup;
 pub mod sqlite;
 
 /// A SHA-256 hash of a credential (node key or API token).
@@ -136,6 +141,10 @@ pub trait Store: Send + Sync + 'static {
         batch: Batch,
         now: i64,
     ) -> impl Future<Output = Result<IngestOutcome, StoreError>> + Send;
+
+    /// Folds pending usage into the rollups (see [`rollup`]); returns how many pending rows
+    /// were folded. Safe to call at any time, from any number of instances.
+    fn fold(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Replaces the device's last heartbeat.
     fn heartbeat(

@@ -10,7 +10,9 @@
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::{NoTls, Row};
 
-use super::{AuditFn, CredentialHash, Migration, PRODUCT_DEVICES_LIMIT, Store, StoreError, role};
+use super::{
+    AuditFn, CredentialHash, Migration, PRODUCT_DEVICES_LIMIT, Store, StoreError, role, rollup,
+};
 use crate::model::{
     AuditEntry, AuditRecord, Batch, Device, DeviceId, DeviceSighting, DeviceSummary, DeviceUsage,
     ExpenseLine, GatewaySpend, GatewayTotal, Health, ImportCounts, IngestOutcome, OwnerUse, Person,
@@ -21,10 +23,13 @@ use crate::model::{
 pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, sql: include_str!("migrations/postgres/0001_init.sql") },
     Migration { version: 2, sql: include_str!("migrations/postgres/0002_spend.sql") },
+    Migration { version: 3, sql: include_str!("migrations/postgres/0003_rollups.sql") },
 ];
 
 /// The advisory lock key that serialises migrations ("aiscout" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0061_6973_636f_7574;
+/// The advisory lock key that serialises folds ("rollups" in ASCII).
+const FOLD_LOCK: i64 = 0x0072_6f6c_6c75_7073;
 /// Connections in the pool.
 const POOL_SIZE: usize = 8;
 
@@ -157,6 +162,99 @@ fn counts(total: usize, inserted: u64) -> ImportCounts {
     ImportCounts { inserted, duplicates: total.saturating_sub(inserted) }
 }
 
+/// Folds pending usage into the rollups (see [`rollup`]) on one connection.
+async fn fold(client: &mut deadpool_postgres::Object) -> Result<u64, StoreError> {
+    // Cheap check first: most calls find nothing to do and take no lock.
+    let busy: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM usage_pending)
+                 OR (SELECT departments_dirty <> 0 FROM rollup_state WHERE id = 1)",
+            &[],
+        )
+        .await?
+        .try_get(0)?;
+    if !busy {
+        return Ok(0);
+    }
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&FOLD_LOCK]).await?;
+    tx.batch_execute(
+        "CREATE TEMP TABLE IF NOT EXISTS usage_fold (device_id BIGINT, product TEXT, kind TEXT,
+            os_user TEXT, first_seen BIGINT, last_seen BIGINT, count BIGINT)
+            ON COMMIT DELETE ROWS",
+    )
+    .await?;
+    // Only rows committed before this statement are visible and deleted; a batch still in
+    // flight is folded next time.
+    let folded = tx
+        .execute(
+            "WITH moved AS (DELETE FROM usage_pending
+                            RETURNING device_id, product, kind, os_user, first_seen, last_seen,
+                                      count)
+             INSERT INTO usage_fold
+             SELECT device_id, product, kind, os_user, MIN(first_seen), MAX(last_seen),
+                    SUM(count)::bigint
+             FROM moved GROUP BY device_id, product, kind, os_user",
+            &[],
+        )
+        .await?;
+    if folded > 0 {
+        tx.batch_execute(rollup::FOLD_POSTGRES).await?;
+    }
+    let dirty: i64 = tx
+        .query_one("SELECT departments_dirty FROM rollup_state WHERE id = 1", &[])
+        .await?
+        .try_get(0)?;
+    if dirty != 0 {
+        tx.batch_execute(rollup::REBUILD_DEPARTMENTS).await?;
+    }
+    tx.commit().await?;
+    Ok(folded)
+}
+
+/// Answers a usage filter from the rollups (see [`rollup::answers`]), after folding.
+async fn usage_from_rollups(
+    client: &mut deadpool_postgres::Object,
+    filter: &UsageFilter,
+) -> Result<(Vec<SourceUsage>, Vec<ProductUsage>), StoreError> {
+    fold(client).await?;
+    let tx = client.build_transaction().read_only(true).start().await?;
+    let sources = tx
+        .query(rollup::SOURCES, &[&filter.product, &filter.kind])
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(SourceUsage {
+                product: r.try_get(0)?,
+                source: r.try_get(1)?,
+                first_seen: r.try_get(2)?,
+                last_seen: r.try_get(3)?,
+                count: r.try_get(4)?,
+                devices: r.try_get(5)?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let mut departments: std::collections::HashMap<String, Vec<String>> =
+        std::collections::HashMap::new();
+    for r in tx.query(rollup::DEPARTMENTS, &[&filter.product]).await? {
+        departments.entry(r.try_get(0)?).or_default().push(r.try_get(1)?);
+    }
+    let rows = match &filter.kind {
+        Some(kind) => tx.query(rollup::PRODUCTS_OF_KIND, &[&filter.product, kind]).await?,
+        None => tx.query(rollup::PRODUCTS, &[&filter.product]).await?,
+    };
+    tx.commit().await?;
+    let products = rows
+        .iter()
+        .map(|r| {
+            let product: String = r.try_get(0)?;
+            let departments = departments.remove(&product).unwrap_or_default();
+            Ok(ProductUsage { devices: r.try_get(1)?, users: r.try_get(2)?, product, departments })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok((sources, products))
+}
+
 const REVIEW_COLUMNS: &str = "product, status, note, reviewed_by, reviewed_at";
 
 impl Store for PgStore {
@@ -177,6 +275,16 @@ impl Store for PgStore {
     ) -> Result<DeviceId, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
+        // A new owner may be in another department: the rollup's departments are rebuilt.
+        tx.execute(
+            &format!(
+                "{} AND EXISTS (SELECT 1 FROM devices WHERE host_id = $1
+                                AND owner_email IS DISTINCT FROM $2)",
+                rollup::DEPARTMENTS_DIRTY
+            ),
+            &[&device.host_id, &device.owner_email],
+        )
+        .await?;
         let id: i64 = tx
             .query_one(
                 "INSERT INTO devices (host_id, hostname, os, os_version, agent_version,
@@ -264,6 +372,21 @@ impl Store for PgStore {
             ],
         )
         .await?;
+        let pending = batch.pending();
+        let products: Vec<&str> = pending.iter().map(|p| p.product).collect();
+        let kinds: Vec<&str> = pending.iter().map(|p| p.kind).collect();
+        let users: Vec<&str> = pending.iter().map(|p| p.user).collect();
+        let firsts: Vec<i64> = pending.iter().map(|p| p.first_seen).collect();
+        let lasts: Vec<i64> = pending.iter().map(|p| p.last_seen).collect();
+        let counts: Vec<i64> = pending.iter().map(|p| p.count).collect();
+        tx.execute(
+            "INSERT INTO usage_pending (device_id, product, kind, os_user, first_seen, last_seen,
+                                        count)
+             SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[], $5::bigint[],
+                                      $6::bigint[], $7::bigint[])",
+            &[&device.0, &products, &kinds, &users, &firsts, &lasts, &counts],
+        )
+        .await?;
         tx.execute(
             "UPDATE devices SET last_contact = GREATEST(last_contact, $2),
                 dropped_sightings = dropped_sightings + $3,
@@ -274,6 +397,10 @@ impl Store for PgStore {
         .await?;
         tx.commit().await?;
         Ok(IngestOutcome::Stored)
+    }
+
+    async fn fold(&self) -> Result<u64, StoreError> {
+        fold(&mut self.client().await?).await
     }
 
     async fn heartbeat(&self, device: DeviceId, h: Health) -> Result<(), StoreError> {
@@ -367,7 +494,10 @@ impl Store for PgStore {
         &self,
         filter: UsageFilter,
     ) -> Result<(Vec<SourceUsage>, Vec<ProductUsage>), StoreError> {
-        let client = self.client().await?;
+        let mut client = self.client().await?;
+        if rollup::answers(&filter) {
+            return usage_from_rollups(&mut client, &filter).await;
+        }
         let p: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
             [&filter.product, &filter.kind, &filter.department, &filter.since, &filter.until];
         let rows = client
@@ -424,15 +554,16 @@ impl Store for PgStore {
     }
 
     async fn product_devices(&self, product: String) -> Result<Vec<DeviceUsage>, StoreError> {
-        let client = self.client().await?;
+        let mut client = self.client().await?;
+        fold(&mut client).await?;
         let rows = client
             .query(
                 "SELECT d.host_id, d.hostname, d.owner_email, MIN(s.first_seen),
                         MAX(s.last_seen), SUM(s.count)::bigint,
-                        ARRAY(SELECT DISTINCT s2.os_user FROM sightings s2
+                        ARRAY(SELECT DISTINCT s2.os_user FROM usage_device s2
                               WHERE s2.device_id = d.id AND s2.product = $1
                                 AND s2.os_user <> '' ORDER BY 1)
-                 FROM sightings s JOIN devices d ON d.id = s.device_id
+                 FROM usage_device s JOIN devices d ON d.id = s.device_id
                  WHERE s.product = $1
                  GROUP BY d.id ORDER BY d.host_id LIMIT $2",
                 &[&product, &PRODUCT_DEVICES_LIMIT],
@@ -780,6 +911,9 @@ impl Store for PgStore {
                 &[&emails, &names, &departments, &managers],
             )
             .await?;
+        if changed > 0 {
+            client.execute(rollup::DEPARTMENTS_DIRTY, &[]).await?;
+        }
         Ok(counts(total, changed))
     }
 
@@ -802,12 +936,12 @@ impl Store for PgStore {
     }
 
     async fn owner_last_use(&self) -> Result<Vec<OwnerUse>, StoreError> {
-        let rows = self
-            .client()
-            .await?
+        let mut client = self.client().await?;
+        fold(&mut client).await?;
+        let rows = client
             .query(
                 "SELECT lower(d.owner_email), s.product, MAX(s.last_seen)
-                 FROM sightings s JOIN devices d ON d.id = s.device_id
+                 FROM usage_device s JOIN devices d ON d.id = s.device_id
                  WHERE d.owner_email IS NOT NULL AND d.owner_email <> ''
                  GROUP BY lower(d.owner_email), s.product
                  ORDER BY 1, 2",

@@ -11,9 +11,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::{AuditFn, CredentialHash, Migration, PRODUCT_DEVICES_LIMIT, Store, StoreError, role};
+use super::{
+    AuditFn, CredentialHash, Migration, PRODUCT_DEVICES_LIMIT, Store, StoreError, role, rollup,
+};
 use crate::model::{
     AuditEntry, AuditRecord, Batch, Device, DeviceId, DeviceSighting, DeviceSummary, DeviceUsage,
     ExpenseLine, GatewaySpend, GatewayTotal, Health, ImportCounts, IngestOutcome, OwnerUse, Person,
@@ -24,6 +26,7 @@ use crate::model::{
 pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, sql: include_str!("migrations/sqlite/0001_init.sql") },
     Migration { version: 2, sql: include_str!("migrations/sqlite/0002_spend.sql") },
+    Migration { version: 3, sql: include_str!("migrations/sqlite/0003_rollups.sql") },
 ];
 
 /// How long a connection waits for another writer before failing.
@@ -45,10 +48,88 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-/// A SQLite database file with a small connection pool.
+/// A SQLite database file with a small connection pool, and one writer thread that commits
+/// sighting batches in groups.
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: Arc<Pool>,
+    writer: mpsc::Sender<IngestJob>,
+}
+
+/// One batch waiting for the writer, and where its outcome goes.
+struct IngestJob {
+    device: DeviceId,
+    batch: Batch,
+    now: i64,
+    done: oneshot::Sender<Result<IngestOutcome, StoreError>>,
+}
+
+/// Most batches the writer commits in one transaction.
+const GROUP_MAX: usize = 64;
+/// Batches that may wait for the writer before `ingest` callers wait to enqueue.
+const QUEUE: usize = 1024;
+
+/// The writer thread: takes every batch that is waiting (up to [`GROUP_MAX`]), stores each
+/// under its own savepoint, commits once, then answers each caller. A batch is acknowledged
+/// only after the commit that holds it, and a failing batch fails alone. SQLite has one
+/// writer at a time anyway; one thread that groups commits replaces several connections
+/// that would wait on the file lock and each pay for their own commit.
+fn write_batches(path: &Path, mut jobs: mpsc::Receiver<IngestJob>) {
+    let mut conn: Option<Connection> = None;
+    while let Some(first) = jobs.blocking_recv() {
+        let mut group = vec![first];
+        while group.len() < GROUP_MAX {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let c = match conn.take() {
+            Some(c) => Ok(c),
+            None => open(path),
+        };
+        let outcomes = c.and_then(|mut c| {
+            let outcomes = commit_group(&mut c, &group);
+            conn = Some(c);
+            outcomes
+        });
+        match outcomes {
+            Ok(outcomes) => {
+                for (job, outcome) in group.into_iter().zip(outcomes) {
+                    // A caller that went away (request cancelled) needs no answer.
+                    let _unused = job.done.send(outcome);
+                }
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                for job in group {
+                    let _unused = job.done.send(Err(StoreError::Task(reason.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// Stores a group of batches in one transaction, each under a savepoint.
+fn commit_group(
+    c: &mut Connection,
+    group: &[IngestJob],
+) -> Result<Vec<Result<IngestOutcome, StoreError>>, StoreError> {
+    let mut tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut outcomes = Vec::with_capacity(group.len());
+    for job in group {
+        let sp = tx.savepoint()?;
+        match store_batch(&sp, job) {
+            Ok(outcome) => {
+                sp.commit()?;
+                outcomes.push(Ok(outcome));
+            }
+            // Dropping the savepoint rolls this batch back; the others stay.
+            Err(e) => outcomes.push(Err(e)),
+        }
+    }
+    tx.commit()?;
+    Ok(outcomes)
 }
 
 struct Pool {
@@ -63,14 +144,22 @@ impl SqliteStore {
     /// # Errors
     /// The file cannot be opened, or a migration fails.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let (writer, jobs) = mpsc::channel(QUEUE);
         let store = Self {
             pool: Arc::new(Pool {
                 path: path.to_owned(),
                 idle: Mutex::new(Vec::new()),
                 permits: Semaphore::new(POOL_SIZE),
             }),
+            writer,
         };
         store.with(migrate).await?;
+        // The thread ends when the last clone of the store (the last sender) is dropped.
+        let path = path.to_owned();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || write_batches(&path, jobs))
+            .map_err(|e| StoreError::Task(format!("starting the ingest writer: {e}")))?;
         Ok(store)
     }
 
@@ -150,6 +239,148 @@ fn append_audit(tx: &rusqlite::Transaction<'_>, a: &AuditRecord) -> Result<(), S
     Ok(())
 }
 
+/// Stores one batch inside the writer's open transaction.
+fn store_batch(tx: &Connection, job: &IngestJob) -> Result<IngestOutcome, StoreError> {
+    let inserted = tx.execute(
+        "INSERT INTO batches (device_id, batch_id, received_at, sightings)
+         VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+        params![job.device.0, job.batch.batch_id, job.now, job.batch.received],
+    )?;
+    if inserted == 0 {
+        return Ok(IngestOutcome::Duplicate);
+    }
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO sightings (device_id, product, kind, value, os_user, process,
+                                    window_start, first_seen, last_seen, count)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT (device_id, product, kind, value, os_user, process, window_start)
+             DO UPDATE SET first_seen = MIN(first_seen, excluded.first_seen),
+                           last_seen = MAX(last_seen, excluded.last_seen),
+                           count = count + excluded.count",
+        )?;
+        for s in &job.batch.sightings {
+            stmt.execute(params![
+                job.device.0,
+                s.product,
+                s.kind,
+                s.value,
+                s.user,
+                s.process,
+                s.window,
+                s.first_seen,
+                s.last_seen,
+                s.count
+            ])?;
+        }
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO usage_pending (device_id, product, kind, os_user, first_seen,
+                                        last_seen, count)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for p in job.batch.pending() {
+            stmt.execute(params![
+                job.device.0,
+                p.product,
+                p.kind,
+                p.user,
+                p.first_seen,
+                p.last_seen,
+                p.count
+            ])?;
+        }
+    }
+    tx.execute(
+        "UPDATE devices SET last_contact = MAX(last_contact, ?2),
+            dropped_sightings = dropped_sightings + ?3,
+            evicted_sightings = evicted_sightings + ?4
+         WHERE id = ?1",
+        params![job.device.0, job.now, job.batch.dropped, job.batch.evicted],
+    )?;
+    Ok(IngestOutcome::Stored)
+}
+
+/// Folds pending usage into the rollups in one write transaction (see [`rollup`]).
+fn fold(c: &mut Connection) -> Result<u64, StoreError> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let max: Option<i64> = tx.query_row("SELECT MAX(seq) FROM usage_pending", [], |r| r.get(0))?;
+    let dirty: i64 =
+        tx.query_row("SELECT departments_dirty FROM rollup_state WHERE id = 1", [], |r| r.get(0))?;
+    let mut folded = 0;
+    if let Some(max) = max {
+        tx.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS usage_fold (device_id INTEGER, product TEXT,
+                kind TEXT, os_user TEXT, first_seen INTEGER, last_seen INTEGER, count INTEGER);
+             DELETE FROM temp.usage_fold;",
+        )?;
+        tx.execute(
+            "INSERT INTO temp.usage_fold
+             SELECT device_id, product, kind, os_user, MIN(first_seen), MAX(last_seen), SUM(count)
+             FROM usage_pending WHERE seq <= ?1 GROUP BY device_id, product, kind, os_user",
+            [max],
+        )?;
+        folded = tx.execute("DELETE FROM usage_pending WHERE seq <= ?1", [max])?;
+        tx.execute_batch(&rollup::FOLD_SQLITE)?;
+        tx.execute_batch("DELETE FROM temp.usage_fold")?;
+    }
+    if dirty != 0 {
+        tx.execute_batch(rollup::REBUILD_DEPARTMENTS)?;
+    }
+    if max.is_some() || dirty != 0 {
+        tx.commit()?;
+    }
+    Ok(u64::try_from(folded).unwrap_or(u64::MAX))
+}
+
+/// Answers a usage filter from the rollups (see [`rollup::answers`]), after folding.
+fn usage_from_rollups(
+    c: &mut Connection,
+    filter: &UsageFilter,
+) -> Result<(Vec<SourceUsage>, Vec<ProductUsage>), StoreError> {
+    fold(c)?;
+    let tx = c.transaction()?;
+    let sources = tx
+        .prepare_cached(&rollup::sqlite(rollup::SOURCES))?
+        .query_map(params![filter.product, filter.kind], |r| {
+            Ok(SourceUsage {
+                product: r.get(0)?,
+                source: r.get(1)?,
+                first_seen: r.get(2)?,
+                last_seen: r.get(3)?,
+                count: r.get(4)?,
+                devices: r.get(5)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut departments: std::collections::HashMap<String, Vec<String>> =
+        std::collections::HashMap::new();
+    let mut stmt = tx.prepare_cached(&rollup::sqlite(rollup::DEPARTMENTS))?;
+    let mut rows = stmt.query([&filter.product])?;
+    while let Some(r) = rows.next()? {
+        departments.entry(r.get(0)?).or_default().push(r.get(1)?);
+    }
+    drop(rows);
+    let (sql, kind) = match &filter.kind {
+        Some(kind) => (rollup::PRODUCTS_OF_KIND, Some(kind)),
+        None => (rollup::PRODUCTS, None),
+    };
+    let mut stmt = tx.prepare_cached(&rollup::sqlite(sql))?;
+    let read = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(String, i64, i64)> {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    };
+    let rows = match kind {
+        Some(kind) => stmt.query_map(params![filter.product, kind], read)?.collect::<Vec<_>>(),
+        None => stmt.query_map(params![filter.product], read)?.collect::<Vec<_>>(),
+    };
+    let mut products = Vec::with_capacity(rows.len());
+    for row in rows {
+        let (product, devices, users) = row?;
+        let departments = departments.remove(&product).unwrap_or_default();
+        products.push(ProductUsage { product, devices, users, departments });
+    }
+    Ok((sources, products))
+}
+
 /// The usage filter as SQL: every parameter may be NULL, meaning "no filter".
 const FILTER: &str = "(?1 IS NULL OR s.product = ?1)
     AND (?2 IS NULL OR s.kind = ?2)
@@ -175,6 +406,15 @@ impl Store for SqliteStore {
     ) -> Result<DeviceId, StoreError> {
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // A new owner may be in another department: the rollup's departments are rebuilt.
+            tx.execute(
+                &format!(
+                    "{} AND EXISTS (SELECT 1 FROM devices WHERE host_id = ?1
+                                    AND owner_email IS NOT ?2)",
+                    rollup::DEPARTMENTS_DIRTY
+                ),
+                params![device.host_id, device.owner_email],
+            )?;
             let id: i64 = tx.query_row(
                 "INSERT INTO devices (host_id, hostname, os, os_version, agent_version,
                                       owner_email, enrolled_at, last_contact)
@@ -227,52 +467,16 @@ impl Store for SqliteStore {
         batch: Batch,
         now: i64,
     ) -> Result<IngestOutcome, StoreError> {
-        self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let inserted = tx.execute(
-                "INSERT INTO batches (device_id, batch_id, received_at, sightings)
-                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
-                params![device.0, batch.batch_id, now, batch.received],
-            )?;
-            if inserted == 0 {
-                return Ok(IngestOutcome::Duplicate);
-            }
-            {
-                let mut stmt = tx.prepare_cached(
-                    "INSERT INTO sightings (device_id, product, kind, value, os_user, process,
-                                            window_start, first_seen, last_seen, count)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                     ON CONFLICT (device_id, product, kind, value, os_user, process, window_start)
-                     DO UPDATE SET first_seen = MIN(first_seen, excluded.first_seen),
-                                   last_seen = MAX(last_seen, excluded.last_seen),
-                                   count = count + excluded.count",
-                )?;
-                for s in &batch.sightings {
-                    stmt.execute(params![
-                        device.0,
-                        s.product,
-                        s.kind,
-                        s.value,
-                        s.user,
-                        s.process,
-                        s.window,
-                        s.first_seen,
-                        s.last_seen,
-                        s.count
-                    ])?;
-                }
-            }
-            tx.execute(
-                "UPDATE devices SET last_contact = MAX(last_contact, ?2),
-                    dropped_sightings = dropped_sightings + ?3,
-                    evicted_sightings = evicted_sightings + ?4
-                 WHERE id = ?1",
-                params![device.0, now, batch.dropped, batch.evicted],
-            )?;
-            tx.commit()?;
-            Ok(IngestOutcome::Stored)
-        })
-        .await
+        let (done, outcome) = oneshot::channel();
+        self.writer
+            .send(IngestJob { device, batch, now, done })
+            .await
+            .map_err(|_| StoreError::Task("the ingest writer has stopped".into()))?;
+        outcome.await.map_err(|_| StoreError::Task("the ingest writer has stopped".into()))?
+    }
+
+    async fn fold(&self) -> Result<u64, StoreError> {
+        self.with(fold).await
     }
 
     async fn heartbeat(&self, device: DeviceId, h: Health) -> Result<(), StoreError> {
@@ -365,6 +569,9 @@ impl Store for SqliteStore {
         filter: UsageFilter,
     ) -> Result<(Vec<SourceUsage>, Vec<ProductUsage>), StoreError> {
         self.with(move |c| {
+            if rollup::answers(&filter) {
+                return usage_from_rollups(c, &filter);
+            }
             let p =
                 params![filter.product, filter.kind, filter.department, filter.since, filter.until];
             let mut stmt = c.prepare(&format!(
@@ -416,14 +623,15 @@ impl Store for SqliteStore {
 
     async fn product_devices(&self, product: String) -> Result<Vec<DeviceUsage>, StoreError> {
         self.with(move |c| {
+            fold(c)?;
             let mut stmt = c.prepare(
                 "SELECT d.host_id, d.hostname, d.owner_email, MIN(s.first_seen),
                         MAX(s.last_seen), SUM(s.count),
                         (SELECT group_concat(u, char(10)) FROM (
-                            SELECT DISTINCT s2.os_user AS u FROM sightings s2
+                            SELECT DISTINCT s2.os_user AS u FROM usage_device s2
                             WHERE s2.device_id = d.id AND s2.product = ?1 AND s2.os_user <> ''
                             ORDER BY u))
-                 FROM sightings s JOIN devices d ON d.id = s.device_id
+                 FROM usage_device s JOIN devices d ON d.id = s.device_id
                  WHERE s.product = ?1
                  GROUP BY d.id ORDER BY d.host_id LIMIT ?2",
             )?;
@@ -772,6 +980,9 @@ impl Store for SqliteStore {
                     }
                 }
             }
+            if counts.inserted > 0 {
+                tx.execute(rollup::DEPARTMENTS_DIRTY, [])?;
+            }
             tx.commit()?;
             Ok(counts)
         })
@@ -797,9 +1008,10 @@ impl Store for SqliteStore {
 
     async fn owner_last_use(&self) -> Result<Vec<OwnerUse>, StoreError> {
         self.with(|c| {
+            fold(c)?;
             let mut stmt = c.prepare(
                 "SELECT lower(d.owner_email), s.product, MAX(s.last_seen)
-                 FROM sightings s JOIN devices d ON d.id = s.device_id
+                 FROM usage_device s JOIN devices d ON d.id = s.device_id
                  WHERE d.owner_email IS NOT NULL AND d.owner_email <> ''
                  GROUP BY lower(d.owner_email), s.product
                  ORDER BY 1, 2",

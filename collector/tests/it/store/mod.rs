@@ -323,6 +323,149 @@ pub(crate) async fn owner_last_use_joins_devices_to_sightings(store: impl Store)
     assert!(store.device_sightings(Some(11)).await.unwrap().is_empty());
 }
 
+/// Usage read through the rollups and read from the sightings themselves (a `since` bound
+/// before all time forces the second path).
+async fn both_ways(store: &impl Store, filter: UsageFilter) {
+    let reference = UsageFilter { since: Some(i64::MIN), ..filter.clone() };
+    let fast = store.usage(filter.clone()).await.unwrap();
+    let slow = store.usage(reference).await.unwrap();
+    assert_eq!(fast, slow, "rollups disagree with the sightings for {filter:?}");
+}
+
+pub(crate) async fn rollups_agree_with_the_sightings(store: impl Store + Clone) {
+    let products = ["openai.chatgpt", "anthropic.claude", "cursor.editor"];
+    let kinds = ["dns", "tls_sni", "app"];
+    let users = ["", "ann", "bob", "cy"];
+    let mut devices = Vec::new();
+    for i in 0..6 {
+        let email = format!("p{}@example.com", i % 4);
+        let owner = if i == 5 { None } else { Some(email.as_str()) };
+        devices.push(store.enroll(device(&format!("h{i}"), owner), [i; 32], 100).await.unwrap());
+    }
+    let people: Vec<Person> = (0..3)
+        .map(|i| Person {
+            email: format!("p{i}@example.com"),
+            name: format!("P {i}"),
+            department: format!("dept-{}", i % 2),
+            manager: None,
+        })
+        .collect();
+    store.upsert_people(people).await.unwrap();
+    // A small deterministic generator: batches land in a fixed but mixed order, some are
+    // replayed, and folds happen between some of them and concurrently with others.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = |n: usize| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        usize::try_from(x % n as u64).unwrap()
+    };
+    let mut batches = Vec::new();
+    for b in 0..60 {
+        let d = devices[next(devices.len())];
+        let mut sightings = Vec::new();
+        for _ in 0..1 + next(6) {
+            let mut s = sighting(
+                products[next(3)],
+                &format!("v{}", next(3)),
+                users[next(4)],
+                (next(5) as i64) * 3600,
+                1 + next(9) as i64,
+            );
+            s.kind = kinds[next(3)];
+            s.first_seen += next(100) as i64;
+            s.last_seen += next(1000) as i64;
+            sightings.push(s);
+        }
+        // One key per batch, as the agent aggregates.
+        sightings.sort_by(|a, b| {
+            (&a.product, a.kind, &a.value, &a.user, a.window)
+                .cmp(&(&b.product, b.kind, &b.value, &b.user, b.window))
+        });
+        sightings.dedup_by(|a, b| {
+            (&a.product, a.kind, &a.value, &a.user, a.window)
+                == (&b.product, b.kind, &b.value, &b.user, b.window)
+        });
+        batches.push((d, batch(&format!("b{b}"), sightings)));
+    }
+    for (i, (d, b)) in batches.iter().enumerate() {
+        store.ingest(*d, b.clone(), 1000).await.unwrap();
+        match i % 7 {
+            0 => {
+                store.fold().await.unwrap();
+            }
+            3 => both_ways(&store, UsageFilter::default()).await,
+            5 => {
+                // A replay changes nothing.
+                store.ingest(*d, b.clone(), 1001).await.unwrap();
+            }
+            _ => {}
+        }
+    }
+    // Folds racing ingests: every acknowledged batch is folded exactly once.
+    let mut tasks = Vec::new();
+    for (i, (d, b)) in batches.iter().enumerate().take(20) {
+        let store = store.clone();
+        let (d, mut b) = (*d, b.clone());
+        b.batch_id = format!("again-{i}");
+        tasks.push(tokio::spawn(async move {
+            store.ingest(d, b, 2000).await.unwrap();
+            store.fold().await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    both_ways(&store, UsageFilter::default()).await;
+    for p in products {
+        both_ways(&store, UsageFilter { product: Some(p.into()), ..UsageFilter::default() }).await;
+        for k in kinds {
+            both_ways(
+                &store,
+                UsageFilter {
+                    product: Some(p.into()),
+                    kind: Some(k.into()),
+                    ..UsageFilter::default()
+                },
+            )
+            .await;
+        }
+    }
+    for k in kinds {
+        both_ways(&store, UsageFilter { kind: Some(k.into()), ..UsageFilter::default() }).await;
+    }
+    let (sources, products) = store.usage(UsageFilter::default()).await.unwrap();
+    assert!(sources.len() > 3 && products.len() == 3, "{sources:?}");
+    assert!(products.iter().all(|p| p.devices > 0 && !p.departments.is_empty()));
+}
+
+pub(crate) async fn rollup_departments_follow_people_and_owners(store: impl Store) {
+    let d = store.enroll(device("h1", Some("ann@example.com")), [1; 32], 100).await.unwrap();
+    let b = batch("b1", vec![sighting("openai.chatgpt", "chatgpt.com", "ann", 0, 5)]);
+    store.ingest(d, b, 200).await.unwrap();
+    let read = || async {
+        let (_, p) = store.usage(UsageFilter::default()).await.unwrap();
+        p[0].departments.clone()
+    };
+    assert!(read().await.is_empty(), "no directory yet");
+    let person = |email: &str, dept: &str| Person {
+        email: email.into(),
+        name: email.into(),
+        department: dept.into(),
+        manager: None,
+    };
+    store
+        .upsert_people(vec![person("ann@example.com", "Sales"), person("bo@example.com", "Legal")])
+        .await
+        .unwrap();
+    assert_eq!(read().await, ["Sales"]);
+    store.upsert_people(vec![person("ann@example.com", "Finance")]).await.unwrap();
+    assert_eq!(read().await, ["Finance"]);
+    // The laptop changes hands.
+    store.enroll(device("h1", Some("bo@example.com")), [2; 32], 300).await.unwrap();
+    assert_eq!(read().await, ["Legal"]);
+}
+
 /// Compiles every case as a `#[tokio::test]` against the backend that `$open` opens.
 macro_rules! conformance {
     ($open:path; $($case:ident),* $(,)?) => {
@@ -354,6 +497,8 @@ macro_rules! all_cases {
             gateway_spend_is_idempotent_and_summed_per_day,
             people_upsert_counts_changes_only,
             owner_last_use_joins_devices_to_sightings,
+            rollups_agree_with_the_sightings,
+            rollup_departments_follow_people_and_owners,
         );
     };
 }
