@@ -137,11 +137,13 @@ async fn run<S: Store>(store: S, dir: &Path, rows: u64) {
     let catalog = Catalog::builtin().unwrap();
     let now = 1_767_225_600; // 2026-01-01
     let t = Instant::now();
-    let facts = join::gather(&store, UsageFilter::default(), now).await.unwrap();
+    let facts =
+        join::gather(&store, UsageFilter::default(), now, join::Purpose::Inventory).await.unwrap();
     let rows_out = join::inventory(&catalog, &InventoryQuery::default(), &facts);
     println!("report inventory: {} rows in {:.2} s", rows_out.len(), t.elapsed().as_secs_f64());
     let t = Instant::now();
-    let facts = join::gather(&store, UsageFilter::default(), now).await.unwrap();
+    let facts =
+        join::gather(&store, UsageFilter::default(), now, join::Purpose::Reconcile).await.unwrap();
     let rec = join::reconcile::reconcile(&catalog, &facts, 30);
     println!(
         "report reconcile: {} paid-not-sanctioned rows, {} duplicate products in {:.2} s",

@@ -302,7 +302,7 @@ pub async fn report<S: Store>(
             // As of a date means the end of that day.
             let now = day_arg("as-of", as_of.as_deref())?.map_or_else(store::now, |d| d + 86_399);
             let filter = UsageFilter { since, ..UsageFilter::default() };
-            let facts = join::gather(store, filter, now).await?;
+            let facts = join::gather(store, filter, now, join::Purpose::Inventory).await?;
             let query = InventoryQuery { since, ..InventoryQuery::default() };
             let rows = join::inventory(catalog, &query, &facts);
             let stdout = match format {
@@ -328,7 +328,7 @@ pub async fn report<S: Store>(
             let since = day_arg("since", since.as_deref())?;
             let now = day_arg("as-of", as_of.as_deref())?.map_or_else(store::now, |d| d + 86_399);
             let filter = UsageFilter { since, ..UsageFilter::default() };
-            let facts = join::gather(store, filter, now).await?;
+            let facts = join::gather(store, filter, now, join::Purpose::Reconcile).await?;
             let rec = join::reconcile::reconcile(catalog, &facts, idle_days);
             let stdout = match format {
                 Format::Json => {

@@ -294,9 +294,16 @@ async fn inventory<S: Store>(
         InventoryQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).map_err(
             |e| ApiError::BadRequest { field: Some(e.field.clone()), message: e.to_string() },
         )?;
-    let facts =
-        timed(&state, join::gather(&state.store, join::usage_filter(&q), crate::store::now()))
-            .await?;
+    let facts = timed(
+        &state,
+        join::gather(
+            &state.store,
+            join::usage_filter(&q),
+            crate::store::now(),
+            join::Purpose::Inventory,
+        ),
+    )
+    .await?;
     Ok(Json(InventoryList { rows: join::inventory(&state.catalog, &q, &facts) }))
 }
 
@@ -426,7 +433,11 @@ async fn reconcile<S: Store>(
         }
     }
     let filter = crate::model::UsageFilter { since, ..crate::model::UsageFilter::default() };
-    let facts = timed(&state, join::gather(&state.store, filter, crate::store::now())).await?;
+    let facts = timed(
+        &state,
+        join::gather(&state.store, filter, crate::store::now(), join::Purpose::Reconcile),
+    )
+    .await?;
     Ok(Json(join::reconcile::reconcile(&state.catalog, &facts, idle_days)))
 }
 

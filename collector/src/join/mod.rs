@@ -79,8 +79,19 @@ pub struct Facts {
     pub now: i64,
 }
 
+/// What the facts are gathered for: the reconciliation also needs who owns which device and
+/// when each owner last used each product, which the inventory does not read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// [`inventory`].
+    Inventory,
+    /// [`reconcile::reconcile`].
+    Reconcile,
+}
+
 /// Reads every fact for a period from the store: sightings matching `filter`, expense lines
-/// and gateway spend since `filter.since`.
+/// and gateway spend since `filter.since`, and for [`Purpose::Reconcile`] device owners and
+/// their last use of each product.
 ///
 /// # Errors
 /// A store read fails.
@@ -88,15 +99,22 @@ pub async fn gather<S: Store>(
     store: &S,
     filter: UsageFilter,
     now: i64,
+    purpose: Purpose,
 ) -> Result<Facts, StoreError> {
     let since = filter.since;
     let (sources, products) = store.usage(filter).await?;
-    let device_owners = store
-        .devices()
-        .await?
-        .into_iter()
-        .filter_map(|d| d.device.owner_email.map(|e| e.to_lowercase()))
-        .collect();
+    let (device_owners, owner_use) = match purpose {
+        Purpose::Inventory => (BTreeSet::new(), Vec::new()),
+        Purpose::Reconcile => (
+            store
+                .devices()
+                .await?
+                .into_iter()
+                .filter_map(|d| d.device.owner_email.map(|e| e.to_lowercase()))
+                .collect(),
+            store.owner_last_use().await?,
+        ),
+    };
     Ok(Facts {
         sources,
         products,
@@ -104,7 +122,7 @@ pub async fn gather<S: Store>(
         expenses: store.expenses(since).await?,
         gateway: store.gateway_totals(since).await?,
         people: store.people().await?,
-        owner_use: store.owner_last_use().await?,
+        owner_use,
         device_owners,
         now,
     })

@@ -186,18 +186,21 @@ async fn fold(client: &mut deadpool_postgres::Object) -> Result<u64, StoreError>
     .await?;
     // Only rows committed before this statement are visible and deleted; a batch still in
     // flight is folded next time.
-    let folded = tx
-        .execute(
+    let folded: i64 = tx
+        .query_one(
             "WITH moved AS (DELETE FROM usage_pending
                             RETURNING device_id, product, kind, os_user, first_seen, last_seen,
-                                      count)
-             INSERT INTO usage_fold
-             SELECT device_id, product, kind, os_user, MIN(first_seen), MAX(last_seen),
-                    SUM(count)::bigint
-             FROM moved GROUP BY device_id, product, kind, os_user",
+                                      count),
+                  grouped AS (INSERT INTO usage_fold
+                              SELECT device_id, product, kind, os_user, MIN(first_seen),
+                                     MAX(last_seen), SUM(count)::bigint
+                              FROM moved GROUP BY device_id, product, kind, os_user)
+             SELECT COUNT(*) FROM moved",
             &[],
         )
-        .await?;
+        .await?
+        .try_get(0)?;
+    let folded = u64::try_from(folded).unwrap_or(0);
     if folded > 0 {
         tx.batch_execute(rollup::FOLD_POSTGRES).await?;
     }
@@ -219,9 +222,14 @@ async fn usage_from_rollups(
 ) -> Result<(Vec<SourceUsage>, Vec<ProductUsage>), StoreError> {
     fold(client).await?;
     let tx = client.build_transaction().read_only(true).start().await?;
-    let sources = tx
-        .query(rollup::SOURCES, &[&filter.product, &filter.kind])
-        .await?
+    let sources = match &filter.department {
+        Some(department) => {
+            tx.query(&*rollup::SOURCES_OF_DEPARTMENT, &[&filter.product, &filter.kind, department])
+                .await?
+        }
+        None => tx.query(rollup::SOURCES, &[&filter.product, &filter.kind]).await?,
+    };
+    let sources = sources
         .iter()
         .map(|r| {
             Ok(SourceUsage {
@@ -239,9 +247,13 @@ async fn usage_from_rollups(
     for r in tx.query(rollup::DEPARTMENTS, &[&filter.product]).await? {
         departments.entry(r.try_get(0)?).or_default().push(r.try_get(1)?);
     }
-    let rows = match &filter.kind {
-        Some(kind) => tx.query(rollup::PRODUCTS_OF_KIND, &[&filter.product, kind]).await?,
-        None => tx.query(rollup::PRODUCTS, &[&filter.product]).await?,
+    let rows = match (&filter.department, &filter.kind) {
+        (Some(department), _) => {
+            tx.query(&*rollup::PRODUCTS_OF_DEPARTMENT, &[&filter.product, &filter.kind, department])
+                .await?
+        }
+        (None, Some(kind)) => tx.query(rollup::PRODUCTS_OF_KIND, &[&filter.product, kind]).await?,
+        (None, None) => tx.query(rollup::PRODUCTS, &[&filter.product]).await?,
     };
     tx.commit().await?;
     let products = rows

@@ -109,15 +109,46 @@ pub const DEPARTMENTS: &str = "
 SELECT product, department FROM usage_department
 WHERE ($1::text IS NULL OR product = $1) ORDER BY product, department";
 
+/// The devices of one department (`$3`) and what they saw, for the two reads below.
+const OF_DEPARTMENT: &str = "
+FROM people p JOIN devices d ON d.owner_email = p.email
+JOIN usage_device u ON u.device_id = d.id
+WHERE p.department = $3 AND ($1::text IS NULL OR u.product = $1)
+  AND ($2::text IS NULL OR u.kind = $2)";
+
+/// Per (product, kind) for one department (`$3`); `$1` product and `$2` kind may be NULL.
+pub static SOURCES_OF_DEPARTMENT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT u.product, u.kind, MIN(u.first_seen), MAX(u.last_seen), SUM(u.count)::bigint,
+                COUNT(DISTINCT u.device_id) {OF_DEPARTMENT}
+         GROUP BY u.product, u.kind ORDER BY u.product, u.kind"
+    )
+});
+
+/// Per product for one department (`$3`); `$1` product and `$2` kind may be NULL.
+pub static PRODUCTS_OF_DEPARTMENT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT u.product, COUNT(DISTINCT u.device_id), COUNT(DISTINCT NULLIF(u.os_user, ''))
+         {OF_DEPARTMENT}
+         GROUP BY u.product ORDER BY u.product"
+    )
+});
+
 /// The same reads in SQLite's dialect (`?N` parameters, no casts).
 pub fn sqlite(sql: &str) -> String {
-    sql.replace("$1::text", "?1").replace("$2::text", "?2").replace("$1", "?1").replace("$2", "?2")
+    let mut out = sql.replace("::bigint", "");
+    for n in 1..=3 {
+        out = out.replace(&format!("${n}::text"), &format!("?{n}"));
+        out = out.replace(&format!("${n}"), &format!("?{n}"));
+    }
+    out
 }
 
-/// Whether a usage filter can be answered from the rollups alone (no time or department
-/// bounds); other filters read the sightings.
+/// Whether a usage filter can be answered from the rollups alone (no time bounds: the
+/// rollups keep each device's usage since the beginning); time-bounded filters read the
+/// sightings.
 pub fn answers(filter: &crate::model::UsageFilter) -> bool {
-    filter.department.is_none() && filter.since.is_none() && filter.until.is_none()
+    filter.since.is_none() && filter.until.is_none()
 }
 
 /// Per product, the devices and users of one kind (`$2`); `$1` product may be NULL.

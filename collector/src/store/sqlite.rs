@@ -339,19 +339,26 @@ fn usage_from_rollups(
 ) -> Result<(Vec<SourceUsage>, Vec<ProductUsage>), StoreError> {
     fold(c)?;
     let tx = c.transaction()?;
-    let sources = tx
-        .prepare_cached(&rollup::sqlite(rollup::SOURCES))?
-        .query_map(params![filter.product, filter.kind], |r| {
-            Ok(SourceUsage {
-                product: r.get(0)?,
-                source: r.get(1)?,
-                first_seen: r.get(2)?,
-                last_seen: r.get(3)?,
-                count: r.get(4)?,
-                devices: r.get(5)?,
-            })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+    let source = |r: &rusqlite::Row<'_>| {
+        Ok(SourceUsage {
+            product: r.get(0)?,
+            source: r.get(1)?,
+            first_seen: r.get(2)?,
+            last_seen: r.get(3)?,
+            count: r.get(4)?,
+            devices: r.get(5)?,
+        })
+    };
+    let sources = match &filter.department {
+        Some(department) => tx
+            .prepare_cached(&rollup::sqlite(&rollup::SOURCES_OF_DEPARTMENT))?
+            .query_map(params![filter.product, filter.kind, department], source)?
+            .collect::<Result<Vec<_>, _>>()?,
+        None => tx
+            .prepare_cached(&rollup::sqlite(rollup::SOURCES))?
+            .query_map(params![filter.product, filter.kind], source)?
+            .collect::<Result<Vec<_>, _>>()?,
+    };
     let mut departments: std::collections::HashMap<String, Vec<String>> =
         std::collections::HashMap::new();
     let mut stmt = tx.prepare_cached(&rollup::sqlite(rollup::DEPARTMENTS))?;
@@ -360,17 +367,22 @@ fn usage_from_rollups(
         departments.entry(r.get(0)?).or_default().push(r.get(1)?);
     }
     drop(rows);
-    let (sql, kind) = match &filter.kind {
-        Some(kind) => (rollup::PRODUCTS_OF_KIND, Some(kind)),
-        None => (rollup::PRODUCTS, None),
-    };
-    let mut stmt = tx.prepare_cached(&rollup::sqlite(sql))?;
     let read = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(String, i64, i64)> {
         Ok((r.get(0)?, r.get(1)?, r.get(2)?))
     };
-    let rows = match kind {
-        Some(kind) => stmt.query_map(params![filter.product, kind], read)?.collect::<Vec<_>>(),
-        None => stmt.query_map(params![filter.product], read)?.collect::<Vec<_>>(),
+    let rows = match (&filter.department, &filter.kind) {
+        (Some(department), _) => tx
+            .prepare_cached(&rollup::sqlite(&rollup::PRODUCTS_OF_DEPARTMENT))?
+            .query_map(params![filter.product, filter.kind, department], read)?
+            .collect::<Vec<_>>(),
+        (None, Some(kind)) => tx
+            .prepare_cached(&rollup::sqlite(rollup::PRODUCTS_OF_KIND))?
+            .query_map(params![filter.product, kind], read)?
+            .collect::<Vec<_>>(),
+        (None, None) => tx
+            .prepare_cached(&rollup::sqlite(rollup::PRODUCTS))?
+            .query_map(params![filter.product], read)?
+            .collect::<Vec<_>>(),
     };
     let mut products = Vec::with_capacity(rows.len());
     for row in rows {

@@ -434,6 +434,19 @@ pub(crate) async fn rollups_agree_with_the_sightings(store: impl Store + Clone) 
     for k in kinds {
         both_ways(&store, UsageFilter { kind: Some(k.into()), ..UsageFilter::default() }).await;
     }
+    for department in ["dept-0", "dept-1", "nobody"] {
+        for product in [None, Some("openai.chatgpt")] {
+            for kind in [None, Some("dns")] {
+                let filter = UsageFilter {
+                    product: product.map(str::to_owned),
+                    kind: kind.map(str::to_owned),
+                    department: Some(department.into()),
+                    ..UsageFilter::default()
+                };
+                both_ways(&store, filter).await;
+            }
+        }
+    }
     let (sources, products) = store.usage(UsageFilter::default()).await.unwrap();
     assert!(sources.len() > 3 && products.len() == 3, "{sources:?}");
     assert!(products.iter().all(|p| p.devices > 0 && !p.departments.is_empty()));
