@@ -112,8 +112,10 @@ pub struct KernelStats {
     pub if_dropped: u64,
 }
 
+// The `timeval` fields are `i64` on 64-bit Unix but `c_long` (`i32`) on Windows.
+#[allow(clippy::useless_conversion)]
 fn timestamp(header: &pcap::PacketHeader) -> Timestamp {
-    Timestamp::from_parts(header.ts.tv_sec, header.ts.tv_usec)
+    Timestamp::from_parts(i64::from(header.ts.tv_sec), i64::from(header.ts.tv_usec))
 }
 
 /// A pcap or pcapng file.

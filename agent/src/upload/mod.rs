@@ -281,6 +281,7 @@ fn to_wire(r: &crate::spool::Record) -> Option<Sighting> {
         last_seen: r.last_seen,
         count: r.count.max(1),
         window: r.window,
+        removed: r.removed,
     })
 }
 
