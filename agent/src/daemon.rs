@@ -335,7 +335,11 @@ fn start_capture(
         FrameSource::Live(names) => {
             let names = if names.is_empty() {
                 crate::capture::interfaces_up().unwrap_or_else(|error| {
-                    tracing::error!(error = %error, "Cannot list interfaces; network discovery is off.");
+                    // No Npcap on Windows, or no privileges: the heartbeat says so, under the
+                    // name `all`, and the inventory and uploads keep running.
+                    let text = error_chain(&error);
+                    tracing::error!(error = %text, "Cannot list interfaces; network discovery is off.");
+                    set_interface(shared, "all", CaptureState::Failed, Some(text));
                     Vec::new()
                 })
             } else {
@@ -353,14 +357,29 @@ fn start_capture(
                     Err(error) => {
                         // Capture unavailable (no privileges, no Npcap): say so and keep the
                         // inventory and uploads running.
-                        tracing::error!(interface = %name, error = %error, "Capture unavailable on this interface.");
-                        set_interface(shared, &name, CaptureState::Failed, Some(error.to_string()));
+                        let text = error_chain(&error);
+                        tracing::error!(interface = %name, error = %text, "Capture unavailable on this interface.");
+                        set_interface(shared, &name, CaptureState::Failed, Some(text));
                     }
                 }
             }
         }
     }
     handles
+}
+
+/// An error and its causes on one line, for the heartbeat.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    // Bounded: error chains are short; eight links is far more than any here.
+    for _ in 0..8 {
+        let Some(c) = cause else { break };
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 fn set_interface(shared: &Shared, name: &str, state: CaptureState, error: Option<String>) {
