@@ -11,8 +11,10 @@
     and catalog.pub beside this script (as `aiscout-collector mdm-package --platform windows`
     writes them). An existing agent.toml is replaced; the state folder is kept.
 
-    Npcap is needed for live capture. Without it the agent still runs (inventory only) and
-    reports capture as unavailable; this script says so and exits 0.
+    Npcap is needed for live capture. Without it the agent (an MSVC build, which delay-loads
+    wpcap.dll) still runs the inventory and reports capture as unavailable; this script says so
+    and exits 0. The service runs `aiscout-agent.exe service`, which answers the service
+    control manager.
 
 .EXAMPLE
     powershell.exe -NoProfile -ExecutionPolicy Bypass -File .\install.ps1
@@ -146,7 +148,7 @@ $npcap = (Test-Path -LiteralPath (Join-Path $env:SystemRoot 'System32\Npcap\wpca
          (Test-Path -LiteralPath 'HKLM:\SOFTWARE\Npcap')
 if (-not $npcap) {
     Write-Warning ('aiscout: Npcap is not installed: live network capture is UNAVAILABLE on this machine. ' +
-        'The agent runs the inventory only and reports capture as unavailable. Install Npcap ' +
+        'The agent (MSVC build) runs the inventory only and reports capture as unavailable. Install Npcap ' +
         '(OEM edition for fleet deployment; see the README) and restart the service.')
 }
 
