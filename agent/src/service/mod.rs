@@ -7,7 +7,7 @@
 //! shutdown future (the same one SIGTERM and Ctrl-C complete on other platforms), so the
 //! spool is flushed and a last upload tried exactly as on Linux.
 //!
-//! Everything here but [`windows`] is plain code, compiled and tested on every platform: the
+//! Everything here but `windows` is plain code, compiled and tested on every platform: the
 //! mapping of control events to a shutdown request ([`on_control`]), the [`StopRequest`] the
 //! daemon waits on, the status sequence ([`Phase`]) and the exit code ([`exit_code`]). The
 //! `windows` submodule only binds them to the `windows-service` crate; it is compiled for

@@ -2,7 +2,7 @@
 //! `windows-service` crate: the dispatcher, the control handler and the status reports.
 //!
 //! `define_windows_service!` generates the `extern "system"` entry point the SCM calls; that
-//! entry point gets no context, so the validated configuration reaches it through [`LAUNCH`],
+//! entry point gets no context, so the validated configuration reaches it through `LAUNCH`,
 //! set once by [`run`] before the dispatcher starts and taken once by the service's main.
 //! This is the one static in the agent, and it exists only because the SCM's callback
 //! signature has no room for a context pointer.
@@ -28,7 +28,7 @@ use super::{Control, Phase, Reply, SERVICE_NAME, StopRequest};
 use crate::config::Config;
 use crate::daemon::{self, RunOptions};
 
-/// What the service's main runs: set by [`run`], taken once by [`service_main`].
+/// What the service's main runs: set by [`run`], taken once by `service_main`.
 static LAUNCH: OnceLock<Mutex<Option<(Config, RunOptions)>>> = OnceLock::new();
 
 /// Why the service could not run.
@@ -139,6 +139,8 @@ fn service_main(_arguments: Vec<OsString>) {
     if let Err(error) = &result {
         tracing::error!(error = %error, "The agent stopped with an error.");
     }
-    drop(runtime);
+    // The daemon has joined its threads and finished its last upload; bound what is left
+    // (an abandoned blocking task) so Stopped is always reported.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     report(Phase::Stopped, 0, super::exit_code(result.is_ok()));
 }
