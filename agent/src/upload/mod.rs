@@ -328,6 +328,28 @@ mod tests {
     }
 
     #[test]
+    fn removal_records_carry_the_flag_on_the_wire_and_presence_omits_it() {
+        let removed = crate::spool::Installed {
+            product: "anysphere.cursor".into(),
+            kind: "app".into(),
+            value: "com.todesktop.230313mzl4w4u92".into(),
+            user: Some("alice".into()),
+        }
+        .removal(1_735_694_100, 1_735_693_200);
+        let wire = to_wire(&removed).expect("known kind");
+        assert!(wire.removed);
+        assert_eq!(
+            (wire.count, wire.first_seen, wire.last_seen),
+            (1, 1_735_694_100, 1_735_694_100)
+        );
+        let json = serde_json::to_value(&wire).expect("json");
+        assert_eq!(json["removed"], serde_json::Value::Bool(true));
+        let present = crate::spool::Record { removed: false, ..removed };
+        let json = serde_json::to_value(to_wire(&present).expect("known kind")).expect("json");
+        assert!(json.get("removed").is_none(), "{json}");
+    }
+
+    #[test]
     fn collector_urls() {
         let c = client("https://collector.example:8443/").expect("url");
         assert_eq!((c.host.as_str(), c.port), ("collector.example", 8443));
