@@ -5,7 +5,9 @@
 //! - one capture thread per interface (or per pcap file, the test seam), decoding and matching
 //!   frames; only matched observations become [`Record`]s;
 //! - one inventory thread running [`Watch`], re-recording current findings every window so the
-//!   collector can tell what is still installed;
+//!   collector can tell what is still installed, and sending each complete inventory view (after
+//!   every full scan, every watch change and every window) to the spool, which reports an
+//!   installed item gone since the last view once, as a removal ([`Spool::record_inventory`]);
 //! - one spool thread owning the writes: records arrive through a bounded channel and are
 //!   written in batches; when the channel is full a record is dropped and counted, never
 //!   queued without bound (DESIGN.md invariant 4);
@@ -32,11 +34,30 @@ use crate::inventory::watch::{Change, Watch};
 use crate::inventory::{self, Finding, ScanOptions};
 use crate::matching::Matcher;
 use crate::model::Observation;
-use crate::spool::{Record, Spool, SpoolError, SpoolLimits};
+use crate::spool::{Installed, InventoryView, Record, Spool, SpoolError, SpoolLimits};
 use crate::upload::{self, Backoff, Client, UploadError};
 
 /// Records waiting between the producers and the spool thread.
 pub const RECORD_QUEUE: usize = 8_192;
+
+/// What producers hand the spool thread.
+#[derive(Debug)]
+enum Spooled {
+    /// One matched network observation.
+    Record(Record),
+    /// One complete inventory view, stored and diffed in one transaction.
+    Inventory(InventoryView),
+}
+
+impl Spooled {
+    /// Sightings lost if this is dropped.
+    fn sightings(&self) -> u64 {
+        match self {
+            Spooled::Record(_) => 1,
+            Spooled::Inventory(view) => (view.records.len() as u64).max(1),
+        }
+    }
+}
 /// How often capture threads look at the stop flag.
 const CAPTURE_SLICE: Duration = Duration::from_millis(500);
 /// How long shutdown waits for a last upload.
@@ -125,12 +146,15 @@ impl Shared {
         secs - secs.rem_euclid(w)
     }
 
-    fn offer(&self, tx: &SyncSender<Record>, record: Record) {
-        match tx.try_send(record) {
+    fn offer(&self, tx: &SyncSender<Spooled>, item: Spooled) {
+        match tx.try_send(item) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.health.queue_drops.fetch_add(1, Ordering::Relaxed);
-                self.health.drops.fetch_add(1, Ordering::Relaxed);
+            Err(TrySendError::Full(item)) | Err(TrySendError::Disconnected(item)) => {
+                // A dropped inventory view loses no removal: the stored set is unchanged, so
+                // the next view reports the same removals.
+                let n = item.sightings();
+                self.health.queue_drops.fetch_add(n, Ordering::Relaxed);
+                self.health.drops.fetch_add(n, Ordering::Relaxed);
             }
         }
     }
@@ -203,7 +227,7 @@ pub async fn run(
     });
     tracing::info!(version = shared.catalog_version(), collector = %shared.config.collector_url, "Agent started.");
 
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Record>(RECORD_QUEUE);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Spooled>(RECORD_QUEUE);
     let writer = {
         let spool = Arc::clone(&spool);
         let shared = Arc::clone(&shared);
@@ -276,7 +300,7 @@ pub async fn run(
 fn start_capture(
     shared: &Arc<Shared>,
     frames: &FrameSource,
-    tx: &SyncSender<Record>,
+    tx: &SyncSender<Spooled>,
 ) -> Vec<std::thread::JoinHandle<()>> {
     let mut handles = Vec::new();
     match frames {
@@ -311,7 +335,11 @@ fn start_capture(
         FrameSource::Live(names) => {
             let names = if names.is_empty() {
                 crate::capture::interfaces_up().unwrap_or_else(|error| {
-                    tracing::error!(error = %error, "Cannot list interfaces; network discovery is off.");
+                    // No Npcap on Windows, or no privileges: the heartbeat says so, under the
+                    // name `all`, and the inventory and uploads keep running.
+                    let text = error_chain(&error);
+                    tracing::error!(error = %text, "Cannot list interfaces; network discovery is off.");
+                    set_interface(shared, "all", CaptureState::Failed, Some(text));
                     Vec::new()
                 })
             } else {
@@ -329,14 +357,29 @@ fn start_capture(
                     Err(error) => {
                         // Capture unavailable (no privileges, no Npcap): say so and keep the
                         // inventory and uploads running.
-                        tracing::error!(interface = %name, error = %error, "Capture unavailable on this interface.");
-                        set_interface(shared, &name, CaptureState::Failed, Some(error.to_string()));
+                        let text = error_chain(&error);
+                        tracing::error!(interface = %name, error = %text, "Capture unavailable on this interface.");
+                        set_interface(shared, &name, CaptureState::Failed, Some(text));
                     }
                 }
             }
         }
     }
     handles
+}
+
+/// An error and its causes on one line, for the heartbeat.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    // Bounded: error chains are short; eight links is far more than any here.
+    for _ in 0..8 {
+        let Some(c) = cause else { break };
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 fn set_interface(shared: &Shared, name: &str, state: CaptureState, error: Option<String>) {
@@ -346,7 +389,7 @@ fn set_interface(shared: &Shared, name: &str, state: CaptureState, error: Option
     }
 }
 
-fn capture_loop(shared: &Shared, mut source: LiveSource, tx: &SyncSender<Record>) {
+fn capture_loop(shared: &Shared, mut source: LiveSource, tx: &SyncSender<Spooled>) {
     let mut decoder = Decoder::new(Limits::default());
     let mut batch = Vec::new();
     let mut packets: u64 = 0;
@@ -386,7 +429,7 @@ fn capture_loop(shared: &Shared, mut source: LiveSource, tx: &SyncSender<Record>
 
 /// Matches one observation; only a match becomes a record. Nothing about an unmatched
 /// observation is kept, logged or counted by name (DESIGN.md invariant 1).
-fn observe(shared: &Shared, tx: &SyncSender<Record>, obs: &Observation, live: bool) {
+fn observe(shared: &Shared, tx: &SyncSender<Spooled>, obs: &Observation, live: bool) {
     let matcher = match shared.matcher.read() {
         Ok(m) => Arc::clone(&m),
         Err(_) => return,
@@ -404,8 +447,9 @@ fn observe(shared: &Shared, tx: &SyncSender<Record>, obs: &Observation, live: bo
         first_seen: secs,
         last_seen: secs,
         count: 1,
+        removed: false,
     };
-    shared.offer(tx, record);
+    shared.offer(tx, Spooled::Record(record));
 }
 
 fn finding_record(shared: &Shared, f: &Finding, now: i64) -> Record {
@@ -419,10 +463,39 @@ fn finding_record(shared: &Shared, f: &Finding, now: i64) -> Record {
         first_seen: now,
         last_seen: now,
         count: 1,
+        removed: false,
     }
 }
 
-fn inventory_loop(shared: &Shared, scan: ScanOptions, tx: &SyncSender<Record>) {
+/// The key an installed finding is remembered by, or `None` for what is not installed
+/// (processes, listening runtimes). The user is the reported (possibly pseudonymised) one.
+fn installed_key(shared: &Shared, f: &Finding) -> Option<Installed> {
+    aiscout_wire::SightingKind::parse(f.kind.as_str()).filter(|k| k.is_installed())?;
+    Some(Installed {
+        product: f.product.clone(),
+        kind: f.kind.as_str().to_owned(),
+        value: f.value.clone(),
+        user: f.user.as_deref().map(|u| shared.pseudonyms.user(u)),
+    })
+}
+
+/// One complete inventory view: sightings of `send`, and the installed items of `all` (every
+/// current finding) for the spool to diff against the last view.
+fn inventory_view<'f>(
+    shared: &Shared,
+    all: &[Finding],
+    send: impl IntoIterator<Item = &'f Finding>,
+    now: i64,
+) -> Spooled {
+    Spooled::Inventory(InventoryView {
+        records: send.into_iter().map(|f| finding_record(shared, f, now)).collect(),
+        installed: all.iter().filter_map(|f| installed_key(shared, f)).collect(),
+        at: now,
+        window: shared.window_start(now),
+    })
+}
+
+fn inventory_loop(shared: &Shared, scan: ScanOptions, tx: &SyncSender<Spooled>) {
     let mut next_full = Instant::now();
     let mut next_refresh = Instant::now() + shared.config.window;
     while !shared.stop.load(Ordering::Relaxed) {
@@ -437,18 +510,14 @@ fn inventory_loop(shared: &Shared, scan: ScanOptions, tx: &SyncSender<Record>) {
                 tracing::warn!(error = %error, "Inventory watch unavailable; scanning periodically instead.");
                 let found = inventory::scan(&index, &scan);
                 let now = now_secs();
-                for f in &found.findings {
-                    shared.offer(tx, finding_record(shared, f, now));
-                }
+                shared.offer(tx, inventory_view(shared, &found.findings, &found.findings, now));
                 shared.health.last_scan.store(now, Ordering::Relaxed);
                 sleep_unless_stopped(shared, shared.config.rescan_interval);
                 continue;
             }
         };
         let now = now_secs();
-        for f in watch.findings() {
-            shared.offer(tx, finding_record(shared, f, now));
-        }
+        shared.offer(tx, inventory_view(shared, watch.findings(), watch.findings(), now));
         shared.health.last_scan.store(now, Ordering::Relaxed);
         next_full += shared.config.rescan_interval;
         // Watch until the next full rescan or a catalog change.
@@ -456,17 +525,20 @@ fn inventory_loop(shared: &Shared, scan: ScanOptions, tx: &SyncSender<Record>) {
             if shared.catalog_version() != catalog.version() {
                 break;
             }
-            for change in watch.next_changes(Duration::from_secs(1)) {
-                if let Change::Added(f) = change {
-                    shared.offer(tx, finding_record(shared, &f, now_secs()));
-                }
-                // A removal needs no record: the item stops being re-sighted each window.
+            let changes = watch.next_changes(Duration::from_secs(1));
+            if !changes.is_empty() {
+                // New items are sighted now; removed ones are found by the spool's diff of
+                // this view against the last one, so a removal is reported once even when
+                // the same item is still installed elsewhere under the same key.
+                let added = changes.iter().filter_map(|c| match c {
+                    Change::Added(f) => Some(f),
+                    Change::Removed(_) => None,
+                });
+                shared.offer(tx, inventory_view(shared, watch.findings(), added, now_secs()));
             }
             if Instant::now() >= next_refresh {
                 let now = now_secs();
-                for f in watch.findings() {
-                    shared.offer(tx, finding_record(shared, f, now));
-                }
+                shared.offer(tx, inventory_view(shared, watch.findings(), watch.findings(), now));
                 next_refresh = Instant::now() + shared.config.window;
             }
         }
@@ -482,48 +554,69 @@ fn sleep_unless_stopped(shared: &Shared, total: Duration) {
     }
 }
 
-/// Writes records to the spool in batches of up to a thousand or every two seconds.
-fn spool_writer(shared: &Shared, spool: &Mutex<Spool>, rx: &Receiver<Record>) {
+/// Writes records to the spool in batches of up to a thousand or every two seconds; an
+/// inventory view is written at once (after the records before it), in its own transaction.
+fn spool_writer(shared: &Shared, spool: &Mutex<Spool>, rx: &Receiver<Spooled>) {
     let mut pending: Vec<Record> = Vec::new();
+    // At most one view waits: a newer view supersedes an older one's installed set, and
+    // keeps its sightings.
+    let mut pending_view: Option<InventoryView> = None;
     let mut last_flush = Instant::now();
     let mut reported_drops: u64 = 0;
+    let mut refused_since: Option<Instant> = None;
     loop {
         let disconnected = match rx.recv_timeout(Duration::from_millis(500)) {
-            Ok(r) => {
+            Ok(Spooled::Record(r)) => {
                 pending.push(r);
+                false
+            }
+            Ok(Spooled::Inventory(view)) => {
+                pending_view = Some(match pending_view.take() {
+                    Some(mut older) => {
+                        older.records.extend(view.records);
+                        InventoryView { records: older.records, ..view }
+                    }
+                    None => view,
+                });
                 false
             }
             Err(RecvTimeoutError::Timeout) => false,
             Err(RecvTimeoutError::Disconnected) => true,
         };
-        if pending.len() >= 1_000 || last_flush.elapsed() >= Duration::from_secs(2) || disconnected
+        if pending.len() >= 1_000
+            || pending_view.is_some()
+            || last_flush.elapsed() >= Duration::from_secs(2)
+            || disconnected
         {
             let drops = shared.health.queue_drops.load(Ordering::Relaxed);
             if let Ok(mut s) = spool.lock() {
                 if !pending.is_empty() {
                     match s.record(&pending) {
                         Ok(evicted) => {
-                            shared.health.evictions.fetch_add(evicted, Ordering::Relaxed);
-                            if evicted > 0 {
-                                tracing::warn!(
-                                    evicted,
-                                    "Spool cap reached: oldest sightings evicted and counted."
-                                );
-                            }
+                            note_evictions(shared, evicted);
                             pending.clear();
                         }
                         Err(error) => {
                             tracing::error!(error = %error, "Spool write failed; retrying.");
-                            // Bounded: past the queue size the oldest pending records go,
-                            // counted as drops.
-                            if pending.len() > RECORD_QUEUE {
-                                let excess = pending.len() - RECORD_QUEUE;
-                                pending.drain(..excess);
-                                shared
-                                    .health
-                                    .queue_drops
-                                    .fetch_add(excess as u64, Ordering::Relaxed);
+                        }
+                    }
+                }
+                if pending.is_empty()
+                    && let Some(view) = pending_view.take()
+                {
+                    match s.record_inventory(&view) {
+                        Ok(outcome) => {
+                            note_evictions(shared, outcome.evicted);
+                            if outcome.removed > 0 {
+                                tracing::info!(
+                                    removed = outcome.removed,
+                                    "Installed items gone since the last inventory view."
+                                );
                             }
+                        }
+                        Err(error) => {
+                            tracing::error!(error = %error, "Spool write of the inventory view failed; retrying.");
+                            pending_view = Some(view);
                         }
                     }
                 }
@@ -531,19 +624,42 @@ fn spool_writer(shared: &Shared, spool: &Mutex<Spool>, rx: &Receiver<Record>) {
                     reported_drops = drops;
                 }
             }
+            // Bounded: past the queue size the oldest pending records go, counted as drops.
+            if pending.len() > RECORD_QUEUE {
+                let excess = pending.len() - RECORD_QUEUE;
+                pending.drain(..excess);
+                shared.health.queue_drops.fetch_add(excess as u64, Ordering::Relaxed);
+            }
+            if let Some(view) = pending_view.as_mut()
+                && view.records.len() > RECORD_QUEUE
+            {
+                let excess = view.records.len() - RECORD_QUEUE;
+                view.records.drain(..excess);
+                shared.health.queue_drops.fetch_add(excess as u64, Ordering::Relaxed);
+            }
             last_flush = Instant::now();
         }
-        if disconnected && pending.is_empty() {
+        let idle = pending.is_empty() && pending_view.is_none();
+        if disconnected && idle {
             return;
         }
         if disconnected {
             // The spool refused the last write; keep trying briefly, then give up counting.
+            let since = *refused_since.get_or_insert_with(Instant::now);
             std::thread::sleep(Duration::from_millis(200));
-            if last_flush.elapsed() > Duration::from_secs(5) {
-                shared.health.queue_drops.fetch_add(pending.len() as u64, Ordering::Relaxed);
+            if since.elapsed() > Duration::from_secs(5) {
+                let lost = pending.len() + pending_view.map_or(0, |v| v.records.len());
+                shared.health.queue_drops.fetch_add(lost as u64, Ordering::Relaxed);
                 return;
             }
         }
+    }
+}
+
+fn note_evictions(shared: &Shared, evicted: u64) {
+    shared.health.evictions.fetch_add(evicted, Ordering::Relaxed);
+    if evicted > 0 {
+        tracing::warn!(evicted, "Spool cap reached: oldest sightings evicted and counted.");
     }
 }
 

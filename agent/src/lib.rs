@@ -26,6 +26,8 @@
 //! - [`config`]: the TOML configuration, validated with every problem reported at once.
 //! - [`identity`]: the device identity and user-name pseudonymisation.
 //! - [`daemon`]: `run`: capture and inventory threads feeding the spool, tasks uploading it.
+//! - [`service`]: `service`: the daemon under the Windows service control manager (the
+//!   control-to-shutdown mapping is plain code; only `service::windows` is Windows-only).
 //! - [`telemetry`]: the tracing subscriber, installed once by the binary.
 //!
 //! Key decision: decode is a pure, synchronous state machine fed one frame at a time with
@@ -47,6 +49,7 @@ pub mod inventory;
 pub mod matching;
 pub mod model;
 pub mod pipeline;
+pub mod service;
 pub mod spool;
 pub mod telemetry;
 pub mod upload;

@@ -1,5 +1,5 @@
 //! `aiscout-agent`: the command-line entry point (`run`, `check-config`, `scan`, `replay`,
-//! `capture`).
+//! `capture`, and on Windows `service`).
 //!
 //! Exit codes: 0 on success (a closed output pipe counts as success), 1 on a runtime
 //! failure, 2 on a usage error (clap's own).
@@ -115,6 +115,16 @@ enum Command {
         /// Log as JSON lines.
         #[arg(long)]
         log_json: bool,
+    },
+    /// Runs the agent as the Windows service `aiscout-agent`, answering the service control
+    /// manager (start, stop, shutdown); what the installer registers. From a console, use `run`.
+    #[cfg(windows)]
+    Service {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Do not capture network traffic.
+        #[arg(long)]
+        no_capture: bool,
     },
     /// Validates the configuration and lists every problem with its key.
     CheckConfig {
@@ -326,6 +336,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("cannot start the async runtime")?;
             let options = aiscout_agent::daemon::RunOptions { frames, scan };
             runtime.block_on(aiscout_agent::daemon::run(config, options, shutdown_signal()))?;
+            Ok(())
+        }
+        #[cfg(windows)]
+        Command::Service { config, no_capture } => {
+            aiscout_agent::telemetry::init(false);
+            let config = config.load()?;
+            let frames = if no_capture {
+                aiscout_agent::daemon::FrameSource::None
+            } else {
+                aiscout_agent::daemon::FrameSource::Live(config.interfaces.clone())
+            };
+            let scan = Some(aiscout_agent::inventory::ScanOptions::live());
+            let options = aiscout_agent::daemon::RunOptions { frames, scan };
+            aiscout_agent::service::windows::run(config, options)?;
             Ok(())
         }
         Command::CheckConfig { config } => {

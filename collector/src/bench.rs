@@ -394,6 +394,7 @@ fn generate(args: &BenchArgs, catalog: &aiscout_signatures::Catalog) -> Vec<Agen
                     last_seen: last,
                     count: 1 + rng.next() % 200,
                     window,
+                    removed: false,
                 });
             }
             let batch = SightingBatch {

@@ -11,8 +11,10 @@
     and catalog.pub beside this script (as `aiscout-collector mdm-package --platform windows`
     writes them). An existing agent.toml is replaced; the state folder is kept.
 
-    Npcap is needed for live capture. Without it the agent still runs (inventory only) and
-    reports capture as unavailable; this script says so and exits 0.
+    Npcap is needed for live capture. Without it the agent (an MSVC build, which delay-loads
+    wpcap.dll) still runs the inventory and reports capture as unavailable; this script says so
+    and exits 0. The service runs `aiscout-agent.exe service`, which answers the service
+    control manager.
 
 .EXAMPLE
     powershell.exe -NoProfile -ExecutionPolicy Bypass -File .\install.ps1
@@ -120,9 +122,16 @@ if ($OwnerEmail) { $lines += "owner_email = $(TomlString $OwnerEmail)" }
 & $Exe check-config --config $Config
 if ($LASTEXITCODE -ne 0) { Fail "the configuration in $Config is not valid (see above)" }
 
-$binPath = "`"$Exe`" run --config `"$Config`""
+# `service` (not `run`) answers the service control manager: it reports Running, stops cleanly
+# on Stop and Shutdown, and reports Stopped with exit code 1 after a failure, which the recovery
+# actions below (with failureflag 1) treat as a crash.
+$binPath = "`"$Exe`" service --config `"$Config`""
 if ($existing) {
-    & sc.exe config $ServiceName binPath= $binPath start= auto | Out-Null
+    # An upgrade (possibly from a version registered with `run`): rewrite the command line in
+    # the service's registry key rather than through sc.exe, whose `binPath=` argument would
+    # lose the embedded quotes in Windows PowerShell 5.1's native-argument passing.
+    Set-ItemProperty -LiteralPath "HKLM:\SYSTEM\CurrentControlSet\Services\$ServiceName" -Name ImagePath -Value $binPath
+    Set-Service -Name $ServiceName -StartupType Automatic
 } else {
     New-Service -Name $ServiceName -BinaryPathName $binPath -DisplayName 'aiscout agent' `
         -Description 'Discovers AI tool use on this machine and reports it to the aiscout collector.' `
@@ -130,13 +139,16 @@ if ($existing) {
 }
 # Restart after 10 s, 60 s, then every 5 minutes; reset the count after a day.
 & sc.exe failure $ServiceName reset= 86400 actions= restart/10000/restart/60000/restart/300000 | Out-Null
+if ($LASTEXITCODE -ne 0) { Fail "sc.exe failure $ServiceName failed ($LASTEXITCODE)" }
+# Also restart when the service stops itself with a non-zero exit code, not only on a crash.
 & sc.exe failureflag $ServiceName 1 | Out-Null
+if ($LASTEXITCODE -ne 0) { Fail "sc.exe failureflag $ServiceName failed ($LASTEXITCODE)" }
 
 $npcap = (Test-Path -LiteralPath (Join-Path $env:SystemRoot 'System32\Npcap\wpcap.dll')) -or
          (Test-Path -LiteralPath 'HKLM:\SOFTWARE\Npcap')
 if (-not $npcap) {
     Write-Warning ('aiscout: Npcap is not installed: live network capture is UNAVAILABLE on this machine. ' +
-        'The agent runs the inventory only and reports capture as unavailable. Install Npcap ' +
+        'The agent (MSVC build) runs the inventory only and reports capture as unavailable. Install Npcap ' +
         '(OEM edition for fleet deployment; see the README) and restart the service.')
 }
 

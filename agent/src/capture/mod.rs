@@ -27,6 +27,11 @@
 //! rejects the packet, so the SYN test comes before the payload-byte test.
 //!
 //! Kernel drops (`ps_drop`) are reported in the summary next to decode's own drops.
+//!
+//! # Windows
+//! libpcap is Npcap's `wpcap.dll` there, which may be absent. Every entry point first makes sure
+//! it is loaded (`npcap`), and returns [`CaptureError::Unavailable`] instead of calling into a
+//! missing library; the daemon then reports capture as failed and keeps the inventory running.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -34,6 +39,22 @@ use std::time::Instant;
 use pcap::{Active, Capture, Device, Offline};
 
 use crate::model::{Frame, LinkType, Timestamp};
+
+#[cfg(windows)]
+mod npcap;
+
+/// Makes sure libpcap can be called: always on Unix (linked at build time), after loading
+/// Npcap on Windows.
+fn library() -> Result<(), CaptureError> {
+    #[cfg(windows)]
+    {
+        npcap::load().map_err(CaptureError::Unavailable)
+    }
+    #[cfg(not(windows))]
+    {
+        Ok(())
+    }
+}
 
 /// The live BPF filter; see the module docs for each clause.
 pub const LIVE_FILTER: &str = "port 53 \
@@ -99,6 +120,9 @@ pub enum CaptureError {
     /// Listing interfaces failed.
     #[error("cannot list network interfaces")]
     List(#[source] pcap::Error),
+    /// The capture library itself is missing (Windows without Npcap).
+    #[error("live capture is unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Counters a live capture reports from the kernel.
@@ -112,8 +136,10 @@ pub struct KernelStats {
     pub if_dropped: u64,
 }
 
+// The `timeval` fields are `i64` on 64-bit Unix but `c_long` (`i32`) on Windows.
+#[allow(clippy::useless_conversion)]
 fn timestamp(header: &pcap::PacketHeader) -> Timestamp {
-    Timestamp::from_parts(header.ts.tv_sec, header.ts.tv_usec)
+    Timestamp::from_parts(i64::from(header.ts.tv_sec), i64::from(header.ts.tv_usec))
 }
 
 /// A pcap or pcapng file.
@@ -129,6 +155,7 @@ impl FileSource {
     /// # Errors
     /// [`CaptureError::OpenFile`] when libpcap cannot open or read the file header.
     pub fn open(path: &Path) -> Result<Self, CaptureError> {
+        library()?;
         let capture = Capture::from_file(path)
             .map_err(|source| CaptureError::OpenFile { path: path.to_owned(), source })?;
         let link = LinkType::from_linktype(capture.get_datalink().0);
@@ -178,6 +205,7 @@ impl LiveSource {
     /// When the interface cannot be opened (missing privileges: CAP_NET_RAW) or the filter
     /// does not compile for its link type.
     pub fn open(interface: &str) -> Result<Self, CaptureError> {
+        library()?;
         let open_err =
             |source| CaptureError::OpenInterface { interface: interface.to_owned(), source };
         let capture = Capture::from_device(interface)
@@ -245,6 +273,7 @@ impl LiveSource {
 /// # Errors
 /// [`CaptureError::List`] when libpcap cannot enumerate devices.
 pub fn interfaces_up() -> Result<Vec<String>, CaptureError> {
+    library()?;
     let devices = Device::list().map_err(CaptureError::List)?;
     Ok(devices
         .into_iter()

@@ -11,23 +11,32 @@
 //! - **Corruption is survivable.** A spool file that SQLite cannot open or that fails
 //!   `quick_check` is moved aside (`<file>.corrupt-<unix time>`) and a fresh one started.
 //!
-//! On-disk format (schema version 1):
-//! - `sightings`: one row per (window, product, kind, value, user, process) while the row is
-//!   unsent (`batch_id` NULL), with first seen, last seen and count. A partial unique index on
-//!   unsent rows makes `record` an upsert that aggregates. Once a row is assigned to a batch it
-//!   is frozen; later sightings in the same window start a new row, and the collector adds
-//!   the counts up.
+//! On-disk format (schema version 2; `PRAGMA user_version` holds the version and [`MIGRATIONS`]
+//! bring an older file up to date in one transaction each):
+//! - `sightings`: one row per (window, product, kind, value, user, process, removed) while the
+//!   row is unsent (`batch_id` NULL), with first seen, last seen and count. A partial unique
+//!   index on unsent rows makes `record` an upsert that aggregates. Once a row is assigned to a
+//!   batch it is frozen; later sightings in the same window start a new row, and the collector
+//!   adds the counts up. `removed` (version 2) marks the one-off report that an installed item
+//!   is gone.
 //! - `batches`: batch ids in flight with the eviction and drop counts they report, so a restart
 //!   resends the same batch, with the same id and the same content.
 //! - `counters`: `evicted` and `dropped`, reset when a batch carrying them is acknowledged.
+//! - `installed` (version 2): the installed items (product, kind, value, user) of the last
+//!   inventory view written with [`Spool::record_inventory`]. The next view is diffed against
+//!   it, in the same transaction that stores the view's sightings, so a removal is reported
+//!   exactly once: a crash before the commit leaves the old set, and the next scan finds the
+//!   same removal again. It only ever holds catalog matches, like every other table here, and
+//!   its size is that of one inventory view.
 //!
-//! Lifecycle: `record` → `next_batch` (assigns rows to a batch id, or returns the batch already
-//! in flight) → upload → `ack` (deletes the batch's rows). Sending a batch twice is safe: the
-//! collector counts a batch id once.
+//! Lifecycle: `record` / `record_inventory` → `next_batch` (assigns rows to a batch id, or
+//! returns the batch already in flight) → upload → `ack` (deletes the batch's rows). Sending a
+//! batch twice is safe: the collector counts a batch id once.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OptionalExtension as _, params};
+use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
 
 /// Limits of one spool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +74,75 @@ pub struct Record {
     pub last_seen: i64,
     /// Times seen in the window.
     pub count: u64,
+    /// True for the one-off report that an installed item is gone (see
+    /// [`Spool::record_inventory`]).
+    pub removed: bool,
+}
+
+/// One installed item as the spool remembers it between inventory views: the key a removal is
+/// detected by.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Installed {
+    /// Catalog product id.
+    pub product: String,
+    /// Indicator kind (`app`, `extension`, `cli`, `mcp_server`, `model`).
+    pub kind: String,
+    /// The matched value.
+    pub value: String,
+    /// The OS user as reported (possibly pseudonymised); `None` for machine-wide items.
+    pub user: Option<String>,
+}
+
+/// A complete inventory view to store: its sightings, and every installed item it saw.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InventoryView {
+    /// Sightings to record as [`Spool::record`] does.
+    pub records: Vec<Record>,
+    /// Every installed item present now: the whole set, not a change.
+    pub installed: BTreeSet<Installed>,
+    /// When the view was taken (Unix seconds): first and last seen of removal sightings.
+    pub at: i64,
+    /// Start of the aggregation window `at` falls in.
+    pub window: i64,
+}
+
+/// What [`Spool::record_inventory`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InventoryOutcome {
+    /// Sightings the size cap evicted.
+    pub evicted: u64,
+    /// Items reported as removed.
+    pub removed: u64,
+    /// Items new since the previous view (installed, or installed again after a removal).
+    pub added: u64,
+}
+
+/// The items of `previous` that are not in `current` (removed), and those of `current` that are
+/// not in `previous` (added), each in key order.
+pub fn diff_installed<'a>(
+    previous: &'a BTreeSet<Installed>,
+    current: &'a BTreeSet<Installed>,
+) -> (Vec<&'a Installed>, Vec<&'a Installed>) {
+    (previous.difference(current).collect(), current.difference(previous).collect())
+}
+
+impl Installed {
+    /// The sighting that reports this item gone, detected at `at` in the window starting at
+    /// `window`.
+    pub fn removal(&self, at: i64, window: i64) -> Record {
+        Record {
+            window,
+            product: self.product.clone(),
+            kind: self.kind.clone(),
+            value: self.value.clone(),
+            user: self.user.clone(),
+            process: None,
+            first_seen: at,
+            last_seen: at,
+            count: 1,
+            removed: true,
+        }
+    }
 }
 
 /// A batch ready to send.
@@ -124,7 +202,9 @@ pub struct Spool {
     moved_aside: Option<PathBuf>,
 }
 
-const SCHEMA: &str = "
+/// Schema version 1, as the first agents created it (`IF NOT EXISTS`: those files already hold
+/// it, with `user_version` 1).
+const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS sightings (
     id INTEGER PRIMARY KEY,
     window_start INTEGER NOT NULL,
@@ -149,8 +229,90 @@ CREATE TABLE IF NOT EXISTS batches (
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO counters (name, value) VALUES ('evicted', 0), ('dropped', 0);
-PRAGMA user_version = 1;
 ";
+
+/// Version 2: removal sightings (`removed` joins the aggregation key, so a removal never merges
+/// with a presence sighting of the same window) and the last reported installed set.
+const SCHEMA_V2: &str = "
+ALTER TABLE sightings ADD COLUMN removed INTEGER NOT NULL DEFAULT 0;
+DROP INDEX sightings_unsent;
+CREATE UNIQUE INDEX sightings_unsent
+    ON sightings (window_start, product, kind, value, user, process, removed)
+    WHERE batch_id IS NULL;
+CREATE TABLE installed (
+    product TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL,
+    user TEXT NOT NULL,
+    PRIMARY KEY (product, kind, value, user)
+) WITHOUT ROWID;
+";
+
+/// The migrations in order: (version reached, SQL). A file at version `v` runs those above `v`,
+/// each in its own transaction together with the `user_version` bump.
+pub const MIGRATIONS: &[(i64, &str)] = &[(1, SCHEMA_V1), (2, SCHEMA_V2)];
+
+/// The schema version this agent writes.
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// Brings `conn` up to [`SCHEMA_VERSION`].
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (target, sql) in MIGRATIONS {
+        if *target <= version {
+            continue;
+        }
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        // PRAGMA takes no bound parameters; the value is one of our own constants.
+        tx.execute_batch(&format!("PRAGMA user_version = {target};"))?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+const INSERT_SIGHTING: &str = "INSERT INTO sightings
+        (window_start, product, kind, value, user, process, first_seen, last_seen, count, removed)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+     ON CONFLICT (window_start, product, kind, value, user, process, removed)
+        WHERE batch_id IS NULL
+     DO UPDATE SET first_seen = min(first_seen, excluded.first_seen),
+                   last_seen = max(last_seen, excluded.last_seen),
+                   count = count + excluded.count";
+
+/// Adds `records` inside `tx`, aggregating with unsent rows of the same key.
+fn insert_records(tx: &Transaction<'_>, records: &[Record]) -> rusqlite::Result<()> {
+    let mut stmt = tx.prepare(INSERT_SIGHTING)?;
+    for r in records {
+        stmt.execute(params![
+            r.window,
+            r.product,
+            r.kind,
+            r.value,
+            r.user.as_deref().unwrap_or(""),
+            r.process.as_deref().unwrap_or(""),
+            r.first_seen,
+            r.last_seen,
+            i64::try_from(r.count).unwrap_or(i64::MAX),
+            r.removed,
+        ])?;
+    }
+    Ok(())
+}
+
+fn read_installed(conn: &Connection) -> rusqlite::Result<BTreeSet<Installed>> {
+    let mut stmt = conn.prepare("SELECT product, kind, value, user FROM installed")?;
+    let rows = stmt.query_map([], |r| {
+        let user: String = r.get(3)?;
+        Ok(Installed {
+            product: r.get(0)?,
+            kind: r.get(1)?,
+            value: r.get(2)?,
+            user: (!user.is_empty()).then_some(user),
+        })
+    })?;
+    rows.collect()
+}
 
 impl Spool {
     /// Opens (or creates) the spool at `path`. A corrupt file is moved aside and replaced;
@@ -190,7 +352,7 @@ impl Spool {
     fn open_checked(path: &Path, limits: SpoolLimits) -> Result<Self, SpoolError> {
         let err = |source| SpoolError::Sqlite { path: path.to_path_buf(), source };
         // The one place the agent opens SQLite: WAL, full sync, a busy timeout.
-        let conn = Connection::open(path).map_err(err)?;
+        let mut conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
         let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(err)?;
         if check != "ok" {
@@ -200,7 +362,7 @@ impl Spool {
             )));
         }
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;").map_err(err)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
+        migrate(&mut conn).map_err(err)?;
         Ok(Self { conn, path: path.to_path_buf(), limits, moved_aside: None })
     }
 
@@ -223,36 +385,83 @@ impl Spool {
             .conn
             .transaction()
             .map_err(|e| SpoolError::Sqlite { path: self.path.clone(), source: e })?;
-        {
-            let mut stmt = tx
-                .prepare(
-                    "INSERT INTO sightings
-                        (window_start, product, kind, value, user, process, first_seen, last_seen, count)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                     ON CONFLICT (window_start, product, kind, value, user, process)
-                        WHERE batch_id IS NULL
-                     DO UPDATE SET first_seen = min(first_seen, excluded.first_seen),
-                                   last_seen = max(last_seen, excluded.last_seen),
-                                   count = count + excluded.count",
-                )
-                .map_err(|e| SpoolError::Sqlite { path: self.path.clone(), source: e })?;
-            for r in records {
-                stmt.execute(params![
-                    r.window,
-                    r.product,
-                    r.kind,
-                    r.value,
-                    r.user.as_deref().unwrap_or(""),
-                    r.process.as_deref().unwrap_or(""),
-                    r.first_seen,
-                    r.last_seen,
-                    i64::try_from(r.count).unwrap_or(i64::MAX),
-                ])
-                .map_err(|e| SpoolError::Sqlite { path: self.path.clone(), source: e })?;
-            }
-        }
+        insert_records(&tx, records)
+            .map_err(|e| SpoolError::Sqlite { path: self.path.clone(), source: e })?;
         tx.commit().map_err(|e| self.err(e))?;
         self.enforce_cap()
+    }
+
+    /// Stores one complete inventory view in one transaction: its sightings, a removal
+    /// sighting (count 1, first and last seen `view.at`) for every installed item of the last
+    /// stored view that `view.installed` lacks, and `view.installed` as the new last view. An
+    /// item that comes back after a removal is simply new again. Then enforces the size cap.
+    ///
+    /// # Errors
+    /// SQLite errors; nothing of the call is kept then, and the next view reports the same
+    /// removals.
+    pub fn record_inventory(
+        &mut self,
+        view: &InventoryView,
+    ) -> Result<InventoryOutcome, SpoolError> {
+        let path = self.path.clone();
+        let err = move |source| SpoolError::Sqlite { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(&err)?;
+        let previous = read_installed(&tx).map_err(&err)?;
+        let (removed, added) = diff_installed(&previous, &view.installed);
+        let removals: Vec<Record> =
+            removed.iter().map(|item| item.removal(view.at, view.window)).collect();
+        insert_records(&tx, &view.records).map_err(&err)?;
+        insert_records(&tx, &removals).map_err(&err)?;
+        {
+            let mut delete = tx
+                .prepare(
+                    "DELETE FROM installed
+                     WHERE product = ?1 AND kind = ?2 AND value = ?3 AND user = ?4",
+                )
+                .map_err(&err)?;
+            for item in &removed {
+                delete
+                    .execute(params![
+                        item.product,
+                        item.kind,
+                        item.value,
+                        item.user.as_deref().unwrap_or("")
+                    ])
+                    .map_err(&err)?;
+            }
+            let mut insert = tx
+                .prepare(
+                    "INSERT OR IGNORE INTO installed (product, kind, value, user)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(&err)?;
+            for item in &added {
+                insert
+                    .execute(params![
+                        item.product,
+                        item.kind,
+                        item.value,
+                        item.user.as_deref().unwrap_or("")
+                    ])
+                    .map_err(&err)?;
+            }
+        }
+        let outcome = InventoryOutcome {
+            evicted: 0,
+            removed: removed.len() as u64,
+            added: added.len() as u64,
+        };
+        tx.commit().map_err(&err)?;
+        let evicted = self.enforce_cap()?;
+        Ok(InventoryOutcome { evicted, ..outcome })
+    }
+
+    /// The installed items of the last stored inventory view.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn installed(&self) -> Result<BTreeSet<Installed>, SpoolError> {
+        read_installed(&self.conn).map_err(|e| self.err(e))
     }
 
     /// Counts sightings dropped before they reached the spool (a full queue upstream).
@@ -388,7 +597,8 @@ impl Spool {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT window_start, product, kind, value, user, process, first_seen, last_seen, count
+                "SELECT window_start, product, kind, value, user, process, first_seen, last_seen,
+                        count, removed
                  FROM sightings WHERE batch_id = ?1 ORDER BY window_start, id",
             )
             .map_err(|e| SpoolError::Sqlite { path: self.path.clone(), source: e })?;
@@ -407,6 +617,7 @@ impl Spool {
                     first_seen: r.get(6)?,
                     last_seen: r.get(7)?,
                     count: u64::try_from(count).unwrap_or(0),
+                    removed: r.get(9)?,
                 })
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
@@ -512,6 +723,7 @@ mod tests {
             first_seen: ts,
             last_seen: ts,
             count: 1,
+            removed: false,
         }
     }
 
@@ -555,6 +767,147 @@ mod tests {
         assert_eq!(b2.records[0].first_seen, 2);
         s.ack(&b2).expect("ack");
         assert_eq!(s.next_batch().expect("batch"), None);
+    }
+
+    fn item(value: &str, user: Option<&str>) -> Installed {
+        Installed {
+            product: "anysphere.cursor".into(),
+            kind: "app".into(),
+            value: value.into(),
+            user: user.map(str::to_owned),
+        }
+    }
+
+    fn view(items: &[Installed], at: i64) -> InventoryView {
+        InventoryView {
+            records: items
+                .iter()
+                .map(|i| Record {
+                    window: 0,
+                    product: i.product.clone(),
+                    kind: i.kind.clone(),
+                    value: i.value.clone(),
+                    user: i.user.clone(),
+                    process: None,
+                    first_seen: at,
+                    last_seen: at,
+                    count: 1,
+                    removed: false,
+                })
+                .collect(),
+            installed: items.iter().cloned().collect(),
+            at,
+            window: 0,
+        }
+    }
+
+    fn all_rows(s: &mut Spool) -> Vec<Record> {
+        let mut out = Vec::new();
+        while let Some(b) = s.next_batch().expect("batch") {
+            out.extend(b.records.iter().cloned());
+            s.ack(&b).expect("ack");
+        }
+        out
+    }
+
+    #[test]
+    fn diff_of_installed_sets_names_removed_and_added_items() {
+        let a = item("a", None);
+        let b = item("b", Some("alice"));
+        let b_bob = item("b", Some("bob"));
+        let previous: BTreeSet<Installed> = [a.clone(), b.clone()].into();
+        let current: BTreeSet<Installed> = [b, b_bob.clone()].into();
+        let (removed, added) = diff_installed(&previous, &current);
+        assert_eq!(removed, [&a]);
+        assert_eq!(added, [&b_bob], "the same value for another user is another item");
+        let (removed, added) = diff_installed(&current, &current);
+        assert!(removed.is_empty() && added.is_empty());
+        let empty = BTreeSet::new();
+        let (removed, added) = diff_installed(&empty, &current);
+        assert!(removed.is_empty());
+        assert_eq!(added.len(), 2);
+    }
+
+    #[test]
+    fn removal_is_reported_once_across_a_reopen_and_a_reinstall_is_new_again() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("spool.db");
+        let (a, b) = (item("a", None), item("b", Some("alice")));
+        let mut s = Spool::open(&path, SpoolLimits::default()).expect("open");
+        let first = s.record_inventory(&view(&[a.clone(), b.clone()], 10)).expect("view");
+        assert_eq!((first.added, first.removed), (2, 0));
+        assert!(all_rows(&mut s).iter().all(|r| !r.removed));
+        drop(s);
+
+        // `b` is gone when the agent comes back.
+        let mut s = Spool::open(&path, SpoolLimits::default()).expect("reopen");
+        assert_eq!(s.installed().expect("installed").len(), 2, "the set survives a restart");
+        let second = s.record_inventory(&view(std::slice::from_ref(&a), 20)).expect("view");
+        assert_eq!((second.added, second.removed), (0, 1));
+        let rows = all_rows(&mut s);
+        let removals: Vec<&Record> = rows.iter().filter(|r| r.removed).collect();
+        assert_eq!(removals.len(), 1, "{rows:#?}");
+        assert_eq!(removals[0], &b.removal(20, 0));
+        assert_eq!((removals[0].count, removals[0].first_seen, removals[0].last_seen), (1, 20, 20));
+
+        // The same view again reports nothing removed.
+        let third = s.record_inventory(&view(std::slice::from_ref(&a), 30)).expect("view");
+        assert_eq!((third.added, third.removed), (0, 0));
+        assert!(all_rows(&mut s).iter().all(|r| !r.removed));
+
+        // Reinstalled: an ordinary sighting, and known again.
+        let fourth = s.record_inventory(&view(&[a.clone(), b.clone()], 40)).expect("view");
+        assert_eq!((fourth.added, fourth.removed), (1, 0));
+        assert!(all_rows(&mut s).iter().all(|r| !r.removed));
+        assert_eq!(s.installed().expect("installed"), [a, b].into());
+    }
+
+    #[test]
+    fn removal_and_presence_of_one_key_in_one_window_stay_two_rows() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut s =
+            Spool::open(&dir.path().join("spool.db"), SpoolLimits::default()).expect("open");
+        let a = item("a", None);
+        let mut present = view(std::slice::from_ref(&a), 5).records;
+        present.push(a.removal(6, 0));
+        s.record(&present).expect("record");
+        let rows = all_rows(&mut s);
+        assert_eq!(rows.len(), 2, "{rows:#?}");
+        assert_eq!(rows.iter().filter(|r| r.removed).count(), 1);
+    }
+
+    #[test]
+    fn version_one_spool_is_migrated_keeping_its_rows() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("spool.db");
+        {
+            let conn = Connection::open(&path).expect("sqlite");
+            conn.execute_batch(SCHEMA_V1).expect("v1");
+            conn.execute_batch("PRAGMA user_version = 1;").expect("version");
+            conn.execute(
+                "INSERT INTO sightings (window_start, product, kind, value, user, process,
+                    first_seen, last_seen, count) VALUES (0, 'openai.chatgpt', 'dns',
+                    'chatgpt.com', '', '', 1, 2, 3)",
+                [],
+            )
+            .expect("row");
+        }
+        let mut s = Spool::open(&path, SpoolLimits::default()).expect("open migrates");
+        assert!(s.moved_aside().is_none(), "a version 1 file is migrated, not replaced");
+        let version: i64 =
+            s.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
+        assert_eq!(version, SCHEMA_VERSION);
+        let rows = all_rows(&mut s);
+        assert_eq!(
+            rows,
+            vec![{
+                let mut r = rec("chatgpt.com", 0, 1);
+                r.last_seen = 2;
+                r.count = 3;
+                r
+            }]
+        );
+        assert!(s.installed().expect("installed").is_empty());
     }
 
     #[test]

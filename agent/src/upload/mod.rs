@@ -281,6 +281,7 @@ fn to_wire(r: &crate::spool::Record) -> Option<Sighting> {
         last_seen: r.last_seen,
         count: r.count.max(1),
         window: r.window,
+        removed: r.removed,
     })
 }
 
@@ -324,6 +325,28 @@ mod tests {
     fn client(url: &str) -> Result<Client, UploadError> {
         let tls = tls::client_config(&crate::config::TrustAnchor::Pin([0; 32])).expect("tls");
         Client::new(url, tls)
+    }
+
+    #[test]
+    fn removal_records_carry_the_flag_on_the_wire_and_presence_omits_it() {
+        let removed = crate::spool::Installed {
+            product: "anysphere.cursor".into(),
+            kind: "app".into(),
+            value: "com.todesktop.230313mzl4w4u92".into(),
+            user: Some("alice".into()),
+        }
+        .removal(1_735_694_100, 1_735_693_200);
+        let wire = to_wire(&removed).expect("known kind");
+        assert!(wire.removed);
+        assert_eq!(
+            (wire.count, wire.first_seen, wire.last_seen),
+            (1, 1_735_694_100, 1_735_694_100)
+        );
+        let json = serde_json::to_value(&wire).expect("json");
+        assert_eq!(json["removed"], serde_json::Value::Bool(true));
+        let present = crate::spool::Record { removed: false, ..removed };
+        let json = serde_json::to_value(to_wire(&present).expect("known kind")).expect("json");
+        assert!(json.get("removed").is_none(), "{json}");
     }
 
     #[test]

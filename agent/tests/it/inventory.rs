@@ -127,7 +127,7 @@ fn malformed_files_are_counted_warnings_naming_the_path() {
     assert_eq!(scan.warning_count, scan.warnings.len() as u64);
 }
 
-fn copy_tree(from: &Path, to: &Path) {
+pub(crate) fn copy_tree(from: &Path, to: &Path) {
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
         let dest = to.join(entry.file_name());

@@ -10,6 +10,7 @@ mod fixtures;
 mod fuzz_regressions;
 mod hard_cases;
 mod inventory;
+mod removal;
 mod rfc_vectors;
 mod spool;
 mod support;

@@ -16,6 +16,7 @@ fn rec(key: u8, window: i64, ts: i64) -> Record {
         first_seen: ts,
         last_seen: ts,
         count: 1,
+        removed: false,
     }
 }
 

@@ -81,6 +81,7 @@ mod tests {
             last_seen: last,
             count,
             window: 0,
+            removed: false,
         }
     }
 

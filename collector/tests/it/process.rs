@@ -161,6 +161,7 @@ fn batch(k: u64) -> Vec<u8> {
             last_seen: window + j + 1,
             count: 1,
             window,
+            removed: false,
         })
         .collect();
     let b = SightingBatch {

@@ -92,6 +92,9 @@ pub struct Sighting {
     pub count: u64,
     /// Start of the aggregation window.
     pub window: i64,
+    /// True when this installed item (app, extension, cli, mcp_server, model) was present in an earlier report and is gone now.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub removed: bool,
 }
 
 /// The indicator kind of a sighting. Discovery sources are these plus `expense` and `gateway`.
@@ -155,6 +158,21 @@ impl SightingKind {
     /// The kind with this wire name.
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// True for the kinds that name something installed on the machine (`app`, `cli`,
+    /// `extension`, `mcp_server`, `model`): the only kinds an agent reports as removed
+    /// ([`Sighting::removed`]). Network sightings, processes and listening runtimes come and go
+    /// and are never "removed".
+    pub fn is_installed(self) -> bool {
+        matches!(
+            self,
+            SightingKind::App
+                | SightingKind::Cli
+                | SightingKind::Extension
+                | SightingKind::McpServer
+                | SightingKind::Model
+        )
     }
 }
 

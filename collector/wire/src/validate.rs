@@ -174,6 +174,12 @@ fn sighting(i: usize, s: &Sighting) -> Result<(), ValidationError> {
     if s.count > MAX_SIGHTING_COUNT {
         return Err(ValidationError::new(f("count"), "count out of range"));
     }
+    if s.removed && !s.kind.is_installed() {
+        return Err(ValidationError::new(
+            f("removed"),
+            format!("only installed items can be removed, not kind {}", s.kind.as_str()),
+        ));
+    }
     Ok(())
 }
 
@@ -297,6 +303,7 @@ mod tests {
             last_seen: 20,
             count: 1,
             window: 0,
+            removed: false,
         };
         SightingBatch {
             batch_id: "b1".into(),
@@ -325,6 +332,18 @@ mod tests {
         let mut b = batch(1);
         b.sightings[0].user = Some("a\0b".into());
         assert_eq!(b.validate().unwrap_err().field, "sightings[0].user");
+    }
+
+    #[test]
+    fn removal_is_refused_for_network_kinds_and_accepted_for_installed_ones() {
+        let mut b = batch(1);
+        b.sightings[0].removed = true;
+        let e = b.validate().unwrap_err();
+        assert_eq!(e.field, "sightings[0].removed");
+        for kind in SightingKind::ALL {
+            b.sightings[0].kind = kind;
+            assert_eq!(b.validate().is_ok(), kind.is_installed(), "{kind:?}");
+        }
     }
 
     #[test]

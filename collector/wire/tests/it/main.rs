@@ -87,6 +87,20 @@ fn optional_fields_may_be_absent() {
 }
 
 #[test]
+fn removal_batch_round_trips_and_removed_defaults_to_false() {
+    let batch = round_trip::<SightingBatch>("sighting_batch_removal.json");
+    batch.validate().unwrap();
+    let removed: Vec<bool> = batch.sightings.iter().map(|s| s.removed).collect();
+    assert_eq!(removed, [false, true]);
+    // The older golden batch has no `removed` field at all: every sighting reads as present,
+    // and serialising a present sighting leaves the field out (checked by the round trip).
+    let old = round_trip::<SightingBatch>("sighting_batch.json");
+    assert!(old.sightings.iter().all(|s| !s.removed));
+    let text = serde_json::to_string(&old).unwrap();
+    assert!(!text.contains("removed"), "{text}");
+}
+
+#[test]
 fn enroll_secret_does_not_leak_through_debug() {
     let req: EnrollRequest = serde_json::from_slice(&fixture("enroll_request.json")).unwrap();
     assert!(!format!("{req:?}").contains("s3cret-enroll"));
