@@ -81,6 +81,25 @@ pub struct Batch {
     pub dropped: i64,
     /// The agent's evicted counter for this batch.
     pub evicted: i64,
+    /// Installed items reported present or removed, one per key (the latest report wins).
+    pub installs: Vec<InstallChange>,
+}
+
+/// An installed item (app, extension, CLI, MCP server, model) reported present or removed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstallChange {
+    /// Catalog product id.
+    pub product: String,
+    /// Indicator kind (wire name).
+    pub kind: &'static str,
+    /// Matched value.
+    pub value: String,
+    /// OS user, `""` when not per-user.
+    pub user: String,
+    /// False when the agent reported the item removed.
+    pub present: bool,
+    /// When the agent saw it (present) or saw it gone (removed).
+    pub at: i64,
 }
 
 /// A batch's usage per (product, kind, user): what ingest appends for the rollups.
@@ -319,6 +338,10 @@ pub struct DeviceUsage {
     pub last_seen: i64,
     /// Count.
     pub count: i64,
+    /// Whether the product is installed on the device now: `None` when it was never reported
+    /// as installed software there (network sightings only), `Some(false)` when every
+    /// installed item of it was reported removed.
+    pub installed: Option<bool>,
 }
 
 /// One expense line as stored: a card or reimbursement transaction that matched a catalog

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use aiscout_wire::SightingBatch;
 
-use crate::model::{Batch, Sighting};
+use crate::model::{Batch, InstallChange, Sighting};
 
 pub mod drop;
 pub mod expense;
@@ -32,7 +32,32 @@ pub fn batch(wire: SightingBatch) -> Batch {
     type Key = (String, &'static str, String, String, String, i64);
     let received = i64::try_from(wire.sightings.len()).unwrap_or(i64::MAX);
     let mut merged: BTreeMap<Key, (i64, i64, i64)> = BTreeMap::new();
+    let mut installs: BTreeMap<(String, &'static str, String, String), InstallChange> =
+        BTreeMap::new();
     for s in wire.sightings {
+        if s.kind.is_installed() {
+            let user = s.user.clone().unwrap_or_default();
+            let change = InstallChange {
+                product: s.product.clone(),
+                kind: s.kind.as_str(),
+                value: s.value.clone(),
+                user: user.clone(),
+                present: !s.removed,
+                at: s.last_seen,
+            };
+            let key = (s.product.clone(), s.kind.as_str(), s.value.clone(), user);
+            // The later report wins; at the same time, a removal wins.
+            match installs.get(&key) {
+                Some(old) if (old.at, !old.present) >= (change.at, !change.present) => {}
+                _ => {
+                    installs.insert(key, change);
+                }
+            }
+        }
+        if s.removed {
+            // A removal is not a sighting: it only changes what is installed.
+            continue;
+        }
         let key = (
             s.product,
             s.kind.as_str(),
@@ -63,6 +88,7 @@ pub fn batch(wire: SightingBatch) -> Batch {
         received,
         dropped: to_i64(wire.dropped),
         evicted: to_i64(wire.evicted),
+        installs: installs.into_values().collect(),
     }
 }
 
@@ -104,5 +130,26 @@ mod tests {
         let chat = b.sightings.iter().find(|s| s.value == "chatgpt.com").unwrap();
         assert_eq!((chat.first_seen, chat.last_seen, chat.count), (3, 20, 5));
         assert_eq!(chat.user, "");
+    }
+
+    #[test]
+    fn removals_change_installs_and_are_not_sightings() {
+        let mut app = sighting("com.openai.chat", 10, 10, 1);
+        app.kind = SightingKind::App;
+        let mut gone = app.clone();
+        gone.removed = true;
+        gone.first_seen = 30;
+        gone.last_seen = 30;
+        let wire = SightingBatch {
+            batch_id: "b".into(),
+            agent: AgentInfo { version: "1".into(), catalog_version: 1 },
+            sightings: vec![app, gone, sighting("chatgpt.com", 5, 5, 1)],
+            dropped: 0,
+            evicted: 0,
+        };
+        let b = super::batch(wire);
+        assert_eq!(b.sightings.len(), 2, "the removal is not counted as a sighting");
+        assert_eq!(b.installs.len(), 1, "one change per item");
+        assert_eq!((b.installs[0].present, b.installs[0].at), (false, 30));
     }
 }

@@ -374,6 +374,7 @@ pub fn product_detail(
                 first_seen: d.first_seen,
                 last_seen: d.last_seen,
                 count: u64_of(d.count),
+                installed: d.installed,
             })
             .collect(),
     }

@@ -399,6 +399,24 @@ impl Store for PgStore {
             &[&device.0, &products, &kinds, &users, &firsts, &lasts, &counts],
         )
         .await?;
+        let i = &batch.installs;
+        let products: Vec<&str> = i.iter().map(|i| i.product.as_str()).collect();
+        let kinds: Vec<&str> = i.iter().map(|i| i.kind).collect();
+        let values: Vec<&str> = i.iter().map(|i| i.value.as_str()).collect();
+        let users: Vec<&str> = i.iter().map(|i| i.user.as_str()).collect();
+        let present: Vec<bool> = i.iter().map(|i| i.present).collect();
+        let at: Vec<i64> = i.iter().map(|i| i.at).collect();
+        tx.execute(
+            "INSERT INTO installed (device_id, product, kind, value, os_user, present, changed_at)
+             SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[],
+                                      $6::bool[], $7::bigint[])
+             ON CONFLICT (device_id, product, kind, value, os_user) DO UPDATE
+             SET present = excluded.present, changed_at = excluded.changed_at
+             WHERE excluded.changed_at > installed.changed_at
+                OR (excluded.changed_at = installed.changed_at AND NOT excluded.present)",
+            &[&device.0, &products, &kinds, &values, &users, &present, &at],
+        )
+        .await?;
         tx.execute(
             "UPDATE devices SET last_contact = GREATEST(last_contact, $2),
                 dropped_sightings = dropped_sightings + $3,
@@ -574,7 +592,9 @@ impl Store for PgStore {
                         MAX(s.last_seen), SUM(s.count)::bigint,
                         ARRAY(SELECT DISTINCT s2.os_user FROM usage_device s2
                               WHERE s2.device_id = d.id AND s2.product = $1
-                                AND s2.os_user <> '' ORDER BY 1)
+                                AND s2.os_user <> '' ORDER BY 1),
+                        (SELECT bool_or(i.present) FROM installed i
+                         WHERE i.device_id = d.id AND i.product = $1)
                  FROM usage_device s JOIN devices d ON d.id = s.device_id
                  WHERE s.product = $1
                  GROUP BY d.id ORDER BY d.host_id LIMIT $2",
@@ -591,6 +611,7 @@ impl Store for PgStore {
                     last_seen: r.try_get(4)?,
                     count: r.try_get(5)?,
                     users: r.try_get(6)?,
+                    installed: r.try_get(7)?,
                 })
             })
             .collect()

@@ -290,6 +290,17 @@ fn store_batch(tx: &Connection, job: &IngestJob) -> Result<IngestOutcome, StoreE
             ])?;
         }
     }
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO installed (device_id, product, kind, value, os_user, present, changed_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (device_id, product, kind, value, os_user) DO UPDATE
+         SET present = excluded.present, changed_at = excluded.changed_at
+         WHERE excluded.changed_at > installed.changed_at
+            OR (excluded.changed_at = installed.changed_at AND NOT excluded.present)",
+    )?;
+    for i in &job.batch.installs {
+        stmt.execute(params![job.device.0, i.product, i.kind, i.value, i.user, i.present, i.at])?;
+    }
     tx.execute(
         "UPDATE devices SET last_contact = MAX(last_contact, ?2),
             dropped_sightings = dropped_sightings + ?3,
@@ -642,7 +653,9 @@ impl Store for SqliteStore {
                         (SELECT group_concat(u, char(10)) FROM (
                             SELECT DISTINCT s2.os_user AS u FROM usage_device s2
                             WHERE s2.device_id = d.id AND s2.product = ?1 AND s2.os_user <> ''
-                            ORDER BY u))
+                            ORDER BY u)),
+                        (SELECT MAX(i.present) FROM installed i
+                         WHERE i.device_id = d.id AND i.product = ?1)
                  FROM usage_device s JOIN devices d ON d.id = s.device_id
                  WHERE s.product = ?1
                  GROUP BY d.id ORDER BY d.host_id LIMIT ?2",
@@ -659,6 +672,7 @@ impl Store for SqliteStore {
                     users: users
                         .map(|u| u.split('\n').map(str::to_owned).collect())
                         .unwrap_or_default(),
+                    installed: r.get::<_, Option<bool>>(7)?,
                 })
             })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)

@@ -90,6 +90,7 @@ async fn load(store: &impl Store) {
         sightings,
         dropped: 0,
         evicted: 0,
+        installs: Vec::new(),
     };
     store
         .ingest(

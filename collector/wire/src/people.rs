@@ -313,6 +313,10 @@ pub struct ProductDevice {
     pub last_seen: i64,
     /// Sightings counted.
     pub count: u64,
+    /// Whether the product is installed on the device now: absent when it was only seen on
+    /// the network there, `false` when the agent reported every installed item of it removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installed: Option<bool>,
 }
 
 /// `PUT /api/v1/products/{id}/review`: set a product's status.

@@ -434,3 +434,42 @@ fn agent_trusts_only_the_configured_ca() {
         assert_eq!(mode & 0o777, 0o600, "the node key file is private");
     }
 }
+
+/// Issue 4: an app the agent reported installed and then found gone shows as no longer
+/// installed in the collector's product detail; network-only products say nothing about it.
+#[test]
+fn an_uninstalled_app_shows_as_removed_in_the_product_detail() {
+    let tmp = tempfile::tempdir().unwrap();
+    let collector = Collector::start(&tmp.path().join("collector"), 0, &[]).unwrap();
+    let token = collector.token("admin", "e2e").unwrap();
+    let config =
+        agent_config(&tmp.path().join("agent"), &collector.url, &collector.pin, "").unwrap();
+    // A machine root with only the ChatGPT app installed.
+    let root = tmp.path().join("root");
+    let app = root.join("Applications/ChatGPT.app/Contents");
+    std::fs::create_dir_all(&app).unwrap();
+    let fixture = workspace_root()
+        .join("agent/tests/data/inventory/tree/Applications/ChatGPT.app/Contents/Info.plist");
+    std::fs::copy(fixture, app.join("Info.plist")).unwrap();
+    let root_arg = root.display().to_string();
+    let args = ["--no-capture", "--scan-root", root_arg.as_str()];
+    let installed = |want: bool| {
+        let detail =
+            api_get(&collector.url, &collector.pin, &token, "/api/v1/products/openai.chatgpt")
+                .ok()?;
+        let devices = detail["devices"].as_array()?;
+        (devices.len() == 1 && devices[0]["installed"] == serde_json::json!(want)).then_some(())
+    };
+
+    let mut agent = start_agent(&config, &args, "info").unwrap();
+    wait_for("the app reported installed", LONG, || installed(true))
+        .unwrap_or_else(|e| panic!("{e}\nagent output:\n{}", agent.output().join("\n")));
+    assert!(agent.terminate(Duration::from_secs(30)).unwrap().success());
+
+    // Uninstalled while the agent was stopped: its first scan after the restart notices.
+    std::fs::remove_dir_all(root.join("Applications/ChatGPT.app")).unwrap();
+    let mut agent = start_agent(&config, &args, "info").unwrap();
+    wait_for("the app reported removed", LONG, || installed(false))
+        .unwrap_or_else(|e| panic!("{e}\nagent output:\n{}", agent.output().join("\n")));
+    assert!(agent.terminate(Duration::from_secs(30)).unwrap().success());
+}

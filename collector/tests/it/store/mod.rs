@@ -2,8 +2,8 @@
 //! once per backend by the `conformance!` macro, so SQLite and PostgreSQL cannot diverge.
 
 use aiscout_collector::model::{
-    Batch, Device, ExpenseLine, GatewaySpend, Health, ImportCounts, IngestOutcome, Person, Role,
-    Token, UsageFilter,
+    Batch, Device, ExpenseLine, GatewaySpend, Health, ImportCounts, IngestOutcome, InstallChange,
+    Person, Role, Token, UsageFilter,
 };
 use aiscout_collector::review;
 use aiscout_collector::store::{Store, StoreError};
@@ -44,7 +44,7 @@ fn sighting(
 
 fn batch(id: &str, sightings: Vec<aiscout_collector::model::Sighting>) -> Batch {
     let received = sightings.len() as i64;
-    Batch { batch_id: id.into(), sightings, received, dropped: 1, evicted: 2 }
+    Batch { batch_id: id.into(), sightings, received, dropped: 1, evicted: 2, installs: Vec::new() }
 }
 
 async fn total(store: &impl Store, product: &str) -> i64 {
@@ -479,6 +479,53 @@ pub(crate) async fn rollup_departments_follow_people_and_owners(store: impl Stor
     assert_eq!(read().await, ["Legal"]);
 }
 
+pub(crate) async fn installed_items_follow_the_latest_report(store: impl Store) {
+    let d = store.enroll(device("h1", None), [1; 32], 100).await.unwrap();
+    let change = |value: &str, present: bool, at: i64| InstallChange {
+        product: "cursor.editor".into(),
+        kind: "app",
+        value: value.into(),
+        user: "ann".into(),
+        present,
+        at,
+    };
+    let send = |id: &str, installs: Vec<InstallChange>| {
+        let mut b = batch(id, vec![sighting("openai.chatgpt", "chatgpt.com", "ann", 0, 1)]);
+        b.installs = installs;
+        b
+    };
+    let installed = || async {
+        let devices = store.product_devices("cursor.editor".into()).await.unwrap();
+        devices.first().map(|d| d.installed)
+    };
+    let mut app = sighting("cursor.editor", "com.todesktop.cursor", "ann", 0, 1);
+    app.kind = "app";
+    let mut b = send("b1", vec![change("com.todesktop.cursor", true, 100)]);
+    b.sightings.push(app);
+    store.ingest(d, b, 100).await.unwrap();
+    assert_eq!(installed().await, Some(Some(true)));
+    store
+        .ingest(d, send("b2", vec![change("com.todesktop.cursor", false, 200)]), 200)
+        .await
+        .unwrap();
+    assert_eq!(installed().await, Some(Some(false)));
+    // A report older than the removal (a spool drained late) changes nothing.
+    store
+        .ingest(d, send("b3", vec![change("com.todesktop.cursor", true, 150)]), 300)
+        .await
+        .unwrap();
+    assert_eq!(installed().await, Some(Some(false)));
+    // Installed again.
+    store
+        .ingest(d, send("b4", vec![change("com.todesktop.cursor", true, 400)]), 400)
+        .await
+        .unwrap();
+    assert_eq!(installed().await, Some(Some(true)));
+    // Seen only on the network: nothing is known about installation.
+    let devices = store.product_devices("openai.chatgpt".into()).await.unwrap();
+    assert_eq!(devices[0].installed, None);
+}
+
 /// Compiles every case as a `#[tokio::test]` against the backend that `$open` opens.
 macro_rules! conformance {
     ($open:path; $($case:ident),* $(,)?) => {
@@ -512,6 +559,7 @@ macro_rules! all_cases {
             owner_last_use_joins_devices_to_sightings,
             rollups_agree_with_the_sightings,
             rollup_departments_follow_people_and_owners,
+            installed_items_follow_the_latest_report,
         );
     };
 }

@@ -78,3 +78,19 @@ CREATE INDEX people_department ON people(department);
 INSERT INTO usage_pending (device_id, product, kind, os_user, first_seen, last_seen, count)
 SELECT device_id, product, kind, os_user, MIN(first_seen), MAX(last_seen), SUM(count)
 FROM sightings GROUP BY device_id, product, kind, os_user;
+-- Issue 4: installed items (app, cli, extension, mcp_server, model) as last reported, present
+-- or removed, per device. A report older than the stored one changes nothing.
+CREATE TABLE installed (
+    device_id INTEGER NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+    product TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL,
+    os_user TEXT NOT NULL,
+    present INTEGER NOT NULL,
+    changed_at INTEGER NOT NULL,
+    PRIMARY KEY (device_id, product, kind, value, os_user)
+) WITHOUT ROWID;
+INSERT INTO installed (device_id, product, kind, value, os_user, present, changed_at)
+SELECT device_id, product, kind, value, os_user, 1, MAX(last_seen) FROM sightings
+WHERE kind IN ('app', 'cli', 'extension', 'mcp_server', 'model')
+GROUP BY device_id, product, kind, value, os_user;
