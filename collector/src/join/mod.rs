@@ -115,13 +115,22 @@ pub async fn gather<S: Store>(
             store.owner_last_use().await?,
         ),
     };
+    let expenses = store.expenses(since).await?;
+    let gateway = store.gateway_totals(since).await?;
+    // The directory is only read to place payers and gateway users in departments: with
+    // neither, a large directory is not worth reading.
+    let people = if expenses.is_empty() && gateway.is_empty() && purpose == Purpose::Inventory {
+        Vec::new()
+    } else {
+        store.people().await?
+    };
     Ok(Facts {
         sources,
         products,
         reviews: store.reviews().await?,
-        expenses: store.expenses(since).await?,
-        gateway: store.gateway_totals(since).await?,
-        people: store.people().await?,
+        expenses,
+        gateway,
+        people,
         owner_use,
         device_owners,
         now,

@@ -212,8 +212,16 @@ async fn fold(client: &mut deadpool_postgres::Object) -> Result<u64, StoreError>
         tx.batch_execute(rollup::REBUILD_DEPARTMENTS).await?;
     }
     tx.commit().await?;
+    if folded >= VACUUM_AFTER {
+        // The deleted rows stay in the table until vacuumed, and every fold and read would
+        // step over them; autovacuum gets there eventually, this gets there now.
+        client.batch_execute("VACUUM usage_pending").await?;
+    }
     Ok(folded)
 }
+
+/// Pending rows folded at once after which the fold vacuums `usage_pending` itself.
+const VACUUM_AFTER: u64 = 100_000;
 
 /// Answers a usage filter from the rollups (see [`rollup::answers`]), after folding.
 async fn usage_from_rollups(

@@ -31,6 +31,18 @@ pub const MIGRATIONS: &[Migration] = &[
 
 /// How long a connection waits for another writer before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The pause between two tries for a lock another connection holds.
+const BUSY_RETRY: Duration = Duration::from_millis(1);
+
+/// SQLite's busy handler: sleeps [`BUSY_RETRY`] and tries again, for up to [`BUSY_TIMEOUT`].
+fn retry_busy(tries: i32) -> bool {
+    let waited = BUSY_RETRY.saturating_mul(u32::try_from(tries).unwrap_or(u32::MAX));
+    if waited >= BUSY_TIMEOUT {
+        return false;
+    }
+    std::thread::sleep(BUSY_RETRY);
+    true
+}
 /// Connections in the pool (one writer at a time; the rest serve reads).
 const POOL_SIZE: usize = 4;
 
@@ -40,8 +52,10 @@ const POOL_SIZE: usize = 4;
 /// The file cannot be opened or the pragmas fail.
 #[allow(clippy::disallowed_methods)] // This is the one place that opens SQLite.
 pub fn open(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mut conn = Connection::open(path)?;
+    // Instead of SQLite's busy timeout, whose sleeps grow to 100 ms, retry every millisecond:
+    // a writer waiting for the lock takes it as soon as it is free.
+    conn.busy_handler(Some(retry_busy))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", true)?;
@@ -49,64 +63,106 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
 }
 
 /// A SQLite database file with a small connection pool, and one writer thread that commits
-/// sighting batches in groups.
+/// sighting batches in groups and runs the folds.
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: Arc<Pool>,
-    writer: mpsc::Sender<IngestJob>,
+    writer: mpsc::Sender<Job>,
 }
 
-/// One batch waiting for the writer, and where its outcome goes.
+/// Work for the writer thread.
+enum Job {
+    /// One batch, and where its outcome goes.
+    Ingest {
+        device: DeviceId,
+        batch: Batch,
+        now: i64,
+        done: oneshot::Sender<Result<IngestOutcome, StoreError>>,
+    },
+    /// A fold of everything committed before it.
+    Fold { done: oneshot::Sender<Result<u64, StoreError>> },
+}
+
+/// A batch in the group being committed.
 struct IngestJob {
     device: DeviceId,
     batch: Batch,
     now: i64,
-    done: oneshot::Sender<Result<IngestOutcome, StoreError>>,
 }
 
-/// Most batches the writer commits in one transaction.
+/// Most jobs the writer takes at once (its batches share one commit).
 const GROUP_MAX: usize = 64;
-/// Batches that may wait for the writer before `ingest` callers wait to enqueue.
+/// Jobs that may wait for the writer before callers wait to enqueue.
 const QUEUE: usize = 1024;
 
-/// The writer thread: takes every batch that is waiting (up to [`GROUP_MAX`]), stores each
-/// under its own savepoint, commits once, then answers each caller. A batch is acknowledged
+/// The writer thread: takes every job that is waiting (up to [`GROUP_MAX`]), stores each
+/// batch under its own savepoint, commits once, answers each caller, then runs the folds that
+/// were asked for (they see every batch acknowledged before them). A batch is acknowledged
 /// only after the commit that holds it, and a failing batch fails alone. SQLite has one
-/// writer at a time anyway; one thread that groups commits replaces several connections
-/// that would wait on the file lock and each pay for their own commit.
-fn write_batches(path: &Path, mut jobs: mpsc::Receiver<IngestJob>) {
+/// writer at a time anyway: one thread that groups commits, and folds between them, replaces
+/// connections that would wait on the file lock and each pay for their own commit.
+fn write_batches(path: &Path, mut jobs: mpsc::Receiver<Job>) {
     let mut conn: Option<Connection> = None;
     while let Some(first) = jobs.blocking_recv() {
-        let mut group = vec![first];
-        while group.len() < GROUP_MAX {
+        let mut taken = vec![first];
+        while taken.len() < GROUP_MAX {
             match jobs.try_recv() {
-                Ok(job) => group.push(job),
+                Ok(job) => taken.push(job),
                 Err(_) => break,
             }
         }
-        let c = match conn.take() {
-            Some(c) => Ok(c),
-            None => open(path),
-        };
-        let outcomes = c.and_then(|mut c| {
-            let outcomes = commit_group(&mut c, &group);
-            conn = Some(c);
-            outcomes
-        });
-        match outcomes {
-            Ok(outcomes) => {
-                for (job, outcome) in group.into_iter().zip(outcomes) {
-                    // A caller that went away (request cancelled) needs no answer.
-                    let _unused = job.done.send(outcome);
+        let mut group = Vec::new();
+        let mut answers = Vec::new();
+        let mut folds = Vec::new();
+        for job in taken {
+            match job {
+                Job::Ingest { device, batch, now, done } => {
+                    group.push(IngestJob { device, batch, now });
+                    answers.push(done);
                 }
+                Job::Fold { done } => folds.push(done),
             }
-            Err(e) => {
-                let reason = e.to_string();
-                for job in group {
-                    let _unused = job.done.send(Err(StoreError::Task(reason.clone())));
+        }
+        let mut c = match conn.take() {
+            Some(c) => c,
+            None => match open(path) {
+                Ok(c) => c,
+                Err(e) => {
+                    let reason = e.to_string();
+                    for done in answers {
+                        let _unused = done.send(Err(StoreError::Task(reason.clone())));
+                    }
+                    for done in folds {
+                        let _unused = done.send(Err(StoreError::Task(reason.clone())));
+                    }
+                    continue;
+                }
+            },
+        };
+        if !group.is_empty() {
+            match commit_group(&mut c, &group) {
+                Ok(outcomes) => {
+                    for (done, outcome) in answers.into_iter().zip(outcomes) {
+                        // A caller that went away (request cancelled) needs no answer.
+                        let _unused = done.send(outcome);
+                    }
+                }
+                Err(e) => {
+                    let reason = e.to_string();
+                    for done in answers {
+                        let _unused = done.send(Err(StoreError::Task(reason.clone())));
+                    }
                 }
             }
         }
+        if !folds.is_empty() {
+            // One fold answers every caller that asked for one.
+            let outcome = fold(&mut c).map_err(|e| e.to_string());
+            for done in folds {
+                let _unused = done.send(outcome.clone().map_err(StoreError::Task));
+            }
+        }
+        conn = Some(c);
     }
 }
 
@@ -343,12 +399,11 @@ fn fold(c: &mut Connection) -> Result<u64, StoreError> {
     Ok(u64::try_from(folded).unwrap_or(u64::MAX))
 }
 
-/// Answers a usage filter from the rollups (see [`rollup::answers`]), after folding.
+/// Answers a usage filter from the rollups (see [`rollup::answers`]); the caller folds first.
 fn usage_from_rollups(
     c: &mut Connection,
     filter: &UsageFilter,
 ) -> Result<(Vec<SourceUsage>, Vec<ProductUsage>), StoreError> {
-    fold(c)?;
     let tx = c.transaction()?;
     let source = |r: &rusqlite::Row<'_>| {
         Ok(SourceUsage {
@@ -492,14 +547,17 @@ impl Store for SqliteStore {
     ) -> Result<IngestOutcome, StoreError> {
         let (done, outcome) = oneshot::channel();
         self.writer
-            .send(IngestJob { device, batch, now, done })
+            .send(Job::Ingest { device, batch, now, done })
             .await
-            .map_err(|_| StoreError::Task("the ingest writer has stopped".into()))?;
-        outcome.await.map_err(|_| StoreError::Task("the ingest writer has stopped".into()))?
+            .map_err(|_| StoreError::Task("the store writer has stopped".into()))?;
+        outcome.await.map_err(|_| StoreError::Task("the store writer has stopped".into()))?
     }
 
     async fn fold(&self) -> Result<u64, StoreError> {
-        self.with(fold).await
+        let (done, folded) = oneshot::channel();
+        let stopped = || StoreError::Task("the store writer has stopped".into());
+        self.writer.send(Job::Fold { done }).await.map_err(|_| stopped())?;
+        folded.await.map_err(|_| stopped())?
     }
 
     async fn heartbeat(&self, device: DeviceId, h: Health) -> Result<(), StoreError> {
@@ -591,10 +649,11 @@ impl Store for SqliteStore {
         &self,
         filter: UsageFilter,
     ) -> Result<(Vec<SourceUsage>, Vec<ProductUsage>), StoreError> {
+        if rollup::answers(&filter) {
+            self.fold().await?;
+            return self.with(move |c| usage_from_rollups(c, &filter)).await;
+        }
         self.with(move |c| {
-            if rollup::answers(&filter) {
-                return usage_from_rollups(c, &filter);
-            }
             let p =
                 params![filter.product, filter.kind, filter.department, filter.since, filter.until];
             let mut stmt = c.prepare(&format!(
@@ -645,8 +704,8 @@ impl Store for SqliteStore {
     }
 
     async fn product_devices(&self, product: String) -> Result<Vec<DeviceUsage>, StoreError> {
+        self.fold().await?;
         self.with(move |c| {
-            fold(c)?;
             let mut stmt = c.prepare(
                 "SELECT d.host_id, d.hostname, d.owner_email, MIN(s.first_seen),
                         MAX(s.last_seen), SUM(s.count),
@@ -1033,8 +1092,8 @@ impl Store for SqliteStore {
     }
 
     async fn owner_last_use(&self) -> Result<Vec<OwnerUse>, StoreError> {
+        self.fold().await?;
         self.with(|c| {
-            fold(c)?;
             let mut stmt = c.prepare(
                 "SELECT lower(d.owner_email), s.product, MAX(s.last_seen)
                  FROM usage_device s JOIN devices d ON d.id = s.device_id
