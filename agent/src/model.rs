@@ -28,21 +28,69 @@ impl Timestamp {
     }
 }
 
-impl fmt::Display for Timestamp {
-    /// RFC 3339 in UTC with microseconds, for example `2025-11-29T00:12:03.123456Z`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Timestamp {
+    /// Appends the RFC 3339 form (the same text as `Display`) to `out` without going through
+    /// `core::fmt`: this runs once per printed observation.
+    pub fn push_rfc3339(self, out: &mut String) {
+        let (year, month, day, hour, minute, second, micros) = self.fields();
+        push_decimal(out, year, 4);
+        out.push('-');
+        push_decimal(out, month, 2);
+        out.push('-');
+        push_decimal(out, day, 2);
+        out.push('T');
+        push_decimal(out, hour, 2);
+        out.push(':');
+        push_decimal(out, minute, 2);
+        out.push(':');
+        push_decimal(out, second, 2);
+        out.push('.');
+        push_decimal(out, micros, 6);
+        out.push('Z');
+    }
+
+    /// Year, month, day, hour, minute, second and microseconds, in UTC.
+    fn fields(self) -> (u64, u64, u64, u64, u64, u64, u64) {
         let micros = self.0 % 1_000_000;
         let secs = self.0 / 1_000_000;
         let days = secs / 86_400;
         let rem = secs % 86_400;
         let (year, month, day) = civil_from_days(days);
+        (year, month, day, rem / 3600, (rem % 3600) / 60, rem % 60, micros)
+    }
+}
+
+impl fmt::Display for Timestamp {
+    /// RFC 3339 in UTC with microseconds, for example `2025-11-29T00:12:03.123456Z`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (year, month, day, hour, minute, second, micros) = self.fields();
         write!(
             f,
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-            rem / 3600,
-            (rem % 3600) / 60,
-            rem % 60
+            "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{micros:06}Z"
         )
+    }
+}
+
+/// Appends `value` in decimal, zero-padded to at least `width` digits (what `{value:0width$}`
+/// prints), to `out`.
+pub(crate) fn push_decimal(out: &mut String, value: u64, width: usize) {
+    // u64::MAX has 20 digits.
+    let mut digits = [0u8; 20];
+    let mut len = 0;
+    let mut v = value;
+    for slot in digits.iter_mut() {
+        *slot = (v % 10) as u8;
+        v /= 10;
+        len += 1;
+        if v == 0 {
+            break;
+        }
+    }
+    for _ in len..width {
+        out.push('0');
+    }
+    for d in digits.iter().take(len).rev() {
+        out.push(char::from(b'0' + d));
     }
 }
 
@@ -185,6 +233,35 @@ mod tests {
             Timestamp::from_parts(951_782_400, 0).to_string(),
             "2000-02-29T00:00:00.000000Z"
         );
+    }
+
+    #[test]
+    fn push_rfc3339_writes_what_display_writes() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut values = vec![0, 1, 999_999, 1_000_000, 951_782_400_000_000, u64::MAX];
+        // Years past 9999 (five and six digits) and a spread of ordinary times.
+        values.extend([253_402_300_800_000_000, 253_402_300_799_999_999, u64::MAX / 3]);
+        for _ in 0..10_000 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            values.push(rng % 4_102_444_800_000_000);
+            values.push(rng);
+        }
+        for v in values {
+            let mut fast = String::new();
+            Timestamp(v).push_rfc3339(&mut fast);
+            assert_eq!(fast, Timestamp(v).to_string(), "{v}");
+        }
+    }
+
+    #[test]
+    fn push_decimal_pads_like_format() {
+        for (v, w) in [(0, 0), (0, 1), (7, 2), (42, 2), (123, 2), (5, 6), (u64::MAX, 4), (10, 4)] {
+            let mut s = String::new();
+            push_decimal(&mut s, v, w);
+            assert_eq!(s, format!("{v:0w$}"));
+        }
     }
 
     #[test]
