@@ -27,7 +27,8 @@
 //! prefix is what parsers see. Overlapping data (retransmissions) is written again in place.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, SocketAddr};
 
 use crate::decode::dns;
 use crate::decode::link::TcpSeg;
@@ -162,10 +163,26 @@ impl RangeBuf {
 }
 
 /// One direction of a TCP connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct FlowKey {
     pub(crate) src: SocketAddr,
     pub(crate) dst: SocketAddr,
+}
+
+impl Hash for FlowKey {
+    /// Three writes (both addresses as 128-bit integers, IPv4 mapped into IPv6, and both
+    /// ports in one word) instead of the derived field-by-field walk, which fed SipHash about
+    /// ten small writes per probe. Keys that are equal hash equally; an IPv4 address and its
+    /// IPv6-mapped form merely collide.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let ip = |a: &SocketAddr| match a.ip() {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped().to_bits(),
+            IpAddr::V6(v6) => v6.to_bits(),
+        };
+        state.write_u128(ip(&self.src));
+        state.write_u128(ip(&self.dst));
+        state.write_u32(u32::from(self.src.port()) << 16 | u32::from(self.dst.port()));
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -207,6 +224,37 @@ impl TcpTable {
     /// Bytes currently buffered.
     pub(crate) fn buffered(&self) -> usize {
         self.budget.used
+    }
+
+    /// Whether `seg` can change the table: the per-packet gate in front of [`Self::on_segment`],
+    /// which the caller may skip when this says no. It runs the periodic idle sweep, as every
+    /// segment does, and then answers in a few branches and without a hash probe for the
+    /// common case: a pure ACK, or, while no flow is tracked, any segment that neither opens a
+    /// flow (client SYN) nor starts one by content (DNS port, TLS handshake record). Those are
+    /// exactly the segments [`Self::on_segment`] would return from without a change.
+    #[inline]
+    pub(crate) fn wants(
+        &mut self,
+        seg: &TcpSeg<'_>,
+        ts: Timestamp,
+        limits: &Limits,
+        stats: &mut Stats,
+    ) -> bool {
+        self.maybe_sweep(ts, limits, stats);
+        if seg.rst {
+            return !self.flows.is_empty();
+        }
+        if seg.syn {
+            return !seg.ack;
+        }
+        if seg.payload.is_empty() {
+            // A pure ACK changes nothing; a FIN forgets a tracked flow.
+            return seg.fin && !self.flows.is_empty();
+        }
+        !self.flows.is_empty()
+            || seg.src_port == 53
+            || seg.dst_port == 53
+            || seg.payload.starts_with(&[0x16, 0x03])
     }
 
     /// Feeds one segment; completed ClientHellos and DNS messages are pushed to `found`.
@@ -315,6 +363,10 @@ impl TcpTable {
     }
 
     fn remove(&mut self, key: &FlowKey, stats: &mut Stats) {
+        // `HashMap::remove` hashes the key even when the table is empty.
+        if self.flows.is_empty() {
+            return;
+        }
         if let Some(mut flow) = self.flows.remove(key) {
             if flow.kind == Kind::Tls && flow.buf.held() > 0 {
                 stats.tls_incomplete = stats.tls_incomplete.saturating_add(1);
@@ -323,6 +375,7 @@ impl TcpTable {
         }
     }
 
+    #[inline]
     fn maybe_sweep(&mut self, now: Timestamp, limits: &Limits, stats: &mut Stats) {
         if now.micros_since(self.last_sweep) >= 1_000_000 {
             self.sweep(now, limits, stats);

@@ -285,6 +285,9 @@ impl Decoder {
                 }
             }
             L4::Tcp(tcp) => {
+                if !self.tcp.wants(&tcp, frame.ts, &self.limits, &mut self.stats) {
+                    return;
+                }
                 let ctx =
                     ctx(frame.ts, seg.src, tcp.src_port, seg.dst, tcp.dst_port, Transport::Tcp);
                 self.tcp.on_segment(
