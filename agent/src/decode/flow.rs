@@ -494,3 +494,73 @@ mod tests {
         assert_eq!(small.used, 0);
     }
 }
+
+#[cfg(test)]
+mod gate_tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn key(client_port: u16, server_port: u16) -> FlowKey {
+        FlowKey {
+            src: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), client_port),
+            dst: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), server_port),
+        }
+    }
+
+    /// Everything `on_segment` can change, for the comparison.
+    fn snapshot(t: &TcpTable, stats: &Stats, k: &FlowKey) -> (usize, usize, Stats, bool) {
+        (t.len(), t.buffered(), stats.clone(), t.flows.contains_key(k))
+    }
+
+    /// Whenever `wants` says no, `on_segment` changes nothing and finds nothing: every flag
+    /// combination, payload shape and port, against an empty table, a table tracking the
+    /// segment's own flow (TLS and DNS) and a table tracking only other flows.
+    #[test]
+    #[allow(clippy::arithmetic_side_effects)] // Reason: small test counters.
+    fn segments_the_gate_refuses_change_nothing() {
+        let limits = Limits::default();
+        let payloads: [&[u8]; 5] = [b"", &[0x16, 0x03, 0x01, 0x02, 0x00], &[0x16], b"GET / HTTP/1.1", &[0, 12, 1]];
+        let mut refused = 0;
+        let mut wanted = 0;
+        for table_state in 0..4 {
+            for flags in 0u8..16 {
+                for payload in payloads {
+                    for (sport, dport) in [(40000, 443), (40000, 53), (53, 40000)] {
+                        let k = key(sport, dport);
+                        let mut t = TcpTable::default();
+                        let mut stats = Stats::default();
+                        let ts = Timestamp(5_000_000);
+                        match table_state {
+                            1 => assert!(t.create(k, 1000, Kind::Tls, ts, &limits, &mut stats)),
+                            2 => assert!(t.create(k, 1000, Kind::Dns, ts, &limits, &mut stats)),
+                            3 => assert!(t.create(key(1, 2), 7, Kind::Tls, ts, &limits, &mut stats)),
+                            _ => {}
+                        }
+                        let seg = TcpSeg {
+                            src_port: sport,
+                            dst_port: dport,
+                            seq: 1000,
+                            syn: flags & 1 != 0,
+                            ack: flags & 2 != 0,
+                            fin: flags & 4 != 0,
+                            rst: flags & 8 != 0,
+                            payload,
+                        };
+                        if t.wants(&seg, ts, &limits, &mut stats) {
+                            wanted += 1;
+                            continue;
+                        }
+                        refused += 1;
+                        let before = snapshot(&t, &stats, &k);
+                        let (mut scratch, mut found) = (Vec::new(), Vec::new());
+                        t.on_segment(k, &seg, ts, &limits, &mut stats, &mut scratch, &mut found);
+                        assert!(found.is_empty(), "{table_state} {seg:?}");
+                        assert_eq!(snapshot(&t, &stats, &k), before, "{table_state} {seg:?}");
+                    }
+                }
+            }
+        }
+        // Both answers occur, so the assertions above ran.
+        assert!(refused > 100 && wanted > 100, "{refused} {wanted}");
+    }
+}
