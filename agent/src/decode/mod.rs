@@ -246,6 +246,14 @@ impl Decoder {
         self.stats.frames = self.stats.frames.saturating_add(1);
         let len = u64::try_from(frame.data.len()).unwrap_or(u64::MAX);
         self.stats.bytes = self.stats.bytes.saturating_add(len);
+        // Most frames are bulk TCP the flow table does not want: decide that from the TCP
+        // header alone, before building addresses and flow keys.
+        let quick = link::quick_tcp(frame.link, frame.data);
+        if let Some(tcp) = &quick
+            && !self.tcp.wants(tcp, frame.ts, &self.limits, &mut self.stats)
+        {
+            return;
+        }
         let seg = match link::segment(frame.link, frame.data) {
             Ok(seg) => seg,
             Err(skip) => {
@@ -285,7 +293,8 @@ impl Decoder {
                 }
             }
             L4::Tcp(tcp) => {
-                if !self.tcp.wants(&tcp, frame.ts, &self.limits, &mut self.stats) {
+                if quick.is_none() && !self.tcp.wants(&tcp, frame.ts, &self.limits, &mut self.stats)
+                {
                     return;
                 }
                 let ctx =
