@@ -31,22 +31,22 @@ impl Timestamp {
 impl Timestamp {
     /// Appends the RFC 3339 form (the same text as `Display`) to `out` without going through
     /// `core::fmt`: this runs once per printed observation.
-    pub fn push_rfc3339(self, out: &mut String) {
+    pub fn push_rfc3339(self, out: &mut Vec<u8>) {
         let (year, month, day, hour, minute, second, micros) = self.fields();
         push_decimal(out, year, 4);
-        out.push('-');
+        out.push(b'-');
         push_decimal(out, month, 2);
-        out.push('-');
+        out.push(b'-');
         push_decimal(out, day, 2);
-        out.push('T');
+        out.push(b'T');
         push_decimal(out, hour, 2);
-        out.push(':');
+        out.push(b':');
         push_decimal(out, minute, 2);
-        out.push(':');
+        out.push(b':');
         push_decimal(out, second, 2);
-        out.push('.');
+        out.push(b'.');
         push_decimal(out, micros, 6);
-        out.push('Z');
+        out.push(b'Z');
     }
 
     /// Year, month, day, hour, minute, second and microseconds, in UTC.
@@ -72,26 +72,22 @@ impl fmt::Display for Timestamp {
 }
 
 /// Appends `value` in decimal, zero-padded to at least `width` digits (what `{value:0width$}`
-/// prints), to `out`.
-pub(crate) fn push_decimal(out: &mut String, value: u64, width: usize) {
-    // u64::MAX has 20 digits.
-    let mut digits = [0u8; 20];
-    let mut len = 0;
+/// prints; widths above 20 count as 20), to `out`.
+pub(crate) fn push_decimal(out: &mut Vec<u8>, value: u64, width: usize) {
+    // u64::MAX has 20 digits; fill from the right.
+    let mut digits = [b'0'; 20];
+    let mut start = digits.len();
     let mut v = value;
-    for slot in digits.iter_mut() {
-        *slot = (v % 10) as u8;
+    for slot in digits.iter_mut().rev() {
+        *slot = b'0' + (v % 10) as u8;
         v /= 10;
-        len += 1;
+        start -= 1;
         if v == 0 {
             break;
         }
     }
-    for _ in len..width {
-        out.push('0');
-    }
-    for d in digits.iter().take(len).rev() {
-        out.push(char::from(b'0' + d));
-    }
+    let start = start.min(digits.len().saturating_sub(width));
+    out.extend_from_slice(digits.get(start..).unwrap_or_default());
 }
 
 /// Howard Hinnant's `civil_from_days` for days since 1970-01-01 (non-negative only).
@@ -249,18 +245,20 @@ mod tests {
             values.push(rng);
         }
         for v in values {
-            let mut fast = String::new();
+            let mut fast = Vec::new();
             Timestamp(v).push_rfc3339(&mut fast);
-            assert_eq!(fast, Timestamp(v).to_string(), "{v}");
+            assert_eq!(String::from_utf8(fast).unwrap(), Timestamp(v).to_string(), "{v}");
         }
     }
 
     #[test]
     fn push_decimal_pads_like_format() {
-        for (v, w) in [(0, 0), (0, 1), (7, 2), (42, 2), (123, 2), (5, 6), (u64::MAX, 4), (10, 4)] {
-            let mut s = String::new();
+        for (v, w) in
+            [(0, 0), (0, 1), (7, 2), (42, 2), (123, 2), (5, 6), (u64::MAX, 4), (10, 4), (9, 20)]
+        {
+            let mut s = Vec::new();
             push_decimal(&mut s, v, w);
-            assert_eq!(s, format!("{v:0w$}"));
+            assert_eq!(String::from_utf8(s).unwrap(), format!("{v:0w$}"));
         }
     }
 

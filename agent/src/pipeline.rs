@@ -8,7 +8,7 @@
 
 use std::fmt;
 use std::io::{self, Write};
-use std::net::SocketAddr;
+use std::net::{Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -99,7 +99,7 @@ struct Emitter<'m> {
 impl Emitter<'_> {
     /// Appends the line to print for `obs`, with its newline, to `out`; `false` when the
     /// observation is dropped (nothing appended).
-    fn line(&mut self, obs: &Observation, out: &mut String) -> bool {
+    fn line(&mut self, obs: &Observation, out: &mut Vec<u8>) -> bool {
         self.observations = self.observations.saturating_add(1);
         let hit = self.matcher.lookup(obs);
         if hit.is_some() {
@@ -112,7 +112,7 @@ impl Emitter<'_> {
             _ => None,
         };
         render_into(out, obs, hit, process.as_ref(), self.opts.json);
-        out.push('\n');
+        out.push(b'\n');
         true
     }
 }
@@ -124,9 +124,10 @@ pub fn render(
     process: Option<&Process>,
     json: bool,
 ) -> String {
-    let mut line = String::with_capacity(256);
+    let mut line = Vec::with_capacity(256);
     render_into(&mut line, obs, hit, process, json);
-    line
+    // Every piece appended is a `&str` or ASCII, so the bytes are UTF-8.
+    String::from_utf8(line).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Appends one observation as a JSON object or a text line (without the newline) to `out`.
@@ -136,7 +137,7 @@ pub fn render(
 /// what `serde_json` prints for the same record (keys in this order, `alpn` and `ech` only
 /// for TLS and QUIC, `process` only when attributed; see the tests).
 fn render_into(
-    out: &mut String,
+    out: &mut Vec<u8>,
     obs: &Observation,
     hit: Option<Hit<'_>>,
     process: Option<&Process>,
@@ -144,77 +145,77 @@ fn render_into(
 ) {
     let hello = obs.kind != Kind::Dns;
     if json {
-        out.push_str("{\"kind\":");
+        put(out, "{\"kind\":");
         push_json_str(out, obs.kind.as_str());
-        out.push_str(",\"name\":");
+        put(out, ",\"name\":");
         push_json_str(out, &obs.name);
-        out.push_str(",\"product\":");
+        put(out, ",\"product\":");
         push_json_opt(out, hit.map(|h| h.product));
-        out.push_str(",\"indicator\":");
+        put(out, ",\"indicator\":");
         push_json_opt(out, hit.map(|h| h.indicator));
-        out.push_str(",\"ts\":\"");
+        put(out, ",\"ts\":\"");
         obs.ts.push_rfc3339(out);
-        out.push_str("\",\"src\":\"");
+        put(out, "\",\"src\":\"");
         push_socket_addr(out, &obs.src);
-        out.push_str("\",\"dst\":\"");
+        put(out, "\",\"dst\":\"");
         push_socket_addr(out, &obs.dst);
-        out.push('"');
+        out.push(b'"');
         if hello {
-            out.push_str(",\"alpn\":[");
+            put(out, ",\"alpn\":[");
             for (i, alpn) in obs.alpn.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 push_json_str(out, alpn);
             }
-            out.push_str("],\"ech\":");
-            out.push_str(if obs.ech { "true" } else { "false" });
+            put(out, "],\"ech\":");
+            put(out, if obs.ech { "true" } else { "false" });
         }
         if let Some(p) = process {
-            out.push_str(",\"process\":{\"pid\":");
+            put(out, ",\"process\":{\"pid\":");
             push_decimal(out, u64::from(p.pid), 0);
-            out.push_str(",\"name\":");
+            put(out, ",\"name\":");
             push_json_str(out, &p.name);
-            out.push('}');
+            out.push(b'}');
         }
-        out.push('}');
+        out.push(b'}');
     } else {
         obs.ts.push_rfc3339(out);
-        out.push(' ');
-        out.push_str(obs.kind.as_str());
-        out.push(' ');
-        out.push_str(&obs.name);
-        out.push(' ');
-        out.push_str(hit.map_or("-", |h| h.product));
-        out.push(' ');
+        out.push(b' ');
+        put(out, obs.kind.as_str());
+        out.push(b' ');
+        put(out, &obs.name);
+        out.push(b' ');
+        put(out, hit.map_or("-", |h| h.product));
+        out.push(b' ');
         push_socket_addr(out, &obs.src);
-        out.push_str(" -> ");
+        put(out, " -> ");
         push_socket_addr(out, &obs.dst);
         if hello {
-            out.push_str(" alpn=");
+            put(out, " alpn=");
             for (i, alpn) in obs.alpn.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                out.push_str(alpn);
+                put(out, alpn);
             }
-            out.push_str(if obs.ech { " ech=true" } else { " ech=false" });
+            put(out, if obs.ech { " ech=true" } else { " ech=false" });
         }
         if let Some(p) = process {
-            out.push_str(" process=");
-            out.push_str(&p.name);
-            out.push('[');
+            put(out, " process=");
+            put(out, &p.name);
+            out.push(b'[');
             push_decimal(out, u64::from(p.pid), 0);
-            out.push(']');
+            out.push(b']');
         }
     }
 }
 
 /// Appends `s` as a JSON string with `serde_json`'s escapes: `\"`, `\\`, the short forms
 /// `\b \f \n \r \t`, and `\u00XX` (lowercase hex) for the other control characters.
-fn push_json_str(out: &mut String, s: &str) {
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push('"');
+    out.push(b'"');
     let mut clean = 0;
     for (i, b) in s.bytes().enumerate() {
         let escape = match b {
@@ -229,44 +230,115 @@ fn push_json_str(out: &mut String, s: &str) {
             _ => continue,
         };
         // `i` is at an ASCII byte, so both cuts fall on character boundaries.
-        out.push_str(s.get(clean..i).unwrap_or_default());
+        put(out, s.get(clean..i).unwrap_or_default());
         clean = i.saturating_add(1);
         if escape.is_empty() {
-            out.push_str("\\u00");
+            put(out, "\\u00");
             for nibble in [b >> 4, b & 0x0f] {
-                out.push(char::from(HEX.get(usize::from(nibble)).copied().unwrap_or(b'0')));
+                out.push(HEX.get(usize::from(nibble)).copied().unwrap_or(b'0'));
             }
         } else {
-            out.push_str(escape);
+            put(out, escape);
         }
     }
-    out.push_str(s.get(clean..).unwrap_or_default());
-    out.push('"');
+    put(out, s.get(clean..).unwrap_or_default());
+    out.push(b'"');
+}
+
+/// Appends `s`.
+fn put(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(s.as_bytes());
 }
 
 /// Appends a JSON string, or `null`.
-fn push_json_opt(out: &mut String, s: Option<&str>) {
+fn push_json_opt(out: &mut Vec<u8>, s: Option<&str>) {
     match s {
         Some(s) => push_json_str(out, s),
-        None => out.push_str("null"),
+        None => put(out, "null"),
     }
 }
 
 /// Appends `addr` as `Display` prints it (`1.2.3.4:53`, `[::1]:443`); IPv4 without
 /// `core::fmt`.
-fn push_socket_addr(out: &mut String, addr: &SocketAddr) {
+fn push_socket_addr(out: &mut Vec<u8>, addr: &SocketAddr) {
     match addr {
         SocketAddr::V4(v4) => {
             for (i, octet) in v4.ip().octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.push('.');
+                    out.push(b'.');
                 }
                 push_decimal(out, u64::from(octet), 0);
             }
-            out.push(':');
+            out.push(b':');
             push_decimal(out, u64::from(v4.port()), 0);
         }
-        SocketAddr::V6(_) => out.push_str(&addr.to_string()),
+        SocketAddr::V6(v6) if v6.scope_id() == 0 => {
+            out.push(b'[');
+            push_ipv6(out, v6.ip());
+            put(out, "]:");
+            push_decimal(out, u64::from(v6.port()), 0);
+        }
+        SocketAddr::V6(_) => put(out, &addr.to_string()),
+    }
+}
+
+/// Appends `ip` as `Display` prints it (RFC 5952: lowercase hex, the longest run of two or
+/// more zero groups, the first of equals, as `::`; IPv4-mapped addresses as
+/// `::ffff:a.b.c.d`).
+fn push_ipv6(out: &mut Vec<u8>, ip: &Ipv6Addr) {
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        put(out, "::ffff:");
+        for (i, octet) in v4.octets().into_iter().enumerate() {
+            if i > 0 {
+                out.push(b'.');
+            }
+            push_decimal(out, u64::from(octet), 0);
+        }
+        return;
+    }
+    let groups = ip.segments();
+    // The longest run of zero groups: (start, len).
+    let (mut best, mut current) = ((0, 0), (0, 0));
+    for (i, &g) in groups.iter().enumerate() {
+        if g == 0 {
+            if current.1 == 0 {
+                current.0 = i;
+            }
+            current.1 += 1;
+            if current.1 > best.1 {
+                best = current;
+            }
+        } else {
+            current = (0, 0);
+        }
+    }
+    let hex_groups = |out: &mut Vec<u8>, groups: &[u16]| {
+        for (i, &g) in groups.iter().enumerate() {
+            if i > 0 {
+                out.push(b':');
+            }
+            push_hex(out, g);
+        }
+    };
+    if best.1 > 1 {
+        hex_groups(out, groups.get(..best.0).unwrap_or_default());
+        put(out, "::");
+        hex_groups(out, groups.get(best.0 + best.1..).unwrap_or_default());
+    } else {
+        hex_groups(out, &groups);
+    }
+}
+
+/// Appends `value` in lowercase hex without leading zeros.
+fn push_hex(out: &mut Vec<u8>, value: u16) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut started = false;
+    for shift in [12u32, 8, 4, 0] {
+        let nibble = usize::from((value >> shift) & 0x0f);
+        if nibble != 0 || started || shift == 0 {
+            started = true;
+            out.push(HEX.get(nibble).copied().unwrap_or(b'0'));
+        }
     }
 }
 
@@ -284,7 +356,7 @@ pub fn replay(
     let mut summary = Summary::default();
     let mut emitter = Emitter { matcher, opts, observations: 0, matches: 0 };
     let mut batch = Vec::new();
-    let mut lines = String::with_capacity(4096);
+    let mut lines = Vec::with_capacity(4096);
     for path in paths {
         let mut source = FileSource::open(path)?;
         let mut decoder = Decoder::new(opts.limits.clone());
@@ -301,7 +373,7 @@ pub fn replay(
                 }
             }
             if write_error.is_none()
-                && let Err(e) = out.write_all(lines.as_bytes())
+                && let Err(e) = out.write_all(&lines)
             {
                 write_error = Some(e);
             }
@@ -346,7 +418,7 @@ pub fn capture(
     let names = if interfaces.is_empty() { capture::interfaces_up()? } else { interfaces.to_vec() };
     // Open every interface before starting, so a bad name fails the run at once.
     let sources = names.iter().map(|n| LiveSource::open(n)).collect::<Result<Vec<_>, _>>()?;
-    let (tx, rx) = mpsc::sync_channel::<String>(LINE_QUEUE);
+    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(LINE_QUEUE);
     let mut handles = Vec::new();
     for mut source in sources {
         let tx = tx.clone();
@@ -360,7 +432,7 @@ pub fn capture(
             source.run(deadline, |frame| {
                 decoder.decode(frame, &mut batch);
                 for obs in batch.drain(..) {
-                    let mut line = String::new();
+                    let mut line = Vec::new();
                     if emitter.line(&obs, &mut line) {
                         // The writer only goes away when the run is over; a failed send
                         // then loses nothing worth reporting.
@@ -382,7 +454,7 @@ pub fn capture(
     let mut write_result = Ok(());
     for line in rx {
         if write_result.is_ok() {
-            write_result = out.write_all(line.as_bytes()).and_then(|()| out.flush());
+            write_result = out.write_all(&line).and_then(|()| out.flush());
         }
     }
     let mut summary = Summary::default();
@@ -472,6 +544,21 @@ mod tests {
         prop_oneof![
             (any::<[u8; 4]>(), any::<u16>()).prop_map(|(ip, port)| SocketAddr::new(IpAddr::from(ip), port)),
             (any::<[u8; 16]>(), any::<u16>()).prop_map(|(ip, port)| SocketAddr::new(IpAddr::from(ip), port)),
+            // IPv4-mapped IPv6 addresses print as `::ffff:a.b.c.d`.
+            (any::<[u8; 4]>(), any::<u16>()).prop_map(|(ip, port)| SocketAddr::new(
+                IpAddr::from(std::net::Ipv4Addr::from(ip).to_ipv6_mapped()),
+                port
+            )),
+            // IPv6 with a scope id.
+            (any::<[u8; 16]>(), any::<u16>(), 1u32..).prop_map(|(ip, port, scope)| SocketAddr::V6(
+                std::net::SocketAddrV6::new(ip.into(), port, 0, scope)
+            )),
+            // Groups drawn from {0, 1, ffff} exercise the choice of the zero run to compress.
+            (proptest::collection::vec(prop_oneof![Just(0u16), Just(1), Just(0xffff)], 8), any::<u16>())
+                .prop_map(|(g, port)| SocketAddr::new(
+                    IpAddr::from(Ipv6Addr::new(g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7])),
+                    port
+                )),
             // Mostly-zero IPv6 addresses exercise `::` compression.
             (0usize..16, any::<u8>(), any::<u16>()).prop_map(|(at, b, port)| {
                 let mut ip = [0u8; 16];
@@ -526,12 +613,30 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_text_matches_display_for_every_zero_pattern() {
+        // Every address whose groups are drawn from {0, 1, ffff}: all zero-run placements,
+        // ties between runs, and the IPv4-mapped prefix.
+        for n in 0..3u32.pow(8) {
+            let mut g = [0u16; 8];
+            let mut rest = n;
+            for group in &mut g {
+                *group = [0, 1, 0xffff][(rest % 3) as usize];
+                rest /= 3;
+            }
+            let ip = Ipv6Addr::from(g);
+            let mut ours = Vec::new();
+            push_ipv6(&mut ours, &ip);
+            assert_eq!(String::from_utf8(ours).unwrap(), ip.to_string());
+        }
+    }
+
+    #[test]
     fn json_escapes_match_serde_json_for_every_ascii_byte() {
         for b in 0u8..=0x7f {
             let s = format!("a{}b", char::from(b));
-            let mut ours = String::new();
+            let mut ours = Vec::new();
             push_json_str(&mut ours, &s);
-            assert_eq!(ours, serde_json::to_string(&s).unwrap(), "byte {b:#04x}");
+            assert_eq!(String::from_utf8(ours).unwrap(), serde_json::to_string(&s).unwrap(), "byte {b:#04x}");
         }
     }
 }
