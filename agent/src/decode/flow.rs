@@ -113,16 +113,24 @@ impl RangeBuf {
     }
 
     fn add_range(&mut self, start: usize, end: usize) {
+        // In-order data (the common case) extends the last range.
+        if let Some(last) = self.ranges.last_mut()
+            && last.0 <= start
+            && start <= last.1
+        {
+            last.1 = last.1.max(end);
+            return;
+        }
         self.ranges.push((start, end));
         self.ranges.sort_unstable();
-        let mut merged: Vec<(usize, usize)> = Vec::with_capacity(self.ranges.len());
-        for &(s, e) in &self.ranges {
-            match merged.last_mut() {
-                Some(last) if s <= last.1 => last.1 = last.1.max(e),
-                _ => merged.push((s, e)),
+        // Merge in place: `dedup_by` hands each range with the last one kept before it.
+        self.ranges.dedup_by(|next, kept| {
+            let overlaps = next.0 <= kept.1;
+            if overlaps {
+                kept.1 = kept.1.max(next.1);
             }
-        }
-        self.ranges = merged;
+            overlaps
+        });
     }
 
     /// The bytes received without a gap from `base` on.
@@ -492,6 +500,47 @@ mod tests {
         let mut small = Budget { used: 0 };
         assert_eq!(b.insert(0, b"abcdef", 64, 4, &mut small), Insert::OverBudget);
         assert_eq!(small.used, 0);
+    }
+}
+
+#[cfg(test)]
+mod range_model_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any sequence of inserts (overlapping, out of order, duplicated) leaves the same
+        /// contiguous prefix and the same set of ranges as a byte-by-byte model.
+        #[test]
+        #[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)] // Reason: the model indexes its own test buffer.
+        fn ranges_match_a_byte_model(inserts in proptest::collection::vec((0usize..200, 1usize..40), 1..30)) {
+            let mut buf = RangeBuf::default();
+            let mut budget = Budget::default();
+            let mut model = vec![None; 256];
+            for (offset, len) in inserts {
+                let bytes: Vec<u8> = (offset..offset + len).map(|i| i as u8).collect();
+                buf.insert(offset as u64, &bytes, 256, 1 << 20, &mut budget);
+                for (i, b) in bytes.iter().enumerate() {
+                    model[offset + i] = Some(*b);
+                }
+                let prefix: Vec<u8> = model.iter().map_while(|b| *b).collect();
+                prop_assert_eq!(buf.contiguous(), &prefix[..]);
+                let mut runs = Vec::new();
+                let mut i = 0;
+                while i < model.len() {
+                    if model[i].is_some() {
+                        let start = i;
+                        while i < model.len() && model[i].is_some() {
+                            i += 1;
+                        }
+                        runs.push((start, i));
+                    } else {
+                        i += 1;
+                    }
+                }
+                prop_assert_eq!(&buf.ranges, &runs);
+            }
+        }
     }
 }
 
