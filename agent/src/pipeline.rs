@@ -504,7 +504,11 @@ mod tests {
         name: &'a str,
     }
 
-    fn reference_json(obs: &Observation, hit: Option<Hit<'_>>, process: Option<&Process>) -> String {
+    fn reference_json(
+        obs: &Observation,
+        hit: Option<Hit<'_>>,
+        process: Option<&Process>,
+    ) -> String {
         let hello = obs.kind != Kind::Dns;
         serde_json::to_string(&Reference {
             kind: obs.kind.as_str(),
@@ -521,7 +525,11 @@ mod tests {
         .unwrap()
     }
 
-    fn reference_text(obs: &Observation, hit: Option<Hit<'_>>, process: Option<&Process>) -> String {
+    fn reference_text(
+        obs: &Observation,
+        hit: Option<Hit<'_>>,
+        process: Option<&Process>,
+    ) -> String {
         let mut line = format!(
             "{} {} {} {} {} -> {}",
             obs.ts,
@@ -542,8 +550,10 @@ mod tests {
 
     fn addr() -> impl Strategy<Value = SocketAddr> {
         prop_oneof![
-            (any::<[u8; 4]>(), any::<u16>()).prop_map(|(ip, port)| SocketAddr::new(IpAddr::from(ip), port)),
-            (any::<[u8; 16]>(), any::<u16>()).prop_map(|(ip, port)| SocketAddr::new(IpAddr::from(ip), port)),
+            (any::<[u8; 4]>(), any::<u16>())
+                .prop_map(|(ip, port)| SocketAddr::new(IpAddr::from(ip), port)),
+            (any::<[u8; 16]>(), any::<u16>())
+                .prop_map(|(ip, port)| SocketAddr::new(IpAddr::from(ip), port)),
             // IPv4-mapped IPv6 addresses print as `::ffff:a.b.c.d`.
             (any::<[u8; 4]>(), any::<u16>()).prop_map(|(ip, port)| SocketAddr::new(
                 IpAddr::from(std::net::Ipv4Addr::from(ip).to_ipv6_mapped()),
@@ -554,7 +564,10 @@ mod tests {
                 std::net::SocketAddrV6::new(ip.into(), port, 0, scope)
             )),
             // Groups drawn from {0, 1, ffff} exercise the choice of the zero run to compress.
-            (proptest::collection::vec(prop_oneof![Just(0u16), Just(1), Just(0xffff)], 8), any::<u16>())
+            (
+                proptest::collection::vec(prop_oneof![Just(0u16), Just(1), Just(0xffff)], 8),
+                any::<u16>()
+            )
                 .prop_map(|(g, port)| SocketAddr::new(
                     IpAddr::from(Ipv6Addr::new(g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7])),
                     port
@@ -636,7 +649,11 @@ mod tests {
             let s = format!("a{}b", char::from(b));
             let mut ours = Vec::new();
             push_json_str(&mut ours, &s);
-            assert_eq!(String::from_utf8(ours).unwrap(), serde_json::to_string(&s).unwrap(), "byte {b:#04x}");
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                serde_json::to_string(&s).unwrap(),
+                "byte {b:#04x}"
+            );
         }
     }
 }

@@ -568,7 +568,8 @@ mod gate_tests {
     #[allow(clippy::arithmetic_side_effects)] // Reason: small test counters.
     fn segments_the_gate_refuses_change_nothing() {
         let limits = Limits::default();
-        let payloads: [&[u8]; 5] = [b"", &[0x16, 0x03, 0x01, 0x02, 0x00], &[0x16], b"GET / HTTP/1.1", &[0, 12, 1]];
+        let payloads: [&[u8]; 5] =
+            [b"", &[0x16, 0x03, 0x01, 0x02, 0x00], &[0x16], b"GET / HTTP/1.1", &[0, 12, 1]];
         let mut refused = 0;
         let mut wanted = 0;
         for table_state in 0..4 {
@@ -582,7 +583,9 @@ mod gate_tests {
                         match table_state {
                             1 => assert!(t.create(k, 1000, Kind::Tls, ts, &limits, &mut stats)),
                             2 => assert!(t.create(k, 1000, Kind::Dns, ts, &limits, &mut stats)),
-                            3 => assert!(t.create(key(1, 2), 7, Kind::Tls, ts, &limits, &mut stats)),
+                            3 => {
+                                assert!(t.create(key(1, 2), 7, Kind::Tls, ts, &limits, &mut stats))
+                            }
                             _ => {}
                         }
                         let seg = TcpSeg {

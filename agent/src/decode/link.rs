@@ -337,7 +337,10 @@ mod tests {
                     && match (x.l4, y.l4) {
                         (L4::Tcp(p), L4::Tcp(q)) => {
                             (p.src_port, p.dst_port, p.seq, p.syn, p.ack, p.fin, p.rst, p.payload)
-                                == (q.src_port, q.dst_port, q.seq, q.syn, q.ack, q.fin, q.rst, q.payload)
+                                == (
+                                    q.src_port, q.dst_port, q.seq, q.syn, q.ack, q.fin, q.rst,
+                                    q.payload,
+                                )
                         }
                         (
                             L4::Udp { src_port: a, dst_port: b, payload: c },
