@@ -33,6 +33,23 @@ impl Timestamp {
     /// `core::fmt`: this runs once per printed observation.
     pub fn push_rfc3339(self, out: &mut Vec<u8>) {
         let (year, month, day, hour, minute, second, micros) = self.fields();
+        if year <= 9999 {
+            // Fixed width: fill a template in place and append it once.
+            let mut text = *b"0000-00-00T00:00:00.000000Z";
+            let (y, rest) = text.split_at_mut(4);
+            fill_digits(y, year);
+            let fields = [(month, 2), (day, 2), (hour, 2), (minute, 2), (second, 2), (micros, 6)];
+            // Each field follows a one-byte separator.
+            let mut rest = rest;
+            for (value, width) in fields {
+                let (_separator, after) = rest.split_at_mut(1);
+                let (digits, after) = after.split_at_mut(width);
+                fill_digits(digits, value);
+                rest = after;
+            }
+            out.extend_from_slice(&text);
+            return;
+        }
         push_decimal(out, year, 4);
         out.push(b'-');
         push_decimal(out, month, 2);
@@ -85,6 +102,15 @@ pub(crate) fn push_decimal(out: &mut Vec<u8>, value: u64, width: usize) {
     }
     let start = start.min(digits.len().saturating_sub(width));
     out.extend_from_slice(digits.get(start..).unwrap_or_default());
+}
+
+/// Writes the last `dst.len()` decimal digits of `value` into `dst`, zero-padded.
+fn fill_digits(dst: &mut [u8], value: u64) {
+    let mut v = value;
+    for d in dst.iter_mut().rev() {
+        *d = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
 }
 
 /// Howard Hinnant's `civil_from_days` for days since 1970-01-01 (non-negative only).
