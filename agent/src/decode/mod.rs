@@ -1,6 +1,7 @@
 //! Decode: [`Frame`] in, [`Observation`]s out.
 //!
-//! - `link`: link-type dispatch and L2 to L4 through etherparse's slices (lax for IP).
+//! - `link`: link-type dispatch and L2 to L4 through etherparse's slices (lax for IP), with
+//!   the common IPv4 and untagged Ethernet/IPv4/TCP cases read in place on the hot path.
 //! - `reader`: the one checked cursor every L7 decoder reads through.
 //! - `dns`: names from DNS messages (UDP, and TCP through the flow table).
 //! - `tls`: the TLS ClientHello (server name, ALPN, ECH).
