@@ -28,21 +28,88 @@ impl Timestamp {
     }
 }
 
-impl fmt::Display for Timestamp {
-    /// RFC 3339 in UTC with microseconds, for example `2025-11-29T00:12:03.123456Z`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Timestamp {
+    /// Appends the RFC 3339 form (the same text as `Display`) to `out` without going through
+    /// `core::fmt`: this runs once per printed observation.
+    pub fn push_rfc3339(self, out: &mut Vec<u8>) {
+        let (year, month, day, hour, minute, second, micros) = self.fields();
+        if year <= 9999 {
+            // Fixed width: fill a template in place and append it once.
+            let mut text = *b"0000-00-00T00:00:00.000000Z";
+            let (y, rest) = text.split_at_mut(4);
+            fill_digits(y, year);
+            let fields = [(month, 2), (day, 2), (hour, 2), (minute, 2), (second, 2), (micros, 6)];
+            // Each field follows a one-byte separator.
+            let mut rest = rest;
+            for (value, width) in fields {
+                let (_separator, after) = rest.split_at_mut(1);
+                let (digits, after) = after.split_at_mut(width);
+                fill_digits(digits, value);
+                rest = after;
+            }
+            out.extend_from_slice(&text);
+            return;
+        }
+        push_decimal(out, year, 4);
+        out.push(b'-');
+        push_decimal(out, month, 2);
+        out.push(b'-');
+        push_decimal(out, day, 2);
+        out.push(b'T');
+        push_decimal(out, hour, 2);
+        out.push(b':');
+        push_decimal(out, minute, 2);
+        out.push(b':');
+        push_decimal(out, second, 2);
+        out.push(b'.');
+        push_decimal(out, micros, 6);
+        out.push(b'Z');
+    }
+
+    /// Year, month, day, hour, minute, second and microseconds, in UTC.
+    fn fields(self) -> (u64, u64, u64, u64, u64, u64, u64) {
         let micros = self.0 % 1_000_000;
         let secs = self.0 / 1_000_000;
         let days = secs / 86_400;
         let rem = secs % 86_400;
         let (year, month, day) = civil_from_days(days);
-        write!(
-            f,
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-            rem / 3600,
-            (rem % 3600) / 60,
-            rem % 60
-        )
+        (year, month, day, rem / 3600, (rem % 3600) / 60, rem % 60, micros)
+    }
+}
+
+impl fmt::Display for Timestamp {
+    /// RFC 3339 in UTC with microseconds, for example `2025-11-29T00:12:03.123456Z`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (year, month, day, hour, minute, second, micros) = self.fields();
+        write!(f, "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{micros:06}Z")
+    }
+}
+
+/// Appends `value` in decimal, zero-padded to at least `width` digits (what `{value:0width$}`
+/// prints; widths above 20 count as 20), to `out`.
+pub(crate) fn push_decimal(out: &mut Vec<u8>, value: u64, width: usize) {
+    // u64::MAX has 20 digits; fill from the right.
+    let mut digits = [b'0'; 20];
+    let mut start = digits.len();
+    let mut v = value;
+    for slot in digits.iter_mut().rev() {
+        *slot = b'0' + (v % 10) as u8;
+        v /= 10;
+        start -= 1;
+        if v == 0 {
+            break;
+        }
+    }
+    let start = start.min(digits.len().saturating_sub(width));
+    out.extend_from_slice(digits.get(start..).unwrap_or_default());
+}
+
+/// Writes the last `dst.len()` decimal digits of `value` into `dst`, zero-padded.
+fn fill_digits(dst: &mut [u8], value: u64) {
+    let mut v = value;
+    for d in dst.iter_mut().rev() {
+        *d = b'0' + (v % 10) as u8;
+        v /= 10;
     }
 }
 
@@ -185,6 +252,37 @@ mod tests {
             Timestamp::from_parts(951_782_400, 0).to_string(),
             "2000-02-29T00:00:00.000000Z"
         );
+    }
+
+    #[test]
+    fn push_rfc3339_writes_what_display_writes() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut values = vec![0, 1, 999_999, 1_000_000, 951_782_400_000_000, u64::MAX];
+        // Years past 9999 (five and six digits) and a spread of ordinary times.
+        values.extend([253_402_300_800_000_000, 253_402_300_799_999_999, u64::MAX / 3]);
+        for _ in 0..10_000 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            values.push(rng % 4_102_444_800_000_000);
+            values.push(rng);
+        }
+        for v in values {
+            let mut fast = Vec::new();
+            Timestamp(v).push_rfc3339(&mut fast);
+            assert_eq!(String::from_utf8(fast).unwrap(), Timestamp(v).to_string(), "{v}");
+        }
+    }
+
+    #[test]
+    fn push_decimal_pads_like_format() {
+        for (v, w) in
+            [(0, 0), (0, 1), (7, 2), (42, 2), (123, 2), (5, 6), (u64::MAX, 4), (10, 4), (9, 20)]
+        {
+            let mut s = Vec::new();
+            push_decimal(&mut s, v, w);
+            assert_eq!(String::from_utf8(s).unwrap(), format!("{v:0w$}"));
+        }
     }
 
     #[test]

@@ -16,7 +16,12 @@
 //!    because a continuation segment has no recognisable first byte. Bulk transfers set PSH
 //!    only once per application write, so this admits a small share of their segments.
 //!    A ClientHello spread over three or more segments (MSS below about 900 bytes) loses its
-//!    middle segments here; the flow is then evicted at the idle timeout and counted.
+//!    middle segments here; the flow is then evicted at the idle timeout and counted. That
+//!    happens only where the sender's stack segments before the capture point: with GSO/TSO
+//!    (the veth default) the host's own write is captured as one packet and admitted whole
+//!    by rule 3 (`agent/benches/split_hello.sh` shows both cases). A stateless filter cannot
+//!    do better: a middle segment has no feature that tells it from bulk data, and the
+//!    sequence offset from the ISN needs per-flow state (see `benches/RESULTS.md`).
 //! 5. UDP datagrams whose first payload byte has the high bit set: QUIC long-header packets
 //!    (Initials among them). QUIC 1-RTT traffic uses short headers and stays in the kernel.
 //!

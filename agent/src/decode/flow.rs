@@ -27,7 +27,8 @@
 //! prefix is what parsers see. Overlapping data (retransmissions) is written again in place.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, SocketAddr};
 
 use crate::decode::dns;
 use crate::decode::link::TcpSeg;
@@ -112,16 +113,24 @@ impl RangeBuf {
     }
 
     fn add_range(&mut self, start: usize, end: usize) {
+        // In-order data (the common case) extends the last range.
+        if let Some(last) = self.ranges.last_mut()
+            && last.0 <= start
+            && start <= last.1
+        {
+            last.1 = last.1.max(end);
+            return;
+        }
         self.ranges.push((start, end));
         self.ranges.sort_unstable();
-        let mut merged: Vec<(usize, usize)> = Vec::with_capacity(self.ranges.len());
-        for &(s, e) in &self.ranges {
-            match merged.last_mut() {
-                Some(last) if s <= last.1 => last.1 = last.1.max(e),
-                _ => merged.push((s, e)),
+        // Merge in place: `dedup_by` hands each range with the last one kept before it.
+        self.ranges.dedup_by(|next, kept| {
+            let overlaps = next.0 <= kept.1;
+            if overlaps {
+                kept.1 = kept.1.max(next.1);
             }
-        }
-        self.ranges = merged;
+            overlaps
+        });
     }
 
     /// The bytes received without a gap from `base` on.
@@ -162,10 +171,26 @@ impl RangeBuf {
 }
 
 /// One direction of a TCP connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct FlowKey {
     pub(crate) src: SocketAddr,
     pub(crate) dst: SocketAddr,
+}
+
+impl Hash for FlowKey {
+    /// Three writes (both addresses as 128-bit integers, IPv4 mapped into IPv6, and both
+    /// ports in one word) instead of the derived field-by-field walk, which fed SipHash about
+    /// ten small writes per probe. Keys that are equal hash equally; an IPv4 address and its
+    /// IPv6-mapped form merely collide.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let ip = |a: &SocketAddr| match a.ip() {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped().to_bits(),
+            IpAddr::V6(v6) => v6.to_bits(),
+        };
+        state.write_u128(ip(&self.src));
+        state.write_u128(ip(&self.dst));
+        state.write_u32(u32::from(self.src.port()) << 16 | u32::from(self.dst.port()));
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -207,6 +232,37 @@ impl TcpTable {
     /// Bytes currently buffered.
     pub(crate) fn buffered(&self) -> usize {
         self.budget.used
+    }
+
+    /// Whether `seg` can change the table: the per-packet gate in front of [`Self::on_segment`],
+    /// which the caller may skip when this says no. It runs the periodic idle sweep, as every
+    /// segment does, and then answers in a few branches and without a hash probe for the
+    /// common case: a pure ACK, or, while no flow is tracked, any segment that neither opens a
+    /// flow (client SYN) nor starts one by content (DNS port, TLS handshake record). Those are
+    /// exactly the segments [`Self::on_segment`] would return from without a change.
+    #[inline]
+    pub(crate) fn wants(
+        &mut self,
+        seg: &TcpSeg<'_>,
+        ts: Timestamp,
+        limits: &Limits,
+        stats: &mut Stats,
+    ) -> bool {
+        self.maybe_sweep(ts, limits, stats);
+        if seg.rst {
+            return !self.flows.is_empty();
+        }
+        if seg.syn {
+            return !seg.ack;
+        }
+        if seg.payload.is_empty() {
+            // A pure ACK changes nothing; a FIN forgets a tracked flow.
+            return seg.fin && !self.flows.is_empty();
+        }
+        !self.flows.is_empty()
+            || seg.src_port == 53
+            || seg.dst_port == 53
+            || seg.payload.starts_with(&[0x16, 0x03])
     }
 
     /// Feeds one segment; completed ClientHellos and DNS messages are pushed to `found`.
@@ -315,6 +371,10 @@ impl TcpTable {
     }
 
     fn remove(&mut self, key: &FlowKey, stats: &mut Stats) {
+        // `HashMap::remove` hashes the key even when the table is empty.
+        if self.flows.is_empty() {
+            return;
+        }
         if let Some(mut flow) = self.flows.remove(key) {
             if flow.kind == Kind::Tls && flow.buf.held() > 0 {
                 stats.tls_incomplete = stats.tls_incomplete.saturating_add(1);
@@ -323,6 +383,7 @@ impl TcpTable {
         }
     }
 
+    #[inline]
     fn maybe_sweep(&mut self, now: Timestamp, limits: &Limits, stats: &mut Stats) {
         if now.micros_since(self.last_sweep) >= 1_000_000 {
             self.sweep(now, limits, stats);
@@ -439,5 +500,119 @@ mod tests {
         let mut small = Budget { used: 0 };
         assert_eq!(b.insert(0, b"abcdef", 64, 4, &mut small), Insert::OverBudget);
         assert_eq!(small.used, 0);
+    }
+}
+
+#[cfg(test)]
+mod range_model_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any sequence of inserts (overlapping, out of order, duplicated) leaves the same
+        /// contiguous prefix and the same set of ranges as a byte-by-byte model.
+        #[test]
+        #[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)] // Reason: the model indexes its own test buffer.
+        fn ranges_match_a_byte_model(inserts in proptest::collection::vec((0usize..200, 1usize..40), 1..30)) {
+            let mut buf = RangeBuf::default();
+            let mut budget = Budget::default();
+            let mut model = vec![None; 256];
+            for (offset, len) in inserts {
+                let bytes: Vec<u8> = (offset..offset + len).map(|i| i as u8).collect();
+                buf.insert(offset as u64, &bytes, 256, 1 << 20, &mut budget);
+                for (i, b) in bytes.iter().enumerate() {
+                    model[offset + i] = Some(*b);
+                }
+                let prefix: Vec<u8> = model.iter().map_while(|b| *b).collect();
+                prop_assert_eq!(buf.contiguous(), &prefix[..]);
+                let mut runs = Vec::new();
+                let mut i = 0;
+                while i < model.len() {
+                    if model[i].is_some() {
+                        let start = i;
+                        while i < model.len() && model[i].is_some() {
+                            i += 1;
+                        }
+                        runs.push((start, i));
+                    } else {
+                        i += 1;
+                    }
+                }
+                prop_assert_eq!(&buf.ranges, &runs);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod gate_tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn key(client_port: u16, server_port: u16) -> FlowKey {
+        FlowKey {
+            src: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), client_port),
+            dst: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), server_port),
+        }
+    }
+
+    /// Everything `on_segment` can change, for the comparison.
+    fn snapshot(t: &TcpTable, stats: &Stats, k: &FlowKey) -> (usize, usize, Stats, bool) {
+        (t.len(), t.buffered(), stats.clone(), t.flows.contains_key(k))
+    }
+
+    /// Whenever `wants` says no, `on_segment` changes nothing and finds nothing: every flag
+    /// combination, payload shape and port, against an empty table, a table tracking the
+    /// segment's own flow (TLS and DNS) and a table tracking only other flows.
+    #[test]
+    #[allow(clippy::arithmetic_side_effects)] // Reason: small test counters.
+    fn segments_the_gate_refuses_change_nothing() {
+        let limits = Limits::default();
+        let payloads: [&[u8]; 5] =
+            [b"", &[0x16, 0x03, 0x01, 0x02, 0x00], &[0x16], b"GET / HTTP/1.1", &[0, 12, 1]];
+        let mut refused = 0;
+        let mut wanted = 0;
+        for table_state in 0..4 {
+            for flags in 0u8..16 {
+                for payload in payloads {
+                    for (sport, dport) in [(40000, 443), (40000, 53), (53, 40000)] {
+                        let k = key(sport, dport);
+                        let mut t = TcpTable::default();
+                        let mut stats = Stats::default();
+                        let ts = Timestamp(5_000_000);
+                        match table_state {
+                            1 => assert!(t.create(k, 1000, Kind::Tls, ts, &limits, &mut stats)),
+                            2 => assert!(t.create(k, 1000, Kind::Dns, ts, &limits, &mut stats)),
+                            3 => {
+                                assert!(t.create(key(1, 2), 7, Kind::Tls, ts, &limits, &mut stats))
+                            }
+                            _ => {}
+                        }
+                        let seg = TcpSeg {
+                            src_port: sport,
+                            dst_port: dport,
+                            seq: 1000,
+                            syn: flags & 1 != 0,
+                            ack: flags & 2 != 0,
+                            fin: flags & 4 != 0,
+                            rst: flags & 8 != 0,
+                            payload,
+                        };
+                        if t.wants(&seg, ts, &limits, &mut stats) {
+                            wanted += 1;
+                            continue;
+                        }
+                        refused += 1;
+                        let before = snapshot(&t, &stats, &k);
+                        let (mut scratch, mut found) = (Vec::new(), Vec::new());
+                        t.on_segment(k, &seg, ts, &limits, &mut stats, &mut scratch, &mut found);
+                        assert!(found.is_empty(), "{table_state} {seg:?}");
+                        assert_eq!(snapshot(&t, &stats, &k), before, "{table_state} {seg:?}");
+                    }
+                }
+            }
+        }
+        // Both answers occur, so the assertions above ran.
+        assert!(refused > 100 && wanted > 100, "{refused} {wanted}");
     }
 }

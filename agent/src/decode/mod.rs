@@ -1,6 +1,7 @@
 //! Decode: [`Frame`] in, [`Observation`]s out.
 //!
-//! - `link`: link-type dispatch and L2 to L4 through etherparse's slices (lax for IP).
+//! - `link`: link-type dispatch and L2 to L4 through etherparse's slices (lax for IP), with
+//!   the common IPv4 and untagged Ethernet/IPv4/TCP cases read in place on the hot path.
 //! - `reader`: the one checked cursor every L7 decoder reads through.
 //! - `dns`: names from DNS messages (UDP, and TCP through the flow table).
 //! - `tls`: the TLS ClientHello (server name, ALPN, ECH).
@@ -246,6 +247,14 @@ impl Decoder {
         self.stats.frames = self.stats.frames.saturating_add(1);
         let len = u64::try_from(frame.data.len()).unwrap_or(u64::MAX);
         self.stats.bytes = self.stats.bytes.saturating_add(len);
+        // Most frames are bulk TCP the flow table does not want: decide that from the TCP
+        // header alone, before building addresses and flow keys.
+        let quick = link::quick_tcp(frame.link, frame.data);
+        if let Some(tcp) = &quick
+            && !self.tcp.wants(tcp, frame.ts, &self.limits, &mut self.stats)
+        {
+            return;
+        }
         let seg = match link::segment(frame.link, frame.data) {
             Ok(seg) => seg,
             Err(skip) => {
@@ -285,6 +294,10 @@ impl Decoder {
                 }
             }
             L4::Tcp(tcp) => {
+                if quick.is_none() && !self.tcp.wants(&tcp, frame.ts, &self.limits, &mut self.stats)
+                {
+                    return;
+                }
                 let ctx =
                     ctx(frame.ts, seg.src, tcp.src_port, seg.dst, tcp.dst_port, Transport::Tcp);
                 self.tcp.on_segment(
