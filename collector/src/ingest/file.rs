@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 
 use super::expense::{self, ExpenseFormat, ExpenseParser};
 use super::gateway::{self, GatewayFormat, GatewayParser};
+use super::mapping::{ExpenseMapping, GatewayMapping};
 use super::people;
 use super::table::{self, Header};
 use crate::model::ImportCounts;
@@ -344,10 +345,12 @@ pub async fn expenses<S: Store>(
     index: Arc<Index>,
     input: Input,
     format: Option<ExpenseFormat>,
+    mapping: &ExpenseMapping,
     progress: Option<Progress>,
     now: i64,
 ) -> Result<FileReport, ImportError> {
     let name = input.name();
+    let mapping = mapping.clone();
     let parse = move |tx: &mpsc::Sender<Vec<crate::model::ExpenseLine>>| {
         let reader = input.open()?;
         let file = input.name();
@@ -357,13 +360,30 @@ pub async fn expenses<S: Store>(
             |h| {
                 let f = match format {
                     Some(f) => f,
-                    None => ExpenseFormat::detect(h).ok_or_else(|| {
-                        "not a known expense export (give --format, or use the generic columns \
-                         date, amount, currency, descriptor, payer_email, department)"
-                            .to_owned()
-                    })?,
+                    None => match ExpenseFormat::detect_with(h, &mapping) {
+                        Some(f) => f,
+                        // Say why the configured mapping does not fit, which is more use
+                        // than "unknown format" to someone who wrote one.
+                        None if !mapping.is_default() => {
+                            let why =
+                                expense::Layout::with_mapping(ExpenseFormat::Generic, h, &mapping)
+                                    .err()
+                                    .unwrap_or_default();
+                            return Err(format!(
+                                "not a known expense export, nor the configured generic one: \
+                                 {why}"
+                            ));
+                        }
+                        None => {
+                            return Err("not a known expense export (give --format, or use \
+                                        the generic columns date, amount, currency, \
+                                        descriptor, payer_email, department, or map your \
+                                        columns in [import.expenses.generic])"
+                                .to_owned());
+                        }
+                    },
                 };
-                let layout = expense::Layout::new(f, h)?;
+                let layout = expense::Layout::with_mapping(f, h, &mapping)?;
                 Ok((ExpenseParser::new(layout, &index, file.clone()), f.as_str().to_owned()))
             },
             |p, h, rec, line, tally| p.row(h, rec, line, tally),
@@ -385,10 +405,12 @@ pub async fn gateway<S: Store>(
     index: Arc<Index>,
     input: Input,
     format: Option<GatewayFormat>,
+    mapping: &GatewayMapping,
     progress: Option<Progress>,
     now: i64,
 ) -> Result<FileReport, ImportError> {
     let name = input.name();
+    let mapping = mapping.clone();
     let parse = move |tx: &mpsc::Sender<Vec<crate::model::GatewaySpend>>| {
         let mut reader = input.open()?;
         let file = input.name();
@@ -401,10 +423,22 @@ pub async fn gateway<S: Store>(
         let choose = |h: &Header| -> Result<(GatewayParser<'_>, String), String> {
             let f = match format {
                 Some(f) => f,
-                None => GatewayFormat::detect(h)
-                    .ok_or_else(|| "not a known gateway or provider spend export".to_owned())?,
+                None => match GatewayFormat::detect_with(h, &mapping) {
+                    Some(f) => f,
+                    None if !mapping.is_default() => {
+                        let why =
+                            gateway::Layout::with_mapping(GatewayFormat::Generic, h, &mapping)
+                                .err()
+                                .unwrap_or_default();
+                        return Err(format!(
+                            "not a known gateway or provider spend export, nor the configured \
+                             generic one: {why}"
+                        ));
+                    }
+                    None => return Err("not a known gateway or provider spend export".to_owned()),
+                },
             };
-            let layout = gateway::Layout::new(f, h)?;
+            let layout = gateway::Layout::with_mapping(f, h, &mapping)?;
             Ok((GatewayParser::new(layout, &index, file.clone()), f.as_str().to_owned()))
         };
         if text.starts_with('{') || text.starts_with('[') {

@@ -58,7 +58,7 @@ fn seen(product: &str, kind: &'static str, value: &str, user: &str, at: i64) -> 
 }
 
 async fn import(store: &impl Store, command: ImportCommand) -> String {
-    let out = cli::import(store, Catalog::builtin().unwrap(), command, false)
+    let out = cli::import(store, Catalog::builtin().unwrap(), command, &Default::default(), false)
         .await
         .unwrap_or_else(|(out, e)| panic!("{e}: {out:?}"));
     assert!(out.stderr.is_empty(), "{:?}", out.stderr);
@@ -73,11 +73,17 @@ async fn report(store: &impl Store, command: ReportCommand) -> String {
 /// products.
 async fn load(store: &impl Store) {
     import(store, ImportCommand::People { file: examples().join("people.csv") }).await;
-    let first =
-        import(store, ImportCommand::Expenses { format: "auto".into(), files: files("expenses") })
-            .await;
+    let first = import(
+        store,
+        ImportCommand::Expenses { format: "auto".into(), map: vec![], files: files("expenses") },
+    )
+    .await;
     assert!(first.contains("ramp.csv (ramp): 11 rows, 10 stored"), "{first}");
-    import(store, ImportCommand::Gateway { format: "auto".into(), files: files("gateway") }).await;
+    import(
+        store,
+        ImportCommand::Gateway { format: "auto".into(), map: vec![], files: files("gateway") },
+    )
+    .await;
     // Bob uses Cursor every day and Gemini, which nobody pays for; Ann's laptop never opens
     // ChatGPT, which she pays for.
     let bob =
@@ -128,13 +134,17 @@ async fn load(store: &impl Store) {
 
 pub(crate) async fn examples_import_twice_count_once_and_report(store: impl Store) {
     load(&store).await;
-    let again =
-        import(&store, ImportCommand::Expenses { format: "auto".into(), files: files("expenses") })
-            .await;
+    let again = import(
+        &store,
+        ImportCommand::Expenses { format: "auto".into(), map: vec![], files: files("expenses") },
+    )
+    .await;
     assert!(again.lines().all(|l| l.contains(" 0 stored")), "{again}");
-    let again =
-        import(&store, ImportCommand::Gateway { format: "auto".into(), files: files("gateway") })
-            .await;
+    let again = import(
+        &store,
+        ImportCommand::Gateway { format: "auto".into(), map: vec![], files: files("gateway") },
+    )
+    .await;
     assert!(again.lines().all(|l| l.contains(" 0 stored")), "{again}");
 
     let inventory = report(
@@ -199,7 +209,7 @@ pub(crate) async fn malformed_rows_are_reported_and_good_rows_imported(store: im
                10/07/2026,10/08/2026,MIDJOURNEY INC.,Shopping,Sale,thirty,\n\
                \"10/08/2026,oops\n";
     let input = Input::Bytes { name: "upload.csv".into(), bytes: csv.as_bytes().to_vec() };
-    let r = file::expenses(&store, index, input, None, None, 0).await.unwrap();
+    let r = file::expenses(&store, index, input, None, &Default::default(), None, 0).await.unwrap();
     assert_eq!((r.format.as_str(), r.stored, r.tally.error_count), ("chase", 1, 2));
     assert_eq!(
         r.tally.errors[0].to_string(),
@@ -211,7 +221,8 @@ pub(crate) async fn malformed_rows_are_reported_and_good_rows_imported(store: im
 pub(crate) async fn unknown_file_is_rejected_as_a_whole(store: impl Store) {
     let index = Arc::new(Index::new(Catalog::builtin().unwrap()));
     let input = Input::Bytes { name: "x.csv".into(), bytes: b"foo,bar\n1,2\n".to_vec() };
-    let e = file::expenses(&store, index, input, None, None, 0).await.unwrap_err();
+    let e =
+        file::expenses(&store, index, input, None, &Default::default(), None, 0).await.unwrap_err();
     assert!(e.to_string().starts_with("x.csv: not a known expense export"), "{e}");
 }
 
