@@ -186,7 +186,8 @@ const GATEWAY_STAGE: &str = "CREATE TEMPORARY TABLE IF NOT EXISTS aiscout_gatewa
 /// a chunk of new rows (a first import) takes it whole. A key already stored, committed by
 /// a concurrent import meanwhile, or repeated within the chunk raises a unique violation on
 /// the first such row; the savepoint then undoes the partial insert and the chunk is redone
-/// with `ON CONFLICT DO NOTHING`. Either way the count is exactly the rows new to the table.
+/// with `ON CONFLICT DO NOTHING`, as it is after a deadlock with a concurrent chunk. Either
+/// way the count is exactly the rows new to the table.
 /// (An anti-join on the stored keys instead of the retry was tried: on an unanalysed
 /// temporary table the planner chose a sequential scan of the whole table per chunk.)
 async fn move_staged(
@@ -200,7 +201,12 @@ async fn move_staged(
             savepoint.commit().await?;
             Ok(n)
         }
-        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+        // Two chunks of one file written at once that share a key can deadlock on it; the
+        // loser redoes its chunk after the winner, so it is a retry, not a failure.
+        Err(e)
+            if e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+                || e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED) =>
+        {
             savepoint.rollback().await?;
             let safe = format!("{insert} ON CONFLICT (source, dedupe_key) DO NOTHING");
             Ok(tx.execute(safe.as_str(), &[&now]).await?)

@@ -226,6 +226,25 @@ pub(crate) async fn unknown_file_is_rejected_as_a_whole(store: impl Store) {
     assert!(e.to_string().starts_with("x.csv: not a known expense export"), "{e}");
 }
 
+pub(crate) async fn ids_repeated_across_chunks_count_once_however_chunks_are_written(
+    store: impl Store,
+) {
+    // Four chunks: ids 0..n, the same ids backwards (on PostgreSQL possibly written beside
+    // the first, when the two may deadlock on a shared key), n new ids, and the first again.
+    let n = file::CHUNK_ROWS;
+    let ids: Vec<usize> = (0..n).chain((0..n).rev()).chain(n..2 * n).chain(0..n).collect();
+    let mut csv = String::from("date,amount,currency,descriptor,payer_email,id\n");
+    for id in &ids {
+        csv.push_str(&format!("2026-11-01,20.00,USD,OPENAI *CHATGPT SUBSCR,a@example.com,t{id}\n"));
+    }
+    let index = Arc::new(Index::new(Catalog::builtin().unwrap()));
+    let input = Input::Bytes { name: "repeats.csv".into(), bytes: csv.into_bytes() };
+    let r = file::expenses(&store, index, input, None, &Default::default(), None, 0).await.unwrap();
+    let n = u64::try_from(n).unwrap();
+    assert_eq!((r.tally.rows, r.stored, r.duplicates), (4 * n, 2 * n, 2 * n));
+    assert_eq!(store.expenses(None).await.unwrap().len() as u64, 2 * n);
+}
+
 macro_rules! cases {
     ($open:path) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -237,6 +256,14 @@ macro_rules! cases {
         async fn malformed_rows_are_reported_and_good_rows_imported() {
             let h = $open().await;
             super::malformed_rows_are_reported_and_good_rows_imported(h.store.clone()).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn ids_repeated_across_chunks_count_once_however_chunks_are_written() {
+            let h = $open().await;
+            super::ids_repeated_across_chunks_count_once_however_chunks_are_written(
+                h.store.clone(),
+            )
+            .await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn unknown_file_is_rejected_as_a_whole() {
