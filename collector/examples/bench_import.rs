@@ -1,6 +1,7 @@
 //! Import and report benchmark (issue 7): generates a 1M-line expense CSV (Ramp layout) and a
 //! 1M-row LiteLLM spend log, times reading each with the `csv` crate alone (the floor), the
-//! imports into SQLite or PostgreSQL, and the inventory and reconciliation reports.
+//! imports into SQLite or PostgreSQL (the LiteLLM log twice: the second pass finds every row
+//! already stored), and the inventory and reconciliation reports.
 //!
 //! `cargo run --release -p aiscout-collector --example bench_import -- sqlite|postgres [ROWS]`
 //! (PostgreSQL: `AISCOUT_BENCH_PG_URL`, default `postgres://postgres@127.0.0.1:5432/test`,
