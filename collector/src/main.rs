@@ -325,6 +325,10 @@ async fn serve<S: Store + Clone>(config: Config, store: S) -> anyhow::Result<()>
             Some(api::tls::server_config(chain, key)?)
         }
     };
+    if let Some(dir) = &config.import.drop_dir {
+        // A drop folder that cannot be created is a configuration error: fail at start.
+        aiscout_collector::ingest::drop::prepare(dir)?;
+    }
     let drop_watch = config.import.drop_dir.clone().map(|dir| {
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let task = spawn_drop_watch(
