@@ -15,6 +15,7 @@ use aiscout_wire::InventoryQuery;
 use crate::ingest::expense::ExpenseFormat;
 use crate::ingest::file::{self, FileReport, ImportError, Input, Progress};
 use crate::ingest::gateway::GatewayFormat;
+use crate::ingest::mapping::{self, MappingProblem, Mappings};
 use crate::ingest::parse;
 use crate::join;
 use crate::model::UsageFilter;
@@ -29,6 +30,11 @@ pub enum ImportCommand {
         /// auto, ramp, brex, expensify, concur, amex, chase or generic.
         #[arg(long, default_value = "auto")]
         format: String,
+        /// Sets one key of the generic mapping, over [import.expenses.generic] in the config:
+        /// a column (date, amount, currency, descriptor, merchant, payer, payer_email,
+        /// department, id, type) or currency_default, date_format, amount_sign. Repeatable.
+        #[arg(long = "map", value_name = "KEY=VALUE")]
+        map: Vec<String>,
         /// CSV files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -40,6 +46,12 @@ pub enum ImportCommand {
         /// generic.
         #[arg(long, default_value = "auto")]
         format: String,
+        /// Sets one key of the generic mapping, over [import.gateway.generic] in the config:
+        /// a column (date, provider, model, team, user, api_key, tags, tokens_in, tokens_out,
+        /// tokens_total, cost, currency, id) or currency_default, provider_default,
+        /// date_format. Repeatable.
+        #[arg(long = "map", value_name = "KEY=VALUE")]
+        map: Vec<String>,
         /// CSV or JSON files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -201,6 +213,7 @@ pub async fn import<S: Store>(
     store: &S,
     catalog: Catalog,
     command: ImportCommand,
+    mappings: &Mappings,
     progress: bool,
 ) -> Result<Output, (Output, CommandError)> {
     let index = Arc::new(Index::new(catalog));
@@ -209,7 +222,11 @@ pub async fn import<S: Store>(
     let now = store::now();
     let total;
     match command {
-        ImportCommand::Expenses { format, files } => {
+        ImportCommand::Expenses { format, map, files } => {
+            let mut mapping = mappings.expenses.clone();
+            for arg in &map {
+                mapping_flag(arg, |k, v| mapping.set(k, v)).map_err(|e| (Output::default(), e))?;
+            }
             let format = match format.as_str() {
                 "auto" => None,
                 f => Some(ExpenseFormat::parse(f).ok_or_else(|| {
@@ -223,14 +240,19 @@ pub async fn import<S: Store>(
             for path in files {
                 let input = Input::Path(path);
                 let (p, bar) = progress_bar(&input, progress);
-                let r = file::expenses(store, Arc::clone(&index), input, format, p, now).await;
+                let r = file::expenses(store, Arc::clone(&index), input, format, &mapping, p, now)
+                    .await;
                 if let Some(bar) = bar {
                     bar.finish_and_clear();
                 }
                 summary(&mut out, r, &mut failed);
             }
         }
-        ImportCommand::Gateway { format, files } => {
+        ImportCommand::Gateway { format, map, files } => {
+            let mut mapping = mappings.gateway.clone();
+            for arg in &map {
+                mapping_flag(arg, |k, v| mapping.set(k, v)).map_err(|e| (Output::default(), e))?;
+            }
             let format = match format.as_str() {
                 "auto" => None,
                 f => Some(GatewayFormat::parse(f).ok_or_else(|| {
@@ -244,7 +266,8 @@ pub async fn import<S: Store>(
             for path in files {
                 let input = Input::Path(path);
                 let (p, bar) = progress_bar(&input, progress);
-                let r = file::gateway(store, Arc::clone(&index), input, format, p, now).await;
+                let r =
+                    file::gateway(store, Arc::clone(&index), input, format, &mapping, p, now).await;
                 if let Some(bar) = bar {
                     bar.finish_and_clear();
                 }
@@ -265,6 +288,16 @@ pub async fn import<S: Store>(
         return Err((out, CommandError::Files { failed, total }));
     }
     Ok(out)
+}
+
+/// Applies one `--map KEY=VALUE` flag with `set`.
+fn mapping_flag(
+    arg: &str,
+    set: impl FnOnce(&str, &str) -> Result<(), MappingProblem>,
+) -> Result<(), CommandError> {
+    let (key, value) = mapping::split_flag(arg)
+        .map_err(|p| CommandError::Usage(format!("--map {arg:?}: {}", p.reason)))?;
+    set(key, value).map_err(|p| CommandError::Usage(format!("--map {}: {}", p.key, p.reason)))
 }
 
 fn day_arg(name: &str, value: Option<&str>) -> Result<Option<i64>, CommandError> {

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use aiscout_wire::Secret;
 use serde::Deserialize;
 
+use crate::ingest::mapping::Mappings;
+
 /// Largest config, catalog, certificate or secret file read, in bytes.
 pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -42,6 +44,29 @@ pub struct FileConfig {
     pub rate_limit_burst: Option<u32>,
     /// Most connections served at once.
     pub max_connections: Option<u32>,
+    /// File imports: generic column mappings and the drop folder.
+    pub import: Option<ImportFile>,
+}
+
+/// `[import]`: generic column mappings and the drop folder.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportFile {
+    /// The drop folder `serve` watches (as `import watch DIR` does).
+    pub drop_dir: Option<PathBuf>,
+    /// `[import.expenses]`.
+    pub expenses: Option<GenericSection>,
+    /// `[import.gateway]`.
+    pub gateway: Option<GenericSection>,
+}
+
+/// `[import.expenses]` or `[import.gateway]`: holds the `generic` mapping.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenericSection {
+    /// Key to column name or setting; keys are checked by the mapping, so that an unknown
+    /// one is reported with its full path.
+    pub generic: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Settings from flags or environment variables (`None` when not given).
@@ -80,6 +105,9 @@ pub struct Overrides {
     /// Most connections served at once.
     #[arg(long, global = true)]
     pub max_connections: Option<u32>,
+    /// Drop folder that `serve` also watches for expense, gateway and people files.
+    #[arg(long, global = true, env = "AISCOUT_DROP_DIR")]
+    pub drop_dir: Option<PathBuf>,
 }
 
 /// Log output format.
@@ -148,6 +176,17 @@ pub struct Config {
     pub rate_limit_burst: u32,
     /// Connection cap.
     pub max_connections: u32,
+    /// File import settings.
+    pub import: ImportConfig,
+}
+
+/// File import settings (`[import]`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImportConfig {
+    /// The generic expense and gateway column mappings.
+    pub mappings: Mappings,
+    /// The drop folder `serve` watches, if any.
+    pub drop_dir: Option<PathBuf>,
 }
 
 /// One configuration problem, named by key path.
@@ -323,6 +362,25 @@ pub fn load(
     );
     let max_connections =
         positive(&mut problems, "max_connections", o.max_connections.or(raw.max_connections), 4096);
+    let import_raw = raw.import.unwrap_or_default();
+    let mut mappings = Mappings::default();
+    let sections = [
+        ("import.expenses.generic", import_raw.expenses.and_then(|s| s.generic)),
+        ("import.gateway.generic", import_raw.gateway.and_then(|s| s.generic)),
+    ];
+    for (section, keys) in sections {
+        for (key, value) in keys.unwrap_or_default() {
+            let set = if section == "import.expenses.generic" {
+                mappings.expenses.set(&key, &value)
+            } else {
+                mappings.gateway.set(&key, &value)
+            };
+            if let Err(p) = set {
+                problems.push(problem(&format!("{section}.{}", p.key), p.reason));
+            }
+        }
+    }
+    let import = ImportConfig { mappings, drop_dir: o.drop_dir.clone().or(import_raw.drop_dir) };
     if !problems.is_empty() {
         return Err(ConfigError(problems));
     }
@@ -337,6 +395,7 @@ pub fn load(
         rate_limit_per_minute,
         rate_limit_burst,
         max_connections,
+        import,
     })
 }
 
@@ -362,6 +421,49 @@ mod tests {
         std::fs::write(&file, "listn = \"0.0.0.0:1\"\n").unwrap();
         let err = load(Some(&file), None, None, &Overrides::default()).unwrap_err();
         assert!(err.0[0].reason.contains("listn"), "{err}");
+    }
+
+    #[test]
+    fn import_mappings_are_read_and_every_bad_key_is_named_by_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "[import]\ndrop_dir = \"/srv/drop\"\n\
+             [import.expenses.generic]\ndate = \"Posted On\"\ndate_format = \"%d/%m/%Y\"\n\
+             amount_sign = \"purchases_negative\"\n\
+             [import.gateway.generic]\ncost = \"Cost (USD)\"\n",
+        )
+        .unwrap();
+        let c = load(Some(&file), None, None, &Overrides::default()).unwrap();
+        let m = &c.import.mappings;
+        assert_eq!(m.expenses.date.as_deref(), Some("Posted On"));
+        assert_eq!(m.expenses.date_format.as_ref().map(|f| f.as_str()), Some("%d/%m/%Y"));
+        assert_eq!(m.gateway.cost.as_deref(), Some("Cost (USD)"));
+        assert_eq!(c.import.drop_dir, Some(PathBuf::from("/srv/drop")));
+
+        std::fs::write(
+            &file,
+            "[import.expenses.generic]\ndate_format = \"%d/%q/%Y\"\npayee = \"Payee\"\n\
+             [import.gateway.generic]\ncurrency_default = \"dollars\"\n",
+        )
+        .unwrap();
+        let err = load(Some(&file), None, None, &Overrides::default()).unwrap_err();
+        let keys: Vec<_> = err.0.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "import.expenses.generic.date_format",
+                "import.expenses.generic.payee",
+                "import.gateway.generic.currency_default"
+            ]
+        );
+        assert!(err.0[0].reason.contains("unknown directive %q"), "{err}");
+        assert!(err.0[1].reason.starts_with("unknown key (known: date, amount"), "{err}");
+
+        std::fs::write(&file, "[import.expenses.generik]\ndate = \"D\"\n").unwrap();
+        let err = load(Some(&file), None, None, &Overrides::default()).unwrap_err();
+        assert!(err.0[0].reason.contains("generik"), "{err}");
     }
 
     #[test]

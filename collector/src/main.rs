@@ -171,25 +171,24 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     }
 }
 
-async fn dispatch<S: Store>(command: Command, config: Config, store: S) -> anyhow::Result<()> {
+async fn dispatch<S: Store + Clone>(
+    command: Command,
+    config: Config,
+    store: S,
+) -> anyhow::Result<()> {
     match command {
         Command::Serve => serve(config, store).await,
         Command::CheckConfig | Command::MdmPackage(_) | Command::BenchIngest(_) => Ok(()),
         Command::Import(aiscout_collector::cli::ImportCommand::Watch { dir, once }) => {
-            use aiscout_collector::ingest::drop::{self, Outcome};
+            use aiscout_collector::ingest::drop;
             let catalog = aiscout_collector::cli::catalog(config.catalog.as_deref())?;
             let index = Arc::new(aiscout_signatures::Index::new(catalog));
-            let show = |path: &std::path::Path, outcome: &Outcome| {
-                let name = path.display();
-                match outcome {
-                    Outcome::Processed(summary) => say(&format!("processed {name}: {summary}")),
-                    Outcome::Rejected(reason) => say(&format!("rejected {name}: {reason}")),
-                    Outcome::Vanished => say(&format!("skipped {name}: taken by another instance")),
-                };
-            };
+            let show = show_drop;
+            let mappings = &config.import.mappings;
             if once {
                 drop::prepare(&dir)?;
-                for (path, outcome) in drop::process_waiting(&store, &index, &dir).await? {
+                for (path, outcome) in drop::process_waiting(&store, &index, mappings, &dir).await?
+                {
                     show(&path, &outcome);
                 }
                 return Ok(());
@@ -205,12 +204,13 @@ async fn dispatch<S: Store>(command: Command, config: Config, store: S) -> anyho
                     () = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {},
                 }
             };
-            drop::watch(&store, index, &dir, show, ready, shutdown).await?;
+            drop::watch(&store, index, mappings, &dir, show, ready, shutdown).await?;
             Ok(())
         }
         Command::Import(c) => {
             let catalog = aiscout_collector::cli::catalog(config.catalog.as_deref())?;
-            match aiscout_collector::cli::import(&store, catalog, c, true).await {
+            let mappings = &config.import.mappings;
+            match aiscout_collector::cli::import(&store, catalog, c, mappings, true).await {
                 Ok(out) => emit(&out),
                 Err((out, e)) => {
                     emit(&out)?;
@@ -256,7 +256,48 @@ async fn dispatch<S: Store>(command: Command, config: Config, store: S) -> anyho
 /// How often `serve` folds pending usage into the rollups.
 const FOLD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
-async fn serve<S: Store>(config: Config, store: S) -> anyhow::Result<()> {
+/// Prints what the drop folder did with one file.
+fn show_drop(path: &std::path::Path, outcome: &aiscout_collector::ingest::drop::Outcome) {
+    use aiscout_collector::ingest::drop::Outcome;
+    let name = path.display();
+    match outcome {
+        Outcome::Processed(summary) => say(&format!("processed {name}: {summary}")),
+        Outcome::Rejected(reason) => say(&format!("rejected {name}: {reason}")),
+        Outcome::Vanished => say(&format!("skipped {name}: taken by another instance")),
+    };
+}
+
+/// Runs the drop folder watch as a task beside the API until `stop` fires. A watch that
+/// fails (the folder vanished, the OS refused the watch) is logged; the API keeps serving.
+fn spawn_drop_watch<S: Store + Clone>(
+    store: S,
+    catalog: aiscout_signatures::Catalog,
+    mappings: aiscout_collector::ingest::mapping::Mappings,
+    dir: PathBuf,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let index = Arc::new(aiscout_signatures::Index::new(catalog));
+        let ready = || {
+            say(&format!("watching {}", dir.display()));
+        };
+        let stopped = async {
+            // Told to stop, or the sender is gone with the server: either way, stop.
+            match stop.await {
+                Ok(()) | Err(_) => {}
+            }
+        };
+        let watched = aiscout_collector::ingest::drop::watch(
+            &store, index, &mappings, &dir, show_drop, ready, stopped,
+        )
+        .await;
+        if let Err(e) = watched {
+            tracing::error!(error = %e, "The drop folder watch stopped.");
+        }
+    })
+}
+
+async fn serve<S: Store + Clone>(config: Config, store: S) -> anyhow::Result<()> {
     let (catalog, artifact) = match &config.catalog {
         None => (aiscout_signatures::Catalog::builtin().context("builtin catalog")?, None),
         Some(path) => {
@@ -287,6 +328,21 @@ async fn serve<S: Store>(config: Config, store: S) -> anyhow::Result<()> {
             Some(api::tls::server_config(chain, key)?)
         }
     };
+    if let Some(dir) = &config.import.drop_dir {
+        // A drop folder that cannot be created is a configuration error: fail at start.
+        aiscout_collector::ingest::drop::prepare(dir)?;
+    }
+    let drop_watch = config.import.drop_dir.clone().map(|dir| {
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let task = spawn_drop_watch(
+            store.clone(),
+            catalog.clone(),
+            config.import.mappings.clone(),
+            dir,
+            stopped,
+        );
+        (stop, task)
+    });
     let state = Arc::new(AppState {
         store,
         catalog,
@@ -297,6 +353,7 @@ async fn serve<S: Store>(config: Config, store: S) -> anyhow::Result<()> {
             config.rate_limit_per_minute,
             config.rate_limit_burst,
         ),
+        mappings: config.import.mappings.clone(),
     });
     // Keep the rollups close behind ingest so that reads rarely have much to fold first.
     let folder = {
@@ -332,5 +389,12 @@ async fn serve<S: Store>(config: Config, store: S) -> anyhow::Result<()> {
     };
     api::serve(listener, api::router(state), tls, config.max_connections, shutdown).await;
     folder.abort();
+    if let Some((stop, task)) = drop_watch {
+        // The watch finishes the file it is importing, then stops.
+        if stop.send(()).is_err() {
+            tracing::debug!("The drop folder watch had already stopped.");
+        }
+        task.await.context("drop folder task")?;
+    }
     Ok(())
 }

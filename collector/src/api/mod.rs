@@ -57,6 +57,8 @@ pub struct AppState<S> {
     pub metrics: Metrics,
     /// Per-agent, per-instance rate limiter.
     pub limiter: ratelimit::RateLimiter,
+    /// The generic import column mappings (`[import]` in the config).
+    pub mappings: ingest::mapping::Mappings,
 }
 
 /// Why a request failed; one variant per answer.
@@ -383,14 +385,16 @@ async fn import_upload<S: Store>(
                 "auto" => None,
                 f => Some(ingest::expense::ExpenseFormat::parse(f).ok_or_else(bad_format)?),
             };
-            ingest::file::expenses(&state.store, index, input, f, None, now).await
+            let mapping = &state.mappings.expenses;
+            ingest::file::expenses(&state.store, index, input, f, mapping, None, now).await
         }
         ImportKind::Gateway => {
             let f = match format.as_str() {
                 "auto" => None,
                 f => Some(ingest::gateway::GatewayFormat::parse(f).ok_or_else(bad_format)?),
             };
-            ingest::file::gateway(&state.store, index, input, f, None, now).await
+            let mapping = &state.mappings.gateway;
+            ingest::file::gateway(&state.store, index, input, f, mapping, None, now).await
         }
     };
     Ok(Json(import_summary(report.map_err(import_error)?)))

@@ -1,4 +1,5 @@
-//! The watched drop folder: `aiscout-collector import watch DIR`.
+//! The watched drop folder: `aiscout-collector import watch DIR`, or `serve` with
+//! `import.drop_dir` (`--drop-dir`), which runs the same watch as a task beside the API.
 //!
 //! Layout, created when missing:
 //!
@@ -6,15 +7,24 @@
 //! DIR/expenses/    card and expense exports (format detected by header)
 //! DIR/gateway/     gateway and provider spend exports
 //! DIR/people/      the people directory
+//! DIR/processing/  files being imported, claimed by one instance (processing/<kind>/<file>)
 //! DIR/processed/   files imported (row errors, if any, listed in <file>.errors beside them)
 //! DIR/rejected/    files that could not be imported at all, each with <file>.reason
 //! ```
 //!
 //! Every file already waiting is imported first; then `notify` reports new files, and a file is
 //! imported once the folder has been quiet for a moment (an export being copied in is not read
-//! half-written). Imports are idempotent, so two collectors watching one shared folder, or a
-//! file dropped twice, count each row once; a file another instance already moved is skipped.
-//! Files whose names start with `.` are ignored (editors and copy tools write those).
+//! half-written). Files whose names start with `.` are ignored (editors and copy tools write
+//! those).
+//!
+//! Several collectors may watch one shared folder. An instance claims a file by renaming it
+//! into `processing/<kind>/` before reading it: a rename is atomic on one file system, so of
+//! two instances racing for a file exactly one succeeds, and the other sees `NotFound` and
+//! leaves it (no file is imported twice). Claiming stamps the file's modification time; a
+//! claim older than [`STALE_CLAIM`] is taken to belong to an instance that died mid-import
+//! and is put back into its kind folder on the next pass, so no file is lost either. Should
+//! that slow import still be running, the second import counts each row once anyway:
+//! imports are idempotent.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,6 +33,7 @@ use std::time::Duration;
 use aiscout_signatures::Index;
 
 use crate::ingest::file::{self, FileReport, ImportError, Input};
+use crate::ingest::mapping::Mappings;
 use crate::store::{self, Store};
 
 /// The kinds of file the drop folder takes, by subfolder.
@@ -30,6 +41,9 @@ pub const KINDS: [&str; 3] = ["expenses", "gateway", "people"];
 
 /// How long the folder must be quiet before new files are read.
 pub const QUIET: Duration = Duration::from_secs(2);
+
+/// How old a claim in `processing/` must be before it counts as abandoned.
+pub const STALE_CLAIM: Duration = Duration::from_secs(3600);
 
 /// What happened to one dropped file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,7 +90,44 @@ pub fn prepare(dir: &Path) -> Result<(), DropError> {
         let p = dir.join(sub);
         std::fs::create_dir_all(&p).map_err(io(&p))?;
     }
+    for kind in KINDS {
+        let p = dir.join("processing").join(kind);
+        std::fs::create_dir_all(&p).map_err(io(&p))?;
+    }
     Ok(())
+}
+
+/// Puts claims older than `stale` back into their kind folder; returns the files put back.
+///
+/// # Errors
+/// When `processing/` cannot be read.
+pub fn recover_stale(dir: &Path, stale: Duration) -> Result<Vec<PathBuf>, DropError> {
+    let mut back = Vec::new();
+    for kind in KINDS {
+        let sub = dir.join("processing").join(kind);
+        let entries = match std::fs::read_dir(&sub) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(DropError::Io { path: sub, source: e }),
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > stale);
+            if !old {
+                continue;
+            }
+            let dest = dir.join(kind).join(entry.file_name());
+            // Another instance may recover it at the same moment: one rename wins.
+            if move_file(&entry.path(), &dest)? {
+                back.push(dest);
+            }
+        }
+    }
+    Ok(back)
 }
 
 /// The files waiting in the kind folders, oldest name first.
@@ -104,34 +155,60 @@ fn waiting(dir: &Path) -> Result<Vec<(&'static str, PathBuf)>, DropError> {
 pub async fn process_waiting<S: Store>(
     store: &S,
     index: &Arc<Index>,
+    mappings: &Mappings,
     dir: &Path,
 ) -> Result<Vec<(PathBuf, Outcome)>, DropError> {
+    recover_stale(dir, STALE_CLAIM)?;
     let mut done = Vec::new();
     for (kind, path) in waiting(dir)? {
-        let outcome = process_one(store, index, dir, kind, &path).await?;
+        let outcome = process_one(store, index, mappings, dir, kind, &path).await?;
         done.push((path, outcome));
     }
     Ok(done)
 }
 
+/// Claims `path` by renaming it into `processing/<kind>/`; `None` when another instance
+/// took it first.
+fn claim(dir: &Path, kind: &str, path: &Path) -> Result<Option<PathBuf>, DropError> {
+    let Some(name) = path.file_name() else { return Ok(None) };
+    let claimed = dir.join("processing").join(kind).join(name);
+    if !move_file(path, &claimed)? {
+        return Ok(None);
+    }
+    // Stamp the claim so that only an abandoned one ever looks stale. Failing to stamp is
+    // not fatal: the file is ours, and the worst case is an early recovery, which imports
+    // idempotently.
+    let stamped = std::fs::File::options()
+        .append(true)
+        .open(&claimed)
+        .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+    if let Err(e) = stamped {
+        tracing::debug!(error = %e, "Could not stamp a claimed drop file.");
+    }
+    Ok(Some(claimed))
+}
+
 async fn process_one<S: Store>(
     store: &S,
     index: &Arc<Index>,
+    mappings: &Mappings,
     dir: &Path,
     kind: &str,
     path: &Path,
 ) -> Result<Outcome, DropError> {
-    if !path.exists() {
+    let Some(claimed) = claim(dir, kind, path)? else {
         return Ok(Outcome::Vanished);
-    }
-    let input = Input::Path(path.to_path_buf());
+    };
+    let input = Input::Path(claimed.clone());
     let now = store::now();
+    let (e, g) = (&mappings.expenses, &mappings.gateway);
     let result: Result<FileReport, ImportError> = match kind {
-        "expenses" => file::expenses(store, Arc::clone(index), input, None, None, now).await,
-        "gateway" => file::gateway(store, Arc::clone(index), input, None, None, now).await,
+        "expenses" => file::expenses(store, Arc::clone(index), input, None, e, None, now).await,
+        "gateway" => file::gateway(store, Arc::clone(index), input, None, g, None, now).await,
         _ => file::people(store, input).await,
     };
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let path = claimed.as_path();
     match result {
         Ok(report) => {
             let dest = dir.join("processed").join(&name);
@@ -176,6 +253,7 @@ fn move_file(from: &Path, to: &Path) -> Result<bool, DropError> {
 pub async fn watch<S: Store>(
     store: &S,
     index: Arc<Index>,
+    mappings: &Mappings,
     dir: &Path,
     mut report: impl FnMut(&Path, &Outcome),
     ready: impl FnOnce(),
@@ -198,7 +276,7 @@ pub async fn watch<S: Store>(
     tokio::pin!(shutdown);
     let mut ready = Some(ready);
     loop {
-        for (path, outcome) in process_waiting(store, &index, dir).await? {
+        for (path, outcome) in process_waiting(store, &index, mappings, dir).await? {
             report(&path, &outcome);
         }
         // The watch is set and what was waiting is done: later files come through events.
@@ -221,5 +299,50 @@ pub async fn watch<S: Store>(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout() -> (tempfile::TempDir, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("drop");
+        prepare(&dir).unwrap();
+        (tmp, dir)
+    }
+
+    #[test]
+    fn a_file_is_claimed_by_exactly_one_of_two_instances() {
+        let (_tmp, dir) = layout();
+        let path = dir.join("expenses/x.csv");
+        std::fs::write(&path, "date,amount\n").unwrap();
+        let first = claim(&dir, "expenses", &path).unwrap();
+        let second = claim(&dir, "expenses", &path).unwrap();
+        assert_eq!(first, Some(dir.join("processing/expenses/x.csv")));
+        assert_eq!(second, None, "the second instance finds the file gone");
+        assert!(waiting(&dir).unwrap().is_empty(), "a claimed file is no longer waiting");
+    }
+
+    #[test]
+    fn an_abandoned_claim_is_put_back_and_a_fresh_one_is_left_alone() {
+        let (_tmp, dir) = layout();
+        for name in ["old.csv", "fresh.csv"] {
+            let path = dir.join("expenses").join(name);
+            std::fs::write(&path, "date,amount\n").unwrap();
+            claim(&dir, "expenses", &path).unwrap().unwrap();
+        }
+        // The instance that claimed old.csv died two hours ago.
+        let old = std::fs::File::options()
+            .append(true)
+            .open(dir.join("processing/expenses/old.csv"))
+            .unwrap();
+        old.set_modified(std::time::SystemTime::now() - Duration::from_secs(7200)).unwrap();
+        let back = recover_stale(&dir, STALE_CLAIM).unwrap();
+        assert_eq!(back, [dir.join("expenses/old.csv")]);
+        assert!(dir.join("processing/expenses/fresh.csv").exists());
+        let waiting: Vec<_> = waiting(&dir).unwrap().into_iter().map(|(_, p)| p).collect();
+        assert_eq!(waiting, [dir.join("expenses/old.csv")]);
     }
 }

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use aiscout_signatures::Index;
 use aiscout_signatures::merchant::tokens;
 
+use super::mapping::{self, AmountSign, DateFormat, ExpenseMapping};
 use super::parse::{self, AmountError};
 use super::table::{Header, cell};
 use super::{RowError, Tally};
@@ -71,7 +72,19 @@ impl ExpenseFormat {
         Self::ALL.into_iter().find(|f| f.as_str() == name)
     }
 
-    /// Recognises a format by its header.
+    /// Recognises a format by its header, the generic one with `mapping`'s columns: a header
+    /// that a known export would also match is that export.
+    pub fn detect_with(header: &Header, mapping: &ExpenseMapping) -> Option<Self> {
+        match Self::detect(header) {
+            Some(f) if f != ExpenseFormat::Generic || mapping.is_default() => Some(f),
+            _ if !mapping.is_default() => {
+                Layout::generic(header, mapping).is_ok().then_some(ExpenseFormat::Generic)
+            }
+            _ => None,
+        }
+    }
+
+    /// Recognises a format by its header (the generic one by its built-in column names).
     pub fn detect(header: &Header) -> Option<Self> {
         let f = |names: &[&str]| header.find(names).is_some();
         if f(&["Ramp Category", "Ramp Department", "Ramp Location"]) {
@@ -105,15 +118,6 @@ const GENERIC_AMOUNT: [&str; 2] = ["amount", "amount_major"];
 const GENERIC_DESCRIPTOR: [&str; 4] =
     ["descriptor", "merchant_descriptor", "description", "merchant"];
 
-/// How the export writes the sign of a purchase.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Sign {
-    /// Purchases positive (Ramp, Brex, Amex, Expensify, Concur).
-    SpendPositive,
-    /// Purchases negative (Chase).
-    SpendNegative,
-}
-
 /// Where each field lives in one file's header.
 #[derive(Clone, Debug)]
 pub struct Layout {
@@ -129,16 +133,35 @@ pub struct Layout {
     id: Option<usize>,
     kind: Option<usize>,
     personal: Option<usize>,
-    sign: Sign,
-    default_currency: &'static str,
+    sign: AmountSign,
+    default_currency: String,
+    date_format: Option<DateFormat>,
 }
 
 impl Layout {
-    /// Locates the format's columns in `header`.
+    /// Locates the format's columns in `header` (the generic format with its built-in
+    /// column names).
     ///
     /// # Errors
     /// A required column (date, amount, descriptor) is missing: the reason names it.
     pub fn new(format: ExpenseFormat, header: &Header) -> Result<Self, String> {
+        Self::with_mapping(format, header, &ExpenseMapping::default())
+    }
+
+    /// Locates the format's columns in `header`; the generic format reads the columns
+    /// `mapping` names (other formats ignore it).
+    ///
+    /// # Errors
+    /// A required column (date, amount, descriptor) is missing, or a mapped column is not in
+    /// the header: the reason names the column and, for a mapped one, its config key.
+    pub fn with_mapping(
+        format: ExpenseFormat,
+        header: &Header,
+        mapping: &ExpenseMapping,
+    ) -> Result<Self, String> {
+        if format == ExpenseFormat::Generic && !mapping.is_default() {
+            return Self::generic(header, mapping);
+        }
         let all = |names: &[&str]| -> Vec<usize> {
             names.iter().filter_map(|n| header.find(&[n])).collect()
         };
@@ -234,10 +257,67 @@ impl Layout {
                 F::Concur => one(&["IsPersonal", "IsPersonalCardCharge"]),
                 _ => None,
             },
-            sign: if format == F::Chase { Sign::SpendNegative } else { Sign::SpendPositive },
-            default_currency: "USD",
+            sign: if format == F::Chase {
+                AmountSign::PurchasesNegative
+            } else {
+                AmountSign::PurchasesPositive
+            },
+            default_currency: "USD".to_owned(),
+            date_format: None,
         };
         Ok(layout)
+    }
+
+    /// The generic layout with `mapping` applied: a mapped field reads exactly its column,
+    /// an unmapped one the built-in names.
+    fn generic(header: &Header, m: &ExpenseMapping) -> Result<Self, String> {
+        const SECTION: &str = "import.expenses.generic";
+        let pick = |key: &str, mapped: &Option<String>, builtin: &[&str]| match mapped {
+            Some(name) => mapping::locate(header, SECTION, key, name),
+            None => Ok(header.find(builtin)),
+        };
+        let date = pick("date", &m.date, &GENERIC_DATE)?;
+        let amount = pick("amount", &m.amount, &GENERIC_AMOUNT)?;
+        let merchant = pick("merchant", &m.merchant, &["merchant"])?;
+        let mut descriptors = match &m.descriptor {
+            Some(name) => {
+                mapping::locate(header, SECTION, "descriptor", name)?.into_iter().collect()
+            }
+            None if m.merchant.is_some() => Vec::new(),
+            None => GENERIC_DESCRIPTOR.iter().filter_map(|n| header.find(&[n])).collect(),
+        };
+        // A mapped merchant column stands in for the descriptor when a row has none.
+        if let Some(i) = merchant.filter(|i| !descriptors.contains(i)) {
+            descriptors.push(i);
+        }
+        let missing = |what: &str, key: &str| {
+            format!(
+                "generic export without a {what} column (map one with {SECTION}.{key} or \
+                 --map {key}=COLUMN)"
+            )
+        };
+        let amount = amount.ok_or_else(|| missing("amount", "amount"))?;
+        let date = date.ok_or_else(|| missing("date", "date"))?;
+        if descriptors.is_empty() {
+            return Err(missing("merchant descriptor", "descriptor"));
+        }
+        Ok(Layout {
+            format: ExpenseFormat::Generic,
+            dates: vec![date],
+            amount,
+            descriptors,
+            currency: pick("currency", &m.currency, &["currency"])?,
+            merchant,
+            payer: pick("payer", &m.payer, &["payer", "payer_name", "user", "employee"])?,
+            payer_email: pick("payer_email", &m.payer_email, &["payer_email", "email"])?,
+            department: pick("department", &m.department, &["department", "cost_center"])?,
+            id: pick("id", &m.id, &["id", "transaction_id"])?,
+            kind: pick("type", &m.kind, &["Type"])?,
+            personal: None,
+            sign: m.amount_sign,
+            default_currency: m.currency_default.clone().unwrap_or_else(|| "USD".to_owned()),
+            date_format: m.date_format.clone(),
+        })
     }
 
     /// The format.
@@ -317,7 +397,7 @@ impl<'a> ExpenseParser<'a> {
             return Ok(None);
         }
         let currency = match l.currency.map(|i| cell(rec, Some(i))).filter(|c| !c.is_empty()) {
-            None => l.default_currency.to_owned(),
+            None => l.default_currency.clone(),
             Some(c) => parse::currency(c).ok_or_else(|| {
                 self.error(header, line, l.currency, format!("{c:?} is not a currency code"))
             })?,
@@ -329,8 +409,8 @@ impl<'a> ExpenseParser<'a> {
             },
         )?;
         let amount = match l.sign {
-            Sign::SpendPositive => amount,
-            Sign::SpendNegative => amount.checked_neg().unwrap_or(i64::MAX),
+            AmountSign::PurchasesPositive => amount,
+            AmountSign::PurchasesNegative => amount.checked_neg().unwrap_or(i64::MAX),
         };
         if amount < 0 && is_issuer_payment(&descriptor) {
             tally.not_spend += 1;
@@ -338,9 +418,19 @@ impl<'a> ExpenseParser<'a> {
         }
         let date_col = l.dates.iter().copied().find(|&i| !cell(rec, Some(i)).is_empty());
         let raw_date = cell(rec, date_col);
-        let occurred_at = parse::parse_datetime(raw_date).ok_or_else(|| {
+        let parsed = match &l.date_format {
+            Some(f) => f.apply(raw_date),
+            None => parse::parse_datetime(raw_date),
+        };
+        let occurred_at = parsed.ok_or_else(|| {
             let col = date_col.or(l.dates.first().copied());
-            self.error(header, line, col, format!("not a date: {raw_date:?}"))
+            let expected = l.date_format.as_ref().map(|f| format!(" (expected {f})"));
+            self.error(
+                header,
+                line,
+                col,
+                format!("not a date: {raw_date:?}{}", expected.unwrap_or_default()),
+            )
         })?;
         if descriptor.is_empty() {
             return Err(self.error(

@@ -2,7 +2,8 @@
 //!
 //! Parsing is blocking (file IO, CSV) and runs on tokio's blocking pool; it hands chunks of
 //! rows over a bounded channel to the async side, which writes each chunk in one store
-//! transaction. Parsing and writing overlap, and memory stays bounded by the channel.
+//! transaction (on PostgreSQL up to two chunks at once, on two connections). Parsing and
+//! writing overlap, and memory stays bounded by the channel.
 //! A malformed row becomes a [`RowError`] naming file, line and column, and the import goes
 //! on: good rows are imported (DESIGN.md invariant 2). Nothing is logged per row.
 
@@ -17,6 +18,7 @@ use tokio::sync::mpsc;
 
 use super::expense::{self, ExpenseFormat, ExpenseParser};
 use super::gateway::{self, GatewayFormat, GatewayParser};
+use super::mapping::{ExpenseMapping, GatewayMapping};
 use super::people;
 use super::table::{self, Header};
 use crate::model::ImportCounts;
@@ -296,8 +298,19 @@ fn csv_fatal(file: &str, e: csv::Error) -> ImportError {
     ImportError::Io { file: file.to_owned(), source }
 }
 
+/// True when writing two chunks at once is faster than one after the other: on PostgreSQL
+/// (a server process per connection), not on SQLite, whose single writer would only make the
+/// second chunk wait on the database lock.
+fn two_writers<S: Store>(store: &S) -> bool {
+    store.backend() == "postgres"
+}
+
 /// Runs `parse` on the blocking pool and `write` on each chunk it sends.
-async fn pipeline<T, P, W, Fut>(parse: P, mut write: W) -> Result<FileReport, ImportError>
+async fn pipeline<T, P, W, Fut>(
+    parse: P,
+    two_writers: bool,
+    mut write: W,
+) -> Result<FileReport, ImportError>
 where
     T: Send + 'static,
     P: FnOnce(&mpsc::Sender<Vec<T>>) -> Result<(String, Tally), ImportError> + Send + 'static,
@@ -309,15 +322,28 @@ where
     let mut counts = ImportCounts::default();
     let mut failed = None;
     while let Some(chunk) = rx.recv().await {
-        match write(chunk).await {
-            Ok(c) => {
-                counts.inserted += c.inserted;
-                counts.duplicates += c.duplicates;
+        // When the parser is ahead, a second chunk goes in beside the first: on PostgreSQL
+        // each write is one server process, so two use a second core (BENCH-IMPORT.md).
+        // Each chunk is still its own transaction.
+        let next = if two_writers { rx.try_recv().ok() } else { None };
+        let results = match next {
+            Some(next) => {
+                let (a, b) = tokio::join!(write(chunk), write(next));
+                [Some(a), Some(b)]
             }
-            Err(e) => {
-                failed = Some(e);
-                break;
+            None => [Some(write(chunk).await), None],
+        };
+        for result in results.into_iter().flatten() {
+            match result {
+                Ok(c) => {
+                    counts.inserted += c.inserted;
+                    counts.duplicates += c.duplicates;
+                }
+                Err(e) => failed = failed.or(Some(e)),
             }
+        }
+        if failed.is_some() {
+            break;
         }
     }
     drop(rx);
@@ -344,10 +370,12 @@ pub async fn expenses<S: Store>(
     index: Arc<Index>,
     input: Input,
     format: Option<ExpenseFormat>,
+    mapping: &ExpenseMapping,
     progress: Option<Progress>,
     now: i64,
 ) -> Result<FileReport, ImportError> {
     let name = input.name();
+    let mapping = mapping.clone();
     let parse = move |tx: &mpsc::Sender<Vec<crate::model::ExpenseLine>>| {
         let reader = input.open()?;
         let file = input.name();
@@ -357,13 +385,30 @@ pub async fn expenses<S: Store>(
             |h| {
                 let f = match format {
                     Some(f) => f,
-                    None => ExpenseFormat::detect(h).ok_or_else(|| {
-                        "not a known expense export (give --format, or use the generic columns \
-                         date, amount, currency, descriptor, payer_email, department)"
-                            .to_owned()
-                    })?,
+                    None => match ExpenseFormat::detect_with(h, &mapping) {
+                        Some(f) => f,
+                        // Say why the configured mapping does not fit, which is more use
+                        // than "unknown format" to someone who wrote one.
+                        None if !mapping.is_default() => {
+                            let why =
+                                expense::Layout::with_mapping(ExpenseFormat::Generic, h, &mapping)
+                                    .err()
+                                    .unwrap_or_default();
+                            return Err(format!(
+                                "not a known expense export, nor the configured generic one: \
+                                 {why}"
+                            ));
+                        }
+                        None => {
+                            return Err("not a known expense export (give --format, or use \
+                                        the generic columns date, amount, currency, \
+                                        descriptor, payer_email, department, or map your \
+                                        columns in [import.expenses.generic])"
+                                .to_owned());
+                        }
+                    },
                 };
-                let layout = expense::Layout::new(f, h)?;
+                let layout = expense::Layout::with_mapping(f, h, &mapping)?;
                 Ok((ExpenseParser::new(layout, &index, file.clone()), f.as_str().to_owned()))
             },
             |p, h, rec, line, tally| p.row(h, rec, line, tally),
@@ -371,7 +416,8 @@ pub async fn expenses<S: Store>(
             progress.as_ref(),
         )
     };
-    let mut report = pipeline(parse, |chunk| store.add_expenses(chunk, now)).await?;
+    let mut report =
+        pipeline(parse, two_writers(store), |chunk| store.add_expenses(chunk, now)).await?;
     report.file = name;
     Ok(report)
 }
@@ -385,10 +431,12 @@ pub async fn gateway<S: Store>(
     index: Arc<Index>,
     input: Input,
     format: Option<GatewayFormat>,
+    mapping: &GatewayMapping,
     progress: Option<Progress>,
     now: i64,
 ) -> Result<FileReport, ImportError> {
     let name = input.name();
+    let mapping = mapping.clone();
     let parse = move |tx: &mpsc::Sender<Vec<crate::model::GatewaySpend>>| {
         let mut reader = input.open()?;
         let file = input.name();
@@ -401,10 +449,22 @@ pub async fn gateway<S: Store>(
         let choose = |h: &Header| -> Result<(GatewayParser<'_>, String), String> {
             let f = match format {
                 Some(f) => f,
-                None => GatewayFormat::detect(h)
-                    .ok_or_else(|| "not a known gateway or provider spend export".to_owned())?,
+                None => match GatewayFormat::detect_with(h, &mapping) {
+                    Some(f) => f,
+                    None if !mapping.is_default() => {
+                        let why =
+                            gateway::Layout::with_mapping(GatewayFormat::Generic, h, &mapping)
+                                .err()
+                                .unwrap_or_default();
+                        return Err(format!(
+                            "not a known gateway or provider spend export, nor the configured \
+                             generic one: {why}"
+                        ));
+                    }
+                    None => return Err("not a known gateway or provider spend export".to_owned()),
+                },
             };
-            let layout = gateway::Layout::new(f, h)?;
+            let layout = gateway::Layout::with_mapping(f, h, &mapping)?;
             Ok((GatewayParser::new(layout, &index, file.clone()), f.as_str().to_owned()))
         };
         if text.starts_with('{') || text.starts_with('[') {
@@ -450,7 +510,8 @@ pub async fn gateway<S: Store>(
             progress.as_ref(),
         )
     };
-    let mut report = pipeline(parse, |chunk| store.add_gateway_spend(chunk, now)).await?;
+    let mut report =
+        pipeline(parse, two_writers(store), |chunk| store.add_gateway_spend(chunk, now)).await?;
     report.file = name;
     Ok(report)
 }
@@ -473,7 +534,7 @@ pub async fn people<S: Store>(store: &S, input: Input) -> Result<FileReport, Imp
             None,
         )
     };
-    let mut report = pipeline(parse, |chunk| store.upsert_people(chunk)).await?;
+    let mut report = pipeline(parse, false, |chunk| store.upsert_people(chunk)).await?;
     report.file = name;
     Ok(report)
 }

@@ -15,6 +15,7 @@ use aiscout_signatures::Index;
 use serde_json::value::RawValue;
 
 use super::expense::hex;
+use super::mapping::{self, DateFormat, GatewayMapping};
 use super::parse;
 use super::table::{Header, cell};
 use super::{RowError, Tally};
@@ -69,7 +70,20 @@ impl GatewayFormat {
         Self::ALL.into_iter().find(|f| f.as_str() == name)
     }
 
-    /// Recognises a format by its (flattened) header.
+    /// Recognises a format by its (flattened) header, the generic one with `mapping`'s
+    /// columns: a header that a known export would also match is that export.
+    pub fn detect_with(h: &Header, mapping: &GatewayMapping) -> Option<Self> {
+        match Self::detect(h) {
+            Some(f) if f != GatewayFormat::Generic || mapping.is_default() => Some(f),
+            _ if !mapping.is_default() => {
+                Layout::generic(h, mapping).is_ok().then_some(GatewayFormat::Generic)
+            }
+            _ => None,
+        }
+    }
+
+    /// Recognises a format by its (flattened) header (the generic one by its built-in column
+    /// names).
     pub fn detect(h: &Header) -> Option<Self> {
         let any = |names: &[&str]| h.find(names).is_some();
         if any(&["spend"]) && (any(&["request_id", "startTime"]) || any(&["api_requests"])) {
@@ -116,15 +130,34 @@ pub struct Layout {
     currency: Option<usize>,
     /// Decimal places between the file's cost unit and billionths of the major unit.
     scale: u32,
-    default_provider: &'static str,
+    default_provider: String,
+    default_currency: String,
+    date_format: Option<DateFormat>,
 }
 
 impl Layout {
-    /// Locates the format's columns.
+    /// Locates the format's columns (the generic format with its built-in column names).
     ///
     /// # Errors
     /// A required column (date, cost) is missing.
     pub fn new(format: GatewayFormat, h: &Header) -> Result<Self, String> {
+        Self::with_mapping(format, h, &GatewayMapping::default())
+    }
+
+    /// Locates the format's columns; the generic format reads the columns `mapping` names
+    /// (other formats ignore it).
+    ///
+    /// # Errors
+    /// A required column (date, cost) is missing, or a mapped column is not in the header:
+    /// the reason names the column and, for a mapped one, its config key.
+    pub fn with_mapping(
+        format: GatewayFormat,
+        h: &Header,
+        mapping: &GatewayMapping,
+    ) -> Result<Self, String> {
+        if format == GatewayFormat::Generic && !mapping.is_default() {
+            return Self::generic(h, mapping);
+        }
         let one = |names: &[&str]| h.find(names);
         let all =
             |names: &[&str]| -> Vec<usize> { names.iter().filter_map(|n| h.find(&[n])).collect() };
@@ -192,7 +225,52 @@ impl Layout {
                 F::AnthropicCost => "anthropic",
                 F::Openrouter => "openrouter",
                 _ => "",
-            },
+            }
+            .to_owned(),
+            default_currency: "USD".to_owned(),
+            date_format: None,
+        })
+    }
+
+    /// The generic layout with `mapping` applied: a mapped field reads exactly its column,
+    /// an unmapped one the built-in names.
+    fn generic(h: &Header, m: &GatewayMapping) -> Result<Self, String> {
+        const SECTION: &str = "import.gateway.generic";
+        let pick = |key: &str, mapped: &Option<String>, builtin: &[&str]| match mapped {
+            Some(name) => mapping::locate(h, SECTION, key, name),
+            None => Ok(h.find(builtin)),
+        };
+        let missing = |what: &str, key: &str| {
+            format!(
+                "generic export without a {what} column (map one with {SECTION}.{key} or \
+                 --map {key}=COLUMN)"
+            )
+        };
+        let date = pick("date", &m.date, &["date", "period_start"])?
+            .ok_or_else(|| missing("date", "date"))?;
+        let cost =
+            pick("cost", &m.cost, &["cost", "spend"])?.ok_or_else(|| missing("cost", "cost"))?;
+        Ok(Layout {
+            format: GatewayFormat::Generic,
+            id: pick("id", &m.id, &["id", "request_id"])?,
+            date,
+            provider: pick("provider", &m.provider, &["provider"])?,
+            model: pick("model", &m.model, &["model", "model_group"])?,
+            teams: pick("team", &m.team, &["team", "tag", "team_id", "project_id"])?
+                .into_iter()
+                .collect(),
+            users: pick("user", &m.user, &["user", "user_id", "user_email"])?.into_iter().collect(),
+            api_key: pick("api_key", &m.api_key, &["api_key", "key_alias"])?,
+            tags: pick("tags", &m.tags, &["tags"])?,
+            input: pick("tokens_in", &m.tokens_in, &["input_tokens", "prompt_tokens"])?,
+            output: pick("tokens_out", &m.tokens_out, &["output_tokens", "completion_tokens"])?,
+            total: pick("tokens_total", &m.tokens_total, &["total_tokens", "tokens"])?,
+            costs: vec![cost],
+            currency: pick("currency", &m.currency, &["currency"])?,
+            scale: 9,
+            default_provider: m.provider_default.clone().unwrap_or_default(),
+            default_currency: m.currency_default.clone().unwrap_or_else(|| "USD".to_owned()),
+            date_format: m.date_format.clone(),
         })
     }
 }
@@ -266,8 +344,14 @@ impl<'a> GatewayParser<'a> {
             return Ok(None);
         }
         let raw_date = cell(rec, Some(l.date));
-        let period_start = parse::parse_datetime(raw_date).ok_or_else(|| {
-            self.error(h, line, Some(l.date), format!("not a date: {raw_date:?}"))
+        let parsed = match &l.date_format {
+            Some(f) => f.apply(raw_date),
+            None => parse::parse_datetime(raw_date),
+        };
+        let period_start = parsed.ok_or_else(|| {
+            let expected = l.date_format.as_ref().map(|f| format!(" (expected {f})"));
+            let reason = format!("not a date: {raw_date:?}{}", expected.unwrap_or_default());
+            self.error(h, line, Some(l.date), reason)
         })?;
         let mut cost_nanos: i64 = 0;
         for &c in &l.costs {
@@ -280,7 +364,7 @@ impl<'a> GatewayParser<'a> {
             cost_nanos = cost_nanos.saturating_add(v);
         }
         let currency = match cell(rec, l.currency) {
-            "" => "USD".to_owned(),
+            "" => l.default_currency.clone(),
             c => parse::currency(c).ok_or_else(|| {
                 self.error(h, line, l.currency, format!("{c:?} is not a currency code"))
             })?,
@@ -300,7 +384,7 @@ impl<'a> GatewayParser<'a> {
         // OpenAI cost line items read `gpt-4o-2024-08-06, input`.
         let model = model_raw.split(',').next().unwrap_or("").trim().to_owned();
         let provider = match cell(rec, l.provider) {
-            "" | "null" => l.default_provider.to_owned(),
+            "" | "null" => l.default_provider.clone(),
             p => p.to_ascii_lowercase(),
         };
         let product = self

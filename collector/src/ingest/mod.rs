@@ -17,6 +17,7 @@ pub mod drop;
 pub mod expense;
 pub mod file;
 pub mod gateway;
+pub mod mapping;
 pub mod parse;
 pub mod people;
 pub mod table;

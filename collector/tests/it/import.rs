@@ -58,7 +58,7 @@ fn seen(product: &str, kind: &'static str, value: &str, user: &str, at: i64) -> 
 }
 
 async fn import(store: &impl Store, command: ImportCommand) -> String {
-    let out = cli::import(store, Catalog::builtin().unwrap(), command, false)
+    let out = cli::import(store, Catalog::builtin().unwrap(), command, &Default::default(), false)
         .await
         .unwrap_or_else(|(out, e)| panic!("{e}: {out:?}"));
     assert!(out.stderr.is_empty(), "{:?}", out.stderr);
@@ -73,11 +73,17 @@ async fn report(store: &impl Store, command: ReportCommand) -> String {
 /// products.
 async fn load(store: &impl Store) {
     import(store, ImportCommand::People { file: examples().join("people.csv") }).await;
-    let first =
-        import(store, ImportCommand::Expenses { format: "auto".into(), files: files("expenses") })
-            .await;
+    let first = import(
+        store,
+        ImportCommand::Expenses { format: "auto".into(), map: vec![], files: files("expenses") },
+    )
+    .await;
     assert!(first.contains("ramp.csv (ramp): 11 rows, 10 stored"), "{first}");
-    import(store, ImportCommand::Gateway { format: "auto".into(), files: files("gateway") }).await;
+    import(
+        store,
+        ImportCommand::Gateway { format: "auto".into(), map: vec![], files: files("gateway") },
+    )
+    .await;
     // Bob uses Cursor every day and Gemini, which nobody pays for; Ann's laptop never opens
     // ChatGPT, which she pays for.
     let bob =
@@ -129,13 +135,17 @@ async fn load(store: &impl Store) {
 
 pub(crate) async fn examples_import_twice_count_once_and_report(store: impl Store) {
     load(&store).await;
-    let again =
-        import(&store, ImportCommand::Expenses { format: "auto".into(), files: files("expenses") })
-            .await;
+    let again = import(
+        &store,
+        ImportCommand::Expenses { format: "auto".into(), map: vec![], files: files("expenses") },
+    )
+    .await;
     assert!(again.lines().all(|l| l.contains(" 0 stored")), "{again}");
-    let again =
-        import(&store, ImportCommand::Gateway { format: "auto".into(), files: files("gateway") })
-            .await;
+    let again = import(
+        &store,
+        ImportCommand::Gateway { format: "auto".into(), map: vec![], files: files("gateway") },
+    )
+    .await;
     assert!(again.lines().all(|l| l.contains(" 0 stored")), "{again}");
 
     let inventory = report(
@@ -200,7 +210,7 @@ pub(crate) async fn malformed_rows_are_reported_and_good_rows_imported(store: im
                10/07/2026,10/08/2026,MIDJOURNEY INC.,Shopping,Sale,thirty,\n\
                \"10/08/2026,oops\n";
     let input = Input::Bytes { name: "upload.csv".into(), bytes: csv.as_bytes().to_vec() };
-    let r = file::expenses(&store, index, input, None, None, 0).await.unwrap();
+    let r = file::expenses(&store, index, input, None, &Default::default(), None, 0).await.unwrap();
     assert_eq!((r.format.as_str(), r.stored, r.tally.error_count), ("chase", 1, 2));
     assert_eq!(
         r.tally.errors[0].to_string(),
@@ -212,8 +222,28 @@ pub(crate) async fn malformed_rows_are_reported_and_good_rows_imported(store: im
 pub(crate) async fn unknown_file_is_rejected_as_a_whole(store: impl Store) {
     let index = Arc::new(Index::new(Catalog::builtin().unwrap()));
     let input = Input::Bytes { name: "x.csv".into(), bytes: b"foo,bar\n1,2\n".to_vec() };
-    let e = file::expenses(&store, index, input, None, None, 0).await.unwrap_err();
+    let e =
+        file::expenses(&store, index, input, None, &Default::default(), None, 0).await.unwrap_err();
     assert!(e.to_string().starts_with("x.csv: not a known expense export"), "{e}");
+}
+
+pub(crate) async fn ids_repeated_across_chunks_count_once_however_chunks_are_written(
+    store: impl Store,
+) {
+    // Four chunks: ids 0..n, the same ids backwards (on PostgreSQL possibly written beside
+    // the first, when the two may deadlock on a shared key), n new ids, and the first again.
+    let n = file::CHUNK_ROWS;
+    let ids: Vec<usize> = (0..n).chain((0..n).rev()).chain(n..2 * n).chain(0..n).collect();
+    let mut csv = String::from("date,amount,currency,descriptor,payer_email,id\n");
+    for id in &ids {
+        csv.push_str(&format!("2026-11-01,20.00,USD,OPENAI *CHATGPT SUBSCR,a@example.com,t{id}\n"));
+    }
+    let index = Arc::new(Index::new(Catalog::builtin().unwrap()));
+    let input = Input::Bytes { name: "repeats.csv".into(), bytes: csv.into_bytes() };
+    let r = file::expenses(&store, index, input, None, &Default::default(), None, 0).await.unwrap();
+    let n = u64::try_from(n).unwrap();
+    assert_eq!((r.tally.rows, r.stored, r.duplicates), (4 * n, 2 * n, 2 * n));
+    assert_eq!(store.expenses(None).await.unwrap().len() as u64, 2 * n);
 }
 
 macro_rules! cases {
@@ -227,6 +257,14 @@ macro_rules! cases {
         async fn malformed_rows_are_reported_and_good_rows_imported() {
             let h = $open().await;
             super::malformed_rows_are_reported_and_good_rows_imported(h.store.clone()).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn ids_repeated_across_chunks_count_once_however_chunks_are_written() {
+            let h = $open().await;
+            super::ids_repeated_across_chunks_count_once_however_chunks_are_written(
+                h.store.clone(),
+            )
+            .await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn unknown_file_is_rejected_as_a_whole() {

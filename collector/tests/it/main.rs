@@ -6,6 +6,7 @@
 mod api;
 mod drop;
 mod import;
+mod mapping;
 mod mdm;
 mod process;
 mod store;
