@@ -363,7 +363,7 @@ async fn serve<S: Store + Clone>(config: Config, store: S) -> anyhow::Result<()>
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                match state.store.fold().await {
+                match state.store.fold_when_idle().await {
                     Ok(0) => {}
                     Ok(rows) => tracing::debug!(rows, "Folded usage into the rollups."),
                     Err(e) => tracing::warn!(error = %e, "Folding usage into the rollups failed."),

@@ -146,6 +146,12 @@ pub trait Store: Send + Sync + 'static {
     /// were folded. Safe to call at any time, from any number of instances.
     fn fold(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
+    /// The background fold of `serve`: like [`Store::fold`], but a backend may put it off while
+    /// batches are arriving, so that acknowledgements come first (reads still fold first).
+    fn fold_when_idle(&self) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        self.fold()
+    }
+
     /// Replaces the device's last heartbeat.
     fn heartbeat(
         &self,

@@ -80,7 +80,11 @@ enum Job {
         done: oneshot::Sender<Result<IngestOutcome, StoreError>>,
     },
     /// A fold of everything committed before it.
-    Fold { done: oneshot::Sender<Result<u64, StoreError>> },
+    Fold {
+        done: oneshot::Sender<Result<u64, StoreError>>,
+        /// The background fold, which yields to batches (see [`BACKLOG_MAX`]).
+        background: bool,
+    },
 }
 
 /// A batch in the group being committed.
@@ -94,6 +98,9 @@ struct IngestJob {
 const GROUP_MAX: usize = 64;
 /// Jobs that may wait for the writer before callers wait to enqueue.
 const QUEUE: usize = 1024;
+/// Batches stored since the last fold after which a background fold runs even while batches
+/// keep arriving (below it, the writer puts a background fold off until it is idle).
+const BACKLOG_MAX: usize = 20_000;
 
 /// The writer thread: takes every job that is waiting (up to [`GROUP_MAX`]), stores each
 /// batch under its own savepoint, commits once, answers each caller, then runs the folds that
@@ -103,6 +110,8 @@ const QUEUE: usize = 1024;
 /// connections that would wait on the file lock and each pay for their own commit.
 fn write_batches(path: &Path, mut jobs: mpsc::Receiver<Job>) {
     let mut conn: Option<Connection> = None;
+    // Batches stored since the last fold.
+    let mut backlog = 0_usize;
     while let Some(first) = jobs.blocking_recv() {
         let mut taken = vec![first];
         while taken.len() < GROUP_MAX {
@@ -120,7 +129,13 @@ fn write_batches(path: &Path, mut jobs: mpsc::Receiver<Job>) {
                     group.push(IngestJob { device, batch, now });
                     answers.push(done);
                 }
-                Job::Fold { done } => folds.push(done),
+                Job::Fold { done, background } => {
+                    if background && busy(&jobs, &group) && backlog < BACKLOG_MAX {
+                        let _unused = done.send(Ok(0));
+                    } else {
+                        folds.push(done);
+                    }
+                }
             }
         }
         let mut c = match conn.take() {
@@ -139,6 +154,7 @@ fn write_batches(path: &Path, mut jobs: mpsc::Receiver<Job>) {
                 }
             },
         };
+        backlog = backlog.saturating_add(group.len());
         if !group.is_empty() {
             match commit_group(&mut c, &group) {
                 Ok(outcomes) => {
@@ -157,6 +173,7 @@ fn write_batches(path: &Path, mut jobs: mpsc::Receiver<Job>) {
         }
         if !folds.is_empty() {
             // One fold answers every caller that asked for one.
+            backlog = 0;
             let outcome = fold(&mut c).map_err(|e| e.to_string());
             for done in folds {
                 let _unused = done.send(outcome.clone().map_err(StoreError::Task));
@@ -164,6 +181,11 @@ fn write_batches(path: &Path, mut jobs: mpsc::Receiver<Job>) {
         }
         conn = Some(c);
     }
+}
+
+/// Whether batches are arriving: some came with this fold or wait behind it.
+fn busy(jobs: &mpsc::Receiver<Job>, group: &[IngestJob]) -> bool {
+    !group.is_empty() || !jobs.is_empty()
 }
 
 /// Stores a group of batches in one transaction, each under a savepoint.
@@ -556,7 +578,14 @@ impl Store for SqliteStore {
     async fn fold(&self) -> Result<u64, StoreError> {
         let (done, folded) = oneshot::channel();
         let stopped = || StoreError::Task("the store writer has stopped".into());
-        self.writer.send(Job::Fold { done }).await.map_err(|_| stopped())?;
+        self.writer.send(Job::Fold { done, background: false }).await.map_err(|_| stopped())?;
+        folded.await.map_err(|_| stopped())?
+    }
+
+    async fn fold_when_idle(&self) -> Result<u64, StoreError> {
+        let (done, folded) = oneshot::channel();
+        let stopped = || StoreError::Task("the store writer has stopped".into());
+        self.writer.send(Job::Fold { done, background: true }).await.map_err(|_| stopped())?;
         folded.await.map_err(|_| stopped())?
     }
 
