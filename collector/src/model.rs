@@ -429,10 +429,10 @@ pub struct GatewayTotal {
     pub product: Option<String>,
     /// Provider.
     pub provider: String,
-    /// Team, workspace or project.
-    pub team: String,
-    /// End user.
-    pub user: String,
+    /// The end user's department from the people directory, else the team, workspace or
+    /// project as the gateway names it (resolved by the store, so that a million rows of
+    /// spend arrive as thousands of totals).
+    pub department: String,
     /// ISO 4217 code.
     pub currency: String,
     /// The UTC day, as Unix seconds of its midnight.

@@ -117,9 +117,9 @@ pub async fn gather<S: Store>(
     };
     let expenses = store.expenses(since).await?;
     let gateway = store.gateway_totals(since).await?;
-    // The directory is only read to place payers and gateway users in departments: with
-    // neither, a large directory is not worth reading.
-    let people = if expenses.is_empty() && gateway.is_empty() && purpose == Purpose::Inventory {
+    // The directory is only read to place expense payers in departments (the store places
+    // gateway users): without expenses, a large directory is not worth reading.
+    let people = if expenses.is_empty() && purpose == Purpose::Inventory {
         Vec::new()
     } else {
         store.people().await?
@@ -176,16 +176,6 @@ impl<'a> Directory<'a> {
             l.department.clone()
         };
         Payer { email, name, department }
-    }
-
-    /// The department of gateway spend: the user's, when the user is in the directory,
-    /// else the team as the gateway names it.
-    pub fn gateway_department(&self, g: &GatewayTotal) -> String {
-        self.by_email
-            .get(g.user.to_ascii_lowercase().as_str())
-            .map(|p| p.department.clone())
-            .filter(|d| !d.is_empty())
-            .unwrap_or_else(|| g.team.clone())
     }
 }
 
@@ -291,9 +281,8 @@ pub fn inventory(catalog: &Catalog, query: &InventoryQuery, facts: &Facts) -> Ve
         a.sources.insert("gateway".into());
         a.gateway.add(&g.currency, i128::from(g.cost_nanos));
         a.seen(g.day, g.day);
-        let dept = dir.gateway_department(g);
-        if !dept.is_empty() {
-            a.departments.insert(dept);
+        if !g.department.is_empty() {
+            a.departments.insert(g.department.clone());
         }
         if g.day >= run_rate_from && g.day <= facts.now {
             // nanos * 365 / 30, converted to minor units below with the subscriptions.

@@ -192,7 +192,7 @@ pub fn reconcile(catalog: &Catalog, facts: &Facts, idle_days: u32) -> Reconcilia
     // 5. Gateway beside shadow spend, by department and month.
     let mut months: BTreeMap<(String, String, String), (i128, i64)> = BTreeMap::new();
     for g in &facts.gateway {
-        let key = (dir.gateway_department(g), year_month(g.day), g.currency.clone());
+        let key = (g.department.clone(), year_month(g.day), g.currency.clone());
         months.entry(key).or_default().0 += i128::from(g.cost_nanos);
     }
     for l in &facts.expenses {

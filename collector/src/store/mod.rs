@@ -241,8 +241,9 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> impl Future<Output = Result<ImportCounts, StoreError>> + Send;
 
-    /// Gateway spend at or after `since`, summed per product, provider, team, user, currency
-    /// and UTC day; ordered by day, then the other keys.
+    /// Gateway spend at or after `since`, summed per product, provider, department (the end
+    /// user's in the people directory, matched by lowercased email, else the gateway's team),
+    /// currency and UTC day; ordered by day, then the other keys.
     fn gateway_totals(
         &self,
         since: Option<i64>,

@@ -1005,13 +1005,14 @@ impl Store for PgStore {
             .client()
             .await?
             .query(
-                "SELECT product, provider, team, end_user, currency,
-                        period_start - mod(period_start, 86400) AS day,
-                        SUM(cost_nanos)::bigint, SUM(input_tokens + output_tokens)::bigint,
+                "SELECT g.product, g.provider, COALESCE(NULLIF(p.department, ''), g.team) AS dep,
+                        g.currency, g.period_start - mod(g.period_start, 86400) AS day,
+                        SUM(g.cost_nanos)::bigint, SUM(g.input_tokens + g.output_tokens)::bigint,
                         COUNT(*)
-                 FROM gateway_spend WHERE ($1::bigint IS NULL OR period_start >= $1)
-                 GROUP BY product, provider, team, end_user, currency, day
-                 ORDER BY day, product, provider, team, end_user, currency",
+                 FROM gateway_spend g LEFT JOIN people p ON p.email = lower(g.end_user)
+                 WHERE ($1::bigint IS NULL OR g.period_start >= $1)
+                 GROUP BY g.product, g.provider, dep, g.currency, day
+                 ORDER BY day, g.product, g.provider, dep, g.currency",
                 &[&since],
             )
             .await?;
@@ -1020,13 +1021,12 @@ impl Store for PgStore {
                 Ok(GatewayTotal {
                     product: r.try_get(0)?,
                     provider: r.try_get(1)?,
-                    team: r.try_get(2)?,
-                    user: r.try_get(3)?,
-                    currency: r.try_get(4)?,
-                    day: r.try_get(5)?,
-                    cost_nanos: r.try_get(6)?,
-                    tokens: r.try_get(7)?,
-                    rows: r.try_get(8)?,
+                    department: r.try_get(2)?,
+                    currency: r.try_get(3)?,
+                    day: r.try_get(4)?,
+                    cost_nanos: r.try_get(5)?,
+                    tokens: r.try_get(6)?,
+                    rows: r.try_get(7)?,
                 })
             })
             .collect()

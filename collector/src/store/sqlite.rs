@@ -1046,24 +1046,24 @@ impl Store for SqliteStore {
     async fn gateway_totals(&self, since: Option<i64>) -> Result<Vec<GatewayTotal>, StoreError> {
         self.with(move |c| {
             let mut stmt = c.prepare(
-                "SELECT product, provider, team, end_user, currency,
-                        period_start - (period_start % 86400) AS day, SUM(cost_nanos),
-                        SUM(input_tokens + output_tokens), COUNT(*)
-                 FROM gateway_spend WHERE (?1 IS NULL OR period_start >= ?1)
-                 GROUP BY product, provider, team, end_user, currency, day
-                 ORDER BY day, product, provider, team, end_user, currency",
+                "SELECT g.product, g.provider, COALESCE(NULLIF(p.department, ''), g.team) AS dep,
+                        g.currency, g.period_start - (g.period_start % 86400) AS day,
+                        SUM(g.cost_nanos), SUM(g.input_tokens + g.output_tokens), COUNT(*)
+                 FROM gateway_spend g LEFT JOIN people p ON p.email = lower(g.end_user)
+                 WHERE (?1 IS NULL OR g.period_start >= ?1)
+                 GROUP BY g.product, g.provider, dep, g.currency, day
+                 ORDER BY day, g.product, g.provider, dep, g.currency",
             )?;
             let rows = stmt.query_map([since], |r| {
                 Ok(GatewayTotal {
                     product: r.get(0)?,
                     provider: r.get(1)?,
-                    team: r.get(2)?,
-                    user: r.get(3)?,
-                    currency: r.get(4)?,
-                    day: r.get(5)?,
-                    cost_nanos: r.get(6)?,
-                    tokens: r.get(7)?,
-                    rows: r.get(8)?,
+                    department: r.get(2)?,
+                    currency: r.get(3)?,
+                    day: r.get(4)?,
+                    cost_nanos: r.get(5)?,
+                    tokens: r.get(6)?,
+                    rows: r.get(7)?,
                 })
             })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)

@@ -208,6 +208,15 @@ async fn a_mapped_gateway_report_maps_models_and_provider_defaults_to_products()
     let out = import(&h.store, &mappings(), gateway("auto", &[], "gateway.csv")).await.unwrap();
     assert!(out.stdout.starts_with("gateway.csv (generic): 3 rows, 3 stored"), "{}", out.stdout);
     assert!(out.stderr.is_empty(), "{:?}", out.stderr);
+    // The mapped user column places Ann's spend in her department from the directory; Bob is
+    // not in it, so his spend stays with the team column.
+    let ann = aiscout_collector::model::Person {
+        email: "ann@example.com".into(),
+        name: "Ann".into(),
+        department: "Research".into(),
+        manager: None,
+    };
+    h.store.upsert_people(vec![ann]).await.unwrap();
     let mut totals: Vec<_> = h
         .store
         .gateway_totals(None)
@@ -215,7 +224,7 @@ async fn a_mapped_gateway_report_maps_models_and_provider_defaults_to_products()
         .unwrap()
         .into_iter()
         .map(|t| {
-            (ymd(t.day), t.product, t.provider, t.team, t.user, t.currency, t.cost_nanos, t.tokens)
+            (ymd(t.day), t.product, t.provider, t.department, t.currency, t.cost_nanos, t.tokens)
         })
         .collect();
     totals.sort();
@@ -228,7 +237,6 @@ async fn a_mapped_gateway_report_maps_models_and_provider_defaults_to_products()
                 Some(s("anthropic.api")),
                 s("anthropic"),
                 s("Sales"),
-                s("bob@example.com"),
                 s("USD"),
                 400_000_000,
                 900
@@ -237,8 +245,7 @@ async fn a_mapped_gateway_report_maps_models_and_provider_defaults_to_products()
                 s("2026-11-01"),
                 Some(s("openai.api")),
                 s("openai"),
-                s("Engineering"),
-                s("ann@example.com"),
+                s("Research"),
                 s("USD"),
                 1_250_000_000,
                 1500
@@ -250,7 +257,6 @@ async fn a_mapped_gateway_report_maps_models_and_provider_defaults_to_products()
                 Some(s("openai.api")),
                 s("openai"),
                 s("Sales"),
-                s("bob@example.com"),
                 s("EUR"),
                 10_000_000,
                 20
