@@ -225,8 +225,10 @@ fn counts(total: usize, inserted: u64) -> ImportCounts {
     ImportCounts { inserted, duplicates: total.saturating_sub(inserted) }
 }
 
-/// Folds pending usage into the rollups (see [`rollup`]) on one connection.
-async fn fold(client: &mut deadpool_postgres::Object) -> Result<u64, StoreError> {
+/// Folds pending usage into the rollups (see [`rollup`]) on one connection. A `background`
+/// fold skips when another fold holds the lock and vacuums after a large fold; a fold for a
+/// read waits for the lock, so the read sees everything acknowledged before it.
+async fn fold(client: &mut deadpool_postgres::Object, background: bool) -> Result<u64, StoreError> {
     // Cheap check first: most calls find nothing to do and take no lock.
     let busy: bool = client
         .query_one(
@@ -240,7 +242,25 @@ async fn fold(client: &mut deadpool_postgres::Object) -> Result<u64, StoreError>
         return Ok(0);
     }
     let tx = client.transaction().await?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&FOLD_LOCK]).await?;
+    if background {
+        let locked: bool = tx
+            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&FOLD_LOCK])
+            .await?
+            .try_get(0)?;
+        if !locked {
+            // Another collector is folding; its fold takes in these rows.
+            return Ok(0);
+        }
+    } else {
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&FOLD_LOCK]).await?;
+    }
+    // Lock the flag before reading anything: an enroll or people import that marks the
+    // departments dirty either committed before this (and every statement below sees its
+    // change) or waits until this fold commits (and the next fold rebuilds).
+    let dirty: i64 = tx
+        .query_one("SELECT departments_dirty FROM rollup_state WHERE id = 1 FOR UPDATE", &[])
+        .await?
+        .try_get(0)?;
     tx.batch_execute(
         "CREATE TEMP TABLE IF NOT EXISTS usage_fold (device_id BIGINT, product TEXT, kind TEXT,
             os_user TEXT, first_seen BIGINT, last_seen BIGINT, count BIGINT)
@@ -267,15 +287,11 @@ async fn fold(client: &mut deadpool_postgres::Object) -> Result<u64, StoreError>
     if folded > 0 {
         tx.batch_execute(rollup::FOLD_POSTGRES).await?;
     }
-    let dirty: i64 = tx
-        .query_one("SELECT departments_dirty FROM rollup_state WHERE id = 1", &[])
-        .await?
-        .try_get(0)?;
     if dirty != 0 {
         tx.batch_execute(rollup::REBUILD_DEPARTMENTS).await?;
     }
     tx.commit().await?;
-    if folded >= VACUUM_AFTER {
+    if background && folded >= VACUUM_AFTER {
         // The deleted rows stay in the table until vacuumed, and every fold and read would
         // step over them; autovacuum gets there eventually, this gets there now.
         client.batch_execute("VACUUM usage_pending").await?;
@@ -283,7 +299,7 @@ async fn fold(client: &mut deadpool_postgres::Object) -> Result<u64, StoreError>
     Ok(folded)
 }
 
-/// Pending rows folded at once after which the fold vacuums `usage_pending` itself.
+/// Pending rows folded at once after which the background fold vacuums `usage_pending`.
 const VACUUM_AFTER: u64 = 100_000;
 
 /// Answers a usage filter from the rollups (see [`rollup::answers`]), after folding.
@@ -291,8 +307,14 @@ async fn usage_from_rollups(
     client: &mut deadpool_postgres::Object,
     filter: &UsageFilter,
 ) -> Result<(Vec<SourceUsage>, Vec<ProductUsage>), StoreError> {
-    fold(client).await?;
-    let tx = client.build_transaction().read_only(true).start().await?;
+    fold(client, false).await?;
+    // One snapshot for the three reads, so another collector's fold cannot land between them.
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
     let sources = match &filter.department {
         Some(department) => {
             tx.query(&*rollup::SOURCES_OF_DEPARTMENT, &[&filter.product, &filter.kind, department])
@@ -501,7 +523,11 @@ impl Store for PgStore {
     }
 
     async fn fold(&self) -> Result<u64, StoreError> {
-        fold(&mut self.client().await?).await
+        fold(&mut self.client().await?, false).await
+    }
+
+    async fn fold_when_idle(&self) -> Result<u64, StoreError> {
+        fold(&mut self.client().await?, true).await
     }
 
     async fn heartbeat(&self, device: DeviceId, h: Health) -> Result<(), StoreError> {
@@ -656,7 +682,7 @@ impl Store for PgStore {
 
     async fn product_devices(&self, product: String) -> Result<Vec<DeviceUsage>, StoreError> {
         let mut client = self.client().await?;
-        fold(&mut client).await?;
+        fold(&mut client, false).await?;
         let rows = client
             .query(
                 "SELECT d.host_id, d.hostname, d.owner_email, MIN(s.first_seen),
@@ -1044,8 +1070,10 @@ impl Store for PgStore {
         let names: Vec<&str> = p.iter().map(|p| p.name.as_str()).collect();
         let departments: Vec<&str> = p.iter().map(|p| p.department.as_str()).collect();
         let managers: Vec<Option<&str>> = p.iter().map(|p| p.manager.as_deref()).collect();
-        let client = self.client().await?;
-        let changed = client
+        let mut client = self.client().await?;
+        // The people and the flag that makes the next fold rebuild departments change together.
+        let tx = client.transaction().await?;
+        let changed = tx
             .execute(
                 "INSERT INTO people (email, name, department, manager)
                  SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[])
@@ -1057,8 +1085,9 @@ impl Store for PgStore {
             )
             .await?;
         if changed > 0 {
-            client.execute(rollup::DEPARTMENTS_DIRTY, &[]).await?;
+            tx.execute(rollup::DEPARTMENTS_DIRTY, &[]).await?;
         }
+        tx.commit().await?;
         Ok(counts(total, changed))
     }
 
@@ -1082,7 +1111,7 @@ impl Store for PgStore {
 
     async fn owner_last_use(&self) -> Result<Vec<OwnerUse>, StoreError> {
         let mut client = self.client().await?;
-        fold(&mut client).await?;
+        fold(&mut client, false).await?;
         let rows = client
             .query(
                 "SELECT lower(d.owner_email), s.product, MAX(s.last_seen)

@@ -202,8 +202,16 @@ fn commit_group(
                 sp.commit()?;
                 outcomes.push(Ok(outcome));
             }
-            // Dropping the savepoint rolls this batch back; the others stay.
-            Err(e) => outcomes.push(Err(e)),
+            Err(e) => {
+                drop(sp);
+                if tx.is_autocommit() {
+                    // SQLite rolled the whole transaction back (disk full, I/O error): the
+                    // group fails as one, and every caller retries.
+                    return Err(e);
+                }
+                // Dropping the savepoint rolled this batch back; the others stay.
+                outcomes.push(Err(e));
+            }
         }
     }
     tx.commit()?;
