@@ -94,3 +94,6 @@ INSERT INTO installed (device_id, product, kind, value, os_user, present, change
 SELECT device_id, product, kind, value, os_user, true, MAX(last_seen) FROM sightings
 WHERE kind IN ('app', 'cli', 'extension', 'mcp_server', 'model')
 GROUP BY device_id, product, kind, value, os_user;
+-- Issue 7: nothing looks gateway spend up by its surrogate id, and its index cost a third of
+-- the import's index upkeep; (source, dedupe_key) stays unique and identifies a row.
+ALTER TABLE gateway_spend DROP CONSTRAINT gateway_spend_pkey;
