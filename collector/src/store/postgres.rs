@@ -302,6 +302,18 @@ async fn fold(client: &mut deadpool_postgres::Object, background: bool) -> Resul
 /// Pending rows folded at once after which the background fold vacuums `usage_pending`.
 const VACUUM_AFTER: u64 = 100_000;
 
+/// Reads a (product, kind, first seen, last seen, count, devices) row.
+fn read_source(r: &Row) -> Result<SourceUsage, StoreError> {
+    Ok(SourceUsage {
+        product: r.try_get(0)?,
+        source: r.try_get(1)?,
+        first_seen: r.try_get(2)?,
+        last_seen: r.try_get(3)?,
+        count: r.try_get(4)?,
+        devices: r.try_get(5)?,
+    })
+}
+
 /// Answers a usage filter from the rollups (see [`rollup::answers`]), after folding.
 async fn usage_from_rollups(
     client: &mut deadpool_postgres::Object,
@@ -322,19 +334,7 @@ async fn usage_from_rollups(
         }
         None => tx.query(rollup::SOURCES, &[&filter.product, &filter.kind]).await?,
     };
-    let sources = sources
-        .iter()
-        .map(|r| {
-            Ok(SourceUsage {
-                product: r.try_get(0)?,
-                source: r.try_get(1)?,
-                first_seen: r.try_get(2)?,
-                last_seen: r.try_get(3)?,
-                count: r.try_get(4)?,
-                devices: r.try_get(5)?,
-            })
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
+    let sources = sources.iter().map(read_source).collect::<Result<Vec<_>, StoreError>>()?;
     let mut departments: std::collections::HashMap<String, Vec<String>> =
         std::collections::HashMap::new();
     for r in tx.query(rollup::DEPARTMENTS, &[&filter.product]).await? {
@@ -638,19 +638,7 @@ impl Store for PgStore {
                 &p,
             )
             .await?;
-        let sources = rows
-            .iter()
-            .map(|r| {
-                Ok(SourceUsage {
-                    product: r.try_get(0)?,
-                    source: r.try_get(1)?,
-                    first_seen: r.try_get(2)?,
-                    last_seen: r.try_get(3)?,
-                    count: r.try_get(4)?,
-                    devices: r.try_get(5)?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        let sources = rows.iter().map(read_source).collect::<Result<Vec<_>, StoreError>>()?;
         let rows = client
             .query(
                 &format!(

@@ -429,22 +429,25 @@ fn fold(c: &mut Connection) -> Result<u64, StoreError> {
     Ok(u64::try_from(folded).unwrap_or(u64::MAX))
 }
 
+/// Reads a (product, kind, first seen, last seen, count, devices) row.
+fn read_source(r: &rusqlite::Row<'_>) -> rusqlite::Result<SourceUsage> {
+    Ok(SourceUsage {
+        product: r.get(0)?,
+        source: r.get(1)?,
+        first_seen: r.get(2)?,
+        last_seen: r.get(3)?,
+        count: r.get(4)?,
+        devices: r.get(5)?,
+    })
+}
+
 /// Answers a usage filter from the rollups (see [`rollup::answers`]); the caller folds first.
 fn usage_from_rollups(
     c: &mut Connection,
     filter: &UsageFilter,
 ) -> Result<(Vec<SourceUsage>, Vec<ProductUsage>), StoreError> {
     let tx = c.transaction()?;
-    let source = |r: &rusqlite::Row<'_>| {
-        Ok(SourceUsage {
-            product: r.get(0)?,
-            source: r.get(1)?,
-            first_seen: r.get(2)?,
-            last_seen: r.get(3)?,
-            count: r.get(4)?,
-            devices: r.get(5)?,
-        })
-    };
+    let source = read_source;
     let sources = match &filter.department {
         Some(department) => tx
             .prepare_cached(&rollup::sqlite(&rollup::SOURCES_OF_DEPARTMENT))?
@@ -699,18 +702,7 @@ impl Store for SqliteStore {
                  FROM sightings s WHERE {FILTER}
                  GROUP BY s.product, s.kind ORDER BY s.product, s.kind"
             ))?;
-            let sources = stmt
-                .query_map(p, |r| {
-                    Ok(SourceUsage {
-                        product: r.get(0)?,
-                        source: r.get(1)?,
-                        first_seen: r.get(2)?,
-                        last_seen: r.get(3)?,
-                        count: r.get(4)?,
-                        devices: r.get(5)?,
-                    })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
+            let sources = stmt.query_map(p, read_source)?.collect::<Result<Vec<_>, _>>()?;
             let mut stmt = c.prepare(&format!(
                 "SELECT s.product, COUNT(DISTINCT s.device_id),
                         COUNT(DISTINCT NULLIF(s.os_user, '')),
