@@ -105,10 +105,15 @@ fn rows(spool: &Path) -> Vec<(String, String, String, bool)> {
         .unwrap()
 }
 
+/// The installed set the spool keeps; empty while the daemon has created the file but not yet
+/// its tables (the caller polls).
 fn installed(spool: &Path) -> Vec<(String, String)> {
     let conn = rusqlite::Connection::open(spool).unwrap();
     conn.busy_timeout(Duration::from_secs(5)).unwrap();
-    let mut stmt = conn.prepare("SELECT value, user FROM installed ORDER BY value, user").unwrap();
+    let Ok(mut stmt) = conn.prepare("SELECT value, user FROM installed ORDER BY value, user")
+    else {
+        return Vec::new();
+    };
     stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().collect::<Result<_, _>>().unwrap()
 }
 
