@@ -57,7 +57,7 @@ ON CONFLICT (product) DO UPDATE SET
 INSERT INTO usage_device (product, kind, device_id, os_user, first_seen, last_seen, count)
 SELECT product, kind, device_id, os_user, first_seen, last_seen, count FROM usage_fold
 WHERE true
-ON CONFLICT (product, kind, device_id, os_user) DO UPDATE SET
+ON CONFLICT (device_id, product, kind, os_user) DO UPDATE SET
     first_seen = LEAST(usage_device.first_seen, excluded.first_seen),
     last_seen = GREATEST(usage_device.last_seen, excluded.last_seen),
     count = usage_device.count + excluded.count;

@@ -15,7 +15,9 @@ CREATE TABLE usage_pending (
     last_seen INTEGER NOT NULL,
     count INTEGER NOT NULL
 );
--- Everything a device saw of a product through one kind, per user ('' = no user).
+-- Everything a device saw of a product through one kind, per user ('' = no user). Keyed by
+-- device first, so the department filter reads each device's rows together; the fold's
+-- lookups and the product detail go through usage_device_by_product.
 CREATE TABLE usage_device (
     product TEXT NOT NULL,
     kind TEXT NOT NULL,
@@ -24,9 +26,9 @@ CREATE TABLE usage_device (
     first_seen INTEGER NOT NULL,
     last_seen INTEGER NOT NULL,
     count INTEGER NOT NULL,
-    PRIMARY KEY (product, kind, device_id, os_user)
+    PRIMARY KEY (device_id, product, kind, os_user)
 ) WITHOUT ROWID;
-CREATE INDEX usage_device_by_device ON usage_device(device_id);
+CREATE INDEX usage_device_by_product ON usage_device(product, kind, device_id);
 -- Keys already counted, for exact distinct counts.
 CREATE TABLE usage_kind_user (
     product TEXT NOT NULL,
