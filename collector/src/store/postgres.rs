@@ -226,8 +226,8 @@ fn counts(total: usize, inserted: u64) -> ImportCounts {
 }
 
 /// Folds pending usage into the rollups (see [`rollup`]) on one connection. A `background`
-/// fold skips when another fold holds the lock and vacuums after a large fold; a fold for a
-/// read waits for the lock, so the read sees everything acknowledged before it.
+/// fold skips when another fold holds the lock; a fold for a read waits for it, so the read
+/// sees everything acknowledged before it. Either vacuums after a large fold.
 async fn fold(client: &mut deadpool_postgres::Object, background: bool) -> Result<u64, StoreError> {
     // Cheap check first: most calls find nothing to do and take no lock.
     let busy: bool = client
@@ -291,7 +291,7 @@ async fn fold(client: &mut deadpool_postgres::Object, background: bool) -> Resul
         tx.batch_execute(rollup::REBUILD_DEPARTMENTS).await?;
     }
     tx.commit().await?;
-    if background && folded >= VACUUM_AFTER {
+    if folded >= VACUUM_AFTER {
         // The deleted rows stay in the table until vacuumed, and every fold and read would
         // step over them; autovacuum gets there eventually, this gets there now.
         client.batch_execute("VACUUM usage_pending").await?;
@@ -299,7 +299,8 @@ async fn fold(client: &mut deadpool_postgres::Object, background: bool) -> Resul
     Ok(folded)
 }
 
-/// Pending rows folded at once after which the background fold vacuums `usage_pending`.
+/// Pending rows folded at once after which the fold vacuums `usage_pending` (a fold for a read
+/// does too: rarely that large, and leaving the dead rows would slow every later check).
 const VACUUM_AFTER: u64 = 100_000;
 
 /// Reads a (product, kind, first seen, last seen, count, devices) row.
