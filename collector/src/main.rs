@@ -196,14 +196,7 @@ async fn dispatch<S: Store + Clone>(
             let ready = || {
                 say(&format!("watching {}", dir.display()));
             };
-            let shutdown = async {
-                let mut term =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {},
-                    () = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {},
-                }
-            };
+            let shutdown = terminated();
             drop::watch(&store, index, mappings, &dir, show, ready, shutdown).await?;
             Ok(())
         }
@@ -250,6 +243,22 @@ async fn dispatch<S: Store + Clone>(
                 None => anyhow::bail!("no active token named {name:?}"),
             }
         }
+    }
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+async fn terminated() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        () = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        } => {},
     }
 }
 
@@ -379,12 +388,7 @@ async fn serve<S: Store + Clone>(config: Config, store: S) -> anyhow::Result<()>
     say(&format!("listening on {scheme}://{addr}"));
     tracing::info!(%addr, backend = state.store.backend(), "Collector started.");
     let shutdown = async {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {},
-            () = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {},
-        }
+        terminated().await;
         tracing::info!("Shutting down.");
     };
     api::serve(listener, api::router(state), tls, config.max_connections, shutdown).await;

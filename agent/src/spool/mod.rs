@@ -412,38 +412,25 @@ impl Spool {
             removed.iter().map(|item| item.removal(view.at, view.window)).collect();
         insert_records(&tx, &view.records).map_err(&err)?;
         insert_records(&tx, &removals).map_err(&err)?;
-        {
-            let mut delete = tx
-                .prepare(
-                    "DELETE FROM installed
-                     WHERE product = ?1 AND kind = ?2 AND value = ?3 AND user = ?4",
-                )
+        for (sql, items) in [
+            (
+                "DELETE FROM installed WHERE product = ?1 AND kind = ?2 AND value = ?3 AND user = ?4",
+                &removed,
+            ),
+            (
+                "INSERT OR IGNORE INTO installed (product, kind, value, user) VALUES (?1, ?2, ?3, ?4)",
+                &added,
+            ),
+        ] {
+            let mut stmt = tx.prepare(sql).map_err(&err)?;
+            for item in items {
+                stmt.execute(params![
+                    item.product,
+                    item.kind,
+                    item.value,
+                    item.user.as_deref().unwrap_or("")
+                ])
                 .map_err(&err)?;
-            for item in &removed {
-                delete
-                    .execute(params![
-                        item.product,
-                        item.kind,
-                        item.value,
-                        item.user.as_deref().unwrap_or("")
-                    ])
-                    .map_err(&err)?;
-            }
-            let mut insert = tx
-                .prepare(
-                    "INSERT OR IGNORE INTO installed (product, kind, value, user)
-                     VALUES (?1, ?2, ?3, ?4)",
-                )
-                .map_err(&err)?;
-            for item in &added {
-                insert
-                    .execute(params![
-                        item.product,
-                        item.kind,
-                        item.value,
-                        item.user.as_deref().unwrap_or("")
-                    ])
-                    .map_err(&err)?;
             }
         }
         let outcome = InventoryOutcome {

@@ -143,13 +143,8 @@ fn write_batches(path: &Path, mut jobs: mpsc::Receiver<Job>) {
             None => match open(path) {
                 Ok(c) => c,
                 Err(e) => {
-                    let reason = e.to_string();
-                    for done in answers {
-                        let _unused = done.send(Err(StoreError::Task(reason.clone())));
-                    }
-                    for done in folds {
-                        let _unused = done.send(Err(StoreError::Task(reason.clone())));
-                    }
+                    fail_all(answers, &e);
+                    fail_all(folds, &e);
                     continue;
                 }
             },
@@ -163,12 +158,7 @@ fn write_batches(path: &Path, mut jobs: mpsc::Receiver<Job>) {
                         let _unused = done.send(outcome);
                     }
                 }
-                Err(e) => {
-                    let reason = e.to_string();
-                    for done in answers {
-                        let _unused = done.send(Err(StoreError::Task(reason.clone())));
-                    }
-                }
+                Err(e) => fail_all(answers, &e),
             }
         }
         if !folds.is_empty() {
@@ -180,6 +170,15 @@ fn write_batches(path: &Path, mut jobs: mpsc::Receiver<Job>) {
             }
         }
         conn = Some(c);
+    }
+}
+
+/// Answers every caller with the error that failed their whole group.
+fn fail_all<T>(callers: Vec<oneshot::Sender<Result<T, StoreError>>>, e: &StoreError) {
+    let reason = e.to_string();
+    for done in callers {
+        // A caller that went away (request cancelled) needs no answer.
+        let _unused = done.send(Err(StoreError::Task(reason.clone())));
     }
 }
 
@@ -247,6 +246,14 @@ impl SqliteStore {
             .spawn(move || write_batches(&path, jobs))
             .map_err(|e| StoreError::Task(format!("starting the ingest writer: {e}")))?;
         Ok(store)
+    }
+
+    /// Asks the writer thread for a fold and waits for its answer.
+    async fn ask_fold(&self, background: bool) -> Result<u64, StoreError> {
+        let (done, folded) = oneshot::channel();
+        let stopped = || StoreError::Task("the store writer has stopped".into());
+        self.writer.send(Job::Fold { done, background }).await.map_err(|_| stopped())?;
+        folded.await.map_err(|_| stopped())?
     }
 
     /// Runs `f` with a pooled connection on the blocking pool.
@@ -587,17 +594,11 @@ impl Store for SqliteStore {
     }
 
     async fn fold(&self) -> Result<u64, StoreError> {
-        let (done, folded) = oneshot::channel();
-        let stopped = || StoreError::Task("the store writer has stopped".into());
-        self.writer.send(Job::Fold { done, background: false }).await.map_err(|_| stopped())?;
-        folded.await.map_err(|_| stopped())?
+        self.ask_fold(false).await
     }
 
     async fn fold_when_idle(&self) -> Result<u64, StoreError> {
-        let (done, folded) = oneshot::channel();
-        let stopped = || StoreError::Task("the store writer has stopped".into());
-        self.writer.send(Job::Fold { done, background: true }).await.map_err(|_| stopped())?;
-        folded.await.map_err(|_| stopped())?
+        self.ask_fold(true).await
     }
 
     async fn heartbeat(&self, device: DeviceId, h: Health) -> Result<(), StoreError> {
