@@ -120,12 +120,16 @@ pub struct PendingUsage<'a> {
 }
 
 impl Batch {
-    /// The batch's sightings summed per (product, kind, user), in key order.
+    /// The batch's sightings summed per (product, kind, user, UTC day of last seen), in key
+    /// order (the rollups keep days apart to answer time-range filters).
     pub fn pending(&self) -> Vec<PendingUsage<'_>> {
-        let mut sums: std::collections::BTreeMap<(&str, &'static str, &str), PendingUsage<'_>> =
+        type Key<'a> = (&'a str, &'static str, &'a str, i64);
+        let mut sums: std::collections::BTreeMap<Key<'_>, PendingUsage<'_>> =
             std::collections::BTreeMap::new();
         for s in &self.sightings {
-            sums.entry((s.product.as_str(), s.kind, s.user.as_str()))
+            // Truncating division, as SQL's integer division groups the same rows.
+            let day = s.last_seen / crate::store::rollup::DAY;
+            sums.entry((s.product.as_str(), s.kind, s.user.as_str(), day))
                 .and_modify(|p| {
                     p.first_seen = p.first_seen.min(s.first_seen);
                     p.last_seen = p.last_seen.max(s.last_seen);

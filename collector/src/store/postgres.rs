@@ -30,6 +30,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, sql: include_str!("migrations/postgres/0001_init.sql") },
     Migration { version: 2, sql: include_str!("migrations/postgres/0002_spend.sql") },
     Migration { version: 3, sql: include_str!("migrations/postgres/0003_rollups.sql") },
+    Migration { version: 4, sql: include_str!("migrations/postgres/0004_filters.sql") },
 ];
 
 /// The advisory lock key that serialises migrations ("aiscout" in ASCII).
@@ -261,24 +262,19 @@ async fn fold(client: &mut deadpool_postgres::Object, background: bool) -> Resul
         .query_one("SELECT departments_dirty FROM rollup_state WHERE id = 1 FOR UPDATE", &[])
         .await?
         .try_get(0)?;
-    tx.batch_execute(
-        "CREATE TEMP TABLE IF NOT EXISTS usage_fold (device_id BIGINT, product TEXT, kind TEXT,
-            os_user TEXT, first_seen BIGINT, last_seen BIGINT, count BIGINT)
-            ON COMMIT DELETE ROWS",
-    )
-    .await?;
+    tx.batch_execute(&rollup::FOLD_TABLES_POSTGRES).await?;
     // Only rows committed before this statement are visible and deleted; a batch still in
     // flight is folded next time.
+    let group = rollup::GROUP_PENDING.replace("{rows}", "moved");
     let folded: i64 = tx
         .query_one(
-            "WITH moved AS (DELETE FROM usage_pending
-                            RETURNING device_id, product, kind, os_user, first_seen, last_seen,
-                                      count),
-                  grouped AS (INSERT INTO usage_fold
-                              SELECT device_id, product, kind, os_user, MIN(first_seen),
-                                     MAX(last_seen), SUM(count)::bigint
-                              FROM moved GROUP BY device_id, product, kind, os_user)
-             SELECT COUNT(*) FROM moved",
+            &format!(
+                "WITH moved AS (DELETE FROM usage_pending
+                                RETURNING device_id, product, kind, os_user, first_seen,
+                                          last_seen, count),
+                      grouped AS ({group})
+                 SELECT COUNT(*) FROM moved"
+            ),
             &[],
         )
         .await?
@@ -288,7 +284,7 @@ async fn fold(client: &mut deadpool_postgres::Object, background: bool) -> Resul
         tx.batch_execute(rollup::FOLD_POSTGRES).await?;
     }
     if dirty != 0 {
-        tx.batch_execute(rollup::REBUILD_DEPARTMENTS).await?;
+        tx.batch_execute(&rollup::REBUILD_DEPARTMENTS).await?;
     }
     tx.commit().await?;
     if folded >= VACUUM_AFTER {
@@ -315,10 +311,10 @@ fn read_source(r: &Row) -> Result<SourceUsage, StoreError> {
     })
 }
 
-/// Answers a usage filter from the rollups (see [`rollup::answers`]), after folding.
+/// Answers a usage filter from the rollups (see [`rollup::plan`]), after folding.
 async fn usage_from_rollups(
     client: &mut deadpool_postgres::Object,
-    filter: &UsageFilter,
+    plan: &rollup::Plan,
 ) -> Result<(Vec<SourceUsage>, Vec<ProductUsage>), StoreError> {
     fold(client, false).await?;
     // One snapshot for the three reads, so another collector's fold cannot land between them.
@@ -328,27 +324,14 @@ async fn usage_from_rollups(
         .read_only(true)
         .start()
         .await?;
-    let sources = match &filter.department {
-        Some(department) => {
-            tx.query(&*rollup::SOURCES_OF_DEPARTMENT, &[&filter.product, &filter.kind, department])
-                .await?
-        }
-        None => tx.query(rollup::SOURCES, &[&filter.product, &filter.kind]).await?,
-    };
+    let sources = query(&tx, &plan.sources).await?;
     let sources = sources.iter().map(read_source).collect::<Result<Vec<_>, StoreError>>()?;
     let mut departments: std::collections::HashMap<String, Vec<String>> =
         std::collections::HashMap::new();
-    for r in tx.query(rollup::DEPARTMENTS, &[&filter.product]).await? {
+    for r in query(&tx, &plan.departments).await? {
         departments.entry(r.try_get(0)?).or_default().push(r.try_get(1)?);
     }
-    let rows = match (&filter.department, &filter.kind) {
-        (Some(department), _) => {
-            tx.query(&*rollup::PRODUCTS_OF_DEPARTMENT, &[&filter.product, &filter.kind, department])
-                .await?
-        }
-        (None, Some(kind)) => tx.query(rollup::PRODUCTS_OF_KIND, &[&filter.product, kind]).await?,
-        (None, None) => tx.query(rollup::PRODUCTS, &[&filter.product]).await?,
-    };
+    let rows = query(&tx, &plan.products).await?;
     tx.commit().await?;
     let products = rows
         .iter()
@@ -359,6 +342,26 @@ async fn usage_from_rollups(
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
     Ok((sources, products))
+}
+
+/// Runs one of the rollups' reads.
+async fn query(
+    tx: &deadpool_postgres::Transaction<'_>,
+    read: &rollup::Read,
+) -> Result<Vec<Row>, StoreError> {
+    let args: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> = read
+        .args
+        .iter()
+        .map(|a| -> Box<dyn tokio_postgres::types::ToSql + Sync + Send> {
+            match a {
+                rollup::Arg::Text(t) => Box::new(t.clone()),
+                rollup::Arg::Int(i) => Box::new(*i),
+            }
+        })
+        .collect();
+    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+        args.iter().map(|a| &**a as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+    Ok(tx.query(read.sql, &refs).await?)
 }
 
 const REVIEW_COLUMNS: &str = "product, status, note, reviewed_by, reviewed_at";
@@ -623,8 +626,8 @@ impl Store for PgStore {
         filter: UsageFilter,
     ) -> Result<(Vec<SourceUsage>, Vec<ProductUsage>), StoreError> {
         let mut client = self.client().await?;
-        if rollup::answers(&filter) {
-            return usage_from_rollups(&mut client, &filter).await;
+        if let Some(plan) = rollup::plan(&filter) {
+            return usage_from_rollups(&mut client, &plan).await;
         }
         let p: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
             [&filter.product, &filter.kind, &filter.department, &filter.since, &filter.until];

@@ -27,6 +27,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, sql: include_str!("migrations/sqlite/0001_init.sql") },
     Migration { version: 2, sql: include_str!("migrations/sqlite/0002_spend.sql") },
     Migration { version: 3, sql: include_str!("migrations/sqlite/0003_rollups.sql") },
+    Migration { version: 4, sql: include_str!("migrations/sqlite/0004_filters.sql") },
 ];
 
 /// How long a connection waits for another writer before failing.
@@ -412,23 +413,18 @@ fn fold(c: &mut Connection) -> Result<u64, StoreError> {
         tx.query_row("SELECT departments_dirty FROM rollup_state WHERE id = 1", [], |r| r.get(0))?;
     let mut folded = 0;
     if let Some(max) = max {
-        tx.execute_batch(
-            "CREATE TEMP TABLE IF NOT EXISTS usage_fold (device_id INTEGER, product TEXT,
-                kind TEXT, os_user TEXT, first_seen INTEGER, last_seen INTEGER, count INTEGER);
-             DELETE FROM temp.usage_fold;",
-        )?;
+        tx.execute_batch(&rollup::FOLD_TABLES_SQLITE)?;
         tx.execute(
-            "INSERT INTO temp.usage_fold
-             SELECT device_id, product, kind, os_user, MIN(first_seen), MAX(last_seen), SUM(count)
-             FROM usage_pending WHERE seq <= ?1 GROUP BY device_id, product, kind, os_user",
+            &rollup::GROUP_PENDING
+                .replace("{rows}", "(SELECT * FROM usage_pending WHERE seq <= ?1)"),
             [max],
         )?;
         folded = tx.execute("DELETE FROM usage_pending WHERE seq <= ?1", [max])?;
         tx.execute_batch(&rollup::FOLD_SQLITE)?;
-        tx.execute_batch("DELETE FROM temp.usage_fold")?;
+        tx.execute_batch(rollup::CLEAR_FOLD_TABLES)?;
     }
     if dirty != 0 {
-        tx.execute_batch(rollup::REBUILD_DEPARTMENTS)?;
+        tx.execute_batch(&rollup::REBUILD_DEPARTMENTS)?;
     }
     if max.is_some() || dirty != 0 {
         tx.commit()?;
@@ -451,52 +447,45 @@ fn read_source(r: &rusqlite::Row<'_>) -> rusqlite::Result<SourceUsage> {
 /// Answers a usage filter from the rollups (see [`rollup::answers`]); the caller folds first.
 fn usage_from_rollups(
     c: &mut Connection,
-    filter: &UsageFilter,
+    plan: &rollup::Plan,
 ) -> Result<(Vec<SourceUsage>, Vec<ProductUsage>), StoreError> {
     let tx = c.transaction()?;
-    let source = read_source;
-    let sources = match &filter.department {
-        Some(department) => tx
-            .prepare_cached(&rollup::sqlite(&rollup::SOURCES_OF_DEPARTMENT))?
-            .query_map(params![filter.product, filter.kind, department], source)?
-            .collect::<Result<Vec<_>, _>>()?,
-        None => tx
-            .prepare_cached(&rollup::sqlite(rollup::SOURCES))?
-            .query_map(params![filter.product, filter.kind], source)?
-            .collect::<Result<Vec<_>, _>>()?,
-    };
+    let sources = query(&tx, &plan.sources, read_source)?;
     let mut departments: std::collections::HashMap<String, Vec<String>> =
         std::collections::HashMap::new();
-    let mut stmt = tx.prepare_cached(&rollup::sqlite(rollup::DEPARTMENTS))?;
-    let mut rows = stmt.query([&filter.product])?;
-    while let Some(r) = rows.next()? {
-        departments.entry(r.get(0)?).or_default().push(r.get(1)?);
+    for (product, department) in query(&tx, &plan.departments, |r| Ok((r.get(0)?, r.get(1)?)))? {
+        departments.entry(product).or_insert_with(Vec::new).push(department);
     }
-    drop(rows);
-    let read = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(String, i64, i64)> {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-    };
-    let rows = match (&filter.department, &filter.kind) {
-        (Some(department), _) => tx
-            .prepare_cached(&rollup::sqlite(&rollup::PRODUCTS_OF_DEPARTMENT))?
-            .query_map(params![filter.product, filter.kind, department], read)?
-            .collect::<Vec<_>>(),
-        (None, Some(kind)) => tx
-            .prepare_cached(&rollup::sqlite(rollup::PRODUCTS_OF_KIND))?
-            .query_map(params![filter.product, kind], read)?
-            .collect::<Vec<_>>(),
-        (None, None) => tx
-            .prepare_cached(&rollup::sqlite(rollup::PRODUCTS))?
-            .query_map(params![filter.product], read)?
-            .collect::<Vec<_>>(),
-    };
-    let mut products = Vec::with_capacity(rows.len());
-    for row in rows {
-        let (product, devices, users) = row?;
-        let departments = departments.remove(&product).unwrap_or_default();
-        products.push(ProductUsage { product, devices, users, departments });
-    }
+    let rows = query(&tx, &plan.products, |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+    })?;
+    let products = rows
+        .into_iter()
+        .map(|(product, devices, users)| {
+            let departments = departments.remove(&product).unwrap_or_default();
+            ProductUsage { product, devices, users, departments }
+        })
+        .collect();
     Ok((sources, products))
+}
+
+/// Runs one of the rollups' reads.
+fn query<T>(
+    c: &Connection,
+    read: &rollup::Read,
+    row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, StoreError> {
+    let args: Vec<rusqlite::types::Value> = read
+        .args
+        .iter()
+        .map(|a| match a {
+            rollup::Arg::Text(t) => t.clone().map_or(rusqlite::types::Value::Null, Into::into),
+            rollup::Arg::Int(i) => (*i).into(),
+        })
+        .collect();
+    let mut stmt = c.prepare_cached(&rollup::sqlite(read.sql))?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args), row)?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
 /// The usage filter as SQL: every parameter may be NULL, meaning "no filter".
@@ -690,9 +679,9 @@ impl Store for SqliteStore {
         &self,
         filter: UsageFilter,
     ) -> Result<(Vec<SourceUsage>, Vec<ProductUsage>), StoreError> {
-        if rollup::answers(&filter) {
+        if let Some(plan) = rollup::plan(&filter) {
             self.fold().await?;
-            return self.with(move |c| usage_from_rollups(c, &filter)).await;
+            return self.with(move |c| usage_from_rollups(c, &plan)).await;
         }
         self.with(move |c| {
             let p =

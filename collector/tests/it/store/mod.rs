@@ -324,12 +324,25 @@ pub(crate) async fn owner_last_use_joins_devices_to_sightings(store: impl Store)
 }
 
 /// Usage read through the rollups and read from the sightings themselves (a `since` bound
-/// before all time forces the second path).
+/// before all time, or an `until` after it, forces the second path).
 async fn both_ways(store: &impl Store, filter: UsageFilter) {
-    let reference = UsageFilter { since: Some(i64::MIN), ..filter.clone() };
+    let reference = match filter.since {
+        None => UsageFilter { since: Some(i64::MIN), ..filter.clone() },
+        Some(_) => UsageFilter { until: Some(i64::MAX), ..filter.clone() },
+    };
     let fast = store.usage(filter.clone()).await.unwrap();
     let slow = store.usage(reference).await.unwrap();
     assert_eq!(fast, slow, "rollups disagree with the sightings for {filter:?}");
+}
+
+/// [`both_ways`] for the filter as given and from each UTC day of the generated data.
+async fn both_ways_by_day(store: &impl Store, filter: UsageFilter) {
+    both_ways(store, filter.clone()).await;
+    if filter.department.is_none() {
+        for day in 0..4 {
+            both_ways(store, UsageFilter { since: Some(day * 86_400), ..filter.clone() }).await;
+        }
+    }
 }
 
 pub(crate) async fn rollups_agree_with_the_sightings(store: impl Store + Clone) {
@@ -369,7 +382,8 @@ pub(crate) async fn rollups_agree_with_the_sightings(store: impl Store + Clone) 
                 products[next(3)],
                 &format!("v{}", next(3)),
                 users[next(4)],
-                (next(5) as i64) * 3600,
+                // Half-day windows: the sightings span three UTC days.
+                (next(5) as i64) * 43_200,
                 1 + next(9) as i64,
             );
             s.kind = kinds[next(3)];
@@ -416,11 +430,12 @@ pub(crate) async fn rollups_agree_with_the_sightings(store: impl Store + Clone) 
     for t in tasks {
         t.await.unwrap();
     }
-    both_ways(&store, UsageFilter::default()).await;
+    both_ways_by_day(&store, UsageFilter::default()).await;
     for p in products {
-        both_ways(&store, UsageFilter { product: Some(p.into()), ..UsageFilter::default() }).await;
+        both_ways_by_day(&store, UsageFilter { product: Some(p.into()), ..UsageFilter::default() })
+            .await;
         for k in kinds {
-            both_ways(
+            both_ways_by_day(
                 &store,
                 UsageFilter {
                     product: Some(p.into()),
@@ -432,7 +447,8 @@ pub(crate) async fn rollups_agree_with_the_sightings(store: impl Store + Clone) 
         }
     }
     for k in kinds {
-        both_ways(&store, UsageFilter { kind: Some(k.into()), ..UsageFilter::default() }).await;
+        both_ways_by_day(&store, UsageFilter { kind: Some(k.into()), ..UsageFilter::default() })
+            .await;
     }
     for department in ["dept-0", "dept-1", "nobody"] {
         for product in [None, Some("openai.chatgpt")] {
@@ -443,7 +459,7 @@ pub(crate) async fn rollups_agree_with_the_sightings(store: impl Store + Clone) 
                     department: Some(department.into()),
                     ..UsageFilter::default()
                 };
-                both_ways(&store, filter).await;
+                both_ways_by_day(&store, filter).await;
             }
         }
     }
@@ -460,7 +476,15 @@ pub(crate) async fn rollup_departments_follow_people_and_owners(store: impl Stor
         let (_, p) = store.usage(UsageFilter::default()).await.unwrap();
         p[0].departments.clone()
     };
+    let by_department = || async {
+        for department in ["Sales", "Finance", "Legal"] {
+            let filter =
+                UsageFilter { department: Some(department.into()), ..UsageFilter::default() };
+            both_ways(&store, filter).await;
+        }
+    };
     assert!(read().await.is_empty(), "no directory yet");
+    by_department().await;
     let person = |email: &str, dept: &str| Person {
         email: email.into(),
         name: email.into(),
@@ -472,11 +496,14 @@ pub(crate) async fn rollup_departments_follow_people_and_owners(store: impl Stor
         .await
         .unwrap();
     assert_eq!(read().await, ["Sales"]);
+    by_department().await;
     store.upsert_people(vec![person("ann@example.com", "Finance")]).await.unwrap();
     assert_eq!(read().await, ["Finance"]);
+    by_department().await;
     // The laptop changes hands.
     store.enroll(device("h1", Some("bo@example.com")), [2; 32], 300).await.unwrap();
     assert_eq!(read().await, ["Legal"]);
+    by_department().await;
 }
 
 pub(crate) async fn installed_items_follow_the_latest_report(store: impl Store) {
