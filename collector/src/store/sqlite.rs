@@ -453,8 +453,11 @@ fn usage_from_rollups(
     let sources = query(&tx, &plan.sources, read_source)?;
     let mut departments: std::collections::HashMap<String, Vec<String>> =
         std::collections::HashMap::new();
-    for (product, department) in query(&tx, &plan.departments, |r| Ok((r.get(0)?, r.get(1)?)))? {
-        departments.entry(product).or_insert_with(Vec::new).push(department);
+    let read_pair = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(String, String)> {
+        Ok((r.get(0)?, r.get(1)?))
+    };
+    for (product, department) in query(&tx, &plan.departments, read_pair)? {
+        departments.entry(product).or_default().push(department);
     }
     let rows = query(&tx, &plan.products, |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
