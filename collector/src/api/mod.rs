@@ -675,6 +675,11 @@ pub async fn serve(
                 }
             },
         };
+        // Responses go out in several writes (TLS records, HTTP/2 frames); without this, Nagle's
+        // algorithm holds the last of a large answer until the client's delayed ACK, 40 ms.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, error = %e, "Could not set TCP_NODELAY.");
+        }
         let service = TowerToHyperService::new(router.clone());
         let acceptor = acceptor.clone();
         tokio::spawn(async move {

@@ -677,16 +677,20 @@ impl Store for PgStore {
         fold(&mut client, false).await?;
         let rows = client
             .query(
-                "SELECT d.host_id, d.hostname, d.owner_email, MIN(s.first_seen),
-                        MAX(s.last_seen), SUM(s.count)::bigint,
+                // Users and the installed flag only for the devices listed.
+                "SELECT t.host_id, t.hostname, t.owner_email, t.first_seen, t.last_seen, t.count,
                         ARRAY(SELECT DISTINCT s2.os_user FROM usage_device s2
-                              WHERE s2.device_id = d.id AND s2.product = $1
+                              WHERE s2.device_id = t.id AND s2.product = $1
                                 AND s2.os_user <> '' ORDER BY 1),
                         (SELECT bool_or(i.present) FROM installed i
-                         WHERE i.device_id = d.id AND i.product = $1)
-                 FROM usage_device s JOIN devices d ON d.id = s.device_id
-                 WHERE s.product = $1
-                 GROUP BY d.id ORDER BY d.host_id LIMIT $2",
+                         WHERE i.device_id = t.id AND i.product = $1)
+                 FROM (SELECT d.id, d.host_id, d.hostname, d.owner_email,
+                              MIN(s.first_seen) AS first_seen, MAX(s.last_seen) AS last_seen,
+                              SUM(s.count)::bigint AS count
+                       FROM usage_device s JOIN devices d ON d.id = s.device_id
+                       WHERE s.product = $1
+                       GROUP BY d.id ORDER BY d.host_id LIMIT $2) t
+                 ORDER BY t.host_id",
                 &[&product, &PRODUCT_DEVICES_LIMIT],
             )
             .await?;

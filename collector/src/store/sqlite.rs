@@ -111,6 +111,7 @@ const BACKLOG_MAX: usize = 20_000;
 /// connections that would wait on the file lock and each pay for their own commit.
 fn write_batches(path: &Path, mut jobs: mpsc::Receiver<Job>) {
     let mut conn: Option<Connection> = None;
+    let checkpoints = checkpointer(path);
     // Batches stored since the last fold.
     let mut backlog = 0_usize;
     while let Some(first) = jobs.blocking_recv() {
@@ -124,6 +125,8 @@ fn write_batches(path: &Path, mut jobs: mpsc::Receiver<Job>) {
         let mut group = Vec::new();
         let mut answers = Vec::new();
         let mut folds = Vec::new();
+        // Whether a caller needs every pending row folded (a read), not just some.
+        let mut full = false;
         for job in taken {
             match job {
                 Job::Ingest { device, batch, now, done } => {
@@ -134,6 +137,7 @@ fn write_batches(path: &Path, mut jobs: mpsc::Receiver<Job>) {
                     if background && busy(&jobs, &group) && backlog < BACKLOG_MAX {
                         let _unused = done.send(Ok(0));
                     } else {
+                        full |= !background;
                         folds.push(done);
                     }
                 }
@@ -141,7 +145,7 @@ fn write_batches(path: &Path, mut jobs: mpsc::Receiver<Job>) {
         }
         let mut c = match conn.take() {
             Some(c) => c,
-            None => match open(path) {
+            None => match open_writer(path) {
                 Ok(c) => c,
                 Err(e) => {
                     fail_all(answers, &e);
@@ -162,16 +166,68 @@ fn write_batches(path: &Path, mut jobs: mpsc::Receiver<Job>) {
                 Err(e) => fail_all(answers, &e),
             }
         }
+        if let Some(c) = &checkpoints {
+            // Full: a checkpoint is already asked for.
+            let _unused = c.try_send(());
+        }
         if !folds.is_empty() {
             // One fold answers every caller that asked for one.
             backlog = 0;
-            let outcome = fold(&mut c).map_err(|e| e.to_string());
+            let outcome = fold(&mut c, !full, &jobs).map_err(|e| e.to_string());
             for done in folds {
                 let _unused = done.send(outcome.clone().map_err(StoreError::Task));
             }
         }
         conn = Some(c);
     }
+}
+
+/// The writer's connection: as [`open`], with a page cache that holds a group's working set
+/// (below it SQLite spills dirty pages mid-transaction), savepoint journals and the fold's
+/// temporary tables in memory, and checkpoints left to [`checkpointer`].
+fn open_writer(path: &Path) -> Result<Connection, StoreError> {
+    let conn = open(path)?;
+    conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // A safety net only: the checkpointer normally keeps the log far below this.
+    conn.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)?;
+    Ok(conn)
+}
+
+/// The writer's page cache, in KiB (negative: SQLite's unit for a size in KiB).
+const WRITER_CACHE_KIB: i64 = -65_536;
+/// WAL pages after which the writer checkpoints by itself (about 160 MB).
+const WRITER_AUTOCHECKPOINT_PAGES: i64 = 40_000;
+/// Least time between two background checkpoints.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// A thread that copies the write-ahead log into the database after commits (a `PASSIVE`
+/// checkpoint, which never blocks the writer), so the writer does not pay for the copy and
+/// its fsyncs. Returns where to signal a commit; the thread ends when that is dropped. `None`
+/// when the thread cannot start (the writer's own auto-checkpoint then does the work).
+fn checkpointer(path: &Path) -> Option<std::sync::mpsc::SyncSender<()>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+    let path = path.to_owned();
+    let started = std::thread::Builder::new().name("sqlite-checkpoint".into()).spawn(move || {
+        let mut conn = None;
+        while rx.recv().is_ok() {
+            if conn.is_none() {
+                conn = open(&path).ok();
+            }
+            if let Some(c) = &conn {
+                let result: rusqlite::Result<(i64, i64, i64)> =
+                    c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    });
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "Background checkpoint failed.");
+                    conn = None;
+                }
+            }
+            std::thread::sleep(CHECKPOINT_EVERY);
+        }
+    });
+    started.ok().map(|_| tx)
 }
 
 /// Answers every caller with the error that failed their whole group.
@@ -405,31 +461,61 @@ fn store_batch(tx: &Connection, job: &IngestJob) -> Result<IngestOutcome, StoreE
     Ok(IngestOutcome::Stored)
 }
 
-/// Folds pending usage into the rollups in one write transaction (see [`rollup`]).
-fn fold(c: &mut Connection) -> Result<u64, StoreError> {
+/// Pending rows one fold transaction takes at most: bounds how long the writer pauses between
+/// commits, and the fold's temporary tables.
+const FOLD_CHUNK: i64 = 50_000;
+
+/// Folds pending usage into the rollups (see [`rollup`]), one transaction per
+/// [`FOLD_CHUNK`] pending rows: every pending row, or for a `background` fold, chunks until
+/// batches are waiting (at least one chunk; the next background fold goes on from there).
+fn fold(
+    c: &mut Connection,
+    background: bool,
+    jobs: &mpsc::Receiver<Job>,
+) -> Result<u64, StoreError> {
+    let mut total = 0_u64;
+    loop {
+        let (folded, more) = fold_chunk(c)?;
+        total = total.saturating_add(folded);
+        if !more || (background && !jobs.is_empty()) {
+            return Ok(total);
+        }
+    }
+}
+
+/// Folds up to [`FOLD_CHUNK`] pending rows in one write transaction; says how many, and
+/// whether more are pending.
+fn fold_chunk(c: &mut Connection) -> Result<(u64, bool), StoreError> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let max: Option<i64> = tx.query_row("SELECT MAX(seq) FROM usage_pending", [], |r| r.get(0))?;
+    let (min, max): (Option<i64>, Option<i64>) =
+        tx.query_row("SELECT MIN(seq), MAX(seq) FROM usage_pending", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
     let dirty: i64 =
         tx.query_row("SELECT departments_dirty FROM rollup_state WHERE id = 1", [], |r| r.get(0))?;
-    let mut folded = 0;
-    if let Some(max) = max {
+    let (mut folded, mut more) = (0, false);
+    if let (Some(min), Some(max)) = (min, max) {
+        let upto = max.min(min.saturating_add(FOLD_CHUNK - 1));
+        more = upto < max;
         tx.execute_batch(&rollup::FOLD_TABLES_SQLITE)?;
         tx.execute(
             &rollup::GROUP_PENDING
                 .replace("{rows}", "(SELECT * FROM usage_pending WHERE seq <= ?1)"),
-            [max],
+            [upto],
         )?;
-        folded = tx.execute("DELETE FROM usage_pending WHERE seq <= ?1", [max])?;
+        folded = tx.execute("DELETE FROM usage_pending WHERE seq <= ?1", [upto])?;
         tx.execute_batch(&rollup::FOLD_SQLITE)?;
         tx.execute_batch(rollup::CLEAR_FOLD_TABLES)?;
     }
-    if dirty != 0 {
+    // A rebuild after the last chunk sees every folded row (and one before it would be
+    // rebuilt again anyway by then: the flag stays set until a rebuild runs).
+    if dirty != 0 && !more {
         tx.execute_batch(&rollup::REBUILD_DEPARTMENTS)?;
     }
     if max.is_some() || dirty != 0 {
         tx.commit()?;
     }
-    Ok(u64::try_from(folded).unwrap_or(u64::MAX))
+    Ok((u64::try_from(folded).unwrap_or(u64::MAX), more))
 }
 
 /// Reads a (product, kind, first seen, last seen, count, devices) row.
@@ -729,17 +815,21 @@ impl Store for SqliteStore {
         self.fold().await?;
         self.with(move |c| {
             let mut stmt = c.prepare(
-                "SELECT d.host_id, d.hostname, d.owner_email, MIN(s.first_seen),
-                        MAX(s.last_seen), SUM(s.count),
+                // Users and the installed flag only for the devices listed.
+                "SELECT t.host_id, t.hostname, t.owner_email, t.first_seen, t.last_seen, t.count,
                         (SELECT group_concat(u, char(10)) FROM (
                             SELECT DISTINCT s2.os_user AS u FROM usage_device s2
-                            WHERE s2.device_id = d.id AND s2.product = ?1 AND s2.os_user <> ''
+                            WHERE s2.device_id = t.id AND s2.product = ?1 AND s2.os_user <> ''
                             ORDER BY u)),
                         (SELECT MAX(i.present) FROM installed i
-                         WHERE i.device_id = d.id AND i.product = ?1)
-                 FROM usage_device s JOIN devices d ON d.id = s.device_id
-                 WHERE s.product = ?1
-                 GROUP BY d.id ORDER BY d.host_id LIMIT ?2",
+                         WHERE i.device_id = t.id AND i.product = ?1)
+                 FROM (SELECT d.id, d.host_id, d.hostname, d.owner_email,
+                              MIN(s.first_seen) AS first_seen, MAX(s.last_seen) AS last_seen,
+                              SUM(s.count) AS count
+                       FROM usage_device s JOIN devices d ON d.id = s.device_id
+                       WHERE s.product = ?1
+                       GROUP BY d.id ORDER BY d.host_id LIMIT ?2) t
+                 ORDER BY t.host_id",
             )?;
             let rows = stmt.query_map(params![product, PRODUCT_DEVICES_LIMIT], |r| {
                 let users: Option<String> = r.get(6)?;

@@ -468,6 +468,47 @@ pub(crate) async fn rollups_agree_with_the_sightings(store: impl Store + Clone) 
     assert!(products.iter().all(|p| p.devices > 0 && !p.departments.is_empty()));
 }
 
+/// More pending rows than one SQLite fold transaction takes (50,000): the fold for a read
+/// goes on until every row is in, and people changing in between is rebuilt after the last.
+pub(crate) async fn large_folds_agree_with_the_sightings(store: impl Store) {
+    let mut devices = Vec::new();
+    for i in 0..4 {
+        let owner = format!("p{i}@example.com");
+        devices.push(
+            store.enroll(device(&format!("h{i}"), Some(&owner)), [i; 32], 100).await.unwrap(),
+        );
+    }
+    let person = |i: usize, dept: &str| Person {
+        email: format!("p{i}@example.com"),
+        name: format!("P {i}"),
+        department: dept.into(),
+        manager: None,
+    };
+    store.upsert_people((0..4).map(|i| person(i, "dept-a")).collect()).await.unwrap();
+    let products = ["openai.chatgpt", "anthropic.claude", "cursor.editor"];
+    // 64 batches of 1,000 sightings, each a (product, user, day) of its own: 64,000 pending rows.
+    for b in 0..64_usize {
+        let sightings = (0..1_000_usize)
+            .map(|i| {
+                let window = i64::try_from((b + i) % 3).unwrap() * 86_400;
+                sighting(products[i % 3], "v", &format!("user-{b}-{i}"), window, 1)
+            })
+            .collect();
+        store.ingest(devices[b % 4], batch(&format!("big-{b}"), sightings), 1_000).await.unwrap();
+        if b == 40 {
+            store.upsert_people(vec![person(1, "dept-b")]).await.unwrap();
+        }
+    }
+    for department in [None, Some("dept-a"), Some("dept-b")] {
+        let filter =
+            UsageFilter { department: department.map(str::to_owned), ..UsageFilter::default() };
+        both_ways_by_day(&store, filter).await;
+    }
+    let (_, products) = store.usage(UsageFilter::default()).await.unwrap();
+    let users: i64 = products.iter().map(|p| p.users).sum();
+    assert_eq!(users, 64_000, "every user of every product counted once: {products:?}");
+}
+
 pub(crate) async fn rollup_departments_follow_people_and_owners(store: impl Store) {
     let d = store.enroll(device("h1", Some("ann@example.com")), [1; 32], 100).await.unwrap();
     let b = batch("b1", vec![sighting("openai.chatgpt", "chatgpt.com", "ann", 0, 5)]);
@@ -586,6 +627,7 @@ macro_rules! all_cases {
             owner_last_use_joins_devices_to_sightings,
             rollups_agree_with_the_sightings,
             rollup_departments_follow_people_and_owners,
+            large_folds_agree_with_the_sightings,
             installed_items_follow_the_latest_report,
         );
     };
