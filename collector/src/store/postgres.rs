@@ -281,7 +281,11 @@ async fn fold(client: &mut deadpool_postgres::Object, background: bool) -> Resul
         .try_get(0)?;
     let folded = u64::try_from(folded).unwrap_or(0);
     if folded > 0 {
-        tx.batch_execute(rollup::FOLD_POSTGRES).await?;
+        tx.batch_execute(rollup::FOLD_KEYS).await?;
+        if folded >= ANALYZE_AFTER {
+            tx.batch_execute(rollup::ANALYZE_FOLD_TABLES).await?;
+        }
+        tx.batch_execute(rollup::FOLD_TOTALS).await?;
     }
     if dirty != 0 {
         tx.batch_execute(&rollup::REBUILD_DEPARTMENTS).await?;
@@ -294,6 +298,9 @@ async fn fold(client: &mut deadpool_postgres::Object, background: bool) -> Resul
     }
     Ok(folded)
 }
+
+/// Pending rows folded at once after which the fold analyzes its temporary tables.
+const ANALYZE_AFTER: u64 = 10_000;
 
 /// Pending rows folded at once after which the fold vacuums `usage_pending` (a fold for a read
 /// does too: rarely that large, and leaving the dead rows would slow every later check).

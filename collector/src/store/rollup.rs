@@ -76,10 +76,9 @@ SELECT device_id, product, kind, os_user, last_seen / 86400, MIN(first_seen), MA
        SUM(count)
 FROM {rows} GROUP BY device_id, product, kind, os_user, last_seen / 86400";
 
-/// Steps 2 to 5 of the fold, run after `usage_fold` holds the grouped pending rows.
-/// Written for PostgreSQL; [`FOLD_SQLITE`] is the same with SQLite's scalar `MIN`/`MAX`.
-/// (`WHERE true` before `ON CONFLICT` keeps SQLite's parser from reading a join's `ON`.)
-pub const FOLD_POSTGRES: &str = "
+/// Step 2 of the fold, run after `usage_fold` holds the grouped pending rows; [`FOLD_TOTALS`]
+/// follows.
+pub const FOLD_KEYS: &str = "
 INSERT INTO fold_dev (device_id, department)
 SELECT d.id, p.department FROM devices d JOIN people p ON p.email = d.owner_email
 WHERE d.id IN (SELECT device_id FROM usage_fold);
@@ -115,7 +114,19 @@ FROM usage_fold f JOIN fold_dev v ON v.device_id = f.device_id
 WHERE f.os_user <> '' AND NOT EXISTS (
     SELECT 1 FROM usage_dept_user u WHERE u.department = v.department
     AND u.product = f.product AND u.os_user = f.os_user);
+";
 
+/// The statistics PostgreSQL's planner needs for [`FOLD_TOTALS`] after a large
+/// [`FOLD_KEYS`] (autovacuum never analyzes temporary tables; without them, joins on a million
+/// folded rows pick nested loops).
+pub const ANALYZE_FOLD_TABLES: &str = "
+ANALYZE usage_fold; ANALYZE fold_dev; ANALYZE fold_kd; ANALYZE fold_ku; ANALYZE fold_pd;
+ANALYZE fold_pu; ANALYZE fold_dku; ANALYZE fold_du;";
+
+/// Steps 3 to 5 of the fold, after [`FOLD_KEYS`]. Written for PostgreSQL; [`FOLD_SQLITE`] is
+/// both in SQLite's dialect (its scalar `MIN`/`MAX`). (`WHERE true` before `ON CONFLICT` keeps
+/// SQLite's parser from reading a join's `ON`.)
+pub const FOLD_TOTALS: &str = "
 INSERT INTO usage_day (product, kind, day, first_seen, last_seen, count)
 SELECT product, kind, day, MIN(first_seen), MAX(last_seen), SUM(count)
 FROM usage_fold WHERE true GROUP BY product, kind, day
@@ -240,9 +251,10 @@ INSERT INTO usage_dept_user (department, product, os_user)
 SELECT department, product, os_user FROM fold_du WHERE true ON CONFLICT DO NOTHING;
 ";
 
-/// [`FOLD_POSTGRES`] in SQLite's dialect.
-pub static FOLD_SQLITE: LazyLock<String> =
-    LazyLock::new(|| FOLD_POSTGRES.replace("LEAST(", "MIN(").replace("GREATEST(", "MAX("));
+/// [`FOLD_KEYS`] and [`FOLD_TOTALS`] in SQLite's dialect.
+pub static FOLD_SQLITE: LazyLock<String> = LazyLock::new(|| {
+    format!("{FOLD_KEYS}{FOLD_TOTALS}").replace("LEAST(", "MIN(").replace("GREATEST(", "MAX(")
+});
 
 /// Device rollup rows with their owner's department.
 const WITH_DEPARTMENT: &str = "FROM usage_device u JOIN devices d ON d.id = u.device_id
