@@ -439,7 +439,12 @@ impl Store for PgStore {
     ) -> Result<Option<DeviceId>, StoreError> {
         let client = self.client().await?;
         let row = client
-            .query_opt("SELECT device_id FROM node_keys WHERE key_hash = $1", &[&&key_hash[..]])
+            .query_opt(
+                &client
+                    .prepare_cached("SELECT device_id FROM node_keys WHERE key_hash = $1")
+                    .await?,
+                &[&&key_hash[..]],
+            )
             .await?;
         row.map(|r| r.try_get(0).map(DeviceId)).transpose().map_err(StoreError::from)
     }
@@ -454,8 +459,11 @@ impl Store for PgStore {
         let tx = client.transaction().await?;
         let inserted = tx
             .execute(
-                "INSERT INTO batches (device_id, batch_id, received_at, sightings)
+                &tx.prepare_cached(
+                    "INSERT INTO batches (device_id, batch_id, received_at, sightings)
                  VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                )
+                .await?,
                 &[&device.0, &batch.batch_id, &now, &batch.received],
             )
             .await?;
@@ -473,7 +481,8 @@ impl Store for PgStore {
         let lasts: Vec<i64> = s.iter().map(|s| s.last_seen).collect();
         let counts: Vec<i64> = s.iter().map(|s| s.count).collect();
         tx.execute(
-            "INSERT INTO sightings (device_id, product, kind, value, os_user, process,
+            &tx.prepare_cached(
+                "INSERT INTO sightings (device_id, product, kind, value, os_user, process,
                                     window_start, first_seen, last_seen, count)
              SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[],
                                       $6::text[], $7::bigint[], $8::bigint[], $9::bigint[],
@@ -482,6 +491,8 @@ impl Store for PgStore {
              DO UPDATE SET first_seen = LEAST(sightings.first_seen, excluded.first_seen),
                            last_seen = GREATEST(sightings.last_seen, excluded.last_seen),
                            count = sightings.count + excluded.count",
+            )
+            .await?,
             &[
                 &device.0, &products, &kinds, &values, &users, &processes, &windows, &firsts,
                 &lasts, &counts,
@@ -496,36 +507,41 @@ impl Store for PgStore {
         let lasts: Vec<i64> = pending.iter().map(|p| p.last_seen).collect();
         let counts: Vec<i64> = pending.iter().map(|p| p.count).collect();
         tx.execute(
-            "INSERT INTO usage_pending (device_id, product, kind, os_user, first_seen, last_seen,
+            &tx.prepare_cached("INSERT INTO usage_pending (device_id, product, kind, os_user, first_seen, last_seen,
                                         count)
              SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[], $5::bigint[],
-                                      $6::bigint[], $7::bigint[])",
+                                      $6::bigint[], $7::bigint[])").await?,
             &[&device.0, &products, &kinds, &users, &firsts, &lasts, &counts],
         )
         .await?;
         let i = &batch.installs;
-        let products: Vec<&str> = i.iter().map(|i| i.product.as_str()).collect();
-        let kinds: Vec<&str> = i.iter().map(|i| i.kind).collect();
-        let values: Vec<&str> = i.iter().map(|i| i.value.as_str()).collect();
-        let users: Vec<&str> = i.iter().map(|i| i.user.as_str()).collect();
-        let present: Vec<bool> = i.iter().map(|i| i.present).collect();
-        let at: Vec<i64> = i.iter().map(|i| i.at).collect();
-        tx.execute(
-            "INSERT INTO installed (device_id, product, kind, value, os_user, present, changed_at)
+        if !i.is_empty() {
+            let products: Vec<&str> = i.iter().map(|i| i.product.as_str()).collect();
+            let kinds: Vec<&str> = i.iter().map(|i| i.kind).collect();
+            let values: Vec<&str> = i.iter().map(|i| i.value.as_str()).collect();
+            let users: Vec<&str> = i.iter().map(|i| i.user.as_str()).collect();
+            let present: Vec<bool> = i.iter().map(|i| i.present).collect();
+            let at: Vec<i64> = i.iter().map(|i| i.at).collect();
+            tx.execute(
+            &tx.prepare_cached("INSERT INTO installed (device_id, product, kind, value, os_user, present, changed_at)
              SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[],
                                       $6::bool[], $7::bigint[])
              ON CONFLICT (device_id, product, kind, value, os_user) DO UPDATE
              SET present = excluded.present, changed_at = excluded.changed_at
              WHERE excluded.changed_at > installed.changed_at
-                OR (excluded.changed_at = installed.changed_at AND NOT excluded.present)",
+                OR (excluded.changed_at = installed.changed_at AND NOT excluded.present)").await?,
             &[&device.0, &products, &kinds, &values, &users, &present, &at],
         )
         .await?;
+        }
         tx.execute(
-            "UPDATE devices SET last_contact = GREATEST(last_contact, $2),
+            &tx.prepare_cached(
+                "UPDATE devices SET last_contact = GREATEST(last_contact, $2),
                 dropped_sightings = dropped_sightings + $3,
                 evicted_sightings = evicted_sightings + $4
              WHERE id = $1",
+            )
+            .await?,
             &[&device.0, &now, &batch.dropped, &batch.evicted],
         )
         .await?;

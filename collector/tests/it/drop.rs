@@ -98,10 +98,14 @@ fn a_running_watch_imports_a_file_dropped_later() {
 struct Serve {
     child: std::process::Child,
     lines: std::sync::mpsc::Receiver<String>,
+    /// Its log, shown when a line it should print does not come.
+    log: std::path::PathBuf,
 }
 
 impl Serve {
     fn start(db: &Path, data: &Path, drop: &Path) -> Serve {
+        std::fs::create_dir_all(data).unwrap();
+        let log = data.join("serve.log");
         let mut child = Command::new(BIN)
             .arg("--db")
             .arg(format!("sqlite:{}", db.display()))
@@ -111,7 +115,7 @@ impl Serve {
             .arg(drop)
             .args(["--plain-http", "--listen", "127.0.0.1:0", "serve"])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
@@ -123,7 +127,7 @@ impl Serve {
                 }
             }
         });
-        let serve = Serve { child, lines };
+        let serve = Serve { child, lines, log };
         serve.wait_for("listening on");
         serve.wait_for("watching");
         serve
@@ -137,7 +141,10 @@ impl Serve {
             match self.lines.recv_timeout(left) {
                 Ok(line) if line.contains(what) => return line,
                 Ok(_) => {}
-                Err(e) => panic!("no line with {what:?} from serve ({e})"),
+                Err(e) => {
+                    let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                    panic!("no line with {what:?} from serve ({e}); its log:\n{log}")
+                }
             }
         }
     }
