@@ -99,7 +99,7 @@ struct Serve {
     child: std::process::Child,
     lines: std::sync::mpsc::Receiver<String>,
     /// Its log, shown when a line it should print does not come.
-    log: std::path::PathBuf,
+    log: PathBuf,
 }
 
 impl Serve {
