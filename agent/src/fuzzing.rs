@@ -110,21 +110,16 @@ pub fn pcap_file(data: &[u8]) {
     let body = data.get(classic::FILE_HEADER_BYTES..).unwrap_or_default();
     let mut reader = classic::Reader::new(body, header);
     let mut delivered = 0usize;
-    let end = loop {
-        match reader.next_record() {
-            Ok(Some(record)) => {
-                assert!(record.data.len() <= MAX_RECORD_BYTES as usize);
-                delivered = delivered.saturating_add(record.data.len().saturating_add(16));
-                assert!(delivered <= body.len(), "frames beyond the input");
-            }
-            Ok(None) => break None,
-            Err(e) => break Some(e),
-        }
-    };
-    if let Some(classic::ReadError::Corrupt { offset, .. }) = end {
+    let end = reader.for_each(|record| {
+        assert!(record.data.len() <= MAX_RECORD_BYTES as usize);
+        delivered = delivered.saturating_add(record.data.len().saturating_add(16));
+        assert!(delivered <= body.len(), "frames beyond the input");
+    });
+    if let Err(classic::ReadError::Corrupt { offset, .. }) = end {
         assert!(offset <= data.len() as u64, "error offset beyond the input");
     }
-    assert!(matches!(reader.next_record(), Ok(None)), "a record after the end");
+    let mut again = 0;
+    assert!(reader.for_each(|_| again += 1).is_ok() && again == 0, "records after the end");
     let (ours, theirs) = both_readers(data);
     assert_eq!(ours, theirs, "our reader and libpcap disagree");
 }

@@ -216,53 +216,70 @@ impl<R: Read> Reader<R> {
         }
     }
 
-    /// The next record, `None` at a clean end of file.
+    /// Calls `f` with every record, in order, until a clean end of file.
+    ///
+    /// The records in the buffer are walked as a slice (no per-record refill check, offset
+    /// bookkeeping or `Result`); the buffer is refilled only when the next record does not
+    /// fit in what is left.
     ///
     /// # Errors
-    /// [`ReadError`] with the offset of the record header that could not be read; calling
-    /// again after an error returns `None` or an error, never a record past the damage.
-    #[inline]
-    pub fn next_record(&mut self) -> Result<Option<Record<'_>>, ReadError> {
-        let start = self.offset;
-        let corrupt = |problem| ReadError::Corrupt { offset: start, problem };
-        if self.available() < RECORD_HEADER_BYTES {
-            self.fill(RECORD_HEADER_BYTES)?;
-            match self.available() {
-                0 => return Ok(None),
-                n if n < RECORD_HEADER_BYTES => {
-                    self.stop();
-                    return Err(corrupt(Corruption::HeaderCut { available: n }));
+    /// [`ReadError`] with the offset of the record header that could not be read; every
+    /// record before it was delivered. The reader stops there: a later call delivers
+    /// nothing.
+    pub fn for_each(&mut self, mut f: impl FnMut(Record<'_>)) -> Result<(), ReadError> {
+        let header = self.header;
+        loop {
+            let unread = self.buf.get(self.pos..self.end).unwrap_or_default();
+            let mut rest = unread;
+            // The first record that is not wholly in the buffer, or is too large.
+            let mut problem = None;
+            while let Some((fields, body)) = rest.split_first_chunk::<RECORD_HEADER_BYTES>() {
+                let [secs, frac, captured, _original] = split_fields(fields);
+                let captured = header.u32_at(captured);
+                if captured > MAX_RECORD_BYTES {
+                    problem = Some(Corruption::RecordTooLarge { captured });
+                    break;
                 }
+                // At most 262,144 (checked above), so the cast is lossless.
+                let Some((data, tail)) = body.split_at_checked(captured as usize) else {
+                    problem = Some(Corruption::RecordCut { captured });
+                    break;
+                };
+                let kept = data.get(..header.snaplen as usize).unwrap_or(data);
+                let ts = header.timestamp(header.u32_at(secs), header.u32_at(frac));
+                f(Record { ts, data: kept });
+                rest = tail;
+            }
+            let done = unread.len().saturating_sub(rest.len());
+            self.pos = self.pos.saturating_add(done);
+            self.offset = self.offset.saturating_add(done as u64);
+            let need = match problem {
+                Some(Corruption::RecordTooLarge { .. }) => return Err(self.corrupt(problem)),
+                Some(Corruption::RecordCut { captured }) => {
+                    RECORD_HEADER_BYTES.saturating_add(captured as usize)
+                }
+                _ => RECORD_HEADER_BYTES,
+            };
+            self.fill(need)?;
+            match self.available() {
+                0 => return Ok(()),
+                n if n < RECORD_HEADER_BYTES => {
+                    let problem = Some(Corruption::HeaderCut { available: n });
+                    return Err(self.corrupt(problem));
+                }
+                n if n < need => return Err(self.corrupt(problem)),
                 _ => {}
             }
         }
-        let unread = self.buf.get(self.pos..self.end).unwrap_or_default();
-        let Some((fields, _)) = unread.split_first_chunk::<RECORD_HEADER_BYTES>() else {
-            return Ok(None);
-        };
-        let [secs, frac, captured, _original] = split_fields(fields);
-        let (secs, frac, captured) =
-            (self.header.u32_at(secs), self.header.u32_at(frac), self.header.u32_at(captured));
-        if captured > MAX_RECORD_BYTES {
-            self.stop();
-            return Err(corrupt(Corruption::RecordTooLarge { captured }));
-        }
-        // Both at most 262,144 + 16 (checked above), so the sums cannot overflow.
-        let kept = captured.min(self.header.snaplen) as usize;
-        let total = RECORD_HEADER_BYTES.saturating_add(captured as usize);
-        if self.available() < total {
-            self.fill(total)?;
-            if self.available() < total {
-                self.stop();
-                return Err(corrupt(Corruption::RecordCut { captured }));
-            }
-        }
-        let data_start = self.pos.saturating_add(RECORD_HEADER_BYTES);
-        let data_end = data_start.saturating_add(kept);
-        self.pos = self.pos.saturating_add(total);
-        self.offset = self.offset.saturating_add(total as u64);
-        let ts = self.header.timestamp(secs, frac);
-        Ok(Some(Record { ts, data: self.buf.get(data_start..data_end).unwrap_or_default() }))
+    }
+
+    /// Stops the reader and reports `problem` at the current record.
+    #[cold]
+    fn corrupt(&mut self, problem: Option<Corruption>) -> ReadError {
+        let offset = self.offset;
+        self.stop();
+        let problem = problem.unwrap_or(Corruption::HeaderCut { available: 0 });
+        ReadError::Corrupt { offset, problem }
     }
 
     fn available(&self) -> usize {

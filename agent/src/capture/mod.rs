@@ -248,20 +248,16 @@ impl FileSource {
     pub fn for_each(&mut self, mut f: impl FnMut(&Frame<'_>)) -> Result<(), CaptureError> {
         let link = self.link;
         match &mut self.reader {
-            Reader::Classic(reader) => loop {
-                match reader.next_record() {
-                    Ok(Some(record)) => f(&Frame { ts: record.ts, link, data: record.data }),
-                    Ok(None) => return Ok(()),
-                    Err(classic::ReadError::Corrupt { offset, problem }) => {
-                        let path = self.path.clone();
-                        return Err(CaptureError::Corrupt { path, offset, problem });
+            Reader::Classic(reader) => reader
+                .for_each(|record| f(&Frame { ts: record.ts, link, data: record.data }))
+                .map_err(|e| match e {
+                    classic::ReadError::Corrupt { offset, problem } => {
+                        CaptureError::Corrupt { path: self.path.clone(), offset, problem }
                     }
-                    Err(classic::ReadError::Io { offset, source }) => {
-                        let path = self.path.clone();
-                        return Err(CaptureError::ReadFile { path, offset, source });
+                    classic::ReadError::Io { offset, source } => {
+                        CaptureError::ReadFile { path: self.path.clone(), offset, source }
                     }
-                }
-            },
+                }),
             Reader::Libpcap(capture) => loop {
                 match capture.next_packet() {
                     Ok(packet) => {
