@@ -5,6 +5,10 @@
 //! Each function must return normally for every input; a panic is a bug, and its input goes
 //! to `tests/data/fuzz-regressions/<target>/`, where an ordinary test replays it.
 
+use std::io::Write;
+
+use crate::capture::classic::{self, MAX_RECORD_BYTES};
+use crate::capture::{FileReader, FileSource};
 use crate::decode::{Decoder, Limits, dns, quic, tls};
 use crate::model::{Frame, LinkType, Timestamp};
 
@@ -90,6 +94,71 @@ pub fn quic_initial(data: &[u8]) {
             table.on_datagram(&packet, Timestamp(0), &limits, &mut stats, &mut scratch, &mut found);
         }
     }
+}
+
+/// Target `pcap_file`: the bytes as a classic pcap file. Our reader must not panic, must
+/// deliver only frames that lie inside the input, and must end at a clean end of file or an
+/// error whose offset lies inside the input. When the header is one our reader accepts, the
+/// same bytes are also written to a temporary file and read by both readers, which must
+/// deliver the same frames and agree on whether the file ends in an error (a differential
+/// test against libpcap; a disagreement panics, so the fuzzer keeps the input).
+pub fn pcap_file(data: &[u8]) {
+    let Some((header, _)) = data.split_first_chunk::<{ classic::FILE_HEADER_BYTES }>() else {
+        return;
+    };
+    let Some(header) = classic::Header::parse(header) else { return };
+    let body = data.get(classic::FILE_HEADER_BYTES..).unwrap_or_default();
+    let mut reader = classic::Reader::new(body, header);
+    let mut delivered = 0usize;
+    let end = reader.for_each(|record| {
+        assert!(record.data.len() <= MAX_RECORD_BYTES as usize);
+        delivered = delivered.saturating_add(record.data.len().saturating_add(16));
+        assert!(delivered <= body.len(), "frames beyond the input");
+    });
+    if let Err(classic::ReadError::Corrupt { offset, .. }) = end {
+        assert!(offset <= data.len() as u64, "error offset beyond the input");
+    }
+    let mut again = 0;
+    assert!(reader.for_each(|_| again += 1).is_ok() && again == 0, "records after the end");
+    let (ours, theirs) = both_readers(data);
+    assert_eq!(ours, theirs, "our reader and libpcap disagree");
+}
+
+/// What one reader made of a file: the frames (time and bytes) and whether it ended in an
+/// error.
+#[derive(Debug, PartialEq, Eq)]
+pub struct FileFrames {
+    /// Each frame's timestamp and bytes, in order.
+    pub frames: Vec<(Timestamp, Vec<u8>)>,
+    /// The read ended in an error (after the frames).
+    pub failed: bool,
+}
+
+/// Reads `path` with `reader`; `None` when it cannot be opened.
+pub fn file_frames(path: &std::path::Path, reader: FileReader) -> Option<FileFrames> {
+    let mut source = FileSource::open_with(path, reader).ok()?;
+    let mut frames = Vec::new();
+    let result = source.for_each(|f| frames.push((f.ts, f.data.to_vec())));
+    Some(FileFrames { frames, failed: result.is_err() })
+}
+
+/// `data` read from a temporary file by our reader and by libpcap.
+fn both_readers(data: &[u8]) -> (Option<FileFrames>, Option<FileFrames>) {
+    let path = std::env::temp_dir().join(format!(
+        "aiscout-fuzz-pcap-{}-{:?}.pcap",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let written = std::fs::File::create(&path).and_then(|mut f| f.write_all(data));
+    if written.is_err() {
+        return (None, None);
+    }
+    let ours = file_frames(&path, FileReader::Auto);
+    let theirs = file_frames(&path, FileReader::Libpcap);
+    if let Err(e) = std::fs::remove_file(&path) {
+        tracing::trace!(error = %e, "Temporary fuzz file left behind.");
+    }
+    (ours, theirs)
 }
 
 /// A protected QUIC client Initial packet for `version` (1 or 0x6b3343cf) carrying `frames`,

@@ -4,7 +4,8 @@
 //! Module map, network discovery in data-flow order (capture → decode → match → output):
 //! - [`model`]: the nouns every stage shares: [`model::Frame`], [`model::Observation`],
 //!   [`model::Timestamp`]. Stages import only this, never each other.
-//! - [`capture`]: libpcap, files and live interfaces, and the kernel BPF filter. The only
+//! - [`capture`]: libpcap, files and live interfaces, and the kernel BPF filter; our own
+//!   reader for classic pcap files (`capture::classic`), libpcap for the rest. The only
 //!   module that uses `pcap`.
 //! - [`decode`]: link types to L4 via etherparse, then DNS, TLS ClientHello (with bounded TCP
 //!   reassembly) and QUIC Initial (decryption and CRYPTO reassembly). No IO, no logging;

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aiscout_agent::capture::FileReader;
 use aiscout_agent::matching::Matcher;
 use aiscout_agent::pipeline::{self, Options, PipelineError, Summary};
 use anyhow::Context;
@@ -161,6 +162,10 @@ enum Command {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+        /// Read every file with libpcap, not our own classic pcap reader (for comparisons
+        /// and benchmarks).
+        #[arg(long, hide = true)]
+        libpcap_reader: bool,
         /// Capture files.
         #[arg(required = true)]
         pcap: Vec<PathBuf>,
@@ -368,9 +373,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Scan { root, registry_exports, watch, json } => {
             scan(root, registry_exports, watch, json)
         }
-        Command::Replay { catalog, catalog_key, all, json, pcap } => {
+        Command::Replay { catalog, catalog_key, all, json, libpcap_reader, pcap } => {
             let matcher = matcher(catalog, catalog_key)?;
-            let opts = Options { all, json, attribute: false, ..Options::default() };
+            let reader = if libpcap_reader { FileReader::Libpcap } else { FileReader::Auto };
+            let opts = Options { all, json, attribute: false, reader, ..Options::default() };
             let stdout = io::stdout();
             let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
             let s = pipeline::replay(&pcap, &matcher, &opts, &mut out)?;

@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::attribution::{self, Process};
-use crate::capture::{self, CaptureError, FileSource, KernelStats, LiveSource};
+use crate::capture::{self, CaptureError, FileReader, FileSource, KernelStats, LiveSource};
 use crate::decode::{Decoder, Limits, Stats};
 use crate::matching::{Hit, Matcher};
 use crate::model::{Kind, Observation, push_decimal};
@@ -31,6 +31,8 @@ pub struct Options {
     pub attribute: bool,
     /// The decoder's caps.
     pub limits: Limits,
+    /// Which reader opens capture files (`replay`).
+    pub reader: FileReader,
 }
 
 /// Why a run failed.
@@ -375,7 +377,7 @@ pub fn replay(
     let mut batch = Vec::new();
     let mut lines = Vec::with_capacity(4096);
     for path in paths {
-        let mut source = FileSource::open(path)?;
+        let mut source = FileSource::open_with(path, opts.reader)?;
         let mut decoder = Decoder::new(opts.limits.clone());
         let mut write_error = None;
         source.for_each(|frame| {

@@ -1,5 +1,11 @@
-//! Capture: packets from a pcap/pcapng file or a live interface, both through real libpcap,
-//! handed on as [`Frame`]s. The only module that uses the `pcap` crate.
+//! Capture: packets from a pcap/pcapng file or a live interface, handed on as [`Frame`]s.
+//! The only module that uses the `pcap` crate.
+//!
+//! Live interfaces, pcapng files and anything unusual go through real libpcap. Classic pcap
+//! files, the format `replay` spends its time on, are read by our own reader (`classic`):
+//! large buffered reads, frames borrowed from one fixed buffer, libpcap's record rules kept
+//! exactly, so that both readers deliver the same frames. [`FileReader::Libpcap`] forces
+//! libpcap for comparisons and benchmarks.
 //!
 //! # The live kernel filter, and why
 //! Live capture installs [`LIVE_FILTER`], a classic BPF program run in the kernel, so that
@@ -38,6 +44,8 @@
 //! it is loaded (`npcap`), and returns [`CaptureError::Unavailable`] instead of calling into a
 //! missing library; the daemon then reports capture as failed and keeps the inventory running.
 
+use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -45,6 +53,7 @@ use pcap::{Active, Capture, Device, Offline};
 
 use crate::model::{Frame, LinkType, Timestamp};
 
+pub mod classic;
 #[cfg(windows)]
 mod npcap;
 
@@ -113,6 +122,29 @@ pub enum CaptureError {
         #[source]
         source: pcap::Error,
     },
+    /// A classic pcap file read by our own reader is corrupt part-way; frames before
+    /// `offset` were delivered.
+    #[error("capture file {path} is corrupt at byte {offset}: {problem}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// The byte offset of the record header where the damage starts.
+        offset: u64,
+        /// What is wrong there.
+        problem: classic::Corruption,
+    },
+    /// The operating system failed to read a classic pcap file part-way; frames before
+    /// `offset` were delivered.
+    #[error("cannot read capture file {path} at byte {offset}")]
+    ReadFile {
+        /// The file.
+        path: PathBuf,
+        /// The byte offset of the record being read.
+        offset: u64,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// Reading packets failed.
     #[error("error reading packets from {source_name}")]
     Read {
@@ -147,24 +179,54 @@ fn timestamp(header: &pcap::PacketHeader) -> Timestamp {
     Timestamp::from_parts(i64::from(header.ts.tv_sec), i64::from(header.ts.tv_usec))
 }
 
+/// Which reader opens capture files.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FileReader {
+    /// Our own reader for the classic pcap files it recognises, libpcap for everything else.
+    #[default]
+    Auto,
+    /// libpcap for every file (the reference, for comparisons and benchmarks).
+    Libpcap,
+}
+
 /// A pcap or pcapng file.
 pub struct FileSource {
-    capture: Capture<Offline>,
+    reader: Reader,
     link: LinkType,
     path: PathBuf,
 }
 
+enum Reader {
+    Classic(Box<classic::Reader<File>>),
+    Libpcap(Capture<Offline>),
+}
+
 impl FileSource {
-    /// Opens a capture file (libpcap reads both pcap and pcapng).
+    /// Opens a capture file: classic pcap with our own reader, anything else (pcapng, old
+    /// versions, unknown link types) with libpcap.
     ///
     /// # Errors
     /// [`CaptureError::OpenFile`] when libpcap cannot open or read the file header.
     pub fn open(path: &Path) -> Result<Self, CaptureError> {
+        FileSource::open_with(path, FileReader::Auto)
+    }
+
+    /// Opens a capture file with the given reader choice.
+    ///
+    /// # Errors
+    /// [`CaptureError::OpenFile`] when libpcap cannot open or read the file header.
+    pub fn open_with(path: &Path, reader: FileReader) -> Result<Self, CaptureError> {
+        if reader == FileReader::Auto
+            && let Some((file, header)) = classic_file(path)
+        {
+            let reader = Reader::Classic(Box::new(classic::Reader::new(file, header)));
+            return Ok(FileSource { reader, link: header.link, path: path.to_owned() });
+        }
         library()?;
         let capture = Capture::from_file(path)
             .map_err(|source| CaptureError::OpenFile { path: path.to_owned(), source })?;
         let link = LinkType::from_linktype(capture.get_datalink().0);
-        Ok(FileSource { capture, link, path: path.to_owned() })
+        Ok(FileSource { reader: Reader::Libpcap(capture), link, path: path.to_owned() })
     }
 
     /// The file's link type.
@@ -172,27 +234,55 @@ impl FileSource {
         self.link
     }
 
+    /// Whether our own reader (not libpcap) reads this file.
+    pub fn is_classic(&self) -> bool {
+        matches!(self.reader, Reader::Classic(_))
+    }
+
     /// Calls `f` with every frame of the file, in order.
     ///
     /// # Errors
-    /// [`CaptureError::Read`] when the file is corrupt part-way; frames before that were
-    /// delivered.
+    /// [`CaptureError::Corrupt`] or [`CaptureError::ReadFile`] (our reader, with the byte
+    /// offset) or [`CaptureError::Read`] (libpcap) when the file is corrupt or unreadable
+    /// part-way; frames before that were delivered.
     pub fn for_each(&mut self, mut f: impl FnMut(&Frame<'_>)) -> Result<(), CaptureError> {
-        loop {
-            match self.capture.next_packet() {
-                Ok(packet) => {
-                    f(&Frame { ts: timestamp(packet.header), link: self.link, data: packet.data })
+        let link = self.link;
+        match &mut self.reader {
+            Reader::Classic(reader) => reader
+                .for_each(|record| f(&Frame { ts: record.ts, link, data: record.data }))
+                .map_err(|e| match e {
+                    classic::ReadError::Corrupt { offset, problem } => {
+                        CaptureError::Corrupt { path: self.path.clone(), offset, problem }
+                    }
+                    classic::ReadError::Io { offset, source } => {
+                        CaptureError::ReadFile { path: self.path.clone(), offset, source }
+                    }
+                }),
+            Reader::Libpcap(capture) => loop {
+                match capture.next_packet() {
+                    Ok(packet) => {
+                        f(&Frame { ts: timestamp(packet.header), link, data: packet.data })
+                    }
+                    Err(pcap::Error::NoMorePackets) => return Ok(()),
+                    Err(source) => {
+                        return Err(CaptureError::Read {
+                            source_name: self.path.display().to_string(),
+                            source,
+                        });
+                    }
                 }
-                Err(pcap::Error::NoMorePackets) => return Ok(()),
-                Err(source) => {
-                    return Err(CaptureError::Read {
-                        source_name: self.path.display().to_string(),
-                        source,
-                    });
-                }
-            }
+            },
         }
     }
+}
+
+/// The file opened and positioned after its header, when it is a classic pcap file our own
+/// reader handles; `None` sends it to libpcap (which also reports any error opening it).
+fn classic_file(path: &Path) -> Option<(File, classic::Header)> {
+    let mut file = File::open(path).ok()?;
+    let mut header = [0; classic::FILE_HEADER_BYTES];
+    file.read_exact(&mut header).ok()?;
+    Some((file, classic::Header::parse(&header)?))
 }
 
 /// A live interface with [`LIVE_FILTER`] installed.

@@ -25,7 +25,8 @@ fn fuzz_regressions_replay_without_panics() {
     let n = replay("frame", fuzzing::frame)
         + replay("dns", fuzzing::dns)
         + replay("tls_client_hello", fuzzing::tls_client_hello)
-        + replay("quic_initial", fuzzing::quic_initial);
+        + replay("quic_initial", fuzzing::quic_initial)
+        + replay("pcap_file", fuzzing::pcap_file);
     println!("replayed {n} fuzz regression inputs");
 }
 
@@ -36,4 +37,16 @@ fn fuzz_entry_points_accept_the_rfc_vectors() {
     fuzzing::frame(&v1);
     fuzzing::dns(&v1);
     fuzzing::tls_client_hello(&v1);
+    fuzzing::pcap_file(&v1);
+}
+
+#[test]
+fn pcap_file_seeds_read_alike_with_both_readers() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/pcap_file");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        fuzzing::pcap_file(&std::fs::read(entry.unwrap().path()).unwrap());
+        n += 1;
+    }
+    assert!(n >= 4);
 }

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod adversarial;
+mod classic_pcap;
 mod cli;
 mod config;
 mod fixtures;

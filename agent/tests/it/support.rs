@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use aiscout_agent::capture::FileReader;
 use aiscout_agent::decode::Limits;
 use aiscout_agent::matching::Matcher;
 use aiscout_agent::pipeline::{self, Options, Summary};
@@ -54,7 +55,16 @@ pub(crate) fn replay_frames(linktype: u32, frames: &[Vec<u8>]) -> (Vec<Value>, S
 }
 
 pub(crate) fn replay_file(path: &Path, all: bool) -> (Vec<Value>, Summary) {
-    let opts = Options { all, json: true, attribute: false, limits: Limits::default() };
+    replay_file_with(path, all, FileReader::Auto)
+}
+
+/// [`replay_file`] with the given file reader.
+pub(crate) fn replay_file_with(
+    path: &Path,
+    all: bool,
+    reader: FileReader,
+) -> (Vec<Value>, Summary) {
+    let opts = Options { all, json: true, attribute: false, limits: Limits::default(), reader };
     let mut out = Vec::new();
     let summary = pipeline::replay(&[path.to_owned()], &matcher(), &opts, &mut out).unwrap();
     let records =
