@@ -1030,7 +1030,7 @@ impl Store for PgStore {
                  FROM gateway_spend g LEFT JOIN people p ON p.email = lower(g.end_user)
                  WHERE ($1::bigint IS NULL OR g.period_start >= $1)
                  GROUP BY g.product, g.provider, dep, g.currency, day
-                 ORDER BY day, g.product, g.provider, dep, g.currency",
+                 ORDER BY day, g.product NULLS FIRST, g.provider, dep, g.currency",
                 &[&since],
             )
             .await?;
@@ -1101,17 +1101,21 @@ impl Store for PgStore {
             .collect()
     }
 
-    async fn owner_last_use(&self) -> Result<Vec<OwnerUse>, StoreError> {
+    async fn owner_last_use(&self, products: Vec<String>) -> Result<Vec<OwnerUse>, StoreError> {
+        if products.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut client = self.client().await?;
         fold(&mut client, false).await?;
         let rows = client
             .query(
                 "SELECT lower(d.owner_email), s.product, MAX(s.last_seen)
                  FROM usage_device s JOIN devices d ON d.id = s.device_id
-                 WHERE d.owner_email IS NOT NULL AND d.owner_email <> ''
+                 WHERE s.product = ANY($1)
+                   AND d.owner_email IS NOT NULL AND d.owner_email <> ''
                  GROUP BY lower(d.owner_email), s.product
                  ORDER BY 1, 2",
-                &[],
+                &[&products],
             )
             .await?;
         rows.iter()
