@@ -290,6 +290,19 @@ pub(crate) async fn gateway_spend_is_idempotent_and_summed_per_day(store: impl S
     assert_eq!(store.gateway_totals(Some(day + 86_400)).await.unwrap().len(), 1);
 }
 
+pub(crate) async fn gateway_chunk_with_some_keys_stored_counts_the_new_ones(store: impl Store) {
+    let day = 19_000 * 86_400;
+    let row = |key: &str| spend(key, Some("openai.api"), day, 1);
+    let first = store.add_gateway_spend(vec![row("id:a"), row("id:b")], 5).await.unwrap();
+    assert_eq!(first, ImportCounts { inserted: 2, duplicates: 0 });
+    // New first key, a stored key later, and a key repeated within the chunk.
+    let rows = vec![row("id:c"), row("id:a"), row("id:d"), row("id:d")];
+    let second = store.add_gateway_spend(rows, 6).await.unwrap();
+    assert_eq!(second, ImportCounts { inserted: 2, duplicates: 2 });
+    let totals = store.gateway_totals(None).await.unwrap();
+    assert_eq!(totals.iter().map(|t| t.rows).sum::<i64>(), 4);
+}
+
 pub(crate) async fn gateway_totals_place_users_by_directory_in_order(store: impl Store) {
     let day = 19_000 * 86_400;
     let person = |email: &str, department: &str| Person {
@@ -628,6 +641,7 @@ macro_rules! all_cases {
             same_dedupe_key_from_two_sources_is_two_lines,
             gateway_spend_is_idempotent_and_summed_per_day,
             gateway_totals_place_users_by_directory_in_order,
+            gateway_chunk_with_some_keys_stored_counts_the_new_ones,
             people_upsert_counts_changes_only,
             owner_last_use_joins_devices_to_sightings,
             rollups_agree_with_the_sightings,
