@@ -3,9 +3,16 @@
 //! imports into SQLite or PostgreSQL (the LiteLLM log twice: the second pass finds every row
 //! already stored), and the inventory and reconciliation reports.
 //!
-//! `cargo run --release -p aiscout-collector --example bench_import -- sqlite|postgres [ROWS]`
-//! (PostgreSQL: `AISCOUT_BENCH_PG_URL`, default `postgres://postgres@127.0.0.1:5432/test`,
-//! in a fresh schema that is dropped afterwards). Results are in `collector/BENCH-IMPORT.md`.
+//! Before the imports the database is filled with `--sightings N` aggregated sightings (default
+//! 10,000,000; 0 skips) over 100,000 devices and 100,000 people, as `aiscout-collector
+//! bench-ingest --skip-ingest` fills it (`bench::sqlite_fill` / `bench::pg_fill`), and folded
+//! into the rollups with `Store::fold`. Expense payers are the first 20,000 of those people
+//! (by name) and LiteLLM users the first 5,000 (by email), so the reports' joins meet them.
+//!
+//! `cargo run --release -p aiscout-collector --example bench_import -- sqlite|postgres [ROWS]
+//! [--sightings N]` (PostgreSQL: `AISCOUT_BENCH_PG_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/test`, in a fresh schema that is dropped afterwards).
+//! Results are in `collector/BENCH-IMPORT.md`.
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)] // A benchmark tool.
 
 use std::io::Write;
@@ -13,12 +20,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use aiscout_collector::bench::{person_email, person_name};
 use aiscout_collector::ingest::file::{self, Input};
 use aiscout_collector::join;
 use aiscout_collector::model::UsageFilter;
+use aiscout_collector::review;
 use aiscout_collector::store::Store;
 use aiscout_signatures::{Catalog, Index};
-use aiscout_wire::InventoryQuery;
+use aiscout_wire::{InventoryQuery, ReviewStatus};
 
 const AI: &[(&str, &str)] = &[
     ("OPENAI *CHATGPT SUBSCR", "20.00"),
@@ -27,6 +36,8 @@ const AI: &[(&str, &str)] = &[
     ("GITHUB COPILOT", "19.00"),
     ("MIDJOURNEY INC.", "30.00"),
 ];
+/// Devices (and people) of the sightings fill.
+const DEVICES: u64 = 100_000;
 const OTHER: &[&str] = &[
     "STAPLES 00123 BOSTON MA",
     "UBER *TRIP HELP.UBER.COM",
@@ -67,7 +78,8 @@ fn expenses(path: &Path, rows: u64) {
         };
         writeln!(
             w,
-            "{month:02}/{day:02}/25,2025-{month:02}-{day:02} 10:00:00,{amount},User {user},M,\"{desc}\",SaaS,Dept {},RAMP.{i}",
+            "{month:02}/{day:02}/25,2025-{month:02}-{day:02} 10:00:00,{amount},{},M,\"{desc}\",SaaS,Dept {},RAMP.{i}",
+            person_name(user + 1),
             user % 40
         )
         .unwrap();
@@ -85,13 +97,13 @@ fn litellm(path: &Path, rows: u64) {
         let month = 1 + (i * 12 / rows);
         writeln!(
             w,
-            "req-{i},0.{:06},{},{},{},2025-{month:02}-{day:02}T{:02}:00:00Z,{m},openai,user{}@example.com,team-{}",
+            "req-{i},0.{:06},{},{},{},2025-{month:02}-{day:02}T{:02}:00:00Z,{m},openai,{},team-{}",
             r.below(1_000_000),
             r.below(5000),
             r.below(4000),
             r.below(1000),
             r.below(24),
-            r.below(5000),
+            person_email(r.below(5000) + 1),
             r.below(30)
         )
         .unwrap();
@@ -154,6 +166,15 @@ async fn run<S: Store>(store: S, dir: &Path, rows: u64) {
     }
     let catalog = Catalog::builtin().unwrap();
     let now = 1_767_225_600; // 2026-01-01
+    // Sanctioned products make the reconciliation look for idle subscriptions: each payer's
+    // last use of the product on the devices they own.
+    let sanctioned: Vec<String> =
+        AI.iter().take(3).map(|(d, _)| index.merchant(d).unwrap().product.id.clone()).collect();
+    for product in &sanctioned {
+        let (review, audit) =
+            review::decide(product, ReviewStatus::Sanctioned, String::new(), "bench", now);
+        store.set_review(review, audit).await.unwrap();
+    }
     let t = Instant::now();
     let facts =
         join::gather(&store, UsageFilter::default(), now, join::Purpose::Inventory).await.unwrap();
@@ -162,20 +183,77 @@ async fn run<S: Store>(store: S, dir: &Path, rows: u64) {
     let t = Instant::now();
     let facts =
         join::gather(&store, UsageFilter::default(), now, join::Purpose::Reconcile).await.unwrap();
+    let t_gather = t.elapsed().as_secs_f64();
     let rec = join::reconcile::reconcile(&catalog, &facts, 30);
     println!(
-        "report reconcile: {} paid-not-sanctioned rows, {} duplicate products in {:.2} s",
+        "report reconcile: {} paid-not-sanctioned rows, {} duplicate products, {} idle \
+         subscriptions in {:.2} s (gather {t_gather:.2} s)",
         rec.paid_not_sanctioned.len(),
         rec.duplicate_subscriptions.len(),
+        rec.idle_subscriptions.len(),
+        t.elapsed().as_secs_f64()
+    );
+    breakdown(&store, sanctioned).await;
+}
+
+/// Times each store read of `join::gather` on its own (after the reports, so on warm caches).
+async fn breakdown<S: Store>(store: &S, sanctioned: Vec<String>) {
+    let mut line = String::from("store reads:");
+    let t = Instant::now();
+    let (sources, products) = store.usage(UsageFilter::default()).await.unwrap();
+    let n = sources.len() + products.len();
+    line += &format!(" usage {:.2} s ({n} rows),", t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    let n = store.devices().await.unwrap().len();
+    line += &format!(" devices {:.2} s ({n}),", t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    let n = store.owner_last_use(sanctioned).await.unwrap().len();
+    line += &format!(" owner_last_use {:.2} s ({n}),", t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    let n = store.expenses(None).await.unwrap().len();
+    line += &format!(" expenses {:.2} s ({n}),", t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    let n = store.gateway_totals(None).await.unwrap().len();
+    line += &format!(" gateway_totals {:.2} s ({n}),", t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    let n = store.people().await.unwrap().len();
+    line += &format!(" people {:.2} s ({n}),", t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    let n = store.reviews().await.unwrap().len();
+    line += &format!(" reviews {:.2} s ({n})", t.elapsed().as_secs_f64());
+    println!("{line}");
+}
+
+/// Folds what the fill appended, timed.
+async fn fold<S: Store>(store: &S) {
+    let t = Instant::now();
+    let n = store.fold().await.unwrap();
+    println!("fold: {n} pending rows in {:.1} s", t.elapsed().as_secs_f64());
+}
+
+fn fill_done(sightings: u64, t: Instant) {
+    println!(
+        "fill: {DEVICES} devices, {DEVICES} people, {sightings} aggregated sightings in {:.1} s",
         t.elapsed().as_secs_f64()
     );
 }
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let backend = args.get(1).map_or("sqlite", String::as_str).to_owned();
-    let rows: u64 = args.get(2).and_then(|r| r.parse().ok()).unwrap_or(1_000_000);
+    let mut args = std::env::args().skip(1);
+    let mut positional = Vec::new();
+    let mut sightings: u64 = 10_000_000;
+    while let Some(a) = args.next() {
+        if a == "--sightings" {
+            sightings = args.next().and_then(|n| n.parse().ok()).expect("--sightings N");
+        } else {
+            positional.push(a);
+        }
+    }
+    let backend = positional.first().map_or("sqlite", String::as_str).to_owned();
+    let rows: u64 = positional.get(1).and_then(|r| r.parse().ok()).unwrap_or(1_000_000);
+    let products: Vec<String> =
+        Catalog::builtin().unwrap().products().iter().map(|p| p.id.clone()).collect();
     let dir = tempfile::tempdir().unwrap();
     let t = Instant::now();
     expenses(&dir.path().join("expenses.csv"), rows);
@@ -189,15 +267,52 @@ async fn main() {
         let driver = tokio::spawn(conn);
         client.batch_execute(&format!("CREATE SCHEMA {schema}")).await.unwrap();
         let url = format!("{base}?options=-csearch_path%3D{schema}");
-        let store = aiscout_collector::store::postgres::PgStore::open(&url).await.unwrap();
+        let open = || aiscout_collector::store::postgres::PgStore::open(&url);
+        // The store migrates the schema the fill writes into; the fill goes in beside it, as
+        // bench-ingest's does, and the store that folds and imports opens after it.
+        drop(open().await.unwrap());
+        if sightings > 0 {
+            let t = Instant::now();
+            aiscout_collector::bench::pg_fill(&url, &products, DEVICES, sightings).await.unwrap();
+            fill_done(sightings, t);
+        }
+        let store = open().await.unwrap();
+        if sightings > 0 {
+            fold(&store).await;
+            // As bench-ingest does after its fold (autovacuum would get there later).
+            let t = Instant::now();
+            client
+                .batch_execute(&format!(
+                    "SET search_path TO {schema}; {}; SET search_path TO DEFAULT",
+                    aiscout_collector::bench::PG_ANALYZE_ROLLUPS
+                ))
+                .await
+                .unwrap();
+            println!("analyze rollups: {:.1} s", t.elapsed().as_secs_f64());
+        }
         run(store, dir.path(), rows).await;
         client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await.unwrap();
         drop(client);
         driver.await.unwrap().unwrap();
     } else {
-        let store = aiscout_collector::store::sqlite::SqliteStore::open(&dir.path().join("b.db"))
+        let db = dir.path().join("b.db");
+        let open = || aiscout_collector::store::sqlite::SqliteStore::open(&db);
+        drop(open().await.unwrap());
+        if sightings > 0 {
+            let t = Instant::now();
+            let db = db.clone();
+            tokio::task::spawn_blocking(move || {
+                aiscout_collector::bench::sqlite_fill(&db, &products, DEVICES, sightings)
+            })
             .await
+            .unwrap()
             .unwrap();
+            fill_done(sightings, t);
+        }
+        let store = open().await.unwrap();
+        if sightings > 0 {
+            fold(&store).await;
+        }
         run(store, dir.path(), rows).await;
     }
 }

@@ -795,8 +795,7 @@ async fn inventory(db: Db, data_dir: PathBuf, args: &BenchArgs, name: &str) -> a
         start.elapsed().as_secs_f64()
     ));
     if let Db::Postgres { url } = &db {
-        pg_admin(url, "ANALYZE usage_device; ANALYZE usage_product_device; ANALYZE usage_pending")
-            .await?;
+        pg_admin(url, PG_ANALYZE_ROLLUPS).await?;
     }
 
     let token = crate::credentials::generate(crate::credentials::API_TOKEN_PREFIX)?;
@@ -861,10 +860,28 @@ async fn inventory(db: Db, data_dir: PathBuf, args: &BenchArgs, name: &str) -> a
 }
 
 /// Every generated sighting as the pending usage row its batch would have appended (each
-/// window of the generated data stands for one batch).
-const PENDING_FROM_SIGHTINGS: &str =
+/// window of the generated data stands for one batch). [`sqlite_fill`] and [`pg_fill`] run it
+/// last; [`Store::fold`] then takes the rows into the rollups.
+pub const PENDING_FROM_SIGHTINGS: &str =
     "INSERT INTO usage_pending (device_id, product, kind, os_user, first_seen, last_seen, count)
      SELECT device_id, product, kind, os_user, first_seen, last_seen, count FROM sightings";
+
+/// What the planner needs after a fold of the generated data on PostgreSQL (`bench-ingest`
+/// runs it; autovacuum would get there later).
+pub const PG_ANALYZE_ROLLUPS: &str =
+    "ANALYZE usage_device; ANALYZE usage_product_device; ANALYZE usage_pending";
+
+/// The owner of generated device `i` (from 1), also the email of generated person `i`:
+/// another generator that uses these emails or [`person_name`] overlaps the inventory data.
+/// (The fills' SQL writes the same two formats.)
+pub fn person_email(i: u64) -> String {
+    format!("person{i}@example.com")
+}
+
+/// The name of generated person `i` (from 1), in the directory with [`person_email`].
+pub fn person_name(i: u64) -> String {
+    format!("Person {i}")
+}
 
 /// The shape of the generated inventory, shared by both backends' SQL: row `i` belongs to
 /// device `i / per_device + 1`; each device uses 5 products (chosen by device id), each seen
@@ -873,7 +890,19 @@ fn per_device(devices: u64, rows: u64) -> u64 {
     (rows / devices.max(1)).max(1)
 }
 
-fn sqlite_fill(path: &Path, products: &[String], devices: u64, rows: u64) -> anyhow::Result<()> {
+/// Fills a migrated SQLite database with `devices` devices (owned by [`person_email`]),
+/// as many people in 20 departments, and `rows` aggregated sightings of `products` from
+/// 2025-01-01 on, then appends them as pending usage ([`PENDING_FROM_SIGHTINGS`]) for
+/// [`Store::fold`] and runs `ANALYZE`. Blocking; bulk SQL, no ingest path.
+///
+/// # Errors
+/// SQLite fails, or a count does not fit an `i64`.
+pub fn sqlite_fill(
+    path: &Path,
+    products: &[String],
+    devices: u64,
+    rows: u64,
+) -> anyhow::Result<()> {
     let mut conn = crate::store::sqlite::open(path)?;
     let per = i64::try_from(per_device(devices, rows))?;
     let (devices, rows) = (i64::try_from(devices)?, i64::try_from(rows)?);
@@ -944,7 +973,17 @@ fn tx_fill_sqlite(
     Ok(())
 }
 
-async fn pg_fill(url: &str, products: &[String], devices: u64, rows: u64) -> anyhow::Result<()> {
+/// [`sqlite_fill`] for the migrated PostgreSQL database at `url` (the sightings' indexes are
+/// dropped for the load and built once after it).
+///
+/// # Errors
+/// PostgreSQL fails, or a count does not fit an `i64`.
+pub async fn pg_fill(
+    url: &str,
+    products: &[String],
+    devices: u64,
+    rows: u64,
+) -> anyhow::Result<()> {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
     let driver = tokio::spawn(conn);
     let per = i64::try_from(per_device(devices, rows))?;

@@ -71,7 +71,7 @@ pub struct Facts {
     pub gateway: Vec<GatewayTotal>,
     /// The directory.
     pub people: Vec<Person>,
-    /// Last use per device owner and product (for idle subscriptions).
+    /// Last use per device owner and sanctioned product (for idle subscriptions).
     pub owner_use: Vec<OwnerUse>,
     /// Emails of device owners (lowercased).
     pub device_owners: BTreeSet<String>,
@@ -91,7 +91,7 @@ pub enum Purpose {
 
 /// Reads every fact for a period from the store: sightings matching `filter`, expense lines
 /// and gateway spend since `filter.since`, and for [`Purpose::Reconcile`] device owners and
-/// their last use of each product.
+/// their last use of each sanctioned product (only those can be idle subscriptions).
 ///
 /// # Errors
 /// A store read fails.
@@ -102,32 +102,46 @@ pub async fn gather<S: Store>(
     purpose: Purpose,
 ) -> Result<Facts, StoreError> {
     let since = filter.since;
-    let (sources, products) = store.usage(filter).await?;
-    let (device_owners, owner_use) = match purpose {
-        Purpose::Inventory => (BTreeSet::new(), Vec::new()),
-        Purpose::Reconcile => (
-            store
-                .devices()
-                .await?
-                .into_iter()
-                .filter_map(|d| d.device.owner_email.map(|e| e.to_lowercase()))
-                .collect(),
-            store.owner_last_use().await?,
-        ),
+    let reviews = store.reviews().await?;
+    let sanctioned: Vec<String> = reviews
+        .iter()
+        .filter(|r| status(Some(r)) == ProductStatus::Sanctioned)
+        .map(|r| r.product.clone())
+        .collect();
+    // The reads are independent, so they run at once: on PostgreSQL each on its own
+    // connection (a server process), on SQLite each on its own blocking thread, so that a
+    // report over millions of rows takes about its longest read, not their sum (issue 7).
+    let owners = async {
+        match purpose {
+            Purpose::Inventory => Ok::<_, StoreError>((BTreeSet::new(), Vec::new())),
+            Purpose::Reconcile => {
+                let (devices, owner_use) =
+                    tokio::try_join!(store.devices(), store.owner_last_use(sanctioned))?;
+                let owners = devices
+                    .into_iter()
+                    .filter_map(|d| d.device.owner_email.map(|e| e.to_lowercase()))
+                    .collect();
+                Ok((owners, owner_use))
+            }
+        }
     };
-    let expenses = store.expenses(since).await?;
-    let gateway = store.gateway_totals(since).await?;
     // The directory is only read to place expense payers in departments (the store places
     // gateway users): without expenses, a large directory is not worth reading.
-    let people = if expenses.is_empty() && purpose == Purpose::Inventory {
-        Vec::new()
-    } else {
-        store.people().await?
+    let expenses = async {
+        let expenses = store.expenses(since).await?;
+        let people = if expenses.is_empty() && purpose == Purpose::Inventory {
+            Vec::new()
+        } else {
+            store.people().await?
+        };
+        Ok::<_, StoreError>((expenses, people))
     };
+    let ((sources, products), (device_owners, owner_use), (expenses, people), gateway) =
+        tokio::try_join!(store.usage(filter), owners, expenses, store.gateway_totals(since))?;
     Ok(Facts {
         sources,
         products,
-        reviews: store.reviews().await?,
+        reviews,
         expenses,
         gateway,
         people,

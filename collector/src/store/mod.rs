@@ -243,7 +243,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Gateway spend at or after `since`, summed per product, provider, department (the end
     /// user's in the people directory, matched by lowercased email, else the gateway's team),
-    /// currency and UTC day; ordered by day, then the other keys.
+    /// currency and UTC day; ordered by day, then product (none first), provider, department
+    /// and currency.
     fn gateway_totals(
         &self,
         since: Option<i64>,
@@ -259,8 +260,13 @@ pub trait Store: Send + Sync + 'static {
     /// Every person, sorted by email.
     fn people(&self) -> impl Future<Output = Result<Vec<Person>, StoreError>> + Send;
 
-    /// Per device owner and product, the last time any of the owner's devices saw it.
-    fn owner_last_use(&self) -> impl Future<Output = Result<Vec<OwnerUse>, StoreError>> + Send;
+    /// Per device owner and product among `products`, the last time any of the owner's
+    /// devices saw it; ordered by owner, then product. (The reconciliation asks only about
+    /// sanctioned products: all of them would be a row per owner and product in use.)
+    fn owner_last_use(
+        &self,
+        products: Vec<String>,
+    ) -> impl Future<Output = Result<Vec<OwnerUse>, StoreError>> + Send;
 
     /// Sightings summed per device, product, kind and value, last seen at or after `since`;
     /// ordered by host id, product, kind, value.

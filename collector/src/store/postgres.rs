@@ -7,6 +7,8 @@
 //! Import chunks (expense lines, gateway spend) are `COPY`ed in binary into a per-connection
 //! temporary table and moved with one `INSERT ... SELECT ... ON CONFLICT DO NOTHING` in the
 //! same transaction, so duplicates are counted exactly and a chunk commits whole or not at all.
+//! A chunk of gateway spend whose keys are all new is `COPY`ed straight into its table
+//! instead (the unique key refuses any other, and that chunk takes the staging path).
 //! Connections are plain TCP (`NoTls`): run the database on the same host or a trusted
 //! network, or put a TLS tunnel in front.
 
@@ -183,6 +185,89 @@ const GATEWAY_STAGE: &str = "CREATE TEMPORARY TABLE IF NOT EXISTS aiscout_gatewa
         input_tokens BIGINT, output_tokens BIGINT, cost_nanos BIGINT, currency TEXT,
         product TEXT
     ) ON COMMIT DELETE ROWS";
+
+/// The gateway spend columns as [`copy_gateway`] writes them.
+const GATEWAY_COLUMNS: &str = "source, dedupe_key, file, line, period_start, provider, model,
+    team, end_user, api_key, tags, input_tokens, output_tokens, cost_nanos, currency, product";
+
+/// Copies a chunk of new gateway spend straight into the table (with `imported_at`).
+static GATEWAY_COPY_DIRECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("COPY gateway_spend ({GATEWAY_COLUMNS}, imported_at) FROM STDIN BINARY")
+});
+
+/// Copies a chunk into [`GATEWAY_STAGE`].
+static GATEWAY_COPY_STAGE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("COPY aiscout_gateway_stage ({GATEWAY_COLUMNS}) FROM STDIN BINARY")
+});
+
+/// Writes `rows` through the binary `COPY` statement `copy`, each followed by `imported_at`
+/// when given; returns the rows copied.
+///
+/// A first import takes `COPY` straight into `gateway_spend` (under a savepoint in
+/// [`PgStore::add_gateway_spend`]): `COPY` inserts rows in batches, where the staging path
+/// writes every row twice (into the temporary table, then through `INSERT ... SELECT`, one
+/// row at a time). `COPY` has no `ON CONFLICT`, so a chunk with any key already stored
+/// fails whole, and goes through the staging path instead (collector/BENCH-IMPORT.md).
+async fn copy_gateway(
+    tx: &deadpool_postgres::Transaction<'_>,
+    copy: &str,
+    rows: &[GatewaySpend],
+    imported_at: Option<i64>,
+) -> Result<u64, tokio_postgres::Error> {
+    let sink = tx.copy_in(copy).await?;
+    let mut types = vec![
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::INT8,
+        Type::INT8,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::INT8,
+        Type::INT8,
+        Type::INT8,
+        Type::TEXT,
+        Type::TEXT,
+    ];
+    if imported_at.is_some() {
+        types.push(Type::INT8);
+    }
+    let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
+    for g in rows {
+        let mut values: [&(dyn tokio_postgres::types::ToSql + Sync); 17] = [
+            &g.source,
+            &g.dedupe_key,
+            &g.file,
+            &g.line,
+            &g.period_start,
+            &g.provider,
+            &g.model,
+            &g.team,
+            &g.user,
+            &g.api_key,
+            &g.tags,
+            &g.input_tokens,
+            &g.output_tokens,
+            &g.cost_nanos,
+            &g.currency,
+            &g.product,
+            &0_i64,
+        ];
+        let width = match &imported_at {
+            Some(at) => {
+                values[16] = at;
+                17
+            }
+            None => 16,
+        };
+        writer.as_mut().write(values.get(..width).unwrap_or(&values)).await?;
+    }
+    writer.finish().await
+}
 
 /// Moves a staged chunk into its table, whose unique key is `(source, dedupe_key)`; returns
 /// the rows inserted. `insert` is `INSERT INTO table (...) SELECT ..., $1 FROM stage s`.
@@ -973,62 +1058,41 @@ impl Store for PgStore {
         rows: Vec<GatewaySpend>,
         now: i64,
     ) -> Result<ImportCounts, StoreError> {
-        if rows.is_empty() {
+        let Some(first) = rows.first() else {
             return Ok(ImportCounts::default());
-        }
+        };
         let mut client = self.client().await?;
         let mut tx = client.transaction().await?;
-        tx.batch_execute(GATEWAY_STAGE).await?;
-        let sink = tx
-            .copy_in(
-                "COPY aiscout_gateway_stage (source, dedupe_key, file, line, period_start,
-                    provider, model, team, end_user, api_key, tags, input_tokens,
-                    output_tokens, cost_nanos, currency, product) FROM STDIN BINARY",
+        // A chunk whose first key is stored is most likely a file imported before: straight to
+        // the staging path, which counts duplicates. Otherwise try the direct copy.
+        let stored: bool = tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM gateway_spend WHERE source = $1 AND dedupe_key = $2)",
+                &[&first.source, &first.dedupe_key],
             )
-            .await?;
-        let types = [
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::INT8,
-            Type::INT8,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::INT8,
-            Type::INT8,
-            Type::INT8,
-            Type::TEXT,
-            Type::TEXT,
-        ];
-        let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
-        for g in &rows {
-            writer
-                .as_mut()
-                .write(&[
-                    &g.source,
-                    &g.dedupe_key,
-                    &g.file,
-                    &g.line,
-                    &g.period_start,
-                    &g.provider,
-                    &g.model,
-                    &g.team,
-                    &g.user,
-                    &g.api_key,
-                    &g.tags,
-                    &g.input_tokens,
-                    &g.output_tokens,
-                    &g.cost_nanos,
-                    &g.currency,
-                    &g.product,
-                ])
-                .await?;
+            .await?
+            .try_get(0)?;
+        if !stored {
+            let savepoint = tx.savepoint("aiscout_copy_direct").await?;
+            match copy_gateway(&savepoint, &GATEWAY_COPY_DIRECT, &rows, Some(now)).await {
+                Ok(inserted) => {
+                    savepoint.commit().await?;
+                    tx.commit().await?;
+                    return Ok(counts(rows.len(), inserted));
+                }
+                // A key already stored or repeated in the chunk, or a deadlock with a
+                // concurrent chunk over a shared key: the staging path sorts it out.
+                Err(e)
+                    if e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+                        || e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED) =>
+                {
+                    savepoint.rollback().await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
-        writer.finish().await?;
+        tx.batch_execute(GATEWAY_STAGE).await?;
+        copy_gateway(&tx, &GATEWAY_COPY_STAGE, &rows, None).await?;
         let inserted = move_staged(
             &mut tx,
             "INSERT INTO gateway_spend (source, dedupe_key, file, line, period_start,
@@ -1057,7 +1121,7 @@ impl Store for PgStore {
                  FROM gateway_spend g LEFT JOIN people p ON p.email = lower(g.end_user)
                  WHERE ($1::bigint IS NULL OR g.period_start >= $1)
                  GROUP BY g.product, g.provider, dep, g.currency, day
-                 ORDER BY day, g.product, g.provider, dep, g.currency",
+                 ORDER BY day, g.product NULLS FIRST, g.provider, dep, g.currency",
                 &[&since],
             )
             .await?;
@@ -1128,17 +1192,21 @@ impl Store for PgStore {
             .collect()
     }
 
-    async fn owner_last_use(&self) -> Result<Vec<OwnerUse>, StoreError> {
+    async fn owner_last_use(&self, products: Vec<String>) -> Result<Vec<OwnerUse>, StoreError> {
+        if products.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut client = self.client().await?;
         fold(&mut client, false).await?;
         let rows = client
             .query(
                 "SELECT lower(d.owner_email), s.product, MAX(s.last_seen)
                  FROM usage_device s JOIN devices d ON d.id = s.device_id
-                 WHERE d.owner_email IS NOT NULL AND d.owner_email <> ''
+                 WHERE s.product = ANY($1)
+                   AND d.owner_email IS NOT NULL AND d.owner_email <> ''
                  GROUP BY lower(d.owner_email), s.product
                  ORDER BY 1, 2",
-                &[],
+                &[&products],
             )
             .await?;
         rows.iter()

@@ -6,6 +6,7 @@
 //! blocking thread. Writes start with `BEGIN IMMEDIATE`, so a writer takes the lock up front
 //! and waits under the busy timeout instead of failing on a read-to-write upgrade.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -518,6 +519,125 @@ fn fold_chunk(c: &mut Connection) -> Result<(u64, bool), StoreError> {
     Ok((u64::try_from(folded).unwrap_or(u64::MAX), more))
 }
 
+/// [`Store::gateway_totals`], summed here rather than by `GROUP BY`: SQLite has no hash
+/// aggregate, and sorting a million rows of spend (about one group per row when each user's
+/// day is a group) took longer than the 2 s a report may take (collector/BENCH-IMPORT.md).
+/// One scan reads the rows; the directory is read first, in the same snapshot, and looked up
+/// by the end user's email lowercased (ASCII only, as SQLite's `lower`). Sums saturate.
+fn gateway_totals(c: &mut Connection, since: Option<i64>) -> Result<Vec<GatewayTotal>, StoreError> {
+    /// Distinct strings as small numbers, so that a row's key is `Copy` and hashing it
+    /// allocates nothing; only a string not seen before is copied.
+    #[derive(Default)]
+    struct Names {
+        ids: HashMap<String, u32>,
+        names: Vec<String>,
+    }
+    impl Names {
+        fn id(&mut self, name: &str) -> u32 {
+            if let Some(&id) = self.ids.get(name) {
+                return id;
+            }
+            let id = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+            self.names.push(name.to_owned());
+            self.ids.insert(name.to_owned(), id);
+            id
+        }
+        fn name(&self, id: u32) -> String {
+            usize::try_from(id).ok().and_then(|i| self.names.get(i)).cloned().unwrap_or_default()
+        }
+    }
+    fn text<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> Result<Option<&'r str>, StoreError> {
+        let value = r.get_ref(i)?;
+        let text = value.as_str_or_null().map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(i, value.data_type(), Box::new(e))
+        })?;
+        Ok(text)
+    }
+    let required = |r: &rusqlite::Row<'_>, i: usize| -> Result<String, StoreError> {
+        Ok(text(r, i)?.unwrap_or_default().to_owned())
+    };
+    let tx = c.transaction()?;
+    let mut departments: HashMap<String, String> = HashMap::new();
+    {
+        let mut stmt = tx.prepare("SELECT email, department FROM people WHERE department <> ''")?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            departments.insert(required(r, 0)?, required(r, 1)?);
+        }
+    }
+    /// Product (0 = none, else 1 + its name's id), provider, department, currency, day.
+    type Key = (u32, u32, u32, u32, i64);
+    /// Cost, tokens, rows.
+    type Sums = (i64, i64, i64);
+    let mut names = Names::default();
+    let mut totals: HashMap<Key, Sums> = HashMap::new();
+    let mut lower = String::new();
+    {
+        let mut stmt = tx.prepare(
+            "SELECT product, provider, end_user, team, currency,
+                    period_start - (period_start % 86400), cost_nanos,
+                    input_tokens + output_tokens
+             FROM gateway_spend WHERE (?1 IS NULL OR period_start >= ?1)",
+        )?;
+        let mut rows = stmt.query([since])?;
+        while let Some(r) = rows.next()? {
+            let product = match text(r, 0)? {
+                Some(p) => names.id(p).saturating_add(1),
+                None => 0,
+            };
+            let provider = names.id(text(r, 1)?.unwrap_or_default());
+            let user = text(r, 2)?.unwrap_or_default();
+            let user = if user.bytes().any(|b| b.is_ascii_uppercase()) {
+                lower.clear();
+                lower.push_str(user);
+                lower.make_ascii_lowercase();
+                lower.as_str()
+            } else {
+                user
+            };
+            let department = match departments.get(user) {
+                Some(d) => names.id(d),
+                None => names.id(text(r, 3)?.unwrap_or_default()),
+            };
+            let currency = names.id(text(r, 4)?.unwrap_or_default());
+            let day: i64 = r.get(5)?;
+            let (cost, tokens): (i64, i64) = (r.get(6)?, r.get(7)?);
+            let sums = totals.entry((product, provider, department, currency, day)).or_default();
+            sums.0 = sums.0.saturating_add(cost);
+            sums.1 = sums.1.saturating_add(tokens);
+            sums.2 += 1;
+        }
+    }
+    tx.commit()?;
+    let mut out: Vec<GatewayTotal> = totals
+        .into_iter()
+        .map(|((product, provider, department, currency, day), (cost, tokens, rows))| {
+            GatewayTotal {
+                product: product.checked_sub(1).map(|p| names.name(p)),
+                provider: names.name(provider),
+                department: names.name(department),
+                currency: names.name(currency),
+                day,
+                cost_nanos: cost,
+                tokens,
+                rows,
+            }
+        })
+        .collect();
+    // The order of the SQL it replaces: day, product (none first), provider, department,
+    // currency, each string by its bytes (SQLite's BINARY collation).
+    out.sort_unstable_by(|a, b| {
+        (a.day, &a.product, &a.provider, &a.department, &a.currency).cmp(&(
+            b.day,
+            &b.product,
+            &b.provider,
+            &b.department,
+            &b.currency,
+        ))
+    });
+    Ok(out)
+}
+
 /// Reads a (product, kind, first seen, last seen, count, devices) row.
 fn read_source(r: &rusqlite::Row<'_>) -> rusqlite::Result<SourceUsage> {
     Ok(SourceUsage {
@@ -537,8 +657,7 @@ fn usage_from_rollups(
 ) -> Result<(Vec<SourceUsage>, Vec<ProductUsage>), StoreError> {
     let tx = c.transaction()?;
     let sources = query(&tx, &plan.sources, read_source)?;
-    let mut departments: std::collections::HashMap<String, Vec<String>> =
-        std::collections::HashMap::new();
+    let mut departments: HashMap<String, Vec<String>> = HashMap::new();
     let read_pair = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(String, String)> {
         Ok((r.get(0)?, r.get(1)?))
     };
@@ -1127,31 +1246,7 @@ impl Store for SqliteStore {
     }
 
     async fn gateway_totals(&self, since: Option<i64>) -> Result<Vec<GatewayTotal>, StoreError> {
-        self.with(move |c| {
-            let mut stmt = c.prepare(
-                "SELECT g.product, g.provider, COALESCE(NULLIF(p.department, ''), g.team) AS dep,
-                        g.currency, g.period_start - (g.period_start % 86400) AS day,
-                        SUM(g.cost_nanos), SUM(g.input_tokens + g.output_tokens), COUNT(*)
-                 FROM gateway_spend g LEFT JOIN people p ON p.email = lower(g.end_user)
-                 WHERE (?1 IS NULL OR g.period_start >= ?1)
-                 GROUP BY g.product, g.provider, dep, g.currency, day
-                 ORDER BY day, g.product, g.provider, dep, g.currency",
-            )?;
-            let rows = stmt.query_map([since], |r| {
-                Ok(GatewayTotal {
-                    product: r.get(0)?,
-                    provider: r.get(1)?,
-                    department: r.get(2)?,
-                    currency: r.get(3)?,
-                    day: r.get(4)?,
-                    cost_nanos: r.get(5)?,
-                    tokens: r.get(6)?,
-                    rows: r.get(7)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.with(move |c| gateway_totals(c, since)).await
     }
 
     async fn upsert_people(&self, people: Vec<Person>) -> Result<ImportCounts, StoreError> {
@@ -1203,17 +1298,24 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn owner_last_use(&self) -> Result<Vec<OwnerUse>, StoreError> {
+    async fn owner_last_use(&self, products: Vec<String>) -> Result<Vec<OwnerUse>, StoreError> {
+        if products.is_empty() {
+            return Ok(Vec::new());
+        }
         self.fold().await?;
-        self.with(|c| {
+        // The products go in as one JSON array, so the statement is the same for any number.
+        let products = serde_json::to_string(&products)
+            .map_err(|e| StoreError::Task(format!("products as JSON: {e}")))?;
+        self.with(move |c| {
             let mut stmt = c.prepare(
                 "SELECT lower(d.owner_email), s.product, MAX(s.last_seen)
                  FROM usage_device s JOIN devices d ON d.id = s.device_id
-                 WHERE d.owner_email IS NOT NULL AND d.owner_email <> ''
+                 WHERE s.product IN (SELECT value FROM json_each(?1))
+                   AND d.owner_email IS NOT NULL AND d.owner_email <> ''
                  GROUP BY lower(d.owner_email), s.product
                  ORDER BY 1, 2",
             )?;
-            let rows = stmt.query_map([], |r| {
+            let rows = stmt.query_map([products], |r| {
                 Ok(OwnerUse { owner_email: r.get(0)?, product: r.get(1)?, last_seen: r.get(2)? })
             })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)

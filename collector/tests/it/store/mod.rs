@@ -290,6 +290,63 @@ pub(crate) async fn gateway_spend_is_idempotent_and_summed_per_day(store: impl S
     assert_eq!(store.gateway_totals(Some(day + 86_400)).await.unwrap().len(), 1);
 }
 
+pub(crate) async fn gateway_chunk_with_some_keys_stored_counts_the_new_ones(store: impl Store) {
+    let day = 19_000 * 86_400;
+    let row = |key: &str| spend(key, Some("openai.api"), day, 1);
+    let first = store.add_gateway_spend(vec![row("id:a"), row("id:b")], 5).await.unwrap();
+    assert_eq!(first, ImportCounts { inserted: 2, duplicates: 0 });
+    // New first key, a stored key later, and a key repeated within the chunk.
+    let rows = vec![row("id:c"), row("id:a"), row("id:d"), row("id:d")];
+    let second = store.add_gateway_spend(rows, 6).await.unwrap();
+    assert_eq!(second, ImportCounts { inserted: 2, duplicates: 2 });
+    let totals = store.gateway_totals(None).await.unwrap();
+    assert_eq!(totals.iter().map(|t| t.rows).sum::<i64>(), 4);
+}
+
+pub(crate) async fn gateway_totals_place_users_by_directory_in_order(store: impl Store) {
+    let day = 19_000 * 86_400;
+    let person = |email: &str, department: &str| Person {
+        email: email.into(),
+        name: email.into(),
+        department: department.into(),
+        manager: None,
+    };
+    let people = vec![person("bob@example.com", "Research"), person("eve@example.com", "")];
+    store.upsert_people(people).await.unwrap();
+    let with = |key: &str, product: Option<&str>, at: i64, user: &str, team: &str| {
+        let mut g = spend(key, product, at, 1);
+        (g.user, g.team) = (user.into(), team.into());
+        g
+    };
+    let rows = vec![
+        // The directory's department, matched by the email lowercased.
+        with("id:1", Some("openai.api"), day + 86_400, "Bob@Example.com", "platform"),
+        with("id:2", Some("openai.api"), day + 86_400, "bob@example.com", "data"),
+        // An empty department, or a user not in the directory: the gateway's team.
+        with("id:3", Some("openai.api"), day + 5, "eve@example.com", "platform"),
+        with("id:4", Some("openai.api"), day + 6, "zed@example.com", "data"),
+        with("id:5", None, day + 7, "", "platform"),
+    ];
+    store.add_gateway_spend(rows, 5).await.unwrap();
+    let totals: Vec<_> = store
+        .gateway_totals(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.day, t.product, t.department, t.rows))
+        .collect();
+    let api = Some("openai.api".to_owned());
+    assert_eq!(
+        totals,
+        vec![
+            (day, None, "platform".to_owned(), 1),
+            (day, api.clone(), "data".to_owned(), 1),
+            (day, api.clone(), "platform".to_owned(), 1),
+            (day + 86_400, api, "Research".to_owned(), 2),
+        ]
+    );
+}
+
 pub(crate) async fn people_upsert_counts_changes_only(store: impl Store) {
     let ann = Person {
         email: "ann@example.com".into(),
@@ -313,7 +370,8 @@ pub(crate) async fn owner_last_use_joins_devices_to_sightings(store: impl Store)
     let d = store.enroll(device("h1", Some("Ann@Example.com")), [1; 32], 100).await.unwrap();
     let b = batch("b1", vec![sighting("openai.chatgpt", "chatgpt.com", "ann", 0, 5)]);
     store.ingest(d, b, 200).await.unwrap();
-    let uses = store.owner_last_use().await.unwrap();
+    assert!(store.owner_last_use(vec!["cursor.cursor".into()]).await.unwrap().is_empty());
+    let uses = store.owner_last_use(vec!["openai.chatgpt".into()]).await.unwrap();
     assert_eq!(uses.len(), 1);
     assert_eq!(uses[0].owner_email, "ann@example.com");
     assert_eq!(uses[0].last_seen, 10);
@@ -623,6 +681,8 @@ macro_rules! all_cases {
             expense_import_twice_counts_each_line_once,
             same_dedupe_key_from_two_sources_is_two_lines,
             gateway_spend_is_idempotent_and_summed_per_day,
+            gateway_totals_place_users_by_directory_in_order,
+            gateway_chunk_with_some_keys_stored_counts_the_new_ones,
             people_upsert_counts_changes_only,
             owner_last_use_joins_devices_to_sightings,
             rollups_agree_with_the_sightings,
