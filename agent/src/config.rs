@@ -427,6 +427,14 @@ pub fn validate(raw: RawConfig, o: Overrides) -> Result<Config, Vec<Problem>> {
     let rescan_interval =
         secs("rescan_interval_secs", raw.rescan_interval_secs, 86_400, 60, 30 * 86_400);
     let window = secs("window_secs", raw.window_secs, 3_600, 60, 86_400);
+    if let Some(v) = raw.window_secs.filter(|v| (60..=86_400).contains(v) && 86_400 % v != 0) {
+        // Windows are aligned to the epoch; one that divides a day never spans midnight UTC,
+        // which the collector's per-day rollups rely on.
+        problem(
+            "window_secs",
+            format!("{v} does not divide a day (86400 seconds); use e.g. 300, 900, 1800 or 3600"),
+        );
+    }
 
     problems.extend(secret_problems);
     if !problems.is_empty() {
@@ -475,6 +483,19 @@ mod tests {
                 "upload_interval_secs"
             ]
         );
+    }
+
+    #[test]
+    fn a_window_must_divide_a_day() {
+        let problems = |window: u64| {
+            let raw = parse(&format!("window_secs = {window}\n")).expect("parses");
+            let problems = validate(raw, Overrides::default()).expect_err("no collector");
+            problems.into_iter().filter(|p| p.key == "window_secs").collect::<Vec<_>>()
+        };
+        assert!(problems(900).is_empty());
+        let seven_hours = problems(25_200);
+        assert_eq!(seven_hours.len(), 1, "{seven_hours:?}");
+        assert!(seven_hours[0].message.contains("does not divide a day"), "{seven_hours:?}");
     }
 
     #[test]

@@ -398,7 +398,8 @@ pub fn plan(filter: &UsageFilter) -> Option<Plan> {
         return None;
     }
     let (sources, products) = match (filter.since, &filter.department) {
-        (Some(since), None) if since >= 0 && since % DAY == 0 => {
+        // Day 0 would also hold the last second of each negative day (division truncates).
+        (Some(since), None) if since > 0 && since % DAY == 0 => {
             let day = since / DAY;
             let products = match &filter.kind {
                 Some(k) => read(
@@ -439,4 +440,40 @@ pub fn sqlite(sql: &str) -> String {
         out = out.replace(&format!("${n}"), &format!("?{n}"));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(since: Option<i64>, until: Option<i64>, department: Option<&str>) -> UsageFilter {
+        UsageFilter {
+            since,
+            until,
+            department: department.map(str::to_owned),
+            ..UsageFilter::default()
+        }
+    }
+
+    #[test]
+    fn the_rollups_answer_all_time_and_since_a_midnight() {
+        let midnight = 20_089 * DAY;
+        let since = plan(&filter(Some(midnight), None, None)).expect("since a midnight");
+        assert_eq!(since.sources.sql, SOURCES_SINCE.as_str());
+        assert_eq!(since.products.args.last(), Some(&Arg::Int(20_089)));
+        assert_eq!(plan(&filter(None, None, None)).expect("all time").sources.sql, SOURCES);
+        let by_department = plan(&filter(None, None, Some("Sales"))).expect("department");
+        assert_eq!(by_department.sources.sql, SOURCES_OF_DEPARTMENT);
+    }
+
+    #[test]
+    fn other_time_bounds_read_the_sightings() {
+        let midnight = 20_089 * DAY;
+        assert!(plan(&filter(Some(midnight + 1), None, None)).is_none(), "inside a day");
+        assert!(plan(&filter(Some(midnight), Some(midnight + DAY), None)).is_none(), "until");
+        assert!(plan(&filter(None, Some(midnight), None)).is_none(), "until alone");
+        assert!(plan(&filter(Some(midnight), None, Some("Sales"))).is_none(), "with department");
+        assert!(plan(&filter(Some(0), None, None)).is_none(), "day 0");
+        assert!(plan(&filter(Some(-DAY), None, None)).is_none(), "before 1970");
+    }
 }

@@ -52,9 +52,14 @@ const POOL_SIZE: usize = 4;
 ///
 /// # Errors
 /// The file cannot be opened or the pragmas fail.
-#[allow(clippy::disallowed_methods)] // This is the one place that opens SQLite.
 pub fn open(path: &Path) -> Result<Connection, StoreError> {
-    let mut conn = Connection::open(path)?;
+    open_with(path, rusqlite::OpenFlags::default())
+}
+
+/// [`open`] with SQLite's open flags.
+#[allow(clippy::disallowed_methods)] // This is the one place that opens SQLite.
+fn open_with(path: &Path, flags: rusqlite::OpenFlags) -> Result<Connection, StoreError> {
+    let mut conn = Connection::open_with_flags(path, flags)?;
     // Instead of SQLite's busy timeout, whose sleeps grow to 100 ms, retry every millisecond:
     // a writer waiting for the lock takes it as soon as it is free.
     conn.busy_handler(Some(retry_busy))?;
@@ -112,7 +117,7 @@ const BACKLOG_MAX: usize = 20_000;
 /// connections that would wait on the file lock and each pay for their own commit.
 fn write_batches(path: &Path, mut jobs: mpsc::Receiver<Job>) {
     let mut conn: Option<Connection> = None;
-    let checkpoints = checkpointer(path);
+    let (checkpoints, checkpointing) = checkpointer(path).unzip();
     // Batches stored since the last fold.
     let mut backlog = 0_usize;
     while let Some(first) = jobs.blocking_recv() {
@@ -174,12 +179,18 @@ fn write_batches(path: &Path, mut jobs: mpsc::Receiver<Job>) {
         if !folds.is_empty() {
             // One fold answers every caller that asked for one.
             backlog = 0;
-            let outcome = fold(&mut c, !full, &jobs).map_err(|e| e.to_string());
+            let outcome =
+                fold(&mut c, !full, &jobs, checkpoints.as_ref()).map_err(|e| e.to_string());
             for done in folds {
                 let _unused = done.send(outcome.clone().map_err(StoreError::Task));
             }
         }
         conn = Some(c);
+    }
+    // The last checkpoint finishes before the writer is gone.
+    drop(checkpoints);
+    if let Some(thread) = checkpointing {
+        let _ended = thread.join();
     }
 }
 
@@ -192,6 +203,8 @@ fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     // A safety net only: the checkpointer normally keeps the log far below this.
     conn.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)?;
+    // The log file shrinks back to this after a checkpoint lets it start over.
+    conn.pragma_update(None, "journal_size_limit", WAL_KEEP_BYTES)?;
     Ok(conn)
 }
 
@@ -199,6 +212,8 @@ fn open_writer(path: &Path) -> Result<Connection, StoreError> {
 const WRITER_CACHE_KIB: i64 = -65_536;
 /// WAL pages after which the writer checkpoints by itself (about 160 MB).
 const WRITER_AUTOCHECKPOINT_PAGES: i64 = 40_000;
+/// Bytes of write-ahead log kept on disk once it has been checkpointed.
+const WAL_KEEP_BYTES: i64 = 64 << 20;
 /// Least time between two background checkpoints.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
@@ -206,14 +221,19 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// checkpoint, which never blocks the writer), so the writer does not pay for the copy and
 /// its fsyncs. Returns where to signal a commit; the thread ends when that is dropped. `None`
 /// when the thread cannot start (the writer's own auto-checkpoint then does the work).
-fn checkpointer(path: &Path) -> Option<std::sync::mpsc::SyncSender<()>> {
+fn checkpointer(
+    path: &Path,
+) -> Option<(std::sync::mpsc::SyncSender<()>, std::thread::JoinHandle<()>)> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
     let path = path.to_owned();
     let started = std::thread::Builder::new().name("sqlite-checkpoint".into()).spawn(move || {
         let mut conn = None;
         while rx.recv().is_ok() {
             if conn.is_none() {
-                conn = open(&path).ok();
+                // Never creates the file: a database removed under the store stays removed.
+                let flags =
+                    rusqlite::OpenFlags::default() - rusqlite::OpenFlags::SQLITE_OPEN_CREATE;
+                conn = open_with(&path, flags).ok();
             }
             if let Some(c) = &conn {
                 let result: rusqlite::Result<(i64, i64, i64)> =
@@ -228,7 +248,7 @@ fn checkpointer(path: &Path) -> Option<std::sync::mpsc::SyncSender<()>> {
             std::thread::sleep(CHECKPOINT_EVERY);
         }
     });
-    started.ok().map(|_| tx)
+    started.ok().map(|thread| (tx, thread))
 }
 
 /// Answers every caller with the error that failed their whole group.
@@ -473,11 +493,16 @@ fn fold(
     c: &mut Connection,
     background: bool,
     jobs: &mpsc::Receiver<Job>,
+    checkpoints: Option<&std::sync::mpsc::SyncSender<()>>,
 ) -> Result<u64, StoreError> {
     let mut total = 0_u64;
     loop {
         let (folded, more) = fold_chunk(c)?;
         total = total.saturating_add(folded);
+        if let Some(c) = checkpoints {
+            // Full: a checkpoint is already asked for.
+            let _unused = c.try_send(());
+        }
         if !more || (background && !jobs.is_empty()) {
             return Ok(total);
         }

@@ -397,7 +397,7 @@ async fn both_ways(store: &impl Store, filter: UsageFilter) {
 async fn both_ways_by_day(store: &impl Store, filter: UsageFilter) {
     both_ways(store, filter.clone()).await;
     if filter.department.is_none() {
-        for day in 0..4 {
+        for day in 1..4 {
             both_ways(store, UsageFilter { since: Some(day * 86_400), ..filter.clone() }).await;
         }
     }
@@ -440,8 +440,8 @@ pub(crate) async fn rollups_agree_with_the_sightings(store: impl Store + Clone) 
                 products[next(3)],
                 &format!("v{}", next(3)),
                 users[next(4)],
-                // Half-day windows: the sightings span three UTC days.
-                (next(5) as i64) * 43_200,
+                // Half-day windows from day 1: the sightings span three UTC days.
+                86_400 + (next(5) as i64) * 43_200,
                 1 + next(9) as i64,
             );
             s.kind = kinds[next(3)];
@@ -544,8 +544,9 @@ pub(crate) async fn large_folds_agree_with_the_sightings(store: impl Store) {
     };
     store.upsert_people((0..4).map(|i| person(i, "dept-a")).collect()).await.unwrap();
     let products = ["openai.chatgpt", "anthropic.claude", "cursor.editor"];
-    // 64 batches of 1,000 sightings, each a (product, user, day) of its own: 64,000 pending rows.
-    for b in 0..64_usize {
+    // 96 batches of 1,000 sightings, each a (product, user, day) of its own: after a fold of
+    // the first 32, a department change, then 64,000 pending rows.
+    for b in 0..96_usize {
         let sightings = (0..1_000_usize)
             .map(|i| {
                 let window = i64::try_from((b + i) % 3).unwrap() * 86_400;
@@ -553,7 +554,8 @@ pub(crate) async fn large_folds_agree_with_the_sightings(store: impl Store) {
             })
             .collect();
         store.ingest(devices[b % 4], batch(&format!("big-{b}"), sightings), 1_000).await.unwrap();
-        if b == 40 {
+        if b == 31 {
+            store.fold().await.unwrap();
             store.upsert_people(vec![person(1, "dept-b")]).await.unwrap();
         }
     }
@@ -564,7 +566,7 @@ pub(crate) async fn large_folds_agree_with_the_sightings(store: impl Store) {
     }
     let (_, products) = store.usage(UsageFilter::default()).await.unwrap();
     let users: i64 = products.iter().map(|p| p.users).sum();
-    assert_eq!(users, 64_000, "every user of every product counted once: {products:?}");
+    assert_eq!(users, 96_000, "every user of every product counted once: {products:?}");
 }
 
 pub(crate) async fn rollup_departments_follow_people_and_owners(store: impl Store) {
