@@ -83,17 +83,6 @@ fn read_fixture(path: &Path) -> (u32, u32, Vec<Rec>) {
     (word(16), word(20), recs)
 }
 
-fn fixtures() -> Vec<PathBuf> {
-    let mut files: Vec<_> = std::fs::read_dir(data_dir().join("pcap"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "pcap" || e == "pcapng"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty());
-    files
-}
-
 /// Replays `path` with `--all --json` through both readers and asserts the output and every
 /// counter are the same.
 fn assert_replays_alike(path: &Path) -> usize {
@@ -144,7 +133,7 @@ const LE: Form = Form { big_endian: false, nanos: false };
 #[test]
 fn every_fixture_replays_the_same_with_our_reader_and_libpcap() {
     let mut lines = 0;
-    for path in fixtures() {
+    for path in pcap_fixtures() {
         assert_eq!(
             FileSource::open(&path).unwrap().is_classic(),
             path.extension().is_some_and(|e| e == "pcap"),
@@ -159,7 +148,7 @@ fn every_fixture_replays_the_same_with_our_reader_and_libpcap() {
 #[test]
 fn all_four_magic_forms_replay_like_libpcap_and_like_the_original() {
     let dir = tempfile::tempdir().unwrap();
-    for path in fixtures().iter().filter(|p| p.extension().is_some_and(|e| e == "pcap")) {
+    for path in pcap_fixtures().iter().filter(|p| p.extension().is_some_and(|e| e == "pcap")) {
         let (original, _) = replay_file_with(path, true, FileReader::Libpcap);
         let (snaplen, link, recs) = read_fixture(path);
         for form in FORMS {

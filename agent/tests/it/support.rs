@@ -20,6 +20,18 @@ pub(crate) fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
 }
 
+/// The real-client capture fixtures (`tests/data/pcap/*.pcap` and `*.pcapng`), sorted.
+pub(crate) fn pcap_fixtures() -> Vec<PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(data_dir().join("pcap"))
+        .expect("fixture folder")
+        .map(|e| e.expect("fixture entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pcap" || e == "pcapng"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no capture fixtures");
+    files
+}
+
 pub(crate) fn matcher() -> Matcher {
     Matcher::builtin().expect("built-in catalog loads")
 }

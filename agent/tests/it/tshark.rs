@@ -29,14 +29,7 @@ fn extraction_agrees_with_tshark_on_every_fixture() {
         println!("tshark not installed: skipping the tshark comparison");
         return;
     }
-    let mut files: Vec<_> = std::fs::read_dir(data_dir().join("pcap"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "pcap" || e == "pcapng"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty());
-    for path in files {
+    for path in pcap_fixtures() {
         let (records, _) = replay_file(&path, true);
         let ours = |kinds: &[&str]| -> BTreeSet<String> {
             records
