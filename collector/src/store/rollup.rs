@@ -55,11 +55,11 @@ CREATE TEMP TABLE IF NOT EXISTS fold_dku (department TEXT, product TEXT, kind TE
 CREATE TEMP TABLE IF NOT EXISTS fold_du (department TEXT, product TEXT, os_user TEXT) {keep};
 ";
 
-/// [`FOLD_TABLES`] for PostgreSQL.
+/// The fold's temporary tables for PostgreSQL (emptied on commit).
 pub static FOLD_TABLES_POSTGRES: LazyLock<String> =
     LazyLock::new(|| FOLD_TABLES.replace("{keep}", "ON COMMIT DELETE ROWS"));
 
-/// [`FOLD_TABLES`] for SQLite, emptied before use.
+/// The fold's temporary tables for SQLite, emptied before use.
 pub static FOLD_TABLES_SQLITE: LazyLock<String> =
     LazyLock::new(|| format!("{}\n{CLEAR_FOLD_TABLES}", FOLD_TABLES.replace("{keep}", "")));
 
@@ -375,7 +375,7 @@ pub struct Read {
 }
 
 /// The three reads that answer a usage filter from the rollups, in one snapshot: sources
-/// (rows as in [`SOURCES`]), each product's departments, and products (product, devices,
+/// (product, kind, first seen, last seen, count, devices), each product's departments, and products (product, devices,
 /// users).
 #[derive(Clone, Debug)]
 pub struct Plan {

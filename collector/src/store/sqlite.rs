@@ -172,10 +172,7 @@ fn write_batches(path: &Path, mut jobs: mpsc::Receiver<Job>) {
                 Err(e) => fail_all(answers, &e),
             }
         }
-        if let Some(c) = &checkpoints {
-            // Full: a checkpoint is already asked for.
-            let _unused = c.try_send(());
-        }
+        ask_checkpoint(checkpoints.as_ref());
         if !folds.is_empty() {
             // One fold answers every caller that asked for one.
             backlog = 0;
@@ -191,6 +188,14 @@ fn write_batches(path: &Path, mut jobs: mpsc::Receiver<Job>) {
     drop(checkpoints);
     if let Some(thread) = checkpointing {
         let _ended = thread.join();
+    }
+}
+
+/// Asks the [`checkpointer`] for a checkpoint after a commit.
+fn ask_checkpoint(checkpoints: Option<&std::sync::mpsc::SyncSender<()>>) {
+    if let Some(c) = checkpoints {
+        // Full: a checkpoint is already asked for.
+        let _unused = c.try_send(());
     }
 }
 
@@ -499,10 +504,7 @@ fn fold(
     loop {
         let (folded, more) = fold_chunk(c)?;
         total = total.saturating_add(folded);
-        if let Some(c) = checkpoints {
-            // Full: a checkpoint is already asked for.
-            let _unused = c.try_send(());
-        }
+        ask_checkpoint(checkpoints);
         if !more || (background && !jobs.is_empty()) {
             return Ok(total);
         }
