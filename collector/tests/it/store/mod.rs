@@ -311,7 +311,12 @@ pub(crate) async fn gateway_totals_place_users_by_directory_in_order(store: impl
         department: department.into(),
         manager: None,
     };
-    let people = vec![person("bob@example.com", "Research"), person("eve@example.com", "")];
+    // As the people import leaves them: ASCII letters lowercased, others as given.
+    let people = vec![
+        person("bob@example.com", "Research"),
+        person("eve@example.com", ""),
+        person("Åsa@example.com", "Legal"),
+    ];
     store.upsert_people(people).await.unwrap();
     let with = |key: &str, product: Option<&str>, at: i64, user: &str, team: &str| {
         let mut g = spend(key, product, at, 1);
@@ -326,6 +331,8 @@ pub(crate) async fn gateway_totals_place_users_by_directory_in_order(store: impl
         with("id:3", Some("openai.api"), day + 5, "eve@example.com", "platform"),
         with("id:4", Some("openai.api"), day + 6, "zed@example.com", "data"),
         with("id:5", None, day + 7, "", "platform"),
+        // Lowercased the same way on both backends: only the ASCII letters.
+        with("id:6", Some("openai.api"), day + 2 * 86_400, "ÅSA@EXAMPLE.COM", "data"),
     ];
     store.add_gateway_spend(rows, 5).await.unwrap();
     let totals: Vec<_> = store
@@ -342,7 +349,8 @@ pub(crate) async fn gateway_totals_place_users_by_directory_in_order(store: impl
             (day, None, "platform".to_owned(), 1),
             (day, api.clone(), "data".to_owned(), 1),
             (day, api.clone(), "platform".to_owned(), 1),
-            (day + 86_400, api, "Research".to_owned(), 2),
+            (day + 86_400, api.clone(), "Research".to_owned(), 2),
+            (day + 2 * 86_400, api, "Legal".to_owned(), 1),
         ]
     );
 }
