@@ -441,18 +441,16 @@ async fn query(
     tx: &deadpool_postgres::Transaction<'_>,
     read: &rollup::Read,
 ) -> Result<Vec<Row>, StoreError> {
-    let args: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> = read
+    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = read
         .args
         .iter()
-        .map(|a| -> Box<dyn tokio_postgres::types::ToSql + Sync + Send> {
+        .map(|a| -> &(dyn tokio_postgres::types::ToSql + Sync) {
             match a {
-                rollup::Arg::Text(t) => Box::new(t.clone()),
-                rollup::Arg::Int(i) => Box::new(*i),
+                rollup::Arg::Text(t) => t,
+                rollup::Arg::Int(i) => i,
             }
         })
         .collect();
-    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-        args.iter().map(|a| &**a as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
     Ok(tx.query(read.sql, &refs).await?)
 }
 

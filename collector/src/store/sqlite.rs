@@ -710,14 +710,12 @@ fn query<T>(
     read: &rollup::Read,
     row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
 ) -> Result<Vec<T>, StoreError> {
-    let args: Vec<rusqlite::types::Value> = read
-        .args
-        .iter()
-        .map(|a| match a {
-            rollup::Arg::Text(t) => t.clone().map_or(rusqlite::types::Value::Null, Into::into),
-            rollup::Arg::Int(i) => (*i).into(),
-        })
-        .collect();
+    let args = read.args.iter().map(|a| -> &dyn rusqlite::ToSql {
+        match a {
+            rollup::Arg::Text(t) => t,
+            rollup::Arg::Int(i) => i,
+        }
+    });
     let mut stmt = c.prepare_cached(&rollup::sqlite(read.sql))?;
     let rows = stmt.query_map(rusqlite::params_from_iter(args), row)?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
