@@ -171,8 +171,12 @@ async fn run<S: Store>(store: S, dir: &Path, rows: u64) {
     let sanctioned: Vec<String> =
         AI.iter().take(3).map(|(d, _)| index.merchant(d).unwrap().product.id.clone()).collect();
     for product in &sanctioned {
-        let (review, audit) =
-            review::decide(product, ReviewStatus::Sanctioned, String::new(), "bench", now);
+        let (review, audit) = review::decide(
+            product,
+            review::Decision::new(ReviewStatus::Sanctioned, String::new()),
+            "bench",
+            now,
+        );
         store.set_review(review, audit).await.unwrap();
     }
     let t = Instant::now();

@@ -189,6 +189,8 @@ pub enum Role {
     Procurement,
     /// Read and review.
     Security,
+    /// Read only, and no imports: sees the console without changing anything.
+    Viewer,
 }
 
 impl Role {
@@ -198,8 +200,12 @@ impl Role {
             Role::Admin => "admin",
             Role::Procurement => "procurement",
             Role::Security => "security",
+            Role::Viewer => "viewer",
         }
     }
+
+    /// Every role, in the order the console lists them.
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Security, Role::Procurement, Role::Viewer];
 
     /// Whether this role may set review decisions.
     pub fn may_review(self) -> bool {
@@ -215,7 +221,10 @@ impl FromStr for Role {
             "admin" => Ok(Role::Admin),
             "procurement" => Ok(Role::Procurement),
             "security" => Ok(Role::Security),
-            other => Err(format!("unknown role {other:?} (admin, security or procurement)")),
+            "viewer" => Ok(Role::Viewer),
+            other => {
+                Err(format!("unknown role {other:?} (admin, security, procurement or viewer)"))
+            }
         }
     }
 }
@@ -252,6 +261,13 @@ pub struct Review {
     pub reviewed_by: String,
     /// When.
     pub reviewed_at: i64,
+    /// The person accountable for the product in the business (an email or a name), `""`
+    /// when none was given.
+    pub business_owner: String,
+    /// The sanctioned product to use instead (a catalog id or free text), `""` when none.
+    pub alternative: String,
+    /// When the subscription renews, Unix seconds of a UTC midnight.
+    pub renewal: Option<i64>,
 }
 
 /// One audit log entry to append: who did what to which subject, before and after (JSON).
@@ -505,4 +521,83 @@ pub struct DeviceSighting {
     pub last_seen: i64,
     /// Count.
     pub count: i64,
+}
+
+/// A signed-in console session as stored (keyed by the SHA-256 of its cookie value, which is
+/// never stored).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    /// Who: the API token's name, or the OpenID Connect subject's email (or `sub`). This is
+    /// the actor of every audit entry the session writes.
+    pub actor: String,
+    /// The role the session acts with.
+    pub role: Role,
+    /// How it signed in: `token` or `oidc`.
+    pub method: String,
+    /// The token it signed in with (its name), so that revoking the token ends the session.
+    pub token: Option<String>,
+    /// The CSRF token every state-changing form of this session must carry.
+    pub csrf: String,
+    /// Sign-in time.
+    pub created_at: i64,
+    /// Last request (idle expiry counts from here).
+    pub last_seen: i64,
+    /// Absolute expiry.
+    pub expires_at: i64,
+}
+
+/// Which audit entries to read, newest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Exact actor.
+    pub actor: Option<String>,
+    /// Exact subject (a product id, a token name).
+    pub subject: Option<String>,
+    /// At or after.
+    pub since: Option<i64>,
+    /// At or before.
+    pub until: Option<i64>,
+    /// Only entries with an id below this one (the next page).
+    pub before_id: Option<i64>,
+    /// At most this many.
+    pub limit: i64,
+}
+
+/// One import as the history shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImportRun {
+    /// When it finished.
+    pub at: i64,
+    /// Who: a token name, a session's actor, `cli` or `drop`.
+    pub actor: String,
+    /// `expenses`, `gateway` or `people`.
+    pub kind: String,
+    /// The file's name.
+    pub file: String,
+    /// The format it was read as.
+    pub format: String,
+    /// Data rows read.
+    pub rows: i64,
+    /// Rows stored.
+    pub stored: i64,
+    /// Rows already present.
+    pub duplicates: i64,
+    /// Rows refused.
+    pub errors: i64,
+}
+
+/// One person's AI use across endpoint, card and gateway, as the people page lists it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PersonUsage {
+    /// Email, lowercased.
+    pub email: String,
+    /// Products seen on the devices this person owns, sorted.
+    pub products: Vec<String>,
+    /// Expense spend paid by this person, per currency (minor units), sorted by currency.
+    pub expense_minor: Vec<(String, i64)>,
+    /// Gateway spend with this person as the end user, per currency (billionths of the major
+    /// unit), sorted by currency.
+    pub gateway_nanos: Vec<(String, i64)>,
+    /// Last time any of it happened.
+    pub last_activity: i64,
 }

@@ -16,8 +16,38 @@ pub const CLI_ACTOR: &str = "cli";
 
 fn review_json(r: &Review) -> String {
     json!({ "status": r.status, "note": r.note, "reviewed_by": r.reviewed_by,
-            "reviewed_at": r.reviewed_at })
+            "reviewed_at": r.reviewed_at, "business_owner": r.business_owner,
+            "alternative": r.alternative, "renewal": r.renewal })
     .to_string()
+}
+
+/// What a reviewer decides about a product: the same whether it comes from the API or a
+/// console form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// The new status.
+    pub status: ReviewStatus,
+    /// The justification.
+    pub note: String,
+    /// Who in the business is accountable for it, `""` for nobody.
+    pub business_owner: String,
+    /// The sanctioned product to use instead, `""` for none.
+    pub alternative: String,
+    /// When the subscription renews (Unix seconds of a UTC midnight).
+    pub renewal: Option<i64>,
+}
+
+impl Decision {
+    /// A decision with only a status and a note.
+    pub fn new(status: ReviewStatus, note: String) -> Self {
+        Decision {
+            status,
+            note,
+            business_owner: String::new(),
+            alternative: String::new(),
+            renewal: None,
+        }
+    }
 }
 
 fn token_json(t: &Token) -> String {
@@ -29,17 +59,19 @@ fn token_json(t: &Token) -> String {
 /// A review decision and the builder of its audit record.
 pub fn decide(
     product: &str,
-    status: ReviewStatus,
-    note: String,
+    decision: Decision,
     actor: &str,
     now: i64,
 ) -> (Review, AuditFn<Review>) {
     let review = Review {
         product: product.to_owned(),
-        status: status.as_str().to_owned(),
-        note,
+        status: decision.status.as_str().to_owned(),
+        note: decision.note,
         reviewed_by: actor.to_owned(),
         reviewed_at: now,
+        business_owner: decision.business_owner,
+        alternative: decision.alternative,
+        renewal: decision.renewal,
     };
     let after = review_json(&review);
     let (actor, subject) = (actor.to_owned(), product.to_owned());
@@ -52,6 +84,36 @@ pub fn decide(
         after: Some(after),
     });
     (review, audit)
+}
+
+/// A `YYYY-MM-DD` date as Unix seconds of its UTC midnight; `None` when it is not a date.
+pub fn parse_day(date: &str) -> Option<i64> {
+    let mut parts = date.splitn(3, '-');
+    let (y, m, d) = (parts.next()?, parts.next()?, parts.next()?);
+    let day =
+        crate::ingest::parse::days_from_civil(y.parse().ok()?, m.parse().ok()?, d.parse().ok()?)?;
+    day.checked_mul(crate::ingest::parse::DAY_SECS)
+}
+
+/// Unix seconds as the `YYYY-MM-DD` of their UTC day.
+pub fn format_day(secs: i64) -> String {
+    let (y, m, d) =
+        crate::ingest::parse::civil_from_days(secs.div_euclid(crate::ingest::parse::DAY_SECS));
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// A stored review as the API answers it; `None` for a status this build does not know.
+pub fn to_wire(r: Review) -> Option<aiscout_wire::Review> {
+    Some(aiscout_wire::Review {
+        status: ReviewStatus::parse(&r.status)?,
+        product: r.product,
+        note: r.note,
+        reviewed_by: r.reviewed_by,
+        reviewed_at: r.reviewed_at,
+        business_owner: r.business_owner,
+        alternative: r.alternative,
+        renewal: r.renewal.map(format_day),
+    })
 }
 
 /// The audit record of a token creation.

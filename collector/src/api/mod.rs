@@ -539,17 +539,26 @@ async fn set_review<S: Store>(
     }
     known_product(&state, &id)?;
     let req: ReviewRequest = aiscout_wire::decode(&body?)?;
-    let (decision, audit) =
-        review::decide(&id, req.status, req.note, &token.name, crate::store::now());
-    let answer = aiscout_wire::Review {
-        product: decision.product.clone(),
-        status: req.status,
-        note: decision.note.clone(),
-        reviewed_by: decision.reviewed_by.clone(),
-        reviewed_at: decision.reviewed_at,
+    let renewal = match req.renewal.as_deref() {
+        None | Some("") => None,
+        Some(d) => Some(review::parse_day(d).ok_or_else(|| ApiError::BadRequest {
+            field: Some("renewal".into()),
+            message: format!("renewal: {d:?} is not a date"),
+        })?),
     };
+    let status = req.status;
+    let chosen = review::Decision {
+        status,
+        note: req.note,
+        business_owner: req.business_owner,
+        alternative: req.alternative,
+        renewal,
+    };
+    let (decision, audit) = review::decide(&id, chosen, &token.name, crate::store::now());
+    let answer = review::to_wire(decision.clone())
+        .ok_or_else(|| ApiError::Store(StoreError::Task("unknown review status".into())))?;
     timed(&state, state.store.set_review(decision, audit)).await?;
-    tracing::info!(product = %id, status = req.status.as_str(), "Product reviewed.");
+    tracing::info!(product = %id, status = status.as_str(), "Product reviewed.");
     Ok(Json(answer))
 }
 

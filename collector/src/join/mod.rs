@@ -357,15 +357,7 @@ pub fn product_detail(
         name,
         category,
         status: status(review.as_ref()),
-        review: review.and_then(|r| {
-            Some(aiscout_wire::Review {
-                status: ReviewStatus::parse(&r.status)?,
-                product: r.product,
-                note: r.note,
-                reviewed_by: r.reviewed_by,
-                reviewed_at: r.reviewed_at,
-            })
-        }),
+        review: review.and_then(crate::review::to_wire),
         sources: sources
             .into_iter()
             .map(|s| SourceSummary {

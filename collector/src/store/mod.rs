@@ -29,9 +29,10 @@
 use std::future::Future;
 
 use crate::model::{
-    AuditEntry, AuditRecord, Batch, Device, DeviceId, DeviceSighting, DeviceSummary, DeviceUsage,
-    ExpenseLine, GatewaySpend, GatewayTotal, Health, ImportCounts, IngestOutcome, OwnerUse, Person,
-    ProductUsage, Review, SourceUsage, Token, UsageFilter,
+    AuditEntry, AuditFilter, AuditRecord, Batch, Device, DeviceId, DeviceSighting, DeviceSummary,
+    DeviceUsage, ExpenseLine, GatewaySpend, GatewayTotal, Health, ImportCounts, ImportRun,
+    IngestOutcome, OwnerUse, Person, PersonUsage, ProductUsage, Review, Session, SourceUsage,
+    Token, UsageFilter,
 };
 
 pub mod postgres;
@@ -281,6 +282,135 @@ pub trait Store: Send + Sync + 'static {
         after: i64,
         limit: i64,
     ) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send;
+
+    /// Starts a console session (stored by the hash of its cookie value) and appends its
+    /// audit record (`session.login`), in one transaction.
+    fn create_session(
+        &self,
+        hash: CredentialHash,
+        session: Session,
+        audit: AuditRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = (hash, session, audit);
+        async { Err(StoreError::Task("create_session: not yet implemented".into())) }
+    }
+
+    /// The session with this hash, unless its absolute expiry is at or before `now` or the
+    /// token it signed in with is revoked or gone.
+    fn session(
+        &self,
+        hash: CredentialHash,
+        now: i64,
+    ) -> impl Future<Output = Result<Option<Session>, StoreError>> + Send {
+        let _ = (hash, now);
+        async { Err(StoreError::Task("session: not yet implemented".into())) }
+    }
+
+    /// Records a request of the session at `now` (idle expiry counts from the last one).
+    fn touch_session(
+        &self,
+        hash: CredentialHash,
+        now: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = (hash, now);
+        async { Err(StoreError::Task("touch_session: not yet implemented".into())) }
+    }
+
+    /// Ends a session and appends `audit` (`session.logout`) when given, in one transaction;
+    /// returns whether there was a session to end (no audit record is written otherwise).
+    fn end_session(
+        &self,
+        hash: CredentialHash,
+        audit: Option<AuditRecord>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        let _ = (hash, audit);
+        async { Err(StoreError::Task("end_session: not yet implemented".into())) }
+    }
+
+    /// Deletes sessions whose absolute expiry is at or before `now` or whose last request was
+    /// before `idle_before`; returns how many.
+    fn purge_sessions(
+        &self,
+        now: i64,
+        idle_before: i64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        let _ = (now, idle_before);
+        async { Err(StoreError::Task("purge_sessions: not yet implemented".into())) }
+    }
+
+    /// Audit entries matching `filter`, newest first (highest id first).
+    fn audit_query(
+        &self,
+        filter: AuditFilter,
+    ) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send {
+        let _ = filter;
+        async { Err(StoreError::Task("audit_query: not yet implemented".into())) }
+    }
+
+    /// Appends one import to the history.
+    fn record_import(&self, run: ImportRun) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = run;
+        async { Err(StoreError::Task("record_import: not yet implemented".into())) }
+    }
+
+    /// The last `limit` imports, newest first.
+    fn import_runs(
+        &self,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<ImportRun>, StoreError>> + Send {
+        let _ = limit;
+        async { Err(StoreError::Task("import_runs: not yet implemented".into())) }
+    }
+
+    /// One device by host id, with its last heartbeat.
+    fn device(
+        &self,
+        host_id: String,
+    ) -> impl Future<Output = Result<Option<DeviceSummary>, StoreError>> + Send {
+        let _ = host_id;
+        async { Err(StoreError::Task("device: not yet implemented".into())) }
+    }
+
+    /// One device's sightings summed per product, kind and value; ordered by product, kind,
+    /// value.
+    fn device_products(
+        &self,
+        host_id: String,
+    ) -> impl Future<Output = Result<Vec<DeviceSighting>, StoreError>> + Send {
+        let _ = host_id;
+        async { Err(StoreError::Task("device_products: not yet implemented".into())) }
+    }
+
+    /// Per person (lowercased email): products seen on devices they own, expense spend they
+    /// paid, gateway spend with them as end user; every person with any of it (or only
+    /// `email`), sorted by email.
+    fn person_usage(
+        &self,
+        email: Option<String>,
+    ) -> impl Future<Output = Result<Vec<PersonUsage>, StoreError>> + Send {
+        let _ = email;
+        async { Err(StoreError::Task("person_usage: not yet implemented".into())) }
+    }
+
+    /// Replaces the enroll secret (stored as its hash) and appends its audit record
+    /// (`enroll_secret.rotate`), in one transaction. From then on only this secret enrolls.
+    fn rotate_enroll_secret(
+        &self,
+        hash: CredentialHash,
+        now: i64,
+        audit: AuditRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = (hash, now, audit);
+        async { Err(StoreError::Task("rotate_enroll_secret: not yet implemented".into())) }
+    }
+
+    /// The hash of the enroll secret set by the last rotation, and when; `None` before the
+    /// first rotation (then the configured secret enrolls).
+    fn enroll_secret(
+        &self,
+    ) -> impl Future<Output = Result<Option<(CredentialHash, i64)>, StoreError>> + Send {
+        async { Err(StoreError::Task("enroll_secret: not yet implemented".into())) }
+    }
 }
 
 /// Parses the stored role name.

@@ -141,6 +141,9 @@ fn read_review(r: &Row) -> Result<Review, StoreError> {
         note: r.try_get(2)?,
         reviewed_by: r.try_get(3)?,
         reviewed_at: r.try_get(4)?,
+        business_owner: String::new(),
+        alternative: String::new(),
+        renewal: None,
     })
 }
 

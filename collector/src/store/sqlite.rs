@@ -403,6 +403,9 @@ fn read_review(r: &rusqlite::Row<'_>) -> rusqlite::Result<Review> {
         note: r.get(2)?,
         reviewed_by: r.get(3)?,
         reviewed_at: r.get(4)?,
+        business_owner: String::new(),
+        alternative: String::new(),
+        renewal: None,
     })
 }
 

@@ -128,7 +128,8 @@ async fn load(store: &impl Store) {
         ("openai.chatgpt", ReviewStatus::Sanctioned),
         ("midjourney.midjourney", ReviewStatus::Blocked),
     ] {
-        let (r, audit) = review::decide(product, status, "sample".into(), "cli", NOV_15);
+        let (r, audit) =
+            review::decide(product, review::Decision::new(status, "sample".into()), "cli", NOV_15);
         store.set_review(r, audit).await.unwrap();
     }
 }

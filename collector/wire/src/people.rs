@@ -327,6 +327,15 @@ pub struct ReviewRequest {
     /// Why, for the audit log.
     #[serde(default)]
     pub note: String,
+    /// Who in the business is accountable for the product (an email or a name).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub business_owner: String,
+    /// The sanctioned product to use instead (a catalog id or free text).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub alternative: String,
+    /// When the subscription renews, `YYYY-MM-DD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal: Option<String>,
 }
 
 /// A product's current review.
@@ -338,10 +347,19 @@ pub struct Review {
     pub status: ReviewStatus,
     /// Why.
     pub note: String,
-    /// The name of the API token that decided.
+    /// The name of the API token (or the signed-in person) that decided.
     pub reviewed_by: String,
     /// When.
     pub reviewed_at: i64,
+    /// Who in the business is accountable for the product.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub business_owner: String,
+    /// The sanctioned product to use instead.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub alternative: String,
+    /// When the subscription renews, `YYYY-MM-DD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal: Option<String>,
 }
 
 /// One append-only audit log entry.

@@ -229,7 +229,20 @@ impl Validate for Heartbeat {
 
 impl Validate for ReviewRequest {
     fn validate(&self) -> Result<(), ValidationError> {
-        text("note", &self.note, MAX_NOTE_LEN)
+        text("note", &self.note, MAX_NOTE_LEN)?;
+        text("business_owner", &self.business_owner, MAX_NAME_LEN)?;
+        text("alternative", &self.alternative, MAX_NAME_LEN)?;
+        if let Some(date) = &self.renewal {
+            let b = date.as_bytes();
+            let shape = b.len() == 10
+                && b.iter()
+                    .enumerate()
+                    .all(|(i, c)| if i == 4 || i == 7 { *c == b'-' } else { c.is_ascii_digit() });
+            if !shape {
+                return Err(ValidationError::new("renewal", "not a date (YYYY-MM-DD)"));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -160,11 +160,19 @@ pub(crate) async fn heartbeat_is_listed_with_the_device(store: impl Store) {
 }
 
 pub(crate) async fn review_change_is_audited_with_before_and_after(store: impl Store) {
-    let (r, audit) =
-        review::decide("openai.chatgpt", ReviewStatus::UnderReview, "check".into(), "sec", 10);
+    let (r, audit) = review::decide(
+        "openai.chatgpt",
+        review::Decision::new(ReviewStatus::UnderReview, "check".into()),
+        "sec",
+        10,
+    );
     assert_eq!(store.set_review(r, audit).await.unwrap(), None);
-    let (r, audit) =
-        review::decide("openai.chatgpt", ReviewStatus::Sanctioned, "ok".into(), "sec", 20);
+    let (r, audit) = review::decide(
+        "openai.chatgpt",
+        review::Decision::new(ReviewStatus::Sanctioned, "ok".into()),
+        "sec",
+        20,
+    );
     let before = store.set_review(r, audit).await.unwrap().unwrap();
     assert_eq!(before.status, "under_review");
     let current = store.review("openai.chatgpt".into()).await.unwrap().unwrap();
