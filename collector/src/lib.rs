@@ -3,6 +3,8 @@
 //! Module map (write path `api -> ingest -> store`; read path `api -> report -> join -> store`):
 //! - [`api`]: routing, TLS, node-key and API-token auth, body caps, rate limits, the one
 //!   mapping from errors to HTTP answers. The only module that knows HTTP.
+//! - [`console`]: the web console for people (server-rendered pages, sessions, CSRF, SVG
+//!   charts), on the API's listener, reading through the same `join` and `Store` code.
 //! - [`ingest`]: sighting batches from the wire into the domain, aggregated per key; expense,
 //!   gateway spend and people imports (format detection, normalisation, row errors), and the
 //!   watched drop folder (`ingest::drop`).
@@ -34,6 +36,7 @@ pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod console;
 pub mod credentials;
 pub mod ingest;
 pub mod join;

@@ -59,6 +59,8 @@ pub struct AppState<S> {
     pub limiter: ratelimit::RateLimiter,
     /// The generic import column mappings (`[import]` in the config).
     pub mappings: ingest::mapping::Mappings,
+    /// Console sessions, uploads and staleness (`[console]` in the config).
+    pub console: crate::console::Settings,
 }
 
 /// Why a request failed; one variant per answer.
@@ -180,10 +182,17 @@ async fn enroll<S: Store>(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<EnrollResponse>, ApiError> {
     let req: EnrollRequest = aiscout_wire::decode(&body?)?;
-    let ok = state
-        .enroll_secret
-        .as_ref()
-        .is_some_and(|s| credentials::secrets_equal(s.expose(), req.enroll_secret.expose()));
+    // A secret rotated in the console replaces the configured one.
+    let ok = match timed(&state, state.store.enroll_secret()).await? {
+        Some((hash, _)) => {
+            let presented = credentials::hash(req.enroll_secret.expose());
+            presented.iter().zip(hash.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        }
+        None => state
+            .enroll_secret
+            .as_ref()
+            .is_some_and(|s| credentials::secrets_equal(s.expose(), req.enroll_secret.expose())),
+    };
     if !ok {
         return Err(ApiError::Unauthorized);
     }
@@ -312,7 +321,7 @@ async fn inventory<S: Store>(
 /// Largest import upload, in bytes.
 pub const MAX_IMPORT_BYTES: usize = 64 << 20;
 
-fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+pub(crate) fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
     query
         .unwrap_or("")
         .split('&')
@@ -446,7 +455,7 @@ async fn reconcile<S: Store>(
 }
 
 /// Decodes `%XX` escapes and `+` (form encoding); invalid escapes are kept as written.
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -648,7 +657,15 @@ pub fn router<S: Store>(state: Arc<AppState<S>>) -> Router {
         .route("/metrics", get(metrics::<S>))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz::<S>))
-        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .merge(crate::console::router(&state))
+        .fallback(|uri: axum::http::Uri| async move {
+            if uri.path().starts_with(aiscout_wire::API_PREFIX) {
+                ApiError::NotFound("no such route".into()).into_response()
+            } else {
+                crate::console::Refusal::NotFound("There is no page at this address.".into())
+                    .into_response()
+            }
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(Arc::clone(&state), count_responses::<S>))
         .with_state(state)

@@ -383,3 +383,73 @@ pub fn product_detail(
             .collect(),
     }
 }
+
+/// Spend in one month, department and currency.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MonthSpend {
+    /// `YYYY-MM` (UTC).
+    pub month: String,
+    /// The payer's or gateway user's department, `""` when unknown.
+    pub department: String,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Expense lines (matched products and AI-looking candidates), minor units.
+    pub expense_minor: i64,
+    /// The part of `expense_minor` on products that are not sanctioned, and candidates.
+    pub shadow_minor: i64,
+    /// Gateway spend, minor units.
+    pub gateway_minor: i64,
+}
+
+/// Expense and gateway spend per month, department and currency, for every product or one;
+/// sorted by month, department, currency. Departments come from the directory as in the
+/// reconciliation.
+pub fn spend_by_month(facts: &Facts, product: Option<&str>) -> Vec<MonthSpend> {
+    type Key = (String, String, String);
+    let reviews: BTreeMap<&str, &Review> =
+        facts.reviews.iter().map(|r| (r.product.as_str(), r)).collect();
+    let dir = Directory::new(&facts.people);
+    let mut acc: BTreeMap<Key, (i64, i64, i128)> = BTreeMap::new();
+    for l in &facts.expenses {
+        if product.is_some_and(|p| l.product.as_deref() != Some(p)) {
+            continue;
+        }
+        if l.product.is_none() && !l.candidate {
+            continue;
+        }
+        let shadow = l.product.as_deref().is_none_or(|p| {
+            status(reviews.get(p).copied()) != ProductStatus::Sanctioned
+        });
+        let key = (
+            crate::ingest::parse::year_month(l.occurred_at),
+            dir.payer(l).department,
+            l.currency.clone(),
+        );
+        let e = acc.entry(key).or_default();
+        e.0 = e.0.saturating_add(l.amount_minor);
+        if shadow {
+            e.1 = e.1.saturating_add(l.amount_minor);
+        }
+    }
+    for g in &facts.gateway {
+        if product.is_some_and(|p| g.product.as_deref() != Some(p)) {
+            continue;
+        }
+        let key = (
+            crate::ingest::parse::year_month(g.day),
+            g.department.clone(),
+            g.currency.clone(),
+        );
+        acc.entry(key).or_default().2 += i128::from(g.cost_nanos);
+    }
+    acc.into_iter()
+        .map(|((month, department, currency), (expense, shadow, gateway))| MonthSpend {
+            gateway_minor: nanos_to_minor(gateway, &currency),
+            month,
+            department,
+            currency,
+            expense_minor: expense,
+            shadow_minor: shadow,
+        })
+        .collect()
+}

@@ -64,6 +64,7 @@ async fn start(burst: u32) -> Server {
         metrics: Metrics::default(),
         limiter: RateLimiter::new(1, burst),
         mappings: Default::default(),
+        console: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -1,0 +1,239 @@
+//! `/imports`: upload expense, gateway or people files (format detected or chosen), see each
+//! row error with its line and column, and the history of every import.
+
+use std::sync::Arc;
+
+use axum::extract::{Multipart, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use maud::{Markup, html};
+
+use crate::api::AppState;
+use crate::console::view::{self, count};
+use crate::console::{Access, CSRF_FIELD, PageResult, Refusal, Signed, document, require};
+use crate::ingest::{self, FileReport, ImportError};
+use crate::model::ImportRun;
+use crate::store::Store;
+
+type Shared<S> = State<Arc<AppState<S>>>;
+
+/// What an upload did, for the page.
+enum Outcome {
+    Imported(String, FileReport),
+    Refused(String, String),
+}
+
+fn upload_form(signed: &Signed, max: u64) -> Markup {
+    let expense: Vec<&str> = ingest::expense::ExpenseFormat::ALL.iter().map(|f| f.as_str()).collect();
+    let gateway: Vec<&str> = ingest::gateway::GatewayFormat::ALL.iter().map(|f| f.as_str()).collect();
+    html! {
+        form id="upload" class="upload" method="post" action="/imports" enctype="multipart/form-data" data-max=(max) {
+            input type="hidden" name=(CSRF_FIELD) value=(signed.session.csrf);
+            fieldset {
+                legend { "What is in the file" }
+                label class="radio" { input type="radio" name="kind" value="expenses" checked; " Expenses (card or reimbursement export)" }
+                label class="radio" { input type="radio" name="kind" value="gateway"; " Gateway or provider spend" }
+                label class="radio" { input type="radio" name="kind" value="people"; " People (directory)" }
+            }
+            label for="format" { "Format" }
+            select id="format" name="format" aria-describedby="format-help" {
+                option value="auto" selected { "Detect from the header" }
+                optgroup label="Expenses" { @for f in &expense { option value={ "expenses:" (f) } { (f) } } }
+                optgroup label="Gateway" { @for f in &gateway { option value={ "gateway:" (f) } { (f) } } }
+            }
+            p id="format-help" class="help" { "Leave it on detect unless the file's header is unusual." }
+            label for="file" { "File (CSV or JSON, at most " (max >> 20) " MiB)" }
+            input id="file" name="file" type="file" required accept=".csv,.json,.jsonl,.txt,text/csv,application/json";
+            div class="progress" hidden { progress id="upload-progress" max="100" value="0" { "0 %" } span id="upload-status" role="status" {} }
+            button type="submit" { "Import" }
+        }
+    }
+}
+
+fn outcome_panel(outcome: &Outcome) -> Markup {
+    match outcome {
+        Outcome::Refused(file, why) => html! {
+            section class="panel error" id="result" role="alert" {
+                h2 { "Not imported: " (file) }
+                p { (why) }
+            }
+        },
+        Outcome::Imported(kind, r) => html! {
+            section class={ "panel " @if r.tally.error_count > 0 { "warn" } @else { "ok" } } id="result" role="status" {
+                h2 { "Imported " (r.file) " as " (kind) " (" (r.format) ")" }
+                ul class="counts" {
+                    li { strong { (count(r.tally.rows)) } " rows read" }
+                    li { strong { (count(r.stored)) } " stored" }
+                    li { strong { (count(r.duplicates)) } " already imported" }
+                    @if kind == "expenses" {
+                        li { strong { (count(r.tally.candidates)) } " unmatched AI-looking" }
+                        li { strong { (count(r.tally.not_ai)) } " not AI" }
+                        li { strong { (count(r.tally.not_spend)) } " not spend" }
+                    }
+                    li { strong { (count(r.tally.error_count)) } " rows with errors" }
+                }
+                @if !r.tally.errors.is_empty() {
+                    table class="data errors" {
+                        caption { "Rows not imported (the rest of the file was)" }
+                        thead { tr { th scope="col" class="num" { "Line" } th scope="col" { "Column" } th scope="col" { "Problem" } } }
+                        tbody { @for e in &r.tally.errors { tr {
+                            td class="num" { (e.line) } td { @if e.column.is_empty() { "(whole row)" } @else { code { (e.column) } } } td { (e.reason) }
+                        } } }
+                    }
+                    @if r.tally.error_count > r.tally.errors.len() as u64 { p class="muted" { "The first " (r.tally.errors.len()) " of " (r.tally.error_count) " errors." } }
+                }
+            }
+        },
+    }
+}
+
+async fn render<S: Store>(state: &AppState<S>, signed: &Signed, outcome: Option<Outcome>) -> PageResult {
+    let runs = state.store.import_runs(100).await?;
+    let now = crate::store::now();
+    let body = html! {
+        main id="main" {
+            h1 { "Imports" }
+            p class="muted" { "Each row is stored once, however often a file is imported. A drop folder or the command line import the same way." }
+            @if let Some(o) = &outcome { (outcome_panel(o)) }
+            section class="panel" { h2 { "Upload a file" } (upload_form(signed, state.console.max_upload_bytes)) }
+            section class="panel" {
+                h2 { "History" }
+                @if runs.is_empty() { p class="empty" { "Nothing imported yet." } }
+                @else {
+                    table class="data" {
+                        thead { tr { th scope="col" { "When" } th scope="col" { "Who" } th scope="col" { "Kind" } th scope="col" { "File" } th scope="col" { "Format" } th scope="col" class="num" { "Rows" } th scope="col" class="num" { "Stored" } th scope="col" class="num" { "Duplicates" } th scope="col" class="num" { "Errors" } } }
+                        tbody { @for r in &runs { tr class=[(r.errors > 0).then_some("warn")] {
+                            td { (view::when(r.at, now)) } td { (r.actor) } td { (r.kind) } td { (r.file) } td { (r.format) }
+                            td class="num" { (count(u64::try_from(r.rows).unwrap_or(0))) } td class="num" { (count(u64::try_from(r.stored).unwrap_or(0))) }
+                            td class="num" { (count(u64::try_from(r.duplicates).unwrap_or(0))) } td class="num" { (count(u64::try_from(r.errors).unwrap_or(0))) }
+                        } } }
+                    }
+                }
+            }
+        }
+    };
+    Ok(document("Imports", Some(signed), "/imports", body))
+}
+
+/// `GET /imports`.
+pub(crate) async fn page<S: Store>(State(state): Shared<S>, headers: HeaderMap) -> PageResult {
+    let signed = require(&state, &headers, "/imports".into(), Access::Imports).await?;
+    render(&state, &signed, None).await
+}
+
+/// The first line of a file, for saying which header a file of unknown format has.
+fn first_line(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|b| *b == b'\n').unwrap_or(bytes.len()).min(300);
+    let line = String::from_utf8_lossy(bytes.get(..end).unwrap_or_default()).trim().to_owned();
+    line.chars().filter(|c| !c.is_control()).collect()
+}
+
+/// `POST /imports` (multipart: csrf, kind, format, file). The role and the declared size are
+/// checked before a byte of the body is read.
+pub(crate) async fn upload<S: Store>(
+    State(state): Shared<S>,
+    headers: HeaderMap,
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> PageResult {
+    let signed = require(&state, &headers, "/imports".into(), Access::Imports).await?;
+    let max = state.console.max_upload_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max.saturating_add(64 * 1024)) {
+        return Err(Refusal::TooLarge(max));
+    }
+    let mut multipart = multipart.map_err(|e| Refusal::BadRequest(format!("not a file upload: {e}")))?;
+    let (mut csrf, mut kind, mut format, mut file) = (None, String::from("expenses"), String::from("auto"), None);
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(Refusal::TooLarge(max)),
+            Err(e) => return Err(Refusal::BadRequest(format!("upload: {e}"))),
+        };
+        let name = field.name().unwrap_or("").to_owned();
+        if name == "file" {
+            // The CSRF token comes first in the form; nothing is read before it is checked.
+            crate::console::check_csrf(&signed, &headers, csrf.as_deref())?;
+            let filename: String = field
+                .file_name()
+                .unwrap_or("upload")
+                .rsplit(['/', '\\'])
+                .next()
+                .unwrap_or("upload")
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(200)
+                .collect();
+            let bytes = field.bytes().await.map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE { Refusal::TooLarge(max) } else { Refusal::BadRequest(format!("upload: {e}")) }
+            })?;
+            file = Some((filename, bytes.to_vec()));
+        } else {
+            let text = field.text().await.map_err(|e| Refusal::BadRequest(format!("{name}: {e}")))?;
+            match name.as_str() {
+                "csrf" => csrf = Some(text),
+                "kind" => kind = text,
+                "format" => format = text,
+                _ => {}
+            }
+        }
+    }
+    crate::console::check_csrf(&signed, &headers, csrf.as_deref())?;
+    let Some((name, bytes)) = file.filter(|(_, b)| !b.is_empty()) else {
+        return Err(Refusal::BadRequest("file: choose a file to import (the upload was empty)".into()));
+    };
+    // A chosen format names its kind (`gateway:litellm`).
+    let (kind, format) = match format.split_once(':') {
+        Some((k, f)) => (k.to_owned(), Some(f.to_owned())),
+        None => (kind, None),
+    };
+    let header = first_line(&bytes);
+    let input = ingest::Input::Bytes { name: name.clone(), bytes };
+    let index = Arc::new(aiscout_signatures::Index::new(state.catalog.clone()));
+    let now = crate::store::now();
+    let unknown = |f: &str| Refusal::BadRequest(format!("format: {f:?} is not a {kind} format"));
+    let result = match kind.as_str() {
+        "expenses" => {
+            let f = format.as_deref().map(|f| ingest::expense::ExpenseFormat::parse(f).ok_or_else(|| unknown(f))).transpose()?;
+            ingest::file::expenses(&state.store, index, input, f, &state.mappings.expenses, None, now).await
+        }
+        "gateway" => {
+            let f = format.as_deref().map(|f| ingest::gateway::GatewayFormat::parse(f).ok_or_else(|| unknown(f))).transpose()?;
+            ingest::file::gateway(&state.store, index, input, f, &state.mappings.gateway, None, now).await
+        }
+        "people" => ingest::file::people(&state.store, input).await,
+        other => return Err(Refusal::BadRequest(format!("kind: {other:?} is not expenses, gateway or people"))),
+    };
+    let outcome = match result {
+        Ok(report) => {
+            let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            state
+                .store
+                .record_import(ImportRun {
+                    at: now,
+                    actor: signed.session.actor.clone(),
+                    kind: kind.clone(),
+                    file: report.file.clone(),
+                    format: report.format.clone(),
+                    rows: i(report.tally.rows),
+                    stored: i(report.stored),
+                    duplicates: i(report.duplicates),
+                    errors: i(report.tally.error_count),
+                })
+                .await?;
+            tracing::info!(kind, rows = report.tally.rows, errors = report.tally.error_count, "Console import.");
+            Outcome::Imported(kind, report)
+        }
+        Err(ImportError::Store(e)) => return Err(Refusal::Store(e)),
+        Err(ImportError::Format { reason, .. }) => {
+            Outcome::Refused(name, format!("{reason}. The file's first line (its header) is: {header:?}"))
+        }
+        Err(e) => Outcome::Refused(name, e.to_string()),
+    };
+    let status = if matches!(outcome, Outcome::Refused(..)) { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    let page = render(&state, &signed, Some(outcome)).await?;
+    Ok((status, page).into_response())
+}

@@ -1,0 +1,214 @@
+//! `/reconcile`: procurement's five sections with totals, drill-downs and CSV per section.
+
+use std::sync::Arc;
+
+use aiscout_wire::Money;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use maud::html;
+
+use crate::api::AppState;
+use crate::console::view::{self, count, param, segment};
+use crate::console::{Access, PageResult, Refusal, document, require};
+use crate::join::{self, Directory, Purse};
+use crate::model::UsageFilter;
+use crate::store::Store;
+
+type Shared<S> = State<Arc<AppState<S>>>;
+
+/// URL names of the CSV sections, in the report's sheet order.
+const SECTIONS: [&str; 6] = [
+    "paid-not-sanctioned",
+    "used-not-paid",
+    "idle-subscriptions",
+    "duplicate-subscriptions",
+    "gateway-vs-shadow",
+    "candidates",
+];
+
+fn idle_days(pairs: &[(String, String)]) -> Result<u32, Refusal> {
+    match param(pairs, "idle_days") {
+        "" => Ok(30),
+        v => v.parse().map_err(|_| Refusal::BadRequest(format!("idle_days: {v:?} is not a number of days"))),
+    }
+}
+
+async fn reconciliation<S: Store>(state: &AppState<S>, pairs: &[(String, String)]) -> Result<(aiscout_wire::Reconciliation, join::Facts), Refusal> {
+    let days = idle_days(pairs)?;
+    let facts = join::gather(&state.store, UsageFilter::default(), crate::store::now(), join::Purpose::Reconcile).await?;
+    Ok((join::reconcile::reconcile(&state.catalog, &facts, days), facts))
+}
+
+fn total<'a>(items: impl Iterator<Item = &'a Money>) -> Vec<Money> {
+    let mut p = Purse::default();
+    for m in items {
+        p.add(&m.currency, i128::from(m.amount_minor));
+    }
+    p.minor()
+}
+
+/// `GET /reconcile`.
+pub(crate) async fn page<S: Store>(
+    State(state): Shared<S>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> PageResult {
+    let signed = require(&state, &headers, "/reconcile".into(), Access::Reconcile).await?;
+    let pairs = crate::api::query_pairs(raw.as_deref());
+    let (r, _) = reconciliation(&state, &pairs).await?;
+    let now = crate::store::now();
+    let card = |p: &str| format!("/products/{}", segment(p));
+    let lines = |product: &str, payer: &str| format!("/reconcile/lines?product={}&payer={}", view::url_encode(product), view::url_encode(payer));
+    let csv = |i: usize| format!("/reconcile/{}.csv", SECTIONS.get(i).copied().unwrap_or("candidates"));
+    let body = html! {
+        main id="main" {
+            h1 { "Reconciliation" }
+            p class="muted" { "Idle means no use for " (r.idle_days) " days. " @if signed.session.role == crate::model::Role::Security { "Read-only for the security role." } }
+            nav class="toc" aria-label="Sections" { ol {
+                li { a href="#s1" { "Paid but not sanctioned (" (r.paid_not_sanctioned.len()) ")" } }
+                li { a href="#s2" { "Used but not paid (" (r.used_not_paid.len()) ")" } }
+                li { a href="#s3" { "Idle subscriptions (" (r.idle_subscriptions.len()) ")" } }
+                li { a href="#s4" { "Duplicate subscriptions (" (r.duplicate_subscriptions.len()) ")" } }
+                li { a href="#s5" { "Gateway and shadow spend" } }
+                li { a href="#s6" { "Unmatched AI-looking lines (" (r.candidates.len()) ")" } }
+            } }
+            section class="panel" id="s1" {
+                h2 { "1. Paid but not sanctioned" }
+                p class="total" { "Total " (view::money(&total(r.paid_not_sanctioned.iter().map(|x| &x.spend)))) " · " a href=(csv(0)) download { "CSV" } }
+                table class="data" {
+                    thead { tr { th scope="col" { "Product" } th scope="col" { "Status" } th scope="col" { "Payer" } th scope="col" { "Department" } th scope="col" class="num" { "Spend" } th scope="col" class="num" { "Lines" } th scope="col" { "Last charge" } } }
+                    tbody { @for x in &r.paid_not_sanctioned { tr {
+                        td { a href=(card(&x.product)) { (x.name) } } td { (view::badge(x.status)) } td { (x.payer) } td { (x.department) }
+                        td class="num" { (view::amount(&x.spend)) }
+                        td class="num" { a href=(lines(&x.product, &x.payer)) aria-label={ "Expense lines of " (x.payer) " for " (x.name) } { (x.lines) } }
+                        td { (view::date(x.last_charge)) }
+                    } } }
+                }
+            }
+            section class="panel" id="s2" {
+                h2 { "2. Used but not paid" }
+                p class="total" { (count(r.used_not_paid.iter().map(|x| x.devices).sum())) " devices · " a href=(csv(1)) download { "CSV" } }
+                table class="data" {
+                    thead { tr { th scope="col" { "Product" } th scope="col" { "Status" } th scope="col" class="num" { "Devices" } th scope="col" class="num" { "Users" } th scope="col" { "Departments" } th scope="col" { "Last seen" } } }
+                    tbody { @for x in &r.used_not_paid { tr {
+                        td { a href={ (card(&x.product)) "#devices" } { (x.name) } } td { (view::badge(x.status)) }
+                        td class="num" { (count(x.devices)) } td class="num" { (count(x.users)) } td class="small" { (x.departments.join(", ")) }
+                        td { (view::when(x.last_seen, now)) }
+                    } } }
+                }
+            }
+            section class="panel" id="s3" {
+                h2 { "3. Idle subscriptions" }
+                p class="total" { "Seats " (view::money(&total(r.idle_subscriptions.iter().map(|x| &x.seat_price)))) " per charge · " a href=(csv(2)) download { "CSV" } }
+                table class="data" {
+                    thead { tr { th scope="col" { "Product" } th scope="col" { "Payer" } th scope="col" { "Department" } th scope="col" { "Cadence" } th scope="col" class="num" { "Seat" } th scope="col" { "Last charge" } th scope="col" { "Last used" } } }
+                    tbody { @for x in &r.idle_subscriptions { tr {
+                        td { a href=(card(&x.product)) { (x.name) } } td { a href=(lines(&x.product, &x.payer)) { (x.payer) } } td { (x.department) } td { (x.cadence) }
+                        td class="num" { (view::amount(&x.seat_price)) } td { (view::date(x.last_charge)) }
+                        td { @if let Some(t) = x.last_used { (view::when(t, now)) } @else { "never" } }
+                    } } }
+                }
+            }
+            section class="panel" id="s4" {
+                h2 { "4. Duplicate individual subscriptions" }
+                p class="total" { "Could save " (view::money(&total(r.duplicate_subscriptions.iter().filter_map(|x| x.saving.as_ref())))) " a year · " a href=(csv(3)) download { "CSV" } }
+                table class="data" {
+                    thead { tr { th scope="col" { "Product" } th scope="col" { "Payers" } th scope="col" class="num" { "Per year now" } th scope="col" { "Team plan" } th scope="col" class="num" { "Saving" } } }
+                    tbody { @for x in &r.duplicate_subscriptions { tr {
+                        td { a href=(card(&x.product)) { (x.name) } }
+                        td class="small" { @for (i, p) in x.payers.iter().enumerate() { @if i > 0 { ", " } a href=(lines(&x.product, p)) { (p) } } }
+                        td class="num" { (view::amount(&x.current_annual)) } td { (x.team_plan.as_deref().unwrap_or("–")) }
+                        td class="num" { @if let Some(s) = &x.saving { (view::amount(s)) } @else { "–" } }
+                    } } }
+                }
+            }
+            section class="panel" id="s5" {
+                h2 { "5. Gateway and shadow spend by department and month" }
+                p class="total" { "Gateway " (view::money(&total(r.gateway_vs_shadow.iter().map(|x| &x.gateway)))) ", shadow " (view::money(&total(r.gateway_vs_shadow.iter().map(|x| &x.shadow)))) " · " a href=(csv(4)) download { "CSV" } }
+                table class="data" {
+                    thead { tr { th scope="col" { "Month" } th scope="col" { "Department" } th scope="col" class="num" { "Gateway" } th scope="col" class="num" { "Shadow" } } }
+                    tbody { @for x in r.gateway_vs_shadow.iter().rev() { tr {
+                        td { (x.month) } td { (x.department) } td class="num" { (view::amount(&x.gateway)) } td class="num" { (view::amount(&x.shadow)) }
+                    } } }
+                }
+            }
+            section class="panel" id="s6" {
+                h2 { "Unmatched AI-looking expense lines" }
+                p class="total" { "Total " (view::money(&total(r.candidates.iter().map(|x| &x.spend)))) " · " a href=(csv(5)) download { "CSV" } }
+                table class="data" {
+                    thead { tr { th scope="col" { "Descriptor" } th scope="col" { "Payer" } th scope="col" { "Department" } th scope="col" class="num" { "Spend" } th scope="col" class="num" { "Lines" } th scope="col" { "Last charge" } } }
+                    tbody { @for x in &r.candidates { tr {
+                        td { code { (x.descriptor) } } td { (x.payer) } td { (x.department) } td class="num" { (view::amount(&x.spend)) }
+                        td class="num" { a href={ "/reconcile/lines?descriptor=" (view::url_encode(&x.descriptor)) } { (x.lines) } } td { (view::date(x.last_charge)) }
+                    } } }
+                }
+            }
+        }
+    };
+    Ok(document("Reconciliation", Some(&signed), "/reconcile", body))
+}
+
+/// `GET /reconcile/lines?product=&payer=&descriptor=`: the expense lines behind a row.
+pub(crate) async fn lines<S: Store>(
+    State(state): Shared<S>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> PageResult {
+    let signed = require(&state, &headers, "/reconcile".into(), Access::Reconcile).await?;
+    let pairs = crate::api::query_pairs(raw.as_deref());
+    let (product, payer, descriptor) = (param(&pairs, "product"), param(&pairs, "payer").to_lowercase(), param(&pairs, "descriptor"));
+    let expenses = state.store.expenses(None).await?;
+    let people = if expenses.is_empty() { Vec::new() } else { state.store.people().await? };
+    let dir = Directory::new(&people);
+    let rows: Vec<_> = expenses
+        .iter()
+        .filter(|l| product.is_empty() || l.product.as_deref() == Some(product))
+        .filter(|l| descriptor.is_empty() || l.descriptor == descriptor)
+        .map(|l| (l, dir.payer(l)))
+        .filter(|(_, p)| payer.is_empty() || p.label().to_lowercase() == payer || p.email == payer)
+        .collect();
+    let (_, start, end) = view::page_bounds(&pairs, rows.len());
+    let body = html! {
+        main id="main" {
+            p class="crumbs" { a href="/reconcile" { "Reconciliation" } " / expense lines" }
+            h1 { "Expense lines" }
+            p class="muted" {
+                @if !product.is_empty() { "Product " code { (product) } ". " }
+                @if !payer.is_empty() { "Payer " (payer) ". " }
+                @if !descriptor.is_empty() { "Descriptor " code { (descriptor) } ". " }
+                (count(rows.len() as u64)) " lines."
+            }
+            table class="data" {
+                thead { tr { th scope="col" { "Date" } th scope="col" { "Descriptor" } th scope="col" { "Payer" } th scope="col" { "Department" } th scope="col" class="num" { "Amount" } th scope="col" { "File, line" } } }
+                tbody { @for (l, p) in rows.get(start..end).unwrap_or_default() { tr {
+                    td { (view::date(l.occurred_at)) } td { code { (l.descriptor) } } td { (p.label()) } td { (p.department) }
+                    td class="num" { (view::amount(&join::money(&l.currency, l.amount_minor))) }
+                    td class="small" { (l.file) ":" (l.line) }
+                } } }
+            }
+            (view::pager("/reconcile/lines", &pairs, rows.len()))
+        }
+    };
+    Ok(document("Expense lines", Some(&signed), "/reconcile", body))
+}
+
+/// `GET /reconcile/{section}.csv`: one section as the report's formula-safe CSV.
+pub(crate) async fn csv<S: Store>(
+    State(state): Shared<S>,
+    headers: HeaderMap,
+    Path(section): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> PageResult {
+    require(&state, &headers, "/reconcile".into(), Access::Reconcile).await?;
+    let name = section.strip_suffix(".csv").unwrap_or(&section);
+    let Some(index) = SECTIONS.iter().position(|s| *s == name) else {
+        return Err(Refusal::NotFound(format!("No reconciliation section {name:?}; sections are {}.", SECTIONS.join(", "))));
+    };
+    let pairs = crate::api::query_pairs(raw.as_deref());
+    let (r, _) = reconciliation(&state, &pairs).await?;
+    let sheets = crate::report::reconcile_sheets(&r);
+    let Some(sheet) = sheets.get(index) else {
+        return Err(Refusal::NotFound(format!("No reconciliation section {name:?}.")));
+    };
+    Ok(super::inventory::csv_response(&format!("aiscout-{name}.csv"), crate::report::csv(sheet)))
+}
