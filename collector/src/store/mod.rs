@@ -290,10 +290,7 @@ pub trait Store: Send + Sync + 'static {
         hash: CredentialHash,
         session: Session,
         audit: AuditRecord,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        let _ = (hash, session, audit);
-        async { Err(StoreError::Task("create_session: not yet implemented".into())) }
-    }
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The session with this hash, unless its absolute expiry is at or before `now` or the
     /// token it signed in with is revoked or gone.
@@ -301,20 +298,14 @@ pub trait Store: Send + Sync + 'static {
         &self,
         hash: CredentialHash,
         now: i64,
-    ) -> impl Future<Output = Result<Option<Session>, StoreError>> + Send {
-        let _ = (hash, now);
-        async { Err(StoreError::Task("session: not yet implemented".into())) }
-    }
+    ) -> impl Future<Output = Result<Option<Session>, StoreError>> + Send;
 
     /// Records a request of the session at `now` (idle expiry counts from the last one).
     fn touch_session(
         &self,
         hash: CredentialHash,
         now: i64,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        let _ = (hash, now);
-        async { Err(StoreError::Task("touch_session: not yet implemented".into())) }
-    }
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Ends a session and appends `audit` (`session.logout`) when given, in one transaction;
     /// returns whether there was a session to end (no audit record is written otherwise).
@@ -322,10 +313,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         hash: CredentialHash,
         audit: Option<AuditRecord>,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        let _ = (hash, audit);
-        async { Err(StoreError::Task("end_session: not yet implemented".into())) }
-    }
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Deletes sessions whose absolute expiry is at or before `now` or whose last request was
     /// before `idle_before`; returns how many.
@@ -333,53 +321,35 @@ pub trait Store: Send + Sync + 'static {
         &self,
         now: i64,
         idle_before: i64,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
-        let _ = (now, idle_before);
-        async { Err(StoreError::Task("purge_sessions: not yet implemented".into())) }
-    }
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Audit entries matching `filter`, newest first (highest id first).
     fn audit_query(
         &self,
         filter: AuditFilter,
-    ) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send {
-        let _ = filter;
-        async { Err(StoreError::Task("audit_query: not yet implemented".into())) }
-    }
+    ) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send;
 
     /// Appends one import to the history.
-    fn record_import(&self, run: ImportRun) -> impl Future<Output = Result<(), StoreError>> + Send {
-        let _ = run;
-        async { Err(StoreError::Task("record_import: not yet implemented".into())) }
-    }
+    fn record_import(&self, run: ImportRun) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The last `limit` imports, newest first.
     fn import_runs(
         &self,
         limit: i64,
-    ) -> impl Future<Output = Result<Vec<ImportRun>, StoreError>> + Send {
-        let _ = limit;
-        async { Err(StoreError::Task("import_runs: not yet implemented".into())) }
-    }
+    ) -> impl Future<Output = Result<Vec<ImportRun>, StoreError>> + Send;
 
     /// One device by host id, with its last heartbeat.
     fn device(
         &self,
         host_id: String,
-    ) -> impl Future<Output = Result<Option<DeviceSummary>, StoreError>> + Send {
-        let _ = host_id;
-        async { Err(StoreError::Task("device: not yet implemented".into())) }
-    }
+    ) -> impl Future<Output = Result<Option<DeviceSummary>, StoreError>> + Send;
 
     /// One device's sightings summed per product, kind and value; ordered by product, kind,
     /// value.
     fn device_products(
         &self,
         host_id: String,
-    ) -> impl Future<Output = Result<Vec<DeviceSighting>, StoreError>> + Send {
-        let _ = host_id;
-        async { Err(StoreError::Task("device_products: not yet implemented".into())) }
-    }
+    ) -> impl Future<Output = Result<Vec<DeviceSighting>, StoreError>> + Send;
 
     /// Per person (lowercased email): products seen on devices they own, expense spend they
     /// paid, gateway spend with them as end user; every person with any of it (or only
@@ -387,10 +357,7 @@ pub trait Store: Send + Sync + 'static {
     fn person_usage(
         &self,
         email: Option<String>,
-    ) -> impl Future<Output = Result<Vec<PersonUsage>, StoreError>> + Send {
-        let _ = email;
-        async { Err(StoreError::Task("person_usage: not yet implemented".into())) }
-    }
+    ) -> impl Future<Output = Result<Vec<PersonUsage>, StoreError>> + Send;
 
     /// Replaces the enroll secret (stored as its hash) and appends its audit record
     /// (`enroll_secret.rotate`), in one transaction. From then on only this secret enrolls.
@@ -399,17 +366,150 @@ pub trait Store: Send + Sync + 'static {
         hash: CredentialHash,
         now: i64,
         audit: AuditRecord,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        let _ = (hash, now, audit);
-        async { Err(StoreError::Task("rotate_enroll_secret: not yet implemented".into())) }
-    }
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The hash of the enroll secret set by the last rotation, and when; `None` before the
     /// first rotation (then the configured secret enrolls).
     fn enroll_secret(
         &self,
-    ) -> impl Future<Output = Result<Option<(CredentialHash, i64)>, StoreError>> + Send {
-        async { Err(StoreError::Task("enroll_secret: not yet implemented".into())) }
+    ) -> impl Future<Output = Result<Option<(CredentialHash, i64)>, StoreError>> + Send;
+}
+
+/// Most entries one [`Store::audit_query`] returns (a larger limit is clamped to this).
+pub const AUDIT_QUERY_LIMIT: i64 = 1_000;
+
+/// The statement of [`Store::audit_query`], with `mark` before each parameter number (`$` for
+/// PostgreSQL, `?` for SQLite), and its parameters. Only the filters that are set become
+/// conditions, so each combination is a statement of its own that can use the audit log's
+/// indexes (a `? IS NULL OR` form would scan).
+fn audit_query_sql(filter: &AuditFilter, mark: char) -> (String, Vec<rollup::Arg>) {
+    let mut conditions = Vec::new();
+    let mut args = Vec::new();
+    let mut add = |condition: &str, arg: rollup::Arg| {
+        args.push(arg);
+        conditions.push(format!("{condition} {mark}{}", args.len()));
+    };
+    if let Some(actor) = &filter.actor {
+        add("actor =", rollup::Arg::Text(Some(actor.clone())));
+    }
+    if let Some(subject) = &filter.subject {
+        add("subject =", rollup::Arg::Text(Some(subject.clone())));
+    }
+    if let Some(since) = filter.since {
+        add("at >=", rollup::Arg::Int(since));
+    }
+    if let Some(until) = filter.until {
+        add("at <=", rollup::Arg::Int(until));
+    }
+    if let Some(before) = filter.before_id {
+        add("id <", rollup::Arg::Int(before));
+    }
+    let filter_sql = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    args.push(rollup::Arg::Int(filter.limit.clamp(1, AUDIT_QUERY_LIMIT)));
+    let sql = format!(
+        "SELECT id, at, actor, action, subject, before_json, after_json FROM audit_log
+         {filter_sql} ORDER BY id DESC LIMIT {mark}{}",
+        args.len()
+    );
+    (sql, args)
+}
+
+/// A stored SHA-256 as a [`CredentialHash`].
+fn credential_hash(table: &'static str, bytes: &[u8]) -> Result<CredentialHash, StoreError> {
+    bytes.try_into().map_err(|_| StoreError::Corrupt {
+        table,
+        reason: format!("a hash of {} bytes, not 32", bytes.len()),
+    })
+}
+
+/// What [`Store::person_usage`] adds up for one person.
+#[derive(Default)]
+struct PersonSums {
+    products: std::collections::BTreeSet<String>,
+    expense_minor: std::collections::BTreeMap<String, i64>,
+    gateway_nanos: std::collections::BTreeMap<String, i64>,
+    last_activity: Option<i64>,
+}
+
+/// Builds [`Store::person_usage`] from rows of its three sources, in any order and grouped or
+/// not: emails are lowercased here (ASCII letters only, as SQLite's `lower` and PostgreSQL's
+/// under the C collation), amounts are summed per currency (saturating) and the latest time
+/// of any row is the person's last activity.
+#[derive(Default)]
+struct PeopleUsage {
+    people: std::collections::BTreeMap<String, PersonSums>,
+}
+
+impl PeopleUsage {
+    /// Updates the sums of `email` (created on first use) with `f`, and its last activity
+    /// with `at`. Allocates only for a person not seen before, or an email to lowercase.
+    fn person(&mut self, email: &str, at: i64, f: impl FnOnce(&mut PersonSums)) {
+        let lowered;
+        let key = if email.bytes().any(|b| b.is_ascii_uppercase()) {
+            lowered = email.to_ascii_lowercase();
+            lowered.as_str()
+        } else {
+            email
+        };
+        let update = |sums: &mut PersonSums| {
+            sums.last_activity = Some(sums.last_activity.map_or(at, |last| last.max(at)));
+            f(sums);
+        };
+        match self.people.get_mut(key) {
+            Some(sums) => update(sums),
+            None => {
+                let mut sums = PersonSums::default();
+                update(&mut sums);
+                self.people.insert(key.to_owned(), sums);
+            }
+        }
+    }
+
+    /// A product seen on a device `email` owns, last at `last_seen`.
+    fn product(&mut self, email: &str, product: &str, last_seen: i64) {
+        self.person(email, last_seen, |sums| {
+            if !sums.products.contains(product) {
+                sums.products.insert(product.to_owned());
+            }
+        });
+    }
+
+    /// Expense spend paid by `email` (minor units), last at `at`.
+    fn expense(&mut self, email: &str, currency: &str, amount_minor: i64, at: i64) {
+        self.person(email, at, |sums| add_to(&mut sums.expense_minor, currency, amount_minor));
+    }
+
+    /// Gateway spend with `email` as the end user (billionths), last at `at`.
+    fn gateway(&mut self, email: &str, currency: &str, cost_nanos: i64, at: i64) {
+        self.person(email, at, |sums| add_to(&mut sums.gateway_nanos, currency, cost_nanos));
+    }
+
+    /// Every person, sorted by email.
+    fn finish(self) -> Vec<PersonUsage> {
+        self.people
+            .into_iter()
+            .map(|(email, sums)| PersonUsage {
+                email,
+                products: sums.products.into_iter().collect(),
+                expense_minor: sums.expense_minor.into_iter().collect(),
+                gateway_nanos: sums.gateway_nanos.into_iter().collect(),
+                last_activity: sums.last_activity.unwrap_or_default(),
+            })
+            .collect()
+    }
+}
+
+/// Adds `amount` to the sum of `currency`, saturating.
+fn add_to(sums: &mut std::collections::BTreeMap<String, i64>, currency: &str, amount: i64) {
+    match sums.get_mut(currency) {
+        Some(sum) => *sum = sum.saturating_add(amount),
+        None => {
+            sums.insert(currency.to_owned(), amount);
+        }
     }
 }
 

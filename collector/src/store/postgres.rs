@@ -19,12 +19,14 @@ use tokio_postgres::types::Type;
 use tokio_postgres::{NoTls, Row};
 
 use super::{
-    AuditFn, CredentialHash, Migration, PRODUCT_DEVICES_LIMIT, Store, StoreError, role, rollup,
+    AuditFn, CredentialHash, Migration, PRODUCT_DEVICES_LIMIT, PeopleUsage, Store, StoreError,
+    audit_query_sql, credential_hash, role, rollup,
 };
 use crate::model::{
-    AuditEntry, AuditRecord, Batch, Device, DeviceId, DeviceSighting, DeviceSummary, DeviceUsage,
-    ExpenseLine, GatewaySpend, GatewayTotal, Health, ImportCounts, IngestOutcome, OwnerUse, Person,
-    ProductUsage, Review, SourceUsage, Token, UsageFilter,
+    AuditEntry, AuditFilter, AuditRecord, Batch, Device, DeviceId, DeviceSighting, DeviceSummary,
+    DeviceUsage, ExpenseLine, GatewaySpend, GatewayTotal, Health, ImportCounts, ImportRun,
+    IngestOutcome, OwnerUse, Person, PersonUsage, ProductUsage, Review, Session, SourceUsage,
+    Token, UsageFilter,
 };
 
 /// The PostgreSQL migrations, in order.
@@ -33,6 +35,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 2, sql: include_str!("migrations/postgres/0002_spend.sql") },
     Migration { version: 3, sql: include_str!("migrations/postgres/0003_rollups.sql") },
     Migration { version: 4, sql: include_str!("migrations/postgres/0004_filters.sql") },
+    Migration { version: 5, sql: include_str!("migrations/postgres/0005_console.sql") },
 ];
 
 /// The advisory lock key that serialises migrations ("aiscout" in ASCII).
@@ -141,9 +144,108 @@ fn read_review(r: &Row) -> Result<Review, StoreError> {
         note: r.try_get(2)?,
         reviewed_by: r.try_get(3)?,
         reviewed_at: r.try_get(4)?,
-        business_owner: String::new(),
-        alternative: String::new(),
-        renewal: None,
+        business_owner: r.try_get(5)?,
+        alternative: r.try_get(6)?,
+        renewal: r.try_get(7)?,
+    })
+}
+
+/// A device and its last heartbeat, as [`read_device`] reads them; the caller adds its
+/// `WHERE` or `ORDER BY`.
+const DEVICE_SELECT: &str = "SELECT d.host_id, d.hostname, d.os, d.os_version, d.agent_version,
+        d.owner_email, d.enrolled_at, d.last_contact, d.dropped_sightings,
+        d.evicted_sightings, h.received_at, h.agent_version, h.catalog_version,
+        h.interfaces_json, h.packets, h.drops, h.spool_depth, h.evictions, h.last_scan
+    FROM devices d LEFT JOIN heartbeats h ON h.device_id = d.id";
+
+/// Reads a row of [`DEVICE_SELECT`].
+fn read_device(r: &Row) -> Result<DeviceSummary, StoreError> {
+    let received_at: Option<i64> = r.try_get(10)?;
+    let health = match received_at {
+        None => None,
+        Some(received_at) => Some(Health {
+            received_at,
+            agent_version: r.try_get(11)?,
+            catalog_version: r.try_get(12)?,
+            interfaces_json: r.try_get(13)?,
+            packets: r.try_get(14)?,
+            drops: r.try_get(15)?,
+            spool_depth: r.try_get(16)?,
+            evictions: r.try_get(17)?,
+            last_scan: r.try_get(18)?,
+        }),
+    };
+    Ok(DeviceSummary {
+        device: Device {
+            host_id: r.try_get(0)?,
+            hostname: r.try_get(1)?,
+            os: r.try_get(2)?,
+            os_version: r.try_get(3)?,
+            agent_version: r.try_get(4)?,
+            owner_email: r.try_get(5)?,
+        },
+        enrolled_at: r.try_get(6)?,
+        last_contact: r.try_get(7)?,
+        dropped_sightings: r.try_get(8)?,
+        evicted_sightings: r.try_get(9)?,
+        health,
+    })
+}
+
+/// Reads a (host id, hostname, os, owner, product, kind, value, first seen, last seen, count)
+/// row.
+fn read_device_sighting(r: &Row) -> Result<DeviceSighting, StoreError> {
+    Ok(DeviceSighting {
+        host_id: r.try_get(0)?,
+        hostname: r.try_get(1)?,
+        os: r.try_get(2)?,
+        owner_email: r.try_get(3)?,
+        product: r.try_get(4)?,
+        kind: r.try_get(5)?,
+        value: r.try_get(6)?,
+        first_seen: r.try_get(7)?,
+        last_seen: r.try_get(8)?,
+        count: r.try_get(9)?,
+    })
+}
+
+/// Reads an (id, at, actor, action, subject, before, after) row of the audit log.
+fn read_audit(r: &Row) -> Result<AuditEntry, StoreError> {
+    Ok(AuditEntry {
+        id: r.try_get(0)?,
+        record: AuditRecord {
+            at: r.try_get(1)?,
+            actor: r.try_get(2)?,
+            action: r.try_get(3)?,
+            subject: r.try_get(4)?,
+            before: r.try_get(5)?,
+            after: r.try_get(6)?,
+        },
+    })
+}
+
+/// A session that is still valid at `$2`: its absolute expiry is later, and the token it
+/// signed in with (if any) exists and is not revoked. Idle expiry is the caller's to judge
+/// from `last_seen`.
+const SESSION_SELECT: &str = "SELECT s.actor, s.role, s.method, s.token, s.csrf, s.created_at,
+        s.last_seen, s.expires_at
+    FROM console_sessions s
+    WHERE s.session_hash = $1 AND s.expires_at > $2
+      AND (s.token IS NULL OR EXISTS (SELECT 1 FROM api_tokens t
+                                      WHERE t.name = s.token AND t.revoked_at IS NULL))";
+
+/// Reads a row of [`SESSION_SELECT`].
+fn read_session(r: &Row) -> Result<Session, StoreError> {
+    let role_name: String = r.try_get(1)?;
+    Ok(Session {
+        actor: r.try_get(0)?,
+        role: role("console_sessions", &role_name)?,
+        method: r.try_get(2)?,
+        token: r.try_get(3)?,
+        csrf: r.try_get(4)?,
+        created_at: r.try_get(5)?,
+        last_seen: r.try_get(6)?,
+        expires_at: r.try_get(7)?,
     })
 }
 
@@ -457,7 +559,9 @@ async fn query(
     Ok(tx.query(read.sql, &refs).await?)
 }
 
-const REVIEW_COLUMNS: &str = "product, status, note, reviewed_by, reviewed_at";
+/// The columns [`read_review`] reads.
+const REVIEW_COLUMNS: &str =
+    "product, status, note, reviewed_by, reviewed_at, business_owner, alternative, renewal";
 
 impl Store for PgStore {
     fn backend(&self) -> &'static str {
@@ -682,52 +786,8 @@ impl Store for PgStore {
 
     async fn devices(&self) -> Result<Vec<DeviceSummary>, StoreError> {
         let client = self.client().await?;
-        let rows = client
-            .query(
-                "SELECT d.host_id, d.hostname, d.os, d.os_version, d.agent_version,
-                        d.owner_email, d.enrolled_at, d.last_contact, d.dropped_sightings,
-                        d.evicted_sightings, h.received_at, h.agent_version, h.catalog_version,
-                        h.interfaces_json, h.packets, h.drops, h.spool_depth, h.evictions,
-                        h.last_scan
-                 FROM devices d LEFT JOIN heartbeats h ON h.device_id = d.id
-                 ORDER BY d.host_id",
-                &[],
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
-                let received_at: Option<i64> = r.try_get(10)?;
-                let health = match received_at {
-                    None => None,
-                    Some(received_at) => Some(Health {
-                        received_at,
-                        agent_version: r.try_get(11)?,
-                        catalog_version: r.try_get(12)?,
-                        interfaces_json: r.try_get(13)?,
-                        packets: r.try_get(14)?,
-                        drops: r.try_get(15)?,
-                        spool_depth: r.try_get(16)?,
-                        evictions: r.try_get(17)?,
-                        last_scan: r.try_get(18)?,
-                    }),
-                };
-                Ok(DeviceSummary {
-                    device: Device {
-                        host_id: r.try_get(0)?,
-                        hostname: r.try_get(1)?,
-                        os: r.try_get(2)?,
-                        os_version: r.try_get(3)?,
-                        agent_version: r.try_get(4)?,
-                        owner_email: r.try_get(5)?,
-                    },
-                    enrolled_at: r.try_get(6)?,
-                    last_contact: r.try_get(7)?,
-                    dropped_sightings: r.try_get(8)?,
-                    evicted_sightings: r.try_get(9)?,
-                    health,
-                })
-            })
-            .collect()
+        let rows = client.query(&format!("{DEVICE_SELECT} ORDER BY d.host_id"), &[]).await?;
+        rows.iter().map(read_device).collect()
     }
 
     async fn usage(
@@ -855,17 +915,23 @@ impl Store for PgStore {
             .await?;
         let before = row.as_ref().map(read_review).transpose()?;
         tx.execute(
-            "INSERT INTO reviews (product, status, note, reviewed_by, reviewed_at)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (product) DO UPDATE SET status = excluded.status,
-                note = excluded.note, reviewed_by = excluded.reviewed_by,
-                reviewed_at = excluded.reviewed_at",
+            &format!(
+                "INSERT INTO reviews ({REVIEW_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (product) DO UPDATE SET status = excluded.status,
+                    note = excluded.note, reviewed_by = excluded.reviewed_by,
+                    reviewed_at = excluded.reviewed_at,
+                    business_owner = excluded.business_owner,
+                    alternative = excluded.alternative, renewal = excluded.renewal"
+            ),
             &[
                 &review.product,
                 &review.status,
                 &review.note,
                 &review.reviewed_by,
                 &review.reviewed_at,
+                &review.business_owner,
+                &review.alternative,
+                &review.renewal,
             ],
         )
         .await?;
@@ -1242,22 +1308,7 @@ impl Store for PgStore {
                 &[&since],
             )
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(DeviceSighting {
-                    host_id: r.try_get(0)?,
-                    hostname: r.try_get(1)?,
-                    os: r.try_get(2)?,
-                    owner_email: r.try_get(3)?,
-                    product: r.try_get(4)?,
-                    kind: r.try_get(5)?,
-                    value: r.try_get(6)?,
-                    first_seen: r.try_get(7)?,
-                    last_seen: r.try_get(8)?,
-                    count: r.try_get(9)?,
-                })
-            })
-            .collect()
+        rows.iter().map(read_device_sighting).collect()
     }
 
     async fn audit(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
@@ -1269,20 +1320,320 @@ impl Store for PgStore {
                 &[&after, &limit],
             )
             .await?;
+        rows.iter().map(read_audit).collect()
+    }
+
+    async fn create_session(
+        &self,
+        hash: CredentialHash,
+        session: Session,
+        audit: AuditRecord,
+    ) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let inserted = tx
+            .execute(
+                &tx.prepare_cached(
+                    "INSERT INTO console_sessions (session_hash, actor, role, method, token, csrf,
+                        created_at, last_seen, expires_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                     ON CONFLICT (session_hash) DO NOTHING",
+                )
+                .await?,
+                &[
+                    &&hash[..],
+                    &session.actor,
+                    &session.role.as_str(),
+                    &session.method,
+                    &session.token,
+                    &session.csrf,
+                    &session.created_at,
+                    &session.last_seen,
+                    &session.expires_at,
+                ],
+            )
+            .await?;
+        if inserted == 0 {
+            return Err(StoreError::Exists { what: "session", name: session.actor });
+        }
+        append_audit(&tx, &audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn session(&self, hash: CredentialHash, now: i64) -> Result<Option<Session>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(&client.prepare_cached(SESSION_SELECT).await?, &[&&hash[..], &now])
+            .await?;
+        row.as_ref().map(read_session).transpose()
+    }
+
+    async fn touch_session(&self, hash: CredentialHash, now: i64) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                &client
+                    .prepare_cached(
+                        "UPDATE console_sessions SET last_seen = GREATEST(last_seen, $2)
+                         WHERE session_hash = $1",
+                    )
+                    .await?,
+                &[&&hash[..], &now],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn end_session(
+        &self,
+        hash: CredentialHash,
+        audit: Option<AuditRecord>,
+    ) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let deleted = tx
+            .execute(
+                &tx.prepare_cached("DELETE FROM console_sessions WHERE session_hash = $1").await?,
+                &[&&hash[..]],
+            )
+            .await?;
+        if deleted == 0 {
+            return Ok(false);
+        }
+        if let Some(audit) = &audit {
+            append_audit(&tx, audit).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn purge_sessions(&self, now: i64, idle_before: i64) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        Ok(client
+            .execute(
+                &client
+                    .prepare_cached(
+                        "DELETE FROM console_sessions WHERE expires_at <= $1 OR last_seen < $2",
+                    )
+                    .await?,
+                &[&now, &idle_before],
+            )
+            .await?)
+    }
+
+    async fn audit_query(&self, filter: AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+        let (sql, args) = audit_query_sql(&filter, '$');
+        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = args
+            .iter()
+            .map(|a| -> &(dyn tokio_postgres::types::ToSql + Sync) {
+                match a {
+                    rollup::Arg::Text(t) => t,
+                    rollup::Arg::Int(i) => i,
+                }
+            })
+            .collect();
+        let client = self.client().await?;
+        let rows = client.query(&client.prepare_cached(&sql).await?, &refs).await?;
+        rows.iter().map(read_audit).collect()
+    }
+
+    async fn record_import(&self, run: ImportRun) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                &client
+                    .prepare_cached(
+                        "INSERT INTO import_runs (at, actor, kind, file, format, rows, stored,
+                            duplicates, errors)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    )
+                    .await?,
+                &[
+                    &run.at,
+                    &run.actor,
+                    &run.kind,
+                    &run.file,
+                    &run.format,
+                    &run.rows,
+                    &run.stored,
+                    &run.duplicates,
+                    &run.errors,
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn import_runs(&self, limit: i64) -> Result<Vec<ImportRun>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &client
+                    .prepare_cached(
+                        "SELECT at, actor, kind, file, format, rows, stored, duplicates, errors
+                         FROM import_runs ORDER BY id DESC LIMIT $1",
+                    )
+                    .await?,
+                // PostgreSQL refuses a negative limit; SQLite would read it as none at all.
+                &[&limit.max(0)],
+            )
+            .await?;
         rows.iter()
             .map(|r| {
-                Ok(AuditEntry {
-                    id: r.try_get(0)?,
-                    record: AuditRecord {
-                        at: r.try_get(1)?,
-                        actor: r.try_get(2)?,
-                        action: r.try_get(3)?,
-                        subject: r.try_get(4)?,
-                        before: r.try_get(5)?,
-                        after: r.try_get(6)?,
-                    },
+                Ok(ImportRun {
+                    at: r.try_get(0)?,
+                    actor: r.try_get(1)?,
+                    kind: r.try_get(2)?,
+                    file: r.try_get(3)?,
+                    format: r.try_get(4)?,
+                    rows: r.try_get(5)?,
+                    stored: r.try_get(6)?,
+                    duplicates: r.try_get(7)?,
+                    errors: r.try_get(8)?,
                 })
             })
             .collect()
+    }
+
+    async fn device(&self, host_id: String) -> Result<Option<DeviceSummary>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                &client.prepare_cached(&format!("{DEVICE_SELECT} WHERE d.host_id = $1")).await?,
+                &[&host_id],
+            )
+            .await?;
+        row.as_ref().map(read_device).transpose()
+    }
+
+    async fn device_products(&self, host_id: String) -> Result<Vec<DeviceSighting>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &client
+                    .prepare_cached(
+                        "SELECT d.host_id, d.hostname, d.os, d.owner_email, s.product, s.kind,
+                                s.value, MIN(s.first_seen), MAX(s.last_seen),
+                                SUM(s.count)::bigint
+                         FROM devices d JOIN sightings s ON s.device_id = d.id
+                         WHERE d.host_id = $1
+                         GROUP BY d.id, s.product, s.kind, s.value
+                         ORDER BY s.product, s.kind, s.value",
+                    )
+                    .await?,
+                &[&host_id],
+            )
+            .await?;
+        rows.iter().map(read_device_sighting).collect()
+    }
+
+    async fn person_usage(&self, email: Option<String>) -> Result<Vec<PersonUsage>, StoreError> {
+        let email = email.map(|e| e.to_ascii_lowercase());
+        let mut client = self.client().await?;
+        // The products come from the rollups.
+        fold(&mut client, false).await?;
+        // One snapshot for the three reads. Emails are lowercased under the C collation
+        // (ASCII letters only, as SQLite's `lower` and the directory's import).
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let mut people = PeopleUsage::default();
+        let products = tx
+            .query(
+                &tx.prepare_cached(
+                    "SELECT lower(d.owner_email COLLATE \"C\") AS email, s.product,
+                            MAX(s.last_seen)
+                     FROM usage_device s JOIN devices d ON d.id = s.device_id
+                     WHERE d.owner_email IS NOT NULL AND d.owner_email <> ''
+                       AND ($1::text IS NULL OR lower(d.owner_email COLLATE \"C\") = $1)
+                     GROUP BY email, s.product",
+                )
+                .await?,
+                &[&email],
+            )
+            .await?;
+        for r in &products {
+            people.product(r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+        }
+        let expenses = tx
+            .query(
+                &tx.prepare_cached(
+                    "SELECT lower(payer_email COLLATE \"C\") AS email, currency,
+                            SUM(amount_minor)::bigint, MAX(occurred_at)
+                     FROM expense_lines
+                     WHERE product IS NOT NULL AND payer_email <> ''
+                       AND ($1::text IS NULL OR lower(payer_email COLLATE \"C\") = $1)
+                     GROUP BY email, currency",
+                )
+                .await?,
+                &[&email],
+            )
+            .await?;
+        for r in &expenses {
+            people.expense(r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
+        }
+        let gateway = tx
+            .query(
+                &tx.prepare_cached(
+                    "SELECT lower(end_user COLLATE \"C\") AS email, currency,
+                            SUM(cost_nanos)::bigint, MAX(period_start)
+                     FROM gateway_spend
+                     WHERE strpos(end_user, '@') > 0
+                       AND ($1::text IS NULL OR lower(end_user COLLATE \"C\") = $1)
+                     GROUP BY email, currency",
+                )
+                .await?,
+                &[&email],
+            )
+            .await?;
+        for r in &gateway {
+            people.gateway(r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
+        }
+        tx.commit().await?;
+        Ok(people.finish())
+    }
+
+    async fn rotate_enroll_secret(
+        &self,
+        hash: CredentialHash,
+        now: i64,
+        audit: AuditRecord,
+    ) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            &tx.prepare_cached(
+                "INSERT INTO enroll_secret (id, secret_hash, set_at) VALUES (1, $1, $2)
+                 ON CONFLICT (id) DO UPDATE SET secret_hash = excluded.secret_hash,
+                    set_at = excluded.set_at",
+            )
+            .await?,
+            &[&&hash[..], &now],
+        )
+        .await?;
+        append_audit(&tx, &audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn enroll_secret(&self) -> Result<Option<(CredentialHash, i64)>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                &client
+                    .prepare_cached("SELECT secret_hash, set_at FROM enroll_secret WHERE id = 1")
+                    .await?,
+                &[],
+            )
+            .await?;
+        row.map(|r| {
+            let hash: &[u8] = r.try_get(0)?;
+            Ok((credential_hash("enroll_secret", hash)?, r.try_get(1)?))
+        })
+        .transpose()
     }
 }

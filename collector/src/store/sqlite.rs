@@ -15,12 +15,14 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::{
-    AuditFn, CredentialHash, Migration, PRODUCT_DEVICES_LIMIT, Store, StoreError, role, rollup,
+    AuditFn, CredentialHash, Migration, PRODUCT_DEVICES_LIMIT, PeopleUsage, Store, StoreError,
+    audit_query_sql, credential_hash, role, rollup,
 };
 use crate::model::{
-    AuditEntry, AuditRecord, Batch, Device, DeviceId, DeviceSighting, DeviceSummary, DeviceUsage,
-    ExpenseLine, GatewaySpend, GatewayTotal, Health, ImportCounts, IngestOutcome, OwnerUse, Person,
-    ProductUsage, Review, SourceUsage, Token, UsageFilter,
+    AuditEntry, AuditFilter, AuditRecord, Batch, Device, DeviceId, DeviceSighting, DeviceSummary,
+    DeviceUsage, ExpenseLine, GatewaySpend, GatewayTotal, Health, ImportCounts, ImportRun,
+    IngestOutcome, OwnerUse, Person, PersonUsage, ProductUsage, Review, Session, SourceUsage,
+    Token, UsageFilter,
 };
 
 /// The SQLite migrations, in order.
@@ -29,6 +31,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 2, sql: include_str!("migrations/sqlite/0002_spend.sql") },
     Migration { version: 3, sql: include_str!("migrations/sqlite/0003_rollups.sql") },
     Migration { version: 4, sql: include_str!("migrations/sqlite/0004_filters.sql") },
+    Migration { version: 5, sql: include_str!("migrations/sqlite/0005_console.sql") },
 ];
 
 /// How long a connection waits for another writer before failing.
@@ -396,6 +399,10 @@ fn token(row: (String, String, i64, Option<i64>)) -> Result<Token, StoreError> {
     Ok(Token { name, role: role("api_tokens", &role_name)?, created_at, revoked_at })
 }
 
+/// The columns [`read_review`] reads.
+const REVIEW_COLUMNS: &str =
+    "product, status, note, reviewed_by, reviewed_at, business_owner, alternative, renewal";
+
 fn read_review(r: &rusqlite::Row<'_>) -> rusqlite::Result<Review> {
     Ok(Review {
         product: r.get(0)?,
@@ -403,10 +410,134 @@ fn read_review(r: &rusqlite::Row<'_>) -> rusqlite::Result<Review> {
         note: r.get(2)?,
         reviewed_by: r.get(3)?,
         reviewed_at: r.get(4)?,
-        business_owner: String::new(),
-        alternative: String::new(),
-        renewal: None,
+        business_owner: r.get(5)?,
+        alternative: r.get(6)?,
+        renewal: r.get(7)?,
     })
+}
+
+/// A device and its last heartbeat, as [`read_device`] reads them; the caller adds its
+/// `WHERE` or `ORDER BY`.
+const DEVICE_SELECT: &str = "SELECT d.host_id, d.hostname, d.os, d.os_version, d.agent_version,
+        d.owner_email, d.enrolled_at, d.last_contact, d.dropped_sightings,
+        d.evicted_sightings, h.received_at, h.agent_version, h.catalog_version,
+        h.interfaces_json, h.packets, h.drops, h.spool_depth, h.evictions, h.last_scan
+    FROM devices d LEFT JOIN heartbeats h ON h.device_id = d.id";
+
+/// Reads a row of [`DEVICE_SELECT`].
+fn read_device(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceSummary> {
+    let received_at: Option<i64> = r.get(10)?;
+    let health = match received_at {
+        None => None,
+        Some(received_at) => Some(Health {
+            received_at,
+            agent_version: r.get(11)?,
+            catalog_version: r.get(12)?,
+            interfaces_json: r.get(13)?,
+            packets: r.get(14)?,
+            drops: r.get(15)?,
+            spool_depth: r.get(16)?,
+            evictions: r.get(17)?,
+            last_scan: r.get(18)?,
+        }),
+    };
+    Ok(DeviceSummary {
+        device: Device {
+            host_id: r.get(0)?,
+            hostname: r.get(1)?,
+            os: r.get(2)?,
+            os_version: r.get(3)?,
+            agent_version: r.get(4)?,
+            owner_email: r.get(5)?,
+        },
+        enrolled_at: r.get(6)?,
+        last_contact: r.get(7)?,
+        dropped_sightings: r.get(8)?,
+        evicted_sightings: r.get(9)?,
+        health,
+    })
+}
+
+/// Reads a (host id, hostname, os, owner, product, kind, value, first seen, last seen, count)
+/// row.
+fn read_device_sighting(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceSighting> {
+    Ok(DeviceSighting {
+        host_id: r.get(0)?,
+        hostname: r.get(1)?,
+        os: r.get(2)?,
+        owner_email: r.get(3)?,
+        product: r.get(4)?,
+        kind: r.get(5)?,
+        value: r.get(6)?,
+        first_seen: r.get(7)?,
+        last_seen: r.get(8)?,
+        count: r.get(9)?,
+    })
+}
+
+/// Reads an (id, at, actor, action, subject, before, after) row of the audit log.
+fn read_audit(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
+    Ok(AuditEntry {
+        id: r.get(0)?,
+        record: AuditRecord {
+            at: r.get(1)?,
+            actor: r.get(2)?,
+            action: r.get(3)?,
+            subject: r.get(4)?,
+            before: r.get(5)?,
+            after: r.get(6)?,
+        },
+    })
+}
+
+/// [`Store::person_usage`] in one read transaction: products from the rollups (the caller
+/// folds first), expense lines and gateway spend read row by row and summed by
+/// [`PeopleUsage`] (SQLite's `GROUP BY` would sort every row first; see [`gateway_totals`]).
+/// `email` is lowercased already.
+fn person_usage(c: &mut Connection, email: Option<&str>) -> Result<Vec<PersonUsage>, StoreError> {
+    let tx = c.transaction()?;
+    let mut people = PeopleUsage::default();
+    {
+        let mut stmt = tx.prepare_cached(
+            "SELECT lower(d.owner_email), s.product, MAX(s.last_seen)
+             FROM usage_device s JOIN devices d ON d.id = s.device_id
+             WHERE d.owner_email IS NOT NULL AND d.owner_email <> ''
+               AND (?1 IS NULL OR lower(d.owner_email) = ?1)
+             GROUP BY lower(d.owner_email), s.product",
+        )?;
+        let mut rows = stmt.query([email])?;
+        while let Some(r) = rows.next()? {
+            people.product(borrowed_text(r, 0)?, borrowed_text(r, 1)?, r.get(2)?);
+        }
+        let mut stmt = tx.prepare_cached(
+            "SELECT payer_email, currency, amount_minor, occurred_at FROM expense_lines
+             WHERE product IS NOT NULL AND payer_email <> ''
+               AND (?1 IS NULL OR lower(payer_email) = ?1)",
+        )?;
+        let mut rows = stmt.query([email])?;
+        while let Some(r) = rows.next()? {
+            people.expense(borrowed_text(r, 0)?, borrowed_text(r, 1)?, r.get(2)?, r.get(3)?);
+        }
+        let mut stmt = tx.prepare_cached(
+            "SELECT end_user, currency, cost_nanos, period_start FROM gateway_spend
+             WHERE instr(end_user, '@') > 0 AND (?1 IS NULL OR lower(end_user) = ?1)",
+        )?;
+        let mut rows = stmt.query([email])?;
+        while let Some(r) = rows.next()? {
+            people.gateway(borrowed_text(r, 0)?, borrowed_text(r, 1)?, r.get(2)?, r.get(3)?);
+        }
+    }
+    tx.commit()?;
+    Ok(people.finish())
+}
+
+/// A text column borrowed from its row (no copy); NULL reads as `""`.
+fn borrowed_text<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r str, StoreError> {
+    let value = r.get_ref(i)?;
+    let text = value.as_str_or_null().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, value.data_type(), Box::new(e))
+    })?;
+    Ok(text.unwrap_or_default())
 }
 
 fn append_audit(tx: &rusqlite::Transaction<'_>, a: &AuditRecord) -> Result<(), StoreError> {
@@ -865,48 +996,8 @@ impl Store for SqliteStore {
 
     async fn devices(&self) -> Result<Vec<DeviceSummary>, StoreError> {
         self.with(|c| {
-            let mut stmt = c.prepare(
-                "SELECT d.host_id, d.hostname, d.os, d.os_version, d.agent_version,
-                        d.owner_email, d.enrolled_at, d.last_contact, d.dropped_sightings,
-                        d.evicted_sightings, h.received_at, h.agent_version, h.catalog_version,
-                        h.interfaces_json, h.packets, h.drops, h.spool_depth, h.evictions,
-                        h.last_scan
-                 FROM devices d LEFT JOIN heartbeats h ON h.device_id = d.id
-                 ORDER BY d.host_id",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                let received_at: Option<i64> = r.get(10)?;
-                let health = match received_at {
-                    None => None,
-                    Some(received_at) => Some(Health {
-                        received_at,
-                        agent_version: r.get(11)?,
-                        catalog_version: r.get(12)?,
-                        interfaces_json: r.get(13)?,
-                        packets: r.get(14)?,
-                        drops: r.get(15)?,
-                        spool_depth: r.get(16)?,
-                        evictions: r.get(17)?,
-                        last_scan: r.get(18)?,
-                    }),
-                };
-                Ok(DeviceSummary {
-                    device: Device {
-                        host_id: r.get(0)?,
-                        hostname: r.get(1)?,
-                        os: r.get(2)?,
-                        os_version: r.get(3)?,
-                        agent_version: r.get(4)?,
-                        owner_email: r.get(5)?,
-                    },
-                    enrolled_at: r.get(6)?,
-                    last_contact: r.get(7)?,
-                    dropped_sightings: r.get(8)?,
-                    evicted_sightings: r.get(9)?,
-                    health,
-                })
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            let mut stmt = c.prepare(&format!("{DEVICE_SELECT} ORDER BY d.host_id"))?;
+            Ok(stmt.query_map([], read_device)?.collect::<Result<Vec<_>, _>>()?)
         })
         .await
     }
@@ -1000,10 +1091,8 @@ impl Store for SqliteStore {
 
     async fn reviews(&self) -> Result<Vec<Review>, StoreError> {
         self.with(|c| {
-            let mut stmt = c.prepare(
-                "SELECT product, status, note, reviewed_by, reviewed_at FROM reviews
-                 ORDER BY product",
-            )?;
+            let mut stmt =
+                c.prepare(&format!("SELECT {REVIEW_COLUMNS} FROM reviews ORDER BY product"))?;
             Ok(stmt.query_map([], read_review)?.collect::<Result<Vec<_>, _>>()?)
         })
         .await
@@ -1012,8 +1101,7 @@ impl Store for SqliteStore {
     async fn review(&self, product: String) -> Result<Option<Review>, StoreError> {
         self.with(move |c| {
             Ok(c.query_row(
-                "SELECT product, status, note, reviewed_by, reviewed_at FROM reviews
-                 WHERE product = ?1",
+                &format!("SELECT {REVIEW_COLUMNS} FROM reviews WHERE product = ?1"),
                 [product],
                 read_review,
             )
@@ -1031,24 +1119,29 @@ impl Store for SqliteStore {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let before = tx
                 .query_row(
-                    "SELECT product, status, note, reviewed_by, reviewed_at FROM reviews
-                     WHERE product = ?1",
+                    &format!("SELECT {REVIEW_COLUMNS} FROM reviews WHERE product = ?1"),
                     [&review.product],
                     read_review,
                 )
                 .optional()?;
             tx.execute(
-                "INSERT INTO reviews (product, status, note, reviewed_by, reviewed_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (product) DO UPDATE SET status = excluded.status,
-                    note = excluded.note, reviewed_by = excluded.reviewed_by,
-                    reviewed_at = excluded.reviewed_at",
+                &format!(
+                    "INSERT INTO reviews ({REVIEW_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (product) DO UPDATE SET status = excluded.status,
+                        note = excluded.note, reviewed_by = excluded.reviewed_by,
+                        reviewed_at = excluded.reviewed_at,
+                        business_owner = excluded.business_owner,
+                        alternative = excluded.alternative, renewal = excluded.renewal"
+                ),
                 params![
                     review.product,
                     review.status,
                     review.note,
                     review.reviewed_by,
-                    review.reviewed_at
+                    review.reviewed_at,
+                    review.business_owner,
+                    review.alternative,
+                    review.renewal
                 ],
             )?;
             append_audit(&tx, &audit(before.as_ref()))?;
@@ -1364,20 +1457,7 @@ impl Store for SqliteStore {
                  GROUP BY d.id, s.product, s.kind, s.value
                  ORDER BY d.host_id, s.product, s.kind, s.value",
             )?;
-            let rows = stmt.query_map([since], |r| {
-                Ok(DeviceSighting {
-                    host_id: r.get(0)?,
-                    hostname: r.get(1)?,
-                    os: r.get(2)?,
-                    owner_email: r.get(3)?,
-                    product: r.get(4)?,
-                    kind: r.get(5)?,
-                    value: r.get(6)?,
-                    first_seen: r.get(7)?,
-                    last_seen: r.get(8)?,
-                    count: r.get(9)?,
-                })
-            })?;
+            let rows = stmt.query_map([since], read_device_sighting)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await
@@ -1389,24 +1469,251 @@ impl Store for SqliteStore {
                 "SELECT id, at, actor, action, subject, before_json, after_json FROM audit_log
                  WHERE id > ?1 ORDER BY id LIMIT ?2",
             )?;
-            let rows = stmt.query_map(params![after, limit], |r| {
-                Ok(AuditEntry {
-                    id: r.get(0)?,
-                    record: AuditRecord {
-                        at: r.get(1)?,
-                        actor: r.get(2)?,
-                        action: r.get(3)?,
-                        subject: r.get(4)?,
-                        before: r.get(5)?,
-                        after: r.get(6)?,
-                    },
+            let rows = stmt.query_map(params![after, limit], read_audit)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn create_session(
+        &self,
+        hash: CredentialHash,
+        session: Session,
+        audit: AuditRecord,
+    ) -> Result<(), StoreError> {
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let inserted = tx.execute(
+                "INSERT INTO console_sessions (session_hash, actor, role, method, token, csrf,
+                    created_at, last_seen, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (session_hash) DO NOTHING",
+                params![
+                    &hash[..],
+                    session.actor,
+                    session.role.as_str(),
+                    session.method,
+                    session.token,
+                    session.csrf,
+                    session.created_at,
+                    session.last_seen,
+                    session.expires_at
+                ],
+            )?;
+            if inserted == 0 {
+                return Err(StoreError::Exists { what: "session", name: session.actor });
+            }
+            append_audit(&tx, &audit)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn session(&self, hash: CredentialHash, now: i64) -> Result<Option<Session>, StoreError> {
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached(SESSION_SELECT)?;
+            let mut rows = stmt.query(params![&hash[..], now])?;
+            let Some(r) = rows.next()? else {
+                return Ok(None);
+            };
+            let role_name: String = r.get(1)?;
+            Ok(Some(Session {
+                actor: r.get(0)?,
+                role: role("console_sessions", &role_name)?,
+                method: r.get(2)?,
+                token: r.get(3)?,
+                csrf: r.get(4)?,
+                created_at: r.get(5)?,
+                last_seen: r.get(6)?,
+                expires_at: r.get(7)?,
+            }))
+        })
+        .await
+    }
+
+    async fn touch_session(&self, hash: CredentialHash, now: i64) -> Result<(), StoreError> {
+        self.with(move |c| {
+            c.prepare_cached(
+                "UPDATE console_sessions SET last_seen = MAX(last_seen, ?2)
+                 WHERE session_hash = ?1",
+            )?
+            .execute(params![&hash[..], now])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn end_session(
+        &self,
+        hash: CredentialHash,
+        audit: Option<AuditRecord>,
+    ) -> Result<bool, StoreError> {
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let deleted =
+                tx.execute("DELETE FROM console_sessions WHERE session_hash = ?1", [&hash[..]])?;
+            if deleted == 0 {
+                return Ok(false);
+            }
+            if let Some(audit) = &audit {
+                append_audit(&tx, audit)?;
+            }
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn purge_sessions(&self, now: i64, idle_before: i64) -> Result<u64, StoreError> {
+        self.with(move |c| {
+            let deleted = c.execute(
+                "DELETE FROM console_sessions WHERE expires_at <= ?1 OR last_seen < ?2",
+                params![now, idle_before],
+            )?;
+            Ok(u64::try_from(deleted).unwrap_or(u64::MAX))
+        })
+        .await
+    }
+
+    async fn audit_query(&self, filter: AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+        let (sql, args) = audit_query_sql(&filter, '?');
+        self.with(move |c| {
+            let args = args.iter().map(|a| -> &dyn rusqlite::ToSql {
+                match a {
+                    rollup::Arg::Text(t) => t,
+                    rollup::Arg::Int(i) => i,
+                }
+            });
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args), read_audit)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn record_import(&self, run: ImportRun) -> Result<(), StoreError> {
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO import_runs (at, actor, kind, file, format, rows, stored,
+                    duplicates, errors)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    run.at,
+                    run.actor,
+                    run.kind,
+                    run.file,
+                    run.format,
+                    run.rows,
+                    run.stored,
+                    run.duplicates,
+                    run.errors
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn import_runs(&self, limit: i64) -> Result<Vec<ImportRun>, StoreError> {
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT at, actor, kind, file, format, rows, stored, duplicates, errors
+                 FROM import_runs ORDER BY id DESC LIMIT ?1",
+            )?;
+            // SQLite reads a negative limit as none at all; PostgreSQL refuses it.
+            let rows = stmt.query_map([limit.max(0)], |r| {
+                Ok(ImportRun {
+                    at: r.get(0)?,
+                    actor: r.get(1)?,
+                    kind: r.get(2)?,
+                    file: r.get(3)?,
+                    format: r.get(4)?,
+                    rows: r.get(5)?,
+                    stored: r.get(6)?,
+                    duplicates: r.get(7)?,
+                    errors: r.get(8)?,
                 })
             })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await
     }
+
+    async fn device(&self, host_id: String) -> Result<Option<DeviceSummary>, StoreError> {
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached(&format!("{DEVICE_SELECT} WHERE d.host_id = ?1"))?;
+            Ok(stmt.query_row([host_id], read_device).optional()?)
+        })
+        .await
+    }
+
+    async fn device_products(&self, host_id: String) -> Result<Vec<DeviceSighting>, StoreError> {
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT d.host_id, d.hostname, d.os, d.owner_email, s.product, s.kind, s.value,
+                        MIN(s.first_seen), MAX(s.last_seen), SUM(s.count)
+                 FROM devices d JOIN sightings s ON s.device_id = d.id
+                 WHERE d.host_id = ?1
+                 GROUP BY s.product, s.kind, s.value
+                 ORDER BY s.product, s.kind, s.value",
+            )?;
+            let rows = stmt.query_map([host_id], read_device_sighting)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn person_usage(&self, email: Option<String>) -> Result<Vec<PersonUsage>, StoreError> {
+        // The products come from the rollups.
+        self.fold().await?;
+        let email = email.map(|e| e.to_ascii_lowercase());
+        self.with(move |c| person_usage(c, email.as_deref())).await
+    }
+
+    async fn rotate_enroll_secret(
+        &self,
+        hash: CredentialHash,
+        now: i64,
+        audit: AuditRecord,
+    ) -> Result<(), StoreError> {
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                "INSERT INTO enroll_secret (id, secret_hash, set_at) VALUES (1, ?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET secret_hash = excluded.secret_hash,
+                    set_at = excluded.set_at",
+                params![&hash[..], now],
+            )?;
+            append_audit(&tx, &audit)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn enroll_secret(&self) -> Result<Option<(CredentialHash, i64)>, StoreError> {
+        self.with(|c| {
+            let row = c
+                .query_row("SELECT secret_hash, set_at FROM enroll_secret WHERE id = 1", [], |r| {
+                    Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))
+                })
+                .optional()?;
+            row.map(|(hash, at)| Ok((credential_hash("enroll_secret", &hash)?, at))).transpose()
+        })
+        .await
+    }
 }
+
+/// A session that is still valid at `?2`: its absolute expiry is later, and the token it
+/// signed in with (if any) exists and is not revoked. Idle expiry is the caller's to judge
+/// from `last_seen`.
+const SESSION_SELECT: &str = "SELECT s.actor, s.role, s.method, s.token, s.csrf, s.created_at,
+        s.last_seen, s.expires_at
+    FROM console_sessions s
+    WHERE s.session_hash = ?1 AND s.expires_at > ?2
+      AND (s.token IS NULL OR EXISTS (SELECT 1 FROM api_tokens t
+                                      WHERE t.name = s.token AND t.revoked_at IS NULL))";
 
 #[cfg(test)]
 mod tests {
