@@ -6,14 +6,21 @@
 #   3. the agent replaying the bundled captures of real clients (curl, openssl, dig, Chromium
 #      over TLS and QUIC) from examples/captures/;
 #   4. the sample expense, gateway and people files imported from examples/;
-#   5. the inventory and procurement's reconciliation printed as tables.
+#   5. the inventory and procurement's reconciliation printed as tables;
+#   6. the console left serving the demo data: it prints the URL and an admin sign-in token
+#      (and opens a browser when this machine has a display). Ctrl-C stops it.
 #
 # Usage: bash examples/demo.sh [WORKDIR]     (WORKDIR is kept for a look around afterwards)
+# Environment: DEMO_PORT (default 8443), DEMO_EXIT=1 to stop after the reports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work="${1:-$(mktemp -d)}"
 mkdir -p "$work"
 log() { printf '\n== %s\n' "$*"; }
+port="${DEMO_PORT:-8443}"
+
+log "installing missing system packages"
+bash .ci/install-deps
 
 log "building the binaries (debug)"
 cargo build -q -p aiscout-agent -p aiscout-collector -p aiscout-signatures --features aiscout-signatures/sign
@@ -22,7 +29,7 @@ bin="${CARGO_TARGET_DIR:-target}/debug"
 log "starting the collector in $work/collector"
 mkdir -p "$work/collector" "$work/agent"
 printf 'demo-enroll-secret\n' > "$work/collector/enroll.secret"
-"$bin/aiscout-collector" serve --listen 127.0.0.1:0 --data-dir "$work/collector" \
+"$bin/aiscout-collector" serve --listen "127.0.0.1:$port" --data-dir "$work/collector" \
   --enroll-secret-file "$work/collector/enroll.secret" > "$work/collector.out" 2> "$work/collector.log" &
 collector=$!
 trap 'kill $collector 2>/dev/null || true' EXIT
@@ -79,5 +86,42 @@ log "the AI inventory (every source joined)"
 log "procurement's reconciliation"
 "$bin/aiscout-collector" report reconcile "${db[@]}" --as-of 2026-11-20
 
+log "review decisions, as a security reviewer would make them in the console"
+admin=$("$bin/aiscout-collector" token create "${db[@]}" --role admin --name demo-admin)
+"$bin/aiscout-collector" token create "${db[@]}" --role security --name demo-security > "$work/security.token"
+"$bin/aiscout-collector" token create "${db[@]}" --role procurement --name demo-procurement > "$work/procurement.token"
+review() {
+  curl -sS --fail-with-body -k -X PUT -H "Authorization: Bearer $admin" -H 'Content-Type: application/json' \
+    --data "{\"status\":\"$2\",\"note\":\"$3\"}" "$url/api/v1/products/$1/review" > /dev/null
+}
+review openai.chatgpt sanctioned "Enterprise agreement signed; SSO enforced"
+review anthropic.api sanctioned "Through the LiteLLM gateway only"
+review deepseek.chat blocked "Data residency: not approved"
+review anysphere.cursor under_review "Security questionnaire sent"
+echo "set 4 review decisions"
+
 echo
 echo "Done. Everything is in $work (agent log: $work/agent.log; CSV: add --format csv)."
+printf '%s\n' "$admin" > "$work/admin.token"
+chmod 600 "$work"/*.token
+if [ "${DEMO_EXIT:-0}" = "1" ]; then
+  exit 0
+fi
+cat <<EOF
+
+  The console is serving the demo data:
+
+      $url/
+
+  Sign in with this admin token (also in $work/admin.token; security and procurement
+  tokens are beside it):
+
+      $admin
+
+  The certificate is self-signed: your browser will ask you to accept it once.
+  Ctrl-C stops the collector.
+EOF
+if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ] && command -v xdg-open > /dev/null; then
+  xdg-open "$url/login" > /dev/null 2>&1 || true
+fi
+wait "$collector"

@@ -105,13 +105,33 @@ impl Connection {
         bearer: Option<&str>,
         body: impl Into<Bytes>,
     ) -> Result<(StatusCode, Bytes), ClientError> {
-        let mut req = Request::builder().method(method).header("content-type", "application/json");
+        let auth = bearer.map(|b| format!("Bearer {b}"));
+        let mut headers = vec![("content-type", "application/json")];
+        if let Some(a) = &auth {
+            headers.push(("authorization", a.as_str()));
+        }
+        let (status, _, bytes) = self.request(method, path, &headers, body).await?;
+        Ok((status, bytes))
+    }
+
+    /// Sends one request with the given headers and reads the whole answer, with its headers.
+    ///
+    /// # Errors
+    /// The connection failed.
+    pub async fn request(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Result<(StatusCode, hyper::HeaderMap, Bytes), ClientError> {
+        let mut req = Request::builder().method(method);
         req = match &self.sender {
             Sender::H1(_) => req.uri(path).header("host", &self.authority),
             Sender::H2(_) => req.uri(format!("https://{}{path}", self.authority)),
         };
-        if let Some(b) = bearer {
-            req = req.header("authorization", format!("Bearer {b}"));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
         }
         let req = req.body(Full::new(body.into()))?;
         let response = match &mut self.sender {
@@ -125,7 +145,8 @@ impl Connection {
             }
         };
         let status = response.status();
+        let headers = response.headers().clone();
         let bytes = response.into_body().collect().await?.to_bytes();
-        Ok((status, bytes))
+        Ok((status, headers, bytes))
     }
 }

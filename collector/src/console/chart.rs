@@ -84,7 +84,13 @@ pub fn stacked(
             if v > 0 {
                 let top = y_of(base + v);
                 let h = y_of(base) - top;
-                rects.push(Rect { x, y: top, h, class: &s.class, title: format!("{cat} · {}: {}", s.label, label(v)) });
+                rects.push(Rect {
+                    x,
+                    y: top,
+                    h,
+                    class: &s.class,
+                    title: format!("{cat} · {}: {}", s.label, label(v)),
+                });
                 base += v;
             }
         }

@@ -232,7 +232,6 @@ impl IntoResponse for Refusal {
 /// A console page result.
 pub type PageResult = Result<Response, Refusal>;
 
-
 /// `303 See Other` to a local path.
 pub fn see_other(to: &str) -> Response {
     let mut r = StatusCode::SEE_OTHER.into_response();
@@ -243,10 +242,8 @@ pub fn see_other(to: &str) -> Response {
 }
 
 fn clear_cookie(name: &str) -> HeaderValue {
-    HeaderValue::from_str(&format!(
-        "{name}=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0"
-    ))
-    .unwrap_or_else(|_| HeaderValue::from_static("x=; Max-Age=0"))
+    HeaderValue::from_str(&format!("{name}=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0"))
+        .unwrap_or_else(|_| HeaderValue::from_static("x=; Max-Age=0"))
 }
 
 /// The value of cookie `name` in the request.
@@ -312,7 +309,11 @@ pub async fn require<S: Store>(
 ///
 /// # Errors
 /// [`Refusal::Csrf`].
-pub fn check_csrf(signed: &Signed, headers: &HeaderMap, presented: Option<&str>) -> Result<(), Refusal> {
+pub fn check_csrf(
+    signed: &Signed,
+    headers: &HeaderMap,
+    presented: Option<&str>,
+) -> Result<(), Refusal> {
     if !same_origin(headers) {
         return Err(Refusal::Csrf);
     }
@@ -375,9 +376,8 @@ pub async fn start_session<S: Store>(
     next: &str,
     via_page: bool,
 ) -> Result<Response, Refusal> {
-    let random = || {
-        credentials::generate("").map_err(|e| Refusal::Store(StoreError::Task(e.to_string())))
-    };
+    let random =
+        || credentials::generate("").map_err(|e| Refusal::Store(StoreError::Task(e.to_string())));
     let (value, csrf) = (random()?, random()?);
     let now = store::now();
     let session = Session {
@@ -491,10 +491,9 @@ pub fn document(title: &str, signed: Option<&Signed>, active: &str, body: Markup
         }
     };
     let mut response = markup.into_string().into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     response
 }
 
@@ -572,8 +571,6 @@ pub fn router<S: Store>(state: &AppState<S>) -> Router<Arc<AppState<S>>> {
         .route("/assets/{name}", get(asset))
         .layer(middleware::from_fn(headers_layer))
 }
-
-
 
 /// Whether single sign-on is configured.
 pub fn sso<S>(state: &AppState<S>) -> bool {

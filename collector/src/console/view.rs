@@ -176,7 +176,12 @@ pub(crate) fn param<'a>(pairs: &'a [(String, String)], key: &str) -> &'a str {
 }
 
 /// A `<select>` with a label; `options` are (value, text).
-pub(crate) fn select(name: &str, label: &str, options: &[(String, String)], chosen: &str) -> Markup {
+pub(crate) fn select(
+    name: &str,
+    label: &str,
+    options: &[(String, String)],
+    chosen: &str,
+) -> Markup {
     html! {
         label for=(name) { (label) }
         select id=(name) name=(name) {
@@ -213,7 +218,11 @@ mod tests {
 
     #[test]
     fn queries_encode_and_skip_empty_values() {
-        let pairs = vec![("status".to_owned(), "blocked".to_owned()), ("q".into(), "a b&c".into()), ("x".into(), String::new())];
+        let pairs = vec![
+            ("status".to_owned(), "blocked".to_owned()),
+            ("q".into(), "a b&c".into()),
+            ("x".into(), String::new()),
+        ];
         assert_eq!(query(&pairs), "?status=blocked&q=a%20b%26c");
         assert_eq!(query(&[]), "");
     }

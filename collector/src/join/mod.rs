@@ -417,9 +417,10 @@ pub fn spend_by_month(facts: &Facts, product: Option<&str>) -> Vec<MonthSpend> {
         if l.product.is_none() && !l.candidate {
             continue;
         }
-        let shadow = l.product.as_deref().is_none_or(|p| {
-            status(reviews.get(p).copied()) != ProductStatus::Sanctioned
-        });
+        let shadow = l
+            .product
+            .as_deref()
+            .is_none_or(|p| status(reviews.get(p).copied()) != ProductStatus::Sanctioned);
         let key = (
             crate::ingest::parse::year_month(l.occurred_at),
             dir.payer(l).department,
@@ -435,11 +436,8 @@ pub fn spend_by_month(facts: &Facts, product: Option<&str>) -> Vec<MonthSpend> {
         if product.is_some_and(|p| g.product.as_deref() != Some(p)) {
             continue;
         }
-        let key = (
-            crate::ingest::parse::year_month(g.day),
-            g.department.clone(),
-            g.currency.clone(),
-        );
+        let key =
+            (crate::ingest::parse::year_month(g.day), g.department.clone(), g.currency.clone());
         acc.entry(key).or_default().2 += i128::from(g.cost_nanos);
     }
     acc.into_iter()

@@ -18,10 +18,10 @@ use serde_json::{Value, json};
 const SECRET: &str = "s3cret-enroll";
 const BATCH: &[u8] = include_bytes!("../../wire/tests/data/v1/sighting_batch.json");
 
-struct Server {
+pub(crate) struct Server {
     addr: std::net::SocketAddr,
     ca: CertificateDer<'static>,
-    store: SqliteStore,
+    pub(crate) store: SqliteStore,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
 }
@@ -51,7 +51,14 @@ fn certificates() -> (CertificateDer<'static>, Vec<CertificateDer<'static>>, Pri
     (ca.der().clone(), vec![leaf.der().clone()], key)
 }
 
-async fn start(burst: u32) -> Server {
+pub(crate) async fn start(burst: u32) -> Server {
+    start_with(burst, Default::default()).await
+}
+
+pub(crate) async fn start_with(
+    burst: u32,
+    console: aiscout_collector::console::Settings,
+) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
     let (ca, chain, key) = certificates();
@@ -64,7 +71,7 @@ async fn start(burst: u32) -> Server {
         metrics: Metrics::default(),
         limiter: RateLimiter::new(1, burst),
         mappings: Default::default(),
-        console: Default::default(),
+        console,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -76,12 +83,12 @@ async fn start(burst: u32) -> Server {
 }
 
 impl Server {
-    async fn connect(&self, http2: bool) -> Connection {
+    pub(crate) async fn connect(&self, http2: bool) -> Connection {
         let tls = tls_config(std::slice::from_ref(&self.ca), http2).unwrap();
         Connection::connect(self.addr, "localhost", tls).await.unwrap()
     }
 
-    async fn token(&self, name: &str, role: Role) -> String {
+    pub(crate) async fn token(&self, name: &str, role: Role) -> String {
         let secret = aiscout_collector::credentials::generate("aistk_").unwrap();
         let token = Token { name: name.into(), role, created_at: 1, revoked_at: None };
         let audit = review::token_created(&token, "cli");

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr)]
 
 mod api;
+mod console;
 mod drop;
 mod import;
 mod mapping;

@@ -10,7 +10,9 @@ use maud::{Markup, html};
 
 use crate::api::AppState;
 use crate::console::view::{self, count};
-use crate::console::{Access, CSRF_FIELD, PageResult, Refusal, Signed, document, field, form, require, see_other};
+use crate::console::{
+    Access, CSRF_FIELD, PageResult, Refusal, Signed, document, field, form, require, see_other,
+};
 use crate::model::{AuditRecord, Role, Token};
 use crate::store::{Store, StoreError};
 use crate::{credentials, review};
@@ -23,11 +25,17 @@ enum Shown {
     EnrollSecret(String),
 }
 
-async fn render<S: Store>(state: &AppState<S>, signed: &Signed, shown: Option<Shown>) -> PageResult {
+async fn render<S: Store>(
+    state: &AppState<S>,
+    signed: &Signed,
+    shown: Option<Shown>,
+) -> PageResult {
     let tokens = state.store.tokens().await?;
     let rotated = state.store.enroll_secret().await?;
     let now = crate::store::now();
-    let csrf = |s: &Signed| -> Markup { html! { input type="hidden" name=(CSRF_FIELD) value=(s.session.csrf); } };
+    let csrf = |s: &Signed| -> Markup {
+        html! { input type="hidden" name=(CSRF_FIELD) value=(s.session.csrf); }
+    };
     let body = html! {
         main id="main" {
             h1 { "Admin" }
@@ -112,45 +120,74 @@ fn random() -> Result<String, Refusal> {
 }
 
 /// `POST /admin/tokens`: creates a token and shows it once.
-pub(crate) async fn create_token<S: Store>(State(state): Shared<S>, headers: HeaderMap, body: Bytes) -> PageResult {
+pub(crate) async fn create_token<S: Store>(
+    State(state): Shared<S>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> PageResult {
     let signed = require(&state, &headers, "/admin".into(), Access::Admin).await?;
     let pairs = form(&body);
     crate::console::check_csrf(&signed, &headers, field(&pairs, CSRF_FIELD))?;
     let name = field(&pairs, "name").unwrap_or("").trim().to_owned();
-    if name.is_empty() || name.len() > 100 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c)) {
-        return Err(Refusal::BadRequest("name: 1 to 100 letters, digits, dots, dashes, underscores or @".into()));
+    if name.is_empty()
+        || name.len() > 100
+        || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c))
+    {
+        return Err(Refusal::BadRequest(
+            "name: 1 to 100 letters, digits, dots, dashes, underscores or @".into(),
+        ));
     }
-    let role: Role = field(&pairs, "role").unwrap_or("").parse().map_err(|e: String| Refusal::BadRequest(format!("role: {e}")))?;
+    let role: Role = field(&pairs, "role")
+        .unwrap_or("")
+        .parse()
+        .map_err(|e: String| Refusal::BadRequest(format!("role: {e}")))?;
     let secret = random()?;
-    let token = Token { name: name.clone(), role, created_at: crate::store::now(), revoked_at: None };
+    let token =
+        Token { name: name.clone(), role, created_at: crate::store::now(), revoked_at: None };
     let audit = review::token_created(&token, &signed.session.actor);
     match state.store.create_token(token, credentials::hash(&secret), audit).await {
         Ok(()) => {}
-        Err(StoreError::Exists { .. }) => return Err(Refusal::BadRequest(format!("name: a token named {name:?} exists already"))),
+        Err(StoreError::Exists { .. }) => {
+            return Err(Refusal::BadRequest(format!("name: a token named {name:?} exists already")));
+        }
         Err(e) => return Err(e.into()),
     }
     render(&state, &signed, Some(Shown::Token(name, secret))).await
 }
 
 /// `POST /admin/tokens/revoke`.
-pub(crate) async fn revoke_token<S: Store>(State(state): Shared<S>, headers: HeaderMap, body: Bytes) -> PageResult {
+pub(crate) async fn revoke_token<S: Store>(
+    State(state): Shared<S>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> PageResult {
     let signed = require(&state, &headers, "/admin".into(), Access::Admin).await?;
     let pairs = form(&body);
     crate::console::check_csrf(&signed, &headers, field(&pairs, CSRF_FIELD))?;
     let name = field(&pairs, "name").unwrap_or("").to_owned();
     let now = crate::store::now();
-    if state.store.revoke_token(name.clone(), now, review::token_revoked(&signed.session.actor, now)).await?.is_none() {
+    if state
+        .store
+        .revoke_token(name.clone(), now, review::token_revoked(&signed.session.actor, now))
+        .await?
+        .is_none()
+    {
         return Err(Refusal::NotFound(format!("No active token is named {name:?}.")));
     }
     Ok(see_other("/admin"))
 }
 
 /// `POST /admin/enroll-secret`: a new enroll secret, shown once.
-pub(crate) async fn rotate_secret<S: Store>(State(state): Shared<S>, headers: HeaderMap, body: Bytes) -> PageResult {
+pub(crate) async fn rotate_secret<S: Store>(
+    State(state): Shared<S>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> PageResult {
     let signed = require(&state, &headers, "/admin".into(), Access::Admin).await?;
     let pairs = form(&body);
     crate::console::check_csrf(&signed, &headers, field(&pairs, CSRF_FIELD))?;
-    let secret = credentials::generate("aises_").map_err(|e| Refusal::Store(StoreError::Task(e.to_string())))?;
+    let secret = credentials::generate("aises_")
+        .map_err(|e| Refusal::Store(StoreError::Task(e.to_string())))?;
     let now = crate::store::now();
     let audit = AuditRecord {
         at: now,

@@ -37,7 +37,10 @@ pub(crate) async fn page<S: Store>(
     let opt = |k: &str| Some(param(&pairs, k).trim().to_owned()).filter(|v| !v.is_empty());
     let before_id = match param(&pairs, "before") {
         "" => None,
-        v => Some(v.parse::<i64>().map_err(|_| Refusal::BadRequest(format!("before: {v:?} is not an entry id")))?),
+        v => Some(
+            v.parse::<i64>()
+                .map_err(|_| Refusal::BadRequest(format!("before: {v:?} is not an entry id")))?,
+        ),
     };
     let filter = AuditFilter {
         actor: opt("actor"),

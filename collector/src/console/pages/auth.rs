@@ -10,8 +10,7 @@ use maud::html;
 
 use crate::api::AppState;
 use crate::console::{
-    CSRF_FIELD, PageResult, Refusal, document, field, form, safe_next, session_audit,
-    start_session,
+    CSRF_FIELD, PageResult, Refusal, document, field, form, safe_next, session_audit, start_session,
 };
 use crate::store::Store;
 use crate::{credentials, store};
@@ -48,7 +47,8 @@ pub(crate) async fn login_page<S: Store>(
 ) -> Response {
     let pairs = crate::api::query_pairs(query.as_deref());
     let next = safe_next(crate::console::view::param(&pairs, "next"));
-    document("Sign in", None, "", login_form(&next, None, crate::console::sso(&state))).into_response()
+    document("Sign in", None, "", login_form(&next, None, crate::console::sso(&state)))
+        .into_response()
 }
 
 /// `POST /login`: a valid, unrevoked token starts a session.
@@ -70,8 +70,7 @@ pub(crate) async fn login<S: Store>(
     };
     match token {
         Some(t) if t.revoked_at.is_none() => {
-            start_session(&state, t.name.clone(), t.role, "token", Some(t.name), &next, false)
-                .await
+            start_session(&state, t.name.clone(), t.role, "token", Some(t.name), &next, false).await
         }
         _ => {
             tracing::info!("Console sign-in refused: unknown or revoked token.");

@@ -99,7 +99,8 @@ pub(crate) async fn detail<S: Store>(
     headers: HeaderMap,
     Path(host): Path<String>,
 ) -> PageResult {
-    let signed = require(&state, &headers, format!("/devices/{}", segment(&host)), Access::Devices).await?;
+    let signed =
+        require(&state, &headers, format!("/devices/{}", segment(&host)), Access::Devices).await?;
     let Some(d) = state.store.device(host.clone()).await? else {
         return Err(Refusal::NotFound(format!("No enrolled device has the host id {host:?}.")));
     };

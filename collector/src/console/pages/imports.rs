@@ -24,8 +24,10 @@ enum Outcome {
 }
 
 fn upload_form(signed: &Signed, max: u64) -> Markup {
-    let expense: Vec<&str> = ingest::expense::ExpenseFormat::ALL.iter().map(|f| f.as_str()).collect();
-    let gateway: Vec<&str> = ingest::gateway::GatewayFormat::ALL.iter().map(|f| f.as_str()).collect();
+    let expense: Vec<&str> =
+        ingest::expense::ExpenseFormat::ALL.iter().map(|f| f.as_str()).collect();
+    let gateway: Vec<&str> =
+        ingest::gateway::GatewayFormat::ALL.iter().map(|f| f.as_str()).collect();
     html! {
         form id="upload" class="upload" method="post" action="/imports" enctype="multipart/form-data" data-max=(max) {
             input type="hidden" name=(CSRF_FIELD) value=(signed.session.csrf);
@@ -87,7 +89,11 @@ fn outcome_panel(outcome: &Outcome) -> Markup {
     }
 }
 
-async fn render<S: Store>(state: &AppState<S>, signed: &Signed, outcome: Option<Outcome>) -> PageResult {
+async fn render<S: Store>(
+    state: &AppState<S>,
+    signed: &Signed,
+    outcome: Option<Outcome>,
+) -> PageResult {
     let runs = state.store.import_runs(100).await?;
     let now = crate::store::now();
     let body = html! {
@@ -144,13 +150,17 @@ pub(crate) async fn upload<S: Store>(
     if declared.is_some_and(|n| n > max.saturating_add(64 * 1024)) {
         return Err(Refusal::TooLarge(max));
     }
-    let mut multipart = multipart.map_err(|e| Refusal::BadRequest(format!("not a file upload: {e}")))?;
-    let (mut csrf, mut kind, mut format, mut file) = (None, String::from("expenses"), String::from("auto"), None);
+    let mut multipart =
+        multipart.map_err(|e| Refusal::BadRequest(format!("not a file upload: {e}")))?;
+    let (mut csrf, mut kind, mut format, mut file) =
+        (None, String::from("expenses"), String::from("auto"), None);
     loop {
         let field = match multipart.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(Refusal::TooLarge(max)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(Refusal::TooLarge(max));
+            }
             Err(e) => return Err(Refusal::BadRequest(format!("upload: {e}"))),
         };
         let name = field.name().unwrap_or("").to_owned();
@@ -168,11 +178,16 @@ pub(crate) async fn upload<S: Store>(
                 .take(200)
                 .collect();
             let bytes = field.bytes().await.map_err(|e| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE { Refusal::TooLarge(max) } else { Refusal::BadRequest(format!("upload: {e}")) }
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    Refusal::TooLarge(max)
+                } else {
+                    Refusal::BadRequest(format!("upload: {e}"))
+                }
             })?;
             file = Some((filename, bytes.to_vec()));
         } else {
-            let text = field.text().await.map_err(|e| Refusal::BadRequest(format!("{name}: {e}")))?;
+            let text =
+                field.text().await.map_err(|e| Refusal::BadRequest(format!("{name}: {e}")))?;
             match name.as_str() {
                 "csrf" => csrf = Some(text),
                 "kind" => kind = text,
@@ -183,7 +198,9 @@ pub(crate) async fn upload<S: Store>(
     }
     crate::console::check_csrf(&signed, &headers, csrf.as_deref())?;
     let Some((name, bytes)) = file.filter(|(_, b)| !b.is_empty()) else {
-        return Err(Refusal::BadRequest("file: choose a file to import (the upload was empty)".into()));
+        return Err(Refusal::BadRequest(
+            "file: choose a file to import (the upload was empty)".into(),
+        ));
     };
     // A chosen format names its kind (`gateway:litellm`).
     let (kind, format) = match format.split_once(':') {
@@ -197,15 +214,35 @@ pub(crate) async fn upload<S: Store>(
     let unknown = |f: &str| Refusal::BadRequest(format!("format: {f:?} is not a {kind} format"));
     let result = match kind.as_str() {
         "expenses" => {
-            let f = format.as_deref().map(|f| ingest::expense::ExpenseFormat::parse(f).ok_or_else(|| unknown(f))).transpose()?;
-            ingest::file::expenses(&state.store, index, input, f, &state.mappings.expenses, None, now).await
+            let f = format
+                .as_deref()
+                .map(|f| ingest::expense::ExpenseFormat::parse(f).ok_or_else(|| unknown(f)))
+                .transpose()?;
+            ingest::file::expenses(
+                &state.store,
+                index,
+                input,
+                f,
+                &state.mappings.expenses,
+                None,
+                now,
+            )
+            .await
         }
         "gateway" => {
-            let f = format.as_deref().map(|f| ingest::gateway::GatewayFormat::parse(f).ok_or_else(|| unknown(f))).transpose()?;
-            ingest::file::gateway(&state.store, index, input, f, &state.mappings.gateway, None, now).await
+            let f = format
+                .as_deref()
+                .map(|f| ingest::gateway::GatewayFormat::parse(f).ok_or_else(|| unknown(f)))
+                .transpose()?;
+            ingest::file::gateway(&state.store, index, input, f, &state.mappings.gateway, None, now)
+                .await
         }
         "people" => ingest::file::people(&state.store, input).await,
-        other => return Err(Refusal::BadRequest(format!("kind: {other:?} is not expenses, gateway or people"))),
+        other => {
+            return Err(Refusal::BadRequest(format!(
+                "kind: {other:?} is not expenses, gateway or people"
+            )));
+        }
     };
     let outcome = match result {
         Ok(report) => {
@@ -224,16 +261,26 @@ pub(crate) async fn upload<S: Store>(
                     errors: i(report.tally.error_count),
                 })
                 .await?;
-            tracing::info!(kind, rows = report.tally.rows, errors = report.tally.error_count, "Console import.");
+            tracing::info!(
+                kind,
+                rows = report.tally.rows,
+                errors = report.tally.error_count,
+                "Console import."
+            );
             Outcome::Imported(kind, report)
         }
         Err(ImportError::Store(e)) => return Err(Refusal::Store(e)),
-        Err(ImportError::Format { reason, .. }) => {
-            Outcome::Refused(name, format!("{reason}. The file's first line (its header) is: {header:?}"))
-        }
+        Err(ImportError::Format { reason, .. }) => Outcome::Refused(
+            name,
+            format!("{reason}. The file's first line (its header) is: {header:?}"),
+        ),
         Err(e) => Outcome::Refused(name, e.to_string()),
     };
-    let status = if matches!(outcome, Outcome::Refused(..)) { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    let status = if matches!(outcome, Outcome::Refused(..)) {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
     let page = render(&state, &signed, Some(outcome)).await?;
     Ok((status, page).into_response())
 }

@@ -18,8 +18,18 @@ type Shared<S> = State<Arc<AppState<S>>>;
 
 /// Discovery sources a person can filter by, in the order the filter lists them.
 pub(crate) const SOURCES: [&str; 12] = [
-    "dns", "tls_sni", "quic_sni", "app", "extension", "cli", "mcp_server", "process",
-    "local_runtime", "model", "expense", "gateway",
+    "dns",
+    "tls_sni",
+    "quic_sni",
+    "app",
+    "extension",
+    "cli",
+    "mcp_server",
+    "process",
+    "local_runtime",
+    "model",
+    "expense",
+    "gateway",
 ];
 
 /// Sort keys the table offers.
@@ -38,9 +48,10 @@ fn query(pairs: &[(String, String)]) -> Result<InventoryQuery, Refusal> {
     let opt = |k: &str| Some(param(pairs, k).to_owned()).filter(|v| !v.is_empty());
     let status = match param(pairs, "status") {
         "" => None,
-        s => Some(ProductStatus::parse(s).ok_or_else(|| {
-            Refusal::BadRequest(format!("status: {s:?} is not a status"))
-        })?),
+        s => Some(
+            ProductStatus::parse(s)
+                .ok_or_else(|| Refusal::BadRequest(format!("status: {s:?} is not a status")))?,
+        ),
     };
     let since = match param(pairs, "since") {
         "" => None,
@@ -104,26 +115,41 @@ pub(crate) async fn page<S: Store>(
     let pairs = crate::api::query_pairs(raw.as_deref());
     let q = query(&pairs)?;
     let (mut rows, _) = super::inventory_rows(&state, &q).await?;
-    let departments: BTreeSet<String> = rows.iter().flat_map(|r| r.departments.iter().cloned()).collect();
+    let departments: BTreeSet<String> =
+        rows.iter().flat_map(|r| r.departments.iter().cloned()).collect();
     arrange(&mut rows, &pairs);
     let (_, start, end) = view::page_bounds(&pairs, rows.len());
     let now = crate::store::now();
     let statuses: Vec<(String, String)> = std::iter::once((String::new(), "Any status".to_owned()))
         .chain(
-            [ProductStatus::Unreviewed, ProductStatus::UnderReview, ProductStatus::Sanctioned,
-             ProductStatus::Unsanctioned, ProductStatus::Blocked]
-                .iter()
-                .map(|s| (s.as_str().to_owned(), view::status_label(*s).to_owned())),
+            [
+                ProductStatus::Unreviewed,
+                ProductStatus::UnderReview,
+                ProductStatus::Sanctioned,
+                ProductStatus::Unsanctioned,
+                ProductStatus::Blocked,
+            ]
+            .iter()
+            .map(|s| (s.as_str().to_owned(), view::status_label(*s).to_owned())),
         )
         .collect();
-    let categories: Vec<(String, String)> = std::iter::once((String::new(), "Any category".to_owned()))
-        .chain(aiscout_signatures::Category::ALL.iter().map(|c| (c.as_str().to_owned(), c.as_str().to_owned())))
-        .collect();
+    let categories: Vec<(String, String)> =
+        std::iter::once((String::new(), "Any category".to_owned()))
+            .chain(
+                aiscout_signatures::Category::ALL
+                    .iter()
+                    .map(|c| (c.as_str().to_owned(), c.as_str().to_owned())),
+            )
+            .collect();
     let sources: Vec<(String, String)> = std::iter::once((String::new(), "Any source".to_owned()))
         .chain(SOURCES.iter().map(|s| ((*s).to_owned(), view::source_label(s).to_owned())))
         .collect();
-    let sorts: Vec<(String, String)> = SORTS.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-    let csv_href = format!("/inventory.csv{}", view::query(&pairs.iter().filter(|(k, _)| k != "page").cloned().collect::<Vec<_>>()));
+    let sorts: Vec<(String, String)> =
+        SORTS.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let csv_href = format!(
+        "/inventory.csv{}",
+        view::query(&pairs.iter().filter(|(k, _)| k != "page").cloned().collect::<Vec<_>>())
+    );
     let body = html! {
         main id="main" {
             h1 { "Inventory" }

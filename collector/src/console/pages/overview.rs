@@ -25,7 +25,10 @@ pub(crate) fn main_currency(spend: &[join::MonthSpend]) -> String {
         *lines.entry(&s.currency).or_default() +=
             i128::from(s.expense_minor) + i128::from(s.gateway_minor);
     }
-    lines.into_iter().max_by_key(|(_, v)| *v).map_or_else(|| "USD".to_owned(), |(c, _)| c.to_owned())
+    lines
+        .into_iter()
+        .max_by_key(|(_, v)| *v)
+        .map_or_else(|| "USD".to_owned(), |(c, _)| c.to_owned())
 }
 
 /// `GET /`.
@@ -43,7 +46,8 @@ pub(crate) async fn page<S: Store>(State(state): Shared<S>, headers: HeaderMap) 
 
     let spend = join::spend_by_month(&facts, None);
     let currency = main_currency(&spend);
-    let months: Vec<String> = (0..12).rev().map(|k| year_month(view::month_start(now, k))).collect();
+    let months: Vec<String> =
+        (0..12).rev().map(|k| year_month(view::month_start(now, k))).collect();
     let this_month = year_month(now);
     let mut expense = vec![0_i64; months.len()];
     let mut gateway = vec![0_i64; months.len()];
@@ -54,7 +58,11 @@ pub(crate) async fn page<S: Store>(State(state): Shared<S>, headers: HeaderMap) 
             expense[i] = expense[i].saturating_add(s.expense_minor);
             gateway[i] = gateway[i].saturating_add(s.gateway_minor);
             let d = departments
-                .entry(if s.department.is_empty() { "(no department)".into() } else { s.department.clone() })
+                .entry(if s.department.is_empty() {
+                    "(no department)".into()
+                } else {
+                    s.department.clone()
+                })
                 .or_default();
             d.0 = d.0.saturating_add(s.shadow_minor);
             d.1 = d.1.saturating_add(s.gateway_minor);
@@ -66,7 +74,8 @@ pub(crate) async fn page<S: Store>(State(state): Shared<S>, headers: HeaderMap) 
     }
     let money = |v: i64| {
         let text = format_minor(v, &currency);
-        let whole = text.split('.').next().unwrap_or("0").parse::<u64>().map_or(text.clone(), count);
+        let whole =
+            text.split('.').next().unwrap_or("0").parse::<u64>().map_or(text.clone(), count);
         format!("{currency} {whole}")
     };
     let by_source = vec![
@@ -78,8 +87,16 @@ pub(crate) async fn page<S: Store>(State(state): Shared<S>, headers: HeaderMap) 
     dept_rows.truncate(8);
     let dept_names: Vec<String> = dept_rows.iter().map(|(d, _)| d.clone()).collect();
     let by_dept = vec![
-        Series { label: "Shadow (unsanctioned cards)".into(), class: "s2".into(), values: dept_rows.iter().map(|(_, v)| v.0).collect() },
-        Series { label: "Gateway".into(), class: "s1".into(), values: dept_rows.iter().map(|(_, v)| v.1).collect() },
+        Series {
+            label: "Shadow (unsanctioned cards)".into(),
+            class: "s2".into(),
+            values: dept_rows.iter().map(|(_, v)| v.0).collect(),
+        },
+        Series {
+            label: "Gateway".into(),
+            class: "s1".into(),
+            values: dept_rows.iter().map(|(_, v)| v.1).collect(),
+        },
     ];
     let mut reach: Vec<_> = rows.iter().collect();
     reach.sort_by_key(|r| std::cmp::Reverse((r.devices, r.users, r.payers)));

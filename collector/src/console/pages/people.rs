@@ -44,7 +44,8 @@ pub(crate) async fn page<S: Store>(
     let pairs = crate::api::query_pairs(raw.as_deref());
     let now = crate::store::now();
     let (usage, people) = tokio::try_join!(state.store.person_usage(None), state.store.people())?;
-    let directory: BTreeMap<&str, &crate::model::Person> = people.iter().map(|p| (p.email.as_str(), p)).collect();
+    let directory: BTreeMap<&str, &crate::model::Person> =
+        people.iter().map(|p| (p.email.as_str(), p)).collect();
     let active_since = now - 30 * 86_400;
     let active = usage.iter().filter(|u| u.last_activity >= active_since).count();
     let mut all = Purse::default();
@@ -56,7 +57,12 @@ pub(crate) async fn page<S: Store>(
     let per_person: Vec<aiscout_wire::Money> = all
         .minor()
         .into_iter()
-        .map(|m| join::money(&m.currency, m.amount_minor / i64::try_from(usage.len().max(1)).unwrap_or(1)))
+        .map(|m| {
+            join::money(
+                &m.currency,
+                m.amount_minor / i64::try_from(usage.len().max(1)).unwrap_or(1),
+            )
+        })
         .collect();
     let q = param(&pairs, "q").trim().to_lowercase();
     let mut rows: Vec<&PersonUsage> = usage
@@ -64,10 +70,14 @@ pub(crate) async fn page<S: Store>(
         .filter(|u| {
             q.is_empty()
                 || u.email.contains(&q)
-                || directory.get(u.email.as_str()).is_some_and(|p| p.name.to_lowercase().contains(&q) || p.department.to_lowercase().contains(&q))
+                || directory.get(u.email.as_str()).is_some_and(|p| {
+                    p.name.to_lowercase().contains(&q) || p.department.to_lowercase().contains(&q)
+                })
         })
         .collect();
-    rows.sort_by_key(|u| std::cmp::Reverse((spend(u).iter().map(|m| m.amount_minor).sum::<i64>(), u.products.len())));
+    rows.sort_by_key(|u| {
+        std::cmp::Reverse((spend(u).iter().map(|m| m.amount_minor).sum::<i64>(), u.products.len()))
+    });
     let (_, start, end) = view::page_bounds(&pairs, rows.len());
     let body = html! {
         main id="main" {
@@ -109,17 +119,21 @@ pub(crate) async fn detail<S: Store>(
     Path(email): Path<String>,
 ) -> PageResult {
     let email = email.to_lowercase();
-    let signed = require(&state, &headers, format!("/people/{}", segment(&email)), Access::People).await?;
+    let signed =
+        require(&state, &headers, format!("/people/{}", segment(&email)), Access::People).await?;
     let usage = state.store.person_usage(Some(email.clone())).await?.into_iter().next();
     let people = state.store.people().await?;
     let person = people.iter().find(|p| p.email == email);
     if usage.is_none() && person.is_none() {
-        return Err(Refusal::NotFound(format!("Nobody with the email {email:?} is in the directory or uses AI.")));
+        return Err(Refusal::NotFound(format!(
+            "Nobody with the email {email:?} is in the directory or uses AI."
+        )));
     }
     let usage = usage.unwrap_or_default();
     let expenses = state.store.expenses(None).await?;
     let dir = Directory::new(&people);
-    let lines: Vec<_> = expenses.iter().filter(|l| l.product.is_some() && dir.payer(l).email == email).collect();
+    let lines: Vec<_> =
+        expenses.iter().filter(|l| l.product.is_some() && dir.payer(l).email == email).collect();
     let now = crate::store::now();
     let name = person.map_or(email.as_str(), |p| p.name.as_str());
     let body = html! {

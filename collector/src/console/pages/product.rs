@@ -11,7 +11,9 @@ use maud::{Markup, html};
 use crate::api::AppState;
 use crate::console::chart::{self, Series};
 use crate::console::view::{self, count, segment};
-use crate::console::{Access, CSRF_FIELD, PageResult, Refusal, document, field, form, require, see_other};
+use crate::console::{
+    Access, CSRF_FIELD, PageResult, Refusal, document, field, form, require, see_other,
+};
 use crate::ingest::parse::{format_minor, year_month};
 use crate::join::{self, Directory};
 use crate::model::{AuditEntry, AuditFilter, UsageFilter};
@@ -74,7 +76,12 @@ pub(crate) fn audit_table(entries: &[AuditEntry], now: i64, with_subject: bool) 
     }
 }
 
-fn review_form(id: &str, csrf: &str, current: Option<&crate::model::Review>, sanctioned: &[(String, String)]) -> Markup {
+fn review_form(
+    id: &str,
+    csrf: &str,
+    current: Option<&crate::model::Review>,
+    sanctioned: &[(String, String)],
+) -> Markup {
     let status = current.map_or("", |r| r.status.as_str());
     html! {
         form class="review" method="post" action={ "/products/" (segment(id)) "/review" } {
@@ -121,7 +128,8 @@ pub(crate) async fn page<S: Store>(
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> PageResult {
-    let signed = require(&state, &headers, format!("/products/{}", segment(&id)), Access::All).await?;
+    let signed =
+        require(&state, &headers, format!("/products/{}", segment(&id)), Access::All).await?;
     let Some(product) = state.catalog.product(&id).cloned() else {
         return Err(Refusal::NotFound(format!("The catalog has no product with the id {id:?}.")));
     };
@@ -137,19 +145,26 @@ pub(crate) async fn page<S: Store>(
         .store
         .audit_query(AuditFilter { subject: Some(id.clone()), limit: 50, ..AuditFilter::default() })
         .await?;
-    let (sources, _) = state.store.usage(UsageFilter { product: Some(id.clone()), ..UsageFilter::default() }).await?;
+    let (sources, _) = state
+        .store
+        .usage(UsageFilter { product: Some(id.clone()), ..UsageFilter::default() })
+        .await?;
     let recon = join::reconcile::reconcile(&state.catalog, &facts, 30);
     let dir = Directory::new(&facts.people);
-    let subs: Vec<_> = join::subscriptions::detect(&state.catalog, facts.expenses.iter(), |l| dir.payer(l), now)
-        .into_iter()
-        .filter(|s| s.product == id)
-        .collect();
-    let lines: Vec<_> = facts.expenses.iter().filter(|l| l.product.as_deref() == Some(id.as_str())).collect();
-    let gateway: Vec<_> = facts.gateway.iter().filter(|g| g.product.as_deref() == Some(id.as_str())).collect();
+    let subs: Vec<_> =
+        join::subscriptions::detect(&state.catalog, facts.expenses.iter(), |l| dir.payer(l), now)
+            .into_iter()
+            .filter(|s| s.product == id)
+            .collect();
+    let lines: Vec<_> =
+        facts.expenses.iter().filter(|l| l.product.as_deref() == Some(id.as_str())).collect();
+    let gateway: Vec<_> =
+        facts.gateway.iter().filter(|g| g.product.as_deref() == Some(id.as_str())).collect();
 
     let spend = join::spend_by_month(&facts, Some(&id));
     let currency = super::overview::main_currency(&spend);
-    let months: Vec<String> = (0..12).rev().map(|k| year_month(view::month_start(now, k))).collect();
+    let months: Vec<String> =
+        (0..12).rev().map(|k| year_month(view::month_start(now, k))).collect();
     let mut exp = vec![0_i64; 12];
     let mut gw = vec![0_i64; 12];
     for s in spend.iter().filter(|s| s.currency == currency) {
@@ -169,7 +184,8 @@ pub(crate) async fn page<S: Store>(
         .iter()
         .filter(|r| r.status == "sanctioned" && r.product != id)
         .map(|r| {
-            let name = state.catalog.product(&r.product).map_or(r.product.clone(), |p| p.name.clone());
+            let name =
+                state.catalog.product(&r.product).map_or(r.product.clone(), |p| p.name.clone());
             (r.product.clone(), name)
         })
         .collect();
@@ -338,12 +354,16 @@ pub(crate) async fn page<S: Store>(
 /// The decision in a review form; errors name the field.
 pub(crate) fn decision(pairs: &[(String, String)]) -> Result<Decision, Refusal> {
     let status_text = field(pairs, "status").unwrap_or("");
-    let status = ReviewStatus::parse(status_text)
-        .ok_or_else(|| Refusal::BadRequest(format!("status: choose a decision (got {status_text:?})")))?;
+    let status = ReviewStatus::parse(status_text).ok_or_else(|| {
+        Refusal::BadRequest(format!("status: choose a decision (got {status_text:?})"))
+    })?;
     let note = field(pairs, "note").unwrap_or("").trim().to_owned();
     let renewal = match field(pairs, "renewal").unwrap_or("").trim() {
         "" => None,
-        d => Some(review::parse_day(d).ok_or_else(|| Refusal::BadRequest(format!("renewal: {d:?} is not a date")))?),
+        d => Some(
+            review::parse_day(d)
+                .ok_or_else(|| Refusal::BadRequest(format!("renewal: {d:?} is not a date")))?,
+        ),
     };
     let request = aiscout_wire::ReviewRequest {
         status,
@@ -370,7 +390,8 @@ pub(crate) async fn review<S: Store>(
     Path(id): Path<String>,
     body: Bytes,
 ) -> PageResult {
-    let signed = require(&state, &headers, format!("/products/{}", segment(&id)), Access::Review).await?;
+    let signed =
+        require(&state, &headers, format!("/products/{}", segment(&id)), Access::Review).await?;
     let pairs = form(&body);
     crate::console::check_csrf(&signed, &headers, field(&pairs, CSRF_FIELD))?;
     if state.catalog.product(&id).is_none() {

@@ -10,7 +10,9 @@ use maud::html;
 
 use crate::api::AppState;
 use crate::console::view::{self, count, param, segment};
-use crate::console::{Access, CSRF_FIELD, PageResult, Refusal, document, field, form, require, see_other};
+use crate::console::{
+    Access, CSRF_FIELD, PageResult, Refusal, document, field, form, require, see_other,
+};
 use crate::review::{self, Decision};
 use crate::store::Store;
 
@@ -35,7 +37,11 @@ fn spend(r: &InventoryRow) -> i64 {
 /// (devices, then users and payers), then spend.
 pub(crate) fn order(rows: &mut [InventoryRow]) {
     rows.sort_by_key(|r| {
-        (rank(r.status), std::cmp::Reverse((r.devices, r.users + r.payers, spend(r))), r.product.clone())
+        (
+            rank(r.status),
+            std::cmp::Reverse((r.devices, r.users + r.payers, spend(r))),
+            r.product.clone(),
+        )
     });
 }
 
@@ -56,7 +62,12 @@ pub(crate) async fn page<S: Store>(
     let (_, start, end) = view::page_bounds(&pairs, rows.len());
     let now = crate::store::now();
     let done = param(&pairs, "done");
-    let actions = [ReviewStatus::Sanctioned, ReviewStatus::Unsanctioned, ReviewStatus::Blocked, ReviewStatus::UnderReview];
+    let actions = [
+        ReviewStatus::Sanctioned,
+        ReviewStatus::Unsanctioned,
+        ReviewStatus::Blocked,
+        ReviewStatus::UnderReview,
+    ];
     let body = html! {
         main id="main" {
             h1 { "Review queue" }
@@ -126,7 +137,8 @@ pub(crate) async fn bulk<S: Store>(
     let pairs = form(&body);
     crate::console::check_csrf(&signed, &headers, field(&pairs, CSRF_FIELD))?;
     let chosen: Decision = super::product::decision(&pairs)?;
-    let mut products: Vec<&str> = pairs.iter().filter(|(k, _)| k == "product").map(|(_, v)| v.as_str()).collect();
+    let mut products: Vec<&str> =
+        pairs.iter().filter(|(k, _)| k == "product").map(|(_, v)| v.as_str()).collect();
     products.sort_unstable();
     products.dedup();
     if products.is_empty() {
@@ -136,7 +148,9 @@ pub(crate) async fn bulk<S: Store>(
         return Err(Refusal::BadRequest(format!("product: at most {BULK_MAX} products at once")));
     }
     if let Some(unknown) = products.iter().find(|p| state.catalog.product(p).is_none()) {
-        return Err(Refusal::BadRequest(format!("product: {unknown:?} is not in the catalog; nothing was changed")));
+        return Err(Refusal::BadRequest(format!(
+            "product: {unknown:?} is not in the catalog; nothing was changed"
+        )));
     }
     let now = crate::store::now();
     for p in &products {

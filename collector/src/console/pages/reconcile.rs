@@ -29,13 +29,24 @@ const SECTIONS: [&str; 6] = [
 fn idle_days(pairs: &[(String, String)]) -> Result<u32, Refusal> {
     match param(pairs, "idle_days") {
         "" => Ok(30),
-        v => v.parse().map_err(|_| Refusal::BadRequest(format!("idle_days: {v:?} is not a number of days"))),
+        v => v
+            .parse()
+            .map_err(|_| Refusal::BadRequest(format!("idle_days: {v:?} is not a number of days"))),
     }
 }
 
-async fn reconciliation<S: Store>(state: &AppState<S>, pairs: &[(String, String)]) -> Result<(aiscout_wire::Reconciliation, join::Facts), Refusal> {
+async fn reconciliation<S: Store>(
+    state: &AppState<S>,
+    pairs: &[(String, String)],
+) -> Result<(aiscout_wire::Reconciliation, join::Facts), Refusal> {
     let days = idle_days(pairs)?;
-    let facts = join::gather(&state.store, UsageFilter::default(), crate::store::now(), join::Purpose::Reconcile).await?;
+    let facts = join::gather(
+        &state.store,
+        UsageFilter::default(),
+        crate::store::now(),
+        join::Purpose::Reconcile,
+    )
+    .await?;
     Ok((join::reconcile::reconcile(&state.catalog, &facts, days), facts))
 }
 
@@ -58,8 +69,15 @@ pub(crate) async fn page<S: Store>(
     let (r, _) = reconciliation(&state, &pairs).await?;
     let now = crate::store::now();
     let card = |p: &str| format!("/products/{}", segment(p));
-    let lines = |product: &str, payer: &str| format!("/reconcile/lines?product={}&payer={}", view::url_encode(product), view::url_encode(payer));
-    let csv = |i: usize| format!("/reconcile/{}.csv", SECTIONS.get(i).copied().unwrap_or("candidates"));
+    let lines = |product: &str, payer: &str| {
+        format!(
+            "/reconcile/lines?product={}&payer={}",
+            view::url_encode(product),
+            view::url_encode(payer)
+        )
+    };
+    let csv =
+        |i: usize| format!("/reconcile/{}.csv", SECTIONS.get(i).copied().unwrap_or("candidates"));
     let body = html! {
         main id="main" {
             h1 { "Reconciliation" }
@@ -156,7 +174,11 @@ pub(crate) async fn lines<S: Store>(
 ) -> PageResult {
     let signed = require(&state, &headers, "/reconcile".into(), Access::Reconcile).await?;
     let pairs = crate::api::query_pairs(raw.as_deref());
-    let (product, payer, descriptor) = (param(&pairs, "product"), param(&pairs, "payer").to_lowercase(), param(&pairs, "descriptor"));
+    let (product, payer, descriptor) = (
+        param(&pairs, "product"),
+        param(&pairs, "payer").to_lowercase(),
+        param(&pairs, "descriptor"),
+    );
     let expenses = state.store.expenses(None).await?;
     let people = if expenses.is_empty() { Vec::new() } else { state.store.people().await? };
     let dir = Directory::new(&people);
@@ -202,7 +224,10 @@ pub(crate) async fn csv<S: Store>(
     require(&state, &headers, "/reconcile".into(), Access::Reconcile).await?;
     let name = section.strip_suffix(".csv").unwrap_or(&section);
     let Some(index) = SECTIONS.iter().position(|s| *s == name) else {
-        return Err(Refusal::NotFound(format!("No reconciliation section {name:?}; sections are {}.", SECTIONS.join(", "))));
+        return Err(Refusal::NotFound(format!(
+            "No reconciliation section {name:?}; sections are {}.",
+            SECTIONS.join(", ")
+        )));
     };
     let pairs = crate::api::query_pairs(raw.as_deref());
     let (r, _) = reconciliation(&state, &pairs).await?;

@@ -1,0 +1,390 @@
+//! The console over real HTTPS: sign-in, sessions, CSRF, roles, error pages, uploads and the
+//! security headers. (The same flows in a real browser are in tests/tests/e2e/console.rs.)
+
+use aiscout_collector::client::Connection;
+use aiscout_collector::console::Settings;
+use aiscout_collector::model::{AuditFilter, Role, Session};
+use aiscout_collector::store::Store;
+use hyper::{HeaderMap, Method, StatusCode};
+
+use crate::api::{Server, start, start_with};
+
+const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
+
+async fn get(
+    c: &mut Connection,
+    path: &str,
+    cookie: Option<&str>,
+) -> (StatusCode, HeaderMap, String) {
+    let cookie = cookie.map(|v| format!("aiscout_session={v}"));
+    let mut headers = vec![];
+    if let Some(c) = &cookie {
+        headers.push(("cookie", c.as_str()));
+    }
+    let (s, h, b) = c.request(Method::GET, path, &headers, "").await.unwrap();
+    (s, h, String::from_utf8_lossy(&b).into_owned())
+}
+
+/// Signs in with `token` and returns the session cookie's value.
+async fn sign_in(c: &mut Connection, token: &str) -> String {
+    let (status, headers, body) =
+        post_with_cookie(c, "/login", None, &format!("token={token}&next=%2Finventory")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    assert_eq!(headers["location"], "/inventory");
+    let set = headers["set-cookie"].to_str().unwrap().to_owned();
+    for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(attr), "cookie without {attr}: {set}");
+    }
+    let value = set.split(';').next().unwrap().strip_prefix("aiscout_session=").unwrap().to_owned();
+    assert!(!set.contains(token), "the token itself reached the browser");
+    value
+}
+
+async fn post_with_cookie(
+    c: &mut Connection,
+    path: &str,
+    cookie: Option<&str>,
+    body: &str,
+) -> (StatusCode, HeaderMap, String) {
+    let cookie = cookie.map(|v| format!("aiscout_session={v}"));
+    let mut headers = vec![FORM];
+    if let Some(c) = &cookie {
+        headers.push(("cookie", c.as_str()));
+    }
+    let (s, h, b) = c.request(Method::POST, path, &headers, body.to_owned()).await.unwrap();
+    (s, h, String::from_utf8_lossy(&b).into_owned())
+}
+
+fn csrf(page: &str) -> String {
+    let at =
+        page.find("name=\"csrf\" value=\"").expect("a CSRF field") + "name=\"csrf\" value=\"".len();
+    page[at..].split('"').next().unwrap().to_owned()
+}
+
+async fn status_of(server: &Server, product: &str) -> Option<String> {
+    server.store.review(product.into()).await.unwrap().map(|r| r.status)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_need_a_session_and_carry_strict_headers() {
+    let server = start(100).await;
+    let mut c = server.connect(false).await;
+    let (status, headers, _) = get(&mut c, "/inventory?status=blocked", None).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers["location"], "/login?next=/inventory%3Fstatus%3Dblocked");
+    // A forged cookie is no session.
+    let (status, headers, _) = get(&mut c, "/", Some("forged-0123")).await;
+    assert_eq!(
+        (status, headers["location"].to_str().unwrap()),
+        (StatusCode::SEE_OTHER, "/login?next=/")
+    );
+
+    let token = server.token("alice", Role::Security).await;
+    let cookie = sign_in(&mut c, &token).await;
+    for page in [
+        "/",
+        "/inventory",
+        "/review",
+        "/reconcile",
+        "/devices",
+        "/people",
+        "/audit",
+        "/products/openai.chatgpt",
+    ] {
+        let (status, headers, body) = get(&mut c, page, Some(&cookie)).await;
+        assert_eq!(status, StatusCode::OK, "{page}: {body}");
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+            "{csp}"
+        );
+        assert!(!csp.contains("unsafe-inline"));
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        // No inline script: every script element loads a file of this origin.
+        for tag in body.split("<script").skip(1) {
+            assert!(tag.trim_start().starts_with("src=\"/assets/"), "{page}: inline script {tag}");
+        }
+        assert!(!body.contains(&token), "{page} shows the token");
+    }
+    // The sign-in is in the audit log.
+    let entries = server
+        .store
+        .audit_query(AuditFilter { actor: Some("alice".into()), limit: 10, ..Default::default() })
+        .await
+        .unwrap();
+    assert!(entries.iter().any(|e| e.record.action == "session.login"), "{entries:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_token_is_refused_and_logout_ends_the_session() {
+    let server = start(100).await;
+    let mut c = server.connect(true).await;
+    let (status, headers, body) =
+        post_with_cookie(&mut c, "/login", None, "token=aistk_nope").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(headers.get("set-cookie").is_none());
+    assert!(body.contains("not valid"), "{body}");
+
+    let token = server.token("bob", Role::Admin).await;
+    let cookie = sign_in(&mut c, &token).await;
+    let (_, _, page) = get(&mut c, "/", Some(&cookie)).await;
+    // Without the CSRF token, logout changes nothing.
+    let (status, _, _) = post_with_cookie(&mut c, "/logout", Some(&cookie), "").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(get(&mut c, "/", Some(&cookie)).await.0, StatusCode::OK);
+    let (status, headers, _) =
+        post_with_cookie(&mut c, "/logout", Some(&cookie), &format!("csrf={}", csrf(&page))).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(headers["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+    assert_eq!(get(&mut c, "/", Some(&cookie)).await.0, StatusCode::SEE_OTHER);
+    let entries = server
+        .store
+        .audit_query(AuditFilter { actor: Some("bob".into()), limit: 10, ..Default::default() })
+        .await
+        .unwrap();
+    let actions: Vec<&str> = entries.iter().map(|e| e.record.action.as_str()).collect();
+    assert_eq!(actions, ["session.logout", "session.login"]);
+    // A revoked token ends the sessions it started.
+    let cookie = sign_in(&mut c, &token).await;
+    let now = aiscout_collector::store::now();
+    server
+        .store
+        .revoke_token("bob".into(), now, aiscout_collector::review::token_revoked("cli", now))
+        .await
+        .unwrap();
+    assert_eq!(get(&mut c, "/", Some(&cookie)).await.0, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reviews_need_the_role_and_the_csrf_token() {
+    let server = start(100).await;
+    let mut c = server.connect(false).await;
+    let sec = sign_in(&mut c, &server.token("sec", Role::Security).await).await;
+    let (_, _, page) = get(&mut c, "/products/openai.chatgpt", Some(&sec)).await;
+    let token = csrf(&page);
+    let form = "status=blocked&note=no+DPA&business_owner=cio%40example.com&alternative=anthropic.claude&renewal=2027-01-31";
+
+    // No CSRF token, a wrong one: 403 and nothing changed.
+    let (status, _, body) =
+        post_with_cookie(&mut c, "/products/openai.chatgpt/review", Some(&sec), form).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("Nothing was changed"));
+    let (status, _, _) = post_with_cookie(
+        &mut c,
+        "/products/openai.chatgpt/review",
+        Some(&sec),
+        &format!("{form}&csrf=00{token}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(status_of(&server, "openai.chatgpt").await, None);
+
+    // Another site's form: 403 even with the token.
+    let cookie = format!("aiscout_session={sec}");
+    let (status, _, _) = c
+        .request(
+            Method::POST,
+            "/products/openai.chatgpt/review",
+            &[FORM, ("cookie", &cookie), ("origin", "https://evil.example")],
+            format!("{form}&csrf={token}"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(status_of(&server, "openai.chatgpt").await, None);
+
+    let (status, headers, _) = post_with_cookie(
+        &mut c,
+        "/products/openai.chatgpt/review",
+        Some(&sec),
+        &format!("{form}&csrf={token}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(headers["location"].to_str().unwrap().starts_with("/products/openai.chatgpt?saved=1"));
+    let review = server.store.review("openai.chatgpt".into()).await.unwrap().unwrap();
+    assert_eq!(
+        (review.status.as_str(), review.note.as_str(), review.reviewed_by.as_str()),
+        ("blocked", "no DPA", "sec")
+    );
+    assert_eq!(
+        (review.business_owner.as_str(), review.alternative.as_str()),
+        ("cio@example.com", "anthropic.claude")
+    );
+    assert_eq!(
+        review.renewal.map(aiscout_collector::review::format_day).as_deref(),
+        Some("2027-01-31")
+    );
+    let (_, _, page) = get(&mut c, "/products/openai.chatgpt", Some(&sec)).await;
+    assert!(
+        page.contains("review.set") && page.contains("no DPA"),
+        "the audit trail shows the decision"
+    );
+
+    // Procurement may look but not decide, nor open the queue.
+    let proc = sign_in(&mut c, &server.token("proc", Role::Procurement).await).await;
+    let (_, _, page) = get(&mut c, "/products/openai.chatgpt", Some(&proc)).await;
+    assert!(!page.contains("Save decision"));
+    let (status, _, body) = post_with_cookie(
+        &mut c,
+        "/products/openai.chatgpt/review",
+        Some(&proc),
+        &format!("status=sanctioned&note=x&csrf={}", csrf(&page)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body.contains("procurement role"), "{body}");
+    assert_eq!(status_of(&server, "openai.chatgpt").await.as_deref(), Some("blocked"));
+    assert_eq!(get(&mut c, "/review", Some(&proc)).await.0, StatusCode::FORBIDDEN);
+
+    // Bulk: one note, every ticked product, unknown ids refuse the whole form.
+    let (_, _, page) = get(&mut c, "/review", Some(&sec)).await;
+    let t = csrf(&page);
+    let (status, _, _) = post_with_cookie(
+        &mut c,
+        "/review",
+        Some(&sec),
+        &format!("csrf={t}&status=sanctioned&note=ok&product=anthropic.claude&product=nope.x"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(status_of(&server, "anthropic.claude").await, None);
+    let (status, headers, _) = post_with_cookie(
+        &mut c,
+        "/review",
+        Some(&sec),
+        &format!(
+            "csrf={t}&status=blocked&note=bulk&product=anthropic.claude&product=google.gemini"
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, headers["location"].to_str().unwrap()),
+        (StatusCode::SEE_OTHER, "/review?done=2")
+    );
+    assert_eq!(status_of(&server, "anthropic.claude").await.as_deref(), Some("blocked"));
+    assert_eq!(status_of(&server, "google.gemini").await.as_deref(), Some("blocked"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_unknown_pages_and_idle_sessions() {
+    let server = start(100).await;
+    let mut c = server.connect(false).await;
+    let viewer = sign_in(&mut c, &server.token("view", Role::Viewer).await).await;
+    assert_eq!(get(&mut c, "/inventory", Some(&viewer)).await.0, StatusCode::OK);
+    for page in ["/imports", "/admin", "/audit", "/devices", "/review", "/reconcile", "/people"] {
+        let (status, _, body) = get(&mut c, page, Some(&viewer)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{page}");
+        assert!(body.contains("viewer role"), "{page}: {body}");
+    }
+    let (status, headers, body) = get(&mut c, "/products/no.such", Some(&viewer)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(headers["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(body.contains("no.such"));
+    assert_eq!(get(&mut c, "/no/such/page", Some(&viewer)).await.0, StatusCode::NOT_FOUND);
+
+    // A session idle for longer than the limit is ended on its next request.
+    let value = "idle-session-value";
+    let now = aiscout_collector::store::now();
+    let session = Session {
+        actor: "view".into(),
+        role: Role::Viewer,
+        method: "token".into(),
+        token: Some("view".into()),
+        csrf: "c".into(),
+        created_at: now - 7200,
+        last_seen: now - 7200,
+        expires_at: now + 3600,
+    };
+    let audit = aiscout_collector::console::session_audit(&session, "session.login", now);
+    server
+        .store
+        .create_session(aiscout_collector::credentials::hash(value), session, audit)
+        .await
+        .unwrap();
+    assert_eq!(get(&mut c, "/", Some(value)).await.0, StatusCode::SEE_OTHER);
+    assert!(
+        server
+            .store
+            .session(aiscout_collector::credentials::hash(value), now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+fn multipart(csrf: &str, kind: &str, name: &str, content: &[u8]) -> (String, Vec<u8>) {
+    let b = "----aiscoutTestBoundary";
+    let mut body = Vec::new();
+    for (k, v) in [("csrf", csrf), ("kind", kind), ("format", "auto")] {
+        body.extend_from_slice(
+            format!("--{b}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
+                .as_bytes(),
+        );
+    }
+    body.extend_from_slice(format!("--{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: text/csv\r\n\r\n").as_bytes());
+    body.extend_from_slice(content);
+    body.extend_from_slice(format!("\r\n--{b}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={b}"), body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_report_rows_refuse_unknown_formats_and_oversized_bodies() {
+    let settings = Settings { max_upload_bytes: 4096, ..Settings::default() };
+    let server = start_with(100, settings).await;
+    let mut c = server.connect(false).await;
+    let proc = sign_in(&mut c, &server.token("proc", Role::Procurement).await).await;
+    let (_, _, page) = get(&mut c, "/imports", Some(&proc)).await;
+    let t = csrf(&page);
+    let cookie = format!("aiscout_session={proc}");
+    let csv = b"date,amount,currency,descriptor,payer_email,department\n2026-11-01,20.00,USD,OPENAI *CHATGPT SUBSCR,ann@example.com,Sales\n2026-11-02,abc,USD,OPENAI *CHATGPT SUBSCR,ann@example.com,Sales\n";
+    let (ct, body) = multipart(&t, "expenses", "cards.csv", csv);
+    let (status, _, answer) = c
+        .request(Method::POST, "/imports", &[("content-type", &ct), ("cookie", &cookie)], body)
+        .await
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(answer.contains("<td class=\"num\">3</td>"), "the bad row's line: {answer}");
+    assert!(answer.contains("<code>amount</code>"), "the bad row's column");
+    let runs = server.store.import_runs(10).await.unwrap();
+    assert_eq!(
+        (runs.len(), runs[0].stored, runs[0].errors, runs[0].actor.as_str()),
+        (1, 1, 1, "proc")
+    );
+
+    let (ct, body) = multipart(&t, "expenses", "odd.csv", b"when,how much,who\n1,2,3\n");
+    let (status, _, answer) = c
+        .request(Method::POST, "/imports", &[("content-type", &ct), ("cookie", &cookie)], body)
+        .await
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(answer.contains("when,how much,who"), "names the header it found: {answer}");
+
+    // Over the limit: refused from the declared length, before the body is read.
+    let (ct, body) = multipart(&t, "expenses", "big.csv", &vec![b'x'; 80 * 1024]);
+    let mut h2 = server.connect(true).await;
+    let (status, _, answer) = h2
+        .request(Method::POST, "/imports", &[("content-type", &ct), ("cookie", &cookie)], body)
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(server.store.import_runs(10).await.unwrap().len(), 1);
+
+    // Without the CSRF token nothing is imported.
+    let (ct, body) = multipart("", "expenses", "cards.csv", csv);
+    let (status, _, _) = c
+        .request(Method::POST, "/imports", &[("content-type", &ct), ("cookie", &cookie)], body)
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(server.store.import_runs(10).await.unwrap().len(), 1);
+
+    // The inventory view as CSV.
+    let (status, headers, body) = get(&mut c, "/inventory.csv?source=expense", Some(&proc)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers["content-type"].to_str().unwrap().starts_with("text/csv"));
+    assert!(body.starts_with("product,"), "{body}");
+    assert!(body.contains("openai.chatgpt"));
+}
