@@ -7,7 +7,9 @@
 //! AI and stored) and as many LiteLLM log rows, and the fill's directory as a people file.
 //! Each import is recorded in the import history, and a few review decisions are made
 //! (three products sanctioned, one under review, one unsanctioned, one blocked), so every
-//! page has data.
+//! page has data. On PostgreSQL every table of the schema is then vacuumed and analysed
+//! (`bench::data::pg_vacuum`), as autovacuum would have done by then (it is off on the
+//! project's server, and the fold of the fill leaves millions of dead pending rows).
 //!
 //! Then the real router (`api::router`, console included) is served by `api::serve` on
 //! 127.0.0.1:0 with an rcgen certificate, as the API tests do. An admin token signs in once
@@ -22,7 +24,8 @@
 //! median shown) with their row counts, so a slow page can be traced to the read that costs.
 //!
 //! `cargo run --release -p aiscout-collector --example bench_console -- sqlite|postgres
-//! [--sightings N] [--expenses N] [--repeats R] [--reads R] [--data PATH|SCHEMA]`
+//! [--sightings N] [--expenses N] [--repeats R] [--reads R] [--data PATH|SCHEMA] [--only PATH]...`
+//! (`--only` times just the pages given, for a profiler; `--reads 0` skips the store reads).
 //!
 //! Without `--data` the database is a temporary SQLite file, or a PostgreSQL schema
 //! (`AISCOUT_BENCH_PG_URL`, default `postgres://postgres@127.0.0.1:5432/test`) dropped at the
@@ -68,6 +71,7 @@ struct Args {
     repeats: usize,
     reads: usize,
     data: Option<String>,
+    only: Vec<String>,
 }
 
 fn args() -> Args {
@@ -78,6 +82,7 @@ fn args() -> Args {
         repeats: 20,
         reads: 5,
         data: None,
+        only: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -88,15 +93,15 @@ fn args() -> Args {
             "--repeats" => a.repeats = value("--repeats").parse().expect("--repeats R"),
             "--reads" => a.reads = value("--reads").parse().expect("--reads R"),
             "--data" => a.data = Some(value("--data")),
+            "--only" => a.only.push(value("--only")),
             "sqlite" | "postgres" => a.backend = arg,
             other => panic!(
                 "unknown argument {other:?}; usage: sqlite|postgres [--sightings N] \
-                 [--expenses N] [--repeats R] [--reads R] [--data PATH|SCHEMA]"
+                 [--expenses N] [--repeats R] [--reads R] [--data PATH|SCHEMA] [--only PATH]"
             ),
         }
     }
     a.repeats = a.repeats.max(1);
-    a.reads = a.reads.max(1);
     a
 }
 
@@ -374,7 +379,7 @@ async fn pages<S: Store + Clone>(store: S, args: &Args) {
             table.push_str("\n\nAPI, same data:\n\n");
             table.push_str(header);
         }
-        for path in paths {
+        for path in paths.iter().filter(|p| args.only.is_empty() || args.only.contains(p)) {
             let headers = [auth];
             let (_, _, bytes) = fetch(&mut c, path, &headers).await;
             let mut timed =
@@ -594,14 +599,20 @@ async fn reads<S: Store>(store: &S, n: usize) {
     println!("\n{out}\n(load {})", load());
 }
 
-async fn run<S: Store + Clone>(store: S, fresh: bool, args: &Args) {
+/// Fills in what a fresh database lacks (or says it reuses one).
+async fn ready<S: Store>(store: &S, fresh: bool, args: &Args) {
     if fresh || store.import_runs(1).await.unwrap().is_empty() {
-        prepare(&store, args.expenses).await;
+        prepare(store, args.expenses).await;
     } else {
         println!("reusing the prepared database (its import history is not empty)");
     }
+}
+
+async fn measure<S: Store + Clone>(store: S, args: &Args) {
     pages(store.clone(), args).await;
-    reads(&store, args.reads).await;
+    if args.reads > 0 {
+        reads(&store, args.reads).await;
+    }
 }
 
 fn filled(f: &data::Filled, sightings: u64) {
@@ -639,7 +650,10 @@ async fn main() {
             );
         }
         let store = PgStore::open(schema.url()).await.unwrap();
-        run(store, created, &args).await;
+        ready(&store, created, &args).await;
+        let took = data::pg_vacuum(schema.url()).await.unwrap();
+        println!("vacuum (analyze) of every table: {:.1} s", secs(took));
+        measure(store, &args).await;
         if args.data.is_some() {
             schema.close().await.unwrap();
         } else {
@@ -653,7 +667,8 @@ async fn main() {
             filled(&data::sqlite(&db, &products, args.sightings).await.unwrap(), args.sightings);
         }
         let store = SqliteStore::open(&db).await.unwrap();
-        run(store, fresh, &args).await;
+        ready(&store, fresh, &args).await;
+        measure(store, &args).await;
     }
     println!("done; load {}", load());
 }
