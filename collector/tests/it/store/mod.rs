@@ -11,6 +11,7 @@ use aiscout_collector::store::{Store, StoreError};
 use aiscout_wire::ReviewStatus;
 
 pub(crate) mod harness;
+mod upgrade;
 
 fn device(host: &str, email: Option<&str>) -> Device {
     Device {
