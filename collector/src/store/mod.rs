@@ -12,7 +12,11 @@
 //!   lives in `migrations/{sqlite,postgres}/NNNN_name.sql`; applied versions are recorded in
 //!   `schema_migrations`. A migration, once released, is never edited: add a new one.
 //! - **Append-only audit.** `audit_log` refuses UPDATE and DELETE by trigger; every review and
-//!   token change writes its audit row in the same transaction as the change.
+//!   token change, console sign-in and sign-out, and enroll secret rotation writes its audit
+//!   row in the same transaction as the change.
+//! - **Console sessions are stored by the hash of their cookie**, like tokens and node keys;
+//!   a session signed in with a token is valid only while that token is (checked on every
+//!   read, so revoking a token needs no session bookkeeping).
 //! - **Imports are idempotent by key.** Expense lines and gateway spend carry a dedupe key
 //!   unique per source (`INSERT ... ON CONFLICT DO NOTHING`); people are upserted by email.
 //!   Money is stored as integers only (minor units, or billionths for gateway costs).

@@ -1508,6 +1508,8 @@ impl Store for PgStore {
     }
 
     async fn device_products(&self, host_id: String) -> Result<Vec<DeviceSighting>, StoreError> {
+        // Ordered by bytes (the C collation), as SQLite orders, whatever the database's
+        // collation: one device's rows are few, so the sort costs little.
         let client = self.client().await?;
         let rows = client
             .query(
@@ -1519,7 +1521,8 @@ impl Store for PgStore {
                          FROM devices d JOIN sightings s ON s.device_id = d.id
                          WHERE d.host_id = $1
                          GROUP BY d.id, s.product, s.kind, s.value
-                         ORDER BY s.product, s.kind, s.value",
+                         ORDER BY s.product COLLATE \"C\", s.kind COLLATE \"C\",
+                                  s.value COLLATE \"C\"",
                     )
                     .await?,
                 &[&host_id],
