@@ -1164,6 +1164,34 @@ mod tests {
             token_endpoint_auth_methods_supported: None,
         };
         assert!(matches!(endpoints(&c, doc), Err(OidcError::IssuerMismatch { .. })));
+        let doc = DiscoveryDocument {
+            issuer: "https://idp.example".into(),
+            authorization_endpoint: "https://idp.example/auth".into(),
+            token_endpoint: "http://idp.example/token".into(),
+            userinfo_endpoint: None,
+            jwks_uri: "https://idp.example/jwks".into(),
+            response_types_supported: None,
+            code_challenge_methods_supported: Some(vec!["plain".into()]),
+            token_endpoint_auth_methods_supported: None,
+        };
+        match endpoints(&config(), doc) {
+            Err(OidcError::Discovery(why)) => assert!(why.contains("S256"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        let doc = DiscoveryDocument {
+            issuer: "https://idp.example".into(),
+            authorization_endpoint: "https://idp.example/auth".into(),
+            token_endpoint: "http://idp.example/token".into(),
+            userinfo_endpoint: None,
+            jwks_uri: "https://idp.example/jwks".into(),
+            response_types_supported: None,
+            code_challenge_methods_supported: None,
+            token_endpoint_auth_methods_supported: None,
+        };
+        match endpoints(&config(), doc) {
+            Err(OidcError::Discovery(why)) => assert!(why.contains("token_endpoint"), "{why}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     fn offline_provider() -> Provider {
@@ -1230,6 +1258,23 @@ mod tests {
         let state = stale.state.clone();
         let old = p.finish(&stale, "code", &state).await;
         assert!(matches!(old, Err(OidcError::LoginExpired)), "{old:?}");
+    }
+
+    #[tokio::test]
+    async fn an_unknown_key_id_fetches_the_jwks_again_once() {
+        let (ec, jwk) = ec_key("k1");
+        let mut p = offline_provider();
+        // Nothing listens on port 1, so a fetch shows up as a JWKS request error.
+        p.endpoints.jwks = "https://127.0.0.1:1/jwks".into();
+        p.keys = RwLock::new(Arc::new(vec![jwk]));
+        let mut c = claims();
+        c["iat"] = json!(now());
+        c["exp"] = json!(now() + 300);
+        let known = sign_es256(&ec, &json!({"alg": "ES256", "kid": "k1"}), &c);
+        assert!(p.verify_id_token(&known, "n-123").await.is_ok(), "no fetch for a known key");
+        let rotated = sign_es256(&ec, &json!({"alg": "ES256", "kid": "k2"}), &c);
+        let fetched = p.verify_id_token(&rotated, "n-123").await;
+        assert!(matches!(fetched, Err(OidcError::Request { what: "JWKS", .. })), "{fetched:?}");
     }
 
     #[test]
