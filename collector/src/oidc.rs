@@ -122,8 +122,19 @@ pub struct Identity {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OidcError {
+    /// The provider offers neither `client_secret_basic` nor `client_secret_post`.
+    #[error(
+        "the provider's token endpoint accepts neither client_secret_basic nor client_secret_post (it offers {offered:?})"
+    )]
+    ClientAuthUnsupported {
+        /// What the provider offers.
+        offered: Vec<String>,
+    },
     /// The authorization code was refused at the token endpoint.
-    #[error("the token endpoint refused the sign-in ({status}): {error}{}", description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    #[error(
+        "the token endpoint refused the sign-in ({status}): {error}{}",
+        in_parentheses(description)
+    )]
     CodeRefused {
         /// HTTP status.
         status: u16,
@@ -135,14 +146,6 @@ pub enum OidcError {
     /// The discovery document is unusable.
     #[error("the provider's discovery document: {0}")]
     Discovery(String),
-    /// The provider offers neither `client_secret_basic` nor `client_secret_post`.
-    #[error(
-        "the provider's token endpoint accepts neither client_secret_basic nor client_secret_post (it offers {offered:?})"
-    )]
-    ClientAuthUnsupported {
-        /// What the provider offers.
-        offered: Vec<String>,
-    },
     /// The ID token expired.
     #[error("the ID token has expired")]
     Expired,
@@ -171,12 +174,12 @@ pub enum OidcError {
     /// The ID token is not a well-formed JWS with the claims required.
     #[error("the ID token is malformed: {0}")]
     MalformedIdToken(&'static str),
-    /// The ID token's `nonce` is not this sign-in's.
-    #[error("the ID token's nonce does not match this sign-in")]
-    NonceMismatch,
     /// The JWKS holds no RS256 or ES256 signing key.
     #[error("the provider's JWKS holds no usable RS256 or ES256 signing key")]
     NoSigningKey,
+    /// The ID token's `nonce` is not this sign-in's.
+    #[error("the ID token's nonce does not match this sign-in")]
+    NonceMismatch,
     /// The ID token is not valid yet (`iat` or `nbf` in the future).
     #[error("the ID token is not valid yet (iat or nbf is in the future)")]
     NotYetValid,
@@ -231,6 +234,9 @@ pub enum OidcError {
     /// The userinfo answer is unusable.
     #[error("userinfo: {0}")]
     Userinfo(&'static str),
+    /// The ID token is not meant for this client (`aud` or `azp`).
+    #[error("the ID token is not meant for this client (aud or azp)")]
+    WrongAudience,
     /// The ID token was issued by another issuer.
     #[error("the ID token was issued by {found:?}, not {expected:?}")]
     WrongIssuer {
@@ -239,9 +245,6 @@ pub enum OidcError {
         /// The token's `iss`.
         found: String,
     },
-    /// The ID token is not meant for this client (`aud` or `azp`).
-    #[error("the ID token is not meant for this client (aud or azp)")]
-    WrongAudience,
 }
 
 /// One sign-in between [`Provider::begin`] and [`Provider::finish`], kept in a cookie.
@@ -838,7 +841,6 @@ fn time_claim(claims: &Map<String, Value>, name: &'static str) -> Result<Option<
             (Some(i), _) => Ok(Some(i)),
             // Saturating float-to-int conversion: absurd values become absurd times, which
             // then fail the checks.
-            #[allow(clippy::cast_possible_truncation)]
             (None, Some(f)) if f.is_finite() => Ok(Some(f.floor() as i64)),
             _ => Err(OidcError::MalformedIdToken("a time claim is not a number")),
         },
@@ -865,6 +867,11 @@ fn groups_claim(claims: &Map<String, Value>, name: &str) -> Option<Vec<String>> 
 fn decode_json(part: &str) -> Option<Map<String, Value>> {
     let bytes = URL_SAFE_NO_PAD.decode(part).ok()?;
     serde_json::from_slice(&bytes).ok()
+}
+
+/// ` (TEXT)` for an error message, or nothing.
+fn in_parentheses(text: &Option<String>) -> String {
+    text.as_deref().map(|t| format!(" ({t})")).unwrap_or_default()
 }
 
 /// A value from the provider cut to 200 characters, for an error message.
