@@ -15,6 +15,8 @@
 //! - [`report`]: renders the inventory and reconciliation as table, CSV, JSON, HTML or OCSF.
 //! - [`review`]: review decisions and the audit records of reviews and token changes.
 //! - [`credentials`]: node keys and API tokens: generation and SHA-256 hashing.
+//! - [`oidc`]: OpenID Connect sign-in for the console: discovery, the authorization code
+//!   flow with PKCE, ID token verification (RS256, ES256) and the role from the groups.
 //! - [`model`]: the domain nouns handed between those modules.
 //! - [`config`]: the TOML file and flags, validated into [`config::Config`] with every
 //!   problem named by key path.
@@ -42,6 +44,7 @@ pub mod ingest;
 pub mod join;
 pub mod mdm;
 pub mod model;
+pub mod oidc;
 pub mod report;
 pub mod review;
 pub mod store;

@@ -231,14 +231,18 @@ async fn review_needs_security_role_and_is_audited() {
     let (status, bytes) = c.send(Method::PUT, path, Some(&sec), full.to_string()).await.unwrap();
     assert_eq!(status, StatusCode::OK, "{bytes:?}");
     let v: Value = serde_json::from_slice(&bytes).unwrap();
-    assert_eq!((&v["business_owner"], &v["alternative"], &v["renewal"]), (&json!("cio@example.com"), &json!("anthropic.claude"), &json!("2027-02-28")));
+    assert_eq!(
+        (&v["business_owner"], &v["alternative"], &v["renewal"]),
+        (&json!("cio@example.com"), &json!("anthropic.claude"), &json!("2027-02-28"))
+    );
     for bad in ["2027-02-30", "28/02/2027"] {
         let body = json!({"status": "blocked", "renewal": bad}).to_string();
         let (status, bytes) = c.send(Method::PUT, path, Some(&sec), body).await.unwrap();
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
         assert_eq!(error(&bytes).field.as_deref(), Some("renewal"));
     }
-    let (_, bytes) = c.send(Method::GET, "/api/v1/products/openai.chatgpt", Some(&proc), "").await.unwrap();
+    let (_, bytes) =
+        c.send(Method::GET, "/api/v1/products/openai.chatgpt", Some(&proc), "").await.unwrap();
     let v: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(v["review"]["renewal"], "2027-02-28");
     let now = aiscout_collector::store::now();

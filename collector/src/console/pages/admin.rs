@@ -148,7 +148,9 @@ pub(crate) async fn create_token<S: Store>(
     match state.store.create_token(token, credentials::hash(&secret), audit).await {
         Ok(()) => {}
         Err(StoreError::Exists { .. }) => {
-            return Err(Refusal::BadRequest(format!("name: a token named {name:?} exists already")));
+            return Err(Refusal::BadRequest(format!(
+                "name: a token named {name:?} exists already"
+            )));
         }
         Err(e) => return Err(e.into()),
     }
