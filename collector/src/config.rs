@@ -59,6 +59,14 @@ pub struct FileConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsoleFile {
+    /// Minutes without a request after which a session ends [default: 30].
+    pub idle_minutes: Option<u32>,
+    /// Hours after sign-in after which a session ends whatever its use [default: 12].
+    pub session_hours: Option<u32>,
+    /// Largest file the imports page accepts, in MiB [default: 64].
+    pub max_upload_mb: Option<u32>,
+    /// Hours without a heartbeat after which a device shows as silent [default: 24].
+    pub stale_hours: Option<u32>,
     /// `[console.oidc]`: single sign-on through an OpenID Provider.
     pub oidc: Option<OidcFile>,
 }
@@ -223,6 +231,8 @@ pub struct Config {
 /// Web console settings (`[console]`).
 #[derive(Clone, Debug, Default)]
 pub struct Console {
+    /// Sessions, uploads and staleness.
+    pub settings: crate::console::Settings,
     /// OpenID Connect sign-in, when `[console.oidc]` is set.
     pub oidc: Option<OidcConfig>,
 }
@@ -429,8 +439,49 @@ pub fn load(
     }
     let import = ImportConfig { mappings, drop_dir: o.drop_dir.clone().or(import_raw.drop_dir) };
     let console_raw = raw.console.unwrap_or_default();
-    let console =
-        Console { oidc: console_raw.oidc.and_then(|raw| console_oidc(raw, &mut problems)) };
+    let defaults = crate::console::Settings::default();
+    let mut within = |key: &str, v: Option<u32>, max: u32, default: i64| -> i64 {
+        match v {
+            None => default,
+            Some(v) if v == 0 || v > max => {
+                problems.push(problem(key, format!("must be between 1 and {max}")));
+                default
+            }
+            Some(v) => i64::from(v),
+        }
+    };
+    let settings = crate::console::Settings {
+        idle_secs: within(
+            "console.idle_minutes",
+            console_raw.idle_minutes,
+            24 * 60,
+            defaults.idle_secs / 60,
+        ) * 60,
+        absolute_secs: within(
+            "console.session_hours",
+            console_raw.session_hours,
+            24 * 30,
+            defaults.absolute_secs / 3600,
+        ) * 3600,
+        max_upload_bytes: u64::try_from(within(
+            "console.max_upload_mb",
+            console_raw.max_upload_mb,
+            4096,
+            64,
+        ))
+        .unwrap_or(64)
+            << 20,
+        stale_hours: within(
+            "console.stale_hours",
+            console_raw.stale_hours,
+            24 * 365,
+            defaults.stale_hours,
+        ),
+    };
+    let console = Console {
+        settings,
+        oidc: console_raw.oidc.and_then(|raw| console_oidc(raw, &mut problems)),
+    };
     if !problems.is_empty() {
         return Err(ConfigError(problems));
     }

@@ -363,7 +363,8 @@ async fn serve<S: Store + Clone>(config: Config, store: S) -> anyhow::Result<()>
             config.rate_limit_burst,
         ),
         mappings: config.import.mappings.clone(),
-        console: aiscout_collector::console::Settings::default(),
+        console: config.console.settings.clone(),
+        sso: config.console.oidc.clone().map(aiscout_collector::console::Sso::new),
     });
     // Keep the rollups close behind ingest so that reads rarely have much to fold first.
     let folder = {

@@ -542,37 +542,43 @@ impl Provider {
     /// Posts the code to the token endpoint.
     async fn redeem(&self, pending: &PendingLogin, code: &str) -> Result<TokenResponse, OidcError> {
         const WHAT: &str = "token endpoint";
-        let mut form = form_urlencoded::Serializer::new(String::new());
-        form.append_pair("grant_type", "authorization_code")
-            .append_pair("code", code)
-            .append_pair("redirect_uri", &self.config.redirect_url)
-            .append_pair("code_verifier", &pending.code_verifier);
-        let mut headers = vec![
-            (CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded")),
-            (ACCEPT, HeaderValue::from_static("application/json")),
-        ];
-        match self.endpoints.client_auth {
-            ClientAuth::Basic => {
-                // RFC 6749 section 2.3.1: both parts are form-encoded before base64.
-                let id: String =
-                    form_urlencoded::byte_serialize(self.config.client_id.as_bytes()).collect();
-                let secret: String =
-                    form_urlencoded::byte_serialize(self.config.client_secret.expose().as_bytes())
-                        .collect();
-                let mut value = HeaderValue::from_str(&format!(
-                    "Basic {}",
-                    STANDARD.encode(format!("{id}:{secret}"))
-                ))
-                .map_err(|_| OidcError::TokenResponse("usable client credentials"))?;
-                value.set_sensitive(true);
-                headers.push((AUTHORIZATION, value));
+        // The serializer is not Send: build the body in a block so it is gone before the
+        // request is awaited (the console's handlers run on a multi-threaded runtime).
+        let (body, headers) = {
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            form.append_pair("grant_type", "authorization_code")
+                .append_pair("code", code)
+                .append_pair("redirect_uri", &self.config.redirect_url)
+                .append_pair("code_verifier", &pending.code_verifier);
+            let mut headers = vec![
+                (CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded")),
+                (ACCEPT, HeaderValue::from_static("application/json")),
+            ];
+            match self.endpoints.client_auth {
+                ClientAuth::Basic => {
+                    // RFC 6749 section 2.3.1: both parts are form-encoded before base64.
+                    let id: String =
+                        form_urlencoded::byte_serialize(self.config.client_id.as_bytes()).collect();
+                    let secret: String = form_urlencoded::byte_serialize(
+                        self.config.client_secret.expose().as_bytes(),
+                    )
+                    .collect();
+                    let mut value = HeaderValue::from_str(&format!(
+                        "Basic {}",
+                        STANDARD.encode(format!("{id}:{secret}"))
+                    ))
+                    .map_err(|_| OidcError::TokenResponse("usable client credentials"))?;
+                    value.set_sensitive(true);
+                    headers.push((AUTHORIZATION, value));
+                }
+                ClientAuth::Post => {
+                    form.append_pair("client_id", &self.config.client_id)
+                        .append_pair("client_secret", self.config.client_secret.expose());
+                }
             }
-            ClientAuth::Post => {
-                form.append_pair("client_id", &self.config.client_id)
-                    .append_pair("client_secret", self.config.client_secret.expose());
-            }
-        }
-        let body = form.finish();
+            let body = form.finish();
+            (body, headers)
+        };
         let response =
             request(&self.tls, WHAT, Method::POST, &self.endpoints.token, &headers, body).await?;
         if !response.status.is_success() {

@@ -61,6 +61,8 @@ pub struct AppState<S> {
     pub mappings: ingest::mapping::Mappings,
     /// Console sessions, uploads and staleness (`[console]` in the config).
     pub console: crate::console::Settings,
+    /// Single sign-on for the console (`[console.oidc]`), when configured.
+    pub sso: Option<crate::console::Sso>,
 }
 
 /// Why a request failed; one variant per answer.

@@ -72,6 +72,7 @@ pub(crate) async fn start_with(
         limiter: RateLimiter::new(1, burst),
         mappings: Default::default(),
         console,
+        sso: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
