@@ -1,8 +1,7 @@
 //! Headless Chromium driven over WebDriver, for the console's end-to-end tests.
 //!
-//! [`Browser::start`] runs `/usr/bin/chromedriver` on a loopback port it picks itself (in its
-//! own process group, so that the whole browser can be killed at once), and opens one W3C
-//! session on `/usr/bin/chromium`: headless, a fresh profile in a temporary folder, every
+//! [`Browser::start`] runs `/usr/bin/chromedriver` on a loopback port it picks itself, and
+//! opens one W3C session on `/usr/bin/chromium`: headless, a fresh profile in a temporary folder, every
 //! background-network feature off (the machines running these tests have no internet), a
 //! 1366×900 window (Chromium 156's new headless mode keeps 143 px of it for emulated browser
 //! UI, so pages and screenshots get a 1366×757 viewport), and `acceptInsecureCerts` because the
@@ -27,8 +26,11 @@
 //! ```
 //!
 //! Lifecycle: dropping a [`Browser`] ends the WebDriver session with a blocking request to
-//! chromedriver (Chromium quits), then kills chromedriver's process group and removes the
-//! profile. It does not depend on the test's tokio runtime still running.
+//! chromedriver (Chromium quits), kills chromedriver, kills any Chromium process still running
+//! on this browser's profile (found by its unique `--user-data-dir`, should the session end
+//! have failed), and removes the profile. It does not depend on the test's tokio runtime still
+//! running. chromedriver and Chromium stay in the test's process group, so Ctrl-C on a test
+//! run ends them too.
 //!
 //! Accessibility: [`Browser::axe`] injects axe-core from `tests/browser/node_modules` (pinned by
 //! `tests/browser/package-lock.json`, installed by `.ci/install-deps`) through WebDriver's
@@ -38,7 +40,6 @@
 use std::fmt::{self, Display};
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -367,8 +368,10 @@ pub struct Browser {
     session: String,
     /// chromedriver's port on 127.0.0.1.
     port: u16,
-    /// chromedriver, leader of the process group that holds Chromium too.
+    /// chromedriver.
     driver: Process,
+    /// Chromium's `--user-data-dir`, which names its processes.
+    user_data_dir: PathBuf,
     axe_source: Arc<str>,
     /// The profile and XDG folders; removed after the processes are gone (field order).
     _profile: tempfile::TempDir,
@@ -401,8 +404,8 @@ impl Browser {
 
         let mut cmd = Command::new(&prerequisites.chromedriver);
         // Port 0: chromedriver binds a free port and prints it, so two tests cannot race for
-        // one. Its own process group lets drop kill Chromium's processes with it.
-        cmd.arg("--port=0").process_group(0);
+        // one.
+        cmd.arg("--port=0");
         // Chromium's crash handler and caches follow XDG; keep them in the temporary folder.
         cmd.env("XDG_CONFIG_HOME", profile.path().join("config"))
             .env("XDG_CACHE_HOME", profile.path().join("cache"));
@@ -437,24 +440,29 @@ impl Browser {
         let mut builder = ClientBuilder::new(connector);
         builder.capabilities(capabilities);
         let url = format!("http://127.0.0.1:{port}");
-        // Until the session exists, dropping `driver` is what cleans up; kill the group too.
+        // Until the session exists, dropping `driver` and killing what runs on the profile is
+        // what cleans up.
         let connected = tokio::time::timeout(START_TIMEOUT, builder.connect(&url)).await;
         let client = match connected {
             Ok(Ok(client)) => client,
             Ok(Err(e)) => {
-                kill_group(&driver);
-                return Err(start_failed(driver, &format!("a Chromium session: {e}")));
+                let err = start_failed(driver, &format!("a Chromium session: {e}"));
+                kill_chromium(&user_data_dir);
+                return Err(err);
             }
             Err(_) => {
-                kill_group(&driver);
-                return Err(start_failed(driver, "a Chromium session (timed out)"));
+                let err = start_failed(driver, "a Chromium session (timed out)");
+                kill_chromium(&user_data_dir);
+                return Err(err);
             }
         };
         let Ok(Some(session)) = client.session_id().await else {
-            kill_group(&driver);
-            return Err(start_failed(driver, "a session id"));
+            let err = start_failed(driver, "a session id");
+            kill_chromium(&user_data_dir);
+            return Err(err);
         };
-        let browser = Self { client, session, port, driver, axe_source, _profile: profile };
+        let browser =
+            Self { client, session, port, driver, user_data_dir, axe_source, _profile: profile };
         // Drop ends the session itself, synchronously; fantoccini's own end-of-session request
         // would need a runtime that a finished test no longer has.
         browser.client.persist().await.map_err(browser.failed("persist the session"))?;
@@ -791,11 +799,12 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         // Ending the session makes chromedriver quit Chromium and wait for it. A failure here
-        // (chromedriver already gone) is covered by the group kill that follows.
+        // (chromedriver hung or gone) is covered by the kills that follow.
         let path = format!("/session/{}", self.session);
         let _ended = driver_request(self.port, "DELETE", &path);
-        kill_group(&self.driver);
-        // `driver`'s own drop reaps chromedriver; `_profile` is removed after it.
+        self.driver.kill();
+        kill_chromium(&self.user_data_dir);
+        // `_profile` is removed after this, when the fields drop.
     }
 }
 
@@ -930,14 +939,23 @@ fn driver_request(port: u16, method: &str, path: &str) -> Result<(u16, String), 
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
-/// Kills chromedriver's process group: chromedriver and the Chromium it started.
-fn kill_group(driver: &Process) {
-    // kill(1) because the workspace forbids unsafe code (no libc::killpg). Chromium's crash
-    // handlers sit in their own sessions and exit by themselves once Chromium is gone.
-    let _killed = Command::new("kill")
-        .args(["-KILL", "--", &format!("-{}", driver.pid())])
-        .stderr(std::process::Stdio::null())
-        .status();
+/// SIGKILLs every process whose command line names `user_data_dir`: the Chromium of one
+/// browser, which no other process names, since the folder is a fresh temporary one.
+/// Normally there is none left; renderers and zygotes exit with the main process.
+fn kill_chromium(user_data_dir: &Path) {
+    const PROC_ENTRIES_MAX: usize = 1_000_000;
+    let needle = format!("--user-data-dir={}", user_data_dir.display());
+    let Ok(entries) = std::fs::read_dir("/proc") else { return };
+    for entry in entries.flatten().take(PROC_ENTRIES_MAX) {
+        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        // Arguments are NUL-separated; a process that exits meanwhile reads as empty.
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if cmdline.split(|b| *b == 0).any(|arg| arg == needle.as_bytes()) {
+            crate::signal(pid, "KILL");
+        }
+    }
 }
 
 /// The cargo target folder this test binary was built in (`target/<profile>/deps/<exe>`).
