@@ -70,9 +70,8 @@ async fn post_with_cookie(
 }
 
 fn csrf(page: &str) -> String {
-    let at =
-        page.find("name=\"csrf\" value=\"").expect("a CSRF field") + "name=\"csrf\" value=\"".len();
-    page[at..].split('"').next().unwrap().to_owned()
+    let (_, rest) = page.split_once("name=\"csrf\" value=\"").expect("a CSRF field");
+    rest.split('"').next().unwrap().to_owned()
 }
 
 async fn status_of(server: &Server, product: &str) -> Option<String> {

@@ -183,13 +183,8 @@ pub(crate) async fn oidc_callback<S: Store>(
     };
     let (pending_text, next) = cookie.split_once('~').unwrap_or((cookie, "/"));
     let next = safe_next(&crate::api::percent_decode(next));
-    let pending = match crate::oidc::PendingLogin::from_cookie(pending_text) {
-        Ok(p) => p,
-        Err(_) => {
-            return Ok(sso_failed(
-                "This sign-in was not started here, or took too long. Start again.",
-            ));
-        }
+    let Ok(pending) = crate::oidc::PendingLogin::from_cookie(pending_text) else {
+        return Ok(sso_failed("This sign-in was not started here, or took too long. Start again."));
     };
     let provider = match sso.provider().await {
         Ok(p) => p,
