@@ -34,7 +34,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the API.
+    /// Serve the API for agents and the console for people (https://HOST:PORT/login).
     Serve,
     /// Validate the configuration and list every problem.
     CheckConfig,
@@ -58,7 +58,7 @@ enum Command {
 enum TokenCommand {
     /// Create a token and print it once.
     Create {
-        /// admin, security or procurement.
+        /// admin, security, procurement or viewer (viewer: the console, read-only).
         #[arg(long)]
         role: Role,
         /// A unique name, shown in the audit log.
