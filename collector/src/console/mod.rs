@@ -304,6 +304,24 @@ pub async fn require<S: Store>(
     Ok(signed)
 }
 
+/// [`require`] for a form post: the session, the role, then the form's fields with its CSRF
+/// token checked.
+///
+/// # Errors
+/// As [`require`], and [`Refusal::Csrf`].
+pub async fn require_form<S: Store>(
+    state: &AppState<S>,
+    headers: &HeaderMap,
+    next: String,
+    access: Access,
+    body: &Bytes,
+) -> Result<(Signed, Vec<(String, String)>), Refusal> {
+    let signed = require(state, headers, next, access).await?;
+    let pairs = form(body);
+    check_csrf(&signed, headers, field(&pairs, CSRF_FIELD))?;
+    Ok((signed, pairs))
+}
+
 /// Checks a state-changing request: same origin (when the browser says), and the session's
 /// CSRF token in the form field or the header.
 ///

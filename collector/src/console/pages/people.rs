@@ -16,19 +16,22 @@ use crate::store::Store;
 
 type Shared<S> = State<Arc<AppState<S>>>;
 
+/// A person's gateway spend in minor units, per currency.
+fn gateway(u: &PersonUsage) -> Vec<aiscout_wire::Money> {
+    let mut g = Purse::default();
+    for (c, v) in &u.gateway_nanos {
+        g.add(c, i128::from(*v));
+    }
+    g.nanos()
+}
+
+/// A person's card and gateway spend together, per currency.
 fn spend(u: &PersonUsage) -> Vec<aiscout_wire::Money> {
     let mut p = Purse::default();
     for (c, v) in &u.expense_minor {
         p.add(c, i128::from(*v));
     }
-    let gw: Vec<aiscout_wire::Money> = {
-        let mut g = Purse::default();
-        for (c, v) in &u.gateway_nanos {
-            g.add(c, i128::from(*v));
-        }
-        g.nanos()
-    };
-    for m in gw {
+    for m in gateway(u) {
         p.add(&m.currency, i128::from(m.amount_minor));
     }
     p.minor()
@@ -100,7 +103,7 @@ pub(crate) async fn page<S: Store>(
                         td { (person.map_or("", |p| p.department.as_str())) }
                         td class="small" { (u.products.iter().map(|p| state.catalog.product(p).map_or(p.clone(), |x| x.name.clone())).collect::<Vec<_>>().join(", ")) }
                         td class="num" { (view::money(&u.expense_minor.iter().map(|(c, v)| join::money(c, *v)).collect::<Vec<_>>())) }
-                        td class="num" { (view::money(&{ let mut g = Purse::default(); for (c, v) in &u.gateway_nanos { g.add(c, i128::from(*v)); } g.nanos() })) }
+                        td class="num" { (view::money(&gateway(u))) }
                         td { (view::when(u.last_activity, now)) }
                     }
                 } }
@@ -166,7 +169,7 @@ pub(crate) async fn detail<S: Store>(
                 }
             }
             h2 { "Gateway spend" }
-            p { (view::money(&{ let mut g = Purse::default(); for (c, v) in &usage.gateway_nanos { g.add(c, i128::from(*v)); } g.nanos() })) }
+            p { (view::money(&gateway(&usage))) }
         }
     };
     Ok(document(name, Some(&signed), "/people", body))

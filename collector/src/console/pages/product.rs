@@ -12,7 +12,7 @@ use crate::api::AppState;
 use crate::console::chart::{self, Series};
 use crate::console::view::{self, count, segment};
 use crate::console::{
-    Access, CSRF_FIELD, PageResult, Refusal, document, field, form, require, see_other,
+    Access, CSRF_FIELD, PageResult, Refusal, document, field, require, require_form, see_other,
 };
 use crate::ingest::parse::{format_minor, year_month};
 use crate::join::{self, Directory};
@@ -390,10 +390,8 @@ pub(crate) async fn review<S: Store>(
     Path(id): Path<String>,
     body: Bytes,
 ) -> PageResult {
-    let signed =
-        require(&state, &headers, format!("/products/{}", segment(&id)), Access::Review).await?;
-    let pairs = form(&body);
-    crate::console::check_csrf(&signed, &headers, field(&pairs, CSRF_FIELD))?;
+    let next = format!("/products/{}", segment(&id));
+    let (signed, pairs) = require_form(&state, &headers, next, Access::Review, &body).await?;
     if state.catalog.product(&id).is_none() {
         return Err(Refusal::NotFound(format!("The catalog has no product with the id {id:?}.")));
     }
