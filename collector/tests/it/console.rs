@@ -399,6 +399,11 @@ async fn uploads_report_rows_refuse_unknown_formats_and_oversized_bodies() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(server.store.import_runs(10).await.unwrap().len(), 1);
 
+    // The people page counts the stored card line for its payer.
+    let (status, _, body) = get(&mut c, "/people?q=ann", Some(&proc)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("ann@example.com") && body.contains("USD 20.00"), "{body}");
+
     // The inventory view as CSV.
     let (status, headers, body) = get(&mut c, "/inventory.csv?source=expense", Some(&proc)).await;
     assert_eq!(status, StatusCode::OK);

@@ -189,6 +189,10 @@ async fn security_reviews_and_procurement_reconciles_in_the_browser() {
         b.wait_for("main h1", WAIT).await.unwrap();
         look(&b, name).await;
     }
+    // Card spend reaches people whose exports name them only by name (the directory joins them).
+    b.goto(&format!("{url}/people?q=ann.lee")).await.unwrap();
+    let card = text(&b, "table.data tbody tr:first-child td:nth-child(4)").await;
+    assert!(card.starts_with("USD "), "Ann Lee's card spend: {card:?}");
     b.goto(&format!("{url}/people/ann.lee%40example.com")).await.unwrap();
     assert!(text(&b, "main").await.contains("ChatGPT"));
     look(&b, "person").await;

@@ -37,6 +37,40 @@ fn spend(u: &PersonUsage) -> Vec<aiscout_wire::Money> {
     p.minor()
 }
 
+/// Replaces the store's card spend (lines whose export named the payer's email) with the
+/// reconciliation's: each matched line's payer resolved through the directory by email, else by
+/// name, as `join::Directory` does; people who only pay by card are added.
+fn with_card_spend(
+    usage: Vec<PersonUsage>,
+    people: &[crate::model::Person],
+    expenses: &[crate::model::ExpenseLine],
+) -> Vec<PersonUsage> {
+    let dir = Directory::new(people);
+    let mut card: BTreeMap<String, (BTreeMap<String, i64>, i64)> = BTreeMap::new();
+    for l in expenses.iter().filter(|l| l.product.is_some()) {
+        let payer = dir.payer(l);
+        if payer.email.is_empty() {
+            continue;
+        }
+        let e = card.entry(payer.email.to_lowercase()).or_default();
+        let sum = e.0.entry(l.currency.clone()).or_default();
+        *sum = sum.saturating_add(l.amount_minor);
+        e.1 = e.1.max(l.occurred_at);
+    }
+    let mut by_email: BTreeMap<String, PersonUsage> = usage
+        .into_iter()
+        .map(|u| (u.email.clone(), PersonUsage { expense_minor: Vec::new(), ..u }))
+        .collect();
+    for (email, (sums, last)) in card {
+        let u = by_email
+            .entry(email.clone())
+            .or_insert_with(|| PersonUsage { email, ..PersonUsage::default() });
+        u.expense_minor = sums.into_iter().collect();
+        u.last_activity = u.last_activity.max(last);
+    }
+    by_email.into_values().collect()
+}
+
 /// `GET /people?q=&page=`.
 pub(crate) async fn page<S: Store>(
     State(state): Shared<S>,
@@ -46,7 +80,12 @@ pub(crate) async fn page<S: Store>(
     let signed = require(&state, &headers, "/people".into(), Access::People).await?;
     let pairs = crate::api::query_pairs(raw.as_deref());
     let now = crate::store::now();
-    let (usage, people) = tokio::try_join!(state.store.person_usage(None), state.store.people())?;
+    let (usage, people, expenses) = tokio::try_join!(
+        state.store.person_usage(None),
+        state.store.people(),
+        state.store.expenses(None)
+    )?;
+    let usage = with_card_spend(usage, &people, &expenses);
     let directory: BTreeMap<&str, &crate::model::Person> =
         people.iter().map(|p| (p.email.as_str(), p)).collect();
     let active_since = now - 30 * 86_400;
@@ -124,8 +163,12 @@ pub(crate) async fn detail<S: Store>(
     let email = email.to_lowercase();
     let signed =
         require(&state, &headers, format!("/people/{}", segment(&email)), Access::People).await?;
-    let usage = state.store.person_usage(Some(email.clone())).await?.into_iter().next();
-    let people = state.store.people().await?;
+    let (usage, people, expenses) = tokio::try_join!(
+        state.store.person_usage(Some(email.clone())),
+        state.store.people(),
+        state.store.expenses(None)
+    )?;
+    let usage = with_card_spend(usage, &people, &expenses).into_iter().find(|u| u.email == email);
     let person = people.iter().find(|p| p.email == email);
     if usage.is_none() && person.is_none() {
         return Err(Refusal::NotFound(format!(
@@ -133,7 +176,6 @@ pub(crate) async fn detail<S: Store>(
         )));
     }
     let usage = usage.unwrap_or_default();
-    let expenses = state.store.expenses(None).await?;
     let dir = Directory::new(&people);
     let lines: Vec<_> =
         expenses.iter().filter(|l| l.product.is_some() && dir.payer(l).email == email).collect();
