@@ -9,7 +9,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use aiscout_e2e::browser::{Browser, Cookie, Key};
-use aiscout_e2e::{Collector, Process, binary, free_port, workspace_root};
+use aiscout_e2e::{
+    Collector, Process, agent_config, binary, free_port, sightings_by_product, start_agent,
+    wait_for, workspace_root,
+};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -75,6 +78,25 @@ async fn security_reviews_and_procurement_reconciles_in_the_browser() {
     let security = c.token("security", "sam-security").unwrap();
     let procurement = c.token("procurement", "pat-procurement").unwrap();
     let admin = c.token("admin", "ada-admin").unwrap();
+    // A real agent replays the bundled captures of real clients, so a device has AI tools.
+    let config = agent_config(&dir.path().join("agent"), &url, &c.pin, "").unwrap();
+    let mut args = vec!["--no-scan".to_owned()];
+    for p in std::fs::read_dir(workspace_root().join("examples/captures")).unwrap() {
+        let p = p.unwrap().path();
+        if p.extension().is_some_and(|e| e == "pcap") {
+            args.extend(["--pcap".to_owned(), p.display().to_string()]);
+        }
+    }
+    let mut agent =
+        start_agent(&config, &args.iter().map(String::as_str).collect::<Vec<_>>(), "info").unwrap();
+    // The harness's API client runs its own runtime: wait outside this one.
+    tokio::task::block_in_place(|| {
+        wait_for("the agent's sightings in the inventory", Duration::from_secs(60), || {
+            sightings_by_product(&c, &admin).ok().filter(|s| s.iter().any(|(_, n)| *n > 0))
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", agent.output().join("\n")));
+    });
+    agent.terminate(Duration::from_secs(30)).unwrap();
     let b = Browser::start().await.unwrap();
 
     // Not signed in: every page leads to the sign-in form, which returns there afterwards.
@@ -182,6 +204,11 @@ async fn security_reviews_and_procurement_reconciles_in_the_browser() {
         assert!(text(&b, "header.card-head .badge").await.contains("Blocked"), "{p}");
     }
 
+    b.goto(&format!("{url}/devices")).await.unwrap();
+    b.find("table.data tbody a").await.unwrap().click().await.unwrap();
+    assert!(text(&b, "main").await.contains("AI tools on this device"));
+    b.wait_for("table.data tbody tr", WAIT).await.unwrap();
+    look(&b, "device").await;
     for (page, name) in
         [("/reconcile", "reconcile"), ("/devices", "devices"), ("/people", "people")]
     {
