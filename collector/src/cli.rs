@@ -242,6 +242,9 @@ pub async fn import<S: Store>(
                 let (p, bar) = progress_bar(&input, progress);
                 let r = file::expenses(store, Arc::clone(&index), input, format, &mapping, p, now)
                     .await;
+                if let Ok(report) = &r {
+                    file::record(store, "expenses", crate::review::CLI_ACTOR, report, now).await;
+                }
                 if let Some(bar) = bar {
                     bar.finish_and_clear();
                 }
@@ -268,6 +271,9 @@ pub async fn import<S: Store>(
                 let (p, bar) = progress_bar(&input, progress);
                 let r =
                     file::gateway(store, Arc::clone(&index), input, format, &mapping, p, now).await;
+                if let Ok(report) = &r {
+                    file::record(store, "gateway", crate::review::CLI_ACTOR, report, now).await;
+                }
                 if let Some(bar) = bar {
                     bar.finish_and_clear();
                 }
@@ -277,6 +283,9 @@ pub async fn import<S: Store>(
         ImportCommand::People { file: path } => {
             total = 1;
             let r = file::people(store, Input::Path(path)).await;
+            if let Ok(report) = &r {
+                file::record(store, "people", crate::review::CLI_ACTOR, report, now).await;
+            }
             summary(&mut out, r, &mut failed);
         }
         ImportCommand::Watch { .. } => {

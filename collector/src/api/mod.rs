@@ -408,7 +408,13 @@ async fn import_upload<S: Store>(
             ingest::file::gateway(&state.store, index, input, f, mapping, None, now).await
         }
     };
-    Ok(Json(import_summary(report.map_err(import_error)?)))
+    let report = report.map_err(import_error)?;
+    let kind = match kind {
+        ImportKind::Expenses => "expenses",
+        ImportKind::Gateway => "gateway",
+    };
+    ingest::file::record(&state.store, kind, &token.name, &report, now).await;
+    Ok(Json(import_summary(report)))
 }
 
 async fn import_expenses<S: Store>(

@@ -271,7 +271,12 @@ async fn security_reviews_and_procurement_reconciles_in_the_browser() {
     assert!(result.contains("november-cards.csv") && result.contains("1 stored"), "{result}");
     let errors = text(&b, "table.errors tbody").await;
     assert!(errors.contains('3') && errors.contains("amount"), "line 3, column amount: {errors}");
-    assert!(text(&b, "main").await.contains("pat-procurement"), "the history names who imported");
+    let history = text(&b, "main").await;
+    assert!(history.contains("pat-procurement"), "the history names who imported");
+    assert!(
+        history.contains("ramp.csv") && history.contains("cli"),
+        "command-line imports are in the history"
+    );
     look(&b, "imports").await;
     // Drill down from a reconciliation row to its expense lines.
     b.goto(&format!("{url}/reconcile")).await.unwrap();
