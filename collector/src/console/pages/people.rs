@@ -127,7 +127,7 @@ pub(crate) async fn page<S: Store>(
             section class="cards" aria-label="People" {
                 div class="card" { span class="figure" { (count(usage.len() as u64)) } span { "People using AI" } }
                 div class="card" { span class="figure" { (count(active as u64)) } span { "Active in the last 30 days" } }
-                div class="card" { span class="figure small" { (view::money(&per_person)) } span { "Spend per person (card and gateway)" } }
+                div class="card" { span class="figure small" { (view::money(&per_person)) } span { "Spend per person using AI (card and gateway, all time)" } }
             }
             form class="filters" method="get" action="/people" role="search" {
                 div { label for="q" { "Search" } input id="q" name="q" type="search" value=(param(&pairs, "q")) placeholder="email, name or department"; }

@@ -293,7 +293,7 @@ pub(crate) async fn page<S: Store>(
             section class="panel" {
                 (chart::stacked("product-spend", &format!("Spend per month by source ({currency})"), &months, &series, &money))
             }
-            section class="panel" {
+            section class="panel" id="devices" {
                 h2 { "Devices" }
                 @if devices.is_empty() { p class="empty" { "No agent has seen it." } }
                 @else {
