@@ -523,6 +523,23 @@ pub struct DeviceSighting {
     pub count: i64,
 }
 
+/// One matched value of a product (a domain, an app id, an extension id) summed over devices.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValueUsage {
+    /// Indicator kind (wire name: `dns`, `tls_sni`, `app`, `extension`, ...).
+    pub kind: String,
+    /// The matched value, as the agent reported it.
+    pub value: String,
+    /// Distinct devices that saw it.
+    pub devices: i64,
+    /// Times seen, summed over devices, users, processes and windows.
+    pub count: i64,
+    /// Earliest first seen on any device, Unix seconds.
+    pub first_seen: i64,
+    /// Latest last seen on any device, Unix seconds.
+    pub last_seen: i64,
+}
+
 /// A signed-in console session as stored (keyed by the SHA-256 of its cookie value, which is
 /// never stored).
 #[derive(Clone, Debug, PartialEq, Eq)]

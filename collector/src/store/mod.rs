@@ -36,7 +36,7 @@ use crate::model::{
     AuditEntry, AuditFilter, AuditRecord, Batch, Device, DeviceId, DeviceSighting, DeviceSummary,
     DeviceUsage, ExpenseLine, GatewaySpend, GatewayTotal, Health, ImportCounts, ImportRun,
     IngestOutcome, OwnerUse, Person, PersonUsage, ProductUsage, Review, Session, SourceUsage,
-    Token, UsageFilter,
+    Token, UsageFilter, ValueUsage,
 };
 
 pub mod postgres;
@@ -115,6 +115,9 @@ pub struct Migration {
 /// Most devices returned by a product detail query.
 pub const PRODUCT_DEVICES_LIMIT: i64 = 1_000;
 
+/// Most rows one [`Store::product_values`] returns (a larger limit is clamped to this).
+pub const PRODUCT_VALUES_LIMIT: i64 = 1_000;
+
 /// Everything the collector stores. Both backends pass the same conformance suite
 /// (`tests/it/store/`).
 pub trait Store: Send + Sync + 'static {
@@ -178,6 +181,15 @@ pub trait Store: Send + Sync + 'static {
         &self,
         product: String,
     ) -> impl Future<Output = Result<Vec<DeviceUsage>, StoreError>> + Send;
+
+    /// What matched a product, per indicator kind and value: distinct devices, summed count,
+    /// first and last seen; ordered by kind, then value (bytewise). At most `limit` rows
+    /// (clamped to 1..=[`PRODUCT_VALUES_LIMIT`]).
+    fn product_values(
+        &self,
+        product: String,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<ValueUsage>, StoreError>> + Send;
 
     /// Every current review decision.
     fn reviews(&self) -> impl Future<Output = Result<Vec<Review>, StoreError>> + Send;

@@ -19,14 +19,14 @@ use tokio_postgres::types::Type;
 use tokio_postgres::{NoTls, Row};
 
 use super::{
-    AuditFn, CredentialHash, Migration, PRODUCT_DEVICES_LIMIT, PeopleUsage, Store, StoreError,
-    audit_query_sql, credential_hash, role, rollup,
+    AuditFn, CredentialHash, Migration, PRODUCT_DEVICES_LIMIT, PRODUCT_VALUES_LIMIT, PeopleUsage,
+    Store, StoreError, audit_query_sql, credential_hash, role, rollup,
 };
 use crate::model::{
     AuditEntry, AuditFilter, AuditRecord, Batch, Device, DeviceId, DeviceSighting, DeviceSummary,
     DeviceUsage, ExpenseLine, GatewaySpend, GatewayTotal, Health, ImportCounts, ImportRun,
     IngestOutcome, OwnerUse, Person, PersonUsage, ProductUsage, Review, Session, SourceUsage,
-    Token, UsageFilter,
+    Token, UsageFilter, ValueUsage,
 };
 
 /// The PostgreSQL migrations, in order.
@@ -874,6 +874,42 @@ impl Store for PgStore {
                     count: r.try_get(5)?,
                     users: r.try_get(6)?,
                     installed: r.try_get(7)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn product_values(
+        &self,
+        product: String,
+        limit: i64,
+    ) -> Result<Vec<ValueUsage>, StoreError> {
+        // Found through sightings_product; ordered by bytes (the C collation), as SQLite
+        // orders, whatever the database's collation.
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &client
+                    .prepare_cached(
+                        "SELECT kind, value, COUNT(DISTINCT device_id), SUM(count)::bigint,
+                                MIN(first_seen), MAX(last_seen)
+                         FROM sightings WHERE product = $1
+                         GROUP BY kind, value
+                         ORDER BY kind COLLATE \"C\", value COLLATE \"C\" LIMIT $2",
+                    )
+                    .await?,
+                &[&product, &limit.clamp(1, PRODUCT_VALUES_LIMIT)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ValueUsage {
+                    kind: r.try_get(0)?,
+                    value: r.try_get(1)?,
+                    devices: r.try_get(2)?,
+                    count: r.try_get(3)?,
+                    first_seen: r.try_get(4)?,
+                    last_seen: r.try_get(5)?,
                 })
             })
             .collect()

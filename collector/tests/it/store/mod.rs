@@ -4,7 +4,7 @@
 use aiscout_collector::model::{
     AuditEntry, AuditFilter, AuditRecord, Batch, Device, DeviceSighting, ExpenseLine, GatewaySpend,
     Health, ImportCounts, ImportRun, IngestOutcome, InstallChange, Person, PersonUsage, Review,
-    Role, Session, Token, UsageFilter,
+    Role, Session, Token, UsageFilter, ValueUsage,
 };
 use aiscout_collector::review;
 use aiscout_collector::store::{Store, StoreError};
@@ -1030,6 +1030,72 @@ pub(crate) async fn device_detail_sums_its_own_sightings(store: impl Store) {
     assert!(store.device_products("h3".into()).await.unwrap().is_empty());
 }
 
+pub(crate) async fn product_values_sum_each_value_over_devices_and_windows(store: impl Store) {
+    let d1 = store.enroll(device("h1", None), [1; 32], 100).await.unwrap();
+    let d2 = store.enroll(device("h2", None), [2; 32], 100).await.unwrap();
+    let app = |value: &str, window, count| {
+        let mut s = sighting("openai.chatgpt", value, "", window, count);
+        s.kind = "app";
+        s
+    };
+    let b1 = vec![
+        sighting("openai.chatgpt", "chatgpt.com", "ann", 0, 2),
+        sighting("openai.chatgpt", "chatgpt.com", "bob", 0, 3),
+        sighting("openai.chatgpt", "api.openai.com", "", 3_600, 1),
+        app("com.openai.chat", 0, 1),
+        // Other products, one of them with the same value: never counted.
+        sighting("anthropic.claude", "claude.ai", "ann", 0, 5),
+        sighting("other.product", "chatgpt.com", "ann", 0, 100),
+    ];
+    store.ingest(d1, batch("b1", b1), 200).await.unwrap();
+    // The same window again widens its first and last seen and adds to its count.
+    let mut again = sighting("openai.chatgpt", "chatgpt.com", "ann", 0, 4);
+    again.first_seen = 0;
+    again.last_seen = 50;
+    let b2 = vec![again, sighting("openai.chatgpt", "chatgpt.com", "ann", 86_400, 7)];
+    store.ingest(d1, batch("b2", b2), 300).await.unwrap();
+    let b1 = vec![
+        sighting("openai.chatgpt", "chatgpt.com", "", 0, 9),
+        app("OpenAI.ChatGPT", 7_200, 2),
+        app("com.openai.chat", 3_600, 1),
+    ];
+    store.ingest(d2, batch("b1", b1), 200).await.unwrap();
+    let b2 = vec![sighting("openai.chatgpt", "chatgpt.com", "", 0, 1)];
+    store.ingest(d2, batch("b2", b2), 300).await.unwrap();
+
+    let row = |kind: &str, value: &str, devices, count, first_seen, last_seen| ValueUsage {
+        kind: kind.into(),
+        value: value.into(),
+        devices,
+        count,
+        first_seen,
+        last_seen,
+    };
+    // Kinds, then values, by their bytes: "OpenAI..." before "com...".
+    let all = vec![
+        row("app", "OpenAI.ChatGPT", 1, 2, 7_201, 7_210),
+        row("app", "com.openai.chat", 2, 2, 1, 3_610),
+        row("dns", "api.openai.com", 1, 1, 3_601, 3_610),
+        row("dns", "chatgpt.com", 2, 26, 0, 86_410),
+    ];
+    assert_eq!(store.product_values("openai.chatgpt".into(), 1_000).await.unwrap(), all);
+    assert_eq!(store.product_values("openai.chatgpt".into(), 2).await.unwrap(), all[..2]);
+    // A limit below one is one, and one above a thousand is a thousand.
+    assert_eq!(store.product_values("openai.chatgpt".into(), 0).await.unwrap(), all[..1]);
+    assert_eq!(store.product_values("openai.chatgpt".into(), -5).await.unwrap(), all[..1]);
+    assert_eq!(store.product_values("openai.chatgpt".into(), i64::MAX).await.unwrap(), all);
+    let many = (0..1_001).map(|i| sighting("many.values", &format!("v{i:04}"), "", 0, 1)).collect();
+    store.ingest(d1, batch("b3", many), 400).await.unwrap();
+    let first_thousand = store.product_values("many.values".into(), 5_000).await.unwrap();
+    assert_eq!(first_thousand.len(), 1_000);
+    assert_eq!(first_thousand.last().map(|v| v.value.as_str()), Some("v0999"));
+    assert_eq!(
+        store.product_values("other.product".into(), 10).await.unwrap(),
+        vec![row("dns", "chatgpt.com", 1, 100, 1, 10)]
+    );
+    assert!(store.product_values("cursor.editor".into(), 10).await.unwrap().is_empty());
+}
+
 fn usage(email: &str, products: &[&str], last_activity: i64) -> PersonUsage {
     PersonUsage {
         email: email.into(),
@@ -1235,6 +1301,7 @@ macro_rules! all_cases {
             audit_query_returns_at_most_a_thousand_entries,
             import_history_lists_the_newest_first,
             device_detail_sums_its_own_sightings,
+            product_values_sum_each_value_over_devices_and_windows,
             person_usage_lists_products_on_owned_devices,
             person_usage_sums_matched_expenses_per_currency,
             person_usage_sums_gateway_spend_of_end_users_with_an_email,
