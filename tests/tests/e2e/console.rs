@@ -139,6 +139,10 @@ async fn security_reviews_and_procurement_reconciles_in_the_browser() {
     // Open a product and sanction it with a note; the audit entry shows on the card.
     b.find("table.data a[href='/products/openai.chatgpt']").await.unwrap().click().await.unwrap();
     assert_eq!(text(&b, "main h1").await, "ChatGPT");
+    let card = text(&b, "main").await;
+    // Evidence: the network name the agent matched, and the card descriptor.
+    assert!(card.contains("What matched") && card.contains("chatgpt.com"), "{card}");
+    assert!(card.contains("OPENAI *CHATGPT SUBSCR"), "{card}");
     look(&b, "product").await;
     b.find("form.review input[value=sanctioned]").await.unwrap().click().await.unwrap();
     b.find("#note").await.unwrap().send_keys("Enterprise agreement signed").await.unwrap();
