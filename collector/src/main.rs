@@ -58,7 +58,8 @@ enum Command {
 enum TokenCommand {
     /// Create a token and print it once.
     Create {
-        /// admin, security, procurement or viewer (viewer: the console, read-only).
+        /// admin, security, procurement, viewer (the console, read-only) or policy (only
+        /// GET /api/v1/policy/{format}, for DNS filters, MDM and EDR; never the console).
         #[arg(long)]
         role: Role,
         /// A unique name, shown in the audit log.
@@ -365,6 +366,7 @@ async fn serve<S: Store + Clone>(config: Config, store: S) -> anyhow::Result<()>
         mappings: config.import.mappings.clone(),
         console: config.console.settings.clone(),
         sso: config.console.oidc.clone().map(aiscout_collector::console::Sso::new),
+        policy: config.policy.clone(),
     });
     // Keep the rollups close behind ingest so that reads rarely have much to fold first.
     let folder = {

@@ -63,6 +63,8 @@ pub struct AppState<S> {
     pub console: crate::console::Settings,
     /// Single sign-on for the console (`[console.oidc]`), when configured.
     pub sso: Option<crate::console::Sso>,
+    /// Policy exports (`[policy]`): the coaching page.
+    pub policy: crate::policy::Settings,
 }
 
 /// Why a request failed; one variant per answer.
@@ -169,12 +171,22 @@ async fn agent<S: Store>(state: &AppState<S>, headers: &HeaderMap) -> Result<Dev
     Ok(device)
 }
 
-async fn person<S: Store>(state: &AppState<S>, headers: &HeaderMap) -> Result<Token, ApiError> {
+/// Any valid, unrevoked API token.
+async fn api_token<S: Store>(state: &AppState<S>, headers: &HeaderMap) -> Result<Token, ApiError> {
     let token = bearer(headers).ok_or(ApiError::Unauthorized)?;
     match timed(state, state.store.token_by_hash(credentials::hash(token))).await? {
         Some(t) if t.revoked_at.is_none() => Ok(t),
         _ => Err(ApiError::Unauthorized),
     }
+}
+
+/// A person's token: any role but `policy`, which reads the policy exports and nothing else.
+async fn person<S: Store>(state: &AppState<S>, headers: &HeaderMap) -> Result<Token, ApiError> {
+    let token = api_token(state, headers).await?;
+    if !token.role.is_person() {
+        return Err(ApiError::Forbidden(token.role));
+    }
+    Ok(token)
 }
 
 type Shared<S> = State<Arc<AppState<S>>>;
