@@ -1,5 +1,5 @@
-//! The `aiscout-collector` binary: `serve`, `check-config`, `token`, `mdm-package`, `import`
-//! and `report`.
+//! The `aiscout-collector` binary: `serve`, `check-config`, `token`, `mdm-package`, `import`,
+//! `report` and `policy`.
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 
@@ -50,6 +50,10 @@ enum Command {
     /// Print the AI inventory or procurement's reconciliation.
     #[command(subcommand)]
     Report(aiscout_collector::cli::ReportCommand),
+    /// Export the review decisions as blocklists and policies for DNS filters, browsers, IDEs,
+    /// EDR, web gateways and osquery (also served at GET /api/v1/policy/FORMAT).
+    #[command(subcommand)]
+    Policy(aiscout_collector::cli::PolicyCommand),
     /// Load-test ingest and inventory queries on SQLite and PostgreSQL (BENCH-RESULTS.md).
     BenchIngest(aiscout_collector::bench::BenchArgs),
 }
@@ -215,6 +219,10 @@ async fn dispatch<S: Store + Clone>(
         Command::Report(c) => {
             let catalog = aiscout_collector::cli::catalog(config.catalog.as_deref())?;
             emit(&aiscout_collector::cli::report(&store, &catalog, c).await?)
+        }
+        Command::Policy(c) => {
+            let catalog = aiscout_collector::cli::catalog(config.catalog.as_deref())?;
+            emit(&aiscout_collector::cli::policy(&store, &catalog, &config.policy, c).await?)
         }
         Command::Token(TokenCommand::Create { role, name }) => {
             let secret = credentials::generate(credentials::API_TOKEN_PREFIX)?;

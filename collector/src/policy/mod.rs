@@ -127,7 +127,7 @@ impl fmt::Display for Format {
 }
 
 /// A decision that policy exports may enforce: only these two ever block anything.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Status {
     /// Must not be used.
     Blocked,
@@ -147,6 +147,22 @@ impl Status {
     /// `blocked` or `unsanctioned`.
     pub fn as_str(self) -> &'static str {
         self.review().as_str()
+    }
+
+    /// Parses `blocked` or `unsanctioned`.
+    ///
+    /// # Errors
+    /// Any other name, with a sentence saying which names are accepted and why.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "blocked" => Ok(Status::Blocked),
+            "unsanctioned" => Ok(Status::Unsanctioned),
+            "sanctioned" | "under_review" => Err(format!(
+                "status {name:?} cannot be exported: only decisions to block are (blocked, \
+                 unsanctioned)"
+            )),
+            other => Err(format!("unknown status {other:?} (blocked or unsanctioned)")),
+        }
     }
 
     fn of(review: ReviewStatus) -> Option<Self> {
@@ -184,23 +200,7 @@ impl Selection {
     /// # Errors
     /// A name that is not one of the two, with a sentence saying why.
     pub fn parse<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
-        let mut set = BTreeSet::new();
-        for name in names {
-            let status = match name {
-                "blocked" => Status::Blocked,
-                "unsanctioned" => Status::Unsanctioned,
-                "sanctioned" | "under_review" => {
-                    return Err(format!(
-                        "status {name:?} cannot be exported: only decisions to block are \
-                         (blocked, unsanctioned)"
-                    ));
-                }
-                other => {
-                    return Err(format!("unknown status {other:?} (blocked or unsanctioned)"));
-                }
-            };
-            set.insert(status);
-        }
+        let set = names.into_iter().map(Status::parse).collect::<Result<BTreeSet<_>, _>>()?;
         Ok(Selection::new(set))
     }
 
