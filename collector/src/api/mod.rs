@@ -731,7 +731,7 @@ pub fn router<S: Store>(state: Arc<AppState<S>>) -> Router {
         .route("/api/v1/products/{id}/review", put(set_review::<S>))
         .route(routes::AUDIT, get(audit::<S>))
         .route(routes::RECONCILE, get(reconcile::<S>))
-        .route("/api/v1/policy/{format}", get(policy_export::<S>))
+        .route(routes::POLICY, get(policy_export::<S>))
         .route(
             routes::IMPORT_EXPENSES,
             post(import_expenses::<S>).layer(DefaultBodyLimit::max(MAX_IMPORT_BYTES)),
