@@ -1,8 +1,10 @@
 //! Decisions take effect (issue 20), against real consumers: a real Unbound (Debian's
 //! `unbound`) started on a loopback port with the exported response policy zone and queried
 //! with `dig`; `named-checkzone` on the zone the CLI writes; the osquery queries run by SQLite
-//! (osquery's own SQL engine) over tables with osquery's columns; the HTTPS API with its roles
-//! and ETag; the console refusing a policy token.
+//! (osquery's own SQL engine) over tables with osquery's columns; headless Chromium with the
+//! exported managed policy (bind-mounted over `/etc/chromium` in a private mount namespace,
+//! for that process only); the HTTPS API with its roles and ETag; the console refusing a
+//! policy token.
 //!
 //! Nothing leaves the machine: Unbound answers every name from a root zone loaded by the test
 //! (`auth-zone` for `.`, `for-upstream: yes`), so the resolver never queries the internet, and
@@ -619,5 +621,175 @@ async fn the_console_refuses_a_policy_token() {
         aiscout_collector::console::Access::Admin,
     ] {
         assert!(!access.allows(Role::Policy), "{access:?}");
+    }
+}
+
+/// A loopback HTTP server answering every request with a page holding `marker`, stopped and
+/// joined on drop.
+struct Page {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Page {
+    fn serve(marker: &'static str) -> Page {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            // Bounded: a test makes a handful of requests.
+            for stream in listener.incoming().take(10_000) {
+                if stopped.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(mut stream) = stream else { continue };
+                let mut buf = [0u8; 8192];
+                let mut read = 0;
+                // Read the request head (bounded by the buffer), then answer.
+                while read < buf.len() {
+                    match stream.read(&mut buf[read..]) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => read += n,
+                    }
+                    if buf[..read].windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+                let body = format!("<html><body><p>{marker}</p></body></html>");
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\n\
+                     connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                // The browser may have gone; nothing to do about it.
+                let _written = stream.write_all(answer.as_bytes());
+            }
+        });
+        Page { port, stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for Page {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wakes the accept loop so it sees the flag.
+        let _woken = std::net::TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.thread.take() {
+            let _joined = t.join();
+        }
+    }
+}
+
+/// What headless Chromium made of `url` with `etc` bind-mounted over `/etc/chromium` in a
+/// private mount namespace (so the managed policy is the test's, for this process only), every
+/// host name resolved to the loopback page server: the DOM and the error it logged.
+fn chromium_visit(
+    chromium: &Path,
+    etc: &Path,
+    profile: &Path,
+    port: u16,
+    url: &str,
+) -> (String, String) {
+    let script = "mount --bind \"$1\" /etc/chromium && shift && exec \"$@\"";
+    let out = Command::new("timeout")
+        .arg("120")
+        .args(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh"])
+        .arg(etc)
+        .arg(chromium)
+        .args(["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run"])
+        .args(["--disable-background-networking", "--disable-component-update"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--host-resolver-rules=MAP * 127.0.0.1:{port}"))
+        .args(["--dump-dom", url])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "chromium {url}: {stderr}");
+    (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+}
+
+/// Whether this process may make a private mount namespace (root, or CAP_SYS_ADMIN).
+fn can_unshare_mounts() -> bool {
+    Command::new("unshare")
+        .args(["--mount", "true"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headless_chromium_enforces_the_exported_chrome_policy() {
+    let chromium = require("chromium", "chromium");
+    if !can_unshare_mounts() {
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+        assert!(
+            !ci,
+            "this test bind-mounts a policy folder over /etc/chromium in a private mount \
+             namespace and needs root (CI=true)"
+        );
+        eprintln!("skipped: not allowed to make a mount namespace (run as root)");
+        return;
+    }
+    let chromium_etc = Path::new("/etc/chromium");
+    assert!(chromium_etc.is_dir(), "/etc/chromium is missing: reinstall Debian's chromium");
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
+    // Names of our own: real AI domains are on Chromium's HSTS preload list, which would send
+    // the allowed ones to https on the plain-HTTP test server.
+    let mut products = catalog().products().to_vec();
+    for (id, domain) in
+        [("test.vendor-chat", "vendor.example"), ("test.vendor-api", "api.vendor.example")]
+    {
+        let mut p = Product::default();
+        p.id = id.into();
+        p.name = id.into();
+        p.domains = vec![DomainRule { pattern: domain.into(), usage: DomainUse::Web }];
+        products.push(p);
+    }
+    let catalog = Catalog::new(1, products);
+    decide(&store, "test.vendor-chat", ReviewStatus::Blocked, "").await;
+    decide(&store, "test.vendor-api", ReviewStatus::Sanctioned, "").await;
+    let reviews = store.reviews().await.unwrap();
+    let policy = policy::export(
+        &catalog,
+        &reviews,
+        &Selection::default(),
+        &Settings::default(),
+        Format::ChromePolicy,
+    );
+    // The test's /etc/chromium: what the real one holds, plus the managed policy.
+    let etc = dir.path().join("etc-chromium");
+    std::fs::create_dir_all(etc.join("policies/managed")).unwrap();
+    for entry in std::fs::read_dir(chromium_etc).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), etc.join(entry.file_name())).unwrap();
+        }
+    }
+    std::fs::write(etc.join("policies/managed/aiscout.json"), &policy.body).unwrap();
+
+    let page = Page::serve("served-by-the-test");
+    for (i, (url, blocked)) in [
+        ("http://vendor.example/", true),
+        ("http://www.vendor.example/chat", true),
+        ("http://api.vendor.example/v1/models", false),
+        ("http://example.org/", false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let profile = dir.path().join(format!("profile-{i}"));
+        let (dom, stderr) = chromium_visit(&chromium, &etc, &profile, page.port, url);
+        if blocked {
+            assert!(stderr.contains("ERR_BLOCKED_BY_ADMINISTRATOR"), "{url}: {stderr}");
+            assert!(!dom.contains("served-by-the-test"), "{url}: {dom}");
+        } else {
+            assert!(dom.contains("served-by-the-test"), "{url} was not loaded: {stderr}");
+        }
     }
 }
