@@ -53,6 +53,17 @@ pub struct FileConfig {
     pub import: Option<ImportFile>,
     /// The web console: `[console]`.
     pub console: Option<ConsoleFile>,
+    /// Policy exports: `[policy]`.
+    pub policy: Option<PolicyFile>,
+}
+
+/// `[policy]`: the policy exports (`policy export`, `GET /api/v1/policy/{format}`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    /// The organisation's "use this instead" page (`https://HOST/...`): the RPZ answers a
+    /// blocked product that has a sanctioned alternative with a CNAME to its host.
+    pub coaching_url: Option<String>,
 }
 
 /// `[console]`: the web console.
@@ -226,6 +237,8 @@ pub struct Config {
     pub import: ImportConfig,
     /// Web console settings.
     pub console: Console,
+    /// Policy export settings (`[policy]`).
+    pub policy: crate::policy::Settings,
 }
 
 /// Web console settings (`[console]`).
@@ -482,6 +495,14 @@ pub fn load(
         settings,
         oidc: console_raw.oidc.and_then(|raw| console_oidc(raw, &mut problems)),
     };
+    let policy_raw = raw.policy.unwrap_or_default();
+    let policy = crate::policy::Settings {
+        coaching_url: policy_raw.coaching_url.and_then(|text| {
+            crate::policy::CoachingUrl::parse(&text)
+                .map_err(|why| problems.push(problem("policy.coaching_url", why)))
+                .ok()
+        }),
+    };
     if !problems.is_empty() {
         return Err(ConfigError(problems));
     }
@@ -498,6 +519,7 @@ pub fn load(
         max_connections,
         import,
         console,
+        policy,
     })
 }
 
@@ -558,6 +580,10 @@ fn console_oidc(raw: OidcFile, problems: &mut Vec<ConfigProblem>) -> Option<Oidc
     let mut roles = BTreeMap::new();
     for (group, role) in raw.roles.unwrap_or_default() {
         match role.parse::<Role>() {
+            Ok(role) if !role.is_person() => problems.push(problem(
+                &format!("console.oidc.roles.{group}"),
+                format!("the {role} role is for the policy API only, not for signing in"),
+            )),
             Ok(role) => {
                 roles.insert(group, role);
             }
@@ -770,6 +796,54 @@ mod tests {
         assert_eq!(oidc.groups_claim, "roles");
         assert_eq!(oidc.scopes, ["openid", "groups"]);
         assert!(oidc.extra_roots.is_empty() && oidc.roles.is_empty());
+    }
+
+    #[test]
+    fn policy_coaching_url_is_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = load_text(dir.path(), "").unwrap();
+        assert_eq!(c.policy.coaching_url, None);
+        let c = load_text(
+            dir.path(),
+            "[policy]\ncoaching_url = \"https://Intranet.Example.com:8443/ai?from=dns\"\n",
+        )
+        .unwrap();
+        let url = c.policy.coaching_url.unwrap();
+        assert_eq!(url.host(), "intranet.example.com");
+        assert_eq!(url.as_str(), "https://Intranet.Example.com:8443/ai?from=dns");
+        for (bad, why) in [
+            ("http://intranet.example.com/", "is not an https:// URL"),
+            ("https://192.0.2.7/ai", "must be a DNS name"),
+            ("https://[2001:db8::1]/ai", "must be a DNS name"),
+            ("https://user@intranet.example.com/", "has user information"),
+            ("https://intranet.example.com/#x", "has a fragment"),
+            ("https://bad_host.example/", "is not a DNS host name"),
+            ("https://intranet.example.com:x/", "has a bad port"),
+        ] {
+            let err = load_text(dir.path(), &format!("[policy]\ncoaching_url = \"{bad}\"\n"))
+                .unwrap_err();
+            assert_eq!(err.0.len(), 1, "{err}");
+            assert_eq!(err.0[0].key, "policy.coaching_url");
+            assert!(err.0[0].reason.contains(why), "{bad}: {err}");
+        }
+        let err =
+            load_text(dir.path(), "[policy]\ncoaching = \"https://x.example/\"\n").unwrap_err();
+        assert!(err.0[0].reason.contains("coaching"), "{err}");
+    }
+
+    #[test]
+    fn the_policy_role_cannot_be_mapped_to_a_console_group() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("secret"), "s\n").unwrap();
+        let text = format!(
+            "[console.oidc]\nissuer = \"https://login.example.com\"\nclient_id = \"a\"\n\
+             client_secret_file = \"{}\"\nredirect_url = \"https://a.example/cb\"\n\
+             [console.oidc.roles]\ndns = \"policy\"\n",
+            dir.path().join("secret").display(),
+        );
+        let err = load_text(dir.path(), &text).unwrap_err();
+        assert_eq!(err.0[0].key, "console.oidc.roles.dns");
+        assert!(err.0[0].reason.contains("policy API only"), "{err}");
     }
 
     #[test]

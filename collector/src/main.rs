@@ -1,5 +1,5 @@
-//! The `aiscout-collector` binary: `serve`, `check-config`, `token`, `mdm-package`, `import`
-//! and `report`.
+//! The `aiscout-collector` binary: `serve`, `check-config`, `token`, `mdm-package`, `import`,
+//! `report` and `policy`.
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 
@@ -50,6 +50,10 @@ enum Command {
     /// Print the AI inventory or procurement's reconciliation.
     #[command(subcommand)]
     Report(aiscout_collector::cli::ReportCommand),
+    /// Export the review decisions as blocklists and policies for DNS filters, browsers, IDEs,
+    /// EDR, web gateways and osquery (also served at GET /api/v1/policy/FORMAT).
+    #[command(subcommand)]
+    Policy(aiscout_collector::cli::PolicyCommand),
     /// Load-test ingest and inventory queries on SQLite and PostgreSQL (BENCH-RESULTS.md).
     BenchIngest(aiscout_collector::bench::BenchArgs),
 }
@@ -58,7 +62,8 @@ enum Command {
 enum TokenCommand {
     /// Create a token and print it once.
     Create {
-        /// admin, security, procurement or viewer (viewer: the console, read-only).
+        /// admin, security, procurement, viewer (the console, read-only) or policy (only
+        /// GET /api/v1/policy/{format}, for DNS filters, MDM and EDR; never the console).
         #[arg(long)]
         role: Role,
         /// A unique name, shown in the audit log.
@@ -215,6 +220,10 @@ async fn dispatch<S: Store + Clone>(
             let catalog = aiscout_collector::cli::catalog(config.catalog.as_deref())?;
             emit(&aiscout_collector::cli::report(&store, &catalog, c).await?)
         }
+        Command::Policy(c) => {
+            let catalog = aiscout_collector::cli::catalog(config.catalog.as_deref())?;
+            emit(&aiscout_collector::cli::policy(&store, &catalog, &config.policy, c).await?)
+        }
         Command::Token(TokenCommand::Create { role, name }) => {
             let secret = credentials::generate(credentials::API_TOKEN_PREFIX)?;
             let token = Token { name, role, created_at: store::now(), revoked_at: None };
@@ -365,6 +374,7 @@ async fn serve<S: Store + Clone>(config: Config, store: S) -> anyhow::Result<()>
         mappings: config.import.mappings.clone(),
         console: config.console.settings.clone(),
         sso: config.console.oidc.clone().map(aiscout_collector::console::Sso::new),
+        policy: config.policy.clone(),
     });
     // Keep the rollups close behind ingest so that reads rarely have much to fold first.
     let folder = {

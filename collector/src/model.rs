@@ -185,6 +185,9 @@ pub struct Health {
 pub enum Role {
     /// Everything, including reviews.
     Admin,
+    /// Reads the policy exports (`GET /api/v1/policy/{format}`) and nothing else: the token a
+    /// DNS filter, MDM or EDR fetches its blocklists with. Never signs in to the console.
+    Policy,
     /// Read only.
     Procurement,
     /// Read and review.
@@ -198,18 +201,31 @@ impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Admin => "admin",
+            Role::Policy => "policy",
             Role::Procurement => "procurement",
             Role::Security => "security",
             Role::Viewer => "viewer",
         }
     }
 
-    /// Every role, in the order the console lists them.
-    pub const ALL: [Role; 4] = [Role::Admin, Role::Security, Role::Procurement, Role::Viewer];
+    /// Every role, in the order the console lists them (`policy` last: it is for machines).
+    pub const ALL: [Role; 5] =
+        [Role::Admin, Role::Security, Role::Procurement, Role::Viewer, Role::Policy];
 
     /// Whether this role may set review decisions.
     pub fn may_review(self) -> bool {
         matches!(self, Role::Admin | Role::Security)
+    }
+
+    /// Whether this role may read the policy exports (`GET /api/v1/policy/{format}`).
+    pub fn may_read_policy(self) -> bool {
+        matches!(self, Role::Admin | Role::Policy)
+    }
+
+    /// Whether this role may use the console and the people-facing API (everything but the
+    /// policy exports): every role but `policy`.
+    pub fn is_person(self) -> bool {
+        !matches!(self, Role::Policy)
     }
 }
 
@@ -219,12 +235,13 @@ impl FromStr for Role {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "admin" => Ok(Role::Admin),
+            "policy" => Ok(Role::Policy),
             "procurement" => Ok(Role::Procurement),
             "security" => Ok(Role::Security),
             "viewer" => Ok(Role::Viewer),
-            other => {
-                Err(format!("unknown role {other:?} (admin, security, procurement or viewer)"))
-            }
+            other => Err(format!(
+                "unknown role {other:?} (admin, security, procurement, viewer or policy)"
+            )),
         }
     }
 }

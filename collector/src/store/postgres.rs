@@ -36,6 +36,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 3, sql: include_str!("migrations/postgres/0003_rollups.sql") },
     Migration { version: 4, sql: include_str!("migrations/postgres/0004_filters.sql") },
     Migration { version: 5, sql: include_str!("migrations/postgres/0005_console.sql") },
+    Migration { version: 6, sql: include_str!("migrations/postgres/0006_policy_role.sql") },
 ];
 
 /// The advisory lock key that serialises migrations ("aiscout" in ASCII).

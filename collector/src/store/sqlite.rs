@@ -32,6 +32,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 3, sql: include_str!("migrations/sqlite/0003_rollups.sql") },
     Migration { version: 4, sql: include_str!("migrations/sqlite/0004_filters.sql") },
     Migration { version: 5, sql: include_str!("migrations/sqlite/0005_console.sql") },
+    Migration { version: 6, sql: include_str!("migrations/sqlite/0006_policy_role.sql") },
 ];
 
 /// How long a connection waits for another writer before failing.

@@ -69,6 +69,12 @@ pub(crate) async fn login<S: Store>(
         state.store.token_by_hash(credentials::hash(presented)).await?
     };
     match token {
+        Some(t) if t.revoked_at.is_none() && !t.role.is_person() => {
+            tracing::info!("Console sign-in refused: a policy token.");
+            let why = format!("This token's role ({}) is for the policy API only.", t.role);
+            let page = login_form(&next, Some(&why), crate::console::sso(&state));
+            Ok((StatusCode::FORBIDDEN, document("Sign in", None, "", page)).into_response())
+        }
         Some(t) if t.revoked_at.is_none() => {
             start_session(&state, t.name.clone(), t.role, "token", Some(t.name), &next, false).await
         }
