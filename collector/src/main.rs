@@ -101,7 +101,21 @@ fn main() -> ExitCode {
         return say("configuration ok");
     }
     if let Command::MdmPackage(args) = &cli.command {
-        return match aiscout_collector::mdm::run(args, &config) {
+        let policies = if args.no_policies {
+            None
+        } else {
+            match mdm_policies(&config) {
+                Ok((policies, note)) => {
+                    say(&format!("note: {note}"));
+                    policies
+                }
+                Err(e) => {
+                    report(&e);
+                    return ExitCode::FAILURE;
+                }
+            }
+        };
+        return match aiscout_collector::mdm::run_with(args, &config, policies) {
             Ok(lines) => {
                 for line in &lines {
                     say(line);
@@ -130,6 +144,43 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The browser and IDE policies of the current review decisions for `mdm-package`, with a
+/// line saying what was included. Without a database (no SQLite file yet) there are none:
+/// mdm-package never creates a database.
+fn mdm_policies(
+    config: &Config,
+) -> anyhow::Result<(Option<aiscout_collector::policy::BrowserPolicies>, String)> {
+    use aiscout_collector::policy;
+    if let Database::Sqlite(path) = &config.db
+        && !path.is_file()
+    {
+        return Ok((
+            None,
+            format!(
+                "no collector database at {}: the package has no browser or IDE blocklists (pass \
+                 --db, or run it where the collector runs)",
+                path.display()
+            ),
+        ));
+    }
+    let catalog = aiscout_collector::cli::catalog(config.catalog.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let reviews = runtime.block_on(async {
+        match &config.db {
+            Database::Sqlite(path) => SqliteStore::open(path).await?.reviews().await,
+            Database::Postgres(url) => PgStore::open(url.expose()).await?.reviews().await,
+        }
+    })?;
+    let plan = policy::plan(&catalog, &reviews, &policy::Selection::default(), &config.policy);
+    let note = format!(
+        "the browser and IDE policies of the current decisions are included: {} blocked \
+         product(s), {} held back indicator(s) (see `policy export`)",
+        plan.blocked.len(),
+        plan.held_back.len()
+    );
+    Ok((Some(policy::browser_policies(&plan)), note))
 }
 
 #[allow(clippy::print_stderr)] // The binary's one place that reports a fatal error.

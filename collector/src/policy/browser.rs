@@ -16,29 +16,55 @@ fn pretty(value: &Value) -> String {
     s
 }
 
+/// The browser and IDE policies of a plan as JSON values, for the JSON exports and for the
+/// MDM payloads (`mdm-package` converts them to property lists and registry values).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrowserPolicies {
+    /// Chrome and Edge: `{"ExtensionInstallBlocklist": [...], "URLAllowlist": [...],
+    /// "URLBlocklist": [...]}`.
+    pub chrome: Value,
+    /// Firefox: the `policies` object (`ExtensionSettings`, `WebsiteFilter`).
+    pub firefox: Value,
+    /// VS Code and Cursor: the value of `extensions.allowed` (policy `AllowedExtensions`).
+    pub vscode_allowed: Value,
+}
+
+/// Builds the three policies of a plan.
+pub fn policies(plan: &Plan) -> BrowserPolicies {
+    BrowserPolicies {
+        chrome: chrome_value(plan),
+        firefox: firefox_value(plan),
+        vscode_allowed: vscode_value(plan),
+    }
+}
+
 /// Chrome and Edge: `ExtensionInstallBlocklist` (extension ids), `URLBlocklist` (a host
 /// blocks itself and every name below it) and `URLAllowlist` (an allowed product's host below
 /// a blocked one; the more specific filter wins). The same JSON is the Linux policy file
 /// (`/etc/opt/chrome/policies/managed/aiscout.json`, `/etc/chromium/policies/managed/`,
 /// `/etc/opt/edge/policies/managed/`) and the values of the macOS profile and Intune.
-pub(super) fn chrome(plan: &Plan) -> String {
+fn chrome_value(plan: &Plan) -> Value {
     let mut extensions: Vec<&str> =
         plan.blocked.iter().flat_map(|b| b.chrome_extensions.iter().map(String::as_str)).collect();
     extensions.sort_unstable();
     extensions.dedup();
     let urls: Vec<&str> = plan.blocked_domains().into_iter().map(|(d, _)| d).collect();
     let allowed: Vec<&str> = plan.exceptions.iter().map(|e| e.domain.as_str()).collect();
-    pretty(&json!({
+    json!({
         "ExtensionInstallBlocklist": extensions,
         "URLAllowlist": allowed,
         "URLBlocklist": urls,
-    }))
+    })
+}
+
+pub(super) fn chrome(plan: &Plan) -> String {
+    pretty(&chrome_value(plan))
 }
 
 /// Firefox `policies.json`: `ExtensionSettings` with `installation_mode: blocked` per add-on
 /// (which also removes it where installed), and `WebsiteFilter` match patterns (`*.name`
 /// matches the name and every name below it) with the allowed names as `Exceptions`.
-pub(super) fn firefox(plan: &Plan) -> (String, Vec<String>) {
+fn firefox_value(plan: &Plan) -> Value {
     let mut settings = Map::new();
     for b in &plan.blocked {
         for id in &b.firefox_extensions {
@@ -59,13 +85,17 @@ pub(super) fn firefox(plan: &Plan) -> (String, Vec<String>) {
     let mut policies = Map::new();
     policies.insert("ExtensionSettings".into(), Value::Object(settings));
     policies.insert("WebsiteFilter".into(), json!({ "Block": block, "Exceptions": exceptions }));
-    (pretty(&json!({ "policies": policies })), Vec::new())
+    Value::Object(policies)
+}
+
+pub(super) fn firefox(plan: &Plan) -> (String, Vec<String>) {
+    (pretty(&json!({ "policies": firefox_value(plan) })), Vec::new())
 }
 
 /// VS Code and Cursor: `extensions.allowed` (policy `AllowedExtensions`, VS Code 1.96+):
 /// `"*": true` keeps every other extension allowed, sanctioned products' extensions are
 /// listed `true`, blocked ones `false`. Remove `"*"` to allow only what is listed.
-pub(super) fn vscode(plan: &Plan) -> String {
+fn vscode_value(plan: &Plan) -> Value {
     let mut allowed = Map::new();
     allowed.insert("*".into(), Value::Bool(true));
     for (id, _) in &plan.sanctioned_vscode {
@@ -76,5 +106,9 @@ pub(super) fn vscode(plan: &Plan) -> String {
             allowed.insert(id.clone(), Value::Bool(false));
         }
     }
-    pretty(&json!({ "extensions.allowed": allowed }))
+    Value::Object(allowed)
+}
+
+pub(super) fn vscode(plan: &Plan) -> String {
+    pretty(&json!({ "extensions.allowed": vscode_value(plan) }))
 }

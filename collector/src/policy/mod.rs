@@ -35,6 +35,7 @@ mod browser;
 mod dns;
 mod endpoint;
 
+pub use browser::{BrowserPolicies, policies as browser_policies};
 pub use endpoint::DEFENDER_COLUMNS;
 
 /// Longest free text (a reviewer's alternative) copied into an output, in characters.
