@@ -404,7 +404,7 @@ pub struct Export {
     pub held_back: usize,
 }
 
-/// Makes free text one line of printable characters, at most [`MAX_TEXT_CHARS`] long, so it
+/// Makes free text one line of printable characters, at most 200 characters long, so it
 /// can sit in a comment, a JSON string or a CSV cell without adding a line or a record.
 pub fn one_line(text: &str) -> String {
     let mut out: String = text
