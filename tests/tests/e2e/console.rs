@@ -91,7 +91,7 @@ async fn security_reviews_and_procurement_reconciles_in_the_browser() {
         start_agent(&config, &args.iter().map(String::as_str).collect::<Vec<_>>(), "info").unwrap();
     // The harness's API client runs its own runtime: wait outside this one.
     tokio::task::block_in_place(|| {
-        wait_for("the agent's sightings in the inventory", Duration::from_secs(60), || {
+        wait_for("the agent's sightings in the inventory", Duration::from_secs(120), || {
             sightings_by_product(&c, &admin).ok().filter(|s| s.iter().any(|(_, n)| *n > 0))
         })
         .unwrap_or_else(|e| panic!("{e}\n{}", agent.output().join("\n")));
@@ -341,7 +341,7 @@ fn start_provider(dir: &Path, redirect: &str) -> (Process, String, std::path::Pa
         );
     let mut idp = Process::spawn("oidc-provider", cmd).unwrap();
     let line = idp
-        .wait_line("`listening https://`", Duration::from_secs(60), |l| {
+        .wait_line("`listening https://`", Duration::from_secs(180), |l| {
             l.starts_with("listening https://")
         })
         .unwrap();
