@@ -15,12 +15,11 @@
 //! Results are in `collector/BENCH-IMPORT.md`.
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)] // A benchmark tool.
 
-use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use aiscout_collector::bench::{person_email, person_name};
+use aiscout_collector::bench::data::{self, AI_MERCHANTS as AI, FILL_DEVICES as DEVICES};
 use aiscout_collector::ingest::file::{self, Input};
 use aiscout_collector::join;
 use aiscout_collector::model::UsageFilter;
@@ -28,87 +27,6 @@ use aiscout_collector::review;
 use aiscout_collector::store::Store;
 use aiscout_signatures::{Catalog, Index};
 use aiscout_wire::{InventoryQuery, ReviewStatus};
-
-const AI: &[(&str, &str)] = &[
-    ("OPENAI *CHATGPT SUBSCR", "20.00"),
-    ("CURSOR, AI POWERED IDE", "20.00"),
-    ("CLAUDE.AI SUBSCRIPTION", "20.00"),
-    ("GITHUB COPILOT", "19.00"),
-    ("MIDJOURNEY INC.", "30.00"),
-];
-/// Devices (and people) of the sightings fill.
-const DEVICES: u64 = 100_000;
-const OTHER: &[&str] = &[
-    "STAPLES 00123 BOSTON MA",
-    "UBER *TRIP HELP.UBER.COM",
-    "AMAZON WEB SERVICES",
-    "DELTA AIR 0062",
-];
-
-/// A small deterministic generator (xorshift), so runs are comparable.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn expenses(path: &Path, rows: u64) {
-    let mut w = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    writeln!(w, "Transaction Date,Transaction Time,Amount,User,Merchant Name,Merchant Description,Ramp Category,Ramp Department,External ID").unwrap();
-    let mut r = Rng(0x9e37_79b9_7f4a_7c15);
-    for i in 0..rows {
-        let user = r.below(20_000);
-        let month = 1 + (i * 12 / rows);
-        let day = 1 + user % 28;
-        let (desc, amount) = if r.below(10) == 0 {
-            let (d, a) = AI[usize::try_from(user % 5).unwrap()];
-            (d.to_owned(), a.to_owned())
-        } else if r.below(100) == 0 {
-            ("ACME GPT TOOLS".to_owned(), "9.00".to_owned())
-        } else {
-            let d = OTHER[usize::try_from(r.below(4)).unwrap()];
-            (d.to_owned(), format!("{}.{:02}", r.below(900), r.below(100)))
-        };
-        writeln!(
-            w,
-            "{month:02}/{day:02}/25,2025-{month:02}-{day:02} 10:00:00,{amount},{},M,\"{desc}\",SaaS,Dept {},RAMP.{i}",
-            person_name(user + 1),
-            user % 40
-        )
-        .unwrap();
-    }
-}
-
-fn litellm(path: &Path, rows: u64) {
-    let mut w = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    writeln!(w, "request_id,spend,total_tokens,prompt_tokens,completion_tokens,startTime,model,custom_llm_provider,user,team_id").unwrap();
-    let mut r = Rng(0x2545_f491_4f6c_dd1d);
-    let models = ["gpt-4o", "gpt-4o-mini", "claude-sonnet-4-20250514", "text-embedding-3-small"];
-    for i in 0..rows {
-        let m = models[usize::try_from(r.below(4)).unwrap()];
-        let day = 1 + r.below(28);
-        let month = 1 + (i * 12 / rows);
-        writeln!(
-            w,
-            "req-{i},0.{:06},{},{},{},2025-{month:02}-{day:02}T{:02}:00:00Z,{m},openai,{},team-{}",
-            r.below(1_000_000),
-            r.below(5000),
-            r.below(4000),
-            r.below(1000),
-            r.below(24),
-            person_email(r.below(5000) + 1),
-            r.below(30)
-        )
-        .unwrap();
-    }
-}
 
 fn floor(path: &Path) -> (u64, f64) {
     let t = Instant::now();
@@ -228,18 +146,15 @@ async fn breakdown<S: Store>(store: &S, sanctioned: Vec<String>) {
     println!("{line}");
 }
 
-/// Folds what the fill appended, timed.
-async fn fold<S: Store>(store: &S) {
-    let t = Instant::now();
-    let n = store.fold().await.unwrap();
-    println!("fold: {n} pending rows in {:.1} s", t.elapsed().as_secs_f64());
-}
-
-fn fill_done(sightings: u64, t: Instant) {
+fn fill_done(sightings: u64, f: &data::Filled) {
     println!(
         "fill: {DEVICES} devices, {DEVICES} people, {sightings} aggregated sightings in {:.1} s",
-        t.elapsed().as_secs_f64()
+        f.fill.as_secs_f64()
     );
+    println!("fold: {} pending rows in {:.1} s", f.folded, f.fold.as_secs_f64());
+    if let Some(a) = f.analyze {
+        println!("analyze rollups: {:.1} s", a.as_secs_f64());
+    }
 }
 
 #[tokio::main]
@@ -260,63 +175,26 @@ async fn main() {
         Catalog::builtin().unwrap().products().iter().map(|p| p.id.clone()).collect();
     let dir = tempfile::tempdir().unwrap();
     let t = Instant::now();
-    expenses(&dir.path().join("expenses.csv"), rows);
-    litellm(&dir.path().join("litellm.csv"), rows);
+    data::expense_csv(&dir.path().join("expenses.csv"), rows).unwrap();
+    data::litellm_csv(&dir.path().join("litellm.csv"), rows).unwrap();
     println!("generated 2 x {rows} rows in {:.1} s", t.elapsed().as_secs_f64());
     if backend == "postgres" {
-        let base = std::env::var("AISCOUT_BENCH_PG_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
         let schema = format!("aiscout_bench_{}", std::process::id());
-        let (client, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls).await.unwrap();
-        let driver = tokio::spawn(conn);
-        client.batch_execute(&format!("CREATE SCHEMA {schema}")).await.unwrap();
-        let url = format!("{base}?options=-csearch_path%3D{schema}");
-        let open = || aiscout_collector::store::postgres::PgStore::open(&url);
-        // The store migrates the schema the fill writes into; the fill goes in beside it, as
-        // bench-ingest's does, and the store that folds and imports opens after it.
-        drop(open().await.unwrap());
+        let (schema, _) = data::PgSchema::open(&data::pg_base_url(), &schema).await.unwrap();
         if sightings > 0 {
-            let t = Instant::now();
-            aiscout_collector::bench::pg_fill(&url, &products, DEVICES, sightings).await.unwrap();
-            fill_done(sightings, t);
+            let filled = data::postgres(schema.url(), &products, sightings).await.unwrap();
+            fill_done(sightings, &filled);
         }
-        let store = open().await.unwrap();
-        if sightings > 0 {
-            fold(&store).await;
-            // As bench-ingest does after its fold (autovacuum would get there later).
-            let t = Instant::now();
-            client
-                .batch_execute(&format!(
-                    "SET search_path TO {schema}; {}; SET search_path TO DEFAULT",
-                    aiscout_collector::bench::PG_ANALYZE_ROLLUPS
-                ))
-                .await
-                .unwrap();
-            println!("analyze rollups: {:.1} s", t.elapsed().as_secs_f64());
-        }
+        let store = aiscout_collector::store::postgres::PgStore::open(schema.url()).await.unwrap();
         run(store, dir.path(), rows).await;
-        client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await.unwrap();
-        drop(client);
-        driver.await.unwrap().unwrap();
+        schema.drop_schema().await.unwrap();
     } else {
         let db = dir.path().join("b.db");
-        let open = || aiscout_collector::store::sqlite::SqliteStore::open(&db);
-        drop(open().await.unwrap());
         if sightings > 0 {
-            let t = Instant::now();
-            let db = db.clone();
-            tokio::task::spawn_blocking(move || {
-                aiscout_collector::bench::sqlite_fill(&db, &products, DEVICES, sightings)
-            })
-            .await
-            .unwrap()
-            .unwrap();
-            fill_done(sightings, t);
+            let filled = data::sqlite(&db, &products, sightings).await.unwrap();
+            fill_done(sightings, &filled);
         }
-        let store = open().await.unwrap();
-        if sightings > 0 {
-            fold(&store).await;
-        }
+        let store = aiscout_collector::store::sqlite::SqliteStore::open(&db).await.unwrap();
         run(store, dir.path(), rows).await;
     }
 }

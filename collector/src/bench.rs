@@ -16,6 +16,9 @@
 //! HTTP only; client and server still share the machine's cores, and the CPU each used is
 //! reported (from `/proc`) so the split is visible. Row generation is deterministic (a fixed
 //! seed), so runs are comparable.
+//!
+//! [`data`] holds what the benchmark examples share (`bench_import`, `bench_console`): the
+//! generated import files and databases filled with [`sqlite_fill`] / [`pg_fill`].
 
 use std::collections::BTreeSet;
 use std::io::BufRead;
@@ -37,6 +40,8 @@ use crate::client::{Connection, tls_config};
 use crate::store::Store;
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
+
+pub mod data;
 
 /// How long the collector child may take to print its `listening on` line.
 const START_DEADLINE: Duration = Duration::from_secs(120);

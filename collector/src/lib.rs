@@ -28,7 +28,7 @@
 //! - [`cli`]: the `import` and `report` subcommands, returning what `main` prints.
 //! - [`client`]: a small HTTPS client (HTTP/1.1 or HTTP/2) for the tests and `bench-ingest`.
 //! - [`mod@bench`]: `bench-ingest`, the load generator that measures ingest and inventory queries
-//!   against the raw-insert floor (BENCHMARKS.md).
+//!   against the raw-insert floor (BENCHMARKS.md), and the data the benchmark examples share.
 //!
 //! Key decision: the collector keeps no state outside the database that another instance
 //! would need, so any number of instances can serve one PostgreSQL behind a load balancer.
