@@ -275,13 +275,27 @@ impl Timed {
     }
 }
 
+/// One request with string headers; the whole answer (up to 256 MiB).
+async fn send(
+    c: &mut Connection,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: String,
+) -> (StatusCode, hyper::HeaderMap, hyper::body::Bytes) {
+    let headers: Vec<(hyper::header::HeaderName, HeaderValue)> =
+        headers.iter().map(|(k, v)| (k.parse().unwrap(), v.parse().unwrap())).collect();
+    let r = c.request(method, path, &headers, body, 256 << 20).await.unwrap();
+    (r.status, r.headers, r.body)
+}
+
 async fn fetch(
     c: &mut Connection,
     path: &str,
     headers: &[(&str, &str)],
 ) -> (Duration, Option<f64>, usize) {
     let t = Instant::now();
-    let (status, h, body) = c.request(Method::GET, path, headers, "").await.unwrap();
+    let (status, h, body) = send(c, Method::GET, path, headers, String::new()).await;
     let took = t.elapsed();
     assert_eq!(
         status,
@@ -316,6 +330,8 @@ async fn pages<S: Store + Clone>(store: S, args: &Args) {
         limiter: RateLimiter::new(1, 100),
         mappings: Default::default(),
         console: Default::default(),
+        sso: None,
+        policy: Default::default(),
     });
     let router = api::router(state).layer(middleware::from_fn(server_timing));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -329,10 +345,8 @@ async fn pages<S: Store + Clone>(store: S, args: &Args) {
     assert!(c.is_http2());
 
     let form = ("content-type", "application/x-www-form-urlencoded");
-    let (status, h, body) = c
-        .request(Method::POST, "/login", &[form], format!("token={secret}&next=%2F"))
-        .await
-        .unwrap();
+    let (status, h, body) =
+        send(&mut c, Method::POST, "/login", &[form], format!("token={secret}&next=%2F")).await;
     assert_eq!(status, StatusCode::SEE_OTHER, "{}", String::from_utf8_lossy(&body));
     let set = h["set-cookie"].to_str().unwrap();
     let cookie = set.split(';').next().unwrap().to_owned();

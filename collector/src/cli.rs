@@ -1,5 +1,5 @@
-//! The `import` and `report` subcommands: their arguments and what they do, returning the
-//! text to print so that `main` alone writes to the terminal.
+//! The `import`, `report` and `policy` subcommands: their arguments and what they do,
+//! returning the text to print so that `main` alone writes to the terminal.
 //!
 //! Imports go file by file; a file that cannot be imported at all is reported and the next
 //! one still runs. Row errors are listed (the first hundred per file) on stderr. A progress
@@ -19,6 +19,7 @@ use crate::ingest::mapping::{self, MappingProblem, Mappings};
 use crate::ingest::parse;
 use crate::join;
 use crate::model::UsageFilter;
+use crate::policy;
 use crate::report::{self, Format};
 use crate::store::{self, Store, StoreError};
 
@@ -104,6 +105,68 @@ pub enum ReportCommand {
     },
 }
 
+/// What `policy export --help` teaches after the flags.
+const POLICY_EXPORT_HELP: &str = "\
+Only products whose current review decision is one of --status are written (blocked by
+default; add --status unsanctioned for both). Sanctioned, under-review and unreviewed products
+are never blocked: a domain or extension another such product also uses is held back, and an
+allowed product's domain below a blocked one is let through (rpz-passthru. in the zone,
+@@|| in adblock, URLAllowlist in Chrome, Exceptions in Firefox, Allowed in Defender). What is
+held back, and why, goes to stderr (and into the comments of rpz, hosts and adblock).
+
+With [policy] coaching_url = \"https://...\" in the config, a blocked product whose review names a
+sanctioned alternative answers with a CNAME to that page's host in the zone instead of
+NXDOMAIN.
+
+Examples:
+  policy export --format rpz --out /etc/unbound/aiscout.rpz
+      Unbound:  rpz:
+                  name: aiscout.rpz
+                  zonefile: /etc/unbound/aiscout.rpz
+      BIND:     zone \"aiscout.rpz\" { type primary; file \"/etc/bind/aiscout.rpz\"; };
+                options { response-policy { zone \"aiscout.rpz\"; }; };
+  policy export --format adblock --status blocked --status unsanctioned
+      AdGuard Home, Pi-hole: add the file (or the API URL below) as a blocklist.
+  policy export --format chrome-policy --out /etc/opt/chrome/policies/managed/aiscout.json
+      Also Chromium (/etc/chromium/policies/managed/) and Edge (/etc/opt/edge/policies/managed/).
+  policy export --format firefox-policy
+      Merge into Firefox's policies.json (/etc/firefox/policies/ on Linux).
+  policy export --format vscode-policy
+      The extensions.allowed setting (policy AllowedExtensions) for VS Code and Cursor.
+  policy export --format defender-indicators --out indicators.csv
+      Defender portal: Settings > Endpoints > Indicators > Import (500 rows per file).
+  policy export --format url-list
+      One domain per line for a secure web gateway's custom URL category.
+  policy export --format osquery --out aiscout-policies.json
+      Fleet policies (fleetctl gitops) or plain osquery queries; a host fails when a blocked
+      app or extension is installed.
+
+The same exports are served over HTTPS for tools that fetch them:
+  GET /api/v1/policy/FORMAT[?status=blocked&status=unsanctioned]
+with a token from `aiscout-collector token create --role policy --name NAME`
+(Authorization: Bearer TOKEN); answers carry an ETag, and If-None-Match gets 304.";
+
+/// `policy ...`.
+#[derive(Clone, Debug, clap::Subcommand)]
+pub enum PolicyCommand {
+    /// Write the current review decisions as a blocklist or policy file: a DNS response policy
+    /// zone, hosts or adblock lists, Chrome, Firefox or VS Code policies, Defender indicators,
+    /// a URL list, or osquery/Fleet policies.
+    #[command(after_long_help = POLICY_EXPORT_HELP)]
+    Export {
+        /// The output format.
+        #[arg(long, value_enum)]
+        format: policy::Format,
+        /// A decision to enforce: blocked or unsanctioned; repeatable [default: blocked].
+        #[arg(long = "status", value_name = "STATUS", value_parser = policy::Status::parse)]
+        statuses: Vec<policy::Status>,
+        /// Write to FILE (replaced atomically, so a DNS server reloading it never reads half
+        /// a zone) instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
 /// Why a subcommand failed as a whole.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -128,6 +191,14 @@ pub enum CommandError {
     /// Rendering JSON failed.
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
+    /// Writing an output file failed.
+    #[error("{path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 impl CommandError {
@@ -242,6 +313,9 @@ pub async fn import<S: Store>(
                 let (p, bar) = progress_bar(&input, progress);
                 let r = file::expenses(store, Arc::clone(&index), input, format, &mapping, p, now)
                     .await;
+                if let Ok(report) = &r {
+                    file::record(store, "expenses", crate::review::CLI_ACTOR, report, now).await;
+                }
                 if let Some(bar) = bar {
                     bar.finish_and_clear();
                 }
@@ -268,6 +342,9 @@ pub async fn import<S: Store>(
                 let (p, bar) = progress_bar(&input, progress);
                 let r =
                     file::gateway(store, Arc::clone(&index), input, format, &mapping, p, now).await;
+                if let Ok(report) = &r {
+                    file::record(store, "gateway", crate::review::CLI_ACTOR, report, now).await;
+                }
                 if let Some(bar) = bar {
                     bar.finish_and_clear();
                 }
@@ -277,6 +354,9 @@ pub async fn import<S: Store>(
         ImportCommand::People { file: path } => {
             total = 1;
             let r = file::people(store, Input::Path(path)).await;
+            if let Ok(report) = &r {
+                file::record(store, "people", crate::review::CLI_ACTOR, report, now).await;
+            }
             summary(&mut out, r, &mut failed);
         }
         ImportCommand::Watch { .. } => {
@@ -378,4 +458,63 @@ pub async fn report<S: Store>(
             Ok(Output { stdout, stderr: Vec::new() })
         }
     }
+}
+
+/// Runs a policy subcommand: the current reviews through [`policy::export`].
+///
+/// # Errors
+/// A store read fails, or `--out` cannot be written.
+pub async fn policy<S: Store>(
+    store: &S,
+    catalog: &Catalog,
+    settings: &policy::Settings,
+    command: PolicyCommand,
+) -> Result<Output, CommandError> {
+    let PolicyCommand::Export { format, statuses, out } = command;
+    let selection = policy::Selection::new(statuses);
+    let reviews = store.reviews().await?;
+    let plan = policy::plan(catalog, &reviews, &selection, settings);
+    let export = policy::render(&plan, format);
+    let mut stderr: Vec<String> = export.notes.iter().map(|n| format!("note: {n}")).collect();
+    let stdout = match out {
+        None => export.body,
+        Some(path) => {
+            write_atomically(&path, export.body.as_bytes())
+                .map_err(|source| CommandError::Write { path: path.clone(), source })?;
+            stderr.push(format!(
+                "wrote {} ({format}): {} product(s), {} domain(s) blocked, {} exception(s), {} \
+                 held back",
+                path.display(),
+                plan.blocked.len(),
+                plan.blocked.iter().map(|b| b.domains.len()).sum::<usize>(),
+                plan.exceptions.len(),
+                export.held_back
+            ));
+            String::new()
+        }
+    };
+    Ok(Output { stdout, stderr })
+}
+
+/// Writes `bytes` to a temporary file beside `path`, flushes it to disk, then renames it over
+/// `path`: a reader sees the old file or the new one, never a part.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("not a file name"))?
+        .to_string_lossy()
+        .into_owned();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        // The temporary file may not exist; either way the error reported is the first one.
+        let _removed = std::fs::remove_file(&tmp);
+    }
+    result
 }

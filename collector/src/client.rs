@@ -1,13 +1,16 @@
 //! A small HTTPS client (HTTP/1.1 or HTTP/2 by ALPN) over one kept-alive connection, for
-//! `bench-ingest` and the API tests. Not used by the server.
+//! `bench-ingest` and the API tests, and [`fetch`], one request to a URL with its body read
+//! up to a cap, which the OpenID Connect sign-in ([`crate::oidc`]) uses to reach the
+//! identity provider.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::{http1, http2};
-use hyper::{Method, Request, StatusCode};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, StatusCode, Uri};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, ServerName};
 
@@ -26,6 +29,26 @@ pub enum ClientError {
     /// The request could not be built.
     #[error("request: {0}")]
     Request(#[from] hyper::http::Error),
+    /// The answer's body is larger than the caller's cap.
+    #[error("the response body is larger than {limit} bytes")]
+    BodyTooLarge {
+        /// The cap, in bytes.
+        limit: usize,
+    },
+    /// A URL given to [`fetch`] is not `https://HOST[:PORT]/...` or its host did not resolve.
+    #[error("url: {0}")]
+    Url(String),
+}
+
+/// An answer: status, headers, and the whole body.
+#[derive(Debug)]
+pub struct Response {
+    /// The status.
+    pub status: StatusCode,
+    /// The headers (`set-cookie` may repeat).
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Bytes,
 }
 
 enum Sender {
@@ -51,6 +74,41 @@ pub fn tls_config(
     for r in roots {
         store.add(r.clone())?;
     }
+    tls_config_for(store, http2)
+}
+
+/// A TLS client config trusting the operating system's roots plus `extra` (an internal CA,
+/// say), offering h2 when `http2`. A malformed system certificate is skipped, as browsers do.
+///
+/// # Errors
+/// A certificate in `extra` is unusable, or no root at all could be loaded.
+pub fn tls_config_with_system_roots(
+    extra: &[CertificateDer<'static>],
+    http2: bool,
+) -> Result<Arc<rustls::ClientConfig>, ClientError> {
+    let native = rustls_native_certs::load_native_certs();
+    let mut store = rustls::RootCertStore::empty();
+    for cert in native.certs {
+        // A malformed system certificate is skipped, as browsers do.
+        let _skipped = store.add(cert);
+    }
+    for cert in extra {
+        store.add(cert.clone())?;
+    }
+    if store.is_empty() {
+        let why =
+            native.errors.first().map_or_else(|| "empty store".to_owned(), ToString::to_string);
+        return Err(ClientError::Tls(rustls::Error::General(format!(
+            "no trusted root certificate: {why}"
+        ))));
+    }
+    tls_config_for(store, http2)
+}
+
+fn tls_config_for(
+    store: rustls::RootCertStore,
+    http2: bool,
+) -> Result<Arc<rustls::ClientConfig>, ClientError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
@@ -105,35 +163,59 @@ impl Connection {
         bearer: Option<&str>,
         body: impl Into<Bytes>,
     ) -> Result<(StatusCode, Bytes), ClientError> {
-        let auth = bearer.map(|b| format!("Bearer {b}"));
-        let mut headers = vec![("content-type", "application/json")];
-        if let Some(a) = &auth {
-            headers.push(("authorization", a.as_str()));
+        let mut req = Request::builder().method(method).header("content-type", "application/json");
+        req = match &self.sender {
+            Sender::H1(_) => req.uri(path).header("host", &self.authority),
+            Sender::H2(_) => req.uri(format!("https://{}{path}", self.authority)),
+        };
+        if let Some(b) = bearer {
+            req = req.header("authorization", format!("Bearer {b}"));
         }
-        let (status, _, bytes) = self.request(method, path, &headers, body).await?;
+        let req = req.body(Full::new(body.into()))?;
+        let response = self.round_trip(req).await?;
+        let status = response.status();
+        let bytes = response.into_body().collect().await?.to_bytes();
         Ok((status, bytes))
     }
 
-    /// Sends one request with the given headers and reads the whole answer, with its headers.
+    /// Sends one request with the given headers (no others are added but `host`) and reads
+    /// the answer, its body up to `max_body_bytes`.
     ///
     /// # Errors
-    /// The connection failed.
+    /// The connection failed, or the body is larger than `max_body_bytes`.
     pub async fn request(
         &mut self,
         method: Method,
         path: &str,
-        headers: &[(&str, &str)],
+        headers: &[(HeaderName, HeaderValue)],
         body: impl Into<Bytes>,
-    ) -> Result<(StatusCode, hyper::HeaderMap, Bytes), ClientError> {
+        max_body_bytes: usize,
+    ) -> Result<Response, ClientError> {
         let mut req = Request::builder().method(method);
         req = match &self.sender {
             Sender::H1(_) => req.uri(path).header("host", &self.authority),
             Sender::H2(_) => req.uri(format!("https://{}{path}", self.authority)),
         };
-        for (k, v) in headers {
-            req = req.header(*k, *v);
+        for (name, value) in headers {
+            req = req.header(name, value);
         }
         let req = req.body(Full::new(body.into()))?;
+        let response = self.round_trip(req).await?;
+        let (parts, body) = response.into_parts();
+        let body = match Limited::new(body, max_body_bytes).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) => match e.downcast::<hyper::Error>() {
+                Ok(e) => return Err(ClientError::Http(*e)),
+                Err(_) => return Err(ClientError::BodyTooLarge { limit: max_body_bytes }),
+            },
+        };
+        Ok(Response { status: parts.status, headers: parts.headers, body })
+    }
+
+    async fn round_trip(
+        &mut self,
+        req: Request<Full<Bytes>>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
         let response = match &mut self.sender {
             Sender::H1(s) => {
                 s.ready().await?;
@@ -144,9 +226,53 @@ impl Connection {
                 s.send_request(req).await?
             }
         };
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await?.to_bytes();
-        Ok((status, headers, bytes))
+        Ok(response)
     }
+}
+
+/// Sends one request to an `https://` URL over a fresh connection (the host resolved by the
+/// system resolver, each address tried in turn) and reads the answer, its body up to
+/// `max_body_bytes`. Redirects are not followed. The caller bounds the time taken.
+///
+/// # Errors
+/// The URL is not `https://HOST[:PORT]/...`, the host does not resolve, or connecting,
+/// TLS, HTTP or the body cap failed.
+pub async fn fetch(
+    tls: Arc<rustls::ClientConfig>,
+    method: Method,
+    url: &str,
+    headers: &[(HeaderName, HeaderValue)],
+    body: impl Into<Bytes>,
+    max_body_bytes: usize,
+) -> Result<Response, ClientError> {
+    let uri: Uri = url.parse().map_err(|_| ClientError::Url("not a URL".into()))?;
+    if uri.scheme_str() != Some("https") {
+        return Err(ClientError::Url("not an https URL".into()));
+    }
+    let authority = uri.authority().ok_or_else(|| ClientError::Url("no host".into()))?;
+    if authority.as_str().contains('@') {
+        return Err(ClientError::Url("user information in the URL".into()));
+    }
+    let port = authority.port_u16().unwrap_or(443);
+    // The TLS name of an IPv6 literal is the address without its brackets.
+    let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_owned();
+    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map_err(|e| ClientError::Url(format!("resolving {host}: {e}")))?
+        .collect();
+    let mut last = ClientError::Url(format!("{host} has no address"));
+    for addr in addrs {
+        match Connection::connect(addr, &host, Arc::clone(&tls)).await {
+            Ok(mut connection) => {
+                // The Host header carries the port only when the URL did.
+                connection.authority = authority.as_str().to_owned();
+                return connection
+                    .request(method, &path, headers, body.into(), max_body_bytes)
+                    .await;
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }

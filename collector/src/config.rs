@@ -5,13 +5,18 @@
 //! Layers, lowest first: built-in defaults, the file (`--config`), then each setting's
 //! environment variable or flag (clap merges those two; a flag wins).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use aiscout_wire::Secret;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use serde::Deserialize;
 
 use crate::ingest::mapping::Mappings;
+use crate::model::Role;
+use crate::oidc::OidcConfig;
 
 /// Largest config, catalog, certificate or secret file read, in bytes.
 pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
@@ -46,6 +51,58 @@ pub struct FileConfig {
     pub max_connections: Option<u32>,
     /// File imports: generic column mappings and the drop folder.
     pub import: Option<ImportFile>,
+    /// The web console: `[console]`.
+    pub console: Option<ConsoleFile>,
+    /// Policy exports: `[policy]`.
+    pub policy: Option<PolicyFile>,
+}
+
+/// `[policy]`: the policy exports (`policy export`, `GET /api/v1/policy/{format}`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    /// The organisation's "use this instead" page (`https://HOST/...`): the RPZ answers a
+    /// blocked product that has a sanctioned alternative with a CNAME to its host.
+    pub coaching_url: Option<String>,
+}
+
+/// `[console]`: the web console.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleFile {
+    /// Minutes without a request after which a session ends [default: 30].
+    pub idle_minutes: Option<u32>,
+    /// Hours after sign-in after which a session ends whatever its use [default: 12].
+    pub session_hours: Option<u32>,
+    /// Largest file the imports page accepts, in MiB [default: 64].
+    pub max_upload_mb: Option<u32>,
+    /// Hours without a heartbeat after which a device shows as silent [default: 24].
+    pub stale_hours: Option<u32>,
+    /// `[console.oidc]`: single sign-on through an OpenID Provider.
+    pub oidc: Option<OidcFile>,
+}
+
+/// `[console.oidc]`: OpenID Connect sign-in (authorization code flow with PKCE), as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcFile {
+    /// The issuer URL (`https://...`); discovery is at
+    /// `{issuer}/.well-known/openid-configuration`. Required.
+    pub issuer: Option<String>,
+    /// The client id registered at the provider. Required.
+    pub client_id: Option<String>,
+    /// File holding the client secret (read at load, trimmed). Required.
+    pub client_secret_file: Option<PathBuf>,
+    /// The console's callback URL, as registered at the provider. Required.
+    pub redirect_url: Option<String>,
+    /// The claim listing the person's groups [default: `groups`].
+    pub groups_claim: Option<String>,
+    /// PEM file of extra trust roots for the provider, added to the system's.
+    pub ca_file: Option<PathBuf>,
+    /// Scopes requested [default: `openid`, `email`, `profile`]; must include `openid`.
+    pub scopes: Option<Vec<String>>,
+    /// Group name to role (`admin`, `security`, `procurement`, `viewer`).
+    pub roles: Option<BTreeMap<String, String>>,
 }
 
 /// `[import]`: generic column mappings and the drop folder.
@@ -66,7 +123,7 @@ pub struct ImportFile {
 pub struct GenericSection {
     /// Key to column name or setting; keys are checked by the mapping, so that an unknown
     /// one is reported with its full path.
-    pub generic: Option<std::collections::BTreeMap<String, String>>,
+    pub generic: Option<BTreeMap<String, String>>,
 }
 
 /// Settings from flags or environment variables (`None` when not given).
@@ -178,6 +235,19 @@ pub struct Config {
     pub max_connections: u32,
     /// File import settings.
     pub import: ImportConfig,
+    /// Web console settings.
+    pub console: Console,
+    /// Policy export settings (`[policy]`).
+    pub policy: crate::policy::Settings,
+}
+
+/// Web console settings (`[console]`).
+#[derive(Clone, Debug, Default)]
+pub struct Console {
+    /// Sessions, uploads and staleness.
+    pub settings: crate::console::Settings,
+    /// OpenID Connect sign-in, when `[console.oidc]` is set.
+    pub oidc: Option<OidcConfig>,
 }
 
 /// File import settings (`[import]`).
@@ -381,6 +451,58 @@ pub fn load(
         }
     }
     let import = ImportConfig { mappings, drop_dir: o.drop_dir.clone().or(import_raw.drop_dir) };
+    let console_raw = raw.console.unwrap_or_default();
+    let defaults = crate::console::Settings::default();
+    let mut within = |key: &str, v: Option<u32>, max: u32, default: i64| -> i64 {
+        match v {
+            None => default,
+            Some(v) if v == 0 || v > max => {
+                problems.push(problem(key, format!("must be between 1 and {max}")));
+                default
+            }
+            Some(v) => i64::from(v),
+        }
+    };
+    let settings = crate::console::Settings {
+        idle_secs: within(
+            "console.idle_minutes",
+            console_raw.idle_minutes,
+            24 * 60,
+            defaults.idle_secs / 60,
+        ) * 60,
+        absolute_secs: within(
+            "console.session_hours",
+            console_raw.session_hours,
+            24 * 30,
+            defaults.absolute_secs / 3600,
+        ) * 3600,
+        max_upload_bytes: u64::try_from(within(
+            "console.max_upload_mb",
+            console_raw.max_upload_mb,
+            4096,
+            64,
+        ))
+        .unwrap_or(64)
+            << 20,
+        stale_hours: within(
+            "console.stale_hours",
+            console_raw.stale_hours,
+            24 * 365,
+            defaults.stale_hours,
+        ),
+    };
+    let console = Console {
+        settings,
+        oidc: console_raw.oidc.and_then(|raw| console_oidc(raw, &mut problems)),
+    };
+    let policy_raw = raw.policy.unwrap_or_default();
+    let policy = crate::policy::Settings {
+        coaching_url: policy_raw.coaching_url.and_then(|text| {
+            crate::policy::CoachingUrl::parse(&text)
+                .map_err(|why| problems.push(problem("policy.coaching_url", why)))
+                .ok()
+        }),
+    };
     if !problems.is_empty() {
         return Err(ConfigError(problems));
     }
@@ -396,7 +518,155 @@ pub fn load(
         rate_limit_burst,
         max_connections,
         import,
+        console,
+        policy,
     })
+}
+
+/// Validates `[console.oidc]`, reading the client secret and the extra trust roots.
+fn console_oidc(raw: OidcFile, problems: &mut Vec<ConfigProblem>) -> Option<OidcConfig> {
+    let before = problems.len();
+    let issuer = required(problems, "console.oidc.issuer", raw.issuer);
+    if !issuer.is_empty()
+        && let Err(why) = https_url(&issuer, false)
+    {
+        problems.push(problem("console.oidc.issuer", why));
+    }
+    let client_id = required(problems, "console.oidc.client_id", raw.client_id);
+    let client_secret = match raw.client_secret_file {
+        None => {
+            problems.push(problem("console.oidc.client_secret_file", "required"));
+            Secret::new("")
+        }
+        Some(path) => match read_capped(&path).map(String::from_utf8) {
+            Ok(Ok(s)) if !s.trim().is_empty() => Secret::new(s.trim()),
+            Ok(Ok(_)) => {
+                problems.push(problem("console.oidc.client_secret_file", "the file is empty"));
+                Secret::new("")
+            }
+            Ok(Err(_)) => {
+                problems.push(problem("console.oidc.client_secret_file", "not UTF-8"));
+                Secret::new("")
+            }
+            Err(e) => {
+                problems.push(problem(
+                    "console.oidc.client_secret_file",
+                    format!("{}: {e}", path.display()),
+                ));
+                Secret::new("")
+            }
+        },
+    };
+    let redirect_url = required(problems, "console.oidc.redirect_url", raw.redirect_url);
+    if !redirect_url.is_empty()
+        && let Err(why) = https_url(&redirect_url, true)
+    {
+        problems.push(problem("console.oidc.redirect_url", why));
+    }
+    let groups_claim = raw.groups_claim.unwrap_or_else(|| "groups".to_owned());
+    if groups_claim.trim().is_empty() {
+        problems.push(problem("console.oidc.groups_claim", "must not be empty"));
+    }
+    let scopes =
+        raw.scopes.unwrap_or_else(|| ["openid", "email", "profile"].map(str::to_owned).to_vec());
+    if let Some(bad) = scopes.iter().find(|s| s.is_empty() || !s.bytes().all(is_scope_byte)) {
+        problems.push(problem(
+            "console.oidc.scopes",
+            format!("{bad:?} is not a scope (printable ASCII, no spaces, quotes or backslashes)"),
+        ));
+    } else if !scopes.iter().any(|s| s == "openid") {
+        problems.push(problem("console.oidc.scopes", "must include \"openid\""));
+    }
+    let mut roles = BTreeMap::new();
+    for (group, role) in raw.roles.unwrap_or_default() {
+        match role.parse::<Role>() {
+            Ok(role) if !role.is_person() => problems.push(problem(
+                &format!("console.oidc.roles.{group}"),
+                format!("the {role} role is for the policy API only, not for signing in"),
+            )),
+            Ok(role) => {
+                roles.insert(group, role);
+            }
+            Err(why) => problems.push(problem(&format!("console.oidc.roles.{group}"), why)),
+        }
+    }
+    let mut extra_roots = Vec::new();
+    if let Some(path) = &raw.ca_file {
+        match read_capped(path) {
+            Err(e) => {
+                problems.push(problem("console.oidc.ca_file", format!("{}: {e}", path.display())))
+            }
+            Ok(pem) => match CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>() {
+                Ok(certs) if certs.is_empty() => problems.push(problem(
+                    "console.oidc.ca_file",
+                    format!("{}: no certificate in the file", path.display()),
+                )),
+                Ok(certs) => extra_roots = certs,
+                Err(e) => problems
+                    .push(problem("console.oidc.ca_file", format!("{}: {e}", path.display()))),
+            },
+        }
+    }
+    if problems.len() > before {
+        return None;
+    }
+    Some(OidcConfig {
+        issuer,
+        client_id,
+        client_secret,
+        redirect_url,
+        scopes,
+        groups_claim,
+        roles,
+        extra_roots,
+    })
+}
+
+/// A required string: trimmed, or a problem when missing or blank.
+fn required(problems: &mut Vec<ConfigProblem>, key: &str, value: Option<String>) -> String {
+    match value {
+        Some(v) if !v.trim().is_empty() => v.trim().to_owned(),
+        Some(_) => {
+            problems.push(problem(key, "must not be empty"));
+            String::new()
+        }
+        None => {
+            problems.push(problem(key, "required"));
+            String::new()
+        }
+    }
+}
+
+/// A scope token per RFC 6749 section 3.3: `%x21 / %x23-5B / %x5D-7E`.
+fn is_scope_byte(b: u8) -> bool {
+    matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E)
+}
+
+/// Checks an absolute `https://` URL without a fragment or user information. A `redirect`
+/// URL (the console's callback) may have a query, and may be plain `http://` on a loopback
+/// host (RFC 8252 section 7.3); an issuer may not.
+fn https_url(text: &str, redirect: bool) -> Result<(), String> {
+    let uri: hyper::Uri = text.parse().map_err(|_| format!("{text:?} is not a URL"))?;
+    let host = uri.host().unwrap_or_default();
+    let loopback = matches!(host, "localhost" | "127.0.0.1" | "[::1]");
+    match uri.scheme_str() {
+        Some("https") => {}
+        Some("http") if redirect && loopback => {}
+        _ => return Err(format!("{text:?} is not an https:// URL")),
+    }
+    if host.is_empty() {
+        return Err(format!("{text:?} has no host"));
+    }
+    if text.contains('#') {
+        return Err(format!("{text:?} has a fragment"));
+    }
+    if !redirect && uri.query().is_some() {
+        return Err(format!("{text:?} has a query"));
+    }
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(format!("{text:?} has user information"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -477,5 +747,168 @@ mod tests {
         assert_eq!(c.db, Database::Sqlite(PathBuf::from("/srv/a/aiscout.db")));
         assert_eq!(c.tls, Tls::Generated);
         assert_eq!(c.enroll_secret.unwrap().expose(), "s");
+    }
+
+    fn load_text(dir: &Path, text: &str) -> Result<Config, ConfigError> {
+        let file = dir.join("c.toml");
+        std::fs::write(&file, text).unwrap();
+        load(Some(&file), None, None, &Overrides::default())
+    }
+
+    #[test]
+    fn console_oidc_is_read_with_its_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("secret"), "  s3cret\n").unwrap();
+        let ca = rcgen::generate_simple_self_signed(vec!["idp.example".to_owned()]).unwrap();
+        std::fs::write(dir.path().join("ca.pem"), ca.cert.pem()).unwrap();
+        let c = load_text(dir.path(), "").unwrap();
+        assert!(c.console.oidc.is_none());
+        let text = format!(
+            "[console.oidc]\nissuer = \"https://login.example.com\"\nclient_id = \"aiscout\"\n\
+             client_secret_file = \"{}\"\n\
+             redirect_url = \"https://aiscout.example.com/auth/oidc/callback\"\n\
+             ca_file = \"{}\"\n\
+             [console.oidc.roles]\n\"ai-admins\" = \"admin\"\n\"secops\" = \"security\"\n",
+            dir.path().join("secret").display(),
+            dir.path().join("ca.pem").display(),
+        );
+        let oidc = load_text(dir.path(), &text).unwrap().console.oidc.unwrap();
+        assert_eq!(oidc.issuer, "https://login.example.com");
+        assert_eq!(oidc.client_id, "aiscout");
+        assert_eq!(oidc.client_secret.expose(), "s3cret");
+        assert_eq!(oidc.redirect_url, "https://aiscout.example.com/auth/oidc/callback");
+        assert_eq!(oidc.groups_claim, "groups");
+        assert_eq!(oidc.scopes, ["openid", "email", "profile"]);
+        assert_eq!(oidc.roles["ai-admins"], Role::Admin);
+        assert_eq!(oidc.roles["secops"], Role::Security);
+        assert_eq!(oidc.extra_roots, [ca.cert.der().clone()]);
+        assert!(!format!("{oidc:?}").contains("s3cret"), "the secret is never printed");
+
+        let text = format!(
+            "[console.oidc]\nissuer = \"https://login.example.com/tenant/\"\n\
+             client_id = \"aiscout\"\nclient_secret_file = \"{}\"\n\
+             redirect_url = \"http://127.0.0.1:8443/auth/oidc/callback\"\n\
+             groups_claim = \"roles\"\nscopes = [\"openid\", \"groups\"]\n",
+            dir.path().join("secret").display(),
+        );
+        let oidc = load_text(dir.path(), &text).unwrap().console.oidc.unwrap();
+        assert_eq!(oidc.issuer, "https://login.example.com/tenant/");
+        assert_eq!(oidc.groups_claim, "roles");
+        assert_eq!(oidc.scopes, ["openid", "groups"]);
+        assert!(oidc.extra_roots.is_empty() && oidc.roles.is_empty());
+    }
+
+    #[test]
+    fn policy_coaching_url_is_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = load_text(dir.path(), "").unwrap();
+        assert_eq!(c.policy.coaching_url, None);
+        let c = load_text(
+            dir.path(),
+            "[policy]\ncoaching_url = \"https://Intranet.Example.com:8443/ai?from=dns\"\n",
+        )
+        .unwrap();
+        let url = c.policy.coaching_url.unwrap();
+        assert_eq!(url.host(), "intranet.example.com");
+        assert_eq!(url.as_str(), "https://Intranet.Example.com:8443/ai?from=dns");
+        for (bad, why) in [
+            ("http://intranet.example.com/", "is not an https:// URL"),
+            ("https://192.0.2.7/ai", "must be a DNS name"),
+            ("https://[2001:db8::1]/ai", "must be a DNS name"),
+            ("https://user@intranet.example.com/", "has user information"),
+            ("https://intranet.example.com/#x", "has a fragment"),
+            ("https://bad_host.example/", "is not a DNS host name"),
+            ("https://intranet.example.com:x/", "has a bad port"),
+        ] {
+            let err = load_text(dir.path(), &format!("[policy]\ncoaching_url = \"{bad}\"\n"))
+                .unwrap_err();
+            assert_eq!(err.0.len(), 1, "{err}");
+            assert_eq!(err.0[0].key, "policy.coaching_url");
+            assert!(err.0[0].reason.contains(why), "{bad}: {err}");
+        }
+        let err =
+            load_text(dir.path(), "[policy]\ncoaching = \"https://x.example/\"\n").unwrap_err();
+        assert!(err.0[0].reason.contains("coaching"), "{err}");
+    }
+
+    #[test]
+    fn the_policy_role_cannot_be_mapped_to_a_console_group() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("secret"), "s\n").unwrap();
+        let text = format!(
+            "[console.oidc]\nissuer = \"https://login.example.com\"\nclient_id = \"a\"\n\
+             client_secret_file = \"{}\"\nredirect_url = \"https://a.example/cb\"\n\
+             [console.oidc.roles]\ndns = \"policy\"\n",
+            dir.path().join("secret").display(),
+        );
+        let err = load_text(dir.path(), &text).unwrap_err();
+        assert_eq!(err.0[0].key, "console.oidc.roles.dns");
+        assert!(err.0[0].reason.contains("policy API only"), "{err}");
+    }
+
+    #[test]
+    fn console_oidc_problems_are_named_by_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = |text: &str| -> Vec<String> {
+            let err = load_text(dir.path(), text).unwrap_err();
+            err.0.iter().map(|p| format!("{}: {}", p.key, p.reason)).collect()
+        };
+        assert_eq!(
+            keys("[console.oidc]\n"),
+            [
+                "console.oidc.issuer: required",
+                "console.oidc.client_id: required",
+                "console.oidc.client_secret_file: required",
+                "console.oidc.redirect_url: required",
+            ]
+        );
+        std::fs::write(dir.path().join("empty"), " \n").unwrap();
+        std::fs::write(dir.path().join("not-pem"), "hello\n").unwrap();
+        let text = format!(
+            "[console.oidc]\nissuer = \"http://login.example.com\"\nclient_id = \"\"\n\
+             client_secret_file = \"{}\"\nredirect_url = \"https://x.example/cb#frag\"\n\
+             groups_claim = \"\"\nscopes = [\"email\"]\nca_file = \"{}\"\n\
+             [console.oidc.roles]\nops = \"root\"\n",
+            dir.path().join("empty").display(),
+            dir.path().join("not-pem").display(),
+        );
+        let got = keys(&text);
+        let got_keys: Vec<&str> = got.iter().map(|p| p.split(": ").next().unwrap()).collect();
+        assert_eq!(
+            got_keys,
+            [
+                "console.oidc.issuer",
+                "console.oidc.client_id",
+                "console.oidc.client_secret_file",
+                "console.oidc.redirect_url",
+                "console.oidc.groups_claim",
+                "console.oidc.scopes",
+                "console.oidc.roles.ops",
+                "console.oidc.ca_file",
+            ],
+            "{got:#?}"
+        );
+        assert!(got[0].contains("is not an https:// URL"), "{got:#?}");
+        assert!(got[1].ends_with("must not be empty"), "{got:#?}");
+        assert!(got[2].ends_with("the file is empty"), "{got:#?}");
+        assert!(got[3].contains("has a fragment"), "{got:#?}");
+        assert!(got[5].contains("must include \"openid\""), "{got:#?}");
+        assert!(got[6].contains("unknown role \"root\""), "{got:#?}");
+        assert!(got[7].contains("no certificate in the file"), "{got:#?}");
+
+        let text = "[console.oidc]\nissuer = \"https://a.example/?x=1\"\n\
+                    redirect_url = \"http://aiscout.example/cb\"\nclient_id = \"c\"\n\
+                    client_secret_file = \"/nonexistent/secret\"\nscopes = [\"openid\", \"a b\"]\n";
+        let got = keys(text);
+        assert!(got[0].starts_with("console.oidc.issuer: ") && got[0].contains("has a query"));
+        assert!(got[1].starts_with("console.oidc.client_secret_file: /nonexistent/secret: "));
+        assert!(got[2].starts_with("console.oidc.redirect_url: ") && got[2].contains("https://"));
+        assert!(got[3].starts_with("console.oidc.scopes: \"a b\" is not a scope"), "{got:#?}");
+
+        let err =
+            load_text(dir.path(), "[console.oidc]\nissuer_url = \"https://x\"\n").unwrap_err();
+        assert!(err.0[0].reason.contains("issuer_url"), "{err}");
+        let err = load_text(dir.path(), "[console]\nodic = 1\n").unwrap_err();
+        assert!(err.0[0].reason.contains("odic"), "{err}");
     }
 }

@@ -14,7 +14,12 @@
 //!   store reads plus the catalog and the directory.
 //! - [`report`]: renders the inventory and reconciliation as table, CSV, JSON, HTML or OCSF.
 //! - [`review`]: review decisions and the audit records of reviews and token changes.
+//! - [`policy`]: the decisions as the policies other tools consume (RPZ, hosts, adblock,
+//!   Chrome/Firefox/VS Code policies, Defender indicators, URL lists, osquery): pure functions
+//!   from the catalog and the reviews.
 //! - [`credentials`]: node keys and API tokens: generation and SHA-256 hashing.
+//! - [`oidc`]: OpenID Connect sign-in for the console: discovery, the authorization code
+//!   flow with PKCE, ID token verification (RS256, ES256) and the role from the groups.
 //! - [`model`]: the domain nouns handed between those modules.
 //! - [`config`]: the TOML file and flags, validated into [`config::Config`] with every
 //!   problem named by key path.
@@ -42,6 +47,8 @@ pub mod ingest;
 pub mod join;
 pub mod mdm;
 pub mod model;
+pub mod oidc;
+pub mod policy;
 pub mod report;
 pub mod review;
 pub mod store;

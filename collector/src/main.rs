@@ -1,5 +1,5 @@
-//! The `aiscout-collector` binary: `serve`, `check-config`, `token`, `mdm-package`, `import`
-//! and `report`.
+//! The `aiscout-collector` binary: `serve`, `check-config`, `token`, `mdm-package`, `import`,
+//! `report` and `policy`.
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 
@@ -34,7 +34,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the API.
+    /// Serve the API for agents and the console for people (https://HOST:PORT/login).
     Serve,
     /// Validate the configuration and list every problem.
     CheckConfig,
@@ -50,6 +50,10 @@ enum Command {
     /// Print the AI inventory or procurement's reconciliation.
     #[command(subcommand)]
     Report(aiscout_collector::cli::ReportCommand),
+    /// Export the review decisions as blocklists and policies for DNS filters, browsers, IDEs,
+    /// EDR, web gateways and osquery (also served at GET /api/v1/policy/FORMAT).
+    #[command(subcommand)]
+    Policy(aiscout_collector::cli::PolicyCommand),
     /// Load-test ingest and inventory queries on SQLite and PostgreSQL (BENCH-RESULTS.md).
     BenchIngest(aiscout_collector::bench::BenchArgs),
 }
@@ -58,7 +62,8 @@ enum Command {
 enum TokenCommand {
     /// Create a token and print it once.
     Create {
-        /// admin, security or procurement.
+        /// admin, security, procurement, viewer (the console, read-only) or policy (only
+        /// GET /api/v1/policy/{format}, for DNS filters, MDM and EDR; never the console).
         #[arg(long)]
         role: Role,
         /// A unique name, shown in the audit log.
@@ -96,7 +101,21 @@ fn main() -> ExitCode {
         return say("configuration ok");
     }
     if let Command::MdmPackage(args) = &cli.command {
-        return match aiscout_collector::mdm::run(args, &config) {
+        let policies = if args.no_policies {
+            None
+        } else {
+            match mdm_policies(&config) {
+                Ok((policies, note)) => {
+                    say(&format!("note: {note}"));
+                    policies
+                }
+                Err(e) => {
+                    report(&e);
+                    return ExitCode::FAILURE;
+                }
+            }
+        };
+        return match aiscout_collector::mdm::run_with(args, &config, policies) {
             Ok(lines) => {
                 for line in &lines {
                     say(line);
@@ -125,6 +144,43 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The browser and IDE policies of the current review decisions for `mdm-package`, with a
+/// line saying what was included. Without a database (no SQLite file yet) there are none:
+/// mdm-package never creates a database.
+fn mdm_policies(
+    config: &Config,
+) -> anyhow::Result<(Option<aiscout_collector::policy::BrowserPolicies>, String)> {
+    use aiscout_collector::policy;
+    if let Database::Sqlite(path) = &config.db
+        && !path.is_file()
+    {
+        return Ok((
+            None,
+            format!(
+                "no collector database at {}: the package has no browser or IDE blocklists (pass \
+                 --db, or run it where the collector runs)",
+                path.display()
+            ),
+        ));
+    }
+    let catalog = aiscout_collector::cli::catalog(config.catalog.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let reviews = runtime.block_on(async {
+        match &config.db {
+            Database::Sqlite(path) => SqliteStore::open(path).await?.reviews().await,
+            Database::Postgres(url) => PgStore::open(url.expose()).await?.reviews().await,
+        }
+    })?;
+    let plan = policy::plan(&catalog, &reviews, &policy::Selection::default(), &config.policy);
+    let note = format!(
+        "the browser and IDE policies of the current decisions are included: {} blocked \
+         product(s), {} held back indicator(s) (see `policy export`)",
+        plan.blocked.len(),
+        plan.held_back.len()
+    );
+    Ok((Some(policy::browser_policies(&plan)), note))
 }
 
 #[allow(clippy::print_stderr)] // The binary's one place that reports a fatal error.
@@ -214,6 +270,10 @@ async fn dispatch<S: Store + Clone>(
         Command::Report(c) => {
             let catalog = aiscout_collector::cli::catalog(config.catalog.as_deref())?;
             emit(&aiscout_collector::cli::report(&store, &catalog, c).await?)
+        }
+        Command::Policy(c) => {
+            let catalog = aiscout_collector::cli::catalog(config.catalog.as_deref())?;
+            emit(&aiscout_collector::cli::policy(&store, &catalog, &config.policy, c).await?)
         }
         Command::Token(TokenCommand::Create { role, name }) => {
             let secret = credentials::generate(credentials::API_TOKEN_PREFIX)?;
@@ -363,7 +423,9 @@ async fn serve<S: Store + Clone>(config: Config, store: S) -> anyhow::Result<()>
             config.rate_limit_burst,
         ),
         mappings: config.import.mappings.clone(),
-        console: aiscout_collector::console::Settings::default(),
+        console: config.console.settings.clone(),
+        sso: config.console.oidc.clone().map(aiscout_collector::console::Sso::new),
+        policy: config.policy.clone(),
     });
     // Keep the rollups close behind ingest so that reads rarely have much to fold first.
     let folder = {

@@ -120,6 +120,11 @@ pub struct Args {
     /// certificate, or a TLS proxy in front of a --plain-http collector).
     #[arg(long)]
     pub no_pin: bool,
+    /// Leave out the browser and IDE policies of the current review decisions (Chrome, Edge,
+    /// Firefox and VS Code blocklists, read from the collector's database as `policy export`
+    /// does; without a database they are left out anyway).
+    #[arg(long)]
+    pub no_policies: bool,
 }
 
 /// Why no package was written.
@@ -171,6 +176,8 @@ pub struct Settings {
     pub email_placeholder: Option<String>,
     /// Things the operator should know (a derived URL, a pinned operator certificate).
     pub notes: Vec<String>,
+    /// The browser and IDE policies of the current review decisions, when included.
+    pub policies: Option<crate::policy::BrowserPolicies>,
 }
 
 /// Resolves the settings from the flags and the collector's configuration.
@@ -279,6 +286,7 @@ pub fn resolve(args: &Args, config: &Config) -> Result<Settings, MdmError> {
             catalog_key,
             email_placeholder: (!email.is_empty()).then(|| email.to_owned()),
             notes,
+            policies: None,
         }),
         // Unreachable in practice: a missing value always pushed a problem above.
         _ => Err(MdmError::Inputs(vec!["internal: an input was missing".to_owned()])),
@@ -387,7 +395,21 @@ fn catalog_key(path: &Path, problems: &mut Vec<String>) -> Option<String> {
 /// # Errors
 /// Bad inputs (all listed), or a file that could not be written.
 pub fn run(args: &Args, config: &Config) -> Result<Vec<String>, MdmError> {
-    let settings = resolve(args, config)?;
+    run_with(args, config, None)
+}
+
+/// [`run`] with the browser and IDE policies of the current review decisions
+/// ([`crate::policy::browser_policies`]) in the profiles and policy files it writes.
+///
+/// # Errors
+/// Bad inputs (all listed), or a file that could not be written.
+pub fn run_with(
+    args: &Args,
+    config: &Config,
+    policies: Option<crate::policy::BrowserPolicies>,
+) -> Result<Vec<String>, MdmError> {
+    let mut settings = resolve(args, config)?;
+    settings.policies = if args.no_policies { None } else { policies };
     let files = write(args.platform, &settings, &args.out)?;
     let mut lines = settings.notes.iter().map(|n| format!("note: {n}")).collect::<Vec<_>>();
     lines.push(format!("wrote the {} package for {}:", args.platform, settings.collector_url));
@@ -480,6 +502,34 @@ fn ps_string(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
+/// Pretty JSON with a final newline (serialising a `Value` cannot fail; `null` otherwise).
+fn pretty_json(value: &serde_json::Value) -> String {
+    let mut text = serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".to_owned());
+    text.push('\n');
+    text
+}
+
+/// A JSON value as a property list value (numbers that are not integers become strings).
+fn plist_of(value: &serde_json::Value) -> Value {
+    use serde_json::Value as J;
+    match value {
+        J::Null => Value::String(String::new()),
+        J::Bool(b) => Value::Boolean(*b),
+        J::Number(n) => {
+            n.as_i64().map_or_else(|| Value::String(n.to_string()), |i| Value::Integer(i.into()))
+        }
+        J::String(s) => Value::String(s.clone()),
+        J::Array(items) => Value::Array(items.iter().map(plist_of).collect()),
+        J::Object(map) => {
+            let mut d = Dictionary::new();
+            for (k, v) in map {
+                d.insert(k.clone(), plist_of(v));
+            }
+            Value::Dictionary(d)
+        }
+    }
+}
+
 fn pin_line(s: &Settings) -> String {
     match &s.pin_sha256 {
         Some(pin) => format!("pin_sha256 = {}\n", toml_string(pin)),
@@ -522,12 +572,25 @@ fn write_linux(w: &mut Writer<'_>, s: &Settings) -> Result<(), MdmError> {
     w.file("catalog.pub", 0o644, format!("{}\n", s.catalog_key).as_bytes())?;
     w.file("aiscout-agent.yml", 0o644, ANSIBLE_PLAYBOOK.as_bytes())?;
     w.file("chrome-dns-policy.json", 0o644, b"{\n  \"DnsOverHttpsMode\": \"off\"\n}\n")?;
+    let mut firefox = serde_json::json!({ "DNSOverHTTPS": { "Enabled": false, "Locked": true } });
+    if let (Some(p), Some(map)) = (&s.policies, firefox.as_object_mut()) {
+        w.file("chrome-aiscout-policy.json", 0o644, pretty_json(&p.chrome).as_bytes())?;
+        w.file(
+            "vscode-settings.json",
+            0o644,
+            pretty_json(&serde_json::json!({ "extensions.allowed": p.vscode_allowed })).as_bytes(),
+        )?;
+        if let Some(policies) = p.firefox.as_object() {
+            map.extend(policies.clone());
+        }
+    }
     w.file(
         "firefox-policies.json",
         0o644,
-        b"{\n  \"policies\": {\n    \"DNSOverHTTPS\": {\n      \"Enabled\": false,\n      \"Locked\": true\n    }\n  }\n}\n",
+        pretty_json(&serde_json::json!({ "policies": firefox })).as_bytes(),
     )?;
-    w.file("README.md", 0o644, linux_readme(s).as_bytes())
+    let readme = linux_readme(s) + &policies_readme(s, Platform::Linux);
+    w.file("README.md", 0o644, readme.as_bytes())
 }
 
 const ANSIBLE_PLAYBOOK: &str = r#"# Installs the aiscout agent with the configuration in this folder.
@@ -759,16 +822,45 @@ pub fn mobileconfig(s: &Settings) -> Result<Value, MdmError> {
     doh.insert("Locked".into(), Value::Boolean(true));
     firefox.insert("DNSOverHTTPS".into(), Value::Dictionary(doh));
 
-    let mut top = Dictionary::new();
-    top.insert(
-        "PayloadContent".into(),
-        Value::Array(vec![
+    let mut content = Vec::new();
+    if let Some(p) = &s.policies {
+        // The decisions' blocklists ride in the same browser payloads (one payload per
+        // preference domain), and VS Code reads AllowedExtensions as a JSON string.
+        for browser in [&mut chrome, &mut edge] {
+            if let Some(map) = p.chrome.as_object() {
+                for (k, v) in map {
+                    browser.insert(k.clone(), plist_of(v));
+                }
+            }
+        }
+        if let Some(map) = p.firefox.as_object() {
+            for (k, v) in map {
+                firefox.insert(k.clone(), plist_of(v));
+            }
+        }
+        let mut vscode = payload(
+            &rng,
+            "com.microsoft.VSCode",
+            "vscode",
+            "VS Code: extensions allowed by the AI tool reviews",
+        )?;
+        vscode.insert(
+            "AllowedExtensions".into(),
+            str_value(&serde_json::to_string(&p.vscode_allowed).unwrap_or_default()),
+        );
+        content.push(Value::Dictionary(vscode));
+    }
+    content.splice(
+        0..0,
+        [
             Value::Dictionary(agent),
             Value::Dictionary(chrome),
             Value::Dictionary(edge),
             Value::Dictionary(firefox),
-        ]),
+        ],
     );
+    let mut top = Dictionary::new();
+    top.insert("PayloadContent".into(), Value::Array(content));
     top.insert(
         "PayloadDescription".into(),
         str_value(&format!(
@@ -793,7 +885,8 @@ fn write_macos(w: &mut Writer<'_>, s: &Settings) -> Result<(), MdmError> {
         MdmError::Plist { path: "installer/macos/com.aiscout.agent.plist".into(), source }
     })?;
     w.plist("com.aiscout.agent.plist", 0o644, &launchd)?;
-    w.file("README.md", 0o644, macos_readme(s).as_bytes())
+    let readme = macos_readme(s) + &policies_readme(s, Platform::Macos);
+    w.file("README.md", 0o644, readme.as_bytes())
 }
 
 fn macos_readme(s: &Settings) -> String {
@@ -905,7 +998,118 @@ fn write_windows(w: &mut Writer<'_>, s: &Settings) -> Result<(), MdmError> {
     w.file("install-settings.psd1", 0o600, windows_settings(s).as_bytes())?;
     w.file("enroll_secret", 0o600, format!("{}\n", s.enroll_secret.expose()).as_bytes())?;
     w.file("catalog.pub", 0o644, format!("{}\n", s.catalog_key).as_bytes())?;
-    w.file("README.md", 0o644, windows_readme(s).as_bytes())
+    if let Some(p) = &s.policies {
+        w.file("browser-policies.reg", 0o644, &utf16le_with_bom(&registry_file(p)))?;
+    }
+    let readme = windows_readme(s) + &policies_readme(s, Platform::Windows);
+    w.file("README.md", 0o644, readme.as_bytes())
+}
+
+/// The README section on the review decisions' browser and IDE policies.
+fn policies_readme(s: &Settings, platform: Platform) -> String {
+    let Some(p) = &s.policies else {
+        return "\n## The review decisions\n\nThis package carries no browser or IDE blocklists \
+                (no collector database was read, or --no-policies). Run mdm-package where the \
+                collector's database is to include them, or use `aiscout-collector policy \
+                export`.\n"
+            .to_owned();
+    };
+    let count = |v: &serde_json::Value| v.as_array().map_or(0, Vec::len);
+    let summary = format!(
+        "{} blocked extension(s), {} blocked and {} allowed web name(s)",
+        count(&p.chrome["ExtensionInstallBlocklist"]),
+        count(&p.chrome["URLBlocklist"]),
+        count(&p.chrome["URLAllowlist"]),
+    );
+    let where_ = match platform {
+        Platform::Linux => {
+            "- `chrome-aiscout-policy.json`: install as \
+             `/etc/opt/chrome/policies/managed/aiscout.json` (Chromium: \
+             `/etc/chromium/policies/managed/`, Edge: `/etc/opt/edge/policies/managed/`).\n\
+             - `firefox-policies.json` now also holds `ExtensionSettings` and `WebsiteFilter`.\n\
+             - `vscode-settings.json`: the `extensions.allowed` setting for VS Code and Cursor.\n"
+        }
+        Platform::Macos => {
+            "- The profile's Chrome and Edge payloads carry `ExtensionInstallBlocklist`, \
+             `URLBlocklist` and `URLAllowlist`; the Firefox payload `ExtensionSettings` and \
+             `WebsiteFilter`; a `com.microsoft.VSCode` payload sets `AllowedExtensions`.\n"
+        }
+        Platform::Windows => {
+            "- `browser-policies.reg`: the same for Chrome, Edge, Firefox and VS Code under \
+             `HKLM\\SOFTWARE\\Policies`. Deploy it with an Intune platform script or \
+             remediation running `reg import browser-policies.reg` as SYSTEM.\n"
+        }
+    };
+    format!(
+        "\n## The review decisions\n\n\
+         This package carries the browser and IDE policies of the AI tool decisions as they \
+         were when it was written ({summary}; products blocked in the collector's reviews):\n\n\
+         {where_}\n\
+         A profile does not change by itself: run mdm-package again and redeploy after \
+         decisions change, or let your tools fetch `GET /api/v1/policy/chrome-policy` (and the \
+         other formats) with a `policy` token.\n"
+    )
+}
+
+/// A `.reg` string value: backslashes and quotes escaped, one line.
+fn reg_string(text: &str) -> String {
+    let clean: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    format!("\"{}\"", clean.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// The browser and IDE policies as a registry file for `reg import` (Chrome, Edge, Firefox,
+/// VS Code under `HKLM\SOFTWARE\Policies`). Each list key is deleted first, so an entry
+/// removed from the decisions is removed from the machine.
+pub fn registry_file(p: &crate::policy::BrowserPolicies) -> String {
+    const POLICIES: &str = "HKEY_LOCAL_MACHINE\\SOFTWARE\\Policies";
+    let mut out = String::from(
+        "Windows Registry Editor Version 5.00\r\n\r\n\
+         ; aiscout: the browser and IDE policies of the current AI tool review decisions.\r\n\
+         ; Import as administrator: reg import browser-policies.reg\r\n",
+    );
+    let list = |out: &mut String, key: &str, values: &[String]| {
+        out.push_str(&format!("\r\n[-{key}]\r\n[{key}]\r\n"));
+        for (i, v) in values.iter().enumerate() {
+            out.push_str(&format!("\"{}\"={}\r\n", i + 1, reg_string(v)));
+        }
+    };
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
+    };
+    for vendor in ["Google\\Chrome", "Microsoft\\Edge"] {
+        for name in ["ExtensionInstallBlocklist", "URLBlocklist", "URLAllowlist"] {
+            list(&mut out, &format!("{POLICIES}\\{vendor}\\{name}"), &strings(&p.chrome[name]));
+        }
+    }
+    let firefox = format!("{POLICIES}\\Mozilla\\Firefox");
+    out.push_str(&format!(
+        "\r\n[{firefox}]\r\n\"ExtensionSettings\"={}\r\n",
+        reg_string(&serde_json::to_string(&p.firefox["ExtensionSettings"]).unwrap_or_default())
+    ));
+    out.push_str(&format!("\r\n[-{firefox}\\WebsiteFilter]\r\n"));
+    for part in ["Block", "Exceptions"] {
+        list(
+            &mut out,
+            &format!("{firefox}\\WebsiteFilter\\{part}"),
+            &strings(&p.firefox["WebsiteFilter"][part]),
+        );
+    }
+    out.push_str(&format!(
+        "\r\n[{POLICIES}\\Microsoft\\VSCode]\r\n\"AllowedExtensions\"={}\r\n",
+        reg_string(&serde_json::to_string(&p.vscode_allowed).unwrap_or_default())
+    ));
+    out
+}
+
+/// UTF-16 little-endian with a byte order mark: the encoding `regedit` writes and reads.
+fn utf16le_with_bom(text: &str) -> Vec<u8> {
+    let mut bytes = vec![0xff, 0xfe];
+    for unit in text.encode_utf16() {
+        bytes.extend_from_slice(&unit.to_le_bytes());
+    }
+    bytes
 }
 
 fn windows_readme(s: &Settings) -> String {

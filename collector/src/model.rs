@@ -185,6 +185,9 @@ pub struct Health {
 pub enum Role {
     /// Everything, including reviews.
     Admin,
+    /// Reads the policy exports (`GET /api/v1/policy/{format}`) and nothing else: the token a
+    /// DNS filter, MDM or EDR fetches its blocklists with. Never signs in to the console.
+    Policy,
     /// Read only.
     Procurement,
     /// Read and review.
@@ -198,18 +201,31 @@ impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Admin => "admin",
+            Role::Policy => "policy",
             Role::Procurement => "procurement",
             Role::Security => "security",
             Role::Viewer => "viewer",
         }
     }
 
-    /// Every role, in the order the console lists them.
-    pub const ALL: [Role; 4] = [Role::Admin, Role::Security, Role::Procurement, Role::Viewer];
+    /// Every role, in the order the console lists them (`policy` last: it is for machines).
+    pub const ALL: [Role; 5] =
+        [Role::Admin, Role::Security, Role::Procurement, Role::Viewer, Role::Policy];
 
     /// Whether this role may set review decisions.
     pub fn may_review(self) -> bool {
         matches!(self, Role::Admin | Role::Security)
+    }
+
+    /// Whether this role may read the policy exports (`GET /api/v1/policy/{format}`).
+    pub fn may_read_policy(self) -> bool {
+        matches!(self, Role::Admin | Role::Policy)
+    }
+
+    /// Whether this role may use the console and the people-facing API (everything but the
+    /// policy exports): every role but `policy`.
+    pub fn is_person(self) -> bool {
+        !matches!(self, Role::Policy)
     }
 }
 
@@ -219,12 +235,13 @@ impl FromStr for Role {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "admin" => Ok(Role::Admin),
+            "policy" => Ok(Role::Policy),
             "procurement" => Ok(Role::Procurement),
             "security" => Ok(Role::Security),
             "viewer" => Ok(Role::Viewer),
-            other => {
-                Err(format!("unknown role {other:?} (admin, security, procurement or viewer)"))
-            }
+            other => Err(format!(
+                "unknown role {other:?} (admin, security, procurement, viewer or policy)"
+            )),
         }
     }
 }
@@ -521,6 +538,23 @@ pub struct DeviceSighting {
     pub last_seen: i64,
     /// Count.
     pub count: i64,
+}
+
+/// One matched value of a product (a domain, an app id, an extension id) summed over devices.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValueUsage {
+    /// Indicator kind (wire name: `dns`, `tls_sni`, `app`, `extension`, ...).
+    pub kind: String,
+    /// The matched value, as the agent reported it.
+    pub value: String,
+    /// Distinct devices that saw it.
+    pub devices: i64,
+    /// Times seen, summed over devices, users, processes and windows.
+    pub count: i64,
+    /// Earliest first seen on any device, Unix seconds.
+    pub first_seen: i64,
+    /// Latest last seen on any device, Unix seconds.
+    pub last_seen: i64,
 }
 
 /// A signed-in console session as stored (keyed by the SHA-256 of its cookie value, which is

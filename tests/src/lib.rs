@@ -2,8 +2,12 @@
 //! child processes on loopback, talk to the collector's API, and clean every process up in
 //! `Drop`.
 //!
-//! Module map: this file only. Every wait is on an event (a line printed, a row counted) with
-//! a deadline that fails with a message; nothing sleeps to synchronise.
+//! Module map: this file (binaries, processes, the collector's API) and [`browser`] (headless
+//! Chromium over WebDriver for the console's tests, with axe-core accessibility checks). Every
+//! wait is on an event (a line printed, a row counted) with a deadline that fails with a message;
+//! nothing sleeps to synchronise.
+
+pub mod browser;
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -18,11 +22,30 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// Why the harness could not do what a test asked.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` prints the same text as `Display`, so that a test's `.unwrap()` shows multi-line
+/// messages (process output, accessibility reports) as lines rather than one escaped string.
+#[derive(thiserror::Error)]
 pub enum HarnessError {
+    /// A WebDriver command failed; the text names the command and, where it helps, the page.
+    #[error("browser: {0}")]
+    Browser(String),
     /// A binary is missing and could not be built.
     #[error("cannot build {0}: {1}")]
     Build(String, String),
+    /// axe-core found serious or critical accessibility violations on a page.
+    #[error("{page}: {count} serious or critical accessibility violation(s):\n{report}")]
+    Inaccessible {
+        /// The page, as the test named it.
+        page: String,
+        /// How many violations.
+        count: usize,
+        /// One line per violation, with its targets.
+        report: String,
+    },
+    /// Something the tests need is not installed; the text says what to install.
+    #[error("{0}")]
+    Missing(String),
     /// A process could not be started.
     #[error("cannot start {0}: {1}")]
     Spawn(String, std::io::Error),
@@ -32,6 +55,12 @@ pub enum HarnessError {
     /// Anything else.
     #[error("{0}")]
     Other(String),
+}
+
+impl std::fmt::Debug for HarnessError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 /// The path of a workspace binary, after `cargo build` has brought it up to date (once per test
@@ -98,10 +127,20 @@ impl Process {
         envs: &[(&str, &str)],
     ) -> Result<Self, HarnessError> {
         let mut cmd = Command::new(program);
-        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.args(args);
         for (k, v) in envs {
             cmd.env(k, v);
         }
+        Self::spawn(name, cmd)
+    }
+
+    /// Starts a prepared command (for settings [`Process::start`] does not offer, such as a
+    /// process group), collecting stdout and stderr lines; stdin is closed.
+    ///
+    /// # Errors
+    /// When the program cannot start.
+    pub fn spawn(name: &str, mut cmd: Command) -> Result<Self, HarnessError> {
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|e| HarnessError::Spawn(name.into(), e))?;
         let (tx, lines) = mpsc::channel();
         if let Some(out) = child.stdout.take() {
@@ -181,6 +220,11 @@ impl Process {
     ) -> Result<std::process::ExitStatus, HarnessError> {
         signal(self.child.id(), "TERM");
         self.wait_exit(timeout)
+    }
+
+    /// The exit status, if the process has exited (without waiting).
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     /// Sends SIGKILL and reaps the process.

@@ -61,6 +61,10 @@ pub struct AppState<S> {
     pub mappings: ingest::mapping::Mappings,
     /// Console sessions, uploads and staleness (`[console]` in the config).
     pub console: crate::console::Settings,
+    /// Single sign-on for the console (`[console.oidc]`), when configured.
+    pub sso: Option<crate::console::Sso>,
+    /// Policy exports (`[policy]`): the coaching page.
+    pub policy: crate::policy::Settings,
 }
 
 /// Why a request failed; one variant per answer.
@@ -167,12 +171,22 @@ async fn agent<S: Store>(state: &AppState<S>, headers: &HeaderMap) -> Result<Dev
     Ok(device)
 }
 
-async fn person<S: Store>(state: &AppState<S>, headers: &HeaderMap) -> Result<Token, ApiError> {
+/// Any valid, unrevoked API token.
+async fn api_token<S: Store>(state: &AppState<S>, headers: &HeaderMap) -> Result<Token, ApiError> {
     let token = bearer(headers).ok_or(ApiError::Unauthorized)?;
     match timed(state, state.store.token_by_hash(credentials::hash(token))).await? {
         Some(t) if t.revoked_at.is_none() => Ok(t),
         _ => Err(ApiError::Unauthorized),
     }
+}
+
+/// A person's token: any role but `policy`, which reads the policy exports and nothing else.
+async fn person<S: Store>(state: &AppState<S>, headers: &HeaderMap) -> Result<Token, ApiError> {
+    let token = api_token(state, headers).await?;
+    if !token.role.is_person() {
+        return Err(ApiError::Forbidden(token.role));
+    }
+    Ok(token)
 }
 
 type Shared<S> = State<Arc<AppState<S>>>;
@@ -406,7 +420,13 @@ async fn import_upload<S: Store>(
             ingest::file::gateway(&state.store, index, input, f, mapping, None, now).await
         }
     };
-    Ok(Json(import_summary(report.map_err(import_error)?)))
+    let report = report.map_err(import_error)?;
+    let kind = match kind {
+        ImportKind::Expenses => "expenses",
+        ImportKind::Gateway => "gateway",
+    };
+    ingest::file::record(&state.store, kind, &token.name, &report, now).await;
+    Ok(Json(import_summary(report)))
 }
 
 async fn import_expenses<S: Store>(
@@ -613,6 +633,77 @@ async fn audit<S: Store>(
     }))
 }
 
+/// The strong entity tag of a body: its SHA-256, quoted.
+fn entity_tag(body: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, body);
+    format!("\"{}\"", aiscout_signatures::hex::encode(digest.as_ref()))
+}
+
+/// Whether an `If-None-Match` value names `etag` (RFC 9110 section 13.1.2: `*`, or a list
+/// compared weakly, so `W/"x"` matches `"x"`).
+fn none_match(header: &str, etag: &str) -> bool {
+    header.split(',').map(str::trim).any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
+}
+
+/// `GET /api/v1/policy/{format}[?status=blocked&status=unsanctioned]`: the review decisions as
+/// a blocklist or policy file (see [`crate::policy`]), for policy and admin tokens. Answers
+/// carry a strong ETag (a hash of the body) and `Cache-Control: no-cache`, so a consumer
+/// polling with `If-None-Match` gets 304 until a decision changes.
+async fn policy_export<S: Store>(
+    State(state): Shared<S>,
+    headers: HeaderMap,
+    Path(format): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let token = api_token(&state, &headers).await?;
+    if !token.role.may_read_policy() {
+        return Err(ApiError::Forbidden(token.role));
+    }
+    let format = crate::policy::Format::parse(&format).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "unknown policy format {format:?} ({})",
+            crate::policy::Format::names()
+        ))
+    })?;
+    let mut statuses = Vec::new();
+    for (k, v) in query_pairs(query.as_deref()) {
+        match k.as_str() {
+            "status" => statuses.push(v),
+            other => {
+                return Err(ApiError::BadRequest {
+                    field: Some(other.to_owned()),
+                    message: format!("{other}: unknown parameter (status)"),
+                });
+            }
+        }
+    }
+    let selection = crate::policy::Selection::parse(statuses.iter().map(String::as_str))
+        .map_err(|message| ApiError::BadRequest { field: Some("status".into()), message })?;
+    let reviews = timed(&state, state.store.reviews()).await?;
+    let export = crate::policy::export(&state.catalog, &reviews, &selection, &state.policy, format);
+    let etag = entity_tag(export.body.as_bytes());
+    let unchanged = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| none_match(v, &etag));
+    let mut response = if unchanged {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        ([(header::CONTENT_TYPE, format.media_type())], export.body).into_response()
+    };
+    let h = response.headers_mut();
+    for (name, value) in [
+        (header::ETAG, etag),
+        (header::CACHE_CONTROL, "no-cache".to_owned()),
+        (header::HeaderName::from_static("aiscout-held-back"), export.held_back.to_string()),
+    ] {
+        if let Ok(value) = header::HeaderValue::from_str(&value) {
+            h.insert(name, value);
+        }
+    }
+    Ok(response)
+}
+
 async fn metrics<S: Store>(State(state): Shared<S>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
 }
@@ -646,6 +737,7 @@ pub fn router<S: Store>(state: Arc<AppState<S>>) -> Router {
         .route("/api/v1/products/{id}/review", put(set_review::<S>))
         .route(routes::AUDIT, get(audit::<S>))
         .route(routes::RECONCILE, get(reconcile::<S>))
+        .route(routes::POLICY, get(policy_export::<S>))
         .route(
             routes::IMPORT_EXPENSES,
             post(import_expenses::<S>).layer(DefaultBodyLimit::max(MAX_IMPORT_BYTES)),

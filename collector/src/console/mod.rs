@@ -304,6 +304,24 @@ pub async fn require<S: Store>(
     Ok(signed)
 }
 
+/// [`require`] for a form post: the session, the role, then the form's fields with its CSRF
+/// token checked.
+///
+/// # Errors
+/// As [`require`], and [`Refusal::Csrf`].
+pub async fn require_form<S: Store>(
+    state: &AppState<S>,
+    headers: &HeaderMap,
+    next: String,
+    access: Access,
+    body: &Bytes,
+) -> Result<(Signed, Vec<(String, String)>), Refusal> {
+    let signed = require(state, headers, next, access).await?;
+    let pairs = form(body);
+    check_csrf(&signed, headers, field(&pairs, CSRF_FIELD))?;
+    Ok((signed, pairs))
+}
+
 /// Checks a state-changing request: same origin (when the browser says), and the session's
 /// CSRF token in the form field or the header.
 ///
@@ -567,6 +585,8 @@ pub fn router<S: Store>(state: &AppState<S>) -> Router<Arc<AppState<S>>> {
         .route("/admin/tokens/revoke", post(admin::revoke_token::<S>))
         .route("/admin/enroll-secret", post(admin::rotate_secret::<S>))
         .route("/login", get(auth::login_page::<S>).post(auth::login::<S>))
+        .route("/auth/oidc/start", get(auth::oidc_start::<S>))
+        .route("/auth/oidc/callback", get(auth::oidc_callback::<S>))
         .route("/logout", post(auth::logout::<S>))
         .route("/assets/{name}", get(asset))
         .layer(middleware::from_fn(headers_layer))
@@ -574,6 +594,28 @@ pub fn router<S: Store>(state: &AppState<S>) -> Router<Arc<AppState<S>>> {
 
 /// Whether single sign-on is configured.
 pub fn sso<S>(state: &AppState<S>) -> bool {
-    let _ = state;
-    false
+    state.sso.is_some()
+}
+
+/// Single sign-on: the configuration, and the provider discovered on first use (so a
+/// collector starts, and token sign-in works, while the identity provider is down).
+#[derive(Debug)]
+pub struct Sso {
+    config: crate::oidc::OidcConfig,
+    provider: tokio::sync::OnceCell<crate::oidc::Provider>,
+}
+
+impl Sso {
+    /// Single sign-on with this provider configuration.
+    pub fn new(config: crate::oidc::OidcConfig) -> Self {
+        Sso { config, provider: tokio::sync::OnceCell::new() }
+    }
+
+    /// The discovered provider (discovery runs once it succeeds).
+    ///
+    /// # Errors
+    /// Discovery failed; the next call tries again.
+    pub async fn provider(&self) -> Result<&crate::oidc::Provider, crate::oidc::OidcError> {
+        self.provider.get_or_try_init(|| crate::oidc::Provider::discover(&self.config)).await
+    }
 }

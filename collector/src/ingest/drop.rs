@@ -211,6 +211,8 @@ async fn process_one<S: Store>(
     let path = claimed.as_path();
     match result {
         Ok(report) => {
+            let kind = if kind == "expenses" || kind == "gateway" { kind } else { "people" };
+            file::record(store, kind, "drop", &report, now).await;
             let dest = dir.join("processed").join(&name);
             if !move_file(path, &dest)? {
                 return Ok(Outcome::Vanished);

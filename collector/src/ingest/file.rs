@@ -159,6 +159,27 @@ impl fmt::Display for FileReport {
     }
 }
 
+/// Appends an import to the history the console shows (`kind` is `expenses`, `gateway` or
+/// `people`; `actor` a token name, a person, `cli` or `drop`). The rows are committed already,
+/// so a failure here is logged, not returned.
+pub async fn record<S: Store>(store: &S, kind: &str, actor: &str, report: &FileReport, at: i64) {
+    let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let run = crate::model::ImportRun {
+        at,
+        actor: actor.to_owned(),
+        kind: kind.to_owned(),
+        file: report.file.clone(),
+        format: report.format.clone(),
+        rows: i(report.tally.rows),
+        stored: i(report.stored),
+        duplicates: i(report.duplicates),
+        errors: i(report.tally.error_count),
+    };
+    if let Err(e) = store.record_import(run).await {
+        tracing::warn!(error = %e, "Could not add the import to the history.");
+    }
+}
+
 /// Where an import reads from.
 #[derive(Clone, Debug)]
 pub enum Input {

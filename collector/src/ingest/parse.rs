@@ -216,8 +216,13 @@ pub fn parse_decimal(text: &str, scale: u32) -> Result<i64, AmountError> {
     // value = digits * 10^(exp - frac_len); we want value * 10^scale.
     let digits = format!("{int_digits}{frac_part}");
     let digits = digits.trim_start_matches('0');
-    let frac_len = i32::try_from(frac_part.len()).map_err(|_| AmountError::TooLarge)?;
-    let shift = i32::try_from(scale).map_err(|_| AmountError::TooLarge)? + exp - frac_len;
+    // In i64, the sum of an i32 exponent, a u32 scale and a length cannot overflow (an i32 sum
+    // did: `1e2147483647` panicked in debug builds and read as 0 in release builds).
+    let frac_len = i64::try_from(frac_part.len()).map_err(|_| AmountError::TooLarge)?;
+    let shift = i64::from(scale)
+        .checked_add(i64::from(exp))
+        .and_then(|v| v.checked_sub(frac_len))
+        .ok_or(AmountError::TooLarge)?;
     if digits.is_empty() {
         return Ok(0);
     }
@@ -229,11 +234,13 @@ pub fn parse_decimal(text: &str, scale: u32) -> Result<i64, AmountError> {
         if shift > 30 {
             return Err(AmountError::TooLarge);
         }
-        n.checked_mul(10_i128.pow(shift.unsigned_abs())).ok_or(AmountError::TooLarge)?
+        let up = u32::try_from(shift).map_err(|_| AmountError::TooLarge)?;
+        n.checked_mul(10_i128.pow(up)).ok_or(AmountError::TooLarge)?
     } else if shift < -38 {
         0
     } else {
-        let div = 10_i128.pow(shift.unsigned_abs());
+        let down = u32::try_from(shift.unsigned_abs()).map_err(|_| AmountError::TooLarge)?;
+        let div = 10_i128.pow(down);
         let q = n / div;
         if (n % div) * 2 >= div { q + 1 } else { q }
     };
@@ -386,6 +393,12 @@ mod tests {
         check_amount("abc", 2, Err(AmountError::NotANumber));
         check_amount("1.2.3", 2, Err(AmountError::NotANumber));
         check_amount("99999999999999999999", 2, Err(AmountError::TooLarge));
+        // Exponents at the ends of i32: a row error, never a panic or a silent 0.
+        check_amount("1e2147483647", 2, Err(AmountError::TooLarge));
+        check_amount("-1e2147483647", 2, Err(AmountError::TooLarge));
+        check_amount("1.5e2147483647", 9, Err(AmountError::TooLarge));
+        check_amount("1e-2147483648", 2, Ok(0));
+        check_amount("1.25e-2147483648", 2, Ok(0));
     }
 
     #[test]

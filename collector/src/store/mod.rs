@@ -12,7 +12,11 @@
 //!   lives in `migrations/{sqlite,postgres}/NNNN_name.sql`; applied versions are recorded in
 //!   `schema_migrations`. A migration, once released, is never edited: add a new one.
 //! - **Append-only audit.** `audit_log` refuses UPDATE and DELETE by trigger; every review and
-//!   token change writes its audit row in the same transaction as the change.
+//!   token change, console sign-in and sign-out, and enroll secret rotation writes its audit
+//!   row in the same transaction as the change.
+//! - **Console sessions are stored by the hash of their cookie**, like tokens and node keys;
+//!   a session signed in with a token is valid only while that token is (checked on every
+//!   read, so revoking a token needs no session bookkeeping).
 //! - **Imports are idempotent by key.** Expense lines and gateway spend carry a dedupe key
 //!   unique per source (`INSERT ... ON CONFLICT DO NOTHING`); people are upserted by email.
 //!   Money is stored as integers only (minor units, or billionths for gateway costs).
@@ -32,7 +36,7 @@ use crate::model::{
     AuditEntry, AuditFilter, AuditRecord, Batch, Device, DeviceId, DeviceSighting, DeviceSummary,
     DeviceUsage, ExpenseLine, GatewaySpend, GatewayTotal, Health, ImportCounts, ImportRun,
     IngestOutcome, OwnerUse, Person, PersonUsage, ProductUsage, Review, Session, SourceUsage,
-    Token, UsageFilter,
+    Token, UsageFilter, ValueUsage,
 };
 
 pub mod postgres;
@@ -111,6 +115,9 @@ pub struct Migration {
 /// Most devices returned by a product detail query.
 pub const PRODUCT_DEVICES_LIMIT: i64 = 1_000;
 
+/// Most rows one [`Store::product_values`] returns (a larger limit is clamped to this).
+pub const PRODUCT_VALUES_LIMIT: i64 = 1_000;
+
 /// Everything the collector stores. Both backends pass the same conformance suite
 /// (`tests/it/store/`).
 pub trait Store: Send + Sync + 'static {
@@ -174,6 +181,15 @@ pub trait Store: Send + Sync + 'static {
         &self,
         product: String,
     ) -> impl Future<Output = Result<Vec<DeviceUsage>, StoreError>> + Send;
+
+    /// What matched a product, per indicator kind and value: distinct devices, summed count,
+    /// first and last seen; ordered by kind, then value (bytewise). At most `limit` rows
+    /// (clamped to 1..=[`PRODUCT_VALUES_LIMIT`]).
+    fn product_values(
+        &self,
+        product: String,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<ValueUsage>, StoreError>> + Send;
 
     /// Every current review decision.
     fn reviews(&self) -> impl Future<Output = Result<Vec<Review>, StoreError>> + Send;

@@ -19,14 +19,14 @@ use tokio_postgres::types::Type;
 use tokio_postgres::{NoTls, Row};
 
 use super::{
-    AuditFn, CredentialHash, Migration, PRODUCT_DEVICES_LIMIT, PeopleUsage, Store, StoreError,
-    audit_query_sql, credential_hash, role, rollup,
+    AuditFn, CredentialHash, Migration, PRODUCT_DEVICES_LIMIT, PRODUCT_VALUES_LIMIT, PeopleUsage,
+    Store, StoreError, audit_query_sql, credential_hash, role, rollup,
 };
 use crate::model::{
     AuditEntry, AuditFilter, AuditRecord, Batch, Device, DeviceId, DeviceSighting, DeviceSummary,
     DeviceUsage, ExpenseLine, GatewaySpend, GatewayTotal, Health, ImportCounts, ImportRun,
     IngestOutcome, OwnerUse, Person, PersonUsage, ProductUsage, Review, Session, SourceUsage,
-    Token, UsageFilter,
+    Token, UsageFilter, ValueUsage,
 };
 
 /// The PostgreSQL migrations, in order.
@@ -36,6 +36,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 3, sql: include_str!("migrations/postgres/0003_rollups.sql") },
     Migration { version: 4, sql: include_str!("migrations/postgres/0004_filters.sql") },
     Migration { version: 5, sql: include_str!("migrations/postgres/0005_console.sql") },
+    Migration { version: 6, sql: include_str!("migrations/postgres/0006_policy_role.sql") },
 ];
 
 /// The advisory lock key that serialises migrations ("aiscout" in ASCII).
@@ -879,6 +880,42 @@ impl Store for PgStore {
             .collect()
     }
 
+    async fn product_values(
+        &self,
+        product: String,
+        limit: i64,
+    ) -> Result<Vec<ValueUsage>, StoreError> {
+        // Found through sightings_product; ordered by bytes (the C collation), as SQLite
+        // orders, whatever the database's collation.
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &client
+                    .prepare_cached(
+                        "SELECT kind, value, COUNT(DISTINCT device_id), SUM(count)::bigint,
+                                MIN(first_seen), MAX(last_seen)
+                         FROM sightings WHERE product = $1
+                         GROUP BY kind, value
+                         ORDER BY kind COLLATE \"C\", value COLLATE \"C\" LIMIT $2",
+                    )
+                    .await?,
+                &[&product, &limit.clamp(1, PRODUCT_VALUES_LIMIT)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ValueUsage {
+                    kind: r.try_get(0)?,
+                    value: r.try_get(1)?,
+                    devices: r.try_get(2)?,
+                    count: r.try_get(3)?,
+                    first_seen: r.try_get(4)?,
+                    last_seen: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
     async fn reviews(&self) -> Result<Vec<Review>, StoreError> {
         let client = self.client().await?;
         let rows = client
@@ -1508,6 +1545,8 @@ impl Store for PgStore {
     }
 
     async fn device_products(&self, host_id: String) -> Result<Vec<DeviceSighting>, StoreError> {
+        // Ordered by bytes (the C collation), as SQLite orders, whatever the database's
+        // collation: one device's rows are few, so the sort costs little.
         let client = self.client().await?;
         let rows = client
             .query(
@@ -1519,7 +1558,8 @@ impl Store for PgStore {
                          FROM devices d JOIN sightings s ON s.device_id = d.id
                          WHERE d.host_id = $1
                          GROUP BY d.id, s.product, s.kind, s.value
-                         ORDER BY s.product, s.kind, s.value",
+                         ORDER BY s.product COLLATE \"C\", s.kind COLLATE \"C\",
+                                  s.value COLLATE \"C\"",
                     )
                     .await?,
                 &[&host_id],

@@ -15,14 +15,14 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::{
-    AuditFn, CredentialHash, Migration, PRODUCT_DEVICES_LIMIT, PeopleUsage, Store, StoreError,
-    audit_query_sql, credential_hash, role, rollup,
+    AuditFn, CredentialHash, Migration, PRODUCT_DEVICES_LIMIT, PRODUCT_VALUES_LIMIT, PeopleUsage,
+    Store, StoreError, audit_query_sql, credential_hash, role, rollup,
 };
 use crate::model::{
     AuditEntry, AuditFilter, AuditRecord, Batch, Device, DeviceId, DeviceSighting, DeviceSummary,
     DeviceUsage, ExpenseLine, GatewaySpend, GatewayTotal, Health, ImportCounts, ImportRun,
     IngestOutcome, OwnerUse, Person, PersonUsage, ProductUsage, Review, Session, SourceUsage,
-    Token, UsageFilter,
+    Token, UsageFilter, ValueUsage,
 };
 
 /// The SQLite migrations, in order.
@@ -32,6 +32,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 3, sql: include_str!("migrations/sqlite/0003_rollups.sql") },
     Migration { version: 4, sql: include_str!("migrations/sqlite/0004_filters.sql") },
     Migration { version: 5, sql: include_str!("migrations/sqlite/0005_console.sql") },
+    Migration { version: 6, sql: include_str!("migrations/sqlite/0006_policy_role.sql") },
 ];
 
 /// How long a connection waits for another writer before failing.
@@ -1084,6 +1085,35 @@ impl Store for SqliteStore {
                     installed: r.get::<_, Option<bool>>(7)?,
                 })
             })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn product_values(
+        &self,
+        product: String,
+        limit: i64,
+    ) -> Result<Vec<ValueUsage>, StoreError> {
+        self.with(move |c| {
+            // Found through sightings_product; text compares by bytes (the BINARY collation).
+            let mut stmt = c.prepare_cached(
+                "SELECT kind, value, COUNT(DISTINCT device_id), SUM(count), MIN(first_seen),
+                        MAX(last_seen)
+                 FROM sightings WHERE product = ?1
+                 GROUP BY kind, value ORDER BY kind, value LIMIT ?2",
+            )?;
+            let rows =
+                stmt.query_map(params![product, limit.clamp(1, PRODUCT_VALUES_LIMIT)], |r| {
+                    Ok(ValueUsage {
+                        kind: r.get(0)?,
+                        value: r.get(1)?,
+                        devices: r.get(2)?,
+                        count: r.get(3)?,
+                        first_seen: r.get(4)?,
+                        last_seen: r.get(5)?,
+                    })
+                })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await

@@ -72,6 +72,8 @@ pub(crate) async fn start_with(
         limiter: RateLimiter::new(1, burst),
         mappings: Default::default(),
         console,
+        sso: None,
+        policy: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -225,6 +227,26 @@ async fn review_needs_security_role_and_is_audited() {
     assert_eq!(last["actor"], "sec");
     assert_eq!(last["before"], Value::Null);
     assert_eq!(last["after"]["status"], "sanctioned");
+    // The owner, alternative and renewal date go in and come back; a bad date is refused.
+    let full = json!({"status": "blocked", "note": "no DPA", "business_owner": "cio@example.com",
+        "alternative": "anthropic.claude", "renewal": "2027-02-28"});
+    let (status, bytes) = c.send(Method::PUT, path, Some(&sec), full.to_string()).await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{bytes:?}");
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(
+        (&v["business_owner"], &v["alternative"], &v["renewal"]),
+        (&json!("cio@example.com"), &json!("anthropic.claude"), &json!("2027-02-28"))
+    );
+    for bad in ["2027-02-30", "28/02/2027"] {
+        let body = json!({"status": "blocked", "renewal": bad}).to_string();
+        let (status, bytes) = c.send(Method::PUT, path, Some(&sec), body).await.unwrap();
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(error(&bytes).field.as_deref(), Some("renewal"));
+    }
+    let (_, bytes) =
+        c.send(Method::GET, "/api/v1/products/openai.chatgpt", Some(&proc), "").await.unwrap();
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(v["review"]["renewal"], "2027-02-28");
     let now = aiscout_collector::store::now();
     server.store.revoke_token("sec".into(), now, review::token_revoked("cli", now)).await.unwrap();
     let (status, _) = c.send(Method::GET, "/api/v1/audit", Some(&sec), "").await.unwrap();

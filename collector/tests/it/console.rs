@@ -11,6 +11,20 @@ use crate::api::{Server, start, start_with};
 
 const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
 
+/// One request with string headers, the whole answer read (up to 16 MiB).
+async fn call(
+    c: &mut Connection,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<hyper::body::Bytes>,
+) -> Result<(StatusCode, HeaderMap, hyper::body::Bytes), aiscout_collector::client::ClientError> {
+    let headers: Vec<(hyper::header::HeaderName, hyper::header::HeaderValue)> =
+        headers.iter().map(|(k, v)| (k.parse().unwrap(), v.parse().unwrap())).collect();
+    let r = c.request(method, path, &headers, body, 16 << 20).await?;
+    Ok((r.status, r.headers, r.body))
+}
+
 async fn get(
     c: &mut Connection,
     path: &str,
@@ -21,7 +35,7 @@ async fn get(
     if let Some(c) = &cookie {
         headers.push(("cookie", c.as_str()));
     }
-    let (s, h, b) = c.request(Method::GET, path, &headers, "").await.unwrap();
+    let (s, h, b) = call(c, Method::GET, path, &headers, "").await.unwrap();
     (s, h, String::from_utf8_lossy(&b).into_owned())
 }
 
@@ -51,14 +65,13 @@ async fn post_with_cookie(
     if let Some(c) = &cookie {
         headers.push(("cookie", c.as_str()));
     }
-    let (s, h, b) = c.request(Method::POST, path, &headers, body.to_owned()).await.unwrap();
+    let (s, h, b) = call(c, Method::POST, path, &headers, body.to_owned()).await.unwrap();
     (s, h, String::from_utf8_lossy(&b).into_owned())
 }
 
 fn csrf(page: &str) -> String {
-    let at =
-        page.find("name=\"csrf\" value=\"").expect("a CSRF field") + "name=\"csrf\" value=\"".len();
-    page[at..].split('"').next().unwrap().to_owned()
+    let (_, rest) = page.split_once("name=\"csrf\" value=\"").expect("a CSRF field");
+    rest.split('"').next().unwrap().to_owned()
 }
 
 async fn status_of(server: &Server, product: &str) -> Option<String> {
@@ -181,15 +194,15 @@ async fn reviews_need_the_role_and_the_csrf_token() {
 
     // Another site's form: 403 even with the token.
     let cookie = format!("aiscout_session={sec}");
-    let (status, _, _) = c
-        .request(
-            Method::POST,
-            "/products/openai.chatgpt/review",
-            &[FORM, ("cookie", &cookie), ("origin", "https://evil.example")],
-            format!("{form}&csrf={token}"),
-        )
-        .await
-        .unwrap();
+    let (status, _, _) = call(
+        &mut c,
+        Method::POST,
+        "/products/openai.chatgpt/review",
+        &[FORM, ("cookie", &cookie), ("origin", "https://evil.example")],
+        format!("{form}&csrf={token}"),
+    )
+    .await
+    .unwrap();
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(status_of(&server, "openai.chatgpt").await, None);
 
@@ -339,10 +352,10 @@ async fn uploads_report_rows_refuse_unknown_formats_and_oversized_bodies() {
     let cookie = format!("aiscout_session={proc}");
     let csv = b"date,amount,currency,descriptor,payer_email,department\n2026-11-01,20.00,USD,OPENAI *CHATGPT SUBSCR,ann@example.com,Sales\n2026-11-02,abc,USD,OPENAI *CHATGPT SUBSCR,ann@example.com,Sales\n";
     let (ct, body) = multipart(&t, "expenses", "cards.csv", csv);
-    let (status, _, answer) = c
-        .request(Method::POST, "/imports", &[("content-type", &ct), ("cookie", &cookie)], body)
-        .await
-        .unwrap();
+    let (status, _, answer) =
+        call(&mut c, Method::POST, "/imports", &[("content-type", &ct), ("cookie", &cookie)], body)
+            .await
+            .unwrap();
     let answer = String::from_utf8_lossy(&answer);
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert!(answer.contains("<td class=\"num\">3</td>"), "the bad row's line: {answer}");
@@ -354,10 +367,10 @@ async fn uploads_report_rows_refuse_unknown_formats_and_oversized_bodies() {
     );
 
     let (ct, body) = multipart(&t, "expenses", "odd.csv", b"when,how much,who\n1,2,3\n");
-    let (status, _, answer) = c
-        .request(Method::POST, "/imports", &[("content-type", &ct), ("cookie", &cookie)], body)
-        .await
-        .unwrap();
+    let (status, _, answer) =
+        call(&mut c, Method::POST, "/imports", &[("content-type", &ct), ("cookie", &cookie)], body)
+            .await
+            .unwrap();
     let answer = String::from_utf8_lossy(&answer);
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(answer.contains("when,how much,who"), "names the header it found: {answer}");
@@ -365,21 +378,31 @@ async fn uploads_report_rows_refuse_unknown_formats_and_oversized_bodies() {
     // Over the limit: refused from the declared length, before the body is read.
     let (ct, body) = multipart(&t, "expenses", "big.csv", &vec![b'x'; 80 * 1024]);
     let mut h2 = server.connect(true).await;
-    let (status, _, answer) = h2
-        .request(Method::POST, "/imports", &[("content-type", &ct), ("cookie", &cookie)], body)
-        .await
-        .unwrap();
+    let (status, _, answer) = call(
+        &mut h2,
+        Method::POST,
+        "/imports",
+        &[("content-type", &ct), ("cookie", &cookie)],
+        body,
+    )
+    .await
+    .unwrap();
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{}", String::from_utf8_lossy(&answer));
     assert_eq!(server.store.import_runs(10).await.unwrap().len(), 1);
 
     // Without the CSRF token nothing is imported.
     let (ct, body) = multipart("", "expenses", "cards.csv", csv);
-    let (status, _, _) = c
-        .request(Method::POST, "/imports", &[("content-type", &ct), ("cookie", &cookie)], body)
-        .await
-        .unwrap();
+    let (status, _, _) =
+        call(&mut c, Method::POST, "/imports", &[("content-type", &ct), ("cookie", &cookie)], body)
+            .await
+            .unwrap();
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(server.store.import_runs(10).await.unwrap().len(), 1);
+
+    // The people page counts the stored card line for its payer.
+    let (status, _, body) = get(&mut c, "/people?q=ann", Some(&proc)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("ann@example.com") && body.contains("USD 20.00"), "{body}");
 
     // The inventory view as CSV.
     let (status, headers, body) = get(&mut c, "/inventory.csv?source=expense", Some(&proc)).await;

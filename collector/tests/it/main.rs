@@ -1,5 +1,7 @@
 //! Integration tests of the collector: the store conformance suite on both backends, the
-//! imports of the bundled examples on both backends, and the HTTPS API end to end.
+//! imports of the bundled examples on both backends, the HTTPS API end to end, the
+//! OpenID Connect sign-in against a real OpenID Provider (tests/oidc), and the policy exports
+//! against a real Unbound.
 // Test helpers (not #[test] fns) unwrap and panic: a failure there is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr)]
 
@@ -9,5 +11,7 @@ mod drop;
 mod import;
 mod mapping;
 mod mdm;
+mod oidc;
+mod policy;
 mod process;
 mod store;

@@ -56,6 +56,7 @@ impl Fixture {
             catalog_key: Some(self.key.clone()),
             email_placeholder: mdm::DEFAULT_EMAIL_PLACEHOLDER.to_owned(),
             no_pin: false,
+            no_policies: false,
         }
     }
 
@@ -362,6 +363,7 @@ fn every_missing_input_is_listed_at_once() {
         catalog_key: None,
         email_placeholder: mdm::DEFAULT_EMAIL_PLACEHOLDER.to_owned(),
         no_pin: false,
+        no_policies: false,
     };
     let Err(mdm::MdmError::Inputs(problems)) = mdm::run(&args, &default_config()) else {
         panic!("expected input problems");
@@ -484,4 +486,180 @@ fn the_installer_template_profile_is_valid() {
     assert_eq!(string(agent, "owner_email"), "$EMAIL");
     assert_eq!(string(payload(&payloads, "com.google.Chrome"), "DnsOverHttpsMode"), "off");
     assert!(payloads.iter().any(|p| string(p, "PayloadType") == "org.mozilla.firefox"));
+}
+
+/// The review decisions of the policy tests: ChatGPT and Copilot blocked, the OpenAI API
+/// sanctioned (below the blocked openai.com).
+fn decisions() -> aiscout_collector::policy::Plan {
+    use aiscout_collector::model::Review;
+    use aiscout_collector::policy::{Selection, Settings};
+    let review = |product: &str, status: &str| Review {
+        product: product.into(),
+        status: status.into(),
+        note: String::new(),
+        reviewed_by: "sec".into(),
+        reviewed_at: 1_767_225_600,
+        business_owner: String::new(),
+        alternative: String::new(),
+        renewal: None,
+    };
+    let reviews = [
+        review("openai.chatgpt", "blocked"),
+        review("openai.api", "sanctioned"),
+        review("github.copilot", "blocked"),
+    ];
+    let catalog = aiscout_signatures::Catalog::builtin().unwrap();
+    aiscout_collector::policy::plan(&catalog, &reviews, &Selection::default(), &Settings::default())
+}
+
+fn strings(v: &Value) -> Vec<&str> {
+    v.as_array().unwrap().iter().map(|s| s.as_string().unwrap()).collect()
+}
+
+#[test]
+fn packages_carry_the_browser_and_ide_policies_of_the_review_decisions() {
+    use aiscout_collector::policy::{Format, browser_policies, render};
+    let f = fixture();
+    let plan = decisions();
+    let policies = browser_policies(&plan);
+    let chatgpt_extension = "ejcfepkfckglbgocfkanmcdngdijcgld";
+
+    // macOS: the browser payloads carry the lists; VS Code gets its own payload.
+    let args = f.args(Platform::Macos);
+    mdm::run_with(&args, &default_config(), Some(policies.clone())).unwrap();
+    let profile = Value::from_file(args.out.join("com.aiscout.agent.mobileconfig")).unwrap();
+    let payloads = check_profile(&profile);
+    for kind in ["com.google.Chrome", "com.microsoft.Edge"] {
+        let p = payload(&payloads, kind);
+        assert_eq!(string(p, "DnsOverHttpsMode"), "off", "{kind}");
+        let blocked = strings(p.get("URLBlocklist").unwrap());
+        assert!(blocked.contains(&"chatgpt.com") && blocked.contains(&"openai.com"), "{kind}");
+        assert!(strings(p.get("URLAllowlist").unwrap()).contains(&"api.openai.com"), "{kind}");
+        let ids = strings(p.get("ExtensionInstallBlocklist").unwrap());
+        assert!(ids.contains(&chatgpt_extension), "{kind}: {ids:?}");
+    }
+    let firefox = payload(&payloads, "org.mozilla.firefox");
+    assert_eq!(firefox.get("EnterprisePoliciesEnabled").and_then(Value::as_boolean), Some(true));
+    let filter = dict(firefox.get("WebsiteFilter").unwrap());
+    assert!(strings(filter.get("Block").unwrap()).contains(&"*://*.chatgpt.com/*"));
+    assert!(strings(filter.get("Exceptions").unwrap()).contains(&"*://*.api.openai.com/*"));
+    let vscode = payload(&payloads, "com.microsoft.VSCode");
+    let allowed: serde_json::Value =
+        serde_json::from_str(string(vscode, "AllowedExtensions")).unwrap();
+    assert_eq!(allowed["*"], true);
+    assert_eq!(allowed["GitHub.copilot"], false);
+    let readme = std::fs::read_to_string(args.out.join("README.md")).unwrap();
+    assert!(readme.contains("## The review decisions") && readme.contains("com.microsoft.VSCode"));
+
+    // Linux: the same files `policy export` writes, and Firefox's merged with the DNS policy.
+    let args = f.args(Platform::Linux);
+    mdm::run_with(&args, &default_config(), Some(policies.clone())).unwrap();
+    let chrome = std::fs::read_to_string(args.out.join("chrome-aiscout-policy.json")).unwrap();
+    assert_eq!(chrome, render(&plan, Format::ChromePolicy).body);
+    let firefox: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(args.out.join("firefox-policies.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(firefox["policies"]["DNSOverHTTPS"]["Locked"], true);
+    assert_eq!(firefox["policies"]["WebsiteFilter"], policies.firefox["WebsiteFilter"]);
+    let settings: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(args.out.join("vscode-settings.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(settings["extensions.allowed"], policies.vscode_allowed);
+
+    // Windows: a registry file in regedit's encoding, each list key deleted then written.
+    let args = f.args(Platform::Windows);
+    mdm::run_with(&args, &default_config(), Some(policies.clone())).unwrap();
+    let bytes = std::fs::read(args.out.join("browser-policies.reg")).unwrap();
+    assert_eq!(&bytes[..2], &[0xff, 0xfe], "UTF-16LE byte order mark");
+    let units: Vec<u16> = bytes[2..].chunks(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+    let reg = String::from_utf16(&units).unwrap();
+    assert!(reg.starts_with("Windows Registry Editor Version 5.00\r\n"), "{reg}");
+    let key = r"HKEY_LOCAL_MACHINE\SOFTWARE\Policies\Google\Chrome\URLBlocklist";
+    assert!(reg.contains(&format!("[-{key}]\r\n[{key}]\r\n\"1\"=")), "{reg}");
+    let blocklist = reg.split(&format!("[{key}]\r\n")).nth(1).unwrap();
+    let values: Vec<&str> = blocklist
+        .lines()
+        .take_while(|l| l.starts_with('"'))
+        .map(|l| l.split_once('=').unwrap().1.trim_matches('"'))
+        .collect();
+    let expected: Vec<&str> = policies.chrome["URLBlocklist"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(values, expected);
+    assert!(reg.contains(r"[HKEY_LOCAL_MACHINE\SOFTWARE\Policies\Microsoft\Edge\URLAllowlist]"));
+    assert!(
+        reg.contains(r"[HKEY_LOCAL_MACHINE\SOFTWARE\Policies\Mozilla\Firefox\WebsiteFilter\Block]")
+    );
+    let vscode_line = reg.lines().find(|l| l.starts_with("\"AllowedExtensions\"=")).unwrap();
+    let json = vscode_line
+        .trim_start_matches("\"AllowedExtensions\"=\"")
+        .trim_end_matches('"')
+        .replace("\\\"", "\"")
+        .replace("\\\\", "\\");
+    let allowed: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(allowed, policies.vscode_allowed);
+
+    // --no-policies leaves them out.
+    let mut args = f.args(Platform::Macos);
+    args.no_policies = true;
+    mdm::run_with(&args, &default_config(), Some(policies)).unwrap();
+    let profile = Value::from_file(args.out.join("com.aiscout.agent.mobileconfig")).unwrap();
+    let payloads = check_profile(&profile);
+    assert!(payloads.iter().all(|p| string(p, "PayloadType") != "com.microsoft.VSCode"));
+    assert!(payload(&payloads, "com.google.Chrome").get("URLBlocklist").is_none());
+}
+
+#[tokio::test]
+async fn the_cli_reads_the_decisions_from_the_collector_database() {
+    use aiscout_collector::store::Store;
+    let f = fixture();
+    let db = f.dir.path().join("collector.db");
+    {
+        let store = aiscout_collector::store::sqlite::SqliteStore::open(&db).await.unwrap();
+        let decision = aiscout_collector::review::Decision::new(
+            aiscout_wire::ReviewStatus::Blocked,
+            "no".into(),
+        );
+        let (review, audit) =
+            aiscout_collector::review::decide("openai.chatgpt", decision, "sec", 5);
+        store.set_review(review, audit).await.unwrap();
+    }
+    let out = f.dir.path().join("cli-policies");
+    let run = |db: &str| {
+        Command::new(BIN)
+            .env_remove("AISCOUT_ENROLL_SECRET")
+            .env_remove("AISCOUT_ENROLL_SECRET_FILE")
+            .env_remove("AISCOUT_CONFIG")
+            .args(["--db", db, "mdm-package", "--platform", "linux", "--collector-url", URL])
+            .arg("--out")
+            .arg(&out)
+            .arg("--data-dir")
+            .arg(&f.data)
+            .arg("--enroll-secret-file")
+            .arg(&f.secret)
+            .arg("--catalog-key")
+            .arg(&f.key)
+            .output()
+            .unwrap()
+    };
+    let ok = run(&format!("sqlite:{}", db.display()));
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "{stdout}{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(stdout.contains("1 blocked product(s)"), "{stdout}");
+    let chrome = std::fs::read_to_string(out.join("chrome-aiscout-policy.json")).unwrap();
+    assert!(chrome.contains("\"chatgpt.com\""), "{chrome}");
+
+    // No database: a note, no blocklists, and no database created.
+    std::fs::remove_dir_all(&out).unwrap();
+    let missing = f.dir.path().join("missing.db");
+    let ok = run(&format!("sqlite:{}", missing.display()));
+    assert!(ok.status.success());
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("no collector database"));
+    assert!(!out.join("chrome-aiscout-policy.json").exists());
+    assert!(!missing.exists());
 }

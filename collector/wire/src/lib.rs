@@ -72,6 +72,11 @@ pub mod routes {
     pub const IMPORT_GATEWAY: &str = "/api/v1/imports/gateway";
     /// `GET` (API token): [`crate::AuditList`].
     pub const AUDIT: &str = "/api/v1/audit";
+    /// `GET` (policy or admin token): the review decisions as a blocklist or policy file,
+    /// `{format}` one of `rpz`, `hosts`, `adblock`, `chrome-policy`, `firefox-policy`,
+    /// `vscode-policy`, `defender-indicators`, `url-list`, `osquery`; `?status=` (repeatable)
+    /// `blocked` or `unsanctioned`. Strong `ETag`; `If-None-Match` answers 304.
+    pub const POLICY: &str = "/api/v1/policy/{format}";
     /// Prefix of `GET /api/v1/products/{id}` ([`crate::ProductDetail`]) and
     /// `PUT /api/v1/products/{id}/review` ([`crate::ReviewRequest`] -> [`crate::Review`]).
     pub const PRODUCTS: &str = "/api/v1/products";

@@ -11,7 +11,8 @@ use maud::{Markup, html};
 use crate::api::AppState;
 use crate::console::view::{self, count};
 use crate::console::{
-    Access, CSRF_FIELD, PageResult, Refusal, Signed, document, field, form, require, see_other,
+    Access, CSRF_FIELD, PageResult, Refusal, Signed, document, field, require, require_form,
+    see_other,
 };
 use crate::model::{AuditRecord, Role, Token};
 use crate::store::{Store, StoreError};
@@ -125,9 +126,8 @@ pub(crate) async fn create_token<S: Store>(
     headers: HeaderMap,
     body: Bytes,
 ) -> PageResult {
-    let signed = require(&state, &headers, "/admin".into(), Access::Admin).await?;
-    let pairs = form(&body);
-    crate::console::check_csrf(&signed, &headers, field(&pairs, CSRF_FIELD))?;
+    let (signed, pairs) =
+        require_form(&state, &headers, "/admin".into(), Access::Admin, &body).await?;
     let name = field(&pairs, "name").unwrap_or("").trim().to_owned();
     if name.is_empty()
         || name.len() > 100
@@ -148,7 +148,9 @@ pub(crate) async fn create_token<S: Store>(
     match state.store.create_token(token, credentials::hash(&secret), audit).await {
         Ok(()) => {}
         Err(StoreError::Exists { .. }) => {
-            return Err(Refusal::BadRequest(format!("name: a token named {name:?} exists already")));
+            return Err(Refusal::BadRequest(format!(
+                "name: a token named {name:?} exists already"
+            )));
         }
         Err(e) => return Err(e.into()),
     }
@@ -161,9 +163,8 @@ pub(crate) async fn revoke_token<S: Store>(
     headers: HeaderMap,
     body: Bytes,
 ) -> PageResult {
-    let signed = require(&state, &headers, "/admin".into(), Access::Admin).await?;
-    let pairs = form(&body);
-    crate::console::check_csrf(&signed, &headers, field(&pairs, CSRF_FIELD))?;
+    let (signed, pairs) =
+        require_form(&state, &headers, "/admin".into(), Access::Admin, &body).await?;
     let name = field(&pairs, "name").unwrap_or("").to_owned();
     let now = crate::store::now();
     if state
@@ -183,9 +184,7 @@ pub(crate) async fn rotate_secret<S: Store>(
     headers: HeaderMap,
     body: Bytes,
 ) -> PageResult {
-    let signed = require(&state, &headers, "/admin".into(), Access::Admin).await?;
-    let pairs = form(&body);
-    crate::console::check_csrf(&signed, &headers, field(&pairs, CSRF_FIELD))?;
+    let (signed, _) = require_form(&state, &headers, "/admin".into(), Access::Admin, &body).await?;
     let secret = credentials::generate("aises_")
         .map_err(|e| Refusal::Store(StoreError::Task(e.to_string())))?;
     let now = crate::store::now();

@@ -12,7 +12,6 @@ use crate::api::AppState;
 use crate::console::view::{self, count};
 use crate::console::{Access, CSRF_FIELD, PageResult, Refusal, Signed, document, require};
 use crate::ingest::{self, FileReport, ImportError};
-use crate::model::ImportRun;
 use crate::store::Store;
 
 type Shared<S> = State<Arc<AppState<S>>>;
@@ -246,21 +245,7 @@ pub(crate) async fn upload<S: Store>(
     };
     let outcome = match result {
         Ok(report) => {
-            let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-            state
-                .store
-                .record_import(ImportRun {
-                    at: now,
-                    actor: signed.session.actor.clone(),
-                    kind: kind.clone(),
-                    file: report.file.clone(),
-                    format: report.format.clone(),
-                    rows: i(report.tally.rows),
-                    stored: i(report.stored),
-                    duplicates: i(report.duplicates),
-                    errors: i(report.tally.error_count),
-                })
-                .await?;
+            ingest::file::record(&state.store, &kind, &signed.session.actor, &report, now).await;
             tracing::info!(
                 kind,
                 rows = report.tally.rows,

@@ -85,7 +85,7 @@ pub(crate) fn arrange(rows: &mut Vec<InventoryRow>, pairs: &[(String, String)]) 
         });
     }
     match param(pairs, "sort") {
-        "name" => rows.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase())),
+        "name" => rows.sort_by_key(|r| r.name.to_lowercase()),
         "users" => rows.sort_by_key(|r| r.users),
         "spend" => rows.sort_by_key(spend_total),
         "first_seen" => rows.sort_by_key(|r| r.first_seen),

@@ -49,10 +49,12 @@ pub(crate) async fn page<S: Store>(State(state): Shared<S>, headers: HeaderMap) 
     let months: Vec<String> =
         (0..12).rev().map(|k| year_month(view::month_start(now, k))).collect();
     let this_month = year_month(now);
+    let last_month = year_month(view::month_start(now, 1));
     let mut expense = vec![0_i64; months.len()];
     let mut gateway = vec![0_i64; months.len()];
     let mut departments: BTreeMap<String, (i64, i64)> = BTreeMap::new();
     let (mut shadow_now, mut gateway_now) = (0_i64, 0_i64);
+    let (mut shadow_before, mut gateway_before) = (0_i64, 0_i64);
     for s in spend.iter().filter(|s| s.currency == currency) {
         if let Some(i) = months.iter().position(|m| *m == s.month) {
             expense[i] = expense[i].saturating_add(s.expense_minor);
@@ -70,6 +72,9 @@ pub(crate) async fn page<S: Store>(State(state): Shared<S>, headers: HeaderMap) 
         if s.month == this_month {
             shadow_now = shadow_now.saturating_add(s.shadow_minor);
             gateway_now = gateway_now.saturating_add(s.gateway_minor);
+        } else if s.month == last_month {
+            shadow_before = shadow_before.saturating_add(s.shadow_minor);
+            gateway_before = gateway_before.saturating_add(s.gateway_minor);
         }
     }
     let money = |v: i64| {
@@ -136,10 +141,12 @@ pub(crate) async fn page<S: Store>(State(state): Shared<S>, headers: HeaderMap) 
                 div class="card" {
                     span class="figure" { (money(shadow_now)) }
                     span { "Shadow spend this month" }
+                    span class="muted small" { (money(shadow_before)) " last month" }
                 }
                 div class="card" {
                     span class="figure" { (money(gateway_now)) }
                     span { "Gateway spend this month" }
+                    span class="muted small" { (money(gateway_before)) " last month" }
                 }
             }
             section class="grid2" {

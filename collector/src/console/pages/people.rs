@@ -16,22 +16,59 @@ use crate::store::Store;
 
 type Shared<S> = State<Arc<AppState<S>>>;
 
+/// A person's gateway spend in minor units, per currency.
+fn gateway(u: &PersonUsage) -> Vec<aiscout_wire::Money> {
+    let mut g = Purse::default();
+    for (c, v) in &u.gateway_nanos {
+        g.add(c, i128::from(*v));
+    }
+    g.nanos()
+}
+
+/// A person's card and gateway spend together, per currency.
 fn spend(u: &PersonUsage) -> Vec<aiscout_wire::Money> {
     let mut p = Purse::default();
     for (c, v) in &u.expense_minor {
         p.add(c, i128::from(*v));
     }
-    let gw: Vec<aiscout_wire::Money> = {
-        let mut g = Purse::default();
-        for (c, v) in &u.gateway_nanos {
-            g.add(c, i128::from(*v));
-        }
-        g.nanos()
-    };
-    for m in gw {
+    for m in gateway(u) {
         p.add(&m.currency, i128::from(m.amount_minor));
     }
     p.minor()
+}
+
+/// Replaces the store's card spend (lines whose export named the payer's email) with the
+/// reconciliation's: each matched line's payer resolved through the directory by email, else by
+/// name, as `join::Directory` does; people who only pay by card are added.
+fn with_card_spend(
+    usage: Vec<PersonUsage>,
+    people: &[crate::model::Person],
+    expenses: &[crate::model::ExpenseLine],
+) -> Vec<PersonUsage> {
+    let dir = Directory::new(people);
+    let mut card: BTreeMap<String, (BTreeMap<String, i64>, i64)> = BTreeMap::new();
+    for l in expenses.iter().filter(|l| l.product.is_some()) {
+        let payer = dir.payer(l);
+        if payer.email.is_empty() {
+            continue;
+        }
+        let e = card.entry(payer.email.to_lowercase()).or_default();
+        let sum = e.0.entry(l.currency.clone()).or_default();
+        *sum = sum.saturating_add(l.amount_minor);
+        e.1 = e.1.max(l.occurred_at);
+    }
+    let mut by_email: BTreeMap<String, PersonUsage> = usage
+        .into_iter()
+        .map(|u| (u.email.clone(), PersonUsage { expense_minor: Vec::new(), ..u }))
+        .collect();
+    for (email, (sums, last)) in card {
+        let u = by_email
+            .entry(email.clone())
+            .or_insert_with(|| PersonUsage { email, ..PersonUsage::default() });
+        u.expense_minor = sums.into_iter().collect();
+        u.last_activity = u.last_activity.max(last);
+    }
+    by_email.into_values().collect()
 }
 
 /// `GET /people?q=&page=`.
@@ -43,7 +80,12 @@ pub(crate) async fn page<S: Store>(
     let signed = require(&state, &headers, "/people".into(), Access::People).await?;
     let pairs = crate::api::query_pairs(raw.as_deref());
     let now = crate::store::now();
-    let (usage, people) = tokio::try_join!(state.store.person_usage(None), state.store.people())?;
+    let (usage, people, expenses) = tokio::try_join!(
+        state.store.person_usage(None),
+        state.store.people(),
+        state.store.expenses(None)
+    )?;
+    let usage = with_card_spend(usage, &people, &expenses);
     let directory: BTreeMap<&str, &crate::model::Person> =
         people.iter().map(|p| (p.email.as_str(), p)).collect();
     let active_since = now - 30 * 86_400;
@@ -85,7 +127,7 @@ pub(crate) async fn page<S: Store>(
             section class="cards" aria-label="People" {
                 div class="card" { span class="figure" { (count(usage.len() as u64)) } span { "People using AI" } }
                 div class="card" { span class="figure" { (count(active as u64)) } span { "Active in the last 30 days" } }
-                div class="card" { span class="figure small" { (view::money(&per_person)) } span { "Spend per person (card and gateway)" } }
+                div class="card" { span class="figure small" { (view::money(&per_person)) } span { "Spend per person using AI (card and gateway, all time)" } }
             }
             form class="filters" method="get" action="/people" role="search" {
                 div { label for="q" { "Search" } input id="q" name="q" type="search" value=(param(&pairs, "q")) placeholder="email, name or department"; }
@@ -100,7 +142,7 @@ pub(crate) async fn page<S: Store>(
                         td { (person.map_or("", |p| p.department.as_str())) }
                         td class="small" { (u.products.iter().map(|p| state.catalog.product(p).map_or(p.clone(), |x| x.name.clone())).collect::<Vec<_>>().join(", ")) }
                         td class="num" { (view::money(&u.expense_minor.iter().map(|(c, v)| join::money(c, *v)).collect::<Vec<_>>())) }
-                        td class="num" { (view::money(&{ let mut g = Purse::default(); for (c, v) in &u.gateway_nanos { g.add(c, i128::from(*v)); } g.nanos() })) }
+                        td class="num" { (view::money(&gateway(u))) }
                         td { (view::when(u.last_activity, now)) }
                     }
                 } }
@@ -121,8 +163,12 @@ pub(crate) async fn detail<S: Store>(
     let email = email.to_lowercase();
     let signed =
         require(&state, &headers, format!("/people/{}", segment(&email)), Access::People).await?;
-    let usage = state.store.person_usage(Some(email.clone())).await?.into_iter().next();
-    let people = state.store.people().await?;
+    let (usage, people, expenses) = tokio::try_join!(
+        state.store.person_usage(Some(email.clone())),
+        state.store.people(),
+        state.store.expenses(None)
+    )?;
+    let usage = with_card_spend(usage, &people, &expenses).into_iter().find(|u| u.email == email);
     let person = people.iter().find(|p| p.email == email);
     if usage.is_none() && person.is_none() {
         return Err(Refusal::NotFound(format!(
@@ -130,7 +176,6 @@ pub(crate) async fn detail<S: Store>(
         )));
     }
     let usage = usage.unwrap_or_default();
-    let expenses = state.store.expenses(None).await?;
     let dir = Directory::new(&people);
     let lines: Vec<_> =
         expenses.iter().filter(|l| l.product.is_some() && dir.payer(l).email == email).collect();
@@ -166,7 +211,7 @@ pub(crate) async fn detail<S: Store>(
                 }
             }
             h2 { "Gateway spend" }
-            p { (view::money(&{ let mut g = Purse::default(); for (c, v) in &usage.gateway_nanos { g.add(c, i128::from(*v)); } g.nanos() })) }
+            p { (view::money(&gateway(&usage))) }
         }
     };
     Ok(document(name, Some(&signed), "/people", body))

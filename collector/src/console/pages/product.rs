@@ -12,7 +12,7 @@ use crate::api::AppState;
 use crate::console::chart::{self, Series};
 use crate::console::view::{self, count, segment};
 use crate::console::{
-    Access, CSRF_FIELD, PageResult, Refusal, document, field, form, require, see_other,
+    Access, CSRF_FIELD, PageResult, Refusal, document, field, require, require_form, see_other,
 };
 use crate::ingest::parse::{format_minor, year_month};
 use crate::join::{self, Directory};
@@ -136,19 +136,20 @@ pub(crate) async fn page<S: Store>(
     let pairs = crate::api::query_pairs(raw.as_deref());
     let now = crate::store::now();
     let filter = UsageFilter { product: Some(id.clone()), ..UsageFilter::default() };
-    let facts = join::gather(&state.store, filter, now, join::Purpose::Reconcile).await?;
+    // Independent reads, at once: the card takes about its longest read.
+    let usage_filter = UsageFilter { product: Some(id.clone()), ..UsageFilter::default() };
+    let trail_filter =
+        AuditFilter { subject: Some(id.clone()), limit: 50, ..AuditFilter::default() };
+    let (facts, devices, current, trail, (sources, _), values) = tokio::try_join!(
+        join::gather(&state.store, filter, now, join::Purpose::Reconcile),
+        state.store.product_devices(id.clone()),
+        state.store.review(id.clone()),
+        state.store.audit_query(trail_filter),
+        state.store.usage(usage_filter),
+        state.store.product_values(id.clone(), 200),
+    )?;
     let q = InventoryQuery { product: Some(id.clone()), ..InventoryQuery::default() };
     let row = join::inventory(&state.catalog, &q, &facts).into_iter().next();
-    let devices = state.store.product_devices(id.clone()).await?;
-    let current = state.store.review(id.clone()).await?;
-    let trail = state
-        .store
-        .audit_query(AuditFilter { subject: Some(id.clone()), limit: 50, ..AuditFilter::default() })
-        .await?;
-    let (sources, _) = state
-        .store
-        .usage(UsageFilter { product: Some(id.clone()), ..UsageFilter::default() })
-        .await?;
     let recon = join::reconcile::reconcile(&state.catalog, &facts, 30);
     let dir = Directory::new(&facts.people);
     let subs: Vec<_> =
@@ -190,6 +191,22 @@ pub(crate) async fn page<S: Store>(
         })
         .collect();
     let network = ["dns", "tls_sni", "quic_sni"];
+    let mut descriptors: std::collections::BTreeMap<&str, (u64, i64)> =
+        std::collections::BTreeMap::new();
+    for l in &lines {
+        let e = descriptors.entry(l.descriptor.as_str()).or_default();
+        e.0 += 1;
+        e.1 = e.1.max(l.occurred_at);
+    }
+    let mut providers: std::collections::BTreeMap<&str, (u64, i64)> =
+        std::collections::BTreeMap::new();
+    for g in &gateway {
+        let e = providers
+            .entry(if g.provider.is_empty() { "(unknown provider)" } else { g.provider.as_str() })
+            .or_default();
+        e.0 += u64::try_from(g.rows).unwrap_or(0);
+        e.1 = e.1.max(g.day);
+    }
     let pns: Vec<_> = recon.paid_not_sanctioned.iter().filter(|r| r.product == id).collect();
     let unp: Vec<_> = recon.used_not_paid.iter().filter(|r| r.product == id).collect();
     let idle: Vec<_> = recon.idle_subscriptions.iter().filter(|r| r.product == id).collect();
@@ -289,11 +306,35 @@ pub(crate) async fn page<S: Store>(
                     }
                 }
                 @if let Some(r) = &row { @if !r.departments.is_empty() { p { "Departments: " (r.departments.join(", ")) } } }
+                h3 { "What matched" }
+                @if values.is_empty() && descriptors.is_empty() && providers.is_empty() { p class="empty" { "Nothing yet." } }
+                @else {
+                    table class="data" {
+                        thead { tr { th scope="col" { "Source" } th scope="col" { "Matched" } th scope="col" class="num" { "Devices" } th scope="col" class="num" { "Count" } th scope="col" { "Last seen" } } }
+                        tbody {
+                            @for v in &values {
+                                tr {
+                                    td { (view::source_label(&v.kind)) @if network.contains(&v.kind.as_str()) { " (network name)" } @else { " (installed)" } }
+                                    td { code { (v.value) } }
+                                    td class="num" { (count(u64::try_from(v.devices).unwrap_or(0))) }
+                                    td class="num" { (count(u64::try_from(v.count).unwrap_or(0))) }
+                                    td { (view::when(v.last_seen, now)) }
+                                }
+                            }
+                            @for (d, (n, last)) in &descriptors {
+                                tr { td { "Expense (card line)" } td { code { (d) } } td class="num" { "–" } td class="num" { (count(*n)) } td { (view::when(*last, now)) } }
+                            }
+                            @for (p, (n, last)) in &providers {
+                                tr { td { "Gateway (spend rows)" } td { code { (p) } } td class="num" { "–" } td class="num" { (count(*n)) } td { (view::when(*last, now)) } }
+                            }
+                        }
+                    }
+                }
             }
             section class="panel" {
                 (chart::stacked("product-spend", &format!("Spend per month by source ({currency})"), &months, &series, &money))
             }
-            section class="panel" {
+            section class="panel" id="devices" {
                 h2 { "Devices" }
                 @if devices.is_empty() { p class="empty" { "No agent has seen it." } }
                 @else {
@@ -390,10 +431,8 @@ pub(crate) async fn review<S: Store>(
     Path(id): Path<String>,
     body: Bytes,
 ) -> PageResult {
-    let signed =
-        require(&state, &headers, format!("/products/{}", segment(&id)), Access::Review).await?;
-    let pairs = form(&body);
-    crate::console::check_csrf(&signed, &headers, field(&pairs, CSRF_FIELD))?;
+    let next = format!("/products/{}", segment(&id));
+    let (signed, pairs) = require_form(&state, &headers, next, Access::Review, &body).await?;
     if state.catalog.product(&id).is_none() {
         return Err(Refusal::NotFound(format!("The catalog has no product with the id {id:?}.")));
     }

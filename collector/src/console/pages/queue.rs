@@ -11,7 +11,7 @@ use maud::html;
 use crate::api::AppState;
 use crate::console::view::{self, count, param, segment};
 use crate::console::{
-    Access, CSRF_FIELD, PageResult, Refusal, document, field, form, require, see_other,
+    Access, CSRF_FIELD, PageResult, Refusal, document, require, require_form, see_other,
 };
 use crate::review::{self, Decision};
 use crate::store::Store;
@@ -133,9 +133,8 @@ pub(crate) async fn bulk<S: Store>(
     headers: HeaderMap,
     body: Bytes,
 ) -> PageResult {
-    let signed = require(&state, &headers, "/review".into(), Access::Review).await?;
-    let pairs = form(&body);
-    crate::console::check_csrf(&signed, &headers, field(&pairs, CSRF_FIELD))?;
+    let (signed, pairs) =
+        require_form(&state, &headers, "/review".into(), Access::Review, &body).await?;
     let chosen: Decision = super::product::decision(&pairs)?;
     let mut products: Vec<&str> =
         pairs.iter().filter(|(k, _)| k == "product").map(|(_, v)| v.as_str()).collect();

@@ -98,7 +98,7 @@ pub(crate) async fn page<S: Store>(
                     tbody { @for x in &r.paid_not_sanctioned { tr {
                         td { a href=(card(&x.product)) { (x.name) } } td { (view::badge(x.status)) } td { (x.payer) } td { (x.department) }
                         td class="num" { (view::amount(&x.spend)) }
-                        td class="num" { a href=(lines(&x.product, &x.payer)) aria-label={ "Expense lines of " (x.payer) " for " (x.name) } { (x.lines) } }
+                        td class="num" { a href=(lines(&x.product, &x.payer)) { (x.lines) span class="visually-hidden" { " expense lines of " (x.payer) " for " (x.name) } } }
                         td { (view::date(x.last_charge)) }
                     } } }
                 }

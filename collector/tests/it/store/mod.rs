@@ -2,14 +2,16 @@
 //! once per backend by the `conformance!` macro, so SQLite and PostgreSQL cannot diverge.
 
 use aiscout_collector::model::{
-    Batch, Device, ExpenseLine, GatewaySpend, Health, ImportCounts, IngestOutcome, InstallChange,
-    Person, Role, Token, UsageFilter,
+    AuditEntry, AuditFilter, AuditRecord, Batch, Device, DeviceSighting, ExpenseLine, GatewaySpend,
+    Health, ImportCounts, ImportRun, IngestOutcome, InstallChange, Person, PersonUsage, Review,
+    Role, Session, Token, UsageFilter, ValueUsage,
 };
 use aiscout_collector::review;
 use aiscout_collector::store::{Store, StoreError};
 use aiscout_wire::ReviewStatus;
 
 pub(crate) mod harness;
+mod upgrade;
 
 fn device(host: &str, email: Option<&str>) -> Device {
     Device {
@@ -670,6 +672,588 @@ pub(crate) async fn installed_items_follow_the_latest_report(store: impl Store) 
     assert_eq!(devices[0].installed, None);
 }
 
+fn record(at: i64, actor: &str, action: &str, subject: &str) -> AuditRecord {
+    AuditRecord {
+        at,
+        actor: actor.into(),
+        action: action.into(),
+        subject: subject.into(),
+        before: None,
+        after: None,
+    }
+}
+
+fn session(actor: &str, token: Option<&str>, last_seen: i64, expires_at: i64) -> Session {
+    Session {
+        actor: actor.into(),
+        role: Role::Viewer,
+        method: if token.is_some() { "token" } else { "oidc" }.into(),
+        token: token.map(str::to_owned),
+        csrf: format!("csrf-{actor}"),
+        created_at: 100,
+        last_seen,
+        expires_at,
+    }
+}
+
+fn actions(log: &[AuditEntry]) -> Vec<(&str, &str, &str)> {
+    log.iter()
+        .map(|e| (e.record.action.as_str(), e.record.actor.as_str(), e.record.subject.as_str()))
+        .collect()
+}
+
+pub(crate) async fn sessions_expire_at_their_deadline_and_with_their_token(store: impl Store) {
+    let t = Token { name: "ann-token".into(), role: Role::Viewer, created_at: 5, revoked_at: None };
+    store.create_token(t.clone(), [9; 32], review::token_created(&t, "cli")).await.unwrap();
+    let by_token = session("ann-token", Some("ann-token"), 100, 1_000);
+    let by_oidc = session("bob@example.com", None, 100, 1_000);
+    let login = |actor: &str| record(100, actor, "session.login", actor);
+    store.create_session([1; 32], by_token.clone(), login("ann-token")).await.unwrap();
+    store.create_session([2; 32], by_oidc.clone(), login("bob@example.com")).await.unwrap();
+    // A hash already in use is refused, and writes no audit record.
+    let again = store.create_session([1; 32], by_oidc.clone(), login("mallory")).await;
+    assert!(matches!(again, Err(StoreError::Exists { what: "session", .. })), "{again:?}");
+    assert_eq!(store.session([1; 32], 999).await.unwrap(), Some(by_token.clone()));
+    assert_eq!(store.session([2; 32], 999).await.unwrap(), Some(by_oidc.clone()));
+    assert_eq!(store.session([3; 32], 999).await.unwrap(), None);
+    // The absolute expiry is the first instant the session is gone.
+    assert_eq!(store.session([1; 32], 1_000).await.unwrap(), None);
+    // A request moves last_seen, and nothing else.
+    store.touch_session([1; 32], 300).await.unwrap();
+    store.touch_session([3; 32], 300).await.unwrap();
+    let touched = Session { last_seen: 300, ..by_token };
+    assert_eq!(store.session([1; 32], 400).await.unwrap(), Some(touched));
+    assert_eq!(store.session([2; 32], 400).await.unwrap(), Some(by_oidc.clone()));
+    // Revoking the token ends the sessions signed in with it; others stay.
+    store.revoke_token("ann-token".into(), 500, review::token_revoked("cli", 500)).await.unwrap();
+    assert_eq!(store.session([1; 32], 600).await.unwrap(), None);
+    assert_eq!(store.session([2; 32], 600).await.unwrap(), Some(by_oidc));
+    let log = store.audit(0, 100).await.unwrap();
+    assert_eq!(
+        actions(&log),
+        [
+            ("token.create", "cli", "ann-token"),
+            ("session.login", "ann-token", "ann-token"),
+            ("session.login", "bob@example.com", "bob@example.com"),
+            ("token.revoke", "cli", "ann-token"),
+        ]
+    );
+    assert_eq!(log[1].record, login("ann-token"));
+}
+
+pub(crate) async fn session_of_a_token_that_does_not_exist_is_no_session(store: impl Store) {
+    let s = session("ghost", Some("ghost"), 100, 1_000);
+    store.create_session([1; 32], s, record(100, "ghost", "session.login", "ghost")).await.unwrap();
+    assert_eq!(store.session([1; 32], 200).await.unwrap(), None);
+}
+
+pub(crate) async fn purge_removes_idle_and_expired_sessions_only(store: impl Store) {
+    let login = || record(100, "cli", "session.login", "x");
+    store.create_session([1; 32], session("idle", None, 100, 10_000), login()).await.unwrap();
+    store.create_session([2; 32], session("expiring", None, 500, 600), login()).await.unwrap();
+    store.create_session([3; 32], session("active", None, 500, 10_000), login()).await.unwrap();
+    // At 600 the second has expired; the first's last request (100) is not before 100.
+    assert_eq!(store.purge_sessions(600, 100).await.unwrap(), 1);
+    assert_eq!(store.session([2; 32], 0).await.unwrap(), None);
+    assert!(store.session([1; 32], 700).await.unwrap().is_some());
+    // A request keeps a session from going idle.
+    store.touch_session([1; 32], 650).await.unwrap();
+    assert_eq!(store.purge_sessions(700, 600).await.unwrap(), 1);
+    assert!(store.session([1; 32], 700).await.unwrap().is_some());
+    assert_eq!(store.session([3; 32], 700).await.unwrap(), None);
+    assert_eq!(store.purge_sessions(700, 600).await.unwrap(), 0);
+    assert_eq!(store.purge_sessions(10_000, 0).await.unwrap(), 1);
+    assert_eq!(store.session([1; 32], 700).await.unwrap(), None);
+}
+
+pub(crate) async fn ending_a_session_is_audited_only_when_there_was_one(store: impl Store) {
+    let login = |actor: &str| record(100, actor, "session.login", actor);
+    let logout = |actor: &str| Some(record(200, actor, "session.logout", actor));
+    store.create_session([1; 32], session("ann", None, 100, 1_000), login("ann")).await.unwrap();
+    store.create_session([2; 32], session("bob", None, 100, 1_000), login("bob")).await.unwrap();
+    assert!(store.end_session([1; 32], logout("ann")).await.unwrap());
+    assert_eq!(store.session([1; 32], 150).await.unwrap(), None);
+    assert!(!store.end_session([1; 32], logout("ann")).await.unwrap());
+    assert!(!store.end_session([7; 32], logout("nobody")).await.unwrap());
+    // Without a record (an expired session swept away, say) nothing is appended.
+    assert!(store.end_session([2; 32], None).await.unwrap());
+    assert_eq!(store.session([2; 32], 150).await.unwrap(), None);
+    let log = store.audit(0, 100).await.unwrap();
+    assert_eq!(
+        actions(&log),
+        [
+            ("session.login", "ann", "ann"),
+            ("session.login", "bob", "bob"),
+            ("session.logout", "ann", "ann")
+        ]
+    );
+    assert_eq!(log[2].record.at, 200);
+}
+
+pub(crate) async fn viewer_tokens_round_trip(store: impl Store) {
+    let viewer = Token { name: "view".into(), role: Role::Viewer, created_at: 5, revoked_at: None };
+    let admin = Token { name: "adm".into(), role: Role::Admin, created_at: 6, revoked_at: None };
+    store
+        .create_token(viewer.clone(), [1; 32], review::token_created(&viewer, "cli"))
+        .await
+        .unwrap();
+    store.create_token(admin.clone(), [2; 32], review::token_created(&admin, "cli")).await.unwrap();
+    assert_eq!(store.token_by_hash([1; 32]).await.unwrap(), Some(viewer.clone()));
+    assert_eq!(store.tokens().await.unwrap(), vec![admin, viewer]);
+    let log = store.audit(0, 100).await.unwrap();
+    let after: serde_json::Value =
+        serde_json::from_str(log[0].record.after.as_deref().unwrap()).unwrap();
+    assert_eq!(after["role"], "viewer");
+}
+
+pub(crate) async fn review_owner_alternative_and_renewal_round_trip_and_are_audited(
+    store: impl Store,
+) {
+    let renewal = 20_000 * 86_400;
+    let decision = review::Decision {
+        status: ReviewStatus::Sanctioned,
+        note: "enterprise plan".into(),
+        business_owner: "ann@example.com".into(),
+        alternative: String::new(),
+        renewal: Some(renewal),
+    };
+    let (r, audit) = review::decide("openai.chatgpt", decision, "sec", 10);
+    assert_eq!(store.set_review(r, audit).await.unwrap(), None);
+    let first = Review {
+        product: "openai.chatgpt".into(),
+        status: "sanctioned".into(),
+        note: "enterprise plan".into(),
+        reviewed_by: "sec".into(),
+        reviewed_at: 10,
+        business_owner: "ann@example.com".into(),
+        alternative: String::new(),
+        renewal: Some(renewal),
+    };
+    assert_eq!(store.review("openai.chatgpt".into()).await.unwrap(), Some(first.clone()));
+    let decision = review::Decision {
+        status: ReviewStatus::Unsanctioned,
+        note: "use the enterprise one".into(),
+        business_owner: String::new(),
+        alternative: "openai.chatgpt-enterprise".into(),
+        renewal: None,
+    };
+    let (r, audit) = review::decide("openai.chatgpt", decision, "admin", 20);
+    let second = r.clone();
+    assert_eq!(store.set_review(r, audit).await.unwrap(), Some(first));
+    assert_eq!(store.reviews().await.unwrap(), vec![second.clone()]);
+    assert_eq!(second.alternative, "openai.chatgpt-enterprise");
+    assert_eq!((second.business_owner.as_str(), second.renewal), ("", None));
+    let log = store.audit(0, 100).await.unwrap();
+    let json = |s: Option<&str>| serde_json::from_str::<serde_json::Value>(s.unwrap()).unwrap();
+    let before = json(log[1].record.before.as_deref());
+    let after = json(log[1].record.after.as_deref());
+    assert_eq!(before["business_owner"], "ann@example.com");
+    assert_eq!(before["renewal"], renewal);
+    assert_eq!(after["alternative"], "openai.chatgpt-enterprise");
+    assert_eq!(after["renewal"], serde_json::Value::Null);
+}
+
+pub(crate) async fn audit_query_filters_newest_first_and_pages(store: impl Store) {
+    let rows = [(10, "ann", "p1"), (20, "bob", "p1"), (30, "ann", "p2"), (40, "ann", "p1")];
+    for (i, (at, actor, subject)) in rows.into_iter().enumerate() {
+        let hash = [u8::try_from(i).unwrap(); 32];
+        store
+            .rotate_enroll_secret(hash, at, record(at, actor, "test.write", subject))
+            .await
+            .unwrap();
+    }
+    store.rotate_enroll_secret([9; 32], 50, record(50, "bob", "test.write", "p2")).await.unwrap();
+    let all = store.audit(0, 100).await.unwrap();
+    let id = |n: usize| all[n - 1].id;
+    let query = |filter: AuditFilter| {
+        let store = &store;
+        async move {
+            let found = store.audit_query(filter).await.unwrap();
+            found.iter().map(|e| e.id).collect::<Vec<_>>()
+        }
+    };
+    let f = |limit| AuditFilter { limit, ..AuditFilter::default() };
+    let newest_first = store.audit_query(f(100)).await.unwrap();
+    assert_eq!(newest_first, all.iter().rev().cloned().collect::<Vec<_>>());
+    assert_eq!(query(f(100)).await, [id(5), id(4), id(3), id(2), id(1)]);
+    let by_actor = |actor: &str| AuditFilter { actor: Some(actor.into()), ..f(100) };
+    assert_eq!(query(by_actor("ann")).await, [id(4), id(3), id(1)]);
+    assert_eq!(query(by_actor("nobody")).await, Vec::<i64>::new());
+    let by_subject = AuditFilter { subject: Some("p1".into()), ..f(100) };
+    assert_eq!(query(by_subject.clone()).await, [id(4), id(2), id(1)]);
+    // The subject is matched exactly.
+    assert_eq!(query(AuditFilter { subject: Some("p".into()), ..f(100) }).await, Vec::<i64>::new());
+    let both = AuditFilter { actor: Some("ann".into()), ..by_subject };
+    assert_eq!(query(both).await, [id(4), id(1)]);
+    assert_eq!(query(AuditFilter { since: Some(30), ..f(100) }).await, [id(5), id(4), id(3)]);
+    assert_eq!(query(AuditFilter { until: Some(30), ..f(100) }).await, [id(3), id(2), id(1)]);
+    let window = AuditFilter { since: Some(20), until: Some(40), ..f(100) };
+    assert_eq!(query(window).await, [id(4), id(3), id(2)]);
+    // Pages of two, each starting below the last id of the one before.
+    assert_eq!(query(f(2)).await, [id(5), id(4)]);
+    let page = |before: i64| AuditFilter { before_id: Some(before), ..f(2) };
+    assert_eq!(query(page(id(4))).await, [id(3), id(2)]);
+    assert_eq!(query(page(id(2))).await, [id(1)]);
+    assert_eq!(query(page(id(1))).await, Vec::<i64>::new());
+    let ann_page = AuditFilter { actor: Some("ann".into()), before_id: Some(id(4)), ..f(1) };
+    assert_eq!(query(ann_page).await, [id(3)]);
+    // The limit is clamped to 1..=1000.
+    assert_eq!(query(f(0)).await, [id(5)]);
+    assert_eq!(query(f(-3)).await, [id(5)]);
+    assert_eq!(query(f(i64::MAX)).await.len(), 5);
+}
+
+pub(crate) async fn audit_query_returns_at_most_a_thousand_entries(store: impl Store) {
+    for at in 0..1_001 {
+        store
+            .rotate_enroll_secret([1; 32], at, record(at, "admin", "enroll_secret.rotate", "x"))
+            .await
+            .unwrap();
+    }
+    let page = store.audit_query(AuditFilter { limit: 5_000, ..AuditFilter::default() }).await;
+    let page = page.unwrap();
+    assert_eq!(page.len(), 1_000);
+    assert_eq!((page[0].record.at, page[999].record.at), (1_000, 1));
+}
+
+fn import_run(at: i64, kind: &str, file: &str, rows: i64) -> ImportRun {
+    ImportRun {
+        at,
+        actor: "cli".into(),
+        kind: kind.into(),
+        file: file.into(),
+        format: "ramp".into(),
+        rows,
+        stored: rows - 2,
+        duplicates: 1,
+        errors: 1,
+    }
+}
+
+pub(crate) async fn import_history_lists_the_newest_first(store: impl Store) {
+    assert!(store.import_runs(10).await.unwrap().is_empty());
+    let runs = [
+        import_run(300, "expenses", "a.csv", 10),
+        // Recorded later with an earlier time: the order is the order of recording.
+        import_run(200, "gateway", "b.csv", 20),
+        import_run(400, "people", "c.csv", 30),
+    ];
+    for run in &runs {
+        store.record_import(run.clone()).await.unwrap();
+    }
+    let [a, b, c] = runs;
+    assert_eq!(store.import_runs(10).await.unwrap(), vec![c.clone(), b.clone(), a]);
+    assert_eq!(store.import_runs(2).await.unwrap(), vec![c, b]);
+    assert!(store.import_runs(0).await.unwrap().is_empty());
+    assert!(store.import_runs(-1).await.unwrap().is_empty());
+}
+
+pub(crate) async fn device_detail_sums_its_own_sightings(store: impl Store) {
+    let d1 = store.enroll(device("h1", Some("ann@example.com")), [1; 32], 100).await.unwrap();
+    let d2 = store.enroll(device("h2", None), [2; 32], 100).await.unwrap();
+    let health = Health {
+        received_at: 500,
+        agent_version: "0.2.0".into(),
+        catalog_version: 3,
+        interfaces_json: "[\"eth0\"]".into(),
+        packets: 10,
+        drops: 1,
+        spool_depth: 2,
+        evictions: 0,
+        last_scan: Some(400),
+    };
+    store.heartbeat(d1, health).await.unwrap();
+    let mut sni = sighting("openai.chatgpt", "chatgpt.com", "ann", 0, 4);
+    sni.kind = "tls_sni";
+    store
+        .ingest(
+            d1,
+            batch(
+                "b1",
+                vec![
+                    sighting("openai.chatgpt", "chatgpt.com", "ann", 0, 2),
+                    sighting("openai.chatgpt", "chatgpt.com", "bob", 0, 3),
+                    sighting("openai.chatgpt", "api.openai.com", "", 3_600, 1),
+                    sighting("anthropic.claude", "claude.ai", "ann", 7_200, 5),
+                    sni,
+                ],
+            ),
+            600,
+        )
+        .await
+        .unwrap();
+    store
+        .ingest(
+            d1,
+            batch("b2", vec![sighting("openai.chatgpt", "chatgpt.com", "ann", 86_400, 7)]),
+            700,
+        )
+        .await
+        .unwrap();
+    store
+        .ingest(d2, batch("b1", vec![sighting("openai.chatgpt", "chatgpt.com", "", 0, 9)]), 700)
+        .await
+        .unwrap();
+    let devices = store.devices().await.unwrap();
+    assert_eq!(store.device("h1".into()).await.unwrap().as_ref(), Some(&devices[0]));
+    assert_eq!(store.device("h2".into()).await.unwrap().as_ref(), Some(&devices[1]));
+    assert_eq!(devices[0].health.as_ref().map(|h| h.packets), Some(10));
+    assert_eq!(devices[1].health, None);
+    assert_eq!(store.device("h3".into()).await.unwrap(), None);
+    let row = |product: &str, kind: &str, value: &str, first, last, count| DeviceSighting {
+        host_id: "h1".into(),
+        hostname: "h1-name".into(),
+        os: "linux".into(),
+        owner_email: Some("ann@example.com".into()),
+        product: product.into(),
+        kind: kind.into(),
+        value: value.into(),
+        first_seen: first,
+        last_seen: last,
+        count,
+    };
+    assert_eq!(
+        store.device_products("h1".into()).await.unwrap(),
+        vec![
+            row("anthropic.claude", "dns", "claude.ai", 7_201, 7_210, 5),
+            row("openai.chatgpt", "dns", "api.openai.com", 3_601, 3_610, 1),
+            row("openai.chatgpt", "dns", "chatgpt.com", 1, 86_410, 12),
+            row("openai.chatgpt", "tls_sni", "chatgpt.com", 1, 10, 4),
+        ]
+    );
+    let h2 = store.device_products("h2".into()).await.unwrap();
+    assert_eq!(h2.len(), 1);
+    assert_eq!(
+        (h2[0].host_id.as_str(), h2[0].owner_email.as_deref(), h2[0].count),
+        ("h2", None, 9)
+    );
+    assert!(store.device_products("h3".into()).await.unwrap().is_empty());
+}
+
+pub(crate) async fn product_values_sum_each_value_over_devices_and_windows(store: impl Store) {
+    let d1 = store.enroll(device("h1", None), [1; 32], 100).await.unwrap();
+    let d2 = store.enroll(device("h2", None), [2; 32], 100).await.unwrap();
+    let app = |value: &str, window, count| {
+        let mut s = sighting("openai.chatgpt", value, "", window, count);
+        s.kind = "app";
+        s
+    };
+    let b1 = vec![
+        sighting("openai.chatgpt", "chatgpt.com", "ann", 0, 2),
+        sighting("openai.chatgpt", "chatgpt.com", "bob", 0, 3),
+        sighting("openai.chatgpt", "api.openai.com", "", 3_600, 1),
+        app("com.openai.chat", 0, 1),
+        // Other products, one of them with the same value: never counted.
+        sighting("anthropic.claude", "claude.ai", "ann", 0, 5),
+        sighting("other.product", "chatgpt.com", "ann", 0, 100),
+    ];
+    store.ingest(d1, batch("b1", b1), 200).await.unwrap();
+    // The same window again widens its first and last seen and adds to its count.
+    let mut again = sighting("openai.chatgpt", "chatgpt.com", "ann", 0, 4);
+    again.first_seen = 0;
+    again.last_seen = 50;
+    let b2 = vec![again, sighting("openai.chatgpt", "chatgpt.com", "ann", 86_400, 7)];
+    store.ingest(d1, batch("b2", b2), 300).await.unwrap();
+    let b1 = vec![
+        sighting("openai.chatgpt", "chatgpt.com", "", 0, 9),
+        app("OpenAI.ChatGPT", 7_200, 2),
+        app("com.openai.chat", 3_600, 1),
+    ];
+    store.ingest(d2, batch("b1", b1), 200).await.unwrap();
+    let b2 = vec![sighting("openai.chatgpt", "chatgpt.com", "", 0, 1)];
+    store.ingest(d2, batch("b2", b2), 300).await.unwrap();
+
+    let row = |kind: &str, value: &str, devices, count, first_seen, last_seen| ValueUsage {
+        kind: kind.into(),
+        value: value.into(),
+        devices,
+        count,
+        first_seen,
+        last_seen,
+    };
+    // Kinds, then values, by their bytes: "OpenAI..." before "com...".
+    let all = vec![
+        row("app", "OpenAI.ChatGPT", 1, 2, 7_201, 7_210),
+        row("app", "com.openai.chat", 2, 2, 1, 3_610),
+        row("dns", "api.openai.com", 1, 1, 3_601, 3_610),
+        row("dns", "chatgpt.com", 2, 26, 0, 86_410),
+    ];
+    assert_eq!(store.product_values("openai.chatgpt".into(), 1_000).await.unwrap(), all);
+    assert_eq!(store.product_values("openai.chatgpt".into(), 2).await.unwrap(), all[..2]);
+    // A limit below one is one, and one above a thousand is a thousand.
+    assert_eq!(store.product_values("openai.chatgpt".into(), 0).await.unwrap(), all[..1]);
+    assert_eq!(store.product_values("openai.chatgpt".into(), -5).await.unwrap(), all[..1]);
+    assert_eq!(store.product_values("openai.chatgpt".into(), i64::MAX).await.unwrap(), all);
+    let many = (0..1_001).map(|i| sighting("many.values", &format!("v{i:04}"), "", 0, 1)).collect();
+    store.ingest(d1, batch("b3", many), 400).await.unwrap();
+    let first_thousand = store.product_values("many.values".into(), 5_000).await.unwrap();
+    assert_eq!(first_thousand.len(), 1_000);
+    assert_eq!(first_thousand.last().map(|v| v.value.as_str()), Some("v0999"));
+    assert_eq!(
+        store.product_values("other.product".into(), 10).await.unwrap(),
+        vec![row("dns", "chatgpt.com", 1, 100, 1, 10)]
+    );
+    assert!(store.product_values("cursor.editor".into(), 10).await.unwrap().is_empty());
+}
+
+fn usage(email: &str, products: &[&str], last_activity: i64) -> PersonUsage {
+    PersonUsage {
+        email: email.into(),
+        products: products.iter().map(|p| (*p).to_owned()).collect(),
+        last_activity,
+        ..PersonUsage::default()
+    }
+}
+
+fn money(sums: &[(&str, i64)]) -> Vec<(String, i64)> {
+    sums.iter().map(|(c, n)| ((*c).to_owned(), *n)).collect()
+}
+
+pub(crate) async fn person_usage_lists_products_on_owned_devices(store: impl Store) {
+    let d1 = store.enroll(device("h1", Some("Ann@Example.com")), [1; 32], 100).await.unwrap();
+    let d2 = store.enroll(device("h2", Some("ann@example.com")), [2; 32], 100).await.unwrap();
+    let d3 = store.enroll(device("h3", None), [3; 32], 100).await.unwrap();
+    let d4 = store.enroll(device("h4", Some("bob@example.com")), [4; 32], 100).await.unwrap();
+    store.enroll(device("h5", Some("cy@example.com")), [5; 32], 100).await.unwrap();
+    let chatgpt = sighting("openai.chatgpt", "chatgpt.com", "", 0, 1);
+    store.ingest(d1, batch("b1", vec![chatgpt.clone()]), 200).await.unwrap();
+    let claude = sighting("anthropic.claude", "claude.ai", "", 7_200, 1);
+    store.ingest(d2, batch("b1", vec![claude, chatgpt]), 200).await.unwrap();
+    let cursor = sighting("cursor.editor", "cursor.com", "", 90_000, 1);
+    store.ingest(d3, batch("b1", vec![cursor.clone()]), 200).await.unwrap();
+    let mut late = sighting("openai.chatgpt", "chatgpt.com", "", 0, 1);
+    late.last_seen = 50_000;
+    store.ingest(d4, batch("b1", vec![late]), 200).await.unwrap();
+    // Owners of both cases meet as one person; a device without an owner, and an owner
+    // whose devices saw nothing, are nobody's usage.
+    assert_eq!(
+        store.person_usage(None).await.unwrap(),
+        vec![
+            usage("ann@example.com", &["anthropic.claude", "openai.chatgpt"], 7_210),
+            usage("bob@example.com", &["openai.chatgpt"], 50_000),
+        ]
+    );
+    // Sightings after the last read are folded in.
+    store.ingest(d1, batch("b2", vec![cursor]), 300).await.unwrap();
+    let ann = store.person_usage(Some("ann@example.com".into())).await.unwrap();
+    assert_eq!(
+        ann,
+        vec![usage(
+            "ann@example.com",
+            &["anthropic.claude", "cursor.editor", "openai.chatgpt"],
+            90_010
+        )]
+    );
+}
+
+pub(crate) async fn person_usage_sums_matched_expenses_per_currency(store: impl Store) {
+    let line = |key: &str, payer: &str, product: Option<&str>, at, amount, currency: &str| {
+        let mut l = expense(key, product, at, amount);
+        l.payer_email = payer.into();
+        l.currency = currency.into();
+        l
+    };
+    let lines = vec![
+        line("id:1", "ann@example.com", Some("openai.chatgpt"), 1_000, 2_000, "USD"),
+        line("id:2", "ann@example.com", Some("anthropic.claude"), 3_000, 500, "EUR"),
+        line("id:3", "ann@example.com", Some("openai.chatgpt"), 2_000, -300, "USD"),
+        // A candidate is not known AI spend yet: neither its amount nor its time counts.
+        line("id:4", "ann@example.com", None, 5_000, 999, "USD"),
+        line("id:5", "", Some("openai.chatgpt"), 6_000, 100, "USD"),
+        line("id:6", "Cy@Example.com", Some("openai.chatgpt"), 50, 100, "USD"),
+        line("id:7", "dee@example.com", None, 60, 100, "USD"),
+    ];
+    store.add_expenses(lines, 10).await.unwrap();
+    let ann = PersonUsage {
+        expense_minor: money(&[("EUR", 500), ("USD", 1_700)]),
+        ..usage("ann@example.com", &[], 3_000)
+    };
+    let cy =
+        PersonUsage { expense_minor: money(&[("USD", 100)]), ..usage("cy@example.com", &[], 50) };
+    assert_eq!(store.person_usage(None).await.unwrap(), vec![ann, cy.clone()]);
+    assert_eq!(store.person_usage(Some("CY@example.COM".into())).await.unwrap(), vec![cy]);
+    assert!(store.person_usage(Some("dee@example.com".into())).await.unwrap().is_empty());
+}
+
+pub(crate) async fn person_usage_sums_gateway_spend_of_end_users_with_an_email(store: impl Store) {
+    let row = |key: &str, user: &str, product: Option<&str>, at, nanos, currency: &str| {
+        let mut g = spend(key, product, at, nanos);
+        g.user = user.into();
+        g.currency = currency.into();
+        g
+    };
+    let rows = vec![
+        row("id:1", "Bob@Example.com", Some("openai.api"), 100, 1_500, "USD"),
+        row("id:2", "bob@example.com", None, 300, 2_500, "USD"),
+        row("id:3", "bob@example.com", Some("openai.api"), 200, 7, "EUR"),
+        row("id:4", "service-account", Some("openai.api"), 900, 1_000, "USD"),
+        row("id:5", "", Some("openai.api"), 900, 1_000, "USD"),
+        // Only ASCII letters are lowercased, on both backends.
+        row("id:6", "ÉVA@Example.com", Some("openai.api"), 400, 11, "USD"),
+        row("id:7", "éva@example.com", Some("openai.api"), 500, 12, "USD"),
+    ];
+    store.add_gateway_spend(rows, 10).await.unwrap();
+    let bob = PersonUsage {
+        gateway_nanos: money(&[("EUR", 7), ("USD", 4_000)]),
+        ..usage("bob@example.com", &[], 300)
+    };
+    // "ÉVA" keeps its "É" (and stays apart from "éva"), where full Unicode lowercasing
+    // would have merged the two.
+    let eva_upper =
+        PersonUsage { gateway_nanos: money(&[("USD", 11)]), ..usage("Éva@example.com", &[], 400) };
+    let eva =
+        PersonUsage { gateway_nanos: money(&[("USD", 12)]), ..usage("éva@example.com", &[], 500) };
+    assert_eq!(store.person_usage(None).await.unwrap(), vec![bob.clone(), eva_upper, eva]);
+    assert_eq!(store.person_usage(Some("BOB@example.com".into())).await.unwrap(), vec![bob]);
+    assert!(store.person_usage(Some("service-account".into())).await.unwrap().is_empty());
+}
+
+pub(crate) async fn person_usage_of_one_email_joins_all_three_sources(store: impl Store) {
+    let d1 = store.enroll(device("h1", Some("ann@example.com")), [1; 32], 100).await.unwrap();
+    let d2 = store.enroll(device("h2", Some("bob@example.com")), [2; 32], 100).await.unwrap();
+    store
+        .ingest(d1, batch("b1", vec![sighting("openai.chatgpt", "chatgpt.com", "", 0, 1)]), 200)
+        .await
+        .unwrap();
+    store
+        .ingest(d2, batch("b1", vec![sighting("cursor.editor", "cursor.com", "", 0, 1)]), 200)
+        .await
+        .unwrap();
+    let mut line = expense("id:1", Some("anthropic.claude"), 5_000, 2_000);
+    line.payer_email = "ann@example.com".into();
+    store.add_expenses(vec![line], 10).await.unwrap();
+    let mut row = spend("id:1", Some("openai.api"), 3_000, 1_500);
+    row.user = "ANN@example.com".into();
+    store.add_gateway_spend(vec![row], 10).await.unwrap();
+    let ann = PersonUsage {
+        email: "ann@example.com".into(),
+        products: vec!["openai.chatgpt".into()],
+        expense_minor: money(&[("USD", 2_000)]),
+        gateway_nanos: money(&[("USD", 1_500)]),
+        last_activity: 5_000,
+    };
+    assert_eq!(
+        store.person_usage(Some("Ann@Example.com".into())).await.unwrap(),
+        vec![ann.clone()]
+    );
+    let everyone = store.person_usage(None).await.unwrap();
+    assert_eq!(everyone, vec![ann, usage("bob@example.com", &["cursor.editor"], 10)]);
+}
+
+pub(crate) async fn enroll_secret_rotation_keeps_the_latest_and_is_audited(store: impl Store) {
+    assert_eq!(store.enroll_secret().await.unwrap(), None);
+    let rotate = |at| record(at, "admin", "enroll_secret.rotate", "enroll_secret");
+    store.rotate_enroll_secret([3; 32], 100, rotate(100)).await.unwrap();
+    assert_eq!(store.enroll_secret().await.unwrap(), Some(([3; 32], 100)));
+    store.rotate_enroll_secret([4; 32], 200, rotate(200)).await.unwrap();
+    assert_eq!(store.enroll_secret().await.unwrap(), Some(([4; 32], 200)));
+    let log = store.audit(0, 100).await.unwrap();
+    assert_eq!(
+        log.iter().map(|e| e.record.clone()).collect::<Vec<_>>(),
+        [rotate(100), rotate(200)]
+    );
+}
+
 /// Compiles every case as a `#[tokio::test]` against the backend that `$open` opens.
 macro_rules! conformance {
     ($open:path; $($case:ident),* $(,)?) => {
@@ -707,6 +1291,22 @@ macro_rules! all_cases {
             rollup_departments_follow_people_and_owners,
             large_folds_agree_with_the_sightings,
             installed_items_follow_the_latest_report,
+            sessions_expire_at_their_deadline_and_with_their_token,
+            session_of_a_token_that_does_not_exist_is_no_session,
+            purge_removes_idle_and_expired_sessions_only,
+            ending_a_session_is_audited_only_when_there_was_one,
+            viewer_tokens_round_trip,
+            review_owner_alternative_and_renewal_round_trip_and_are_audited,
+            audit_query_filters_newest_first_and_pages,
+            audit_query_returns_at_most_a_thousand_entries,
+            import_history_lists_the_newest_first,
+            device_detail_sums_its_own_sightings,
+            product_values_sum_each_value_over_devices_and_windows,
+            person_usage_lists_products_on_owned_devices,
+            person_usage_sums_matched_expenses_per_currency,
+            person_usage_sums_gateway_spend_of_end_users_with_an_email,
+            person_usage_of_one_email_joins_all_three_sources,
+            enroll_secret_rotation_keeps_the_latest_and_is_audited,
         );
     };
 }

@@ -122,6 +122,7 @@ fn openapi_file_documents_every_route() {
         routes::IMPORT_EXPENSES,
         routes::IMPORT_GATEWAY,
         routes::AUDIT,
+        routes::POLICY,
     ] {
         assert!(
             spec.contains(&format!("\n  {route}:\n")),
