@@ -332,6 +332,7 @@ async fn pages<S: Store + Clone>(store: S, args: &Args) {
         console: Default::default(),
         sso: None,
         policy: Default::default(),
+        cache: Default::default(),
     });
     let router = api::router(state).layer(middleware::from_fn(server_timing));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -478,9 +479,9 @@ async fn reads<S: Store>(store: &S, n: usize) {
                 let f = f.as_ref().unwrap();
                 format!(
                     "{} expense lines, {} gateway totals, {} people",
-                    f.expenses.len(),
-                    f.gateway.len(),
-                    f.people.len()
+                    f.spend.expenses.len(),
+                    f.spend.gateway.len(),
+                    f.spend.people.len()
                 )
             },
         )
@@ -493,7 +494,11 @@ async fn reads<S: Store>(store: &S, n: usize) {
             || facts(join::Purpose::Reconcile, None),
             |f| {
                 let f = f.as_ref().unwrap();
-                format!("{} owners, {} owner uses", f.device_owners.len(), f.owner_use.len())
+                format!(
+                    "{} owners, {} owner uses",
+                    f.owners.device_owners.len(),
+                    f.owners.owner_use.len()
+                )
             },
         )
         .await,

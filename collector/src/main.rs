@@ -426,6 +426,7 @@ async fn serve<S: Store + Clone>(config: Config, store: S) -> anyhow::Result<()>
         console: config.console.settings.clone(),
         sso: config.console.oidc.clone().map(aiscout_collector::console::Sso::new),
         policy: config.policy.clone(),
+        cache: Default::default(),
     });
     // Keep the rollups close behind ingest so that reads rarely have much to fold first.
     let folder = {

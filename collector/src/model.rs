@@ -28,6 +28,34 @@ pub struct Device {
     pub owner_email: Option<String>,
 }
 
+/// Which devices the console's device list shows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeviceQuery {
+    /// Lowercase text that the host name, host id or owner email contains (`""`: all).
+    pub search: String,
+    /// A device whose last heartbeat (else last contact) is before this is silent.
+    pub stale_before: i64,
+    /// Only silent devices.
+    pub only_stale: bool,
+    /// Rows to skip.
+    pub offset: i64,
+    /// Rows to return at most.
+    pub limit: i64,
+}
+
+/// One page of devices, silent ones first (oldest heartbeat first), then by host name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DevicePage {
+    /// Enrolled devices.
+    pub total: i64,
+    /// Silent devices (see [`DeviceQuery::stale_before`]).
+    pub stale: i64,
+    /// Devices matching the query.
+    pub matched: i64,
+    /// The page.
+    pub devices: Vec<DeviceSummary>,
+}
+
 /// A device as stored, with what the collector learnt about it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeviceSummary {

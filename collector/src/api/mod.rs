@@ -65,6 +65,8 @@ pub struct AppState<S> {
     pub sso: Option<crate::console::Sso>,
     /// Policy exports (`[policy]`): the coaching page.
     pub policy: crate::policy::Settings,
+    /// Derived data kept while the store's data versions are unchanged (`join::cache`).
+    pub cache: join::Cache,
 }
 
 /// Why a request failed; one variant per answer.
@@ -321,8 +323,9 @@ async fn inventory<S: Store>(
         )?;
     let facts = timed(
         &state,
-        join::gather(
+        join::gather_from(
             &state.store,
+            Some(&state.cache),
             join::usage_filter(&q),
             crate::store::now(),
             join::Purpose::Inventory,
@@ -468,7 +471,13 @@ async fn reconcile<S: Store>(
     let filter = crate::model::UsageFilter { since, ..crate::model::UsageFilter::default() };
     let facts = timed(
         &state,
-        join::gather(&state.store, filter, crate::store::now(), join::Purpose::Reconcile),
+        join::gather_from(
+            &state.store,
+            Some(&state.cache),
+            filter,
+            crate::store::now(),
+            join::Purpose::Reconcile,
+        ),
     )
     .await?;
     Ok(Json(join::reconcile::reconcile(&state.catalog, &facts, idle_days)))

@@ -140,10 +140,20 @@ pub(crate) const PER_PAGE: usize = 50;
 
 /// The page number in the query (1-based), and the slice bounds for `total` rows.
 pub(crate) fn page_bounds(pairs: &[(String, String)], total: usize) -> (usize, usize, usize) {
+    page_bounds_of(pairs, "page", total)
+}
+
+/// [`page_bounds`] with the page number in the query parameter `key` (pages with several
+/// paged tables give each its own).
+pub(crate) fn page_bounds_of(
+    pairs: &[(String, String)],
+    key: &str,
+    total: usize,
+) -> (usize, usize, usize) {
     let pages = total.div_ceil(PER_PAGE).max(1);
     let page = pairs
         .iter()
-        .find(|(k, _)| k == "page")
+        .find(|(k, _)| k == key)
         .and_then(|(_, v)| v.parse::<usize>().ok())
         .unwrap_or(1)
         .clamp(1, pages);
@@ -153,13 +163,25 @@ pub(crate) fn page_bounds(pairs: &[(String, String)], total: usize) -> (usize, u
 
 /// Previous and next links, with "rows A–B of N".
 pub(crate) fn pager(path: &str, pairs: &[(String, String)], total: usize) -> Markup {
-    let (page, start, end) = page_bounds(pairs, total);
+    pager_of(path, pairs, "page", "", total)
+}
+
+/// [`pager`] for the table paged by the query parameter `key`; the links end in `anchor`
+/// (`"#id"` or `""`) so that the reader lands back at the table.
+pub(crate) fn pager_of(
+    path: &str,
+    pairs: &[(String, String)],
+    key: &str,
+    anchor: &str,
+    total: usize,
+) -> Markup {
+    let (page, start, end) = page_bounds_of(pairs, key, total);
     let pages = total.div_ceil(PER_PAGE).max(1);
     let link = |p: usize| {
         let mut kept: Vec<(String, String)> =
-            pairs.iter().filter(|(k, _)| k != "page").cloned().collect();
-        kept.push(("page".into(), p.to_string()));
-        format!("{path}{}", query(&kept))
+            pairs.iter().filter(|(k, _)| k != key).cloned().collect();
+        kept.push((key.into(), p.to_string()));
+        format!("{path}{}{anchor}", query(&kept))
     };
     html! {
         nav class="pager" aria-label="Pages" {

@@ -8,6 +8,7 @@
 //! joins by user email, else keeps the gateway's team as its department.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use aiscout_signatures::Catalog;
 use aiscout_wire::{
@@ -17,14 +18,19 @@ use aiscout_wire::{
 
 use crate::ingest::parse::{DAY_SECS, format_minor, name_key, nanos_to_minor};
 use crate::model::{
-    DeviceUsage, ExpenseLine, GatewayTotal, OwnerUse, Person, ProductUsage, Review, SourceUsage,
-    UsageFilter,
+    DeviceUsage, ExpenseLine, OwnerUse, Person, ProductUsage, Review, SourceUsage, UsageFilter,
 };
 use crate::store::{Store, StoreError};
 use subscriptions::Payer;
 
+pub mod cache;
+pub mod people;
 pub mod reconcile;
+pub mod spend;
 pub mod subscriptions;
+
+pub use cache::Cache;
+pub use spend::Spend;
 
 fn u64_of(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
@@ -65,18 +71,22 @@ pub struct Facts {
     pub products: Vec<ProductUsage>,
     /// Current reviews.
     pub reviews: Vec<Review>,
-    /// Stored expense lines in the period.
-    pub expenses: Vec<ExpenseLine>,
-    /// Gateway spend per day in the period.
-    pub gateway: Vec<GatewayTotal>,
-    /// The directory.
-    pub people: Vec<Person>,
-    /// Last use per device owner and sanctioned product (for idle subscriptions).
+    /// Expense lines, gateway spend and the directory in the period.
+    pub spend: Arc<Spend>,
+    /// Device owners and their last use of the sanctioned products (reconciliation only).
+    pub owners: Arc<Owners>,
+    /// The reference time: use is recent, and subscriptions idle, relative to it.
+    pub now: i64,
+}
+
+/// Who owns a device, and when each owner last used each sanctioned product: what the
+/// reconciliation needs to call a subscription idle.
+#[derive(Clone, Debug, Default)]
+pub struct Owners {
+    /// Last use per device owner and sanctioned product.
     pub owner_use: Vec<OwnerUse>,
     /// Emails of device owners (lowercased).
     pub device_owners: BTreeSet<String>,
-    /// The reference time: subscriptions are active, and use is recent, relative to it.
-    pub now: i64,
 }
 
 /// What the facts are gathered for: the reconciliation also needs who owns which device and
@@ -87,6 +97,54 @@ pub enum Purpose {
     Inventory,
     /// [`reconcile::reconcile`].
     Reconcile,
+}
+
+/// The products whose review says sanctioned.
+fn sanctioned(reviews: &[Review]) -> Vec<String> {
+    reviews
+        .iter()
+        .filter(|r| status(Some(r)) == ProductStatus::Sanctioned)
+        .map(|r| r.product.clone())
+        .collect()
+}
+
+/// Reads the device owners and their last use of the `sanctioned` products.
+///
+/// # Errors
+/// A store read fails.
+pub async fn read_owners<S: Store>(
+    store: &S,
+    sanctioned: Vec<String>,
+) -> Result<Owners, StoreError> {
+    let (devices, owner_use) = tokio::try_join!(store.devices(), store.owner_last_use(sanctioned))?;
+    let device_owners = devices
+        .into_iter()
+        .filter_map(|d| d.device.owner_email.map(|e| e.to_lowercase()))
+        .collect();
+    Ok(Owners { owner_use, device_owners })
+}
+
+/// Reads expense lines and gateway spend since `since`, and the directory, into [`Spend`].
+/// `with_people` false skips the directory when there are no expense lines (the store places
+/// gateway users itself), which saves reading a large directory for an inventory without
+/// card spend.
+///
+/// # Errors
+/// A store read fails.
+pub async fn read_spend<S: Store>(
+    store: &S,
+    since: Option<i64>,
+    with_people: bool,
+    now: i64,
+) -> Result<Spend, StoreError> {
+    let expenses = async {
+        let expenses = store.expenses(since).await?;
+        let people =
+            if expenses.is_empty() && !with_people { Vec::new() } else { store.people().await? };
+        Ok::<_, StoreError>((expenses, people))
+    };
+    let ((expenses, people), gateway) = tokio::try_join!(expenses, store.gateway_totals(since))?;
+    Ok(Spend::new(expenses, gateway, people, now))
 }
 
 /// Reads every fact for a period from the store: sightings matching `filter`, expense lines
@@ -101,54 +159,45 @@ pub async fn gather<S: Store>(
     now: i64,
     purpose: Purpose,
 ) -> Result<Facts, StoreError> {
+    gather_from(store, None, filter, now, purpose).await
+}
+
+/// [`gather`], taking the spend facts and the owners from `cache` when it has them for the
+/// store's current data versions (see [`cache`]).
+///
+/// # Errors
+/// A store read fails.
+pub async fn gather_from<S: Store>(
+    store: &S,
+    cache: Option<&Cache>,
+    filter: UsageFilter,
+    now: i64,
+    purpose: Purpose,
+) -> Result<Facts, StoreError> {
     let since = filter.since;
     let reviews = store.reviews().await?;
-    let sanctioned: Vec<String> = reviews
-        .iter()
-        .filter(|r| status(Some(r)) == ProductStatus::Sanctioned)
-        .map(|r| r.product.clone())
-        .collect();
+    let sanctioned = sanctioned(&reviews);
     // The reads are independent, so they run at once: on PostgreSQL each on its own
     // connection (a server process), on SQLite each on its own blocking thread, so that a
     // report over millions of rows takes about its longest read, not their sum (issue 7).
     let owners = async {
-        match purpose {
-            Purpose::Inventory => Ok::<_, StoreError>((BTreeSet::new(), Vec::new())),
-            Purpose::Reconcile => {
-                let (devices, owner_use) =
-                    tokio::try_join!(store.devices(), store.owner_last_use(sanctioned))?;
-                let owners = devices
-                    .into_iter()
-                    .filter_map(|d| d.device.owner_email.map(|e| e.to_lowercase()))
-                    .collect();
-                Ok((owners, owner_use))
+        match (purpose, cache) {
+            (Purpose::Inventory, _) => Ok::<_, StoreError>(Arc::default()),
+            (Purpose::Reconcile, Some(c)) => c.owners(store, sanctioned).await,
+            (Purpose::Reconcile, None) => Ok(Arc::new(read_owners(store, sanctioned).await?)),
+        }
+    };
+    let spend = async {
+        match cache {
+            Some(c) => c.spend(store, since, now).await,
+            None => {
+                Ok(Arc::new(read_spend(store, since, purpose == Purpose::Reconcile, now).await?))
             }
         }
     };
-    // The directory is only read to place expense payers in departments (the store places
-    // gateway users): without expenses, a large directory is not worth reading.
-    let expenses = async {
-        let expenses = store.expenses(since).await?;
-        let people = if expenses.is_empty() && purpose == Purpose::Inventory {
-            Vec::new()
-        } else {
-            store.people().await?
-        };
-        Ok::<_, StoreError>((expenses, people))
-    };
-    let ((sources, products), (device_owners, owner_use), (expenses, people), gateway) =
-        tokio::try_join!(store.usage(filter), owners, expenses, store.gateway_totals(since))?;
-    Ok(Facts {
-        sources,
-        products,
-        reviews,
-        expenses,
-        gateway,
-        people,
-        owner_use,
-        device_owners,
-        now,
-    })
+    let ((sources, products), owners, spend) =
+        tokio::try_join!(store.usage(filter), owners, spend)?;
+    Ok(Facts { sources, products, reviews, spend, owners, now })
 }
 
 /// Looks up payers and gateway users in the directory.
@@ -260,7 +309,6 @@ pub fn inventory(catalog: &Catalog, query: &InventoryQuery, facts: &Facts) -> Ve
     }
     let reviews: BTreeMap<&str, &Review> =
         facts.reviews.iter().map(|r| (r.product.as_str(), r)).collect();
-    let dir = Directory::new(&facts.people);
     let mut acc: BTreeMap<String, Acc> = BTreeMap::new();
     for s in &facts.sources {
         let a = acc.entry(s.product.clone()).or_default();
@@ -274,22 +322,21 @@ pub fn inventory(catalog: &Catalog, query: &InventoryQuery, facts: &Facts) -> Ve
         a.users = u64_of(p.users);
         a.departments.extend(p.departments.iter().cloned());
     }
-    for l in &facts.expenses {
-        let Some(product) = &l.product else { continue };
+    for g in &facts.spend.by_payer {
+        let Some(product) = &g.product else { continue };
         let a = acc.entry(product.clone()).or_default();
         a.sources.insert("expense".into());
-        a.expense.add(&l.currency, i128::from(l.amount_minor));
-        a.seen(l.occurred_at, l.occurred_at);
-        let payer = dir.payer(l);
-        if !payer.label().is_empty() {
-            a.payers.insert(payer.label().to_lowercase());
+        a.expense.add(&g.currency, g.sum);
+        a.seen(g.first, g.last);
+        if !g.payer.is_empty() {
+            a.payers.insert(g.payer.to_lowercase());
         }
-        if !payer.department.is_empty() {
-            a.departments.insert(payer.department);
+        if !g.department.is_empty() {
+            a.departments.insert(g.department.clone());
         }
     }
     let run_rate_from = facts.now - GATEWAY_RUN_RATE_DAYS * DAY_SECS;
-    for g in &facts.gateway {
+    for g in &facts.spend.gateway {
         let Some(product) = &g.product else { continue };
         let a = acc.entry(product.clone()).or_default();
         a.sources.insert("gateway".into());
@@ -305,8 +352,7 @@ pub fn inventory(catalog: &Catalog, query: &InventoryQuery, facts: &Facts) -> Ve
             a.annual.add(&g.currency, i128::from(minor));
         }
     }
-    let subs = subscriptions::detect(catalog, facts.expenses.iter(), |l| dir.payer(l), facts.now);
-    for s in subs.iter().filter(|s| s.active) {
+    for s in facts.spend.subscriptions(catalog).iter().filter(|s| s.active) {
         let a = acc.entry(s.product.clone()).or_default();
         a.subscriptions += 1;
         a.annual.add(&s.currency, i128::from(s.annual_minor()));
@@ -408,31 +454,23 @@ pub fn spend_by_month(facts: &Facts, product: Option<&str>) -> Vec<MonthSpend> {
     type Key = (String, String, String);
     let reviews: BTreeMap<&str, &Review> =
         facts.reviews.iter().map(|r| (r.product.as_str(), r)).collect();
-    let dir = Directory::new(&facts.people);
-    let mut acc: BTreeMap<Key, (i64, i64, i128)> = BTreeMap::new();
-    for l in &facts.expenses {
-        if product.is_some_and(|p| l.product.as_deref() != Some(p)) {
+    let mut acc: BTreeMap<Key, (i128, i128, i128)> = BTreeMap::new();
+    for g in &facts.spend.by_month {
+        if product.is_some_and(|p| g.product.as_deref() != Some(p)) {
             continue;
         }
-        if l.product.is_none() && !l.candidate {
-            continue;
-        }
-        let shadow = l
+        let shadow = g
             .product
             .as_deref()
             .is_none_or(|p| status(reviews.get(p).copied()) != ProductStatus::Sanctioned);
-        let key = (
-            crate::ingest::parse::year_month(l.occurred_at),
-            dir.payer(l).department,
-            l.currency.clone(),
-        );
+        let key = (g.month.clone(), g.department.clone(), g.currency.clone());
         let e = acc.entry(key).or_default();
-        e.0 = e.0.saturating_add(l.amount_minor);
+        e.0 += g.sum;
         if shadow {
-            e.1 = e.1.saturating_add(l.amount_minor);
+            e.1 += g.sum;
         }
     }
-    for g in &facts.gateway {
+    for g in &facts.spend.gateway {
         if product.is_some_and(|p| g.product.as_deref() != Some(p)) {
             continue;
         }
@@ -446,8 +484,8 @@ pub fn spend_by_month(facts: &Facts, product: Option<&str>) -> Vec<MonthSpend> {
             month,
             department,
             currency,
-            expense_minor: expense,
-            shadow_minor: shadow,
+            expense_minor: clamp(expense),
+            shadow_minor: clamp(shadow),
         })
         .collect()
 }

@@ -13,8 +13,8 @@ use aiscout_wire::{
     ProductStatus, Reconciliation, UsedNotPaid,
 };
 
-use super::subscriptions::{self, Subscription};
-use super::{Directory, Facts, catalog_facts, money, status, u64_of};
+use super::subscriptions::Subscription;
+use super::{Facts, catalog_facts, clamp, money, status, u64_of};
 use crate::ingest::parse::{DAY_SECS, nanos_to_minor, year_month};
 use crate::model::Review;
 
@@ -27,35 +27,34 @@ pub fn reconcile(catalog: &Catalog, facts: &Facts, idle_days: u32) -> Reconcilia
         facts.reviews.iter().map(|r| (r.product.as_str(), r)).collect();
     let status_of = |p: &str| status(reviews.get(p).copied());
     let name_of = |p: &str| catalog_facts(catalog, p).1;
-    let dir = Directory::new(&facts.people);
+    let spend = &facts.spend;
 
     // 1. Paid but not sanctioned, and the candidates.
-    type PaidKey = (String, String, String, String);
-    let mut paid: BTreeMap<PaidKey, (i64, u64, i64, i64)> = BTreeMap::new();
-    let mut candidates: BTreeMap<PaidKey, (i64, u64, i64)> = BTreeMap::new();
-    for l in &facts.expenses {
-        let payer = dir.payer(l);
-        match &l.product {
+    type PaidKey<'k> = (&'k str, &'k str, &'k str, &'k str);
+    let mut paid: BTreeMap<PaidKey<'_>, (i128, u64, i64, i64)> = BTreeMap::new();
+    let mut candidates: BTreeMap<PaidKey<'_>, (i128, u64, i64)> = BTreeMap::new();
+    for g in &spend.by_payer {
+        match &g.product {
             Some(p) if status_of(p) != ProductStatus::Sanctioned => {
                 let key =
-                    (p.clone(), payer.label().to_owned(), payer.department, l.currency.clone());
-                let e = paid.entry(key).or_insert((0, 0, l.occurred_at, l.occurred_at));
-                e.0 = e.0.saturating_add(l.amount_minor);
-                e.1 += 1;
-                e.2 = e.2.min(l.occurred_at);
-                e.3 = e.3.max(l.occurred_at);
+                    (p.as_str(), g.payer.as_str(), g.department.as_str(), g.currency.as_str());
+                let e = paid.entry(key).or_insert((0, 0, g.first, g.last));
+                e.0 += g.sum;
+                e.1 += g.lines;
+                e.2 = e.2.min(g.first);
+                e.3 = e.3.max(g.last);
             }
-            None if l.candidate => {
+            None => {
                 let key = (
-                    l.descriptor.clone(),
-                    payer.label().to_owned(),
-                    payer.department,
-                    l.currency.clone(),
+                    g.descriptor.as_str(),
+                    g.payer.as_str(),
+                    g.department.as_str(),
+                    g.currency.as_str(),
                 );
-                let e = candidates.entry(key).or_insert((0, 0, l.occurred_at));
-                e.0 = e.0.saturating_add(l.amount_minor);
-                e.1 += 1;
-                e.2 = e.2.max(l.occurred_at);
+                let e = candidates.entry(key).or_insert((0, 0, g.last));
+                e.0 += g.sum;
+                e.1 += g.lines;
+                e.2 = e.2.max(g.last);
             }
             _ => {}
         }
@@ -64,12 +63,12 @@ pub fn reconcile(catalog: &Catalog, facts: &Facts, idle_days: u32) -> Reconcilia
         .into_iter()
         .map(|((product, payer, department, currency), (sum, lines, first, last))| {
             PaidNotSanctioned {
-                name: name_of(&product),
-                status: status_of(&product),
-                product,
-                payer,
-                department,
-                spend: money(&currency, sum),
+                name: name_of(product),
+                status: status_of(product),
+                product: product.to_owned(),
+                payer: payer.to_owned(),
+                department: department.to_owned(),
+                spend: money(currency, clamp(sum)),
                 lines,
                 first_charge: first,
                 last_charge: last,
@@ -79,21 +78,21 @@ pub fn reconcile(catalog: &Catalog, facts: &Facts, idle_days: u32) -> Reconcilia
     let candidates = candidates
         .into_iter()
         .map(|((descriptor, payer, department, currency), (sum, lines, last))| Candidate {
-            descriptor,
-            payer,
-            department,
-            spend: money(&currency, sum),
+            descriptor: descriptor.to_owned(),
+            payer: payer.to_owned(),
+            department: department.to_owned(),
+            spend: money(currency, clamp(sum)),
             lines,
             last_charge: last,
         })
         .collect();
 
     // 2. Used but not paid.
-    let paid_products: BTreeSet<&str> = facts
-        .expenses
+    let paid_products: BTreeSet<&str> = spend
+        .by_payer
         .iter()
-        .filter_map(|l| l.product.as_deref())
-        .chain(facts.gateway.iter().filter_map(|g| g.product.as_deref()))
+        .filter_map(|g| g.product.as_deref())
+        .chain(spend.gateway.iter().filter_map(|g| g.product.as_deref()))
         .collect();
     let last_seen: BTreeMap<&str, i64> = facts.sources.iter().fold(BTreeMap::new(), |mut m, s| {
         let e = m.entry(s.product.as_str()).or_insert(s.last_seen);
@@ -116,9 +115,10 @@ pub fn reconcile(catalog: &Catalog, facts: &Facts, idle_days: u32) -> Reconcilia
         .collect();
 
     // 3. Sanctioned and paid but idle.
-    let subs = subscriptions::detect(catalog, facts.expenses.iter(), |l| dir.payer(l), facts.now);
-    let active: Vec<&Subscription> = subs.iter().filter(|s| s.active).collect();
+    let active: Vec<&Subscription> =
+        spend.subscriptions(catalog).iter().filter(|s| s.active).collect();
     let last_use: BTreeMap<(&str, &str), i64> = facts
+        .owners
         .owner_use
         .iter()
         .map(|u| ((u.owner_email.as_str(), u.product.as_str()), u.last_seen))
@@ -127,7 +127,7 @@ pub fn reconcile(catalog: &Catalog, facts: &Facts, idle_days: u32) -> Reconcilia
     let idle_subscriptions = active
         .iter()
         .filter(|s| status_of(&s.product) == ProductStatus::Sanctioned)
-        .filter(|s| facts.device_owners.contains(&s.payer.email))
+        .filter(|s| facts.owners.device_owners.contains(&s.payer.email))
         .filter_map(|s| {
             let used = last_use.get(&(s.payer.email.as_str(), s.product.as_str())).copied();
             if used.is_some_and(|u| u >= idle_from) {
@@ -190,20 +190,16 @@ pub fn reconcile(catalog: &Catalog, facts: &Facts, idle_days: u32) -> Reconcilia
         .collect();
 
     // 5. Gateway beside shadow spend, by department and month.
-    let mut months: BTreeMap<(String, String, String), (i128, i64)> = BTreeMap::new();
-    for g in &facts.gateway {
+    let mut months: BTreeMap<(String, String, String), (i128, i128)> = BTreeMap::new();
+    for g in &spend.gateway {
         let key = (g.department.clone(), year_month(g.day), g.currency.clone());
         months.entry(key).or_default().0 += i128::from(g.cost_nanos);
     }
-    for l in &facts.expenses {
-        let shadow = match &l.product {
-            Some(p) => status_of(p) != ProductStatus::Sanctioned,
-            None => l.candidate,
-        };
-        if shadow {
-            let key = (dir.payer(l).department, year_month(l.occurred_at), l.currency.clone());
-            let e = months.entry(key).or_default();
-            e.1 = e.1.saturating_add(l.amount_minor);
+    for g in &spend.by_month {
+        // Matched lines of products that are not sanctioned, and candidates.
+        if g.product.as_deref().is_none_or(|p| status_of(p) != ProductStatus::Sanctioned) {
+            let key = (g.department.clone(), g.month.clone(), g.currency.clone());
+            months.entry(key).or_default().1 += g.sum;
         }
     }
     let gateway_vs_shadow = months
@@ -212,7 +208,7 @@ pub fn reconcile(catalog: &Catalog, facts: &Facts, idle_days: u32) -> Reconcilia
             department,
             month,
             gateway: money(&currency, nanos_to_minor(gateway_nanos, &currency)),
-            shadow: money(&currency, shadow),
+            shadow: money(&currency, clamp(shadow)),
         })
         .collect();
 

@@ -121,22 +121,21 @@ fn list_cadence(catalog: &Catalog, product: &str, currency: &str, amount: i64) -
     })
 }
 
-/// Finds subscriptions in matched expense lines; `payer` resolves a line's payer.
+/// Finds subscriptions in matched expense lines, each given with its resolved payer.
 pub fn detect<'a>(
     catalog: &Catalog,
-    lines: impl IntoIterator<Item = &'a ExpenseLine>,
-    payer: impl Fn(&ExpenseLine) -> Payer,
+    lines: impl IntoIterator<Item = (&'a ExpenseLine, &'a Payer)>,
     now: i64,
 ) -> Vec<Subscription> {
-    type Key = (String, String, String);
-    let mut groups: BTreeMap<Key, (Payer, Vec<(i64, i64)>)> = BTreeMap::new();
-    for l in lines {
+    type Key<'k> = (String, &'k str, &'k str);
+    type Charges<'k> = (&'k Payer, Vec<(i64, i64)>);
+    let mut groups: BTreeMap<Key<'a>, Charges<'a>> = BTreeMap::new();
+    for (l, p) in lines {
         let Some(product) = &l.product else { continue };
         if l.amount_minor <= 0 {
             continue;
         }
-        let p = payer(l);
-        let key = (p.label().to_lowercase(), product.clone(), l.currency.clone());
+        let key = (p.label().to_lowercase(), product.as_str(), l.currency.as_str());
         if key.0.is_empty() {
             continue;
         }
@@ -148,6 +147,8 @@ pub fn detect<'a>(
     }
     let mut out = Vec::new();
     for ((_, product, currency), (payer, mut charges)) in groups {
+        let (product, currency) = (product.to_owned(), currency.to_owned());
+        let payer = payer.clone();
         charges.sort_unstable();
         // The latest chain: (start, last, last amount, cadence, charges).
         let mut chain: Option<(i64, i64, i64, Option<Cadence>, u32)> = None;
@@ -222,16 +223,15 @@ mod tests {
 
     fn run(lines: &[ExpenseLine], now_day: i64) -> Vec<Subscription> {
         let catalog = Catalog::builtin().unwrap();
-        detect(
-            &catalog,
-            lines,
-            |l| Payer {
+        let payers: Vec<Payer> = lines
+            .iter()
+            .map(|l| Payer {
                 email: l.payer_email.clone(),
                 name: String::new(),
                 department: String::new(),
-            },
-            now_day * DAY,
-        )
+            })
+            .collect();
+        detect(&catalog, lines.iter().zip(&payers), now_day * DAY)
     }
 
     #[test]

@@ -33,10 +33,10 @@
 use std::future::Future;
 
 use crate::model::{
-    AuditEntry, AuditFilter, AuditRecord, Batch, Device, DeviceId, DeviceSighting, DeviceSummary,
-    DeviceUsage, ExpenseLine, GatewaySpend, GatewayTotal, Health, ImportCounts, ImportRun,
-    IngestOutcome, OwnerUse, Person, PersonUsage, ProductUsage, Review, Session, SourceUsage,
-    Token, UsageFilter, ValueUsage,
+    AuditEntry, AuditFilter, AuditRecord, Batch, Device, DeviceId, DevicePage, DeviceQuery,
+    DeviceSighting, DeviceSummary, DeviceUsage, ExpenseLine, GatewaySpend, GatewayTotal, Health,
+    ImportCounts, ImportRun, IngestOutcome, OwnerUse, Person, PersonUsage, ProductUsage, Review,
+    Session, SourceUsage, Token, UsageFilter, ValueUsage,
 };
 
 pub mod postgres;
@@ -118,6 +118,46 @@ pub const PRODUCT_DEVICES_LIMIT: i64 = 1_000;
 /// Most rows one [`Store::product_values`] returns (a larger limit is clamped to this).
 pub const PRODUCT_VALUES_LIMIT: i64 = 1_000;
 
+/// Counters of the families of data that the console's and the API's derived views are
+/// computed from (migration 0007): a change to a family bumps its counter in the same
+/// transaction, so an unchanged counter means an unchanged family (see `join::cache`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Versions {
+    /// Expense lines, gateway spend and the people directory.
+    pub spend: i64,
+    /// Enrolments (a device's owner and host name).
+    pub devices: i64,
+    /// The rollups: every fold that moves pending rows or rebuilds departments.
+    pub usage: i64,
+}
+
+/// Bumps [`Versions::spend`]; run in the transaction of the change (same SQL on both).
+pub(crate) const BUMP_SPEND: &str =
+    "UPDATE data_versions SET version = version + 1 WHERE name = 'spend'";
+/// Bumps [`Versions::devices`].
+pub(crate) const BUMP_DEVICES: &str =
+    "UPDATE data_versions SET version = version + 1 WHERE name = 'devices'";
+/// Bumps [`Versions::usage`].
+pub(crate) const BUMP_USAGE: &str =
+    "UPDATE data_versions SET version = version + 1 WHERE name = 'usage'";
+/// The device list's last heartbeat: the heartbeat's time, else the last contact.
+pub(crate) const DEVICE_LAST_HEARTBEAT: &str = "COALESCE(h.received_at, d.last_contact)";
+
+/// Reads every counter.
+pub(crate) const VERSIONS_SELECT: &str = "SELECT name, version FROM data_versions";
+
+impl Versions {
+    /// Sets the counter called `name` (unknown names are ignored: a newer migration's).
+    pub(crate) fn set(&mut self, name: &str, version: i64) {
+        match name {
+            "spend" => self.spend = version,
+            "devices" => self.devices = version,
+            "usage" => self.usage = version,
+            _ => {}
+        }
+    }
+}
+
 /// Everything the collector stores. Both backends pass the same conformance suite
 /// (`tests/it/store/`).
 pub trait Store: Send + Sync + 'static {
@@ -181,6 +221,17 @@ pub trait Store: Send + Sync + 'static {
         &self,
         product: String,
     ) -> impl Future<Output = Result<Vec<DeviceUsage>, StoreError>> + Send;
+
+    /// One page of devices for the console's list, with the counts it shows; see
+    /// [`DeviceQuery`].
+    fn devices_page(
+        &self,
+        query: DeviceQuery,
+    ) -> impl Future<Output = Result<DevicePage, StoreError>> + Send;
+
+    /// The data versions, read after folding the pending sightings, so that they cover every
+    /// batch acknowledged before the call.
+    fn versions(&self) -> impl Future<Output = Result<Versions, StoreError>> + Send;
 
     /// What matched a product, per indicator kind and value: distinct devices, summed count,
     /// first and last seen; ordered by kind, then value (bytewise). At most `limit` rows

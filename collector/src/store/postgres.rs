@@ -23,10 +23,10 @@ use super::{
     Store, StoreError, audit_query_sql, credential_hash, role, rollup,
 };
 use crate::model::{
-    AuditEntry, AuditFilter, AuditRecord, Batch, Device, DeviceId, DeviceSighting, DeviceSummary,
-    DeviceUsage, ExpenseLine, GatewaySpend, GatewayTotal, Health, ImportCounts, ImportRun,
-    IngestOutcome, OwnerUse, Person, PersonUsage, ProductUsage, Review, Session, SourceUsage,
-    Token, UsageFilter, ValueUsage,
+    AuditEntry, AuditFilter, AuditRecord, Batch, Device, DeviceId, DevicePage, DeviceQuery,
+    DeviceSighting, DeviceSummary, DeviceUsage, ExpenseLine, GatewaySpend, GatewayTotal, Health,
+    ImportCounts, ImportRun, IngestOutcome, OwnerUse, Person, PersonUsage, ProductUsage, Review,
+    Session, SourceUsage, Token, UsageFilter, ValueUsage,
 };
 
 /// The PostgreSQL migrations, in order.
@@ -37,6 +37,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 4, sql: include_str!("migrations/postgres/0004_filters.sql") },
     Migration { version: 5, sql: include_str!("migrations/postgres/0005_console.sql") },
     Migration { version: 6, sql: include_str!("migrations/postgres/0006_policy_role.sql") },
+    Migration { version: 7, sql: include_str!("migrations/postgres/0007_data_versions.sql") },
 ];
 
 /// The advisory lock key that serialises migrations ("aiscout" in ASCII).
@@ -481,6 +482,9 @@ async fn fold(client: &mut deadpool_postgres::Object, background: bool) -> Resul
     if dirty != 0 {
         tx.batch_execute(&rollup::REBUILD_DEPARTMENTS).await?;
     }
+    if folded > 0 || dirty != 0 {
+        tx.batch_execute(super::BUMP_USAGE).await?;
+    }
     tx.commit().await?;
     if folded >= VACUUM_AFTER {
         // The deleted rows stay in the table until vacuumed, and every fold and read would
@@ -615,6 +619,7 @@ impl Store for PgStore {
             .await?
             .try_get(0)?;
         tx.execute("DELETE FROM node_keys WHERE device_id = $1", &[&id]).await?;
+        tx.batch_execute(super::BUMP_DEVICES).await?;
         tx.execute(
             "INSERT INTO node_keys (key_hash, device_id, created_at) VALUES ($1, $2, $3)",
             &[&&key_hash[..], &id, &now],
@@ -880,6 +885,52 @@ impl Store for PgStore {
             .collect()
     }
 
+    async fn devices_page(&self, q: DeviceQuery) -> Result<DevicePage, StoreError> {
+        let client = self.client().await?;
+        let hb = super::DEVICE_LAST_HEARTBEAT;
+        let filter = format!(
+            "($2 = '' OR strpos(lower(d.hostname), $2) > 0 OR strpos(lower(d.host_id), $2) > 0
+              OR strpos(lower(COALESCE(d.owner_email, '')), $2) > 0)
+             AND (NOT $3 OR {hb} < $1)"
+        );
+        let counts = client
+            .query_one(
+                &format!(
+                    "SELECT COUNT(*), COUNT(*) FILTER (WHERE {hb} < $1),
+                            COUNT(*) FILTER (WHERE {filter})
+                     FROM devices d LEFT JOIN heartbeats h ON h.device_id = d.id"
+                ),
+                &[&q.stale_before, &q.search, &q.only_stale],
+            )
+            .await?;
+        let rows = client
+            .query(
+                &format!(
+                    "{DEVICE_SELECT} WHERE {filter}
+                     ORDER BY {hb} >= $1, {hb}, d.hostname COLLATE \"C\" LIMIT $4 OFFSET $5"
+                ),
+                &[&q.stale_before, &q.search, &q.only_stale, &q.limit, &q.offset],
+            )
+            .await?;
+        Ok(DevicePage {
+            total: counts.try_get(0)?,
+            stale: counts.try_get(1)?,
+            matched: counts.try_get(2)?,
+            devices: rows.iter().map(read_device).collect::<Result<_, _>>()?,
+        })
+    }
+
+    async fn versions(&self) -> Result<super::Versions, StoreError> {
+        let mut client = self.client().await?;
+        fold(&mut client, false).await?;
+        let mut v = super::Versions::default();
+        for r in client.query(super::VERSIONS_SELECT, &[]).await? {
+            let name: String = r.try_get(0)?;
+            v.set(&name, r.try_get(1)?);
+        }
+        Ok(v)
+    }
+
     async fn product_values(
         &self,
         product: String,
@@ -1118,6 +1169,9 @@ impl Store for PgStore {
             now,
         )
         .await?;
+        if inserted > 0 {
+            tx.batch_execute(super::BUMP_SPEND).await?;
+        }
         tx.commit().await?;
         Ok(counts(lines.len(), inserted))
     }
@@ -1181,6 +1235,9 @@ impl Store for PgStore {
             match copy_gateway(&savepoint, &GATEWAY_COPY_DIRECT, &rows, Some(now)).await {
                 Ok(inserted) => {
                     savepoint.commit().await?;
+                    if inserted > 0 {
+                        tx.batch_execute(super::BUMP_SPEND).await?;
+                    }
                     tx.commit().await?;
                     return Ok(counts(rows.len(), inserted));
                 }
@@ -1209,6 +1266,9 @@ impl Store for PgStore {
             now,
         )
         .await?;
+        if inserted > 0 {
+            tx.batch_execute(super::BUMP_SPEND).await?;
+        }
         tx.commit().await?;
         Ok(counts(rows.len(), inserted))
     }
@@ -1277,6 +1337,7 @@ impl Store for PgStore {
             .await?;
         if changed > 0 {
             tx.execute(rollup::DEPARTMENTS_DIRTY, &[]).await?;
+            tx.batch_execute(super::BUMP_SPEND).await?;
         }
         tx.commit().await?;
         Ok(counts(total, changed))

@@ -19,10 +19,10 @@ use super::{
     Store, StoreError, audit_query_sql, credential_hash, role, rollup,
 };
 use crate::model::{
-    AuditEntry, AuditFilter, AuditRecord, Batch, Device, DeviceId, DeviceSighting, DeviceSummary,
-    DeviceUsage, ExpenseLine, GatewaySpend, GatewayTotal, Health, ImportCounts, ImportRun,
-    IngestOutcome, OwnerUse, Person, PersonUsage, ProductUsage, Review, Session, SourceUsage,
-    Token, UsageFilter, ValueUsage,
+    AuditEntry, AuditFilter, AuditRecord, Batch, Device, DeviceId, DevicePage, DeviceQuery,
+    DeviceSighting, DeviceSummary, DeviceUsage, ExpenseLine, GatewaySpend, GatewayTotal, Health,
+    ImportCounts, ImportRun, IngestOutcome, OwnerUse, Person, PersonUsage, ProductUsage, Review,
+    Session, SourceUsage, Token, UsageFilter, ValueUsage,
 };
 
 /// The SQLite migrations, in order.
@@ -33,6 +33,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 4, sql: include_str!("migrations/sqlite/0004_filters.sql") },
     Migration { version: 5, sql: include_str!("migrations/sqlite/0005_console.sql") },
     Migration { version: 6, sql: include_str!("migrations/sqlite/0006_policy_role.sql") },
+    Migration { version: 7, sql: include_str!("migrations/sqlite/0007_data_versions.sql") },
 ];
 
 /// How long a connection waits for another writer before failing.
@@ -668,12 +669,14 @@ fn fold_chunk(c: &mut Connection) -> Result<(u64, bool), StoreError> {
         )?;
         folded = tx.execute("DELETE FROM usage_pending WHERE seq <= ?1", [upto])?;
         tx.execute_batch(&rollup::FOLD_SQLITE)?;
+        tx.execute_batch(super::BUMP_USAGE)?;
         tx.execute_batch(rollup::CLEAR_FOLD_TABLES)?;
     }
     // A rebuild after the last chunk sees every folded row (and one before it would be
     // rebuilt again anyway by then: the flag stays set until a rebuild runs).
     if dirty != 0 && !more {
         tx.execute_batch(&rollup::REBUILD_DEPARTMENTS)?;
+        tx.execute_batch(super::BUMP_USAGE)?;
     }
     if max.is_some() || dirty != 0 {
         tx.commit()?;
@@ -911,6 +914,7 @@ impl Store for SqliteStore {
                 |r| r.get(0),
             )?;
             tx.execute("DELETE FROM node_keys WHERE device_id = ?1", [id])?;
+            tx.execute_batch(super::BUMP_DEVICES)?;
             tx.execute(
                 "INSERT INTO node_keys (key_hash, device_id, created_at) VALUES (?1, ?2, ?3)",
                 params![&key_hash[..], id, now],
@@ -1086,6 +1090,53 @@ impl Store for SqliteStore {
                 })
             })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn devices_page(&self, q: DeviceQuery) -> Result<DevicePage, StoreError> {
+        self.with(move |c| {
+            let hb = super::DEVICE_LAST_HEARTBEAT;
+            let filter = format!(
+                "(?2 = '' OR instr(lower(d.hostname), ?2) > 0 OR instr(lower(d.host_id), ?2) > 0
+                  OR instr(lower(COALESCE(d.owner_email, '')), ?2) > 0)
+                 AND (?3 = 0 OR {hb} < ?1)"
+            );
+            let (total, stale, matched) = c.query_row(
+                &format!(
+                    "SELECT COUNT(*), COALESCE(SUM({hb} < ?1), 0),
+                            COALESCE(SUM(CASE WHEN {filter} THEN 1 ELSE 0 END), 0)
+                     FROM devices d LEFT JOIN heartbeats h ON h.device_id = d.id"
+                ),
+                params![q.stale_before, q.search, q.only_stale],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+            let mut stmt = c.prepare(&format!(
+                "{DEVICE_SELECT} WHERE {filter}
+                 ORDER BY {hb} >= ?1, {hb}, d.hostname LIMIT ?4 OFFSET ?5"
+            ))?;
+            let devices = stmt
+                .query_map(
+                    params![q.stale_before, q.search, q.only_stale, q.limit, q.offset],
+                    read_device,
+                )?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(DevicePage { total, stale, matched, devices })
+        })
+        .await
+    }
+
+    async fn versions(&self) -> Result<super::Versions, StoreError> {
+        self.fold().await?;
+        self.with(|c| {
+            let mut v = super::Versions::default();
+            let mut stmt = c.prepare_cached(super::VERSIONS_SELECT)?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let name: String = r.get(0)?;
+                v.set(&name, r.get(1)?);
+            }
+            Ok(v)
         })
         .await
     }
@@ -1308,6 +1359,9 @@ impl Store for SqliteStore {
                     }
                 }
             }
+            if counts.inserted > 0 {
+                tx.execute_batch(super::BUMP_SPEND)?;
+            }
             tx.commit()?;
             Ok(counts)
         })
@@ -1390,6 +1444,9 @@ impl Store for SqliteStore {
                     }
                 }
             }
+            if counts.inserted > 0 {
+                tx.execute_batch(super::BUMP_SPEND)?;
+            }
             tx.commit()?;
             Ok(counts)
         })
@@ -1425,6 +1482,7 @@ impl Store for SqliteStore {
             }
             if counts.inserted > 0 {
                 tx.execute(rollup::DEPARTMENTS_DIRTY, [])?;
+                tx.execute_batch(super::BUMP_SPEND)?;
             }
             tx.commit()?;
             Ok(counts)

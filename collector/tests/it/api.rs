@@ -74,6 +74,7 @@ pub(crate) async fn start_with(
         console,
         sso: None,
         policy: Default::default(),
+        cache: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

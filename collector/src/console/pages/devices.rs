@@ -9,7 +9,7 @@ use maud::html;
 use crate::api::AppState;
 use crate::console::view::{self, count, param, segment};
 use crate::console::{Access, PageResult, Refusal, document, require};
-use crate::model::DeviceSummary;
+use crate::model::{DeviceQuery, DeviceSummary};
 use crate::store::Store;
 
 type Shared<S> = State<Arc<AppState<S>>>;
@@ -28,33 +28,44 @@ pub(crate) async fn page<S: Store>(
     let pairs = crate::api::query_pairs(raw.as_deref());
     let now = crate::store::now();
     let stale_before = now - state.console.stale_hours * 3600;
-    let mut devices = state.store.devices().await?;
-    let total = devices.len();
-    let stale_total = devices.iter().filter(|d| last_heartbeat(d) < stale_before).count();
     let q = param(&pairs, "q").trim().to_lowercase();
-    if !q.is_empty() {
-        devices.retain(|d| {
-            d.device.hostname.to_lowercase().contains(&q)
-                || d.device.host_id.to_lowercase().contains(&q)
-                || d.device.owner_email.as_deref().unwrap_or("").to_lowercase().contains(&q)
-        });
+    let only_stale = param(&pairs, "stale") == "1";
+    let (page, offset, _) = view::page_bounds(&pairs, usize::MAX);
+    let mut found = state
+        .store
+        .devices_page(DeviceQuery {
+            search: q.clone(),
+            stale_before,
+            only_stale,
+            offset: i64::try_from(offset).unwrap_or(i64::MAX),
+            limit: i64::try_from(view::PER_PAGE).unwrap_or(50),
+        })
+        .await?;
+    let matched = usize::try_from(found.matched).unwrap_or(0);
+    let (last_page, ..) = view::page_bounds(&pairs, matched);
+    if last_page < page {
+        // Past the end (a stale link): the last page, as the other lists do.
+        let offset = (last_page - 1) * view::PER_PAGE;
+        found = state
+            .store
+            .devices_page(DeviceQuery {
+                search: q,
+                stale_before,
+                only_stale,
+                offset: i64::try_from(offset).unwrap_or(i64::MAX),
+                limit: i64::try_from(view::PER_PAGE).unwrap_or(50),
+            })
+            .await?;
     }
-    if param(&pairs, "stale") == "1" {
-        devices.retain(|d| last_heartbeat(d) < stale_before);
-    }
-    // Stale first (oldest heartbeat first), then by host name.
-    devices.sort_by(|a, b| {
-        let key = |d: &DeviceSummary| (last_heartbeat(d) >= stale_before, last_heartbeat(d));
-        key(a).cmp(&key(b)).then_with(|| a.device.hostname.cmp(&b.device.hostname))
-    });
-    let (_, start, end) = view::page_bounds(&pairs, devices.len());
+    let (total, stale_total) = (found.total, found.stale);
+    let devices = found.devices;
     let catalog_version = state.artifact.as_ref().map(|(_, v)| *v);
     let body = html! {
         main id="main" {
             h1 { "Devices" }
             section class="cards" aria-label="Agents" {
-                div class="card" { span class="figure" { (count(total as u64)) } span { "Enrolled devices" } }
-                a class={ "card" @if stale_total > 0 { " attention" } } href="/devices?stale=1" { span class="figure" { (count(stale_total as u64)) } span { "Silent for over " (state.console.stale_hours) " h" } }
+                div class="card" { span class="figure" { (count(u64::try_from(total).unwrap_or(0))) } span { "Enrolled devices" } }
+                a class={ "card" @if stale_total > 0 { " attention" } } href="/devices?stale=1" { span class="figure" { (count(u64::try_from(stale_total).unwrap_or(0))) } span { "Silent for over " (state.console.stale_hours) " h" } }
                 div class="card" { span class="figure" { @if let Some(v) = catalog_version { (v) } @else { "built-in" } } span { "Catalog version served" } }
             }
             form class="filters" method="get" action="/devices" role="search" {
@@ -71,7 +82,7 @@ pub(crate) async fn page<S: Store>(
                     th scope="col" { "Catalog" } th scope="col" { "Last heartbeat" } th scope="col" { "Capture" } th scope="col" class="num" { "Spool" }
                 } }
                 tbody {
-                    @for d in devices.get(start..end).unwrap_or_default() {
+                    @for d in &devices {
                         @let stale = last_heartbeat(d) < stale_before;
                         tr class=[stale.then_some("stale")] {
                             td { a href={ "/devices/" (segment(&d.device.host_id)) } { (d.device.hostname) } br; span class="muted small" { (d.device.host_id) } }
@@ -87,7 +98,7 @@ pub(crate) async fn page<S: Store>(
                 }
             }
             @if devices.is_empty() { p class="empty" { "No device matches." } }
-            (view::pager("/devices", &pairs, devices.len()))
+            (view::pager("/devices", &pairs, matched))
         }
     };
     Ok(document("Devices", Some(&signed), "/devices", body))

@@ -25,8 +25,9 @@ pub(super) async fn inventory_rows<S: Store>(
     state: &AppState<S>,
     query: &InventoryQuery,
 ) -> Result<(Vec<InventoryRow>, join::Facts), Refusal> {
-    let facts = join::gather(
+    let facts = join::gather_from(
         &state.store,
+        Some(&state.cache),
         join::usage_filter(query),
         crate::store::now(),
         join::Purpose::Inventory,

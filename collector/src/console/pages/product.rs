@@ -15,7 +15,7 @@ use crate::console::{
     Access, CSRF_FIELD, PageResult, Refusal, document, field, require, require_form, see_other,
 };
 use crate::ingest::parse::{format_minor, year_month};
-use crate::join::{self, Directory};
+use crate::join;
 use crate::model::{AuditEntry, AuditFilter, UsageFilter};
 use crate::review::{self, Decision};
 use crate::store::Store;
@@ -121,6 +121,9 @@ fn review_form(
     }
 }
 
+/// Payers listed per kind of reconciliation finding on the card.
+const FINDINGS_SHOWN: usize = 20;
+
 /// `GET /products/{id}`.
 pub(crate) async fn page<S: Store>(
     State(state): Shared<S>,
@@ -141,26 +144,23 @@ pub(crate) async fn page<S: Store>(
     let trail_filter =
         AuditFilter { subject: Some(id.clone()), limit: 50, ..AuditFilter::default() };
     let (facts, devices, current, trail, (sources, _), values) = tokio::try_join!(
-        join::gather(&state.store, filter, now, join::Purpose::Reconcile),
+        join::gather_from(&state.store, Some(&state.cache), filter, now, join::Purpose::Reconcile),
         state.store.product_devices(id.clone()),
         state.store.review(id.clone()),
         state.store.audit_query(trail_filter),
         state.store.usage(usage_filter),
-        state.store.product_values(id.clone(), 200),
+        state.cache.product_values(&state.store, &id, 200),
     )?;
     let q = InventoryQuery { product: Some(id.clone()), ..InventoryQuery::default() };
     let row = join::inventory(&state.catalog, &q, &facts).into_iter().next();
     let recon = join::reconcile::reconcile(&state.catalog, &facts, 30);
-    let dir = Directory::new(&facts.people);
     let subs: Vec<_> =
-        join::subscriptions::detect(&state.catalog, facts.expenses.iter(), |l| dir.payer(l), now)
-            .into_iter()
-            .filter(|s| s.product == id)
-            .collect();
+        facts.spend.subscriptions(&state.catalog).iter().filter(|s| s.product == id).collect();
+    let (_, sub_start, sub_end) = view::page_bounds(&pairs, subs.len());
     let lines: Vec<_> =
-        facts.expenses.iter().filter(|l| l.product.as_deref() == Some(id.as_str())).collect();
+        facts.spend.expenses.iter().filter(|l| l.product.as_deref() == Some(id.as_str())).collect();
     let gateway: Vec<_> =
-        facts.gateway.iter().filter(|g| g.product.as_deref() == Some(id.as_str())).collect();
+        facts.spend.gateway.iter().filter(|g| g.product.as_deref() == Some(id.as_str())).collect();
 
     let spend = join::spend_by_month(&facts, Some(&id));
     let currency = super::overview::main_currency(&spend);
@@ -312,7 +312,7 @@ pub(crate) async fn page<S: Store>(
                     table class="data" {
                         thead { tr { th scope="col" { "Source" } th scope="col" { "Matched" } th scope="col" class="num" { "Devices" } th scope="col" class="num" { "Count" } th scope="col" { "Last seen" } } }
                         tbody {
-                            @for v in &values {
+                            @for v in values.iter() {
                                 tr {
                                     td { (view::source_label(&v.kind)) @if network.contains(&v.kind.as_str()) { " (network name)" } @else { " (installed)" } }
                                     td { code { (v.value) } }
@@ -362,21 +362,25 @@ pub(crate) async fn page<S: Store>(
                 @else {
                     table class="data" {
                         thead { tr { th scope="col" { "Payer" } th scope="col" { "Department" } th scope="col" { "Cadence" } th scope="col" class="num" { "Seat" } th scope="col" { "Since" } th scope="col" { "Last charge" } th scope="col" { "Active" } } }
-                        tbody { @for s in &subs { tr {
+                        tbody { @for s in subs.get(sub_start..sub_end).unwrap_or_default() { tr {
                             td { (s.payer.label()) } td { (s.payer.department) } td { (s.cadence.as_str()) }
                             td class="num" { (s.currency) " " (format_minor(s.seat_minor, &s.currency)) }
                             td { (view::date(s.start)) } td { (view::date(s.last_charge)) } td { @if s.active { "yes" } @else { "no" } }
                         } } }
                     }
+                    (view::pager(&format!("/products/{}", segment(&id)), &pairs, subs.len()))
                 }
             }
             section class="panel" {
                 h2 { "Reconciliation findings" }
                 ul class="plain findings" {
-                    @for r in &pns { li { "Paid but not sanctioned: " (r.payer) " (" (r.department) "), " (view::amount(&r.spend)) " over " (r.lines) " lines" } }
+                    @for r in pns.iter().take(FINDINGS_SHOWN) { li { "Paid but not sanctioned: " (r.payer) " (" (r.department) "), " (view::amount(&r.spend)) " over " (r.lines) " lines" } }
                     @for r in &unp { li { "Used but not paid: " (r.devices) " devices, " (r.users) " users, last seen " (view::when(r.last_seen, now)) } }
-                    @for r in &idle { li { "Idle subscription: " (r.payer) " pays " (view::amount(&r.seat_price)) " " (r.cadence) ", last used " @if let Some(t) = r.last_used { (view::when(t, now)) } @else { "never" } } }
+                    @for r in idle.iter().take(FINDINGS_SHOWN) { li { "Idle subscription: " (r.payer) " pays " (view::amount(&r.seat_price)) " " (r.cadence) ", last used " @if let Some(t) = r.last_used { (view::when(t, now)) } @else { "never" } } }
                     @for r in &dup { li { "Duplicate subscriptions: " (r.payers.len()) " payers, " (view::amount(&r.current_annual)) " a year" @if let Some(s) = &r.saving { ", a team plan would save " (view::amount(s)) } } }
+                }
+                @if pns.len() > FINDINGS_SHOWN || idle.len() > FINDINGS_SHOWN {
+                    p class="muted" { "The first " (FINDINGS_SHOWN) " payers of " (count(pns.len() as u64)) " paying without sanction and of " (count(idle.len() as u64)) " idle subscriptions; " a href="/reconcile" { "the reconciliation" } " lists all." }
                 }
                 @if pns.is_empty() && unp.is_empty() && idle.is_empty() && dup.is_empty() { p class="empty" { "Nothing to reconcile for this product." } }
                 @if !lines.is_empty() && signed.may(Access::Reconcile) {

@@ -10,7 +10,7 @@ use maud::html;
 use crate::api::AppState;
 use crate::console::view::{self, count, param, segment};
 use crate::console::{Access, PageResult, Refusal, document, require};
-use crate::join::{self, Directory, Purse};
+use crate::join::{self, Purse};
 use crate::model::UsageFilter;
 use crate::store::Store;
 
@@ -40,14 +40,24 @@ async fn reconciliation<S: Store>(
     pairs: &[(String, String)],
 ) -> Result<(aiscout_wire::Reconciliation, join::Facts), Refusal> {
     let days = idle_days(pairs)?;
-    let facts = join::gather(
+    let facts = join::gather_from(
         &state.store,
+        Some(&state.cache),
         UsageFilter::default(),
         crate::store::now(),
         join::Purpose::Reconcile,
     )
     .await?;
     Ok((join::reconcile::reconcile(&state.catalog, &facts, days), facts))
+}
+
+/// Payers listed in one row of the duplicate subscriptions (the CSV has all).
+const PAYERS_SHOWN: usize = 20;
+
+/// The rows of one section's current page (its page number is the query parameter `key`).
+fn rows<'a, T>(pairs: &[(String, String)], key: &str, all: &'a [T]) -> &'a [T] {
+    let (_, start, end) = view::page_bounds_of(pairs, key, all.len());
+    all.get(start..end).unwrap_or_default()
 }
 
 fn total<'a>(items: impl Iterator<Item = &'a Money>) -> Vec<Money> {
@@ -78,6 +88,8 @@ pub(crate) async fn page<S: Store>(
     };
     let csv =
         |i: usize| format!("/reconcile/{}.csv", SECTIONS.get(i).copied().unwrap_or("candidates"));
+    // Newest month first.
+    let months: Vec<_> = r.gateway_vs_shadow.iter().rev().cloned().collect();
     let body = html! {
         main id="main" {
             h1 { "Reconciliation" }
@@ -95,71 +107,80 @@ pub(crate) async fn page<S: Store>(
                 p class="total" { "Total " (view::money(&total(r.paid_not_sanctioned.iter().map(|x| &x.spend)))) " · " a href=(csv(0)) download { "CSV" } }
                 table class="data" {
                     thead { tr { th scope="col" { "Product" } th scope="col" { "Status" } th scope="col" { "Payer" } th scope="col" { "Department" } th scope="col" class="num" { "Spend" } th scope="col" class="num" { "Lines" } th scope="col" { "Last charge" } } }
-                    tbody { @for x in &r.paid_not_sanctioned { tr {
+                    tbody { @for x in rows(&pairs, "s1", &r.paid_not_sanctioned) { tr {
                         td { a href=(card(&x.product)) { (x.name) } } td { (view::badge(x.status)) } td { (x.payer) } td { (x.department) }
                         td class="num" { (view::amount(&x.spend)) }
                         td class="num" { a href=(lines(&x.product, &x.payer)) { (x.lines) span class="visually-hidden" { " expense lines of " (x.payer) " for " (x.name) } } }
                         td { (view::date(x.last_charge)) }
                     } } }
                 }
+                (view::pager_of("/reconcile", &pairs, "s1", "#s1", r.paid_not_sanctioned.len()))
             }
             section class="panel" id="s2" {
                 h2 { "2. Used but not paid" }
                 p class="total" { (count(r.used_not_paid.iter().map(|x| x.devices).sum())) " devices · " a href=(csv(1)) download { "CSV" } }
                 table class="data" {
                     thead { tr { th scope="col" { "Product" } th scope="col" { "Status" } th scope="col" class="num" { "Devices" } th scope="col" class="num" { "Users" } th scope="col" { "Departments" } th scope="col" { "Last seen" } } }
-                    tbody { @for x in &r.used_not_paid { tr {
+                    tbody { @for x in rows(&pairs, "s2", &r.used_not_paid) { tr {
                         td { a href={ (card(&x.product)) "#devices" } { (x.name) } } td { (view::badge(x.status)) }
                         td class="num" { (count(x.devices)) } td class="num" { (count(x.users)) } td class="small" { (x.departments.join(", ")) }
                         td { (view::when(x.last_seen, now)) }
                     } } }
                 }
+                (view::pager_of("/reconcile", &pairs, "s2", "#s2", r.used_not_paid.len()))
             }
             section class="panel" id="s3" {
                 h2 { "3. Idle subscriptions" }
                 p class="total" { "Seats " (view::money(&total(r.idle_subscriptions.iter().map(|x| &x.seat_price)))) " per charge · " a href=(csv(2)) download { "CSV" } }
                 table class="data" {
                     thead { tr { th scope="col" { "Product" } th scope="col" { "Payer" } th scope="col" { "Department" } th scope="col" { "Cadence" } th scope="col" class="num" { "Seat" } th scope="col" { "Last charge" } th scope="col" { "Last used" } } }
-                    tbody { @for x in &r.idle_subscriptions { tr {
+                    tbody { @for x in rows(&pairs, "s3", &r.idle_subscriptions) { tr {
                         td { a href=(card(&x.product)) { (x.name) } } td { a href=(lines(&x.product, &x.payer)) { (x.payer) } } td { (x.department) } td { (x.cadence) }
                         td class="num" { (view::amount(&x.seat_price)) } td { (view::date(x.last_charge)) }
                         td { @if let Some(t) = x.last_used { (view::when(t, now)) } @else { "never" } }
                     } } }
                 }
+                (view::pager_of("/reconcile", &pairs, "s3", "#s3", r.idle_subscriptions.len()))
             }
             section class="panel" id="s4" {
                 h2 { "4. Duplicate individual subscriptions" }
                 p class="total" { "Could save " (view::money(&total(r.duplicate_subscriptions.iter().filter_map(|x| x.saving.as_ref())))) " a year · " a href=(csv(3)) download { "CSV" } }
                 table class="data" {
                     thead { tr { th scope="col" { "Product" } th scope="col" { "Payers" } th scope="col" class="num" { "Per year now" } th scope="col" { "Team plan" } th scope="col" class="num" { "Saving" } } }
-                    tbody { @for x in &r.duplicate_subscriptions { tr {
+                    tbody { @for x in rows(&pairs, "s4", &r.duplicate_subscriptions) { tr {
                         td { a href=(card(&x.product)) { (x.name) } }
-                        td class="small" { @for (i, p) in x.payers.iter().enumerate() { @if i > 0 { ", " } a href=(lines(&x.product, p)) { (p) } } }
+                        td class="small" {
+                            @for (i, p) in x.payers.iter().take(PAYERS_SHOWN).enumerate() { @if i > 0 { ", " } a href=(lines(&x.product, p)) { (p) } }
+                            @if x.payers.len() > PAYERS_SHOWN { " and " (count((x.payers.len() - PAYERS_SHOWN) as u64)) " more (all in the CSV)" }
+                        }
                         td class="num" { (view::amount(&x.current_annual)) } td { (x.team_plan.as_deref().unwrap_or("–")) }
                         td class="num" { @if let Some(s) = &x.saving { (view::amount(s)) } @else { "–" } }
                     } } }
                 }
+                (view::pager_of("/reconcile", &pairs, "s4", "#s4", r.duplicate_subscriptions.len()))
             }
             section class="panel" id="s5" {
                 h2 { "5. Gateway and shadow spend by department and month" }
                 p class="total" { "Gateway " (view::money(&total(r.gateway_vs_shadow.iter().map(|x| &x.gateway)))) ", shadow " (view::money(&total(r.gateway_vs_shadow.iter().map(|x| &x.shadow)))) " · " a href=(csv(4)) download { "CSV" } }
                 table class="data" {
                     thead { tr { th scope="col" { "Month" } th scope="col" { "Department" } th scope="col" class="num" { "Gateway" } th scope="col" class="num" { "Shadow" } } }
-                    tbody { @for x in r.gateway_vs_shadow.iter().rev() { tr {
+                    tbody { @for x in rows(&pairs, "s5", &months) { tr {
                         td { (x.month) } td { (x.department) } td class="num" { (view::amount(&x.gateway)) } td class="num" { (view::amount(&x.shadow)) }
                     } } }
                 }
+                (view::pager_of("/reconcile", &pairs, "s5", "#s5", months.len()))
             }
             section class="panel" id="s6" {
                 h2 { "Unmatched AI-looking expense lines" }
                 p class="total" { "Total " (view::money(&total(r.candidates.iter().map(|x| &x.spend)))) " · " a href=(csv(5)) download { "CSV" } }
                 table class="data" {
                     thead { tr { th scope="col" { "Descriptor" } th scope="col" { "Payer" } th scope="col" { "Department" } th scope="col" class="num" { "Spend" } th scope="col" class="num" { "Lines" } th scope="col" { "Last charge" } } }
-                    tbody { @for x in &r.candidates { tr {
+                    tbody { @for x in rows(&pairs, "s6", &r.candidates) { tr {
                         td { code { (x.descriptor) } } td { (x.payer) } td { (x.department) } td class="num" { (view::amount(&x.spend)) }
                         td class="num" { a href={ "/reconcile/lines?descriptor=" (view::url_encode(&x.descriptor)) } { (x.lines) } } td { (view::date(x.last_charge)) }
                     } } }
                 }
+                (view::pager_of("/reconcile", &pairs, "s6", "#s6", r.candidates.len()))
             }
         }
     };
@@ -179,14 +200,11 @@ pub(crate) async fn lines<S: Store>(
         param(&pairs, "payer").to_lowercase(),
         param(&pairs, "descriptor"),
     );
-    let expenses = state.store.expenses(None).await?;
-    let people = if expenses.is_empty() { Vec::new() } else { state.store.people().await? };
-    let dir = Directory::new(&people);
-    let rows: Vec<_> = expenses
-        .iter()
-        .filter(|l| product.is_empty() || l.product.as_deref() == Some(product))
-        .filter(|l| descriptor.is_empty() || l.descriptor == descriptor)
-        .map(|l| (l, dir.payer(l)))
+    let spend = state.cache.spend(&state.store, None, crate::store::now()).await?;
+    let rows: Vec<_> = spend
+        .lines()
+        .filter(|(l, _)| product.is_empty() || l.product.as_deref() == Some(product))
+        .filter(|(l, _)| descriptor.is_empty() || l.descriptor == descriptor)
         .filter(|(_, p)| payer.is_empty() || p.label().to_lowercase() == payer || p.email == payer)
         .collect();
     let (_, start, end) = view::page_bounds(&pairs, rows.len());

@@ -2,12 +2,12 @@
 //! once per backend by the `conformance!` macro, so SQLite and PostgreSQL cannot diverge.
 
 use aiscout_collector::model::{
-    AuditEntry, AuditFilter, AuditRecord, Batch, Device, DeviceSighting, ExpenseLine, GatewaySpend,
-    Health, ImportCounts, ImportRun, IngestOutcome, InstallChange, Person, PersonUsage, Review,
-    Role, Session, Token, UsageFilter, ValueUsage,
+    AuditEntry, AuditFilter, AuditRecord, Batch, Device, DeviceQuery, DeviceSighting, ExpenseLine,
+    GatewaySpend, Health, ImportCounts, ImportRun, IngestOutcome, InstallChange, Person,
+    PersonUsage, Review, Role, Session, Token, UsageFilter, ValueUsage,
 };
-use aiscout_collector::review;
-use aiscout_collector::store::{Store, StoreError};
+use aiscout_collector::store::{Store, StoreError, Versions};
+use aiscout_collector::{join, review};
 use aiscout_wire::ReviewStatus;
 
 pub(crate) mod harness;
@@ -1254,6 +1254,219 @@ pub(crate) async fn enroll_secret_rotation_keeps_the_latest_and_is_audited(store
     );
 }
 
+pub(crate) async fn data_versions_move_with_their_data_only(store: impl Store) {
+    let v0 = store.versions().await.unwrap();
+    let lines = vec![expense("id:1", Some("openai.chatgpt"), 1_000, 2_000)];
+    store.add_expenses(lines.clone(), 10).await.unwrap();
+    let v1 = store.versions().await.unwrap();
+    assert_eq!(v1, Versions { spend: v0.spend + 1, ..v0 }, "an expense import bumps spend");
+    store.add_expenses(lines, 11).await.unwrap();
+    assert_eq!(store.versions().await.unwrap(), v1, "a repeated import changes nothing");
+    let day = 19_000 * 86_400;
+    store.add_gateway_spend(vec![spend("id:a", Some("openai.api"), day, 5)], 12).await.unwrap();
+    let v2 = store.versions().await.unwrap();
+    assert_eq!(v2, Versions { spend: v1.spend + 1, ..v1 }, "a gateway import bumps spend");
+    let ann = Person {
+        email: "ann@example.com".into(),
+        name: "Ann Lee".into(),
+        department: "Sales".into(),
+        manager: None,
+    };
+    store.upsert_people(vec![ann.clone()]).await.unwrap();
+    let v3 = store.versions().await.unwrap();
+    assert_eq!(v3.spend, v2.spend + 1, "a people import bumps spend");
+    store.upsert_people(vec![ann]).await.unwrap();
+    assert_eq!(store.versions().await.unwrap().spend, v3.spend, "an unchanged person does not");
+    let v3 = store.versions().await.unwrap();
+    let d = store.enroll(device("h1", Some("ann@example.com")), [1; 32], 100).await.unwrap();
+    let v4 = store.versions().await.unwrap();
+    assert!(v4.devices > v3.devices, "an enrolment bumps devices");
+    assert_eq!(v4.spend, v3.spend);
+    let b = batch("b1", vec![sighting("openai.chatgpt", "chatgpt.com", "ann", 0, 5)]);
+    store.ingest(d, b, 200).await.unwrap();
+    // Read without an explicit fold: the versions cover every acknowledged batch.
+    let v5 = store.versions().await.unwrap();
+    assert!(v5.usage > v4.usage, "a batch bumps usage once folded");
+    assert_eq!((v5.spend, v5.devices), (v4.spend, v4.devices));
+    let (r, audit) = review::decide(
+        "openai.chatgpt",
+        review::Decision::new(ReviewStatus::Sanctioned, "ok".into()),
+        "sec",
+        300,
+    );
+    store.set_review(r, audit).await.unwrap();
+    assert_eq!(store.versions().await.unwrap(), v5, "a review is read fresh, not versioned");
+}
+
+pub(crate) async fn device_page_lists_silent_first_with_counts(store: impl Store) {
+    let health = |at: i64| Health {
+        received_at: at,
+        agent_version: "0.2.0".into(),
+        catalog_version: 3,
+        interfaces_json: "[]".into(),
+        packets: 1,
+        drops: 0,
+        spool_depth: 0,
+        evictions: 0,
+        last_scan: None,
+    };
+    // Heartbeats at 900 (fresh), 50 and 10 (silent before 100); "d" only enrolled (contact 20).
+    for (host, owner, beat) in [
+        ("a", "ann@example.com", Some(900)),
+        ("b", "bob@example.com", Some(50)),
+        ("c", "cy@example.com", Some(10)),
+        ("d", "dee@example.com", None),
+    ] {
+        let id =
+            store.enroll(device(host, Some(owner)), [host.as_bytes()[0]; 32], 20).await.unwrap();
+        if let Some(at) = beat {
+            store.heartbeat(id, health(at)).await.unwrap();
+        }
+    }
+    let q = DeviceQuery { stale_before: 100, limit: 50, ..DeviceQuery::default() };
+    let page = store.devices_page(q.clone()).await.unwrap();
+    assert_eq!((page.total, page.stale, page.matched), (4, 3, 4));
+    let hosts: Vec<&str> = page.devices.iter().map(|d| d.device.host_id.as_str()).collect();
+    assert_eq!(hosts, ["c", "d", "b", "a"], "silent first, oldest heartbeat first");
+    let page = store.devices_page(DeviceQuery { only_stale: true, ..q.clone() }).await.unwrap();
+    assert_eq!((page.total, page.stale, page.matched, page.devices.len()), (4, 3, 3, 3));
+    let page =
+        store.devices_page(DeviceQuery { search: "bob@".into(), ..q.clone() }).await.unwrap();
+    assert_eq!(page.matched, 1);
+    assert_eq!(page.devices[0].device.host_id, "b");
+    let page =
+        store.devices_page(DeviceQuery { search: "-name".into(), ..q.clone() }).await.unwrap();
+    assert_eq!(page.matched, 4, "the host name matches too");
+    let page = store.devices_page(DeviceQuery { offset: 1, limit: 2, ..q }).await.unwrap();
+    let hosts: Vec<&str> = page.devices.iter().map(|d| d.device.host_id.as_str()).collect();
+    assert_eq!((page.matched, hosts), (4, vec!["d", "b"]));
+}
+
+/// Every view `join` derives, through the cache and straight from the store, for `since`.
+async fn views_agree(store: &impl Store, cache: &join::Cache, since: Option<i64>, now: i64) {
+    let catalog = aiscout_signatures::Catalog::builtin().unwrap();
+    let q = aiscout_wire::InventoryQuery::default();
+    for purpose in [join::Purpose::Inventory, join::Purpose::Reconcile] {
+        let filter = UsageFilter { since, ..UsageFilter::default() };
+        let plain = join::gather(store, filter.clone(), now, purpose).await.unwrap();
+        let cached = join::gather_from(store, Some(cache), filter, now, purpose).await.unwrap();
+        assert_eq!(
+            join::inventory(&catalog, &q, &plain),
+            join::inventory(&catalog, &q, &cached),
+            "inventory, {purpose:?}, since {since:?}"
+        );
+        assert_eq!(join::spend_by_month(&plain, None), join::spend_by_month(&cached, None));
+        assert_eq!(
+            join::reconcile::reconcile(&catalog, &plain, 30),
+            join::reconcile::reconcile(&catalog, &cached, 30),
+            "reconciliation, {purpose:?}, since {since:?}"
+        );
+    }
+}
+
+pub(crate) async fn cache_answers_as_the_store_does(store: impl Store) {
+    let day = 86_400;
+    let now = 20_000 * day;
+    let cache = join::Cache::default();
+    let person = |email: &str, name: &str, department: &str| Person {
+        email: email.into(),
+        name: name.into(),
+        department: department.into(),
+        manager: None,
+    };
+    store
+        .upsert_people(vec![
+            person("ann@example.com", "Ann Lee", "Sales"),
+            person("bob@example.com", "Bob Roe", "Engineering"),
+        ])
+        .await
+        .unwrap();
+    // Ann pays ChatGPT monthly by email; Bob is named only (the directory places him);
+    // a candidate line; a gateway row for Bob.
+    let mut lines = Vec::new();
+    for m in 0..4 {
+        lines.push(expense(
+            &format!("ann:{m}"),
+            Some("openai.chatgpt"),
+            now - (m * 30 + 2) * day,
+            2_000,
+        ));
+        let mut bob =
+            expense(&format!("bob:{m}"), Some("anysphere.cursor"), now - (m * 30 + 5) * day, 2_000);
+        bob.payer_email = String::new();
+        bob.payer_name = "Bob Roe".into();
+        bob.department = String::new();
+        lines.push(bob);
+    }
+    lines.push(expense("cand:1", None, now - 3 * day, 999));
+    store.add_expenses(lines, now).await.unwrap();
+    store
+        .add_gateway_spend(
+            vec![spend("gw:1", Some("openai.api"), now - 2 * day + 300, 5_000_000)],
+            now,
+        )
+        .await
+        .unwrap();
+    let d = store.enroll(device("h1", Some("ann@example.com")), [1; 32], now).await.unwrap();
+    store
+        .ingest(
+            d,
+            batch("b1", vec![sighting("openai.chatgpt", "chatgpt.com", "ann", now - day, 3)]),
+            now,
+        )
+        .await
+        .unwrap();
+    let (r, audit) = review::decide(
+        "openai.chatgpt",
+        review::Decision::new(ReviewStatus::Sanctioned, "ok".into()),
+        "sec",
+        now,
+    );
+    store.set_review(r, audit).await.unwrap();
+    let midnight = now - 40 * day;
+    for since in [None, Some(midnight), Some(midnight + 3_600)] {
+        views_agree(&store, &cache, since, now).await;
+    }
+    // A change to each family after the cache filled: the next read sees it.
+    let mut late = expense("bob:late", Some("anysphere.cursor"), now - day, 2_100);
+    late.payer_email = String::new();
+    late.payer_name = "Bob Roe".into();
+    late.department = String::new();
+    store.add_expenses(vec![late], now).await.unwrap();
+    views_agree(&store, &cache, None, now).await;
+    store.upsert_people(vec![person("bob@example.com", "Bob Roe", "Research")]).await.unwrap();
+    views_agree(&store, &cache, None, now).await;
+    let cached = join::gather_from(
+        &store,
+        Some(&cache),
+        UsageFilter::default(),
+        now,
+        join::Purpose::Inventory,
+    )
+    .await
+    .unwrap();
+    assert!(cached.spend.payers.iter().any(|p| p.department == "Research"), "people import seen");
+    store.enroll(device("h2", Some("bob@example.com")), [2; 32], now).await.unwrap();
+    views_agree(&store, &cache, None, now).await;
+    let (r, audit) = review::decide(
+        "anysphere.cursor",
+        review::Decision::new(ReviewStatus::Sanctioned, "ok".into()),
+        "sec",
+        now,
+    );
+    store.set_review(r, audit).await.unwrap();
+    views_agree(&store, &cache, None, now).await;
+    // Per-person views: the cached list equals one built from the store's reads.
+    let people = cache.people(&store, now).await.unwrap();
+    let spend = join::read_spend(&store, None, true, now).await.unwrap();
+    let expect = join::people::people_spend(store.person_usage(None).await.unwrap(), &spend);
+    let emails = |p: &join::people::PeopleSpend| -> Vec<(String, Vec<aiscout_wire::Money>)> {
+        p.people.iter().map(|x| (x.usage.email.clone(), x.spend.clone())).collect()
+    };
+    assert_eq!(emails(&people), emails(&expect));
+    assert_eq!(people.total, expect.total);
+}
+
 /// Compiles every case as a `#[tokio::test]` against the backend that `$open` opens.
 macro_rules! conformance {
     ($open:path; $($case:ident),* $(,)?) => {
@@ -1307,6 +1520,9 @@ macro_rules! all_cases {
             person_usage_sums_gateway_spend_of_end_users_with_an_email,
             person_usage_of_one_email_joins_all_three_sources,
             enroll_secret_rotation_keeps_the_latest_and_is_audited,
+            data_versions_move_with_their_data_only,
+            device_page_lists_silent_first_with_counts,
+            cache_answers_as_the_store_does,
         );
     };
 }
