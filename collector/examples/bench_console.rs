@@ -242,6 +242,8 @@ fn server_ms(headers: &hyper::HeaderMap) -> Option<f64> {
 /// One page's timings.
 struct Timed {
     path: String,
+    /// The warm-up request: the first after start, so it builds what the cache keeps.
+    first: Duration,
     client: Vec<Duration>,
     server: Vec<f64>,
     bytes: usize,
@@ -263,8 +265,9 @@ impl Timed {
         let c = |p: f64| ms(pct(&self.client, p));
         let s = |p: f64| pct(&self.server, p);
         format!(
-            "| `{}` | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
+            "| `{}` | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
             self.path,
+            ms(self.first),
             c(50.0),
             c(95.0),
             ms(self.client.last().copied().unwrap_or_default()),
@@ -382,8 +385,8 @@ async fn pages<S: Store + Clone>(store: S, args: &Args) {
         args.repeats,
         load()
     );
-    let header = "| page | p50 ms | p95 ms | max ms | server p50 ms | server p95 ms | bytes |\n\
-                  | --- | --- | --- | --- | --- | --- | --- |";
+    let header = "| page | first ms | p50 ms | p95 ms | max ms | server p50 ms | server p95 ms | bytes |\n\
+                  | --- | --- | --- | --- | --- | --- | --- | --- |";
     let mut table = String::from(header);
     let t_all = Instant::now();
     for (paths, auth) in [
@@ -396,9 +399,9 @@ async fn pages<S: Store + Clone>(store: S, args: &Args) {
         }
         for path in paths.iter().filter(|p| args.only.is_empty() || args.only.contains(p)) {
             let headers = [auth];
-            let (_, _, bytes) = fetch(&mut c, path, &headers).await;
+            let (first, _, bytes) = fetch(&mut c, path, &headers).await;
             let mut timed =
-                Timed { path: path.clone(), client: Vec::new(), server: Vec::new(), bytes };
+                Timed { path: path.clone(), first, client: Vec::new(), server: Vec::new(), bytes };
             for _ in 0..args.repeats {
                 let (took, server, bytes) = fetch(&mut c, path, &headers).await;
                 timed.client.push(took);

@@ -322,6 +322,9 @@ async fn terminated() {
     }
 }
 
+/// How often `serve` refreshes the console's derived data when it changed.
+const CACHE_WARM_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How often `serve` folds pending usage into the rollups.
 const FOLD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -444,6 +447,21 @@ async fn serve<S: Store + Clone>(config: Config, store: S) -> anyhow::Result<()>
             }
         })
     };
+    // Rebuild what the console's pages keep (join::cache) soon after an import, so that the
+    // next page does not pay for it; a no-op while nothing changed (one small query).
+    let warmer = {
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(CACHE_WARM_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = state.cache.warm(&state.store, store::now()).await {
+                    tracing::warn!(error = %e, "Refreshing the console's derived data failed.");
+                }
+            }
+        })
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -457,6 +475,7 @@ async fn serve<S: Store + Clone>(config: Config, store: S) -> anyhow::Result<()>
     };
     api::serve(listener, api::router(state), tls, config.max_connections, shutdown).await;
     folder.abort();
+    warmer.abort();
     if let Some((stop, task)) = drop_watch {
         // The watch finishes the file it is importing, then stops.
         if stop.send(()).is_err() {

@@ -8,6 +8,8 @@
 //! change that any collector on the same database committed: every read starts with one small
 //! query for the counters (after folding pending sightings, as rollup reads do). Entries that
 //! depend on the clock (subscriptions active at a time) are also rebuilt after [`MAX_AGE`].
+//! Entries computed from the rollups may lag a fold by up to [`USAGE_LAG`], since with agents
+//! reporting every fold moves them; imports, enrolments and reviews are never lagged.
 //!
 //! A build holds its slot's lock, so concurrent requests for a stale entry wait for one build
 //! instead of each starting their own. Nothing here is a second query path: the entries are
@@ -28,6 +30,10 @@ use crate::store::{Store, StoreError, Versions};
 /// How long an entry that depends on the clock is kept even when the data is unchanged.
 pub const MAX_AGE: Duration = Duration::from_secs(600);
 
+/// How long an entry computed from the rollups (people's products, owners' last use) may
+/// answer after a fold moved the rollups on. Imports and enrolments are never lagged.
+pub const USAGE_LAG: Duration = Duration::from_secs(60);
+
 /// Most products whose matched values are kept.
 const VALUES_KEPT: usize = 64;
 
@@ -41,13 +47,13 @@ impl<K, V> Default for Slot<K, V> {
     }
 }
 
-impl<K: PartialEq + Clone, V> Slot<K, V> {
-    /// The entry for `key`, built by `build` when absent, for another key, or older than
-    /// `max_age`.
+impl<K, V> Slot<K, V> {
+    /// The entry when `fresh` accepts its key and build time; else one built by `build` and
+    /// kept under `key`.
     async fn get<F>(
         &self,
         key: K,
-        max_age: Option<Duration>,
+        fresh: impl Fn(&K, Instant) -> bool,
         build: F,
     ) -> Result<Arc<V>, StoreError>
     where
@@ -55,8 +61,7 @@ impl<K: PartialEq + Clone, V> Slot<K, V> {
     {
         let mut entry = self.entry.lock().await;
         if let Some((k, built, v)) = entry.as_ref()
-            && *k == key
-            && max_age.is_none_or(|m| built.elapsed() < m)
+            && fresh(k, *built)
         {
             return Ok(Arc::clone(v));
         }
@@ -64,10 +69,24 @@ impl<K: PartialEq + Clone, V> Slot<K, V> {
         *entry = Some((key, Instant::now(), Arc::clone(&v)));
         Ok(v)
     }
+
+    /// Whether an entry was ever built.
+    async fn is_used(&self) -> bool {
+        self.entry.lock().await.is_some()
+    }
+}
+
+/// Whether an entry built from `built` at `at` may answer for `now`: the spend and devices
+/// counters must match exactly; the usage counter may lag by at most [`USAGE_LAG`] (with
+/// agents reporting all the time, every fold moves it).
+fn usage_fresh(built: &Versions, at: Instant, now: &Versions) -> bool {
+    built.spend == now.spend
+        && built.devices == now.devices
+        && (built.usage == now.usage || at.elapsed() < USAGE_LAG)
 }
 
 /// Matched values of a product, with the usage version they were read at.
-type Values = (i64, Arc<Vec<ValueUsage>>);
+type Values = (i64, Instant, Arc<Vec<ValueUsage>>);
 
 /// The collector's derived-data cache; one per process, in `AppState`.
 #[derive(Default)]
@@ -103,7 +122,9 @@ impl Cache {
         let version = store.versions().await?.spend;
         let all = self
             .spend
-            .get(version, Some(MAX_AGE), async { read_spend(store, None, true, now).await })
+            .get(version, |k, at| *k == version && at.elapsed() < MAX_AGE, async {
+                read_spend(store, None, true, now).await
+            })
             .await?;
         Ok(match since {
             None => all,
@@ -120,9 +141,11 @@ impl Cache {
         store: &S,
         sanctioned: Vec<String>,
     ) -> Result<Arc<Owners>, StoreError> {
-        let v = store.versions().await?;
-        let key = (Versions { spend: 0, ..v }, sanctioned.clone());
-        self.owners.get(key, None, async { read_owners(store, sanctioned).await }).await
+        let v = Versions { spend: 0, ..store.versions().await? };
+        let key = (v, sanctioned.clone());
+        let fresh =
+            |(k, s): &(Versions, Vec<String>), at| *s == sanctioned && usage_fresh(k, at, &v);
+        self.owners.get(key, fresh, async { read_owners(store, sanctioned.clone()).await }).await
     }
 
     /// Everyone's use and spend ([`people_spend`] of [`Store::person_usage`] for everyone).
@@ -136,7 +159,7 @@ impl Cache {
     ) -> Result<Arc<PeopleSpend>, StoreError> {
         let v = store.versions().await?;
         self.people
-            .get(v, None, async {
+            .get(v, |k, at| usage_fresh(k, at, &v), async {
                 let (usage, spend) =
                     tokio::try_join!(store.person_usage(None), self.spend(store, None, now))?;
                 Ok(people_spend(usage, &spend))
@@ -156,8 +179,8 @@ impl Cache {
     ) -> Result<Arc<Vec<ValueUsage>>, StoreError> {
         let usage = store.versions().await?.usage;
         let key = format!("{limit}\u{0}{product}");
-        if let Some((v, values)) = self.values.lock().await.get(&key)
-            && *v == usage
+        if let Some((v, at, values)) = self.values.lock().await.get(&key)
+            && (*v == usage || at.elapsed() < USAGE_LAG)
         {
             return Ok(Arc::clone(values));
         }
@@ -166,7 +189,27 @@ impl Cache {
         if kept.len() >= VALUES_KEPT && !kept.contains_key(&key) {
             kept.clear();
         }
-        kept.insert(key, (usage, Arc::clone(&values)));
+        kept.insert(key, (usage, Instant::now(), Arc::clone(&values)));
         Ok(values)
+    }
+
+    /// Rebuilds, ahead of the next page, the entries that pages have used and whose data
+    /// changed: `serve` calls it every few seconds, so that the first page after an import
+    /// rarely pays for the rebuild.
+    ///
+    /// # Errors
+    /// A store read fails.
+    pub async fn warm<S: Store>(&self, store: &S, now: i64) -> Result<(), StoreError> {
+        if self.spend.is_used().await {
+            self.spend(store, None, now).await?;
+        }
+        if self.people.is_used().await {
+            self.people(store, now).await?;
+        }
+        if self.owners.is_used().await {
+            let reviews = store.reviews().await?;
+            self.owners(store, super::sanctioned(&reviews)).await?;
+        }
+        Ok(())
     }
 }

@@ -1435,6 +1435,8 @@ pub(crate) async fn cache_answers_as_the_store_does(store: impl Store) {
     store.add_expenses(vec![late], now).await.unwrap();
     views_agree(&store, &cache, None, now).await;
     store.upsert_people(vec![person("bob@example.com", "Bob Roe", "Research")]).await.unwrap();
+    // What serve does every few seconds: rebuild the used entries whose data changed.
+    cache.warm(&store, now).await.unwrap();
     views_agree(&store, &cache, None, now).await;
     let cached = join::gather_from(
         &store,
