@@ -39,6 +39,26 @@ pub fn diff(old: &[Finding], new: &[Finding]) -> Vec<Change> {
     out
 }
 
+/// What the watch's channel carries: file-system events, or a wakeup from another thread.
+#[derive(Debug)]
+enum Message {
+    Fs(notify::Result<notify::Event>),
+    Wake,
+}
+
+/// Ends a [`Watch::next_changes`] wait early, from any thread: the owner then looks at
+/// whatever it was told about (a stop, a new catalog) without polling for it.
+#[derive(Clone, Debug)]
+pub struct Waker(mpsc::Sender<Message>);
+
+impl Waker {
+    /// Makes the current or next [`Watch::next_changes`] return.
+    pub fn wake(&self) {
+        // The receiver is gone only when the watch was dropped; nobody is waiting then.
+        let _sent = self.0.send(Message::Wake);
+    }
+}
+
 /// Why a watch could not start.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot watch the inventory folders: {0}")]
@@ -51,7 +71,8 @@ pub struct Watch<'ix> {
     quiet: Duration,
     findings: Vec<Finding>,
     folders: Vec<(PathBuf, Source)>,
-    events: mpsc::Receiver<notify::Result<notify::Event>>,
+    events: mpsc::Receiver<Message>,
+    wake: mpsc::Sender<Message>,
     _watcher: notify::RecommendedWatcher,
 }
 
@@ -74,14 +95,15 @@ impl<'ix> Watch<'ix> {
         let findings = super::scan(index, &options).findings;
         let folders = watched_folders(&options);
         let (tx, events) = mpsc::channel();
+        let wake = tx.clone();
         let mut watcher = notify::recommended_watcher(move |ev| {
             // The receiver is gone only when the watch was dropped; nothing is left to tell.
-            let _sent = tx.send(ev);
+            let _sent = tx.send(Message::Fs(ev));
         })?;
         for (folder, _) in &folders {
             watcher.watch(folder, RecursiveMode::Recursive)?;
         }
-        Ok(Self { index, options, quiet, findings, folders, events, _watcher: watcher })
+        Ok(Self { index, options, quiet, findings, folders, events, wake, _watcher: watcher })
     }
 
     /// The current findings.
@@ -94,7 +116,13 @@ impl<'ix> Watch<'ix> {
         self.folders.len()
     }
 
-    /// Waits up to `timeout` for changes. Returns an empty list when nothing changed in time.
+    /// A handle that ends the current or next wait early.
+    pub fn waker(&self) -> Waker {
+        Waker(self.wake.clone())
+    }
+
+    /// Waits up to `timeout` for changes. Returns an empty list when nothing changed in time
+    /// or a [`Waker`] woke the wait first (changes already seen are still reported then).
     pub fn next_changes(&mut self, timeout: Duration) -> Vec<Change> {
         let deadline = Instant::now() + timeout;
         let mut touched: BTreeSet<SourceKey> = BTreeSet::new();
@@ -107,7 +135,7 @@ impl<'ix> Watch<'ix> {
             let wait =
                 if touched.is_empty() { deadline - now } else { self.quiet.min(deadline - now) };
             match self.events.recv_timeout(wait) {
-                Ok(Ok(event)) => {
+                Ok(Message::Fs(Ok(event))) => {
                     for path in &event.paths {
                         for (folder, source) in &self.folders {
                             if path.starts_with(folder) {
@@ -116,7 +144,8 @@ impl<'ix> Watch<'ix> {
                         }
                     }
                 }
-                Ok(Err(_)) => {} // An OS-level hiccup; the periodic full rescan covers it.
+                Ok(Message::Fs(Err(_))) => {} // An OS hiccup; the periodic full rescan covers it.
+                Ok(Message::Wake) => break,
                 Err(mpsc::RecvTimeoutError::Timeout) if !touched.is_empty() => break,
                 Err(mpsc::RecvTimeoutError::Timeout) => return Vec::new(),
                 Err(mpsc::RecvTimeoutError::Disconnected) => return Vec::new(),

@@ -10,6 +10,7 @@ mod config;
 mod fixtures;
 mod fuzz_regressions;
 mod hard_cases;
+mod idle;
 mod inventory;
 mod removal;
 mod rfc_vectors;
