@@ -29,6 +29,8 @@ const DEADLINE: Duration = Duration::from_secs(60);
 const SHUTDOWN: Duration = Duration::from_secs(30);
 
 /// Whether live capture can run here; panics under `CI=true` when it cannot.
+// The SKIPPED line goes to the test's output, like the other skipping tests' lines.
+#[allow(clippy::print_stdout)]
 fn can_capture(test: &str) -> bool {
     let root = euid_is_root();
     if root {
