@@ -307,11 +307,12 @@ pub async fn run(
     let config = &shared.config;
     let mut backoff = Backoff::new(Duration::from_secs(300));
     let start = tokio::time::Instant::now();
-    // The first upload sends what the last run left; the first heartbeat enrolls, reports the
-    // start and (through its acknowledgement) checks the catalog.
+    // At start: upload what the last run left, check the catalog (whatever version the
+    // collector announces: a refused rollback is reported once per start) and send a
+    // heartbeat. Later checks ride on heartbeat acknowledgements.
     let mut upload_due = Some(start);
     let mut heartbeat_due = start;
-    let mut catalog_due = start + jittered(config.catalog_interval);
+    let mut catalog_due = start;
     tokio::pin!(shutdown);
     loop {
         let next = upload_due.map_or(heartbeat_due, |u| u.min(heartbeat_due)).min(catalog_due);
@@ -339,6 +340,12 @@ pub async fn run(
                         }
                     };
                 }
+                if catalog_due <= now {
+                    if let Err(error) = uploader.update_catalog().await {
+                        tracing::warn!(error = %error, "Catalog update check failed.");
+                    }
+                    catalog_due = tokio::time::Instant::now() + jittered(config.catalog_interval);
+                }
                 if heartbeat_due <= now {
                     match uploader.heartbeat().await {
                         Ok(CatalogCheck::Done) => {
@@ -348,12 +355,6 @@ pub async fn run(
                         Err(error) => tracing::warn!(error = %error, "Heartbeat failed."),
                     }
                     heartbeat_due = tokio::time::Instant::now() + jittered(config.heartbeat_interval);
-                }
-                if catalog_due <= now {
-                    if let Err(error) = uploader.update_catalog().await {
-                        tracing::warn!(error = %error, "Catalog update check failed.");
-                    }
-                    catalog_due = tokio::time::Instant::now() + jittered(config.catalog_interval);
                 }
             }
         }
