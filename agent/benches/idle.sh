@@ -14,13 +14,20 @@
 #              core;
 #   rss        VmRSS at the end and VmHWM (peak) from /proc/PID/status.
 #
-# Usage: bash agent/benches/idle.sh [IDLE_SECS] [WARMUP_SECS]   (as root)
+# Then, with BUSY_SECS > 0 and iperf3 installed, the same figures while iperf3 pushes bulk TCP
+# over loopback (the agent captures on `lo` among the others), to check that load costs no
+# more than before.
+#
+# Usage: bash agent/benches/idle.sh [IDLE_SECS] [WARMUP_SECS] [BUSY_SECS]   (as root)
 # AGENT= and COLLECTOR= select binaries (default: release agent, debug collector, built here);
-# the collector's own cost is not measured.
+# the collector's own cost is not measured. BASELINE= names a second agent binary (say, a build
+# of an older commit) run beside the first with its own state folder and measured over the same
+# windows, so a before/after comparison shares the machine's conditions.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 idle="${1:-60}"
 warmup="${2:-15}"
+busy="${3:-0}"
 target="${CARGO_TARGET_DIR:-target}"
 if [ -z "${AGENT:-}" ]; then
   cargo build --release -q -p aiscout-agent --locked
@@ -52,14 +59,19 @@ catalog_key_file = "$work/catalog.pub"
 state_dir = "$work/state"
 TOML
 
-"$AGENT" run --config "$work/agent.toml" 2> "$work/agent.log" &
-agent=$!
-pids+=($agent)
+names=(); procs=()
+start_agent() { # name binary state
+  sed "s|^state_dir = .*|state_dir = \"$3\"|" "$work/agent.toml" > "$3.toml"
+  "$2" run --config "$3.toml" 2> "$3.log" &
+  pids+=($!); procs+=($!); names+=("$1")
+  for _ in $(seq 1 600); do grep -q 'Enrolled with the collector' "$3.log" 2>/dev/null && break; sleep 0.1; done
+  grep -q 'Enrolled with the collector' "$3.log" || { echo "$1 did not enroll:"; cat "$3.log"; exit 1; }
+}
+start_agent "aiscout-agent run (defaults)" "$AGENT" "$work/state"
+agent=${procs[0]}
+if [ -n "${BASELINE:-}" ]; then start_agent "baseline agent run (defaults)" "$BASELINE" "$work/state-baseline"; fi
 tcpdump -i any -w /dev/null 2> "$work/tcpdump.log" &
-td=$!
-pids+=($td)
-for _ in $(seq 1 600); do grep -q 'Enrolled with the collector' "$work/agent.log" 2>/dev/null && break; sleep 0.1; done
-grep -q 'Enrolled with the collector' "$work/agent.log" || { echo "the agent did not enroll:"; cat "$work/agent.log"; exit 1; }
+pids+=($!); procs+=($!); names+=("tcpdump -i any -w /dev/null")
 sleep "$warmup"
 
 switches() { # pid: "tid count" per thread
@@ -71,26 +83,40 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 hz=$(getconf CLK_TCK)
 
-switches "$agent" > "$work/a0"; switches "$td" > "$work/t0"
-a0=$(cpu_ticks "$agent"); t0=$(cpu_ticks "$td")
-start=$(date +%s.%N)
-sleep "$idle"
-switches "$agent" > "$work/a1"; switches "$td" > "$work/t1"
-a1=$(cpu_ticks "$agent"); t1=$(cpu_ticks "$td")
-secs=$(echo "$(date +%s.%N) - $start" | bc)
-
-report() { # name before after ticks0 ticks1 pid
+report() { # name before after ticks0 ticks1 pid secs
   local wakes threads
   wakes=$(awk 'NR == FNR {b[$1] = $2; next} {d = $2 - b[$1]; if (d > 0) s += d} END {print s + 0}' "$2" "$3")
   threads=$(wc -l < "$3")
-  awk -v n="$1" -v w="$wakes" -v th="$threads" -v a="$4" -v b="$5" -v s="$secs" -v hz="$hz" \
+  awk -v n="$1" -v w="$wakes" -v th="$threads" -v a="$4" -v b="$5" -v s="$7" -v hz="$hz" \
       -v rss="$(kb "$6" VmRSS)" -v hwm="$(kb "$6" VmHWM)" \
     'BEGIN { printf "%-34s %8.2f wakeups/s  cpu %6.3f%% of a core  rss %5.1f MB  peak %5.1f MB  (%d threads, %d switches in %.1f s)\n", n, w/s, (b-a)/hz/s*100, rss/1024, hwm/1024, th, w, s }'
 }
-echo "load before: $(cut -d' ' -f1-3 /proc/loadavg); interfaces up: $(ip -o link show up | awk -F': ' '{print $2}' | cut -d@ -f1 | tr '\n' ' ')"
-report "aiscout-agent run (defaults)" "$work/a0" "$work/a1" "$a0" "$a1" "$agent"
-report "tcpdump -i any -w /dev/null" "$work/t0" "$work/t1" "$t0" "$t1" "$td"
-grep -E 'Capture unavailable|Cannot list' "$work/agent.log" || true
+
+phase() { # label seconds [load command...]: every process over the same window
+  local label="$1" secs="$2"; shift 2
+  local i start took
+  declare -a c0 c1
+  for i in "${!procs[@]}"; do switches "${procs[$i]}" > "$work/s0.$i"; c0[$i]=$(cpu_ticks "${procs[$i]}"); done
+  start=$(date +%s.%N)
+  if [ $# -gt 0 ]; then "$@" > "$work/load.out" 2>&1 || true; else sleep "$secs"; fi
+  for i in "${!procs[@]}"; do switches "${procs[$i]}" > "$work/s1.$i"; c1[$i]=$(cpu_ticks "${procs[$i]}"); done
+  took=$(echo "$(date +%s.%N) - $start" | bc)
+  echo "== $label (load before: $(cut -d' ' -f1-3 /proc/loadavg))"
+  for i in "${!procs[@]}"; do
+    report "${names[$i]}" "$work/s0.$i" "$work/s1.$i" "${c0[$i]}" "${c1[$i]}" "${procs[$i]}" "$took"
+  done
+}
+
+echo "interfaces up: $(ip -o link show up | awk -F': ' '{print $2}' | cut -d@ -f1 | tr '\n' ' ')"
+phase "idle ${idle} s" "$idle"
+if [ "$busy" -gt 0 ] && command -v iperf3 > /dev/null; then
+  iperf3 -s -B 127.0.0.1 -p 5299 > /dev/null 2>&1 &
+  pids+=($!)
+  sleep 1
+  phase "iperf3 on lo ${busy} s" "$busy" iperf3 -c 127.0.0.1 -p 5299 -t "$busy"
+  grep -E 'sender|receiver' "$work/load.out" || true
+fi
+grep -E 'Capture unavailable|Cannot list' "$work"/state*.log || true
 kill -TERM "$agent"
 stop0=$(date +%s.%N)
 wait "$agent" || true

@@ -19,6 +19,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+#[cfg(unix)]
 use std::time::Duration;
 
 /// Stops a [`super::LiveSource`] waiting in another thread; cheap to clone. Once stopped, the
@@ -57,6 +58,8 @@ impl Breaker {
 }
 
 /// What a wait ended with.
+// Without poll(2) (Windows) only `Stop` and `Timeout` are produced.
+#[cfg_attr(not(unix), allow(dead_code))]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum Ready {
     /// The capture may have packets.

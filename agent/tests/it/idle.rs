@@ -315,4 +315,9 @@ fn a_live_source_wakes_for_packets_and_for_its_breaker() {
         again.next_batch(Some(Instant::now() + DEADLINE), |_| {}).unwrap() == Wake::Stopped
     });
     assert!(stopped, "a stopped source kept delivering");
+    // With a deadline and no breaker, a run returns once the deadline has passed.
+    let mut timed = LiveSource::open("lo").unwrap();
+    let deadline = Instant::now() + Duration::from_millis(300);
+    timed.run(Some(deadline), |_| {}).unwrap();
+    assert!(Instant::now() >= deadline);
 }
