@@ -93,6 +93,12 @@ pub const SNAPLEN: i32 = 65_535;
 /// long in the kernel so that they reach user space in batches (one wakeup for many packets).
 const READ_TIMEOUT_MS: i32 = 200;
 
+/// After delivering a batch, a live capture waits this long before it looks for the next one,
+/// so that under load the kernel's ring fills further and one wakeup takes many blocks. The
+/// same 20 ms the polling loop before issue 22 slept, so a flood costs what it did then (see
+/// BENCHMARKS.md for what a shorter gap buys in drops and costs in CPU). Idle, it never applies.
+pub const MIN_BATCH_GAP: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// The most frames one [`LiveSource::next_batch`] delivers, so that a sustained flood still
 /// lets the caller look at its breaker and update its counters.
 const MAX_BATCH: u64 = 65_536;
@@ -306,6 +312,8 @@ pub struct LiveSource {
     link: LinkType,
     interface: String,
     waiter: Waiter,
+    /// When the last batch was delivered, if the next call has not yet paused after it.
+    delivered: Option<Instant>,
 }
 
 /// What one [`LiveSource::next_batch`] ended with.
@@ -353,7 +361,7 @@ impl LiveSource {
         let link = LinkType::from_linktype(capture.get_datalink().0);
         let waiter = Waiter::new()
             .map_err(|source| CaptureError::Wait { interface: interface.to_owned(), source })?;
-        Ok(LiveSource { capture, link, interface: interface.to_owned(), waiter })
+        Ok(LiveSource { capture, link, interface: interface.to_owned(), waiter, delivered: None })
     }
 
     /// The interface name.
@@ -393,6 +401,29 @@ impl LiveSource {
     /// [`CaptureError::Read`] when libpcap reports an error other than a read timeout,
     /// [`CaptureError::Wait`] when waiting for packets fails.
     pub fn next_batch(
+        &mut self,
+        deadline: Option<Instant>,
+        mut f: impl FnMut(&Frame<'_>),
+    ) -> Result<Wake, CaptureError> {
+        if let Some(at) = self.delivered.take() {
+            let mut until = at + MIN_BATCH_GAP;
+            if let Some(d) = deadline {
+                until = until.min(d);
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if !left.is_zero() {
+                // A stop seen here is reported below, after what is ready.
+                self.waiter.pause(left).map_err(|e| self.wait_error(e))?;
+            }
+        }
+        let wake = self.batch(deadline, &mut f)?;
+        if matches!(wake, Wake::Frames(_)) {
+            self.delivered = Some(Instant::now());
+        }
+        Ok(wake)
+    }
+
+    fn batch(
         &mut self,
         deadline: Option<Instant>,
         mut f: impl FnMut(&Frame<'_>),

@@ -12,6 +12,9 @@
 //!   interface never makes it readable, so packets still arrive in batches and an idle capture
 //!   costs no wakeup at all. The capture itself stays non-blocking and is drained until
 //!   libpcap has nothing ready.
+//! - Under load a capture that has just delivered a batch pauses for [`super::MIN_BATCH_GAP`]
+//!   (still woken by the breaker) before it looks again, so a flood costs at most one wakeup
+//!   per gap per interface, as the polling loop before it did; an idle capture never pauses.
 //! - Elsewhere (Windows): Npcap's reads block in the driver up to the buffer timeout and the
 //!   stop flag is checked between reads, so an idle capture wakes once per timeout. Waiting
 //!   on `pcap_getevent` and a stop event together would remove those wakeups; it needs
@@ -19,7 +22,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-#[cfg(unix)]
 use std::time::Duration;
 
 /// Stops a [`super::LiveSource`] waiting in another thread; cheap to clone. Once stopped, the
@@ -104,6 +106,33 @@ impl Waiter {
 
     pub(super) fn breaker(&self) -> &Breaker {
         &self.breaker
+    }
+
+    /// Sleeps for `timeout` unless the breaker is used first (then `Ready::Stop`).
+    ///
+    /// # Errors
+    /// When `poll(2)` fails.
+    pub(super) fn pause(&self, timeout: Duration) -> std::io::Result<Ready> {
+        if self.breaker.is_stopped() {
+            return Ok(Ready::Stop);
+        }
+        #[cfg(unix)]
+        {
+            use rustix::event::{PollFd, PollFlags, Timespec, poll};
+            let timespec = Timespec::try_from(timeout.min(LONGEST_WAIT))
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+            let mut fds = [PollFd::new(&self.wake, PollFlags::IN)];
+            match poll(&mut fds, Some(&timespec)) {
+                Ok(0) | Err(rustix::io::Errno::INTR) => Ok(Ready::Timeout),
+                Ok(_) => Ok(Ready::Stop),
+                Err(errno) => Err(errno.into()),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            std::thread::sleep(timeout);
+            Ok(if self.breaker.is_stopped() { Ready::Stop } else { Ready::Timeout })
+        }
     }
 
     /// Sleeps until `capture` is readable, the breaker is used or `timeout` (forever without

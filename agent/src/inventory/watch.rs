@@ -96,7 +96,10 @@ impl<'ix> Watch<'ix> {
         let folders = watched_folders(&options);
         let (tx, events) = mpsc::channel();
         let wake = tx.clone();
-        let mut watcher = notify::recommended_watcher(move |ev| {
+        let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+            if ev.as_ref().is_ok_and(|e| reads_only(&e.kind)) {
+                return;
+            }
             // The receiver is gone only when the watch was dropped; nothing is left to tell.
             let _sent = tx.send(Message::Fs(ev));
         })?;
@@ -166,6 +169,21 @@ impl<'ix> Watch<'ix> {
         all.sort();
         self.findings = all;
         changes
+    }
+}
+
+/// Whether an event only says a file was opened or read, which changes nothing installed.
+/// notify asks inotify for opens too, so without this every run of a tool in a watched bin
+/// folder, and the rescan's own reads of the folders it watches, would trigger a rescan: a
+/// loop that kept an idle agent waking (issue 22).
+fn reads_only(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode};
+    match kind {
+        notify::EventKind::Access(AccessKind::Close(AccessMode::Write)) => false,
+        notify::EventKind::Access(
+            AccessKind::Open(_) | AccessKind::Read | AccessKind::Close(_),
+        ) => true,
+        _ => false,
     }
 }
 
@@ -252,6 +270,19 @@ mod tests {
             version: None,
             detail: None,
         }
+    }
+
+    #[test]
+    fn opens_and_reads_are_not_changes_but_writes_are() {
+        use notify::EventKind;
+        use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind};
+        assert!(reads_only(&EventKind::Access(AccessKind::Open(AccessMode::Any))));
+        assert!(reads_only(&EventKind::Access(AccessKind::Close(AccessMode::Read))));
+        assert!(reads_only(&EventKind::Access(AccessKind::Read)));
+        assert!(!reads_only(&EventKind::Access(AccessKind::Close(AccessMode::Write))));
+        assert!(!reads_only(&EventKind::Create(CreateKind::Folder)));
+        assert!(!reads_only(&EventKind::Modify(ModifyKind::Any)));
+        assert!(!reads_only(&EventKind::Remove(RemoveKind::Any)));
     }
 
     #[test]

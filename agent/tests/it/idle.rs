@@ -204,9 +204,15 @@ fn idle_agent_capturing_on_lo_sleeps_sees_a_query_and_stops_promptly_issue_22() 
     }
     let tmp = tempfile::tempdir().unwrap();
     let (config, spool) = write_config(tmp.path());
-    // A small machine root with watched folders, so the inventory watch is live too.
+    // The inventory fixture tree as the machine root: watched folders holding apps and
+    // extensions that every scan reads, so a watch that took its own reads for changes (and
+    // so rescanned forever) would show here.
     let root = tmp.path().join("root");
-    std::fs::create_dir_all(root.join("Applications")).unwrap();
+    std::fs::create_dir_all(&root).unwrap();
+    crate::inventory::copy_tree(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/inventory/tree"),
+        &root,
+    );
     std::fs::create_dir_all(root.join("usr/local/bin")).unwrap();
     let mut agent = Agent::start(&config, &root);
     agent.wait_line("Agent started.", DEADLINE);
