@@ -91,7 +91,12 @@ pub const SNAPLEN: i32 = 65_535;
 
 /// The kernel's buffer timeout for a live capture, in milliseconds: packets wait up to this
 /// long in the kernel so that they reach user space in batches (one wakeup for many packets).
-const READ_TIMEOUT_MS: i32 = 200;
+/// A second, as tcpdump uses: sightings are aggregated per window, so a second of latency
+/// costs nothing, and sparse background traffic wakes a capture at most once a second.
+const READ_TIMEOUT_MS: i32 = 1_000;
+
+/// Batches closer together than this are dense traffic (well under [`READ_TIMEOUT_MS`]).
+const DENSE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// After delivering a batch, a live capture waits this long before it looks for the next one,
 /// so that under load the kernel's ring fills further and one wakeup takes many blocks. The
@@ -312,8 +317,10 @@ pub struct LiveSource {
     link: LinkType,
     interface: String,
     waiter: Waiter,
-    /// When the last batch was delivered, if the next call has not yet paused after it.
+    /// When the last batch was delivered.
     delivered: Option<Instant>,
+    /// Set when the last two batches came close together: the next call pauses first.
+    dense: bool,
 }
 
 /// What one [`LiveSource::next_batch`] ended with.
@@ -361,7 +368,14 @@ impl LiveSource {
         let link = LinkType::from_linktype(capture.get_datalink().0);
         let waiter = Waiter::new()
             .map_err(|source| CaptureError::Wait { interface: interface.to_owned(), source })?;
-        Ok(LiveSource { capture, link, interface: interface.to_owned(), waiter, delivered: None })
+        Ok(LiveSource {
+            capture,
+            link,
+            interface: interface.to_owned(),
+            waiter,
+            delivered: None,
+            dense: false,
+        })
     }
 
     /// The interface name.
@@ -405,8 +419,8 @@ impl LiveSource {
         deadline: Option<Instant>,
         mut f: impl FnMut(&Frame<'_>),
     ) -> Result<Wake, CaptureError> {
-        if let Some(at) = self.delivered.take() {
-            let mut until = at + MIN_BATCH_GAP;
+        if std::mem::take(&mut self.dense) {
+            let mut until = self.delivered.unwrap_or_else(Instant::now) + MIN_BATCH_GAP;
             if let Some(d) = deadline {
                 until = until.min(d);
             }
@@ -418,7 +432,14 @@ impl LiveSource {
         }
         let wake = self.batch(deadline, &mut f)?;
         if matches!(wake, Wake::Frames(_)) {
-            self.delivered = Some(Instant::now());
+            let now = Instant::now();
+            // Batches closer together than the buffer timeout mean the kernel retires blocks
+            // because they fill: traffic is dense, so pause before the next look. Sparse
+            // traffic comes in timeout-sized batches and never pauses (one wakeup per batch).
+            if self.delivered.is_some_and(|at| now.saturating_duration_since(at) < DENSE) {
+                self.dense = true;
+            }
+            self.delivered = Some(now);
         }
         Ok(wake)
     }

@@ -12,9 +12,10 @@
 //!   interface never makes it readable, so packets still arrive in batches and an idle capture
 //!   costs no wakeup at all. The capture itself stays non-blocking and is drained until
 //!   libpcap has nothing ready.
-//! - Under load a capture that has just delivered a batch pauses for [`super::MIN_BATCH_GAP`]
-//!   (still woken by the breaker) before it looks again, so a flood costs at most one wakeup
-//!   per gap per interface, as the polling loop before it did; an idle capture never pauses.
+//! - Under load (batches less than 100 ms apart, so blocks are retired because they fill) a
+//!   capture pauses until [`super::MIN_BATCH_GAP`] after its last batch (still woken by the
+//!   breaker) before it looks again, so a flood costs at most one wakeup per gap per interface,
+//!   as the polling loop before it did. Sparse traffic and an idle capture never pause.
 //! - Elsewhere (Windows): Npcap's reads block in the driver up to the buffer timeout and the
 //!   stop flag is checked between reads, so an idle capture wakes once per timeout. Waiting
 //!   on `pcap_getevent` and a stop event together would remove those wakeups; it needs
