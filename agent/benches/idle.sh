@@ -74,9 +74,9 @@ tcpdump -i any -w /dev/null 2> "$work/tcpdump.log" &
 pids+=($!); procs+=($!); names+=("tcpdump -i any -w /dev/null")
 sleep "$warmup"
 
-switches() { # pid: "tid count" per thread
+switches() { # pid: "tid count name" per thread
   for s in /proc/"$1"/task/*/status; do
-    awk -v t="$(basename "$(dirname "$s")")" '/^(non)?voluntary_ctxt_switches/ {n += $2} END {print t, n}' "$s" 2>/dev/null || true
+    awk -v t="$(basename "$(dirname "$s")")" '/^Name:/ {c = $2} /^(non)?voluntary_ctxt_switches/ {n += $2} END {print t, n, c}' "$s" 2>/dev/null || true
   done
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -90,6 +90,9 @@ report() { # name before after ticks0 ticks1 pid secs
   awk -v n="$1" -v w="$wakes" -v th="$threads" -v a="$4" -v b="$5" -v s="$7" -v hz="$hz" \
       -v rss="$(kb "$6" VmRSS)" -v hwm="$(kb "$6" VmHWM)" \
     'BEGIN { printf "%-34s %8.2f wakeups/s  cpu %6.3f%% of a core  rss %5.1f MB  peak %5.1f MB  (%d threads, %d switches in %.1f s)\n", n, w/s, (b-a)/hz/s*100, rss/1024, hwm/1024, th, w, s }'
+  # Per thread (tid:name:switches), busiest first, in thread start order when tied.
+  awk 'NR == FNR {b[$1] = $2; next} {d = $2 - b[$1]; printf "%s:%s:%d\n", $1, $3, d}' "$2" "$3" \
+    | sort -t: -k3,3nr -k1,1n | tr '\n' ' ' | sed 's/^/    threads: /; s/ $/\n/'
 }
 
 phase() { # label seconds [load command...]: every process over the same window
