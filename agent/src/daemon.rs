@@ -26,7 +26,8 @@
 //!   upload is armed only when the spool writer reports a write (or at start, for what the
 //!   last run left), so an agent with nothing to send never touches the network for it; a
 //!   heartbeat acknowledgement names the collector's catalog version, which counts as a
-//!   catalog check, so the catalog timer fires only when heartbeats stop answering.
+//!   catalog check, so after the check at start the catalog timer fires only when heartbeats
+//!   stop answering.
 //!
 //! On shutdown the capture threads are woken through their breakers and the inventory thread
 //! through its waker, the channel is drained into the spool, and one last upload is attempted

@@ -10,6 +10,7 @@ mod config;
 mod fixtures;
 mod fuzz_regressions;
 mod hard_cases;
+#[cfg(target_os = "linux")]
 mod idle;
 mod inventory;
 mod removal;
