@@ -13,9 +13,26 @@
 //!   queued without bound (DESIGN.md invariant 4);
 //! - tokio tasks for uploads, heartbeats and catalog updates.
 //!
-//! On shutdown the capture and inventory threads stop, the channel is drained into the spool,
-//! and one last upload is attempted within a deadline. What is not acknowledged stays in the
-//! spool for the next start (invariant 2).
+//! # Nothing wakes unless there is work (issue 22)
+//! An idle agent must cost a laptop no more than `tcpdump` does, so no thread polls:
+//! - a capture thread sleeps in `poll(2)` on its capture and a stop pipe
+//!   ([`LiveSource::next_batch`], [`Breaker`]); the kernel hands packets over in batches;
+//! - the inventory thread sleeps in its watch's channel until a file-system event, its next
+//!   deadline (window refresh, full rescan), a stop or a new catalog wakes it;
+//! - the spool writer blocks on its channel while nothing is pending, and only a pending
+//!   batch gives it a flush deadline;
+//! - the async side sleeps until the earliest of three deadlines (upload, heartbeat, catalog
+//!   check), each re-armed with ±10 % jitter so a fleet started together drifts apart. An
+//!   upload is armed only when the spool writer reports a write (or at start, for what the
+//!   last run left), so an agent with nothing to send never touches the network for it; a
+//!   heartbeat acknowledgement names the collector's catalog version, which counts as a
+//!   catalog check, so after the check at start the catalog timer fires only when heartbeats
+//!   stop answering.
+//!
+//! On shutdown the capture threads are woken through their breakers and the inventory thread
+//! through its waker, the channel is drained into the spool, and one last upload is attempted
+//! within a deadline. What is not acknowledged stays in the spool for the next start
+//! (invariant 2).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -26,7 +43,7 @@ use std::time::{Duration, Instant};
 use aiscout_signatures::{Catalog, Index, Verifier};
 use aiscout_wire::{AgentInfo, CaptureState, Heartbeat, InterfaceStatus, Secret};
 
-use crate::capture::{FileSource, LiveSource};
+use crate::capture::{Breaker, FileSource, LiveSource, Wake};
 use crate::config::Config;
 use crate::decode::{Decoder, Limits};
 use crate::identity::{self, Pseudonymizer};
@@ -58,8 +75,10 @@ impl Spooled {
         }
     }
 }
-/// How often capture threads look at the stop flag.
-const CAPTURE_SLICE: Duration = Duration::from_millis(500);
+/// How long records may wait in the spool writer before they are written.
+const FLUSH_AFTER: Duration = Duration::from_secs(2);
+/// How many pending records make the spool writer write at once.
+const FLUSH_RECORDS: usize = 1_000;
 /// How long shutdown waits for a last upload.
 const FINAL_UPLOAD: Duration = Duration::from_secs(10);
 
@@ -126,10 +145,15 @@ pub struct Health {
     pub interfaces: Mutex<Vec<InterfaceStatus>>,
 }
 
+/// Wakes the inventory thread's current wait.
+type InventoryWake = Box<dyn Fn() + Send>;
+
 /// State shared by the threads and tasks of one run.
 struct Shared {
     config: Config,
     stop: AtomicBool,
+    /// How to wake the inventory thread's current wait (set by that thread before it waits).
+    inventory_wake: Mutex<Option<InventoryWake>>,
     catalog: RwLock<Arc<Catalog>>,
     matcher: RwLock<Arc<Matcher>>,
     health: Health,
@@ -167,7 +191,41 @@ impl Shared {
         if let Ok(mut c) = self.catalog.write() {
             *c = Arc::new(catalog);
         }
+        self.wake_inventory();
     }
+
+    /// Installs the inventory thread's waker. The thread sets it before it looks at the stop
+    /// flag and the catalog version, and whoever changes those wakes it after the change, so
+    /// a change is never missed: either the thread sees it, or it is woken.
+    fn set_inventory_wake(&self, wake: InventoryWake) {
+        if let Ok(mut w) = self.inventory_wake.lock() {
+            *w = Some(wake);
+        }
+    }
+
+    fn wake_inventory(&self) {
+        if let Ok(w) = self.inventory_wake.lock()
+            && let Some(wake) = w.as_ref()
+        {
+            wake();
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+}
+
+/// `period` stretched or shrunk by up to 10 % at random, so that agents started together
+/// (a fleet after a reboot or a collector outage) do not keep waking together.
+fn jittered(period: Duration) -> Duration {
+    use ring::rand::SecureRandom as _;
+    let mut bytes = [0u8; 8];
+    let fraction = match ring::rand::SystemRandom::new().fill(&mut bytes) {
+        Ok(()) => (u64::from_le_bytes(bytes) % 2_001) as f64 / 10_000.0,
+        Err(_) => 0.1,
+    };
+    period.mul_f64(0.9 + fraction)
 }
 
 fn now_secs() -> i64 {
@@ -223,17 +281,21 @@ pub async fn run(
         catalog: RwLock::new(Arc::new(catalog)),
         config,
         stop: AtomicBool::new(false),
+        inventory_wake: Mutex::new(None),
         health: Health::default(),
     });
     tracing::info!(version = shared.catalog_version(), collector = %shared.config.collector_url, "Agent started.");
 
     let (tx, rx) = std::sync::mpsc::sync_channel::<Spooled>(RECORD_QUEUE);
+    // The spool writer tells the uploader that something was written; one pending wakeup is
+    // enough, so a full channel means one is already on its way.
+    let (written_tx, mut written_rx) = tokio::sync::mpsc::channel::<()>(1);
     let writer = {
         let spool = Arc::clone(&spool);
         let shared = Arc::clone(&shared);
-        std::thread::spawn(move || spool_writer(&shared, &spool, &rx))
+        std::thread::spawn(move || spool_writer(&shared, &spool, &rx, &written_tx))
     };
-    let mut producers = start_capture(&shared, &options.frames, &tx);
+    let (mut producers, breakers) = start_capture(&shared, &options.frames, &tx);
     if let Some(scan) = options.scan.clone() {
         let shared = Arc::clone(&shared);
         let tx = tx.clone();
@@ -241,39 +303,59 @@ pub async fn run(
     }
     drop(tx);
 
-    let uploader =
+    let mut uploader =
         Uploader { shared: Arc::clone(&shared), spool: Arc::clone(&spool), client, node_key: None };
-    let mut uploader = uploader;
-    let mut upload_tick = tokio::time::interval(shared.config.upload_interval);
-    let mut heartbeat_tick = tokio::time::interval(shared.config.heartbeat_interval);
-    let mut catalog_tick = tokio::time::interval(shared.config.catalog_interval);
+    let config = &shared.config;
     let mut backoff = Backoff::new(Duration::from_secs(300));
-    let mut next_try = tokio::time::Instant::now();
+    let start = tokio::time::Instant::now();
+    // At start: upload what the last run left, check the catalog (whatever version the
+    // collector announces: a refused rollback is reported once per start) and send a
+    // heartbeat. Later checks ride on heartbeat acknowledgements.
+    let mut upload_due = Some(start);
+    let mut heartbeat_due = start;
+    let mut catalog_due = start;
     tokio::pin!(shutdown);
     loop {
+        let next = upload_due.map_or(heartbeat_due, |u| u.min(heartbeat_due)).min(catalog_due);
         tokio::select! {
             () = &mut shutdown => break,
-            _ = upload_tick.tick() => {
-                if tokio::time::Instant::now() < next_try {
-                    continue;
+            Some(()) = written_rx.recv() => {
+                // Keep an earlier deadline, or a retry's backoff.
+                if upload_due.is_none() {
+                    upload_due = Some(tokio::time::Instant::now() + jittered(config.upload_interval));
                 }
-                match uploader.drain().await {
-                    Ok(_) => backoff.reset(),
-                    Err(error) => {
-                        let delay = backoff.next_delay();
-                        tracing::warn!(error = %error, retry_in_secs = delay.as_secs(), "Upload failed; the batch stays in the spool.");
-                        next_try = tokio::time::Instant::now() + delay;
+            }
+            () = tokio::time::sleep_until(next) => {
+                let now = tokio::time::Instant::now();
+                if upload_due.is_some_and(|d| d <= now) {
+                    upload_due = match uploader.drain().await {
+                        Ok(_) => {
+                            backoff.reset();
+                            // Records written meanwhile have left a wakeup in `written_rx`.
+                            None
+                        }
+                        Err(error) => {
+                            let delay = backoff.next_delay();
+                            tracing::warn!(error = %error, retry_in_secs = delay.as_secs(), "Upload failed; the batch stays in the spool.");
+                            Some(tokio::time::Instant::now() + delay)
+                        }
+                    };
+                }
+                if catalog_due <= now {
+                    if let Err(error) = uploader.update_catalog().await {
+                        tracing::warn!(error = %error, "Catalog update check failed.");
                     }
+                    catalog_due = tokio::time::Instant::now() + jittered(config.catalog_interval);
                 }
-            }
-            _ = heartbeat_tick.tick() => {
-                if let Err(error) = uploader.heartbeat().await {
-                    tracing::warn!(error = %error, "Heartbeat failed.");
-                }
-            }
-            _ = catalog_tick.tick() => {
-                if let Err(error) = uploader.update_catalog().await {
-                    tracing::warn!(error = %error, "Catalog update check failed.");
+                if heartbeat_due <= now {
+                    match uploader.heartbeat().await {
+                        Ok(CatalogCheck::Done) => {
+                            catalog_due = tokio::time::Instant::now() + jittered(config.catalog_interval);
+                        }
+                        Ok(CatalogCheck::NotDone) => {}
+                        Err(error) => tracing::warn!(error = %error, "Heartbeat failed."),
+                    }
+                    heartbeat_due = tokio::time::Instant::now() + jittered(config.heartbeat_interval);
                 }
             }
         }
@@ -281,6 +363,10 @@ pub async fn run(
 
     tracing::info!("Shutting down: flushing the spool.");
     shared.stop.store(true, Ordering::SeqCst);
+    for breaker in &breakers {
+        breaker.stop();
+    }
+    shared.wake_inventory();
     for p in producers {
         // A panicked producer lost only its in-memory work; the spool is intact.
         let _joined = p.join();
@@ -297,12 +383,14 @@ pub async fn run(
     Ok(())
 }
 
+/// Starts the capture threads; returns them and the breakers that stop the live ones.
 fn start_capture(
     shared: &Arc<Shared>,
     frames: &FrameSource,
     tx: &SyncSender<Spooled>,
-) -> Vec<std::thread::JoinHandle<()>> {
+) -> (Vec<std::thread::JoinHandle<()>>, Vec<Breaker>) {
     let mut handles = Vec::new();
+    let mut breakers = Vec::new();
     match frames {
         FrameSource::None => {}
         FrameSource::Files(paths) => {
@@ -349,6 +437,7 @@ fn start_capture(
                 match LiveSource::open(&name) {
                     Ok(source) => {
                         set_interface(shared, &name, CaptureState::Running, None);
+                        breakers.push(source.breaker());
                         let shared = Arc::clone(shared);
                         let tx = tx.clone();
                         handles
@@ -365,7 +454,7 @@ fn start_capture(
             }
         }
     }
-    handles
+    (handles, breakers)
 }
 
 /// An error and its causes on one line, for the heartbeat.
@@ -389,27 +478,34 @@ fn set_interface(shared: &Shared, name: &str, state: CaptureState, error: Option
     }
 }
 
+/// Captures until the breaker stops the source; after every batch the interface's counters
+/// in [`Health`] are brought up to date (an idle interface has no batches and costs nothing).
 fn capture_loop(shared: &Shared, mut source: LiveSource, tx: &SyncSender<Spooled>) {
     let mut decoder = Decoder::new(Limits::default());
     let mut batch = Vec::new();
     let mut packets: u64 = 0;
-    while !shared.stop.load(Ordering::Relaxed) {
-        let result = source.run(Some(Instant::now() + CAPTURE_SLICE), |frame| {
+    loop {
+        let result = source.next_batch(None, |frame| {
             packets = packets.saturating_add(1);
             decoder.decode(frame, &mut batch);
             for obs in batch.drain(..) {
                 observe(shared, tx, &obs, true);
             }
         });
-        if let Err(error) = result {
-            tracing::error!(interface = %source.interface(), error = %error, "Capture stopped.");
-            set_interface(
-                shared,
-                source.interface(),
-                CaptureState::Failed,
-                Some(error.to_string()),
-            );
-            return;
+        match result {
+            Ok(Wake::Frames(_)) => {}
+            Ok(Wake::Idle) => continue,
+            Ok(Wake::Deadline | Wake::Stopped) => return,
+            Err(error) => {
+                tracing::error!(interface = %source.interface(), error = %error, "Capture stopped.");
+                set_interface(
+                    shared,
+                    source.interface(),
+                    CaptureState::Failed,
+                    Some(error.to_string()),
+                );
+                return;
+            }
         }
         let kernel = source.kernel_stats();
         let drops = decoder
@@ -495,10 +591,11 @@ fn inventory_view<'f>(
     })
 }
 
+/// Scans, then watches until the next full rescan or a catalog change, re-recording the
+/// current findings every window; sleeps in the watch's channel between events and deadlines.
 fn inventory_loop(shared: &Shared, scan: ScanOptions, tx: &SyncSender<Spooled>) {
-    let mut next_full = Instant::now();
-    let mut next_refresh = Instant::now() + shared.config.window;
-    while !shared.stop.load(Ordering::Relaxed) {
+    let mut next_refresh = Instant::now() + jittered(shared.config.window);
+    while !shared.stopped() {
         let catalog = match shared.catalog.read() {
             Ok(c) => Arc::clone(&c),
             Err(_) => return,
@@ -512,20 +609,40 @@ fn inventory_loop(shared: &Shared, scan: ScanOptions, tx: &SyncSender<Spooled>) 
                 let now = now_secs();
                 shared.offer(tx, inventory_view(shared, &found.findings, &found.findings, now));
                 shared.health.last_scan.store(now, Ordering::Relaxed);
-                sleep_unless_stopped(shared, shared.config.rescan_interval);
+                // Sleep until the next rescan, a new catalog or the stop.
+                let (wake_tx, wake_rx) = std::sync::mpsc::channel::<()>();
+                shared.set_inventory_wake(Box::new(move || {
+                    // The receiver is gone only once this wait is over.
+                    let _sent = wake_tx.send(());
+                }));
+                if !shared.stopped() && shared.catalog_version() == catalog.version() {
+                    // A wakeup, a timeout and a closed channel all mean: look again.
+                    let _woken = wake_rx.recv_timeout(jittered(shared.config.rescan_interval));
+                }
                 continue;
             }
         };
         let now = now_secs();
         shared.offer(tx, inventory_view(shared, watch.findings(), watch.findings(), now));
         shared.health.last_scan.store(now, Ordering::Relaxed);
-        next_full += shared.config.rescan_interval;
-        // Watch until the next full rescan or a catalog change.
-        while !shared.stop.load(Ordering::Relaxed) && Instant::now() < next_full {
-            if shared.catalog_version() != catalog.version() {
+        let waker = watch.waker();
+        shared.set_inventory_wake(Box::new(move || waker.wake()));
+        let next_full = Instant::now() + jittered(shared.config.rescan_interval);
+        // Watch until the next full rescan, a catalog change or the stop.
+        while !shared.stopped() && shared.catalog_version() == catalog.version() {
+            let now = Instant::now();
+            if now >= next_full {
                 break;
             }
-            let changes = watch.next_changes(Duration::from_secs(1));
+            if now >= next_refresh {
+                shared.offer(
+                    tx,
+                    inventory_view(shared, watch.findings(), watch.findings(), now_secs()),
+                );
+                next_refresh = now + jittered(shared.config.window);
+            }
+            let changes =
+                watch.next_changes(next_full.min(next_refresh).saturating_duration_since(now));
             if !changes.is_empty() {
                 // New items are sighted now; removed ones are found by the spool's diff of
                 // this view against the last one, so a removal is reported once even when
@@ -536,38 +653,37 @@ fn inventory_loop(shared: &Shared, scan: ScanOptions, tx: &SyncSender<Spooled>) 
                 });
                 shared.offer(tx, inventory_view(shared, watch.findings(), added, now_secs()));
             }
-            if Instant::now() >= next_refresh {
-                let now = now_secs();
-                shared.offer(tx, inventory_view(shared, watch.findings(), watch.findings(), now));
-                next_refresh = Instant::now() + shared.config.window;
-            }
         }
     }
 }
 
-fn sleep_unless_stopped(shared: &Shared, total: Duration) {
-    let until = Instant::now() + total;
-    while !shared.stop.load(Ordering::Relaxed) && Instant::now() < until {
-        std::thread::sleep(
-            Duration::from_millis(200).min(until.saturating_duration_since(Instant::now())),
-        );
-    }
-}
-
-/// Writes records to the spool in batches of up to a thousand or every two seconds; an
-/// inventory view is written at once (after the records before it), in its own transaction.
-fn spool_writer(shared: &Shared, spool: &Mutex<Spool>, rx: &Receiver<Spooled>) {
+/// Writes records to the spool in batches of up to [`FLUSH_RECORDS`], at most
+/// [`FLUSH_AFTER`] after the first of them arrived; an inventory view is written at once
+/// (after the records before it), in its own transaction. With nothing pending it sleeps on
+/// the channel without a timeout. After each write it wakes the uploader through `written`.
+fn spool_writer(
+    shared: &Shared,
+    spool: &Mutex<Spool>,
+    rx: &Receiver<Spooled>,
+    written: &tokio::sync::mpsc::Sender<()>,
+) {
     let mut pending: Vec<Record> = Vec::new();
     // At most one view waits: a newer view supersedes an older one's installed set, and
     // keeps its sightings.
     let mut pending_view: Option<InventoryView> = None;
-    let mut last_flush = Instant::now();
+    // When what is pending must be written; `None` while nothing is.
+    let mut flush_due: Option<Instant> = None;
     let mut reported_drops: u64 = 0;
     let mut refused_since: Option<Instant> = None;
     loop {
-        let disconnected = match rx.recv_timeout(Duration::from_millis(500)) {
+        let received = match flush_due {
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(due) => rx.recv_timeout(due.saturating_duration_since(Instant::now())),
+        };
+        let disconnected = match received {
             Ok(Spooled::Record(r)) => {
                 pending.push(r);
+                flush_due.get_or_insert_with(|| Instant::now() + FLUSH_AFTER);
                 false
             }
             Ok(Spooled::Inventory(view)) => {
@@ -583,18 +699,20 @@ fn spool_writer(shared: &Shared, spool: &Mutex<Spool>, rx: &Receiver<Spooled>) {
             Err(RecvTimeoutError::Timeout) => false,
             Err(RecvTimeoutError::Disconnected) => true,
         };
-        if pending.len() >= 1_000
+        if pending.len() >= FLUSH_RECORDS
             || pending_view.is_some()
-            || last_flush.elapsed() >= Duration::from_secs(2)
+            || flush_due.is_some_and(|due| Instant::now() >= due)
             || disconnected
         {
             let drops = shared.health.queue_drops.load(Ordering::Relaxed);
+            let mut wrote = false;
             if let Ok(mut s) = spool.lock() {
                 if !pending.is_empty() {
                     match s.record(&pending) {
                         Ok(evicted) => {
                             note_evictions(shared, evicted);
                             pending.clear();
+                            wrote = true;
                         }
                         Err(error) => {
                             tracing::error!(error = %error, "Spool write failed; retrying.");
@@ -606,6 +724,7 @@ fn spool_writer(shared: &Shared, spool: &Mutex<Spool>, rx: &Receiver<Spooled>) {
                 {
                     match s.record_inventory(&view) {
                         Ok(outcome) => {
+                            wrote = true;
                             note_evictions(shared, outcome.evicted);
                             if outcome.removed > 0 {
                                 tracing::info!(
@@ -637,7 +756,13 @@ fn spool_writer(shared: &Shared, spool: &Mutex<Spool>, rx: &Receiver<Spooled>) {
                 view.records.drain(..excess);
                 shared.health.queue_drops.fetch_add(excess as u64, Ordering::Relaxed);
             }
-            last_flush = Instant::now();
+            if wrote {
+                // Full means a wakeup is already pending; closed means the uploader is gone.
+                let _woken = written.try_send(());
+            }
+            // What a failed write left is retried after the same delay.
+            flush_due = (!pending.is_empty() || pending_view.is_some())
+                .then(|| Instant::now() + FLUSH_AFTER);
         }
         let idle = pending.is_empty() && pending_view.is_none();
         if disconnected && idle {
@@ -661,6 +786,15 @@ fn note_evictions(shared: &Shared, evicted: u64) {
     if evicted > 0 {
         tracing::warn!(evicted, "Spool cap reached: oldest sightings evicted and counted.");
     }
+}
+
+/// Whether a heartbeat also checked the catalog.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CatalogCheck {
+    /// The acknowledgement named the collector's catalog version (fetched if newer).
+    Done,
+    /// It did not (an older collector, or none served); the catalog timer stays armed.
+    NotDone,
 }
 
 struct Uploader {
@@ -733,7 +867,10 @@ impl Uploader {
         Ok(sent)
     }
 
-    async fn heartbeat(&mut self) -> Result<(), UploadError> {
+    /// Sends a heartbeat; when its acknowledgement names a catalog newer than ours, fetches
+    /// it. Says whether the acknowledgement named the collector's catalog version, which
+    /// makes it a catalog check.
+    async fn heartbeat(&mut self) -> Result<CatalogCheck, UploadError> {
         let key = self.node_key().await?;
         let spool = Arc::clone(&self.spool);
         let stats =
@@ -754,10 +891,11 @@ impl Uploader {
         };
         match self.client.heartbeat(&key, &heartbeat).await {
             Ok(ack) => {
-                if ack.catalog_version.is_some_and(|v| v > self.shared.catalog_version()) {
+                let Some(version) = ack.catalog_version else { return Ok(CatalogCheck::NotDone) };
+                if version > self.shared.catalog_version() {
                     self.update_catalog().await?;
                 }
-                Ok(())
+                Ok(CatalogCheck::Done)
             }
             Err(UploadError::Unauthorized) => {
                 tracing::warn!("The collector refused the node key; enrolling again.");

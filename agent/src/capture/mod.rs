@@ -56,6 +56,10 @@ use crate::model::{Frame, LinkType, Timestamp};
 pub mod classic;
 #[cfg(windows)]
 mod npcap;
+mod wait;
+
+pub use wait::Breaker;
+use wait::{Ready, Waiter};
 
 /// Makes sure libpcap can be called: always on Unix (linked at build time), after loading
 /// Npcap on Windows.
@@ -85,11 +89,24 @@ or (ip6 and ip6[6] = 17 and ip6[48] & 0x80 != 0)";
 /// ClientHello.
 pub const SNAPLEN: i32 = 65_535;
 
-/// The kernel's buffer timeout for a live capture, in milliseconds.
-const READ_TIMEOUT_MS: i32 = 200;
+/// The kernel's buffer timeout for a live capture, in milliseconds: packets wait up to this
+/// long in the kernel so that they reach user space in batches (one wakeup for many packets).
+/// A second, as tcpdump uses: sightings are aggregated per window, so a second of latency
+/// costs nothing, and sparse background traffic wakes a capture at most once a second.
+const READ_TIMEOUT_MS: i32 = 1_000;
 
-/// How long a live capture sleeps when no packet is queued.
-const IDLE_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+/// Batches closer together than this are dense traffic (well under [`READ_TIMEOUT_MS`]).
+const DENSE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// After delivering a batch, a live capture waits this long before it looks for the next one,
+/// so that under load the kernel's ring fills further and one wakeup takes many blocks. The
+/// same 20 ms the polling loop before issue 22 slept, so a flood costs what it did then (see
+/// BENCHMARKS.md for what a shorter gap buys in drops and costs in CPU). Idle, it never applies.
+pub const MIN_BATCH_GAP: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// The most frames one [`LiveSource::next_batch`] delivers, so that a sustained flood still
+/// lets the caller look at its breaker and update its counters.
+const MAX_BATCH: u64 = 65_536;
 
 /// Why capture failed.
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +170,15 @@ pub enum CaptureError {
         /// The cause.
         #[source]
         source: pcap::Error,
+    },
+    /// Waiting for packets failed.
+    #[error("cannot wait for packets on {interface}")]
+    Wait {
+        /// The interface.
+        interface: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
     },
     /// Listing interfaces failed.
     #[error("cannot list network interfaces")]
@@ -290,6 +316,26 @@ pub struct LiveSource {
     capture: Capture<Active>,
     link: LinkType,
     interface: String,
+    waiter: Waiter,
+    /// When the last batch was delivered.
+    delivered: Option<Instant>,
+    /// Set when the last two batches came close together: the next call pauses first.
+    dense: bool,
+}
+
+/// What one [`LiveSource::next_batch`] ended with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// This many frames were delivered (at least one).
+    Frames(u64),
+    /// The deadline passed with nothing to deliver.
+    Deadline,
+    /// Waits ended with nothing to deliver before any deadline (on Windows at every buffer
+    /// timeout, on Unix after an hour or after many blocks that libpcap's user-space filter
+    /// rejected whole); call again.
+    Idle,
+    /// The source's [`Breaker`] was used.
+    Stopped,
 }
 
 impl LiveSource {
@@ -310,14 +356,27 @@ impl LiveSource {
             .timeout(READ_TIMEOUT_MS)
             .open()
             .map_err(open_err)?;
-        // Non-blocking: on Linux a TPACKET_V3 read with a timeout can block indefinitely
-        // while no packet arrives, which would outlive `--duration`; `run` polls instead.
-        let mut capture = capture.setnonblock().map_err(open_err)?;
+        // Unix: non-blocking, and `next_batch` sleeps in poll(2) on the capture's descriptor
+        // and the breaker's pipe (see `wait`); a blocking TPACKET_V3 read with a timeout can
+        // block indefinitely while no packet arrives and could not be interrupted. Windows:
+        // blocking reads that return at the buffer timeout, checking the breaker between them.
+        #[cfg(unix)]
+        let capture = capture.setnonblock().map_err(open_err)?;
+        let mut capture = capture;
         capture
             .filter(LIVE_FILTER, true)
             .map_err(|source| CaptureError::Filter { interface: interface.to_owned(), source })?;
         let link = LinkType::from_linktype(capture.get_datalink().0);
-        Ok(LiveSource { capture, link, interface: interface.to_owned() })
+        let waiter = Waiter::new()
+            .map_err(|source| CaptureError::Wait { interface: interface.to_owned(), source })?;
+        Ok(LiveSource {
+            capture,
+            link,
+            interface: interface.to_owned(),
+            waiter,
+            delivered: None,
+            dense: false,
+        })
     }
 
     /// The interface name.
@@ -325,28 +384,149 @@ impl LiveSource {
         &self.interface
     }
 
-    /// Calls `f` with every frame until `deadline` (forever without one).
+    /// A handle that makes this source's waits return [`Wake::Stopped`], from any thread.
+    pub fn breaker(&self) -> Breaker {
+        self.waiter.breaker().clone()
+    }
+
+    /// Calls `f` with every frame until `deadline` (forever without one) or until the
+    /// [`Breaker`] is used.
     ///
     /// # Errors
-    /// [`CaptureError::Read`] when libpcap reports an error other than a read timeout.
+    /// [`CaptureError::Read`] when libpcap reports an error other than a read timeout,
+    /// [`CaptureError::Wait`] when waiting for packets fails.
     pub fn run(
         &mut self,
         deadline: Option<Instant>,
         mut f: impl FnMut(&Frame<'_>),
     ) -> Result<(), CaptureError> {
-        while deadline.is_none_or(|d| Instant::now() < d) {
+        loop {
+            match self.next_batch(deadline, &mut f)? {
+                Wake::Frames(_) | Wake::Idle => {}
+                Wake::Deadline | Wake::Stopped => return Ok(()),
+            }
+        }
+    }
+
+    /// Sleeps until packets are ready, `deadline` passes (never without one) or the
+    /// [`Breaker`] is used, then calls `f` with every frame ready. Frames ready when the
+    /// breaker is used are still delivered first.
+    ///
+    /// # Errors
+    /// [`CaptureError::Read`] when libpcap reports an error other than a read timeout,
+    /// [`CaptureError::Wait`] when waiting for packets fails.
+    pub fn next_batch(
+        &mut self,
+        deadline: Option<Instant>,
+        mut f: impl FnMut(&Frame<'_>),
+    ) -> Result<Wake, CaptureError> {
+        if std::mem::take(&mut self.dense) {
+            let mut until = self.delivered.unwrap_or_else(Instant::now) + MIN_BATCH_GAP;
+            if let Some(d) = deadline {
+                until = until.min(d);
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if !left.is_zero() {
+                // A stop seen here is reported below, after what is ready.
+                self.waiter.pause(left).map_err(|e| self.wait_error(e))?;
+            }
+        }
+        let wake = self.batch(deadline, &mut f)?;
+        if matches!(wake, Wake::Frames(_)) {
+            let now = Instant::now();
+            // Batches closer together than the buffer timeout mean the kernel retires blocks
+            // because they fill: traffic is dense, so pause before the next look. Sparse
+            // traffic comes in timeout-sized batches and never pauses (one wakeup per batch).
+            if self.delivered.is_some_and(|at| now.saturating_duration_since(at) < DENSE) {
+                self.dense = true;
+            }
+            self.delivered = Some(now);
+        }
+        Ok(wake)
+    }
+
+    fn batch(
+        &mut self,
+        deadline: Option<Instant>,
+        mut f: impl FnMut(&Frame<'_>),
+    ) -> Result<Wake, CaptureError> {
+        // Bounded: each turn either returns or follows a wait that reported the capture
+        // readable (or a deadline not yet reached). A readable capture with nothing for us
+        // happens when libpcap filters in user space (the kernel refused the filter) and
+        // rejects a whole block; after a hundred such turns the caller gets `Idle` and may
+        // look at its breaker and counters before calling again.
+        for _ in 0..100 {
+            let frames = self.drain(&mut f)?;
+            if frames > 0 {
+                return Ok(Wake::Frames(frames));
+            }
+            if self.waiter.breaker().is_stopped() {
+                return Ok(Wake::Stopped);
+            }
+            let timeout = match deadline {
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Ok(Wake::Deadline);
+                    }
+                    Some(left)
+                }
+                None => None,
+            };
+            match self.wait(timeout)? {
+                Ready::Capture => {}
+                Ready::Timeout if deadline.is_some() => {}
+                Ready::Timeout => return Ok(Wake::Idle),
+                Ready::Stop => {
+                    // Deliver what arrived meanwhile, then stop.
+                    let frames = self.drain(&mut f)?;
+                    return Ok(if frames > 0 { Wake::Frames(frames) } else { Wake::Stopped });
+                }
+                Ready::Fault(what) => {
+                    let frames = self.drain(&mut f)?;
+                    if frames > 0 {
+                        return Ok(Wake::Frames(frames));
+                    }
+                    return Err(self.wait_error(std::io::Error::other(format!(
+                        "the capture descriptor reports {what} and has nothing to read"
+                    ))));
+                }
+            }
+        }
+        Ok(Wake::Idle)
+    }
+
+    fn wait_error(&self, source: std::io::Error) -> CaptureError {
+        CaptureError::Wait { interface: self.interface.clone(), source }
+    }
+
+    #[cfg(unix)]
+    fn wait(&self, timeout: Option<std::time::Duration>) -> Result<Ready, CaptureError> {
+        self.waiter.wait(&self.capture, timeout).map_err(|e| self.wait_error(e))
+    }
+
+    /// Windows: the reads in `drain` already waited for the buffer timeout.
+    #[cfg(not(unix))]
+    fn wait(&self, _timeout: Option<std::time::Duration>) -> Result<Ready, CaptureError> {
+        Ok(if self.waiter.breaker().is_stopped() { Ready::Stop } else { Ready::Timeout })
+    }
+
+    /// Calls `f` with every frame libpcap has ready, up to [`MAX_BATCH`]; returns how many.
+    fn drain(&mut self, f: &mut impl FnMut(&Frame<'_>)) -> Result<u64, CaptureError> {
+        let mut frames: u64 = 0;
+        while frames < MAX_BATCH {
             match self.capture.next_packet() {
                 Ok(packet) => {
-                    f(&Frame { ts: timestamp(packet.header), link: self.link, data: packet.data })
+                    frames = frames.saturating_add(1);
+                    f(&Frame { ts: timestamp(packet.header), link: self.link, data: packet.data });
                 }
-                // Nothing queued: wait a little rather than spin.
-                Err(pcap::Error::TimeoutExpired) => std::thread::sleep(IDLE_POLL),
+                Err(pcap::Error::TimeoutExpired) => return Ok(frames),
                 Err(source) => {
                     return Err(CaptureError::Read { source_name: self.interface.clone(), source });
                 }
             }
         }
-        Ok(())
+        Ok(frames)
     }
 
     /// The kernel's counters for this capture.

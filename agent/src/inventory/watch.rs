@@ -39,6 +39,26 @@ pub fn diff(old: &[Finding], new: &[Finding]) -> Vec<Change> {
     out
 }
 
+/// What the watch's channel carries: file-system events, or a wakeup from another thread.
+#[derive(Debug)]
+enum Message {
+    Fs(notify::Result<notify::Event>),
+    Wake,
+}
+
+/// Ends a [`Watch::next_changes`] wait early, from any thread: the owner then looks at
+/// whatever it was told about (a stop, a new catalog) without polling for it.
+#[derive(Clone, Debug)]
+pub struct Waker(mpsc::Sender<Message>);
+
+impl Waker {
+    /// Makes the current or next [`Watch::next_changes`] return.
+    pub fn wake(&self) {
+        // The receiver is gone only when the watch was dropped; nobody is waiting then.
+        let _sent = self.0.send(Message::Wake);
+    }
+}
+
 /// Why a watch could not start.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot watch the inventory folders: {0}")]
@@ -51,7 +71,8 @@ pub struct Watch<'ix> {
     quiet: Duration,
     findings: Vec<Finding>,
     folders: Vec<(PathBuf, Source)>,
-    events: mpsc::Receiver<notify::Result<notify::Event>>,
+    events: mpsc::Receiver<Message>,
+    wake: mpsc::Sender<Message>,
     _watcher: notify::RecommendedWatcher,
 }
 
@@ -74,14 +95,18 @@ impl<'ix> Watch<'ix> {
         let findings = super::scan(index, &options).findings;
         let folders = watched_folders(&options);
         let (tx, events) = mpsc::channel();
-        let mut watcher = notify::recommended_watcher(move |ev| {
+        let wake = tx.clone();
+        let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+            if ev.as_ref().is_ok_and(|e| reads_only(&e.kind)) {
+                return;
+            }
             // The receiver is gone only when the watch was dropped; nothing is left to tell.
-            let _sent = tx.send(ev);
+            let _sent = tx.send(Message::Fs(ev));
         })?;
         for (folder, _) in &folders {
             watcher.watch(folder, RecursiveMode::Recursive)?;
         }
-        Ok(Self { index, options, quiet, findings, folders, events, _watcher: watcher })
+        Ok(Self { index, options, quiet, findings, folders, events, wake, _watcher: watcher })
     }
 
     /// The current findings.
@@ -94,7 +119,13 @@ impl<'ix> Watch<'ix> {
         self.folders.len()
     }
 
-    /// Waits up to `timeout` for changes. Returns an empty list when nothing changed in time.
+    /// A handle that ends the current or next wait early.
+    pub fn waker(&self) -> Waker {
+        Waker(self.wake.clone())
+    }
+
+    /// Waits up to `timeout` for changes. Returns an empty list when nothing changed in time
+    /// or a [`Waker`] woke the wait first (changes already seen are still reported then).
     pub fn next_changes(&mut self, timeout: Duration) -> Vec<Change> {
         let deadline = Instant::now() + timeout;
         let mut touched: BTreeSet<SourceKey> = BTreeSet::new();
@@ -107,7 +138,7 @@ impl<'ix> Watch<'ix> {
             let wait =
                 if touched.is_empty() { deadline - now } else { self.quiet.min(deadline - now) };
             match self.events.recv_timeout(wait) {
-                Ok(Ok(event)) => {
+                Ok(Message::Fs(Ok(event))) => {
                     for path in &event.paths {
                         for (folder, source) in &self.folders {
                             if path.starts_with(folder) {
@@ -116,7 +147,8 @@ impl<'ix> Watch<'ix> {
                         }
                     }
                 }
-                Ok(Err(_)) => {} // An OS-level hiccup; the periodic full rescan covers it.
+                Ok(Message::Fs(Err(_))) => {} // An OS hiccup; the periodic full rescan covers it.
+                Ok(Message::Wake) => break,
                 Err(mpsc::RecvTimeoutError::Timeout) if !touched.is_empty() => break,
                 Err(mpsc::RecvTimeoutError::Timeout) => return Vec::new(),
                 Err(mpsc::RecvTimeoutError::Disconnected) => return Vec::new(),
@@ -137,6 +169,21 @@ impl<'ix> Watch<'ix> {
         all.sort();
         self.findings = all;
         changes
+    }
+}
+
+/// Whether an event only says a file was opened or read, which changes nothing installed.
+/// notify asks inotify for opens too, so without this every run of a tool in a watched bin
+/// folder, and the rescan's own reads of the folders it watches, would trigger a rescan: a
+/// loop that kept an idle agent waking (issue 22).
+fn reads_only(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode};
+    match kind {
+        notify::EventKind::Access(AccessKind::Close(AccessMode::Write)) => false,
+        notify::EventKind::Access(
+            AccessKind::Open(_) | AccessKind::Read | AccessKind::Close(_),
+        ) => true,
+        _ => false,
     }
 }
 
@@ -223,6 +270,19 @@ mod tests {
             version: None,
             detail: None,
         }
+    }
+
+    #[test]
+    fn opens_and_reads_are_not_changes_but_writes_are() {
+        use notify::EventKind;
+        use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind};
+        assert!(reads_only(&EventKind::Access(AccessKind::Open(AccessMode::Any))));
+        assert!(reads_only(&EventKind::Access(AccessKind::Close(AccessMode::Read))));
+        assert!(reads_only(&EventKind::Access(AccessKind::Read)));
+        assert!(!reads_only(&EventKind::Access(AccessKind::Close(AccessMode::Write))));
+        assert!(!reads_only(&EventKind::Create(CreateKind::Folder)));
+        assert!(!reads_only(&EventKind::Modify(ModifyKind::Any)));
+        assert!(!reads_only(&EventKind::Remove(RemoveKind::Any)));
     }
 
     #[test]

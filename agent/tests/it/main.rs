@@ -10,6 +10,8 @@ mod config;
 mod fixtures;
 mod fuzz_regressions;
 mod hard_cases;
+#[cfg(target_os = "linux")]
+mod idle;
 mod inventory;
 mod removal;
 mod rfc_vectors;
