@@ -310,20 +310,23 @@ pub fn inventory(catalog: &Catalog, query: &InventoryQuery, facts: &Facts) -> Ve
     let reviews: BTreeMap<&str, &Review> =
         facts.reviews.iter().map(|r| (r.product.as_str(), r)).collect();
     let mut acc: BTreeMap<String, Acc> = BTreeMap::new();
-    for s in &facts.sources {
+    // Rows of other products are dropped at the end anyway; skipping their inputs early makes
+    // one product's row (the app card) cheap.
+    let wanted = |p: &str| query.product.as_deref().is_none_or(|q| q == p);
+    for s in facts.sources.iter().filter(|s| wanted(&s.product)) {
         let a = acc.entry(s.product.clone()).or_default();
         a.sources.insert(s.source.clone());
         a.sightings += u64_of(s.count);
         a.seen(s.first_seen, s.last_seen);
     }
-    for p in &facts.products {
+    for p in facts.products.iter().filter(|p| wanted(&p.product)) {
         let a = acc.entry(p.product.clone()).or_default();
         a.devices = u64_of(p.devices);
         a.users = u64_of(p.users);
         a.departments.extend(p.departments.iter().cloned());
     }
     for g in &facts.spend.by_payer {
-        let Some(product) = &g.product else { continue };
+        let Some(product) = g.product.as_ref().filter(|p| wanted(p)) else { continue };
         let a = acc.entry(product.clone()).or_default();
         a.sources.insert("expense".into());
         a.expense.add(&g.currency, g.sum);
@@ -337,7 +340,7 @@ pub fn inventory(catalog: &Catalog, query: &InventoryQuery, facts: &Facts) -> Ve
     }
     let run_rate_from = facts.now - GATEWAY_RUN_RATE_DAYS * DAY_SECS;
     for g in &facts.spend.gateway {
-        let Some(product) = &g.product else { continue };
+        let Some(product) = g.product.as_ref().filter(|p| wanted(p)) else { continue };
         let a = acc.entry(product.clone()).or_default();
         a.sources.insert("gateway".into());
         a.gateway.add(&g.currency, i128::from(g.cost_nanos));
@@ -352,7 +355,7 @@ pub fn inventory(catalog: &Catalog, query: &InventoryQuery, facts: &Facts) -> Ve
             a.annual.add(&g.currency, i128::from(minor));
         }
     }
-    for s in facts.spend.subscriptions(catalog).iter().filter(|s| s.active) {
+    for s in facts.spend.subscriptions(catalog).iter().filter(|s| s.active && wanted(&s.product)) {
         let a = acc.entry(s.product.clone()).or_default();
         a.subscriptions += 1;
         a.annual.add(&s.currency, i128::from(s.annual_minor()));

@@ -886,32 +886,29 @@ impl Store for PgStore {
     }
 
     async fn devices_page(&self, q: DeviceQuery) -> Result<DevicePage, StoreError> {
-        let client = self.client().await?;
+        // The counts and the page are independent scans: one connection each, at once.
+        let (counter, pager) = tokio::try_join!(self.client(), self.client())?;
         let hb = super::DEVICE_LAST_HEARTBEAT;
         let filter = format!(
             "($2 = '' OR strpos(lower(d.hostname), $2) > 0 OR strpos(lower(d.host_id), $2) > 0
               OR strpos(lower(COALESCE(d.owner_email, '')), $2) > 0)
              AND (NOT $3 OR {hb} < $1)"
         );
-        let counts = client
-            .query_one(
-                &format!(
-                    "SELECT COUNT(*), COUNT(*) FILTER (WHERE {hb} < $1),
-                            COUNT(*) FILTER (WHERE {filter})
-                     FROM devices d LEFT JOIN heartbeats h ON h.device_id = d.id"
-                ),
-                &[&q.stale_before, &q.search, &q.only_stale],
-            )
-            .await?;
-        let rows = client
-            .query(
-                &format!(
-                    "{DEVICE_SELECT} WHERE {filter}
-                     ORDER BY {hb} >= $1, {hb}, d.hostname COLLATE \"C\" LIMIT $4 OFFSET $5"
-                ),
-                &[&q.stale_before, &q.search, &q.only_stale, &q.limit, &q.offset],
-            )
-            .await?;
+        let count_sql = format!(
+            "SELECT COUNT(*), COUNT(*) FILTER (WHERE {hb} < $1), COUNT(*) FILTER (WHERE {filter})
+             FROM devices d LEFT JOIN heartbeats h ON h.device_id = d.id"
+        );
+        let page_sql = format!(
+            "{DEVICE_SELECT} WHERE {filter}
+             ORDER BY {hb} >= $1, {hb}, d.hostname COLLATE \"C\" LIMIT $4 OFFSET $5"
+        );
+        let count_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+            [&q.stale_before, &q.search, &q.only_stale];
+        let page_params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+            [&q.stale_before, &q.search, &q.only_stale, &q.limit, &q.offset];
+        let counts = counter.query_one(&count_sql, &count_params);
+        let rows = pager.query(&page_sql, &page_params);
+        let (counts, rows) = tokio::try_join!(counts, rows)?;
         Ok(DevicePage {
             total: counts.try_get(0)?,
             stale: counts.try_get(1)?,

@@ -1095,35 +1095,41 @@ impl Store for SqliteStore {
     }
 
     async fn devices_page(&self, q: DeviceQuery) -> Result<DevicePage, StoreError> {
-        self.with(move |c| {
-            let hb = super::DEVICE_LAST_HEARTBEAT;
-            let filter = format!(
-                "(?2 = '' OR instr(lower(d.hostname), ?2) > 0 OR instr(lower(d.host_id), ?2) > 0
-                  OR instr(lower(COALESCE(d.owner_email, '')), ?2) > 0)
-                 AND (?3 = 0 OR {hb} < ?1)"
-            );
-            let (total, stale, matched) = c.query_row(
-                &format!(
-                    "SELECT COUNT(*), COALESCE(SUM({hb} < ?1), 0),
-                            COALESCE(SUM(CASE WHEN {filter} THEN 1 ELSE 0 END), 0)
-                     FROM devices d LEFT JOIN heartbeats h ON h.device_id = d.id"
-                ),
-                params![q.stale_before, q.search, q.only_stale],
+        let hb = super::DEVICE_LAST_HEARTBEAT;
+        let filter = format!(
+            "(?2 = '' OR instr(lower(d.hostname), ?2) > 0 OR instr(lower(d.host_id), ?2) > 0
+              OR instr(lower(COALESCE(d.owner_email, '')), ?2) > 0)
+             AND (?3 = 0 OR {hb} < ?1)"
+        );
+        let count_sql = format!(
+            "SELECT COUNT(*), COALESCE(SUM({hb} < ?1), 0),
+                    COALESCE(SUM(CASE WHEN {filter} THEN 1 ELSE 0 END), 0)
+             FROM devices d LEFT JOIN heartbeats h ON h.device_id = d.id"
+        );
+        let page_sql = format!(
+            "{DEVICE_SELECT} WHERE {filter} ORDER BY {hb} >= ?1, {hb}, d.hostname LIMIT ?4 OFFSET ?5"
+        );
+        // The counts and the page are independent scans: two readers at once (WAL).
+        let counted = q.clone();
+        let counts = self.with(move |c| {
+            Ok(c.query_row(
+                &count_sql,
+                params![counted.stale_before, counted.search, counted.only_stale],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )?;
-            let mut stmt = c.prepare(&format!(
-                "{DEVICE_SELECT} WHERE {filter}
-                 ORDER BY {hb} >= ?1, {hb}, d.hostname LIMIT ?4 OFFSET ?5"
-            ))?;
-            let devices = stmt
+            )?)
+        });
+        let page = self.with(move |c| {
+            let mut stmt = c.prepare(&page_sql)?;
+            let rows = stmt
                 .query_map(
                     params![q.stale_before, q.search, q.only_stale, q.limit, q.offset],
                     read_device,
                 )?
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(DevicePage { total, stale, matched, devices })
-        })
-        .await
+            Ok(rows)
+        });
+        let ((total, stale, matched), devices) = tokio::try_join!(counts, page)?;
+        Ok(DevicePage { total, stale, matched, devices })
     }
 
     async fn versions(&self) -> Result<super::Versions, StoreError> {
