@@ -167,7 +167,9 @@ pub enum Refusal {
     BadRequest(String),
     /// An upload over the limit, refused before it was read.
     TooLarge(u64),
-    /// The store failed.
+    /// Every import permit is taken (`server.max_concurrent_imports`).
+    Busy,
+    /// The store failed, or an upload could not be written to disk.
     Store(StoreError),
 }
 
@@ -207,6 +209,11 @@ impl IntoResponse for Refusal {
                     "Uploads are limited to {} MiB (console.max_upload_mb). Nothing was read.",
                     limit >> 20
                 ),
+            ),
+            Refusal::Busy => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Busy",
+                "Other imports are running. Nothing was read; try again in a minute.".to_owned(),
             ),
             Refusal::Store(e) => {
                 tracing::error!(error = %e, "Store call failed for a console page.");

@@ -39,6 +39,7 @@ use crate::model::{
     Token, UsageFilter, ValueUsage,
 };
 
+pub mod files;
 pub mod postgres;
 pub mod rollup;
 pub mod sqlite;
@@ -101,6 +102,17 @@ pub enum StoreError {
     /// The database URL is not understood.
     #[error("bad database url: {0}")]
     Url(String),
+    /// A database file or folder could not be created or its permissions set.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TLS settings of a PostgreSQL URL cannot be used (`sslmode`, `sslrootcert`).
+    #[error("postgres tls: {0}")]
+    Tls(String),
 }
 
 /// One versioned migration.

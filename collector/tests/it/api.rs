@@ -74,11 +74,15 @@ pub(crate) async fn start_with(
         console,
         sso: None,
         policy: Default::default(),
+        metrics_token: None,
+        uploads: api::upload::Uploads::new(dir.path().join("uploads"), 2),
     });
+    let counters = Arc::clone(&state.metrics.connections);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(api::serve(listener, api::router(state), Some(tls), 64, async {
+    let limits = api::Limits { max_connections: 64, ..api::Limits::default() };
+    tokio::spawn(api::serve(listener, api::router(state), Some(tls), limits, counters, async {
         drop(stopped.await);
     }));
     Server { addr, ca, store, stop: Some(stop), _dir: dir }
