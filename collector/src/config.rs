@@ -363,6 +363,11 @@ pub fn load(
     let db = match db_text.as_deref() {
         None => Database::Sqlite(data_dir.join("aiscout.db")),
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            // The TLS settings (sslmode, sslrootcert) are checked here, so check-config names
+            // a bad mode or an unreadable root certificate.
+            if let Err(e) = crate::store::postgres_tls::parse(url) {
+                problems.push(problem("db", redact_url_error(&e.to_string(), url)));
+            }
             Database::Postgres(Secret::new(url))
         }
         Some(url) => match url.strip_prefix("sqlite:") {
@@ -554,6 +559,20 @@ pub fn load(
         console,
         policy,
     })
+}
+
+/// An error about a database URL, with the URL's password (if the error repeats it) hidden.
+fn redact_url_error(error: &str, url: &str) -> String {
+    let password = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .map(|(_, password)| password)
+        .filter(|p| !p.is_empty());
+    match password {
+        Some(p) => error.replace(p, "<redacted>"),
+        None => error.to_owned(),
+    }
 }
 
 /// Reads a secret from a file: trimmed, UTF-8, not empty. The error names the file.

@@ -41,6 +41,7 @@ use crate::model::{
 
 pub mod files;
 pub mod postgres;
+pub mod postgres_tls;
 pub mod rollup;
 pub mod sqlite;
 
