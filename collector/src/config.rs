@@ -633,7 +633,9 @@ fn server_limits(
         u32::try_from(d.idle_timeout.as_secs()).unwrap_or(60),
     );
     let max_connections = match (top_level_max, raw.max_connections) {
-        _ if flag_max.is_some() => within(problems, "max_connections", flag_max, 1_000_000, d.max_connections),
+        _ if flag_max.is_some() => {
+            within(problems, "max_connections", flag_max, 1_000_000, d.max_connections)
+        }
         (Some(_), Some(_)) => {
             problems.push(problem(
                 "server.max_connections",
@@ -641,7 +643,9 @@ fn server_limits(
             ));
             d.max_connections
         }
-        (Some(v), None) => within(problems, "max_connections", Some(v), 1_000_000, d.max_connections),
+        (Some(v), None) => {
+            within(problems, "max_connections", Some(v), 1_000_000, d.max_connections)
+        }
         (None, v) => within(problems, "server.max_connections", v, 1_000_000, d.max_connections),
     };
     let per_ip = within(
@@ -657,8 +661,13 @@ fn server_limits(
             format!("{per_ip} is more than the {max_connections} connections allowed in all"),
         ));
     }
-    let imports =
-        within(problems, "server.max_concurrent_imports", raw.max_concurrent_imports, 64, d.max_imports);
+    let imports = within(
+        problems,
+        "server.max_concurrent_imports",
+        raw.max_concurrent_imports,
+        64,
+        d.max_imports,
+    );
     crate::api::Limits {
         handshake_timeout: secs(handshake),
         header_timeout: secs(header),

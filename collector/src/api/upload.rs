@@ -108,9 +108,8 @@ impl Uploads {
             let path = path.display().to_string();
             move |source| BodyError::Io { path, source }
         };
-                crate::store::files::private_dir(&self.dir).map_err(io(&self.dir))?;
-        let name = crate::credentials::generate("upload-")
-            .map_err(|e| BodyError::Io {
+        crate::store::files::private_dir(&self.dir).map_err(io(&self.dir))?;
+        let name = crate::credentials::generate("upload-").map_err(|e| BodyError::Io {
             path: self.dir.display().to_string(),
             source: std::io::Error::other(e.to_string()),
         })?;

@@ -21,8 +21,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
@@ -167,14 +167,12 @@ fn client_config(
             .with_custom_certificate_verifier(Arc::new(danger::Unverified { provider }))
             .with_no_client_auth(),
         SslMode::VerifyCa | SslMode::VerifyFull => {
-            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots(root)?), provider)
-                .build()
-                .map_err(tls_error)?;
-            let verifier: Arc<dyn ServerCertVerifier> = if mode == SslMode::VerifyCa {
-                Arc::new(ChainOnly(webpki))
-            } else {
-                webpki
-            };
+            let webpki =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots(root)?), provider)
+                    .build()
+                    .map_err(tls_error)?;
+            let verifier: Arc<dyn ServerCertVerifier> =
+                if mode == SslMode::VerifyCa { Arc::new(ChainOnly(webpki)) } else { webpki };
             builder.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth()
         }
     };
@@ -380,8 +378,9 @@ mod tests {
 
     #[test]
     fn sslmode_and_sslrootcert_are_taken_out_and_the_rest_kept() {
-        let c = parse("postgres://u@localhost:5432/test?sslmode=verify-full&options=-csearch_path%3Dx")
-            .unwrap();
+        let c =
+            parse("postgres://u@localhost:5432/test?sslmode=verify-full&options=-csearch_path%3Dx")
+                .unwrap();
         assert_eq!(c.mode, SslMode::VerifyFull);
         assert_eq!(c.config.get_ssl_mode(), PgSslMode::Require);
         assert_eq!(c.config.get_options(), Some("-csearch_path=x"));
@@ -399,8 +398,11 @@ mod tests {
         let ca = rcgen::generate_simple_self_signed(vec!["db.example".to_owned()]).unwrap();
         let path = dir.path().join("ca.pem");
         std::fs::write(&path, ca.cert.pem()).unwrap();
-        let c = parse(&format!("postgres://u@localhost/test?sslmode=require&sslrootcert={}", path.display()))
-            .unwrap();
+        let c = parse(&format!(
+            "postgres://u@localhost/test?sslmode=require&sslrootcert={}",
+            path.display()
+        ))
+        .unwrap();
         assert_eq!(c.mode, SslMode::VerifyCa, "require with a root certificate verifies the chain");
     }
 }
