@@ -334,8 +334,11 @@ fn mode(p: &Path) -> u32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_data_folder_and_database_files_are_private_and_open_ones_are_tightened() {
     let dir = tempfile::tempdir().unwrap();
-    // A fresh start creates them private.
+    // A first start: the folder (made by the harness for the log, 0755 under the usual
+    // umask) is tightened, and the files are created private.
     let fresh = dir.path().join("fresh");
+    std::fs::create_dir(&fresh).unwrap();
+    std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o755)).unwrap();
     let server = Collector::start(&fresh, &[]);
     assert_eq!(mode(&fresh), 0o700);
     for name in ["aiscout.db", "aiscout.db-wal", "aiscout.db-shm", "key.pem"] {
@@ -537,29 +540,33 @@ impl Drop for ThrowawayPg {
     }
 }
 
-/// A CA and a server certificate for `localhost` signed by it (PEMs: CA, cert, key).
-fn ca_and_server_cert() -> (String, String, String) {
+/// A CA and a server certificate for `localhost` signed by it (PEMs: CA, cert, key). The
+/// names differ (rcgen's default is the same for both, which makes the leaf look
+/// self-issued to a verifier).
+fn ca_and_server_cert(ca_name: &str) -> (String, String, String) {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name = rcgen::DistinguishedName::new();
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, ca_name);
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
     let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(rcgen::DnType::CommonName, "localhost");
+    let cert = params.signed_by(&key, &issuer).unwrap();
     (ca.pem(), cert.pem(), key.serialize_pem())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_verify_full_trusts_only_the_given_ca_and_the_host_name() {
-    let (ca, cert, key) = ca_and_server_cert();
+    let (ca, cert, key) = ca_and_server_cert("aiscout test CA");
     let pg = ThrowawayPg::start(&cert, &key);
     let files = tempfile::tempdir().unwrap();
     let ca_file = files.path().join("ca.pem");
     std::fs::write(&ca_file, ca).unwrap();
-    let (other_ca, _, _) = ca_and_server_cert();
+    let (other_ca, _, _) = ca_and_server_cert("another CA");
     let other_file = files.path().join("other-ca.pem");
     std::fs::write(&other_file, other_ca).unwrap();
     let url = |host: &str, mode: &str, root: &Path| {
