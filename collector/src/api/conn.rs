@@ -20,14 +20,14 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{Response, StatusCode, header};
+use axum::http::{Request, Response, StatusCode, header};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
@@ -237,6 +237,56 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
     }
 }
 
+/// Requests of one connection whose handler has not answered yet (an import may think for
+/// minutes without a byte on the wire; that is not idleness).
+#[derive(Clone, Debug, Default)]
+struct InFlight(Arc<AtomicUsize>);
+
+/// One request being handled; counted until dropped.
+struct Handling(InFlight);
+
+impl InFlight {
+    fn enter(&self) -> Handling {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Handling(self.clone())
+    }
+
+    fn idle(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == 0
+    }
+}
+
+impl Drop for Handling {
+    fn drop(&mut self) {
+        (self.0).0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The router as a hyper service that counts its requests in flight.
+#[derive(Clone)]
+struct Counted {
+    inner: TowerToHyperService<Router>,
+    in_flight: InFlight,
+}
+
+type Answer = Result<Response<Body>, std::convert::Infallible>;
+
+impl hyper::service::Service<Request<hyper::body::Incoming>> for Counted {
+    type Response = Response<Body>;
+    type Error = std::convert::Infallible;
+    type Future = Pin<Box<dyn Future<Output = Answer> + Send>>;
+
+    fn call(&self, request: Request<hyper::body::Incoming>) -> Self::Future {
+        let handling = self.in_flight.enter();
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let answer = answer.await;
+            drop(handling);
+            answer
+        })
+    }
+}
+
 /// The HTTP/1 and HTTP/2 connection builder with the header timer set.
 fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -316,6 +366,7 @@ async fn connection(
     counters: &Counters,
 ) {
     let activity = Activity::new();
+    let service = Counted { inner: service, in_flight: InFlight::default() };
     match acceptor {
         Some(acceptor) => {
             match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
@@ -335,11 +386,12 @@ async fn connection(
 }
 
 /// Serves HTTP on an established stream, shutting it down gracefully once it has been silent
-/// for `idle_timeout`, and dropping it if it is still open one `idle_timeout` after that.
+/// for `idle_timeout` with no request being handled, and dropping it if it is still open, with
+/// nothing being handled, one `idle_timeout` after that.
 async fn http<T>(
     io: T,
     peer: SocketAddr,
-    service: TowerToHyperService<Router>,
+    service: Counted,
     limits: &Limits,
     counters: &Counters,
     activity: &Activity,
@@ -347,6 +399,7 @@ async fn http<T>(
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let builder = builder(limits);
+    let in_flight = service.in_flight.clone();
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let check = (limits.idle_timeout / IDLE_CHECKS).max(Duration::from_millis(100));
@@ -360,6 +413,9 @@ async fn http<T>(
                 return;
             }
             () = tokio::time::sleep(check) => {
+                if !in_flight.idle() {
+                    continue;
+                }
                 match closing {
                     None if activity.silent_for() >= limits.idle_timeout => {
                         count(&counters.idle_closed);
