@@ -954,6 +954,73 @@ mod tests {
     }
 
     #[test]
+    fn server_limits_metrics_token_and_postgres_tls_are_validated_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = load_text(dir.path(), "").unwrap();
+        assert_eq!(c.server, crate::api::Limits::default());
+        assert!(c.metrics_token.is_none());
+        std::fs::write(dir.path().join("token"), " m3trics\n").unwrap();
+        let text = format!(
+            "metrics_token_file = \"{}\"\n[server]\nhandshake_timeout_secs = 5\n\
+             header_timeout_secs = 3\nidle_timeout_secs = 30\nmax_connections = 100\n\
+             max_connections_per_ip = 10\nmax_concurrent_imports = 1\n",
+            dir.path().join("token").display()
+        );
+        let c = load_text(dir.path(), &text).unwrap();
+        let secs = std::time::Duration::from_secs;
+        assert_eq!(
+            c.server,
+            crate::api::Limits {
+                handshake_timeout: secs(5),
+                header_timeout: secs(3),
+                idle_timeout: secs(30),
+                max_connections: 100,
+                max_connections_per_ip: 10,
+                max_imports: 1,
+            }
+        );
+        assert_eq!(c.metrics_token.unwrap().expose(), "m3trics");
+        // The per-address default never exceeds a smaller total.
+        assert_eq!(load_text(dir.path(), "max_connections = 8\n").unwrap().server.max_connections_per_ip, 8);
+
+        std::fs::write(dir.path().join("empty"), "\n").unwrap();
+        let text = format!(
+            "max_connections = 5\nmetrics_token_file = \"{}\"\n[server]\nmax_connections = 6\n\
+             handshake_timeout_secs = 0\nheader_timeout_secs = 601\nmax_concurrent_imports = 0\n\
+             max_connections_per_ip = 5000\n",
+            dir.path().join("empty").display()
+        );
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, text).unwrap();
+        let err = load(
+            Some(&file),
+            Some("postgres://u:hunter2@db.example/x?sslmode=verify-all"),
+            None,
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        let got: Vec<String> = err.0.iter().map(ToString::to_string).collect();
+        let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "db",
+                "server.handshake_timeout_secs",
+                "server.header_timeout_secs",
+                "server.max_connections",
+                "server.max_connections_per_ip",
+                "server.max_concurrent_imports",
+                "metrics_token_file",
+            ],
+            "{got:#?}"
+        );
+        assert!(got[0].contains("sslmode=\"verify-all\""), "{got:#?}");
+        assert!(!got.iter().any(|p| p.contains("hunter2")), "{got:#?}");
+        assert!(got[4].contains("5000 is more than the 4096"), "{got:#?}");
+        assert!(got[6].ends_with("the file is empty"), "{got:#?}");
+    }
+
+    #[test]
     fn policy_coaching_url_is_validated() {
         let dir = tempfile::tempdir().unwrap();
         let c = load_text(dir.path(), "").unwrap();
