@@ -981,7 +981,10 @@ mod tests {
         );
         assert_eq!(c.metrics_token.unwrap().expose(), "m3trics");
         // The per-address default never exceeds a smaller total.
-        assert_eq!(load_text(dir.path(), "max_connections = 8\n").unwrap().server.max_connections_per_ip, 8);
+        assert_eq!(
+            load_text(dir.path(), "max_connections = 8\n").unwrap().server.max_connections_per_ip,
+            8
+        );
 
         std::fs::write(dir.path().join("empty"), "\n").unwrap();
         let text = format!(
