@@ -376,7 +376,25 @@ fn spawn_drop_watch<S: Store + Clone>(
     })
 }
 
+/// The soft open-file limit, where `/proc` says it (Linux).
+fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
 async fn serve<S: Store + Clone>(config: Config, store: S) -> anyhow::Result<()> {
+    // Every connection, admitted or being refused, is a descriptor; past the limit, accept
+    // fails and clients wait in the backlog instead of getting a 503.
+    let needed = u64::from(config.server.max_connections) + 512;
+    if let Some(limit) = open_file_limit().filter(|l| *l < needed) {
+        tracing::warn!(
+            limit,
+            needed,
+            "The open-file limit is below server.max_connections plus headroom; raise it \
+             (LimitNOFILE in the systemd unit) or lower max_connections."
+        );
+    }
     // Certificates, the SQLite files and uploads live here: 0700, tightened if found open.
     store::files::private_dir(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;

@@ -208,3 +208,42 @@ impl Drop for Spooled {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn uploads_are_capped_private_counted_and_removed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let uploads = Uploads::new(dir.path().join("uploads"), 1);
+        let permit = uploads.permit().unwrap();
+        assert!(matches!(uploads.permit(), Err(BodyError::Busy(1))), "one import at a time");
+        let mut file = uploads.create(8).await.unwrap();
+        file.write(b"12345").await.unwrap();
+        assert!(matches!(file.write(b"6789").await, Err(BodyError::TooLarge(8))));
+        file.finish().await.unwrap();
+        let path = file.path().to_owned();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(&path), mode(&dir.path().join("uploads"))), (0o600, 0o700));
+        drop(file);
+        assert!(!path.exists(), "the upload is removed with its request");
+        drop(permit);
+        assert!(uploads.permit().is_ok(), "the permit is given back");
+    }
+
+    #[test]
+    fn json_is_recognised_with_parameters_and_in_any_case() {
+        let with = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(v));
+            h
+        };
+        assert!(is_json(&with("application/json")));
+        assert!(is_json(&with("Application/JSON ; charset=utf-8")));
+        assert!(!is_json(&with("application/json-seq")));
+        assert!(!is_json(&with("text/plain")));
+        assert!(!is_json(&HeaderMap::new()));
+    }
+}

@@ -305,6 +305,9 @@ async fn uploaded_expense_export_is_imported_once_and_shows_in_inventory_and_rec
         c.send(Method::POST, "/api/v1/imports/expenses", Some(&proc), "a,b\n1,2\n").await.unwrap();
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(error(&bytes).error.contains("not a known expense export"));
+    // Each upload went to a file on disk, removed when its request ended.
+    let left = std::fs::read_dir(server._dir.path().join("uploads")).unwrap().count();
+    assert_eq!(left, 0, "upload files left behind");
     let (status, bytes) =
         c.send(Method::GET, "/api/v1/inventory?source=expense", Some(&proc), "").await.unwrap();
     assert_eq!(status, StatusCode::OK);
