@@ -28,7 +28,9 @@
 //!   so they always see every acknowledged batch.
 //!
 //! Backends: [`sqlite::SqliteStore`] (rusqlite on tokio's blocking pool, WAL, busy timeout,
-//! foreign keys) and [`postgres::PgStore`] (tokio-postgres with a bounded deadpool pool).
+//! foreign keys; its files kept 0600 in a 0700 folder by [`files`]) and [`postgres::PgStore`]
+//! (tokio-postgres with a bounded deadpool pool, TLS by the URL's `sslmode` through
+//! [`postgres_tls`]).
 
 use std::future::Future;
 
