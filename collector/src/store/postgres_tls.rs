@@ -114,6 +114,24 @@ pub fn parse(url: &str) -> Result<Connect, StoreError> {
     Ok(Connect { config, tls, mode })
 }
 
+/// One connection from a `postgres://` URL, TLS as its `sslmode` says (for tools that need a
+/// single client rather than the store's pool).
+///
+/// # Errors
+/// As [`parse`], or connecting failed.
+pub async fn connect(
+    url: &str,
+) -> Result<
+    (
+        tokio_postgres::Client,
+        tokio_postgres::Connection<tokio_postgres::Socket, RustlsStream<tokio_postgres::Socket>>,
+    ),
+    StoreError,
+> {
+    let Connect { config, tls, .. } = parse(url)?;
+    Ok(config.connect(tls).await?)
+}
+
 fn tls_error(e: impl std::fmt::Display) -> StoreError {
     StoreError::Tls(e.to_string())
 }
