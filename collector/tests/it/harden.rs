@@ -169,7 +169,7 @@ async fn healthz_answers_within_a_second_while_5000_half_open_connections_are_he
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn silent_and_slow_connections_are_closed_and_one_over_the_address_cap_gets_503() {
+async fn silent_and_slow_connections_are_closed_and_connections_over_a_cap_get_503() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
@@ -196,25 +196,49 @@ async fn silent_and_slow_connections_are_closed_and_one_over_the_address_cap_get
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
     drop(server);
 
-    // Two connections per address: a third from the same address is answered 503 at once,
-    // while another address is served.
+    // Two connections per address and three in all: a third from one address, and a fourth
+    // in all, are answered 503 at once and closed; a freed slot serves the next client.
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
-        "[server]\nmax_connections_per_ip = 2\nheader_timeout_secs = 600\nidle_timeout_secs = 3600\n",
+        "[server]\nmax_connections = 3\nmax_connections_per_ip = 2\nheader_timeout_secs = 600\n\
+         idle_timeout_secs = 3600\n",
     );
     let server = Collector::start(dir.path(), &["--config", config.to_str().unwrap()]);
     let ca = generated_cert(dir.path());
-    let from: IpAddr = [127, 0, 0, 4].into();
-    let _first = tls(connect_from(from, server.addr).await.unwrap(), &ca).await.unwrap();
-    let _second = tls(connect_from(from, server.addr).await.unwrap(), &ca).await.unwrap();
-    let mut third = tls(connect_from(from, server.addr).await.unwrap(), &ca).await.unwrap();
-    third.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
-    let answer = String::from_utf8_lossy(&wait_closed(&mut third).await).into_owned();
-    assert!(answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{answer}");
-    assert!(answer.to_ascii_lowercase().contains("connection: close"), "{answer}");
-    let mut c = connect(server.addr, &ca, true).await;
-    assert_eq!(c.send(Method::GET, "/healthz", None, "").await.unwrap().0, StatusCode::OK);
+    let refused = |from: [u8; 4], why: &'static str| {
+        let ca = ca.clone();
+        async move {
+            let tcp = connect_from(from.into(), server.addr).await.unwrap();
+            let mut stream = tls(tcp, &ca).await.unwrap();
+            stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+            let answer = String::from_utf8_lossy(&wait_closed(&mut stream).await).into_owned();
+            assert!(answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{answer}");
+            assert!(answer.to_ascii_lowercase().contains("connection: close"), "{answer}");
+            assert!(answer.ends_with(why), "{answer}");
+        }
+    };
+    let first =
+        tls(connect_from([127, 0, 0, 4].into(), server.addr).await.unwrap(), &ca).await.unwrap();
+    let _second =
+        tls(connect_from([127, 0, 0, 4].into(), server.addr).await.unwrap(), &ca).await.unwrap();
+    refused([127, 0, 0, 4], "too many connections from this address; retry later\n").await;
+    let _third =
+        tls(connect_from([127, 0, 0, 5].into(), server.addr).await.unwrap(), &ca).await.unwrap();
+    refused([127, 0, 0, 6], "the server is at its connection limit; retry later\n").await;
+    drop(first);
+    // The collector sees the close on its own time: retry until the slot is free.
+    let until = Instant::now() + DEADLINE;
+    loop {
+        let mut c = connect(server.addr, &ca, false).await;
+        let (status, _) = c.send(Method::GET, "/healthz", None, "").await.unwrap();
+        if status == StatusCode::OK {
+            break;
+        }
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(Instant::now() < until, "the freed slot was never given back");
+        tokio::task::yield_now().await;
+    }
 }
 
 /// `VmRSS` (or another `Vm*` line) of a process, in kB.
