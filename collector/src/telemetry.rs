@@ -163,6 +163,12 @@ impl Metrics {
                 ("{step=\"idle\"}", get(&c.idle_closed)),
             ],
         );
+        out.push_str(&format!(
+            "# HELP aiscout_collector_connections_open Connections holding a slot now.\n\
+             # TYPE aiscout_collector_connections_open gauge\n\
+             aiscout_collector_connections_open {}\n",
+            get(&c.open)
+        ));
         out
     }
 }

@@ -79,6 +79,8 @@ impl Default for Limits {
 pub struct Counters {
     /// Connections accepted and given a slot.
     pub accepted: AtomicU64,
+    /// Connections holding a slot now.
+    pub open: AtomicU64,
     /// Connections refused because all slots were taken.
     pub refused_total: AtomicU64,
     /// Connections refused because their address had all its slots.
@@ -91,6 +93,22 @@ pub struct Counters {
 
 fn count(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// One open connection in [`Counters::open`], until dropped.
+struct Open(Arc<Counters>);
+
+impl Open {
+    fn new(counters: &Arc<Counters>) -> Self {
+        count(&counters.open);
+        Open(Arc::clone(counters))
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Why a connection got no slot.
@@ -333,10 +351,11 @@ pub async fn serve(
         match slots.take(peer.ip(), &limits) {
             Ok(slot) => {
                 count(&counters.accepted);
+                let open = Open::new(&counters);
                 let service = TowerToHyperService::new(router.clone());
                 let counters = Arc::clone(&counters);
                 tokio::spawn(async move {
-                    let _slot = slot;
+                    let _slot = (slot, open);
                     connection(stream, peer, acceptor, service, &limits, &counters).await;
                 });
             }
