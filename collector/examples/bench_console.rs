@@ -336,12 +336,16 @@ async fn pages<S: Store + Clone>(store: S, args: &Args) {
         sso: None,
         policy: Default::default(),
         cache: Default::default(),
+        metrics_token: None,
+        uploads: api::upload::Uploads::new(std::env::temp_dir().join("aiscout-bench-uploads"), 2),
     });
+    let counters = Arc::clone(&state.metrics.connections);
     let router = api::router(state).layer(middleware::from_fn(server_timing));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(api::serve(listener, router, Some(tls), 64, async {
+    let limits = api::Limits { max_connections: 64, ..api::Limits::default() };
+    let server = tokio::spawn(api::serve(listener, router, Some(tls), limits, counters, async {
         drop(stopped.await);
     }));
     let mut c =

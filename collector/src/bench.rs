@@ -240,7 +240,7 @@ impl Db {
 }
 
 async fn pg_admin(base: &str, sql: &str) -> anyhow::Result<()> {
-    let (client, conn) = tokio_postgres::connect(base, tokio_postgres::NoTls)
+    let (client, conn) = crate::store::postgres_tls::connect(base)
         .await
         .with_context(|| "connecting to PostgreSQL (see --pg-url)")?;
     let driver = tokio::spawn(conn);
@@ -483,7 +483,7 @@ fn sqlite_floor(path: &Path, agents: usize, rows: &[(i64, Sighting)]) -> anyhow:
 }
 
 async fn pg_floor(url: &str, agents: usize, batches: &[AgentBatch]) -> anyhow::Result<Duration> {
-    let (mut client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    let (mut client, conn) = crate::store::postgres_tls::connect(url).await?;
     let driver = tokio::spawn(conn);
     let ids: Vec<i64> = (1..=i64::try_from(agents)?).collect();
     let hosts: Vec<String> = (0..agents).map(host_id).collect();
@@ -989,7 +989,7 @@ pub async fn pg_fill(
     devices: u64,
     rows: u64,
 ) -> anyhow::Result<()> {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    let (client, conn) = crate::store::postgres_tls::connect(url).await?;
     let driver = tokio::spawn(conn);
     let per = i64::try_from(per_device(devices, rows))?;
     let (devices, rows) = (i64::try_from(devices)?, i64::try_from(rows)?);

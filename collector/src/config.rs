@@ -47,14 +47,37 @@ pub struct FileConfig {
     pub rate_limit_per_minute: Option<u32>,
     /// Requests each agent may make at once.
     pub rate_limit_burst: Option<u32>,
-    /// Most connections served at once.
+    /// Most connections served at once (the same as `server.max_connections`; set one).
     pub max_connections: Option<u32>,
+    /// File holding the bearer token `/metrics` requires; unset, `/metrics` is open.
+    pub metrics_token_file: Option<PathBuf>,
+    /// Connection limits and timeouts: `[server]`.
+    pub server: Option<ServerFile>,
     /// File imports: generic column mappings and the drop folder.
     pub import: Option<ImportFile>,
     /// The web console: `[console]`.
     pub console: Option<ConsoleFile>,
     /// Policy exports: `[policy]`.
     pub policy: Option<PolicyFile>,
+}
+
+/// `[server]`: how long a connection may take over each step, and how many may be open.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerFile {
+    /// Seconds a TLS handshake may take [default: 10].
+    pub handshake_timeout_secs: Option<u32>,
+    /// Seconds a client may take to send a request's headers [default: 10].
+    pub header_timeout_secs: Option<u32>,
+    /// Seconds a connection may stay without traffic before it is closed [default: 60].
+    pub idle_timeout_secs: Option<u32>,
+    /// Most connections open at once [default: 4096]; beyond it a connection gets 503.
+    pub max_connections: Option<u32>,
+    /// Most connections open at once from one source address [default: 1024].
+    pub max_connections_per_ip: Option<u32>,
+    /// Most file imports (API and console uploads) processed at once [default: 2]; another
+    /// upload meanwhile gets 503.
+    pub max_concurrent_imports: Option<u32>,
 }
 
 /// `[policy]`: the policy exports (`policy export`, `GET /api/v1/policy/{format}`).
@@ -231,8 +254,10 @@ pub struct Config {
     pub rate_limit_per_minute: u32,
     /// Per-agent burst.
     pub rate_limit_burst: u32,
-    /// Connection cap.
-    pub max_connections: u32,
+    /// Connection limits and timeouts (`[server]`).
+    pub server: crate::api::Limits,
+    /// The token `/metrics` requires, when `metrics_token_file` is set.
+    pub metrics_token: Option<Secret>,
     /// File import settings.
     pub import: ImportConfig,
     /// Web console settings.
@@ -338,6 +363,11 @@ pub fn load(
     let db = match db_text.as_deref() {
         None => Database::Sqlite(data_dir.join("aiscout.db")),
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            // The TLS settings (sslmode, sslrootcert) are checked here, so check-config names
+            // a bad mode or an unreadable root certificate.
+            if let Err(e) = crate::store::postgres_tls::parse(url) {
+                problems.push(problem("db", redact_url_error(&e.to_string(), url)));
+            }
             Database::Postgres(Secret::new(url))
         }
         Some(url) => match url.strip_prefix("sqlite:") {
@@ -430,8 +460,15 @@ pub fn load(
         o.rate_limit_burst.or(raw.rate_limit_burst),
         60,
     );
-    let max_connections =
-        positive(&mut problems, "max_connections", o.max_connections.or(raw.max_connections), 4096);
+    let server = server_limits(
+        raw.server.unwrap_or_default(),
+        o.max_connections,
+        raw.max_connections,
+        &mut problems,
+    );
+    let metrics_token = raw.metrics_token_file.and_then(|path| {
+        secret_file(&path).map_err(|why| problems.push(problem("metrics_token_file", why))).ok()
+    });
     let import_raw = raw.import.unwrap_or_default();
     let mut mappings = Mappings::default();
     let sections = [
@@ -516,11 +553,129 @@ pub fn load(
         log_format,
         rate_limit_per_minute,
         rate_limit_burst,
-        max_connections,
+        server,
+        metrics_token,
         import,
         console,
         policy,
     })
+}
+
+/// An error about a database URL, with the URL's password (if the error repeats it) hidden.
+fn redact_url_error(error: &str, url: &str) -> String {
+    let password = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .map(|(_, password)| password)
+        .filter(|p| !p.is_empty());
+    match password {
+        Some(p) => error.replace(p, "<redacted>"),
+        None => error.to_owned(),
+    }
+}
+
+/// Reads a secret from a file: trimmed, UTF-8, not empty. The error names the file.
+fn secret_file(path: &Path) -> Result<Secret, String> {
+    match read_capped(path).map(String::from_utf8) {
+        Ok(Ok(s)) if !s.trim().is_empty() => Ok(Secret::new(s.trim())),
+        Ok(Ok(_)) => Err(format!("{}: the file is empty", path.display())),
+        Ok(Err(_)) => Err(format!("{}: not UTF-8", path.display())),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// Validates `[server]`. `top_level_max` is the older top-level `max_connections`, which may
+/// be set instead of `server.max_connections` but not beside it; the flag wins over both.
+fn server_limits(
+    raw: ServerFile,
+    flag_max: Option<u32>,
+    top_level_max: Option<u32>,
+    problems: &mut Vec<ConfigProblem>,
+) -> crate::api::Limits {
+    let d = crate::api::Limits::default();
+    fn within(
+        problems: &mut Vec<ConfigProblem>,
+        key: &str,
+        v: Option<u32>,
+        max: u32,
+        default: u32,
+    ) -> u32 {
+        match v {
+            None => default,
+            Some(v) if v == 0 || v > max => {
+                problems.push(problem(key, format!("must be between 1 and {max}")));
+                default
+            }
+            Some(v) => v,
+        }
+    }
+    let secs = |v: u32| std::time::Duration::from_secs(u64::from(v));
+    let handshake = within(
+        problems,
+        "server.handshake_timeout_secs",
+        raw.handshake_timeout_secs,
+        600,
+        u32::try_from(d.handshake_timeout.as_secs()).unwrap_or(10),
+    );
+    let header = within(
+        problems,
+        "server.header_timeout_secs",
+        raw.header_timeout_secs,
+        600,
+        u32::try_from(d.header_timeout.as_secs()).unwrap_or(10),
+    );
+    let idle = within(
+        problems,
+        "server.idle_timeout_secs",
+        raw.idle_timeout_secs,
+        24 * 3600,
+        u32::try_from(d.idle_timeout.as_secs()).unwrap_or(60),
+    );
+    let max_connections = match (top_level_max, raw.max_connections) {
+        _ if flag_max.is_some() => {
+            within(problems, "max_connections", flag_max, 1_000_000, d.max_connections)
+        }
+        (Some(_), Some(_)) => {
+            problems.push(problem(
+                "server.max_connections",
+                "set either max_connections or server.max_connections, not both",
+            ));
+            d.max_connections
+        }
+        (Some(v), None) => {
+            within(problems, "max_connections", Some(v), 1_000_000, d.max_connections)
+        }
+        (None, v) => within(problems, "server.max_connections", v, 1_000_000, d.max_connections),
+    };
+    let per_ip = within(
+        problems,
+        "server.max_connections_per_ip",
+        raw.max_connections_per_ip,
+        1_000_000,
+        d.max_connections_per_ip.min(max_connections),
+    );
+    if per_ip > max_connections {
+        problems.push(problem(
+            "server.max_connections_per_ip",
+            format!("{per_ip} is more than the {max_connections} connections allowed in all"),
+        ));
+    }
+    let imports = within(
+        problems,
+        "server.max_concurrent_imports",
+        raw.max_concurrent_imports,
+        64,
+        d.max_imports,
+    );
+    crate::api::Limits {
+        handshake_timeout: secs(handshake),
+        header_timeout: secs(header),
+        idle_timeout: secs(idle),
+        max_connections,
+        max_connections_per_ip: per_ip,
+        max_imports: imports,
+    }
 }
 
 /// Validates `[console.oidc]`, reading the client secret and the extra trust roots.
@@ -796,6 +951,76 @@ mod tests {
         assert_eq!(oidc.groups_claim, "roles");
         assert_eq!(oidc.scopes, ["openid", "groups"]);
         assert!(oidc.extra_roots.is_empty() && oidc.roles.is_empty());
+    }
+
+    #[test]
+    fn server_limits_metrics_token_and_postgres_tls_are_validated_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = load_text(dir.path(), "").unwrap();
+        assert_eq!(c.server, crate::api::Limits::default());
+        assert!(c.metrics_token.is_none());
+        std::fs::write(dir.path().join("token"), " m3trics\n").unwrap();
+        let text = format!(
+            "metrics_token_file = \"{}\"\n[server]\nhandshake_timeout_secs = 5\n\
+             header_timeout_secs = 3\nidle_timeout_secs = 30\nmax_connections = 100\n\
+             max_connections_per_ip = 10\nmax_concurrent_imports = 1\n",
+            dir.path().join("token").display()
+        );
+        let c = load_text(dir.path(), &text).unwrap();
+        let secs = std::time::Duration::from_secs;
+        assert_eq!(
+            c.server,
+            crate::api::Limits {
+                handshake_timeout: secs(5),
+                header_timeout: secs(3),
+                idle_timeout: secs(30),
+                max_connections: 100,
+                max_connections_per_ip: 10,
+                max_imports: 1,
+            }
+        );
+        assert_eq!(c.metrics_token.unwrap().expose(), "m3trics");
+        // The per-address default never exceeds a smaller total.
+        assert_eq!(
+            load_text(dir.path(), "max_connections = 8\n").unwrap().server.max_connections_per_ip,
+            8
+        );
+
+        std::fs::write(dir.path().join("empty"), "\n").unwrap();
+        let text = format!(
+            "max_connections = 5\nmetrics_token_file = \"{}\"\n[server]\nmax_connections = 6\n\
+             handshake_timeout_secs = 0\nheader_timeout_secs = 601\nmax_concurrent_imports = 0\n\
+             max_connections_per_ip = 5000\n",
+            dir.path().join("empty").display()
+        );
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, text).unwrap();
+        let err = load(
+            Some(&file),
+            Some("postgres://u:hunter2@db.example/x?sslmode=verify-all"),
+            None,
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        let got: Vec<String> = err.0.iter().map(ToString::to_string).collect();
+        let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "db",
+                "server.handshake_timeout_secs",
+                "server.header_timeout_secs",
+                "server.max_connections",
+                "server.max_connections_per_ip",
+                "server.max_concurrent_imports",
+                "metrics_token_file",
+            ],
+            "{got:#?}"
+        );
+        assert!(got[0].contains("sslmode=\"verify-all\""), "{got:#?}");
+        assert!(!got.iter().any(|p| p.contains("hunter2")), "{got:#?}");
+        assert!(got[4].contains("5000 is more than the 4096"), "{got:#?}");
+        assert!(got[6].ends_with("the file is empty"), "{got:#?}");
     }
 
     #[test]

@@ -1,15 +1,18 @@
 //! The aiscout collector: the server every agent reports to and every reviewer works in.
 //!
 //! Module map (write path `api -> ingest -> store`; read path `api -> report -> join -> store`):
-//! - [`api`]: routing, TLS, node-key and API-token auth, body caps, rate limits, the one
-//!   mapping from errors to HTTP answers. The only module that knows HTTP.
+//! - [`api`]: routing, TLS, connection limits and timeouts (`api::conn`), node-key and
+//!   API-token auth, body caps and uploads spooled to disk (`api::upload`), rate limits, the
+//!   one mapping from errors to HTTP answers. The only module that knows HTTP.
 //! - [`console`]: the web console for people (server-rendered pages, sessions, CSRF, SVG
 //!   charts), on the API's listener, reading through the same `join` and `Store` code.
 //! - [`ingest`]: sighting batches from the wire into the domain, aggregated per key; expense,
 //!   gateway spend and people imports (format detection, normalisation, row errors), and the
 //!   watched drop folder (`ingest::drop`).
-//! - [`store`]: the [`store::Store`] trait with SQLite and PostgreSQL backends, migrations,
-//!   transactions and idempotence. The only module that speaks SQL.
+//! - [`store`]: the [`store::Store`] trait with SQLite and PostgreSQL backends (the latter
+//!   over rustls, `store::postgres_tls`), migrations, transactions and idempotence, and the
+//!   permissions of the data folder and database files (`store::files`). The only module that
+//!   speaks SQL.
 //! - [`join`]: inventory rows, product detail, subscriptions and the reconciliation from
 //!   store reads plus the catalog and the directory.
 //! - [`report`]: renders the inventory and reconciliation as table, CSV, JSON, HTML or OCSF.

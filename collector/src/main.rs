@@ -212,8 +212,18 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match config.db.clone() {
         Database::Sqlite(path) => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("creating {}", dir.display()))?;
+                // The data folder is kept 0700; another folder named by --db is created 0700
+                // when missing but, being the operator's, not changed when it exists.
+                let made = if dir == config.data_dir {
+                    store::files::private_dir(dir)
+                } else {
+                    use std::os::unix::fs::DirBuilderExt as _;
+                    std::fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(store::files::DIR_MODE)
+                        .create(dir)
+                };
+                made.with_context(|| format!("creating {}", dir.display()))?;
             }
             let store = SqliteStore::open(&path)
                 .await
@@ -369,7 +379,28 @@ fn spawn_drop_watch<S: Store + Clone>(
     })
 }
 
+/// The soft open-file limit, where `/proc` says it (Linux).
+fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
 async fn serve<S: Store + Clone>(config: Config, store: S) -> anyhow::Result<()> {
+    // Every connection, admitted or being refused, is a descriptor; past the limit, accept
+    // fails and clients wait in the backlog instead of getting a 503.
+    let needed = u64::from(config.server.max_connections) + 512;
+    if let Some(limit) = open_file_limit().filter(|l| *l < needed) {
+        tracing::warn!(
+            limit,
+            needed,
+            "The open-file limit is below server.max_connections plus headroom; raise it \
+             (LimitNOFILE in the systemd unit) or lower max_connections."
+        );
+    }
+    // Certificates, the SQLite files and uploads live here: 0700, tightened if found open.
+    store::files::private_dir(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let (catalog, artifact) = match &config.catalog {
         None => (aiscout_signatures::Catalog::builtin().context("builtin catalog")?, None),
         Some(path) => {
@@ -430,7 +461,13 @@ async fn serve<S: Store + Clone>(config: Config, store: S) -> anyhow::Result<()>
         sso: config.console.oidc.clone().map(aiscout_collector::console::Sso::new),
         policy: config.policy.clone(),
         cache: Default::default(),
+        metrics_token: config.metrics_token.clone(),
+        uploads: api::upload::Uploads::new(
+            config.data_dir.join("uploads"),
+            config.server.max_imports,
+        ),
     });
+    let counters = Arc::clone(&state.metrics.connections);
     // Keep the rollups close behind ingest so that reads rarely have much to fold first.
     let folder = {
         let state = Arc::clone(&state);
@@ -473,7 +510,7 @@ async fn serve<S: Store + Clone>(config: Config, store: S) -> anyhow::Result<()>
         terminated().await;
         tracing::info!("Shutting down.");
     };
-    api::serve(listener, api::router(state), tls, config.max_connections, shutdown).await;
+    api::serve(listener, api::router(state), tls, config.server.clone(), counters, shutdown).await;
     folder.abort();
     warmer.abort();
     if let Some((stop, task)) = drop_watch {

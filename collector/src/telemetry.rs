@@ -3,6 +3,7 @@
 //! Counters are per instance by nature: a scraper sums them over instances. Labels have
 //! bounded values only (status classes, outcomes), never an agent, product or user.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tracing_subscriber::EnvFilter;
@@ -49,6 +50,8 @@ pub struct Metrics {
     pub store_calls: AtomicU64,
     /// Microseconds spent in timed store calls.
     pub store_micros: AtomicU64,
+    /// Connections: accepted, refused at a cap, timed out (shared with the accept loop).
+    pub connections: Arc<crate::api::Counters>,
 }
 
 fn add(c: &AtomicU64, n: u64) {
@@ -142,6 +145,30 @@ impl Metrics {
             "Time spent in store calls (divide by store_calls_total for the mean).",
             &[("", get(&self.store_micros))],
         );
+        let c = &self.connections;
+        counter(
+            "aiscout_collector_connections_total",
+            "Connections by what became of them at the door.",
+            &[
+                ("{outcome=\"accepted\"}", get(&c.accepted)),
+                ("{outcome=\"refused_total_cap\"}", get(&c.refused_total)),
+                ("{outcome=\"refused_address_cap\"}", get(&c.refused_per_ip)),
+            ],
+        );
+        counter(
+            "aiscout_collector_connection_timeouts_total",
+            "Connections closed for taking too long.",
+            &[
+                ("{step=\"handshake\"}", get(&c.handshake_timeouts)),
+                ("{step=\"idle\"}", get(&c.idle_closed)),
+            ],
+        );
+        out.push_str(&format!(
+            "# HELP aiscout_collector_connections_open Connections holding a slot now.\n\
+             # TYPE aiscout_collector_connections_open gauge\n\
+             aiscout_collector_connections_open {}\n",
+            get(&c.open)
+        ));
         out
     }
 }

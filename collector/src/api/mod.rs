@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aiscout_signatures::Catalog;
 use aiscout_wire::validate::{DecodeError, MAX_BODY_BYTES};
@@ -16,7 +16,7 @@ use aiscout_wire::{
     AuditList, BatchAck, DeviceList, DeviceRow, EnrollRequest, EnrollResponse, ErrorBody,
     Heartbeat, HeartbeatAck, InventoryList, InventoryQuery, ReviewRequest, Secret, SightingBatch,
 };
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -24,24 +24,24 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use crate::model::{DeviceId, Health, IngestOutcome, Role, Token};
 use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
 use crate::{credentials, ingest, join, review};
 
+pub mod conn;
 pub mod ratelimit;
 pub mod tls;
+pub mod upload;
+
+pub use conn::{Counters, Limits, serve};
 
 /// Most audit entries per page.
 const AUDIT_PAGE_MAX: i64 = 1_000;
-/// How long a TLS handshake may take.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest body of the small JSON calls: enrollment, heartbeat, review decisions.
+pub const MAX_SMALL_BODY_BYTES: usize = 256 * 1024;
 
 /// What every handler shares. Nothing here is state another instance would need.
 pub struct AppState<S> {
@@ -67,6 +67,10 @@ pub struct AppState<S> {
     pub policy: crate::policy::Settings,
     /// Derived data kept while the store's data versions are unchanged (`join::cache`).
     pub cache: join::Cache,
+    /// The bearer token `/metrics` requires (`metrics_token_file`); `None` leaves it open.
+    pub metrics_token: Option<Secret>,
+    /// Where uploads are written and how many imports may run at once.
+    pub uploads: upload::Uploads,
 }
 
 /// Why a request failed; one variant per answer.
@@ -89,9 +93,15 @@ pub enum ApiError {
     /// 404.
     #[error("{0}")]
     NotFound(String),
-    /// 413.
-    #[error("request body larger than {MAX_BODY_BYTES} bytes")]
-    TooLarge,
+    /// 413, with the route's limit in bytes.
+    #[error("request body larger than {0} bytes")]
+    TooLarge(usize),
+    /// 415: the body is not of the media type the route takes.
+    #[error("Content-Type must be {0}")]
+    UnsupportedMediaType(&'static str),
+    /// 503: every import permit is taken.
+    #[error("{0}")]
+    Busy(String),
     /// 429.
     #[error("rate limit exceeded; retry later")]
     RateLimited,
@@ -109,11 +119,33 @@ impl From<DecodeError> for ApiError {
 impl From<BytesRejection> for ApiError {
     fn from(e: BytesRejection) -> Self {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::TooLarge
+            ApiError::TooLarge(MAX_BODY_BYTES)
         } else {
             ApiError::BadRequest { field: None, message: e.body_text() }
         }
     }
+}
+
+impl From<upload::BodyError> for ApiError {
+    fn from(e: upload::BodyError) -> Self {
+        match e {
+            upload::BodyError::TooLarge(limit) => ApiError::TooLarge(limit),
+            upload::BodyError::Read(why) => {
+                ApiError::BadRequest { field: None, message: format!("reading the body: {why}") }
+            }
+            upload::BodyError::Busy(_) => ApiError::Busy(e.to_string()),
+            upload::BodyError::Io { .. } => ApiError::Store(StoreError::Task(e.to_string())),
+        }
+    }
+}
+
+/// Reads a JSON call's body (at most `limit` bytes) once its headers have been accepted:
+/// 415 unless it is declared `application/json`.
+async fn json_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    if !upload::is_json(headers) {
+        return Err(ApiError::UnsupportedMediaType("application/json"));
+    }
+    Ok(upload::read(headers, body, limit).await?)
 }
 
 impl IntoResponse for ApiError {
@@ -123,7 +155,9 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, None),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, None),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, None),
-            ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, None),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, None),
+            ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, None),
+            ApiError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, None),
             ApiError::RateLimited => (StatusCode::TOO_MANY_REQUESTS, None),
             ApiError::Store(e) => {
                 tracing::error!(error = %e, "Store call failed.");
@@ -135,6 +169,11 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let mut response = (status, Json(ErrorBody { error, field })).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("30"));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -195,9 +234,12 @@ type Shared<S> = State<Arc<AppState<S>>>;
 
 async fn enroll<S: Store>(
     State(state): Shared<S>,
-    body: Result<Bytes, BytesRejection>,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Json<EnrollResponse>, ApiError> {
-    let req: EnrollRequest = aiscout_wire::decode(&body?)?;
+    // The enroll secret is in the body, so the body is read first, but only a small one.
+    let body = json_body(&headers, body, MAX_SMALL_BODY_BYTES).await?;
+    let req: EnrollRequest = aiscout_wire::decode(&body)?;
     // A secret rotated in the console replaces the configured one.
     let ok = match timed(&state, state.store.enroll_secret()).await? {
         Some((hash, _)) => {
@@ -233,10 +275,11 @@ async fn enroll<S: Store>(
 async fn sightings<S: Store>(
     State(state): Shared<S>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<BatchAck>, ApiError> {
     let device = agent(&state, &headers).await?;
-    let wire: SightingBatch = aiscout_wire::decode(&body?)?;
+    let body = json_body(&headers, body, MAX_BODY_BYTES).await?;
+    let wire: SightingBatch = aiscout_wire::decode(&body)?;
     let span = tracing::Span::current();
     span.record("batch_id", wire.batch_id.as_str());
     span.record("sightings", wire.sightings.len());
@@ -258,10 +301,11 @@ async fn sightings<S: Store>(
 async fn heartbeat<S: Store>(
     State(state): Shared<S>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<HeartbeatAck>, ApiError> {
     let device = agent(&state, &headers).await?;
-    let hb: Heartbeat = aiscout_wire::decode(&body?)?;
+    let body = json_body(&headers, body, MAX_SMALL_BODY_BYTES).await?;
+    let hb: Heartbeat = aiscout_wire::decode(&body)?;
     let now = crate::store::now();
     let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     let health = Health {
@@ -382,13 +426,15 @@ async fn import_upload<S: Store>(
     state: Arc<AppState<S>>,
     headers: HeaderMap,
     query: Option<String>,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
     kind: ImportKind,
 ) -> Result<Json<aiscout_wire::ImportSummary>, ApiError> {
     let token = person(&state, &headers).await?;
     if !matches!(token.role, Role::Admin | Role::Procurement) {
         return Err(ApiError::Forbidden(token.role));
     }
+    // Held until the import is stored: the ceiling on memory and disk that imports take.
+    let _permit = state.uploads.permit()?;
     let (mut format, mut name) = ("auto".to_owned(), "upload".to_owned());
     for (k, v) in query_pairs(query.as_deref()) {
         match k.as_str() {
@@ -397,8 +443,10 @@ async fn import_upload<S: Store>(
             _ => {}
         }
     }
-    let bytes = body?.to_vec();
-    let input = ingest::Input::Bytes { name, bytes };
+    let mut spooled = state.uploads.create(MAX_IMPORT_BYTES).await?;
+    spooled.body(&headers, body).await?;
+    spooled.finish().await?;
+    let input = ingest::Input::Spooled { name, path: spooled.path().to_owned() };
     let index = Arc::new(aiscout_signatures::Index::new(state.catalog.clone()));
     let bad_format = || ApiError::BadRequest {
         field: Some("format".into()),
@@ -436,7 +484,7 @@ async fn import_expenses<S: Store>(
     State(state): Shared<S>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<aiscout_wire::ImportSummary>, ApiError> {
     import_upload(state, headers, query, body, ImportKind::Expenses).await
 }
@@ -445,7 +493,7 @@ async fn import_gateway<S: Store>(
     State(state): Shared<S>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<aiscout_wire::ImportSummary>, ApiError> {
     import_upload(state, headers, query, body, ImportKind::Gateway).await
 }
@@ -569,14 +617,15 @@ async fn set_review<S: Store>(
     State(state): Shared<S>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<aiscout_wire::Review>, ApiError> {
     let token = person(&state, &headers).await?;
     if !token.role.may_review() {
         return Err(ApiError::Forbidden(token.role));
     }
     known_product(&state, &id)?;
-    let req: ReviewRequest = aiscout_wire::decode(&body?)?;
+    let body = json_body(&headers, body, MAX_SMALL_BODY_BYTES).await?;
+    let req: ReviewRequest = aiscout_wire::decode(&body)?;
     let renewal = match req.renewal.as_deref() {
         None | Some("") => None,
         Some(d) => Some(review::parse_day(d).ok_or_else(|| ApiError::BadRequest {
@@ -713,8 +762,20 @@ async fn policy_export<S: Store>(
     Ok(response)
 }
 
-async fn metrics<S: Store>(State(state): Shared<S>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+/// `GET /metrics`: counters only (no label names a device, person or product). With
+/// `metrics_token_file` set, only a request bearing that token gets them.
+async fn metrics<S: Store>(
+    State(state): Shared<S>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if let Some(expected) = &state.metrics_token {
+        let presented = bearer(&headers).ok_or(ApiError::Unauthorized)?;
+        if !credentials::secrets_equal(expected.expose(), presented) {
+            return Err(ApiError::Unauthorized);
+        }
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+        .into_response())
 }
 
 async fn readyz<S: Store>(State(state): Shared<S>) -> Result<&'static str, ApiError> {
@@ -747,14 +808,8 @@ pub fn router<S: Store>(state: Arc<AppState<S>>) -> Router {
         .route(routes::AUDIT, get(audit::<S>))
         .route(routes::RECONCILE, get(reconcile::<S>))
         .route(routes::POLICY, get(policy_export::<S>))
-        .route(
-            routes::IMPORT_EXPENSES,
-            post(import_expenses::<S>).layer(DefaultBodyLimit::max(MAX_IMPORT_BYTES)),
-        )
-        .route(
-            routes::IMPORT_GATEWAY,
-            post(import_gateway::<S>).layer(DefaultBodyLimit::max(MAX_IMPORT_BYTES)),
-        )
+        .route(routes::IMPORT_EXPENSES, post(import_expenses::<S>))
+        .route(routes::IMPORT_GATEWAY, post(import_gateway::<S>))
         .route("/metrics", get(metrics::<S>))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz::<S>))
@@ -770,66 +825,6 @@ pub fn router<S: Store>(state: Arc<AppState<S>>) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(Arc::clone(&state), count_responses::<S>))
         .with_state(state)
-}
-
-/// Serves `router` on `listener` until `shutdown` resolves: TLS when `tls` is given (HTTP/2
-/// or HTTP/1.1 by ALPN), plain HTTP otherwise. At most `max_connections` at once.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    tls: Option<Arc<rustls::ServerConfig>>,
-    max_connections: u32,
-    shutdown: impl Future<Output = ()>,
-) {
-    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-    let permits = Arc::new(Semaphore::new(usize::try_from(max_connections).unwrap_or(1024)));
-    tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            () = &mut shutdown => break,
-            permit = Arc::clone(&permits).acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
-        let (stream, peer) = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "Accept failed.");
-                    continue;
-                }
-            },
-        };
-        // Responses go out in several writes (TLS records, HTTP/2 frames); without this, Nagle's
-        // algorithm holds the last of a large answer until the client's delayed ACK, 40 ms.
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(%peer, error = %e, "Could not set TCP_NODELAY.");
-        }
-        let service = TowerToHyperService::new(router.clone());
-        let acceptor = acceptor.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let builder = auto::Builder::new(TokioExecutor::new());
-            let result = match acceptor {
-                Some(acceptor) => {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => builder.serve_connection(TokioIo::new(tls), service).await,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed.");
-                            return;
-                        }
-                        Err(_) => return,
-                    }
-                }
-                None => builder.serve_connection(TokioIo::new(stream), service).await,
-            };
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "Connection ended with an error.");
-            }
-        });
-    }
 }
 
 /// The address a listener is bound to, for the `listening on` line.

@@ -82,7 +82,7 @@ pub fn self_signed(
     let key = data_dir.join("key.pem");
     let mut generated = false;
     if !cert.exists() || !key.exists() {
-        std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
+        crate::store::files::private_dir(data_dir).map_err(io(data_dir))?;
         let host = std::fs::read_to_string("/etc/hostname")
             .map(|h| h.trim().to_owned())
             .unwrap_or_default();

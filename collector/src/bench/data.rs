@@ -202,7 +202,7 @@ pub async fn postgres(url: &str, products: &[String], sightings: u64) -> anyhow:
     let folded = PgStore::open(url).await?.fold().await?;
     let fold = t.elapsed();
     let t = Instant::now();
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    let (client, conn) = crate::store::postgres_tls::connect(url).await?;
     let driver = tokio::spawn(conn);
     client.batch_execute(PG_ANALYZE_ROLLUPS).await?;
     drop(client);
@@ -221,7 +221,7 @@ pub async fn postgres(url: &str, products: &[String], sightings: u64) -> anyhow:
 /// PostgreSQL refuses.
 pub async fn pg_vacuum(url: &str) -> anyhow::Result<Duration> {
     let t = Instant::now();
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    let (client, conn) = crate::store::postgres_tls::connect(url).await?;
     let driver = tokio::spawn(conn);
     let tables = client
         .query("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()", &[])
@@ -263,7 +263,7 @@ impl PgSchema {
         if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             anyhow::bail!("schema name {name:?}: letters, digits and underscores only");
         }
-        let (client, conn) = tokio_postgres::connect(base, tokio_postgres::NoTls).await?;
+        let (client, conn) = crate::store::postgres_tls::connect(base).await?;
         let driver = tokio::spawn(conn);
         let exists = client
             .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&name])

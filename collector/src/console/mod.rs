@@ -167,7 +167,9 @@ pub enum Refusal {
     BadRequest(String),
     /// An upload over the limit, refused before it was read.
     TooLarge(u64),
-    /// The store failed.
+    /// Every import permit is taken (`server.max_concurrent_imports`).
+    Busy,
+    /// The store failed, or an upload could not be written to disk.
     Store(StoreError),
 }
 
@@ -207,6 +209,11 @@ impl IntoResponse for Refusal {
                     "Uploads are limited to {} MiB (console.max_upload_mb). Nothing was read.",
                     limit >> 20
                 ),
+            ),
+            Refusal::Busy => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Busy",
+                "Other imports are running. Nothing was read; try again in a minute.".to_owned(),
             ),
             Refusal::Store(e) => {
                 tracing::error!(error = %e, "Store call failed for a console page.");
@@ -314,10 +321,10 @@ pub async fn require_form<S: Store>(
     headers: &HeaderMap,
     next: String,
     access: Access,
-    body: &Bytes,
+    body: axum::body::Body,
 ) -> Result<(Signed, Vec<(String, String)>), Refusal> {
     let signed = require(state, headers, next, access).await?;
-    let pairs = form(body);
+    let pairs = form(&read_form(headers, body).await?);
     check_csrf(&signed, headers, field(&pairs, CSRF_FIELD))?;
     Ok((signed, pairs))
 }
@@ -542,6 +549,24 @@ async fn asset(Path(name): Path<String>) -> Response {
         body,
     )
         .into_response()
+}
+
+/// Largest console form body (a bulk review ticks at most every product), in bytes.
+pub const MAX_FORM_BYTES: usize = 256 * 1024;
+
+/// Reads a form body of at most [`MAX_FORM_BYTES`]; callers check the session first, so a
+/// body is read only for someone signed in (issue 14), login aside.
+///
+/// # Errors
+/// The body is too large or could not be read.
+pub async fn read_form(headers: &HeaderMap, body: axum::body::Body) -> Result<Bytes, Refusal> {
+    use crate::api::upload::{BodyError, read};
+    read(headers, body, MAX_FORM_BYTES).await.map_err(|e| match e {
+        BodyError::TooLarge(_) => {
+            Refusal::BadRequest(format!("the form is larger than {MAX_FORM_BYTES} bytes"))
+        }
+        other => Refusal::BadRequest(other.to_string()),
+    })
 }
 
 /// Form fields of an `application/x-www-form-urlencoded` body.

@@ -185,6 +185,13 @@ pub async fn record<S: Store>(store: &S, kind: &str, actor: &str, report: &FileR
 pub enum Input {
     /// A file on disk.
     Path(PathBuf),
+    /// An upload written to a file on disk (see `api::upload`), with the name it was given.
+    Spooled {
+        /// Name for reports and row errors.
+        name: String,
+        /// Where the upload was written.
+        path: PathBuf,
+    },
     /// An uploaded body, with the name it was given.
     Bytes {
         /// Name for reports and row errors.
@@ -201,21 +208,23 @@ impl Input {
             Input::Path(p) => p
                 .file_name()
                 .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into()),
-            Input::Bytes { name, .. } => name.clone(),
+            Input::Bytes { name, .. } | Input::Spooled { name, .. } => name.clone(),
         }
     }
 
     /// Size in bytes, when known.
     pub fn size(&self) -> Option<u64> {
         match self {
-            Input::Path(p) => std::fs::metadata(p).ok().map(|m| m.len()),
+            Input::Path(p) | Input::Spooled { path: p, .. } => {
+                std::fs::metadata(p).ok().map(|m| m.len())
+            }
             Input::Bytes { bytes, .. } => u64::try_from(bytes.len()).ok(),
         }
     }
 
     fn open(&self) -> Result<Box<dyn BufRead + Send>, ImportError> {
         match self {
-            Input::Path(p) => {
+            Input::Path(p) | Input::Spooled { path: p, .. } => {
                 let f = std::fs::File::open(p)
                     .map_err(|source| ImportError::Io { file: self.name(), source })?;
                 Ok(Box::new(BufReader::with_capacity(1 << 16, f)))

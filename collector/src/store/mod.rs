@@ -28,7 +28,9 @@
 //!   so they always see every acknowledged batch.
 //!
 //! Backends: [`sqlite::SqliteStore`] (rusqlite on tokio's blocking pool, WAL, busy timeout,
-//! foreign keys) and [`postgres::PgStore`] (tokio-postgres with a bounded deadpool pool).
+//! foreign keys; its files kept 0600 in a 0700 folder by [`files`]) and [`postgres::PgStore`]
+//! (tokio-postgres with a bounded deadpool pool, TLS by the URL's `sslmode` through
+//! [`postgres_tls`]).
 
 use std::future::Future;
 
@@ -39,7 +41,9 @@ use crate::model::{
     Session, SourceUsage, Token, UsageFilter, ValueUsage,
 };
 
+pub mod files;
 pub mod postgres;
+pub mod postgres_tls;
 pub mod rollup;
 pub mod sqlite;
 
@@ -101,6 +105,17 @@ pub enum StoreError {
     /// The database URL is not understood.
     #[error("bad database url: {0}")]
     Url(String),
+    /// A database file or folder could not be created or its permissions set.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TLS settings of a PostgreSQL URL cannot be used (`sslmode`, `sslrootcert`).
+    #[error("postgres tls: {0}")]
+    Tls(String),
 }
 
 /// One versioned migration.

@@ -9,14 +9,14 @@
 //! same transaction, so duplicates are counted exactly and a chunk commits whole or not at all.
 //! A chunk of gateway spend whose keys are all new is `COPY`ed straight into its table
 //! instead (the unique key refuses any other, and that chunk takes the staging path).
-//! Connections are plain TCP (`NoTls`): run the database on the same host or a trusted
-//! network, or put a TLS tunnel in front.
+//! Connections use TLS as the URL's `sslmode` and `sslrootcert` say (libpq's meanings, libpq's
+//! default `prefer`), through rustls: see [`super::postgres_tls`].
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::Row;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
-use tokio_postgres::{NoTls, Row};
 
 use super::{
     AuditFn, CredentialHash, Migration, PRODUCT_DEVICES_LIMIT, PRODUCT_VALUES_LIMIT, PeopleUsage,
@@ -64,12 +64,11 @@ impl PgStore {
     /// # Errors
     /// The URL is malformed, the server cannot be reached, or a migration fails.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let config: tokio_postgres::Config =
-            url.parse().map_err(|e: tokio_postgres::Error| StoreError::Url(e.to_string()))?;
-        migrate(&config).await?;
+        let super::postgres_tls::Connect { config, tls, .. } = super::postgres_tls::parse(url)?;
+        migrate(&config, tls.clone()).await?;
         let manager = Manager::from_config(
             config,
-            NoTls,
+            tls,
             ManagerConfig { recycling_method: RecyclingMethod::Fast },
         );
         let pool = Pool::builder(manager)
@@ -86,8 +85,11 @@ impl PgStore {
     }
 }
 
-async fn migrate(config: &tokio_postgres::Config) -> Result<(), StoreError> {
-    let (mut client, connection) = config.connect(NoTls).await?;
+async fn migrate(
+    config: &tokio_postgres::Config,
+    tls: super::postgres_tls::MakeRustls,
+) -> Result<(), StoreError> {
+    let (mut client, connection) = config.connect(tls).await?;
     let driver = tokio::spawn(connection);
     let result = async {
         client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await?;

@@ -317,6 +317,10 @@ impl SqliteStore {
     /// # Errors
     /// The file cannot be opened, or a migration fails.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        // Created 0600 before SQLite opens it, so the log and shared-memory files SQLite
+        // creates beside it get the same mode.
+        super::files::private_sqlite(path)
+            .map_err(|source| StoreError::Io { path: path.display().to_string(), source })?;
         let (writer, jobs) = mpsc::channel(QUEUE);
         let store = Self {
             pool: Arc::new(Pool {
@@ -328,11 +332,15 @@ impl SqliteStore {
         };
         store.with(migrate).await?;
         // The thread ends when the last clone of the store (the last sender) is dropped.
-        let path = path.to_owned();
+        let writer_path = path.to_owned();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || write_batches(&path, jobs))
+            .spawn(move || write_batches(&writer_path, jobs))
             .map_err(|e| StoreError::Task(format!("starting the ingest writer: {e}")))?;
+        // The log and shared-memory files exist now (WAL mode); a copy made more open by hand
+        // since the last start is tightened too.
+        super::files::private_sqlite(path)
+            .map_err(|source| StoreError::Io { path: path.display().to_string(), source })?;
         Ok(store)
     }
 

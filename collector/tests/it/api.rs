@@ -75,11 +75,15 @@ pub(crate) async fn start_with(
         sso: None,
         policy: Default::default(),
         cache: Default::default(),
+        metrics_token: None,
+        uploads: api::upload::Uploads::new(dir.path().join("uploads"), 2),
     });
+    let counters = Arc::clone(&state.metrics.connections);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(api::serve(listener, api::router(state), Some(tls), 64, async {
+    let limits = api::Limits { max_connections: 64, ..api::Limits::default() };
+    tokio::spawn(api::serve(listener, api::router(state), Some(tls), limits, counters, async {
         drop(stopped.await);
     }));
     Server { addr, ca, store, stop: Some(stop), _dir: dir }
@@ -302,6 +306,9 @@ async fn uploaded_expense_export_is_imported_once_and_shows_in_inventory_and_rec
         c.send(Method::POST, "/api/v1/imports/expenses", Some(&proc), "a,b\n1,2\n").await.unwrap();
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(error(&bytes).error.contains("not a known expense export"));
+    // Each upload went to a file on disk, removed when its request ended.
+    let left = std::fs::read_dir(server._dir.path().join("uploads")).unwrap().count();
+    assert_eq!(left, 0, "upload files left behind");
     let (status, bytes) =
         c.send(Method::GET, "/api/v1/inventory?source=expense", Some(&proc), "").await.unwrap();
     assert_eq!(status, StatusCode::OK);

@@ -42,16 +42,16 @@ const MAX_BATCHES: u64 = 200_000;
 const WINDOW0: i64 = 1_735_689_600;
 
 /// A running `aiscout-collector serve`, killed (SIGKILL) and reaped on drop.
-struct Collector {
-    child: Child,
+pub(crate) struct Collector {
+    pub(crate) child: Child,
     lines: mpsc::Receiver<String>,
-    scheme: String,
-    addr: SocketAddr,
+    pub(crate) scheme: String,
+    pub(crate) addr: SocketAddr,
 }
 
 impl Collector {
     /// Starts `serve` with `args` placed before the subcommand and waits for `listening on`.
-    fn start(data_dir: &Path, args: &[&str]) -> Collector {
+    pub(crate) fn start(data_dir: &Path, args: &[&str]) -> Collector {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -121,23 +121,27 @@ impl Drop for Collector {
 }
 
 /// The collector's generated certificate, as a trust root.
-fn generated_cert(data_dir: &Path) -> CertificateDer<'static> {
+pub(crate) fn generated_cert(data_dir: &Path) -> CertificateDer<'static> {
     let pem = std::fs::read(data_dir.join("cert.pem")).unwrap();
     CertificateDer::pem_slice_iter(&pem).next().unwrap().unwrap()
 }
 
-async fn connect(addr: SocketAddr, ca: &CertificateDer<'static>, http2: bool) -> Connection {
+pub(crate) async fn connect(
+    addr: SocketAddr,
+    ca: &CertificateDer<'static>,
+    http2: bool,
+) -> Connection {
     let tls = tls_config(std::slice::from_ref(ca), http2).unwrap();
     Connection::connect(addr, "localhost", tls).await.unwrap()
 }
 
-fn enroll_secret_file(dir: &Path) -> PathBuf {
+pub(crate) fn enroll_secret_file(dir: &Path) -> PathBuf {
     let path = dir.join("enroll-secret");
     std::fs::write(&path, SECRET).unwrap();
     path
 }
 
-async fn enroll(c: &mut Connection, host: &str) -> String {
+pub(crate) async fn enroll(c: &mut Connection, host: &str) -> String {
     let body = json!({"enroll_secret": SECRET, "device": {"host_id": host, "hostname": host,
         "os": "linux", "os_version": "12", "agent_version": "0.1.0"}});
     let (status, bytes) =
@@ -148,7 +152,7 @@ async fn enroll(c: &mut Connection, host: &str) -> String {
 }
 
 /// Batch `k`: `PER_BATCH` distinct sightings, each counted once, all in window `k`.
-fn batch(k: u64) -> Vec<u8> {
+pub(crate) fn batch(k: u64) -> Vec<u8> {
     let window = WINDOW0 + i64::try_from(k).unwrap() * 3600;
     let sightings = (0..PER_BATCH)
         .map(|j| Sighting {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use maud::{Markup, html};
@@ -124,10 +124,10 @@ fn random() -> Result<String, Refusal> {
 pub(crate) async fn create_token<S: Store>(
     State(state): Shared<S>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> PageResult {
     let (signed, pairs) =
-        require_form(&state, &headers, "/admin".into(), Access::Admin, &body).await?;
+        require_form(&state, &headers, "/admin".into(), Access::Admin, body).await?;
     let name = field(&pairs, "name").unwrap_or("").trim().to_owned();
     if name.is_empty()
         || name.len() > 100
@@ -161,10 +161,10 @@ pub(crate) async fn create_token<S: Store>(
 pub(crate) async fn revoke_token<S: Store>(
     State(state): Shared<S>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> PageResult {
     let (signed, pairs) =
-        require_form(&state, &headers, "/admin".into(), Access::Admin, &body).await?;
+        require_form(&state, &headers, "/admin".into(), Access::Admin, body).await?;
     let name = field(&pairs, "name").unwrap_or("").to_owned();
     let now = crate::store::now();
     if state
@@ -182,9 +182,9 @@ pub(crate) async fn revoke_token<S: Store>(
 pub(crate) async fn rotate_secret<S: Store>(
     State(state): Shared<S>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> PageResult {
-    let (signed, _) = require_form(&state, &headers, "/admin".into(), Access::Admin, &body).await?;
+    let (signed, _) = require_form(&state, &headers, "/admin".into(), Access::Admin, body).await?;
     let secret = credentials::generate("aises_")
         .map_err(|e| Refusal::Store(StoreError::Task(e.to_string())))?;
     let now = crate::store::now();

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -55,12 +55,12 @@ pub(crate) async fn login_page<S: Store>(
 pub(crate) async fn login<S: Store>(
     State(state): Shared<S>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> PageResult {
     if !crate::console::same_origin(&headers) {
         return Err(Refusal::Csrf);
     }
-    let pairs = form(&body);
+    let pairs = form(&crate::console::read_form(&headers, body).await?);
     let next = safe_next(field(&pairs, "next").unwrap_or("/"));
     let presented = field(&pairs, "token").unwrap_or("").trim();
     let token = if presented.is_empty() {
@@ -94,10 +94,10 @@ pub(crate) async fn login<S: Store>(
 pub(crate) async fn logout<S: Store>(
     State(state): Shared<S>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> PageResult {
     let signed = crate::console::signed_in(&state, &headers, "/".into()).await?;
-    let pairs = form(&body);
+    let pairs = form(&crate::console::read_form(&headers, body).await?);
     crate::console::check_csrf(&signed, &headers, field(&pairs, CSRF_FIELD))?;
     let audit = session_audit(&signed.session, "session.logout", store::now());
     state.store.end_session(signed.hash, Some(audit)).await?;

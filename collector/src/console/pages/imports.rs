@@ -126,6 +126,20 @@ pub(crate) async fn page<S: Store>(State(state): Shared<S>, headers: HeaderMap) 
     render(&state, &signed, None).await
 }
 
+/// Largest form field other than the file (the CSRF token, kind, format), in bytes.
+const MAX_FIELD_BYTES: usize = 4096;
+
+/// The first line of a file, for saying which header a file of unknown format has.
+fn first_line_of(path: &std::path::Path) -> String {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(512);
+    let read = std::fs::File::open(path).and_then(|f| f.take(512).read_to_end(&mut head));
+    match read {
+        Ok(_) => first_line(&head),
+        Err(_) => String::new(),
+    }
+}
+
 /// The first line of a file, for saying which header a file of unknown format has.
 fn first_line(bytes: &[u8]) -> String {
     let end = bytes.iter().position(|b| *b == b'\n').unwrap_or(bytes.len()).min(300);
@@ -133,8 +147,42 @@ fn first_line(bytes: &[u8]) -> String {
     line.chars().filter(|c| !c.is_control()).collect()
 }
 
-/// `POST /imports` (multipart: csrf, kind, format, file). The role and the declared size are
-/// checked before a byte of the body is read.
+/// A form field's text, read up to [`MAX_FIELD_BYTES`].
+async fn small_field(
+    mut field: axum::extract::multipart::Field<'_>,
+    name: &str,
+) -> Result<String, Refusal> {
+    let mut bytes = Vec::new();
+    loop {
+        match field.chunk().await {
+            Ok(Some(chunk)) => {
+                if bytes.len() + chunk.len() > MAX_FIELD_BYTES {
+                    return Err(Refusal::BadRequest(format!(
+                        "{name}: longer than {MAX_FIELD_BYTES} bytes"
+                    )));
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) => return Err(Refusal::BadRequest(format!("{name}: {e}"))),
+        }
+    }
+    String::from_utf8(bytes).map_err(|_| Refusal::BadRequest(format!("{name}: not UTF-8")))
+}
+
+fn upload_refusal(e: crate::api::upload::BodyError, max: u64) -> Refusal {
+    use crate::api::upload::BodyError;
+    match e {
+        BodyError::TooLarge(_) => Refusal::TooLarge(max),
+        BodyError::Busy(_) => Refusal::Busy,
+        BodyError::Read(why) => Refusal::BadRequest(format!("upload: {why}")),
+        BodyError::Io { .. } => Refusal::Store(crate::store::StoreError::Task(e.to_string())),
+    }
+}
+
+/// `POST /imports` (multipart: csrf, kind, format, file). The session, the role and the
+/// declared size are checked before a byte of the body is read; the file goes to disk (see
+/// `api::upload`) under one of the import permits, never whole into memory.
 pub(crate) async fn upload<S: Store>(
     State(state): Shared<S>,
     headers: HeaderMap,
@@ -149,12 +197,15 @@ pub(crate) async fn upload<S: Store>(
     if declared.is_some_and(|n| n > max.saturating_add(64 * 1024)) {
         return Err(Refusal::TooLarge(max));
     }
+    // Held until the import is stored: the ceiling on memory and disk that imports take.
+    let _permit = state.uploads.permit().map_err(|e| upload_refusal(e, max))?;
+    let limit = usize::try_from(max).unwrap_or(usize::MAX);
     let mut multipart =
         multipart.map_err(|e| Refusal::BadRequest(format!("not a file upload: {e}")))?;
     let (mut csrf, mut kind, mut format, mut file) =
         (None, String::from("expenses"), String::from("auto"), None);
     loop {
-        let field = match multipart.next_field().await {
+        let mut field = match multipart.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -176,17 +227,24 @@ pub(crate) async fn upload<S: Store>(
                 .filter(|c| !c.is_control())
                 .take(200)
                 .collect();
-            let bytes = field.bytes().await.map_err(|e| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    Refusal::TooLarge(max)
-                } else {
-                    Refusal::BadRequest(format!("upload: {e}"))
+            let mut spooled =
+                state.uploads.create(limit).await.map_err(|e| upload_refusal(e, max))?;
+            loop {
+                match field.chunk().await {
+                    Ok(Some(chunk)) => {
+                        spooled.write(&chunk).await.map_err(|e| upload_refusal(e, max))?;
+                    }
+                    Ok(None) => break,
+                    Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                        return Err(Refusal::TooLarge(max));
+                    }
+                    Err(e) => return Err(Refusal::BadRequest(format!("upload: {e}"))),
                 }
-            })?;
-            file = Some((filename, bytes.to_vec()));
+            }
+            spooled.finish().await.map_err(|e| upload_refusal(e, max))?;
+            file = Some((filename, spooled));
         } else {
-            let text =
-                field.text().await.map_err(|e| Refusal::BadRequest(format!("{name}: {e}")))?;
+            let text = small_field(field, &name).await?;
             match name.as_str() {
                 "csrf" => csrf = Some(text),
                 "kind" => kind = text,
@@ -196,7 +254,7 @@ pub(crate) async fn upload<S: Store>(
         }
     }
     crate::console::check_csrf(&signed, &headers, csrf.as_deref())?;
-    let Some((name, bytes)) = file.filter(|(_, b)| !b.is_empty()) else {
+    let Some((name, spooled)) = file.filter(|(_, f)| !f.is_empty()) else {
         return Err(Refusal::BadRequest(
             "file: choose a file to import (the upload was empty)".into(),
         ));
@@ -206,8 +264,8 @@ pub(crate) async fn upload<S: Store>(
         Some((k, f)) => (k.to_owned(), Some(f.to_owned())),
         None => (kind, None),
     };
-    let header = first_line(&bytes);
-    let input = ingest::Input::Bytes { name: name.clone(), bytes };
+    let header = first_line_of(spooled.path());
+    let input = ingest::Input::Spooled { name: name.clone(), path: spooled.path().to_owned() };
     let index = Arc::new(aiscout_signatures::Index::new(state.catalog.clone()));
     let now = crate::store::now();
     let unknown = |f: &str| Refusal::BadRequest(format!("format: {f:?} is not a {kind} format"));

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use aiscout_wire::{InventoryQuery, ProductStatus, ReviewStatus};
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use maud::{Markup, html};
@@ -433,10 +433,10 @@ pub(crate) async fn review<S: Store>(
     State(state): Shared<S>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: Bytes,
+    body: Body,
 ) -> PageResult {
     let next = format!("/products/{}", segment(&id));
-    let (signed, pairs) = require_form(&state, &headers, next, Access::Review, &body).await?;
+    let (signed, pairs) = require_form(&state, &headers, next, Access::Review, body).await?;
     if state.catalog.product(&id).is_none() {
         return Err(Refusal::NotFound(format!("The catalog has no product with the id {id:?}.")));
     }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use aiscout_wire::{InventoryQuery, InventoryRow, ProductStatus, ReviewStatus};
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use maud::html;
@@ -131,10 +131,10 @@ pub(crate) async fn page<S: Store>(
 pub(crate) async fn bulk<S: Store>(
     State(state): Shared<S>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> PageResult {
     let (signed, pairs) =
-        require_form(&state, &headers, "/review".into(), Access::Review, &body).await?;
+        require_form(&state, &headers, "/review".into(), Access::Review, body).await?;
     let chosen: Decision = super::product::decision(&pairs)?;
     let mut products: Vec<&str> =
         pairs.iter().filter(|(k, _)| k == "product").map(|(_, v)| v.as_str()).collect();
