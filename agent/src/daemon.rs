@@ -79,6 +79,12 @@ impl Spooled {
 const FLUSH_AFTER: Duration = Duration::from_secs(2);
 /// How many pending records make the spool writer write at once.
 const FLUSH_RECORDS: usize = 1_000;
+/// How long shutdown waits for the inventory thread. A scan checks the stop flag before every
+/// folder and file and opens nothing that can block (issue 14 item 7), so it stops at once;
+/// the bound covers a read stuck in the kernel (a hung network mount).
+const INVENTORY_STOP: Duration = Duration::from_secs(5);
+/// The inventory thread's way to the spool writer; shutdown empties it.
+type InventoryTx = Mutex<Option<SyncSender<Spooled>>>;
 /// How long shutdown waits for a last upload.
 const FINAL_UPLOAD: Duration = Duration::from_secs(10);
 
@@ -151,7 +157,7 @@ type InventoryWake = Box<dyn Fn() + Send>;
 /// State shared by the threads and tasks of one run.
 struct Shared {
     config: Config,
-    stop: AtomicBool,
+    stop: Arc<AtomicBool>,
     /// How to wake the inventory thread's current wait (set by that thread before it waits).
     inventory_wake: Mutex<Option<InventoryWake>>,
     catalog: RwLock<Arc<Catalog>>,
@@ -168,6 +174,15 @@ impl Shared {
     fn window_start(&self, secs: i64) -> i64 {
         let w = i64::try_from(self.config.window.as_secs()).unwrap_or(3_600).max(1);
         secs - secs.rem_euclid(w)
+    }
+
+    /// Offers the inventory thread's item through the sender shutdown may take away (so a
+    /// scan that outlives shutdown's bound cannot keep the spool writer waiting).
+    fn offer_inventory(&self, tx: &InventoryTx, item: Spooled) {
+        let Ok(guard) = tx.lock() else { return };
+        if let Some(tx) = guard.as_ref() {
+            self.offer(tx, item);
+        }
     }
 
     fn offer(&self, tx: &SyncSender<Spooled>, item: Spooled) {
@@ -280,7 +295,7 @@ pub async fn run(
         matcher: RwLock::new(Arc::new(Matcher::new(Index::new(catalog.clone())))),
         catalog: RwLock::new(Arc::new(catalog)),
         config,
-        stop: AtomicBool::new(false),
+        stop: Arc::new(AtomicBool::new(false)),
         inventory_wake: Mutex::new(None),
         health: Health::default(),
     });
@@ -295,12 +310,17 @@ pub async fn run(
         let shared = Arc::clone(&shared);
         std::thread::spawn(move || spool_writer(&shared, &spool, &rx, &written_tx))
     };
-    let (mut producers, breakers) = start_capture(&shared, &options.frames, &tx);
-    if let Some(scan) = options.scan.clone() {
+    let (producers, breakers) = start_capture(&shared, &options.frames, &tx);
+    let inventory_tx: Arc<InventoryTx> = Arc::new(Mutex::new(None));
+    let inventory = options.scan.clone().map(|mut scan| {
+        scan.stop = Some(Arc::clone(&shared.stop));
+        if let Ok(mut t) = inventory_tx.lock() {
+            *t = Some(tx.clone());
+        }
         let shared = Arc::clone(&shared);
-        let tx = tx.clone();
-        producers.push(std::thread::spawn(move || inventory_loop(&shared, scan, &tx)));
-    }
+        let inventory_tx = Arc::clone(&inventory_tx);
+        std::thread::spawn(move || inventory_loop(&shared, scan, &inventory_tx))
+    });
     drop(tx);
 
     let mut uploader =
@@ -370,6 +390,18 @@ pub async fn run(
     for p in producers {
         // A panicked producer lost only its in-memory work; the spool is intact.
         let _joined = p.join();
+    }
+    if let Some(inventory) = inventory
+        && !join_within(inventory, INVENTORY_STOP)
+    {
+        tracing::warn!(
+            waited_secs = INVENTORY_STOP.as_secs(),
+            "Inventory scan did not stop in time; shutting down without it."
+        );
+    }
+    // The writer stops once every sender is gone, the inventory's included.
+    if let Ok(mut t) = inventory_tx.lock() {
+        *t = None;
     }
     let _writer = writer.join();
     match tokio::time::timeout(FINAL_UPLOAD, uploader.drain()).await {
@@ -591,9 +623,21 @@ fn inventory_view<'f>(
     })
 }
 
+/// Joins a thread, giving up after `limit` (the thread is then left to end with the process).
+fn join_within(handle: std::thread::JoinHandle<()>, limit: Duration) -> bool {
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        // A panicked thread counts as stopped.
+        let _joined = handle.join();
+        // The receiver is gone only when the wait already gave up.
+        let _sent = done_tx.send(());
+    });
+    done_rx.recv_timeout(limit).is_ok()
+}
+
 /// Scans, then watches until the next full rescan or a catalog change, re-recording the
 /// current findings every window; sleeps in the watch's channel between events and deadlines.
-fn inventory_loop(shared: &Shared, scan: ScanOptions, tx: &SyncSender<Spooled>) {
+fn inventory_loop(shared: &Shared, scan: ScanOptions, tx: &InventoryTx) {
     let mut next_refresh = Instant::now() + jittered(shared.config.window);
     while !shared.stopped() {
         let catalog = match shared.catalog.read() {
@@ -607,7 +651,10 @@ fn inventory_loop(shared: &Shared, scan: ScanOptions, tx: &SyncSender<Spooled>) 
                 tracing::warn!(error = %error, "Inventory watch unavailable; scanning periodically instead.");
                 let found = inventory::scan(&index, &scan);
                 let now = now_secs();
-                shared.offer(tx, inventory_view(shared, &found.findings, &found.findings, now));
+                shared.offer_inventory(
+                    tx,
+                    inventory_view(shared, &found.findings, &found.findings, now),
+                );
                 shared.health.last_scan.store(now, Ordering::Relaxed);
                 // Sleep until the next rescan, a new catalog or the stop.
                 let (wake_tx, wake_rx) = std::sync::mpsc::channel::<()>();
@@ -623,7 +670,7 @@ fn inventory_loop(shared: &Shared, scan: ScanOptions, tx: &SyncSender<Spooled>) 
             }
         };
         let now = now_secs();
-        shared.offer(tx, inventory_view(shared, watch.findings(), watch.findings(), now));
+        shared.offer_inventory(tx, inventory_view(shared, watch.findings(), watch.findings(), now));
         shared.health.last_scan.store(now, Ordering::Relaxed);
         let waker = watch.waker();
         shared.set_inventory_wake(Box::new(move || waker.wake()));
@@ -635,7 +682,7 @@ fn inventory_loop(shared: &Shared, scan: ScanOptions, tx: &SyncSender<Spooled>) 
                 break;
             }
             if now >= next_refresh {
-                shared.offer(
+                shared.offer_inventory(
                     tx,
                     inventory_view(shared, watch.findings(), watch.findings(), now_secs()),
                 );
@@ -651,7 +698,10 @@ fn inventory_loop(shared: &Shared, scan: ScanOptions, tx: &SyncSender<Spooled>) 
                     Change::Added(f) => Some(f),
                     Change::Removed(_) => None,
                 });
-                shared.offer(tx, inventory_view(shared, watch.findings(), added, now_secs()));
+                shared.offer_inventory(
+                    tx,
+                    inventory_view(shared, watch.findings(), added, now_secs()),
+                );
             }
         }
     }

@@ -248,15 +248,7 @@ fn jetbrains_plugin_id(fs: &mut Fs, plugin_dir: &Path) -> Option<(String, Option
 }
 
 fn plugin_xml_in_jar(fs: &mut Fs, jar: &Path) -> Option<(String, Option<String>)> {
-    if !fs.is_file(jar) {
-        return None;
-    }
-    let file = std::fs::File::open(jar).ok()?;
-    let len = file.metadata().ok()?.len();
-    if len > MAX_JAR_BYTES {
-        fs.warn(jar, format!("{len} bytes, larger than the {MAX_JAR_BYTES}-byte jar limit"));
-        return None;
-    }
+    let file = fs.open(jar, MAX_JAR_BYTES)?;
     let mut archive = match zip::ZipArchive::new(file) {
         Ok(a) => a,
         Err(e) => {

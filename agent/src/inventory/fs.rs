@@ -3,8 +3,11 @@
 //! naming the path instead of an error that stops the scan.
 
 use std::collections::HashSet;
+use std::fs::File;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The largest manifest, plist, settings or status file read (bigger ones are skipped).
 pub(crate) const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
@@ -32,6 +35,8 @@ pub(crate) struct Fs {
     pub(crate) files_read: u64,
     pub(crate) dirs_listed: u64,
     warned: HashSet<PathBuf>,
+    /// Set by the daemon's shutdown; once true nothing more is listed or read.
+    pub(crate) stop: Option<Arc<AtomicBool>>,
 }
 
 impl Fs {
@@ -45,7 +50,13 @@ impl Fs {
             files_read: 0,
             dirs_listed: 0,
             warned: HashSet::new(),
+            stop: None,
         }
+    }
+
+    /// Whether the scan was asked to stop; every listing and read checks it first.
+    fn stopped(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
     }
 
     /// The on-disk path of a machine path (`/Applications` under the root).
@@ -74,6 +85,9 @@ impl Fs {
     /// only); a symlink loop, a dangling link or a link out of the root is `None` with a
     /// warning, so nothing outside the root is ever read.
     fn resolve(&mut self, host_path: &Path) -> Option<PathBuf> {
+        if self.stopped() {
+            return None;
+        }
         match std::fs::canonicalize(host_path) {
             Ok(real) if real.starts_with(&self.canonical_root) => Some(real),
             Ok(_) => {
@@ -154,6 +168,9 @@ impl Fs {
     /// Reads a file the operator named outright (a registry export), which may live outside
     /// the root; the same size cap applies.
     pub(crate) fn read_named(&mut self, path: &Path, cap: u64) -> Option<Vec<u8>> {
+        if self.stopped() {
+            return None;
+        }
         if !path.exists() {
             self.warn(path, "file not found");
             return None;
@@ -162,27 +179,7 @@ impl Fs {
     }
 
     fn read_real(&mut self, host_path: &Path, real: &Path, cap: u64) -> Option<Vec<u8>> {
-        let file = match std::fs::File::open(real) {
-            Ok(f) => f,
-            Err(e) => {
-                self.warn(host_path, format!("cannot open: {e}"));
-                return None;
-            }
-        };
-        match file.metadata() {
-            Ok(m) if !m.is_file() => {
-                self.warn(host_path, "not a regular file");
-                return None;
-            }
-            Ok(m) if m.len() > cap => {
-                self.warn(
-                    host_path,
-                    format!("{} bytes, larger than the {cap}-byte limit", m.len()),
-                );
-                return None;
-            }
-            _ => {}
-        }
+        let (file, _) = self.open_checked(host_path, real, cap)?;
         let mut bytes = Vec::new();
         if let Err(e) = file.take(cap.saturating_add(1)).read_to_end(&mut bytes) {
             self.warn(host_path, format!("cannot read: {e}"));
@@ -194,6 +191,26 @@ impl Fs {
         }
         self.files_read = self.files_read.saturating_add(1);
         Some(bytes)
+    }
+
+    /// Opens a regular file inside the root of at most `cap` bytes for a reader that needs
+    /// the file itself (a jar for the zip reader). Missing files are `None` silently, anything
+    /// else is a warning, as for [`Fs::read`].
+    pub(crate) fn open(&mut self, host_path: &Path, cap: u64) -> Option<File> {
+        let real = self.resolve(host_path)?;
+        let (file, _) = self.open_checked(host_path, &real, cap)?;
+        self.files_read = self.files_read.saturating_add(1);
+        Some(file)
+    }
+
+    fn open_checked(&mut self, host_path: &Path, real: &Path, cap: u64) -> Option<(File, u64)> {
+        match open_regular(real, cap) {
+            Ok(opened) => Some(opened),
+            Err(e) => {
+                self.warn(host_path, e.to_string());
+                None
+            }
+        }
     }
 
     /// Reads a text file (lossily decoded).
@@ -212,6 +229,57 @@ impl Fs {
             }
         }
     }
+}
+
+/// Why [`open_regular`] refused a file.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum OpenError {
+    /// The open or the `fstat` failed.
+    #[error("cannot open: {0}")]
+    Io(#[from] std::io::Error),
+    /// A FIFO, socket, device or folder.
+    #[error("not a regular file")]
+    NotRegular,
+    /// Bigger than the cap.
+    #[error("{len} bytes, larger than the {cap}-byte limit")]
+    TooLarge {
+        /// The file's size.
+        len: u64,
+        /// The cap.
+        cap: u64,
+    },
+}
+
+/// The one way the inventory opens a file: without blocking and without taking a controlling
+/// terminal (`O_NONBLOCK | O_NOCTTY`, so a FIFO or a tty a user planted where a manifest is
+/// expected cannot hang the scan of a root agent, issue 14 item 7), then checked on the open
+/// handle (`fstat`, so nothing can be swapped in between a check and the open): only a regular
+/// file of at most `cap` bytes is returned, with its size. Readers must still bound what they
+/// read (`take(cap + 1)`), since a regular file can grow after the check.
+///
+/// # Errors
+/// [`OpenError`] when the file cannot be opened, is not a regular file or is too big.
+#[allow(clippy::disallowed_methods)] // The one place the inventory opens a file.
+pub(crate) fn open_regular(path: &Path, cap: u64) -> Result<(File, u64), OpenError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let flags = rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY;
+        // The flags are small positive constants; a failed conversion only loses them, and
+        // the type check below still refuses what is not a regular file.
+        options.custom_flags(i32::try_from(flags.bits()).unwrap_or(0));
+    }
+    let file = options.open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(OpenError::NotRegular);
+    }
+    if meta.len() > cap {
+        return Err(OpenError::TooLarge { len: meta.len(), cap });
+    }
+    Ok((file, meta.len()))
 }
 
 /// Removes `//` and `/* */` comments and trailing commas from JSONC (VS Code settings), leaving

@@ -30,6 +30,8 @@ pub mod tools;
 pub mod watch;
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use aiscout_signatures::{Index, Match};
 
@@ -112,17 +114,20 @@ pub struct ScanOptions {
     pub live: bool,
     /// Windows registry exports (`.reg`) of the Uninstall keys to read as well.
     pub registry_exports: Vec<PathBuf>,
+    /// When set, the scan stops reading as soon as this turns true (the daemon's shutdown):
+    /// no folder is listed and no file read after it, so a scan never holds up a stop.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl ScanOptions {
     /// A scan of this machine.
     pub fn live() -> Self {
-        Self { root: PathBuf::from("/"), live: true, registry_exports: Vec::new() }
+        Self { root: PathBuf::from("/"), live: true, registry_exports: Vec::new(), stop: None }
     }
 
     /// A scan of a tree as if it were a machine's root, without live state.
     pub fn root(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into(), live: false, registry_exports: Vec::new() }
+        Self { root: root.into(), live: false, registry_exports: Vec::new(), stop: None }
     }
 }
 
@@ -269,6 +274,7 @@ pub fn scan(index: &Index, options: &ScanOptions) -> Scan {
 /// Runs the given sources once ([`Source::Live`] only when [`ScanOptions::live`] is set).
 pub fn scan_sources(index: &Index, options: &ScanOptions, sources: &[Source]) -> Scan {
     let mut fs = fs::Fs::new(&options.root);
+    fs.stop = options.stop.clone();
     let mut sink = Sink { index, findings: Vec::new() };
     let homes = homes(&mut fs);
     for source in sources {

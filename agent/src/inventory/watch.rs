@@ -208,6 +208,7 @@ impl Ord for SourceKey {
 /// extension folders, bin folders and model stores of every user.
 fn watched_folders(options: &ScanOptions) -> Vec<(PathBuf, Source)> {
     let mut fs = Fs::new(&options.root);
+    fs.stop = options.stop.clone();
     let mut candidates: Vec<(PathBuf, Source)> = [
         "/Applications",
         "/usr/share/applications",
