@@ -40,13 +40,14 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use aiscout_signatures::{Catalog, Index, Verifier};
+use aiscout_signatures::{Catalog, Index, Verifier, VerifyError};
 use aiscout_wire::{AgentInfo, CaptureState, Heartbeat, InterfaceStatus, Secret};
 
 use crate::capture::{Breaker, FileSource, LiveSource, Wake};
 use crate::config::Config;
 use crate::decode::{Decoder, Limits};
 use crate::identity::{self, Pseudonymizer};
+use crate::inventory::fs::OpenError;
 use crate::inventory::watch::{Change, Watch};
 use crate::inventory::{self, Finding, ScanOptions};
 use crate::matching::Matcher;
@@ -158,6 +159,9 @@ type InventoryWake = Box<dyn Fn() + Send>;
 struct Shared {
     config: Config,
     stop: Arc<AtomicBool>,
+    /// The highest catalog version ever accepted (kept in the state folder too); nothing
+    /// older is taken, from the collector or from disk.
+    catalog_high_water: AtomicU64,
     /// How to wake the inventory thread's current wait (set by that thread before it waits).
     inventory_wake: Mutex<Option<InventoryWake>>,
     catalog: RwLock<Arc<Catalog>>,
@@ -250,23 +254,114 @@ fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
-/// The catalog to start with: the last good one saved in the state folder when it still
-/// verifies against the pinned key, else the built-in one.
-fn initial_catalog(config: &Config) -> Result<Catalog, DaemonError> {
-    let builtin = Catalog::builtin().map_err(|e| DaemonError::Catalog(e.to_string()))?;
-    let saved = config.state_dir.join("catalog.bin");
-    if let Ok(bytes) = std::fs::read(&saved) {
-        match Verifier::new(config.catalog_key).verify(&bytes, Some(builtin.version())) {
-            Ok(c) => {
-                tracing::info!(version = c.version(), "Loaded the last good catalog.");
-                return Ok(c);
-            }
-            Err(error) => {
-                tracing::warn!(path = %saved.display(), error = %error, "Saved catalog refused; using the built-in one.");
+/// The last good catalog, as fetched and verified (in the state folder).
+const SAVED_CATALOG: &str = "catalog.bin";
+/// The highest catalog version this agent ever accepted (in the state folder; decimal).
+const CATALOG_HIGH_WATER: &str = "catalog.version";
+/// The most bytes of [`CATALOG_HIGH_WATER`] read (a `u64` in decimal is 20 digits).
+const MAX_HIGH_WATER_BYTES: u64 = 64;
+/// The most bytes of [`SAVED_CATALOG`] read (the collector's cap on a served artifact).
+const MAX_SAVED_CATALOG_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Reads at most `cap` bytes of a regular file in the state folder; `Ok(None)` when absent.
+fn read_state_file(path: &std::path::Path, cap: u64) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read as _;
+    let file = match inventory::fs::open_regular(path, cap) {
+        Ok((f, _)) => f,
+        Err(OpenError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(OpenError::Io(e)) => return Err(e),
+        Err(e) => return Err(std::io::Error::other(e.to_string())),
+    };
+    let mut bytes = Vec::new();
+    file.take(cap.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > cap {
+        return Err(std::io::Error::other(format!("larger than {cap} bytes")));
+    }
+    Ok(Some(bytes))
+}
+
+/// The highest catalog version accepted before (0 when none was recorded). An unreadable or
+/// malformed record is a warning and counts as none: the saved catalog's signature still
+/// decides, and the built-in catalog's version still bounds from below.
+fn catalog_high_water(state_dir: &std::path::Path) -> u64 {
+    let path = state_dir.join(CATALOG_HIGH_WATER);
+    match read_state_file(&path, MAX_HIGH_WATER_BYTES) {
+        Ok(None) => 0,
+        Ok(Some(bytes)) => {
+            match std::str::from_utf8(&bytes).ok().and_then(|t| t.trim().parse().ok()) {
+                Some(v) => v,
+                None => {
+                    tracing::warn!(path = %path.display(), "Catalog version record is malformed; ignored.");
+                    0
+                }
             }
         }
+        Err(error) => {
+            tracing::warn!(path = %path.display(), error = %error, "Catalog version record unreadable; ignored.");
+            0
+        }
     }
-    Ok(builtin)
+}
+
+/// Records `version` as the highest accepted (temp file, fsync, rename, fsync of the folder).
+fn record_high_water(state_dir: &std::path::Path, version: u64) -> std::io::Result<()> {
+    write_atomic(&state_dir.join(CATALOG_HIGH_WATER), format!("{version}\n").as_bytes())
+}
+
+/// Keeps a verified catalog as the last good one, then raises the recorded high-water mark,
+/// so a restart never goes below it (issue 14 item 10).
+fn save_catalog(state_dir: &std::path::Path, bytes: &[u8], version: u64) -> std::io::Result<()> {
+    write_atomic(&state_dir.join(SAVED_CATALOG), bytes)?;
+    record_high_water(state_dir, version)
+}
+
+/// The catalog to start with and the highest version ever accepted: the last good one saved
+/// in the state folder when it still verifies against the pinned key and is not older than
+/// the built-in one or any version accepted before (a validly signed older catalog copied
+/// into the state folder is a rollback, refused as from the network); else the built-in one.
+fn initial_catalog(
+    state_dir: &std::path::Path,
+    key: [u8; 32],
+) -> Result<(Catalog, u64), DaemonError> {
+    let builtin = Catalog::builtin().map_err(|e| DaemonError::Catalog(e.to_string()))?;
+    let high_water = catalog_high_water(state_dir);
+    let floor = builtin.version().max(high_water);
+    let saved = state_dir.join(SAVED_CATALOG);
+    let bytes = match read_state_file(&saved, MAX_SAVED_CATALOG_BYTES) {
+        Ok(Some(b)) => b,
+        Ok(None) => return Ok((builtin, high_water)),
+        Err(error) => {
+            tracing::warn!(path = %saved.display(), error = %error, "Saved catalog unreadable; using the built-in one.");
+            return Ok((builtin, high_water));
+        }
+    };
+    match Verifier::new(key).verify(&bytes, Some(floor)) {
+        Ok(c) => {
+            tracing::info!(version = c.version(), "Loaded the last good catalog.");
+            if c.version() > high_water {
+                // A state folder from before the record existed: start the record here.
+                if let Err(error) = record_high_water(state_dir, c.version()) {
+                    tracing::warn!(error = %error, "Cannot record the catalog version.");
+                }
+            }
+            let high_water = high_water.max(c.version());
+            Ok((c, high_water))
+        }
+        Err(VerifyError::Rollback { offered, current }) => {
+            tracing::warn!(
+                path = %saved.display(),
+                offered,
+                highest_accepted = current,
+                builtin = builtin.version(),
+                "Saved catalog is older than one accepted before (rollback); refused, using the built-in one."
+            );
+            Ok((builtin, high_water))
+        }
+        Err(error) => {
+            tracing::warn!(path = %saved.display(), error = %error, "Saved catalog refused; using the built-in one.");
+            Ok((builtin, high_water))
+        }
+    }
 }
 
 /// Runs until `shutdown` resolves.
@@ -289,13 +384,14 @@ pub async fn run(
     }
     let spool = Arc::new(Mutex::new(spool));
     let client = Client::new(&config.collector_url, upload::tls::client_config(&config.trust)?)?;
-    let catalog = initial_catalog(&config)?;
+    let (catalog, high_water) = initial_catalog(&config.state_dir, config.catalog_key)?;
     let shared = Arc::new(Shared {
         pseudonyms: Pseudonymizer::new(config.user_key.as_ref()),
         matcher: RwLock::new(Arc::new(Matcher::new(Index::new(catalog.clone())))),
         catalog: RwLock::new(Arc::new(catalog)),
         config,
         stop: Arc::new(AtomicBool::new(false)),
+        catalog_high_water: AtomicU64::new(high_water),
         inventory_wake: Mutex::new(None),
         health: Health::default(),
     });
@@ -966,13 +1062,14 @@ impl Uploader {
             Err(e) => return Err(e),
         };
         let current = self.shared.catalog_version();
-        match Verifier::new(self.shared.config.catalog_key).verify(&bytes, Some(current)) {
+        let floor = current.max(self.shared.catalog_high_water.load(Ordering::SeqCst));
+        match Verifier::new(self.shared.config.catalog_key).verify(&bytes, Some(floor)) {
             Ok(catalog) if catalog.version() > current => {
                 let version = catalog.version();
-                let path = self.shared.config.state_dir.join("catalog.bin");
-                if let Err(error) = write_atomic(&path, &bytes) {
+                if let Err(error) = save_catalog(&self.shared.config.state_dir, &bytes, version) {
                     tracing::warn!(error = %error, "Cannot save the new catalog as the last good one.");
                 }
+                self.shared.catalog_high_water.fetch_max(version, Ordering::SeqCst);
                 self.shared.swap_catalog(catalog);
                 tracing::info!(version, "Catalog updated and verified.");
             }
@@ -1021,5 +1118,83 @@ fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    std::fs::rename(&tmp, path)?;
+    // The rename is durable once the folder is synced (where folders can be opened).
+    #[cfg(unix)]
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aiscout_signatures::artifact;
+    use ring::signature::{Ed25519KeyPair, KeyPair as _};
+
+    fn key_pair() -> Ed25519KeyPair {
+        Ed25519KeyPair::from_seed_unchecked(&[7; 32]).expect("seed")
+    }
+
+    fn public(pair: &Ed25519KeyPair) -> [u8; 32] {
+        pair.public_key().as_ref().try_into().expect("32 bytes")
+    }
+
+    /// The built-in products as catalog `version`, signed as the catalog tool signs.
+    fn signed(version: u64, pair: &Ed25519KeyPair) -> Vec<u8> {
+        let builtin = Catalog::builtin().expect("builtin");
+        let bytes = artifact::encode_unsigned(&Catalog::new(version, builtin.products().to_vec()));
+        let parts = artifact::split(&bytes).expect("artifact");
+        let mut out = parts.signed.to_vec();
+        out.extend_from_slice(&artifact::SIGNATURE_TAG);
+        out.extend_from_slice(pair.sign(parts.signed).as_ref());
+        out
+    }
+
+    /// Issue 14 item 10: v2 accepted (saved as the network path saves it), then a validly
+    /// signed v1 copied over the saved catalog; at the next start v1 is refused and the
+    /// built-in catalog is used, and v1 is still refused from the network.
+    #[test]
+    fn older_signed_catalog_in_the_state_folder_is_refused_at_start() {
+        let state = tempfile::tempdir().expect("tmp");
+        let pair = key_pair();
+        let builtin = Catalog::builtin().expect("builtin").version();
+        let (v1, v2) = (builtin + 1, builtin + 2);
+
+        // Without a record, a signed v1 is the last good catalog (the test can fail).
+        std::fs::write(state.path().join(SAVED_CATALOG), signed(v1, &pair)).expect("write");
+        let (c, high) = initial_catalog(state.path(), public(&pair)).expect("start");
+        assert_eq!((c.version(), high), (v1, v1));
+
+        save_catalog(state.path(), &signed(v2, &pair), v2).expect("save v2");
+        let (c, high) = initial_catalog(state.path(), public(&pair)).expect("restart");
+        assert_eq!((c.version(), high), (v2, v2));
+
+        // The attacker puts the older, validly signed catalog back.
+        std::fs::write(state.path().join(SAVED_CATALOG), signed(v1, &pair)).expect("write");
+        let (c, high) = initial_catalog(state.path(), public(&pair)).expect("restart");
+        assert_eq!(c.version(), builtin, "v1 must be refused, the built-in used");
+        assert_eq!(high, v2, "the high-water mark survives");
+        assert_eq!(
+            Verifier::new(public(&pair)).verify(&signed(v1, &pair), Some(c.version().max(high))),
+            Err(VerifyError::Rollback { offered: v1, current: v2 }),
+            "the network path's floor refuses v1 too"
+        );
+        // v2 again (a re-download) is fine.
+        std::fs::write(state.path().join(SAVED_CATALOG), signed(v2, &pair)).expect("write");
+        let (c, _) = initial_catalog(state.path(), public(&pair)).expect("restart");
+        assert_eq!(c.version(), v2);
+    }
+
+    #[test]
+    fn catalog_high_water_record_is_atomic_and_tolerant() {
+        let state = tempfile::tempdir().expect("tmp");
+        assert_eq!(catalog_high_water(state.path()), 0);
+        record_high_water(state.path(), 42).expect("record");
+        assert_eq!(catalog_high_water(state.path()), 42);
+        assert!(!state.path().join("catalog.tmp").exists());
+        std::fs::write(state.path().join(CATALOG_HIGH_WATER), "not a number").expect("write");
+        assert_eq!(catalog_high_water(state.path()), 0);
+    }
 }
