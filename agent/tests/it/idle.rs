@@ -44,7 +44,7 @@ fn can_capture(test: &str) -> bool {
     false
 }
 
-fn euid_is_root() -> bool {
+pub(crate) fn euid_is_root() -> bool {
     // The effective uid, from /proc (the test crate links nothing to ask the kernel directly).
     std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
         s.lines()

@@ -320,3 +320,135 @@ fn rpm_database_packages_are_found_with_their_version() {
         scan.warnings
     );
 }
+
+/// Whether device nodes can be made here; panics under `CI=true` when not root (CI runs as
+/// root and must run the device-node cases, as it must the live-capture tests).
+#[cfg(unix)]
+fn can_mknod(test: &str) -> bool {
+    let root = crate::idle::euid_is_root();
+    assert!(
+        root || !std::env::var("CI").is_ok_and(|v| v == "true"),
+        "{test} needs root for device nodes, and CI=true forbids skipping them"
+    );
+    root
+}
+
+/// Every regular file under `dir`, recursively (symlinks not followed).
+#[cfg(unix)]
+fn regular_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        if meta.is_dir() {
+            regular_files(&path, out);
+        } else if meta.is_file() {
+            out.push(path);
+        }
+    }
+}
+
+/// Replaces every regular file of `root` for which `pick` holds by, in turn, a FIFO, a UNIX
+/// socket, a character device (`/dev/zero`'s numbers, as root) and a symlink to `/dev/zero`.
+/// Returns the sockets' listeners (dropping them leaves the socket files in place anyway).
+#[cfg(unix)]
+pub(crate) fn plant_special_files(
+    root: &Path,
+    devices: bool,
+    mut pick: impl FnMut(&Path) -> bool,
+) -> Vec<std::os::unix::net::UnixListener> {
+    use rustix::fs::{CWD, FileType, Mode, makedev, mknodat};
+    let mut files = Vec::new();
+    regular_files(root, &mut files);
+    let mut listeners = Vec::new();
+    // A socket's path must fit `sun_path`: bind it at a short one and rename it into place.
+    let short = tempfile::tempdir().unwrap();
+    let kinds = if devices { 4 } else { 3 };
+    for (i, path) in files.into_iter().filter(|p| pick(p)).enumerate() {
+        std::fs::remove_file(&path).unwrap();
+        match i % kinds {
+            0 => mknodat(CWD, &path, FileType::Fifo, Mode::from_raw_mode(0o644), 0).unwrap(),
+            1 => {
+                let at = short.path().join(i.to_string());
+                listeners.push(std::os::unix::net::UnixListener::bind(&at).unwrap());
+                std::fs::rename(&at, &path).unwrap();
+            }
+            2 => std::os::unix::fs::symlink("/dev/zero", &path).unwrap(),
+            _ => mknodat(
+                CWD,
+                &path,
+                FileType::CharacterDevice,
+                Mode::from_raw_mode(0o644),
+                makedev(1, 5),
+            )
+            .unwrap(),
+        }
+    }
+    listeners
+}
+
+/// Runs `f` on a thread and fails if it has not returned within a minute (a blocked open of a
+/// FIFO would otherwise hang the test run instead of failing it).
+fn within_a_minute<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _sent = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("{what} did not finish within a minute: it blocked"))
+}
+
+/// Issue 14 item 7: FIFOs, UNIX sockets, device nodes and symlinks to `/dev/zero` at every
+/// path the scanner reads (every file of the fixture tree, and the registry export). The scan
+/// completes, reads none of them, and reports nothing it did not report from the real tree.
+#[cfg(unix)]
+#[test]
+fn fifos_sockets_and_devices_at_every_read_path_do_not_block_the_scan_issue_14() {
+    let devices = can_mknod("fifos_sockets_and_devices_at_every_read_path");
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    copy_tree(&data().join("tree"), &root);
+    let real = fixture_scan(&root);
+    assert!(real.files_read > 0);
+    let _listeners = plant_special_files(&root, devices, |_| true);
+    let fifo_export = tmp.path().join("uninstall.reg");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo_export,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+    let zero_export = tmp.path().join("zero.reg");
+    std::os::unix::fs::symlink("/dev/zero", &zero_export).unwrap();
+
+    let scan = within_a_minute("the scan", move || {
+        let mut options = ScanOptions::root(&root);
+        options.registry_exports = vec![fifo_export, zero_export, PathBuf::from("/dev/zero")];
+        inventory::scan(&index(), &options)
+    });
+    assert_eq!(scan.files_read, 0, "no special file may be read: {:#?}", scan.warnings);
+    assert!(
+        scan.warnings
+            .iter()
+            .any(|w| w.path.ends_with("uninstall.reg") && w.reason.contains("not a regular file")),
+        "{:#?}",
+        scan.warnings
+    );
+    assert!(
+        scan.warnings.iter().any(|w| w.path == "/dev/zero" && w.reason.contains("not a regular")),
+        "{:#?}",
+        scan.warnings
+    );
+    // What is still found comes from folder names alone, and was found from the real tree
+    // (sizes in the detail differ: the special files count for nothing).
+    let key = |f: &Finding| (f.kind, f.product.clone(), f.value.clone(), f.user.clone());
+    for f in &scan.findings {
+        assert!(
+            real.findings.iter().any(|r| key(r) == key(f)),
+            "{} was not in the real tree's findings",
+            row(f)
+        );
+    }
+}
