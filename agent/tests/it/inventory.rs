@@ -324,7 +324,7 @@ fn rpm_database_packages_are_found_with_their_version() {
 /// Whether device nodes can be made here; panics under `CI=true` when not root (CI runs as
 /// root and must run the device-node cases, as it must the live-capture tests).
 #[cfg(unix)]
-fn can_mknod(test: &str) -> bool {
+pub(crate) fn can_mknod(test: &str) -> bool {
     let root = crate::idle::euid_is_root();
     assert!(
         root || !std::env::var("CI").is_ok_and(|v| v == "true"),

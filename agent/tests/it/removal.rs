@@ -190,3 +190,39 @@ fn removed_software_is_reported_once_from_watch_mode_and_across_a_restart() {
     assert_eq!(removals(&spool, APP), 1);
     assert_eq!(removals(&spool, EXTENSION), 1);
 }
+
+/// Issue 14 item 7: the daemon's inventory scans a tree where users planted FIFOs, sockets,
+/// device nodes and `/dev/zero` links in place of package databases, model manifests and
+/// extension manifests. The first inventory view still arrives (the app found from its
+/// untouched bundle), and the shutdown that SIGTERM triggers stops the daemon promptly.
+#[cfg(unix)]
+#[test]
+fn planted_fifos_neither_hang_the_daemon_scan_nor_its_shutdown_issue_14() {
+    let devices = crate::inventory::can_mknod("planted_fifos_neither_hang_the_daemon_scan");
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    crate::inventory::copy_tree(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/inventory/tree"),
+        &root,
+    );
+    // Everything but the ChatGPT bundle, whose sighting says the scan went through.
+    let _listeners = crate::inventory::plant_special_files(&root, devices, |p| {
+        !p.starts_with(root.join(APP_DIR))
+    });
+    let (config, spool) = write_config(tmp.path());
+    let agent = Agent::start(&config, &root);
+    wait_for("the first inventory view", || {
+        spool.exists() && installed(&spool).iter().any(|(v, _)| v == APP)
+    });
+    // `run` returns once its shutdown future resolves, which is what SIGTERM resolves in
+    // `main`; the daemon must be gone well within the e2e tests' bound.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        agent.stop();
+        let _sent = done_tx.send(());
+    });
+    done_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the daemon did not stop within 30 s of its shutdown signal");
+}
