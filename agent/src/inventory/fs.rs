@@ -371,11 +371,53 @@ mod tests {
         assert_eq!(fs.warnings[0].path, "/x.json");
     }
 
+    /// House rule (issue 14 item 7): every file the inventory reads is opened by
+    /// [`open_regular`]. Outside it, no inventory source names a way to open or read a file
+    /// by path; folder listing, `stat` and `readlink` stay allowed, as none opens a file.
+    #[test]
+    fn inventory_opens_files_only_through_open_regular() {
+        const FORBIDDEN: &[&str] = &[
+            "File::open",
+            "File::create",
+            "OpenOptions",
+            "fs::read(",
+            "fs::read_to_string(",
+            "fs::write(",
+            "ZipArchive::new(std",
+        ];
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/inventory");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).expect("inventory folder") {
+            let path = entry.expect("entry").path();
+            let text = std::fs::read_to_string(&path).expect("source");
+            // Test code may make its fixtures any way it likes.
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            let code = if path.ends_with("fs.rs") {
+                // The helper itself is the one allowed place.
+                let (before, helper) =
+                    code.split_once("pub(crate) fn open_regular").expect("open_regular");
+                let (_, after) = helper.split_once("\n}\n").expect("end of open_regular");
+                format!("{before}{after}")
+            } else {
+                code.to_owned()
+            };
+            for needle in FORBIDDEN {
+                assert!(
+                    !code.contains(needle),
+                    "{} uses `{needle}`: open files through inventory::fs::open_regular",
+                    path.display()
+                );
+            }
+            checked += 1;
+        }
+        assert!(checked >= 8, "only {checked} inventory files checked");
+    }
+
     #[test]
     fn oversized_files_are_skipped_with_a_warning() {
         let root = tempfile::tempdir().expect("tmp");
         let big = root.path().join("manifest.json");
-        let f = std::fs::File::create(&big).expect("create");
+        let f = File::create(&big).expect("create");
         f.set_len(MAX_FILE_BYTES + 1).expect("sparse file");
         let mut fs = Fs::new(root.path());
         assert_eq!(fs.read_json(&big), None);
