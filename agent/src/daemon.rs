@@ -182,7 +182,13 @@ impl Shared {
 
     /// Offers the inventory thread's item through the sender shutdown may take away (so a
     /// scan that outlives shutdown's bound cannot keep the spool writer waiting).
+    /// Nothing is offered once the stop is set: a scan cut short by it saw only part of the
+    /// machine, and its view would make the spool report everything unseen as removed. A
+    /// complete view skipped this way is found again by the first scan after the restart.
     fn offer_inventory(&self, tx: &InventoryTx, item: Spooled) {
+        if self.stopped() {
+            return;
+        }
         let Ok(guard) = tx.lock() else { return };
         if let Some(tx) = guard.as_ref() {
             self.offer(tx, item);
@@ -1185,6 +1191,20 @@ mod tests {
         std::fs::write(state.path().join(SAVED_CATALOG), signed(v2, &pair)).expect("write");
         let (c, _) = initial_catalog(state.path(), public(&pair)).expect("restart");
         assert_eq!(c.version(), v2);
+    }
+
+    /// Shutdown's bound on the inventory thread: a thread stuck for good (here on a channel
+    /// nobody sends on, standing in for a read stuck in the kernel) is given up on; one that
+    /// ends is joined.
+    #[test]
+    fn shutdown_gives_up_on_a_stuck_inventory_thread() {
+        let (_keep, stuck_rx) = std::sync::mpsc::channel::<()>();
+        let stuck = std::thread::spawn(move || {
+            let _never = stuck_rx.recv();
+        });
+        assert!(!join_within(stuck, Duration::from_millis(200)));
+        let ends = std::thread::spawn(|| {});
+        assert!(join_within(ends, Duration::from_secs(60)));
     }
 
     #[test]

@@ -452,3 +452,15 @@ fn fifos_sockets_and_devices_at_every_read_path_do_not_block_the_scan_issue_14()
         );
     }
 }
+
+/// Issue 14 item 7: a scan whose stop flag is set lists no folder and reads no file, so the
+/// daemon's shutdown never waits on a scan.
+#[test]
+fn a_stopped_scan_lists_and_reads_nothing() {
+    let mut options = ScanOptions::root(data().join("tree"));
+    options.stop = Some(std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)));
+    let scan = inventory::scan(&index(), &options);
+    assert_eq!((scan.files_read, scan.dirs_listed, scan.findings.len()), (0, 0, 0));
+    options.stop = Some(std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)));
+    assert!(inventory::scan(&index(), &options).files_read > 0);
+}
