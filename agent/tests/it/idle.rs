@@ -220,6 +220,11 @@ fn idle_agent_capturing_on_lo_sleeps_sees_a_query_and_stops_promptly_issue_22() 
         &root,
     );
     std::fs::create_dir_all(root.join("usr/local/bin")).unwrap();
+    // Issue 14 item 7: users' FIFOs, sockets, device nodes and `/dev/zero` links in place of
+    // every file outside `/Applications` (package database, model manifests, extension
+    // manifests, MCP configs): the scan must neither block nor keep SIGTERM from working.
+    let apps = root.join("Applications");
+    let _listeners = crate::inventory::plant_special_files(&root, true, |p| !p.starts_with(&apps));
     let mut agent = Agent::start(&config, &root);
     agent.wait_line("Agent started.", DEADLINE);
     // Start-up is over once the first heartbeat was tried (the closed port refuses it) and the
