@@ -42,16 +42,17 @@ struct Inner {
 impl Breaker {
     /// Makes the source's current or next wait return [`super::Wake::Stopped`].
     pub fn stop(&self) {
-        if self.inner.stopped.swap(true, Ordering::SeqCst) {
-            return;
-        }
+        let first = !self.inner.stopped.swap(true, Ordering::SeqCst);
         #[cfg(unix)]
-        {
+        if first {
             use std::io::Write as _;
             // One byte in an empty pipe never blocks. A failed write can only mean the read
             // end is gone, and then nobody is waiting.
             let _written = (&self.inner.wake).write_all(&[1]);
         }
+        // Without a pipe (Windows) the flag alone stops the timed waits.
+        #[cfg(not(unix))]
+        let _first = first;
     }
 
     /// Whether [`Breaker::stop`] was called.

@@ -388,6 +388,7 @@ pub(crate) fn plant_special_files(
 
 /// Runs `f` on a thread and fails if it has not returned within a minute (a blocked open of a
 /// FIFO would otherwise hang the test run instead of failing it).
+#[cfg(unix)]
 fn within_a_minute<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
