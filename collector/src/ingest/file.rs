@@ -295,7 +295,7 @@ fn parse_csv<T, L>(
                             file: file.clone(),
                             line,
                             column: String::new(),
-                            reason: e.to_string(),
+                            reason: csv_reason(&e),
                         });
                     }
                 }
@@ -321,11 +321,42 @@ fn parse_csv<T, L>(
 }
 
 fn csv_fatal(file: &str, e: csv::Error) -> ImportError {
+    let reason = csv_reason(&e);
     let source = match e.into_kind() {
         csv::ErrorKind::Io(io) => io,
-        other => std::io::Error::other(format!("{other:?}")),
+        _ => std::io::Error::other(reason),
     };
     ImportError::Io { file: file.to_owned(), source }
+}
+
+/// What a person reads for a CSV error: text that is not UTF-8 says how to save the file;
+/// the rest is the reader's own message (never the error's debug form).
+fn csv_reason(e: &csv::Error) -> String {
+    match e.kind() {
+        csv::ErrorKind::Utf8 { err, .. } => format!(
+            "field {} is not UTF-8 text; save the file as UTF-8 (in Excel: \"CSV UTF-8\") and \
+             import it again",
+            err.field() + 1
+        ),
+        _ => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn text_that_is_not_utf8_says_how_to_save_the_file() {
+        let bytes = b"Date,Amount,Merchant\n2026-01-01,12.00,Caf\xe9\n";
+        let mut rdr = csv::Reader::from_reader(&bytes[..]);
+        let e = rdr.records().next().and_then(Result::err).expect("a UTF-8 error");
+        let reason = super::csv_reason(&e);
+        assert_eq!(
+            reason,
+            "field 3 is not UTF-8 text; save the file as UTF-8 (in Excel: \"CSV UTF-8\") and \
+             import it again"
+        );
+        assert!(!reason.contains("Utf8 {"), "no debug output: {reason}");
+    }
 }
 
 /// True when writing two chunks at once is faster than one after the other: on PostgreSQL
