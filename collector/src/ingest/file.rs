@@ -342,23 +342,6 @@ fn csv_reason(e: &csv::Error) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn text_that_is_not_utf8_says_how_to_save_the_file() {
-        let bytes = b"Date,Amount,Merchant\n2026-01-01,12.00,Caf\xe9\n";
-        let mut rdr = csv::Reader::from_reader(&bytes[..]);
-        let e = rdr.records().next().and_then(Result::err).expect("a UTF-8 error");
-        let reason = super::csv_reason(&e);
-        assert_eq!(
-            reason,
-            "field 3 is not UTF-8 text; save the file as UTF-8 (in Excel: \"CSV UTF-8\") and \
-             import it again"
-        );
-        assert!(!reason.contains("Utf8 {"), "no debug output: {reason}");
-    }
-}
-
 /// True when writing two chunks at once is faster than one after the other: on PostgreSQL
 /// (a server process per connection), not on SQLite, whose single writer would only make the
 /// second chunk wait on the database lock.
@@ -603,4 +586,21 @@ pub async fn people<S: Store>(store: &S, input: Input) -> Result<FileReport, Imp
 /// The files of a drop folder's `processed/` and `rejected/` siblings.
 pub fn drop_folder_targets(dir: &Path) -> (PathBuf, PathBuf) {
     (dir.join("processed"), dir.join("rejected"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn text_that_is_not_utf8_says_how_to_save_the_file() {
+        let bytes = b"Date,Amount,Merchant\n2026-01-01,12.00,Caf\xe9\n";
+        let mut rdr = csv::Reader::from_reader(&bytes[..]);
+        let e = rdr.records().next().and_then(Result::err).expect("a UTF-8 error");
+        let reason = super::csv_reason(&e);
+        assert_eq!(
+            reason,
+            "field 3 is not UTF-8 text; save the file as UTF-8 (in Excel: \"CSV UTF-8\") and \
+             import it again"
+        );
+        assert!(!reason.contains("Utf8 {"), "no debug output: {reason}");
+    }
 }
