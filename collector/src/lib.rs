@@ -39,6 +39,7 @@
 //! rate limiter (so the effective limit behind N instances is up to N times the setting).
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod api;
 pub mod bench;
 pub mod cli;

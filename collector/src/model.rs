@@ -663,3 +663,108 @@ pub struct PersonUsage {
     /// Last time any of it happened.
     pub last_activity: i64,
 }
+
+/// An alert event to write to the outbox (see `crate::alerts`): its id is derived from its
+/// cause, so writing the same cause twice keeps one event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewEvent {
+    /// Stable id (`evt_` and 32 hex digits).
+    pub id: String,
+    /// The event type (`product.discovered`, ...).
+    pub kind: String,
+    /// When the cause happened, Unix seconds.
+    pub occurred_at: i64,
+    /// The product it is about, `""` when none (an expense candidate, a stale agent).
+    pub product: String,
+    /// The subject as a JSON object (product, device, person, department, figures).
+    pub subject: String,
+}
+
+/// An event as stored in the outbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Outbox order.
+    pub seq: i64,
+    /// The event.
+    pub event: NewEvent,
+}
+
+/// A channel of the running configuration, as the outbox fans events out to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelRow {
+    /// Unique name.
+    pub name: String,
+    /// Its kind (`webhook`, `slack`, ...).
+    pub kind: String,
+    /// The event types it takes; empty for all.
+    pub events: Vec<String>,
+}
+
+/// A delivery claimed by one collector for one attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claimed {
+    /// The channel.
+    pub channel: String,
+    /// The event.
+    pub event: StoredEvent,
+    /// Attempts made before this one.
+    pub attempts: i64,
+}
+
+/// How one delivery attempt ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Attempt {
+    /// The receiver took it.
+    Delivered {
+        /// The HTTP status (or 250 for SMTP, 0 where there is none).
+        status: i64,
+    },
+    /// Try again at `at`.
+    Retry {
+        /// When, Unix seconds.
+        at: i64,
+        /// The status, when there was an answer.
+        status: Option<i64>,
+        /// What went wrong (never a secret).
+        error: String,
+    },
+    /// Given up.
+    Failed {
+        /// The status, when there was an answer.
+        status: Option<i64>,
+        /// What went wrong (never a secret).
+        error: String,
+    },
+    /// Held back by the channel's cap or quiet period (the digest counts it).
+    Capped {
+        /// Which limit.
+        reason: String,
+    },
+}
+
+/// A delivery as the console and `/metrics` show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveryRow {
+    /// The channel.
+    pub channel: String,
+    /// The event id.
+    pub event_id: String,
+    /// The event type.
+    pub kind: String,
+    /// The product, `""` when none.
+    pub product: String,
+    /// When the event happened.
+    pub occurred_at: i64,
+    /// `pending`, `delivered`, `failed` or `capped`.
+    pub state: String,
+    /// Attempts made.
+    pub attempts: i64,
+    /// The last answer's status.
+    pub last_status: Option<i64>,
+    /// The last error.
+    pub last_error: Option<String>,
+    /// When it was delivered, failed or capped.
+    pub done_at: Option<i64>,
+    /// When the next attempt is due (pending only).
+    pub next_at: i64,
+}

@@ -35,13 +35,15 @@
 use std::future::Future;
 
 use crate::model::{
-    AuditEntry, AuditFilter, AuditRecord, Batch, Device, DeviceId, DevicePage, DeviceQuery,
-    DeviceSighting, DeviceSummary, DeviceUsage, ExpenseLine, GatewaySpend, GatewayTotal, Health,
-    ImportCounts, ImportRun, IngestOutcome, OwnerUse, Person, PersonUsage, ProductUsage, Review,
-    Session, SourceUsage, Token, UsageFilter, ValueUsage,
+    Attempt, AuditEntry, AuditFilter, AuditRecord, Batch, ChannelRow, Claimed, DeliveryRow, Device,
+    DeviceId, DevicePage, DeviceQuery, DeviceSighting, DeviceSummary, DeviceUsage, ExpenseLine,
+    GatewaySpend, GatewayTotal, Health, ImportCounts, ImportRun, IngestOutcome, NewEvent, OwnerUse,
+    Person, PersonUsage, ProductUsage, Review, Session, SourceUsage, StoredEvent, Token,
+    UsageFilter, ValueUsage,
 };
 
 pub mod files;
+pub mod outbox;
 pub mod postgres;
 pub mod postgres_tls;
 pub mod rollup;
@@ -455,6 +457,73 @@ pub trait Store: Send + Sync + 'static {
     fn enroll_secret(
         &self,
     ) -> impl Future<Output = Result<Option<(CredentialHash, i64)>, StoreError>> + Send;
+
+    /// Makes `channels` the active alert channels (others stay, inactive, with their
+    /// deliveries): events written from now on are fanned out to them.
+    fn sync_channels(
+        &self,
+        channels: Vec<ChannelRow>,
+        now: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Writes alert events that no change of the store causes (the periodic rules, a test
+    /// event), each once by id, with their deliveries; says how many were new.
+    fn emit(
+        &self,
+        events: Vec<NewEvent>,
+        now: i64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Claims up to `limit` deliveries of `channel` that are due at `now` for `claimer` until
+    /// `lease_until`; another collector cannot claim them before the lease runs out.
+    fn claim_deliveries(
+        &self,
+        channel: String,
+        claimer: String,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<Claimed>, StoreError>> + Send;
+
+    /// Records how an attempt ended (only while `claimer` still holds it; says whether it
+    /// did), with `audit` appended in the same transaction (a delivery given up).
+    fn finish_delivery(
+        &self,
+        claimed: Claimed,
+        claimer: String,
+        attempt: Attempt,
+        audit: Option<AuditRecord>,
+        now: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// How many deliveries of `channel` were delivered since `since`; with `like`, only those
+    /// of an event of that type about that product.
+    fn delivered_since(
+        &self,
+        channel: String,
+        since: i64,
+        like: Option<(String, String)>,
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send;
+
+    /// The latest `limit` deliveries, newest event first.
+    fn deliveries(
+        &self,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<DeliveryRow>, StoreError>> + Send;
+
+    /// Deliveries per (channel, state).
+    fn delivery_counts(
+        &self,
+    ) -> impl Future<Output = Result<Vec<(String, String, i64)>, StoreError>> + Send;
+
+    /// Events of `channel` whose delivery is in `state` and that happened in [`from`, `to`).
+    fn channel_events(
+        &self,
+        channel: String,
+        state: String,
+        from: i64,
+        to: i64,
+    ) -> impl Future<Output = Result<Vec<StoredEvent>, StoreError>> + Send;
 }
 
 /// Most entries one [`Store::audit_query`] returns (a larger limit is clamped to this).

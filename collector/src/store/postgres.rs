@@ -20,13 +20,15 @@ use tokio_postgres::types::Type;
 
 use super::{
     AuditFn, CredentialHash, Migration, PRODUCT_DEVICES_LIMIT, PRODUCT_VALUES_LIMIT, PeopleUsage,
-    Store, StoreError, audit_query_sql, credential_hash, role, rollup,
+    Store, StoreError, audit_query_sql, credential_hash, outbox, role, rollup,
 };
+use crate::alerts::event;
 use crate::model::{
-    AuditEntry, AuditFilter, AuditRecord, Batch, Device, DeviceId, DevicePage, DeviceQuery,
-    DeviceSighting, DeviceSummary, DeviceUsage, ExpenseLine, GatewaySpend, GatewayTotal, Health,
-    ImportCounts, ImportRun, IngestOutcome, OwnerUse, Person, PersonUsage, ProductUsage, Review,
-    Session, SourceUsage, Token, UsageFilter, ValueUsage,
+    Attempt, AuditEntry, AuditFilter, AuditRecord, Batch, ChannelRow, Claimed, DeliveryRow, Device,
+    DeviceId, DevicePage, DeviceQuery, DeviceSighting, DeviceSummary, DeviceUsage, ExpenseLine,
+    GatewaySpend, GatewayTotal, Health, ImportCounts, ImportRun, IngestOutcome, NewEvent, OwnerUse,
+    Person, PersonUsage, ProductUsage, Review, Session, SourceUsage, StoredEvent, Token,
+    UsageFilter, ValueUsage,
 };
 
 /// The PostgreSQL migrations, in order.
@@ -38,6 +40,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 5, sql: include_str!("migrations/postgres/0005_console.sql") },
     Migration { version: 6, sql: include_str!("migrations/postgres/0006_policy_role.sql") },
     Migration { version: 7, sql: include_str!("migrations/postgres/0007_data_versions.sql") },
+    Migration { version: 8, sql: include_str!("migrations/postgres/0008_alerts.sql") },
 ];
 
 /// The advisory lock key that serialises migrations ("aiscout" in ASCII).
@@ -415,6 +418,64 @@ async fn move_staged(
     }
 }
 
+/// The alert events of a stored batch (see [`event::for_batch`]), in its transaction.
+async fn batch_events(
+    tx: &deadpool_postgres::Transaction<'_>,
+    device: DeviceId,
+    b: &Batch,
+    now: i64,
+) -> Result<(), StoreError> {
+    let seen = b.sightings.iter().map(|s| (s.product.as_str(), s.kind, s.last_seen));
+    let installed =
+        b.installs.iter().filter(|i| i.present).map(|i| (i.product.as_str(), i.kind, i.at));
+    let products = event::batch_products(seen.chain(installed));
+    let names: Vec<&str> = products.iter().map(|p| p.product).collect();
+    let new = outbox::pg_known(tx, &names, now, "sighting").await?;
+    let blocked = outbox::pg_blocked(tx).await?;
+    if new.is_empty() && !blocked.iter().any(|(b, _)| names.contains(&b.as_str())) {
+        return Ok(());
+    }
+    let host = outbox::pg_host(tx, device.0).await?;
+    outbox::pg_emit(tx, &event::for_batch(&host, &products, &new, &blocked), now).await?;
+    Ok(())
+}
+
+/// The alert events of an expense chunk, in its transaction. The bulk path does not say which
+/// lines were new, so every line of the chunk is offered: a line stored before has the same
+/// event id as when it was new, so it adds nothing.
+async fn expense_events(
+    tx: &deadpool_postgres::Transaction<'_>,
+    lines: &[ExpenseLine],
+    now: i64,
+) -> Result<(), StoreError> {
+    let all: Vec<&ExpenseLine> = lines.iter().collect();
+    let names = event::products_of(all.iter().map(|l| l.product.as_deref()));
+    let new = outbox::pg_known(tx, &names, now, "expense").await?;
+    let blocked = outbox::pg_blocked(tx).await?;
+    let relevant: Vec<&ExpenseLine> = all
+        .into_iter()
+        .filter(|l| match &l.product {
+            Some(p) => new.contains(p) || blocked.iter().any(|(b, _)| b == p),
+            None => l.candidate,
+        })
+        .collect();
+    outbox::pg_emit(tx, &event::for_expenses(&relevant, &new, &blocked), now).await?;
+    Ok(())
+}
+
+/// The alert events of a gateway chunk, in its transaction.
+async fn gateway_events(
+    tx: &deadpool_postgres::Transaction<'_>,
+    rows: &[GatewaySpend],
+    now: i64,
+) -> Result<(), StoreError> {
+    let all: Vec<&GatewaySpend> = rows.iter().collect();
+    let names = event::products_of(all.iter().map(|g| g.product.as_deref()));
+    let new = outbox::pg_known(tx, &names, now, "gateway").await?;
+    outbox::pg_emit(tx, &event::for_gateway(&all, &new), now).await?;
+    Ok(())
+}
+
 fn counts(total: usize, inserted: u64) -> ImportCounts {
     let total = u64::try_from(total).unwrap_or(u64::MAX);
     ImportCounts { inserted, duplicates: total.saturating_sub(inserted) }
@@ -743,6 +804,7 @@ impl Store for PgStore {
             &[&device.0, &now, &batch.dropped, &batch.evicted],
         )
         .await?;
+        batch_events(&tx, device, &batch, now).await?;
         tx.commit().await?;
         Ok(IngestOutcome::Stored)
     }
@@ -1023,6 +1085,8 @@ impl Store for PgStore {
         )
         .await?;
         append_audit(&tx, &audit(before.as_ref())).await?;
+        outbox::pg_emit(&tx, &[event::for_review(before.as_ref(), &review)], review.reviewed_at)
+            .await?;
         tx.commit().await?;
         Ok(before)
     }
@@ -1170,6 +1234,7 @@ impl Store for PgStore {
         .await?;
         if inserted > 0 {
             tx.batch_execute(super::BUMP_SPEND).await?;
+            expense_events(&tx, &lines, now).await?;
         }
         tx.commit().await?;
         Ok(counts(lines.len(), inserted))
@@ -1236,6 +1301,7 @@ impl Store for PgStore {
                     savepoint.commit().await?;
                     if inserted > 0 {
                         tx.batch_execute(super::BUMP_SPEND).await?;
+                        gateway_events(&tx, &rows, now).await?;
                     }
                     tx.commit().await?;
                     return Ok(counts(rows.len(), inserted));
@@ -1267,6 +1333,7 @@ impl Store for PgStore {
         .await?;
         if inserted > 0 {
             tx.batch_execute(super::BUMP_SPEND).await?;
+            gateway_events(&tx, &rows, now).await?;
         }
         tx.commit().await?;
         Ok(counts(rows.len(), inserted))
@@ -1735,5 +1802,124 @@ impl Store for PgStore {
             Ok((credential_hash("enroll_secret", hash)?, r.try_get(1)?))
         })
         .transpose()
+    }
+    async fn sync_channels(&self, channels: Vec<ChannelRow>, now: i64) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute(outbox::CHANNELS_OFF, &[]).await?;
+        for ch in &channels {
+            tx.execute(outbox::CHANNEL_ON, &[&ch.name, &ch.kind, &outbox::events_text(ch), &now])
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn emit(&self, events: Vec<NewEvent>, now: i64) -> Result<u64, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let new = outbox::pg_emit(&tx, &events, now).await?;
+        tx.commit().await?;
+        Ok(new)
+    }
+
+    async fn claim_deliveries(
+        &self,
+        channel: String,
+        claimer: String,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute(outbox::pg_claim_sql(), &[&channel, &now, &lease_until, &limit, &claimer])
+            .await?;
+        let rows = tx.query(outbox::CLAIMED, &[&channel, &claimer]).await?;
+        let claimed = rows
+            .iter()
+            .map(|r| {
+                Ok(Claimed {
+                    channel: channel.clone(),
+                    event: outbox::pg_event(r)?,
+                    attempts: r.try_get(6)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn finish_delivery(
+        &self,
+        claimed: Claimed,
+        claimer: String,
+        attempt: Attempt,
+        audit: Option<AuditRecord>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let (state, next_at, done_at, status, error) = outbox::finish_values(&attempt, now);
+        let n = tx
+            .execute(
+                outbox::FINISH,
+                &[
+                    &claimed.channel,
+                    &claimed.event.seq,
+                    &state,
+                    &next_at,
+                    &done_at,
+                    &status,
+                    &error,
+                    &claimer,
+                ],
+            )
+            .await?;
+        if n == 1
+            && let Some(a) = &audit
+        {
+            append_audit(&tx, a).await?;
+        }
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    async fn delivered_since(
+        &self,
+        channel: String,
+        since: i64,
+        like: Option<(String, String)>,
+    ) -> Result<i64, StoreError> {
+        let client = self.client().await?;
+        let row = match &like {
+            None => client.query_one(outbox::DELIVERED_SINCE, &[&channel, &since]).await?,
+            Some((kind, product)) => {
+                client.query_one(outbox::DELIVERED_LIKE, &[&channel, &since, kind, product]).await?
+            }
+        };
+        Ok(row.try_get(0)?)
+    }
+
+    async fn deliveries(&self, limit: i64) -> Result<Vec<DeliveryRow>, StoreError> {
+        let rows = self.client().await?.query(outbox::LIST, &[&limit]).await?;
+        rows.iter().map(outbox::pg_delivery).collect()
+    }
+
+    async fn delivery_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let rows = self.client().await?.query(outbox::COUNTS, &[]).await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
+    }
+
+    async fn channel_events(
+        &self,
+        channel: String,
+        state: String,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows =
+            self.client().await?.query(outbox::EVENTS_OF, &[&channel, &state, &from, &to]).await?;
+        rows.iter().map(outbox::pg_event).collect()
     }
 }

@@ -435,7 +435,8 @@ pub fn plan(filter: &UsageFilter) -> Option<Plan> {
 /// A statement in SQLite's dialect (`?N` parameters, no casts).
 pub fn sqlite(sql: &str) -> String {
     let mut out = sql.replace("::bigint", "");
-    for n in 1..=3 {
+    // From the highest down, so `$1` never eats the start of `$12`.
+    for n in (1..=16).rev() {
         out = out.replace(&format!("${n}::text"), &format!("?{n}"));
         out = out.replace(&format!("${n}"), &format!("?{n}"));
     }

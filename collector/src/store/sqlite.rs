@@ -16,13 +16,15 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::{
     AuditFn, CredentialHash, Migration, PRODUCT_DEVICES_LIMIT, PRODUCT_VALUES_LIMIT, PeopleUsage,
-    Store, StoreError, audit_query_sql, credential_hash, role, rollup,
+    Store, StoreError, audit_query_sql, credential_hash, outbox, role, rollup,
 };
+use crate::alerts::event;
 use crate::model::{
-    AuditEntry, AuditFilter, AuditRecord, Batch, Device, DeviceId, DevicePage, DeviceQuery,
-    DeviceSighting, DeviceSummary, DeviceUsage, ExpenseLine, GatewaySpend, GatewayTotal, Health,
-    ImportCounts, ImportRun, IngestOutcome, OwnerUse, Person, PersonUsage, ProductUsage, Review,
-    Session, SourceUsage, Token, UsageFilter, ValueUsage,
+    Attempt, AuditEntry, AuditFilter, AuditRecord, Batch, ChannelRow, Claimed, DeliveryRow, Device,
+    DeviceId, DevicePage, DeviceQuery, DeviceSighting, DeviceSummary, DeviceUsage, ExpenseLine,
+    GatewaySpend, GatewayTotal, Health, ImportCounts, ImportRun, IngestOutcome, NewEvent, OwnerUse,
+    Person, PersonUsage, ProductUsage, Review, Session, SourceUsage, StoredEvent, Token,
+    UsageFilter, ValueUsage,
 };
 
 /// The SQLite migrations, in order.
@@ -34,6 +36,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 5, sql: include_str!("migrations/sqlite/0005_console.sql") },
     Migration { version: 6, sql: include_str!("migrations/sqlite/0006_policy_role.sql") },
     Migration { version: 7, sql: include_str!("migrations/sqlite/0007_data_versions.sql") },
+    Migration { version: 8, sql: include_str!("migrations/sqlite/0008_alerts.sql") },
 ];
 
 /// How long a connection waits for another writer before failing.
@@ -628,7 +631,26 @@ fn store_batch(tx: &Connection, job: &IngestJob) -> Result<IngestOutcome, StoreE
          WHERE id = ?1",
         params![job.device.0, job.now, job.batch.dropped, job.batch.evicted],
     )?;
+    batch_events(tx, job)?;
     Ok(IngestOutcome::Stored)
+}
+
+/// The alert events of a stored batch (see [`event::for_batch`]), in its transaction.
+fn batch_events(tx: &Connection, job: &IngestJob) -> Result<(), StoreError> {
+    let b = &job.batch;
+    let seen = b.sightings.iter().map(|s| (s.product.as_str(), s.kind, s.last_seen));
+    let installed =
+        b.installs.iter().filter(|i| i.present).map(|i| (i.product.as_str(), i.kind, i.at));
+    let products = event::batch_products(seen.chain(installed));
+    let names: Vec<&str> = products.iter().map(|p| p.product).collect();
+    let new = outbox::sqlite_known(tx, &names, job.now, "sighting")?;
+    let blocked = outbox::sqlite_blocked(tx)?;
+    if new.is_empty() && !blocked.iter().any(|(b, _)| names.contains(&b.as_str())) {
+        return Ok(());
+    }
+    let host = outbox::sqlite_host(tx, job.device.0)?;
+    outbox::sqlite_emit(tx, &event::for_batch(&host, &products, &new, &blocked), job.now)?;
+    Ok(())
 }
 
 /// Pending rows one fold transaction takes at most: bounds how long the writer pauses between
@@ -1240,6 +1262,11 @@ impl Store for SqliteStore {
                 ],
             )?;
             append_audit(&tx, &audit(before.as_ref()))?;
+            outbox::sqlite_emit(
+                &tx,
+                &[event::for_review(before.as_ref(), &review)],
+                review.reviewed_at,
+            )?;
             tx.commit()?;
             Ok(before)
         })
@@ -1340,6 +1367,7 @@ impl Store for SqliteStore {
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut counts = ImportCounts::default();
+            let mut inserted = Vec::new();
             {
                 let mut stmt = tx.prepare_cached(
                     "INSERT INTO expense_lines (source, dedupe_key, file, line, occurred_at,
@@ -1370,11 +1398,16 @@ impl Store for SqliteStore {
                         counts.duplicates += 1;
                     } else {
                         counts.inserted += 1;
+                        inserted.push(l);
                     }
                 }
             }
             if counts.inserted > 0 {
                 tx.execute_batch(super::BUMP_SPEND)?;
+                let names = event::products_of(inserted.iter().map(|l| l.product.as_deref()));
+                let new = outbox::sqlite_known(&tx, &names, now, "expense")?;
+                let blocked = outbox::sqlite_blocked(&tx)?;
+                outbox::sqlite_emit(&tx, &event::for_expenses(&inserted, &new, &blocked), now)?;
             }
             tx.commit()?;
             Ok(counts)
@@ -1422,6 +1455,7 @@ impl Store for SqliteStore {
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut counts = ImportCounts::default();
+            let mut inserted = Vec::new();
             {
                 let mut stmt = tx.prepare_cached(
                     "INSERT INTO gateway_spend (source, dedupe_key, file, line, period_start,
@@ -1455,11 +1489,15 @@ impl Store for SqliteStore {
                         counts.duplicates += 1;
                     } else {
                         counts.inserted += 1;
+                        inserted.push(g);
                     }
                 }
             }
             if counts.inserted > 0 {
                 tx.execute_batch(super::BUMP_SPEND)?;
+                let names = event::products_of(inserted.iter().map(|g| g.product.as_deref()));
+                let new = outbox::sqlite_known(&tx, &names, now, "gateway")?;
+                outbox::sqlite_emit(&tx, &event::for_gateway(&inserted, &new), now)?;
             }
             tx.commit()?;
             Ok(counts)
@@ -1802,6 +1840,136 @@ impl Store for SqliteStore {
                 })
                 .optional()?;
             row.map(|(hash, at)| Ok((credential_hash("enroll_secret", &hash)?, at))).transpose()
+        })
+        .await
+    }
+
+    async fn sync_channels(&self, channels: Vec<ChannelRow>, now: i64) -> Result<(), StoreError> {
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(outbox::CHANNELS_OFF, [])?;
+            for ch in &channels {
+                tx.execute(
+                    &rollup::sqlite(outbox::CHANNEL_ON),
+                    params![ch.name, ch.kind, outbox::events_text(ch), now],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn emit(&self, events: Vec<NewEvent>, now: i64) -> Result<u64, StoreError> {
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let new = outbox::sqlite_emit(&tx, &events, now)?;
+            tx.commit()?;
+            Ok(new)
+        })
+        .await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        channel: String,
+        claimer: String,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        self.with(move |c| outbox::sqlite_claim(c, &channel, &claimer, now, lease_until, limit))
+            .await
+    }
+
+    async fn finish_delivery(
+        &self,
+        claimed: Claimed,
+        claimer: String,
+        attempt: Attempt,
+        audit: Option<AuditRecord>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let (state, next_at, done_at, status, error) = outbox::finish_values(&attempt, now);
+            let n = tx.execute(
+                &rollup::sqlite(outbox::FINISH),
+                params![
+                    claimed.channel,
+                    claimed.event.seq,
+                    state,
+                    next_at,
+                    done_at,
+                    status,
+                    error,
+                    claimer
+                ],
+            )?;
+            if n == 1
+                && let Some(a) = &audit
+            {
+                append_audit(&tx, a)?;
+            }
+            tx.commit()?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn delivered_since(
+        &self,
+        channel: String,
+        since: i64,
+        like: Option<(String, String)>,
+    ) -> Result<i64, StoreError> {
+        self.with(move |c| {
+            let n = match &like {
+                None => c.query_row(
+                    &rollup::sqlite(outbox::DELIVERED_SINCE),
+                    params![channel, since],
+                    |r| r.get(0),
+                )?,
+                Some((kind, product)) => c.query_row(
+                    &rollup::sqlite(outbox::DELIVERED_LIKE),
+                    params![channel, since, kind, product],
+                    |r| r.get(0),
+                )?,
+            };
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn deliveries(&self, limit: i64) -> Result<Vec<DeliveryRow>, StoreError> {
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached(&rollup::sqlite(outbox::LIST))?;
+            let rows = stmt.query_map([limit], outbox::sqlite_delivery)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn delivery_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached(outbox::COUNTS)?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn channel_events(
+        &self,
+        channel: String,
+        state: String,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached(&rollup::sqlite(outbox::EVENTS_OF))?;
+            let rows = stmt.query_map(params![channel, state, from, to], outbox::sqlite_event)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await
     }

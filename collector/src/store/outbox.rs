@@ -1,0 +1,313 @@
+//! The alerts outbox (migration 0008): its statements, written once in PostgreSQL's dialect
+//! and translated for SQLite by [`rollup::sqlite`], and the few lines of glue each driver
+//! needs to run them. Events are written by [`sqlite_emit`] / [`pg_emit`] inside the
+//! transaction of the change that caused them, with one pending delivery per active channel
+//! that takes their type; deliveries are claimed with a lease (`FOR UPDATE SKIP LOCKED` on
+//! PostgreSQL, the writer lock on SQLite), so with several collectors each is sent by one.
+
+use std::sync::LazyLock;
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{StoreError, rollup};
+use crate::model::{Attempt, ChannelRow, Claimed, DeliveryRow, NewEvent, StoredEvent};
+
+/// A product seen for the first time: one row is inserted, none when it was known.
+pub const KNOWN_INSERT: &str = "INSERT INTO alert_known (product, first_seen, source)
+    VALUES ($1, $2, $3) ON CONFLICT (product) DO NOTHING";
+/// Blocked products with the time of the decision.
+pub const BLOCKED: &str = "SELECT product, reviewed_at FROM reviews WHERE status = 'blocked'";
+/// A device's host id.
+pub const HOST: &str = "SELECT host_id FROM devices WHERE id = $1";
+/// An event, unless its id is there already; answers its sequence number when inserted.
+pub const EVENT_INSERT: &str = "INSERT INTO alert_events (id, type, occurred_at, product, subject)
+    VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING RETURNING seq";
+/// A pending delivery of event `$1` to every active channel that takes type `$3`.
+pub const FAN_OUT: &str = "INSERT INTO alert_deliveries (channel, event_seq, state, next_at)
+    SELECT name, $1::bigint, 'pending', $2::bigint FROM alert_channels
+    WHERE active AND (events = '' OR (',' || events || ',') LIKE ('%,' || $3::text || ',%'))";
+/// Channels of the running configuration: all off, then the configured ones on.
+pub const CHANNELS_OFF: &str = "UPDATE alert_channels SET active = FALSE";
+/// One configured channel.
+pub const CHANNEL_ON: &str = "INSERT INTO alert_channels (name, kind, events, active, synced_at)
+    VALUES ($1, $2, $3, TRUE, $4)
+    ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, events = excluded.events,
+        active = TRUE, synced_at = excluded.synced_at";
+/// Claims up to `$4` due deliveries of channel `$1` at time `$2` for claimer `$5` until `$3`:
+/// pending ones whose time has come, and sending ones whose lease ran out (their collector
+/// died mid-attempt).
+static CLAIM: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE alert_deliveries SET state = 'sending', lease_until = $3, claimed_by = $5
+         WHERE (channel, event_seq) IN (
+             SELECT channel, event_seq FROM alert_deliveries
+             WHERE channel = $1 AND ((state = 'pending' AND next_at <= $2)
+                                     OR (state = 'sending' AND lease_until <= $2))
+             ORDER BY event_seq LIMIT $4 {LOCK})"
+    )
+});
+/// The row lock of [`CLAIM`] on PostgreSQL; SQLite's writer lock does the same there.
+const LOCK: &str = "FOR UPDATE SKIP LOCKED";
+/// What a claimer holds.
+pub const CLAIMED: &str = "SELECT e.seq, e.id, e.type, e.occurred_at, e.product, e.subject,
+        d.attempts
+    FROM alert_deliveries d JOIN alert_events e ON e.seq = d.event_seq
+    WHERE d.channel = $1 AND d.state = 'sending' AND d.claimed_by = $2 ORDER BY e.seq";
+/// The end of one attempt, by its claimer only (a lease taken over by another is not touched).
+pub const FINISH: &str = "UPDATE alert_deliveries SET state = $3, next_at = $4, done_at = $5,
+        last_status = $6, last_error = $7, attempts = attempts + 1, claimed_by = ''
+    WHERE channel = $1 AND event_seq = $2 AND claimed_by = $8 AND state = 'sending'";
+/// Deliveries of channel `$1` delivered since `$2`.
+pub const DELIVERED_SINCE: &str = "SELECT COUNT(*) FROM alert_deliveries
+    WHERE channel = $1 AND state = 'delivered' AND done_at >= $2";
+/// Deliveries of channel `$1` delivered since `$2` of an event of type `$3` about product `$4`.
+pub const DELIVERED_LIKE: &str = "SELECT COUNT(*) FROM alert_deliveries d
+    JOIN alert_events e ON e.seq = d.event_seq
+    WHERE d.channel = $1 AND d.state = 'delivered' AND d.done_at >= $2 AND e.type = $3
+      AND e.product = $4";
+/// The latest deliveries, newest event first.
+pub const LIST: &str = "SELECT d.channel, e.id, e.type, e.product, e.occurred_at, d.state,
+        d.attempts, d.last_status, d.last_error, d.done_at, d.next_at
+    FROM alert_deliveries d JOIN alert_events e ON e.seq = d.event_seq
+    ORDER BY e.seq DESC, d.channel LIMIT $1";
+/// Deliveries per channel and state.
+pub const COUNTS: &str =
+    "SELECT channel, state, COUNT(*) FROM alert_deliveries GROUP BY channel, state ORDER BY 1, 2";
+/// Events of channel `$1` in state `$2` that happened in [`$3`, `$4`), oldest first (digests).
+pub const EVENTS_OF: &str = "SELECT e.seq, e.id, e.type, e.occurred_at, e.product, e.subject
+    FROM alert_deliveries d JOIN alert_events e ON e.seq = d.event_seq
+    WHERE d.channel = $1 AND d.state = $2 AND e.occurred_at >= $3 AND e.occurred_at < $4
+    ORDER BY e.seq";
+
+/// The row values of an attempt's end: state, next attempt, done at, status, error.
+pub fn finish_values(
+    attempt: &Attempt,
+    now: i64,
+) -> (&'static str, i64, Option<i64>, Option<i64>, Option<String>) {
+    match attempt {
+        Attempt::Delivered { status } => ("delivered", now, Some(now), Some(*status), None),
+        Attempt::Retry { at, status, error } => {
+            ("pending", *at, None, *status, Some(error.clone()))
+        }
+        Attempt::Failed { status, error } => {
+            ("failed", now, Some(now), *status, Some(error.clone()))
+        }
+        Attempt::Capped { reason } => ("capped", now, Some(now), None, Some(reason.clone())),
+    }
+}
+
+/// A channel's event types as stored: comma-joined, empty for all.
+pub fn events_text(row: &ChannelRow) -> String {
+    row.events.join(",")
+}
+
+// ---- SQLite ----------------------------------------------------------------------------
+
+/// Products of `products` not known before, inserted into the known products now.
+pub fn sqlite_known(
+    tx: &rusqlite::Connection,
+    products: &[&str],
+    at: i64,
+    source: &str,
+) -> Result<Vec<String>, StoreError> {
+    let mut stmt = tx.prepare_cached(&rollup::sqlite(KNOWN_INSERT))?;
+    let mut new = Vec::new();
+    for p in products {
+        if stmt.execute(params![p, at, source])? == 1 {
+            new.push((*p).to_owned());
+        }
+    }
+    Ok(new)
+}
+
+/// Blocked products with the time of their decision.
+pub fn sqlite_blocked(tx: &rusqlite::Connection) -> Result<Vec<(String, i64)>, StoreError> {
+    let mut stmt = tx.prepare_cached(BLOCKED)?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A device's host id.
+pub fn sqlite_host(tx: &rusqlite::Connection, device: i64) -> Result<String, StoreError> {
+    let host: Option<String> =
+        tx.query_row(&rollup::sqlite(HOST), [device], |r| r.get(0)).optional()?;
+    Ok(host.unwrap_or_default())
+}
+
+/// Writes `events` (each once by id) with their pending deliveries; says how many were new.
+pub fn sqlite_emit(
+    tx: &rusqlite::Connection,
+    events: &[NewEvent],
+    now: i64,
+) -> Result<u64, StoreError> {
+    let mut new = 0;
+    for e in events {
+        let seq: Option<i64> = tx
+            .prepare_cached(&rollup::sqlite(EVENT_INSERT))?
+            .query_row(params![e.id, e.kind, e.occurred_at, e.product, e.subject], |r| r.get(0))
+            .optional()?;
+        if let Some(seq) = seq {
+            tx.prepare_cached(&rollup::sqlite(FAN_OUT))?.execute(params![seq, now, e.kind])?;
+            new += 1;
+        }
+    }
+    Ok(new)
+}
+
+/// Reads an event row (seq, id, type, occurred_at, product, subject).
+pub fn sqlite_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
+    Ok(StoredEvent {
+        seq: r.get(0)?,
+        event: NewEvent {
+            id: r.get(1)?,
+            kind: r.get(2)?,
+            occurred_at: r.get(3)?,
+            product: r.get(4)?,
+            subject: r.get(5)?,
+        },
+    })
+}
+
+/// Claims due deliveries of `channel` (see [`CLAIM`]).
+pub fn sqlite_claim(
+    c: &mut rusqlite::Connection,
+    channel: &str,
+    claimer: &str,
+    now: i64,
+    lease_until: i64,
+    limit: i64,
+) -> Result<Vec<Claimed>, StoreError> {
+    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute(
+        &rollup::sqlite(&CLAIM.replace(LOCK, "")),
+        params![channel, now, lease_until, limit, claimer],
+    )?;
+    let claimed = {
+        let mut stmt = tx.prepare_cached(&rollup::sqlite(CLAIMED))?;
+        let rows = stmt.query_map(params![channel, claimer], |r| {
+            Ok(Claimed {
+                channel: channel.to_owned(),
+                event: sqlite_event(r)?,
+                attempts: r.get(6)?,
+            })
+        })?;
+        rows.collect::<Result<Vec<_>, _>>()?
+    };
+    tx.commit()?;
+    Ok(claimed)
+}
+
+/// Reads a [`LIST`] row.
+pub fn sqlite_delivery(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryRow> {
+    Ok(DeliveryRow {
+        channel: r.get(0)?,
+        event_id: r.get(1)?,
+        kind: r.get(2)?,
+        product: r.get(3)?,
+        occurred_at: r.get(4)?,
+        state: r.get(5)?,
+        attempts: r.get(6)?,
+        last_status: r.get(7)?,
+        last_error: r.get(8)?,
+        done_at: r.get(9)?,
+        next_at: r.get(10)?,
+    })
+}
+
+// ---- PostgreSQL ------------------------------------------------------------------------
+
+/// Products of `products` not known before, inserted into the known products now.
+pub async fn pg_known(
+    tx: &deadpool_postgres::Transaction<'_>,
+    products: &[&str],
+    at: i64,
+    source: &str,
+) -> Result<Vec<String>, StoreError> {
+    let stmt = tx.prepare_cached(KNOWN_INSERT).await?;
+    let mut new = Vec::new();
+    for p in products {
+        if tx.execute(&stmt, &[p, &at, &source]).await? == 1 {
+            new.push((*p).to_owned());
+        }
+    }
+    Ok(new)
+}
+
+/// Blocked products with the time of their decision.
+pub async fn pg_blocked(
+    tx: &deadpool_postgres::Transaction<'_>,
+) -> Result<Vec<(String, i64)>, StoreError> {
+    let rows = tx.query(&tx.prepare_cached(BLOCKED).await?, &[]).await?;
+    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+}
+
+/// A device's host id.
+pub async fn pg_host(
+    tx: &deadpool_postgres::Transaction<'_>,
+    device: i64,
+) -> Result<String, StoreError> {
+    let row = tx.query_opt(&tx.prepare_cached(HOST).await?, &[&device]).await?;
+    Ok(match row {
+        Some(r) => r.try_get(0)?,
+        None => String::new(),
+    })
+}
+
+/// Writes `events` (each once by id) with their pending deliveries; says how many were new.
+pub async fn pg_emit(
+    tx: &deadpool_postgres::Transaction<'_>,
+    events: &[NewEvent],
+    now: i64,
+) -> Result<u64, StoreError> {
+    let mut new = 0;
+    for e in events {
+        let row = tx
+            .query_opt(
+                &tx.prepare_cached(EVENT_INSERT).await?,
+                &[&e.id, &e.kind, &e.occurred_at, &e.product, &e.subject],
+            )
+            .await?;
+        if let Some(row) = row {
+            let seq: i64 = row.try_get(0)?;
+            tx.execute(&tx.prepare_cached(FAN_OUT).await?, &[&seq, &now, &e.kind]).await?;
+            new += 1;
+        }
+    }
+    Ok(new)
+}
+
+/// Reads an event row (seq, id, type, occurred_at, product, subject).
+pub fn pg_event(r: &tokio_postgres::Row) -> Result<StoredEvent, StoreError> {
+    Ok(StoredEvent {
+        seq: r.try_get(0)?,
+        event: NewEvent {
+            id: r.try_get(1)?,
+            kind: r.try_get(2)?,
+            occurred_at: r.try_get(3)?,
+            product: r.try_get(4)?,
+            subject: r.try_get(5)?,
+        },
+    })
+}
+
+/// The claim statement on PostgreSQL.
+pub fn pg_claim_sql() -> &'static str {
+    CLAIM.as_str()
+}
+
+/// Reads a [`LIST`] row.
+pub fn pg_delivery(r: &tokio_postgres::Row) -> Result<DeliveryRow, StoreError> {
+    Ok(DeliveryRow {
+        channel: r.try_get(0)?,
+        event_id: r.try_get(1)?,
+        kind: r.try_get(2)?,
+        product: r.try_get(3)?,
+        occurred_at: r.try_get(4)?,
+        state: r.try_get(5)?,
+        attempts: r.try_get(6)?,
+        last_status: r.try_get(7)?,
+        last_error: r.try_get(8)?,
+        done_at: r.try_get(9)?,
+        next_at: r.try_get(10)?,
+    })
+}
