@@ -147,6 +147,18 @@ impl Connection {
         Ok(Self { sender, authority: format!("{server_name}:{}", addr.port()) })
     }
 
+    /// Connects over plain TCP with HTTP/1.1 (a loopback relay; see [`fetch`]).
+    ///
+    /// # Errors
+    /// TCP or HTTP handshake failure.
+    pub async fn connect_plain(addr: SocketAddr) -> Result<Self, ClientError> {
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        let (sender, conn) = http1::handshake(TokioIo::new(tcp)).await?;
+        tokio::spawn(conn);
+        Ok(Self { sender: Sender::H1(sender), authority: addr.to_string() })
+    }
+
     /// Whether the connection speaks HTTP/2.
     pub fn is_http2(&self) -> bool {
         matches!(self.sender, Sender::H2(_))
@@ -230,7 +242,7 @@ impl Connection {
     }
 }
 
-/// Sends one request to an `https://` URL over a fresh connection (the host resolved by the
+/// Sends one request to an `https://` URL (or `http://` to a loopback host) over a fresh connection (the host resolved by the
 /// system resolver, each address tried in turn) and reads the answer, its body up to
 /// `max_body_bytes`. Redirects are not followed. The caller bounds the time taken.
 ///
@@ -246,14 +258,17 @@ pub async fn fetch(
     max_body_bytes: usize,
 ) -> Result<Response, ClientError> {
     let uri: Uri = url.parse().map_err(|_| ClientError::Url("not a URL".into()))?;
-    if uri.scheme_str() != Some("https") {
-        return Err(ClientError::Url("not an https URL".into()));
-    }
+    let plain = match uri.scheme_str() {
+        Some("https") => false,
+        // Local relays and tests: plain HTTP to this machine only.
+        Some("http") if matches!(uri.host(), Some("127.0.0.1" | "[::1]" | "localhost")) => true,
+        _ => return Err(ClientError::Url("not an https URL".into())),
+    };
     let authority = uri.authority().ok_or_else(|| ClientError::Url("no host".into()))?;
     if authority.as_str().contains('@') {
         return Err(ClientError::Url("user information in the URL".into()));
     }
-    let port = authority.port_u16().unwrap_or(443);
+    let port = authority.port_u16().unwrap_or(if plain { 80 } else { 443 });
     // The TLS name of an IPv6 literal is the address without its brackets.
     let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_owned();
     let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
@@ -263,7 +278,12 @@ pub async fn fetch(
         .collect();
     let mut last = ClientError::Url(format!("{host} has no address"));
     for addr in addrs {
-        match Connection::connect(addr, &host, Arc::clone(&tls)).await {
+        let connected = if plain {
+            Connection::connect_plain(addr).await
+        } else {
+            Connection::connect(addr, &host, Arc::clone(&tls)).await
+        };
+        match connected {
             Ok(mut connection) => {
                 // The Host header carries the port only when the URL did.
                 connection.authority = authority.as_str().to_owned();

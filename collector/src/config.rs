@@ -59,6 +59,8 @@ pub struct FileConfig {
     pub console: Option<ConsoleFile>,
     /// Policy exports: `[policy]`.
     pub policy: Option<PolicyFile>,
+    /// Alerts: `[alerts]` and its `[[alerts.channel]]` entries.
+    pub alerts: Option<crate::alerts::channel::AlertsFile>,
 }
 
 /// `[server]`: how long a connection may take over each step, and how many may be open.
@@ -264,6 +266,8 @@ pub struct Config {
     pub console: Console,
     /// Policy export settings (`[policy]`).
     pub policy: crate::policy::Settings,
+    /// Alert rules and channels (`[alerts]`).
+    pub alerts: crate::alerts::channel::Settings,
 }
 
 /// Web console settings (`[console]`).
@@ -540,6 +544,13 @@ pub fn load(
                 .ok()
         }),
     };
+    let mut alert_problems = Vec::new();
+    let alerts = crate::alerts::channel::check(
+        raw.alerts.unwrap_or_default(),
+        &mut alert_problems,
+        secret_file,
+    );
+    problems.extend(alert_problems.into_iter().map(|(key, reason)| ConfigProblem { key, reason }));
     if !problems.is_empty() {
         return Err(ConfigError(problems));
     }
@@ -558,6 +569,7 @@ pub fn load(
         import,
         console,
         policy,
+        alerts,
     })
 }
 

@@ -466,6 +466,7 @@ async fn serve<S: Store + Clone>(config: Config, store: S) -> anyhow::Result<()>
             config.data_dir.join("uploads"),
             config.server.max_imports,
         ),
+        alerts: Arc::new(config.alerts.clone()),
     });
     let counters = Arc::clone(&state.metrics.connections);
     // Keep the rollups close behind ingest so that reads rarely have much to fold first.
@@ -505,6 +506,17 @@ async fn serve<S: Store + Clone>(config: Config, store: S) -> anyhow::Result<()>
     let addr = api::bound(&listener)?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     say(&format!("listening on {scheme}://{addr}"));
+    // Alert deliveries: one task per channel, reading the outbox the store writes.
+    let console_url =
+        config.alerts.console_url.clone().unwrap_or_else(|| format!("{scheme}://{addr}"));
+    let deliveries = aiscout_collector::alerts::deliver::Deliverer::new(
+        state.store.clone(),
+        state.catalog.clone(),
+        console_url,
+    )?
+    .start(&config.alerts)
+    .await
+    .context("starting alert deliveries")?;
     tracing::info!(%addr, backend = state.store.backend(), "Collector started.");
     let shutdown = async {
         terminated().await;
@@ -513,6 +525,9 @@ async fn serve<S: Store + Clone>(config: Config, store: S) -> anyhow::Result<()>
     api::serve(listener, api::router(state), tls, config.server.clone(), counters, shutdown).await;
     folder.abort();
     warmer.abort();
+    for task in deliveries {
+        task.abort();
+    }
     if let Some((stop, task)) = drop_watch {
         // The watch finishes the file it is importing, then stops.
         if stop.send(()).is_err() {

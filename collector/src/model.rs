@@ -678,6 +678,9 @@ pub struct NewEvent {
     pub product: String,
     /// The subject as a JSON object (product, device, person, department, figures).
     pub subject: String,
+    /// The one channel the event is for (a test event), `""` for every channel that takes
+    /// its type. Not stored.
+    pub to_channel: String,
 }
 
 /// An event as stored in the outbox.
@@ -709,6 +712,8 @@ pub struct Claimed {
     pub event: StoredEvent,
     /// Attempts made before this one.
     pub attempts: i64,
+    /// When the delivery was queued (its give-up clock starts there).
+    pub created_at: i64,
 }
 
 /// How one delivery attempt ended.

@@ -69,7 +69,21 @@ pub fn make(kind: &str, key: &str, occurred_at: i64, product: &str, subject: &Va
         occurred_at,
         product: product.to_owned(),
         subject: subject.to_string(),
+        to_channel: String::new(),
     }
+}
+
+/// A test event for one channel, sent by `actor` at `now` (each press is a new event).
+pub fn test(channel: &str, actor: &str, now: i64, nonce: &str) -> NewEvent {
+    let mut e = make(
+        TEST,
+        &format!("{channel}\0{now}\0{nonce}"),
+        now,
+        "",
+        &json!({ "channel": channel, "by": actor }),
+    );
+    e.to_channel = channel.to_owned();
+    e
 }
 
 /// One product an agent batch reported: its id and the latest time it was seen in the batch.

@@ -11,4 +11,7 @@
 //! - [`rules`]: the periodic rules (spread, stale agents, renewals, spend thresholds), whose
 //!   events are keyed by their cause so that re-evaluating never repeats one.
 
+pub mod channel;
+pub mod deliver;
 pub mod event;
+pub mod render;

@@ -71,6 +71,8 @@ pub struct AppState<S> {
     pub metrics_token: Option<Secret>,
     /// Where uploads are written and how many imports may run at once.
     pub uploads: upload::Uploads,
+    /// Alert rules and channels (`[alerts]`), for the console's alerts page.
+    pub alerts: Arc<crate::alerts::channel::Settings>,
 }
 
 /// Why a request failed; one variant per answer.

@@ -18,7 +18,8 @@ fn ms(secs: i64) -> i64 {
     secs.saturating_mul(1000)
 }
 
-fn metadata() -> Value {
+/// The `metadata` object every event carries.
+pub fn metadata() -> Value {
     json!({
         "version": OCSF_VERSION,
         "product": { "name": "aiscout", "vendor_name": "aiscout", "version": env!("CARGO_PKG_VERSION") },

@@ -23,9 +23,12 @@ pub const HOST: &str = "SELECT host_id FROM devices WHERE id = $1";
 pub const EVENT_INSERT: &str = "INSERT INTO alert_events (id, type, occurred_at, product, subject)
     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING RETURNING seq";
 /// A pending delivery of event `$1` to every active channel that takes type `$3`.
-pub const FAN_OUT: &str = "INSERT INTO alert_deliveries (channel, event_seq, state, next_at)
-    SELECT name, $1::bigint, 'pending', $2::bigint FROM alert_channels
-    WHERE active AND (events = '' OR (',' || events || ',') LIKE ('%,' || $3::text || ',%'))";
+/// `$4` names the one channel an event is for (a test event), `''` for all.
+pub const FAN_OUT: &str = "INSERT INTO alert_deliveries (channel, event_seq, state, created_at,
+        next_at)
+    SELECT name, $1::bigint, 'pending', $2::bigint, $2::bigint FROM alert_channels
+    WHERE active AND (events = '' OR (',' || events || ',') LIKE ('%,' || $3::text || ',%'))
+      AND ($4::text = '' OR name = $4::text)";
 /// Channels of the running configuration: all off, then the configured ones on.
 pub const CHANNELS_OFF: &str = "UPDATE alert_channels SET active = FALSE";
 /// One configured channel.
@@ -50,7 +53,7 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
 const LOCK: &str = "FOR UPDATE SKIP LOCKED";
 /// What a claimer holds.
 pub const CLAIMED: &str = "SELECT e.seq, e.id, e.type, e.occurred_at, e.product, e.subject,
-        d.attempts
+        d.attempts, d.created_at
     FROM alert_deliveries d JOIN alert_events e ON e.seq = d.event_seq
     WHERE d.channel = $1 AND d.state = 'sending' AND d.claimed_by = $2 ORDER BY e.seq";
 /// The end of one attempt, by its claimer only (a lease taken over by another is not touched).
@@ -147,7 +150,12 @@ pub fn sqlite_emit(
             .query_row(params![e.id, e.kind, e.occurred_at, e.product, e.subject], |r| r.get(0))
             .optional()?;
         if let Some(seq) = seq {
-            tx.prepare_cached(&rollup::sqlite(FAN_OUT))?.execute(params![seq, now, e.kind])?;
+            tx.prepare_cached(&rollup::sqlite(FAN_OUT))?.execute(params![
+                seq,
+                now,
+                e.kind,
+                e.to_channel
+            ])?;
             new += 1;
         }
     }
@@ -164,6 +172,7 @@ pub fn sqlite_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
             occurred_at: r.get(3)?,
             product: r.get(4)?,
             subject: r.get(5)?,
+            to_channel: String::new(),
         },
     })
 }
@@ -189,6 +198,7 @@ pub fn sqlite_claim(
                 channel: channel.to_owned(),
                 event: sqlite_event(r)?,
                 attempts: r.get(6)?,
+                created_at: r.get(7)?,
             })
         })?;
         rows.collect::<Result<Vec<_>, _>>()?
@@ -269,7 +279,8 @@ pub async fn pg_emit(
             .await?;
         if let Some(row) = row {
             let seq: i64 = row.try_get(0)?;
-            tx.execute(&tx.prepare_cached(FAN_OUT).await?, &[&seq, &now, &e.kind]).await?;
+            tx.execute(&tx.prepare_cached(FAN_OUT).await?, &[&seq, &now, &e.kind, &e.to_channel])
+                .await?;
             new += 1;
         }
     }
@@ -286,6 +297,7 @@ pub fn pg_event(r: &tokio_postgres::Row) -> Result<StoredEvent, StoreError> {
             occurred_at: r.try_get(3)?,
             product: r.try_get(4)?,
             subject: r.try_get(5)?,
+            to_channel: String::new(),
         },
     })
 }

@@ -1843,6 +1843,7 @@ impl Store for PgStore {
                     channel: channel.clone(),
                     event: outbox::pg_event(r)?,
                     attempts: r.try_get(6)?,
+                    created_at: r.try_get(7)?,
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;

@@ -77,6 +77,7 @@ pub(crate) async fn start_with(
         cache: Default::default(),
         metrics_token: None,
         uploads: api::upload::Uploads::new(dir.path().join("uploads"), 2),
+        alerts: Arc::default(),
     });
     let counters = Arc::clone(&state.metrics.connections);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

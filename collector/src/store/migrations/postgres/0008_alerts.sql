@@ -26,6 +26,7 @@ CREATE TABLE alert_deliveries (
     event_seq BIGINT NOT NULL REFERENCES alert_events (seq),
     state TEXT NOT NULL,
     attempts BIGINT NOT NULL DEFAULT 0,
+    created_at BIGINT NOT NULL,
     next_at BIGINT NOT NULL,
     lease_until BIGINT NOT NULL DEFAULT 0,
     claimed_by TEXT NOT NULL DEFAULT '',

@@ -1,0 +1,392 @@
+//! `[alerts]` and its `[[alerts.channel]]` entries: what the configuration file says, checked
+//! into [`Settings`] by `check-config` and `serve` alike. Every problem is reported with its
+//! key path (`alerts.channel[2].url`), never with a secret's value.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aiscout_wire::Secret;
+use serde::Deserialize;
+
+use super::event;
+
+/// `[alerts]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsFile {
+    /// The console's address as people reach it (`https://aiscout.example.com`), for the links
+    /// in events [default: `https://` and the listen address].
+    pub console_url: Option<String>,
+    /// `product.spread` fires when an unsanctioned or unreviewed product reaches this many
+    /// devices [default: 10].
+    pub spread_devices: Option<u32>,
+    /// ... or this many users [default: 10].
+    pub spread_users: Option<u32>,
+    /// `agent.stale` fires after this many hours without a heartbeat [default: 72].
+    pub stale_hours: Option<u32>,
+    /// `subscription.renewal` fires this many days before a renewal [default: 30].
+    pub renewal_days: Option<u32>,
+    /// The channels.
+    pub channel: Option<Vec<ChannelFile>>,
+}
+
+/// One `[[alerts.channel]]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelFile {
+    /// Unique name.
+    pub name: Option<String>,
+    /// `webhook`, `slack`, `teams`, `email`, `siem`, `syslog` or `jira`.
+    pub kind: Option<String>,
+    /// Where to send (`https://`, or `http://` to a loopback host).
+    pub url: Option<String>,
+    /// File holding the signing secret (webhook) or the bearer token (siem).
+    pub secret_file: Option<PathBuf>,
+    /// Event types to send [default: all].
+    pub events: Option<Vec<String>>,
+    /// Only events about products in these review statuses [default: any].
+    pub statuses: Option<Vec<String>>,
+    /// Most events sent a day; the rest are counted as capped [default: 500].
+    pub max_per_day: Option<u32>,
+    /// After an event about a product is sent, further events of its type about that product
+    /// within this period are capped (`30m`, `6h`, `1d`) [default: none].
+    pub quiet: Option<String>,
+    /// After this long without success a delivery is given up and marked failed [default: 1d].
+    pub give_up_after: Option<String>,
+    /// PEM file of extra trust roots for the receiver, added to the system's.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// The kinds of channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Generic JSON webhook, HMAC-signed.
+    Webhook,
+    /// Slack incoming webhook (Block Kit).
+    Slack,
+    /// Microsoft Teams workflow webhook (Adaptive Card).
+    Teams,
+    /// OCSF JSON over HTTPS to a Splunk HEC-style collector.
+    Siem,
+}
+
+impl Kind {
+    /// The configuration name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Webhook => "webhook",
+            Kind::Slack => "slack",
+            Kind::Teams => "teams",
+            Kind::Siem => "siem",
+        }
+    }
+}
+
+/// One checked channel.
+#[derive(Clone, Debug)]
+pub struct Channel {
+    /// Unique name.
+    pub name: String,
+    /// Kind.
+    pub kind: Kind,
+    /// Receiver URL.
+    pub url: String,
+    /// Signing secret (webhook) or bearer token (siem).
+    pub secret: Option<Secret>,
+    /// Event types taken; empty for all.
+    pub events: Vec<String>,
+    /// Review statuses taken; empty for any.
+    pub statuses: Vec<String>,
+    /// Most deliveries a day.
+    pub max_per_day: u32,
+    /// Quiet period per (type, product).
+    pub quiet: Option<Duration>,
+    /// When a delivery is given up.
+    pub give_up_after: Duration,
+    /// Extra trust roots (PEM file).
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Checked `[alerts]`.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Base URL of console links, without a trailing slash; `None` until `serve` knows it.
+    pub console_url: Option<String>,
+    /// `product.spread` device threshold.
+    pub spread_devices: u32,
+    /// `product.spread` user threshold.
+    pub spread_users: u32,
+    /// `agent.stale` hours.
+    pub stale_hours: u32,
+    /// `subscription.renewal` days ahead.
+    pub renewal_days: u32,
+    /// The channels.
+    pub channels: Vec<Channel>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            console_url: None,
+            spread_devices: 10,
+            spread_users: 10,
+            stale_hours: 72,
+            renewal_days: 30,
+            channels: Vec::new(),
+        }
+    }
+}
+
+/// Kinds the issue names that this build does not deliver yet: refused with a clear reason
+/// rather than accepted and silently dropped.
+const NOT_YET: &[&str] = &["email", "syslog", "jira"];
+
+/// Parses `30s`, `15m`, `6h`, `2d` (a whole number and a unit).
+pub fn duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let (n, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = n.parse().map_err(|_| format!("{text:?} is not a duration like 30m, 6h or 1d"))?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?} is not a duration like 30m, 6h or 1d")),
+    };
+    n.checked_mul(secs).map(Duration::from_secs).ok_or_else(|| format!("{text:?} is too long"))
+}
+
+/// Whether `url` may receive events: `https://`, or `http://` to a loopback host.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let uri: hyper::Uri = url.parse().map_err(|_| format!("{url:?} is not a URL"))?;
+    let host = uri.host().unwrap_or_default();
+    if host.is_empty() {
+        return Err(format!("{url:?} has no host"));
+    }
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(format!("{url:?} has user information; put credentials in secret_file"));
+    }
+    let loopback = matches!(host, "localhost" | "127.0.0.1" | "[::1]");
+    match uri.scheme_str() {
+        Some("https") => Ok(()),
+        Some("http") if loopback => Ok(()),
+        Some("http") => Err(format!(
+            "{url:?} is plain http; only https:// is accepted, except to a loopback host"
+        )),
+        _ => Err(format!("{url:?} is not an https:// URL")),
+    }
+}
+
+/// Checks `[alerts]`, pushing each problem as (key, reason). `read_secret` reads a secret file.
+pub fn check(
+    raw: AlertsFile,
+    problems: &mut Vec<(String, String)>,
+    read_secret: impl Fn(&Path) -> Result<Secret, String>,
+) -> Settings {
+    let d = Settings::default();
+    let mut positive = |key: &str, v: Option<u32>, default: u32| match v {
+        Some(0) => {
+            problems.push((format!("alerts.{key}"), "must be at least 1".into()));
+            default
+        }
+        Some(v) => v,
+        None => default,
+    };
+    let spread_devices = positive("spread_devices", raw.spread_devices, d.spread_devices);
+    let spread_users = positive("spread_users", raw.spread_users, d.spread_users);
+    let stale_hours = positive("stale_hours", raw.stale_hours, d.stale_hours);
+    let renewal_days = positive("renewal_days", raw.renewal_days, d.renewal_days);
+    let console_url = raw.console_url.and_then(|u| match check_url(&u) {
+        Ok(()) => Some(u.trim_end_matches('/').to_owned()),
+        Err(why) => {
+            problems.push(("alerts.console_url".into(), why));
+            None
+        }
+    });
+    let mut channels: Vec<Channel> = Vec::new();
+    for (i, c) in raw.channel.unwrap_or_default().into_iter().enumerate() {
+        let key = |k: &str| format!("alerts.channel[{i}].{k}");
+        let mut bad = |k: &str, why: String| problems.push((key(k), why));
+        let name = match c.name {
+            Some(n) if !n.trim().is_empty() && n.len() <= 64 => n,
+            Some(_) => {
+                bad("name", "must be 1 to 64 characters".into());
+                continue;
+            }
+            None => {
+                bad("name", "required".into());
+                continue;
+            }
+        };
+        if channels.iter().any(|o| o.name == name) {
+            bad("name", format!("{name:?} is used by another channel"));
+        }
+        let kind = match c.kind.as_deref() {
+            Some("webhook") => Kind::Webhook,
+            Some("slack") => Kind::Slack,
+            Some("teams") => Kind::Teams,
+            Some("siem") => Kind::Siem,
+            Some(k) if NOT_YET.contains(&k) => {
+                bad("kind", format!("{k:?} channels are not built yet (see issue 15)"));
+                continue;
+            }
+            Some(k) => {
+                bad(
+                    "kind",
+                    format!("{k:?} is not webhook, slack, teams, email, siem, syslog or jira"),
+                );
+                continue;
+            }
+            None => {
+                bad("kind", "required".into());
+                continue;
+            }
+        };
+        let url = match c.url {
+            Some(u) => {
+                if let Err(why) = check_url(&u) {
+                    bad("url", why);
+                }
+                u
+            }
+            None => {
+                bad("url", "required".into());
+                String::new()
+            }
+        };
+        let secret = match (&c.secret_file, kind) {
+            (Some(p), _) => read_secret(p).map_err(|why| bad("secret_file", why)).ok(),
+            (None, Kind::Webhook) => {
+                bad("secret_file", "required: the key the webhook's signature is made with".into());
+                None
+            }
+            (None, Kind::Siem) => {
+                bad("secret_file", "required: the collector's token (HEC token)".into());
+                None
+            }
+            (None, _) => None,
+        };
+        if let Some(s) = &secret
+            && kind == Kind::Webhook
+            && s.expose().len() < 16
+        {
+            bad("secret_file", "the signing secret must be at least 16 bytes".into());
+        }
+        let events = c.events.unwrap_or_default();
+        for e in &events {
+            if !event::TYPES.contains(&e.as_str()) {
+                bad("events", format!("{e:?} is not an event type ({})", event::TYPES.join(", ")));
+            }
+        }
+        let statuses = c.statuses.unwrap_or_default();
+        for s in &statuses {
+            if !["unreviewed", "under_review", "sanctioned", "unsanctioned", "blocked"]
+                .contains(&s.as_str())
+            {
+                bad("statuses", format!("{s:?} is not a review status"));
+            }
+        }
+        let max_per_day = match c.max_per_day {
+            Some(0) => {
+                bad("max_per_day", "must be at least 1".into());
+                1
+            }
+            Some(n) => n,
+            None => 500,
+        };
+        let quiet = c.quiet.and_then(|q| duration(&q).map_err(|why| bad("quiet", why)).ok());
+        let give_up_after = c
+            .give_up_after
+            .map_or(Ok(Duration::from_secs(86_400)), |g| duration(&g))
+            .unwrap_or_else(|why| {
+                bad("give_up_after", why);
+                Duration::from_secs(86_400)
+            });
+        if let Some(p) = &c.ca_file
+            && !p.is_file()
+        {
+            bad("ca_file", format!("{} is not a readable file", p.display()));
+        }
+        channels.push(Channel {
+            name,
+            kind,
+            url,
+            secret,
+            events,
+            statuses,
+            max_per_day,
+            quiet,
+            give_up_after,
+            ca_file: c.ca_file,
+        });
+    }
+    Settings { console_url, spread_devices, spread_users, stale_hours, renewal_days, channels }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checked(text: &str) -> (Settings, Vec<(String, String)>) {
+        let raw: AlertsFile = toml_edit::de::from_str(text).expect("toml");
+        let mut problems = Vec::new();
+        let s = check(raw, &mut problems, |p| {
+            Ok(Secret::new(format!("secret-of-{}-0123456789", p.display())))
+        });
+        (s, problems)
+    }
+
+    #[test]
+    fn a_webhook_channel_is_checked_with_defaults() {
+        let (s, problems) = checked(
+            "[[channel]]\nname = \"soc\"\nkind = \"webhook\"\nurl = \"https://hooks.example.com/a\"\n\
+             secret_file = \"/etc/x\"\nevents = [\"product.discovered\"]\n",
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        let c = &s.channels[0];
+        assert_eq!((c.name.as_str(), c.kind, c.max_per_day), ("soc", Kind::Webhook, 500));
+        assert_eq!(c.give_up_after, Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn every_problem_is_named_by_its_key() {
+        let (_, problems) = checked(
+            "[[channel]]\nname = \"a\"\nkind = \"webhook\"\nurl = \"http://hooks.example.com/\"\n\
+             events = [\"product.found\"]\nquiet = \"soon\"\n\
+             [[channel]]\nname = \"a\"\nkind = \"pager\"\n\
+             [[channel]]\nname = \"m\"\nkind = \"email\"\n",
+        );
+        let keys: Vec<&str> = problems.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "alerts.channel[0].url",
+                "alerts.channel[0].secret_file",
+                "alerts.channel[0].events",
+                "alerts.channel[0].quiet",
+                "alerts.channel[1].name",
+                "alerts.channel[1].kind",
+                "alerts.channel[2].kind",
+            ]
+        );
+    }
+
+    #[test]
+    fn plain_http_is_for_loopback_only() {
+        assert!(check_url("http://127.0.0.1:9000/hook").is_ok());
+        assert!(check_url("http://[::1]:9000/hook").is_ok());
+        assert!(check_url("http://localhost/hook").is_ok());
+        assert!(check_url("http://127.0.0.1.example.com/").is_err());
+        assert!(check_url("ftp://127.0.0.1/").is_err());
+        assert!(check_url("https://user:pw@hooks.example.com/").is_err());
+    }
+
+    #[test]
+    fn durations_take_a_unit() {
+        assert_eq!(duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(duration("2d"), Ok(Duration::from_secs(172_800)));
+        assert!(duration("10").is_err());
+        assert!(duration("h").is_err());
+        assert!(duration("99999999999999999999d").is_err());
+    }
+}

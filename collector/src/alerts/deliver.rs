@@ -1,0 +1,374 @@
+//! Delivery: one task per channel in `serve`, claiming due deliveries from the outbox,
+//! sending each, and recording the outcome.
+//!
+//! - **At least once, with one id.** A delivery is claimed under a lease; a collector that
+//!   dies mid-attempt leaves the lease to run out, and the next claimer sends it again with the
+//!   same event id (`Idempotency-Key`), which receivers use to drop the repeat.
+//! - **Backoff.** A failed attempt is retried after `2^attempts` seconds (at most 10 minutes),
+//!   with equal jitter; `429` and `503` are retried after their `Retry-After` (at most an hour).
+//!   `give_up_after` after the delivery was queued it is marked failed, with an audit entry.
+//! - **Isolation.** Each channel has its own task, so a slow or failing receiver holds back
+//!   only its own channel; ingest never waits on delivery (the outbox write is part of the
+//!   change's transaction, and nothing else).
+//! - **Noise control.** `max_per_day` deliveries a channel a day, and a `quiet` period per
+//!   (event type, product): what is held back is marked `capped`, and counted on `/alerts`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aiscout_signatures::Catalog;
+use hyper::Method;
+use ring::rand::{SecureRandom, SystemRandom};
+use rustls::pki_types::pem::PemObject as _;
+
+use super::channel::{Channel, Settings};
+use super::render::{self, About};
+use crate::client;
+use crate::model::{Attempt, AuditRecord, ChannelRow, Claimed, UsageFilter};
+use crate::store::{self, Store, StoreError};
+
+/// How long a claim is held before another collector may take it over.
+pub const LEASE: Duration = Duration::from_secs(60);
+/// How long one send may take.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often an idle channel looks for due deliveries.
+pub const POLL: Duration = Duration::from_millis(500);
+/// Deliveries claimed at once (and sent concurrently) per channel.
+pub const BATCH: i64 = 16;
+/// Largest answer body read from a receiver.
+const MAX_ANSWER: usize = 64 * 1024;
+/// Longest backoff between two attempts.
+const MAX_BACKOFF: i64 = 600;
+/// Longest `Retry-After` honoured.
+const MAX_RETRY_AFTER: i64 = 3_600;
+
+/// What a channel's task needs.
+pub struct Deliverer<S> {
+    store: S,
+    catalog: Catalog,
+    console_url: String,
+    claimer: String,
+    rng: SystemRandom,
+}
+
+impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
+    /// A deliverer that links to `console_url`.
+    ///
+    /// # Errors
+    /// The system's random source failed (the claimer id is random).
+    pub fn new(store: S, catalog: Catalog, console_url: String) -> Result<Self, StoreError> {
+        let claimer = crate::credentials::generate("claim")
+            .map_err(|e| StoreError::Task(format!("claimer id: {e}")))?;
+        Ok(Self { store, catalog, console_url, claimer, rng: SystemRandom::new() })
+    }
+
+    /// Makes the configured channels the active ones, then runs one task per channel until
+    /// the returned handles are aborted.
+    ///
+    /// # Errors
+    /// The channels could not be recorded.
+    pub async fn start(
+        self,
+        settings: &Settings,
+    ) -> Result<Vec<tokio::task::JoinHandle<()>>, StoreError> {
+        let rows = settings
+            .channels
+            .iter()
+            .map(|c| ChannelRow {
+                name: c.name.clone(),
+                kind: c.kind.name().to_owned(),
+                events: c.events.clone(),
+            })
+            .collect();
+        self.store.sync_channels(rows, store::now()).await?;
+        let me = Arc::new(self);
+        let mut tasks = Vec::new();
+        for channel in settings.channels.iter().cloned() {
+            let me = Arc::clone(&me);
+            tasks.push(tokio::spawn(async move { me.run(channel).await }));
+        }
+        Ok(tasks)
+    }
+
+    async fn run(self: Arc<Self>, channel: Channel) {
+        let tls = match tls_for(&channel) {
+            Ok(tls) => tls,
+            Err(e) => {
+                tracing::error!(channel = %channel.name, error = %e, "The alert channel cannot start.");
+                return;
+            }
+        };
+        let channel = Arc::new(channel);
+        loop {
+            match self.round(&channel, &tls).await {
+                Ok(0) => tokio::time::sleep(POLL).await,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(channel = %channel.name, error = %e, "Alert delivery round failed.");
+                    tokio::time::sleep(POLL * 4).await;
+                }
+            }
+        }
+    }
+
+    /// Claims the channel's due deliveries and attempts each; says how many were claimed.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn round(
+        self: &Arc<Self>,
+        channel: &Arc<Channel>,
+        tls: &Arc<rustls::ClientConfig>,
+    ) -> Result<usize, StoreError> {
+        let now = store::now();
+        let lease = i64::try_from(LEASE.as_secs()).unwrap_or(60);
+        let claimed = self
+            .store
+            .claim_deliveries(channel.name.clone(), self.claimer.clone(), now, now + lease, BATCH)
+            .await?;
+        let n = claimed.len();
+        let mut sends = tokio::task::JoinSet::new();
+        for c in claimed {
+            let me = Arc::clone(self);
+            let channel = Arc::clone(channel);
+            let tls = Arc::clone(tls);
+            sends.spawn(async move {
+                let attempt = me.attempt(&channel, &tls, &c).await;
+                me.finish(&channel, c, attempt).await
+            });
+        }
+        while let Some(done) = sends.join_next().await {
+            match done {
+                Ok(result) => result?,
+                Err(e) => return Err(StoreError::Task(e.to_string())),
+            }
+        }
+        Ok(n)
+    }
+
+    async fn finish(
+        &self,
+        channel: &Channel,
+        c: Claimed,
+        attempt: Attempt,
+    ) -> Result<(), StoreError> {
+        let now = store::now();
+        let audit = match &attempt {
+            Attempt::Failed { status, error } => Some(AuditRecord {
+                at: now,
+                actor: "alerts".into(),
+                action: "alert.failed".into(),
+                subject: format!("{}:{}", channel.name, c.event.event.id),
+                before: None,
+                after: Some(
+                    serde_json::json!({ "type": c.event.event.kind, "attempts": c.attempts + 1,
+                                        "status": status, "error": error })
+                    .to_string(),
+                ),
+            }),
+            _ => None,
+        };
+        match &attempt {
+            Attempt::Failed { error, .. } => tracing::warn!(
+                channel = %channel.name, event = %c.event.event.id, %error,
+                "An alert delivery was given up."
+            ),
+            Attempt::Retry { error, .. } => tracing::info!(
+                channel = %channel.name, event = %c.event.event.id, %error,
+                "An alert delivery will be retried."
+            ),
+            _ => {}
+        }
+        let held = self.store.finish_delivery(c, self.claimer.clone(), attempt, audit, now).await?;
+        if !held {
+            tracing::debug!(channel = %channel.name, "A lease ran out before its attempt ended.");
+        }
+        Ok(())
+    }
+
+    /// One attempt: the channel's filters and limits first, then the send.
+    async fn attempt(
+        &self,
+        channel: &Channel,
+        tls: &Arc<rustls::ClientConfig>,
+        c: &Claimed,
+    ) -> Attempt {
+        let now = store::now();
+        let e = &c.event.event;
+        let about = match self.about(&e.product).await {
+            Ok(a) => a,
+            Err(err) => {
+                return self.retry(channel, c, now, None, None, format!("reading the store: {err}"));
+            }
+        };
+        if !channel.statuses.is_empty()
+            && let Some(a) = &about
+            && !channel.statuses.iter().any(|s| *s == a.status)
+        {
+            return Attempt::Capped {
+                reason: format!("status {} is not taken by this channel", a.status),
+            };
+        }
+        if e.kind != super::event::TEST {
+            match self.store.delivered_since(channel.name.clone(), now - 86_400, None).await {
+                Ok(n) if n >= i64::from(channel.max_per_day) => {
+                    return Attempt::Capped {
+                        reason: format!("max_per_day {} reached", channel.max_per_day),
+                    };
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    return self.retry(
+                        channel,
+                        c,
+                        now,
+                        None,
+                        None,
+                        format!("reading the store: {err}"),
+                    );
+                }
+            }
+            if let Some(quiet) = channel.quiet
+                && !e.product.is_empty()
+            {
+                let since = now - i64::try_from(quiet.as_secs()).unwrap_or(i64::MAX / 2);
+                let like = Some((e.kind.clone(), e.product.clone()));
+                match self.store.delivered_since(channel.name.clone(), since, like).await {
+                    Ok(n) if n > 0 => return Attempt::Capped { reason: "quiet period".into() },
+                    Ok(_) => {}
+                    Err(err) => {
+                        return self.retry(
+                            channel,
+                            c,
+                            now,
+                            None,
+                            None,
+                            format!("reading the store: {err}"),
+                        );
+                    }
+                }
+            }
+        }
+        let secret = channel.secret.as_ref().map(|s| s.expose());
+        let message =
+            render::message(channel.kind, e, about.as_ref(), &self.console_url, secret, now);
+        let sent = tokio::time::timeout(
+            SEND_TIMEOUT,
+            client::fetch(
+                Arc::clone(tls),
+                Method::POST,
+                &channel.url,
+                &message.headers,
+                message.body,
+                MAX_ANSWER,
+            ),
+        )
+        .await;
+        let response = match sent {
+            Err(_) => {
+                return self.retry(
+                    channel,
+                    c,
+                    now,
+                    None,
+                    None,
+                    format!("no answer within {} s", SEND_TIMEOUT.as_secs()),
+                );
+            }
+            Ok(Err(err)) => return self.retry(channel, c, now, None, None, err.to_string()),
+            Ok(Ok(r)) => r,
+        };
+        let status = i64::from(response.status.as_u16());
+        if response.status.is_success() {
+            return Attempt::Delivered { status };
+        }
+        let retry_after = response
+            .headers
+            .get(hyper::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .map(|s| s.clamp(0, MAX_RETRY_AFTER));
+        let error = format!("the receiver answered {}", response.status);
+        match status {
+            408 | 425 | 429 | 500..=599 => {
+                self.retry(channel, c, now, Some(status), retry_after, error)
+            }
+            _ => Attempt::Failed { status: Some(status), error },
+        }
+    }
+
+    /// A retry at the next backoff step (or after `retry_after`), or a failure once the
+    /// channel's `give_up_after` has passed since the delivery was queued.
+    fn retry(
+        &self,
+        channel: &Channel,
+        c: &Claimed,
+        now: i64,
+        status: Option<i64>,
+        retry_after: Option<i64>,
+        error: String,
+    ) -> Attempt {
+        let give_up =
+            c.created_at + i64::try_from(channel.give_up_after.as_secs()).unwrap_or(i64::MAX / 2);
+        let delay = retry_after.unwrap_or_else(|| self.backoff(c.attempts));
+        if now + delay > give_up {
+            return Attempt::Failed {
+                status,
+                error: format!("{error}; gave up after {} attempts", c.attempts + 1),
+            };
+        }
+        Attempt::Retry { at: now + delay, status, error }
+    }
+
+    /// `2^attempts` seconds, at most [`MAX_BACKOFF`], with equal jitter (half fixed, half
+    /// random), so that receivers coming back are not hit by every collector at once.
+    fn backoff(&self, attempts: i64) -> i64 {
+        let full = 1_i64
+            .checked_shl(u32::try_from(attempts.clamp(0, 30)).unwrap_or(30))
+            .unwrap_or(MAX_BACKOFF)
+            .min(MAX_BACKOFF);
+        let mut byte = [0u8; 1];
+        let random = if self.rng.fill(&mut byte).is_ok() { i64::from(byte[0]) } else { 128 };
+        let half = full / 2;
+        (half + (full - half) * random / 255).max(1)
+    }
+
+    /// What is known about `product` now: catalog facts, review status, reach.
+    async fn about(&self, product: &str) -> Result<Option<About>, StoreError> {
+        if product.is_empty() {
+            return Ok(None);
+        }
+        let (name, vendor, category) = match self.catalog.product(product) {
+            Some(p) => (p.name.clone(), p.vendor.clone(), p.category.as_str().to_owned()),
+            None => (product.to_owned(), String::new(), String::new()),
+        };
+        let status = self
+            .store
+            .review(product.to_owned())
+            .await?
+            .map_or_else(|| "unreviewed".to_owned(), |r| r.status);
+        let filter = UsageFilter { product: Some(product.to_owned()), ..UsageFilter::default() };
+        let (_, usage) = self.store.usage(filter).await?;
+        let (devices, users) = usage.first().map_or((0, 0), |u| (u.devices, u.users));
+        Ok(Some(About { name, vendor, category, status, devices, users }))
+    }
+}
+
+/// The TLS client of a channel: the system's roots plus its `ca_file`.
+///
+/// # Errors
+/// The CA file is unreadable or holds no certificate.
+pub fn tls_for(channel: &Channel) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut extra = Vec::new();
+    if let Some(path) = &channel.ca_file {
+        let pem =
+            crate::config::read_capped(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+            extra.push(cert.map_err(|e| format!("{}: {e}", path.display()))?);
+        }
+        if extra.is_empty() {
+            return Err(format!("{}: no certificate", path.display()));
+        }
+    }
+    client::tls_config_with_system_roots(&extra, false).map_err(|e| e.to_string())
+}
