@@ -27,8 +27,9 @@ pub const EVENT_INSERT: &str = "INSERT INTO alert_events (id, type, occurred_at,
 pub const FAN_OUT: &str = "INSERT INTO alert_deliveries (channel, event_seq, state, created_at,
         next_at)
     SELECT name, $1::bigint, 'pending', $2::bigint, $2::bigint FROM alert_channels
-    WHERE active AND (events = '' OR (',' || events || ',') LIKE ('%,' || $3::text || ',%'))
-      AND ($4::text = '' OR name = $4::text)";
+    WHERE active AND CASE WHEN $4::text = '' THEN events = ''
+                              OR (',' || events || ',') LIKE ('%,' || $3::text || ',%')
+                          ELSE name = $4::text END";
 /// Channels of the running configuration: all off, then the configured ones on.
 pub const CHANNELS_OFF: &str = "UPDATE alert_channels SET active = FALSE";
 /// One configured channel.
@@ -51,11 +52,13 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
 });
 /// The row lock of [`CLAIM`] on PostgreSQL; SQLite's writer lock does the same there.
 const LOCK: &str = "FOR UPDATE SKIP LOCKED";
-/// What a claimer holds.
+/// What a claim took: the claimer's deliveries with this claim's lease end (a claimer's
+/// earlier claims that it still holds end at another time).
 pub const CLAIMED: &str = "SELECT e.seq, e.id, e.type, e.occurred_at, e.product, e.subject,
         d.attempts, d.created_at
     FROM alert_deliveries d JOIN alert_events e ON e.seq = d.event_seq
-    WHERE d.channel = $1 AND d.state = 'sending' AND d.claimed_by = $2 ORDER BY e.seq";
+    WHERE d.channel = $1 AND d.state = 'sending' AND d.claimed_by = $2 AND d.lease_until = $3
+    ORDER BY e.seq";
 /// The end of one attempt, by its claimer only (a lease taken over by another is not touched).
 pub const FINISH: &str = "UPDATE alert_deliveries SET state = $3, next_at = $4, done_at = $5,
         last_status = $6, last_error = $7, attempts = attempts + 1, claimed_by = ''
@@ -193,7 +196,7 @@ pub fn sqlite_claim(
     )?;
     let claimed = {
         let mut stmt = tx.prepare_cached(&rollup::sqlite(CLAIMED))?;
-        let rows = stmt.query_map(params![channel, claimer], |r| {
+        let rows = stmt.query_map(params![channel, claimer, lease_until], |r| {
             Ok(Claimed {
                 channel: channel.to_owned(),
                 event: sqlite_event(r)?,

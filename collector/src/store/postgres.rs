@@ -1835,7 +1835,7 @@ impl Store for PgStore {
         let tx = client.transaction().await?;
         tx.execute(outbox::pg_claim_sql(), &[&channel, &now, &lease_until, &limit, &claimer])
             .await?;
-        let rows = tx.query(outbox::CLAIMED, &[&channel, &claimer]).await?;
+        let rows = tx.query(outbox::CLAIMED, &[&channel, &claimer, &lease_until]).await?;
         let claimed = rows
             .iter()
             .map(|r| {

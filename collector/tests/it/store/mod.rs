@@ -10,8 +10,14 @@ use aiscout_collector::store::{Store, StoreError, Versions};
 use aiscout_collector::{join, review};
 use aiscout_wire::ReviewStatus;
 
+mod alerts;
 pub(crate) mod harness;
 mod upgrade;
+
+pub(crate) use alerts::{
+    alert_deliveries_are_claimed_once_and_retried_after_their_lease,
+    alert_events_are_written_with_their_change_once_each,
+};
 
 fn device(host: &str, email: Option<&str>) -> Device {
     Device {
@@ -1525,6 +1531,8 @@ macro_rules! all_cases {
             data_versions_move_with_their_data_only,
             device_page_lists_silent_first_with_counts,
             cache_answers_as_the_store_does,
+            alert_events_are_written_with_their_change_once_each,
+            alert_deliveries_are_claimed_once_and_retried_after_their_lease,
         );
     };
 }

@@ -1,0 +1,197 @@
+//! Conformance of the alerts outbox (migration 0008) on both backends: events written by the
+//! change that causes them, once per cause; deliveries fanned out to the active channels that
+//! take the type; claims held by one claimer until their lease runs out.
+
+use aiscout_collector::alerts::event;
+use aiscout_collector::model::{Attempt, AuditFilter, ChannelRow, DeliveryRow, Review};
+use aiscout_collector::review;
+use aiscout_collector::store::Store;
+use aiscout_wire::ReviewStatus;
+
+use super::{batch, device, expense, sighting, spend};
+
+fn channel(name: &str, events: &[&str]) -> ChannelRow {
+    ChannelRow {
+        name: name.into(),
+        kind: "webhook".into(),
+        events: events.iter().map(|e| (*e).to_owned()).collect(),
+    }
+}
+
+async fn rows(store: &impl Store) -> Vec<DeliveryRow> {
+    let mut rows = store.deliveries(1_000).await.unwrap();
+    rows.sort_by(|a, b| (&a.channel, &a.kind, &a.product).cmp(&(&b.channel, &b.kind, &b.product)));
+    rows
+}
+
+fn kinds(rows: &[DeliveryRow], channel: &str) -> Vec<(String, String)> {
+    rows.iter()
+        .filter(|r| r.channel == channel)
+        .map(|r| (r.kind.clone(), r.product.clone()))
+        .collect()
+}
+
+async fn block(store: &impl Store, product: &str, at: i64) {
+    let decision = review::Decision {
+        status: ReviewStatus::Blocked,
+        note: "not approved".into(),
+        business_owner: String::new(),
+        alternative: String::new(),
+        renewal: None,
+    };
+    let (r, audit): (Review, _) = review::decide(product, decision, "sec", at);
+    store.set_review(r, audit).await.unwrap();
+}
+
+pub(crate) async fn alert_events_are_written_with_their_change_once_each(store: impl Store) {
+    store
+        .sync_channels(
+            vec![channel("all", &[]), channel("discoveries", &[event::DISCOVERED])],
+            10,
+        )
+        .await
+        .unwrap();
+    let d1 = store.enroll(device("h1", None), [1; 32], 100).await.unwrap();
+    let d2 = store.enroll(device("h2", None), [2; 32], 100).await.unwrap();
+    let b = |id: &str, product: &str, window: i64| {
+        batch(id, vec![sighting(product, "x.example", "", window, 1)])
+    };
+    // First sighting of ChatGPT: discovered once, however often and from wherever it is seen.
+    store.ingest(d1, b("b1", "openai.chatgpt", 1_000), 1_100).await.unwrap();
+    store.ingest(d2, b("b2", "openai.chatgpt", 2_000), 2_100).await.unwrap();
+    store.ingest(d1, b("b1", "openai.chatgpt", 1_000), 2_200).await.unwrap();
+    let r = rows(&store).await;
+    assert_eq!(kinds(&r, "all"), [(event::DISCOVERED.into(), "openai.chatgpt".into())]);
+    assert_eq!(kinds(&r, "discoveries"), kinds(&r, "all"));
+    assert!(r.iter().all(|d| d.state == "pending" && d.attempts == 0));
+    assert_eq!(r[0].event_id, event::id(event::DISCOVERED, "openai.chatgpt"));
+
+    // A decision is an event; blocked, a later sighting on each device is one event each,
+    // an earlier one none, and the same device again nothing new.
+    block(&store, "openai.chatgpt", 5_000).await;
+    store.ingest(d1, b("b3", "openai.chatgpt", 4_000), 5_100).await.unwrap();
+    store.ingest(d1, b("b4", "openai.chatgpt", 6_000), 6_100).await.unwrap();
+    store.ingest(d1, b("b5", "openai.chatgpt", 7_000), 7_100).await.unwrap();
+    store.ingest(d2, b("b6", "openai.chatgpt", 7_000), 7_100).await.unwrap();
+    let r = rows(&store).await;
+    let all = kinds(&r, "all");
+    let count = |k: &str| all.iter().filter(|(kind, _)| kind == k).count();
+    assert_eq!(count(event::REVIEW_CHANGED), 1);
+    assert_eq!(count(event::BLOCKED_SEEN), 2, "{all:?}");
+    assert_eq!(kinds(&r, "discoveries").len(), 1, "a channel takes only its types");
+
+    // Expenses: a new product discovered, a candidate line, a blocked product paid for after
+    // the decision; the same file again adds nothing.
+    let lines = vec![
+        expense("e1", Some("anthropic.claude"), 3_000, 2_000),
+        expense("e2", None, 3_000, 1_500),
+        expense("e3", Some("openai.chatgpt"), 9_000, 2_000),
+        expense("e4", Some("openai.chatgpt"), 4_000, 2_000),
+    ];
+    store.add_expenses(lines.clone(), 9_100).await.unwrap();
+    store.add_expenses(lines, 9_200).await.unwrap();
+    // Gateway spend discovers a product once.
+    let gateway = vec![spend("g1", Some("openai.api"), 3_000, 10), spend("g2", Some("openai.api"), 3_000, 10)];
+    store.add_gateway_spend(gateway.clone(), 9_300).await.unwrap();
+    store.add_gateway_spend(gateway, 9_400).await.unwrap();
+    let r = rows(&store).await;
+    let all = kinds(&r, "all");
+    let of = |k: &str, p: &str| all.iter().filter(|(kind, product)| kind == k && product == p).count();
+    assert_eq!(of(event::DISCOVERED, "anthropic.claude"), 1);
+    assert_eq!(of(event::DISCOVERED, "openai.api"), 1);
+    assert_eq!(of(event::EXPENSE_CANDIDATE, ""), 1);
+    assert_eq!(of(event::BLOCKED_SEEN, "openai.chatgpt"), 3, "e3 only, not e4 (before)");
+    assert_eq!(all.len(), 8, "{all:?}");
+
+    // Emitting a known cause again adds nothing; a test event goes to its channel only.
+    let again = event::make(event::DISCOVERED, "openai.chatgpt", 1, "openai.chatgpt", &serde_json::json!({}));
+    assert_eq!(store.emit(vec![again], 9_500).await.unwrap(), 0);
+    assert_eq!(store.emit(vec![event::test("discoveries", "admin", 9_600, "n1")], 9_600).await.unwrap(), 1);
+    let r = rows(&store).await;
+    assert_eq!(kinds(&r, "all").len(), 8);
+    assert_eq!(kinds(&r, "discoveries").len(), 4, "three discoveries and the test");
+
+    // A channel no longer configured gets no new events.
+    store.sync_channels(vec![channel("all", &[])], 9_700).await.unwrap();
+    store.emit(vec![event::test("all", "admin", 9_800, "n2")], 9_800).await.unwrap();
+    assert_eq!(kinds(&rows(&store).await, "discoveries").len(), 4);
+}
+
+pub(crate) async fn alert_deliveries_are_claimed_once_and_retried_after_their_lease(
+    store: impl Store,
+) {
+    store.sync_channels(vec![channel("soc", &[])], 10).await.unwrap();
+    let events: Vec<_> = (0..5)
+        .map(|i| event::make(event::DISCOVERED, &format!("p{i}"), 100, &format!("p{i}"), &serde_json::json!({})))
+        .collect();
+    assert_eq!(store.emit(events, 100).await.unwrap(), 5);
+    // Two claimers at once: each delivery goes to one of them.
+    let (a, b) = tokio::join!(
+        store.claim_deliveries("soc".into(), "A".into(), 200, 260, 3),
+        store.claim_deliveries("soc".into(), "B".into(), 200, 260, 3),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.len() + b.len(), 5, "{a:?} {b:?}");
+    let mut seqs: Vec<i64> = a.iter().chain(&b).map(|c| c.event.seq).collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(seqs.len(), 5, "no delivery claimed twice");
+    assert!(a.iter().chain(&b).all(|c| c.created_at == 100 && c.attempts == 0));
+    assert!(store.claim_deliveries("soc".into(), "C".into(), 210, 270, 10).await.unwrap().is_empty());
+
+    let (mine, theirs) = if a.is_empty() { (b, a) } else { (a, b) };
+    let claimer = if mine.is_empty() { "B" } else { "A" };
+    let _ = theirs;
+    let first = mine[0].clone();
+    // Delivered by its claimer; a stranger's finish changes nothing.
+    assert!(!store
+        .finish_delivery(first.clone(), "C".into(), Attempt::Delivered { status: 200 }, None, 220)
+        .await
+        .unwrap());
+    assert!(store
+        .finish_delivery(first.clone(), claimer.into(), Attempt::Delivered { status: 200 }, None, 220)
+        .await
+        .unwrap());
+    // A retry comes back when due, with its attempt counted.
+    let second = mine[1].clone();
+    let retry = Attempt::Retry { at: 400, status: Some(503), error: "down".into() };
+    store.finish_delivery(second.clone(), claimer.into(), retry, None, 230).await.unwrap();
+    // The rest lapse: their leases end at 260, and another claimer takes them (and the retry
+    // once due).
+    let later = store.claim_deliveries("soc".into(), "D".into(), 300, 1_000, 10).await.unwrap();
+    assert_eq!(later.len(), 3, "{later:?}");
+    assert!(later.iter().all(|c| c.event.seq != second.event.seq && c.event.seq != first.event.seq));
+    let due = store.claim_deliveries("soc".into(), "D".into(), 400, 460, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!((due[0].event.seq, due[0].attempts), (second.event.seq, 1));
+    // Given up: failed, with its audit entry in the same transaction.
+    let audit = aiscout_collector::model::AuditRecord {
+        at: 410,
+        actor: "alerts".into(),
+        action: "alert.failed".into(),
+        subject: "soc".into(),
+        before: None,
+        after: None,
+    };
+    let failed = Attempt::Failed { status: Some(500), error: "gave up".into() };
+    assert!(store.finish_delivery(due[0].clone(), "D".into(), failed, Some(audit), 410).await.unwrap());
+    let rows = store.deliveries(100).await.unwrap();
+    let state_of = |seq: i64| {
+        let id = rows.iter().find(|r| r.event_id == mine.iter().chain(&due).find(|c| c.event.seq == seq).unwrap().event.event.id).unwrap();
+        (id.state.clone(), id.attempts, id.last_status)
+    };
+    assert_eq!(state_of(first.event.seq), ("delivered".into(), 1, Some(200)));
+    assert_eq!(state_of(second.event.seq), ("failed".into(), 2, Some(500)));
+    let counts = store.delivery_counts().await.unwrap();
+    assert!(counts.contains(&("soc".into(), "delivered".into(), 1)), "{counts:?}");
+    assert!(counts.contains(&("soc".into(), "failed".into(), 1)), "{counts:?}");
+    assert!(counts.contains(&("soc".into(), "sending".into(), 3)), "{counts:?}");
+    assert_eq!(store.delivered_since("soc".into(), 0, None).await.unwrap(), 1);
+    let like = Some((event::DISCOVERED.to_owned(), first.event.event.product.clone()));
+    assert_eq!(store.delivered_since("soc".into(), 0, like).await.unwrap(), 1);
+    let audit = store
+        .audit_query(AuditFilter { subject: Some("soc".into()), limit: 10, ..AuditFilter::default() })
+        .await
+        .unwrap();
+    assert_eq!(audit.iter().filter(|a| a.record.action == "alert.failed").count(), 1);
+}
