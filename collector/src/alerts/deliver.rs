@@ -198,7 +198,14 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
         let about = match self.about(&e.product).await {
             Ok(a) => a,
             Err(err) => {
-                return self.retry(channel, c, now, None, None, format!("reading the store: {err}"));
+                return self.retry(
+                    channel,
+                    c,
+                    now,
+                    None,
+                    None,
+                    format!("reading the store: {err}"),
+                );
             }
         };
         if !channel.statuses.is_empty()

@@ -5,6 +5,7 @@
 // Test helpers (not #[test] fns) unwrap and panic: a failure there is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr)]
 
+mod alerts;
 mod api;
 mod console;
 mod drop;

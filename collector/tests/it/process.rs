@@ -107,7 +107,7 @@ impl Collector {
     }
 
     /// SIGKILL, then reap.
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         // An error means the child has already exited, which is what we want.
         let _killed = self.child.kill();
         let _reaped = self.child.wait();

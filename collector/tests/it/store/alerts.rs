@@ -45,10 +45,7 @@ async fn block(store: &impl Store, product: &str, at: i64) {
 
 pub(crate) async fn alert_events_are_written_with_their_change_once_each(store: impl Store) {
     store
-        .sync_channels(
-            vec![channel("all", &[]), channel("discoveries", &[event::DISCOVERED])],
-            10,
-        )
+        .sync_channels(vec![channel("all", &[]), channel("discoveries", &[event::DISCOVERED])], 10)
         .await
         .unwrap();
     let d1 = store.enroll(device("h1", None), [1; 32], 100).await.unwrap();
@@ -91,12 +88,16 @@ pub(crate) async fn alert_events_are_written_with_their_change_once_each(store: 
     store.add_expenses(lines.clone(), 9_100).await.unwrap();
     store.add_expenses(lines, 9_200).await.unwrap();
     // Gateway spend discovers a product once.
-    let gateway = vec![spend("g1", Some("openai.api"), 3_000, 10), spend("g2", Some("openai.api"), 3_000, 10)];
+    let gateway = vec![
+        spend("g1", Some("openai.api"), 3_000, 10),
+        spend("g2", Some("openai.api"), 3_000, 10),
+    ];
     store.add_gateway_spend(gateway.clone(), 9_300).await.unwrap();
     store.add_gateway_spend(gateway, 9_400).await.unwrap();
     let r = rows(&store).await;
     let all = kinds(&r, "all");
-    let of = |k: &str, p: &str| all.iter().filter(|(kind, product)| kind == k && product == p).count();
+    let of =
+        |k: &str, p: &str| all.iter().filter(|(kind, product)| kind == k && product == p).count();
     assert_eq!(of(event::DISCOVERED, "anthropic.claude"), 1);
     assert_eq!(of(event::DISCOVERED, "openai.api"), 1);
     assert_eq!(of(event::EXPENSE_CANDIDATE, ""), 1);
@@ -104,9 +105,18 @@ pub(crate) async fn alert_events_are_written_with_their_change_once_each(store: 
     assert_eq!(all.len(), 8, "{all:?}");
 
     // Emitting a known cause again adds nothing; a test event goes to its channel only.
-    let again = event::make(event::DISCOVERED, "openai.chatgpt", 1, "openai.chatgpt", &serde_json::json!({}));
+    let again = event::make(
+        event::DISCOVERED,
+        "openai.chatgpt",
+        1,
+        "openai.chatgpt",
+        &serde_json::json!({}),
+    );
     assert_eq!(store.emit(vec![again], 9_500).await.unwrap(), 0);
-    assert_eq!(store.emit(vec![event::test("discoveries", "admin", 9_600, "n1")], 9_600).await.unwrap(), 1);
+    assert_eq!(
+        store.emit(vec![event::test("discoveries", "admin", 9_600, "n1")], 9_600).await.unwrap(),
+        1
+    );
     let r = rows(&store).await;
     assert_eq!(kinds(&r, "all").len(), 8);
     assert_eq!(kinds(&r, "discoveries").len(), 4, "three discoveries and the test");
@@ -122,7 +132,15 @@ pub(crate) async fn alert_deliveries_are_claimed_once_and_retried_after_their_le
 ) {
     store.sync_channels(vec![channel("soc", &[])], 10).await.unwrap();
     let events: Vec<_> = (0..5)
-        .map(|i| event::make(event::DISCOVERED, &format!("p{i}"), 100, &format!("p{i}"), &serde_json::json!({})))
+        .map(|i| {
+            event::make(
+                event::DISCOVERED,
+                &format!("p{i}"),
+                100,
+                &format!("p{i}"),
+                &serde_json::json!({}),
+            )
+        })
         .collect();
     assert_eq!(store.emit(events, 100).await.unwrap(), 5);
     // Two claimers at once: each delivery goes to one of them.
@@ -137,21 +155,39 @@ pub(crate) async fn alert_deliveries_are_claimed_once_and_retried_after_their_le
     seqs.dedup();
     assert_eq!(seqs.len(), 5, "no delivery claimed twice");
     assert!(a.iter().chain(&b).all(|c| c.created_at == 100 && c.attempts == 0));
-    assert!(store.claim_deliveries("soc".into(), "C".into(), 210, 270, 10).await.unwrap().is_empty());
+    assert!(
+        store.claim_deliveries("soc".into(), "C".into(), 210, 270, 10).await.unwrap().is_empty()
+    );
 
     let (mine, theirs) = if a.is_empty() { (b, a) } else { (a, b) };
     let claimer = if mine.is_empty() { "B" } else { "A" };
     let _ = theirs;
     let first = mine[0].clone();
     // Delivered by its claimer; a stranger's finish changes nothing.
-    assert!(!store
-        .finish_delivery(first.clone(), "C".into(), Attempt::Delivered { status: 200 }, None, 220)
-        .await
-        .unwrap());
-    assert!(store
-        .finish_delivery(first.clone(), claimer.into(), Attempt::Delivered { status: 200 }, None, 220)
-        .await
-        .unwrap());
+    assert!(
+        !store
+            .finish_delivery(
+                first.clone(),
+                "C".into(),
+                Attempt::Delivered { status: 200 },
+                None,
+                220
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .finish_delivery(
+                first.clone(),
+                claimer.into(),
+                Attempt::Delivered { status: 200 },
+                None,
+                220
+            )
+            .await
+            .unwrap()
+    );
     // A retry comes back when due, with its attempt counted.
     let second = mine[1].clone();
     let retry = Attempt::Retry { at: 400, status: Some(503), error: "down".into() };
@@ -160,7 +196,9 @@ pub(crate) async fn alert_deliveries_are_claimed_once_and_retried_after_their_le
     // once due).
     let later = store.claim_deliveries("soc".into(), "D".into(), 300, 1_000, 10).await.unwrap();
     assert_eq!(later.len(), 3, "{later:?}");
-    assert!(later.iter().all(|c| c.event.seq != second.event.seq && c.event.seq != first.event.seq));
+    assert!(
+        later.iter().all(|c| c.event.seq != second.event.seq && c.event.seq != first.event.seq)
+    );
     let due = store.claim_deliveries("soc".into(), "D".into(), 400, 460, 10).await.unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!((due[0].event.seq, due[0].attempts), (second.event.seq, 1));
@@ -174,10 +212,18 @@ pub(crate) async fn alert_deliveries_are_claimed_once_and_retried_after_their_le
         after: None,
     };
     let failed = Attempt::Failed { status: Some(500), error: "gave up".into() };
-    assert!(store.finish_delivery(due[0].clone(), "D".into(), failed, Some(audit), 410).await.unwrap());
+    assert!(
+        store.finish_delivery(due[0].clone(), "D".into(), failed, Some(audit), 410).await.unwrap()
+    );
     let rows = store.deliveries(100).await.unwrap();
     let state_of = |seq: i64| {
-        let id = rows.iter().find(|r| r.event_id == mine.iter().chain(&due).find(|c| c.event.seq == seq).unwrap().event.event.id).unwrap();
+        let id = rows
+            .iter()
+            .find(|r| {
+                r.event_id
+                    == mine.iter().chain(&due).find(|c| c.event.seq == seq).unwrap().event.event.id
+            })
+            .unwrap();
         (id.state.clone(), id.attempts, id.last_status)
     };
     assert_eq!(state_of(first.event.seq), ("delivered".into(), 1, Some(200)));
@@ -190,7 +236,11 @@ pub(crate) async fn alert_deliveries_are_claimed_once_and_retried_after_their_le
     let like = Some((event::DISCOVERED.to_owned(), first.event.event.product.clone()));
     assert_eq!(store.delivered_since("soc".into(), 0, like).await.unwrap(), 1);
     let audit = store
-        .audit_query(AuditFilter { subject: Some("soc".into()), limit: 10, ..AuditFilter::default() })
+        .audit_query(AuditFilter {
+            subject: Some("soc".into()),
+            limit: 10,
+            ..AuditFilter::default()
+        })
         .await
         .unwrap();
     assert_eq!(audit.iter().filter(|a| a.record.action == "alert.failed").count(), 1);
