@@ -379,3 +379,21 @@ pub fn tls_for(channel: &Channel) -> Result<Arc<rustls::ClientConfig>, String> {
     }
     client::tls_config_with_system_roots(&extra, false).map_err(|e| e.to_string())
 }
+
+/// `/metrics` lines: `aiscout_alert_deliveries{channel,state}`, a gauge of the outbox.
+pub fn metrics(counts: &[(String, String, i64)]) -> String {
+    let mut out = String::from(
+        "# HELP aiscout_alert_deliveries Alert deliveries in the outbox by channel and state \
+         (pending, sending, delivered, failed, capped).\n\
+         # TYPE aiscout_alert_deliveries gauge\n",
+    );
+    let label = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+    for (channel, state, n) in counts {
+        out.push_str(&format!(
+            "aiscout_alert_deliveries{{channel=\"{}\",state=\"{}\"}} {n}\n",
+            label(channel),
+            label(state)
+        ));
+    }
+    out
+}

@@ -776,8 +776,14 @@ async fn metrics<S: Store>(
             return Err(ApiError::Unauthorized);
         }
     }
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
-        .into_response())
+    let mut text = state.metrics.render();
+    // Alert deliveries per channel and state, read from the outbox (shared by every
+    // collector on the database, so each reports the same figures).
+    match timed(&state, state.store.delivery_counts()).await {
+        Ok(counts) => text.push_str(&crate::alerts::deliver::metrics(&counts)),
+        Err(e) => tracing::warn!(error = %e, "Reading alert delivery counts for /metrics failed."),
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
 async fn readyz<S: Store>(State(state): Shared<S>) -> Result<&'static str, ApiError> {

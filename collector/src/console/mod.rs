@@ -92,7 +92,9 @@ pub enum Access {
     Imports,
     /// The audit log.
     Audit,
-    /// Tokens, the enroll secret, the catalog.
+    /// Alert channels and deliveries.
+    Alerts,
+    /// Tokens, the enroll secret, the catalog, test alerts.
     Admin,
 }
 
@@ -101,7 +103,9 @@ impl Access {
     pub fn roles(self) -> &'static [Role] {
         match self {
             Access::All => &[Role::Admin, Role::Security, Role::Procurement, Role::Viewer],
-            Access::Review | Access::Devices | Access::Audit => &[Role::Admin, Role::Security],
+            Access::Review | Access::Devices | Access::Audit | Access::Alerts => {
+                &[Role::Admin, Role::Security]
+            }
             Access::Reconcile => &[Role::Admin, Role::Procurement, Role::Security],
             Access::People => &[Role::Admin, Role::Procurement, Role::Security],
             Access::Imports => &[Role::Admin, Role::Procurement],
@@ -124,6 +128,7 @@ impl Access {
             Access::People => "People and their spend are for procurement, security and admins.",
             Access::Imports => "Imports are for procurement and admins.",
             Access::Audit => "The audit log is for security and admins.",
+            Access::Alerts => "Alert channels and deliveries are for security and admins.",
             Access::Admin => "Tokens and enrollment are for admins.",
         }
     }
@@ -469,8 +474,8 @@ pub fn document(title: &str, signed: Option<&Signed>, active: &str, body: Markup
         ("/people", "People", Access::People),
         ("/imports", "Imports", Access::Imports),
         ("/audit", "Audit log", Access::Audit),
+        ("/alerts", "Alerts", Access::Alerts),
         ("/admin", "Admin", Access::Admin),
-        ("", "", Access::Admin),
     ];
     let markup = html! {
         (DOCTYPE)
@@ -605,6 +610,8 @@ pub fn router<S: Store>(state: &AppState<S>) -> Router<Arc<AppState<S>>> {
                 .layer(axum::extract::DefaultBodyLimit::max(upload_limit)),
         )
         .route("/audit", get(audit::page::<S>))
+        .route("/alerts", get(alerts::page::<S>))
+        .route("/alerts/test", post(alerts::test::<S>))
         .route("/admin", get(admin::page::<S>))
         .route("/admin/tokens", post(admin::create_token::<S>))
         .route("/admin/tokens/revoke", post(admin::revoke_token::<S>))

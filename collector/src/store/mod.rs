@@ -467,10 +467,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Writes alert events that no change of the store causes (the periodic rules, a test
-    /// event), each once by id, with their deliveries; says how many were new.
+    /// event), each once by id, with their deliveries and `audit` in the same transaction;
+    /// says how many were new.
     fn emit(
         &self,
         events: Vec<NewEvent>,
+        audit: Option<AuditRecord>,
         now: i64,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 

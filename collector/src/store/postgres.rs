@@ -1815,10 +1815,18 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn emit(&self, events: Vec<NewEvent>, now: i64) -> Result<u64, StoreError> {
+    async fn emit(
+        &self,
+        events: Vec<NewEvent>,
+        audit: Option<AuditRecord>,
+        now: i64,
+    ) -> Result<u64, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let new = outbox::pg_emit(&tx, &events, now).await?;
+        if let Some(a) = &audit {
+            append_audit(&tx, a).await?;
+        }
         tx.commit().await?;
         Ok(new)
     }

@@ -1860,10 +1860,18 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn emit(&self, events: Vec<NewEvent>, now: i64) -> Result<u64, StoreError> {
+    async fn emit(
+        &self,
+        events: Vec<NewEvent>,
+        audit: Option<AuditRecord>,
+        now: i64,
+    ) -> Result<u64, StoreError> {
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let new = outbox::sqlite_emit(&tx, &events, now)?;
+            if let Some(a) = &audit {
+                append_audit(&tx, a)?;
+            }
             tx.commit()?;
             Ok(new)
         })

@@ -5,6 +5,7 @@
 // only inside #[test] functions.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
 
+mod alerts;
 mod browser;
 mod console;
 mod daemon;

@@ -2,6 +2,7 @@
 //! role first, reads through `join` and `Store`, and renders with `view` and `chart`.
 
 pub(super) mod admin;
+pub(super) mod alerts;
 pub(super) mod audit;
 pub(super) mod auth;
 pub(super) mod devices;

@@ -112,9 +112,12 @@ pub(crate) async fn alert_events_are_written_with_their_change_once_each(store: 
         "openai.chatgpt",
         &serde_json::json!({}),
     );
-    assert_eq!(store.emit(vec![again], 9_500).await.unwrap(), 0);
+    assert_eq!(store.emit(vec![again], None, 9_500).await.unwrap(), 0);
     assert_eq!(
-        store.emit(vec![event::test("discoveries", "admin", 9_600, "n1")], 9_600).await.unwrap(),
+        store
+            .emit(vec![event::test("discoveries", "admin", 9_600, "n1")], None, 9_600)
+            .await
+            .unwrap(),
         1
     );
     let r = rows(&store).await;
@@ -123,7 +126,7 @@ pub(crate) async fn alert_events_are_written_with_their_change_once_each(store: 
 
     // A channel no longer configured gets no new events.
     store.sync_channels(vec![channel("all", &[])], 9_700).await.unwrap();
-    store.emit(vec![event::test("all", "admin", 9_800, "n2")], 9_800).await.unwrap();
+    store.emit(vec![event::test("all", "admin", 9_800, "n2")], None, 9_800).await.unwrap();
     assert_eq!(kinds(&rows(&store).await, "discoveries").len(), 4);
 }
 
@@ -142,7 +145,7 @@ pub(crate) async fn alert_deliveries_are_claimed_once_and_retried_after_their_le
             )
         })
         .collect();
-    assert_eq!(store.emit(events, 100).await.unwrap(), 5);
+    assert_eq!(store.emit(events, None, 100).await.unwrap(), 5);
     // Two claimers at once: each delivery goes to one of them.
     let (a, b) = tokio::join!(
         store.claim_deliveries("soc".into(), "A".into(), 200, 260, 3),
