@@ -517,6 +517,32 @@ async fn serve<S: Store + Clone>(config: Config, store: S) -> anyhow::Result<()>
     .start(&config.alerts)
     .await
     .context("starting alert deliveries")?;
+    // The periodic alert rules, when anything would receive their events.
+    let rules = (!config.alerts.channels.is_empty()).then(|| {
+        let state = Arc::clone(&state);
+        let settings = config.alerts.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(settings.rules_every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let now = store::now();
+                match aiscout_collector::alerts::rules::run(
+                    &state.store,
+                    &state.cache,
+                    &state.catalog,
+                    &settings,
+                    now,
+                )
+                .await
+                {
+                    Ok(0) => {}
+                    Ok(new) => tracing::info!(new, "The alert rules raised events."),
+                    Err(e) => tracing::warn!(error = %e, "Evaluating the alert rules failed."),
+                }
+            }
+        })
+    });
     tracing::info!(%addr, backend = state.store.backend(), "Collector started.");
     let shutdown = async {
         terminated().await;
@@ -525,7 +551,7 @@ async fn serve<S: Store + Clone>(config: Config, store: S) -> anyhow::Result<()>
     api::serve(listener, api::router(state), tls, config.server.clone(), counters, shutdown).await;
     folder.abort();
     warmer.abort();
-    for task in deliveries {
+    for task in deliveries.into_iter().chain(rules) {
         task.abort();
     }
     if let Some((stop, task)) = drop_watch {

@@ -26,8 +26,84 @@ pub struct AlertsFile {
     pub stale_hours: Option<u32>,
     /// `subscription.renewal` fires this many days before a renewal [default: 30].
     pub renewal_days: Option<u32>,
+    /// How often the periodic rules (spread, stale agents, renewals, budgets) are evaluated
+    /// (`30s`, `5m`) [default: 1m].
+    pub rules_every: Option<String>,
     /// The channels.
     pub channel: Option<Vec<ChannelFile>>,
+    /// Monthly budgets and thresholds (`spend.threshold`).
+    pub budget: Option<Vec<BudgetFile>>,
+}
+
+/// One `[[alerts.budget]]` as written: a monthly amount for a department, a product or
+/// everything, over shadow (expense) or gateway spend.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetFile {
+    /// A department from the people directory.
+    pub department: Option<String>,
+    /// A catalog product id.
+    pub product: Option<String>,
+    /// `shadow` (expense lines of products that are not sanctioned, and candidates),
+    /// `gateway`, or `all` (both) [default: all].
+    pub source: Option<String>,
+    /// The monthly amount, a decimal in `currency` (`5000` or `5000.00`).
+    pub monthly: Option<String>,
+    /// ISO 4217 code [default: USD].
+    pub currency: Option<String>,
+    /// Percentages of `monthly` that fire an event [default: 50, 80, 100].
+    pub levels: Option<Vec<u32>>,
+}
+
+/// What a budget counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BudgetSource {
+    /// Expense lines of products that are not sanctioned, and candidates.
+    Shadow,
+    /// Gateway spend.
+    Gateway,
+    /// Both.
+    All,
+}
+
+impl BudgetSource {
+    /// The configuration name.
+    pub fn name(self) -> &'static str {
+        match self {
+            BudgetSource::Shadow => "shadow",
+            BudgetSource::Gateway => "gateway",
+            BudgetSource::All => "all",
+        }
+    }
+}
+
+/// One checked budget.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Budget {
+    /// The department, or none.
+    pub department: Option<String>,
+    /// The product, or none.
+    pub product: Option<String>,
+    /// What it counts.
+    pub source: BudgetSource,
+    /// The monthly amount in minor units of `currency`.
+    pub monthly_minor: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Percentages that fire, ascending.
+    pub levels: Vec<u32>,
+}
+
+impl Budget {
+    /// A stable name of the scope (`department:Sales`, `product:openai.api`, `all`).
+    pub fn scope(&self) -> String {
+        match (&self.department, &self.product) {
+            (Some(d), Some(p)) => format!("department:{d}/product:{p}"),
+            (Some(d), None) => format!("department:{d}"),
+            (None, Some(p)) => format!("product:{p}"),
+            (None, None) => "all".to_owned(),
+        }
+    }
 }
 
 /// One `[[alerts.channel]]` as written.
@@ -120,8 +196,12 @@ pub struct Settings {
     pub stale_hours: u32,
     /// `subscription.renewal` days ahead.
     pub renewal_days: u32,
+    /// How often the periodic rules run.
+    pub rules_every: Duration,
     /// The channels.
     pub channels: Vec<Channel>,
+    /// The monthly budgets.
+    pub budgets: Vec<Budget>,
 }
 
 impl Default for Settings {
@@ -132,7 +212,9 @@ impl Default for Settings {
             spread_users: 10,
             stale_hours: 72,
             renewal_days: 30,
+            rules_every: Duration::from_secs(60),
             channels: Vec::new(),
+            budgets: Vec::new(),
         }
     }
 }
@@ -320,7 +402,84 @@ pub fn check(
             ca_file: c.ca_file,
         });
     }
-    Settings { console_url, spread_devices, spread_users, stale_hours, renewal_days, channels }
+    let budgets = budgets(raw.budget.unwrap_or_default(), problems);
+    let rules_every = match raw.rules_every.as_deref().map(duration) {
+        None => d.rules_every,
+        Some(Ok(every)) if every.as_secs() >= 1 => every,
+        Some(Ok(_)) => {
+            problems.push(("alerts.rules_every".into(), "must be at least 1s".into()));
+            d.rules_every
+        }
+        Some(Err(why)) => {
+            problems.push(("alerts.rules_every".into(), why));
+            d.rules_every
+        }
+    };
+    Settings {
+        console_url,
+        spread_devices,
+        spread_users,
+        stale_hours,
+        renewal_days,
+        rules_every,
+        channels,
+        budgets,
+    }
+}
+
+fn budgets(raw: Vec<BudgetFile>, problems: &mut Vec<(String, String)>) -> Vec<Budget> {
+    let mut out = Vec::new();
+    for (i, b) in raw.into_iter().enumerate() {
+        let mut bad =
+            |k: &str, why: String| problems.push((format!("alerts.budget[{i}].{k}"), why));
+        let source = match b.source.as_deref() {
+            None | Some("all") => BudgetSource::All,
+            Some("shadow") => BudgetSource::Shadow,
+            Some("gateway") => BudgetSource::Gateway,
+            Some(other) => {
+                bad("source", format!("{other:?} is not shadow, gateway or all"));
+                continue;
+            }
+        };
+        let currency = b.currency.unwrap_or_else(|| "USD".to_owned()).to_ascii_uppercase();
+        if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_alphabetic()) {
+            bad("currency", format!("{currency:?} is not an ISO 4217 code"));
+            continue;
+        }
+        let scale = crate::ingest::parse::exponent(&currency);
+        let monthly_minor =
+            match b.monthly.as_deref().map(|m| crate::ingest::parse::parse_decimal(m, scale)) {
+                Some(Ok(v)) if v > 0 => v,
+                Some(Ok(_)) => {
+                    bad("monthly", "must be more than zero".into());
+                    continue;
+                }
+                Some(Err(e)) => {
+                    bad("monthly", format!("not an amount: {e}"));
+                    continue;
+                }
+                None => {
+                    bad("monthly", "required: the monthly amount, e.g. \"5000.00\"".into());
+                    continue;
+                }
+            };
+        let mut levels = b.levels.unwrap_or_else(|| vec![50, 80, 100]);
+        levels.sort_unstable();
+        levels.dedup();
+        if levels.is_empty() || levels.iter().any(|l| *l == 0 || *l > 1_000) {
+            bad("levels", "percentages from 1 to 1000".into());
+            continue;
+        }
+        out.push(Budget {
+            department: b.department,
+            product: b.product,
+            source,
+            monthly_minor,
+            currency,
+            levels,
+        });
+    }
+    out
 }
 
 #[cfg(test)]

@@ -210,7 +210,7 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
         };
         if !channel.statuses.is_empty()
             && let Some(a) = &about
-            && !channel.statuses.iter().any(|s| *s == a.status)
+            && !channel.statuses.contains(&a.status)
         {
             return Attempt::Capped {
                 reason: format!("status {} is not taken by this channel", a.status),

@@ -46,11 +46,12 @@ pub const TYPES: &[&str] = &[
 ];
 
 /// The id of the event of type `kind` caused by `key`: `evt_` and 32 hex digits of
-/// SHA-256(type, NUL, key).
+/// SHA-256(length of type as 8 big-endian bytes, type, key).
 pub fn id(kind: &str, key: &str) -> String {
     let mut ctx = digest::Context::new(&digest::SHA256);
+    // The type's length first, so that no (type, key) pair hashes like another.
+    ctx.update(&(kind.len() as u64).to_be_bytes());
     ctx.update(kind.as_bytes());
-    ctx.update(&[0]);
     ctx.update(key.as_bytes());
     let d = ctx.finish();
     let mut out = String::with_capacity(36);

@@ -15,3 +15,4 @@ pub mod channel;
 pub mod deliver;
 pub mod event;
 pub mod render;
+pub mod rules;

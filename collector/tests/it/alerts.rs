@@ -446,3 +446,137 @@ async fn two_collectors_on_one_postgres_deliver_each_event_once() {
     assert_eq!(ids.len(), 32);
     drop((one, two));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_type_fires_once_for_its_cause() {
+    use aiscout_collector::store::Store as _;
+    let dir = tempfile::tempdir().unwrap();
+    let now = aiscout_collector::store::now();
+    // A device that enrolled two hours ago and never called again: stale after one hour.
+    {
+        let store =
+            aiscout_collector::store::sqlite::SqliteStore::open(&dir.path().join("aiscout.db"))
+                .await
+                .unwrap();
+        let old = aiscout_collector::model::Device {
+            host_id: "old-laptop".into(),
+            hostname: "old-laptop".into(),
+            os: "linux".into(),
+            os_version: "12".into(),
+            agent_version: "0.1.0".into(),
+            owner_email: Some("ann@example.com".into()),
+        };
+        store.enroll(old, [9; 32], now - 7_200).await.unwrap();
+    }
+    let cert = certificate();
+    let receiver = Receiver::new(&[]);
+    let (addr, _running) = receiver.serve("127.0.0.1:0".parse().unwrap(), &cert).await;
+    let url = format!("https://localhost:{}/hook", addr.port());
+    let config = config(dir.path(), &url, &cert.2, "");
+    // The rules' settings go in [alerts], before the channel table.
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[alerts]\n",
+        "[alerts]\nrules_every = \"1s\"\nspread_devices = 2\nspread_users = 100\n\
+         stale_hours = 1\nrenewal_days = 30\n\
+         [[alerts.budget]]\nsource = \"shadow\"\nmonthly = \"100\"\ncurrency = \"USD\"\n\
+         levels = [50, 100]\n",
+    );
+    // TOML: the array of tables must come after the plain keys of [alerts]; the budget table
+    // ends the [alerts] keys, so console_url moves above it.
+    let text = text.replace("console_url = \"https://aiscout.example.com\"\n", "");
+    let text =
+        text.replace("[alerts]\n", "[alerts]\nconsole_url = \"https://aiscout.example.com\"\n");
+    std::fs::write(&config, text).unwrap();
+    let secret = enroll_secret_file(dir.path());
+    let args =
+        ["--config", config.to_str().unwrap(), "--enroll-secret-file", secret.to_str().unwrap()];
+    let server = Collector::start(dir.path(), &args);
+    let ca = generated_cert(dir.path());
+    let mut c = connect(server.addr, &ca, false).await;
+    let k1 = enroll(&mut c, "laptop-1").await;
+    let k2 = enroll(&mut c, "laptop-2").await;
+    // Discovered: ChatGPT and Claude; Claude spreads to two devices.
+    post_batch(&mut c, &k1, sightings("b1", &["openai.chatgpt", "anthropic.claude"], now)).await;
+    post_batch(&mut c, &k2, sightings("b1", &["anthropic.claude"], now)).await;
+    // Decisions: ChatGPT blocked (then seen on laptop-2), Copilot sanctioned with a renewal.
+    let data = dir.path().to_str().unwrap();
+    let token = run(&[
+        "--data-dir",
+        data,
+        "--config",
+        config.to_str().unwrap(),
+        "token",
+        "create",
+        "--role",
+        "security",
+        "--name",
+        "sec",
+    ]);
+    let token = String::from_utf8(token.stdout).unwrap().trim().to_owned();
+    let renewal = aiscout_collector::ingest::parse::ymd(now + 10 * 86_400);
+    for (product, body) in [
+        ("openai.chatgpt", json!({"status": "blocked"})),
+        ("github.copilot", json!({"status": "sanctioned", "renewal": renewal})),
+    ] {
+        let path = format!("/api/v1/products/{product}/review");
+        let (status, bytes) =
+            c.send(Method::PUT, &path, Some(&token), body.to_string()).await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{bytes:?}");
+    }
+    post_batch(&mut c, &k2, sightings("b2", &["openai.chatgpt"], now + 2)).await;
+    // Card lines today: an AI-looking line that matches nothing, and ChatGPT; 69.00 of
+    // shadow spend passes half of the 100.00 budget, not all of it.
+    let today = aiscout_collector::ingest::parse::ymd(now);
+    let csv = dir.path().join("card.csv");
+    std::fs::write(
+        &csv,
+        format!(
+            "date,amount,currency,descriptor,payer_email\n\
+             {today},49.00,USD,NEURAL WRITER AI LABS,ann@example.com\n\
+             {today},20.00,USD,OPENAI *CHATGPT SUBSCR,ann@example.com\n"
+        ),
+    )
+    .unwrap();
+    run(&["--data-dir", data, "import", "expenses", csv.to_str().unwrap()]);
+
+    let ids = receiver.wait_for(10).await;
+    // The rules keep running every second: nothing more may come.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let ids_after = receiver.ids();
+    assert_eq!(ids_after.len(), ids.len(), "no event twice: {ids_after:?}");
+    assert_once(&ids_after);
+    let seen = receiver.seen.lock().unwrap();
+    let mut types: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for v in seen.bodies.values() {
+        let about = v["subject"]["product"]
+            .as_str()
+            .or(v["subject"]["device"].as_str())
+            .or(v["subject"]["scope"].as_str())
+            .unwrap_or("")
+            .to_owned();
+        types.entry(v["type"].as_str().unwrap().to_owned()).or_default().push(about);
+    }
+    for list in types.values_mut() {
+        list.sort();
+    }
+    let want: BTreeMap<String, Vec<String>> = [
+        ("product.discovered", vec!["anthropic.claude", "openai.chatgpt"]),
+        ("product.spread", vec!["anthropic.claude"]),
+        ("product.blocked_seen", vec!["openai.chatgpt"]),
+        ("review.changed", vec!["github.copilot", "openai.chatgpt"]),
+        ("expense.candidate", vec![""]),
+        ("spend.threshold", vec!["all"]),
+        ("agent.stale", vec!["old-laptop"]),
+        ("subscription.renewal", vec!["github.copilot"]),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.into_iter().map(str::to_owned).collect()))
+    .collect();
+    assert_eq!(types, want);
+    let threshold = seen.bodies.values().find(|v| v["type"] == "spend.threshold").unwrap();
+    assert_eq!(threshold["subject"]["level"], 50);
+    assert_eq!(threshold["subject"]["spent_minor"], 6_900);
+    let candidate = seen.bodies.values().find(|v| v["type"] == "expense.candidate").unwrap();
+    assert_eq!(candidate["subject"]["expense"]["descriptor"], "NEURAL WRITER AI LABS");
+    drop(server);
+}
