@@ -131,6 +131,13 @@ pub struct ChannelFile {
     pub give_up_after: Option<String>,
     /// PEM file of extra trust roots for the receiver, added to the system's.
     pub ca_file: Option<PathBuf>,
+    /// Jira: the project key issues are created in.
+    pub project: Option<String>,
+    /// Jira: the issue type [default: Task].
+    pub issue_type: Option<String>,
+    /// Jira: the account the API token belongs to (Basic authentication, Jira Cloud); unset,
+    /// the token is sent as a Bearer personal access token (Jira Data Center).
+    pub username: Option<String>,
 }
 
 /// The kinds of channel.
@@ -144,6 +151,8 @@ pub enum Kind {
     Teams,
     /// OCSF JSON over HTTPS to a Splunk HEC-style collector.
     Siem,
+    /// Jira issues for discoveries and candidates; decisions comment on them.
+    Jira,
 }
 
 impl Kind {
@@ -154,6 +163,7 @@ impl Kind {
             Kind::Slack => "slack",
             Kind::Teams => "teams",
             Kind::Siem => "siem",
+            Kind::Jira => "jira",
         }
     }
 }
@@ -181,6 +191,19 @@ pub struct Channel {
     pub give_up_after: Duration,
     /// Extra trust roots (PEM file).
     pub ca_file: Option<PathBuf>,
+    /// Jira project key, issue type and Basic-authentication user.
+    pub jira: Option<JiraSettings>,
+}
+
+/// A Jira channel's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JiraSettings {
+    /// Project key (`SEC`).
+    pub project: String,
+    /// Issue type name.
+    pub issue_type: String,
+    /// Basic-authentication user (Jira Cloud); `None` sends a Bearer token.
+    pub username: Option<String>,
 }
 
 /// Checked `[alerts]`.
@@ -221,7 +244,7 @@ impl Default for Settings {
 
 /// Kinds the issue names that this build does not deliver yet: refused with a clear reason
 /// rather than accepted and silently dropped.
-const NOT_YET: &[&str] = &["email", "syslog", "jira"];
+const NOT_YET: &[&str] = &["email", "syslog"];
 
 /// Parses `30s`, `15m`, `6h`, `2d` (a whole number and a unit).
 pub fn duration(text: &str) -> Result<Duration, String> {
@@ -308,6 +331,7 @@ pub fn check(
             Some("slack") => Kind::Slack,
             Some("teams") => Kind::Teams,
             Some("siem") => Kind::Siem,
+            Some("jira") => Kind::Jira,
             Some(k) if NOT_YET.contains(&k) => {
                 bad("kind", format!("{k:?} channels are not built yet (see issue 15)"));
                 continue;
@@ -344,6 +368,10 @@ pub fn check(
             }
             (None, Kind::Siem) => {
                 bad("secret_file", "required: the collector's token (HEC token)".into());
+                None
+            }
+            (None, Kind::Jira) => {
+                bad("secret_file", "required: the Jira API token or personal access token".into());
                 None
             }
             (None, _) => None,
@@ -389,6 +417,32 @@ pub fn check(
         {
             bad("ca_file", format!("{} is not a readable file", p.display()));
         }
+        let jira = match (kind, c.project) {
+            (Kind::Jira, Some(p))
+                if !p.is_empty()
+                    && p.len() <= 32
+                    && p.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') =>
+            {
+                Some(JiraSettings {
+                    project: p,
+                    issue_type: c.issue_type.unwrap_or_else(|| "Task".to_owned()),
+                    username: c.username,
+                })
+            }
+            (Kind::Jira, Some(p)) => {
+                bad("project", format!("{p:?} is not a Jira project key"));
+                None
+            }
+            (Kind::Jira, None) => {
+                bad("project", "required: the key of the Jira project issues go to".into());
+                None
+            }
+            (_, Some(_)) => {
+                bad("project", "only for kind = \"jira\"".into());
+                None
+            }
+            (_, None) => None,
+        };
         channels.push(Channel {
             name,
             kind,
@@ -400,6 +454,7 @@ pub fn check(
             quiet,
             give_up_after,
             ca_file: c.ca_file,
+            jira,
         });
     }
     let budgets = budgets(raw.budget.unwrap_or_default(), problems);

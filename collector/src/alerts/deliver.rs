@@ -256,6 +256,19 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
                 }
             }
         }
+        if channel.kind == super::channel::Kind::Jira {
+            let retry = |status, after, error| self.retry(channel, c, now, status, after, error);
+            return super::jira::send(
+                &self.store,
+                channel,
+                tls,
+                c,
+                about.as_ref(),
+                &self.console_url,
+                retry,
+            )
+            .await;
+        }
         let secret = channel.secret.as_ref().map(|s| s.expose());
         let message =
             render::message(channel.kind, e, about.as_ref(), &self.console_url, secret, now);

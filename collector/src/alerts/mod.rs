@@ -14,5 +14,6 @@
 pub mod channel;
 pub mod deliver;
 pub mod event;
+pub mod jira;
 pub mod render;
 pub mod rules;

@@ -174,6 +174,9 @@ pub fn message(
             }
             (body, h)
         }
+        // Jira is sent by `jira::send` (issue and comment bodies); this form only serves a
+        // caller that wants the event as JSON.
+        Kind::Jira => (webhook_body(e, &subject, &url), Vec::new()),
         Kind::Slack => {
             let body = json!({
                 "text": summary,

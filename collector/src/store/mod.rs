@@ -518,6 +518,22 @@ pub trait Store: Send + Sync + 'static {
         &self,
     ) -> impl Future<Output = Result<Vec<(String, String, i64)>, StoreError>> + Send;
 
+    /// The issue a ticketing channel opened for `subject`, if any.
+    fn ticket(
+        &self,
+        channel: String,
+        subject: String,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// Records the issue a ticketing channel opened for `subject` (a first one stays).
+    fn set_ticket(
+        &self,
+        channel: String,
+        subject: String,
+        issue_key: String,
+        now: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Events of `channel` whose delivery is in `state` and that happened in [`from`, `to`).
     fn channel_events(
         &self,

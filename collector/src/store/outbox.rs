@@ -85,6 +85,12 @@ pub const EVENTS_OF: &str = "SELECT e.seq, e.id, e.type, e.occurred_at, e.produc
     WHERE d.channel = $1 AND d.state = $2 AND e.occurred_at >= $3 AND e.occurred_at < $4
     ORDER BY e.seq";
 
+/// The issue a ticketing channel opened for a subject.
+pub const TICKET: &str = "SELECT issue_key FROM alert_tickets WHERE channel = $1 AND subject = $2";
+/// Records the issue opened for a subject (the first one stays).
+pub const TICKET_SET: &str = "INSERT INTO alert_tickets (channel, subject, issue_key, created_at)
+    VALUES ($1, $2, $3, $4) ON CONFLICT (channel, subject) DO NOTHING";
+
 /// The row values of an attempt's end: state, next attempt, done at, status, error.
 pub fn finish_values(
     attempt: &Attempt,

@@ -1920,6 +1920,25 @@ impl Store for PgStore {
         rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
     }
 
+    async fn ticket(&self, channel: String, subject: String) -> Result<Option<String>, StoreError> {
+        let row = self.client().await?.query_opt(outbox::TICKET, &[&channel, &subject]).await?;
+        row.map(|r| r.try_get(0)).transpose().map_err(StoreError::from)
+    }
+
+    async fn set_ticket(
+        &self,
+        channel: String,
+        subject: String,
+        issue_key: String,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(outbox::TICKET_SET, &[&channel, &subject, &issue_key, &now])
+            .await?;
+        Ok(())
+    }
+
     async fn channel_events(
         &self,
         channel: String,

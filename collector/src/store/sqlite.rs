@@ -1967,6 +1967,33 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn ticket(&self, channel: String, subject: String) -> Result<Option<String>, StoreError> {
+        self.with(move |c| {
+            Ok(c.query_row(&rollup::sqlite(outbox::TICKET), params![channel, subject], |r| {
+                r.get(0)
+            })
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn set_ticket(
+        &self,
+        channel: String,
+        subject: String,
+        issue_key: String,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.with(move |c| {
+            c.execute(
+                &rollup::sqlite(outbox::TICKET_SET),
+                params![channel, subject, issue_key, now],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn channel_events(
         &self,
         channel: String,

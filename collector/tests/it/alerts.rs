@@ -580,3 +580,224 @@ async fn every_event_type_fires_once_for_its_cause() {
     assert_eq!(candidate["subject"]["expense"]["descriptor"], "NEURAL WRITER AI LABS");
     drop(server);
 }
+
+#[test]
+fn check_config_names_every_alert_problem_and_never_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let short = dir.path().join("short.secret");
+    std::fs::write(&short, "tooshort-secret").unwrap();
+    let file = dir.path().join("collector.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[alerts]\nrules_every = \"0s\"\n\
+             [[alerts.channel]]\nname = \"soc\"\nkind = \"webhook\"\nurl = \"http://hooks.example.com/x\"\n\
+             secret_file = \"{}\"\nevents = [\"product.found\"]\n\
+             [[alerts.channel]]\nname = \"soc\"\nkind = \"slack\"\nurl = \"https://hooks.slack.com/services/T0/B0/X\"\n\
+             [[alerts.budget]]\nmonthly = \"lots\"\n",
+            short.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN).arg("--config").arg(&file).arg("check-config").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    for key in [
+        "alerts.rules_every:",
+        "alerts.channel[0].url:",
+        "alerts.channel[0].secret_file:",
+        "alerts.channel[0].events:",
+        "alerts.channel[1].name:",
+        "alerts.budget[0].monthly:",
+    ] {
+        assert!(err.contains(&format!("  {key}")), "{key} missing from:\n{err}");
+    }
+    assert!(err.contains("6 configuration problem(s)"), "{err}");
+    assert!(!err.contains("tooshort-secret"), "a secret reached the output: {err}");
+
+    std::fs::write(
+        &file,
+        "[[alerts.channel]]\nname = \"teams\"\nkind = \"teams\"\n\
+         url = \"https://example.webhook.office.com/workflows/abc\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN).arg("--config").arg(&file).arg("check-config").output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// A local Jira that follows the REST API v2 shapes `alerts::jira` relies on (see the facts
+/// and sources at the top of collector/src/alerts/jira.rs): `POST /rest/api/2/issue` answers
+/// `201 {"id","key","self"}`, `POST /rest/api/2/issue/{key}/comment` answers `201` (`404` for
+/// an unknown issue); both require `Authorization: Basic base64(user:token)`.
+#[derive(Default)]
+struct Jira {
+    issues: Mutex<Vec<Value>>,
+    comments: Mutex<Vec<(String, String)>>,
+    fail_next: Mutex<u32>,
+    refused: Mutex<u32>,
+}
+
+const JIRA_TOKEN: &str = "jira-api-token-0123456789";
+
+fn jira_auth(headers: &HeaderMap) -> bool {
+    use base64::Engine as _;
+    let want = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD
+            .encode(format!("sec-bot@example.com:{JIRA_TOKEN}"))
+    );
+    headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(want.as_str())
+}
+
+async fn jira_issue(State(j): State<Arc<Jira>>, headers: HeaderMap, body: Bytes) -> Response {
+    if !jira_auth(&headers) {
+        *j.refused.lock().unwrap() += 1;
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    {
+        let mut fail = j.fail_next.lock().unwrap();
+        if *fail > 0 {
+            *fail -= 1;
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    }
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    let fields = &v["fields"];
+    assert_eq!(fields["project"]["key"], "SEC");
+    assert_eq!(fields["issuetype"]["name"], "Task");
+    assert!(fields["summary"].as_str().is_some_and(|s| !s.is_empty()));
+    let mut issues = j.issues.lock().unwrap();
+    issues.push(v.clone());
+    let key = format!("SEC-{}", issues.len());
+    (
+        StatusCode::CREATED,
+        axum::Json(json!({"id": format!("1000{}", issues.len()), "key": key,
+        "self": format!("https://jira.example/rest/api/2/issue/{key}")})),
+    )
+        .into_response()
+}
+
+async fn jira_comment(
+    State(j): State<Arc<Jira>>,
+    axum::extract::Path(key): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !jira_auth(&headers) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let n: usize = key.strip_prefix("SEC-").and_then(|n| n.parse().ok()).unwrap_or(0);
+    if n == 0 || n > j.issues.lock().unwrap().len() {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    j.comments.lock().unwrap().push((key, v["body"].as_str().unwrap().to_owned()));
+    (StatusCode::CREATED, axum::Json(json!({"id": "1"}))).into_response()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discoveries_and_candidates_become_jira_issues_and_decisions_comment_on_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = certificate();
+    let jira = Arc::new(Jira { fail_next: Mutex::new(1), ..Jira::default() });
+    let tls = api::tls::server_config(vec![cert.0.clone()], cert.1.clone_key()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = Router::new()
+        .route("/rest/api/2/issue", post(jira_issue))
+        .route("/rest/api/2/issue/{key}/comment", post(jira_comment))
+        .with_state(Arc::clone(&jira));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(api::serve(
+        listener,
+        router,
+        Some(tls),
+        api::Limits::default(),
+        Arc::default(),
+        async {
+            drop(stopped.await);
+        },
+    ));
+    let ca = dir.path().join("jira-ca.pem");
+    std::fs::write(&ca, &cert.2).unwrap();
+    let token = dir.path().join("jira.token");
+    std::fs::write(&token, JIRA_TOKEN).unwrap();
+    let config = dir.path().join("collector.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[alerts.channel]]\nname = \"tickets\"\nkind = \"jira\"\nurl = \"https://localhost:{}\"\n\
+             project = \"SEC\"\nusername = \"sec-bot@example.com\"\nsecret_file = \"{}\"\nca_file = \"{}\"\n\
+             events = [\"product.discovered\", \"expense.candidate\", \"review.changed\"]\n",
+            addr.port(),
+            token.display(),
+            ca.display()
+        ),
+    )
+    .unwrap();
+    let secret = enroll_secret_file(dir.path());
+    let args =
+        ["--config", config.to_str().unwrap(), "--enroll-secret-file", secret.to_str().unwrap()];
+    let server = Collector::start(dir.path(), &args);
+    let mut c = connect(server.addr, &generated_cert(dir.path()), false).await;
+    let key = enroll(&mut c, "laptop-1").await;
+    let now = aiscout_collector::store::now();
+    post_batch(&mut c, &key, sightings("b1", &["openai.chatgpt"], now)).await;
+    let data = dir.path().to_str().unwrap();
+    let csv = dir.path().join("card.csv");
+    std::fs::write(
+        &csv,
+        format!(
+            "date,amount,currency,descriptor,payer_email\n{},49.00,USD,NEURAL WRITER AI LABS,ann@example.com\n",
+            aiscout_collector::ingest::parse::ymd(now)
+        ),
+    )
+    .unwrap();
+    run(&["--data-dir", data, "import", "expenses", csv.to_str().unwrap()]);
+    let until = std::time::Instant::now() + DEADLINE;
+    while jira.issues.lock().unwrap().len() < 2 {
+        assert!(std::time::Instant::now() < until, "the issues never came");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The decision comments on the product's issue.
+    let sec = run(&["--data-dir", data, "token", "create", "--role", "security", "--name", "sec"]);
+    let sec = String::from_utf8(sec.stdout).unwrap().trim().to_owned();
+    let (status, _) = c
+        .send(
+            Method::PUT,
+            "/api/v1/products/openai.chatgpt/review",
+            Some(&sec),
+            json!({"status": "blocked", "note": "use the gateway"}).to_string(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    while jira.comments.lock().unwrap().is_empty() {
+        assert!(std::time::Instant::now() < until, "the comment never came");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let issues = jira.issues.lock().unwrap().clone();
+    assert_eq!(issues.len(), 2, "one issue per subject, the 500 retried once: {issues:?}");
+    let summaries: Vec<&str> =
+        issues.iter().map(|i| i["fields"]["summary"].as_str().unwrap()).collect();
+    assert!(
+        summaries.iter().any(|s| s.contains("New AI tool discovered: ChatGPT")),
+        "{summaries:?}"
+    );
+    assert!(
+        summaries.iter().any(|s| s.contains("Possible AI expense: NEURAL WRITER AI LABS")),
+        "{summaries:?}"
+    );
+    let chatgpt = issues
+        .iter()
+        .position(|i| i["fields"]["summary"].as_str().unwrap().contains("ChatGPT"))
+        .unwrap();
+    let comments = jira.comments.lock().unwrap().clone();
+    assert_eq!(comments.len(), 1, "{comments:?}");
+    assert_eq!(comments[0].0, format!("SEC-{}", chatgpt + 1));
+    assert!(comments[0].1.contains("unreviewed → blocked by sec"), "{}", comments[0].1);
+    assert_eq!(*jira.refused.lock().unwrap(), 0);
+    let _ = stop.send(());
+    drop(server);
+}

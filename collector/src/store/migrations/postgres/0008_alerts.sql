@@ -6,6 +6,8 @@
 --                      cause never makes two events (INSERT ... ON CONFLICT DO NOTHING)
 --   alert_deliveries   per channel: pending, sending (leased), delivered, failed, capped
 --   alert_known        products seen from any source (product.discovered fires on insert)
+--   alert_tickets      issues a ticketing channel (Jira) opened, per subject, so that a later
+--                      decision comments on the same issue
 CREATE TABLE alert_channels (
     name TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -36,6 +38,13 @@ CREATE TABLE alert_deliveries (
     PRIMARY KEY (channel, event_seq)
 );
 CREATE INDEX alert_deliveries_due ON alert_deliveries (channel, state, next_at);
+CREATE TABLE alert_tickets (
+    channel TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    issue_key TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (channel, subject)
+);
 CREATE TABLE alert_known (
     product TEXT PRIMARY KEY,
     first_seen BIGINT NOT NULL,
