@@ -798,6 +798,6 @@ async fn discoveries_and_candidates_become_jira_issues_and_decisions_comment_on_
     assert_eq!(comments[0].0, format!("SEC-{}", chatgpt + 1));
     assert!(comments[0].1.contains("unreviewed → blocked by sec"), "{}", comments[0].1);
     assert_eq!(*jira.refused.lock().unwrap(), 0);
-    let _ = stop.send(());
+    let _stopped = stop.send(());
     drop(server);
 }
