@@ -147,6 +147,25 @@ impl Connection {
         Ok(Self { sender, authority: format!("{server_name}:{}", addr.port()) })
     }
 
+    /// Connects without TLS, speaking HTTP/1.1, sending `authority` as the `host` header. Only
+    /// for loopback relays and tests: the pull connectors accept `http://` for a loopback host
+    /// only (checked by their configuration).
+    ///
+    /// # Errors
+    /// TCP or HTTP handshake failure.
+    pub async fn connect_plain(addr: SocketAddr, authority: String) -> Result<Self, ClientError> {
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        let (sender, conn) = http1::handshake(TokioIo::new(tcp)).await?;
+        tokio::spawn(conn);
+        Ok(Self { sender: Sender::H1(sender), authority })
+    }
+
+    /// Sends `authority` (`HOST[:PORT]` as the URL wrote it) as the `host` header from now on.
+    pub fn set_authority(&mut self, authority: String) {
+        self.authority = authority;
+    }
+
     /// Whether the connection speaks HTTP/2.
     pub fn is_http2(&self) -> bool {
         matches!(self.sender, Sender::H2(_))
