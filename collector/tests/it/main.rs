@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr)]
 
 mod api;
+mod connectors;
 mod console;
 mod drop;
 mod harden;
