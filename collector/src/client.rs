@@ -147,16 +147,23 @@ impl Connection {
         Ok(Self { sender, authority: format!("{server_name}:{}", addr.port()) })
     }
 
-    /// Connects over plain TCP with HTTP/1.1 (a loopback relay; see [`fetch`]).
+    /// Connects without TLS, speaking HTTP/1.1, sending `authority` as the `host` header. Only
+    /// for loopback relays and tests: the pull connectors accept `http://` for a loopback host
+    /// only (checked by their configuration).
     ///
     /// # Errors
     /// TCP or HTTP handshake failure.
-    pub async fn connect_plain(addr: SocketAddr) -> Result<Self, ClientError> {
+    pub async fn connect_plain(addr: SocketAddr, authority: String) -> Result<Self, ClientError> {
         let tcp = tokio::net::TcpStream::connect(addr).await?;
         tcp.set_nodelay(true)?;
         let (sender, conn) = http1::handshake(TokioIo::new(tcp)).await?;
         tokio::spawn(conn);
-        Ok(Self { sender: Sender::H1(sender), authority: addr.to_string() })
+        Ok(Self { sender: Sender::H1(sender), authority })
+    }
+
+    /// Sends `authority` (`HOST[:PORT]` as the URL wrote it) as the `host` header from now on.
+    pub fn set_authority(&mut self, authority: String) {
+        self.authority = authority;
     }
 
     /// Whether the connection speaks HTTP/2.
@@ -279,7 +286,7 @@ pub async fn fetch(
     let mut last = ClientError::Url(format!("{host} has no address"));
     for addr in addrs {
         let connected = if plain {
-            Connection::connect_plain(addr).await
+            Connection::connect_plain(addr, authority.as_str().to_owned()).await
         } else {
             Connection::connect(addr, &host, Arc::clone(&tls)).await
         };

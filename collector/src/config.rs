@@ -61,6 +61,37 @@ pub struct FileConfig {
     pub policy: Option<PolicyFile>,
     /// Alerts: `[alerts]` and its `[[alerts.channel]]` entries.
     pub alerts: Option<crate::alerts::channel::AlertsFile>,
+    /// Pull connectors: `[[connector]]`, one table per connector.
+    pub connector: Option<Vec<ConnectorFile>>,
+}
+
+/// `[[connector]]`: one pull connector, as written (validated into
+/// [`crate::connectors::Settings`]).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorFile {
+    /// Unique name, shown in logs, metrics and the imports history. Required.
+    pub name: Option<String>,
+    /// `litellm`, `openai` or `anthropic`. Required.
+    pub kind: Option<String>,
+    /// Where the vendor's documented paths are appended [default: the vendor's API]; must be
+    /// `https://`, or `http://` to a loopback host.
+    pub base_url: Option<String>,
+    /// File holding the API key (read at load, trimmed).
+    pub api_key_file: Option<PathBuf>,
+    /// Environment variable holding the API key instead of a file.
+    pub api_key_env: Option<String>,
+    /// PEM file of extra trust roots for the vendor (an internal CA), added to the system's.
+    pub ca_file: Option<PathBuf>,
+    /// First day the first sync asks for, `YYYY-MM-DD` [default: 90 days back].
+    pub start: Option<String>,
+    /// How often `serve` runs it: `30m`, `1h`, `1d` [default: 1h].
+    pub interval: Option<String>,
+    /// How far before its cursor each run asks again, to catch late rows [default: 1h for
+    /// litellm, 2d for the daily cost reports].
+    pub overlap: Option<String>,
+    /// Seconds one request may take [default: 30].
+    pub timeout_secs: Option<u32>,
 }
 
 /// `[server]`: how long a connection may take over each step, and how many may be open.
@@ -268,6 +299,8 @@ pub struct Config {
     pub policy: crate::policy::Settings,
     /// Alert rules and channels (`[alerts]`).
     pub alerts: crate::alerts::channel::Settings,
+    /// Pull connectors (`[[connector]]`), in file order.
+    pub connectors: Vec<crate::connectors::Settings>,
 }
 
 /// Web console settings (`[console]`).
@@ -551,10 +584,12 @@ pub fn load(
         secret_file,
     );
     problems.extend(alert_problems.into_iter().map(|(key, reason)| ConfigProblem { key, reason }));
+    let connectors = connectors(raw.connector.unwrap_or_default(), store_now(), &mut problems);
     if !problems.is_empty() {
         return Err(ConfigError(problems));
     }
     Ok(Config {
+        connectors,
         listen,
         db,
         data_dir,
@@ -585,6 +620,187 @@ fn redact_url_error(error: &str, url: &str) -> String {
         Some(p) => error.replace(p, "<redacted>"),
         None => error.to_owned(),
     }
+}
+
+fn store_now() -> i64 {
+    crate::store::now()
+}
+
+/// Validates `[[connector]]` entries; a problem's key is `connector.NAME.KEY` (or
+/// `connector[INDEX].KEY` before the name is known).
+fn connectors(
+    raw: Vec<ConnectorFile>,
+    now: i64,
+    problems: &mut Vec<ConfigProblem>,
+) -> Vec<crate::connectors::Settings> {
+    use crate::connectors::{BaseUrl, Kind, Settings, parse_duration};
+    let mut out = Vec::new();
+    let mut names = std::collections::BTreeSet::new();
+    for (i, c) in raw.into_iter().enumerate() {
+        let before = problems.len();
+        let name = match c.name.as_deref().map(str::trim) {
+            Some(n)
+                if !n.is_empty()
+                    && n.len() <= 64
+                    && n.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch)) =>
+            {
+                n.to_owned()
+            }
+            Some(n) => {
+                problems.push(problem(
+                    &format!("connector[{i}].name"),
+                    format!("{n:?} is not 1 to 64 letters, digits, '-', '_' or '.'"),
+                ));
+                continue;
+            }
+            None => {
+                problems.push(problem(&format!("connector[{i}].name"), "required"));
+                continue;
+            }
+        };
+        let key = |k: &str| format!("connector.{name}.{k}");
+        if !names.insert(name.clone()) {
+            problems.push(problem(&key("name"), "another [[connector]] has this name"));
+        }
+        let kind = match c.kind.as_deref() {
+            None => {
+                problems.push(problem(&key("kind"), "required (litellm, openai or anthropic)"));
+                None
+            }
+            Some(k) => match Kind::parse(k) {
+                Some(kind) => Some(kind),
+                None => {
+                    problems.push(problem(
+                        &key("kind"),
+                        format!("{k:?} is not one of litellm, openai or anthropic"),
+                    ));
+                    None
+                }
+            },
+        };
+        let base_url = match (c.base_url.as_deref(), kind) {
+            (Some(text), _) => BaseUrl::parse(text)
+                .map_err(|why| problems.push(problem(&key("base_url"), why)))
+                .ok(),
+            (None, Some(kind)) => match kind.default_base_url() {
+                Some(url) => BaseUrl::parse(url).ok(),
+                None => {
+                    problems.push(problem(
+                        &key("base_url"),
+                        "required for a litellm connector (the proxy's URL)",
+                    ));
+                    None
+                }
+            },
+            (None, None) => None,
+        };
+        let credential = match (&c.api_key_file, &c.api_key_env) {
+            (Some(_), Some(_)) => {
+                problems.push(problem(&key("api_key_env"), "conflicts with api_key_file"));
+                None
+            }
+            (Some(path), None) => match secret_file(path) {
+                Ok(secret) => {
+                    Some((secret, format!("{} ({})", key("api_key_file"), path.display())))
+                }
+                Err(why) => {
+                    problems.push(problem(&key("api_key_file"), why));
+                    None
+                }
+            },
+            (None, Some(var)) => match std::env::var(var) {
+                Ok(v) if !v.trim().is_empty() => {
+                    Some((Secret::new(v.trim()), format!("{} (${var})", key("api_key_env"))))
+                }
+                _ => {
+                    problems.push(problem(
+                        &key("api_key_env"),
+                        format!("the environment variable {var} is not set or empty"),
+                    ));
+                    None
+                }
+            },
+            (None, None) => {
+                problems.push(problem(&key("api_key_file"), "required (or api_key_env)"));
+                None
+            }
+        };
+        let mut extra_roots = Vec::new();
+        if let Some(path) = &c.ca_file {
+            match read_capped(path) {
+                Err(e) => {
+                    problems.push(problem(&key("ca_file"), format!("{}: {e}", path.display())))
+                }
+                Ok(pem) => {
+                    match CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>() {
+                        Ok(certs) if certs.is_empty() => problems.push(problem(
+                            &key("ca_file"),
+                            format!("{}: no certificate in the file", path.display()),
+                        )),
+                        Ok(certs) => extra_roots = certs,
+                        Err(e) => problems
+                            .push(problem(&key("ca_file"), format!("{}: {e}", path.display()))),
+                    }
+                }
+            }
+        }
+        let start = match c.start.as_deref() {
+            None => now.saturating_sub(90 * 86_400) / 86_400 * 86_400,
+            Some(text) => match crate::ingest::parse::parse_day(text) {
+                Some(day) if day <= now => day,
+                Some(_) => {
+                    problems.push(problem(&key("start"), format!("{text:?} is in the future")));
+                    now
+                }
+                None => {
+                    problems.push(problem(&key("start"), format!("{text:?} is not YYYY-MM-DD")));
+                    now
+                }
+            },
+        };
+        let mut duration = |k: &str, text: Option<&str>, default: std::time::Duration| match text {
+            None => default,
+            Some(t) => parse_duration(t).unwrap_or_else(|why| {
+                problems.push(problem(&key(k), why));
+                default
+            }),
+        };
+        let interval =
+            duration("interval", c.interval.as_deref(), std::time::Duration::from_secs(3_600));
+        let overlap = duration(
+            "overlap",
+            c.overlap.as_deref(),
+            kind.map_or(std::time::Duration::from_secs(3_600), Kind::default_overlap),
+        );
+        let timeout = match c.timeout_secs {
+            None => std::time::Duration::from_secs(30),
+            Some(s) if (1..=600).contains(&s) => std::time::Duration::from_secs(u64::from(s)),
+            Some(_) => {
+                problems.push(problem(&key("timeout_secs"), "must be between 1 and 600"));
+                std::time::Duration::from_secs(30)
+            }
+        };
+        if problems.len() > before {
+            continue;
+        }
+        if let (Some(kind), Some(base_url), Some((credential, credential_setting))) =
+            (kind, base_url, credential)
+        {
+            out.push(Settings {
+                name,
+                kind,
+                base_url,
+                credential,
+                credential_setting,
+                extra_roots,
+                start,
+                interval,
+                overlap,
+                timeout,
+            });
+        }
+    }
+    out
 }
 
 /// Reads a secret from a file: trimmed, UTF-8, not empty. The error names the file.

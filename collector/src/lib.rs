@@ -9,6 +9,9 @@
 //! - [`ingest`]: sighting batches from the wire into the domain, aggregated per key; expense,
 //!   gateway spend and people imports (format detection, normalisation, row errors), and the
 //!   watched drop folder (`ingest::drop`).
+//! - [`connectors`]: pull connectors (LiteLLM spend logs, the OpenAI and Anthropic admin cost
+//!   reports): paged HTTPS pulls with retries and a cursor per connector, stored through the
+//!   gateway import's parser and idempotent store path.
 //! - [`store`]: the [`store::Store`] trait with SQLite and PostgreSQL backends (the latter
 //!   over rustls, `store::postgres_tls`), migrations, transactions and idempotence, and the
 //!   permissions of the data folder and database files (`store::files`). The only module that
@@ -29,7 +32,8 @@
 //! - [`telemetry`]: the tracing subscriber and the Prometheus counters.
 //! - [`mdm`]: `mdm-package`: agent packages and MDM payloads filled in for this collector.
 //! - [`cli`]: the `import` and `report` subcommands, returning what `main` prints.
-//! - [`client`]: a small HTTPS client (HTTP/1.1 or HTTP/2) for the tests and `bench-ingest`.
+//! - [`client`]: a small HTTPS client (HTTP/1.1 or HTTP/2) for the tests, `bench-ingest`, the
+//!   OIDC sign-in and the connectors.
 //! - [`mod@bench`]: `bench-ingest`, the load generator that measures ingest and inventory queries
 //!   against the raw-insert floor (BENCHMARKS.md), and the data the benchmark examples share.
 //!
@@ -45,6 +49,7 @@ pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod connectors;
 pub mod console;
 pub mod credentials;
 pub mod ingest;

@@ -1,4 +1,4 @@
-//! The `aiscout-collector` binary: `serve`, `check-config`, `token`, `mdm-package`, `import`,
+//! The `aiscout-collector` binary: `serve`, `sync`, `check-config`, `token`, `mdm-package`, `import`,
 //! `report` and `policy`.
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
@@ -54,6 +54,15 @@ enum Command {
     /// EDR, web gateways and osquery (also served at GET /api/v1/policy/FORMAT).
     #[command(subcommand)]
     Policy(aiscout_collector::cli::PolicyCommand),
+    /// Run the pull connectors ([[connector]] in the config) in the foreground, printing a
+    /// line per run: each once with --once, else on their intervals until stopped.
+    Sync {
+        /// Run each once and exit (1 when any failed).
+        #[arg(long)]
+        once: bool,
+        /// Only these connectors, by name [default: all].
+        names: Vec<String>,
+    },
     /// Load-test ingest and inventory queries on SQLite and PostgreSQL (BENCH-RESULTS.md).
     BenchIngest(aiscout_collector::bench::BenchArgs),
 }
@@ -244,6 +253,7 @@ async fn dispatch<S: Store + Clone>(
 ) -> anyhow::Result<()> {
     match command {
         Command::Serve => serve(config, store).await,
+        Command::Sync { once, names } => sync(config, store, once, &names).await,
         Command::CheckConfig | Command::MdmPackage(_) | Command::BenchIngest(_) => Ok(()),
         Command::Import(aiscout_collector::cli::ImportCommand::Watch { dir, once }) => {
             use aiscout_collector::ingest::drop;
@@ -314,6 +324,109 @@ async fn dispatch<S: Store + Clone>(
             }
         }
     }
+}
+
+/// Prints one connector run's outcome.
+fn show_run(
+    settings: &aiscout_collector::connectors::Settings,
+    result: &Result<
+        aiscout_collector::connectors::Progress,
+        aiscout_collector::connectors::ConnectorError,
+    >,
+) {
+    match result {
+        Ok(progress) => say(&format!("{}: {progress}", settings.name)),
+        Err(e) => say(&format!("{}: failed: {e}", settings.name)),
+    };
+}
+
+/// `sync`: the chosen connectors once (`--once`), or on their intervals until stopped.
+async fn sync<S: Store + Clone>(
+    config: Config,
+    store: S,
+    once: bool,
+    names: &[String],
+) -> anyhow::Result<()> {
+    use aiscout_collector::connectors;
+    let configured: Vec<&str> = config.connectors.iter().map(|c| c.name.as_str()).collect();
+    if configured.is_empty() {
+        anyhow::bail!("no [[connector]] in the configuration");
+    }
+    for name in names {
+        if !configured.contains(&name.as_str()) {
+            anyhow::bail!("no connector named {name:?} (configured: {})", configured.join(", "));
+        }
+    }
+    let chosen: Vec<connectors::Settings> = config
+        .connectors
+        .into_iter()
+        .filter(|c| names.is_empty() || names.contains(&c.name))
+        .collect();
+    let catalog = aiscout_collector::cli::catalog(config.catalog.as_deref())?;
+    let index = Arc::new(aiscout_signatures::Index::new(catalog));
+    let stats = Arc::new(connectors::Stats::default());
+    if once {
+        let mut failed = 0;
+        for settings in &chosen {
+            let result = connectors::run(&store, &index, settings, &stats, store::now()).await;
+            show_run(settings, &result);
+            failed += usize::from(result.is_err());
+        }
+        if failed > 0 {
+            anyhow::bail!("{failed} of {} connector(s) failed", chosen.len());
+        }
+        return Ok(());
+    }
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let tasks = spawn_connectors(&store, &index, chosen, &stats, &stopped);
+    terminated().await;
+    stop_connectors(stop, tasks).await
+}
+
+/// Runs each connector on its interval as a task until `stopped` turns true.
+fn spawn_connectors<S: Store + Clone>(
+    store: &S,
+    index: &Arc<aiscout_signatures::Index>,
+    connectors: Vec<aiscout_collector::connectors::Settings>,
+    stats: &Arc<aiscout_collector::connectors::Stats>,
+    stopped: &tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    connectors
+        .into_iter()
+        .map(|settings| {
+            let (store, index, stats) = (store.clone(), Arc::clone(index), Arc::clone(stats));
+            let mut stopped = stopped.clone();
+            tokio::spawn(async move {
+                let stop = async move {
+                    // Told to stop, or the sender is gone: either way, stop.
+                    while !*stopped.borrow_and_update() {
+                        if stopped.changed().await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                aiscout_collector::connectors::schedule(
+                    &store, &index, &settings, &stats, show_run, stop,
+                )
+                .await;
+            })
+        })
+        .collect()
+}
+
+/// Stops the connector tasks (a run in progress is dropped between requests; its committed
+/// pages stay and its cursor does not move) and waits for them.
+async fn stop_connectors(
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+) -> anyhow::Result<()> {
+    if stop.send(true).is_err() {
+        tracing::debug!("The connectors had already stopped.");
+    }
+    for task in tasks {
+        task.await.context("connector task")?;
+    }
+    Ok(())
 }
 
 /// Resolves on ctrl-c or SIGTERM.
@@ -469,6 +582,14 @@ async fn serve<S: Store + Clone>(config: Config, store: S) -> anyhow::Result<()>
         alerts: Arc::new(config.alerts.clone()),
     });
     let counters = Arc::clone(&state.metrics.connections);
+    let (connectors_stop, connectors_stopped) = tokio::sync::watch::channel(false);
+    let connector_tasks = spawn_connectors(
+        &state.store,
+        &Arc::new(aiscout_signatures::Index::new(state.catalog.clone())),
+        config.connectors.clone(),
+        &state.metrics.connectors,
+        &connectors_stopped,
+    );
     // Keep the rollups close behind ingest so that reads rarely have much to fold first.
     let folder = {
         let state = Arc::clone(&state);
@@ -554,6 +675,7 @@ async fn serve<S: Store + Clone>(config: Config, store: S) -> anyhow::Result<()>
     for task in deliveries.into_iter().chain(rules) {
         task.abort();
     }
+    stop_connectors(connectors_stop, connector_tasks).await?;
     if let Some((stop, task)) = drop_watch {
         // The watch finishes the file it is importing, then stops.
         if stop.send(()).is_err() {

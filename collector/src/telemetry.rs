@@ -52,6 +52,8 @@ pub struct Metrics {
     pub store_micros: AtomicU64,
     /// Connections: accepted, refused at a cap, timed out (shared with the accept loop).
     pub connections: Arc<crate::api::Counters>,
+    /// The pull connectors' counters (shared with their scheduled runs).
+    pub connectors: Arc<crate::connectors::Stats>,
 }
 
 fn add(c: &AtomicU64, n: u64) {
@@ -169,6 +171,7 @@ impl Metrics {
              aiscout_collector_connections_open {}\n",
             get(&c.open)
         ));
+        out.push_str(&self.connectors.render());
         out
     }
 }

@@ -413,6 +413,22 @@ pub trait Store: Send + Sync + 'static {
         filter: AuditFilter,
     ) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send;
 
+    /// The cursor of the pull connector called `name` (Unix seconds up to which it has pulled
+    /// everything), `None` before its first successful run.
+    fn connector_cursor(
+        &self,
+        name: String,
+    ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
+
+    /// Moves the cursor of connector `name` to `cursor_at`, never backwards: a smaller value
+    /// than the stored one leaves it as it was (another instance got further).
+    fn set_connector_cursor(
+        &self,
+        name: String,
+        cursor_at: i64,
+        now: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Appends one import to the history.
     fn record_import(&self, run: ImportRun) -> impl Future<Output = Result<(), StoreError>> + Send;
 

@@ -41,6 +41,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 6, sql: include_str!("migrations/postgres/0006_policy_role.sql") },
     Migration { version: 7, sql: include_str!("migrations/postgres/0007_data_versions.sql") },
     Migration { version: 8, sql: include_str!("migrations/postgres/0008_alerts.sql") },
+    Migration { version: 9, sql: include_str!("migrations/postgres/0009_connectors.sql") },
 ];
 
 /// The advisory lock key that serialises migrations ("aiscout" in ASCII).
@@ -1600,6 +1601,46 @@ impl Store for PgStore {
         let client = self.client().await?;
         let rows = client.query(&client.prepare_cached(&sql).await?, &refs).await?;
         rows.iter().map(read_audit).collect()
+    }
+
+    async fn connector_cursor(&self, name: String) -> Result<Option<i64>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                &client
+                    .prepare_cached("SELECT cursor_at FROM connector_cursors WHERE name = $1")
+                    .await?,
+                &[&name],
+            )
+            .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get(0)?),
+            None => None,
+        })
+    }
+
+    async fn set_connector_cursor(
+        &self,
+        name: String,
+        cursor_at: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                &client
+                    .prepare_cached(
+                        "INSERT INTO connector_cursors (name, cursor_at, updated_at)
+                         VALUES ($1, $2, $3)
+                         ON CONFLICT (name) DO UPDATE SET
+                             cursor_at = GREATEST(connector_cursors.cursor_at, excluded.cursor_at),
+                             updated_at = excluded.updated_at",
+                    )
+                    .await?,
+                &[&name, &cursor_at, &now],
+            )
+            .await?;
+        Ok(())
     }
 
     async fn record_import(&self, run: ImportRun) -> Result<(), StoreError> {

@@ -37,6 +37,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 6, sql: include_str!("migrations/sqlite/0006_policy_role.sql") },
     Migration { version: 7, sql: include_str!("migrations/sqlite/0007_data_versions.sql") },
     Migration { version: 8, sql: include_str!("migrations/sqlite/0008_alerts.sql") },
+    Migration { version: 9, sql: include_str!("migrations/sqlite/0009_connectors.sql") },
 ];
 
 /// How long a connection waits for another writer before failing.
@@ -1728,6 +1729,38 @@ impl Store for SqliteStore {
             let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map(rusqlite::params_from_iter(args), read_audit)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn connector_cursor(&self, name: String) -> Result<Option<i64>, StoreError> {
+        self.with(move |c| {
+            let mut stmt =
+                c.prepare_cached("SELECT cursor_at FROM connector_cursors WHERE name = ?1")?;
+            let mut rows = stmt.query([name])?;
+            match rows.next()? {
+                Some(r) => Ok(Some(r.get(0)?)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn set_connector_cursor(
+        &self,
+        name: String,
+        cursor_at: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO connector_cursors (name, cursor_at, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET
+                     cursor_at = MAX(connector_cursors.cursor_at, excluded.cursor_at),
+                     updated_at = excluded.updated_at",
+                params![name, cursor_at, now],
+            )?;
+            Ok(())
         })
         .await
     }

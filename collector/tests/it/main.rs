@@ -7,6 +7,7 @@
 
 mod alerts;
 mod api;
+mod connectors;
 mod console;
 mod drop;
 mod harden;

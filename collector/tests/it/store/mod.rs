@@ -1476,6 +1476,20 @@ pub(crate) async fn cache_answers_as_the_store_does(store: impl Store) {
 }
 
 /// Compiles every case as a `#[tokio::test]` against the backend that `$open` opens.
+pub(crate) async fn connector_cursors_are_per_name_and_only_move_forward(store: impl Store) {
+    assert_eq!(store.connector_cursor("litellm-prod".into()).await.unwrap(), None);
+    store.set_connector_cursor("litellm-prod".into(), 1_000, 10).await.unwrap();
+    store.set_connector_cursor("openai-admin".into(), 5_000, 10).await.unwrap();
+    assert_eq!(store.connector_cursor("litellm-prod".into()).await.unwrap(), Some(1_000));
+    store.set_connector_cursor("litellm-prod".into(), 2_000, 20).await.unwrap();
+    assert_eq!(store.connector_cursor("litellm-prod".into()).await.unwrap(), Some(2_000));
+    // Another instance that got less far does not move it back.
+    store.set_connector_cursor("litellm-prod".into(), 1_500, 30).await.unwrap();
+    assert_eq!(store.connector_cursor("litellm-prod".into()).await.unwrap(), Some(2_000));
+    assert_eq!(store.connector_cursor("openai-admin".into()).await.unwrap(), Some(5_000));
+    assert_eq!(store.connector_cursor("LITELLM-PROD".into()).await.unwrap(), None);
+}
+
 macro_rules! conformance {
     ($open:path; $($case:ident),* $(,)?) => {
         $(
@@ -1530,6 +1544,7 @@ macro_rules! all_cases {
             enroll_secret_rotation_keeps_the_latest_and_is_audited,
             data_versions_move_with_their_data_only,
             device_page_lists_silent_first_with_counts,
+            connector_cursors_are_per_name_and_only_move_forward,
             cache_answers_as_the_store_does,
             alert_events_are_written_with_their_change_once_each,
             alert_deliveries_are_claimed_once_and_retried_after_their_lease,

@@ -1,0 +1,236 @@
+//! The connectors' HTTP: one kept-alive connection to the vendor (reopened after a failure),
+//! a timeout on every request, retries with exponential backoff and full jitter on 5xx,
+//! timeouts and network errors, `429` honoured after its `Retry-After`, a bounded number of
+//! attempts, and a 401 or 403 turned into an error naming the credential's setting.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::Method;
+use hyper::header::{HeaderName, HeaderValue};
+
+use super::{ConnectorError, Settings, Stats};
+use crate::client::{self, ClientError, Connection};
+
+/// Most attempts at one page (the first and four retries).
+pub const MAX_ATTEMPTS: u32 = 5;
+/// Largest page body read.
+pub const MAX_BODY_BYTES: usize = 64 << 20;
+/// First backoff; doubled per attempt up to [`MAX_BACKOFF`], then a random part of it is
+/// waited (full jitter), so that many collectors do not retry in step.
+const BASE_BACKOFF: Duration = Duration::from_millis(200);
+/// Longest backoff.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Longest `Retry-After` obeyed; a longer one is waited this long and then retried (or the
+/// run gives up when attempts run out).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// One connector's connection to its vendor.
+pub(crate) struct Client<'a> {
+    settings: &'a Settings,
+    stats: &'a Stats,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    connection: Option<Connection>,
+}
+
+impl<'a> Client<'a> {
+    /// A client for `settings` (nothing is connected yet).
+    pub(crate) fn new(settings: &'a Settings, stats: &'a Stats) -> Result<Self, ConnectorError> {
+        let tls = if settings.base_url.https {
+            Some(
+                client::tls_config_with_system_roots(&settings.extra_roots, false)
+                    .map_err(|e| ConnectorError::Tls(e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        Ok(Client { settings, stats, tls, connection: None })
+    }
+
+    /// The settings this client serves.
+    pub(crate) fn settings(&self) -> &Settings {
+        self.settings
+    }
+
+    async fn connect(&self) -> Result<Connection, ClientError> {
+        let url = &self.settings.base_url;
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((url.host.as_str(), url.port))
+            .await
+            .map_err(|e| ClientError::Url(format!("resolving {}: {e}", url.host)))?
+            .collect();
+        let mut last = ClientError::Url(format!("{} has no address", url.host));
+        for addr in addrs {
+            let connected = match &self.tls {
+                Some(tls) => Connection::connect(addr, &url.host, Arc::clone(tls)).await,
+                None => Connection::connect_plain(addr, url.authority.clone()).await,
+            };
+            match connected {
+                Ok(mut c) => {
+                    c.set_authority(url.authority.clone());
+                    return Ok(c);
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    async fn once(
+        &mut self,
+        path: &str,
+        headers: &[(HeaderName, HeaderValue)],
+    ) -> Result<client::Response, ClientError> {
+        let mut connection = match self.connection.take() {
+            Some(c) => c,
+            None => self.connect().await?,
+        };
+        let response =
+            connection.request(Method::GET, path, headers, Vec::new(), MAX_BODY_BYTES).await?;
+        // Kept for the next page only after a whole answer.
+        self.connection = Some(connection);
+        Ok(response)
+    }
+
+    /// GETs `path` (appended to the base URL's path) with `headers`, retrying as the module
+    /// says, and returns the body of a 2xx answer.
+    ///
+    /// # Errors
+    /// A refused credential, a status that is not retried, or retries exhausted.
+    pub(crate) async fn get(
+        &mut self,
+        path: &str,
+        headers: &[(HeaderName, HeaderValue)],
+        page: u32,
+    ) -> Result<Vec<u8>, ConnectorError> {
+        let full = format!("{}{path}", self.settings.base_url.prefix);
+        let mut last = String::new();
+        for attempt in 1..=MAX_ATTEMPTS {
+            let outcome =
+                tokio::time::timeout(self.settings.timeout, self.once(&full, headers)).await;
+            let wait = match outcome {
+                Err(_) => {
+                    self.connection = None;
+                    last = format!("no answer within {}s", self.settings.timeout.as_secs());
+                    backoff(attempt)
+                }
+                Ok(Err(ClientError::BodyTooLarge { limit })) => {
+                    return Err(ConnectorError::Shape {
+                        page,
+                        what: "page",
+                        reason: format!("the body is larger than {limit} bytes"),
+                    });
+                }
+                Ok(Err(e)) => {
+                    self.connection = None;
+                    last = e.to_string();
+                    backoff(attempt)
+                }
+                Ok(Ok(r)) => {
+                    let status = r.status.as_u16();
+                    match status {
+                        200..=299 => return Ok(r.body.to_vec()),
+                        401 | 403 => {
+                            return Err(ConnectorError::Auth {
+                                status,
+                                page,
+                                setting: self.settings.credential_setting.clone(),
+                            });
+                        }
+                        429 => {
+                            last = "HTTP 429".to_owned();
+                            retry_after(&r.headers).unwrap_or_else(|| backoff(attempt))
+                        }
+                        500..=599 => {
+                            last = format!("HTTP {status}");
+                            backoff(attempt)
+                        }
+                        _ => return Err(ConnectorError::Status { status, page }),
+                    }
+                }
+            };
+            if attempt == MAX_ATTEMPTS {
+                break;
+            }
+            self.stats.retry(&self.settings.name);
+            tracing::debug!(
+                connector = %self.settings.name,
+                page,
+                attempt,
+                wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                reason = %last,
+                "Retrying a connector request."
+            );
+            tokio::time::sleep(wait).await;
+        }
+        Err(ConnectorError::Exhausted { page, attempts: MAX_ATTEMPTS, last })
+    }
+}
+
+/// Exponential backoff with full jitter: a random duration up to `BASE * 2^(attempt-1)`,
+/// capped at [`MAX_BACKOFF`], and at least a tenth of it.
+fn backoff(attempt: u32) -> Duration {
+    let ceiling = BASE_BACKOFF
+        .saturating_mul(1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX))
+        .min(MAX_BACKOFF);
+    let mut byte = [0u8; 2];
+    let random = match ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut byte) {
+        Ok(()) => u32::from(u16::from_le_bytes(byte)),
+        // No randomness: the whole backoff, which is only less spread.
+        Err(_) => u32::from(u16::MAX),
+    };
+    let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+    let jittered = millis.saturating_mul(u64::from(random)) / u64::from(u16::MAX);
+    Duration::from_millis(jittered.max(millis / 10))
+}
+
+/// A `Retry-After` in seconds (RFC 9110 §10.2.3), capped at [`MAX_RETRY_AFTER`]. The
+/// HTTP-date form is not read: the backoff is used instead.
+fn retry_after(headers: &hyper::HeaderMap) -> Option<Duration> {
+    let secs: u64 = headers.get(hyper::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
+}
+
+/// A header value holding a credential, marked sensitive (never printed by hyper's `Debug`).
+///
+/// # Errors
+/// The credential holds characters a header cannot carry; the error names its setting only.
+pub(crate) fn secret_header(value: &str, setting: &str) -> Result<HeaderValue, ConnectorError> {
+    let mut v = HeaderValue::from_str(value).map_err(|_| ConnectorError::Shape {
+        page: 0,
+        what: "credential",
+        reason: format!("the key in {setting} holds characters an HTTP header cannot carry"),
+    })?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_stays_under_the_cap() {
+        for attempt in 1..=40 {
+            let b = backoff(attempt);
+            assert!(b <= MAX_BACKOFF, "{attempt}: {b:?}");
+            let ceiling = BASE_BACKOFF.saturating_mul(1 << (attempt - 1).min(20)).min(MAX_BACKOFF);
+            assert!(b >= ceiling / 10, "{attempt}: {b:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_is_capped() {
+        let mut h = hyper::HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("3"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        h.insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("86400"));
+        assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER));
+        h.insert(
+            hyper::header::RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&h), None);
+    }
+}

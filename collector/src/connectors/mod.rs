@@ -1,0 +1,685 @@
+//! Pull connectors (issue 16): spend pulled from vendor APIs on a schedule instead of files
+//! carried by hand. `[[connector]]` entries in the config become [`Settings`]; `sync` and
+//! `serve` call [`run`] for each.
+//!
+//! Design constraints:
+//! - **The same idempotent path as files.** A page's records are flattened and parsed by the
+//!   gateway import's own parser ([`crate::ingest::gateway`], the same format and source name
+//!   as the matching file export) and stored by [`Store::add_gateway_spend`], whose dedupe key
+//!   (request id, or a hash of every field of a bucket row) makes a re-pull, an overlap or a
+//!   file import of the same rows count once.
+//! - **A page whole or not at all.** A page is stored in one transaction. A page that does not
+//!   match the vendor's documented shape, or any record of it that the parser refuses, fails
+//!   the run naming the page and the field; nothing of that page is stored.
+//! - **A cursor per connector, in the database.** It moves (forward only) after a run that
+//!   pulled its whole window; a failed or killed run leaves it, and the next run asks again
+//!   from the cursor minus the overlap window. Pages committed before the failure are found
+//!   again as already known.
+//! - **Bounded everything.** Every request has a timeout; 5xx answers and network errors are
+//!   retried with exponential backoff and jitter, a 429 after its `Retry-After` (capped), at
+//!   most [`http::MAX_ATTEMPTS`] times; a run reads at most [`MAX_PAGES`] pages of at most
+//!   [`http::MAX_BODY_BYTES`] each.
+//! - **Credentials never leave the request.** They are held as [`Secret`]; errors name the
+//!   setting that holds a refused credential, never its value.
+//!
+//! The vendors' documented request and response shapes, with their sources, are in
+//! `VENDORS.md` beside this file.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use aiscout_signatures::Index;
+use aiscout_wire::Secret;
+use rustls::pki_types::CertificateDer;
+
+use crate::ingest::gateway::{self, GatewayFormat, GatewayParser, Layout};
+use crate::ingest::{RowError, Tally};
+use crate::model::{GatewaySpend, ImportRun};
+use crate::store::{Store, StoreError};
+
+pub mod anthropic;
+pub mod http;
+pub mod litellm;
+pub mod openai;
+
+/// Most pages one run reads (a bound, not an expected size: 10 M LiteLLM rows).
+pub const MAX_PAGES: u32 = 100_000;
+
+/// A connector kind: which vendor API it speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Anthropic Admin API cost report.
+    Anthropic,
+    /// A LiteLLM proxy's spend logs.
+    Litellm,
+    /// OpenAI Admin API organization costs.
+    Openai,
+}
+
+impl Kind {
+    /// The config name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Anthropic => "anthropic",
+            Kind::Litellm => "litellm",
+            Kind::Openai => "openai",
+        }
+    }
+
+    /// The kind called `name` in the config.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Kind::Anthropic, Kind::Litellm, Kind::Openai].into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// The vendor's API, when it has one fixed address (a LiteLLM proxy is the customer's).
+    pub fn default_base_url(self) -> Option<&'static str> {
+        match self {
+            Kind::Anthropic => Some("https://api.anthropic.com"),
+            Kind::Litellm => None,
+            Kind::Openai => Some("https://api.openai.com"),
+        }
+    }
+
+    /// How far back each run asks again by default: the cost reports are daily buckets, so
+    /// two days; LiteLLM writes a spend log row within seconds of its request, so an hour.
+    pub fn default_overlap(self) -> Duration {
+        match self {
+            Kind::Anthropic | Kind::Openai => Duration::from_secs(2 * 86_400),
+            Kind::Litellm => Duration::from_secs(3_600),
+        }
+    }
+
+    /// The gateway import format its records are parsed as (and stored under).
+    pub fn format(self) -> GatewayFormat {
+        match self {
+            Kind::Anthropic => GatewayFormat::AnthropicCost,
+            Kind::Litellm => GatewayFormat::Litellm,
+            Kind::Openai => GatewayFormat::OpenaiCosts,
+        }
+    }
+}
+
+/// Parses `90s`, `15m`, `1h` or `2d` (a whole number and one unit).
+///
+/// # Errors
+/// Anything else, or zero, or more than a year.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let bad = || format!("{text:?} is not a duration such as 90s, 15m, 1h or 2d");
+    let unit = t.chars().last().ok_or_else(bad)?;
+    let secs_per = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3_600,
+        'd' => 86_400,
+        _ => return Err(bad()),
+    };
+    let number: u64 = t.get(..t.len() - 1).and_then(|n| n.parse().ok()).ok_or_else(bad)?;
+    let secs = number.checked_mul(secs_per).ok_or_else(bad)?;
+    if secs == 0 || secs > 366 * 86_400 {
+        return Err(format!("{text:?} must be between 1s and 366d"));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+/// A validated `base_url`: scheme, host, port and path prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BaseUrl {
+    /// `https` (else plain HTTP, to a loopback host only).
+    pub https: bool,
+    /// Host name or address (an IPv6 address without brackets).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// `HOST[:PORT]` as written, for the `host` header.
+    pub authority: String,
+    /// Path prefix without a trailing slash (`""` for none).
+    pub prefix: String,
+}
+
+impl BaseUrl {
+    /// Parses and checks a base URL: `https://`, or `http://` to `127.0.0.1`, `::1` or
+    /// `localhost`; no user information, query or fragment.
+    ///
+    /// # Errors
+    /// The reason, for the config problem.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let uri: hyper::Uri = text.parse().map_err(|_| format!("{text:?} is not a URL"))?;
+        let https = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err(format!("{text:?} is not an http(s):// URL")),
+        };
+        let authority = uri.authority().ok_or_else(|| format!("{text:?} has no host"))?;
+        if authority.as_str().contains('@') {
+            return Err("user information in the URL; put the key in api_key_file".to_owned());
+        }
+        if uri.query().is_some() || text.contains('#') {
+            return Err(format!("{text:?} has a query or fragment"));
+        }
+        let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_owned();
+        let loopback = host == "localhost"
+            || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        if !https && !loopback {
+            return Err(format!(
+                "{text:?}: http:// is accepted for a loopback host only (127.0.0.1, ::1, \
+                 localhost); use https://"
+            ));
+        }
+        Ok(BaseUrl {
+            https,
+            port: authority.port_u16().unwrap_or(if https { 443 } else { 80 }),
+            authority: authority.as_str().to_owned(),
+            host,
+            prefix: uri.path().trim_end_matches('/').to_owned(),
+        })
+    }
+}
+
+/// One validated `[[connector]]`.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Unique name.
+    pub name: String,
+    /// Vendor API.
+    pub kind: Kind,
+    /// Where the documented paths are appended.
+    pub base_url: BaseUrl,
+    /// The API key.
+    pub credential: Secret,
+    /// The setting (and file or variable) that holds the key, for a 401 or 403 message.
+    pub credential_setting: String,
+    /// Extra trust roots (`ca_file`).
+    pub extra_roots: Vec<CertificateDer<'static>>,
+    /// First second the first run asks for.
+    pub start: i64,
+    /// How often `serve` runs it.
+    pub interval: Duration,
+    /// How far before the cursor each run asks again.
+    pub overlap: Duration,
+    /// Timeout of one request.
+    pub timeout: Duration,
+}
+
+/// Why a run failed. Its cursor stays where it was.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectorError {
+    /// The vendor refused the credential.
+    #[error(
+        "HTTP {status} on page {page}: the API key was refused; fix {setting} (a key with admin \
+         or spend-read rights that has not expired)"
+    )]
+    Auth {
+        /// 401 or 403.
+        status: u16,
+        /// Page number, from 1.
+        page: u32,
+        /// The setting holding the key.
+        setting: String,
+    },
+    /// A page did not match the documented shape; nothing of it was stored.
+    #[error("page {page} does not match the documented {what} shape: {reason}")]
+    Shape {
+        /// Page number, from 1.
+        page: u32,
+        /// Which response (`spend logs`, `costs`, `cost report`).
+        what: &'static str,
+        /// Which field, and what is wrong with it.
+        reason: String,
+    },
+    /// An answer other than success, a retryable error or a refused credential.
+    #[error("HTTP {status} on page {page}")]
+    Status {
+        /// The status.
+        status: u16,
+        /// Page number, from 1.
+        page: u32,
+    },
+    /// Retries ran out.
+    #[error("page {page}: gave up after {attempts} attempts: {last}")]
+    Exhausted {
+        /// Page number, from 1.
+        page: u32,
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        last: String,
+    },
+    /// More pages than [`MAX_PAGES`].
+    #[error("more than {MAX_PAGES} pages in one run")]
+    TooManyPages,
+    /// The TLS settings could not be built.
+    #[error("tls: {0}")]
+    Tls(String),
+    /// The store failed; pages before this one are stored.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl ConnectorError {
+    /// A bounded label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ConnectorError::Auth { .. } => "auth",
+            ConnectorError::Shape { .. } => "shape",
+            ConnectorError::Status { .. } => "status",
+            ConnectorError::Exhausted { .. } => "exhausted",
+            ConnectorError::TooManyPages => "too_many_pages",
+            ConnectorError::Tls(_) => "tls",
+            ConnectorError::Store(_) => "store",
+        }
+    }
+}
+
+/// What one run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Records read from the vendor.
+    pub fetched: u64,
+    /// Pages read.
+    pub pages: u64,
+    /// Records stored for the first time.
+    pub new: u64,
+    /// Records already stored (overlap, re-pull or an earlier file import).
+    pub known: u64,
+    /// The window asked for, Unix seconds `[from, to)`.
+    pub window: (i64, i64),
+}
+
+impl std::fmt::Display for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} rows fetched, {} pages, {} new, {} already known ({} to {})",
+            self.fetched,
+            self.pages,
+            self.new,
+            self.known,
+            crate::ingest::parse::ymd(self.window.0),
+            crate::ingest::parse::ymd(self.window.1),
+        )
+    }
+}
+
+/// One fetched page, checked against the documented shape.
+pub(crate) struct Page {
+    /// The body, handed to [`gateway::flatten_json`] (it reads `data`, and bucket `results`).
+    pub body: Vec<u8>,
+    /// Records in it.
+    pub records: u64,
+}
+
+/// The counters of every connector, for `/metrics` (labels: the configured name, a bounded
+/// set, and bounded outcomes).
+#[derive(Debug, Default)]
+pub struct Stats {
+    by_name: Mutex<BTreeMap<String, Counters>>,
+}
+
+/// One connector's counters.
+#[derive(Debug, Default)]
+struct Counters {
+    runs_ok: AtomicU64,
+    runs_failed: AtomicU64,
+    pages: AtomicU64,
+    rows_new: AtomicU64,
+    rows_known: AtomicU64,
+    retries: AtomicU64,
+    last_success: AtomicU64,
+    errors: BTreeMap<&'static str, u64>,
+}
+
+impl Stats {
+    fn with(&self, name: &str, f: impl FnOnce(&mut Counters)) {
+        // A poisoned lock only means a panic elsewhere while counting; the counts stay usable.
+        let mut map = self.by_name.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(map.entry(name.to_owned()).or_default());
+    }
+
+    /// Counts one retried request.
+    pub(crate) fn retry(&self, name: &str) {
+        self.with(name, |c| {
+            c.retries.fetch_add(1, Ordering::Relaxed);
+        });
+    }
+
+    fn page(&self, name: &str, new: u64, known: u64) {
+        self.with(name, |c| {
+            c.pages.fetch_add(1, Ordering::Relaxed);
+            c.rows_new.fetch_add(new, Ordering::Relaxed);
+            c.rows_known.fetch_add(known, Ordering::Relaxed);
+        });
+    }
+
+    fn finished(&self, name: &str, outcome: Result<i64, &'static str>) {
+        self.with(name, |c| match outcome {
+            Ok(at) => {
+                c.runs_ok.fetch_add(1, Ordering::Relaxed);
+                c.last_success.store(u64::try_from(at).unwrap_or(0), Ordering::Relaxed);
+            }
+            Err(label) => {
+                c.runs_failed.fetch_add(1, Ordering::Relaxed);
+                *c.errors.entry(label).or_insert(0) += 1;
+            }
+        });
+    }
+
+    /// The Prometheus text of every connector's counters (empty without connectors).
+    pub fn render(&self) -> String {
+        let map = self.by_name.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.is_empty() {
+            return String::new();
+        }
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, u64)>| {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+            for (labels, v) in rows {
+                out.push_str(&format!("{name}{{{labels}}} {v}\n"));
+            }
+        };
+        let each = |f: &dyn Fn(&str, &Counters) -> Samples| -> Samples {
+            map.iter().flat_map(|(n, c)| f(&label_value(n), c)).collect()
+        };
+        family(
+            "aiscout_connector_runs_total",
+            "counter",
+            "Connector runs by outcome.",
+            each(&|n, c| {
+                vec![
+                    (format!("connector=\"{n}\",outcome=\"ok\""), get(&c.runs_ok)),
+                    (format!("connector=\"{n}\",outcome=\"failed\""), get(&c.runs_failed)),
+                ]
+            }),
+        );
+        family(
+            "aiscout_connector_errors_total",
+            "counter",
+            "Failed connector runs by cause.",
+            each(&|n, c| {
+                c.errors
+                    .iter()
+                    .map(|(cause, v)| (format!("connector=\"{n}\",cause=\"{cause}\""), *v))
+                    .collect()
+            }),
+        );
+        family(
+            "aiscout_connector_pages_total",
+            "counter",
+            "Pages stored.",
+            each(&|n, c| vec![(format!("connector=\"{n}\""), get(&c.pages))]),
+        );
+        family(
+            "aiscout_connector_rows_total",
+            "counter",
+            "Rows pulled: new, or already known (overlap, re-pull, file import).",
+            each(&|n, c| {
+                vec![
+                    (format!("connector=\"{n}\",outcome=\"new\""), get(&c.rows_new)),
+                    (format!("connector=\"{n}\",outcome=\"known\""), get(&c.rows_known)),
+                ]
+            }),
+        );
+        family(
+            "aiscout_connector_retries_total",
+            "counter",
+            "Requests retried (5xx, 429, network errors, timeouts).",
+            each(&|n, c| vec![(format!("connector=\"{n}\""), get(&c.retries))]),
+        );
+        family(
+            "aiscout_connector_last_success_timestamp_seconds",
+            "gauge",
+            "When the connector last pulled its whole window (0: never, in this process).",
+            each(&|n, c| vec![(format!("connector=\"{n}\""), get(&c.last_success))]),
+        );
+        out
+    }
+}
+
+/// Label sets and values of one metric family.
+type Samples = Vec<(String, u64)>;
+
+/// A name as a Prometheus label value (config names are `[A-Za-z0-9._-]`, escaped anyway).
+fn label_value(name: &str) -> String {
+    name.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// Stores one page in one transaction, after parsing every record with the gateway import's
+/// parser; a record the parser refuses fails the page, naming the record and field.
+async fn store_page<S: Store>(
+    store: &S,
+    index: &Index,
+    settings: &Settings,
+    page_no: u32,
+    page: &Page,
+    now: i64,
+) -> Result<(u64, u64), ConnectorError> {
+    let kind = settings.kind;
+    let shape = |reason: String| ConnectorError::Shape { page: page_no, what: what(kind), reason };
+    if page.records == 0 {
+        return Ok((0, 0));
+    }
+    let (header, records) = gateway::flatten_json(&page.body).map_err(shape)?;
+    let layout = Layout::new(kind.format(), &header).map_err(shape)?;
+    let mut parser = GatewayParser::new(layout, index, settings.name.clone());
+    let mut tally = Tally::default();
+    let mut rows: Vec<GatewaySpend> = Vec::with_capacity(records.len());
+    let mut seen: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+    for (i, rec) in records.iter().enumerate() {
+        let line = u64::try_from(i).unwrap_or(u64::MAX).saturating_add(1);
+        match parser.row(&header, rec, line, &mut tally) {
+            Ok(Some(mut row)) => {
+                if !row.dedupe_key.starts_with("id:") {
+                    // A bucket row has no id. The file import hashes its cells in the header's
+                    // column order, which depends on which keys the page's records have; a
+                    // re-pull whose page gained a late row could reorder them. Hash the
+                    // non-empty fields by name instead, so the same row always has one key.
+                    let key = canonical_key(&header, rec);
+                    let n = seen.entry(key.clone()).or_insert(0);
+                    *n += 1;
+                    row.dedupe_key = format!("c:{key}:{n}");
+                }
+                rows.push(row);
+            }
+            Ok(None) => {}
+            Err(RowError { line, column, reason, .. }) => {
+                return Err(shape(format!("record {line}, field {column:?}: {reason}")));
+            }
+        }
+    }
+    let counts = store.add_gateway_spend(rows, now).await?;
+    Ok((counts.inserted, counts.duplicates))
+}
+
+/// A hash of a record's non-empty fields, sorted by name: the same for the same record
+/// whatever else its page holds.
+fn canonical_key(header: &crate::ingest::table::Header, rec: &csv::StringRecord) -> String {
+    let mut fields: Vec<(&str, &str)> = rec
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| !v.is_empty() && *v != "null")
+        .map(|(i, v)| (header.name(i), v))
+        .collect();
+    fields.sort_unstable();
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for (name, value) in fields {
+        ctx.update(name.as_bytes());
+        ctx.update(b"\x1f");
+        ctx.update(value.as_bytes());
+        ctx.update(b"\x1e");
+    }
+    let digest = ctx.finish();
+    crate::ingest::expense::hex(digest.as_ref().get(..16).unwrap_or_default())
+}
+
+fn what(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Anthropic => "cost report",
+        Kind::Litellm => "spend logs",
+        Kind::Openai => "organization costs",
+    }
+}
+
+/// Runs one connector once: asks for `[cursor - overlap, now)` (the first time from its
+/// `start`), stores page by page, moves the cursor when every page is stored, and records the
+/// run in the imports history (also a failed one, with what it stored before failing).
+///
+/// # Errors
+/// The run failed; the cursor did not move. Pages stored before the failure stay stored and
+/// are found again as already known by the next run.
+pub async fn run<S: Store>(
+    store: &S,
+    index: &Index,
+    settings: &Settings,
+    stats: &Stats,
+    now: i64,
+) -> Result<Progress, ConnectorError> {
+    let mut progress = Progress::default();
+    let result = run_inner(store, index, settings, stats, now, &mut progress).await;
+    stats.finished(&settings.name, result.as_ref().map(|()| now).map_err(ConnectorError::label));
+    let run = ImportRun {
+        at: crate::store::now(),
+        actor: format!("connector:{}", settings.name),
+        kind: "gateway".to_owned(),
+        file: settings.name.clone(),
+        format: settings.kind.as_str().to_owned(),
+        rows: i64::try_from(progress.fetched).unwrap_or(i64::MAX),
+        stored: i64::try_from(progress.new).unwrap_or(i64::MAX),
+        duplicates: i64::try_from(progress.known).unwrap_or(i64::MAX),
+        errors: i64::from(result.is_err()),
+    };
+    if let Err(e) = store.record_import(run).await {
+        tracing::warn!(connector = %settings.name, error = %e, "Recording the connector run failed.");
+    }
+    match result {
+        Ok(()) => {
+            tracing::info!(
+                connector = %settings.name,
+                fetched = progress.fetched,
+                pages = progress.pages,
+                new = progress.new,
+                known = progress.known,
+                "Connector run finished."
+            );
+            Ok(progress)
+        }
+        Err(e) => {
+            tracing::warn!(
+                connector = %settings.name,
+                error = %e,
+                pages = progress.pages,
+                new = progress.new,
+                "Connector run failed; its cursor stays where it was."
+            );
+            Err(e)
+        }
+    }
+}
+
+async fn run_inner<S: Store>(
+    store: &S,
+    index: &Index,
+    settings: &Settings,
+    stats: &Stats,
+    now: i64,
+    progress: &mut Progress,
+) -> Result<(), ConnectorError> {
+    let overlap = i64::try_from(settings.overlap.as_secs()).unwrap_or(i64::MAX);
+    let from = match store.connector_cursor(settings.name.clone()).await? {
+        Some(cursor) => cursor.saturating_sub(overlap).max(settings.start),
+        None => settings.start,
+    };
+    let (from, to) = match settings.kind {
+        // The cost reports are daily buckets: only whole, finished UTC days are asked for,
+        // so that a re-pull of a day sees the same rows (and the same dedupe keys).
+        Kind::Anthropic | Kind::Openai => (from / 86_400 * 86_400, now / 86_400 * 86_400),
+        Kind::Litellm => (from, now),
+    };
+    progress.window = (from, to);
+    if to <= from {
+        return Ok(());
+    }
+    let mut client = http::Client::new(settings, stats)?;
+    let mut next: Option<String> = None;
+    for page_no in 1..=MAX_PAGES {
+        let page = match settings.kind {
+            Kind::Litellm => litellm::page(&mut client, from, to, page_no).await?,
+            Kind::Openai => openai::page(&mut client, from, to, page_no, next.as_deref()).await?,
+            Kind::Anthropic => {
+                anthropic::page(&mut client, from, to, page_no, next.as_deref()).await?
+            }
+        };
+        let (fetched, more) = page;
+        let (new, known) = store_page(store, index, settings, page_no, &fetched, now).await?;
+        stats.page(&settings.name, new, known);
+        progress.pages += 1;
+        progress.fetched += fetched.records;
+        progress.new += new;
+        progress.known += known;
+        match more {
+            None => {
+                store.set_connector_cursor(settings.name.clone(), to, now).await?;
+                return Ok(());
+            }
+            Some(token) => next = Some(token),
+        }
+    }
+    Err(ConnectorError::TooManyPages)
+}
+
+/// Runs `settings` every `interval` until `stop` resolves, the first run at once. A failed run
+/// is logged and counted (by [`run`]); the next one comes at the next interval.
+pub async fn schedule<S: Store>(
+    store: &S,
+    index: &Index,
+    settings: &Settings,
+    stats: &Stats,
+    mut on_run: impl FnMut(&Settings, &Result<Progress, ConnectorError>),
+    stop: impl Future<Output = ()>,
+) {
+    let mut tick = tokio::time::interval(settings.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            _ = tick.tick() => {}
+        }
+        let result = tokio::select! {
+            () = &mut stop => return,
+            r = run(store, index, settings, stats, crate::store::now()) => r,
+        };
+        on_run(settings, &result);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_one_unit() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+        for bad in ["", "h", "1", "1w", "-1h", "0m", "1.5h", "400d", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn base_urls_are_https_or_loopback_http() {
+        let u = BaseUrl::parse("https://api.openai.com").unwrap();
+        assert_eq!((u.https, u.port, u.prefix.as_str()), (true, 443, ""));
+        let u = BaseUrl::parse("http://127.0.0.1:4000/litellm/").unwrap();
+        assert_eq!((u.https, u.port, u.prefix.as_str()), (false, 4000, "/litellm"));
+        assert!(BaseUrl::parse("http://[::1]:4000").is_ok());
+        assert!(BaseUrl::parse("http://localhost").is_ok());
+        assert!(BaseUrl::parse("http://litellm.internal").unwrap_err().contains("loopback"));
+        assert!(BaseUrl::parse("https://u:p@x.io").unwrap_err().contains("user information"));
+        assert!(BaseUrl::parse("ftp://x.io").is_err());
+        assert!(BaseUrl::parse("https://x.io/?a=1").is_err());
+    }
+}

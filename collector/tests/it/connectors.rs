@@ -1,0 +1,477 @@
+//! Pull connectors against a local vendor: an HTTPS server on 127.0.0.1 (the collector's own
+//! rustls listener, an rcgen CA trusted through the connector's `ca_file`) that implements
+//! the documented LiteLLM `GET /spend/logs/v2` from fixtures, with faults injected per
+//! request: 429 with `Retry-After`, 500, a malformed page, an expired key, a page that never
+//! answers (for the killed sync).
+//!
+//! Documented facts the fake follows (collector/src/connectors/VENDORS.md, "LiteLLM"):
+//! `Authorization: Bearer <key>`; query `start_date`/`end_date` as `YYYY-MM-DD HH:MM:SS`
+//! (UTC), `page` from 1, `page_size` at most 100, `sort_by=startTime`, `sort_order=asc`;
+//! answer `{data, total, page, page_size, total_pages}`, one record per request with
+//! `request_id`, `spend` (USD, a JSON number), `startTime`, tokens, `model`, `user`,
+//! `team_id` and `metadata`.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use aiscout_collector::api;
+use aiscout_collector::connectors::{self, BaseUrl, ConnectorError, Kind, Settings, Stats};
+use aiscout_collector::store::Store;
+use aiscout_wire::Secret;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use crate::store::harness;
+
+const KEY: &str = "sk-litellm-admin-0123456789";
+const DAY: i64 = 86_400;
+
+/// What the vendor does to the next request instead of answering it.
+#[derive(Clone, Debug)]
+enum Fault {
+    /// 429 with `Retry-After: N`.
+    TooMany(u64),
+    /// 500.
+    Unavailable,
+    /// The page, with one record missing its `spend`.
+    Malformed,
+    /// Answers nothing until the test ends, after saying so on the channel.
+    Hang,
+}
+
+#[derive(Default)]
+struct Vendor {
+    /// `(startTime, record JSON)`.
+    rows: Mutex<Vec<(i64, String)>>,
+    /// Applied to requests in order; `None` answers normally.
+    faults: Mutex<VecDeque<Option<Fault>>>,
+    /// Every request: when, and its query.
+    log: Mutex<Vec<(Instant, HashMap<String, String>)>>,
+    /// Whether the key is still valid.
+    expired: Mutex<bool>,
+    hung: Mutex<Option<tokio::sync::mpsc::Sender<u32>>>,
+}
+
+/// One spend log record; `spend` is `(i % 7 + 1) * 0.0015` USD, exact in billionths.
+fn record(i: u64, at: i64) -> (i64, String) {
+    let spend = format!("0.{:06}", (i % 7 + 1) * 1_500);
+    let time = connectors::litellm::datetime(at).replace(' ', "T") + ".000Z";
+    (
+        at,
+        format!(
+            r#"{{"request_id":"req-{i}","call_type":"acompletion","api_key":"88dc28{i:04}",
+            "spend":{spend},"total_tokens":30,"prompt_tokens":20,"completion_tokens":10,
+            "startTime":"{time}","endTime":"{time}","model":"gpt-4o","model_group":"gpt-4o",
+            "custom_llm_provider":"openai","user":"u{}@example.com","end_user":"",
+            "team_id":"team-a","request_tags":[],
+            "metadata":{{"user_api_key_alias":"key-a","user_api_key_team_alias":"Team A"}}}}"#,
+            i % 5
+        ),
+    )
+}
+
+fn nanos(i: u64) -> i64 {
+    ((i % 7 + 1) * 1_500_000) as i64
+}
+
+async fn spend_logs(
+    State(v): State<Arc<Vendor>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    v.log.lock().unwrap().push((Instant::now(), q.clone()));
+    let fault = v.faults.lock().unwrap().pop_front().flatten();
+    let auth = headers.get("authorization").and_then(|h| h.to_str().ok());
+    if auth != Some(&format!("Bearer {KEY}")) || *v.expired.lock().unwrap() {
+        return (StatusCode::UNAUTHORIZED, r#"{"error":{"message":"Authentication Error"}}"#)
+            .into_response();
+    }
+    let page: usize = q["page"].parse().unwrap();
+    match fault {
+        Some(Fault::TooMany(secs)) => {
+            return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", secs.to_string())], "")
+                .into_response();
+        }
+        Some(Fault::Unavailable) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        Some(Fault::Hang) => {
+            let tx = v.hung.lock().unwrap().clone();
+            if let Some(tx) = tx {
+                tx.send(page as u32).await.unwrap();
+            }
+            std::future::pending::<()>().await;
+        }
+        Some(Fault::Malformed) | None => {}
+    }
+    let parse = aiscout_collector::ingest::parse::parse_datetime;
+    let (from, to) = (parse(&q["start_date"]).unwrap(), parse(&q["end_date"]).unwrap());
+    let size: usize = q["page_size"].parse().unwrap();
+    assert!(size <= 100, "page_size is at most 100");
+    assert_eq!((q["sort_by"].as_str(), q["sort_order"].as_str()), ("startTime", "asc"));
+    let mut rows: Vec<(i64, String)> =
+        v.rows.lock().unwrap().iter().filter(|(t, _)| (from..=to).contains(t)).cloned().collect();
+    rows.sort_by_key(|(t, _)| *t);
+    let total = rows.len();
+    let mut data: Vec<String> =
+        rows.into_iter().skip((page - 1) * size).take(size).map(|(_, r)| r).collect();
+    if matches!(fault, Some(Fault::Malformed)) {
+        let last = data.last_mut().unwrap();
+        let spend = last.split(',').find(|f| f.trim_start().starts_with(r#""spend":"#)).unwrap();
+        *last = last.replacen(&format!("{spend},"), "", 1);
+    }
+    let body = format!(
+        r#"{{"data":[{}],"total":{total},"page":{page},"page_size":{size},"total_pages":{}}}"#,
+        data.join(","),
+        total.div_ceil(size)
+    );
+    ([("content-type", "application/json")], body).into_response()
+}
+
+struct Served {
+    vendor: Arc<Vendor>,
+    base_url: String,
+    ca: CertificateDer<'static>,
+    ca_pem: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            // An error only means the server task has already ended.
+            let _sent = stop.send(());
+        }
+    }
+}
+
+/// A CA and a leaf for 127.0.0.1 signed by it.
+fn certificates()
+-> (CertificateDer<'static>, String, Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+    (ca.der().clone(), ca.pem(), vec![leaf.der().clone()], key)
+}
+
+async fn serve_vendor() -> Served {
+    let vendor = Arc::new(Vendor::default());
+    let router = axum::Router::new()
+        .route("/litellm/spend/logs/v2", axum::routing::get(spend_logs))
+        .with_state(Arc::clone(&vendor));
+    let (ca, ca_pem, chain, key) = certificates();
+    let tls = api::tls::server_config(chain, key).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let counters = Arc::new(api::Counters::default());
+    tokio::spawn(api::serve(
+        listener,
+        router,
+        Some(tls),
+        api::Limits::default(),
+        counters,
+        async {
+            drop(stopped.await);
+        },
+    ));
+    Served { vendor, base_url: format!("https://{addr}/litellm"), ca, ca_pem, stop: Some(stop) }
+}
+
+fn settings(served: &Served, start: i64) -> Settings {
+    Settings {
+        name: "litellm-prod".into(),
+        kind: Kind::Litellm,
+        base_url: BaseUrl::parse(&served.base_url).unwrap(),
+        credential: Secret::new(KEY),
+        credential_setting: "connector.litellm-prod.api_key_file (/etc/aiscout/litellm.key)".into(),
+        extra_roots: vec![served.ca.clone()],
+        start,
+        interval: std::time::Duration::from_secs(3_600),
+        overlap: std::time::Duration::from_secs(3_600),
+        timeout: std::time::Duration::from_secs(30),
+    }
+}
+
+fn index() -> aiscout_signatures::Index {
+    aiscout_signatures::Index::new(aiscout_signatures::Catalog::builtin().unwrap())
+}
+
+async fn stored_nanos(store: &impl Store) -> (i64, i64) {
+    let totals = store.gateway_totals(None).await.unwrap();
+    (totals.iter().map(|t| t.cost_nanos).sum(), totals.iter().map(|t| t.rows).sum())
+}
+
+/// 250 requests over the three days before `now`, one every 1000 s back from `now - 60`.
+fn fixtures(vendor: &Vendor, now: i64) -> i64 {
+    let mut rows = vendor.rows.lock().unwrap();
+    let mut expected = 0;
+    for i in 0..250u64 {
+        rows.push(record(i, now - 60 - i as i64 * 1_000));
+        expected += nanos(i);
+    }
+    expected
+}
+
+async fn pages_retries_overlap_and_a_second_sync(store: impl Store) {
+    let served = serve_vendor().await;
+    let now = 1_796_000_000;
+    let expected = fixtures(&served.vendor, now);
+    let s = settings(&served, now - 10 * DAY);
+    let (index, stats) = (index(), Stats::default());
+    // Page 1 is refused with 429 once, page 2 fails with 500 once.
+    served.vendor.faults.lock().unwrap().extend([
+        Some(Fault::TooMany(1)),
+        None,
+        Some(Fault::Unavailable),
+        None,
+        None,
+    ]);
+    let p = connectors::run(&store, &index, &s, &stats, now).await.unwrap();
+    assert_eq!((p.fetched, p.pages, p.new, p.known), (250, 3, 250, 0));
+    assert_eq!(stored_nanos(&store).await, (expected, 250), "totals to the billionth");
+    {
+        let log = served.vendor.log.lock().unwrap();
+        assert_eq!(log.len(), 5, "one retry after the 429, one after the 500");
+        let waited = log[1].0.duration_since(log[0].0);
+        assert!(waited >= std::time::Duration::from_secs(1), "Retry-After honoured: {waited:?}");
+        let pages: Vec<&str> = log.iter().map(|(_, q)| q["page"].as_str()).collect();
+        assert_eq!(pages, ["1", "1", "2", "2", "3"]);
+        assert_eq!(log[0].1["start_date"], connectors::litellm::datetime(now - 10 * DAY));
+    }
+    assert_eq!(store.connector_cursor(s.name.clone()).await.unwrap(), Some(now));
+    let metrics = stats.render();
+    assert!(metrics.contains("aiscout_connector_retries_total{connector=\"litellm-prod\"} 2"));
+    assert!(
+        metrics.contains(
+            "aiscout_connector_rows_total{connector=\"litellm-prod\",outcome=\"new\"} 250"
+        )
+    );
+
+    // Ten minutes later: a late row (written 30 minutes before the last run's end, inside the
+    // one-hour overlap) and a new one. The re-asked hour holds four known rows.
+    let later = now + 600;
+    {
+        let mut rows = served.vendor.rows.lock().unwrap();
+        rows.push(record(1_000, now - 1_800));
+        rows.push(record(1_001, now + 300));
+    }
+    let p = connectors::run(&store, &index, &s, &stats, later).await.unwrap();
+    assert_eq!((p.fetched, p.pages, p.new, p.known), (6, 1, 2, 4));
+    assert_eq!(p.window, (now - 3_600, later));
+    let expected = expected + nanos(1_000) + nanos(1_001);
+    assert_eq!(stored_nanos(&store).await, (expected, 252));
+
+    // The same again adds nothing (the window now starts an hour before `later`: five rows).
+    let p = connectors::run(&store, &index, &s, &stats, later).await.unwrap();
+    assert_eq!((p.new, p.known), (0, 5));
+    assert_eq!(stored_nanos(&store).await, (expected, 252));
+
+    // A month later the window still starts at the cursor minus the overlap (five known
+    // rows); the run after that asks for a window with nothing in it: one empty page, and the
+    // cursor still moves.
+    let month = later + 30 * DAY;
+    let p = connectors::run(&store, &index, &s, &stats, month).await.unwrap();
+    assert_eq!((p.fetched, p.pages, p.new, p.known), (5, 1, 0, 5));
+    let p = connectors::run(&store, &index, &s, &stats, month + 60).await.unwrap();
+    assert_eq!((p.fetched, p.pages, p.new, p.known), (0, 1, 0, 0));
+    assert_eq!(store.connector_cursor(s.name.clone()).await.unwrap(), Some(month + 60));
+    assert_eq!(stored_nanos(&store).await, (expected, 252));
+    let history = store.import_runs(10).await.unwrap();
+    assert_eq!(history.len(), 5);
+    assert_eq!((history[4].actor.as_str(), history[4].stored), ("connector:litellm-prod", 250));
+}
+
+async fn a_malformed_page_stores_nothing_of_it_and_keeps_the_cursor(store: impl Store) {
+    let served = serve_vendor().await;
+    let now = 1_796_000_000;
+    let expected = fixtures(&served.vendor, now);
+    let s = settings(&served, now - 10 * DAY);
+    let (index, stats) = (index(), Stats::default());
+    served.vendor.faults.lock().unwrap().extend([None, Some(Fault::Malformed)]);
+    let e = connectors::run(&store, &index, &s, &stats, now).await.unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, ConnectorError::Shape { page: 2, .. }), "{text}");
+    assert!(text.contains("data[99]") && text.contains("missing field `spend`"), "{text}");
+    // Page 1 is stored whole; nothing of page 2.
+    assert_eq!(stored_nanos(&store).await.1, 100);
+    assert_eq!(store.connector_cursor(s.name.clone()).await.unwrap(), None);
+    assert!(stats.render().contains("cause=\"shape\"} 1"));
+
+    let p = connectors::run(&store, &index, &s, &stats, now).await.unwrap();
+    assert_eq!((p.fetched, p.new, p.known), (250, 150, 100));
+    assert_eq!(stored_nanos(&store).await, (expected, 250));
+}
+
+async fn an_expired_key_names_its_setting_and_stores_nothing(store: impl Store) {
+    let served = serve_vendor().await;
+    let now = 1_796_000_000;
+    fixtures(&served.vendor, now);
+    *served.vendor.expired.lock().unwrap() = true;
+    let s = settings(&served, now - 10 * DAY);
+    let e = connectors::run(&store, &index(), &s, &Stats::default(), now).await.unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, ConnectorError::Auth { status: 401, page: 1, .. }), "{text}");
+    assert!(text.contains("connector.litellm-prod.api_key_file (/etc/aiscout/litellm.key)"));
+    assert!(!text.contains(KEY), "the key is never in an error");
+    assert_eq!(served.vendor.log.lock().unwrap().len(), 1, "a refused key is not retried");
+    assert_eq!(stored_nanos(&store).await.1, 0);
+    assert_eq!(store.connector_cursor(s.name.clone()).await.unwrap(), None);
+}
+
+macro_rules! on_both {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let h = super::harness::sqlite().await;
+                    super::$case(h.store.clone()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let h = super::harness::postgres().await;
+                    super::$case(h.store.clone()).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both!(
+    pages_retries_overlap_and_a_second_sync,
+    a_malformed_page_stores_nothing_of_it_and_keeps_the_cursor,
+    an_expired_key_names_its_setting_and_stores_nothing,
+);
+
+const BIN: &str = env!("CARGO_BIN_EXE_aiscout-collector");
+
+fn write_config(dir: &Path, served: &Served, start: &str) -> PathBuf {
+    let key = dir.join("litellm.key");
+    std::fs::write(&key, format!("{KEY}\n")).unwrap();
+    let ca = dir.join("vendor-ca.pem");
+    std::fs::write(&ca, &served.ca_pem).unwrap();
+    let config = dir.join("collector.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[connector]]\nname = \"litellm-prod\"\nkind = \"litellm\"\nbase_url = \"{}\"\n\
+             api_key_file = \"{}\"\nca_file = \"{}\"\nstart = \"{start}\"\ninterval = \"1h\"\n",
+            served.base_url,
+            key.display(),
+            ca.display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// `sync --once` in the real binary, killed with SIGKILL while it waits for page 3, then run
+/// again: pages 1 and 2 were stored whole before the kill, the second run finds them known
+/// and stores the rest, and the totals count each request once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_sync_resumes_without_counting_twice() {
+    let served = serve_vendor().await;
+    let dir = tempfile::tempdir().unwrap();
+    let now = aiscout_collector::store::now();
+    let expected = fixtures(&served.vendor, now);
+    let start = aiscout_collector::ingest::parse::ymd(now - 10 * DAY);
+    let config = write_config(dir.path(), &served, &start);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+    *served.vendor.hung.lock().unwrap() = Some(tx);
+    served.vendor.faults.lock().unwrap().extend([None, None, Some(Fault::Hang)]);
+    let db = format!("sqlite:{}", dir.path().join("a.db").display());
+    let args = |extra: &[&str]| {
+        let mut c = std::process::Command::new(BIN);
+        c.arg("--config").arg(&config).arg("--db").arg(&db).arg("--data-dir").arg(dir.path());
+        c.args(extra);
+        c
+    };
+    let check = args(&["check-config"]).output().unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    let mut child = args(&["sync", "--once"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let hung_page = tokio::time::timeout(std::time::Duration::from_secs(120), rx.recv())
+        .await
+        .expect("the sync never asked for page 3")
+        .unwrap();
+    assert_eq!(hung_page, 3);
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let out = args(&["sync", "--once", "litellm-prod"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.starts_with("litellm-prod: 250 rows fetched, 3 pages, 50 new, 200 already known"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(KEY) && !String::from_utf8_lossy(&out.stderr).contains(KEY));
+    let store = aiscout_collector::store::sqlite::SqliteStore::open(&dir.path().join("a.db"))
+        .await
+        .unwrap();
+    assert_eq!(stored_nanos(&store).await, (expected, 250));
+    assert!(store.connector_cursor("litellm-prod".into()).await.unwrap().is_some());
+
+    let unknown = args(&["sync", "--once", "nope"]).output().unwrap();
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no connector named \"nope\""));
+}
+
+#[test]
+fn check_config_names_every_connector_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[connector]]\nname = \"a\"\nkind = \"litellm\"\nbase_url = \"http://litellm.corp\"\n\
+             api_key_file = \"{0}/missing.key\"\n\
+             [[connector]]\nname = \"a\"\nkind = \"ramp2\"\napi_key_env = \"AISCOUT_NO_SUCH_VAR\"\n\
+             interval = \"5x\"\nstart = \"2026-13-01\"\n\
+             [[connector]]\nkind = \"openai\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "connector.a.base_url: \"http://litellm.corp\": http:// is accepted for a loopback host only",
+        "connector.a.api_key_file:",
+        "connector.a.name: another [[connector]] has this name",
+        "connector.a.kind: \"ramp2\" is not one of",
+        "connector.a.api_key_env: the environment variable AISCOUT_NO_SUCH_VAR is not set",
+        "connector.a.interval: \"5x\" is not a duration",
+        "connector.a.start: \"2026-13-01\" is not YYYY-MM-DD",
+        "connector[2].name: required",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+}
