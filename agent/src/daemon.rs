@@ -961,6 +961,11 @@ impl Uploader {
         self.shared.config.state_dir.join("node_key")
     }
 
+    /// The key the collector last refused, kept to prove who we are when enrolling again.
+    fn previous_key_path(&self) -> PathBuf {
+        self.shared.config.state_dir.join("node_key.previous")
+    }
+
     fn agent_info(&self) -> AgentInfo {
         AgentInfo {
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -973,23 +978,53 @@ impl Uploader {
         if let Some(k) = &self.node_key {
             return Ok(k.clone());
         }
-        if let Ok(text) = std::fs::read_to_string(self.key_path()) {
-            let key = Secret::new(text.trim());
+        if let Some(key) = read_key(&self.key_path()) {
             self.node_key = Some(key.clone());
             return Ok(key);
         }
         let device = identity::device(self.shared.config.owner_email.clone());
-        let key = self.client.enroll(&self.shared.config.enroll_secret, device).await?;
+        // A re-enrollment presents the key we held: the collector's `require_key` policy lets
+        // a known host id enroll again only with it (issue 14 item 3).
+        let previous = read_key(&self.previous_key_path());
+        let key = match self
+            .client
+            .enroll(&self.shared.config.enroll_secret, device, previous.as_ref())
+            .await
+        {
+            Ok(key) => key,
+            Err(UploadError::Status { status: 403, .. }) => {
+                tracing::warn!(
+                    "The collector refuses to enroll this host id again without the node key it knows; an admin can approve the re-enrollment."
+                );
+                return Err(UploadError::Status { status: 403, body: String::new() });
+            }
+            Err(UploadError::Status { status: 409, .. }) => {
+                tracing::warn!(
+                    "The collector holds this re-enrollment for an admin's approval; trying again later."
+                );
+                return Err(UploadError::Status { status: 409, body: String::new() });
+            }
+            Err(e) => return Err(e),
+        };
         if let Err(error) = write_secret(&self.key_path(), key.expose()) {
             tracing::warn!(error = %error, "Cannot save the node key; it will be requested again after a restart.");
         }
+        // Already gone is fine.
+        let _removed = std::fs::remove_file(self.previous_key_path());
         tracing::info!("Enrolled with the collector.");
         self.node_key = Some(key.clone());
         Ok(key)
     }
 
+    /// Drops the key the collector refused, keeping it as the previous key for the next
+    /// enrollment.
     fn forget_key(&mut self) {
-        self.node_key = None;
+        let key = self.node_key.take().or_else(|| read_key(&self.key_path()));
+        if let Some(key) = key
+            && let Err(error) = write_secret(&self.previous_key_path(), key.expose())
+        {
+            tracing::warn!(error = %error, "Cannot keep the refused node key for the next enrollment.");
+        }
         // A missing file is fine: the key is being replaced either way.
         let _removed = std::fs::remove_file(self.key_path());
     }
@@ -1104,8 +1139,21 @@ async fn with_spool<T: Send + 'static>(
     .map_err(|e| spool_err(&e))
 }
 
+/// A node key from its file; a missing, unreadable or empty file (a write cut short by a
+/// full disk before writes were atomic) is no key.
+fn read_key(path: &std::path::Path) -> Option<Secret> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let key = text.trim();
+    (!key.is_empty()).then(|| Secret::new(key))
+}
+
+/// Writes a secret file 0600 atomically: a temporary file, fsync, rename, folder fsync, so a
+/// crash or a full disk leaves the old file or the new one, never a part.
 fn write_secret(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     use std::io::Write as _;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -1113,9 +1161,20 @@ fn write_secret(path: &std::path::Path, text: &str) -> std::io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt as _;
         options.mode(0o600);
     }
-    let mut f = options.open(path)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()
+    let written = options.open(&tmp).and_then(|mut f| {
+        f.write_all(text.as_bytes())?;
+        f.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        // Nothing half-written is left behind.
+        let _removed = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    #[cfg(unix)]
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -466,6 +466,7 @@ async fn serve<S: Store + Clone>(config: Config, store: S) -> anyhow::Result<()>
             config.data_dir.join("uploads"),
             config.server.max_imports,
         ),
+        enrollment: config.enroll.enrollment(),
     });
     let counters = Arc::clone(&state.metrics.connections);
     // Keep the rollups close behind ingest so that reads rarely have much to fold first.

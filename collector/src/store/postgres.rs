@@ -20,13 +20,14 @@ use tokio_postgres::types::Type;
 
 use super::{
     AuditFn, CredentialHash, Migration, PRODUCT_DEVICES_LIMIT, PRODUCT_VALUES_LIMIT, PeopleUsage,
-    Store, StoreError, audit_query_sql, credential_hash, role, rollup,
+    ReenrollStep, Store, StoreError, audit_query_sql, credential_hash, role, rollup,
 };
 use crate::model::{
     AuditEntry, AuditFilter, AuditRecord, Batch, Device, DeviceId, DevicePage, DeviceQuery,
-    DeviceSighting, DeviceSummary, DeviceUsage, ExpenseLine, GatewaySpend, GatewayTotal, Health,
-    ImportCounts, ImportRun, IngestOutcome, OwnerUse, Person, PersonUsage, ProductUsage, Review,
-    Session, SourceUsage, Token, UsageFilter, ValueUsage,
+    DeviceSighting, DeviceSummary, DeviceUsage, EnrollAttempt, EnrollOutcome, ExpenseLine,
+    GatewaySpend, GatewayTotal, Health, ImportCounts, ImportRun, IngestOutcome, OwnerUse, Person,
+    PersonUsage, ProductUsage, ReenrollRequest, Review, Session, SourceUsage, Token, UsageFilter,
+    ValueUsage,
 };
 
 /// The PostgreSQL migrations, in order.
@@ -38,6 +39,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 5, sql: include_str!("migrations/postgres/0005_console.sql") },
     Migration { version: 6, sql: include_str!("migrations/postgres/0006_policy_role.sql") },
     Migration { version: 7, sql: include_str!("migrations/postgres/0007_data_versions.sql") },
+    Migration { version: 10, sql: include_str!("migrations/postgres/0010_reenroll.sql") },
 ];
 
 /// The advisory lock key that serialises migrations ("aiscout" in ASCII).
@@ -251,6 +253,59 @@ fn read_session(r: &Row) -> Result<Session, StoreError> {
         last_seen: r.try_get(6)?,
         expires_at: r.try_get(7)?,
     })
+}
+
+/// The advisory lock class of enrollments ("enro" in ASCII); the key is the host id's hash.
+const ENROLL_LOCK: i32 = 0x656e_726f;
+
+/// Creates or updates the device by host id, revokes its node keys and stores the new one,
+/// inside the caller's transaction; returns the device's row id.
+async fn enroll_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    device: &Device,
+    key_hash: &CredentialHash,
+    now: i64,
+) -> Result<i64, StoreError> {
+    // A new owner may be in another department: the rollup's departments are rebuilt.
+    tx.execute(
+        &format!(
+            "{} AND EXISTS (SELECT 1 FROM devices WHERE host_id = $1
+                            AND owner_email IS DISTINCT FROM $2)",
+            rollup::DEPARTMENTS_DIRTY
+        ),
+        &[&device.host_id, &device.owner_email],
+    )
+    .await?;
+    let id: i64 = tx
+        .query_one(
+            "INSERT INTO devices (host_id, hostname, os, os_version, agent_version,
+                                  owner_email, enrolled_at, last_contact)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+             ON CONFLICT (host_id) DO UPDATE SET hostname = excluded.hostname,
+                os = excluded.os, os_version = excluded.os_version,
+                agent_version = excluded.agent_version, owner_email = excluded.owner_email,
+                last_contact = excluded.last_contact
+             RETURNING id",
+            &[
+                &device.host_id,
+                &device.hostname,
+                &device.os,
+                &device.os_version,
+                &device.agent_version,
+                &device.owner_email,
+                &now,
+            ],
+        )
+        .await?
+        .try_get(0)?;
+    tx.execute("DELETE FROM node_keys WHERE device_id = $1", &[&id]).await?;
+    tx.batch_execute(super::BUMP_DEVICES).await?;
+    tx.execute(
+        "INSERT INTO node_keys (key_hash, device_id, created_at) VALUES ($1, $2, $3)",
+        &[&&key_hash[..], &id, &now],
+    )
+    .await?;
+    Ok(id)
 }
 
 async fn append_audit(
@@ -588,47 +643,111 @@ impl Store for PgStore {
     ) -> Result<DeviceId, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        // A new owner may be in another department: the rollup's departments are rebuilt.
-        tx.execute(
-            &format!(
-                "{} AND EXISTS (SELECT 1 FROM devices WHERE host_id = $1
-                                AND owner_email IS DISTINCT FROM $2)",
-                rollup::DEPARTMENTS_DIRTY
-            ),
-            &[&device.host_id, &device.owner_email],
-        )
-        .await?;
-        let id: i64 = tx
-            .query_one(
-                "INSERT INTO devices (host_id, hostname, os, os_version, agent_version,
-                                      owner_email, enrolled_at, last_contact)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
-                 ON CONFLICT (host_id) DO UPDATE SET hostname = excluded.hostname,
-                    os = excluded.os, os_version = excluded.os_version,
-                    agent_version = excluded.agent_version, owner_email = excluded.owner_email,
-                    last_contact = excluded.last_contact
-                 RETURNING id",
-                &[
-                    &device.host_id,
-                    &device.hostname,
-                    &device.os,
-                    &device.os_version,
-                    &device.agent_version,
-                    &device.owner_email,
-                    &now,
-                ],
-            )
-            .await?
-            .try_get(0)?;
-        tx.execute("DELETE FROM node_keys WHERE device_id = $1", &[&id]).await?;
-        tx.batch_execute(super::BUMP_DEVICES).await?;
-        tx.execute(
-            "INSERT INTO node_keys (key_hash, device_id, created_at) VALUES ($1, $2, $3)",
-            &[&&key_hash[..], &id, &now],
-        )
-        .await?;
+        let id = enroll_in(&tx, &device, &key_hash, now).await?;
         tx.commit().await?;
         Ok(DeviceId(id))
+    }
+
+    async fn enroll_checked(&self, a: EnrollAttempt) -> Result<EnrollOutcome, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let host = &a.device.host_id;
+        // One enrollment per host id decides at a time, across every collector (a row lock
+        // cannot serialise two first enrollments: there is no row yet).
+        tx.execute("SELECT pg_advisory_xact_lock($1::int4, hashtext($2))", &[&ENROLL_LOCK, host])
+            .await?;
+        let existing: Option<i64> = tx
+            .query_opt("SELECT id FROM devices WHERE host_id = $1", &[host])
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?;
+        let proved = match (existing, a.previous_key) {
+            (Some(id), Some(previous)) => tx
+                .query_opt(
+                    "SELECT 1 FROM node_keys WHERE device_id = $1 AND key_hash = $2",
+                    &[&id, &&previous[..]],
+                )
+                .await?
+                .is_some(),
+            _ => false,
+        };
+        let approved = tx
+            .query_opt(
+                "SELECT 1 FROM reenroll_requests WHERE host_id = $1 AND approved_at IS NOT NULL",
+                &[host],
+            )
+            .await?
+            .is_some();
+        let step = super::reenroll_step(a.policy, existing.is_some(), proved, approved);
+        if let Some(audit) = super::reenroll_audit(&a, step) {
+            append_audit(&tx, &audit).await?;
+        }
+        let outcome = match step {
+            ReenrollStep::Admit(how) => {
+                let id = enroll_in(&tx, &a.device, &a.key_hash, a.now).await?;
+                tx.execute("DELETE FROM reenroll_requests WHERE host_id = $1", &[host]).await?;
+                EnrollOutcome::Enrolled { device: DeviceId(id), how }
+            }
+            ReenrollStep::Refuse => EnrollOutcome::Refused,
+            ReenrollStep::Hold => {
+                tx.execute(
+                    "INSERT INTO reenroll_requests (host_id, hostname, os, source, requested_at)
+                     VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (host_id) DO UPDATE SET hostname = excluded.hostname,
+                        os = excluded.os, source = excluded.source,
+                        requested_at = excluded.requested_at",
+                    &[host, &a.device.hostname, &a.device.os, &a.source, &a.now],
+                )
+                .await?;
+                EnrollOutcome::Held
+            }
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn approve_reenroll(
+        &self,
+        host_id: String,
+        actor: String,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "INSERT INTO reenroll_requests (host_id, approved_by, approved_at) VALUES ($1, $2, $3)
+             ON CONFLICT (host_id) DO UPDATE SET approved_by = excluded.approved_by,
+                approved_at = excluded.approved_at",
+            &[&host_id, &actor, &now],
+        )
+        .await?;
+        append_audit(&tx, &super::approve_audit(&host_id, &actor, now)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn reenroll_requests(&self) -> Result<Vec<ReenrollRequest>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT host_id, hostname, os, source, requested_at, approved_by, approved_at
+                 FROM reenroll_requests ORDER BY host_id",
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ReenrollRequest {
+                    host_id: r.try_get(0)?,
+                    hostname: r.try_get(1)?,
+                    os: r.try_get(2)?,
+                    source: r.try_get(3)?,
+                    requested_at: r.try_get(4)?,
+                    approved_by: r.try_get(5)?,
+                    approved_at: r.try_get(6)?,
+                })
+            })
+            .collect()
     }
 
     async fn device_by_key(

@@ -16,13 +16,14 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::{
     AuditFn, CredentialHash, Migration, PRODUCT_DEVICES_LIMIT, PRODUCT_VALUES_LIMIT, PeopleUsage,
-    Store, StoreError, audit_query_sql, credential_hash, role, rollup,
+    ReenrollStep, Store, StoreError, audit_query_sql, credential_hash, role, rollup,
 };
 use crate::model::{
     AuditEntry, AuditFilter, AuditRecord, Batch, Device, DeviceId, DevicePage, DeviceQuery,
-    DeviceSighting, DeviceSummary, DeviceUsage, ExpenseLine, GatewaySpend, GatewayTotal, Health,
-    ImportCounts, ImportRun, IngestOutcome, OwnerUse, Person, PersonUsage, ProductUsage, Review,
-    Session, SourceUsage, Token, UsageFilter, ValueUsage,
+    DeviceSighting, DeviceSummary, DeviceUsage, EnrollAttempt, EnrollOutcome, ExpenseLine,
+    GatewaySpend, GatewayTotal, Health, ImportCounts, ImportRun, IngestOutcome, OwnerUse, Person,
+    PersonUsage, ProductUsage, ReenrollRequest, Review, Session, SourceUsage, Token, UsageFilter,
+    ValueUsage,
 };
 
 /// The SQLite migrations, in order.
@@ -34,6 +35,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 5, sql: include_str!("migrations/sqlite/0005_console.sql") },
     Migration { version: 6, sql: include_str!("migrations/sqlite/0006_policy_role.sql") },
     Migration { version: 7, sql: include_str!("migrations/sqlite/0007_data_versions.sql") },
+    Migration { version: 10, sql: include_str!("migrations/sqlite/0010_reenroll.sql") },
 ];
 
 /// How long a connection waits for another writer before failing.
@@ -550,6 +552,52 @@ fn borrowed_text<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r str, Stor
     Ok(text.unwrap_or_default())
 }
 
+/// Creates or updates the device by host id, revokes its node keys and stores the new one,
+/// inside the caller's transaction; returns the device's row id.
+fn enroll_in(
+    tx: &rusqlite::Transaction<'_>,
+    device: &Device,
+    key_hash: &CredentialHash,
+    now: i64,
+) -> Result<i64, StoreError> {
+    // A new owner may be in another department: the rollup's departments are rebuilt.
+    tx.execute(
+        &format!(
+            "{} AND EXISTS (SELECT 1 FROM devices WHERE host_id = ?1
+                            AND owner_email IS NOT ?2)",
+            rollup::DEPARTMENTS_DIRTY
+        ),
+        params![device.host_id, device.owner_email],
+    )?;
+    let id: i64 = tx.query_row(
+        "INSERT INTO devices (host_id, hostname, os, os_version, agent_version,
+                              owner_email, enrolled_at, last_contact)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+         ON CONFLICT (host_id) DO UPDATE SET hostname = excluded.hostname,
+            os = excluded.os, os_version = excluded.os_version,
+            agent_version = excluded.agent_version, owner_email = excluded.owner_email,
+            last_contact = excluded.last_contact
+         RETURNING id",
+        params![
+            device.host_id,
+            device.hostname,
+            device.os,
+            device.os_version,
+            device.agent_version,
+            device.owner_email,
+            now
+        ],
+        |r| r.get(0),
+    )?;
+    tx.execute("DELETE FROM node_keys WHERE device_id = ?1", [id])?;
+    tx.execute_batch(super::BUMP_DEVICES)?;
+    tx.execute(
+        "INSERT INTO node_keys (key_hash, device_id, created_at) VALUES (?1, ?2, ?3)",
+        params![&key_hash[..], id, now],
+    )?;
+    Ok(id)
+}
+
 fn append_audit(tx: &rusqlite::Transaction<'_>, a: &AuditRecord) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO audit_log (at, actor, action, subject, before_json, after_json)
@@ -892,43 +940,110 @@ impl Store for SqliteStore {
     ) -> Result<DeviceId, StoreError> {
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            // A new owner may be in another department: the rollup's departments are rebuilt.
-            tx.execute(
-                &format!(
-                    "{} AND EXISTS (SELECT 1 FROM devices WHERE host_id = ?1
-                                    AND owner_email IS NOT ?2)",
-                    rollup::DEPARTMENTS_DIRTY
-                ),
-                params![device.host_id, device.owner_email],
-            )?;
-            let id: i64 = tx.query_row(
-                "INSERT INTO devices (host_id, hostname, os, os_version, agent_version,
-                                      owner_email, enrolled_at, last_contact)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
-                 ON CONFLICT (host_id) DO UPDATE SET hostname = excluded.hostname,
-                    os = excluded.os, os_version = excluded.os_version,
-                    agent_version = excluded.agent_version, owner_email = excluded.owner_email,
-                    last_contact = excluded.last_contact
-                 RETURNING id",
-                params![
-                    device.host_id,
-                    device.hostname,
-                    device.os,
-                    device.os_version,
-                    device.agent_version,
-                    device.owner_email,
-                    now
-                ],
-                |r| r.get(0),
-            )?;
-            tx.execute("DELETE FROM node_keys WHERE device_id = ?1", [id])?;
-            tx.execute_batch(super::BUMP_DEVICES)?;
-            tx.execute(
-                "INSERT INTO node_keys (key_hash, device_id, created_at) VALUES (?1, ?2, ?3)",
-                params![&key_hash[..], id, now],
-            )?;
+            let id = enroll_in(&tx, &device, &key_hash, now)?;
             tx.commit()?;
             Ok(DeviceId(id))
+        })
+        .await
+    }
+
+    async fn enroll_checked(&self, a: EnrollAttempt) -> Result<EnrollOutcome, StoreError> {
+        self.with(move |c| {
+            // IMMEDIATE takes the write lock first: one enrollment decides at a time.
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let host = &a.device.host_id;
+            let existing: Option<i64> = tx
+                .query_row("SELECT id FROM devices WHERE host_id = ?1", [host], |r| r.get(0))
+                .optional()?;
+            let proved = match (existing, a.previous_key) {
+                (Some(id), Some(previous)) => tx
+                    .query_row(
+                        "SELECT 1 FROM node_keys WHERE device_id = ?1 AND key_hash = ?2",
+                        params![id, &previous[..]],
+                        |_| Ok(()),
+                    )
+                    .optional()?
+                    .is_some(),
+                _ => false,
+            };
+            let approved = tx
+                .query_row(
+                    "SELECT 1 FROM reenroll_requests
+                     WHERE host_id = ?1 AND approved_at IS NOT NULL",
+                    [host],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some();
+            let step = super::reenroll_step(a.policy, existing.is_some(), proved, approved);
+            if let Some(audit) = super::reenroll_audit(&a, step) {
+                append_audit(&tx, &audit)?;
+            }
+            let outcome = match step {
+                ReenrollStep::Admit(how) => {
+                    let id = enroll_in(&tx, &a.device, &a.key_hash, a.now)?;
+                    tx.execute("DELETE FROM reenroll_requests WHERE host_id = ?1", [host])?;
+                    EnrollOutcome::Enrolled { device: DeviceId(id), how }
+                }
+                ReenrollStep::Refuse => EnrollOutcome::Refused,
+                ReenrollStep::Hold => {
+                    tx.execute(
+                        "INSERT INTO reenroll_requests (host_id, hostname, os, source, requested_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT (host_id) DO UPDATE SET hostname = excluded.hostname,
+                            os = excluded.os, source = excluded.source,
+                            requested_at = excluded.requested_at",
+                        params![host, a.device.hostname, a.device.os, a.source, a.now],
+                    )?;
+                    EnrollOutcome::Held
+                }
+            };
+            tx.commit()?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn approve_reenroll(
+        &self,
+        host_id: String,
+        actor: String,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                "INSERT INTO reenroll_requests (host_id, approved_by, approved_at)
+                 VALUES (?1, ?2, ?3)
+                 ON CONFLICT (host_id) DO UPDATE SET approved_by = excluded.approved_by,
+                    approved_at = excluded.approved_at",
+                params![host_id, actor, now],
+            )?;
+            append_audit(&tx, &super::approve_audit(&host_id, &actor, now))?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn reenroll_requests(&self) -> Result<Vec<ReenrollRequest>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT host_id, hostname, os, source, requested_at, approved_by, approved_at
+                 FROM reenroll_requests ORDER BY host_id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(ReenrollRequest {
+                    host_id: r.get(0)?,
+                    hostname: r.get(1)?,
+                    os: r.get(2)?,
+                    source: r.get(3)?,
+                    requested_at: r.get(4)?,
+                    approved_by: r.get(5)?,
+                    approved_at: r.get(6)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await
     }

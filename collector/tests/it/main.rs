@@ -8,6 +8,7 @@
 mod api;
 mod console;
 mod drop;
+mod enroll;
 mod harden;
 mod import;
 mod mapping;
