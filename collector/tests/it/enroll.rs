@@ -231,3 +231,78 @@ async fn hold_queues_a_reenrollment_for_an_admin_and_replace_lets_it_through() {
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0].record.action, "device.reenroll");
 }
+
+const BIN: &str = env!("CARGO_BIN_EXE_aiscout-collector");
+
+async fn send(c: &mut aiscout_collector::client::Connection, body: &str) -> StatusCode {
+    c.send(Method::POST, "/api/v1/enroll", None, body.to_owned()).await.unwrap().0
+}
+
+fn cli(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("AISCOUT_ENROLL_SECRET")
+        .output()
+        .unwrap()
+}
+
+/// The real binary: `check-config` refuses a short enroll secret and a bad policy name without
+/// showing the secret, and `device approve-reenroll` lets a refused machine in while `serve`
+/// runs on the same database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_refuses_short_secrets_and_the_cli_approves_a_reenrollment() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("enroll-secret");
+    let config = dir.path().join("collector.toml");
+    std::fs::write(&secret, "only-31-bytes-long-secret-12345\n").unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "enroll_secret_file = {:?}\n[enroll]\nreenroll = \"takeover\"\n",
+            secret.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = cli(dir.path(), &["--config", config.to_str().unwrap(), "check-config"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("enroll_secret_file: the enroll secret is 31 bytes"), "{stderr}");
+    assert!(stderr.contains("enroll.reenroll: \"takeover\" is not replace"), "{stderr}");
+    assert!(!stderr.contains("only-31-bytes"), "the secret is never shown: {stderr}");
+
+    std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "enroll_secret_file = {:?}\n[enroll]\nreenroll = \"require_key\"\n",
+            secret.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = cli(dir.path(), &["--config", config.to_str().unwrap(), "check-config"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let server =
+        crate::process::Collector::start(dir.path(), &["--config", config.to_str().unwrap()]);
+    let ca = crate::process::generated_cert(dir.path());
+    let mut c = crate::process::connect(server.addr, &ca, false).await;
+    let body = enroll_body("lab-1", SECRET, None);
+    assert_eq!(send(&mut c, &body).await, StatusCode::OK);
+    assert_eq!(send(&mut c, &body).await, StatusCode::FORBIDDEN);
+    let out = cli(dir.path(), &["device", "approve-reenroll", "lab-1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "approved the next enrollment of lab-1"
+    );
+    let out = cli(dir.path(), &["device", "reenrollments"]);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(listed.starts_with("lab-1\t") && listed.contains("approved by cli"), "{listed}");
+    assert_eq!(send(&mut c, &body).await, StatusCode::OK);
+    assert_eq!(send(&mut c, &body).await, StatusCode::FORBIDDEN, "the approval was used up");
+    let out = cli(dir.path(), &["device", "approve-reenroll", ""]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("host id: expected 1 to 128"));
+}
