@@ -195,6 +195,18 @@ impl Shared {
         }
     }
 
+    /// Hands a record read from an offline capture file to the spool writer, waiting while
+    /// the queue is full: a file is read only as fast as the spool takes its records, so
+    /// nothing is dropped (issue 14 item 11; live capture cannot wait and uses
+    /// [`Shared::offer`]). Only a writer that is gone (the agent stopping) loses it, counted.
+    fn send_waiting(&self, tx: &SyncSender<Spooled>, item: Spooled) {
+        if let Err(std::sync::mpsc::SendError(item)) = tx.send(item) {
+            let n = item.sightings();
+            self.health.queue_drops.fetch_add(n, Ordering::Relaxed);
+            self.health.drops.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
     fn offer(&self, tx: &SyncSender<Spooled>, item: Spooled) {
         match tx.try_send(item) {
             Ok(()) => {}
@@ -538,6 +550,10 @@ fn start_capture(
                     match FileSource::open(&path) {
                         Ok(mut source) => {
                             let result = source.for_each(|frame| {
+                                // Stopping: the rest of the file is skipped, not queued.
+                                if shared.stopped() {
+                                    return;
+                                }
                                 shared.health.packets.fetch_add(1, Ordering::Relaxed);
                                 decoder.decode(frame, &mut batch);
                                 for obs in batch.drain(..) {
@@ -679,7 +695,11 @@ fn observe(shared: &Shared, tx: &SyncSender<Spooled>, obs: &Observation, live: b
         count: 1,
         removed: false,
     };
-    shared.offer(tx, Spooled::Record(record));
+    if live {
+        shared.offer(tx, Spooled::Record(record));
+    } else {
+        shared.send_waiting(tx, Spooled::Record(record));
+    }
 }
 
 fn finding_record(shared: &Shared, f: &Finding, now: i64) -> Record {

@@ -71,6 +71,9 @@ pub struct DeviceSummary {
     pub evicted_sightings: i64,
     /// The last heartbeat.
     pub health: Option<Health>,
+    /// The host id this device shares with another machine (a clone enrolled by the
+    /// `separate` policy; its own host id is this plus `#N`).
+    pub duplicate_of: Option<String>,
 }
 
 /// The aggregation key of a sighting plus its aggregate (first, last, count).
@@ -678,11 +681,15 @@ pub enum ReenrollPolicy {
     RequireKey,
     /// Queue the request for an admin; the agent retries and gets in once approved.
     Hold,
+    /// Enroll it as a device of its own (`HOST#2`, ...), flagged as sharing the host id: for
+    /// cloned machines (VDI, golden images) that share a machine id and must not evict each
+    /// other.
+    Separate,
 }
 
 impl ReenrollPolicy {
     /// Every policy's config name.
-    pub const NAMES: &'static str = "replace, require_key or hold";
+    pub const NAMES: &'static str = "replace, require_key, hold or separate";
 
     /// The config name.
     pub fn as_str(self) -> &'static str {
@@ -690,14 +697,20 @@ impl ReenrollPolicy {
             ReenrollPolicy::Replace => "replace",
             ReenrollPolicy::RequireKey => "require_key",
             ReenrollPolicy::Hold => "hold",
+            ReenrollPolicy::Separate => "separate",
         }
     }
 
     /// The policy with this config name.
     pub fn parse(name: &str) -> Option<Self> {
-        [ReenrollPolicy::Replace, ReenrollPolicy::RequireKey, ReenrollPolicy::Hold]
-            .into_iter()
-            .find(|p| p.as_str() == name)
+        [
+            ReenrollPolicy::Replace,
+            ReenrollPolicy::RequireKey,
+            ReenrollPolicy::Hold,
+            ReenrollPolicy::Separate,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == name)
     }
 }
 
@@ -729,6 +742,8 @@ pub enum Admission {
     Approved,
     /// The `replace` policy let it take the host id over.
     Replaced,
+    /// The `separate` policy enrolled it as another device sharing the host id.
+    Duplicate,
 }
 
 impl Admission {
@@ -739,6 +754,7 @@ impl Admission {
             Admission::NodeKey => "node_key",
             Admission::Approved => "approved",
             Admission::Replaced => "replace_policy",
+            Admission::Duplicate => "duplicate_host_id",
         }
     }
 }

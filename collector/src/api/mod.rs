@@ -668,6 +668,7 @@ async fn devices<S: Store>(
             os_version: d.device.os_version,
             agent_version: d.device.agent_version,
             owner_email: d.device.owner_email,
+            duplicate_of: d.duplicate_of,
             enrolled_at: d.enrolled_at,
             last_contact: d.last_contact,
             health: d.health.map(|h| aiscout_wire::DeviceHealth {

@@ -459,9 +459,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// An enrollment under a re-enrollment policy (issue 14 item 3), in one transaction
     /// serialised per host id: a new host id enrolls; a known one enrolls when the attempt
-    /// proves one of its current node keys or an admin approved it (the approval is used up),
-    /// and otherwise as [`EnrollAttempt::policy`] says ([`reenroll_step`]). Every re-enrollment
-    /// and every refused or held attempt writes its audit record in the same transaction.
+    /// proves a current node key of the host id or of one of its duplicates (then as that
+    /// device) or an admin approved it (the approval is used up), and otherwise as
+    /// [`EnrollAttempt::policy`] says ([`reenroll_step`]); `separate` enrolls it as the next
+    /// duplicate, `HOST#N` with `duplicate_of` set. Every re-enrollment, duplicate and every
+    /// refused or held attempt writes its audit record in the same transaction.
     fn enroll_checked(
         &self,
         attempt: EnrollAttempt,
@@ -513,6 +515,7 @@ pub fn reenroll_step(
             ReenrollPolicy::Replace => ReenrollStep::Admit(Admission::Replaced),
             ReenrollPolicy::RequireKey => ReenrollStep::Refuse,
             ReenrollPolicy::Hold => ReenrollStep::Hold,
+            ReenrollPolicy::Separate => ReenrollStep::Admit(Admission::Duplicate),
         }
     }
 }
@@ -521,9 +524,14 @@ pub fn reenroll_step(
 /// re-enrollment (with how it was let in), `device.takeover_refused` and
 /// `device.reenroll_held` for the others. The actor is `enroll@<source address>`; the record
 /// names the host, never a key.
-pub(crate) fn reenroll_audit(a: &EnrollAttempt, step: ReenrollStep) -> Option<AuditRecord> {
+pub(crate) fn reenroll_audit(
+    a: &EnrollAttempt,
+    step: ReenrollStep,
+    duplicate: Option<&str>,
+) -> Option<AuditRecord> {
     let action = match step {
         ReenrollStep::Admit(Admission::New) => return None,
+        ReenrollStep::Admit(Admission::Duplicate) => "device.duplicate_host_id",
         ReenrollStep::Admit(_) => "device.reenroll",
         ReenrollStep::Refuse => "device.takeover_refused",
         ReenrollStep::Hold => "device.reenroll_held",
@@ -538,6 +546,9 @@ pub(crate) fn reenroll_audit(a: &EnrollAttempt, step: ReenrollStep) -> Option<Au
     if let ReenrollStep::Admit(how) = step {
         after["admitted_by"] = serde_json::Value::from(how.as_str());
     }
+    if let Some(own) = duplicate {
+        after["enrolled_as"] = serde_json::Value::from(own);
+    }
     Some(AuditRecord {
         at: a.now,
         actor: format!("enroll@{}", a.source),
@@ -546,6 +557,11 @@ pub(crate) fn reenroll_audit(a: &EnrollAttempt, step: ReenrollStep) -> Option<Au
         before: None,
         after: Some(after.to_string()),
     })
+}
+
+/// The host id of the `n`th machine sharing `host_id` (the first is `HOST#2`).
+pub(crate) fn duplicate_host_id(host_id: &str, existing_duplicates: i64) -> String {
+    format!("{host_id}#{}", existing_duplicates.saturating_add(2))
 }
 
 /// The audit record of an admin's approval.

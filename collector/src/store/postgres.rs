@@ -161,7 +161,8 @@ fn read_review(r: &Row) -> Result<Review, StoreError> {
 const DEVICE_SELECT: &str = "SELECT d.host_id, d.hostname, d.os, d.os_version, d.agent_version,
         d.owner_email, d.enrolled_at, d.last_contact, d.dropped_sightings,
         d.evicted_sightings, h.received_at, h.agent_version, h.catalog_version,
-        h.interfaces_json, h.packets, h.drops, h.spool_depth, h.evictions, h.last_scan
+        h.interfaces_json, h.packets, h.drops, h.spool_depth, h.evictions, h.last_scan,
+        d.duplicate_of
     FROM devices d LEFT JOIN heartbeats h ON h.device_id = d.id";
 
 /// Reads a row of [`DEVICE_SELECT`].
@@ -195,6 +196,7 @@ fn read_device(r: &Row) -> Result<DeviceSummary, StoreError> {
         dropped_sightings: r.try_get(8)?,
         evicted_sightings: r.try_get(9)?,
         health,
+        duplicate_of: r.try_get(19)?,
     })
 }
 
@@ -661,15 +663,18 @@ impl Store for PgStore {
             .await?
             .map(|r| r.try_get(0))
             .transpose()?;
-        let proved = match (existing, a.previous_key) {
-            (Some(id), Some(previous)) => tx
+        // The key proves the host id's device or one of its duplicates: the one it belongs to.
+        let proved: Option<String> = match (existing, a.previous_key) {
+            (Some(_), Some(previous)) => tx
                 .query_opt(
-                    "SELECT 1 FROM node_keys WHERE device_id = $1 AND key_hash = $2",
-                    &[&id, &&previous[..]],
+                    "SELECT d.host_id FROM node_keys k JOIN devices d ON d.id = k.device_id
+                     WHERE k.key_hash = $1 AND (d.host_id = $2 OR d.duplicate_of = $2)",
+                    &[&&previous[..], host],
                 )
                 .await?
-                .is_some(),
-            _ => false,
+                .map(|r| r.try_get(0))
+                .transpose()?,
+            _ => None,
         };
         let approved = tx
             .query_opt(
@@ -678,14 +683,43 @@ impl Store for PgStore {
             )
             .await?
             .is_some();
-        let step = super::reenroll_step(a.policy, existing.is_some(), proved, approved);
-        if let Some(audit) = super::reenroll_audit(&a, step) {
+        let step = super::reenroll_step(a.policy, existing.is_some(), proved.is_some(), approved);
+        let duplicate = if step == ReenrollStep::Admit(crate::model::Admission::Duplicate) {
+            let n: i64 = tx
+                .query_one("SELECT COUNT(*) FROM devices WHERE duplicate_of = $1", &[host])
+                .await?
+                .try_get(0)?;
+            let mut free = None;
+            for k in 0..64_i64 {
+                let id = super::duplicate_host_id(host, n.saturating_add(k));
+                if tx.query_opt("SELECT 1 FROM devices WHERE host_id = $1", &[&id]).await?.is_none()
+                {
+                    free = Some(id);
+                    break;
+                }
+            }
+            Some(free.ok_or_else(|| {
+                StoreError::Task(format!("no free duplicate host id for {host:?}"))
+            })?)
+        } else {
+            None
+        };
+        if let Some(audit) = super::reenroll_audit(&a, step, duplicate.as_deref()) {
             append_audit(&tx, &audit).await?;
         }
         let outcome = match step {
             ReenrollStep::Admit(how) => {
-                let id = enroll_in(&tx, &a.device, &a.key_hash, a.now).await?;
-                tx.execute("DELETE FROM reenroll_requests WHERE host_id = $1", &[host]).await?;
+                let mut device = a.device.clone();
+                if let Some(own) = proved.or_else(|| duplicate.clone()) {
+                    device.host_id = own;
+                }
+                let id = enroll_in(&tx, &device, &a.key_hash, a.now).await?;
+                if duplicate.is_some() {
+                    tx.execute("UPDATE devices SET duplicate_of = $1 WHERE id = $2", &[host, &id])
+                        .await?;
+                } else {
+                    tx.execute("DELETE FROM reenroll_requests WHERE host_id = $1", &[host]).await?;
+                }
                 EnrollOutcome::Enrolled { device: DeviceId(id), how }
             }
             ReenrollStep::Refuse => EnrollOutcome::Refused,

@@ -433,7 +433,8 @@ fn read_review(r: &rusqlite::Row<'_>) -> rusqlite::Result<Review> {
 const DEVICE_SELECT: &str = "SELECT d.host_id, d.hostname, d.os, d.os_version, d.agent_version,
         d.owner_email, d.enrolled_at, d.last_contact, d.dropped_sightings,
         d.evicted_sightings, h.received_at, h.agent_version, h.catalog_version,
-        h.interfaces_json, h.packets, h.drops, h.spool_depth, h.evictions, h.last_scan
+        h.interfaces_json, h.packets, h.drops, h.spool_depth, h.evictions, h.last_scan,
+        d.duplicate_of
     FROM devices d LEFT JOIN heartbeats h ON h.device_id = d.id";
 
 /// Reads a row of [`DEVICE_SELECT`].
@@ -467,6 +468,7 @@ fn read_device(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceSummary> {
         dropped_sightings: r.get(8)?,
         evicted_sightings: r.get(9)?,
         health,
+        duplicate_of: r.get(19)?,
     })
 }
 
@@ -550,6 +552,22 @@ fn borrowed_text<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r str, Stor
         rusqlite::Error::FromSqlConversionFailure(i, value.data_type(), Box::new(e))
     })?;
     Ok(text.unwrap_or_default())
+}
+
+/// The first free duplicate host id of `host` (`HOST#N`, N from `duplicates + 2`), tried at
+/// most 64 times.
+pub(crate) fn free_duplicate_id(
+    host: &str,
+    duplicates: i64,
+    mut taken: impl FnMut(&str) -> Result<bool, StoreError>,
+) -> Result<String, StoreError> {
+    for n in 0..64 {
+        let id = super::duplicate_host_id(host, duplicates.saturating_add(n));
+        if !taken(&id)? {
+            return Ok(id);
+        }
+    }
+    Err(StoreError::Task(format!("no free duplicate host id for {host:?}")))
 }
 
 /// Creates or updates the device by host id, revokes its node keys and stores the new one,
@@ -955,16 +973,17 @@ impl Store for SqliteStore {
             let existing: Option<i64> = tx
                 .query_row("SELECT id FROM devices WHERE host_id = ?1", [host], |r| r.get(0))
                 .optional()?;
-            let proved = match (existing, a.previous_key) {
-                (Some(id), Some(previous)) => tx
+            // The key proves the host id's device or one of its duplicates: the one it belongs to.
+            let proved: Option<String> = match (existing, a.previous_key) {
+                (Some(_), Some(previous)) => tx
                     .query_row(
-                        "SELECT 1 FROM node_keys WHERE device_id = ?1 AND key_hash = ?2",
-                        params![id, &previous[..]],
-                        |_| Ok(()),
+                        "SELECT d.host_id FROM node_keys k JOIN devices d ON d.id = k.device_id
+                         WHERE k.key_hash = ?1 AND (d.host_id = ?2 OR d.duplicate_of = ?2)",
+                        params![&previous[..], host],
+                        |r| r.get(0),
                     )
-                    .optional()?
-                    .is_some(),
-                _ => false,
+                    .optional()?,
+                _ => None,
             };
             let approved = tx
                 .query_row(
@@ -975,14 +994,42 @@ impl Store for SqliteStore {
                 )
                 .optional()?
                 .is_some();
-            let step = super::reenroll_step(a.policy, existing.is_some(), proved, approved);
-            if let Some(audit) = super::reenroll_audit(&a, step) {
+            let step =
+                super::reenroll_step(a.policy, existing.is_some(), proved.is_some(), approved);
+            let duplicate = if step == ReenrollStep::Admit(crate::model::Admission::Duplicate) {
+                let taken = |id: &str| -> Result<bool, StoreError> {
+                    Ok(tx
+                        .query_row("SELECT 1 FROM devices WHERE host_id = ?1", [id], |_| Ok(()))
+                        .optional()?
+                        .is_some())
+                };
+                let n: i64 = tx.query_row(
+                    "SELECT COUNT(*) FROM devices WHERE duplicate_of = ?1",
+                    [host],
+                    |r| r.get(0),
+                )?;
+                Some(free_duplicate_id(host, n, taken)?)
+            } else {
+                None
+            };
+            if let Some(audit) = super::reenroll_audit(&a, step, duplicate.as_deref()) {
                 append_audit(&tx, &audit)?;
             }
             let outcome = match step {
                 ReenrollStep::Admit(how) => {
-                    let id = enroll_in(&tx, &a.device, &a.key_hash, a.now)?;
-                    tx.execute("DELETE FROM reenroll_requests WHERE host_id = ?1", [host])?;
+                    let mut device = a.device.clone();
+                    if let Some(own) = proved.or_else(|| duplicate.clone()) {
+                        device.host_id = own;
+                    }
+                    let id = enroll_in(&tx, &device, &a.key_hash, a.now)?;
+                    if duplicate.is_some() {
+                        tx.execute(
+                            "UPDATE devices SET duplicate_of = ?1 WHERE id = ?2",
+                            params![host, id],
+                        )?;
+                    } else {
+                        tx.execute("DELETE FROM reenroll_requests WHERE host_id = ?1", [host])?;
+                    }
                     EnrollOutcome::Enrolled { device: DeviceId(id), how }
                 }
                 ReenrollStep::Refuse => EnrollOutcome::Refused,

@@ -306,3 +306,30 @@ async fn check_config_refuses_short_secrets_and_the_cli_approves_a_reenrollment(
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("host id: expected 1 to 128"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn separate_keeps_cloned_machines_as_distinct_flagged_devices() {
+    let server = start_enrolling(guards(ReenrollPolicy::Separate, 10)).await;
+    let golden = node_key(&server, "golden", None).await;
+    let clone = node_key(&server, "golden", None).await;
+    for (key, batch) in [(&golden, "b1"), (&clone, "b1"), (&golden, "b2")] {
+        let (status, v) =
+            post_batch(&server, key, sighting_batch(batch, &["openai.chatgpt"])).await;
+        assert_eq!(status, StatusCode::OK, "neither evicts the other: {v}");
+    }
+    let token = server.token("sec", Role::Security).await;
+    let mut c = server.connect(false).await;
+    let (status, bytes) = c.send(Method::GET, "/api/v1/devices", Some(&token), "").await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    let listed: Vec<(String, Value)> = v["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["host_id"].as_str().unwrap().to_owned(), d["duplicate_of"].clone()))
+        .collect();
+    assert_eq!(
+        listed,
+        [("golden".to_owned(), Value::Null), ("golden#2".to_owned(), Value::from("golden"))]
+    );
+}

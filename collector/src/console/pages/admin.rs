@@ -102,6 +102,7 @@ async fn render<S: Store>(
                     ReenrollPolicy::Replace => { "Anyone with the enroll secret can take over a known host id." }
                     ReenrollPolicy::RequireKey => { "A known host id enrolls again only with the node key it holds; approve a reinstalled machine that lost its key here." }
                     ReenrollPolicy::Hold => { "A known host id that enrolls again without its node key waits here for approval." }
+                    ReenrollPolicy::Separate => { "A known host id that enrolls again without its node key becomes a device of its own, flagged as sharing the host id (cloned machines)." }
                 } }
                 @if reenrollments.is_empty() {
                     p class="muted" { "No re-enrollment is waiting." }

@@ -169,6 +169,49 @@ pub(crate) async fn reenrollment_follows_the_policy_and_is_audited(store: impl S
     assert_eq!([admitted(2), admitted(5), admitted(9)], ["node_key", "approved", "replace_policy"]);
 }
 
+/// Issue 14 item 3: under `separate`, a second machine with a known host id (a clone) is
+/// enrolled as a device of its own, flagged, and neither evicts the other; each re-enrolls
+/// with its own key as itself.
+pub(crate) async fn cloned_machines_sharing_a_host_id_stay_distinct_devices(store: impl Store) {
+    use ReenrollPolicy::Separate;
+    let id = |o: EnrollOutcome| match o {
+        EnrollOutcome::Enrolled { device, how } => (device, how),
+        other => panic!("expected enrolled, got {other:?}"),
+    };
+    let (golden, _) = id(store.enroll_checked(attempt("img", 1, None, Separate)).await.unwrap());
+    let (clone2, how) = id(store.enroll_checked(attempt("img", 2, None, Separate)).await.unwrap());
+    assert_eq!(how, Admission::Duplicate);
+    let (clone3, _) = id(store.enroll_checked(attempt("img", 3, None, Separate)).await.unwrap());
+    assert!(golden != clone2 && clone2 != clone3 && golden != clone3);
+    for (key, device) in [(1, golden), (2, clone2), (3, clone3)] {
+        assert_eq!(store.device_by_key([key; 32]).await.unwrap(), Some(device), "key {key}");
+    }
+    // A clone re-enrolling with its own key stays itself; so does the original.
+    let (again, how) =
+        id(store.enroll_checked(attempt("img", 4, Some(2), Separate)).await.unwrap());
+    assert_eq!((again, how), (clone2, Admission::NodeKey));
+    let (again, _) = id(store.enroll_checked(attempt("img", 5, Some(1), Separate)).await.unwrap());
+    assert_eq!(again, golden);
+    let devices = store.devices().await.unwrap();
+    let listed: Vec<(&str, Option<&str>)> =
+        devices.iter().map(|d| (d.device.host_id.as_str(), d.duplicate_of.as_deref())).collect();
+    assert_eq!(listed, [("img", None), ("img#2", Some("img")), ("img#3", Some("img"))]);
+    let audit = store.audit(0, 100).await.unwrap();
+    let actions: Vec<&str> = audit.iter().map(|e| e.record.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "device.duplicate_host_id",
+            "device.duplicate_host_id",
+            "device.reenroll",
+            "device.reenroll"
+        ]
+    );
+    let after: serde_json::Value =
+        serde_json::from_str(audit[0].record.after.as_deref().unwrap()).unwrap();
+    assert_eq!(after["enrolled_as"], "img#2");
+}
+
 pub(crate) async fn replayed_batch_counts_once(store: impl Store) {
     let d = store.enroll(device("h1", None), [1; 32], 100).await.unwrap();
     let b = batch("b1", vec![sighting("openai.chatgpt", "chatgpt.com", "", 0, 5)]);
@@ -1589,6 +1632,7 @@ macro_rules! all_cases {
         conformance!($open;
             enroll_replaces_the_node_key,
             reenrollment_follows_the_policy_and_is_audited,
+            cloned_machines_sharing_a_host_id_stay_distinct_devices,
             replayed_batch_counts_once,
             same_batch_id_from_two_devices_counts_twice,
             sightings_aggregate_per_key_and_window,
