@@ -397,8 +397,10 @@ pub async fn run(
         &config.spool,
         SpoolLimits { max_bytes: config.spool_max_bytes, ..SpoolLimits::default() },
     )?;
+    let salvage_lost = spool.salvaged().map_or(0, |s| s.lost);
     if let Some(aside) = spool.moved_aside() {
-        tracing::error!(path = %aside.display(), "The spool was corrupt and was moved aside; a new one was started.");
+        let salvage = spool.salvaged().unwrap_or_default();
+        tracing::error!(path = %aside.display(), recovered = salvage.recovered, lost = salvage.lost, "The spool was corrupt and was moved aside; what SQLite could read was copied into a new one, the rest counted as dropped.");
     }
     let spool = Arc::new(Mutex::new(spool));
     let client = Client::new(&config.collector_url, upload::tls::client_config(&config.trust)?)?;
@@ -411,7 +413,7 @@ pub async fn run(
         stop: Arc::new(AtomicBool::new(false)),
         catalog_high_water: AtomicU64::new(high_water),
         inventory_wake: Mutex::new(None),
-        health: Health::default(),
+        health: Health { drops: AtomicU64::new(salvage_lost), ..Health::default() },
     });
     tracing::info!(version = shared.catalog_version(), collector = %shared.config.collector_url, "Agent started.");
 
