@@ -28,7 +28,7 @@ bin="${CARGO_TARGET_DIR:-target}/debug"
 
 log "starting the collector in $work/collector"
 mkdir -p "$work/collector" "$work/agent"
-printf 'demo-enroll-secret\n' > "$work/collector/enroll.secret"
+printf 'demo-enroll-secret-not-for-production-use\n' > "$work/collector/enroll.secret"
 "$bin/aiscout-collector" serve --listen "127.0.0.1:$port" --data-dir "$work/collector" \
   --enroll-secret-file "$work/collector/enroll.secret" > "$work/collector.out" 2> "$work/collector.log" &
 collector=$!

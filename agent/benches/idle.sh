@@ -42,7 +42,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
-printf 'bench-secret\n' > "$work/secret"
+printf 'bench-enroll-secret-0123456789abcdefghij\n' > "$work/secret"
 "$COLLECTOR" serve --listen 127.0.0.1:0 --data-dir "$work/c" --enroll-secret-file "$work/secret" > "$work/c.out" 2> "$work/c.log" &
 pids+=($!)
 for _ in $(seq 1 300); do grep -q '^listening on ' "$work/c.out" 2>/dev/null && break; sleep 0.1; done

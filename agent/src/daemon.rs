@@ -195,6 +195,18 @@ impl Shared {
         }
     }
 
+    /// Hands a record read from an offline capture file to the spool writer, waiting while
+    /// the queue is full: a file is read only as fast as the spool takes its records, so
+    /// nothing is dropped (issue 14 item 11; live capture cannot wait and uses
+    /// [`Shared::offer`]). Only a writer that is gone (the agent stopping) loses it, counted.
+    fn send_waiting(&self, tx: &SyncSender<Spooled>, item: Spooled) {
+        if let Err(std::sync::mpsc::SendError(item)) = tx.send(item) {
+            let n = item.sightings();
+            self.health.queue_drops.fetch_add(n, Ordering::Relaxed);
+            self.health.drops.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
     fn offer(&self, tx: &SyncSender<Spooled>, item: Spooled) {
         match tx.try_send(item) {
             Ok(()) => {}
@@ -385,8 +397,10 @@ pub async fn run(
         &config.spool,
         SpoolLimits { max_bytes: config.spool_max_bytes, ..SpoolLimits::default() },
     )?;
+    let salvage_lost = spool.salvaged().map_or(0, |s| s.lost);
     if let Some(aside) = spool.moved_aside() {
-        tracing::error!(path = %aside.display(), "The spool was corrupt and was moved aside; a new one was started.");
+        let salvage = spool.salvaged().unwrap_or_default();
+        tracing::error!(path = %aside.display(), recovered = salvage.recovered, lost = salvage.lost, "The spool was corrupt and was moved aside; what SQLite could read was copied into a new one, the rest counted as dropped.");
     }
     let spool = Arc::new(Mutex::new(spool));
     let client = Client::new(&config.collector_url, upload::tls::client_config(&config.trust)?)?;
@@ -399,7 +413,7 @@ pub async fn run(
         stop: Arc::new(AtomicBool::new(false)),
         catalog_high_water: AtomicU64::new(high_water),
         inventory_wake: Mutex::new(None),
-        health: Health::default(),
+        health: Health { drops: AtomicU64::new(salvage_lost), ..Health::default() },
     });
     tracing::info!(version = shared.catalog_version(), collector = %shared.config.collector_url, "Agent started.");
 
@@ -538,6 +552,10 @@ fn start_capture(
                     match FileSource::open(&path) {
                         Ok(mut source) => {
                             let result = source.for_each(|frame| {
+                                // Stopping: the rest of the file is skipped, not queued.
+                                if shared.stopped() {
+                                    return;
+                                }
                                 shared.health.packets.fetch_add(1, Ordering::Relaxed);
                                 decoder.decode(frame, &mut batch);
                                 for obs in batch.drain(..) {
@@ -679,7 +697,11 @@ fn observe(shared: &Shared, tx: &SyncSender<Spooled>, obs: &Observation, live: b
         count: 1,
         removed: false,
     };
-    shared.offer(tx, Spooled::Record(record));
+    if live {
+        shared.offer(tx, Spooled::Record(record));
+    } else {
+        shared.send_waiting(tx, Spooled::Record(record));
+    }
 }
 
 fn finding_record(shared: &Shared, f: &Finding, now: i64) -> Record {
@@ -961,6 +983,11 @@ impl Uploader {
         self.shared.config.state_dir.join("node_key")
     }
 
+    /// The key the collector last refused, kept to prove who we are when enrolling again.
+    fn previous_key_path(&self) -> PathBuf {
+        self.shared.config.state_dir.join("node_key.previous")
+    }
+
     fn agent_info(&self) -> AgentInfo {
         AgentInfo {
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -973,23 +1000,53 @@ impl Uploader {
         if let Some(k) = &self.node_key {
             return Ok(k.clone());
         }
-        if let Ok(text) = std::fs::read_to_string(self.key_path()) {
-            let key = Secret::new(text.trim());
+        if let Some(key) = read_key(&self.key_path()) {
             self.node_key = Some(key.clone());
             return Ok(key);
         }
         let device = identity::device(self.shared.config.owner_email.clone());
-        let key = self.client.enroll(&self.shared.config.enroll_secret, device).await?;
+        // A re-enrollment presents the key we held: the collector's `require_key` policy lets
+        // a known host id enroll again only with it (issue 14 item 3).
+        let previous = read_key(&self.previous_key_path());
+        let key = match self
+            .client
+            .enroll(&self.shared.config.enroll_secret, device, previous.as_ref())
+            .await
+        {
+            Ok(key) => key,
+            Err(UploadError::Status { status: 403, .. }) => {
+                tracing::warn!(
+                    "The collector refuses to enroll this host id again without the node key it knows; an admin can approve the re-enrollment."
+                );
+                return Err(UploadError::Status { status: 403, body: String::new() });
+            }
+            Err(UploadError::Status { status: 409, .. }) => {
+                tracing::warn!(
+                    "The collector holds this re-enrollment for an admin's approval; trying again later."
+                );
+                return Err(UploadError::Status { status: 409, body: String::new() });
+            }
+            Err(e) => return Err(e),
+        };
         if let Err(error) = write_secret(&self.key_path(), key.expose()) {
             tracing::warn!(error = %error, "Cannot save the node key; it will be requested again after a restart.");
         }
+        // Already gone is fine.
+        let _removed = std::fs::remove_file(self.previous_key_path());
         tracing::info!("Enrolled with the collector.");
         self.node_key = Some(key.clone());
         Ok(key)
     }
 
+    /// Drops the key the collector refused, keeping it as the previous key for the next
+    /// enrollment.
     fn forget_key(&mut self) {
-        self.node_key = None;
+        let key = self.node_key.take().or_else(|| read_key(&self.key_path()));
+        if let Some(key) = key
+            && let Err(error) = write_secret(&self.previous_key_path(), key.expose())
+        {
+            tracing::warn!(error = %error, "Cannot keep the refused node key for the next enrollment.");
+        }
         // A missing file is fine: the key is being replaced either way.
         let _removed = std::fs::remove_file(self.key_path());
     }
@@ -1104,8 +1161,21 @@ async fn with_spool<T: Send + 'static>(
     .map_err(|e| spool_err(&e))
 }
 
+/// A node key from its file; a missing, unreadable or empty file (a write cut short by a
+/// full disk before writes were atomic) is no key.
+fn read_key(path: &std::path::Path) -> Option<Secret> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let key = text.trim();
+    (!key.is_empty()).then(|| Secret::new(key))
+}
+
+/// Writes a secret file 0600 atomically: a temporary file, fsync, rename, folder fsync, so a
+/// crash or a full disk leaves the old file or the new one, never a part.
 fn write_secret(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     use std::io::Write as _;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -1113,9 +1183,20 @@ fn write_secret(path: &std::path::Path, text: &str) -> std::io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt as _;
         options.mode(0o600);
     }
-    let mut f = options.open(path)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()
+    let written = options.open(&tmp).and_then(|mut f| {
+        f.write_all(text.as_bytes())?;
+        f.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        // Nothing half-written is left behind.
+        let _removed = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    #[cfg(unix)]
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {

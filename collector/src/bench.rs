@@ -46,7 +46,7 @@ pub mod data;
 /// How long the collector child may take to print its `listening on` line.
 const START_DEADLINE: Duration = Duration::from_secs(120);
 /// The enroll secret of the benchmark's collectors.
-const SECRET: &str = "bench-enroll-secret";
+const SECRET: &str = "bench-enroll-secret-0123456789abcdefghij";
 /// Start of the first simulated hour (2025-01-01T00:00:00Z).
 const HOUR0: i64 = 1_735_689_600;
 /// Most stdout lines read while waiting for `listening on`.

@@ -63,6 +63,8 @@ pub struct FileConfig {
     pub alerts: Option<crate::alerts::channel::AlertsFile>,
     /// Pull connectors: `[[connector]]`, one table per connector.
     pub connector: Option<Vec<ConnectorFile>>,
+    /// Enrollment guards: `[enroll]`.
+    pub enroll: Option<EnrollFile>,
 }
 
 /// `[[connector]]`: one pull connector, as written (validated into
@@ -92,6 +94,54 @@ pub struct ConnectorFile {
     pub overlap: Option<String>,
     /// Seconds one request may take [default: 30].
     pub timeout_secs: Option<u32>,
+}
+
+/// `[enroll]`: how enrollments are guarded (issue 14 item 3).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollFile {
+    /// What a re-enrollment of a known host id may do: `replace` (anyone with the enroll
+    /// secret takes it over), `require_key` (only with the node key it holds, or an admin's
+    /// approval) or `hold` (waits for an admin) [default: `require_key`].
+    pub reenroll: Option<String>,
+    /// Wrong enroll secrets one source address may send before it gets 429 [default: 10].
+    pub failures_burst: Option<u32>,
+    /// Wrong enroll secrets an address is allowed again per hour after that [default: 10].
+    pub failures_per_hour: Option<u32>,
+}
+
+/// The validated `[enroll]` section.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EnrollConfig {
+    /// The re-enrollment policy.
+    pub reenroll: crate::model::ReenrollPolicy,
+    /// Wrong secrets per address at once.
+    pub failures_burst: u32,
+    /// Wrong secrets per address per hour after that.
+    pub failures_per_hour: u32,
+}
+
+impl Default for EnrollConfig {
+    fn default() -> Self {
+        Self {
+            reenroll: crate::model::ReenrollPolicy::default(),
+            failures_burst: 10,
+            failures_per_hour: 10,
+        }
+    }
+}
+
+impl EnrollConfig {
+    /// The API's enrollment guards.
+    pub fn enrollment(&self) -> crate::api::Enrollment {
+        crate::api::Enrollment {
+            policy: self.reenroll,
+            throttle: crate::api::ratelimit::FailureThrottle::new(
+                self.failures_burst,
+                self.failures_per_hour,
+            ),
+        }
+    }
 }
 
 /// `[server]`: how long a connection may take over each step, and how many may be open.
@@ -301,6 +351,8 @@ pub struct Config {
     pub alerts: crate::alerts::channel::Settings,
     /// Pull connectors (`[[connector]]`), in file order.
     pub connectors: Vec<crate::connectors::Settings>,
+    /// Enrollment guards (`[enroll]`).
+    pub enroll: EnrollConfig,
 }
 
 /// Web console settings (`[console]`).
@@ -350,6 +402,10 @@ pub fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
     }
     Ok(buf)
 }
+
+/// The shortest enroll secret `serve` and `check-config` accept (issue 14 item 3): anyone who
+/// holds it can enroll a device, so it must not be guessable.
+pub const MIN_ENROLL_SECRET_BYTES: usize = 32;
 
 fn problem(key: &str, reason: impl Into<String>) -> ConfigProblem {
     ConfigProblem { key: key.to_owned(), reason: reason.into() }
@@ -463,6 +519,23 @@ pub fn load(
             },
             _ => None,
         };
+    if let Some(secret) = &enroll_secret
+        && secret.expose().len() < MIN_ENROLL_SECRET_BYTES
+    {
+        let key = if enroll_secret_env.is_some_and(|s| !s.trim().is_empty()) {
+            "AISCOUT_ENROLL_SECRET"
+        } else {
+            "enroll_secret_file"
+        };
+        problems.push(problem(
+            key,
+            format!(
+                "the enroll secret is {} bytes; it must be at least {MIN_ENROLL_SECRET_BYTES} \
+                 (make one with `openssl rand -base64 32`)",
+                secret.expose().len()
+            ),
+        ));
+    }
     let catalog = o.catalog.clone().or(raw.catalog);
     if let Some(path) = &catalog
         && !path.is_file()
@@ -585,6 +658,32 @@ pub fn load(
     );
     problems.extend(alert_problems.into_iter().map(|(key, reason)| ConfigProblem { key, reason }));
     let connectors = connectors(raw.connector.unwrap_or_default(), store_now(), &mut problems);
+    let enroll_raw = raw.enroll.unwrap_or_default();
+    let enroll_defaults = EnrollConfig::default();
+    let enroll = EnrollConfig {
+        reenroll: match enroll_raw.reenroll.as_deref() {
+            None => enroll_defaults.reenroll,
+            Some(name) => crate::model::ReenrollPolicy::parse(name).unwrap_or_else(|| {
+                problems.push(problem(
+                    "enroll.reenroll",
+                    format!("{name:?} is not {}", crate::model::ReenrollPolicy::NAMES),
+                ));
+                enroll_defaults.reenroll
+            }),
+        },
+        failures_burst: positive(
+            &mut problems,
+            "enroll.failures_burst",
+            enroll_raw.failures_burst,
+            enroll_defaults.failures_burst,
+        ),
+        failures_per_hour: positive(
+            &mut problems,
+            "enroll.failures_per_hour",
+            enroll_raw.failures_per_hour,
+            enroll_defaults.failures_per_hour,
+        ),
+    };
     if !problems.is_empty() {
         return Err(ConfigError(problems));
     }
@@ -605,6 +704,7 @@ pub fn load(
         console,
         policy,
         alerts,
+        enroll,
     })
 }
 
@@ -1125,11 +1225,34 @@ mod tests {
         let file = dir.path().join("c.toml");
         std::fs::write(&file, "listen = \"0.0.0.0:1\"\ndata_dir = \"/srv/a\"\n").unwrap();
         let o = Overrides { listen: Some("127.0.0.1:0".into()), ..Overrides::default() };
-        let c = load(Some(&file), None, Some("s"), &o).unwrap();
+        let long = "s".repeat(MIN_ENROLL_SECRET_BYTES);
+        let c = load(Some(&file), None, Some(&long), &o).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:0");
         assert_eq!(c.db, Database::Sqlite(PathBuf::from("/srv/a/aiscout.db")));
         assert_eq!(c.tls, Tls::Generated);
-        assert_eq!(c.enroll_secret.unwrap().expose(), "s");
+        assert_eq!(c.enroll_secret.unwrap().expose(), long);
+    }
+
+    #[test]
+    fn an_enroll_secret_shorter_than_32_bytes_is_refused_from_the_file_and_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("enroll.secret");
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, format!("enroll_secret_file = {:?}\n", secret.display().to_string()))
+            .unwrap();
+        // 31 bytes (surrounding whitespace does not count) is refused, 32 accepted.
+        std::fs::write(&secret, format!("  {}\n", "x".repeat(31))).unwrap();
+        let err = load(Some(&file), None, None, &Overrides::default()).unwrap_err();
+        assert_eq!(err.0.len(), 1, "{err}");
+        assert_eq!(err.0[0].key, "enroll_secret_file");
+        assert!(err.0[0].reason.contains("31 bytes; it must be at least 32"), "{err}");
+        assert!(!err.to_string().contains(&"x".repeat(31)), "the secret is never shown: {err}");
+        std::fs::write(&secret, format!("{}\n", "x".repeat(32))).unwrap();
+        assert!(load(Some(&file), None, None, &Overrides::default()).is_ok());
+
+        let err = load(None, None, Some("short"), &Overrides::default()).unwrap_err();
+        assert_eq!(err.0[0].key, "AISCOUT_ENROLL_SECRET");
+        assert!(err.0[0].reason.contains("5 bytes"), "{err}");
     }
 
     fn load_text(dir: &Path, text: &str) -> Result<Config, ConfigError> {

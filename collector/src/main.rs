@@ -65,6 +65,21 @@ enum Command {
     },
     /// Load-test ingest and inventory queries on SQLite and PostgreSQL (BENCH-RESULTS.md).
     BenchIngest(aiscout_collector::bench::BenchArgs),
+    /// Re-enrollments of known host ids (`[enroll] reenroll`): list and approve.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+}
+
+#[derive(Subcommand)]
+enum DeviceCommand {
+    /// List re-enrollments waiting for an admin (`hold`) and approvals not yet used.
+    Reenrollments,
+    /// Let the next enrollment of HOST_ID in without its node key (a reinstalled machine that
+    /// lost its state); used up by that enrollment, and audited.
+    ApproveReenroll {
+        /// The host id (machine-id, IOPlatformUUID or MachineGuid) as the devices list shows.
+        host_id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -294,6 +309,41 @@ async fn dispatch<S: Store + Clone>(
         Command::Policy(c) => {
             let catalog = aiscout_collector::cli::catalog(config.catalog.as_deref())?;
             emit(&aiscout_collector::cli::policy(&store, &catalog, &config.policy, c).await?)
+        }
+        Command::Device(DeviceCommand::Reenrollments) => {
+            for r in store.reenroll_requests().await? {
+                let requested = r.requested_at.map_or("no request yet".to_owned(), |at| {
+                    format!("requested {at} from {}", r.source)
+                });
+                let approved = match (&r.approved_by, r.approved_at) {
+                    (Some(by), Some(at)) => format!("approved by {by} at {at}"),
+                    _ => "waiting for approval".to_owned(),
+                };
+                say(&format!("{}\t{}\t{}\t{requested}\t{approved}", r.host_id, r.hostname, r.os));
+            }
+            Ok(())
+        }
+        Command::Device(DeviceCommand::ApproveReenroll { host_id }) => {
+            let host_id = host_id.trim().to_owned();
+            if host_id.is_empty() || host_id.len() > aiscout_wire::validate::MAX_ID_LEN {
+                anyhow::bail!(
+                    "host id: expected 1 to {} characters",
+                    aiscout_wire::validate::MAX_ID_LEN
+                );
+            }
+            let known = store.devices().await?.iter().any(|d| d.device.host_id == host_id);
+            store
+                .approve_reenroll(host_id.clone(), review::CLI_ACTOR.to_owned(), store::now())
+                .await?;
+            if known {
+                say(&format!("approved the next enrollment of {host_id}"));
+            } else {
+                say(&format!(
+                    "approved the next enrollment of {host_id} (note: no device has this host id \
+                     yet, and a first enrollment needs no approval)"
+                ));
+            }
+            Ok(())
         }
         Command::Token(TokenCommand::Create { role, name }) => {
             let secret = credentials::generate(credentials::API_TOKEN_PREFIX)?;
@@ -580,6 +630,7 @@ async fn serve<S: Store + Clone>(config: Config, store: S) -> anyhow::Result<()>
             config.server.max_imports,
         ),
         alerts: Arc::new(config.alerts.clone()),
+        enrollment: config.enroll.enrollment(),
     });
     let counters = Arc::clone(&state.metrics.connections);
     let (connectors_stop, connectors_stopped) = tokio::sync::watch::channel(false);

@@ -224,6 +224,16 @@ pub fn resolve(args: &Args, config: &Config) -> Result<Settings, MdmError> {
             None
         }
     };
+    if let Some(secret) = &enroll_secret
+        && secret.expose().len() < crate::config::MIN_ENROLL_SECRET_BYTES
+    {
+        problems.push(format!(
+            "the enroll secret is {} bytes; the collector refuses one shorter than {} \
+             (make one with `openssl rand -base64 32`)",
+            secret.expose().len(),
+            crate::config::MIN_ENROLL_SECRET_BYTES
+        ));
+    }
 
     let pin_sha256 = if args.no_pin {
         None

@@ -71,6 +71,9 @@ pub struct DeviceSummary {
     pub evicted_sightings: i64,
     /// The last heartbeat.
     pub health: Option<Health>,
+    /// The host id this device shares with another machine (a clone enrolled by the
+    /// `separate` policy; its own host id is this plus `#N`).
+    pub duplicate_of: Option<String>,
 }
 
 /// The aggregation key of a sighting plus its aggregate (first, last, count).
@@ -772,4 +775,131 @@ pub struct DeliveryRow {
     pub done_at: Option<i64>,
     /// When the next attempt is due (pending only).
     pub next_at: i64,
+}
+
+/// What a re-enrollment of a host id the collector already knows may do (`[enroll] reenroll`,
+/// issue 14 item 3). Whatever the policy, a request that proves the host's current node key,
+/// or one an admin approved, re-enrolls; the policy decides the rest.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReenrollPolicy {
+    /// Replace the device's key (the behaviour before issue 14): whoever holds the enroll
+    /// secret can take the host id over.
+    Replace,
+    /// Refuse unless the request carries the device's current node key or an admin approved
+    /// it (the default).
+    #[default]
+    RequireKey,
+    /// Queue the request for an admin; the agent retries and gets in once approved.
+    Hold,
+    /// Enroll it as a device of its own (`HOST#2`, ...), flagged as sharing the host id: for
+    /// cloned machines (VDI, golden images) that share a machine id and must not evict each
+    /// other.
+    Separate,
+}
+
+impl ReenrollPolicy {
+    /// Every policy's config name.
+    pub const NAMES: &'static str = "replace, require_key, hold or separate";
+
+    /// The config name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReenrollPolicy::Replace => "replace",
+            ReenrollPolicy::RequireKey => "require_key",
+            ReenrollPolicy::Hold => "hold",
+            ReenrollPolicy::Separate => "separate",
+        }
+    }
+
+    /// The policy with this config name.
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            ReenrollPolicy::Replace,
+            ReenrollPolicy::RequireKey,
+            ReenrollPolicy::Hold,
+            ReenrollPolicy::Separate,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == name)
+    }
+}
+
+/// One enrollment as the API received it, for [`crate::store::Store::enroll_checked`].
+#[derive(Clone, Debug)]
+pub struct EnrollAttempt {
+    /// Who is enrolling.
+    pub device: Device,
+    /// SHA-256 of the new node key.
+    pub key_hash: [u8; 32],
+    /// SHA-256 of the node key the agent held before, when it presented one.
+    pub previous_key: Option<[u8; 32]>,
+    /// The re-enrollment policy in force.
+    pub policy: ReenrollPolicy,
+    /// The source address, for the audit log.
+    pub source: String,
+    /// Unix seconds.
+    pub now: i64,
+}
+
+/// Why an enrollment was let in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// The host id was new.
+    New,
+    /// The request proved the host's current node key.
+    NodeKey,
+    /// An admin approved this host id's re-enrollment.
+    Approved,
+    /// The `replace` policy let it take the host id over.
+    Replaced,
+    /// The `separate` policy enrolled it as another device sharing the host id.
+    Duplicate,
+}
+
+impl Admission {
+    /// The name in audit entries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Admission::New => "new",
+            Admission::NodeKey => "node_key",
+            Admission::Approved => "approved",
+            Admission::Replaced => "replace_policy",
+            Admission::Duplicate => "duplicate_host_id",
+        }
+    }
+}
+
+/// What became of an enrollment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnrollOutcome {
+    /// Enrolled; the new node key is live.
+    Enrolled {
+        /// The device.
+        device: DeviceId,
+        /// Why it was let in.
+        how: Admission,
+    },
+    /// A known host id without proof, refused (`require_key`).
+    Refused,
+    /// A known host id without proof, queued for an admin (`hold`).
+    Held,
+}
+
+/// A re-enrollment waiting for an admin, or approved and not yet used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReenrollRequest {
+    /// The host id.
+    pub host_id: String,
+    /// The host name the request gave (empty when an admin approved ahead of any request).
+    pub hostname: String,
+    /// Its operating system.
+    pub os: String,
+    /// Its source address.
+    pub source: String,
+    /// When the last request came, if one has.
+    pub requested_at: Option<i64>,
+    /// Who approved it, once approved.
+    pub approved_by: Option<String>,
+    /// When it was approved.
+    pub approved_at: Option<i64>,
 }

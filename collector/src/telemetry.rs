@@ -44,6 +44,14 @@ pub struct Metrics {
     pub heartbeats: AtomicU64,
     /// Requests refused by the rate limiter.
     pub rate_limited: AtomicU64,
+    /// Enrollments refused for a wrong enroll secret.
+    pub enroll_bad_secret: AtomicU64,
+    /// Enrollments refused with 429 because their source address sent too many wrong secrets.
+    pub enroll_throttled: AtomicU64,
+    /// Re-enrollments of a known host id refused by the `require_key` policy (takeovers).
+    pub enroll_takeover_refused: AtomicU64,
+    /// Re-enrollments of a known host id held for an admin by the `hold` policy.
+    pub enroll_held: AtomicU64,
     /// Store calls that failed.
     pub store_errors: AtomicU64,
     /// Store calls timed.
@@ -121,6 +129,17 @@ impl Metrics {
             "aiscout_collector_enrollments_total",
             "Agent enrollments.",
             &[("", get(&self.enrollments))],
+        );
+        counter(
+            "aiscout_collector_enrollments_refused_total",
+            "Enrollments refused: wrong enroll secret, throttled source address (429), \
+             re-enrollment of a known host id without its node key, or held for an admin.",
+            &[
+                ("{reason=\"secret\"}", get(&self.enroll_bad_secret)),
+                ("{reason=\"throttled\"}", get(&self.enroll_throttled)),
+                ("{reason=\"takeover\"}", get(&self.enroll_takeover_refused)),
+                ("{reason=\"held\"}", get(&self.enroll_held)),
+            ],
         );
         counter(
             "aiscout_collector_heartbeats_total",

@@ -129,7 +129,7 @@ fi
 # Upgrade: an edited config and the spool must survive.
 printf '\n# edited by test-deb.sh\n' >> /etc/aiscout/agent.toml
 printf 'spool bytes' > /var/lib/aiscout/spool.db
-printf 'secret\n' > /etc/aiscout/enroll_secret
+printf 'deb-test-enroll-secret-0123456789abcdef\n' > /etc/aiscout/enroll_secret
 chmod 0600 /etc/aiscout/enroll_secret
 dpkg -i --force-confold "$deb2" || fail "dpkg -i $deb2 (upgrade) failed"
 [ "$(dpkg-query -W -f='${Version}' aiscout-agent)" = 0.0.1~test2 ] || fail "upgrade did not install version 2"

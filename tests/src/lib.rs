@@ -306,7 +306,7 @@ impl Collector {
         std::fs::create_dir_all(data_dir).map_err(|e| HarnessError::Other(e.to_string()))?;
         let secret = data_dir.join("enroll.secret");
         if !secret.exists() {
-            std::fs::write(&secret, "e2e-enroll-secret\n")
+            std::fs::write(&secret, "e2e-enroll-secret-0123456789abcdefghijkl\n")
                 .map_err(|e| HarnessError::Other(e.to_string()))?;
         }
         let mut args = vec![
@@ -412,7 +412,7 @@ pub fn agent_config(
     let io = |e: std::io::Error| HarnessError::Other(e.to_string());
     std::fs::create_dir_all(dir).map_err(io)?;
     let secret = dir.join("enroll.secret");
-    std::fs::write(&secret, "e2e-enroll-secret\n").map_err(io)?;
+    std::fs::write(&secret, "e2e-enroll-secret-0123456789abcdefghijkl\n").map_err(io)?;
     let key = dir.join("catalog.pub");
     if !key.exists() {
         std::fs::write(&key, format!("{}\n", "00".repeat(32))).map_err(io)?;

@@ -200,6 +200,146 @@ pub struct Spool {
     path: PathBuf,
     limits: SpoolLimits,
     moved_aside: Option<PathBuf>,
+    salvage: Option<Salvage>,
+}
+
+/// What was read back from a corrupt spool when it was moved aside (issue 14 item 9).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Salvage {
+    /// Sightings (the sum of their counts) copied into the new spool; rows that were in a batch
+    /// keep their batch id, so a batch the collector acknowledged already counts once.
+    pub recovered: u64,
+    /// Rows SQLite could not read, each counted as one dropped sighting (the count of an
+    /// unreadable row is unknown, so this is a floor), plus the old file's unreported drops.
+    pub lost: u64,
+}
+
+/// Most consecutive unreadable row ids the salvage steps over before it gives up.
+const SALVAGE_MAX_MISSES: u64 = 100_000;
+
+/// Reads what it can from the corrupt spool at `aside` into `into`, one row at a time so a
+/// damaged page loses only its own rows.
+fn salvage(aside: &Path, into: &mut Connection) -> Salvage {
+    let mut result = Salvage::default();
+    // The copy moved aside, not the live spool: opening it read-write lets SQLite use its WAL.
+    let Ok(old) = Connection::open(aside) else {
+        result.lost = 1;
+        return result;
+    };
+    let _timeout = old.busy_timeout(std::time::Duration::from_secs(5));
+    let counter = |name: &str| -> u64 {
+        old.query_row("SELECT value FROM counters WHERE name = ?1", [name], |r| r.get::<_, i64>(0))
+            .map_or(0, |v| u64::try_from(v).unwrap_or(0))
+    };
+    result.lost = counter("dropped");
+    let evicted = i64::try_from(counter("evicted")).unwrap_or(i64::MAX);
+    let has_removed = old.prepare("SELECT removed FROM sightings LIMIT 0").is_ok();
+    let columns = if has_removed { "removed" } else { "0" };
+    let one = format!(
+        "SELECT id, window_start, product, kind, value, user, process, first_seen, last_seen,
+                count, batch_id, {columns}
+         FROM sightings WHERE id > ?1 ORDER BY id LIMIT 1"
+    );
+    let max_id: Option<i64> =
+        old.query_row("SELECT max(id) FROM sightings", [], |r| r.get(0)).ok().flatten();
+    let Ok(tx) = into.transaction() else { return result };
+    let mut last = i64::MIN;
+    let mut misses: u64 = 0;
+    // Bounded: every step moves `last` forward; consecutive misses are capped.
+    while misses < SALVAGE_MAX_MISSES {
+        let row = old.query_row(&one, [last], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                (
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, String>(6)?,
+                ),
+                (r.get::<_, i64>(7)?, r.get::<_, i64>(8)?, r.get::<_, i64>(9)?),
+                r.get::<_, Option<String>>(10)?,
+                r.get::<_, bool>(11)?,
+            ))
+        });
+        match row {
+            Ok((
+                id,
+                (window, product, kind, value, user, process),
+                (first, lastseen, count),
+                batch,
+                removed,
+            )) => {
+                misses = 0;
+                last = id;
+                let stored = tx.execute(
+                    "INSERT INTO sightings (window_start, product, kind, value, user, process,
+                        first_seen, last_seen, count, batch_id, removed)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                     ON CONFLICT (window_start, product, kind, value, user, process, removed)
+                        WHERE batch_id IS NULL
+                     DO UPDATE SET count = count + excluded.count",
+                    params![
+                        window, product, kind, value, user, process, first, lastseen, count, batch,
+                        removed
+                    ],
+                );
+                if stored.is_ok() {
+                    result.recovered =
+                        result.recovered.saturating_add(u64::try_from(count).unwrap_or(0));
+                } else {
+                    result.lost = result.lost.saturating_add(1);
+                }
+            }
+            Err(rusqlite::Error::QueryReturnedNoRows) => break,
+            Err(_) => {
+                // A damaged page: this id is lost; try the next.
+                misses += 1;
+                result.lost = result.lost.saturating_add(1);
+                last = last.saturating_add(1).max(0);
+                if max_id.is_some_and(|m| last >= m) {
+                    break;
+                }
+            }
+        }
+    }
+    // The batches the salvaged rows belong to, so they are sent again under their own ids.
+    if let Ok(mut stmt) = old.prepare("SELECT batch_id, created, evicted, dropped FROM batches") {
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        });
+        if let Ok(rows) = rows {
+            for (batch, created, evicted, dropped) in rows.flatten() {
+                let _kept = tx.execute(
+                    "INSERT OR IGNORE INTO batches (batch_id, created, evicted, dropped)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![batch, created, evicted, dropped],
+                );
+            }
+        }
+    }
+    // A salvaged row whose batch row is lost is sent again in a new batch.
+    let _orphans = tx.execute(
+        "UPDATE sightings SET batch_id = NULL
+         WHERE batch_id IS NOT NULL AND batch_id NOT IN (SELECT batch_id FROM batches)",
+        [],
+    );
+    let lost = i64::try_from(result.lost).unwrap_or(i64::MAX);
+    let _counted =
+        tx.execute("UPDATE counters SET value = value + ?1 WHERE name = 'dropped'", [lost]);
+    let _counted =
+        tx.execute("UPDATE counters SET value = value + ?1 WHERE name = 'evicted'", [evicted]);
+    if tx.commit().is_err() {
+        result.lost = result.lost.saturating_add(result.recovered);
+        result.recovered = 0;
+    }
+    result
 }
 
 /// Schema version 1, as the first agents created it (`IF NOT EXISTS`: those files already hold
@@ -342,6 +482,7 @@ impl Spool {
                     }
                 }
                 let mut spool = Self::open_checked(path, limits)?;
+                spool.salvage = Some(salvage(&aside, &mut spool.conn));
                 spool.moved_aside = Some(aside);
                 Ok(spool)
             }
@@ -363,7 +504,7 @@ impl Spool {
         }
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;").map_err(err)?;
         migrate(&mut conn).map_err(err)?;
-        Ok(Self { conn, path: path.to_path_buf(), limits, moved_aside: None })
+        Ok(Self { conn, path: path.to_path_buf(), limits, moved_aside: None, salvage: None })
     }
 
     fn err(&self, source: rusqlite::Error) -> SpoolError {
@@ -373,6 +514,12 @@ impl Spool {
     /// Where a corrupt spool was moved when this one was opened.
     pub fn moved_aside(&self) -> Option<&Path> {
         self.moved_aside.as_deref()
+    }
+
+    /// What was read back from the corrupt spool moved aside at open (see [`Salvage`]); the
+    /// lost rows are already counted as dropped in this spool, so the next batch reports them.
+    pub fn salvaged(&self) -> Option<Salvage> {
+        self.salvage
     }
 
     /// Adds sightings in one transaction, aggregating with unsent rows of the same window and
@@ -895,6 +1042,62 @@ mod tests {
             }]
         );
         assert!(s.installed().expect("installed").is_empty());
+    }
+
+    /// Issue 14 item 9: a spool with a damaged page is moved aside, every row SQLite can still
+    /// read is copied into the new one (an in-flight batch keeps its id), and the unreadable
+    /// rows are counted as dropped for the next batch and heartbeat.
+    #[test]
+    fn a_corrupt_spool_is_salvaged_and_the_rest_counted_as_dropped() {
+        const ROWS: u64 = 3_000;
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("spool.db");
+        let mut s = Spool::open(&path, SpoolLimits { batch_rows: 100, ..SpoolLimits::default() })
+            .expect("open");
+        let records: Vec<Record> =
+            (0..ROWS).map(|i| rec(&format!("row-{i:05}.chatgpt.com"), 0, 1)).collect();
+        s.record(&records).expect("record");
+        let in_flight = s.next_batch().expect("batch").expect("some");
+        s.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").expect("checkpoint");
+        drop(s);
+        // Garbage over every page holding one row's value, in the middle of the table.
+        let mut bytes = std::fs::read(&path).expect("read");
+        let page = 4096;
+        let needle = b"row-01500.chatgpt.com";
+        let hits: Vec<usize> = bytes
+            .windows(needle.len())
+            .enumerate()
+            .filter(|(_, w)| w == needle)
+            .map(|(i, _)| i)
+            .collect();
+        assert!(!hits.is_empty());
+        for at in hits {
+            let start = at / page * page;
+            for b in bytes.iter_mut().skip(start).take(page) {
+                *b = 0x5a;
+            }
+        }
+        std::fs::write(&path, &bytes).expect("write");
+
+        let mut s = Spool::open(&path, SpoolLimits { batch_rows: 100, ..SpoolLimits::default() })
+            .expect("open salvages");
+        assert!(s.moved_aside().is_some());
+        let salvage = s.salvaged().expect("salvaged");
+        assert!(salvage.lost >= 1, "{salvage:?}");
+        assert!(salvage.recovered >= ROWS / 2, "{salvage:?}");
+        assert!(
+            salvage.recovered + salvage.lost >= ROWS,
+            "every row is recovered or counted: {salvage:?}"
+        );
+        assert_eq!(s.stats().expect("stats").rows, salvage.recovered);
+        // The in-flight batch comes out first, under its own id; the loss rides with the next.
+        let again = s.next_batch().expect("batch").expect("some");
+        assert_eq!(again.id, in_flight.id);
+        assert_eq!(again.records, in_flight.records);
+        assert_eq!(s.stats().expect("stats").dropped, salvage.lost);
+        s.ack(&again).expect("ack");
+        let next = s.next_batch().expect("batch").expect("some");
+        assert_eq!(next.dropped, salvage.lost);
     }
 
     #[test]

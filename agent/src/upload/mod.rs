@@ -206,8 +206,13 @@ impl Client {
         &self,
         secret: &Secret,
         device: DeviceIdentity,
+        previous_node_key: Option<&Secret>,
     ) -> Result<Secret, UploadError> {
-        let body = to_json(&EnrollRequest { enroll_secret: secret.clone(), device })?;
+        let body = to_json(&EnrollRequest {
+            enroll_secret: secret.clone(),
+            device,
+            previous_node_key: previous_node_key.cloned(),
+        })?;
         let answer: EnrollResponse =
             self.json(Method::POST, aiscout_wire::routes::ENROLL, None, body).await?;
         Ok(answer.node_key)

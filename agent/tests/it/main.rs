@@ -13,6 +13,7 @@ mod hard_cases;
 #[cfg(target_os = "linux")]
 mod idle;
 mod inventory;
+mod offline;
 mod removal;
 mod rfc_vectors;
 mod spool;

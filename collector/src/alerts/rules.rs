@@ -216,6 +216,7 @@ mod tests {
             dropped_sightings: 0,
             evicted_sightings: 0,
             health: None,
+            duplicate_of: None,
         }
     }
 

@@ -285,6 +285,8 @@ impl Drop for Handling {
 struct Counted {
     inner: TowerToHyperService<Router>,
     in_flight: InFlight,
+    /// The client's address, given to handlers as `ConnectInfo` (the enroll throttle).
+    peer: SocketAddr,
 }
 
 type Answer = Result<Response<Body>, std::convert::Infallible>;
@@ -294,7 +296,8 @@ impl hyper::service::Service<Request<hyper::body::Incoming>> for Counted {
     type Error = std::convert::Infallible;
     type Future = Pin<Box<dyn Future<Output = Answer> + Send>>;
 
-    fn call(&self, request: Request<hyper::body::Incoming>) -> Self::Future {
+    fn call(&self, mut request: Request<hyper::body::Incoming>) -> Self::Future {
+        request.extensions_mut().insert(axum::extract::ConnectInfo(self.peer));
         let handling = self.in_flight.enter();
         let answer = self.inner.call(request);
         Box::pin(async move {
@@ -385,7 +388,7 @@ async fn connection(
     counters: &Counters,
 ) {
     let activity = Activity::new();
-    let service = Counted { inner: service, in_flight: InFlight::default() };
+    let service = Counted { inner: service, in_flight: InFlight::default(), peer };
     match acceptor {
         Some(acceptor) => {
             match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {

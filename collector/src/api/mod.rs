@@ -6,7 +6,7 @@
 //! answer carries an [`aiscout_wire::ErrorBody`]. A batch is acknowledged only after the
 //! store committed it.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,7 +26,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use tokio::net::TcpListener;
 
-use crate::model::{DeviceId, Health, IngestOutcome, Role, Token};
+use crate::model::{Admission, DeviceId, EnrollOutcome, Health, IngestOutcome, Role, Token};
 use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
 use crate::{credentials, ingest, join, review};
@@ -73,6 +73,27 @@ pub struct AppState<S> {
     pub uploads: upload::Uploads,
     /// Alert rules and channels (`[alerts]`), for the console's alerts page.
     pub alerts: Arc<crate::alerts::channel::Settings>,
+    /// The re-enrollment policy and the wrong-secret throttle (`[enroll]`).
+    pub enrollment: Enrollment,
+}
+
+/// How enrollments are guarded (`[enroll]` in the config; issue 14 item 3).
+#[derive(Debug)]
+pub struct Enrollment {
+    /// What a re-enrollment of a known host id may do.
+    pub policy: crate::model::ReenrollPolicy,
+    /// Wrong enroll secrets per source address.
+    pub throttle: ratelimit::FailureThrottle,
+}
+
+impl Default for Enrollment {
+    /// `require_key`; 10 wrong secrets per address, then one more each 6 minutes.
+    fn default() -> Self {
+        Self {
+            policy: crate::model::ReenrollPolicy::default(),
+            throttle: ratelimit::FailureThrottle::new(10, 10),
+        }
+    }
 }
 
 /// Why a request failed; one variant per answer.
@@ -107,6 +128,19 @@ pub enum ApiError {
     /// 429.
     #[error("rate limit exceeded; retry later")]
     RateLimited,
+    /// 429 with `Retry-After`: too many wrong enroll secrets from this address.
+    #[error("too many wrong enroll secrets from this address; retry in {0} s")]
+    Throttled(u64),
+    /// 403: a known host id re-enrolled without proving its node key (`require_key`).
+    #[error(
+        "host id {0:?} is enrolled already; re-enrolling it needs the node key it holds, or an \
+         admin's approval (`aiscout-collector device approve-reenroll`, or the console's \
+         Devices page)"
+    )]
+    TakeoverRefused(String),
+    /// 409 with `Retry-After`: a known host id's re-enrollment waits for an admin (`hold`).
+    #[error("host id {0:?} is enrolled already; this re-enrollment waits for an admin's approval")]
+    Held(String),
     /// 500.
     #[error("store: {0}")]
     Store(#[from] StoreError),
@@ -160,7 +194,9 @@ impl IntoResponse for ApiError {
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, None),
             ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, None),
             ApiError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, None),
-            ApiError::RateLimited => (StatusCode::TOO_MANY_REQUESTS, None),
+            ApiError::RateLimited | ApiError::Throttled(_) => (StatusCode::TOO_MANY_REQUESTS, None),
+            ApiError::TakeoverRefused(_) => (StatusCode::FORBIDDEN, None),
+            ApiError::Held(_) => (StatusCode::CONFLICT, None),
             ApiError::Store(e) => {
                 tracing::error!(error = %e, "Store call failed.");
                 (StatusCode::INTERNAL_SERVER_ERROR, None)
@@ -170,11 +206,14 @@ impl IntoResponse for ApiError {
             ApiError::Store(_) => "internal store error".to_owned(),
             other => other.to_string(),
         };
+        let retry_after = match &self {
+            ApiError::Throttled(secs) => Some(*secs),
+            ApiError::Busy(_) | ApiError::Held(_) => Some(30),
+            _ => None,
+        };
         let mut response = (status, Json(ErrorBody { error, field })).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("30"));
+        if let Some(secs) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
         }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
@@ -234,13 +273,22 @@ async fn person<S: Store>(state: &AppState<S>, headers: &HeaderMap) -> Result<To
 
 type Shared<S> = State<Arc<AppState<S>>>;
 
-async fn enroll<S: Store>(
-    State(state): Shared<S>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Json<EnrollResponse>, ApiError> {
+async fn enroll<S: Store>(State(state): Shared<S>, request: Request) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    // Set by the accept loop for every connection; a request without it (none in `serve`)
+    // shares the throttle bucket of the unspecified address.
+    let source = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+    // An address that sent too many wrong secrets is refused before anything is read.
+    if let Err(wait) = state.enrollment.throttle.check(source) {
+        Metrics::inc(&state.metrics.enroll_throttled, 1);
+        return Err(ApiError::Throttled(wait));
+    }
     // The enroll secret is in the body, so the body is read first, but only a small one.
-    let body = json_body(&headers, body, MAX_SMALL_BODY_BYTES).await?;
+    let body = json_body(headers, body, MAX_SMALL_BODY_BYTES).await?;
     let req: EnrollRequest = aiscout_wire::decode(&body)?;
     // A secret rotated in the console replaces the configured one.
     let ok = match timed(&state, state.store.enroll_secret()).await? {
@@ -254,23 +302,50 @@ async fn enroll<S: Store>(
             .is_some_and(|s| credentials::secrets_equal(s.expose(), req.enroll_secret.expose())),
     };
     if !ok {
+        state.enrollment.throttle.fail(source);
+        Metrics::inc(&state.metrics.enroll_bad_secret, 1);
         return Err(ApiError::Unauthorized);
     }
     let key = credentials::generate(credentials::NODE_KEY_PREFIX)
         .map_err(|e| ApiError::Store(StoreError::Task(e.to_string())))?;
     let d = req.device;
-    let device = crate::model::Device {
-        host_id: d.host_id,
-        hostname: d.hostname,
-        os: d.os,
-        os_version: d.os_version,
-        agent_version: d.agent_version,
-        owner_email: d.owner_email,
+    let host_id = d.host_id.clone();
+    let attempt = crate::model::EnrollAttempt {
+        device: crate::model::Device {
+            host_id: d.host_id,
+            hostname: d.hostname,
+            os: d.os,
+            os_version: d.os_version,
+            agent_version: d.agent_version,
+            owner_email: d.owner_email,
+        },
+        key_hash: credentials::hash(&key),
+        previous_key: req.previous_node_key.as_ref().map(|k| credentials::hash(k.expose())),
+        policy: state.enrollment.policy,
+        source: source.to_string(),
+        now: crate::store::now(),
     };
-    timed(&state, state.store.enroll(device, credentials::hash(&key), crate::store::now())).await?;
-    Metrics::inc(&state.metrics.enrollments, 1);
-    tracing::info!("Agent enrolled.");
-    Ok(Json(EnrollResponse { node_key: Secret::new(key) }))
+    match timed(&state, state.store.enroll_checked(attempt)).await? {
+        EnrollOutcome::Enrolled { how, .. } => {
+            Metrics::inc(&state.metrics.enrollments, 1);
+            if how == Admission::New {
+                tracing::info!("Agent enrolled.");
+            } else {
+                tracing::info!(how = how.as_str(), "Agent re-enrolled.");
+            }
+            Ok(Json(EnrollResponse { node_key: Secret::new(key) }).into_response())
+        }
+        EnrollOutcome::Refused => {
+            Metrics::inc(&state.metrics.enroll_takeover_refused, 1);
+            tracing::warn!(%source, "Re-enrollment of a known host id without its node key refused.");
+            Err(ApiError::TakeoverRefused(host_id))
+        }
+        EnrollOutcome::Held => {
+            Metrics::inc(&state.metrics.enroll_held, 1);
+            tracing::warn!(%source, "Re-enrollment of a known host id held for an admin.");
+            Err(ApiError::Held(host_id))
+        }
+    }
 }
 
 #[tracing::instrument(skip_all, fields(batch_id, sightings))]
@@ -282,6 +357,7 @@ async fn sightings<S: Store>(
     let device = agent(&state, &headers).await?;
     let body = json_body(&headers, body, MAX_BODY_BYTES).await?;
     let wire: SightingBatch = aiscout_wire::decode(&body)?;
+    known_products(&state.catalog, &wire)?;
     let span = tracing::Span::current();
     span.record("batch_id", wire.batch_id.as_str());
     span.record("sightings", wire.sightings.len());
@@ -298,6 +374,26 @@ async fn sightings<S: Store>(
         Metrics::inc(&state.metrics.sightings, accepted);
     }
     Ok(Json(BatchAck { batch_id, accepted, duplicate }))
+}
+
+/// Refuses a batch that names a product the served catalog does not have (issue 14 item 3):
+/// a node key may report only what the catalog knows, so nothing else reaches the inventory.
+/// The whole batch is refused, so nothing of it is stored.
+fn known_products(catalog: &Catalog, batch: &SightingBatch) -> Result<(), ApiError> {
+    for (i, s) in batch.sightings.iter().enumerate() {
+        if catalog.product(&s.product).is_none() {
+            return Err(ApiError::BadRequest {
+                field: Some(format!("sightings[{i}].product")),
+                message: format!(
+                    "sightings[{i}].product: {:?} is not a product of the catalog this collector \
+                     serves (version {})",
+                    s.product,
+                    catalog.version()
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 async fn heartbeat<S: Store>(
@@ -574,6 +670,7 @@ async fn devices<S: Store>(
             os_version: d.device.os_version,
             agent_version: d.device.agent_version,
             owner_email: d.device.owner_email,
+            duplicate_of: d.duplicate_of,
             enrolled_at: d.enrolled_at,
             last_contact: d.last_contact,
             health: d.health.map(|h| aiscout_wire::DeviceHealth {

@@ -616,6 +616,7 @@ pub fn router<S: Store>(state: &AppState<S>) -> Router<Arc<AppState<S>>> {
         .route("/admin/tokens", post(admin::create_token::<S>))
         .route("/admin/tokens/revoke", post(admin::revoke_token::<S>))
         .route("/admin/enroll-secret", post(admin::rotate_secret::<S>))
+        .route("/admin/reenroll", post(admin::approve_reenroll::<S>))
         .route("/login", get(auth::login_page::<S>).post(auth::login::<S>))
         .route("/auth/oidc/start", get(auth::oidc_start::<S>))
         .route("/auth/oidc/callback", get(auth::oidc_callback::<S>))

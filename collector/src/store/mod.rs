@@ -35,11 +35,12 @@
 use std::future::Future;
 
 use crate::model::{
-    Attempt, AuditEntry, AuditFilter, AuditRecord, Batch, ChannelRow, Claimed, DeliveryRow, Device,
-    DeviceId, DevicePage, DeviceQuery, DeviceSighting, DeviceSummary, DeviceUsage, ExpenseLine,
-    GatewaySpend, GatewayTotal, Health, ImportCounts, ImportRun, IngestOutcome, NewEvent, OwnerUse,
-    Person, PersonUsage, ProductUsage, Review, Session, SourceUsage, StoredEvent, Token,
-    UsageFilter, ValueUsage,
+    Admission, Attempt, AuditEntry, AuditFilter, AuditRecord, Batch, ChannelRow, Claimed,
+    DeliveryRow, Device, DeviceId, DevicePage, DeviceQuery, DeviceSighting, DeviceSummary,
+    DeviceUsage, EnrollAttempt, EnrollOutcome, ExpenseLine, GatewaySpend, GatewayTotal, Health,
+    ImportCounts, ImportRun, IngestOutcome, NewEvent, OwnerUse, Person, PersonUsage, ProductUsage,
+    ReenrollPolicy, ReenrollRequest, Review, Session, SourceUsage, StoredEvent, Token, UsageFilter,
+    ValueUsage,
 };
 
 pub mod files;
@@ -558,6 +559,123 @@ pub trait Store: Send + Sync + 'static {
         from: i64,
         to: i64,
     ) -> impl Future<Output = Result<Vec<StoredEvent>, StoreError>> + Send;
+    /// An enrollment under a re-enrollment policy (issue 14 item 3), in one transaction
+    /// serialised per host id: a new host id enrolls; a known one enrolls when the attempt
+    /// proves a current node key of the host id or of one of its duplicates (then as that
+    /// device) or an admin approved it (the approval is used up), and otherwise as
+    /// [`EnrollAttempt::policy`] says ([`reenroll_step`]); `separate` enrolls it as the next
+    /// duplicate, `HOST#N` with `duplicate_of` set. Every re-enrollment, duplicate and every
+    /// refused or held attempt writes its audit record in the same transaction.
+    fn enroll_checked(
+        &self,
+        attempt: EnrollAttempt,
+    ) -> impl Future<Output = Result<EnrollOutcome, StoreError>> + Send;
+
+    /// Lets the next enrollment of `host_id` in (the admin override of `require_key` and
+    /// `hold`), with its audit record `device.reenroll_approve`.
+    fn approve_reenroll(
+        &self,
+        host_id: String,
+        actor: String,
+        now: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Re-enrollments waiting for an admin or approved and not yet used, by host id.
+    fn reenroll_requests(
+        &self,
+    ) -> impl Future<Output = Result<Vec<ReenrollRequest>, StoreError>> + Send;
+}
+
+/// What to do with an enrollment: the one decision both backends make, from what they read in
+/// the enrollment's transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReenrollStep {
+    /// Enroll; the host's other keys are revoked.
+    Admit(Admission),
+    /// Refuse (401 is not right: the secret was; the API answers 403).
+    Refuse,
+    /// Queue for an admin.
+    Hold,
+}
+
+/// Decides an enrollment: `known` when the host id is enrolled, `proved` when the attempt
+/// presented one of its current node keys, `approved` when an admin approved it.
+pub fn reenroll_step(
+    policy: ReenrollPolicy,
+    known: bool,
+    proved: bool,
+    approved: bool,
+) -> ReenrollStep {
+    if !known {
+        ReenrollStep::Admit(Admission::New)
+    } else if proved {
+        ReenrollStep::Admit(Admission::NodeKey)
+    } else if approved {
+        ReenrollStep::Admit(Admission::Approved)
+    } else {
+        match policy {
+            ReenrollPolicy::Replace => ReenrollStep::Admit(Admission::Replaced),
+            ReenrollPolicy::RequireKey => ReenrollStep::Refuse,
+            ReenrollPolicy::Hold => ReenrollStep::Hold,
+            ReenrollPolicy::Separate => ReenrollStep::Admit(Admission::Duplicate),
+        }
+    }
+}
+
+/// The audit record of an enrollment step: none for a new host id; `device.reenroll` for a
+/// re-enrollment (with how it was let in), `device.takeover_refused` and
+/// `device.reenroll_held` for the others. The actor is `enroll@<source address>`; the record
+/// names the host, never a key.
+pub(crate) fn reenroll_audit(
+    a: &EnrollAttempt,
+    step: ReenrollStep,
+    duplicate: Option<&str>,
+) -> Option<AuditRecord> {
+    let action = match step {
+        ReenrollStep::Admit(Admission::New) => return None,
+        ReenrollStep::Admit(Admission::Duplicate) => "device.duplicate_host_id",
+        ReenrollStep::Admit(_) => "device.reenroll",
+        ReenrollStep::Refuse => "device.takeover_refused",
+        ReenrollStep::Hold => "device.reenroll_held",
+    };
+    let mut after = serde_json::json!({
+        "hostname": a.device.hostname,
+        "os": a.device.os,
+        "policy": a.policy.as_str(),
+        "presented_previous_key": a.previous_key.is_some(),
+        "source": a.source,
+    });
+    if let ReenrollStep::Admit(how) = step {
+        after["admitted_by"] = serde_json::Value::from(how.as_str());
+    }
+    if let Some(own) = duplicate {
+        after["enrolled_as"] = serde_json::Value::from(own);
+    }
+    Some(AuditRecord {
+        at: a.now,
+        actor: format!("enroll@{}", a.source),
+        action: action.to_owned(),
+        subject: a.device.host_id.clone(),
+        before: None,
+        after: Some(after.to_string()),
+    })
+}
+
+/// The host id of the `n`th machine sharing `host_id` (the first is `HOST#2`).
+pub(crate) fn duplicate_host_id(host_id: &str, existing_duplicates: i64) -> String {
+    format!("{host_id}#{}", existing_duplicates.saturating_add(2))
+}
+
+/// The audit record of an admin's approval.
+pub(crate) fn approve_audit(host_id: &str, actor: &str, now: i64) -> AuditRecord {
+    AuditRecord {
+        at: now,
+        actor: actor.to_owned(),
+        action: "device.reenroll_approve".to_owned(),
+        subject: host_id.to_owned(),
+        before: None,
+        after: None,
+    }
 }
 
 /// Most entries one [`Store::audit_query`] returns (a larger limit is clamped to this).

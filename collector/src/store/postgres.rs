@@ -20,15 +20,15 @@ use tokio_postgres::types::Type;
 
 use super::{
     AuditFn, CredentialHash, Migration, PRODUCT_DEVICES_LIMIT, PRODUCT_VALUES_LIMIT, PeopleUsage,
-    Store, StoreError, audit_query_sql, credential_hash, outbox, role, rollup,
+    ReenrollStep, Store, StoreError, audit_query_sql, credential_hash, outbox, role, rollup,
 };
 use crate::alerts::event;
 use crate::model::{
     Attempt, AuditEntry, AuditFilter, AuditRecord, Batch, ChannelRow, Claimed, DeliveryRow, Device,
-    DeviceId, DevicePage, DeviceQuery, DeviceSighting, DeviceSummary, DeviceUsage, ExpenseLine,
-    GatewaySpend, GatewayTotal, Health, ImportCounts, ImportRun, IngestOutcome, NewEvent, OwnerUse,
-    Person, PersonUsage, ProductUsage, Review, Session, SourceUsage, StoredEvent, Token,
-    UsageFilter, ValueUsage,
+    DeviceId, DevicePage, DeviceQuery, DeviceSighting, DeviceSummary, DeviceUsage, EnrollAttempt,
+    EnrollOutcome, ExpenseLine, GatewaySpend, GatewayTotal, Health, ImportCounts, ImportRun,
+    IngestOutcome, NewEvent, OwnerUse, Person, PersonUsage, ProductUsage, ReenrollRequest, Review,
+    Session, SourceUsage, StoredEvent, Token, UsageFilter, ValueUsage,
 };
 
 /// The PostgreSQL migrations, in order.
@@ -42,6 +42,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 7, sql: include_str!("migrations/postgres/0007_data_versions.sql") },
     Migration { version: 8, sql: include_str!("migrations/postgres/0008_alerts.sql") },
     Migration { version: 9, sql: include_str!("migrations/postgres/0009_connectors.sql") },
+    Migration { version: 10, sql: include_str!("migrations/postgres/0010_reenroll.sql") },
 ];
 
 /// The advisory lock key that serialises migrations ("aiscout" in ASCII).
@@ -163,7 +164,8 @@ fn read_review(r: &Row) -> Result<Review, StoreError> {
 const DEVICE_SELECT: &str = "SELECT d.host_id, d.hostname, d.os, d.os_version, d.agent_version,
         d.owner_email, d.enrolled_at, d.last_contact, d.dropped_sightings,
         d.evicted_sightings, h.received_at, h.agent_version, h.catalog_version,
-        h.interfaces_json, h.packets, h.drops, h.spool_depth, h.evictions, h.last_scan
+        h.interfaces_json, h.packets, h.drops, h.spool_depth, h.evictions, h.last_scan,
+        d.duplicate_of
     FROM devices d LEFT JOIN heartbeats h ON h.device_id = d.id";
 
 /// Reads a row of [`DEVICE_SELECT`].
@@ -197,6 +199,7 @@ fn read_device(r: &Row) -> Result<DeviceSummary, StoreError> {
         dropped_sightings: r.try_get(8)?,
         evicted_sightings: r.try_get(9)?,
         health,
+        duplicate_of: r.try_get(19)?,
     })
 }
 
@@ -255,6 +258,59 @@ fn read_session(r: &Row) -> Result<Session, StoreError> {
         last_seen: r.try_get(6)?,
         expires_at: r.try_get(7)?,
     })
+}
+
+/// The advisory lock class of enrollments ("enro" in ASCII); the key is the host id's hash.
+const ENROLL_LOCK: i32 = 0x656e_726f;
+
+/// Creates or updates the device by host id, revokes its node keys and stores the new one,
+/// inside the caller's transaction; returns the device's row id.
+async fn enroll_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    device: &Device,
+    key_hash: &CredentialHash,
+    now: i64,
+) -> Result<i64, StoreError> {
+    // A new owner may be in another department: the rollup's departments are rebuilt.
+    tx.execute(
+        &format!(
+            "{} AND EXISTS (SELECT 1 FROM devices WHERE host_id = $1
+                            AND owner_email IS DISTINCT FROM $2)",
+            rollup::DEPARTMENTS_DIRTY
+        ),
+        &[&device.host_id, &device.owner_email],
+    )
+    .await?;
+    let id: i64 = tx
+        .query_one(
+            "INSERT INTO devices (host_id, hostname, os, os_version, agent_version,
+                                  owner_email, enrolled_at, last_contact)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+             ON CONFLICT (host_id) DO UPDATE SET hostname = excluded.hostname,
+                os = excluded.os, os_version = excluded.os_version,
+                agent_version = excluded.agent_version, owner_email = excluded.owner_email,
+                last_contact = excluded.last_contact
+             RETURNING id",
+            &[
+                &device.host_id,
+                &device.hostname,
+                &device.os,
+                &device.os_version,
+                &device.agent_version,
+                &device.owner_email,
+                &now,
+            ],
+        )
+        .await?
+        .try_get(0)?;
+    tx.execute("DELETE FROM node_keys WHERE device_id = $1", &[&id]).await?;
+    tx.batch_execute(super::BUMP_DEVICES).await?;
+    tx.execute(
+        "INSERT INTO node_keys (key_hash, device_id, created_at) VALUES ($1, $2, $3)",
+        &[&&key_hash[..], &id, &now],
+    )
+    .await?;
+    Ok(id)
 }
 
 async fn append_audit(
@@ -650,47 +706,143 @@ impl Store for PgStore {
     ) -> Result<DeviceId, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        // A new owner may be in another department: the rollup's departments are rebuilt.
-        tx.execute(
-            &format!(
-                "{} AND EXISTS (SELECT 1 FROM devices WHERE host_id = $1
-                                AND owner_email IS DISTINCT FROM $2)",
-                rollup::DEPARTMENTS_DIRTY
-            ),
-            &[&device.host_id, &device.owner_email],
-        )
-        .await?;
-        let id: i64 = tx
-            .query_one(
-                "INSERT INTO devices (host_id, hostname, os, os_version, agent_version,
-                                      owner_email, enrolled_at, last_contact)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
-                 ON CONFLICT (host_id) DO UPDATE SET hostname = excluded.hostname,
-                    os = excluded.os, os_version = excluded.os_version,
-                    agent_version = excluded.agent_version, owner_email = excluded.owner_email,
-                    last_contact = excluded.last_contact
-                 RETURNING id",
-                &[
-                    &device.host_id,
-                    &device.hostname,
-                    &device.os,
-                    &device.os_version,
-                    &device.agent_version,
-                    &device.owner_email,
-                    &now,
-                ],
-            )
-            .await?
-            .try_get(0)?;
-        tx.execute("DELETE FROM node_keys WHERE device_id = $1", &[&id]).await?;
-        tx.batch_execute(super::BUMP_DEVICES).await?;
-        tx.execute(
-            "INSERT INTO node_keys (key_hash, device_id, created_at) VALUES ($1, $2, $3)",
-            &[&&key_hash[..], &id, &now],
-        )
-        .await?;
+        let id = enroll_in(&tx, &device, &key_hash, now).await?;
         tx.commit().await?;
         Ok(DeviceId(id))
+    }
+
+    async fn enroll_checked(&self, a: EnrollAttempt) -> Result<EnrollOutcome, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let host = &a.device.host_id;
+        // One enrollment per host id decides at a time, across every collector (a row lock
+        // cannot serialise two first enrollments: there is no row yet).
+        tx.execute("SELECT pg_advisory_xact_lock($1::int4, hashtext($2))", &[&ENROLL_LOCK, host])
+            .await?;
+        let existing: Option<i64> = tx
+            .query_opt("SELECT id FROM devices WHERE host_id = $1", &[host])
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?;
+        // The key proves the host id's device or one of its duplicates: the one it belongs to.
+        let proved: Option<String> = match (existing, a.previous_key) {
+            (Some(_), Some(previous)) => tx
+                .query_opt(
+                    "SELECT d.host_id FROM node_keys k JOIN devices d ON d.id = k.device_id
+                     WHERE k.key_hash = $1 AND (d.host_id = $2 OR d.duplicate_of = $2)",
+                    &[&&previous[..], host],
+                )
+                .await?
+                .map(|r| r.try_get(0))
+                .transpose()?,
+            _ => None,
+        };
+        let approved = tx
+            .query_opt(
+                "SELECT 1 FROM reenroll_requests WHERE host_id = $1 AND approved_at IS NOT NULL",
+                &[host],
+            )
+            .await?
+            .is_some();
+        let step = super::reenroll_step(a.policy, existing.is_some(), proved.is_some(), approved);
+        let duplicate = if step == ReenrollStep::Admit(crate::model::Admission::Duplicate) {
+            let n: i64 = tx
+                .query_one("SELECT COUNT(*) FROM devices WHERE duplicate_of = $1", &[host])
+                .await?
+                .try_get(0)?;
+            let mut free = None;
+            for k in 0..64_i64 {
+                let id = super::duplicate_host_id(host, n.saturating_add(k));
+                if tx.query_opt("SELECT 1 FROM devices WHERE host_id = $1", &[&id]).await?.is_none()
+                {
+                    free = Some(id);
+                    break;
+                }
+            }
+            Some(free.ok_or_else(|| {
+                StoreError::Task(format!("no free duplicate host id for {host:?}"))
+            })?)
+        } else {
+            None
+        };
+        if let Some(audit) = super::reenroll_audit(&a, step, duplicate.as_deref()) {
+            append_audit(&tx, &audit).await?;
+        }
+        let outcome = match step {
+            ReenrollStep::Admit(how) => {
+                let mut device = a.device.clone();
+                if let Some(own) = proved.or_else(|| duplicate.clone()) {
+                    device.host_id = own;
+                }
+                let id = enroll_in(&tx, &device, &a.key_hash, a.now).await?;
+                if duplicate.is_some() {
+                    tx.execute("UPDATE devices SET duplicate_of = $1 WHERE id = $2", &[host, &id])
+                        .await?;
+                } else {
+                    tx.execute("DELETE FROM reenroll_requests WHERE host_id = $1", &[host]).await?;
+                }
+                EnrollOutcome::Enrolled { device: DeviceId(id), how }
+            }
+            ReenrollStep::Refuse => EnrollOutcome::Refused,
+            ReenrollStep::Hold => {
+                tx.execute(
+                    "INSERT INTO reenroll_requests (host_id, hostname, os, source, requested_at)
+                     VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (host_id) DO UPDATE SET hostname = excluded.hostname,
+                        os = excluded.os, source = excluded.source,
+                        requested_at = excluded.requested_at",
+                    &[host, &a.device.hostname, &a.device.os, &a.source, &a.now],
+                )
+                .await?;
+                EnrollOutcome::Held
+            }
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn approve_reenroll(
+        &self,
+        host_id: String,
+        actor: String,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "INSERT INTO reenroll_requests (host_id, approved_by, approved_at) VALUES ($1, $2, $3)
+             ON CONFLICT (host_id) DO UPDATE SET approved_by = excluded.approved_by,
+                approved_at = excluded.approved_at",
+            &[&host_id, &actor, &now],
+        )
+        .await?;
+        append_audit(&tx, &super::approve_audit(&host_id, &actor, now)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn reenroll_requests(&self) -> Result<Vec<ReenrollRequest>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT host_id, hostname, os, source, requested_at, approved_by, approved_at
+                 FROM reenroll_requests ORDER BY host_id",
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ReenrollRequest {
+                    host_id: r.try_get(0)?,
+                    hostname: r.try_get(1)?,
+                    os: r.try_get(2)?,
+                    source: r.try_get(3)?,
+                    requested_at: r.try_get(4)?,
+                    approved_by: r.try_get(5)?,
+                    approved_at: r.try_get(6)?,
+                })
+            })
+            .collect()
     }
 
     async fn device_by_key(

@@ -16,15 +16,15 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::{
     AuditFn, CredentialHash, Migration, PRODUCT_DEVICES_LIMIT, PRODUCT_VALUES_LIMIT, PeopleUsage,
-    Store, StoreError, audit_query_sql, credential_hash, outbox, role, rollup,
+    ReenrollStep, Store, StoreError, audit_query_sql, credential_hash, outbox, role, rollup,
 };
 use crate::alerts::event;
 use crate::model::{
     Attempt, AuditEntry, AuditFilter, AuditRecord, Batch, ChannelRow, Claimed, DeliveryRow, Device,
-    DeviceId, DevicePage, DeviceQuery, DeviceSighting, DeviceSummary, DeviceUsage, ExpenseLine,
-    GatewaySpend, GatewayTotal, Health, ImportCounts, ImportRun, IngestOutcome, NewEvent, OwnerUse,
-    Person, PersonUsage, ProductUsage, Review, Session, SourceUsage, StoredEvent, Token,
-    UsageFilter, ValueUsage,
+    DeviceId, DevicePage, DeviceQuery, DeviceSighting, DeviceSummary, DeviceUsage, EnrollAttempt,
+    EnrollOutcome, ExpenseLine, GatewaySpend, GatewayTotal, Health, ImportCounts, ImportRun,
+    IngestOutcome, NewEvent, OwnerUse, Person, PersonUsage, ProductUsage, ReenrollRequest, Review,
+    Session, SourceUsage, StoredEvent, Token, UsageFilter, ValueUsage,
 };
 
 /// The SQLite migrations, in order.
@@ -38,6 +38,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 7, sql: include_str!("migrations/sqlite/0007_data_versions.sql") },
     Migration { version: 8, sql: include_str!("migrations/sqlite/0008_alerts.sql") },
     Migration { version: 9, sql: include_str!("migrations/sqlite/0009_connectors.sql") },
+    Migration { version: 10, sql: include_str!("migrations/sqlite/0010_reenroll.sql") },
 ];
 
 /// How long a connection waits for another writer before failing.
@@ -435,7 +436,8 @@ fn read_review(r: &rusqlite::Row<'_>) -> rusqlite::Result<Review> {
 const DEVICE_SELECT: &str = "SELECT d.host_id, d.hostname, d.os, d.os_version, d.agent_version,
         d.owner_email, d.enrolled_at, d.last_contact, d.dropped_sightings,
         d.evicted_sightings, h.received_at, h.agent_version, h.catalog_version,
-        h.interfaces_json, h.packets, h.drops, h.spool_depth, h.evictions, h.last_scan
+        h.interfaces_json, h.packets, h.drops, h.spool_depth, h.evictions, h.last_scan,
+        d.duplicate_of
     FROM devices d LEFT JOIN heartbeats h ON h.device_id = d.id";
 
 /// Reads a row of [`DEVICE_SELECT`].
@@ -469,6 +471,7 @@ fn read_device(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceSummary> {
         dropped_sightings: r.get(8)?,
         evicted_sightings: r.get(9)?,
         health,
+        duplicate_of: r.get(19)?,
     })
 }
 
@@ -552,6 +555,68 @@ fn borrowed_text<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r str, Stor
         rusqlite::Error::FromSqlConversionFailure(i, value.data_type(), Box::new(e))
     })?;
     Ok(text.unwrap_or_default())
+}
+
+/// The first free duplicate host id of `host` (`HOST#N`, N from `duplicates + 2`), tried at
+/// most 64 times.
+pub(crate) fn free_duplicate_id(
+    host: &str,
+    duplicates: i64,
+    mut taken: impl FnMut(&str) -> Result<bool, StoreError>,
+) -> Result<String, StoreError> {
+    for n in 0..64 {
+        let id = super::duplicate_host_id(host, duplicates.saturating_add(n));
+        if !taken(&id)? {
+            return Ok(id);
+        }
+    }
+    Err(StoreError::Task(format!("no free duplicate host id for {host:?}")))
+}
+
+/// Creates or updates the device by host id, revokes its node keys and stores the new one,
+/// inside the caller's transaction; returns the device's row id.
+fn enroll_in(
+    tx: &rusqlite::Transaction<'_>,
+    device: &Device,
+    key_hash: &CredentialHash,
+    now: i64,
+) -> Result<i64, StoreError> {
+    // A new owner may be in another department: the rollup's departments are rebuilt.
+    tx.execute(
+        &format!(
+            "{} AND EXISTS (SELECT 1 FROM devices WHERE host_id = ?1
+                            AND owner_email IS NOT ?2)",
+            rollup::DEPARTMENTS_DIRTY
+        ),
+        params![device.host_id, device.owner_email],
+    )?;
+    let id: i64 = tx.query_row(
+        "INSERT INTO devices (host_id, hostname, os, os_version, agent_version,
+                              owner_email, enrolled_at, last_contact)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+         ON CONFLICT (host_id) DO UPDATE SET hostname = excluded.hostname,
+            os = excluded.os, os_version = excluded.os_version,
+            agent_version = excluded.agent_version, owner_email = excluded.owner_email,
+            last_contact = excluded.last_contact
+         RETURNING id",
+        params![
+            device.host_id,
+            device.hostname,
+            device.os,
+            device.os_version,
+            device.agent_version,
+            device.owner_email,
+            now
+        ],
+        |r| r.get(0),
+    )?;
+    tx.execute("DELETE FROM node_keys WHERE device_id = ?1", [id])?;
+    tx.execute_batch(super::BUMP_DEVICES)?;
+    tx.execute(
+        "INSERT INTO node_keys (key_hash, device_id, created_at) VALUES (?1, ?2, ?3)",
+        params![&key_hash[..], id, now],
+    )?;
+    Ok(id)
 }
 
 fn append_audit(tx: &rusqlite::Transaction<'_>, a: &AuditRecord) -> Result<(), StoreError> {
@@ -915,43 +980,139 @@ impl Store for SqliteStore {
     ) -> Result<DeviceId, StoreError> {
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            // A new owner may be in another department: the rollup's departments are rebuilt.
-            tx.execute(
-                &format!(
-                    "{} AND EXISTS (SELECT 1 FROM devices WHERE host_id = ?1
-                                    AND owner_email IS NOT ?2)",
-                    rollup::DEPARTMENTS_DIRTY
-                ),
-                params![device.host_id, device.owner_email],
-            )?;
-            let id: i64 = tx.query_row(
-                "INSERT INTO devices (host_id, hostname, os, os_version, agent_version,
-                                      owner_email, enrolled_at, last_contact)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
-                 ON CONFLICT (host_id) DO UPDATE SET hostname = excluded.hostname,
-                    os = excluded.os, os_version = excluded.os_version,
-                    agent_version = excluded.agent_version, owner_email = excluded.owner_email,
-                    last_contact = excluded.last_contact
-                 RETURNING id",
-                params![
-                    device.host_id,
-                    device.hostname,
-                    device.os,
-                    device.os_version,
-                    device.agent_version,
-                    device.owner_email,
-                    now
-                ],
-                |r| r.get(0),
-            )?;
-            tx.execute("DELETE FROM node_keys WHERE device_id = ?1", [id])?;
-            tx.execute_batch(super::BUMP_DEVICES)?;
-            tx.execute(
-                "INSERT INTO node_keys (key_hash, device_id, created_at) VALUES (?1, ?2, ?3)",
-                params![&key_hash[..], id, now],
-            )?;
+            let id = enroll_in(&tx, &device, &key_hash, now)?;
             tx.commit()?;
             Ok(DeviceId(id))
+        })
+        .await
+    }
+
+    async fn enroll_checked(&self, a: EnrollAttempt) -> Result<EnrollOutcome, StoreError> {
+        self.with(move |c| {
+            // IMMEDIATE takes the write lock first: one enrollment decides at a time.
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let host = &a.device.host_id;
+            let existing: Option<i64> = tx
+                .query_row("SELECT id FROM devices WHERE host_id = ?1", [host], |r| r.get(0))
+                .optional()?;
+            // The key proves the host id's device or one of its duplicates: the one it belongs to.
+            let proved: Option<String> = match (existing, a.previous_key) {
+                (Some(_), Some(previous)) => tx
+                    .query_row(
+                        "SELECT d.host_id FROM node_keys k JOIN devices d ON d.id = k.device_id
+                         WHERE k.key_hash = ?1 AND (d.host_id = ?2 OR d.duplicate_of = ?2)",
+                        params![&previous[..], host],
+                        |r| r.get(0),
+                    )
+                    .optional()?,
+                _ => None,
+            };
+            let approved = tx
+                .query_row(
+                    "SELECT 1 FROM reenroll_requests
+                     WHERE host_id = ?1 AND approved_at IS NOT NULL",
+                    [host],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some();
+            let step =
+                super::reenroll_step(a.policy, existing.is_some(), proved.is_some(), approved);
+            let duplicate = if step == ReenrollStep::Admit(crate::model::Admission::Duplicate) {
+                let taken = |id: &str| -> Result<bool, StoreError> {
+                    Ok(tx
+                        .query_row("SELECT 1 FROM devices WHERE host_id = ?1", [id], |_| Ok(()))
+                        .optional()?
+                        .is_some())
+                };
+                let n: i64 = tx.query_row(
+                    "SELECT COUNT(*) FROM devices WHERE duplicate_of = ?1",
+                    [host],
+                    |r| r.get(0),
+                )?;
+                Some(free_duplicate_id(host, n, taken)?)
+            } else {
+                None
+            };
+            if let Some(audit) = super::reenroll_audit(&a, step, duplicate.as_deref()) {
+                append_audit(&tx, &audit)?;
+            }
+            let outcome = match step {
+                ReenrollStep::Admit(how) => {
+                    let mut device = a.device.clone();
+                    if let Some(own) = proved.or_else(|| duplicate.clone()) {
+                        device.host_id = own;
+                    }
+                    let id = enroll_in(&tx, &device, &a.key_hash, a.now)?;
+                    if duplicate.is_some() {
+                        tx.execute(
+                            "UPDATE devices SET duplicate_of = ?1 WHERE id = ?2",
+                            params![host, id],
+                        )?;
+                    } else {
+                        tx.execute("DELETE FROM reenroll_requests WHERE host_id = ?1", [host])?;
+                    }
+                    EnrollOutcome::Enrolled { device: DeviceId(id), how }
+                }
+                ReenrollStep::Refuse => EnrollOutcome::Refused,
+                ReenrollStep::Hold => {
+                    tx.execute(
+                        "INSERT INTO reenroll_requests (host_id, hostname, os, source, requested_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT (host_id) DO UPDATE SET hostname = excluded.hostname,
+                            os = excluded.os, source = excluded.source,
+                            requested_at = excluded.requested_at",
+                        params![host, a.device.hostname, a.device.os, a.source, a.now],
+                    )?;
+                    EnrollOutcome::Held
+                }
+            };
+            tx.commit()?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn approve_reenroll(
+        &self,
+        host_id: String,
+        actor: String,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                "INSERT INTO reenroll_requests (host_id, approved_by, approved_at)
+                 VALUES (?1, ?2, ?3)
+                 ON CONFLICT (host_id) DO UPDATE SET approved_by = excluded.approved_by,
+                    approved_at = excluded.approved_at",
+                params![host_id, actor, now],
+            )?;
+            append_audit(&tx, &super::approve_audit(&host_id, &actor, now))?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn reenroll_requests(&self) -> Result<Vec<ReenrollRequest>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT host_id, hostname, os, source, requested_at, approved_by, approved_at
+                 FROM reenroll_requests ORDER BY host_id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(ReenrollRequest {
+                    host_id: r.get(0)?,
+                    hostname: r.get(1)?,
+                    os: r.get(2)?,
+                    source: r.get(3)?,
+                    requested_at: r.get(4)?,
+                    approved_by: r.get(5)?,
+                    approved_at: r.get(6)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await
     }

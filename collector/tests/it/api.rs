@@ -15,12 +15,12 @@ use hyper::{Method, StatusCode};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{Value, json};
 
-const SECRET: &str = "s3cret-enroll";
+const SECRET: &str = "s3cret-enroll-0123456789abcdefghijkl";
 const BATCH: &[u8] = include_bytes!("../../wire/tests/data/v1/sighting_batch.json");
 
 pub(crate) struct Server {
-    addr: std::net::SocketAddr,
-    ca: CertificateDer<'static>,
+    pub(crate) addr: std::net::SocketAddr,
+    pub(crate) ca: CertificateDer<'static>,
     pub(crate) store: SqliteStore,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
@@ -59,6 +59,19 @@ pub(crate) async fn start_with(
     burst: u32,
     console: aiscout_collector::console::Settings,
 ) -> Server {
+    start_full(burst, console, api::Enrollment::default()).await
+}
+
+/// A server with its enrollment guards set (`[enroll]`).
+pub(crate) async fn start_enrolling(enrollment: api::Enrollment) -> Server {
+    start_full(100, Default::default(), enrollment).await
+}
+
+async fn start_full(
+    burst: u32,
+    console: aiscout_collector::console::Settings,
+    enrollment: api::Enrollment,
+) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
     let (ca, chain, key) = certificates();
@@ -78,6 +91,7 @@ pub(crate) async fn start_with(
         metrics_token: None,
         uploads: api::upload::Uploads::new(dir.path().join("uploads"), 2),
         alerts: Arc::default(),
+        enrollment,
     });
     let counters = Arc::clone(&state.metrics.connections);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

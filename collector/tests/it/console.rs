@@ -411,3 +411,64 @@ async fn uploads_report_rows_refuse_unknown_formats_and_oversized_bodies() {
     assert!(body.starts_with("product,"), "{body}");
     assert!(body.contains("openai.chatgpt"));
 }
+
+/// Issue 14 item 3: a held re-enrollment shows on `/admin` and an admin approves it there
+/// (CSRF checked, security role refused); the machine then gets in once, and it is audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_approves_a_held_reenrollment_on_the_admin_page() {
+    use aiscout_collector::api::{Enrollment, ratelimit::FailureThrottle};
+    let enrollment = Enrollment {
+        policy: aiscout_collector::model::ReenrollPolicy::Hold,
+        throttle: FailureThrottle::new(10, 1),
+    };
+    let server = crate::api::start_enrolling(enrollment).await;
+    let mut c = server.connect(false).await;
+    let enroll = "{\"enroll_secret\":\"s3cret-enroll-0123456789abcdefghijkl\",\"device\":{\
+        \"host_id\":\"vdi-<b>9</b>\",\"hostname\":\"vdi\",\"os\":\"linux\",\"os_version\":\"12\",\
+        \"agent_version\":\"0.1.0\"}}";
+    let json = [("content-type", "application/json")];
+    let first = call(&mut c, Method::POST, "/api/v1/enroll", &json, enroll).await.unwrap();
+    assert_eq!(first.0, StatusCode::OK);
+    let held = call(&mut c, Method::POST, "/api/v1/enroll", &json, enroll).await.unwrap();
+    assert_eq!(held.0, StatusCode::CONFLICT);
+
+    let admin = sign_in(&mut c, &server.token("root", Role::Admin).await).await;
+    let (status, _, page) = get(&mut c, "/admin", Some(&admin)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("vdi-&lt;b&gt;9&lt;/b&gt;"), "the host id, escaped: {page}");
+    assert!(page.contains("waiting"), "{page}");
+    let form = "host_id=vdi-%3Cb%3E9%3C%2Fb%3E";
+    // Without the CSRF token, or by a security token: refused, nothing approved.
+    let (status, _, _) = post_with_cookie(&mut c, "/admin/reenroll", Some(&admin), form).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let sec = sign_in(&mut c, &server.token("sec", Role::Security).await).await;
+    let (status, _, _) = post_with_cookie(&mut c, "/admin/reenroll", Some(&sec), form).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(server.store.reenroll_requests().await.unwrap()[0].approved_by, None);
+
+    let (status, headers, _) = post_with_cookie(
+        &mut c,
+        "/admin/reenroll",
+        Some(&admin),
+        &format!("{form}&csrf={}", csrf(&page)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers["location"], "/admin#reenrollments");
+    let again = call(&mut c, Method::POST, "/api/v1/enroll", &json, enroll).await.unwrap();
+    assert_eq!(again.0, StatusCode::OK);
+    let filter =
+        AuditFilter { subject: Some("vdi-<b>9</b>".into()), limit: 100, ..Default::default() };
+    let audit = server.store.audit_query(filter).await.unwrap();
+    let actions: Vec<(&str, &str)> =
+        audit.iter().map(|e| (e.record.action.as_str(), e.record.actor.as_str())).collect();
+    // Newest first.
+    assert_eq!(
+        actions,
+        [
+            ("device.reenroll", "enroll@127.0.0.1"),
+            ("device.reenroll_approve", "root"),
+            ("device.reenroll_held", "enroll@127.0.0.1"),
+        ]
+    );
+}

@@ -54,14 +54,14 @@ fn raise_fd_limit(needed: u64) {
 }
 
 /// A TCP connection to `addr` from the loopback address `from`.
-async fn connect_from(from: IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+pub(crate) async fn connect_from(from: IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
     let socket = tokio::net::TcpSocket::new_v4()?;
     socket.bind(SocketAddr::new(from, 0))?;
     socket.connect(addr).await
 }
 
 /// TLS (HTTP/1.1 by ALPN) over `tcp`, trusting `ca`.
-async fn tls(
+pub(crate) async fn tls(
     tcp: TcpStream,
     ca: &CertificateDer<'static>,
 ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
@@ -88,7 +88,7 @@ async fn wait_closed<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Vec<u8>
 }
 
 /// The status of the first response on a raw HTTP/1.1 stream.
-async fn status_line<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> String {
+pub(crate) async fn status_line<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> String {
     let mut got = Vec::new();
     let mut buf = [0u8; 1024];
     tokio::time::timeout(DEADLINE, async {
@@ -111,7 +111,7 @@ fn write_config(dir: &Path, text: &str) -> PathBuf {
 }
 
 /// A value from the Prometheus text.
-fn metric(text: &str, name: &str) -> u64 {
+pub(crate) fn metric(text: &str, name: &str) -> u64 {
     let line = text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' '));
     line.unwrap_or_else(|| panic!("no {name} in:\n{text}")).parse().unwrap()
 }

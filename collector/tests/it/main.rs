@@ -10,6 +10,7 @@ mod api;
 mod connectors;
 mod console;
 mod drop;
+mod enroll;
 mod harden;
 mod import;
 mod mapping;

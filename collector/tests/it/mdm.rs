@@ -17,7 +17,7 @@ use plist::{Dictionary, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_aiscout-collector");
 const URL: &str = "https://collector.test:8443";
-const SECRET: &str = "mdm-test-enroll-secret";
+const SECRET: &str = "mdm-test-enroll-secret-0123456789abcdef";
 const INSTALLER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../installer");
 
 struct Fixture {
@@ -377,6 +377,20 @@ fn every_missing_input_is_listed_at_once() {
 }
 
 #[test]
+fn a_short_enroll_secret_is_refused_and_never_packaged() {
+    let f = fixture();
+    std::fs::write(&f.secret, "short-secret\n").unwrap();
+    let args = f.args(Platform::Linux);
+    let Err(mdm::MdmError::Inputs(problems)) = mdm::run(&args, &default_config()) else {
+        panic!("expected input problems");
+    };
+    let text = problems.join("\n");
+    assert!(text.contains("12 bytes; the collector refuses one shorter than 32"), "{text}");
+    assert!(!text.contains("short-secret"), "the secret is never shown: {text}");
+    assert!(!args.out.join("enroll_secret").exists());
+}
+
+#[test]
 fn a_bad_catalog_key_is_refused() {
     let f = fixture();
     std::fs::write(&f.key, "not hex").unwrap();
@@ -413,12 +427,17 @@ fn the_enroll_secret_comes_from_the_collector_config_when_no_file_is_given() {
     let f = fixture();
     let mut args = f.args(Platform::Linux);
     args.enroll_secret_file = None;
-    let config =
-        config::load(None, None, Some("from-collector-env"), &Overrides::default()).unwrap();
+    let config = config::load(
+        None,
+        None,
+        Some("from-collector-env-0123456789abcdef"),
+        &Overrides::default(),
+    )
+    .unwrap();
     mdm::run(&args, &config).unwrap();
     assert_eq!(
         std::fs::read_to_string(args.out.join("enroll_secret")).unwrap().trim(),
-        "from-collector-env"
+        "from-collector-env-0123456789abcdef"
     );
 }
 

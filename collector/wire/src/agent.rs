@@ -16,6 +16,13 @@ pub struct EnrollRequest {
     pub enroll_secret: Secret,
     /// Who is enrolling.
     pub device: DeviceIdentity,
+    /// The node key this agent held before, when it re-enrolls (issue 14 item 3): it proves
+    /// that the request comes from the machine that enrolled this host id, which the
+    /// collector's default `require_key` policy demands before it replaces that machine's key.
+    /// Absent on a first enrollment; omitted from the JSON then, so older collectors and agents
+    /// are unaffected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_node_key: Option<Secret>,
 }
 
 /// The identity of one machine, as its agent reports it.

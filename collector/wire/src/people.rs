@@ -217,6 +217,11 @@ pub struct DeviceRow {
     pub last_contact: i64,
     /// The last heartbeat, if any.
     pub health: Option<DeviceHealth>,
+    /// The host id this device shares with another machine, when the collector enrolled it as
+    /// a separate device (a cloned VDI or golden image; issue 14): its own `host_id` is this
+    /// plus `#N`. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate_of: Option<String>,
 }
 
 /// The health a device last reported.

@@ -152,6 +152,9 @@ impl Validate for DeviceIdentity {
 impl Validate for EnrollRequest {
     fn validate(&self) -> Result<(), ValidationError> {
         required("enroll_secret", self.enroll_secret.expose(), MAX_SECRET_LEN)?;
+        if let Some(key) = &self.previous_node_key {
+            required("previous_node_key", key.expose(), MAX_SECRET_LEN)?;
+        }
         self.device.validate()
     }
 }

@@ -389,6 +389,61 @@ fn agent_enrolls_again_when_the_collector_no_longer_knows_its_node_key() {
     .unwrap_or_else(|e| panic!("{e}\n{}", agent.output().join("\n")));
 }
 
+/// Issue 14 item 3 with the real binaries: a second machine with the same host id (here: a
+/// second agent state on this machine) cannot take the device over with the enroll secret
+/// alone, and the agent that enrolled it, re-enrolling with the key it kept, gets back in.
+#[test]
+fn a_second_machine_cannot_take_over_a_host_id_and_the_first_reenrolls_with_its_old_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let collector = Collector::start(&tmp.path().join("collector"), 0, &[]).unwrap();
+    let token = collector.token("admin", "e2e").unwrap();
+    let pcap = fixture("curl-ipv4.pcap").display().to_string();
+    let first_dir = tmp.path().join("first");
+    let first = agent_config(&first_dir, &collector.url, &collector.pin, "").unwrap();
+    let mut agent = start_agent(&first, &["--no-scan", "--pcap", &pcap], "info").unwrap();
+    wait_for("the first sightings", LONG, || {
+        (!sightings_by_product(&collector, &token).ok()?.is_empty()).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.output().join("\n")));
+    agent.terminate(Duration::from_secs(30)).unwrap();
+    let key = first_dir.join("state/node_key");
+    let first_key = std::fs::read_to_string(&key).unwrap();
+
+    // Same machine id, no key: refused (the default `require_key`), the device keeps its key.
+    let second =
+        agent_config(&tmp.path().join("second"), &collector.url, &collector.pin, "").unwrap();
+    let mut intruder = start_agent(&second, &["--no-scan", "--no-capture"], "info").unwrap();
+    intruder
+        .wait_line("the refusal", LONG, |l| l.contains("refuses to enroll this host id again"))
+        .unwrap();
+    intruder.kill();
+    let audit = api_get(&collector.url, &collector.pin, &token, "/api/v1/audit").unwrap();
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"device.takeover_refused"), "{audit}");
+    let devices = api_get(&collector.url, &collector.pin, &token, "/api/v1/devices").unwrap();
+    assert_eq!(devices["devices"].as_array().map(Vec::len), Some(1));
+
+    // The first agent lost its current key but kept it as the previous one (what it does when
+    // the collector refuses a key): it presents it and is let in as the same device.
+    std::fs::rename(&key, first_dir.join("state/node_key.previous")).unwrap();
+    let mut agent = start_agent(&first, &["--no-scan", "--no-capture"], "info").unwrap();
+    agent.wait_line("re-enrolled", LONG, |l| l.contains("Enrolled with the collector.")).unwrap();
+    agent.terminate(Duration::from_secs(30)).unwrap();
+    assert!(!first_dir.join("state/node_key.previous").exists(), "the old key is dropped");
+    assert_ne!(std::fs::read_to_string(&key).unwrap(), first_key, "a new key");
+    let audit = api_get(&collector.url, &collector.pin, &token, "/api/v1/audit").unwrap();
+    let last = audit["entries"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["action"], "device.reenroll", "{audit}");
+    assert_eq!(last["after"]["admitted_by"], "node_key", "{audit}");
+    let devices = api_get(&collector.url, &collector.pin, &token, "/api/v1/devices").unwrap();
+    assert_eq!(devices["devices"].as_array().map(Vec::len), Some(1));
+}
+
 #[test]
 fn agent_trusts_only_the_configured_ca() {
     let tmp = tempfile::tempdir().unwrap();

@@ -1,5 +1,5 @@
-//! `/admin`: API tokens (a new one is shown once), revocation, enroll secret rotation, and
-//! the catalog this collector serves.
+//! `/admin`: API tokens (a new one is shown once), revocation, enroll secret rotation,
+//! re-enrollment approvals (issue 14), and the catalog this collector serves.
 
 use std::sync::Arc;
 
@@ -14,7 +14,7 @@ use crate::console::{
     Access, CSRF_FIELD, PageResult, Refusal, Signed, document, field, require, require_form,
     see_other,
 };
-use crate::model::{AuditRecord, Role, Token};
+use crate::model::{AuditRecord, ReenrollPolicy, Role, Token};
 use crate::store::{Store, StoreError};
 use crate::{credentials, review};
 
@@ -33,6 +33,7 @@ async fn render<S: Store>(
 ) -> PageResult {
     let tokens = state.store.tokens().await?;
     let rotated = state.store.enroll_secret().await?;
+    let reenrollments = state.store.reenroll_requests().await?;
     let now = crate::store::now();
     let csrf = |s: &Signed| -> Markup {
         html! { input type="hidden" name=(CSRF_FIELD) value=(s.session.csrf); }
@@ -96,6 +97,39 @@ async fn render<S: Store>(
                     button type="submit" class="danger" { "Rotate the enroll secret" }
                     p class="help" { "Enrolled agents keep working; new installs need the new secret." }
                 }
+                h3 id="reenrollments" { "Re-enrollments" }
+                p { "Policy: " code { (state.enrollment.policy.as_str()) } ". " @match state.enrollment.policy {
+                    ReenrollPolicy::Replace => { "Anyone with the enroll secret can take over a known host id." }
+                    ReenrollPolicy::RequireKey => { "A known host id enrolls again only with the node key it holds; approve a reinstalled machine that lost its key here." }
+                    ReenrollPolicy::Hold => { "A known host id that enrolls again without its node key waits here for approval." }
+                    ReenrollPolicy::Separate => { "A known host id that enrolls again without its node key becomes a device of its own, flagged as sharing the host id (cloned machines)." }
+                } }
+                @if reenrollments.is_empty() {
+                    p class="muted" { "No re-enrollment is waiting." }
+                } @else {
+                    table class="data" {
+                        thead { tr { th scope="col" { "Host id" } th scope="col" { "Host name" } th scope="col" { "Requested" } th scope="col" { "From" } th scope="col" { "State" } th scope="col" { span class="visually-hidden" { "Action" } } } }
+                        tbody { @for r in &reenrollments { tr {
+                            td { code { (r.host_id) } } td { (r.hostname) }
+                            td { @if let Some(at) = r.requested_at { (view::when(at, now)) } @else { "not yet" } }
+                            td { (r.source) }
+                            td { @if let Some(by) = &r.approved_by { "approved by " (by) } @else { "waiting" } }
+                            td { @if r.approved_by.is_none() {
+                                form method="post" action="/admin/reenroll" class="inline" {
+                                    (csrf(signed))
+                                    input type="hidden" name="host_id" value=(r.host_id);
+                                    button type="submit" aria-label={ "Approve the re-enrollment of " (r.host_id) } { "Approve" }
+                                }
+                            } }
+                        } } }
+                    }
+                }
+                form method="post" action="/admin/reenroll" class="row" {
+                    (csrf(signed))
+                    div { label for="reenroll-host" { "Approve the next enrollment of host id" } input id="reenroll-host" name="host_id" required maxlength="128"; }
+                    div class="actions" { button type="submit" { "Approve" } }
+                }
+                p class="help" { "An approval is used by the next enrollment of that host id and is written to the audit log, as is every refused or held attempt." }
             }
             section class="panel" {
                 h2 { "Catalog" }
@@ -198,4 +232,25 @@ pub(crate) async fn rotate_secret<S: Store>(
     };
     state.store.rotate_enroll_secret(credentials::hash(&secret), now, audit).await?;
     render(&state, &signed, Some(Shown::EnrollSecret(secret))).await
+}
+
+/// `POST /admin/reenroll`: lets the next enrollment of a host id in without its node key (the
+/// admin override of `require_key` and `hold`), audited.
+pub(crate) async fn approve_reenroll<S: Store>(
+    State(state): Shared<S>,
+    headers: HeaderMap,
+    body: Body,
+) -> PageResult {
+    let (signed, pairs) =
+        require_form(&state, &headers, "/admin".into(), Access::Admin, body).await?;
+    let host_id = field(&pairs, "host_id").unwrap_or("").trim().to_owned();
+    if host_id.is_empty() || host_id.len() > aiscout_wire::validate::MAX_ID_LEN {
+        return Err(Refusal::BadRequest(format!(
+            "host id: 1 to {} characters",
+            aiscout_wire::validate::MAX_ID_LEN
+        )));
+    }
+    let now = crate::store::now();
+    state.store.approve_reenroll(host_id, signed.session.actor.clone(), now).await?;
+    Ok(see_other("/admin#reenrollments"))
 }

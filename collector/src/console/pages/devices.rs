@@ -85,7 +85,7 @@ pub(crate) async fn page<S: Store>(
                     @for d in &devices {
                         @let stale = last_heartbeat(d) < stale_before;
                         tr class=[stale.then_some("stale")] {
-                            td { a href={ "/devices/" (segment(&d.device.host_id)) } { (d.device.hostname) } br; span class="muted small" { (d.device.host_id) } }
+                            td { a href={ "/devices/" (segment(&d.device.host_id)) } { (d.device.hostname) } br; span class="muted small" { (d.device.host_id) } @if let Some(of) = &d.duplicate_of { br; span class="badge warn" title="Another machine has the same host id (a clone); enrolled as a device of its own" { "shares host id " (of) } } }
                             td { (d.device.owner_email.as_deref().unwrap_or("")) }
                             td { (d.device.os) " " (d.device.os_version) }
                             td { (d.health.as_ref().map_or(d.device.agent_version.as_str(), |h| h.agent_version.as_str())) }
@@ -123,7 +123,7 @@ pub(crate) async fn detail<S: Store>(
             p class="crumbs" { a href="/devices" { "Devices" } " / " (d.device.hostname) }
             h1 { (d.device.hostname) }
             dl class="facts" {
-                dt { "Host id" } dd { code { (d.device.host_id) } }
+                dt { "Host id" } dd { code { (d.device.host_id) } @if let Some(of) = &d.duplicate_of { " (a clone: shares host id " code { (of) } " with another machine)" } }
                 dt { "Owner" } dd { (d.device.owner_email.as_deref().unwrap_or("unknown")) }
                 dt { "OS" } dd { (d.device.os) " " (d.device.os_version) }
                 dt { "Agent" } dd { (d.device.agent_version) }

@@ -2,9 +2,10 @@
 //! once per backend by the `conformance!` macro, so SQLite and PostgreSQL cannot diverge.
 
 use aiscout_collector::model::{
-    AuditEntry, AuditFilter, AuditRecord, Batch, Device, DeviceQuery, DeviceSighting, ExpenseLine,
-    GatewaySpend, Health, ImportCounts, ImportRun, IngestOutcome, InstallChange, Person,
-    PersonUsage, Review, Role, Session, Token, UsageFilter, ValueUsage,
+    Admission, AuditEntry, AuditFilter, AuditRecord, Batch, Device, DeviceQuery, DeviceSighting,
+    EnrollAttempt, EnrollOutcome, ExpenseLine, GatewaySpend, Health, ImportCounts, ImportRun,
+    IngestOutcome, InstallChange, Person, PersonUsage, ReenrollPolicy, Review, Role, Session,
+    Token, UsageFilter, ValueUsage,
 };
 use aiscout_collector::store::{Store, StoreError, Versions};
 use aiscout_collector::{join, review};
@@ -72,6 +73,149 @@ pub(crate) async fn enroll_replaces_the_node_key(store: impl Store) {
     assert_eq!(devices.len(), 1);
     assert_eq!(devices[0].enrolled_at, 100);
     assert_eq!(devices[0].last_contact, 200);
+}
+
+fn attempt(host: &str, key: u8, previous: Option<u8>, policy: ReenrollPolicy) -> EnrollAttempt {
+    EnrollAttempt {
+        device: device(host, None),
+        key_hash: [key; 32],
+        previous_key: previous.map(|p| [p; 32]),
+        policy,
+        source: "192.0.2.7".into(),
+        now: 100 + i64::from(key),
+    }
+}
+
+/// Issue 14 item 3: a known host id enrolls again only with its node key, an admin's approval
+/// (used up by that enrollment) or the `replace` policy; `hold` queues it; every re-enrollment
+/// and every refused or held attempt is audited, and a refused one changes no key.
+pub(crate) async fn reenrollment_follows_the_policy_and_is_audited(store: impl Store) {
+    use ReenrollPolicy::{Hold, Replace, RequireKey};
+    let enrolled = |how| {
+        move |o: EnrollOutcome| match o {
+            EnrollOutcome::Enrolled { device, how: got } if got == how => device,
+            other => panic!("expected enrolled by {how:?}, got {other:?}"),
+        }
+    };
+    let d = enrolled(Admission::New)(
+        store.enroll_checked(attempt("h1", 1, None, RequireKey)).await.unwrap(),
+    );
+    // No key, or a key that is not the host's: refused, and the real key keeps working.
+    for previous in [None, Some(9)] {
+        let o = store.enroll_checked(attempt("h1", 2, previous, RequireKey)).await.unwrap();
+        assert_eq!(o, EnrollOutcome::Refused);
+    }
+    assert_eq!(store.device_by_key([1; 32]).await.unwrap(), Some(d));
+    assert_eq!(store.device_by_key([2; 32]).await.unwrap(), None);
+    // The host's own key: the same device, the new key replaces the old.
+    let o = store.enroll_checked(attempt("h1", 3, Some(1), RequireKey)).await.unwrap();
+    assert_eq!(enrolled(Admission::NodeKey)(o), d);
+    assert_eq!(store.device_by_key([1; 32]).await.unwrap(), None);
+    assert_eq!(store.device_by_key([3; 32]).await.unwrap(), Some(d));
+    // Hold: queued, listed, no key changed; an admin's approval lets the next one in, once.
+    assert_eq!(
+        store.enroll_checked(attempt("h1", 4, None, Hold)).await.unwrap(),
+        EnrollOutcome::Held
+    );
+    let held = store.reenroll_requests().await.unwrap();
+    assert_eq!(held.len(), 1);
+    assert_eq!((held[0].host_id.as_str(), held[0].hostname.as_str()), ("h1", "h1-name"));
+    assert_eq!((held[0].source.as_str(), held[0].requested_at), ("192.0.2.7", Some(104)));
+    assert_eq!(held[0].approved_by, None);
+    assert_eq!(store.device_by_key([3; 32]).await.unwrap(), Some(d));
+    store.approve_reenroll("h1".into(), "ann".into(), 150).await.unwrap();
+    assert_eq!(store.reenroll_requests().await.unwrap()[0].approved_by.as_deref(), Some("ann"));
+    let o = store.enroll_checked(attempt("h1", 5, None, Hold)).await.unwrap();
+    assert_eq!(enrolled(Admission::Approved)(o), d);
+    assert!(store.reenroll_requests().await.unwrap().is_empty(), "the approval is used up");
+    assert_eq!(
+        store.enroll_checked(attempt("h1", 6, None, RequireKey)).await.unwrap(),
+        EnrollOutcome::Refused
+    );
+    // An approval ahead of any request works too.
+    store.approve_reenroll("h1".into(), "ann".into(), 160).await.unwrap();
+    let o = store.enroll_checked(attempt("h1", 7, None, RequireKey)).await.unwrap();
+    assert_eq!(enrolled(Admission::Approved)(o), d);
+    // Replace: anyone with the secret takes the host over, and it is still audited.
+    let o = store.enroll_checked(attempt("h1", 8, None, Replace)).await.unwrap();
+    assert_eq!(enrolled(Admission::Replaced)(o), d);
+    assert_eq!(store.device_by_key([7; 32]).await.unwrap(), None);
+    assert_eq!(store.devices().await.unwrap().len(), 1);
+
+    let audit = store.audit(0, 100).await.unwrap();
+    let actions: Vec<(&str, &str, &str)> = audit
+        .iter()
+        .map(|e| (e.record.action.as_str(), e.record.subject.as_str(), e.record.actor.as_str()))
+        .collect();
+    let by_agent = "enroll@192.0.2.7";
+    assert_eq!(
+        actions,
+        [
+            ("device.takeover_refused", "h1", by_agent),
+            ("device.takeover_refused", "h1", by_agent),
+            ("device.reenroll", "h1", by_agent),
+            ("device.reenroll_held", "h1", by_agent),
+            ("device.reenroll_approve", "h1", "ann"),
+            ("device.reenroll", "h1", by_agent),
+            ("device.takeover_refused", "h1", by_agent),
+            ("device.reenroll_approve", "h1", "ann"),
+            ("device.reenroll", "h1", by_agent),
+            ("device.reenroll", "h1", by_agent),
+        ]
+    );
+    let after: serde_json::Value =
+        serde_json::from_str(audit[1].record.after.as_deref().unwrap()).unwrap();
+    assert_eq!(after["presented_previous_key"], true);
+    assert_eq!(after["policy"], "require_key");
+    let admitted = |i: usize| -> String {
+        let v: serde_json::Value =
+            serde_json::from_str(audit[i].record.after.as_deref().unwrap()).unwrap();
+        v["admitted_by"].as_str().unwrap().to_owned()
+    };
+    assert_eq!([admitted(2), admitted(5), admitted(9)], ["node_key", "approved", "replace_policy"]);
+}
+
+/// Issue 14 item 3: under `separate`, a second machine with a known host id (a clone) is
+/// enrolled as a device of its own, flagged, and neither evicts the other; each re-enrolls
+/// with its own key as itself.
+pub(crate) async fn cloned_machines_sharing_a_host_id_stay_distinct_devices(store: impl Store) {
+    use ReenrollPolicy::Separate;
+    let id = |o: EnrollOutcome| match o {
+        EnrollOutcome::Enrolled { device, how } => (device, how),
+        other => panic!("expected enrolled, got {other:?}"),
+    };
+    let (golden, _) = id(store.enroll_checked(attempt("img", 1, None, Separate)).await.unwrap());
+    let (clone2, how) = id(store.enroll_checked(attempt("img", 2, None, Separate)).await.unwrap());
+    assert_eq!(how, Admission::Duplicate);
+    let (clone3, _) = id(store.enroll_checked(attempt("img", 3, None, Separate)).await.unwrap());
+    assert!(golden != clone2 && clone2 != clone3 && golden != clone3);
+    for (key, device) in [(1, golden), (2, clone2), (3, clone3)] {
+        assert_eq!(store.device_by_key([key; 32]).await.unwrap(), Some(device), "key {key}");
+    }
+    // A clone re-enrolling with its own key stays itself; so does the original.
+    let (again, how) =
+        id(store.enroll_checked(attempt("img", 4, Some(2), Separate)).await.unwrap());
+    assert_eq!((again, how), (clone2, Admission::NodeKey));
+    let (again, _) = id(store.enroll_checked(attempt("img", 5, Some(1), Separate)).await.unwrap());
+    assert_eq!(again, golden);
+    let devices = store.devices().await.unwrap();
+    let listed: Vec<(&str, Option<&str>)> =
+        devices.iter().map(|d| (d.device.host_id.as_str(), d.duplicate_of.as_deref())).collect();
+    assert_eq!(listed, [("img", None), ("img#2", Some("img")), ("img#3", Some("img"))]);
+    let audit = store.audit(0, 100).await.unwrap();
+    let actions: Vec<&str> = audit.iter().map(|e| e.record.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "device.duplicate_host_id",
+            "device.duplicate_host_id",
+            "device.reenroll",
+            "device.reenroll"
+        ]
+    );
+    let after: serde_json::Value =
+        serde_json::from_str(audit[0].record.after.as_deref().unwrap()).unwrap();
+    assert_eq!(after["enrolled_as"], "img#2");
 }
 
 pub(crate) async fn replayed_batch_counts_once(store: impl Store) {
@@ -1507,6 +1651,8 @@ macro_rules! all_cases {
     ($open:path) => {
         conformance!($open;
             enroll_replaces_the_node_key,
+            reenrollment_follows_the_policy_and_is_audited,
+            cloned_machines_sharing_a_host_id_stay_distinct_devices,
             replayed_batch_counts_once,
             same_batch_id_from_two_devices_counts_twice,
             sightings_aggregate_per_key_and_window,

@@ -29,7 +29,12 @@ fn round_trip<T: DeserializeOwned + Serialize>(name: &str) -> T {
 
 #[test]
 fn golden_agent_messages_round_trip_and_validate() {
-    round_trip::<EnrollRequest>("enroll_request.json").validate().unwrap();
+    let first = round_trip::<EnrollRequest>("enroll_request.json");
+    first.validate().unwrap();
+    assert!(first.previous_node_key.is_none(), "a first enrollment carries no previous key");
+    let again = round_trip::<EnrollRequest>("enroll_request_reenroll.json");
+    again.validate().unwrap();
+    assert!(again.previous_node_key.is_some_and(|k| k.expose().starts_with("aisnk_")));
     round_trip::<EnrollResponse>("enroll_response.json");
     let batch = round_trip::<SightingBatch>("sighting_batch.json");
     batch.validate().unwrap();
@@ -104,6 +109,21 @@ fn removal_batch_round_trips_and_removed_defaults_to_false() {
 fn enroll_secret_does_not_leak_through_debug() {
     let req: EnrollRequest = serde_json::from_slice(&fixture("enroll_request.json")).unwrap();
     assert!(!format!("{req:?}").contains("s3cret-enroll"));
+    let req: EnrollRequest =
+        serde_json::from_slice(&fixture("enroll_request_reenroll.json")).unwrap();
+    let debug = format!("{req:?}");
+    assert!(!debug.contains("s3cret-enroll") && !debug.contains("aisnk_"), "{debug}");
+}
+
+#[test]
+fn an_empty_or_oversized_previous_node_key_is_refused_by_name() {
+    let mut req: EnrollRequest =
+        serde_json::from_slice(&fixture("enroll_request_reenroll.json")).unwrap();
+    for bad in [String::new(), "k".repeat(10_000)] {
+        req.previous_node_key = Some(aiscout_wire::Secret::new(bad));
+        let e = req.validate().unwrap_err();
+        assert_eq!(e.field, "previous_node_key", "{e}");
+    }
 }
 
 #[test]
