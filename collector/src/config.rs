@@ -87,6 +87,9 @@ pub struct PolicyFile {
     /// The organisation's "use this instead" page (`https://HOST/...`): the RPZ answers a
     /// blocked product that has a sanctioned alternative with a CNAME to its host.
     pub coaching_url: Option<String>,
+    /// The organisation's own words after "Use X instead:" (one line, at most 200
+    /// characters), on the console's app card and in the email digest.
+    pub coaching_message: Option<String>,
 }
 
 /// `[console]`: the web console.
@@ -537,6 +540,11 @@ pub fn load(
         coaching_url: policy_raw.coaching_url.and_then(|text| {
             crate::policy::CoachingUrl::parse(&text)
                 .map_err(|why| problems.push(problem("policy.coaching_url", why)))
+                .ok()
+        }),
+        coaching_message: policy_raw.coaching_message.and_then(|text| {
+            crate::policy::coaching_message(&text)
+                .map_err(|why| problems.push(problem("policy.coaching_message", why)))
                 .ok()
         }),
     };
@@ -1054,6 +1062,29 @@ mod tests {
         let err =
             load_text(dir.path(), "[policy]\ncoaching = \"https://x.example/\"\n").unwrap_err();
         assert!(err.0[0].reason.contains("coaching"), "{err}");
+    }
+
+    #[test]
+    fn policy_coaching_message_is_one_short_line() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(load_text(dir.path(), "").unwrap().policy.coaching_message, None);
+        let c = load_text(
+            dir.path(),
+            "[policy]\ncoaching_message = \"  Ask #ai-help   for access.  \"\n",
+        )
+        .unwrap();
+        assert_eq!(c.policy.coaching_message.as_deref(), Some("Ask #ai-help for access."));
+        for (bad, why) in [
+            ("\"   \"", "is empty"),
+            ("\"line one\\nline two\"", "one line"),
+            (&format!("\"{}\"", "x".repeat(201)), "201 characters"),
+        ] {
+            let err = load_text(dir.path(), &format!("[policy]\ncoaching_message = {bad}\n"))
+                .unwrap_err();
+            assert_eq!(err.0.len(), 1, "{err}");
+            assert_eq!(err.0[0].key, "policy.coaching_message");
+            assert!(err.0[0].reason.contains(why), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -141,7 +141,12 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             report(&e);
-            ExitCode::FAILURE
+            // A bad argument found while running (such as `--out` naming a directory for a
+            // format that writes one file) exits 2, as clap's own usage errors do.
+            let usage = e
+                .downcast_ref::<aiscout_collector::cli::CommandError>()
+                .is_some_and(aiscout_collector::cli::CommandError::is_usage);
+            if usage { ExitCode::from(2) } else { ExitCode::FAILURE }
         }
     }
 }

@@ -59,11 +59,21 @@ pub(crate) async fn start_with(
     burst: u32,
     console: aiscout_collector::console::Settings,
 ) -> Server {
+    start_tuned(burst, console, |_| {}).await
+}
+
+/// [`start_with`], with the state changed by `tune` before the server starts (another catalog,
+/// policy or transparency settings).
+pub(crate) async fn start_tuned(
+    burst: u32,
+    console: aiscout_collector::console::Settings,
+    tune: impl FnOnce(&mut AppState<SqliteStore>),
+) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
     let (ca, chain, key) = certificates();
     let tls = api::tls::server_config(chain, key).unwrap();
-    let state = Arc::new(AppState {
+    let mut state = AppState {
         store: store.clone(),
         catalog: aiscout_signatures::Catalog::builtin().unwrap(),
         artifact: None,
@@ -77,7 +87,9 @@ pub(crate) async fn start_with(
         cache: Default::default(),
         metrics_token: None,
         uploads: api::upload::Uploads::new(dir.path().join("uploads"), 2),
-    });
+    };
+    tune(&mut state);
+    let state = Arc::new(state);
     let counters = Arc::clone(&state.metrics.connections);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -25,7 +25,7 @@ async fn call(
     Ok((r.status, r.headers, r.body))
 }
 
-async fn get(
+pub(crate) async fn get(
     c: &mut Connection,
     path: &str,
     cookie: Option<&str>,
@@ -40,7 +40,7 @@ async fn get(
 }
 
 /// Signs in with `token` and returns the session cookie's value.
-async fn sign_in(c: &mut Connection, token: &str) -> String {
+pub(crate) async fn sign_in(c: &mut Connection, token: &str) -> String {
     let (status, headers, body) =
         post_with_cookie(c, "/login", None, &format!("token={token}&next=%2Finventory")).await;
     assert_eq!(status, StatusCode::SEE_OTHER, "{body}");

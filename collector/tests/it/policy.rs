@@ -13,6 +13,7 @@
 //! generous deadline that fails with a message. A missing `unbound`, `dig` or
 //! `named-checkzone` fails the test (run .ci/install-deps); it never skips.
 
+use std::collections::BTreeSet;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -29,7 +30,7 @@ use aiscout_signatures::catalog::{DomainRule, DomainUse, Product};
 use aiscout_wire::ReviewStatus;
 use hyper::{Method, StatusCode};
 
-use crate::api::start;
+use crate::api::{start, start_tuned};
 
 const BIN: &str = env!("CARGO_BIN_EXE_aiscout-collector");
 /// Generous: a loaded 2-core machine.
@@ -283,6 +284,7 @@ async fn unbound_enforces_the_exported_zone_and_the_next_export_follows_a_change
     decide(&store, "openai.api", ReviewStatus::Blocked, "openai.chatgpt").await;
     let settings = Settings {
         coaching_url: Some(CoachingUrl::parse("https://coach.corp.example/ai").unwrap()),
+        coaching_message: None,
     };
     let second = export(&store.reviews().await.unwrap(), &settings);
     assert_ne!(first.body, second.body);
@@ -395,6 +397,182 @@ async fn policy_export_cli_writes_every_format_and_a_zone_named_checkzone_loads(
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = cli(&data, &["token", "list"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("dns-filter\tpolicy\t"));
+}
+
+/// The built-in catalog plus `n` test products with one domain each, all to be blocked.
+fn catalog_with_many(n: usize) -> Catalog {
+    let mut products = Catalog::builtin().unwrap().products().to_vec();
+    for i in 0..n {
+        let mut p = Product::default();
+        p.id = format!("test.many-{i:04}");
+        p.name = format!("Many {i}");
+        p.vendor = "Test".into();
+        p.domains =
+            vec![DomainRule { pattern: format!("many-{i:04}.example"), usage: DomainUse::Web }];
+        products.push(p);
+    }
+    Catalog::new(1, products)
+}
+
+/// The `DomainName` values of a Defender indicators CSV, checking its header.
+fn defender_values(csv_text: &str) -> Vec<String> {
+    let mut reader = csv::ReaderBuilder::new().from_reader(csv_text.as_bytes());
+    assert_eq!(reader.headers().unwrap(), policy::DEFENDER_COLUMNS.as_slice());
+    reader.records().map(|r| r.unwrap()[1].to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn defender_indicators_over_500_are_written_as_numbered_files_and_served_by_page() {
+    const MANY: usize = 1_100;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let catalog = catalog_with_many(MANY);
+    {
+        let store = SqliteStore::open(&data.join("aiscout.db")).await.unwrap();
+        for i in 0..MANY {
+            decide(&store, &format!("test.many-{i:04}"), ReviewStatus::Blocked, "").await;
+        }
+    }
+    let artifact = dir.path().join("catalog.bin");
+    std::fs::write(&artifact, aiscout_signatures::artifact::encode_unsigned(&catalog)).unwrap();
+    let config = dir.path().join("collector.toml");
+    std::fs::write(&config, format!("catalog = {:?}\n", artifact.to_str().unwrap())).unwrap();
+    let config = config.to_str().unwrap();
+    let out_dir = dir.path().join("indicators");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    // A longer earlier export left a fourth file, and something else lives there too.
+    std::fs::write(out_dir.join("aiscout-indicators-004.csv"), "stale").unwrap();
+    std::fs::write(out_dir.join("notes.txt"), "kept").unwrap();
+    let base = ["--config", config, "policy", "export", "--format", "defender-indicators"];
+
+    let out = cli(&data, &[&base[..], &["--out", out_dir.to_str().unwrap()]].concat());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("wrote 3 file(s) of at most 500 indicators each"), "{stderr}");
+    let mut names: Vec<String> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "aiscout-indicators-001.csv",
+            "aiscout-indicators-002.csv",
+            "aiscout-indicators-003.csv",
+            "notes.txt"
+        ]
+    );
+    let mut from_files = Vec::new();
+    for name in &names[..3] {
+        let values = defender_values(&std::fs::read_to_string(out_dir.join(name)).unwrap());
+        assert!(!values.is_empty() && values.len() <= 500, "{name}: {}", values.len());
+        from_files.extend(values);
+    }
+    // Stdout is the whole file, with a note saying it is too long for one import.
+    let out = cli(&data, &base);
+    assert!(out.status.success());
+    let whole = defender_values(&String::from_utf8(out.stdout).unwrap());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at most 500 per file"));
+    assert_eq!(from_files, whole);
+    assert!(whole.len() >= MANY, "{}", whole.len());
+    // One file refuses an export that long; another format refuses a directory.
+    let file = dir.path().join("one.csv");
+    let out = cli(&data, &[&base[..], &["--out", file.to_str().unwrap()]].concat());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give --out an existing directory"));
+    assert!(!file.exists());
+    let out = cli(
+        &data,
+        &["--config", config, "policy", "export", "--format", "rpz", "--out"]
+            .into_iter()
+            .chain([out_dir.to_str().unwrap()])
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is a directory"));
+
+    // The API serves the same files by page.
+    let served = catalog.clone();
+    let server = start_tuned(100, Default::default(), move |s| s.catalog = served).await;
+    for i in 0..MANY {
+        decide(&server.store, &format!("test.many-{i:04}"), ReviewStatus::Blocked, "").await;
+    }
+    let token = server.token("edr", Role::Policy).await;
+    let auth = format!("Bearer {token}");
+    let mut c = server.connect(true).await;
+    let r =
+        request(&mut c, "/api/v1/policy/defender-indicators", &[("authorization", &auth)]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["aiscout-pages"], "3");
+    assert_eq!(defender_values(&String::from_utf8_lossy(&r.body)), whole);
+    let mut from_pages = Vec::new();
+    let mut etags = BTreeSet::new();
+    for page in 1..=3 {
+        let path = format!("/api/v1/policy/defender-indicators?page={page}");
+        let r = request(&mut c, &path, &[("authorization", &auth)]).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        assert_eq!(r.headers["aiscout-pages"], "3");
+        etags.insert(r.headers["etag"].to_str().unwrap().to_owned());
+        let body = String::from_utf8_lossy(&r.body).into_owned();
+        assert_eq!(body, std::fs::read_to_string(out_dir.join(&names[page - 1])).unwrap());
+        from_pages.extend(defender_values(&body));
+    }
+    assert_eq!(etags.len(), 3, "each file has its own ETag");
+    assert_eq!(from_pages, whole);
+    for (path, status, says) in [
+        ("defender-indicators?page=4", StatusCode::NOT_FOUND, "this export has 3 file(s)"),
+        ("defender-indicators?page=0", StatusCode::BAD_REQUEST, "is not a file number"),
+        ("defender-indicators?page=x", StatusCode::BAD_REQUEST, "is not a file number"),
+        ("rpz?page=1", StatusCode::BAD_REQUEST, "only defender-indicators is split"),
+    ] {
+        let r =
+            request(&mut c, &format!("/api/v1/policy/{path}"), &[("authorization", &auth)]).await;
+        assert_eq!(r.status, status, "{path}");
+        assert!(String::from_utf8_lossy(&r.body).contains(says), "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_card_coaches_towards_the_sanctioned_alternative_in_the_organisations_words() {
+    let message = policy::coaching_message("Ask <b>#ai-help</b> for a seat.").unwrap();
+    let server = start_tuned(100, Default::default(), move |s| {
+        s.policy.coaching_message = Some(message);
+    })
+    .await;
+    decide(&server.store, "anthropic.claude", ReviewStatus::Sanctioned, "").await;
+    decide(&server.store, "openai.chatgpt", ReviewStatus::Blocked, "anthropic.claude").await;
+    decide(&server.store, "github.copilot", ReviewStatus::Unsanctioned, "openai.chatgpt").await;
+    let token = server.token("sec", Role::Security).await;
+    let mut c = server.connect(false).await;
+    let cookie = crate::console::sign_in(&mut c, &token).await;
+    let (status, _, card) =
+        crate::console::get(&mut c, "/products/openai.chatgpt", Some(&cookie)).await;
+    assert_eq!(status, StatusCode::OK);
+    // Escaped by the template, never markup.
+    assert!(
+        card.contains("Use Claude instead: Ask &lt;b&gt;#ai-help&lt;/b&gt; for a seat."),
+        "{card}"
+    );
+    assert!(card.contains("href=\"/products/anthropic.claude\""), "{card}");
+    // The same line the digest gets.
+    let reviews = server.store.reviews().await.unwrap();
+    let settings = Settings {
+        coaching_message: Some("Ask <b>#ai-help</b> for a seat.".into()),
+        ..Settings::default()
+    };
+    let line =
+        policy::coaching(&Catalog::builtin().unwrap(), &reviews, &settings, "openai.chatgpt")
+            .unwrap()
+            .line();
+    assert_eq!(line, "Use Claude instead: Ask <b>#ai-help</b> for a seat.");
+    // No coaching towards an alternative that is itself blocked, nor on a sanctioned card.
+    for id in ["github.copilot", "anthropic.claude"] {
+        let (_, _, card) =
+            crate::console::get(&mut c, &format!("/products/{id}"), Some(&cookie)).await;
+        assert!(!card.contains("class=\"coaching\""), "{id}: {card}");
+    }
 }
 
 /// The osquery tables the policies read, with osquery's column names (specs/*.table).
