@@ -3,8 +3,9 @@
 //! with `dig`; `named-checkzone` on the zone the CLI writes; the osquery queries run by SQLite
 //! (osquery's own SQL engine) over tables with osquery's columns; headless Chromium with the
 //! exported managed policy (bind-mounted over `/etc/chromium` in a private mount namespace,
-//! for that process only); the HTTPS API with its roles and ETag; the console refusing a
-//! policy token.
+//! for that process only) refusing blocked sites and a blocked extension; the HTTPS API with
+//! its roles, ETag and Defender pages; the console refusing a policy token and coaching on the
+//! app card.
 //!
 //! Nothing leaves the machine: Unbound answers every name from a root zone loaded by the test
 //! (`auth-zone` for `.`, `for-upstream: yes`), so the resolver never queries the internet, and
@@ -872,6 +873,18 @@ fn chromium_visit(
     port: u16,
     url: &str,
 ) -> (String, String) {
+    chromium_visit_with(chromium, etc, profile, port, url, &[])
+}
+
+/// [`chromium_visit`] with more Chromium flags.
+fn chromium_visit_with(
+    chromium: &Path,
+    etc: &Path,
+    profile: &Path,
+    port: u16,
+    url: &str,
+    flags: &[String],
+) -> (String, String) {
     let script = "mount --bind \"$1\" /etc/chromium && shift && exec \"$@\"";
     let out = Command::new("timeout")
         .arg("120")
@@ -882,6 +895,7 @@ fn chromium_visit(
         .args(["--disable-background-networking", "--disable-component-update"])
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg(format!("--host-resolver-rules=MAP * 127.0.0.1:{port}"))
+        .args(flags)
         .args(["--dump-dom", url])
         .output()
         .unwrap();
@@ -912,8 +926,7 @@ async fn headless_chromium_enforces_the_exported_chrome_policy() {
         eprintln!("skipped: not allowed to make a mount namespace (run as root)");
         return;
     }
-    let chromium_etc = Path::new("/etc/chromium");
-    assert!(chromium_etc.is_dir(), "/etc/chromium is missing: reinstall Debian's chromium");
+    assert!(Path::new("/etc/chromium").is_dir(), "/etc/chromium is missing: reinstall chromium");
 
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
@@ -940,16 +953,7 @@ async fn headless_chromium_enforces_the_exported_chrome_policy() {
         &Settings::default(),
         Format::ChromePolicy,
     );
-    // The test's /etc/chromium: what the real one holds, plus the managed policy.
-    let etc = dir.path().join("etc-chromium");
-    std::fs::create_dir_all(etc.join("policies/managed")).unwrap();
-    for entry in std::fs::read_dir(chromium_etc).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), etc.join(entry.file_name())).unwrap();
-        }
-    }
-    std::fs::write(etc.join("policies/managed/aiscout.json"), &policy.body).unwrap();
+    let etc = chromium_etc(dir.path(), "etc-chromium", &policy.body);
 
     let page = Page::serve("served-by-the-test");
     for (i, (url, blocked)) in [
@@ -969,5 +973,112 @@ async fn headless_chromium_enforces_the_exported_chrome_policy() {
         } else {
             assert!(dom.contains("served-by-the-test"), "{url} was not loaded: {stderr}");
         }
+    }
+}
+
+/// The test's copy of `/etc/chromium` (what the real one holds) with `policy` as the managed
+/// policy.
+fn chromium_etc(dir: &Path, name: &str, policy: &str) -> PathBuf {
+    let etc = dir.join(name);
+    std::fs::create_dir_all(etc.join("policies/managed")).unwrap();
+    for entry in std::fs::read_dir("/etc/chromium").unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), etc.join(entry.file_name())).unwrap();
+        }
+    }
+    std::fs::write(etc.join("policies/managed/aiscout.json"), policy).unwrap();
+    etc
+}
+
+/// An unpacked extension whose content script marks every page it runs on, and its id. The
+/// manifest's `key` (a fresh public key, base64 DER) fixes the id: the first 128 bits of the
+/// key's SHA-256, each hex digit written a to p, as Chrome derives extension ids.
+fn marking_extension(dir: &Path) -> (PathBuf, String) {
+    use base64::Engine as _;
+    use rcgen::PublicKeyData as _;
+    let key = rcgen::KeyPair::generate().unwrap().subject_public_key_info();
+    let digest = ring::digest::digest(&ring::digest::SHA256, &key);
+    let id: String = digest.as_ref()[..16]
+        .iter()
+        .flat_map(|b| [b >> 4, b & 0xf])
+        .map(|nibble| char::from(b'a' + nibble))
+        .collect();
+    let ext = dir.join("extension");
+    std::fs::create_dir_all(&ext).unwrap();
+    let manifest = serde_json::json!({
+        "manifest_version": 3,
+        "name": "aiscout test assistant",
+        "version": "1.0",
+        "key": base64::engine::general_purpose::STANDARD.encode(&key),
+        "content_scripts": [{"matches": ["<all_urls>"], "js": ["mark.js"], "run_at": "document_start"}],
+    });
+    std::fs::write(ext.join("manifest.json"), manifest.to_string()).unwrap();
+    std::fs::write(
+        ext.join("mark.js"),
+        "document.documentElement.setAttribute('data-extension', 'extension-ran');\n",
+    )
+    .unwrap();
+    (ext, id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headless_chromium_refuses_an_extension_the_exported_policy_blocks() {
+    let chromium = require("chromium", "chromium");
+    if !can_unshare_mounts() {
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+        assert!(
+            !ci,
+            "this test bind-mounts a policy folder over /etc/chromium in a private mount \
+             namespace and needs root (CI=true)"
+        );
+        eprintln!("skipped: not allowed to make a mount namespace (run as root)");
+        return;
+    }
+    assert!(Path::new("/etc/chromium").is_dir(), "/etc/chromium is missing: reinstall chromium");
+    let dir = tempfile::tempdir().unwrap();
+    let (extension, id) = marking_extension(dir.path());
+    let mut products = catalog().products().to_vec();
+    let mut assistant = Product::default();
+    assistant.id = "test.browser-assistant".into();
+    assistant.name = "Browser Assistant".into();
+    assistant.chrome_extensions = vec![id.clone()];
+    products.push(assistant);
+    let catalog = Catalog::new(1, products);
+    let store = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
+    let chrome_policy = |reviews: &[aiscout_collector::model::Review]| {
+        policy::export(
+            &catalog,
+            reviews,
+            &Selection::default(),
+            &Settings::default(),
+            Format::ChromePolicy,
+        )
+        .body
+    };
+
+    // Sanctioned: the exported policy does not name it, and the extension runs (so the check
+    // below can fail: the marker is what a running extension leaves).
+    decide(&store, "test.browser-assistant", ReviewStatus::Sanctioned, "").await;
+    let allowed = chrome_policy(&store.reviews().await.unwrap());
+    assert!(!allowed.contains(&id), "{allowed}");
+    // Blocked: the next export names it in ExtensionInstallBlocklist.
+    decide(&store, "test.browser-assistant", ReviewStatus::Blocked, "").await;
+    let blocked = chrome_policy(&store.reviews().await.unwrap());
+    let json: serde_json::Value = serde_json::from_str(&blocked).unwrap();
+    assert!(
+        json["ExtensionInstallBlocklist"].as_array().unwrap().iter().any(|v| v == id.as_str()),
+        "{blocked}"
+    );
+
+    let page = Page::serve("served-by-the-test");
+    let load = [format!("--load-extension={}", extension.display())];
+    for (name, policy, runs) in [("allowed", &allowed, true), ("blocked", &blocked, false)] {
+        let etc = chromium_etc(dir.path(), &format!("etc-{name}"), policy);
+        let profile = dir.path().join(format!("profile-{name}"));
+        let (dom, stderr) =
+            chromium_visit_with(&chromium, &etc, &profile, page.port, "http://example.org/", &load);
+        assert!(dom.contains("served-by-the-test"), "{name}: the page did not load: {stderr}");
+        assert_eq!(dom.contains("extension-ran"), runs, "{name}: {dom}");
     }
 }
