@@ -59,6 +59,19 @@ pub struct FileConfig {
     pub console: Option<ConsoleFile>,
     /// Policy exports: `[policy]`.
     pub policy: Option<PolicyFile>,
+    /// The organisation's words on `/transparency`: `[transparency]`.
+    pub transparency: Option<TransparencyFile>,
+}
+
+/// `[transparency]`: what `/transparency` adds to what it derives from the configuration.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransparencyFile {
+    /// A paragraph from the organisation (blank lines separate paragraphs; at most 4,000
+    /// characters): why it runs aiscout, its legal basis, the works agreement.
+    pub organisation: Option<String>,
+    /// Who to ask or send a request to: an email address or an `https://` page.
+    pub contact: Option<String>,
 }
 
 /// `[server]`: how long a connection may take over each step, and how many may be open.
@@ -530,6 +543,22 @@ pub fn load(
             24 * 365,
             defaults.stale_hours,
         ),
+        transparency: {
+            use crate::console::transparency::{Transparency, contact_text, organisation_text};
+            let raw = raw.transparency.unwrap_or_default();
+            Transparency {
+                organisation: raw.organisation.and_then(|text| {
+                    organisation_text(&text)
+                        .map_err(|why| problems.push(problem("transparency.organisation", why)))
+                        .ok()
+                }),
+                contact: raw.contact.and_then(|text| {
+                    contact_text(&text)
+                        .map_err(|why| problems.push(problem("transparency.contact", why)))
+                        .ok()
+                }),
+            }
+        },
     };
     let console = Console {
         settings,
@@ -1084,6 +1113,40 @@ mod tests {
             assert_eq!(err.0.len(), 1, "{err}");
             assert_eq!(err.0[0].key, "policy.coaching_message");
             assert!(err.0[0].reason.contains(why), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn transparency_text_and_contact_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = load_text(
+            dir.path(),
+            "[transparency]\norganisation = \"\"\"\nWe run aiscout under the works agreement of 2026.\n\nQuestions: the DPO.\n\"\"\"\ncontact = \"dpo@example.com\"\n",
+        )
+        .unwrap();
+        let t = &c.console.settings.transparency;
+        assert_eq!(
+            t.organisation.as_deref(),
+            Some("We run aiscout under the works agreement of 2026.\n\nQuestions: the DPO.")
+        );
+        assert_eq!(t.contact.as_deref(), Some("dpo@example.com"));
+        let c =
+            load_text(dir.path(), "[transparency]\ncontact = \"https://intranet.example/dpo\"\n")
+                .unwrap();
+        assert_eq!(
+            c.console.settings.transparency.contact.as_deref(),
+            Some("https://intranet.example/dpo")
+        );
+        for (toml, key, why) in [
+            ("organisation = \"  \"", "transparency.organisation", "is empty"),
+            ("organisation = \"a\\u0007b\"", "transparency.organisation", "control character"),
+            ("contact = \"the DPO\"", "transparency.contact", "not an email address"),
+            ("contact = \"http://x.example/\"", "transparency.contact", "not an email address"),
+        ] {
+            let err = load_text(dir.path(), &format!("[transparency]\n{toml}\n")).unwrap_err();
+            assert_eq!(err.0.len(), 1, "{err}");
+            assert_eq!(err.0[0].key, key);
+            assert!(err.0[0].reason.contains(why), "{toml}: {err}");
         }
     }
 
