@@ -54,8 +54,23 @@ enum Command {
     /// EDR, web gateways and osquery (also served at GET /api/v1/policy/FORMAT).
     #[command(subcommand)]
     Policy(aiscout_collector::cli::PolicyCommand),
+    /// A person's data: everything stored about one email address, as JSON (also served to
+    /// admins at GET /api/v1/people/EMAIL/export).
+    #[command(subcommand)]
+    Person(PersonCommand),
     /// Load-test ingest and inventory queries on SQLite and PostgreSQL (BENCH-RESULTS.md).
     BenchIngest(aiscout_collector::bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum PersonCommand {
+    /// Print everything stored about EMAIL as JSON: the directory entry, devices they own and
+    /// what was seen on them, expense lines they paid, their usage and spend totals, and audit
+    /// entries with them as actor or subject.
+    Export {
+        /// The person's email address.
+        email: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -289,6 +304,13 @@ async fn dispatch<S: Store + Clone>(
         Command::Policy(c) => {
             let catalog = aiscout_collector::cli::catalog(config.catalog.as_deref())?;
             emit(&aiscout_collector::cli::policy(&store, &catalog, &config.policy, c).await?)
+        }
+        Command::Person(PersonCommand::Export { email }) => {
+            let email = aiscout_collector::person::email(&email)
+                .map_err(aiscout_collector::cli::CommandError::Usage)?;
+            let record = aiscout_collector::person::export(&store, &email).await?;
+            let json = serde_json::to_string_pretty(&aiscout_collector::person::to_json(&record))?;
+            emit(&aiscout_collector::cli::Output { stdout: json + "\n", stderr: Vec::new() })
         }
         Command::Token(TokenCommand::Create { role, name }) => {
             let secret = credentials::generate(credentials::API_TOKEN_PREFIX)?;

@@ -796,6 +796,24 @@ async fn policy_export<S: Store>(
     Ok(response)
 }
 
+/// `GET /api/v1/people/{email}/export`: everything stored about one person, as JSON
+/// ([`crate::person`]), for admin tokens only (a person's right of access is answered by an
+/// administrator). `found` is false when nothing is stored about the address.
+async fn person_export<S: Store>(
+    State(state): Shared<S>,
+    headers: HeaderMap,
+    Path(email): Path<String>,
+) -> Result<Response, ApiError> {
+    let token = api_token(&state, &headers).await?;
+    if token.role != Role::Admin {
+        return Err(ApiError::Forbidden(token.role));
+    }
+    let email = crate::person::email(&email)
+        .map_err(|message| ApiError::BadRequest { field: Some("email".into()), message })?;
+    let record = timed(&state, crate::person::export(&state.store, &email)).await?;
+    Ok(Json(crate::person::to_json(&record)).into_response())
+}
+
 /// `GET /metrics`: counters only (no label names a device, person or product). With
 /// `metrics_token_file` set, only a request bearing that token gets them.
 async fn metrics<S: Store>(
@@ -842,6 +860,7 @@ pub fn router<S: Store>(state: Arc<AppState<S>>) -> Router {
         .route(routes::AUDIT, get(audit::<S>))
         .route(routes::RECONCILE, get(reconcile::<S>))
         .route(routes::POLICY, get(policy_export::<S>))
+        .route("/api/v1/people/{email}/export", get(person_export::<S>))
         .route(routes::IMPORT_EXPENSES, post(import_expenses::<S>))
         .route(routes::IMPORT_GATEWAY, post(import_gateway::<S>))
         .route("/metrics", get(metrics::<S>))

@@ -334,6 +334,26 @@ impl<'a> Facts<'a> {
     }
 }
 
+/// The kinds of indicator other than domains a product is recognised by, as one phrase.
+fn other_indicators(p: &aiscout_signatures::catalog::Product) -> String {
+    let kinds = [
+        (
+            "installed apps",
+            !p.macos_bundle_ids.is_empty()
+                || !p.windows_apps.is_empty()
+                || !p.linux_packages.is_empty()
+                || !p.linux_desktop_ids.is_empty(),
+        ),
+        ("browser extensions", !p.chrome_extensions.is_empty() || !p.firefox_extensions.is_empty()),
+        ("IDE extensions", !p.vscode_extensions.is_empty() || !p.jetbrains_plugins.is_empty()),
+        ("command-line tools", !p.cli_names.is_empty()),
+        ("process names", !p.process_names.is_empty()),
+        ("local ports", !p.local_ports.is_empty()),
+        ("model names", !p.model_prefixes.is_empty()),
+    ];
+    kinds.iter().filter(|(_, has)| *has).map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
+}
+
 fn wants_json(raw: Option<&str>) -> Result<bool, Refusal> {
     let mut json = false;
     for (k, v) in crate::api::query_pairs(raw) {
@@ -403,6 +423,7 @@ pub(crate) async fn catalog<S: Store>(
                 thead { tr {
                     th scope="col" { "Product" } th scope="col" { "Vendor" }
                     th scope="col" { "Category" } th scope="col" { "Domains" }
+                    th scope="col" { "Also recognised by" }
                 } }
                 tbody {
                     @for p in catalog.products() {
@@ -411,6 +432,7 @@ pub(crate) async fn catalog<S: Store>(
                             td { (p.vendor) }
                             td { (p.category.as_str()) }
                             td { @for d in &p.domains { code { (d.pattern) } " " } }
+                            td { (other_indicators(p)) }
                         }
                     }
                 }

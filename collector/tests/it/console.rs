@@ -501,3 +501,67 @@ async fn transparency_needs_no_session_matches_the_configuration_and_names_nobod
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn person_export_is_for_admins_only_and_names_the_email_it_was_asked_about() {
+    let server = start(100).await;
+    let person = aiscout_collector::model::Person {
+        email: "zoe@example.com".into(),
+        name: "Zoe Private".into(),
+        department: "Legal".into(),
+        manager: None,
+    };
+    server.store.upsert_people(vec![person]).await.unwrap();
+    let admin = server.token("ada", Role::Admin).await;
+    let mut c = server.connect(false).await;
+    for (role, name) in [
+        (Role::Security, "sam"),
+        (Role::Procurement, "pat"),
+        (Role::Viewer, "vic"),
+        (Role::Policy, "dns"),
+    ] {
+        let token = server.token(name, role).await;
+        let auth = format!("Bearer {token}");
+        let (status, _, body) = call(
+            &mut c,
+            Method::GET,
+            "/api/v1/people/zoe@example.com/export",
+            &[("authorization", &auth)],
+            "",
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, StatusCode::FORBIDDEN, "{role:?}");
+        assert!(!String::from_utf8_lossy(&body).contains("Zoe"), "{role:?}");
+    }
+    let (status, _, _) =
+        call(&mut c, Method::GET, "/api/v1/people/zoe@example.com/export", &[], "").await.unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let auth = format!("Bearer {admin}");
+    let (status, headers, body) = call(
+        &mut c,
+        Method::GET,
+        "/api/v1/people/Zoe%40Example.com/export",
+        &[("authorization", &auth)],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "application/json");
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["email"], "zoe@example.com");
+    assert_eq!(v["found"], true);
+    assert_eq!(v["person"]["name"], "Zoe Private");
+    let (status, _, body) = call(
+        &mut c,
+        Method::GET,
+        "/api/v1/people/not-an-email/export",
+        &[("authorization", &auth)],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&body).contains("is not an email address"));
+}

@@ -1082,3 +1082,28 @@ async fn headless_chromium_refuses_an_extension_the_exported_policy_blocks() {
         assert_eq!(dom.contains("extension-ran"), runs, "{name}: {dom}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn person_export_cli_prints_the_json_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    {
+        let store = SqliteStore::open(&data.join("aiscout.db")).await.unwrap();
+        let person = aiscout_collector::model::Person {
+            email: "zoe@example.com".into(),
+            name: "Zoe Private".into(),
+            department: "Legal".into(),
+            manager: None,
+        };
+        store.upsert_people(vec![person]).await.unwrap();
+    }
+    let out = cli(&data, &["person", "export", "ZOE@example.com"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v["email"].as_str(), v["found"].as_bool()), (Some("zoe@example.com"), Some(true)));
+    assert_eq!(v["person"]["department"], "Legal");
+    let out = cli(&data, &["person", "export", "zoe"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"zoe\" is not an email address"));
+}
