@@ -134,7 +134,11 @@ Examples:
   policy export --format vscode-policy
       The extensions.allowed setting (policy AllowedExtensions) for VS Code and Cursor.
   policy export --format defender-indicators --out indicators.csv
-      Defender portal: Settings > Endpoints > Indicators > Import (500 rows per file).
+  policy export --format defender-indicators --out DIR
+      Defender portal: Settings > Endpoints > Indicators > Import, which takes at most 500
+      indicators per file. Given a directory, the export is written as numbered files of at
+      most 500 rows (aiscout-indicators-001.csv, ...; numbered files an earlier, longer export
+      left there are removed); a single file refuses an export longer than that.
   policy export --format url-list
       One domain per line for a secure web gateway's custom URL category.
   policy export --format osquery --out aiscout-policies.json
@@ -143,6 +147,8 @@ Examples:
 
 The same exports are served over HTTPS for tools that fetch them:
   GET /api/v1/policy/FORMAT[?status=blocked&status=unsanctioned]
+  GET /api/v1/policy/defender-indicators?page=N   (file N of the numbered files, from 1; the
+      aiscout-pages header says how many there are)
 with a token from `aiscout-collector token create --role policy --name NAME`
 (Authorization: Bearer TOKEN); answers carry an ETag, and If-None-Match gets 304.";
 
@@ -478,7 +484,43 @@ pub async fn policy<S: Store>(
     let mut stderr: Vec<String> = export.notes.iter().map(|n| format!("note: {n}")).collect();
     let stdout = match out {
         None => export.body,
+        Some(dir) if format == policy::Format::DefenderIndicators && dir.is_dir() => {
+            let files = policy::render_files(&plan, format);
+            let written = write_numbered(&dir, &files)?;
+            stderr.push(format!(
+                "wrote {} file(s) of at most {} indicators each to {} ({}): {} product(s), {} \
+                 domain(s) blocked, {} exception(s), {} held back",
+                written.len(),
+                policy::DEFENDER_ROWS_PER_FILE,
+                dir.display(),
+                format,
+                plan.blocked.len(),
+                plan.blocked.iter().map(|b| b.domains.len()).sum::<usize>(),
+                plan.exceptions.len(),
+                export.held_back
+            ));
+            stderr.extend(written.iter().map(|p| format!("wrote {}", p.display())));
+            String::new()
+        }
+        Some(path) if path.is_dir() => {
+            return Err(CommandError::Usage(format!(
+                "--out {}: is a directory; only defender-indicators writes numbered files into \
+                 a directory, {format} writes one file",
+                path.display()
+            )));
+        }
         Some(path) => {
+            if format == policy::Format::DefenderIndicators
+                && policy::render_files(&plan, format).len() > 1
+            {
+                return Err(CommandError::Usage(format!(
+                    "--out {}: this export has more than {} indicators, more than Defender \
+                     imports from one file; give --out an existing directory to write numbered \
+                     files (aiscout-indicators-001.csv, ...)",
+                    path.display(),
+                    policy::DEFENDER_ROWS_PER_FILE
+                )));
+            }
             write_atomically(&path, export.body.as_bytes())
                 .map_err(|source| CommandError::Write { path: path.clone(), source })?;
             stderr.push(format!(
@@ -494,6 +536,39 @@ pub async fn policy<S: Store>(
         }
     };
     Ok(Output { stdout, stderr })
+}
+
+/// The name of Defender indicator file `n` (from 1) in a `--out DIR` export.
+fn numbered_name(n: usize) -> String {
+    format!("aiscout-indicators-{n:03}.csv")
+}
+
+/// Writes `files` as `aiscout-indicators-001.csv`, `-002`, ... into `dir` (each atomically),
+/// then removes numbered files a longer earlier export left behind, so importing every
+/// numbered file in the folder imports exactly this export.
+fn write_numbered(dir: &Path, files: &[String]) -> Result<Vec<PathBuf>, CommandError> {
+    let mut written = Vec::new();
+    for (i, body) in files.iter().enumerate() {
+        let path = dir.join(numbered_name(i + 1));
+        write_atomically(&path, body.as_bytes())
+            .map_err(|source| CommandError::Write { path: path.clone(), source })?;
+        written.push(path);
+    }
+    let read = std::fs::read_dir(dir)
+        .map_err(|source| CommandError::Write { path: dir.to_path_buf(), source })?;
+    for entry in read.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stale = name
+            .strip_prefix("aiscout-indicators-")
+            .and_then(|rest| rest.strip_suffix(".csv"))
+            .and_then(|n| n.parse::<usize>().ok())
+            .is_some_and(|n| n > files.len() && name == numbered_name(n));
+        if stale {
+            std::fs::remove_file(entry.path())
+                .map_err(|source| CommandError::Write { path: entry.path(), source })?;
+        }
+    }
+    Ok(written)
 }
 
 /// Writes `bytes` to a temporary file beside `path`, flushes it to disk, then renames it over

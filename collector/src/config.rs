@@ -65,6 +65,8 @@ pub struct FileConfig {
     pub connector: Option<Vec<ConnectorFile>>,
     /// Enrollment guards: `[enroll]`.
     pub enroll: Option<EnrollFile>,
+    /// The organisation's words on `/transparency`: `[transparency]`.
+    pub transparency: Option<TransparencyFile>,
 }
 
 /// `[[connector]]`: one pull connector, as written (validated into
@@ -144,6 +146,17 @@ impl EnrollConfig {
     }
 }
 
+/// `[transparency]`: what `/transparency` adds to what it derives from the configuration.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransparencyFile {
+    /// A paragraph from the organisation (blank lines separate paragraphs; at most 4,000
+    /// characters): why it runs aiscout, its legal basis, the works agreement.
+    pub organisation: Option<String>,
+    /// Who to ask or send a request to: an email address or an `https://` page.
+    pub contact: Option<String>,
+}
+
 /// `[server]`: how long a connection may take over each step, and how many may be open.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -170,6 +183,9 @@ pub struct PolicyFile {
     /// The organisation's "use this instead" page (`https://HOST/...`): the RPZ answers a
     /// blocked product that has a sanctioned alternative with a CNAME to its host.
     pub coaching_url: Option<String>,
+    /// The organisation's own words after "Use X instead:" (one line, at most 200
+    /// characters), on the console's app card and in the email digest.
+    pub coaching_message: Option<String>,
 }
 
 /// `[console]`: the web console.
@@ -637,6 +653,22 @@ pub fn load(
             24 * 365,
             defaults.stale_hours,
         ),
+        transparency: {
+            use crate::console::transparency::{Transparency, contact_text, organisation_text};
+            let raw = raw.transparency.unwrap_or_default();
+            Transparency {
+                organisation: raw.organisation.and_then(|text| {
+                    organisation_text(&text)
+                        .map_err(|why| problems.push(problem("transparency.organisation", why)))
+                        .ok()
+                }),
+                contact: raw.contact.and_then(|text| {
+                    contact_text(&text)
+                        .map_err(|why| problems.push(problem("transparency.contact", why)))
+                        .ok()
+                }),
+            }
+        },
     };
     let console = Console {
         settings,
@@ -647,6 +679,11 @@ pub fn load(
         coaching_url: policy_raw.coaching_url.and_then(|text| {
             crate::policy::CoachingUrl::parse(&text)
                 .map_err(|why| problems.push(problem("policy.coaching_url", why)))
+                .ok()
+        }),
+        coaching_message: policy_raw.coaching_message.and_then(|text| {
+            crate::policy::coaching_message(&text)
+                .map_err(|why| problems.push(problem("policy.coaching_message", why)))
                 .ok()
         }),
     };
@@ -1405,6 +1442,63 @@ mod tests {
         let err =
             load_text(dir.path(), "[policy]\ncoaching = \"https://x.example/\"\n").unwrap_err();
         assert!(err.0[0].reason.contains("coaching"), "{err}");
+    }
+
+    #[test]
+    fn policy_coaching_message_is_one_short_line() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(load_text(dir.path(), "").unwrap().policy.coaching_message, None);
+        let c = load_text(
+            dir.path(),
+            "[policy]\ncoaching_message = \"  Ask #ai-help   for access.  \"\n",
+        )
+        .unwrap();
+        assert_eq!(c.policy.coaching_message.as_deref(), Some("Ask #ai-help for access."));
+        for (bad, why) in [
+            ("\"   \"", "is empty"),
+            ("\"line one\\nline two\"", "one line"),
+            (&format!("\"{}\"", "x".repeat(201)), "201 characters"),
+        ] {
+            let err = load_text(dir.path(), &format!("[policy]\ncoaching_message = {bad}\n"))
+                .unwrap_err();
+            assert_eq!(err.0.len(), 1, "{err}");
+            assert_eq!(err.0[0].key, "policy.coaching_message");
+            assert!(err.0[0].reason.contains(why), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn transparency_text_and_contact_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = load_text(
+            dir.path(),
+            "[transparency]\norganisation = \"\"\"\nWe run aiscout under the works agreement of 2026.\n\nQuestions: the DPO.\n\"\"\"\ncontact = \"dpo@example.com\"\n",
+        )
+        .unwrap();
+        let t = &c.console.settings.transparency;
+        assert_eq!(
+            t.organisation.as_deref(),
+            Some("We run aiscout under the works agreement of 2026.\n\nQuestions: the DPO.")
+        );
+        assert_eq!(t.contact.as_deref(), Some("dpo@example.com"));
+        let c =
+            load_text(dir.path(), "[transparency]\ncontact = \"https://intranet.example/dpo\"\n")
+                .unwrap();
+        assert_eq!(
+            c.console.settings.transparency.contact.as_deref(),
+            Some("https://intranet.example/dpo")
+        );
+        for (toml, key, why) in [
+            ("organisation = \"  \"", "transparency.organisation", "is empty"),
+            ("organisation = \"a\\u0007b\"", "transparency.organisation", "control character"),
+            ("contact = \"the DPO\"", "transparency.contact", "not an email address"),
+            ("contact = \"http://x.example/\"", "transparency.contact", "not an email address"),
+        ] {
+            let err = load_text(dir.path(), &format!("[transparency]\n{toml}\n")).unwrap_err();
+            assert_eq!(err.0.len(), 1, "{err}");
+            assert_eq!(err.0[0].key, key);
+            assert!(err.0[0].reason.contains(why), "{toml}: {err}");
+        }
     }
 
     #[test]

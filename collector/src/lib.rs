@@ -23,6 +23,8 @@
 //! - [`policy`]: the decisions as the policies other tools consume (RPZ, hosts, adblock,
 //!   Chrome/Firefox/VS Code policies, Defender indicators, URL lists, osquery): pure functions
 //!   from the catalog and the reviews.
+//! - [`person`]: a person's right of access: everything stored about one email, as JSON
+//!   (`person export`, `GET /api/v1/people/{email}/export`), from existing store reads.
 //! - [`credentials`]: node keys and API tokens: generation and SHA-256 hashing.
 //! - [`oidc`]: OpenID Connect sign-in for the console: discovery, the authorization code
 //!   flow with PKCE, ID token verification (RS256, ES256) and the role from the groups.
@@ -57,6 +59,7 @@ pub mod join;
 pub mod mdm;
 pub mod model;
 pub mod oidc;
+pub mod person;
 pub mod policy;
 pub mod report;
 pub mod review;

@@ -63,6 +63,10 @@ enum Command {
         /// Only these connectors, by name [default: all].
         names: Vec<String>,
     },
+    /// A person's data: everything stored about one email address, as JSON (also served to
+    /// admins at GET /api/v1/people/EMAIL/export).
+    #[command(subcommand)]
+    Person(PersonCommand),
     /// Load-test ingest and inventory queries on SQLite and PostgreSQL (BENCH-RESULTS.md).
     BenchIngest(aiscout_collector::bench::BenchArgs),
     /// Re-enrollments of known host ids (`[enroll] reenroll`): list and approve.
@@ -79,6 +83,17 @@ enum DeviceCommand {
     ApproveReenroll {
         /// The host id (machine-id, IOPlatformUUID or MachineGuid) as the devices list shows.
         host_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum PersonCommand {
+    /// Print everything stored about EMAIL as JSON: the directory entry, devices they own and
+    /// what was seen on them, expense lines they paid, their usage and spend totals, and audit
+    /// entries with them as actor or subject.
+    Export {
+        /// The person's email address.
+        email: String,
     },
 }
 
@@ -165,7 +180,12 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             report(&e);
-            ExitCode::FAILURE
+            // A bad argument found while running (such as `--out` naming a directory for a
+            // format that writes one file) exits 2, as clap's own usage errors do.
+            let usage = e
+                .downcast_ref::<aiscout_collector::cli::CommandError>()
+                .is_some_and(aiscout_collector::cli::CommandError::is_usage);
+            if usage { ExitCode::from(2) } else { ExitCode::FAILURE }
         }
     }
 }
@@ -344,6 +364,13 @@ async fn dispatch<S: Store + Clone>(
                 ));
             }
             Ok(())
+        }
+        Command::Person(PersonCommand::Export { email }) => {
+            let email = aiscout_collector::person::email(&email)
+                .map_err(aiscout_collector::cli::CommandError::Usage)?;
+            let record = aiscout_collector::person::export(&store, &email).await?;
+            let json = serde_json::to_string_pretty(&aiscout_collector::person::to_json(&record))?;
+            emit(&aiscout_collector::cli::Output { stdout: json + "\n", stderr: Vec::new() })
         }
         Command::Token(TokenCommand::Create { role, name }) => {
             let secret = credentials::generate(credentials::API_TOKEN_PREFIX)?;

@@ -803,7 +803,9 @@ fn none_match(header: &str, etag: &str) -> bool {
 }
 
 /// `GET /api/v1/policy/{format}[?status=blocked&status=unsanctioned]`: the review decisions as
-/// a blocklist or policy file (see [`crate::policy`]), for policy and admin tokens. Answers
+/// a blocklist or policy file (see [`crate::policy`]), for policy and admin tokens.
+/// `defender-indicators` also takes `page=N`: file N (from 1) of the export split into files of
+/// at most 500 indicators, as Defender imports them; `aiscout-pages` says how many there are. Answers
 /// carry a strong ETag (a hash of the body) and `Cache-Control: no-cache`, so a consumer
 /// polling with `If-None-Match` gets 304 until a decision changes.
 async fn policy_export<S: Store>(
@@ -823,13 +825,31 @@ async fn policy_export<S: Store>(
         ))
     })?;
     let mut statuses = Vec::new();
+    let mut page = None;
     for (k, v) in query_pairs(query.as_deref()) {
         match k.as_str() {
             "status" => statuses.push(v),
+            "page" if format == crate::policy::Format::DefenderIndicators => {
+                let n = v.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                    ApiError::BadRequest {
+                        field: Some("page".into()),
+                        message: format!("page: {v:?} is not a file number (1, 2, ...)"),
+                    }
+                })?;
+                page = Some(n);
+            }
+            "page" => {
+                return Err(ApiError::BadRequest {
+                    field: Some("page".into()),
+                    message: format!(
+                        "page: only defender-indicators is split into files; {format} is one file"
+                    ),
+                });
+            }
             other => {
                 return Err(ApiError::BadRequest {
                     field: Some(other.to_owned()),
-                    message: format!("{other}: unknown parameter (status)"),
+                    message: format!("{other}: unknown parameter (status, page)"),
                 });
             }
         }
@@ -837,7 +857,20 @@ async fn policy_export<S: Store>(
     let selection = crate::policy::Selection::parse(statuses.iter().map(String::as_str))
         .map_err(|message| ApiError::BadRequest { field: Some("status".into()), message })?;
     let reviews = timed(&state, state.store.reviews()).await?;
-    let export = crate::policy::export(&state.catalog, &reviews, &selection, &state.policy, format);
+    let plan = crate::policy::plan(&state.catalog, &reviews, &selection, &state.policy);
+    let mut export = crate::policy::render(&plan, format);
+    // Defender imports at most 500 indicators per file: `page` picks one of the numbered
+    // files, and every answer says how many there are.
+    let files = crate::policy::render_files(&plan, format);
+    let pages = files.len();
+    if let Some(n) = page {
+        export.body = files.into_iter().nth(n - 1).ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "page {n}: this export has {pages} file(s) of at most {} indicators",
+                crate::policy::DEFENDER_ROWS_PER_FILE
+            ))
+        })?;
+    }
     let etag = entity_tag(export.body.as_bytes());
     let unchanged = headers
         .get(header::IF_NONE_MATCH)
@@ -853,12 +886,31 @@ async fn policy_export<S: Store>(
         (header::ETAG, etag),
         (header::CACHE_CONTROL, "no-cache".to_owned()),
         (header::HeaderName::from_static("aiscout-held-back"), export.held_back.to_string()),
+        (header::HeaderName::from_static("aiscout-pages"), pages.to_string()),
     ] {
         if let Ok(value) = header::HeaderValue::from_str(&value) {
             h.insert(name, value);
         }
     }
     Ok(response)
+}
+
+/// `GET /api/v1/people/{email}/export`: everything stored about one person, as JSON
+/// ([`crate::person`]), for admin tokens only (a person's right of access is answered by an
+/// administrator). `found` is false when nothing is stored about the address.
+async fn person_export<S: Store>(
+    State(state): Shared<S>,
+    headers: HeaderMap,
+    Path(email): Path<String>,
+) -> Result<Response, ApiError> {
+    let token = api_token(&state, &headers).await?;
+    if token.role != Role::Admin {
+        return Err(ApiError::Forbidden(token.role));
+    }
+    let email = crate::person::email(&email)
+        .map_err(|message| ApiError::BadRequest { field: Some("email".into()), message })?;
+    let record = timed(&state, crate::person::export(&state.store, &email)).await?;
+    Ok(Json(crate::person::to_json(&record)).into_response())
 }
 
 /// `GET /metrics`: counters only (no label names a device, person or product). With
@@ -913,6 +965,7 @@ pub fn router<S: Store>(state: Arc<AppState<S>>) -> Router {
         .route(routes::AUDIT, get(audit::<S>))
         .route(routes::RECONCILE, get(reconcile::<S>))
         .route(routes::POLICY, get(policy_export::<S>))
+        .route("/api/v1/people/{email}/export", get(person_export::<S>))
         .route(routes::IMPORT_EXPENSES, post(import_expenses::<S>))
         .route(routes::IMPORT_GATEWAY, post(import_gateway::<S>))
         .route("/metrics", get(metrics::<S>))

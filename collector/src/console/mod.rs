@@ -36,6 +36,7 @@ use crate::{credentials, store};
 
 pub mod chart;
 mod pages;
+pub mod transparency;
 mod view;
 
 /// The session cookie's name.
@@ -62,6 +63,8 @@ pub struct Settings {
     pub max_upload_bytes: u64,
     /// Hours without a heartbeat after which a device shows as stale.
     pub stale_hours: i64,
+    /// The organisation's words on `/transparency` (`[transparency]`).
+    pub transparency: transparency::Transparency,
 }
 
 impl Default for Settings {
@@ -71,6 +74,7 @@ impl Default for Settings {
             absolute_secs: 12 * 3600,
             max_upload_bytes: 64 << 20,
             stale_hours: 24,
+            transparency: transparency::Transparency::default(),
         }
     }
 }
@@ -621,6 +625,8 @@ pub fn router<S: Store>(state: &AppState<S>) -> Router<Arc<AppState<S>>> {
         .route("/auth/oidc/start", get(auth::oidc_start::<S>))
         .route("/auth/oidc/callback", get(auth::oidc_callback::<S>))
         .route("/logout", post(auth::logout::<S>))
+        .route("/transparency", get(transparency::page::<S>))
+        .route("/transparency/catalog", get(transparency::catalog::<S>))
         .route("/assets/{name}", get(asset))
         .layer(middleware::from_fn(headers_layer))
 }

@@ -21,8 +21,11 @@ pub const DEFENDER_COLUMNS: [&str; 12] = [
     "GenerateAlert",
 ];
 
-/// Defender imports at most this many indicators per file.
-const DEFENDER_BATCH: usize = 500;
+/// Defender's portal imports at most this many indicators per file: "Only 500 indicators can
+/// be uploaded for each batch" (Microsoft Learn, Defender for Endpoint, "Manage indicators",
+/// Import; the import API's batch limit is also 500). Longer exports are split into pages of at
+/// most this many rows, each with the header ([`defender_pages`]).
+pub const DEFENDER_ROWS_PER_FILE: usize = 500;
 
 /// A CSV cell: a leading `=`, `+`, `-` or `@` is neutralised so a spreadsheet opening the
 /// file never evaluates it (the same rule as the reports).
@@ -48,11 +51,43 @@ fn csv_line(out: &mut String, cells: &[String]) {
 
 /// Defender for Endpoint indicators: one `DomainName` row per blocked domain (`Block` for
 /// blocked products, `Warn` for unsanctioned ones, which the user may bypass) and an
-/// `Allowed` row per allowed name below a blocked one.
+/// `Allowed` row per allowed name below a blocked one; the whole file.
 pub(super) fn defender(plan: &Plan) -> (String, Vec<String>) {
+    let rows = defender_rows(plan);
+    let mut notes = Vec::new();
+    if rows.len() > DEFENDER_ROWS_PER_FILE {
+        notes.push(format!(
+            "defender-indicators: {} indicators; Defender imports at most \
+             {DEFENDER_ROWS_PER_FILE} per file: write numbered files with --out DIR, or fetch \
+             them with the API's page parameter ({} pages)",
+            rows.len(),
+            rows.len().div_ceil(DEFENDER_ROWS_PER_FILE)
+        ));
+    }
+    (defender_file(&rows), notes)
+}
+
+/// The Defender indicators in files of at most [`DEFENDER_ROWS_PER_FILE`] rows, each with the
+/// header, in the order of the whole file; always at least one (an empty export is a header).
+pub(super) fn defender_pages(plan: &Plan) -> Vec<String> {
+    let rows = defender_rows(plan);
+    if rows.is_empty() {
+        return vec![defender_file(&[])];
+    }
+    rows.chunks(DEFENDER_ROWS_PER_FILE).map(defender_file).collect()
+}
+
+fn defender_file(rows: &[Vec<String>]) -> String {
     let mut out = String::new();
     csv_line(&mut out, &DEFENDER_COLUMNS.map(str::to_owned));
-    let mut rows = 0_usize;
+    for row in rows {
+        csv_line(&mut out, row);
+    }
+    out
+}
+
+fn defender_rows(plan: &Plan) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
     for (domain, b) in plan.blocked_domains() {
         let (action, severity) = match b.status {
             Status::Blocked => ("Block", "Medium"),
@@ -60,62 +95,47 @@ pub(super) fn defender(plan: &Plan) -> (String, Vec<String>) {
         };
         let recommended =
             b.alternative.as_ref().map(|a| format!("Use {a} instead.")).unwrap_or_default();
-        csv_line(
-            &mut out,
-            &[
-                "DomainName".into(),
-                domain.into(),
-                String::new(),
-                action.into(),
-                severity.into(),
-                cell(&format!("aiscout: {} is {}", b.name, b.status.as_str())),
-                cell(&format!(
-                    "{} ({}, {}) is {} in aiscout; {domain} is one of its domains.",
-                    b.name,
-                    b.vendor,
-                    b.id,
-                    b.status.as_str()
-                )),
-                cell(&recommended),
-                String::new(),
-                String::new(),
-                String::new(),
-                "False".into(),
-            ],
-        );
-        rows += 1;
+        rows.push(vec![
+            "DomainName".into(),
+            domain.into(),
+            String::new(),
+            action.into(),
+            severity.into(),
+            cell(&format!("aiscout: {} is {}", b.name, b.status.as_str())),
+            cell(&format!(
+                "{} ({}, {}) is {} in aiscout; {domain} is one of its domains.",
+                b.name,
+                b.vendor,
+                b.id,
+                b.status.as_str()
+            )),
+            cell(&recommended),
+            String::new(),
+            String::new(),
+            String::new(),
+            "False".into(),
+        ]);
     }
     for e in &plan.exceptions {
-        csv_line(
-            &mut out,
-            &[
-                "DomainName".into(),
-                e.domain.clone(),
-                String::new(),
-                "Allowed".into(),
-                "Informational".into(),
-                cell(&format!("aiscout: {} is allowed", e.product)),
-                cell(&format!(
-                    "{} belongs to {} ({}), below the blocked {}.",
-                    e.domain, e.product, e.status, e.under
-                )),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-                "False".into(),
-            ],
-        );
-        rows += 1;
+        rows.push(vec![
+            "DomainName".into(),
+            e.domain.clone(),
+            String::new(),
+            "Allowed".into(),
+            "Informational".into(),
+            cell(&format!("aiscout: {} is allowed", e.product)),
+            cell(&format!(
+                "{} belongs to {} ({}), below the blocked {}.",
+                e.domain, e.product, e.status, e.under
+            )),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            "False".into(),
+        ]);
     }
-    let mut notes = Vec::new();
-    if rows > DEFENDER_BATCH {
-        notes.push(format!(
-            "defender-indicators: {rows} indicators; Defender imports at most {DEFENDER_BATCH} \
-             per file, so split it"
-        ));
-    }
-    (out, notes)
+    rows
 }
 
 /// An SQL string literal: quotes doubled, control characters dropped.

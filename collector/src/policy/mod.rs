@@ -36,7 +36,7 @@ mod dns;
 mod endpoint;
 
 pub use browser::{BrowserPolicies, policies as browser_policies};
-pub use endpoint::DEFENDER_COLUMNS;
+pub use endpoint::{DEFENDER_COLUMNS, DEFENDER_ROWS_PER_FILE};
 
 /// Longest free text (a reviewer's alternative) copied into an output, in characters.
 const MAX_TEXT_CHARS: usize = 200;
@@ -226,6 +226,71 @@ pub struct Settings {
     /// The organisation's "use this instead" page (`https://...`), whose host the RPZ answers
     /// with (a CNAME) for a blocked product that has a sanctioned alternative.
     pub coaching_url: Option<CoachingUrl>,
+    /// The organisation's own words after "Use X instead:" ([`coaching`]), one line.
+    pub coaching_message: Option<String>,
+}
+
+/// Checks `[policy] coaching_message`: one line of at most 200 characters, not empty; runs
+/// of spaces are collapsed.
+///
+/// # Errors
+/// Why the text cannot be used, as a sentence.
+pub fn coaching_message(text: &str) -> Result<String, String> {
+    if text.chars().any(char::is_control) {
+        return Err("must be one line of text without control characters".into());
+    }
+    let count = text.trim().chars().count();
+    if count > MAX_TEXT_CHARS {
+        return Err(format!("is {count} characters long; at most {MAX_TEXT_CHARS} are shown"));
+    }
+    let line = one_line(text);
+    if line.is_empty() {
+        return Err("is empty: remove the key, or write the sentence to show".into());
+    }
+    Ok(line)
+}
+
+/// "Use X instead" for one product: shown on the console's app card and in the email digest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Coaching {
+    /// The sanctioned alternative's display name (a catalog product's name, or the
+    /// reviewer's text), single-line.
+    pub alternative: String,
+    /// Its catalog id, when the alternative is a catalog product.
+    pub alternative_id: Option<String>,
+    /// The organisation's message (`[policy] coaching_message`).
+    pub message: Option<String>,
+}
+
+impl Coaching {
+    /// The line to show: `Use X instead: <message>`, or `Use X instead.` without a message.
+    pub fn line(&self) -> String {
+        match &self.message {
+            Some(m) => format!("Use {} instead: {m}", self.alternative),
+            None => format!("Use {} instead.", self.alternative),
+        }
+    }
+}
+
+/// The coaching for `product`, when its current decision is blocked or unsanctioned and its
+/// review names an alternative that is sanctioned (a catalog product sanctioned now, or the
+/// reviewer's free text, which counts as the organisation's word). `None` otherwise: a
+/// product in use may be coached only towards something the organisation allows.
+pub fn coaching(
+    catalog: &Catalog,
+    reviews: &[Review],
+    settings: &Settings,
+    product: &str,
+) -> Option<Coaching> {
+    let decided = decisions(reviews);
+    let (status, review) = decided.get(product)?;
+    Status::of(*status)?;
+    let status_of = |id: &str| decided.get(id).map(|(s, _)| *s);
+    let (Some(alternative), true) = alternative(catalog, review, &status_of) else {
+        return None;
+    };
+    let alternative_id = catalog.product(review.alternative.trim()).map(|p| p.id.clone());
+    Some(Coaching { alternative, alternative_id, message: settings.coaching_message.clone() })
 }
 
 /// A validated coaching page URL: `https://` with a DNS host name (a CNAME cannot point at an
@@ -774,6 +839,16 @@ pub fn render(plan: &Plan, format: Format) -> Export {
     let mut lines = plan.report_lines();
     lines.append(&mut notes);
     Export { body, notes: lines, held_back: plan.held_back.len() }
+}
+
+/// One format of a plan as the files its consumer imports: Defender indicators in files of at
+/// most [`DEFENDER_ROWS_PER_FILE`] rows (each with the header), every other format as one file.
+/// Never empty.
+pub fn render_files(plan: &Plan, format: Format) -> Vec<String> {
+    match format {
+        Format::DefenderIndicators => endpoint::defender_pages(plan),
+        other => vec![render(plan, other).body],
+    }
 }
 
 /// [`plan`] then [`render`].

@@ -80,7 +80,10 @@ fn reviews() -> Vec<Review> {
 }
 
 fn coaching() -> Settings {
-    Settings { coaching_url: Some(CoachingUrl::parse("https://use-this.corp.example/ai").unwrap()) }
+    Settings {
+        coaching_url: Some(CoachingUrl::parse("https://use-this.corp.example/ai").unwrap()),
+        coaching_message: None,
+    }
 }
 
 fn both() -> Selection {
@@ -175,6 +178,7 @@ fn an_alternative_that_is_not_sanctioned_does_not_coach() {
 fn a_coaching_page_under_a_blocked_domain_is_not_used() {
     let settings = Settings {
         coaching_url: Some(CoachingUrl::parse("https://help.vendor.example/").unwrap()),
+        coaching_message: None,
     };
     let plan = plan(&catalog(), &reviews(), &both(), &settings);
     assert!(plan.blocked.iter().all(|b| !b.coach));
@@ -278,6 +282,65 @@ fn defender_indicators_parse_as_csv_with_the_sample_columns() {
     );
     assert!(rows.iter().all(|r| r.len() == DEFENDER_COLUMNS.len() && &r[0] == "DomainName"));
     assert_eq!(&rows[1][7], "Use Ask IT for the approved IDE instead.");
+}
+
+#[test]
+fn coaching_names_a_sanctioned_alternative_with_the_organisations_message() {
+    let catalog = catalog();
+    let message = coaching_message("  Ask   #ai-help for a licence. ").unwrap();
+    let settings = Settings { coaching_message: Some(message), ..Settings::default() };
+    let chat = super::coaching(&catalog, &reviews(), &settings, "vendor.chat").unwrap();
+    assert_eq!(chat.line(), "Use Good Assist instead: Ask #ai-help for a licence.");
+    assert_eq!(chat.alternative_id.as_deref(), Some("good.assist"));
+    // Free text counts as the organisation's own word, made one line.
+    let coder = super::coaching(&catalog, &reviews(), &Settings::default(), "coder.ide").unwrap();
+    assert_eq!(coder.line(), "Use Ask IT for the approved IDE instead.");
+    assert_eq!(coder.alternative_id, None);
+    // No coaching: sanctioned, under review, unreviewed, no alternative, or an alternative
+    // that is not sanctioned now.
+    for id in ["good.assist", "other.notes", "quiet.tool", "wild.platform", "no.such"] {
+        assert_eq!(super::coaching(&catalog, &reviews(), &settings, id), None, "{id}");
+    }
+    let mut reviews = reviews();
+    reviews[4].status = "under_review".into();
+    assert_eq!(super::coaching(&catalog, &reviews, &settings, "vendor.chat"), None);
+    assert!(coaching_message("two\nlines").unwrap_err().contains("one line"));
+    assert!(coaching_message(" ").unwrap_err().contains("empty"));
+}
+
+/// A catalog of `n` blocked single-domain products.
+fn many_blocked(n: usize) -> (Catalog, Vec<Review>) {
+    let products =
+        (0..n).map(|i| product(&format!("p{i:04}.x"), "P", &[&format!("d{i:04}.example")]));
+    let reviews = (0..n).map(|i| review(&format!("p{i:04}.x"), "blocked", "", 1)).collect();
+    (Catalog::new(1, products.collect()), reviews)
+}
+
+#[test]
+fn defender_indicators_over_500_rows_are_split_into_files_of_at_most_500() {
+    for (n, files) in [(0, 1), (1, 1), (500, 1), (501, 2), (1_000, 2), (1_201, 3)] {
+        let (catalog, reviews) = many_blocked(n);
+        let plan = plan(&catalog, &reviews, &Selection::default(), &Settings::default());
+        let pages = render_files(&plan, Format::DefenderIndicators);
+        assert_eq!(pages.len(), files, "{n} rows");
+        let mut values = Vec::new();
+        for page in &pages {
+            let mut reader = csv::ReaderBuilder::new().from_reader(page.as_bytes());
+            assert_eq!(reader.headers().unwrap(), DEFENDER_COLUMNS.as_slice());
+            let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+            assert!(rows.len() <= DEFENDER_ROWS_PER_FILE, "{n}: {}", rows.len());
+            values.extend(rows.iter().map(|r| r[1].to_owned()));
+        }
+        // The pages hold the whole file's rows, in its order, once each.
+        let whole = render(&plan, Format::DefenderIndicators);
+        let mut reader = csv::ReaderBuilder::new().from_reader(whole.body.as_bytes());
+        let all: Vec<String> = reader.records().map(|r| r.unwrap()[1].to_owned()).collect();
+        assert_eq!(values, all, "{n} rows");
+        assert_eq!(all.len(), n);
+        assert_eq!(whole.notes.iter().any(|l| l.contains("at most 500 per file")), n > 500);
+        // Every other format is one file.
+        assert_eq!(render_files(&plan, Format::Rpz), [render(&plan, Format::Rpz).body]);
+    }
 }
 
 #[test]

@@ -59,24 +59,26 @@ pub(crate) async fn start_with(
     burst: u32,
     console: aiscout_collector::console::Settings,
 ) -> Server {
-    start_full(burst, console, api::Enrollment::default()).await
+    start_tuned(burst, console, |_| {}).await
 }
 
 /// A server with its enrollment guards set (`[enroll]`).
 pub(crate) async fn start_enrolling(enrollment: api::Enrollment) -> Server {
-    start_full(100, Default::default(), enrollment).await
+    start_tuned(100, Default::default(), |state| state.enrollment = enrollment).await
 }
 
-async fn start_full(
+/// [`start_with`], with the state changed by `tune` before the server starts (another catalog,
+/// policy, transparency or enrollment settings).
+pub(crate) async fn start_tuned(
     burst: u32,
     console: aiscout_collector::console::Settings,
-    enrollment: api::Enrollment,
+    tune: impl FnOnce(&mut AppState<SqliteStore>),
 ) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
     let (ca, chain, key) = certificates();
     let tls = api::tls::server_config(chain, key).unwrap();
-    let state = Arc::new(AppState {
+    let mut state = AppState {
         store: store.clone(),
         catalog: aiscout_signatures::Catalog::builtin().unwrap(),
         artifact: None,
@@ -91,8 +93,10 @@ async fn start_full(
         metrics_token: None,
         uploads: api::upload::Uploads::new(dir.path().join("uploads"), 2),
         alerts: Arc::default(),
-        enrollment,
-    });
+        enrollment: api::Enrollment::default(),
+    };
+    tune(&mut state);
+    let state = Arc::new(state);
     let counters = Arc::clone(&state.metrics.connections);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -25,7 +25,7 @@ async fn call(
     Ok((r.status, r.headers, r.body))
 }
 
-async fn get(
+pub(crate) async fn get(
     c: &mut Connection,
     path: &str,
     cookie: Option<&str>,
@@ -40,7 +40,7 @@ async fn get(
 }
 
 /// Signs in with `token` and returns the session cookie's value.
-async fn sign_in(c: &mut Connection, token: &str) -> String {
+pub(crate) async fn sign_in(c: &mut Connection, token: &str) -> String {
     let (status, headers, body) =
         post_with_cookie(c, "/login", None, &format!("token={token}&next=%2Finventory")).await;
     assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
@@ -471,4 +471,158 @@ async fn an_admin_approves_a_held_reenrollment_on_the_admin_page() {
             ("device.reenroll_held", "enroll@127.0.0.1"),
         ]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transparency_needs_no_session_matches_the_configuration_and_names_nobody() {
+    use aiscout_collector::console::transparency::Transparency;
+    let settings = Settings {
+        idle_secs: 15 * 60,
+        absolute_secs: 8 * 3600,
+        transparency: Transparency {
+            organisation: Some("We run aiscout <b>openly</b>.\n\nSecond paragraph.".into()),
+            contact: Some("https://intranet.example/privacy".into()),
+        },
+        ..Settings::default()
+    };
+    let server = start_with(100, settings).await;
+    // Someone is in the store: a person, and a signed-in session.
+    let person = aiscout_collector::model::Person {
+        email: "zoe.private@example.com".into(),
+        name: "Zoe Private".into(),
+        department: "Legal".into(),
+        manager: None,
+    };
+    server.store.upsert_people(vec![person]).await.unwrap();
+    let admin = server.token("ada", Role::Admin).await;
+    let mut c = server.connect(false).await;
+    let cookie = sign_in(&mut c, &admin).await;
+
+    let (status, headers, page) = get(&mut c, "/transparency", None).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["x-frame-options"], "DENY");
+    for tag in page.split("<script").skip(1) {
+        assert!(tag.trim_start().starts_with("src=\"/assets/"), "inline script {tag}");
+    }
+    assert!(page.contains("We run aiscout &lt;b&gt;openly&lt;/b&gt;."), "escaped: {page}");
+    assert!(page.contains("<p>Second paragraph.</p>"), "{page}");
+    assert!(page.contains("15 minutes without use or 8 hours after sign-in"), "{page}");
+    assert!(page.contains("href=\"https://intranet.example/privacy\""), "{page}");
+    // The same with a session: still nobody on it.
+    let (_, _, signed_page) = get(&mut c, "/transparency", Some(&cookie)).await;
+    for page in [&page, &signed_page] {
+        for secret in ["zoe.private", "Zoe Private", admin.as_str(), cookie.as_str()] {
+            assert!(!page.contains(secret), "the page shows {secret}");
+        }
+    }
+
+    let (status, headers, json) = get(&mut c, "/transparency?format=json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "application/json");
+    assert!(!json.contains("zoe.private"));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let catalog = aiscout_signatures::Catalog::builtin().unwrap();
+    assert_eq!(v["catalog"]["version"], catalog.version());
+    assert_eq!(v["catalog"]["products"], catalog.products().len());
+    assert_eq!(v["contact"], "https://intranet.example/privacy");
+    assert_eq!(v["organisation"], "We run aiscout <b>openly</b>.\n\nSecond paragraph.");
+    let roles: Vec<&str> =
+        v["roles"].as_array().unwrap().iter().map(|r| r["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, Role::ALL.map(Role::as_str));
+    // The example is a real wire sighting of a catalog product.
+    let example: aiscout_wire::Sighting =
+        serde_json::from_value(v["collects"]["example_sighting"].clone()).unwrap();
+    assert!(catalog.product(&example.product).is_some(), "{example:?}");
+    let fields: Vec<&str> = v["collects"]["sighting_fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    let sent = serde_json::to_value(aiscout_wire::Sighting { removed: true, ..example }).unwrap();
+    let mut wire: Vec<&str> = sent.as_object().unwrap().keys().map(String::as_str).collect();
+    let mut listed = fields.clone();
+    wire.sort_unstable();
+    listed.sort_unstable();
+    assert_eq!(listed, wire, "every field the wire carries is explained, and no other");
+    assert!(v["retention"].to_string().contains("15 minutes without use"));
+
+    let (status, _, list) = get(&mut c, "/transparency/catalog?format=json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list["products"].as_array().unwrap().len(), catalog.products().len());
+    let (status, _, html) = get(&mut c, "/transparency/catalog", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("openai.chatgpt"));
+    for bad in ["/transparency?format=xml", "/transparency?user=zoe"] {
+        let (status, _, _) = get(&mut c, bad, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn person_export_is_for_admins_only_and_names_the_email_it_was_asked_about() {
+    let server = start(100).await;
+    let person = aiscout_collector::model::Person {
+        email: "zoe@example.com".into(),
+        name: "Zoe Private".into(),
+        department: "Legal".into(),
+        manager: None,
+    };
+    server.store.upsert_people(vec![person]).await.unwrap();
+    let admin = server.token("ada", Role::Admin).await;
+    let mut c = server.connect(false).await;
+    for (role, name) in [
+        (Role::Security, "sam"),
+        (Role::Procurement, "pat"),
+        (Role::Viewer, "vic"),
+        (Role::Policy, "dns"),
+    ] {
+        let token = server.token(name, role).await;
+        let auth = format!("Bearer {token}");
+        let (status, _, body) = call(
+            &mut c,
+            Method::GET,
+            "/api/v1/people/zoe@example.com/export",
+            &[("authorization", &auth)],
+            "",
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, StatusCode::FORBIDDEN, "{role:?}");
+        assert!(!String::from_utf8_lossy(&body).contains("Zoe"), "{role:?}");
+    }
+    let (status, _, _) =
+        call(&mut c, Method::GET, "/api/v1/people/zoe@example.com/export", &[], "").await.unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let auth = format!("Bearer {admin}");
+    let (status, headers, body) = call(
+        &mut c,
+        Method::GET,
+        "/api/v1/people/Zoe%40Example.com/export",
+        &[("authorization", &auth)],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "application/json");
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["email"], "zoe@example.com");
+    assert_eq!(v["found"], true);
+    assert_eq!(v["person"]["name"], "Zoe Private");
+    let (status, _, body) = call(
+        &mut c,
+        Method::GET,
+        "/api/v1/people/not-an-email/export",
+        &[("authorization", &auth)],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&body).contains("is not an email address"));
 }

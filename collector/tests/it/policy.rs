@@ -3,8 +3,9 @@
 //! with `dig`; `named-checkzone` on the zone the CLI writes; the osquery queries run by SQLite
 //! (osquery's own SQL engine) over tables with osquery's columns; headless Chromium with the
 //! exported managed policy (bind-mounted over `/etc/chromium` in a private mount namespace,
-//! for that process only); the HTTPS API with its roles and ETag; the console refusing a
-//! policy token.
+//! for that process only) refusing blocked sites and a blocked extension; the HTTPS API with
+//! its roles, ETag and Defender pages; the console refusing a policy token and coaching on the
+//! app card.
 //!
 //! Nothing leaves the machine: Unbound answers every name from a root zone loaded by the test
 //! (`auth-zone` for `.`, `for-upstream: yes`), so the resolver never queries the internet, and
@@ -13,6 +14,7 @@
 //! generous deadline that fails with a message. A missing `unbound`, `dig` or
 //! `named-checkzone` fails the test (run .ci/install-deps); it never skips.
 
+use std::collections::BTreeSet;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -29,7 +31,7 @@ use aiscout_signatures::catalog::{DomainRule, DomainUse, Product};
 use aiscout_wire::ReviewStatus;
 use hyper::{Method, StatusCode};
 
-use crate::api::start;
+use crate::api::{start, start_tuned};
 
 const BIN: &str = env!("CARGO_BIN_EXE_aiscout-collector");
 /// Generous: a loaded 2-core machine.
@@ -283,6 +285,7 @@ async fn unbound_enforces_the_exported_zone_and_the_next_export_follows_a_change
     decide(&store, "openai.api", ReviewStatus::Blocked, "openai.chatgpt").await;
     let settings = Settings {
         coaching_url: Some(CoachingUrl::parse("https://coach.corp.example/ai").unwrap()),
+        coaching_message: None,
     };
     let second = export(&store.reviews().await.unwrap(), &settings);
     assert_ne!(first.body, second.body);
@@ -395,6 +398,182 @@ async fn policy_export_cli_writes_every_format_and_a_zone_named_checkzone_loads(
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = cli(&data, &["token", "list"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("dns-filter\tpolicy\t"));
+}
+
+/// The built-in catalog plus `n` test products with one domain each, all to be blocked.
+fn catalog_with_many(n: usize) -> Catalog {
+    let mut products = Catalog::builtin().unwrap().products().to_vec();
+    for i in 0..n {
+        let mut p = Product::default();
+        p.id = format!("test.many-{i:04}");
+        p.name = format!("Many {i}");
+        p.vendor = "Test".into();
+        p.domains =
+            vec![DomainRule { pattern: format!("many-{i:04}.example"), usage: DomainUse::Web }];
+        products.push(p);
+    }
+    Catalog::new(1, products)
+}
+
+/// The `DomainName` values of a Defender indicators CSV, checking its header.
+fn defender_values(csv_text: &str) -> Vec<String> {
+    let mut reader = csv::ReaderBuilder::new().from_reader(csv_text.as_bytes());
+    assert_eq!(reader.headers().unwrap(), policy::DEFENDER_COLUMNS.as_slice());
+    reader.records().map(|r| r.unwrap()[1].to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn defender_indicators_over_500_are_written_as_numbered_files_and_served_by_page() {
+    const MANY: usize = 1_100;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let catalog = catalog_with_many(MANY);
+    {
+        let store = SqliteStore::open(&data.join("aiscout.db")).await.unwrap();
+        for i in 0..MANY {
+            decide(&store, &format!("test.many-{i:04}"), ReviewStatus::Blocked, "").await;
+        }
+    }
+    let artifact = dir.path().join("catalog.bin");
+    std::fs::write(&artifact, aiscout_signatures::artifact::encode_unsigned(&catalog)).unwrap();
+    let config = dir.path().join("collector.toml");
+    std::fs::write(&config, format!("catalog = {:?}\n", artifact.to_str().unwrap())).unwrap();
+    let config = config.to_str().unwrap();
+    let out_dir = dir.path().join("indicators");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    // A longer earlier export left a fourth file, and something else lives there too.
+    std::fs::write(out_dir.join("aiscout-indicators-004.csv"), "stale").unwrap();
+    std::fs::write(out_dir.join("notes.txt"), "kept").unwrap();
+    let base = ["--config", config, "policy", "export", "--format", "defender-indicators"];
+
+    let out = cli(&data, &[&base[..], &["--out", out_dir.to_str().unwrap()]].concat());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("wrote 3 file(s) of at most 500 indicators each"), "{stderr}");
+    let mut names: Vec<String> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "aiscout-indicators-001.csv",
+            "aiscout-indicators-002.csv",
+            "aiscout-indicators-003.csv",
+            "notes.txt"
+        ]
+    );
+    let mut from_files = Vec::new();
+    for name in &names[..3] {
+        let values = defender_values(&std::fs::read_to_string(out_dir.join(name)).unwrap());
+        assert!(!values.is_empty() && values.len() <= 500, "{name}: {}", values.len());
+        from_files.extend(values);
+    }
+    // Stdout is the whole file, with a note saying it is too long for one import.
+    let out = cli(&data, &base);
+    assert!(out.status.success());
+    let whole = defender_values(&String::from_utf8(out.stdout).unwrap());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at most 500 per file"));
+    assert_eq!(from_files, whole);
+    assert!(whole.len() >= MANY, "{}", whole.len());
+    // One file refuses an export that long; another format refuses a directory.
+    let file = dir.path().join("one.csv");
+    let out = cli(&data, &[&base[..], &["--out", file.to_str().unwrap()]].concat());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give --out an existing directory"));
+    assert!(!file.exists());
+    let out = cli(
+        &data,
+        &["--config", config, "policy", "export", "--format", "rpz", "--out"]
+            .into_iter()
+            .chain([out_dir.to_str().unwrap()])
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is a directory"));
+
+    // The API serves the same files by page.
+    let served = catalog.clone();
+    let server = start_tuned(100, Default::default(), move |s| s.catalog = served).await;
+    for i in 0..MANY {
+        decide(&server.store, &format!("test.many-{i:04}"), ReviewStatus::Blocked, "").await;
+    }
+    let token = server.token("edr", Role::Policy).await;
+    let auth = format!("Bearer {token}");
+    let mut c = server.connect(true).await;
+    let r =
+        request(&mut c, "/api/v1/policy/defender-indicators", &[("authorization", &auth)]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["aiscout-pages"], "3");
+    assert_eq!(defender_values(&String::from_utf8_lossy(&r.body)), whole);
+    let mut from_pages = Vec::new();
+    let mut etags = BTreeSet::new();
+    for page in 1..=3 {
+        let path = format!("/api/v1/policy/defender-indicators?page={page}");
+        let r = request(&mut c, &path, &[("authorization", &auth)]).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        assert_eq!(r.headers["aiscout-pages"], "3");
+        etags.insert(r.headers["etag"].to_str().unwrap().to_owned());
+        let body = String::from_utf8_lossy(&r.body).into_owned();
+        assert_eq!(body, std::fs::read_to_string(out_dir.join(&names[page - 1])).unwrap());
+        from_pages.extend(defender_values(&body));
+    }
+    assert_eq!(etags.len(), 3, "each file has its own ETag");
+    assert_eq!(from_pages, whole);
+    for (path, status, says) in [
+        ("defender-indicators?page=4", StatusCode::NOT_FOUND, "this export has 3 file(s)"),
+        ("defender-indicators?page=0", StatusCode::BAD_REQUEST, "is not a file number"),
+        ("defender-indicators?page=x", StatusCode::BAD_REQUEST, "is not a file number"),
+        ("rpz?page=1", StatusCode::BAD_REQUEST, "only defender-indicators is split"),
+    ] {
+        let r =
+            request(&mut c, &format!("/api/v1/policy/{path}"), &[("authorization", &auth)]).await;
+        assert_eq!(r.status, status, "{path}");
+        assert!(String::from_utf8_lossy(&r.body).contains(says), "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_card_coaches_towards_the_sanctioned_alternative_in_the_organisations_words() {
+    let message = policy::coaching_message("Ask <b>#ai-help</b> for a seat.").unwrap();
+    let server = start_tuned(100, Default::default(), move |s| {
+        s.policy.coaching_message = Some(message);
+    })
+    .await;
+    decide(&server.store, "anthropic.claude", ReviewStatus::Sanctioned, "").await;
+    decide(&server.store, "openai.chatgpt", ReviewStatus::Blocked, "anthropic.claude").await;
+    decide(&server.store, "github.copilot", ReviewStatus::Unsanctioned, "openai.chatgpt").await;
+    let token = server.token("sec", Role::Security).await;
+    let mut c = server.connect(false).await;
+    let cookie = crate::console::sign_in(&mut c, &token).await;
+    let (status, _, card) =
+        crate::console::get(&mut c, "/products/openai.chatgpt", Some(&cookie)).await;
+    assert_eq!(status, StatusCode::OK);
+    // Escaped by the template, never markup.
+    assert!(
+        card.contains("Use Claude instead: Ask &lt;b&gt;#ai-help&lt;/b&gt; for a seat."),
+        "{card}"
+    );
+    assert!(card.contains("href=\"/products/anthropic.claude\""), "{card}");
+    // The same line the digest gets.
+    let reviews = server.store.reviews().await.unwrap();
+    let settings = Settings {
+        coaching_message: Some("Ask <b>#ai-help</b> for a seat.".into()),
+        ..Settings::default()
+    };
+    let line =
+        policy::coaching(&Catalog::builtin().unwrap(), &reviews, &settings, "openai.chatgpt")
+            .unwrap()
+            .line();
+    assert_eq!(line, "Use Claude instead: Ask <b>#ai-help</b> for a seat.");
+    // No coaching towards an alternative that is itself blocked, nor on a sanctioned card.
+    for id in ["github.copilot", "anthropic.claude"] {
+        let (_, _, card) =
+            crate::console::get(&mut c, &format!("/products/{id}"), Some(&cookie)).await;
+        assert!(!card.contains("class=\"coaching\""), "{id}: {card}");
+    }
 }
 
 /// The osquery tables the policies read, with osquery's column names (specs/*.table).
@@ -694,6 +873,18 @@ fn chromium_visit(
     port: u16,
     url: &str,
 ) -> (String, String) {
+    chromium_visit_with(chromium, etc, profile, port, url, &[])
+}
+
+/// [`chromium_visit`] with more Chromium flags.
+fn chromium_visit_with(
+    chromium: &Path,
+    etc: &Path,
+    profile: &Path,
+    port: u16,
+    url: &str,
+    flags: &[String],
+) -> (String, String) {
     let script = "mount --bind \"$1\" /etc/chromium && shift && exec \"$@\"";
     let out = Command::new("timeout")
         .arg("120")
@@ -704,6 +895,7 @@ fn chromium_visit(
         .args(["--disable-background-networking", "--disable-component-update"])
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg(format!("--host-resolver-rules=MAP * 127.0.0.1:{port}"))
+        .args(flags)
         .args(["--dump-dom", url])
         .output()
         .unwrap();
@@ -734,8 +926,7 @@ async fn headless_chromium_enforces_the_exported_chrome_policy() {
         eprintln!("skipped: not allowed to make a mount namespace (run as root)");
         return;
     }
-    let chromium_etc = Path::new("/etc/chromium");
-    assert!(chromium_etc.is_dir(), "/etc/chromium is missing: reinstall Debian's chromium");
+    assert!(Path::new("/etc/chromium").is_dir(), "/etc/chromium is missing: reinstall chromium");
 
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
@@ -762,16 +953,7 @@ async fn headless_chromium_enforces_the_exported_chrome_policy() {
         &Settings::default(),
         Format::ChromePolicy,
     );
-    // The test's /etc/chromium: what the real one holds, plus the managed policy.
-    let etc = dir.path().join("etc-chromium");
-    std::fs::create_dir_all(etc.join("policies/managed")).unwrap();
-    for entry in std::fs::read_dir(chromium_etc).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), etc.join(entry.file_name())).unwrap();
-        }
-    }
-    std::fs::write(etc.join("policies/managed/aiscout.json"), &policy.body).unwrap();
+    let etc = chromium_etc(dir.path(), "etc-chromium", &policy.body);
 
     let page = Page::serve("served-by-the-test");
     for (i, (url, blocked)) in [
@@ -792,4 +974,136 @@ async fn headless_chromium_enforces_the_exported_chrome_policy() {
             assert!(dom.contains("served-by-the-test"), "{url} was not loaded: {stderr}");
         }
     }
+}
+
+/// The test's copy of `/etc/chromium` (what the real one holds) with `policy` as the managed
+/// policy.
+fn chromium_etc(dir: &Path, name: &str, policy: &str) -> PathBuf {
+    let etc = dir.join(name);
+    std::fs::create_dir_all(etc.join("policies/managed")).unwrap();
+    for entry in std::fs::read_dir("/etc/chromium").unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), etc.join(entry.file_name())).unwrap();
+        }
+    }
+    std::fs::write(etc.join("policies/managed/aiscout.json"), policy).unwrap();
+    etc
+}
+
+/// An unpacked extension whose content script marks every page it runs on, and its id. The
+/// manifest's `key` (a fresh public key, base64 DER) fixes the id: the first 128 bits of the
+/// key's SHA-256, each hex digit written a to p, as Chrome derives extension ids.
+fn marking_extension(dir: &Path) -> (PathBuf, String) {
+    use base64::Engine as _;
+    use rcgen::PublicKeyData as _;
+    let key = rcgen::KeyPair::generate().unwrap().subject_public_key_info();
+    let digest = ring::digest::digest(&ring::digest::SHA256, &key);
+    let id: String = digest.as_ref()[..16]
+        .iter()
+        .flat_map(|b| [b >> 4, b & 0xf])
+        .map(|nibble| char::from(b'a' + nibble))
+        .collect();
+    let ext = dir.join("extension");
+    std::fs::create_dir_all(&ext).unwrap();
+    let manifest = serde_json::json!({
+        "manifest_version": 3,
+        "name": "aiscout test assistant",
+        "version": "1.0",
+        "key": base64::engine::general_purpose::STANDARD.encode(&key),
+        "content_scripts": [{"matches": ["<all_urls>"], "js": ["mark.js"], "run_at": "document_start"}],
+    });
+    std::fs::write(ext.join("manifest.json"), manifest.to_string()).unwrap();
+    std::fs::write(
+        ext.join("mark.js"),
+        "document.documentElement.setAttribute('data-extension', 'extension-ran');\n",
+    )
+    .unwrap();
+    (ext, id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headless_chromium_refuses_an_extension_the_exported_policy_blocks() {
+    let chromium = require("chromium", "chromium");
+    if !can_unshare_mounts() {
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+        assert!(
+            !ci,
+            "this test bind-mounts a policy folder over /etc/chromium in a private mount \
+             namespace and needs root (CI=true)"
+        );
+        eprintln!("skipped: not allowed to make a mount namespace (run as root)");
+        return;
+    }
+    assert!(Path::new("/etc/chromium").is_dir(), "/etc/chromium is missing: reinstall chromium");
+    let dir = tempfile::tempdir().unwrap();
+    let (extension, id) = marking_extension(dir.path());
+    let mut products = catalog().products().to_vec();
+    let mut assistant = Product::default();
+    assistant.id = "test.browser-assistant".into();
+    assistant.name = "Browser Assistant".into();
+    assistant.chrome_extensions = vec![id.clone()];
+    products.push(assistant);
+    let catalog = Catalog::new(1, products);
+    let store = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
+    let chrome_policy = |reviews: &[aiscout_collector::model::Review]| {
+        policy::export(
+            &catalog,
+            reviews,
+            &Selection::default(),
+            &Settings::default(),
+            Format::ChromePolicy,
+        )
+        .body
+    };
+
+    // Sanctioned: the exported policy does not name it, and the extension runs (so the check
+    // below can fail: the marker is what a running extension leaves).
+    decide(&store, "test.browser-assistant", ReviewStatus::Sanctioned, "").await;
+    let allowed = chrome_policy(&store.reviews().await.unwrap());
+    assert!(!allowed.contains(&id), "{allowed}");
+    // Blocked: the next export names it in ExtensionInstallBlocklist.
+    decide(&store, "test.browser-assistant", ReviewStatus::Blocked, "").await;
+    let blocked = chrome_policy(&store.reviews().await.unwrap());
+    let json: serde_json::Value = serde_json::from_str(&blocked).unwrap();
+    assert!(
+        json["ExtensionInstallBlocklist"].as_array().unwrap().iter().any(|v| v == id.as_str()),
+        "{blocked}"
+    );
+
+    let page = Page::serve("served-by-the-test");
+    let load = [format!("--load-extension={}", extension.display())];
+    for (name, policy, runs) in [("allowed", &allowed, true), ("blocked", &blocked, false)] {
+        let etc = chromium_etc(dir.path(), &format!("etc-{name}"), policy);
+        let profile = dir.path().join(format!("profile-{name}"));
+        let (dom, stderr) =
+            chromium_visit_with(&chromium, &etc, &profile, page.port, "http://example.org/", &load);
+        assert!(dom.contains("served-by-the-test"), "{name}: the page did not load: {stderr}");
+        assert_eq!(dom.contains("extension-ran"), runs, "{name}: {dom}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn person_export_cli_prints_the_json_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    {
+        let store = SqliteStore::open(&data.join("aiscout.db")).await.unwrap();
+        let person = aiscout_collector::model::Person {
+            email: "zoe@example.com".into(),
+            name: "Zoe Private".into(),
+            department: "Legal".into(),
+            manager: None,
+        };
+        store.upsert_people(vec![person]).await.unwrap();
+    }
+    let out = cli(&data, &["person", "export", "ZOE@example.com"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v["email"].as_str(), v["found"].as_bool()), (Some("zoe@example.com"), Some(true)));
+    assert_eq!(v["person"]["department"], "Legal");
+    let out = cli(&data, &["person", "export", "zoe"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"zoe\" is not an email address"));
 }

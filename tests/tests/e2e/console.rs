@@ -415,3 +415,60 @@ async fn single_sign_on_through_a_real_openid_provider_lands_with_the_mapped_rol
     b.goto(&format!("{url}/")).await.unwrap();
     b.wait_for("#token", WAIT).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_transparency_page_needs_no_sign_in_and_shows_the_running_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("collector.toml");
+    std::fs::write(
+        &config,
+        "[console]\nidle_minutes = 20\nsession_hours = 9\n\n[transparency]\norganisation = \
+         \"\"\"\nExample Ltd runs aiscout under the works agreement of May 2026.\n\nThe works \
+         council reviewed this page.\n\"\"\"\ncontact = \"dpo@example.com\"\n",
+    )
+    .unwrap();
+    let c = collector(dir.path(), &["--config".to_owned(), config.display().to_string()]);
+    let url = c.url.clone();
+    let b = Browser::start().await.unwrap();
+
+    // No session: the page opens, with no sign-in form and no navigation.
+    b.goto(&format!("{url}/transparency")).await.unwrap();
+    assert_eq!(text(&b, "main h1").await, "What aiscout collects");
+    assert!(b.find_all("#token").await.unwrap().is_empty());
+    assert!(b.find_all("header nav").await.unwrap().is_empty());
+    let org = text(&b, "section[aria-labelledby=org]").await;
+    assert!(org.contains("works agreement of May 2026") && org.contains("works council"), "{org}");
+    let kept = text(&b, "section[aria-labelledby=kept]").await;
+    assert!(kept.contains("20 minutes without use or 9 hours after sign-in"), "{kept}");
+    let example = text(&b, "pre.example").await;
+    let sighting: serde_json::Value = serde_json::from_str(&example).unwrap();
+    assert_eq!(sighting["kind"], "tls_sni");
+    let contact = b.find("section[aria-labelledby=contact] a").await.unwrap();
+    assert_eq!(contact.attr("href").await.unwrap().as_deref(), Some("mailto:dpo@example.com"));
+    // Nobody in the imported directory appears.
+    let source = b.page_source().await.unwrap();
+    for person in ["ann.lee@example.com", "Ann Lee", "bob.kim@example.com", "Bob Kim"] {
+        assert!(!source.contains(person), "the page shows {person}");
+    }
+    look(&b, "transparency").await;
+
+    // From the keyboard: the catalog link is reachable with Tab and opens with Enter.
+    let mut reached = false;
+    for _ in 0..40 {
+        b.keys(&[Key::Tab]).await.unwrap();
+        let focused = b.active_element().await.unwrap();
+        if focused.attr("href").await.unwrap().as_deref() == Some("/transparency/catalog") {
+            reached = true;
+            break;
+        }
+    }
+    assert!(reached, "the catalog link is not reachable with Tab");
+    b.keys(&[Key::Enter]).await.unwrap();
+    b.wait_for("main table.data tbody tr", WAIT).await.unwrap();
+    assert_eq!(text(&b, "main h1").await, "Every AI tool aiscout recognises");
+    let rows = b.find_all("main table.data tbody tr").await.unwrap().len();
+    let builtin = aiscout_signatures::Catalog::builtin().unwrap();
+    assert_eq!(rows, builtin.products().len());
+    assert!(text(&b, "main table.data").await.contains("chatgpt.com"));
+    look(&b, "transparency-catalog").await;
+}

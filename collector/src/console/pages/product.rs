@@ -180,6 +180,8 @@ pub(crate) async fn page<S: Store>(
         Series { label: "Gateway".into(), class: "s1".into(), values: gw },
     ];
     let status = join::status(current.as_ref());
+    // "Use X instead: <the organisation's message>", as the email digest says it.
+    let coaching = crate::policy::coaching(&state.catalog, &facts.reviews, &state.policy, &id);
     let sanctioned: Vec<(String, String)> = facts
         .reviews
         .iter()
@@ -234,7 +236,15 @@ pub(crate) async fn page<S: Store>(
                     @if let Some(r) = &current {
                         p { "Last decision by " strong { (r.reviewed_by) } ", " (view::when(r.reviewed_at, now)) "." }
                         @if !r.business_owner.is_empty() { p { "Business owner: " (r.business_owner) } }
-                        @if !r.alternative.is_empty() {
+                        @if let Some(c) = &coaching {
+                            p class="coaching" {
+                                strong { "Coaching: " }
+                                (c.line())
+                                @if let Some(alt) = &c.alternative_id {
+                                    " (" a href={ "/products/" (segment(alt)) } { "see " (c.alternative) } ")"
+                                }
+                            }
+                        } @else if !r.alternative.is_empty() {
                             p { "Use instead: "
                                 @if state.catalog.product(&r.alternative).is_some() {
                                     a href={ "/products/" (segment(&r.alternative)) } { (r.alternative) }

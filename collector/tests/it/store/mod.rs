@@ -1647,6 +1647,87 @@ macro_rules! conformance {
     };
 }
 
+pub(crate) async fn person_export_holds_what_is_stored_about_them_and_nobody_else(
+    store: impl Store,
+) {
+    use aiscout_collector::person;
+    let people = vec![
+        Person {
+            email: "ann@example.com".into(),
+            name: "Ann Lee".into(),
+            department: "Sales".into(),
+            manager: Some("grace@example.com".into()),
+        },
+        Person {
+            email: "bob@example.com".into(),
+            name: "Bob Kim".into(),
+            department: "Engineering".into(),
+            manager: None,
+        },
+    ];
+    store.upsert_people(people).await.unwrap();
+    let ann =
+        store.enroll(device("ann-laptop", Some("Ann@Example.com")), [1; 32], 100).await.unwrap();
+    let bob =
+        store.enroll(device("bob-laptop", Some("bob@example.com")), [2; 32], 100).await.unwrap();
+    let b = batch("a1", vec![sighting("openai.chatgpt", "chatgpt.com", "ann", 0, 4)]);
+    store.ingest(ann, b, 200).await.unwrap();
+    let b = batch("b1", vec![sighting("anthropic.claude", "claude.ai", "bob", 0, 9)]);
+    store.ingest(bob, b, 200).await.unwrap();
+    let mut bobs = expense("e2", Some("anthropic.claude"), 1_000, 2_000);
+    bobs.payer_email = "bob@example.com".into();
+    bobs.payer_name = "Bob Kim".into();
+    store
+        .add_expenses(vec![expense("e1", Some("openai.chatgpt"), 1_000, 2_500), bobs], 300)
+        .await
+        .unwrap();
+    let mut anns = spend("g1", Some("openai.api"), 1_000, 7_000_000);
+    anns.user = "ann@example.com".into();
+    store
+        .add_gateway_spend(vec![anns, spend("g2", Some("openai.api"), 1_000, 5)], 300)
+        .await
+        .unwrap();
+    let decision = review::Decision::new(ReviewStatus::Sanctioned, "approved".into());
+    let (r, audit) = review::decide("openai.chatgpt", decision, "ann@example.com", 400);
+    store.set_review(r, audit).await.unwrap();
+    let decision = review::Decision::new(ReviewStatus::Blocked, "no".into());
+    let (r, audit) = review::decide("deepseek.chat", decision, "bob@example.com", 401);
+    store.set_review(r, audit).await.unwrap();
+    store.fold().await.unwrap();
+
+    let record = person::export(&store, "ann@example.com").await.unwrap();
+    assert!(!record.is_empty());
+    assert_eq!(record.person.as_ref().unwrap().name, "Ann Lee");
+    let hosts: Vec<&str> = record.devices.iter().map(|d| d.device.host_id.as_str()).collect();
+    assert_eq!(hosts, ["ann-laptop"]);
+    let seen: Vec<(&str, &str, i64)> =
+        record.sightings.iter().map(|s| (s.product.as_str(), s.value.as_str(), s.count)).collect();
+    assert_eq!(seen, [("openai.chatgpt", "chatgpt.com", 4)]);
+    let lines: Vec<&str> = record.expenses.iter().map(|l| l.dedupe_key.as_str()).collect();
+    assert_eq!(lines, ["e1"]);
+    let usage = record.usage.as_ref().unwrap();
+    assert_eq!(usage.gateway_nanos, [("USD".to_owned(), 7_000_000)]);
+    let actions: Vec<(&str, &str)> = record
+        .audit
+        .iter()
+        .map(|e| (e.record.action.as_str(), e.record.subject.as_str()))
+        .collect();
+    assert_eq!(actions, [("review.set", "openai.chatgpt")]);
+    // Nothing of Bob's is in Ann's document.
+    let json = person::to_json(&record).to_string();
+    for other in ["bob", "Bob", "claude", "deepseek", "e2", "g2"] {
+        assert!(!json.contains(other), "{other} in {json}");
+    }
+    assert_eq!(
+        person::to_json(&record)["expense_lines"][0]["amount_minor"],
+        serde_json::json!(2_500)
+    );
+    // Somebody unknown: an empty record that says so.
+    let nobody = person::export(&store, "nobody@example.com").await.unwrap();
+    assert!(nobody.is_empty());
+    assert_eq!(person::to_json(&nobody)["found"], false);
+}
+
 macro_rules! all_cases {
     ($open:path) => {
         conformance!($open;
@@ -1694,6 +1775,7 @@ macro_rules! all_cases {
             cache_answers_as_the_store_does,
             alert_events_are_written_with_their_change_once_each,
             alert_deliveries_are_claimed_once_and_retried_after_their_lease,
+            person_export_holds_what_is_stored_about_them_and_nobody_else,
         );
     };
 }
