@@ -1288,6 +1288,34 @@ mod tests {
         assert!(join_within(ends, Duration::from_secs(60)));
     }
 
+    /// Issue 14 items 3 and 8: the node key file is replaced whole (no temporary file left, no
+    /// partial key), private, and an empty one (a write cut short on a full disk before
+    /// writes were atomic) is no key, so the agent enrolls again instead of sending "".
+    #[test]
+    fn node_key_files_are_written_whole_and_an_empty_one_is_no_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node_key");
+        write_secret(&path, "aisnk_first").unwrap();
+        write_secret(&path, "aisnk_second").unwrap();
+        assert_eq!(read_key(&path).map(|k| k.expose().to_owned()).as_deref(), Some("aisnk_second"));
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["node_key"], "no temporary file is left");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::write(&path, "").unwrap();
+        assert!(read_key(&path).is_none());
+        std::fs::write(&path, " \n").unwrap();
+        assert!(read_key(&path).is_none());
+        assert!(read_key(&dir.path().join("missing")).is_none());
+    }
+
     #[test]
     fn catalog_high_water_record_is_atomic_and_tolerant() {
         let state = tempfile::tempdir().expect("tmp");

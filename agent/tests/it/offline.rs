@@ -40,7 +40,7 @@ fn spooled(spool: &Path) -> (i64, i64) {
 
 #[test]
 fn a_busy_capture_file_reaches_the_spool_whole_with_nothing_dropped() {
-    assert!(QUERIES > 4 * RECORD_QUEUE, "the file must overrun the queue several times");
+    const { assert!(QUERIES > 4 * RECORD_QUEUE, "the file must overrun the queue several times") };
     let dir = tempfile::tempdir().unwrap();
     let names = ["chatgpt.com", "claude.ai", "api.openai.com"];
     let frames: Vec<Vec<u8>> = (0..QUERIES)

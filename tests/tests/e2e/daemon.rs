@@ -418,13 +418,12 @@ fn a_second_machine_cannot_take_over_a_host_id_and_the_first_reenrolls_with_its_
         .unwrap();
     intruder.kill();
     let audit = api_get(&collector.url, &collector.pin, &token, "/api/v1/audit").unwrap();
-    let actions: Vec<&str> = audit["entries"]
+    let refused = audit["entries"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| e["action"].as_str().unwrap())
-        .collect();
-    assert!(actions.contains(&"device.takeover_refused"), "{audit}");
+        .any(|e| e["action"].as_str() == Some("device.takeover_refused"));
+    assert!(refused, "{audit}");
     let devices = api_get(&collector.url, &collector.pin, &token, "/api/v1/devices").unwrap();
     assert_eq!(devices["devices"].as_array().map(Vec::len), Some(1));
 
