@@ -645,3 +645,34 @@ fn check_config_names_every_connector_problem() {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }
 }
+
+/// `serve` runs the configured connector at once (and then every interval), prints its
+/// progress line, and `/metrics` counts the run and its rows by connector.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_connectors_and_counts_them_in_metrics() {
+    let served = serve_vendor().await;
+    let dir = tempfile::tempdir().unwrap();
+    let now = aiscout_collector::store::now();
+    fixtures(&served.vendor, now);
+    let start = aiscout_collector::ingest::parse::ymd(now - 10 * DAY);
+    let config = write_config(dir.path(), &served, &start);
+    let db = format!("sqlite:{}", dir.path().join("a.db").display());
+    let config = config.display().to_string();
+    let mut collector =
+        crate::process::Collector::start(dir.path(), &["--config", &config, "--db", &db]);
+    let line = collector.wait_line("litellm-prod: ");
+    assert!(line.starts_with("litellm-prod: 250 rows fetched, 3 pages, 250 new, 0 already known"));
+    let ca = crate::process::generated_cert(dir.path());
+    let mut c = crate::process::connect(collector.addr, &ca, false).await;
+    let (status, body) = c.send(hyper::Method::GET, "/metrics", None, Vec::new()).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let metrics = String::from_utf8(body.to_vec()).unwrap();
+    for want in [
+        "aiscout_connector_runs_total{connector=\"litellm-prod\",outcome=\"ok\"} 1",
+        "aiscout_connector_rows_total{connector=\"litellm-prod\",outcome=\"new\"} 250",
+        "aiscout_connector_pages_total{connector=\"litellm-prod\"} 3",
+    ] {
+        assert!(metrics.contains(want), "missing {want:?} in:\n{metrics}");
+    }
+    assert!(!metrics.contains(KEY));
+}
