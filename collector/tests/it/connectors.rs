@@ -55,6 +55,19 @@ struct Vendor {
     /// Whether the key is still valid.
     expired: Mutex<bool>,
     hung: Mutex<Option<tokio::sync::mpsc::Sender<u32>>>,
+    /// Ready page bodies for the benchmark (page `n` is `bench[n - 1]`).
+    bench: Mutex<Arc<Vec<String>>>,
+}
+
+/// The benchmark's spend logs: the same envelope, pages built before the clock starts.
+async fn bench_pages(
+    State(v): State<Arc<Vendor>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let pages = Arc::clone(&v.bench.lock().unwrap());
+    let page: usize = q["page"].parse().unwrap();
+    let body = pages.get(page - 1).cloned().unwrap_or_default();
+    ([("content-type", "application/json")], body).into_response()
 }
 
 /// One spend log record; `spend` is `(i % 7 + 1) * 0.0015` USD, exact in billionths.
@@ -169,6 +182,7 @@ async fn serve_vendor() -> Served {
     let vendor = Arc::new(Vendor::default());
     let router = axum::Router::new()
         .route("/litellm/spend/logs/v2", axum::routing::get(spend_logs))
+        .route("/bench/spend/logs/v2", axum::routing::get(bench_pages))
         .route("/v1/organization/costs", axum::routing::get(openai_costs))
         .route("/v1/organizations/cost_report", axum::routing::get(anthropic_cost_report))
         .with_state(Arc::clone(&vendor));
@@ -675,4 +689,74 @@ async fn serve_runs_connectors_and_counts_them_in_metrics() {
         assert!(metrics.contains(want), "missing {want:?} in:\n{metrics}");
     }
     assert!(!metrics.contains(KEY));
+}
+
+/// The issue 16 benchmark: LiteLLM spend logs pulled from the local HTTPS vendor beside the
+/// file import of the same rows in the same run, each into its own fresh SQLite database.
+/// `AISCOUT_BENCH_ROWS` rows (default 100,000). Run with
+/// `cargo test -p aiscout-collector --release --test it bench_litellm -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: run on purpose, in release"]
+async fn bench_litellm_pull_beside_the_file_import() {
+    let rows: u64 =
+        std::env::var("AISCOUT_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let served = serve_vendor().await;
+    let now = 1_796_000_000;
+    let records: Vec<String> = (0..rows).map(|i| record(i, now - 10 - i as i64).1).collect();
+    let size = connectors::litellm::PAGE_SIZE as usize;
+    let total_pages = records.len().div_ceil(size);
+    let pages: Vec<String> = records
+        .chunks(size)
+        .enumerate()
+        .map(|(i, c)| {
+            format!(
+                r#"{{"data":[{}],"total":{rows},"page":{},"page_size":{size},"total_pages":{total_pages}}}"#,
+                c.join(","),
+                i + 1
+            )
+        })
+        .collect();
+    *served.vendor.bench.lock().unwrap() = Arc::new(pages);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("spend-logs.json");
+    std::fs::write(&file, format!("[{}]", records.join(","))).unwrap();
+    drop(records);
+    let index = Arc::new(index());
+
+    let file_store = aiscout_collector::store::sqlite::SqliteStore::open(&dir.path().join("f.db"))
+        .await
+        .unwrap();
+    let t = Instant::now();
+    let report = aiscout_collector::ingest::file::gateway(
+        &file_store,
+        Arc::clone(&index),
+        aiscout_collector::ingest::Input::Path(file),
+        Some(aiscout_collector::ingest::gateway::GatewayFormat::Litellm),
+        &Default::default(),
+        None,
+        now,
+    )
+    .await
+    .unwrap();
+    let file_secs = t.elapsed().as_secs_f64();
+    assert_eq!(report.stored, rows);
+
+    let pull_store = aiscout_collector::store::sqlite::SqliteStore::open(&dir.path().join("p.db"))
+        .await
+        .unwrap();
+    let mut s = settings(&served, now - 10 * DAY);
+    s.base_url = BaseUrl::parse(&served.base_url.replace("/litellm", "/bench")).unwrap();
+    let t = Instant::now();
+    let p = connectors::run(&pull_store, &index, &s, &Stats::default(), now).await.unwrap();
+    let pull_secs = t.elapsed().as_secs_f64();
+    assert_eq!(p.new, rows);
+    assert_eq!(stored_nanos(&pull_store).await, stored_nanos(&file_store).await);
+    eprintln!(
+        "litellm {rows} rows: file import {:.0} rows/s ({file_secs:.2} s), pull {:.0} rows/s \
+         ({pull_secs:.2} s, {} pages), pull/file time {:.2}x",
+        rows as f64 / file_secs,
+        rows as f64 / pull_secs,
+        p.pages,
+        pull_secs / file_secs
+    );
 }
