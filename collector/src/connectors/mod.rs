@@ -661,6 +661,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_bucket_row_keeps_its_key_whatever_else_its_page_holds() {
+        use crate::ingest::table::Header;
+        let names = |n: &[&str]| Header::from_names(n.iter().map(|s| (*s).to_owned()).collect());
+        let a = canonical_key(
+            &names(&["amount", "model", "day"]),
+            &csv::StringRecord::from(["1.5", "", "d1"].to_vec()),
+        );
+        // A later page gained a column (another record has a model) and ordered them anew.
+        let b = canonical_key(
+            &names(&["day", "workspace", "amount", "model"]),
+            &csv::StringRecord::from(["d1", "", "1.5", "null"].to_vec()),
+        );
+        assert_eq!(a, b);
+        let c = canonical_key(
+            &names(&["amount", "day"]),
+            &csv::StringRecord::from(["1.5", "d2"].to_vec()),
+        );
+        assert_ne!(a, c);
+        // Values move between fields: another row.
+        let d = canonical_key(
+            &names(&["amount", "day"]),
+            &csv::StringRecord::from(["d1", "1.5"].to_vec()),
+        );
+        assert_ne!(a, d);
+    }
+
+    #[test]
     fn durations_take_one_unit() {
         assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));

@@ -55,6 +55,19 @@ struct Vendor {
     /// Whether the key is still valid.
     expired: Mutex<bool>,
     hung: Mutex<Option<tokio::sync::mpsc::Sender<u32>>>,
+    /// Ready page bodies for the benchmark (page `n` is `bench[n - 1]`).
+    bench: Mutex<Arc<Vec<String>>>,
+}
+
+/// The benchmark's spend logs: the same envelope, pages built before the clock starts.
+async fn bench_pages(
+    State(v): State<Arc<Vendor>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let pages = Arc::clone(&v.bench.lock().unwrap());
+    let page: usize = q["page"].parse().unwrap();
+    let body = pages.get(page - 1).cloned().unwrap_or_default();
+    ([("content-type", "application/json")], body).into_response()
 }
 
 /// One spend log record; `spend` is `(i % 7 + 1) * 0.0015` USD, exact in billionths.
@@ -169,6 +182,9 @@ async fn serve_vendor() -> Served {
     let vendor = Arc::new(Vendor::default());
     let router = axum::Router::new()
         .route("/litellm/spend/logs/v2", axum::routing::get(spend_logs))
+        .route("/bench/spend/logs/v2", axum::routing::get(bench_pages))
+        .route("/v1/organization/costs", axum::routing::get(openai_costs))
+        .route("/v1/organizations/cost_report", axum::routing::get(anthropic_cost_report))
         .with_state(Arc::clone(&vendor));
     let (ca, ca_pem, chain, key) = certificates();
     let tls = api::tls::server_config(chain, key).unwrap();
@@ -330,6 +346,174 @@ async fn an_expired_key_names_its_setting_and_stores_nothing(store: impl Store) 
     assert_eq!(store.connector_cursor(s.name.clone()).await.unwrap(), None);
 }
 
+/// Buckets per page the fake cost reports answer with (fewer than asked for, as a server
+/// may), so that a few days take several pages.
+const BUCKETS_PER_PAGE: usize = 2;
+
+/// The days `[from, to)` as bucket starts, and the page of them that `page` (a
+/// `next_page` token `p<N>`, or none for the first) names.
+fn bucket_page(from: i64, to: i64, page: Option<&String>) -> (Vec<i64>, Option<String>) {
+    let days: Vec<i64> = (0..).map(|d| from + d * DAY).take_while(|d| *d < to).collect();
+    let n: usize = page.map_or(0, |p| p.trim_start_matches('p').parse().unwrap());
+    let chunk: Vec<i64> =
+        days.iter().copied().skip(n * BUCKETS_PER_PAGE).take(BUCKETS_PER_PAGE).collect();
+    let more = (n + 1) * BUCKETS_PER_PAGE < days.len();
+    (chunk, more.then(|| format!("p{}", n + 1)))
+}
+
+/// OpenAI `GET /v1/organization/costs` (VENDORS.md, "OpenAI"): two results per daily
+/// bucket, `amount.value` in USD as a JSON number, `currency` `usd`.
+async fn openai_costs(
+    State(v): State<Arc<Vendor>>,
+    headers: HeaderMap,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Response {
+    let map: HashMap<String, String> = q.iter().cloned().collect();
+    v.log.lock().unwrap().push((Instant::now(), map.clone()));
+    if headers.get("authorization").and_then(|h| h.to_str().ok()) != Some(&format!("Bearer {KEY}"))
+    {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let groups: Vec<&str> =
+        q.iter().filter(|(k, _)| k == "group_by").map(|(_, v)| v.as_str()).collect();
+    assert_eq!(groups, ["project_id", "line_item"]);
+    assert_eq!(map["bucket_width"], "1d");
+    let (from, to) = (map["start_time"].parse().unwrap(), map["end_time"].parse().unwrap());
+    let (days, next) = bucket_page(from, to, map.get("page"));
+    let buckets: Vec<String> = days
+        .iter()
+        .map(|d| {
+            format!(
+                r#"{{"object":"bucket","start_time":{d},"end_time":{},"results":[
+                {{"object":"organization.costs.result","amount":{{"value":0.06,"currency":"usd"}},
+                  "line_item":"gpt-4o-2024-08-06, input","project_id":"proj_a"}},
+                {{"object":"organization.costs.result","amount":{{"value":1.234567,"currency":"usd"}},
+                  "line_item":"gpt-4o-2024-08-06, output","project_id":"proj_a"}}]}}"#,
+                d + DAY
+            )
+        })
+        .collect();
+    let body = format!(
+        r#"{{"object":"page","data":[{}],"has_more":{},"next_page":{}}}"#,
+        buckets.join(","),
+        next.is_some(),
+        next.map_or("null".to_owned(), |n| format!("\"{n}\""))
+    );
+    ([("content-type", "application/json")], body).into_response()
+}
+
+/// Anthropic `GET /v1/organizations/cost_report` (VENDORS.md, "Anthropic"): two results per
+/// daily bucket, `amount` in cents as a decimal string.
+async fn anthropic_cost_report(
+    State(v): State<Arc<Vendor>>,
+    headers: HeaderMap,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Response {
+    let map: HashMap<String, String> = q.iter().cloned().collect();
+    v.log.lock().unwrap().push((Instant::now(), map.clone()));
+    let header = |name: &str| headers.get(name).and_then(|h| h.to_str().ok());
+    if header("x-api-key") != Some(KEY) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    assert_eq!(header("anthropic-version"), Some("2023-06-01"));
+    let groups: Vec<&str> =
+        q.iter().filter(|(k, _)| k == "group_by[]").map(|(_, v)| v.as_str()).collect();
+    assert_eq!(groups, ["workspace_id", "description"]);
+    let parse = aiscout_collector::ingest::parse::parse_datetime;
+    let (from, to) = (parse(&map["starting_at"]).unwrap(), parse(&map["ending_at"]).unwrap());
+    let (days, next) = bucket_page(from, to, map.get("page"));
+    let rfc = |t: i64| connectors::litellm::datetime(t).replace(' ', "T") + "Z";
+    let buckets: Vec<String> = days
+        .iter()
+        .map(|d| {
+            format!(
+                r#"{{"starting_at":"{}","ending_at":"{}","results":[
+                {{"currency":"USD","amount":"123.45","workspace_id":"wrkspc_a",
+                  "description":"Claude Sonnet 4 Usage - Input Tokens","cost_type":"tokens",
+                  "context_window":"0-200k","model":"claude-sonnet-4-20250514",
+                  "service_tier":"standard","token_type":"uncached_input_tokens"}},
+                {{"currency":"USD","amount":"7","workspace_id":"wrkspc_a",
+                  "description":"Web search","cost_type":"web_search","context_window":null,
+                  "model":null,"service_tier":null,"token_type":null}}]}}"#,
+                rfc(*d),
+                rfc(d + DAY)
+            )
+        })
+        .collect();
+    let body = format!(
+        r#"{{"data":[{}],"has_more":{},"next_page":{}}}"#,
+        buckets.join(","),
+        next.is_some(),
+        next.map_or("null".to_owned(), |n| format!("\"{n}\""))
+    );
+    ([("content-type", "application/json")], body).into_response()
+}
+
+fn cost_settings(served: &Served, kind: Kind, start: i64) -> Settings {
+    let addr = served.base_url.trim_end_matches("/litellm");
+    Settings {
+        name: format!("{}-admin", kind.as_str()),
+        kind,
+        base_url: BaseUrl::parse(addr).unwrap(),
+        overlap: kind.default_overlap(),
+        ..settings(served, start)
+    }
+}
+
+/// Five whole days, two buckets a page: three pages, two results a day. A second run a day
+/// later asks again from two days before its cursor and stores only the new day.
+async fn daily_costs_page_by_next_page_and_count_once(kind: Kind, day_nanos: i64) {
+    let h = harness::sqlite().await;
+    let store = h.store.clone();
+    let served = serve_vendor().await;
+    let today = 1_796_083_200; // 2026-12-01T00:00:00Z
+    let now = today + 3_600;
+    let s = cost_settings(&served, kind, today - 5 * DAY);
+    let (index, stats) = (index(), Stats::default());
+    let p = connectors::run(&store, &index, &s, &stats, now).await.unwrap();
+    assert_eq!((p.fetched, p.pages, p.new, p.known), (10, 3, 10, 0));
+    assert_eq!(p.window, (today - 5 * DAY, today), "whole finished days only");
+    assert_eq!(stored_nanos(&store).await, (5 * day_nanos, 10), "totals to the billionth");
+    let pages: Vec<Option<String>> =
+        served.vendor.log.lock().unwrap().iter().map(|(_, q)| q.get("page").cloned()).collect();
+    assert_eq!(pages, [None, Some("p1".into()), Some("p2".into())]);
+
+    let p = connectors::run(&store, &index, &s, &stats, now + DAY).await.unwrap();
+    assert_eq!(p.window, (today - 2 * DAY, today + DAY));
+    assert_eq!((p.fetched, p.new, p.known), (6, 2, 4));
+    // Run again: the cursor moved a day, so two days are asked again, all known.
+    let p = connectors::run(&store, &index, &s, &stats, now + DAY).await.unwrap();
+    assert_eq!((p.new, p.known), (0, 4));
+    assert_eq!(stored_nanos(&store).await, (6 * day_nanos, 12));
+    let totals = store.gateway_totals(None).await.unwrap();
+    assert!(totals.iter().all(|t| t.currency == "USD"), "{totals:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_costs_page_by_next_page_and_count_once() {
+    // $0.06 + $1.234567 a day.
+    daily_costs_page_by_next_page_and_count_once(Kind::Openai, 1_294_567_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_cost_report_cents_page_by_next_page_and_count_once() {
+    // "123.45" + "7" cents a day: $1.3045.
+    daily_costs_page_by_next_page_and_count_once(Kind::Anthropic, 1_304_500_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anthropic_key_refused_names_its_setting() {
+    let h = harness::sqlite().await;
+    let served = serve_vendor().await;
+    let mut s = cost_settings(&served, Kind::Anthropic, 1_796_083_200 - 5 * DAY);
+    s.credential = Secret::new("sk-ant-admin-expired");
+    let e = connectors::run(&h.store, &index(), &s, &Stats::default(), 1_796_083_200)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("fix connector.litellm-prod.api_key_file"), "{e}");
+    assert!(!e.to_string().contains("sk-ant-admin-expired"));
+}
+
 macro_rules! on_both {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -474,4 +658,105 @@ fn check_config_names_every_connector_problem() {
     ] {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }
+}
+
+/// `serve` runs the configured connector at once (and then every interval), prints its
+/// progress line, and `/metrics` counts the run and its rows by connector.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_connectors_and_counts_them_in_metrics() {
+    let served = serve_vendor().await;
+    let dir = tempfile::tempdir().unwrap();
+    let now = aiscout_collector::store::now();
+    fixtures(&served.vendor, now);
+    let start = aiscout_collector::ingest::parse::ymd(now - 10 * DAY);
+    let config = write_config(dir.path(), &served, &start);
+    let db = format!("sqlite:{}", dir.path().join("a.db").display());
+    let config = config.display().to_string();
+    let mut collector =
+        crate::process::Collector::start(dir.path(), &["--config", &config, "--db", &db]);
+    let line = collector.wait_line("litellm-prod: ");
+    assert!(line.starts_with("litellm-prod: 250 rows fetched, 3 pages, 250 new, 0 already known"));
+    let ca = crate::process::generated_cert(dir.path());
+    let mut c = crate::process::connect(collector.addr, &ca, false).await;
+    let (status, body) = c.send(hyper::Method::GET, "/metrics", None, Vec::new()).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let metrics = String::from_utf8(body.to_vec()).unwrap();
+    for want in [
+        "aiscout_connector_runs_total{connector=\"litellm-prod\",outcome=\"ok\"} 1",
+        "aiscout_connector_rows_total{connector=\"litellm-prod\",outcome=\"new\"} 250",
+        "aiscout_connector_pages_total{connector=\"litellm-prod\"} 3",
+    ] {
+        assert!(metrics.contains(want), "missing {want:?} in:\n{metrics}");
+    }
+    assert!(!metrics.contains(KEY));
+}
+
+/// The issue 16 benchmark: LiteLLM spend logs pulled from the local HTTPS vendor beside the
+/// file import of the same rows in the same run, each into its own fresh SQLite database.
+/// `AISCOUT_BENCH_ROWS` rows (default 100,000). Run with
+/// `cargo test -p aiscout-collector --release --test it bench_litellm -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: run on purpose, in release"]
+async fn bench_litellm_pull_beside_the_file_import() {
+    let rows: u64 =
+        std::env::var("AISCOUT_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let served = serve_vendor().await;
+    let now = 1_796_000_000;
+    let records: Vec<String> = (0..rows).map(|i| record(i, now - 10 - i as i64).1).collect();
+    let size = connectors::litellm::PAGE_SIZE as usize;
+    let total_pages = records.len().div_ceil(size);
+    let pages: Vec<String> = records
+        .chunks(size)
+        .enumerate()
+        .map(|(i, c)| {
+            format!(
+                r#"{{"data":[{}],"total":{rows},"page":{},"page_size":{size},"total_pages":{total_pages}}}"#,
+                c.join(","),
+                i + 1
+            )
+        })
+        .collect();
+    *served.vendor.bench.lock().unwrap() = Arc::new(pages);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("spend-logs.json");
+    std::fs::write(&file, format!("[{}]", records.join(","))).unwrap();
+    drop(records);
+    let index = Arc::new(index());
+
+    let file_store = aiscout_collector::store::sqlite::SqliteStore::open(&dir.path().join("f.db"))
+        .await
+        .unwrap();
+    let t = Instant::now();
+    let report = aiscout_collector::ingest::file::gateway(
+        &file_store,
+        Arc::clone(&index),
+        aiscout_collector::ingest::Input::Path(file),
+        Some(aiscout_collector::ingest::gateway::GatewayFormat::Litellm),
+        &Default::default(),
+        None,
+        now,
+    )
+    .await
+    .unwrap();
+    let file_secs = t.elapsed().as_secs_f64();
+    assert_eq!(report.stored, rows);
+
+    let pull_store = aiscout_collector::store::sqlite::SqliteStore::open(&dir.path().join("p.db"))
+        .await
+        .unwrap();
+    let mut s = settings(&served, now - 10 * DAY);
+    s.base_url = BaseUrl::parse(&served.base_url.replace("/litellm", "/bench")).unwrap();
+    let t = Instant::now();
+    let p = connectors::run(&pull_store, &index, &s, &Stats::default(), now).await.unwrap();
+    let pull_secs = t.elapsed().as_secs_f64();
+    assert_eq!(p.new, rows);
+    assert_eq!(stored_nanos(&pull_store).await, stored_nanos(&file_store).await);
+    eprintln!(
+        "litellm {rows} rows: file import {:.0} rows/s ({file_secs:.2} s), pull {:.0} rows/s \
+         ({pull_secs:.2} s, {} pages), pull/file time {:.2}x",
+        rows as f64 / file_secs,
+        rows as f64 / pull_secs,
+        p.pages,
+        pull_secs / file_secs
+    );
 }

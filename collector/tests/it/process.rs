@@ -91,7 +91,7 @@ impl Collector {
     }
 
     /// The next stdout line starting with `prefix` (earlier lines are skipped).
-    fn wait_line(&mut self, prefix: &str) -> String {
+    pub(crate) fn wait_line(&mut self, prefix: &str) -> String {
         let until = std::time::Instant::now() + DEADLINE;
         loop {
             let left = until.saturating_duration_since(std::time::Instant::now());
