@@ -229,10 +229,13 @@ async fn run<S: Store + Clone + Send + Sync + 'static>(store: S, a: &Args) {
         .unwrap();
 
     // 1. Latency.
-    let mut c =
-        Connection::connect(addr, "localhost", tls_config(&[ccert.0.clone()], true).unwrap())
-            .await
-            .unwrap();
+    let mut c = Connection::connect(
+        addr,
+        "localhost",
+        tls_config(std::slice::from_ref(&ccert.0), true).unwrap(),
+    )
+    .await
+    .unwrap();
     let key = enroll(&mut c, "latency-agent").await;
     let mut latencies = Vec::new();
     let now = aiscout_collector::store::now();
