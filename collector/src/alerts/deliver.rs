@@ -195,18 +195,12 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
     ) -> Attempt {
         let now = store::now();
         let e = &c.event.event;
+        let store_failed = |err: StoreError| {
+            self.retry(channel, c, now, None, None, format!("reading the store: {err}"))
+        };
         let about = match self.about(&e.product).await {
             Ok(a) => a,
-            Err(err) => {
-                return self.retry(
-                    channel,
-                    c,
-                    now,
-                    None,
-                    None,
-                    format!("reading the store: {err}"),
-                );
-            }
+            Err(err) => return store_failed(err),
         };
         if !channel.statuses.is_empty()
             && let Some(a) = &about
@@ -224,16 +218,7 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
                     };
                 }
                 Ok(_) => {}
-                Err(err) => {
-                    return self.retry(
-                        channel,
-                        c,
-                        now,
-                        None,
-                        None,
-                        format!("reading the store: {err}"),
-                    );
-                }
+                Err(err) => return store_failed(err),
             }
             if let Some(quiet) = channel.quiet
                 && !e.product.is_empty()
@@ -243,16 +228,7 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
                 match self.store.delivered_since(channel.name.clone(), since, like).await {
                     Ok(n) if n > 0 => return Attempt::Capped { reason: "quiet period".into() },
                     Ok(_) => {}
-                    Err(err) => {
-                        return self.retry(
-                            channel,
-                            c,
-                            now,
-                            None,
-                            None,
-                            format!("reading the store: {err}"),
-                        );
-                    }
+                    Err(err) => return store_failed(err),
                 }
             }
         }
