@@ -128,9 +128,25 @@ impl Serve {
             }
         });
         let serve = Serve { child, lines, log };
-        serve.wait_for("listening on");
-        serve.wait_for("watching");
+        // The watch task and the listener start side by side: their lines come in either order.
+        serve.wait_for_all(&["listening on", "watching"]);
         serve
+    }
+
+    /// Waits until a line containing each of `whats` has come, in any order.
+    fn wait_for_all(&self, whats: &[&str]) {
+        let mut left: Vec<&str> = whats.to_vec();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !left.is_empty() {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(wait) {
+                Ok(line) => left.retain(|what| !line.contains(what)),
+                Err(e) => {
+                    let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                    panic!("no line with {left:?} from serve ({e}); its log:\n{log}")
+                }
+            }
+        }
     }
 
     /// The next stdout line containing `what`.
