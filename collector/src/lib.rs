@@ -54,6 +54,7 @@ pub mod config;
 pub mod connectors;
 pub mod console;
 pub mod credentials;
+pub mod fuzzing;
 pub mod ingest;
 pub mod join;
 pub mod mdm;

@@ -5,9 +5,21 @@ use aiscout_agent::fuzzing;
 
 use crate::support::data_dir;
 
-fn replay(target: &str, f: fn(&[u8])) -> usize {
-    let dir = data_dir().join("fuzz-regressions").join(target);
-    let Ok(entries) = std::fs::read_dir(&dir) else { return 0 };
+/// A fuzz target: its folder name and the entry point the fuzzer and these tests share.
+type Target = (&'static str, fn(&[u8]));
+
+const TARGETS: [Target; 5] = [
+    ("frame", fuzzing::frame),
+    ("dns", fuzzing::dns),
+    ("tls_client_hello", fuzzing::tls_client_hello),
+    ("quic_initial", fuzzing::quic_initial),
+    ("pcap_file", fuzzing::pcap_file),
+];
+
+/// Runs every input file of `dir` (not its README) through `f`; how many it ran. A missing
+/// folder is a failure, not zero: the test must not pass for having found nothing.
+fn replay(dir: &std::path::Path, f: fn(&[u8])) -> usize {
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     let mut n = 0;
     for entry in entries {
         let path = entry.unwrap().path();
@@ -22,12 +34,20 @@ fn replay(target: &str, f: fn(&[u8])) -> usize {
 
 #[test]
 fn fuzz_regressions_replay_without_panics() {
-    let n = replay("frame", fuzzing::frame)
-        + replay("dns", fuzzing::dns)
-        + replay("tls_client_hello", fuzzing::tls_client_hello)
-        + replay("quic_initial", fuzzing::quic_initial)
-        + replay("pcap_file", fuzzing::pcap_file);
-    println!("replayed {n} fuzz regression inputs");
+    let regressions = data_dir().join("fuzz-regressions");
+    let seeds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
+    let mut saved = 0;
+    for (target, f) in TARGETS {
+        // Crashes saved so far (none yet; see the folder's README), then the fuzzers' seeds,
+        // of which every target has some: an empty seed folder fails here.
+        let crashes = regressions.join(target);
+        if crashes.is_dir() {
+            saved += replay(&crashes, f);
+        }
+        let n = replay(&seeds.join(target), f);
+        assert!(n >= 1, "{target}: no seed input replayed");
+    }
+    println!("replayed {saved} saved fuzz regression inputs and the seeds of every target");
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //!
 //! Built only from the running configuration and the catalog this collector serves, never
 //! from the store: the page cannot show a person, a device or a count of either, whatever is
-//! in the database. The HTML and the JSON (`?format=json`) are rendered from one [`Facts`], so
+//! in the database. The HTML and the JSON (`?format=json`) are rendered from one `Facts` value, so
 //! they always say the same thing. The console's security headers apply (the route sits in
 //! the console's router).
 

@@ -24,7 +24,7 @@ pub const DEFENDER_COLUMNS: [&str; 12] = [
 /// Defender's portal imports at most this many indicators per file: "Only 500 indicators can
 /// be uploaded for each batch" (Microsoft Learn, Defender for Endpoint, "Manage indicators",
 /// Import; the import API's batch limit is also 500). Longer exports are split into pages of at
-/// most this many rows, each with the header ([`defender_pages`]).
+/// most this many rows, each with the header (`defender_pages`).
 pub const DEFENDER_ROWS_PER_FILE: usize = 500;
 
 /// A CSV cell: a leading `=`, `+`, `-` or `@` is neutralised so a spreadsheet opening the

@@ -186,7 +186,7 @@ pub fn sqlite_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
     })
 }
 
-/// Claims due deliveries of `channel` (see [`CLAIM`]).
+/// Claims due deliveries of `channel` (see `CLAIM`).
 pub fn sqlite_claim(
     c: &mut rusqlite::Connection,
     channel: &str,

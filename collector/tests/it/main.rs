@@ -11,6 +11,7 @@ mod connectors;
 mod console;
 mod drop;
 mod enroll;
+mod fuzz_regressions;
 mod harden;
 mod import;
 mod mapping;
