@@ -339,6 +339,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Database.
     pub db: Database,
+    /// Where [`Config::db`] came from, for errors about it: `--db`, the `db` setting of the
+    /// config file, or the default file in the data folder.
+    pub db_origin: String,
     /// Data directory.
     pub data_dir: PathBuf,
     /// TLS source.
@@ -468,6 +471,11 @@ pub fn load(
     });
     let data_dir =
         o.data_dir.clone().or(raw.data_dir).unwrap_or_else(|| PathBuf::from("aiscout-data"));
+    let db_origin = match (db, &raw.db, file) {
+        (Some(_), _, _) => "--db".to_owned(),
+        (None, Some(_), Some(path)) => format!("the `db` setting of {}", path.display()),
+        _ => "the default database of the data folder (--data-dir or `data_dir`)".to_owned(),
+    };
     let db_text = db.map(str::to_owned).or(raw.db);
     let db = match db_text.as_deref() {
         None => Database::Sqlite(data_dir.join("aiscout.db")),
@@ -728,6 +736,7 @@ pub fn load(
         connectors,
         listen,
         db,
+        db_origin,
         data_dir,
         tls,
         enroll_secret,

@@ -252,9 +252,31 @@ fn say(line: &str) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Commands that only read the store. On SQLite they never create the database: a typo in a
+/// path must not read as an empty inventory ("no AI tools").
+fn only_reads(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Report(_)
+            | Command::Policy(_)
+            | Command::Person(PersonCommand::Export { .. })
+            | Command::Token(TokenCommand::List)
+            | Command::Device(DeviceCommand::Reenrollments)
+    )
+}
+
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match config.db.clone() {
         Database::Sqlite(path) => {
+            if only_reads(&command) && !path.is_file() {
+                return Err(aiscout_collector::cli::CommandError::Usage(format!(
+                    "no collector database at {} (from {}): this command only reads and never \
+                     creates one; check the path",
+                    path.display(),
+                    config.db_origin
+                ))
+                .into());
+            }
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 // The data folder is kept 0700; another folder named by --db is created 0700
                 // when missing but, being the operator's, not changed when it exists.

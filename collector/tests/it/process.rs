@@ -423,6 +423,52 @@ async fn token_cli_creates_lists_and_revokes_while_serve_runs_on_the_same_sqlite
     assert_eq!(actions, ["token.create", "token.revoke", "token.create"]);
 }
 
+#[test]
+fn read_only_commands_never_create_a_database_and_name_where_the_path_came_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("no-such-dir").join("aiscout.db");
+    let db = format!("sqlite:{}", typo.display());
+    let commands: [&[&str]; 6] = [
+        &["report", "inventory"],
+        &["report", "reconcile", "--format", "csv"],
+        &["policy", "export", "--format", "hosts"],
+        &["person", "export", "ada@example.com"],
+        &["token", "list"],
+        &["device", "reenrollments"],
+    ];
+    for args in commands {
+        let out = Command::new(BIN).args(["--db", &db]).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&typo.display().to_string()), "{args:?} names the path: {err}");
+        assert!(err.contains("(from --db)"), "{args:?} names the flag: {err}");
+        assert!(out.stdout.is_empty(), "{args:?} prints no (empty) report: {out:?}");
+        assert!(!typo.parent().unwrap().exists(), "{args:?} created the folder");
+    }
+
+    // From the data folder: the error says so, and nothing is created there either.
+    let data = dir.path().join("data");
+    let out = cli(&data, &["report", "inventory"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("data folder"), "{out:?}");
+    assert!(!data.exists(), "the data folder was created");
+
+    // From the config file's `db` setting: the file is named.
+    let file = dir.path().join("collector.toml");
+    std::fs::write(&file, format!("db = {db:?}\n")).unwrap();
+    let out =
+        Command::new(BIN).arg("--config").arg(&file).args(["token", "list"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("the `db` setting of {}", file.display())), "{err}");
+
+    // A command that writes creates the database; then the same reads succeed.
+    let made = cli(&data, &["token", "create", "--role", "viewer", "--name", "v"]);
+    assert!(made.status.success(), "{made:?}");
+    let out = cli(&data, &["report", "inventory", "--format", "csv"]);
+    assert!(out.status.success(), "{out:?}");
+}
+
 /// One plain-HTTP/1.1 GET; an error when the peer does not answer HTTP.
 async fn plain_get(addr: SocketAddr, path: &str) -> Result<StatusCode, hyper::Error> {
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
