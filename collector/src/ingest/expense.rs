@@ -12,6 +12,8 @@
 //! in the file, so two identical charges in one file stay two, while the same charge in two
 //! overlapping exports is one.
 
+#![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)] // Parsers of untrusted files (issue 18).
+
 use std::collections::HashMap;
 
 use aiscout_signatures::Index;
@@ -376,7 +378,7 @@ impl<'a> ExpenseParser<'a> {
     ) -> Result<Option<ExpenseLine>, RowError> {
         let l = &self.layout;
         if rec.iter().all(|c| c.trim().is_empty()) {
-            tally.skipped += 1;
+            tally.skipped = tally.skipped.saturating_add(1);
             return Ok(None);
         }
         let descriptor = l
@@ -388,12 +390,12 @@ impl<'a> ExpenseParser<'a> {
             .to_owned();
         let kind = cell(rec, l.kind).to_ascii_lowercase();
         if kind.contains("payment") {
-            tally.not_spend += 1;
+            tally.not_spend = tally.not_spend.saturating_add(1);
             return Ok(None);
         }
         let personal = cell(rec, l.personal).to_ascii_lowercase();
         if matches!(personal.as_str(), "y" | "yes" | "true" | "1") {
-            tally.not_spend += 1;
+            tally.not_spend = tally.not_spend.saturating_add(1);
             return Ok(None);
         }
         let currency = match l.currency.map(|i| cell(rec, Some(i))).filter(|c| !c.is_empty()) {
@@ -413,7 +415,7 @@ impl<'a> ExpenseParser<'a> {
             AmountSign::PurchasesNegative => amount.checked_neg().unwrap_or(i64::MAX),
         };
         if amount < 0 && is_issuer_payment(&descriptor) {
-            tally.not_spend += 1;
+            tally.not_spend = tally.not_spend.saturating_add(1);
             return Ok(None);
         }
         let date_col = l.dates.iter().copied().find(|&i| !cell(rec, Some(i)).is_empty());
@@ -450,7 +452,7 @@ impl<'a> ExpenseParser<'a> {
         let candidate =
             product.is_none() && (looks_like_ai(&toks) || looks_like_ai(&tokens(&merchant)));
         if product.is_none() && !candidate {
-            tally.not_ai += 1;
+            tally.not_ai = tally.not_ai.saturating_add(1);
             return Ok(None);
         }
         let (mut payer_email, payer_name) = parse::payer(cell(rec, l.payer));
@@ -472,13 +474,13 @@ impl<'a> ExpenseParser<'a> {
             let mut short = [0u8; 16];
             short.copy_from_slice(digest.as_ref().get(..16).unwrap_or(&[0; 16]));
             let n = self.seen.entry(short).or_insert(0);
-            *n += 1;
+            *n = n.saturating_add(1);
             format!("h:{}:{}", hex(&short), *n)
         } else {
             format!("id:{id}")
         };
         if candidate {
-            tally.candidates += 1;
+            tally.candidates = tally.candidates.saturating_add(1);
         }
         Ok(Some(ExpenseLine {
             source: l.format.as_str().to_owned(),
@@ -502,7 +504,7 @@ impl<'a> ExpenseParser<'a> {
 /// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
+    let mut s = String::with_capacity(bytes.len().saturating_mul(2));
     for b in bytes {
         for nibble in [b >> 4, b & 0xf] {
             s.push(char::from(DIGITS.get(usize::from(nibble)).copied().unwrap_or(b'0')));
@@ -512,6 +514,7 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)] // Reason: tests index their own fixtures.
 mod tests {
     use super::*;
     use crate::ingest::table;

@@ -7,6 +7,8 @@
 //! A malformed row becomes a [`RowError`] naming file, line and column, and the import goes
 //! on: good rows are imported (DESIGN.md invariant 2). Nothing is logged per row.
 
+#![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)] // Parsers of untrusted files (issue 18).
+
 use std::fmt;
 use std::future::Future;
 use std::io::{BufRead, BufReader, Read};
@@ -117,7 +119,7 @@ pub struct Tally {
 
 impl Tally {
     fn error(&mut self, e: RowError) {
-        self.error_count += 1;
+        self.error_count = self.error_count.saturating_add(1);
         if self.errors.len() < MAX_REPORTED_ERRORS {
             self.errors.push(e);
         }
@@ -277,7 +279,7 @@ fn parse_csv<T, L>(
         match rdr.read_record(&mut rec) {
             Ok(false) => break,
             Ok(true) => {
-                tally.rows += 1;
+                tally.rows = tally.rows.saturating_add(1);
                 let line = rec.position().map_or(0, csv::Position::line);
                 match row(&mut state, &header, &rec, line, &mut tally) {
                     Ok(Some(t)) => chunk.push(t),
@@ -290,7 +292,7 @@ fn parse_csv<T, L>(
                 match e.kind() {
                     csv::ErrorKind::Io(_) => return Err(csv_fatal(&file, e)),
                     _ => {
-                        tally.rows += 1;
+                        tally.rows = tally.rows.saturating_add(1);
                         tally.error(RowError {
                             file: file.clone(),
                             line,
@@ -336,7 +338,7 @@ fn csv_reason(e: &csv::Error) -> String {
         csv::ErrorKind::Utf8 { err, .. } => format!(
             "field {} is not UTF-8 text; save the file as UTF-8 (in Excel: \"CSV UTF-8\") and \
              import it again",
-            err.field() + 1
+            err.field().saturating_add(1)
         ),
         _ => e.to_string(),
     }
@@ -380,8 +382,8 @@ where
         for result in results.into_iter().flatten() {
             match result {
                 Ok(c) => {
-                    counts.inserted += c.inserted;
-                    counts.duplicates += c.duplicates;
+                    counts.inserted = counts.inserted.saturating_add(c.inserted);
+                    counts.duplicates = counts.duplicates.saturating_add(c.duplicates);
                 }
                 Err(e) => failed = failed.or(Some(e)),
             }
@@ -527,8 +529,8 @@ pub async fn gateway<S: Store>(
             let mut tally = Tally::default();
             let mut chunk = Vec::new();
             for (i, rec) in rows.iter().enumerate() {
-                tally.rows += 1;
-                let record_no = u64::try_from(i + 1).unwrap_or(u64::MAX);
+                tally.rows = tally.rows.saturating_add(1);
+                let record_no = u64::try_from(i).map_or(u64::MAX, |i| i.saturating_add(1));
                 match parser.row(&header, rec, record_no, &mut tally) {
                     Ok(Some(g)) => chunk.push(g),
                     Ok(None) => {}
@@ -589,6 +591,7 @@ pub fn drop_folder_targets(dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)] // Reason: tests index their own fixtures.
 mod tests {
     #[test]
     fn text_that_is_not_utf8_says_how_to_save_the_file() {

@@ -9,6 +9,8 @@
 //! in major units. Models map to catalog products with the catalog's model matcher, and a
 //! provider-level fallback (`openai` is `openai.api`) covers rows without a known model.
 
+#![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)] // Parsers of untrusted files (issue 18).
+
 use std::collections::{BTreeMap, HashMap};
 
 use aiscout_signatures::Index;
@@ -340,7 +342,7 @@ impl<'a> GatewayParser<'a> {
     ) -> Result<Option<GatewaySpend>, RowError> {
         let l = &self.layout;
         if rec.iter().all(|c| c.trim().is_empty()) {
-            tally.skipped += 1;
+            tally.skipped = tally.skipped.saturating_add(1);
             return Ok(None);
         }
         let raw_date = cell(rec, Some(l.date));
@@ -405,7 +407,7 @@ impl<'a> GatewayParser<'a> {
             let mut short = [0u8; 16];
             short.copy_from_slice(digest.as_ref().get(..16).unwrap_or(&[0; 16]));
             let n = self.seen.entry(short).or_insert(0);
-            *n += 1;
+            *n = n.saturating_add(1);
             format!("h:{}:{}", hex(&short), *n)
         } else {
             format!("id:{id}")
@@ -528,7 +530,7 @@ fn flatten(prefix: &str, value: &RawValue, depth: usize, out: &mut Vec<(String, 
         && let Ok(obj) = serde_json::from_str::<BTreeMap<String, Box<RawValue>>>(text)
     {
         for (k, v) in &obj {
-            flatten(&key(k), v, depth + 1, out);
+            flatten(&key(k), v, depth.saturating_add(1), out);
         }
         return;
     }
@@ -543,6 +545,7 @@ fn flatten(prefix: &str, value: &RawValue, depth: usize, out: &mut Vec<(String, 
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)] // Reason: tests index their own fixtures.
 mod tests {
     use super::*;
     use crate::ingest::table;

@@ -13,6 +13,8 @@
 //! the config key and the header found: a mapping is a promise about the file, and silently
 //! falling back to another column would import wrong data.
 
+#![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)] // Parsers of untrusted files (issue 18).
+
 use std::fmt;
 
 use super::parse::{DAY_SECS, days_from_civil};
@@ -125,7 +127,7 @@ impl DateFormat {
         for item in &self.items {
             match *item {
                 Item::Year4 => y = Some(i64::from(digits(&mut rest, 4, 4)?)),
-                Item::Year2 => y = Some(2000 + i64::from(digits(&mut rest, 2, 2)?)),
+                Item::Year2 => y = Some(i64::from(digits(&mut rest, 2, 2)?).saturating_add(2000)),
                 Item::Month => mo = Some(digits(&mut rest, 1, 2)?),
                 Item::Day => d = Some(digits(&mut rest, 1, 2)?),
                 Item::Hour => h = digits(&mut rest, 1, 2)?,
@@ -146,7 +148,8 @@ impl DateFormat {
             return None;
         }
         let day = days_from_civil(y?, mo?, d?)?;
-        let secs = i64::from(h) * 3600 + i64::from(mi) * 60 + i64::from(s);
+        let secs =
+            i64::from(h.checked_mul(3600)?.checked_add(mi.checked_mul(60)?)?.checked_add(s)?);
         day.checked_mul(DAY_SECS)?.checked_add(secs)
     }
 }
@@ -175,7 +178,7 @@ fn month_name(rest: &mut &str) -> Option<u32> {
     let word = word.to_ascii_lowercase();
     let i = MONTHS.iter().position(|m| *m == word || (word.len() == 3 && m.starts_with(&word)))?;
     *rest = tail;
-    u32::try_from(i + 1).ok()
+    u32::try_from(i).ok()?.checked_add(1)
 }
 
 /// How an expense export writes the sign of a purchase.
@@ -456,6 +459,7 @@ pub fn locate(
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)] // Reason: tests index their own fixtures.
 mod tests {
     use super::*;
     use crate::ingest::parse::ymd;

@@ -3,11 +3,14 @@
 //! Money never goes through floating point: amounts are parsed from their text (including a
 //! JSON number's literal text) into integers at a fixed scale, rounding half away from zero.
 
+#![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)] // Parsers of untrusted files (issue 18).
+
 /// Seconds in a day.
 pub const DAY_SECS: i64 = 86_400;
 
 /// Days from 1970-01-01 to the given civil date (proleptic Gregorian; H. Hinnant's
 /// `days_from_civil`). `None` when the date does not exist.
+#[allow(clippy::arithmetic_side_effects)] // Reason: y is 1..=9999, m 1..=12 and d 1..=31 here.
 pub fn days_from_civil(y: i64, m: u32, d: u32) -> Option<i64> {
     if !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) || !(1..=9999).contains(&y) {
         return None;
@@ -21,9 +24,14 @@ pub fn days_from_civil(y: i64, m: u32, d: u32) -> Option<i64> {
     Some(era * 146_097 + doe - 719_468)
 }
 
-/// The civil date (year, month, day) of a day number (inverse of [`days_from_civil`]).
+/// Day numbers of 0000-03-01 and 9999-12-31, the range [`civil_from_days`] answers for.
+const DAY_RANGE: (i64, i64) = (-719_468, 2_932_896);
+
+/// The civil date (year, month, day) of a day number (inverse of [`days_from_civil`]); a day
+/// outside years 0 to 9999 is read as the nearest end of that range.
+#[allow(clippy::arithmetic_side_effects)] // Reason: z is clamped to DAY_RANGE first.
 pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
+    let z = z.clamp(DAY_RANGE.0, DAY_RANGE.1) + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
@@ -92,6 +100,7 @@ pub fn parse_datetime(text: &str) -> Option<i64> {
 }
 
 /// `THH:MM[:SS[.frac]][Z|±HH:MM|±HHMM]` (or a space for `T`) as seconds from midnight UTC.
+#[allow(clippy::arithmetic_side_effects)] // Reason: every part is checked to a clock's range first.
 fn parse_time(rest: &str) -> Option<i64> {
     let rest = rest.strip_prefix(['T', ' ', 't'])?;
     let (clock, zone) = match rest.find(['Z', 'z', '+', '-']) {
@@ -117,6 +126,9 @@ fn parse_time(rest: &str) -> Option<i64> {
             }
             let oh: i64 = num(digits.get(..2)?)?;
             let om: i64 = num(digits.get(2..)?)?;
+            if oh > 23 || om > 59 {
+                return None;
+            }
             sign * (oh * 3600 + om * 60)
         }
     };
@@ -131,7 +143,7 @@ fn parse_us_date(t: &str) -> Option<i64> {
     }
     let y: i64 = num(y)?;
     // Two-digit years (Ramp's `M/d/yy`) are this century.
-    let y = if y < 100 { 2000 + y } else { y };
+    let y = if y < 100 { y.saturating_add(2000) } else { y };
     days_from_civil(y, num(m)?, num(d)?)?.checked_mul(DAY_SECS)
 }
 
@@ -197,8 +209,10 @@ pub fn parse_decimal(text: &str, scale: u32) -> Result<i64, AmountError> {
     negative ^= sign_neg;
     let (mantissa, exp) = match t.find(['e', 'E']) {
         Some(i) => {
-            let e: i32 =
-                t.get(i + 1..).and_then(|e| e.parse().ok()).ok_or(AmountError::NotANumber)?;
+            let e: i32 = t
+                .get(i.saturating_add(1)..)
+                .and_then(|e| e.parse().ok())
+                .ok_or(AmountError::NotANumber)?;
             (t.get(..i).unwrap_or(""), e)
         }
         None => (t, 0),
@@ -241,10 +255,11 @@ pub fn parse_decimal(text: &str, scale: u32) -> Result<i64, AmountError> {
     } else {
         let down = u32::try_from(shift.unsigned_abs()).map_err(|_| AmountError::TooLarge)?;
         let div = 10_i128.pow(down);
-        let q = n / div;
-        if (n % div) * 2 >= div { q + 1 } else { q }
+        // n is not negative (digits only) and div is at least 10: neither can overflow.
+        let (q, r) = (n.checked_div(div).unwrap_or(0), n.checked_rem(div).unwrap_or(0));
+        if r.saturating_mul(2) >= div { q.saturating_add(1) } else { q }
     };
-    let signed = if negative { -scaled } else { scaled };
+    let signed = if negative { scaled.saturating_neg() } else { scaled };
     i64::try_from(signed).map_err(|_| AmountError::TooLarge)
 }
 
@@ -273,15 +288,21 @@ pub fn format_minor(amount: i64, currency: &str) -> String {
     let div = 10_u64.pow(exp);
     let sign = if amount < 0 { "-" } else { "" };
     let abs = amount.unsigned_abs();
-    format!("{sign}{}.{:0width$}", abs / div, abs % div, width = exp as usize)
+    // div is 10, 100 or 1000: the division and remainder cannot fail.
+    let (units, minor) = (abs.checked_div(div).unwrap_or(0), abs.checked_rem(div).unwrap_or(0));
+    format!("{sign}{units}.{minor:0width$}", width = exp as usize)
 }
 
 /// Converts billionths of the major unit to minor units, rounding half away from zero.
 pub fn nanos_to_minor(nanos: i128, currency: &str) -> i64 {
-    let div = 10_i128.pow(9 - exponent(currency).min(9));
-    let q = nanos / div;
-    let r = nanos % div;
-    let q = if r.abs() * 2 >= div { q + r.signum() } else { q };
+    let div = 10_i128.pow(9_u32.saturating_sub(exponent(currency)));
+    // div is at least 1: the division and remainder cannot fail.
+    let (q, r) = (nanos.checked_div(div).unwrap_or(0), nanos.checked_rem(div).unwrap_or(0));
+    let q = if r.unsigned_abs().saturating_mul(2) >= div.unsigned_abs() {
+        q.saturating_add(r.signum())
+    } else {
+        q
+    };
     i64::try_from(q).unwrap_or(if q < 0 { i64::MIN } else { i64::MAX })
 }
 
@@ -339,8 +360,24 @@ pub fn name_key(name: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)] // Reason: tests index their own fixtures.
 mod tests {
     use super::*;
+
+    #[test]
+    fn extreme_values_are_clamped_or_saturated_never_a_panic() {
+        // Unix seconds far outside the calendar read as its ends (debug builds overflowed).
+        assert_eq!(ymd(i64::MAX), "9999-12-31");
+        assert_eq!(ymd(i64::MIN), "0000-03-01");
+        assert_eq!(year_month(i64::MAX), "9999-12");
+        assert_eq!(ymd(0), "1970-01-01");
+        assert_eq!(nanos_to_minor(i128::MAX, "USD"), i64::MAX);
+        assert_eq!(nanos_to_minor(i128::MIN, "USD"), i64::MIN);
+        assert_eq!(nanos_to_minor(-5_000_000, "USD"), -1, "half away from zero");
+        assert_eq!(format_minor(i64::MIN, "USD"), "-92233720368547758.08");
+        assert_eq!(format_minor(-5, "KWD"), "-0.005");
+        assert_eq!(parse_datetime("2024-05-01T00:00:00+99:99"), None, "no such zone");
+    }
 
     fn check_date(input: &str, expected: Option<&str>) {
         assert_eq!(parse_datetime(input).map(ymd).as_deref(), expected, "{input}");

@@ -2,6 +2,8 @@
 //! SCIM attribute names of RFC 7643 and its enterprise extension (`userName`,
 //! `emails[0].value`, `displayName`, `name.givenName`, `department`, `manager.value`...).
 
+#![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)] // Parsers of untrusted files (issue 18).
+
 use super::parse;
 use super::table::{Header, cell};
 use super::{RowError, Tally};
@@ -73,7 +75,7 @@ impl Layout {
         tally: &mut Tally,
     ) -> Result<Option<Person>, RowError> {
         if rec.iter().all(|c| c.trim().is_empty()) {
-            tally.skipped += 1;
+            tally.skipped = tally.skipped.saturating_add(1);
             return Ok(None);
         }
         let email = cell(rec, Some(self.email));

@@ -1,6 +1,8 @@
 //! CSV tables for the imports: RFC 4180 via the `csv` crate, a header located by name, and
 //! caps on line length so that a hostile file cannot make one record eat the memory.
 
+#![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)] // Parsers of untrusted files (issue 18).
+
 use std::io::{self, Read};
 
 /// Longest physical line accepted (a record may span lines inside quotes).
@@ -26,7 +28,7 @@ impl<R: Read> Read for LineCap<R> {
             if b == b'\n' {
                 self.run = 0;
             } else {
-                self.run += 1;
+                self.run = self.run.saturating_add(1);
                 if self.run > MAX_LINE_BYTES {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
