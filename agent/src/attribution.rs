@@ -108,6 +108,7 @@ fn parse_addr(field: &str) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
+#[allow(clippy::disallowed_methods)] // Reason: /proc/PID/comm, a kernel file of at most 16 bytes.
 fn process_of(inode: u64) -> Option<Process> {
     let wanted = format!("socket:[{inode}]");
     let procs = std::fs::read_dir("/proc").ok()?;

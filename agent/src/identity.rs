@@ -25,6 +25,7 @@ fn hostname() -> String {
 }
 
 /// The stable host id, when the platform has one.
+#[allow(clippy::disallowed_methods)] // Reason: /etc/machine-id, a system file of 33 bytes.
 pub fn host_id() -> Option<String> {
     #[cfg(target_os = "linux")]
     {

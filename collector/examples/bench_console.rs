@@ -106,6 +106,7 @@ fn args() -> Args {
 }
 
 /// The 1, 5 and 15 minute load averages.
+#[allow(clippy::disallowed_methods)] // Reason: /proc/loadavg, a small kernel file.
 fn load() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))

@@ -553,6 +553,7 @@ impl Drop for Collector {
 }
 
 impl Collector {
+    #[allow(clippy::disallowed_methods)] // Reason: the collector's own generated certificate.
     fn start(db: &Db, data_dir: &Path) -> anyhow::Result<Collector> {
         std::fs::create_dir_all(data_dir)?;
         let secret = data_dir.join("enroll-secret");
@@ -626,6 +627,7 @@ impl Collector {
 }
 
 /// utime + stime of a `/proc/<pid>/stat` file, in seconds (0 when unreadable).
+#[allow(clippy::disallowed_methods)] // Reason: /proc/PID/stat, a small kernel file.
 fn cpu_seconds(path: &str) -> f64 {
     let Ok(text) = std::fs::read_to_string(path) else { return 0.0 };
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.

@@ -105,6 +105,7 @@ pub fn tls_config_with_system_roots(
     tls_config_for(store, http2)
 }
 
+#[allow(clippy::disallowed_methods)] // Reason: the collector's one TLS client config for HTTPS.
 fn tls_config_for(
     store: rustls::RootCertStore,
     http2: bool,

@@ -592,6 +592,7 @@ fn spawn_drop_watch<S: Store + Clone>(
 }
 
 /// The soft open-file limit, where `/proc` says it (Linux).
+#[allow(clippy::disallowed_methods)] // Reason: /proc/self/limits, a small kernel file.
 fn open_file_limit() -> Option<u64> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
     let line = limits.lines().find(|l| l.starts_with("Max open files"))?;

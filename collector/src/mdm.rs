@@ -321,6 +321,7 @@ fn check_url(url: &str, problems: &mut Vec<String>) -> String {
     url.to_owned()
 }
 
+#[allow(clippy::disallowed_methods)] // Reason: /etc/hostname, a small system file.
 fn hostname() -> Option<String> {
     let host = std::fs::read_to_string("/etc/hostname").ok()?;
     let host = host.trim();

@@ -6,6 +6,7 @@
 //! Chromium over WebDriver for the console's tests, with axe-core accessibility checks). Every
 //! wait is on an event (a line printed, a row counted) with a deadline that fails with a message;
 //! nothing sleeps to synchronise.
+#![allow(clippy::disallowed_methods)] // Reason: test code opens and reads its own fixtures and databases.
 
 pub mod browser;
 

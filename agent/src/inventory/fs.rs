@@ -338,6 +338,7 @@ pub(crate) fn strip_jsonc(text: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // Reason: tests open and read their own fixtures.
 mod tests {
     use super::*;
 

@@ -219,6 +219,7 @@ const SALVAGE_MAX_MISSES: u64 = 100_000;
 
 /// Reads what it can from the corrupt spool at `aside` into `into`, one row at a time so a
 /// damaged page loses only its own rows.
+#[allow(clippy::disallowed_methods)] // Reason: the spool module is the one that opens SQLite.
 fn salvage(aside: &Path, into: &mut Connection) -> Salvage {
     let mut result = Salvage::default();
     // The copy moved aside, not the live spool: opening it read-write lets SQLite use its WAL.
@@ -490,6 +491,7 @@ impl Spool {
         }
     }
 
+    #[allow(clippy::disallowed_methods)] // Reason: the spool module is the one that opens SQLite.
     fn open_checked(path: &Path, limits: SpoolLimits) -> Result<Self, SpoolError> {
         let err = |source| SpoolError::Sqlite { path: path.to_path_buf(), source };
         // The one place the agent opens SQLite: WAL, full sync, a busy timeout.
@@ -843,6 +845,7 @@ fn new_batch_id() -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // Reason: tests open and read their own fixtures.
 mod tests {
     use super::*;
 

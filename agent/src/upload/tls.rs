@@ -47,6 +47,7 @@ fn provider() -> Arc<CryptoProvider> {
 ///
 /// # Errors
 /// See [`TlsError`].
+#[allow(clippy::disallowed_methods)] // Reason: this is the agent's one TLS client config.
 pub fn client_config(trust: &TrustAnchor) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;

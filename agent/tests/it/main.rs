@@ -1,4 +1,6 @@
 //! Integration tests for aiscout-agent: one binary (STYLE.md), one module per concern.
+#![allow(clippy::disallowed_methods)]
+// Reason: test code opens and reads its own fixtures and databases.
 
 // Test helpers fail loudly; clippy.toml allows this only inside #[test] functions.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -75,6 +75,7 @@ pub fn load(
 ///
 /// # Errors
 /// The data dir is not writable, or the files are unusable.
+#[allow(clippy::disallowed_methods)] // Reason: /etc/hostname, a small system file.
 pub fn self_signed(
     data_dir: &Path,
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>, bool), TlsError> {

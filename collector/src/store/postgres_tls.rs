@@ -171,6 +171,7 @@ fn roots(root: Option<&std::path::Path>) -> Result<rustls::RootCertStore, StoreE
     Ok(store)
 }
 
+#[allow(clippy::disallowed_methods)] // Reason: the one TLS client config for PostgreSQL.
 fn client_config(
     mode: SslMode,
     root: Option<&std::path::Path>,

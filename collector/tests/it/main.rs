@@ -2,6 +2,9 @@
 //! imports of the bundled examples on both backends, the HTTPS API end to end, the
 //! OpenID Connect sign-in against a real OpenID Provider (tests/oidc), and the policy exports
 //! against a real Unbound.
+
+#![allow(clippy::disallowed_methods)]
+// Reason: test code opens and reads its own fixtures and databases.
 // Test helpers (not #[test] fns) unwrap and panic: a failure there is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr)]
 

@@ -203,8 +203,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Sign { key, out: path, artifact: input } => {
             let private = read_small(&key)?;
-            let bytes =
-                std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
+            let bytes = read_capped(&input, 64 * 1024 * 1024)?;
             let signed = sign::sign(&bytes, private.trim())
                 .with_context(|| format!("signing {} with {}", input.display(), key.display()))?;
             write_new(&path, &signed, false)?;

@@ -1,4 +1,6 @@
 //! The `aiscout-catalog` binary, run as a release engineer would run it.
+#![allow(clippy::disallowed_methods)]
+// Reason: test code opens and reads its own fixtures and databases.
 
 // Test helpers fail loudly; clippy.toml allows this only inside #[test] functions.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -1,4 +1,7 @@
 //! Integration tests of the wire contract: the golden v1 fixtures round-trip unchanged.
+
+#![allow(clippy::disallowed_methods)]
+// Reason: test code opens and reads its own fixtures and databases.
 // Test helpers (not #[test] fns) unwrap and panic: a failure there is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
