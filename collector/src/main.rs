@@ -297,7 +297,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             dispatch(command, config, store).await
         }
         Database::Postgres(url) => {
-            let store = PgStore::open(url.expose()).await.context("opening postgres")?;
+            let store = PgStore::open(url.expose()).await.with_context(|| {
+                format!("opening the PostgreSQL database from {}", config.db_origin)
+            })?;
             dispatch(command, config, store).await
         }
     }

@@ -176,20 +176,22 @@ pub struct SpoolStats {
 #[non_exhaustive]
 pub enum SpoolError {
     /// SQLite refused an operation.
-    #[error("spool database {path}: {source}")]
+    // The cause is in the message and not returned from `source()` (logs print only the
+    // message), so a report with the whole chain names it once.
+    #[error("spool database {path}: {error}")]
     Sqlite {
         /// The spool file.
         path: PathBuf,
         /// What SQLite said.
-        source: rusqlite::Error,
+        error: rusqlite::Error,
     },
     /// The corrupt spool could not be moved aside.
-    #[error("cannot move corrupt spool {path} aside: {source}")]
+    #[error("cannot move corrupt spool {path} aside: {error}")]
     MoveAside {
         /// The spool file.
         path: PathBuf,
         /// The IO error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -471,15 +473,13 @@ impl Spool {
                     .unwrap_or(0);
                 let aside = PathBuf::from(format!("{}.corrupt-{stamp}", path.display()));
                 std::fs::rename(path, &aside)
-                    .map_err(|source| SpoolError::MoveAside { path: path.to_path_buf(), source })?;
+                    .map_err(|error| SpoolError::MoveAside { path: path.to_path_buf(), error })?;
                 for suffix in ["-wal", "-shm"] {
                     let side = PathBuf::from(format!("{}{suffix}", path.display()));
                     if side.exists() {
                         let to = PathBuf::from(format!("{}{suffix}", aside.display()));
-                        std::fs::rename(&side, &to).map_err(|source| SpoolError::MoveAside {
-                            path: side.clone(),
-                            source,
-                        })?;
+                        std::fs::rename(&side, &to)
+                            .map_err(|error| SpoolError::MoveAside { path: side.clone(), error })?;
                     }
                 }
                 let mut spool = Self::open_checked(path, limits)?;
@@ -493,7 +493,7 @@ impl Spool {
 
     #[allow(clippy::disallowed_methods)] // Reason: the spool module is the one that opens SQLite.
     fn open_checked(path: &Path, limits: SpoolLimits) -> Result<Self, SpoolError> {
-        let err = |source| SpoolError::Sqlite { path: path.to_path_buf(), source };
+        let err = |error| SpoolError::Sqlite { path: path.to_path_buf(), error };
         // The one place the agent opens SQLite: WAL, full sync, a busy timeout.
         let mut conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
@@ -509,8 +509,8 @@ impl Spool {
         Ok(Self { conn, path: path.to_path_buf(), limits, moved_aside: None, salvage: None })
     }
 
-    fn err(&self, source: rusqlite::Error) -> SpoolError {
-        SpoolError::Sqlite { path: self.path.clone(), source }
+    fn err(&self, error: rusqlite::Error) -> SpoolError {
+        SpoolError::Sqlite { path: self.path.clone(), error }
     }
 
     /// Where a corrupt spool was moved when this one was opened.
@@ -533,9 +533,9 @@ impl Spool {
         let tx = self
             .conn
             .transaction()
-            .map_err(|e| SpoolError::Sqlite { path: self.path.clone(), source: e })?;
+            .map_err(|e| SpoolError::Sqlite { path: self.path.clone(), error: e })?;
         insert_records(&tx, records)
-            .map_err(|e| SpoolError::Sqlite { path: self.path.clone(), source: e })?;
+            .map_err(|e| SpoolError::Sqlite { path: self.path.clone(), error: e })?;
         tx.commit().map_err(|e| self.err(e))?;
         self.enforce_cap()
     }
@@ -553,7 +553,7 @@ impl Spool {
         view: &InventoryView,
     ) -> Result<InventoryOutcome, SpoolError> {
         let path = self.path.clone();
-        let err = move |source| SpoolError::Sqlite { path: path.clone(), source };
+        let err = move |error| SpoolError::Sqlite { path: path.clone(), error };
         let tx = self.conn.transaction().map_err(&err)?;
         let previous = read_installed(&tx).map_err(&err)?;
         let (removed, added) = diff_installed(&previous, &view.installed);
@@ -653,7 +653,7 @@ impl Spool {
             let tx = self
                 .conn
                 .transaction()
-                .map_err(|e| SpoolError::Sqlite { path: self.path.clone(), source: e })?;
+                .map_err(|e| SpoolError::Sqlite { path: self.path.clone(), error: e })?;
             let sightings: i64 = tx
                 .query_row(
                     "SELECT coalesce(sum(count), 0) FROM (SELECT count FROM sightings
@@ -661,18 +661,18 @@ impl Spool {
                     [n],
                     |r| r.get(0),
                 )
-                .map_err(|e| SpoolError::Sqlite { path: self.path.clone(), source: e })?;
+                .map_err(|e| SpoolError::Sqlite { path: self.path.clone(), error: e })?;
             tx.execute(
                 "DELETE FROM sightings WHERE id IN (SELECT id FROM sightings
                  WHERE batch_id IS NULL ORDER BY window_start, id LIMIT ?1)",
                 [n],
             )
-            .map_err(|e| SpoolError::Sqlite { path: self.path.clone(), source: e })?;
+            .map_err(|e| SpoolError::Sqlite { path: self.path.clone(), error: e })?;
             tx.execute(
                 "UPDATE counters SET value = value + ?1 WHERE name = 'evicted'",
                 [sightings],
             )
-            .map_err(|e| SpoolError::Sqlite { path: self.path.clone(), source: e })?;
+            .map_err(|e| SpoolError::Sqlite { path: self.path.clone(), error: e })?;
             tx.commit().map_err(|e| self.err(e))?;
             evicted_total = evicted_total.saturating_add(u64::try_from(sightings).unwrap_or(0));
         }
@@ -709,7 +709,7 @@ impl Spool {
                 let tx = self
                     .conn
                     .transaction()
-                    .map_err(|e| SpoolError::Sqlite { path: self.path.clone(), source: e })?;
+                    .map_err(|e| SpoolError::Sqlite { path: self.path.clone(), error: e })?;
                 tx.execute(
                     "INSERT INTO batches (batch_id, created, evicted, dropped)
                      VALUES (?1, unixepoch(), ?2, ?3)",
@@ -719,13 +719,13 @@ impl Spool {
                         i64::try_from(dropped).unwrap_or(i64::MAX)
                     ],
                 )
-                .map_err(|e| SpoolError::Sqlite { path: self.path.clone(), source: e })?;
+                .map_err(|e| SpoolError::Sqlite { path: self.path.clone(), error: e })?;
                 tx.execute(
                     "UPDATE sightings SET batch_id = ?1 WHERE id IN (SELECT id FROM sightings
                      WHERE batch_id IS NULL ORDER BY window_start, id LIMIT ?2)",
                     params![id, i64::try_from(self.limits.batch_rows).unwrap_or(i64::MAX)],
                 )
-                .map_err(|e| SpoolError::Sqlite { path: self.path.clone(), source: e })?;
+                .map_err(|e| SpoolError::Sqlite { path: self.path.clone(), error: e })?;
                 tx.commit().map_err(|e| self.err(e))?;
                 id
             }
@@ -737,7 +737,7 @@ impl Spool {
                         count, removed
                  FROM sightings WHERE batch_id = ?1 ORDER BY window_start, id",
             )
-            .map_err(|e| SpoolError::Sqlite { path: self.path.clone(), source: e })?;
+            .map_err(|e| SpoolError::Sqlite { path: self.path.clone(), error: e })?;
         let records = stmt
             .query_map([&id], |r| {
                 let user: String = r.get(4)?;
@@ -757,7 +757,7 @@ impl Spool {
                 })
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| SpoolError::Sqlite { path: self.path.clone(), source: e })?;
+            .map_err(|e| SpoolError::Sqlite { path: self.path.clone(), error: e })?;
         drop(stmt);
         let (evicted, dropped): (i64, i64) = self
             .conn
@@ -790,19 +790,19 @@ impl Spool {
         let tx = self
             .conn
             .transaction()
-            .map_err(|e| SpoolError::Sqlite { path: self.path.clone(), source: e })?;
+            .map_err(|e| SpoolError::Sqlite { path: self.path.clone(), error: e })?;
         let known = tx
             .execute("DELETE FROM batches WHERE batch_id = ?1", [&batch.id])
-            .map_err(|e| SpoolError::Sqlite { path: self.path.clone(), source: e })?;
+            .map_err(|e| SpoolError::Sqlite { path: self.path.clone(), error: e })?;
         if known > 0 {
             tx.execute("DELETE FROM sightings WHERE batch_id = ?1", [&batch.id])
-                .map_err(|e| SpoolError::Sqlite { path: self.path.clone(), source: e })?;
+                .map_err(|e| SpoolError::Sqlite { path: self.path.clone(), error: e })?;
             for (name, n) in [("evicted", batch.evicted), ("dropped", batch.dropped)] {
                 tx.execute(
                     "UPDATE counters SET value = max(0, value - ?1) WHERE name = ?2",
                     params![i64::try_from(n).unwrap_or(i64::MAX), name],
                 )
-                .map_err(|e| SpoolError::Sqlite { path: self.path.clone(), source: e })?;
+                .map_err(|e| SpoolError::Sqlite { path: self.path.clone(), error: e })?;
             }
         }
         tx.commit().map_err(|e| self.err(e))

@@ -61,12 +61,14 @@ pub type AuditFn<T> = Box<dyn FnOnce(Option<&T>) -> AuditRecord + Send>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
+    // The two driver errors carry their cause in the message, not in `source()`: logs print
+    // only the message, and a report of the whole chain names each cause once (issue 18).
     /// SQLite failed.
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
     /// PostgreSQL failed.
-    #[error("postgres: {0}")]
-    Postgres(#[from] tokio_postgres::Error),
+    #[error("postgres: {}", causes(.0))]
+    Postgres(tokio_postgres::Error),
     /// No connection could be had from the PostgreSQL pool.
     #[error("postgres pool: {0}")]
     Pool(String),
@@ -119,6 +121,36 @@ pub enum StoreError {
     /// The TLS settings of a PostgreSQL URL cannot be used (`sslmode`, `sslrootcert`).
     #[error("postgres tls: {0}")]
     Tls(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Sqlite(e)
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        StoreError::Postgres(e)
+    }
+}
+
+/// An error and its sources as one line, `a: b: c`, leaving out a source whose text the line
+/// already holds (drivers often repeat their cause).
+pub fn causes(e: &dyn std::error::Error) -> String {
+    let mut line = e.to_string();
+    let mut next = e.source();
+    // Bounded: a source chain is finite, but a cyclic one must not hang a log line.
+    for _ in 0..16 {
+        let Some(cause) = next else { break };
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        next = cause.source();
+    }
+    line
 }
 
 /// One versioned migration.

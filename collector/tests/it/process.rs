@@ -469,6 +469,28 @@ fn read_only_commands_never_create_a_database_and_name_where_the_path_came_from(
     assert!(out.status.success(), "{out:?}");
 }
 
+#[test]
+fn a_nested_failure_prints_each_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("not-a-database.db");
+    std::fs::write(&bad, "this is not SQLite\n".repeat(100)).unwrap();
+    let db = format!("sqlite:{}", bad.display());
+    let out = Command::new(BIN).args(["--db", &db, "token", "list"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("not a database").count(), 1, "{err}");
+
+    // A closed loopback port: the driver's message and the socket error, once each.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("postgres://nobody@127.0.0.1:{port}/x?sslmode=disable");
+    let out = Command::new(BIN).args(["--db", &url, "token", "list"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("error connecting to server").count(), 1, "{err}");
+    assert_eq!(err.matches("refused").count(), 1, "{err}");
+    assert!(err.contains("from --db"), "{err}");
+}
+
 /// One plain-HTTP/1.1 GET; an error when the peer does not answer HTTP.
 async fn plain_get(addr: SocketAddr, path: &str) -> Result<StatusCode, hyper::Error> {
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
