@@ -196,14 +196,21 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            // The cause chain once, then exit 1 (STYLE.md, errors).
+            // The cause chain once, then the exit code of the README's policy: 2 for a usage or
+            // configuration error (as clap's own usage errors), 1 for any other failure.
+            let code = if is_configuration(&e) { ExitCode::from(2) } else { ExitCode::FAILURE };
             let mut err = io::stderr().lock();
             if writeln!(err, "aiscout-agent: error: {e:#}").is_err() {
-                return ExitCode::FAILURE;
+                return code;
             }
-            ExitCode::FAILURE
+            code
         }
     }
+}
+
+/// A configuration problem (a bad key, a missing required setting) anywhere in the chain.
+fn is_configuration(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<aiscout_agent::config::ConfigError>().is_some())
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

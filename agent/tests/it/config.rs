@@ -29,7 +29,7 @@ fn check_config_lists_every_problem_and_exits_non_zero() {
         .env_remove("AISCOUT_ENROLL_SECRET")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "a configuration error exits 2 (README)");
     let err = String::from_utf8_lossy(&out.stderr);
     for key in ["catalog_key_file", "collector_url", "enroll_secret_file", "upload_interval_secs"] {
         assert!(err.contains(&format!("  {key}: ")), "{key} missing from:\n{err}");
