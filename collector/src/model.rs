@@ -7,6 +7,10 @@
 use std::fmt;
 use std::str::FromStr;
 
+pub mod calendar;
+pub mod money;
+pub mod text;
+
 /// A device's row id in the store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct DeviceId(pub i64);
@@ -159,7 +163,7 @@ impl Batch {
             std::collections::BTreeMap::new();
         for s in &self.sightings {
             // Truncating division, as SQL's integer division groups the same rows.
-            let day = s.last_seen / crate::store::rollup::DAY;
+            let day = s.last_seen / calendar::DAY_SECS;
             sums.entry((s.product.as_str(), s.kind, s.user.as_str(), day))
                 .and_modify(|p| {
                     p.first_seen = p.first_seen.min(s.first_seen);

@@ -5,64 +5,11 @@
 
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)] // Parsers of untrusted files (issue 18).
 
-/// Seconds in a day.
-pub const DAY_SECS: i64 = 86_400;
-
-/// Days from 1970-01-01 to the given civil date (proleptic Gregorian; H. Hinnant's
-/// `days_from_civil`). `None` when the date does not exist.
-#[allow(clippy::arithmetic_side_effects)] // Reason: y is 1..=9999, m 1..=12 and d 1..=31 here.
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> Option<i64> {
-    if !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) || !(1..=9999).contains(&y) {
-        return None;
-    }
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = i64::from((m + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some(era * 146_097 + doe - 719_468)
-}
-
-/// Day numbers of 0000-03-01 and 9999-12-31, the range [`civil_from_days`] answers for.
-const DAY_RANGE: (i64, i64) = (-719_468, 2_932_896);
-
-/// The civil date (year, month, day) of a day number (inverse of [`days_from_civil`]); a day
-/// outside years 0 to 9999 is read as the nearest end of that range.
-#[allow(clippy::arithmetic_side_effects)] // Reason: z is clamped to DAY_RANGE first.
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z.clamp(DAY_RANGE.0, DAY_RANGE.1) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = u32::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
-    let m = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-fn days_in_month(y: i64, m: u32) -> u32 {
-    match m {
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// `YYYY-MM-DD` of Unix seconds (UTC).
-pub fn ymd(secs: i64) -> String {
-    let (y, m, d) = civil_from_days(secs.div_euclid(DAY_SECS));
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-/// `YYYY-MM` of Unix seconds (UTC).
-pub fn year_month(secs: i64) -> String {
-    let (y, m, _) = civil_from_days(secs.div_euclid(DAY_SECS));
-    format!("{y:04}-{m:02}")
-}
+/// The calendar, money and text helpers live in the model (the joins and reports use them too);
+/// re-exported here for the import formats.
+pub use crate::model::calendar::{DAY_SECS, civil_from_days, days_from_civil, year_month, ymd};
+pub use crate::model::money::{exponent, format_minor, nanos_to_minor};
+pub use crate::model::text::{collapse, name_key};
 
 fn num<T: std::str::FromStr>(s: &str) -> Option<T> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
@@ -263,52 +210,10 @@ pub fn parse_decimal(text: &str, scale: u32) -> Result<i64, AmountError> {
     i64::try_from(signed).map_err(|_| AmountError::TooLarge)
 }
 
-/// The ISO 4217 minor-unit exponent of a currency (2 unless listed).
-pub fn exponent(currency: &str) -> u32 {
-    match currency {
-        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX"
-        | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
-        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
-        _ => 2,
-    }
-}
-
 /// A currency code normalised to upper case, or `None` when it is not three letters.
 pub fn currency(text: &str) -> Option<String> {
     let t = text.trim();
     (t.len() == 3 && t.bytes().all(|b| b.is_ascii_alphabetic())).then(|| t.to_ascii_uppercase())
-}
-
-/// Formats minor units as a decimal string (`1234` USD is `12.34`).
-pub fn format_minor(amount: i64, currency: &str) -> String {
-    let exp = exponent(currency);
-    if exp == 0 {
-        return amount.to_string();
-    }
-    let div = 10_u64.pow(exp);
-    let sign = if amount < 0 { "-" } else { "" };
-    let abs = amount.unsigned_abs();
-    // div is 10, 100 or 1000: the division and remainder cannot fail.
-    let (units, minor) = (abs.checked_div(div).unwrap_or(0), abs.checked_rem(div).unwrap_or(0));
-    format!("{sign}{units}.{minor:0width$}", width = exp as usize)
-}
-
-/// Converts billionths of the major unit to minor units, rounding half away from zero.
-pub fn nanos_to_minor(nanos: i128, currency: &str) -> i64 {
-    let div = 10_i128.pow(9_u32.saturating_sub(exponent(currency)));
-    // div is at least 1: the division and remainder cannot fail.
-    let (q, r) = (nanos.checked_div(div).unwrap_or(0), nanos.checked_rem(div).unwrap_or(0));
-    let q = if r.unsigned_abs().saturating_mul(2) >= div.unsigned_abs() {
-        q.saturating_add(r.signum())
-    } else {
-        q
-    };
-    i64::try_from(q).unwrap_or(if q < 0 { i64::MIN } else { i64::MAX })
-}
-
-/// Collapses runs of whitespace to one space and trims.
-pub fn collapse(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// A payer as exports give it, split into (email, display name). An email anywhere in the
@@ -352,11 +257,6 @@ pub fn looks_like_email(w: &str) -> bool {
         }
         None => false,
     }
-}
-
-/// The join key of a person's name: lower case, single spaces.
-pub fn name_key(name: &str) -> String {
-    collapse(name).to_lowercase()
 }
 
 #[cfg(test)]

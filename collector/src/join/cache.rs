@@ -23,8 +23,8 @@ use tokio::sync::Mutex;
 
 use super::people::{PeopleSpend, people_spend};
 use super::{Owners, Spend, read_owners, read_spend};
-use crate::ingest::parse::DAY_SECS;
 use crate::model::ValueUsage;
+use crate::model::calendar::DAY_SECS;
 use crate::store::{Store, StoreError, Versions};
 
 /// How long an entry that depends on the clock is kept even when the data is unchanged.

@@ -16,7 +16,9 @@ use aiscout_wire::{
     SourceSummary,
 };
 
-use crate::ingest::parse::{DAY_SECS, format_minor, name_key, nanos_to_minor};
+use crate::model::calendar::DAY_SECS;
+use crate::model::money::{format_minor, nanos_to_minor};
+use crate::model::text::name_key;
 use crate::model::{
     DeviceUsage, ExpenseLine, OwnerUse, Person, ProductUsage, Review, SourceUsage, UsageFilter,
 };
@@ -478,7 +480,7 @@ pub fn spend_by_month(facts: &Facts, product: Option<&str>) -> Vec<MonthSpend> {
             continue;
         }
         let key =
-            (crate::ingest::parse::year_month(g.day), g.department.clone(), g.currency.clone());
+            (crate::model::calendar::year_month(g.day), g.department.clone(), g.currency.clone());
         acc.entry(key).or_default().2 += i128::from(g.cost_nanos);
     }
     acc.into_iter()

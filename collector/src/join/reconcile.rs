@@ -15,8 +15,9 @@ use aiscout_wire::{
 
 use super::subscriptions::Subscription;
 use super::{Facts, catalog_facts, clamp, money, status, u64_of};
-use crate::ingest::parse::{DAY_SECS, nanos_to_minor, year_month};
 use crate::model::Review;
+use crate::model::calendar::{DAY_SECS, year_month};
+use crate::model::money::nanos_to_minor;
 
 /// Plan names that are a team plan, compared case-insensitively.
 const TEAM_PLANS: &[&str] = &["team", "teams", "business", "enterprise"];

@@ -14,7 +14,7 @@ use aiscout_signatures::Catalog;
 
 use super::Directory;
 use super::subscriptions::{self, Payer, Subscription};
-use crate::ingest::parse::year_month;
+use crate::model::calendar::year_month;
 use crate::model::{ExpenseLine, GatewayTotal, Person};
 
 /// Expense lines of one product (or one candidate descriptor), payer, department and currency.

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 
 use aiscout_signatures::{Catalog, Period};
 
-use crate::ingest::parse::DAY_SECS;
 use crate::model::ExpenseLine;
+use crate::model::calendar::DAY_SECS;
 
 /// How often a subscription charges.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -9,7 +9,7 @@
 
 use aiscout_wire::{InventoryRow, Money, Reconciliation};
 
-use crate::ingest::parse::{DAY_SECS, civil_from_days, ymd};
+use crate::model::calendar::{DAY_SECS, civil_from_days, ymd};
 
 pub mod ocsf;
 
@@ -531,7 +531,7 @@ mod tests {
         Cell::Money(Money {
             currency: "USD".into(),
             amount_minor: minor,
-            amount: crate::ingest::parse::format_minor(minor, "USD"),
+            amount: crate::model::money::format_minor(minor, "USD"),
         })
     }
 

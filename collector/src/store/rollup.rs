@@ -34,7 +34,7 @@ use std::sync::LazyLock;
 use crate::model::UsageFilter;
 
 /// Seconds in a UTC day, the rollups' unit of time.
-pub const DAY: i64 = 86_400;
+pub const DAY: i64 = crate::model::calendar::DAY_SECS;
 
 /// The temporary tables of one fold. `{keep}` is where PostgreSQL says `ON COMMIT DELETE
 /// ROWS`; SQLite empties them itself.
