@@ -30,27 +30,6 @@ use rustls::pki_types::pem::PemObject as _;
 
 use crate::config::{Config, Tls, read_capped};
 
-/// Every key the agent's TOML config accepts (`agent/src/config.rs`, `RawConfig`); the agent
-/// refuses any other (`deny_unknown_fields`).
-pub const AGENT_CONFIG_KEYS: &[&str] = &[
-    "collector_url",
-    "enroll_secret_file",
-    "ca_file",
-    "pin_sha256",
-    "catalog_key_file",
-    "interfaces",
-    "state_dir",
-    "spool",
-    "spool_max_bytes",
-    "owner_email",
-    "user_key_file",
-    "upload_interval_secs",
-    "heartbeat_interval_secs",
-    "catalog_interval_secs",
-    "rescan_interval_secs",
-    "window_secs",
-];
-
 /// The agent's preference domain on macOS: managed settings land in
 /// `/Library/Managed Preferences/com.aiscout.agent.plist`.
 pub const MANAGED_DOMAIN: &str = "com.aiscout.agent";

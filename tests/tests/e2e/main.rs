@@ -11,4 +11,5 @@ mod alerts;
 mod browser;
 mod console;
 mod daemon;
+mod mdm;
 mod tidy;
