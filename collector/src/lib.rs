@@ -34,10 +34,9 @@
 //! - [`telemetry`]: the tracing subscriber and the Prometheus counters.
 //! - [`mdm`]: `mdm-package`: agent packages and MDM payloads filled in for this collector.
 //! - [`cli`]: the `import` and `report` subcommands, returning what `main` prints.
-//! - [`client`]: a small HTTPS client (HTTP/1.1 or HTTP/2) for the tests, `bench-ingest`, the
+//! - [`client`]: a small HTTPS client (HTTP/1.1 or HTTP/2) for the tests, the benchmarks (the
+//!   `aiscout-bench` crate), the
 //!   OIDC sign-in and the connectors.
-//! - [`mod@bench`]: `bench-ingest`, the load generator that measures ingest and inventory queries
-//!   against the raw-insert floor (BENCHMARKS.md), and the data the benchmark examples share.
 //!
 //! Key decision: the collector keeps no state outside the database that another instance
 //! would need, so any number of instances can serve one PostgreSQL behind a load balancer.
@@ -47,7 +46,6 @@
 
 pub mod alerts;
 pub mod api;
-pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -67,8 +67,6 @@ enum Command {
     /// admins at GET /api/v1/people/EMAIL/export).
     #[command(subcommand)]
     Person(PersonCommand),
-    /// Load-test ingest and inventory queries on SQLite and PostgreSQL (BENCH-RESULTS.md).
-    BenchIngest(aiscout_collector::bench::BenchArgs),
     /// Re-enrollments of known host ids (`[enroll] reenroll`): list and approve.
     #[command(subcommand)]
     Device(DeviceCommand),
@@ -120,9 +118,6 @@ enum TokenCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::BenchIngest(args) = &cli.command {
-        return aiscout_collector::bench::main(args);
-    }
     let secret_env = std::env::var("AISCOUT_ENROLL_SECRET").ok();
     let config = match config::load(
         cli.config.as_deref(),
@@ -313,7 +308,7 @@ async fn dispatch<S: Store + Clone>(
     match command {
         Command::Serve => serve(config, store).await,
         Command::Sync { once, names } => sync(config, store, once, &names).await,
-        Command::CheckConfig | Command::MdmPackage(_) | Command::BenchIngest(_) => Ok(()),
+        Command::CheckConfig | Command::MdmPackage(_) => Ok(()),
         Command::Import(aiscout_collector::cli::ImportCommand::Watch { dir, once }) => {
             use aiscout_collector::ingest::drop;
             let catalog = aiscout_collector::cli::catalog(config.catalog.as_deref())?;

@@ -78,20 +78,14 @@ const BOUNDARIES: &[(&str, &[&str])] = &[
             "agent/src/spool",
             "collector/src/store",
             // The ingest benchmark measures raw SQLite inserts as its floor, by design.
-            "collector/src/bench.rs",
+            "collector/bench/",
             "collector/tests",
             "agent/tests",
         ],
     ),
     // PostgreSQL: only the store (and the benchmarks and tests that drive it directly).
-    (
-        "tokio_postgres::",
-        &["collector/src/store", "collector/src/bench", "collector/examples", "collector/tests"],
-    ),
-    (
-        "deadpool_postgres::",
-        &["collector/src/store", "collector/src/bench", "collector/examples", "collector/tests"],
-    ),
+    ("tokio_postgres::", &["collector/src/store", "collector/bench/", "collector/tests"]),
+    ("deadpool_postgres::", &["collector/src/store", "collector/bench/", "collector/tests"]),
     // The HTTP server: the API, the console and its sign-in, and the binary that serves them.
     (
         "axum::",
@@ -102,8 +96,7 @@ const BOUNDARIES: &[(&str, &[&str])] = &[
             "collector/src/scim.rs",
             "collector/src/main.rs",
             "collector/src/client.rs",
-            "collector/src/bench",
-            "collector/examples",
+            "collector/bench/",
             "collector/tests",
             "tests/",
         ],

@@ -1,10 +1,11 @@
-//! `aiscout-collector bench-ingest`: the load generator of issue 6's scale goals.
+//! `bench-ingest`: the load generator of issue 6's scale goals.
 //!
 //! Per backend (SQLite, PostgreSQL) in one run:
 //! 1. **Floor**: the same sighting rows as the ingest run, inserted into a freshly migrated
 //!    database of the same kind by a loop of prepared `INSERT`s in one transaction (rusqlite,
 //!    tokio-postgres), with no HTTP, JSON, TLS or idempotence.
-//! 2. **Ingest**: the real collector binary (`serve`, this executable) on loopback with its
+//! 2. **Ingest**: the real collector binary (`aiscout-collector serve`, by default the one beside
+//!    this executable, `--collector` otherwise) on loopback with its
 //!    generated certificate; N simulated agents enroll, then each sends realistic hourly
 //!    batches (20-50 aggregated sightings drawn from catalog products) over a bounded number
 //!    of kept-alive HTTPS connections. Reports sustained sightings per second, the ratio to
@@ -17,7 +18,7 @@
 //! reported (from `/proc`) so the split is visible. Row generation is deterministic (a fixed
 //! seed), so runs are comparable.
 //!
-//! [`data`] holds what the benchmark examples share (`bench_import`, `bench_console`): the
+//! [`crate::data`] holds what the other benchmarks share (`bench-import`, `bench-console`): the
 //! generated import files and databases filled with [`sqlite_fill`] / [`pg_fill`].
 
 use std::collections::BTreeSet;
@@ -36,12 +37,10 @@ use hyper::{Method, StatusCode};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-use crate::client::{Connection, tls_config};
-use crate::store::Store;
-use crate::store::postgres::PgStore;
-use crate::store::sqlite::SqliteStore;
-
-pub mod data;
+use aiscout_collector::client::{Connection, tls_config};
+use aiscout_collector::store::Store;
+use aiscout_collector::store::postgres::PgStore;
+use aiscout_collector::store::sqlite::SqliteStore;
 
 /// How long the collector child may take to print its `listening on` line.
 const START_DEADLINE: Duration = Duration::from_secs(120);
@@ -105,6 +104,29 @@ pub struct BenchArgs {
     /// Directory for databases and collector logs [default: a temporary directory].
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
+    /// The collector binary to measure [default: `aiscout-collector` beside this executable,
+    /// as `cargo build --release -p aiscout-collector -p aiscout-bench` leaves it].
+    #[arg(long, value_name = "PATH")]
+    pub collector: Option<PathBuf>,
+}
+
+/// The collector binary: `--collector`, else `aiscout-collector` beside this executable.
+fn collector_binary(args: &BenchArgs) -> anyhow::Result<PathBuf> {
+    let path = match &args.collector {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .map(|dir| dir.join("aiscout-collector"))
+            .context("this executable has no folder")?,
+    };
+    if !path.is_file() {
+        bail!(
+            "no collector binary at {}: build it (`cargo build --release -p aiscout-collector`) \
+             or pass --collector PATH",
+            path.display()
+        );
+    }
+    Ok(path)
 }
 
 /// Runs the benchmark; the report goes to stdout.
@@ -240,7 +262,7 @@ impl Db {
 }
 
 async fn pg_admin(base: &str, sql: &str) -> anyhow::Result<()> {
-    let (client, conn) = crate::store::postgres_tls::connect(base)
+    let (client, conn) = aiscout_collector::store::postgres_tls::connect(base)
         .await
         .with_context(|| "connecting to PostgreSQL (see --pg-url)")?;
     let driver = tokio::spawn(conn);
@@ -275,7 +297,7 @@ where
             f(Db::Sqlite(dir.join("aiscout.db")), collector_dir).await
         }
         Backend::Postgres => {
-            let suffix = crate::credentials::generate("")?;
+            let suffix = aiscout_collector::credentials::generate("")?;
             let schema =
                 format!("aiscout_bench_{phase}_{}", suffix.chars().take(12).collect::<String>());
             pg_admin(&args.pg_url, &format!("CREATE SCHEMA {schema}")).await?;
@@ -442,7 +464,7 @@ async fn floor(db: Db, args: &BenchArgs, batches: &[AgentBatch]) -> anyhow::Resu
 }
 
 fn sqlite_floor(path: &Path, agents: usize, rows: &[(i64, Sighting)]) -> anyhow::Result<Duration> {
-    let mut conn = crate::store::sqlite::open(path)?;
+    let mut conn = aiscout_collector::store::sqlite::open(path)?;
     let tx = conn.transaction()?;
     {
         let mut stmt = tx.prepare(
@@ -483,7 +505,7 @@ fn sqlite_floor(path: &Path, agents: usize, rows: &[(i64, Sighting)]) -> anyhow:
 }
 
 async fn pg_floor(url: &str, agents: usize, batches: &[AgentBatch]) -> anyhow::Result<Duration> {
-    let (mut client, conn) = crate::store::postgres_tls::connect(url).await?;
+    let (mut client, conn) = aiscout_collector::store::postgres_tls::connect(url).await?;
     let driver = tokio::spawn(conn);
     let ids: Vec<i64> = (1..=i64::try_from(agents)?).collect();
     let hosts: Vec<String> = (0..agents).map(host_id).collect();
@@ -554,12 +576,11 @@ impl Drop for Collector {
 
 impl Collector {
     #[allow(clippy::disallowed_methods)] // Reason: the collector's own generated certificate.
-    fn start(db: &Db, data_dir: &Path) -> anyhow::Result<Collector> {
+    fn start(exe: &Path, db: &Db, data_dir: &Path) -> anyhow::Result<Collector> {
         std::fs::create_dir_all(data_dir)?;
         let secret = data_dir.join("enroll-secret");
         std::fs::write(&secret, SECRET)?;
         let log = std::fs::File::create(data_dir.join("collector.log"))?;
-        let exe = std::env::current_exe()?;
         let mut child = Command::new(exe)
             .arg("--db")
             .arg(db.url())
@@ -656,7 +677,7 @@ async fn ingest(
     args: &BenchArgs,
     batches: &[AgentBatch],
 ) -> anyhow::Result<IngestResult> {
-    let collector = Collector::start(&db, &data_dir)?;
+    let collector = Collector::start(&collector_binary(args)?, &db, &data_dir)?;
     let mut connections = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {
         connections.push(collector.connect(args.http1).await?);
@@ -805,29 +826,31 @@ async fn inventory(db: Db, data_dir: PathBuf, args: &BenchArgs, name: &str) -> a
         pg_admin(url, PG_ANALYZE_ROLLUPS).await?;
     }
 
-    let token = crate::credentials::generate(crate::credentials::API_TOKEN_PREFIX)?;
-    let record = crate::model::Token {
+    let token =
+        aiscout_collector::credentials::generate(aiscout_collector::credentials::API_TOKEN_PREFIX)?;
+    let record = aiscout_collector::model::Token {
         name: "bench".into(),
-        role: crate::model::Role::Procurement,
-        created_at: crate::store::now(),
+        role: aiscout_collector::model::Role::Procurement,
+        created_at: aiscout_collector::store::now(),
         revoked_at: None,
     };
-    let audit = crate::review::token_created(&record, crate::review::CLI_ACTOR);
+    let audit =
+        aiscout_collector::review::token_created(&record, aiscout_collector::review::CLI_ACTOR);
     match &db {
         Db::Sqlite(path) => {
             SqliteStore::open(path)
                 .await?
-                .create_token(record, crate::credentials::hash(&token), audit)
+                .create_token(record, aiscout_collector::credentials::hash(&token), audit)
                 .await?;
         }
         Db::Postgres { url } => {
             PgStore::open(url)
                 .await?
-                .create_token(record, crate::credentials::hash(&token), audit)
+                .create_token(record, aiscout_collector::credentials::hash(&token), audit)
                 .await?;
         }
     }
-    let collector = Collector::start(&db, &data_dir)?;
+    let collector = Collector::start(&collector_binary(args)?, &db, &data_dir)?;
     let mut c = collector.connect(false).await?;
     let product = products.first().cloned().unwrap_or_default();
     let last_day = HOUR0 + i64::try_from(WINDOWS - 1)? * 86_400;
@@ -910,7 +933,7 @@ pub fn sqlite_fill(
     devices: u64,
     rows: u64,
 ) -> anyhow::Result<()> {
-    let mut conn = crate::store::sqlite::open(path)?;
+    let mut conn = aiscout_collector::store::sqlite::open(path)?;
     let per = i64::try_from(per_device(devices, rows))?;
     let (devices, rows) = (i64::try_from(devices)?, i64::try_from(rows)?);
     let np = i64::try_from(products.len())?;
@@ -991,7 +1014,7 @@ pub async fn pg_fill(
     devices: u64,
     rows: u64,
 ) -> anyhow::Result<()> {
-    let (client, conn) = crate::store::postgres_tls::connect(url).await?;
+    let (client, conn) = aiscout_collector::store::postgres_tls::connect(url).await?;
     let driver = tokio::spawn(conn);
     let per = i64::try_from(per_device(devices, rows))?;
     let (devices, rows) = (i64::try_from(devices)?, i64::try_from(rows)?);

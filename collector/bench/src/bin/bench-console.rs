@@ -1,7 +1,7 @@
 //! Console page benchmark (issue 13): every console page's server time, and the API's beside
 //! it, on the data of the import benchmark.
 //!
-//! The database gets what `bench_import` loads (`aiscout_collector::bench::data`): 100,000
+//! The database gets what `bench-import` loads (`aiscout_bench::data`): 100,000
 //! devices and people and `--sightings N` aggregated sightings (default 10,000,000) folded
 //! into the rollups, then `--expenses N` Ramp expense lines (default 1,000,000; about 11 % are
 //! AI and stored) and as many LiteLLM log rows, and the fill's directory as a people file.
@@ -23,7 +23,7 @@
 //! Last, the store reads behind the pages are timed one at a time (`--reads R`, default 5,
 //! median shown) with their row counts, so a slow page can be traced to the read that costs.
 //!
-//! `cargo run --release -p aiscout-collector --example bench_console -- sqlite|postgres
+//! `cargo run --release -p aiscout-bench --bin bench-console -- sqlite|postgres
 //! [--sightings N] [--expenses N] [--repeats R] [--reads R] [--data PATH|SCHEMA] [--only PATH]...`
 //! (`--only` times just the pages given, for a profiler; `--reads 0` skips the store reads).
 //!
@@ -37,9 +37,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aiscout_bench::data::{self, AI_MERCHANTS, FILL_DEVICES};
+use aiscout_bench::ingest::person_email;
 use aiscout_collector::api::{self, AppState, ratelimit::RateLimiter};
-use aiscout_collector::bench::data::{self, AI_MERCHANTS, FILL_DEVICES};
-use aiscout_collector::bench::person_email;
 use aiscout_collector::client::{Connection, tls_config};
 use aiscout_collector::ingest::file::{self, FileReport, Input};
 use aiscout_collector::model::{AuditFilter, ImportRun, Role, Token, UsageFilter};

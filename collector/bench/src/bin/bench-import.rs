@@ -9,7 +9,7 @@
 //! into the rollups with `Store::fold`. Expense payers are the first 20,000 of those people
 //! (by name) and LiteLLM users the first 5,000 (by email), so the reports' joins meet them.
 //!
-//! `cargo run --release -p aiscout-collector --example bench_import -- sqlite|postgres [ROWS]
+//! `cargo run --release -p aiscout-bench --bin bench-import -- sqlite|postgres [ROWS]
 //! [--sightings N]` (PostgreSQL: `AISCOUT_BENCH_PG_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/test`, in a fresh schema that is dropped afterwards).
 //! Results are in `collector/BENCH-IMPORT.md`.
@@ -19,7 +19,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use aiscout_collector::bench::data::{self, AI_MERCHANTS as AI, FILL_DEVICES as DEVICES};
+use aiscout_bench::data::{self, AI_MERCHANTS as AI, FILL_DEVICES as DEVICES};
 use aiscout_collector::ingest::file::{self, Input};
 use aiscout_collector::join;
 use aiscout_collector::model::UsageFilter;

@@ -5,7 +5,7 @@
 //! - [`expense_csv`]: Ramp-layout card lines, about 10 % of them catalog products (five
 //!   merchants, [`AI_MERCHANTS`]), 1 % an AI-looking candidate, the rest other merchants
 //!   (counted by an import, not stored). Payers are `Person 1` to `Person 20000` by name,
-//!   so they meet the directory of [`super::sqlite_fill`] / [`super::pg_fill`].
+//!   so they meet the directory of [`crate::ingest::sqlite_fill`] / [`crate::ingest::pg_fill`].
 //! - [`litellm_csv`]: LiteLLM spend log rows, every one stored; users `person1@example.com`
 //!   to `person5000@example.com`.
 //! - [`people_csv`]: the fill's directory as a people file (same emails, names and
@@ -19,10 +19,10 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::{PG_ANALYZE_ROLLUPS, person_email, person_name};
-use crate::store::Store;
-use crate::store::postgres::PgStore;
-use crate::store::sqlite::SqliteStore;
+use crate::ingest::{PG_ANALYZE_ROLLUPS, person_email, person_name};
+use aiscout_collector::store::Store;
+use aiscout_collector::store::postgres::PgStore;
+use aiscout_collector::store::sqlite::SqliteStore;
 
 /// Devices (and people) of the sightings fill.
 pub const FILL_DEVICES: u64 = 100_000;
@@ -167,7 +167,7 @@ pub struct Filled {
 }
 
 /// Migrates the SQLite database at `db`, fills it with [`FILL_DEVICES`] devices and people
-/// and `sightings` aggregated sightings of `products` ([`super::sqlite_fill`]), and folds them.
+/// and `sightings` aggregated sightings of `products` ([`crate::ingest::sqlite_fill`]), and folds them.
 ///
 /// # Errors
 /// SQLite fails.
@@ -176,7 +176,7 @@ pub async fn sqlite(db: &Path, products: &[String], sightings: u64) -> anyhow::R
     let t = Instant::now();
     let (path, products) = (db.to_owned(), products.to_vec());
     tokio::task::spawn_blocking(move || {
-        super::sqlite_fill(&path, &products, FILL_DEVICES, sightings)
+        crate::ingest::sqlite_fill(&path, &products, FILL_DEVICES, sightings)
     })
     .await??;
     let fill = t.elapsed();
@@ -196,13 +196,13 @@ pub async fn postgres(url: &str, products: &[String], sightings: u64) -> anyhow:
     // bench-ingest's does, and the store that folds opens after it.
     drop(PgStore::open(url).await?);
     let t = Instant::now();
-    super::pg_fill(url, products, FILL_DEVICES, sightings).await?;
+    crate::ingest::pg_fill(url, products, FILL_DEVICES, sightings).await?;
     let fill = t.elapsed();
     let t = Instant::now();
     let folded = PgStore::open(url).await?.fold().await?;
     let fold = t.elapsed();
     let t = Instant::now();
-    let (client, conn) = crate::store::postgres_tls::connect(url).await?;
+    let (client, conn) = aiscout_collector::store::postgres_tls::connect(url).await?;
     let driver = tokio::spawn(conn);
     client.batch_execute(PG_ANALYZE_ROLLUPS).await?;
     drop(client);
@@ -221,7 +221,7 @@ pub async fn postgres(url: &str, products: &[String], sightings: u64) -> anyhow:
 /// PostgreSQL refuses.
 pub async fn pg_vacuum(url: &str) -> anyhow::Result<Duration> {
     let t = Instant::now();
-    let (client, conn) = crate::store::postgres_tls::connect(url).await?;
+    let (client, conn) = aiscout_collector::store::postgres_tls::connect(url).await?;
     let driver = tokio::spawn(conn);
     let tables = client
         .query("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()", &[])
@@ -263,7 +263,7 @@ impl PgSchema {
         if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             anyhow::bail!("schema name {name:?}: letters, digits and underscores only");
         }
-        let (client, conn) = crate::store::postgres_tls::connect(base).await?;
+        let (client, conn) = aiscout_collector::store::postgres_tls::connect(base).await?;
         let driver = tokio::spawn(conn);
         let exists = client
             .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&name])

@@ -18,7 +18,7 @@
 //!    (`--events N`) are queued at once and the same load runs while they are delivered: the
 //!    delivery rate (events / time until the last arrived) and the ingest rate meanwhile.
 //!
-//! `cargo run --release -p aiscout-collector --example bench_alerts -- sqlite|postgres
+//! `cargo run --release -p aiscout-bench --bin bench-alerts -- sqlite|postgres
 //! [--products N] [--events N] [--seconds S]`. PostgreSQL: `AISCOUT_BENCH_PG_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`), in a schema dropped at the end. Results are in
 //! BENCHMARKS.md.
