@@ -17,5 +17,6 @@ mod offline;
 mod removal;
 mod rfc_vectors;
 mod spool;
+mod status;
 mod support;
 mod tshark;
