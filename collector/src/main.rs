@@ -95,6 +95,18 @@ enum PersonCommand {
         /// The person's email address.
         email: String,
     },
+    /// Erase EMAIL (the right to erasure): the person becomes a tombstone
+    /// (`erased-<hex>@erased.invalid`) in the directory, devices, sightings, expense and
+    /// gateway rows, reviews and the audit log, so counts and totals stay as they were but the
+    /// person cannot be found. One audit entry records the reason, never the email. Prints what
+    /// changed as JSON; a second run finds nothing.
+    Erase {
+        /// The person's email address.
+        email: String,
+        /// Why (a request's reference): kept in the audit log.
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -371,6 +383,26 @@ async fn dispatch<S: Store + Clone>(
             let record = aiscout_collector::person::export(&store, &email).await?;
             let json = serde_json::to_string_pretty(&aiscout_collector::person::to_json(&record))?;
             emit(&aiscout_collector::cli::Output { stdout: json + "\n", stderr: Vec::new() })
+        }
+        Command::Person(PersonCommand::Erase { email, reason }) => {
+            let email = aiscout_collector::person::email(&email)
+                .map_err(aiscout_collector::cli::CommandError::Usage)?;
+            let reason = aiscout_collector::person::reason(&reason, &email)
+                .map_err(aiscout_collector::cli::CommandError::Usage)?;
+            let erasure =
+                aiscout_collector::person::erase(&store, &email, review::CLI_ACTOR, &reason)
+                    .await?;
+            let json =
+                serde_json::to_string_pretty(&aiscout_collector::person::erasure_json(&erasure))?;
+            let note = if erasure.tombstone.is_some() {
+                "erased; the audit log records the reason and the tombstone, not the email"
+            } else {
+                "nothing is stored under this email (already erased, or never known)"
+            };
+            emit(&aiscout_collector::cli::Output {
+                stdout: json + "\n",
+                stderr: vec![note.to_owned()],
+            })
         }
         Command::Token(TokenCommand::Create { role, name }) => {
             let secret = credentials::generate(credentials::API_TOKEN_PREFIX)?;
