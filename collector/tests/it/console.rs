@@ -482,6 +482,12 @@ async fn transparency_needs_no_session_matches_the_configuration_and_names_nobod
         transparency: Transparency {
             organisation: Some("We run aiscout <b>openly</b>.\n\nSecond paragraph.".into()),
             contact: Some("https://intranet.example/privacy".into()),
+            retention: aiscout_collector::retention::Settings {
+                sightings_days: Some(93),
+                expense_lines_days: Some(731),
+                gateway_rows_days: Some(365),
+                audit_entries_days: Some(2_557),
+            },
         },
         ..Settings::default()
     };
@@ -549,6 +555,20 @@ async fn transparency_needs_no_session_matches_the_configuration_and_names_nobod
     listed.sort_unstable();
     assert_eq!(listed, wire, "every field the wire carries is explained, and no other");
     assert!(v["retention"].to_string().contains("15 minutes without use"));
+    // The configured periods (issue 21), on the page and in the JSON.
+    let kept = |data: &str| {
+        v["retention"].as_array().unwrap().iter().find(|r| r["data"] == data).unwrap()["kept"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(kept("Sightings"), "deleted 93 days after they were last seen");
+    assert_eq!(kept("Expense lines"), "deleted 731 days after the transaction");
+    assert_eq!(kept("Gateway spend"), "deleted 365 days after the day or period they cover");
+    assert_eq!(kept("Audit log"), "deleted 2557 days after they were written");
+    for text in ["deleted 93 days after", "deleted 731 days", "deleted 2557 days"] {
+        assert!(page.contains(text), "{text} not on the page");
+    }
 
     let (status, _, list) = get(&mut c, "/transparency/catalog?format=json", None).await;
     assert_eq!(status, StatusCode::OK);
