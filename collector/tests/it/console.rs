@@ -646,3 +646,86 @@ async fn person_export_is_for_admins_only_and_names_the_email_it_was_asked_about
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(String::from_utf8_lossy(&body).contains("is not an email address"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn person_erase_is_for_admins_needs_a_reason_and_is_audited_without_the_email() {
+    let server = start(100).await;
+    let person = aiscout_collector::model::Person {
+        email: "zoe@example.com".into(),
+        name: "Zoe Private".into(),
+        department: "Legal".into(),
+        manager: None,
+    };
+    server.store.upsert_people(vec![person]).await.unwrap();
+    let admin = server.token("ada", Role::Admin).await;
+    let mut c = server.connect(false).await;
+    let path = "/api/v1/people/zoe@example.com/erase";
+    let json = ("content-type", "application/json");
+    for (role, name) in [(Role::Security, "sam"), (Role::Procurement, "pat"), (Role::Viewer, "vic")]
+    {
+        let auth = format!("Bearer {}", server.token(name, role).await);
+        let (status, _, _) = call(
+            &mut c,
+            Method::POST,
+            path,
+            &[("authorization", &auth), json],
+            r#"{"reason":"x"}"#,
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, StatusCode::FORBIDDEN, "{role:?}");
+    }
+    let (status, _, _) =
+        call(&mut c, Method::POST, path, &[json], r#"{"reason":"x"}"#).await.unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let auth = format!("Bearer {admin}");
+    let headers = [("authorization", auth.as_str()), json];
+    for (body, says) in [
+        (r#"{"reason":"  "}"#, "reason is required"),
+        (r#"{}"#, "reason"),
+        (r#"{"reason":"x","email":"y"}"#, "unknown field"),
+    ] {
+        let (status, _, answer) = call(&mut c, Method::POST, path, &headers, body).await.unwrap();
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(String::from_utf8_lossy(&answer).contains(says), "{body}");
+    }
+    // Nothing changed by the refused calls.
+    assert_eq!(server.store.people().await.unwrap()[0].email, "zoe@example.com");
+
+    let (status, _, answer) = call(
+        &mut c,
+        Method::POST,
+        "/api/v1/people/Zoe%40Example.com/erase",
+        &headers,
+        r#"{"reason":"Request of zoe@example.com, ticket 42"}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(v["erased"], true);
+    let tombstone = v["tombstone"].as_str().unwrap().to_owned();
+    assert_eq!(v["rows"]["people"], 1);
+    let people = server.store.people().await.unwrap();
+    assert_eq!(people[0].email, tombstone);
+    assert!(!people[0].name.contains("Zoe"));
+    let entries = server
+        .store
+        .audit_query(AuditFilter {
+            subject: Some(tombstone.clone()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let entry = &entries[0].record;
+    assert_eq!((entry.action.as_str(), entry.actor.as_str()), ("person.erase", "ada"));
+    let after = entry.after.as_deref().unwrap();
+    assert!(after.contains("ticket 42") && !after.contains("zoe"), "{after}");
+    // Again: nothing is left under the email.
+    let (status, _, answer) =
+        call(&mut c, Method::POST, path, &headers, r#"{"reason":"again"}"#).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(v["erased"], false);
+}
