@@ -204,7 +204,8 @@ impl<'a> Facts<'a> {
             (
                 "On the laptop",
                 "matched sightings wait in the agent's local queue until the collector \
-                 acknowledges them, then are deleted; the queue has a size cap"
+                 acknowledges them, then are deleted; the queue has a size cap; \
+                 `aiscout-agent status` on the laptop shows what it holds and has sent"
                     .to_owned(),
             ),
             (
