@@ -14,9 +14,9 @@
 //! delete entries only while it holds the row in `audit_unlock`, which this code inserts and
 //! deletes again inside the erasure's transaction, so no other transaction ever sees it.
 //! Console sessions of the person are ended. Statements are written with `?N` placeholders
-//! (SQLite); [`postgres_sql`] turns them into `$N`.
+//! (SQLite); `postgres_sql` turns them into `$N`.
 //!
-//! Parameters of [`PERSON`]: `?1` the email (lowercased), `?2` the tombstone email, `?3` the
+//! Parameters of `PERSON`: `?1` the email (lowercased), `?2` the tombstone email, `?3` the
 //! person's name (the statements marked `needs_name` run only when it is not empty), `?4` the
 //! tombstone name, `?5` the tombstone host name.
 

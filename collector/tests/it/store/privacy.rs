@@ -82,17 +82,46 @@ async fn dump_postgres(schema: &str) -> String {
 
 trait Dump {
     async fn dump(&self) -> String;
+    /// Tries to rewrite and to delete an audit entry outside the store; the errors.
+    async fn tamper(&self) -> [String; 2];
 }
 
 impl Dump for Harness<aiscout_collector::store::sqlite::SqliteStore> {
     async fn dump(&self) -> String {
         dump_sqlite(&self.dir().unwrap().join("aiscout.db"))
     }
+
+    async fn tamper(&self) -> [String; 2] {
+        let conn = rusqlite::Connection::open(self.dir().unwrap().join("aiscout.db")).unwrap();
+        ["UPDATE audit_log SET actor = 'x'", "DELETE FROM audit_log"]
+            .map(|sql| conn.execute(sql, []).unwrap_err().to_string())
+    }
 }
 
 impl Dump for Harness<aiscout_collector::store::postgres::PgStore> {
     async fn dump(&self) -> String {
         dump_postgres(self.schema().unwrap()).await
+    }
+
+    async fn tamper(&self) -> [String; 2] {
+        let schema = self.schema().unwrap();
+        let (client, conn) =
+            tokio_postgres::connect(&harness::pg_url(), tokio_postgres::NoTls).await.unwrap();
+        let driver = tokio::spawn(conn);
+        let mut out = [String::new(), String::new()];
+        for (i, sql) in [
+            format!("UPDATE {schema}.audit_log SET actor = 'x'"),
+            format!("DELETE FROM {schema}.audit_log"),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let e = client.batch_execute(sql).await.unwrap_err();
+            out[i] = e.as_db_error().map(|d| d.message().to_owned()).unwrap_or_default();
+        }
+        drop(client);
+        driver.abort();
+        out
     }
 }
 
@@ -249,6 +278,9 @@ where
     let bob_entry = people.iter().find(|p| p.email == "bob@example.com").unwrap();
     assert_eq!(bob_entry.manager.as_deref(), Some(tombstone.as_str()));
     // The audit log is still append-only for everything else.
+    for error in h.tamper().await {
+        assert!(error.contains("audit log is append-only"), "{error}");
+    }
     let audit_count =
         store.audit_query(AuditFilter { limit: 1_000, ..Default::default() }).await.unwrap().len();
 

@@ -15,6 +15,10 @@ BEGIN
     END IF;
     RETURN NEW;
 END $$;
+-- The function finds audit_unlock in the schema it was created in, not through the search path
+-- of whoever changes the log (a session with another search path, or its own audit_unlock
+-- table earlier in it, must not get through).
+ALTER FUNCTION audit_log_append_only() SET search_path FROM CURRENT;
 -- Retention deletes by age, in chunks: each kind's age column needs an index (expense lines and
 -- gateway rows have theirs since 0002).
 CREATE INDEX audit_log_at ON audit_log(at);
