@@ -240,6 +240,49 @@ pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Config, ConfigE
     validate(raw, overrides).map_err(fail)
 }
 
+/// Where this device's agent keeps its state, read without the secrets (`status`, which an
+/// employee runs and which must not need the enroll secret or the pinned keys).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Locations {
+    /// The collector's URL without a trailing slash, when configured.
+    pub collector_url: Option<String>,
+    /// The state folder (node key, last good catalog, last upload).
+    pub state_dir: PathBuf,
+    /// The spool database.
+    pub spool: PathBuf,
+    /// The device owner's email, when configured.
+    pub owner_email: Option<String>,
+}
+
+/// Reads the file and overrides as [`load`] does, but keeps only the [`Locations`] and reads
+/// no secret file.
+///
+/// # Errors
+/// An unreadable file or a TOML or schema problem, with its line.
+pub fn locations(file: Option<&Path>, o: Overrides) -> Result<Locations, ConfigError> {
+    let fail = |problems| ConfigError { file: file.map(Path::to_path_buf), problems };
+    let raw = match file {
+        Some(path) => {
+            let text = read_small(path)
+                .map_err(|m| fail(vec![Problem { key: "(file)".into(), message: m }]))?;
+            parse(&text).map_err(|p| fail(vec![p]))?
+        }
+        None => RawConfig::default(),
+    };
+    let state_dir =
+        o.state_dir.or(raw.state_dir).unwrap_or_else(|| PathBuf::from("/var/lib/aiscout"));
+    let spool = o.spool.or(raw.spool).unwrap_or_else(|| state_dir.join("spool.db"));
+    let nonempty = |v: Option<String>| {
+        v.map(|t| t.trim().trim_end_matches('/').to_owned()).filter(|t| !t.is_empty())
+    };
+    Ok(Locations {
+        collector_url: nonempty(o.collector_url.or(raw.collector_url)),
+        state_dir,
+        spool,
+        owner_email: nonempty(o.owner_email.or(raw.owner_email)),
+    })
+}
+
 /// Parses the TOML text.
 ///
 /// # Errors

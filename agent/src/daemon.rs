@@ -301,7 +301,7 @@ fn read_state_file(path: &std::path::Path, cap: u64) -> std::io::Result<Option<V
 /// The highest catalog version accepted before (0 when none was recorded). An unreadable or
 /// malformed record is a warning and counts as none: the saved catalog's signature still
 /// decides, and the built-in catalog's version still bounds from below.
-fn catalog_high_water(state_dir: &std::path::Path) -> u64 {
+pub(crate) fn catalog_high_water(state_dir: &std::path::Path) -> u64 {
     let path = state_dir.join(CATALOG_HIGH_WATER);
     match read_state_file(&path, MAX_HIGH_WATER_BYTES) {
         Ok(None) => 0,
@@ -464,7 +464,9 @@ pub async fn run(
             () = tokio::time::sleep_until(next) => {
                 let now = tokio::time::Instant::now();
                 if upload_due.is_some_and(|d| d <= now) {
-                    upload_due = match uploader.drain().await {
+                    let result = uploader.drain().await;
+                    record_upload(&config.state_dir, &result);
+                    upload_due = match result {
                         Ok(_) => {
                             backoff.reset();
                             // Records written meanwhile have left a wakeup in `written_rx`.
@@ -520,7 +522,11 @@ pub async fn run(
         *t = None;
     }
     let _writer = writer.join();
-    match tokio::time::timeout(FINAL_UPLOAD, uploader.drain()).await {
+    let last = tokio::time::timeout(FINAL_UPLOAD, uploader.drain()).await;
+    if let Ok(result) = &last {
+        record_upload(&config.state_dir, result);
+    }
+    match last {
         Ok(Ok(n)) => tracing::info!(batches = n, "Final upload done."),
         Ok(Err(error)) => {
             tracing::warn!(error = %error, "Final upload failed; batches stay in the spool.")
@@ -529,6 +535,19 @@ pub async fn run(
     }
     tracing::info!("Agent stopped.");
     Ok(())
+}
+
+/// Keeps the outcome of an upload attempt for `aiscout-agent status` (issue 21): only an
+/// attempt that sent something or failed; an empty spool leaves the last record as it was.
+fn record_upload(state_dir: &std::path::Path, result: &Result<u64, UploadError>) {
+    let record = match result {
+        Ok(0) => return,
+        Ok(n) => crate::status::LastUpload::new(now_secs(), *n, None),
+        Err(e) => crate::status::LastUpload::new(now_secs(), 0, Some(&e.to_string())),
+    };
+    if let Err(error) = record.save(state_dir) {
+        tracing::warn!(error = %error, "Cannot record the last upload.");
+    }
 }
 
 /// Starts the capture threads; returns them and the breakers that stop the live ones.
@@ -1200,7 +1219,7 @@ fn write_secret(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     Ok(())
 }
 
-fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::File::create(&tmp)?;

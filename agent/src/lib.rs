@@ -29,6 +29,7 @@
 //! - [`daemon`]: `run`: capture and inventory threads feeding the spool, tasks uploading it.
 //! - [`service`]: `service`: the daemon under the Windows service control manager (the
 //!   control-to-shutdown mapping is plain code; only `service::windows` is Windows-only).
+//! - [`status`]: `status`: what this device's agent holds and has sent, for the employee.
 //! - [`telemetry`]: the tracing subscriber, installed once by the binary.
 //!
 //! Key decision: decode is a pure, synchronous state machine fed one frame at a time with
@@ -52,5 +53,6 @@ pub mod model;
 pub mod pipeline;
 pub mod service;
 pub mod spool;
+pub mod status;
 pub mod telemetry;
 pub mod upload;

@@ -1,4 +1,4 @@
-//! `aiscout-agent`: the command-line entry point (`run`, `check-config`, `scan`, `replay`,
+//! `aiscout-agent`: the command-line entry point (`run`, `status`, `check-config`, `scan`, `replay`,
 //! `capture`, and on Windows `service`).
 //!
 //! Exit codes: 0 on success (a closed output pipe counts as success), 1 on a runtime
@@ -66,6 +66,35 @@ struct ConfigArgs {
 }
 
 impl ConfigArgs {
+    fn overrides(&self) -> aiscout_agent::config::Overrides {
+        aiscout_agent::config::Overrides {
+            collector_url: self.collector.clone(),
+            spool: self.spool.clone(),
+            owner_email: self.owner_email.clone(),
+            state_dir: self.state_dir.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// The locations only, without reading any secret (for `status`).
+    fn locations(
+        &self,
+    ) -> Result<aiscout_agent::config::Locations, aiscout_agent::config::ConfigError> {
+        let mut o = self.overrides();
+        if o.owner_email.is_none() {
+            o.owner_email = std::env::var("AISCOUT_OWNER_EMAIL").ok();
+        }
+        let managed = if cfg!(target_os = "macos") {
+            aiscout_agent::config::Overrides::from_managed_settings(std::path::Path::new(
+                aiscout_agent::config::MACOS_MANAGED_SETTINGS,
+            ))
+            .map_err(|p| aiscout_agent::config::ConfigError { file: None, problems: vec![p] })?
+        } else {
+            aiscout_agent::config::Overrides::default()
+        };
+        aiscout_agent::config::locations(self.config.as_deref(), o.or(managed))
+    }
+
     fn load(&self) -> Result<aiscout_agent::config::Config, aiscout_agent::config::ConfigError> {
         let overrides = aiscout_agent::config::Overrides {
             collector_url: self.collector.clone(),
@@ -126,6 +155,16 @@ enum Command {
         /// Do not capture network traffic.
         #[arg(long)]
         no_capture: bool,
+    },
+    /// Shows what this device's agent holds and has sent: enrollment, collector, catalog
+    /// version, what waits in the spool (counts per kind and product, never the values), the
+    /// last upload, and where the transparency page is. Needs no secret.
+    Status {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// One JSON document instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Validates the configuration and lists every problem with its key.
     CheckConfig {
@@ -362,6 +401,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let scan = Some(aiscout_agent::inventory::ScanOptions::live());
             let options = aiscout_agent::daemon::RunOptions { frames, scan };
             aiscout_agent::service::windows::run(config, options)?;
+            Ok(())
+        }
+        Command::Status { config, json } => {
+            let loc = config.locations()?;
+            let status = aiscout_agent::status::gather(&loc);
+            let text = if json {
+                let mut t = serde_json::to_string_pretty(&aiscout_agent::status::to_json(&status))?;
+                t.push('\n');
+                t
+            } else {
+                aiscout_agent::status::to_text(&status)
+            };
+            io::stdout().lock().write_all(text.as_bytes())?;
             Ok(())
         }
         Command::CheckConfig { config } => {

@@ -67,6 +67,8 @@ pub struct FileConfig {
     pub enroll: Option<EnrollFile>,
     /// The organisation's words on `/transparency`: `[transparency]`.
     pub transparency: Option<TransparencyFile>,
+    /// How long each kind of data is kept: `[retention]`.
+    pub retention: Option<crate::retention::RetentionFile>,
 }
 
 /// `[[connector]]`: one pull connector, as written (validated into
@@ -372,6 +374,8 @@ pub struct Config {
     pub connectors: Vec<crate::connectors::Settings>,
     /// Enrollment guards (`[enroll]`).
     pub enroll: EnrollConfig,
+    /// How long each kind of data is kept (`[retention]`), applied daily by `serve`.
+    pub retention: crate::retention::Settings,
 }
 
 /// Web console settings (`[console]`).
@@ -622,6 +626,12 @@ pub fn load(
         }
     }
     let import = ImportConfig { mappings, drop_dir: o.drop_dir.clone().or(import_raw.drop_dir) };
+    let retention = {
+        let mut found = Vec::new();
+        let settings = crate::retention::check(raw.retention.unwrap_or_default(), &mut found);
+        problems.extend(found.into_iter().map(|(key, reason)| ConfigProblem { key, reason }));
+        settings
+    };
     let console_raw = raw.console.unwrap_or_default();
     let defaults = crate::console::Settings::default();
     let mut within = |key: &str, v: Option<u32>, max: u32, default: i64| -> i64 {
@@ -665,6 +675,7 @@ pub fn load(
             use crate::console::transparency::{Transparency, contact_text, organisation_text};
             let raw = raw.transparency.unwrap_or_default();
             Transparency {
+                retention,
                 organisation: raw.organisation.and_then(|text| {
                     organisation_text(&text)
                         .map_err(|why| problems.push(problem("transparency.organisation", why)))
@@ -751,6 +762,7 @@ pub fn load(
         policy,
         alerts,
         enroll,
+        retention,
     })
 }
 

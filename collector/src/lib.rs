@@ -23,8 +23,11 @@
 //! - [`policy`]: the decisions as the policies other tools consume (RPZ, hosts, adblock,
 //!   Chrome/Firefox/VS Code policies, Defender indicators, URL lists, osquery): pure functions
 //!   from the catalog and the reviews.
-//! - [`person`]: a person's right of access: everything stored about one email, as JSON
-//!   (`person export`, `GET /api/v1/people/{email}/export`), from existing store reads.
+//! - [`person`]: a person's rights: access, everything stored about one email, as JSON
+//!   (`person export`, `GET /api/v1/people/{email}/export`), from existing store reads; and
+//!   erasure (`person erase`, `POST /api/v1/people/{email}/erase`) through `store::erase`.
+//! - [`retention`]: `[retention]` periods per kind of data, applied daily by `serve` and by
+//!   `retention run`, shown on `/transparency`; the chunked deletes are `store::retention`.
 //! - [`credentials`]: node keys and API tokens: generation and SHA-256 hashing.
 //! - [`oidc`]: OpenID Connect sign-in for the console: discovery, the authorization code
 //!   flow with PKCE, ID token verification (RS256, ES256) and the role from the groups.
@@ -61,6 +64,7 @@ pub mod oidc;
 pub mod person;
 pub mod policy;
 pub mod report;
+pub mod retention;
 pub mod review;
 pub mod store;
 pub mod telemetry;

@@ -13,7 +13,7 @@ use aiscout_collector::model::{Role, Token};
 use aiscout_collector::store::postgres::PgStore;
 use aiscout_collector::store::sqlite::SqliteStore;
 use aiscout_collector::store::{self, Store};
-use aiscout_collector::{credentials, review, telemetry};
+use aiscout_collector::{credentials, retention, review, telemetry};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
@@ -70,6 +70,20 @@ enum Command {
     /// Re-enrollments of known host ids (`[enroll] reenroll`): list and approve.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Retention (`[retention]`): delete what is older than its kind's period (`serve` does
+    /// this daily).
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+}
+
+#[derive(Subcommand)]
+enum RetentionCommand {
+    /// Delete, in chunks, what is older than the configured periods; print the counts per kind.
+    Run {
+        /// Only count what would be deleted, per kind; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -92,6 +106,18 @@ enum PersonCommand {
     Export {
         /// The person's email address.
         email: String,
+    },
+    /// Erase EMAIL (the right to erasure): the person becomes a tombstone
+    /// (`erased-<hex>@erased.invalid`) in the directory, devices, sightings, expense and
+    /// gateway rows, reviews and the audit log, so counts and totals stay as they were but the
+    /// person cannot be found. One audit entry records the reason, never the email. Prints what
+    /// changed as JSON; a second run finds nothing.
+    Erase {
+        /// The person's email address.
+        email: String,
+        /// Why (a request's reference): kept in the audit log.
+        #[arg(long)]
+        reason: String,
     },
 }
 
@@ -390,6 +416,34 @@ async fn dispatch<S: Store + Clone>(
             let record = aiscout_collector::person::export(&store, &email).await?;
             let json = serde_json::to_string_pretty(&aiscout_collector::person::to_json(&record))?;
             emit(&aiscout_collector::cli::Output { stdout: json + "\n", stderr: Vec::new() })
+        }
+        Command::Person(PersonCommand::Erase { email, reason }) => {
+            let email = aiscout_collector::person::email(&email)
+                .map_err(aiscout_collector::cli::CommandError::Usage)?;
+            let reason = aiscout_collector::person::reason(&reason, &email)
+                .map_err(aiscout_collector::cli::CommandError::Usage)?;
+            let erasure =
+                aiscout_collector::person::erase(&store, &email, review::CLI_ACTOR, &reason)
+                    .await?;
+            let json =
+                serde_json::to_string_pretty(&aiscout_collector::person::erasure_json(&erasure))?;
+            let note = if erasure.tombstone.is_some() {
+                "erased; the audit log records the reason and the tombstone, not the email"
+            } else {
+                "nothing is stored under this email (already erased, or never known)"
+            };
+            emit(&aiscout_collector::cli::Output {
+                stdout: json + "\n",
+                stderr: vec![note.to_owned()],
+            })
+        }
+        Command::Retention(RetentionCommand::Run { dry_run }) => {
+            let outcome = retention::run(&store, &config.retention, dry_run, store::now()).await?;
+            let mut stdout = retention::render(&config.retention, &outcome);
+            if !config.retention.any() {
+                stdout.push_str("no retention period is configured ([retention] in the config)\n");
+            }
+            emit(&aiscout_collector::cli::Output { stdout, stderr: Vec::new() })
         }
         Command::Token(TokenCommand::Create { role, name }) => {
             let secret = credentials::generate(credentials::API_TOKEN_PREFIX)?;
@@ -762,6 +816,24 @@ async fn serve<S: Store + Clone>(config: Config, store: S) -> anyhow::Result<()>
             }
         })
     });
+    // Retention, once at start and then daily; every collector on a shared database may run
+    // it, since deleting what is already gone deletes nothing.
+    let pruner = config.retention.any().then(|| {
+        let state = Arc::clone(&state);
+        let settings = config.retention;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(retention::EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match retention::run(&state.store, &settings, false, store::now()).await {
+                    Ok(o) if o.total() == 0 => {}
+                    Ok(o) => tracing::info!(rows = o.total(), "Retention deleted old data."),
+                    Err(e) => tracing::warn!(error = %e, "Applying retention failed."),
+                }
+            }
+        })
+    });
     tracing::info!(%addr, backend = state.store.backend(), "Collector started.");
     let shutdown = async {
         terminated().await;
@@ -770,7 +842,7 @@ async fn serve<S: Store + Clone>(config: Config, store: S) -> anyhow::Result<()>
     api::serve(listener, api::router(state), tls, config.server.clone(), counters, shutdown).await;
     folder.abort();
     warmer.abort();
-    for task in deliveries.into_iter().chain(rules) {
+    for task in deliveries.into_iter().chain(rules).chain(pruner) {
         task.abort();
     }
     stop_connectors(connectors_stop, connector_tasks).await?;

@@ -1,6 +1,7 @@
-//! A person's right of access (issue 21): everything the collector stores about one person,
+//! A person's rights (issue 21): access, everything the collector stores about one person,
 //! found by their email address, as one JSON document (`person export EMAIL`, and
-//! `GET /api/v1/people/{email}/export` for admins).
+//! `GET /api/v1/people/{email}/export` for admins); and erasure (`person erase EMAIL --reason`,
+//! `POST /api/v1/people/{email}/erase`), which replaces them by a tombstone everywhere.
 //!
 //! Built only from [`Store`] reads the rest of the collector already uses (the directory,
 //! devices and their sightings, expense lines, per-person usage, the audit log), so it works on
@@ -19,6 +20,7 @@ use serde_json::{Value, json};
 use crate::model::{
     AuditEntry, AuditFilter, DeviceSighting, DeviceSummary, ExpenseLine, Person, PersonUsage,
 };
+use crate::store::erase::Erasure;
 use crate::store::{Store, StoreError};
 
 /// Most audit entries of each kind (as actor, as subject) an export lists (the store answers
@@ -66,6 +68,69 @@ pub fn email(text: &str) -> Result<String, String> {
     }) && !email.chars().any(|c| c.is_whitespace() || c.is_control())
         && email.len() <= 320;
     if valid { Ok(email) } else { Err(format!("{text:?} is not an email address")) }
+}
+
+/// The most characters an erasure's reason may have.
+pub const MAX_REASON_CHARS: usize = 1_000;
+
+/// Checks the reason given for an erasure (required: the audit entry keeps it) and takes the
+/// email out of it, so the audit entry never holds the address it erased.
+///
+/// # Errors
+/// A sentence saying what is wrong with the reason.
+pub fn reason(text: &str, email: &str) -> Result<String, String> {
+    let reason = text.trim();
+    if reason.is_empty() {
+        return Err("a reason is required (it is kept in the audit log)".into());
+    }
+    if reason.chars().count() > MAX_REASON_CHARS {
+        return Err(format!("the reason is longer than {MAX_REASON_CHARS} characters"));
+    }
+    if reason.chars().any(|c| c.is_control() && c != '\n') {
+        return Err("the reason contains control characters".into());
+    }
+    let mut out = String::with_capacity(reason.len());
+    let lower = reason.to_lowercase();
+    // Case-insensitive removal; `to_lowercase` keeps byte offsets only for ASCII, so other
+    // text is searched as written.
+    if lower.len() == reason.len() && !email.is_empty() {
+        let mut at = 0;
+        while let Some(i) = lower.get(at..).and_then(|rest| rest.find(email)) {
+            out.push_str(reason.get(at..at + i).unwrap_or_default());
+            out.push_str("[erased]");
+            at += i + email.len();
+        }
+        out.push_str(reason.get(at..).unwrap_or_default());
+    } else {
+        out = reason.replace(email, "[erased]");
+    }
+    Ok(out)
+}
+
+/// Erases `email` (normalised by [`email`]): the person becomes a tombstone everywhere
+/// ([`crate::store::erase`]); `reason` (checked by [`reason`]) and `actor` go into the one
+/// audit entry. Idempotent: a second call finds nothing and changes nothing.
+///
+/// # Errors
+/// A store write fails (then nothing changed).
+pub async fn erase<S: Store>(
+    store: &S,
+    email: &str,
+    actor: &str,
+    reason: &str,
+) -> Result<Erasure, StoreError> {
+    store
+        .erase_person(email.to_owned(), actor.to_owned(), reason.to_owned(), crate::store::now())
+        .await
+}
+
+/// What an erasure did, as the CLI prints it and the API answers.
+pub fn erasure_json(e: &Erasure) -> Value {
+    json!({
+        "erased": e.tombstone.is_some(),
+        "tombstone": e.tombstone,
+        "rows": e.rows,
+    })
 }
 
 /// Gathers everything stored about `email` (already normalised by [`email`]).
@@ -186,5 +251,17 @@ mod tests {
         for bad in ["", "ann", "@example.com", "ann@", "a b@example.com", "a@b@c"] {
             assert!(email(bad).unwrap_err().contains("is not an email address"), "{bad}");
         }
+    }
+
+    #[test]
+    fn reasons_are_required_and_lose_the_email() {
+        let e = "ann.lee@example.com";
+        assert_eq!(
+            reason(" Request of Ann.Lee@Example.com, ticket 7 ", e).unwrap(),
+            "Request of [erased], ticket 7"
+        );
+        assert!(reason("  ", e).unwrap_err().contains("required"));
+        assert!(reason(&"x".repeat(MAX_REASON_CHARS + 1), e).unwrap_err().contains("longer"));
+        assert!(reason("a\u{7}b", e).unwrap_err().contains("control"));
     }
 }

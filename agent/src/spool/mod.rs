@@ -827,6 +827,85 @@ impl Spool {
     }
 }
 
+/// What one product of one indicator kind holds in the spool right now (`aiscout-agent
+/// status`): counts only, never the matched values or users.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Held {
+    /// Indicator kind (`dns`, `tls_sni`, `app`, ...).
+    pub kind: String,
+    /// Catalog product id.
+    pub product: String,
+    /// Aggregated rows waiting to be sent.
+    pub rows: u64,
+    /// Of those rows, how many are in a batch sent and not yet acknowledged.
+    pub in_flight: u64,
+    /// Times seen (the sum of the rows' counts).
+    pub sightings: u64,
+}
+
+/// The spool's contents by kind and product, with its drop counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Contents {
+    /// One entry per (kind, product), sorted by kind then product.
+    pub held: Vec<Held>,
+    /// Sightings evicted by the size cap and not yet reported.
+    pub evicted: u64,
+    /// Sightings dropped before the spool and not yet reported.
+    pub dropped: u64,
+}
+
+/// Reads what the spool at `path` holds without changing it: opened read-only, no migration,
+/// no corruption handling (the daemon may be running and owns those). `None` when there is no
+/// spool file yet.
+///
+/// # Errors
+/// SQLite errors (an unreadable file, a schema this agent does not know).
+#[allow(clippy::disallowed_methods)] // Reason: the spool module is the one that opens SQLite.
+pub fn contents(path: &Path) -> Result<Option<Contents>, SpoolError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let err = |error| SpoolError::Sqlite { path: path.to_path_buf(), error };
+    let conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
+    let mut stmt = conn
+        .prepare(
+            "SELECT kind, product, count(*), count(batch_id), coalesce(sum(count), 0)
+             FROM sightings GROUP BY kind, product ORDER BY kind, product",
+        )
+        .map_err(err)?;
+    let as_u64 = |v: i64| u64::try_from(v).unwrap_or(0);
+    let held = stmt
+        .query_map([], |r| {
+            Ok(Held {
+                kind: r.get(0)?,
+                product: r.get(1)?,
+                rows: as_u64(r.get(2)?),
+                in_flight: as_u64(r.get(3)?),
+                sightings: as_u64(r.get(4)?),
+            })
+        })
+        .map_err(err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(err)?;
+    let counter = |name: &str| -> Result<u64, SpoolError> {
+        let v: i64 = conn
+            .query_row(
+                "SELECT coalesce(max(value), 0) FROM counters WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        Ok(as_u64(v))
+    };
+    let (evicted, dropped) = (counter("evicted")?, counter("dropped")?);
+    Ok(Some(Contents { held, evicted, dropped }))
+}
+
 /// 128 random bits as hex: unique per batch without coordination.
 fn new_batch_id() -> String {
     use ring::rand::SecureRandom as _;

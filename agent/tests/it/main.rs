@@ -19,5 +19,6 @@ mod offline;
 mod removal;
 mod rfc_vectors;
 mod spool;
+mod status;
 mod support;
 mod tshark;

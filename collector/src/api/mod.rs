@@ -913,6 +913,39 @@ async fn person_export<S: Store>(
     Ok(Json(crate::person::to_json(&record)).into_response())
 }
 
+/// `POST /api/v1/people/{email}/erase` with `{"reason": "..."}`: the right to erasure
+/// ([`crate::person::erase`]), for admin tokens only. Answers what changed; a second call
+/// answers `erased: false`.
+async fn person_erase<S: Store>(
+    State(state): Shared<S>,
+    headers: HeaderMap,
+    Path(email): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct EraseRequest {
+        reason: String,
+    }
+    let token = api_token(&state, &headers).await?;
+    if token.role != Role::Admin {
+        return Err(ApiError::Forbidden(token.role));
+    }
+    let email = crate::person::email(&email)
+        .map_err(|message| ApiError::BadRequest { field: Some("email".into()), message })?;
+    let body = json_body(&headers, body, MAX_SMALL_BODY_BYTES).await?;
+    let req: EraseRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest { field: None, message: format!("request body: {e}") })?;
+    let reason = crate::person::reason(&req.reason, &email)
+        .map_err(|message| ApiError::BadRequest { field: Some("reason".into()), message })?;
+    let erasure =
+        timed(&state, crate::person::erase(&state.store, &email, &token.name, &reason)).await?;
+    if erasure.tombstone.is_some() {
+        tracing::info!("A person's data was erased.");
+    }
+    Ok(Json(crate::person::erasure_json(&erasure)).into_response())
+}
+
 /// `GET /metrics`: counters only (no label names a device, person or product). With
 /// `metrics_token_file` set, only a request bearing that token gets them.
 async fn metrics<S: Store>(
@@ -966,6 +999,7 @@ pub fn router<S: Store>(state: Arc<AppState<S>>) -> Router {
         .route(routes::RECONCILE, get(reconcile::<S>))
         .route(routes::POLICY, get(policy_export::<S>))
         .route("/api/v1/people/{email}/export", get(person_export::<S>))
+        .route("/api/v1/people/{email}/erase", post(person_erase::<S>))
         .route(routes::IMPORT_EXPENSES, post(import_expenses::<S>))
         .route(routes::IMPORT_GATEWAY, post(import_gateway::<S>))
         .route("/metrics", get(metrics::<S>))

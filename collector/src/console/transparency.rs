@@ -21,6 +21,7 @@ use super::{PageResult, Refusal, Settings, document};
 use crate::api::AppState;
 use crate::model::Role;
 use crate::store::Store;
+use crate::store::retention::Kind;
 
 type Shared<S> = State<Arc<AppState<S>>>;
 
@@ -32,6 +33,8 @@ pub struct Transparency {
     pub organisation: Option<String>,
     /// Who to ask or send a request to (an email address or an `https://` page).
     pub contact: Option<String>,
+    /// The retention periods (`[retention]`), which the page states.
+    pub retention: crate::retention::Settings,
 }
 
 /// Longest `[transparency] organisation` text, in characters.
@@ -201,18 +204,38 @@ impl<'a> Facts<'a> {
             (
                 "On the laptop",
                 "matched sightings wait in the agent's local queue until the collector \
-                 acknowledges them, then are deleted; the queue has a size cap"
+                 acknowledges them, then are deleted; the queue has a size cap; \
+                 `aiscout-agent status` on the laptop shows what it holds and has sent"
                     .to_owned(),
             ),
             (
-                "Sightings, devices, expense lines, gateway spend, the people directory",
+                "Sightings",
+                crate::retention::describe(&self.console.transparency.retention, Kind::Sightings),
+            ),
+            (
+                "Expense lines",
+                crate::retention::describe(
+                    &self.console.transparency.retention,
+                    Kind::ExpenseLines,
+                ),
+            ),
+            (
+                "Gateway spend",
+                crate::retention::describe(&self.console.transparency.retention, Kind::GatewayRows),
+            ),
+            (
+                "Devices, the people directory",
                 "kept until an administrator deletes them or a person's data is erased on \
-                 request; this collector has no automatic deletion configured"
+                 request; the inventory's totals (products, devices and users seen) are kept \
+                 after the sightings they came from are deleted"
                     .to_owned(),
             ),
             (
                 "Audit log",
-                "kept for as long as the other data, so every change stays accountable".to_owned(),
+                crate::retention::describe(
+                    &self.console.transparency.retention,
+                    Kind::AuditEntries,
+                ),
             ),
             (
                 "Console sessions",

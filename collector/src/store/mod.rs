@@ -43,10 +43,12 @@ use crate::model::{
     ValueUsage,
 };
 
+pub mod erase;
 pub mod files;
 pub mod outbox;
 pub mod postgres;
 pub mod postgres_tls;
+pub mod retention;
 pub mod rollup;
 pub mod sqlite;
 
@@ -616,6 +618,25 @@ pub trait Store: Send + Sync + 'static {
     fn reenroll_requests(
         &self,
     ) -> impl Future<Output = Result<Vec<ReenrollRequest>, StoreError>> + Send;
+
+    /// Replaces the person with `email` (lowercased) by a tombstone everywhere, in one
+    /// transaction, with one audit record (`person.erase`, the reason, no email) when anything
+    /// named them ([`erase`]).
+    fn erase_person(
+        &self,
+        email: String,
+        actor: String,
+        reason: String,
+        now: i64,
+    ) -> impl Future<Output = Result<erase::Erasure, StoreError>> + Send;
+
+    /// Deletes (or with `dry_run` counts) what is older than the retention periods, in chunks
+    /// ([`retention`]).
+    fn apply_retention(
+        &self,
+        cutoffs: retention::Cutoffs,
+        dry_run: bool,
+    ) -> impl Future<Output = Result<retention::Outcome, StoreError>> + Send;
 }
 
 /// What to do with an enrollment: the one decision both backends make, from what they read in

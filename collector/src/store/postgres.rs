@@ -43,6 +43,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 8, sql: include_str!("migrations/postgres/0008_alerts.sql") },
     Migration { version: 9, sql: include_str!("migrations/postgres/0009_connectors.sql") },
     Migration { version: 10, sql: include_str!("migrations/postgres/0010_reenroll.sql") },
+    Migration { version: 12, sql: include_str!("migrations/postgres/0012_privacy.sql") },
 ];
 
 /// The advisory lock key that serialises migrations ("aiscout" in ASCII).
@@ -311,6 +312,21 @@ async fn enroll_in(
     )
     .await?;
     Ok(id)
+}
+
+/// Appends one audit record outside a transaction (a statement is its own).
+async fn append_audit_now(
+    client: &deadpool_postgres::Client,
+    a: &AuditRecord,
+) -> Result<(), StoreError> {
+    client
+        .execute(
+            "INSERT INTO audit_log (at, actor, action, subject, before_json, after_json)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[&a.at, &a.actor, &a.action, &a.subject, &a.before, &a.after],
+        )
+        .await?;
+    Ok(())
 }
 
 async fn append_audit(
@@ -819,6 +835,117 @@ impl Store for PgStore {
         append_audit(&tx, &super::approve_audit(&host_id, &actor, now)).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn erase_person(
+        &self,
+        email: String,
+        actor: String,
+        reason: String,
+        now: i64,
+    ) -> Result<super::erase::Erasure, StoreError> {
+        use super::erase::{self, postgres_sql};
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let name: String = tx
+            .query_opt(
+                "SELECT name FROM people WHERE lower(email) = $1
+                 UNION ALL SELECT payer_name FROM expense_lines WHERE lower(payer_email) = $1
+                 LIMIT 1",
+                &[&email],
+            )
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?
+            .unwrap_or_default();
+        let users: Vec<String> = tx
+            .query(&postgres_sql(erase::OWNED_OS_USERS), &[&email])
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?;
+        let t = erase::Tombstone::new();
+        let mut rows = std::collections::BTreeMap::<String, u64>::new();
+        tx.execute(erase::UNLOCK_AUDIT, &[]).await?;
+        for (n, user) in users.iter().enumerate() {
+            let new = format!("{}-{}", t.os_user, n + 1);
+            for sql in erase::OS_USER {
+                tx.execute(&postgres_sql(sql), &[user, &new]).await?;
+            }
+            *rows.entry("os_users".into()).or_default() += 1;
+        }
+        let args: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+            [&email, &t.email, &name, &t.name, &t.hostname];
+        for step in erase::PERSON {
+            if step.needs_name && name.trim().is_empty() {
+                continue;
+            }
+            let arity = erase::arity(step.sql);
+            // Typed, so a parameter a statement does not use still has a type.
+            let stmt = tx.prepare_typed(&postgres_sql(step.sql), &vec![Type::TEXT; arity]).await?;
+            let n = tx.execute(&stmt, args.get(..arity).unwrap_or(&args)).await?;
+            *rows.entry(step.table.into()).or_default() += n;
+        }
+        tx.execute(erase::LOCK_AUDIT, &[]).await?;
+        rows.retain(|_, n| *n > 0);
+        if rows.is_empty() {
+            // Nothing named them: already erased or never known; nothing to record.
+            return Ok(erase::Erasure::default());
+        }
+        append_audit(&tx, &erase::audit(&t.email, &actor, &reason, &rows, now)).await?;
+        tx.batch_execute(super::BUMP_SPEND).await?;
+        tx.batch_execute(super::BUMP_DEVICES).await?;
+        tx.batch_execute(super::BUMP_USAGE).await?;
+        tx.execute(rollup::DEPARTMENTS_DIRTY, &[]).await?;
+        tx.commit().await?;
+        Ok(erase::Erasure { tombstone: Some(t.email), rows })
+    }
+
+    async fn apply_retention(
+        &self,
+        cutoffs: super::retention::Cutoffs,
+        dry_run: bool,
+    ) -> Result<super::retention::Outcome, StoreError> {
+        use super::erase::postgres_sql;
+        use super::retention::{self, CHUNK, Kind, MAX_CHUNKS, Outcome};
+        let mut outcome = Outcome { rows: Vec::new(), dry_run };
+        let mut client = self.client().await?;
+        for kind in Kind::ALL {
+            let Some(cutoff) = cutoffs.of(kind) else { continue };
+            let n = if dry_run {
+                let row = client.query_one(&postgres_sql(kind.count_sql()), &[&cutoff]).await?;
+                u64::try_from(row.try_get::<_, i64>(0)?).unwrap_or(0)
+            } else {
+                let mut total = 0u64;
+                for _ in 0..MAX_CHUNKS {
+                    let tx = client.transaction().await?;
+                    if kind == Kind::AuditEntries {
+                        tx.execute(super::erase::UNLOCK_AUDIT, &[]).await?;
+                    }
+                    let n =
+                        tx.execute(&postgres_sql(kind.delete_sql()), &[&cutoff, &CHUNK]).await?;
+                    if kind == Kind::AuditEntries {
+                        tx.execute(super::erase::LOCK_AUDIT, &[]).await?;
+                    }
+                    if n > 0
+                        && let Some(bump) = kind.bump()
+                    {
+                        tx.batch_execute(bump).await?;
+                    }
+                    tx.commit().await?;
+                    total += n;
+                    if n < CHUNK.unsigned_abs() {
+                        break;
+                    }
+                }
+                total
+            };
+            outcome.rows.push((kind, cutoff, n));
+        }
+        if !dry_run && outcome.total() > 0 {
+            append_audit_now(&client, &retention::audit(&outcome, super::now())).await?;
+        }
+        Ok(outcome)
     }
 
     async fn reenroll_requests(&self) -> Result<Vec<ReenrollRequest>, StoreError> {

@@ -39,6 +39,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 8, sql: include_str!("migrations/sqlite/0008_alerts.sql") },
     Migration { version: 9, sql: include_str!("migrations/sqlite/0009_connectors.sql") },
     Migration { version: 10, sql: include_str!("migrations/sqlite/0010_reenroll.sql") },
+    Migration { version: 12, sql: include_str!("migrations/sqlite/0012_privacy.sql") },
 ];
 
 /// How long a connection waits for another writer before failing.
@@ -1093,6 +1094,126 @@ impl Store for SqliteStore {
             Ok(())
         })
         .await
+    }
+
+    async fn erase_person(
+        &self,
+        email: String,
+        actor: String,
+        reason: String,
+        now: i64,
+    ) -> Result<super::erase::Erasure, StoreError> {
+        use super::erase;
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let name: String = tx
+                .query_row(
+                    "SELECT name FROM people WHERE lower(email) = ?1
+                     UNION ALL SELECT payer_name FROM expense_lines WHERE lower(payer_email) = ?1
+                     LIMIT 1",
+                    [&email],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .unwrap_or_default();
+            let users: Vec<String> = {
+                let mut stmt = tx.prepare(erase::OWNED_OS_USERS)?;
+                let rows = stmt.query_map([&email], |r| r.get(0))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            let t = erase::Tombstone::new();
+            let mut rows = std::collections::BTreeMap::<String, u64>::new();
+            tx.execute(erase::UNLOCK_AUDIT, [])?;
+            for (n, user) in users.iter().enumerate() {
+                let new = format!("{}-{}", t.os_user, n + 1);
+                for sql in erase::OS_USER {
+                    tx.execute(sql, params![user, new])?;
+                }
+                *rows.entry("os_users".into()).or_default() += 1;
+            }
+            let args = [&email, &t.email, &name, &t.name, &t.hostname];
+            for step in erase::PERSON {
+                if step.needs_name && name.trim().is_empty() {
+                    continue;
+                }
+                let params = args.get(..erase::arity(step.sql)).unwrap_or(&args);
+                let n = tx.execute(step.sql, rusqlite::params_from_iter(params))?;
+                *rows.entry(step.table.into()).or_default() += n as u64;
+            }
+            tx.execute(erase::LOCK_AUDIT, [])?;
+            rows.retain(|_, n| *n > 0);
+            if rows.is_empty() {
+                // Nothing named them: already erased or never known; nothing to record.
+                return Ok(erase::Erasure::default());
+            }
+            append_audit(&tx, &erase::audit(&t.email, &actor, &reason, &rows, now))?;
+            tx.execute_batch(super::BUMP_SPEND)?;
+            tx.execute_batch(super::BUMP_DEVICES)?;
+            tx.execute_batch(super::BUMP_USAGE)?;
+            tx.execute(rollup::DEPARTMENTS_DIRTY, [])?;
+            tx.commit()?;
+            Ok(erase::Erasure { tombstone: Some(t.email), rows })
+        })
+        .await
+    }
+
+    async fn apply_retention(
+        &self,
+        cutoffs: super::retention::Cutoffs,
+        dry_run: bool,
+    ) -> Result<super::retention::Outcome, StoreError> {
+        use super::retention::{self, CHUNK, Kind, MAX_CHUNKS, Outcome};
+        let mut outcome = Outcome { rows: Vec::new(), dry_run };
+        for kind in Kind::ALL {
+            let Some(cutoff) = cutoffs.of(kind) else { continue };
+            let n = if dry_run {
+                self.with(move |c| {
+                    let n: i64 = c.query_row(kind.count_sql(), [cutoff], |r| r.get(0))?;
+                    Ok(u64::try_from(n).unwrap_or(0))
+                })
+                .await?
+            } else {
+                let mut total = 0u64;
+                for _ in 0..MAX_CHUNKS {
+                    let n = self
+                        .with(move |c| {
+                            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                            if kind == Kind::AuditEntries {
+                                tx.execute(super::erase::UNLOCK_AUDIT, [])?;
+                            }
+                            let n = tx.execute(kind.delete_sql(), params![cutoff, CHUNK])?;
+                            if kind == Kind::AuditEntries {
+                                tx.execute(super::erase::LOCK_AUDIT, [])?;
+                            }
+                            if n > 0
+                                && let Some(bump) = kind.bump()
+                            {
+                                tx.execute_batch(bump)?;
+                            }
+                            tx.commit()?;
+                            Ok(n as u64)
+                        })
+                        .await?;
+                    total += n;
+                    if n < CHUNK as u64 {
+                        break;
+                    }
+                }
+                total
+            };
+            outcome.rows.push((kind, cutoff, n));
+        }
+        if !dry_run && outcome.total() > 0 {
+            let record = retention::audit(&outcome, super::now());
+            self.with(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                append_audit(&tx, &record)?;
+                tx.commit()?;
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(outcome)
     }
 
     async fn reenroll_requests(&self) -> Result<Vec<ReenrollRequest>, StoreError> {

@@ -482,6 +482,12 @@ async fn transparency_needs_no_session_matches_the_configuration_and_names_nobod
         transparency: Transparency {
             organisation: Some("We run aiscout <b>openly</b>.\n\nSecond paragraph.".into()),
             contact: Some("https://intranet.example/privacy".into()),
+            retention: aiscout_collector::retention::Settings {
+                sightings_days: Some(93),
+                expense_lines_days: Some(731),
+                gateway_rows_days: Some(365),
+                audit_entries_days: Some(2_557),
+            },
         },
         ..Settings::default()
     };
@@ -549,6 +555,20 @@ async fn transparency_needs_no_session_matches_the_configuration_and_names_nobod
     listed.sort_unstable();
     assert_eq!(listed, wire, "every field the wire carries is explained, and no other");
     assert!(v["retention"].to_string().contains("15 minutes without use"));
+    // The configured periods (issue 21), on the page and in the JSON.
+    let kept = |data: &str| {
+        v["retention"].as_array().unwrap().iter().find(|r| r["data"] == data).unwrap()["kept"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(kept("Sightings"), "deleted 93 days after they were last seen");
+    assert_eq!(kept("Expense lines"), "deleted 731 days after the transaction");
+    assert_eq!(kept("Gateway spend"), "deleted 365 days after the day or period they cover");
+    assert_eq!(kept("Audit log"), "deleted 2557 days after they were written");
+    for text in ["deleted 93 days after", "deleted 731 days", "deleted 2557 days"] {
+        assert!(page.contains(text), "{text} not on the page");
+    }
 
     let (status, _, list) = get(&mut c, "/transparency/catalog?format=json", None).await;
     assert_eq!(status, StatusCode::OK);
@@ -625,4 +645,87 @@ async fn person_export_is_for_admins_only_and_names_the_email_it_was_asked_about
     .unwrap();
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(String::from_utf8_lossy(&body).contains("is not an email address"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn person_erase_is_for_admins_needs_a_reason_and_is_audited_without_the_email() {
+    let server = start(100).await;
+    let person = aiscout_collector::model::Person {
+        email: "zoe@example.com".into(),
+        name: "Zoe Private".into(),
+        department: "Legal".into(),
+        manager: None,
+    };
+    server.store.upsert_people(vec![person]).await.unwrap();
+    let admin = server.token("ada", Role::Admin).await;
+    let mut c = server.connect(false).await;
+    let path = "/api/v1/people/zoe@example.com/erase";
+    let json = ("content-type", "application/json");
+    for (role, name) in [(Role::Security, "sam"), (Role::Procurement, "pat"), (Role::Viewer, "vic")]
+    {
+        let auth = format!("Bearer {}", server.token(name, role).await);
+        let (status, _, _) = call(
+            &mut c,
+            Method::POST,
+            path,
+            &[("authorization", &auth), json],
+            r#"{"reason":"x"}"#,
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, StatusCode::FORBIDDEN, "{role:?}");
+    }
+    let (status, _, _) =
+        call(&mut c, Method::POST, path, &[json], r#"{"reason":"x"}"#).await.unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let auth = format!("Bearer {admin}");
+    let headers = [("authorization", auth.as_str()), json];
+    for (body, says) in [
+        (r#"{"reason":"  "}"#, "reason is required"),
+        (r#"{}"#, "reason"),
+        (r#"{"reason":"x","email":"y"}"#, "unknown field"),
+    ] {
+        let (status, _, answer) = call(&mut c, Method::POST, path, &headers, body).await.unwrap();
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(String::from_utf8_lossy(&answer).contains(says), "{body}");
+    }
+    // Nothing changed by the refused calls.
+    assert_eq!(server.store.people().await.unwrap()[0].email, "zoe@example.com");
+
+    let (status, _, answer) = call(
+        &mut c,
+        Method::POST,
+        "/api/v1/people/Zoe%40Example.com/erase",
+        &headers,
+        r#"{"reason":"Request of zoe@example.com, ticket 42"}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(v["erased"], true);
+    let tombstone = v["tombstone"].as_str().unwrap().to_owned();
+    assert_eq!(v["rows"]["people"], 1);
+    let people = server.store.people().await.unwrap();
+    assert_eq!(people[0].email, tombstone);
+    assert!(!people[0].name.contains("Zoe"));
+    let entries = server
+        .store
+        .audit_query(AuditFilter {
+            subject: Some(tombstone.clone()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let entry = &entries[0].record;
+    assert_eq!((entry.action.as_str(), entry.actor.as_str()), ("person.erase", "ada"));
+    let after = entry.after.as_deref().unwrap();
+    assert!(after.contains("ticket 42") && !after.contains("zoe"), "{after}");
+    // Again: nothing is left under the email.
+    let (status, _, answer) =
+        call(&mut c, Method::POST, path, &headers, r#"{"reason":"again"}"#).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(v["erased"], false);
 }

@@ -562,3 +562,100 @@ fn check_config_exits_non_zero_listing_every_problem() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(stdout(&out).trim(), "configuration ok");
 }
+
+/// Issue 21 through the binary: `retention run [--dry-run]` with `[retention]` from the config,
+/// `person erase EMAIL --reason`, and `check-config` naming a period that outlives the audit log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_run_and_person_erase_from_the_command_line() {
+    use aiscout_collector::model::{ExpenseLine, Person};
+    use aiscout_collector::store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let day = 86_400;
+    let now = aiscout_collector::store::now();
+    {
+        let store = aiscout_collector::store::sqlite::SqliteStore::open(&data.join("aiscout.db"))
+            .await
+            .unwrap();
+        store
+            .upsert_people(vec![Person {
+                email: "ann@example.com".into(),
+                name: "Ann Lee".into(),
+                department: "Sales".into(),
+                manager: None,
+            }])
+            .await
+            .unwrap();
+        let line = |key: &str, at: i64| ExpenseLine {
+            source: "ramp".into(),
+            dedupe_key: key.into(),
+            file: "ramp.csv".into(),
+            line: 2,
+            occurred_at: at,
+            amount_minor: 2_000,
+            currency: "USD".into(),
+            descriptor: "OPENAI *CHATGPT".into(),
+            merchant: "OpenAI".into(),
+            payer_email: "ann@example.com".into(),
+            payer_name: "Ann Lee".into(),
+            department: "Sales".into(),
+            candidate: false,
+            product: Some("openai.chatgpt".into()),
+        };
+        store
+            .add_expenses(vec![line("old", now - 400 * day), line("new", now - 10 * day)], now)
+            .await
+            .unwrap();
+    }
+    let config = dir.path().join("collector.toml");
+    std::fs::write(
+        &config,
+        "[retention]\nsightings_days = 90\nexpense_lines_days = 365\ngateway_rows_days = 365\n\
+         audit_entries_days = 730\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(&data)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let dry = run(&["retention", "run", "--dry-run"]);
+    assert!(dry.status.success(), "{dry:?}");
+    let text = stdout(&dry);
+    assert!(text.contains("expense_lines: would delete 1 (older than 365 days"), "{text}");
+    assert!(text.contains("sightings: would delete 0"), "{text}");
+    let done = run(&["retention", "run"]);
+    assert!(done.status.success(), "{done:?}");
+    assert!(stdout(&done).contains("expense_lines: deleted 1 "), "{}", stdout(&done));
+    assert!(stdout(&run(&["retention", "run"])).contains("expense_lines: deleted 0 "));
+
+    let missing = run(&["person", "erase", "ann@example.com"]);
+    assert_eq!(missing.status.code(), Some(2), "--reason is required: {missing:?}");
+    let erased = run(&["person", "erase", "Ann@Example.com", "--reason", "DSAR 2026-3"]);
+    assert!(erased.status.success(), "{erased:?}");
+    let v: Value = serde_json::from_slice(&erased.stdout).unwrap();
+    assert_eq!(v["erased"], true);
+    assert_eq!(v["rows"]["expense_lines"], 1);
+    let export = run(&["person", "export", "ann@example.com"]);
+    let v: Value = serde_json::from_slice(&export.stdout).unwrap();
+    assert_eq!(v["found"], false);
+    let again = run(&["person", "erase", "ann@example.com", "--reason", "DSAR 2026-3"]);
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("nothing is stored"), "{again:?}");
+
+    std::fs::write(&config, "[retention]\nsightings_days = 900\naudit_entries_days = 730\n")
+        .unwrap();
+    let bad = run(&["check-config"]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("retention.sightings_days") && err.contains("retention.expense_lines_days"),
+        "{err}"
+    );
+}

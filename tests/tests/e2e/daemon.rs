@@ -188,6 +188,19 @@ fn privacy_only_catalog_matches_leave_the_agent() {
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", agent.output().join("\n")));
     agent.terminate(Duration::from_secs(30)).unwrap();
+    // What the employee sees with `aiscout-agent status` (issue 21): enrolled, the upload
+    // acknowledged, the spool empty, and none of the other names.
+    let status = Command::new(binary("aiscout-agent", "aiscout-agent").unwrap())
+        .args(["status", "--json", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{status:?}");
+    let status_text = String::from_utf8_lossy(&status.stdout).into_owned();
+    let v: serde_json::Value = serde_json::from_str(&status_text).unwrap();
+    assert_eq!(v["enrolled"], true, "{status_text}");
+    assert_eq!(v["last_upload"]["ok"], true, "{status_text}");
+    assert_eq!(v["spool"]["rows"], 0, "{status_text}");
 
     let agent_log = agent.output().join("\n");
     let mut collector_process = collector.process;
@@ -199,6 +212,7 @@ fn privacy_only_catalog_matches_leave_the_agent() {
         "positive control"
     );
     for name in &other {
+        assert!(!status_text.contains(name.as_str()), "{name} in `aiscout-agent status`");
         assert!(!agent_log.contains(name.as_str()), "{name} in the agent's log");
         assert!(!collector_log.contains(name.as_str()), "{name} in the collector's log");
         let leaked = files_contain(&agent_dir, name);

@@ -73,6 +73,18 @@ pub(crate) fn drop_schema(schema: &str) {
     }
 }
 
+impl<S> Harness<S> {
+    /// The temporary folder of a SQLite harness (the database is `aiscout.db` in it).
+    pub(crate) fn dir(&self) -> Option<&std::path::Path> {
+        self._dir.as_ref().map(tempfile::TempDir::path)
+    }
+
+    /// The schema of a PostgreSQL harness.
+    pub(crate) fn schema(&self) -> Option<&str> {
+        self.schema.as_deref()
+    }
+}
+
 impl<S> Drop for Harness<S> {
     fn drop(&mut self) {
         if let Some(schema) = &self.schema {

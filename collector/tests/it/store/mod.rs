@@ -13,6 +13,7 @@ use aiscout_wire::ReviewStatus;
 
 mod alerts;
 pub(crate) mod harness;
+mod privacy;
 mod upgrade;
 
 pub(crate) use alerts::{

@@ -1,0 +1,401 @@
+//! Issue 21 on both stores: erasure (`person erase`) leaves no trace of the email or name in
+//! any table or export and keeps every report total; retention deletes by age per kind, in
+//! chunks, dry runs only count, and the audit log records both without the erased email.
+
+use aiscout_collector::join::{self, Purpose};
+use aiscout_collector::model::{AuditFilter, Person, Role, Session, UsageFilter};
+use aiscout_collector::person;
+use aiscout_collector::review;
+use aiscout_collector::store::Store;
+use aiscout_collector::store::retention::{Cutoffs, Kind};
+use aiscout_wire::{InventoryQuery, ReviewStatus};
+
+use super::harness::{self, Harness};
+use super::{batch, device, expense, sighting, spend};
+
+/// Every value of every table of the SQLite database, as text.
+fn dump_sqlite(path: &std::path::Path) -> String {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let mut out = String::new();
+    for t in tables {
+        let mut stmt = conn.prepare(&format!("SELECT * FROM \"{t}\"")).unwrap();
+        let n = stmt.column_count();
+        let mut rows = stmt.query([]).unwrap();
+        while let Some(row) = rows.next().unwrap() {
+            out.push_str(&t);
+            for i in 0..n {
+                use rusqlite::types::ValueRef;
+                out.push('|');
+                match row.get_ref(i).unwrap() {
+                    ValueRef::Null => out.push_str("NULL"),
+                    ValueRef::Integer(v) => out.push_str(&v.to_string()),
+                    ValueRef::Real(v) => out.push_str(&v.to_string()),
+                    ValueRef::Text(b) | ValueRef::Blob(b) => {
+                        out.push_str(&String::from_utf8_lossy(b));
+                    }
+                }
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Every row of every table of the PostgreSQL schema, as text.
+async fn dump_postgres(schema: &str) -> String {
+    let (client, conn) =
+        tokio_postgres::connect(&harness::pg_url(), tokio_postgres::NoTls).await.unwrap();
+    let driver = tokio::spawn(conn);
+    let tables: Vec<String> = client
+        .query(
+            "SELECT table_name::text FROM information_schema.tables
+             WHERE table_schema = $1 AND table_type = 'BASE TABLE'",
+            &[&schema],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut out = String::new();
+    for t in tables {
+        for row in
+            client.query(&format!("SELECT t::text FROM {schema}.\"{t}\" t"), &[]).await.unwrap()
+        {
+            out.push_str(&t);
+            out.push('|');
+            out.push_str(row.get::<_, &str>(0));
+            out.push('\n');
+        }
+    }
+    drop(client);
+    driver.abort();
+    out
+}
+
+trait Dump {
+    async fn dump(&self) -> String;
+    /// Tries to rewrite and to delete an audit entry outside the store; the errors.
+    async fn tamper(&self) -> [String; 2];
+}
+
+impl Dump for Harness<aiscout_collector::store::sqlite::SqliteStore> {
+    async fn dump(&self) -> String {
+        dump_sqlite(&self.dir().unwrap().join("aiscout.db"))
+    }
+
+    async fn tamper(&self) -> [String; 2] {
+        let conn = rusqlite::Connection::open(self.dir().unwrap().join("aiscout.db")).unwrap();
+        ["UPDATE audit_log SET actor = 'x'", "DELETE FROM audit_log"]
+            .map(|sql| conn.execute(sql, []).unwrap_err().to_string())
+    }
+}
+
+impl Dump for Harness<aiscout_collector::store::postgres::PgStore> {
+    async fn dump(&self) -> String {
+        dump_postgres(self.schema().unwrap()).await
+    }
+
+    async fn tamper(&self) -> [String; 2] {
+        let schema = self.schema().unwrap();
+        let (client, conn) =
+            tokio_postgres::connect(&harness::pg_url(), tokio_postgres::NoTls).await.unwrap();
+        let driver = tokio::spawn(conn);
+        let mut out = [String::new(), String::new()];
+        for (i, sql) in [
+            format!("UPDATE {schema}.audit_log SET actor = 'x'"),
+            format!("DELETE FROM {schema}.audit_log"),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let e = client.batch_execute(sql).await.unwrap_err();
+            out[i] = e.as_db_error().map(|d| d.message().to_owned()).unwrap_or_default();
+        }
+        drop(client);
+        driver.abort();
+        out
+    }
+}
+
+/// Every report figure that must not move: the inventory, the spend views, the usage per
+/// source, the totals per person (by position, since the person is renamed) and the counts.
+async fn totals(store: &impl Store, now: i64) -> serde_json::Value {
+    let catalog = aiscout_signatures::Catalog::builtin().unwrap();
+    let facts = join::gather(store, UsageFilter::default(), now, Purpose::Inventory).await.unwrap();
+    let inventory = join::inventory(&catalog, &InventoryQuery::default(), &facts);
+    let (sources, products) = store.usage(UsageFilter::default()).await.unwrap();
+    let expense_sum: i64 = store.expenses(None).await.unwrap().iter().map(|l| l.amount_minor).sum();
+    let mut per_person: Vec<String> = store
+        .person_usage(None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|u| format!("{:?} {:?} {:?}", u.products, u.expense_minor, u.gateway_nanos))
+        .collect();
+    per_person.sort();
+    serde_json::json!({
+        "inventory": serde_json::to_value(&inventory).unwrap(),
+        "sources": format!("{sources:?}"),
+        "products": format!("{products:?}"),
+        "expense_sum": expense_sum,
+        "devices": store.devices().await.unwrap().len(),
+        "people": store.people().await.unwrap().len(),
+        "per_person": per_person,
+    })
+}
+
+async fn erase_case<S: Store>(h: &Harness<S>)
+where
+    Harness<S>: Dump,
+{
+    let store = &h.store;
+    let now = 50_000;
+    store
+        .upsert_people(vec![
+            Person {
+                email: "ann.lee@example.com".into(),
+                name: "Annabel Leeworth".into(),
+                department: "Sales".into(),
+                manager: Some("grace@example.com".into()),
+            },
+            Person {
+                email: "bob@example.com".into(),
+                name: "Bob Kim".into(),
+                department: "Engineering".into(),
+                manager: Some("Ann.Lee@example.com".into()),
+            },
+        ])
+        .await
+        .unwrap();
+    // The owner as the directory spells it: the department rollups join owners to people by
+    // exact email, and an erasure writes one tombstone to both, which would join an owner whose
+    // case differed (and so change the department figures).
+    let mut ann_device = device("ann-host-id", Some("ann.lee@example.com"));
+    ann_device.hostname = "annabels-macbook".into();
+    let ann = store.enroll(ann_device, [1; 32], 100).await.unwrap();
+    let bob =
+        store.enroll(device("bob-host-id", Some("bob@example.com")), [2; 32], 100).await.unwrap();
+    let b = batch(
+        "a1",
+        vec![
+            sighting("openai.chatgpt", "chatgpt.com", "annleeworth", 0, 4),
+            sighting("anthropic.claude", "claude.ai", "annleeworth", 3_600, 2),
+            sighting("openai.chatgpt", "chatgpt.com", "", 3_600, 1),
+        ],
+    );
+    store.ingest(ann, b, 200).await.unwrap();
+    let b = batch("b1", vec![sighting("openai.chatgpt", "chatgpt.com", "bob", 0, 9)]);
+    store.ingest(bob, b, 200).await.unwrap();
+    store.fold().await.unwrap();
+    let mut anns = expense("e1", Some("openai.chatgpt"), 1_000, 2_500);
+    anns.payer_email = "ann.lee@example.com".into();
+    anns.payer_name = "Annabel Leeworth".into();
+    let mut named_only = expense("e3", Some("openai.chatgpt"), 1_100, 700);
+    named_only.payer_email = String::new();
+    named_only.payer_name = "Annabel Leeworth".into();
+    let mut bobs = expense("e2", Some("anthropic.claude"), 1_000, 2_000);
+    bobs.payer_email = "bob@example.com".into();
+    bobs.payer_name = "Bob Kim".into();
+    store.add_expenses(vec![anns, named_only, bobs], 300).await.unwrap();
+    let mut gw = spend("g1", Some("openai.api"), 1_000, 7_000_000);
+    gw.user = "ann.lee@example.com".into();
+    store
+        .add_gateway_spend(vec![gw, spend("g2", Some("openai.api"), 1_000, 5)], 300)
+        .await
+        .unwrap();
+    let decision = review::Decision::new(
+        ReviewStatus::Sanctioned,
+        "Asked for by ann.lee@example.com (Annabel Leeworth)".into(),
+    );
+    let (r, audit) = review::decide("openai.chatgpt", decision, "ann.lee@example.com", 400);
+    store.set_review(r, audit).await.unwrap();
+    let decision = review::Decision::new(ReviewStatus::Blocked, "no".into());
+    let (r, audit) = review::decide("deepseek.chat", decision, "bob@example.com", 401);
+    store.set_review(r, audit).await.unwrap();
+    let session = Session {
+        actor: "ann.lee@example.com".into(),
+        role: Role::Admin,
+        method: "oidc".into(),
+        token: None,
+        csrf: "c".into(),
+        created_at: 500,
+        last_seen: 500,
+        expires_at: now * 10,
+    };
+    let audit = aiscout_collector::console::session_audit(&session, "console.sign_in", 500);
+    store.create_session([9; 32], session, audit).await.unwrap();
+    store.fold().await.unwrap();
+
+    let before = totals(store, now).await;
+    let dump = h.dump().await;
+    assert!(dump.contains("ann.lee@example.com") && dump.contains("Annabel Leeworth"));
+
+    let erasure = person::erase(store, "ann.lee@example.com", "cli", "DSAR 2026-17").await.unwrap();
+    let tombstone = erasure.tombstone.clone().unwrap();
+    assert!(tombstone.starts_with("erased-") && tombstone.ends_with("@erased.invalid"));
+    assert_eq!(erasure.rows.get("os_users"), Some(&1), "{:?}", erasure.rows);
+    assert_eq!(erasure.rows.get("expense_lines"), Some(&2), "{:?}", erasure.rows);
+    assert_eq!(erasure.rows.get("gateway_spend"), Some(&1), "{:?}", erasure.rows);
+    assert_eq!(erasure.rows.get("console_sessions"), Some(&1), "{:?}", erasure.rows);
+    store.fold().await.unwrap();
+
+    // No trace in any table, in any case, nor of the OS user name or host name.
+    let dump = h.dump().await.to_lowercase();
+    for trace in ["ann.lee@example.com", "annabel", "leeworth", "annabels-macbook"] {
+        assert!(!dump.contains(trace), "{trace} is still stored:\n{dump}");
+    }
+    assert!(dump.contains(&tombstone));
+    assert!(dump.contains("bob@example.com"), "nobody else is erased");
+    // Every total is what it was.
+    assert_eq!(totals(store, now).await, before);
+    // The export finds nothing under the email, and the tombstone's holds the amounts.
+    let gone = person::export(store, "ann.lee@example.com").await.unwrap();
+    assert!(gone.is_empty());
+    let json = person::to_json(&person::export(store, &tombstone).await.unwrap()).to_string();
+    assert!(json.contains("2500") && !json.to_lowercase().contains("annabel"), "{json}");
+    // One audit entry with the reason and the tombstone, not the email.
+    let erasures = store
+        .audit_query(AuditFilter {
+            subject: Some(tombstone.clone()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let entry = erasures.iter().find(|e| e.record.action == "person.erase").unwrap();
+    assert_eq!(entry.record.actor, "cli");
+    assert!(entry.record.after.as_deref().unwrap().contains("DSAR 2026-17"));
+    // Bob's manager is the tombstone now.
+    let people = store.people().await.unwrap();
+    let bob_entry = people.iter().find(|p| p.email == "bob@example.com").unwrap();
+    assert_eq!(bob_entry.manager.as_deref(), Some(tombstone.as_str()));
+    // The audit log is still append-only for everything else.
+    for error in h.tamper().await {
+        assert!(error.contains("audit log is append-only"), "{error}");
+    }
+    let audit_count =
+        store.audit_query(AuditFilter { limit: 1_000, ..Default::default() }).await.unwrap().len();
+
+    // Idempotent: nothing left to erase, nothing written.
+    let again = person::erase(store, "ann.lee@example.com", "cli", "DSAR 2026-17").await.unwrap();
+    assert_eq!(again.tombstone, None);
+    assert!(again.rows.is_empty());
+    let after =
+        store.audit_query(AuditFilter { limit: 1_000, ..Default::default() }).await.unwrap().len();
+    assert_eq!(after, audit_count);
+}
+
+async fn retention_case<S: Store>(h: &Harness<S>) {
+    let store = &h.store;
+    let day = 86_400;
+    let d = store.enroll(device("h1", Some("ann@example.com")), [1; 32], day).await.unwrap();
+    // Sightings last seen on days 1, 10 and 20; expense lines on days 2 and 30; gateway rows
+    // on days 3 and 40.
+    let b = batch(
+        "r1",
+        vec![
+            sighting("openai.chatgpt", "chatgpt.com", "u", day, 1),
+            sighting("openai.chatgpt", "chatgpt.com", "u", 10 * day, 2),
+            sighting("anthropic.claude", "claude.ai", "u", 20 * day, 3),
+        ],
+    );
+    store.ingest(d, b, 21 * day).await.unwrap();
+    store.fold().await.unwrap();
+    store
+        .add_expenses(
+            vec![
+                expense("x1", Some("openai.chatgpt"), 2 * day, 100),
+                expense("x2", Some("openai.chatgpt"), 30 * day, 200),
+            ],
+            31 * day,
+        )
+        .await
+        .unwrap();
+    store
+        .add_gateway_spend(
+            vec![
+                spend("y1", Some("openai.api"), 3 * day, 5),
+                spend("y2", Some("openai.api"), 40 * day, 7),
+            ],
+            41 * day,
+        )
+        .await
+        .unwrap();
+    let inventory_before = store.usage(UsageFilter::default()).await.unwrap();
+    let cutoffs = Cutoffs {
+        sightings: Some(15 * day),
+        expense_lines: Some(10 * day),
+        gateway_rows: Some(10 * day),
+        audit_entries: None,
+    };
+    // A dry run counts and deletes nothing.
+    let dry = store.apply_retention(cutoffs, true).await.unwrap();
+    let counts: Vec<(Kind, u64)> = dry.rows.iter().map(|(k, _, n)| (*k, *n)).collect();
+    assert_eq!(counts, [(Kind::Sightings, 2), (Kind::ExpenseLines, 1), (Kind::GatewayRows, 1)]);
+    assert_eq!(store.expenses(None).await.unwrap().len(), 2);
+    let audit_before =
+        store.audit_query(AuditFilter { limit: 1_000, ..Default::default() }).await.unwrap().len();
+    assert_eq!(store.apply_retention(cutoffs, true).await.unwrap(), dry);
+
+    let done = store.apply_retention(cutoffs, false).await.unwrap();
+    assert_eq!(done.rows, dry.rows);
+    let lines: Vec<String> =
+        store.expenses(None).await.unwrap().into_iter().map(|l| l.dedupe_key).collect();
+    assert_eq!(lines, ["x2"]);
+    let left: Vec<(String, i64)> = store
+        .device_products(device("h1", None).host_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.product, s.count))
+        .collect();
+    assert_eq!(left, [("anthropic.claude".to_owned(), 3)]);
+    // The rollups keep the totals the inventory reports.
+    store.fold().await.unwrap();
+    assert_eq!(store.usage(UsageFilter::default()).await.unwrap(), inventory_before);
+    // One audit entry for the run; a second run finds nothing and writes none.
+    let audit =
+        store.audit_query(AuditFilter { limit: 1_000, ..Default::default() }).await.unwrap();
+    assert_eq!(audit.len(), audit_before + 1);
+    assert_eq!(audit[0].record.action, "retention.apply");
+    let again = store.apply_retention(cutoffs, false).await.unwrap();
+    assert_eq!(again.total(), 0);
+
+    // Audit entries: everything before the cutoff goes, through the append-only guard, and
+    // the run's own entry stays.
+    let newest = audit[0].record.at;
+    let only_audit = Cutoffs { audit_entries: Some(newest), ..Cutoffs::default() };
+    let run = store.apply_retention(only_audit, false).await.unwrap();
+    assert_eq!(run.rows, [(Kind::AuditEntries, newest, audit_before as u64)]);
+    let kept = store.audit_query(AuditFilter { limit: 1_000, ..Default::default() }).await.unwrap();
+    assert!(kept.iter().all(|e| e.record.at >= newest), "{kept:?}");
+    assert!(kept.iter().any(|e| e.record.action == "retention.apply"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erase_leaves_no_trace_and_keeps_totals_on_sqlite() {
+    erase_case(&harness::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erase_leaves_no_trace_and_keeps_totals_on_postgres() {
+    erase_case(&harness::postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_by_age_in_chunks_and_keeps_rollups_on_sqlite() {
+    retention_case(&harness::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_by_age_in_chunks_and_keeps_rollups_on_postgres() {
+    retention_case(&harness::postgres().await).await;
+}
