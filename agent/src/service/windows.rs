@@ -122,7 +122,7 @@ fn service_main(_arguments: Vec<OsString>) {
         return;
     };
     let runtime =
-        match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(r) => r,
             Err(error) => {
                 tracing::error!(error = %error, "Cannot start the async runtime.");
