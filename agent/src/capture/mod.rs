@@ -342,9 +342,9 @@ pub enum Wake {
     Frames(u64),
     /// The deadline passed with nothing to deliver.
     Deadline,
-    /// Waits ended with nothing to deliver before any deadline (on Windows at every buffer
-    /// timeout, on Unix after an hour or after many blocks that libpcap's user-space filter
-    /// rejected whole); call again.
+    /// Waits ended with nothing to deliver before any deadline (after an hour, or after many
+    /// wakes with nothing for us, such as blocks that libpcap's user-space filter rejected
+    /// whole); call again.
     Idle,
     /// The source's [`Breaker`] was used.
     Stopped,
@@ -369,11 +369,13 @@ impl LiveSource {
             .timeout(READ_TIMEOUT_MS)
             .open()
             .map_err(open_err)?;
-        // Unix: non-blocking, and `next_batch` sleeps in poll(2) on the capture's descriptor
-        // and the breaker's pipe (see `wait`); a blocking TPACKET_V3 read with a timeout can
-        // block indefinitely while no packet arrives and could not be interrupted. Windows:
-        // blocking reads that return at the buffer timeout, checking the breaker between them.
-        #[cfg(unix)]
+        // Non-blocking, and `next_batch` sleeps in poll(2) on the capture's descriptor and the
+        // breaker's pipe (Unix) or on Npcap's read event and the breaker's event (Windows; see
+        // `wait`); a blocking TPACKET_V3 read with a timeout can block indefinitely while no
+        // packet arrives and could not be interrupted. On Windows the driver sets its read
+        // event once a packet is buffered (minimum copy size one byte), not at 16 kB.
+        #[cfg(windows)]
+        let capture = capture.min_to_copy(1);
         let capture = capture.setnonblock().map_err(open_err)?;
         let mut capture = capture;
         capture
@@ -518,8 +520,12 @@ impl LiveSource {
         self.waiter.wait(&self.capture, timeout).map_err(|e| self.wait_error(e))
     }
 
-    /// Windows: the reads in `drain` already waited for the buffer timeout.
-    #[cfg(not(unix))]
+    #[cfg(windows)]
+    fn wait(&self, timeout: Option<std::time::Duration>) -> Result<Ready, CaptureError> {
+        self.waiter.wait(&self.capture, timeout).map_err(|e| self.wait_error(e))
+    }
+
+    #[cfg(not(any(unix, windows)))]
     fn wait(&self, _timeout: Option<std::time::Duration>) -> Result<Ready, CaptureError> {
         Ok(if self.waiter.breaker().is_stopped() { Ready::Stop } else { Ready::Timeout })
     }

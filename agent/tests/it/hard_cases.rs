@@ -386,7 +386,9 @@ fn live_snaplen_cuts_only_what_decode_would_not_read() {
     let snaplen = usize::try_from(aiscout_agent::capture::SNAPLEN).unwrap();
     let mut everything = std::collections::BTreeSet::new();
     let mut lost_when_too_short = 0;
-    for fixture in pcap_fixtures().into_iter().filter(|p| p.extension().is_some_and(|e| e == "pcap")) {
+    for fixture in
+        pcap_fixtures().into_iter().filter(|p| p.extension().is_some_and(|e| e == "pcap"))
+    {
         let bytes = std::fs::read(&fixture).unwrap();
         let (full, _) = names_cut_to(&bytes, 262_144);
         assert_eq!(kind_names(&replay_file(&fixture, true).0), full, "{}", fixture.display());
