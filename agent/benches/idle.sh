@@ -29,6 +29,10 @@ idle="${1:-60}"
 warmup="${2:-15}"
 busy="${3:-0}"
 target="${CARGO_TARGET_DIR:-target}"
+# tcpdump is measured beside the agent (.ci/install-deps installs it); without it, or without
+# root, the figures would be missing or meaningless, so say so instead of measuring.
+command -v tcpdump > /dev/null || { echo "idle.sh needs tcpdump (.ci/install-deps installs it)" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "idle.sh runs as root (live capture, and tcpdump beside it)" >&2; exit 1; }
 if [ -z "${AGENT:-}" ]; then
   cargo build --release -q -p aiscout-agent --locked
   AGENT="$target/release/aiscout-agent"
@@ -73,6 +77,13 @@ if [ -n "${BASELINE:-}" ]; then start_agent "baseline agent run (defaults)" "$BA
 tcpdump -i any -w /dev/null 2> "$work/tcpdump.log" &
 pids+=($!); procs+=($!); names+=("tcpdump -i any -w /dev/null")
 sleep "$warmup"
+# A process that died would otherwise end the script silently at its first /proc read (set -e).
+alive() {
+  for i in "${!procs[@]}"; do
+    kill -0 "${procs[$i]}" 2> /dev/null || { echo "${names[$i]} is not running:"; cat "$work"/*.log; exit 1; }
+  done
+}
+alive
 
 switches() { # pid: "tid count name" per thread
   for s in /proc/"$1"/task/*/status; do
@@ -102,6 +113,7 @@ phase() { # label seconds [load command...]: every process over the same window
   for i in "${!procs[@]}"; do switches "${procs[$i]}" > "$work/s0.$i"; c0[$i]=$(cpu_ticks "${procs[$i]}"); done
   start=$(date +%s.%N)
   if [ $# -gt 0 ]; then "$@" > "$work/load.out" 2>&1 || true; else sleep "$secs"; fi
+  alive
   for i in "${!procs[@]}"; do switches "${procs[$i]}" > "$work/s1.$i"; c1[$i]=$(cpu_ticks "${procs[$i]}"); done
   took=$(echo "$(date +%s.%N) - $start" | bc)
   echo "== $label (load before: $(cut -d' ' -f1-3 /proc/loadavg))"
@@ -123,4 +135,4 @@ grep -E 'Capture unavailable|Cannot list' "$work"/state*.log || true
 kill -TERM "$agent"
 stop0=$(date +%s.%N)
 wait "$agent" || true
-echo "agent stopped $(echo "$(date +%s.%N) - $stop0" | bc | cut -c1-5) s after SIGTERM"
+printf 'agent stopped %.3f s after SIGTERM\n' "$(echo "$(date +%s.%N) - $stop0" | bc)"

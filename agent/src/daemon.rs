@@ -58,13 +58,15 @@ use crate::upload::{self, Backoff, Client, UploadError};
 /// Records waiting between the producers and the spool thread.
 pub const RECORD_QUEUE: usize = 8_192;
 
-/// What producers hand the spool thread.
+/// What producers hand the spool thread. Boxed: a bounded `sync_channel` allocates all of its
+/// [`RECORD_QUEUE`] slots up front, so each slot holds a pointer rather than a whole record
+/// (issue 22: steady RSS).
 #[derive(Debug)]
 enum Spooled {
     /// One matched network observation.
-    Record(Record),
+    Record(Box<Record>),
     /// One complete inventory view, stored and diffed in one transaction.
-    Inventory(InventoryView),
+    Inventory(Box<InventoryView>),
 }
 
 impl Spooled {
@@ -717,9 +719,9 @@ fn observe(shared: &Shared, tx: &SyncSender<Spooled>, obs: &Observation, live: b
         removed: false,
     };
     if live {
-        shared.offer(tx, Spooled::Record(record));
+        shared.offer(tx, Spooled::Record(Box::new(record)));
     } else {
-        shared.send_waiting(tx, Spooled::Record(record));
+        shared.send_waiting(tx, Spooled::Record(Box::new(record)));
     }
 }
 
@@ -758,12 +760,12 @@ fn inventory_view<'f>(
     send: impl IntoIterator<Item = &'f Finding>,
     now: i64,
 ) -> Spooled {
-    Spooled::Inventory(InventoryView {
+    Spooled::Inventory(Box::new(InventoryView {
         records: send.into_iter().map(|f| finding_record(shared, f, now)).collect(),
         installed: all.iter().filter_map(|f| installed_key(shared, f)).collect(),
         at: now,
         window: shared.window_start(now),
-    })
+    }))
 }
 
 /// Joins a thread, giving up after `limit` (the thread is then left to end with the process).
@@ -875,11 +877,12 @@ fn spool_writer(
         };
         let disconnected = match received {
             Ok(Spooled::Record(r)) => {
-                pending.push(r);
+                pending.push(*r);
                 flush_due.get_or_insert_with(|| Instant::now() + FLUSH_AFTER);
                 false
             }
             Ok(Spooled::Inventory(view)) => {
+                let view = *view;
                 pending_view = Some(match pending_view.take() {
                     Some(mut older) => {
                         older.records.extend(view.records);

@@ -380,8 +380,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 (false, Some(root)) => Some(aiscout_agent::inventory::ScanOptions::root(root)),
                 (false, None) => Some(aiscout_agent::inventory::ScanOptions::live()),
             };
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
+            // One thread: the agent's async side (uploads, timers) is light, and every worker
+            // thread costs its stack and allocator arena (issue 22: steady RSS).
+            let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;

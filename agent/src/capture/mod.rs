@@ -85,9 +85,21 @@ or ip6[40 + ((ip6[52] & 0xf0) >> 2)] = 0x16 \
 or (ip6[53] & 0x08 != 0 and ip6[4:2] > ((ip6[52] & 0xf0) >> 2)))) \
 or (ip6 and ip6[6] = 17 and ip6[48] & 0x80 != 0)";
 
-/// Bytes captured per packet live: enough for a TSO/GRO super-packet carrying a whole
-/// ClientHello.
-pub const SNAPLEN: i32 = 65_535;
+/// Bytes captured per packet live: everything the decoder reads from one frame, and no more
+/// (issue 22: steady RSS; libpcap sizes its ring's blocks from it). The decoder reads at most
+/// 16 KiB of a TCP stream (`Limits::max_flow_bytes`, so the largest ClientHello it reads
+/// fits in 16 KiB, and a flow whose first segment carries more is dropped whole) and a QUIC
+/// Initial from one datagram (about 1.2–1.5 kB); the extra 1 KiB covers the link header (SLL2,
+/// Ethernet with VLAN tags), IPv6 with extension headers and TCP with options. What a TSO/GRO
+/// super-packet carries beyond that is data the decoder never reads.
+/// `live_snaplen_cuts_only_what_decode_would_not_read` checks this on the real captures and on
+/// super-packets.
+pub const SNAPLEN: i32 = 16 * 1024 + 1024;
+
+/// The kernel ring of a live capture, in bytes: 1 MiB instead of libpcap's default 2 MiB
+/// (per interface, resident once touched). Idle, at most a few blocks are ever used; under
+/// load frames are at most [`SNAPLEN`] bytes, and `agent/benches/live.sh` measures drops.
+const KERNEL_BUFFER: i32 = 1 << 20;
 
 /// The kernel's buffer timeout for a live capture, in milliseconds: packets wait up to this
 /// long in the kernel so that they reach user space in batches (one wakeup for many packets).
@@ -330,9 +342,9 @@ pub enum Wake {
     Frames(u64),
     /// The deadline passed with nothing to deliver.
     Deadline,
-    /// Waits ended with nothing to deliver before any deadline (on Windows at every buffer
-    /// timeout, on Unix after an hour or after many blocks that libpcap's user-space filter
-    /// rejected whole); call again.
+    /// Waits ended with nothing to deliver before any deadline (after an hour, or after many
+    /// wakes with nothing for us, such as blocks that libpcap's user-space filter rejected
+    /// whole); call again.
     Idle,
     /// The source's [`Breaker`] was used.
     Stopped,
@@ -353,14 +365,17 @@ impl LiveSource {
             .map_err(open_err)?
             .promisc(false)
             .snaplen(SNAPLEN)
+            .buffer_size(KERNEL_BUFFER)
             .timeout(READ_TIMEOUT_MS)
             .open()
             .map_err(open_err)?;
-        // Unix: non-blocking, and `next_batch` sleeps in poll(2) on the capture's descriptor
-        // and the breaker's pipe (see `wait`); a blocking TPACKET_V3 read with a timeout can
-        // block indefinitely while no packet arrives and could not be interrupted. Windows:
-        // blocking reads that return at the buffer timeout, checking the breaker between them.
-        #[cfg(unix)]
+        // Non-blocking, and `next_batch` sleeps in poll(2) on the capture's descriptor and the
+        // breaker's pipe (Unix) or on Npcap's read event and the breaker's event (Windows; see
+        // `wait`); a blocking TPACKET_V3 read with a timeout can block indefinitely while no
+        // packet arrives and could not be interrupted. On Windows the driver sets its read
+        // event once a packet is buffered (minimum copy size one byte), not at 16 kB.
+        #[cfg(windows)]
+        let capture = capture.min_to_copy(1);
         let capture = capture.setnonblock().map_err(open_err)?;
         let mut capture = capture;
         capture
@@ -505,8 +520,12 @@ impl LiveSource {
         self.waiter.wait(&self.capture, timeout).map_err(|e| self.wait_error(e))
     }
 
-    /// Windows: the reads in `drain` already waited for the buffer timeout.
-    #[cfg(not(unix))]
+    #[cfg(windows)]
+    fn wait(&self, timeout: Option<std::time::Duration>) -> Result<Ready, CaptureError> {
+        self.waiter.wait(&self.capture, timeout).map_err(|e| self.wait_error(e))
+    }
+
+    #[cfg(not(any(unix, windows)))]
     fn wait(&self, _timeout: Option<std::time::Duration>) -> Result<Ready, CaptureError> {
         Ok(if self.waiter.breaker().is_stopped() { Ready::Stop } else { Ready::Timeout })
     }

@@ -16,10 +16,14 @@
 //!   capture pauses until [`super::MIN_BATCH_GAP`] after its last batch (still woken by the
 //!   breaker) before it looks again, so a flood costs at most one wakeup per gap per interface,
 //!   as the polling loop before it did. Sparse traffic and an idle capture never pause.
-//! - Elsewhere (Windows): Npcap's reads block in the driver up to the buffer timeout and the
-//!   stop flag is checked between reads, so an idle capture wakes once per timeout. Waiting
-//!   on `pcap_getevent` and a stop event together would remove those wakeups; it needs
-//!   Win32 calls the agent does not make yet.
+//! - Windows: `WaitForMultipleObjects` on Npcap's read event (`pcap_getevent`) and a
+//!   manual-reset stop event that [`Breaker::stop`] sets. The capture is non-blocking with a
+//!   minimum copy size of one byte, so the driver sets the read event as soon as a packet is
+//!   buffered; the wait then pauses [`super::MIN_BATCH_GAP`] (still woken by the breaker) so a
+//!   burst is read as one batch, as the kernel's buffer timeout batches on Linux. An idle
+//!   capture waits with no timeout and never wakes. A read event that stays set with nothing
+//!   to read costs at most one wakeup per gap, never a spin. Type-checked only (no Windows
+//!   machine here).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +41,8 @@ struct Inner {
     stopped: AtomicBool,
     #[cfg(unix)]
     wake: std::io::PipeWriter,
+    #[cfg(windows)]
+    wake: super::npcap::StopEvent,
 }
 
 impl Breaker {
@@ -50,8 +56,11 @@ impl Breaker {
             // end is gone, and then nobody is waiting.
             let _written = (&self.inner.wake).write_all(&[1]);
         }
-        // Without a pipe (Windows) the flag alone stops the timed waits.
-        #[cfg(not(unix))]
+        #[cfg(windows)]
+        if first {
+            self.inner.wake.set();
+        }
+        #[cfg(not(any(unix, windows)))]
         let _first = first;
     }
 
@@ -62,7 +71,7 @@ impl Breaker {
 }
 
 /// What a wait ended with.
-// Without poll(2) (Windows) only `Stop` and `Timeout` are produced.
+// Only poll(2) reports `Fault` (Windows reports a failed wait as an error).
 #[cfg_attr(not(unix), allow(dead_code))]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum Ready {
@@ -87,7 +96,6 @@ pub(super) struct Waiter {
 
 /// The longest single wait with a timeout; longer waits are split (macOS's `poll` takes at most
 /// `i32::MAX` milliseconds).
-#[cfg(unix)]
 const LONGEST_WAIT: Duration = Duration::from_secs(3_600);
 
 impl Waiter {
@@ -99,7 +107,13 @@ impl Waiter {
             let inner = Arc::new(Inner { stopped: AtomicBool::new(false), wake: writer });
             Ok(Waiter { breaker: Breaker { inner }, wake })
         }
-        #[cfg(not(unix))]
+        #[cfg(windows)]
+        {
+            let wake = super::npcap::StopEvent::new()?;
+            let inner = Arc::new(Inner { stopped: AtomicBool::new(false), wake });
+            Ok(Waiter { breaker: Breaker { inner } })
+        }
+        #[cfg(not(any(unix, windows)))]
         {
             let inner = Arc::new(Inner { stopped: AtomicBool::new(false) });
             Ok(Waiter { breaker: Breaker { inner } })
@@ -130,10 +144,43 @@ impl Waiter {
                 Err(errno) => Err(errno.into()),
             }
         }
-        #[cfg(not(unix))]
+        #[cfg(windows)]
+        {
+            let stopped = super::npcap::pause(&self.breaker.inner.wake, timeout.min(LONGEST_WAIT))?;
+            Ok(if stopped { Ready::Stop } else { Ready::Timeout })
+        }
+        #[cfg(not(any(unix, windows)))]
         {
             std::thread::sleep(timeout);
             Ok(if self.breaker.is_stopped() { Ready::Stop } else { Ready::Timeout })
+        }
+    }
+
+    /// Sleeps until Npcap's read event for `capture` or the breaker is set, or `timeout`
+    /// (forever without one) has passed; after the read event, pauses
+    /// [`super::MIN_BATCH_GAP`] (unless stopped) so that a burst is read as one batch.
+    ///
+    /// # Errors
+    /// When a Win32 wait fails.
+    #[cfg(windows)]
+    pub(super) fn wait(
+        &self,
+        capture: &pcap::Capture<pcap::Active>,
+        timeout: Option<Duration>,
+    ) -> std::io::Result<Ready> {
+        use super::npcap::Signaled;
+        if self.breaker.is_stopped() {
+            return Ok(Ready::Stop);
+        }
+        let stop = &self.breaker.inner.wake;
+        match super::npcap::wait(capture, stop, timeout.map(|t| t.min(LONGEST_WAIT)))? {
+            Signaled::Stop => Ok(Ready::Stop),
+            Signaled::Timeout => Ok(Ready::Timeout),
+            Signaled::Capture => {
+                // A stop seen here is reported after what is ready (by the caller's drain).
+                let stopped = super::npcap::pause(stop, super::MIN_BATCH_GAP)?;
+                Ok(if stopped { Ready::Stop } else { Ready::Capture })
+            }
         }
     }
 

@@ -121,15 +121,14 @@ fn service_main(_arguments: Vec<OsString>) {
         report(Phase::Stopped, 0, super::exit_code(false));
         return;
     };
-    let runtime =
-        match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-            Ok(r) => r,
-            Err(error) => {
-                tracing::error!(error = %error, "Cannot start the async runtime.");
-                report(Phase::Stopped, 0, super::exit_code(false));
-                return;
-            }
-        };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(error) => {
+            tracing::error!(error = %error, "Cannot start the async runtime.");
+            report(Phase::Stopped, 0, super::exit_code(false));
+            return;
+        }
+    };
     report(Phase::Running, 0, 0);
     let shutdown = async {
         stop.requested().await;

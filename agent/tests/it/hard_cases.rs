@@ -335,3 +335,102 @@ fn privacy_unmatched_names_are_never_printed() {
     assert_eq!(summary.observations, 3);
     assert_eq!(summary.matches, 1);
 }
+
+/// `pcap` (a classic pcap file) rewritten with every record cut to `snaplen` bytes, original
+/// lengths kept, as a live capture with that snaplen delivers it; and how many records were cut.
+fn cut_records(pcap: &[u8], snaplen: usize) -> (Vec<u8>, usize) {
+    let le = match pcap[..4] {
+        [0xd4, 0xc3, 0xb2, 0xa1] | [0x4d, 0x3c, 0xb2, 0xa1] => true,
+        [0xa1, 0xb2, 0xc3, 0xd4] | [0xa1, 0xb2, 0x3c, 0x4d] => false,
+        _ => panic!("not a classic pcap file"),
+    };
+    let u32_at = |b: &[u8], at: usize| {
+        let v: [u8; 4] = b[at..at + 4].try_into().unwrap();
+        if le { u32::from_le_bytes(v) } else { u32::from_be_bytes(v) }
+    };
+    let put = |v: u32| if le { v.to_le_bytes() } else { v.to_be_bytes() };
+    let mut out = pcap[..24].to_vec();
+    out[16..20].copy_from_slice(&put(u32::try_from(snaplen).unwrap()));
+    let (mut at, mut cut) = (24, 0);
+    while at + 16 <= pcap.len() {
+        let incl = u32_at(pcap, at + 8) as usize;
+        let data = &pcap[at + 16..at + 16 + incl];
+        let kept = &data[..incl.min(snaplen)];
+        cut += usize::from(kept.len() < incl);
+        out.extend(&pcap[at..at + 8]);
+        out.extend(put(u32::try_from(kept.len()).unwrap()));
+        out.extend(&pcap[at + 12..at + 16]);
+        out.extend(kept);
+        at += 16 + incl;
+    }
+    (out, cut)
+}
+
+/// Names decoded from `pcap` bytes with every record cut to `snaplen`.
+fn names_cut_to(pcap: &[u8], snaplen: usize) -> (std::collections::BTreeSet<String>, usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cut.pcap");
+    let (bytes, cut) = cut_records(pcap, snaplen);
+    std::fs::write(&path, bytes).unwrap();
+    (kind_names(&replay_file(&path, true).0), cut)
+}
+
+/// Issue 22: the live capture's snaplen (smaller than the default, for a smaller kernel ring)
+/// cuts only bytes the decoder never reads. Checked on every real capture (a 128-byte snaplen
+/// loses names there, so the comparison can fail), and on TSO/GRO-sized frames over SLL2 and
+/// IPv6: the largest ClientHello the decoder reads (16 KiB of stream) fits whole, and cutting
+/// one byte inside it loses the name; a super-packet of a hello followed by 40 kB of data and a
+/// 60 kB server-to-client super-packet are cut and decode as they do whole.
+#[test]
+fn live_snaplen_cuts_only_what_decode_would_not_read() {
+    let snaplen = usize::try_from(aiscout_agent::capture::SNAPLEN).unwrap();
+    let mut everything = std::collections::BTreeSet::new();
+    let mut lost_when_too_short = 0;
+    for fixture in
+        pcap_fixtures().into_iter().filter(|p| p.extension().is_some_and(|e| e == "pcap"))
+    {
+        let bytes = std::fs::read(&fixture).unwrap();
+        let (full, _) = names_cut_to(&bytes, 262_144);
+        assert_eq!(kind_names(&replay_file(&fixture, true).0), full, "{}", fixture.display());
+        let (cut, _) = names_cut_to(&bytes, snaplen);
+        assert_eq!(cut, full, "{} cut to {snaplen} bytes", fixture.display());
+        let (short, _) = names_cut_to(&bytes, 128);
+        lost_when_too_short += full.difference(&short).count();
+        everything.extend(full);
+    }
+    assert!(everything.len() >= 5, "the real captures hold names: {everything:?}");
+    assert!(lost_when_too_short > 0, "a 128-byte snaplen must lose names");
+
+    // The largest hello the decoder reads: one record filling its 16 KiB stream buffer (a
+    // segment reaching the buffer's end counts as running past it, hence one byte less).
+    let max_stream = aiscout_agent::decode::Limits::default().max_flow_bytes - 1;
+    let base = client_hello("claude.ai", &["h2"], false, 0).len();
+    let hello = client_hello("claude.ai", &["h2"], false, max_stream - 5 - base);
+    let largest = records(&hello, 16_384);
+    assert_eq!(largest.len(), max_stream);
+    let largest = sll2(&ipv6_tcp(C6, 50_000, S6, 443, 1, &largest));
+    assert!(largest.len() <= snaplen, "{} > {snaplen}", largest.len());
+    // A hello and 40 kB of early data in one super-packet, and server data.
+    let mut oversized = records(&client_hello("chatgpt.com", &["h2"], false, 1_300), 16_384);
+    for _ in 0..4 {
+        oversized.extend([0x17, 3, 3, 0x27, 0x10]);
+        oversized.extend([0x5a; 10_000]);
+    }
+    let oversized = sll2(&ipv6_tcp(C6, 50_001, S6, 443, 1, &oversized));
+    let mut bulk = vec![0x17, 3, 3, 0x3f, 0xff];
+    bulk.resize(60_000, 0x5a);
+    let bulk = sll2(&ipv6_tcp(S6, 443, C6, 50_000, 1, &bulk));
+    let hello_end = largest.len();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tso.pcap");
+    write_pcap(&path, LINKTYPE_LINUX_SLL2, &[largest, oversized, bulk]);
+    let bytes = std::fs::read(&path).unwrap();
+    let (full, _) = names_cut_to(&bytes, 262_144);
+    assert_eq!(full, set(&["tls_sni claude.ai"]));
+    let (cut, n) = names_cut_to(&bytes, snaplen);
+    assert_eq!((cut, n), (full, 2), "the super-packets cut to {snaplen} bytes");
+    let (short, n) = names_cut_to(&bytes, hello_end - 1);
+    // Too short a snaplen changes what decodes both ways: the largest hello is lost, and the
+    // oversized super-packet, cut below the stream buffer's size, yields its hello.
+    assert_eq!((short, n), (set(&["tls_sni chatgpt.com"]), 3), "cut inside the largest hello");
+}
