@@ -64,5 +64,6 @@ pub mod person;
 pub mod policy;
 pub mod report;
 pub mod review;
+pub mod scim;
 pub mod store;
 pub mod telemetry;
