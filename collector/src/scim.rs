@@ -213,11 +213,7 @@ pub fn schemas(base: &str) -> Vec<Value> {
         s("organization"),
         s("division"),
         s("department"),
-        complex(
-            "manager",
-            false,
-            vec![s("value"), reference("$ref", &["User"]), s("displayName")],
-        ),
+        complex("manager", false, vec![s("value"), reference("$ref", &["User"]), s("displayName")]),
     ];
     [
         (USER_SCHEMA, "User", "User Account", user),
@@ -418,25 +414,19 @@ pub fn person(
         .or_else(|| name_obj.and_then(|n| text(get_ci(n, "formatted"))))
         .or_else(|| {
             let n = name_obj?;
-            let parts: Vec<String> = ["givenName", "familyName"]
-                .iter()
-                .filter_map(|k| text(get_ci(n, k)))
-                .collect();
+            let parts: Vec<String> =
+                ["givenName", "familyName"].iter().filter_map(|k| text(get_ci(n, k))).collect();
             (!parts.is_empty()).then(|| parts.join(" "))
         })
         .unwrap_or_else(|| user_name.to_owned());
     let enterprise = get_ci(resource, ENTERPRISE_SCHEMA).and_then(Value::as_object);
-    let department =
-        enterprise.and_then(|e| text(get_ci(e, "department"))).unwrap_or_default();
+    let department = enterprise.and_then(|e| text(get_ci(e, "department"))).unwrap_or_default();
     let manager = enterprise.and_then(|e| get_ci(e, "manager")).and_then(|m| match m {
         // Entra ID has sent the manager as the bare id.
         Value::String(id) => manager_email(id).or_else(|| Some(id.clone())),
         Value::Object(m) => {
             let id = text(get_ci(m, "value"));
-            id.as_deref()
-                .and_then(manager_email)
-                .or_else(|| text(get_ci(m, "displayName")))
-                .or(id)
+            id.as_deref().and_then(manager_email).or_else(|| text(get_ci(m, "displayName"))).or(id)
         }
         _ => None,
     });
@@ -453,6 +443,83 @@ pub fn manager_id(resource: &Map<String, Value>) -> Option<String> {
     }
 }
 
+/// Applies the `attributes` and `excludedAttributes` parameters (RFC 7644 section 3.9,
+/// comma-separated, each `attr`, `attr.sub` or `urn:...:attr`) to a served resource. `id` and
+/// `schemas` are always returned.
+pub fn project(
+    resource: &mut Map<String, Value>,
+    attributes: Option<&str>,
+    excluded: Option<&str>,
+) {
+    let names = |list: &str| -> Vec<(Option<String>, String, Option<String>)> {
+        list.split(',')
+            .filter_map(|a| parse_path(a.trim()).ok())
+            .map(|p| (p.extension, p.attr, p.sub))
+            .collect()
+    };
+    const ALWAYS: [&str; 2] = ["id", "schemas"];
+    if let Some(list) = attributes.filter(|a| !a.trim().is_empty()) {
+        let wanted = names(list);
+        let keys: Vec<String> = resource.keys().cloned().collect();
+        for key in keys {
+            if ALWAYS.iter().any(|a| key.eq_ignore_ascii_case(a)) {
+                continue;
+            }
+            let is_ext = key.eq_ignore_ascii_case(ENTERPRISE_SCHEMA);
+            let hits: Vec<&(Option<String>, String, Option<String>)> = wanted
+                .iter()
+                .filter(|(ext, attr, _)| {
+                    if is_ext {
+                        ext.is_some() || attr.eq_ignore_ascii_case(&key)
+                    } else {
+                        ext.is_none() && attr.eq_ignore_ascii_case(&key)
+                    }
+                })
+                .collect();
+            if hits.is_empty() {
+                resource.remove(&key);
+                continue;
+            }
+            // Keep only the named sub-attributes when every hit names one.
+            let subs: Option<Vec<&str>> = hits
+                .iter()
+                .map(
+                    |(ext, attr, sub)| {
+                        if is_ext && ext.is_some() { Some(attr.as_str()) } else { sub.as_deref() }
+                    },
+                )
+                .collect();
+            if let (Some(subs), Some(Value::Object(o))) = (subs, resource.get_mut(&key)) {
+                o.retain(|k, _| subs.iter().any(|s| s.eq_ignore_ascii_case(k)));
+            }
+        }
+    }
+    if let Some(list) = excluded {
+        for (ext, attr, sub) in names(list) {
+            if ALWAYS.iter().any(|a| attr.eq_ignore_ascii_case(a)) && ext.is_none() {
+                continue;
+            }
+            let (holder, name) = match (&ext, sub) {
+                (Some(urn), _) => (Some(key_of(resource, urn)), attr),
+                (None, Some(sub)) => (Some(key_of(resource, &attr)), sub),
+                (None, None) => (None, attr),
+            };
+            match holder {
+                Some(h) => {
+                    if let Some(Value::Object(o)) = resource.get_mut(&h) {
+                        let k = key_of(o, &name);
+                        o.remove(&k);
+                    }
+                }
+                None => {
+                    let k = key_of(resource, &name);
+                    resource.remove(&k);
+                }
+            }
+        }
+    }
+}
+
 /// A list filter this server answers: `<name attribute> eq "value"`, as Okta and Entra ID
 /// send (`userName eq "a@example.com"`, `displayName eq "Sales"`). Returns the lowercased
 /// value (names are unique ignoring case).
@@ -463,10 +530,7 @@ pub fn filter(kind: Kind, text: &str) -> Result<String, ScimError> {
     let unsupported = || {
         ScimError::bad(
             "invalidFilter",
-            format!(
-                "filter {text:?} is not supported; use {} eq \"value\"",
-                kind.name_attribute()
-            ),
+            format!("filter {text:?} is not supported; use {} eq \"value\"", kind.name_attribute()),
         )
     };
     let text = text.trim();
@@ -496,6 +560,14 @@ struct Path {
 fn parse_path(path: &str) -> Result<Path, ScimError> {
     let invalid = || ScimError::bad("invalidPath", format!("path {path:?} is not supported"));
     let mut rest = path.trim();
+    if rest.eq_ignore_ascii_case(ENTERPRISE_SCHEMA) {
+        return Ok(Path {
+            extension: None,
+            attr: ENTERPRISE_SCHEMA.into(),
+            filter: None,
+            sub: None,
+        });
+    }
     let mut extension = None;
     for urn in [ENTERPRISE_SCHEMA, USER_SCHEMA, GROUP_SCHEMA] {
         if rest.len() > urn.len()
@@ -574,7 +646,10 @@ pub fn patch(resource: &mut Map<String, Value>, body: &Value) -> Result<(), Scim
         .and_then(Value::as_array)
         .is_some_and(|s| s.iter().any(|v| v.as_str() == Some(PATCH_SCHEMA)));
     if !has_schema {
-        return Err(ScimError::bad("invalidSyntax", format!("schemas must contain {PATCH_SCHEMA}")));
+        return Err(ScimError::bad(
+            "invalidSyntax",
+            format!("schemas must contain {PATCH_SCHEMA}"),
+        ));
     }
     let Some(ops) = get_ci(body, "Operations").and_then(Value::as_array) else {
         return Err(ScimError::bad("invalidSyntax", "Operations must be an array"));
@@ -603,7 +678,9 @@ pub fn patch(resource: &mut Map<String, Value>, body: &Value) -> Result<(), Scim
         };
         let value = get_ci(op, "value");
         match get_ci(op, "path").and_then(Value::as_str) {
-            Some(path) => apply(resource, kind, &parse_path(path).map_err(at)?, value).map_err(at)?,
+            Some(path) => {
+                apply(resource, kind, &parse_path(path).map_err(at)?, value).map_err(at)?
+            }
             None => {
                 if kind == Op::Remove {
                     return Err(at(ScimError::bad("noTarget", "remove needs a path")));
@@ -666,7 +743,15 @@ fn apply(
     };
     let key = key_of(target, &path.attr);
     let need_value = || {
-        value.cloned().ok_or_else(|| ScimError::bad("invalidValue", format!("{op_name} needs a value", op_name = if op == Op::Add { "add" } else { "replace" })))
+        value.cloned().ok_or_else(|| {
+            ScimError::bad(
+                "invalidValue",
+                format!(
+                    "{op_name} needs a value",
+                    op_name = if op == Op::Add { "add" } else { "replace" }
+                ),
+            )
+        })
     };
     match (&path.filter, &path.sub) {
         (None, None) => match op {
@@ -841,16 +926,22 @@ mod tests {
     #[test]
     fn bad_paths_and_filters_name_the_problem() {
         let mut r = user();
-        let e = patch(&mut r, &json!({"schemas": [PATCH_SCHEMA], "Operations": [
-            {"op": "replace", "path": "emails[type gt \"w\"].value", "value": "x"}]}))
+        let e = patch(
+            &mut r,
+            &json!({"schemas": [PATCH_SCHEMA], "Operations": [
+            {"op": "replace", "path": "emails[type gt \"w\"].value", "value": "x"}]}),
+        )
         .unwrap_err();
         assert_eq!(e.scim_type, Some("invalidFilter"));
         assert!(e.detail.starts_with("Operations[0]"), "{e}");
         let e = filter(Kind::User, "title sw \"x\"").unwrap_err();
         assert_eq!(e.scim_type, Some("invalidFilter"));
         assert_eq!(filter(Kind::User, "userName eq \"A@B.c\"").unwrap(), "a@b.c");
-        let e = patch(&mut r, &json!({"schemas": [PATCH_SCHEMA], "Operations": [
-            {"op": "move", "path": "active"}]}))
+        let e = patch(
+            &mut r,
+            &json!({"schemas": [PATCH_SCHEMA], "Operations": [
+            {"op": "move", "path": "active"}]}),
+        )
         .unwrap_err();
         assert_eq!(e.scim_type, Some("invalidSyntax"));
     }

@@ -21,9 +21,7 @@ type Shared<S> = State<Arc<AppState<S>>>;
 
 fn respond(status: StatusCode, body: &Value) -> Response {
     let mut response = (status, body.to_string()).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(scim::MEDIA_TYPE));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(scim::MEDIA_TYPE));
     response
 }
 
@@ -57,7 +55,9 @@ impl IntoResponse for Failure {
             StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = respond(status, &self.0.body());
         if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }
@@ -192,10 +192,12 @@ async fn write<S: Store>(
         created_at: previous.map_or(now, |p| p.created_at),
         modified_at: now,
     };
-    let written = state.store.scim_write(ScimWrite { resource: stored.clone(), name, person }).await?;
+    let written =
+        state.store.scim_write(ScimWrite { resource: stored.clone(), name, person }).await?;
     if !written {
-        return Err(ScimError::status(409, "the resource changed or was deleted meanwhile; retry")
-            .into());
+        return Err(
+            ScimError::status(409, "the resource changed or was deleted meanwhile; retry").into()
+        );
     }
     let status = if previous.is_some() { StatusCode::OK } else { StatusCode::CREATED };
     one(kind, &stored, base, status)
@@ -207,9 +209,10 @@ async fn existing<S: Store>(
     id: String,
     headers: &HeaderMap,
 ) -> Result<ScimResource, Failure> {
-    let r = state.store.scim_get(kind.as_str(), id.clone()).await?.ok_or_else(|| {
-        ScimError::status(404, format!("no {} with id {id:?}", kind.as_str()))
-    })?;
+    let r =
+        state.store.scim_get(kind.as_str(), id.clone()).await?.ok_or_else(|| {
+            ScimError::status(404, format!("no {} with id {id:?}", kind.as_str()))
+        })?;
     if let Some(expected) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
         let tag = etag(r.version);
         if expected.trim() != "*" && !expected.split(',').any(|e| e.trim() == tag) {
@@ -219,12 +222,15 @@ async fn existing<S: Store>(
     Ok(r)
 }
 
-#[derive(serde::Deserialize)]
+#[derive(Default, serde::Deserialize)]
 struct ListQuery {
     filter: Option<String>,
     #[serde(rename = "startIndex")]
     start_index: Option<String>,
     count: Option<String>,
+    attributes: Option<String>,
+    #[serde(rename = "excludedAttributes")]
+    excluded_attributes: Option<String>,
 }
 
 fn number(name: &str, text: Option<&str>, default: i64) -> Result<i64, ScimError> {
@@ -236,23 +242,92 @@ fn number(name: &str, text: Option<&str>, default: i64) -> Result<i64, ScimError
     }
 }
 
+/// The body of `POST .search` (RFC 7644 section 3.4.3) as the query it stands for.
+fn search_query(body: &Value) -> Result<ListQuery, ScimError> {
+    let Some(o) = body.as_object() else {
+        return Err(ScimError::bad("invalidSyntax", "the search body must be a JSON object"));
+    };
+    let text = |k: &str| -> Result<Option<String>, ScimError> {
+        match o.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(Value::Array(a)) => {
+                Ok(Some(a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(",")))
+            }
+            Some(other) => Err(ScimError::bad("invalidValue", format!("{k} cannot be {other}"))),
+        }
+    };
+    Ok(ListQuery {
+        filter: text("filter")?,
+        start_index: text("startIndex")?,
+        count: text("count")?,
+        attributes: text("attributes")?,
+        excluded_attributes: text("excludedAttributes")?,
+    })
+}
+
+/// Lists resources of `kinds` (one, or both for a search at the root), users first.
 async fn list<S: Store>(
-    state: Arc<AppState<S>>,
-    kind: Kind,
-    headers: HeaderMap,
-    query: ListQuery,
+    state: &AppState<S>,
+    kinds: &[Kind],
+    headers: &HeaderMap,
+    query: &ListQuery,
 ) -> Result<Response, Failure> {
-    authorise(&state, &headers).await?;
-    let name = query.filter.as_deref().map(|f| scim::filter(kind, f)).transpose()?;
+    authorise(state, headers).await?;
+    // Per kind: None lists all, Some(None) none (the filter names another kind's attribute).
+    let mut names = Vec::new();
+    for &kind in kinds {
+        names.push(match query.filter.as_deref() {
+            None => Some(None),
+            Some(f) => match scim::filter(kind, f) {
+                Ok(name) => Some(Some(name)),
+                Err(e) if kinds.len() == 1 => return Err(e.into()),
+                Err(_) => None,
+            },
+        });
+    }
+    if names.iter().all(Option::is_none) {
+        let f = query.filter.as_deref().unwrap_or_default();
+        return Err(ScimError::bad(
+            "invalidFilter",
+            format!("filter {f:?} is not supported; use userName eq or displayName eq"),
+        )
+        .into());
+    }
     // RFC 7644 section 3.4.2.4: startIndex below 1 is 1, a negative count is 0.
     let start = number("startIndex", query.start_index.as_deref(), 1)?.max(1);
     let count =
         number("count", query.count.as_deref(), scim::DEFAULT_PAGE)?.clamp(0, scim::MAX_PAGE);
-    let (total, page) =
-        state.store.scim_list(kind.as_str(), name, start.saturating_sub(1), count).await?;
-    let base = base(&headers);
-    let resources = page.iter().map(|r| render(kind, r, &base)).collect::<Result<_, _>>()?;
+    let base = base(headers);
+    let (mut total, mut skip, mut room) = (0, start.saturating_sub(1), count);
+    let mut resources = Vec::new();
+    for (&kind, name) in kinds.iter().zip(names) {
+        let Some(name) = name else { continue };
+        let (n, page) = state.store.scim_list(kind.as_str(), name, skip, room).await?;
+        total += n;
+        skip = skip.saturating_sub(n).max(0);
+        room -= i64::try_from(page.len()).unwrap_or(room);
+        for r in &page {
+            let mut v = render(kind, r, &base)?;
+            if let Some(o) = v.as_object_mut() {
+                scim::project(o, query.attributes.as_deref(), query.excluded_attributes.as_deref());
+            }
+            resources.push(v);
+        }
+    }
     Ok(respond(StatusCode::OK, &scim::list(total, start, resources)))
+}
+
+async fn search<S: Store>(
+    state: Arc<AppState<S>>,
+    kinds: &[Kind],
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Failure> {
+    authorise(&state, &headers).await?;
+    let query = search_query(&parse_body(&body)?)?;
+    list(&state, kinds, &headers, &query).await
 }
 
 async fn create<S: Store>(
@@ -271,12 +346,22 @@ async fn read<S: Store>(
     kind: Kind,
     id: String,
     headers: HeaderMap,
+    query: ListQuery,
 ) -> Result<Response, Failure> {
     authorise(&state, &headers).await?;
-    let r = state.store.scim_get(kind.as_str(), id.clone()).await?.ok_or_else(|| {
-        ScimError::status(404, format!("no {} with id {id:?}", kind.as_str()))
-    })?;
-    one(kind, &r, &base(&headers), StatusCode::OK)
+    let r =
+        state.store.scim_get(kind.as_str(), id.clone()).await?.ok_or_else(|| {
+            ScimError::status(404, format!("no {} with id {id:?}", kind.as_str()))
+        })?;
+    let mut v = render(kind, &r, &base(&headers))?;
+    if let Some(o) = v.as_object_mut() {
+        scim::project(o, query.attributes.as_deref(), query.excluded_attributes.as_deref());
+    }
+    let mut response = respond(StatusCode::OK, &v);
+    if let Ok(tag) = HeaderValue::from_str(&etag(r.version)) {
+        response.headers_mut().insert(header::ETAG, tag);
+    }
+    Ok(response)
 }
 
 async fn replace<S: Store>(
@@ -317,8 +402,11 @@ async fn remove<S: Store>(
     authorise(&state, &headers).await?;
     let old = existing(&state, kind, id.clone(), &headers).await?;
     let stored: Map<String, Value> = serde_json::from_str(&old.resource).unwrap_or_default();
-    let email =
-        if kind == Kind::User { scim::person(&stored, |_| None).map(|(p, _)| p.email) } else { None };
+    let email = if kind == Kind::User {
+        scim::person(&stored, |_| None).map(|(p, _)| p.email)
+    } else {
+        None
+    };
     if !state.store.scim_delete(kind.as_str(), id.clone(), email).await? {
         return Err(ScimError::status(404, format!("no {} with id {id:?}", kind.as_str())).into());
     }
@@ -366,20 +454,35 @@ pub(super) fn router<S: Store>() -> Router<Arc<AppState<S>>> {
                 }),
             );
     }
+    router = router.route(
+        &format!("{}/.search", scim::PREFIX),
+        axum::routing::post(|State(s): Shared<S>, h: HeaderMap, b: Bytes| {
+            search(s, &[Kind::User, Kind::Group], h, b)
+        }),
+    );
     for kind in [Kind::User, Kind::Group] {
         router = router
             .route(
+                &format!("{}{}/.search", scim::PREFIX, kind.endpoint()),
+                axum::routing::post(move |State(s): Shared<S>, h: HeaderMap, b: Bytes| async move {
+                    search(s, &[kind], h, b).await
+                }),
+            )
+            .route(
                 &format!("{}{}", scim::PREFIX, kind.endpoint()),
-                get(move |State(s): Shared<S>, h: HeaderMap, Query(q): Query<ListQuery>| {
-                    list(s, kind, h, q)
+                get(move |State(s): Shared<S>, h: HeaderMap, Query(q): Query<ListQuery>| async move {
+                    list(&s, &[kind], &h, &q).await
                 })
                 .post(move |State(s): Shared<S>, h: HeaderMap, b: Bytes| create(s, kind, h, b)),
             )
             .route(
                 &format!("{}{}/{{id}}", scim::PREFIX, kind.endpoint()),
-                get(move |State(s): Shared<S>, h: HeaderMap, Path(id): Path<String>| {
-                    read(s, kind, id, h)
-                })
+                get(
+                    move |State(s): Shared<S>,
+                          h: HeaderMap,
+                          Path(id): Path<String>,
+                          Query(q): Query<ListQuery>| read(s, kind, id, h, q),
+                )
                 .put(move |State(s): Shared<S>, h: HeaderMap, Path(id): Path<String>, b: Bytes| {
                     replace(s, kind, id, h, b)
                 })

@@ -38,9 +38,9 @@ use crate::model::{
     Admission, Attempt, AuditEntry, AuditFilter, AuditRecord, Batch, ChannelRow, Claimed,
     DeliveryRow, Device, DeviceId, DevicePage, DeviceQuery, DeviceSighting, DeviceSummary,
     DeviceUsage, EnrollAttempt, EnrollOutcome, ExpenseLine, GatewaySpend, GatewayTotal, Health,
-    ImportCounts, ImportRun, IngestOutcome, NewEvent, OwnerUse, Person, PersonUsage, ScimResource, ScimWrite, ProductUsage,
-    ReenrollPolicy, ReenrollRequest, Review, Session, SourceUsage, StoredEvent, Token, UsageFilter,
-    ValueUsage,
+    ImportCounts, ImportRun, IngestOutcome, NewEvent, OwnerUse, Person, PersonUsage, ProductUsage,
+    ReenrollPolicy, ReenrollRequest, Review, ScimResource, ScimWrite, Session, SourceUsage,
+    StoredEvent, Token, UsageFilter, ValueUsage,
 };
 
 pub mod files;
@@ -347,9 +347,8 @@ pub trait Store: Send + Sync + 'static {
     fn people(&self) -> impl Future<Output = Result<Vec<Person>, StoreError>> + Send;
 
     /// Whether each person is an active seat (false once deprovisioned over SCIM), by email.
-    fn people_active(
-        &self,
-    ) -> impl Future<Output = Result<Vec<(String, bool)>, StoreError>> + Send;
+    fn people_active(&self)
+    -> impl Future<Output = Result<Vec<(String, bool)>, StoreError>> + Send;
 
     /// One SCIM resource (`kind` is `User` or `Group`).
     fn scim_get(

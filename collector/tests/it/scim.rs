@@ -38,10 +38,11 @@ fn active_of(people: &[(String, bool)], email: &str) -> Option<bool> {
 
 /// The virtualenv .ci/install-deps puts scim2-tester in.
 fn scim_python() -> Option<std::path::PathBuf> {
-    let venv = std::env::var_os("AISCOUT_SCIM_VENV").map(std::path::PathBuf::from).or_else(|| {
-        std::env::var_os("HOME")
-            .map(|h| std::path::PathBuf::from(h).join(".cache/aiscout/scim-venv"))
-    })?;
+    let venv =
+        std::env::var_os("AISCOUT_SCIM_VENV").map(std::path::PathBuf::from).or_else(|| {
+            std::env::var_os("HOME")
+                .map(|h| std::path::PathBuf::from(h).join(".cache/aiscout/scim-venv"))
+        })?;
     let python = venv.join("bin/python");
     python.exists().then_some(python)
 }
@@ -107,27 +108,41 @@ fn pem_of(der: &[u8]) -> String {
 async fn entra_provisioning_creates_updates_department_and_deactivates_without_losing_history() {
     let (server, mut c, token) = scim_server().await;
     // The manager first, as Entra provisions in dependency order.
-    let (status, boss) = send(&mut c, Method::POST, "/scim/v2/Users", &token, json!({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User",
-                    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
-        "externalId": "b1", "userName": "Grace@Example.com", "active": true,
-        "displayName": "Grace Hopper",
-        "emails": [{"primary": true, "type": "work", "value": "grace@example.com"}],
-        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "Navy"}
-    })).await;
+    let (status, boss) = send(
+        &mut c,
+        Method::POST,
+        "/scim/v2/Users",
+        &token,
+        json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User",
+                        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
+            "externalId": "b1", "userName": "Grace@Example.com", "active": true,
+            "displayName": "Grace Hopper",
+            "emails": [{"primary": true, "type": "work", "value": "grace@example.com"}],
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "Navy"}
+        }),
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED, "{boss}");
     let boss_id = boss["id"].as_str().unwrap().to_owned();
     // Entra's create (from the Entra SCIM validator's request shapes).
-    let (status, ada) = send(&mut c, Method::POST, "/scim/v2/Users", &token, json!({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User",
-                    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
-        "externalId": "a1", "userName": "ada@example.com", "active": true,
-        "displayName": "Ada Lovelace",
-        "name": {"formatted": "Ada Lovelace", "familyName": "Lovelace", "givenName": "Ada"},
-        "emails": [{"primary": true, "type": "work", "value": "ada@example.com"}],
-        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":
-            {"department": "Engineering", "manager": {"value": boss_id}}
-    })).await;
+    let (status, ada) = send(
+        &mut c,
+        Method::POST,
+        "/scim/v2/Users",
+        &token,
+        json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User",
+                        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
+            "externalId": "a1", "userName": "ada@example.com", "active": true,
+            "displayName": "Ada Lovelace",
+            "name": {"formatted": "Ada Lovelace", "familyName": "Lovelace", "givenName": "Ada"},
+            "emails": [{"primary": true, "type": "work", "value": "ada@example.com"}],
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":
+                {"department": "Engineering", "manager": {"value": boss_id}}
+        }),
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED, "{ada}");
     let id = ada["id"].as_str().unwrap().to_owned();
     assert_eq!(ada["meta"]["resourceType"], "User");
@@ -137,42 +152,73 @@ async fn entra_provisioning_creates_updates_department_and_deactivates_without_l
     assert_eq!(p.department, "Engineering");
     assert_eq!(p.manager.as_deref(), Some("grace@example.com"));
     // Entra looks the user up by userName before every change.
-    let (status, list) = send(&mut c, Method::GET,
-        "/scim/v2/Users?filter=userName+eq+%22ADA%40example.com%22", &token, Value::Null).await;
+    let (status, list) = send(
+        &mut c,
+        Method::GET,
+        "/scim/v2/Users?filter=userName+eq+%22ADA%40example.com%22",
+        &token,
+        Value::Null,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(list["totalResults"], 1);
     assert_eq!(list["Resources"][0]["id"], id.as_str());
-    let (_, none) = send(&mut c, Method::GET,
-        "/scim/v2/Users?filter=userName+eq+%22nobody%40example.com%22", &token, Value::Null).await;
+    let (_, none) = send(
+        &mut c,
+        Method::GET,
+        "/scim/v2/Users?filter=userName+eq+%22nobody%40example.com%22",
+        &token,
+        Value::Null,
+    )
+    .await;
     assert_eq!((none["totalResults"].clone(), none["Resources"].clone()), (json!(0), json!([])));
     // Entra's PATCH: capitalised ops, the department by extension URN path.
-    let (status, patched) = send(&mut c, Method::PATCH, &format!("/scim/v2/Users/{id}"), &token,
+    let (status, patched) = send(
+        &mut c,
+        Method::PATCH,
+        &format!("/scim/v2/Users/{id}"),
+        &token,
         json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [
             {"op": "Replace", "path":
                 "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department",
              "value": "Research"},
-            {"op": "Add", "path": "title", "value": "Analyst"}]})).await;
+            {"op": "Add", "path": "title", "value": "Analyst"}]}),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{patched}");
     assert_eq!(patched["meta"]["version"], "W/\"2\"");
     let people = server.store.people().await.unwrap();
-    assert_eq!(people.iter().find(|p| p.email == "ada@example.com").unwrap().department, "Research");
+    assert_eq!(
+        people.iter().find(|p| p.email == "ada@example.com").unwrap().department,
+        "Research"
+    );
     // Entra's deprovisioning: active "False" as a string.
-    let (status, _) = send(&mut c, Method::PATCH, &format!("/scim/v2/Users/{id}"), &token,
+    let (status, _) = send(
+        &mut c,
+        Method::PATCH,
+        &format!("/scim/v2/Users/{id}"),
+        &token,
         json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [
-            {"op": "Replace", "path": "active", "value": "False"}]})).await;
+            {"op": "Replace", "path": "active", "value": "False"}]}),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     let active = server.store.people_active().await.unwrap();
     assert_eq!(active_of(&active, "ada@example.com"), Some(false));
     assert_eq!(active_of(&active, "grace@example.com"), Some(true));
     // History stays: the person is still in the directory with their department.
     let people = server.store.people().await.unwrap();
-    assert_eq!(people.iter().find(|p| p.email == "ada@example.com").unwrap().department, "Research");
+    assert_eq!(
+        people.iter().find(|p| p.email == "ada@example.com").unwrap().department,
+        "Research"
+    );
     let (_, got) =
         send(&mut c, Method::GET, &format!("/scim/v2/Users/{id}"), &token, Value::Null).await;
     assert_eq!(got["active"], false);
     // A hard delete keeps the person too, inactive; the resource is gone.
     let (status, _) =
-        send(&mut c, Method::DELETE, &format!("/scim/v2/Users/{boss_id}"), &token, Value::Null).await;
+        send(&mut c, Method::DELETE, &format!("/scim/v2/Users/{boss_id}"), &token, Value::Null)
+            .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, err) =
         send(&mut c, Method::GET, &format!("/scim/v2/Users/{boss_id}"), &token, Value::Null).await;
@@ -185,52 +231,96 @@ async fn entra_provisioning_creates_updates_department_and_deactivates_without_l
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn okta_user_and_group_shapes_are_accepted() {
     let (server, mut c, token) = scim_server().await;
-    let (status, u) = send(&mut c, Method::POST, "/scim/v2/Users", &token, json!({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-        "userName": "linus@example.com",
-        "name": {"givenName": "Linus", "familyName": "T"},
-        "emails": [{"primary": true, "value": "linus@example.com", "type": "work"}],
-        "displayName": "Linus T", "locale": "en-US", "externalId": "00u1", "groups": [],
-        "password": "ignored-by-aiscout", "active": true
-    })).await;
+    let (status, u) = send(
+        &mut c,
+        Method::POST,
+        "/scim/v2/Users",
+        &token,
+        json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": "linus@example.com",
+            "name": {"givenName": "Linus", "familyName": "T"},
+            "emails": [{"primary": true, "value": "linus@example.com", "type": "work"}],
+            "displayName": "Linus T", "locale": "en-US", "externalId": "00u1", "groups": [],
+            "password": "ignored-by-aiscout", "active": true
+        }),
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED, "{u}");
     let id = u["id"].as_str().unwrap().to_owned();
     // Okta deactivates with a pathless replace.
-    let (status, u) = send(&mut c, Method::PATCH, &format!("/scim/v2/Users/{id}"), &token,
+    let (status, u) = send(
+        &mut c,
+        Method::PATCH,
+        &format!("/scim/v2/Users/{id}"),
+        &token,
         json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-               "Operations": [{"op": "replace", "value": {"active": false}}]})).await;
+               "Operations": [{"op": "replace", "value": {"active": false}}]}),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{u}");
     assert_eq!(u["active"], false);
-    assert_eq!(active_of(&server.store.people_active().await.unwrap(), "linus@example.com"),
-        Some(false));
+    assert_eq!(
+        active_of(&server.store.people_active().await.unwrap(), "linus@example.com"),
+        Some(false)
+    );
     // Okta reactivates with PUT of the whole user.
     let mut whole = u.clone();
     whole["active"] = json!(true);
     let (status, u) =
         send(&mut c, Method::PUT, &format!("/scim/v2/Users/{id}"), &token, whole).await;
     assert_eq!(status, StatusCode::OK, "{u}");
-    assert_eq!(active_of(&server.store.people_active().await.unwrap(), "linus@example.com"),
-        Some(true));
+    assert_eq!(
+        active_of(&server.store.people_active().await.unwrap(), "linus@example.com"),
+        Some(true)
+    );
     // Groups: Okta pushes a group, adds and removes members by PATCH.
-    let (status, g) = send(&mut c, Method::POST, "/scim/v2/Groups", &token, json!({
+    let (status, g) = send(
+        &mut c,
+        Method::POST,
+        "/scim/v2/Groups",
+        &token,
+        json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
-        "displayName": "AI Users", "members": []})).await;
+        "displayName": "AI Users", "members": []}),
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED, "{g}");
     let gid = g["id"].as_str().unwrap().to_owned();
     let path = format!("/scim/v2/Groups/{gid}");
-    let (status, g) = send(&mut c, Method::PATCH, &path, &token, json!({
+    let (status, g) = send(
+        &mut c,
+        Method::PATCH,
+        &path,
+        &token,
+        json!({
         "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
         "Operations": [{"op": "add", "path": "members",
-                        "value": [{"value": id, "display": "linus@example.com"}]}]})).await;
+                        "value": [{"value": id, "display": "linus@example.com"}]}]}),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{g}");
     assert_eq!(g["members"][0]["value"], id.as_str());
-    let (status, g) = send(&mut c, Method::PATCH, &path, &token, json!({
+    let (status, g) = send(
+        &mut c,
+        Method::PATCH,
+        &path,
+        &token,
+        json!({
         "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-        "Operations": [{"op": "remove", "path": format!("members[value eq \"{id}\"]")}]})).await;
+        "Operations": [{"op": "remove", "path": format!("members[value eq \"{id}\"]")}]}),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{g}");
     assert_eq!(g["members"], json!([]));
-    let (_, list) = send(&mut c, Method::GET,
-        "/scim/v2/Groups?filter=displayName%20eq%20%22ai%20users%22", &token, Value::Null).await;
+    let (_, list) = send(
+        &mut c,
+        Method::GET,
+        "/scim/v2/Groups?filter=displayName%20eq%20%22ai%20users%22",
+        &token,
+        Value::Null,
+    )
+    .await;
     assert_eq!(list["totalResults"], 1);
 }
 
@@ -238,15 +328,27 @@ async fn okta_user_and_group_shapes_are_accepted() {
 async fn pagination_walks_every_user_once() {
     let (_server, mut c, token) = scim_server().await;
     for i in 0..7 {
-        let (status, _) = send(&mut c, Method::POST, "/scim/v2/Users", &token,
-            json!({"userName": format!("u{i}@example.com")})).await;
+        let (status, _) = send(
+            &mut c,
+            Method::POST,
+            "/scim/v2/Users",
+            &token,
+            json!({"userName": format!("u{i}@example.com")}),
+        )
+        .await;
         assert_eq!(status, StatusCode::CREATED);
     }
     let mut seen = Vec::new();
     let mut start = 1;
     for _ in 0..10 {
-        let (_, page) = send(&mut c, Method::GET,
-            &format!("/scim/v2/Users?startIndex={start}&count=3"), &token, Value::Null).await;
+        let (_, page) = send(
+            &mut c,
+            Method::GET,
+            &format!("/scim/v2/Users?startIndex={start}&count=3"),
+            &token,
+            Value::Null,
+        )
+        .await;
         assert_eq!(page["totalResults"], 7);
         assert_eq!(page["startIndex"], start);
         let items = page["Resources"].as_array().unwrap();
@@ -259,54 +361,96 @@ async fn pagination_walks_every_user_once() {
     seen.sort();
     let expected: Vec<String> = (0..7).map(|i| format!("u{i}@example.com")).collect();
     assert_eq!(seen, expected);
-    let (_, zero) =
-        send(&mut c, Method::GET, "/scim/v2/Users?count=0", &token, Value::Null).await;
+    let (_, zero) = send(&mut c, Method::GET, "/scim/v2/Users?count=0", &token, Value::Null).await;
     assert_eq!((zero["totalResults"].clone(), zero["Resources"].clone()), (json!(7), json!([])));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_answers_scim_errors_naming_the_problem() {
     let (server, mut c, token) = scim_server().await;
-    let check = |status: StatusCode, body: &Value, want: StatusCode, scim_type: &str, word: &str| {
-        assert_eq!(status, want, "{body}");
-        assert_eq!(body["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error");
-        assert_eq!(body["status"], want.as_u16().to_string());
-        assert_eq!(body["scimType"], scim_type, "{body}");
-        assert!(body["detail"].as_str().unwrap().contains(word), "{body}");
-    };
-    let (s, b) = send(&mut c, Method::POST, "/scim/v2/Users", &token, json!({"active": true})).await;
+    let check =
+        |status: StatusCode, body: &Value, want: StatusCode, scim_type: &str, word: &str| {
+            assert_eq!(status, want, "{body}");
+            assert_eq!(body["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error");
+            assert_eq!(body["status"], want.as_u16().to_string());
+            assert_eq!(body["scimType"], scim_type, "{body}");
+            assert!(body["detail"].as_str().unwrap().contains(word), "{body}");
+        };
+    let (s, b) =
+        send(&mut c, Method::POST, "/scim/v2/Users", &token, json!({"active": true})).await;
     check(s, &b, StatusCode::BAD_REQUEST, "invalidValue", "userName");
-    let (s, b) = send(&mut c, Method::POST, "/scim/v2/Users", &token,
-        json!({"userName": "x@example.com", "active": "maybe"})).await;
+    let (s, b) = send(
+        &mut c,
+        Method::POST,
+        "/scim/v2/Users",
+        &token,
+        json!({"userName": "x@example.com", "active": "maybe"}),
+    )
+    .await;
     check(s, &b, StatusCode::BAD_REQUEST, "invalidValue", "active");
     let (status, bytes) =
         c.send(Method::POST, "/scim/v2/Users", Some(&token), "{\"userName\": ").await.unwrap();
     let b: Value = serde_json::from_slice(&bytes).unwrap();
     check(status, &b, StatusCode::BAD_REQUEST, "invalidSyntax", "line 1");
-    let (s, _) = send(&mut c, Method::POST, "/scim/v2/Users", &token,
-        json!({"userName": "dup@example.com"})).await;
+    let (s, _) = send(
+        &mut c,
+        Method::POST,
+        "/scim/v2/Users",
+        &token,
+        json!({"userName": "dup@example.com"}),
+    )
+    .await;
     assert_eq!(s, StatusCode::CREATED);
-    let (s, b) = send(&mut c, Method::POST, "/scim/v2/Users", &token,
-        json!({"userName": "DUP@example.com"})).await;
+    let (s, b) = send(
+        &mut c,
+        Method::POST,
+        "/scim/v2/Users",
+        &token,
+        json!({"userName": "DUP@example.com"}),
+    )
+    .await;
     check(s, &b, StatusCode::CONFLICT, "uniqueness", "dup@example.com");
-    let (s, b) = send(&mut c, Method::GET, "/scim/v2/Users?filter=title%20sw%20%22x%22", &token,
-        Value::Null).await;
+    let (s, b) = send(
+        &mut c,
+        Method::GET,
+        "/scim/v2/Users?filter=title%20sw%20%22x%22",
+        &token,
+        Value::Null,
+    )
+    .await;
     check(s, &b, StatusCode::BAD_REQUEST, "invalidFilter", "userName eq");
-    let (s, b) =
-        send(&mut c, Method::GET, "/scim/v2/Users?count=ten", &token, Value::Null).await;
+    let (s, b) = send(&mut c, Method::GET, "/scim/v2/Users?count=ten", &token, Value::Null).await;
     check(s, &b, StatusCode::BAD_REQUEST, "invalidValue", "count");
     let (_, list) = send(&mut c, Method::GET, "/scim/v2/Users", &token, Value::Null).await;
     let id = list["Resources"][0]["id"].as_str().unwrap().to_owned();
-    let (s, b) = send(&mut c, Method::PATCH, &format!("/scim/v2/Users/{id}"), &token,
+    let (s, b) = send(
+        &mut c,
+        Method::PATCH,
+        &format!("/scim/v2/Users/{id}"),
+        &token,
         json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-               "Operations": [{"op": "remove"}]})).await;
+               "Operations": [{"op": "remove"}]}),
+    )
+    .await;
     check(s, &b, StatusCode::BAD_REQUEST, "noTarget", "Operations[0]");
-    let (s, b) = send(&mut c, Method::PATCH, &format!("/scim/v2/Users/{id}"), &token,
+    let (s, b) = send(
+        &mut c,
+        Method::PATCH,
+        &format!("/scim/v2/Users/{id}"),
+        &token,
         json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-               "Operations": [{"op": "replace", "path": "id", "value": "mine"}]})).await;
+               "Operations": [{"op": "replace", "path": "id", "value": "mine"}]}),
+    )
+    .await;
     check(s, &b, StatusCode::BAD_REQUEST, "mutability", "id");
-    let (s, b) = send(&mut c, Method::PATCH, &format!("/scim/v2/Users/{id}"), &token,
-        json!({"Operations": []})).await;
+    let (s, b) = send(
+        &mut c,
+        Method::PATCH,
+        &format!("/scim/v2/Users/{id}"),
+        &token,
+        json!({"Operations": []}),
+    )
+    .await;
     check(s, &b, StatusCode::BAD_REQUEST, "invalidSyntax", "PatchOp");
     // A failed PATCH changed nothing.
     let (_, got) =
