@@ -1642,7 +1642,7 @@ impl Store for PgStore {
             tx.execute(
                 "UPDATE scim_resources SET name = $3, resource = $4, version = $5,
                     modified_at = $6
-                 WHERE kind = $1 AND id = $2 AND version = $5 - 1",
+                 WHERE kind = $1 AND id = $2 AND version = $5::bigint - 1",
                 &[&r.kind, &r.id, &write.name, &r.resource, &r.version, &r.modified_at],
             )
             .await?
