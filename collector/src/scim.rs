@@ -317,10 +317,10 @@ pub fn normalise(kind: Kind, resource: Value) -> Result<(Map<String, Value>, Str
             format!("{} must be at most 512 printable characters", kind.name_attribute()),
         ));
     }
-    if name_key != kind.name_attribute() {
-        if let Some(v) = r.remove(&name_key) {
-            r.insert(kind.name_attribute().into(), v);
-        }
+    if name_key != kind.name_attribute()
+        && let Some(v) = r.remove(&name_key)
+    {
+        r.insert(kind.name_attribute().into(), v);
     }
     // Entra ID has sent booleans as the strings "True" and "False".
     let active_key = key_of(&r, "active");
@@ -359,13 +359,11 @@ pub fn normalise(kind: Kind, resource: Value) -> Result<(Map<String, Value>, Str
             ));
         }
     }
-    if let Some(v) = get_ci(&r, ENTERPRISE_SCHEMA) {
-        if !v.is_object() {
-            return Err(ScimError::bad(
-                "invalidValue",
-                format!("{ENTERPRISE_SCHEMA} must be an object"),
-            ));
-        }
+    if get_ci(&r, ENTERPRISE_SCHEMA).is_some_and(|v| !v.is_object()) {
+        return Err(ScimError::bad(
+            "invalidValue",
+            format!("{ENTERPRISE_SCHEMA} must be an object"),
+        ));
     }
     let mut schemas = vec![Value::from(kind.schema())];
     if kind == Kind::User && get_ci(&r, ENTERPRISE_SCHEMA).is_some() {

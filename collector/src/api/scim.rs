@@ -150,11 +150,11 @@ async fn person_of<S: Store>(
         return Ok(None);
     }
     let mut manager_email = None;
-    if let Some(id) = scim::manager_id(resource) {
-        if let Some(m) = state.store.scim_get(Kind::User.as_str(), id).await? {
-            let m: Map<String, Value> = serde_json::from_str(&m.resource).unwrap_or_default();
-            manager_email = scim::person(&m, |_| None).map(|(p, _)| p.email);
-        }
+    if let Some(id) = scim::manager_id(resource)
+        && let Some(m) = state.store.scim_get(Kind::User.as_str(), id).await?
+    {
+        let m: Map<String, Value> = serde_json::from_str(&m.resource).unwrap_or_default();
+        manager_email = scim::person(&m, |_| None).map(|(p, _)| p.email);
     }
     Ok(scim::person(resource, |_| manager_email))
 }

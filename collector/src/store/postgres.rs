@@ -1682,11 +1682,11 @@ impl Store for PgStore {
         let n = tx
             .execute("DELETE FROM scim_resources WHERE kind = $1 AND id = $2", &[&kind, &id])
             .await?;
-        if n > 0 {
-            if let Some(email) = email {
-                tx.execute("UPDATE people SET active = FALSE WHERE email = $1", &[&email]).await?;
-                tx.batch_execute(super::BUMP_SPEND).await?;
-            }
+        if n > 0
+            && let Some(email) = email
+        {
+            tx.execute("UPDATE people SET active = FALSE WHERE email = $1", &[&email]).await?;
+            tx.batch_execute(super::BUMP_SPEND).await?;
         }
         tx.commit().await?;
         Ok(n > 0)

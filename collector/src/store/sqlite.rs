@@ -1821,11 +1821,11 @@ impl Store for SqliteStore {
                 "DELETE FROM scim_resources WHERE kind = ?1 AND id = ?2",
                 params![kind, id],
             )?;
-            if n > 0 {
-                if let Some(email) = email {
-                    tx.execute("UPDATE people SET active = 0 WHERE email = ?1", params![email])?;
-                    tx.execute_batch(super::BUMP_SPEND)?;
-                }
+            if n > 0
+                && let Some(email) = email
+            {
+                tx.execute("UPDATE people SET active = 0 WHERE email = ?1", params![email])?;
+                tx.execute_batch(super::BUMP_SPEND)?;
             }
             tx.commit()?;
             Ok(n > 0)
@@ -2343,6 +2343,17 @@ const SESSION_SELECT: &str = "SELECT s.actor, s.role, s.method, s.token, s.csrf,
       AND (s.token IS NULL OR EXISTS (SELECT 1 FROM api_tokens t
                                       WHERE t.name = s.token AND t.revoked_at IS NULL))";
 
+fn scim_row(kind: &'static str, r: &rusqlite::Row<'_>) -> rusqlite::Result<ScimResource> {
+    Ok(ScimResource {
+        kind,
+        id: r.get(0)?,
+        resource: r.get(1)?,
+        version: r.get(2)?,
+        created_at: r.get(3)?,
+        modified_at: r.get(4)?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -2354,15 +2365,4 @@ mod tests {
             assert_eq!(m.version as usize, i + 1);
         }
     }
-}
-
-fn scim_row(kind: &'static str, r: &rusqlite::Row<'_>) -> rusqlite::Result<ScimResource> {
-    Ok(ScimResource {
-        kind,
-        id: r.get(0)?,
-        resource: r.get(1)?,
-        version: r.get(2)?,
-        created_at: r.get(3)?,
-        modified_at: r.get(4)?,
-    })
 }
