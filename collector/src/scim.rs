@@ -282,7 +282,7 @@ fn get_ci<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
 }
 
 /// Checks a written resource (POST, PUT, or the result of a PATCH) and returns it as stored:
-/// without `id` and `meta` (the server's), with `schemas` set, `active` a boolean, and its
+/// without `id`, `meta` (the server's) and `password`, with `schemas` set, `active` a boolean, and its
 /// unique name (lowercased).
 ///
 /// # Errors
@@ -291,7 +291,9 @@ pub fn normalise(kind: Kind, resource: Value) -> Result<(Map<String, Value>, Str
     let Value::Object(mut r) = resource else {
         return Err(ScimError::bad("invalidSyntax", "the body must be a JSON object"));
     };
-    for readonly in ["id", "meta"] {
+    // `id` and `meta` are the server's; `password` (Okta sends one when password sync is on) is
+    // write-only in RFC 7643 and aiscout has no use for it, so it is never stored.
+    for readonly in ["id", "meta", "password"] {
         let key = key_of(&r, readonly);
         r.remove(&key);
     }

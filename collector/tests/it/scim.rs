@@ -247,7 +247,11 @@ async fn okta_user_and_group_shapes_are_accepted() {
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{u}");
+    // The password Okta may send is never stored or returned.
+    assert!(u.get("password").is_none(), "{u}");
     let id = u["id"].as_str().unwrap().to_owned();
+    let stored = server.store.scim_get("User", id.clone()).await.unwrap().unwrap();
+    assert!(!stored.resource.contains("ignored-by-aiscout"));
     // Okta deactivates with a pathless replace.
     let (status, u) = send(
         &mut c,
