@@ -258,6 +258,15 @@ impl Role {
         matches!(self, Role::Admin | Role::Policy)
     }
 
+    /// For a role of machines, the one API it is for; `None` for people's roles.
+    pub fn machine_api(self) -> Option<&'static str> {
+        match self {
+            Role::Policy => Some("the policy API"),
+            Role::Scim => Some("SCIM provisioning (/scim/v2)"),
+            Role::Admin | Role::Procurement | Role::Security | Role::Viewer => None,
+        }
+    }
+
     /// Whether this role may use the console and the people-facing API (everything but the
     /// policy exports): every role but `policy` and `scim`.
     pub fn is_person(self) -> bool {

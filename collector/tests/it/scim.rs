@@ -83,6 +83,13 @@ async fn scim2_tester_finds_no_conformance_error() {
         output.status.success() && failures.is_empty(),
         "conformance failures: {failures:#?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
+    let mut by_status = std::collections::BTreeMap::<String, usize>::new();
+    for l in &lines {
+        if let Some(s) = l["status"].as_str() {
+            *by_status.entry(s.to_owned()).or_default() += 1;
+        }
+    }
+    eprintln!("scim2-tester results by status: {by_status:?}");
     let summary = lines.last().unwrap();
     // The checker ran the discovery and the create/read/replace/delete checks of both types.
     assert!(summary["checks"].as_u64().unwrap() >= 20, "{stdout}");
@@ -467,7 +474,19 @@ async fn bad_input_answers_scim_errors_naming_the_problem() {
     assert!(b["detail"].as_str().unwrap().contains("--role scim"));
     let (s, _) = c.send(Method::GET, "/scim/v2/Users", None, "").await.unwrap();
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    // The scim token reaches nothing outside /scim/v2.
+    // The scim token reaches nothing outside /scim/v2, and cannot sign in to the console.
     let (s, _) = c.send(Method::GET, "/api/v1/inventory", Some(&token), "").await.unwrap();
     assert_eq!(s, StatusCode::FORBIDDEN);
+    let headers: Vec<(hyper::header::HeaderName, hyper::header::HeaderValue)> = vec![(
+        "content-type".parse().unwrap(),
+        "application/x-www-form-urlencoded".parse().unwrap(),
+    )];
+    let r = c
+        .request(Method::POST, "/login", &headers, format!("token={token}&next=%2F"), 1 << 20)
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.headers.get("set-cookie").is_none(), "no session");
+    let page = String::from_utf8_lossy(&r.body);
+    assert!(page.contains("role (scim) is for SCIM provisioning (/scim/v2) only."), "{page}");
 }
