@@ -222,6 +222,16 @@ async fn entra_provisioning_creates_updates_department_and_deactivates_without_l
     let (_, got) =
         send(&mut c, Method::GET, &format!("/scim/v2/Users/{id}"), &token, Value::Null).await;
     assert_eq!(got["active"], false);
+    // A person's export says they are no longer an active seat.
+    let admin = server.token("root", Role::Admin).await;
+    let (status, export) =
+        send(&mut c, Method::GET, "/api/v1/people/ada@example.com/export", &admin, Value::Null)
+            .await;
+    assert_eq!(status, StatusCode::OK, "{export}");
+    assert_eq!(
+        (export["person"]["department"].clone(), export["person"]["active"].clone()),
+        (json!("Research"), json!(false))
+    );
     // A hard delete keeps the person too, inactive; the resource is gone.
     let (status, _) =
         send(&mut c, Method::DELETE, &format!("/scim/v2/Users/{boss_id}"), &token, Value::Null)
