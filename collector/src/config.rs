@@ -1123,7 +1123,10 @@ fn console_oidc(raw: OidcFile, problems: &mut Vec<ConfigProblem>) -> Option<Oidc
         match role.parse::<Role>() {
             Ok(role) if !role.is_person() => problems.push(problem(
                 &format!("console.oidc.roles.{group}"),
-                format!("the {role} role is for the policy API only, not for signing in"),
+                format!(
+                    "the {role} role is for {} only, not for signing in",
+                    role.machine_api().unwrap_or("machines")
+                ),
             )),
             Ok(role) => {
                 roles.insert(group, role);

@@ -66,5 +66,6 @@ pub mod policy;
 pub mod report;
 pub mod retention;
 pub mod review;
+pub mod scim;
 pub mod store;
 pub mod telemetry;

@@ -225,6 +225,9 @@ pub enum Role {
     Policy,
     /// Read only.
     Procurement,
+    /// Provisions the directory over SCIM 2.0 (`/scim/v2`) and nothing else: the token Okta or
+    /// Entra ID sends. Never signs in to the console.
+    Scim,
     /// Read and review.
     Security,
     /// Read only, and no imports: sees the console without changing anything.
@@ -238,14 +241,16 @@ impl Role {
             Role::Admin => "admin",
             Role::Policy => "policy",
             Role::Procurement => "procurement",
+            Role::Scim => "scim",
             Role::Security => "security",
             Role::Viewer => "viewer",
         }
     }
 
-    /// Every role, in the order the console lists them (`policy` last: it is for machines).
-    pub const ALL: [Role; 5] =
-        [Role::Admin, Role::Security, Role::Procurement, Role::Viewer, Role::Policy];
+    /// Every role, in the order the console lists them (`policy` and `scim` last: they are for
+    /// machines).
+    pub const ALL: [Role; 6] =
+        [Role::Admin, Role::Security, Role::Procurement, Role::Viewer, Role::Policy, Role::Scim];
 
     /// Whether this role may set review decisions.
     pub fn may_review(self) -> bool {
@@ -257,10 +262,19 @@ impl Role {
         matches!(self, Role::Admin | Role::Policy)
     }
 
+    /// For a role of machines, the one API it is for; `None` for people's roles.
+    pub fn machine_api(self) -> Option<&'static str> {
+        match self {
+            Role::Policy => Some("the policy API"),
+            Role::Scim => Some("SCIM provisioning (/scim/v2)"),
+            Role::Admin | Role::Procurement | Role::Security | Role::Viewer => None,
+        }
+    }
+
     /// Whether this role may use the console and the people-facing API (everything but the
-    /// policy exports): every role but `policy`.
+    /// policy exports): every role but `policy` and `scim`.
     pub fn is_person(self) -> bool {
-        !matches!(self, Role::Policy)
+        !matches!(self, Role::Policy | Role::Scim)
     }
 }
 
@@ -272,10 +286,11 @@ impl FromStr for Role {
             "admin" => Ok(Role::Admin),
             "policy" => Ok(Role::Policy),
             "procurement" => Ok(Role::Procurement),
+            "scim" => Ok(Role::Scim),
             "security" => Ok(Role::Security),
             "viewer" => Ok(Role::Viewer),
             other => Err(format!(
-                "unknown role {other:?} (admin, security, procurement, viewer or policy)"
+                "unknown role {other:?} (admin, security, procurement, viewer, policy or scim)"
             )),
         }
     }
@@ -528,6 +543,45 @@ pub struct Person {
     pub department: String,
     /// Manager (email or name), if any.
     pub manager: Option<String>,
+}
+
+/// A SCIM resource as stored (`/scim/v2`, [`crate::scim`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScimResource {
+    /// `User` or `Group`.
+    pub kind: &'static str,
+    /// The server-assigned id.
+    pub id: String,
+    /// The JSON document as written, without `id` and `meta`.
+    pub resource: String,
+    /// Version, counting writes from 1 (the ETag).
+    pub version: i64,
+    /// Creation time (Unix seconds).
+    pub created_at: i64,
+    /// Last write (Unix seconds).
+    pub modified_at: i64,
+}
+
+/// The directory entry a SCIM user write makes (or keeps) in `people`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScimPerson {
+    /// The person (email lowercased).
+    pub person: Person,
+    /// Whether they are an active seat.
+    pub active: bool,
+    /// An email the user had before this write, which is now marked inactive.
+    pub previous_email: Option<String>,
+}
+
+/// One SCIM write: a create (`version` 1) or a replacement of the stored resource.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScimWrite {
+    /// The resource with its new version and times.
+    pub resource: ScimResource,
+    /// Its unique name (userName or displayName, lowercased).
+    pub name: String,
+    /// For users, the directory entry.
+    pub person: Option<ScimPerson>,
 }
 
 /// What an import of rows did in the store.

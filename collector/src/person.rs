@@ -6,7 +6,7 @@
 //! Built only from [`Store`] reads the rest of the collector already uses (the directory,
 //! devices and their sightings, expense lines, per-person usage, the audit log), so it works on
 //! every store and never has its own SQL. What it gathers:
-//! - the directory entry (`people`) with that email;
+//! - the directory entry (`people`) with that email, and whether it is an active seat;
 //! - devices whose owner is that email, each with what was seen on it (product, kind, matched
 //!   value, first and last seen, count);
 //! - expense lines they paid (payer email);
@@ -34,6 +34,8 @@ pub struct Record {
     pub email: String,
     /// Their directory entry.
     pub person: Option<Person>,
+    /// Whether their directory entry is an active seat (false once deprovisioned over SCIM).
+    pub active: bool,
     /// Devices they own.
     pub devices: Vec<DeviceSummary>,
     /// What was seen on those devices, per device, product, kind and value.
@@ -139,6 +141,8 @@ pub fn erasure_json(e: &Erasure) -> Value {
 /// A store read fails.
 pub async fn export<S: Store>(store: &S, email: &str) -> Result<Record, StoreError> {
     let person = store.people().await?.into_iter().find(|p| p.email == email);
+    let active =
+        store.people_active().await?.into_iter().find(|(e, _)| e == email).is_none_or(|(_, a)| a);
     let devices: Vec<DeviceSummary> = store
         .devices()
         .await?
@@ -174,7 +178,16 @@ pub async fn export<S: Store>(store: &S, email: &str) -> Result<Record, StoreErr
     );
     audit.sort_by_key(|e| e.id);
     audit.dedup_by_key(|e| e.id);
-    Ok(Record { email: email.to_owned(), person, devices, sightings, expenses, usage, audit })
+    Ok(Record {
+        email: email.to_owned(),
+        person,
+        active,
+        devices,
+        sightings,
+        expenses,
+        usage,
+        audit,
+    })
 }
 
 /// The record as the JSON document the CLI prints and the API serves.
@@ -187,6 +200,7 @@ pub fn to_json(r: &Record) -> Value {
             "name": p.name,
             "department": p.department,
             "manager": p.manager,
+            "active": r.active,
         })),
         "devices": r.devices.iter().map(|d| json!({
             "host_id": d.device.host_id,

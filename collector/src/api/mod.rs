@@ -33,6 +33,7 @@ use crate::{credentials, ingest, join, review};
 
 pub mod conn;
 pub mod ratelimit;
+mod scim;
 pub mod tls;
 pub mod upload;
 
@@ -1005,9 +1006,12 @@ pub fn router<S: Store>(state: Arc<AppState<S>>) -> Router {
         .route("/metrics", get(metrics::<S>))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz::<S>))
+        .merge(scim::router::<S>())
         .merge(crate::console::router(&state))
         .fallback(|uri: axum::http::Uri| async move {
-            if uri.path().starts_with(aiscout_wire::API_PREFIX) {
+            if uri.path().starts_with(crate::scim::PREFIX) {
+                scim::not_found(uri.path())
+            } else if uri.path().starts_with(aiscout_wire::API_PREFIX) {
                 ApiError::NotFound("no such route".into()).into_response()
             } else {
                 crate::console::Refusal::NotFound("There is no page at this address.".into())

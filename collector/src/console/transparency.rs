@@ -162,6 +162,10 @@ fn role_scope(role: Role) -> &'static str {
         Role::Policy => {
             "only the blocklist and policy exports (domains, extension ids): no person or device"
         }
+        Role::Scim => {
+            "only the SCIM provisioning endpoints (/scim/v2): writes the directory of people, \
+             reads nothing else"
+        }
     }
 }
 

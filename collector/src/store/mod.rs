@@ -39,8 +39,8 @@ use crate::model::{
     DeliveryRow, Device, DeviceId, DevicePage, DeviceQuery, DeviceSighting, DeviceSummary,
     DeviceUsage, EnrollAttempt, EnrollOutcome, ExpenseLine, GatewaySpend, GatewayTotal, Health,
     ImportCounts, ImportRun, IngestOutcome, NewEvent, OwnerUse, Person, PersonUsage, ProductUsage,
-    ReenrollPolicy, ReenrollRequest, Review, Session, SourceUsage, StoredEvent, Token, UsageFilter,
-    ValueUsage,
+    ReenrollPolicy, ReenrollRequest, Review, ScimResource, ScimWrite, Session, SourceUsage,
+    StoredEvent, Token, UsageFilter, ValueUsage,
 };
 
 pub mod erase;
@@ -379,6 +379,43 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every person, sorted by email.
     fn people(&self) -> impl Future<Output = Result<Vec<Person>, StoreError>> + Send;
+
+    /// Whether each person is an active seat (false once deprovisioned over SCIM), by email.
+    fn people_active(&self)
+    -> impl Future<Output = Result<Vec<(String, bool)>, StoreError>> + Send;
+
+    /// One SCIM resource (`kind` is `User` or `Group`).
+    fn scim_get(
+        &self,
+        kind: &'static str,
+        id: String,
+    ) -> impl Future<Output = Result<Option<ScimResource>, StoreError>> + Send;
+
+    /// SCIM resources of `kind`, oldest first, optionally only the one with this lowercased
+    /// name; `offset` and `limit` page them. Returns the total before paging, and the page.
+    fn scim_list(
+        &self,
+        kind: &'static str,
+        name: Option<String>,
+        offset: i64,
+        limit: i64,
+    ) -> impl Future<Output = Result<(i64, Vec<ScimResource>), StoreError>> + Send;
+
+    /// Creates (`version` 1) or replaces a SCIM resource and, for a user, upserts their
+    /// directory entry and active flag, in one transaction. A replacement whose stored version
+    /// is not `version - 1` changes nothing and answers false (a concurrent write or a
+    /// deleted resource). A name already taken is [`StoreError::Exists`].
+    fn scim_write(&self, write: ScimWrite)
+    -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Deletes a SCIM resource; a user's directory entry (by `email`) stays, marked inactive.
+    /// False when there was no such resource.
+    fn scim_delete(
+        &self,
+        kind: &'static str,
+        id: String,
+        email: Option<String>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Per device owner and product among `products`, the last time any of the owner's
     /// devices saw it; ordered by owner, then product. (The reconciliation asks only about

@@ -28,7 +28,7 @@ use crate::model::{
     DeviceId, DevicePage, DeviceQuery, DeviceSighting, DeviceSummary, DeviceUsage, EnrollAttempt,
     EnrollOutcome, ExpenseLine, GatewaySpend, GatewayTotal, Health, ImportCounts, ImportRun,
     IngestOutcome, NewEvent, OwnerUse, Person, PersonUsage, ProductUsage, ReenrollRequest, Review,
-    Session, SourceUsage, StoredEvent, Token, UsageFilter, ValueUsage,
+    ScimResource, ScimWrite, Session, SourceUsage, StoredEvent, Token, UsageFilter, ValueUsage,
 };
 
 /// The PostgreSQL migrations, in order.
@@ -44,6 +44,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 9, sql: include_str!("migrations/postgres/0009_connectors.sql") },
     Migration { version: 10, sql: include_str!("migrations/postgres/0010_reenroll.sql") },
     Migration { version: 12, sql: include_str!("migrations/postgres/0012_privacy.sql") },
+    Migration { version: 13, sql: include_str!("migrations/postgres/0013_scim.sql") },
 ];
 
 /// The advisory lock key that serialises migrations ("aiscout" in ASCII).
@@ -1689,6 +1690,135 @@ impl Store for PgStore {
         Ok(counts(total, changed))
     }
 
+    async fn people_active(&self) -> Result<Vec<(String, bool)>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query("SELECT email, active FROM people ORDER BY email", &[])
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
+    async fn scim_get(
+        &self,
+        kind: &'static str,
+        id: String,
+    ) -> Result<Option<ScimResource>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT id, resource, version, created_at, modified_at FROM scim_resources
+                 WHERE kind = $1 AND id = $2",
+                &[&kind, &id],
+            )
+            .await?;
+        row.map(|r| scim_row(kind, &r)).transpose()
+    }
+
+    async fn scim_list(
+        &self,
+        kind: &'static str,
+        name: Option<String>,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(i64, Vec<ScimResource>), StoreError> {
+        let client = self.client().await?;
+        let total: i64 = client
+            .query_one(
+                "SELECT COUNT(*) FROM scim_resources
+                 WHERE kind = $1 AND ($2::text IS NULL OR name = $2)",
+                &[&kind, &name],
+            )
+            .await?
+            .try_get(0)?;
+        let rows = client
+            .query(
+                "SELECT id, resource, version, created_at, modified_at FROM scim_resources
+                 WHERE kind = $1 AND ($2::text IS NULL OR name = $2)
+                 ORDER BY created_at, id LIMIT $3 OFFSET $4",
+                &[&kind, &name, &limit, &offset],
+            )
+            .await?;
+        let page = rows.iter().map(|r| scim_row(kind, r)).collect::<Result<_, _>>()?;
+        Ok((total, page))
+    }
+
+    async fn scim_write(&self, write: ScimWrite) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let r = &write.resource;
+        let taken = tx
+            .query_opt(
+                "SELECT id FROM scim_resources WHERE kind = $1 AND name = $2 AND id <> $3",
+                &[&r.kind, &write.name, &r.id],
+            )
+            .await?;
+        if taken.is_some() {
+            return Err(StoreError::Exists { what: "SCIM resource", name: write.name });
+        }
+        let n = if r.version == 1 {
+            tx.execute(
+                "INSERT INTO scim_resources
+                    (kind, id, name, resource, version, created_at, modified_at)
+                 VALUES ($1, $2, $3, $4, 1, $5, $6) ON CONFLICT DO NOTHING",
+                &[&r.kind, &r.id, &write.name, &r.resource, &r.created_at, &r.modified_at],
+            )
+            .await?
+        } else {
+            tx.execute(
+                "UPDATE scim_resources SET name = $3, resource = $4, version = $5,
+                    modified_at = $6
+                 WHERE kind = $1 AND id = $2 AND version = $5::bigint - 1",
+                &[&r.kind, &r.id, &write.name, &r.resource, &r.version, &r.modified_at],
+            )
+            .await?
+        };
+        if n == 0 {
+            return Ok(false);
+        }
+        if let Some(sp) = &write.person {
+            let p = &sp.person;
+            if let Some(old) = sp.previous_email.as_deref().filter(|o| *o != p.email) {
+                tx.execute("UPDATE people SET active = FALSE WHERE email = $1", &[&old]).await?;
+            }
+            tx.execute(
+                "INSERT INTO people (email, name, department, manager, active)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (email) DO UPDATE SET name = excluded.name,
+                    department = excluded.department, manager = excluded.manager,
+                    active = excluded.active",
+                &[&p.email, &p.name, &p.department, &p.manager, &sp.active],
+            )
+            .await?;
+            tx.execute(rollup::DEPARTMENTS_DIRTY, &[]).await?;
+            tx.batch_execute(super::BUMP_SPEND).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn scim_delete(
+        &self,
+        kind: &'static str,
+        id: String,
+        email: Option<String>,
+    ) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let n = tx
+            .execute("DELETE FROM scim_resources WHERE kind = $1 AND id = $2", &[&kind, &id])
+            .await?;
+        if n > 0
+            && let Some(email) = email
+        {
+            tx.execute("UPDATE people SET active = FALSE WHERE email = $1", &[&email]).await?;
+            tx.batch_execute(super::BUMP_SPEND).await?;
+        }
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
     async fn people(&self) -> Result<Vec<Person>, StoreError> {
         let rows = self
             .client()
@@ -2270,4 +2400,15 @@ impl Store for PgStore {
             self.client().await?.query(outbox::EVENTS_OF, &[&channel, &state, &from, &to]).await?;
         rows.iter().map(outbox::pg_event).collect()
     }
+}
+
+fn scim_row(kind: &'static str, r: &Row) -> Result<ScimResource, StoreError> {
+    Ok(ScimResource {
+        kind,
+        id: r.try_get(0)?,
+        resource: r.try_get(1)?,
+        version: r.try_get(2)?,
+        created_at: r.try_get(3)?,
+        modified_at: r.try_get(4)?,
+    })
 }

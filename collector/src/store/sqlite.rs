@@ -24,7 +24,7 @@ use crate::model::{
     DeviceId, DevicePage, DeviceQuery, DeviceSighting, DeviceSummary, DeviceUsage, EnrollAttempt,
     EnrollOutcome, ExpenseLine, GatewaySpend, GatewayTotal, Health, ImportCounts, ImportRun,
     IngestOutcome, NewEvent, OwnerUse, Person, PersonUsage, ProductUsage, ReenrollRequest, Review,
-    Session, SourceUsage, StoredEvent, Token, UsageFilter, ValueUsage,
+    ScimResource, ScimWrite, Session, SourceUsage, StoredEvent, Token, UsageFilter, ValueUsage,
 };
 
 /// The SQLite migrations, in order.
@@ -40,6 +40,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 9, sql: include_str!("migrations/sqlite/0009_connectors.sql") },
     Migration { version: 10, sql: include_str!("migrations/sqlite/0010_reenroll.sql") },
     Migration { version: 12, sql: include_str!("migrations/sqlite/0012_privacy.sql") },
+    Migration { version: 13, sql: include_str!("migrations/sqlite/0013_scim.sql") },
 ];
 
 /// How long a connection waits for another writer before failing.
@@ -1825,6 +1826,134 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn people_active(&self) -> Result<Vec<(String, bool)>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare("SELECT email, active FROM people ORDER BY email")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? != 0)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn scim_get(
+        &self,
+        kind: &'static str,
+        id: String,
+    ) -> Result<Option<ScimResource>, StoreError> {
+        self.with(move |c| {
+            Ok(c.query_row(
+                "SELECT id, resource, version, created_at, modified_at FROM scim_resources
+                 WHERE kind = ?1 AND id = ?2",
+                params![kind, id],
+                |r| scim_row(kind, r),
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn scim_list(
+        &self,
+        kind: &'static str,
+        name: Option<String>,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(i64, Vec<ScimResource>), StoreError> {
+        self.with(move |c| {
+            let total: i64 = c.query_row(
+                "SELECT COUNT(*) FROM scim_resources WHERE kind = ?1 AND (?2 IS NULL OR name = ?2)",
+                params![kind, name],
+                |r| r.get(0),
+            )?;
+            let mut stmt = c.prepare(
+                "SELECT id, resource, version, created_at, modified_at FROM scim_resources
+                 WHERE kind = ?1 AND (?2 IS NULL OR name = ?2)
+                 ORDER BY created_at, id LIMIT ?3 OFFSET ?4",
+            )?;
+            let rows = stmt.query_map(params![kind, name, limit, offset], |r| scim_row(kind, r))?;
+            Ok((total, rows.collect::<Result<_, _>>()?))
+        })
+        .await
+    }
+
+    async fn scim_write(&self, write: ScimWrite) -> Result<bool, StoreError> {
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let r = &write.resource;
+            let taken: Option<String> = tx
+                .query_row(
+                    "SELECT id FROM scim_resources WHERE kind = ?1 AND name = ?2 AND id <> ?3",
+                    params![r.kind, write.name, r.id],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            if taken.is_some() {
+                return Err(StoreError::Exists { what: "SCIM resource", name: write.name });
+            }
+            let n = if r.version == 1 {
+                tx.execute(
+                    "INSERT INTO scim_resources
+                        (kind, id, name, resource, version, created_at, modified_at)
+                     VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6) ON CONFLICT DO NOTHING",
+                    params![r.kind, r.id, write.name, r.resource, r.created_at, r.modified_at],
+                )?
+            } else {
+                tx.execute(
+                    "UPDATE scim_resources SET name = ?3, resource = ?4, version = ?5,
+                        modified_at = ?6
+                     WHERE kind = ?1 AND id = ?2 AND version = ?5 - 1",
+                    params![r.kind, r.id, write.name, r.resource, r.version, r.modified_at],
+                )?
+            };
+            if n == 0 {
+                return Ok(false);
+            }
+            if let Some(sp) = &write.person {
+                let p = &sp.person;
+                if let Some(old) = sp.previous_email.as_deref().filter(|o| *o != p.email) {
+                    tx.execute("UPDATE people SET active = 0 WHERE email = ?1", params![old])?;
+                }
+                tx.execute(
+                    "INSERT INTO people (email, name, department, manager, active)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (email) DO UPDATE SET name = excluded.name,
+                        department = excluded.department, manager = excluded.manager,
+                        active = excluded.active",
+                    params![p.email, p.name, p.department, p.manager, i64::from(sp.active)],
+                )?;
+                tx.execute(rollup::DEPARTMENTS_DIRTY, [])?;
+                tx.execute_batch(super::BUMP_SPEND)?;
+            }
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn scim_delete(
+        &self,
+        kind: &'static str,
+        id: String,
+        email: Option<String>,
+    ) -> Result<bool, StoreError> {
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let n = tx.execute(
+                "DELETE FROM scim_resources WHERE kind = ?1 AND id = ?2",
+                params![kind, id],
+            )?;
+            if n > 0
+                && let Some(email) = email
+            {
+                tx.execute("UPDATE people SET active = 0 WHERE email = ?1", params![email])?;
+                tx.execute_batch(super::BUMP_SPEND)?;
+            }
+            tx.commit()?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
     async fn people(&self) -> Result<Vec<Person>, StoreError> {
         self.with(|c| {
             let mut stmt =
@@ -2334,6 +2463,17 @@ const SESSION_SELECT: &str = "SELECT s.actor, s.role, s.method, s.token, s.csrf,
     WHERE s.session_hash = ?1 AND s.expires_at > ?2
       AND (s.token IS NULL OR EXISTS (SELECT 1 FROM api_tokens t
                                       WHERE t.name = s.token AND t.revoked_at IS NULL))";
+
+fn scim_row(kind: &'static str, r: &rusqlite::Row<'_>) -> rusqlite::Result<ScimResource> {
+    Ok(ScimResource {
+        kind,
+        id: r.get(0)?,
+        resource: r.get(1)?,
+        version: r.get(2)?,
+        created_at: r.get(3)?,
+        modified_at: r.get(4)?,
+    })
+}
 
 #[cfg(test)]
 mod tests {

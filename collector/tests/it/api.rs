@@ -40,6 +40,9 @@ fn certificates() -> (CertificateDer<'static>, Vec<CertificateDer<'static>>, Pri
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    // A name of its own: with rcgen's default name on both, OpenSSL clients (the SCIM
+    // conformance checker) take the leaf for self-signed.
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "aiscout test CA");
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
     let leaf_key = rcgen::KeyPair::generate().unwrap();

@@ -22,4 +22,5 @@ mod mdm;
 mod oidc;
 mod policy;
 mod process;
+mod scim;
 mod store;

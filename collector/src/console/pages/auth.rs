@@ -70,8 +70,12 @@ pub(crate) async fn login<S: Store>(
     };
     match token {
         Some(t) if t.revoked_at.is_none() && !t.role.is_person() => {
-            tracing::info!("Console sign-in refused: a policy token.");
-            let why = format!("This token's role ({}) is for the policy API only.", t.role);
+            tracing::info!(role = %t.role, "Console sign-in refused: a machine's token.");
+            let why = format!(
+                "This token's role ({}) is for {} only.",
+                t.role,
+                t.role.machine_api().unwrap_or("machines")
+            );
             let page = login_form(&next, Some(&why), crate::console::sso(&state));
             Ok((StatusCode::FORBIDDEN, document("Sign in", None, "", page)).into_response())
         }

@@ -535,6 +535,59 @@ pub(crate) async fn people_upsert_counts_changes_only(store: impl Store) {
     assert_eq!(store.people().await.unwrap(), vec![moved, bob]);
 }
 
+pub(crate) async fn scim_writes_are_versioned_unique_and_deactivate_people(store: impl Store) {
+    use aiscout_collector::model::{ScimPerson, ScimResource, ScimWrite};
+    let person = |email: &str, dept: &str, active: bool| ScimPerson {
+        person: Person {
+            email: email.into(),
+            name: "Ann".into(),
+            department: dept.into(),
+            manager: None,
+        },
+        active,
+        previous_email: None,
+    };
+    let resource = |id: &str, version: i64| ScimResource {
+        kind: "User",
+        id: id.into(),
+        resource: format!("{{\"v\":{version}}}"),
+        version,
+        created_at: 10,
+        modified_at: 10 + version,
+    };
+    let write = |id: &str, version: i64, name: &str, p: Option<ScimPerson>| ScimWrite {
+        resource: resource(id, version),
+        name: name.into(),
+        person: p,
+    };
+    let w = write("u1", 1, "ann@example.com", Some(person("ann@example.com", "Sales", true)));
+    assert!(store.scim_write(w).await.unwrap());
+    // The same name under another id is taken; a stale version changes nothing.
+    let taken = store.scim_write(write("u2", 1, "ann@example.com", None)).await;
+    assert!(matches!(taken, Err(StoreError::Exists { .. })), "{taken:?}");
+    assert!(!store.scim_write(write("u1", 3, "ann@example.com", None)).await.unwrap());
+    let w = write("u1", 2, "ann@example.com", Some(person("ann@example.com", "R&D", false)));
+    assert!(store.scim_write(w).await.unwrap());
+    assert_eq!(store.scim_get("User", "u1".into()).await.unwrap(), Some(resource("u1", 2)));
+    assert_eq!(store.scim_get("Group", "u1".into()).await.unwrap(), None);
+    let people = store.people().await.unwrap();
+    assert_eq!(people.len(), 1);
+    assert_eq!(people[0].department, "R&D");
+    assert_eq!(store.people_active().await.unwrap(), vec![("ann@example.com".into(), false)]);
+    let w = write("u3", 1, "bob@example.com", Some(person("bob@example.com", "Ops", true)));
+    assert!(store.scim_write(w).await.unwrap());
+    let (total, page) = store.scim_list("User", None, 1, 5).await.unwrap();
+    assert_eq!((total, page.len(), page[0].id.as_str()), (2, 1, "u3"));
+    let (total, page) =
+        store.scim_list("User", Some("bob@example.com".into()), 0, 5).await.unwrap();
+    assert_eq!((total, page[0].id.as_str()), (1, "u3"));
+    assert!(store.scim_delete("User", "u3".into(), Some("bob@example.com".into())).await.unwrap());
+    assert!(!store.scim_delete("User", "u3".into(), None).await.unwrap());
+    // Deleted from SCIM, kept in the directory as an inactive seat.
+    assert_eq!(store.people().await.unwrap().len(), 2);
+    assert!(store.people_active().await.unwrap().iter().all(|(_, active)| !active));
+}
+
 pub(crate) async fn owner_last_use_joins_devices_to_sightings(store: impl Store) {
     let d = store.enroll(device("h1", Some("Ann@Example.com")), [1; 32], 100).await.unwrap();
     let b = batch("b1", vec![sighting("openai.chatgpt", "chatgpt.com", "ann", 0, 5)]);
@@ -1749,6 +1802,7 @@ macro_rules! all_cases {
             gateway_totals_place_users_by_directory_in_order,
             gateway_chunk_with_some_keys_stored_counts_the_new_ones,
             people_upsert_counts_changes_only,
+            scim_writes_are_versioned_unique_and_deactivate_people,
             owner_last_use_joins_devices_to_sightings,
             rollups_agree_with_the_sightings,
             rollup_departments_follow_people_and_owners,
