@@ -8,6 +8,7 @@ use std::time::Duration;
 use aiscout_wire::Secret;
 use serde::Deserialize;
 
+use super::email::{EmailSettings, SmtpTls, check_address};
 use super::event;
 
 /// `[alerts]` as written.
@@ -136,8 +137,19 @@ pub struct ChannelFile {
     /// Jira: the issue type [default: Task].
     pub issue_type: Option<String>,
     /// Jira: the account the API token belongs to (Basic authentication, Jira Cloud); unset,
-    /// the token is sent as a Bearer personal access token (Jira Data Center).
+    /// the token is sent as a Bearer personal access token (Jira Data Center). Email: the SMTP
+    /// user (the password is `secret_file`).
     pub username: Option<String>,
+    /// Email: the SMTP server's host name.
+    pub smtp_host: Option<String>,
+    /// Email: its port [default: 587 with STARTTLS, 465 with implicit TLS].
+    pub smtp_port: Option<u16>,
+    /// Email: `starttls` or `tls` (implicit) [default: starttls].
+    pub smtp_tls: Option<String>,
+    /// Email: the sender address.
+    pub from: Option<String>,
+    /// Email: the recipients.
+    pub to: Option<Vec<String>>,
 }
 
 /// The kinds of channel.
@@ -153,6 +165,8 @@ pub enum Kind {
     Siem,
     /// Jira issues for discoveries and candidates; decisions comment on them.
     Jira,
+    /// One email per event over SMTP with TLS.
+    Email,
 }
 
 impl Kind {
@@ -164,6 +178,7 @@ impl Kind {
             Kind::Teams => "teams",
             Kind::Siem => "siem",
             Kind::Jira => "jira",
+            Kind::Email => "email",
         }
     }
 }
@@ -193,6 +208,8 @@ pub struct Channel {
     pub ca_file: Option<PathBuf>,
     /// Jira project key, issue type and Basic-authentication user.
     pub jira: Option<JiraSettings>,
+    /// SMTP server, sender and recipients of an email channel.
+    pub email: Option<EmailSettings>,
 }
 
 /// A Jira channel's settings.
@@ -244,7 +261,7 @@ impl Default for Settings {
 
 /// Kinds the issue names that this build does not deliver yet: refused with a clear reason
 /// rather than accepted and silently dropped.
-const NOT_YET: &[&str] = &["email", "syslog"];
+const NOT_YET: &[&str] = &["syslog"];
 
 /// Parses `30s`, `15m`, `6h`, `2d` (a whole number and a unit).
 pub fn duration(text: &str) -> Result<Duration, String> {
@@ -332,6 +349,7 @@ pub fn check(
             Some("teams") => Kind::Teams,
             Some("siem") => Kind::Siem,
             Some("jira") => Kind::Jira,
+            Some("email") => Kind::Email,
             Some(k) if NOT_YET.contains(&k) => {
                 bad("kind", format!("{k:?} channels are not built yet (see issue 15)"));
                 continue;
@@ -349,6 +367,11 @@ pub fn check(
             }
         };
         let url = match c.url {
+            Some(_) if kind == Kind::Email => {
+                bad("url", "not used by email channels: set smtp_host".into());
+                String::new()
+            }
+            None if kind == Kind::Email => String::new(),
             Some(u) => {
                 if let Err(why) = check_url(&u) {
                     bad("url", why);
@@ -372,6 +395,10 @@ pub fn check(
             }
             (None, Kind::Jira) => {
                 bad("secret_file", "required: the Jira API token or personal access token".into());
+                None
+            }
+            (None, Kind::Email) if c.username.is_some() => {
+                bad("secret_file", "required with username: the SMTP password".into());
                 None
             }
             (None, _) => None,
@@ -426,7 +453,7 @@ pub fn check(
                 Some(JiraSettings {
                     project: p,
                     issue_type: c.issue_type.unwrap_or_else(|| "Task".to_owned()),
-                    username: c.username,
+                    username: c.username.clone(),
                 })
             }
             (Kind::Jira, Some(p)) => {
@@ -443,6 +470,31 @@ pub fn check(
             }
             (_, None) => None,
         };
+        let email = if kind == Kind::Email {
+            email_settings(
+                &mut bad,
+                &c.secret_file,
+                c.username,
+                c.smtp_host,
+                c.smtp_port,
+                c.smtp_tls,
+                c.from,
+                c.to,
+            )
+        } else {
+            for (k, set) in [
+                ("smtp_host", c.smtp_host.is_some()),
+                ("smtp_port", c.smtp_port.is_some()),
+                ("smtp_tls", c.smtp_tls.is_some()),
+                ("from", c.from.is_some()),
+                ("to", c.to.is_some()),
+            ] {
+                if set {
+                    bad(k, "only for kind = \"email\"".into());
+                }
+            }
+            None
+        };
         channels.push(Channel {
             name,
             kind,
@@ -455,6 +507,7 @@ pub fn check(
             give_up_after,
             ca_file: c.ca_file,
             jira,
+            email,
         });
     }
     let budgets = budgets(raw.budget.unwrap_or_default(), problems);
@@ -479,6 +532,82 @@ pub fn check(
         rules_every,
         channels,
         budgets,
+    }
+}
+
+/// Checks an email channel's SMTP keys.
+#[allow(clippy::too_many_arguments)]
+fn email_settings(
+    bad: &mut impl FnMut(&str, String),
+    secret_file: &Option<PathBuf>,
+    username: Option<String>,
+    host: Option<String>,
+    port: Option<u16>,
+    tls: Option<String>,
+    from: Option<String>,
+    to: Option<Vec<String>>,
+) -> Option<EmailSettings> {
+    let tls = match tls.as_deref() {
+        None | Some("starttls") => SmtpTls::StartTls,
+        Some("tls") => SmtpTls::Implicit,
+        Some(other) => {
+            bad("smtp_tls", format!("{other:?} is not starttls or tls (implicit TLS)"));
+            SmtpTls::StartTls
+        }
+    };
+    let port = match port {
+        Some(0) => {
+            bad("smtp_port", "must be 1 to 65535".into());
+            0
+        }
+        Some(p) => p,
+        None if tls == SmtpTls::Implicit => 465,
+        None => 587,
+    };
+    let host = match host {
+        Some(h) if rustls::pki_types::ServerName::try_from(h.as_str()).is_ok() && !h.is_empty() => {
+            Some(h)
+        }
+        Some(h) => {
+            bad("smtp_host", format!("{h:?} is not a host name or address"));
+            None
+        }
+        None => {
+            bad("smtp_host", "required: the SMTP server".into());
+            None
+        }
+    };
+    if username.is_none() && secret_file.is_some() {
+        bad("username", "required with secret_file: the SMTP user".into());
+    }
+    if let Some(u) = &username
+        && (u.is_empty() || u.chars().any(char::is_control))
+    {
+        bad("username", "must be a non-empty user name without control characters".into());
+    }
+    let from = match from {
+        Some(f) => check_address(&f).map_err(|why| bad("from", why)).ok().map(|()| f),
+        None => {
+            bad("from", "required: the sender address".into());
+            None
+        }
+    };
+    let to = to.unwrap_or_default();
+    if to.is_empty() {
+        bad("to", "required: at least one recipient address".into());
+    }
+    let mut to_ok = !to.is_empty();
+    for t in &to {
+        if let Err(why) = check_address(t) {
+            bad("to", why);
+            to_ok = false;
+        }
+    }
+    match (host, from, to_ok) {
+        (Some(host), Some(from), true) => {
+            Some(EmailSettings { host, port, tls, username, from, to })
+        }
+        _ => None,
     }
 }
 
@@ -580,7 +709,9 @@ mod tests {
                 "alerts.channel[0].quiet",
                 "alerts.channel[1].name",
                 "alerts.channel[1].kind",
-                "alerts.channel[2].kind",
+                "alerts.channel[2].smtp_host",
+                "alerts.channel[2].from",
+                "alerts.channel[2].to",
             ]
         );
     }

@@ -22,6 +22,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use rustls::pki_types::pem::PemObject as _;
 
 use super::channel::{Channel, Settings};
+use super::email::SmtpError;
 use super::render::{self, About};
 use crate::client;
 use crate::model::{Attempt, AuditRecord, ChannelRow, Claimed, UsageFilter};
@@ -31,6 +32,8 @@ use crate::store::{self, Store, StoreError};
 pub const LEASE: Duration = Duration::from_secs(60);
 /// How long one send may take.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one SMTP session may take.
+pub const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often an idle channel looks for due deliveries.
 pub const POLL: Duration = Duration::from_millis(500);
 /// Deliveries claimed at once (and sent concurrently) per channel.
@@ -244,6 +247,32 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
                 retry,
             )
             .await;
+        }
+        if let Some(settings) = &channel.email {
+            let message =
+                super::email::event_message(settings, e, about.as_ref(), &self.console_url, now);
+            let sent = tokio::time::timeout(
+                SMTP_TIMEOUT,
+                super::email::send(settings, channel.secret.as_ref(), Arc::clone(tls), &message),
+            )
+            .await;
+            return match sent {
+                Ok(Ok(())) => Attempt::Delivered { status: 250 },
+                Ok(Err(SmtpError::Temporary(code, error))) => {
+                    self.retry(channel, c, now, code.map(i64::from), None, error)
+                }
+                Ok(Err(SmtpError::Permanent(code, error))) => {
+                    Attempt::Failed { status: code.map(i64::from), error }
+                }
+                Err(_) => self.retry(
+                    channel,
+                    c,
+                    now,
+                    None,
+                    None,
+                    format!("no SMTP answer within {} s", SMTP_TIMEOUT.as_secs()),
+                ),
+            };
         }
         let secret = channel.secret.as_ref().map(|s| s.expose());
         let message =

@@ -6,6 +6,8 @@
 //! - [`channel`]: the `[[alerts.channel]]` configuration and its checks.
 //! - [`render`]: each channel kind's message (webhook JSON with an HMAC signature, Slack Block
 //!   Kit, Teams Adaptive Card, OCSF JSON lines, RFC 5424 syslog, Jira issue, email).
+//! - [`email`]: the email channel's messages and its SMTP client (STARTTLS or implicit TLS,
+//!   `AUTH`).
 //! - [`deliver`]: the delivery loop of `serve`: per channel, claim due deliveries, send,
 //!   record the outcome with backoff, `Retry-After`, caps and quiet periods.
 //! - [`rules`]: the periodic rules (spread, stale agents, renewals, spend thresholds), whose
@@ -13,6 +15,7 @@
 
 pub mod channel;
 pub mod deliver;
+pub mod email;
 pub mod event;
 pub mod jira;
 pub mod render;

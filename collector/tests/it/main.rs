@@ -10,6 +10,7 @@ mod api;
 mod connectors;
 mod console;
 mod drop;
+mod email;
 mod enroll;
 mod fuzz_regressions;
 mod harden;
