@@ -8,6 +8,7 @@ use std::time::Duration;
 use aiscout_wire::Secret;
 use serde::Deserialize;
 
+use super::digest::Schedule;
 use super::email::{EmailSettings, SmtpTls, check_address};
 use super::event;
 
@@ -150,6 +151,13 @@ pub struct ChannelFile {
     pub from: Option<String>,
     /// Email: the recipients.
     pub to: Option<Vec<String>>,
+    /// Email: `daily` or `weekly` sends one digest of the period's events (and of what caps
+    /// held back) instead of one message per event [default: none].
+    pub digest: Option<String>,
+    /// Email digest: the time of day it is sent, `HH:MM` UTC [default: 08:00].
+    pub digest_at: Option<String>,
+    /// Email weekly digest: the day it is sent (`monday` ... `sunday`) [default: monday].
+    pub digest_day: Option<String>,
 }
 
 /// The kinds of channel.
@@ -210,6 +218,8 @@ pub struct Channel {
     pub jira: Option<JiraSettings>,
     /// SMTP server, sender and recipients of an email channel.
     pub email: Option<EmailSettings>,
+    /// An email channel's digest schedule: events are held for it instead of sent one by one.
+    pub digest: Option<Schedule>,
 }
 
 /// A Jira channel's settings.
@@ -470,6 +480,27 @@ pub fn check(
             }
             (_, None) => None,
         };
+        let digest = match (kind, c.digest.as_deref()) {
+            (Kind::Email, Some(every)) => {
+                super::digest::schedule(every, c.digest_at.as_deref(), c.digest_day.as_deref())
+                    .map_err(|(k, why)| bad(k, why))
+                    .ok()
+            }
+            (_, None) => {
+                for (k, set) in
+                    [("digest_at", c.digest_at.is_some()), ("digest_day", c.digest_day.is_some())]
+                {
+                    if set {
+                        bad(k, "only with digest = \"daily\" or \"weekly\"".into());
+                    }
+                }
+                None
+            }
+            (_, Some(_)) => {
+                bad("digest", "only for kind = \"email\"".into());
+                None
+            }
+        };
         let email = if kind == Kind::Email {
             email_settings(
                 &mut bad,
@@ -508,6 +539,7 @@ pub fn check(
             ca_file: c.ca_file,
             jira,
             email,
+            digest,
         });
     }
     let budgets = budgets(raw.budget.unwrap_or_default(), problems);

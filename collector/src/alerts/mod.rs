@@ -8,6 +8,8 @@
 //!   Kit, Teams Adaptive Card, OCSF JSON lines, RFC 5424 syslog, Jira issue, email).
 //! - [`email`]: the email channel's messages and its SMTP client (STARTTLS or implicit TLS,
 //!   `AUTH`).
+//! - [`digest`]: email digests (daily or weekly): the schedule, the summary message, and
+//!   the claim that makes one collector send each digest once.
 //! - [`deliver`]: the delivery loop of `serve`: per channel, claim due deliveries, send,
 //!   record the outcome with backoff, `Retry-After`, caps and quiet periods.
 //! - [`rules`]: the periodic rules (spread, stale agents, renewals, spend thresholds), whose
@@ -15,6 +17,7 @@
 
 pub mod channel;
 pub mod deliver;
+pub mod digest;
 pub mod email;
 pub mod event;
 pub mod jira;

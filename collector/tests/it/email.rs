@@ -14,14 +14,28 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use serde_json::Value;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use aiscout_collector::alerts::channel::{self, AlertsFile, Channel};
+use aiscout_collector::alerts::deliver::{self, Deliverer, DigestOutcome};
+use aiscout_collector::alerts::event;
+use aiscout_collector::model::{ChannelRow, NewEvent};
+use aiscout_collector::store::Store;
+use aiscout_collector::store::postgres::PgStore;
+use aiscout_collector::store::sqlite::SqliteStore;
+use aiscout_signatures::Catalog;
+use aiscout_wire::Secret;
+use serde_json::{Value, json};
 
 use hyper::Method;
 
 use crate::alerts::{assert_once, post_batch, run, sightings};
 use crate::process::{Collector, connect, enroll, enroll_secret_file, generated_cert};
+use crate::store::harness::{drop_schema, pg_schema};
 
 const BIN: &str = env!("CARGO_BIN_EXE_aiscout-collector");
+const CONSOLE: &str = "https://aiscout.example.com";
 const SMTP_USER: &str = "aiscout-alerts";
 const SMTP_PASSWORD: &str = "smtp-password-never-logged-4711";
 /// Generous: a debug build on a loaded 2-core machine.
@@ -297,4 +311,167 @@ fn check_config_names_each_bad_smtp_key_and_never_the_password() {
     .unwrap();
     let out = Command::new(BIN).arg("--config").arg(&file).arg("check-config").output().unwrap();
     assert!(out.status.success(), "{out:?}");
+}
+
+/// A clock the test sets.
+fn clock(at: &Arc<AtomicI64>) -> deliver::Clock {
+    let at = Arc::clone(at);
+    Arc::new(move || at.load(Ordering::SeqCst))
+}
+
+/// A digest channel (daily at 08:00 UTC, at most 3 a day) to the receiver on `port`.
+fn digest_channel(dir: &Path, port: u16) -> Channel {
+    let raw: AlertsFile = toml_edit::de::from_str(&format!(
+        "[[channel]]\nname = \"daily digest\"\nkind = \"email\"\nsmtp_host = \"localhost\"\n\
+         smtp_port = {port}\nusername = \"{SMTP_USER}\"\nsecret_file = \"/unused\"\n\
+         from = \"aiscout@example.com\"\nto = [\"procurement@example.com\"]\nca_file = \"{}\"\n\
+         digest = \"daily\"\ndigest_at = \"08:00\"\nmax_per_day = 3\n",
+        dir.join("smtp-cert.pem").display()
+    ))
+    .unwrap();
+    let mut problems = Vec::new();
+    let settings = channel::check(raw, &mut problems, |_| Ok(Secret::new(SMTP_PASSWORD)));
+    assert!(problems.is_empty(), "{problems:?}");
+    settings.channels.into_iter().next().unwrap()
+}
+
+fn discovered(n: u32, product: &str, at: i64) -> NewEvent {
+    NewEvent {
+        id: event::id("product.discovered", &format!("digest-test-{n}-{product}")),
+        kind: "product.discovered".into(),
+        occurred_at: at,
+        product: product.into(),
+        subject: json!({"product": product, "source": "dns", "device": "laptop-1"}).to_string(),
+        to_channel: String::new(),
+    }
+}
+
+/// The digest scenario on one store: `a` and `b` are two collectors' deliverers on it.
+async fn digests_once<S: Store + Clone + Send + Sync + 'static>(store: S, dir: &Path) {
+    let out = dir.join("mailbox");
+    std::fs::create_dir(&out).unwrap();
+    let port = free_port();
+    setup(dir, port, "");
+    let _smtp = Smtp::start(port, dir, &out, SMTP_PASSWORD);
+    let channel = Arc::new(digest_channel(dir, port));
+    let tls = deliver::tls_for(&channel).unwrap();
+    store
+        .sync_channels(
+            vec![ChannelRow { name: channel.name.clone(), kind: "email".into(), events: vec![] }],
+            aiscout_collector::store::now(),
+        )
+        .await
+        .unwrap();
+    let time = Arc::new(AtomicI64::new(0));
+    let deliverer = |time: &Arc<AtomicI64>| {
+        Arc::new(
+            Deliverer::new(store.clone(), Catalog::builtin().unwrap(), CONSOLE.into())
+                .unwrap()
+                .with_clock(clock(time)),
+        )
+    };
+    let (a, b) = (deliverer(&time), deliverer(&time));
+    let now = aiscout_collector::store::now();
+    let day = now - now % 86_400 - 10 * 86_400;
+    let h = |d: i64, hours: i64, minutes: i64| day + d * 86_400 + hours * 3_600 + minutes * 60;
+    let set = |t: i64| time.store(t, Ordering::SeqCst);
+
+    // Day 0, 09:00: four discoveries; the channel holds three and its cap holds back one.
+    set(h(0, 9, 0));
+    let products = ["openai.chatgpt", "anthropic.claude", "github.copilot", "perplexity.ai"];
+    let events: Vec<NewEvent> =
+        products.iter().enumerate().map(|(i, p)| discovered(0, p, h(0, 9, 0) - i as i64)).collect();
+    // One at a time: the cap is checked per attempt, and one round's attempts run at once.
+    for e in &events {
+        store.emit(vec![e.clone()], None, h(0, 9, 0)).await.unwrap();
+        while a.round(&channel, &tls).await.unwrap() > 0 {}
+    }
+    // Day 0, 09:30: the period that ended at 08:00 had nothing; no message.
+    set(h(0, 9, 30));
+    assert_eq!(a.digest_round(&channel, &tls).await.unwrap(), DigestOutcome::Empty);
+    // Day 1, 08:00:30: within the grace after the end, the latest period is still the one
+    // done at 09:30 on day 0.
+    set(h(1, 8, 0) + 30);
+    assert_eq!(a.digest_round(&channel, &tls).await.unwrap(), DigestOutcome::NotMine);
+    // Day 1, 08:01:30: the digest of day 0 goes out once, whoever asks.
+    set(h(1, 8, 1) + 30);
+    assert_eq!(a.digest_round(&channel, &tls).await.unwrap(), DigestOutcome::Sent(3));
+    assert_eq!(b.digest_round(&channel, &tls).await.unwrap(), DigestOutcome::NotMine);
+    assert_eq!(a.digest_round(&channel, &tls).await.unwrap(), DigestOutcome::NotMine);
+    // A restarted collector (a new deliverer, a new claimer) does not repeat it.
+    let restarted = deliverer(&time);
+    assert_eq!(restarted.digest_round(&channel, &tls).await.unwrap(), DigestOutcome::NotMine);
+    let mail = wait_for(&out, 1).await;
+    assert_eq!(mail.len(), 1, "{mail:#?}");
+    let m = &mail[0];
+    assert_eq!(m["tls"], true);
+    assert_eq!(m["auth_user"], SMTP_USER);
+    let subject = m["subject"].as_str().unwrap();
+    assert!(subject.contains("3 event(s), 1 held back by caps"), "{subject}");
+    let (text, html) = (m["text"].as_str().unwrap(), m["html"].as_str().unwrap());
+    assert!(text.contains("product.discovered: 3, 1"), "{text}");
+    let listed = events.iter().filter(|e| text.contains(&e.id) && html.contains(&e.id)).count();
+    assert_eq!(listed, 3, "{text}");
+    assert_eq!(m["message_id"], format!("<digest-daily_digest-{}@aiscout>", h(1, 8, 0)));
+
+    // Day 1, 09:01 (the cap counts the 24 hours before): one more; day 2's digest, asked by both collectors at once, goes out once
+    // and lists only it.
+    set(h(1, 9, 1));
+    let later = discovered(1, "mistral.lechat", h(1, 9, 1));
+    store.emit(vec![later.clone()], None, h(1, 9, 1)).await.unwrap();
+    while b.round(&channel, &tls).await.unwrap() > 0 {}
+    set(h(2, 8, 2));
+    let (ra, rb) = tokio::join!(a.digest_round(&channel, &tls), b.digest_round(&channel, &tls));
+    let mut outcomes = [ra.unwrap(), rb.unwrap()];
+    outcomes.sort_by_key(|o| format!("{o:?}"));
+    assert_eq!(outcomes, [DigestOutcome::NotMine, DigestOutcome::Sent(1)]);
+    let mail = wait_for(&out, 2).await;
+    assert_eq!(mail.len(), 2);
+    let second = mail.iter().find(|m| m["text"].as_str().unwrap().contains(&later.id)).unwrap();
+    assert!(second["subject"].as_str().unwrap().contains("1 event(s), 0 held back"), "{second}");
+
+    // Day 2, 10:00: one more; every collector is down until day 4. Day 4's digest covers
+    // everything since day 2's (nothing skipped).
+    set(h(2, 10, 0));
+    let missed = discovered(2, "openai.chatgpt", h(2, 10, 0));
+    store.emit(vec![missed.clone()], None, h(2, 10, 0)).await.unwrap();
+    while a.round(&channel, &tls).await.unwrap() > 0 {}
+    // A collector claims day 4's digest and dies before sending: the other sends it once
+    // the claim's lease has run out.
+    set(h(4, 8, 5));
+    let dead = store
+        .claim_digest(channel.name.clone(), h(4, 8, 0), "dead".into(), h(4, 8, 5), h(4, 8, 6))
+        .await
+        .unwrap();
+    assert_eq!(dead, Some(Some(h(2, 8, 0))));
+    assert_eq!(b.digest_round(&channel, &tls).await.unwrap(), DigestOutcome::NotMine);
+    set(h(4, 8, 7));
+    assert_eq!(b.digest_round(&channel, &tls).await.unwrap(), DigestOutcome::Sent(1));
+    let mail = wait_for(&out, 3).await;
+    assert_eq!(mail.len(), 3);
+    assert!(mail.iter().any(|m| m["text"].as_str().unwrap().contains(&missed.id)));
+    let ids: Vec<String> = mail.iter().map(|m| m["message_id"].as_str().unwrap().into()).collect();
+    assert_once(&ids);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daily_digest_is_sent_once_and_skips_nothing_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("aiscout.db")).await.unwrap();
+    digests_once(store, dir.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daily_digest_is_sent_once_by_two_collectors_on_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, schema) = pg_schema().await;
+    struct Schema(String);
+    impl Drop for Schema {
+        fn drop(&mut self) {
+            drop_schema(&self.0);
+        }
+    }
+    let _schema = Schema(schema);
+    let store = PgStore::open(&url).await.unwrap();
+    digests_once(store, dir.path()).await;
 }
