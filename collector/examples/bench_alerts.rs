@@ -193,6 +193,7 @@ async fn run<S: Store + Clone + Send + Sync + 'static>(store: S, a: &Args) {
         ca_file: Some(ca_file),
         jira: None,
         email: None,
+        syslog: None,
         digest: None,
     };
     let settings = Settings { channels: vec![channel], ..Settings::default() };

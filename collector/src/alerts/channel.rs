@@ -11,6 +11,7 @@ use serde::Deserialize;
 use super::digest::Schedule;
 use super::email::{EmailSettings, SmtpTls, check_address};
 use super::event;
+use super::syslog::SyslogSettings;
 
 /// `[alerts]` as written.
 #[derive(Debug, Default, Deserialize)]
@@ -151,6 +152,10 @@ pub struct ChannelFile {
     pub from: Option<String>,
     /// Email: the recipients.
     pub to: Option<Vec<String>>,
+    /// Syslog: the receiver's host name.
+    pub syslog_host: Option<String>,
+    /// Syslog: its port [default: 6514].
+    pub syslog_port: Option<u16>,
     /// Email: `daily` or `weekly` sends one digest of the period's events (and of what caps
     /// held back) instead of one message per event [default: none].
     pub digest: Option<String>,
@@ -175,6 +180,8 @@ pub enum Kind {
     Jira,
     /// One email per event over SMTP with TLS.
     Email,
+    /// RFC 5424 syslog over TLS (RFC 5425).
+    Syslog,
 }
 
 impl Kind {
@@ -187,6 +194,7 @@ impl Kind {
             Kind::Siem => "siem",
             Kind::Jira => "jira",
             Kind::Email => "email",
+            Kind::Syslog => "syslog",
         }
     }
 }
@@ -218,6 +226,8 @@ pub struct Channel {
     pub jira: Option<JiraSettings>,
     /// SMTP server, sender and recipients of an email channel.
     pub email: Option<EmailSettings>,
+    /// A syslog channel's receiver.
+    pub syslog: Option<SyslogSettings>,
     /// An email channel's digest schedule: events are held for it instead of sent one by one.
     pub digest: Option<Schedule>,
 }
@@ -268,10 +278,6 @@ impl Default for Settings {
         }
     }
 }
-
-/// Kinds the issue names that this build does not deliver yet: refused with a clear reason
-/// rather than accepted and silently dropped.
-const NOT_YET: &[&str] = &["syslog"];
 
 /// Parses `30s`, `15m`, `6h`, `2d` (a whole number and a unit).
 pub fn duration(text: &str) -> Result<Duration, String> {
@@ -360,10 +366,7 @@ pub fn check(
             Some("siem") => Kind::Siem,
             Some("jira") => Kind::Jira,
             Some("email") => Kind::Email,
-            Some(k) if NOT_YET.contains(&k) => {
-                bad("kind", format!("{k:?} channels are not built yet (see issue 15)"));
-                continue;
-            }
+            Some("syslog") => Kind::Syslog,
             Some(k) => {
                 bad(
                     "kind",
@@ -381,7 +384,11 @@ pub fn check(
                 bad("url", "not used by email channels: set smtp_host".into());
                 String::new()
             }
-            None if kind == Kind::Email => String::new(),
+            Some(_) if kind == Kind::Syslog => {
+                bad("url", "not used by syslog channels: set syslog_host".into());
+                String::new()
+            }
+            None if matches!(kind, Kind::Email | Kind::Syslog) => String::new(),
             Some(u) => {
                 if let Err(why) = check_url(&u) {
                     bad("url", why);
@@ -501,6 +508,30 @@ pub fn check(
                 None
             }
         };
+        let syslog = match (kind, c.syslog_host) {
+            (Kind::Syslog, Some(host))
+                if !host.is_empty()
+                    && rustls::pki_types::ServerName::try_from(host.as_str()).is_ok() =>
+            {
+                Some(SyslogSettings { host, port: c.syslog_port.unwrap_or(6514) })
+            }
+            (Kind::Syslog, Some(host)) => {
+                bad("syslog_host", format!("{host:?} is not a host name or address"));
+                None
+            }
+            (Kind::Syslog, None) => {
+                bad("syslog_host", "required: the syslog receiver (TLS, RFC 5425)".into());
+                None
+            }
+            (_, Some(_)) => {
+                bad("syslog_host", "only for kind = \"syslog\"".into());
+                None
+            }
+            (_, None) => None,
+        };
+        if c.syslog_port == Some(0) {
+            bad("syslog_port", "must be 1 to 65535".into());
+        }
         let email = if kind == Kind::Email {
             email_settings(
                 &mut bad,
@@ -539,6 +570,7 @@ pub fn check(
             ca_file: c.ca_file,
             jira,
             email,
+            syslog,
             digest,
         });
     }

@@ -139,7 +139,7 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
         let channel = Arc::new(channel);
         let mut rounds: u64 = 0;
         loop {
-            if channel.digest.is_some() && rounds % DIGEST_EVERY == 0 {
+            if channel.digest.is_some() && rounds.is_multiple_of(DIGEST_EVERY) {
                 match self.digest_round(&channel, &tls).await {
                     Ok(DigestOutcome::Failed(error)) => tracing::warn!(
                         channel = %channel.name, %error, "An alert digest was not sent; it is retried."
@@ -385,6 +385,28 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
                     None,
                     None,
                     format!("no SMTP answer within {} s", SMTP_TIMEOUT.as_secs()),
+                ),
+            };
+        }
+        if let Some(settings) = &channel.syslog {
+            let host = self.console_url.parse::<hyper::Uri>().ok();
+            let host = host.as_ref().and_then(hyper::Uri::host).unwrap_or("aiscout");
+            let message = super::syslog::message(e, about.as_ref(), &self.console_url, host);
+            let sent = tokio::time::timeout(
+                SEND_TIMEOUT,
+                super::syslog::send(settings, Arc::clone(tls), &message),
+            )
+            .await;
+            return match sent {
+                Ok(Ok(())) => Attempt::Delivered { status: 0 },
+                Ok(Err(error)) => self.retry(channel, c, now, None, None, error),
+                Err(_) => self.retry(
+                    channel,
+                    c,
+                    now,
+                    None,
+                    None,
+                    format!("not sent within {} s", SEND_TIMEOUT.as_secs()),
                 ),
             };
         }

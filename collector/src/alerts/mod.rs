@@ -10,6 +10,7 @@
 //!   `AUTH`).
 //! - [`digest`]: email digests (daily or weekly): the schedule, the summary message, and
 //!   the claim that makes one collector send each digest once.
+//! - [`syslog`]: the syslog channel: RFC 5424 messages over TLS with RFC 5425 framing.
 //! - [`deliver`]: the delivery loop of `serve`: per channel, claim due deliveries, send,
 //!   record the outcome with backoff, `Retry-After`, caps and quiet periods.
 //! - [`rules`]: the periodic rules (spread, stale agents, renewals, spend thresholds), whose
@@ -23,3 +24,4 @@ pub mod event;
 pub mod jira;
 pub mod render;
 pub mod rules;
+pub mod syslog;

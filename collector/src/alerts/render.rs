@@ -176,8 +176,8 @@ pub fn message(
         }
         // Jira is sent by `jira::send` (issue and comment bodies); this form only serves a
         // caller that wants the event as JSON.
-        // Email is sent by `email::send` (a MIME message); likewise.
-        Kind::Jira | Kind::Email => (webhook_body(e, &subject, &url), Vec::new()),
+        // Email and syslog are sent by `email::send` and `syslog::send`; likewise.
+        Kind::Jira | Kind::Email | Kind::Syslog => (webhook_body(e, &subject, &url), Vec::new()),
         Kind::Slack => {
             let body = json!({
                 "text": summary,

@@ -21,3 +21,4 @@ mod oidc;
 mod policy;
 mod process;
 mod store;
+mod syslog;
