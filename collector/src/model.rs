@@ -806,6 +806,8 @@ pub enum Attempt {
         /// Which limit.
         reason: String,
     },
+    /// Taken by a digest channel: sent in its next digest, not on its own.
+    Held,
 }
 
 /// A delivery as the console and `/metrics` show it.

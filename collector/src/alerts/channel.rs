@@ -8,7 +8,10 @@ use std::time::Duration;
 use aiscout_wire::Secret;
 use serde::Deserialize;
 
+use super::digest::Schedule;
+use super::email::{EmailSettings, SmtpTls, check_address};
 use super::event;
+use super::syslog::SyslogSettings;
 
 /// `[alerts]` as written.
 #[derive(Debug, Default, Deserialize)]
@@ -136,8 +139,30 @@ pub struct ChannelFile {
     /// Jira: the issue type [default: Task].
     pub issue_type: Option<String>,
     /// Jira: the account the API token belongs to (Basic authentication, Jira Cloud); unset,
-    /// the token is sent as a Bearer personal access token (Jira Data Center).
+    /// the token is sent as a Bearer personal access token (Jira Data Center). Email: the SMTP
+    /// user (the password is `secret_file`).
     pub username: Option<String>,
+    /// Email: the SMTP server's host name.
+    pub smtp_host: Option<String>,
+    /// Email: its port [default: 587 with STARTTLS, 465 with implicit TLS].
+    pub smtp_port: Option<u16>,
+    /// Email: `starttls` or `tls` (implicit) [default: starttls].
+    pub smtp_tls: Option<String>,
+    /// Email: the sender address.
+    pub from: Option<String>,
+    /// Email: the recipients.
+    pub to: Option<Vec<String>>,
+    /// Syslog: the receiver's host name.
+    pub syslog_host: Option<String>,
+    /// Syslog: its port [default: 6514].
+    pub syslog_port: Option<u16>,
+    /// Email: `daily` or `weekly` sends one digest of the period's events (and of what caps
+    /// held back) instead of one message per event [default: none].
+    pub digest: Option<String>,
+    /// Email digest: the time of day it is sent, `HH:MM` UTC [default: 08:00].
+    pub digest_at: Option<String>,
+    /// Email weekly digest: the day it is sent (`monday` ... `sunday`) [default: monday].
+    pub digest_day: Option<String>,
 }
 
 /// The kinds of channel.
@@ -153,6 +178,10 @@ pub enum Kind {
     Siem,
     /// Jira issues for discoveries and candidates; decisions comment on them.
     Jira,
+    /// One email per event over SMTP with TLS.
+    Email,
+    /// RFC 5424 syslog over TLS (RFC 5425).
+    Syslog,
 }
 
 impl Kind {
@@ -164,6 +193,8 @@ impl Kind {
             Kind::Teams => "teams",
             Kind::Siem => "siem",
             Kind::Jira => "jira",
+            Kind::Email => "email",
+            Kind::Syslog => "syslog",
         }
     }
 }
@@ -193,6 +224,12 @@ pub struct Channel {
     pub ca_file: Option<PathBuf>,
     /// Jira project key, issue type and Basic-authentication user.
     pub jira: Option<JiraSettings>,
+    /// SMTP server, sender and recipients of an email channel.
+    pub email: Option<EmailSettings>,
+    /// A syslog channel's receiver.
+    pub syslog: Option<SyslogSettings>,
+    /// An email channel's digest schedule: events are held for it instead of sent one by one.
+    pub digest: Option<Schedule>,
 }
 
 /// A Jira channel's settings.
@@ -241,10 +278,6 @@ impl Default for Settings {
         }
     }
 }
-
-/// Kinds the issue names that this build does not deliver yet: refused with a clear reason
-/// rather than accepted and silently dropped.
-const NOT_YET: &[&str] = &["email", "syslog"];
 
 /// Parses `30s`, `15m`, `6h`, `2d` (a whole number and a unit).
 pub fn duration(text: &str) -> Result<Duration, String> {
@@ -332,10 +365,8 @@ pub fn check(
             Some("teams") => Kind::Teams,
             Some("siem") => Kind::Siem,
             Some("jira") => Kind::Jira,
-            Some(k) if NOT_YET.contains(&k) => {
-                bad("kind", format!("{k:?} channels are not built yet (see issue 15)"));
-                continue;
-            }
+            Some("email") => Kind::Email,
+            Some("syslog") => Kind::Syslog,
             Some(k) => {
                 bad(
                     "kind",
@@ -349,6 +380,15 @@ pub fn check(
             }
         };
         let url = match c.url {
+            Some(_) if kind == Kind::Email => {
+                bad("url", "not used by email channels: set smtp_host".into());
+                String::new()
+            }
+            Some(_) if kind == Kind::Syslog => {
+                bad("url", "not used by syslog channels: set syslog_host".into());
+                String::new()
+            }
+            None if matches!(kind, Kind::Email | Kind::Syslog) => String::new(),
             Some(u) => {
                 if let Err(why) = check_url(&u) {
                     bad("url", why);
@@ -372,6 +412,10 @@ pub fn check(
             }
             (None, Kind::Jira) => {
                 bad("secret_file", "required: the Jira API token or personal access token".into());
+                None
+            }
+            (None, Kind::Email) if c.username.is_some() => {
+                bad("secret_file", "required with username: the SMTP password".into());
                 None
             }
             (None, _) => None,
@@ -426,7 +470,7 @@ pub fn check(
                 Some(JiraSettings {
                     project: p,
                     issue_type: c.issue_type.unwrap_or_else(|| "Task".to_owned()),
-                    username: c.username,
+                    username: c.username.clone(),
                 })
             }
             (Kind::Jira, Some(p)) => {
@@ -443,6 +487,76 @@ pub fn check(
             }
             (_, None) => None,
         };
+        let digest = match (kind, c.digest.as_deref()) {
+            (Kind::Email, Some(every)) => {
+                super::digest::schedule(every, c.digest_at.as_deref(), c.digest_day.as_deref())
+                    .map_err(|(k, why)| bad(k, why))
+                    .ok()
+            }
+            (_, None) => {
+                for (k, set) in
+                    [("digest_at", c.digest_at.is_some()), ("digest_day", c.digest_day.is_some())]
+                {
+                    if set {
+                        bad(k, "only with digest = \"daily\" or \"weekly\"".into());
+                    }
+                }
+                None
+            }
+            (_, Some(_)) => {
+                bad("digest", "only for kind = \"email\"".into());
+                None
+            }
+        };
+        let syslog = match (kind, c.syslog_host) {
+            (Kind::Syslog, Some(host))
+                if !host.is_empty()
+                    && rustls::pki_types::ServerName::try_from(host.as_str()).is_ok() =>
+            {
+                Some(SyslogSettings { host, port: c.syslog_port.unwrap_or(6514) })
+            }
+            (Kind::Syslog, Some(host)) => {
+                bad("syslog_host", format!("{host:?} is not a host name or address"));
+                None
+            }
+            (Kind::Syslog, None) => {
+                bad("syslog_host", "required: the syslog receiver (TLS, RFC 5425)".into());
+                None
+            }
+            (_, Some(_)) => {
+                bad("syslog_host", "only for kind = \"syslog\"".into());
+                None
+            }
+            (_, None) => None,
+        };
+        if c.syslog_port == Some(0) {
+            bad("syslog_port", "must be 1 to 65535".into());
+        }
+        let email = if kind == Kind::Email {
+            email_settings(
+                &mut bad,
+                &c.secret_file,
+                c.username,
+                c.smtp_host,
+                c.smtp_port,
+                c.smtp_tls,
+                c.from,
+                c.to,
+            )
+        } else {
+            for (k, set) in [
+                ("smtp_host", c.smtp_host.is_some()),
+                ("smtp_port", c.smtp_port.is_some()),
+                ("smtp_tls", c.smtp_tls.is_some()),
+                ("from", c.from.is_some()),
+                ("to", c.to.is_some()),
+            ] {
+                if set {
+                    bad(k, "only for kind = \"email\"".into());
+                }
+            }
+            None
+        };
         channels.push(Channel {
             name,
             kind,
@@ -455,6 +569,9 @@ pub fn check(
             give_up_after,
             ca_file: c.ca_file,
             jira,
+            email,
+            syslog,
+            digest,
         });
     }
     let budgets = budgets(raw.budget.unwrap_or_default(), problems);
@@ -479,6 +596,82 @@ pub fn check(
         rules_every,
         channels,
         budgets,
+    }
+}
+
+/// Checks an email channel's SMTP keys.
+#[allow(clippy::too_many_arguments)]
+fn email_settings(
+    bad: &mut impl FnMut(&str, String),
+    secret_file: &Option<PathBuf>,
+    username: Option<String>,
+    host: Option<String>,
+    port: Option<u16>,
+    tls: Option<String>,
+    from: Option<String>,
+    to: Option<Vec<String>>,
+) -> Option<EmailSettings> {
+    let tls = match tls.as_deref() {
+        None | Some("starttls") => SmtpTls::StartTls,
+        Some("tls") => SmtpTls::Implicit,
+        Some(other) => {
+            bad("smtp_tls", format!("{other:?} is not starttls or tls (implicit TLS)"));
+            SmtpTls::StartTls
+        }
+    };
+    let port = match port {
+        Some(0) => {
+            bad("smtp_port", "must be 1 to 65535".into());
+            0
+        }
+        Some(p) => p,
+        None if tls == SmtpTls::Implicit => 465,
+        None => 587,
+    };
+    let host = match host {
+        Some(h) if rustls::pki_types::ServerName::try_from(h.as_str()).is_ok() && !h.is_empty() => {
+            Some(h)
+        }
+        Some(h) => {
+            bad("smtp_host", format!("{h:?} is not a host name or address"));
+            None
+        }
+        None => {
+            bad("smtp_host", "required: the SMTP server".into());
+            None
+        }
+    };
+    if username.is_none() && secret_file.is_some() {
+        bad("username", "required with secret_file: the SMTP user".into());
+    }
+    if let Some(u) = &username
+        && (u.is_empty() || u.chars().any(char::is_control))
+    {
+        bad("username", "must be a non-empty user name without control characters".into());
+    }
+    let from = match from {
+        Some(f) => check_address(&f).map_err(|why| bad("from", why)).ok().map(|()| f),
+        None => {
+            bad("from", "required: the sender address".into());
+            None
+        }
+    };
+    let to = to.unwrap_or_default();
+    if to.is_empty() {
+        bad("to", "required: at least one recipient address".into());
+    }
+    let mut to_ok = !to.is_empty();
+    for t in &to {
+        if let Err(why) = check_address(t) {
+            bad("to", why);
+            to_ok = false;
+        }
+    }
+    match (host, from, to_ok) {
+        (Some(host), Some(from), true) => {
+            Some(EmailSettings { host, port, tls, username, from, to })
+        }
+        _ => None,
     }
 }
 
@@ -580,7 +773,9 @@ mod tests {
                 "alerts.channel[0].quiet",
                 "alerts.channel[1].name",
                 "alerts.channel[1].kind",
-                "alerts.channel[2].kind",
+                "alerts.channel[2].smtp_host",
+                "alerts.channel[2].from",
+                "alerts.channel[2].to",
             ]
         );
     }

@@ -22,6 +22,8 @@ use ring::rand::{SecureRandom, SystemRandom};
 use rustls::pki_types::pem::PemObject as _;
 
 use super::channel::{Channel, Settings};
+use super::digest;
+use super::email::SmtpError;
 use super::render::{self, About};
 use crate::client;
 use crate::model::{Attempt, AuditRecord, ChannelRow, Claimed, UsageFilter};
@@ -31,6 +33,10 @@ use crate::store::{self, Store, StoreError};
 pub const LEASE: Duration = Duration::from_secs(60);
 /// How long one send may take.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one SMTP session may take.
+pub const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
+/// A digest channel looks for a due digest every this many delivery rounds.
+const DIGEST_EVERY: u64 = 20;
 /// How often an idle channel looks for due deliveries.
 pub const POLL: Duration = Duration::from_millis(500);
 /// Deliveries claimed at once (and sent concurrently) per channel.
@@ -49,6 +55,26 @@ pub struct Deliverer<S> {
     console_url: String,
     claimer: String,
     rng: SystemRandom,
+    clock: Clock,
+}
+
+/// What the deliverer takes as the time (Unix seconds): [`store::now`] in `serve`, a chosen
+/// time in tests.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// How a digest round ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DigestOutcome {
+    /// No period has ended [`digest::GRACE`] ago that this deliverer has not handled.
+    NotDue,
+    /// Sent already, or claimed by another collector whose lease runs.
+    NotMine,
+    /// Nothing was held or capped in the period: recorded as sent, no message.
+    Empty,
+    /// Sent, listing this many events.
+    Sent(usize),
+    /// Not accepted; retried on a later round.
+    Failed(String),
 }
 
 impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
@@ -59,7 +85,19 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
     pub fn new(store: S, catalog: Catalog, console_url: String) -> Result<Self, StoreError> {
         let claimer = crate::credentials::generate("claim")
             .map_err(|e| StoreError::Task(format!("claimer id: {e}")))?;
-        Ok(Self { store, catalog, console_url, claimer, rng: SystemRandom::new() })
+        let clock: Clock = Arc::new(store::now);
+        Ok(Self { store, catalog, console_url, claimer, rng: SystemRandom::new(), clock })
+    }
+
+    /// The same deliverer, taking the time from `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    fn now(&self) -> i64 {
+        (self.clock)()
     }
 
     /// Makes the configured channels the active ones, then runs one task per channel until
@@ -99,7 +137,20 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
             }
         };
         let channel = Arc::new(channel);
+        let mut rounds: u64 = 0;
         loop {
+            if channel.digest.is_some() && rounds.is_multiple_of(DIGEST_EVERY) {
+                match self.digest_round(&channel, &tls).await {
+                    Ok(DigestOutcome::Failed(error)) => tracing::warn!(
+                        channel = %channel.name, %error, "An alert digest was not sent; it is retried."
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(
+                        channel = %channel.name, error = %e, "An alert digest round failed."
+                    ),
+                }
+            }
+            rounds = rounds.wrapping_add(1);
             match self.round(&channel, &tls).await {
                 Ok(0) => tokio::time::sleep(POLL).await,
                 Ok(_) => {}
@@ -111,6 +162,69 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
         }
     }
 
+    /// Sends the digest of the channel's latest period that ended [`digest::GRACE`] ago, if no
+    /// collector sent it yet and none holds its claim.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn digest_round(
+        &self,
+        channel: &Channel,
+        tls: &Arc<rustls::ClientConfig>,
+    ) -> Result<DigestOutcome, StoreError> {
+        let (Some(schedule), Some(settings)) = (channel.digest, &channel.email) else {
+            return Ok(DigestOutcome::NotDue);
+        };
+        let now = self.now();
+        let end = schedule.period_end(now - digest::GRACE);
+        let lease = i64::try_from(LEASE.as_secs()).unwrap_or(60);
+        let Some(previous) = self
+            .store
+            .claim_digest(channel.name.clone(), end, self.claimer.clone(), now, now + lease)
+            .await?
+        else {
+            return Ok(DigestOutcome::NotMine);
+        };
+        let from = previous.unwrap_or(end - schedule.length());
+        let held =
+            self.store.channel_events(channel.name.clone(), "held".into(), from, end).await?;
+        let capped =
+            self.store.channel_events(channel.name.clone(), "capped".into(), from, end).await?;
+        if held.is_empty() && capped.is_empty() {
+            self.store.digest_sent(channel.name.clone(), end, self.claimer.clone(), now, 0).await?;
+            return Ok(DigestOutcome::Empty);
+        }
+        let message = digest::message(
+            settings,
+            &channel.name,
+            from,
+            end,
+            &held,
+            &capped,
+            &self.console_url,
+            now,
+        );
+        let sent = tokio::time::timeout(
+            SMTP_TIMEOUT,
+            super::email::send(settings, channel.secret.as_ref(), Arc::clone(tls), &message),
+        )
+        .await;
+        match sent {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Ok(DigestOutcome::Failed(e.to_string())),
+            Err(_) => return Ok(DigestOutcome::Failed("no SMTP answer in time".into())),
+        }
+        let n = i64::try_from(held.len()).unwrap_or(i64::MAX);
+        if !self
+            .store
+            .digest_sent(channel.name.clone(), end, self.claimer.clone(), self.now(), n)
+            .await?
+        {
+            tracing::warn!(channel = %channel.name, "A digest's claim ran out while it was sent.");
+        }
+        Ok(DigestOutcome::Sent(held.len()))
+    }
+
     /// Claims the channel's due deliveries and attempts each; says how many were claimed.
     ///
     /// # Errors
@@ -120,7 +234,7 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
         channel: &Arc<Channel>,
         tls: &Arc<rustls::ClientConfig>,
     ) -> Result<usize, StoreError> {
-        let now = store::now();
+        let now = self.now();
         let lease = i64::try_from(LEASE.as_secs()).unwrap_or(60);
         let claimed = self
             .store
@@ -152,7 +266,7 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
         c: Claimed,
         attempt: Attempt,
     ) -> Result<(), StoreError> {
-        let now = store::now();
+        let now = self.now();
         let audit = match &attempt {
             Attempt::Failed { status, error } => Some(AuditRecord {
                 at: now,
@@ -193,7 +307,7 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
         tls: &Arc<rustls::ClientConfig>,
         c: &Claimed,
     ) -> Attempt {
-        let now = store::now();
+        let now = self.now();
         let e = &c.event.event;
         let store_failed = |err: StoreError| {
             self.retry(channel, c, now, None, None, format!("reading the store: {err}"))
@@ -232,6 +346,10 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
                 }
             }
         }
+        // A test event of a digest channel goes out at once, so an admin sees the channel work.
+        if channel.digest.is_some() && e.kind != super::event::TEST {
+            return Attempt::Held;
+        }
         if channel.kind == super::channel::Kind::Jira {
             let retry = |status, after, error| self.retry(channel, c, now, status, after, error);
             return super::jira::send(
@@ -244,6 +362,54 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
                 retry,
             )
             .await;
+        }
+        if let Some(settings) = &channel.email {
+            let message =
+                super::email::event_message(settings, e, about.as_ref(), &self.console_url, now);
+            let sent = tokio::time::timeout(
+                SMTP_TIMEOUT,
+                super::email::send(settings, channel.secret.as_ref(), Arc::clone(tls), &message),
+            )
+            .await;
+            return match sent {
+                Ok(Ok(())) => Attempt::Delivered { status: 250 },
+                Ok(Err(SmtpError::Temporary(code, error))) => {
+                    self.retry(channel, c, now, code.map(i64::from), None, error)
+                }
+                Ok(Err(SmtpError::Permanent(code, error))) => {
+                    Attempt::Failed { status: code.map(i64::from), error }
+                }
+                Err(_) => self.retry(
+                    channel,
+                    c,
+                    now,
+                    None,
+                    None,
+                    format!("no SMTP answer within {} s", SMTP_TIMEOUT.as_secs()),
+                ),
+            };
+        }
+        if let Some(settings) = &channel.syslog {
+            let host = self.console_url.parse::<hyper::Uri>().ok();
+            let host = host.as_ref().and_then(hyper::Uri::host).unwrap_or("aiscout");
+            let message = super::syslog::message(e, about.as_ref(), &self.console_url, host);
+            let sent = tokio::time::timeout(
+                SEND_TIMEOUT,
+                super::syslog::send(settings, Arc::clone(tls), &message),
+            )
+            .await;
+            return match sent {
+                Ok(Ok(())) => Attempt::Delivered { status: 0 },
+                Ok(Err(error)) => self.retry(channel, c, now, None, None, error),
+                Err(_) => self.retry(
+                    channel,
+                    c,
+                    now,
+                    None,
+                    None,
+                    format!("not sent within {} s", SEND_TIMEOUT.as_secs()),
+                ),
+            };
         }
         let secret = channel.secret.as_ref().map(|s| s.expose());
         let message =
@@ -373,7 +539,7 @@ pub fn tls_for(channel: &Channel) -> Result<Arc<rustls::ClientConfig>, String> {
 pub fn metrics(counts: &[(String, String, i64)]) -> String {
     let mut out = String::from(
         "# HELP aiscout_alert_deliveries Alert deliveries in the outbox by channel and state \
-         (pending, sending, delivered, failed, capped).\n\
+         (pending, sending, delivered, failed, capped, held for a digest).\n\
          # TYPE aiscout_alert_deliveries gauge\n",
     );
     let label = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");

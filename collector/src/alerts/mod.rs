@@ -6,6 +6,11 @@
 //! - [`channel`]: the `[[alerts.channel]]` configuration and its checks.
 //! - [`render`]: each channel kind's message (webhook JSON with an HMAC signature, Slack Block
 //!   Kit, Teams Adaptive Card, OCSF JSON lines, RFC 5424 syslog, Jira issue, email).
+//! - [`email`]: the email channel's messages and its SMTP client (STARTTLS or implicit TLS,
+//!   `AUTH`).
+//! - [`digest`]: email digests (daily or weekly): the schedule, the summary message, and
+//!   the claim that makes one collector send each digest once.
+//! - [`syslog`]: the syslog channel: RFC 5424 messages over TLS with RFC 5425 framing.
 //! - [`deliver`]: the delivery loop of `serve`: per channel, claim due deliveries, send,
 //!   record the outcome with backoff, `Retry-After`, caps and quiet periods.
 //! - [`rules`]: the periodic rules (spread, stale agents, renewals, spend thresholds), whose
@@ -13,7 +18,10 @@
 
 pub mod channel;
 pub mod deliver;
+pub mod digest;
+pub mod email;
 pub mod event;
 pub mod jira;
 pub mod render;
 pub mod rules;
+pub mod syslog;

@@ -176,7 +176,8 @@ pub fn message(
         }
         // Jira is sent by `jira::send` (issue and comment bodies); this form only serves a
         // caller that wants the event as JSON.
-        Kind::Jira => (webhook_body(e, &subject, &url), Vec::new()),
+        // Email and syslog are sent by `email::send` and `syslog::send`; likewise.
+        Kind::Jira | Kind::Email | Kind::Syslog => (webhook_body(e, &subject, &url), Vec::new()),
         Kind::Slack => {
             let body = json!({
                 "text": summary,

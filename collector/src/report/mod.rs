@@ -470,7 +470,7 @@ pub fn table(sheets: &[Sheet]) -> String {
     out
 }
 
-fn escape_html(s: &str) -> String {
+pub(crate) fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

@@ -622,7 +622,8 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Events of `channel` whose delivery is in `state` and that happened in [`from`, `to`).
+    /// Events of `channel` whose delivery is in `state` and was done (held, capped,
+    /// delivered) in [`from`, `to`): what a digest of that period lists.
     fn channel_events(
         &self,
         channel: String,
@@ -630,6 +631,29 @@ pub trait Store: Send + Sync + 'static {
         from: i64,
         to: i64,
     ) -> impl Future<Output = Result<Vec<StoredEvent>, StoreError>> + Send;
+
+    /// Claims the digest of `channel` for the period ending at `period_end` for `claimer`
+    /// until `lease_until` (unless it was sent, or another claimer's lease runs past `now`).
+    /// `Some(previous)` when the claim is held: the end of the latest digest sent before, if
+    /// any, where this one's events start.
+    fn claim_digest(
+        &self,
+        channel: String,
+        period_end: i64,
+        claimer: String,
+        now: i64,
+        lease_until: i64,
+    ) -> impl Future<Output = Result<Option<Option<i64>>, StoreError>> + Send;
+
+    /// Marks a claimed digest sent with `events` listed; says whether the claim was still held.
+    fn digest_sent(
+        &self,
+        channel: String,
+        period_end: i64,
+        claimer: String,
+        now: i64,
+        events: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// An enrollment under a re-enrollment policy (issue 14 item 3), in one transaction
     /// serialised per host id: a new host id enrolls; a known one enrolls when the attempt
     /// proves a current node key of the host id or of one of its duplicates (then as that

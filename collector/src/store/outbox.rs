@@ -65,11 +65,11 @@ pub const FINISH: &str = "UPDATE alert_deliveries SET state = $3, next_at = $4, 
     WHERE channel = $1 AND event_seq = $2 AND claimed_by = $8 AND state = 'sending'";
 /// Deliveries of channel `$1` delivered since `$2`.
 pub const DELIVERED_SINCE: &str = "SELECT COUNT(*) FROM alert_deliveries
-    WHERE channel = $1 AND state = 'delivered' AND done_at >= $2";
+    WHERE channel = $1 AND state IN ('delivered', 'held') AND done_at >= $2";
 /// Deliveries of channel `$1` delivered since `$2` of an event of type `$3` about product `$4`.
 pub const DELIVERED_LIKE: &str = "SELECT COUNT(*) FROM alert_deliveries d
     JOIN alert_events e ON e.seq = d.event_seq
-    WHERE d.channel = $1 AND d.state = 'delivered' AND d.done_at >= $2 AND e.type = $3
+    WHERE d.channel = $1 AND d.state IN ('delivered', 'held') AND d.done_at >= $2 AND e.type = $3
       AND e.product = $4";
 /// The latest deliveries, newest event first.
 pub const LIST: &str = "SELECT d.channel, e.id, e.type, e.product, e.occurred_at, d.state,
@@ -82,8 +82,24 @@ pub const COUNTS: &str =
 /// Events of channel `$1` in state `$2` that happened in [`$3`, `$4`), oldest first (digests).
 pub const EVENTS_OF: &str = "SELECT e.seq, e.id, e.type, e.occurred_at, e.product, e.subject
     FROM alert_deliveries d JOIN alert_events e ON e.seq = d.event_seq
-    WHERE d.channel = $1 AND d.state = $2 AND e.occurred_at >= $3 AND e.occurred_at < $4
+    WHERE d.channel = $1 AND d.state = $2 AND d.done_at >= $3 AND d.done_at < $4
     ORDER BY e.seq";
+
+/// Claims the digest of (channel, period end) for a claimer until a lease end: a new row, or
+/// one not sent whose lease ran out. One row changed means the claim is held.
+pub const DIGEST_CLAIM: &str = "INSERT INTO alert_digests
+        (channel, period_end, state, claimed_by, lease_until)
+    VALUES ($1, $2, 'sending', $3, $4)
+    ON CONFLICT (channel, period_end) DO UPDATE
+        SET claimed_by = excluded.claimed_by, lease_until = excluded.lease_until
+        WHERE alert_digests.state <> 'sent'
+          AND (alert_digests.lease_until <= $5 OR alert_digests.claimed_by = excluded.claimed_by)";
+/// The end of the channel's latest sent digest before a period end.
+pub const DIGEST_PREVIOUS: &str = "SELECT MAX(period_end) FROM alert_digests
+    WHERE channel = $1 AND state = 'sent' AND period_end < $2";
+/// Marks a claimed digest sent (only while the claimer holds it).
+pub const DIGEST_SENT: &str = "UPDATE alert_digests SET state = 'sent', sent_at = $4, events = $5
+    WHERE channel = $1 AND period_end = $2 AND claimed_by = $3 AND state = 'sending'";
 
 /// The issue a ticketing channel opened for a subject.
 pub const TICKET: &str = "SELECT issue_key FROM alert_tickets WHERE channel = $1 AND subject = $2";
@@ -105,6 +121,7 @@ pub fn finish_values(
             ("failed", now, Some(now), *status, Some(error.clone()))
         }
         Attempt::Capped { reason } => ("capped", now, Some(now), None, Some(reason.clone())),
+        Attempt::Held => ("held", now, Some(now), None, None),
     }
 }
 

@@ -43,6 +43,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 8, sql: include_str!("migrations/postgres/0008_alerts.sql") },
     Migration { version: 9, sql: include_str!("migrations/postgres/0009_connectors.sql") },
     Migration { version: 10, sql: include_str!("migrations/postgres/0010_reenroll.sql") },
+    Migration { version: 11, sql: include_str!("migrations/postgres/0011_digests.sql") },
     Migration { version: 12, sql: include_str!("migrations/postgres/0012_privacy.sql") },
     Migration { version: 13, sql: include_str!("migrations/postgres/0013_scim.sql") },
 ];
@@ -2399,6 +2400,43 @@ impl Store for PgStore {
         let rows =
             self.client().await?.query(outbox::EVENTS_OF, &[&channel, &state, &from, &to]).await?;
         rows.iter().map(outbox::pg_event).collect()
+    }
+
+    async fn claim_digest(
+        &self,
+        channel: String,
+        period_end: i64,
+        claimer: String,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<Option<Option<i64>>, StoreError> {
+        let client = self.client().await?;
+        // INSERT ... ON CONFLICT is atomic: of two collectors claiming at once, the second
+        // sees the first's committed row, whose lease has not run out, and changes nothing.
+        let claimed = client
+            .execute(outbox::DIGEST_CLAIM, &[&channel, &period_end, &claimer, &lease_until, &now])
+            .await?;
+        if claimed == 0 {
+            return Ok(None);
+        }
+        let row = client.query_one(outbox::DIGEST_PREVIOUS, &[&channel, &period_end]).await?;
+        Ok(Some(row.try_get::<_, Option<i64>>(0)?))
+    }
+
+    async fn digest_sent(
+        &self,
+        channel: String,
+        period_end: i64,
+        claimer: String,
+        now: i64,
+        events: i64,
+    ) -> Result<bool, StoreError> {
+        let n = self
+            .client()
+            .await?
+            .execute(outbox::DIGEST_SENT, &[&channel, &period_end, &claimer, &now, &events])
+            .await?;
+        Ok(n == 1)
     }
 }
 

@@ -39,6 +39,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 8, sql: include_str!("migrations/sqlite/0008_alerts.sql") },
     Migration { version: 9, sql: include_str!("migrations/sqlite/0009_connectors.sql") },
     Migration { version: 10, sql: include_str!("migrations/sqlite/0010_reenroll.sql") },
+    Migration { version: 11, sql: include_str!("migrations/sqlite/0011_digests.sql") },
     Migration { version: 12, sql: include_str!("migrations/sqlite/0012_privacy.sql") },
     Migration { version: 13, sql: include_str!("migrations/sqlite/0013_scim.sql") },
 ];
@@ -2449,6 +2450,51 @@ impl Store for SqliteStore {
             let mut stmt = c.prepare_cached(&rollup::sqlite(outbox::EVENTS_OF))?;
             let rows = stmt.query_map(params![channel, state, from, to], outbox::sqlite_event)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn claim_digest(
+        &self,
+        channel: String,
+        period_end: i64,
+        claimer: String,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<Option<Option<i64>>, StoreError> {
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            let claimed = tx.execute(
+                &rollup::sqlite(outbox::DIGEST_CLAIM),
+                params![channel, period_end, claimer, lease_until, now],
+            )?;
+            if claimed == 0 {
+                return Ok(None);
+            }
+            let previous: Option<i64> = tx.query_row(
+                &rollup::sqlite(outbox::DIGEST_PREVIOUS),
+                params![channel, period_end],
+                |r| r.get(0),
+            )?;
+            tx.commit()?;
+            Ok(Some(previous))
+        })
+        .await
+    }
+
+    async fn digest_sent(
+        &self,
+        channel: String,
+        period_end: i64,
+        claimer: String,
+        now: i64,
+        events: i64,
+    ) -> Result<bool, StoreError> {
+        self.with(move |c| {
+            Ok(c.execute(
+                &rollup::sqlite(outbox::DIGEST_SENT),
+                params![channel, period_end, claimer, now, events],
+            )? == 1)
         })
         .await
     }

@@ -225,7 +225,7 @@ fn config(dir: &Path, url: &str, ca_pem: &str, extra: &str) -> PathBuf {
 }
 
 /// A batch of one sighting of each of `products`, as an agent sends it.
-fn sightings(id: &str, products: &[&str], at: i64) -> Vec<u8> {
+pub(crate) fn sightings(id: &str, products: &[&str], at: i64) -> Vec<u8> {
     let sightings: Vec<Value> = products
         .iter()
         .map(|p| {
@@ -239,18 +239,22 @@ fn sightings(id: &str, products: &[&str], at: i64) -> Vec<u8> {
     .into_bytes()
 }
 
-fn run(args: &[&str]) -> Output {
+pub(crate) fn run(args: &[&str]) -> Output {
     let out = Command::new(BIN).args(args).output().unwrap();
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     out
 }
 
-async fn post_batch(c: &mut aiscout_collector::client::Connection, key: &str, body: Vec<u8>) {
+pub(crate) async fn post_batch(
+    c: &mut aiscout_collector::client::Connection,
+    key: &str,
+    body: Vec<u8>,
+) {
     let (status, bytes) = c.send(Method::POST, "/api/v1/sightings", Some(key), body).await.unwrap();
     assert_eq!(status, StatusCode::OK, "{bytes:?}");
 }
 
-fn assert_once(ids: &[String]) {
+pub(crate) fn assert_once(ids: &[String]) {
     let mut sorted = ids.to_vec();
     sorted.sort();
     sorted.dedup();

@@ -192,6 +192,9 @@ async fn run<S: Store + Clone + Send + Sync + 'static>(store: S, a: &Args) {
         give_up_after: Duration::from_secs(86_400),
         ca_file: Some(ca_file),
         jira: None,
+        email: None,
+        syslog: None,
+        digest: None,
     };
     let settings = Settings { channels: vec![channel], ..Settings::default() };
     let state = Arc::new(AppState {

@@ -36,6 +36,27 @@ fn host_of(url: &str) -> String {
     }
 }
 
+/// Where a channel sends: the URL's scheme and host, or the SMTP or syslog server, and an
+/// email channel's digest schedule.
+fn receiver(c: &crate::alerts::channel::Channel) -> String {
+    if let Some(m) = &c.email {
+        let digest = match c.digest {
+            Some(d) => format!(
+                " ({} digest at {:02}:{:02} UTC)",
+                if d.weekday.is_some() { "weekly" } else { "daily" },
+                d.at / 3_600,
+                d.at % 3_600 / 60
+            ),
+            None => String::new(),
+        };
+        return format!("smtp://{}:{}{digest}", m.host, m.port);
+    }
+    if let Some(s) = &c.syslog {
+        return format!("syslog over TLS {}:{}", s.host, s.port);
+    }
+    host_of(&c.url)
+}
+
 /// `GET /alerts`.
 pub(crate) async fn page<S: Store>(
     State(state): Shared<S>,
@@ -63,7 +84,7 @@ pub(crate) async fn page<S: Store>(
             }
             dl class="facts" {
                 dt { "Delivered" } dd { (count(total("delivered").unsigned_abs())) }
-                dt { "Waiting or retrying" } dd { (count((total("pending") + total("sending")).unsigned_abs())) }
+                dt { "Waiting, retrying or held for a digest" } dd { (count((total("pending") + total("sending") + total("held")).unsigned_abs())) }
                 dt { "Failed (given up)" } dd { (count(total("failed").unsigned_abs())) }
                 dt { "Held back (cap, quiet period, filter)" } dd { (count(total("capped").unsigned_abs())) }
             }
@@ -81,13 +102,13 @@ pub(crate) async fn page<S: Store>(
                             @if admin { th scope="col" { span class="visually-hidden" { "Action" } } }
                         } }
                         tbody { @for c in &settings.channels { tr {
-                            td { (c.name) } td { (c.kind.name()) } td { code { (host_of(&c.url)) } }
+                            td { (c.name) } td { (c.kind.name()) } td { code { (receiver(c)) } }
                             td { @if c.events.is_empty() { "all" } @else { (c.events.join(", ")) } }
                             td { (c.max_per_day) " a day"
                                  @if let Some(q) = c.quiet { ", quiet " (q.as_secs() / 60) " min" }
                                  ", give up after " (c.give_up_after.as_secs() / 3600) " h" }
                             td class="num" { (of(&c.name, "delivered")) }
-                            td class="num" { (of(&c.name, "pending") + of(&c.name, "sending")) }
+                            td class="num" { (of(&c.name, "pending") + of(&c.name, "sending") + of(&c.name, "held")) }
                             td class="num" { (of(&c.name, "failed")) }
                             td class="num" { (of(&c.name, "capped")) }
                             @if admin { td {
