@@ -7,9 +7,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use aiscout_agent::config::{self, Overrides};
-use aiscout_agent::daemon::{self, FrameSource, RECORD_QUEUE, RunOptions};
+use aiscout_agent::daemon::{FrameSource, RECORD_QUEUE, RunOptions};
 
-use crate::support::{ethernet, ipv4_udp, write_pcap};
+use crate::support::{ethernet, ipv4_udp, spawn_daemon, write_pcap};
 
 const QUERIES: usize = 60_000;
 const LINKTYPE_ETHERNET: u32 = 1;
@@ -76,19 +76,7 @@ fn a_busy_capture_file_reaches_the_spool_whole_with_nothing_dropped() {
     .unwrap();
     let config = config::load(Some(&file), Overrides::default()).unwrap();
     let options = RunOptions { frames: FrameSource::Files(vec![pcap]), scan: None };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let daemon = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime
-            .block_on(daemon::run(config, options, async {
-                let _stopped = stopped.await;
-            }))
-            .unwrap();
-    });
+    let (stop, daemon) = spawn_daemon(config, options);
 
     // Every query is a sighting: wait (bounded) until the spool holds them all. Before the
     // fix the queue dropped a share of them and this never came true.

@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use aiscout_agent::config::{self, Overrides};
-use aiscout_agent::daemon::{self, FrameSource, RunOptions};
+use aiscout_agent::daemon::{FrameSource, RunOptions};
 use aiscout_agent::inventory::ScanOptions;
+
+use crate::support::spawn_daemon;
 
 const EXTENSION: &str = "fcoeoabgfenejglbffodgkkbkcdhcgfn";
 const EXTENSION_DIR: &str = "Users/alice/Library/Application Support/Google/Chrome/Default/Extensions/fcoeoabgfenejglbffodgkkbkcdhcgfn";
@@ -26,19 +28,7 @@ impl Agent {
     fn start(config_file: &Path, root: &Path) -> Self {
         let config = config::load(Some(config_file), Overrides::default()).unwrap();
         let options = RunOptions { frames: FrameSource::None, scan: Some(ScanOptions::root(root)) };
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap();
-            let shutdown = async {
-                // A dropped sender stops the daemon too.
-                let _stopped = stopped.await;
-            };
-            runtime.block_on(daemon::run(config, options, shutdown)).unwrap();
-        });
+        let (stop, thread) = spawn_daemon(config, options);
         Self { stop: Some(stop), thread: Some(thread) }
     }
 

@@ -8,9 +8,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use aiscout_agent::config::{self, Overrides};
-use aiscout_agent::daemon::{self, FrameSource, RunOptions};
+use aiscout_agent::daemon::{FrameSource, RunOptions};
 
-use crate::support::{ethernet, ipv4_udp, write_pcap};
+use crate::support::{ethernet, ipv4_udp, spawn_daemon, write_pcap};
 
 fn dns_query(id: u16, name: &str) -> Vec<u8> {
     let mut m = id.to_be_bytes().to_vec();
@@ -97,19 +97,7 @@ fn status_shows_spool_counts_and_the_failed_upload_without_values_or_secrets() {
 
     let config = config::load(Some(&file), Overrides::default()).unwrap();
     let options = RunOptions { frames: FrameSource::Files(vec![pcap]), scan: None };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let daemon = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime
-            .block_on(daemon::run(config, options, async {
-                let _stopped = stopped.await;
-            }))
-            .unwrap();
-    });
+    let (stop, daemon) = spawn_daemon(config, options);
     // The upload is armed by the spool write; it fails at enrollment (connection refused) and
     // the daemon records that.
     let record = state.join(aiscout_agent::status::LAST_UPLOAD);

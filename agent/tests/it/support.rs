@@ -314,3 +314,25 @@ pub(crate) fn padded(mut frames: Vec<u8>, to: usize) -> Vec<u8> {
     }
     frames
 }
+
+/// Runs the agent's daemon on a thread of its own (a one-thread runtime) until the returned
+/// sender is used or dropped; join the handle to see it end.
+pub(crate) fn spawn_daemon(
+    config: aiscout_agent::config::Config,
+    options: aiscout_agent::daemon::RunOptions,
+) -> (tokio::sync::oneshot::Sender<()>, std::thread::JoinHandle<()>) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let shutdown = async {
+            // A dropped sender stops the daemon too.
+            let _stopped = stopped.await;
+        };
+        runtime.block_on(aiscout_agent::daemon::run(config, options, shutdown)).unwrap();
+    });
+    (stop, thread)
+}
