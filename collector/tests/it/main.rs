@@ -26,3 +26,15 @@ mod process;
 mod scim;
 mod store;
 mod syslog;
+
+/// The stderr of a `check-config` run that must fail (exit 2) with `count` problems, each of
+/// `keys` named on its own line (`  alerts.channel[0].url: ...`).
+fn assert_config_problems(out: &std::process::Output, count: usize, keys: &[&str]) -> String {
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(err.contains(&format!("{count} configuration problem(s)")), "{err}");
+    for key in keys {
+        assert!(err.contains(&format!("  {key}")), "{key} missing from:\n{err}");
+    }
+    err
+}

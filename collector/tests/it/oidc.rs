@@ -374,14 +374,11 @@ fn check_config_names_every_console_oidc_problem() {
     )
     .unwrap();
     let out = Command::new(BIN).arg("--config").arg(&file).arg("check-config").output().unwrap();
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("3 configuration problem(s)"), "{err}");
-    for key in
-        ["console.oidc.issuer:", "console.oidc.client_secret_file:", "console.oidc.roles.ops:"]
-    {
-        assert!(err.contains(&format!("  {key}")), "{key} missing from:\n{err}");
-    }
+    crate::assert_config_problems(
+        &out,
+        3,
+        &["console.oidc.issuer:", "console.oidc.client_secret_file:", "console.oidc.roles.ops:"],
+    );
 
     let secret = dir.path().join("secret");
     std::fs::write(&secret, "oidc-secret-value\n").unwrap();
