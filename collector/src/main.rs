@@ -787,6 +787,7 @@ async fn serve<S: Store + Clone>(config: Config, store: S) -> anyhow::Result<()>
         state.catalog.clone(),
         console_url,
     )?
+    .with_policy(config.policy.clone())
     .start(&config.alerts)
     .await
     .context("starting alert deliveries")?;

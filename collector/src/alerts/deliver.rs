@@ -56,6 +56,7 @@ pub struct Deliverer<S> {
     claimer: String,
     rng: SystemRandom,
     clock: Clock,
+    policy: crate::policy::Settings,
 }
 
 /// What the deliverer takes as the time (Unix seconds): [`store::now`] in `serve`, a chosen
@@ -86,7 +87,23 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
         let claimer = crate::credentials::generate("claim")
             .map_err(|e| StoreError::Task(format!("claimer id: {e}")))?;
         let clock: Clock = Arc::new(store::now);
-        Ok(Self { store, catalog, console_url, claimer, rng: SystemRandom::new(), clock })
+        Ok(Self {
+            store,
+            catalog,
+            console_url,
+            claimer,
+            rng: SystemRandom::new(),
+            clock,
+            policy: crate::policy::Settings::default(),
+        })
+    }
+
+    /// The same deliverer, coaching with the organisation's `[policy]` settings: a digest
+    /// that lists a blocked or unsanctioned product says "Use X instead" in its words.
+    #[must_use]
+    pub fn with_policy(mut self, policy: crate::policy::Settings) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// The same deliverer, taking the time from `clock`.
@@ -194,6 +211,9 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
             self.store.digest_sent(channel.name.clone(), end, self.claimer.clone(), now, 0).await?;
             return Ok(DigestOutcome::Empty);
         }
+        let reviews = self.store.reviews().await?;
+        let coaching =
+            digest::coaching(&self.catalog, &reviews, &self.policy, held.iter().chain(&capped));
         let message = digest::message(
             settings,
             &channel.name,
@@ -201,6 +221,7 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
             end,
             &held,
             &capped,
+            &coaching,
             &self.console_url,
             now,
         );

@@ -13,12 +13,17 @@
 //!   channel's previous sent digest (one period before its own end for the first), windowed
 //!   by when each was held, so a collector that was down over several period ends sends one
 //!   digest of all of them.
+//! - **Coaching.** For each blocked or unsanctioned product the digest mentions whose review
+//!   names a sanctioned alternative, it adds "Use X instead" with the organisation's
+//!   `[policy] coaching_message` ([`crate::policy::coaching`], as the app card says it).
 
 use serde_json::Value;
 
+use aiscout_signatures::Catalog;
+
 use super::email::{self, EmailSettings};
 use super::render;
-use crate::model::{NewEvent, StoredEvent};
+use crate::model::{NewEvent, Review, StoredEvent};
 use crate::report::rfc3339;
 
 /// How long after a period's end its digest is sent.
@@ -93,7 +98,41 @@ impl Schedule {
     }
 }
 
-/// The digest's message: `held` listed (at most [`MAX_LISTED`]), `capped` counted by type.
+/// One product's "Use X instead" in a digest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Coached {
+    /// The product's catalog id.
+    pub product: String,
+    /// Its display name.
+    pub name: String,
+    /// The line to show ([`crate::policy::Coaching::line`]).
+    pub line: String,
+}
+
+/// The coaching for every product `events` are about that has one, in the order they first
+/// appear, each once.
+pub fn coaching<'a>(
+    catalog: &Catalog,
+    reviews: &[Review],
+    policy: &crate::policy::Settings,
+    events: impl IntoIterator<Item = &'a StoredEvent>,
+) -> Vec<Coached> {
+    let mut out: Vec<Coached> = Vec::new();
+    for e in events {
+        let product = &e.event.product;
+        if product.is_empty() || out.iter().any(|c| &c.product == product) {
+            continue;
+        }
+        if let Some(c) = crate::policy::coaching(catalog, reviews, policy, product) {
+            let name = catalog.product(product).map_or_else(|| product.clone(), |p| p.name.clone());
+            out.push(Coached { product: product.clone(), name, line: c.line() });
+        }
+    }
+    out
+}
+
+/// The digest's message: `held` listed (at most [`MAX_LISTED`]), `capped` counted by type,
+/// then the `coaching` of the products they are about.
 #[allow(clippy::too_many_arguments)]
 pub fn message(
     settings: &EmailSettings,
@@ -102,6 +141,7 @@ pub fn message(
     to: i64,
     held: &[StoredEvent],
     capped: &[StoredEvent],
+    coaching: &[Coached],
     console: &str,
     now: i64,
 ) -> Vec<u8> {
@@ -161,6 +201,14 @@ pub fn message(
         let more = held.len() - MAX_LISTED;
         text.push_str(&format!("... and {more} more: {console}/alerts\r\n"));
         html.push_str(&format!("<li>... and {more} more</li>"));
+    }
+    if !coaching.is_empty() {
+        text.push_str("\r\nWhat to use instead:\r\n");
+        html.push_str("</ul><h3>What to use instead</h3><ul>");
+        for c in coaching {
+            text.push_str(&format!("- {}: {}\r\n", c.name, c.line));
+            html.push_str(&format!("<li><strong>{}</strong>: {}</li>", esc(&c.name), esc(&c.line)));
+        }
     }
     html.push_str(&format!(
         "</ul><p><a href=\"{}/alerts\">Open the alerts page</a></p></body></html>",

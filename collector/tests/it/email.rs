@@ -345,13 +345,17 @@ fn discovered(n: u32, product: &str, at: i64) -> NewEvent {
     }
 }
 
-/// The digest scenario on one store: `a` and `b` are two collectors' deliverers on it.
-async fn digests_once<S: Store + Clone + Send + Sync + 'static>(store: S, dir: &Path) {
+/// A running receiver in `dir`, its mailbox folder, and the digest channel to it, recorded in
+/// `store` as configured.
+async fn digest_receiver<S: Store>(
+    store: &S,
+    dir: &Path,
+) -> (Smtp, PathBuf, Arc<Channel>, Arc<rustls::ClientConfig>) {
     let out = dir.join("mailbox");
     std::fs::create_dir(&out).unwrap();
     let port = free_port();
     setup(dir, port, "");
-    let _smtp = Smtp::start(port, dir, &out, SMTP_PASSWORD);
+    let smtp = Smtp::start(port, dir, &out, SMTP_PASSWORD);
     let channel = Arc::new(digest_channel(dir, port));
     let tls = deliver::tls_for(&channel).unwrap();
     store
@@ -361,6 +365,12 @@ async fn digests_once<S: Store + Clone + Send + Sync + 'static>(store: S, dir: &
         )
         .await
         .unwrap();
+    (smtp, out, channel, tls)
+}
+
+/// The digest scenario on one store: `a` and `b` are two collectors' deliverers on it.
+async fn digests_once<S: Store + Clone + Send + Sync + 'static>(store: S, dir: &Path) {
+    let (_smtp, out, channel, tls) = digest_receiver(&store, dir).await;
     let time = Arc::new(AtomicI64::new(0));
     let deliverer = |time: &Arc<AtomicI64>| {
         Arc::new(
@@ -473,4 +483,57 @@ async fn a_daily_digest_is_sent_once_by_two_collectors_on_postgres() {
     let _schema = Schema(schema);
     let store = PgStore::open(&url).await.unwrap();
     digests_once(store, dir.path()).await;
+}
+
+/// A digest that mentions a blocked product coaches towards its sanctioned alternative in the
+/// organisation's words (issue 20), and says nothing of the kind for a product in review.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_digest_says_what_to_use_instead_of_a_blocked_product() {
+    use aiscout_collector::review;
+    use aiscout_wire::ReviewStatus;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("aiscout.db")).await.unwrap();
+    let (_smtp, out, channel, tls) = digest_receiver(&store, dir.path()).await;
+    let now = aiscout_collector::store::now();
+    let day = now - now % 86_400 - 3 * 86_400;
+    for (product, status, alternative) in [
+        ("anthropic.claude", ReviewStatus::Sanctioned, ""),
+        ("openai.chatgpt", ReviewStatus::Blocked, "anthropic.claude"),
+        ("perplexity.perplexity", ReviewStatus::UnderReview, "anthropic.claude"),
+    ] {
+        let mut decision = review::Decision::new(status, "test".into());
+        decision.alternative = alternative.into();
+        let (r, audit) = review::decide(product, decision, "sec@example.com", day);
+        store.set_review(r, audit).await.unwrap();
+    }
+    let policy = aiscout_collector::policy::Settings {
+        coaching_url: None,
+        coaching_message: Some("Ask the service desk for a seat.".into()),
+    };
+    let time = Arc::new(AtomicI64::new(day + 9 * 3_600));
+    let deliverer = Deliverer::new(store.clone(), Catalog::builtin().unwrap(), CONSOLE.into())
+        .unwrap()
+        .with_clock(clock(&time))
+        .with_policy(policy);
+    let deliverer = Arc::new(deliverer);
+    for (i, product) in
+        ["openai.chatgpt", "perplexity.perplexity", "openai.chatgpt"].iter().enumerate()
+    {
+        let e = discovered(u32::try_from(i).unwrap(), product, day + 9 * 3_600);
+        store.emit(vec![e], None, day + 9 * 3_600).await.unwrap();
+        while deliverer.round(&channel, &tls).await.unwrap() > 0 {}
+    }
+    time.store(day + 86_400 + 8 * 3_600 + 90, Ordering::SeqCst);
+    assert_eq!(deliverer.digest_round(&channel, &tls).await.unwrap(), DigestOutcome::Sent(3));
+    let mail = wait_for(&out, 1).await;
+    let (text, html) = (mail[0]["text"].as_str().unwrap(), mail[0]["html"].as_str().unwrap());
+    let line = "ChatGPT: Use Claude instead: Ask the service desk for a seat.";
+    assert_eq!(text.matches(line).count(), 1, "{text}");
+    assert!(
+        html.contains("<strong>ChatGPT</strong>: Use Claude instead: Ask the service desk"),
+        "{html}"
+    );
+    // A product in review is not coached away from, whatever its review names.
+    assert!(!text.contains("Perplexity: Use"), "{text}");
 }
