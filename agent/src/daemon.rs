@@ -135,6 +135,14 @@ pub enum DaemonError {
     /// The catalog built into the binary does not validate.
     #[error("the built-in catalog is invalid: {0}")]
     Catalog(String),
+    /// The system refused to start one of the agent's threads.
+    #[error("cannot start the {name} thread: {source}")]
+    Thread {
+        /// The thread's name.
+        name: String,
+        /// The IO error.
+        source: std::io::Error,
+    },
 }
 
 /// Counters the heartbeat reports.
@@ -426,19 +434,22 @@ pub async fn run(
     let writer = {
         let spool = Arc::clone(&spool);
         let shared = Arc::clone(&shared);
-        std::thread::spawn(move || spool_writer(&shared, &spool, &rx, &written_tx))
+        spawn_named("spool", move || spool_writer(&shared, &spool, &rx, &written_tx))?
     };
     let (producers, breakers) = start_capture(&shared, &options.frames, &tx);
     let inventory_tx: Arc<InventoryTx> = Arc::new(Mutex::new(None));
-    let inventory = options.scan.clone().map(|mut scan| {
-        scan.stop = Some(Arc::clone(&shared.stop));
-        if let Ok(mut t) = inventory_tx.lock() {
-            *t = Some(tx.clone());
+    let inventory = match options.scan.clone() {
+        Some(mut scan) => {
+            scan.stop = Some(Arc::clone(&shared.stop));
+            if let Ok(mut t) = inventory_tx.lock() {
+                *t = Some(tx.clone());
+            }
+            let shared = Arc::clone(&shared);
+            let inventory_tx = Arc::clone(&inventory_tx);
+            Some(spawn_named("inventory", move || inventory_loop(&shared, scan, &inventory_tx))?)
         }
-        let shared = Arc::clone(&shared);
-        let inventory_tx = Arc::clone(&inventory_tx);
-        std::thread::spawn(move || inventory_loop(&shared, scan, &inventory_tx))
-    });
+        None => None,
+    };
     drop(tx);
 
     let mut uploader =
@@ -566,7 +577,7 @@ fn start_capture(
             let shared = Arc::clone(shared);
             let tx = tx.clone();
             let paths = paths.clone();
-            handles.push(std::thread::spawn(move || {
+            let replay = spawn_named("replay", move || {
                 for path in paths {
                     let mut decoder = Decoder::new(Limits::default());
                     let mut batch = Vec::new();
@@ -587,11 +598,19 @@ fn start_capture(
                                 tracing::warn!(path = %path.display(), error = %error, "Capture file read failed.");
                             }
                         }
-                        Err(error) => tracing::warn!(path = %path.display(), error = %error, "Capture file refused."),
+                        Err(error) => {
+                            tracing::warn!(path = %path.display(), error = %error, "Capture file refused.")
+                        }
                     }
                     shared.health.drops.fetch_add(decoder.stats().drops(), Ordering::Relaxed);
                 }
-            }));
+            });
+            match replay {
+                Ok(handle) => handles.push(handle),
+                Err(error) => {
+                    tracing::error!(error = %error_chain(&error), "Capture files not replayed.");
+                }
+            }
         }
         FrameSource::Live(names) => {
             let names = if names.is_empty() {
@@ -610,11 +629,21 @@ fn start_capture(
                 match LiveSource::open(&name) {
                     Ok(source) => {
                         set_interface(shared, &name, CaptureState::Running, None);
-                        breakers.push(source.breaker());
-                        let shared = Arc::clone(shared);
+                        let breaker = source.breaker();
+                        let on_thread = Arc::clone(shared);
                         let tx = tx.clone();
-                        handles
-                            .push(std::thread::spawn(move || capture_loop(&shared, source, &tx)));
+                        let thread = format!("cap {name}");
+                        match spawn_named(&thread, move || capture_loop(&on_thread, source, &tx)) {
+                            Ok(handle) => {
+                                breakers.push(breaker);
+                                handles.push(handle);
+                            }
+                            Err(error) => {
+                                let text = error_chain(&error);
+                                tracing::error!(interface = %name, error = %text, "Capture unavailable on this interface.");
+                                set_interface(shared, &name, CaptureState::Failed, Some(text));
+                            }
+                        }
                     }
                     Err(error) => {
                         // Capture unavailable (no privileges, no Npcap): say so and keep the
@@ -768,16 +797,32 @@ fn inventory_view<'f>(
     }))
 }
 
+/// Starts a thread named `name` (what `top -H`, `ps -L` and a panic message show; Linux keeps
+/// the first 15 bytes).
+///
+/// # Errors
+/// The system refused the thread.
+fn spawn_named<F: FnOnce() + Send + 'static>(
+    name: &str,
+    f: F,
+) -> Result<std::thread::JoinHandle<()>, DaemonError> {
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(f)
+        .map_err(|source| DaemonError::Thread { name: name.to_owned(), source })
+}
+
 /// Joins a thread, giving up after `limit` (the thread is then left to end with the process).
 fn join_within(handle: std::thread::JoinHandle<()>, limit: Duration) -> bool {
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    std::thread::spawn(move || {
+    let waiter = spawn_named("join", move || {
         // A panicked thread counts as stopped.
         let _joined = handle.join();
         // The receiver is gone only when the wait already gave up.
         let _sent = done_tx.send(());
     });
-    done_rx.recv_timeout(limit).is_ok()
+    // Without a waiter thread the join cannot be bounded: report it as not joined.
+    waiter.is_ok() && done_rx.recv_timeout(limit).is_ok()
 }
 
 /// Scans, then watches until the next full rescan or a catalog change, re-recording the

@@ -89,9 +89,10 @@ impl RangeBuf {
             return Insert::BeyondCap;
         }
         let room = cap.saturating_sub(start);
+        // Bytes that end exactly at the cap all fit: only a longer run is cut.
         let (bytes, outcome) = match bytes.split_at_checked(room) {
-            Some((fits, _)) => (fits, Insert::BeyondCap),
-            None => (bytes, Insert::Stored),
+            Some((fits, rest)) if !rest.is_empty() => (fits, Insert::BeyondCap),
+            _ => (bytes, Insert::Stored),
         };
         let end = start.saturating_add(bytes.len());
         if end > self.data.len() {
@@ -317,6 +318,9 @@ impl TcpTable {
         // anchor (an old retransmission) and carries nothing new.
         let offset = seg.seq.wrapping_sub(flow.base_seq);
         let mut keep = true;
+        // A TLS flow cut at the cap is read once more, for a ClientHello that fits before the
+        // cap (a hello followed by early data in one large segment), then dropped.
+        let mut cut = false;
         if offset < 0x8000_0000 {
             match flow.buf.insert(
                 u64::from(offset),
@@ -330,7 +334,7 @@ impl TcpTable {
                     // A DNS stream may legitimately run past the cap before we consume; a
                     // ClientHello never should.
                     stats.drop_flow_bytes = stats.drop_flow_bytes.saturating_add(1);
-                    keep = flow.kind == Kind::Dns;
+                    cut = flow.kind != Kind::Dns;
                 }
                 Insert::TooManyRanges => {
                     stats.drop_flow_gaps = stats.drop_flow_gaps.saturating_add(1);
@@ -345,7 +349,7 @@ impl TcpTable {
         if keep {
             keep = advance(flow, limits, stats, scratch, found, &mut self.budget);
         }
-        if !keep || seg.fin {
+        if cut || !keep || seg.fin {
             self.remove(&key, stats);
         }
     }
@@ -490,6 +494,14 @@ mod tests {
         assert_eq!(insert(&mut b, 60, b"12345678", &mut budget), Insert::BeyondCap);
         assert_eq!(insert(&mut b, 64, b"x", &mut budget), Insert::BeyondCap);
         assert_eq!(insert(&mut b, u64::MAX, b"x", &mut budget), Insert::BeyondCap);
+        // Exactly up to the cap fits (it used to be reported as beyond it).
+        let mut b = RangeBuf::default();
+        assert_eq!(insert(&mut b, 0, &[7; 64], &mut budget), Insert::Stored);
+        assert_eq!(b.contiguous().len(), 64);
+        let mut b = RangeBuf::default();
+        assert_eq!(insert(&mut b, 0, &[7; 60], &mut budget), Insert::Stored);
+        assert_eq!(insert(&mut b, 60, b"1234", &mut budget), Insert::Stored);
+        assert_eq!(insert(&mut b, 60, b"12345", &mut budget), Insert::BeyondCap);
         let mut b = RangeBuf::default();
         let mut outcome = Insert::Stored;
         for i in 0..=u64::try_from(MAX_RANGES).unwrap() {

@@ -379,8 +379,9 @@ fn names_cut_to(pcap: &[u8], snaplen: usize) -> (std::collections::BTreeSet<Stri
 /// cuts only bytes the decoder never reads. Checked on every real capture (a 128-byte snaplen
 /// loses names there, so the comparison can fail), and on TSO/GRO-sized frames over SLL2 and
 /// IPv6: the largest ClientHello the decoder reads (16 KiB of stream) fits whole, and cutting
-/// one byte inside it loses the name; a super-packet of a hello followed by 40 kB of data and a
-/// 60 kB server-to-client super-packet are cut and decode as they do whole.
+/// one byte inside it loses the name; a super-packet of a hello followed by 40 kB of data (its
+/// hello is read from the part before the stream cap) and a 60 kB server-to-client
+/// super-packet are cut and decode as they do whole.
 #[test]
 fn live_snaplen_cuts_only_what_decode_would_not_read() {
     let snaplen = usize::try_from(aiscout_agent::capture::SNAPLEN).unwrap();
@@ -401,9 +402,8 @@ fn live_snaplen_cuts_only_what_decode_would_not_read() {
     assert!(everything.len() >= 5, "the real captures hold names: {everything:?}");
     assert!(lost_when_too_short > 0, "a 128-byte snaplen must lose names");
 
-    // The largest hello the decoder reads: one record filling its 16 KiB stream buffer (a
-    // segment reaching the buffer's end counts as running past it, hence one byte less).
-    let max_stream = aiscout_agent::decode::Limits::default().max_flow_bytes - 1;
+    // The largest hello the decoder reads: one record filling its 16 KiB stream buffer.
+    let max_stream = aiscout_agent::decode::Limits::default().max_flow_bytes;
     let base = client_hello("claude.ai", &["h2"], false, 0).len();
     let hello = client_hello("claude.ai", &["h2"], false, max_stream - 5 - base);
     let largest = records(&hello, 16_384);
@@ -426,11 +426,38 @@ fn live_snaplen_cuts_only_what_decode_would_not_read() {
     write_pcap(&path, LINKTYPE_LINUX_SLL2, &[largest, oversized, bulk]);
     let bytes = std::fs::read(&path).unwrap();
     let (full, _) = names_cut_to(&bytes, 262_144);
-    assert_eq!(full, set(&["tls_sni claude.ai"]));
+    assert_eq!(full, set(&["tls_sni claude.ai", "tls_sni chatgpt.com"]));
     let (cut, n) = names_cut_to(&bytes, snaplen);
     assert_eq!((cut, n), (full, 2), "the super-packets cut to {snaplen} bytes");
     let (short, n) = names_cut_to(&bytes, hello_end - 1);
-    // Too short a snaplen changes what decodes both ways: the largest hello is lost, and the
-    // oversized super-packet, cut below the stream buffer's size, yields its hello.
+    // Too short a snaplen loses the largest hello; the oversized super-packet's hello, well
+    // inside the cut, is still read.
     assert_eq!((short, n), (set(&["tls_sni chatgpt.com"]), 3), "cut inside the largest hello");
+}
+
+/// A ClientHello whose TLS stream is exactly as long as the per-flow cap (16 KiB) is read
+/// without a drop: the cap is a size bound, and a stream that ends on it is within it.
+#[test]
+fn client_hello_stream_exactly_at_the_flow_cap_is_read_without_a_drop() {
+    let cap = aiscout_agent::decode::Limits::default().max_flow_bytes;
+    let base = records(&client_hello("claude.ai", &["h2"], false, 0), cap).len();
+    let stream = records(&client_hello("claude.ai", &["h2"], false, cap - base), cap);
+    assert_eq!(stream.len(), cap);
+    let (records, summary) =
+        replay_frames(LINKTYPE_ETHERNET, &segments(&stream, &[1448, 2896, 8000], 3, 443));
+    assert_eq!(kind_names(&records), set(&["tls_sni claude.ai"]));
+    assert_eq!(summary.stats.drops(), 0, "{:?}", summary.stats);
+}
+
+/// A ClientHello and 20 KiB after it in one segment (a capture taken before segmentation
+/// offload, with early data behind the hello): the hello before the cap is still read.
+#[test]
+fn client_hello_followed_by_more_than_the_flow_cap_in_one_segment_is_read() {
+    let mut stream = records(&client_hello("chatgpt.com", &["h2"], false, 1200), 16_384);
+    stream.extend([0x17, 3, 3, 0x50, 0]);
+    stream.extend(vec![0xab; 0x5000]);
+    assert!(stream.len() > aiscout_agent::decode::Limits::default().max_flow_bytes);
+    let frame = ethernet(&ipv4_tcp(C4, 50_000, S4, 443, 77, PSH, &stream));
+    let (records, _) = replay_frames(LINKTYPE_ETHERNET, &[frame]);
+    assert_eq!(kind_names(&records), set(&["tls_sni chatgpt.com"]));
 }

@@ -257,6 +257,14 @@ fn idle_agent_capturing_on_lo_sleeps_sees_a_query_and_stops_promptly_issue_22() 
     );
     let log = agent.drain_log();
     assert!(!log.contains("Capture unavailable"), "capture must run on lo:\n{log}");
+    // Each thread says what it is (`top -H`, `ps -L`): the spool writer, the inventory watch
+    // and one capture thread per interface.
+    for name in ["spool", "inventory", "cap lo"] {
+        assert!(
+            per_thread.iter().any(|(thread, _)| thread.rsplit_once(' ').map(|t| t.0) == Some(name)),
+            "no thread named {name:?}: {per_thread:?}"
+        );
+    }
     assert!(
         per_sec < MAX_SWITCHES_PER_SEC,
         "an idle agent woke {per_sec:.1} times/s (bound {MAX_SWITCHES_PER_SEC}); per thread \
