@@ -642,24 +642,49 @@ fn spawn_drop_watch<S: Store + Clone>(
     })
 }
 
-/// The soft open-file limit, where `/proc` says it (Linux).
-#[allow(clippy::disallowed_methods)] // Reason: /proc/self/limits, a small kernel file.
-fn open_file_limit() -> Option<u64> {
-    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    line.split_whitespace().nth(3)?.parse().ok()
+/// Raises the soft open-file limit towards `needed`, as far as the hard limit allows (a
+/// service manager's default soft limit, often 1,024, is far below what `max_connections`
+/// needs; the hard limit is the administrator's real bound). Returns the soft limit now in
+/// force and the hard limit; `None` where the limits cannot be read.
+#[cfg(unix)]
+fn raise_open_file_limit(needed: u64) -> Option<(u64, u64)> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let now = getrlimit(Resource::Nofile);
+    // `None` is "unlimited".
+    let (soft, hard) = (now.current.unwrap_or(u64::MAX), now.maximum.unwrap_or(u64::MAX));
+    if soft >= needed || soft >= hard {
+        return Some((soft, hard));
+    }
+    let wanted = hard.min(needed.max(soft));
+    match setrlimit(Resource::Nofile, Rlimit { current: Some(wanted), maximum: now.maximum }) {
+        Ok(()) => {
+            tracing::info!(from = soft, to = wanted, "Raised the soft open-file limit.");
+            Some((wanted, hard))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "Cannot raise the soft open-file limit.");
+            Some((soft, hard))
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_open_file_limit(_needed: u64) -> Option<(u64, u64)> {
+    None
 }
 
 async fn serve<S: Store + Clone>(config: Config, store: S) -> anyhow::Result<()> {
     // Every connection, admitted or being refused, is a descriptor; past the limit, accept
     // fails and clients wait in the backlog instead of getting a 503.
     let needed = u64::from(config.server.max_connections) + 512;
-    if let Some(limit) = open_file_limit().filter(|l| *l < needed) {
+    if let Some((limit, hard)) = raise_open_file_limit(needed).filter(|(l, _)| *l < needed) {
         tracing::warn!(
             limit,
+            hard,
             needed,
-            "The open-file limit is below server.max_connections plus headroom; raise it \
-             (LimitNOFILE in the systemd unit) or lower max_connections."
+            "The open-file limit is below server.max_connections plus headroom, and the hard \
+             limit allows no more; raise it (LimitNOFILE in the systemd unit) or lower \
+             max_connections."
         );
     }
     // Certificates, the SQLite files and uploads live here: 0700, tightened if found open.

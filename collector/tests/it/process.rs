@@ -52,12 +52,26 @@ pub(crate) struct Collector {
 impl Collector {
     /// Starts `serve` with `args` placed before the subcommand and waits for `listening on`.
     pub(crate) fn start(data_dir: &Path, args: &[&str]) -> Collector {
+        Collector::start_under(&[], data_dir, args)
+    }
+
+    /// [`Collector::start`] run by `wrapper` (a command that execs the rest of its arguments,
+    /// such as `prlimit --nofile=...`), so the child's pid is the collector's.
+    pub(crate) fn start_under(wrapper: &[&str], data_dir: &Path, args: &[&str]) -> Collector {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(data_dir.join("serve.log"))
             .unwrap();
-        let mut child = Command::new(BIN)
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let mut child = command
             .args(args)
             .arg("--listen")
             .arg("127.0.0.1:0")
@@ -657,4 +671,33 @@ async fn retention_run_and_person_erase_from_the_command_line() {
         err.contains("retention.sightings_days") && err.contains("retention.expense_lines_days"),
         "{err}"
     );
+}
+
+/// The (soft, hard) open-file limits of `pid` (`self` for this process), from `/proc`.
+fn nofile(pid: &str) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    let number = |i: usize| line.split_whitespace().nth(i).unwrap().parse().unwrap();
+    (number(3), number(4))
+}
+
+/// Issue 14: a service manager's low soft open-file limit is raised at start as far as the
+/// hard limit allows (4,096 connections plus 512 of headroom by default); where the hard limit
+/// is lower, the soft limit goes up to it and the log says what to change.
+#[test]
+fn serve_raises_a_low_soft_open_file_limit_up_to_the_hard_one() {
+    // Only the soft limit is lowered (an unprivileged process cannot raise its hard one).
+    let (_, hard) = nofile("self");
+    assert!(hard > 1_024, "this test needs a hard open-file limit above 1,024: {hard}");
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Collector::start_under(&["prlimit", "--nofile=256:"], dir.path(), &[]);
+    assert_eq!(nofile(&c.child.id().to_string()), (hard.min(4_608), hard));
+    c.kill();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Collector::start_under(&["prlimit", "--nofile=256:1024"], dir.path(), &[]);
+    assert_eq!(nofile(&c.child.id().to_string()), (1_024, 1_024));
+    c.kill();
+    let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+    assert!(log.contains("the hard limit allows no more"), "{log}");
+    assert!(log.contains("LimitNOFILE"), "{log}");
 }
