@@ -7,6 +7,11 @@
 //! from before its first byte is read until it has been stored; without a free permit it is
 //! answered 503 at once. Its body goes to `DATA_DIR/uploads/` (0700) in a 0600 file that is
 //! removed when the request ends, however it ends.
+//!
+//! A client holding a permit must keep sending: past [`PACE_GRACE`], an upload that has
+//! averaged under [`MIN_BYTES_PER_SEC`] is refused (the rule and numbers of Apache's
+//! `mod_reqtimeout` body default), and an API upload that sends nothing for [`STALL`] is
+//! refused, so a slowly dribbled body cannot hold a permit for long.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,6 +21,13 @@ use axum::http::{HeaderMap, header};
 use http_body_util::BodyExt;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// How long an upload may run before its average pace is checked.
+pub const PACE_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
+/// The slowest average an upload may keep after [`PACE_GRACE`].
+pub const MIN_BYTES_PER_SEC: u64 = 500;
+/// The longest wait for the next piece of an API upload's body.
+pub const STALL: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Why a body could not be taken.
 #[derive(Debug, thiserror::Error)]
@@ -121,7 +133,13 @@ impl Uploads {
             .open(&path)
             .await
             .map_err(io(&path))?;
-        Ok(Spooled { file: Some(file), path, written: 0, limit })
+        Ok(Spooled {
+            file: Some(file),
+            path,
+            written: 0,
+            limit,
+            started: tokio::time::Instant::now(),
+        })
     }
 }
 
@@ -132,6 +150,7 @@ pub struct Spooled {
     path: PathBuf,
     written: usize,
     limit: usize,
+    started: tokio::time::Instant,
 }
 
 impl Spooled {
@@ -143,6 +162,17 @@ impl Spooled {
         self.written = self.written.saturating_add(chunk.len());
         if self.written > self.limit {
             return Err(BodyError::TooLarge(self.limit));
+        }
+        let elapsed = self.started.elapsed();
+        if elapsed > PACE_GRACE
+            && (self.written as u64) < MIN_BYTES_PER_SEC.saturating_mul(elapsed.as_secs())
+        {
+            return Err(BodyError::Read(format!(
+                "the upload is too slow: {} bytes in {} s, under {MIN_BYTES_PER_SEC} bytes a \
+                 second",
+                self.written,
+                elapsed.as_secs()
+            )));
         }
         let io = |source| BodyError::Io { path: self.path.display().to_string(), source };
         match self.file.as_mut() {
@@ -159,7 +189,12 @@ impl Spooled {
         if declared_length(headers).is_some_and(|n| n > self.limit as u64) {
             return Err(BodyError::TooLarge(self.limit));
         }
-        while let Some(frame) = body.frame().await {
+        let stalled =
+            || BodyError::Read(format!("the upload sent nothing for {} s", STALL.as_secs()));
+        // Bounded: every turn reads a frame or ends; the pace check ends a dribble.
+        while let Some(frame) =
+            tokio::time::timeout(STALL, body.frame()).await.map_err(|_| stalled())?
+        {
             let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
             if let Ok(data) = frame.into_data() {
                 self.write(&data).await?;
@@ -231,6 +266,40 @@ mod tests {
         assert!(!path.exists(), "the upload is removed with its request");
         drop(permit);
         assert!(uploads.permit().is_ok(), "the permit is given back");
+    }
+
+    /// A body that sends `chunk` bytes every `every`, `times` times (in paused time).
+    fn trickle(chunk: usize, every: std::time::Duration, times: usize) -> Body {
+        let (mut tx, body) = http_body_util::Channel::<Bytes>::new(1);
+        tokio::spawn(async move {
+            for _ in 0..times {
+                tokio::time::sleep(every).await;
+                if tx.send_data(Bytes::from(vec![b'x'; chunk])).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Body::new(body)
+    }
+
+    async fn take(body: Body) -> Result<(), BodyError> {
+        let dir = tempfile::tempdir().unwrap();
+        let uploads = Uploads::new(dir.path().join("uploads"), 1);
+        let mut file = uploads.create(1 << 30).await.unwrap();
+        file.body(&HeaderMap::new(), body).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dribbled_or_stalled_upload_is_refused_and_a_slow_steady_one_is_taken() {
+        use std::time::Duration;
+        // One byte every ten seconds: refused at the first check past the grace.
+        let err = take(trickle(1, Duration::from_secs(10), 100)).await.unwrap_err();
+        assert!(err.to_string().contains("too slow: 3 bytes in 30 s"), "{err}");
+        // Nothing for longer than the stall limit.
+        let err = take(trickle(4096, STALL + Duration::from_secs(1), 3)).await.unwrap_err();
+        assert!(err.to_string().contains("sent nothing for 20 s"), "{err}");
+        // 1 KiB a second for two minutes: slow, but above the floor.
+        take(trickle(1024, Duration::from_secs(1), 120)).await.unwrap();
     }
 
     #[test]
