@@ -45,7 +45,7 @@ use aiscout_collector::store::sqlite::SqliteStore;
 /// How long the collector child may take to print its `listening on` line.
 const START_DEADLINE: Duration = Duration::from_secs(120);
 /// The enroll secret of the benchmark's collectors.
-const SECRET: &str = "bench-enroll-secret-0123456789abcdefghij";
+pub(crate) const SECRET: &str = "bench-enroll-secret-0123456789abcdefghij";
 /// Start of the first simulated hour (2025-01-01T00:00:00Z).
 const HOUR0: i64 = 1_735_689_600;
 /// Most stdout lines read while waiting for `listening on`.
@@ -108,6 +108,26 @@ pub struct BenchArgs {
     /// as `cargo build --release -p aiscout-collector -p aiscout-bench` leaves it].
     #[arg(long, value_name = "PATH")]
     pub collector: Option<PathBuf>,
+    /// Send the simulated agents to this running collector or load balancer
+    /// (`https://HOST:PORT`) instead of starting one: enrollment and ingest only (no floor, no
+    /// inventory, `--backend` ignored), every failed request retried with backoff until
+    /// acknowledged, and the acknowledged batches, sightings and counts reported exactly, so
+    /// losses and doubles can be computed against the database.
+    #[arg(long, value_name = "URL")]
+    pub target: Option<String>,
+    /// PEM file of the certificates to trust for `--target` [default: the system's roots].
+    #[arg(long, value_name = "PATH", requires = "target")]
+    pub ca_file: Option<PathBuf>,
+    /// File holding the enroll secret of the `--target` collectors [default: the benchmark's
+    /// own secret, the one its spawned collectors use].
+    #[arg(long, value_name = "PATH", requires = "target")]
+    pub enroll_secret_file: Option<PathBuf>,
+    /// With `--target`: how long one request may keep being retried before the run fails.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, requires = "target")]
+    pub retry_for_seconds: u64,
+    /// With `--target`: also write the figures as JSON to this file.
+    #[arg(long, value_name = "PATH", requires = "target")]
+    pub report: Option<PathBuf>,
 }
 
 /// The collector binary: `--collector`, else `aiscout-collector` beside this executable.
@@ -148,7 +168,7 @@ pub fn main(args: &BenchArgs) -> ExitCode {
 }
 
 #[allow(clippy::print_stdout)] // The benchmark's report is its output.
-fn say(line: &str) {
+pub(crate) fn say(line: &str) {
     println!("{line}");
 }
 
@@ -159,10 +179,6 @@ async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if args.agents == 0 || args.connections == 0 || args.rounds == 0 {
         bail!("--agents, --connections and --rounds must be at least 1");
     }
-    let work = args.work_dir.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("aiscout-bench-{}", std::process::id()))
-    });
-    std::fs::create_dir_all(&work)?;
     let catalog = aiscout_signatures::Catalog::builtin().context("builtin catalog")?;
     let started = Instant::now();
     let batches = generate(args, &catalog);
@@ -179,6 +195,13 @@ async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         if args.http1 { "HTTP/1.1" } else { "HTTP/2" },
         started.elapsed().as_secs_f64()
     ));
+    if let Some(url) = &args.target {
+        return crate::target::run(args, url, &batches).await;
+    }
+    let work = args.work_dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("aiscout-bench-{}", std::process::id()))
+    });
+    std::fs::create_dir_all(&work)?;
     let backends: &[Backend] = match args.backend {
         Backend::Sqlite => &[Backend::Sqlite],
         Backend::Postgres => &[Backend::Postgres],
@@ -234,11 +257,11 @@ async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn per_second(n: usize, d: Duration) -> f64 {
+pub(crate) fn per_second(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64().max(1e-9)
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
@@ -328,10 +351,10 @@ async fn migrate(db: &Db) -> anyhow::Result<()> {
 // Generated load
 
 /// splitmix64: a tiny deterministic generator, so every run sends the same rows.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -345,10 +368,10 @@ impl Rng {
 }
 
 /// One simulated agent's batch.
-struct AgentBatch {
-    agent: usize,
-    sightings: Vec<Sighting>,
-    body: Bytes,
+pub(crate) struct AgentBatch {
+    pub(crate) agent: usize,
+    pub(crate) sightings: Vec<Sighting>,
+    pub(crate) body: Bytes,
 }
 
 /// The (kind, value) pairs a product can be sighted by.
@@ -438,7 +461,7 @@ fn generate(args: &BenchArgs, catalog: &aiscout_signatures::Catalog) -> Vec<Agen
     out
 }
 
-fn host_id(agent: usize) -> String {
+pub(crate) fn host_id(agent: usize) -> String {
     format!("bench-host-{agent:06}")
 }
 
@@ -649,7 +672,7 @@ impl Collector {
 
 /// utime + stime of a `/proc/<pid>/stat` file, in seconds (0 when unreadable).
 #[allow(clippy::disallowed_methods)] // Reason: /proc/PID/stat, a small kernel file.
-fn cpu_seconds(path: &str) -> f64 {
+pub(crate) fn cpu_seconds(path: &str) -> f64 {
     let Ok(text) = std::fs::read_to_string(path) else { return 0.0 };
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
     let Some((_, rest)) = text.rsplit_once(')') else { return 0.0 };

@@ -3,7 +3,9 @@
 //! directly to fill databases fast.
 //!
 //! - [`ingest`]: `bench-ingest`, ingest and inventory queries over HTTPS against the
-//!   raw-insert floor, on SQLite and PostgreSQL (BENCH-RESULTS.md);
+//!   raw-insert floor, on SQLite and PostgreSQL (BENCH-RESULTS.md); with `--target URL` its
+//!   agents go to running collectors instead, retrying as agents do (`target`, used by
+//!   `tests/scale/run`);
 //! - [`data`]: what the other benchmarks share: generated import files and filled databases.
 //!
 //! The binaries (`src/bin/`): `bench-ingest`, `bench-import` (1 M-line imports,
@@ -13,3 +15,4 @@
 
 pub mod data;
 pub mod ingest;
+mod target;
