@@ -190,7 +190,14 @@ fn privacy_only_catalog_matches_leave_the_agent() {
     let collector = Collector::start(&tmp.path().join("collector"), 0, &[]).unwrap();
     let token = collector.token("admin", "e2e").unwrap();
     let agent_dir = tmp.path().join("agent");
-    let config = agent_config(&agent_dir, &collector.url, &collector.pin, "").unwrap();
+    let owner = "pat.owner@example.com";
+    let config = agent_config(
+        &agent_dir,
+        &collector.url,
+        &collector.pin,
+        &format!("owner_email = {owner:?}"),
+    )
+    .unwrap();
     // Debug logging: the strictest setting for what the logs may say.
     let mut agent =
         start_agent(&config, &["--no-scan", "--pcap", &pcap.display().to_string()], "debug")
@@ -216,6 +223,17 @@ fn privacy_only_catalog_matches_leave_the_agent() {
     assert_eq!(v["last_upload"]["ok"], true, "{status_text}");
     assert_eq!(v["spool"]["rows"], 0, "{status_text}");
 
+    // Every console page an admin can open and every export (issue 21), read while the
+    // collector still runs, so its log below covers serving them too.
+    let shown = console_and_exports(&collector, &token, owner);
+    let all: String = shown.iter().map(|(_, body)| body.as_str()).collect();
+    assert!(all.contains("openai.chatgpt"), "positive control: the pages show the products");
+    for name in &other {
+        for (what, body) in &shown {
+            assert!(!body.contains(name.as_str()), "{name} in {what}");
+        }
+    }
+
     let agent_log = agent.output().join("\n");
     let mut collector_process = collector.process;
     collector_process.terminate(Duration::from_secs(30)).unwrap();
@@ -234,6 +252,139 @@ fn privacy_only_catalog_matches_leave_the_agent() {
         let sent = files_contain(&collector.data_dir, name);
         assert!(sent.is_empty(), "{name} reached the collector: {sent:?}");
     }
+}
+
+/// One HTTPS request to `collector` (trusting exactly its pinned certificate, as a browser
+/// that accepted it would): the status, the `Set-Cookie` values and the body. `form` is sent
+/// as an urlencoded body.
+fn https(
+    collector: &Collector,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    form: Option<String>,
+) -> (u16, Vec<String>, String) {
+    use http_body_util::BodyExt as _;
+    let pin = aiscout_signatures::hex::decode(&collector.pin)
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .unwrap();
+    let tls =
+        aiscout_agent::upload::tls::client_config(&aiscout_agent::config::TrustAnchor::Pin(pin))
+            .unwrap();
+    let authority = collector.url.trim_start_matches("https://").trim_end_matches('/').to_owned();
+    let host = authority.rsplit_once(':').map_or(authority.as_str(), |(h, _)| h).to_owned();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(&authority).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from(host).unwrap();
+        let stream = tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await.unwrap();
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        let driver = tokio::spawn(conn);
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &authority)
+            .header("origin", &collector.url);
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        if form.is_some() {
+            request = request.header("content-type", "application/x-www-form-urlencoded");
+        }
+        let body = http_body_util::Full::new(hyper::body::Bytes::from(form.unwrap_or_default()));
+        let response = send.send_request(request.body(body).unwrap()).await.unwrap();
+        let status = response.status().as_u16();
+        let cookies = response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        driver.abort();
+        (status, cookies, String::from_utf8_lossy(&bytes).into_owned())
+    })
+}
+
+/// Every console page an admin can open on `collector` (signed in at `/login` with `token`, as
+/// a person would), every report format and the person export of `owner`: (what, body).
+fn console_and_exports(collector: &Collector, token: &str, owner: &str) -> Vec<(String, String)> {
+    let form = format!(
+        "token={}&next=%2F",
+        url::form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>()
+    );
+    let (status, cookies, body) = https(collector, "POST", "/login", None, Some(form));
+    assert_eq!(status, 303, "sign-in: {body}");
+    let session = cookies
+        .iter()
+        .find_map(|c| c.split(';').next().filter(|kv| kv.starts_with("aiscout_session=")))
+        .unwrap_or_else(|| panic!("no session cookie in {cookies:?}"))
+        .to_owned();
+    let devices = api_get(&collector.url, &collector.pin, token, "/api/v1/devices").unwrap();
+    let host = devices["devices"][0]["host_id"].as_str().unwrap().to_owned();
+    let inventory = api_get(&collector.url, &collector.pin, token, "/api/v1/inventory").unwrap();
+    let mut paths: Vec<String> = [
+        "/",
+        "/inventory",
+        "/inventory.csv",
+        "/review",
+        "/reconcile",
+        "/devices",
+        "/people",
+        "/imports",
+        "/audit",
+        "/alerts",
+        "/admin",
+        "/transparency",
+        "/transparency?format=json",
+        "/transparency/catalog",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    paths.push(format!("/devices/{host}"));
+    paths.push(format!("/people/{owner}"));
+    for section in [
+        "paid-not-sanctioned",
+        "used-not-paid",
+        "idle-subscriptions",
+        "duplicate-subscriptions",
+        "gateway-vs-shadow",
+        "candidates",
+    ] {
+        paths.push(format!("/reconcile/{section}.csv"));
+    }
+    for row in inventory["rows"].as_array().unwrap() {
+        paths.push(format!("/products/{}", row["product"].as_str().unwrap()));
+    }
+    let mut shown = Vec::new();
+    for path in paths {
+        let (status, _, body) = https(collector, "GET", &path, Some(&session), None);
+        assert_eq!(status, 200, "{path}: {body}");
+        shown.push((format!("the console's {path}"), body));
+    }
+    let cli = |args: &[&str]| {
+        let out = Command::new(binary("aiscout-collector", "aiscout-collector").unwrap())
+            .arg("--data-dir")
+            .arg(&collector.data_dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for report in ["inventory", "reconcile"] {
+        for format in ["csv", "json", "html"] {
+            let out = cli(&["report", report, "--format", format]);
+            shown.push((format!("report {report} --format {format}"), out));
+        }
+    }
+    let export = cli(&["person", "export", owner]);
+    assert!(export.contains(owner), "positive control: the export is about {owner}: {export}");
+    shown.push(("person export".into(), export));
+    shown
 }
 
 #[test]
