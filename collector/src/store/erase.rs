@@ -4,7 +4,7 @@
 //! The person becomes `erased-<32 hex>@erased.invalid` (random, so the tombstone cannot be
 //! computed from the email), their name `Erased person <8 hex>`, the host names of their devices
 //! `erased-<8 hex>`, and every OS user name seen on their devices `erased-<8 hex>-<n>` on those
-//! devices only (a shared account name like `admin` stays on everyone else's; see [`OS_USER`]
+//! devices only (a shared account name like `admin` stays on everyone else's; see `OS_USER`
 //! for how the rollups' user keys keep their counts). Rows are rewritten, never deleted, so
 //! every count and amount stays where it was. Free text that quoted the email or name (review
 //! notes, audit entries' JSON) has it replaced.
