@@ -121,6 +121,9 @@ pub async fn erase<S: Store>(
     actor: &str,
     reason: &str,
 ) -> Result<Erasure, StoreError> {
+    // Fold first: pending rows of the person's devices would otherwise reach the rollups'
+    // user keys under their new name after the erasure (see `store::erase::OS_USER`).
+    store.fold().await?;
     store
         .erase_person(email.to_owned(), actor.to_owned(), reason.to_owned(), crate::store::now())
         .await

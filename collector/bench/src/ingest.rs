@@ -128,6 +128,19 @@ pub struct BenchArgs {
     /// With `--target`: also write the figures as JSON to this file.
     #[arg(long, value_name = "PATH", requires = "target")]
     pub report: Option<PathBuf>,
+    /// Drops this index of the collector's schema before the ingest phase (after the
+    /// migrations), to measure what maintaining it costs ingest (e.g. `sightings_last_seen`).
+    #[arg(long, value_name = "NAME", value_parser = index_name)]
+    pub drop_index: Option<String>,
+}
+
+/// An index name as SQL may take it unquoted: letters, digits and `_`.
+fn index_name(s: &str) -> Result<String, String> {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("not an index name: {s:?} (letters, digits and _ only)"))
+    }
 }
 
 /// The collector binary: `--collector`, else `aiscout-collector` beside this executable.
@@ -344,6 +357,21 @@ async fn migrate(db: &Db) -> anyhow::Result<()> {
         Db::Sqlite(path) => drop(SqliteStore::open(path).await?),
         Db::Postgres { url } => drop(PgStore::open(url).await?),
     }
+    Ok(())
+}
+
+/// Migrates `db`, then drops `index` from it (`--drop-index`); the migrations are numbered,
+/// so the collector started next does not create it again.
+async fn drop_index(db: &Db, index: &str) -> anyhow::Result<()> {
+    migrate(db).await?;
+    let sql = format!("DROP INDEX {index}");
+    match db {
+        Db::Sqlite(path) => {
+            aiscout_collector::store::sqlite::open(path)?.execute_batch(&sql)?;
+        }
+        Db::Postgres { url } => pg_admin(url, &sql).await?,
+    }
+    say(&format!("dropped index {index} before ingest"));
     Ok(())
 }
 
@@ -700,6 +728,9 @@ async fn ingest(
     args: &BenchArgs,
     batches: &[AgentBatch],
 ) -> anyhow::Result<IngestResult> {
+    if let Some(index) = &args.drop_index {
+        drop_index(&db, index).await.with_context(|| format!("dropping index {index}"))?;
+    }
     let collector = Collector::start(&collector_binary(args)?, &db, &data_dir)?;
     let mut connections = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {

@@ -3,12 +3,11 @@
 //!
 //! The person becomes `erased-<32 hex>@erased.invalid` (random, so the tombstone cannot be
 //! computed from the email), their name `Erased person <8 hex>`, the host names of their devices
-//! `erased-<8 hex>`, and every OS user name seen on their devices `erased-<8 hex>-<n>`. Rows are
-//! rewritten, never deleted, so every count and amount stays where it was: a rename is a
-//! bijection, so the rollups' distinct device and user counts stay exact without a refold (an
-//! OS user name is renamed in every table and on every device, since the rollups count users
-//! by name across devices; a name another device shares is renamed there too). Free text that
-//! quoted the email or name (review notes, audit entries' JSON) has it replaced.
+//! `erased-<8 hex>`, and every OS user name seen on their devices `erased-<8 hex>-<n>` on those
+//! devices only (a shared account name like `admin` stays on everyone else's; see `OS_USER`
+//! for how the rollups' user keys keep their counts). Rows are rewritten, never deleted, so
+//! every count and amount stays where it was. Free text that quoted the email or name (review
+//! notes, audit entries' JSON) has it replaced.
 //!
 //! The audit log is append-only by trigger; migration 0012 lets a transaction rewrite or
 //! delete entries only while it holds the row in `audit_unlock`, which this code inserts and
@@ -50,16 +49,41 @@ pub(crate) const OWNED_OS_USERS: &str = "SELECT DISTINCT s.os_user FROM sighting
      WHERE lower(d.owner_email) = ?1 AND i.os_user <> ''
      ORDER BY 1";
 
-/// Renames one OS user name (`?1` old, `?2` new) in every table that keys by it.
+/// Renames one OS user name (`?1` old, `?2` new) seen on the person's devices (`?3` the
+/// owner's email, lowercased): the rows of their devices only, so a shared account name such as
+/// `admin` stays as it is on everyone else's devices. The rollups' user keys (`usage_kind_user`,
+/// `usage_product_user`: distinct names per product, across devices) are renamed only where no
+/// other device still has the name for that product and kind (checked after the per-device
+/// rows are renamed); otherwise the key stays, still counting the other devices, and the
+/// renamed name is not added, so the stored user counts do not move either way. The
+/// department rollups are rebuilt from `usage_device` by the next fold (the erasure marks
+/// them dirty), so their keys follow the same rule. Pending rows are folded before an erasure
+/// ([`crate::person::erase`]), so nothing pending adds the renamed name as a new user later.
 pub(crate) const OS_USER: &[&str] = &[
-    "UPDATE sightings SET os_user = ?2 WHERE os_user = ?1",
-    "UPDATE installed SET os_user = ?2 WHERE os_user = ?1",
-    "UPDATE usage_pending SET os_user = ?2 WHERE os_user = ?1",
-    "UPDATE usage_device SET os_user = ?2 WHERE os_user = ?1",
-    "UPDATE usage_kind_user SET os_user = ?2 WHERE os_user = ?1",
-    "UPDATE usage_product_user SET os_user = ?2 WHERE os_user = ?1",
-    "UPDATE usage_dept_kind_user SET os_user = ?2 WHERE os_user = ?1",
-    "UPDATE usage_dept_user SET os_user = ?2 WHERE os_user = ?1",
+    "UPDATE sightings SET os_user = ?2 WHERE os_user = ?1
+     AND device_id IN (SELECT id FROM devices WHERE lower(owner_email) = ?3)",
+    "UPDATE installed SET os_user = ?2 WHERE os_user = ?1
+     AND device_id IN (SELECT id FROM devices WHERE lower(owner_email) = ?3)",
+    "UPDATE usage_pending SET os_user = ?2 WHERE os_user = ?1
+     AND device_id IN (SELECT id FROM devices WHERE lower(owner_email) = ?3)",
+    "UPDATE usage_device SET os_user = ?2 WHERE os_user = ?1
+     AND device_id IN (SELECT id FROM devices WHERE lower(owner_email) = ?3)",
+    "UPDATE usage_kind_user SET os_user = ?2 WHERE os_user = ?1
+     AND NOT EXISTS (SELECT 1 FROM usage_device u WHERE u.os_user = ?1
+         AND u.product = usage_kind_user.product AND u.kind = usage_kind_user.kind)
+     AND NOT EXISTS (SELECT 1 FROM usage_pending u WHERE u.os_user = ?1
+         AND u.product = usage_kind_user.product AND u.kind = usage_kind_user.kind)",
+    "UPDATE usage_product_user SET os_user = ?2 WHERE os_user = ?1
+     AND NOT EXISTS (SELECT 1 FROM usage_device u WHERE u.os_user = ?1
+         AND u.product = usage_product_user.product)
+     AND NOT EXISTS (SELECT 1 FROM usage_pending u WHERE u.os_user = ?1
+         AND u.product = usage_product_user.product)",
+    "UPDATE usage_dept_kind_user SET os_user = ?2 WHERE os_user = ?1
+     AND NOT EXISTS (SELECT 1 FROM usage_device u WHERE u.os_user = ?1
+         AND u.product = usage_dept_kind_user.product AND u.kind = usage_dept_kind_user.kind)",
+    "UPDATE usage_dept_user SET os_user = ?2 WHERE os_user = ?1
+     AND NOT EXISTS (SELECT 1 FROM usage_device u WHERE u.os_user = ?1
+         AND u.product = usage_dept_user.product)",
 ];
 
 /// Lets this transaction rewrite the audit log (migration 0012's guard).
@@ -235,7 +259,8 @@ mod tests {
     #[test]
     fn arity_is_the_highest_placeholder() {
         assert_eq!(arity("UPDATE t SET a = ?5 WHERE b = ?1"), 5);
-        assert_eq!(arity(OS_USER[0]), 2);
+        assert_eq!(arity(OS_USER[0]), 3);
+        assert_eq!(arity(OS_USER[4]), 2);
         assert_eq!(arity(LOCK_AUDIT), 0);
     }
 

@@ -871,8 +871,10 @@ impl Store for PgStore {
         tx.execute(erase::UNLOCK_AUDIT, &[]).await?;
         for (n, user) in users.iter().enumerate() {
             let new = format!("{}-{}", t.os_user, n + 1);
+            let args: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [user, &new, &email];
             for sql in erase::OS_USER {
-                tx.execute(&postgres_sql(sql), &[user, &new]).await?;
+                let params = args.get(..erase::arity(sql)).unwrap_or(&args);
+                tx.execute(&postgres_sql(sql), params).await?;
             }
             *rows.entry("os_users".into()).or_default() += 1;
         }

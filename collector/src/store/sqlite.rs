@@ -1128,8 +1128,10 @@ impl Store for SqliteStore {
             tx.execute(erase::UNLOCK_AUDIT, [])?;
             for (n, user) in users.iter().enumerate() {
                 let new = format!("{}-{}", t.os_user, n + 1);
+                let args = [user, &new, &email];
                 for sql in erase::OS_USER {
-                    tx.execute(sql, params![user, new])?;
+                    let params = args.get(..erase::arity(sql)).unwrap_or(&args);
+                    tx.execute(sql, rusqlite::params_from_iter(params))?;
                 }
                 *rows.entry("os_users".into()).or_default() += 1;
             }

@@ -190,7 +190,14 @@ fn privacy_only_catalog_matches_leave_the_agent() {
     let collector = Collector::start(&tmp.path().join("collector"), 0, &[]).unwrap();
     let token = collector.token("admin", "e2e").unwrap();
     let agent_dir = tmp.path().join("agent");
-    let config = agent_config(&agent_dir, &collector.url, &collector.pin, "").unwrap();
+    let owner = "pat.owner@example.com";
+    let config = agent_config(
+        &agent_dir,
+        &collector.url,
+        &collector.pin,
+        &format!("owner_email = {owner:?}"),
+    )
+    .unwrap();
     // Debug logging: the strictest setting for what the logs may say.
     let mut agent =
         start_agent(&config, &["--no-scan", "--pcap", &pcap.display().to_string()], "debug")
@@ -216,6 +223,17 @@ fn privacy_only_catalog_matches_leave_the_agent() {
     assert_eq!(v["last_upload"]["ok"], true, "{status_text}");
     assert_eq!(v["spool"]["rows"], 0, "{status_text}");
 
+    // Every console page an admin can open and every export (issue 21), read while the
+    // collector still runs, so its log below covers serving them too.
+    let shown = console_and_exports(&collector, &token, owner);
+    let all: String = shown.iter().map(|(_, body)| body.as_str()).collect();
+    assert!(all.contains("openai.chatgpt"), "positive control: the pages show the products");
+    for name in &other {
+        for (what, body) in &shown {
+            assert!(!body.contains(name.as_str()), "{name} in {what}");
+        }
+    }
+
     let agent_log = agent.output().join("\n");
     let mut collector_process = collector.process;
     collector_process.terminate(Duration::from_secs(30)).unwrap();
@@ -234,6 +252,301 @@ fn privacy_only_catalog_matches_leave_the_agent() {
         let sent = files_contain(&collector.data_dir, name);
         assert!(sent.is_empty(), "{name} reached the collector: {sent:?}");
     }
+}
+
+/// One HTTPS request to `collector` (trusting exactly its pinned certificate, as a browser
+/// that accepted it would): the status, the `Set-Cookie` values and the body. `form` is sent
+/// as an urlencoded body.
+fn https(
+    collector: &Collector,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    form: Option<String>,
+) -> (u16, Vec<String>, String) {
+    use http_body_util::BodyExt as _;
+    let pin = aiscout_signatures::hex::decode(&collector.pin)
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .unwrap();
+    let tls =
+        aiscout_agent::upload::tls::client_config(&aiscout_agent::config::TrustAnchor::Pin(pin))
+            .unwrap();
+    let authority = collector.url.trim_start_matches("https://").trim_end_matches('/').to_owned();
+    let host = authority.rsplit_once(':').map_or(authority.as_str(), |(h, _)| h).to_owned();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(&authority).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from(host).unwrap();
+        let stream = tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await.unwrap();
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        let driver = tokio::spawn(conn);
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &authority)
+            .header("origin", &collector.url);
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        if form.is_some() {
+            request = request.header("content-type", "application/x-www-form-urlencoded");
+        }
+        let body = http_body_util::Full::new(hyper::body::Bytes::from(form.unwrap_or_default()));
+        let response = send.send_request(request.body(body).unwrap()).await.unwrap();
+        let status = response.status().as_u16();
+        let cookies = response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        driver.abort();
+        (status, cookies, String::from_utf8_lossy(&bytes).into_owned())
+    })
+}
+
+/// Runs the collector's command line on `data` (the running collector's folder) and returns
+/// its standard output.
+fn collector_cli(data: &Path, args: &[&str]) -> String {
+    let out = Command::new(binary("aiscout-collector", "aiscout-collector").unwrap())
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every console page an admin can open on `collector` (signed in at `/login` with `token`, as
+/// a person would), every report format and the person export of `owner`: (what, body).
+fn console_and_exports(collector: &Collector, token: &str, owner: &str) -> Vec<(String, String)> {
+    let form = format!(
+        "token={}&next=%2F",
+        url::form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>()
+    );
+    let (status, cookies, body) = https(collector, "POST", "/login", None, Some(form));
+    assert_eq!(status, 303, "sign-in: {body}");
+    let session = cookies
+        .iter()
+        .find_map(|c| c.split(';').next().filter(|kv| kv.starts_with("aiscout_session=")))
+        .unwrap_or_else(|| panic!("no session cookie in {cookies:?}"))
+        .to_owned();
+    let devices = api_get(&collector.url, &collector.pin, token, "/api/v1/devices").unwrap();
+    let host = devices["devices"][0]["host_id"].as_str().unwrap().to_owned();
+    let inventory = api_get(&collector.url, &collector.pin, token, "/api/v1/inventory").unwrap();
+    let mut paths: Vec<String> = [
+        "/",
+        "/inventory",
+        "/inventory.csv",
+        "/review",
+        "/reconcile",
+        "/devices",
+        "/people",
+        "/imports",
+        "/audit",
+        "/alerts",
+        "/admin",
+        "/transparency",
+        "/transparency?format=json",
+        "/transparency/catalog",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    paths.push(format!("/devices/{host}"));
+    paths.push(format!("/people/{owner}"));
+    for section in [
+        "paid-not-sanctioned",
+        "used-not-paid",
+        "idle-subscriptions",
+        "duplicate-subscriptions",
+        "gateway-vs-shadow",
+        "candidates",
+    ] {
+        paths.push(format!("/reconcile/{section}.csv"));
+    }
+    for row in inventory["rows"].as_array().unwrap() {
+        paths.push(format!("/products/{}", row["product"].as_str().unwrap()));
+    }
+    let mut shown = Vec::new();
+    for path in paths {
+        let (status, _, body) = https(collector, "GET", &path, Some(&session), None);
+        assert_eq!(status, 200, "{path}: {body}");
+        shown.push((format!("the console's {path}"), body));
+    }
+    let cli = |args: &[&str]| collector_cli(&collector.data_dir, args);
+    for report in ["inventory", "reconcile"] {
+        for format in ["csv", "json", "html"] {
+            let out = cli(&["report", report, "--format", format]);
+            shown.push((format!("report {report} --format {format}"), out));
+        }
+    }
+    let export = cli(&["person", "export", owner]);
+    assert!(export.contains(owner), "positive control: the export is about {owner}: {export}");
+    shown.push(("person export".into(), export));
+    shown
+}
+
+/// Every value of every table of the collector's SQLite database, as lowercase text.
+fn every_table(data: &Path) -> String {
+    let conn = rusqlite::Connection::open_with_flags(
+        data.join("aiscout.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let mut out = String::new();
+    for t in tables {
+        let mut stmt = conn.prepare(&format!("SELECT * FROM \"{t}\"")).unwrap();
+        let n = stmt.column_count();
+        let mut rows = stmt.query([]).unwrap();
+        while let Some(row) = rows.next().unwrap() {
+            out.push_str(&t);
+            for i in 0..n {
+                use rusqlite::types::ValueRef;
+                out.push('|');
+                match row.get_ref(i).unwrap() {
+                    ValueRef::Null => out.push_str("NULL"),
+                    ValueRef::Integer(v) => out.push_str(&v.to_string()),
+                    ValueRef::Real(v) => out.push_str(&v.to_string()),
+                    ValueRef::Text(b) | ValueRef::Blob(b) => {
+                        out.push_str(&String::from_utf8_lossy(b));
+                    }
+                }
+            }
+            out.push('\n');
+        }
+    }
+    out.to_lowercase()
+}
+
+/// Every number in a JSON report with the keys that lead to it (array positions left out),
+/// sorted: what must not move when a person is renamed, whatever order rows take
+/// (`generated_at` aside).
+fn numbers(v: &serde_json::Value) -> Vec<String> {
+    fn walk(v: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Number(n) => out.push(format!("{path} = {n}")),
+            serde_json::Value::Array(items) => {
+                for item in items {
+                    walk(item, path, out);
+                }
+            }
+            serde_json::Value::Object(map) => {
+                // The time the report was made is the one number that may move.
+                for (k, item) in map.iter().filter(|(k, _)| *k != "generated_at") {
+                    walk(item, &format!("{path}.{k}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(v, "", &mut out);
+    out.sort();
+    out
+}
+
+/// Issue 21's erasure end to end: a real agent whose owner is Ann Lee reports through a real
+/// collector that also imported the example directory, expenses (Ann Lee pays by name) and
+/// gateway spend (Ann's email); `person erase` on the command line, while the collector
+/// serves, leaves her email and name in no table, no console page and no export, and every
+/// number of the inventory and reconciliation reports is what it was.
+#[test]
+fn erase_leaves_no_trace_in_any_table_page_or_export_and_keeps_every_total() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("collector");
+    let collector = Collector::start(&data, 0, &[]).unwrap();
+    let token = collector.token("admin", "e2e").unwrap();
+    let root = workspace_root();
+    let files = |dir: &str| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(root.join(dir))
+            .unwrap()
+            .map(|f| f.unwrap().path().display().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let people = root.join("examples/people.csv").display().to_string();
+    collector_cli(&data, &["import", "people", &people]);
+    for (kind, dir) in [("expenses", "examples/expenses"), ("gateway", "examples/gateway")] {
+        let mut args = vec!["import".to_owned(), kind.to_owned()];
+        args.extend(files(dir));
+        collector_cli(&data, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    let owner = "ann.lee@example.com";
+    let config = agent_config(
+        &tmp.path().join("agent"),
+        &collector.url,
+        &collector.pin,
+        &format!("owner_email = {owner:?}"),
+    )
+    .unwrap();
+    let pcaps = network_pcaps();
+    let want = sorted(expected_counts(&pcaps));
+    let mut args = vec!["--no-scan".to_owned()];
+    for p in &pcaps {
+        args.push("--pcap".into());
+        args.push(p.display().to_string());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut agent = start_agent(&config, &args, "info").unwrap();
+    wait_for("the sightings in the inventory", LONG, || {
+        let got: Vec<(String, u64)> = sorted(sightings_by_product(&collector, &token).ok()?)
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        (got == want).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.output().join("\n")));
+    agent.terminate(Duration::from_secs(30)).unwrap();
+
+    let reports = || -> Vec<Vec<String>> {
+        ["inventory", "reconcile"]
+            .iter()
+            .map(|r| {
+                let out = collector_cli(&data, &["report", r, "--format", "json"]);
+                numbers(&serde_json::from_str(&out).unwrap())
+            })
+            .collect()
+    };
+    let before = reports();
+    let traces = ["ann.lee@example.com", "ann lee"];
+    let stored = every_table(&data);
+    for trace in traces {
+        assert!(stored.contains(trace), "positive control: {trace} is stored before the erasure");
+    }
+
+    let out = collector_cli(&data, &["person", "erase", owner, "--reason", "DSAR e2e-1"]);
+    let erasure: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(erasure["erased"], true, "{out}");
+    let tombstone = erasure["tombstone"].as_str().unwrap().to_owned();
+
+    assert_eq!(reports(), before, "every report number is unchanged");
+    let stored = every_table(&data);
+    for trace in traces {
+        assert!(!stored.contains(trace), "{trace} is still in a table");
+    }
+    assert!(stored.contains(&tombstone));
+    for (what, body) in console_and_exports(&collector, &token, &tombstone) {
+        for trace in traces {
+            assert!(!body.to_lowercase().contains(trace), "{trace} in {what}");
+        }
+    }
+    // A second erasure finds nothing.
+    let again = collector_cli(&data, &["person", "erase", owner, "--reason", "DSAR e2e-1"]);
+    let again: serde_json::Value = serde_json::from_str(&again).unwrap();
+    assert_eq!(again["erased"], false, "{again}");
 }
 
 #[test]

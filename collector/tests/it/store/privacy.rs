@@ -293,6 +293,63 @@ where
     assert_eq!(after, audit_count);
 }
 
+/// The rows of `table` in a dump that mention `needle`.
+fn rows_with(dump: &str, table: &str, needle: &str) -> usize {
+    let prefix = format!("{table}|");
+    dump.lines().filter(|l| l.starts_with(&prefix) && l.contains(needle)).count()
+}
+
+/// An OS user name the person shares with someone else's device (`kiosk-shared`, like `admin`)
+/// is renamed on the person's devices only; the other device keeps it, and every total stays.
+async fn shared_os_user_case<S: Store>(h: &Harness<S>)
+where
+    Harness<S>: Dump,
+{
+    let store = &h.store;
+    let now = 50_000;
+    let ann =
+        store.enroll(device("ann-host", Some("ann@example.com")), [1; 32], 100).await.unwrap();
+    let bob =
+        store.enroll(device("bob-host", Some("bob@example.com")), [2; 32], 100).await.unwrap();
+    let b = batch(
+        "a1",
+        vec![
+            sighting("openai.chatgpt", "chatgpt.com", "kiosk-shared", 0, 4),
+            sighting("anthropic.claude", "claude.ai", "kiosk-shared", 0, 2),
+            sighting("openai.chatgpt", "chatgpt.com", "annsown", 0, 1),
+        ],
+    );
+    store.ingest(ann, b, 200).await.unwrap();
+    let b = batch("b1", vec![sighting("openai.chatgpt", "chatgpt.com", "kiosk-shared", 0, 9)]);
+    store.ingest(bob, b, 200).await.unwrap();
+    store.fold().await.unwrap();
+    let before = totals(store, now).await;
+    let dump = h.dump().await;
+    assert_eq!(rows_with(&dump, "sightings", "kiosk-shared"), 3, "{dump}");
+
+    let erasure = person::erase(store, "ann@example.com", "cli", "DSAR 7").await.unwrap();
+    assert_eq!(erasure.rows.get("os_users"), Some(&2), "{:?}", erasure.rows);
+    store.fold().await.unwrap();
+    let dump = h.dump().await;
+    // Bob's sighting keeps its name; Ann's two are renamed, as is her own name everywhere.
+    assert_eq!(rows_with(&dump, "sightings", "kiosk-shared"), 1, "{dump}");
+    assert_eq!(rows_with(&dump, "usage_device", "kiosk-shared"), 1, "{dump}");
+    assert!(!dump.contains("annsown"), "{dump}");
+    // Claude was seen under the shared name on Ann's device only: that key is renamed too.
+    assert_eq!(rows_with(&dump, "usage_product_user", "kiosk-shared"), 1, "{dump}");
+    assert_eq!(totals(store, now).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erase_renames_a_shared_os_user_on_the_persons_devices_only_on_sqlite() {
+    shared_os_user_case(&harness::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erase_renames_a_shared_os_user_on_the_persons_devices_only_on_postgres() {
+    shared_os_user_case(&harness::postgres().await).await;
+}
+
 async fn retention_case<S: Store>(h: &Harness<S>) {
     let store = &h.store;
     let day = 86_400;
