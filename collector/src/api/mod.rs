@@ -185,6 +185,9 @@ async fn json_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
     Ok(upload::read(headers, body, limit).await?)
 }
 
+/// `Retry-After` of a 503 for a database out of reach (a restart takes seconds).
+const UNAVAILABLE_RETRY_SECS: u64 = 5;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, field) = match &self {
@@ -198,18 +201,26 @@ impl IntoResponse for ApiError {
             ApiError::RateLimited | ApiError::Throttled(_) => (StatusCode::TOO_MANY_REQUESTS, None),
             ApiError::TakeoverRefused(_) => (StatusCode::FORBIDDEN, None),
             ApiError::Held(_) => (StatusCode::CONFLICT, None),
+            ApiError::Store(e) if e.is_unavailable() => {
+                tracing::warn!(error = %e, "The database is unavailable; answered 503.");
+                (StatusCode::SERVICE_UNAVAILABLE, None)
+            }
             ApiError::Store(e) => {
                 tracing::error!(error = %e, "Store call failed.");
                 (StatusCode::INTERNAL_SERVER_ERROR, None)
             }
         };
         let error = match &self {
+            ApiError::Store(e) if e.is_unavailable() => {
+                "database unavailable; retry later".to_owned()
+            }
             ApiError::Store(_) => "internal store error".to_owned(),
             other => other.to_string(),
         };
         let retry_after = match &self {
             ApiError::Throttled(secs) => Some(*secs),
             ApiError::Busy(_) | ApiError::Held(_) => Some(30),
+            ApiError::Store(e) if e.is_unavailable() => Some(UNAVAILABLE_RETRY_SECS),
             _ => None,
         };
         let mut response = (status, Json(ErrorBody { error, field })).into_response();
@@ -1026,4 +1037,34 @@ pub fn router<S: Store>(state: Arc<AppState<S>>) -> Router {
 /// The address a listener is bound to, for the `listening on` line.
 pub fn bound(listener: &TcpListener) -> std::io::Result<SocketAddr> {
     listener.local_addr()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database out of reach is the server's passing trouble, not the request's fault:
+    /// 503 with `Retry-After`, so agents back off and load balancers take the collector out;
+    /// any other store failure stays a 500 without one.
+    #[test]
+    fn an_unreachable_database_answers_503_with_retry_after_and_other_failures_500() {
+        let unavailable = ApiError::Store(StoreError::Pool("timed out waiting".into()));
+        let r = unavailable.into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "5");
+        let busy = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            Some("database is locked".into()),
+        );
+        assert!(StoreError::Sqlite(busy).is_unavailable());
+        let corrupt = ApiError::Store(StoreError::Corrupt { table: "t", reason: "bad".into() });
+        let r = corrupt.into_response();
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(r.headers().get(header::RETRY_AFTER).is_none());
+        let constraint = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
+            None,
+        );
+        assert!(!StoreError::Sqlite(constraint).is_unavailable());
+    }
 }

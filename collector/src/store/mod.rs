@@ -125,6 +125,34 @@ pub enum StoreError {
     Tls(String),
 }
 
+impl StoreError {
+    /// Whether the database is out of reach for now (no pooled connection, a connection lost
+    /// or refused, SQLite busy past its timeout) rather than the call being wrong: the API
+    /// answers such failures 503 with `Retry-After`, so agents and load balancers wait and
+    /// retry instead of taking a 500 for a fault of the request.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Pool(_) => true,
+            // No SQLSTATE: the server never answered (connect, I/O, closed connection).
+            StoreError::Postgres(e) => {
+                // SQLSTATE class 08 (connection exception) and 57P01..57P03 (shutting down,
+                // cannot connect now); or no answer at all (closed, I/O).
+                let state = e.code().map(tokio_postgres::error::SqlState::code);
+                e.is_closed()
+                    || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+                    || state.is_some_and(|c| {
+                        c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03")
+                    })
+            }
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ),
+            _ => false,
+        }
+    }
+}
+
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         StoreError::Sqlite(e)
