@@ -8,7 +8,7 @@ use hyper::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
 
 use super::http::{Client, secret_header};
-use super::{ConnectorError, Page};
+use super::{ConnectorError, Page, Rows};
 
 /// Daily buckets asked for per page (the documented maximum).
 pub const BUCKETS_PER_PAGE: u32 = 31;
@@ -86,7 +86,7 @@ pub(crate) async fn page(
         (true, Some(next)) if !next.is_empty() => Some(next),
         (true, _) => return Err(shape("has_more is true without a next_page".to_owned())),
     };
-    Ok((Page { body, records: u64::try_from(records).unwrap_or(u64::MAX) }, next))
+    Ok((Page { rows: Rows::Json(body), records: u64::try_from(records).unwrap_or(u64::MAX) }, next))
 }
 
 #[cfg(test)]

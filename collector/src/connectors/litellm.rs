@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::http::{Client, secret_header};
-use super::{ConnectorError, Page};
+use super::{ConnectorError, Page, Rows};
 
 /// Records asked for per page (the endpoint's documented maximum).
 pub const PAGE_SIZE: u32 = 100;
@@ -69,7 +69,7 @@ pub(crate) async fn page(
     }
     let records = u64::try_from(envelope.data.len()).unwrap_or(u64::MAX);
     let more = (records > 0 && u64::from(page_no) < envelope.total_pages).then(String::new);
-    Ok((Page { body, records }, more))
+    Ok((Page { rows: Rows::Json(body), records }, more))
 }
 
 #[cfg(test)]
