@@ -674,6 +674,20 @@ pub async fn run<S: Store>(
                 new = progress.new,
                 "Connector run failed; its cursor stays where it was."
             );
+            // One `connector.failed` per failure streak: the event is keyed by the cursor,
+            // which only a successful run moves.
+            let cursor = store.connector_cursor(settings.name.clone()).await.ok().flatten();
+            let event = crate::alerts::event::connector_failed(
+                &settings.name,
+                settings.kind.as_str(),
+                cursor,
+                e.label(),
+                &e.to_string(),
+                now,
+            );
+            if let Err(err) = store.emit(vec![event], None, now).await {
+                tracing::warn!(connector = %settings.name, error = %err, "Recording the connector failure event failed.");
+            }
             Err(e)
         }
     }

@@ -635,3 +635,45 @@ async fn ramp_asks_for_a_new_token_when_the_access_token_expires() {
     assert_eq!(*served.vendor.tokens_issued.lock().unwrap(), 2);
     assert_eq!(Vend::Ramp.stored(&h.store).await, (expected, count));
 }
+
+/// A failing connector raises `connector.failed` once per failure streak: two failed runs are
+/// one event; after a successful run (the cursor moves) the next failure is a new one. The
+/// event names the connector and cause, never the credential.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_streak_raises_one_connector_failed_event() {
+    use aiscout_collector::alerts::event;
+    let h = harness::sqlite().await;
+    let store = h.store.clone();
+    let channel = aiscout_collector::model::ChannelRow {
+        name: "ops".into(),
+        kind: "webhook".into(),
+        events: vec![event::CONNECTOR_FAILED.to_owned()],
+    };
+    store.sync_channels(vec![channel], 1).await.unwrap();
+    let served = serve_vendor().await;
+    let now = 1_796_083_200 + 20 * 3_600;
+    Vend::Brex.fixtures(&served.vendor, now);
+    let s = Vend::Brex.settings(&served, now - 10 * DAY);
+    let (index, stats) = (index(), Stats::default());
+    let failed = async |store: &aiscout_collector::store::sqlite::SqliteStore| {
+        store
+            .deliveries(100)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|d| d.kind == event::CONNECTOR_FAILED)
+            .map(|d| d.event_id)
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    *served.vendor.expired.lock().unwrap() = true;
+    connectors::run(&store, &index, &s, &stats, now).await.unwrap_err();
+    connectors::run(&store, &index, &s, &stats, now + 3_600).await.unwrap_err();
+    assert_eq!(failed(&store).await.len(), 1, "two failures in a row are one event");
+    *served.vendor.expired.lock().unwrap() = false;
+    connectors::run(&store, &index, &s, &stats, now + 7_200).await.unwrap();
+    served.vendor.faults.lock().unwrap().extend([Some(Fault::Malformed)]);
+    connectors::run(&store, &index, &s, &stats, now + 10_800).await.unwrap_err();
+    assert_eq!(failed(&store).await.len(), 2, "a new streak after a success is a new event");
+    let deliveries = store.deliveries(100).await.unwrap();
+    assert!(deliveries.iter().all(|d| d.channel == "ops"));
+}
