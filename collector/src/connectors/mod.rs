@@ -650,6 +650,7 @@ pub async fn run<S: Store>(
         stored: i64::try_from(progress.new).unwrap_or(i64::MAX),
         duplicates: i64::try_from(progress.known).unwrap_or(i64::MAX),
         errors: i64::from(result.is_err()),
+        error: result.as_ref().err().map(ToString::to_string).unwrap_or_default(),
     };
     if let Err(e) = store.record_import(run).await {
         tracing::warn!(connector = %settings.name, error = %e, "Recording the connector run failed.");

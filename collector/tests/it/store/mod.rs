@@ -1131,6 +1131,7 @@ fn import_run(at: i64, kind: &str, file: &str, rows: i64) -> ImportRun {
         stored: rows - 2,
         duplicates: 1,
         errors: 1,
+        error: String::new(),
     }
 }
 
