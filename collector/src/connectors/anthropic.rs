@@ -8,7 +8,7 @@ use hyper::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
 
 use super::http::{Client, secret_header};
-use super::{ConnectorError, Page, Rows};
+use super::{ConnectorError, Page, Rows, rfc3339};
 
 /// Daily buckets asked for per page (the documented maximum).
 pub const BUCKETS_PER_PAGE: u32 = 31;
@@ -37,11 +37,6 @@ struct CostResult {
     /// Cents, as a decimal string.
     amount: String,
     currency: String,
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ`.
-fn rfc3339(secs: i64) -> String {
-    super::litellm::datetime(secs).replace(' ', "T") + "Z"
 }
 
 /// Fetches one page of `[from, to)`; the second value is the next page's token.

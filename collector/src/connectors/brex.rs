@@ -7,12 +7,11 @@
 
 use std::collections::HashMap;
 
-use hyper::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::http::{Client, secret_header};
-use super::{ConnectorError, MAX_PAGES, Page, Table};
+use super::http::{Client, bearer};
+use super::{ConnectorError, MAX_PAGES, Page, Table, rfc3339};
 
 /// Items asked for per page (the documented maximum).
 pub const PAGE_SIZE: u32 = 1_000;
@@ -99,22 +98,13 @@ const COLUMNS: [&str; 10] = [
     "Type",
 ];
 
-fn headers(client: &Client<'_>) -> Result<[(HeaderName, HeaderValue); 1], ConnectorError> {
-    let settings = client.settings();
-    let bearer = secret_header(
-        &format!("Bearer {}", settings.credential.expose()),
-        &settings.credential_setting,
-    )?;
-    Ok([(AUTHORIZATION, bearer)])
-}
-
 /// Every item of a cursor-paginated list, page by page (at most [`MAX_PAGES`]).
 async fn list<T: DeserializeOwned>(
     client: &mut Client<'_>,
     path: &str,
     what: &'static str,
 ) -> Result<Vec<T>, ConnectorError> {
-    let headers = headers(client)?;
+    let headers = bearer(client.settings())?;
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     for page_no in 1..=MAX_PAGES {
@@ -162,11 +152,6 @@ pub(crate) async fn directory(client: &mut Client<'_>) -> Result<Directory, Conn
         .collect())
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ`.
-fn rfc3339(secs: i64) -> String {
-    super::litellm::datetime(secs).replace(' ', "T") + "Z"
-}
-
 /// Fetches one page of transactions posted at or after `from`; the second value is the next
 /// page's cursor.
 ///
@@ -179,7 +164,7 @@ pub(crate) async fn page(
     cursor: Option<&str>,
     directory: &Directory,
 ) -> Result<(Page, Option<String>), ConnectorError> {
-    let headers = headers(client)?;
+    let headers = bearer(client.settings())?;
     let query = {
         let mut q = form_urlencoded::Serializer::new(String::new());
         q.append_pair("posted_at_start", &rfc3339(from))

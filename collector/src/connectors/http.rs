@@ -246,6 +246,20 @@ fn retry_after(headers: &hyper::HeaderMap) -> Option<Duration> {
     Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 
+/// `Authorization: Bearer` the connector's credential (OpenAI, LiteLLM, OpenRouter, Brex).
+///
+/// # Errors
+/// As [`secret_header`].
+pub(crate) fn bearer(
+    settings: &Settings,
+) -> Result<[(HeaderName, HeaderValue); 1], ConnectorError> {
+    let value = secret_header(
+        &format!("Bearer {}", settings.credential.expose()),
+        &settings.credential_setting,
+    )?;
+    Ok([(hyper::header::AUTHORIZATION, value)])
+}
+
 /// A header value holding a credential, marked sensitive (never printed by hyper's `Debug`).
 ///
 /// # Errors

@@ -2,11 +2,10 @@
 //! `page_size`, sorted by `startTime`; one record per request, keyed by `request_id`
 //! (VENDORS.md, "LiteLLM").
 
-use hyper::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::http::{Client, secret_header};
+use super::http::{Client, bearer};
 use super::{ConnectorError, Page, Rows};
 
 /// Records asked for per page (the endpoint's documented maximum).
@@ -46,12 +45,7 @@ pub(crate) async fn page(
     to: i64,
     page_no: u32,
 ) -> Result<(Page, Option<String>), ConnectorError> {
-    let settings = client.settings();
-    let bearer = secret_header(
-        &format!("Bearer {}", settings.credential.expose()),
-        &settings.credential_setting,
-    )?;
-    let headers: [(HeaderName, HeaderValue); 1] = [(AUTHORIZATION, bearer)];
+    let headers = bearer(client.settings())?;
     let query = form_urlencoded::Serializer::new(String::new())
         .append_pair("start_date", &datetime(from))
         .append_pair("end_date", &datetime(to))

@@ -144,6 +144,11 @@ impl Kind {
     }
 }
 
+/// `YYYY-MM-DDTHH:MM:SSZ` of Unix seconds (the vendors' RFC 3339 query parameters).
+pub(crate) fn rfc3339(secs: i64) -> String {
+    litellm::datetime(secs).replace(' ', "T") + "Z"
+}
+
 /// Parses `90s`, `15m`, `1h` or `2d` (a whole number and one unit).
 ///
 /// # Errors

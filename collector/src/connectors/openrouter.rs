@@ -3,10 +3,9 @@
 //! answering `{ "data": [item] }` with spend per model and provider endpoint (VENDORS.md,
 //! "OpenRouter"). One day is one page; the next page is the next day.
 
-use hyper::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use serde::Deserialize;
 
-use super::http::{Client, secret_header};
+use super::http::{Client, bearer};
 use super::{ConnectorError, Page, Rows};
 
 /// Completed days the endpoint answers for.
@@ -38,12 +37,7 @@ pub(crate) async fn page(
     to: i64,
     page_no: u32,
 ) -> Result<(Page, Option<String>), ConnectorError> {
-    let settings = client.settings();
-    let bearer = secret_header(
-        &format!("Bearer {}", settings.credential.expose()),
-        &settings.credential_setting,
-    )?;
-    let headers: [(HeaderName, HeaderValue); 1] = [(AUTHORIZATION, bearer)];
+    let headers = bearer(client.settings())?;
     let date = crate::ingest::parse::ymd(day);
     let body = client.get(&format!("/api/v1/activity?date={date}"), &headers, page_no).await?;
     let shape = |reason: String| ConnectorError::Shape { page: page_no, what: "activity", reason };

@@ -11,7 +11,7 @@ use hyper::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use serde::Deserialize;
 
 use super::http::{Client, secret_header};
-use super::{ConnectorError, Page, Table};
+use super::{ConnectorError, Page, Table, rfc3339};
 
 /// Transactions asked for per page.
 pub const PAGE_SIZE: u32 = 500;
@@ -72,11 +72,6 @@ const COLUMNS: [&str; 9] = [
     "Ramp Department",
     "Ramp Category",
 ];
-
-/// `YYYY-MM-DDTHH:MM:SSZ`.
-fn rfc3339(secs: i64) -> String {
-    super::litellm::datetime(secs).replace(' ', "T") + "Z"
-}
 
 /// Asks for an access token with the client credentials.
 async fn token(client: &mut Client<'_>, page_no: u32) -> Result<Secret, ConnectorError> {
