@@ -78,7 +78,7 @@ pub struct FileConfig {
 pub struct ConnectorFile {
     /// Unique name, shown in logs, metrics and the imports history. Required.
     pub name: Option<String>,
-    /// `litellm`, `openai` or `anthropic`. Required.
+    /// `openai`, `anthropic`, `litellm`, `openrouter`, `ramp` or `brex`. Required.
     pub kind: Option<String>,
     /// Where the vendor's documented paths are appended [default: the vendor's API]; must be
     /// `https://`, or `http://` to a loopback host.
@@ -87,6 +87,12 @@ pub struct ConnectorFile {
     pub api_key_file: Option<PathBuf>,
     /// Environment variable holding the API key instead of a file.
     pub api_key_env: Option<String>,
+    /// File holding Ramp's OAuth client id (`kind = "ramp"`).
+    pub client_id_file: Option<PathBuf>,
+    /// File holding Ramp's OAuth client secret (`kind = "ramp"`).
+    pub client_secret_file: Option<PathBuf>,
+    /// File holding the Brex user token (`kind = "brex"`).
+    pub token_file: Option<PathBuf>,
     /// PEM file of extra trust roots for the vendor (an internal CA), added to the system's.
     pub ca_file: Option<PathBuf>,
     /// First day the first sync asks for, `YYYY-MM-DD` [default: 90 days back].
@@ -820,18 +826,16 @@ fn connectors(
         if !names.insert(name.clone()) {
             problems.push(problem(&key("name"), "another [[connector]] has this name"));
         }
+        let kinds = Kind::ALL.map(Kind::as_str).join(", ");
         let kind = match c.kind.as_deref() {
             None => {
-                problems.push(problem(&key("kind"), "required (litellm, openai or anthropic)"));
+                problems.push(problem(&key("kind"), format!("required ({kinds})")));
                 None
             }
             Some(k) => match Kind::parse(k) {
                 Some(kind) => Some(kind),
                 None => {
-                    problems.push(problem(
-                        &key("kind"),
-                        format!("{k:?} is not one of litellm, openai or anthropic"),
-                    ));
+                    problems.push(problem(&key("kind"), format!("{k:?} is not one of {kinds}")));
                     None
                 }
             },
@@ -852,37 +856,88 @@ fn connectors(
             },
             (None, None) => None,
         };
-        let credential = match (&c.api_key_file, &c.api_key_env) {
-            (Some(_), Some(_)) => {
-                problems.push(problem(&key("api_key_env"), "conflicts with api_key_file"));
-                None
-            }
-            (Some(path), None) => match secret_file(path) {
-                Ok(secret) => {
-                    Some((secret, format!("{} ({})", key("api_key_file"), path.display())))
+        let mut client_id = None;
+        let credential = match kind {
+            Some(Kind::Ramp) => {
+                let mut file = |k: &str, path: &Option<PathBuf>| match path {
+                    None => {
+                        problems.push(problem(&key(k), "required for a ramp connector"));
+                        None
+                    }
+                    Some(path) => secret_file(path)
+                        .map(|s| (s, format!("{} ({})", key(k), path.display())))
+                        .map_err(|why| problems.push(problem(&key(k), why)))
+                        .ok(),
+                };
+                let id = file("client_id_file", &c.client_id_file);
+                let secret = file("client_secret_file", &c.client_secret_file);
+                match (id, secret) {
+                    (Some((id, id_setting)), Some((secret, secret_setting))) => {
+                        client_id = Some(id);
+                        Some((secret, format!("{id_setting} and {secret_setting}")))
+                    }
+                    _ => None,
                 }
-                Err(why) => {
-                    problems.push(problem(&key("api_key_file"), why));
+            }
+            Some(Kind::Brex) => match &c.token_file {
+                None => {
+                    problems.push(problem(&key("token_file"), "required for a brex connector"));
+                    None
+                }
+                Some(path) => secret_file(path)
+                    .map(|s| (s, format!("{} ({})", key("token_file"), path.display())))
+                    .map_err(|why| problems.push(problem(&key("token_file"), why)))
+                    .ok(),
+            },
+            _ => match (&c.api_key_file, &c.api_key_env) {
+                (Some(_), Some(_)) => {
+                    problems.push(problem(&key("api_key_env"), "conflicts with api_key_file"));
+                    None
+                }
+                (Some(path), None) => match secret_file(path) {
+                    Ok(secret) => {
+                        Some((secret, format!("{} ({})", key("api_key_file"), path.display())))
+                    }
+                    Err(why) => {
+                        problems.push(problem(&key("api_key_file"), why));
+                        None
+                    }
+                },
+                (None, Some(var)) => match std::env::var(var) {
+                    Ok(v) if !v.trim().is_empty() => {
+                        Some((Secret::new(v.trim()), format!("{} (${var})", key("api_key_env"))))
+                    }
+                    _ => {
+                        problems.push(problem(
+                            &key("api_key_env"),
+                            format!("the environment variable {var} is not set or empty"),
+                        ));
+                        None
+                    }
+                },
+                (None, None) => {
+                    problems.push(problem(&key("api_key_file"), "required (or api_key_env)"));
                     None
                 }
             },
-            (None, Some(var)) => match std::env::var(var) {
-                Ok(v) if !v.trim().is_empty() => {
-                    Some((Secret::new(v.trim()), format!("{} (${var})", key("api_key_env"))))
-                }
-                _ => {
-                    problems.push(problem(
-                        &key("api_key_env"),
-                        format!("the environment variable {var} is not set or empty"),
-                    ));
-                    None
-                }
-            },
-            (None, None) => {
-                problems.push(problem(&key("api_key_file"), "required (or api_key_env)"));
-                None
-            }
         };
+        // A credential setting of another kind is a mistake worth naming, not a silent no-op.
+        let keyed = !matches!(kind, Some(Kind::Ramp | Kind::Brex));
+        let misplaced: [(&str, bool, bool); 5] = [
+            ("api_key_file", c.api_key_file.is_some(), keyed),
+            ("api_key_env", c.api_key_env.is_some(), keyed),
+            ("client_id_file", c.client_id_file.is_some(), kind == Some(Kind::Ramp)),
+            ("client_secret_file", c.client_secret_file.is_some(), kind == Some(Kind::Ramp)),
+            ("token_file", c.token_file.is_some(), kind == Some(Kind::Brex)),
+        ];
+        for (k, set, allowed) in misplaced {
+            if set && !allowed && kind.is_some() {
+                problems.push(problem(
+                    &key(k),
+                    format!("not a setting of a {} connector", kind.map_or("", Kind::as_str)),
+                ));
+            }
+        }
         let mut extra_roots = Vec::new();
         if let Some(path) = &c.ca_file {
             match read_capped(path) {
@@ -949,6 +1004,7 @@ fn connectors(
                 kind,
                 base_url,
                 credential,
+                client_id,
                 credential_setting,
                 extra_roots,
                 start,

@@ -707,6 +707,8 @@ pub struct ImportRun {
     pub duplicates: i64,
     /// Rows refused.
     pub errors: i64,
+    /// Why the run failed (a connector's error, never a credential); empty otherwise.
+    pub error: String,
 }
 
 /// One person's AI use across endpoint, card and gateway, as the people page lists it.

@@ -29,6 +29,8 @@ pub const SPEND_THRESHOLD: &str = "spend.threshold";
 pub const AGENT_STALE: &str = "agent.stale";
 /// `subscription.renewal`: an annual subscription renews in N days.
 pub const SUBSCRIPTION_RENEWAL: &str = "subscription.renewal";
+/// `connector.failed`: a pull connector's run failed (once per failure streak).
+pub const CONNECTOR_FAILED: &str = "connector.failed";
 /// `alert.test`: sent by an admin from the console to try a channel.
 pub const TEST: &str = "alert.test";
 
@@ -42,6 +44,7 @@ pub const TYPES: &[&str] = &[
     SPEND_THRESHOLD,
     AGENT_STALE,
     SUBSCRIPTION_RENEWAL,
+    CONNECTOR_FAILED,
     TEST,
 ];
 
@@ -72,6 +75,29 @@ pub fn make(kind: &str, key: &str, occurred_at: i64, product: &str, subject: &Va
         subject: subject.to_string(),
         to_channel: String::new(),
     }
+}
+
+/// `connector.failed` for connector `name` whose run failed with `cause` (a bounded label) and
+/// `error` (its message, which never holds a credential). Keyed by the connector and its
+/// cursor, which a failed run leaves where it was: every failure until the next successful
+/// run (which moves the cursor) is the same event, so a streak alerts once.
+pub fn connector_failed(
+    name: &str,
+    kind: &str,
+    cursor: Option<i64>,
+    cause: &str,
+    error: &str,
+    now: i64,
+) -> NewEvent {
+    let since = cursor.map_or_else(|| "never".to_owned(), |c| c.to_string());
+    make(
+        CONNECTOR_FAILED,
+        &format!("{name}\0{since}"),
+        now,
+        "",
+        &json!({ "connector": name, "kind": kind, "cause": cause, "error": error,
+                 "last_success": cursor }),
+    )
 }
 
 /// A test event for one channel, sent by `actor` at `now` (each press is a new event).

@@ -57,6 +57,7 @@ pub fn link(console: &str, e: &NewEvent, subject: &Value) -> String {
         event::EXPENSE_CANDIDATE => "/reconcile".to_owned(),
         event::AGENT_STALE => format!("/devices/{}", text("device")),
         event::SPEND_THRESHOLD => "/reconcile".to_owned(),
+        event::CONNECTOR_FAILED => "/imports".to_owned(),
         _ => "/alerts".to_owned(),
     };
     format!("{console}{path}")
@@ -117,6 +118,9 @@ pub fn summary(e: &NewEvent, subject: &Value) -> String {
             )
         }
         event::AGENT_STALE => format!("Agent on {} has been silent", text("device")),
+        event::CONNECTOR_FAILED => {
+            format!("Connector {} failed: {}", text("connector"), text("error"))
+        }
         event::TEST => format!("Test event from aiscout for channel {}", text("channel")),
         other => format!("{other}: {name}"),
     }
@@ -262,7 +266,7 @@ fn severity(kind: &str) -> i64 {
     match kind {
         event::BLOCKED_SEEN => 4,
         event::DISCOVERED | event::SPREAD | event::SPEND_THRESHOLD => 3,
-        event::EXPENSE_CANDIDATE | event::AGENT_STALE => 2,
+        event::EXPENSE_CANDIDATE | event::AGENT_STALE | event::CONNECTOR_FAILED => 2,
         _ => 1,
     }
 }

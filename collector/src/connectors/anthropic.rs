@@ -8,7 +8,7 @@ use hyper::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
 
 use super::http::{Client, secret_header};
-use super::{ConnectorError, Page};
+use super::{ConnectorError, Page, Rows, rfc3339};
 
 /// Daily buckets asked for per page (the documented maximum).
 pub const BUCKETS_PER_PAGE: u32 = 31;
@@ -37,11 +37,6 @@ struct CostResult {
     /// Cents, as a decimal string.
     amount: String,
     currency: String,
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ`.
-fn rfc3339(secs: i64) -> String {
-    super::litellm::datetime(secs).replace(' ', "T") + "Z"
 }
 
 /// Fetches one page of `[from, to)`; the second value is the next page's token.
@@ -86,7 +81,7 @@ pub(crate) async fn page(
         (true, Some(next)) if !next.is_empty() => Some(next),
         (true, _) => return Err(shape("has_more is true without a next_page".to_owned())),
     };
-    Ok((Page { body, records: u64::try_from(records).unwrap_or(u64::MAX) }, next))
+    Ok((Page { rows: Rows::Json(body), records: u64::try_from(records).unwrap_or(u64::MAX) }, next))
 }
 
 #[cfg(test)]

@@ -32,6 +32,8 @@ pub(crate) struct Client<'a> {
     stats: &'a Stats,
     tls: Option<Arc<rustls::ClientConfig>>,
     connection: Option<Connection>,
+    /// An access token obtained during this run (Ramp's client credentials grant).
+    pub(crate) access_token: Option<aiscout_wire::Secret>,
 }
 
 impl<'a> Client<'a> {
@@ -45,7 +47,7 @@ impl<'a> Client<'a> {
         } else {
             None
         };
-        Ok(Client { settings, stats, tls, connection: None })
+        Ok(Client { settings, stats, tls, connection: None, access_token: None })
     }
 
     /// The settings this client serves.
@@ -78,15 +80,17 @@ impl<'a> Client<'a> {
 
     async fn once(
         &mut self,
+        method: Method,
         path: &str,
         headers: &[(HeaderName, HeaderValue)],
+        body: &[u8],
     ) -> Result<client::Response, ClientError> {
         let mut connection = match self.connection.take() {
             Some(c) => c,
             None => self.connect().await?,
         };
         let response =
-            connection.request(Method::GET, path, headers, Vec::new(), MAX_BODY_BYTES).await?;
+            connection.request(method, path, headers, body.to_vec(), MAX_BODY_BYTES).await?;
         // Kept for the next page only after a whole answer.
         self.connection = Some(connection);
         Ok(response)
@@ -103,11 +107,62 @@ impl<'a> Client<'a> {
         headers: &[(HeaderName, HeaderValue)],
         page: u32,
     ) -> Result<Vec<u8>, ConnectorError> {
+        self.send(Method::GET, path, headers, &[], page).await
+    }
+
+    /// POSTs `body` (an `application/x-www-form-urlencoded` form) to `path`, as [`Self::get`].
+    ///
+    /// # Errors
+    /// As [`Self::get`].
+    pub(crate) async fn post_form(
+        &mut self,
+        path: &str,
+        headers: &[(HeaderName, HeaderValue)],
+        body: &str,
+        page: u32,
+    ) -> Result<Vec<u8>, ConnectorError> {
+        let mut all = headers.to_vec();
+        all.push((
+            hyper::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        ));
+        self.send(Method::POST, path, &all, body.as_bytes(), page).await
+    }
+
+    /// The path and query of a next-page link the vendor gave (an absolute URL), relative to
+    /// the base URL, so that it can be passed to [`Self::get`]; `None` when the link points
+    /// anywhere but the configured host, port and path prefix (it is never followed there,
+    /// since the credential would go with it).
+    pub(crate) fn relative(&self, link: &str) -> Option<String> {
+        let uri: hyper::Uri = link.parse().ok()?;
+        let url = &self.settings.base_url;
+        let scheme_ok = uri.scheme_str() == Some(if url.https { "https" } else { "http" });
+        let authority = uri.authority()?;
+        let port = authority.port_u16().unwrap_or(if url.https { 443 } else { 80 });
+        let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+        if !scheme_ok || !host.eq_ignore_ascii_case(&url.host) || port != url.port {
+            return None;
+        }
+        let rest = uri.path_and_query()?.as_str().strip_prefix(url.prefix.as_str())?;
+        rest.starts_with('/').then(|| rest.to_owned())
+    }
+
+    async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(HeaderName, HeaderValue)],
+        body: &[u8],
+        page: u32,
+    ) -> Result<Vec<u8>, ConnectorError> {
         let full = format!("{}{path}", self.settings.base_url.prefix);
         let mut last = String::new();
         for attempt in 1..=MAX_ATTEMPTS {
-            let outcome =
-                tokio::time::timeout(self.settings.timeout, self.once(&full, headers)).await;
+            let outcome = tokio::time::timeout(
+                self.settings.timeout,
+                self.once(method.clone(), &full, headers, body),
+            )
+            .await;
             let wait = match outcome {
                 Err(_) => {
                     self.connection = None;
@@ -189,6 +244,20 @@ fn backoff(attempt: u32) -> Duration {
 fn retry_after(headers: &hyper::HeaderMap) -> Option<Duration> {
     let secs: u64 = headers.get(hyper::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
     Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
+}
+
+/// `Authorization: Bearer` the connector's credential (OpenAI, LiteLLM, OpenRouter, Brex).
+///
+/// # Errors
+/// As [`secret_header`].
+pub(crate) fn bearer(
+    settings: &Settings,
+) -> Result<[(HeaderName, HeaderValue); 1], ConnectorError> {
+    let value = secret_header(
+        &format!("Bearer {}", settings.credential.expose()),
+        &settings.credential_setting,
+    )?;
+    Ok([(hyper::header::AUTHORIZATION, value)])
 }
 
 /// A header value holding a credential, marked sensitive (never printed by hyper's `Debug`).

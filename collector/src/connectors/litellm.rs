@@ -2,12 +2,11 @@
 //! `page_size`, sorted by `startTime`; one record per request, keyed by `request_id`
 //! (VENDORS.md, "LiteLLM").
 
-use hyper::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::http::{Client, secret_header};
-use super::{ConnectorError, Page};
+use super::http::{Client, bearer};
+use super::{ConnectorError, Page, Rows};
 
 /// Records asked for per page (the endpoint's documented maximum).
 pub const PAGE_SIZE: u32 = 100;
@@ -46,12 +45,7 @@ pub(crate) async fn page(
     to: i64,
     page_no: u32,
 ) -> Result<(Page, Option<String>), ConnectorError> {
-    let settings = client.settings();
-    let bearer = secret_header(
-        &format!("Bearer {}", settings.credential.expose()),
-        &settings.credential_setting,
-    )?;
-    let headers: [(HeaderName, HeaderValue); 1] = [(AUTHORIZATION, bearer)];
+    let headers = bearer(client.settings())?;
     let query = form_urlencoded::Serializer::new(String::new())
         .append_pair("start_date", &datetime(from))
         .append_pair("end_date", &datetime(to))
@@ -69,7 +63,7 @@ pub(crate) async fn page(
     }
     let records = u64::try_from(envelope.data.len()).unwrap_or(u64::MAX);
     let more = (records > 0 && u64::from(page_no) < envelope.total_pages).then(String::new);
-    Ok((Page { body, records }, more))
+    Ok((Page { rows: Rows::Json(body), records }, more))
 }
 
 #[cfg(test)]

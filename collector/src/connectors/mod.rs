@@ -7,7 +7,10 @@
 //!   gateway import's own parser ([`crate::ingest::gateway`], the same format and source name
 //!   as the matching file export) and stored by [`Store::add_gateway_spend`], whose dedupe key
 //!   (request id, or a hash of every field of a bucket row) makes a re-pull, an overlap or a
-//!   file import of the same rows count once.
+//!   file import of the same rows count once. The card connectors (Ramp, Brex) write their
+//!   transactions as rows of the vendor's CSV export columns, parsed by the expense import's
+//!   parser ([`crate::ingest::expense`]) and stored by [`Store::add_expenses`], keyed by the
+//!   transaction id.
 //! - **A page whole or not at all.** A page is stored in one transaction. A page that does not
 //!   match the vendor's documented shape, or any record of it that the parser refuses, fails
 //!   the run naming the page and the field; nothing of that page is stored.
@@ -34,15 +37,20 @@ use aiscout_signatures::Index;
 use aiscout_wire::Secret;
 use rustls::pki_types::CertificateDer;
 
+use crate::ingest::expense::{self, ExpenseFormat, ExpenseParser};
 use crate::ingest::gateway::{self, GatewayFormat, GatewayParser, Layout};
+use crate::ingest::table::Header;
 use crate::ingest::{RowError, Tally};
 use crate::model::{GatewaySpend, ImportRun};
 use crate::store::{Store, StoreError};
 
 pub mod anthropic;
+pub mod brex;
 pub mod http;
 pub mod litellm;
 pub mod openai;
+pub mod openrouter;
+pub mod ramp;
 
 /// Most pages one run reads (a bound, not an expected size: 10 M LiteLLM rows).
 pub const MAX_PAGES: u32 = 100_000;
@@ -52,53 +60,93 @@ pub const MAX_PAGES: u32 = 100_000;
 pub enum Kind {
     /// Anthropic Admin API cost report.
     Anthropic,
+    /// Brex API primary card transactions.
+    Brex,
     /// A LiteLLM proxy's spend logs.
     Litellm,
     /// OpenAI Admin API organization costs.
     Openai,
+    /// OpenRouter activity.
+    Openrouter,
+    /// Ramp developer API card transactions.
+    Ramp,
+}
+
+/// What a connector's records are imported as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Gateway spend, parsed as this file format.
+    Gateway(GatewayFormat),
+    /// Expense lines, parsed as this file format.
+    Expense(ExpenseFormat),
 }
 
 impl Kind {
+    /// Every kind, in the order the documentation lists them.
+    pub const ALL: [Kind; 6] =
+        [Kind::Openai, Kind::Anthropic, Kind::Litellm, Kind::Openrouter, Kind::Ramp, Kind::Brex];
+
     /// The config name.
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Anthropic => "anthropic",
+            Kind::Brex => "brex",
             Kind::Litellm => "litellm",
             Kind::Openai => "openai",
+            Kind::Openrouter => "openrouter",
+            Kind::Ramp => "ramp",
         }
     }
 
     /// The kind called `name` in the config.
     pub fn parse(name: &str) -> Option<Self> {
-        [Kind::Anthropic, Kind::Litellm, Kind::Openai].into_iter().find(|k| k.as_str() == name)
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
     }
 
     /// The vendor's API, when it has one fixed address (a LiteLLM proxy is the customer's).
     pub fn default_base_url(self) -> Option<&'static str> {
         match self {
             Kind::Anthropic => Some("https://api.anthropic.com"),
+            Kind::Brex => Some("https://api.brex.com"),
             Kind::Litellm => None,
             Kind::Openai => Some("https://api.openai.com"),
+            Kind::Openrouter => Some("https://openrouter.ai"),
+            Kind::Ramp => Some("https://api.ramp.com"),
         }
     }
 
     /// How far back each run asks again by default: the cost reports are daily buckets, so
-    /// two days; LiteLLM writes a spend log row within seconds of its request, so an hour.
+    /// two days; LiteLLM writes a spend log row within seconds of its request, so an hour;
+    /// card transactions clear days after the swipe, so a week.
     pub fn default_overlap(self) -> Duration {
         match self {
-            Kind::Anthropic | Kind::Openai => Duration::from_secs(2 * 86_400),
+            Kind::Anthropic | Kind::Openai | Kind::Openrouter => Duration::from_secs(2 * 86_400),
             Kind::Litellm => Duration::from_secs(3_600),
+            Kind::Brex | Kind::Ramp => Duration::from_secs(7 * 86_400),
         }
     }
 
-    /// The gateway import format its records are parsed as (and stored under).
-    pub fn format(self) -> GatewayFormat {
+    /// The import format its records are parsed as (and stored under).
+    pub fn target(self) -> Target {
         match self {
-            Kind::Anthropic => GatewayFormat::AnthropicCost,
-            Kind::Litellm => GatewayFormat::Litellm,
-            Kind::Openai => GatewayFormat::OpenaiCosts,
+            Kind::Anthropic => Target::Gateway(GatewayFormat::AnthropicCost),
+            Kind::Brex => Target::Expense(ExpenseFormat::Brex),
+            Kind::Litellm => Target::Gateway(GatewayFormat::Litellm),
+            Kind::Openai => Target::Gateway(GatewayFormat::OpenaiCosts),
+            Kind::Openrouter => Target::Gateway(GatewayFormat::Openrouter),
+            Kind::Ramp => Target::Expense(ExpenseFormat::Ramp),
         }
     }
+
+    /// Whether the vendor reports whole UTC days (asked for as whole, finished days only).
+    fn daily(self) -> bool {
+        matches!(self, Kind::Anthropic | Kind::Openai | Kind::Openrouter)
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` of Unix seconds (the vendors' RFC 3339 query parameters).
+pub(crate) fn rfc3339(secs: i64) -> String {
+    litellm::datetime(secs).replace(' ', "T") + "Z"
 }
 
 /// Parses `90s`, `15m`, `1h` or `2d` (a whole number and one unit).
@@ -187,8 +235,10 @@ pub struct Settings {
     pub kind: Kind,
     /// Where the documented paths are appended.
     pub base_url: BaseUrl,
-    /// The API key.
+    /// The API key (Brex: the token; Ramp: the client secret).
     pub credential: Secret,
+    /// Ramp's OAuth client id (`client_id_file`); `None` for the other kinds.
+    pub client_id: Option<Secret>,
     /// The setting (and file or variable) that holds the key, for a 401 or 403 message.
     pub credential_setting: String,
     /// Extra trust roots (`ca_file`).
@@ -306,10 +356,39 @@ impl std::fmt::Display for Progress {
 
 /// One fetched page, checked against the documented shape.
 pub(crate) struct Page {
-    /// The body, handed to [`gateway::flatten_json`] (it reads `data`, and bucket `results`).
-    pub body: Vec<u8>,
-    /// Records in it.
+    /// Its records.
+    pub rows: Rows,
+    /// Records in it (as the vendor sent them, also those not stored).
     pub records: u64,
+}
+
+/// A page's records, ready for an import parser.
+pub(crate) enum Rows {
+    /// The body, handed to [`gateway::flatten_json`] (it reads `data`, and bucket `results`).
+    Json(Vec<u8>),
+    /// Rows under the column names of the vendor's file export.
+    Table(Header, Vec<csv::StringRecord>),
+}
+
+/// Rows being written under a file export's column names.
+pub(crate) struct Table {
+    names: Vec<String>,
+    rows: Vec<csv::StringRecord>,
+}
+
+impl Table {
+    pub(crate) fn new(names: &[&str]) -> Self {
+        Table { names: names.iter().map(|n| (*n).to_owned()).collect(), rows: Vec::new() }
+    }
+
+    /// One row, its cells in the order of the names.
+    pub(crate) fn push<const N: usize>(&mut self, cells: [&str; N]) {
+        self.rows.push(csv::StringRecord::from(cells.to_vec()));
+    }
+
+    pub(crate) fn into_rows(self) -> Rows {
+        Rows::Table(Header::from_names(self.names), self.rows)
+    }
 }
 
 /// The counters of every connector, for `/metrics` (labels: the configured name, a bounded
@@ -447,14 +526,14 @@ fn label_value(name: &str) -> String {
     name.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-/// Stores one page in one transaction, after parsing every record with the gateway import's
-/// parser; a record the parser refuses fails the page, naming the record and field.
+/// Stores one page in one transaction, after parsing every record with the matching file
+/// import's parser; a record the parser refuses fails the page, naming the record and field.
 async fn store_page<S: Store>(
     store: &S,
     index: &Index,
     settings: &Settings,
     page_no: u32,
-    page: &Page,
+    page: Page,
     now: i64,
 ) -> Result<(u64, u64), ConnectorError> {
     let kind = settings.kind;
@@ -462,16 +541,40 @@ async fn store_page<S: Store>(
     if page.records == 0 {
         return Ok((0, 0));
     }
-    let (header, records) = gateway::flatten_json(&page.body).map_err(shape)?;
-    let layout = Layout::new(kind.format(), &header).map_err(shape)?;
-    let mut parser = GatewayParser::new(layout, index, settings.name.clone());
+    let (header, records) = match page.rows {
+        Rows::Json(body) => gateway::flatten_json(&body).map_err(shape)?,
+        Rows::Table(header, rows) => (header, rows),
+    };
+    let refused = |RowError { line, column, reason, .. }: RowError| {
+        shape(format!("record {line}, field {column:?}: {reason}"))
+    };
     let mut tally = Tally::default();
-    let mut rows: Vec<GatewaySpend> = Vec::with_capacity(records.len());
-    let mut seen: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
-    for (i, rec) in records.iter().enumerate() {
-        let line = u64::try_from(i).unwrap_or(u64::MAX).saturating_add(1);
-        match parser.row(&header, rec, line, &mut tally) {
-            Ok(Some(mut row)) => {
+    let line_of = |i: usize| u64::try_from(i).unwrap_or(u64::MAX).saturating_add(1);
+    let counts = match kind.target() {
+        Target::Expense(format) => {
+            let layout = expense::Layout::new(format, &header).map_err(shape)?;
+            let mut parser = ExpenseParser::new(layout, index, settings.name.clone());
+            let mut lines = Vec::with_capacity(records.len());
+            for (i, rec) in records.iter().enumerate() {
+                if let Some(line) =
+                    parser.row(&header, rec, line_of(i), &mut tally).map_err(refused)?
+                {
+                    lines.push(line);
+                }
+            }
+            store.add_expenses(lines, now).await?
+        }
+        Target::Gateway(format) => {
+            let layout = Layout::new(format, &header).map_err(shape)?;
+            let mut parser = GatewayParser::new(layout, index, settings.name.clone());
+            let mut rows: Vec<GatewaySpend> = Vec::with_capacity(records.len());
+            let mut seen: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+            for (i, rec) in records.iter().enumerate() {
+                let Some(mut row) =
+                    parser.row(&header, rec, line_of(i), &mut tally).map_err(refused)?
+                else {
+                    continue;
+                };
                 if !row.dedupe_key.starts_with("id:") {
                     // A bucket row has no id. The file import hashes its cells in the header's
                     // column order, which depends on which keys the page's records have; a
@@ -484,19 +587,15 @@ async fn store_page<S: Store>(
                 }
                 rows.push(row);
             }
-            Ok(None) => {}
-            Err(RowError { line, column, reason, .. }) => {
-                return Err(shape(format!("record {line}, field {column:?}: {reason}")));
-            }
+            store.add_gateway_spend(rows, now).await?
         }
-    }
-    let counts = store.add_gateway_spend(rows, now).await?;
+    };
     Ok((counts.inserted, counts.duplicates))
 }
 
 /// A hash of a record's non-empty fields, sorted by name: the same for the same record
 /// whatever else its page holds.
-fn canonical_key(header: &crate::ingest::table::Header, rec: &csv::StringRecord) -> String {
+fn canonical_key(header: &Header, rec: &csv::StringRecord) -> String {
     let mut fields: Vec<(&str, &str)> = rec
         .iter()
         .enumerate()
@@ -512,14 +611,16 @@ fn canonical_key(header: &crate::ingest::table::Header, rec: &csv::StringRecord)
         ctx.update(b"\x1e");
     }
     let digest = ctx.finish();
-    crate::ingest::expense::hex(digest.as_ref().get(..16).unwrap_or_default())
+    expense::hex(digest.as_ref().get(..16).unwrap_or_default())
 }
 
 fn what(kind: Kind) -> &'static str {
     match kind {
         Kind::Anthropic => "cost report",
+        Kind::Brex | Kind::Ramp => "transactions",
         Kind::Litellm => "spend logs",
         Kind::Openai => "organization costs",
+        Kind::Openrouter => "activity",
     }
 }
 
@@ -543,13 +644,18 @@ pub async fn run<S: Store>(
     let run = ImportRun {
         at: crate::store::now(),
         actor: format!("connector:{}", settings.name),
-        kind: "gateway".to_owned(),
+        kind: match settings.kind.target() {
+            Target::Gateway(_) => "gateway",
+            Target::Expense(_) => "expenses",
+        }
+        .to_owned(),
         file: settings.name.clone(),
         format: settings.kind.as_str().to_owned(),
         rows: i64::try_from(progress.fetched).unwrap_or(i64::MAX),
         stored: i64::try_from(progress.new).unwrap_or(i64::MAX),
         duplicates: i64::try_from(progress.known).unwrap_or(i64::MAX),
         errors: i64::from(result.is_err()),
+        error: result.as_ref().err().map(ToString::to_string).unwrap_or_default(),
     };
     if let Err(e) = store.record_import(run).await {
         tracing::warn!(connector = %settings.name, error = %e, "Recording the connector run failed.");
@@ -574,6 +680,20 @@ pub async fn run<S: Store>(
                 new = progress.new,
                 "Connector run failed; its cursor stays where it was."
             );
+            // One `connector.failed` per failure streak: the event is keyed by the cursor,
+            // which only a successful run moves.
+            let cursor = store.connector_cursor(settings.name.clone()).await.ok().flatten();
+            let event = crate::alerts::event::connector_failed(
+                &settings.name,
+                settings.kind.as_str(),
+                cursor,
+                e.label(),
+                &e.to_string(),
+                now,
+            );
+            if let Err(err) = store.emit(vec![event], None, now).await {
+                tracing::warn!(connector = %settings.name, error = %err, "Recording the connector failure event failed.");
+            }
             Err(e)
         }
     }
@@ -592,31 +712,48 @@ async fn run_inner<S: Store>(
         Some(cursor) => cursor.saturating_sub(overlap).max(settings.start),
         None => settings.start,
     };
-    let (from, to) = match settings.kind {
+    let (from, to) = if settings.kind.daily() {
         // The cost reports are daily buckets: only whole, finished UTC days are asked for,
         // so that a re-pull of a day sees the same rows (and the same dedupe keys).
-        Kind::Anthropic | Kind::Openai => (from / 86_400 * 86_400, now / 86_400 * 86_400),
-        Kind::Litellm => (from, now),
+        let today = now.div_euclid(86_400) * 86_400;
+        let mut from = from.div_euclid(86_400) * 86_400;
+        if settings.kind == Kind::Openrouter {
+            // OpenRouter keeps the last 30 completed days only.
+            from = from.max(today - openrouter::DAYS_KEPT * 86_400);
+        }
+        (from, today)
+    } else {
+        (from, now)
     };
     progress.window = (from, to);
     if to <= from {
         return Ok(());
     }
     let mut client = http::Client::new(settings, stats)?;
+    let directory = match settings.kind {
+        Kind::Brex => brex::directory(&mut client).await?,
+        _ => brex::Directory::default(),
+    };
     let mut next: Option<String> = None;
     for page_no in 1..=MAX_PAGES {
+        let cursor = next.as_deref();
         let page = match settings.kind {
             Kind::Litellm => litellm::page(&mut client, from, to, page_no).await?,
-            Kind::Openai => openai::page(&mut client, from, to, page_no, next.as_deref()).await?,
-            Kind::Anthropic => {
-                anthropic::page(&mut client, from, to, page_no, next.as_deref()).await?
+            Kind::Openai => openai::page(&mut client, from, to, page_no, cursor).await?,
+            Kind::Anthropic => anthropic::page(&mut client, from, to, page_no, cursor).await?,
+            Kind::Openrouter => {
+                let day = cursor.and_then(|c| c.parse().ok()).unwrap_or(from);
+                openrouter::page(&mut client, day, to, page_no).await?
             }
+            Kind::Ramp => ramp::page(&mut client, from, to, page_no, cursor).await?,
+            Kind::Brex => brex::page(&mut client, from, page_no, cursor, &directory).await?,
         };
         let (fetched, more) = page;
-        let (new, known) = store_page(store, index, settings, page_no, &fetched, now).await?;
+        let records = fetched.records;
+        let (new, known) = store_page(store, index, settings, page_no, fetched, now).await?;
         stats.page(&settings.name, new, known);
         progress.pages += 1;
-        progress.fetched += fetched.records;
+        progress.fetched += records;
         progress.new += new;
         progress.known += known;
         match more {

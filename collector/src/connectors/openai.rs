@@ -2,11 +2,10 @@
 //! `end_time` (Unix seconds), `bucket_width=1d`, `group_by` project and line item, `limit`
 //! and the `page` cursor from `next_page` while `has_more` (VENDORS.md, "OpenAI").
 
-use hyper::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use serde::Deserialize;
 
-use super::http::{Client, secret_header};
-use super::{ConnectorError, Page};
+use super::http::{Client, bearer};
+use super::{ConnectorError, Page, Rows};
 
 /// Daily buckets asked for per page (the documented maximum).
 pub const BUCKETS_PER_PAGE: u32 = 180;
@@ -51,12 +50,7 @@ pub(crate) async fn page(
     page_no: u32,
     cursor: Option<&str>,
 ) -> Result<(Page, Option<String>), ConnectorError> {
-    let settings = client.settings();
-    let bearer = secret_header(
-        &format!("Bearer {}", settings.credential.expose()),
-        &settings.credential_setting,
-    )?;
-    let headers: [(HeaderName, HeaderValue); 1] = [(AUTHORIZATION, bearer)];
+    let headers = bearer(client.settings())?;
     // Built in a block: the serializer is not Send and must not live across the await.
     let path = {
         let mut query = form_urlencoded::Serializer::new(String::new());
@@ -85,5 +79,5 @@ pub(crate) async fn page(
         (true, Some(next)) if !next.is_empty() => Some(next),
         (true, _) => return Err(shape("has_more is true without a next_page".to_owned())),
     };
-    Ok((Page { body, records: u64::try_from(records).unwrap_or(u64::MAX) }, next))
+    Ok((Page { rows: Rows::Json(body), records: u64::try_from(records).unwrap_or(u64::MAX) }, next))
 }

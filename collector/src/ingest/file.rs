@@ -176,6 +176,7 @@ pub async fn record<S: Store>(store: &S, kind: &str, actor: &str, report: &FileR
         stored: i(report.stored),
         duplicates: i(report.duplicates),
         errors: i(report.tally.error_count),
+        error: String::new(),
     };
     if let Err(e) = store.record_import(run).await {
         tracing::warn!(error = %e, "Could not add the import to the history.");

@@ -89,6 +89,9 @@ pub struct Owners {
     pub owner_use: Vec<OwnerUse>,
     /// Emails of device owners (lowercased).
     pub device_owners: BTreeSet<String>,
+    /// Emails of people deprovisioned from the directory (`people.active` false, over SCIM):
+    /// they stay in history, but a seat they still pay for is an idle seat.
+    pub deprovisioned: BTreeSet<String>,
 }
 
 /// What the facts are gathered for: the reconciliation also needs who owns which device and
@@ -118,12 +121,15 @@ pub async fn read_owners<S: Store>(
     store: &S,
     sanctioned: Vec<String>,
 ) -> Result<Owners, StoreError> {
-    let (devices, owner_use) = tokio::try_join!(store.devices(), store.owner_last_use(sanctioned))?;
+    let (devices, owner_use, people) =
+        tokio::try_join!(store.devices(), store.owner_last_use(sanctioned), store.people_active())?;
     let device_owners = devices
         .into_iter()
         .filter_map(|d| d.device.owner_email.map(|e| e.to_lowercase()))
         .collect();
-    Ok(Owners { owner_use, device_owners })
+    let deprovisioned =
+        people.into_iter().filter(|(_, active)| !active).map(|(e, _)| e.to_lowercase()).collect();
+    Ok(Owners { owner_use, device_owners, deprovisioned })
 }
 
 /// Reads expense lines and gateway spend since `since`, and the directory, into [`Spend`].

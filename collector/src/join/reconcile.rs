@@ -128,10 +128,15 @@ pub fn reconcile(catalog: &Catalog, facts: &Facts, idle_days: u32) -> Reconcilia
     let idle_subscriptions = active
         .iter()
         .filter(|s| status_of(&s.product) == ProductStatus::Sanctioned)
-        .filter(|s| facts.owners.device_owners.contains(&s.payer.email))
         .filter_map(|s| {
+            // A deprovisioned payer's seat is idle whatever they did before they left; anyone
+            // else's only when they own a device that shows no recent use.
+            let gone = facts.owners.deprovisioned.contains(&s.payer.email);
+            if !gone && !facts.owners.device_owners.contains(&s.payer.email) {
+                return None;
+            }
             let used = last_use.get(&(s.payer.email.as_str(), s.product.as_str())).copied();
-            if used.is_some_and(|u| u >= idle_from) {
+            if !gone && used.is_some_and(|u| u >= idle_from) {
                 return None;
             }
             Some(IdleSubscription {

@@ -46,6 +46,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 11, sql: include_str!("migrations/postgres/0011_digests.sql") },
     Migration { version: 12, sql: include_str!("migrations/postgres/0012_privacy.sql") },
     Migration { version: 13, sql: include_str!("migrations/postgres/0013_scim.sql") },
+    Migration { version: 16, sql: include_str!("migrations/postgres/0016_connector_errors.sql") },
 ];
 
 /// The advisory lock key that serialises migrations ("aiscout" in ASCII).
@@ -2062,8 +2063,8 @@ impl Store for PgStore {
                 &client
                     .prepare_cached(
                         "INSERT INTO import_runs (at, actor, kind, file, format, rows, stored,
-                            duplicates, errors)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                            duplicates, errors, error)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                     )
                     .await?,
                 &[
@@ -2076,6 +2077,7 @@ impl Store for PgStore {
                     &run.stored,
                     &run.duplicates,
                     &run.errors,
+                    &run.error,
                 ],
             )
             .await?;
@@ -2088,7 +2090,8 @@ impl Store for PgStore {
             .query(
                 &client
                     .prepare_cached(
-                        "SELECT at, actor, kind, file, format, rows, stored, duplicates, errors
+                        "SELECT at, actor, kind, file, format, rows, stored, duplicates, errors,
+                            error
                          FROM import_runs ORDER BY id DESC LIMIT $1",
                     )
                     .await?,
@@ -2108,6 +2111,7 @@ impl Store for PgStore {
                     stored: r.try_get(6)?,
                     duplicates: r.try_get(7)?,
                     errors: r.try_get(8)?,
+                    error: r.try_get(9)?,
                 })
             })
             .collect()

@@ -42,6 +42,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 11, sql: include_str!("migrations/sqlite/0011_digests.sql") },
     Migration { version: 12, sql: include_str!("migrations/sqlite/0012_privacy.sql") },
     Migration { version: 13, sql: include_str!("migrations/sqlite/0013_scim.sql") },
+    Migration { version: 16, sql: include_str!("migrations/sqlite/0016_connector_errors.sql") },
 ];
 
 /// How long a connection waits for another writer before failing.
@@ -2183,8 +2184,8 @@ impl Store for SqliteStore {
         self.with(move |c| {
             c.execute(
                 "INSERT INTO import_runs (at, actor, kind, file, format, rows, stored,
-                    duplicates, errors)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    duplicates, errors, error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
                     run.at,
                     run.actor,
@@ -2194,7 +2195,8 @@ impl Store for SqliteStore {
                     run.rows,
                     run.stored,
                     run.duplicates,
-                    run.errors
+                    run.errors,
+                    run.error
                 ],
             )?;
             Ok(())
@@ -2205,7 +2207,7 @@ impl Store for SqliteStore {
     async fn import_runs(&self, limit: i64) -> Result<Vec<ImportRun>, StoreError> {
         self.with(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT at, actor, kind, file, format, rows, stored, duplicates, errors
+                "SELECT at, actor, kind, file, format, rows, stored, duplicates, errors, error
                  FROM import_runs ORDER BY id DESC LIMIT ?1",
             )?;
             // SQLite reads a negative limit as none at all; PostgreSQL refuses it.
@@ -2220,6 +2222,7 @@ impl Store for SqliteStore {
                     stored: r.get(6)?,
                     duplicates: r.get(7)?,
                     errors: r.get(8)?,
+                    error: r.get(9)?,
                 })
             })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)

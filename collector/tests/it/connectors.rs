@@ -28,6 +28,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::store::harness;
 
+mod cards;
+
 const KEY: &str = "sk-litellm-admin-0123456789";
 const DAY: i64 = 86_400;
 
@@ -42,6 +44,8 @@ enum Fault {
     Malformed,
     /// Answers nothing until the test ends, after saying so on the channel.
     Hang,
+    /// Ramp: the access token expires (401); a new one must be asked for.
+    Revoke,
 }
 
 #[derive(Default)]
@@ -57,6 +61,12 @@ struct Vendor {
     hung: Mutex<Option<tokio::sync::mpsc::Sender<u32>>>,
     /// Ready page bodies for the benchmark (page `n` is `bench[n - 1]`).
     bench: Mutex<Arc<Vec<String>>>,
+    /// The access token the fake Ramp issued last (`cards.rs`).
+    token: Mutex<String>,
+    /// `https://127.0.0.1:PORT`, for the absolute next links Ramp answers with.
+    origin: Mutex<String>,
+    /// Requests to the token endpoint.
+    tokens_issued: Mutex<u32>,
 }
 
 /// The benchmark's spend logs: the same envelope, pages built before the clock starts.
@@ -118,7 +128,7 @@ async fn spend_logs(
             }
             std::future::pending::<()>().await;
         }
-        Some(Fault::Malformed) | None => {}
+        Some(Fault::Malformed | Fault::Revoke) | None => {}
     }
     let parse = aiscout_collector::ingest::parse::parse_datetime;
     let (from, to) = (parse(&q["start_date"]).unwrap(), parse(&q["end_date"]).unwrap());
@@ -185,11 +195,13 @@ async fn serve_vendor() -> Served {
         .route("/bench/spend/logs/v2", axum::routing::get(bench_pages))
         .route("/v1/organization/costs", axum::routing::get(openai_costs))
         .route("/v1/organizations/cost_report", axum::routing::get(anthropic_cost_report))
+        .merge(cards::routes())
         .with_state(Arc::clone(&vendor));
     let (ca, ca_pem, chain, key) = certificates();
     let tls = api::tls::server_config(chain, key).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    *vendor.origin.lock().unwrap() = format!("https://{addr}");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let counters = Arc::new(api::Counters::default());
     tokio::spawn(api::serve(
@@ -211,6 +223,7 @@ fn settings(served: &Served, start: i64) -> Settings {
         kind: Kind::Litellm,
         base_url: BaseUrl::parse(&served.base_url).unwrap(),
         credential: Secret::new(KEY),
+        client_id: None,
         credential_setting: "connector.litellm-prod.api_key_file (/etc/aiscout/litellm.key)".into(),
         extra_roots: vec![served.ca.clone()],
         start,
@@ -631,11 +644,15 @@ fn check_config_names_every_connector_problem() {
              api_key_file = \"{0}/missing.key\"\n\
              [[connector]]\nname = \"a\"\nkind = \"ramp2\"\napi_key_env = \"AISCOUT_NO_SUCH_VAR\"\n\
              interval = \"5x\"\nstart = \"2026-13-01\"\n\
-             [[connector]]\nkind = \"openai\"\n",
+             [[connector]]\nkind = \"openai\"\n\
+             [[connector]]\nname = \"r\"\nkind = \"ramp\"\nclient_id_file = \"{0}/id\"\n\
+             api_key_file = \"{0}/id\"\n\
+             [[connector]]\nname = \"b\"\nkind = \"brex\"\nclient_secret_file = \"{0}/id\"\n",
             dir.path().display()
         ),
     )
     .unwrap();
+    std::fs::write(dir.path().join("id"), "ramp-client-id\n").unwrap();
     let out = std::process::Command::new(BIN)
         .arg("--config")
         .arg(&config)
@@ -655,6 +672,10 @@ fn check_config_names_every_connector_problem() {
         "connector.a.interval: \"5x\" is not a duration",
         "connector.a.start: \"2026-13-01\" is not YYYY-MM-DD",
         "connector[2].name: required",
+        "connector.r.client_secret_file: required for a ramp connector",
+        "connector.r.api_key_file: not a setting of a ramp connector",
+        "connector.b.token_file: required for a brex connector",
+        "connector.b.client_secret_file: not a setting of a brex connector",
     ] {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }

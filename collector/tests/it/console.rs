@@ -729,3 +729,51 @@ async fn person_erase_is_for_admins_needs_a_reason_and_is_audited_without_the_em
     let v: serde_json::Value = serde_json::from_slice(&answer).unwrap();
     assert_eq!(v["erased"], false);
 }
+
+/// The imports page shows each pull connector's latest run: when, outcome, rows and the error
+/// of a failed one (issue 16); file imports stay in the history only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_page_shows_each_connectors_latest_run_and_error() {
+    use aiscout_collector::model::ImportRun;
+    let server = start(100).await;
+    let now = aiscout_collector::store::now();
+    let run = |at: i64, name: &str, rows: i64, error: &str| ImportRun {
+        at,
+        actor: format!("connector:{name}"),
+        kind: "expenses".into(),
+        file: name.into(),
+        format: "ramp".into(),
+        rows,
+        stored: rows,
+        duplicates: 0,
+        errors: i64::from(!error.is_empty()),
+        error: error.into(),
+    };
+    for r in [
+        run(now - 7_200, "ramp-cards", 41, ""),
+        run(
+            now - 3_600,
+            "ramp-cards",
+            0,
+            "HTTP 401 on page 1: the API key was refused; fix connector.ramp-cards.client_id_file (/etc/aiscout/ramp.id)",
+        ),
+        run(now - 600, "brex-cards", 17, ""),
+    ] {
+        server.store.record_import(r).await.unwrap();
+    }
+    let mut c = server.connect(false).await;
+    let proc = sign_in(&mut c, &server.token("proc", Role::Procurement).await).await;
+    let (status, _, page) = get(&mut c, "/imports", Some(&proc)).await;
+    assert_eq!(status, StatusCode::OK);
+    let section = page.split("<h2>Connectors</h2>").nth(1).expect("a Connectors section");
+    let section = section.split("<h2>History</h2>").next().unwrap();
+    let brex = section.find("<td>brex-cards</td>").unwrap();
+    let ramp = section.find("<td>ramp-cards</td>").unwrap();
+    assert!(brex < ramp, "by name");
+    assert_eq!(section.matches("<td>ramp-cards</td>").count(), 1, "the latest run only");
+    assert!(
+        section.contains("failed") && section.contains("fix connector.ramp-cards.client_id_file")
+    );
+    let brex_row = section.get(brex..ramp).unwrap();
+    assert!(brex_row.contains(">17<") && brex_row.contains(">ok<"), "{brex_row}");
+}

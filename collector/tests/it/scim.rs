@@ -500,3 +500,79 @@ async fn bad_input_answers_scim_errors_naming_the_problem() {
     let page = String::from_utf8_lossy(&r.body);
     assert!(page.contains("role (scim) is for SCIM provisioning (/scim/v2) only."), "{page}");
 }
+
+/// A person deprovisioned over SCIM stays in history but is no active seat: the seat they
+/// still pay for becomes an idle seat in the reconciliation (while active, Ann owns no device,
+/// so her seat is not one), and the /people page marks them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deprovisioned_payer_is_an_idle_seat_and_marked_on_the_people_page() {
+    use aiscout_collector::join;
+    let (server, mut c, token) = scim_server().await;
+    let now = aiscout_collector::store::now();
+    let day = 86_400;
+    let lines = (0..3)
+        .map(|m| {
+            crate::store::expense(
+                &format!("ann:{m}"),
+                Some("openai.chatgpt"),
+                now - (m * 30 + 2) * day,
+                2_000,
+            )
+        })
+        .collect();
+    server.store.add_expenses(lines, now).await.unwrap();
+    let (r, audit) = aiscout_collector::review::decide(
+        "openai.chatgpt",
+        aiscout_collector::review::Decision::new(
+            aiscout_wire::ReviewStatus::Sanctioned,
+            "ok".into(),
+        ),
+        "sec",
+        now,
+    );
+    server.store.set_review(r, audit).await.unwrap();
+    let catalog = aiscout_signatures::Catalog::builtin().unwrap();
+    let idle = async || {
+        let facts = join::gather(&server.store, Default::default(), now, join::Purpose::Reconcile)
+            .await
+            .unwrap();
+        join::reconcile::reconcile(&catalog, &facts, 30)
+            .idle_subscriptions
+            .into_iter()
+            .map(|s| s.payer)
+            .collect::<Vec<_>>()
+    };
+    assert!(idle().await.is_empty(), "an active payer without a device is no idle seat");
+
+    let (status, created) = send(
+        &mut c,
+        Method::POST,
+        "/scim/v2/Users",
+        &token,
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+               "userName": "ann@example.com", "active": true,
+               "name": {"givenName": "Ann", "familyName": "Lee"}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert!(idle().await.is_empty());
+    let id = created["id"].as_str().unwrap().to_owned();
+    let (status, _) = send(
+        &mut c,
+        Method::PATCH,
+        &format!("/scim/v2/Users/{id}"),
+        &token,
+        json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+               "Operations": [{"op": "replace", "path": "active", "value": false}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(idle().await, ["ann@example.com"], "the deprovisioned payer's seat is idle");
+
+    let proc =
+        crate::console::sign_in(&mut c, &server.token("proc", Role::Procurement).await).await;
+    let (status, _, page) = crate::console::get(&mut c, "/people", Some(&proc)).await;
+    assert_eq!(status, StatusCode::OK);
+    let row = page.split("ann@example.com").nth(1).expect("Ann is still listed");
+    assert!(row.split("</tr>").next().unwrap().contains("deprovisioned"), "{row}");
+}

@@ -133,6 +133,7 @@ fn record(report: &FileReport, kind: &str, now: i64) -> ImportRun {
         stored: i(report.stored),
         duplicates: i(report.duplicates),
         errors: i(report.tally.error_count),
+        error: String::new(),
     }
 }
 

@@ -94,6 +94,8 @@ async fn render<S: Store>(
     outcome: Option<Outcome>,
 ) -> PageResult {
     let runs = state.store.import_runs(100).await?;
+    let recent = state.store.import_runs(CONNECTOR_RUNS_READ).await?;
+    let connectors = connector_status(&recent);
     let now = crate::store::now();
     let body = html! {
         main id="main" {
@@ -101,6 +103,22 @@ async fn render<S: Store>(
             p class="muted" { "Each row is stored once, however often a file is imported. A drop folder or the command line import the same way." }
             @if let Some(o) = &outcome { (outcome_panel(o)) }
             section class="panel" { h2 { "Upload a file" } (upload_form(signed, state.console.max_upload_bytes)) }
+            @if !connectors.is_empty() {
+                section class="panel" {
+                    h2 { "Connectors" }
+                    p class="muted" { "The latest run of each pull connector. A failed run keeps its cursor; the next one asks again from there." }
+                    table class="data" {
+                        thead { tr { th scope="col" { "Connector" } th scope="col" { "Kind" } th scope="col" { "Last run" } th scope="col" { "Outcome" } th scope="col" class="num" { "Rows fetched" } th scope="col" class="num" { "New" } th scope="col" class="num" { "Already known" } th scope="col" { "Error" } } }
+                        tbody { @for r in &connectors { tr class=[(r.errors > 0).then_some("warn")] {
+                            td { (r.file) } td { (r.format) } td { (view::when(r.at, now)) }
+                            td { @if r.errors > 0 { "failed" } @else { "ok" } }
+                            td class="num" { (count(u64::try_from(r.rows).unwrap_or(0))) } td class="num" { (count(u64::try_from(r.stored).unwrap_or(0))) }
+                            td class="num" { (count(u64::try_from(r.duplicates).unwrap_or(0))) }
+                            td { @if r.error.is_empty() { "—" } @else { (r.error) } }
+                        } } }
+                    }
+                }
+            }
             section class="panel" {
                 h2 { "History" }
                 @if runs.is_empty() { p class="empty" { "Nothing imported yet." } }
@@ -118,6 +136,23 @@ async fn render<S: Store>(
         }
     };
     Ok(document("Imports", Some(signed), "/imports", body))
+}
+
+/// Import runs read for the connectors' status: far more than connectors run between two
+/// visits, so each connector's latest run is among them.
+const CONNECTOR_RUNS_READ: i64 = 1_000;
+
+/// The latest run of each connector (actor `connector:NAME`), by name.
+fn connector_status(runs: &[crate::model::ImportRun]) -> Vec<&crate::model::ImportRun> {
+    let mut latest: std::collections::BTreeMap<&str, &crate::model::ImportRun> =
+        std::collections::BTreeMap::new();
+    // Newest first: the first run seen of each connector is its latest.
+    for r in runs {
+        if let Some(name) = r.actor.strip_prefix("connector:") {
+            latest.entry(name).or_insert(r);
+        }
+    }
+    latest.into_values().collect()
 }
 
 /// `GET /imports`.

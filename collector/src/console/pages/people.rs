@@ -24,8 +24,21 @@ pub(crate) async fn page<S: Store>(
     let pairs = crate::api::query_pairs(raw.as_deref());
     let now = crate::store::now();
     let all = state.cache.people(&state.store, now).await?;
+    // Deprovisioned people (SCIM `active: false`) stay listed but are no active seat.
+    let gone: std::collections::BTreeSet<String> = state
+        .store
+        .people_active()
+        .await?
+        .into_iter()
+        .filter(|(_, active)| !active)
+        .map(|(e, _)| e.to_lowercase())
+        .collect();
     let active_since = now - 30 * 86_400;
-    let active = all.people.iter().filter(|p| p.usage.last_activity >= active_since).count();
+    let active = all
+        .people
+        .iter()
+        .filter(|p| p.usage.last_activity >= active_since && !gone.contains(&p.usage.email))
+        .count();
     let per_person: Vec<aiscout_wire::Money> = all
         .total
         .iter()
@@ -64,7 +77,7 @@ pub(crate) async fn page<S: Store>(
                 thead { tr { th scope="col" { "Person" } th scope="col" { "Department" } th scope="col" { "AI tools on their devices" } th scope="col" class="num" { "Card spend" } th scope="col" class="num" { "Gateway spend" } th scope="col" { "Last activity" } } }
                 tbody { @for p in rows.get(start..end).unwrap_or_default() {
                     tr {
-                        td { a href={ "/people/" (segment(&p.usage.email)) } { (if p.name.is_empty() { p.usage.email.as_str() } else { p.name.as_str() }) } br; span class="muted small" { (p.usage.email) } }
+                        td { a href={ "/people/" (segment(&p.usage.email)) } { (if p.name.is_empty() { p.usage.email.as_str() } else { p.name.as_str() }) } br; span class="muted small" { (p.usage.email) } @if gone.contains(&p.usage.email) { " " span class="badge" { "deprovisioned" } } }
                         td { (p.department) }
                         td class="small" { (p.usage.products.iter().map(|x| state.catalog.product(x).map_or(x.clone(), |c| c.name.clone())).collect::<Vec<_>>().join(", ")) }
                         td class="num" { (view::money(&p.card())) }

@@ -365,7 +365,7 @@ pub(crate) async fn migrations_are_idempotent_on_reopen(store: impl Store) {
     assert!(store.tokens().await.unwrap().is_empty());
 }
 
-fn expense(key: &str, product: Option<&str>, at: i64, amount: i64) -> ExpenseLine {
+pub(crate) fn expense(key: &str, product: Option<&str>, at: i64, amount: i64) -> ExpenseLine {
     ExpenseLine {
         source: "ramp".into(),
         dedupe_key: key.into(),
@@ -1131,6 +1131,7 @@ fn import_run(at: i64, kind: &str, file: &str, rows: i64) -> ImportRun {
         stored: rows - 2,
         duplicates: 1,
         errors: 1,
+        error: String::new(),
     }
 }
 
