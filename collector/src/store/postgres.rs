@@ -24,11 +24,12 @@ use super::{
 };
 use crate::alerts::event;
 use crate::model::{
-    Attempt, AuditEntry, AuditFilter, AuditRecord, Batch, ChannelRow, Claimed, DeliveryRow, Device,
-    DeviceId, DevicePage, DeviceQuery, DeviceSighting, DeviceSummary, DeviceUsage, EnrollAttempt,
-    EnrollOutcome, ExpenseLine, GatewaySpend, GatewayTotal, Health, ImportCounts, ImportRun,
-    IngestOutcome, NewEvent, OwnerUse, Person, PersonUsage, ProductUsage, ReenrollRequest, Review,
-    ScimResource, ScimWrite, Session, SourceUsage, StoredEvent, Token, UsageFilter, ValueUsage,
+    Admit, AdmitRule, Attempt, AuditEntry, AuditFilter, AuditRecord, Batch, ChannelRow, Claimed,
+    DeliveryRow, Device, DeviceId, DevicePage, DeviceQuery, DeviceSighting, DeviceSummary,
+    DeviceUsage, DigestClaim, EnrollAttempt, EnrollOutcome, ExpenseLine, GatewaySpend,
+    GatewayTotal, Health, ImportCounts, ImportRun, IngestOutcome, NewEvent, OwnerUse, Person,
+    PersonUsage, ProductUsage, ReenrollRequest, Review, ScimResource, ScimWrite, Session,
+    SourceUsage, StoredEvent, Token, UsageFilter, ValueUsage,
 };
 
 /// The PostgreSQL migrations, in order.
@@ -46,6 +47,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 11, sql: include_str!("migrations/postgres/0011_digests.sql") },
     Migration { version: 12, sql: include_str!("migrations/postgres/0012_privacy.sql") },
     Migration { version: 13, sql: include_str!("migrations/postgres/0013_scim.sql") },
+    Migration { version: 14, sql: include_str!("migrations/postgres/0014_alert_caps.sql") },
 ];
 
 /// The advisory lock key that serialises migrations ("aiscout" in ASCII).
@@ -2345,20 +2347,15 @@ impl Store for PgStore {
         Ok(n == 1)
     }
 
-    async fn delivered_since(
+    async fn admit_delivery(
         &self,
-        channel: String,
-        since: i64,
-        like: Option<(String, String)>,
-    ) -> Result<i64, StoreError> {
-        let client = self.client().await?;
-        let row = match &like {
-            None => client.query_one(outbox::DELIVERED_SINCE, &[&channel, &since]).await?,
-            Some((kind, product)) => {
-                client.query_one(outbox::DELIVERED_LIKE, &[&channel, &since, kind, product]).await?
-            }
-        };
-        Ok(row.try_get(0)?)
+        claimed: Claimed,
+        claimer: String,
+        now: i64,
+        rule: AdmitRule,
+    ) -> Result<Admit, StoreError> {
+        let mut client = self.client().await?;
+        outbox::pg_admit(&mut client, &claimed, &claimer, now, &rule).await
     }
 
     async fn deliveries(&self, limit: i64) -> Result<Vec<DeliveryRow>, StoreError> {
@@ -2409,7 +2406,7 @@ impl Store for PgStore {
         claimer: String,
         now: i64,
         lease_until: i64,
-    ) -> Result<Option<Option<i64>>, StoreError> {
+    ) -> Result<Option<DigestClaim>, StoreError> {
         let client = self.client().await?;
         // INSERT ... ON CONFLICT is atomic: of two collectors claiming at once, the second
         // sees the first's committed row, whose lease has not run out, and changes nothing.
@@ -2420,7 +2417,22 @@ impl Store for PgStore {
             return Ok(None);
         }
         let row = client.query_one(outbox::DIGEST_PREVIOUS, &[&channel, &period_end]).await?;
-        Ok(Some(row.try_get::<_, Option<i64>>(0)?))
+        let attempts = client.query_one(outbox::DIGEST_ATTEMPTS, &[&channel, &period_end]).await?;
+        Ok(Some(DigestClaim { previous: row.try_get(0)?, attempts: attempts.try_get(0)? }))
+    }
+
+    async fn digest_failed(
+        &self,
+        channel: String,
+        period_end: i64,
+        claimer: String,
+        retry_at: i64,
+    ) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(outbox::DIGEST_FAILED, &[&channel, &period_end, &claimer, &retry_at])
+            .await?;
+        Ok(())
     }
 
     async fn digest_sent(

@@ -380,11 +380,9 @@ async fn digests_once<S: Store + Clone + Send + Sync + 'static>(store: S, dir: &
     let products = ["openai.chatgpt", "anthropic.claude", "github.copilot", "perplexity.ai"];
     let events: Vec<NewEvent> =
         products.iter().enumerate().map(|(i, p)| discovered(0, p, h(0, 9, 0) - i as i64)).collect();
-    // One at a time: the cap is checked per attempt, and one round's attempts run at once.
-    for e in &events {
-        store.emit(vec![e.clone()], None, h(0, 9, 0)).await.unwrap();
-        while a.round(&channel, &tls).await.unwrap() > 0 {}
-    }
+    // All at once, so one round attempts them concurrently: the cap still holds exactly.
+    store.emit(events.clone(), None, h(0, 9, 0)).await.unwrap();
+    while a.round(&channel, &tls).await.unwrap() > 0 {}
     // Day 0, 09:30: the period that ended at 08:00 had nothing; no message.
     set(h(0, 9, 30));
     assert_eq!(a.digest_round(&channel, &tls).await.unwrap(), DigestOutcome::Empty);
@@ -413,8 +411,8 @@ async fn digests_once<S: Store + Clone + Send + Sync + 'static>(store: S, dir: &
     assert_eq!(listed, 3, "{text}");
     assert_eq!(m["message_id"], format!("<digest-daily_digest-{}@aiscout>", h(1, 8, 0)));
 
-    // Day 1, 09:01 (the cap counts the 24 hours before): one more; day 2's digest, asked by both collectors at once, goes out once
-    // and lists only it.
+    // Day 1, 09:01 (a new calendar day, so the cap has room): one more; day 2's digest, asked
+    // by both collectors at once, goes out once and lists only it.
     set(h(1, 9, 1));
     let later = discovered(1, "mistral.lechat", h(1, 9, 1));
     store.emit(vec![later.clone()], None, h(1, 9, 1)).await.unwrap();
@@ -442,7 +440,7 @@ async fn digests_once<S: Store + Clone + Send + Sync + 'static>(store: S, dir: &
         .claim_digest(channel.name.clone(), h(4, 8, 0), "dead".into(), h(4, 8, 5), h(4, 8, 6))
         .await
         .unwrap();
-    assert_eq!(dead, Some(Some(h(2, 8, 0))));
+    assert_eq!(dead.map(|c| (c.previous, c.attempts)), Some((Some(h(2, 8, 0)), 0)));
     assert_eq!(b.digest_round(&channel, &tls).await.unwrap(), DigestOutcome::NotMine);
     set(h(4, 8, 7));
     assert_eq!(b.digest_round(&channel, &tls).await.unwrap(), DigestOutcome::Sent(1));
@@ -473,4 +471,65 @@ async fn a_daily_digest_is_sent_once_by_two_collectors_on_postgres() {
     let _schema = Schema(schema);
     let store = PgStore::open(&url).await.unwrap();
     digests_once(store, dir.path()).await;
+}
+
+/// A digest the SMTP server does not take waits the same backoff as a delivery before it is
+/// tried again (by whichever collector comes first): `2^n` seconds after the `n+1`th refusal,
+/// with equal jitter (so at least half of it), not a try every round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_digest_is_retried_after_an_exponential_backoff() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("aiscout.db")).await.unwrap();
+    let out = dir.path().join("mailbox");
+    std::fs::create_dir(&out).unwrap();
+    let port = free_port();
+    setup(dir.path(), port, "");
+    let channel = Arc::new(digest_channel(dir.path(), port));
+    let tls = deliver::tls_for(&channel).unwrap();
+    let row = ChannelRow { name: channel.name.clone(), kind: "email".into(), events: vec![] };
+    store.sync_channels(vec![row], aiscout_collector::store::now()).await.unwrap();
+    let time = Arc::new(AtomicI64::new(0));
+    let deliverer = || {
+        Deliverer::new(store.clone(), Catalog::builtin().unwrap(), CONSOLE.into())
+            .unwrap()
+            .with_clock(clock(&time))
+    };
+    let (a, b) = (Arc::new(deliverer()), Arc::new(deliverer()));
+    let now = aiscout_collector::store::now();
+    let day = now - now % 86_400 - 10 * 86_400;
+    let set = |t: i64| time.store(t, Ordering::SeqCst);
+    set(day + 9 * 3_600);
+    store
+        .emit(vec![discovered(0, "openai.chatgpt", day + 9 * 3_600)], None, day + 9 * 3_600)
+        .await
+        .unwrap();
+    while a.round(&channel, &tls).await.unwrap() > 0 {}
+
+    // The SMTP server is down when the digest is due.
+    let mut t = day + 86_400 + 8 * 3_600 + 90;
+    set(t);
+    let refused = a.digest_round(&channel, &tls).await.unwrap();
+    assert!(matches!(refused, DigestOutcome::Failed(_)), "{refused:?}");
+    for n in 1..=8_u32 {
+        let full = 1_i64 << (n - 1);
+        // Within the first half of the backoff nobody tries (the old code tried every round).
+        if full / 2 >= 1 {
+            set(t + full / 2 - 1);
+            assert_eq!(a.digest_round(&channel, &tls).await.unwrap(), DigestOutcome::NotMine);
+            assert_eq!(b.digest_round(&channel, &tls).await.unwrap(), DigestOutcome::NotMine);
+        }
+        // After the whole of it, either collector tries again.
+        t += full;
+        set(t);
+        let who = if n % 2 == 0 { &a } else { &b };
+        let again = who.digest_round(&channel, &tls).await.unwrap();
+        assert!(matches!(again, DigestOutcome::Failed(_)), "refusal {n}: {again:?}");
+    }
+    assert!(received(&out).is_empty());
+    // The server is back: the next try after the backoff sends it, once.
+    let _smtp = Smtp::start(port, dir.path(), &out, SMTP_PASSWORD);
+    set(t + 255);
+    assert_eq!(a.digest_round(&channel, &tls).await.unwrap(), DigestOutcome::Sent(1));
+    assert_eq!(b.digest_round(&channel, &tls).await.unwrap(), DigestOutcome::NotMine);
+    assert_eq!(wait_for(&out, 1).await.len(), 1);
 }
