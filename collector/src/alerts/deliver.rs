@@ -12,8 +12,9 @@
 //!   change's transaction, and nothing else).
 //! - **Noise control.** `max_per_day` deliveries a channel a calendar day (UTC), and a `quiet`
 //!   period per (event type, product): what is held back is marked `capped`, and counted on
-//!   `/alerts`. Both are decided by [`Store::admit_delivery`] just before the send, one
-//!   delivery of a channel at a time across all collectors, and an admitted delivery keeps
+//!   `/alerts`. Both are decided by [`Store::admit_deliveries`] just before the send, for a
+//!   round's deliveries at once and one round of a channel at a time across all collectors,
+//!   and an admitted delivery keeps
 //!   its place while in flight, so neither a round's concurrent attempts nor several
 //!   collectors can pass the cap.
 //! - **Digests** that the SMTP server refuses are tried again after the same backoff.
@@ -268,14 +269,68 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
         }
         let abouts: HashMap<String, Result<Option<About>, String>> =
             abouts.into_iter().map(|(p, a)| (p.to_owned(), a)).collect();
+        // The channel's filters, then its cap and quiet period for the whole round in one
+        // admission (one lock of the channel, not one per delivery).
+        let mut early: Vec<Option<Attempt>> = Vec::with_capacity(n);
+        let mut known: Vec<Option<About>> = Vec::with_capacity(n);
+        for c in &claimed {
+            let about = abouts.get(&c.event.event.product).cloned().unwrap_or(Ok(None));
+            match about {
+                Err(err) => {
+                    let error = format!("reading the store: {err}");
+                    early.push(Some(self.retry(channel, c, now, None, None, error)));
+                    known.push(None);
+                }
+                Ok(about) => {
+                    early.push(filtered(channel, about.as_ref()));
+                    known.push(about);
+                }
+            }
+        }
+        let gated: Vec<usize> = (0..n)
+            .filter(|&i| early[i].is_none() && claimed[i].event.event.kind != super::event::TEST)
+            .collect();
+        if !gated.is_empty() {
+            let quiet_since =
+                channel.quiet.map(|q| now - i64::try_from(q.as_secs()).unwrap_or(i64::MAX / 2));
+            let rule = AdmitRule { max_per_day: i64::from(channel.max_per_day), quiet_since };
+            let asked: Vec<Claimed> = gated.iter().map(|&i| claimed[i].clone()).collect();
+            match self.store.admit_deliveries(asked, self.claimer.clone(), now, rule).await {
+                Ok(answers) => {
+                    for (&i, answer) in gated.iter().zip(answers) {
+                        early[i] = match answer {
+                            Admit::Admitted => None,
+                            Admit::Capped(reason) => Some(Attempt::Capped { reason }),
+                            // Another collector holds it now; `finish` will not touch its row.
+                            Admit::Lost => Some(self.retry(
+                                channel,
+                                &claimed[i],
+                                now,
+                                None,
+                                None,
+                                "the claim ran out".into(),
+                            )),
+                        };
+                    }
+                }
+                Err(err) => {
+                    for &i in &gated {
+                        let error = format!("reading the store: {err}");
+                        early[i] = Some(self.retry(channel, &claimed[i], now, None, None, error));
+                    }
+                }
+            }
+        }
         let mut sends = tokio::task::JoinSet::new();
-        for c in claimed {
+        for ((c, early), about) in claimed.into_iter().zip(early).zip(known) {
             let me = Arc::clone(self);
             let channel = Arc::clone(channel);
             let tls = Arc::clone(tls);
-            let about = abouts.get(&c.event.event.product).cloned().unwrap_or(Ok(None));
             sends.spawn(async move {
-                let attempt = me.attempt(&channel, &tls, &c, about).await;
+                let attempt = match early {
+                    Some(attempt) => attempt,
+                    None => me.send(&channel, &tls, &c, about).await,
+                };
                 me.finish(&channel, c, attempt).await
             });
         }
@@ -328,47 +383,16 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
         Ok(())
     }
 
-    /// One attempt: the channel's filters and limits first, then the send.
-    async fn attempt(
+    /// One attempt of a delivery its channel's filters and limits let through.
+    async fn send(
         &self,
         channel: &Channel,
         tls: &Arc<rustls::ClientConfig>,
         c: &Claimed,
-        about: Result<Option<About>, String>,
+        about: Option<About>,
     ) -> Attempt {
         let now = self.now();
         let e = &c.event.event;
-        let store_failed = |err: String| {
-            self.retry(channel, c, now, None, None, format!("reading the store: {err}"))
-        };
-        let about = match about {
-            Ok(a) => a,
-            Err(err) => return store_failed(err),
-        };
-        if !channel.statuses.is_empty()
-            && let Some(a) = &about
-            && !channel.statuses.contains(&a.status)
-        {
-            return Attempt::Capped {
-                reason: format!("status {} is not taken by this channel", a.status),
-            };
-        }
-        if e.kind != super::event::TEST {
-            let quiet_since = channel
-                .quiet
-                .filter(|_| !e.product.is_empty())
-                .map(|q| now - i64::try_from(q.as_secs()).unwrap_or(i64::MAX / 2));
-            let rule = AdmitRule { max_per_day: i64::from(channel.max_per_day), quiet_since };
-            match self.store.admit_delivery(c.clone(), self.claimer.clone(), now, rule).await {
-                Ok(Admit::Admitted) => {}
-                Ok(Admit::Capped(reason)) => return Attempt::Capped { reason },
-                Ok(Admit::Lost) => {
-                    // Another collector holds it now; `finish` will not touch its row.
-                    return self.retry(channel, c, now, None, None, "the claim ran out".into());
-                }
-                Err(err) => return store_failed(err.to_string()),
-            }
-        }
         // A test event of a digest channel goes out at once, so an admin sees the channel work.
         if channel.digest.is_some() && e.kind != super::event::TEST {
             return Attempt::Held;
@@ -537,6 +561,14 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
         let (devices, users) = usage.first().map_or((0, 0), |u| (u.devices, u.users));
         Ok(Some(About { name, vendor, category, status, devices, users }))
     }
+}
+
+/// `Capped` when the channel's `statuses` do not take the product's review status.
+fn filtered(channel: &Channel, about: Option<&About>) -> Option<Attempt> {
+    let a = about?;
+    (!channel.statuses.is_empty() && !channel.statuses.contains(&a.status)).then(|| {
+        Attempt::Capped { reason: format!("status {} is not taken by this channel", a.status) }
+    })
 }
 
 /// The TLS client of a channel: the system's roots plus its `ca_file`.

@@ -586,16 +586,17 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Admits a claimed delivery under its channel's cap and quiet period (see
-    /// `outbox::ADMITTED`): admissions of one channel are serialised, so concurrent attempts
-    /// and several collectors never pass `max_per_day` in a calendar day (UTC).
-    fn admit_delivery(
+    /// Admits claimed deliveries of one channel, in order, under its cap and quiet period
+    /// (see `outbox::ADMITTED`), answering for each: a channel's admissions are serialised,
+    /// so concurrent rounds and several collectors never pass `max_per_day` in a calendar day
+    /// (UTC).
+    fn admit_deliveries(
         &self,
-        claimed: Claimed,
+        claimed: Vec<Claimed>,
         claimer: String,
         now: i64,
         rule: AdmitRule,
-    ) -> impl Future<Output = Result<Admit, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Admit>, StoreError>> + Send;
 
     /// The latest `limit` deliveries, newest event first.
     fn deliveries(

@@ -153,13 +153,15 @@ pub fn day_of(now: i64) -> (i64, i64) {
 const DAY: i64 = 86_400;
 
 /// An admission's answer once the claim is known to be held: `current` is its admission time
-/// (if any), `admitted` the channel's admissions today, `alike` those of the same type and
-/// product in the quiet period (`None` when not asked). `None` means: admit now.
+/// (if any), `admitted` the channel's admissions today so far, `alike` counts those of the
+/// same type and product in the quiet period (asked only for an event about a product).
+/// `None` means: admit now.
 fn refusal(
     current: Option<i64>,
     now: i64,
     rule: &AdmitRule,
-    admitted: impl FnOnce() -> Result<i64, StoreError>,
+    product: &str,
+    admitted: i64,
     alike: impl FnOnce(i64) -> Result<i64, StoreError>,
 ) -> Result<Option<Admit>, StoreError> {
     let (today, _) = day_of(now);
@@ -168,10 +170,10 @@ fn refusal(
         // place of today's already.
         return Ok(Some(Admit::Admitted));
     }
-    if admitted()? >= rule.max_per_day {
+    if admitted >= rule.max_per_day {
         return Ok(Some(Admit::Capped(format!("max_per_day {} reached", rule.max_per_day))));
     }
-    if let Some(since) = rule.quiet_since
+    if let Some(since) = rule.quiet_since.filter(|_| !product.is_empty())
         && alike(since)? > 0
     {
         return Ok(Some(Admit::Capped("quiet period".into())));
@@ -287,43 +289,46 @@ pub fn sqlite_claim(
     Ok(claimed)
 }
 
-/// Admits a claimed delivery under `rule` (see [`ADMITTED`]); the writer lock of the
-/// immediate transaction serialises admissions.
+/// Admits claimed deliveries of one channel under `rule`, in order (see [`ADMITTED`]); the
+/// writer lock of the immediate transaction serialises admissions.
 pub fn sqlite_admit(
     c: &mut rusqlite::Connection,
-    claimed: &Claimed,
+    claimed: &[Claimed],
     claimer: &str,
     now: i64,
     rule: &AdmitRule,
-) -> Result<Admit, StoreError> {
+) -> Result<Vec<Admit>, StoreError> {
     let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let (channel, seq) = (claimed.channel.as_str(), claimed.event.seq);
-    let current: Option<Option<i64>> = tx
-        .prepare_cached(&rollup::sqlite(ADMISSION))?
-        .query_row(params![channel, seq, claimer], |r| r.get(0))
-        .optional()?;
-    let Some(current) = current else { return Ok(Admit::Lost) };
+    let Some(channel) = claimed.first().map(|c| c.channel.as_str()) else { return Ok(Vec::new()) };
     let (today, tomorrow) = day_of(now);
-    let e = &claimed.event.event;
-    let refused = refusal(
-        current,
-        now,
-        rule,
-        || {
-            let mut stmt = tx.prepare_cached(&rollup::sqlite(ADMITTED))?;
-            Ok(stmt.query_row(params![channel, today, tomorrow], |r| r.get(0))?)
-        },
-        |since| {
+    let mut admitted: i64 = tx
+        .prepare_cached(&rollup::sqlite(ADMITTED))?
+        .query_row(params![channel, today, tomorrow], |r| r.get(0))?;
+    let mut answers = Vec::with_capacity(claimed.len());
+    for c in claimed {
+        let (channel, seq, e) = (c.channel.as_str(), c.event.seq, &c.event.event);
+        let current: Option<Option<i64>> = tx
+            .prepare_cached(&rollup::sqlite(ADMISSION))?
+            .query_row(params![channel, seq, claimer], |r| r.get(0))
+            .optional()?;
+        let Some(current) = current else {
+            answers.push(Admit::Lost);
+            continue;
+        };
+        let refused = refusal(current, now, rule, &e.product, admitted, |since| {
             let mut stmt = tx.prepare_cached(&rollup::sqlite(ADMITTED_LIKE))?;
             Ok(stmt.query_row(params![channel, since, e.kind, e.product], |r| r.get(0))?)
-        },
-    )?;
-    if let Some(answer) = refused {
-        return Ok(answer);
+        })?;
+        if let Some(answer) = refused {
+            answers.push(answer);
+            continue;
+        }
+        tx.prepare_cached(&rollup::sqlite(ADMIT))?.execute(params![channel, seq, now])?;
+        admitted += 1;
+        answers.push(Admit::Admitted);
     }
-    tx.prepare_cached(&rollup::sqlite(ADMIT))?.execute(params![channel, seq, now])?;
     tx.commit()?;
-    Ok(Admit::Admitted)
+    Ok(answers)
 }
 
 /// Reads a [`LIST`] row.
@@ -426,45 +431,54 @@ pub fn pg_claim_sql() -> &'static str {
     CLAIM.as_str()
 }
 
-/// Admits a claimed delivery under `rule` (see [`ADMITTED`]); the channel row's lock
-/// ([`CHANNEL_LOCK`]) serialises admissions across collectors.
+/// Admits claimed deliveries of one channel under `rule`, in order (see [`ADMITTED`]); the
+/// channel row's lock ([`CHANNEL_LOCK`]) serialises admissions across collectors.
 pub async fn pg_admit(
     client: &mut deadpool_postgres::Object,
-    claimed: &Claimed,
+    claimed: &[Claimed],
     claimer: &str,
     now: i64,
     rule: &AdmitRule,
-) -> Result<Admit, StoreError> {
+) -> Result<Vec<Admit>, StoreError> {
+    let Some(channel) = claimed.first().map(|c| c.channel.as_str()) else { return Ok(Vec::new()) };
     let tx = client.transaction().await?;
-    let (channel, seq) = (claimed.channel.as_str(), claimed.event.seq);
     tx.query_opt(&tx.prepare_cached(CHANNEL_LOCK).await?, &[&channel]).await?;
-    let row =
-        tx.query_opt(&tx.prepare_cached(ADMISSION).await?, &[&channel, &seq, &claimer]).await?;
-    let Some(row) = row else { return Ok(Admit::Lost) };
-    let current: Option<i64> = row.try_get(0)?;
     let (today, tomorrow) = day_of(now);
-    let e = &claimed.event.event;
-    // Both counts are read before deciding: `refusal` is synchronous.
-    let admitted: i64 = tx
+    let mut admitted: i64 = tx
         .query_one(&tx.prepare_cached(ADMITTED).await?, &[&channel, &today, &tomorrow])
         .await?
         .try_get(0)?;
-    let alike: i64 = match rule.quiet_since {
-        Some(since) => tx
-            .query_one(
-                &tx.prepare_cached(ADMITTED_LIKE).await?,
-                &[&channel, &since, &e.kind, &e.product],
-            )
-            .await?
-            .try_get(0)?,
-        _ => 0,
-    };
-    if let Some(answer) = refusal(current, now, rule, || Ok(admitted), |_| Ok(alike))? {
-        return Ok(answer);
+    let mut answers = Vec::with_capacity(claimed.len());
+    for c in claimed {
+        let (channel, seq, e) = (c.channel.as_str(), c.event.seq, &c.event.event);
+        let row =
+            tx.query_opt(&tx.prepare_cached(ADMISSION).await?, &[&channel, &seq, &claimer]).await?;
+        let Some(row) = row else {
+            answers.push(Admit::Lost);
+            continue;
+        };
+        let current: Option<i64> = row.try_get(0)?;
+        // `refusal` is synchronous: the quiet period's count is read before it, when it applies.
+        let alike: i64 = match rule.quiet_since {
+            Some(since) if !e.product.is_empty() => tx
+                .query_one(
+                    &tx.prepare_cached(ADMITTED_LIKE).await?,
+                    &[&channel, &since, &e.kind, &e.product],
+                )
+                .await?
+                .try_get(0)?,
+            _ => 0,
+        };
+        if let Some(answer) = refusal(current, now, rule, &e.product, admitted, |_| Ok(alike))? {
+            answers.push(answer);
+            continue;
+        }
+        tx.execute(&tx.prepare_cached(ADMIT).await?, &[&channel, &seq, &now]).await?;
+        admitted += 1;
+        answers.push(Admit::Admitted);
     }
-    tx.execute(&tx.prepare_cached(ADMIT).await?, &[&channel, &seq, &now]).await?;
     tx.commit().await?;
-    Ok(Admit::Admitted)
+    Ok(answers)
 }
 
 /// Reads a [`LIST`] row.

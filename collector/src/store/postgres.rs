@@ -2294,9 +2294,10 @@ impl Store for PgStore {
     ) -> Result<Vec<Claimed>, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        tx.execute(outbox::pg_claim_sql(), &[&channel, &now, &lease_until, &limit, &claimer])
-            .await?;
-        let rows = tx.query(outbox::CLAIMED, &[&channel, &claimer, &lease_until]).await?;
+        let claim = tx.prepare_cached(outbox::pg_claim_sql()).await?;
+        tx.execute(&claim, &[&channel, &now, &lease_until, &limit, &claimer]).await?;
+        let select = tx.prepare_cached(outbox::CLAIMED).await?;
+        let rows = tx.query(&select, &[&channel, &claimer, &lease_until]).await?;
         let claimed = rows
             .iter()
             .map(|r| {
@@ -2325,7 +2326,7 @@ impl Store for PgStore {
         let (state, next_at, done_at, status, error) = outbox::finish_values(&attempt, now);
         let n = tx
             .execute(
-                outbox::FINISH,
+                &tx.prepare_cached(outbox::FINISH).await?,
                 &[
                     &claimed.channel,
                     &claimed.event.seq,
@@ -2347,13 +2348,13 @@ impl Store for PgStore {
         Ok(n == 1)
     }
 
-    async fn admit_delivery(
+    async fn admit_deliveries(
         &self,
-        claimed: Claimed,
+        claimed: Vec<Claimed>,
         claimer: String,
         now: i64,
         rule: AdmitRule,
-    ) -> Result<Admit, StoreError> {
+    ) -> Result<Vec<Admit>, StoreError> {
         let mut client = self.client().await?;
         outbox::pg_admit(&mut client, &claimed, &claimer, now, &rule).await
     }

@@ -2372,13 +2372,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn admit_delivery(
+    async fn admit_deliveries(
         &self,
-        claimed: Claimed,
+        claimed: Vec<Claimed>,
         claimer: String,
         now: i64,
         rule: AdmitRule,
-    ) -> Result<Admit, StoreError> {
+    ) -> Result<Vec<Admit>, StoreError> {
         self.with(move |c| outbox::sqlite_admit(c, &claimed, &claimer, now, &rule)).await
     }
 

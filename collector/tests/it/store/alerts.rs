@@ -272,10 +272,12 @@ pub(crate) async fn alert_admissions_keep_the_daily_cap_exact_and_the_quiet_peri
         claimed.into_iter().partition(|c| c.event.event.kind == event::DISCOVERED);
     let cap = |max: i64| AdmitRule { max_per_day: max, quiet_since: None };
     let admit = |c: &aiscout_collector::model::Claimed, who: &str, now: i64, rule: AdmitRule| {
-        store.admit_delivery(c.clone(), who.into(), now, rule)
+        let asked = store.admit_deliveries(vec![c.clone()], who.into(), now, rule);
+        async move { asked.await.map(|mut answers| answers.remove(0)) }
     };
 
-    // Six attempts at once against a cap of three: three places, whatever the interleaving.
+    // Six admissions at once (as from six collectors) against a cap of three: three places,
+    // whatever the interleaving.
     let at = d + 101;
     let all = tokio::join!(
         admit(&found[0], "A", at, cap(3)),
@@ -315,13 +317,15 @@ pub(crate) async fn alert_admissions_keep_the_daily_cap_exact_and_the_quiet_peri
         Admit::Capped("max_per_day 1 reached".into())
     );
 
-    // Quiet period: of two events of one type about one product, the second is held back.
+    // Quiet period: of two events of one type about one product admitted in one round, the
+    // second is held back; a round's answers come in its order.
     let quiet = AdmitRule { max_per_day: 100, quiet_since: Some(at - 3_600) };
-    let (q1, q2) = tokio::join!(
-        admit(&spread[0], "A", at, quiet.clone()),
-        admit(&spread[1], "A", at, quiet.clone())
-    );
-    let mut q = [q1.unwrap(), q2.unwrap()];
-    q.sort_by_key(|a| format!("{a:?}"));
-    assert_eq!(q, [Admit::Admitted, Admit::Capped("quiet period".into())]);
+    let answers = store.admit_deliveries(spread.clone(), "A".into(), at, quiet).await.unwrap();
+    assert_eq!(answers, [Admit::Admitted, Admit::Capped("quiet period".into())]);
+    // One round against the cap: places in order, then capped.
+    let later = d + 2 * DAY;
+    let rest: Vec<_> = capped.iter().map(|&i| found[i].clone()).collect();
+    let answers = store.admit_deliveries(rest, "A".into(), later, cap(2)).await.unwrap();
+    let capped2 = Admit::Capped("max_per_day 2 reached".into());
+    assert_eq!(answers, [Admit::Admitted, Admit::Admitted, capped2]);
 }
