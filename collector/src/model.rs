@@ -779,6 +779,38 @@ pub struct Claimed {
     pub created_at: i64,
 }
 
+/// Whether a delivery may be sent under its channel's daily cap and quiet period.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Admit {
+    /// It holds one of the day's places (taken now, or earlier today by an attempt that did
+    /// not finish).
+    Admitted,
+    /// Held back: which limit.
+    Capped(String),
+    /// The claim is no longer this claimer's (its lease ran out and another took it).
+    Lost,
+}
+
+/// What an admission checks: the channel's cap and, for an event about a product, its
+/// quiet period.
+#[derive(Clone, Debug)]
+pub struct AdmitRule {
+    /// Deliveries a calendar day (UTC).
+    pub max_per_day: i64,
+    /// The start of the quiet period that an earlier event of the same type about the same
+    /// product would still be in, if the channel has one.
+    pub quiet_since: Option<i64>,
+}
+
+/// A digest claim held: where its events start and how many of its sends were refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DigestClaim {
+    /// The end of the channel's latest digest sent before, if any.
+    pub previous: Option<i64>,
+    /// Refused sends of this digest so far (its backoff step).
+    pub attempts: i64,
+}
+
 /// How one delivery attempt ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Attempt {

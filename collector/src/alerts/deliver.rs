@@ -10,9 +10,16 @@
 //! - **Isolation.** Each channel has its own task, so a slow or failing receiver holds back
 //!   only its own channel; ingest never waits on delivery (the outbox write is part of the
 //!   change's transaction, and nothing else).
-//! - **Noise control.** `max_per_day` deliveries a channel a day, and a `quiet` period per
-//!   (event type, product): what is held back is marked `capped`, and counted on `/alerts`.
+//! - **Noise control.** `max_per_day` deliveries a channel a calendar day (UTC), and a `quiet`
+//!   period per (event type, product): what is held back is marked `capped`, and counted on
+//!   `/alerts`. Both are decided by [`Store::admit_deliveries`] just before the send, for a
+//!   round's deliveries at once and one round of a channel at a time across all collectors,
+//!   and an admitted delivery keeps
+//!   its place while in flight, so neither a round's concurrent attempts nor several
+//!   collectors can pass the cap.
+//! - **Digests** that the SMTP server refuses are tried again after the same backoff.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +33,7 @@ use super::digest;
 use super::email::SmtpError;
 use super::render::{self, About};
 use crate::client;
-use crate::model::{Attempt, AuditRecord, ChannelRow, Claimed, UsageFilter};
+use crate::model::{Admit, AdmitRule, Attempt, AuditRecord, ChannelRow, Claimed, UsageFilter};
 use crate::store::{self, Store, StoreError};
 
 /// How long a claim is held before another collector may take it over.
@@ -195,13 +202,14 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
         let now = self.now();
         let end = schedule.period_end(now - digest::GRACE);
         let lease = i64::try_from(LEASE.as_secs()).unwrap_or(60);
-        let Some(previous) = self
+        let Some(claim) = self
             .store
             .claim_digest(channel.name.clone(), end, self.claimer.clone(), now, now + lease)
             .await?
         else {
             return Ok(DigestOutcome::NotMine);
         };
+        let previous = claim.previous;
         let from = previous.unwrap_or(end - schedule.length());
         let held =
             self.store.channel_events(channel.name.clone(), "held".into(), from, end).await?;
@@ -230,10 +238,18 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
             super::email::send(settings, channel.secret.as_ref(), Arc::clone(tls), &message),
         )
         .await;
-        match sent {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Ok(DigestOutcome::Failed(e.to_string())),
-            Err(_) => return Ok(DigestOutcome::Failed("no SMTP answer in time".into())),
+        let refused = match sent {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some("no SMTP answer in time".into()),
+        };
+        if let Some(error) = refused {
+            // Released until the next backoff step, for whichever collector comes first.
+            let retry_at = self.now() + self.backoff(claim.attempts);
+            self.store
+                .digest_failed(channel.name.clone(), end, self.claimer.clone(), retry_at)
+                .await?;
+            return Ok(DigestOutcome::Failed(error));
         }
         let n = i64::try_from(held.len()).unwrap_or(i64::MAX);
         if !self
@@ -262,13 +278,80 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
             .claim_deliveries(channel.name.clone(), self.claimer.clone(), now, now + lease, BATCH)
             .await?;
         let n = claimed.len();
+        // What is known about each product is read once a round, not once an event: on
+        // PostgreSQL that read (review, reach) was most of an attempt's time.
+        let mut abouts: HashMap<&str, Result<Option<About>, String>> = HashMap::new();
+        for c in &claimed {
+            let product = c.event.event.product.as_str();
+            if !abouts.contains_key(product) {
+                let about = self.about(product).await.map_err(|e| e.to_string());
+                abouts.insert(product, about);
+            }
+        }
+        let abouts: HashMap<String, Result<Option<About>, String>> =
+            abouts.into_iter().map(|(p, a)| (p.to_owned(), a)).collect();
+        // The channel's filters, then its cap and quiet period for the whole round in one
+        // admission (one lock of the channel, not one per delivery).
+        let mut early: Vec<Option<Attempt>> = Vec::with_capacity(n);
+        let mut known: Vec<Option<About>> = Vec::with_capacity(n);
+        for c in &claimed {
+            let about = abouts.get(&c.event.event.product).cloned().unwrap_or(Ok(None));
+            match about {
+                Err(err) => {
+                    let error = format!("reading the store: {err}");
+                    early.push(Some(self.retry(channel, c, now, None, None, error)));
+                    known.push(None);
+                }
+                Ok(about) => {
+                    early.push(filtered(channel, about.as_ref()));
+                    known.push(about);
+                }
+            }
+        }
+        let gated: Vec<usize> = (0..n)
+            .filter(|&i| early[i].is_none() && claimed[i].event.event.kind != super::event::TEST)
+            .collect();
+        if !gated.is_empty() {
+            let quiet_since =
+                channel.quiet.map(|q| now - i64::try_from(q.as_secs()).unwrap_or(i64::MAX / 2));
+            let rule = AdmitRule { max_per_day: i64::from(channel.max_per_day), quiet_since };
+            let asked: Vec<Claimed> = gated.iter().map(|&i| claimed[i].clone()).collect();
+            match self.store.admit_deliveries(asked, self.claimer.clone(), now, rule).await {
+                Ok(answers) => {
+                    for (&i, answer) in gated.iter().zip(answers) {
+                        early[i] = match answer {
+                            Admit::Admitted => None,
+                            Admit::Capped(reason) => Some(Attempt::Capped { reason }),
+                            // Another collector holds it now; `finish` will not touch its row.
+                            Admit::Lost => Some(self.retry(
+                                channel,
+                                &claimed[i],
+                                now,
+                                None,
+                                None,
+                                "the claim ran out".into(),
+                            )),
+                        };
+                    }
+                }
+                Err(err) => {
+                    for &i in &gated {
+                        let error = format!("reading the store: {err}");
+                        early[i] = Some(self.retry(channel, &claimed[i], now, None, None, error));
+                    }
+                }
+            }
+        }
         let mut sends = tokio::task::JoinSet::new();
-        for c in claimed {
+        for ((c, early), about) in claimed.into_iter().zip(early).zip(known) {
             let me = Arc::clone(self);
             let channel = Arc::clone(channel);
             let tls = Arc::clone(tls);
             sends.spawn(async move {
-                let attempt = me.attempt(&channel, &tls, &c).await;
+                let attempt = match early {
+                    Some(attempt) => attempt,
+                    None => me.send(&channel, &tls, &c, about).await,
+                };
                 me.finish(&channel, c, attempt).await
             });
         }
@@ -321,52 +404,16 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
         Ok(())
     }
 
-    /// One attempt: the channel's filters and limits first, then the send.
-    async fn attempt(
+    /// One attempt of a delivery its channel's filters and limits let through.
+    async fn send(
         &self,
         channel: &Channel,
         tls: &Arc<rustls::ClientConfig>,
         c: &Claimed,
+        about: Option<About>,
     ) -> Attempt {
         let now = self.now();
         let e = &c.event.event;
-        let store_failed = |err: StoreError| {
-            self.retry(channel, c, now, None, None, format!("reading the store: {err}"))
-        };
-        let about = match self.about(&e.product).await {
-            Ok(a) => a,
-            Err(err) => return store_failed(err),
-        };
-        if !channel.statuses.is_empty()
-            && let Some(a) = &about
-            && !channel.statuses.contains(&a.status)
-        {
-            return Attempt::Capped {
-                reason: format!("status {} is not taken by this channel", a.status),
-            };
-        }
-        if e.kind != super::event::TEST {
-            match self.store.delivered_since(channel.name.clone(), now - 86_400, None).await {
-                Ok(n) if n >= i64::from(channel.max_per_day) => {
-                    return Attempt::Capped {
-                        reason: format!("max_per_day {} reached", channel.max_per_day),
-                    };
-                }
-                Ok(_) => {}
-                Err(err) => return store_failed(err),
-            }
-            if let Some(quiet) = channel.quiet
-                && !e.product.is_empty()
-            {
-                let since = now - i64::try_from(quiet.as_secs()).unwrap_or(i64::MAX / 2);
-                let like = Some((e.kind.clone(), e.product.clone()));
-                match self.store.delivered_since(channel.name.clone(), since, like).await {
-                    Ok(n) if n > 0 => return Attempt::Capped { reason: "quiet period".into() },
-                    Ok(_) => {}
-                    Err(err) => return store_failed(err),
-                }
-            }
-        }
         // A test event of a digest channel goes out at once, so an admin sees the channel work.
         if channel.digest.is_some() && e.kind != super::event::TEST {
             return Attempt::Held;
@@ -535,6 +582,14 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
         let (devices, users) = usage.first().map_or((0, 0), |u| (u.devices, u.users));
         Ok(Some(About { name, vendor, category, status, devices, users }))
     }
+}
+
+/// `Capped` when the channel's `statuses` do not take the product's review status.
+fn filtered(channel: &Channel, about: Option<&About>) -> Option<Attempt> {
+    let a = about?;
+    (!channel.statuses.is_empty() && !channel.statuses.contains(&a.status)).then(|| {
+        Attempt::Capped { reason: format!("status {} is not taken by this channel", a.status) }
+    })
 }
 
 /// The TLS client of a channel: the system's roots plus its `ca_file`.

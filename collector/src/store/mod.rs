@@ -35,12 +35,12 @@
 use std::future::Future;
 
 use crate::model::{
-    Admission, Attempt, AuditEntry, AuditFilter, AuditRecord, Batch, ChannelRow, Claimed,
-    DeliveryRow, Device, DeviceId, DevicePage, DeviceQuery, DeviceSighting, DeviceSummary,
-    DeviceUsage, EnrollAttempt, EnrollOutcome, ExpenseLine, GatewaySpend, GatewayTotal, Health,
-    ImportCounts, ImportRun, IngestOutcome, NewEvent, OwnerUse, Person, PersonUsage, ProductUsage,
-    ReenrollPolicy, ReenrollRequest, Review, ScimResource, ScimWrite, Session, SourceUsage,
-    StoredEvent, Token, UsageFilter, ValueUsage,
+    Admission, Admit, AdmitRule, Attempt, AuditEntry, AuditFilter, AuditRecord, Batch, ChannelRow,
+    Claimed, DeliveryRow, Device, DeviceId, DevicePage, DeviceQuery, DeviceSighting, DeviceSummary,
+    DeviceUsage, DigestClaim, EnrollAttempt, EnrollOutcome, ExpenseLine, GatewaySpend,
+    GatewayTotal, Health, ImportCounts, ImportRun, IngestOutcome, NewEvent, OwnerUse, Person,
+    PersonUsage, ProductUsage, ReenrollPolicy, ReenrollRequest, Review, ScimResource, ScimWrite,
+    Session, SourceUsage, StoredEvent, Token, UsageFilter, ValueUsage,
 };
 
 pub mod erase;
@@ -614,14 +614,17 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// How many deliveries of `channel` were delivered since `since`; with `like`, only those
-    /// of an event of that type about that product.
-    fn delivered_since(
+    /// Admits claimed deliveries of one channel, in order, under its cap and quiet period
+    /// (see `outbox::ADMITTED`), answering for each: a channel's admissions are serialised,
+    /// so concurrent rounds and several collectors never pass `max_per_day` in a calendar day
+    /// (UTC).
+    fn admit_deliveries(
         &self,
-        channel: String,
-        since: i64,
-        like: Option<(String, String)>,
-    ) -> impl Future<Output = Result<i64, StoreError>> + Send;
+        claimed: Vec<Claimed>,
+        claimer: String,
+        now: i64,
+        rule: AdmitRule,
+    ) -> impl Future<Output = Result<Vec<Admit>, StoreError>> + Send;
 
     /// The latest `limit` deliveries, newest event first.
     fn deliveries(
@@ -662,8 +665,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Claims the digest of `channel` for the period ending at `period_end` for `claimer`
     /// until `lease_until` (unless it was sent, or another claimer's lease runs past `now`).
-    /// `Some(previous)` when the claim is held: the end of the latest digest sent before, if
-    /// any, where this one's events start.
+    /// `Some` when the claim is held: the end of the latest digest sent before, if any, where
+    /// this one's events start, and how many sends of it were refused.
     fn claim_digest(
         &self,
         channel: String,
@@ -671,7 +674,16 @@ pub trait Store: Send + Sync + 'static {
         claimer: String,
         now: i64,
         lease_until: i64,
-    ) -> impl Future<Output = Result<Option<Option<i64>>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<DigestClaim>, StoreError>> + Send;
+
+    /// Records a refused send of a claimed digest and releases it until `retry_at`.
+    fn digest_failed(
+        &self,
+        channel: String,
+        period_end: i64,
+        claimer: String,
+        retry_at: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Marks a claimed digest sent with `events` listed; says whether the claim was still held.
     fn digest_sent(

@@ -10,7 +10,9 @@ use std::sync::LazyLock;
 use rusqlite::{OptionalExtension, params};
 
 use super::{StoreError, rollup};
-use crate::model::{Attempt, ChannelRow, Claimed, DeliveryRow, NewEvent, StoredEvent};
+use crate::model::{
+    Admit, AdmitRule, Attempt, ChannelRow, Claimed, DeliveryRow, NewEvent, StoredEvent,
+};
 
 /// A product seen for the first time: one row is inserted, none when it was known.
 pub const KNOWN_INSERT: &str = "INSERT INTO alert_known (product, first_seen, source)
@@ -60,17 +62,27 @@ pub const CLAIMED: &str = "SELECT e.seq, e.id, e.type, e.occurred_at, e.product,
     WHERE d.channel = $1 AND d.state = 'sending' AND d.claimed_by = $2 AND d.lease_until = $3
     ORDER BY e.seq";
 /// The end of one attempt, by its claimer only (a lease taken over by another is not touched).
+/// A delivery that is not delivered or held gives its admission back.
 pub const FINISH: &str = "UPDATE alert_deliveries SET state = $3, next_at = $4, done_at = $5,
-        last_status = $6, last_error = $7, attempts = attempts + 1, claimed_by = ''
+        last_status = $6, last_error = $7, attempts = attempts + 1, claimed_by = '',
+        admitted_at = CASE WHEN $3 IN ('delivered', 'held') THEN admitted_at END
     WHERE channel = $1 AND event_seq = $2 AND claimed_by = $8 AND state = 'sending'";
-/// Deliveries of channel `$1` delivered since `$2`.
-pub const DELIVERED_SINCE: &str = "SELECT COUNT(*) FROM alert_deliveries
-    WHERE channel = $1 AND state IN ('delivered', 'held') AND done_at >= $2";
-/// Deliveries of channel `$1` delivered since `$2` of an event of type `$3` about product `$4`.
-pub const DELIVERED_LIKE: &str = "SELECT COUNT(*) FROM alert_deliveries d
+/// Locks channel `$1`'s row until the transaction ends, so that its admissions run one at a
+/// time across collectors (PostgreSQL; SQLite's writer lock does the same there).
+pub const CHANNEL_LOCK: &str = "SELECT name FROM alert_channels WHERE name = $1 FOR UPDATE";
+/// When delivery (`$1`, `$2`) was admitted, while claimer `$3` holds it (no row: it does not).
+pub const ADMISSION: &str = "SELECT admitted_at FROM alert_deliveries
+    WHERE channel = $1 AND event_seq = $2 AND claimed_by = $3 AND state = 'sending'";
+/// Deliveries of channel `$1` admitted in [`$2`, `$3`): delivered, held, or in flight.
+pub const ADMITTED: &str = "SELECT COUNT(*) FROM alert_deliveries
+    WHERE channel = $1 AND admitted_at >= $2 AND admitted_at < $3";
+/// Deliveries of channel `$1` admitted since `$2` of an event of type `$3` about product `$4`.
+pub const ADMITTED_LIKE: &str = "SELECT COUNT(*) FROM alert_deliveries d
     JOIN alert_events e ON e.seq = d.event_seq
-    WHERE d.channel = $1 AND d.state IN ('delivered', 'held') AND d.done_at >= $2 AND e.type = $3
-      AND e.product = $4";
+    WHERE d.channel = $1 AND d.admitted_at >= $2 AND e.type = $3 AND e.product = $4";
+/// Admits delivery (`$1`, `$2`) at `$3`.
+pub const ADMIT: &str =
+    "UPDATE alert_deliveries SET admitted_at = $3 WHERE channel = $1 AND event_seq = $2";
 /// The latest deliveries, newest event first.
 pub const LIST: &str = "SELECT d.channel, e.id, e.type, e.product, e.occurred_at, d.state,
         d.attempts, d.last_status, d.last_error, d.done_at, d.next_at
@@ -94,6 +106,13 @@ pub const DIGEST_CLAIM: &str = "INSERT INTO alert_digests
         SET claimed_by = excluded.claimed_by, lease_until = excluded.lease_until
         WHERE alert_digests.state <> 'sent'
           AND (alert_digests.lease_until <= $5 OR alert_digests.claimed_by = excluded.claimed_by)";
+/// The refused sends of a digest so far.
+pub const DIGEST_ATTEMPTS: &str =
+    "SELECT attempts FROM alert_digests WHERE channel = $1 AND period_end = $2";
+/// A digest's send was refused: released by claimer `$3` until `$4` (its backoff).
+pub const DIGEST_FAILED: &str = "UPDATE alert_digests
+    SET attempts = attempts + 1, claimed_by = '', lease_until = $4
+    WHERE channel = $1 AND period_end = $2 AND claimed_by = $3 AND state = 'sending'";
 /// The end of the channel's latest sent digest before a period end.
 pub const DIGEST_PREVIOUS: &str = "SELECT MAX(period_end) FROM alert_digests
     WHERE channel = $1 AND state = 'sent' AND period_end < $2";
@@ -123,6 +142,43 @@ pub fn finish_values(
         Attempt::Capped { reason } => ("capped", now, Some(now), None, Some(reason.clone())),
         Attempt::Held => ("held", now, Some(now), None, None),
     }
+}
+
+/// The calendar day (UTC) of `now`: its start and its end.
+pub fn day_of(now: i64) -> (i64, i64) {
+    let start = now - now.rem_euclid(DAY);
+    (start, start + DAY)
+}
+
+const DAY: i64 = 86_400;
+
+/// An admission's answer once the claim is known to be held: `current` is its admission time
+/// (if any), `admitted` the channel's admissions today so far, `alike` counts those of the
+/// same type and product in the quiet period (asked only for an event about a product).
+/// `None` means: admit now.
+fn refusal(
+    current: Option<i64>,
+    now: i64,
+    rule: &AdmitRule,
+    product: &str,
+    admitted: i64,
+    alike: impl FnOnce(i64) -> Result<i64, StoreError>,
+) -> Result<Option<Admit>, StoreError> {
+    let (today, _) = day_of(now);
+    if current.is_some_and(|t| t >= today) {
+        // A re-claim of an attempt that did not finish (its collector died): it holds a
+        // place of today's already.
+        return Ok(Some(Admit::Admitted));
+    }
+    if admitted >= rule.max_per_day {
+        return Ok(Some(Admit::Capped(format!("max_per_day {} reached", rule.max_per_day))));
+    }
+    if let Some(since) = rule.quiet_since.filter(|_| !product.is_empty())
+        && alike(since)? > 0
+    {
+        return Ok(Some(Admit::Capped("quiet period".into())));
+    }
+    Ok(None)
 }
 
 /// A channel's event types as stored: comma-joined, empty for all.
@@ -233,6 +289,48 @@ pub fn sqlite_claim(
     Ok(claimed)
 }
 
+/// Admits claimed deliveries of one channel under `rule`, in order (see [`ADMITTED`]); the
+/// writer lock of the immediate transaction serialises admissions.
+pub fn sqlite_admit(
+    c: &mut rusqlite::Connection,
+    claimed: &[Claimed],
+    claimer: &str,
+    now: i64,
+    rule: &AdmitRule,
+) -> Result<Vec<Admit>, StoreError> {
+    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let Some(channel) = claimed.first().map(|c| c.channel.as_str()) else { return Ok(Vec::new()) };
+    let (today, tomorrow) = day_of(now);
+    let mut admitted: i64 = tx
+        .prepare_cached(&rollup::sqlite(ADMITTED))?
+        .query_row(params![channel, today, tomorrow], |r| r.get(0))?;
+    let mut answers = Vec::with_capacity(claimed.len());
+    for c in claimed {
+        let (channel, seq, e) = (c.channel.as_str(), c.event.seq, &c.event.event);
+        let current: Option<Option<i64>> = tx
+            .prepare_cached(&rollup::sqlite(ADMISSION))?
+            .query_row(params![channel, seq, claimer], |r| r.get(0))
+            .optional()?;
+        let Some(current) = current else {
+            answers.push(Admit::Lost);
+            continue;
+        };
+        let refused = refusal(current, now, rule, &e.product, admitted, |since| {
+            let mut stmt = tx.prepare_cached(&rollup::sqlite(ADMITTED_LIKE))?;
+            Ok(stmt.query_row(params![channel, since, e.kind, e.product], |r| r.get(0))?)
+        })?;
+        if let Some(answer) = refused {
+            answers.push(answer);
+            continue;
+        }
+        tx.prepare_cached(&rollup::sqlite(ADMIT))?.execute(params![channel, seq, now])?;
+        admitted += 1;
+        answers.push(Admit::Admitted);
+    }
+    tx.commit()?;
+    Ok(answers)
+}
+
 /// Reads a [`LIST`] row.
 pub fn sqlite_delivery(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryRow> {
     Ok(DeliveryRow {
@@ -331,6 +429,56 @@ pub fn pg_event(r: &tokio_postgres::Row) -> Result<StoredEvent, StoreError> {
 /// The claim statement on PostgreSQL.
 pub fn pg_claim_sql() -> &'static str {
     CLAIM.as_str()
+}
+
+/// Admits claimed deliveries of one channel under `rule`, in order (see [`ADMITTED`]); the
+/// channel row's lock ([`CHANNEL_LOCK`]) serialises admissions across collectors.
+pub async fn pg_admit(
+    client: &mut deadpool_postgres::Object,
+    claimed: &[Claimed],
+    claimer: &str,
+    now: i64,
+    rule: &AdmitRule,
+) -> Result<Vec<Admit>, StoreError> {
+    let Some(channel) = claimed.first().map(|c| c.channel.as_str()) else { return Ok(Vec::new()) };
+    let tx = client.transaction().await?;
+    tx.query_opt(&tx.prepare_cached(CHANNEL_LOCK).await?, &[&channel]).await?;
+    let (today, tomorrow) = day_of(now);
+    let mut admitted: i64 = tx
+        .query_one(&tx.prepare_cached(ADMITTED).await?, &[&channel, &today, &tomorrow])
+        .await?
+        .try_get(0)?;
+    let mut answers = Vec::with_capacity(claimed.len());
+    for c in claimed {
+        let (channel, seq, e) = (c.channel.as_str(), c.event.seq, &c.event.event);
+        let row =
+            tx.query_opt(&tx.prepare_cached(ADMISSION).await?, &[&channel, &seq, &claimer]).await?;
+        let Some(row) = row else {
+            answers.push(Admit::Lost);
+            continue;
+        };
+        let current: Option<i64> = row.try_get(0)?;
+        // `refusal` is synchronous: the quiet period's count is read before it, when it applies.
+        let alike: i64 = match rule.quiet_since {
+            Some(since) if !e.product.is_empty() => tx
+                .query_one(
+                    &tx.prepare_cached(ADMITTED_LIKE).await?,
+                    &[&channel, &since, &e.kind, &e.product],
+                )
+                .await?
+                .try_get(0)?,
+            _ => 0,
+        };
+        if let Some(answer) = refusal(current, now, rule, &e.product, admitted, |_| Ok(alike))? {
+            answers.push(answer);
+            continue;
+        }
+        tx.execute(&tx.prepare_cached(ADMIT).await?, &[&channel, &seq, &now]).await?;
+        admitted += 1;
+        answers.push(Admit::Admitted);
+    }
+    tx.commit().await?;
+    Ok(answers)
 }
 
 /// Reads a [`LIST`] row.

@@ -24,11 +24,12 @@ use super::{
 };
 use crate::alerts::event;
 use crate::model::{
-    Attempt, AuditEntry, AuditFilter, AuditRecord, Batch, ChannelRow, Claimed, DeliveryRow, Device,
-    DeviceId, DevicePage, DeviceQuery, DeviceSighting, DeviceSummary, DeviceUsage, EnrollAttempt,
-    EnrollOutcome, ExpenseLine, GatewaySpend, GatewayTotal, Health, ImportCounts, ImportRun,
-    IngestOutcome, NewEvent, OwnerUse, Person, PersonUsage, ProductUsage, ReenrollRequest, Review,
-    ScimResource, ScimWrite, Session, SourceUsage, StoredEvent, Token, UsageFilter, ValueUsage,
+    Admit, AdmitRule, Attempt, AuditEntry, AuditFilter, AuditRecord, Batch, ChannelRow, Claimed,
+    DeliveryRow, Device, DeviceId, DevicePage, DeviceQuery, DeviceSighting, DeviceSummary,
+    DeviceUsage, DigestClaim, EnrollAttempt, EnrollOutcome, ExpenseLine, GatewaySpend,
+    GatewayTotal, Health, ImportCounts, ImportRun, IngestOutcome, NewEvent, OwnerUse, Person,
+    PersonUsage, ProductUsage, ReenrollRequest, Review, ScimResource, ScimWrite, Session,
+    SourceUsage, StoredEvent, Token, UsageFilter, ValueUsage,
 };
 
 /// The PostgreSQL migrations, in order.
@@ -46,7 +47,8 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 11, sql: include_str!("migrations/postgres/0011_digests.sql") },
     Migration { version: 12, sql: include_str!("migrations/postgres/0012_privacy.sql") },
     Migration { version: 13, sql: include_str!("migrations/postgres/0013_scim.sql") },
-    Migration { version: 16, sql: include_str!("migrations/postgres/0016_connector_errors.sql") },
+    Migration { version: 14, sql: include_str!("migrations/postgres/0014_alert_caps.sql") },
+    Migration { version: 15, sql: include_str!("migrations/postgres/0015_connector_errors.sql") },
 ];
 
 /// The advisory lock key that serialises migrations ("aiscout" in ASCII).
@@ -2298,9 +2300,10 @@ impl Store for PgStore {
     ) -> Result<Vec<Claimed>, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        tx.execute(outbox::pg_claim_sql(), &[&channel, &now, &lease_until, &limit, &claimer])
-            .await?;
-        let rows = tx.query(outbox::CLAIMED, &[&channel, &claimer, &lease_until]).await?;
+        let claim = tx.prepare_cached(outbox::pg_claim_sql()).await?;
+        tx.execute(&claim, &[&channel, &now, &lease_until, &limit, &claimer]).await?;
+        let select = tx.prepare_cached(outbox::CLAIMED).await?;
+        let rows = tx.query(&select, &[&channel, &claimer, &lease_until]).await?;
         let claimed = rows
             .iter()
             .map(|r| {
@@ -2329,7 +2332,7 @@ impl Store for PgStore {
         let (state, next_at, done_at, status, error) = outbox::finish_values(&attempt, now);
         let n = tx
             .execute(
-                outbox::FINISH,
+                &tx.prepare_cached(outbox::FINISH).await?,
                 &[
                     &claimed.channel,
                     &claimed.event.seq,
@@ -2351,20 +2354,15 @@ impl Store for PgStore {
         Ok(n == 1)
     }
 
-    async fn delivered_since(
+    async fn admit_deliveries(
         &self,
-        channel: String,
-        since: i64,
-        like: Option<(String, String)>,
-    ) -> Result<i64, StoreError> {
-        let client = self.client().await?;
-        let row = match &like {
-            None => client.query_one(outbox::DELIVERED_SINCE, &[&channel, &since]).await?,
-            Some((kind, product)) => {
-                client.query_one(outbox::DELIVERED_LIKE, &[&channel, &since, kind, product]).await?
-            }
-        };
-        Ok(row.try_get(0)?)
+        claimed: Vec<Claimed>,
+        claimer: String,
+        now: i64,
+        rule: AdmitRule,
+    ) -> Result<Vec<Admit>, StoreError> {
+        let mut client = self.client().await?;
+        outbox::pg_admit(&mut client, &claimed, &claimer, now, &rule).await
     }
 
     async fn deliveries(&self, limit: i64) -> Result<Vec<DeliveryRow>, StoreError> {
@@ -2415,7 +2413,7 @@ impl Store for PgStore {
         claimer: String,
         now: i64,
         lease_until: i64,
-    ) -> Result<Option<Option<i64>>, StoreError> {
+    ) -> Result<Option<DigestClaim>, StoreError> {
         let client = self.client().await?;
         // INSERT ... ON CONFLICT is atomic: of two collectors claiming at once, the second
         // sees the first's committed row, whose lease has not run out, and changes nothing.
@@ -2426,7 +2424,22 @@ impl Store for PgStore {
             return Ok(None);
         }
         let row = client.query_one(outbox::DIGEST_PREVIOUS, &[&channel, &period_end]).await?;
-        Ok(Some(row.try_get::<_, Option<i64>>(0)?))
+        let attempts = client.query_one(outbox::DIGEST_ATTEMPTS, &[&channel, &period_end]).await?;
+        Ok(Some(DigestClaim { previous: row.try_get(0)?, attempts: attempts.try_get(0)? }))
+    }
+
+    async fn digest_failed(
+        &self,
+        channel: String,
+        period_end: i64,
+        claimer: String,
+        retry_at: i64,
+    ) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(outbox::DIGEST_FAILED, &[&channel, &period_end, &claimer, &retry_at])
+            .await?;
+        Ok(())
     }
 
     async fn digest_sent(

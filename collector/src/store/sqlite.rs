@@ -20,11 +20,12 @@ use super::{
 };
 use crate::alerts::event;
 use crate::model::{
-    Attempt, AuditEntry, AuditFilter, AuditRecord, Batch, ChannelRow, Claimed, DeliveryRow, Device,
-    DeviceId, DevicePage, DeviceQuery, DeviceSighting, DeviceSummary, DeviceUsage, EnrollAttempt,
-    EnrollOutcome, ExpenseLine, GatewaySpend, GatewayTotal, Health, ImportCounts, ImportRun,
-    IngestOutcome, NewEvent, OwnerUse, Person, PersonUsage, ProductUsage, ReenrollRequest, Review,
-    ScimResource, ScimWrite, Session, SourceUsage, StoredEvent, Token, UsageFilter, ValueUsage,
+    Admit, AdmitRule, Attempt, AuditEntry, AuditFilter, AuditRecord, Batch, ChannelRow, Claimed,
+    DeliveryRow, Device, DeviceId, DevicePage, DeviceQuery, DeviceSighting, DeviceSummary,
+    DeviceUsage, DigestClaim, EnrollAttempt, EnrollOutcome, ExpenseLine, GatewaySpend,
+    GatewayTotal, Health, ImportCounts, ImportRun, IngestOutcome, NewEvent, OwnerUse, Person,
+    PersonUsage, ProductUsage, ReenrollRequest, Review, ScimResource, ScimWrite, Session,
+    SourceUsage, StoredEvent, Token, UsageFilter, ValueUsage,
 };
 
 /// The SQLite migrations, in order.
@@ -42,7 +43,8 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 11, sql: include_str!("migrations/sqlite/0011_digests.sql") },
     Migration { version: 12, sql: include_str!("migrations/sqlite/0012_privacy.sql") },
     Migration { version: 13, sql: include_str!("migrations/sqlite/0013_scim.sql") },
-    Migration { version: 16, sql: include_str!("migrations/sqlite/0016_connector_errors.sql") },
+    Migration { version: 14, sql: include_str!("migrations/sqlite/0014_alert_caps.sql") },
+    Migration { version: 15, sql: include_str!("migrations/sqlite/0015_connector_errors.sql") },
 ];
 
 /// How long a connection waits for another writer before failing.
@@ -2375,28 +2377,14 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn delivered_since(
+    async fn admit_deliveries(
         &self,
-        channel: String,
-        since: i64,
-        like: Option<(String, String)>,
-    ) -> Result<i64, StoreError> {
-        self.with(move |c| {
-            let n = match &like {
-                None => c.query_row(
-                    &rollup::sqlite(outbox::DELIVERED_SINCE),
-                    params![channel, since],
-                    |r| r.get(0),
-                )?,
-                Some((kind, product)) => c.query_row(
-                    &rollup::sqlite(outbox::DELIVERED_LIKE),
-                    params![channel, since, kind, product],
-                    |r| r.get(0),
-                )?,
-            };
-            Ok(n)
-        })
-        .await
+        claimed: Vec<Claimed>,
+        claimer: String,
+        now: i64,
+        rule: AdmitRule,
+    ) -> Result<Vec<Admit>, StoreError> {
+        self.with(move |c| outbox::sqlite_admit(c, &claimed, &claimer, now, &rule)).await
     }
 
     async fn deliveries(&self, limit: i64) -> Result<Vec<DeliveryRow>, StoreError> {
@@ -2466,7 +2454,7 @@ impl Store for SqliteStore {
         claimer: String,
         now: i64,
         lease_until: i64,
-    ) -> Result<Option<Option<i64>>, StoreError> {
+    ) -> Result<Option<DigestClaim>, StoreError> {
         self.with(move |c| {
             let tx = c.transaction()?;
             let claimed = tx.execute(
@@ -2481,8 +2469,30 @@ impl Store for SqliteStore {
                 params![channel, period_end],
                 |r| r.get(0),
             )?;
+            let attempts: i64 = tx.query_row(
+                &rollup::sqlite(outbox::DIGEST_ATTEMPTS),
+                params![channel, period_end],
+                |r| r.get(0),
+            )?;
             tx.commit()?;
-            Ok(Some(previous))
+            Ok(Some(DigestClaim { previous, attempts }))
+        })
+        .await
+    }
+
+    async fn digest_failed(
+        &self,
+        channel: String,
+        period_end: i64,
+        claimer: String,
+        retry_at: i64,
+    ) -> Result<(), StoreError> {
+        self.with(move |c| {
+            c.execute(
+                &rollup::sqlite(outbox::DIGEST_FAILED),
+                params![channel, period_end, claimer, retry_at],
+            )?;
+            Ok(())
         })
         .await
     }

@@ -47,8 +47,9 @@ struct Smtp {
 }
 
 impl Smtp {
-    /// Starts the receiver on `port` and waits for its "ready".
-    fn start(port: u16, dir: &Path, out: &Path, password: &str) -> Smtp {
+    /// Starts the receiver on `port` (`mode`: "starttls" or "tls", implicit) and waits for
+    /// its "ready".
+    fn start(port: u16, dir: &Path, out: &Path, password: &str, mode: &str) -> Smtp {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/smtp/receiver.py");
         let mut child = Command::new("python3")
             .arg(script)
@@ -58,6 +59,7 @@ impl Smtp {
             .arg(SMTP_USER)
             .arg(password)
             .arg(out)
+            .arg(mode)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -96,6 +98,11 @@ fn free_port() -> u16 {
 /// The receiver's certificate for `localhost`, its key, and a collector config with one email
 /// channel to it.
 fn setup(dir: &Path, port: u16, extra: &str) -> PathBuf {
+    setup_tls(dir, port, "starttls", extra)
+}
+
+/// [`setup`] with `smtp_tls = tls`.
+fn setup_tls(dir: &Path, port: u16, tls: &str, extra: &str) -> PathBuf {
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
         .unwrap()
@@ -109,7 +116,7 @@ fn setup(dir: &Path, port: u16, extra: &str) -> PathBuf {
     let text = format!(
         "[alerts]\nconsole_url = \"https://aiscout.example.com\"\n\
          [[alerts.channel]]\nname = \"mail\"\nkind = \"email\"\nsmtp_host = \"localhost\"\n\
-         smtp_port = {port}\nsmtp_tls = \"starttls\"\nusername = \"{SMTP_USER}\"\n\
+         smtp_port = {port}\nsmtp_tls = \"{tls}\"\nusername = \"{SMTP_USER}\"\n\
          secret_file = \"{}\"\nfrom = \"aiscout@example.com\"\n\
          to = [\"security@example.com\", \"procurement@example.com\"]\nca_file = \"{}\"\n{extra}",
         secret.display(),
@@ -168,7 +175,7 @@ async fn every_event_is_one_email_once_after_the_smtp_server_was_down() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert!(received(&out).is_empty());
 
-    let smtp = Smtp::start(port, dir.path(), &out, SMTP_PASSWORD);
+    let smtp = Smtp::start(port, dir.path(), &out, SMTP_PASSWORD, "starttls");
     let first = wait_for(&out, 2).await;
     // One more while it is up, and the same batch again (no new event), on a new connection
     // (the first one may have been closed while idle).
@@ -217,6 +224,40 @@ async fn every_event_is_one_email_once_after_the_smtp_server_was_down() {
     assert!(!log.contains(SMTP_PASSWORD), "the SMTP password reached the log");
 }
 
+/// `smtp_tls = "tls"`: implicit TLS (SMTPS) from the first byte, against aiosmtpd in its
+/// implicit TLS mode (which refuses a plain-text session), AUTH required.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn implicit_tls_delivers_each_event_once_authenticated() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("mailbox");
+    std::fs::create_dir(&out).unwrap();
+    let port = free_port();
+    let config = setup_tls(dir.path(), port, "tls", "");
+    let _smtp = Smtp::start(port, dir.path(), &out, SMTP_PASSWORD, "tls");
+    let secret = enroll_secret_file(dir.path());
+    let args =
+        ["--config", config.to_str().unwrap(), "--enroll-secret-file", secret.to_str().unwrap()];
+    let server = Collector::start(dir.path(), &args);
+    let ca = generated_cert(dir.path());
+    let mut c = connect(server.addr, &ca, false).await;
+    let key = enroll(&mut c, "laptop-1").await;
+    let now = aiscout_collector::store::now();
+    post_batch(&mut c, &key, sightings("b1", &["openai.chatgpt", "anthropic.claude"], now)).await;
+    let all = wait_for(&out, 2).await;
+    assert_eq!(all.len(), 2, "{all:#?}");
+    let ids: Vec<String> = all.iter().map(|m| m["event_id"].as_str().unwrap().to_owned()).collect();
+    assert_once(&ids);
+    for m in &all {
+        assert_eq!(m["mode"], "tls", "{m}");
+        assert_eq!(m["tls"], true, "{m}");
+        assert_eq!(m["auth_user"], SMTP_USER, "{m}");
+        assert_eq!(m["message_id"], format!("<{}@aiscout>", m["event_id"].as_str().unwrap()));
+    }
+    drop(server);
+    let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+    assert!(!log.contains(SMTP_PASSWORD), "the SMTP password reached the log");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_password_fails_the_delivery_without_repeating_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -224,7 +265,7 @@ async fn a_refused_password_fails_the_delivery_without_repeating_it() {
     std::fs::create_dir(&out).unwrap();
     let port = free_port();
     let config = setup(dir.path(), port, "");
-    let _smtp = Smtp::start(port, dir.path(), &out, "another-password");
+    let _smtp = Smtp::start(port, dir.path(), &out, "another-password", "starttls");
     let secret = enroll_secret_file(dir.path());
     let args =
         ["--config", config.to_str().unwrap(), "--enroll-secret-file", secret.to_str().unwrap()];
@@ -355,7 +396,7 @@ async fn digest_receiver<S: Store>(
     std::fs::create_dir(&out).unwrap();
     let port = free_port();
     setup(dir, port, "");
-    let smtp = Smtp::start(port, dir, &out, SMTP_PASSWORD);
+    let smtp = Smtp::start(port, dir, &out, SMTP_PASSWORD, "starttls");
     let channel = Arc::new(digest_channel(dir, port));
     let tls = deliver::tls_for(&channel).unwrap();
     store
@@ -390,11 +431,9 @@ async fn digests_once<S: Store + Clone + Send + Sync + 'static>(store: S, dir: &
     let products = ["openai.chatgpt", "anthropic.claude", "github.copilot", "perplexity.ai"];
     let events: Vec<NewEvent> =
         products.iter().enumerate().map(|(i, p)| discovered(0, p, h(0, 9, 0) - i as i64)).collect();
-    // One at a time: the cap is checked per attempt, and one round's attempts run at once.
-    for e in &events {
-        store.emit(vec![e.clone()], None, h(0, 9, 0)).await.unwrap();
-        while a.round(&channel, &tls).await.unwrap() > 0 {}
-    }
+    // All at once, so one round attempts them concurrently: the cap still holds exactly.
+    store.emit(events.clone(), None, h(0, 9, 0)).await.unwrap();
+    while a.round(&channel, &tls).await.unwrap() > 0 {}
     // Day 0, 09:30: the period that ended at 08:00 had nothing; no message.
     set(h(0, 9, 30));
     assert_eq!(a.digest_round(&channel, &tls).await.unwrap(), DigestOutcome::Empty);
@@ -423,8 +462,8 @@ async fn digests_once<S: Store + Clone + Send + Sync + 'static>(store: S, dir: &
     assert_eq!(listed, 3, "{text}");
     assert_eq!(m["message_id"], format!("<digest-daily_digest-{}@aiscout>", h(1, 8, 0)));
 
-    // Day 1, 09:01 (the cap counts the 24 hours before): one more; day 2's digest, asked by both collectors at once, goes out once
-    // and lists only it.
+    // Day 1, 09:01 (a new calendar day, so the cap has room): one more; day 2's digest, asked
+    // by both collectors at once, goes out once and lists only it.
     set(h(1, 9, 1));
     let later = discovered(1, "mistral.lechat", h(1, 9, 1));
     store.emit(vec![later.clone()], None, h(1, 9, 1)).await.unwrap();
@@ -452,7 +491,7 @@ async fn digests_once<S: Store + Clone + Send + Sync + 'static>(store: S, dir: &
         .claim_digest(channel.name.clone(), h(4, 8, 0), "dead".into(), h(4, 8, 5), h(4, 8, 6))
         .await
         .unwrap();
-    assert_eq!(dead, Some(Some(h(2, 8, 0))));
+    assert_eq!(dead.map(|c| (c.previous, c.attempts)), Some((Some(h(2, 8, 0)), 0)));
     assert_eq!(b.digest_round(&channel, &tls).await.unwrap(), DigestOutcome::NotMine);
     set(h(4, 8, 7));
     assert_eq!(b.digest_round(&channel, &tls).await.unwrap(), DigestOutcome::Sent(1));
@@ -536,4 +575,137 @@ async fn a_digest_says_what_to_use_instead_of_a_blocked_product() {
     );
     // A product in review is not coached away from, whatever its review names.
     assert!(!text.contains("Perplexity: Use"), "{text}");
+}
+
+/// A digest the SMTP server does not take waits the same backoff as a delivery before it is
+/// tried again (by whichever collector comes first): `2^n` seconds after the `n+1`th refusal,
+/// with equal jitter (so at least half of it), not a try every round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_digest_is_retried_after_an_exponential_backoff() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("aiscout.db")).await.unwrap();
+    let out = dir.path().join("mailbox");
+    std::fs::create_dir(&out).unwrap();
+    let port = free_port();
+    setup(dir.path(), port, "");
+    let channel = Arc::new(digest_channel(dir.path(), port));
+    let tls = deliver::tls_for(&channel).unwrap();
+    let row = ChannelRow { name: channel.name.clone(), kind: "email".into(), events: vec![] };
+    store.sync_channels(vec![row], aiscout_collector::store::now()).await.unwrap();
+    let time = Arc::new(AtomicI64::new(0));
+    let deliverer = || {
+        Deliverer::new(store.clone(), Catalog::builtin().unwrap(), CONSOLE.into())
+            .unwrap()
+            .with_clock(clock(&time))
+    };
+    let (a, b) = (Arc::new(deliverer()), Arc::new(deliverer()));
+    let now = aiscout_collector::store::now();
+    let day = now - now % 86_400 - 10 * 86_400;
+    let set = |t: i64| time.store(t, Ordering::SeqCst);
+    set(day + 9 * 3_600);
+    store
+        .emit(vec![discovered(0, "openai.chatgpt", day + 9 * 3_600)], None, day + 9 * 3_600)
+        .await
+        .unwrap();
+    while a.round(&channel, &tls).await.unwrap() > 0 {}
+
+    // The SMTP server is down when the digest is due.
+    let mut t = day + 86_400 + 8 * 3_600 + 90;
+    set(t);
+    let refused = a.digest_round(&channel, &tls).await.unwrap();
+    assert!(matches!(refused, DigestOutcome::Failed(_)), "{refused:?}");
+    for n in 1..=8_u32 {
+        let full = 1_i64 << (n - 1);
+        // Within the first half of the backoff nobody tries (the old code tried every round).
+        if full / 2 >= 1 {
+            set(t + full / 2 - 1);
+            assert_eq!(a.digest_round(&channel, &tls).await.unwrap(), DigestOutcome::NotMine);
+            assert_eq!(b.digest_round(&channel, &tls).await.unwrap(), DigestOutcome::NotMine);
+        }
+        // After the whole of it, either collector tries again.
+        t += full;
+        set(t);
+        let who = if n % 2 == 0 { &a } else { &b };
+        let again = who.digest_round(&channel, &tls).await.unwrap();
+        assert!(matches!(again, DigestOutcome::Failed(_)), "refusal {n}: {again:?}");
+    }
+    assert!(received(&out).is_empty());
+    // The server is back: the next try after the backoff sends it, once.
+    let _smtp = Smtp::start(port, dir.path(), &out, SMTP_PASSWORD, "starttls");
+    set(t + 255);
+    assert_eq!(a.digest_round(&channel, &tls).await.unwrap(), DigestOutcome::Sent(1));
+    assert_eq!(b.digest_round(&channel, &tls).await.unwrap(), DigestOutcome::NotMine);
+    assert_eq!(wait_for(&out, 1).await.len(), 1);
+}
+
+/// Two `aiscout-collector serve` processes on one PostgreSQL with one daily digest channel:
+/// the events reach them through both, are held, and the digest of the period goes out once,
+/// listing all of them, whichever collector sends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_serve_processes_on_one_postgres_send_each_digest_once() {
+    let (db, schema) = pg_schema().await;
+    struct Schema(String);
+    impl Drop for Schema {
+        fn drop(&mut self) {
+            drop_schema(&self.0);
+        }
+    }
+    let _schema = Schema(schema);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("mailbox");
+    std::fs::create_dir(&out).unwrap();
+    let port = free_port();
+    // The period ends at the first whole minute (UTC) at least 40 s from now, so the events
+    // are held before it ends; its digest is due a minute after (`digest::GRACE`).
+    let now = aiscout_collector::store::now();
+    let end = (now + 40 + 59) / 60 * 60;
+    let at = format!("{:02}:{:02}", end % 86_400 / 3_600, end % 3_600 / 60);
+    let config = setup(dir.path(), port, &format!("digest = \"daily\"\ndigest_at = \"{at}\"\n"));
+    let _smtp = Smtp::start(port, dir.path(), &out, SMTP_PASSWORD, "starttls");
+    let secret = enroll_secret_file(dir.path());
+    let (d1, d2) = (dir.path().join("one"), dir.path().join("two"));
+    std::fs::create_dir_all(&d1).unwrap();
+    std::fs::create_dir_all(&d2).unwrap();
+    let args = [
+        "--config",
+        config.to_str().unwrap(),
+        "--enroll-secret-file",
+        secret.to_str().unwrap(),
+        "--db",
+        &db,
+    ];
+    let one = Collector::start(&d1, &args);
+    let two = Collector::start(&d2, &args);
+    let mut c1 = connect(one.addr, &generated_cert(&d1), false).await;
+    let mut c2 = connect(two.addr, &generated_cert(&d2), false).await;
+    let k1 = enroll(&mut c1, "laptop-1").await;
+    let k2 = enroll(&mut c2, "laptop-2").await;
+    post_batch(&mut c1, &k1, sightings("b1", &["openai.chatgpt", "anthropic.claude"], now)).await;
+    post_batch(&mut c2, &k2, sightings("b1", &["github.copilot"], now)).await;
+    assert!(
+        aiscout_collector::store::now() < end,
+        "the batches were acknowledged after the period ended; the machine is too slow"
+    );
+
+    let until = tokio::time::Instant::now()
+        + Duration::from_secs(u64::try_from(end - now).unwrap())
+        + DEADLINE;
+    while received(&out).is_empty() {
+        assert!(tokio::time::Instant::now() < until, "no digest arrived");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Each collector looks for a due digest about every 10 s (`DIGEST_EVERY` rounds of
+    // `POLL`): 25 s more gives both at least two looks at the sent period.
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    let mail = received(&out);
+    assert_eq!(mail.len(), 1, "{mail:#?}");
+    let m = &mail[0];
+    assert_eq!(m["message_id"], format!("<digest-mail-{end}@aiscout>"), "{m}");
+    let subject = m["subject"].as_str().unwrap();
+    assert!(subject.contains("3 event(s)"), "{subject}");
+    let text = m["text"].as_str().unwrap();
+    for p in ["openai.chatgpt", "anthropic.claude", "github.copilot"] {
+        assert!(text.contains(p), "{p} not in {text}");
+    }
+    drop((one, two));
 }

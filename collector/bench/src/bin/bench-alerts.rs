@@ -3,11 +3,17 @@
 //! delivery throughput with the ingest rate beside it (and the ingest rate of the same load
 //! with nothing to deliver, in the same run).
 //!
-//! Everything runs in this process on loopback, through the code `serve` runs: the real router
+//! Everything runs on loopback, through the code `serve` runs: the real router
 //! (`api::router`) served by `api::serve` over TLS, the real store, and
-//! `alerts::deliver::Deliverer` with one webhook channel to an HTTPS receiver started here
-//! (the collector's own server code, an rcgen certificate trusted through the channel's
-//! `ca_file`). The receiver notes when each event id arrives.
+//! `alerts::deliver::Deliverer` with one channel (`--channel`, an rcgen certificate trusted
+//! through the channel's `ca_file`) to a receiver started here that notes when each event id
+//! arrives:
+//!
+//! - `webhook` (default): an HTTPS receiver in this process (the collector's own server code);
+//! - `email`: the email tests' real SMTP server, aiosmtpd
+//!   (`collector/tests/data/smtp/receiver.py`, STARTTLS and AUTH), in a child process that
+//!   writes each message to a folder this process watches;
+//! - `syslog`: a TLS listener in this process reading RFC 5425 frames (one per session).
 //!
 //! 1. **Latency**: one agent sends, one after the other, a batch discovering each of `--products`
 //!    catalog products (default 120); the time from the batch's acknowledgement to the
@@ -19,7 +25,7 @@
 //!    delivery rate (events / time until the last arrived) and the ingest rate meanwhile.
 //!
 //! `cargo run --release -p aiscout-bench --bin bench-alerts -- sqlite|postgres
-//! [--products N] [--events N] [--seconds S]`. PostgreSQL: `AISCOUT_BENCH_PG_URL` (default
+//! [--channel webhook|email|syslog] [--products N] [--events N] [--seconds S]`. PostgreSQL: `AISCOUT_BENCH_PG_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`), in a schema dropped at the end. Results are in
 //! BENCHMARKS.md.
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // A benchmark tool.
@@ -30,6 +36,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aiscout_collector::alerts::channel::{Channel, Kind, Settings};
+use aiscout_collector::alerts::email::{EmailSettings, SmtpTls};
+use aiscout_collector::alerts::syslog::SyslogSettings;
 use aiscout_collector::alerts::{deliver::Deliverer, event};
 use aiscout_collector::api::{self, AppState, ratelimit::RateLimiter};
 use aiscout_collector::client::{Connection, tls_config};
@@ -51,13 +59,20 @@ const ENROLL: &str = "bench-alerts-enroll-secret-0123456789";
 
 struct Args {
     backend: String,
+    channel: String,
     products: usize,
     events: usize,
     seconds: u64,
 }
 
 fn args() -> Args {
-    let mut a = Args { backend: String::new(), products: 120, events: 10_000, seconds: 10 };
+    let mut a = Args {
+        backend: String::new(),
+        channel: "webhook".into(),
+        products: 120,
+        events: 10_000,
+        seconds: 10,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = || it.next().expect("a value after the flag");
@@ -65,13 +80,20 @@ fn args() -> Args {
             "--products" => a.products = value().parse().unwrap(),
             "--events" => a.events = value().parse().unwrap(),
             "--seconds" => a.seconds = value().parse().unwrap(),
+            "--channel" => a.channel = value(),
             "sqlite" | "postgres" => a.backend = arg,
             other => panic!("unknown argument {other:?}"),
         }
     }
     assert!(
         !a.backend.is_empty(),
-        "usage: bench_alerts sqlite|postgres [--products N] [--events N] [--seconds S]"
+        "usage: bench_alerts sqlite|postgres [--channel webhook|email|syslog] [--products N] \
+         [--events N] [--seconds S]"
+    );
+    assert!(
+        ["webhook", "email", "syslog"].contains(&a.channel.as_str()),
+        "--channel {}",
+        a.channel
     );
     a
 }
@@ -93,6 +115,97 @@ async fn hook(State(seen): State<Arrivals>, headers: HeaderMap) -> StatusCode {
     seen.lock().unwrap().entry(id).or_insert_with(Instant::now);
     StatusCode::NO_CONTENT
 }
+
+/// The syslog receiver: TLS sessions of RFC 5425 frames; notes each message's `id="evt_..."`.
+async fn syslog_listener(
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    seen: Arrivals,
+) {
+    use tokio::io::AsyncReadExt as _;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    while let Ok((tcp, _)) = listener.accept().await {
+        let (acceptor, seen) = (acceptor.clone(), Arc::clone(&seen));
+        tokio::spawn(async move {
+            let Ok(mut s) = acceptor.accept(tcp).await else { return };
+            let mut buf = Vec::new();
+            if s.read_to_end(&mut buf).await.is_err() {
+                return;
+            }
+            let text = String::from_utf8_lossy(&buf);
+            let now = Instant::now();
+            let mut seen = seen.lock().unwrap();
+            for part in text.split("id=\"").skip(1) {
+                if let Some(id) = part.split('"').next().filter(|id| id.starts_with("evt_")) {
+                    seen.entry(id.to_owned()).or_insert(now);
+                }
+            }
+        });
+    }
+}
+
+/// The email receiver: aiosmtpd in a child process; a task here notes each message file's
+/// event id as it appears. Dropping it stops the child (stdin closed, then killed).
+struct Smtp {
+    child: std::process::Child,
+}
+
+impl Smtp {
+    fn start(port: u16, dir: &std::path::Path, out: &std::path::Path, seen: Arrivals) -> Smtp {
+        use std::io::BufRead as _;
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/smtp/receiver.py");
+        let mut child = std::process::Command::new("python3")
+            .arg(script)
+            .arg(port.to_string())
+            .arg(dir.join("smtp-cert.pem"))
+            .arg(dir.join("smtp-key.pem"))
+            .arg(SMTP_USER)
+            .arg(SMTP_PASSWORD)
+            .arg(out)
+            .arg("starttls")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 with aiosmtpd (.ci/install-deps)");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready", "the SMTP receiver did not start");
+        let out = out.to_owned();
+        tokio::spawn(async move {
+            let mut read = std::collections::HashSet::new();
+            loop {
+                for entry in std::fs::read_dir(&out).unwrap() {
+                    let path = entry.unwrap().path();
+                    if path.extension().is_none_or(|e| e != "json") || read.contains(&path) {
+                        continue;
+                    }
+                    let m: serde_json::Value = serde_json::from_slice(
+                        &aiscout_collector::config::read_capped(&path).unwrap(),
+                    )
+                    .unwrap();
+                    let id = m["event_id"].as_str().unwrap_or_default().to_owned();
+                    seen.lock().unwrap().entry(id).or_insert_with(Instant::now);
+                    read.insert(path);
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        });
+        Smtp { child }
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        std::thread::sleep(Duration::from_millis(500));
+        let _killed = self.child.kill();
+        let _reaped = self.child.wait();
+    }
+}
+
+const SMTP_USER: &str = "bench";
+const SMTP_PASSWORD: &str = "bench-smtp-password";
 
 fn batch(id: &str, product: &str, sightings: usize, at: i64) -> String {
     let s: Vec<_> = (0..sightings)
@@ -164,23 +277,10 @@ async fn run<S: Store + Clone + Send + Sync + 'static>(store: S, a: &Args) {
     let rtls = api::tls::server_config(vec![rcert.0.clone()], rcert.1.clone_key()).unwrap();
     let rlistener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let raddr = rlistener.local_addr().unwrap();
-    let router = Router::new().route("/hook", post(hook)).with_state(Arc::clone(&arrivals));
     let limits = api::Limits { max_connections: 1024, ..api::Limits::default() };
-    tokio::spawn(api::serve(
-        rlistener,
-        router,
-        Some(rtls),
-        limits.clone(),
-        Arc::default(),
-        std::future::pending(),
-    ));
     let ca_file = dir.path().join("receiver.pem");
     std::fs::write(&ca_file, &rcert.2).unwrap();
-    // The collector.
-    let catalog = Catalog::builtin().unwrap();
-    let ccert = certificate();
-    let tls = api::tls::server_config(vec![ccert.0.clone()], ccert.1.clone_key()).unwrap();
-    let channel = Channel {
+    let mut channel = Channel {
         name: "bench".into(),
         kind: Kind::Webhook,
         url: format!("https://localhost:{}/hook", raddr.port()),
@@ -196,6 +296,58 @@ async fn run<S: Store + Clone + Send + Sync + 'static>(store: S, a: &Args) {
         syslog: None,
         digest: None,
     };
+    let mut _smtp = None;
+    match a.channel.as_str() {
+        "email" => {
+            // aiosmtpd binds the port itself.
+            let port = raddr.port();
+            drop(rlistener);
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+                .unwrap()
+                .self_signed(&key)
+                .unwrap();
+            std::fs::write(dir.path().join("smtp-cert.pem"), cert.pem()).unwrap();
+            std::fs::write(dir.path().join("smtp-key.pem"), key.serialize_pem()).unwrap();
+            std::fs::write(dir.path().join("receiver.pem"), cert.pem()).unwrap();
+            let out = dir.path().join("mailbox");
+            std::fs::create_dir(&out).unwrap();
+            _smtp = Some(Smtp::start(port, dir.path(), &out, Arc::clone(&arrivals)));
+            channel.kind = Kind::Email;
+            channel.url = String::new();
+            channel.secret = Some(Secret::new(SMTP_PASSWORD));
+            channel.email = Some(EmailSettings {
+                host: "localhost".into(),
+                port,
+                tls: SmtpTls::StartTls,
+                username: Some(SMTP_USER.into()),
+                from: "aiscout@example.com".into(),
+                to: vec!["security@example.com".into()],
+            });
+        }
+        "syslog" => {
+            tokio::spawn(syslog_listener(rlistener, rtls, Arc::clone(&arrivals)));
+            channel.kind = Kind::Syslog;
+            channel.url = String::new();
+            channel.secret = None;
+            channel.syslog = Some(SyslogSettings { host: "localhost".into(), port: raddr.port() });
+        }
+        _ => {
+            let router = Router::new().route("/hook", post(hook)).with_state(Arc::clone(&arrivals));
+            tokio::spawn(api::serve(
+                rlistener,
+                router,
+                Some(rtls),
+                limits.clone(),
+                Arc::default(),
+                std::future::pending(),
+            ));
+        }
+    }
+    // The collector.
+    let catalog = Catalog::builtin().unwrap();
+    let ccert = certificate();
+    let tls = api::tls::server_config(vec![ccert.0.clone()], ccert.1.clone_key()).unwrap();
     let settings = Settings { channels: vec![channel], ..Settings::default() };
     let state = Arc::new(AppState {
         store: store.clone(),
@@ -268,8 +420,10 @@ async fn run<S: Store + Clone + Send + Sync + 'static>(store: S, a: &Args) {
     latencies.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
-        "backend {}: batch acknowledged -> webhook received, {} discoveries one after the other",
+        "backend {}, channel {}: batch acknowledged -> event received, {} discoveries one after \
+         the other",
         a.backend,
+        a.channel,
         latencies.len()
     );
     println!(

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """A real SMTP server for the email channel's tests: aiosmtpd (pinned in .ci/install-deps) on
 127.0.0.1 with STARTTLS required (the certificate the test made with rcgen) and AUTH required
-after TLS. Each message it accepts is written to OUT as one JSON file (envelope, headers, the
+after TLS, or, with MODE "tls", implicit TLS (SMTPS: TLS from the first byte, as on port 465)
+and AUTH required. Each message it accepts is written to OUT as one JSON file (envelope, headers, the
 decoded text and HTML parts, the authenticated user, whether TLS was on), so the test can count
 and read them. Prints "ready" once it accepts connections; stops on SIGTERM or when stdin
 closes.
 
-    receiver.py PORT CERT KEY USER PASSWORD OUT
+    receiver.py PORT CERT KEY USER PASSWORD OUT [starttls|tls]
 """
 
 import email
@@ -25,8 +26,13 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 # aiosmtpd sets its deprecated Session.login_data itself on every AUTH.
 warnings.filterwarnings("ignore", message="Session.login_data is deprecated")
+# Implicit TLS: the whole connection is TLS, which aiosmtpd's check does not see.
+warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
 
 port, cert, key, user, password, out = sys.argv[1:7]
+mode = sys.argv[7] if len(sys.argv) > 7 else "starttls"
+if mode not in ("starttls", "tls"):
+    sys.exit(f"MODE must be starttls or tls, not {mode!r}")
 
 
 class Handler:
@@ -51,7 +57,10 @@ class Handler:
             "auth_user": session.auth_data.login.decode()
             if isinstance(session.auth_data, LoginPassword)
             else None,
-            "tls": session.ssl is not None,
+            # STARTTLS sets session.ssl; on an implicit TLS connection the transport is TLS.
+            "tls": session.ssl is not None
+            or server.transport.get_extra_info("ssl_object") is not None,
+            "mode": mode,
         }
         tmp = os.path.join(out, "." + uuid.uuid4().hex)
         with open(tmp, "w") as f:
@@ -71,16 +80,29 @@ def authenticator(server, session, envelope, mechanism, auth_data):
 
 context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
 context.load_cert_chain(cert, key)
-controller = Controller(
-    Handler(),
-    hostname="127.0.0.1",
-    port=int(port),
-    tls_context=context,
-    require_starttls=True,
-    authenticator=authenticator,
-    auth_required=True,
-    auth_require_tls=True,
-)
+if mode == "tls":
+    # aiosmtpd's AUTH-needs-TLS check looks for STARTTLS only; the connection is TLS from its
+    # first byte here, and AUTH is still required.
+    controller = Controller(
+        Handler(),
+        hostname="127.0.0.1",
+        port=int(port),
+        ssl_context=context,
+        authenticator=authenticator,
+        auth_required=True,
+        auth_require_tls=False,
+    )
+else:
+    controller = Controller(
+        Handler(),
+        hostname="127.0.0.1",
+        port=int(port),
+        tls_context=context,
+        require_starttls=True,
+        authenticator=authenticator,
+        auth_required=True,
+        auth_require_tls=True,
+    )
 controller.start()
 print("ready", flush=True)
 

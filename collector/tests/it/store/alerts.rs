@@ -1,9 +1,12 @@
 //! Conformance of the alerts outbox (migration 0008) on both backends: events written by the
 //! change that causes them, once per cause; deliveries fanned out to the active channels that
-//! take the type; claims held by one claimer until their lease runs out.
+//! take the type; claims held by one claimer until their lease runs out; admissions that
+//! never pass a channel's daily cap, however many run at once.
 
 use aiscout_collector::alerts::event;
-use aiscout_collector::model::{Attempt, AuditFilter, ChannelRow, DeliveryRow, Review};
+use aiscout_collector::model::{
+    Admit, AdmitRule, Attempt, AuditFilter, ChannelRow, DeliveryRow, Review,
+};
 use aiscout_collector::review;
 use aiscout_collector::store::Store;
 use aiscout_wire::ReviewStatus;
@@ -235,9 +238,6 @@ pub(crate) async fn alert_deliveries_are_claimed_once_and_retried_after_their_le
     assert!(counts.contains(&("soc".into(), "delivered".into(), 1)), "{counts:?}");
     assert!(counts.contains(&("soc".into(), "failed".into(), 1)), "{counts:?}");
     assert!(counts.contains(&("soc".into(), "sending".into(), 3)), "{counts:?}");
-    assert_eq!(store.delivered_since("soc".into(), 0, None).await.unwrap(), 1);
-    let like = Some((event::DISCOVERED.to_owned(), first.event.event.product.clone()));
-    assert_eq!(store.delivered_since("soc".into(), 0, like).await.unwrap(), 1);
     let audit = store
         .audit_query(AuditFilter {
             subject: Some("soc".into()),
@@ -247,4 +247,85 @@ pub(crate) async fn alert_deliveries_are_claimed_once_and_retried_after_their_le
         .await
         .unwrap();
     assert_eq!(audit.iter().filter(|a| a.record.action == "alert.failed").count(), 1);
+}
+
+pub(crate) async fn alert_admissions_keep_the_daily_cap_exact_and_the_quiet_period(
+    store: impl Store,
+) {
+    const DAY: i64 = 86_400;
+    let d = 20 * DAY;
+    store.sync_channels(vec![channel("soc", &[])], 10).await.unwrap();
+    let mut events: Vec<_> = (0..6)
+        .map(|i| {
+            let p = format!("p{i}");
+            event::make(event::DISCOVERED, &p, d + 100, &p, &serde_json::json!({}))
+        })
+        .collect();
+    for cause in ["devices", "users"] {
+        events.push(event::make(event::SPREAD, cause, d + 100, "q", &serde_json::json!({})));
+    }
+    assert_eq!(store.emit(events, None, d + 100).await.unwrap(), 8);
+    let claimed = store.claim_deliveries("soc".into(), "A".into(), d + 100, d + 160, 10).await;
+    let claimed = claimed.unwrap();
+    assert_eq!(claimed.len(), 8);
+    let (found, spread): (Vec<_>, Vec<_>) =
+        claimed.into_iter().partition(|c| c.event.event.kind == event::DISCOVERED);
+    let cap = |max: i64| AdmitRule { max_per_day: max, quiet_since: None };
+    let admit = |c: &aiscout_collector::model::Claimed, who: &str, now: i64, rule: AdmitRule| {
+        let asked = store.admit_deliveries(vec![c.clone()], who.into(), now, rule);
+        async move { asked.await.map(|mut answers| answers.remove(0)) }
+    };
+
+    // Six admissions at once (as from six collectors) against a cap of three: three places,
+    // whatever the interleaving.
+    let at = d + 101;
+    let all = tokio::join!(
+        admit(&found[0], "A", at, cap(3)),
+        admit(&found[1], "A", at, cap(3)),
+        admit(&found[2], "A", at, cap(3)),
+        admit(&found[3], "A", at, cap(3)),
+        admit(&found[4], "A", at, cap(3)),
+        admit(&found[5], "A", at, cap(3)),
+    );
+    let all = [all.0, all.1, all.2, all.3, all.4, all.5].map(Result::unwrap);
+    let admitted: Vec<usize> = (0..6).filter(|&i| all[i] == Admit::Admitted).collect();
+    let capped: Vec<usize> = (0..6).filter(|&i| all[i] != Admit::Admitted).collect();
+    assert_eq!(admitted.len(), 3, "{all:?}");
+    for &i in &capped {
+        assert_eq!(all[i], Admit::Capped("max_per_day 3 reached".into()));
+    }
+    // An admitted attempt asked again (a re-claim after its collector died) keeps its place
+    // and takes no second one; a capped one is still capped.
+    let (a0, a1, a2) = (&found[admitted[0]], &found[admitted[1]], &found[admitted[2]]);
+    assert_eq!(admit(a0, "A", at + 1, cap(3)).await.unwrap(), Admit::Admitted);
+    assert_ne!(admit(&found[capped[0]], "A", at + 1, cap(3)).await.unwrap(), Admit::Admitted);
+    // Only the claimer admits.
+    assert_eq!(admit(&found[capped[0]], "Z", at + 1, cap(3)).await.unwrap(), Admit::Lost);
+    // Delivered keeps its place; a retry gives its place back, and a capped one takes it.
+    let delivered = Attempt::Delivered { status: 200 };
+    assert!(store.finish_delivery(a1.clone(), "A".into(), delivered, None, at + 2).await.unwrap());
+    let retry = Attempt::Retry { at: d + 5_000, status: Some(503), error: "down".into() };
+    assert!(store.finish_delivery(a2.clone(), "A".into(), retry, None, at + 2).await.unwrap());
+    assert_eq!(admit(&found[capped[0]], "A", at + 3, cap(3)).await.unwrap(), Admit::Admitted);
+    assert_ne!(admit(&found[capped[1]], "A", at + 3, cap(3)).await.unwrap(), Admit::Admitted);
+    // The cap is per calendar day (UTC), not the 24 hours before: just after midnight, fewer
+    // than 24 hours after the three, a new day's places.
+    let tomorrow = d + DAY + 5;
+    assert_eq!(admit(&found[capped[1]], "A", tomorrow, cap(3)).await.unwrap(), Admit::Admitted);
+    assert_eq!(
+        admit(&found[capped[2]], "A", tomorrow, cap(1)).await.unwrap(),
+        Admit::Capped("max_per_day 1 reached".into())
+    );
+
+    // Quiet period: of two events of one type about one product admitted in one round, the
+    // second is held back; a round's answers come in its order.
+    let quiet = AdmitRule { max_per_day: 100, quiet_since: Some(at - 3_600) };
+    let answers = store.admit_deliveries(spread.clone(), "A".into(), at, quiet).await.unwrap();
+    assert_eq!(answers, [Admit::Admitted, Admit::Capped("quiet period".into())]);
+    // One round against the cap: places in order, then capped.
+    let later = d + 2 * DAY;
+    let rest: Vec<_> = capped.iter().map(|&i| found[i].clone()).collect();
+    let answers = store.admit_deliveries(rest, "A".into(), later, cap(2)).await.unwrap();
+    let capped2 = Admit::Capped("max_per_day 2 reached".into());
+    assert_eq!(answers, [Admit::Admitted, Admit::Admitted, capped2]);
 }

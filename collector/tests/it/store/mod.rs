@@ -17,6 +17,7 @@ mod privacy;
 mod upgrade;
 
 pub(crate) use alerts::{
+    alert_admissions_keep_the_daily_cap_exact_and_the_quiet_period,
     alert_deliveries_are_claimed_once_and_retried_after_their_lease,
     alert_events_are_written_with_their_change_once_each,
 };
@@ -1831,6 +1832,7 @@ macro_rules! all_cases {
             cache_answers_as_the_store_does,
             alert_events_are_written_with_their_change_once_each,
             alert_deliveries_are_claimed_once_and_retried_after_their_lease,
+            alert_admissions_keep_the_daily_cap_exact_and_the_quiet_period,
             person_export_holds_what_is_stored_about_them_and_nobody_else,
         );
     };
