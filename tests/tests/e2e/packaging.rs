@@ -106,10 +106,10 @@ fn containerfile_runs_the_built_collector_as_a_non_root_user_with_a_health_check
     );
     let entry = runtime.iter().find(|i| i.keyword == "ENTRYPOINT").unwrap();
     assert_eq!(entry.args, format!("[\"/usr/local/bin/{bin}\"]"), "{}", at(entry));
-    let user = runtime.iter().filter(|i| i.keyword == "USER").last().unwrap();
+    let last_user = runtime.iter().rposition(|i| i.keyword == "USER").unwrap();
+    let user = &runtime[last_user];
     let uid = user.args.split(':').next().unwrap();
     assert!(uid.parse::<u32>().is_ok_and(|u| u >= 1000), "{}: USER {}", at(user), user.args);
-    let last_user = runtime.iter().rposition(|i| i.keyword == "USER").unwrap();
     assert!(
         runtime[last_user..].iter().all(|i| i.keyword != "RUN"),
         "nothing runs as root after USER"
