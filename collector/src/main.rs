@@ -1,5 +1,5 @@
 //! The `aiscout-collector` binary: `serve`, `sync`, `check-config`, `token`, `mdm-package`, `import`,
-//! `report` and `policy`.
+//! `report`, `policy` and `backup`.
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 
@@ -74,6 +74,13 @@ enum Command {
     /// this daily).
     #[command(subcommand)]
     Retention(RetentionCommand),
+    /// Copy the SQLite database into a new file PATH while `serve` runs (SQLite's online
+    /// backup API); for PostgreSQL use pg_dump (README, "Backup and restore").
+    Backup {
+        /// The backup file to write (never overwritten).
+        #[arg(long, value_name = "PATH")]
+        to: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -273,6 +280,32 @@ fn say(line: &str) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `backup --to PATH`: SQLite's online backup of the configured database; never opens the
+/// store (no migration, no writer), so it runs beside `serve` and touches nothing.
+async fn backup(config: &Config, to: &std::path::Path) -> anyhow::Result<()> {
+    let Database::Sqlite(path) = &config.db else {
+        return Err(aiscout_collector::cli::CommandError::Usage(format!(
+            "backup copies a SQLite database; the database from {} is PostgreSQL: back it up \
+             with pg_dump --format=custom and restore with pg_restore (README, \"Backup and \
+             restore\")",
+            config.db_origin
+        ))
+        .into());
+    };
+    let (from, dest) = (path.clone(), to.to_owned());
+    let report = tokio::task::spawn_blocking(move || store::sqlite::backup(&from, &dest))
+        .await?
+        .with_context(|| format!("backing up sqlite:{} to {}", path.display(), to.display()))?;
+    say(&format!(
+        "backed up sqlite:{} to {}: {} bytes, schema version {}",
+        path.display(),
+        to.display(),
+        report.bytes,
+        report.schema_version
+    ));
+    Ok(())
+}
+
 /// Commands that only read the store. On SQLite they never create the database: a typo in a
 /// path must not read as an empty inventory ("no AI tools").
 fn only_reads(command: &Command) -> bool {
@@ -287,6 +320,9 @@ fn only_reads(command: &Command) -> bool {
 }
 
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    if let Command::Backup { to } = &command {
+        return backup(&config, to).await;
+    }
     match config.db.clone() {
         Database::Sqlite(path) => {
             if only_reads(&command) && !path.is_file() {
@@ -334,7 +370,7 @@ async fn dispatch<S: Store + Clone>(
     match command {
         Command::Serve => serve(config, store).await,
         Command::Sync { once, names } => sync(config, store, once, &names).await,
-        Command::CheckConfig | Command::MdmPackage(_) => Ok(()),
+        Command::CheckConfig | Command::MdmPackage(_) | Command::Backup { .. } => Ok(()),
         Command::Import(aiscout_collector::cli::ImportCommand::Watch { dir, once }) => {
             use aiscout_collector::ingest::drop;
             let catalog = aiscout_collector::cli::catalog(config.catalog.as_deref())?;

@@ -48,7 +48,7 @@ pub fn private_dir(path: &Path) -> std::io::Result<()> {
 }
 
 /// The database file, its write-ahead log and its shared-memory file.
-fn sqlite_files(db: &Path) -> [PathBuf; 3] {
+pub(crate) fn sqlite_files(db: &Path) -> [PathBuf; 3] {
     let with = |suffix: &str| {
         let mut name = db.as_os_str().to_owned();
         name.push(suffix);

@@ -83,7 +83,10 @@ pub enum StoreError {
         reason: String,
     },
     /// The database has migrations this build does not know (a newer collector ran on it).
-    #[error("database schema version {found} is newer than this collector's {known}")]
+    #[error(
+        "database schema version {found} is newer than this collector's {known}: a newer \
+         aiscout-collector has migrated it; run that version or a later one (docs/upgrade.md)"
+    )]
     SchemaTooNew {
         /// Highest version applied in the database.
         found: u32,

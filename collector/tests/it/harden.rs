@@ -610,6 +610,11 @@ async fn postgres_verify_full_trusts_only_the_given_ca_and_the_host_name() {
         )
     };
 
+    // require without a root certificate encrypts without checking the certificate (libpq),
+    // here against a cluster whose SSL this test turned on (the shared one's may be off).
+    let plain = format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port);
+    assert_eq!(server_sees_ssl(&format!("{plain}?sslmode=require")).await, Ok(true));
+    assert_eq!(server_sees_ssl(&format!("{plain}?sslmode=disable")).await, Ok(false));
     assert_eq!(server_sees_ssl(&url("localhost", "verify-full", &ca_file)).await, Ok(true));
     let wrong_ca = server_sees_ssl(&url("localhost", "verify-full", &other_file)).await;
     assert!(wrong_ca.as_ref().is_err_and(|e| e.contains("UnknownIssuer")), "{wrong_ca:?}");

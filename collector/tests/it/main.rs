@@ -10,6 +10,7 @@
 
 mod alerts;
 mod api;
+mod backup;
 mod connectors;
 mod console;
 mod drop;
@@ -26,6 +27,7 @@ mod process;
 mod scim;
 mod store;
 mod syslog;
+mod upgrade;
 
 /// The stderr of a `check-config` run that must fail (exit 2) with `count` problems, each of
 /// `keys` named on its own line (`  alerts.channel[0].url: ...`).

@@ -383,11 +383,11 @@ async fn sigkill_during_ingest_loses_no_acknowledged_batch_on_postgres() {
 }
 
 /// Runs a CLI subcommand with `--data-dir` (before the subcommand, where the flag lives).
-fn cli(data_dir: &Path, args: &[&str]) -> Output {
+pub(crate) fn cli(data_dir: &Path, args: &[&str]) -> Output {
     Command::new(BIN).arg("--data-dir").arg(data_dir).args(args).output().unwrap()
 }
 
-fn stdout(o: &Output) -> String {
+pub(crate) fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 

@@ -12,4 +12,5 @@ mod browser;
 mod console;
 mod daemon;
 mod mdm;
+mod packaging;
 mod tidy;
