@@ -582,6 +582,8 @@ pub struct ScimWrite {
     pub name: String,
     /// For users, the directory entry.
     pub person: Option<ScimPerson>,
+    /// The audit record of the change, appended in its transaction.
+    pub audit: AuditRecord,
 }
 
 /// What an import of rows did in the store.

@@ -62,6 +62,8 @@ pub struct Metrics {
     pub connections: Arc<crate::api::Counters>,
     /// The pull connectors' counters (shared with their scheduled runs).
     pub connectors: Arc<crate::connectors::Stats>,
+    /// SCIM changes written: resources created, updated (PUT or PATCH) and deleted.
+    pub scim_changes: [AtomicU64; 3],
 }
 
 fn add(c: &AtomicU64, n: u64) {
@@ -150,6 +152,16 @@ impl Metrics {
             "aiscout_collector_rate_limited_total",
             "Requests refused with 429.",
             &[("", get(&self.rate_limited))],
+        );
+        let [created, updated, deleted] = &self.scim_changes;
+        counter(
+            "aiscout_collector_scim_changes_total",
+            "SCIM resources (users and groups) created, updated and deleted by the directory.",
+            &[
+                ("{op=\"create\"}", get(created)),
+                ("{op=\"update\"}", get(updated)),
+                ("{op=\"delete\"}", get(deleted)),
+            ],
         );
         counter(
             "aiscout_collector_store_errors_total",

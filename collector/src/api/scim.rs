@@ -13,9 +13,10 @@ use serde_json::{Map, Value};
 
 use super::{AppState, bearer};
 use crate::credentials;
-use crate::model::{Role, ScimPerson, ScimResource, ScimWrite};
+use crate::model::{AuditRecord, Role, ScimPerson, ScimResource, ScimWrite};
 use crate::scim::{self, Kind, ScimError};
 use crate::store::{Store, StoreError};
+use crate::telemetry::Metrics;
 
 type Shared<S> = State<Arc<AppState<S>>>;
 
@@ -68,12 +69,13 @@ pub(super) fn not_found(path: &str) -> Response {
     Failure(ScimError::status(404, format!("no SCIM endpoint at {path}"))).into_response()
 }
 
-/// Checks the bearer token: unrevoked, of the `scim` role.
-async fn authorise<S: Store>(state: &AppState<S>, headers: &HeaderMap) -> Result<(), Failure> {
+/// Checks the bearer token: unrevoked, of the `scim` role. Returns the token's name, the
+/// actor of the audit records of its changes.
+async fn authorise<S: Store>(state: &AppState<S>, headers: &HeaderMap) -> Result<String, Failure> {
     let unauthorised = || ScimError::status(401, "a bearer token of the scim role is required");
     let token = bearer(headers).ok_or_else(unauthorised)?;
     match state.store.token_by_hash(credentials::hash(token)).await? {
-        Some(t) if t.revoked_at.is_none() && t.role == Role::Scim => Ok(()),
+        Some(t) if t.revoked_at.is_none() && t.role == Role::Scim => Ok(t.name),
         Some(t) if t.revoked_at.is_none() => Err(ScimError::status(
             403,
             format!("the {} role cannot use SCIM; create a token with --role scim", t.role),
@@ -159,8 +161,30 @@ async fn person_of<S: Store>(
     Ok(scim::person(resource, |_| manager_email))
 }
 
+/// The audit record of a directory change: who (the token), what (`scim.create`, `.update`
+/// or `.delete`), which resource (`User/ID`, `Group/ID`), its versions, and for a user
+/// whether it is active. Never a name or an email: the audit log outlives a person's erasure.
+fn change_audit(
+    actor: &str,
+    action: &str,
+    kind: Kind,
+    id: &str,
+    before: Option<i64>,
+    after: Option<Value>,
+) -> AuditRecord {
+    AuditRecord {
+        at: crate::store::now(),
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        subject: format!("{}/{id}", kind.as_str()),
+        before: before.map(|v| serde_json::json!({ "version": v }).to_string()),
+        after: after.map(|v| v.to_string()),
+    }
+}
+
 async fn write<S: Store>(
     state: &AppState<S>,
+    actor: &str,
     kind: Kind,
     previous: Option<&ScimResource>,
     resource: Value,
@@ -192,13 +216,24 @@ async fn write<S: Store>(
         created_at: previous.map_or(now, |p| p.created_at),
         modified_at: now,
     };
+    let mut after = serde_json::json!({ "version": stored.version });
+    if let Some(p) = &person {
+        after["active"] = Value::Bool(p.active);
+    }
+    let (action, counter) = match previous {
+        Some(_) => ("scim.update", &state.metrics.scim_changes[1]),
+        None => ("scim.create", &state.metrics.scim_changes[0]),
+    };
+    let audit =
+        change_audit(actor, action, kind, &stored.id, previous.map(|p| p.version), Some(after));
     let written =
-        state.store.scim_write(ScimWrite { resource: stored.clone(), name, person }).await?;
+        state.store.scim_write(ScimWrite { resource: stored.clone(), name, person, audit }).await?;
     if !written {
         return Err(
             ScimError::status(409, "the resource changed or was deleted meanwhile; retry").into()
         );
     }
+    Metrics::inc(counter, 1);
     let status = if previous.is_some() { StatusCode::OK } else { StatusCode::CREATED };
     one(kind, &stored, base, status)
 }
@@ -336,9 +371,9 @@ async fn create<S: Store>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Failure> {
-    authorise(&state, &headers).await?;
+    let actor = authorise(&state, &headers).await?;
     let resource = parse_body(&body)?;
-    write(&state, kind, None, resource, &base(&headers)).await
+    write(&state, &actor, kind, None, resource, &base(&headers)).await
 }
 
 async fn read<S: Store>(
@@ -371,10 +406,10 @@ async fn replace<S: Store>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Failure> {
-    authorise(&state, &headers).await?;
+    let actor = authorise(&state, &headers).await?;
     let resource = parse_body(&body)?;
     let old = existing(&state, kind, id, &headers).await?;
-    write(&state, kind, Some(&old), resource, &base(&headers)).await
+    write(&state, &actor, kind, Some(&old), resource, &base(&headers)).await
 }
 
 async fn modify<S: Store>(
@@ -384,13 +419,13 @@ async fn modify<S: Store>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Failure> {
-    authorise(&state, &headers).await?;
+    let actor = authorise(&state, &headers).await?;
     let ops = parse_body(&body)?;
     let old = existing(&state, kind, id, &headers).await?;
     let mut resource: Map<String, Value> = serde_json::from_str(&old.resource)
         .map_err(|e| StoreError::Corrupt { table: "scim_resources", reason: e.to_string() })?;
     scim::patch(&mut resource, &ops)?;
-    write(&state, kind, Some(&old), Value::Object(resource), &base(&headers)).await
+    write(&state, &actor, kind, Some(&old), Value::Object(resource), &base(&headers)).await
 }
 
 async fn remove<S: Store>(
@@ -399,7 +434,7 @@ async fn remove<S: Store>(
     id: String,
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
-    authorise(&state, &headers).await?;
+    let actor = authorise(&state, &headers).await?;
     let old = existing(&state, kind, id.clone(), &headers).await?;
     let stored: Map<String, Value> = serde_json::from_str(&old.resource).unwrap_or_default();
     let email = if kind == Kind::User {
@@ -407,9 +442,11 @@ async fn remove<S: Store>(
     } else {
         None
     };
-    if !state.store.scim_delete(kind.as_str(), id.clone(), email).await? {
+    let audit = change_audit(&actor, "scim.delete", kind, &id, Some(old.version), None);
+    if !state.store.scim_delete(kind.as_str(), id.clone(), email, audit).await? {
         return Err(ScimError::status(404, format!("no {} with id {id:?}", kind.as_str())).into());
     }
+    Metrics::inc(&state.metrics.scim_changes[2], 1);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

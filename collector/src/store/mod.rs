@@ -439,13 +439,14 @@ pub trait Store: Send + Sync + 'static {
     fn scim_write(&self, write: ScimWrite)
     -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Deletes a SCIM resource; a user's directory entry (by `email`) stays, marked inactive.
-    /// False when there was no such resource.
+    /// Deletes a SCIM resource; a user's directory entry (by `email`) stays, marked inactive;
+    /// `audit` is appended in the same transaction. False when there was no such resource.
     fn scim_delete(
         &self,
         kind: &'static str,
         id: String,
         email: Option<String>,
+        audit: AuditRecord,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Per device owner and product among `products`, the last time any of the owner's

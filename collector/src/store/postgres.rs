@@ -1800,6 +1800,7 @@ impl Store for PgStore {
             tx.execute(rollup::DEPARTMENTS_DIRTY, &[]).await?;
             tx.batch_execute(super::BUMP_SPEND).await?;
         }
+        append_audit(&tx, &write.audit).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -1809,12 +1810,16 @@ impl Store for PgStore {
         kind: &'static str,
         id: String,
         email: Option<String>,
+        audit: AuditRecord,
     ) -> Result<bool, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let n = tx
             .execute("DELETE FROM scim_resources WHERE kind = $1 AND id = $2", &[&kind, &id])
             .await?;
+        if n > 0 {
+            append_audit(&tx, &audit).await?;
+        }
         if n > 0
             && let Some(email) = email
         {

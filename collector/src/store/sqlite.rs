@@ -2043,6 +2043,7 @@ impl Store for SqliteStore {
                 tx.execute(rollup::DEPARTMENTS_DIRTY, [])?;
                 tx.execute_batch(super::BUMP_SPEND)?;
             }
+            append_audit(&tx, &write.audit)?;
             tx.commit()?;
             Ok(true)
         })
@@ -2054,6 +2055,7 @@ impl Store for SqliteStore {
         kind: &'static str,
         id: String,
         email: Option<String>,
+        audit: AuditRecord,
     ) -> Result<bool, StoreError> {
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -2061,6 +2063,9 @@ impl Store for SqliteStore {
                 "DELETE FROM scim_resources WHERE kind = ?1 AND id = ?2",
                 params![kind, id],
             )?;
+            if n > 0 {
+                append_audit(&tx, &audit)?;
+            }
             if n > 0
                 && let Some(email) = email
             {

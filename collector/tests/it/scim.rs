@@ -243,6 +243,45 @@ async fn entra_provisioning_creates_updates_department_and_deactivates_without_l
     assert_eq!(err["status"], "404");
     let active = server.store.people_active().await.unwrap();
     assert_eq!(active_of(&active, "grace@example.com"), Some(false));
+    // Every change is audited with the token as the actor, and none of them names the person
+    // (the audit log outlives an erasure); /metrics counts them.
+    let scim: Vec<_> = server
+        .store
+        .audit(0, 1_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.record.action.starts_with("scim."))
+        .collect();
+    let actions: Vec<(&str, &str)> =
+        scim.iter().map(|e| (e.record.action.as_str(), e.record.subject.as_str())).collect();
+    let (ada, grace) = (format!("User/{id}"), format!("User/{boss_id}"));
+    assert_eq!(
+        actions,
+        [
+            ("scim.create", grace.as_str()),
+            ("scim.create", ada.as_str()),
+            ("scim.update", ada.as_str()),
+            ("scim.update", ada.as_str()),
+            ("scim.delete", grace.as_str()),
+        ]
+    );
+    assert!(scim.iter().all(|e| e.record.actor == "entra"));
+    assert_eq!(scim[3].record.after.as_deref(), Some(r#"{"active":false,"version":3}"#));
+    let text = format!("{scim:?}").to_lowercase();
+    // (Not "ada" alone: it is hex, and may be part of a resource id.)
+    for secret in ["example.com", "grace", "lovelace", "hopper", "research", "navy"] {
+        assert!(!text.contains(secret), "{secret} in the SCIM audit entries: {text}");
+    }
+    let (_, bytes) = c.send(Method::GET, "/metrics", None, "").await.unwrap();
+    let metrics = String::from_utf8(bytes.to_vec()).unwrap();
+    for line in [
+        "aiscout_collector_scim_changes_total{op=\"create\"} 2",
+        "aiscout_collector_scim_changes_total{op=\"update\"} 2",
+        "aiscout_collector_scim_changes_total{op=\"delete\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} not in\n{metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

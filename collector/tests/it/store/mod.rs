@@ -556,10 +556,19 @@ pub(crate) async fn scim_writes_are_versioned_unique_and_deactivate_people(store
         created_at: 10,
         modified_at: 10 + version,
     };
+    let audit = |action: &str, id: &str| AuditRecord {
+        at: 20,
+        actor: "okta".into(),
+        action: action.into(),
+        subject: format!("User/{id}"),
+        before: None,
+        after: None,
+    };
     let write = |id: &str, version: i64, name: &str, p: Option<ScimPerson>| ScimWrite {
         resource: resource(id, version),
         name: name.into(),
         person: p,
+        audit: audit("scim.write", id),
     };
     let w = write("u1", 1, "ann@example.com", Some(person("ann@example.com", "Sales", true)));
     assert!(store.scim_write(w).await.unwrap());
@@ -582,8 +591,26 @@ pub(crate) async fn scim_writes_are_versioned_unique_and_deactivate_people(store
     let (total, page) =
         store.scim_list("User", Some("bob@example.com".into()), 0, 5).await.unwrap();
     assert_eq!((total, page[0].id.as_str()), (1, "u3"));
-    assert!(store.scim_delete("User", "u3".into(), Some("bob@example.com".into())).await.unwrap());
-    assert!(!store.scim_delete("User", "u3".into(), None).await.unwrap());
+    let bob = Some("bob@example.com".into());
+    assert!(store.scim_delete("User", "u3".into(), bob, audit("scim.delete", "u3")).await.unwrap());
+    assert!(
+        !store.scim_delete("User", "u3".into(), None, audit("scim.delete", "u3")).await.unwrap()
+    );
+    // Each change that was written has its audit record, in its transaction; a refused or
+    // stale write and a delete of nothing have none.
+    let logged: Vec<(String, String)> = store
+        .audit(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.record.action.starts_with("scim."))
+        .map(|e| (e.record.action, e.record.subject))
+        .collect();
+    let expected =
+        [("scim.write", "u1"), ("scim.write", "u1"), ("scim.write", "u3"), ("scim.delete", "u3")];
+    let expected: Vec<(String, String)> =
+        expected.iter().map(|(a, id)| ((*a).to_owned(), format!("User/{id}"))).collect();
+    assert_eq!(logged, expected);
     // Deleted from SCIM, kept in the directory as an inactive seat.
     assert_eq!(store.people().await.unwrap().len(), 2);
     assert!(store.people_active().await.unwrap().iter().all(|(_, active)| !active));
