@@ -1052,19 +1052,9 @@ mod tests {
         let r = unavailable.into_response();
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.headers()[header::RETRY_AFTER], "5");
-        let busy = rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
-            Some("database is locked".into()),
-        );
-        assert!(StoreError::Sqlite(busy).is_unavailable());
         let corrupt = ApiError::Store(StoreError::Corrupt { table: "t", reason: "bad".into() });
         let r = corrupt.into_response();
         assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert!(r.headers().get(header::RETRY_AFTER).is_none());
-        let constraint = rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
-            None,
-        );
-        assert!(!StoreError::Sqlite(constraint).is_unavailable());
     }
 }

@@ -985,3 +985,23 @@ pub fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_or_locked_sqlite_database_is_unavailable_and_a_constraint_is_not() {
+        let failure = |code| {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(code),
+                None,
+            ))
+        };
+        assert!(failure(rusqlite::ffi::SQLITE_BUSY).is_unavailable());
+        assert!(failure(rusqlite::ffi::SQLITE_LOCKED).is_unavailable());
+        assert!(!failure(rusqlite::ffi::SQLITE_CONSTRAINT).is_unavailable());
+        assert!(StoreError::Pool("timed out".into()).is_unavailable());
+        assert!(!StoreError::Task("panicked".into()).is_unavailable());
+    }
+}
