@@ -27,7 +27,9 @@ use ring::hmac;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{Value, json};
 
-use crate::process::{Collector, connect, enroll, enroll_secret_file, generated_cert};
+use crate::process::{
+    Collector, connect, enroll, enroll_secret_file, generated_cert, two_collectors,
+};
 use crate::store::harness::{drop_schema, pg_schema};
 
 const BIN: &str = env!("CARGO_BIN_EXE_aiscout-collector");
@@ -396,20 +398,7 @@ async fn two_collectors_on_one_postgres_deliver_each_event_once() {
     let (addr, _running) = receiver.serve("127.0.0.1:0".parse().unwrap(), &cert).await;
     let url = format!("https://localhost:{}/hook", addr.port());
     let config = config(dir.path(), &url, &cert.2, "");
-    let secret = enroll_secret_file(dir.path());
-    let (d1, d2) = (dir.path().join("one"), dir.path().join("two"));
-    std::fs::create_dir_all(&d1).unwrap();
-    std::fs::create_dir_all(&d2).unwrap();
-    let args = [
-        "--config",
-        config.to_str().unwrap(),
-        "--enroll-secret-file",
-        secret.to_str().unwrap(),
-        "--db",
-        &db,
-    ];
-    let one = Collector::start(&d1, &args);
-    let two = Collector::start(&d2, &args);
+    let (one, two, d1, d2) = two_collectors(dir.path(), &config, &db);
     // Block a product, then have 30 devices (15 through each collector) use it: one
     // blocked-seen event per device, plus the discovery and the decision.
     let token = run(&[

@@ -31,7 +31,9 @@ use serde_json::{Value, json};
 use hyper::Method;
 
 use crate::alerts::{assert_once, post_batch, run, sightings};
-use crate::process::{Collector, connect, enroll, enroll_secret_file, generated_cert};
+use crate::process::{
+    Collector, connect, enroll, enroll_secret_file, generated_cert, two_collectors,
+};
 use crate::store::harness::{drop_schema, pg_schema};
 
 const BIN: &str = env!("CARGO_BIN_EXE_aiscout-collector");
@@ -662,20 +664,7 @@ async fn two_serve_processes_on_one_postgres_send_each_digest_once() {
     let at = format!("{:02}:{:02}", end % 86_400 / 3_600, end % 3_600 / 60);
     let config = setup(dir.path(), port, &format!("digest = \"daily\"\ndigest_at = \"{at}\"\n"));
     let _smtp = Smtp::start(port, dir.path(), &out, SMTP_PASSWORD, "starttls");
-    let secret = enroll_secret_file(dir.path());
-    let (d1, d2) = (dir.path().join("one"), dir.path().join("two"));
-    std::fs::create_dir_all(&d1).unwrap();
-    std::fs::create_dir_all(&d2).unwrap();
-    let args = [
-        "--config",
-        config.to_str().unwrap(),
-        "--enroll-secret-file",
-        secret.to_str().unwrap(),
-        "--db",
-        &db,
-    ];
-    let one = Collector::start(&d1, &args);
-    let two = Collector::start(&d2, &args);
+    let (one, two, d1, d2) = two_collectors(dir.path(), &config, &db);
     let mut c1 = connect(one.addr, &generated_cert(&d1), false).await;
     let mut c2 = connect(two.addr, &generated_cert(&d2), false).await;
     let k1 = enroll(&mut c1, "laptop-1").await;

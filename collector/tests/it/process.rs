@@ -149,6 +149,30 @@ pub(crate) async fn connect(
     Connection::connect(addr, "localhost", tls).await.unwrap()
 }
 
+/// Two `serve` processes on the database `db`, with the same `config` and enroll secret and
+/// data folders `dir/one` and `dir/two` (returned beside them, for their certificates).
+pub(crate) fn two_collectors(
+    dir: &Path,
+    config: &Path,
+    db: &str,
+) -> (Collector, Collector, PathBuf, PathBuf) {
+    let secret = enroll_secret_file(dir);
+    let (d1, d2) = (dir.join("one"), dir.join("two"));
+    std::fs::create_dir_all(&d1).unwrap();
+    std::fs::create_dir_all(&d2).unwrap();
+    let args = [
+        "--config",
+        config.to_str().unwrap(),
+        "--enroll-secret-file",
+        secret.to_str().unwrap(),
+        "--db",
+        db,
+    ];
+    let one = Collector::start(&d1, &args);
+    let two = Collector::start(&d2, &args);
+    (one, two, d1, d2)
+}
+
 pub(crate) fn enroll_secret_file(dir: &Path) -> PathBuf {
     let path = dir.join("enroll-secret");
     std::fs::write(&path, SECRET).unwrap();
