@@ -44,7 +44,7 @@ impl Uploader {
         {
             return Ok(key);
         }
-        let key = crate::upload::new_node_key()?;
+        let key = upload::new_node_key()?;
         if let Err(error) = write_secret(&self.proposed_key_path(), key.expose()) {
             // Still worth trying: only a lost answer would then need an admin's approval.
             tracing::warn!(error = %error, "Cannot save the node key proposed to the collector.");
