@@ -10,7 +10,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use crate::store::CredentialHash;
 
 /// Prefix of node keys, so a leaked one is recognisable in a secret scanner.
-pub const NODE_KEY_PREFIX: &str = "aisnk_";
+pub const NODE_KEY_PREFIX: &str = aiscout_wire::NODE_KEY_PREFIX;
 /// Prefix of API tokens.
 pub const API_TOKEN_PREFIX: &str = "aistk_";
 

@@ -937,6 +937,15 @@ pub struct EnrollAttempt {
     pub now: i64,
 }
 
+impl EnrollAttempt {
+    /// The keys that can prove the host id: the one the agent held before, then the attempt's
+    /// own new key, which is already the host's current key only when the agent proposed it
+    /// on an earlier attempt whose answer was lost (a collector-made key is fresh every time).
+    pub fn proofs(&self) -> impl Iterator<Item = &[u8; 32]> {
+        self.previous_key.iter().chain(std::iter::once(&self.key_hash))
+    }
+}
+
 /// Why an enrollment was let in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Admission {

@@ -30,6 +30,28 @@ impl Uploader {
         self.shared.config.state_dir.join("node_key.previous")
     }
 
+    /// The key proposed to the collector by an enrollment whose answer has not arrived yet.
+    pub(super) fn proposed_key_path(&self) -> PathBuf {
+        self.shared.config.state_dir.join("node_key.proposed")
+    }
+
+    /// The node key to propose: the one an earlier attempt proposed (its answer may have been
+    /// lost after the collector stored it: repeating it proves this host id, issue 19), else
+    /// a fresh one, saved before it is sent.
+    fn proposed_key(&self) -> Result<Secret, UploadError> {
+        if let Some(key) = read_key(&self.proposed_key_path())
+            && aiscout_wire::is_node_key_shaped(key.expose())
+        {
+            return Ok(key);
+        }
+        let key = upload::new_node_key()?;
+        if let Err(error) = write_secret(&self.proposed_key_path(), key.expose()) {
+            // Still worth trying: only a lost answer would then need an admin's approval.
+            tracing::warn!(error = %error, "Cannot save the node key proposed to the collector.");
+        }
+        Ok(key)
+    }
+
     pub(super) fn agent_info(&self) -> AgentInfo {
         AgentInfo {
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -50,9 +72,10 @@ impl Uploader {
         // A re-enrollment presents the key we held: the collector's `require_key` policy lets
         // a known host id enroll again only with it (issue 14 item 3).
         let previous = read_key(&self.previous_key_path());
+        let proposed = self.proposed_key()?;
         let key = match self
             .client
-            .enroll(&self.shared.config.enroll_secret, device, previous.as_ref())
+            .enroll(&self.shared.config.enroll_secret, device, previous.as_ref(), Some(&proposed))
             .await
         {
             Ok(key) => key,
@@ -75,6 +98,7 @@ impl Uploader {
         }
         // Already gone is fine.
         let _removed = std::fs::remove_file(self.previous_key_path());
+        let _removed = std::fs::remove_file(self.proposed_key_path());
         tracing::info!("Enrolled with the collector.");
         self.node_key = Some(key.clone());
         Ok(key)

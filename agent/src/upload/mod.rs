@@ -207,11 +207,13 @@ impl Client {
         secret: &Secret,
         device: DeviceIdentity,
         previous_node_key: Option<&Secret>,
+        proposed_node_key: Option<&Secret>,
     ) -> Result<Secret, UploadError> {
         let body = to_json(&EnrollRequest {
             enroll_secret: secret.clone(),
             device,
             previous_node_key: previous_node_key.cloned(),
+            proposed_node_key: proposed_node_key.cloned(),
         })?;
         let answer: EnrollResponse =
             self.json(Method::POST, aiscout_wire::routes::ENROLL, None, body).await?;
@@ -295,6 +297,26 @@ fn to_wire(r: &crate::spool::Record) -> Option<Sighting> {
 pub struct Backoff {
     attempt: u32,
     max: Duration,
+}
+
+/// A fresh node key to propose at enrollment: `aisnk_` and 32 bytes from the system random
+/// generator in lowercase hex (the shape [`aiscout_wire::is_node_key_shaped`] accepts).
+///
+/// # Errors
+/// The system random generator failed.
+pub fn new_node_key() -> Result<Secret, UploadError> {
+    use ring::rand::SecureRandom as _;
+    let mut bytes = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| UploadError::Malformed("the system random generator failed".to_owned()))?;
+    let mut key = String::with_capacity(70);
+    key.push_str(aiscout_wire::NODE_KEY_PREFIX);
+    for b in bytes {
+        use std::fmt::Write as _;
+        let _infallible = write!(key, "{b:02x}");
+    }
+    Ok(Secret::new(key))
 }
 
 impl Backoff {

@@ -318,8 +318,13 @@ async fn enroll<S: Store>(State(state): Shared<S>, request: Request) -> Result<R
         Metrics::inc(&state.metrics.enroll_bad_secret, 1);
         return Err(ApiError::Unauthorized);
     }
-    let key = credentials::generate(credentials::NODE_KEY_PREFIX)
-        .map_err(|e| ApiError::Store(StoreError::Task(e.to_string())))?;
+    // The agent's own key when it proposed one (validated as 32 random bytes in hex): its
+    // retry after a lost answer then proves the host id (issue 19).
+    let key = match &req.proposed_node_key {
+        Some(proposed) => proposed.expose().to_owned(),
+        None => credentials::generate(credentials::NODE_KEY_PREFIX)
+            .map_err(|e| ApiError::Store(StoreError::Task(e.to_string())))?,
+    };
     let d = req.device;
     let host_id = d.host_id.clone();
     let attempt = crate::model::EnrollAttempt {

@@ -745,19 +745,22 @@ impl Store for PgStore {
             .await?
             .map(|r| r.try_get(0))
             .transpose()?;
-        // The key proves the host id's device or one of its duplicates: the one it belongs to.
-        let proved: Option<String> = match (existing, a.previous_key) {
-            (Some(_), Some(previous)) => tx
+        // A key proves the host id's device or one of its duplicates: the one it belongs to.
+        let mut proved: Option<String> = None;
+        for key in a.proofs().filter(|_| existing.is_some()) {
+            proved = tx
                 .query_opt(
                     "SELECT d.host_id FROM node_keys k JOIN devices d ON d.id = k.device_id
                      WHERE k.key_hash = $1 AND (d.host_id = $2 OR d.duplicate_of = $2)",
-                    &[&&previous[..], host],
+                    &[&&key[..], host],
                 )
                 .await?
                 .map(|r| r.try_get(0))
-                .transpose()?,
-            _ => None,
-        };
+                .transpose()?;
+            if proved.is_some() {
+                break;
+            }
+        }
         let approved = tx
             .query_opt(
                 "SELECT 1 FROM reenroll_requests WHERE host_id = $1 AND approved_at IS NOT NULL",

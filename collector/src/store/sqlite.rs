@@ -1114,18 +1114,21 @@ impl Store for SqliteStore {
             let existing: Option<i64> = tx
                 .query_row("SELECT id FROM devices WHERE host_id = ?1", [host], |r| r.get(0))
                 .optional()?;
-            // The key proves the host id's device or one of its duplicates: the one it belongs to.
-            let proved: Option<String> = match (existing, a.previous_key) {
-                (Some(_), Some(previous)) => tx
+            // A key proves the host id's device or one of its duplicates: the one it belongs to.
+            let mut proved: Option<String> = None;
+            for key in a.proofs().filter(|_| existing.is_some()) {
+                proved = tx
                     .query_row(
                         "SELECT d.host_id FROM node_keys k JOIN devices d ON d.id = k.device_id
                          WHERE k.key_hash = ?1 AND (d.host_id = ?2 OR d.duplicate_of = ?2)",
-                        params![&previous[..], host],
+                        params![&key[..], host],
                         |r| r.get(0),
                     )
-                    .optional()?,
-                _ => None,
-            };
+                    .optional()?;
+                if proved.is_some() {
+                    break;
+                }
+            }
             let approved = tx
                 .query_row(
                     "SELECT 1 FROM reenroll_requests

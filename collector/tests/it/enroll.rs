@@ -204,6 +204,57 @@ async fn a_known_host_id_is_not_taken_over_without_its_node_key_and_every_attemp
     );
 }
 
+/// Issue 19 over HTTPS: the collector stores the node key an agent proposes, so an agent whose
+/// answer was lost gets in again by repeating its proposal; a proposal of the wrong shape is
+/// refused by name, and an unknown one proves nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proposed_node_key_is_kept_and_repeating_it_proves_the_host_id() {
+    let server = start_enrolling(guards(ReenrollPolicy::RequireKey, 10)).await;
+    let enroll = |proposed: String| {
+        let server = &server;
+        async move {
+            let mut body: Value =
+                serde_json::from_str(&enroll_body("laptop-1", SECRET, None)).unwrap();
+            body["proposed_node_key"] = Value::from(proposed);
+            let mut c = server.connect(false).await;
+            let headers = [(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/json"),
+            )];
+            let r = c
+                .request(Method::POST, "/api/v1/enroll", &headers, body.to_string(), 1 << 20)
+                .await
+                .unwrap();
+            (r.status, serde_json::from_slice::<Value>(&r.body).unwrap())
+        }
+    };
+    let proposed = "aisnk_".to_owned() + &"3e".repeat(32);
+    let (status, v) = enroll(proposed.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["node_key"], proposed.as_str(), "the proposal is the node key");
+    // The answer "was lost": the same request again is let in, with the same key.
+    let (status, v) = enroll(proposed.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["node_key"], proposed.as_str());
+    let (status, _) =
+        post_batch(&server, &proposed, sighting_batch("b1", &["openai.chatgpt"])).await;
+    assert_eq!(status, StatusCode::OK);
+    // Another machine proposing a key of its own proves nothing.
+    let (status, v) = enroll("aisnk_".to_owned() + &"4f".repeat(32)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+    // A proposal that is not 32 random bytes in hex is refused by name.
+    let (status, v) = enroll("aisnk_short".to_owned()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("proposed_node_key"), "{v}");
+    let audit = server.store.audit(0, 100).await.unwrap();
+    let actions: Vec<&str> = audit.iter().map(|e| e.record.action.as_str()).collect();
+    assert_eq!(actions, ["device.reenroll", "device.takeover_refused"]);
+    for e in &audit {
+        let text = format!("{:?}", e.record);
+        assert!(!text.contains("aisnk_"), "no node key in the audit log: {text}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hold_queues_a_reenrollment_for_an_admin_and_replace_lets_it_through() {
     let server = start_enrolling(guards(ReenrollPolicy::Hold, 10)).await;

@@ -23,7 +23,27 @@ pub struct EnrollRequest {
     /// are unaffected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_node_key: Option<Secret>,
+    /// The node key the agent asks for: `aisnk_` and 64 lowercase hex digits from its own
+    /// system random generator, saved before the request is sent. A collector that accepts it
+    /// stores it as this device's key, so when the answer is lost on the way back the agent's
+    /// next attempt presents a key the collector already knows, which proves the host id
+    /// under `require_key` (issue 19: a lost enroll reply used to lock the machine out). A
+    /// collector that does not recognise the field issues a key of its own, which the agent
+    /// uses instead. Omitted from the JSON when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proposed_node_key: Option<Secret>,
 }
+
+/// Whether `key` has the shape of a node key: `aisnk_` and 64 lowercase hex digits (32 random
+/// bytes).
+pub fn is_node_key_shaped(key: &str) -> bool {
+    key.strip_prefix(NODE_KEY_PREFIX).is_some_and(|hex| {
+        hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+/// The prefix of every node key.
+pub const NODE_KEY_PREFIX: &str = "aisnk_";
 
 /// The identity of one machine, as its agent reports it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

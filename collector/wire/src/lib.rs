@@ -28,7 +28,8 @@ pub mod validate;
 
 pub use agent::{
     AgentInfo, BatchAck, CaptureState, DeviceIdentity, EnrollRequest, EnrollResponse, Heartbeat,
-    HeartbeatAck, InterfaceStatus, Sighting, SightingBatch, SightingKind,
+    HeartbeatAck, InterfaceStatus, NODE_KEY_PREFIX, Sighting, SightingBatch, SightingKind,
+    is_node_key_shaped,
 };
 pub use error::ErrorBody;
 pub use people::{

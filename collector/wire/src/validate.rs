@@ -155,6 +155,14 @@ impl Validate for EnrollRequest {
         if let Some(key) = &self.previous_node_key {
             required("previous_node_key", key.expose(), MAX_SECRET_LEN)?;
         }
+        if let Some(key) = &self.proposed_node_key
+            && !crate::agent::is_node_key_shaped(key.expose())
+        {
+            return Err(ValidationError::new(
+                "proposed_node_key",
+                "must be aisnk_ followed by 64 lowercase hex digits",
+            ));
+        }
         self.device.validate()
     }
 }

@@ -784,6 +784,57 @@ fn a_second_machine_cannot_take_over_a_host_id_and_the_first_reenrolls_with_its_
     assert_eq!(devices["devices"].as_array().map(Vec::len), Some(1));
 }
 
+/// Issue 19 with the real binaries: the agent saves the node key it proposes before it sends
+/// the enrollment. When the answer is lost after the collector stored the key, the agent is
+/// left with that proposal and no node key; its next attempt repeats the proposal, which
+/// proves the host id under the default `require_key`, so it is not locked out (it used to be
+/// refused with 403 until an admin approved it).
+#[test]
+fn an_agent_whose_enrollment_answer_was_lost_is_let_in_with_the_key_it_proposed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let collector = Collector::start(&tmp.path().join("collector"), 0, &[]).unwrap();
+    let token = collector.token("admin", "e2e").unwrap();
+    let dir = tmp.path().join("agent");
+    let config = agent_config(&dir, &collector.url, &collector.pin, "").unwrap();
+    let mut agent = start_agent(&config, &["--no-scan", "--no-capture"], "info").unwrap();
+    agent.wait_line("enrolled", LONG, |l| l.contains("Enrolled with the collector.")).unwrap();
+    agent.terminate(Duration::from_secs(30)).unwrap();
+    let state = dir.join("state");
+    assert!(!state.join("node_key.proposed").exists(), "an answered proposal is dropped");
+    let key = std::fs::read_to_string(state.join("node_key")).unwrap();
+
+    // The state a lost answer leaves: the collector holds the key, the agent only its proposal.
+    std::fs::rename(state.join("node_key"), state.join("node_key.proposed")).unwrap();
+    let mut agent = start_agent(&config, &["--no-scan", "--no-capture"], "info").unwrap();
+    agent
+        .wait_line("enrolled again", LONG, |l| l.contains("Enrolled with the collector."))
+        .unwrap();
+    agent.terminate(Duration::from_secs(30)).unwrap();
+    assert!(
+        !agent.output().iter().any(|l| l.contains("refuses to enroll")),
+        "{}",
+        agent.output().join("\n")
+    );
+    assert_eq!(std::fs::read_to_string(state.join("node_key")).unwrap(), key, "the same key");
+    assert!(!state.join("node_key.proposed").exists());
+    let audit = api_get(&collector.url, &collector.pin, &token, "/api/v1/audit").unwrap();
+    let last = audit["entries"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["action"], "device.reenroll", "{audit}");
+    assert_eq!(last["after"]["admitted_by"], "node_key", "{audit}");
+    let devices = api_get(&collector.url, &collector.pin, &token, "/api/v1/devices").unwrap();
+    assert_eq!(devices["devices"].as_array().map(Vec::len), Some(1));
+
+    // A proposal the collector never stored proves nothing: refused, as before.
+    std::fs::remove_file(state.join("node_key")).unwrap();
+    let other = "aisnk_".to_owned() + &"5c".repeat(32);
+    std::fs::write(state.join("node_key.proposed"), &other).unwrap();
+    let mut agent = start_agent(&config, &["--no-scan", "--no-capture"], "info").unwrap();
+    agent
+        .wait_line("the refusal", LONG, |l| l.contains("refuses to enroll this host id again"))
+        .unwrap();
+    agent.kill();
+}
+
 #[test]
 fn agent_trusts_only_the_configured_ca() {
     let tmp = tempfile::tempdir().unwrap();

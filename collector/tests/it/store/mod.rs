@@ -177,6 +177,29 @@ pub(crate) async fn reenrollment_follows_the_policy_and_is_audited(store: impl S
     assert_eq!([admitted(2), admitted(5), admitted(9)], ["node_key", "approved", "replace_policy"]);
 }
 
+/// Issue 19: an agent proposes its node key and saves it before it asks. When the answer is
+/// lost, the retry carries the same key, which is now the host's current key: under
+/// `require_key` that proves the host id, the device stays the same and the key keeps working.
+/// Another machine with the same host id and a key of its own is still refused.
+pub(crate) async fn an_enrollment_retried_with_its_own_proposed_key_is_let_in(store: impl Store) {
+    let d = match store.enroll_checked(attempt("h1", 1, None, ReenrollPolicy::RequireKey)).await {
+        Ok(EnrollOutcome::Enrolled { device, how: Admission::New }) => device,
+        other => panic!("expected a new enrollment, got {other:?}"),
+    };
+    let retry = store.enroll_checked(attempt("h1", 1, None, ReenrollPolicy::RequireKey)).await;
+    assert_eq!(
+        retry.unwrap(),
+        EnrollOutcome::Enrolled { device: d, how: Admission::NodeKey },
+        "the retry proves the host id with the key it proposed the first time"
+    );
+    assert_eq!(store.device_by_key([1; 32]).await.unwrap(), Some(d));
+    assert_eq!(store.devices().await.unwrap().len(), 1);
+    let other = store.enroll_checked(attempt("h1", 2, None, ReenrollPolicy::RequireKey)).await;
+    assert_eq!(other.unwrap(), EnrollOutcome::Refused);
+    assert_eq!(store.device_by_key([1; 32]).await.unwrap(), Some(d));
+    assert_eq!(store.device_by_key([2; 32]).await.unwrap(), None);
+}
+
 /// Issue 14 item 3: under `separate`, a second machine with a known host id (a clone) is
 /// enrolled as a device of its own, flagged, and neither evicts the other; each re-enrolls
 /// with its own key as itself.
@@ -1816,6 +1839,7 @@ macro_rules! all_cases {
         conformance!($open;
             enroll_replaces_the_node_key,
             reenrollment_follows_the_policy_and_is_audited,
+            an_enrollment_retried_with_its_own_proposed_key_is_let_in,
             cloned_machines_sharing_a_host_id_stay_distinct_devices,
             replayed_batch_counts_once,
             same_batch_id_from_two_devices_counts_twice,

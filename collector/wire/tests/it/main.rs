@@ -38,6 +38,11 @@ fn golden_agent_messages_round_trip_and_validate() {
     let again = round_trip::<EnrollRequest>("enroll_request_reenroll.json");
     again.validate().unwrap();
     assert!(again.previous_node_key.is_some_and(|k| k.expose().starts_with("aisnk_")));
+    let proposed = round_trip::<EnrollRequest>("enroll_request_proposed.json");
+    proposed.validate().unwrap();
+    assert!(
+        proposed.proposed_node_key.is_some_and(|k| aiscout_wire::is_node_key_shaped(k.expose()))
+    );
     round_trip::<EnrollResponse>("enroll_response.json");
     let batch = round_trip::<SightingBatch>("sighting_batch.json");
     batch.validate().unwrap();
@@ -127,6 +132,26 @@ fn an_empty_or_oversized_previous_node_key_is_refused_by_name() {
         let e = req.validate().unwrap_err();
         assert_eq!(e.field, "previous_node_key", "{e}");
     }
+}
+
+#[test]
+fn a_proposed_node_key_of_another_shape_is_refused_by_name() {
+    let mut req: EnrollRequest =
+        serde_json::from_slice(&fixture("enroll_request_proposed.json")).unwrap();
+    let good = "aisnk_".to_owned() + &"0a".repeat(32);
+    for bad in [
+        String::new(),
+        "aisnk_".to_owned() + &"0a".repeat(31),
+        "aisnk_".to_owned() + &"0A".repeat(32),
+        "aistk_".to_owned() + &"0a".repeat(32),
+        good.clone() + "0",
+    ] {
+        req.proposed_node_key = Some(aiscout_wire::Secret::new(bad));
+        let e = req.validate().unwrap_err();
+        assert_eq!(e.field, "proposed_node_key", "{e}");
+    }
+    req.proposed_node_key = Some(aiscout_wire::Secret::new(good));
+    req.validate().unwrap();
 }
 
 #[test]
