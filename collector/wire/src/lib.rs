@@ -28,13 +28,13 @@ pub mod validate;
 
 pub use agent::{
     AgentInfo, BatchAck, CaptureState, DeviceIdentity, EnrollRequest, EnrollResponse, Heartbeat,
-    HeartbeatAck, InterfaceStatus, Sighting, SightingBatch, SightingKind,
+    HeartbeatAck, InterfaceStatus, McpFlag, Sighting, SightingBatch, SightingKind,
 };
 pub use error::ErrorBody;
 pub use people::{
     AuditEntry, AuditList, DeviceHealth, DeviceList, DeviceRow, InventoryList, InventoryQuery,
-    InventoryRow, Money, ProductDetail, ProductDevice, ProductStatus, Review, ReviewRequest,
-    ReviewStatus, SourceSummary,
+    InventoryRow, McpServerFlags, Money, ProductDetail, ProductDevice, ProductStatus, Review,
+    ReviewRequest, ReviewStatus, SourceSummary,
 };
 pub use report::{
     Candidate, DepartmentMonthSpend, DuplicateSubscriptions, IdleSubscription, ImportSummary,
