@@ -135,6 +135,23 @@ pub struct InstallChange {
     pub present: bool,
     /// When the agent saw it (present) or saw it gone (removed).
     pub at: i64,
+    /// Risk flags of an MCP server (issue 17): the known [`aiscout_wire::McpFlag`] wire names,
+    /// sorted and joined with `,`; empty for other kinds and for a server without risk.
+    pub flags: String,
+}
+
+/// A configured MCP server with risk flags, over the devices where it is installed now
+/// ([`crate::store::Store::mcp_flags`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct McpServerFlags {
+    /// The client product it is configured in.
+    pub product: String,
+    /// The server as the agent reported it.
+    pub value: String,
+    /// [`aiscout_wire::McpFlag`] wire names, sorted.
+    pub flags: Vec<String>,
+    /// Devices where it is installed with these flags.
+    pub devices: i64,
 }
 
 /// A batch's usage per (product, kind, user): what ingest appends for the rollups.

@@ -174,6 +174,7 @@ fn observe(shared: &Shared, tx: &SyncSender<Spooled>, obs: &Observation, live: b
         last_seen: secs,
         count: 1,
         removed: false,
+        flags: Vec::new(),
     };
     if live {
         shared.offer(tx, Spooled::Record(Box::new(record)));

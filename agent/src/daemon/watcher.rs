@@ -17,6 +17,7 @@ fn finding_record(shared: &Shared, f: &Finding, now: i64) -> Record {
         last_seen: now,
         count: 1,
         removed: false,
+        flags: f.flags.iter().map(|f| f.as_str().to_owned()).collect(),
     }
 }
 

@@ -88,6 +88,8 @@ pub struct Finding {
     pub version: Option<String>,
     /// Extra detail: the host (browser, IDE, client), a pid, a model size.
     pub detail: Option<String>,
+    /// Risk flags of an MCP server, sorted; empty for every other kind (see [`tools`]).
+    pub flags: Vec<aiscout_wire::McpFlag>,
 }
 
 impl Finding {
@@ -101,6 +103,7 @@ impl Finding {
             "path": self.path,
             "version": self.version,
             "detail": self.detail,
+            "flags": self.flags.iter().map(|f| f.as_str()).collect::<Vec<_>>(),
         })
     }
 }
@@ -169,6 +172,7 @@ impl<'ix> Sink<'ix> {
                 path: found.path,
                 version: found.version,
                 detail: found.detail,
+                flags: Vec::new(),
             });
         }
     }

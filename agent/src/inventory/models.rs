@@ -36,6 +36,7 @@ fn push(
         path: Some(path),
         version: None,
         detail: Some(format!("{bytes} bytes")),
+        flags: Vec::new(),
     });
 }
 

@@ -270,6 +270,7 @@ mod tests {
             path: None,
             version: None,
             detail: None,
+            flags: Vec::new(),
         }
     }
 

@@ -11,14 +11,14 @@
 //! - **Corruption is survivable.** A spool file that SQLite cannot open or that fails
 //!   `quick_check` is moved aside (`<file>.corrupt-<unix time>`) and a fresh one started.
 //!
-//! On-disk format (schema version 2; `PRAGMA user_version` holds the version and [`MIGRATIONS`]
+//! On-disk format (schema version 3; `PRAGMA user_version` holds the version and [`MIGRATIONS`]
 //! bring an older file up to date in one transaction each):
 //! - `sightings`: one row per (window, product, kind, value, user, process, removed) while the
 //!   row is unsent (`batch_id` NULL), with first seen, last seen and count. A partial unique
 //!   index on unsent rows makes `record` an upsert that aggregates. Once a row is assigned to a
 //!   batch it is frozen; later sightings in the same window start a new row, and the collector
 //!   adds the counts up. `removed` (version 2) marks the one-off report that an installed item
-//!   is gone.
+//!   is gone. `flags` (version 3) holds an MCP server's risk flags (names only, never a value).
 //! - `batches`: batch ids in flight with the eviction and drop counts they report, so a restart
 //!   resends the same batch, with the same id and the same content.
 //! - `counters`: `evicted` and `dropped`, reset when a batch carrying them is acknowledged.
@@ -77,6 +77,9 @@ pub struct Record {
     /// True for the one-off report that an installed item is gone (see
     /// [`Spool::record_inventory`]).
     pub removed: bool,
+    /// Risk flags of an `mcp_server` record ([`aiscout_wire::McpFlag`] wire names, sorted);
+    /// empty otherwise. Not part of the aggregation key: the latest record's flags win.
+    pub flags: Vec<String>,
 }
 
 /// One installed item as the spool remembers it between inventory views: the key a removal is
@@ -141,6 +144,7 @@ impl Installed {
             last_seen: at,
             count: 1,
             removed: true,
+            flags: Vec::new(),
         }
     }
 }
@@ -391,12 +395,21 @@ CREATE TABLE installed (
 ) WITHOUT ROWID;
 ";
 
+/// Version 3: risk flags of MCP server sightings (issue 17), wire names joined with `,`. Not
+/// in the aggregation key: a later record of the same unsent row replaces them. A row salvaged
+/// from a corrupt file comes back without them, and the next inventory record brings them.
+const SCHEMA_V3: &str = "ALTER TABLE sightings ADD COLUMN flags TEXT NOT NULL DEFAULT '';";
+
 /// The migrations in order: (version reached, SQL). A file at version `v` runs those above `v`,
 /// each in its own transaction together with the `user_version` bump.
-pub const MIGRATIONS: &[(i64, &str)] = &[(1, SCHEMA_V1), (2, SCHEMA_V2)];
+pub const MIGRATIONS: &[(i64, &str)] = &[(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3)];
 
 /// The schema version this agent writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
+
+fn split_flags(joined: &str) -> Vec<String> {
+    joined.split(',').filter(|f| !f.is_empty()).map(str::to_owned).collect()
+}
 
 /// Brings `conn` up to [`SCHEMA_VERSION`].
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
@@ -415,13 +428,15 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
 }
 
 const INSERT_SIGHTING: &str = "INSERT INTO sightings
-        (window_start, product, kind, value, user, process, first_seen, last_seen, count, removed)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+        (window_start, product, kind, value, user, process, first_seen, last_seen, count, removed,
+         flags)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
      ON CONFLICT (window_start, product, kind, value, user, process, removed)
         WHERE batch_id IS NULL
      DO UPDATE SET first_seen = min(first_seen, excluded.first_seen),
                    last_seen = max(last_seen, excluded.last_seen),
-                   count = count + excluded.count";
+                   count = count + excluded.count,
+                   flags = excluded.flags";
 
 /// Adds `records` inside `tx`, aggregating with unsent rows of the same key.
 fn insert_records(tx: &Transaction<'_>, records: &[Record]) -> rusqlite::Result<()> {
@@ -438,6 +453,7 @@ fn insert_records(tx: &Transaction<'_>, records: &[Record]) -> rusqlite::Result<
             r.last_seen,
             i64::try_from(r.count).unwrap_or(i64::MAX),
             r.removed,
+            r.flags.join(","),
         ])?;
     }
     Ok(())
@@ -734,7 +750,7 @@ impl Spool {
             .conn
             .prepare(
                 "SELECT window_start, product, kind, value, user, process, first_seen, last_seen,
-                        count, removed
+                        count, removed, flags
                  FROM sightings WHERE batch_id = ?1 ORDER BY window_start, id",
             )
             .map_err(|e| SpoolError::Sqlite { path: self.path.clone(), error: e })?;
@@ -754,6 +770,7 @@ impl Spool {
                     last_seen: r.get(7)?,
                     count: u64::try_from(count).unwrap_or(0),
                     removed: r.get(9)?,
+                    flags: split_flags(&r.get::<_, String>(10)?),
                 })
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
@@ -940,6 +957,7 @@ mod tests {
             last_seen: ts,
             count: 1,
             removed: false,
+            flags: Vec::new(),
         }
     }
 
@@ -1009,6 +1027,7 @@ mod tests {
                     last_seen: at,
                     count: 1,
                     removed: false,
+                    flags: Vec::new(),
                 })
                 .collect(),
             installed: items.iter().cloned().collect(),

@@ -289,6 +289,7 @@ fn to_wire(r: &crate::spool::Record) -> Option<Sighting> {
         count: r.count.max(1),
         window: r.window,
         removed: r.removed,
+        flags: r.flags.clone(),
     })
 }
 

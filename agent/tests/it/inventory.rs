@@ -465,3 +465,121 @@ fn a_stopped_scan_lists_and_reads_nothing() {
     options.stop = Some(std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)));
     assert!(inventory::scan(&index(), &options).files_read > 0);
 }
+
+/// One Cursor MCP configuration holding `servers` (a JSON object), in a fresh tree.
+fn mcp_tree(servers: &serde_json::Value) -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("home/ann/.cursor");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = serde_json::json!({ "mcpServers": servers });
+    std::fs::write(dir.join("mcp.json"), serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    root
+}
+
+fn mcp_findings(servers: &serde_json::Value) -> Vec<Finding> {
+    let root = mcp_tree(servers);
+    let scan = inventory::scan(&index(), &ScanOptions::root(root.path()));
+    scan.findings.into_iter().filter(|f| f.kind == Kind::McpServer).collect()
+}
+
+#[test]
+fn each_mcp_risk_flag_has_a_fixture_tree_and_a_quiet_server_has_none() {
+    use aiscout_wire::McpFlag::{
+        FileWrite, PlaintextSecret, RemoteUrl, ShellExec, UnpinnedPackage,
+    };
+    let cases: Vec<(&str, serde_json::Value, Vec<aiscout_wire::McpFlag>)> = vec![
+        (
+            "none",
+            serde_json::json!({"local": {"command": "/opt/tools/mcp-notes", "args": ["--db", "/srv/n.db"],
+                "env": {"GITHUB_TOKEN": "${input:github_token}", "LOG_LEVEL": "debug"},
+                "headers": {"Authorization": "Bearer ${env:TOKEN}"}}}),
+            vec![],
+        ),
+        (
+            "plaintext_secret",
+            serde_json::json!({"gh": {"command": "/opt/tools/gh-mcp", "env": {"GITHUB_TOKEN": "literal-value-1"}}}),
+            vec![PlaintextSecret],
+        ),
+        (
+            "shell_exec",
+            serde_json::json!({"sh": {"command": "/bin/bash", "args": ["/opt/run-mcp.sh"]}}),
+            vec![ShellExec],
+        ),
+        (
+            "file_write",
+            serde_json::json!({"fs": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-filesystem@2025.7.1", "/srv"]}}),
+            vec![FileWrite],
+        ),
+        (
+            "unpinned_package",
+            serde_json::json!({"fetch": {"command": "uvx", "args": ["mcp-server-fetch"]}}),
+            vec![UnpinnedPackage],
+        ),
+        (
+            "remote_url",
+            serde_json::json!({"docs": {"type": "http", "url": "https://mcp.example.com/mcp"}}),
+            vec![RemoteUrl],
+        ),
+    ];
+    for (name, servers, want) in cases {
+        let found = mcp_findings(&servers);
+        assert_eq!(found.len(), 1, "{name}: {found:#?}");
+        assert_eq!(found[0].flags, want, "{name}");
+        let json = found[0].to_json();
+        let names: Vec<&str> = want.iter().map(|f| f.as_str()).collect();
+        assert_eq!(json["flags"], serde_json::json!(names), "{name}");
+    }
+    // Near misses: a pinned runner package, a Windows `cmd /c` wrapper (not a shell server),
+    // a `pipx run` with `==`, and a secret-free `sse` type without a URL.
+    let quiet = mcp_findings(&serde_json::json!({
+        "pinned": {"command": "npx", "args": ["-y", "@scope/tool@1.4.2"]},
+        "wrapped": {"command": "cmd", "args": ["/c", "npx", "-y", "@scope/tool@1.4.2"]},
+        "pipx": {"command": "pipx", "args": ["run", "mcp-thing==0.3.0"]},
+    }));
+    assert!(quiet.iter().all(|f| f.flags.is_empty()), "{quiet:#?}");
+    let all = mcp_findings(&serde_json::json!({
+        "dc": {"command": "cmd", "args": ["/c", "npx", "-y", "@wonderwhy-er/desktop-commander@latest"],
+               "env": {"OPENAI_API_KEY": "literal-value-2"}},
+        "remote": {"serverUrl": "https://u:pw@mcp.example.com/sse?api_key=abc"},
+    }));
+    let flags: Vec<Vec<aiscout_wire::McpFlag>> = all.iter().map(|f| f.flags.clone()).collect();
+    assert_eq!(
+        flags,
+        [
+            vec![PlaintextSecret, ShellExec, FileWrite, UnpinnedPackage],
+            vec![PlaintextSecret, RemoteUrl]
+        ]
+    );
+}
+
+#[test]
+fn planted_secrets_in_env_headers_args_and_urls_never_reach_a_finding() {
+    let secrets = [
+        "PLANTED-ENV-7f3a91",
+        "PLANTED-HEADER-c24be0",
+        "PLANTED-ARGFLAG-5d8e12",
+        "PLANTED-ARGEQ-9a0c33",
+        "PLANTED-ARGHDR-41bb07",
+        "ghp_PLANTEDtoken0123456789",
+        "PLANTED-URLPW-e61d2f",
+        "PLANTED-URLQ-0b7c58",
+        "PLANTED-DOCKER-3e9f60",
+    ];
+    let servers = serde_json::json!({
+        "a": {"command": "npx", "args": ["-y", "@scope/srv", "--api-key", secrets[2], "--token=".to_owned() + secrets[3],
+               "-H", "Authorization: Bearer ".to_owned() + secrets[4], secrets[5]],
+              "env": {"SERVICE_TOKEN": secrets[0]}, "headers": {"X-Api-Key": secrets[1]}},
+        "b": {"url": format!("https://user:{}@mcp.example.com/sse?access_token={}", secrets[6], secrets[7])},
+        "c": {"command": "docker", "args": ["run", "-e", format!("GITHUB_PERSONAL_ACCESS_TOKEN={}", secrets[8]), "ghcr.io/x/y"]},
+    });
+    let found = mcp_findings(&servers);
+    assert_eq!(found.len(), 3);
+    let out: String = found.iter().map(|f| format!("{} {:?}", f.to_json(), f)).collect();
+    for s in secrets {
+        assert!(!out.contains(s), "{s} leaked: {out}");
+    }
+    assert!(
+        found.iter().all(|f| f.flags.contains(&aiscout_wire::McpFlag::PlaintextSecret)),
+        "{found:#?}"
+    );
+}

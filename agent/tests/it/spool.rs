@@ -17,6 +17,7 @@ fn rec(key: u8, window: i64, ts: i64) -> Record {
         last_seen: ts,
         count: 1,
         removed: false,
+        flags: Vec::new(),
     }
 }
 

@@ -473,6 +473,7 @@ fn generate(args: &BenchArgs, catalog: &aiscout_signatures::Catalog) -> Vec<Agen
                     count: 1 + rng.next() % 200,
                     window,
                     removed: false,
+                    flags: Vec::new(),
                 });
             }
             let batch = SightingBatch {

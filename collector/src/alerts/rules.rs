@@ -252,6 +252,7 @@ mod tests {
             gateway_spend: Vec::new(),
             subscriptions: 0,
             annualized_cost: Vec::new(),
+            mcp_flags: Vec::new(),
         };
         let s = Settings { spread_devices: 3, ..Settings::default() };
         let rows = [

@@ -726,7 +726,8 @@ async fn product<S: Store>(
     let (sources, _) = timed(&state, state.store.usage(filter)).await?;
     let devices = timed(&state, state.store.product_devices(id.clone())).await?;
     let review = timed(&state, state.store.review(id.clone())).await?;
-    Ok(Json(join::product_detail(&state.catalog, &id, sources, devices, review)))
+    let mcp = timed(&state, state.store.mcp_flags()).await?;
+    Ok(Json(join::product_detail(&state.catalog, &id, sources, devices, review, &mcp)))
 }
 
 async fn set_review<S: Store>(

@@ -197,6 +197,7 @@ impl<'a> Facts<'a> {
             count: 42,
             window: 1_767_225_600,
             removed: false,
+            flags: Vec::new(),
         };
         Facts { catalog, console, example }
     }

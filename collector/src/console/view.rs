@@ -106,6 +106,18 @@ pub(crate) fn badge(s: ProductStatus) -> Markup {
     html! { span class={ "badge " (s.as_str()) } { (status_label(s)) } }
 }
 
+/// The risk flags of an MCP server (issue 17) as badges with their reviewer words; a name this
+/// build does not know is shown as written.
+pub(crate) fn mcp_flags(flags: &[String]) -> Markup {
+    html! {
+        @for f in flags {
+            @let label = aiscout_wire::McpFlag::parse(f).map_or_else(|| f.clone(), |k| k.label().to_owned());
+            span class="badge risk" { (label) }
+            " "
+        }
+    }
+}
+
 /// Human words for a discovery source.
 pub(crate) fn source_label(s: &str) -> &str {
     match s {

@@ -28,6 +28,13 @@ fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+/// The known flags among a sighting's, sorted and joined with `,` (a newer agent's unknown
+/// flag is dropped, not stored).
+fn mcp_flags(names: &[String]) -> String {
+    let known = aiscout_wire::McpFlag::known(names.iter().map(String::as_str));
+    known.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(",")
+}
+
 /// Converts a validated wire batch into a domain batch with one entry per aggregation key.
 pub fn batch(wire: SightingBatch) -> Batch {
     type Key = (String, &'static str, String, String, String, i64);
@@ -45,6 +52,7 @@ pub fn batch(wire: SightingBatch) -> Batch {
                 user: user.clone(),
                 present: !s.removed,
                 at: s.last_seen,
+                flags: mcp_flags(&s.flags),
             };
             let key = (s.product.clone(), s.kind.as_str(), s.value.clone(), user);
             // The later report wins; at the same time, a removal wins.
@@ -109,6 +117,7 @@ mod tests {
             count,
             window: 0,
             removed: false,
+            flags: Vec::new(),
         }
     }
 

@@ -20,7 +20,8 @@ use crate::model::calendar::DAY_SECS;
 use crate::model::money::{format_minor, nanos_to_minor};
 use crate::model::text::name_key;
 use crate::model::{
-    DeviceUsage, ExpenseLine, OwnerUse, Person, ProductUsage, Review, SourceUsage, UsageFilter,
+    DeviceUsage, ExpenseLine, McpServerFlags, OwnerUse, Person, ProductUsage, Review, SourceUsage,
+    UsageFilter,
 };
 use crate::store::{Store, StoreError};
 use subscriptions::Payer;
@@ -79,6 +80,8 @@ pub struct Facts {
     pub owners: Arc<Owners>,
     /// The reference time: use is recent, and subscriptions idle, relative to it.
     pub now: i64,
+    /// Configured MCP servers with risk flags, installed now (issue 17).
+    pub mcp: Vec<McpServerFlags>,
 }
 
 /// Who owns a device, and when each owner last used each sanctioned product: what the
@@ -203,9 +206,12 @@ pub async fn gather_from<S: Store>(
             }
         }
     };
-    let ((sources, products), owners, spend) =
-        tokio::try_join!(store.usage(filter), owners, spend)?;
-    Ok(Facts { sources, products, reviews, spend, owners, now })
+    // Small (one row per flagged server and flag set) and read for both purposes: the app
+    // card gathers for the reconciliation and shows the flags too.
+    let mcp = store.mcp_flags();
+    let ((sources, products), owners, spend, mcp) =
+        tokio::try_join!(store.usage(filter), owners, spend, mcp)?;
+    Ok(Facts { sources, products, reviews, spend, owners, now, mcp })
 }
 
 /// Looks up payers and gateway users in the directory.
@@ -308,6 +314,7 @@ pub fn inventory(catalog: &Catalog, query: &InventoryQuery, facts: &Facts) -> Ve
         gateway: Purse,
         annual: Purse,
         subscriptions: u64,
+        mcp_flags: BTreeSet<String>,
     }
     impl Acc {
         fn seen(&mut self, first: i64, last: i64) {
@@ -368,6 +375,13 @@ pub fn inventory(catalog: &Catalog, query: &InventoryQuery, facts: &Facts) -> Ve
         a.subscriptions += 1;
         a.annual.add(&s.currency, i128::from(s.annual_minor()));
     }
+    for m in facts.mcp.iter().filter(|m| wanted(&m.product)) {
+        // Only products seen otherwise get a row: an installed server was reported as a
+        // sighting, so its product has one unless the period filters it out.
+        if let Some(a) = acc.get_mut(&m.product) {
+            a.mcp_flags.extend(m.flags.iter().cloned());
+        }
+    }
     acc.into_iter()
         .map(|(product, a)| {
             let (vendor, name, category) = catalog_facts(catalog, &product);
@@ -388,6 +402,7 @@ pub fn inventory(catalog: &Catalog, query: &InventoryQuery, facts: &Facts) -> Ve
                 gateway_spend: a.gateway.nanos(),
                 subscriptions: a.subscriptions,
                 annualized_cost: a.annual.minor(),
+                mcp_flags: a.mcp_flags.into_iter().collect(),
                 product,
             }
         })
@@ -406,6 +421,7 @@ pub fn product_detail(
     sources: Vec<SourceUsage>,
     devices: Vec<DeviceUsage>,
     review: Option<Review>,
+    mcp: &[McpServerFlags],
 ) -> ProductDetail {
     let (vendor, name, category) = catalog_facts(catalog, product);
     ProductDetail {
@@ -436,6 +452,15 @@ pub fn product_detail(
                 last_seen: d.last_seen,
                 count: u64_of(d.count),
                 installed: d.installed,
+            })
+            .collect(),
+        mcp_servers: mcp
+            .iter()
+            .filter(|m| m.product == product)
+            .map(|m| aiscout_wire::McpServerFlags {
+                value: m.value.clone(),
+                flags: m.flags.clone(),
+                devices: u64_of(m.devices),
             })
             .collect(),
     }

@@ -137,6 +137,7 @@ pub fn inventory_sheet(rows: &[InventoryRow]) -> Sheet {
         "first_seen",
         "last_seen",
         "subscriptions",
+        "mcp_flags",
     ]
     .map(str::to_owned)
     .to_vec();
@@ -164,6 +165,7 @@ pub fn inventory_sheet(rows: &[InventoryRow]) -> Sheet {
                 Cell::Time(r.first_seen),
                 Cell::Time(r.last_seen),
                 count(r.subscriptions),
+                text(r.mcp_flags.join(" ")),
             ];
             cells.extend(money_layout.iter().map(|(get, c)| amount_in(get(r), c)));
             cells

@@ -38,9 +38,9 @@ use crate::model::{
     Admission, Admit, AdmitRule, Attempt, AuditEntry, AuditFilter, AuditRecord, Batch, ChannelRow,
     Claimed, DeliveryRow, Device, DeviceId, DevicePage, DeviceQuery, DeviceSighting, DeviceSummary,
     DeviceUsage, DigestClaim, EnrollAttempt, EnrollOutcome, ExpenseLine, GatewaySpend,
-    GatewayTotal, Health, ImportCounts, ImportRun, IngestOutcome, NewEvent, OwnerUse, Person,
-    PersonUsage, ProductUsage, ReenrollPolicy, ReenrollRequest, Review, ScimResource, ScimWrite,
-    Session, SourceUsage, StoredEvent, Token, UsageFilter, ValueUsage,
+    GatewayTotal, Health, ImportCounts, ImportRun, IngestOutcome, McpServerFlags, NewEvent,
+    OwnerUse, Person, PersonUsage, ProductUsage, ReenrollPolicy, ReenrollRequest, Review,
+    ScimResource, ScimWrite, Session, SourceUsage, StoredEvent, Token, UsageFilter, ValueUsage,
 };
 
 pub mod erase;
@@ -198,6 +198,28 @@ pub struct Migration {
 /// Most devices returned by a product detail query.
 pub const PRODUCT_DEVICES_LIMIT: i64 = 1_000;
 
+/// [`Store::mcp_flags`] in both dialects (`present` is an integer in SQLite and a boolean in
+/// PostgreSQL; both read it as a condition). Sorted by the caller, bytewise.
+pub(crate) const MCP_FLAGS_SELECT: &str =
+    "SELECT product, value, flags, COUNT(DISTINCT device_id)::bigint FROM installed
+     WHERE kind = 'mcp_server' AND present AND flags <> ''
+     GROUP BY product, value, flags";
+
+/// One [`MCP_FLAGS_SELECT`] row.
+pub(crate) fn mcp_flags_row(
+    product: String,
+    value: String,
+    flags: &str,
+    devices: i64,
+) -> McpServerFlags {
+    McpServerFlags {
+        product,
+        value,
+        flags: flags.split(',').filter(|f| !f.is_empty()).map(str::to_owned).collect(),
+        devices,
+    }
+}
+
 /// Most rows one [`Store::product_values`] returns (a larger limit is clamped to this).
 pub const PRODUCT_VALUES_LIMIT: i64 = 1_000;
 
@@ -324,6 +346,11 @@ pub trait Store: Send + Sync + 'static {
         product: String,
         limit: i64,
     ) -> impl Future<Output = Result<Vec<ValueUsage>, StoreError>> + Send;
+
+    /// The configured MCP servers installed now that carry risk flags (issue 17), one row per
+    /// (client product, server value, flags) with the devices reporting it, sorted by product,
+    /// value and flags (bytewise).
+    fn mcp_flags(&self) -> impl Future<Output = Result<Vec<McpServerFlags>, StoreError>> + Send;
 
     /// Every current review decision.
     fn reviews(&self) -> impl Future<Output = Result<Vec<Review>, StoreError>> + Send;

@@ -27,9 +27,9 @@ use crate::model::{
     Admit, AdmitRule, Attempt, AuditEntry, AuditFilter, AuditRecord, Batch, ChannelRow, Claimed,
     DeliveryRow, Device, DeviceId, DevicePage, DeviceQuery, DeviceSighting, DeviceSummary,
     DeviceUsage, DigestClaim, EnrollAttempt, EnrollOutcome, ExpenseLine, GatewaySpend,
-    GatewayTotal, Health, ImportCounts, ImportRun, IngestOutcome, NewEvent, OwnerUse, Person,
-    PersonUsage, ProductUsage, ReenrollRequest, Review, ScimResource, ScimWrite, Session,
-    SourceUsage, StoredEvent, Token, UsageFilter, ValueUsage,
+    GatewayTotal, Health, ImportCounts, ImportRun, IngestOutcome, McpServerFlags, NewEvent,
+    OwnerUse, Person, PersonUsage, ProductUsage, ReenrollRequest, Review, ScimResource, ScimWrite,
+    Session, SourceUsage, StoredEvent, Token, UsageFilter, ValueUsage,
 };
 
 /// The PostgreSQL migrations, in order.
@@ -49,6 +49,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 13, sql: include_str!("migrations/postgres/0013_scim.sql") },
     Migration { version: 14, sql: include_str!("migrations/postgres/0014_alert_caps.sql") },
     Migration { version: 15, sql: include_str!("migrations/postgres/0015_connector_errors.sql") },
+    Migration { version: 19, sql: include_str!("migrations/postgres/0019_mcp_flags.sql") },
 ];
 
 /// The advisory lock key that serialises migrations ("aiscout" in ASCII).
@@ -1071,15 +1072,17 @@ impl Store for PgStore {
             let users: Vec<&str> = i.iter().map(|i| i.user.as_str()).collect();
             let present: Vec<bool> = i.iter().map(|i| i.present).collect();
             let at: Vec<i64> = i.iter().map(|i| i.at).collect();
+            let flags: Vec<&str> = i.iter().map(|i| i.flags.as_str()).collect();
             tx.execute(
-            &tx.prepare_cached("INSERT INTO installed (device_id, product, kind, value, os_user, present, changed_at)
+            &tx.prepare_cached("INSERT INTO installed (device_id, product, kind, value, os_user, present, changed_at, flags)
              SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[],
-                                      $6::bool[], $7::bigint[])
+                                      $6::bool[], $7::bigint[], $8::text[])
              ON CONFLICT (device_id, product, kind, value, os_user) DO UPDATE
-             SET present = excluded.present, changed_at = excluded.changed_at
+             SET present = excluded.present, changed_at = excluded.changed_at,
+                 flags = excluded.flags
              WHERE excluded.changed_at > installed.changed_at
                 OR (excluded.changed_at = installed.changed_at AND NOT excluded.present)").await?,
-            &[&device.0, &products, &kinds, &values, &users, &present, &at],
+            &[&device.0, &products, &kinds, &values, &users, &present, &at, &flags],
         )
         .await?;
         }
@@ -1316,6 +1319,21 @@ impl Store for PgStore {
                 })
             })
             .collect()
+    }
+
+    async fn mcp_flags(&self) -> Result<Vec<McpServerFlags>, StoreError> {
+        let client = self.client().await?;
+        let rows =
+            client.query(&client.prepare_cached(super::MCP_FLAGS_SELECT).await?, &[]).await?;
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                let flags: String = r.try_get(2)?;
+                Ok(super::mcp_flags_row(r.try_get(0)?, r.try_get(1)?, &flags, r.try_get(3)?))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        out.sort_by(|a, b| (&a.product, &a.value, &a.flags).cmp(&(&b.product, &b.value, &b.flags)));
+        Ok(out)
     }
 
     async fn reviews(&self) -> Result<Vec<Review>, StoreError> {

@@ -23,9 +23,9 @@ use crate::model::{
     Admit, AdmitRule, Attempt, AuditEntry, AuditFilter, AuditRecord, Batch, ChannelRow, Claimed,
     DeliveryRow, Device, DeviceId, DevicePage, DeviceQuery, DeviceSighting, DeviceSummary,
     DeviceUsage, DigestClaim, EnrollAttempt, EnrollOutcome, ExpenseLine, GatewaySpend,
-    GatewayTotal, Health, ImportCounts, ImportRun, IngestOutcome, NewEvent, OwnerUse, Person,
-    PersonUsage, ProductUsage, ReenrollRequest, Review, ScimResource, ScimWrite, Session,
-    SourceUsage, StoredEvent, Token, UsageFilter, ValueUsage,
+    GatewayTotal, Health, ImportCounts, ImportRun, IngestOutcome, McpServerFlags, NewEvent,
+    OwnerUse, Person, PersonUsage, ProductUsage, ReenrollRequest, Review, ScimResource, ScimWrite,
+    Session, SourceUsage, StoredEvent, Token, UsageFilter, ValueUsage,
 };
 
 /// The SQLite migrations, in order.
@@ -45,6 +45,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 13, sql: include_str!("migrations/sqlite/0013_scim.sql") },
     Migration { version: 14, sql: include_str!("migrations/sqlite/0014_alert_caps.sql") },
     Migration { version: 15, sql: include_str!("migrations/sqlite/0015_connector_errors.sql") },
+    Migration { version: 19, sql: include_str!("migrations/sqlite/0019_mcp_flags.sql") },
 ];
 
 /// How long a connection waits for another writer before failing.
@@ -799,15 +800,26 @@ fn store_batch(tx: &Connection, job: &IngestJob) -> Result<IngestOutcome, StoreE
         }
     }
     let mut stmt = tx.prepare_cached(
-        "INSERT INTO installed (device_id, product, kind, value, os_user, present, changed_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+        "INSERT INTO installed (device_id, product, kind, value, os_user, present, changed_at,
+             flags)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT (device_id, product, kind, value, os_user) DO UPDATE
-         SET present = excluded.present, changed_at = excluded.changed_at
+         SET present = excluded.present, changed_at = excluded.changed_at,
+             flags = excluded.flags
          WHERE excluded.changed_at > installed.changed_at
             OR (excluded.changed_at = installed.changed_at AND NOT excluded.present)",
     )?;
     for i in &job.batch.installs {
-        stmt.execute(params![job.device.0, i.product, i.kind, i.value, i.user, i.present, i.at])?;
+        stmt.execute(params![
+            job.device.0,
+            i.product,
+            i.kind,
+            i.value,
+            i.user,
+            i.present,
+            i.at,
+            i.flags
+        ])?;
     }
     tx.execute(
         "UPDATE devices SET last_contact = MAX(last_contact, ?2),
@@ -1608,6 +1620,22 @@ impl Store for SqliteStore {
                     })
                 })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn mcp_flags(&self) -> Result<Vec<McpServerFlags>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(&rollup::sqlite(super::MCP_FLAGS_SELECT))?;
+            let rows = stmt.query_map([], |r| {
+                let flags: String = r.get(2)?;
+                Ok(super::mcp_flags_row(r.get(0)?, r.get(1)?, &flags, r.get(3)?))
+            })?;
+            let mut out = rows.collect::<Result<Vec<_>, _>>()?;
+            out.sort_by(|a, b| {
+                (&a.product, &a.value, &a.flags).cmp(&(&b.product, &b.value, &b.flags))
+            });
+            Ok(out)
         })
         .await
     }

@@ -204,6 +204,7 @@ pub(crate) fn batch(k: u64) -> Vec<u8> {
             count: 1,
             window,
             removed: false,
+            flags: Vec::new(),
         })
         .collect();
     let b = SightingBatch {

@@ -122,6 +122,80 @@ pub struct Sighting {
     /// True when this installed item (app, extension, cli, mcp_server, model) was present in an earlier report and is gone now.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub removed: bool,
+    /// Risk flags of an `mcp_server` sighting (issue 17), wire names of [`McpFlag`] in its order;
+    /// empty (and omitted from the JSON) for every other kind and for a server without risk.
+    /// Optional and added without a version change: older collectors ignore it, and a
+    /// collector keeps only the names it knows, so a newer agent's flag is never refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
+}
+
+/// A risk flag of a configured MCP server, read from its configuration (issue 17; after the
+/// `risk_flags` column of Fleet's `ai_tools` table). Flags say that something is there, never
+/// what: no secret value, hash or length ever travels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum McpFlag {
+    /// A secret is written in the configuration in plain text (an `env` or header value of a
+    /// secret-named key, a token argument), not a reference to one.
+    PlaintextSecret,
+    /// The server can run shell commands: its command is a shell, or it is a known
+    /// command-execution server.
+    ShellExec,
+    /// The server can write files: a known filesystem server.
+    FileWrite,
+    /// The server is a package fetched at launch without a pinned version (`npx -y pkg`,
+    /// `uvx pkg`, `pipx run pkg`).
+    UnpinnedPackage,
+    /// The server is remote: a URL (`url`, `serverUrl`, `httpUrl`) or an `sse`/`http` type.
+    RemoteUrl,
+}
+
+impl McpFlag {
+    /// Every flag, in the order of the enum.
+    pub const ALL: [McpFlag; 5] = [
+        McpFlag::PlaintextSecret,
+        McpFlag::ShellExec,
+        McpFlag::FileWrite,
+        McpFlag::UnpinnedPackage,
+        McpFlag::RemoteUrl,
+    ];
+
+    /// The wire (and storage) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            McpFlag::PlaintextSecret => "plaintext_secret",
+            McpFlag::ShellExec => "shell_exec",
+            McpFlag::FileWrite => "file_write",
+            McpFlag::UnpinnedPackage => "unpinned_package",
+            McpFlag::RemoteUrl => "remote_url",
+        }
+    }
+
+    /// What a reviewer reads for it.
+    pub fn label(self) -> &'static str {
+        match self {
+            McpFlag::PlaintextSecret => "Plaintext secret in config",
+            McpFlag::ShellExec => "Can run shell commands",
+            McpFlag::FileWrite => "Can write files",
+            McpFlag::UnpinnedPackage => "Unpinned package",
+            McpFlag::RemoteUrl => "Remote server",
+        }
+    }
+
+    /// The flag with this wire name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.as_str() == name)
+    }
+
+    /// The known flags among `names`, sorted and without duplicates (unknown names, from a
+    /// newer agent, are dropped).
+    pub fn known<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<McpFlag> {
+        let mut out: Vec<McpFlag> = names.into_iter().filter_map(Self::parse).collect();
+        out.sort();
+        out.dedup();
+        out
+    }
 }
 
 /// The indicator kind of a sighting. Discovery sources are these plus `expense` and `gateway`.

@@ -28,14 +28,14 @@ pub mod validate;
 
 pub use agent::{
     AgentInfo, BatchAck, CaptureState, DeviceIdentity, EnrollRequest, EnrollResponse, Heartbeat,
-    HeartbeatAck, InterfaceStatus, NODE_KEY_PREFIX, Sighting, SightingBatch, SightingKind,
-    is_node_key_shaped,
+    HeartbeatAck, InterfaceStatus, McpFlag, NODE_KEY_PREFIX, Sighting, SightingBatch,
+    SightingKind, is_node_key_shaped,
 };
 pub use error::ErrorBody;
 pub use people::{
     AuditEntry, AuditList, DeviceHealth, DeviceList, DeviceRow, InventoryList, InventoryQuery,
-    InventoryRow, Money, ProductDetail, ProductDevice, ProductStatus, Review, ReviewRequest,
-    ReviewStatus, SourceSummary,
+    InventoryRow, McpServerFlags, Money, ProductDetail, ProductDevice, ProductStatus, Review,
+    ReviewRequest, ReviewStatus, SourceSummary,
 };
 pub use report::{
     Candidate, DepartmentMonthSpend, DuplicateSubscriptions, IdleSubscription, ImportSummary,

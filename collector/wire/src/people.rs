@@ -170,6 +170,10 @@ pub struct InventoryRow {
     /// the last 30 days of gateway spend times 365/30 (absent when none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub annualized_cost: Vec<Money>,
+    /// Risk flags of the product's configured MCP servers on any device (issue 17): the union
+    /// of their [`crate::McpFlag`] wire names, sorted (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mcp_flags: Vec<String>,
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference.
@@ -284,6 +288,22 @@ pub struct ProductDetail {
     pub sources: Vec<SourceSummary>,
     /// Devices that saw it.
     pub devices: Vec<ProductDevice>,
+    /// Its configured MCP servers that carry risk flags (issue 17), by value (absent when
+    /// none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mcp_servers: Vec<McpServerFlags>,
+}
+
+/// One configured MCP server with risk flags, over the devices that report it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct McpServerFlags {
+    /// The server as the agent reported it (`name: command args` or its URL, with secrets
+    /// removed).
+    pub value: String,
+    /// [`crate::McpFlag`] wire names, sorted.
+    pub flags: Vec<String>,
+    /// Devices where it is configured with these flags.
+    pub devices: u64,
 }
 
 /// Sightings of one product from one source.

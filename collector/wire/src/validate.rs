@@ -22,6 +22,10 @@ pub const MAX_SECRET_LEN: usize = 256;
 pub const MAX_NOTE_LEN: usize = 4096;
 /// Longest interface error text.
 pub const MAX_ERROR_LEN: usize = 1024;
+/// Most risk flags on one sighting.
+pub const MAX_FLAGS: usize = 16;
+/// Longest risk flag name.
+pub const MAX_FLAG_LEN: usize = 64;
 /// Most sightings in one batch.
 pub const MAX_SIGHTINGS_PER_BATCH: usize = 5_000;
 /// Most interfaces in one heartbeat.
@@ -185,6 +189,18 @@ fn sighting(i: usize, s: &Sighting) -> Result<(), ValidationError> {
     if s.count > MAX_SIGHTING_COUNT {
         return Err(ValidationError::new(f("count"), "count out of range"));
     }
+    if s.flags.len() > MAX_FLAGS {
+        return Err(ValidationError::new(f("flags"), format!("more than {MAX_FLAGS} flags")));
+    }
+    for (j, flag) in s.flags.iter().enumerate() {
+        required(&f(&format!("flags[{j}]")), flag, MAX_FLAG_LEN)?;
+    }
+    if !s.flags.is_empty() && s.kind != crate::agent::SightingKind::McpServer {
+        return Err(ValidationError::new(
+            f("flags"),
+            format!("only mcp_server sightings carry flags, not kind {}", s.kind.as_str()),
+        ));
+    }
     if s.removed && !s.kind.is_installed() {
         return Err(ValidationError::new(
             f("removed"),
@@ -328,6 +344,7 @@ mod tests {
             count: 1,
             window: 0,
             removed: false,
+            flags: Vec::new(),
         };
         SightingBatch {
             batch_id: "b1".into(),

@@ -316,6 +316,23 @@ pub(crate) async fn page<S: Store>(
                     }
                 }
                 @if let Some(r) = &row { @if !r.departments.is_empty() { p { "Departments: " (r.departments.join(", ")) } } }
+                @let mcp: Vec<_> = facts.mcp.iter().filter(|m| m.product == id).collect();
+                @if !mcp.is_empty() {
+                    h3 id="mcp-risk" { "MCP servers with risk flags" }
+                    p class="muted" { "Read from the servers' configurations on the devices: a flag says a risk is there, never a secret's value." }
+                    table class="data" {
+                        thead { tr { th scope="col" { "Server" } th scope="col" { "Risk flags" } th scope="col" class="num" { "Devices" } } }
+                        tbody {
+                            @for m in &mcp {
+                                tr {
+                                    td { code { (m.value) } }
+                                    td { (view::mcp_flags(&m.flags)) }
+                                    td class="num" { (count(u64::try_from(m.devices).unwrap_or(0))) }
+                                }
+                            }
+                        }
+                    }
+                }
                 h3 { "What matched" }
                 @if values.is_empty() && descriptors.is_empty() && providers.is_empty() { p class="empty" { "Nothing yet." } }
                 @else {

@@ -889,6 +889,7 @@ pub(crate) async fn installed_items_follow_the_latest_report(store: impl Store) 
         user: "ann".into(),
         present,
         at,
+        flags: String::new(),
     };
     let send = |id: &str, installs: Vec<InstallChange>| {
         let mut b = batch(id, vec![sighting("openai.chatgpt", "chatgpt.com", "ann", 0, 1)]);
@@ -925,6 +926,73 @@ pub(crate) async fn installed_items_follow_the_latest_report(store: impl Store) 
     // Seen only on the network: nothing is known about installation.
     let devices = store.product_devices("openai.chatgpt".into()).await.unwrap();
     assert_eq!(devices[0].installed, None);
+}
+
+pub(crate) async fn mcp_flags_follow_the_latest_report_of_installed_servers(store: impl Store) {
+    let h1 = store.enroll(device("h1", None), [1; 32], 100).await.unwrap();
+    let h2 = store.enroll(device("h2", None), [2; 32], 100).await.unwrap();
+    let server = |value: &str, present: bool, at: i64, flags: &str| InstallChange {
+        product: "anthropic.claude".into(),
+        kind: "mcp_server",
+        value: value.into(),
+        user: "ann".into(),
+        present,
+        at,
+        flags: flags.into(),
+    };
+    let send = |id: &str, installs: Vec<InstallChange>| {
+        let mut b = batch(id, vec![sighting("openai.chatgpt", "chatgpt.com", "ann", 0, 1)]);
+        b.installs = installs;
+        b
+    };
+    let fs = "filesystem: npx -y @modelcontextprotocol/server-filesystem /tmp";
+    let shell = "sh: bash -c run";
+    assert!(store.mcp_flags().await.unwrap().is_empty(), "nothing reported yet");
+    store
+        .ingest(
+            h1,
+            send(
+                "b1",
+                vec![
+                    server(fs, true, 100, "file_write,unpinned_package"),
+                    server(shell, true, 100, "shell_exec"),
+                    server("quiet: /usr/bin/srv", true, 100, ""),
+                ],
+            ),
+            100,
+        )
+        .await
+        .unwrap();
+    store
+        .ingest(h2, send("b1", vec![server(fs, true, 110, "file_write,unpinned_package")]), 110)
+        .await
+        .unwrap();
+    let rows = store.mcp_flags().await.unwrap();
+    let got: Vec<(&str, Vec<&str>, i64)> = rows
+        .iter()
+        .map(|r| (r.value.as_str(), r.flags.iter().map(String::as_str).collect(), r.devices))
+        .collect();
+    assert_eq!(
+        got,
+        [(fs, vec!["file_write", "unpinned_package"], 2), (shell, vec!["shell_exec"], 1)],
+        "a server without flags is not listed; devices are counted"
+    );
+    // A later report replaces the flags (the version was pinned); a removal drops the server.
+    store
+        .ingest(
+            h1,
+            send("b2", vec![server(fs, true, 200, "file_write"), server(shell, false, 200, "")]),
+            200,
+        )
+        .await
+        .unwrap();
+    // An older report (a spool drained late) changes nothing.
+    store.ingest(h1, send("b3", vec![server(shell, true, 150, "shell_exec")]), 300).await.unwrap();
+    let rows = store.mcp_flags().await.unwrap();
+    let got: Vec<(Vec<&str>, i64)> =
+        rows.iter().map(|r| (r.flags.iter().map(String::as_str).collect(), r.devices)).collect();
+    assert_eq!(got, [(vec!["file_write"], 1), (vec!["file_write", "unpinned_package"], 1)]);
+    assert!(rows.iter().all(|r| r.value == fs && r.product == "anthropic.claude"));
 }
 
 fn record(at: i64, actor: &str, action: &str, subject: &str) -> AuditRecord {
@@ -1861,6 +1929,7 @@ macro_rules! all_cases {
             rollup_departments_follow_people_and_owners,
             large_folds_agree_with_the_sightings,
             installed_items_follow_the_latest_report,
+            mcp_flags_follow_the_latest_report_of_installed_servers,
             sessions_expire_at_their_deadline_and_with_their_token,
             session_of_a_token_that_does_not_exist_is_no_session,
             purge_removes_idle_and_expired_sessions_only,

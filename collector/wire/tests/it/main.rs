@@ -178,3 +178,40 @@ fn openapi_file_documents_every_route() {
         );
     }
 }
+
+#[test]
+fn mcp_flags_are_optional_and_round_trip() {
+    use aiscout_wire::McpFlag;
+    let batch = round_trip::<SightingBatch>("sighting_batch_mcp_flags.json");
+    batch.validate().unwrap();
+    let flags = &batch.sightings[0].flags;
+    assert_eq!(
+        McpFlag::known(flags.iter().map(String::as_str)),
+        [McpFlag::PlaintextSecret, McpFlag::FileWrite, McpFlag::UnpinnedPackage]
+    );
+    // Older batches carry no flags, and a sighting without flags serialises without the field.
+    let old = round_trip::<SightingBatch>("sighting_batch.json");
+    assert!(old.sightings.iter().all(|s| s.flags.is_empty()));
+    assert!(!serde_json::to_string(&old).unwrap().contains("flags"));
+    let rows = round_trip::<InventoryList>("inventory_mcp_flags.json");
+    assert_eq!(rows.rows[0].mcp_flags.len(), 3);
+    let old = round_trip::<InventoryList>("inventory.json");
+    assert!(old.rows.iter().all(|r| r.mcp_flags.is_empty()));
+    let detail = round_trip::<ProductDetail>("product_detail_mcp_flags.json");
+    assert_eq!(detail.mcp_servers[0].devices, 1);
+    assert!(round_trip::<ProductDetail>("product_detail.json").mcp_servers.is_empty());
+}
+
+#[test]
+fn mcp_flags_on_another_kind_or_oversized_are_refused_by_name() {
+    let mut batch: SightingBatch =
+        serde_json::from_slice(&fixture("sighting_batch_mcp_flags.json")).unwrap();
+    // A name this build does not know is accepted (a newer agent) and ignored by readers.
+    batch.sightings[0].flags.push("a_future_flag".into());
+    batch.validate().unwrap();
+    batch.sightings[0].flags.push("x".repeat(65));
+    assert_eq!(batch.validate().unwrap_err().field, "sightings[0].flags[4]");
+    let mut batch: SightingBatch = serde_json::from_slice(&fixture("sighting_batch.json")).unwrap();
+    batch.sightings[0].flags = vec!["remote_url".into()];
+    assert_eq!(batch.validate().unwrap_err().field, "sightings[0].flags");
+}
