@@ -36,6 +36,10 @@ pub enum ImportCommand {
         /// department, id, type) or currency_default, date_format, amount_sign. Repeatable.
         #[arg(long = "map", value_name = "KEY=VALUE")]
         map: Vec<String>,
+        /// The payer of lines whose export names no cardholder and whose card is not in
+        /// [cards] of the config (a bank card statement).
+        #[arg(long, value_name = "EMAIL")]
+        cardholder: Option<String>,
         /// CSV files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -299,10 +303,15 @@ pub async fn import<S: Store>(
     let now = store::now();
     let total;
     match command {
-        ImportCommand::Expenses { format, map, files } => {
+        ImportCommand::Expenses { format, map, cardholder, files } => {
             let mut mapping = mappings.expenses.clone();
             for arg in &map {
                 mapping_flag(arg, |k, v| mapping.set(k, v)).map_err(|e| (Output::default(), e))?;
+            }
+            if let Some(email) = &cardholder {
+                mapping.owners.set_cardholder(email).map_err(|p| {
+                    (Output::default(), CommandError::Usage(format!("--cardholder: {}", p.reason)))
+                })?;
             }
             let format = match format.as_str() {
                 "auto" => None,

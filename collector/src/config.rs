@@ -69,6 +69,8 @@ pub struct FileConfig {
     pub transparency: Option<TransparencyFile>,
     /// How long each kind of data is kept: `[retention]`.
     pub retention: Option<crate::retention::RetentionFile>,
+    /// Card owners for statements without a cardholder: `[cards] "1234" = "alice@example.com"`.
+    pub cards: Option<BTreeMap<String, String>>,
 }
 
 /// `[[connector]]`: one pull connector, as written (validated into
@@ -629,6 +631,11 @@ pub fn load(
             if let Err(p) = set {
                 problems.push(problem(&format!("{section}.{}", p.key), p.reason));
             }
+        }
+    }
+    for (last4, email) in raw.cards.unwrap_or_default() {
+        if let Err(p) = mappings.expenses.owners.add_card(&last4, &email) {
+            problems.push(problem(&format!("cards.{last4}"), p.reason));
         }
     }
     let import = ImportConfig { mappings, drop_dir: o.drop_dir.clone().or(import_raw.drop_dir) };
@@ -1334,6 +1341,23 @@ mod tests {
         std::fs::write(&file, "[import.expenses.generik]\ndate = \"D\"\n").unwrap();
         let err = load(Some(&file), None, None, &Overrides::default()).unwrap_err();
         assert!(err.0[0].reason.contains("generik"), "{err}");
+    }
+
+    #[test]
+    fn card_owners_are_read_and_bad_cards_are_named_by_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[cards]\n\"1234\" = \"Alice@Example.com\"\n").unwrap();
+        let c = load(Some(&file), None, None, &Overrides::default()).unwrap();
+        let owners = &c.import.mappings.expenses.owners;
+        assert_eq!(owners.owner("XXXX XXXX XXXX 1234"), Some("alice@example.com"));
+        assert_eq!(owners.owner("5678"), None);
+        std::fs::write(&file, "[cards]\n\"12a4\" = \"a@example.com\"\n\"5678\" = \"bob\"\n")
+            .unwrap();
+        let err = load(Some(&file), None, None, &Overrides::default()).unwrap_err();
+        let keys: Vec<_> = err.0.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["cards.12a4", "cards.5678"], "{err}");
+        assert!(err.0[1].reason.contains("not an email"), "{err}");
     }
 
     #[test]

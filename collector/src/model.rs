@@ -482,8 +482,12 @@ pub struct ExpenseLine {
     pub department: String,
     /// Matched catalog product, `None` for a candidate.
     pub product: Option<String>,
-    /// True when no product matched but the descriptor looks like AI spend.
+    /// True when no product matched but the descriptor looks like AI spend, or is a
+    /// descriptor shared by an AI product and other charges that no catalog rule resolved.
     pub candidate: bool,
+    /// Why a candidate is one when the catalog knows (a shared descriptor's reason); `""`
+    /// otherwise.
+    pub candidate_reason: String,
 }
 
 /// One row of gateway or provider spend as stored (known, sanctioned spend).

@@ -21,7 +21,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{
-    Catalog, Category, DomainRule, DomainUse, Period, Price, Product, WindowsApp,
+    Audience, Catalog, Category, ContextRule, DomainRule, DomainUse, Period, Price, Product,
+    SharedDescriptor, WindowsApp,
 };
 
 /// The magic bytes that start every artifact (format 1).
@@ -146,7 +147,10 @@ pub fn content_hash(catalog: &Catalog) -> [u8; 32] {
 }
 
 fn canonical_payload(catalog: &Catalog) -> Vec<u8> {
-    let wire = WireCatalog { products: catalog.products().iter().map(WireProduct::from).collect() };
+    let wire = WireCatalog {
+        products: catalog.products().iter().map(WireProduct::from).collect(),
+        shared: catalog.shared().iter().map(WireShared::from).collect(),
+    };
     // Serialising plain structs of strings and integers into a Vec cannot fail; an empty
     // payload would fail verification loudly rather than ship.
     serde_json::to_vec(&wire).unwrap_or_default()
@@ -167,13 +171,68 @@ pub fn decode_payload(version: u64, payload: &[u8]) -> Result<Catalog, PayloadEr
         serde_json::from_slice(payload).map_err(|e| PayloadError(e.to_string()))?;
     let products =
         wire.products.into_iter().map(Product::try_from).collect::<Result<Vec<_>, _>>()?;
-    Ok(Catalog::new(version, products))
+    let shared = wire.shared.into_iter().map(SharedDescriptor::from).collect();
+    Ok(Catalog::new(version, products).with_shared(shared))
 }
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WireCatalog {
     products: Vec<WireProduct>,
+    // Absent in artifacts signed before shared descriptors existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    shared: Vec<WireShared>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireShared {
+    descriptor: String,
+    reason: String,
+    source: String,
+    rules: Vec<WireRule>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireRule {
+    context: Vec<String>,
+    product: Option<String>,
+    source: String,
+}
+
+impl From<&SharedDescriptor> for WireShared {
+    fn from(s: &SharedDescriptor) -> Self {
+        Self {
+            descriptor: s.descriptor.clone(),
+            reason: s.reason.clone(),
+            source: s.source.clone(),
+            rules: s
+                .rules
+                .iter()
+                .map(|r| WireRule {
+                    context: r.context.clone(),
+                    product: r.product.clone(),
+                    source: r.source.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<WireShared> for SharedDescriptor {
+    fn from(w: WireShared) -> Self {
+        Self {
+            descriptor: w.descriptor,
+            reason: w.reason,
+            source: w.source,
+            rules: w
+                .rules
+                .into_iter()
+                .map(|r| ContextRule { context: r.context, product: r.product, source: r.source })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -209,6 +268,8 @@ struct WirePrice {
     currency: String,
     period: String,
     source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    audience: Option<String>,
 }
 
 impl From<&Product> for WireProduct {
@@ -249,6 +310,7 @@ impl From<&Product> for WireProduct {
                     currency: pr.currency.clone(),
                     period: pr.period.as_str().to_owned(),
                     source: pr.source.clone(),
+                    audience: pr.audience.map(|a| a.as_str().to_owned()),
                 })
                 .collect(),
             sources: p.sources.clone(),
@@ -278,7 +340,12 @@ impl TryFrom<WireProduct> for Product {
                 "year" => Period::Year,
                 other => return Err(bad("period", other)),
             };
+            let audience = match p.audience.as_deref() {
+                None => None,
+                Some(a) => Some(Audience::parse(a).ok_or_else(|| bad("audience", a))?),
+            };
             prices.push(Price {
+                audience,
                 plan: p.plan.clone(),
                 amount_minor: p.amount_minor,
                 currency: p.currency.clone(),

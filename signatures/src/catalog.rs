@@ -11,6 +11,7 @@ use std::fmt;
 pub struct Catalog {
     version: u64,
     products: Vec<Product>,
+    shared: Vec<SharedDescriptor>,
 }
 
 impl Catalog {
@@ -18,7 +19,19 @@ impl Catalog {
     /// catalogs (and equal artifact bytes).
     pub fn new(version: u64, mut products: Vec<Product>) -> Self {
         products.sort_by(|a, b| a.id.cmp(&b.id));
-        Self { version, products }
+        Self { version, products, shared: Vec::new() }
+    }
+
+    /// The same catalog with these shared-descriptor rules (see [`SharedDescriptor`]).
+    pub fn with_shared(mut self, shared: Vec<SharedDescriptor>) -> Self {
+        self.shared = shared;
+        self
+    }
+
+    /// Card descriptors shared by an AI product and other charges, with the rules that
+    /// resolve them from a line's other columns.
+    pub fn shared(&self) -> &[SharedDescriptor] {
+        &self.shared
     }
 
     /// The catalog compiled from the sources embedded at build time, at version 0.
@@ -220,6 +233,66 @@ pub struct Price {
     pub period: Period,
     /// Where the price comes from.
     pub source: String,
+    /// Who the plan is sold to, when the source says (`None`: not stated).
+    pub audience: Option<Audience>,
+}
+
+/// Who a plan is sold to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Audience {
+    /// A personal subscription.
+    Consumer,
+    /// A team, business or enterprise seat.
+    Business,
+}
+
+impl Audience {
+    /// `consumer` or `business`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Audience::Consumer => "consumer",
+            Audience::Business => "business",
+        }
+    }
+
+    /// The audience with this name.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "consumer" => Some(Audience::Consumer),
+            "business" => Some(Audience::Business),
+            _ => None,
+        }
+    }
+}
+
+/// A card descriptor that an AI product shares with other charges: a vendor that sells AI
+/// and other things under one name (`GITHUB`), or a marketplace or app store
+/// (`APPLE.COM/BILL`). Such a descriptor names no product by itself; its [`ContextRule`]s
+/// decide from the line's other columns, and without a match the line is a review candidate
+/// with [`SharedDescriptor::reason`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SharedDescriptor {
+    /// The descriptor pattern, matched like a product's merchant pattern (its tokens start
+    /// the line's descriptor).
+    pub descriptor: String,
+    /// Why the descriptor alone is ambiguous (shown to the reviewer).
+    pub reason: String,
+    /// Where the fact that it is shared comes from.
+    pub source: String,
+    /// Rules tried in order; the first whose context matches wins.
+    pub rules: Vec<ContextRule>,
+}
+
+/// One way to resolve a [`SharedDescriptor`] from a line's other columns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContextRule {
+    /// Phrases, any of which (as whole tokens, in order) in the memo, notes, category,
+    /// merchant name or the rest of the descriptor selects this rule.
+    pub context: Vec<String>,
+    /// The product the line is; `None` for a rule that says the line is not AI spend.
+    pub product: Option<String>,
+    /// Where the rule comes from.
+    pub source: String,
 }
 
 impl Price {
@@ -278,6 +351,7 @@ mod tests {
             currency: "USD".into(),
             period: Period::Month,
             source: "s".into(),
+            audience: None,
         };
         assert_eq!(p.amount_decimal(), "20.00");
         assert_eq!(p.annual_minor(), 24_000);

@@ -31,8 +31,11 @@ pub mod sign;
 pub mod source;
 pub mod verify;
 
-pub use catalog::{Catalog, Category, DomainRule, DomainUse, Period, Price, Product, WindowsApp};
-pub use matcher::{AppRef, ExtensionRef, Index, Indicator, Match};
+pub use catalog::{
+    Audience, Catalog, Category, ContextRule, DomainRule, DomainUse, Period, Price, Product,
+    SharedDescriptor, WindowsApp,
+};
+pub use matcher::{AppRef, ExtensionRef, Index, Indicator, LineMatch, Match};
 pub use verify::{Verifier, VerifyError};
 
 include!(concat!(env!("OUT_DIR"), "/builtin_sources.rs"));

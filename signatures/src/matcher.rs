@@ -11,7 +11,7 @@ use std::hash::BuildHasherDefault;
 
 use crate::catalog::{Catalog, DomainUse, Product};
 use crate::domain::{DomainMatcher, FxHasher};
-use crate::merchant::MerchantMatcher;
+use crate::merchant::{MerchantMatcher, context_words, tokens};
 
 type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
@@ -124,7 +124,30 @@ pub struct Index {
     windows: FxMap<String, Vec<(Option<String>, u32)>>,
     ports: FxMap<u16, u32>,
     merchants: MerchantMatcher<u32>,
+    // Shared descriptors: matcher to index in `catalog.shared()`, and per descriptor its
+    // token count and each rule's phrases as token lists.
+    shared: MerchantMatcher<u32>,
+    shared_rules: Vec<(usize, Vec<Vec<Vec<String>>>)>,
     models: Vec<(String, u32)>,
+}
+
+/// What a card line is, from its descriptor and its other columns
+/// (see [`Index::merchant_in_context`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LineMatch<'a> {
+    /// The line is this product.
+    Product(Match<'a>),
+    /// A shared descriptor whose context says the line is not AI spend.
+    NotAi,
+    /// A shared descriptor that no rule resolved: a review candidate, with the reason.
+    Ambiguous {
+        /// The shared descriptor pattern as written in the catalog.
+        descriptor: &'a str,
+        /// Why the descriptor alone names no product.
+        reason: &'a str,
+    },
+    /// Nothing in the catalog knows the descriptor.
+    Unknown,
 }
 
 impl Index {
@@ -179,7 +202,26 @@ impl Index {
         let domains = DomainMatcher::new(domain_rules.iter().map(|(r, v)| (r.as_str(), *v)));
         let merchants =
             MerchantMatcher::new(merchant_patterns.iter().map(|(m, v)| (m.as_str(), *v)));
-        Self { catalog, domains, exact, windows, ports, merchants, models }
+        let shared = MerchantMatcher::new(
+            catalog
+                .shared()
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.descriptor.as_str(), u32::try_from(i).unwrap_or(u32::MAX))),
+        );
+        let shared_rules = catalog
+            .shared()
+            .iter()
+            .map(|s| {
+                let rules = s
+                    .rules
+                    .iter()
+                    .map(|r| r.context.iter().map(|c| context_words(c)).collect())
+                    .collect();
+                (tokens(&s.descriptor).len(), rules)
+            })
+            .collect();
+        Self { catalog, domains, exact, windows, ports, merchants, shared, shared_rules, models }
     }
 
     /// The catalog this index was built from.
@@ -254,6 +296,56 @@ impl Index {
         self.hit(self.merchants.lookup(descriptor)?, Indicator::Merchant)
     }
 
+    /// Matches a card line: its descriptor, resolved with the line's other columns
+    /// (`context`: memo, notes, category, merchant name) where the descriptor is shared.
+    ///
+    /// A product pattern that starts the descriptor wins (`GITHUB COPILOT`), then the merchant
+    /// name column's. Otherwise a shared descriptor (`GITHUB`, `APPLE.COM/BILL`) is resolved by
+    /// the first of its rules with a phrase in the rest of the descriptor or in a context
+    /// column (whole words, in order, any case); with none it is [`LineMatch::Ambiguous`],
+    /// never a guess at one of the vendor's products.
+    pub fn merchant_in_context(
+        &self,
+        descriptor: &str,
+        merchant: &str,
+        context: &[&str],
+    ) -> LineMatch<'_> {
+        let toks = tokens(descriptor);
+        if let Some(m) =
+            self.merchants.lookup_tokens(&toks).and_then(|i| self.hit(i, Indicator::Merchant))
+        {
+            return LineMatch::Product(m);
+        }
+        let shared = self.shared.lookup_tokens(&toks).or_else(|| self.shared.lookup(merchant));
+        let Some(si) = shared else {
+            return match (!merchant.is_empty()).then(|| self.merchant(merchant)).flatten() {
+                Some(m) => LineMatch::Product(m),
+                None => LineMatch::Unknown,
+            };
+        };
+        let idx = usize::try_from(si).unwrap_or(usize::MAX);
+        let (Some(s), Some((len, rules))) =
+            (self.catalog.shared().get(idx), self.shared_rules.get(idx))
+        else {
+            return LineMatch::Unknown;
+        };
+        let mut texts: Vec<Vec<String>> = vec![toks.get(*len..).unwrap_or(&[]).to_vec()];
+        texts.push(context_words(merchant));
+        texts.extend(context.iter().map(|c| context_words(c)));
+        for (rule, phrases) in s.rules.iter().zip(rules) {
+            let hit = phrases.iter().any(|p| texts.iter().any(|t| contains_run(t, p)));
+            if hit {
+                return match rule.product.as_deref().and_then(|id| self.catalog.product(id)) {
+                    Some(product) => {
+                        LineMatch::Product(Match { product, indicator: Indicator::Merchant })
+                    }
+                    None => LineMatch::NotAi,
+                };
+            }
+        }
+        LineMatch::Ambiguous { descriptor: &s.descriptor, reason: &s.reason }
+    }
+
     /// Matches a model name as a gateway reports it (`gpt-4o-2024-08-06`,
     /// `anthropic/claude-sonnet-4`): a provider prefix before `/` is ignored, then the longest
     /// model prefix wins.
@@ -272,6 +364,11 @@ impl Index {
 /// The comparable form of a Windows display name: lowercased, with trailing version numbers and
 /// architecture or scope tags removed, since installers write `Ollama version 0.5.7` or
 /// `Cursor (User)` where the catalog says `Ollama` and `Cursor`.
+/// True when `phrase` (non-empty) occurs in `text` as consecutive whole tokens.
+fn contains_run(text: &[String], phrase: &[String]) -> bool {
+    !phrase.is_empty() && text.windows(phrase.len()).any(|w| w == phrase)
+}
+
 fn display_name_key(name: &str) -> String {
     const NOISE: &[&str] = &[
         "version",
@@ -414,5 +511,63 @@ mod tests {
         assert_eq!(id(ix.model("claude-3")), None);
         assert_eq!(id(ix.local_port(11434)), Some("microsoft.vscode-copilot"));
         assert_eq!(id(ix.local_port(80)), None);
+    }
+}
+
+#[cfg(test)]
+mod shared_tests {
+    use super::*;
+
+    fn builtin() -> Index {
+        Index::new(Catalog::builtin().expect("builtin catalog"))
+    }
+
+    fn what(m: LineMatch<'_>) -> String {
+        match m {
+            LineMatch::Product(m) => m.product.id.clone(),
+            LineMatch::NotAi => "not-ai".into(),
+            LineMatch::Ambiguous { descriptor, .. } => format!("ambiguous:{descriptor}"),
+            LineMatch::Unknown => "unknown".into(),
+        }
+    }
+
+    /// Every shared descriptor of `rules/merchants.toml`: one memo that makes it AI, a
+    /// near-miss memo that does not, and no memo at all.
+    #[test]
+    fn shared_descriptors_resolve_from_context_and_never_guess() {
+        let ix = builtin();
+        let cases: &[(&str, &str, &str, &str)] = &[
+            // descriptor, merchant, memo, expected
+            ("GITHUB", "", "Copilot Business seats", "github.copilot"),
+            ("GITHUB", "", "Actions minutes overage", "not-ai"),
+            ("GITHUB", "", "copilots for the team offsite", "ambiguous:GITHUB"),
+            ("GITHUB", "", "", "ambiguous:GITHUB"),
+            ("GITHUB.COM 8774484820 CA", "GitHub", "", "ambiguous:GITHUB"),
+            ("GITHUB COPILOT", "", "Actions", "github.copilot"),
+            ("APPLE.COM/BILL 866-712-7753 CA", "", "ChatGPT Plus (iPhone)", "openai.chatgpt"),
+            ("APPLE.COM/BILL", "", "Claude Pro", "anthropic.claude"),
+            ("APPLE.COM/BILL", "", "iCloud+ 200 GB", "ambiguous:APPLE.COM/BILL"),
+            ("APPLE.COM/BILL", "", "chatgptish notes", "ambiguous:APPLE.COM/BILL"),
+            ("GOOGLE ONE*AI PREMIUM", "", "", "google.gemini"),
+            ("GOOGLE ONE", "", "Gemini Advanced via Google One", "google.gemini"),
+            ("GOOGLE ONE", "", "Photos storage 100 GB", "not-ai"),
+            ("GOOGLE ONE", "", "premium support", "ambiguous:GOOGLE ONE"),
+            ("GOOGLE CLOUD", "", "Vertex AI project ml-prod", "google.vertex-ai"),
+            ("GOOGLE CLOUD", "", "Gemini API key for the bot", "google.ai-studio"),
+            ("GOOGLE CLOUD", "", "Compute Engine VMs", "ambiguous:GOOGLE CLOUD"),
+            ("GITHUBS BAKERY", "", "Copilot", "unknown"),
+            ("THAI PALACE", "", "Copilot", "unknown"),
+        ];
+        for (descriptor, merchant, memo, want) in cases {
+            let got = what(ix.merchant_in_context(descriptor, merchant, &[memo]));
+            assert_eq!(&got, want, "{descriptor} / {merchant} / {memo}");
+        }
+        // The merchant name column is context too, and so is a category column.
+        assert_eq!(what(ix.merchant_in_context("GITHUB", "GitHub Copilot", &[])), "github.copilot");
+        assert_eq!(what(ix.merchant_in_context("GITHUB", "", &["", "Copilot"])), "github.copilot");
+        let LineMatch::Ambiguous { reason, .. } = ix.merchant_in_context("GITHUB", "", &[]) else {
+            panic!("bare GITHUB must be ambiguous");
+        };
+        assert!(reason.contains("Copilot"), "{reason}");
     }
 }

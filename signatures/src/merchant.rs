@@ -87,6 +87,19 @@ pub fn tokens(descriptor: &str) -> Vec<String> {
     out
 }
 
+/// Context columns (memo, notes, category) longer than this are cut before splitting.
+pub const MAX_CONTEXT_BYTES: usize = 2048;
+
+/// Splits a free-text column (a memo, a note, a category) into upper-case words, for the
+/// shared-descriptor rules: no processor, filler or trailing-number stripping.
+pub fn context_words(text: &str) -> Vec<String> {
+    let mut end = MAX_CONTEXT_BYTES.min(text.len());
+    while !text.is_char_boundary(end) {
+        end = end.saturating_sub(1);
+    }
+    words(text.get(..end).unwrap_or("")).into_iter().map(str::to_ascii_uppercase).collect()
+}
+
 fn words(text: &str) -> Vec<&str> {
     text.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).collect()
 }

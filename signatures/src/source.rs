@@ -13,7 +13,8 @@ use std::path::Path;
 use toml_edit::{Document, InlineTable, Item, Table, Value};
 
 use crate::catalog::{
-    Catalog, Category, DomainRule, DomainUse, Period, Price, Product, WindowsApp,
+    Audience, Catalog, Category, ContextRule, DomainRule, DomainUse, Period, Price, Product,
+    SharedDescriptor, WindowsApp,
 };
 use crate::matcher::{Indicator, collision_key};
 use crate::{domain, merchant};
@@ -77,6 +78,15 @@ pub fn compile_dir(dir: &Path, version: u64) -> Result<Catalog, SourceErrors> {
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
+    // Catalog-wide rules live in `rules/`, beside the vendor files.
+    if let Ok(rules) = std::fs::read_dir(dir.join(RULES_DIR)) {
+        paths.extend(
+            rules
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "toml")),
+        );
+    }
     paths.sort();
     for path in paths {
         let name = path.display().to_string();
@@ -96,6 +106,15 @@ pub fn compile_dir(dir: &Path, version: u64) -> Result<Catalog, SourceErrors> {
             Err(SourceErrors(errors))
         }
     }
+}
+
+/// The folder (under the catalog folder) of rule files such as `rules/merchants.toml`.
+pub const RULES_DIR: &str = "rules";
+
+/// True for a file of catalog-wide rules rather than a vendor's products.
+fn is_rules_file(name: &str) -> bool {
+    let parent = Path::new(name).parent().and_then(Path::file_name);
+    parent.is_some_and(|p| p == RULES_DIR)
 }
 
 fn read_capped(path: &Path) -> Result<String, String> {
@@ -126,13 +145,31 @@ pub fn compile<'a>(
     let mut errors = Vec::new();
     let mut products = Vec::new();
     let mut claims = Claims::default();
+    let mut shared = Vec::new();
     for (file, text) in sources {
         let mut cx = Cx { file, text, errors: &mut errors };
-        let found = cx.file_products(&mut claims);
-        products.extend(found);
+        if is_rules_file(file) {
+            shared.extend(cx.file_rules());
+        } else {
+            let found = cx.file_products(&mut claims);
+            products.extend(found);
+        }
+    }
+    for (s, file, line, field) in &shared {
+        for (i, r) in s.rules.iter().enumerate() {
+            if let Some(p) = r.product.as_deref().filter(|p| !claims.ids.contains_key(*p)) {
+                errors.push(SourceError {
+                    file: file.clone(),
+                    line: *line,
+                    field: format!("{field}.rule[{i}].product"),
+                    message: format!("no product has the id {p:?}"),
+                });
+            }
+        }
     }
     if errors.is_empty() {
-        Ok(Catalog::new(version, products))
+        let shared = shared.into_iter().map(|(s, ..)| s).collect();
+        Ok(Catalog::new(version, products).with_shared(shared))
     } else {
         errors.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
         Err(SourceErrors(errors))
@@ -252,6 +289,148 @@ impl Cx<'_, '_> {
             .enumerate()
             .filter_map(|(i, t)| self.product(t, &format!("product[{i}]"), &vendor, claims))
             .collect()
+    }
+
+    /// A rules file: `[[shared]]` descriptors with their `[[shared.rule]]`s. Returns each
+    /// descriptor with its file, line and field, for the product check after all files.
+    fn file_rules(&mut self) -> Vec<(SharedDescriptor, String, usize, String)> {
+        let doc = match Document::parse(self.text) {
+            Ok(doc) => doc,
+            Err(e) => {
+                let span = e.span();
+                self.err(span.as_ref(), "", format!("invalid TOML: {}", e.message().trim()));
+                return Vec::new();
+            }
+        };
+        let mut tables = Vec::new();
+        for (key, span, node) in TableRef::Table(doc.as_table()).entries() {
+            match (key, node) {
+                ("shared", Node::Tables(t)) => tables = t,
+                ("shared", _) => self.err(span.as_ref(), "shared", "expected [[shared]] tables"),
+                (other, _) => self.err(span.as_ref(), other, "unknown key"),
+            }
+        }
+        let mut out = Vec::new();
+        let mut seen: HashMap<Vec<String>, usize> = HashMap::new();
+        for (i, t) in tables.into_iter().enumerate() {
+            let f = format!("shared[{i}]");
+            let tspan = t.span();
+            let line = self.line(tspan.as_ref());
+            let before = self.errors.len();
+            let (mut descriptor, mut reason, mut source, mut rules) = (None, None, None, None);
+            for (key, span, node) in t.entries() {
+                let kf = format!("{f}.{key}");
+                let span = span.as_ref();
+                match key {
+                    "descriptor" => {
+                        descriptor = self.string(&node, span, &kf).filter(|d| {
+                            let toks = merchant::tokens(d);
+                            if toks.is_empty() {
+                                self.err(span, &kf, "descriptor is empty after normalisation");
+                                return false;
+                            }
+                            if let Some(first) = seen.insert(toks, line) {
+                                let msg = format!("descriptor already shared at line {first}");
+                                self.err(span, &kf, msg);
+                                return false;
+                            }
+                            true
+                        });
+                    }
+                    "reason" => reason = self.string(&node, span, &kf),
+                    "source" => source = self.string(&node, span, &kf),
+                    "rule" => rules = Some(self.context_rules(&node, span, &kf)),
+                    _ => self.err(span, &kf, "unknown key"),
+                }
+            }
+            for (present, key) in [
+                (descriptor.is_some(), "descriptor"),
+                (reason.is_some(), "reason"),
+                (source.is_some(), "source"),
+            ] {
+                if !present && self.errors.len() == before {
+                    self.err(tspan.as_ref(), &format!("{f}.{key}"), "missing required key");
+                }
+            }
+            if let (Some(descriptor), Some(reason), Some(source)) = (descriptor, reason, source) {
+                let rules = rules.unwrap_or_default();
+                out.push((
+                    SharedDescriptor { descriptor, reason, source, rules },
+                    self.file.to_owned(),
+                    line,
+                    f,
+                ));
+            }
+        }
+        out
+    }
+
+    fn context_rules(
+        &mut self,
+        node: &Node<'_>,
+        span: Option<&Range<usize>>,
+        field: &str,
+    ) -> Vec<ContextRule> {
+        let Node::Tables(tables) = node else {
+            self.err(span, field, "expected [[shared.rule]] tables");
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, t) in tables.iter().enumerate() {
+            let f = format!("{field}[{i}]");
+            let tspan = t.span();
+            let before = self.errors.len();
+            let (mut context, mut product, mut not_ai, mut source) = (None, None, false, None);
+            for (key, span, node) in t.entries() {
+                let kf = format!("{f}.{key}");
+                let span = span.as_ref();
+                match key {
+                    "context" => {
+                        let list = self.strings(&node, span, &kf);
+                        for (c, cspan) in &list {
+                            if merchant::tokens(c).is_empty() {
+                                self.err(
+                                    cspan.as_ref(),
+                                    &kf,
+                                    "phrase is empty after normalisation",
+                                );
+                            }
+                        }
+                        context = Some(list.into_iter().map(|(c, _)| c).collect::<Vec<_>>());
+                    }
+                    "product" => product = self.string(&node, span, &kf),
+                    "not_ai" => match node {
+                        Node::Value(v) if v.as_bool().is_some() => {
+                            not_ai = v.as_bool().unwrap_or(false);
+                        }
+                        _ => self.err(span, &kf, "expected true or false"),
+                    },
+                    "source" => source = self.string(&node, span, &kf),
+                    _ => self.err(span, &kf, "unknown key"),
+                }
+            }
+            if self.errors.len() != before {
+                continue;
+            }
+            let Some(context) = context.filter(|c| !c.is_empty()) else {
+                self.err(tspan.as_ref(), &format!("{f}.context"), "a rule needs context phrases");
+                continue;
+            };
+            let Some(source) = source else {
+                self.err(tspan.as_ref(), &format!("{f}.source"), "missing required key");
+                continue;
+            };
+            if product.is_some() == not_ai {
+                self.err(
+                    tspan.as_ref(),
+                    &format!("{f}.product"),
+                    "a rule names a product or says not_ai = true, not both or neither",
+                );
+                continue;
+            }
+            out.push(ContextRule { context, product, source });
+        }
+        out
     }
 
     fn inline_tables<'a>(&mut self, v: &'a Value, field: &str) -> Vec<TableRef<'a>> {
@@ -585,6 +764,7 @@ impl Cx<'_, '_> {
             let f = format!("{field}[{i}]");
             let (mut plan, mut amount, mut currency, mut period, mut source) =
                 (None, None, None, None, None);
+            let mut audience = None;
             let before = self.errors.len();
             for (key, span, node) in t.entries() {
                 let kf = format!("{f}.{key}");
@@ -627,6 +807,16 @@ impl Cx<'_, '_> {
                             }
                         });
                     }
+                    "audience" => {
+                        audience = self.string(&node, span, &kf).and_then(|a| {
+                            let parsed = Audience::parse(&a);
+                            if parsed.is_none() {
+                                let msg = format!("audience {a:?} must be consumer or business");
+                                self.err(span, &kf, msg);
+                            }
+                            parsed
+                        });
+                    }
                     _ => self.err(span, &kf, "unknown key"),
                 }
             }
@@ -650,7 +840,7 @@ impl Cx<'_, '_> {
             if let (Some(plan), Some(amount_minor), Some(currency), Some(period), Some(source)) =
                 (plan, amount, currency, period, source)
             {
-                out.push(Price { plan, amount_minor, currency, period, source });
+                out.push(Price { plan, amount_minor, currency, period, source, audience });
             }
         }
         out
@@ -866,5 +1056,55 @@ merchant_patterns = ["GITHUB"]
         assert_eq!(parse_minor("-1"), None);
         assert_eq!(parse_minor("1e3"), None);
         assert_eq!(parse_minor("99999999999999999999"), None);
+    }
+}
+
+#[cfg(test)]
+mod rules_tests {
+    use super::*;
+
+    const VENDOR: &str = "vendor = \"V\"\n[[product]]\nid = \"v.x\"\nname = \"X\"\ncategory = \"chat\"\nsources = [\"s\"]\n[[product.price]]\nplan = \"Pro\"\namount = \"10.00\"\ncurrency = \"USD\"\nperiod = \"month\"\nsource = \"s\"\naudience = \"people\"\n";
+
+    fn errors(files: &[(&str, &str)]) -> Vec<String> {
+        match compile(files.iter().copied(), 1) {
+            Ok(_) => Vec::new(),
+            Err(SourceErrors(e)) => e.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn rule_files_are_checked_with_file_line_and_field() {
+        let rules = "[[shared]]\ndescriptor = \"VEND\"\nreason = \"r\"\nsource = \"s\"\n\
+                     [[shared.rule]]\ncontext = [\"X\"]\nproduct = \"v.missing\"\nsource = \"s\"\n\
+                     [[shared.rule]]\ncontext = [\"Y\"]\nproduct = \"v.x\"\nnot_ai = true\nsource = \"s\"\n\
+                     [[shared.rule]]\ncontext = []\nnot_ai = true\nsource = \"s\"\n\
+                     [[shared]]\ndescriptor = \"vend\"\nreason = \"r\"\nsource = \"s\"\n\
+                     [[shared]]\ndescriptor = \"OTHER\"\nsource = \"s\"\nextra = 1\n";
+        let got = errors(&[("v.toml", VENDOR), ("rules/merchants.toml", rules)]);
+        let want = [
+            "v.toml:13: product[0].price[0].audience: audience \"people\" must be consumer or business",
+            "rules/merchants.toml:1: shared[0].rule[0].product: no product has the id \"v.missing\"",
+            "rules/merchants.toml:9: shared[0].rule[1].product: a rule names a product or says not_ai = true, not both or neither",
+            "rules/merchants.toml:14: shared[0].rule[2].context: a rule needs context phrases",
+            "rules/merchants.toml:19: shared[1].descriptor: descriptor already shared at line 1",
+            "rules/merchants.toml:25: shared[2].extra: unknown key",
+        ];
+        for w in want {
+            assert!(got.iter().any(|g| g == w), "missing {w:?} in {got:#?}");
+        }
+    }
+
+    #[test]
+    fn audience_and_shared_rules_reach_the_catalog_and_the_artifact() {
+        let vendor = VENDOR.replace("people", "consumer");
+        let rules = "[[shared]]\ndescriptor = \"VEND\"\nreason = \"r\"\nsource = \"s\"\n\
+                     [[shared.rule]]\ncontext = [\"X\"]\nproduct = \"v.x\"\nsource = \"s\"\n";
+        let c = compile([("v.toml", vendor.as_str()), ("rules/m.toml", rules)], 1).unwrap();
+        assert_eq!(c.products()[0].prices[0].audience, Some(Audience::Consumer));
+        assert_eq!(c.shared().len(), 1);
+        let bytes = crate::artifact::encode_unsigned(&c);
+        let parts = crate::artifact::split(&bytes).unwrap();
+        let back = crate::artifact::decode_payload(1, parts.payload).unwrap();
+        assert_eq!(back, c);
     }
 }

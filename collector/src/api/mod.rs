@@ -551,9 +551,11 @@ async fn import_upload<S: Store>(
     // Held until the import is stored: the ceiling on memory and disk that imports take.
     let _permit = state.uploads.permit()?;
     let (mut format, mut name) = ("auto".to_owned(), "upload".to_owned());
+    let mut cardholder = None;
     for (k, v) in query_pairs(query.as_deref()) {
         match k.as_str() {
             "format" => format = v,
+            "cardholder" if !v.trim().is_empty() => cardholder = Some(v),
             "name" => name = v.chars().filter(|c| !c.is_control() && *c != '/').take(200).collect(),
             _ => {}
         }
@@ -574,8 +576,14 @@ async fn import_upload<S: Store>(
                 "auto" => None,
                 f => Some(ingest::expense::ExpenseFormat::parse(f).ok_or_else(bad_format)?),
             };
-            let mapping = &state.mappings.expenses;
-            ingest::file::expenses(&state.store, index, input, f, mapping, None, now).await
+            let mut mapping = state.mappings.expenses.clone();
+            if let Some(email) = &cardholder {
+                mapping.owners.set_cardholder(email).map_err(|p| ApiError::BadRequest {
+                    field: Some("cardholder".into()),
+                    message: p.reason,
+                })?;
+            }
+            ingest::file::expenses(&state.store, index, input, f, &mapping, None, now).await
         }
         ImportKind::Gateway => {
             let f = match format.as_str() {

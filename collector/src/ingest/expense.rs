@@ -16,10 +16,10 @@
 
 use std::collections::HashMap;
 
-use aiscout_signatures::Index;
 use aiscout_signatures::merchant::tokens;
+use aiscout_signatures::{Index, LineMatch};
 
-use super::mapping::{self, AmountSign, DateFormat, ExpenseMapping};
+use super::mapping::{self, AmountSign, CardOwners, DateFormat, ExpenseMapping};
 use super::parse::{self, AmountError};
 use super::table::{Header, cell};
 use super::{RowError, Tally};
@@ -120,6 +120,28 @@ const GENERIC_AMOUNT: [&str; 2] = ["amount", "amount_major"];
 const GENERIC_DESCRIPTOR: [&str; 4] =
     ["descriptor", "merchant_descriptor", "description", "merchant"];
 
+/// Free-text columns read as context for shared descriptors (memo, notes, category), in
+/// every format; a column already read as the descriptor is not context.
+const CONTEXT_COLUMNS: [&str; 13] = [
+    "Memo",
+    "Notes",
+    "Note",
+    "Comment",
+    "Comments",
+    "Category",
+    "Ramp Category",
+    "Brex Category",
+    "Expense Category",
+    "Extended Details",
+    "Business Purpose",
+    "Purpose",
+    "Description",
+];
+
+/// Columns that hold the card (its number, masked number or last four digits).
+const CARD_COLUMNS: [&str; 7] =
+    ["Card Last 4", "Card Last Four", "Last 4", "Card Number", "Card", "Account #", "card"];
+
 /// Where each field lives in one file's header.
 #[derive(Clone, Debug)]
 pub struct Layout {
@@ -138,6 +160,9 @@ pub struct Layout {
     sign: AmountSign,
     default_currency: String,
     date_format: Option<DateFormat>,
+    context: Vec<usize>,
+    card: Option<usize>,
+    owners: CardOwners,
 }
 
 impl Layout {
@@ -266,8 +291,11 @@ impl Layout {
             },
             default_currency: "USD".to_owned(),
             date_format: None,
+            context: Vec::new(),
+            card: None,
+            owners: CardOwners::default(),
         };
-        Ok(layout)
+        Ok(layout.with_context(header, mapping))
     }
 
     /// The generic layout with `mapping` applied: a mapped field reads exactly its column,
@@ -303,7 +331,7 @@ impl Layout {
         if descriptors.is_empty() {
             return Err(missing("merchant descriptor", "descriptor"));
         }
-        Ok(Layout {
+        let layout = Layout {
             format: ExpenseFormat::Generic,
             dates: vec![date],
             amount,
@@ -319,7 +347,28 @@ impl Layout {
             sign: m.amount_sign,
             default_currency: m.currency_default.clone().unwrap_or_else(|| "USD".to_owned()),
             date_format: m.date_format.clone(),
-        })
+            context: Vec::new(),
+            card: None,
+            owners: CardOwners::default(),
+        };
+        Ok(layout.with_context(header, m))
+    }
+
+    /// Adds the context and card columns found in `header`, and the card owners.
+    fn with_context(mut self, header: &Header, mapping: &ExpenseMapping) -> Self {
+        self.context = CONTEXT_COLUMNS
+            .iter()
+            .filter_map(|n| header.find(&[n]))
+            .filter(|i| !self.descriptors.contains(i))
+            .fold(Vec::new(), |mut v, i| {
+                if !v.contains(&i) {
+                    v.push(i);
+                }
+                v
+            });
+        self.card = header.find(&CARD_COLUMNS);
+        self.owners = mapping.owners.clone();
+        self
     }
 
     /// The format.
@@ -443,14 +492,18 @@ impl<'a> ExpenseParser<'a> {
             ));
         }
         let merchant = cell(rec, l.merchant).to_owned();
-        let product = self
-            .index
-            .merchant(&descriptor)
-            .or_else(|| (!merchant.is_empty()).then(|| self.index.merchant(&merchant)).flatten())
-            .map(|m| m.product.id.clone());
+        let context: Vec<&str> = l.context.iter().map(|&i| cell(rec, Some(i))).collect();
         let toks = tokens(&descriptor);
-        let candidate =
-            product.is_none() && (looks_like_ai(&toks) || looks_like_ai(&tokens(&merchant)));
+        let (product, candidate, candidate_reason) =
+            match self.index.merchant_in_context(&descriptor, &merchant, &context) {
+                LineMatch::Product(m) => (Some(m.product.id.clone()), false, String::new()),
+                LineMatch::Ambiguous { reason, .. } => (None, true, reason.to_owned()),
+                LineMatch::NotAi => (None, false, String::new()),
+                LineMatch::Unknown => {
+                    let ai = looks_like_ai(&toks) || looks_like_ai(&tokens(&merchant));
+                    (None, ai, String::new())
+                }
+            };
         if product.is_none() && !candidate {
             tally.not_ai = tally.not_ai.saturating_add(1);
             return Ok(None);
@@ -459,6 +512,11 @@ impl<'a> ExpenseParser<'a> {
         let explicit = cell(rec, l.payer_email);
         if parse::looks_like_email(explicit) {
             payer_email = explicit.to_ascii_lowercase();
+        }
+        if payer_email.is_empty() && payer_name.is_empty() {
+            if let Some(owner) = l.owners.owner(cell(rec, l.card)) {
+                owner.clone_into(&mut payer_email);
+            }
         }
         let department = parse::collapse(cell(rec, l.department));
         let id = cell(rec, l.id).trim_matches(['\'', '"']).trim();
@@ -497,6 +555,7 @@ impl<'a> ExpenseParser<'a> {
             department,
             product,
             candidate,
+            candidate_reason,
         }))
     }
 }
@@ -521,14 +580,19 @@ mod tests {
 
     /// Parses `csv` with format detection; returns the format, the lines and the tally.
     fn parse(csv: &str) -> (ExpenseFormat, Vec<ExpenseLine>, Tally) {
+        parse_with(csv, &ExpenseMapping::default())
+    }
+
+    /// [`parse`] with a mapping (its card owners apply to every format).
+    fn parse_with(csv: &str, mapping: &ExpenseMapping) -> (ExpenseFormat, Vec<ExpenseLine>, Tally) {
         let index = Index::new(aiscout_signatures::Catalog::builtin().unwrap());
         let mut rdr = table::reader(csv.as_bytes());
         let mut rec = csv::StringRecord::new();
         assert!(rdr.read_record(&mut rec).unwrap());
         let header = Header::new(&rec);
         let format = ExpenseFormat::detect(&header).expect("format not detected");
-        let mut p =
-            ExpenseParser::new(Layout::new(format, &header).unwrap(), &index, "t.csv".into());
+        let layout = Layout::with_mapping(format, &header, mapping).unwrap();
+        let mut p = ExpenseParser::new(layout, &index, "t.csv".into());
         let mut tally = Tally::default();
         let mut lines = Vec::new();
         while rdr.read_record(&mut rec).unwrap() {
@@ -679,5 +743,66 @@ mod tests {
             t.errors[0].to_string(),
             "t.csv:2: column \"amount\": not a decimal amount: \"abc\""
         );
+    }
+
+    #[test]
+    fn a_shared_descriptor_is_ai_with_one_memo_not_ai_with_another_and_a_candidate_without() {
+        let (f, lines, t) = parse(
+            "Transaction Date,Post Date,Description,Category,Type,Amount,Memo\n\
+             10/07/2026,10/08/2026,GITHUB,Software,Sale,-19.00,Copilot Business seat\n\
+             10/07/2026,10/08/2026,GITHUB,Software,Sale,-4.00,Actions minutes\n\
+             10/07/2026,10/08/2026,GITHUB,Software,Sale,-21.00,\n\
+             10/09/2026,10/09/2026,APPLE.COM/BILL,Shopping,Sale,-19.99,ChatGPT Plus\n\
+             10/09/2026,10/09/2026,APPLE.COM/BILL,Shopping,Sale,-2.99,iCloud storage\n\
+             10/10/2026,10/10/2026,GITHUBS BAKERY,Food,Sale,-8.00,copilot lunch\n",
+        );
+        assert_eq!(f, ExpenseFormat::Chase);
+        let got: Vec<_> = lines
+            .iter()
+            .map(|l| {
+                (l.amount_minor, l.product.as_deref(), l.candidate, l.candidate_reason.is_empty())
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (1900, Some("github.copilot"), false, true),
+                (2100, None, true, false),
+                (1999, Some("openai.chatgpt"), false, true),
+                (299, None, true, false),
+            ]
+        );
+        assert!(lines[1].candidate_reason.contains("GitHub"), "{}", lines[1].candidate_reason);
+        assert!(lines[3].candidate_reason.contains("App Store"), "{}", lines[3].candidate_reason);
+        // Actions is not AI; the bakery is not GitHub: both only counted.
+        assert_eq!((t.not_ai, t.candidates), (2, 2));
+    }
+
+    #[test]
+    fn statements_without_a_cardholder_take_the_card_owner_or_the_cardholder_flag() {
+        let csv = "Transaction Date,Post Date,Description,Category,Type,Amount,Card\n\
+                   10/07/2026,10/08/2026,OPENAI *CHATGPT SUBSCR,Shopping,Sale,-20.00,XXXX-1234\n\
+                   10/08/2026,10/08/2026,OPENAI *CHATGPT SUBSCR,Shopping,Sale,-20.00,XXXX-9999\n";
+        let mut m = ExpenseMapping::default();
+        m.owners.add_card("1234", "Alice@Example.com").unwrap();
+        let (_, lines, _) = parse_with(csv, &m);
+        let payers: Vec<_> = lines.iter().map(|l| l.payer_email.as_str()).collect();
+        assert_eq!(payers, ["alice@example.com", ""]);
+        m.owners.set_cardholder("bob@example.com").unwrap();
+        let (_, lines, _) = parse_with(csv, &m);
+        let payers: Vec<_> = lines.iter().map(|l| l.payer_email.as_str()).collect();
+        assert_eq!(payers, ["alice@example.com", "bob@example.com"]);
+        // A line that names its payer keeps it.
+        let (_, lines, _) = parse_with(
+            "date,amount,currency,descriptor,payer_email,card\n\
+             2026-10-01,20.00,USD,CURSOR,carol@example.com,1234\n",
+            &m,
+        );
+        assert_eq!(lines[0].payer_email, "carol@example.com");
+        assert!(m.owners.add_card("12345", "a@example.com").is_err());
+        assert!(m.owners.add_card("1234", "alice").is_err());
+        assert!(m.owners.set_cardholder("not an email").is_err());
+        // Card owners do not make the generic mapping "configured".
+        assert!(m.is_default());
     }
 }

@@ -256,6 +256,69 @@ pub struct ExpenseMapping {
     pub date_format: Option<DateFormat>,
     /// How purchases are signed.
     pub amount_sign: AmountSign,
+    /// Who owns lines without a cardholder: applies to every expense format, not only the
+    /// generic one (see [`CardOwners`]).
+    pub owners: CardOwners,
+}
+
+/// The owner of card lines whose export names no cardholder (bank card statements): by the
+/// card's last four digits (`[cards]` in the config), else the import's `--cardholder`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CardOwners {
+    /// Card last four digits to the owner's email, lowercased.
+    pub cards: std::collections::BTreeMap<String, String>,
+    /// The owner of every line that names no cardholder and no configured card.
+    pub cardholder: Option<String>,
+}
+
+impl CardOwners {
+    /// Adds `[cards] "LAST4" = "EMAIL"`.
+    ///
+    /// # Errors
+    /// The key is not four digits or the value is not an email address.
+    pub fn add_card(&mut self, last4: &str, email: &str) -> Result<(), MappingProblem> {
+        if last4.len() != 4 || !last4.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(MappingProblem {
+                key: last4.to_owned(),
+                reason: "a card is named by its last four digits, such as \"1234\"".into(),
+            });
+        }
+        self.cards.insert(last4.to_owned(), owner_email(last4, email)?);
+        Ok(())
+    }
+
+    /// Sets `--cardholder EMAIL`.
+    ///
+    /// # Errors
+    /// Not an email address.
+    pub fn set_cardholder(&mut self, email: &str) -> Result<(), MappingProblem> {
+        self.cardholder = Some(owner_email("cardholder", email)?);
+        Ok(())
+    }
+
+    /// The owner of a line without a cardholder, from its card cell (any text whose last
+    /// four digits name the card: `1234`, `XXXX-1234`, `-41234`).
+    pub fn owner(&self, card_cell: &str) -> Option<&str> {
+        let digits: Vec<u8> = card_cell.bytes().filter(u8::is_ascii_digit).collect();
+        let last4 = digits.len().checked_sub(4).and_then(|start| digits.get(start..));
+        last4
+            .and_then(|d| std::str::from_utf8(d).ok())
+            .and_then(|k| self.cards.get(k))
+            .or(self.cardholder.as_ref())
+            .map(String::as_str)
+    }
+}
+
+fn owner_email(key: &str, value: &str) -> Result<String, MappingProblem> {
+    let v = value.trim();
+    if super::parse::looks_like_email(v) {
+        Ok(v.to_ascii_lowercase())
+    } else {
+        Err(MappingProblem {
+            key: key.to_owned(),
+            reason: format!("{v:?} is not an email address"),
+        })
+    }
 }
 
 impl ExpenseMapping {
@@ -314,9 +377,10 @@ impl ExpenseMapping {
         Ok(())
     }
 
-    /// True when nothing is mapped or set.
+    /// True when no column is mapped and no setting of the generic format is set (card
+    /// owners apply to every format and do not count).
     pub fn is_default(&self) -> bool {
-        *self == Self::default()
+        *self == Self { owners: self.owners.clone(), ..Self::default() }
     }
 }
 

@@ -218,6 +218,7 @@ mod tests {
             department: String::new(),
             product: Some(product.into()),
             candidate: false,
+            candidate_reason: String::new(),
         }
     }
 

@@ -49,6 +49,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 13, sql: include_str!("migrations/postgres/0013_scim.sql") },
     Migration { version: 14, sql: include_str!("migrations/postgres/0014_alert_caps.sql") },
     Migration { version: 15, sql: include_str!("migrations/postgres/0015_connector_errors.sql") },
+    Migration { version: 17, sql: include_str!("migrations/postgres/0017_candidate_reasons.sql") },
     Migration { version: 19, sql: include_str!("migrations/postgres/0019_mcp_flags.sql") },
 ];
 
@@ -366,7 +367,7 @@ const FILTER: &str = "($1::text IS NULL OR s.product = $1)
 const EXPENSE_STAGE: &str = "CREATE TEMPORARY TABLE IF NOT EXISTS aiscout_expense_stage (
         source TEXT, dedupe_key TEXT, file TEXT, line BIGINT, occurred_at BIGINT,
         amount_minor BIGINT, currency TEXT, descriptor TEXT, merchant TEXT, payer_email TEXT,
-        payer_name TEXT, department TEXT, product TEXT, candidate BOOLEAN
+        payer_name TEXT, department TEXT, product TEXT, candidate BOOLEAN, candidate_reason TEXT
     ) ON COMMIT DELETE ROWS";
 
 /// The staging table of [`PgStore::add_gateway_spend`] (see [`EXPENSE_STAGE`]).
@@ -1486,7 +1487,7 @@ impl Store for PgStore {
             .copy_in(
                 "COPY aiscout_expense_stage (source, dedupe_key, file, line, occurred_at,
                     amount_minor, currency, descriptor, merchant, payer_email, payer_name,
-                    department, product, candidate) FROM STDIN BINARY",
+                    department, product, candidate, candidate_reason) FROM STDIN BINARY",
             )
             .await?;
         let types = [
@@ -1504,6 +1505,7 @@ impl Store for PgStore {
             Type::TEXT,
             Type::TEXT,
             Type::BOOL,
+            Type::TEXT,
         ];
         let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
         for l in &lines {
@@ -1524,6 +1526,7 @@ impl Store for PgStore {
                     &l.department,
                     &l.product,
                     &l.candidate,
+                    &l.candidate_reason,
                 ])
                 .await?;
         }
@@ -1532,10 +1535,10 @@ impl Store for PgStore {
             &mut tx,
             "INSERT INTO expense_lines (source, dedupe_key, file, line, occurred_at,
                 amount_minor, currency, descriptor, merchant, payer_email, payer_name,
-                department, product, candidate, imported_at)
+                department, product, candidate, imported_at, candidate_reason)
              SELECT s.source, s.dedupe_key, s.file, s.line, s.occurred_at, s.amount_minor,
                 s.currency, s.descriptor, s.merchant, s.payer_email, s.payer_name, s.department,
-                s.product, s.candidate, $1::bigint
+                s.product, s.candidate, $1::bigint, s.candidate_reason
              FROM aiscout_expense_stage s",
             now,
         )
@@ -1578,6 +1581,7 @@ impl Store for PgStore {
                     department: r.try_get(11)?,
                     product: r.try_get(12)?,
                     candidate: r.try_get(13)?,
+                    candidate_reason: r.try_get(14)?,
                 })
             })
             .collect()

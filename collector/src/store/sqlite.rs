@@ -45,6 +45,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 13, sql: include_str!("migrations/sqlite/0013_scim.sql") },
     Migration { version: 14, sql: include_str!("migrations/sqlite/0014_alert_caps.sql") },
     Migration { version: 15, sql: include_str!("migrations/sqlite/0015_connector_errors.sql") },
+    Migration { version: 17, sql: include_str!("migrations/sqlite/0017_candidate_reasons.sql") },
     Migration { version: 19, sql: include_str!("migrations/sqlite/0019_mcp_flags.sql") },
 ];
 
@@ -1806,8 +1807,8 @@ impl Store for SqliteStore {
                 let mut stmt = tx.prepare_cached(
                     "INSERT INTO expense_lines (source, dedupe_key, file, line, occurred_at,
                         amount_minor, currency, descriptor, merchant, payer_email, payer_name,
-                        department, product, candidate, imported_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                        department, product, candidate, imported_at, candidate_reason)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
                      ON CONFLICT (source, dedupe_key) DO NOTHING",
                 )?;
                 for l in &lines {
@@ -1826,7 +1827,8 @@ impl Store for SqliteStore {
                         l.department,
                         l.product,
                         l.candidate,
-                        now
+                        now,
+                        l.candidate_reason
                     ])?;
                     if n == 0 {
                         counts.duplicates += 1;
@@ -1874,6 +1876,7 @@ impl Store for SqliteStore {
                     department: r.get(11)?,
                     product: r.get(12)?,
                     candidate: r.get(13)?,
+                    candidate_reason: r.get(14)?,
                 })
             })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)

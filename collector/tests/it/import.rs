@@ -75,7 +75,12 @@ async fn load(store: &impl Store) {
     import(store, ImportCommand::People { file: examples().join("people.csv") }).await;
     let first = import(
         store,
-        ImportCommand::Expenses { format: "auto".into(), map: vec![], files: files("expenses") },
+        ImportCommand::Expenses {
+            format: "auto".into(),
+            map: vec![],
+            cardholder: None,
+            files: files("expenses"),
+        },
     )
     .await;
     assert!(first.contains("ramp.csv (ramp): 11 rows, 10 stored"), "{first}");
@@ -138,7 +143,12 @@ pub(crate) async fn examples_import_twice_count_once_and_report(store: impl Stor
     load(&store).await;
     let again = import(
         &store,
-        ImportCommand::Expenses { format: "auto".into(), map: vec![], files: files("expenses") },
+        ImportCommand::Expenses {
+            format: "auto".into(),
+            map: vec![],
+            cardholder: None,
+            files: files("expenses"),
+        },
     )
     .await;
     assert!(again.lines().all(|l| l.contains(" 0 stored")), "{again}");

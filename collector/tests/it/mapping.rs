@@ -41,6 +41,7 @@ fn expenses(format: &str, map: &[&str], file: &str) -> ImportCommand {
     ImportCommand::Expenses {
         format: format.into(),
         map: map.iter().map(|s| (*s).to_owned()).collect(),
+        cardholder: None,
         files: vec![data(file)],
     }
 }

@@ -639,6 +639,7 @@ async fn retention_run_and_person_erase_from_the_command_line() {
             payer_name: "Ann Lee".into(),
             department: "Sales".into(),
             candidate: false,
+            candidate_reason: String::new(),
             product: Some("openai.chatgpt".into()),
         };
         store

@@ -43,6 +43,9 @@ fn upload_form(signed: &Signed, max: u64) -> Markup {
                 optgroup label="Gateway" { @for f in &gateway { option value={ "gateway:" (f) } { (f) } } }
             }
             p id="format-help" class="help" { "Leave it on detect unless the file's header is unusual." }
+            label for="cardholder" { "Cardholder (optional)" }
+            input id="cardholder" name="cardholder" type="email" autocomplete="off" aria-describedby="cardholder-help";
+            p id="cardholder-help" class="help" { "For a bank card statement without a cardholder column: the email of the person whose card it is. Cards listed in [cards] of the config are known already." }
             label for="file" { "File (CSV or JSON, at most " (max >> 20) " MiB)" }
             input id="file" name="file" type="file" required accept=".csv,.json,.jsonl,.txt,text/csv,application/json";
             div class="progress" hidden { progress id="upload-progress" max="100" value="0" { "0 %" } span id="upload-status" role="status" {} }
@@ -237,6 +240,7 @@ pub(crate) async fn upload<S: Store>(
     let limit = usize::try_from(max).unwrap_or(usize::MAX);
     let mut multipart =
         multipart.map_err(|e| Refusal::BadRequest(format!("not a file upload: {e}")))?;
+    let mut cardholder = String::new();
     let (mut csrf, mut kind, mut format, mut file) =
         (None, String::from("expenses"), String::from("auto"), None);
     loop {
@@ -284,6 +288,7 @@ pub(crate) async fn upload<S: Store>(
                 "csrf" => csrf = Some(text),
                 "kind" => kind = text,
                 "format" => format = text,
+                "cardholder" => cardholder = text,
                 _ => {}
             }
         }
@@ -310,16 +315,14 @@ pub(crate) async fn upload<S: Store>(
                 .as_deref()
                 .map(|f| ingest::expense::ExpenseFormat::parse(f).ok_or_else(|| unknown(f)))
                 .transpose()?;
-            ingest::file::expenses(
-                &state.store,
-                index,
-                input,
-                f,
-                &state.mappings.expenses,
-                None,
-                now,
-            )
-            .await
+            let mut mapping = state.mappings.expenses.clone();
+            if !cardholder.trim().is_empty() {
+                mapping
+                    .owners
+                    .set_cardholder(&cardholder)
+                    .map_err(|p| Refusal::BadRequest(format!("cardholder: {}", p.reason)))?;
+            }
+            ingest::file::expenses(&state.store, index, input, f, &mapping, None, now).await
         }
         "gateway" => {
             let f = format

@@ -404,6 +404,7 @@ pub(crate) fn expense(key: &str, product: Option<&str>, at: i64, amount: i64) ->
         payer_name: "Ann Lee".into(),
         department: "Sales".into(),
         candidate: product.is_none(),
+        candidate_reason: String::new(),
         product: product.map(str::to_owned),
     }
 }
@@ -430,11 +431,14 @@ fn spend(key: &str, product: Option<&str>, at: i64, nanos: i64) -> GatewaySpend 
 }
 
 pub(crate) async fn expense_import_twice_counts_each_line_once(store: impl Store) {
+    // A candidate of a shared descriptor keeps its reason (issue 17).
+    let mut shared = expense("id:2", None, 2_000, 1_500);
+    shared.candidate_reason = "GitHub bills its plans and Copilot under one name".into();
     let lines = vec![
         expense("id:1", Some("openai.chatgpt"), 1_000, 2_000),
-        expense("id:2", None, 2_000, 1_500),
+        shared.clone(),
         // A repeated key inside one import counts once too.
-        expense("id:2", None, 2_000, 1_500),
+        shared.clone(),
     ];
     let first = store.add_expenses(lines.clone(), 10).await.unwrap();
     assert_eq!(first, ImportCounts { inserted: 2, duplicates: 1 });
@@ -443,7 +447,7 @@ pub(crate) async fn expense_import_twice_counts_each_line_once(store: impl Store
     let stored = store.expenses(None).await.unwrap();
     assert_eq!(stored.len(), 2);
     assert_eq!(stored[0], expense("id:1", Some("openai.chatgpt"), 1_000, 2_000));
-    assert!(stored[1].candidate && stored[1].product.is_none());
+    assert_eq!(stored[1], shared);
     assert_eq!(store.expenses(Some(1_500)).await.unwrap().len(), 1);
 }
 
