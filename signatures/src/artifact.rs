@@ -249,6 +249,9 @@ struct WireProduct {
     linux_desktop_ids: Vec<String>,
     process_names: Vec<String>,
     cli_names: Vec<String>,
+    // Absent in artifacts built before package ids existed.
+    #[serde(default)]
+    packages: Vec<String>,
     vscode_extensions: Vec<String>,
     jetbrains_plugins: Vec<String>,
     chrome_extensions: Vec<String>,
@@ -294,6 +297,7 @@ impl From<&Product> for WireProduct {
             linux_desktop_ids: p.linux_desktop_ids.clone(),
             process_names: p.process_names.clone(),
             cli_names: p.cli_names.clone(),
+            packages: p.packages.clone(),
             vscode_extensions: p.vscode_extensions.clone(),
             jetbrains_plugins: p.jetbrains_plugins.clone(),
             chrome_extensions: p.chrome_extensions.clone(),
@@ -369,6 +373,7 @@ impl TryFrom<WireProduct> for Product {
             linux_desktop_ids: w.linux_desktop_ids,
             process_names: w.process_names,
             cli_names: w.cli_names,
+            packages: w.packages,
             vscode_extensions: w.vscode_extensions,
             jetbrains_plugins: w.jetbrains_plugins,
             chrome_extensions: w.chrome_extensions,

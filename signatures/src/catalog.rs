@@ -89,6 +89,9 @@ pub struct Product {
     pub process_names: Vec<String>,
     /// Command-line tools found on a PATH.
     pub cli_names: Vec<String>,
+    /// Package ids across package managers, `ecosystem:name` with the ecosystem one of `npm`,
+    /// `pypi`, `brew` or `cargo` (`npm:@anthropic-ai/claude-code`, `pypi:aider-chat`).
+    pub packages: Vec<String>,
     /// VS Code and Open VSX extension ids, `publisher.name`.
     pub vscode_extensions: Vec<String>,
     /// JetBrains plugin ids.

@@ -41,6 +41,8 @@ pub enum Indicator {
     Merchant,
     /// A model name reported by a gateway.
     Model,
+    /// A package id, `ecosystem:name` (npm, PyPI, Homebrew, cargo).
+    Package,
     /// A running process's executable name.
     Process,
     /// A VS Code or Open VSX extension id.
@@ -65,6 +67,7 @@ impl Indicator {
             Indicator::MacosBundleId => "macos_bundle_id",
             Indicator::Merchant => "merchant",
             Indicator::Model => "model",
+            Indicator::Package => "package",
             Indicator::Process => "process",
             Indicator::VscodeExtension => "vscode_extension",
             Indicator::WindowsApp => "windows_app",
@@ -165,7 +168,7 @@ impl Index {
             for d in &p.domains {
                 domain_rules.push((d.pattern.clone(), (i, d.usage)));
             }
-            let kinds: [(Indicator, &[String]); 9] = [
+            let kinds: [(Indicator, &[String]); 10] = [
                 (Indicator::MacosBundleId, &p.macos_bundle_ids),
                 (Indicator::LinuxPackage, &p.linux_packages),
                 (Indicator::LinuxDesktopId, &p.linux_desktop_ids),
@@ -175,6 +178,7 @@ impl Index {
                 (Indicator::JetbrainsPlugin, &p.jetbrains_plugins),
                 (Indicator::ChromeExtension, &p.chrome_extensions),
                 (Indicator::FirefoxExtension, &p.firefox_extensions),
+                (Indicator::Package, &p.packages),
             ];
             for (kind, values) in kinds {
                 for v in values {
@@ -284,6 +288,13 @@ impl Index {
     /// Matches a command-line tool by its file name.
     pub fn cli(&self, name: &str) -> Option<Match<'_>> {
         self.exact_hit(Indicator::Cli, name)
+    }
+
+    /// Matches an installed package by its id, `ecosystem:name` (`npm:@anthropic-ai/claude-code`,
+    /// `pypi:aider_chat`). Names compare the way their registry does: case-insensitively, and
+    /// for PyPI and cargo with `-`, `_` and `.` alike.
+    pub fn package(&self, id: &str) -> Option<Match<'_>> {
+        self.exact_hit(Indicator::Package, id)
     }
 
     /// Matches a listening local TCP port.
@@ -398,6 +409,9 @@ fn display_name_key(name: &str) -> String {
 
 /// Folds a value to the form its platform compares (see the module docs).
 fn fold(kind: Indicator, value: &str) -> std::borrow::Cow<'_, str> {
+    if kind == Indicator::Package {
+        return std::borrow::Cow::Owned(package_key(value));
+    }
     let insensitive = match kind {
         Indicator::MacosBundleId | Indicator::VscodeExtension | Indicator::ChromeExtension => true,
         Indicator::Process | Indicator::Cli => {
@@ -411,6 +425,36 @@ fn fold(kind: Indicator, value: &str) -> std::borrow::Cow<'_, str> {
     } else {
         std::borrow::Cow::Borrowed(value)
     }
+}
+
+/// The comparable form of a package id: lowercased (npm names are lowercase, Homebrew,
+/// PyPI and crates.io compare case-insensitively), and for PyPI (PEP 503) and cargo (crates.io
+/// treats `-` and `_` alike) every run of `-`, `_` and `.` folded to one `-`.
+fn package_key(id: &str) -> String {
+    let lower = id.to_lowercase();
+    let Some((eco, name)) = lower.split_once(':') else { return lower };
+    if eco != "pypi" && eco != "cargo" {
+        return lower;
+    }
+    let mut out = String::with_capacity(lower.len());
+    out.push_str(eco);
+    out.push(':');
+    let mut sep = false;
+    for c in name.chars() {
+        if matches!(c, '-' | '_' | '.') {
+            sep = true;
+        } else {
+            if sep {
+                out.push('-');
+                sep = false;
+            }
+            out.push(c);
+        }
+    }
+    if sep {
+        out.push('-');
+    }
+    out
 }
 
 /// The key under which two indicator values collide, for the source checker's duplicate test.
@@ -458,6 +502,7 @@ mod tests {
             jetbrains_plugins: vec!["com.github.copilot".into()],
             chrome_extensions: vec!["fcoeoabgfenejglbffodgkkbkcdhcgfn".into()],
             local_ports: vec![11434],
+            packages: vec!["npm:@github/copilot".into(), "pypi:copilot-cli".into()],
             ..Product::default()
         };
         Index::new(Catalog::new(1, vec![chat, api, code]))
@@ -479,6 +524,22 @@ mod tests {
         assert_eq!(id(ix.extension(ExtensionRef::Jetbrains("COM.GITHUB.COPILOT"))), None);
         let chrome = ix.extension(ExtensionRef::Chrome("FCOEOABGFENEJGLBFFODGKKBKCDHCGFN"));
         assert_eq!(id(chrome), Some("microsoft.vscode-copilot"));
+    }
+
+    #[test]
+    fn package_ids_compare_as_their_registry_does() {
+        let ix = index();
+        let code = Some("microsoft.vscode-copilot");
+        assert_eq!(id(ix.package("npm:@github/copilot")), code);
+        assert_eq!(id(ix.package("pypi:Copilot_CLI")), code, "PEP 503 normalisation");
+        assert_eq!(id(ix.package("pypi:copilot.cli")), code);
+        assert_eq!(id(ix.package("pypi:copilotcli")), None);
+        assert_eq!(id(ix.package("npm:@github/copilot-x")), None);
+        assert_eq!(id(ix.package("cargo:copilot-cli")), None, "the ecosystem is part of the id");
+        assert_eq!(
+            ix.package("npm:@github/copilot").map(|m| m.indicator.as_str()),
+            Some("package")
+        );
     }
 
     #[test]

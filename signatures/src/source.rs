@@ -641,6 +641,12 @@ impl Cx<'_, '_> {
                                 self.err(s.as_ref(), &f, "a Chrome extension id is 32 letters a-p");
                                 continue;
                             }
+                            if kind == Indicator::Package
+                                && let Err(e) = valid_package(&v)
+                            {
+                                self.err(s.as_ref(), &f, format!("invalid package id {v:?}: {e}"));
+                                continue;
+                            }
                             self.claim(
                                 claims,
                                 what,
@@ -866,6 +872,7 @@ fn exact_kind(key: &str) -> Option<(Indicator, &'static str)> {
         "linux_desktop_ids" => (Indicator::LinuxDesktopId, "Linux desktop id"),
         "process_names" => (Indicator::Process, "process name"),
         "cli_names" => (Indicator::Cli, "command name"),
+        "packages" => (Indicator::Package, "package id"),
         "vscode_extensions" => (Indicator::VscodeExtension, "VS Code extension"),
         "jetbrains_plugins" => (Indicator::JetbrainsPlugin, "JetBrains plugin"),
         "chrome_extensions" => (Indicator::ChromeExtension, "Chrome extension"),
@@ -884,6 +891,7 @@ fn exact_field(p: &mut Product, kind: Indicator) -> &mut Vec<String> {
         Indicator::VscodeExtension => &mut p.vscode_extensions,
         Indicator::JetbrainsPlugin => &mut p.jetbrains_plugins,
         Indicator::ChromeExtension => &mut p.chrome_extensions,
+        Indicator::Package => &mut p.packages,
         _ => &mut p.firefox_extensions,
     }
 }
@@ -901,6 +909,44 @@ fn valid_id(id: &str) -> bool {
 
 fn valid_chrome_id(id: &str) -> bool {
     id.len() == 32 && id.bytes().all(|b| (b'a'..=b'p').contains(&b.to_ascii_lowercase()))
+}
+
+/// The package managers a package id may name.
+pub const PACKAGE_ECOSYSTEMS: [&str; 4] = ["npm", "pypi", "brew", "cargo"];
+
+/// Checks an `ecosystem:name` package id: a known ecosystem and a name of the characters that
+/// ecosystem allows (npm: an optional `@scope/`; others: letters, digits, `-`, `_`, `.`, and
+/// `@` for versioned Homebrew formulae such as `python@3.12`).
+fn valid_package(id: &str) -> Result<(), String> {
+    let Some((eco, name)) = id.split_once(':') else {
+        return Err(format!(
+            "must be ecosystem:name, ecosystem one of {}",
+            PACKAGE_ECOSYSTEMS.join(", ")
+        ));
+    };
+    if !PACKAGE_ECOSYSTEMS.contains(&eco) {
+        return Err(format!(
+            "unknown ecosystem {eco:?}; one of {} (Linux packages go in linux_packages)",
+            PACKAGE_ECOSYSTEMS.join(", ")
+        ));
+    }
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+    };
+    let ok = match eco {
+        "npm" => {
+            let shape = match name.strip_prefix('@') {
+                Some(scoped) => scoped.split_once('/').is_some_and(|(s, n)| plain(s) && plain(n)),
+                None => plain(name),
+            };
+            shape && name == name.to_lowercase()
+        }
+        "brew" => name.split_once('@').map_or(plain(name), |(n, v)| plain(n) && plain(v)),
+        _ => plain(name),
+    };
+    if ok { Ok(()) } else { Err(format!("{name:?} is not a valid {eco} package name")) }
 }
 
 /// Parses `20`, `20.5` or `20.00` into minor units (two decimals); `None` for anything else.
@@ -1044,6 +1090,48 @@ merchant_patterns = ["GITHUB"]
                 "v.toml:9: product[0].merchant_patterns[0]: invalid pattern \"GITHUB\": pattern \"GITHUB\" alone would claim charges that are not AI",
             ]
         );
+    }
+
+    #[test]
+    fn package_ids_are_checked_and_claimed_once() {
+        let f = r#"vendor = "P"
+[[product]]
+id = "p.one"
+name = "One"
+category = "coding"
+sources = ["s"]
+packages = ["npm:@anthropic-ai/claude-code", "pypi:aider-chat", "brew:aider", "cargo:aichat"]
+
+[[product]]
+id = "p.two"
+name = "Two"
+category = "coding"
+sources = ["s"]
+packages = [
+    "pypi:Aider_Chat",
+    "gem:rails",
+    "npm:Bad",
+    "npm:@scope",
+    "nocolon",
+    "brew:python@3.12",
+]
+"#;
+        let e = errors(&[("p.toml", f)]);
+        assert_eq!(
+            e,
+            vec![
+                "p.toml:15: product[1].packages[0]: package id \"pypi:aider-chat\" is already claimed by p.one at p.toml:7; an indicator belongs to one product",
+                "p.toml:16: product[1].packages[1]: invalid package id \"gem:rails\": unknown ecosystem \"gem\"; one of npm, pypi, brew, cargo (Linux packages go in linux_packages)",
+                "p.toml:17: product[1].packages[2]: invalid package id \"npm:Bad\": \"Bad\" is not a valid npm package name",
+                "p.toml:18: product[1].packages[3]: invalid package id \"npm:@scope\": \"@scope\" is not a valid npm package name",
+                "p.toml:19: product[1].packages[4]: invalid package id \"nocolon\": must be ecosystem:name, ecosystem one of npm, pypi, brew, cargo",
+            ]
+        );
+        let ok =
+            compile([("p.toml", f.split("[[product]]\nid = \"p.two\"").next().unwrap_or(f))], 1)
+                .expect("compiles");
+        let p = ok.product("p.one").expect("product");
+        assert_eq!(p.packages.len(), 4);
     }
 
     #[test]

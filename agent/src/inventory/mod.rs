@@ -16,8 +16,8 @@
 //!   machine, not a root; they are read only when [`ScanOptions::live`] is set.
 //!
 //! Sources: [`apps`] (macOS bundles, Linux desktop entries and package databases, Windows
-//! Uninstall entries), [`extensions`] (browsers and IDEs), [`tools`] (command-line tools and MCP
-//! server configurations), [`models`] (local model stores), [`live`] (processes and listening
+//! Uninstall entries), [`extensions`] (browsers and IDEs), [`tools`] (command-line tools, [`packages`]
+//! installed through npm, pip, Homebrew and cargo, and MCP server configurations), [`models`] (local model stores), [`live`] (processes and listening
 //! ports). [`watch`] re-runs only the sources whose folders changed, and reports additions and
 //! removals.
 
@@ -26,6 +26,7 @@ pub mod extensions;
 pub mod fs;
 pub mod live;
 pub mod models;
+pub mod packages;
 pub mod tools;
 pub mod watch;
 

@@ -1,4 +1,5 @@
-//! Command-line AI tools on PATH and in user bin folders, and the MCP servers that AI clients
+//! Command-line AI tools on PATH and in user bin folders, their package-manager installs (see
+//! [`super::packages`]), and the MCP servers that AI clients
 //! are configured to start.
 //!
 //! MCP configurations hold secrets (API tokens in `env`, headers, arguments). Only the server's
@@ -30,6 +31,7 @@ use super::{Found, Home, Kind, Sink};
 
 pub(crate) fn scan(fs: &mut Fs, sink: &mut Sink<'_>, homes: &[Home], live: bool) {
     cli(fs, sink, homes, live);
+    super::packages::scan(fs, sink, homes);
     for h in homes {
         mcp(fs, sink, h);
     }

@@ -219,7 +219,17 @@ fn watched_folders(options: &ScanOptions) -> Vec<(PathBuf, Source)> {
     .iter()
     .map(|p| (fs.host(p), Source::Apps))
     .collect();
-    candidates.push((fs.host("/usr/local/bin"), Source::Tools));
+    for dir in [
+        "/usr/local/bin",
+        "/usr/local/lib/node_modules",
+        "/opt/homebrew/lib/node_modules",
+        "/opt/homebrew/Cellar",
+        "/opt/homebrew/Caskroom",
+        "/usr/local/Cellar",
+        "/usr/local/Caskroom",
+    ] {
+        candidates.push((fs.host(dir), Source::Tools));
+    }
     for h in homes(&mut fs) {
         for rel in ["Applications", ".local/share/applications", "AppData/Local/Programs"] {
             candidates.push((h.dir.join(rel), Source::Apps));
@@ -245,7 +255,18 @@ fn watched_folders(options: &ScanOptions) -> Vec<(PathBuf, Source)> {
         ] {
             candidates.push((h.dir.join(rel), Source::Extensions));
         }
-        for rel in [".local/bin", "bin", ".cursor", ".claude", ".codeium/windsurf"] {
+        for rel in [
+            ".local/bin",
+            "bin",
+            ".cursor",
+            ".claude",
+            ".codeium/windsurf",
+            ".cargo",
+            ".npm-global/lib/node_modules",
+            ".local/pipx/venvs",
+            ".local/share/pipx/venvs",
+            ".local/share/uv/tools",
+        ] {
             candidates.push((h.dir.join(rel), Source::Tools));
         }
         for rel in [".ollama/models/manifests", ".lmstudio/models"] {

@@ -30,6 +30,7 @@ category = "chat"
 sources = ["agent/tests/data/inventory: exercises sources without shipped ids"]
 linux_packages = ["aitool-fixture", "aitool-removed"]
 firefox_extensions = ["ai-helper@fixture.example"]
+packages = ["npm:@fixture-ai/cli", "npm:fixture-ai-agent", "pypi:fixture-ai-chat", "brew:fixture-ai", "cargo:fixture-ai-cli"]
 "#
         .into(),
     ));
@@ -125,6 +126,91 @@ fn malformed_files_are_counted_warnings_naming_the_path() {
         assert!(paths.contains(&expected), "no warning for {expected}: {:#?}", scan.warnings);
     }
     assert_eq!(scan.warning_count, scan.warnings.len() as u64);
+}
+
+fn write(root: &Path, rel: &str, text: &str) {
+    let path = root.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn mkdir(root: &Path, rel: &str) {
+    std::fs::create_dir_all(root.join(rel)).unwrap();
+}
+
+/// Package-manager installs of the fixture product in every ecosystem and place the scanner
+/// knows, each beside near misses (a longer name, the same name in another scope or ecosystem,
+/// a folder that is not site-packages) that must not match.
+#[test]
+fn package_installs_are_found_per_ecosystem_and_near_misses_are_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = tmp.path();
+    // npm: a scoped package under the system prefix, an unscoped one under a user prefix and
+    // under an nvm-managed Node; near misses: same name without the scope, a longer name.
+    write(r, "usr/local/lib/node_modules/@fixture-ai/cli/package.json", r#"{"version":"1.4.0"}"#);
+    write(r, "usr/local/lib/node_modules/cli/package.json", r#"{"version":"9"}"#);
+    write(r, "usr/local/lib/node_modules/@fixture-ai/cli-extra/package.json", "{}");
+    write(r, "home/bob/.npm-global/lib/node_modules/fixture-ai-agent/package.json", "not json");
+    write(
+        r,
+        "home/bob/.nvm/versions/node/v22.1.0/lib/node_modules/fixture-ai-agent/package.json",
+        r#"{"version":"0.3.1"}"#,
+    );
+    mkdir(r, "home/bob/.nvm/versions/node/v22.1.0/lib/node_modules/fixture-ai-agents");
+    // Python: system dist-packages, user site-packages (normalised name), a pipx venv, a uv
+    // tool venv; near misses: a longer name and a dist-info outside site-packages.
+    mkdir(r, "usr/lib/python3/dist-packages/fixture_ai_chat-2.0.1.dist-info");
+    mkdir(r, "usr/lib/python3/dist-packages/fixture_ai_chatter-2.0.1.dist-info");
+    mkdir(r, "home/bob/.local/lib/python3.12/site-packages/Fixture.AI_Chat-2.1-py3.12.egg-info");
+    mkdir(
+        r,
+        "home/bob/.local/share/pipx/venvs/fixture-ai-chat/lib/python3.11/site-packages/fixture_ai_chat-2.2.dist-info",
+    );
+    mkdir(
+        r,
+        "home/bob/.local/share/uv/tools/fixture-ai-chat/lib/python3.13/site-packages/fixture_ai_chat-2.3.dist-info",
+    );
+    mkdir(r, "home/bob/projects/venv/fixture_ai_chat-9.9.dist-info");
+    // Homebrew: a formula in the Cellar and a cask in the Caskroom; near miss: a longer name.
+    mkdir(r, "opt/homebrew/Cellar/fixture-ai/0.9.0");
+    mkdir(r, "opt/homebrew/Cellar/fixture-ai/1.0.0");
+    mkdir(r, "usr/local/Caskroom/fixture-ai/3.1");
+    mkdir(r, "opt/homebrew/Cellar/fixture-ai-lite/1.0.0");
+    // cargo: .crates2.json for one user, .crates.toml for another; near misses in both.
+    write(
+        r,
+        "home/bob/.cargo/.crates2.json",
+        r#"{"installs":{"fixture-ai-cli 0.5.0 (registry+https://github.com/rust-lang/crates.io-index)":{"bins":["fai"]},"fixture-ai 1.0.0 (registry+https://github.com/rust-lang/crates.io-index)":{"bins":["x"]}}}"#,
+    );
+    write(
+        r,
+        "Users/alice/.cargo/.crates.toml",
+        "[v1]\n\"fixture_ai_cli 0.4.0 (registry+https://github.com/rust-lang/crates.io-index)\" = [\"fai\"]\n\"fixture-ai-cli-x 1.0.0 (registry+https://github.com/rust-lang/crates.io-index)\" = [\"y\"]\n",
+    );
+    let scan = inventory::scan(&index(), &ScanOptions::root(r));
+    let rows: Vec<String> = scan.findings.iter().map(row).collect();
+    assert_eq!(
+        rows,
+        vec![
+            "cli fixture.ai-tool brew:fixture-ai user=- path=/opt/homebrew/Cellar/fixture-ai version=1.0.0",
+            "cli fixture.ai-tool brew:fixture-ai user=- path=/usr/local/Caskroom/fixture-ai version=3.1",
+            "cli fixture.ai-tool cargo:fixture-ai-cli user=bob path=/home/bob/.cargo/.crates2.json version=0.5.0",
+            "cli fixture.ai-tool cargo:fixture_ai_cli user=alice path=/Users/alice/.cargo/.crates.toml version=0.4.0",
+            "cli fixture.ai-tool npm:@fixture-ai/cli user=- path=/usr/local/lib/node_modules/@fixture-ai/cli version=1.4.0",
+            "cli fixture.ai-tool npm:fixture-ai-agent user=bob path=/home/bob/.npm-global/lib/node_modules/fixture-ai-agent version=-",
+            "cli fixture.ai-tool npm:fixture-ai-agent user=bob path=/home/bob/.nvm/versions/node/v22.1.0/lib/node_modules/fixture-ai-agent version=0.3.1",
+            "cli fixture.ai-tool pypi:Fixture.AI_Chat user=bob path=/home/bob/.local/lib/python3.12/site-packages/Fixture.AI_Chat-2.1-py3.12.egg-info version=2.1",
+            "cli fixture.ai-tool pypi:fixture_ai_chat user=- path=/usr/lib/python3/dist-packages/fixture_ai_chat-2.0.1.dist-info version=2.0.1",
+            "cli fixture.ai-tool pypi:fixture_ai_chat user=bob path=/home/bob/.local/share/pipx/venvs/fixture-ai-chat/lib/python3.11/site-packages/fixture_ai_chat-2.2.dist-info version=2.2",
+            "cli fixture.ai-tool pypi:fixture_ai_chat user=bob path=/home/bob/.local/share/uv/tools/fixture-ai-chat/lib/python3.13/site-packages/fixture_ai_chat-2.3.dist-info version=2.3",
+        ]
+    );
+    // The malformed package.json costs its version and one warning naming it, nothing more.
+    let warned: Vec<&str> = scan.warnings.iter().map(|w| w.path.as_str()).collect();
+    assert_eq!(
+        warned,
+        vec!["/home/bob/.npm-global/lib/node_modules/fixture-ai-agent/package.json"]
+    );
 }
 
 pub(crate) fn copy_tree(from: &Path, to: &Path) {

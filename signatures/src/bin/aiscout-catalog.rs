@@ -109,6 +109,8 @@ enum Kind {
     Process,
     /// A command-line tool name.
     Cli,
+    /// A package id, `ecosystem:name` (`npm:@anthropic-ai/claude-code`, `pypi:aider-chat`).
+    Package,
     /// A card merchant descriptor.
     Merchant,
     /// A local TCP port.
@@ -125,6 +127,7 @@ impl Kind {
             Kind::Extension => "extension",
             Kind::Process => "process",
             Kind::Cli => "cli",
+            Kind::Package => "package",
             Kind::Merchant => "merchant",
             Kind::Port => "port",
             Kind::Model => "model",
@@ -269,6 +272,7 @@ fn classify<'a>(index: &'a Index, kind: Kind, value: &str) -> Option<Match<'a>> 
             .or_else(|| index.extension(ExtensionRef::Firefox(value))),
         Kind::Process => index.process(value),
         Kind::Cli => index.cli(value),
+        Kind::Package => index.package(value),
         Kind::Merchant => index.merchant(value),
         Kind::Port => value.parse().ok().and_then(|p| index.local_port(p)),
         Kind::Model => index.model(value),
@@ -321,7 +325,7 @@ fn summary(catalog: &Catalog, dir: &Path) -> String {
         .map(|c| format!("{c} {}", products.iter().filter(|p| p.category == *c).count()))
         .collect();
     format!(
-        "ok: {} products in {}\n  categories: {}\n  indicators: {} domains, {} app ids, {} extensions, {} process/CLI names, {} ports, {} merchant patterns, {} prices",
+        "ok: {} products in {}\n  categories: {}\n  indicators: {} domains, {} app ids, {} extensions, {} process/CLI names, {} package ids, {} ports, {} merchant patterns, {} prices",
         products.len(),
         dir.display(),
         per_category.join(", "),
@@ -335,6 +339,7 @@ fn summary(catalog: &Catalog, dir: &Path) -> String {
             + p.chrome_extensions.len()
             + p.firefox_extensions.len()),
         count(&|p| p.process_names.len() + p.cli_names.len()),
+        count(&|p| p.packages.len()),
         count(&|p| p.local_ports.len()),
         count(&|p| p.merchant_patterns.len()),
         count(&|p| p.prices.len()),
