@@ -126,6 +126,7 @@ impl Identities {
     ///
     /// # Errors
     /// A sentence naming the file and what is wrong with it.
+    #[allow(clippy::disallowed_methods)] // A 32-byte key file: no cap needed beyond its check.
     pub fn load_or_create(path: &Path, mode: PrivacyMode) -> Result<Self, String> {
         use std::io::Write as _;
         use std::os::unix::fs::OpenOptionsExt as _;

@@ -751,7 +751,7 @@ impl Store for PgStore {
     }
 
     fn protect_identities(&self, ids: std::sync::Arc<crate::identity::Identities>) {
-        let _ = self.identities.set(ids);
+        self.identities.set(ids).ok();
     }
 
     fn identities(&self) -> Option<std::sync::Arc<crate::identity::Identities>> {

@@ -1127,7 +1127,7 @@ impl Store for SqliteStore {
     }
 
     fn protect_identities(&self, ids: Arc<crate::identity::Identities>) {
-        let _ = self.identities.set(ids);
+        self.identities.set(ids).ok();
     }
 
     fn identities(&self) -> Option<Arc<crate::identity::Identities>> {
@@ -1362,7 +1362,7 @@ impl Store for SqliteStore {
             // secure_delete zeroes the old values in the database's pages; the write-ahead
             // log still holds the pages as they were until a checkpoint empties it. Best
             // effort: a reader holding the log open makes it wait for the next erasure.
-            let _ = c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).ok();
             Ok(erase::Erasure { tombstone: Some(t.email), rows })
         })
         .await
