@@ -26,6 +26,9 @@ log "building the binaries (debug)"
 cargo build -q -p aiscout-agent -p aiscout-collector -p aiscout-signatures --features aiscout-signatures/sign
 bin="${CARGO_TARGET_DIR:-target}/debug"
 
+# New installs store people as keyed pseudonyms (issue 21); every command below uses the key
+# the collector creates in its data folder.
+export AISCOUT_PRIVACY=pseudonymous
 log "starting the collector in $work/collector"
 mkdir -p "$work/collector" "$work/agent"
 printf 'demo-enroll-secret-not-for-production-use\n' > "$work/collector/enroll.secret"

@@ -71,6 +71,12 @@ pub struct FileConfig {
     pub retention: Option<crate::retention::RetentionFile>,
     /// Card owners for statements without a cardholder: `[cards] "1234" = "alice@example.com"`.
     pub cards: Option<BTreeMap<String, String>>,
+    /// How identities are stored: `pseudonymous` or `plain` (the default when unset, the
+    /// behaviour before issue 21; every config the product writes says `pseudonymous`).
+    pub privacy: Option<String>,
+    /// The collector's identity key (32 bytes); unset, `identity.key` in the data folder,
+    /// created 0600 on first start.
+    pub privacy_key_file: Option<PathBuf>,
 }
 
 /// `[[connector]]`: one pull connector, as written (validated into
@@ -294,6 +300,12 @@ pub struct Overrides {
     /// Most connections served at once.
     #[arg(long, global = true)]
     pub max_connections: Option<u32>,
+    /// How identities are stored: pseudonymous or plain (the `privacy` setting).
+    #[arg(long, global = true, env = "AISCOUT_PRIVACY")]
+    pub privacy: Option<String>,
+    /// The collector's identity key file (the `privacy_key_file` setting).
+    #[arg(long, global = true, env = "AISCOUT_PRIVACY_KEY_FILE")]
+    pub privacy_key_file: Option<PathBuf>,
     /// Drop folder that `serve` also watches for expense, gateway and people files.
     #[arg(long, global = true, env = "AISCOUT_DROP_DIR")]
     pub drop_dir: Option<PathBuf>,
@@ -384,6 +396,10 @@ pub struct Config {
     pub enroll: EnrollConfig,
     /// How long each kind of data is kept (`[retention]`), applied daily by `serve`.
     pub retention: crate::retention::Settings,
+    /// How identities are stored (`privacy`).
+    pub privacy: crate::identity::PrivacyMode,
+    /// The identity key's file (`privacy_key_file`, or `identity.key` in the data folder).
+    pub privacy_key_file: PathBuf,
 }
 
 /// Web console settings (`[console]`).
@@ -639,6 +655,18 @@ pub fn load(
         }
     }
     let import = ImportConfig { mappings, drop_dir: o.drop_dir.clone().or(import_raw.drop_dir) };
+    let privacy = match o.privacy.as_deref().or(raw.privacy.as_deref()) {
+        None => crate::identity::PrivacyMode::Plain,
+        Some(text) => crate::identity::PrivacyMode::parse(text).unwrap_or_else(|why| {
+            problems.push(problem("privacy", why));
+            crate::identity::PrivacyMode::Plain
+        }),
+    };
+    let privacy_key_file = o
+        .privacy_key_file
+        .clone()
+        .or(raw.privacy_key_file)
+        .unwrap_or_else(|| data_dir.join(crate::identity::KEY_FILE));
     let retention = {
         let mut found = Vec::new();
         let settings = crate::retention::check(raw.retention.unwrap_or_default(), &mut found);
@@ -689,6 +717,7 @@ pub fn load(
             let raw = raw.transparency.unwrap_or_default();
             Transparency {
                 retention,
+                privacy,
                 organisation: raw.organisation.and_then(|text| {
                     organisation_text(&text)
                         .map_err(|why| problems.push(problem("transparency.organisation", why)))
@@ -776,6 +805,8 @@ pub fn load(
         alerts,
         enroll,
         retention,
+        privacy,
+        privacy_key_file,
     })
 }
 

@@ -56,6 +56,7 @@ pub mod connectors;
 pub mod console;
 pub mod credentials;
 pub mod fuzzing;
+pub mod identity;
 pub mod ingest;
 pub mod join;
 pub mod mdm;

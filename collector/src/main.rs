@@ -367,6 +367,19 @@ async fn dispatch<S: Store + Clone>(
     config: Config,
     store: S,
 ) -> anyhow::Result<()> {
+    if !matches!(command, Command::CheckConfig | Command::MdmPackage(_) | Command::Backup { .. }) {
+        // Every command that writes or reads people goes through the identity key (issue 21).
+        if config.privacy_key_file.parent() == Some(config.data_dir.as_path()) {
+            store::files::private_dir(&config.data_dir)
+                .with_context(|| format!("creating {}", config.data_dir.display()))?;
+        }
+        let ids = aiscout_collector::identity::Identities::load_or_create(
+            &config.privacy_key_file,
+            config.privacy,
+        )
+        .map_err(anyhow::Error::msg)?;
+        store.protect_identities(Arc::new(ids));
+    }
     match command {
         Command::Serve => serve(config, store).await,
         Command::Sync { once, names } => sync(config, store, once, &names).await,

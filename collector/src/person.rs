@@ -143,6 +143,10 @@ pub fn erasure_json(e: &Erasure) -> Value {
 /// # Errors
 /// A store read fails.
 pub async fn export<S: Store>(store: &S, email: &str) -> Result<Record, StoreError> {
+    // In pseudonymous mode the store knows the person by their pseudonym only.
+    let pseudonym =
+        store.identities().filter(|ids| ids.pseudonymous()).map(|ids| ids.pseudonym(email));
+    let email = pseudonym.as_deref().unwrap_or(email);
     let person = store.people().await?.into_iter().find(|p| p.email == email);
     let active =
         store.people_active().await?.into_iter().find(|(e, _)| e == email).is_none_or(|(_, a)| a);

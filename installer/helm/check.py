@@ -33,6 +33,7 @@ VALUES = {
         "enrollSecret": "x" * 44,
         "tlsCrt": "-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n",
         "tlsKey": "-----BEGIN PRIVATE KEY-----\n...\n-----END PRIVATE KEY-----\n",
+        "identityKey": "ab" * 32,
     },
 }
 EXISTING = {"secret": {"existingSecret": "aiscout-prod"}, "databaseCaSecret": "db-ca"}

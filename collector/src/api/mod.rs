@@ -972,6 +972,55 @@ async fn person_erase<S: Store>(
     Ok(Json(crate::person::erasure_json(&erasure)).into_response())
 }
 
+/// `POST /api/v1/products/{id}/reveal` with `{"pseudonym": "person-…", "reason": "..."}`:
+/// the identity behind one pseudonym seen with one product, in pseudonymous mode, for admin
+/// tokens only ([`crate::identity::reveal`]); the reveal is audited without the identity.
+async fn reveal<S: Store>(
+    State(state): Shared<S>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RevealRequest {
+        pseudonym: String,
+        reason: String,
+    }
+    let token = api_token(&state, &headers).await?;
+    if token.role != Role::Admin {
+        return Err(ApiError::Forbidden(token.role));
+    }
+    if state.catalog.product(&id).is_none() {
+        return Err(ApiError::NotFound(format!("unknown product {id:?}")));
+    }
+    let body = json_body(&headers, body, MAX_SMALL_BODY_BYTES).await?;
+    let req: RevealRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest { field: None, message: format!("request body: {e}") })?;
+    let identity = crate::identity::reveal(
+        &state.store,
+        &id,
+        &req.pseudonym,
+        &token.name,
+        &req.reason,
+        crate::store::now(),
+    )
+    .await
+    .map_err(|e| match e {
+        crate::identity::RevealError::Refused(message) => {
+            ApiError::BadRequest { field: None, message }
+        }
+        crate::identity::RevealError::Store(e) => ApiError::from(e),
+    })?;
+    tracing::info!(product = %id, "A pseudonym was revealed.");
+    Ok(Json(serde_json::json!({
+        "product": id,
+        "pseudonym": req.pseudonym.trim(),
+        "identity": identity,
+    }))
+    .into_response())
+}
+
 /// `GET /metrics`: counters only (no label names a device, person or product). With
 /// `metrics_token_file` set, only a request bearing that token gets them.
 async fn metrics<S: Store>(
@@ -1026,6 +1075,7 @@ pub fn router<S: Store>(state: Arc<AppState<S>>) -> Router {
         .route(routes::POLICY, get(policy_export::<S>))
         .route("/api/v1/people/{email}/export", get(person_export::<S>))
         .route("/api/v1/people/{email}/erase", post(person_erase::<S>))
+        .route("/api/v1/products/{id}/reveal", post(reveal::<S>))
         .route(routes::IMPORT_EXPENSES, post(import_expenses::<S>))
         .route(routes::IMPORT_GATEWAY, post(import_gateway::<S>))
         .route("/metrics", get(metrics::<S>))

@@ -599,6 +599,7 @@ pub fn router<S: Store>(state: &AppState<S>) -> Router<Arc<AppState<S>>> {
         .route("/inventory.csv", get(inventory::csv::<S>))
         .route("/products/{id}", get(product::page::<S>))
         .route("/products/{id}/review", post(product::review::<S>))
+        .route("/products/{id}/reveal", post(product::reveal::<S>))
         .route("/review", get(queue::page::<S>).post(queue::bulk::<S>))
         .route("/reconcile", get(reconcile::page::<S>))
         .route("/reconcile/lines", get(reconcile::lines::<S>))

@@ -35,6 +35,8 @@ pub struct Transparency {
     pub contact: Option<String>,
     /// The retention periods (`[retention]`), which the page states.
     pub retention: crate::retention::Settings,
+    /// How identities are stored (`privacy`), which the page states.
+    pub privacy: crate::identity::PrivacyMode,
 }
 
 /// Longest `[transparency] organisation` text, in characters.
@@ -169,6 +171,19 @@ fn role_scope(role: Role) -> &'static str {
     }
 }
 
+/// What the privacy mode in force (`privacy` in the config) means for the people named in
+/// the data.
+pub fn privacy_meaning(mode: crate::identity::PrivacyMode) -> &'static str {
+    match mode {
+        crate::identity::PrivacyMode::Pseudonymous => {
+            "Pseudonymous: device owners, operating-system accounts, payers of expenses, gateway              users and the people directory's emails and names are stored only as keyed              pseudonyms (such as person-3f9a2c41d07be815) made with a key only the collector              holds; departments stay readable so reports still work. Reports, exports, alerts              and console pages show the pseudonym. An administrator may reveal one person for              one product, and must give a reason; each reveal is written to the audit log."
+        }
+        crate::identity::PrivacyMode::Plain => {
+            "Plain: device owners, operating-system accounts, payers of expenses, gateway users              and the people directory are stored as the organisation's systems name them, and              the console shows them to the roles below."
+        }
+    }
+}
+
 /// Everything the page says, from the configuration and the catalog.
 struct Facts<'a> {
     catalog: &'a Catalog,
@@ -277,6 +292,11 @@ impl<'a> Facts<'a> {
             },
             "organisation": t.organisation,
             "contact": t.contact,
+            "privacy": {
+                "mode": t.privacy.as_str(),
+                "pseudonymous": t.privacy == crate::identity::PrivacyMode::Pseudonymous,
+                "meaning": privacy_meaning(t.privacy),
+            },
         })
     }
 
@@ -320,6 +340,11 @@ impl<'a> Facts<'a> {
                 section class="panel" aria-labelledby="never" {
                     h2 id="never" { "What it never collects" }
                     ul { @for n in &NEVER { li { (n) } } }
+                }
+                section class="panel" aria-labelledby="privacy" {
+                    h2 id="privacy" { "How people are named" }
+                    p { "Privacy mode: " strong { (t.privacy.as_str()) } }
+                    p { (privacy_meaning(t.privacy)) }
                 }
                 section class="panel" aria-labelledby="kept" {
                     h2 id="kept" { "How long it is kept" }

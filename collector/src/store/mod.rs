@@ -44,6 +44,7 @@ use crate::model::{
 };
 
 pub mod erase;
+use crate::identity::Identities;
 pub mod files;
 pub mod outbox;
 pub mod postgres;
@@ -263,6 +264,36 @@ impl Versions {
     }
 }
 
+/// Where a store keeps the collector's identity key once [`Store::protect_identities`] gave it.
+pub(crate) type IdentitySlot = std::sync::Arc<std::sync::OnceLock<std::sync::Arc<Identities>>>;
+/// The erased identities' keyed hashes and tombstones (issue 21).
+pub(crate) const ERASED_SQL: &str = "SELECT hash, tombstone FROM erased_identities";
+/// Remembers an erased identity (`?1` its keyed hash, `?2` its tombstone).
+pub(crate) const REMEMBER_ERASED_SQL: &str =
+    "INSERT INTO erased_identities (hash, tombstone) VALUES (?1, ?2) ON CONFLICT (hash) DO NOTHING";
+/// Keeps a pseudonym's sealed identity (`?1` the pseudonym, `?2` the sealed bytes).
+pub(crate) const SEAL_SQL: &str =
+    "INSERT INTO pseudonyms (pseudonym, sealed) VALUES (?1, ?2) ON CONFLICT (pseudonym) DO NOTHING";
+/// A pseudonym's sealed identity (`?1`).
+pub(crate) const SEALED_SQL: &str = "SELECT sealed FROM pseudonyms WHERE pseudonym = ?1";
+/// Forgets a pseudonym's sealed identity (`?1`): an erasure.
+pub(crate) const FORGET_SQL: &str = "DELETE FROM pseudonyms WHERE pseudonym = ?1";
+
+/// What an erasure remembers and forgets besides rewriting rows: the keyed hashes of the
+/// plain email and name with their tombstones, and the pseudonyms whose sealed identity goes.
+pub(crate) fn erased_identities(
+    ids: &Identities,
+    email: &str,
+    name: Option<&str>,
+    t: &erase::Tombstone,
+) -> Vec<(String, String)> {
+    let mut out = vec![(ids.erased_hash(email), t.email.clone())];
+    if let Some(name) = name.filter(|n| !n.trim().is_empty()) {
+        out.push((ids.erased_hash(name), t.name.clone()));
+    }
+    out
+}
+
 /// Everything the collector stores. Both backends pass the same conformance suite
 /// (`tests/it/store/`).
 pub trait Store: Send + Sync + 'static {
@@ -271,6 +302,23 @@ pub trait Store: Send + Sync + 'static {
 
     /// Checks that the database answers (readiness).
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Gives the store the collector's identity key (issue 21): from then on every write of
+    /// an email, user or name stores an erased one under its tombstone and, in pseudonymous
+    /// mode, the rest as pseudonyms with the identity sealed. Set once; later calls are
+    /// ignored.
+    fn protect_identities(&self, ids: std::sync::Arc<Identities>);
+
+    /// The identity key given by [`Store::protect_identities`].
+    fn identities(&self) -> Option<std::sync::Arc<Identities>>;
+
+    /// A pseudonym's sealed identity, appending `audit` in the same transaction when there
+    /// is one (a reveal is audited or does not happen).
+    fn reveal_sealed(
+        &self,
+        pseudonym: String,
+        audit: AuditRecord,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
 
     /// Records an enrollment: creates or updates the device by host id, drops its previous
     /// node keys and stores the hash of the new one.

@@ -49,6 +49,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 13, sql: include_str!("migrations/postgres/0013_scim.sql") },
     Migration { version: 14, sql: include_str!("migrations/postgres/0014_alert_caps.sql") },
     Migration { version: 15, sql: include_str!("migrations/postgres/0015_connector_errors.sql") },
+    Migration { version: 16, sql: include_str!("migrations/postgres/0016_pseudonyms.sql") },
     Migration { version: 17, sql: include_str!("migrations/postgres/0017_candidate_reasons.sql") },
     Migration { version: 19, sql: include_str!("migrations/postgres/0019_mcp_flags.sql") },
 ];
@@ -64,6 +65,7 @@ const POOL_SIZE: usize = 8;
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    identities: super::IdentitySlot,
 }
 
 fn pool_error(e: impl std::fmt::Display) -> StoreError {
@@ -90,11 +92,40 @@ impl PgStore {
             .wait_timeout(Some(std::time::Duration::from_secs(30)))
             .build()
             .map_err(pool_error)?;
-        Ok(Self { pool })
+        Ok(Self { pool, identities: super::IdentitySlot::default() })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(pool_error)
+    }
+
+    /// Applies the identity key to what a write carries ([`crate::identity::Protect`]) and
+    /// keeps the sealed identities of the pseudonyms it made, before the write itself.
+    async fn protect<T: Send>(
+        &self,
+        mut value: T,
+        f: fn(&mut crate::identity::Protect<'_>, &mut T),
+    ) -> Result<T, StoreError> {
+        use super::erase::postgres_sql;
+        let Some(ids) = self.identities.get().cloned() else { return Ok(value) };
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let erased = tx
+            .query(super::ERASED_SQL, &[])
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, tokio_postgres::Error>>()?;
+        let mut p = crate::identity::Protect::new(&ids, erased);
+        f(&mut p, &mut value);
+        if !p.sealed.is_empty() {
+            let stmt = tx.prepare(&postgres_sql(super::SEAL_SQL)).await?;
+            for (pseudonym, sealed) in &p.sealed {
+                tx.execute(&stmt, &[pseudonym, sealed]).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(value)
     }
 }
 
@@ -721,12 +752,40 @@ impl Store for PgStore {
         Ok(())
     }
 
+    fn protect_identities(&self, ids: std::sync::Arc<crate::identity::Identities>) {
+        self.identities.set(ids).ok();
+    }
+
+    fn identities(&self) -> Option<std::sync::Arc<crate::identity::Identities>> {
+        self.identities.get().cloned()
+    }
+
+    async fn reveal_sealed(
+        &self,
+        pseudonym: String,
+        audit: AuditRecord,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let sealed: Option<Vec<u8>> = tx
+            .query_opt(&super::erase::postgres_sql(super::SEALED_SQL), &[&pseudonym])
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?;
+        if sealed.is_some() {
+            append_audit(&tx, &audit).await?;
+            tx.commit().await?;
+        }
+        Ok(sealed)
+    }
+
     async fn enroll(
         &self,
         device: Device,
         key_hash: CredentialHash,
         now: i64,
     ) -> Result<DeviceId, StoreError> {
+        let device = self.protect(device, |p, d| p.device(d)).await?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let id = enroll_in(&tx, &device, &key_hash, now).await?;
@@ -735,6 +794,7 @@ impl Store for PgStore {
     }
 
     async fn enroll_checked(&self, a: EnrollAttempt) -> Result<EnrollOutcome, StoreError> {
+        let a = self.protect(a, |p, a| p.device(&mut a.device)).await?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let host = &a.device.host_id;
@@ -855,6 +915,12 @@ impl Store for PgStore {
         now: i64,
     ) -> Result<super::erase::Erasure, StoreError> {
         use super::erase::{self, postgres_sql};
+        let ids = self.identities.get().cloned();
+        let plain = email.clone();
+        let email = match &ids {
+            Some(ids) if ids.pseudonymous() => ids.pseudonym(&email),
+            _ => email,
+        };
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let name: String = tx
@@ -903,6 +969,27 @@ impl Store for PgStore {
         if rows.is_empty() {
             // Nothing named them: already erased or never known; nothing to record.
             return Ok(erase::Erasure::default());
+        }
+        if let Some(ids) = &ids {
+            // The plain name: as stored, or sealed behind its pseudonym.
+            let sealed_name: Option<Vec<u8>> = tx
+                .query_opt(&postgres_sql(super::SEALED_SQL), &[&name])
+                .await?
+                .map(|r| r.try_get(0))
+                .transpose()?;
+            let plain_name = match sealed_name {
+                Some(sealed) => ids.open(&sealed),
+                None if ids.pseudonymous() => None,
+                None => Some(name.clone()),
+            };
+            for (hash, tombstone) in
+                super::erased_identities(ids, &plain, plain_name.as_deref(), &t)
+            {
+                tx.execute(&postgres_sql(super::REMEMBER_ERASED_SQL), &[&hash, &tombstone]).await?;
+            }
+            for pseudonym in users.iter().chain([&email, &name]) {
+                tx.execute(&postgres_sql(super::FORGET_SQL), &[pseudonym]).await?;
+            }
         }
         append_audit(&tx, &erase::audit(&t.email, &actor, &reason, &rows, now)).await?;
         tx.batch_execute(super::BUMP_SPEND).await?;
@@ -1006,6 +1093,7 @@ impl Store for PgStore {
         batch: Batch,
         now: i64,
     ) -> Result<IngestOutcome, StoreError> {
+        let batch = self.protect(batch, |p, b| p.batch(b)).await?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let inserted = tx
@@ -1480,6 +1568,7 @@ impl Store for PgStore {
         if lines.is_empty() {
             return Ok(ImportCounts::default());
         }
+        let lines = self.protect(lines, |p, l| p.expenses(l)).await?;
         let mut client = self.client().await?;
         let mut tx = client.transaction().await?;
         tx.batch_execute(EXPENSE_STAGE).await?;
@@ -1592,6 +1681,7 @@ impl Store for PgStore {
         rows: Vec<GatewaySpend>,
         now: i64,
     ) -> Result<ImportCounts, StoreError> {
+        let rows = self.protect(rows, |p, r| p.gateway(r)).await?;
         let Some(first) = rows.first() else {
             return Ok(ImportCounts::default());
         };
@@ -1688,6 +1778,7 @@ impl Store for PgStore {
     }
 
     async fn upsert_people(&self, people: Vec<Person>) -> Result<ImportCounts, StoreError> {
+        let people = self.protect(people, |p, v| p.people(v)).await?;
         // One statement may not update a row twice: the last entry per email wins.
         let total = people.len();
         let mut by_email = std::collections::BTreeMap::new();
@@ -1776,6 +1867,7 @@ impl Store for PgStore {
     }
 
     async fn scim_write(&self, write: ScimWrite) -> Result<bool, StoreError> {
+        let write = self.protect(write, |p, w| p.scim(w)).await?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let r = &write.resource;
@@ -2238,7 +2330,7 @@ impl Store for PgStore {
                     "SELECT lower(end_user COLLATE \"C\") AS email, currency,
                             SUM(cost_nanos)::bigint, MAX(period_start)
                      FROM gateway_spend
-                     WHERE strpos(end_user, '@') > 0
+                     WHERE (strpos(end_user, '@') > 0 OR end_user LIKE 'person-%')
                        AND ($1::text IS NULL OR lower(end_user COLLATE \"C\") = $1)
                      GROUP BY email, currency",
                 )

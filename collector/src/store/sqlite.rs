@@ -45,6 +45,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 13, sql: include_str!("migrations/sqlite/0013_scim.sql") },
     Migration { version: 14, sql: include_str!("migrations/sqlite/0014_alert_caps.sql") },
     Migration { version: 15, sql: include_str!("migrations/sqlite/0015_connector_errors.sql") },
+    Migration { version: 16, sql: include_str!("migrations/sqlite/0016_pseudonyms.sql") },
     Migration { version: 17, sql: include_str!("migrations/sqlite/0017_candidate_reasons.sql") },
     Migration { version: 19, sql: include_str!("migrations/sqlite/0019_mcp_flags.sql") },
 ];
@@ -84,6 +85,8 @@ fn open_with(path: &Path, flags: rusqlite::OpenFlags) -> Result<Connection, Stor
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", true)?;
+    // Erased values are overwritten, not left in free pages (issue 21).
+    conn.pragma_update(None, "secure_delete", true)?;
     Ok(conn)
 }
 
@@ -206,6 +209,7 @@ pub fn backup(source: &Path, dest: &Path) -> Result<BackupReport, StoreError> {
 pub struct SqliteStore {
     pool: Arc<Pool>,
     writer: mpsc::Sender<Job>,
+    identities: super::IdentitySlot,
 }
 
 /// Work for the writer thread.
@@ -455,6 +459,7 @@ impl SqliteStore {
                 permits: Semaphore::new(POOL_SIZE),
             }),
             writer,
+            identities: super::IdentitySlot::default(),
         };
         store.with(migrate).await?;
         // The thread ends when the last clone of the store (the last sender) is dropped.
@@ -479,6 +484,35 @@ impl SqliteStore {
     }
 
     /// Runs `f` with a pooled connection on the blocking pool.
+    /// Applies the identity key to what a write carries ([`crate::identity::Protect`]) and
+    /// keeps the sealed identities of the pseudonyms it made, before the write itself.
+    async fn protect<T: Send + 'static>(
+        &self,
+        mut value: T,
+        f: fn(&mut crate::identity::Protect<'_>, &mut T),
+    ) -> Result<T, StoreError> {
+        let Some(ids) = self.identities.get().cloned() else { return Ok(value) };
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            let erased = {
+                let mut stmt = tx.prepare_cached(super::ERASED_SQL)?;
+                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            let mut p = crate::identity::Protect::new(&ids, erased);
+            f(&mut p, &mut value);
+            if !p.sealed.is_empty() {
+                let mut stmt = tx.prepare_cached(super::SEAL_SQL)?;
+                for (pseudonym, sealed) in &p.sealed {
+                    stmt.execute(params![pseudonym, sealed])?;
+                }
+            }
+            tx.commit()?;
+            Ok(value)
+        })
+        .await
+    }
+
     async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -658,7 +692,8 @@ fn person_usage(c: &mut Connection, email: Option<&str>) -> Result<Vec<PersonUsa
         }
         let mut stmt = tx.prepare_cached(
             "SELECT end_user, currency, cost_nanos, period_start FROM gateway_spend
-             WHERE instr(end_user, '@') > 0 AND (?1 IS NULL OR lower(end_user) = ?1)",
+             WHERE (instr(end_user, '@') > 0 OR end_user LIKE 'person-%')
+               AND (?1 IS NULL OR lower(end_user) = ?1)",
         )?;
         let mut rows = stmt.query([email])?;
         while let Some(r) = rows.next()? {
@@ -1104,12 +1139,39 @@ impl Store for SqliteStore {
         self.with(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)).map(drop)?)).await
     }
 
+    fn protect_identities(&self, ids: Arc<crate::identity::Identities>) {
+        self.identities.set(ids).ok();
+    }
+
+    fn identities(&self) -> Option<Arc<crate::identity::Identities>> {
+        self.identities.get().cloned()
+    }
+
+    async fn reveal_sealed(
+        &self,
+        pseudonym: String,
+        audit: AuditRecord,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let sealed: Option<Vec<u8>> =
+                tx.query_row(super::SEALED_SQL, [&pseudonym], |r| r.get(0)).optional()?;
+            if sealed.is_some() {
+                append_audit(&tx, &audit)?;
+                tx.commit()?;
+            }
+            Ok(sealed)
+        })
+        .await
+    }
+
     async fn enroll(
         &self,
         device: Device,
         key_hash: CredentialHash,
         now: i64,
     ) -> Result<DeviceId, StoreError> {
+        let device = self.protect(device, |p, d| p.device(d)).await?;
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let id = enroll_in(&tx, &device, &key_hash, now)?;
@@ -1120,6 +1182,7 @@ impl Store for SqliteStore {
     }
 
     async fn enroll_checked(&self, a: EnrollAttempt) -> Result<EnrollOutcome, StoreError> {
+        let a = self.protect(a, |p, a| p.device(&mut a.device)).await?;
         self.with(move |c| {
             // IMMEDIATE takes the write lock first: one enrollment decides at a time.
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -1238,6 +1301,12 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<super::erase::Erasure, StoreError> {
         use super::erase;
+        let ids = self.identities.get().cloned();
+        let plain = email.clone();
+        let email = match &ids {
+            Some(ids) if ids.pseudonymous() => ids.pseudonym(&email),
+            _ => email,
+        };
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let name: String = tx
@@ -1282,12 +1351,34 @@ impl Store for SqliteStore {
                 // Nothing named them: already erased or never known; nothing to record.
                 return Ok(erase::Erasure::default());
             }
+            if let Some(ids) = &ids {
+                // The plain name: as stored, or sealed behind its pseudonym.
+                let sealed_name: Option<Vec<u8>> =
+                    tx.query_row(super::SEALED_SQL, [&name], |r| r.get(0)).optional()?;
+                let plain_name = match sealed_name {
+                    Some(sealed) => ids.open(&sealed),
+                    None if ids.pseudonymous() => None,
+                    None => Some(name.clone()),
+                };
+                for (hash, tombstone) in
+                    super::erased_identities(ids, &plain, plain_name.as_deref(), &t)
+                {
+                    tx.execute(super::REMEMBER_ERASED_SQL, [&hash, &tombstone])?;
+                }
+                for pseudonym in users.iter().chain([&email, &name]) {
+                    tx.execute(super::FORGET_SQL, [pseudonym])?;
+                }
+            }
             append_audit(&tx, &erase::audit(&t.email, &actor, &reason, &rows, now))?;
             tx.execute_batch(super::BUMP_SPEND)?;
             tx.execute_batch(super::BUMP_DEVICES)?;
             tx.execute_batch(super::BUMP_USAGE)?;
             tx.execute(rollup::DEPARTMENTS_DIRTY, [])?;
             tx.commit()?;
+            // secure_delete zeroes the old values in the database's pages; the write-ahead
+            // log still holds the pages as they were until a checkpoint empties it. Best
+            // effort: a reader holding the log open makes it wait for the next erasure.
+            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).ok();
             Ok(erase::Erasure { tombstone: Some(t.email), rows })
         })
         .await
@@ -1395,6 +1486,7 @@ impl Store for SqliteStore {
         batch: Batch,
         now: i64,
     ) -> Result<IngestOutcome, StoreError> {
+        let batch = self.protect(batch, |p, b| p.batch(b)).await?;
         let (done, outcome) = oneshot::channel();
         self.writer
             .send(Job::Ingest { device, batch, now, done })
@@ -1799,6 +1891,7 @@ impl Store for SqliteStore {
         lines: Vec<ExpenseLine>,
         now: i64,
     ) -> Result<ImportCounts, StoreError> {
+        let lines = self.protect(lines, |p, l| p.expenses(l)).await?;
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut counts = ImportCounts::default();
@@ -1889,6 +1982,7 @@ impl Store for SqliteStore {
         rows: Vec<GatewaySpend>,
         now: i64,
     ) -> Result<ImportCounts, StoreError> {
+        let rows = self.protect(rows, |p, r| p.gateway(r)).await?;
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut counts = ImportCounts::default();
@@ -1947,6 +2041,7 @@ impl Store for SqliteStore {
     }
 
     async fn upsert_people(&self, people: Vec<Person>) -> Result<ImportCounts, StoreError> {
+        let people = self.protect(people, |p, v| p.people(v)).await?;
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut counts = ImportCounts::default();
@@ -2030,6 +2125,7 @@ impl Store for SqliteStore {
     }
 
     async fn scim_write(&self, write: ScimWrite) -> Result<bool, StoreError> {
+        let write = self.protect(write, |p, w| p.scim(w)).await?;
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let r = &write.resource;

@@ -3,6 +3,7 @@
 
 use aiscout_collector::client::Connection;
 use aiscout_collector::console::Settings;
+use aiscout_collector::identity::{Identities, PrivacyMode};
 use aiscout_collector::model::{AuditFilter, Role, Session};
 use aiscout_collector::store::Store;
 use hyper::{HeaderMap, Method, StatusCode};
@@ -475,6 +476,11 @@ async fn an_admin_approves_a_held_reenrollment_on_the_admin_page() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transparency_needs_no_session_matches_the_configuration_and_names_nobody() {
+    transparency_case(PrivacyMode::Plain).await;
+    transparency_case(PrivacyMode::Pseudonymous).await;
+}
+
+async fn transparency_case(mode: PrivacyMode) {
     use aiscout_collector::console::transparency::Transparency;
     let settings = Settings {
         idle_secs: 15 * 60,
@@ -488,10 +494,12 @@ async fn transparency_needs_no_session_matches_the_configuration_and_names_nobod
                 gateway_rows_days: Some(365),
                 audit_entries_days: Some(2_557),
             },
+            privacy: mode,
         },
         ..Settings::default()
     };
     let server = start_with(100, settings).await;
+    server.store.protect_identities(std::sync::Arc::new(Identities::new(&[5; 32], mode)));
     // Someone is in the store: a person, and a signed-in session.
     let person = aiscout_collector::model::Person {
         email: "zoe.private@example.com".into(),
@@ -534,6 +542,17 @@ async fn transparency_needs_no_session_matches_the_configuration_and_names_nobod
     assert_eq!(v["catalog"]["version"], catalog.version());
     assert_eq!(v["catalog"]["products"], catalog.products().len());
     assert_eq!(v["contact"], "https://intranet.example/privacy");
+    // The privacy mode in force (issue 21), in the JSON and on the page.
+    assert_eq!(v["privacy"]["mode"], mode.as_str());
+    assert_eq!(v["privacy"]["pseudonymous"], mode == PrivacyMode::Pseudonymous);
+    let meaning = v["privacy"]["meaning"].as_str().unwrap();
+    assert!(page.contains(&format!("Privacy mode: <strong>{}</strong>", mode.as_str())), "{page}");
+    match mode {
+        PrivacyMode::Pseudonymous => {
+            assert!(meaning.starts_with("Pseudonymous:") && meaning.contains("reason"));
+        }
+        PrivacyMode::Plain => assert!(meaning.starts_with("Plain:"), "{meaning}"),
+    }
     assert_eq!(v["organisation"], "We run aiscout <b>openly</b>.\n\nSecond paragraph.");
     let roles: Vec<&str> =
         v["roles"].as_array().unwrap().iter().map(|r| r["role"].as_str().unwrap()).collect();
@@ -776,4 +795,113 @@ async fn imports_page_shows_each_connectors_latest_run_and_error() {
     );
     let brex_row = section.get(brex..ramp).unwrap();
     assert!(brex_row.contains(">17<") && brex_row.contains(">ok<"), "{brex_row}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reveal_is_for_admins_with_a_reason_and_csrf_and_is_audited_without_the_identity() {
+    use aiscout_collector::model::{Batch, Device, Sighting};
+    let server = start(100).await;
+    let ids = Identities::new(&[5; 32], PrivacyMode::Pseudonymous);
+    let pseudonym = ids.pseudonym("zoe.private@example.com");
+    server.store.protect_identities(std::sync::Arc::new(ids));
+    let device = Device {
+        host_id: "zoe-host".into(),
+        hostname: "laptop-17".into(),
+        os: "linux".into(),
+        os_version: "12".into(),
+        agent_version: "0.1.0".into(),
+        owner_email: Some("Zoe.Private@example.com".into()),
+    };
+    let id = server.store.enroll(device, [3; 32], 100).await.unwrap();
+    let sighting = Sighting {
+        product: "openai.chatgpt".into(),
+        kind: "dns",
+        value: "chatgpt.com".into(),
+        user: "zprivate".into(),
+        process: String::new(),
+        window: 0,
+        first_seen: 1,
+        last_seen: 10,
+        count: 3,
+    };
+    let batch = Batch {
+        batch_id: "z1".into(),
+        sightings: vec![sighting],
+        received: 1,
+        dropped: 0,
+        evicted: 0,
+        installs: Vec::new(),
+    };
+    server.store.ingest(id, batch, 200).await.unwrap();
+    server.store.fold().await.unwrap();
+    let admin = server.token("ada", Role::Admin).await;
+    let sec = server.token("sam", Role::Security).await;
+    let mut c = server.connect(false).await;
+    let admin_cookie = sign_in(&mut c, &admin).await;
+    let sec_cookie = sign_in(&mut c, &sec).await;
+    let card = "/products/openai.chatgpt";
+    let (status, _, page) = get(&mut c, card, Some(&admin_cookie)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains(&pseudonym) && page.contains("Reveal one person"), "{page}");
+    assert!(!page.to_lowercase().contains("zoe.private") && !page.contains("zprivate"));
+    let (_, _, sec_page) = get(&mut c, card, Some(&sec_cookie)).await;
+    assert!(sec_page.contains(&pseudonym) && !sec_page.contains("Reveal one person"));
+
+    let reveals = |server: &Server| {
+        let store = server.store.clone();
+        async move {
+            let log = store.audit_query(AuditFilter { limit: 1_000, ..Default::default() });
+            log.await.unwrap().into_iter().filter(|e| e.record.action == "person.reveal").count()
+        }
+    };
+    let path = "/products/openai.chatgpt/reveal";
+    let form = format!("pseudonym={pseudonym}&reason=");
+    // Without CSRF, by a security session, or without a reason: refused, nothing audited.
+    let (status, _, _) = post_with_cookie(&mut c, path, Some(&admin_cookie), &form).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, _, sec_any) = get(&mut c, "/inventory", Some(&sec_cookie)).await;
+    let with = |f: &str, page: &str| format!("{f}&csrf={}", csrf(page));
+    let (status, _, _) =
+        post_with_cookie(&mut c, path, Some(&sec_cookie), &with(&form, &sec_any)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, body) =
+        post_with_cookie(&mut c, path, Some(&admin_cookie), &with(&form, &page)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("reason is required"), "{body}");
+    assert_eq!(reveals(&server).await, 0);
+    let form = format!("pseudonym={pseudonym}&reason=Ticket+77");
+    let (status, _, body) =
+        post_with_cookie(&mut c, path, Some(&admin_cookie), &with(&form, &page)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("Zoe.Private@example.com") && body.contains(&pseudonym), "{body}");
+    assert_eq!(reveals(&server).await, 1);
+
+    // The API: admin tokens only, a reason required.
+    let api = "/api/v1/products/openai.chatgpt/reveal";
+    let json = ("content-type", "application/json");
+    let body = format!(r#"{{"pseudonym":"{pseudonym}","reason":"Ticket 78"}}"#);
+    let auth = format!("Bearer {sec}");
+    let (status, _, _) =
+        call(&mut c, Method::POST, api, &[("authorization", &auth), json], body.clone())
+            .await
+            .unwrap();
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let auth = format!("Bearer {admin}");
+    let headers = [("authorization", auth.as_str()), json];
+    let empty = format!(r#"{{"pseudonym":"{pseudonym}","reason":" "}}"#);
+    let (status, _, _) = call(&mut c, Method::POST, api, &headers, empty).await.unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(reveals(&server).await, 1);
+    let (status, _, answer) = call(&mut c, Method::POST, api, &headers, body).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(v["identity"], "Zoe.Private@example.com");
+    assert_eq!(reveals(&server).await, 2);
+    // The audit entries name the pseudonym, the product and the reason, never the identity.
+    let log = server.store.audit_query(AuditFilter { limit: 1_000, ..Default::default() });
+    for e in log.await.unwrap().iter().filter(|e| e.record.action == "person.reveal") {
+        assert_eq!(e.record.subject, pseudonym);
+        let text = format!("{:?}", e.record).to_lowercase();
+        assert!(text.contains("ticket 7") && !text.contains("zoe.private"), "{text}");
+    }
 }

@@ -124,6 +124,68 @@ fn review_form(
 /// Payers listed per kind of reconciliation finding on the card.
 const FINDINGS_SHOWN: usize = 20;
 
+/// The reveal form (admins, pseudonymous mode): one pseudonym of those seen with the product,
+/// and the required reason.
+fn reveal_form(id: &str, csrf: &str, pseudonyms: &[&str]) -> Markup {
+    html! {
+        form class="reveal" method="post" action={ "/products/" (segment(id)) "/reveal" } {
+            input type="hidden" name=(CSRF_FIELD) value=(csrf);
+            h3 { "Reveal one person" }
+            p class="muted" { "Shows who is behind one pseudonym, for this product only. The reveal, your reason and the pseudonym are written to the audit log." }
+            label for="pseudonym" { "Pseudonym" }
+            select id="pseudonym" name="pseudonym" required {
+                @for p in pseudonyms { option value=(p) { (p) } }
+            }
+            label for="reveal-reason" { "Reason" }
+            textarea id="reveal-reason" name="reason" rows="2" required {}
+            button type="submit" { "Reveal" }
+        }
+    }
+}
+
+/// `POST /products/{id}/reveal`: admins reveal one pseudonym seen with the product, with a
+/// reason ([`crate::identity::reveal`]); the answer is a page showing it once.
+pub(crate) async fn reveal<S: Store>(
+    State(state): Shared<S>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> PageResult {
+    let next = format!("/products/{}", segment(&id));
+    let (signed, pairs) = require_form(&state, &headers, next, Access::Admin, body).await?;
+    let Some(product) = state.catalog.product(&id).cloned() else {
+        return Err(Refusal::NotFound(format!("The catalog has no product with the id {id:?}.")));
+    };
+    let pseudonym = field(&pairs, "pseudonym").unwrap_or("").trim().to_owned();
+    let identity = crate::identity::reveal(
+        &state.store,
+        &id,
+        &pseudonym,
+        &signed.session.actor,
+        field(&pairs, "reason").unwrap_or(""),
+        crate::store::now(),
+    )
+    .await
+    .map_err(|e| match e {
+        crate::identity::RevealError::Refused(why) => Refusal::BadRequest(why),
+        crate::identity::RevealError::Store(e) => Refusal::from(e),
+    })?;
+    tracing::info!(product = %id, "A pseudonym was revealed in the console.");
+    let body = html! {
+        main id="main" {
+            p class="crumbs" { a href="/inventory" { "Inventory" } " / " a href={ "/products/" (segment(&id)) } { (product.name) } " / Reveal" }
+            h1 { "Revealed for " (product.name) }
+            dl class="facts" {
+                dt { "Pseudonym" } dd { code { (pseudonym) } }
+                dt { "Person" } dd { strong { (identity) } }
+            }
+            p class="notice" role="status" { "This reveal was written to the audit log (without the person's identity)." }
+            p { a href={ "/products/" (segment(&id)) "#devices" } { "Back to " (product.name) } }
+        }
+    };
+    Ok(document(&format!("Revealed for {}", product.name), Some(&signed), "/inventory", body))
+}
+
 /// `GET /products/{id}`.
 pub(crate) async fn page<S: Store>(
     State(state): Shared<S>,
@@ -213,6 +275,19 @@ pub(crate) async fn page<S: Store>(
     let unp: Vec<_> = recon.used_not_paid.iter().filter(|r| r.product == id).collect();
     let idle: Vec<_> = recon.idle_subscriptions.iter().filter(|r| r.product == id).collect();
     let dup: Vec<_> = recon.duplicate_subscriptions.iter().filter(|r| r.product == id).collect();
+    // Admins in pseudonymous mode may reveal one of the pseudonyms seen with the product.
+    let mut pseudonyms: Vec<&str> = Vec::new();
+    if signed.may(Access::Admin) && state.store.identities().is_some_and(|ids| ids.pseudonymous()) {
+        pseudonyms = devices
+            .iter()
+            .flat_map(|d| {
+                d.owner_email.as_deref().into_iter().chain(d.users.iter().map(String::as_str))
+            })
+            .filter(|p| crate::identity::is_pseudonym(p))
+            .collect();
+        pseudonyms.sort_unstable();
+        pseudonyms.dedup();
+    }
     let body = html! {
         main id="main" {
             p class="crumbs" { a href="/inventory" { "Inventory" } " / " (product.name) }
@@ -381,6 +456,9 @@ pub(crate) async fn page<S: Store>(
                         }
                     }
                     @if devices.len() > 100 { p class="muted" { "The first 100 of " (count(devices.len() as u64)) " devices." } }
+                }
+                @if !pseudonyms.is_empty() {
+                    (reveal_form(&id, &signed.session.csrf, &pseudonyms))
                 }
             }
             section class="panel" {

@@ -2,6 +2,7 @@
 //! any table or export and keeps every report total; retention deletes by age per kind, in
 //! chunks, dry runs only count, and the audit log records both without the erased email.
 
+use aiscout_collector::identity::{self, Identities, PrivacyMode, RevealError};
 use aiscout_collector::join::{self, Purpose};
 use aiscout_collector::model::{AuditFilter, Person, Role, Session, UsageFilter};
 use aiscout_collector::person;
@@ -455,4 +456,228 @@ async fn retention_deletes_by_age_in_chunks_and_keeps_rollups_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_deletes_by_age_in_chunks_and_keeps_rollups_on_postgres() {
     retention_case(&harness::postgres().await).await;
+}
+
+/// The identity key a test store protects identities with (issue 21), in `mode`.
+fn protect(store: &impl Store, mode: PrivacyMode) {
+    store.protect_identities(std::sync::Arc::new(Identities::new(&[42; 32], mode)));
+}
+
+/// The raw bytes of the SQLite database (after a checkpoint that empties the log) and of
+/// anything left beside it, lowercased as text.
+fn raw_sqlite(dir: &std::path::Path) -> String {
+    let conn = rusqlite::Connection::open(dir.join("aiscout.db")).unwrap();
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
+    drop(conn);
+    let mut out = String::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("aiscout.db")) {
+            out.push_str(&String::from_utf8_lossy(&std::fs::read(&path).unwrap()).to_lowercase());
+        }
+    }
+    out
+}
+
+/// Every plain identity the pseudonymous case stores (emails, OS users, names).
+const PLAIN: [&str; 9] = [
+    "ann.lee@example.com",
+    "bob@example.com",
+    "grace@example.com",
+    "annabel leeworth",
+    "bob kim",
+    "annleeworth",
+    "bobk",
+    "payer.only@example.com",
+    "gw.user@example.com",
+];
+
+/// The same people, devices, sightings, expense lines and gateway rows in any store.
+async fn people_and_usage(store: &impl Store) {
+    store
+        .upsert_people(vec![
+            Person {
+                email: "ann.lee@example.com".into(),
+                name: "Annabel Leeworth".into(),
+                department: "Sales".into(),
+                manager: Some("grace@example.com".into()),
+            },
+            Person {
+                email: "bob@example.com".into(),
+                name: "Bob Kim".into(),
+                department: "Engineering".into(),
+                manager: Some("ann.lee@example.com".into()),
+            },
+        ])
+        .await
+        .unwrap();
+    let ann = store.enroll(device("ann-host", Some("ann.lee@example.com")), [1; 32], 100).await;
+    let bob = store.enroll(device("bob-host", Some("bob@example.com")), [2; 32], 100).await;
+    let b = batch(
+        "a1",
+        vec![
+            sighting("openai.chatgpt", "chatgpt.com", "annleeworth", 0, 4),
+            sighting("anthropic.claude", "claude.ai", "annleeworth", 3_600, 2),
+        ],
+    );
+    store.ingest(ann.unwrap(), b, 200).await.unwrap();
+    let b = batch("b1", vec![sighting("openai.chatgpt", "chatgpt.com", "bobk", 0, 9)]);
+    store.ingest(bob.unwrap(), b, 200).await.unwrap();
+    let mut anns = expense("e1", Some("openai.chatgpt"), 1_000, 2_500);
+    anns.payer_email = "ann.lee@example.com".into();
+    anns.payer_name = "Annabel Leeworth".into();
+    let mut other = expense("e2", Some("anthropic.claude"), 1_000, 2_000);
+    other.payer_email = "payer.only@example.com".into();
+    let mut bobs = expense("e3", Some("anthropic.claude"), 1_000, 1_500);
+    bobs.payer_email = "bob@example.com".into();
+    bobs.payer_name = "Bob Kim".into();
+    store.add_expenses(vec![anns, other, bobs], 300).await.unwrap();
+    let mut g1 = spend("g1", Some("openai.api"), 1_000, 7_000_000);
+    g1.user = "ann.lee@example.com".into();
+    let mut g2 = spend("g2", Some("openai.api"), 1_000, 5);
+    g2.user = "gw.user@example.com".into();
+    store.add_gateway_spend(vec![g1, g2], 300).await.unwrap();
+    store.fold().await.unwrap();
+}
+
+async fn pseudonymous_case<S: Store>(plain: &Harness<S>, pseudo: &Harness<S>)
+where
+    Harness<S>: Dump,
+{
+    let now = 50_000;
+    protect(&plain.store, PrivacyMode::Plain);
+    protect(&pseudo.store, PrivacyMode::Pseudonymous);
+    people_and_usage(&plain.store).await;
+    people_and_usage(&pseudo.store).await;
+    // Plain mode stores the identities (so the scan below can find them at all)...
+    let dump = plain.dump().await.to_lowercase();
+    for identity in PLAIN {
+        assert!(dump.contains(identity), "{identity} is missing from the plain store");
+    }
+    // ...pseudonymous mode none, in any table.
+    let dump = pseudo.dump().await.to_lowercase();
+    for identity in PLAIN {
+        assert!(!dump.contains(identity), "{identity} is stored in pseudonymous mode:\n{dump}");
+    }
+    if let Some(dir) = pseudo.dir() {
+        let raw = raw_sqlite(dir);
+        for identity in PLAIN {
+            assert!(!raw.contains(identity), "{identity} is in the SQLite file's bytes");
+        }
+    }
+    // Every report figure, departments included, is the same in both modes.
+    assert_eq!(totals(&pseudo.store, now).await, totals(&plain.store, now).await);
+    let ids = Identities::new(&[42; 32], PrivacyMode::Pseudonymous);
+    let ann = ids.pseudonym("ann.lee@example.com");
+    let people = pseudo.store.people().await.unwrap();
+    let entry = people.iter().find(|p| p.email == ann).unwrap();
+    assert_eq!((entry.department.as_str(), entry.name.starts_with("person-")), ("Sales", true));
+
+    // A reveal needs a reason, a pseudonym seen with the product, and pseudonymous mode.
+    let refused = identity::reveal(&pseudo.store, "openai.chatgpt", &ann, "root@x", " ", now).await;
+    assert!(matches!(&refused, Err(RevealError::Refused(why)) if why.contains("reason")));
+    let bob = ids.pseudonym("bob@example.com");
+    let refused =
+        identity::reveal(&pseudo.store, "anthropic.claude", &bob, "root@x", "DSAR", now).await;
+    assert!(matches!(&refused, Err(RevealError::Refused(why)) if why.contains("no device")));
+    let refused =
+        identity::reveal(&plain.store, "openai.chatgpt", &ann, "root@x", "ticket 7", now).await;
+    assert!(matches!(&refused, Err(RevealError::Refused(why)) if why.contains("pseudonymous")));
+    let reveals = |log: Vec<aiscout_collector::model::AuditEntry>| {
+        log.into_iter().filter(|e| e.record.action == "person.reveal").collect::<Vec<_>>()
+    };
+    let log = pseudo.store.audit_query(AuditFilter { limit: 1_000, ..Default::default() });
+    assert!(reveals(log.await.unwrap()).is_empty(), "a refused reveal is not audited");
+    let shown =
+        identity::reveal(&pseudo.store, "openai.chatgpt", &ann, "root@x", "ticket 7", now).await;
+    assert_eq!(shown.unwrap(), "ann.lee@example.com");
+    let user = ids.pseudonym("annleeworth");
+    let shown =
+        identity::reveal(&pseudo.store, "anthropic.claude", &user, "root@x", "ticket 8", now);
+    assert_eq!(shown.await.unwrap(), "annleeworth");
+    let log = pseudo.store.audit_query(AuditFilter { limit: 1_000, ..Default::default() });
+    let log = reveals(log.await.unwrap());
+    assert_eq!(log.len(), 2, "{log:?}");
+    let first = log.iter().find(|e| e.record.subject == ann).unwrap();
+    assert_eq!(first.record.actor, "root@x");
+    let after = first.record.after.as_deref().unwrap();
+    assert!(after.contains("openai.chatgpt") && after.contains("ticket 7"), "{after}");
+    let dump = pseudo.dump().await.to_lowercase();
+    assert!(!dump.contains("ann.lee@example.com"), "a reveal stores no identity");
+
+    // The person's export and erasure find them by their email.
+    let record = person::export(&pseudo.store, "ann.lee@example.com").await.unwrap();
+    assert_eq!((record.devices.len(), record.expenses.len()), (1, 1));
+    let erasure = person::erase(&pseudo.store, "ann.lee@example.com", "cli", "DSAR").await.unwrap();
+    assert!(erasure.tombstone.is_some());
+    let refused =
+        identity::reveal(&pseudo.store, "openai.chatgpt", &ann, "root@x", "ticket 9", now).await;
+    assert!(refused.is_err(), "an erased person cannot be revealed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pseudonymous_mode_stores_no_identity_keeps_totals_and_audits_reveals_on_sqlite() {
+    pseudonymous_case(&harness::sqlite().await, &harness::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pseudonymous_mode_stores_no_identity_keeps_totals_and_audits_reveals_on_postgres() {
+    pseudonymous_case(&harness::postgres().await, &harness::postgres().await).await;
+}
+
+/// After an erasure, a people import, an expense line, a gateway row or an enrollment that
+/// names the person stores the tombstone, in either mode.
+async fn erased_stay_erased_case<S: Store>(h: &Harness<S>, mode: PrivacyMode)
+where
+    Harness<S>: Dump,
+{
+    let store = &h.store;
+    protect(store, mode);
+    people_and_usage(store).await;
+    let erasure = person::erase(store, "ann.lee@example.com", "cli", "DSAR").await.unwrap();
+    let tombstone = erasure.tombstone.unwrap();
+    store
+        .upsert_people(vec![Person {
+            email: "ANN.LEE@example.com".into(),
+            name: "Annabel Leeworth".into(),
+            department: "Sales".into(),
+            manager: None,
+        }])
+        .await
+        .unwrap();
+    let mut line = expense("e9", Some("openai.chatgpt"), 2_000, 100);
+    line.payer_email = "ann.lee@example.com".into();
+    line.payer_name = "Annabel Leeworth".into();
+    store.add_expenses(vec![line], 400).await.unwrap();
+    let mut row = spend("g9", Some("openai.api"), 2_000, 9);
+    row.user = "Ann.Lee@example.com".into();
+    store.add_gateway_spend(vec![row], 400).await.unwrap();
+    store.enroll(device("ann-new-host", Some("ann.lee@example.com")), [7; 32], 500).await.unwrap();
+    store.fold().await.unwrap();
+    let dump = h.dump().await.to_lowercase();
+    for trace in ["ann.lee@example.com", "annabel", "leeworth"] {
+        assert!(!dump.contains(trace), "{trace} came back:\n{dump}");
+    }
+    let ids = Identities::new(&[42; 32], mode);
+    assert!(!dump.contains(&ids.pseudonym("ann.lee@example.com")), "the pseudonym came back");
+    assert!(rows_with(&dump, "expense_lines", &tombstone) >= 2, "{dump}");
+    assert!(rows_with(&dump, "gateway_spend", &tombstone) >= 2, "{dump}");
+    assert!(rows_with(&dump, "devices", &tombstone) >= 2, "{dump}");
+    assert!(!dump.contains("ann.lee"), "no hash either");
+    if let Some(dir) = h.dir() {
+        assert!(!raw_sqlite(dir).contains("ann.lee@example.com"));
+    }
+    assert!(dump.contains("bob-host"), "others are stored as before");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erased_people_do_not_return_on_sqlite() {
+    erased_stay_erased_case(&harness::sqlite().await, PrivacyMode::Plain).await;
+    erased_stay_erased_case(&harness::sqlite().await, PrivacyMode::Pseudonymous).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erased_people_do_not_return_on_postgres() {
+    erased_stay_erased_case(&harness::postgres().await, PrivacyMode::Plain).await;
+    erased_stay_erased_case(&harness::postgres().await, PrivacyMode::Pseudonymous).await;
 }
