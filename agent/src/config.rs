@@ -29,6 +29,9 @@ pub struct RawConfig {
     /// File holding the catalog public key (64 hex digits) that catalog updates must verify
     /// against.
     pub catalog_key_file: Option<PathBuf>,
+    /// File holding the collector's organisation-overlay public key (64 hex digits); without
+    /// it no overlay is fetched (issue 17).
+    pub overlay_key_file: Option<PathBuf>,
     /// Interfaces to capture on; empty means every interface that is up.
     #[serde(default)]
     pub interfaces: Vec<String>,
@@ -77,6 +80,8 @@ pub struct Config {
     pub trust: TrustAnchor,
     /// The pinned catalog public key.
     pub catalog_key: [u8; 32],
+    /// The pinned organisation-overlay public key (the collector's own), when set.
+    pub overlay_key: Option<[u8; 32]>,
     /// Interfaces to capture on (empty: all that are up).
     pub interfaces: Vec<String>,
     /// State folder.
@@ -160,6 +165,10 @@ pub struct Overrides {
     pub state_dir: Option<PathBuf>,
     /// The catalog public key itself (64 hex digits), as managed settings deliver it.
     pub catalog_key_hex: Option<String>,
+    /// `--overlay-key FILE`.
+    pub overlay_key_file: Option<PathBuf>,
+    /// The overlay public key itself (64 hex digits), as managed settings deliver it.
+    pub overlay_key_hex: Option<String>,
 }
 
 /// Where macOS puts the managed settings an MDM configuration profile delivers for the
@@ -181,11 +190,13 @@ impl Overrides {
             owner_email: self.owner_email.or(lower.owner_email),
             state_dir: self.state_dir.or(lower.state_dir),
             catalog_key_hex: self.catalog_key_hex.or(lower.catalog_key_hex),
+            overlay_key_file: self.overlay_key_file.or(lower.overlay_key_file),
+            overlay_key_hex: self.overlay_key_hex.or(lower.overlay_key_hex),
         }
     }
 
     /// Reads managed settings (a property list, XML or binary) with the keys `collector_url`,
-    /// `enroll_secret`, `pin_sha256`, `catalog_key` and `owner_email`. A missing file is no
+    /// `enroll_secret`, `pin_sha256`, `catalog_key`, `overlay_key` and `owner_email`. A missing file is no
     /// settings at all.
     ///
     /// # Errors
@@ -206,6 +217,7 @@ impl Overrides {
             enroll_secret_env: text("enroll_secret"),
             pin_sha256: text("pin_sha256"),
             catalog_key_hex: text("catalog_key"),
+            overlay_key_hex: text("overlay_key"),
             owner_email: text("owner_email"),
             ..Overrides::default()
         })
@@ -423,6 +435,24 @@ pub fn validate(raw: RawConfig, o: Overrides) -> Result<Config, Vec<Problem>> {
         }
     };
 
+    let overlay_key = match (o.overlay_key_hex, o.overlay_key_file.or(raw.overlay_key_file)) {
+        (Some(hex), _) => hex32(&hex).or_else(|| {
+            problem("overlay_key", "the managed overlay key must be 64 hex digits".into());
+            None
+        }),
+        (None, Some(path)) => match read_small(&path) {
+            Ok(text) => hex32(&text).or_else(|| {
+                problem("overlay_key_file", format!("{} must hold 64 hex digits", path.display()));
+                None
+            }),
+            Err(m) => {
+                problem("overlay_key_file", m);
+                None
+            }
+        },
+        (None, None) => None,
+    };
+
     let mut interfaces = if o.interfaces.is_empty() { raw.interfaces } else { o.interfaces };
     interfaces.retain(|i| !i.trim().is_empty());
 
@@ -489,6 +519,7 @@ pub fn validate(raw: RawConfig, o: Overrides) -> Result<Config, Vec<Problem>> {
         enroll_secret: aiscout_wire::Secret::new(enroll_secret.unwrap_or_default()),
         trust,
         catalog_key,
+        overlay_key,
         interfaces,
         state_dir,
         spool,

@@ -51,6 +51,9 @@ struct ConfigArgs {
     /// A file holding the catalog public key (64 hex digits).
     #[arg(long)]
     catalog_key: Option<PathBuf>,
+    /// A file holding the collector's organisation-overlay public key (64 hex digits).
+    #[arg(long)]
+    overlay_key: Option<PathBuf>,
     /// An interface to capture on (repeatable); all that are up by default.
     #[arg(long = "interface")]
     interfaces: Vec<String>,
@@ -102,6 +105,7 @@ impl ConfigArgs {
             ca_file: self.ca_file.clone(),
             pin_sha256: self.pin_sha256.clone(),
             catalog_key_file: self.catalog_key.clone(),
+            overlay_key_file: self.overlay_key.clone(),
             interfaces: self.interfaces.clone(),
             spool: self.spool.clone(),
             owner_email: self.owner_email.clone(),

@@ -752,6 +752,10 @@ async fn serve<S: Store + Clone>(config: Config, store: S) -> anyhow::Result<()>
             (catalog, Some((axum::body::Bytes::from(bytes), version)))
         }
     };
+    // The organisation overlay is signed with the collector's own key (issue 17).
+    let (overlay_key, overlay_public) = api::overlay::load_or_generate_key(&config.data_dir)
+        .map_err(|e| anyhow::anyhow!("overlay key: {e}"))?;
+    say(&format!("overlay key {overlay_public}"));
     let tls = match &config.tls {
         Tls::Off => None,
         Tls::Files { cert, key } => {
@@ -806,6 +810,7 @@ async fn serve<S: Store + Clone>(config: Config, store: S) -> anyhow::Result<()>
         ),
         alerts: Arc::new(config.alerts.clone()),
         enrollment: config.enroll.enrollment(),
+        overlay: Some(api::overlay::OverlaySigner::new(overlay_key)),
     });
     let counters = Arc::clone(&state.metrics.connections);
     let (connectors_stop, connectors_stopped) = tokio::sync::watch::channel(false);

@@ -652,6 +652,32 @@ pub struct DeviceSighting {
     pub count: i64,
 }
 
+/// Network sightings of one product on one device, per value and process (the bypass
+/// report, issue 17).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessSighting {
+    /// Host id.
+    pub host_id: String,
+    /// Host name.
+    pub hostname: String,
+    /// Owner email.
+    pub owner_email: Option<String>,
+    /// Product id.
+    pub product: String,
+    /// Indicator kind (`dns`, `tls_sni`, `quic_sni`).
+    pub kind: String,
+    /// The host name seen.
+    pub value: String,
+    /// The process that made the traffic (`""` when not attributed).
+    pub process: String,
+    /// First seen.
+    pub first_seen: i64,
+    /// Last seen.
+    pub last_seen: i64,
+    /// Count.
+    pub count: i64,
+}
+
 /// One matched value of a product (a domain, an app id, an extension id) summed over devices.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ValueUsage {

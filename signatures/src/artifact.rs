@@ -90,10 +90,20 @@ pub struct Parts<'a> {
 /// # Errors
 /// See [`FormatError`].
 pub fn split(bytes: &[u8]) -> Result<Parts<'_>, FormatError> {
+    split_with(bytes, &MAGIC)
+}
+
+/// [`split`] for an artifact of the same layout whose magic bytes are `magic` (the
+/// organisation overlay, [`crate::overlay::MAGIC`]): a catalog is never taken for an overlay
+/// or the other way round.
+///
+/// # Errors
+/// See [`FormatError`].
+pub fn split_with<'a>(bytes: &'a [u8], magic_expected: &[u8; 8]) -> Result<Parts<'a>, FormatError> {
     let truncated = |expected| FormatError::Truncated { expected, actual: bytes.len() };
     let (header, _) = bytes.split_first_chunk::<HEADER_LEN>().ok_or(truncated(HEADER_LEN))?;
     let (magic, rest) = header.split_first_chunk::<8>().ok_or(truncated(HEADER_LEN))?;
-    if *magic != MAGIC {
+    if magic != magic_expected {
         return Err(FormatError::BadMagic);
     }
     let (version, rest) = rest.split_first_chunk::<8>().ok_or(truncated(HEADER_LEN))?;
@@ -126,15 +136,19 @@ pub fn split(bytes: &[u8]) -> Result<Parts<'_>, FormatError> {
 
 /// Encodes a catalog as an unsigned artifact (deterministic bytes).
 pub fn encode_unsigned(catalog: &Catalog) -> Vec<u8> {
-    let payload = canonical_payload(catalog);
-    let hash = ring::digest::digest(&ring::digest::SHA256, &payload);
+    encode_with(&MAGIC, catalog.version(), &canonical_payload(catalog))
+}
+
+/// Lays out an unsigned artifact: `magic`, `version`, the payload's hash, its length, itself.
+pub(crate) fn encode_with(magic: &[u8; 8], version: u64, payload: &[u8]) -> Vec<u8> {
+    let hash = ring::digest::digest(&ring::digest::SHA256, payload);
     let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
     let mut out = Vec::with_capacity(HEADER_LEN.saturating_add(payload.len()));
-    out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&catalog.version().to_be_bytes());
+    out.extend_from_slice(magic);
+    out.extend_from_slice(&version.to_be_bytes());
     out.extend_from_slice(hash.as_ref());
     out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(&payload);
+    out.extend_from_slice(payload);
     out
 }
 
@@ -160,7 +174,7 @@ fn canonical_payload(catalog: &Catalog) -> Vec<u8> {
 /// were signed by us).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("catalog payload is malformed: {0}")]
-pub struct PayloadError(String);
+pub struct PayloadError(pub(crate) String);
 
 /// Decodes a payload that [`crate::verify`] has already checked.
 ///
@@ -235,9 +249,11 @@ impl From<WireShared> for SharedDescriptor {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WireProduct {
+/// A product on the wire; in an overlay document every field but `id`, `name` and `category`
+/// may be left out.
+#[derive(Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct WireProduct {
     id: String,
     vendor: String,
     name: String,
@@ -265,7 +281,7 @@ struct WireProduct {
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct WirePrice {
+pub(crate) struct WirePrice {
     plan: String,
     amount_minor: i64,
     currency: String,

@@ -8,8 +8,10 @@
 //! - [`merchant`]: card descriptor normalisation and the prefix matcher.
 //! - [`matcher`]: [`Index`], one index over every indicator kind.
 //! - [`artifact`]: the canonical compiled form (deterministic bytes, version, content hash).
+//! - [`overlay`]: the organisation overlay (own products, sanctioned gateways) and its merge.
 //! - [`verify`]: Ed25519 verification of an artifact against a pinned key, with rollback refusal.
-//! - `sign` (feature `sign`): key generation and signing, for the `aiscout-catalog` tool only.
+//! - `sign` (feature `signing`, implied by `sign`): key generation and signing, for the
+//!   `aiscout-catalog` tool and the collector's overlay signer.
 //! - [`hex`]: the hex form of keys and hashes.
 //!
 //! Key decision: this crate is pure (no async, no network, no files except where a caller
@@ -26,7 +28,8 @@ pub mod fuzzing;
 pub mod hex;
 pub mod matcher;
 pub mod merchant;
-#[cfg(feature = "sign")]
+pub mod overlay;
+#[cfg(feature = "signing")]
 pub mod sign;
 pub mod source;
 pub mod verify;
@@ -36,6 +39,7 @@ pub use catalog::{
     SharedDescriptor, WindowsApp,
 };
 pub use matcher::{AppRef, ExtensionRef, Index, Indicator, LineMatch, Match};
+pub use overlay::{Gateway, Overlay, OverlayError};
 pub use verify::{Verifier, VerifyError};
 
 include!(concat!(env!("OUT_DIR"), "/builtin_sources.rs"));

@@ -1,4 +1,5 @@
-//! Key generation and signing, for the `aiscout-catalog` tool only (feature `sign`).
+//! Key generation and signing (feature `signing`): the `aiscout-catalog` tool signs the vendor
+//! catalog, the collector signs the organisation overlay with its own key.
 //!
 //! Keys are Ed25519 (`ring`). The private key is kept as its PKCS#8 v2 document written in hex
 //! in a file only its owner can read; the public key, which agents pin, is 64 hex digits.
@@ -56,6 +57,22 @@ pub fn sign(artifact_bytes: &[u8], private_hex: &str) -> Result<Vec<u8>, SignErr
     let parts = artifact::split(artifact_bytes)?;
     let signature = pair.sign(parts.signed);
     let mut out = parts.signed.to_vec();
+    out.extend_from_slice(&artifact::SIGNATURE_TAG);
+    out.extend_from_slice(signature.as_ref());
+    Ok(out)
+}
+
+/// Signs an organisation overlay: its unsigned artifact plus the signature block.
+///
+/// # Errors
+/// [`SignError::BadKey`].
+pub fn sign_overlay(
+    overlay: &crate::overlay::Overlay,
+    private_hex: &str,
+) -> Result<Vec<u8>, SignError> {
+    let pair = load(private_hex)?;
+    let mut out = overlay.encode_unsigned();
+    let signature = pair.sign(&out);
     out.extend_from_slice(&artifact::SIGNATURE_TAG);
     out.extend_from_slice(signature.as_ref());
     Ok(out)

@@ -80,7 +80,31 @@ impl Verifier {
     /// # Errors
     /// See [`VerifyError`].
     pub fn verify(&self, bytes: &[u8], current: Option<u64>) -> Result<Catalog, VerifyError> {
-        let parts = artifact::split(bytes)?;
+        let parts = self.checked(artifact::split(bytes)?, current)?;
+        Ok(artifact::decode_payload(parts.header.version, parts.payload)?)
+    }
+
+    /// Verifies an organisation overlay ([`crate::overlay`]) under the same rules as
+    /// [`Verifier::verify`]: signature on the raw bytes, then the content hash, then no
+    /// rollback below `current`, and only then the payload is read.
+    ///
+    /// # Errors
+    /// See [`VerifyError`]; a catalog artifact is refused here by its magic bytes.
+    pub fn verify_overlay(
+        &self,
+        bytes: &[u8],
+        current: Option<u64>,
+    ) -> Result<crate::overlay::Overlay, VerifyError> {
+        let parts = self.checked(artifact::split_with(bytes, &crate::overlay::MAGIC)?, current)?;
+        Ok(crate::overlay::decode_payload(parts.header.version, parts.payload)?)
+    }
+
+    /// Signature, content hash and version checks, in that order, on split bytes.
+    fn checked<'a>(
+        &self,
+        parts: artifact::Parts<'a>,
+        current: Option<u64>,
+    ) -> Result<artifact::Parts<'a>, VerifyError> {
         let signature = parts.signature.ok_or(VerifyError::Unsigned)?;
         UnparsedPublicKey::new(&ED25519, &self.public_key)
             .verify(parts.signed, signature)
@@ -94,7 +118,7 @@ impl Verifier {
         {
             return Err(VerifyError::Rollback { offered: parts.header.version, current });
         }
-        Ok(artifact::decode_payload(parts.header.version, parts.payload)?)
+        Ok(parts)
     }
 }
 

@@ -45,7 +45,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use aiscout_signatures::{Catalog, Index, Verifier, VerifyError};
+use aiscout_signatures::{Catalog, Index, Overlay, Verifier, VerifyError};
 use aiscout_wire::{AgentInfo, CaptureState, Heartbeat, InterfaceStatus, Secret};
 
 use crate::capture::{Breaker, FileSource, LiveSource, Wake};
@@ -68,7 +68,7 @@ mod writer;
 
 use frames::start_capture;
 pub(crate) use state::{catalog_high_water, write_atomic};
-use state::{initial_catalog, read_key, save_catalog, write_secret};
+use state::{initial_catalog, initial_overlay, read_key, save_catalog, save_overlay, write_secret};
 use uploader::{CatalogCheck, Uploader};
 use watcher::inventory_loop;
 use writer::spool_writer;
@@ -192,6 +192,13 @@ struct Shared {
     catalog_high_water: AtomicU64,
     /// How to wake the inventory thread's current wait (set by that thread before it waits).
     inventory_wake: Mutex<Option<InventoryWake>>,
+    /// The vendor catalog in use (verified against the catalog key).
+    vendor: RwLock<Arc<Catalog>>,
+    /// The organisation overlay in use (verified against the overlay key), if any.
+    overlay: RwLock<Option<Arc<Overlay>>>,
+    /// The highest overlay version ever accepted (kept in the state folder too).
+    overlay_high_water: AtomicU64,
+    /// The vendor catalog merged with the overlay: what the matchers and the inventory use.
     catalog: RwLock<Arc<Catalog>>,
     matcher: RwLock<Arc<Matcher>>,
     health: Health,
@@ -200,7 +207,17 @@ struct Shared {
 
 impl Shared {
     fn catalog_version(&self) -> u64 {
-        self.catalog.read().map(|c| c.version()).unwrap_or(0)
+        self.vendor.read().map(|c| c.version()).unwrap_or(0)
+    }
+
+    fn overlay_version(&self) -> u64 {
+        self.overlay.read().ok().and_then(|o| o.as_ref().map(|o| o.version())).unwrap_or(0)
+    }
+
+    /// Whether `catalog` is still the merged catalog in use (the inventory thread rescans
+    /// when either the vendor catalog or the overlay changes).
+    fn catalog_is(&self, catalog: &Arc<Catalog>) -> bool {
+        self.catalog.read().is_ok_and(|c| Arc::ptr_eq(&c, catalog))
     }
 
     fn window_start(&self, secs: i64) -> i64 {
@@ -249,6 +266,47 @@ impl Shared {
     }
 
     fn swap_catalog(&self, catalog: Catalog) {
+        let overlay = self.overlay.read().ok().and_then(|o| o.clone());
+        let merged = match overlay
+            .as_deref()
+            .map(|o| aiscout_signatures::overlay::merge(&catalog, o))
+        {
+            None => catalog.clone(),
+            Some(Ok(merged)) => merged,
+            Some(Err(error)) => {
+                tracing::warn!(error = %error, "The organisation overlay collides with the new catalog; it is set aside.");
+                if let Ok(mut o) = self.overlay.write() {
+                    *o = None;
+                }
+                catalog.clone()
+            }
+        };
+        if let Ok(mut v) = self.vendor.write() {
+            *v = Arc::new(catalog);
+        }
+        self.install(merged);
+    }
+
+    /// Merges a verified overlay with the vendor catalog in use and swaps the matchers.
+    ///
+    /// # Errors
+    /// The overlay collides with the vendor catalog; nothing changes.
+    fn swap_overlay(&self, overlay: Overlay) -> Result<(), aiscout_signatures::OverlayError> {
+        let vendor = self.vendor.read().map(|v| Arc::clone(&v)).map_err(|_| {
+            aiscout_signatures::OverlayError {
+                path: "agent".into(),
+                message: "the catalog lock is poisoned".into(),
+            }
+        })?;
+        let merged = aiscout_signatures::overlay::merge(&vendor, &overlay)?;
+        if let Ok(mut o) = self.overlay.write() {
+            *o = Some(Arc::new(overlay));
+        }
+        self.install(merged);
+        Ok(())
+    }
+
+    fn install(&self, catalog: Catalog) {
         let matcher = Arc::new(Matcher::new(Index::new(catalog.clone())));
         if let Ok(mut m) = self.matcher.write() {
             *m = matcher;
@@ -323,10 +381,19 @@ pub async fn run(
     let spool = Arc::new(Mutex::new(spool));
     let client = Client::new(&config.collector_url, upload::tls::client_config(&config.trust)?)?;
     let (catalog, high_water) = initial_catalog(&config.state_dir, config.catalog_key)?;
+    let (overlay, overlay_high_water) =
+        initial_overlay(&config.state_dir, config.overlay_key, &catalog);
+    let merged = overlay
+        .as_ref()
+        .and_then(|o| aiscout_signatures::overlay::merge(&catalog, o).ok())
+        .unwrap_or_else(|| catalog.clone());
     let shared = Arc::new(Shared {
         pseudonyms: Pseudonymizer::new(config.user_key.as_ref()),
-        matcher: RwLock::new(Arc::new(Matcher::new(Index::new(catalog.clone())))),
-        catalog: RwLock::new(Arc::new(catalog)),
+        matcher: RwLock::new(Arc::new(Matcher::new(Index::new(merged.clone())))),
+        catalog: RwLock::new(Arc::new(merged)),
+        vendor: RwLock::new(Arc::new(catalog)),
+        overlay: RwLock::new(overlay.map(Arc::new)),
+        overlay_high_water: AtomicU64::new(overlay_high_water),
         config,
         stop: Arc::new(AtomicBool::new(false)),
         catalog_high_water: AtomicU64::new(high_water),
@@ -403,6 +470,9 @@ pub async fn run(
                 if catalog_due <= now {
                     if let Err(error) = uploader.update_catalog().await {
                         tracing::warn!(error = %error, "Catalog update check failed.");
+                    }
+                    if let Err(error) = uploader.update_overlay().await {
+                        tracing::warn!(error = %error, "Overlay update check failed.");
                     }
                     catalog_due = tokio::time::Instant::now() + jittered(config.catalog_interval);
                 }
@@ -537,6 +607,61 @@ mod tests {
         out.extend_from_slice(&artifact::SIGNATURE_TAG);
         out.extend_from_slice(pair.sign(parts.signed).as_ref());
         out
+    }
+
+    /// The organisation overlay `version` (one product, one gateway), signed with `pair`
+    /// as the collector signs it (same layout, overlay magic).
+    fn signed_overlay(version: u64, pair: &Ed25519KeyPair) -> Vec<u8> {
+        let doc = br#"{"products":[{"id":"org.helpdesk-bot","name":"Helpdesk Bot","category":"chat","process_names":["helpbot"]}],
+                       "gateways":[{"id":"org.llm-gateway","host":"llm.corp.example","fronts":["openai.api"]}]}"#;
+        let overlay = Overlay::from_json(version, doc, &Catalog::builtin().expect("builtin"))
+            .expect("valid overlay");
+        let mut out = overlay.encode_unsigned();
+        let signature = pair.sign(&out);
+        out.extend_from_slice(&artifact::SIGNATURE_TAG);
+        out.extend_from_slice(signature.as_ref());
+        out
+    }
+
+    /// Issue 17: a saved overlay that verifies is merged at start; a tampered one, one below
+    /// the high-water mark and one signed by another key are refused (none in use); without
+    /// an overlay key none is read.
+    #[test]
+    fn saved_overlay_is_verified_and_never_rolled_back() {
+        use super::state::{OVERLAY_HIGH_WATER, SAVED_OVERLAY};
+        let state = tempfile::tempdir().expect("tmp");
+        let pair = Ed25519KeyPair::from_seed_unchecked(&[9; 32]).expect("seed");
+        let catalog = Catalog::builtin().expect("builtin");
+        let key = Some(public(&pair));
+
+        save_overlay(state.path(), &signed_overlay(3, &pair), 3).expect("save v3");
+        let (o, high) = initial_overlay(state.path(), key, &catalog);
+        assert_eq!((o.as_ref().map(Overlay::version), high), (Some(3), 3));
+        let merged =
+            aiscout_signatures::overlay::merge(&catalog, &o.expect("overlay")).expect("merge");
+        let index = Index::new(merged);
+        assert_eq!(
+            index.process("helpbot").map(|m| m.product.id.as_str()),
+            Some("org.helpdesk-bot")
+        );
+        assert_eq!(initial_overlay(state.path(), None, &catalog).0, None, "no key, no overlay");
+
+        let mut tampered = signed_overlay(3, &pair);
+        let at = artifact::HEADER_LEN + 5;
+        tampered[at] ^= 1;
+        std::fs::write(state.path().join(SAVED_OVERLAY), &tampered).expect("write");
+        assert_eq!(initial_overlay(state.path(), key, &catalog), (None, 3));
+
+        let other = Ed25519KeyPair::from_seed_unchecked(&[10; 32]).expect("seed");
+        std::fs::write(state.path().join(SAVED_OVERLAY), signed_overlay(3, &other)).expect("write");
+        assert_eq!(initial_overlay(state.path(), key, &catalog), (None, 3));
+
+        // An older, validly signed overlay copied back after v4 was accepted.
+        save_overlay(state.path(), &signed_overlay(4, &pair), 4).expect("save v4");
+        std::fs::write(state.path().join(SAVED_OVERLAY), signed_overlay(3, &pair)).expect("write");
+        assert_eq!(initial_overlay(state.path(), key, &catalog), (None, 4));
+        let record = std::fs::read_to_string(state.path().join(OVERLAY_HIGH_WATER)).expect("read");
+        assert_eq!(record.trim(), "4");
     }
 
     /// Issue 14 item 10: v2 accepted (saved as the network path saves it), then a validly

@@ -9,6 +9,10 @@ use super::*;
 pub(super) const SAVED_CATALOG: &str = "catalog.bin";
 /// The highest catalog version this agent ever accepted (in the state folder; decimal).
 pub(super) const CATALOG_HIGH_WATER: &str = "catalog.version";
+/// The last good organisation overlay, as fetched and verified (in the state folder).
+pub(super) const SAVED_OVERLAY: &str = "overlay.bin";
+/// The highest overlay version this agent ever accepted (in the state folder; decimal).
+pub(super) const OVERLAY_HIGH_WATER: &str = "overlay.version";
 /// The most bytes of [`CATALOG_HIGH_WATER`] read (a `u64` in decimal is 20 digits).
 const MAX_HIGH_WATER_BYTES: u64 = 64;
 /// The most bytes of [`SAVED_CATALOG`] read (the collector's cap on a served artifact).
@@ -35,20 +39,26 @@ fn read_state_file(path: &std::path::Path, cap: u64) -> std::io::Result<Option<V
 /// malformed record is a warning and counts as none: the saved catalog's signature still
 /// decides, and the built-in catalog's version still bounds from below.
 pub(crate) fn catalog_high_water(state_dir: &std::path::Path) -> u64 {
-    let path = state_dir.join(CATALOG_HIGH_WATER);
+    high_water(state_dir, CATALOG_HIGH_WATER)
+}
+
+/// A high-water record ([`CATALOG_HIGH_WATER`] or [`OVERLAY_HIGH_WATER`]); see
+/// [`catalog_high_water`].
+pub(super) fn high_water(state_dir: &std::path::Path, name: &str) -> u64 {
+    let path = state_dir.join(name);
     match read_state_file(&path, MAX_HIGH_WATER_BYTES) {
         Ok(None) => 0,
         Ok(Some(bytes)) => {
             match std::str::from_utf8(&bytes).ok().and_then(|t| t.trim().parse().ok()) {
                 Some(v) => v,
                 None => {
-                    tracing::warn!(path = %path.display(), "Catalog version record is malformed; ignored.");
+                    tracing::warn!(path = %path.display(), "Version record is malformed; ignored.");
                     0
                 }
             }
         }
         Err(error) => {
-            tracing::warn!(path = %path.display(), error = %error, "Catalog version record unreadable; ignored.");
+            tracing::warn!(path = %path.display(), error = %error, "Version record unreadable; ignored.");
             0
         }
     }
@@ -57,6 +67,54 @@ pub(crate) fn catalog_high_water(state_dir: &std::path::Path) -> u64 {
 /// Records `version` as the highest accepted (temp file, fsync, rename, fsync of the folder).
 pub(super) fn record_high_water(state_dir: &std::path::Path, version: u64) -> std::io::Result<()> {
     write_atomic(&state_dir.join(CATALOG_HIGH_WATER), format!("{version}\n").as_bytes())
+}
+
+/// Keeps a verified overlay as the last good one, then raises its high-water mark.
+pub(super) fn save_overlay(
+    state_dir: &std::path::Path,
+    bytes: &[u8],
+    version: u64,
+) -> std::io::Result<()> {
+    write_atomic(&state_dir.join(SAVED_OVERLAY), bytes)?;
+    write_atomic(&state_dir.join(OVERLAY_HIGH_WATER), format!("{version}\n").as_bytes())
+}
+
+/// The overlay to start with and the highest overlay version ever accepted: the saved one
+/// when it verifies against the pinned overlay key, is not below the high-water mark and
+/// merges with `catalog`; else none. Without an overlay key there is none.
+pub(super) fn initial_overlay(
+    state_dir: &std::path::Path,
+    key: Option<[u8; 32]>,
+    catalog: &Catalog,
+) -> (Option<Overlay>, u64) {
+    let high_water = high_water(state_dir, OVERLAY_HIGH_WATER);
+    let Some(key) = key else { return (None, high_water) };
+    let saved = state_dir.join(SAVED_OVERLAY);
+    let bytes = match read_state_file(&saved, MAX_SAVED_CATALOG_BYTES) {
+        Ok(Some(b)) => b,
+        Ok(None) => return (None, high_water),
+        Err(error) => {
+            tracing::warn!(path = %saved.display(), error = %error, "Saved overlay unreadable; none in use.");
+            return (None, high_water);
+        }
+    };
+    match Verifier::new(key).verify_overlay(&bytes, Some(high_water)) {
+        Ok(o) => match aiscout_signatures::overlay::merge(catalog, &o) {
+            Ok(_) => {
+                tracing::info!(version = o.version(), "Loaded the last good organisation overlay.");
+                let high_water = high_water.max(o.version());
+                (Some(o), high_water)
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "Saved overlay collides with the catalog; none in use.");
+                (None, high_water)
+            }
+        },
+        Err(error) => {
+            tracing::warn!(path = %saved.display(), error = %error, "Saved overlay refused; none in use.");
+            (None, high_water)
+        }
+    }
 }
 
 /// Keeps a verified catalog as the last good one, then raises the recorded high-water mark,

@@ -166,6 +166,9 @@ impl Uploader {
         };
         match self.client.heartbeat(&key, &heartbeat).await {
             Ok(ack) => {
+                if ack.overlay_version.is_some_and(|v| v > self.shared.overlay_version()) {
+                    self.update_overlay().await?;
+                }
                 let Some(version) = ack.catalog_version else { return Ok(CatalogCheck::NotDone) };
                 if version > self.shared.catalog_version() {
                     self.update_catalog().await?;
@@ -205,6 +208,48 @@ impl Uploader {
             Ok(_) => {}
             Err(error) => {
                 tracing::warn!(error = %error, current, "Catalog from the collector refused; the current one stays in use.");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Uploader {
+    /// Fetches the collector's organisation overlay when an overlay key is pinned; swaps it
+    /// in only when it verifies against that key, is newer than the one in use and not below
+    /// the high-water mark (no rollback), and merges with the vendor catalog; keeps it as the
+    /// last good one.
+    pub(super) async fn update_overlay(&mut self) -> Result<(), UploadError> {
+        let Some(pinned) = self.shared.config.overlay_key else { return Ok(()) };
+        let key = self.node_key().await?;
+        let bytes = match self.client.overlay(&key).await {
+            Ok(b) => b,
+            Err(UploadError::Status { status: 404, .. }) => return Ok(()), // none served
+            Err(e) => return Err(e),
+        };
+        let current = self.shared.overlay_version();
+        let floor = current.max(self.shared.overlay_high_water.load(Ordering::SeqCst));
+        match Verifier::new(pinned).verify_overlay(&bytes, Some(floor)) {
+            Ok(overlay) if overlay.version() > current => {
+                let version = overlay.version();
+                match self.shared.swap_overlay(overlay) {
+                    Ok(()) => {
+                        if let Err(error) =
+                            save_overlay(&self.shared.config.state_dir, &bytes, version)
+                        {
+                            tracing::warn!(error = %error, "Cannot save the new overlay as the last good one.");
+                        }
+                        self.shared.overlay_high_water.fetch_max(version, Ordering::SeqCst);
+                        tracing::info!(version, "Organisation overlay updated and verified.");
+                    }
+                    Err(error) => {
+                        tracing::warn!(error = %error, version, "Organisation overlay refused: it collides with the vendor catalog.");
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(error = %error, current, "Organisation overlay from the collector refused; the current one stays in use.");
             }
         }
         Ok(())

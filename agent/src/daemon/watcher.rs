@@ -76,7 +76,7 @@ pub(super) fn inventory_loop(shared: &Shared, scan: ScanOptions, tx: &InventoryT
                     // The receiver is gone only once this wait is over.
                     let _sent = wake_tx.send(());
                 }));
-                if !shared.stopped() && shared.catalog_version() == catalog.version() {
+                if !shared.stopped() && shared.catalog_is(&catalog) {
                     // A wakeup, a timeout and a closed channel all mean: look again.
                     let _woken = wake_rx.recv_timeout(jittered(shared.config.rescan_interval));
                 }
@@ -90,7 +90,7 @@ pub(super) fn inventory_loop(shared: &Shared, scan: ScanOptions, tx: &InventoryT
         shared.set_inventory_wake(Box::new(move || waker.wake()));
         let next_full = Instant::now() + jittered(shared.config.rescan_interval);
         // Watch until the next full rescan, a catalog change or the stop.
-        while !shared.stopped() && shared.catalog_version() == catalog.version() {
+        while !shared.stopped() && shared.catalog_is(&catalog) {
             let now = Instant::now();
             if now >= next_full {
                 break;

@@ -269,6 +269,14 @@ impl Client {
     pub async fn catalog(&self, node_key: &Secret) -> Result<Bytes, UploadError> {
         self.call(Method::GET, aiscout_wire::routes::CATALOG, Some(node_key), Vec::new()).await
     }
+
+    /// Fetches the organisation overlay artifact (unverified bytes).
+    ///
+    /// # Errors
+    /// As [`Client::catalog`].
+    pub async fn overlay(&self, node_key: &Secret) -> Result<Bytes, UploadError> {
+        self.call(Method::GET, aiscout_wire::routes::OVERLAY, Some(node_key), Vec::new()).await
+    }
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, UploadError> {

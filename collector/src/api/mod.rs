@@ -32,6 +32,7 @@ use crate::telemetry::Metrics;
 use crate::{credentials, ingest, join, review};
 
 pub mod conn;
+pub mod overlay;
 pub mod ratelimit;
 mod scim;
 pub mod tls;
@@ -76,6 +77,9 @@ pub struct AppState<S> {
     pub alerts: Arc<crate::alerts::channel::Settings>,
     /// The re-enrollment policy and the wrong-secret throttle (`[enroll]`).
     pub enrollment: Enrollment,
+    /// The organisation overlay's signing key (`overlay.key` in the data folder); `None`
+    /// serves no overlay.
+    pub overlay: Option<overlay::OverlaySigner>,
 }
 
 /// How enrollments are guarded (`[enroll]` in the config; issue 14 item 3).
@@ -374,7 +378,17 @@ async fn sightings<S: Store>(
     let device = agent(&state, &headers).await?;
     let body = json_body(&headers, body, MAX_BODY_BYTES).await?;
     let wire: SightingBatch = aiscout_wire::decode(&body)?;
-    known_products(&state.catalog, &wire)?;
+    if known_products(&state.catalog, &wire).is_err() {
+        // Products the organisation overlay adds are known too (issue 17).
+        let own = overlay::product_ids(&state).await;
+        let mut catalog_ids = state.catalog.products().to_vec();
+        catalog_ids.extend(own.into_iter().map(|id| {
+            let mut p = aiscout_signatures::Product::default();
+            p.id = id;
+            p
+        }));
+        known_products(&Catalog::new(state.catalog.version(), catalog_ids), &wire)?;
+    }
     let span = tracing::Span::current();
     span.record("batch_id", wire.batch_id.as_str());
     span.record("sightings", wire.sightings.len());
@@ -439,6 +453,7 @@ async fn heartbeat<S: Store>(
     Ok(Json(HeartbeatAck {
         server_time: now,
         catalog_version: state.artifact.as_ref().map(|(_, v)| *v),
+        overlay_version: overlay::version(&state).await,
     }))
 }
 
@@ -1066,6 +1081,12 @@ pub fn router<S: Store>(state: Arc<AppState<S>>) -> Router {
         .route(routes::SIGHTINGS, post(sightings::<S>))
         .route(routes::HEARTBEAT, post(heartbeat::<S>))
         .route(routes::CATALOG, get(catalog::<S>))
+        .route(routes::OVERLAY, get(overlay::artifact::<S>))
+        .route(
+            routes::OVERLAY_DOCUMENT,
+            get(overlay::document::<S>).put(overlay::set_document::<S>),
+        )
+        .route(routes::BYPASS, get(overlay::bypass_report::<S>))
         .route(routes::INVENTORY, get(inventory::<S>))
         .route(routes::DEVICES, get(devices::<S>))
         .route("/api/v1/products/{id}", get(product::<S>))

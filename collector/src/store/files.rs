@@ -78,6 +78,19 @@ pub fn private_sqlite(db: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Writes a new secret file (the overlay signing key) 0600; an existing file is an error.
+///
+/// # Errors
+/// The file exists or cannot be written.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f =
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(FILE_MODE).open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,8 +39,9 @@ use crate::model::{
     Claimed, DeliveryRow, Device, DeviceId, DevicePage, DeviceQuery, DeviceSighting, DeviceSummary,
     DeviceUsage, DigestClaim, EnrollAttempt, EnrollOutcome, ExpenseLine, GatewaySpend,
     GatewayTotal, Health, ImportCounts, ImportRun, IngestOutcome, McpServerFlags, NewEvent,
-    OwnerUse, Person, PersonUsage, ProductUsage, ReenrollPolicy, ReenrollRequest, Review,
-    ScimResource, ScimWrite, Session, SourceUsage, StoredEvent, Token, UsageFilter, ValueUsage,
+    OwnerUse, Person, PersonUsage, ProcessSighting, ProductUsage, ReenrollPolicy, ReenrollRequest,
+    Review, ScimResource, ScimWrite, Session, SourceUsage, StoredEvent, Token, UsageFilter,
+    ValueUsage,
 };
 
 pub mod erase;
@@ -294,6 +295,26 @@ pub(crate) fn erased_identities(
     out
 }
 
+/// Most rows of [`Store::process_sightings`].
+pub const PROCESS_SIGHTINGS_LIMIT: i64 = 10_000;
+
+/// [`Store::overlay`], in both dialects.
+pub(crate) const OVERLAY_LATEST: &str =
+    "SELECT version, document FROM org_overlay ORDER BY version DESC LIMIT 1";
+/// [`Store::put_overlay`]'s insert, in both dialects (`$n` placeholders).
+pub(crate) const OVERLAY_INSERT: &str =
+    "INSERT INTO org_overlay (version, document, actor, created_at)
+     VALUES ($1, $2, $3, $4) ON CONFLICT (version) DO NOTHING";
+/// [`Store::process_sightings`], in both dialects (`$n` placeholders).
+pub(crate) const PROCESS_SIGHTINGS: &str =
+    "SELECT d.host_id, d.hostname, d.owner_email, s.product, s.kind, s.value, s.process,
+            MIN(s.first_seen), MAX(s.last_seen), SUM(s.count)
+     FROM sightings s JOIN devices d ON d.id = s.device_id
+     WHERE s.product = $1 AND s.kind IN ('dns', 'tls_sni', 'quic_sni')
+     GROUP BY d.id, d.host_id, d.hostname, d.owner_email, s.product, s.kind, s.value, s.process
+     ORDER BY d.host_id, s.value, s.process, s.kind
+     LIMIT $2";
+
 /// Everything the collector stores. Both backends pass the same conformance suite
 /// (`tests/it/store/`).
 pub trait Store: Send + Sync + 'static {
@@ -538,6 +559,26 @@ pub trait Store: Send + Sync + 'static {
         &self,
         since: Option<i64>,
     ) -> impl Future<Output = Result<Vec<DeviceSighting>, StoreError>> + Send;
+
+    /// The organisation overlay in use: its highest version and canonical document.
+    fn overlay(&self) -> impl Future<Output = Result<Option<(i64, String)>, StoreError>> + Send;
+
+    /// Stores overlay `version` with its audit entry in one transaction; `false` (nothing
+    /// written) when that version exists already, so two admins cannot both write one.
+    fn put_overlay(
+        &self,
+        version: i64,
+        document: String,
+        audit: AuditRecord,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Network sightings (`dns`, `tls_sni`, `quic_sni`) of `product`, summed per device,
+    /// value and process; ordered by host id, value, process. At most
+    /// [`PROCESS_SIGHTINGS_LIMIT`] rows.
+    fn process_sightings(
+        &self,
+        product: String,
+    ) -> impl Future<Output = Result<Vec<ProcessSighting>, StoreError>> + Send;
 
     /// Audit entries with id greater than `after`, oldest first, at most `limit`.
     fn audit(

@@ -28,8 +28,8 @@ use crate::model::{
     DeliveryRow, Device, DeviceId, DevicePage, DeviceQuery, DeviceSighting, DeviceSummary,
     DeviceUsage, DigestClaim, EnrollAttempt, EnrollOutcome, ExpenseLine, GatewaySpend,
     GatewayTotal, Health, ImportCounts, ImportRun, IngestOutcome, McpServerFlags, NewEvent,
-    OwnerUse, Person, PersonUsage, ProductUsage, ReenrollRequest, Review, ScimResource, ScimWrite,
-    Session, SourceUsage, StoredEvent, Token, UsageFilter, ValueUsage,
+    OwnerUse, Person, PersonUsage, ProcessSighting, ProductUsage, ReenrollRequest, Review,
+    ScimResource, ScimWrite, Session, SourceUsage, StoredEvent, Token, UsageFilter, ValueUsage,
 };
 
 /// The PostgreSQL migrations, in order.
@@ -51,6 +51,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 15, sql: include_str!("migrations/postgres/0015_connector_errors.sql") },
     Migration { version: 16, sql: include_str!("migrations/postgres/0016_pseudonyms.sql") },
     Migration { version: 17, sql: include_str!("migrations/postgres/0017_candidate_reasons.sql") },
+    Migration { version: 18, sql: include_str!("migrations/postgres/0018_overlay.sql") },
     Migration { version: 19, sql: include_str!("migrations/postgres/0019_mcp_flags.sql") },
 ];
 
@@ -2011,6 +2012,58 @@ impl Store for PgStore {
             )
             .await?;
         rows.iter().map(read_device_sighting).collect()
+    }
+
+    async fn overlay(&self) -> Result<Option<(i64, String)>, StoreError> {
+        let client = self.client().await?;
+        let row =
+            client.query_opt(&client.prepare_cached(super::OVERLAY_LATEST).await?, &[]).await?;
+        Ok(row.map(|r| Ok::<_, StoreError>((r.try_get(0)?, r.try_get(1)?))).transpose()?)
+    }
+
+    async fn put_overlay(
+        &self,
+        version: i64,
+        document: String,
+        audit: AuditRecord,
+    ) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let inserted = tx
+            .execute(super::OVERLAY_INSERT, &[&version, &document, &audit.actor, &audit.at])
+            .await?;
+        if inserted == 0 {
+            return Ok(false);
+        }
+        append_audit(&tx, &audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn process_sightings(&self, product: String) -> Result<Vec<ProcessSighting>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &client.prepare_cached(super::PROCESS_SIGHTINGS).await?,
+                &[&product, &super::PROCESS_SIGHTINGS_LIMIT],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ProcessSighting {
+                    host_id: r.try_get(0)?,
+                    hostname: r.try_get(1)?,
+                    owner_email: r.try_get(2)?,
+                    product: r.try_get(3)?,
+                    kind: r.try_get(4)?,
+                    value: r.try_get(5)?,
+                    process: r.try_get(6)?,
+                    first_seen: r.try_get(7)?,
+                    last_seen: r.try_get(8)?,
+                    count: r.try_get(9)?,
+                })
+            })
+            .collect()
     }
 
     async fn audit(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {

@@ -24,8 +24,8 @@ use crate::model::{
     DeliveryRow, Device, DeviceId, DevicePage, DeviceQuery, DeviceSighting, DeviceSummary,
     DeviceUsage, DigestClaim, EnrollAttempt, EnrollOutcome, ExpenseLine, GatewaySpend,
     GatewayTotal, Health, ImportCounts, ImportRun, IngestOutcome, McpServerFlags, NewEvent,
-    OwnerUse, Person, PersonUsage, ProductUsage, ReenrollRequest, Review, ScimResource, ScimWrite,
-    Session, SourceUsage, StoredEvent, Token, UsageFilter, ValueUsage,
+    OwnerUse, Person, PersonUsage, ProcessSighting, ProductUsage, ReenrollRequest, Review,
+    ScimResource, ScimWrite, Session, SourceUsage, StoredEvent, Token, UsageFilter, ValueUsage,
 };
 
 /// The SQLite migrations, in order.
@@ -47,6 +47,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 15, sql: include_str!("migrations/sqlite/0015_connector_errors.sql") },
     Migration { version: 16, sql: include_str!("migrations/sqlite/0016_pseudonyms.sql") },
     Migration { version: 17, sql: include_str!("migrations/sqlite/0017_candidate_reasons.sql") },
+    Migration { version: 18, sql: include_str!("migrations/sqlite/0018_overlay.sql") },
     Migration { version: 19, sql: include_str!("migrations/sqlite/0019_mcp_flags.sql") },
 ];
 
@@ -2264,6 +2265,57 @@ impl Store for SqliteStore {
                  ORDER BY d.host_id, s.product, s.kind, s.value",
             )?;
             let rows = stmt.query_map([since], read_device_sighting)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn overlay(&self) -> Result<Option<(i64, String)>, StoreError> {
+        self.with(|c| {
+            Ok(c.query_row(super::OVERLAY_LATEST, [], |r| Ok((r.get(0)?, r.get(1)?))).optional()?)
+        })
+        .await
+    }
+
+    async fn put_overlay(
+        &self,
+        version: i64,
+        document: String,
+        audit: AuditRecord,
+    ) -> Result<bool, StoreError> {
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let inserted = tx.execute(
+                &rollup::sqlite(super::OVERLAY_INSERT),
+                params![version, document, audit.actor, audit.at],
+            )?;
+            if inserted == 0 {
+                return Ok(false);
+            }
+            append_audit(&tx, &audit)?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn process_sightings(&self, product: String) -> Result<Vec<ProcessSighting>, StoreError> {
+        self.with(move |c| {
+            let mut stmt = c.prepare(&rollup::sqlite(super::PROCESS_SIGHTINGS))?;
+            let rows = stmt.query_map(params![product, super::PROCESS_SIGHTINGS_LIMIT], |r| {
+                Ok(ProcessSighting {
+                    host_id: r.get(0)?,
+                    hostname: r.get(1)?,
+                    owner_email: r.get(2)?,
+                    product: r.get(3)?,
+                    kind: r.get(4)?,
+                    value: r.get(5)?,
+                    process: r.get(6)?,
+                    first_seen: r.get(7)?,
+                    last_seen: r.get(8)?,
+                    count: r.get(9)?,
+                })
+            })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await

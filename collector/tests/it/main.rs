@@ -22,6 +22,7 @@ mod import;
 mod mapping;
 mod mdm;
 mod oidc;
+mod overlay;
 mod policy;
 mod process;
 mod scim;

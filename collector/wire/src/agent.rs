@@ -358,4 +358,8 @@ pub struct HeartbeatAck {
     /// `GET /api/v1/catalog` when this is newer than its own.
     #[serde(default)]
     pub catalog_version: Option<u64>,
+    /// Version of the organisation overlay the collector serves, if any; an agent with an
+    /// overlay key fetches `GET /api/v1/overlay` when this is newer than its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay_version: Option<u64>,
 }

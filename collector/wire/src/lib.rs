@@ -28,8 +28,8 @@ pub mod validate;
 
 pub use agent::{
     AgentInfo, BatchAck, CaptureState, DeviceIdentity, EnrollRequest, EnrollResponse, Heartbeat,
-    HeartbeatAck, InterfaceStatus, McpFlag, NODE_KEY_PREFIX, Sighting, SightingBatch,
-    SightingKind, is_node_key_shaped,
+    HeartbeatAck, InterfaceStatus, McpFlag, NODE_KEY_PREFIX, Sighting, SightingBatch, SightingKind,
+    is_node_key_shaped,
 };
 pub use error::ErrorBody;
 pub use people::{
@@ -60,6 +60,14 @@ pub mod routes {
     pub const HEARTBEAT: &str = "/api/v1/heartbeat";
     /// `GET` (node key): the signed catalog artifact bytes.
     pub const CATALOG: &str = "/api/v1/catalog";
+    /// `GET` (node key): the organisation overlay artifact, signed with the collector's
+    /// overlay key. `GET`/`PUT` (admin token) on [`OVERLAY_DOCUMENT`]: its JSON document.
+    pub const OVERLAY: &str = "/api/v1/overlay";
+    /// `GET` (API token) / `PUT` (admin token): the overlay document as JSON.
+    pub const OVERLAY_DOCUMENT: &str = "/api/v1/overlay/document";
+    /// `GET` (API token): [`crate::BypassReport`], traffic straight to provider API hosts a
+    /// sanctioned gateway fronts.
+    pub const BYPASS: &str = "/api/v1/reports/bypass";
     /// `GET` (API token): [`crate::InventoryList`], filtered by [`crate::InventoryQuery`].
     pub const INVENTORY: &str = "/api/v1/inventory";
     /// `GET` (API token): [`crate::DeviceList`].

@@ -342,6 +342,7 @@ async fn pages<S: Store + Clone>(store: S, args: &Args) {
         uploads: api::upload::Uploads::new(std::env::temp_dir().join("aiscout-bench-uploads"), 2),
         alerts: Arc::default(),
         enrollment: Default::default(),
+        overlay: None,
     });
     let counters = Arc::clone(&state.metrics.connections);
     let router = api::router(state).layer(middleware::from_fn(server_timing));
