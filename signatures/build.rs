@@ -14,12 +14,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             names.push(path);
         }
     }
+    let risk = dir.join("risk");
+    println!("cargo::rerun-if-changed={}", risk.display());
+    if risk.is_dir() {
+        for entry in std::fs::read_dir(&risk)? {
+            let path = entry?.path();
+            println!("cargo::rerun-if-changed={}", path.display());
+            if path.extension().is_some_and(|e| e == "toml") {
+                names.push(path);
+            }
+        }
+    }
     names.sort();
     let mut out =
         String::from("/// Every catalog source file, as (file name, text), sorted by name.\n");
     out.push_str("pub(crate) static BUILTIN_SOURCES: &[(&str, &str)] = &[\n");
     for path in &names {
-        let file = path.file_name().and_then(|n| n.to_str()).ok_or("non-UTF-8 file name")?;
+        let file = path.strip_prefix(&dir)?.to_str().ok_or("non-UTF-8 file name")?;
+        // Risk files are named `risk/<vendor>.toml`, whatever the platform's separator.
+        let file = file.replace('\\', "/");
         writeln!(out, "    ({file:?}, include_str!({:?})),", path.display().to_string())?;
     }
     out.push_str("];\n");

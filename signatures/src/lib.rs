@@ -7,6 +7,7 @@
 //! - [`domain`]: domain normalisation and the label-boundary suffix matcher.
 //! - [`merchant`]: card descriptor normalisation and the prefix matcher.
 //! - [`matcher`]: [`Index`], one index over every indicator kind.
+//! - [`risk`]: risk facts per product and the risk score.
 //! - [`artifact`]: the canonical compiled form (deterministic bytes, version, content hash).
 //! - [`verify`]: Ed25519 verification of an artifact against a pinned key, with rollback refusal.
 //! - `sign` (feature `sign`): key generation and signing, for the `aiscout-catalog` tool only.
@@ -26,6 +27,7 @@ pub mod fuzzing;
 pub mod hex;
 pub mod matcher;
 pub mod merchant;
+pub mod risk;
 #[cfg(feature = "sign")]
 pub mod sign;
 pub mod source;
@@ -33,6 +35,7 @@ pub mod verify;
 
 pub use catalog::{Catalog, Category, DomainRule, DomainUse, Period, Price, Product, WindowsApp};
 pub use matcher::{AppRef, ExtensionRef, Index, Indicator, Match};
+pub use risk::{RiskFact, RiskFacts, RiskWeights};
 pub use verify::{Verifier, VerifyError};
 
 include!(concat!(env!("OUT_DIR"), "/builtin_sources.rs"));
