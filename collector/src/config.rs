@@ -69,6 +69,8 @@ pub struct FileConfig {
     pub transparency: Option<TransparencyFile>,
     /// How long each kind of data is kept: `[retention]`.
     pub retention: Option<crate::retention::RetentionFile>,
+    /// The risk score's weights: `[risk]`.
+    pub risk: Option<crate::risk::RiskFile>,
 }
 
 /// `[[connector]]`: one pull connector, as written (validated into
@@ -382,6 +384,8 @@ pub struct Config {
     pub enroll: EnrollConfig,
     /// How long each kind of data is kept (`[retention]`), applied daily by `serve`.
     pub retention: crate::retention::Settings,
+    /// The risk score's weights (`[risk]`).
+    pub risk: aiscout_signatures::RiskWeights,
 }
 
 /// Web console settings (`[console]`).
@@ -638,6 +642,12 @@ pub fn load(
         problems.extend(found.into_iter().map(|(key, reason)| ConfigProblem { key, reason }));
         settings
     };
+    let risk = {
+        let mut found = Vec::new();
+        let weights = crate::risk::check(raw.risk.unwrap_or_default(), &mut found);
+        problems.extend(found.into_iter().map(|(key, reason)| ConfigProblem { key, reason }));
+        weights
+    };
     let console_raw = raw.console.unwrap_or_default();
     let defaults = crate::console::Settings::default();
     let mut within = |key: &str, v: Option<u32>, max: u32, default: i64| -> i64 {
@@ -769,6 +779,7 @@ pub fn load(
         alerts,
         enroll,
         retention,
+        risk,
     })
 }
 

@@ -66,6 +66,7 @@ pub mod policy;
 pub mod report;
 pub mod retention;
 pub mod review;
+pub mod risk;
 pub mod scim;
 pub mod store;
 pub mod telemetry;

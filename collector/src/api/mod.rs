@@ -76,6 +76,8 @@ pub struct AppState<S> {
     pub alerts: Arc<crate::alerts::channel::Settings>,
     /// The re-enrollment policy and the wrong-secret throttle (`[enroll]`).
     pub enrollment: Enrollment,
+    /// The risk score's weights (`[risk]`), for the inventory, the queue and the exports.
+    pub risk: aiscout_signatures::RiskWeights,
 }
 
 /// How enrollments are guarded (`[enroll]` in the config; issue 14 item 3).
@@ -486,7 +488,7 @@ async fn inventory<S: Store>(
         ),
     )
     .await?;
-    Ok(Json(InventoryList { rows: join::inventory(&state.catalog, &q, &facts) }))
+    Ok(Json(InventoryList { rows: join::inventory(&state.catalog, &state.risk, &q, &facts) }))
 }
 
 /// Largest import upload, in bytes.

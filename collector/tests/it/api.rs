@@ -97,6 +97,7 @@ pub(crate) async fn start_tuned(
         uploads: api::upload::Uploads::new(dir.path().join("uploads"), 2),
         alerts: Arc::default(),
         enrollment: api::Enrollment::default(),
+        risk: Default::default(),
     };
     tune(&mut state);
     let state = Arc::new(state);
@@ -129,7 +130,7 @@ impl Server {
     }
 }
 
-async fn enroll(c: &mut Connection, host: &str) -> String {
+pub(crate) async fn enroll(c: &mut Connection, host: &str) -> String {
     let body = json!({"enroll_secret": SECRET, "device": {"host_id": host, "hostname": "h",
         "os": "linux", "os_version": "12", "agent_version": "0.1.0"}});
     let (status, bytes) =

@@ -24,6 +24,7 @@ mod mdm;
 mod oidc;
 mod policy;
 mod process;
+mod risk;
 mod scim;
 mod store;
 mod syslog;

@@ -34,7 +34,7 @@ pub use error::ErrorBody;
 pub use people::{
     AuditEntry, AuditList, DeviceHealth, DeviceList, DeviceRow, InventoryList, InventoryQuery,
     InventoryRow, Money, ProductDetail, ProductDevice, ProductStatus, Review, ReviewRequest,
-    ReviewStatus, SourceSummary,
+    ReviewStatus, RiskFactValue, SourceSummary,
 };
 pub use report::{
     Candidate, DepartmentMonthSpend, DuplicateSubscriptions, IdleSubscription, ImportSummary,

@@ -342,6 +342,7 @@ async fn pages<S: Store + Clone>(store: S, args: &Args) {
         uploads: api::upload::Uploads::new(std::env::temp_dir().join("aiscout-bench-uploads"), 2),
         alerts: Arc::default(),
         enrollment: Default::default(),
+        risk: Default::default(),
     });
     let counters = Arc::clone(&state.metrics.connections);
     let router = api::router(state).layer(middleware::from_fn(server_timing));
@@ -527,7 +528,8 @@ async fn reads<S: Store>(store: &S, n: usize) {
     let q = InventoryQuery::default();
     line(
         "`join::inventory` (CPU)",
-        time_read(n, || async { join::inventory(&catalog, &q, &all) }, len).await,
+        time_read(n, || async { join::inventory(&catalog, &Default::default(), &q, &all) }, len)
+            .await,
     );
     line(
         "`join::reconcile::reconcile` (CPU)",
