@@ -7,8 +7,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("catalog");
     println!("cargo::rerun-if-changed={}", dir.display());
     let mut names = Vec::new();
-    // Vendor files, then catalog-wide rule files in `rules/` (named `rules/<file>`).
-    for folder in [dir.clone(), dir.join("rules")] {
+    // Vendor files, catalog-wide rule files in `rules/` and risk facts in `risk/` (named
+    // `rules/<file>` and `risk/<vendor>.toml`).
+    for folder in [dir.clone(), dir.join("rules"), dir.join("risk")] {
         println!("cargo::rerun-if-changed={}", folder.display());
         let Ok(entries) = std::fs::read_dir(&folder) else { continue };
         for entry in entries {
@@ -24,9 +25,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         String::from("/// Every catalog source file, as (file name, text), sorted by name.\n");
     out.push_str("pub(crate) static BUILTIN_SOURCES: &[(&str, &str)] = &[\n");
     for path in &names {
-        let base = path.file_name().and_then(|n| n.to_str()).ok_or("non-UTF-8 file name")?;
-        let in_rules = path.parent().and_then(|p| p.file_name()).is_some_and(|p| p == "rules");
-        let file = if in_rules { format!("rules/{base}") } else { base.to_owned() };
+        let file = path.strip_prefix(&dir)?.to_str().ok_or("non-UTF-8 file name")?;
+        // Files in sub-folders are named `rules/<file>` and `risk/<vendor>.toml`, whatever the platform's separator.
+        let file = file.replace('\\', "/");
         writeln!(out, "    ({file:?}, include_str!({:?})),", path.display().to_string())?;
     }
     out.push_str("];\n");

@@ -418,6 +418,7 @@ fn format_arg(value: &str, allowed: &[Format]) -> Result<Format, CommandError> {
 pub async fn report<S: Store>(
     store: &S,
     catalog: &Catalog,
+    risk: &aiscout_signatures::RiskWeights,
     command: ReportCommand,
 ) -> Result<Output, CommandError> {
     match command {
@@ -432,7 +433,7 @@ pub async fn report<S: Store>(
             let filter = UsageFilter { since, ..UsageFilter::default() };
             let facts = join::gather(store, filter, now, join::Purpose::Inventory).await?;
             let query = InventoryQuery { since, ..InventoryQuery::default() };
-            let rows = join::inventory(catalog, &query, &facts);
+            let rows = join::inventory(catalog, risk, &query, &facts);
             let stdout = match format {
                 Format::Json => {
                     let mut s =

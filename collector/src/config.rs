@@ -77,6 +77,8 @@ pub struct FileConfig {
     /// The collector's identity key (32 bytes); unset, `identity.key` in the data folder,
     /// created 0600 on first start.
     pub privacy_key_file: Option<PathBuf>,
+    /// The risk score's weights: `[risk]`.
+    pub risk: Option<crate::risk::RiskFile>,
 }
 
 /// `[[connector]]`: one pull connector, as written (validated into
@@ -400,6 +402,8 @@ pub struct Config {
     pub privacy: crate::identity::PrivacyMode,
     /// The identity key's file (`privacy_key_file`, or `identity.key` in the data folder).
     pub privacy_key_file: PathBuf,
+    /// The risk score's weights (`[risk]`).
+    pub risk: aiscout_signatures::RiskWeights,
 }
 
 /// Web console settings (`[console]`).
@@ -673,6 +677,12 @@ pub fn load(
         problems.extend(found.into_iter().map(|(key, reason)| ConfigProblem { key, reason }));
         settings
     };
+    let risk = {
+        let mut found = Vec::new();
+        let weights = crate::risk::check(raw.risk.unwrap_or_default(), &mut found);
+        problems.extend(found.into_iter().map(|(key, reason)| ConfigProblem { key, reason }));
+        weights
+    };
     let console_raw = raw.console.unwrap_or_default();
     let defaults = crate::console::Settings::default();
     let mut within = |key: &str, v: Option<u32>, max: u32, default: i64| -> i64 {
@@ -807,6 +817,7 @@ pub fn load(
         retention,
         privacy,
         privacy_key_file,
+        risk,
     })
 }
 

@@ -67,6 +67,7 @@ pub mod policy;
 pub mod report;
 pub mod retention;
 pub mod review;
+pub mod risk;
 pub mod scim;
 pub mod store;
 pub mod telemetry;

@@ -418,7 +418,7 @@ async fn dispatch<S: Store + Clone>(
         }
         Command::Report(c) => {
             let catalog = aiscout_collector::cli::catalog(config.catalog.as_deref())?;
-            emit(&aiscout_collector::cli::report(&store, &catalog, c).await?)
+            emit(&aiscout_collector::cli::report(&store, &catalog, &config.risk, c).await?)
         }
         Command::Policy(c) => {
             let catalog = aiscout_collector::cli::catalog(config.catalog.as_deref())?;
@@ -811,6 +811,7 @@ async fn serve<S: Store + Clone>(config: Config, store: S) -> anyhow::Result<()>
         alerts: Arc::new(config.alerts.clone()),
         enrollment: config.enroll.enrollment(),
         overlay: Some(api::overlay::OverlaySigner::new(overlay_key)),
+        risk: config.risk,
     });
     let counters = Arc::clone(&state.metrics.connections);
     let (connectors_stop, connectors_stopped) = tokio::sync::watch::channel(false);

@@ -24,6 +24,7 @@ use crate::catalog::{
     Audience, Catalog, Category, ContextRule, DomainRule, DomainUse, Period, Price, Product,
     SharedDescriptor, WindowsApp,
 };
+use crate::risk::{Retention, RiskFacts, Sourced};
 
 /// The magic bytes that start every artifact (format 1).
 pub const MAGIC: [u8; 8] = *b"AISCAT\x00\x01";
@@ -277,6 +278,94 @@ pub(crate) struct WireProduct {
     model_prefixes: Vec<String>,
     prices: Vec<WirePrice>,
     sources: Vec<String>,
+    /// Absent when no fact is known, to keep the artifact small.
+    #[serde(default, skip_serializing_if = "WireRisk::is_empty")]
+    risk: WireRisk,
+}
+
+/// The risk facts: each `[value, source]`, absent when unknown.
+#[derive(Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireRisk {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    trains_consumer: Option<(bool, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    trains_business: Option<(bool, String)>,
+    /// `[days, policy, source]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retention: Option<(Option<u32>, Option<String>, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    soc2: Option<(bool, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iso27001: Option<(bool, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sso: Option<(bool, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scim: Option<(bool, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    data_residency: Option<(Vec<String>, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    enterprise_plan: Option<(bool, String)>,
+}
+
+impl WireRisk {
+    fn is_empty(&self) -> bool {
+        self.trains_consumer.is_none()
+            && self.trains_business.is_none()
+            && self.retention.is_none()
+            && self.soc2.is_none()
+            && self.iso27001.is_none()
+            && self.sso.is_none()
+            && self.scim.is_none()
+            && self.data_residency.is_none()
+            && self.enterprise_plan.is_none()
+    }
+}
+
+fn to_pair<T: Clone>(s: &Option<Sourced<T>>) -> Option<(T, String)> {
+    s.as_ref().map(|s| (s.value.clone(), s.source.clone()))
+}
+
+fn from_pair<T>(p: Option<(T, String)>) -> Option<Sourced<T>> {
+    p.map(|(value, source)| Sourced { value, source })
+}
+
+impl From<&RiskFacts> for WireRisk {
+    fn from(r: &RiskFacts) -> Self {
+        Self {
+            trains_consumer: to_pair(&r.trains_consumer),
+            trains_business: to_pair(&r.trains_business),
+            retention: r
+                .retention
+                .as_ref()
+                .map(|s| (s.value.days, s.value.policy.clone(), s.source.clone())),
+            soc2: to_pair(&r.soc2),
+            iso27001: to_pair(&r.iso27001),
+            sso: to_pair(&r.sso),
+            scim: to_pair(&r.scim),
+            data_residency: to_pair(&r.data_residency),
+            enterprise_plan: to_pair(&r.enterprise_plan),
+        }
+    }
+}
+
+impl From<WireRisk> for RiskFacts {
+    fn from(w: WireRisk) -> Self {
+        Self {
+            trains_consumer: from_pair(w.trains_consumer),
+            trains_business: from_pair(w.trains_business),
+            retention: w.retention.map(|(days, policy, source)| Sourced {
+                value: Retention { days, policy },
+                source,
+            }),
+            soc2: from_pair(w.soc2),
+            iso27001: from_pair(w.iso27001),
+            sso: from_pair(w.sso),
+            scim: from_pair(w.scim),
+            data_residency: from_pair(w.data_residency),
+            enterprise_plan: from_pair(w.enterprise_plan),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -334,6 +423,7 @@ impl From<&Product> for WireProduct {
                 })
                 .collect(),
             sources: p.sources.clone(),
+            risk: WireRisk::from(&p.risk),
         }
     }
 }
@@ -399,6 +489,7 @@ impl TryFrom<WireProduct> for Product {
             model_prefixes: w.model_prefixes,
             prices,
             sources: w.sources,
+            risk: RiskFacts::from(w.risk),
         })
     }
 }
@@ -422,6 +513,10 @@ mod tests {
         assert_eq!(parts.header.content_hash, content_hash(&catalog(3)));
         let back = decode_payload(3, parts.payload).expect("decode");
         assert_eq!(back, catalog(3));
+        // The risk facts from catalog/risk/ travel in the artifact.
+        let risk = &back.product("openai.chatgpt").expect("chatgpt").risk;
+        assert_eq!(risk.soc2.as_ref().map(|s| s.value), Some(true));
+        assert!(back.products().iter().any(|p| p.risk.is_empty()), "absent facts stay unknown");
     }
 
     #[test]

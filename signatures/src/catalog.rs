@@ -110,6 +110,8 @@ pub struct Product {
     pub prices: Vec<Price>,
     /// Where the facts come from.
     pub sources: Vec<String>,
+    /// Data-handling facts from `catalog/risk/`, each with its source; unknown when absent.
+    pub risk: crate::risk::RiskFacts,
 }
 
 /// What kind of AI tool a product is.

@@ -7,6 +7,7 @@
 //! - [`domain`]: domain normalisation and the label-boundary suffix matcher.
 //! - [`merchant`]: card descriptor normalisation and the prefix matcher.
 //! - [`matcher`]: [`Index`], one index over every indicator kind.
+//! - [`risk`]: risk facts per product and the risk score.
 //! - [`artifact`]: the canonical compiled form (deterministic bytes, version, content hash).
 //! - [`overlay`]: the organisation overlay (own products, sanctioned gateways) and its merge.
 //! - [`verify`]: Ed25519 verification of an artifact against a pinned key, with rollback refusal.
@@ -29,6 +30,7 @@ pub mod hex;
 pub mod matcher;
 pub mod merchant;
 pub mod overlay;
+pub mod risk;
 #[cfg(feature = "signing")]
 pub mod sign;
 pub mod source;
@@ -40,6 +42,7 @@ pub use catalog::{
 };
 pub use matcher::{AppRef, ExtensionRef, Index, Indicator, LineMatch, Match};
 pub use overlay::{Gateway, Overlay, OverlayError};
+pub use risk::{RiskFact, RiskFacts, RiskWeights};
 pub use verify::{Verifier, VerifyError};
 
 include!(concat!(env!("OUT_DIR"), "/builtin_sources.rs"));

@@ -17,6 +17,7 @@ use crate::catalog::{
     SharedDescriptor, WindowsApp,
 };
 use crate::matcher::{Indicator, collision_key};
+use crate::risk::{Retention, RiskFact, RiskFacts, Sourced};
 use crate::{domain, merchant};
 
 /// A source file larger than this is refused unread: catalog files are a few kilobytes.
@@ -73,19 +74,20 @@ pub fn compile_dir(dir: &Path, version: u64) -> Result<Catalog, SourceErrors> {
             format!("cannot read folder: {e}"),
         )])
     })?;
-    let mut paths: Vec<_> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    // Catalog-wide rules live in `rules/`, beside the vendor files.
-    if let Ok(rules) = std::fs::read_dir(dir.join(RULES_DIR)) {
-        paths.extend(
-            rules
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "toml")),
-        );
+    let toml_files = |entries: std::fs::ReadDir| -> Vec<std::path::PathBuf> {
+        entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect()
+    };
+    let mut paths = toml_files(entries);
+    // Catalog-wide rules live in `rules/` and risk facts in `risk/<vendor>.toml`, beside the
+    // vendor files.
+    for sub in [RULES_DIR, RISK_DIR] {
+        if let Ok(found) = std::fs::read_dir(dir.join(sub)) {
+            paths.extend(toml_files(found));
+        }
     }
     paths.sort();
     for path in paths {
@@ -146,7 +148,12 @@ pub fn compile<'a>(
     let mut products = Vec::new();
     let mut claims = Claims::default();
     let mut shared = Vec::new();
+    let mut risk_files = Vec::new();
     for (file, text) in sources {
+        if is_risk_file(file) {
+            risk_files.push((file, text));
+            continue;
+        }
         let mut cx = Cx { file, text, errors: &mut errors };
         if is_rules_file(file) {
             shared.extend(cx.file_rules());
@@ -167,6 +174,16 @@ pub fn compile<'a>(
             }
         }
     }
+    // Risk facts after every product, so that any file may name any product.
+    let mut first_risk: HashMap<String, (String, usize)> = HashMap::new();
+    for (file, text) in risk_files {
+        let mut cx = Cx { file, text, errors: &mut errors };
+        for (id, facts) in cx.file_risk(&claims, &mut first_risk) {
+            if let Some(p) = products.iter_mut().find(|p| p.id == id) {
+                p.risk = facts;
+            }
+        }
+    }
     if errors.is_empty() {
         let shared = shared.into_iter().map(|(s, ..)| s).collect();
         Ok(Catalog::new(version, products).with_shared(shared))
@@ -175,6 +192,17 @@ pub fn compile<'a>(
         Err(SourceErrors(errors))
     }
 }
+
+/// The folder, beside the vendor files, that holds the risk facts.
+pub const RISK_DIR: &str = "risk";
+
+/// Whether a source file holds risk facts: it sits in a folder named [`RISK_DIR`].
+fn is_risk_file(name: &str) -> bool {
+    Path::new(name).parent().and_then(Path::file_name).is_some_and(|d| d == RISK_DIR)
+}
+
+/// The longest retention policy text and residency region name.
+const MAX_RISK_TEXT: usize = 120;
 
 /// Who claimed each indicator first, for duplicate detection across files.
 #[derive(Default)]
@@ -193,7 +221,18 @@ enum TableRef<'a> {
 enum Node<'a> {
     Tables(Vec<TableRef<'a>>),
     Value(&'a Value),
-    Table,
+    Table(&'a Table),
+}
+
+impl<'a> Node<'a> {
+    /// A `[table]` or an inline `{ table }`.
+    fn table(&self) -> Option<TableRef<'a>> {
+        match self {
+            Node::Table(t) => Some(TableRef::Table(t)),
+            Node::Value(v) => v.as_inline_table().map(TableRef::Inline),
+            Node::Tables(_) => None,
+        }
+    }
 }
 
 impl<'a> TableRef<'a> {
@@ -205,7 +244,7 @@ impl<'a> TableRef<'a> {
                     let span = t.key(k).and_then(toml_edit::Key::span).or_else(|| item.span());
                     let node = match item {
                         Item::Value(v) => Node::Value(v),
-                        Item::Table(_) => Node::Table,
+                        Item::Table(t) => Node::Table(t),
                         Item::ArrayOfTables(a) => {
                             Node::Tables(a.iter().map(TableRef::Table).collect())
                         }
@@ -675,6 +714,174 @@ impl Cx<'_, '_> {
         (self.errors.len() == errors_before).then_some(p)
     }
 
+    /// The risk facts of one `risk/<vendor>.toml`: a table per product id, a table per fact.
+    fn file_risk(
+        &mut self,
+        claims: &Claims,
+        first: &mut HashMap<String, (String, usize)>,
+    ) -> Vec<(String, RiskFacts)> {
+        let doc = match Document::parse(self.text) {
+            Ok(doc) => doc,
+            Err(e) => {
+                let span = e.span();
+                self.err(span.as_ref(), "", format!("invalid TOML: {}", e.message().trim()));
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        for (id, span, node) in TableRef::Table(doc.as_table()).entries() {
+            let span = span.as_ref();
+            let field = format!("{id:?}");
+            let Some(table) = node.table() else {
+                self.err(span, &field, "expected a table of facts for this product id");
+                continue;
+            };
+            if !claims.ids.contains_key(id) {
+                self.err(
+                    span,
+                    &field,
+                    format!("unknown product id {id:?}: no vendor file defines it"),
+                );
+                continue;
+            }
+            let line = self.line(span);
+            if let Some((file, at)) = first.get(id) {
+                let msg = format!("risk facts for {id:?} are already given at {file}:{at}");
+                self.err(span, &field, msg);
+                continue;
+            }
+            first.insert(id.to_owned(), (self.file.to_owned(), line));
+            let before = self.errors.len();
+            let facts = self.risk_facts(table, &field);
+            if self.errors.len() == before {
+                out.push((id.to_owned(), facts));
+            }
+        }
+        out
+    }
+
+    fn risk_facts(&mut self, table: TableRef<'_>, path: &str) -> RiskFacts {
+        let mut facts = RiskFacts::default();
+        for (key, span, node) in table.entries() {
+            let span = span.as_ref();
+            let field = format!("{path}.{key}");
+            let Some(fact) = RiskFact::parse(key) else {
+                let all: Vec<_> = RiskFact::ALL.iter().map(|f| f.key()).collect();
+                self.err(span, &field, format!("unknown fact; one of {}", all.join(", ")));
+                continue;
+            };
+            let Some(t) = node.table() else {
+                self.err(span, &field, "expected { value = ..., source = \"...\" }");
+                continue;
+            };
+            let (mut value, mut days, mut policy, mut source) = (None, None, None, None);
+            let before = self.errors.len();
+            for (k, kspan, knode) in t.entries() {
+                let kspan = kspan.as_ref();
+                let kf = format!("{field}.{k}");
+                match (k, fact) {
+                    ("source", _) => source = self.string(&knode, kspan, &kf),
+                    ("days", RiskFact::Retention) => {
+                        days = match &knode {
+                            Node::Value(v) => v.as_integer().and_then(|d| u32::try_from(d).ok()),
+                            _ => None,
+                        }
+                        .filter(|d| *d <= 36_500);
+                        if days.is_none() {
+                            self.err(kspan, &kf, "expected a number of days from 0 to 36500");
+                        }
+                    }
+                    ("policy", RiskFact::Retention) => {
+                        policy = self.string(&knode, kspan, &kf).filter(|p| {
+                            let ok = p.chars().count() <= MAX_RISK_TEXT;
+                            if !ok {
+                                let msg =
+                                    format!("at most {MAX_RISK_TEXT} characters: keep it short");
+                                self.err(kspan, &kf, msg);
+                            }
+                            ok
+                        });
+                    }
+                    ("value", RiskFact::Retention) => {
+                        self.err(kspan, &kf, "retention takes days and/or policy, not value")
+                    }
+                    ("value", _) => value = Some((knode, kspan.cloned())),
+                    _ => self.err(kspan, &kf, "unknown key"),
+                }
+            }
+            let tspan = t.span();
+            let Some(source) = source else {
+                self.err(
+                    tspan.as_ref(),
+                    &format!("{field}.source"),
+                    "missing required key: every fact names its source",
+                );
+                continue;
+            };
+            match fact {
+                RiskFact::Retention => {
+                    if days.is_none() && policy.is_none() && self.errors.len() == before {
+                        self.err(tspan.as_ref(), &field, "give days, policy or both");
+                    } else {
+                        facts.retention =
+                            Some(Sourced { value: Retention { days, policy }, source });
+                    }
+                }
+                RiskFact::DataResidency => {
+                    let Some((node, vspan)) = value else {
+                        self.err(tspan.as_ref(), &format!("{field}.value"), "missing required key");
+                        continue;
+                    };
+                    let vf = format!("{field}.value");
+                    let regions: Vec<String> = self
+                        .strings(&node, vspan.as_ref(), &vf)
+                        .into_iter()
+                        .filter_map(|(r, s)| {
+                            if r.chars().count() > MAX_RISK_TEXT {
+                                self.err(
+                                    s.as_ref(),
+                                    &vf,
+                                    "a region name is at most 120 characters",
+                                );
+                                return None;
+                            }
+                            Some(r)
+                        })
+                        .collect();
+                    facts.data_residency = Some(Sourced { value: regions, source });
+                }
+                _ => {
+                    let Some((node, vspan)) = value else {
+                        self.err(tspan.as_ref(), &format!("{field}.value"), "missing required key");
+                        continue;
+                    };
+                    let Some(b) = (match &node {
+                        Node::Value(v) => v.as_bool(),
+                        _ => None,
+                    }) else {
+                        self.err(
+                            vspan.as_ref(),
+                            &format!("{field}.value"),
+                            "expected true or false",
+                        );
+                        continue;
+                    };
+                    let sourced = Some(Sourced { value: b, source });
+                    match fact {
+                        RiskFact::TrainsConsumer => facts.trains_consumer = sourced,
+                        RiskFact::TrainsBusiness => facts.trains_business = sourced,
+                        RiskFact::Soc2 => facts.soc2 = sourced,
+                        RiskFact::Iso27001 => facts.iso27001 = sourced,
+                        RiskFact::Sso => facts.sso = sourced,
+                        RiskFact::Scim => facts.scim = sourced,
+                        _ => facts.enterprise_plan = sourced,
+                    }
+                }
+            }
+        }
+        facts
+    }
+
     fn windows_apps(
         &mut self,
         node: &Node<'_>,
@@ -1132,6 +1339,54 @@ packages = [
                 .expect("compiles");
         let p = ok.product("p.one").expect("product");
         assert_eq!(p.packages.len(), 4);
+    }
+
+    #[test]
+    fn risk_facts_compile_and_carry_their_sources() {
+        let risk = r#"["openai.chatgpt"]
+trains_consumer = { value = true, source = "help article" }
+retention = { days = 30, policy = "then deleted", source = "privacy page" }
+data_residency = { value = ["EU", "US"], source = "trust page" }
+"#;
+        let c = compile([("openai.toml", GOOD), ("risk/openai.toml", risk)], 1).expect("compiles");
+        let r = &c.product("openai.chatgpt").expect("product").risk;
+        assert_eq!(
+            r.trains_consumer.as_ref().map(|s| (s.value, s.source.as_str())),
+            Some((true, "help article"))
+        );
+        assert_eq!(r.retention.as_ref().and_then(|s| s.value.days), Some(30));
+        assert_eq!(r.data_residency.as_ref().map(|s| s.value.len()), Some(2));
+        assert!(r.soc2.is_none(), "absent is unknown");
+    }
+
+    #[test]
+    fn risk_errors_name_file_line_and_field() {
+        let risk = r#"["openai.chatgpt"]
+soc2 = { value = "yes", source = "s" }
+sso = { value = true }
+colour = { value = true, source = "s" }
+retention = { days = -1, source = "s" }
+scim = { value = true, source = "s", note = "n" }
+retention_note = 3
+
+["openai.nothing"]
+soc2 = { value = true, source = "s" }
+"#;
+        let again = "[\"openai.chatgpt\"]\nsoc2 = { value = true, source = \"s\" }\n";
+        let e = errors(&[("openai.toml", GOOD), ("risk/a.toml", risk), ("risk/b.toml", again)]);
+        assert_eq!(
+            e,
+            vec![
+                "risk/a.toml:2: \"openai.chatgpt\".soc2.value: expected true or false",
+                "risk/a.toml:3: \"openai.chatgpt\".sso.source: missing required key: every fact names its source",
+                "risk/a.toml:4: \"openai.chatgpt\".colour: unknown fact; one of trains_consumer, trains_business, retention, soc2, iso27001, sso, scim, data_residency, enterprise_plan",
+                "risk/a.toml:5: \"openai.chatgpt\".retention.days: expected a number of days from 0 to 36500",
+                "risk/a.toml:6: \"openai.chatgpt\".scim.note: unknown key",
+                "risk/a.toml:7: \"openai.chatgpt\".retention_note: unknown fact; one of trains_consumer, trains_business, retention, soc2, iso27001, sso, scim, data_residency, enterprise_plan",
+                "risk/a.toml:9: \"openai.nothing\": unknown product id \"openai.nothing\": no vendor file defines it",
+                "risk/b.toml:1: \"openai.chatgpt\": risk facts for \"openai.chatgpt\" are already given at risk/a.toml:1",
+            ]
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use aiscout_signatures::Catalog;
+use aiscout_signatures::{Catalog, RiskWeights};
 use aiscout_wire::{InventoryQuery, InventoryRow, ProductStatus};
 use serde_json::json;
 
@@ -160,7 +160,7 @@ pub fn evaluate(
     s: &Settings,
     now: i64,
 ) -> Vec<NewEvent> {
-    let rows = join::inventory(catalog, &InventoryQuery::default(), facts);
+    let rows = join::inventory(catalog, &RiskWeights::default(), &InventoryQuery::default(), facts);
     let mut out = spread(&rows, s, now);
     out.extend(stale(devices, s, now));
     out.extend(renewals(facts, catalog, s, now));
@@ -253,6 +253,8 @@ mod tests {
             subscriptions: 0,
             annualized_cost: Vec::new(),
             mcp_flags: Vec::new(),
+            risk_score: 0,
+            risk_facts: Vec::new(),
         };
         let s = Settings { spread_devices: 3, ..Settings::default() };
         let rows = [

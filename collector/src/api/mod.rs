@@ -80,6 +80,8 @@ pub struct AppState<S> {
     /// The organisation overlay's signing key (`overlay.key` in the data folder); `None`
     /// serves no overlay.
     pub overlay: Option<overlay::OverlaySigner>,
+    /// The risk score's weights (`[risk]`), for the inventory, the queue and the exports.
+    pub risk: aiscout_signatures::RiskWeights,
 }
 
 /// How enrollments are guarded (`[enroll]` in the config; issue 14 item 3).
@@ -506,7 +508,7 @@ async fn inventory<S: Store>(
         ),
     )
     .await?;
-    Ok(Json(InventoryList { rows: join::inventory(&state.catalog, &q, &facts) }))
+    Ok(Json(InventoryList { rows: join::inventory(&state.catalog, &state.risk, &q, &facts) }))
 }
 
 /// Largest import upload, in bytes.

@@ -1,7 +1,7 @@
 //! Small pieces the pages share: dates, money, badges, links that keep the current filters,
 //! and pagination.
 
-use aiscout_wire::{Money, ProductStatus};
+use aiscout_wire::{Money, ProductStatus, RiskFactValue};
 use maud::{Markup, html};
 
 use crate::ingest::parse::{DAY_SECS, civil_from_days};
@@ -99,6 +99,32 @@ pub(crate) fn status_label(s: ProductStatus) -> &'static str {
         ProductStatus::Blocked => "Blocked",
         _ => "Unreviewed",
     }
+}
+
+/// The risk score, 0 to 100, with the facts behind it in a disclosure (keyboard-usable,
+/// no script): each fact's value, `unknown` included.
+pub(crate) fn risk(score: u8, facts: &[RiskFactValue]) -> Markup {
+    let level = match score {
+        0..=33 => "low",
+        34..=66 => "medium",
+        _ => "high",
+    };
+    let unknown = facts.iter().filter(|f| f.value == "unknown").count();
+    html! {
+        details class="risk" {
+            summary { span class={ "risk-score " (level) } { (score) } span class="visually-hidden" { " risk, " (level) } }
+            dl class="risk-facts small" {
+                @for f in facts { dt { (risk_label(&f.fact)) } dd { (f.value) } }
+            }
+            @if unknown > 0 { p class="muted small" { (unknown) " of " (facts.len()) " facts unknown" } }
+        }
+    }
+}
+
+/// People's words for a risk fact key.
+pub(crate) fn risk_label(key: &str) -> &'static str {
+    aiscout_signatures::RiskFact::parse(key)
+        .map_or("Unknown fact", aiscout_signatures::RiskFact::label)
 }
 
 /// A coloured status badge (the word is always there: colour is never the only signal).

@@ -10,10 +10,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use aiscout_signatures::Catalog;
+use aiscout_signatures::{Catalog, RiskFact, RiskWeights};
 use aiscout_wire::{
     InventoryQuery, InventoryRow, Money, ProductDetail, ProductDevice, ProductStatus, ReviewStatus,
-    SourceSummary,
+    RiskFactValue, SourceSummary,
 };
 
 use crate::model::calendar::DAY_SECS;
@@ -62,6 +62,22 @@ fn catalog_facts(catalog: &Catalog, id: &str) -> (String, String, String) {
         || (String::new(), id.to_owned(), String::new()),
         |p| (p.vendor.clone(), p.name.clone(), p.category.as_str().to_owned()),
     )
+}
+
+/// A product's risk score and the facts behind it, from the catalog's risk facts and the
+/// organisation's weights; a product the catalog does not know has every fact unknown.
+pub fn risk(catalog: &Catalog, weights: &RiskWeights, id: &str) -> (u8, Vec<RiskFactValue>) {
+    let none = aiscout_signatures::RiskFacts::default();
+    let facts = catalog.product(id).map_or(&none, |p| &p.risk);
+    let values = RiskFact::ALL
+        .iter()
+        .map(|f| RiskFactValue {
+            fact: f.key().to_owned(),
+            value: f.display(facts),
+            source: f.source(facts).map(str::to_owned),
+        })
+        .collect();
+    (aiscout_signatures::risk::score(facts, weights), values)
 }
 
 /// Everything the inventory and the reconciliation are joined from: store reads, all taken
@@ -299,7 +315,12 @@ pub fn money(currency: &str, amount_minor: i64) -> Money {
 const GATEWAY_RUN_RATE_DAYS: i64 = 30;
 
 /// Builds inventory rows (one per product seen by any source) and applies the filters.
-pub fn inventory(catalog: &Catalog, query: &InventoryQuery, facts: &Facts) -> Vec<InventoryRow> {
+pub fn inventory(
+    catalog: &Catalog,
+    weights: &RiskWeights,
+    query: &InventoryQuery,
+    facts: &Facts,
+) -> Vec<InventoryRow> {
     #[derive(Default)]
     struct Acc {
         sources: BTreeSet<String>,
@@ -385,7 +406,10 @@ pub fn inventory(catalog: &Catalog, query: &InventoryQuery, facts: &Facts) -> Ve
     acc.into_iter()
         .map(|(product, a)| {
             let (vendor, name, category) = catalog_facts(catalog, &product);
+            let (risk_score, risk_facts) = risk(catalog, weights, &product);
             InventoryRow {
+                risk_score,
+                risk_facts,
                 vendor,
                 name,
                 category,

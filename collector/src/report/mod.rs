@@ -7,6 +7,7 @@
 //! CR or NUL get a leading `'`, OWASP ASVS 5.0 V1.2.10); money and counts are numeric cells
 //! and are written as plain numbers, so a refund stays `-12.50`.
 
+use aiscout_signatures::RiskFact;
 use aiscout_wire::{InventoryRow, Money, Reconciliation};
 
 use crate::model::calendar::{DAY_SECS, civil_from_days, ymd};
@@ -138,9 +139,12 @@ pub fn inventory_sheet(rows: &[InventoryRow]) -> Sheet {
         "last_seen",
         "subscriptions",
         "mcp_flags",
+        "risk_score",
     ]
     .map(str::to_owned)
     .to_vec();
+    // One column per risk fact, `risk_soc2` ..., in the catalog's fact order.
+    columns.extend(RiskFact::ALL.iter().map(|f| format!("risk_{}", f.key())));
     let mut money_layout = Vec::new();
     for (name, get) in money_cols {
         for c in currencies(rows.iter().map(get)) {
@@ -166,7 +170,12 @@ pub fn inventory_sheet(rows: &[InventoryRow]) -> Sheet {
                 Cell::Time(r.last_seen),
                 count(r.subscriptions),
                 text(r.mcp_flags.join(" ")),
+                Cell::Int(i64::from(r.risk_score)),
             ];
+            cells.extend(RiskFact::ALL.iter().map(|f| {
+                let v = r.risk_facts.iter().find(|v| v.fact == f.key());
+                text(v.map_or("unknown", |v| v.value.as_str()))
+            }));
             cells.extend(money_layout.iter().map(|(get, c)| amount_in(get(r), c)));
             cells
         })

@@ -98,6 +98,7 @@ pub(crate) async fn start_tuned(
         alerts: Arc::default(),
         enrollment: api::Enrollment::default(),
         overlay: None,
+        risk: Default::default(),
     };
     tune(&mut state);
     let state = Arc::new(state);

@@ -66,7 +66,10 @@ async fn import(store: &impl Store, command: ImportCommand) -> String {
 }
 
 async fn report(store: &impl Store, command: ReportCommand) -> String {
-    cli::report(store, &Catalog::builtin().unwrap(), command).await.unwrap().stdout
+    cli::report(store, &Catalog::builtin().unwrap(), &Default::default(), command)
+        .await
+        .unwrap()
+        .stdout
 }
 
 /// Imports everything in `examples/`, enrolls two devices with sightings, and reviews two

@@ -25,6 +25,7 @@ mod oidc;
 mod overlay;
 mod policy;
 mod process;
+mod risk;
 mod scim;
 mod store;
 mod syslog;

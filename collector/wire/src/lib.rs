@@ -35,7 +35,7 @@ pub use error::ErrorBody;
 pub use people::{
     AuditEntry, AuditList, DeviceHealth, DeviceList, DeviceRow, InventoryList, InventoryQuery,
     InventoryRow, McpServerFlags, Money, ProductDetail, ProductDevice, ProductStatus, Review,
-    ReviewRequest, ReviewStatus, SourceSummary,
+    ReviewRequest, ReviewStatus, RiskFactValue, SourceSummary,
 };
 pub use report::{
     Candidate, DepartmentMonthSpend, DuplicateSubscriptions, IdleSubscription, ImportSummary,

@@ -174,6 +174,25 @@ pub struct InventoryRow {
     /// of their [`crate::McpFlag`] wire names, sorted (absent when none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mcp_flags: Vec<String>,
+    /// Risk score from the catalog's risk facts and the `[risk]` weights: 0 (every fact known
+    /// and safe) to 100 (every fact risky).
+    #[serde(default)]
+    pub risk_score: u8,
+    /// The facts behind the score, every fact listed (unknown ones as `unknown`).
+    #[serde(default)]
+    pub risk_facts: Vec<RiskFactValue>,
+}
+
+/// One risk fact of a product, as shown to people.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RiskFactValue {
+    /// The fact's key (`soc2`, `trains_business`, ...).
+    pub fact: String,
+    /// `yes`, `no`, `30 days`, `EU, US`, `none` or `unknown`.
+    pub value: String,
+    /// Where the catalog's value comes from; absent when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference.

@@ -366,6 +366,7 @@ async fn run<S: Store + Clone + Send + Sync + 'static>(store: S, a: &Args) {
         alerts: Arc::new(settings.clone()),
         enrollment: Default::default(),
         overlay: None,
+        risk: Default::default(),
     });
     let counters = Arc::clone(&state.metrics.connections);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -343,6 +343,7 @@ async fn pages<S: Store + Clone>(store: S, args: &Args) {
         alerts: Arc::default(),
         enrollment: Default::default(),
         overlay: None,
+        risk: Default::default(),
     });
     let counters = Arc::clone(&state.metrics.connections);
     let router = api::router(state).layer(middleware::from_fn(server_timing));
@@ -528,7 +529,8 @@ async fn reads<S: Store>(store: &S, n: usize) {
     let q = InventoryQuery::default();
     line(
         "`join::inventory` (CPU)",
-        time_read(n, || async { join::inventory(&catalog, &q, &all) }, len).await,
+        time_read(n, || async { join::inventory(&catalog, &Default::default(), &q, &all) }, len)
+            .await,
     );
     line(
         "`join::reconcile::reconcile` (CPU)",

@@ -100,7 +100,8 @@ async fn run<S: Store>(store: S, dir: &Path, rows: u64) {
     let t = Instant::now();
     let facts =
         join::gather(&store, UsageFilter::default(), now, join::Purpose::Inventory).await.unwrap();
-    let rows_out = join::inventory(&catalog, &InventoryQuery::default(), &facts);
+    let rows_out =
+        join::inventory(&catalog, &Default::default(), &InventoryQuery::default(), &facts);
     println!("report inventory: {} rows in {:.2} s", rows_out.len(), t.elapsed().as_secs_f64());
     let t = Instant::now();
     let facts =

@@ -33,8 +33,9 @@ pub(crate) const SOURCES: [&str; 12] = [
 ];
 
 /// Sort keys the table offers.
-const SORTS: [(&str, &str); 7] = [
+const SORTS: [(&str, &str); 8] = [
     ("reach", "Reach (devices)"),
+    ("risk", "Risk score"),
     ("name", "Name"),
     ("users", "Users"),
     ("spend", "Spend"),
@@ -91,6 +92,7 @@ pub(crate) fn arrange(rows: &mut Vec<InventoryRow>, pairs: &[(String, String)]) 
         "first_seen" => rows.sort_by_key(|r| r.first_seen),
         "last_seen" => rows.sort_by_key(|r| r.last_seen),
         "status" => rows.sort_by_key(|r| r.status.as_str()),
+        "risk" => rows.sort_by_key(|r| r.risk_score),
         _ => rows.sort_by_key(|r| (r.devices, r.users, r.payers)),
     }
     let default_desc = !matches!(param(pairs, "sort"), "name" | "status");
@@ -176,6 +178,7 @@ pub(crate) async fn page<S: Store>(
                 thead {
                     tr {
                         th scope="col" { "Product" }
+                        th scope="col" class="num" { "Risk" }
                         th scope="col" { "Status" }
                         th scope="col" { "Category" }
                         th scope="col" { "Sources" }
@@ -191,6 +194,7 @@ pub(crate) async fn page<S: Store>(
                     @for r in rows.get(start..end).unwrap_or_default() {
                         tr {
                             td { a href={ "/products/" (segment(&r.product)) } { (r.name) } br; span class="muted small" { (r.vendor) } }
+                            td class="num" { (view::risk(r.risk_score, &r.risk_facts)) }
                             td { (view::badge(r.status)) }
                             td { (r.category) }
                             td { @for s in &r.sources { span class="chip" { (view::source_label(s)) } } }

@@ -34,6 +34,6 @@ pub(super) async fn inventory_rows<S: Store>(
         join::Purpose::Inventory,
     )
     .await?;
-    let rows = join::inventory(&state.catalog, query, &facts);
+    let rows = join::inventory(&state.catalog, &state.risk, query, &facts);
     Ok((rows, facts))
 }

@@ -214,8 +214,9 @@ pub(crate) async fn page<S: Store>(
         state.cache.product_values(&state.store, &id, 200),
     )?;
     let q = InventoryQuery { product: Some(id.clone()), ..InventoryQuery::default() };
-    let row = join::inventory(&state.catalog, &q, &facts).into_iter().next();
+    let row = join::inventory(&state.catalog, &state.risk, &q, &facts).into_iter().next();
     let recon = join::reconcile::reconcile(&state.catalog, &facts, 30);
+    let (risk_score, risk_facts) = join::risk(&state.catalog, &state.risk, &id);
     let subs: Vec<_> =
         facts.spend.subscriptions(&state.catalog).iter().filter(|s| s.product == id).collect();
     let (_, sub_start, sub_end) = view::page_bounds(&pairs, subs.len());
@@ -304,6 +305,23 @@ pub(crate) async fn page<S: Store>(
                 div class="card" { span class="figure small" { (view::money(row.as_ref().map_or(&[][..], |r| &r.expense_spend))) } span { "Card spend" } }
                 div class="card" { span class="figure small" { (view::money(row.as_ref().map_or(&[][..], |r| &r.gateway_spend))) } span { "Gateway spend" } }
                 div class="card" { span class="figure small" { (view::money(row.as_ref().map_or(&[][..], |r| &r.annualized_cost))) } span { "Estimated per year" } }
+                div class="card" { span class="figure" { (risk_score) } span { "Risk score (0-100)" } }
+            }
+            section class="panel" id="risk" {
+                h2 { "Risk facts" }
+                p class="muted small" { "From the catalog; the score weighs them with the organisation's " code { "[risk]" } " settings. Unknown facts are scored as unknown, not as safe." }
+                table class="data risk-table" {
+                    thead { tr { th scope="col" { "Fact" } th scope="col" { "Value" } th scope="col" { "Source" } } }
+                    tbody {
+                        @for f in &risk_facts {
+                            tr {
+                                th scope="row" { (view::risk_label(&f.fact)) }
+                                td { (f.value) }
+                                td class="small" { @if let Some(s) = &f.source { (s) } @else { span class="muted" { "no source states it" } } }
+                            }
+                        }
+                    }
+                }
             }
             div class="grid2" {
                 section class="panel" id="review" {

@@ -1,4 +1,5 @@
-//! `/review`: the queue: unreviewed first, by reach and spend; bulk decisions with one note.
+//! `/review`: the queue: highest risk first, then unreviewed first, by reach and spend; bulk
+//! decisions with one note.
 
 use std::sync::Arc;
 
@@ -33,11 +34,13 @@ fn spend(r: &InventoryRow) -> i64 {
     r.expense_spend.iter().chain(&r.gateway_spend).map(|m| m.amount_minor).sum()
 }
 
-/// The queue's order: unreviewed, then under review, then the rest; within each, by reach
-/// (devices, then users and payers), then spend.
+/// The queue's order: highest risk score first (`[risk]` weights); on equal scores,
+/// unreviewed, then under review, then the rest; within each, by reach (devices, then users
+/// and payers), then spend.
 pub(crate) fn order(rows: &mut [InventoryRow]) {
     rows.sort_by_key(|r| {
         (
+            std::cmp::Reverse(r.risk_score),
             rank(r.status),
             std::cmp::Reverse((r.devices, r.users + r.payers, spend(r))),
             r.product.clone(),
@@ -72,7 +75,7 @@ pub(crate) async fn page<S: Store>(
         main id="main" {
             h1 { "Review queue" }
             p class="muted" {
-                @if all { "Every product, unreviewed first. " a href="/review" { "Only those waiting for a decision" } }
+                @if all { "Every product, highest risk first, then unreviewed first. " a href="/review" { "Only those waiting for a decision" } }
                 @else { (count(rows.len() as u64)) " products wait for a decision. " a href="/review?all=1" { "Show every product" } }
             }
             @if !done.is_empty() { p class="notice" role="status" { "Decision saved for " (done) " products and written to the audit log." } }
@@ -86,7 +89,7 @@ pub(crate) async fn page<S: Store>(
                 table class="data queue" {
                     thead { tr {
                         th scope="col" { input type="checkbox" id="select-all" aria-label="Select every product on this page"; }
-                        th scope="col" { "Product" } th scope="col" { "Status" } th scope="col" { "Category" }
+                        th scope="col" { "Product" } th scope="col" class="num" { "Risk" } th scope="col" { "Status" } th scope="col" { "Category" }
                         th scope="col" class="num" { "Devices" } th scope="col" class="num" { "Users" } th scope="col" class="num" { "Payers" }
                         th scope="col" class="num" { "Spend" } th scope="col" { "Last seen" }
                     } }
@@ -95,6 +98,7 @@ pub(crate) async fn page<S: Store>(
                             tr {
                                 td { input type="checkbox" name="product" value=(r.product) id={ "p-" (r.product) } aria-label={ "Select " (r.name) }; }
                                 td { a href={ "/products/" (segment(&r.product)) } { (r.name) } br; span class="muted small" { (r.vendor) } }
+                                td class="num" { (view::risk(r.risk_score, &r.risk_facts)) }
                                 td { (view::badge(r.status)) }
                                 td { (r.category) }
                                 td class="num" { (count(r.devices)) }

@@ -1679,8 +1679,8 @@ async fn views_agree(store: &impl Store, cache: &join::Cache, since: Option<i64>
         let plain = join::gather(store, filter.clone(), now, purpose).await.unwrap();
         let cached = join::gather_from(store, Some(cache), filter, now, purpose).await.unwrap();
         assert_eq!(
-            join::inventory(&catalog, &q, &plain),
-            join::inventory(&catalog, &q, &cached),
+            join::inventory(&catalog, &Default::default(), &q, &plain),
+            join::inventory(&catalog, &Default::default(), &q, &cached),
             "inventory, {purpose:?}, since {since:?}"
         );
         assert_eq!(join::spend_by_month(&plain, None), join::spend_by_month(&cached, None));

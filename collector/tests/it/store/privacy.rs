@@ -131,7 +131,8 @@ impl Dump for Harness<aiscout_collector::store::postgres::PgStore> {
 async fn totals(store: &impl Store, now: i64) -> serde_json::Value {
     let catalog = aiscout_signatures::Catalog::builtin().unwrap();
     let facts = join::gather(store, UsageFilter::default(), now, Purpose::Inventory).await.unwrap();
-    let inventory = join::inventory(&catalog, &InventoryQuery::default(), &facts);
+    let inventory =
+        join::inventory(&catalog, &Default::default(), &InventoryQuery::default(), &facts);
     let (sources, products) = store.usage(UsageFilter::default()).await.unwrap();
     let expense_sum: i64 = store.expenses(None).await.unwrap().iter().map(|l| l.amount_minor).sum();
     let mut per_person: Vec<String> = store
