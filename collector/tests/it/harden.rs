@@ -313,9 +313,8 @@ async fn http2_clients_that_stall_or_dribble_request_headers_are_disconnected() 
                     return true;
                 }
                 let mut buf = [0u8; 1024];
-                match tokio::time::timeout(step, c.read(&mut buf)).await {
-                    Ok(Ok(0) | Err(_)) => return true,
-                    Ok(Ok(_)) | Err(_) => {}
+                if let Ok(Ok(0) | Err(_)) = tokio::time::timeout(step, c.read(&mut buf)).await {
+                    return true;
                 }
             }
             false
