@@ -481,7 +481,7 @@ pub fn load(
                 FileConfig::default()
             }
             Ok(Err(e)) => {
-                problems.push(problem(&path.display().to_string(), e.to_string()));
+                problems.push(problem(&path.display().to_string(), not_utf8(e.as_bytes(), &e)));
                 FileConfig::default()
             }
             Ok(Ok(text)) => match toml_edit::de::from_str::<FileConfig>(&text) {
@@ -1064,6 +1064,13 @@ fn connectors(
         }
     }
     out
+}
+
+/// Where a file's bytes stop being UTF-8, said for people: the line, and what to do.
+fn not_utf8(bytes: &[u8], e: &std::string::FromUtf8Error) -> String {
+    let valid = e.utf8_error().valid_up_to();
+    let line = 1 + bytes[..valid].iter().filter(|&&b| b == b'\n').count();
+    format!("line {line} is not UTF-8 text; save the file as UTF-8 and try again")
 }
 
 /// Reads a secret from a file: trimmed, UTF-8, not empty. The error names the file.

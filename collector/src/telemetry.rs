@@ -193,6 +193,7 @@ impl Metrics {
             "Connections closed for taking too long.",
             &[
                 ("{step=\"handshake\"}", get(&c.handshake_timeouts)),
+                ("{step=\"headers\"}", get(&c.header_timeouts)),
                 ("{step=\"idle\"}", get(&c.idle_closed)),
             ],
         );

@@ -36,3 +36,47 @@ fn check_config_lists_every_problem_and_exits_non_zero() {
     }
     assert!(err.contains("4 problems in"), "{err}");
 }
+
+/// Issue 14 item 12: what `check-config` and `replay` print for typical bad inputs (a missing
+/// file, a non-UTF-8 file, bad TOML, a wrong type, a bad URL, a file that is not a capture)
+/// names the file or key and never shows Rust debug output.
+#[test]
+fn errors_for_bad_inputs_name_the_problem_without_rust_debug_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = |name: &str, bytes: &[u8]| {
+        let path = tmp.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+    let cases = [
+        (vec!["check-config", "--config"], tmp.path().join("missing.toml"), "missing.toml"),
+        (vec!["check-config", "--config"], file("latin1.toml", b"owner = \"J\xf6rg\"\n"), "UTF-8"),
+        (vec!["check-config", "--config"], file("open.toml", b"[upload\n"), "line 1"),
+        (vec!["check-config", "--config"], file("type.toml", b"collector_url = 5\n"), "line 1"),
+        (
+            vec!["check-config", "--config"],
+            file("url.toml", b"collector_url = \"ftp://x\"\n"),
+            "collector_url",
+        ),
+        (vec!["replay"], file("not.pcap", b"not a capture"), "not.pcap"),
+        (vec!["replay"], tmp.path().join("gone.pcap"), "gone.pcap"),
+    ];
+    for (args, path, names) in cases {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_aiscout-agent"))
+            .args(&args)
+            .arg(&path)
+            .env_remove("AISCOUT_ENROLL_SECRET")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} {}", path.display());
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains(names), "{names} not in:\n{text}");
+        for shape in ["Some(", "Os {", "kind:", "Error {", "{ pos:", "Utf8 {"] {
+            assert!(!text.contains(shape), "debug output {shape} in:\n{text}");
+        }
+    }
+}

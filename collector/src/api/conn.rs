@@ -7,10 +7,17 @@
 //! when that pool is busy too; the accept loop itself never waits for a slot, so a flood of
 //! half-open connections cannot stop the next client from being accepted. A slot is held until
 //! its connection ends, and each step of a connection has its own deadline: the TLS
-//! handshake (`handshake_timeout`), the request headers (`header_timeout`, hyper's HTTP/1
-//! header timer) and silence between requests (`idle_timeout`: no byte read or written,
-//! after which the connection is shut down gracefully, so a request in progress still gets
-//! its answer).
+//! handshake (`handshake_timeout`), the request headers (`header_timeout`) and silence
+//! between requests (`idle_timeout`: no byte read or written, after which the connection is
+//! shut down gracefully, so a request in progress still gets its answer).
+//!
+//! The header deadline holds for both protocols. The first request must arrive within
+//! `header_timeout` of the handshake; after it, hyper's HTTP/1 header timer covers each next
+//! request, and for HTTP/2 the bytes read are followed frame by frame ([`H2Frames`]) so that
+//! a header block (a HEADERS frame and its CONTINUATIONs, which nothing else may interleave)
+//! still open `header_timeout` after it began closes the connection. A client that sends the
+//! preface and then dribbles a header block, or pings, can therefore not hold a slot
+//! (issue 14). HTTP/2 also gets a cap on concurrent streams and on a header list's size.
 //!
 //! The slot table is the only shared state: a map from address to open connections that
 //! holds only addresses with a connection open, so it is bounded by `max_connections`.
@@ -38,16 +45,26 @@ use tokio::sync::Semaphore;
 /// Connections being refused (answered 503) at once; beyond it a refused connection is
 /// closed without an answer.
 const MAX_REFUSING: usize = 256;
-/// How often an open connection checks whether it has been silent too long, as a fraction of
-/// `idle_timeout` (a connection closes between one and 1 + 1/`IDLE_CHECKS` timeouts).
-const IDLE_CHECKS: u32 = 4;
+/// How often an open connection checks its deadlines, as a fraction of the shorter of
+/// `idle_timeout` and `header_timeout` (a connection closes between one and 1 + 1/`CHECKS`
+/// of its deadline).
+const CHECKS: u32 = 4;
+/// Most HTTP/2 streams a client may have open on one connection.
+const H2_MAX_STREAMS: u32 = 100;
+/// Largest HTTP/2 header list (decoded) a request may carry, as HTTP/1's default cap.
+const H2_MAX_HEADER_LIST: u32 = 64 * 1024;
+/// The HTTP/2 connection preface a client sends first (RFC 9113 section 3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// `Activity::headers_ms` when no request's headers are awaited.
+const NO_HEADERS: u64 = u64::MAX;
 
 /// Connection limits and timeouts (`[server]` in the config).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// How long a TLS handshake may take.
     pub handshake_timeout: Duration,
-    /// How long a client may take to send a request's headers (HTTP/1).
+    /// How long a client may take to send a request's headers (HTTP/1 and HTTP/2), and to
+    /// send its first request after the handshake.
     pub header_timeout: Duration,
     /// How long a connection may stay without traffic before it is shut down.
     pub idle_timeout: Duration,
@@ -89,6 +106,9 @@ pub struct Counters {
     pub handshake_timeouts: AtomicU64,
     /// Connections shut down after `idle_timeout` without traffic.
     pub idle_closed: AtomicU64,
+    /// Connections closed because a request's headers (or the first request) did not arrive
+    /// within `header_timeout` (HTTP/1 header timeouts inside hyper are not counted).
+    pub header_timeouts: AtomicU64,
 }
 
 fn count(c: &AtomicU64) {
@@ -173,33 +193,158 @@ impl Slot {
     }
 }
 
-/// The time of the last byte read or written, in milliseconds since `start`.
+/// The time of the last byte read or written, and since when a request's headers are
+/// awaited, in milliseconds since `start`.
 #[derive(Clone, Debug)]
 struct Activity {
     start: Instant,
     last_ms: Arc<AtomicU64>,
+    /// When the headers now awaited began (the handshake, for the first request, or a
+    /// header block's first byte); [`NO_HEADERS`] when none are awaited.
+    headers_ms: Arc<AtomicU64>,
 }
 
 impl Activity {
     fn new() -> Self {
-        Activity { start: Instant::now(), last_ms: Arc::new(AtomicU64::new(0)) }
+        Activity {
+            start: Instant::now(),
+            last_ms: Arc::new(AtomicU64::new(0)),
+            headers_ms: Arc::new(AtomicU64::new(NO_HEADERS)),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        // Below NO_HEADERS for 584 million years.
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(NO_HEADERS - 1)
     }
 
     fn touch(&self) {
-        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(ms, Ordering::Relaxed);
+        self.last_ms.store(self.now_ms(), Ordering::Relaxed);
     }
 
     fn silent_for(&self) -> Duration {
         let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
         self.start.elapsed().saturating_sub(last)
     }
+
+    /// Headers are awaited from now, unless they already were.
+    fn headers_begin(&self) {
+        let now = self.now_ms();
+        let _already =
+            self.headers_ms.compare_exchange(NO_HEADERS, now, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// The awaited headers arrived.
+    fn headers_done(&self) {
+        self.headers_ms.store(NO_HEADERS, Ordering::Relaxed);
+    }
+
+    /// How long the headers now awaited have been awaited.
+    fn headers_for(&self) -> Option<Duration> {
+        let since = self.headers_ms.load(Ordering::Relaxed);
+        (since != NO_HEADERS)
+            .then(|| self.start.elapsed().saturating_sub(Duration::from_millis(since)))
+    }
 }
 
-/// An IO stream that records when it last moved a byte.
+/// Where an [`H2Frames`] reader is in the byte stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum H2State {
+    /// Matching the client preface; this many bytes of it seen.
+    Preface(usize),
+    /// Not HTTP/2 (the preface did not match): nothing more to follow.
+    Other,
+    /// Reading a frame header; this many of its 9 bytes seen.
+    FrameHeader(usize),
+    /// Skipping a frame's payload: this many bytes left, and whether the frame ends a header
+    /// block.
+    Payload { left: u32, ends_headers: bool },
+}
+
+/// Follows the frames a client sends on an HTTP/2 connection (RFC 9113 section 4.1: a 24-bit
+/// length, a type, flags, a stream id, then the payload) to tell when a header block is open:
+/// from the frame header of a HEADERS frame (type 1) to the last payload byte of the HEADERS or
+/// CONTINUATION (type 9) frame carrying END_HEADERS (flag 4). It reads nothing it is not given
+/// and keeps nine bytes, so it cannot be made to allocate or stall.
+#[derive(Debug)]
+struct H2Frames {
+    state: H2State,
+    header: [u8; 9],
+}
+
+impl H2Frames {
+    fn new() -> Self {
+        H2Frames { state: H2State::Preface(0), header: [0; 9] }
+    }
+
+    /// Follows `bytes`, the next read from the client, telling `activity` when a header block
+    /// opens and closes.
+    fn feed(&mut self, mut bytes: &[u8], activity: &Activity) {
+        while !bytes.is_empty() {
+            match self.state {
+                H2State::Other => return,
+                H2State::Preface(seen) => {
+                    let n = bytes.len().min(H2_PREFACE.len() - seen);
+                    if bytes[..n] != H2_PREFACE[seen..seen + n] {
+                        self.state = H2State::Other;
+                        return;
+                    }
+                    bytes = &bytes[n..];
+                    self.state = if seen + n == H2_PREFACE.len() {
+                        H2State::FrameHeader(0)
+                    } else {
+                        H2State::Preface(seen + n)
+                    };
+                }
+                H2State::FrameHeader(seen) => {
+                    let n = bytes.len().min(9 - seen);
+                    self.header[seen..seen + n].copy_from_slice(&bytes[..n]);
+                    bytes = &bytes[n..];
+                    if seen + n < 9 {
+                        self.state = H2State::FrameHeader(seen + n);
+                        continue;
+                    }
+                    let [l0, l1, l2, kind, flags, ..] = self.header;
+                    let left = u32::from_be_bytes([0, l0, l1, l2]);
+                    let ends_headers = matches!(kind, 1 | 9) && flags & 4 != 0;
+                    if kind == 1 {
+                        activity.headers_begin();
+                    }
+                    self.state = H2State::Payload { left, ends_headers };
+                    self.end_of_payload(activity);
+                }
+                H2State::Payload { left, ends_headers } => {
+                    let n = u32::try_from(bytes.len()).unwrap_or(u32::MAX).min(left);
+                    bytes = &bytes[n as usize..];
+                    self.state = H2State::Payload { left: left - n, ends_headers };
+                    self.end_of_payload(activity);
+                }
+            }
+        }
+    }
+
+    /// Moves on to the next frame once a payload is read, closing a header block it ends.
+    fn end_of_payload(&mut self, activity: &Activity) {
+        if let H2State::Payload { left: 0, ends_headers } = self.state {
+            if ends_headers {
+                activity.headers_done();
+            }
+            self.state = H2State::FrameHeader(0);
+        }
+    }
+}
+
+/// An IO stream that records when it last moved a byte, and follows HTTP/2 header blocks.
 struct Watched<T> {
     inner: T,
     activity: Activity,
+    frames: H2Frames,
+}
+
+impl<T> Watched<T> {
+    fn new(inner: T, activity: &Activity) -> Self {
+        Watched { inner, activity: activity.clone(), frames: H2Frames::new() }
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
@@ -211,7 +356,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.touch();
+            let this = &mut *self;
+            this.activity.touch();
+            this.frames.feed(&buf.filled()[before..], &this.activity);
         }
         polled
     }
@@ -287,6 +434,8 @@ struct Counted {
     in_flight: InFlight,
     /// The client's address, given to handlers as `ConnectInfo` (the enroll throttle).
     peer: SocketAddr,
+    /// Told that a request's headers arrived.
+    activity: Activity,
 }
 
 type Answer = Result<Response<Body>, std::convert::Infallible>;
@@ -298,6 +447,7 @@ impl hyper::service::Service<Request<hyper::body::Incoming>> for Counted {
 
     fn call(&self, mut request: Request<hyper::body::Incoming>) -> Self::Future {
         request.extensions_mut().insert(axum::extract::ConnectInfo(self.peer));
+        self.activity.headers_done();
         let handling = self.in_flight.enter();
         let answer = self.inner.call(request);
         Box::pin(async move {
@@ -308,11 +458,17 @@ impl hyper::service::Service<Request<hyper::body::Incoming>> for Counted {
     }
 }
 
-/// The HTTP/1 and HTTP/2 connection builder with the header timer set.
+/// The HTTP/1 and HTTP/2 connection builder with the HTTP/1 header timer and HTTP/2's stream
+/// and header-list caps set. No HTTP/2 keep-alive pings: their bytes would count as traffic
+/// and keep an idle connection from ever being closed.
 fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .max_header_list_size(H2_MAX_HEADER_LIST);
     builder
 }
 
@@ -388,12 +544,17 @@ async fn connection(
     counters: &Counters,
 ) {
     let activity = Activity::new();
-    let service = Counted { inner: service, in_flight: InFlight::default(), peer };
+    let service = Counted {
+        inner: service,
+        in_flight: InFlight::default(),
+        peer,
+        activity: activity.clone(),
+    };
     match acceptor {
         Some(acceptor) => {
             match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
-                    let io = Watched { inner: tls, activity: activity.clone() };
+                    let io = Watched::new(tls, &activity);
                     http(io, peer, service, limits, counters, &activity).await;
                 }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed."),
@@ -401,7 +562,7 @@ async fn connection(
             }
         }
         None => {
-            let io = Watched { inner: stream, activity: activity.clone() };
+            let io = Watched::new(stream, &activity);
             http(io, peer, service, limits, counters, &activity).await;
         }
     }
@@ -409,7 +570,8 @@ async fn connection(
 
 /// Serves HTTP on an established stream, shutting it down gracefully once it has been silent
 /// for `idle_timeout` with no request being handled, and dropping it if it is still open, with
-/// nothing being handled, one `idle_timeout` after that.
+/// nothing being handled, one `idle_timeout` after that. It is dropped at once when the first
+/// request, or an HTTP/2 header block, has not arrived `header_timeout` after it began.
 async fn http<T>(
     io: T,
     peer: SocketAddr,
@@ -422,9 +584,12 @@ async fn http<T>(
 {
     let builder = builder(limits);
     let in_flight = service.in_flight.clone();
+    // The first request is awaited from the end of the handshake.
+    activity.headers_begin();
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
-    let check = (limits.idle_timeout / IDLE_CHECKS).max(Duration::from_millis(100));
+    let shorter = limits.idle_timeout.min(limits.header_timeout);
+    let check = (shorter / CHECKS).max(Duration::from_millis(100));
     let mut closing: Option<Instant> = None;
     loop {
         tokio::select! {
@@ -435,6 +600,11 @@ async fn http<T>(
                 return;
             }
             () = tokio::time::sleep(check) => {
+                if activity.headers_for().is_some_and(|d| d >= limits.header_timeout) {
+                    count(&counters.header_timeouts);
+                    tracing::debug!(%peer, "Request headers not received in time; closing.");
+                    return;
+                }
                 if !in_flight.idle() {
                     continue;
                 }
@@ -510,5 +680,51 @@ mod tests {
         let _a3 = slots.take(a, &limits).unwrap();
         drop(b1);
         assert_eq!(slots.0.lock().unwrap().per_ip.get(&b), None, "no entry for a closed address");
+    }
+
+    /// A frame header: length, type, flags, stream 1.
+    fn frame(len: u32, kind: u8, flags: u8) -> Vec<u8> {
+        let l = len.to_be_bytes();
+        vec![l[1], l[2], l[3], kind, flags, 0, 0, 0, 1]
+    }
+
+    #[test]
+    fn h2_frames_tell_when_a_header_block_is_open_whatever_the_read_sizes() {
+        let mut stream = H2_PREFACE.to_vec();
+        stream.extend(frame(6, 4, 0)); // SETTINGS
+        stream.extend([0; 6]);
+        let open_at = stream.len();
+        stream.extend(frame(3, 1, 0)); // HEADERS without END_HEADERS
+        stream.extend([1, 2, 3]);
+        stream.extend(frame(0, 6, 0)); // not allowed here, but only lengths are followed
+        stream.extend(frame(2, 9, 4)); // CONTINUATION with END_HEADERS
+        let last = stream.len() + 1;
+        stream.extend([4, 5]);
+        stream.extend(frame(1, 0, 1)); // DATA
+        stream.extend([9]);
+        for chunk in [1, 2, 5, 9, 24, stream.len()] {
+            let activity = Activity::new();
+            let mut frames = H2Frames::new();
+            let mut opened = Vec::new();
+            for (i, piece) in stream.chunks(chunk).enumerate() {
+                frames.feed(piece, &activity);
+                let end = (i * chunk + piece.len()).min(stream.len());
+                opened.push((end, activity.headers_for().is_some()));
+            }
+            for (end, open) in opened {
+                assert_eq!(open, end >= open_at + 9 && end <= last, "chunk {chunk}, {end} bytes");
+            }
+            assert_eq!(frames.state, H2State::FrameHeader(0));
+        }
+    }
+
+    #[test]
+    fn h2_frames_leave_http1_alone() {
+        let activity = Activity::new();
+        let mut frames = H2Frames::new();
+        frames.feed(b"PRI * HTTP/1.1\r\n\x00\x00\x03\x01\x00", &activity);
+        assert_eq!(frames.state, H2State::Other);
+        frames.feed(&frame(3, 1, 0), &activity);
+        assert_eq!(activity.headers_for(), None);
     }
 }

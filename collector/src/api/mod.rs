@@ -8,7 +8,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aiscout_signatures::Catalog;
 use aiscout_wire::validate::{DecodeError, MAX_BODY_BYTES};
@@ -1060,8 +1060,24 @@ async fn metrics<S: Store>(
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
+/// How long `/readyz` waits for the database: a probe must not hang on the pool's own
+/// (30 s) timeout when the database is gone (issue 19).
+const READY_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Ready when the store answers a ping within [`READY_DEADLINE`]; otherwise 503 with
+/// `Retry-After`, as every call that finds the database out of reach.
 async fn readyz<S: Store>(State(state): Shared<S>) -> Result<&'static str, ApiError> {
-    timed(&state, state.store.ping()).await?;
+    let ping = timed(&state, state.store.ping());
+    match tokio::time::timeout(READY_DEADLINE, ping).await {
+        Ok(answer) => answer?,
+        Err(_) => {
+            state.metrics.store_call(READY_DEADLINE, false);
+            return Err(ApiError::Store(StoreError::Pool(format!(
+                "no answer from the database within {} s",
+                READY_DEADLINE.as_secs()
+            ))));
+        }
+    }
     Ok("ready\n")
 }
 

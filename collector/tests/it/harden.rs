@@ -251,6 +251,120 @@ async fn silent_and_slow_connections_are_closed_and_connections_over_a_cap_get_5
 }
 
 /// `VmRSS` (or another `Vm*` line) of a process, in kB.
+/// An HTTP/2 frame: header (length, type, flags, stream id) and payload (RFC 9113 4.1).
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
+    let mut frame = vec![len[1], len[2], len[3], kind, flags];
+    frame.extend(stream.to_be_bytes());
+    frame.extend(payload);
+    frame
+}
+
+/// HPACK (RFC 7541) for `GET https://localhost/healthz`: `:method GET`, `:scheme https` from
+/// the static table, `:path` and `:authority` as literals with indexed names.
+const H2_GET_HEALTHZ: &[u8] = b"\x82\x87\x04\x08/healthz\x01\x09localhost";
+
+/// TLS with ALPN `h2` to the collector, the client preface and an empty SETTINGS frame sent.
+async fn h2_client(
+    addr: SocketAddr,
+    ca: &CertificateDer<'static>,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let config = tls_config(std::slice::from_ref(ca), true).unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]), "HTTP/2 not negotiated");
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend(h2_frame(4, 0, 0, &[]));
+    tls.write_all(&hello).await.unwrap();
+    tls
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_clients_that_stall_or_dribble_request_headers_are_disconnected() {
+    // A long idle deadline: only the header deadline can close these connections.
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        write_config(dir.path(), "[server]\nheader_timeout_secs = 1\nidle_timeout_secs = 3600\n");
+    let server = Collector::start(dir.path(), &["--config", config.to_str().unwrap()]);
+    let ca = generated_cert(dir.path());
+
+    // The preface, then nothing.
+    let mut silent = h2_client(server.addr, &ca).await;
+    // The preface, then a header block that is never finished.
+    let mut stalled = h2_client(server.addr, &ca).await;
+    stalled.write_all(&h2_frame(1, 0, 1, &H2_GET_HEALTHZ[..4])).await.unwrap();
+    // A header block dribbled a byte at a time: a HEADERS frame announcing 16 KiB of header
+    // block whose bytes come one by one, traffic that never completes a request. (Many small
+    // CONTINUATION frames instead would be cut off by h2's own CONTINUATION-flood limit.) Bounded: it ends when the collector closes the
+    // connection, or fails after DEADLINE's worth of dribbles.
+    let dribbler = tokio::spawn({
+        let ca = ca.clone();
+        let addr = server.addr;
+        async move {
+            let mut c = h2_client(addr, &ca).await;
+            let mut announced = h2_frame(1, 0x4, 1, &[0; 16_000]);
+            announced.truncate(9 + 1);
+            c.write_all(&announced).await.unwrap();
+            let step = Duration::from_millis(100);
+            for _ in 0..DEADLINE.as_millis() / step.as_millis() {
+                let byte = [0u8];
+                if c.write_all(&byte).await.is_err() || c.flush().await.is_err() {
+                    return true;
+                }
+                let mut buf = [0u8; 1024];
+                if let Ok(Ok(0) | Err(_)) = tokio::time::timeout(step, c.read(&mut buf)).await {
+                    return true;
+                }
+            }
+            false
+        }
+    });
+    // A complete request is answered; a second one whose headers stall closes the connection.
+    let mut second = h2_client(server.addr, &ca).await;
+    let get = h2_frame(1, 0x4 | 0x1, 1, H2_GET_HEALTHZ);
+    second.write_all(&get).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let status = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let n = second.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before answering the complete request");
+            got.extend_from_slice(&buf[..n]);
+            // Server frames so far: the HEADERS frame of stream 1 holds the status.
+            let mut at = 0;
+            while got.len() >= at + 9 {
+                let len = usize::from(got[at]) << 16
+                    | usize::from(got[at + 1]) << 8
+                    | usize::from(got[at + 2]);
+                let (kind, stream) = (got[at + 3], &got[at + 5..at + 9]);
+                if kind == 1 && stream == [0, 0, 0, 1] && got.len() > at + 9 {
+                    return got[at + 9];
+                }
+                at += 9 + len;
+            }
+        }
+    })
+    .await
+    .expect("the complete request was not answered");
+    assert_eq!(status, 0x88, "HPACK :status 200 expected");
+    second.write_all(&h2_frame(1, 0, 3, &H2_GET_HEALTHZ[..3])).await.unwrap();
+
+    wait_closed(&mut silent).await;
+    wait_closed(&mut stalled).await;
+    wait_closed(&mut second).await;
+    assert!(dribbler.await.unwrap(), "the dribbling client was never disconnected");
+
+    // The collector still answers, and counted the four.
+    let mut c = connect(server.addr, &ca, true).await;
+    let (status, _) = c.send(Method::GET, "/healthz", None, "").await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = c.send(Method::GET, "/metrics", None, "").await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    assert_eq!(metric(&text, "aiscout_collector_connection_timeouts_total{step=\"headers\"}"), 4);
+}
+
 fn vm_kb(pid: u32, key: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with(key)).unwrap();
@@ -630,4 +744,127 @@ async fn postgres_verify_full_trusts_only_the_given_ca_and_the_host_name() {
     // The collector's store, migrations included, over verify-full.
     let store = PgStore::open(&url("localhost", "verify-full", &ca_file)).await.unwrap();
     store.ping().await.unwrap();
+}
+
+/// Every process of a [`ThrowawayPg`] cluster (the postmaster and its children) frozen with
+/// SIGSTOP while this lives: a database that accepts TCP connections and never answers.
+struct Frozen(Vec<String>);
+
+impl Frozen {
+    fn freeze(pg: &ThrowawayPg) -> Frozen {
+        let pidfile = std::fs::read_to_string(pg.dir.path().join("data/postmaster.pid")).unwrap();
+        let postmaster = pidfile.lines().next().unwrap().trim().to_owned();
+        let children = Command::new("ps").args(["-o", "pid=", "--ppid", &postmaster]).output();
+        let children = String::from_utf8(children.unwrap().stdout).unwrap();
+        let mut pids = vec![postmaster];
+        pids.extend(children.split_whitespace().map(str::to_owned));
+        let status = Command::new("kill").arg("-STOP").args(&pids).status().unwrap();
+        assert!(status.success(), "could not stop {pids:?}");
+        Frozen(pids)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        // A process that has exited meanwhile makes kill fail; the others are still resumed.
+        let _resumed = Command::new("kill").arg("-CONT").args(&self.0).status();
+    }
+}
+
+/// `/readyz` asked (60 times at most) until it answers `want`; the last answer.
+async fn readyz_until(
+    server: &Collector,
+    ca: &CertificateDer<'static>,
+    want: StatusCode,
+) -> (StatusCode, Option<HeaderValue>) {
+    let mut last = None;
+    for _ in 0..60 {
+        let mut c = connect(server.addr, ca, false).await;
+        let asked = c.request(Method::GET, "/readyz", &[], "", 4096);
+        let answer = tokio::time::timeout(DEADLINE, asked).await;
+        let response = answer.expect("/readyz never answered").unwrap();
+        let (status, headers) = (response.status, response.headers.get("retry-after").cloned());
+        if status == want {
+            return (status, headers);
+        }
+        last = Some(status);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("/readyz never answered {want}; last {last:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_answers_503_with_retry_after_when_the_database_hangs_or_is_gone() {
+    let (_, cert, key) = ca_and_server_cert("aiscout test CA");
+    let pg = ThrowawayPg::start(&cert, &key);
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("postgres://postgres@127.0.0.1:{}/postgres?sslmode=disable", pg.port);
+    let server = Collector::start(dir.path(), &["--db", &db]);
+    let ca = generated_cert(dir.path());
+    readyz_until(&server, &ca, StatusCode::OK).await;
+
+    // Frozen: connections are accepted by the kernel and never answered, so without its own
+    // deadline the probe would wait on the pool (or forever) rather than answer.
+    let frozen = Frozen::freeze(&pg);
+    let (_, retry) = readyz_until(&server, &ca, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert!(retry.is_some(), "503 without Retry-After");
+    drop(frozen);
+    readyz_until(&server, &ca, StatusCode::OK).await;
+
+    // Stopped: connections are refused.
+    let data = pg.dir.path().join("data");
+    let out = pg_tool("pg_ctl", &["-D", data.to_str().unwrap(), "-m", "immediate", "stop"]);
+    assert!(out.status.success(), "pg_ctl stop: {}", String::from_utf8_lossy(&out.stderr));
+    let (_, retry) = readyz_until(&server, &ca, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert!(retry.is_some(), "503 without Retry-After");
+}
+
+/// Issue 14 item 12: what the collector's commands print for typical bad inputs (a non-UTF-8
+/// CSV, bad TOML, a missing file, bad database URLs) says the file, line or setting and never
+/// shows Rust debug output.
+#[test]
+fn errors_for_bad_inputs_name_the_problem_without_rust_debug_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, bytes: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let csv =
+        file("ramp.csv", b"Date,Amount,Merchant,Cardholder\n2026-01-01,12.00,Open\xffAI,b@x.com\n");
+    let toml = file("open.toml", b"[server\nx = 1\n");
+    let typed = file("type.toml", b"listen = 5\n");
+    let latin1 = file("latin1.toml", b"listen = \"J\xf6rg\"\n");
+    let missing = dir.path().join("missing.csv").to_str().unwrap().to_owned();
+    let db = format!("sqlite:{}", dir.path().join("aiscout.db").display());
+    let data = dir.path().to_str().unwrap();
+    let cases: [(Vec<&str>, &str); 8] = [
+        (vec!["--db", &db, "import", "expenses", &csv], "ramp.csv:2: field 3 is not UTF-8"),
+        (vec!["--db", &db, "import", "people", &missing], "missing.csv"),
+        (vec!["--config", &toml, "check-config"], "open.toml"),
+        (vec!["--config", &typed, "check-config"], "line 1"),
+        (vec!["--config", &latin1, "check-config"], "latin1.toml: line 1 is not UTF-8 text"),
+        (vec!["--config", "/nonexistent/aiscout.toml", "check-config"], "aiscout.toml"),
+        (vec!["--db", "postgres://u@127.0.0.1:1/x?sslmode=bogus", "check-config"], "sslmode"),
+        (vec!["--db", "postgres://u@127.0.0.1:1/x", "report", "inventory"], "PostgreSQL"),
+    ];
+    for (args, names) in cases {
+        let out = Command::new(crate::process::BIN)
+            .args(["--data-dir", data])
+            .args(&args)
+            .env_remove("AISCOUT_CONFIG")
+            .env_remove("AISCOUT_DB")
+            .output()
+            .unwrap();
+        // An import with row errors still succeeds (the good rows are stored).
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains(names), "{names} not in:\n{text}");
+        for shape in ["Some(", "Os {", "kind:", "Error {", "{ pos:", "Utf8 {"] {
+            assert!(!text.contains(shape), "debug output {shape} in {args:?}:\n{text}");
+        }
+    }
 }

@@ -28,7 +28,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_aiscout-collector");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_aiscout-collector");
 const SECRET: &str = "process-test-enroll-secret-0123456789abcdef";
 /// Generous: a debug build on a loaded 2-core machine.
 const DEADLINE: Duration = Duration::from_secs(120);
