@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use aiscout_signatures::{DomainUse, Index, Overlay};
+use aiscout_signatures::{DomainUse, Index, Indicator, Overlay};
 use aiscout_wire::Secret;
 use serde::Serialize;
 
@@ -214,10 +214,10 @@ pub async fn bypass<S: Store>(
     for gateway in overlay.gateways() {
         for product in &gateway.fronts {
             for s in store.process_sightings(product.clone()).await? {
-                let api = index
-                    .domain(&s.value)
-                    .is_some_and(|m| m.product.id == *product && m.indicator.as_str() == "api");
-                let _ = DomainUse::Api;
+                let api = index.domain(&s.value).is_some_and(|m| {
+                    m.product.id == *product
+                        && matches!(m.indicator, Indicator::Domain(DomainUse::Api))
+                });
                 if !api {
                     continue;
                 }

@@ -1648,7 +1648,7 @@ impl Store for PgStore {
             .query(
                 "SELECT source, dedupe_key, file, line, occurred_at, amount_minor, currency,
                         descriptor, merchant, payer_email, payer_name, department, product,
-                        candidate
+                        candidate, candidate_reason
                  FROM expense_lines WHERE ($1::bigint IS NULL OR occurred_at >= $1)
                  ORDER BY occurred_at, id",
                 &[&since],
