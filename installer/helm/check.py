@@ -128,7 +128,7 @@ def check_chart():
                "the Service selects the collectors")
         if values is VALUES:
             keys = set(by_kind["Secret"][0]["stringData"])
-            expect(keys == {"database-url", "enroll-secret", "tls.crt", "tls.key"},
+            expect(keys == {"database-url", "enroll-secret", "identity-key", "tls.crt", "tls.key"},
                    f"secret keys {sorted(keys)}")
 
     try:
