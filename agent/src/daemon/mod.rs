@@ -627,6 +627,7 @@ mod tests {
     /// the high-water mark and one signed by another key are refused (none in use); without
     /// an overlay key none is read.
     #[test]
+    #[allow(clippy::disallowed_methods)] // Reason: reads back a 2-byte record the test wrote.
     fn saved_overlay_is_verified_and_never_rolled_back() {
         use super::state::{OVERLAY_HIGH_WATER, SAVED_OVERLAY};
         let state = tempfile::tempdir().expect("tmp");

@@ -513,10 +513,11 @@ impl<'a> ExpenseParser<'a> {
         if parse::looks_like_email(explicit) {
             payer_email = explicit.to_ascii_lowercase();
         }
-        if payer_email.is_empty() && payer_name.is_empty() {
-            if let Some(owner) = l.owners.owner(cell(rec, l.card)) {
-                owner.clone_into(&mut payer_email);
-            }
+        if payer_email.is_empty()
+            && payer_name.is_empty()
+            && let Some(owner) = l.owners.owner(cell(rec, l.card))
+        {
+            owner.clone_into(&mut payer_email);
         }
         let department = parse::collapse(cell(rec, l.department));
         let id = cell(rec, l.id).trim_matches(['\'', '"']).trim();

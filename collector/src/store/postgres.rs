@@ -2018,7 +2018,7 @@ impl Store for PgStore {
         let client = self.client().await?;
         let row =
             client.query_opt(&client.prepare_cached(super::OVERLAY_LATEST).await?, &[]).await?;
-        Ok(row.map(|r| Ok::<_, StoreError>((r.try_get(0)?, r.try_get(1)?))).transpose()?)
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
     }
 
     async fn put_overlay(
