@@ -37,7 +37,7 @@ pub enum ImportCommand {
         #[arg(long = "map", value_name = "KEY=VALUE")]
         map: Vec<String>,
         /// The payer of lines whose export names no cardholder and whose card is not in
-        /// [cards] of the config (a bank card statement).
+        /// `[cards]` of the config (a bank card statement).
         #[arg(long, value_name = "EMAIL")]
         cardholder: Option<String>,
         /// CSV files.

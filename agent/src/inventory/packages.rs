@@ -5,7 +5,7 @@
 //! Each candidate becomes a package id, `ecosystem:name` as the catalog writes it
 //! (`npm:@anthropic-ai/claude-code`, `pypi:aider_chat`), and is asked of the index; only a match
 //! becomes a finding (kind [`Kind::Cli`]: these are the command-line tools' installs). Names are
-//! read from folder names and from the two small cargo manifests only, through [`Fs`], so every
+//! read from folder names and from the two small cargo manifests only, through `Fs`, so every
 //! read is bounded and a FIFO or a huge file planted in their place is a warning, not a hang.
 
 use std::path::{Path, PathBuf};

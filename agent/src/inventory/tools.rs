@@ -15,8 +15,8 @@
 //!   `--api-key=X`, `-H "Authorization: Bearer X"`, `KEY_TOKEN=X`, a known token prefix), or
 //!   the URL has a password or a secret-named query parameter.
 //! - `shell_exec`: the command is a shell (after unwrapping `cmd /c X` and `sh -c "X"`), or a
-//!   known command-execution server ([`KNOWN_SERVERS`]).
-//! - `file_write`: a known filesystem server ([`KNOWN_SERVERS`]).
+//!   known command-execution server (`KNOWN_SERVERS`).
+//! - `file_write`: a known filesystem server (`KNOWN_SERVERS`).
 //! - `unpinned_package`: `npx`, `bunx`, `pnpx`, `uvx` or `pipx run` fetches a package without an
 //!   exact version.
 //! - `remote_url`: `url`, `serverUrl` or `httpUrl`, or `type` `sse` / `http` /

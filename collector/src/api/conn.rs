@@ -13,7 +13,7 @@
 //!
 //! The header deadline holds for both protocols. The first request must arrive within
 //! `header_timeout` of the handshake; after it, hyper's HTTP/1 header timer covers each next
-//! request, and for HTTP/2 the bytes read are followed frame by frame ([`H2Frames`]) so that
+//! request, and for HTTP/2 the bytes read are followed frame by frame (`H2Frames`) so that
 //! a header block (a HEADERS frame and its CONTINUATIONs, which nothing else may interleave)
 //! still open `header_timeout` after it began closes the connection. A client that sends the
 //! preface and then dribbles a header block, or pings, can therefore not hold a slot

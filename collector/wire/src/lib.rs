@@ -65,7 +65,7 @@ pub mod routes {
     pub const OVERLAY: &str = "/api/v1/overlay";
     /// `GET` (API token) / `PUT` (admin token): the overlay document as JSON.
     pub const OVERLAY_DOCUMENT: &str = "/api/v1/overlay/document";
-    /// `GET` (API token): [`crate::BypassReport`], traffic straight to provider API hosts a
+    /// `GET` (API token): a JSON list of bypass rows, traffic straight to provider API hosts a
     /// sanctioned gateway fronts.
     pub const BYPASS: &str = "/api/v1/reports/bypass";
     /// `GET` (API token): [`crate::InventoryList`], filtered by [`crate::InventoryQuery`].
