@@ -175,11 +175,13 @@ pub struct InventoryRow {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mcp_flags: Vec<String>,
     /// Risk score from the catalog's risk facts and the `[risk]` weights: 0 (every fact known
-    /// and safe) to 100 (every fact risky).
-    #[serde(default)]
+    /// and safe) to 100 (every fact risky). Omitted when 0 and read as 0 when absent, so
+    /// the v1 encoding of a row without risk facts is unchanged.
+    #[serde(default, skip_serializing_if = "is_zero_score")]
     pub risk_score: u8,
-    /// The facts behind the score, every fact listed (unknown ones as `unknown`).
-    #[serde(default)]
+    /// The facts behind the score, every fact listed (unknown ones as `unknown`); omitted
+    /// when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub risk_facts: Vec<RiskFactValue>,
 }
 
@@ -430,4 +432,10 @@ pub struct AuditEntry {
 pub struct AuditList {
     /// Entries, oldest first.
     pub entries: Vec<AuditEntry>,
+}
+
+/// Whether a score is 0 (serde's `skip_serializing_if` takes a reference).
+#[allow(clippy::trivially_copy_pass_by_ref)] // Reason: serde passes a reference.
+fn is_zero_score(n: &u8) -> bool {
+    *n == 0
 }
