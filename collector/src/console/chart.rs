@@ -107,7 +107,11 @@ pub fn stacked(
                     text class="axis" x=(px(LEFT - 6.0)) y=(px(y_of(*t) + 4.0)) text-anchor="end" { (label(*t)) }
                 }
                 @for (x, cat) in &columns {
-                    text class="axis" x=(px(x + bar / 2.0)) y=(px(H - 10.0)) text-anchor="middle" { (short_month(cat)) }
+                    @let (shown, cut) = fit(&short_month(cat), slot);
+                    text class="axis" x=(px(x + bar / 2.0)) y=(px(H - 10.0)) text-anchor="middle" {
+                        @if cut { title { (short_month(cat)) } }
+                        (shown)
+                    }
                 }
                 @for r in &rects {
                     rect class={ "bar " (r.class) } x=(px(r.x)) y=(px(r.y)) width=(px(bar)) height=(px(r.h.max(0.5))) {
@@ -134,6 +138,21 @@ pub fn stacked(
 }
 
 /// `2026-03` as `Mar 26`; anything else unchanged.
+/// Average width of one character of the 11 px axis font (a sans-serif), with some margin.
+const AXIS_CHAR_W: f64 = 6.2;
+
+/// `label` cut with an ellipsis to fit a column `slot` units wide, so neighbouring labels
+/// (long department names) never overlap; the second value says whether it was cut.
+fn fit(label: &str, slot: f64) -> (String, bool) {
+    let room = ((slot - 4.0) / AXIS_CHAR_W).floor().max(2.0) as usize;
+    if label.chars().count() <= room {
+        return (label.to_owned(), false);
+    }
+    let mut cut: String = label.chars().take(room.saturating_sub(1)).collect();
+    cut.push('…');
+    (cut, true)
+}
+
 fn short_month(ym: &str) -> String {
     const NAMES: [&str; 12] =
         ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
@@ -204,6 +223,22 @@ mod tests {
         assert_eq!(out.matches("<rect").count(), 3);
         assert!(out.contains("Jan 26"));
         assert!(out.contains("<th scope=\"row\">2026-02</th>"));
+    }
+
+    #[test]
+    fn long_axis_labels_are_cut_to_their_column_and_keep_the_whole_name_as_a_title() {
+        let cats: Vec<String> = ["Sales", "wrkspc_legal_research", "platform"]
+            .iter()
+            .map(|c| (*c).to_owned())
+            .collect();
+        let series =
+            vec![Series { label: "Gateway".into(), class: "s1".into(), values: vec![1; 12] }];
+        let many: Vec<String> = (0..12).map(|i| format!("{}{i}", cats[i % 3])).collect();
+        let html = stacked("d", "By department", &many, &series, &|v| v.to_string()).into_string();
+        assert!(html.contains("<title>wrkspc_legal_research1</title>"), "{html}");
+        assert!(html.contains(">wrkspc…</text>"), "{html}");
+        assert!(html.contains(">Sales0</text>"), "{html}");
+        assert_eq!(fit("Engineering", 200.0), ("Engineering".to_owned(), false));
     }
 
     #[test]

@@ -905,3 +905,62 @@ async fn reveal_is_for_admins_with_a_reason_and_csrf_and_is_audited_without_the_
         assert!(text.contains("ticket 7") && !text.contains("zoe.private"), "{text}");
     }
 }
+
+/// A team plan that costs more than the individual subscriptions it would replace is said to
+/// cost more, never shown as a negative saving, and the section's total counts only plans that
+/// cost less (three Claude Pro seats at USD 240 a year against Team Standard at USD 300).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_team_plan_dearer_than_the_seats_it_replaces_is_said_to_cost_more() {
+    let server = start(100).await;
+    crate::import::load(&server.store).await;
+    let mut c = server.connect(false).await;
+    let token = server.token("pat", Role::Procurement).await;
+    let cookie = sign_in(&mut c, &token).await;
+    let (status, _, body) = get(&mut c, "/reconcile", Some(&cookie)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let s4 = body.split("id=\"s4\"").nth(1).unwrap().split("id=\"s5\"").next().unwrap();
+    assert!(s4.contains("costs USD 180.00 more"), "{s4}");
+    assert!(!s4.contains("USD -"), "{s4}");
+    assert!(s4.contains("No team plan costs less than the individual subscriptions"), "{s4}");
+}
+
+/// In pseudonymous mode a person's name is keyed apart from their email, so the people pages
+/// show one pseudonym per person (the email's, the one the other pages use), never the name's
+/// beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_pages_show_one_pseudonym_per_person() {
+    let server = start(100).await;
+    let ids = Identities::new(&[6; 32], PrivacyMode::Pseudonymous);
+    let email = ids.pseudonym("ann.lee@example.com");
+    let name = ids.pseudonym("Ann Lee");
+    server.store.protect_identities(std::sync::Arc::new(ids));
+    crate::import::load(&server.store).await;
+    let mut c = server.connect(false).await;
+    let token = server.token("pat", Role::Procurement).await;
+    let cookie = sign_in(&mut c, &token).await;
+    for page in ["/people".to_owned(), format!("/people/{email}")] {
+        let (status, _, body) = get(&mut c, &page, Some(&cookie)).await;
+        assert_eq!(status, StatusCode::OK, "{page}: {body}");
+        assert!(body.contains(&email), "{page}: {body}");
+        assert!(!body.contains(&name), "{page} shows the name's pseudonym: {body}");
+        assert!(!body.contains("ann.lee") && !body.contains("Ann Lee"), "{page}: {body}");
+    }
+}
+
+/// The import history accounts for every row: the rows neither stored, already there nor in
+/// error (lines that are not AI or not spend) have their own column, so the counts add up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_history_counts_add_up_to_the_rows_read() {
+    let server = start(100).await;
+    crate::import::load(&server.store).await;
+    let mut c = server.connect(false).await;
+    let token = server.token("pat", Role::Procurement).await;
+    let cookie = sign_in(&mut c, &token).await;
+    let (status, _, body) = get(&mut c, "/imports", Some(&cookie)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("Not AI or not spend"), "{body}");
+    // ramp.csv: 11 rows, 10 stored, 0 duplicates, 1 about something else, 0 errors.
+    let cells = "<td>ramp.csv</td><td>ramp</td><td class=\"num\">11</td><td class=\"num\">10</td>\
+                 <td class=\"num\">0</td><td class=\"num\">1</td><td class=\"num\">0</td>";
+    assert!(body.contains(cells), "{body}");
+}

@@ -74,7 +74,7 @@ async fn report(store: &impl Store, command: ReportCommand) -> String {
 
 /// Imports everything in `examples/`, enrolls two devices with sightings, and reviews two
 /// products.
-async fn load(store: &impl Store) {
+pub(crate) async fn load(store: &impl Store) {
     import(store, ImportCommand::People { file: examples().join("people.csv") }).await;
     let first = import(
         store,

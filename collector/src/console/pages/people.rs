@@ -77,7 +77,7 @@ pub(crate) async fn page<S: Store>(
                 thead { tr { th scope="col" { "Person" } th scope="col" { "Department" } th scope="col" { "AI tools on their devices" } th scope="col" class="num" { "Card spend" } th scope="col" class="num" { "Gateway spend" } th scope="col" { "Last activity" } } }
                 tbody { @for p in rows.get(start..end).unwrap_or_default() {
                     tr {
-                        td { a href={ "/people/" (segment(&p.usage.email)) } { (if p.name.is_empty() { p.usage.email.as_str() } else { p.name.as_str() }) } br; span class="muted small" { (p.usage.email) } @if gone.contains(&p.usage.email) { " " span class="badge" { "deprovisioned" } } }
+                        td { a href={ "/people/" (segment(&p.usage.email)) } { (display_name(&p.name, &p.usage.email)) } @if display_name(&p.name, &p.usage.email) != p.usage.email { br; span class="muted small" { (p.usage.email) } } @if gone.contains(&p.usage.email) { " " span class="badge" { "deprovisioned" } } }
                         td { (p.department) }
                         td class="small" { (p.usage.products.iter().map(|x| state.catalog.product(x).map_or(x.clone(), |c| c.name.clone())).collect::<Vec<_>>().join(", ")) }
                         td class="num" { (view::money(&p.card())) }
@@ -120,7 +120,7 @@ pub(crate) async fn detail<S: Store>(
         .filter(|(l, p)| l.product.is_some() && p.email == email)
         .map(|(l, _)| l)
         .collect();
-    let name = person.map_or(email.as_str(), |p| p.name.as_str());
+    let name = person.map_or(email.as_str(), |p| display_name(&p.name, &email));
     let body = html! {
         main id="main" {
             p class="crumbs" { a href="/people" { "People" } " / " (name) }
@@ -155,4 +155,11 @@ pub(crate) async fn detail<S: Store>(
         }
     };
     Ok(document(name, Some(&signed), "/people", body))
+}
+
+/// What a person is called on the page: their name, or their email (or its pseudonym) when the
+/// name is unknown or is itself a pseudonym (pseudonymous mode keys names and emails apart, so
+/// showing both would show two unrelated `person-…` values for one person).
+fn display_name<'a>(name: &'a str, email: &'a str) -> &'a str {
+    if name.is_empty() || crate::identity::is_pseudonym(name) { email } else { name }
 }

@@ -68,6 +68,22 @@ fn total<'a>(items: impl Iterator<Item = &'a Money>) -> Vec<Money> {
     p.minor()
 }
 
+/// A team plan's saving over the individual subscriptions, or what it would cost more (a
+/// negative saving: team plans carry admin controls, not always a lower price).
+fn saving(m: &Money) -> String {
+    match m.amount.strip_prefix('-') {
+        Some(more) => {
+            let more = Money {
+                amount: more.to_owned(),
+                amount_minor: m.amount_minor.saturating_neg(),
+                ..m.clone()
+            };
+            format!("costs {} more", view::amount(&more))
+        }
+        None => view::amount(m),
+    }
+}
+
 /// `GET /reconcile`.
 pub(crate) async fn page<S: Store>(
     State(state): Shared<S>,
@@ -118,7 +134,8 @@ pub(crate) async fn page<S: Store>(
             }
             section class="panel" id="s2" {
                 h2 { "2. Used but not paid" }
-                p class="total" { (count(r.used_not_paid.iter().map(|x| x.devices).sum())) " devices · " a href=(csv(1)) download { "CSV" } }
+                @let devices: u64 = r.used_not_paid.iter().map(|x| x.devices).sum();
+                p class="total" { (count(devices)) @if devices == 1 { " device · " } @else { " devices · " } a href=(csv(1)) download { "CSV" } }
                 table class="data" {
                     thead { tr { th scope="col" { "Product" } th scope="col" { "Status" } th scope="col" class="num" { "Devices" } th scope="col" class="num" { "Users" } th scope="col" { "Departments" } th scope="col" { "Last seen" } } }
                     tbody { @for x in rows(&pairs, "s2", &r.used_not_paid) { tr {
@@ -144,7 +161,12 @@ pub(crate) async fn page<S: Store>(
             }
             section class="panel" id="s4" {
                 h2 { "4. Duplicate individual subscriptions" }
-                p class="total" { "Could save " (view::money(&total(r.duplicate_subscriptions.iter().filter_map(|x| x.saving.as_ref())))) " a year · " a href=(csv(3)) download { "CSV" } }
+                @let cheaper = total(r.duplicate_subscriptions.iter().filter_map(|x| x.saving.as_ref()).filter(|m| m.amount_minor > 0));
+                p class="total" {
+                    @if cheaper.is_empty() { "No team plan costs less than the individual subscriptions it would replace" }
+                    @else { "Team plans would save " (view::money(&cheaper)) " a year where they cost less" }
+                    " · " a href=(csv(3)) download { "CSV" }
+                }
                 table class="data" {
                     thead { tr { th scope="col" { "Product" } th scope="col" { "Payers" } th scope="col" class="num" { "Per year now" } th scope="col" { "Team plan" } th scope="col" class="num" { "Saving" } } }
                     tbody { @for x in rows(&pairs, "s4", &r.duplicate_subscriptions) { tr {
@@ -154,7 +176,7 @@ pub(crate) async fn page<S: Store>(
                             @if x.payers.len() > PAYERS_SHOWN { " and " (count((x.payers.len() - PAYERS_SHOWN) as u64)) " more (all in the CSV)" }
                         }
                         td class="num" { (view::amount(&x.current_annual)) } td { (x.team_plan.as_deref().unwrap_or("–")) }
-                        td class="num" { @if let Some(s) = &x.saving { (view::amount(s)) } @else { "–" } }
+                        td class="num" { @if let Some(s) = &x.saving { (saving(s)) } @else { "–" } }
                     } } }
                 }
                 (view::pager_of("/reconcile", &pairs, "s4", "#s4", r.duplicate_subscriptions.len()))
@@ -165,7 +187,7 @@ pub(crate) async fn page<S: Store>(
                 table class="data" {
                     thead { tr { th scope="col" { "Month" } th scope="col" { "Department" } th scope="col" class="num" { "Gateway" } th scope="col" class="num" { "Shadow" } } }
                     tbody { @for x in rows(&pairs, "s5", &months) { tr {
-                        td { (x.month) } td { (x.department) } td class="num" { (view::amount(&x.gateway)) } td class="num" { (view::amount(&x.shadow)) }
+                        td { (x.month) } td { @if x.department.is_empty() { span class="muted" { "(no department)" } } @else { (x.department) } } td class="num" { (view::amount(&x.gateway)) } td class="num" { (view::amount(&x.shadow)) }
                     } } }
                 }
                 (view::pager_of("/reconcile", &pairs, "s5", "#s5", months.len()))
