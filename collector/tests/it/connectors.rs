@@ -564,6 +564,93 @@ async fn anthropic_cost_report_cents_page_by_next_page_and_count_once() {
     daily_costs_page_by_next_page_and_count_once(Kind::Anthropic, ANTHROPIC_DAY_NANOS).await;
 }
 
+/// The cost reports through the faults: page 1 never answers within the request
+/// timeout and is then refused with 429 once, page 2 fails with 500 once, page 3 is
+/// malformed. The run fails naming page 3 and the field, with pages 1 and 2 stored whole and
+/// the cursor where it was; the next run stores the rest once. Later an expired key fails at
+/// once, naming its setting, never its value, also in the imports history.
+async fn cost_reports_through_timeouts_retries_and_a_malformed_page(
+    kind: Kind,
+    day_nanos: i64,
+    field: &str,
+) {
+    let h = harness::sqlite().await;
+    let store = h.store.clone();
+    let served = serve_vendor().await;
+    let today = 1_796_083_200; // 2026-12-01T00:00:00Z
+    let now = today + 3_600;
+    let mut s = cost_settings(&served, kind, today - 5 * DAY);
+    s.timeout = std::time::Duration::from_secs(1);
+    let (index, stats) = (index(), Stats::default());
+    served.vendor.faults.lock().unwrap().extend([
+        Some(Fault::Hang),
+        Some(Fault::TooMany(1)),
+        None,
+        Some(Fault::Unavailable),
+        None,
+        Some(Fault::Malformed),
+    ]);
+    let e = connectors::run(&store, &index, &s, &stats, now).await.unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, ConnectorError::Shape { page: 3, .. }), "{kind:?}: {text}");
+    assert!(text.contains(&format!("missing field `{field}`")), "{kind:?}: {text}");
+    assert_eq!(stored_nanos(&store).await, (4 * day_nanos, 8), "{kind:?}: pages 1 and 2 whole");
+    assert_eq!(store.connector_cursor(s.name.clone()).await.unwrap(), None);
+    {
+        let log = served.vendor.log.lock().unwrap();
+        let pages: Vec<u32> = log.iter().map(|(_, q)| page_number(q)).collect();
+        assert_eq!(pages, [1, 1, 1, 2, 2, 3], "{kind:?}: each failed request asked again");
+        let waited = log[2].0.duration_since(log[1].0);
+        assert!(waited >= std::time::Duration::from_secs(1), "Retry-After honoured: {waited:?}");
+    }
+    let metrics = stats.render();
+    assert!(
+        metrics.contains(&format!("aiscout_connector_retries_total{{connector=\"{}\"}} 3", s.name)),
+        "{metrics}"
+    );
+    assert!(metrics.contains("cause=\"shape\"} 1"), "{metrics}");
+
+    let p = connectors::run(&store, &index, &s, &stats, now).await.unwrap();
+    assert_eq!((p.fetched, p.pages, p.new, p.known), (10, 3, 2, 8), "{kind:?}");
+    assert_eq!(stored_nanos(&store).await, (5 * day_nanos, 10), "{kind:?}: totals to the cent");
+    assert_eq!(store.connector_cursor(s.name.clone()).await.unwrap(), Some(today));
+
+    *served.vendor.expired.lock().unwrap() = true;
+    let asked = served.vendor.log.lock().unwrap().len();
+    let e = connectors::run(&store, &index, &s, &stats, now + DAY).await.unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, ConnectorError::Auth { status: 401, page: 1, .. }), "{text}");
+    assert!(text.contains(&s.credential_setting), "{text}");
+    assert_eq!(served.vendor.log.lock().unwrap().len(), asked + 1, "a refused key is not retried");
+    assert_eq!(store.connector_cursor(s.name.clone()).await.unwrap(), Some(today));
+    let history = store.import_runs(10).await.unwrap();
+    assert!(history[0].error.contains(&s.credential_setting), "{:?}", history[0]);
+    for run in &history {
+        assert!(!run.error.contains(KEY), "{run:?}");
+    }
+    assert!(!stats.render().contains(KEY));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_costs_through_timeouts_retries_and_a_malformed_page() {
+    cost_reports_through_timeouts_retries_and_a_malformed_page(
+        Kind::Openai,
+        OPENAI_DAY_NANOS,
+        "value",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_cost_report_through_timeouts_retries_and_a_malformed_page() {
+    cost_reports_through_timeouts_retries_and_a_malformed_page(
+        Kind::Anthropic,
+        ANTHROPIC_DAY_NANOS,
+        "amount",
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_anthropic_key_refused_names_its_setting() {
     let h = harness::sqlite().await;
