@@ -48,6 +48,8 @@ enum Fault {
     Hang,
     /// Ramp: the access token expires (401); a new one must be asked for.
     Revoke,
+    /// 403: the key is valid but lacks the rights.
+    Forbidden,
 }
 
 #[derive(Default)]
@@ -128,6 +130,7 @@ async fn gate(
                 .into_response())
         }
         Some(Fault::Unavailable) => Err(StatusCode::INTERNAL_SERVER_ERROR.into_response()),
+        Some(Fault::Forbidden) => Err(StatusCode::FORBIDDEN.into_response()),
         Some(Fault::Revoke) => {
             v.token.lock().unwrap().clear();
             Err(StatusCode::UNAUTHORIZED.into_response())
@@ -629,6 +632,16 @@ async fn cost_reports_through_timeouts_retries_and_a_malformed_page(
         assert!(!run.error.contains(KEY), "{run:?}");
     }
     assert!(!stats.render().contains(KEY));
+
+    // A key without the rights (403) is named the same way, also not retried.
+    *served.vendor.expired.lock().unwrap() = false;
+    served.vendor.faults.lock().unwrap().extend([Some(Fault::Forbidden)]);
+    let e = connectors::run(&store, &index, &s, &stats, now + DAY).await.unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, ConnectorError::Auth { status: 403, page: 1, .. }), "{text}");
+    assert!(text.contains(&s.credential_setting) && !text.contains(KEY), "{text}");
+    assert_eq!(served.vendor.log.lock().unwrap().len(), asked + 2, "a 403 is not retried");
+    assert_eq!(store.connector_cursor(s.name.clone()).await.unwrap(), Some(today));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -992,6 +1005,68 @@ async fn serve_runs_connectors_and_counts_them_in_metrics() {
         assert!(metrics.contains(want), "missing {want:?} in:\n{metrics}");
     }
     assert!(!metrics.contains(KEY));
+}
+
+/// A LiteLLM spend log exported to a file and imported first, then pulled: the pull goes
+/// through the same idempotent path, so every pulled record is already known.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_after_the_file_import_of_the_same_rows_counts_them_once() {
+    let h = harness::sqlite().await;
+    let served = serve_vendor().await;
+    let now = 1_796_000_000;
+    let expected = fixtures(&served.vendor, now);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("spend-logs.json");
+    let records: Vec<String> =
+        served.vendor.rows.lock().unwrap().iter().map(|(_, r)| r.clone()).collect();
+    std::fs::write(&file, format!("[{}]", records.join(","))).unwrap();
+    let index = Arc::new(index());
+    let report = aiscout_collector::ingest::file::gateway(
+        &h.store,
+        Arc::clone(&index),
+        aiscout_collector::ingest::Input::Path(file),
+        Some(aiscout_collector::ingest::gateway::GatewayFormat::Litellm),
+        &Default::default(),
+        None,
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.stored, 250);
+    let s = settings(&served, now - 10 * DAY);
+    let p = connectors::run(&h.store, &index, &s, &Stats::default(), now).await.unwrap();
+    assert_eq!((p.fetched, p.new, p.known), (250, 0, 250));
+    assert_eq!(stored_nanos(&h.store).await, (expected, 250));
+}
+
+/// A `[[connector]]` with only its name, kind and key: the vendor's URL, the first sync 90 days
+/// back (at a UTC midnight), an hourly interval and the kind's overlap.
+#[test]
+fn a_connector_takes_the_documented_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("openai.key");
+    std::fs::write(&key, "sk-admin-0123\n").unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[connector]]\nname = \"openai-admin\"\nkind = \"openai\"\napi_key_file = \"{}\"\n",
+            key.display()
+        ),
+    )
+    .unwrap();
+    let o = aiscout_collector::config::Overrides::default();
+    let before = aiscout_collector::store::now();
+    let config = aiscout_collector::config::load(Some(&file), None, None, &o).unwrap();
+    let after = aiscout_collector::store::now();
+    let s = &config.connectors[0];
+    assert_eq!(s.base_url, BaseUrl::parse("https://api.openai.com").unwrap());
+    let day = |t: i64| (t - 90 * DAY) / DAY * DAY;
+    assert!((day(before)..=day(after)).contains(&s.start), "{}", s.start);
+    assert_eq!(s.interval, std::time::Duration::from_secs(3_600));
+    assert_eq!(s.overlap, Kind::Openai.default_overlap());
+    assert_eq!(s.credential.expose(), "sk-admin-0123");
+    assert!(s.credential_setting.contains("connector.openai-admin.api_key_file"));
 }
 
 /// The issue 16 benchmark: LiteLLM spend logs pulled from the local HTTPS vendor beside the
