@@ -87,3 +87,24 @@ fn tampered_catalog_artifact_is_refused() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8(out.stderr).unwrap().contains("refused"));
 }
+
+/// A nested failure prints each cause once (issue 18): `status` on a spool that is not SQLite
+/// names the file and SQLite's reason once each, and leaves the file as it was.
+#[test]
+fn status_names_a_corrupt_spool_and_its_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool.db");
+    let junk = "this is not SQLite\n".repeat(200);
+    std::fs::write(&spool, &junk).unwrap();
+    let out = agent()
+        .args(["status", "--collector", "https://127.0.0.1:1", "--state-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains(&format!("spool database {}: ", spool.display())), "{text}");
+    assert_eq!(text.matches("not a database").count(), 1, "{text}");
+    assert_eq!(text.matches(&spool.display().to_string()).count(), 1, "{text}");
+    assert_eq!(std::fs::read_to_string(&spool).unwrap(), junk, "status only reads");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "nothing beside it");
+}

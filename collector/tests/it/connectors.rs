@@ -1,8 +1,10 @@
 //! Pull connectors against a local vendor: an HTTPS server on 127.0.0.1 (the collector's own
 //! rustls listener, an rcgen CA trusted through the connector's `ca_file`) that implements
-//! the documented LiteLLM `GET /spend/logs/v2` from fixtures, with faults injected per
-//! request: 429 with `Retry-After`, 500, a malformed page, an expired key, a page that never
-//! answers (for the killed sync).
+//! the documented LiteLLM `GET /spend/logs/v2`, OpenAI organization costs and Anthropic cost
+//! report here, and OpenRouter, Ramp and Brex in `cards.rs`, from fixtures, with faults
+//! injected per request by one `gate`: 429 with `Retry-After`, 500, a malformed page, an
+//! expired key, a page that never answers (for the killed sync, run for every kind against
+//! the real binary).
 //!
 //! Documented facts the fake follows (collector/src/connectors/VENDORS.md, "LiteLLM"):
 //! `Authorization: Bearer <key>`; query `start_date`/`end_date` as `YYYY-MM-DD HH:MM:SS`
@@ -46,6 +48,8 @@ enum Fault {
     Hang,
     /// Ramp: the access token expires (401); a new one must be asked for.
     Revoke,
+    /// 403: the key is valid but lacks the rights.
+    Forbidden,
 }
 
 #[derive(Default)]
@@ -102,34 +106,67 @@ fn nanos(i: u64) -> i64 {
     ((i % 7 + 1) * 1_500_000) as i64
 }
 
+fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|h| h.to_str().ok())
+}
+
+/// Every fake endpoint's first step: logs the request, takes its fault and answers it instead
+/// when the fault says so (`page` is what a hang reports on the channel); `true` when the page
+/// must be malformed.
+async fn gate(
+    v: &Vendor,
+    q: &HashMap<String, String>,
+    authorized: bool,
+    page: u32,
+) -> Result<bool, Response> {
+    v.log.lock().unwrap().push((Instant::now(), q.clone()));
+    let fault = v.faults.lock().unwrap().pop_front().flatten();
+    if !authorized || *v.expired.lock().unwrap() {
+        return Err(StatusCode::UNAUTHORIZED.into_response());
+    }
+    match fault {
+        Some(Fault::TooMany(secs)) => {
+            Err((StatusCode::TOO_MANY_REQUESTS, [("retry-after", secs.to_string())], "")
+                .into_response())
+        }
+        Some(Fault::Unavailable) => Err(StatusCode::INTERNAL_SERVER_ERROR.into_response()),
+        Some(Fault::Forbidden) => Err(StatusCode::FORBIDDEN.into_response()),
+        Some(Fault::Revoke) => {
+            v.token.lock().unwrap().clear();
+            Err(StatusCode::UNAUTHORIZED.into_response())
+        }
+        Some(Fault::Hang) => {
+            let tx = v.hung.lock().unwrap().clone();
+            if let Some(tx) = tx {
+                tx.send(page).await.unwrap();
+            }
+            std::future::pending::<()>().await;
+            unreachable!()
+        }
+        Some(Fault::Malformed) => Ok(true),
+        None => Ok(false),
+    }
+}
+
+/// Drops the field `name` from the last record.
+fn break_last(data: &mut [String], name: &str) {
+    let last = data.last_mut().unwrap();
+    let field =
+        last.split(',').find(|f| f.trim_start().starts_with(&format!("\"{name}\":"))).unwrap();
+    *last = last.replacen(&format!("{field},"), "", 1);
+}
+
 async fn spend_logs(
     State(v): State<Arc<Vendor>>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    v.log.lock().unwrap().push((Instant::now(), q.clone()));
-    let fault = v.faults.lock().unwrap().pop_front().flatten();
-    let auth = headers.get("authorization").and_then(|h| h.to_str().ok());
-    if auth != Some(&format!("Bearer {KEY}")) || *v.expired.lock().unwrap() {
-        return (StatusCode::UNAUTHORIZED, r#"{"error":{"message":"Authentication Error"}}"#)
-            .into_response();
-    }
+    let authorized = header(&headers, "authorization") == Some(&format!("Bearer {KEY}"));
     let page: usize = q["page"].parse().unwrap();
-    match fault {
-        Some(Fault::TooMany(secs)) => {
-            return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", secs.to_string())], "")
-                .into_response();
-        }
-        Some(Fault::Unavailable) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-        Some(Fault::Hang) => {
-            let tx = v.hung.lock().unwrap().clone();
-            if let Some(tx) = tx {
-                tx.send(page as u32).await.unwrap();
-            }
-            std::future::pending::<()>().await;
-        }
-        Some(Fault::Malformed | Fault::Revoke) | None => {}
-    }
+    let malformed = match gate(&v, &q, authorized, page as u32).await {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
     let parse = aiscout_collector::ingest::parse::parse_datetime;
     let (from, to) = (parse(&q["start_date"]).unwrap(), parse(&q["end_date"]).unwrap());
     let size: usize = q["page_size"].parse().unwrap();
@@ -141,10 +178,8 @@ async fn spend_logs(
     let total = rows.len();
     let mut data: Vec<String> =
         rows.into_iter().skip((page - 1) * size).take(size).map(|(_, r)| r).collect();
-    if matches!(fault, Some(Fault::Malformed)) {
-        let last = data.last_mut().unwrap();
-        let spend = last.split(',').find(|f| f.trim_start().starts_with(r#""spend":"#)).unwrap();
-        *last = last.replacen(&format!("{spend},"), "", 1);
+    if malformed {
+        break_last(&mut data, "spend");
     }
     let body = format!(
         r#"{{"data":[{}],"total":{total},"page":{page},"page_size":{size},"total_pages":{}}}"#,
@@ -359,6 +394,11 @@ async fn an_expired_key_names_its_setting_and_stores_nothing(store: impl Store) 
     assert_eq!(store.connector_cursor(s.name.clone()).await.unwrap(), None);
 }
 
+/// What a day of the fake OpenAI costs adds up to: $0.06 + $1.234567.
+const OPENAI_DAY_NANOS: i64 = 1_294_567_000;
+/// What a day of the fake Anthropic cost report adds up to: "123.45" + "7" cents, $1.3045.
+const ANTHROPIC_DAY_NANOS: i64 = 1_304_500_000;
+
 /// Buckets per page the fake cost reports answer with (fewer than asked for, as a server
 /// may), so that a few days take several pages.
 const BUCKETS_PER_PAGE: usize = 2;
@@ -374,6 +414,11 @@ fn bucket_page(from: i64, to: i64, page: Option<&String>) -> (Vec<i64>, Option<S
     (chunk, more.then(|| format!("p{}", n + 1)))
 }
 
+/// The page a cost report request asks for, from 1 (its `page` token is `p<N - 1>`).
+fn page_number(q: &HashMap<String, String>) -> u32 {
+    q.get("page").map_or(1, |p| p.trim_start_matches('p').parse::<u32>().unwrap() + 1)
+}
+
 /// OpenAI `GET /v1/organization/costs` (VENDORS.md, "OpenAI"): two results per daily
 /// bucket, `amount.value` in USD as a JSON number, `currency` `usd`.
 async fn openai_costs(
@@ -382,18 +427,18 @@ async fn openai_costs(
     Query(q): Query<Vec<(String, String)>>,
 ) -> Response {
     let map: HashMap<String, String> = q.iter().cloned().collect();
-    v.log.lock().unwrap().push((Instant::now(), map.clone()));
-    if headers.get("authorization").and_then(|h| h.to_str().ok()) != Some(&format!("Bearer {KEY}"))
-    {
-        return StatusCode::UNAUTHORIZED.into_response();
-    }
+    let authorized = header(&headers, "authorization") == Some(&format!("Bearer {KEY}"));
+    let malformed = match gate(&v, &map, authorized, page_number(&map)).await {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
     let groups: Vec<&str> =
         q.iter().filter(|(k, _)| k == "group_by").map(|(_, v)| v.as_str()).collect();
     assert_eq!(groups, ["project_id", "line_item"]);
     assert_eq!(map["bucket_width"], "1d");
     let (from, to) = (map["start_time"].parse().unwrap(), map["end_time"].parse().unwrap());
     let (days, next) = bucket_page(from, to, map.get("page"));
-    let buckets: Vec<String> = days
+    let mut buckets: Vec<String> = days
         .iter()
         .map(|d| {
             format!(
@@ -406,6 +451,11 @@ async fn openai_costs(
             )
         })
         .collect();
+    if malformed {
+        // The last bucket's last result loses its `amount.value`.
+        let last = buckets.last_mut().unwrap();
+        *last = last.replacen(r#""value":1.234567,"#, "", 1);
+    }
     let body = format!(
         r#"{{"object":"page","data":[{}],"has_more":{},"next_page":{}}}"#,
         buckets.join(","),
@@ -423,12 +473,12 @@ async fn anthropic_cost_report(
     Query(q): Query<Vec<(String, String)>>,
 ) -> Response {
     let map: HashMap<String, String> = q.iter().cloned().collect();
-    v.log.lock().unwrap().push((Instant::now(), map.clone()));
-    let header = |name: &str| headers.get(name).and_then(|h| h.to_str().ok());
-    if header("x-api-key") != Some(KEY) {
-        return StatusCode::UNAUTHORIZED.into_response();
-    }
-    assert_eq!(header("anthropic-version"), Some("2023-06-01"));
+    let authorized = header(&headers, "x-api-key") == Some(KEY);
+    let malformed = match gate(&v, &map, authorized, page_number(&map)).await {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    assert_eq!(header(&headers, "anthropic-version"), Some("2023-06-01"));
     let groups: Vec<&str> =
         q.iter().filter(|(k, _)| k == "group_by[]").map(|(_, v)| v.as_str()).collect();
     assert_eq!(groups, ["workspace_id", "description"]);
@@ -436,7 +486,7 @@ async fn anthropic_cost_report(
     let (from, to) = (parse(&map["starting_at"]).unwrap(), parse(&map["ending_at"]).unwrap());
     let (days, next) = bucket_page(from, to, map.get("page"));
     let rfc = |t: i64| connectors::litellm::datetime(t).replace(' ', "T") + "Z";
-    let buckets: Vec<String> = days
+    let mut buckets: Vec<String> = days
         .iter()
         .map(|d| {
             format!(
@@ -453,6 +503,11 @@ async fn anthropic_cost_report(
             )
         })
         .collect();
+    if malformed {
+        // The last bucket's last result loses its `amount`.
+        let last = buckets.last_mut().unwrap();
+        *last = last.replacen(r#""amount":"7","#, "", 1);
+    }
     let body = format!(
         r#"{{"data":[{}],"has_more":{},"next_page":{}}}"#,
         buckets.join(","),
@@ -504,14 +559,109 @@ async fn daily_costs_page_by_next_page_and_count_once(kind: Kind, day_nanos: i64
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_costs_page_by_next_page_and_count_once() {
-    // $0.06 + $1.234567 a day.
-    daily_costs_page_by_next_page_and_count_once(Kind::Openai, 1_294_567_000).await;
+    daily_costs_page_by_next_page_and_count_once(Kind::Openai, OPENAI_DAY_NANOS).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anthropic_cost_report_cents_page_by_next_page_and_count_once() {
-    // "123.45" + "7" cents a day: $1.3045.
-    daily_costs_page_by_next_page_and_count_once(Kind::Anthropic, 1_304_500_000).await;
+    daily_costs_page_by_next_page_and_count_once(Kind::Anthropic, ANTHROPIC_DAY_NANOS).await;
+}
+
+/// The cost reports through the issue's faults: page 1 never answers within the request
+/// timeout and is then refused with 429 once, page 2 fails with 500 once, page 3 is
+/// malformed. The run fails naming page 3 and the field, with pages 1 and 2 stored whole and
+/// the cursor where it was; the next run stores the rest once. Later an expired key fails at
+/// once, naming its setting, never its value, also in the imports history.
+async fn cost_reports_through_timeouts_retries_and_a_malformed_page(
+    kind: Kind,
+    day_nanos: i64,
+    field: &str,
+) {
+    let h = harness::sqlite().await;
+    let store = h.store.clone();
+    let served = serve_vendor().await;
+    let today = 1_796_083_200; // 2026-12-01T00:00:00Z
+    let now = today + 3_600;
+    let mut s = cost_settings(&served, kind, today - 5 * DAY);
+    s.timeout = std::time::Duration::from_secs(1);
+    let (index, stats) = (index(), Stats::default());
+    served.vendor.faults.lock().unwrap().extend([
+        Some(Fault::Hang),
+        Some(Fault::TooMany(1)),
+        None,
+        Some(Fault::Unavailable),
+        None,
+        Some(Fault::Malformed),
+    ]);
+    let e = connectors::run(&store, &index, &s, &stats, now).await.unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, ConnectorError::Shape { page: 3, .. }), "{kind:?}: {text}");
+    assert!(text.contains(&format!("missing field `{field}`")), "{kind:?}: {text}");
+    assert_eq!(stored_nanos(&store).await, (4 * day_nanos, 8), "{kind:?}: pages 1 and 2 whole");
+    assert_eq!(store.connector_cursor(s.name.clone()).await.unwrap(), None);
+    {
+        let log = served.vendor.log.lock().unwrap();
+        let pages: Vec<u32> = log.iter().map(|(_, q)| page_number(q)).collect();
+        assert_eq!(pages, [1, 1, 1, 2, 2, 3], "{kind:?}: each failed request asked again");
+        let waited = log[2].0.duration_since(log[1].0);
+        assert!(waited >= std::time::Duration::from_secs(1), "Retry-After honoured: {waited:?}");
+    }
+    let metrics = stats.render();
+    assert!(
+        metrics.contains(&format!("aiscout_connector_retries_total{{connector=\"{}\"}} 3", s.name)),
+        "{metrics}"
+    );
+    assert!(metrics.contains("cause=\"shape\"} 1"), "{metrics}");
+
+    let p = connectors::run(&store, &index, &s, &stats, now).await.unwrap();
+    assert_eq!((p.fetched, p.pages, p.new, p.known), (10, 3, 2, 8), "{kind:?}");
+    assert_eq!(stored_nanos(&store).await, (5 * day_nanos, 10), "{kind:?}: totals to the cent");
+    assert_eq!(store.connector_cursor(s.name.clone()).await.unwrap(), Some(today));
+
+    *served.vendor.expired.lock().unwrap() = true;
+    let asked = served.vendor.log.lock().unwrap().len();
+    let e = connectors::run(&store, &index, &s, &stats, now + DAY).await.unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, ConnectorError::Auth { status: 401, page: 1, .. }), "{text}");
+    assert!(text.contains(&s.credential_setting), "{text}");
+    assert_eq!(served.vendor.log.lock().unwrap().len(), asked + 1, "a refused key is not retried");
+    assert_eq!(store.connector_cursor(s.name.clone()).await.unwrap(), Some(today));
+    let history = store.import_runs(10).await.unwrap();
+    assert!(history[0].error.contains(&s.credential_setting), "{:?}", history[0]);
+    for run in &history {
+        assert!(!run.error.contains(KEY), "{run:?}");
+    }
+    assert!(!stats.render().contains(KEY));
+
+    // A key without the rights (403) is named the same way, also not retried.
+    *served.vendor.expired.lock().unwrap() = false;
+    served.vendor.faults.lock().unwrap().extend([Some(Fault::Forbidden)]);
+    let e = connectors::run(&store, &index, &s, &stats, now + DAY).await.unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, ConnectorError::Auth { status: 403, page: 1, .. }), "{text}");
+    assert!(text.contains(&s.credential_setting) && !text.contains(KEY), "{text}");
+    assert_eq!(served.vendor.log.lock().unwrap().len(), asked + 2, "a 403 is not retried");
+    assert_eq!(store.connector_cursor(s.name.clone()).await.unwrap(), Some(today));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_costs_through_timeouts_retries_and_a_malformed_page() {
+    cost_reports_through_timeouts_retries_and_a_malformed_page(
+        Kind::Openai,
+        OPENAI_DAY_NANOS,
+        "value",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_cost_report_through_timeouts_retries_and_a_malformed_page() {
+    cost_reports_through_timeouts_retries_and_a_malformed_page(
+        Kind::Anthropic,
+        ANTHROPIC_DAY_NANOS,
+        "amount",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -558,19 +708,48 @@ on_both!(
 
 const BIN: &str = env!("CARGO_BIN_EXE_aiscout-collector");
 
-fn write_config(dir: &Path, served: &Served, start: &str) -> PathBuf {
-    let key = dir.join("litellm.key");
-    std::fs::write(&key, format!("{KEY}\n")).unwrap();
+/// The credentials the fake vendors accept, none of which may ever be printed.
+const SECRETS: [&str; 4] = [KEY, RAMP_ID, RAMP_SECRET, BREX_TOKEN];
+const RAMP_ID: &str = "ramp-client-id-7";
+const RAMP_SECRET: &str = "ramp-client-secret-0123456789";
+const BREX_TOKEN: &str = "bxt_user_token_0123456789";
+
+/// The configured name of the test connector of `kind`.
+fn connector_name(kind: Kind) -> String {
+    format!("{}-prod", kind.as_str())
+}
+
+/// A config with one `[[connector]]` of `kind` (named [`connector_name`]) against the local
+/// vendor, its credentials in files the way an operator writes them.
+fn write_config(dir: &Path, served: &Served, kind: Kind, start: &str) -> PathBuf {
+    let secret = |setting: &str, value: &str| {
+        let file = dir.join(setting.trim_end_matches("_file"));
+        std::fs::write(&file, format!("{value}\n")).unwrap();
+        format!("{setting} = \"{}\"\n", file.display())
+    };
+    let credentials = match kind {
+        Kind::Ramp => {
+            secret("client_id_file", RAMP_ID) + &secret("client_secret_file", RAMP_SECRET)
+        }
+        Kind::Brex => secret("token_file", BREX_TOKEN),
+        Kind::Anthropic | Kind::Litellm | Kind::Openai | Kind::Openrouter => {
+            secret("api_key_file", KEY)
+        }
+    };
+    let base_url = match kind {
+        Kind::Litellm => served.base_url.as_str(),
+        _ => served.base_url.trim_end_matches("/litellm"),
+    };
     let ca = dir.join("vendor-ca.pem");
     std::fs::write(&ca, &served.ca_pem).unwrap();
     let config = dir.join("collector.toml");
     std::fs::write(
         &config,
         format!(
-            "[[connector]]\nname = \"litellm-prod\"\nkind = \"litellm\"\nbase_url = \"{}\"\n\
-             api_key_file = \"{}\"\nca_file = \"{}\"\nstart = \"{start}\"\ninterval = \"1h\"\n",
-            served.base_url,
-            key.display(),
+            "[[connector]]\nname = \"{}\"\nkind = \"{}\"\nbase_url = \"{base_url}\"\n\
+             {credentials}ca_file = \"{}\"\nstart = \"{start}\"\ninterval = \"1h\"\n",
+            connector_name(kind),
+            kind.as_str(),
             ca.display()
         ),
     )
@@ -578,29 +757,101 @@ fn write_config(dir: &Path, served: &Served, start: &str) -> PathBuf {
     config
 }
 
+/// The stored total of a connector of `kind` and its row count: billionths of a dollar of
+/// gateway spend, or cents of expense lines (Ramp, Brex).
+async fn stored(kind: Kind, store: &impl Store) -> (i64, i64) {
+    match kind {
+        Kind::Ramp | Kind::Brex => {
+            let lines = store.expenses(None).await.unwrap();
+            (lines.iter().map(|l| l.amount_minor).sum(), lines.len() as i64)
+        }
+        Kind::Anthropic | Kind::Litellm | Kind::Openai | Kind::Openrouter => {
+            stored_nanos(store).await
+        }
+    }
+}
+
+/// What the vendor of one kind holds for a killed sync, and what a whole run of it reads.
+struct Case {
+    /// The stored total and rows once every page is in.
+    expected: (i64, i64),
+    /// The first second to sync from (the config's `start` is its day).
+    start: i64,
+    /// Records fetched and pages read by a whole run.
+    whole: (u64, u64),
+    /// Rows stored by pages 1 and 2, before the run hangs on page 3.
+    before_kill: i64,
+}
+
+/// Fills the vendor for `kind` with at least three pages.
+fn case(kind: Kind, vendor: &Vendor, now: i64) -> Case {
+    let today = now / DAY * DAY;
+    match kind {
+        // 250 requests, 100 a page.
+        Kind::Litellm => Case {
+            expected: (fixtures(vendor, now), 250),
+            start: now - 10 * DAY,
+            whole: (250, 3),
+            before_kill: 200,
+        },
+        // Five finished days of two results, two days a page.
+        Kind::Openai => Case {
+            expected: (5 * OPENAI_DAY_NANOS, 10),
+            start: today - 5 * DAY,
+            whole: (10, 3),
+            before_kill: 8,
+        },
+        Kind::Anthropic => Case {
+            expected: (5 * ANTHROPIC_DAY_NANOS, 10),
+            start: today - 5 * DAY,
+            whole: (10, 3),
+            before_kill: 8,
+        },
+        Kind::Openrouter | Kind::Ramp | Kind::Brex => {
+            let (total, count, start) = cards::Vend::of(kind).fixtures(vendor, now);
+            if kind == Kind::Openrouter {
+                // A day a page (the third is empty), two items a day.
+                Case { expected: (total, count), start, whole: (8, 5), before_kill: 4 }
+            } else {
+                // Eleven transactions (one not spend) four a page.
+                Case { expected: (total, count), start, whole: (11, 3), before_kill: 8 }
+            }
+        }
+    }
+}
+
 /// `sync --once` in the real binary, killed with SIGKILL while it waits for page 3, then run
-/// again: pages 1 and 2 were stored whole before the kill, the second run finds them known
-/// and stores the rest, and the totals count each request once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_sync_resumes_without_counting_twice() {
+/// again: pages 1 and 2 were stored whole before the kill and the cursor did not move; the
+/// second run finds them known, stores the rest and moves the cursor; the totals count each
+/// record once, to the cent; no credential is printed by either run.
+async fn killed_sync(kind: Kind) {
     let served = serve_vendor().await;
     let dir = tempfile::tempdir().unwrap();
     let now = aiscout_collector::store::now();
-    let expected = fixtures(&served.vendor, now);
-    let start = aiscout_collector::ingest::parse::ymd(now - 10 * DAY);
-    let config = write_config(dir.path(), &served, &start);
+    let case = case(kind, &served.vendor, now);
+    let name = connector_name(kind);
+    let start = aiscout_collector::ingest::parse::ymd(case.start);
+    let config = write_config(dir.path(), &served, kind, &start);
     let (tx, mut rx) = tokio::sync::mpsc::channel(1);
     *served.vendor.hung.lock().unwrap() = Some(tx);
     served.vendor.faults.lock().unwrap().extend([None, None, Some(Fault::Hang)]);
-    let db = format!("sqlite:{}", dir.path().join("a.db").display());
+    let path = dir.path().join("a.db");
+    let db = format!("sqlite:{}", path.display());
     let args = |extra: &[&str]| {
         let mut c = std::process::Command::new(BIN);
         c.arg("--config").arg(&config).arg("--db").arg(&db).arg("--data-dir").arg(dir.path());
         c.args(extra);
         c
     };
+    let no_secret = |out: &std::process::Output| {
+        let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+        for secret in SECRETS {
+            assert!(!text.contains(secret), "{kind:?}: a credential was printed:\n{text}");
+        }
+    };
     let check = args(&["check-config"]).output().unwrap();
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    no_secret(&check);
     let mut child = args(&["sync", "--once"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -610,27 +861,71 @@ async fn a_killed_sync_resumes_without_counting_twice() {
         .await
         .expect("the sync never asked for page 3")
         .unwrap();
-    assert_eq!(hung_page, 3);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    assert_eq!(hung_page, 3, "{kind:?}");
+    child.kill().unwrap(); // SIGKILL on Unix
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(9),
+        "{kind:?}: killed by SIGKILL"
+    );
+    no_secret(&out);
+    {
+        let store = aiscout_collector::store::sqlite::SqliteStore::open(&path).await.unwrap();
+        assert_eq!(stored(kind, &store).await.1, case.before_kill, "{kind:?}: pages 1 and 2");
+        assert_eq!(store.connector_cursor(name.clone()).await.unwrap(), None, "{kind:?}");
+    }
 
-    let out = args(&["sync", "--once", "litellm-prod"]).output().unwrap();
+    let before = aiscout_collector::store::now();
+    let out = args(&["sync", "--once", &name]).output().unwrap();
+    let after = aiscout_collector::store::now();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(
-        stdout.starts_with("litellm-prod: 250 rows fetched, 3 pages, 50 new, 200 already known"),
-        "{stdout}"
-    );
-    assert!(!stdout.contains(KEY) && !String::from_utf8_lossy(&out.stderr).contains(KEY));
-    let store = aiscout_collector::store::sqlite::SqliteStore::open(&dir.path().join("a.db"))
-        .await
-        .unwrap();
-    assert_eq!(stored_nanos(&store).await, (expected, 250));
-    assert!(store.connector_cursor("litellm-prod".into()).await.unwrap().is_some());
+    let (fetched, pages) = case.whole;
+    let (new, known) = (case.expected.1 - case.before_kill, case.before_kill);
+    let want =
+        format!("{name}: {fetched} rows fetched, {pages} pages, {new} new, {known} already known");
+    assert!(stdout.starts_with(&want), "{kind:?}: want {want:?}, got {stdout}");
+    no_secret(&out);
+    let store = aiscout_collector::store::sqlite::SqliteStore::open(&path).await.unwrap();
+    assert_eq!(stored(kind, &store).await, case.expected, "{kind:?}: totals to the cent");
+    let cursor = store.connector_cursor(name.clone()).await.unwrap().unwrap();
+    if matches!(kind, Kind::Anthropic | Kind::Openai | Kind::Openrouter) {
+        // Daily reports: the cursor is the end of the last finished day asked for.
+        assert!((before / DAY * DAY..=after / DAY * DAY).contains(&cursor), "{kind:?}: {cursor}");
+        assert_eq!(cursor % DAY, 0);
+    } else {
+        assert!((before..=after).contains(&cursor), "{kind:?}: the cursor is the run's end");
+    }
 
     let unknown = args(&["sync", "--once", "nope"]).output().unwrap();
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no connector named \"nope\""));
+}
+
+/// [`killed_sync`] for each connector kind.
+mod a_killed_sync_resumes_without_counting_twice {
+    use aiscout_collector::connectors::Kind;
+
+    macro_rules! each_kind {
+        ($($name:ident: $kind:expr),* $(,)?) => {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::killed_sync($kind).await;
+                }
+            )*
+        };
+    }
+
+    each_kind!(
+        openai: Kind::Openai,
+        anthropic: Kind::Anthropic,
+        litellm: Kind::Litellm,
+        openrouter: Kind::Openrouter,
+        ramp: Kind::Ramp,
+        brex: Kind::Brex,
+    );
 }
 
 #[test]
@@ -690,7 +985,7 @@ async fn serve_runs_connectors_and_counts_them_in_metrics() {
     let now = aiscout_collector::store::now();
     fixtures(&served.vendor, now);
     let start = aiscout_collector::ingest::parse::ymd(now - 10 * DAY);
-    let config = write_config(dir.path(), &served, &start);
+    let config = write_config(dir.path(), &served, Kind::Litellm, &start);
     let db = format!("sqlite:{}", dir.path().join("a.db").display());
     let config = config.display().to_string();
     let mut collector =
@@ -710,6 +1005,68 @@ async fn serve_runs_connectors_and_counts_them_in_metrics() {
         assert!(metrics.contains(want), "missing {want:?} in:\n{metrics}");
     }
     assert!(!metrics.contains(KEY));
+}
+
+/// A LiteLLM spend log exported to a file and imported first, then pulled: the pull goes
+/// through the same idempotent path, so every pulled record is already known.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_after_the_file_import_of_the_same_rows_counts_them_once() {
+    let h = harness::sqlite().await;
+    let served = serve_vendor().await;
+    let now = 1_796_000_000;
+    let expected = fixtures(&served.vendor, now);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("spend-logs.json");
+    let records: Vec<String> =
+        served.vendor.rows.lock().unwrap().iter().map(|(_, r)| r.clone()).collect();
+    std::fs::write(&file, format!("[{}]", records.join(","))).unwrap();
+    let index = Arc::new(index());
+    let report = aiscout_collector::ingest::file::gateway(
+        &h.store,
+        Arc::clone(&index),
+        aiscout_collector::ingest::Input::Path(file),
+        Some(aiscout_collector::ingest::gateway::GatewayFormat::Litellm),
+        &Default::default(),
+        None,
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.stored, 250);
+    let s = settings(&served, now - 10 * DAY);
+    let p = connectors::run(&h.store, &index, &s, &Stats::default(), now).await.unwrap();
+    assert_eq!((p.fetched, p.new, p.known), (250, 0, 250));
+    assert_eq!(stored_nanos(&h.store).await, (expected, 250));
+}
+
+/// A `[[connector]]` with only its name, kind and key: the vendor's URL, the first sync 90 days
+/// back (at a UTC midnight), an hourly interval and the kind's overlap.
+#[test]
+fn a_connector_takes_the_documented_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("openai.key");
+    std::fs::write(&key, "sk-admin-0123\n").unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[connector]]\nname = \"openai-admin\"\nkind = \"openai\"\napi_key_file = \"{}\"\n",
+            key.display()
+        ),
+    )
+    .unwrap();
+    let o = aiscout_collector::config::Overrides::default();
+    let before = aiscout_collector::store::now();
+    let config = aiscout_collector::config::load(Some(&file), None, None, &o).unwrap();
+    let after = aiscout_collector::store::now();
+    let s = &config.connectors[0];
+    assert_eq!(s.base_url, BaseUrl::parse("https://api.openai.com").unwrap());
+    let day = |t: i64| (t - 90 * DAY) / DAY * DAY;
+    assert!((day(before)..=day(after)).contains(&s.start), "{}", s.start);
+    assert_eq!(s.interval, std::time::Duration::from_secs(3_600));
+    assert_eq!(s.overlap, Kind::Openai.default_overlap());
+    assert_eq!(s.credential.expose(), "sk-admin-0123");
+    assert!(s.credential_setting.contains("connector.openai-admin.api_key_file"));
 }
 
 /// The issue 16 benchmark: LiteLLM spend logs pulled from the local HTTPS vendor beside the

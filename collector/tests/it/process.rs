@@ -492,6 +492,15 @@ fn read_only_commands_never_create_a_database_and_name_where_the_path_came_from(
     assert!(String::from_utf8_lossy(&out.stderr).contains("data folder"), "{out:?}");
     assert!(!data.exists(), "the data folder was created");
 
+    // `check-config` reads only the configuration: the same paths pass (serve creates them),
+    // and neither the folder nor the database is created.
+    for args in [vec!["--db", &db, "check-config"], vec!["check-config"]] {
+        let out = cli(&data, &args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        assert!(!typo.parent().unwrap().exists(), "{args:?} created the database's folder");
+        assert!(!data.exists(), "{args:?} created the data folder");
+    }
+
     // From the config file's `db` setting: the file is named.
     let file = dir.path().join("collector.toml");
     std::fs::write(&file, format!("db = {db:?}\n")).unwrap();
