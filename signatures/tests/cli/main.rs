@@ -106,6 +106,8 @@ fn build_sign_verify_and_every_refusal() {
     );
 
     let signed = std::fs::read(tmp.path().join("v5.signed")).unwrap();
+    // Issue 17: the signed artifact of the whole catalog stays under 1 MB.
+    assert!(signed.len() < 1_000_000, "signed catalog is {} bytes", signed.len());
     let mut tampered = signed.clone();
     let mid = tampered.len() / 2;
     tampered[mid] ^= 0x20;
