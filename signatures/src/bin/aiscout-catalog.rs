@@ -230,7 +230,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(catalog) => {
                 let stats = Stats::of(&catalog);
                 let text = match format {
-                    Format::Table => stats_table(&stats, &dir),
+                    Format::Table => stats_table(&stats, &dir)?,
                     Format::Csv => stats_csv(&stats),
                     Format::Json => format!("{}\n", stats_json(&stats, &dir)),
                 };
@@ -433,60 +433,58 @@ fn pct(part: usize, whole: usize) -> String {
     if whole == 0 { "-".to_owned() } else { format!("{:.1}%", stats::percent(part, whole)) }
 }
 
-fn stats_table(s: &Stats, dir: &Path) -> String {
+fn stats_table(s: &Stats, dir: &Path) -> Result<String, std::fmt::Error> {
     use std::fmt::Write as _;
     let mut t = String::new();
     let n = s.products;
-    // Writing to a String cannot fail.
-    let _ok = writeln!(t, "{n} products in {}", dir.display());
-    let _ok = writeln!(
+    writeln!(t, "{n} products in {}", dir.display())?;
+    writeln!(
         t,
         "\nProducts per category (columns: % of the category's products that list the kind)"
-    );
-    let _ok = write!(t, "{:<14} {:>8} {:>7}", "category", "products", "share");
+    )?;
+    write!(t, "{:<14} {:>8} {:>7}", "category", "products", "share")?;
     for (_, head) in CATEGORY_COLUMNS {
-        let _ok = write!(t, " {head:>10}");
+        write!(t, " {head:>10}")?;
     }
     t.push('\n');
     for c in &s.categories {
-        let _ok =
-            write!(t, "{:<14} {:>8} {:>7}", c.category.as_str(), c.products, pct(c.products, n));
+        write!(t, "{:<14} {:>8} {:>7}", c.category.as_str(), c.products, pct(c.products, n))?;
         for (kind, _) in CATEGORY_COLUMNS {
             let have = c.kinds.iter().find(|k| k.kind == kind).map_or(0, |k| k.products);
-            let _ok = write!(t, " {:>10}", pct(have, c.products));
+            write!(t, " {:>10}", pct(have, c.products))?;
         }
         t.push('\n');
     }
-    let _ok = write!(t, "{:<14} {:>8} {:>7}", "all", n, pct(n, n));
+    write!(t, "{:<14} {:>8} {:>7}", "all", n, pct(n, n))?;
     for (kind, _) in CATEGORY_COLUMNS {
         let have = s.kind(kind).map_or(0, |k| k.products);
-        let _ok = write!(t, " {:>10}", pct(have, n));
+        write!(t, " {:>10}", pct(have, n))?;
     }
     t.push('\n');
-    let _ok = writeln!(
+    writeln!(
         t,
         "\nIndicator kinds (products listing at least one value; coverage of all {n} products)"
-    );
-    let _ok = writeln!(t, "{:<34} {:>8} {:>8} {:>7}", "kind", "products", "coverage", "values");
+    )?;
+    writeln!(t, "{:<34} {:>8} {:>8} {:>7}", "kind", "products", "coverage", "values")?;
     for Coverage { kind, products, values } in &s.kinds {
         let label =
             if kind.is_detail() { format!("  {}", kind.label()) } else { kind.label().to_owned() };
-        let _ok = writeln!(t, "{label:<34} {products:>8} {:>8} {values:>7}", pct(*products, n));
+        writeln!(t, "{label:<34} {products:>8} {:>8} {values:>7}", pct(*products, n))?;
     }
     let paid = s.paid.len();
-    let _ok = writeln!(
+    writeln!(
         t,
         "\nPaid products (they list a price or a merchant descriptor): {paid} of {n} ({})",
         pct(paid, n)
-    );
+    )?;
     for (what, ids) in [
         ("without merchant descriptors", &s.paid_without_descriptors),
         ("without list prices", &s.paid_without_prices),
     ] {
-        let _ok = writeln!(t, "  {what}: {} ({})", ids.len(), pct(ids.len(), paid));
+        writeln!(t, "  {what}: {} ({})", ids.len(), pct(ids.len(), paid))?;
         t.push_str(&wrap(ids, 4, 100));
     }
-    t
+    Ok(t)
 }
 
 /// The ids as comma-separated lines of at most `width` columns, indented.
