@@ -8,6 +8,7 @@
 //! - [`merchant`]: card descriptor normalisation and the prefix matcher.
 //! - [`matcher`]: [`Index`], one index over every indicator kind.
 //! - [`risk`]: risk facts per product and the risk score.
+//! - [`stats`]: catalog coverage per category and indicator kind (`aiscout-catalog stats`).
 //! - [`artifact`]: the canonical compiled form (deterministic bytes, version, content hash).
 //! - [`overlay`]: the organisation overlay (own products, sanctioned gateways) and its merge.
 //! - [`verify`]: Ed25519 verification of an artifact against a pinned key, with rollback refusal.
@@ -34,6 +35,7 @@ pub mod risk;
 #[cfg(feature = "signing")]
 pub mod sign;
 pub mod source;
+pub mod stats;
 pub mod verify;
 
 pub use catalog::{

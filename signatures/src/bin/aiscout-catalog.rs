@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use aiscout_signatures::matcher::{AppRef, ExtensionRef, Match};
+use aiscout_signatures::stats::{self, Coverage, Stats};
 use aiscout_signatures::{Catalog, Category, Index, Verifier, artifact, hex, sign, source};
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -15,10 +16,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// validates it, `build` compiles it into one canonical artifact, `sign` signs that artifact
 /// with an Ed25519 key from `keygen`, and agents accept only artifacts that `verify` against
 /// the public key pinned in their config. `lookup` says which product a domain, app,
-/// extension, process or card descriptor belongs to.
+/// extension, process or card descriptor belongs to. `stats` shows how much of the catalog
+/// carries each kind of indicator, so curators see which gaps to close next.
 ///
 /// Typical release:
 ///   aiscout-catalog check
+///   aiscout-catalog stats
 ///   aiscout-catalog build --catalog-version 42 --out catalog.bin
 ///   aiscout-catalog sign --key release.key --out catalog.signed catalog.bin
 ///   aiscout-catalog verify --public-key release.pub catalog.signed
@@ -33,6 +36,48 @@ struct Cli {
 enum Command {
     /// Validate the catalog sources and list every problem with file, line and key path.
     Check {
+        /// Folder of catalog TOML files.
+        #[arg(default_value = "signatures/catalog")]
+        dir: PathBuf,
+    },
+    /// Print catalog coverage: products per category, and per indicator kind how many products
+    /// list it.
+    ///
+    /// Counts come from the TOML sources in DIR, validated as `check` does (a catalog with
+    /// problems prints them and exits 1, like `check`).
+    ///
+    /// The output has three parts:
+    ///   1. Products per category, with each category's share of the catalog and, per column,
+    ///      the percentage of that category's products listing the kind (domains, app ids,
+    ///      extensions, package ids, merchant descriptors, list prices, risk facts).
+    ///   2. Per indicator kind: how many products list at least one value ("products"), that
+    ///      as a percentage of all products ("coverage"), and how many values they list in all.
+    ///      Indented rows detail the row above: web vs API domains, SNI/DNS patterns (`*`),
+    ///      macOS / Windows / Linux app ids, npm / PyPI / Homebrew / cargo package ids, VS Code /
+    ///      JetBrains / Chrome / Firefox extensions, prices that say consumer or business, and
+    ///      each of the nine risk facts. A group row counts a product once, so its coverage is
+    ///      not the sum of its details.
+    ///   3. Paid products, meaning products the catalog knows charge money (they list a price or
+    ///      a merchant descriptor), and the ids of those without merchant descriptors and those
+    ///      without list prices: the gaps to close next.
+    ///
+    /// Formats:
+    ///   table  the three parts as plain text for people (default)
+    ///   csv    one row per (category, kind) for a spreadsheet pivot table, columns
+    ///          category,kind,products,of,coverage_percent,values; category "all" is the whole
+    ///          catalog, kind "products" gives a category's size, kinds "paid",
+    ///          "paid_without_merchant_patterns" and "paid_without_prices" the paid gaps
+    ///   json   one object with the same numbers plus the product ids of the paid gaps
+    ///
+    /// Examples:
+    ///   aiscout-catalog stats
+    ///   aiscout-catalog stats --format csv > coverage.csv
+    ///   aiscout-catalog stats --format json | jq '.paid.without_prices'
+    #[command(verbatim_doc_comment)]
+    Stats {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
         /// Folder of catalog TOML files.
         #[arg(default_value = "signatures/catalog")]
         dir: PathBuf,
@@ -95,6 +140,16 @@ enum Command {
         /// The values to classify.
         values: Vec<String>,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// Plain text tables for people.
+    Table,
+    /// Comma-separated rows for spreadsheets.
+    Csv,
+    /// One JSON object.
+    Json,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -163,6 +218,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check { dir } => match source::compile_dir(&dir, 0) {
             Ok(catalog) => {
                 writeln!(out, "{}", summary(&catalog, &dir))?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(errors) => {
+                let mut err = std::io::stderr().lock();
+                writeln!(err, "{errors}")?;
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Command::Stats { format, dir } => match source::compile_dir(&dir, 0) {
+            Ok(catalog) => {
+                let stats = Stats::of(&catalog);
+                let text = match format {
+                    Format::Table => stats_table(&stats, &dir)?,
+                    Format::Csv => stats_csv(&stats),
+                    Format::Json => format!("{}\n", stats_json(&stats, &dir)),
+                };
+                out.write_all(text.as_bytes())?;
                 Ok(ExitCode::SUCCESS)
             }
             Err(errors) => {
@@ -344,6 +416,164 @@ fn summary(catalog: &Catalog, dir: &Path) -> String {
         count(&|p| p.merchant_patterns.len()),
         count(&|p| p.prices.len()),
     )
+}
+
+/// The kinds shown as columns of the per-category table.
+const CATEGORY_COLUMNS: [(stats::Kind, &str); 7] = [
+    (stats::Kind::Domains, "domains"),
+    (stats::Kind::AppIds, "app ids"),
+    (stats::Kind::Extensions, "extensions"),
+    (stats::Kind::Packages, "packages"),
+    (stats::Kind::MerchantDescriptors, "merchant"),
+    (stats::Kind::Prices, "prices"),
+    (stats::Kind::RiskFacts, "risk"),
+];
+
+fn pct(part: usize, whole: usize) -> String {
+    if whole == 0 { "-".to_owned() } else { format!("{:.1}%", stats::percent(part, whole)) }
+}
+
+fn stats_table(s: &Stats, dir: &Path) -> Result<String, std::fmt::Error> {
+    use std::fmt::Write as _;
+    let mut t = String::new();
+    let n = s.products;
+    writeln!(t, "{n} products in {}", dir.display())?;
+    writeln!(
+        t,
+        "\nProducts per category (columns: % of the category's products that list the kind)"
+    )?;
+    write!(t, "{:<14} {:>8} {:>7}", "category", "products", "share")?;
+    for (_, head) in CATEGORY_COLUMNS {
+        write!(t, " {head:>10}")?;
+    }
+    t.push('\n');
+    for c in &s.categories {
+        write!(t, "{:<14} {:>8} {:>7}", c.category.as_str(), c.products, pct(c.products, n))?;
+        for (kind, _) in CATEGORY_COLUMNS {
+            let have = c.kinds.iter().find(|k| k.kind == kind).map_or(0, |k| k.products);
+            write!(t, " {:>10}", pct(have, c.products))?;
+        }
+        t.push('\n');
+    }
+    write!(t, "{:<14} {:>8} {:>7}", "all", n, pct(n, n))?;
+    for (kind, _) in CATEGORY_COLUMNS {
+        let have = s.kind(kind).map_or(0, |k| k.products);
+        write!(t, " {:>10}", pct(have, n))?;
+    }
+    t.push('\n');
+    writeln!(
+        t,
+        "\nIndicator kinds (products listing at least one value; coverage of all {n} products)"
+    )?;
+    writeln!(t, "{:<34} {:>8} {:>8} {:>7}", "kind", "products", "coverage", "values")?;
+    for Coverage { kind, products, values } in &s.kinds {
+        let label =
+            if kind.is_detail() { format!("  {}", kind.label()) } else { kind.label().to_owned() };
+        writeln!(t, "{label:<34} {products:>8} {:>8} {values:>7}", pct(*products, n))?;
+    }
+    let paid = s.paid.len();
+    writeln!(
+        t,
+        "\nPaid products (they list a price or a merchant descriptor): {paid} of {n} ({})",
+        pct(paid, n)
+    )?;
+    for (what, ids) in [
+        ("without merchant descriptors", &s.paid_without_descriptors),
+        ("without list prices", &s.paid_without_prices),
+    ] {
+        writeln!(t, "  {what}: {} ({})", ids.len(), pct(ids.len(), paid))?;
+        t.push_str(&wrap(ids, 4, 100));
+    }
+    Ok(t)
+}
+
+/// The ids as comma-separated lines of at most `width` columns, indented.
+fn wrap(ids: &[String], indent: usize, width: usize) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for (i, id) in ids.iter().enumerate() {
+        let piece = if i + 1 < ids.len() { format!("{id},") } else { id.clone() };
+        if !line.is_empty() && indent + line.len() + 1 + piece.len() > width {
+            out.push_str(&format!("{:indent$}{line}\n", ""));
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(&piece);
+    }
+    if !line.is_empty() {
+        out.push_str(&format!("{:indent$}{line}\n", ""));
+    }
+    out
+}
+
+fn stats_csv(s: &Stats) -> String {
+    let mut t = String::from("category,kind,products,of,coverage_percent,values\n");
+    let n = s.products;
+    let mut row =
+        |category: &str, kind: &str, products: usize, of: usize, values: Option<usize>| {
+            let values = values.map(|v| v.to_string()).unwrap_or_default();
+            t.push_str(&format!(
+                "{category},{kind},{products},{of},{:.1},{values}\n",
+                stats::percent(products, of)
+            ));
+        };
+    row("all", "products", n, n, None);
+    for k in &s.kinds {
+        row("all", k.kind.key(), k.products, n, Some(k.values));
+    }
+    for c in &s.categories {
+        row(c.category.as_str(), "products", c.products, n, None);
+        for k in &c.kinds {
+            row(c.category.as_str(), k.kind.key(), k.products, c.products, Some(k.values));
+        }
+    }
+    let paid = s.paid.len();
+    row("all", "paid", paid, n, None);
+    row("all", "paid_without_merchant_patterns", s.paid_without_descriptors.len(), paid, None);
+    row("all", "paid_without_prices", s.paid_without_prices.len(), paid, None);
+    t
+}
+
+fn stats_json(s: &Stats, dir: &Path) -> serde_json::Value {
+    let n = s.products;
+    let kinds = |list: &[Coverage], of: usize| -> Vec<serde_json::Value> {
+        list.iter()
+            .map(|k| {
+                serde_json::json!({
+                    "kind": k.kind.key(),
+                    "label": k.kind.label(),
+                    "products": k.products,
+                    "coverage_percent": stats::percent(k.products, of),
+                    "values": k.values,
+                })
+            })
+            .collect()
+    };
+    let categories: Vec<serde_json::Value> = s
+        .categories
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "category": c.category.as_str(),
+                "products": c.products,
+                "share_percent": stats::percent(c.products, n),
+                "kinds": kinds(&c.kinds, c.products),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "dir": dir.display().to_string(),
+        "products": n,
+        "categories": categories,
+        "kinds": kinds(&s.kinds, n),
+        "paid": {
+            "products": s.paid.len(),
+            "without_merchant_patterns": s.paid_without_descriptors,
+            "without_prices": s.paid_without_prices,
+        },
+    })
 }
 
 fn load_verified(path: &Path, key: &Path, current: Option<u64>) -> anyhow::Result<Catalog> {

@@ -106,6 +106,8 @@ fn build_sign_verify_and_every_refusal() {
     );
 
     let signed = std::fs::read(tmp.path().join("v5.signed")).unwrap();
+    // Issue 17: the signed artifact of the whole catalog stays under 1 MB.
+    assert!(signed.len() < 1_000_000, "signed catalog is {} bytes", signed.len());
     let mut tampered = signed.clone();
     let mid = tampered.len() / 2;
     tampered[mid] ^= 0x20;
@@ -181,4 +183,182 @@ fn lookup_reads_standard_input_when_no_values_are_given() {
     let stdout = text(&out.stdout);
     assert!(stdout.starts_with("claude.ai\tanthropic.claude\tAnthropic\tchat\tweb\n"), "{stdout}");
     assert!(stdout.contains("example.org\t-\t-\t-\t-"), "{stdout}");
+}
+
+/// A small catalog whose coverage is easy to count by hand.
+fn stats_fixture(dir: &Path) {
+    std::fs::write(
+        dir.join("a.toml"),
+        r#"vendor = "A"
+
+[[product]]
+id = "a.chat"
+name = "Chat"
+category = "chat"
+sources = ["s"]
+web_domains = ["chat.example"]
+api_domains = ["api.chat.example"]
+windows_apps = [{ display_name = "A Chat" }]
+merchant_patterns = ["A CHAT"]
+
+[[product.price]]
+plan = "Plus"
+amount = "20.00"
+currency = "USD"
+period = "month"
+source = "s"
+audience = "consumer"
+
+[[product]]
+id = "a.code"
+name = "Code"
+category = "coding"
+sources = ["s"]
+vscode_extensions = ["a.code"]
+firefox_extensions = ["code@a.example"]
+packages = ["npm:a-code"]
+
+[[product.price]]
+plan = "Pro"
+amount = "10.00"
+currency = "USD"
+period = "month"
+source = "s"
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("b.toml"),
+        "vendor = \"B\"\n[[product]]\nid = \"b.local\"\nname = \"Local\"\ncategory = \"local-runtime\"\nsources = [\"s\"]\nlinux_packages = [\"b-local\"]\nlocal_ports = [4321]\ncli_names = [\"blocal\"]\n\n[[product]]\nid = \"b.image\"\nname = \"Image\"\ncategory = \"image\"\nsources = [\"s\"]\nweb_domains = [\"image.example\"]\n",
+    )
+    .unwrap();
+    std::fs::create_dir(dir.join("risk")).unwrap();
+    std::fs::write(
+        dir.join("risk/a.toml"),
+        "[\"a.chat\"]\nsoc2 = { value = true, source = \"s\" }\nscim = { value = false, source = \"s\" }\n",
+    )
+    .unwrap();
+}
+
+#[test]
+fn stats_counts_a_fixture_catalog_in_every_format() {
+    let tmp = tempfile::tempdir().unwrap();
+    stats_fixture(tmp.path());
+
+    let out = run(&["stats", "--format", "json", "."], tmp.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["products"], 4);
+    let kind = |list: &serde_json::Value, key: &str| {
+        let k = list.as_array().unwrap().iter().find(|k| k["kind"] == key).unwrap().clone();
+        (
+            k["products"].as_u64().unwrap(),
+            k["values"].as_u64().unwrap(),
+            k["coverage_percent"].as_f64().unwrap(),
+        )
+    };
+    assert_eq!(kind(&v["kinds"], "domains"), (2, 3, 50.0));
+    assert_eq!(kind(&v["kinds"], "api_domains"), (1, 1, 25.0));
+    assert_eq!(kind(&v["kinds"], "app_ids"), (2, 2, 50.0));
+    assert_eq!(kind(&v["kinds"], "windows_apps"), (1, 1, 25.0));
+    assert_eq!(kind(&v["kinds"], "linux_packages"), (1, 1, 25.0));
+    assert_eq!(kind(&v["kinds"], "extensions"), (1, 2, 25.0));
+    assert_eq!(kind(&v["kinds"], "firefox_extensions"), (1, 1, 25.0));
+    assert_eq!(kind(&v["kinds"], "packages.npm"), (1, 1, 25.0));
+    assert_eq!(kind(&v["kinds"], "merchant_patterns"), (1, 1, 25.0));
+    assert_eq!(kind(&v["kinds"], "prices"), (2, 2, 50.0));
+    assert_eq!(kind(&v["kinds"], "prices.audience"), (1, 1, 25.0));
+    assert_eq!(kind(&v["kinds"], "risk"), (1, 2, 25.0));
+    assert_eq!(kind(&v["kinds"], "risk.scim"), (1, 1, 25.0));
+    assert_eq!(kind(&v["kinds"], "risk.sso"), (0, 0, 0.0));
+    let chat =
+        v["categories"].as_array().unwrap().iter().find(|c| c["category"] == "chat").unwrap();
+    assert_eq!(chat["products"], 1);
+    assert_eq!(chat["share_percent"], 25.0);
+    assert_eq!(kind(&chat["kinds"], "domains"), (1, 2, 100.0));
+    assert_eq!(v["paid"]["products"], 2);
+    assert_eq!(v["paid"]["without_merchant_patterns"], serde_json::json!(["a.code"]));
+    assert_eq!(v["paid"]["without_prices"], serde_json::json!([]));
+
+    let out = run(&["stats", "--format", "csv", "."], tmp.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let csv = text(&out.stdout);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "category,kind,products,of,coverage_percent,values");
+    for row in [
+        "all,products,4,4,100.0,",
+        "all,domains,2,4,50.0,3",
+        "all,local_ports,1,4,25.0,1",
+        "all,cli_names,1,4,25.0,1",
+        "coding,products,1,4,25.0,",
+        "coding,vscode_extensions,1,1,100.0,1",
+        "video,products,0,4,0.0,",
+        "video,domains,0,0,0.0,0",
+        "all,paid,2,4,50.0,",
+        "all,paid_without_merchant_patterns,1,2,50.0,",
+        "all,paid_without_prices,0,2,0.0,",
+    ] {
+        assert!(lines.contains(&row), "missing {row:?} in:\n{csv}");
+    }
+    assert!(lines.iter().all(|l| l.split(',').count() == 6), "{csv}");
+
+    let out = run(&["stats", "."], tmp.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    for expected in [
+        "4 products in .\n",
+        "chat                  1   25.0%     100.0%     100.0%       0.0%       0.0%     100.0%     100.0%     100.0%\n",
+        "  Windows display names                   1    25.0%       1\n",
+        "Paid products (they list a price or a merchant descriptor): 2 of 4 (50.0%)\n",
+        "  without merchant descriptors: 1 (50.0%)\n    a.code\n",
+        "  without list prices: 0 (0.0%)\n",
+    ] {
+        assert!(table.contains(expected), "missing {expected:?} in:\n{table}");
+    }
+}
+
+#[test]
+fn stats_refuses_a_broken_catalog_like_check() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("a.toml"), "vendor = \"A\"\nextra = 1\n").unwrap();
+    let out = run(&["stats", "."], tmp.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("./a.toml:2: extra: unknown key"), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn stats_on_the_shipped_catalog_counts_what_check_counts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = catalog_dir();
+    let dir = dir.to_str().unwrap();
+    let check = run(&["check", dir], tmp.path());
+    assert!(check.status.success(), "{}", text(&check.stderr));
+    let check = text(&check.stdout);
+    let checked: u64 = check
+        .strip_prefix("ok: ")
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no product count in {check}"));
+    let out = run(&["stats", "--format", "json", dir], tmp.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["products"].as_u64(), Some(checked));
+    assert!(checked >= 400, "issue 17 asks for at least 400 products, the catalog has {checked}");
+    let per_category: u64 =
+        v["categories"].as_array().unwrap().iter().map(|c| c["products"].as_u64().unwrap()).sum();
+    assert_eq!(per_category, checked);
+    let out = run(&["stats", dir], tmp.path());
+    assert!(text(&out.stdout).starts_with(&format!("{checked} products in ")));
+}
+
+#[test]
+fn stats_help_explains_the_columns_and_formats() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(&["stats", "--help"], tmp.path());
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for expected in ["Paid products", "coverage", "--format", "csv", "json", "Examples:"] {
+        assert!(help.contains(expected), "missing {expected:?} in:\n{help}");
+    }
 }

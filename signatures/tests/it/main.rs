@@ -9,3 +9,4 @@
 mod builtin;
 mod domain_props;
 mod fuzz_regressions;
+mod merchants;
