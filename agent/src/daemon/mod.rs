@@ -431,8 +431,13 @@ pub async fn run(
     };
     drop(tx);
 
-    let mut uploader =
-        Uploader { shared: Arc::clone(&shared), spool: Arc::clone(&spool), client, node_key: None };
+    let mut uploader = Uploader {
+        shared: Arc::clone(&shared),
+        spool: Arc::clone(&spool),
+        client,
+        node_key: None,
+        key_unsaved: false,
+    };
     let config = &shared.config;
     let mut backoff = Backoff::new(Duration::from_secs(300));
     // A spool that cannot cut or acknowledge a batch (a full disk) is retried on its own,

@@ -59,7 +59,9 @@ pub(super) fn spool_writer(
             Err(RecvTimeoutError::Disconnected) => true,
         };
         let now = Instant::now();
-        let may_write = retry_at.is_none_or(|at| now >= at) || disconnected;
+        // Every sender gone while the agent stops: the last writes are tried at once.
+        let stopping = disconnected && shared.stopped();
+        let may_write = retry_at.is_none_or(|at| now >= at) || stopping;
         if may_write
             && (pending.len() >= FLUSH_RECORDS
                 || pending_view.is_some()
@@ -156,19 +158,32 @@ pub(super) fn spool_writer(
         if disconnected && idle {
             return;
         }
-        if disconnected {
+        if disconnected && !shared.stopped() {
+            // The producers are done (an offline file ended) but the agent runs on: what the
+            // spool refused is retried on the backoff, waited out in short steps so that a
+            // shutdown is seen (the channel can no longer wake this thread).
+            let wait = retry_at.map_or(Duration::ZERO, |at| at.saturating_duration_since(now));
+            std::thread::sleep(wait.min(STOP_CHECK));
+        } else if disconnected {
             // The spool refused the last write; keep trying briefly, then give up counting.
             let since = *refused_since.get_or_insert_with(Instant::now);
             std::thread::sleep(Duration::from_millis(200));
             if since.elapsed() > Duration::from_secs(5) {
                 let lost = pending.len() + pending_view.map_or(0, |v| v.records.len());
                 count_drops(shared, lost as u64);
-                tracing::error!(lost, "The spool refused the last writes at shutdown; those sightings are lost (counted).");
+                tracing::error!(
+                    lost,
+                    "The spool refused the last writes at shutdown; those sightings are lost (counted)."
+                );
                 return;
             }
         }
     }
 }
+
+/// How often a writer with nothing left to receive looks for a shutdown while it waits out
+/// a storage backoff.
+const STOP_CHECK: Duration = Duration::from_millis(500);
 
 /// Counts sightings the writer had to let go: in the heartbeat's drops now, and in the
 /// spool's dropped counter (so in a batch) at the next write that works.

@@ -1358,6 +1358,38 @@ mod tests {
         assert_eq!(next.dropped, salvage.lost);
     }
 
+    /// Issue 14 item 8: without room for the reserve (a folder in its place stands in for a
+    /// full disk: writing it fails), new rows are refused as a storage error and nothing is
+    /// inserted, while a batch in flight can still be acknowledged; with room again the
+    /// reserve comes back and rows are stored.
+    #[test]
+    fn without_room_for_the_reserve_rows_wait_and_acknowledgements_still_work() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("spool.db");
+        let mut s = Spool::open(&path, SpoolLimits::default()).expect("open");
+        assert!(s.has_reserve(), "the reserve is written at open");
+        s.record(&[rec("a.chatgpt.com", 0, 1)]).expect("record");
+        let batch = s.next_batch().expect("batch").expect("some");
+        let reserve = reserve_path(&path);
+        std::fs::remove_file(&reserve).expect("remove");
+        std::fs::create_dir(&reserve).expect("block");
+        let refused = s.record(&[rec("b.chatgpt.com", 0, 2)]).expect_err("no room");
+        assert!(matches!(refused, SpoolError::NoRoom { .. }) && refused.is_storage(), "{refused}");
+        assert_eq!(s.stats().expect("stats").rows, 1, "nothing inserted without the reserve");
+        s.ack(&batch).expect("an acknowledgement needs no reserve");
+        assert_eq!(s.stats().expect("stats").rows, 0);
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "a failed reserve leaves nothing: {leftovers:?}");
+        std::fs::remove_dir(&reserve).expect("unblock");
+        s.record(&[rec("b.chatgpt.com", 0, 2)]).expect("record with room");
+        assert!(s.has_reserve());
+        assert_eq!(s.stats().expect("stats").rows, 1);
+    }
+
     #[test]
     fn corrupt_spool_is_moved_aside_and_replaced() {
         let dir = tempfile::tempdir().expect("tmp");
