@@ -106,6 +106,10 @@ const FLUSH_RECORDS: usize = 1_000;
 const INVENTORY_STOP: Duration = Duration::from_secs(5);
 /// The inventory thread's way to the spool writer; shutdown empties it.
 type InventoryTx = Mutex<Option<SyncSender<Spooled>>>;
+/// The longest pause between two attempts to write to a spool that refuses writes.
+const STORAGE_BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// How often the same failure is logged at most (the rest are counted in the next line).
+const REPEAT_LOG_EVERY: Duration = Duration::from_secs(60);
 /// How long shutdown waits for a last upload.
 const FINAL_UPLOAD: Duration = Duration::from_secs(10);
 
@@ -427,10 +431,19 @@ pub async fn run(
     };
     drop(tx);
 
-    let mut uploader =
-        Uploader { shared: Arc::clone(&shared), spool: Arc::clone(&spool), client, node_key: None };
+    let mut uploader = Uploader {
+        shared: Arc::clone(&shared),
+        spool: Arc::clone(&spool),
+        client,
+        node_key: None,
+        key_unsaved: false,
+    };
     let config = &shared.config;
     let mut backoff = Backoff::new(Duration::from_secs(300));
+    // A spool that cannot cut or acknowledge a batch (a full disk) is retried on its own,
+    // shorter backoff: room can come back any moment, and the collector is not to blame.
+    let mut storage_backoff = Backoff::new(STORAGE_BACKOFF_MAX);
+    let mut upload_repeats = crate::telemetry::Repeats::new(REPEAT_LOG_EVERY);
     let start = tokio::time::Instant::now();
     // At start: upload what the last run left, check the catalog (whatever version the
     // collector announces: a refused rollback is reported once per start) and send a
@@ -457,12 +470,22 @@ pub async fn run(
                     upload_due = match result {
                         Ok(_) => {
                             backoff.reset();
+                            storage_backoff.reset();
+                            if let Some(held) = upload_repeats.clear() {
+                                tracing::info!(repeated = held, "Uploads work again.");
+                            }
                             // Records written meanwhile have left a wakeup in `written_rx`.
                             None
                         }
                         Err(error) => {
-                            let delay = backoff.next_delay();
-                            tracing::warn!(error = %error, retry_in_secs = delay.as_secs(), "Upload failed; the batch stays in the spool.");
+                            let delay = match error {
+                                UploadError::Spool(_) => storage_backoff.next_delay(),
+                                _ => backoff.next_delay(),
+                            };
+                            let text = error.to_string();
+                            if let Some(held) = upload_repeats.check(&text) {
+                                tracing::warn!(error = %text, repeated = held, retry_in_secs = delay.as_secs(), "Upload failed; the batch stays in the spool.");
+                            }
                             Some(tokio::time::Instant::now() + delay)
                         }
                     };
@@ -748,7 +771,7 @@ mod tests {
         assert_eq!(catalog_high_water(state.path()), 0);
         record_high_water(state.path(), 42).expect("record");
         assert_eq!(catalog_high_water(state.path()), 42);
-        assert!(!state.path().join("catalog.tmp").exists());
+        assert!(!state.path().join("catalog.version.tmp").exists());
         std::fs::write(state.path().join(CATALOG_HIGH_WATER), "not a number").expect("write");
         assert_eq!(catalog_high_water(state.path()), 0);
     }

@@ -186,9 +186,20 @@ pub(super) fn read_key(path: &std::path::Path) -> Option<Secret> {
     (!key.is_empty()).then(|| Secret::new(key))
 }
 
-/// Writes a secret file 0600 atomically: a temporary file, fsync, rename, folder fsync, so a
-/// crash or a full disk leaves the old file or the new one, never a part.
+/// Writes a secret file 0600 atomically (see [`write_atomic`]).
 pub(super) fn write_secret(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    replace_file(path, text.as_bytes(), true)
+}
+
+/// Replaces a state file atomically: a temporary file beside it (`<name>.tmp`), fsync, rename,
+/// folder fsync, so a crash or a full disk leaves the old file or the new one, never a part,
+/// and a failed write leaves no temporary file taking room (issue 14 item 8). Every file the
+/// agent keeps in its state folder, other than the spool, is written this way.
+pub(crate) fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    replace_file(path, bytes, false)
+}
+
+fn replace_file(path: &std::path::Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
     use std::io::Write as _;
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
@@ -196,12 +207,14 @@ pub(super) fn write_secret(path: &std::path::Path, text: &str) -> std::io::Resul
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
-    {
+    if private {
         use std::os::unix::fs::OpenOptionsExt as _;
         options.mode(0o600);
     }
+    #[cfg(not(unix))]
+    let _private = private; // Windows: the state folder's ACL decides.
     let written = options.open(&tmp).and_then(|mut f| {
-        f.write_all(text.as_bytes())?;
+        f.write_all(bytes)?;
         f.sync_all()
     });
     if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
@@ -209,20 +222,6 @@ pub(super) fn write_secret(path: &std::path::Path, text: &str) -> std::io::Resul
         let _removed = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    #[cfg(unix)]
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
-
-pub(crate) fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
     // The rename is durable once the folder is synced (where folders can be opened).
     #[cfg(unix)]
     if let Some(dir) = path.parent() {

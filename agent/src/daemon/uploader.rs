@@ -18,6 +18,9 @@ pub(super) struct Uploader {
     pub(super) spool: Arc<Mutex<Spool>>,
     pub(super) client: Client,
     pub(super) node_key: Option<Secret>,
+    /// The node key in use could not be saved (a full disk): saving is tried again at every
+    /// use, so a restart after the disk has room does not have to enroll again.
+    pub(super) key_unsaved: bool,
 }
 
 impl Uploader {
@@ -62,6 +65,11 @@ impl Uploader {
     /// The node key: in memory, else from its file, else from a fresh enrollment.
     pub(super) async fn node_key(&mut self) -> Result<Secret, UploadError> {
         if let Some(k) = &self.node_key {
+            if self.key_unsaved && write_secret(&self.key_path(), k.expose()).is_ok() {
+                self.key_unsaved = false;
+                let _removed = std::fs::remove_file(self.proposed_key_path());
+                tracing::info!("Saved the node key.");
+            }
             return Ok(k.clone());
         }
         if let Some(key) = read_key(&self.key_path()) {
@@ -93,12 +101,16 @@ impl Uploader {
             }
             Err(e) => return Err(e),
         };
-        if let Err(error) = write_secret(&self.key_path(), key.expose()) {
-            tracing::warn!(error = %error, "Cannot save the node key; it will be requested again after a restart.");
-        }
         // Already gone is fine.
         let _removed = std::fs::remove_file(self.previous_key_path());
-        let _removed = std::fs::remove_file(self.proposed_key_path());
+        if let Err(error) = write_secret(&self.key_path(), key.expose()) {
+            tracing::warn!(error = %error, "Cannot save the node key yet; saving it is tried again at every upload and heartbeat.");
+            self.key_unsaved = true;
+        } else {
+            // The proposed key stays while the key is unsaved: it is the same key, and
+            // proves this host id if the agent restarts before it is saved.
+            let _removed = std::fs::remove_file(self.proposed_key_path());
+        }
         tracing::info!("Enrolled with the collector.");
         self.node_key = Some(key.clone());
         Ok(key)
@@ -108,6 +120,7 @@ impl Uploader {
     /// enrollment.
     pub(super) fn forget_key(&mut self) {
         let key = self.node_key.take().or_else(|| read_key(&self.key_path()));
+        self.key_unsaved = false;
         if let Some(key) = key
             && let Err(error) = write_secret(&self.previous_key_path(), key.expose())
         {
@@ -262,7 +275,7 @@ async fn with_spool<T: Send + 'static>(
     op: impl FnOnce(&mut Spool) -> Result<T, SpoolError> + Send + 'static,
 ) -> Result<T, UploadError> {
     let spool = Arc::clone(spool);
-    let spool_err = |e: &dyn std::fmt::Display| UploadError::Transport(format!("spool: {e}"));
+    let spool_err = |e: &dyn std::fmt::Display| UploadError::Spool(e.to_string());
     tokio::task::spawn_blocking(move || match spool.lock() {
         Ok(mut guard) => op(&mut guard).map_err(|e| e.to_string()),
         Err(_) => Err("lock poisoned".to_owned()),

@@ -8,8 +8,17 @@
 //! - **Bounded.** The live database size is capped ([`SpoolLimits::max_bytes`]). When a write
 //!   goes over, the oldest rows not in flight are evicted first, and how many sightings that
 //!   cost is counted and reported to the collector with the next batch, never silently lost.
-//! - **Corruption is survivable.** A spool file that SQLite cannot open or that fails
-//!   `quick_check` is moved aside (`<file>.corrupt-<unix time>`) and a fresh one started.
+//! - **Corruption is survivable.** A spool file that SQLite cannot read or that fails
+//!   `quick_check` is moved aside (`<file>.corrupt-<unix time>`) and a fresh one started. A
+//!   full disk or an IO error is not corruption: the file stays where it is.
+//! - **An acknowledgement fits on a full disk** (issue 14 item 8). Deleting rows in WAL mode
+//!   still writes pages to the WAL, so the spool keeps a reserve file beside it
+//!   (`<file>.reserve`, [`RESERVE_BYTES`] of zeros, written whole). When taking a batch or
+//!   acknowledging one fails because the disk is full, the reserve is deleted and the call
+//!   tried once more, and after such an acknowledgement the WAL is checkpointed and truncated,
+//!   giving its space back. New sightings are stored only while the reserve is whole: a write
+//!   first puts it back, and when that fails ([`SpoolError::NoRoom`]) nothing is inserted, so
+//!   the room an upload needs is never taken by new rows.
 //!
 //! On-disk format (schema version 3; `PRAGMA user_version` holds the version and [`MIGRATIONS`]
 //! bring an older file up to date in one transaction each):
@@ -175,10 +184,22 @@ pub struct SpoolStats {
     pub dropped: u64,
 }
 
+/// Bytes of the reserve file kept beside the spool so that an acknowledgement can be written
+/// on a full disk (see the module doc).
+pub const RESERVE_BYTES: u64 = 1024 * 1024;
+
 /// Why a spool operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SpoolError {
+    /// The reserve file could not be written whole, so no new sightings are stored.
+    #[error("no room beside spool database {path} for its {RESERVE_BYTES}-byte reserve: {error}")]
+    NoRoom {
+        /// The spool file.
+        path: PathBuf,
+        /// The IO error.
+        error: std::io::Error,
+    },
     /// SQLite refused an operation.
     // The cause is in the message and not returned from `source()` (logs print only the
     // message), so a report with the whole chain names it once.
@@ -199,11 +220,83 @@ pub enum SpoolError {
     },
 }
 
+impl SpoolError {
+    /// Whether the storage failed (a full disk, an IO error, a file that cannot be opened)
+    /// rather than the data: worth retrying later, after a pause, never a reason to move the
+    /// spool aside.
+    pub fn is_storage(&self) -> bool {
+        use rusqlite::ErrorCode as C;
+        match self {
+            SpoolError::NoRoom { .. } | SpoolError::MoveAside { .. } => true,
+            SpoolError::Sqlite { error, .. } => matches!(
+                error.sqlite_error_code(),
+                Some(
+                    C::DiskFull
+                        | C::SystemIoFailure
+                        | C::CannotOpen
+                        | C::ReadOnly
+                        | C::PermissionDenied
+                        | C::DatabaseBusy
+                        | C::DatabaseLocked
+                        | C::OutOfMemory
+                )
+            ),
+        }
+    }
+
+    /// Whether the disk is full (or failed a write): the error a released reserve can help.
+    fn is_full(&self) -> bool {
+        use rusqlite::ErrorCode as C;
+        match self {
+            SpoolError::Sqlite { error, .. } => matches!(
+                error.sqlite_error_code(),
+                Some(C::DiskFull | C::SystemIoFailure | C::CannotOpen)
+            ),
+            SpoolError::NoRoom { .. } | SpoolError::MoveAside { .. } => false,
+        }
+    }
+}
+
+/// The reserve file of the spool at `path`.
+fn reserve_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".reserve");
+    PathBuf::from(name)
+}
+
+/// Writes the reserve file whole (a temporary file of zeros, fsync, rename) unless it is
+/// there; on failure nothing of it is left.
+fn restore_reserve(reserve: &Path) -> std::io::Result<()> {
+    use std::io::Write as _;
+    if reserve.metadata().is_ok_and(|m| m.len() == RESERVE_BYTES) {
+        return Ok(());
+    }
+    let mut tmp = reserve.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let chunk = [0u8; 64 * 1024];
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        // Bounded: RESERVE_BYTES / 64 KiB chunks. Zeros really written, not a sparse
+        // `set_len`, which would reserve nothing.
+        for _ in 0..RESERVE_BYTES / chunk.len() as u64 {
+            f.write_all(&chunk)?;
+        }
+        f.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, reserve)) {
+        // A part of a reserve reserves nothing and takes room.
+        let _removed = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(())
+}
+
 /// The spool.
 #[derive(Debug)]
 pub struct Spool {
     conn: Connection,
     path: PathBuf,
+    reserve: PathBuf,
     limits: SpoolLimits,
     moved_aside: Option<PathBuf>,
     salvage: Option<Salvage>,
@@ -480,8 +573,18 @@ impl Spool {
     /// # Errors
     /// SQLite errors on the fresh file, or a failure to move the corrupt one.
     pub fn open(path: &Path, limits: SpoolLimits) -> Result<Self, SpoolError> {
-        match Self::open_checked(path, limits) {
+        let first = match Self::open_checked(path, limits) {
+            // Opening a WAL file creates its shared-memory file: on a full disk the reserve
+            // makes the room.
+            Err(e) if e.is_full() && std::fs::remove_file(reserve_path(path)).is_ok() => {
+                Self::open_checked(path, limits)
+            }
+            other => other,
+        };
+        match first {
             Ok(spool) => Ok(spool),
+            // A full disk or an IO error says nothing about the file: keep it where it is.
+            Err(e) if e.is_storage() => Err(e),
             Err(_) if path.exists() => {
                 let stamp = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -522,7 +625,17 @@ impl Spool {
         }
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;").map_err(err)?;
         migrate(&mut conn).map_err(err)?;
-        Ok(Self { conn, path: path.to_path_buf(), limits, moved_aside: None, salvage: None })
+        let reserve = reserve_path(path);
+        // Best effort: without room the reserve is put back before the next write.
+        let _reserved = restore_reserve(&reserve);
+        Ok(Self {
+            conn,
+            path: path.to_path_buf(),
+            reserve,
+            limits,
+            moved_aside: None,
+            salvage: None,
+        })
     }
 
     fn err(&self, error: rusqlite::Error) -> SpoolError {
@@ -546,6 +659,7 @@ impl Spool {
     /// # Errors
     /// SQLite errors; nothing of the call is kept then.
     pub fn record(&mut self, records: &[Record]) -> Result<u64, SpoolError> {
+        self.ensure_reserve()?;
         let tx = self
             .conn
             .transaction()
@@ -568,6 +682,7 @@ impl Spool {
         &mut self,
         view: &InventoryView,
     ) -> Result<InventoryOutcome, SpoolError> {
+        self.ensure_reserve()?;
         let path = self.path.clone();
         let err = move |error| SpoolError::Sqlite { path: path.clone(), error };
         let tx = self.conn.transaction().map_err(&err)?;
@@ -614,6 +729,31 @@ impl Spool {
     /// SQLite errors.
     pub fn installed(&self) -> Result<BTreeSet<Installed>, SpoolError> {
         read_installed(&self.conn).map_err(|e| self.err(e))
+    }
+
+    /// Puts the reserve file back when it is missing; new rows are stored only with it whole.
+    fn ensure_reserve(&self) -> Result<(), SpoolError> {
+        restore_reserve(&self.reserve)
+            .map_err(|error| SpoolError::NoRoom { path: self.path.clone(), error })
+    }
+
+    /// Runs `op`; when it fails because the disk is full and the reserve is there, deletes
+    /// the reserve to make room and runs it once more. Says whether the reserve was used.
+    fn with_reserve<T>(
+        &mut self,
+        op: impl Fn(&mut Self) -> Result<T, SpoolError>,
+    ) -> Result<(T, bool), SpoolError> {
+        match op(self) {
+            Err(e) if e.is_full() && std::fs::remove_file(&self.reserve).is_ok() => {
+                op(self).map(|v| (v, true))
+            }
+            other => other.map(|v| (v, false)),
+        }
+    }
+
+    /// Whether the reserve file is whole (for tests and status).
+    pub fn has_reserve(&self) -> bool {
+        self.reserve.metadata().is_ok_and(|m| m.len() == RESERVE_BYTES)
     }
 
     /// Counts sightings dropped before they reached the spool (a full queue upstream).
@@ -701,6 +841,12 @@ impl Spool {
     /// # Errors
     /// SQLite errors.
     pub fn next_batch(&mut self) -> Result<Option<Batch>, SpoolError> {
+        // Cutting a batch writes (the batch row, the rows' batch id): on a full disk it may
+        // use the reserve, since sending it is how room comes back.
+        self.with_reserve(Self::cut_batch).map(|(batch, _)| batch)
+    }
+
+    fn cut_batch(&mut self) -> Result<Option<Batch>, SpoolError> {
         let in_flight: Option<String> = self
             .conn
             .query_row("SELECT batch_id FROM batches ORDER BY created, batch_id LIMIT 1", [], |r| {
@@ -804,6 +950,17 @@ impl Spool {
     /// # Errors
     /// SQLite errors; the batch stays in flight then and is sent again.
     pub fn ack(&mut self, batch: &Batch) -> Result<(), SpoolError> {
+        let ((), used_reserve) = self.with_reserve(|s| s.delete_batch(batch))?;
+        if used_reserve {
+            // The deletes freed pages inside the file, not on the disk; a truncating
+            // checkpoint copies them home and gives the WAL's room back. A failure leaves the
+            // WAL as it was, which is still a consistent spool.
+            let _checkpointed = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+        }
+        Ok(())
+    }
+
+    fn delete_batch(&mut self, batch: &Batch) -> Result<(), SpoolError> {
         let tx = self
             .conn
             .transaction()
@@ -1199,6 +1356,38 @@ mod tests {
         s.ack(&again).expect("ack");
         let next = s.next_batch().expect("batch").expect("some");
         assert_eq!(next.dropped, salvage.lost);
+    }
+
+    /// Issue 14 item 8: without room for the reserve (a folder in its place stands in for a
+    /// full disk: writing it fails), new rows are refused as a storage error and nothing is
+    /// inserted, while a batch in flight can still be acknowledged; with room again the
+    /// reserve comes back and rows are stored.
+    #[test]
+    fn without_room_for_the_reserve_rows_wait_and_acknowledgements_still_work() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("spool.db");
+        let mut s = Spool::open(&path, SpoolLimits::default()).expect("open");
+        assert!(s.has_reserve(), "the reserve is written at open");
+        s.record(&[rec("a.chatgpt.com", 0, 1)]).expect("record");
+        let batch = s.next_batch().expect("batch").expect("some");
+        let reserve = reserve_path(&path);
+        std::fs::remove_file(&reserve).expect("remove");
+        std::fs::create_dir(&reserve).expect("block");
+        let refused = s.record(&[rec("b.chatgpt.com", 0, 2)]).expect_err("no room");
+        assert!(matches!(refused, SpoolError::NoRoom { .. }) && refused.is_storage(), "{refused}");
+        assert_eq!(s.stats().expect("stats").rows, 1, "nothing inserted without the reserve");
+        s.ack(&batch).expect("an acknowledgement needs no reserve");
+        assert_eq!(s.stats().expect("stats").rows, 0);
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "a failed reserve leaves nothing: {leftovers:?}");
+        std::fs::remove_dir(&reserve).expect("unblock");
+        s.record(&[rec("b.chatgpt.com", 0, 2)]).expect("record with room");
+        assert!(s.has_reserve());
+        assert_eq!(s.stats().expect("stats").rows, 1);
     }
 
     #[test]

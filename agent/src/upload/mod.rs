@@ -55,6 +55,10 @@ pub enum UploadError {
     /// The answer was not the JSON the contract promises.
     #[error("the collector's answer is malformed: {0}")]
     Malformed(String),
+    /// The local spool refused to cut or acknowledge a batch (a full disk, issue 14 item 8):
+    /// nothing is wrong with the collector, and the upload is retried on the storage backoff.
+    #[error("the spool refused: {0}")]
+    Spool(String),
 }
 
 impl UploadError {
@@ -62,9 +66,10 @@ impl UploadError {
     /// can; a request the collector calls malformed cannot.
     pub fn retryable(&self) -> bool {
         match self {
-            UploadError::Transport(_) | UploadError::RateLimited | UploadError::Unauthorized => {
-                true
-            }
+            UploadError::Transport(_)
+            | UploadError::RateLimited
+            | UploadError::Unauthorized
+            | UploadError::Spool(_) => true,
             UploadError::Status { status, .. } => *status >= 500,
             UploadError::BadUrl(_) | UploadError::Malformed(_) => false,
         }

@@ -919,3 +919,249 @@ fn an_uninstalled_app_shows_as_removed_in_the_product_detail() {
         .unwrap_or_else(|e| panic!("{e}\nagent output:\n{}", agent.output().join("\n")));
     assert!(agent.terminate(Duration::from_secs(30)).unwrap().success());
 }
+
+/// A tmpfs mounted for one test, unmounted when dropped (also when the test panics).
+struct Tmpfs {
+    path: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `kib` KiB at `path`; `None` (after saying why) where mounting is not
+    /// possible, which `CI=true` turns into a failure.
+    fn mount(path: &Path, kib: u64, test: &str) -> Option<Self> {
+        std::fs::create_dir_all(path).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={kib}k,mode=0700"), "tmpfs"])
+            .arg(path)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(Self { path: path.to_path_buf() }),
+            other => {
+                let why = format!("{other:?}");
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "{test} needs to mount a tmpfs (root), and CI=true forbids skipping it: {why}"
+                );
+                println!("SKIPPED {test}: cannot mount a tmpfs here: {why}");
+                None
+            }
+        }
+    }
+
+    fn resize(&self, kib: u64) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,size={kib}k")])
+            .arg(&self.path)
+            .status()
+            .unwrap();
+        assert!(status.success(), "remount {}", self.path.display());
+    }
+
+    /// Fills the file system with one file until it refuses a single byte more.
+    fn fill(&self) -> u64 {
+        use std::io::Write as _;
+        let mut f = std::fs::File::create(self.path.join("filler")).unwrap();
+        let mut written = 0u64;
+        // Bounded by the file system's size; smaller writes take the last partial pages.
+        for chunk in [64 * 1024, 4096, 512, 1] {
+            let bytes = vec![0x5a_u8; chunk];
+            while f.write_all(&bytes).is_ok() {
+                written += chunk as u64;
+            }
+        }
+        // What a refused write left buffered is nothing: the file is unbuffered.
+        written
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazy: an agent still holding a file there must not keep the mount.
+        let _unmounted = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+/// `count` DNS queries for `name` from distinct source ports, as an Ethernet capture file.
+fn dns_pcap(path: &Path, name: &str, count: usize) {
+    let mut query = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        query.push(u8::try_from(label.len()).unwrap());
+        query.extend(label.as_bytes());
+    }
+    query.extend([0, 0, 1, 0, 1]);
+    let mut out = Vec::new();
+    // pcap global header: magic, v2.4, zone, sigfigs, snaplen, LINKTYPE_ETHERNET.
+    out.extend(0xa1b2_c3d4_u32.to_le_bytes());
+    out.extend(2u16.to_le_bytes());
+    out.extend(4u16.to_le_bytes());
+    for word in [0u32, 0, 65_535, 1] {
+        out.extend(word.to_le_bytes());
+    }
+    for i in 0..count {
+        let port = 10_000 + u16::try_from(i % 50_000).unwrap();
+        let udp_len = u16::try_from(8 + query.len()).unwrap();
+        let mut udp = port.to_be_bytes().to_vec();
+        udp.extend(53u16.to_be_bytes());
+        udp.extend(udp_len.to_be_bytes());
+        udp.extend([0, 0]);
+        udp.extend(&query);
+        let total = u16::try_from(20 + udp.len()).unwrap();
+        let mut ip = vec![0x45, 0];
+        ip.extend(total.to_be_bytes());
+        ip.extend([0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 2, 10, 0, 0, 53]);
+        let sum = {
+            let mut s = 0u32;
+            for pair in ip.chunks(2) {
+                s += u32::from(u16::from_be_bytes([pair[0], pair[1]]));
+            }
+            while s > 0xffff {
+                s = (s & 0xffff) + (s >> 16);
+            }
+            !(u16::try_from(s).unwrap())
+        };
+        ip[10..12].copy_from_slice(&sum.to_be_bytes());
+        ip.extend(udp);
+        let mut frame = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00];
+        frame.extend(ip);
+        let len = u32::try_from(frame.len()).unwrap();
+        for word in [1_700_000_000 + u32::try_from(i / 1_000).unwrap(), 0, len, len] {
+            out.extend(word.to_le_bytes());
+        }
+        out.extend(frame);
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+/// `aiscout-agent status --json` for `config`.
+fn agent_status(config: &Path) -> serde_json::Value {
+    let out = Command::new(binary("aiscout-agent", "aiscout-agent").unwrap())
+        .args(["status", "--json", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Rows of `product` in the agent's spool.
+fn spooled_rows(config: &Path, product: &str) -> u64 {
+    let status = agent_status(config);
+    status["spool"]["by_kind"]
+        .as_array()
+        .map(|k| {
+            k.iter().filter(|h| h["product"] == product).filter_map(|h| h["rows"].as_u64()).sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Issue 14 item 8: the real agent with its state folder on a small tmpfs. (1) With room and
+/// the collector down it spools a first file and stops. (2) The disk is filled to the last
+/// byte and the collector comes back: the agent starts, enrolls, sends the spooled batch and
+/// acknowledges it (the rows leave the spool) while the disk is still full; a second, busy
+/// file cannot be stored, so its sightings wait in memory and the rest are dropped and
+/// counted; the failing writes are logged a few times, not once per record; no node key file
+/// is left partial. (3) The tmpfs grows: the waiting sightings and the drop count reach the
+/// collector, and stored + dropped + evicted = observed, exactly.
+#[test]
+fn a_full_state_disk_keeps_acknowledging_counts_every_drop_and_recovers_when_it_grows() {
+    const TEST: &str =
+        "a_full_state_disk_keeps_acknowledging_counts_every_drop_and_recovers_when_it_grows";
+    const BUSY: usize = 30_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let agent_dir = tmp.path().join("agent");
+    let Some(disk) = Tmpfs::mount(&agent_dir.join("state"), 4 * 1024, TEST) else { return };
+    let data = tmp.path().join("collector");
+    let port = free_port().unwrap();
+    let first = Collector::start(&data, port, &[]).unwrap();
+    let (url, pin) = (first.url.clone(), first.pin.clone());
+    let mut p = first.process;
+    p.terminate(Duration::from_secs(30)).unwrap();
+    let config = agent_config(&agent_dir, &url, &pin, "").unwrap();
+
+    // (1) Room, no collector: a first file is spooled.
+    let early = tmp.path().join("early.pcap");
+    dns_pcap(&early, "claude.ai", 500);
+    let busy = tmp.path().join("busy.pcap");
+    dns_pcap(&busy, "chatgpt.com", BUSY);
+    let want_early = expected_counts(std::slice::from_ref(&early));
+    let want_busy = expected_counts(std::slice::from_ref(&busy));
+    assert_eq!(want_early.len(), 1, "{want_early:?}");
+    assert_eq!(want_busy.len(), 1, "{want_busy:?}");
+    assert_eq!(want_busy[0].1, BUSY as u64, "every query is an observation");
+    let (early_product, busy_product) = (want_early[0].0.clone(), want_busy[0].0.clone());
+    let mut agent =
+        start_agent(&config, &["--no-scan", "--pcap", &early.display().to_string()], "info")
+            .unwrap();
+    wait_for("the first file in the spool", LONG, || {
+        (agent_status(&config)["spool"]["sightings"].as_u64() == Some(500)).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.output().join("\n")));
+    assert!(agent.terminate(Duration::from_secs(30)).unwrap().success());
+    assert!(disk.path.join("spool.db.reserve").exists(), "the spool keeps its reserve");
+
+    // (2) Not one byte free, and the collector back.
+    let filled = disk.fill();
+    assert!(filled > 0);
+    let collector = Collector::start(&data, port, &[]).unwrap();
+    let token = collector.token("admin", "e2e").unwrap();
+    let mut agent =
+        start_agent(&config, &["--no-scan", "--pcap", &busy.display().to_string()], "info")
+            .unwrap();
+    let early_in = wait_for("the spooled batch acknowledged on the full disk", LONG, || {
+        let got = sightings_by_product(&collector, &token).ok()?;
+        let n = got.iter().find(|(p, _)| *p == early_product).map(|(_, n)| *n)?;
+        (n == 500 && spooled_rows(&config, &early_product) == 0).then_some(n)
+    });
+    let early_in = early_in.unwrap_or_else(|e| panic!("{e}\n{}", agent.output().join("\n")));
+    assert_eq!(early_in, 500);
+    // The busy file cannot be stored: the heartbeat reports drops before there is room.
+    let devices = wait_for("drops in a heartbeat", LONG, || {
+        let v = api_get(&collector.url, &collector.pin, &token, "/api/v1/devices").ok()?;
+        let drops = v["devices"][0]["health"]["drops"].as_u64()?;
+        (drops > 0).then_some(v)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.output().join("\n")));
+    assert!(
+        spooled_rows(&config, &busy_product) == 0,
+        "nothing of the busy file fits while the disk is full: {}",
+        agent_status(&config)
+    );
+    let out = agent.output().to_vec();
+    let failed_writes = out.iter().filter(|l| l.contains("Spool write failed")).count();
+    assert!(
+        (1..=3).contains(&failed_writes),
+        "storage failures are logged once per interval, not per record: {failed_writes}\n{}",
+        out.join("\n")
+    );
+    let key = std::fs::read_to_string(disk.path.join("node_key")).unwrap_or_default();
+    assert!(key.is_empty() || aiscout_wire::is_node_key_shaped(key.trim()), "partial key {key:?}");
+    let heartbeat_drops = devices["devices"][0]["health"]["drops"].as_u64().unwrap();
+
+    // (3) Room again: everything adds up.
+    disk.resize(64 * 1024);
+    let totals = wait_for("stored + dropped = observed after the disk grew", LONG * 2, || {
+        let got = sightings_by_product(&collector, &token).ok()?;
+        let stored = got.iter().find(|(p, _)| *p == busy_product).map_or(0, |(_, n)| *n);
+        let v = api_get(&collector.url, &collector.pin, &token, "/api/v1/devices").ok()?;
+        let health = &v["devices"][0]["health"];
+        let dropped = health["dropped_sightings"].as_u64()?;
+        let evicted = health["evicted_sightings"].as_u64()?;
+        (stored + dropped + evicted == BUSY as u64 && stored > 0).then_some((stored, dropped))
+    });
+    let (stored, dropped) = totals.unwrap_or_else(|e| {
+        panic!("{e}\n{:?}\n{}", sightings_by_product(&collector, &token), agent.output().join("\n"))
+    });
+    assert!(dropped > 0 && dropped >= heartbeat_drops, "stored {stored}, dropped {dropped}");
+    wait_for("the node key saved whole", LONG, || {
+        let key = std::fs::read_to_string(disk.path.join("node_key")).ok()?;
+        aiscout_wire::is_node_key_shaped(key.trim()).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.output().join("\n")));
+    let leftovers: Vec<String> = std::fs::read_dir(&disk.path)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    assert!(agent.terminate(Duration::from_secs(30)).unwrap().success());
+}
