@@ -210,7 +210,8 @@ async fn a_consumer_plan_on_a_card_is_marked_and_the_business_seat_proposed() {
     assert_eq!((status, v["stored"].as_u64()), (StatusCode::OK, Some(4)), "{v}");
     let (_, r) = json_of(&mut c, Method::GET, "/api/v1/reports/reconcile", &proc, "").await;
     let plans = r["consumer_plans"].as_array().unwrap();
-    let got: Vec<(&str, &str, &str, u64, Option<&str>, Option<&str>)> = plans
+    type Row<'a> = (&'a str, &'a str, &'a str, u64, Option<&'a str>, Option<&'a str>);
+    let got: Vec<Row<'_>> = plans
         .iter()
         .map(|p| {
             (

@@ -1855,7 +1855,7 @@ pub(crate) async fn descriptor_mappings_resolve_past_and_future_lines_and_undo_r
     assert_eq!(resolved, 2);
     assert!(stored.id > 0);
     assert_eq!(DescriptorMapping { id: 0, ..stored.clone() }, mapping);
-    assert_eq!(store.mappings().await.unwrap(), [stored.clone()]);
+    assert_eq!(store.mappings().await.unwrap(), std::slice::from_ref(&stored));
     assert!(store.versions().await.unwrap().spend > before.spend, "teaching moves spend");
     let products = |lines: &[ExpenseLine]| -> Vec<(String, Option<String>, bool)> {
         lines.iter().map(|l| (l.dedupe_key.clone(), l.product.clone(), l.candidate)).collect()
