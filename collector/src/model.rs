@@ -490,6 +490,32 @@ pub struct ExpenseLine {
     pub candidate_reason: String,
 }
 
+/// A reviewer's teaching (issue 17): every candidate expense line whose normalised descriptor
+/// is `descriptor` is spend on `product`, past lines and future imports alike.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DescriptorMapping {
+    /// The store's id (what an undo names); ignored when adding.
+    pub id: i64,
+    /// The normalised descriptor ([`descriptor_key`]).
+    pub descriptor: String,
+    /// The catalog product id.
+    pub product: String,
+    /// Who taught it (token name or console actor).
+    pub actor: String,
+    /// When, Unix seconds.
+    pub created_at: i64,
+    /// Why, `""` when not said.
+    pub note: String,
+}
+
+/// The normalised form of a card descriptor that a [`DescriptorMapping`] is keyed by: the
+/// merchant tokens (processor prefix, filler words and trailing references gone, upper case)
+/// joined by one space, so `SQ *ACME AI 4155550100 CA` and `ACME AI` are one descriptor.
+/// Empty when the descriptor has no words.
+pub fn descriptor_key(descriptor: &str) -> String {
+    aiscout_signatures::merchant::tokens(descriptor).join(" ")
+}
+
 /// One row of gateway or provider spend as stored (known, sanctioned spend).
 ///
 /// Costs are in billionths of the currency's major unit (`cost_nanos`): gateways report

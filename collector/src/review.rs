@@ -8,7 +8,7 @@
 use aiscout_wire::ReviewStatus;
 use serde_json::json;
 
-use crate::model::{AuditRecord, Review, Token};
+use crate::model::{AuditRecord, DescriptorMapping, Review, Token, descriptor_key};
 use crate::store::AuditFn;
 
 /// The actor name of changes made on the command line.
@@ -146,4 +146,77 @@ pub fn token_revoked(actor: &str, now: i64) -> AuditFn<Token> {
             after,
         }
     })
+}
+
+fn mapping_json(m: &DescriptorMapping) -> String {
+    json!({ "id": m.id, "descriptor": m.descriptor, "product": m.product, "actor": m.actor,
+            "created_at": m.created_at, "note": m.note })
+    .to_string()
+}
+
+/// A reviewer's teaching (issue 17) and its audit record (`descriptor.teach`): the same
+/// whether it comes from the API or the reconciliation page. `Err` says why it cannot be
+/// (a descriptor without words, a product the catalog does not have).
+pub fn teach(
+    catalog: &aiscout_signatures::Catalog,
+    descriptor: &str,
+    product: &str,
+    note: &str,
+    actor: &str,
+    now: i64,
+) -> Result<(DescriptorMapping, AuditRecord), String> {
+    let key = descriptor_key(descriptor);
+    if key.is_empty() {
+        return Err(format!("descriptor {descriptor:?} has no words to match on"));
+    }
+    let product = product.trim();
+    if catalog.product(product).is_none() {
+        return Err(format!("the catalog has no product with the id {product:?}"));
+    }
+    let mapping = DescriptorMapping {
+        id: 0,
+        descriptor: key,
+        product: product.to_owned(),
+        actor: actor.to_owned(),
+        created_at: now,
+        note: note.trim().to_owned(),
+    };
+    let audit = AuditRecord {
+        at: now,
+        actor: actor.to_owned(),
+        action: "descriptor.teach".into(),
+        subject: mapping.descriptor.clone(),
+        before: None,
+        after: Some(mapping_json(&mapping)),
+    };
+    Ok((mapping, audit))
+}
+
+/// The builder of an undone teaching's audit record (`descriptor.undo`).
+pub fn untaught(actor: &str, now: i64) -> AuditFn<DescriptorMapping> {
+    let actor = actor.to_owned();
+    Box::new(move |before| AuditRecord {
+        at: now,
+        actor,
+        action: "descriptor.undo".into(),
+        subject: before.map(|m| m.descriptor.clone()).unwrap_or_default(),
+        before: before.map(mapping_json),
+        after: None,
+    })
+}
+
+/// A stored mapping as the API answers it; `lines` is what the call resolved or restored.
+pub fn mapping_to_wire(
+    m: DescriptorMapping,
+    lines: Option<u64>,
+) -> aiscout_wire::DescriptorMapping {
+    aiscout_wire::DescriptorMapping {
+        id: m.id,
+        descriptor: m.descriptor,
+        product: m.product,
+        actor: m.actor,
+        created_at: m.created_at,
+        note: m.note,
+        lines,
+    }
 }

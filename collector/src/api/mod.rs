@@ -148,6 +148,9 @@ pub enum ApiError {
     /// 409 with `Retry-After`: a known host id's re-enrollment waits for an admin (`hold`).
     #[error("host id {0:?} is enrolled already; this re-enrollment waits for an admin's approval")]
     Held(String),
+    /// 409: the thing exists already.
+    #[error("{0}")]
+    Conflict(String),
     /// 500.
     #[error("store: {0}")]
     Store(#[from] StoreError),
@@ -207,6 +210,7 @@ impl IntoResponse for ApiError {
             ApiError::RateLimited | ApiError::Throttled(_) => (StatusCode::TOO_MANY_REQUESTS, None),
             ApiError::TakeoverRefused(_) => (StatusCode::FORBIDDEN, None),
             ApiError::Held(_) => (StatusCode::CONFLICT, None),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, None),
             ApiError::Store(e) if e.is_unavailable() => {
                 tracing::warn!(error = %e, "The database is unavailable; answered 503.");
                 (StatusCode::SERVICE_UNAVAILABLE, None)
@@ -791,6 +795,63 @@ async fn set_review<S: Store>(
     Ok(Json(answer))
 }
 
+async fn mappings<S: Store>(
+    State(state): Shared<S>,
+    headers: HeaderMap,
+) -> Result<Json<aiscout_wire::MappingList>, ApiError> {
+    person(&state, &headers).await?;
+    let rows = timed(&state, state.store.mappings()).await?;
+    let mappings = rows.into_iter().map(|m| review::mapping_to_wire(m, None)).collect();
+    Ok(Json(aiscout_wire::MappingList { mappings }))
+}
+
+/// `POST /api/v1/mappings`: a reviewer teaches that a descriptor is a product (issue 17).
+async fn teach<S: Store>(
+    State(state): Shared<S>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<aiscout_wire::DescriptorMapping>), ApiError> {
+    let token = person(&state, &headers).await?;
+    if !token.role.may_review() {
+        return Err(ApiError::Forbidden(token.role));
+    }
+    let body = json_body(&headers, body, MAX_SMALL_BODY_BYTES).await?;
+    let req: aiscout_wire::MappingRequest = aiscout_wire::decode(&body)?;
+    let now = crate::store::now();
+    let (mapping, audit) =
+        review::teach(&state.catalog, &req.descriptor, &req.product, &req.note, &token.name, now)
+            .map_err(|message| ApiError::BadRequest { field: None, message })?;
+    let (stored, lines) = match state.store.add_mapping(mapping, audit).await {
+        Err(StoreError::Exists { name, .. }) => {
+            return Err(ApiError::Conflict(format!(
+                "descriptor {name:?} is mapped already; undo that mapping first"
+            )));
+        }
+        other => other?,
+    };
+    tracing::info!(product = %stored.product, lines, "Descriptor taught.");
+    Ok((StatusCode::CREATED, Json(review::mapping_to_wire(stored, Some(lines)))))
+}
+
+/// `DELETE /api/v1/mappings/{id}`: undo a teaching; its lines are candidates again.
+async fn unteach<S: Store>(
+    State(state): Shared<S>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<aiscout_wire::DescriptorMapping>, ApiError> {
+    let token = person(&state, &headers).await?;
+    if !token.role.may_review() {
+        return Err(ApiError::Forbidden(token.role));
+    }
+    let missing = || ApiError::NotFound(format!("no descriptor mapping {id:?}"));
+    let n: i64 = id.parse().map_err(|_| missing())?;
+    let audit = review::untaught(&token.name, crate::store::now());
+    let (removed, lines) =
+        timed(&state, state.store.remove_mapping(n, audit)).await?.ok_or_else(missing)?;
+    tracing::info!(product = %removed.product, lines, "Descriptor mapping undone.");
+    Ok(Json(review::mapping_to_wire(removed, Some(lines))))
+}
+
 async fn audit<S: Store>(
     State(state): Shared<S>,
     headers: HeaderMap,
@@ -1110,6 +1171,8 @@ pub fn router<S: Store>(state: Arc<AppState<S>>) -> Router {
         .route("/api/v1/products/{id}", get(product::<S>))
         .route("/api/v1/products/{id}/review", put(set_review::<S>))
         .route(routes::AUDIT, get(audit::<S>))
+        .route(routes::MAPPINGS, get(mappings::<S>).post(teach::<S>))
+        .route(routes::MAPPING, axum::routing::delete(unteach::<S>))
         .route(routes::RECONCILE, get(reconcile::<S>))
         .route(routes::POLICY, get(policy_export::<S>))
         .route("/api/v1/people/{email}/export", get(person_export::<S>))

@@ -603,6 +603,8 @@ pub fn router<S: Store>(state: &AppState<S>) -> Router<Arc<AppState<S>>> {
         .route("/review", get(queue::page::<S>).post(queue::bulk::<S>))
         .route("/reconcile", get(reconcile::page::<S>))
         .route("/reconcile/lines", get(reconcile::lines::<S>))
+        .route("/reconcile/mappings", post(reconcile::teach::<S>))
+        .route("/reconcile/mappings/{id}/undo", post(reconcile::undo::<S>))
         .route("/reconcile/{section}", get(reconcile::csv::<S>))
         .route("/devices", get(devices::page::<S>))
         .route("/devices/{host}", get(devices::detail::<S>))

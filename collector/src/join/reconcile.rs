@@ -7,17 +7,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use aiscout_signatures::{Catalog, Period};
+use aiscout_signatures::merchant::context_words;
+use aiscout_signatures::{Audience, Catalog, Period, Price, Product};
 use aiscout_wire::{
-    Candidate, DepartmentMonthSpend, DuplicateSubscriptions, IdleSubscription, PaidNotSanctioned,
-    ProductStatus, Reconciliation, UsedNotPaid,
+    Candidate, ConsumerPlan, DepartmentMonthSpend, DuplicateSubscriptions, IdleSubscription,
+    PaidNotSanctioned, ProductStatus, Reconciliation, UsedNotPaid,
 };
 
 use super::subscriptions::Subscription;
 use super::{Facts, catalog_facts, clamp, money, status, u64_of};
-use crate::model::Review;
 use crate::model::calendar::{DAY_SECS, year_month};
 use crate::model::money::nanos_to_minor;
+use crate::model::{ExpenseLine, Review};
 
 /// Plan names that are a team plan, compared case-insensitively.
 const TEAM_PLANS: &[&str] = &["team", "teams", "business", "enterprise"];
@@ -218,6 +219,8 @@ pub fn reconcile(catalog: &Catalog, facts: &Facts, idle_days: u32) -> Reconcilia
         })
         .collect();
 
+    let consumer_plans = consumer_plans(catalog, spend, &name_of);
+
     Reconciliation {
         generated_at: facts.now,
         idle_days,
@@ -227,5 +230,93 @@ pub fn reconcile(catalog: &Catalog, facts: &Facts, idle_days: u32) -> Reconcilia
         duplicate_subscriptions,
         gateway_vs_shadow,
         candidates,
+        consumer_plans,
     }
+}
+
+fn period_name(p: Period) -> &'static str {
+    match p {
+        Period::Month => "month",
+        Period::Year => "year",
+    }
+}
+
+/// The consumer plan a matched card line pays for, when its product also sells a business
+/// plan: a consumer price in the line's currency equal to its amount, else one whose plan
+/// name (before any parenthesis: `Max 5x` of `Max 5x (annual)`) stands in the descriptor.
+pub fn consumer_plan<'c>(product: &'c Product, line: &ExpenseLine) -> Option<&'c Price> {
+    if !product.prices.iter().any(|p| p.audience == Some(Audience::Business)) {
+        return None;
+    }
+    let consumer = || {
+        product
+            .prices
+            .iter()
+            .filter(|p| p.audience == Some(Audience::Consumer) && p.currency == line.currency)
+    };
+    consumer().find(|p| p.amount_minor == line.amount_minor).or_else(|| {
+        let words = context_words(&line.descriptor);
+        consumer().find(|p| {
+            let plan = context_words(p.plan.split('(').next().unwrap_or(""));
+            !plan.is_empty() && words.windows(plan.len()).any(|w| w == plan.as_slice())
+        })
+    })
+}
+
+/// The business seat proposed instead of `consumer`: the cheapest business price of the
+/// product in its currency, of the same period when there is one.
+pub fn business_seat<'c>(product: &'c Product, consumer: &Price) -> Option<&'c Price> {
+    let business = || {
+        product
+            .prices
+            .iter()
+            .filter(|p| p.audience == Some(Audience::Business) && p.currency == consumer.currency)
+    };
+    business()
+        .filter(|p| p.period == consumer.period)
+        .min_by_key(|p| p.amount_minor)
+        .or_else(|| business().min_by_key(|p| p.annual_minor()))
+}
+
+/// Consumer subscriptions paid on cards (issue 17): per product, payer, department and plan.
+fn consumer_plans(
+    catalog: &Catalog,
+    spend: &super::spend::Spend,
+    name_of: &dyn Fn(&str) -> String,
+) -> Vec<ConsumerPlan> {
+    type Key<'k> = (&'k str, &'k str, &'k str, &'k str);
+    let mut groups: BTreeMap<Key<'_>, (&Product, &Price, i128, u64, i64)> = BTreeMap::new();
+    for (l, payer) in spend.lines() {
+        let Some(product) = l.product.as_deref().and_then(|p| catalog.product(p)) else {
+            continue;
+        };
+        let Some(plan) = consumer_plan(product, l) else { continue };
+        let key =
+            (product.id.as_str(), payer.label(), payer.department.as_str(), plan.plan.as_str());
+        let e = groups.entry(key).or_insert((product, plan, 0, 0, l.occurred_at));
+        e.2 += i128::from(l.amount_minor);
+        e.3 += 1;
+        e.4 = e.4.max(l.occurred_at);
+    }
+    groups
+        .into_iter()
+        .map(|((id, payer, department, _), (product, plan, sum, lines, last))| {
+            let seat = business_seat(product, plan);
+            ConsumerPlan {
+                product: id.to_owned(),
+                name: name_of(id),
+                payer: payer.to_owned(),
+                department: department.to_owned(),
+                plan: plan.plan.clone(),
+                plan_price: money(&plan.currency, plan.amount_minor),
+                period: period_name(plan.period).to_owned(),
+                spend: money(&plan.currency, clamp(sum)),
+                lines,
+                last_charge: last,
+                business_plan: seat.map(|s| s.plan.clone()),
+                business_price: seat.map(|s| money(&s.currency, s.amount_minor)),
+                business_period: seat.map(|s| period_name(s.period).to_owned()),
+            }
+        })
+        .collect()
 }

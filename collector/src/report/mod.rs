@@ -346,6 +346,47 @@ pub fn reconcile_sheets(r: &Reconciliation) -> Vec<Sheet> {
             })
             .collect(),
     });
+    out.push(Sheet {
+        title: "Consumer plans (personal subscriptions, business seat proposed)".into(),
+        columns: cols(&[
+            "product",
+            "name",
+            "payer",
+            "department",
+            "plan",
+            "plan_price",
+            "period",
+            "currency",
+            "amount",
+            "lines",
+            "last",
+            "business_plan",
+            "business_price",
+            "business_period",
+        ]),
+        rows: r
+            .consumer_plans
+            .iter()
+            .map(|c| {
+                vec![
+                    text(&c.product),
+                    text(&c.name),
+                    text(&c.payer),
+                    text(&c.department),
+                    text(&c.plan),
+                    Cell::Money(c.plan_price.clone()),
+                    text(&c.period),
+                    currency_of(&c.spend),
+                    Cell::Money(c.spend.clone()),
+                    count(c.lines),
+                    Cell::Day(c.last_charge),
+                    c.business_plan.as_ref().map_or(Cell::Empty, text),
+                    c.business_price.clone().map_or(Cell::Empty, Cell::Money),
+                    c.business_period.as_ref().map_or(Cell::Empty, text),
+                ]
+            })
+            .collect(),
+    });
     out
 }
 

@@ -109,6 +109,10 @@ pub(crate) const PERSON: &[Step] = &[
     step("gateway_spend", "UPDATE gateway_spend SET end_user = ?2 WHERE lower(end_user) = ?1"),
     step("reviews", "UPDATE reviews SET reviewed_by = ?2 WHERE lower(reviewed_by) = ?1"),
     step(
+        "descriptor_mappings",
+        "UPDATE descriptor_mappings SET actor = ?2 WHERE lower(actor) = ?1",
+    ),
+    step(
         "reviews",
         "UPDATE reviews SET note = replace(note, ?1, ?2), business_owner = replace(business_owner, ?1, ?2)
          WHERE lower(note) LIKE '%' || ?1 || '%' OR lower(business_owner) LIKE '%' || ?1 || '%'",

@@ -36,12 +36,12 @@ use std::future::Future;
 
 use crate::model::{
     Admission, Admit, AdmitRule, Attempt, AuditEntry, AuditFilter, AuditRecord, Batch, ChannelRow,
-    Claimed, DeliveryRow, Device, DeviceId, DevicePage, DeviceQuery, DeviceSighting, DeviceSummary,
-    DeviceUsage, DigestClaim, EnrollAttempt, EnrollOutcome, ExpenseLine, GatewaySpend,
-    GatewayTotal, Health, ImportCounts, ImportRun, IngestOutcome, McpServerFlags, NewEvent,
-    OwnerUse, Person, PersonUsage, ProcessSighting, ProductUsage, ReenrollPolicy, ReenrollRequest,
-    Review, ScimResource, ScimWrite, Session, SourceUsage, StoredEvent, Token, UsageFilter,
-    ValueUsage,
+    Claimed, DeliveryRow, DescriptorMapping, Device, DeviceId, DevicePage, DeviceQuery,
+    DeviceSighting, DeviceSummary, DeviceUsage, DigestClaim, EnrollAttempt, EnrollOutcome,
+    ExpenseLine, GatewaySpend, GatewayTotal, Health, ImportCounts, ImportRun, IngestOutcome,
+    McpServerFlags, NewEvent, OwnerUse, Person, PersonUsage, ProcessSighting, ProductUsage,
+    ReenrollPolicy, ReenrollRequest, Review, ScimResource, ScimWrite, Session, SourceUsage,
+    StoredEvent, Token, UsageFilter, ValueUsage,
 };
 
 pub mod erase;
@@ -295,6 +295,41 @@ pub(crate) fn erased_identities(
     out
 }
 
+/// The columns of a [`DescriptorMapping`], in its field order.
+pub(crate) const MAPPING_COLUMNS: &str = "id, descriptor, product, actor, created_at, note";
+
+/// The ids of the candidate lines (`(id, raw descriptor)`, as read in the transaction) whose
+/// normalised descriptor is `key`: what a new mapping resolves. Normalising is Rust's (the
+/// catalog's merchant tokens), so the store reads the unresolved candidates and picks them.
+pub(crate) fn lines_for_key(candidates: Vec<(i64, String)>, key: &str) -> Vec<i64> {
+    candidates
+        .into_iter()
+        .filter(|(_, d)| crate::model::descriptor_key(d) == key)
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// For each line of an import chunk, the mapping that resolves it (issue 17): a candidate
+/// with no product whose normalised descriptor is mapped. Applied by the store inside the
+/// chunk's transaction, so a mapping added while a file imports covers every line of it.
+pub(crate) fn resolve_mapped(
+    lines: &mut [ExpenseLine],
+    mappings: &std::collections::HashMap<String, (i64, String)>,
+) -> Vec<Option<i64>> {
+    lines
+        .iter_mut()
+        .map(|l| {
+            if mappings.is_empty() || l.product.is_some() || !l.candidate {
+                return None;
+            }
+            let (id, product) = mappings.get(&crate::model::descriptor_key(&l.descriptor))?;
+            l.product = Some(product.clone());
+            l.candidate = false;
+            Some(*id)
+        })
+        .collect()
+}
+
 /// Most rows of [`Store::process_sightings`].
 pub const PROCESS_SIGHTINGS_LIMIT: i64 = 10_000;
 
@@ -480,6 +515,29 @@ pub trait Store: Send + Sync + 'static {
         &self,
         since: Option<i64>,
     ) -> impl Future<Output = Result<Vec<ExpenseLine>, StoreError>> + Send;
+
+    /// Every descriptor mapping (issue 17), sorted by descriptor.
+    fn mappings(&self) -> impl Future<Output = Result<Vec<DescriptorMapping>, StoreError>> + Send;
+
+    /// Stores a descriptor mapping and, in the same transaction, resolves every stored
+    /// candidate line with that normalised descriptor to its product and appends `audit`.
+    /// Returns the stored mapping (with its id) and how many lines it resolved. A descriptor
+    /// mapped already is [`StoreError::Exists`]. From then on [`Store::add_expenses`]
+    /// resolves such candidate lines as it stores them.
+    fn add_mapping(
+        &self,
+        mapping: DescriptorMapping,
+        audit: AuditRecord,
+    ) -> impl Future<Output = Result<(DescriptorMapping, u64), StoreError>> + Send;
+
+    /// Removes mapping `id` and turns the lines it resolved back into candidates, with the
+    /// audit record `audit` builds from the removed mapping, in one transaction. `None` when
+    /// there is no such mapping (nothing is written).
+    fn remove_mapping(
+        &self,
+        id: i64,
+        audit: AuditFn<DescriptorMapping>,
+    ) -> impl Future<Output = Result<Option<(DescriptorMapping, u64)>, StoreError>> + Send;
 
     /// Inserts gateway spend rows in one transaction, idempotently like [`Store::add_expenses`].
     fn add_gateway_spend(

@@ -12,6 +12,8 @@
 //! Connections use TLS as the URL's `sslmode` and `sslrootcert` say (libpq's meanings, libpq's
 //! default `prefer`), through rustls: see [`super::postgres_tls`].
 
+use std::collections::HashMap;
+
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::Row;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -25,11 +27,12 @@ use super::{
 use crate::alerts::event;
 use crate::model::{
     Admit, AdmitRule, Attempt, AuditEntry, AuditFilter, AuditRecord, Batch, ChannelRow, Claimed,
-    DeliveryRow, Device, DeviceId, DevicePage, DeviceQuery, DeviceSighting, DeviceSummary,
-    DeviceUsage, DigestClaim, EnrollAttempt, EnrollOutcome, ExpenseLine, GatewaySpend,
-    GatewayTotal, Health, ImportCounts, ImportRun, IngestOutcome, McpServerFlags, NewEvent,
-    OwnerUse, Person, PersonUsage, ProcessSighting, ProductUsage, ReenrollRequest, Review,
-    ScimResource, ScimWrite, Session, SourceUsage, StoredEvent, Token, UsageFilter, ValueUsage,
+    DeliveryRow, DescriptorMapping, Device, DeviceId, DevicePage, DeviceQuery, DeviceSighting,
+    DeviceSummary, DeviceUsage, DigestClaim, EnrollAttempt, EnrollOutcome, ExpenseLine,
+    GatewaySpend, GatewayTotal, Health, ImportCounts, ImportRun, IngestOutcome, McpServerFlags,
+    NewEvent, OwnerUse, Person, PersonUsage, ProcessSighting, ProductUsage, ReenrollRequest,
+    Review, ScimResource, ScimWrite, Session, SourceUsage, StoredEvent, Token, UsageFilter,
+    ValueUsage,
 };
 
 /// The PostgreSQL migrations, in order.
@@ -53,10 +56,20 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 17, sql: include_str!("migrations/postgres/0017_candidate_reasons.sql") },
     Migration { version: 18, sql: include_str!("migrations/postgres/0018_overlay.sql") },
     Migration { version: 19, sql: include_str!("migrations/postgres/0019_mcp_flags.sql") },
+    // 20 is another branch's (merged beside this one).
+    Migration {
+        version: 21,
+        sql: include_str!("migrations/postgres/0021_descriptor_mappings.sql"),
+    },
 ];
 
 /// The advisory lock key that serialises migrations ("aiscout" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0061_6973_636f_7574;
+/// The advisory lock key of descriptor mappings ("mapping" in ASCII): an import chunk holds
+/// it shared while it reads the mappings and stores its lines, a teach or undo holds it
+/// exclusively, so no line is stored as a candidate by a chunk that read the mappings before
+/// a teach committed (issue 17).
+const MAPPING_LOCK: i64 = 0x006d_6170_7069_6e67;
 /// The advisory lock key that serialises folds ("rollups" in ASCII).
 const FOLD_LOCK: i64 = 0x0072_6f6c_6c75_7073;
 /// Connections in the pool.
@@ -368,6 +381,17 @@ async fn append_audit_now(
     Ok(())
 }
 
+fn read_mapping(r: &Row) -> Result<DescriptorMapping, StoreError> {
+    Ok(DescriptorMapping {
+        id: r.try_get(0)?,
+        descriptor: r.try_get(1)?,
+        product: r.try_get(2)?,
+        actor: r.try_get(3)?,
+        created_at: r.try_get(4)?,
+        note: r.try_get(5)?,
+    })
+}
+
 async fn append_audit(
     tx: &deadpool_postgres::Transaction<'_>,
     a: &AuditRecord,
@@ -399,7 +423,8 @@ const FILTER: &str = "($1::text IS NULL OR s.product = $1)
 const EXPENSE_STAGE: &str = "CREATE TEMPORARY TABLE IF NOT EXISTS aiscout_expense_stage (
         source TEXT, dedupe_key TEXT, file TEXT, line BIGINT, occurred_at BIGINT,
         amount_minor BIGINT, currency TEXT, descriptor TEXT, merchant TEXT, payer_email TEXT,
-        payer_name TEXT, department TEXT, product TEXT, candidate BOOLEAN, candidate_reason TEXT
+        payer_name TEXT, department TEXT, product TEXT, candidate BOOLEAN, candidate_reason TEXT,
+        mapping_id BIGINT
     ) ON COMMIT DELETE ROWS";
 
 /// The staging table of [`PgStore::add_gateway_spend`] (see [`EXPENSE_STAGE`]).
@@ -703,8 +728,7 @@ async fn usage_from_rollups(
         .await?;
     let sources = query(&tx, &plan.sources).await?;
     let sources = sources.iter().map(read_source).collect::<Result<Vec<_>, StoreError>>()?;
-    let mut departments: std::collections::HashMap<String, Vec<String>> =
-        std::collections::HashMap::new();
+    let mut departments: HashMap<String, Vec<String>> = HashMap::new();
     for r in query(&tx, &plan.departments).await? {
         departments.entry(r.try_get(0)?).or_default().push(r.try_get(1)?);
     }
@@ -1569,15 +1593,24 @@ impl Store for PgStore {
         if lines.is_empty() {
             return Ok(ImportCounts::default());
         }
-        let lines = self.protect(lines, |p, l| p.expenses(l)).await?;
+        let mut lines = self.protect(lines, |p, l| p.expenses(l)).await?;
         let mut client = self.client().await?;
         let mut tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock_shared($1)", &[&MAPPING_LOCK]).await?;
+        let mappings: HashMap<String, (i64, String)> = tx
+            .query("SELECT descriptor, id, product FROM descriptor_mappings", &[])
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?))))
+            .collect::<Result<_, tokio_postgres::Error>>()?;
+        let mapped = super::resolve_mapped(&mut lines, &mappings);
         tx.batch_execute(EXPENSE_STAGE).await?;
         let sink = tx
             .copy_in(
                 "COPY aiscout_expense_stage (source, dedupe_key, file, line, occurred_at,
                     amount_minor, currency, descriptor, merchant, payer_email, payer_name,
-                    department, product, candidate, candidate_reason) FROM STDIN BINARY",
+                    department, product, candidate, candidate_reason, mapping_id)
+                 FROM STDIN BINARY",
             )
             .await?;
         let types = [
@@ -1596,9 +1629,10 @@ impl Store for PgStore {
             Type::TEXT,
             Type::BOOL,
             Type::TEXT,
+            Type::INT8,
         ];
         let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
-        for l in &lines {
+        for (l, mapping) in lines.iter().zip(&mapped) {
             writer
                 .as_mut()
                 .write(&[
@@ -1617,6 +1651,7 @@ impl Store for PgStore {
                     &l.product,
                     &l.candidate,
                     &l.candidate_reason,
+                    mapping,
                 ])
                 .await?;
         }
@@ -1625,10 +1660,10 @@ impl Store for PgStore {
             &mut tx,
             "INSERT INTO expense_lines (source, dedupe_key, file, line, occurred_at,
                 amount_minor, currency, descriptor, merchant, payer_email, payer_name,
-                department, product, candidate, imported_at, candidate_reason)
+                department, product, candidate, imported_at, candidate_reason, mapping_id)
              SELECT s.source, s.dedupe_key, s.file, s.line, s.occurred_at, s.amount_minor,
                 s.currency, s.descriptor, s.merchant, s.payer_email, s.payer_name, s.department,
-                s.product, s.candidate, $1::bigint, s.candidate_reason
+                s.product, s.candidate, $1::bigint, s.candidate_reason, s.mapping_id
              FROM aiscout_expense_stage s",
             now,
         )
@@ -1639,6 +1674,110 @@ impl Store for PgStore {
         }
         tx.commit().await?;
         Ok(counts(lines.len(), inserted))
+    }
+
+    async fn mappings(&self) -> Result<Vec<DescriptorMapping>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                &format!(
+                    "SELECT {} FROM descriptor_mappings ORDER BY descriptor COLLATE \"C\"",
+                    super::MAPPING_COLUMNS
+                ),
+                &[],
+            )
+            .await?;
+        rows.iter().map(read_mapping).collect()
+    }
+
+    async fn add_mapping(
+        &self,
+        mapping: DescriptorMapping,
+        audit: AuditRecord,
+    ) -> Result<(DescriptorMapping, u64), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MAPPING_LOCK]).await?;
+        let row = tx
+            .query_opt(
+                "INSERT INTO descriptor_mappings (descriptor, product, actor, created_at, note)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (descriptor) DO NOTHING RETURNING id",
+                &[
+                    &mapping.descriptor,
+                    &mapping.product,
+                    &mapping.actor,
+                    &mapping.created_at,
+                    &mapping.note,
+                ],
+            )
+            .await?;
+        let Some(row) = row else {
+            return Err(StoreError::Exists {
+                what: "descriptor mapping",
+                name: mapping.descriptor,
+            });
+        };
+        let id: i64 = row.try_get(0)?;
+        let candidates = tx
+            .query(
+                "SELECT id, descriptor FROM expense_lines
+                 WHERE candidate AND product IS NULL AND mapping_id IS NULL",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<Vec<(i64, String)>, tokio_postgres::Error>>()?;
+        let ids = super::lines_for_key(candidates, &mapping.descriptor);
+        let resolved = tx
+            .execute(
+                "UPDATE expense_lines SET product = $1, candidate = false, mapping_id = $2
+                 WHERE id = ANY($3)",
+                &[&mapping.product, &id, &ids],
+            )
+            .await?;
+        if resolved > 0 {
+            tx.batch_execute(super::BUMP_SPEND).await?;
+        }
+        append_audit(&tx, &audit).await?;
+        tx.commit().await?;
+        Ok((DescriptorMapping { id, ..mapping }, resolved))
+    }
+
+    async fn remove_mapping(
+        &self,
+        id: i64,
+        audit: AuditFn<DescriptorMapping>,
+    ) -> Result<Option<(DescriptorMapping, u64)>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MAPPING_LOCK]).await?;
+        let row = tx
+            .query_opt(
+                &format!(
+                    "SELECT {} FROM descriptor_mappings WHERE id = $1 FOR UPDATE",
+                    super::MAPPING_COLUMNS
+                ),
+                &[&id],
+            )
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let before = read_mapping(&row)?;
+        let restored = tx
+            .execute(
+                "UPDATE expense_lines SET product = NULL, candidate = true, mapping_id = NULL
+                 WHERE mapping_id = $1",
+                &[&id],
+            )
+            .await?;
+        tx.execute("DELETE FROM descriptor_mappings WHERE id = $1", &[&id]).await?;
+        if restored > 0 {
+            tx.batch_execute(super::BUMP_SPEND).await?;
+        }
+        append_audit(&tx, &audit(Some(&before))).await?;
+        tx.commit().await?;
+        Ok(Some((before, restored)))
     }
 
     async fn expenses(&self, since: Option<i64>) -> Result<Vec<ExpenseLine>, StoreError> {

@@ -21,11 +21,12 @@ use super::{
 use crate::alerts::event;
 use crate::model::{
     Admit, AdmitRule, Attempt, AuditEntry, AuditFilter, AuditRecord, Batch, ChannelRow, Claimed,
-    DeliveryRow, Device, DeviceId, DevicePage, DeviceQuery, DeviceSighting, DeviceSummary,
-    DeviceUsage, DigestClaim, EnrollAttempt, EnrollOutcome, ExpenseLine, GatewaySpend,
-    GatewayTotal, Health, ImportCounts, ImportRun, IngestOutcome, McpServerFlags, NewEvent,
-    OwnerUse, Person, PersonUsage, ProcessSighting, ProductUsage, ReenrollRequest, Review,
-    ScimResource, ScimWrite, Session, SourceUsage, StoredEvent, Token, UsageFilter, ValueUsage,
+    DeliveryRow, DescriptorMapping, Device, DeviceId, DevicePage, DeviceQuery, DeviceSighting,
+    DeviceSummary, DeviceUsage, DigestClaim, EnrollAttempt, EnrollOutcome, ExpenseLine,
+    GatewaySpend, GatewayTotal, Health, ImportCounts, ImportRun, IngestOutcome, McpServerFlags,
+    NewEvent, OwnerUse, Person, PersonUsage, ProcessSighting, ProductUsage, ReenrollRequest,
+    Review, ScimResource, ScimWrite, Session, SourceUsage, StoredEvent, Token, UsageFilter,
+    ValueUsage,
 };
 
 /// The SQLite migrations, in order.
@@ -49,6 +50,8 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 17, sql: include_str!("migrations/sqlite/0017_candidate_reasons.sql") },
     Migration { version: 18, sql: include_str!("migrations/sqlite/0018_overlay.sql") },
     Migration { version: 19, sql: include_str!("migrations/sqlite/0019_mcp_flags.sql") },
+    // 20 is another branch's (merged beside this one).
+    Migration { version: 21, sql: include_str!("migrations/sqlite/0021_descriptor_mappings.sql") },
 ];
 
 /// How long a connection waits for another writer before failing.
@@ -774,6 +777,26 @@ fn enroll_in(
         params![&key_hash[..], id, now],
     )?;
     Ok(id)
+}
+
+fn read_mapping(r: &rusqlite::Row<'_>) -> rusqlite::Result<DescriptorMapping> {
+    Ok(DescriptorMapping {
+        id: r.get(0)?,
+        descriptor: r.get(1)?,
+        product: r.get(2)?,
+        actor: r.get(3)?,
+        created_at: r.get(4)?,
+        note: r.get(5)?,
+    })
+}
+
+/// Every mapping by normalised descriptor: `(id, product)`, read in the import's transaction.
+fn sqlite_mapping_keys(
+    tx: &rusqlite::Transaction<'_>,
+) -> Result<HashMap<String, (i64, String)>, StoreError> {
+    let mut stmt = tx.prepare_cached("SELECT descriptor, id, product FROM descriptor_mappings")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?;
+    Ok(rows.collect::<Result<HashMap<_, _>, _>>()?)
 }
 
 fn append_audit(tx: &rusqlite::Transaction<'_>, a: &AuditRecord) -> Result<(), StoreError> {
@@ -1897,15 +1920,20 @@ impl Store for SqliteStore {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut counts = ImportCounts::default();
             let mut inserted = Vec::new();
+            let mappings = sqlite_mapping_keys(&tx)?;
+            let mut lines = lines;
+            let mapped = super::resolve_mapped(&mut lines, &mappings);
             {
                 let mut stmt = tx.prepare_cached(
                     "INSERT INTO expense_lines (source, dedupe_key, file, line, occurred_at,
                         amount_minor, currency, descriptor, merchant, payer_email, payer_name,
-                        department, product, candidate, imported_at, candidate_reason)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+                        department, product, candidate, imported_at, candidate_reason,
+                        mapping_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                        ?17)
                      ON CONFLICT (source, dedupe_key) DO NOTHING",
                 )?;
-                for l in &lines {
+                for (l, mapping) in lines.iter().zip(&mapped) {
                     let n = stmt.execute(params![
                         l.source,
                         l.dedupe_key,
@@ -1922,7 +1950,8 @@ impl Store for SqliteStore {
                         l.product,
                         l.candidate,
                         now,
-                        l.candidate_reason
+                        l.candidate_reason,
+                        mapping
                     ])?;
                     if n == 0 {
                         counts.duplicates += 1;
@@ -1974,6 +2003,109 @@ impl Store for SqliteStore {
                 })
             })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn mappings(&self) -> Result<Vec<DescriptorMapping>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {} FROM descriptor_mappings ORDER BY descriptor",
+                super::MAPPING_COLUMNS
+            ))?;
+            let rows = stmt.query_map([], read_mapping)?.collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn add_mapping(
+        &self,
+        mapping: DescriptorMapping,
+        audit: AuditRecord,
+    ) -> Result<(DescriptorMapping, u64), StoreError> {
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let id: Option<i64> = tx
+                .query_row(
+                    "INSERT INTO descriptor_mappings (descriptor, product, actor, created_at, note)
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (descriptor) DO NOTHING RETURNING id",
+                    params![
+                        mapping.descriptor,
+                        mapping.product,
+                        mapping.actor,
+                        mapping.created_at,
+                        mapping.note
+                    ],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(id) = id else {
+                return Err(StoreError::Exists {
+                    what: "descriptor mapping",
+                    name: mapping.descriptor,
+                });
+            };
+            let candidates = {
+                let mut stmt = tx.prepare(
+                    "SELECT id, descriptor FROM expense_lines
+                     WHERE candidate AND product IS NULL AND mapping_id IS NULL",
+                )?;
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<Vec<(i64, String)>, _>>()?
+            };
+            let mut resolved = 0_u64;
+            {
+                let mut stmt = tx.prepare(
+                    "UPDATE expense_lines SET product = ?1, candidate = 0, mapping_id = ?2
+                     WHERE id = ?3",
+                )?;
+                for line in super::lines_for_key(candidates, &mapping.descriptor) {
+                    resolved += stmt.execute(params![mapping.product, id, line])? as u64;
+                }
+            }
+            if resolved > 0 {
+                tx.execute_batch(super::BUMP_SPEND)?;
+            }
+            append_audit(&tx, &audit)?;
+            tx.commit()?;
+            Ok((DescriptorMapping { id, ..mapping }, resolved))
+        })
+        .await
+    }
+
+    async fn remove_mapping(
+        &self,
+        id: i64,
+        audit: AuditFn<DescriptorMapping>,
+    ) -> Result<Option<(DescriptorMapping, u64)>, StoreError> {
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let Some(before) = tx
+                .query_row(
+                    &format!(
+                        "SELECT {} FROM descriptor_mappings WHERE id = ?1",
+                        super::MAPPING_COLUMNS
+                    ),
+                    [id],
+                    read_mapping,
+                )
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            let restored = tx.execute(
+                "UPDATE expense_lines SET product = NULL, candidate = 1, mapping_id = NULL
+                 WHERE mapping_id = ?1",
+                [id],
+            )? as u64;
+            tx.execute("DELETE FROM descriptor_mappings WHERE id = ?1", [id])?;
+            if restored > 0 {
+                tx.execute_batch(super::BUMP_SPEND)?;
+            }
+            append_audit(&tx, &audit(Some(&before)))?;
+            tx.commit()?;
+            Ok(Some((before, restored)))
         })
         .await
     }

@@ -29,6 +29,7 @@ mod risk;
 mod scim;
 mod store;
 mod syslog;
+mod teach;
 mod upgrade;
 
 /// The stderr of a `check-config` run that must fail (exit 2) with `count` problems, each of

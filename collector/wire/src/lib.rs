@@ -38,8 +38,9 @@ pub use people::{
     ReviewRequest, ReviewStatus, RiskFactValue, SourceSummary,
 };
 pub use report::{
-    Candidate, DepartmentMonthSpend, DuplicateSubscriptions, IdleSubscription, ImportSummary,
-    PaidNotSanctioned, Reconciliation, UsedNotPaid,
+    Candidate, ConsumerPlan, DepartmentMonthSpend, DescriptorMapping, DuplicateSubscriptions,
+    IdleSubscription, ImportSummary, MappingList, MappingRequest, PaidNotSanctioned,
+    Reconciliation, UsedNotPaid,
 };
 pub use secret::Secret;
 pub use validate::{DecodeError, Validate, ValidationError, decode};
@@ -79,6 +80,12 @@ pub mod routes {
     pub const IMPORT_EXPENSES: &str = "/api/v1/imports/expenses";
     /// `POST` (admin or procurement token): a gateway spend export -> [`crate::ImportSummary`].
     pub const IMPORT_GATEWAY: &str = "/api/v1/imports/gateway";
+    /// `GET` (API token): [`crate::MappingList`]. `POST` (security or admin token):
+    /// [`crate::MappingRequest`] -> [`crate::DescriptorMapping`], 409 when the descriptor is
+    /// mapped already.
+    pub const MAPPINGS: &str = "/api/v1/mappings";
+    /// `DELETE` (security or admin token): undo mapping `{id}` -> [`crate::DescriptorMapping`].
+    pub const MAPPING: &str = "/api/v1/mappings/{id}";
     /// `GET` (API token): [`crate::AuditList`].
     pub const AUDIT: &str = "/api/v1/audit";
     /// `GET` (policy or admin token): the review decisions as a blocklist or policy file,

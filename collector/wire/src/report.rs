@@ -27,6 +27,84 @@ pub struct Reconciliation {
     /// Expense lines that match no product but look like AI spend, for review.
     #[serde(default)]
     pub candidates: Vec<Candidate>,
+    /// Personal (consumer) subscriptions to products that also sell a business seat, with
+    /// the business seat proposed instead (issue 17).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consumer_plans: Vec<ConsumerPlan>,
+}
+
+/// A consumer plan paid on a card: the lines of one product, payer, department and plan
+/// whose amount is a consumer plan's list price (or whose descriptor names the plan), for a
+/// product that also sells a business plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerPlan {
+    /// Product id.
+    pub product: String,
+    /// Product name.
+    pub name: String,
+    /// Payer email, else name.
+    pub payer: String,
+    /// Payer's department, empty when unknown.
+    pub department: String,
+    /// The consumer plan the lines are (`Plus`).
+    pub plan: String,
+    /// That plan's list price per period, and the period (`month` or `year`).
+    pub plan_price: Money,
+    /// `month` or `year`.
+    pub period: String,
+    /// Spend on those lines.
+    pub spend: Money,
+    /// Lines.
+    pub lines: u64,
+    /// Last charge.
+    pub last_charge: i64,
+    /// The business plan proposed instead (`Team`), when the catalog lists one in the
+    /// currency.
+    pub business_plan: Option<String>,
+    /// Its list price per seat per `business_period`.
+    pub business_price: Option<Money>,
+    /// `month` or `year`.
+    pub business_period: Option<String>,
+}
+
+/// A reviewer's mapping of a card descriptor to a product (`GET /api/v1/mappings`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DescriptorMapping {
+    /// The id an undo names (`DELETE /api/v1/mappings/{id}`).
+    pub id: i64,
+    /// The normalised descriptor (merchant tokens, upper case, one space apart).
+    pub descriptor: String,
+    /// Product id.
+    pub product: String,
+    /// Who taught it.
+    pub actor: String,
+    /// When, Unix seconds.
+    pub created_at: i64,
+    /// Why, possibly empty.
+    pub note: String,
+    /// Expense lines it resolved (or, for an undo, turned back into candidates) in that call;
+    /// absent in a listing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lines: Option<u64>,
+}
+
+/// Every descriptor mapping, sorted by descriptor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MappingList {
+    /// The mappings.
+    pub mappings: Vec<DescriptorMapping>,
+}
+
+/// `POST /api/v1/mappings`: teach that a descriptor is a product.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MappingRequest {
+    /// The descriptor as a line carries it (normalised by the collector).
+    pub descriptor: String,
+    /// The catalog product id.
+    pub product: String,
+    /// Why, for the audit log.
+    #[serde(default)]
+    pub note: String,
 }
 
 /// Section 1 row.

@@ -273,6 +273,14 @@ impl Validate for ReviewRequest {
     }
 }
 
+impl Validate for crate::MappingRequest {
+    fn validate(&self) -> Result<(), ValidationError> {
+        required("descriptor", &self.descriptor, MAX_VALUE_LEN)?;
+        required("product", &self.product, MAX_NAME_LEN)?;
+        text("note", &self.note, MAX_NOTE_LEN)
+    }
+}
+
 impl Validate for InventoryQuery {
     fn validate(&self) -> Result<(), ValidationError> {
         optional("product", self.product.as_deref(), MAX_ID_LEN)?;

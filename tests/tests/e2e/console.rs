@@ -314,6 +314,79 @@ async fn security_reviews_and_procurement_reconciles_in_the_browser() {
 }
 
 /// The certified OpenID Provider, over HTTPS on loopback, with a certificate made here.
+/// Issue 17: security teaches the collector that a candidate card descriptor is a product,
+/// from the reconciliation page with the keyboard only (Tab to the row's "This is…" field,
+/// type, Enter); the line then counts for the product, the taught list shows it, and its undo
+/// (Tab, Enter) makes the line a candidate again. Screenshots: `reconcile-taught`,
+/// `reconcile-undone`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_teaches_a_candidate_descriptor_from_the_reconciliation_page_by_keyboard() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Collector::start(dir.path(), 0, &[]).unwrap();
+    let url = c.url.clone();
+    let security = c.token("security", "sam-security").unwrap();
+    let csv = dir.path().join("cards.csv");
+    std::fs::write(
+        &csv,
+        "date,amount,currency,descriptor,payer_email,department\n\
+         2026-11-02,49.00,USD,SQ *ACME AI LABS 4155550100,ann.lee@example.com,Sales\n\
+         2026-11-03,20.00,USD,OPENAI *CHATGPT SUBSCR,bob@example.com,Engineering\n",
+    )
+    .unwrap();
+    cli(dir.path(), &["import", "expenses", &csv.display().to_string()]);
+    let b = Browser::start().await.unwrap();
+    sign_in(&b, &url, &security).await;
+    b.goto(&format!("{url}/reconcile")).await.unwrap();
+    assert!(text(&b, "#s6 tbody").await.contains("SQ *ACME AI LABS 4155550100"));
+    // The consumer plan: Bob's 20.00 is ChatGPT Plus; Team is proposed.
+    let plans = text(&b, "#s7 tbody").await;
+    assert!(
+        plans.contains("Plus") && plans.contains("Team (USD 30.00 per seat per month)"),
+        "{plans}"
+    );
+    // Tab from the top of the page to the row's field (a bounded number of steps).
+    let mut reached = false;
+    for _ in 0..120 {
+        b.keys(&[Key::Tab]).await.unwrap();
+        if b.active_element().await.unwrap().attr("id").await.unwrap().as_deref() == Some("teach-0")
+        {
+            reached = true;
+            break;
+        }
+    }
+    assert!(reached, "Tab never reached the candidate's This is… field");
+    b.active_element().await.unwrap().send_keys("anthropic.claude").await.unwrap();
+    // Escape closes the suggestion list, Enter submits the row's form.
+    b.keys(&[Key::Escape, Key::Enter]).await.unwrap();
+    assert!(text(&b, "p.notice").await.contains("Taught: 1 expense lines"));
+    assert!(b.find_all("#s6 tbody tr").await.unwrap().is_empty(), "no candidate is left");
+    let taught = text(&b, "#s8 tbody").await;
+    assert!(taught.contains("ACME AI LABS") && taught.contains("Claude"), "{taught}");
+    assert!(taught.contains("sam-security"), "{taught}");
+    assert!(text(&b, "#s1 tbody").await.contains("Claude"), "the line counts as Claude spend");
+    look(&b, "reconcile-taught").await;
+    b.goto(&format!("{url}/audit")).await.unwrap();
+    assert!(text(&b, "table.audit").await.contains("descriptor.teach"));
+
+    // Undo from the keyboard: Tab to the taught row's Undo button, Enter.
+    b.goto(&format!("{url}/reconcile")).await.unwrap();
+    b.wait_for("#s8 form.undo button", WAIT).await.unwrap();
+    let mut reached = false;
+    for _ in 0..160 {
+        b.keys(&[Key::Tab]).await.unwrap();
+        let active = b.active_element().await.unwrap();
+        if active.text().await.unwrap().starts_with("Undo") {
+            reached = true;
+            break;
+        }
+    }
+    assert!(reached, "Tab never reached the Undo button");
+    b.keys(&[Key::Enter]).await.unwrap();
+    assert!(text(&b, "p.notice").await.contains("Undone: 1 expense lines"));
+    assert!(text(&b, "#s6 tbody").await.contains("SQ *ACME AI LABS 4155550100"));
+    look(&b, "reconcile-undone").await;
+}
+
 fn start_provider(dir: &Path, redirect: &str) -> (Process, String, std::path::PathBuf) {
     let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
     let (cert, key) = (dir.join("idp-cert.pem"), dir.join("idp-key.pem"));

@@ -1,4 +1,7 @@
-//! `/reconcile`: procurement's five sections with totals, drill-downs and CSV per section.
+//! `/reconcile`: procurement's five sections with totals, drill-downs and CSV per section,
+//! the unmatched AI-looking lines with a "This is…" form per row (security and admins teach
+//! the collector which product a descriptor is; issue 17), the taught descriptors with undo,
+//! and the consumer plans paid on cards with the business seat proposed.
 
 use std::sync::Arc;
 
@@ -9,7 +12,9 @@ use maud::html;
 
 use crate::api::AppState;
 use crate::console::view::{self, count, param, segment};
-use crate::console::{Access, PageResult, Refusal, document, require};
+use crate::console::{
+    Access, CSRF_FIELD, PageResult, Refusal, document, field, require, require_form, see_other,
+};
 use crate::join::{self, Purse};
 use crate::model::UsageFilter;
 use crate::store::Store;
@@ -17,13 +22,14 @@ use crate::store::Store;
 type Shared<S> = State<Arc<AppState<S>>>;
 
 /// URL names of the CSV sections, in the report's sheet order.
-const SECTIONS: [&str; 6] = [
+const SECTIONS: [&str; 7] = [
     "paid-not-sanctioned",
     "used-not-paid",
     "idle-subscriptions",
     "duplicate-subscriptions",
     "gateway-vs-shadow",
     "candidates",
+    "consumer-plans",
 ];
 
 fn idle_days(pairs: &[(String, String)]) -> Result<u32, Refusal> {
@@ -93,6 +99,9 @@ pub(crate) async fn page<S: Store>(
     let signed = require(&state, &headers, "/reconcile".into(), Access::Reconcile).await?;
     let pairs = crate::api::query_pairs(raw.as_deref());
     let (r, _) = reconciliation(&state, &pairs).await?;
+    let teaches = signed.may(Access::Review);
+    let taught = state.store.mappings().await?;
+    let products = state.catalog.products();
     let now = crate::store::now();
     let card = |p: &str| format!("/products/{}", segment(p));
     let lines = |product: &str, payer: &str| {
@@ -109,7 +118,15 @@ pub(crate) async fn page<S: Store>(
     let body = html! {
         main id="main" {
             h1 { "Reconciliation" }
-            p class="muted" { "Idle means no use for " (r.idle_days) " days. " @if signed.session.role == crate::model::Role::Security { "Read-only for the security role." } }
+            p class="muted" { "Idle means no use for " (r.idle_days) " days." }
+            @match param(&pairs, "taught") {
+                "" => {}
+                n => { p class="notice" role="status" { "Taught: " (n) " expense lines are now counted for that product, and future imports resolve the descriptor too. Written to the audit log." } }
+            }
+            @match param(&pairs, "undone") {
+                "" => {}
+                n => { p class="notice" role="status" { "Undone: " (n) " expense lines are candidates again. Written to the audit log." } }
+            }
             nav class="toc" aria-label="Sections" { ol {
                 li { a href="#s1" { "Paid but not sanctioned (" (r.paid_not_sanctioned.len()) ")" } }
                 li { a href="#s2" { "Used but not paid (" (r.used_not_paid.len()) ")" } }
@@ -117,6 +134,8 @@ pub(crate) async fn page<S: Store>(
                 li { a href="#s4" { "Duplicate subscriptions (" (r.duplicate_subscriptions.len()) ")" } }
                 li { a href="#s5" { "Gateway and shadow spend" } }
                 li { a href="#s6" { "Unmatched AI-looking lines (" (r.candidates.len()) ")" } }
+                li { a href="#s7" { "Consumer plans (" (r.consumer_plans.len()) ")" } }
+                li { a href="#s8" { "Taught descriptors (" (taught.len()) ")" } }
             } }
             section class="panel" id="s1" {
                 h2 { "1. Paid but not sanctioned" }
@@ -195,14 +214,63 @@ pub(crate) async fn page<S: Store>(
             section class="panel" id="s6" {
                 h2 { "Unmatched AI-looking expense lines" }
                 p class="total" { "Total " (view::money(&total(r.candidates.iter().map(|x| &x.spend)))) " · " a href=(csv(5)) download { "CSV" } }
+                @if teaches { p class="muted" { "Type a product's id or name under “This is…” and press Enter: every line with that descriptor, past and future, counts for the product." } }
                 table class="data" {
-                    thead { tr { th scope="col" { "Descriptor" } th scope="col" { "Payer" } th scope="col" { "Department" } th scope="col" class="num" { "Spend" } th scope="col" class="num" { "Lines" } th scope="col" { "Last charge" } } }
-                    tbody { @for x in rows(&pairs, "s6", &r.candidates) { tr {
+                    thead { tr { th scope="col" { "Descriptor" } th scope="col" { "Payer" } th scope="col" { "Department" } th scope="col" class="num" { "Spend" } th scope="col" class="num" { "Lines" } th scope="col" { "Last charge" } @if teaches { th scope="col" { "This is…" } } } }
+                    tbody { @for (i, x) in rows(&pairs, "s6", &r.candidates).iter().enumerate() { tr {
                         td { code { (x.descriptor) } } td { (x.payer) } td { (x.department) } td class="num" { (view::amount(&x.spend)) }
                         td class="num" { a href={ "/reconcile/lines?descriptor=" (view::url_encode(&x.descriptor)) } { (x.lines) } } td { (view::date(x.last_charge)) }
+                        @if teaches { td {
+                            form class="teach" method="post" action="/reconcile/mappings" {
+                                input type="hidden" name=(CSRF_FIELD) value=(signed.session.csrf);
+                                input type="hidden" name="descriptor" value=(x.descriptor);
+                                label class="visually-hidden" for={ "teach-" (i) } { "Product for " (x.descriptor) }
+                                input type="text" id={ "teach-" (i) } name="product" list="catalog-products" required autocomplete="off" placeholder="product id or name";
+                                " " button type="submit" { "Teach" }
+                            }
+                        } }
                     } } }
                 }
+                @if teaches { datalist id="catalog-products" { @for p in products { option value=(p.id) { (p.name) } } } }
                 (view::pager_of("/reconcile", &pairs, "s6", "#s6", r.candidates.len()))
+            }
+            section class="panel" id="s7" {
+                h2 { "Consumer plans paid on cards" }
+                p class="muted" { "Personal subscriptions (the amount is a consumer plan's list price, or the descriptor names the plan) to products that also sell a business seat." }
+                p class="total" { "Total " (view::money(&total(r.consumer_plans.iter().map(|x| &x.spend)))) " · " a href=(csv(6)) download { "CSV" } }
+                table class="data" {
+                    thead { tr { th scope="col" { "Product" } th scope="col" { "Payer" } th scope="col" { "Department" } th scope="col" { "Consumer plan" } th scope="col" class="num" { "Spend" } th scope="col" class="num" { "Lines" } th scope="col" { "Proposed business seat" } } }
+                    tbody { @for x in rows(&pairs, "s7", &r.consumer_plans) { tr {
+                        td { a href=(card(&x.product)) { (x.name) } } td { (x.payer) } td { (x.department) }
+                        td { (x.plan) " (" (view::amount(&x.plan_price)) " a " (x.period) ")" }
+                        td class="num" { (view::amount(&x.spend)) }
+                        td class="num" { a href=(lines(&x.product, &x.payer)) { (x.lines) span class="visually-hidden" { " expense lines of " (x.payer) " for " (x.name) } } }
+                        td { @match (&x.business_plan, &x.business_price, &x.business_period) {
+                            (Some(plan), Some(price), Some(per)) => { (plan) " (" (view::amount(price)) " per seat per " (per) ")" }
+                            _ => { "–" }
+                        } }
+                    } } }
+                }
+                (view::pager_of("/reconcile", &pairs, "s7", "#s7", r.consumer_plans.len()))
+            }
+            section class="panel" id="s8" {
+                h2 { "Taught descriptors" }
+                @if taught.is_empty() { p class="muted" { "None yet." } } @else {
+                    table class="data" {
+                        thead { tr { th scope="col" { "Descriptor" } th scope="col" { "Product" } th scope="col" { "Taught by" } th scope="col" { "When" } @if teaches { th scope="col" { "Undo" } } } }
+                        tbody { @for m in &taught { tr {
+                            td { code { (m.descriptor) } }
+                            td { a href=(card(&m.product)) { (state.catalog.product(&m.product).map_or(m.product.as_str(), |p| p.name.as_str())) } }
+                            td { (m.actor) } td { (view::date(m.created_at)) }
+                            @if teaches { td {
+                                form class="undo" method="post" action={ "/reconcile/mappings/" (m.id) "/undo" } {
+                                    input type="hidden" name=(CSRF_FIELD) value=(signed.session.csrf);
+                                    button type="submit" { "Undo" span class="visually-hidden" { " " (m.descriptor) } }
+                                }
+                            } }
+                        } } }
+                    }
+                }
             }
         }
     };
@@ -276,4 +344,65 @@ pub(crate) async fn csv<S: Store>(
         return Err(Refusal::NotFound(format!("No reconciliation section {name:?}.")));
     };
     Ok(super::inventory::csv_response(&format!("aiscout-{name}.csv"), crate::report::csv(sheet)))
+}
+
+/// The product a "This is…" field names: a catalog id, else a product name (any case).
+fn chosen_product<'c>(catalog: &'c aiscout_signatures::Catalog, given: &str) -> Option<&'c str> {
+    let given = given.trim();
+    catalog
+        .product(given)
+        .or_else(|| catalog.products().iter().find(|p| p.name.eq_ignore_ascii_case(given)))
+        .map(|p| p.id.as_str())
+}
+
+/// `POST /reconcile/mappings`: teach that a candidate descriptor is a product (issue 17).
+pub(crate) async fn teach<S: Store>(
+    State(state): Shared<S>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> PageResult {
+    let (signed, pairs) =
+        require_form(&state, &headers, "/reconcile".into(), Access::Review, body).await?;
+    let descriptor = field(&pairs, "descriptor").unwrap_or("");
+    let given = field(&pairs, "product").unwrap_or("");
+    let product = chosen_product(&state.catalog, given).ok_or_else(|| {
+        Refusal::BadRequest(format!("The catalog has no product with the id or name {given:?}."))
+    })?;
+    let (mapping, audit) = crate::review::teach(
+        &state.catalog,
+        descriptor,
+        product,
+        field(&pairs, "note").unwrap_or(""),
+        &signed.session.actor,
+        crate::store::now(),
+    )
+    .map_err(Refusal::BadRequest)?;
+    let lines = match state.store.add_mapping(mapping, audit).await {
+        Ok((_, lines)) => lines,
+        Err(crate::store::StoreError::Exists { name, .. }) => {
+            return Err(Refusal::BadRequest(format!(
+                "The descriptor {name:?} is taught already; undo it under Taught descriptors first."
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    tracing::info!(product, lines, "Descriptor taught in the console.");
+    Ok(see_other(&format!("/reconcile?taught={lines}#s8")))
+}
+
+/// `POST /reconcile/mappings/{id}/undo`: undo a teaching; its lines are candidates again.
+pub(crate) async fn undo<S: Store>(
+    State(state): Shared<S>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Body,
+) -> PageResult {
+    let (signed, _) =
+        require_form(&state, &headers, "/reconcile".into(), Access::Review, body).await?;
+    let missing = || Refusal::NotFound(format!("No taught descriptor {id:?}."));
+    let n: i64 = id.parse().map_err(|_| missing())?;
+    let audit = crate::review::untaught(&signed.session.actor, crate::store::now());
+    let (_, lines) = state.store.remove_mapping(n, audit).await?.ok_or_else(missing)?;
+    tracing::info!(lines, "Descriptor mapping undone in the console.");
+    Ok(see_other(&format!("/reconcile?undone={lines}#s6")))
 }

@@ -1812,6 +1812,104 @@ pub(crate) async fn connector_cursors_are_per_name_and_only_move_forward(store: 
     assert_eq!(store.connector_cursor("LITELLM-PROD".into()).await.unwrap(), None);
 }
 
+/// Issue 17: a taught descriptor resolves its stored candidate lines (its normalised form:
+/// processor prefix and trailing reference do not matter) and every later import of it; the
+/// undo turns exactly those lines back into candidates; both are audited and move the spend
+/// data version; a second mapping of one descriptor is refused.
+pub(crate) async fn descriptor_mappings_resolve_past_and_future_lines_and_undo_restores_them(
+    store: impl Store,
+) {
+    use aiscout_collector::model::{DescriptorMapping, descriptor_key};
+    let candidate = |key: &str, descriptor: &str| {
+        let mut l = expense(key, None, 1_000, 2_000);
+        l.descriptor = descriptor.into();
+        l
+    };
+    let lines = vec![
+        candidate("c1", "SQ *ACME AI 4155550100 CA"),
+        candidate("c2", "ACME AI"),
+        candidate("c3", "OTHER GPT TOOLS"),
+        expense("m1", Some("openai.chatgpt"), 1_000, 2_000),
+    ];
+    store.add_expenses(lines, 10).await.unwrap();
+    let before = store.versions().await.unwrap();
+    let key = descriptor_key("sq *Acme AI 99");
+    assert_eq!(key, "ACME AI");
+    let mapping = DescriptorMapping {
+        id: 0,
+        descriptor: key.clone(),
+        product: "anthropic.claude".into(),
+        actor: "sam".into(),
+        created_at: 50,
+        note: "their AI plan".into(),
+    };
+    let audit = AuditRecord {
+        at: 50,
+        actor: "sam".into(),
+        action: "descriptor.teach".into(),
+        subject: key.clone(),
+        before: None,
+        after: Some("{}".into()),
+    };
+    let (stored, resolved) = store.add_mapping(mapping.clone(), audit.clone()).await.unwrap();
+    assert_eq!(resolved, 2);
+    assert!(stored.id > 0);
+    assert_eq!(DescriptorMapping { id: 0, ..stored.clone() }, mapping);
+    assert_eq!(store.mappings().await.unwrap(), std::slice::from_ref(&stored));
+    assert!(store.versions().await.unwrap().spend > before.spend, "teaching moves spend");
+    let products = |lines: &[ExpenseLine]| -> Vec<(String, Option<String>, bool)> {
+        lines.iter().map(|l| (l.dedupe_key.clone(), l.product.clone(), l.candidate)).collect()
+    };
+    let claude = Some("anthropic.claude".to_owned());
+    let chatgpt = Some("openai.chatgpt".to_owned());
+    assert_eq!(
+        products(&store.expenses(None).await.unwrap()),
+        [
+            ("c1".into(), claude.clone(), false),
+            ("c2".into(), claude.clone(), false),
+            ("c3".into(), None, true),
+            ("m1".into(), chatgpt.clone(), false),
+        ]
+    );
+    // The same descriptor again: refused, nothing written.
+    match store.add_mapping(mapping.clone(), audit).await {
+        Err(StoreError::Exists { .. }) => {}
+        other => panic!("expected Exists, got {other:?}"),
+    }
+    // A later import: its candidate of the descriptor is resolved as it is stored; a line the
+    // catalog matched keeps its product.
+    let later = vec![candidate("c4", "PAYPAL *ACME AI 12345"), candidate("c5", "ACME AIR")];
+    assert_eq!(store.add_expenses(later, 60).await.unwrap().inserted, 2);
+    let got = products(&store.expenses(None).await.unwrap());
+    assert!(got.contains(&("c4".into(), claude.clone(), false)), "{got:?}");
+    assert!(got.contains(&("c5".into(), None, true)), "{got:?}");
+    // Undo: exactly the lines it resolved are candidates again.
+    let undo = review::untaught("ada", 70);
+    let (removed, restored) = store.remove_mapping(stored.id, undo).await.unwrap().unwrap();
+    assert_eq!((removed, restored), (stored.clone(), 3));
+    assert!(store.mappings().await.unwrap().is_empty());
+    let got = products(&store.expenses(None).await.unwrap());
+    for key in ["c1", "c2", "c3", "c4", "c5"] {
+        assert!(got.contains(&(key.into(), None, true)), "{key} is a candidate again: {got:?}");
+    }
+    assert!(got.contains(&("m1".into(), chatgpt, false)));
+    assert!(store.remove_mapping(stored.id, review::untaught("ada", 71)).await.unwrap().is_none());
+    let log = store.audit(0, 100).await.unwrap();
+    let actions: Vec<(&str, &str, &str)> = log
+        .iter()
+        .map(|e| (e.record.action.as_str(), e.record.actor.as_str(), e.record.subject.as_str()))
+        .collect();
+    assert_eq!(
+        actions,
+        [("descriptor.teach", "sam", "ACME AI"), ("descriptor.undo", "ada", "ACME AI")]
+    );
+    assert!(log[1].record.before.as_deref().unwrap().contains("anthropic.claude"));
+    // After the undo, a new import of the descriptor stays a candidate.
+    store.add_expenses(vec![candidate("c6", "ACME AI")], 80).await.unwrap();
+    let got = products(&store.expenses(None).await.unwrap());
+    assert!(got.contains(&("c6".into(), None, true)), "{got:?}");
+}
+
 macro_rules! conformance {
     ($open:path; $($case:ident),* $(,)?) => {
         $(
@@ -1958,6 +2056,7 @@ macro_rules! all_cases {
             alert_deliveries_are_claimed_once_and_retried_after_their_lease,
             alert_admissions_keep_the_daily_cap_exact_and_the_quiet_period,
             person_export_holds_what_is_stored_about_them_and_nobody_else,
+            descriptor_mappings_resolve_past_and_future_lines_and_undo_restores_them,
         );
     };
 }
