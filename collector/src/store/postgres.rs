@@ -56,10 +56,9 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 17, sql: include_str!("migrations/postgres/0017_candidate_reasons.sql") },
     Migration { version: 18, sql: include_str!("migrations/postgres/0018_overlay.sql") },
     Migration { version: 19, sql: include_str!("migrations/postgres/0019_mcp_flags.sql") },
-    // 20 is another branch's (merged beside this one).
     Migration {
-        version: 21,
-        sql: include_str!("migrations/postgres/0021_descriptor_mappings.sql"),
+        version: 20,
+        sql: include_str!("migrations/postgres/0020_descriptor_mappings.sql"),
     },
 ];
 

@@ -50,8 +50,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 17, sql: include_str!("migrations/sqlite/0017_candidate_reasons.sql") },
     Migration { version: 18, sql: include_str!("migrations/sqlite/0018_overlay.sql") },
     Migration { version: 19, sql: include_str!("migrations/sqlite/0019_mcp_flags.sql") },
-    // 20 is another branch's (merged beside this one).
-    Migration { version: 21, sql: include_str!("migrations/sqlite/0021_descriptor_mappings.sql") },
+    Migration { version: 20, sql: include_str!("migrations/sqlite/0020_descriptor_mappings.sql") },
 ];
 
 /// How long a connection waits for another writer before failing.
