@@ -63,6 +63,9 @@ pub const KEY_FILE: &str = "identity.key";
 pub const PREFIX: &str = "person-";
 /// Hex digits after [`PREFIX`].
 const HEX_DIGITS: usize = 16;
+/// What a text sealed by [`Identities::seal_text`] starts with (a SCIM resource document in
+/// pseudonymous mode); hex of the sealed bytes follows.
+pub const SEALED_TEXT_PREFIX: &str = "sealed:";
 
 /// The collector's identity key and the mode it is used in.
 pub struct Identities {
@@ -208,6 +211,48 @@ impl Identities {
         sealed
     }
 
+    /// A whole text (a SCIM resource document) sealed as [`Identities::seal`] seals an
+    /// identity, as text: [`SEALED_TEXT_PREFIX`] and hex.
+    pub fn seal_text(&self, text: &str) -> String {
+        let mut nonce = [0u8; NONCE_LEN];
+        if SystemRandom::new().fill(&mut nonce).is_err() {
+            return String::new();
+        }
+        let mut out = text.as_bytes().to_vec();
+        if self
+            .seal
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(b"aiscout sealed text"),
+                &mut out,
+            )
+            .is_err()
+        {
+            return String::new();
+        }
+        let mut sealed = nonce.to_vec();
+        sealed.extend_from_slice(&out);
+        format!("{SEALED_TEXT_PREFIX}{}", aiscout_signatures::hex::encode(&sealed))
+    }
+
+    /// The text [`Identities::seal_text`] sealed; `None` when `stored` is not such a text or
+    /// was sealed with another key.
+    pub fn open_text(&self, stored: &str) -> Option<String> {
+        let sealed = aiscout_signatures::hex::decode(stored.strip_prefix(SEALED_TEXT_PREFIX)?)?;
+        let (nonce, body) = sealed.split_at_checked(NONCE_LEN)?;
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut body = body.to_vec();
+        let plain =
+            self.seal.open_in_place(nonce, Aad::from(b"aiscout sealed text"), &mut body).ok()?;
+        String::from_utf8(plain.to_vec()).ok()
+    }
+
+    /// A SCIM resource's unique name as stored: its pseudonym in pseudonymous mode (so the
+    /// `userName eq` filter still finds it), else as given.
+    pub fn scim_name(&self, name: &str) -> String {
+        if self.pseudonymous() { self.pseudonym(name) } else { name.to_owned() }
+    }
+
     /// The identity `sealed` holds; `None` when it was not sealed with this key.
     pub fn open(&self, sealed: &[u8]) -> Option<String> {
         let (nonce, body) = sealed.split_at_checked(NONCE_LEN)?;
@@ -226,14 +271,28 @@ impl Identities {
 pub struct Protect<'a> {
     ids: &'a Identities,
     erased: std::collections::HashMap<String, String>,
+    /// The stored owner of the device a batch comes from (see [`Protect::batch`]).
+    owner: Option<String>,
     /// Pseudonyms made, with their sealed identity.
     pub sealed: Vec<(String, Vec<u8>)>,
+}
+
+/// What an erased OS user name is remembered by: the user on the devices of one erased
+/// person (their tombstone email), so a shared account name such as `admin` on other people's
+/// devices is not renamed (the erasure renames OS users on the person's devices only).
+pub fn os_user_key(owner_tombstone: &str, user: &str) -> String {
+    format!("os-user\0{}\0{}", normalise(owner_tombstone), normalise(user))
 }
 
 impl<'a> Protect<'a> {
     /// Starts with the erased identities' hashes and tombstones.
     pub fn new(ids: &'a Identities, erased: std::collections::HashMap<String, String>) -> Self {
-        Self { ids, erased, sealed: Vec::new() }
+        Self { ids, erased, owner: None, sealed: Vec::new() }
+    }
+
+    /// Sets the stored owner of the device the next [`Protect::batch`] comes from.
+    pub fn owner(&mut self, owner: Option<String>) {
+        self.owner = owner;
     }
 
     /// Rewrites one identity in place (empty ones, pseudonyms and tombstones stay).
@@ -266,14 +325,28 @@ impl<'a> Protect<'a> {
         self.optional(&mut device.owner_email);
     }
 
-    /// The OS users of a batch's sightings and installs.
+    /// The OS users of a batch's sightings and installs. On a device whose owner was erased
+    /// (its owner is a tombstone) an OS user name the erasure renamed becomes that name again.
     pub fn batch(&mut self, batch: &mut crate::model::Batch) {
         for s in &mut batch.sightings {
-            self.identity(&mut s.user);
+            self.os_user(&mut s.user);
         }
         for i in &mut batch.installs {
-            self.identity(&mut i.user);
+            self.os_user(&mut i.user);
         }
+    }
+
+    fn os_user(&mut self, user: &mut String) {
+        if let Some(owner) = self.owner.as_deref().filter(|o| is_tombstone(o))
+            && !user.trim().is_empty()
+        {
+            let hash = self.ids.erased_hash(&os_user_key(owner, user));
+            if let Some(tombstone) = self.erased.get(&hash) {
+                user.clone_from(tombstone);
+                return;
+            }
+        }
+        self.identity(user);
     }
 
     /// Payers of expense lines.
@@ -300,11 +373,17 @@ impl<'a> Protect<'a> {
         }
     }
 
-    /// A SCIM write's person (the resource document is stored as the IdP sent it).
+    /// A SCIM write's person; in pseudonymous mode also the resource document, which is
+    /// sealed ([`Identities::seal_text`]), and its unique name, which becomes its pseudonym
+    /// ([`Identities::scim_name`]), so the `userName eq` filter still finds it.
     pub fn scim(&mut self, write: &mut crate::model::ScimWrite) {
         if let Some(p) = write.person.as_mut() {
             self.people(std::slice::from_mut(&mut p.person));
             self.optional(&mut p.previous_email);
+        }
+        if self.ids.pseudonymous() {
+            write.name = self.ids.scim_name(&write.name);
+            write.resource.resource = self.ids.seal_text(&write.resource.resource);
         }
     }
 }
@@ -325,30 +404,10 @@ impl From<crate::store::StoreError> for RevealError {
     }
 }
 
-/// The most characters a reveal's reason may have.
-pub const MAX_REASON_CHARS: usize = 1_000;
-
-/// Checks a reveal's reason: required, printable, at most [`MAX_REASON_CHARS`].
-///
-/// # Errors
-/// A sentence saying what is wrong with it.
-pub fn reveal_reason(text: &str) -> Result<String, String> {
-    let reason = text.trim();
-    if reason.is_empty() {
-        return Err("a reason is required (it is kept in the audit log)".into());
-    }
-    if reason.chars().count() > MAX_REASON_CHARS {
-        return Err(format!("the reason is longer than {MAX_REASON_CHARS} characters"));
-    }
-    if reason.chars().any(|c| c.is_control() && c != '\n') {
-        return Err("the reason contains control characters".into());
-    }
-    Ok(reason.to_owned())
-}
-
 /// Reveals the identity behind `pseudonym` for `product` (a catalog id the caller checked):
 /// only in pseudonymous mode, only a pseudonym that owns or used a device that saw the
-/// product, and only with a reason. The audit entry (`person.reveal`, the actor, the
+/// product, paid an expense line of it or is a gateway end user of it
+/// ([`crate::store::Store::product_people`]), and only with a reason. The audit entry (`person.reveal`, the actor, the
 /// pseudonym as subject, the product and reason) is written in the transaction that reads the
 /// sealed identity; it never holds the identity.
 ///
@@ -367,7 +426,7 @@ pub async fn reveal<S: crate::store::Store>(
             "the collector is not in pseudonymous mode: identities are shown as stored".into(),
         )
     })?;
-    let reason = reveal_reason(reason).map_err(RevealError::Refused)?;
+    let reason = crate::person::checked_reason(reason).map_err(RevealError::Refused)?;
     let pseudonym = pseudonym.trim();
     if !is_pseudonym(pseudonym) {
         return Err(RevealError::Refused(format!(
@@ -376,10 +435,11 @@ pub async fn reveal<S: crate::store::Store>(
     }
     let seen = store.product_devices(product.to_owned()).await?.iter().any(|d| {
         d.owner_email.as_deref() == Some(pseudonym) || d.users.iter().any(|u| u == pseudonym)
-    });
+    }) || store.product_people(product.to_owned()).await?.iter().any(|p| p == pseudonym);
     if !seen {
         return Err(RevealError::Refused(format!(
-            "{pseudonym} owns or used no device that saw {product}"
+            "{pseudonym} owns or used no device that saw {product}, paid no expense line \
+             of it and is no gateway user of it"
         )));
     }
     let audit = crate::model::AuditRecord {

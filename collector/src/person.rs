@@ -72,15 +72,15 @@ pub fn email(text: &str) -> Result<String, String> {
     if valid { Ok(email) } else { Err(format!("{text:?} is not an email address")) }
 }
 
-/// The most characters an erasure's reason may have.
+/// The most characters a reason ([`checked_reason`]) may have.
 pub const MAX_REASON_CHARS: usize = 1_000;
 
-/// Checks the reason given for an erasure (required: the audit entry keeps it) and takes the
-/// email out of it, so the audit entry never holds the address it erased.
+/// Checks a reason an audit entry keeps (an erasure's, a reveal's): required, printable (line
+/// breaks allowed), at most [`MAX_REASON_CHARS`]; returns it trimmed.
 ///
 /// # Errors
-/// A sentence saying what is wrong with the reason.
-pub fn reason(text: &str, email: &str) -> Result<String, String> {
+/// A sentence saying what is wrong with it.
+pub fn checked_reason(text: &str) -> Result<String, String> {
     let reason = text.trim();
     if reason.is_empty() {
         return Err("a reason is required (it is kept in the audit log)".into());
@@ -91,6 +91,17 @@ pub fn reason(text: &str, email: &str) -> Result<String, String> {
     if reason.chars().any(|c| c.is_control() && c != '\n') {
         return Err("the reason contains control characters".into());
     }
+    Ok(reason.to_owned())
+}
+
+/// Checks the reason given for an erasure ([`checked_reason`]) and takes the email out of
+/// it, so the audit entry never holds the address it erased.
+///
+/// # Errors
+/// A sentence saying what is wrong with the reason.
+pub fn reason(text: &str, email: &str) -> Result<String, String> {
+    let reason = checked_reason(text)?;
+    let reason = reason.as_str();
     let mut out = String::with_capacity(reason.len());
     let lower = reason.to_lowercase();
     // Case-insensitive removal; `to_lowercase` keeps byte offsets only for ASCII, so other

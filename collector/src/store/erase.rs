@@ -154,6 +154,13 @@ pub(crate) const PERSON: &[Step] = &[
         "UPDATE alert_tickets SET subject = replace(subject, ?1, ?2)
          WHERE lower(subject) LIKE '%' || ?1 || '%'",
     ),
+    // The person's SCIM user (by userName, as stored; or, in plain mode, a document naming
+    // the email): the identity provider provisions them again, under the tombstone.
+    step(
+        "scim_resources",
+        "DELETE FROM scim_resources WHERE kind = 'User'
+         AND (name = ?1 OR lower(resource) LIKE '%' || ?1 || '%')",
+    ),
     step(
         "reenroll_requests",
         "UPDATE reenroll_requests SET approved_by = ?2 WHERE lower(approved_by) = ?1",
@@ -216,6 +223,11 @@ pub(crate) struct Tombstone {
 }
 
 impl Tombstone {
+    /// The name the `n`th (from 0) OS user of the person's devices becomes.
+    pub(crate) fn os_user_name(&self, n: usize) -> String {
+        format!("{}-{}", self.os_user, n + 1)
+    }
+
     pub(crate) fn new() -> Self {
         let id = random_hex(16);
         let short = id.get(..8).unwrap_or("00000000").to_owned();

@@ -272,6 +272,8 @@ pub(crate) const ERASED_SQL: &str = "SELECT hash, tombstone FROM erased_identiti
 /// Remembers an erased identity (`?1` its keyed hash, `?2` its tombstone).
 pub(crate) const REMEMBER_ERASED_SQL: &str =
     "INSERT INTO erased_identities (hash, tombstone) VALUES (?1, ?2) ON CONFLICT (hash) DO NOTHING";
+/// A device's stored owner (`?1` its id).
+pub(crate) const DEVICE_OWNER_SQL: &str = "SELECT owner_email FROM devices WHERE id = ?1";
 /// Keeps a pseudonym's sealed identity (`?1` the pseudonym, `?2` the sealed bytes).
 pub(crate) const SEAL_SQL: &str =
     "INSERT INTO pseudonyms (pseudonym, sealed) VALUES (?1, ?2) ON CONFLICT (pseudonym) DO NOTHING";
@@ -280,17 +282,66 @@ pub(crate) const SEALED_SQL: &str = "SELECT sealed FROM pseudonyms WHERE pseudon
 /// Forgets a pseudonym's sealed identity (`?1`): an erasure.
 pub(crate) const FORGET_SQL: &str = "DELETE FROM pseudonyms WHERE pseudonym = ?1";
 
+/// A SCIM resource as read: a document sealed in pseudonymous mode
+/// ([`Identities::seal_text`]) opened again, so the protocol code sees it as written.
+///
+/// # Errors
+/// [`StoreError::Corrupt`] when it is sealed and cannot be opened with the key given.
+pub(crate) fn open_scim(
+    ids: Option<&Identities>,
+    mut r: ScimResource,
+) -> Result<ScimResource, StoreError> {
+    if r.resource.starts_with(crate::identity::SEALED_TEXT_PREFIX) {
+        r.resource =
+            ids.and_then(|ids| ids.open_text(&r.resource)).ok_or_else(|| StoreError::Corrupt {
+                table: "scim_resources",
+                reason: format!(
+                    "{} {} is sealed and the identity key does not open it",
+                    r.kind, r.id
+                ),
+            })?;
+    }
+    Ok(r)
+}
+
+/// A SCIM filter's name as stored ([`Identities::scim_name`]).
+pub(crate) fn scim_name(ids: Option<&Identities>, name: Option<String>) -> Option<String> {
+    match (ids, name) {
+        (Some(ids), Some(name)) => Some(ids.scim_name(&name)),
+        (_, name) => name,
+    }
+}
+
+/// The plain identity behind a stored one: opened from its sealed identity when it has one
+/// (`sealed`, read with [`SEALED_SQL`]), as stored in plain mode, unknown otherwise.
+pub(crate) fn plain_of(ids: &Identities, stored: &str, sealed: Option<Vec<u8>>) -> Option<String> {
+    match sealed {
+        Some(sealed) => ids.open(&sealed),
+        None if ids.pseudonymous() => None,
+        None => Some(stored.to_owned()),
+    }
+}
+
 /// What an erasure remembers and forgets besides rewriting rows: the keyed hashes of the
-/// plain email and name with their tombstones, and the pseudonyms whose sealed identity goes.
+/// plain email and name with their tombstones, and of each OS user name of the person's
+/// devices (`users`, plain, in the order they were renamed; keyed with the tombstone email,
+/// [`crate::identity::os_user_key`]) with the name it became.
 pub(crate) fn erased_identities(
     ids: &Identities,
     email: &str,
     name: Option<&str>,
+    users: &[Option<String>],
     t: &erase::Tombstone,
 ) -> Vec<(String, String)> {
     let mut out = vec![(ids.erased_hash(email), t.email.clone())];
     if let Some(name) = name.filter(|n| !n.trim().is_empty()) {
         out.push((ids.erased_hash(name), t.name.clone()));
+    }
+    for (n, user) in users.iter().enumerate() {
+        if let Some(user) = user {
+            let key = crate::identity::os_user_key(&t.email, user);
+            out.push((ids.erased_hash(&key), t.os_user_name(n)));
+        }
     }
     out
 }
@@ -329,6 +380,15 @@ pub(crate) fn resolve_mapped(
         })
         .collect()
 }
+
+/// Most identities [`Store::product_people`] answers.
+pub const PRODUCT_PEOPLE_LIMIT: i64 = 1_000;
+/// [`Store::product_people`], in both dialects (`$n` placeholders).
+pub(crate) const PRODUCT_PEOPLE: &str =
+    "SELECT payer_email FROM expense_lines WHERE product = $1 AND payer_email <> ''
+     UNION SELECT payer_name FROM expense_lines WHERE product = $1 AND payer_name <> ''
+     UNION SELECT end_user FROM gateway_spend WHERE product = $1 AND end_user <> ''
+     ORDER BY 1 LIMIT $2";
 
 /// Most rows of [`Store::process_sightings`].
 pub const PROCESS_SIGHTINGS_LIMIT: i64 = 10_000;
@@ -424,6 +484,14 @@ pub trait Store: Send + Sync + 'static {
         &self,
         filter: UsageFilter,
     ) -> impl Future<Output = Result<(Vec<SourceUsage>, Vec<ProductUsage>), StoreError>> + Send;
+
+    /// The payers (emails and names) of a product's expense lines and the end users of its
+    /// gateway rows, as stored (pseudonyms in pseudonymous mode), distinct and sorted, at
+    /// most [`PRODUCT_PEOPLE_LIMIT`]: whom a reveal for the product may name.
+    fn product_people(
+        &self,
+        product: String,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
 
     /// Devices that saw a product (at most [`PRODUCT_DEVICES_LIMIT`]), sorted by host id.
     fn product_devices(

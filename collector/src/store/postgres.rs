@@ -116,6 +116,17 @@ impl PgStore {
     /// keeps the sealed identities of the pseudonyms it made, before the write itself.
     async fn protect<T: Send>(
         &self,
+        value: T,
+        f: fn(&mut crate::identity::Protect<'_>, &mut T),
+    ) -> Result<T, StoreError> {
+        self.protect_on(None, value, f).await
+    }
+
+    /// [`PgStore::protect`] of a batch from `device`, whose stored owner decides how erased
+    /// OS user names come back ([`crate::identity::Protect::batch`]).
+    async fn protect_on<T: Send>(
+        &self,
+        device: Option<DeviceId>,
         mut value: T,
         f: fn(&mut crate::identity::Protect<'_>, &mut T),
     ) -> Result<T, StoreError> {
@@ -130,6 +141,15 @@ impl PgStore {
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect::<Result<_, tokio_postgres::Error>>()?;
         let mut p = crate::identity::Protect::new(&ids, erased);
+        if let Some(device) = device {
+            let owner: Option<String> = tx
+                .query_opt(&postgres_sql(super::DEVICE_OWNER_SQL), &[&device.0])
+                .await?
+                .map(|r| r.try_get(0))
+                .transpose()?
+                .flatten();
+            p.owner(owner);
+        }
         f(&mut p, &mut value);
         if !p.sealed.is_empty() {
             let stmt = tx.prepare(&postgres_sql(super::SEAL_SQL)).await?;
@@ -968,7 +988,7 @@ impl Store for PgStore {
         let mut rows = std::collections::BTreeMap::<String, u64>::new();
         tx.execute(erase::UNLOCK_AUDIT, &[]).await?;
         for (n, user) in users.iter().enumerate() {
-            let new = format!("{}-{}", t.os_user, n + 1);
+            let new = t.os_user_name(n);
             let args: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [user, &new, &email];
             for sql in erase::OS_USER {
                 let params = args.get(..erase::arity(sql)).unwrap_or(&args);
@@ -1001,13 +1021,18 @@ impl Store for PgStore {
                 .await?
                 .map(|r| r.try_get(0))
                 .transpose()?;
-            let plain_name = match sealed_name {
-                Some(sealed) => ids.open(&sealed),
-                None if ids.pseudonymous() => None,
-                None => Some(name.clone()),
-            };
+            let plain_name = super::plain_of(ids, &name, sealed_name);
+            let mut plain_users = Vec::with_capacity(users.len());
+            for user in &users {
+                let sealed: Option<Vec<u8>> = tx
+                    .query_opt(&postgres_sql(super::SEALED_SQL), &[user])
+                    .await?
+                    .map(|r| r.try_get(0))
+                    .transpose()?;
+                plain_users.push(super::plain_of(ids, user, sealed));
+            }
             for (hash, tombstone) in
-                super::erased_identities(ids, &plain, plain_name.as_deref(), &t)
+                super::erased_identities(ids, &plain, plain_name.as_deref(), &plain_users, &t)
             {
                 tx.execute(&postgres_sql(super::REMEMBER_ERASED_SQL), &[&hash, &tombstone]).await?;
             }
@@ -1117,7 +1142,7 @@ impl Store for PgStore {
         batch: Batch,
         now: i64,
     ) -> Result<IngestOutcome, StoreError> {
-        let batch = self.protect(batch, |p, b| p.batch(b)).await?;
+        let batch = self.protect_on(Some(device), batch, |p, b| p.batch(b)).await?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let inserted = tx
@@ -1315,6 +1340,17 @@ impl Store for PgStore {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok((sources, products))
+    }
+
+    async fn product_people(&self, product: String) -> Result<Vec<String>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &client.prepare_cached(super::PRODUCT_PEOPLE).await?,
+                &[&product, &super::PRODUCT_PEOPLE_LIMIT],
+            )
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
     async fn product_devices(&self, product: String) -> Result<Vec<DeviceUsage>, StoreError> {
@@ -1974,7 +2010,9 @@ impl Store for PgStore {
                 &[&kind, &id],
             )
             .await?;
-        row.map(|r| scim_row(kind, &r)).transpose()
+        let ids = self.identities.get().cloned();
+        row.map(|r| scim_row(kind, &r).and_then(|r| super::open_scim(ids.as_deref(), r)))
+            .transpose()
     }
 
     async fn scim_list(
@@ -1984,6 +2022,8 @@ impl Store for PgStore {
         offset: i64,
         limit: i64,
     ) -> Result<(i64, Vec<ScimResource>), StoreError> {
+        let ids = self.identities.get().cloned();
+        let name = super::scim_name(ids.as_deref(), name);
         let client = self.client().await?;
         let total: i64 = client
             .query_one(
@@ -2001,7 +2041,10 @@ impl Store for PgStore {
                 &[&kind, &name, &limit, &offset],
             )
             .await?;
-        let page = rows.iter().map(|r| scim_row(kind, r)).collect::<Result<_, _>>()?;
+        let page = rows
+            .iter()
+            .map(|r| scim_row(kind, r).and_then(|r| super::open_scim(ids.as_deref(), r)))
+            .collect::<Result<_, _>>()?;
         Ok((total, page))
     }
 
@@ -2068,6 +2111,7 @@ impl Store for PgStore {
         email: Option<String>,
         audit: AuditRecord,
     ) -> Result<bool, StoreError> {
+        let email = self.protect(email, |p, e| p.optional(e)).await?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let n = tx

@@ -491,6 +491,17 @@ impl SqliteStore {
     /// keeps the sealed identities of the pseudonyms it made, before the write itself.
     async fn protect<T: Send + 'static>(
         &self,
+        value: T,
+        f: fn(&mut crate::identity::Protect<'_>, &mut T),
+    ) -> Result<T, StoreError> {
+        self.protect_on(None, value, f).await
+    }
+
+    /// [`SqliteStore::protect`] of a batch from `device`, whose stored owner decides how
+    /// erased OS user names come back ([`crate::identity::Protect::batch`]).
+    async fn protect_on<T: Send + 'static>(
+        &self,
+        device: Option<DeviceId>,
         mut value: T,
         f: fn(&mut crate::identity::Protect<'_>, &mut T),
     ) -> Result<T, StoreError> {
@@ -503,6 +514,13 @@ impl SqliteStore {
                 rows.collect::<Result<_, _>>()?
             };
             let mut p = crate::identity::Protect::new(&ids, erased);
+            if let Some(device) = device {
+                let owner: Option<String> = tx
+                    .query_row(super::DEVICE_OWNER_SQL, [device.0], |r| r.get(0))
+                    .optional()?
+                    .flatten();
+                p.owner(owner);
+            }
             f(&mut p, &mut value);
             if !p.sealed.is_empty() {
                 let mut stmt = tx.prepare_cached(super::SEAL_SQL)?;
@@ -1351,7 +1369,7 @@ impl Store for SqliteStore {
             let mut rows = std::collections::BTreeMap::<String, u64>::new();
             tx.execute(erase::UNLOCK_AUDIT, [])?;
             for (n, user) in users.iter().enumerate() {
-                let new = format!("{}-{}", t.os_user, n + 1);
+                let new = t.os_user_name(n);
                 let args = [user, &new, &email];
                 for sql in erase::OS_USER {
                     let params = args.get(..erase::arity(sql)).unwrap_or(&args);
@@ -1378,13 +1396,15 @@ impl Store for SqliteStore {
                 // The plain name: as stored, or sealed behind its pseudonym.
                 let sealed_name: Option<Vec<u8>> =
                     tx.query_row(super::SEALED_SQL, [&name], |r| r.get(0)).optional()?;
-                let plain_name = match sealed_name {
-                    Some(sealed) => ids.open(&sealed),
-                    None if ids.pseudonymous() => None,
-                    None => Some(name.clone()),
-                };
+                let plain_name = super::plain_of(ids, &name, sealed_name);
+                let mut plain_users = Vec::with_capacity(users.len());
+                for user in &users {
+                    let sealed: Option<Vec<u8>> =
+                        tx.query_row(super::SEALED_SQL, [user], |r| r.get(0)).optional()?;
+                    plain_users.push(super::plain_of(ids, user, sealed));
+                }
                 for (hash, tombstone) in
-                    super::erased_identities(ids, &plain, plain_name.as_deref(), &t)
+                    super::erased_identities(ids, &plain, plain_name.as_deref(), &plain_users, &t)
                 {
                     tx.execute(super::REMEMBER_ERASED_SQL, [&hash, &tombstone])?;
                 }
@@ -1509,7 +1529,7 @@ impl Store for SqliteStore {
         batch: Batch,
         now: i64,
     ) -> Result<IngestOutcome, StoreError> {
-        let batch = self.protect(batch, |p, b| p.batch(b)).await?;
+        let batch = self.protect_on(Some(device), batch, |p, b| p.batch(b)).await?;
         let (done, outcome) = oneshot::channel();
         self.writer
             .send(Job::Ingest { device, batch, now, done })
@@ -1614,6 +1634,16 @@ impl Store for SqliteStore {
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok((sources, products))
+        })
+        .await
+    }
+
+    async fn product_people(&self, product: String) -> Result<Vec<String>, StoreError> {
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached(&rollup::sqlite(super::PRODUCT_PEOPLE))?;
+            let rows =
+                stmt.query_map(params![product, super::PRODUCT_PEOPLE_LIMIT], |r| r.get(0))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await
     }
@@ -2229,7 +2259,9 @@ impl Store for SqliteStore {
             )
             .optional()?)
         })
-        .await
+        .await?
+        .map(|r| super::open_scim(self.identities.get().map(|i| &**i), r))
+        .transpose()
     }
 
     async fn scim_list(
@@ -2239,21 +2271,30 @@ impl Store for SqliteStore {
         offset: i64,
         limit: i64,
     ) -> Result<(i64, Vec<ScimResource>), StoreError> {
-        self.with(move |c| {
-            let total: i64 = c.query_row(
+        let ids = self.identities.get().cloned();
+        let name = super::scim_name(ids.as_deref(), name);
+        let (total, page): (i64, Vec<ScimResource>) = self
+            .with(move |c| {
+                let total: i64 = c.query_row(
                 "SELECT COUNT(*) FROM scim_resources WHERE kind = ?1 AND (?2 IS NULL OR name = ?2)",
                 params![kind, name],
                 |r| r.get(0),
             )?;
-            let mut stmt = c.prepare(
-                "SELECT id, resource, version, created_at, modified_at FROM scim_resources
+                let mut stmt = c.prepare(
+                    "SELECT id, resource, version, created_at, modified_at FROM scim_resources
                  WHERE kind = ?1 AND (?2 IS NULL OR name = ?2)
                  ORDER BY created_at, id LIMIT ?3 OFFSET ?4",
-            )?;
-            let rows = stmt.query_map(params![kind, name, limit, offset], |r| scim_row(kind, r))?;
-            Ok((total, rows.collect::<Result<_, _>>()?))
-        })
-        .await
+                )?;
+                let rows =
+                    stmt.query_map(params![kind, name, limit, offset], |r| scim_row(kind, r))?;
+                Ok((total, rows.collect::<Result<_, _>>()?))
+            })
+            .await?;
+        let page = page
+            .into_iter()
+            .map(|r| super::open_scim(ids.as_deref(), r))
+            .collect::<Result<_, _>>()?;
+        Ok((total, page))
     }
 
     async fn scim_write(&self, write: ScimWrite) -> Result<bool, StoreError> {
@@ -2319,6 +2360,7 @@ impl Store for SqliteStore {
         email: Option<String>,
         audit: AuditRecord,
     ) -> Result<bool, StoreError> {
+        let email = self.protect(email, |p, e| p.optional(e)).await?;
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let n = tx.execute(

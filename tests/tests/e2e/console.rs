@@ -545,3 +545,34 @@ async fn the_transparency_page_needs_no_sign_in_and_shows_the_running_configurat
     assert!(text(&b, "main table.data").await.contains("chatgpt.com"));
     look(&b, "transparency-catalog").await;
 }
+
+/// Pseudonymous mode (issue 21): the product card shows a card's payer only as a pseudonym,
+/// and an admin reveals them through the card's form, keyboard only, with a reason
+/// (screenshots `reveal-form` and `revealed`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_reveals_a_pseudonymous_payer_on_the_product_card() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Collector::start(dir.path(), 0, &["--privacy".to_owned(), "pseudonymous".to_owned()])
+        .unwrap();
+    let ramp = workspace_root().join("examples/expenses/ramp.csv").display().to_string();
+    cli(dir.path(), &["--privacy", "pseudonymous", "import", "expenses", &ramp]);
+    let url = c.url.clone();
+    let admin = c.token("admin", "ada-admin").unwrap();
+    let b = Browser::start().await.unwrap();
+    sign_in(&b, &url, &admin).await;
+    b.goto(&format!("{url}/products/openai.chatgpt")).await.unwrap();
+    b.wait_for("form.reveal", WAIT).await.unwrap();
+    let page = text(&b, "main").await;
+    assert!(page.contains("person-") && !page.contains("Ann Lee"), "{page}");
+    b.execute("document.querySelector('form.reveal').scrollIntoView()", vec![]).await.unwrap();
+    let reason = b.find("#reveal-reason").await.unwrap();
+    reason.send_keys("Ticket 4242: card holder check").await.unwrap();
+    look(&b, "reveal-form").await;
+    b.keys(&[Key::Tab, Key::Enter]).await.unwrap();
+    // The answer page is the one with a status notice (the card has none).
+    b.wait_for("main p.notice", WAIT).await.unwrap();
+    assert_eq!(text(&b, "main h1").await, "Revealed for ChatGPT");
+    let shown = text(&b, "main dl.facts").await;
+    assert!(shown.contains("Ann Lee") && shown.contains("person-"), "{shown}");
+    look(&b, "revealed").await;
+}

@@ -131,7 +131,7 @@ fn reveal_form(id: &str, csrf: &str, pseudonyms: &[&str]) -> Markup {
         form class="reveal" method="post" action={ "/products/" (segment(id)) "/reveal" } {
             input type="hidden" name=(CSRF_FIELD) value=(csrf);
             h3 { "Reveal one person" }
-            p class="muted" { "Shows who is behind one pseudonym, for this product only. The reveal, your reason and the pseudonym are written to the audit log." }
+            p class="muted" { "Shows who is behind one pseudonym (a device owner, OS user, payer or gateway user), for this product only. The reveal, your reason and the pseudonym are written to the audit log." }
             label for="pseudonym" { "Pseudonym" }
             select id="pseudonym" name="pseudonym" required {
                 @for p in pseudonyms { option value=(p) { (p) } }
@@ -276,14 +276,19 @@ pub(crate) async fn page<S: Store>(
     let unp: Vec<_> = recon.used_not_paid.iter().filter(|r| r.product == id).collect();
     let idle: Vec<_> = recon.idle_subscriptions.iter().filter(|r| r.product == id).collect();
     let dup: Vec<_> = recon.duplicate_subscriptions.iter().filter(|r| r.product == id).collect();
-    // Admins in pseudonymous mode may reveal one of the pseudonyms seen with the product.
+    // Admins in pseudonymous mode may reveal one of the pseudonyms seen with the product:
+    // device owners, OS users, payers and gateway end users.
     let mut pseudonyms: Vec<&str> = Vec::new();
-    if signed.may(Access::Admin) && state.store.identities().is_some_and(|ids| ids.pseudonymous()) {
+    let revealing =
+        signed.may(Access::Admin) && state.store.identities().is_some_and(|ids| ids.pseudonymous());
+    let paying = if revealing { state.store.product_people(id.clone()).await? } else { Vec::new() };
+    if revealing {
         pseudonyms = devices
             .iter()
             .flat_map(|d| {
                 d.owner_email.as_deref().into_iter().chain(d.users.iter().map(String::as_str))
             })
+            .chain(paying.iter().map(String::as_str))
             .filter(|p| crate::identity::is_pseudonym(p))
             .collect();
         pseudonyms.sort_unstable();

@@ -4,9 +4,12 @@
 
 use aiscout_collector::identity::{self, Identities, PrivacyMode, RevealError};
 use aiscout_collector::join::{self, Purpose};
-use aiscout_collector::model::{AuditFilter, Person, Role, Session, UsageFilter};
+use aiscout_collector::model::{
+    AuditFilter, Person, Role, ScimPerson, ScimResource, ScimWrite, Session, UsageFilter,
+};
 use aiscout_collector::person;
 use aiscout_collector::review;
+use aiscout_collector::scim;
 use aiscout_collector::store::Store;
 use aiscout_collector::store::retention::{Cutoffs, Kind};
 use aiscout_wire::{InventoryQuery, ReviewStatus};
@@ -480,8 +483,9 @@ fn raw_sqlite(dir: &std::path::Path) -> String {
     out
 }
 
-/// Every plain identity the pseudonymous case stores (emails, OS users, names).
-const PLAIN: [&str; 9] = [
+/// Every plain identity the pseudonymous case stores (emails, OS users, names, and the SCIM
+/// user's userName, names and work email).
+const PLAIN: [&str; 13] = [
     "ann.lee@example.com",
     "bob@example.com",
     "grace@example.com",
@@ -491,10 +495,69 @@ const PLAIN: [&str; 9] = [
     "bobk",
     "payer.only@example.com",
     "gw.user@example.com",
+    "scim.user@example.com",
+    "scimona",
+    "provisionova",
+    "scimona.work@example.com",
 ];
 
-/// The same people, devices, sightings, expense lines and gateway rows in any store.
+/// Writes a SCIM user as `api::scim` does (`scim::normalise`, `scim::person`, one
+/// `scim_write`): version 1 creates it, a later version replaces the stored one.
+async fn scim_user(
+    store: &impl Store,
+    id: &str,
+    document: serde_json::Value,
+    previous: Option<&ScimResource>,
+) -> ScimResource {
+    let (body, name) = scim::normalise(scim::Kind::User, document).unwrap();
+    let previous_email = previous.and_then(|p| {
+        let old: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&p.resource).unwrap();
+        scim::person(&old, |_| None).map(|(p, _)| p.email)
+    });
+    let person = scim::person(&body, |_| None).map(|(person, active)| ScimPerson {
+        person,
+        active,
+        previous_email,
+    });
+    let resource = ScimResource {
+        kind: "User",
+        id: id.into(),
+        resource: serde_json::Value::Object(body).to_string(),
+        version: previous.map_or(1, |p| p.version + 1),
+        created_at: 100,
+        modified_at: 100 + previous.map_or(0, |p| p.version),
+    };
+    let audit = aiscout_collector::model::AuditRecord {
+        at: 100,
+        actor: "entra".into(),
+        action: "scim.create".into(),
+        subject: format!("User/{id}"),
+        before: None,
+        after: None,
+    };
+    let write = ScimWrite { resource: resource.clone(), name, person, audit };
+    assert!(store.scim_write(write).await.unwrap());
+    resource
+}
+
+/// The SCIM user the pseudonymous case provisions, as Entra ID sends one.
+fn scim_document() -> serde_json::Value {
+    serde_json::json!({
+        "schemas": [scim::USER_SCHEMA, scim::ENTERPRISE_SCHEMA],
+        "userName": "Scim.User@example.com",
+        "name": {"givenName": "Scimona", "familyName": "Provisionova"},
+        "displayName": "Scimona Provisionova",
+        "emails": [{"value": "scimona.work@example.com", "type": "work"}],
+        "active": true,
+        scim::ENTERPRISE_SCHEMA: {"department": "Finance"},
+    })
+}
+
+/// The same SCIM user, people, devices, sightings, expense lines and gateway rows in any
+/// store.
 async fn people_and_usage(store: &impl Store) {
+    scim_user(store, "u-1", scim_document(), None).await;
     store
         .upsert_people(vec![
             Person {
@@ -568,6 +631,34 @@ where
     }
     // Every report figure, departments included, is the same in both modes.
     assert_eq!(totals(&pseudo.store, now).await, totals(&plain.store, now).await);
+    // SCIM answers the identity provider as before: the filter finds the user by userName,
+    // the read gives the document as written, and a PATCH of it replaces it.
+    for h in [plain, pseudo] {
+        let (n, page) =
+            h.store.scim_list("User", Some("scim.user@example.com".into()), 0, 10).await.unwrap();
+        assert_eq!((n, page.len()), (1, 1));
+        let stored = h.store.scim_get("User", "u-1".into()).await.unwrap().unwrap();
+        assert_eq!(page[0], stored);
+        let mut document: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&stored.resource).unwrap();
+        assert_eq!(document["userName"], "Scim.User@example.com");
+        let patch = serde_json::json!({
+            "schemas": [scim::PATCH_SCHEMA],
+            "Operations": [{"op": "replace", "path": "displayName", "value": "Scimona P."}],
+        });
+        scim::patch(&mut document, &patch).unwrap();
+        let patched =
+            scim_user(&h.store, "u-1", serde_json::Value::Object(document), Some(&stored)).await;
+        let read = h.store.scim_get("User", "u-1".into()).await.unwrap().unwrap();
+        assert_eq!(read, patched);
+        assert!(read.resource.contains("Scimona P."), "{}", read.resource);
+        let (n, _) = h.store.scim_list("User", None, 0, 10).await.unwrap();
+        assert_eq!(n, 1);
+    }
+    let dump = pseudo.dump().await.to_lowercase();
+    for identity in PLAIN {
+        assert!(!dump.contains(identity), "{identity} is stored after the SCIM PATCH:\n{dump}");
+    }
     let ids = Identities::new(&[42; 32], PrivacyMode::Pseudonymous);
     let ann = ids.pseudonym("ann.lee@example.com");
     let people = pseudo.store.people().await.unwrap();
@@ -578,8 +669,7 @@ where
     let refused = identity::reveal(&pseudo.store, "openai.chatgpt", &ann, "root@x", " ", now).await;
     assert!(matches!(&refused, Err(RevealError::Refused(why)) if why.contains("reason")));
     let bob = ids.pseudonym("bob@example.com");
-    let refused =
-        identity::reveal(&pseudo.store, "anthropic.claude", &bob, "root@x", "DSAR", now).await;
+    let refused = identity::reveal(&pseudo.store, "openai.api", &bob, "root@x", "DSAR", now).await;
     assert!(matches!(&refused, Err(RevealError::Refused(why)) if why.contains("no device")));
     let refused =
         identity::reveal(&plain.store, "openai.chatgpt", &ann, "root@x", "ticket 7", now).await;
@@ -596,9 +686,23 @@ where
     let shown =
         identity::reveal(&pseudo.store, "anthropic.claude", &user, "root@x", "ticket 8", now);
     assert_eq!(shown.await.unwrap(), "annleeworth");
+    // Payers and gateway end users of the product too, and only of that product.
+    let payer = ids.pseudonym("payer.only@example.com");
+    let refused =
+        identity::reveal(&pseudo.store, "openai.chatgpt", &payer, "root@x", "ticket 10", now);
+    assert!(matches!(refused.await, Err(RevealError::Refused(why)) if why.contains("paid no")));
+    let shown =
+        identity::reveal(&pseudo.store, "anthropic.claude", &payer, "root@x", "ticket 10", now);
+    assert_eq!(shown.await.unwrap(), "payer.only@example.com");
+    let gateway_user = ids.pseudonym("gw.user@example.com");
+    let shown =
+        identity::reveal(&pseudo.store, "openai.api", &gateway_user, "root@x", "ticket 11", now);
+    assert_eq!(shown.await.unwrap(), "gw.user@example.com");
     let log = pseudo.store.audit_query(AuditFilter { limit: 1_000, ..Default::default() });
     let log = reveals(log.await.unwrap());
-    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(log.len(), 4, "{log:?}");
+    let gateway_reveal = log.iter().find(|e| e.record.subject == gateway_user).unwrap();
+    assert!(gateway_reveal.record.after.as_deref().unwrap().contains("ticket 11"));
     let first = log.iter().find(|e| e.record.subject == ann).unwrap();
     assert_eq!(first.record.actor, "root@x");
     let after = first.record.after.as_deref().unwrap();
@@ -614,6 +718,11 @@ where
     let refused =
         identity::reveal(&pseudo.store, "openai.chatgpt", &ann, "root@x", "ticket 9", now).await;
     assert!(refused.is_err(), "an erased person cannot be revealed");
+    // Erasing the SCIM user removes their resource (the identity provider provisions them
+    // again, under the tombstone).
+    let erasure = person::erase(&pseudo.store, "scim.user@example.com", "cli", "DSAR").await;
+    assert_eq!(erasure.unwrap().rows.get("scim_resources"), Some(&1));
+    assert_eq!(pseudo.store.scim_get("User", "u-1".into()).await.unwrap(), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -653,13 +762,40 @@ where
     let mut row = spend("g9", Some("openai.api"), 2_000, 9);
     row.user = "Ann.Lee@example.com".into();
     store.add_gateway_spend(vec![row], 400).await.unwrap();
-    store.enroll(device("ann-new-host", Some("ann.lee@example.com")), [7; 32], 500).await.unwrap();
+    let new_host = store.enroll(device("ann-new-host", Some("ann.lee@example.com")), [7; 32], 500);
+    let new_host = new_host.await.unwrap();
+    // Her OS user name arriving again, from her old device and from her new one, is stored as
+    // the name the erasure gave it; the same name on someone else's device is not hers.
+    let old_host = store.enroll(device("ann-host", Some("ann.lee@example.com")), [8; 32], 500);
+    let old_host = old_host.await.unwrap();
+    for (host, id) in [(old_host, "a9"), (new_host, "a10")] {
+        let b = batch(id, vec![sighting("openai.chatgpt", "chatgpt.com", "AnnLeeworth", 600, 1)]);
+        store.ingest(host, b, 700).await.unwrap();
+    }
+    let bob = store.enroll(device("bob-host", Some("bob@example.com")), [9; 32], 500);
+    let b = batch("b9", vec![sighting("openai.chatgpt", "chatgpt.com", "annleeworth", 600, 1)]);
+    store.ingest(bob.await.unwrap(), b, 700).await.unwrap();
     store.fold().await.unwrap();
     let dump = h.dump().await.to_lowercase();
-    for trace in ["ann.lee@example.com", "annabel", "leeworth"] {
+    let ids = Identities::new(&[42; 32], mode);
+    let stored_bob_user = match mode {
+        PrivacyMode::Plain => "annleeworth".to_owned(),
+        PrivacyMode::Pseudonymous => ids.pseudonym("annleeworth"),
+    };
+    assert_eq!(rows_with(&dump, "sightings", &stored_bob_user), 1, "{dump}");
+    // Bob's row aside, the name is gone (a second time too: the sightings above changed
+    // nothing about it).
+    for (host, id) in [(old_host, "a11"), (new_host, "a12")] {
+        let b = batch(id, vec![sighting("anthropic.claude", "claude.ai", "annleeworth", 800, 1)]);
+        store.ingest(host, b, 900).await.unwrap();
+    }
+    store.fold().await.unwrap();
+    let dump = h.dump().await.to_lowercase();
+    assert_eq!(rows_with(&dump, "sightings", &stored_bob_user), 1, "{dump}");
+    assert!(rows_with(&dump, "sightings", "erased-") >= 2, "{dump}");
+    for trace in ["ann.lee@example.com", "annabel"] {
         assert!(!dump.contains(trace), "{trace} came back:\n{dump}");
     }
-    let ids = Identities::new(&[42; 32], mode);
     assert!(!dump.contains(&ids.pseudonym("ann.lee@example.com")), "the pseudonym came back");
     assert!(rows_with(&dump, "expense_lines", &tombstone) >= 2, "{dump}");
     assert!(rows_with(&dump, "gateway_spend", &tombstone) >= 2, "{dump}");
