@@ -174,7 +174,12 @@ async fn a_taught_descriptor_counts_past_and_future_lines_and_undo_restores_the_
     assert_eq!(headers["location"], "/reconcile?taught=2#s8");
     assert_eq!(card_spend(&mut c, &proc, "anthropic.claude").await, "98.00");
     let (_, _, page) = get(&mut web, "/reconcile?taught=2", Some(&s)).await;
-    assert!(page.contains("Taught: 2 expense lines"), "{page}");
+    assert!(page.contains("Taught: 2 expense lines are now counted"), "{page}");
+    // The notice takes a count only: other text in the address is never shown.
+    let (_, _, forged) = get(&mut web, "/reconcile?taught=Call%20555", Some(&s)).await;
+    assert!(!forged.contains("Call 555") && !forged.contains("Taught:"), "{forged}");
+    let (_, _, one) = get(&mut web, "/reconcile?undone=1", Some(&s)).await;
+    assert!(one.contains("Undone: 1 expense line is a candidate again"), "{one}");
     let taught = server.store.mappings().await.unwrap();
     assert_eq!(taught.len(), 1);
     let (status, headers, _) = post_with_cookie(

@@ -119,13 +119,13 @@ pub(crate) async fn page<S: Store>(
         main id="main" {
             h1 { "Reconciliation" }
             p class="muted" { "Idle means no use for " (r.idle_days) " days." }
-            @match param(&pairs, "taught") {
-                "" => {}
-                n => { p class="notice" role="status" { "Taught: " (n) " expense lines are now counted for that product, and future imports resolve the descriptor too. Written to the audit log." } }
+            // Counts from the redirect after a teach or an undo; anything but a number is no
+            // notice (the page never repeats other text from its address).
+            @if let Ok(n) = param(&pairs, "taught").parse::<u64>() {
+                p class="notice" role="status" { "Taught: " (n) @if n == 1 { " expense line is" } @else { " expense lines are" } " now counted for that product, and future imports resolve the descriptor too. Written to the audit log." }
             }
-            @match param(&pairs, "undone") {
-                "" => {}
-                n => { p class="notice" role="status" { "Undone: " (n) " expense lines are candidates again. Written to the audit log." } }
+            @if let Ok(n) = param(&pairs, "undone").parse::<u64>() {
+                p class="notice" role="status" { "Undone: " (n) @if n == 1 { " expense line is a candidate" } @else { " expense lines are candidates" } " again. Written to the audit log." }
             }
             nav class="toc" aria-label="Sections" { ol {
                 li { a href="#s1" { "Paid but not sanctioned (" (r.paid_not_sanctioned.len()) ")" } }
