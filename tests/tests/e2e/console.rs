@@ -358,7 +358,7 @@ async fn security_teaches_a_candidate_descriptor_from_the_reconciliation_page_by
     b.active_element().await.unwrap().send_keys("anthropic.claude").await.unwrap();
     // Escape closes the suggestion list, Enter submits the row's form.
     b.keys(&[Key::Escape, Key::Enter]).await.unwrap();
-    assert!(text(&b, "p.notice").await.contains("Taught: 1 expense lines"));
+    assert!(text(&b, "p.notice").await.contains("Taught: 1 expense line is now counted"));
     assert!(b.find_all("#s6 tbody tr").await.unwrap().is_empty(), "no candidate is left");
     let taught = text(&b, "#s8 tbody").await;
     assert!(taught.contains("ACME AI LABS") && taught.contains("Claude"), "{taught}");
@@ -382,7 +382,7 @@ async fn security_teaches_a_candidate_descriptor_from_the_reconciliation_page_by
     }
     assert!(reached, "Tab never reached the Undo button");
     b.keys(&[Key::Enter]).await.unwrap();
-    assert!(text(&b, "p.notice").await.contains("Undone: 1 expense lines"));
+    assert!(text(&b, "p.notice").await.contains("Undone: 1 expense line is a candidate again"));
     assert!(text(&b, "#s6 tbody").await.contains("SQ *ACME AI LABS 4155550100"));
     look(&b, "reconcile-undone").await;
 }
