@@ -55,7 +55,7 @@ pub(crate) async fn sign_in(c: &mut Connection, token: &str) -> String {
     value
 }
 
-async fn post_with_cookie(
+pub(crate) async fn post_with_cookie(
     c: &mut Connection,
     path: &str,
     cookie: Option<&str>,
@@ -70,7 +70,7 @@ async fn post_with_cookie(
     (s, h, String::from_utf8_lossy(&b).into_owned())
 }
 
-fn csrf(page: &str) -> String {
+pub(crate) fn csrf(page: &str) -> String {
     let (_, rest) = page.split_once("name=\"csrf\" value=\"").expect("a CSRF field");
     rest.split('"').next().unwrap().to_owned()
 }
