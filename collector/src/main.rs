@@ -169,6 +169,11 @@ fn main() -> ExitCode {
         }
     };
     if matches!(cli.command, Command::CheckConfig) {
+        // The organisation overlay's signing key, when the collector has one (issue 17).
+        if let Err(e) = api::overlay::public_key(&config.data_dir) {
+            report(&anyhow::anyhow!("overlay_key: {e}"));
+            return ExitCode::from(2);
+        }
         return say("configuration ok");
     }
     if let Command::MdmPackage(args) = &cli.command {

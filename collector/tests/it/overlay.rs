@@ -276,3 +276,26 @@ async fn console_and_cli_edit_the_overlay_through_one_audited_write() {
         writes.iter().any(|(a, after)| *a == "alice" && after.contains("remove org.helpdesk-bot"))
     );
 }
+
+/// Issue 17: `check-config` validates the collector's overlay signing key and names it.
+#[test]
+fn check_config_names_a_bad_overlay_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_aiscout-collector");
+    let run = || {
+        std::process::Command::new(bin)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .arg("check-config")
+            .env("AISCOUT_ENROLL_SECRET", "a-secret-of-enough-length-0123456789abcdef")
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(dir.path().join("overlay.key"), "zz-not-a-key\n").unwrap();
+    let out = run();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("overlay_key:") && err.contains("overlay.key"), "{err}");
+}
