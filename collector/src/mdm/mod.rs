@@ -172,8 +172,9 @@ pub struct Settings {
     pub pin_sha256: Option<String>,
     /// The catalog public key, 64 lowercase hex digits.
     pub catalog_key: String,
-    /// The organisation-overlay public key agents pin, 64 lowercase hex digits.
-    pub overlay_key: String,
+    /// The organisation-overlay public key agents pin, 64 lowercase hex digits; `None` when
+    /// the collector's data folder does not exist yet (agents then get no overlay).
+    pub overlay_key: Option<String>,
     /// The MDM variable for the owner's email (macOS), if any.
     pub email_placeholder: Option<String>,
     /// Things the operator should know (a derived URL, a pinned operator certificate).
@@ -285,6 +286,14 @@ pub fn resolve(args: &Args, config: &Config) -> Result<Settings, MdmError> {
 
     let overlay_key = match &args.overlay_key {
         Some(path) => public_key_file(path, "overlay", &mut problems),
+        None if !data_dir.is_dir() => {
+            notes.push(format!(
+                "no overlay key: {} does not exist, so agents get no organisation overlay; run \
+                 mdm-package again after `serve` has started, or pass --overlay-key FILE",
+                data_dir.display()
+            ));
+            None
+        }
         None => match crate::api::overlay::load_or_generate_key(&data_dir) {
             Ok((_, public)) => Some(public),
             Err(e) => {
@@ -304,8 +313,8 @@ pub fn resolve(args: &Args, config: &Config) -> Result<Settings, MdmError> {
     if !problems.is_empty() {
         return Err(MdmError::Inputs(problems));
     }
-    match (enroll_secret, catalog_key, overlay_key) {
-        (Some(enroll_secret), Some(catalog_key), Some(overlay_key)) => Ok(Settings {
+    match (enroll_secret, catalog_key) {
+        (Some(enroll_secret), Some(catalog_key)) => Ok(Settings {
             collector_url,
             enroll_secret,
             pin_sha256,
@@ -619,7 +628,7 @@ mod tests {
             enroll_secret: Secret::new("s"),
             pin_sha256: Some("ab".repeat(32)),
             catalog_key: "5a".repeat(32),
-            overlay_key: "6b".repeat(32),
+            overlay_key: Some("6b".repeat(32)),
             email_placeholder: Some("$EMAIL".into()),
             notes: Vec::new(),
             policies: None,

@@ -212,6 +212,7 @@ async fn agent_verifies_the_overlay_detects_its_product_and_bypass_is_reported()
     b.keys(&[Key::Enter]).await.unwrap();
     let error = b.wait_for("#gateway-error", LONG).await.unwrap().text().await.unwrap();
     assert!(error.contains("fronts[1]") && error.contains("nobody.api"), "{error}");
+    b.execute("document.getElementById('gateway-error').scrollIntoView()", vec![]).await.unwrap();
     b.screenshot("overlay-error").await.unwrap();
     b.assert_accessible("overlay-error").await.unwrap();
     c.process.terminate(Duration::from_secs(30)).unwrap();

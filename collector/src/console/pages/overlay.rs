@@ -177,6 +177,7 @@ pub(crate) async fn page<S: Store>(
     let signed = require(&state, &headers, PATH.into(), Access::Admin).await?;
     let pairs = crate::api::query_pairs(query.as_deref());
     let mut draft = Draft::default();
+    "chat".clone_into(&mut draft.product.category);
     if let Some(id) = field(&pairs, "edit") {
         let current = overlay::stored(&state.store, &state.catalog).await.ok().flatten();
         let found = current.as_ref().and_then(|o| o.products().iter().find(|p| p.id == id));
