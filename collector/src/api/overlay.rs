@@ -310,10 +310,10 @@ impl Edit {
 }
 
 /// Applies `edit` to the stored overlay and writes the result as a new version through
-/// [`write`] (validated and audited as any other write).
+/// [`write()`] (validated and audited as any other write).
 ///
 /// # Errors
-/// As [`write`], and [`WriteError::NoSuchEntry`] for a removal of an unknown id.
+/// As [`write()`], and [`WriteError::NoSuchEntry`] for a removal of an unknown id.
 pub async fn edit<S: Store>(
     store: &S,
     catalog: &Catalog,
