@@ -114,7 +114,7 @@ async fn render<S: Store>(state: &AppState<S>, signed: &Signed, draft: Draft) ->
                         label for="p-category" { "Category" }
                         select id="p-category" name="category" {
                             @for c in aiscout_signatures::Category::ALL {
-                                option value=(c.as_str()) selected[p.category == c.as_str()] { (c.as_str()) }
+                                option value=(c.as_str()) selected[p.category == c.as_str() || (p.category.is_empty() && c == aiscout_signatures::Category::Chat)] { (c.as_str()) }
                             }
                         }
                     }
@@ -177,7 +177,6 @@ pub(crate) async fn page<S: Store>(
     let signed = require(&state, &headers, PATH.into(), Access::Admin).await?;
     let pairs = crate::api::query_pairs(query.as_deref());
     let mut draft = Draft::default();
-    "chat".clone_into(&mut draft.product.category);
     if let Some(id) = field(&pairs, "edit") {
         let current = overlay::stored(&state.store, &state.catalog).await.ok().flatten();
         let found = current.as_ref().and_then(|o| o.products().iter().find(|p| p.id == id));
