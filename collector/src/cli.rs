@@ -603,3 +603,161 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     }
     result
 }
+
+/// `overlay ...`: the organisation overlay (issue 17), the organisation's own AI tools and
+/// its sanctioned gateways, which the collector signs with `overlay.key` for agents.
+#[derive(Clone, Debug, clap::Subcommand)]
+pub enum OverlayCommand {
+    /// Print the overlay's version, products and gateways, and the public key agents pin.
+    Show,
+    /// Add an organisation product, or change the one with this id (the fields these flags
+    /// set are replaced; indicators set through the API stay). Example: overlay add-product --id org.helpdesk-bot --name "Helpdesk
+    /// Bot" --category chat --web-domain helpbot.corp.example --process helpbot
+    AddProduct {
+        /// Id in the organisation namespace: `org.` then a-z, 0-9, '-' and '.'.
+        #[arg(long)]
+        id: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// api, audio, chat, coding, gateway, image, local-runtime, meeting, search, video
+        /// or writing.
+        #[arg(long, default_value = "chat")]
+        category: String,
+        /// Vendor shown beside the name [default: Organisation].
+        #[arg(long, default_value = "")]
+        vendor: String,
+        /// A domain used in a browser (matches its subdomains too). Repeatable.
+        #[arg(long = "web-domain", value_name = "DOMAIN")]
+        web_domains: Vec<String>,
+        /// A domain programs call (an API host). Repeatable.
+        #[arg(long = "api-domain", value_name = "DOMAIN")]
+        api_domains: Vec<String>,
+        /// A process name the agent sees running. Repeatable.
+        #[arg(long = "process", value_name = "NAME")]
+        process_names: Vec<String>,
+        /// A command-line tool name. Repeatable.
+        #[arg(long = "cli", value_name = "NAME")]
+        cli_names: Vec<String>,
+    },
+    /// Add a sanctioned gateway, or replace the one with this id. Traffic from a device
+    /// straight to the API of a product it fronts is then reported as bypass. Example:
+    /// overlay add-gateway --id org.llm-gateway --host llm.corp.example --fronts openai.api
+    /// --fronts anthropic.api
+    AddGateway {
+        /// Id in the organisation namespace (`org.llm-gateway`).
+        #[arg(long)]
+        id: String,
+        /// The gateway's host name, one name without '*'.
+        #[arg(long)]
+        host: String,
+        /// A vendor catalog product id whose API it fronts (`openai.api`). Repeatable, or
+        /// comma separated.
+        #[arg(long, required = true, value_delimiter = ',')]
+        fronts: Vec<String>,
+    },
+    /// Remove the product or gateway with this id.
+    Remove {
+        /// Its id (`org.helpdesk-bot`).
+        id: String,
+    },
+    /// Print the overlay document as JSON, the body `PUT /api/v1/overlay/document` takes
+    /// (keep it in version control, edit it, and put it back).
+    Export,
+}
+
+/// `overlay ...`: reads, or changes the stored overlay through the same validated, audited
+/// write as the API and the console ([`crate::api::overlay::edit`]). `public_key` is the
+/// overlay public key when the collector has one (for `show`).
+///
+/// # Errors
+/// A refused change (naming the field), or a store failure.
+pub async fn overlay<S: Store>(
+    store: &S,
+    catalog: &Catalog,
+    public_key: Option<&str>,
+    command: OverlayCommand,
+) -> Result<Output, CommandError> {
+    use crate::api::overlay::{Edit, ProductFields, WriteError, edit, stored};
+    let refused = |e: WriteError| match e {
+        WriteError::Store(e) => CommandError::Store(e),
+        other => CommandError::Usage(format!("overlay not changed: {other}")),
+    };
+    let change = match command {
+        OverlayCommand::Show => {
+            let mut out = String::new();
+            let key = public_key.unwrap_or("none (serve creates overlay.key in the data folder)");
+            out.push_str(&format!("overlay public key (agents' overlay_key): {key}\n"));
+            match stored(store, catalog).await.map_err(refused)? {
+                None => out.push_str("no overlay written yet\n"),
+                Some(o) => {
+                    out.push_str(&format!("version {}\n", o.version()));
+                    out.push_str(&format!("products ({}):\n", o.products().len()));
+                    for p in o.products() {
+                        let domains: Vec<String> = p
+                            .domains
+                            .iter()
+                            .map(|d| format!("{} ({})", d.pattern, d.usage.as_str()))
+                            .collect();
+                        out.push_str(&format!(
+                            "  {}\t{}\t{}\t{}\n",
+                            p.id,
+                            p.name,
+                            p.category.as_str(),
+                            domains.join(", ")
+                        ));
+                    }
+                    out.push_str(&format!("gateways ({}):\n", o.gateways().len()));
+                    for g in o.gateways() {
+                        out.push_str(&format!(
+                            "  {}\t{}\tfronts {}\n",
+                            g.id,
+                            g.host,
+                            g.fronts.join(", ")
+                        ));
+                    }
+                }
+            }
+            return Ok(Output { stdout: out, stderr: Vec::new() });
+        }
+        OverlayCommand::Export => {
+            let document = match store.overlay().await? {
+                Some((_, d)) => serde_json::from_str(&d)?,
+                None => serde_json::json!({"products": [], "gateways": []}),
+            };
+            let text = serde_json::to_string_pretty(&document)?;
+            return Ok(Output { stdout: text + "\n", stderr: Vec::new() });
+        }
+        OverlayCommand::AddProduct {
+            id,
+            name,
+            category,
+            vendor,
+            web_domains,
+            api_domains,
+            process_names,
+            cli_names,
+        } => Edit::Product(ProductFields {
+            id,
+            name,
+            vendor,
+            category,
+            web_domains,
+            api_domains,
+            process_names,
+            cli_names,
+        }),
+        OverlayCommand::AddGateway { id, host, fronts } => {
+            let fronts = fronts.into_iter().map(|f| f.trim().to_owned()).collect();
+            Edit::Gateway(aiscout_signatures::Gateway { id, host, fronts })
+        }
+        OverlayCommand::Remove { id } => Edit::Remove(id),
+    };
+    let version = edit(store, catalog, crate::review::CLI_ACTOR, &change).await.map_err(refused)?;
+    Ok(Output {
+        stdout: format!(
+            "overlay version {version} written; agents fetch it on their next heartbeat\n"
+        ),
+        stderr: Vec::new(),
+    })
+}

@@ -44,6 +44,10 @@ enum Command {
     /// Write the agent payloads for an MDM (Jamf, Kandji, Intune) or a Linux configuration
     /// tool, filled in with this collector's URL, enroll secret, certificate pin and catalog key.
     MdmPackage(aiscout_collector::mdm::Args),
+    /// The organisation overlay: your own AI tools and sanctioned gateway hosts, signed with
+    /// the collector's overlay.key for agents that pin its public key (overlay_key).
+    #[command(subcommand)]
+    Overlay(aiscout_collector::cli::OverlayCommand),
     /// Import expense exports, gateway spend or the people directory.
     #[command(subcommand)]
     Import(aiscout_collector::cli::ImportCommand),
@@ -165,6 +169,11 @@ fn main() -> ExitCode {
         }
     };
     if matches!(cli.command, Command::CheckConfig) {
+        // The organisation overlay's signing key, when the collector has one (issue 17).
+        if let Err(e) = api::overlay::public_key(&config.data_dir) {
+            report(&anyhow::anyhow!("overlay_key: {e}"));
+            return ExitCode::from(2);
+        }
         return say("configuration ok");
     }
     if let Command::MdmPackage(args) = &cli.command {
@@ -316,6 +325,10 @@ fn only_reads(command: &Command) -> bool {
             | Command::Person(PersonCommand::Export { .. })
             | Command::Token(TokenCommand::List)
             | Command::Device(DeviceCommand::Reenrollments)
+            | Command::Overlay(
+                aiscout_collector::cli::OverlayCommand::Show
+                    | aiscout_collector::cli::OverlayCommand::Export
+            )
     )
 }
 
@@ -419,6 +432,12 @@ async fn dispatch<S: Store + Clone>(
         Command::Report(c) => {
             let catalog = aiscout_collector::cli::catalog(config.catalog.as_deref())?;
             emit(&aiscout_collector::cli::report(&store, &catalog, &config.risk, c).await?)
+        }
+        Command::Overlay(c) => {
+            let catalog = aiscout_collector::cli::catalog(config.catalog.as_deref())?;
+            let key = api::overlay::public_key(&config.data_dir)
+                .map_err(|e| anyhow::anyhow!("overlay key: {e}"))?;
+            emit(&aiscout_collector::cli::overlay(&store, &catalog, key.as_deref(), c).await?)
         }
         Command::Policy(c) => {
             let catalog = aiscout_collector::cli::catalog(config.catalog.as_deref())?;

@@ -21,8 +21,17 @@ fn installer_example_configs_parse_with_only_known_keys() {
 fn check_config_lists_every_problem_and_exits_non_zero() {
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join("agent.toml");
-    std::fs::write(&config, "collector_url = \"http://plain\"\nupload_interval_secs = 0\n")
-        .unwrap();
+    // Issue 17: a bad overlay key is named too.
+    let overlay = tmp.path().join("overlay.pub");
+    std::fs::write(&overlay, "not-a-key\n").unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "collector_url = \"http://plain\"\nupload_interval_secs = 0\noverlay_key_file = {:?}\n",
+            overlay.display().to_string()
+        ),
+    )
+    .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_aiscout-agent"))
         .args(["check-config", "--config"])
         .arg(&config)
@@ -31,10 +40,16 @@ fn check_config_lists_every_problem_and_exits_non_zero() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "a configuration error exits 2 (README)");
     let err = String::from_utf8_lossy(&out.stderr);
-    for key in ["catalog_key_file", "collector_url", "enroll_secret_file", "upload_interval_secs"] {
+    for key in [
+        "catalog_key_file",
+        "collector_url",
+        "enroll_secret_file",
+        "overlay_key_file",
+        "upload_interval_secs",
+    ] {
         assert!(err.contains(&format!("  {key}: ")), "{key} missing from:\n{err}");
     }
-    assert!(err.contains("4 problems in"), "{err}");
+    assert!(err.contains("5 problems in"), "{err}");
 }
 
 /// Issue 14 item 12: what `check-config` and `replay` print for typical bad inputs (a missing

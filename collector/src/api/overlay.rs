@@ -6,7 +6,7 @@
 //! serves the same bytes for a version; each instance also remembers the highest version it
 //! served and never serves a lower one.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use aiscout_signatures::{DomainUse, Index, Indicator, Overlay};
 use aiscout_wire::Secret;
@@ -23,13 +23,28 @@ pub struct OverlaySigner {
     pub key: Secret,
     /// The highest overlay version served by this instance.
     pub served: AtomicU64,
+    /// When this instance last served the overlay to an agent (Unix seconds; 0: never).
+    pub last_served: AtomicI64,
 }
 
 impl OverlaySigner {
     /// A signer for a private key (hex PKCS#8).
     pub fn new(key: Secret) -> Self {
-        Self { key, served: AtomicU64::new(0) }
+        Self { key, served: AtomicU64::new(0), last_served: AtomicI64::new(0) }
     }
+}
+
+/// The public key (hex) of the overlay key file in `dir`, without creating one: `None` when
+/// the collector has none yet.
+///
+/// # Errors
+/// An unreadable or malformed key file.
+pub fn public_key(dir: &std::path::Path) -> Result<Option<String>, String> {
+    let path = dir.join("overlay.key");
+    if !path.exists() {
+        return Ok(None);
+    }
+    load_or_generate_key(dir).map(|(_, public)| Some(public))
 }
 
 /// The overlay key file in `dir`: read when present, else generated (0600). Returns the
@@ -57,13 +72,7 @@ pub fn load_or_generate_key(dir: &std::path::Path) -> Result<(Secret, String), S
 
 /// The overlay stored last, validated against the served catalog.
 async fn latest<S: Store>(state: &AppState<S>) -> Result<Option<Overlay>, ApiError> {
-    let Some((version, document)) = timed(state, state.store.overlay()).await? else {
-        return Ok(None);
-    };
-    let version = u64::try_from(version).unwrap_or(0);
-    Overlay::from_json(version, document.as_bytes(), &state.catalog)
-        .map(Some)
-        .map_err(|e| ApiError::BadRequest { field: Some(e.path), message: e.message })
+    Ok(stored(&state.store, &state.catalog).await?)
 }
 
 /// The overlay version the heartbeat acknowledgement names (none without a signer).
@@ -105,6 +114,7 @@ pub(super) async fn artifact<S: Store>(
     }
     let bytes = aiscout_signatures::sign::sign_overlay(&overlay, signer.key.expose())
         .map_err(|e| ApiError::NotFound(format!("cannot sign the overlay: {e}")))?;
+    signer.last_served.store(crate::store::now(), Ordering::Relaxed);
     Ok(([(header::CONTENT_TYPE, aiscout_wire::CATALOG_MEDIA_TYPE)], bytes).into_response())
 }
 
@@ -120,39 +130,216 @@ pub(super) async fn document<S: Store>(
     Ok(Json(serde_json::json!({ "version": version, "document": document })).into_response())
 }
 
-/// Validates and stores a new overlay version as `actor`; the new version.
+/// Why an overlay write was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The new document breaks the overlay rules; `field` is its JSON path.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// Where: `products[0].domains[1]`, `gateways[0].fronts`.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Another admin wrote this version first.
+    #[error("overlay version {0} was written by someone else; reload and retry")]
+    Conflict(u64),
+    /// A removal named an id the overlay does not have.
+    #[error("the overlay has no product or gateway {0:?}")]
+    NoSuchEntry(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<WriteError> for ApiError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Invalid { field, message } => {
+                ApiError::BadRequest { field: Some(field), message }
+            }
+            WriteError::Store(e) => e.into(),
+            WriteError::NoSuchEntry(_) => ApiError::NotFound(e.to_string()),
+            WriteError::Conflict(_) => ApiError::BadRequest { field: None, message: e.to_string() },
+        }
+    }
+}
+
+/// Validates and stores a new overlay version as `actor`; the new version. The one write
+/// path: the API, the console and the CLI all come here, and each write is audited
+/// (`overlay.update`) in the same transaction.
 ///
 /// # Errors
-/// A document that breaks the overlay rules (with its JSON path), or a concurrent write.
-pub async fn put<S: Store>(state: &AppState<S>, actor: &str, body: &[u8]) -> Result<u64, ApiError> {
-    let previous = timed(state, state.store.overlay()).await?.map_or(0, |(v, _)| v);
+/// A document that breaks the overlay rules (with its JSON path), a concurrent write, or the
+/// store failing.
+pub async fn write<S: Store>(
+    store: &S,
+    catalog: &Catalog,
+    actor: &str,
+    body: &[u8],
+    change: Option<&str>,
+) -> Result<u64, WriteError> {
+    let previous = store.overlay().await?.map_or(0, |(v, _)| v);
     let next = u64::try_from(previous.saturating_add(1)).unwrap_or(1);
-    let overlay = Overlay::from_json(next, body, &state.catalog)
-        .map_err(|e| ApiError::BadRequest { field: Some(e.path), message: e.message })?;
+    let overlay = Overlay::from_json(next, body, catalog)
+        .map_err(|e| WriteError::Invalid { field: e.path, message: e.message })?;
     let document = String::from_utf8(overlay.canonical_json()).unwrap_or_default();
+    let mut after = serde_json::json!({
+        "version": next,
+        "products": overlay.products().len(),
+        "gateways": overlay.gateways().len(),
+    });
+    if let Some(change) = change {
+        after["change"] = change.into();
+    }
     let audit = crate::model::AuditRecord {
         at: crate::store::now(),
         actor: actor.to_owned(),
         action: "overlay.update".into(),
         subject: format!("overlay/{next}"),
         before: Some(format!("{{\"version\":{previous}}}")),
-        after: Some(format!(
-            "{{\"version\":{next},\"products\":{},\"gateways\":{}}}",
-            overlay.products().len(),
-            overlay.gateways().len()
-        )),
+        after: Some(after.to_string()),
     };
     let version = i64::try_from(next).unwrap_or(i64::MAX);
-    if timed(state, state.store.put_overlay(version, document, audit)).await? {
+    if store.put_overlay(version, document, audit).await? {
         Ok(next)
     } else {
-        Err(ApiError::BadRequest {
-            field: None,
-            message: format!(
-                "overlay version {next} was written by someone else; reload and retry"
-            ),
+        Err(WriteError::Conflict(next))
+    }
+}
+
+/// One change to the stored overlay, as the console and the CLI make it.
+#[derive(Clone, Debug)]
+pub enum Edit {
+    /// Adds a gateway, or replaces the one with its id.
+    Gateway(aiscout_signatures::Gateway),
+    /// Adds a product, or updates the one with its id (fields not given stay as they were).
+    Product(ProductFields),
+    /// Removes the product or gateway with this id.
+    Remove(String),
+}
+
+/// The product fields the console form and the CLI set.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProductFields {
+    /// `org.` id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Vendor (empty: "Organisation").
+    pub vendor: String,
+    /// Category (`chat`, `coding`, ...).
+    pub category: String,
+    /// Domains used in a browser.
+    pub web_domains: Vec<String>,
+    /// Domains used by programs (API hosts).
+    pub api_domains: Vec<String>,
+    /// Process names.
+    pub process_names: Vec<String>,
+    /// Command-line tool names.
+    pub cli_names: Vec<String>,
+}
+
+impl ProductFields {
+    fn to_json(&self) -> serde_json::Value {
+        let domains: Vec<(&str, &str)> = self
+            .web_domains
+            .iter()
+            .map(|d| (d.as_str(), "web"))
+            .chain(self.api_domains.iter().map(|d| (d.as_str(), "api")))
+            .collect();
+        serde_json::json!({
+            "id": self.id, "name": self.name, "vendor": self.vendor, "category": self.category,
+            "domains": domains, "process_names": self.process_names, "cli_names": self.cli_names,
         })
     }
+}
+
+impl Edit {
+    /// What the audit entry says changed.
+    fn describe(&self) -> String {
+        match self {
+            Edit::Gateway(g) => format!("gateway {}", g.id),
+            Edit::Product(p) => format!("product {}", p.id),
+            Edit::Remove(id) => format!("remove {id}"),
+        }
+    }
+
+    /// Applies the change to a stored document (`{"products":[...],"gateways":[...]}`).
+    fn apply(&self, doc: &mut serde_json::Value) -> Result<(), WriteError> {
+        use serde_json::Value;
+        if !doc.is_object() {
+            *doc = serde_json::json!({});
+        }
+        let list = |doc: &mut Value, key: &str| -> Vec<Value> {
+            match doc.get_mut(key).map(Value::take) {
+                Some(Value::Array(a)) => a,
+                _ => Vec::new(),
+            }
+        };
+        let same = |v: &Value, id: &str| v.get("id").and_then(Value::as_str) == Some(id);
+        let (mut products, mut gateways) = (list(doc, "products"), list(doc, "gateways"));
+        match self {
+            Edit::Gateway(g) => {
+                let value = serde_json::to_value(g).unwrap_or_default();
+                match gateways.iter_mut().find(|v| same(v, &g.id)) {
+                    Some(old) => *old = value,
+                    None => gateways.push(value),
+                }
+            }
+            Edit::Product(p) => {
+                let Value::Object(new) = p.to_json() else { return Ok(()) };
+                match products.iter_mut().find(|v| same(v, &p.id)) {
+                    Some(Value::Object(old)) => old.extend(new),
+                    Some(_) | None => products.push(Value::Object(new)),
+                }
+            }
+            Edit::Remove(id) => {
+                let before = products.len() + gateways.len();
+                products.retain(|v| !same(v, id));
+                gateways.retain(|v| !same(v, id));
+                if products.len() + gateways.len() == before {
+                    return Err(WriteError::NoSuchEntry(id.clone()));
+                }
+            }
+        }
+        doc["products"] = Value::Array(products);
+        doc["gateways"] = Value::Array(gateways);
+        Ok(())
+    }
+}
+
+/// Applies `edit` to the stored overlay and writes the result as a new version through
+/// [`write()`] (validated and audited as any other write).
+///
+/// # Errors
+/// As [`write()`], and [`WriteError::NoSuchEntry`] for a removal of an unknown id.
+pub async fn edit<S: Store>(
+    store: &S,
+    catalog: &Catalog,
+    actor: &str,
+    edit: &Edit,
+) -> Result<u64, WriteError> {
+    let mut doc = match store.overlay().await? {
+        Some((_, d)) => serde_json::from_str(&d).unwrap_or_default(),
+        None => serde_json::json!({}),
+    };
+    edit.apply(&mut doc)?;
+    let body = serde_json::to_vec(&doc).unwrap_or_default();
+    write(store, catalog, actor, &body, Some(&edit.describe())).await
+}
+
+/// The stored overlay, validated: `None` when none was ever written.
+///
+/// # Errors
+/// The store fails, or the stored document no longer validates against `catalog` (a catalog
+/// update that now claims one of its indicators); the message names the entry.
+pub async fn stored<S: Store>(store: &S, catalog: &Catalog) -> Result<Option<Overlay>, WriteError> {
+    let Some((version, document)) = store.overlay().await? else { return Ok(None) };
+    let version = u64::try_from(version).unwrap_or(0);
+    Overlay::from_json(version, document.as_bytes(), catalog)
+        .map(Some)
+        .map_err(|e| WriteError::Invalid { field: e.path, message: e.message })
 }
 
 /// `PUT /api/v1/overlay/document` (admin token): the new document -> `{"version": n}`.
@@ -166,7 +353,7 @@ pub(super) async fn set_document<S: Store>(
         return Err(ApiError::Forbidden(token.role));
     }
     let body = json_body(&headers, body, MAX_SMALL_BODY_BYTES).await?;
-    let version = put(&state, &token.name, &body).await?;
+    let version = write(&state.store, &state.catalog, &token.name, &body, None).await?;
     Ok(Json(serde_json::json!({ "version": version })).into_response())
 }
 

@@ -15,11 +15,17 @@ pub fn linux_agent_toml(s: &Settings) -> String {
          enroll_secret_file = \"/etc/aiscout/enroll_secret\"\n\
          {pin}\
          catalog_key_file = \"/etc/aiscout/catalog.pub\"\n\
+         {overlay}\
          interfaces = []\n\
          state_dir = \"/var/lib/aiscout\"\n",
         url = s.collector_url,
         url_q = toml_string(&s.collector_url),
         pin = pin_line(s),
+        overlay = if s.overlay_key.is_some() {
+            "overlay_key_file = \"/etc/aiscout/overlay.pub\"\n"
+        } else {
+            ""
+        },
     )
 }
 
@@ -27,6 +33,9 @@ pub(super) fn write_linux(w: &mut Writer<'_>, s: &Settings) -> Result<(), MdmErr
     w.file("agent.toml", 0o600, linux_agent_toml(s).as_bytes())?;
     w.file("enroll_secret", 0o600, format!("{}\n", s.enroll_secret.expose()).as_bytes())?;
     w.file("catalog.pub", 0o644, format!("{}\n", s.catalog_key).as_bytes())?;
+    if let Some(key) = &s.overlay_key {
+        w.file("overlay.pub", 0o644, format!("{key}\n").as_bytes())?;
+    }
     w.file("aiscout-agent.yml", 0o644, ANSIBLE_PLAYBOOK.as_bytes())?;
     w.file("chrome-dns-policy.json", 0o644, b"{\n  \"DnsOverHttpsMode\": \"off\"\n}\n")?;
     let mut firefox = serde_json::json!({ "DNSOverHTTPS": { "Enabled": false, "Locked": true } });

@@ -52,6 +52,9 @@ pub fn mobileconfig(s: &Settings) -> Result<Value, MdmError> {
         agent.insert("pin_sha256".into(), str_value(pin));
     }
     agent.insert("catalog_key".into(), str_value(&s.catalog_key));
+    if let Some(key) = &s.overlay_key {
+        agent.insert("overlay_key".into(), str_value(key));
+    }
     if let Some(email) = &s.email_placeholder {
         agent.insert("owner_email".into(), str_value(email));
     }

@@ -8,7 +8,9 @@
 //! - the certificate pin: the SHA-256 of the DER certificate agents will see, read from
 //!   `DATA_DIR/cert.pem` (the self-signed one `serve` generates) or the configured
 //!   `tls_cert`; `--no-pin` leaves agents on the system roots;
-//! - the catalog public key: `--catalog-key`, else `DATA_DIR/catalog.pub`.
+//! - the catalog public key: `--catalog-key`, else `DATA_DIR/catalog.pub`;
+//! - the organisation-overlay public key (issue 17): `--overlay-key`, else the one of
+//!   `DATA_DIR/overlay.key` (made there when missing, as `serve` would).
 //!
 //! Every missing or bad input is reported at once, each saying which file or flag and how to
 //! fix it. The templates that do not depend on the collector (launchd plist, PowerShell
@@ -53,7 +55,7 @@ pub const DEFAULT_EMAIL_PLACEHOLDER: &str = "$EMAIL";
 /// inline (an MDM delivers values, not files): `enroll_secret` and `catalog_key` stand for the
 /// config file's `enroll_secret_file` and `catalog_key_file`.
 pub const MANAGED_KEYS: &[&str] =
-    &["collector_url", "enroll_secret", "pin_sha256", "catalog_key", "owner_email"];
+    &["collector_url", "enroll_secret", "pin_sha256", "catalog_key", "overlay_key", "owner_email"];
 
 const LAUNCHD_PLIST: &str = include_str!("../../../installer/macos/com.aiscout.agent.plist");
 /// The READMEs of the three packages: Markdown files with `{name}` placeholders ([`fill`]).
@@ -106,6 +108,10 @@ pub struct Args {
     /// The catalog public key file (64 hex digits) [default: DATA_DIR/catalog.pub].
     #[arg(long)]
     pub catalog_key: Option<PathBuf>,
+    /// The organisation-overlay public key file (64 hex digits) [default: the public key of
+    /// DATA_DIR/overlay.key, which is created there when missing].
+    #[arg(long)]
+    pub overlay_key: Option<PathBuf>,
     /// The variable the MDM replaces with the owner's email in the macOS profile: $EMAIL for
     /// Jamf Pro and Kandji, {{mail}} for Intune; an empty value leaves owner_email out.
     #[arg(long, default_value = DEFAULT_EMAIL_PLACEHOLDER)]
@@ -166,6 +172,9 @@ pub struct Settings {
     pub pin_sha256: Option<String>,
     /// The catalog public key, 64 lowercase hex digits.
     pub catalog_key: String,
+    /// The organisation-overlay public key agents pin, 64 lowercase hex digits; `None` when
+    /// the collector's data folder does not exist yet (agents then get no overlay).
+    pub overlay_key: Option<String>,
     /// The MDM variable for the owner's email (macOS), if any.
     pub email_placeholder: Option<String>,
     /// Things the operator should know (a derived URL, a pinned operator certificate).
@@ -275,6 +284,28 @@ pub fn resolve(args: &Args, config: &Config) -> Result<Settings, MdmError> {
         }
     };
 
+    let overlay_key = match &args.overlay_key {
+        Some(path) => public_key_file(path, "overlay", &mut problems),
+        None if !data_dir.is_dir() => {
+            notes.push(format!(
+                "no overlay key: {} does not exist, so agents get no organisation overlay; run \
+                 mdm-package again after `serve` has started, or pass --overlay-key FILE",
+                data_dir.display()
+            ));
+            None
+        }
+        None => match crate::api::overlay::load_or_generate_key(&data_dir) {
+            Ok((_, public)) => Some(public),
+            Err(e) => {
+                problems.push(format!(
+                    "overlay_key: {e} (pass --overlay-key FILE with the public key `aiscout-collector \
+                     overlay show` prints, or fix the collector's overlay.key)"
+                ));
+                None
+            }
+        },
+    };
+
     let email = args.email_placeholder.trim();
     if email.chars().any(|c| c.is_control() || c == '<' || c == '>' || c == '&') {
         problems.push(format!("--email-placeholder {email:?} holds characters a profile cannot"));
@@ -288,6 +319,7 @@ pub fn resolve(args: &Args, config: &Config) -> Result<Settings, MdmError> {
             enroll_secret,
             pin_sha256,
             catalog_key,
+            overlay_key,
             email_placeholder: (!email.is_empty()).then(|| email.to_owned()),
             notes,
             policies: None,
@@ -375,21 +407,26 @@ fn pin_of(cert: &Path, problems: &mut Vec<String>) -> Option<String> {
 }
 
 fn catalog_key(path: &Path, problems: &mut Vec<String>) -> Option<String> {
+    public_key_file(path, "catalog", problems)
+}
+
+/// A public key file (64 hex digits); `what` is `catalog` or `overlay`.
+fn public_key_file(path: &Path, what: &str, problems: &mut Vec<String>) -> Option<String> {
     let text = match read_capped(path).map(String::from_utf8) {
         Ok(Ok(text)) => text,
         Ok(Err(_)) => {
-            problems.push(format!("{}: the catalog public key is not text", path.display()));
+            problems.push(format!("{}: the {what} public key is not text", path.display()));
             return None;
         }
         Err(e) => {
-            problems.push(format!("{}: cannot read the catalog public key: {e}", path.display()));
+            problems.push(format!("{}: cannot read the {what} public key: {e}", path.display()));
             return None;
         }
     };
     match aiscout_signatures::Verifier::from_hex(text.trim()) {
         Ok(v) => Some(aiscout_signatures::hex::encode(v.public_key())),
         Err(e) => {
-            problems.push(format!("{}: {e}", path.display()));
+            problems.push(format!("{}: {what} key: {e}", path.display()));
             None
         }
     }
@@ -591,6 +628,7 @@ mod tests {
             enroll_secret: Secret::new("s"),
             pin_sha256: Some("ab".repeat(32)),
             catalog_key: "5a".repeat(32),
+            overlay_key: Some("6b".repeat(32)),
             email_placeholder: Some("$EMAIL".into()),
             notes: Vec::new(),
             policies: None,

@@ -54,6 +54,7 @@ impl Fixture {
             data_dir: Some(self.data.clone()),
             enroll_secret_file: Some(self.secret.clone()),
             catalog_key: Some(self.key.clone()),
+            overlay_key: None,
             email_placeholder: mdm::DEFAULT_EMAIL_PLACEHOLDER.to_owned(),
             no_pin: false,
             no_policies: false,
@@ -145,6 +146,11 @@ fn linux_package_fills_the_agent_config_with_only_agent_keys() {
     assert_eq!(toml_str(&doc, "state_dir"), "/var/lib/aiscout");
     assert_eq!(std::fs::read_to_string(out.join("enroll_secret")).unwrap().trim(), SECRET);
     assert_eq!(std::fs::read_to_string(out.join("catalog.pub")).unwrap().trim(), f.key_hex);
+    // Issue 17: the overlay key is the public key of the collector's overlay.key.
+    assert_eq!(toml_str(&doc, "overlay_key_file"), "/etc/aiscout/overlay.pub");
+    let (_, overlay_public) =
+        aiscout_collector::api::overlay::load_or_generate_key(&f.data).unwrap();
+    assert_eq!(std::fs::read_to_string(out.join("overlay.pub")).unwrap().trim(), overlay_public);
     let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
     assert!(readme.contains(URL) && readme.contains(&f.pin) && readme.contains("ansible-playbook"));
     assert!(!readme.contains(SECRET), "the README must not hold the enroll secret");
@@ -193,6 +199,9 @@ fn macos_profile_carries_the_collector_settings_and_dns_policies() {
     assert_eq!(string(agent, "enroll_secret"), SECRET);
     assert_eq!(string(agent, "pin_sha256"), f.pin);
     assert_eq!(string(agent, "catalog_key"), f.key_hex);
+    let (_, overlay_public) =
+        aiscout_collector::api::overlay::load_or_generate_key(&f.data).unwrap();
+    assert_eq!(string(agent, "overlay_key"), overlay_public);
     assert_eq!(string(agent, "owner_email"), "$EMAIL");
     for key in agent.keys().filter(|k| !k.starts_with("Payload")) {
         assert!(mdm::MANAGED_KEYS.contains(&key.as_str()), "{key} is not a managed key");
@@ -359,6 +368,7 @@ fn every_missing_input_is_listed_at_once() {
         data_dir: Some(dir.path().to_owned()),
         enroll_secret_file: None,
         catalog_key: None,
+        overlay_key: None,
         email_placeholder: mdm::DEFAULT_EMAIL_PLACEHOLDER.to_owned(),
         no_pin: false,
         no_policies: false,

@@ -106,3 +106,196 @@ async fn signed_overlay_is_served_and_bypass_names_the_device_and_process() {
     assert_eq!(rows[0]["gateway_host"], "llm.corp.example");
     assert_eq!(rows[0]["count"], 3);
 }
+
+fn form_body(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            let v: String = v
+                .bytes()
+                .map(|b| match b {
+                    b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' => {
+                        (b as char).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect();
+            format!("{k}={v}")
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Issue 17, the admin's side: the console page and the CLI write through the same validated,
+/// audited code; only an admin may open or post; a refusal names the field and keeps what was
+/// typed; the agent-facing artifact carries every change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_and_cli_edit_the_overlay_through_one_audited_write() {
+    use aiscout_collector::cli::{OverlayCommand, overlay};
+    use aiscout_collector::model::AuditFilter;
+    use aiscout_collector::store::Store;
+
+    use crate::console::{csrf, get, post_with_cookie, sign_in};
+
+    let (private, public) = aiscout_signatures::sign::generate().unwrap();
+    let server = start_tuned(100, Default::default(), |s| {
+        s.overlay = Some(OverlaySigner::new(Secret::new(private)));
+    })
+    .await;
+    let mut c = server.connect(false).await;
+    let security = server.token("sam", Role::Security).await;
+    let cookie = sign_in(&mut c, &security).await;
+    let (status, _, body) = get(&mut c, "/admin/overlay", Some(&cookie)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, _, _) =
+        post_with_cookie(&mut c, "/admin/overlay/remove", Some(&cookie), "id=org.x").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let admin = server.token("alice", Role::Admin).await;
+    let cookie = sign_in(&mut c, &admin).await;
+    let (status, _, page) = get(&mut c, "/admin/overlay", Some(&cookie)).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("none written yet"), "{page}");
+    let token = csrf(&page);
+    let product = [
+        ("id", "org.helpdesk-bot"),
+        ("name", "Helpdesk Bot"),
+        ("category", "chat"),
+        ("web_domains", "helpbot.corp.example"),
+        ("process_names", "helpbot, helpbot-agent"),
+    ];
+    // Without the CSRF token nothing is written.
+    let (status, _, _) =
+        post_with_cookie(&mut c, "/admin/overlay/products", Some(&cookie), &form_body(&product))
+            .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let mut with_csrf = product.to_vec();
+    with_csrf.push(("csrf", &token));
+    let (status, headers, body) =
+        post_with_cookie(&mut c, "/admin/overlay/products", Some(&cookie), &form_body(&with_csrf))
+            .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    assert_eq!(headers["location"], "/admin/overlay");
+
+    // A gateway fronting an unknown product: refused, naming the field, the input kept.
+    let bad = [
+        ("id", "org.llm-gateway"),
+        ("host", "llm.corp.example"),
+        ("fronts", "openai.api, nobody.api"),
+        ("csrf", &token),
+    ];
+    let (status, _, page) =
+        post_with_cookie(&mut c, "/admin/overlay/gateways", Some(&cookie), &form_body(&bad)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+    assert!(page.contains("gateways[0] (org.llm-gateway).fronts[1]"), "{page}");
+    assert!(page.contains("value=\"openai.api, nobody.api\""), "{page}");
+    let good = [
+        ("id", "org.llm-gateway"),
+        ("host", "llm.corp.example"),
+        ("fronts", "openai.api"),
+        ("csrf", &token),
+    ];
+    let (status, _, _) =
+        post_with_cookie(&mut c, "/admin/overlay/gateways", Some(&cookie), &form_body(&good)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, page) = get(&mut c, "/admin/overlay", Some(&cookie)).await;
+    assert!(page.contains("<dd id=\"overlay-version\">2</dd>"), "{page}");
+    assert!(page.contains("helpbot-agent") && page.contains("llm.corp.example"), "{page}");
+    // The edit link fills the form with the product.
+    let (status, _, page) =
+        get(&mut c, "/admin/overlay?edit=org.helpdesk-bot", Some(&cookie)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("value=\"helpbot, helpbot-agent\""), "{page}");
+
+    // The CLI: same write, same rules.
+    let catalog = aiscout_signatures::Catalog::builtin().unwrap();
+    let add = OverlayCommand::AddProduct {
+        id: "org.code-helper".into(),
+        name: "Code Helper".into(),
+        category: "coding".into(),
+        vendor: String::new(),
+        web_domains: vec![],
+        api_domains: vec!["code.corp.example".into()],
+        process_names: vec![],
+        cli_names: vec!["codehelp".into()],
+    };
+    let out = overlay(&server.store, &catalog, Some(&public), add).await.unwrap();
+    assert!(out.stdout.contains("overlay version 3 written"), "{}", out.stdout);
+    let clash = OverlayCommand::AddProduct {
+        id: "org.x".into(),
+        name: "X".into(),
+        category: "chat".into(),
+        vendor: String::new(),
+        web_domains: vec!["chatgpt.com".into()],
+        api_domains: vec![],
+        process_names: vec![],
+        cli_names: vec![],
+    };
+    let err = overlay(&server.store, &catalog, None, clash).await.unwrap_err().to_string();
+    assert!(err.contains("products[") && err.contains("openai.chatgpt"), "{err}");
+    let err =
+        overlay(&server.store, &catalog, None, OverlayCommand::Remove { id: "org.nope".into() })
+            .await
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains("no product or gateway \"org.nope\""), "{err}");
+    let out = overlay(&server.store, &catalog, Some(&public), OverlayCommand::Show).await.unwrap();
+    assert!(out.stdout.contains(&public) && out.stdout.contains("version 3"), "{}", out.stdout);
+    assert!(out.stdout.contains("org.code-helper"), "{}", out.stdout);
+
+    // Removing through the console; then the agent-facing artifact has exactly what is left.
+    let remove = [("id", "org.helpdesk-bot"), ("csrf", &token)];
+    let (status, _, _) =
+        post_with_cookie(&mut c, "/admin/overlay/remove", Some(&cookie), &form_body(&remove)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let mut agent = server.connect(true).await;
+    let key = enroll(&mut agent, "laptop-9").await;
+    let (status, bytes) = agent.send(Method::GET, "/api/v1/overlay", Some(&key), "").await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let o = Verifier::from_hex(&public).unwrap().verify_overlay(&bytes, None).unwrap();
+    assert_eq!(o.version(), 4);
+    let ids: Vec<&str> = o.products().iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids, ["org.code-helper"]);
+    assert_eq!(o.gateways()[0].fronts, ["openai.api"]);
+    let (_, _, page) = get(&mut c, "/admin/overlay", Some(&cookie)).await;
+    assert!(page.contains("last fetched from this collector"), "{page}");
+
+    // Every write is audited with its actor and what changed.
+    let audit =
+        server.store.audit_query(AuditFilter { limit: 100, ..Default::default() }).await.unwrap();
+    let writes: Vec<(&str, &str)> = audit
+        .iter()
+        .filter(|e| e.record.action == "overlay.update")
+        .map(|e| (e.record.actor.as_str(), e.record.after.as_deref().unwrap_or("")))
+        .collect();
+    assert_eq!(writes.len(), 4, "{writes:?}");
+    assert!(
+        writes.iter().any(|(a, after)| *a == "cli" && after.contains("product org.code-helper"))
+    );
+    assert!(
+        writes.iter().any(|(a, after)| *a == "alice" && after.contains("remove org.helpdesk-bot"))
+    );
+}
+
+/// Issue 17: `check-config` validates the collector's overlay signing key and names it.
+#[test]
+fn check_config_names_a_bad_overlay_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_aiscout-collector");
+    let run = || {
+        std::process::Command::new(bin)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .arg("check-config")
+            .env("AISCOUT_ENROLL_SECRET", "a-secret-of-enough-length-0123456789abcdef")
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(dir.path().join("overlay.key"), "zz-not-a-key\n").unwrap();
+    let out = run();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("overlay_key:") && err.contains("overlay.key"), "{err}");
+}

@@ -12,5 +12,6 @@ mod browser;
 mod console;
 mod daemon;
 mod mdm;
+mod overlay;
 mod packaging;
 mod tidy;

@@ -137,6 +137,7 @@ async fn render<S: Store>(
                     dt { "Version served to agents" } dd { @if let Some((_, v)) = &state.artifact { (v) } @else { "none (the built-in catalog is used for matching; agents get no update)" } }
                     dt { "Products" } dd { (count(state.catalog.products().len() as u64)) }
                 }
+                p { a href="/admin/overlay" { "Organisation overlay" } ": your own AI tools and sanctioned gateways, signed for agents." }
             }
         }
     };

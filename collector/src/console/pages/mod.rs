@@ -8,6 +8,7 @@ pub(super) mod auth;
 pub(super) mod devices;
 pub(super) mod imports;
 pub(super) mod inventory;
+pub(super) mod overlay;
 pub(super) mod overview;
 pub(super) mod people;
 pub(super) mod product;
