@@ -8,8 +8,12 @@
 //! half-open connections cannot stop the next client from being accepted. A slot is held until
 //! its connection ends, and each step of a connection has its own deadline: the TLS
 //! handshake (`handshake_timeout`), the request headers (`header_timeout`) and silence
-//! between requests (`idle_timeout`: no byte read or written, after which the connection is
-//! shut down gracefully, so a request in progress still gets its answer).
+//! between requests (`idle_timeout`: no request traffic read or written, after which the
+//! connection is shut down gracefully, so a request in progress still gets its answer).
+//! Request traffic is any byte on HTTP/1; on HTTP/2 it is only the frames of requests and
+//! responses (HEADERS, CONTINUATION and DATA, on a stream), so a client that sends nothing but
+//! PINGs, SETTINGS or WINDOW_UPDATEs, and the server's acknowledgements of them, does not keep
+//! a connection open (issue 14).
 //!
 //! The header deadline holds for both protocols. The first request must arrive within
 //! `header_timeout` of the handshake; after it, hyper's HTTP/1 header timer covers each next
@@ -66,7 +70,8 @@ pub struct Limits {
     /// How long a client may take to send a request's headers (HTTP/1 and HTTP/2), and to
     /// send its first request after the handshake.
     pub header_timeout: Duration,
-    /// How long a connection may stay without traffic before it is shut down.
+    /// How long a connection may stay without request traffic (see the module doc) before it
+    /// is shut down.
     pub idle_timeout: Duration,
     /// Most connections open at once.
     pub max_connections: u32,
@@ -104,7 +109,7 @@ pub struct Counters {
     pub refused_per_ip: AtomicU64,
     /// TLS handshakes that did not finish in time.
     pub handshake_timeouts: AtomicU64,
-    /// Connections shut down after `idle_timeout` without traffic.
+    /// Connections shut down after `idle_timeout` without request traffic.
     pub idle_closed: AtomicU64,
     /// Connections closed because a request's headers (or the first request) did not arrive
     /// within `header_timeout` (HTTP/1 header timeouts inside hyper are not counted).
@@ -193,8 +198,8 @@ impl Slot {
     }
 }
 
-/// The time of the last byte read or written, and since when a request's headers are
-/// awaited, in milliseconds since `start`.
+/// The time of the last request traffic read or written (see the module doc), and since when
+/// a request's headers are awaited, in milliseconds since `start`.
 #[derive(Clone, Debug)]
 struct Activity {
     start: Instant,
@@ -256,29 +261,55 @@ enum H2State {
     Other,
     /// Reading a frame header; this many of its 9 bytes seen.
     FrameHeader(usize),
-    /// Skipping a frame's payload: this many bytes left, and whether the frame ends a header
-    /// block.
-    Payload { left: u32, ends_headers: bool },
+    /// Skipping a frame's payload: this many bytes left, whether the frame ends a header
+    /// block, and whether it is request traffic.
+    Payload { left: u32, ends_headers: bool, request: bool },
 }
 
-/// Follows the frames a client sends on an HTTP/2 connection (RFC 9113 section 4.1: a 24-bit
-/// length, a type, flags, a stream id, then the payload) to tell when a header block is open:
-/// from the frame header of a HEADERS frame (type 1) to the last payload byte of the HEADERS or
-/// CONTINUATION (type 9) frame carrying END_HEADERS (flag 4). It reads nothing it is not given
-/// and keeps nine bytes, so it cannot be made to allocate or stall.
+/// Follows the frames one side sends on an HTTP/2 connection (RFC 9113 section 4.1: a 24-bit
+/// length, a type, flags, a 31-bit stream id, then the payload) to tell
+/// - which bytes are request traffic: those of a DATA (type 0), HEADERS (1) or CONTINUATION
+///   (9) frame on a stream (id not 0), that is a request or response being sent. Other frames
+///   do not count: PING, SETTINGS, GOAWAY and connection WINDOW_UPDATEs are about the
+///   connection, and PRIORITY, RST_STREAM and stream WINDOW_UPDATEs may name a closed stream,
+///   so a client could send them forever without asking anything;
+/// - for the client's frames, when a header block is open: from the frame header of a HEADERS
+///   frame to the last payload byte of the HEADERS or CONTINUATION frame carrying END_HEADERS
+///   (flag 4).
+///
+/// It reads nothing it is not given and keeps nine bytes, so it cannot be made to allocate or
+/// stall.
 #[derive(Debug)]
 struct H2Frames {
     state: H2State,
     header: [u8; 9],
+    /// Whether these are the client's frames (whose header blocks are followed).
+    client: bool,
 }
 
 impl H2Frames {
+    /// Follows what a client sends: the preface, which tells HTTP/2 from HTTP/1, then frames.
     fn new() -> Self {
-        H2Frames { state: H2State::Preface(0), header: [0; 9] }
+        H2Frames { state: H2State::Preface(0), header: [0; 9], client: true }
     }
 
-    /// Follows `bytes`, the next read from the client, telling `activity` when a header block
-    /// opens and closes.
+    /// Follows what the server sends on an HTTP/2 connection: frames from the first byte.
+    fn from_server() -> Self {
+        H2Frames { state: H2State::FrameHeader(0), header: [0; 9], client: false }
+    }
+
+    /// Whether the client preface has been seen: frames follow.
+    fn is_h2(&self) -> bool {
+        matches!(self.state, H2State::FrameHeader(_) | H2State::Payload { .. })
+    }
+
+    /// Whether the connection is not HTTP/2 (the client preface did not match).
+    fn is_other(&self) -> bool {
+        self.state == H2State::Other
+    }
+
+    /// Follows `bytes`, the next bytes sent, telling `activity` of request traffic and, for
+    /// the client's frames, when a header block opens and closes.
     fn feed(&mut self, mut bytes: &[u8], activity: &Activity) {
         while !bytes.is_empty() {
             match self.state {
@@ -304,19 +335,28 @@ impl H2Frames {
                         self.state = H2State::FrameHeader(seen + n);
                         continue;
                     }
-                    let [l0, l1, l2, kind, flags, ..] = self.header;
+                    let [l0, l1, l2, kind, flags, s0, s1, s2, s3] = self.header;
                     let left = u32::from_be_bytes([0, l0, l1, l2]);
-                    let ends_headers = matches!(kind, 1 | 9) && flags & 4 != 0;
-                    if kind == 1 {
+                    // The top bit of the stream id is reserved.
+                    let stream = u32::from_be_bytes([s0 & 0x7f, s1, s2, s3]);
+                    let request = matches!(kind, 0 | 1 | 9) && stream != 0;
+                    if request {
+                        activity.touch();
+                    }
+                    let ends_headers = self.client && matches!(kind, 1 | 9) && flags & 4 != 0;
+                    if self.client && kind == 1 {
                         activity.headers_begin();
                     }
-                    self.state = H2State::Payload { left, ends_headers };
+                    self.state = H2State::Payload { left, ends_headers, request };
                     self.end_of_payload(activity);
                 }
-                H2State::Payload { left, ends_headers } => {
+                H2State::Payload { left, ends_headers, request } => {
                     let n = u32::try_from(bytes.len()).unwrap_or(u32::MAX).min(left);
                     bytes = &bytes[n as usize..];
-                    self.state = H2State::Payload { left: left - n, ends_headers };
+                    if request && n > 0 {
+                        activity.touch();
+                    }
+                    self.state = H2State::Payload { left: left - n, ends_headers, request };
                     self.end_of_payload(activity);
                 }
             }
@@ -325,7 +365,7 @@ impl H2Frames {
 
     /// Moves on to the next frame once a payload is read, closing a header block it ends.
     fn end_of_payload(&mut self, activity: &Activity) {
-        if let H2State::Payload { left: 0, ends_headers } = self.state {
+        if let H2State::Payload { left: 0, ends_headers, .. } = self.state {
             if ends_headers {
                 activity.headers_done();
             }
@@ -334,16 +374,47 @@ impl H2Frames {
     }
 }
 
-/// An IO stream that records when it last moved a byte, and follows HTTP/2 header blocks.
+/// An IO stream that records when it last moved request traffic (see the module doc), and
+/// follows HTTP/2 header blocks.
 struct Watched<T> {
     inner: T,
     activity: Activity,
-    frames: H2Frames,
+    /// What the client sends.
+    received: H2Frames,
+    /// What the server sends, followed only on HTTP/2.
+    sent: H2Frames,
 }
 
 impl<T> Watched<T> {
     fn new(inner: T, activity: &Activity) -> Self {
-        Watched { inner, activity: activity.clone(), frames: H2Frames::new() }
+        Watched {
+            inner,
+            activity: activity.clone(),
+            received: H2Frames::new(),
+            sent: H2Frames::from_server(),
+        }
+    }
+
+    /// Notes `bytes` read from the client.
+    fn note_read(&mut self, bytes: &[u8]) {
+        self.received.feed(bytes, &self.activity);
+        // Before and without the HTTP/2 preface every byte is traffic.
+        if !self.received.is_h2() {
+            self.activity.touch();
+        }
+    }
+
+    /// Notes `bytes` written to the client. The server writes nothing before it has read a
+    /// request or the whole HTTP/2 preface, so `sent` sees every HTTP/2 frame from the first.
+    fn note_written(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        if self.received.is_other() {
+            self.activity.touch();
+        } else {
+            self.sent.feed(bytes, &self.activity);
+        }
     }
 }
 
@@ -356,9 +427,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            let this = &mut *self;
-            this.activity.touch();
-            this.frames.feed(&buf.filled()[before..], &this.activity);
+            self.note_read(&buf.filled()[before..]);
         }
         polled
     }
@@ -371,8 +440,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
+        if let Poll::Ready(Ok(n)) = polled {
+            self.note_written(&buf[..n.min(buf.len())]);
         }
         polled
     }
@@ -391,8 +460,17 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
+        if let Poll::Ready(Ok(n)) = polled {
+            // The first `n` bytes of `bufs`, in order.
+            let mut left = n;
+            for buf in bufs {
+                if left == 0 {
+                    break;
+                }
+                let part = left.min(buf.len());
+                self.note_written(&buf[..part]);
+                left -= part;
+            }
         }
         polled
     }
@@ -459,8 +537,8 @@ impl hyper::service::Service<Request<hyper::body::Incoming>> for Counted {
 }
 
 /// The HTTP/1 and HTTP/2 connection builder with the HTTP/1 header timer and HTTP/2's stream
-/// and header-list caps set. No HTTP/2 keep-alive pings: their bytes would count as traffic
-/// and keep an idle connection from ever being closed.
+/// and header-list caps set. No HTTP/2 keep-alive pings: the idle deadline closes connections
+/// without requests, pinged or not.
 fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
@@ -568,9 +646,9 @@ async fn connection(
     }
 }
 
-/// Serves HTTP on an established stream, shutting it down gracefully once it has been silent
-/// for `idle_timeout` with no request being handled, and dropping it if it is still open, with
-/// nothing being handled, one `idle_timeout` after that. It is dropped at once when the first
+/// Serves HTTP on an established stream, shutting it down gracefully once it has had no request
+/// traffic for `idle_timeout` with no request being handled, and dropping it if it is still open,
+/// with nothing being handled, one `idle_timeout` after that. It is dropped at once when the first
 /// request, or an HTTP/2 header block, has not arrived `header_timeout` after it began.
 async fn http<T>(
     io: T,

@@ -280,6 +280,57 @@ async fn h2_client(
     tls
 }
 
+/// Reads the collector's HTTP/2 frames until the HEADERS frame of stream `id` and returns its
+/// first header-block byte, the HPACK-coded `:status` (0x88 is 200). Frames before it are
+/// skipped; bytes after it stay in `got` for the next call. Panics if the connection closes
+/// first or after `DEADLINE`.
+async fn h2_status<S: tokio::io::AsyncRead + Unpin>(c: &mut S, got: &mut Vec<u8>, id: u32) -> u8 {
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            while got.len() >= 9 {
+                let len =
+                    usize::from(got[0]) << 16 | usize::from(got[1]) << 8 | usize::from(got[2]);
+                if got.len() < 9 + len {
+                    break;
+                }
+                let frame: Vec<u8> = got.drain(..9 + len).collect();
+                if frame[3] == 1 && frame[5..9] == id.to_be_bytes() && len > 0 {
+                    return frame[9];
+                }
+            }
+            let n = c.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before answering the request on stream {id}");
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the request on stream {id} was not answered"))
+}
+
+/// Sends an HTTP/2 PING every `every` and nothing else, reading (and dropping) what the
+/// collector sends in between, until the collector closes the connection (true) or `DEADLINE`
+/// has passed (false).
+async fn ping_until_closed<S>(c: &mut S, every: Duration) -> bool
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut buf = [0u8; 4096];
+    for i in 0..DEADLINE.as_millis() / every.as_millis() {
+        let ping = h2_frame(6, 0, 0, &u64::try_from(i).unwrap().to_be_bytes());
+        if c.write_all(&ping).await.is_err() || c.flush().await.is_err() {
+            return true;
+        }
+        let next = tokio::time::Instant::now() + every;
+        while let Ok(read) = tokio::time::timeout_at(next, c.read(&mut buf)).await {
+            if matches!(read, Ok(0) | Err(_)) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_clients_that_stall_or_dribble_request_headers_are_disconnected() {
     // A long idle deadline: only the header deadline can close these connections.
@@ -324,30 +375,7 @@ async fn http2_clients_that_stall_or_dribble_request_headers_are_disconnected() 
     let mut second = h2_client(server.addr, &ca).await;
     let get = h2_frame(1, 0x4 | 0x1, 1, H2_GET_HEALTHZ);
     second.write_all(&get).await.unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    let status = tokio::time::timeout(DEADLINE, async {
-        loop {
-            let n = second.read(&mut buf).await.unwrap();
-            assert!(n > 0, "closed before answering the complete request");
-            got.extend_from_slice(&buf[..n]);
-            // Server frames so far: the HEADERS frame of stream 1 holds the status.
-            let mut at = 0;
-            while got.len() >= at + 9 {
-                let len = usize::from(got[at]) << 16
-                    | usize::from(got[at + 1]) << 8
-                    | usize::from(got[at + 2]);
-                let (kind, stream) = (got[at + 3], &got[at + 5..at + 9]);
-                if kind == 1 && stream == [0, 0, 0, 1] && got.len() > at + 9 {
-                    return got[at + 9];
-                }
-                at += 9 + len;
-            }
-        }
-    })
-    .await
-    .expect("the complete request was not answered");
-    assert_eq!(status, 0x88, "HPACK :status 200 expected");
+    assert_eq!(h2_status(&mut second, &mut Vec::new(), 1).await, 0x88, "HPACK :status 200");
     second.write_all(&h2_frame(1, 0, 3, &H2_GET_HEALTHZ[..3])).await.unwrap();
 
     wait_closed(&mut silent).await;
@@ -363,6 +391,48 @@ async fn http2_clients_that_stall_or_dribble_request_headers_are_disconnected() 
     assert_eq!(status, StatusCode::OK);
     let text = String::from_utf8(body.to_vec()).unwrap();
     assert_eq!(metric(&text, "aiscout_collector_connection_timeouts_total{step=\"headers\"}"), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_clients_that_only_ping_are_closed_as_idle_and_ones_making_requests_stay() {
+    // A long header deadline: only the idle deadline can close these connections. PINGs,
+    // SETTINGS and the server's PING acknowledgements are traffic but not requests.
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        write_config(dir.path(), "[server]\nheader_timeout_secs = 600\nidle_timeout_secs = 2\n");
+    let server = Collector::start(dir.path(), &["--config", config.to_str().unwrap()]);
+    let ca = generated_cert(dir.path());
+    let idle = Duration::from_secs(2);
+
+    // The preface and SETTINGS, then a PING every half idle timeout and never a request.
+    let pinger = tokio::spawn({
+        let (ca, addr) = (ca.clone(), server.addr);
+        async move { ping_until_closed(&mut h2_client(addr, &ca).await, idle / 2).await }
+    });
+    // A client asking every quarter idle timeout, for three idle timeouts: every request is
+    // answered on the one connection.
+    let mut user = h2_client(server.addr, &ca).await;
+    let mut got = Vec::new();
+    for id in (1..24).step_by(2) {
+        user.write_all(&h2_frame(1, 0x4 | 0x1, id, H2_GET_HEALTHZ)).await.unwrap();
+        assert_eq!(h2_status(&mut user, &mut got, id).await, 0x88, "HPACK :status 200");
+        tokio::time::sleep(idle / 4).await;
+    }
+    // Then it only pings: closed as idle as well.
+    let user_closed = ping_until_closed(&mut user, idle / 2).await;
+    let pinger_closed = pinger.await.unwrap();
+    assert!(
+        pinger_closed && user_closed,
+        "closed by the collector: the client that never asked {pinger_closed}, the one that \
+         asked twelve times before it only pinged {user_closed}"
+    );
+
+    let mut c = connect(server.addr, &ca, true).await;
+    let (status, body) = c.send(Method::GET, "/metrics", None, "").await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    assert_eq!(metric(&text, "aiscout_collector_connection_timeouts_total{step=\"idle\"}"), 2);
+    assert_eq!(metric(&text, "aiscout_collector_connection_timeouts_total{step=\"headers\"}"), 0);
 }
 
 fn vm_kb(pid: u32, key: &str) -> u64 {
