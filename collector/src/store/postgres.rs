@@ -816,7 +816,7 @@ impl Store for PgStore {
             (plain, tx.query_opt(super::ANY_PSEUDONYM, &[]).await?.is_some())
         };
         let mode = super::privacy_mode_of(recorded, plain, pseudonym, opened_with)?;
-        if !known {
+        if !known && (plain || pseudonym) {
             tx.execute(super::RECORD_PRIVACY_MODE, &[&mode.as_str(), &now]).await?;
         }
         tx.commit().await?;

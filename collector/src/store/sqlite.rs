@@ -1201,7 +1201,7 @@ impl Store for SqliteStore {
                 (plain.is_some(), pseudonym.is_some())
             };
             let mode = super::privacy_mode_of(recorded, plain, pseudonym, opened_with)?;
-            if !known {
+            if !known && (plain || pseudonym) {
                 tx.execute(
                     &rollup::sqlite(super::RECORD_PRIVACY_MODE),
                     params![mode.as_str(), now],
