@@ -375,6 +375,14 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     }
 }
 
+/// How a privacy mode keeps people, for a sentence.
+fn kept_words(mode: aiscout_collector::identity::PrivacyMode) -> &'static str {
+    match mode {
+        aiscout_collector::identity::PrivacyMode::Plain => "in plain text",
+        aiscout_collector::identity::PrivacyMode::Pseudonymous => "as keyed pseudonyms",
+    }
+}
+
 async fn dispatch<S: Store + Clone>(
     command: Command,
     config: Config,
@@ -392,6 +400,25 @@ async fn dispatch<S: Store + Clone>(
         )
         .map_err(anyhow::Error::msg)?;
         store.protect_identities(Arc::new(ids));
+        // One database keeps people one way: a switch of `privacy` would mix plain and
+        // pseudonymised identities (an existing database is not converted).
+        let kept = store
+            .privacy_mode(config.privacy, store::now())
+            .await
+            .context("reading the privacy mode the database keeps people in")?;
+        if kept != config.privacy {
+            anyhow::bail!(
+                "this database keeps people {} (privacy = \"{}\"), but the collector was started \
+                 with privacy = \"{}\" (the `privacy` setting, --privacy or AISCOUT_PRIVACY): new \
+                 people would be stored {} beside them. Start it with privacy = \"{}\", or use a new \
+                 database for the other mode (an existing database is not converted)",
+                kept_words(kept),
+                kept.as_str(),
+                config.privacy.as_str(),
+                kept_words(config.privacy),
+                kept.as_str()
+            );
+        }
     }
     match command {
         Command::Serve => serve(config, store).await,

@@ -45,7 +45,7 @@ use crate::model::{
 };
 
 pub mod erase;
-use crate::identity::Identities;
+use crate::identity::{Identities, PrivacyMode};
 pub mod files;
 pub mod outbox;
 pub mod postgres;
@@ -381,6 +381,57 @@ pub(crate) fn resolve_mapped(
         .collect()
 }
 
+/// The privacy mode a database recorded (issue 21), both dialects.
+pub(crate) const RECORDED_PRIVACY_MODE: &str = "SELECT mode FROM privacy_mode WHERE id = 1";
+/// Records the privacy mode once (`$1` the mode, `$2` the time), both dialects.
+pub(crate) const RECORD_PRIVACY_MODE: &str = "INSERT INTO privacy_mode (id, mode, recorded_at)
+     VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING";
+
+/// Where a plain identity (not empty, not a pseudonym, not an erasure's tombstone) is stored,
+/// as `table.column`, or no row: how a database from before `privacy_mode` shows which mode it
+/// kept people in. Stops at the first hit; both dialects.
+pub(crate) const PLAIN_IDENTITY: &str = "
+    SELECT 'devices.owner_email' FROM devices WHERE {owner_email}
+    UNION ALL SELECT 'people.email' FROM people WHERE {email}
+    UNION ALL SELECT 'expense_lines.payer_email' FROM expense_lines WHERE {payer_email}
+    UNION ALL SELECT 'gateway_spend.end_user' FROM gateway_spend WHERE {end_user}
+    UNION ALL SELECT 'sightings.os_user' FROM sightings WHERE {os_user}
+    LIMIT 1";
+/// Whether any pseudonym was made in this database, both dialects.
+pub(crate) const ANY_PSEUDONYM: &str = "SELECT 1 FROM pseudonyms LIMIT 1";
+
+/// [`PLAIN_IDENTITY`] with each column's test written out.
+pub(crate) fn plain_identity_sql() -> String {
+    let plain = |c: &str| {
+        format!(
+            "COALESCE({c}, '') <> '' AND {c} NOT LIKE '{}%' AND {c} NOT LIKE 'erased-%' \
+             AND {c} NOT LIKE 'Erased person %'",
+            crate::identity::PREFIX
+        )
+    };
+    ["owner_email", "email", "payer_email", "end_user", "os_user"]
+        .iter()
+        .fold(PLAIN_IDENTITY.to_owned(), |sql, c| sql.replace(&format!("{{{c}}}"), &plain(c)))
+}
+
+/// The mode a database keeps people in, from what [`Store::privacy_mode`] read: the recorded
+/// one, else a plain identity found (`plain`), else a pseudonym (`pseudonymous`), else (no
+/// people yet) the mode it is opened with.
+pub(crate) fn privacy_mode_of(
+    recorded: Option<String>,
+    plain_found: bool,
+    pseudonym_found: bool,
+    opened_with: PrivacyMode,
+) -> Result<PrivacyMode, StoreError> {
+    match recorded {
+        Some(m) => PrivacyMode::parse(&m)
+            .map_err(|reason| StoreError::Corrupt { table: "privacy_mode", reason }),
+        None if plain_found => Ok(PrivacyMode::Plain),
+        None if pseudonym_found => Ok(PrivacyMode::Pseudonymous),
+        None => Ok(opened_with),
+    }
+}
+
 /// Most identities [`Store::product_people`] answers.
 pub const PRODUCT_PEOPLE_LIMIT: i64 = 1_000;
 /// [`Store::product_people`], in both dialects (`$n` placeholders).
@@ -424,6 +475,17 @@ pub trait Store: Send + Sync + 'static {
     /// mode, the rest as pseudonyms with the identity sealed. Set once; later calls are
     /// ignored.
     fn protect_identities(&self, ids: std::sync::Arc<Identities>);
+
+    /// The privacy mode this database keeps people in (issue 21): the recorded one; when none
+    /// is recorded yet, read off what the database holds ([`privacy_mode_of`]) and recorded
+    /// once it holds people, so every later start compares with the same answer. A database
+    /// without people takes `opened_with`, the configured mode, and records nothing (a first
+    /// `report` without the config must not fix the mode of a new install).
+    fn privacy_mode(
+        &self,
+        opened_with: PrivacyMode,
+        now: i64,
+    ) -> impl Future<Output = Result<PrivacyMode, StoreError>> + Send;
 
     /// The identity key given by [`Store::protect_identities`].
     fn identities(&self) -> Option<std::sync::Arc<Identities>>;

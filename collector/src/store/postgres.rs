@@ -60,6 +60,7 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 20,
         sql: include_str!("migrations/postgres/0020_descriptor_mappings.sql"),
     },
+    Migration { version: 21, sql: include_str!("migrations/postgres/0021_privacy_mode.sql") },
 ];
 
 /// The advisory lock key that serialises migrations ("aiscout" in ASCII).
@@ -794,6 +795,32 @@ impl Store for PgStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.client().await?.query_one("SELECT 1", &[]).await?;
         Ok(())
+    }
+
+    async fn privacy_mode(
+        &self,
+        opened_with: crate::identity::PrivacyMode,
+        now: i64,
+    ) -> Result<crate::identity::PrivacyMode, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // Several collectors starting at once read and record one answer.
+        tx.execute("LOCK TABLE privacy_mode IN EXCLUSIVE MODE", &[]).await?;
+        let recorded: Option<String> =
+            tx.query_opt(super::RECORDED_PRIVACY_MODE, &[]).await?.map(|r| r.get(0));
+        let known = recorded.is_some();
+        let (plain, pseudonym) = if known {
+            (false, false)
+        } else {
+            let plain = tx.query_opt(&super::plain_identity_sql(), &[]).await?.is_some();
+            (plain, tx.query_opt(super::ANY_PSEUDONYM, &[]).await?.is_some())
+        };
+        let mode = super::privacy_mode_of(recorded, plain, pseudonym, opened_with)?;
+        if !known && (plain || pseudonym) {
+            tx.execute(super::RECORD_PRIVACY_MODE, &[&mode.as_str(), &now]).await?;
+        }
+        tx.commit().await?;
+        Ok(mode)
     }
 
     fn protect_identities(&self, ids: std::sync::Arc<crate::identity::Identities>) {

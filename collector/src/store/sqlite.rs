@@ -51,6 +51,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 18, sql: include_str!("migrations/sqlite/0018_overlay.sql") },
     Migration { version: 19, sql: include_str!("migrations/sqlite/0019_mcp_flags.sql") },
     Migration { version: 20, sql: include_str!("migrations/sqlite/0020_descriptor_mappings.sql") },
+    Migration { version: 21, sql: include_str!("migrations/sqlite/0021_privacy_mode.sql") },
 ];
 
 /// How long a connection waits for another writer before failing.
@@ -1178,6 +1179,38 @@ impl Store for SqliteStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.with(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)).map(drop)?)).await
+    }
+
+    async fn privacy_mode(
+        &self,
+        opened_with: crate::identity::PrivacyMode,
+        now: i64,
+    ) -> Result<crate::identity::PrivacyMode, StoreError> {
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let recorded: Option<String> =
+                tx.query_row(super::RECORDED_PRIVACY_MODE, [], |r| r.get(0)).optional()?;
+            let known = recorded.is_some();
+            let (plain, pseudonym) = if known {
+                (false, false)
+            } else {
+                let plain: Option<String> =
+                    tx.query_row(&super::plain_identity_sql(), [], |r| r.get(0)).optional()?;
+                let pseudonym: Option<i64> =
+                    tx.query_row(super::ANY_PSEUDONYM, [], |r| r.get(0)).optional()?;
+                (plain.is_some(), pseudonym.is_some())
+            };
+            let mode = super::privacy_mode_of(recorded, plain, pseudonym, opened_with)?;
+            if !known && (plain || pseudonym) {
+                tx.execute(
+                    &rollup::sqlite(super::RECORD_PRIVACY_MODE),
+                    params![mode.as_str(), now],
+                )?;
+            }
+            tx.commit()?;
+            Ok(mode)
+        })
+        .await
     }
 
     fn protect_identities(&self, ids: Arc<crate::identity::Identities>) {

@@ -539,6 +539,39 @@ fn a_nested_failure_prints_each_cause_once() {
     assert!(err.contains("from --db"), "{err}");
 }
 
+/// A database keeps people one way (issue 21): after people were imported in pseudonymous
+/// mode, a command started with `privacy = "plain"` (flag or environment) refuses with exit 1
+/// and says what to do, and stores nothing; the mode the data was written with still works.
+#[test]
+fn a_switch_of_privacy_mode_on_an_existing_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let people = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/people.csv");
+    let run = |privacy: &str, args: &[&str]| {
+        Command::new(BIN)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("AISCOUT_PRIVACY", privacy)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let people = people.to_str().unwrap();
+    let first = run("pseudonymous", &["import", "people", people]);
+    assert!(first.status.success(), "{first:?}");
+    let refused = run("plain", &["import", "people", people]);
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("this database keeps people as keyed pseudonyms"), "{err}");
+    assert!(err.contains("Start it with privacy = \"pseudonymous\""), "{err}");
+    let again = run("pseudonymous", &["report", "inventory"]);
+    assert!(again.status.success(), "{again:?}");
+    let db = rusqlite::Connection::open(dir.path().join("aiscout.db")).unwrap();
+    let plain: i64 = db
+        .query_row("SELECT count(*) FROM people WHERE email LIKE '%@%'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(plain, 0, "the refused import stored plain emails");
+}
+
 /// One plain-HTTP/1.1 GET; an error when the peer does not answer HTTP.
 async fn plain_get(addr: SocketAddr, path: &str) -> Result<StatusCode, hyper::Error> {
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();

@@ -462,6 +462,40 @@ async fn retention_deletes_by_age_in_chunks_and_keeps_rollups_on_postgres() {
     retention_case(&harness::postgres().await).await;
 }
 
+/// A database keeps people one way (issue 21). One without people takes whatever mode it is
+/// opened with; once it holds people (written before the mode was recorded, as in a database
+/// from an older collector) the mode is read off them, recorded and kept: plain identities make
+/// it plain, pseudonyms pseudonymous.
+async fn privacy_mode_case<S: Store>(empty: &Harness<S>, plain: &Harness<S>, pseudo: &Harness<S>) {
+    let (p, q) = (PrivacyMode::Plain, PrivacyMode::Pseudonymous);
+    assert_eq!(empty.store.privacy_mode(q, 1).await.unwrap(), q);
+    assert_eq!(empty.store.privacy_mode(p, 2).await.unwrap(), p, "no people, nothing recorded");
+
+    protect(&plain.store, p);
+    plain.store.enroll(device("h1", Some("ann@example.com")), [1; 32], 10).await.unwrap();
+    assert_eq!(plain.store.privacy_mode(q, 20).await.unwrap(), p);
+    // Recorded: the answer stays once the people are gone (the owner removed, say).
+    plain.store.enroll(device("h1", None), [1; 32], 30).await.unwrap();
+    assert_eq!(plain.store.privacy_mode(q, 31).await.unwrap(), p);
+
+    protect(&pseudo.store, q);
+    pseudo.store.enroll(device("h2", Some("bob@example.com")), [2; 32], 10).await.unwrap();
+    assert_eq!(pseudo.store.privacy_mode(p, 20).await.unwrap(), q);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_keeps_people_one_way_on_sqlite() {
+    let (a, b, c) = (harness::sqlite().await, harness::sqlite().await, harness::sqlite().await);
+    privacy_mode_case(&a, &b, &c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_keeps_people_one_way_on_postgres() {
+    let (a, b, c) =
+        (harness::postgres().await, harness::postgres().await, harness::postgres().await);
+    privacy_mode_case(&a, &b, &c).await;
+}
+
 /// The identity key a test store protects identities with (issue 21), in `mode`.
 fn protect(store: &impl Store, mode: PrivacyMode) {
     store.protect_identities(std::sync::Arc::new(Identities::new(&[42; 32], mode)));
