@@ -1,8 +1,8 @@
 //! The collector's packaging (issue 19): the Containerfile read as a container engine reads
 //! it, and the Helm chart and compose file checked by installer/helm/check.py (Helm's own SDK
 //! lints and renders; kubernetes-validate checks every object against the Kubernetes schemas).
-//! No container engine runs on the machines these tests run on, so the image itself is not
-//! built here (installer/container/README.md).
+//! The image itself is built and run by tests/container/run (podman, outside `cargo test`: a
+//! release build inside the image; installer/container/README.md has the result).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
