@@ -31,6 +31,9 @@ pub const AGENT_STALE: &str = "agent.stale";
 pub const SUBSCRIPTION_RENEWAL: &str = "subscription.renewal";
 /// `connector.failed`: a pull connector's run failed (once per failure streak).
 pub const CONNECTOR_FAILED: &str = "connector.failed";
+/// `device.takeover`: an enrollment of a known host id that did not prove it holds the host's
+/// node key (refused, held for an admin, let in by `replace`, or kept apart as a clone).
+pub const DEVICE_TAKEOVER: &str = "device.takeover";
 /// `alert.test`: sent by an admin from the console to try a channel.
 pub const TEST: &str = "alert.test";
 
@@ -45,6 +48,7 @@ pub const TYPES: &[&str] = &[
     AGENT_STALE,
     SUBSCRIPTION_RENEWAL,
     CONNECTOR_FAILED,
+    DEVICE_TAKEOVER,
     TEST,
 ];
 
@@ -97,6 +101,29 @@ pub fn connector_failed(
         "",
         &json!({ "connector": name, "kind": kind, "cause": cause, "error": error,
                  "last_success": cursor }),
+    )
+}
+
+/// `device.takeover` for an enrollment of `host` from `source`, named `hostname`, with its
+/// `outcome` (`refused`, `held`, `replaced` or `duplicate`). Keyed by host, outcome, source and
+/// UTC day, so an agent retrying all day is one alert a day, and another address or another
+/// outcome is another alert.
+pub fn device_takeover(
+    host: &str,
+    hostname: &str,
+    outcome: &str,
+    source: &str,
+    policy: &str,
+    now: i64,
+) -> NewEvent {
+    let day = now.div_euclid(86_400);
+    make(
+        DEVICE_TAKEOVER,
+        &format!("{host}\0{outcome}\0{source}\0{day}"),
+        now,
+        "",
+        &json!({ "host_id": host, "hostname": hostname, "outcome": outcome, "source": source,
+                 "policy": policy }),
     )
 }
 

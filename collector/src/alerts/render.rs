@@ -58,6 +58,7 @@ pub fn link(console: &str, e: &NewEvent, subject: &Value) -> String {
         event::AGENT_STALE => format!("/devices/{}", text("device")),
         event::SPEND_THRESHOLD => "/reconcile".to_owned(),
         event::CONNECTOR_FAILED => "/imports".to_owned(),
+        event::DEVICE_TAKEOVER => "/admin".to_owned(),
         _ => "/alerts".to_owned(),
     };
     format!("{console}{path}")
@@ -121,6 +122,13 @@ pub fn summary(e: &NewEvent, subject: &Value) -> String {
         event::CONNECTOR_FAILED => {
             format!("Connector {} failed: {}", text("connector"), text("error"))
         }
+        event::DEVICE_TAKEOVER => format!(
+            "Enrollment of known device {} ({}) without its node key from {}: {}",
+            text("hostname"),
+            text("host_id"),
+            text("source"),
+            text("outcome")
+        ),
         event::TEST => format!("Test event from aiscout for channel {}", text("channel")),
         other => format!("{other}: {name}"),
     }
@@ -260,11 +268,11 @@ fn ocsf_metadata() -> Map<String, Value> {
     }
 }
 
-/// OCSF severity: blocked tools back in use are high, discoveries and spread medium, the rest
-/// informational.
+/// OCSF severity: blocked tools back in use and device takeover attempts are high, discoveries
+/// and spread medium, the rest informational.
 fn severity(kind: &str) -> i64 {
     match kind {
-        event::BLOCKED_SEEN => 4,
+        event::BLOCKED_SEEN | event::DEVICE_TAKEOVER => 4,
         event::DISCOVERED | event::SPREAD | event::SPEND_THRESHOLD => 3,
         event::EXPENSE_CANDIDATE | event::AGENT_STALE | event::CONNECTOR_FAILED => 2,
         _ => 1,

@@ -1084,6 +1084,30 @@ pub fn reenroll_step(
     }
 }
 
+/// The alert of an enrollment step that is a takeover attempt (issue 14): a known host id
+/// enrolling without its node key, whatever the policy did with it (refused, held, replaced,
+/// kept apart as a clone); none for a new host, a proved key or an admin's approval.
+pub(crate) fn takeover_event(a: &EnrollAttempt, step: ReenrollStep) -> Option<NewEvent> {
+    use crate::model::Admission;
+    let outcome = match step {
+        ReenrollStep::Admit(Admission::New | Admission::NodeKey | Admission::Approved) => {
+            return None;
+        }
+        ReenrollStep::Admit(Admission::Replaced) => "replaced",
+        ReenrollStep::Admit(Admission::Duplicate) => "duplicate",
+        ReenrollStep::Refuse => "refused",
+        ReenrollStep::Hold => "held",
+    };
+    Some(crate::alerts::event::device_takeover(
+        &a.device.host_id,
+        &a.device.hostname,
+        outcome,
+        &a.source,
+        a.policy.as_str(),
+        a.now,
+    ))
+}
+
 /// The audit record of an enrollment step: none for a new host id; `device.reenroll` for a
 /// re-enrollment (with how it was let in), `device.takeover_refused` and
 /// `device.reenroll_held` for the others. The actor is `enroll@<source address>`; the record

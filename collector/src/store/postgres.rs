@@ -922,8 +922,12 @@ impl Store for PgStore {
         } else {
             None
         };
-        if let Some(audit) = super::reenroll_audit(&a, step, duplicate.as_deref()) {
-            append_audit(&tx, &audit).await?;
+        let audit = super::reenroll_audit(&a, step, duplicate.as_deref());
+        if let Some(audit) = &audit {
+            append_audit(&tx, audit).await?;
+        }
+        if let Some(event) = super::takeover_event(&a, step) {
+            outbox::pg_emit(&tx, &[event], a.now).await?;
         }
         let outcome = match step {
             ReenrollStep::Admit(how) => {

@@ -1306,8 +1306,12 @@ impl Store for SqliteStore {
             } else {
                 None
             };
-            if let Some(audit) = super::reenroll_audit(&a, step, duplicate.as_deref()) {
-                append_audit(&tx, &audit)?;
+            let audit = super::reenroll_audit(&a, step, duplicate.as_deref());
+            if let Some(audit) = &audit {
+                append_audit(&tx, audit)?;
+            }
+            if let Some(event) = super::takeover_event(&a, step) {
+                outbox::sqlite_emit(&tx, &[event], a.now)?;
             }
             let outcome = match step {
                 ReenrollStep::Admit(how) => {

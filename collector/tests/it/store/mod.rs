@@ -99,6 +99,14 @@ pub(crate) async fn reenrollment_follows_the_policy_and_is_audited(store: impl S
             other => panic!("expected enrolled by {how:?}, got {other:?}"),
         }
     };
+    // Security subscribes to takeover alerts (issue 14).
+    let takeover = aiscout_collector::alerts::event::DEVICE_TAKEOVER;
+    let channel = aiscout_collector::model::ChannelRow {
+        name: "sec".into(),
+        kind: "webhook".into(),
+        events: vec![takeover.to_owned()],
+    };
+    store.sync_channels(vec![channel], 1).await.unwrap();
     let d = enrolled(Admission::New)(
         store.enroll_checked(attempt("h1", 1, None, RequireKey)).await.unwrap(),
     );
@@ -143,6 +151,20 @@ pub(crate) async fn reenrollment_follows_the_policy_and_is_audited(store: impl S
     assert_eq!(enrolled(Admission::Replaced)(o), d);
     assert_eq!(store.device_by_key([7; 32]).await.unwrap(), None);
     assert_eq!(store.devices().await.unwrap().len(), 1);
+
+    // One alert per host, outcome, source address and day: the three refusals are one, the
+    // hold and the replacement one each; the new host, its own key and the approvals none.
+    let mut alerts: Vec<String> = store
+        .deliveries(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|d| d.kind == takeover)
+        .map(|d| d.event_id)
+        .collect();
+    alerts.sort();
+    alerts.dedup();
+    assert_eq!(alerts.len(), 3, "{alerts:?}");
 
     let audit = store.audit(0, 100).await.unwrap();
     let actions: Vec<(&str, &str, &str)> = audit
