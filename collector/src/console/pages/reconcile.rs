@@ -212,7 +212,7 @@ pub(crate) async fn page<S: Store>(
                 (view::pager_of("/reconcile", &pairs, "s5", "#s5", months.len()))
             }
             section class="panel" id="s6" {
-                h2 { "Unmatched AI-looking expense lines" }
+                h2 { "6. Unmatched AI-looking expense lines" }
                 p class="total" { "Total " (view::money(&total(r.candidates.iter().map(|x| &x.spend)))) " · " a href=(csv(5)) download { "CSV" } }
                 @if teaches { p class="muted" { "Type a product's id or name under “This is…” and press Enter: every line with that descriptor, past and future, counts for the product." } }
                 table class="data" {
@@ -235,7 +235,7 @@ pub(crate) async fn page<S: Store>(
                 (view::pager_of("/reconcile", &pairs, "s6", "#s6", r.candidates.len()))
             }
             section class="panel" id="s7" {
-                h2 { "Consumer plans paid on cards" }
+                h2 { "7. Consumer plans paid on cards" }
                 p class="muted" { "Personal subscriptions (the amount is a consumer plan's list price, or the descriptor names the plan) to products that also sell a business seat." }
                 p class="total" { "Total " (view::money(&total(r.consumer_plans.iter().map(|x| &x.spend)))) " · " a href=(csv(6)) download { "CSV" } }
                 table class="data" {
@@ -254,7 +254,7 @@ pub(crate) async fn page<S: Store>(
                 (view::pager_of("/reconcile", &pairs, "s7", "#s7", r.consumer_plans.len()))
             }
             section class="panel" id="s8" {
-                h2 { "Taught descriptors" }
+                h2 { "8. Taught descriptors" }
                 @if taught.is_empty() { p class="muted" { "None yet." } } @else {
                     table class="data" {
                         thead { tr { th scope="col" { "Descriptor" } th scope="col" { "Product" } th scope="col" { "Taught by" } th scope="col" { "When" } @if teaches { th scope="col" { "Undo" } } } }
