@@ -400,8 +400,17 @@ async fn dispatch<S: Store + Clone>(
         )
         .map_err(anyhow::Error::msg)?;
         store.protect_identities(Arc::new(ids));
-        // One database keeps people one way: a switch of `privacy` would mix plain and
-        // pseudonymised identities (an existing database is not converted).
+    }
+    // One database keeps people one way: a switch of `privacy` would mix plain and
+    // pseudonymised identities (an existing database is not converted). Checked by the commands
+    // that write people or look them up by identity (a person export or erasure in the other
+    // mode would find nothing); tokens, reports, policy, overlay and device commands neither
+    // write people nor look them up, so an operator's token command without the config works.
+    let writes_people = matches!(
+        command,
+        Command::Serve | Command::Sync { .. } | Command::Import(_) | Command::Person(_)
+    );
+    if writes_people {
         let kept = store
             .privacy_mode(config.privacy, store::now())
             .await

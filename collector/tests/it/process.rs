@@ -540,8 +540,9 @@ fn a_nested_failure_prints_each_cause_once() {
 }
 
 /// A database keeps people one way (issue 21): after people were imported in pseudonymous
-/// mode, a command started with `privacy = "plain"` (flag or environment) refuses with exit 1
-/// and says what to do, and stores nothing; the mode the data was written with still works.
+/// mode, a command that writes people or looks them up (import, person erase) started with
+/// `privacy = "plain"` refuses with exit 1 and says what to do, and stores nothing; a token
+/// command needs no setting; the mode the data was written with still works.
 #[test]
 fn a_switch_of_privacy_mode_on_an_existing_database_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -563,6 +564,11 @@ fn a_switch_of_privacy_mode_on_an_existing_database_is_refused() {
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains("this database keeps people as keyed pseudonyms"), "{err}");
     assert!(err.contains("Start it with privacy = \"pseudonymous\""), "{err}");
+    let erase = run("plain", &["person", "erase", "ann.lee@example.com", "--reason", "ticket 4"]);
+    assert_eq!(erase.status.code(), Some(1), "an erasure in the other mode would find nothing");
+    // Commands that neither write people nor look them up work without the setting.
+    let token = run("plain", &["token", "create", "--role", "viewer", "--name", "ops"]);
+    assert!(token.status.success(), "{token:?}");
     let again = run("pseudonymous", &["report", "inventory"]);
     assert!(again.status.success(), "{again:?}");
     let db = rusqlite::Connection::open(dir.path().join("aiscout.db")).unwrap();
