@@ -477,7 +477,7 @@ pub trait Store: Send + Sync + 'static {
     fn protect_identities(&self, ids: std::sync::Arc<Identities>);
 
     /// The privacy mode this database keeps people in (issue 21): the recorded one; when none
-    /// is recorded yet, read off what the database holds ([`privacy_mode_of`]) and recorded
+    /// is recorded yet, read off what the database holds (see `privacy_mode_of`) and recorded
     /// once it holds people, so every later start compares with the same answer. A database
     /// without people takes `opened_with`, the configured mode, and records nothing (a first
     /// `report` without the config must not fix the mode of a new install).
