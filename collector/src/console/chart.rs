@@ -107,9 +107,10 @@ pub fn stacked(
                     text class="axis" x=(px(LEFT - 6.0)) y=(px(y_of(*t) + 4.0)) text-anchor="end" { (label(*t)) }
                 }
                 @for (x, cat) in &columns {
-                    @let (shown, cut) = fit(&short_month(cat), slot);
+                    @let whole = short_month(cat);
+                    @let (shown, cut) = fit(&whole, slot);
                     text class="axis" x=(px(x + bar / 2.0)) y=(px(H - 10.0)) text-anchor="middle" {
-                        @if cut { title { (short_month(cat)) } }
+                        @if cut { title { (whole) } }
                         (shown)
                     }
                 }

@@ -77,7 +77,8 @@ pub(crate) async fn page<S: Store>(
                 thead { tr { th scope="col" { "Person" } th scope="col" { "Department" } th scope="col" { "AI tools on their devices" } th scope="col" class="num" { "Card spend" } th scope="col" class="num" { "Gateway spend" } th scope="col" { "Last activity" } } }
                 tbody { @for p in rows.get(start..end).unwrap_or_default() {
                     tr {
-                        td { a href={ "/people/" (segment(&p.usage.email)) } { (display_name(&p.name, &p.usage.email)) } @if display_name(&p.name, &p.usage.email) != p.usage.email { br; span class="muted small" { (p.usage.email) } } @if gone.contains(&p.usage.email) { " " span class="badge" { "deprovisioned" } } }
+                        @let shown = display_name(&p.name, &p.usage.email);
+                        td { a href={ "/people/" (segment(&p.usage.email)) } { (shown) } @if shown != p.usage.email { br; span class="muted small" { (p.usage.email) } } @if gone.contains(&p.usage.email) { " " span class="badge" { "deprovisioned" } } }
                         td { (p.department) }
                         td class="small" { (p.usage.products.iter().map(|x| state.catalog.product(x).map_or(x.clone(), |c| c.name.clone())).collect::<Vec<_>>().join(", ")) }
                         td class="num" { (view::money(&p.card())) }
