@@ -1402,4 +1402,23 @@ mod tests {
         assert!(aside.display().to_string().contains(".corrupt-"));
         assert_eq!(s.stats().expect("stats").rows, 0);
     }
+
+    #[test]
+    fn a_folder_given_as_the_spool_is_an_error_and_stays_where_it_is() {
+        let dir = tempfile::tempdir().expect("tmp");
+        // A folder passed as `--spool` (a typo for the state folder).
+        let folder = dir.path().join("state");
+        std::fs::create_dir(&folder).expect("mkdir");
+        std::fs::write(folder.join("keep"), b"x").expect("write");
+        let refused =
+            Spool::open(&folder, SpoolLimits::default()).err().expect("a folder is refused");
+        assert!(refused.to_string().contains(&folder.display().to_string()), "{refused}");
+        assert!(folder.join("keep").exists(), "the folder was moved: {refused}");
+        let moved: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().contains(".corrupt-"))
+            .collect();
+        assert!(moved.is_empty(), "moved aside: {moved:?}");
+    }
 }
