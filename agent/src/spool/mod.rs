@@ -1411,7 +1411,7 @@ mod tests {
         std::fs::create_dir(&folder).expect("mkdir");
         std::fs::write(folder.join("keep"), b"x").expect("write");
         let refused =
-            Spool::open(&folder, SpoolLimits::default()).err().expect("a folder is refused");
+            Spool::open(&folder, SpoolLimits::default()).expect_err("a folder is refused");
         assert!(refused.to_string().contains(&folder.display().to_string()), "{refused}");
         assert!(folder.join("keep").exists(), "the folder was moved: {refused}");
         let moved: Vec<_> = std::fs::read_dir(dir.path())

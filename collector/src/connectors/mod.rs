@@ -552,7 +552,7 @@ async fn store_page<S: Store>(
     let line_of = |i: usize| u64::try_from(i).unwrap_or(u64::MAX).saturating_add(1);
     let counts = match kind.target() {
         Target::Expense(format) => {
-            let layout = expense::Layout::new(format, &header).map_err(shape)?;
+            let layout = expense::Layout::new(format, &header).map_err(|e| shape(e.to_string()))?;
             let mut parser = ExpenseParser::new(layout, index, settings.name.clone());
             let mut lines = Vec::with_capacity(records.len());
             for (i, rec) in records.iter().enumerate() {
@@ -565,7 +565,7 @@ async fn store_page<S: Store>(
             store.add_expenses(lines, now).await?
         }
         Target::Gateway(format) => {
-            let layout = Layout::new(format, &header).map_err(shape)?;
+            let layout = Layout::new(format, &header).map_err(|e| shape(e.to_string()))?;
             let mut parser = GatewayParser::new(layout, index, settings.name.clone());
             let mut rows: Vec<GatewaySpend> = Vec::with_capacity(records.len());
             let mut seen: std::collections::HashMap<String, u32> = std::collections::HashMap::new();

@@ -21,7 +21,7 @@ use aiscout_signatures::{Index, LineMatch};
 
 use super::mapping::{self, AmountSign, CardOwners, DateFormat, ExpenseMapping};
 use super::parse::{self, AmountError};
-use super::table::{Header, cell};
+use super::table::{Header, LayoutError, cell};
 use super::{RowError, Tally};
 use crate::model::ExpenseLine;
 
@@ -171,7 +171,7 @@ impl Layout {
     ///
     /// # Errors
     /// A required column (date, amount, descriptor) is missing: the reason names it.
-    pub fn new(format: ExpenseFormat, header: &Header) -> Result<Self, String> {
+    pub fn new(format: ExpenseFormat, header: &Header) -> Result<Self, LayoutError> {
         Self::with_mapping(format, header, &ExpenseMapping::default())
     }
 
@@ -185,7 +185,7 @@ impl Layout {
         format: ExpenseFormat,
         header: &Header,
         mapping: &ExpenseMapping,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, LayoutError> {
         if format == ExpenseFormat::Generic && !mapping.is_default() {
             return Self::generic(header, mapping);
         }
@@ -221,7 +221,8 @@ impl Layout {
             }
             F::Generic => (all(&GENERIC_DATE), one(&GENERIC_AMOUNT), all(&GENERIC_DESCRIPTOR)),
         };
-        let missing = |what: &str| format!("{} export without a {what} column", format.as_str());
+        let missing =
+            |what: &'static str| LayoutError::Missing { export: format.as_str(), what, map: None };
         let amount = amount.ok_or_else(|| missing("amount"))?;
         if dates.is_empty() {
             return Err(missing("date"));
@@ -300,9 +301,9 @@ impl Layout {
 
     /// The generic layout with `mapping` applied: a mapped field reads exactly its column,
     /// an unmapped one the built-in names.
-    fn generic(header: &Header, m: &ExpenseMapping) -> Result<Self, String> {
+    fn generic(header: &Header, m: &ExpenseMapping) -> Result<Self, LayoutError> {
         const SECTION: &str = "import.expenses.generic";
-        let pick = |key: &str, mapped: &Option<String>, builtin: &[&str]| match mapped {
+        let pick = |key: &'static str, mapped: &Option<String>, builtin: &[&str]| match mapped {
             Some(name) => mapping::locate(header, SECTION, key, name),
             None => Ok(header.find(builtin)),
         };
@@ -320,11 +321,10 @@ impl Layout {
         if let Some(i) = merchant.filter(|i| !descriptors.contains(i)) {
             descriptors.push(i);
         }
-        let missing = |what: &str, key: &str| {
-            format!(
-                "generic export without a {what} column (map one with {SECTION}.{key} or \
-                 --map {key}=COLUMN)"
-            )
+        let missing = |what: &'static str, key: &'static str| LayoutError::Missing {
+            export: "generic",
+            what,
+            map: Some((SECTION, key)),
         };
         let amount = amount.ok_or_else(|| missing("amount", "amount"))?;
         let date = date.ok_or_else(|| missing("date", "date"))?;
@@ -578,6 +578,32 @@ pub fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::ingest::table;
+
+    #[test]
+    fn a_header_that_does_not_fit_is_a_typed_layout_error_naming_the_column_and_key() {
+        let names = |n: &[&str]| Header::from_names(n.iter().map(|s| (*s).to_owned()).collect());
+        let ramp = names(&["Transaction Time", "Merchant Description"]);
+        let e = Layout::new(ExpenseFormat::Ramp, &ramp).expect_err("no amount column");
+        assert_eq!(e, LayoutError::Missing { export: "ramp", what: "amount", map: None });
+        assert_eq!(e.to_string(), "ramp export without an amount column");
+        let generic = names(&["when", "how much", "shop"]);
+        let mapping = ExpenseMapping { amount: Some("Total".into()), ..ExpenseMapping::default() };
+        let e = Layout::with_mapping(ExpenseFormat::Generic, &generic, &mapping)
+            .expect_err("the mapped column is missing");
+        assert!(
+            matches!(&e, LayoutError::NotInHeader { column, key: "amount", .. } if column == "Total"),
+            "{e:?}"
+        );
+        // Named by file around it, its cause in the message only (printed once).
+        let import =
+            crate::ingest::file::ImportError::Layout { file: "cards.csv".into(), error: e };
+        assert!(std::error::Error::source(&import).is_none());
+        let text = import.to_string();
+        assert!(
+            text.starts_with("cards.csv: column \"Total\" (import.expenses.generic.amount)"),
+            "{text}"
+        );
+    }
 
     /// Parses `csv` with format detection; returns the format, the lines and the tally.
     fn parse(csv: &str) -> (ExpenseFormat, Vec<ExpenseLine>, Tally) {

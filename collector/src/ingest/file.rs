@@ -22,7 +22,7 @@ use super::expense::{self, ExpenseFormat, ExpenseParser};
 use super::gateway::{self, GatewayFormat, GatewayParser};
 use super::mapping::{ExpenseMapping, GatewayMapping};
 use super::people;
-use super::table::{self, Header};
+use super::table::{self, Header, LayoutError};
 use crate::model::ImportCounts;
 use crate::store::{Store, StoreError};
 
@@ -89,6 +89,14 @@ pub enum ImportError {
         file: String,
         /// Why.
         reason: String,
+    },
+    /// The file's header does not fit the layout it is read with.
+    #[error("{file}: {error}")]
+    Layout {
+        /// The file.
+        file: String,
+        /// What does not fit (shown in this error's message, not returned as its source).
+        error: LayoutError,
     },
     /// The store failed; rows of earlier chunks are committed.
     #[error("store: {0}")]
@@ -244,7 +252,7 @@ pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
 fn parse_csv<T, L>(
     input: &Input,
     reader: Box<dyn BufRead + Send>,
-    layout: impl FnOnce(&Header) -> Result<(L, String), String>,
+    layout: impl FnOnce(&Header) -> Result<(L, String), LayoutError>,
     mut row: impl FnMut(
         &mut L,
         &Header,
@@ -264,7 +272,7 @@ fn parse_csv<T, L>(
     }
     let header = Header::new(&rec);
     let (mut state, format) =
-        layout(&header).map_err(|reason| ImportError::Format { file: file.clone(), reason })?;
+        layout(&header).map_err(|error| ImportError::Layout { file: file.clone(), error })?;
     let mut tally = Tally::default();
     let mut chunk = Vec::with_capacity(CHUNK_ROWS);
     loop {
@@ -434,24 +442,23 @@ pub async fn expenses<S: Store>(
                     Some(f) => f,
                     None => match ExpenseFormat::detect_with(h, &mapping) {
                         Some(f) => f,
-                        // Say why the configured mapping does not fit, which is more use
-                        // than "unknown format" to someone who wrote one.
-                        None if !mapping.is_default() => {
-                            let why =
-                                expense::Layout::with_mapping(ExpenseFormat::Generic, h, &mapping)
-                                    .err()
-                                    .unwrap_or_default();
-                            return Err(format!(
-                                "not a known expense export, nor the configured generic one: \
-                                 {why}"
-                            ));
-                        }
                         None => {
-                            return Err("not a known expense export (give --format, or use \
-                                        the generic columns date, amount, currency, \
-                                        descriptor, payer_email, department, or map your \
-                                        columns in [import.expenses.generic])"
-                                .to_owned());
+                            return Err(unrecognised(
+                                "expense export",
+                                Some(
+                                    "give --format, or use the generic columns date, amount, \
+                                     currency, descriptor, payer_email, department, or map your \
+                                     columns in [import.expenses.generic]",
+                                ),
+                                !mapping.is_default(),
+                                || {
+                                    expense::Layout::with_mapping(
+                                        ExpenseFormat::Generic,
+                                        h,
+                                        &mapping,
+                                    )
+                                },
+                            ));
                         }
                     },
                 };
@@ -467,6 +474,22 @@ pub async fn expenses<S: Store>(
         pipeline(parse, two_writers(store), |chunk| store.add_expenses(chunk, now)).await?;
     report.file = name;
     Ok(report)
+}
+
+/// The error for a header that no built-in layout recognises. With a configured generic
+/// mapping (`mapped`), why that mapping does not fit, which is more use than "unknown format" to
+/// someone who wrote one; otherwise `hint`, how to make the file known.
+fn unrecognised<L>(
+    what: &'static str,
+    hint: Option<&'static str>,
+    mapped: bool,
+    generic: impl FnOnce() -> Result<L, LayoutError>,
+) -> LayoutError {
+    if !mapped {
+        return LayoutError::Unknown { what, hint };
+    }
+    let why = generic().err().unwrap_or(LayoutError::Unknown { what, hint: None });
+    LayoutError::MappingMisfit { what, mapped: Box::new(why) }
 }
 
 /// Imports one gateway or provider spend export (CSV or JSON).
@@ -493,22 +516,19 @@ pub async fn gateway<S: Store>(
             .trim_start_matches('\u{feff}')
             .trim_start()
             .to_owned();
-        let choose = |h: &Header| -> Result<(GatewayParser<'_>, String), String> {
+        let choose = |h: &Header| -> Result<(GatewayParser<'_>, String), LayoutError> {
             let f = match format {
                 Some(f) => f,
                 None => match GatewayFormat::detect_with(h, &mapping) {
                     Some(f) => f,
-                    None if !mapping.is_default() => {
-                        let why =
-                            gateway::Layout::with_mapping(GatewayFormat::Generic, h, &mapping)
-                                .err()
-                                .unwrap_or_default();
-                        return Err(format!(
-                            "not a known gateway or provider spend export, nor the configured \
-                             generic one: {why}"
+                    None => {
+                        return Err(unrecognised(
+                            "gateway or provider spend export",
+                            None,
+                            !mapping.is_default(),
+                            || gateway::Layout::with_mapping(GatewayFormat::Generic, h, &mapping),
                         ));
                     }
-                    None => return Err("not a known gateway or provider spend export".to_owned()),
                 },
             };
             let layout = gateway::Layout::with_mapping(f, h, &mapping)?;
@@ -526,7 +546,7 @@ pub async fn gateway<S: Store>(
             let (header, rows) = gateway::flatten_json(&bytes)
                 .map_err(|reason| ImportError::Format { file: file.clone(), reason })?;
             let (mut parser, fmt) = choose(&header)
-                .map_err(|reason| ImportError::Format { file: file.clone(), reason })?;
+                .map_err(|error| ImportError::Layout { file: file.clone(), error })?;
             let mut tally = Tally::default();
             let mut chunk = Vec::new();
             for (i, rec) in rows.iter().enumerate() {

@@ -19,7 +19,7 @@ use serde_json::value::RawValue;
 use super::expense::hex;
 use super::mapping::{self, DateFormat, GatewayMapping};
 use super::parse;
-use super::table::{Header, cell};
+use super::table::{Header, LayoutError, cell};
 use super::{RowError, Tally};
 use crate::model::GatewaySpend;
 
@@ -142,7 +142,7 @@ impl Layout {
     ///
     /// # Errors
     /// A required column (date, cost) is missing.
-    pub fn new(format: GatewayFormat, h: &Header) -> Result<Self, String> {
+    pub fn new(format: GatewayFormat, h: &Header) -> Result<Self, LayoutError> {
         Self::with_mapping(format, h, &GatewayMapping::default())
     }
 
@@ -156,7 +156,7 @@ impl Layout {
         format: GatewayFormat,
         h: &Header,
         mapping: &GatewayMapping,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, LayoutError> {
         if format == GatewayFormat::Generic && !mapping.is_default() {
             return Self::generic(h, mapping);
         }
@@ -173,7 +173,8 @@ impl Layout {
             F::Portkey => (one(&["created_at"]), all(&["cost"])),
             F::Generic => (one(&["date", "period_start"]), all(&["cost", "spend"])),
         };
-        let missing = |what: &str| format!("{} export without a {what} column", format.as_str());
+        let missing =
+            |what: &'static str| LayoutError::Missing { export: format.as_str(), what, map: None };
         let date = date.ok_or_else(|| missing("date"))?;
         if costs.is_empty() {
             return Err(missing("cost"));
@@ -236,17 +237,16 @@ impl Layout {
 
     /// The generic layout with `mapping` applied: a mapped field reads exactly its column,
     /// an unmapped one the built-in names.
-    fn generic(h: &Header, m: &GatewayMapping) -> Result<Self, String> {
+    fn generic(h: &Header, m: &GatewayMapping) -> Result<Self, LayoutError> {
         const SECTION: &str = "import.gateway.generic";
-        let pick = |key: &str, mapped: &Option<String>, builtin: &[&str]| match mapped {
+        let pick = |key: &'static str, mapped: &Option<String>, builtin: &[&str]| match mapped {
             Some(name) => mapping::locate(h, SECTION, key, name),
             None => Ok(h.find(builtin)),
         };
-        let missing = |what: &str, key: &str| {
-            format!(
-                "generic export without a {what} column (map one with {SECTION}.{key} or \
-                 --map {key}=COLUMN)"
-            )
+        let missing = |what: &'static str, key: &'static str| LayoutError::Missing {
+            export: "generic",
+            what,
+            map: Some((SECTION, key)),
         };
         let date = pick("date", &m.date, &["date", "period_start"])?
             .ok_or_else(|| missing("date", "date"))?;

@@ -18,7 +18,7 @@
 use std::fmt;
 
 use super::parse::{DAY_SECS, days_from_civil};
-use super::table::Header;
+use super::table::{Header, LayoutError};
 
 /// How a `strftime`-like date format reads a cell (see [`DateFormat::parse`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -505,19 +505,21 @@ pub fn split_flag(arg: &str) -> Result<(&str, &str), MappingProblem> {
 /// The column is not in the header.
 pub fn locate(
     header: &Header,
-    section: &str,
-    key: &str,
+    section: &'static str,
+    key: &'static str,
     name: &str,
-) -> Result<Option<usize>, String> {
+) -> Result<Option<usize>, LayoutError> {
     match header.find(&[name]) {
         Some(i) => Ok(Some(i)),
         None => {
             let found: Vec<String> =
                 (0..header.len()).map(|i| format!("{:?}", header.name(i))).collect();
-            Err(format!(
-                "column {name:?} ({section}.{key}) is not in the header; the header is: {}",
-                found.join(", ")
-            ))
+            Err(LayoutError::NotInHeader {
+                column: name.to_owned(),
+                section,
+                key,
+                header: found.join(", "),
+            })
         }
     }
 }

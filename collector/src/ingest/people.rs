@@ -5,7 +5,7 @@
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)] // Parsers of untrusted files (issue 18).
 
 use super::parse;
-use super::table::{Header, cell};
+use super::table::{Header, LayoutError, cell};
 use super::{RowError, Tally};
 use crate::model::Person;
 
@@ -27,7 +27,7 @@ impl Layout {
     ///
     /// # Errors
     /// No email column.
-    pub fn new(h: &Header) -> Result<Self, String> {
+    pub fn new(h: &Header) -> Result<Self, LayoutError> {
         let dept = format!("{ENTERPRISE}department");
         let mgr_value = format!("{ENTERPRISE}manager.value");
         let mgr = format!("{ENTERPRISE}manager");
@@ -43,9 +43,7 @@ impl Layout {
                     "userPrincipalName",
                     "userName",
                 ])
-                .ok_or(
-                    "people file without an email column (email, userName or emails[0].value)",
-                )?,
+                .ok_or(LayoutError::NoEmail)?,
             name: h.find(&["name", "displayName", "name.formatted", "full_name", "fullName"]),
             given: h.find(&["name.givenName", "givenName", "first_name"]),
             family: h.find(&["name.familyName", "familyName", "last_name"]),

@@ -5,6 +5,64 @@
 
 use std::io::{self, Read};
 
+/// Why a file's header does not fit the layout it is read with. A value, not a flattened string:
+/// callers name the file around it ([`super::file::ImportError::Layout`]) or the connector page
+/// ([`crate::connectors::ConnectorError::Shape`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LayoutError {
+    /// A column the layout needs is not in the header.
+    #[error("{export} export without {} {what} column{}", article(what), map_hint(*.map))]
+    Missing {
+        /// The export format (`ramp`, `generic`, `people`, ...).
+        export: &'static str,
+        /// The column's meaning (`date`, `amount`, `merchant descriptor`, ...).
+        what: &'static str,
+        /// The config section and key that can map one, for the generic layouts.
+        map: Option<(&'static str, &'static str)>,
+    },
+    /// A people file without an email column.
+    #[error("people file without an email column (email, userName or emails[0].value)")]
+    NoEmail,
+    /// A column named by the configured mapping is not in the header.
+    #[error("column {column:?} ({section}.{key}) is not in the header; the header is: {header}")]
+    NotInHeader {
+        /// The mapped column name.
+        column: String,
+        /// The config section (`import.expenses.generic`).
+        section: &'static str,
+        /// The config key that names it.
+        key: &'static str,
+        /// The header's column names, quoted and comma-separated.
+        header: String,
+    },
+    /// No layout recognises the header.
+    #[error("not a known {what}{}", .hint.map(|h| format!(" ({h})")).unwrap_or_default())]
+    Unknown {
+        /// What kind of export was expected (`expense export`, ...).
+        what: &'static str,
+        /// How to make it known.
+        hint: Option<&'static str>,
+    },
+    /// No built-in layout recognises the header, and the configured generic mapping does not
+    /// fit it either: why it does not.
+    #[error("not a known {what}, nor the configured generic one: {mapped}")]
+    MappingMisfit {
+        /// What kind of export was expected.
+        what: &'static str,
+        /// Why the configured mapping does not fit.
+        mapped: Box<LayoutError>,
+    },
+}
+
+fn article(word: &str) -> &'static str {
+    if word.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" }
+}
+
+fn map_hint(map: Option<(&str, &str)>) -> String {
+    map.map(|(section, key)| format!(" (map one with {section}.{key} or --map {key}=COLUMN)"))
+        .unwrap_or_default()
+}
+
 /// Longest physical line accepted (a record may span lines inside quotes).
 pub const MAX_LINE_BYTES: usize = 1 << 20;
 
