@@ -31,6 +31,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use crate::store::harness;
 
 mod cards;
+mod costs;
+mod network;
 
 const KEY: &str = "sk-litellm-admin-0123456789";
 const DAY: i64 = 86_400;
@@ -71,6 +73,28 @@ struct Vendor {
     origin: Mutex<String>,
     /// Requests to the token endpoint.
     tokens_issued: Mutex<u32>,
+    /// Cost reports: results that arrived late, `(bucket start, result JSON)`, answered first
+    /// in that day's bucket (so the vendor's order of the other results changes too).
+    late: Mutex<Vec<(i64, String)>>,
+    /// Cost reports: days without cost (their bucket has no results).
+    quiet: Mutex<Vec<i64>>,
+    /// Cost reports: the buckets of quiet days are left out (a page of them is `data: []`).
+    omit_quiet: Mutex<bool>,
+}
+
+impl Vendor {
+    /// The results of the cost report bucket of `day`: the late ones, then `usual`; `None`
+    /// for a quiet day whose bucket is left out.
+    fn results(&self, day: i64, usual: &[&str]) -> Option<Vec<String>> {
+        if self.quiet.lock().unwrap().contains(&day) {
+            return (!*self.omit_quiet.lock().unwrap()).then(Vec::new);
+        }
+        let late = self.late.lock().unwrap();
+        let mut results: Vec<String> =
+            late.iter().filter(|(d, _)| *d == day).map(|(_, r)| r.clone()).collect();
+        results.extend(usual.iter().map(|r| (*r).to_owned()));
+        Some(results)
+    }
 }
 
 /// The benchmark's spend logs: the same envelope, pages built before the clock starts.
@@ -224,6 +248,11 @@ fn certificates()
 }
 
 async fn serve_vendor() -> Served {
+    serve_vendor_with(true).await
+}
+
+/// The local vendor over HTTPS (`tls`), or plain HTTP on loopback (for a relay in front).
+async fn serve_vendor_with(tls: bool) -> Served {
     let vendor = Arc::new(Vendor::default());
     let router = axum::Router::new()
         .route("/litellm/spend/logs/v2", axum::routing::get(spend_logs))
@@ -233,23 +262,30 @@ async fn serve_vendor() -> Served {
         .merge(cards::routes())
         .with_state(Arc::clone(&vendor));
     let (ca, ca_pem, chain, key) = certificates();
-    let tls = api::tls::server_config(chain, key).unwrap();
+    let tls = tls.then(|| api::tls::server_config(chain, key).unwrap());
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    *vendor.origin.lock().unwrap() = format!("https://{addr}");
+    *vendor.origin.lock().unwrap() = format!("{scheme}://{addr}");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let counters = Arc::new(api::Counters::default());
     tokio::spawn(api::serve(
         listener,
         router,
-        Some(tls),
+        tls,
         api::Limits::default(),
         counters,
         async {
             drop(stopped.await);
         },
     ));
-    Served { vendor, base_url: format!("https://{addr}/litellm"), ca, ca_pem, stop: Some(stop) }
+    Served {
+        vendor,
+        base_url: format!("{scheme}://{addr}/litellm"),
+        ca,
+        ca_pem,
+        stop: Some(stop),
+    }
 }
 
 fn settings(served: &Served, start: i64) -> Settings {
@@ -438,17 +474,21 @@ async fn openai_costs(
     assert_eq!(map["bucket_width"], "1d");
     let (from, to) = (map["start_time"].parse().unwrap(), map["end_time"].parse().unwrap());
     let (days, next) = bucket_page(from, to, map.get("page"));
+    let usual = [
+        r#"{"object":"organization.costs.result","amount":{"value":0.06,"currency":"usd"},
+            "line_item":"gpt-4o-2024-08-06, input","project_id":"proj_a"}"#,
+        r#"{"object":"organization.costs.result","amount":{"value":1.234567,"currency":"usd"},
+            "line_item":"gpt-4o-2024-08-06, output","project_id":"proj_a"}"#,
+    ];
     let mut buckets: Vec<String> = days
         .iter()
-        .map(|d| {
-            format!(
-                r#"{{"object":"bucket","start_time":{d},"end_time":{},"results":[
-                {{"object":"organization.costs.result","amount":{{"value":0.06,"currency":"usd"}},
-                  "line_item":"gpt-4o-2024-08-06, input","project_id":"proj_a"}},
-                {{"object":"organization.costs.result","amount":{{"value":1.234567,"currency":"usd"}},
-                  "line_item":"gpt-4o-2024-08-06, output","project_id":"proj_a"}}]}}"#,
-                d + DAY
-            )
+        .filter_map(|d| {
+            let results = v.results(*d, &usual)?;
+            Some(format!(
+                r#"{{"object":"bucket","start_time":{d},"end_time":{},"results":[{}]}}"#,
+                d + DAY,
+                results.join(",")
+            ))
         })
         .collect();
     if malformed {
@@ -486,21 +526,25 @@ async fn anthropic_cost_report(
     let (from, to) = (parse(&map["starting_at"]).unwrap(), parse(&map["ending_at"]).unwrap());
     let (days, next) = bucket_page(from, to, map.get("page"));
     let rfc = |t: i64| connectors::litellm::datetime(t).replace(' ', "T") + "Z";
+    let usual = [
+        r#"{"currency":"USD","amount":"123.45","workspace_id":"wrkspc_a",
+            "description":"Claude Sonnet 4 Usage - Input Tokens","cost_type":"tokens",
+            "context_window":"0-200k","model":"claude-sonnet-4-20250514",
+            "service_tier":"standard","token_type":"uncached_input_tokens"}"#,
+        r#"{"currency":"USD","amount":"7","workspace_id":"wrkspc_a",
+            "description":"Web search","cost_type":"web_search","context_window":null,
+            "model":null,"service_tier":null,"token_type":null}"#,
+    ];
     let mut buckets: Vec<String> = days
         .iter()
-        .map(|d| {
-            format!(
-                r#"{{"starting_at":"{}","ending_at":"{}","results":[
-                {{"currency":"USD","amount":"123.45","workspace_id":"wrkspc_a",
-                  "description":"Claude Sonnet 4 Usage - Input Tokens","cost_type":"tokens",
-                  "context_window":"0-200k","model":"claude-sonnet-4-20250514",
-                  "service_tier":"standard","token_type":"uncached_input_tokens"}},
-                {{"currency":"USD","amount":"7","workspace_id":"wrkspc_a",
-                  "description":"Web search","cost_type":"web_search","context_window":null,
-                  "model":null,"service_tier":null,"token_type":null}}]}}"#,
+        .filter_map(|d| {
+            let results = v.results(*d, &usual)?;
+            Some(format!(
+                r#"{{"starting_at":"{}","ending_at":"{}","results":[{}]}}"#,
                 rfc(*d),
-                rfc(d + DAY)
-            )
+                rfc(d + DAY),
+                results.join(",")
+            ))
         })
         .collect();
     if malformed {
