@@ -30,6 +30,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::store::harness;
 
+mod anthropic;
 mod cards;
 mod costs;
 mod network;
@@ -80,6 +81,8 @@ struct Vendor {
     quiet: Mutex<Vec<i64>>,
     /// Cost reports: the buckets of quiet days are left out (a page of them is `data: []`).
     omit_quiet: Mutex<bool>,
+    /// The Anthropic usage reports (`anthropic.rs`).
+    anthropic: anthropic::Admin,
 }
 
 impl Vendor {
@@ -260,6 +263,7 @@ async fn serve_vendor_with(tls: bool) -> Served {
         .route("/v1/organization/costs", axum::routing::get(openai_costs))
         .route("/v1/organizations/cost_report", axum::routing::get(anthropic_cost_report))
         .merge(cards::routes())
+        .merge(anthropic::routes())
         .with_state(Arc::clone(&vendor));
     let (ca, ca_pem, chain, key) = certificates();
     let tls = tls.then(|| api::tls::server_config(chain, key).unwrap());

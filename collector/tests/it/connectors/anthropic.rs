@@ -1,0 +1,321 @@
+//! The local Anthropic Admin API beyond the cost report: the messages usage report, the
+//! Claude Code usage report, and the users and workspaces lists that name their rows.
+//!
+//! Documented facts the fake follows (VENDORS.md, "Anthropic"): headers `x-api-key` and
+//! `anthropic-version: 2023-06-01`; the messages usage report takes `starting_at`,
+//! `ending_at`, `bucket_width=1d`, `group_by[]`, `limit` and `page`, and answers `{data:
+//! [{starting_at, ending_at, results: [{uncached_input_tokens, cache_creation:
+//! {ephemeral_1h_input_tokens, ephemeral_5m_input_tokens}, cache_read_input_tokens,
+//! output_tokens, server_tool_use, workspace_id, api_key_id, account_id, model, ...}]}],
+//! has_more, next_page}`; the Claude Code report takes `starting_at=YYYY-MM-DD`, `limit` and
+//! `page`, and answers one record per actor and day (`actor` `{type: "user_actor",
+//! email_address}` or `{type: "api_actor", api_key_name}`, `model_breakdown[]` with
+//! `tokens {input, output, cache_creation, cache_read}` and `estimated_cost`); the lists
+//! answer `{data, has_more, first_id, last_id}` and take `after_id` and `limit`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+
+use super::{DAY, KEY, Vendor, bucket_page, gate, header};
+
+/// The fake's Anthropic state beside the shared [`Vendor`] (its faults and request log).
+#[derive(Default)]
+pub(super) struct Admin {
+    /// Messages usage results that arrived late, `(bucket start, result JSON)`.
+    pub(super) late_usage: Mutex<Vec<(i64, String)>>,
+    /// Claude Code records that arrived late, `(day, record JSON)`.
+    pub(super) late_code: Mutex<Vec<(i64, String)>>,
+    /// Days without any usage.
+    pub(super) quiet: Mutex<Vec<i64>>,
+}
+
+/// List objects per page the fake answers with (fewer than asked for), so that the lists
+/// take several pages.
+const LIST_PAGE: usize = 2;
+/// Claude Code records per page the fake answers with.
+const CODE_PAGE: usize = 2;
+
+/// Users: `(id, email)`.
+pub(super) const USERS: [(&str, &str); 3] = [
+    ("user_01ann", "ann@example.com"),
+    ("user_01bo", "bo@example.com"),
+    ("user_01cy", "cy@example.com"),
+];
+/// Workspaces: `(id, name, archived)`.
+pub(super) const WORKSPACES: [(&str, &str, bool); 2] =
+    [("wrkspc_01res", "Research", false), ("wrkspc_01old", "Old pilots", true)];
+
+fn authorized(headers: &HeaderMap) -> bool {
+    assert_eq!(header(headers, "anthropic-version"), Some("2023-06-01"));
+    header(headers, "x-api-key") == Some(KEY)
+}
+
+/// A list page after `after_id`, `LIST_PAGE` objects at a time.
+fn list_page(objects: Vec<(String, String)>, after: Option<&String>) -> String {
+    let start = after.map_or(0, |a| objects.iter().position(|(id, _)| id == a).unwrap() + 1);
+    let page: Vec<&(String, String)> = objects.iter().skip(start).take(LIST_PAGE).collect();
+    let more = start + LIST_PAGE < objects.len();
+    let ids = |f: fn(&Vec<&(String, String)>) -> Option<&&(String, String)>| {
+        f(&page).map_or("null".to_owned(), |(id, _)| format!("\"{id}\""))
+    };
+    format!(
+        r#"{{"data":[{}],"has_more":{more},"first_id":{},"last_id":{}}}"#,
+        page.iter().map(|(_, json)| json.as_str()).collect::<Vec<_>>().join(","),
+        ids(|p| p.first()),
+        ids(|p| p.last()),
+    )
+}
+
+async fn users(
+    State(v): State<Arc<Vendor>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(r) = gate(&v, &q, authorized(&headers), 0).await {
+        return r;
+    }
+    let objects = USERS
+        .iter()
+        .map(|(id, email)| {
+            let json = format!(
+                r#"{{"id":"{id}","type":"user","email":"{email}","name":"{}","role":"developer",
+                "added_at":"2026-01-05T10:00:00Z"}}"#,
+                email.split('@').next().unwrap()
+            );
+            ((*id).to_owned(), json)
+        })
+        .collect();
+    ([("content-type", "application/json")], list_page(objects, q.get("after_id"))).into_response()
+}
+
+async fn workspaces(
+    State(v): State<Arc<Vendor>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(r) = gate(&v, &q, authorized(&headers), 0).await {
+        return r;
+    }
+    let archived = q.get("include_archived").map(String::as_str) == Some("true");
+    let objects = WORKSPACES
+        .iter()
+        .filter(|(_, _, gone)| archived || !gone)
+        .map(|(id, name, gone)| {
+            let at = if *gone { "\"2026-06-01T00:00:00Z\"" } else { "null" };
+            let json = format!(
+                r##"{{"id":"{id}","type":"workspace","name":"{name}","created_at":
+                "2025-11-01T00:00:00Z","archived_at":{at},"display_color":"#6C5BB9"}}"##
+            );
+            ((*id).to_owned(), json)
+        })
+        .collect();
+    ([("content-type", "application/json")], list_page(objects, q.get("after_id"))).into_response()
+}
+
+/// A messages usage result.
+pub(super) fn usage_result(
+    workspace: Option<&str>,
+    key: &str,
+    account: Option<&str>,
+    model: &str,
+    (uncached, cache_1h, cache_5m, cache_read, output): (u64, u64, u64, u64, u64),
+) -> String {
+    let opt = |v: Option<&str>| v.map_or("null".to_owned(), |s| format!("\"{s}\""));
+    format!(
+        r#"{{"uncached_input_tokens":{uncached},"cache_creation":{{"ephemeral_1h_input_tokens":
+        {cache_1h},"ephemeral_5m_input_tokens":{cache_5m}}},"cache_read_input_tokens":
+        {cache_read},"output_tokens":{output},"server_tool_use":{{"web_search_requests":0}},
+        "workspace_id":{},"api_key_id":"{key}","account_id":{},"model":"{model}",
+        "service_tier":null,"context_window":null,"inference_geo":null}}"#,
+        opt(workspace),
+        opt(account)
+    )
+}
+
+/// A usual day's messages usage: three results, 1,000 + 2,500 input and 600 output tokens.
+/// One is in the default workspace (`workspace_id` null), one by a user account no longer in
+/// the users list.
+pub(super) fn usual_usage() -> [String; 3] {
+    [
+        usage_result(
+            Some("wrkspc_01res"),
+            "apikey_01a",
+            Some("user_01ann"),
+            "claude-sonnet-4-20250514",
+            (400, 100, 50, 250, 300),
+        ),
+        usage_result(
+            None,
+            "apikey_01b",
+            Some("user_01gone"),
+            "claude-3-5-haiku-20241022",
+            (1_000, 0, 0, 500, 200),
+        ),
+        usage_result(
+            Some("wrkspc_01old"),
+            "apikey_01c",
+            None,
+            "claude-sonnet-4-20250514",
+            (1_000, 0, 0, 200, 100),
+        ),
+    ]
+}
+
+/// Input and output tokens of [`usual_usage`].
+pub(super) const USAGE_DAY_TOKENS: i64 = 3_500 + 600;
+
+async fn messages_usage(
+    State(v): State<Arc<Vendor>>,
+    headers: HeaderMap,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Response {
+    let map: HashMap<String, String> = q.iter().cloned().collect();
+    let page = super::page_number(&map);
+    let malformed = match gate(&v, &map, authorized(&headers), page).await {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let groups: Vec<&str> =
+        q.iter().filter(|(k, _)| k == "group_by[]").map(|(_, v)| v.as_str()).collect();
+    assert_eq!(groups, ["workspace_id", "api_key_id", "account_id", "model"]);
+    assert_eq!(map["bucket_width"], "1d");
+    let parse = aiscout_collector::ingest::parse::parse_datetime;
+    let (from, to) = (parse(&map["starting_at"]).unwrap(), parse(&map["ending_at"]).unwrap());
+    let (days, next) = bucket_page(from, to, map.get("page"));
+    let rfc = |t: i64| aiscout_collector::connectors::litellm::datetime(t).replace(' ', "T") + "Z";
+    let state = &v.anthropic;
+    let mut buckets: Vec<String> = days
+        .iter()
+        .map(|d| {
+            let mut results: Vec<String> = state
+                .late_usage
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(day, _)| day == d)
+                .map(|(_, r)| r.clone())
+                .collect();
+            if !state.quiet.lock().unwrap().contains(d) {
+                results.extend(usual_usage());
+            }
+            format!(
+                r#"{{"starting_at":"{}","ending_at":"{}","results":[{}]}}"#,
+                rfc(*d),
+                rfc(d + DAY),
+                results.join(",")
+            )
+        })
+        .collect();
+    if malformed {
+        // The last bucket's first result loses its `output_tokens`.
+        let last = buckets.last_mut().unwrap();
+        *last = last.replacen(r#""output_tokens":300,"#, "", 1);
+    }
+    let body = format!(
+        r#"{{"data":[{}],"has_more":{},"next_page":{}}}"#,
+        buckets.join(","),
+        next.is_some(),
+        next.map_or("null".to_owned(), |n| format!("\"{n}\""))
+    );
+    ([("content-type", "application/json")], body).into_response()
+}
+
+/// A Claude Code record of `day`.
+pub(super) fn code_record(day: i64, actor: &str, models: &[(&str, [u64; 4])]) -> String {
+    let date = aiscout_collector::connectors::litellm::datetime(day).replace(' ', "T") + "Z";
+    let breakdown: Vec<String> = models
+        .iter()
+        .map(|(model, [input, output, cache_creation, cache_read])| {
+            format!(
+                r#"{{"model":"{model}","tokens":{{"input":{input},"output":{output},
+                "cache_creation":{cache_creation},"cache_read":{cache_read}}},
+                "estimated_cost":{{"amount":186,"currency":"USD"}}}}"#
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"date":"{date}","actor":{actor},"organization_id":"12345678-1234-5678-1234-567812345678",
+        "customer_type":"api","terminal_type":"vscode","core_metrics":{{"num_sessions":3,
+        "lines_of_code":{{"added":10,"removed":2}},"commits_by_claude_code":1,
+        "pull_requests_by_claude_code":0}},"model_breakdown":[{}],
+        "tool_actions":{{"edit_tool":{{"accepted":4,"rejected":1}}}}}}"#,
+        breakdown.join(",")
+    )
+}
+
+/// A user actor.
+pub(super) fn user_actor(email: &str) -> String {
+    format!(r#"{{"type":"user_actor","email_address":"{email}"}}"#)
+}
+
+/// A usual day's Claude Code records: two users (one with two models) and an API key; 6,000
+/// input (with cache) and 1,500 output tokens, four rows.
+pub(super) fn usual_code(day: i64) -> [String; 3] {
+    [
+        code_record(
+            day,
+            &user_actor("ann@example.com"),
+            &[
+                ("claude-sonnet-4-20250514", [1_000, 400, 200, 800]),
+                ("claude-3-5-haiku-20241022", [500, 100, 0, 0]),
+            ],
+        ),
+        code_record(day, &user_actor("bo@example.com"), &[("claude-sonnet-4-20250514", [2_000, 800, 0, 500])]),
+        code_record(
+            day,
+            r#"{"type":"api_actor","api_key_name":"ci-bot"}"#,
+            &[("claude-sonnet-4-20250514", [1_000, 200, 0, 0])],
+        ),
+    ]
+}
+
+/// Input and output tokens of [`usual_code`].
+pub(super) const CODE_DAY_TOKENS: i64 = 6_000 + 1_500;
+
+async fn claude_code(
+    State(v): State<Arc<Vendor>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let n: usize = q.get("page").map_or(0, |p| p.trim_start_matches('c').parse().unwrap());
+    let malformed = match gate(&v, &q, authorized(&headers), n as u32 + 1).await {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let day = aiscout_collector::ingest::parse::parse_day(&q["starting_at"]).unwrap();
+    let state = &v.anthropic;
+    let mut records: Vec<String> = Vec::new();
+    if !state.quiet.lock().unwrap().contains(&day) {
+        records.extend(usual_code(day));
+    }
+    records.extend(
+        state.late_code.lock().unwrap().iter().filter(|(d, _)| *d == day).map(|(_, r)| r.clone()),
+    );
+    let mut page: Vec<String> = records.iter().skip(n * CODE_PAGE).take(CODE_PAGE).cloned().collect();
+    let more = (n + 1) * CODE_PAGE < records.len();
+    if malformed {
+        // The page's last record loses its actor's type.
+        let last = page.last_mut().unwrap();
+        *last = last.replacen(r#""type":"user_actor","#, "", 1);
+    }
+    let body = format!(
+        r#"{{"data":[{}],"has_more":{more},"next_page":{}}}"#,
+        page.join(","),
+        if more { format!("\"c{}\"", n + 1) } else { "null".to_owned() }
+    );
+    ([("content-type", "application/json")], body).into_response()
+}
+
+/// The fake's routes.
+pub(super) fn routes() -> axum::Router<Arc<Vendor>> {
+    axum::Router::new()
+        .route("/v1/organizations/users", axum::routing::get(users))
+        .route("/v1/organizations/workspaces", axum::routing::get(workspaces))
+        .route("/v1/organizations/usage_report/messages", axum::routing::get(messages_usage))
+        .route("/v1/organizations/usage_report/claude_code", axum::routing::get(claude_code))
+}
