@@ -189,13 +189,9 @@ async fn list<T: DeserializeOwned>(
 /// A request failed or a page does not match the documented shape.
 pub(crate) async fn names(client: &mut Client<'_>) -> Result<Names, ConnectorError> {
     let users: Vec<User> = list(client, "/v1/organizations/users", &[], "users").await?;
-    let workspaces: Vec<Workspace> = list(
-        client,
-        "/v1/organizations/workspaces",
-        &[("include_archived", "true")],
-        "workspaces",
-    )
-    .await?;
+    let workspaces: Vec<Workspace> =
+        list(client, "/v1/organizations/workspaces", &[("include_archived", "true")], "workspaces")
+            .await?;
     Ok(Names {
         users: users.into_iter().map(|u| (u.id, u.email)).collect(),
         workspaces: workspaces.into_iter().map(|w| (w.id, w.name)).collect(),
@@ -305,8 +301,10 @@ pub(crate) async fn messages_page(
         format!("/v1/organizations/usage_report/messages?{}", query.finish())
     };
     let body = client.get(&path, &headers, page_no).await?;
-    let shape = |reason: String| ConnectorError::Shape { page: page_no, what: "usage report", reason };
-    let envelope: UsageEnvelope = serde_json::from_slice(&body).map_err(|e| shape(e.to_string()))?;
+    let shape =
+        |reason: String| ConnectorError::Shape { page: page_no, what: "usage report", reason };
+    let envelope: UsageEnvelope =
+        serde_json::from_slice(&body).map_err(|e| shape(e.to_string()))?;
     let mut table = Table::new(&USAGE_COLUMNS);
     let mut records: u64 = 0;
     for (b, bucket) in envelope.data.iter().enumerate() {

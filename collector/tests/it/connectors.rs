@@ -273,23 +273,10 @@ async fn serve_vendor_with(tls: bool) -> Served {
     *vendor.origin.lock().unwrap() = format!("{scheme}://{addr}");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let counters = Arc::new(api::Counters::default());
-    tokio::spawn(api::serve(
-        listener,
-        router,
-        tls,
-        api::Limits::default(),
-        counters,
-        async {
-            drop(stopped.await);
-        },
-    ));
-    Served {
-        vendor,
-        base_url: format!("{scheme}://{addr}/litellm"),
-        ca,
-        ca_pem,
-        stop: Some(stop),
-    }
+    tokio::spawn(api::serve(listener, router, tls, api::Limits::default(), counters, async {
+        drop(stopped.await);
+    }));
+    Served { vendor, base_url: format!("{scheme}://{addr}/litellm"), ca, ca_pem, stop: Some(stop) }
 }
 
 fn settings(served: &Served, start: i64) -> Settings {

@@ -14,14 +14,9 @@
 //! answer `{data, has_more, first_id, last_id}` and take `after_id` and `limit`.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use axum::extract::{Query, State};
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
-
-use super::{DAY, KEY, Vendor, bucket_page, gate, header};
+use super::*;
 
 /// The fake's Anthropic state beside the shared [`Vendor`] (its faults and request log).
 #[derive(Default)]
@@ -32,6 +27,18 @@ pub(super) struct Admin {
     pub(super) late_code: Mutex<Vec<(i64, String)>>,
     /// Days without any usage.
     pub(super) quiet: Mutex<Vec<i64>>,
+    /// Pages to answer malformed once: `(report, page)`, the report `messages` or
+    /// `claude_code`, the page from 1 within its request chain (a Claude Code day's chain).
+    pub(super) malform: Mutex<Vec<(&'static str, u32)>>,
+}
+
+impl Admin {
+    /// Whether page `page` of `report` is to be malformed (once).
+    fn malformed(&self, report: &'static str, page: u32) -> bool {
+        let mut m = self.malform.lock().unwrap();
+        let hit = m.iter().position(|x| *x == (report, page));
+        hit.map(|i| m.remove(i)).is_some()
+    }
 }
 
 /// List objects per page the fake answers with (fewer than asked for), so that the lists
@@ -60,14 +67,13 @@ fn list_page(objects: Vec<(String, String)>, after: Option<&String>) -> String {
     let start = after.map_or(0, |a| objects.iter().position(|(id, _)| id == a).unwrap() + 1);
     let page: Vec<&(String, String)> = objects.iter().skip(start).take(LIST_PAGE).collect();
     let more = start + LIST_PAGE < objects.len();
-    let ids = |f: fn(&Vec<&(String, String)>) -> Option<&&(String, String)>| {
-        f(&page).map_or("null".to_owned(), |(id, _)| format!("\"{id}\""))
-    };
+    let id =
+        |o: Option<&&(String, String)>| o.map_or("null".to_owned(), |(id, _)| format!("\"{id}\""));
     format!(
         r#"{{"data":[{}],"has_more":{more},"first_id":{},"last_id":{}}}"#,
         page.iter().map(|(_, json)| json.as_str()).collect::<Vec<_>>().join(","),
-        ids(|p| p.first()),
-        ids(|p| p.last()),
+        id(page.first()),
+        id(page.last()),
     )
 }
 
@@ -175,9 +181,9 @@ async fn messages_usage(
     Query(q): Query<Vec<(String, String)>>,
 ) -> Response {
     let map: HashMap<String, String> = q.iter().cloned().collect();
-    let page = super::page_number(&map);
+    let page = page_number(&map);
     let malformed = match gate(&v, &map, authorized(&headers), page).await {
-        Ok(m) => m,
+        Ok(m) => m || v.anthropic.malformed("messages", page),
         Err(r) => return r,
     };
     let groups: Vec<&str> =
@@ -187,7 +193,7 @@ async fn messages_usage(
     let parse = aiscout_collector::ingest::parse::parse_datetime;
     let (from, to) = (parse(&map["starting_at"]).unwrap(), parse(&map["ending_at"]).unwrap());
     let (days, next) = bucket_page(from, to, map.get("page"));
-    let rfc = |t: i64| aiscout_collector::connectors::litellm::datetime(t).replace(' ', "T") + "Z";
+    let rfc = |t: i64| connectors::litellm::datetime(t).replace(' ', "T") + "Z";
     let state = &v.anthropic;
     let mut buckets: Vec<String> = days
         .iter()
@@ -227,7 +233,7 @@ async fn messages_usage(
 
 /// A Claude Code record of `day`.
 pub(super) fn code_record(day: i64, actor: &str, models: &[(&str, [u64; 4])]) -> String {
-    let date = aiscout_collector::connectors::litellm::datetime(day).replace(' ', "T") + "Z";
+    let date = connectors::litellm::datetime(day).replace(' ', "T") + "Z";
     let breakdown: Vec<String> = models
         .iter()
         .map(|(model, [input, output, cache_creation, cache_read])| {
@@ -265,7 +271,11 @@ pub(super) fn usual_code(day: i64) -> [String; 3] {
                 ("claude-3-5-haiku-20241022", [500, 100, 0, 0]),
             ],
         ),
-        code_record(day, &user_actor("bo@example.com"), &[("claude-sonnet-4-20250514", [2_000, 800, 0, 500])]),
+        code_record(
+            day,
+            &user_actor("bo@example.com"),
+            &[("claude-sonnet-4-20250514", [2_000, 800, 0, 500])],
+        ),
         code_record(
             day,
             r#"{"type":"api_actor","api_key_name":"ci-bot"}"#,
@@ -284,7 +294,7 @@ async fn claude_code(
 ) -> Response {
     let n: usize = q.get("page").map_or(0, |p| p.trim_start_matches('c').parse().unwrap());
     let malformed = match gate(&v, &q, authorized(&headers), n as u32 + 1).await {
-        Ok(m) => m,
+        Ok(m) => m || v.anthropic.malformed("claude_code", n as u32 + 1),
         Err(r) => return r,
     };
     let day = aiscout_collector::ingest::parse::parse_day(&q["starting_at"]).unwrap();
@@ -296,12 +306,13 @@ async fn claude_code(
     records.extend(
         state.late_code.lock().unwrap().iter().filter(|(d, _)| *d == day).map(|(_, r)| r.clone()),
     );
-    let mut page: Vec<String> = records.iter().skip(n * CODE_PAGE).take(CODE_PAGE).cloned().collect();
+    let mut page: Vec<String> =
+        records.iter().skip(n * CODE_PAGE).take(CODE_PAGE).cloned().collect();
     let more = (n + 1) * CODE_PAGE < records.len();
     if malformed {
-        // The page's last record loses its actor's type.
+        // The page's last record's actor loses its type.
         let last = page.last_mut().unwrap();
-        *last = last.replacen(r#""type":"user_actor","#, "", 1);
+        *last = last.replacen(r#""type":"#, r#""kind":"#, 1);
     }
     let body = format!(
         r#"{{"data":[{}],"has_more":{more},"next_page":{}}}"#,

@@ -93,12 +93,10 @@ async fn openai_costs_read_a_page_without_buckets_and_a_late_row_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anthropic_cost_report_reads_an_empty_page_and_a_late_row_once() {
-    an_empty_page_and_a_late_row_in_the_overlap(Kind::Anthropic, ANTHROPIC_DAY_NANOS, false)
-        .await;
+    an_empty_page_and_a_late_row_in_the_overlap(Kind::Anthropic, ANTHROPIC_DAY_NANOS, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anthropic_cost_report_reads_a_page_without_buckets_and_a_late_row_once() {
-    an_empty_page_and_a_late_row_in_the_overlap(Kind::Anthropic, ANTHROPIC_DAY_NANOS, true)
-        .await;
+    an_empty_page_and_a_late_row_in_the_overlap(Kind::Anthropic, ANTHROPIC_DAY_NANOS, true).await;
 }

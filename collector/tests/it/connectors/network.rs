@@ -186,7 +186,11 @@ async fn a_key_from_the_environment_is_used_and_never_printed() {
     let text: String = text
         .lines()
         .map(|l| {
-            if l.starts_with("api_key_file") { "api_key_env = \"AISCOUT_TEST_LITELLM_KEY\"" } else { l }
+            if l.starts_with("api_key_file") {
+                "api_key_env = \"AISCOUT_TEST_LITELLM_KEY\""
+            } else {
+                l
+            }
         })
         .collect::<Vec<_>>()
         .join("\n");
