@@ -62,7 +62,7 @@ pub const MAX_PAGES: u32 = 100_000;
 /// A connector kind: which vendor API it speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
-    /// Anthropic Admin API cost report.
+    /// Anthropic Admin API: cost report, messages and Claude Code usage reports.
     Anthropic,
     /// Brex API primary card transactions.
     Brex,
@@ -135,7 +135,11 @@ impl Kind {
     /// under `NAME/STREAM` ([`Stream::cursor_key`]).
     pub fn streams(self) -> &'static [Stream] {
         match self {
-            Kind::Anthropic => &[Stream::AnthropicCostReport],
+            Kind::Anthropic => &[
+                Stream::AnthropicCostReport,
+                Stream::AnthropicMessagesUsage,
+                Stream::AnthropicClaudeCode,
+            ],
             Kind::Brex => &[Stream::BrexTransactions],
             Kind::Litellm => &[Stream::LitellmSpendLogs],
             Kind::Openai => &[Stream::OpenaiCosts],
@@ -149,8 +153,13 @@ impl Kind {
 /// format, with its own cursor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Stream {
+    /// Anthropic Admin API Claude Code usage report (tokens per user or API key and day).
+    AnthropicClaudeCode,
     /// Anthropic Admin API cost report.
     AnthropicCostReport,
+    /// Anthropic Admin API messages usage report (tokens per workspace, API key, user
+    /// account and model).
+    AnthropicMessagesUsage,
     /// Brex primary card transactions.
     BrexTransactions,
     /// LiteLLM spend logs.
@@ -167,7 +176,9 @@ impl Stream {
     /// The connector kind that pulls it.
     pub fn kind(self) -> Kind {
         match self {
-            Stream::AnthropicCostReport => Kind::Anthropic,
+            Stream::AnthropicClaudeCode
+            | Stream::AnthropicCostReport
+            | Stream::AnthropicMessagesUsage => Kind::Anthropic,
             Stream::BrexTransactions => Kind::Brex,
             Stream::LitellmSpendLogs => Kind::Litellm,
             Stream::OpenaiCosts => Kind::Openai,
@@ -179,7 +190,9 @@ impl Stream {
     /// Its short name, in progress lines and in the cursor key of a stream after the first.
     pub fn as_str(self) -> &'static str {
         match self {
+            Stream::AnthropicClaudeCode => "claude-code",
             Stream::AnthropicCostReport => "cost-report",
+            Stream::AnthropicMessagesUsage => "messages-usage",
             Stream::BrexTransactions | Stream::RampTransactions => "transactions",
             Stream::LitellmSpendLogs => "spend-logs",
             Stream::OpenaiCosts => "costs",
@@ -202,6 +215,9 @@ impl Stream {
     pub fn target(self) -> Target {
         match self {
             Stream::AnthropicCostReport => Target::Gateway(GatewayFormat::AnthropicCost),
+            Stream::AnthropicClaudeCode | Stream::AnthropicMessagesUsage => {
+                Target::Gateway(GatewayFormat::AnthropicUsage)
+            }
             Stream::BrexTransactions => Target::Expense(ExpenseFormat::Brex),
             Stream::LitellmSpendLogs => Target::Gateway(GatewayFormat::Litellm),
             Stream::OpenaiCosts => Target::Gateway(GatewayFormat::OpenaiCosts),
@@ -214,14 +230,20 @@ impl Stream {
     fn daily(self) -> bool {
         matches!(
             self,
-            Stream::AnthropicCostReport | Stream::OpenaiCosts | Stream::OpenrouterActivity
+            Stream::AnthropicClaudeCode
+                | Stream::AnthropicCostReport
+                | Stream::AnthropicMessagesUsage
+                | Stream::OpenaiCosts
+                | Stream::OpenrouterActivity
         )
     }
 
     /// The response, as a shape error names it.
     fn what(self) -> &'static str {
         match self {
+            Stream::AnthropicClaudeCode => "claude code usage report",
             Stream::AnthropicCostReport => "cost report",
+            Stream::AnthropicMessagesUsage => "usage report",
             Stream::BrexTransactions | Stream::RampTransactions => "transactions",
             Stream::LitellmSpendLogs => "spend logs",
             Stream::OpenaiCosts => "organization costs",
@@ -850,6 +872,8 @@ async fn run_streams<S: Store>(
 struct Lookups {
     /// Brex: card id to its holder.
     brex: Option<brex::Directory>,
+    /// Anthropic: the names of user accounts and workspaces.
+    anthropic: Option<anthropic::Names>,
 }
 
 /// One stream: its window from its own cursor, page by page, then its cursor.
@@ -891,6 +915,10 @@ async fn run_stream<S: Store>(
         lookups.brex = Some(brex::directory(client).await?);
     }
     let brex_directory = lookups.brex.take().unwrap_or_default();
+    if stream == Stream::AnthropicMessagesUsage && lookups.anthropic.is_none() {
+        lookups.anthropic = Some(anthropic::names(client).await?);
+    }
+    let names = lookups.anthropic.take().unwrap_or_default();
     let mut next: Option<String> = None;
     for page_no in 1..=MAX_PAGES {
         let cursor = next.as_deref();
@@ -899,6 +927,13 @@ async fn run_stream<S: Store>(
             Stream::OpenaiCosts => openai::page(client, from, to, page_no, cursor).await?,
             Stream::AnthropicCostReport => {
                 anthropic::page(client, from, to, page_no, cursor).await?
+            }
+            Stream::AnthropicMessagesUsage => {
+                anthropic::messages_page(client, from, to, page_no, cursor, &names).await?
+            }
+            Stream::AnthropicClaudeCode => {
+                let (day, token) = anthropic::claude_code_cursor(cursor, from);
+                anthropic::claude_code_page(client, day, to, page_no, token).await?
             }
             Stream::OpenrouterActivity => {
                 let day = cursor.and_then(|c| c.parse().ok()).unwrap_or(from);

@@ -21,6 +21,10 @@ use super::*;
 /// The fake's Anthropic state beside the shared [`Vendor`] (its faults and request log).
 #[derive(Default)]
 pub(super) struct Admin {
+    /// Whether the organisation has usage (and the lists) at all; off, these endpoints answer
+    /// empty reports and lists, without logging the request or taking its fault, so that the
+    /// cost report's tests see the requests and faults they always saw.
+    pub(super) on: Mutex<bool>,
     /// Messages usage results that arrived late, `(bucket start, result JSON)`.
     pub(super) late_usage: Mutex<Vec<(i64, String)>>,
     /// Claude Code records that arrived late, `(day, record JSON)`.
@@ -33,6 +37,10 @@ pub(super) struct Admin {
 }
 
 impl Admin {
+    fn on(&self) -> bool {
+        *self.on.lock().unwrap()
+    }
+
     /// Whether page `page` of `report` is to be malformed (once).
     fn malformed(&self, report: &'static str, page: u32) -> bool {
         let mut m = self.malform.lock().unwrap();
@@ -82,11 +90,14 @@ async fn users(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Err(r) = gate(&v, &q, authorized(&headers), 0).await {
-        return r;
+    if v.anthropic.on() {
+        if let Err(r) = gate(&v, &q, authorized(&headers), 0).await {
+            return r;
+        }
     }
     let objects = USERS
         .iter()
+        .filter(|_| v.anthropic.on())
         .map(|(id, email)| {
             let json = format!(
                 r#"{{"id":"{id}","type":"user","email":"{email}","name":"{}","role":"developer",
@@ -104,13 +115,15 @@ async fn workspaces(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Err(r) = gate(&v, &q, authorized(&headers), 0).await {
-        return r;
+    if v.anthropic.on() {
+        if let Err(r) = gate(&v, &q, authorized(&headers), 0).await {
+            return r;
+        }
     }
     let archived = q.get("include_archived").map(String::as_str) == Some("true");
     let objects = WORKSPACES
         .iter()
-        .filter(|(_, _, gone)| archived || !gone)
+        .filter(|(_, _, gone)| v.anthropic.on() && (archived || !gone))
         .map(|(id, name, gone)| {
             let at = if *gone { "\"2026-06-01T00:00:00Z\"" } else { "null" };
             let json = format!(
@@ -182,9 +195,14 @@ async fn messages_usage(
 ) -> Response {
     let map: HashMap<String, String> = q.iter().cloned().collect();
     let page = page_number(&map);
-    let malformed = match gate(&v, &map, authorized(&headers), page).await {
-        Ok(m) => m || v.anthropic.malformed("messages", page),
-        Err(r) => return r,
+    let on = v.anthropic.on();
+    let malformed = if on {
+        match gate(&v, &map, authorized(&headers), page).await {
+            Ok(m) => m || v.anthropic.malformed("messages", page),
+            Err(r) => return r,
+        }
+    } else {
+        false
     };
     let groups: Vec<&str> =
         q.iter().filter(|(k, _)| k == "group_by[]").map(|(_, v)| v.as_str()).collect();
@@ -206,7 +224,7 @@ async fn messages_usage(
                 .filter(|(day, _)| day == d)
                 .map(|(_, r)| r.clone())
                 .collect();
-            if !state.quiet.lock().unwrap().contains(d) {
+            if on && !state.quiet.lock().unwrap().contains(d) {
                 results.extend(usual_usage());
             }
             format!(
@@ -293,14 +311,19 @@ async fn claude_code(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let n: usize = q.get("page").map_or(0, |p| p.trim_start_matches('c').parse().unwrap());
-    let malformed = match gate(&v, &q, authorized(&headers), n as u32 + 1).await {
-        Ok(m) => m || v.anthropic.malformed("claude_code", n as u32 + 1),
-        Err(r) => return r,
+    let on = v.anthropic.on();
+    let malformed = if on {
+        match gate(&v, &q, authorized(&headers), n as u32 + 1).await {
+            Ok(m) => m || v.anthropic.malformed("claude_code", n as u32 + 1),
+            Err(r) => return r,
+        }
+    } else {
+        false
     };
     let day = aiscout_collector::ingest::parse::parse_day(&q["starting_at"]).unwrap();
     let state = &v.anthropic;
     let mut records: Vec<String> = Vec::new();
-    if !state.quiet.lock().unwrap().contains(&day) {
+    if on && !state.quiet.lock().unwrap().contains(&day) {
         records.extend(usual_code(day));
     }
     records.extend(
@@ -329,4 +352,169 @@ pub(super) fn routes() -> axum::Router<Arc<Vendor>> {
         .route("/v1/organizations/workspaces", axum::routing::get(workspaces))
         .route("/v1/organizations/usage_report/messages", axum::routing::get(messages_usage))
         .route("/v1/organizations/usage_report/claude_code", axum::routing::get(claude_code))
+}
+
+/// One stream's counts in a run's progress: `(fetched, pages, new, known)`.
+fn counts(p: &connectors::Progress, stream: &str) -> (u64, u64, u64, u64) {
+    let (_, s) = p
+        .streams
+        .iter()
+        .find(|(s, _)| s.as_str() == stream)
+        .unwrap_or_else(|| panic!("no stream {stream} in {p:?}"));
+    (s.fetched, s.pages, s.new, s.known)
+}
+
+/// Stored tokens per department (the people directory's for a known email, else the team:
+/// here the workspace's name), and the whole cost and row count.
+async fn by_department(store: &impl Store) -> (HashMap<String, i64>, i64, i64) {
+    let totals = store.gateway_totals(None).await.unwrap();
+    let mut tokens: HashMap<String, i64> = HashMap::new();
+    for t in &totals {
+        *tokens.entry(t.department.clone()).or_default() += t.tokens;
+    }
+    (tokens, totals.iter().map(|t| t.cost_nanos).sum(), totals.iter().map(|t| t.rows).sum())
+}
+
+/// Two people of the directory, so that a row's user email shows as their department.
+async fn people(store: &impl Store) {
+    use aiscout_collector::model::Person;
+    let person = |email: &str, department: &str| Person {
+        email: email.to_owned(),
+        name: email.to_owned(),
+        department: department.to_owned(),
+        manager: None,
+    };
+    store
+        .upsert_people(vec![person("ann@example.com", "R&D"), person("bo@example.com", "Support")])
+        .await
+        .unwrap();
+}
+
+/// Five finished days: the cost report, the messages usage report (two days a page, a quiet
+/// day's bucket without results) and the Claude Code report (a day a chain of two pages, the
+/// quiet day one empty page), with user accounts and workspaces named from their lists. Then
+/// a late usage result and a late Claude Code record for yesterday, inside the overlap: the
+/// next day's run stores them once; the run after that adds nothing. Tokens and cost exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_usage_reports_name_their_rows_and_count_once() {
+    let h = harness::sqlite().await;
+    let store = h.store.clone();
+    people(&store).await;
+    let served = serve_vendor().await;
+    let today = 1_796_083_200; // 2026-12-01T00:00:00Z
+    let now = today + 3_600;
+    let s = cost_settings(&served, Kind::Anthropic, today - 5 * DAY);
+    let (index, stats) = (index(), Stats::default());
+    *served.vendor.anthropic.on.lock().unwrap() = true;
+    served.vendor.anthropic.quiet.lock().unwrap().push(today - 3 * DAY);
+
+    let p = connectors::run(&store, &index, &s, &stats, now).await.unwrap();
+    assert_eq!(counts(&p, "cost-report"), (10, 3, 10, 0));
+    assert_eq!(counts(&p, "messages-usage"), (12, 3, 12, 0));
+    assert_eq!(counts(&p, "claude-code"), (12, 9, 16, 0), "records, pages, rows");
+    let (tokens, cost, rows) = by_department(&store).await;
+    assert_eq!((cost, rows), (5 * ANTHROPIC_DAY_NANOS, 38));
+    let want = |pairs: &[(&str, i64)]| -> HashMap<String, i64> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+    };
+    assert_eq!(
+        tokens,
+        want(&[
+            ("R&D", 4 * (1_100 + 3_000)),
+            ("Support", 4 * 3_300),
+            ("Old pilots", 4 * 1_300),
+            ("", 4 * (1_700 + 1_200)),
+            ("wrkspc_a", 0),
+        ])
+    );
+    assert_eq!(4 * (USAGE_DAY_TOKENS + CODE_DAY_TOKENS), tokens.values().sum::<i64>());
+    {
+        let log = served.vendor.log.lock().unwrap();
+        let lists: Vec<Option<&String>> = log
+            .iter()
+            .filter(|(_, q)| q.contains_key("limit") && !q.contains_key("starting_at"))
+            .map(|(_, q)| q.get("after_id"))
+            .collect();
+        assert_eq!(lists.len(), 3, "users in two pages, workspaces in one: {lists:?}");
+    }
+
+    // Yesterday gains a usage result (Bo, in Research) and a Claude Code record (Cy, not in
+    // the directory).
+    served.vendor.anthropic.late_usage.lock().unwrap().push((
+        today - DAY,
+        usage_result(
+            Some("wrkspc_01res"),
+            "apikey_01d",
+            Some("user_01bo"),
+            "claude-opus-4-20250514",
+            (10, 0, 0, 0, 5),
+        ),
+    ));
+    served.vendor.anthropic.late_code.lock().unwrap().push((
+        today - DAY,
+        code_record(
+            today - DAY,
+            &user_actor("cy@example.com"),
+            &[("claude-sonnet-4-20250514", [100, 50, 0, 0])],
+        ),
+    ));
+    let p = connectors::run(&store, &index, &s, &stats, now + DAY).await.unwrap();
+    assert_eq!(counts(&p, "cost-report"), (6, 2, 2, 4));
+    assert_eq!(counts(&p, "messages-usage"), (10, 2, 4, 6));
+    assert_eq!(counts(&p, "claude-code"), (10, 6, 5, 8));
+    let (tokens, cost, rows) = by_department(&store).await;
+    assert_eq!((cost, rows), (6 * ANTHROPIC_DAY_NANOS, 12 + 16 + 21));
+    assert_eq!(tokens["Support"], 5 * 3_300 + 15);
+    assert_eq!(tokens.values().sum::<i64>(), 5 * (USAGE_DAY_TOKENS + CODE_DAY_TOKENS) + 15 + 150);
+
+    // The same again (the cursors moved a day: yesterday and today are asked again).
+    let p = connectors::run(&store, &index, &s, &stats, now + DAY).await.unwrap();
+    assert_eq!((p.new, counts(&p, "messages-usage").3, counts(&p, "claude-code").3), (0, 7, 9));
+    assert_eq!(by_department(&store).await, (tokens, cost, rows));
+}
+
+/// A messages usage page without a result's `output_tokens` fails the run naming the page
+/// and the field and stores nothing of that page; the cost report and the Claude Code report
+/// (their own cursors) are stored whole; the next run stores the rest once. Then a malformed
+/// Claude Code page (an actor without its type) fails the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_anthropic_usage_page_names_page_and_field() {
+    let h = harness::sqlite().await;
+    let store = h.store.clone();
+    let served = serve_vendor().await;
+    let today = 1_796_083_200;
+    let now = today + 3_600;
+    let s = cost_settings(&served, Kind::Anthropic, today - 5 * DAY);
+    let (index, stats) = (index(), Stats::default());
+    *served.vendor.anthropic.on.lock().unwrap() = true;
+    served.vendor.anthropic.malform.lock().unwrap().push(("messages", 2));
+    let e = connectors::run(&store, &index, &s, &stats, now).await.unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, ConnectorError::Shape { page: 2, .. }), "{text}");
+    assert!(
+        text.contains("usage report") && text.contains("missing field `output_tokens`"),
+        "{text}"
+    );
+    let (_, cost, rows) = by_department(&store).await;
+    assert_eq!((cost, rows), (5 * ANTHROPIC_DAY_NANOS, 10 + 6 + 20), "page 1 of the usage only");
+    let key = |stream: &str| format!("{}/{stream}", s.name);
+    assert_eq!(store.connector_cursor(key("messages-usage")).await.unwrap(), None);
+    assert_eq!(store.connector_cursor(key("claude-code")).await.unwrap(), Some(today));
+
+    let p = connectors::run(&store, &index, &s, &stats, now).await.unwrap();
+    assert_eq!(counts(&p, "messages-usage"), (15, 3, 9, 6));
+    let (tokens, cost, rows) = by_department(&store).await;
+    assert_eq!((cost, rows), (5 * ANTHROPIC_DAY_NANOS, 10 + 15 + 20));
+    assert_eq!(tokens.values().sum::<i64>(), 5 * (USAGE_DAY_TOKENS + CODE_DAY_TOKENS));
+
+    served.vendor.anthropic.malform.lock().unwrap().push(("claude_code", 2));
+    let e = connectors::run(&store, &index, &s, &stats, now + DAY).await.unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("claude code usage report") && text.contains("missing field `type`"),
+        "{text}"
+    );
+    assert_eq!(store.connector_cursor(key("claude-code")).await.unwrap(), Some(today));
+    let p = connectors::run(&store, &index, &s, &stats, now + DAY).await.unwrap();
+    assert_eq!(counts(&p, "claude-code").2, 4, "the new day's rows once");
 }

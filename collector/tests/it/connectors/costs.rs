@@ -45,7 +45,7 @@ async fn an_empty_page_and_a_late_row_in_the_overlap(kind: Kind, day_nanos: i64,
     served.vendor.quiet.lock().unwrap().extend([today - 4 * DAY, today - 3 * DAY]);
     *served.vendor.omit_quiet.lock().unwrap() = omit;
 
-    let p = connectors::run(&store, &index, &s, &stats, now).await.unwrap();
+    let p = first(connectors::run(&store, &index, &s, &stats, now).await.unwrap());
     assert_eq!((p.fetched, p.pages, p.new, p.known), (8, 3, 8, 0), "{kind:?}");
     assert_eq!(stored_nanos(&store).await, (4 * day_nanos, 8), "{kind:?}");
     let pages: Vec<Option<String>> =
@@ -55,7 +55,7 @@ async fn an_empty_page_and_a_late_row_in_the_overlap(kind: Kind, day_nanos: i64,
 
     // Yesterday's report gains a result after it was pulled.
     served.vendor.late.lock().unwrap().push((today - DAY, late_result(kind)));
-    let p = connectors::run(&store, &index, &s, &stats, now + DAY).await.unwrap();
+    let p = first(connectors::run(&store, &index, &s, &stats, now + DAY).await.unwrap());
     assert_eq!(p.window, (today - 2 * DAY, today + DAY), "{kind:?}");
     assert_eq!((p.fetched, p.pages, p.new, p.known), (7, 2, 3, 4), "{kind:?}");
     let total = 5 * day_nanos + LATE_NANOS;
@@ -63,10 +63,10 @@ async fn an_empty_page_and_a_late_row_in_the_overlap(kind: Kind, day_nanos: i64,
 
     // Asked again twice (the cursor moved a day: yesterday and today; then a day on): the
     // late row is known.
-    let p = connectors::run(&store, &index, &s, &stats, now + DAY).await.unwrap();
+    let p = first(connectors::run(&store, &index, &s, &stats, now + DAY).await.unwrap());
     assert_eq!(p.window, (today - DAY, today + DAY), "{kind:?}");
     assert_eq!((p.fetched, p.new, p.known), (5, 0, 5), "{kind:?}");
-    let p = connectors::run(&store, &index, &s, &stats, now + 2 * DAY).await.unwrap();
+    let p = first(connectors::run(&store, &index, &s, &stats, now + 2 * DAY).await.unwrap());
     assert_eq!(p.window, (today - DAY, today + 2 * DAY), "{kind:?}");
     assert_eq!((p.fetched, p.new, p.known), (7, 2, 5), "{kind:?}");
     assert_eq!(stored_nanos(&store).await, (total + day_nanos, 13), "{kind:?}");
