@@ -214,6 +214,39 @@ const USAGE_COLUMNS: [&str; 12] = [
     "tags",
 ];
 
+/// Whom a usage row is for: a team (the workspace), a user (an email) and an API key.
+struct Who<'a> {
+    team: &'a str,
+    user: &'a str,
+    api_key: &'a str,
+}
+
+/// One usage row under [`USAGE_COLUMNS`]: no cost, in USD.
+fn push_usage(
+    table: &mut Table,
+    id: &str,
+    at: i64,
+    model: &str,
+    who: Who<'_>,
+    (input, output): (u64, u64),
+    tags: &str,
+) {
+    table.push([
+        id,
+        &rfc3339(at),
+        "anthropic",
+        model,
+        who.team,
+        who.user,
+        who.api_key,
+        &input.to_string(),
+        &output.to_string(),
+        "0",
+        "USD",
+        tags,
+    ]);
+}
+
 /// A stable id of a usage record from the vendor's own identifiers (never a display name):
 /// the report, then each part, hashed.
 fn usage_id(parts: &[&str]) -> String {
@@ -333,20 +366,8 @@ pub(crate) async fn messages_page(
                 .saturating_add(r.cache_creation.ephemeral_1h_input_tokens)
                 .saturating_add(r.cache_creation.ephemeral_5m_input_tokens)
                 .saturating_add(r.cache_read_input_tokens);
-            table.push([
-                id.as_str(),
-                &rfc3339(day),
-                "anthropic",
-                &model,
-                &team,
-                &user,
-                &key,
-                &input.to_string(),
-                &r.output_tokens.to_string(),
-                "0",
-                "USD",
-                "",
-            ]);
+            let who = Who { team: &team, user: &user, api_key: &key };
+            push_usage(&mut table, &id, day, &model, who, (input, r.output_tokens), "");
         }
     }
     let next = next_page(envelope.has_more, envelope.next_page).map_err(shape)?;
@@ -442,20 +463,8 @@ pub(crate) async fn claude_code_page(
             let id = usage_id(&["claude_code", &at.to_string(), kind, who, &m.model]);
             let t = &m.tokens;
             let input = t.input.saturating_add(t.cache_creation).saturating_add(t.cache_read);
-            table.push([
-                id.as_str(),
-                &rfc3339(at),
-                "anthropic",
-                &m.model,
-                "",
-                user,
-                key,
-                &input.to_string(),
-                &t.output.to_string(),
-                "0",
-                "USD",
-                "claude-code",
-            ]);
+            let who = Who { team: "", user, api_key: key };
+            push_usage(&mut table, &id, at, &m.model, who, (input, t.output), "claude-code");
         }
     }
     let records = u64::try_from(envelope.data.len()).unwrap_or(u64::MAX);

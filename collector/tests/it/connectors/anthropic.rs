@@ -85,15 +85,22 @@ fn list_page(objects: Vec<(String, String)>, after: Option<&String>) -> String {
     )
 }
 
+/// A list request through the fault gate (when the organisation has usage at all).
+async fn list_gate(
+    v: &Vendor,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<(), Response> {
+    if v.anthropic.on() { gate(v, q, authorized(headers), 0).await.map(drop) } else { Ok(()) }
+}
+
 async fn users(
     State(v): State<Arc<Vendor>>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    if v.anthropic.on() {
-        if let Err(r) = gate(&v, &q, authorized(&headers), 0).await {
-            return r;
-        }
+    if let Err(r) = list_gate(&v, &q, &headers).await {
+        return r;
     }
     let objects = USERS
         .iter()
@@ -115,10 +122,8 @@ async fn workspaces(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    if v.anthropic.on() {
-        if let Err(r) = gate(&v, &q, authorized(&headers), 0).await {
-            return r;
-        }
+    if let Err(r) = list_gate(&v, &q, &headers).await {
+        return r;
     }
     let archived = q.get("include_archived").map(String::as_str) == Some("true");
     let objects = WORKSPACES
