@@ -50,10 +50,10 @@ async fn relay(mut client: TcpStream, upstream: SocketAddr, cut: bool) -> std::i
     server.write_all(&request).await?;
     let mut answer = Vec::new();
     let keep = loop {
-        if let Some(head) = end_of_head(&answer) {
-            if answer.len() >= head + CUT_AFTER_BODY_BYTES {
-                break head + CUT_AFTER_BODY_BYTES;
-            }
+        if let Some(head) = end_of_head(&answer)
+            && answer.len() >= head + CUT_AFTER_BODY_BYTES
+        {
+            break head + CUT_AFTER_BODY_BYTES;
         }
         let n = server.read(&mut buf).await?;
         assert!(n > 0, "the vendor's answer ended before the cut");
