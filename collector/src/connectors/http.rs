@@ -55,6 +55,11 @@ impl<'a> Client<'a> {
         self.settings
     }
 
+    /// The counters it adds to.
+    pub(crate) fn stats(&self) -> &'a Stats {
+        self.stats
+    }
+
     async fn connect(&self) -> Result<Connection, ClientError> {
         let url = &self.settings.base_url;
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((url.host.as_str(), url.port))

@@ -14,10 +14,14 @@
 //! - **A page whole or not at all.** A page is stored in one transaction. A page that does not
 //!   match the vendor's documented shape, or any record of it that the parser refuses, fails
 //!   the run naming the page and the field; nothing of that page is stored.
-//! - **A cursor per connector, in the database.** It moves (forward only) after a run that
-//!   pulled its whole window; a failed or killed run leaves it, and the next run asks again
+//! - **Streams, a cursor each, in the database.** A connector pulls one or more streams
+//!   ([`Kind::streams`]: OpenAI costs and completions usage, ...), in order. The first
+//!   stream's cursor is keyed by the connector's name (as before there were streams), the
+//!   others by `NAME/STREAM`. A cursor moves (forward only) after its stream pulled its whole
+//!   window; a failed or killed stream leaves it, fails the run, and the next run asks again
 //!   from the cursor minus the overlap window. Pages committed before the failure are found
-//!   again as already known.
+//!   again as already known. The other streams still run after a failed one (each has its
+//!   own cursor), except after a refused credential or a TLS failure.
 //! - **Bounded everything.** Every request has a timeout; 5xx answers and network errors are
 //!   retried with exponential backoff and jitter, a 429 after its `Retry-After` (capped), at
 //!   most [`http::MAX_ATTEMPTS`] times; a run reads at most [`MAX_PAGES`] pages of at most
@@ -58,7 +62,7 @@ pub const MAX_PAGES: u32 = 100_000;
 /// A connector kind: which vendor API it speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
-    /// Anthropic Admin API cost report.
+    /// Anthropic Admin API: cost report, messages and Claude Code usage reports.
     Anthropic,
     /// Brex API primary card transactions.
     Brex,
@@ -126,21 +130,125 @@ impl Kind {
         }
     }
 
+    /// The streams a run pulls, in order. The first one's cursor is kept under the
+    /// connector's name (the key it had when each connector pulled one stream), the others
+    /// under `NAME/STREAM` ([`Stream::cursor_key`]).
+    pub fn streams(self) -> &'static [Stream] {
+        match self {
+            Kind::Anthropic => &[
+                Stream::AnthropicCostReport,
+                Stream::AnthropicMessagesUsage,
+                Stream::AnthropicClaudeCode,
+            ],
+            Kind::Brex => &[Stream::BrexTransactions],
+            Kind::Litellm => &[Stream::LitellmSpendLogs],
+            Kind::Openai => &[Stream::OpenaiCosts],
+            Kind::Openrouter => &[Stream::OpenrouterActivity],
+            Kind::Ramp => &[Stream::RampTransactions],
+        }
+    }
+}
+
+/// One stream of a connector: an endpoint walked page by page, stored through one import
+/// format, with its own cursor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Stream {
+    /// Anthropic Admin API Claude Code usage report (tokens per user or API key and day).
+    AnthropicClaudeCode,
+    /// Anthropic Admin API cost report.
+    AnthropicCostReport,
+    /// Anthropic Admin API messages usage report (tokens per workspace, API key, user
+    /// account and model).
+    AnthropicMessagesUsage,
+    /// Brex primary card transactions.
+    BrexTransactions,
+    /// LiteLLM spend logs.
+    LitellmSpendLogs,
+    /// OpenAI Admin API organization costs.
+    OpenaiCosts,
+    /// OpenRouter activity.
+    OpenrouterActivity,
+    /// Ramp card transactions.
+    RampTransactions,
+}
+
+impl Stream {
+    /// The connector kind that pulls it.
+    pub fn kind(self) -> Kind {
+        match self {
+            Stream::AnthropicClaudeCode
+            | Stream::AnthropicCostReport
+            | Stream::AnthropicMessagesUsage => Kind::Anthropic,
+            Stream::BrexTransactions => Kind::Brex,
+            Stream::LitellmSpendLogs => Kind::Litellm,
+            Stream::OpenaiCosts => Kind::Openai,
+            Stream::OpenrouterActivity => Kind::Openrouter,
+            Stream::RampTransactions => Kind::Ramp,
+        }
+    }
+
+    /// Its short name, in progress lines and in the cursor key of a stream after the first.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::AnthropicClaudeCode => "claude-code",
+            Stream::AnthropicCostReport => "cost-report",
+            Stream::AnthropicMessagesUsage => "messages-usage",
+            Stream::BrexTransactions | Stream::RampTransactions => "transactions",
+            Stream::LitellmSpendLogs => "spend-logs",
+            Stream::OpenaiCosts => "costs",
+            Stream::OpenrouterActivity => "activity",
+        }
+    }
+
+    /// The key of its cursor for the connector named `connector`: the name itself for the
+    /// kind's first stream (so that cursors stored before streams existed stay valid),
+    /// `NAME/STREAM` for the others (a `/` is never part of a configured name).
+    pub fn cursor_key(self, connector: &str) -> String {
+        if self.kind().streams().first() == Some(&self) {
+            connector.to_owned()
+        } else {
+            format!("{connector}/{}", self.as_str())
+        }
+    }
+
     /// The import format its records are parsed as (and stored under).
     pub fn target(self) -> Target {
         match self {
-            Kind::Anthropic => Target::Gateway(GatewayFormat::AnthropicCost),
-            Kind::Brex => Target::Expense(ExpenseFormat::Brex),
-            Kind::Litellm => Target::Gateway(GatewayFormat::Litellm),
-            Kind::Openai => Target::Gateway(GatewayFormat::OpenaiCosts),
-            Kind::Openrouter => Target::Gateway(GatewayFormat::Openrouter),
-            Kind::Ramp => Target::Expense(ExpenseFormat::Ramp),
+            Stream::AnthropicCostReport => Target::Gateway(GatewayFormat::AnthropicCost),
+            Stream::AnthropicClaudeCode | Stream::AnthropicMessagesUsage => {
+                Target::Gateway(GatewayFormat::AnthropicUsage)
+            }
+            Stream::BrexTransactions => Target::Expense(ExpenseFormat::Brex),
+            Stream::LitellmSpendLogs => Target::Gateway(GatewayFormat::Litellm),
+            Stream::OpenaiCosts => Target::Gateway(GatewayFormat::OpenaiCosts),
+            Stream::OpenrouterActivity => Target::Gateway(GatewayFormat::Openrouter),
+            Stream::RampTransactions => Target::Expense(ExpenseFormat::Ramp),
         }
     }
 
     /// Whether the vendor reports whole UTC days (asked for as whole, finished days only).
     fn daily(self) -> bool {
-        matches!(self, Kind::Anthropic | Kind::Openai | Kind::Openrouter)
+        matches!(
+            self,
+            Stream::AnthropicClaudeCode
+                | Stream::AnthropicCostReport
+                | Stream::AnthropicMessagesUsage
+                | Stream::OpenaiCosts
+                | Stream::OpenrouterActivity
+        )
+    }
+
+    /// The response, as a shape error names it.
+    fn what(self) -> &'static str {
+        match self {
+            Stream::AnthropicClaudeCode => "claude code usage report",
+            Stream::AnthropicCostReport => "cost report",
+            Stream::AnthropicMessagesUsage => "usage report",
+            Stream::BrexTransactions | Stream::RampTransactions => "transactions",
+            Stream::LitellmSpendLogs => "spend logs",
+            Stream::OpenaiCosts => "organization costs",
+            Stream::OpenrouterActivity => "activity",
+        }
     }
 }
 
@@ -324,7 +432,7 @@ impl ConnectorError {
     }
 }
 
-/// What one run did.
+/// What one run did: the sums over its streams, and each stream's own counts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Progress {
     /// Records read from the vendor.
@@ -335,12 +443,30 @@ pub struct Progress {
     pub new: u64,
     /// Records already stored (overlap, re-pull or an earlier file import).
     pub known: u64,
-    /// The window asked for, Unix seconds `[from, to)`.
+    /// The window asked for, Unix seconds `[from, to)` (over several streams: from the
+    /// earliest start to the latest end).
     pub window: (i64, i64),
+    /// Each stream run, in order, with its own counts and window (a stream after a refused
+    /// credential is not run and not listed).
+    pub streams: Vec<(Stream, Progress)>,
 }
 
-impl std::fmt::Display for Progress {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl Progress {
+    /// Adds one stream's counts.
+    fn add(&mut self, stream: Stream, part: Progress) {
+        self.fetched += part.fetched;
+        self.pages += part.pages;
+        self.new += part.new;
+        self.known += part.known;
+        self.window = if self.streams.is_empty() {
+            part.window
+        } else {
+            (self.window.0.min(part.window.0), self.window.1.max(part.window.1))
+        };
+        self.streams.push((stream, part));
+    }
+
+    fn counts(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
             "{} rows fetched, {} pages, {} new, {} already known ({} to {})",
@@ -351,6 +477,21 @@ impl std::fmt::Display for Progress {
             crate::ingest::parse::ymd(self.window.0),
             crate::ingest::parse::ymd(self.window.1),
         )
+    }
+}
+
+impl std::fmt::Display for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.counts(f)?;
+        if self.streams.len() > 1 {
+            for (i, (stream, part)) in self.streams.iter().enumerate() {
+                f.write_str(if i == 0 { " [" } else { "; " })?;
+                write!(f, "{}: ", stream.as_str())?;
+                part.counts(f)?;
+            }
+            f.write_str("]")?;
+        }
+        Ok(())
     }
 }
 
@@ -532,12 +673,13 @@ async fn store_page<S: Store>(
     store: &S,
     index: &Index,
     settings: &Settings,
+    stream: Stream,
     page_no: u32,
     page: Page,
     now: i64,
 ) -> Result<(u64, u64), ConnectorError> {
-    let kind = settings.kind;
-    let shape = |reason: String| ConnectorError::Shape { page: page_no, what: what(kind), reason };
+    let shape =
+        |reason: String| ConnectorError::Shape { page: page_no, what: stream.what(), reason };
     if page.records == 0 {
         return Ok((0, 0));
     }
@@ -550,7 +692,7 @@ async fn store_page<S: Store>(
     };
     let mut tally = Tally::default();
     let line_of = |i: usize| u64::try_from(i).unwrap_or(u64::MAX).saturating_add(1);
-    let counts = match kind.target() {
+    let counts = match stream.target() {
         Target::Expense(format) => {
             let layout = expense::Layout::new(format, &header).map_err(|e| shape(e.to_string()))?;
             let mut parser = ExpenseParser::new(layout, index, settings.name.clone());
@@ -614,23 +756,19 @@ fn canonical_key(header: &Header, rec: &csv::StringRecord) -> String {
     expense::hex(digest.as_ref().get(..16).unwrap_or_default())
 }
 
-fn what(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Anthropic => "cost report",
-        Kind::Brex | Kind::Ramp => "transactions",
-        Kind::Litellm => "spend logs",
-        Kind::Openai => "organization costs",
-        Kind::Openrouter => "activity",
-    }
-}
-
-/// Runs one connector once: asks for `[cursor - overlap, now)` (the first time from its
-/// `start`), stores page by page, moves the cursor when every page is stored, and records the
-/// run in the imports history (also a failed one, with what it stored before failing).
+/// Runs one connector once: each of its [`Kind::streams`] in turn asks for
+/// `[cursor - overlap, now)` (the first time from the connector's `start`) under its own
+/// cursor, stores page by page and moves its cursor when every page of it is stored. The run
+/// is recorded in the imports history (also a failed one, with what it stored before
+/// failing).
+///
+/// A stream that fails keeps its cursor where it was and fails the run; the streams after it
+/// still run (each has its own cursor), except after a refused credential or a TLS failure,
+/// which every stream would meet again.
 ///
 /// # Errors
-/// The run failed; the cursor did not move. Pages stored before the failure stay stored and
-/// are found again as already known by the next run.
+/// A stream failed (the first failure is returned); its cursor did not move. Pages stored
+/// before the failure stay stored and are found again as already known by the next run.
 pub async fn run<S: Store>(
     store: &S,
     index: &Index,
@@ -639,14 +777,14 @@ pub async fn run<S: Store>(
     now: i64,
 ) -> Result<Progress, ConnectorError> {
     let mut progress = Progress::default();
-    let result = run_inner(store, index, settings, stats, now, &mut progress).await;
+    let result = run_streams(store, index, settings, stats, now, &mut progress).await;
     stats.finished(&settings.name, result.as_ref().map(|()| now).map_err(ConnectorError::label));
     let run = ImportRun {
         at: crate::store::now(),
         actor: format!("connector:{}", settings.name),
-        kind: match settings.kind.target() {
-            Target::Gateway(_) => "gateway",
-            Target::Expense(_) => "expenses",
+        kind: match settings.kind.streams().first().map(|s| s.target()) {
+            Some(Target::Expense(_)) => "expenses",
+            Some(Target::Gateway(_)) | None => "gateway",
         }
         .to_owned(),
         file: settings.name.clone(),
@@ -678,10 +816,10 @@ pub async fn run<S: Store>(
                 error = %e,
                 pages = progress.pages,
                 new = progress.new,
-                "Connector run failed; its cursor stays where it was."
+                "Connector run failed; the failed stream's cursor stays where it was."
             );
-            // One `connector.failed` per failure streak: the event is keyed by the cursor,
-            // which only a successful run moves.
+            // One `connector.failed` per failure streak: the event is keyed by the first
+            // stream's cursor, which only a successful run moves.
             let cursor = store.connector_cursor(settings.name.clone()).await.ok().flatten();
             let event = crate::alerts::event::connector_failed(
                 &settings.name,
@@ -699,7 +837,8 @@ pub async fn run<S: Store>(
     }
 }
 
-async fn run_inner<S: Store>(
+/// Every stream of the connector, in order, as [`run`] says.
+async fn run_streams<S: Store>(
     store: &S,
     index: &Index,
     settings: &Settings,
@@ -707,17 +846,60 @@ async fn run_inner<S: Store>(
     now: i64,
     progress: &mut Progress,
 ) -> Result<(), ConnectorError> {
+    let mut client = http::Client::new(settings, stats)?;
+    let mut lookups = Lookups::default();
+    let mut first_error: Option<ConnectorError> = None;
+    for &stream in settings.kind.streams() {
+        let mut part = Progress::default();
+        let result =
+            run_stream(store, index, settings, stream, &mut client, &mut lookups, now, &mut part)
+                .await;
+        progress.add(stream, part);
+        if let Err(e) = result {
+            let everywhere = matches!(e, ConnectorError::Auth { .. } | ConnectorError::Tls(_));
+            first_error.get_or_insert(e);
+            if everywhere {
+                break;
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// What the streams of one run look up once and share (read at the first stream that needs
+/// it).
+#[derive(Default)]
+struct Lookups {
+    /// Brex: card id to its holder.
+    brex: Option<brex::Directory>,
+    /// Anthropic: the names of user accounts and workspaces.
+    anthropic: Option<anthropic::Names>,
+}
+
+/// One stream: its window from its own cursor, page by page, then its cursor.
+#[allow(clippy::too_many_arguments)] // Reason: the run's parts, handed down once.
+async fn run_stream<S: Store>(
+    store: &S,
+    index: &Index,
+    settings: &Settings,
+    stream: Stream,
+    client: &mut http::Client<'_>,
+    lookups: &mut Lookups,
+    now: i64,
+    progress: &mut Progress,
+) -> Result<(), ConnectorError> {
+    let key = stream.cursor_key(&settings.name);
     let overlap = i64::try_from(settings.overlap.as_secs()).unwrap_or(i64::MAX);
-    let from = match store.connector_cursor(settings.name.clone()).await? {
+    let from = match store.connector_cursor(key.clone()).await? {
         Some(cursor) => cursor.saturating_sub(overlap).max(settings.start),
         None => settings.start,
     };
-    let (from, to) = if settings.kind.daily() {
+    let (from, to) = if stream.daily() {
         // The cost reports are daily buckets: only whole, finished UTC days are asked for,
         // so that a re-pull of a day sees the same rows (and the same dedupe keys).
         let today = now.div_euclid(86_400) * 86_400;
         let mut from = from.div_euclid(86_400) * 86_400;
-        if settings.kind == Kind::Openrouter {
+        if stream == Stream::OpenrouterActivity {
             // OpenRouter keeps the last 30 completed days only.
             from = from.max(today - openrouter::DAYS_KEPT * 86_400);
         }
@@ -729,36 +911,51 @@ async fn run_inner<S: Store>(
     if to <= from {
         return Ok(());
     }
-    let mut client = http::Client::new(settings, stats)?;
-    let directory = match settings.kind {
-        Kind::Brex => brex::directory(&mut client).await?,
-        _ => brex::Directory::default(),
-    };
+    if stream == Stream::BrexTransactions && lookups.brex.is_none() {
+        lookups.brex = Some(brex::directory(client).await?);
+    }
+    let brex_directory = lookups.brex.take().unwrap_or_default();
+    if stream == Stream::AnthropicMessagesUsage && lookups.anthropic.is_none() {
+        lookups.anthropic = Some(anthropic::names(client).await?);
+    }
+    let names = lookups.anthropic.take().unwrap_or_default();
     let mut next: Option<String> = None;
     for page_no in 1..=MAX_PAGES {
         let cursor = next.as_deref();
-        let page = match settings.kind {
-            Kind::Litellm => litellm::page(&mut client, from, to, page_no).await?,
-            Kind::Openai => openai::page(&mut client, from, to, page_no, cursor).await?,
-            Kind::Anthropic => anthropic::page(&mut client, from, to, page_no, cursor).await?,
-            Kind::Openrouter => {
-                let day = cursor.and_then(|c| c.parse().ok()).unwrap_or(from);
-                openrouter::page(&mut client, day, to, page_no).await?
+        let page = match stream {
+            Stream::LitellmSpendLogs => litellm::page(client, from, to, page_no).await?,
+            Stream::OpenaiCosts => openai::page(client, from, to, page_no, cursor).await?,
+            Stream::AnthropicCostReport => {
+                anthropic::page(client, from, to, page_no, cursor).await?
             }
-            Kind::Ramp => ramp::page(&mut client, from, to, page_no, cursor).await?,
-            Kind::Brex => brex::page(&mut client, from, page_no, cursor, &directory).await?,
+            Stream::AnthropicMessagesUsage => {
+                anthropic::messages_page(client, from, to, page_no, cursor, &names).await?
+            }
+            Stream::AnthropicClaudeCode => {
+                let (day, token) = anthropic::claude_code_cursor(cursor, from);
+                anthropic::claude_code_page(client, day, to, page_no, token).await?
+            }
+            Stream::OpenrouterActivity => {
+                let day = cursor.and_then(|c| c.parse().ok()).unwrap_or(from);
+                openrouter::page(client, day, to, page_no).await?
+            }
+            Stream::RampTransactions => ramp::page(client, from, to, page_no, cursor).await?,
+            Stream::BrexTransactions => {
+                brex::page(client, from, page_no, cursor, &brex_directory).await?
+            }
         };
         let (fetched, more) = page;
         let records = fetched.records;
-        let (new, known) = store_page(store, index, settings, page_no, fetched, now).await?;
-        stats.page(&settings.name, new, known);
+        let (new, known) =
+            store_page(store, index, settings, stream, page_no, fetched, now).await?;
+        client.stats().page(&settings.name, new, known);
         progress.pages += 1;
         progress.fetched += records;
         progress.new += new;
         progress.known += known;
         match more {
             None => {
-                store.set_connector_cursor(settings.name.clone(), to, now).await?;
+                store.set_connector_cursor(key, to, now).await?;
                 return Ok(());
             }
             Some(token) => next = Some(token),
@@ -822,6 +1019,52 @@ mod tests {
             &csv::StringRecord::from(["d1", "1.5"].to_vec()),
         );
         assert_ne!(a, d);
+    }
+
+    #[test]
+    fn the_first_stream_keeps_the_connector_name_as_its_cursor_key() {
+        for kind in Kind::ALL {
+            let streams = kind.streams();
+            assert!(!streams.is_empty(), "{kind:?}");
+            assert_eq!(streams[0].cursor_key("prod-1"), "prod-1", "{kind:?}");
+            for s in &streams[1..] {
+                assert_eq!(s.cursor_key("prod-1"), format!("prod-1/{}", s.as_str()));
+            }
+            let mut names: Vec<&str> = streams.iter().map(|s| s.as_str()).collect();
+            names.sort_unstable();
+            names.dedup();
+            assert_eq!(names.len(), streams.len(), "{kind:?}: stream names are unique");
+            assert!(streams.iter().all(|s| s.kind() == kind));
+        }
+    }
+
+    #[test]
+    fn progress_sums_its_streams_and_lists_them_when_several() {
+        let day = 86_400;
+        let part = |n: u64, window: (i64, i64)| Progress {
+            fetched: n,
+            pages: 1,
+            new: n - 1,
+            known: 1,
+            window,
+            streams: Vec::new(),
+        };
+        let mut one = Progress::default();
+        one.add(Stream::OpenaiCosts, part(4, (2 * day, 5 * day)));
+        assert_eq!(
+            one.to_string(),
+            "4 rows fetched, 1 pages, 3 new, 1 already known (1970-01-03 to 1970-01-06)"
+        );
+        one.add(Stream::LitellmSpendLogs, part(2, (day, 4 * day)));
+        assert_eq!((one.fetched, one.pages, one.new, one.known), (6, 2, 4, 2));
+        assert_eq!(one.window, (day, 5 * day));
+        assert_eq!(
+            one.to_string(),
+            "6 rows fetched, 2 pages, 4 new, 2 already known (1970-01-02 to 1970-01-06) \
+             [costs: 4 rows fetched, 1 pages, 3 new, 1 already known (1970-01-03 to \
+             1970-01-06); spend-logs: 2 rows fetched, 1 pages, 1 new, 1 already known \
+             (1970-01-02 to 1970-01-05)]"
+        );
     }
 
     #[test]

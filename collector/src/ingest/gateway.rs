@@ -28,6 +28,10 @@ use crate::model::GatewaySpend;
 pub enum GatewayFormat {
     /// Anthropic Admin API cost report JSON (amounts in cents, as strings).
     AnthropicCost,
+    /// Anthropic Admin API usage reports (messages, Claude Code) as the connector writes them:
+    /// the generic column names, tokens without cost. Not a file format (not in
+    /// [`GatewayFormat::ALL`]): only the `anthropic` connector writes it.
+    AnthropicUsage,
     /// Canonical CSV: date, provider, model, team or tag, tokens, cost, currency.
     Generic,
     /// Helicone export (CSV or JSON).
@@ -58,6 +62,7 @@ impl GatewayFormat {
     pub fn as_str(self) -> &'static str {
         match self {
             GatewayFormat::AnthropicCost => "anthropic-cost",
+            GatewayFormat::AnthropicUsage => "anthropic-usage",
             GatewayFormat::Generic => "generic",
             GatewayFormat::Helicone => "helicone",
             GatewayFormat::Litellm => "litellm",
@@ -168,6 +173,7 @@ impl Layout {
             F::Litellm => (one(&["startTime", "start_time", "date"]), all(&["spend"])),
             F::OpenaiCosts => (one(&["bucket.start_time", "start_time"]), all(&["amount.value"])),
             F::AnthropicCost => (one(&["bucket.starting_at", "starting_at"]), all(&["amount"])),
+            F::AnthropicUsage => (one(&["date"]), all(&["cost"])),
             F::Openrouter => (one(&["date"]), all(&["usage", "byok_usage_inference"])),
             F::Helicone => (one(&["request_created_at", "response_created_at"]), all(&["cost"])),
             F::Portkey => (one(&["created_at"]), all(&["cost"])),
@@ -187,7 +193,7 @@ impl Layout {
                 F::Litellm => one(&["request_id"]),
                 F::Helicone => one(&["response_id"]),
                 F::Portkey => one(&["id"]),
-                F::Generic => one(&["id", "request_id"]),
+                F::Generic | F::AnthropicUsage => one(&["id", "request_id"]),
                 _ => None,
             },
             provider: one(&["custom_llm_provider", "provider_name", "ai_org", "provider"]),
@@ -225,7 +231,7 @@ impl Layout {
             scale: if format == F::AnthropicCost { 7 } else { 9 },
             default_provider: match format {
                 F::OpenaiCosts => "openai",
-                F::AnthropicCost => "anthropic",
+                F::AnthropicCost | F::AnthropicUsage => "anthropic",
                 F::Openrouter => "openrouter",
                 _ => "",
             }

@@ -30,7 +30,10 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::store::harness;
 
+mod anthropic;
 mod cards;
+mod costs;
+mod network;
 
 const KEY: &str = "sk-litellm-admin-0123456789";
 const DAY: i64 = 86_400;
@@ -71,6 +74,30 @@ struct Vendor {
     origin: Mutex<String>,
     /// Requests to the token endpoint.
     tokens_issued: Mutex<u32>,
+    /// Cost reports: results that arrived late, `(bucket start, result JSON)`, answered first
+    /// in that day's bucket (so the vendor's order of the other results changes too).
+    late: Mutex<Vec<(i64, String)>>,
+    /// Cost reports: days without cost (their bucket has no results).
+    quiet: Mutex<Vec<i64>>,
+    /// Cost reports: the buckets of quiet days are left out (a page of them is `data: []`).
+    omit_quiet: Mutex<bool>,
+    /// The Anthropic usage reports (`anthropic.rs`).
+    anthropic: anthropic::Admin,
+}
+
+impl Vendor {
+    /// The results of the cost report bucket of `day`: the late ones, then `usual`; `None`
+    /// for a quiet day whose bucket is left out.
+    fn results(&self, day: i64, usual: &[&str]) -> Option<Vec<String>> {
+        if self.quiet.lock().unwrap().contains(&day) {
+            return (!*self.omit_quiet.lock().unwrap()).then(Vec::new);
+        }
+        let late = self.late.lock().unwrap();
+        let mut results: Vec<String> =
+            late.iter().filter(|(d, _)| *d == day).map(|(_, r)| r.clone()).collect();
+        results.extend(usual.iter().map(|r| (*r).to_owned()));
+        Some(results)
+    }
 }
 
 /// The benchmark's spend logs: the same envelope, pages built before the clock starts.
@@ -224,6 +251,11 @@ fn certificates()
 }
 
 async fn serve_vendor() -> Served {
+    serve_vendor_with(true).await
+}
+
+/// The local vendor over HTTPS (`tls`), or plain HTTP on loopback (for a relay in front).
+async fn serve_vendor_with(tls: bool) -> Served {
     let vendor = Arc::new(Vendor::default());
     let router = axum::Router::new()
         .route("/litellm/spend/logs/v2", axum::routing::get(spend_logs))
@@ -231,25 +263,20 @@ async fn serve_vendor() -> Served {
         .route("/v1/organization/costs", axum::routing::get(openai_costs))
         .route("/v1/organizations/cost_report", axum::routing::get(anthropic_cost_report))
         .merge(cards::routes())
+        .merge(anthropic::routes())
         .with_state(Arc::clone(&vendor));
     let (ca, ca_pem, chain, key) = certificates();
-    let tls = api::tls::server_config(chain, key).unwrap();
+    let tls = tls.then(|| api::tls::server_config(chain, key).unwrap());
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    *vendor.origin.lock().unwrap() = format!("https://{addr}");
+    *vendor.origin.lock().unwrap() = format!("{scheme}://{addr}");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let counters = Arc::new(api::Counters::default());
-    tokio::spawn(api::serve(
-        listener,
-        router,
-        Some(tls),
-        api::Limits::default(),
-        counters,
-        async {
-            drop(stopped.await);
-        },
-    ));
-    Served { vendor, base_url: format!("https://{addr}/litellm"), ca, ca_pem, stop: Some(stop) }
+    tokio::spawn(api::serve(listener, router, tls, api::Limits::default(), counters, async {
+        drop(stopped.await);
+    }));
+    Served { vendor, base_url: format!("{scheme}://{addr}/litellm"), ca, ca_pem, stop: Some(stop) }
 }
 
 fn settings(served: &Served, start: i64) -> Settings {
@@ -438,17 +465,21 @@ async fn openai_costs(
     assert_eq!(map["bucket_width"], "1d");
     let (from, to) = (map["start_time"].parse().unwrap(), map["end_time"].parse().unwrap());
     let (days, next) = bucket_page(from, to, map.get("page"));
+    let usual = [
+        r#"{"object":"organization.costs.result","amount":{"value":0.06,"currency":"usd"},
+            "line_item":"gpt-4o-2024-08-06, input","project_id":"proj_a"}"#,
+        r#"{"object":"organization.costs.result","amount":{"value":1.234567,"currency":"usd"},
+            "line_item":"gpt-4o-2024-08-06, output","project_id":"proj_a"}"#,
+    ];
     let mut buckets: Vec<String> = days
         .iter()
-        .map(|d| {
-            format!(
-                r#"{{"object":"bucket","start_time":{d},"end_time":{},"results":[
-                {{"object":"organization.costs.result","amount":{{"value":0.06,"currency":"usd"}},
-                  "line_item":"gpt-4o-2024-08-06, input","project_id":"proj_a"}},
-                {{"object":"organization.costs.result","amount":{{"value":1.234567,"currency":"usd"}},
-                  "line_item":"gpt-4o-2024-08-06, output","project_id":"proj_a"}}]}}"#,
-                d + DAY
-            )
+        .filter_map(|d| {
+            let results = v.results(*d, &usual)?;
+            Some(format!(
+                r#"{{"object":"bucket","start_time":{d},"end_time":{},"results":[{}]}}"#,
+                d + DAY,
+                results.join(",")
+            ))
         })
         .collect();
     if malformed {
@@ -486,21 +517,25 @@ async fn anthropic_cost_report(
     let (from, to) = (parse(&map["starting_at"]).unwrap(), parse(&map["ending_at"]).unwrap());
     let (days, next) = bucket_page(from, to, map.get("page"));
     let rfc = |t: i64| connectors::litellm::datetime(t).replace(' ', "T") + "Z";
+    let usual = [
+        r#"{"currency":"USD","amount":"123.45","workspace_id":"wrkspc_a",
+            "description":"Claude Sonnet 4 Usage - Input Tokens","cost_type":"tokens",
+            "context_window":"0-200k","model":"claude-sonnet-4-20250514",
+            "service_tier":"standard","token_type":"uncached_input_tokens"}"#,
+        r#"{"currency":"USD","amount":"7","workspace_id":"wrkspc_a",
+            "description":"Web search","cost_type":"web_search","context_window":null,
+            "model":null,"service_tier":null,"token_type":null}"#,
+    ];
     let mut buckets: Vec<String> = days
         .iter()
-        .map(|d| {
-            format!(
-                r#"{{"starting_at":"{}","ending_at":"{}","results":[
-                {{"currency":"USD","amount":"123.45","workspace_id":"wrkspc_a",
-                  "description":"Claude Sonnet 4 Usage - Input Tokens","cost_type":"tokens",
-                  "context_window":"0-200k","model":"claude-sonnet-4-20250514",
-                  "service_tier":"standard","token_type":"uncached_input_tokens"}},
-                {{"currency":"USD","amount":"7","workspace_id":"wrkspc_a",
-                  "description":"Web search","cost_type":"web_search","context_window":null,
-                  "model":null,"service_tier":null,"token_type":null}}]}}"#,
+        .filter_map(|d| {
+            let results = v.results(*d, &usual)?;
+            Some(format!(
+                r#"{{"starting_at":"{}","ending_at":"{}","results":[{}]}}"#,
                 rfc(*d),
-                rfc(d + DAY)
-            )
+                rfc(d + DAY),
+                results.join(",")
+            ))
         })
         .collect();
     if malformed {
@@ -515,6 +550,12 @@ async fn anthropic_cost_report(
         next.map_or("null".to_owned(), |n| format!("\"{n}\""))
     );
     ([("content-type", "application/json")], body).into_response()
+}
+
+/// The first stream's part of a run: a cost report's, beside Anthropic's usage reports
+/// (which the fake answers empty unless a test turns them on).
+fn first(p: connectors::Progress) -> connectors::Progress {
+    p.streams.into_iter().next().expect("a stream ran").1
 }
 
 fn cost_settings(served: &Served, kind: Kind, start: i64) -> Settings {
@@ -538,7 +579,7 @@ async fn daily_costs_page_by_next_page_and_count_once(kind: Kind, day_nanos: i64
     let now = today + 3_600;
     let s = cost_settings(&served, kind, today - 5 * DAY);
     let (index, stats) = (index(), Stats::default());
-    let p = connectors::run(&store, &index, &s, &stats, now).await.unwrap();
+    let p = first(connectors::run(&store, &index, &s, &stats, now).await.unwrap());
     assert_eq!((p.fetched, p.pages, p.new, p.known), (10, 3, 10, 0));
     assert_eq!(p.window, (today - 5 * DAY, today), "whole finished days only");
     assert_eq!(stored_nanos(&store).await, (5 * day_nanos, 10), "totals to the billionth");
@@ -546,11 +587,11 @@ async fn daily_costs_page_by_next_page_and_count_once(kind: Kind, day_nanos: i64
         served.vendor.log.lock().unwrap().iter().map(|(_, q)| q.get("page").cloned()).collect();
     assert_eq!(pages, [None, Some("p1".into()), Some("p2".into())]);
 
-    let p = connectors::run(&store, &index, &s, &stats, now + DAY).await.unwrap();
+    let p = first(connectors::run(&store, &index, &s, &stats, now + DAY).await.unwrap());
     assert_eq!(p.window, (today - 2 * DAY, today + DAY));
     assert_eq!((p.fetched, p.new, p.known), (6, 2, 4));
     // Run again: the cursor moved a day, so two days are asked again, all known.
-    let p = connectors::run(&store, &index, &s, &stats, now + DAY).await.unwrap();
+    let p = first(connectors::run(&store, &index, &s, &stats, now + DAY).await.unwrap());
     assert_eq!((p.new, p.known), (0, 4));
     assert_eq!(stored_nanos(&store).await, (6 * day_nanos, 12));
     let totals = store.gateway_totals(None).await.unwrap();
@@ -613,7 +654,7 @@ async fn cost_reports_through_timeouts_retries_and_a_malformed_page(
     );
     assert!(metrics.contains("cause=\"shape\"} 1"), "{metrics}");
 
-    let p = connectors::run(&store, &index, &s, &stats, now).await.unwrap();
+    let p = first(connectors::run(&store, &index, &s, &stats, now).await.unwrap());
     assert_eq!((p.fetched, p.pages, p.new, p.known), (10, 3, 2, 8), "{kind:?}");
     assert_eq!(stored_nanos(&store).await, (5 * day_nanos, 10), "{kind:?}: totals to the cent");
     assert_eq!(store.connector_cursor(s.name.clone()).await.unwrap(), Some(today));
@@ -801,10 +842,11 @@ fn case(kind: Kind, vendor: &Vendor, now: i64) -> Case {
             whole: (10, 3),
             before_kill: 8,
         },
+        // The usage reports answer empty: three pages of empty buckets and five empty days.
         Kind::Anthropic => Case {
             expected: (5 * ANTHROPIC_DAY_NANOS, 10),
             start: today - 5 * DAY,
-            whole: (10, 3),
+            whole: (10, 3 + 3 + 5),
             before_kill: 8,
         },
         Kind::Openrouter | Kind::Ramp | Kind::Brex => {
