@@ -148,7 +148,8 @@ pub(crate) fn mcp_flags(flags: &[String]) -> Markup {
 /// straight to the provider's API, from which processes, and the gateway they skipped.
 /// Nothing when there is none.
 pub(crate) fn bypass(r: &aiscout_wire::InventoryRow) -> Markup {
-    let n = |v: u64, one: &str, many: &str| format!("{} {}", count(v), if v == 1 { one } else { many });
+    let n =
+        |v: u64, one: &str, many: &str| format!("{} {}", count(v), if v == 1 { one } else { many });
     html! {
         @if r.bypass_devices > 0 {
             span class="bypass" {

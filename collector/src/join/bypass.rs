@@ -196,7 +196,10 @@ mod tests {
         assert_eq!(rows.len(), 1, "{rows:?}");
         let r = &rows[0];
         assert_eq!((r.product.as_str(), r.process.as_str()), ("openai.api", "python3"));
-        assert_eq!((r.host.as_str(), r.gateway_host.as_str()), ("api.openai.com", "llm.corp.example"));
+        assert_eq!(
+            (r.host.as_str(), r.gateway_host.as_str()),
+            ("api.openai.com", "llm.corp.example")
+        );
         assert_eq!(r.count, 4, "the DNS answer and the ClientHello are summed");
         assert!(find(&catalog, &fronted, Some(201), None).is_empty(), "seen before the period");
         assert!(find(&catalog, &fronted, None, Some(99)).is_empty(), "seen after the period");
