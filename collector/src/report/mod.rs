@@ -409,7 +409,7 @@ pub fn reconcile_sheets(r: &Reconciliation) -> Vec<Sheet> {
             "department",
             "process",
             "api_host",
-            "gateway",
+            "gateway_id",
             "gateway_host",
             "first_seen",
             "last_seen",

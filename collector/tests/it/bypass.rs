@@ -274,7 +274,7 @@ async fn bypass_shows_in_the_inventory_and_the_reconciliation_and_a_near_miss_do
     let mut lines = csv.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "product,name,device,host_id,person,department,process,api_host,gateway,gateway_host,first_seen,last_seen,count"
+        "product,name,device,host_id,person,department,process,api_host,gateway_id,gateway_host,first_seen,last_seen,count"
     );
     let row = lines.next().unwrap();
     assert!(
