@@ -46,15 +46,35 @@ fn sighting(product: &str, kind: &str, value: &str, process: &str) -> Value {
            "window": 1_789_999_200})
 }
 
+/// The cells of one RFC 4180 line (quoted cells may hold commas and doubled quotes).
+fn fields(line: &str) -> Vec<String> {
+    let (mut out, mut cell, mut quoted) = (Vec::new(), String::new(), false);
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cell.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(std::mem::take(&mut cell)),
+            (c, _) => cell.push(c),
+        }
+    }
+    out.push(cell);
+    out
+}
+
 /// The CSV row of `product` as named columns.
 fn csv_row(csv: &str, product: &str) -> Vec<(String, String)> {
     let mut lines = csv.lines();
-    let header: Vec<String> = lines.next().unwrap().split(',').map(str::to_owned).collect();
+    let header = fields(lines.next().unwrap());
     let line = lines.find(|l| l.starts_with(&format!("{product},"))).unwrap_or_else(|| {
         panic!("no row for {product} in\n{csv}");
     });
-    // The fixture's cells hold no quoted commas in these columns.
-    header.into_iter().zip(line.split(',').map(str::to_owned)).collect()
+    let cells = fields(line);
+    assert_eq!(header.len(), cells.len(), "{line}");
+    header.into_iter().zip(cells).collect()
 }
 
 fn cell<'a>(row: &'a [(String, String)], column: &str) -> &'a str {
