@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use aiscout_signatures::Overlay;
 use aiscout_wire::Secret;
-use serde::Serialize;
 
 #[allow(clippy::wildcard_imports)]
 // Reason: the handlers share the API module's helpers and types.
@@ -359,31 +358,7 @@ pub(super) async fn set_document<S: Store>(
 
 /// One row of the bypass report: a device reached a provider's API host directly although
 /// a sanctioned gateway fronts that provider.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct BypassRow {
-    /// Host id of the device.
-    pub host_id: String,
-    /// Its host name.
-    pub hostname: String,
-    /// Its owner, when known.
-    pub owner_email: Option<String>,
-    /// The process that made the traffic (empty when not attributed).
-    pub process: String,
-    /// The provider product reached directly.
-    pub product: String,
-    /// The API host name seen.
-    pub host: String,
-    /// The gateway that fronts it (id).
-    pub gateway: String,
-    /// The gateway's host.
-    pub gateway_host: String,
-    /// First seen.
-    pub first_seen: i64,
-    /// Last seen.
-    pub last_seen: i64,
-    /// Times seen.
-    pub count: i64,
-}
+pub type BypassRow = join::bypass::Bypass;
 
 /// Traffic straight to provider API hosts that a sanctioned gateway fronts, per device,
 /// process, host and gateway ([`crate::join::bypass`], which the inventory and the
@@ -394,22 +369,7 @@ pub struct BypassRow {
 /// Store failures.
 pub async fn bypass<S: Store>(store: &S, catalog: &Catalog) -> Result<Vec<BypassRow>, StoreError> {
     let fronted = join::bypass::read(store, None).await?;
-    Ok(join::bypass::find(catalog, &fronted, None, None)
-        .into_iter()
-        .map(|b| BypassRow {
-            host_id: b.host_id,
-            hostname: b.hostname,
-            owner_email: b.owner_email,
-            process: b.process,
-            product: b.product,
-            host: b.host,
-            gateway: b.gateway,
-            gateway_host: b.gateway_host,
-            first_seen: b.first_seen,
-            last_seen: b.last_seen,
-            count: b.count,
-        })
-        .collect())
+    Ok(join::bypass::find(catalog, &fronted, None, None))
 }
 
 /// `GET /api/v1/reports/bypass` (any API token): `{"overlay_version": n, "rows": [...]}`.

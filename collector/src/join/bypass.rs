@@ -32,11 +32,10 @@ pub struct Fronted {
 }
 
 /// One bypass: a device (and its owner) reached a fronted provider's API host directly from a
-/// process, summed over the sighting kinds.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// process, summed over the sighting kinds. Serialised as it is, it is a row of
+/// `GET /api/v1/reports/bypass`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Bypass {
-    /// The provider product reached directly.
-    pub product: String,
     /// Host id of the device.
     pub host_id: String,
     /// Its host name.
@@ -45,6 +44,8 @@ pub struct Bypass {
     pub owner_email: Option<String>,
     /// The process that made the traffic (`""` when not attributed).
     pub process: String,
+    /// The provider product reached directly.
+    pub product: String,
     /// The API host name seen.
     pub host: String,
     /// The gateway that fronts the product (its overlay id).

@@ -150,8 +150,9 @@ async fn agent_verifies_the_overlay_detects_its_product_and_bypass_is_reported()
     });
     assert_eq!(report["overlay_version"], 2, "{report}");
     let rows = report["rows"].as_array().unwrap();
-    // The capture's DNS answer and its ClientHello are separate sightings: one row each, both
-    // the OpenAI API host from this device, none for the organisation product.
+    // The capture's DNS answer and its ClientHello are separate sightings of the OpenAI API
+    // host from this device, summed into one row per process; none for the organisation
+    // product.
     assert!(!rows.is_empty(), "{report}");
     let device = rows[0]["host_id"].as_str().unwrap();
     assert!(!device.is_empty(), "{report}");
