@@ -451,6 +451,23 @@ pub fn api_get(
     token: &str,
     path: &str,
 ) -> Result<serde_json::Value, HarnessError> {
+    api_send(url, pin, hyper::Method::GET, path, Some(token), Vec::new())
+}
+
+/// Calls the collector's API with `method` and a JSON `body`, with a bearer credential (an API
+/// token or a node key) when given, trusting exactly its pinned certificate, as the agent's
+/// upload client does; returns the JSON answer.
+///
+/// # Errors
+/// Transport failures and answers other than 2xx.
+pub fn api_send(
+    url: &str,
+    pin: &str,
+    method: hyper::Method,
+    path: &str,
+    bearer: Option<&str>,
+    body: Vec<u8>,
+) -> Result<serde_json::Value, HarnessError> {
     let pin = aiscout_signatures::hex::decode(pin)
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
         .ok_or_else(|| HarnessError::Other("bad pin".into()))?;
@@ -463,9 +480,9 @@ pub fn api_get(
         .enable_all()
         .build()
         .map_err(|e| HarnessError::Other(e.to_string()))?;
-    let secret = aiscout_wire::Secret::new(token);
+    let secret = bearer.map(aiscout_wire::Secret::new);
     let bytes = runtime
-        .block_on(client.call(hyper::Method::GET, path, Some(&secret), Vec::new()))
+        .block_on(client.call(method, path, secret.as_ref(), body))
         .map_err(|e| HarnessError::Other(e.to_string()))?;
     serde_json::from_slice(&bytes).map_err(|e| HarnessError::Other(e.to_string()))
 }

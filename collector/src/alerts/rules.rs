@@ -253,6 +253,10 @@ mod tests {
             subscriptions: 0,
             annualized_cost: Vec::new(),
             mcp_flags: Vec::new(),
+            bypass_devices: 0,
+            bypass_people: 0,
+            bypass_processes: Vec::new(),
+            bypass_gateways: Vec::new(),
             risk_score: 0,
             risk_facts: Vec::new(),
         };

@@ -8,9 +8,8 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use aiscout_signatures::{DomainUse, Index, Indicator, Overlay};
+use aiscout_signatures::Overlay;
 use aiscout_wire::Secret;
-use serde::Serialize;
 
 #[allow(clippy::wildcard_imports)]
 // Reason: the handlers share the API module's helpers and types.
@@ -359,72 +358,18 @@ pub(super) async fn set_document<S: Store>(
 
 /// One row of the bypass report: a device reached a provider's API host directly although
 /// a sanctioned gateway fronts that provider.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct BypassRow {
-    /// Host id of the device.
-    pub host_id: String,
-    /// Its host name.
-    pub hostname: String,
-    /// Its owner, when known.
-    pub owner_email: Option<String>,
-    /// The process that made the traffic (empty when not attributed).
-    pub process: String,
-    /// The provider product reached directly.
-    pub product: String,
-    /// The API host name seen.
-    pub host: String,
-    /// The gateway that fronts it (id).
-    pub gateway: String,
-    /// The gateway's host.
-    pub gateway_host: String,
-    /// First seen.
-    pub first_seen: i64,
-    /// Last seen.
-    pub last_seen: i64,
-    /// Times seen.
-    pub count: i64,
-}
+pub type BypassRow = join::bypass::Bypass;
 
-/// Traffic straight to provider API hosts that a sanctioned gateway fronts: network
-/// sightings of a fronted product whose host is one of its API domains (web use of the
-/// same vendor, and the gateway host itself, are not bypass).
+/// Traffic straight to provider API hosts that a sanctioned gateway fronts, per device,
+/// process, host and gateway ([`crate::join::bypass`], which the inventory and the
+/// reconciliation read too): web use of the same vendor, and the gateway host itself, are not
+/// bypass.
 ///
 /// # Errors
 /// Store failures.
-pub async fn bypass<S: Store>(
-    store: &S,
-    catalog: &Catalog,
-    overlay: &Overlay,
-) -> Result<Vec<BypassRow>, StoreError> {
-    let index = Index::new(catalog.clone());
-    let mut rows = Vec::new();
-    for gateway in overlay.gateways() {
-        for product in &gateway.fronts {
-            for s in store.process_sightings(product.clone()).await? {
-                let api = index.domain(&s.value).is_some_and(|m| {
-                    m.product.id == *product
-                        && matches!(m.indicator, Indicator::Domain(DomainUse::Api))
-                });
-                if !api {
-                    continue;
-                }
-                rows.push(BypassRow {
-                    host_id: s.host_id,
-                    hostname: s.hostname,
-                    owner_email: s.owner_email,
-                    process: s.process,
-                    product: s.product,
-                    host: s.value,
-                    gateway: gateway.id.clone(),
-                    gateway_host: gateway.host.clone(),
-                    first_seen: s.first_seen,
-                    last_seen: s.last_seen,
-                    count: s.count,
-                });
-            }
-        }
-    }
-    Ok(rows)
+pub async fn bypass<S: Store>(store: &S, catalog: &Catalog) -> Result<Vec<BypassRow>, StoreError> {
+    let fronted = join::bypass::read(store, None).await?;
+    Ok(join::bypass::find(catalog, &fronted, None, None))
 }
 
 /// `GET /api/v1/reports/bypass` (any API token): `{"overlay_version": n, "rows": [...]}`.
@@ -436,7 +381,7 @@ pub(super) async fn bypass_report<S: Store>(
     let Some(overlay) = latest(&state).await? else {
         return Ok(Json(serde_json::json!({ "overlay_version": 0, "rows": [] })).into_response());
     };
-    let rows = timed(&state, bypass(&state.store, &state.catalog, &overlay)).await?;
+    let rows = timed(&state, bypass(&state.store, &state.catalog)).await?;
     Ok(Json(serde_json::json!({ "overlay_version": overlay.version(), "rows": rows }))
         .into_response())
 }

@@ -144,6 +144,27 @@ pub(crate) fn mcp_flags(flags: &[String]) -> Markup {
     }
 }
 
+/// An inventory row's gateway bypass (issue 17): a badge, how many devices and people went
+/// straight to the provider's API, from which processes, and the gateway they skipped.
+/// Nothing when there is none.
+pub(crate) fn bypass(r: &aiscout_wire::InventoryRow) -> Markup {
+    let n =
+        |v: u64, one: &str, many: &str| format!("{} {}", count(v), if v == 1 { one } else { many });
+    html! {
+        @if r.bypass_devices > 0 {
+            span class="bypass" {
+                span class="badge risk" { "Gateway bypass" }
+                " "
+                span class="small" {
+                    (n(r.bypass_devices, "device", "devices")) ", " (n(r.bypass_people, "person", "people"))
+                    @if !r.bypass_processes.is_empty() { " · " (r.bypass_processes.join(", ")) }
+                    @if !r.bypass_gateways.is_empty() { " · not through " (r.bypass_gateways.join(", ")) }
+                }
+            }
+        }
+    }
+}
+
 /// Human words for a discovery source.
 pub(crate) fn source_label(s: &str) -> &str {
     match s {

@@ -26,6 +26,7 @@ use crate::model::{
 use crate::store::{Store, StoreError};
 use subscriptions::Payer;
 
+pub mod bypass;
 pub mod cache;
 pub mod people;
 pub mod reconcile;
@@ -37,6 +38,10 @@ pub use spend::Spend;
 
 fn u64_of(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
+}
+
+fn len<T>(set: &BTreeSet<T>) -> u64 {
+    u64::try_from(set.len()).unwrap_or(u64::MAX)
 }
 
 /// The store-side part of an inventory query.
@@ -98,6 +103,11 @@ pub struct Facts {
     pub now: i64,
     /// Configured MCP servers with risk flags, installed now (issue 17).
     pub mcp: Vec<McpServerFlags>,
+    /// The overlay's gateways and the network sightings of the products they front, for the
+    /// gateway bypass (issue 17; [`bypass::find`]).
+    pub fronted: bypass::Fronted,
+    /// The period the sightings were read for (`since`, `until`), which the bypass keeps too.
+    pub period: (Option<i64>, Option<i64>),
 }
 
 /// Who owns a device, and when each owner last used each sanctioned product: what the
@@ -225,9 +235,12 @@ pub async fn gather_from<S: Store>(
     // Small (one row per flagged server and flag set) and read for both purposes: the app
     // card gathers for the reconciliation and shows the flags too.
     let mcp = store.mcp_flags();
-    let ((sources, products), owners, spend, mcp) =
-        tokio::try_join!(store.usage(filter), owners, spend, mcp)?;
-    Ok(Facts { sources, products, reviews, spend, owners, now, mcp })
+    let period = (filter.since, filter.until);
+    let product = filter.product.clone();
+    let fronted = bypass::read(store, product.as_deref());
+    let ((sources, products), owners, spend, mcp, fronted) =
+        tokio::try_join!(store.usage(filter), owners, spend, mcp, fronted)?;
+    Ok(Facts { sources, products, reviews, spend, owners, now, mcp, fronted, period })
 }
 
 /// Looks up payers and gateway users in the directory.
@@ -336,6 +349,10 @@ pub fn inventory(
         annual: Purse,
         subscriptions: u64,
         mcp_flags: BTreeSet<String>,
+        bypass_devices: BTreeSet<String>,
+        bypass_people: BTreeSet<String>,
+        bypass_processes: BTreeSet<String>,
+        bypass_gateways: BTreeSet<String>,
     }
     impl Acc {
         fn seen(&mut self, first: i64, last: i64) {
@@ -403,6 +420,20 @@ pub fn inventory(
             a.mcp_flags.extend(m.flags.iter().cloned());
         }
     }
+    let (since, until) = facts.period;
+    for b in bypass::find(catalog, &facts.fronted, since, until) {
+        // Like the MCP flags: a bypass is a network sighting, so its product has a row unless
+        // the filters leave it out.
+        let Some(a) = acc.get_mut(&b.product).filter(|_| wanted(&b.product)) else { continue };
+        a.bypass_devices.insert(b.host_id);
+        if let Some(owner) = b.owner_email.filter(|o| !o.is_empty()) {
+            a.bypass_people.insert(owner.to_lowercase());
+        }
+        if !b.process.is_empty() {
+            a.bypass_processes.insert(b.process);
+        }
+        a.bypass_gateways.insert(b.gateway);
+    }
     acc.into_iter()
         .map(|(product, a)| {
             let (vendor, name, category) = catalog_facts(catalog, &product);
@@ -427,6 +458,10 @@ pub fn inventory(
                 subscriptions: a.subscriptions,
                 annualized_cost: a.annual.minor(),
                 mcp_flags: a.mcp_flags.into_iter().collect(),
+                bypass_devices: len(&a.bypass_devices),
+                bypass_people: len(&a.bypass_people),
+                bypass_processes: a.bypass_processes.into_iter().collect(),
+                bypass_gateways: a.bypass_gateways.into_iter().collect(),
                 product,
             }
         })

@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use aiscout_signatures::merchant::context_words;
 use aiscout_signatures::{Audience, Catalog, Period, Price, Product};
 use aiscout_wire::{
-    Candidate, ConsumerPlan, DepartmentMonthSpend, DuplicateSubscriptions, IdleSubscription,
-    PaidNotSanctioned, ProductStatus, Reconciliation, UsedNotPaid,
+    Candidate, ConsumerPlan, DepartmentMonthSpend, DuplicateSubscriptions, GatewayBypass,
+    IdleSubscription, PaidNotSanctioned, ProductStatus, Reconciliation, UsedNotPaid,
 };
 
 use super::subscriptions::Subscription;
@@ -220,6 +220,7 @@ pub fn reconcile(catalog: &Catalog, facts: &Facts, idle_days: u32) -> Reconcilia
         .collect();
 
     let consumer_plans = consumer_plans(catalog, spend, &name_of);
+    let gateway_bypass = gateway_bypass(catalog, facts, &name_of);
 
     Reconciliation {
         generated_at: facts.now,
@@ -231,7 +232,52 @@ pub fn reconcile(catalog: &Catalog, facts: &Facts, idle_days: u32) -> Reconcilia
         gateway_vs_shadow,
         candidates,
         consumer_plans,
+        gateway_bypass,
     }
+}
+
+/// Gateway bypass (issue 17): per device, person and process, the provider API reached
+/// directly and the gateway that should have carried it, the owner's department from the
+/// directory.
+fn gateway_bypass(
+    catalog: &Catalog,
+    facts: &Facts,
+    name_of: &dyn Fn(&str) -> String,
+) -> Vec<GatewayBypass> {
+    let (since, until) = facts.period;
+    let found = super::bypass::find(catalog, &facts.fronted, since, until);
+    if found.is_empty() {
+        return Vec::new();
+    }
+    let departments: BTreeMap<String, &str> = facts
+        .spend
+        .people
+        .iter()
+        .map(|p| (p.email.to_lowercase(), p.department.as_str()))
+        .collect();
+    found
+        .into_iter()
+        .map(|b| {
+            let person = b.owner_email.unwrap_or_default();
+            let department =
+                departments.get(&person.to_lowercase()).copied().unwrap_or_default().to_owned();
+            GatewayBypass {
+                name: name_of(&b.product),
+                product: b.product,
+                host_id: b.host_id,
+                hostname: b.hostname,
+                person,
+                department,
+                process: b.process,
+                host: b.host,
+                gateway: b.gateway,
+                gateway_host: b.gateway_host,
+                first_seen: b.first_seen,
+                last_seen: b.last_seen,
+                count: u64_of(b.count),
+            }
+        })
+        .collect()
 }
 
 fn period_name(p: Period) -> &'static str {

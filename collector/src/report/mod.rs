@@ -152,6 +152,11 @@ pub fn inventory_sheet(rows: &[InventoryRow]) -> Sheet {
             money_layout.push((get, c));
         }
     }
+    // Gateway bypass (issue 17), added last so that earlier columns keep their places.
+    columns.extend(
+        ["bypass_devices", "bypass_people", "bypass_processes", "bypass_gateways"]
+            .map(str::to_owned),
+    );
     let rows = rows
         .iter()
         .map(|r| {
@@ -177,6 +182,12 @@ pub fn inventory_sheet(rows: &[InventoryRow]) -> Sheet {
                 text(v.map_or("unknown", |v| v.value.as_str()))
             }));
             cells.extend(money_layout.iter().map(|(get, c)| amount_in(get(r), c)));
+            cells.extend([
+                count(r.bypass_devices),
+                count(r.bypass_people),
+                text(r.bypass_processes.join(" ")),
+                text(r.bypass_gateways.join(" ")),
+            ]);
             cells
         })
         .collect();
@@ -383,6 +394,45 @@ pub fn reconcile_sheets(r: &Reconciliation) -> Vec<Sheet> {
                     c.business_plan.as_ref().map_or(Cell::Empty, text),
                     c.business_price.clone().map_or(Cell::Empty, Cell::Money),
                     c.business_period.as_ref().map_or(Cell::Empty, text),
+                ]
+            })
+            .collect(),
+    });
+    out.push(Sheet {
+        title: "Gateway bypass (provider APIs reached without the sanctioned gateway)".into(),
+        columns: cols(&[
+            "product",
+            "name",
+            "device",
+            "host_id",
+            "person",
+            "department",
+            "process",
+            "api_host",
+            "gateway_id",
+            "gateway_host",
+            "first_seen",
+            "last_seen",
+            "count",
+        ]),
+        rows: r
+            .gateway_bypass
+            .iter()
+            .map(|b| {
+                vec![
+                    text(&b.product),
+                    text(&b.name),
+                    text(&b.hostname),
+                    text(&b.host_id),
+                    text(&b.person),
+                    text(&b.department),
+                    text(&b.process),
+                    text(&b.host),
+                    text(&b.gateway),
+                    text(&b.gateway_host),
+                    Cell::Time(b.first_seen),
+                    Cell::Time(b.last_seen),
+                    count(b.count),
                 ]
             })
             .collect(),

@@ -15,7 +15,7 @@ use hyper::{Method, StatusCode};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{Value, json};
 
-const SECRET: &str = "s3cret-enroll-0123456789abcdefghijkl";
+pub(crate) const SECRET: &str = "s3cret-enroll-0123456789abcdefghijkl";
 const BATCH: &[u8] = include_bytes!("../../wire/tests/data/v1/sighting_batch.json");
 
 pub(crate) struct Server {

@@ -11,6 +11,7 @@
 mod alerts;
 mod api;
 mod backup;
+mod bypass;
 mod connectors;
 mod console;
 mod drop;

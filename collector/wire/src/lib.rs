@@ -39,7 +39,7 @@ pub use people::{
 };
 pub use report::{
     Candidate, ConsumerPlan, DepartmentMonthSpend, DescriptorMapping, DuplicateSubscriptions,
-    IdleSubscription, ImportSummary, MappingList, MappingRequest, PaidNotSanctioned,
+    GatewayBypass, IdleSubscription, ImportSummary, MappingList, MappingRequest, PaidNotSanctioned,
     Reconciliation, UsedNotPaid,
 };
 pub use secret::Secret;

@@ -174,6 +174,22 @@ pub struct InventoryRow {
     /// of their [`crate::McpFlag`] wire names, sorted (absent when none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mcp_flags: Vec<String>,
+    /// Gateway bypass (issue 17): distinct devices that reached the product's API hosts
+    /// directly while a sanctioned gateway of the organisation overlay fronts it (absent when
+    /// none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub bypass_devices: u64,
+    /// Distinct owners of those devices (absent when none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub bypass_people: u64,
+    /// The processes that made that traffic, sorted; traffic the agent could not attribute
+    /// to a process counts in `bypass_devices` only (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bypass_processes: Vec<String>,
+    /// The overlay ids of the gateways that should have carried it, sorted (absent when
+    /// none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bypass_gateways: Vec<String>,
     /// Risk score from the catalog's risk facts and the `[risk]` weights: 0 (every fact known
     /// and safe) to 100 (every fact risky). Omitted when 0 and read as 0 when absent, so
     /// the v1 encoding of a row without risk facts is unchanged.

@@ -31,6 +31,42 @@ pub struct Reconciliation {
     /// the business seat proposed instead (issue 17).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub consumer_plans: Vec<ConsumerPlan>,
+    /// Gateway bypass (issue 17): per device, person and process, a provider API reached
+    /// directly while a sanctioned gateway of the organisation overlay fronts it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateway_bypass: Vec<GatewayBypass>,
+}
+
+/// A device that reached a provider's API host directly, from one process, although a
+/// sanctioned gateway fronts that provider: the traffic the gateway should have carried.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayBypass {
+    /// The provider product reached directly (`openai.api`).
+    pub product: String,
+    /// Product name.
+    pub name: String,
+    /// Host id of the device.
+    pub host_id: String,
+    /// Its host name.
+    pub hostname: String,
+    /// The device's owner, empty when unknown.
+    pub person: String,
+    /// The owner's department from the directory, empty when unknown.
+    pub department: String,
+    /// The process that made the traffic, empty when the agent could not attribute it.
+    pub process: String,
+    /// The API host name reached (`api.openai.com`).
+    pub host: String,
+    /// The overlay id of the gateway that should have carried it.
+    pub gateway: String,
+    /// That gateway's host (`llm.corp.example`).
+    pub gateway_host: String,
+    /// First seen.
+    pub first_seen: i64,
+    /// Last seen.
+    pub last_seen: i64,
+    /// Times seen (DNS answers and connections).
+    pub count: u64,
 }
 
 /// A consumer plan paid on a card: the lines of one product, payer, department and plan

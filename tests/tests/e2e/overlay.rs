@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use aiscout_e2e::browser::{Browser, Key};
 use aiscout_e2e::{
-    Collector, agent_config, api_get, binary, sightings_by_product, start_agent, wait_for,
-    workspace_root,
+    Collector, agent_config, api_get, api_send, binary, sightings_by_product, start_agent,
+    wait_for, workspace_root,
 };
+use serde_json::{Value, json};
 
 const LONG: Duration = Duration::from_secs(120);
 
@@ -149,8 +150,9 @@ async fn agent_verifies_the_overlay_detects_its_product_and_bypass_is_reported()
     });
     assert_eq!(report["overlay_version"], 2, "{report}");
     let rows = report["rows"].as_array().unwrap();
-    // The capture's DNS answer and its ClientHello are separate sightings: one row each, both
-    // the OpenAI API host from this device, none for the organisation product.
+    // The capture's DNS answer and its ClientHello are separate sightings of the OpenAI API
+    // host from this device, summed into one row per process; none for the organisation
+    // product.
     assert!(!rows.is_empty(), "{report}");
     let device = rows[0]["host_id"].as_str().unwrap();
     assert!(!device.is_empty(), "{report}");
@@ -215,5 +217,155 @@ async fn agent_verifies_the_overlay_detects_its_product_and_bypass_is_reported()
     b.execute("document.getElementById('gateway-error').scrollIntoView()", vec![]).await.unwrap();
     b.screenshot("overlay-error").await.unwrap();
     b.assert_accessible("overlay-error").await.unwrap();
+    c.process.terminate(Duration::from_secs(30)).unwrap();
+}
+
+/// Enrolls a device over the wire protocol, as an agent does; its node key.
+fn enroll(c: &Collector, host: &str, owner: &str) -> String {
+    let body = json!({"enroll_secret": "e2e-enroll-secret-0123456789abcdefghijkl",
+        "device": {"host_id": host, "hostname": format!("{host}.corp"), "os": "linux",
+                   "os_version": "12", "agent_version": "0.1.0", "owner_email": owner}});
+    let v = api_send(
+        &c.url,
+        &c.pin,
+        hyper::Method::POST,
+        "/api/v1/enroll",
+        None,
+        body.to_string().into_bytes(),
+    )
+    .unwrap();
+    v["node_key"].as_str().unwrap().to_owned()
+}
+
+/// One sighting batch as an agent with live process attribution sends it.
+fn report(c: &Collector, key: &str, batch: &str, sightings: &[(&str, &str, &str, &str)]) {
+    let sightings: Vec<Value> = sightings
+        .iter()
+        .map(|(product, kind, value, process)| {
+            json!({"product": product, "kind": kind, "value": value, "user": "u1",
+                   "process": process, "first_seen": 1_790_000_000, "last_seen": 1_790_000_600,
+                   "count": 2, "window": 1_789_999_200})
+        })
+        .collect();
+    let body = json!({"batch_id": batch, "agent": {"version": "0.1.0", "catalog_version": 0},
+                      "sightings": sightings, "dropped": 0, "evicted": 0});
+    api_send(
+        &c.url,
+        &c.pin,
+        hyper::Method::POST,
+        "/api/v1/sightings",
+        Some(key),
+        body.to_string().into_bytes(),
+    )
+    .unwrap();
+}
+
+/// Issue 17, the gateway bypass in the console: one device goes through the sanctioned gateway
+/// (and calls the Anthropic API, which the gateway does not front: a near miss), another calls
+/// the OpenAI API straight from python3. Procurement sees the bypass on the inventory row, the
+/// app card and the reconciliation page (screenshots, axe-core), and downloads the section.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_bypass_shows_on_the_inventory_the_app_card_and_the_reconciliation() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("collector");
+    let mut c = Collector::start(&data, 0, &[]).unwrap();
+    let procurement = c.token("procurement", "pat-procurement").unwrap();
+    let (ok, out) = cli(
+        &data,
+        &[
+            "overlay",
+            "add-gateway",
+            "--id",
+            "org.llm-gateway",
+            "--host",
+            "llm.corp.example",
+            "--fronts",
+            "openai.api",
+        ],
+    );
+    assert!(ok, "{out}");
+    let people = dir.path().join("people.csv");
+    std::fs::write(
+        &people,
+        "email,name,department,manager\ndan.direct@example.com,Dan Direct,Research,\n",
+    )
+    .unwrap();
+    let (ok, out) = cli(&data, &["import", "people", &people.display().to_string()]);
+    assert!(ok, "{out}");
+    tokio::task::block_in_place(|| {
+        let gw = enroll(&c, "laptop-gw", "gina.gateway@example.com");
+        report(
+            &c,
+            &gw,
+            "gw-1",
+            &[
+                ("org.llm-gateway", "tls_sni", "llm.corp.example", "curl"),
+                ("anthropic.api", "tls_sni", "api.anthropic.com", "python3"),
+            ],
+        );
+        let direct = enroll(&c, "laptop-direct", "dan.direct@example.com");
+        report(
+            &c,
+            &direct,
+            "direct-1",
+            &[
+                ("openai.api", "dns", "api.openai.com", "python3"),
+                ("openai.api", "tls_sni", "api.openai.com", "python3"),
+            ],
+        );
+    });
+
+    let b = Browser::start().await.unwrap();
+    b.goto(&format!("{}/login", c.url)).await.unwrap();
+    b.wait_for("#token", LONG).await.unwrap().send_keys(&procurement).await.unwrap();
+    b.keys(&[Key::Enter]).await.unwrap();
+    b.wait_for("header .who", LONG).await.unwrap();
+    b.goto(&format!("{}/inventory", c.url)).await.unwrap();
+    let rows = b.wait_for("table.data tbody", LONG).await.unwrap().text().await.unwrap();
+    let badge = b
+        .find("table.data tbody tr:has(a[href='/products/openai.api']) span.bypass")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(badge.contains("Gateway bypass"), "{badge}");
+    assert!(
+        badge.contains("1 device, 1 person · python3 · not through org.llm-gateway"),
+        "{badge}"
+    );
+    assert_eq!(b.find_all("span.bypass").await.unwrap().len(), 1, "only the OpenAI API: {rows}");
+    b.screenshot("inventory-bypass").await.unwrap();
+    b.assert_accessible("inventory-bypass").await.unwrap();
+
+    b.find("table.data a[href='/products/openai.api']").await.unwrap().click().await.unwrap();
+    let section = b.wait_for("#bypass", LONG).await.unwrap().text().await.unwrap();
+    for v in [
+        "laptop-direct.corp",
+        "dan.direct@example.com",
+        "python3",
+        "api.openai.com",
+        "llm.corp.example",
+    ] {
+        assert!(section.contains(v), "{v} missing from {section}");
+    }
+    b.execute("document.getElementById('bypass').scrollIntoView()", vec![]).await.unwrap();
+    b.screenshot("product-bypass").await.unwrap();
+    b.assert_accessible("product-bypass").await.unwrap();
+    b.goto(&format!("{}/products/anthropic.api", c.url)).await.unwrap();
+    b.wait_for("main h1", LONG).await.unwrap();
+    assert!(b.find_all("#bypass").await.unwrap().is_empty(), "the near miss has no bypass");
+
+    b.goto(&format!("{}/reconcile", c.url)).await.unwrap();
+    let s9 = b.wait_for("#s9 tbody", LONG).await.unwrap().text().await.unwrap();
+    assert!(s9.contains("laptop-direct.corp") && s9.contains("Research"), "{s9}");
+    assert!(s9.contains("python3") && s9.contains("llm.corp.example"), "{s9}");
+    assert!(!s9.contains("laptop-gw"), "{s9}");
+    let csv = b.find("#s9 a[download]").await.unwrap().attr("href").await.unwrap();
+    assert_eq!(csv.as_deref(), Some("/reconcile/gateway-bypass.csv"));
+    b.execute("document.getElementById('s9').scrollIntoView()", vec![]).await.unwrap();
+    b.screenshot("reconcile-bypass").await.unwrap();
+    b.assert_accessible("reconcile-bypass").await.unwrap();
+    drop(b);
     c.process.terminate(Duration::from_secs(30)).unwrap();
 }

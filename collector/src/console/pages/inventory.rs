@@ -193,7 +193,10 @@ pub(crate) async fn page<S: Store>(
                 tbody {
                     @for r in rows.get(start..end).unwrap_or_default() {
                         tr {
-                            td { a href={ "/products/" (segment(&r.product)) } { (r.name) } br; span class="muted small" { (r.vendor) } }
+                            td {
+                                a href={ "/products/" (segment(&r.product)) } { (r.name) } br; span class="muted small" { (r.vendor) }
+                                @if r.bypass_devices > 0 { br; (view::bypass(r)) }
+                            }
                             td class="num" { (view::risk(r.risk_score, &r.risk_facts)) }
                             td { (view::badge(r.status)) }
                             td { (r.category) }

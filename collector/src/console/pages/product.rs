@@ -276,6 +276,7 @@ pub(crate) async fn page<S: Store>(
     let unp: Vec<_> = recon.used_not_paid.iter().filter(|r| r.product == id).collect();
     let idle: Vec<_> = recon.idle_subscriptions.iter().filter(|r| r.product == id).collect();
     let dup: Vec<_> = recon.duplicate_subscriptions.iter().filter(|r| r.product == id).collect();
+    let bypass: Vec<_> = recon.gateway_bypass.iter().filter(|r| r.product == id).collect();
     // Admins in pseudonymous mode may reveal one of the pseudonyms seen with the product:
     // device owners, OS users, payers and gateway end users.
     let mut pseudonyms: Vec<&str> = Vec::new();
@@ -311,6 +312,9 @@ pub(crate) async fn page<S: Store>(
                 div class="card" { span class="figure small" { (view::money(row.as_ref().map_or(&[][..], |r| &r.gateway_spend))) } span { "Gateway spend" } }
                 div class="card" { span class="figure small" { (view::money(row.as_ref().map_or(&[][..], |r| &r.annualized_cost))) } span { "Estimated per year" } }
                 div class="card" { span class="figure" { (risk_score) } span { "Risk score (0-100)" } }
+                @if let Some(r) = row.as_ref().filter(|r| r.bypass_devices > 0) {
+                    div class="card" { span class="figure" { (count(r.bypass_devices)) } span { a href="#bypass" { "Devices bypassing the gateway" } } }
+                }
             }
             section class="panel" id="risk" {
                 h2 { "Risk facts" }
@@ -482,6 +486,29 @@ pub(crate) async fn page<S: Store>(
                 }
                 @if !pseudonyms.is_empty() {
                     (reveal_form(&id, &signed.session.csrf, &pseudonyms))
+                }
+            }
+            @if !bypass.is_empty() {
+                section class="panel warn" id="bypass" {
+                    h2 { "Gateway bypass" }
+                    p class="muted" { "These devices reached " (product.name) " directly, although a sanctioned gateway of the organisation overlay fronts it: the gateway should have carried this traffic." }
+                    table class="data" {
+                        thead { tr { th scope="col" { "Device" } th scope="col" { "Person" } th scope="col" { "Process" } th scope="col" { "API host" } th scope="col" { "Should go through" } th scope="col" class="num" { "Count" } th scope="col" { "Last seen" } } }
+                        tbody {
+                            @for b in bypass.iter().take(100) {
+                                tr {
+                                    td { @if signed.may(Access::Devices) { a href={ "/devices/" (segment(&b.host_id)) } { (b.hostname) } } @else { (b.hostname) } }
+                                    td { (b.person) }
+                                    td { @if b.process.is_empty() { span class="muted" { "not attributed" } } @else { code { (b.process) } } }
+                                    td { code { (b.host) } }
+                                    td { code { (b.gateway_host) } " (" (b.gateway) ")" }
+                                    td class="num" { (count(b.count)) }
+                                    td { (view::when(b.last_seen, now)) }
+                                }
+                            }
+                        }
+                    }
+                    @if bypass.len() > 100 { p class="muted" { "The first 100 of " (count(bypass.len() as u64)) "; " a href="/reconcile#s9" { "the reconciliation" } " lists all." } }
                 }
             }
             section class="panel" {

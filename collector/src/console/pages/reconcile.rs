@@ -1,7 +1,8 @@
 //! `/reconcile`: procurement's five sections with totals, drill-downs and CSV per section,
 //! the unmatched AI-looking lines with a "This is…" form per row (security and admins teach
 //! the collector which product a descriptor is; issue 17), the taught descriptors with undo,
-//! and the consumer plans paid on cards with the business seat proposed.
+//! the consumer plans paid on cards with the business seat proposed, and the gateway bypass
+//! (provider APIs reached without the sanctioned gateway that fronts them).
 
 use std::sync::Arc;
 
@@ -22,7 +23,7 @@ use crate::store::Store;
 type Shared<S> = State<Arc<AppState<S>>>;
 
 /// URL names of the CSV sections, in the report's sheet order.
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "paid-not-sanctioned",
     "used-not-paid",
     "idle-subscriptions",
@@ -30,6 +31,7 @@ const SECTIONS: [&str; 7] = [
     "gateway-vs-shadow",
     "candidates",
     "consumer-plans",
+    "gateway-bypass",
 ];
 
 fn idle_days(pairs: &[(String, String)]) -> Result<u32, Refusal> {
@@ -136,6 +138,7 @@ pub(crate) async fn page<S: Store>(
                 li { a href="#s6" { "Unmatched AI-looking lines (" (r.candidates.len()) ")" } }
                 li { a href="#s7" { "Consumer plans (" (r.consumer_plans.len()) ")" } }
                 li { a href="#s8" { "Taught descriptors (" (taught.len()) ")" } }
+                li { a href="#s9" { "Gateway bypass (" (r.gateway_bypass.len()) ")" } }
             } }
             section class="panel" id="s1" {
                 h2 { "1. Paid but not sanctioned" }
@@ -271,6 +274,22 @@ pub(crate) async fn page<S: Store>(
                         } } }
                     }
                 }
+            }
+            section class="panel" id="s9" {
+                h2 { "9. Gateway bypass" }
+                p class="muted" { "Devices that reached a provider's API directly although a sanctioned gateway of the organisation overlay fronts it, per device, person and process, with the gateway that should have carried the traffic." }
+                @let devices: std::collections::BTreeSet<&str> = r.gateway_bypass.iter().map(|x| x.host_id.as_str()).collect();
+                p class="total" { (count(devices.len() as u64)) @if devices.len() == 1 { " device · " } @else { " devices · " } a href=(csv(7)) download { "CSV" } }
+                table class="data" {
+                    thead { tr { th scope="col" { "Provider API" } th scope="col" { "Device" } th scope="col" { "Person" } th scope="col" { "Department" } th scope="col" { "Process" } th scope="col" { "API host" } th scope="col" { "Should go through" } th scope="col" class="num" { "Count" } th scope="col" { "Last seen" } } }
+                    tbody { @for x in rows(&pairs, "s9", &r.gateway_bypass) { tr {
+                        td { a href={ (card(&x.product)) "#bypass" } { (x.name) } } td { (x.hostname) } td { (x.person) } td { (x.department) }
+                        td { @if x.process.is_empty() { span class="muted" { "not attributed" } } @else { code { (x.process) } } }
+                        td { code { (x.host) } } td { code { (x.gateway_host) } " (" (x.gateway) ")" }
+                        td class="num" { (count(x.count)) } td { (view::when(x.last_seen, now)) }
+                    } } }
+                }
+                (view::pager_of("/reconcile", &pairs, "s9", "#s9", r.gateway_bypass.len()))
             }
         }
     };

@@ -179,6 +179,28 @@ fn openapi_file_documents_every_route() {
     }
 }
 
+/// Issue 17: the gateway bypass fields of an inventory row and the reconciliation's section
+/// are additive: older documents read as none, and none is written as nothing.
+#[test]
+fn gateway_bypass_is_optional_and_round_trips() {
+    let rows = round_trip::<InventoryList>("inventory_bypass.json");
+    let r = &rows.rows[0];
+    assert_eq!((r.bypass_devices, r.bypass_people), (1, 1));
+    assert_eq!(
+        (r.bypass_processes.as_slice(), r.bypass_gateways.as_slice()),
+        (&["python3".to_owned()][..], &["org.llm-gateway".to_owned()][..])
+    );
+    let old = round_trip::<InventoryList>("inventory.json");
+    assert!(old.rows.iter().all(|r| r.bypass_devices == 0 && r.bypass_processes.is_empty()));
+    assert!(!serde_json::to_string(&old).unwrap().contains("bypass"));
+    let rec = round_trip::<Reconciliation>("reconcile_gateway_bypass.json");
+    assert_eq!(rec.gateway_bypass[0].process, "python3");
+    assert_eq!(rec.gateway_bypass[0].gateway_host, "llm.corp.example");
+    let old = round_trip::<Reconciliation>("reconcile.json");
+    assert!(old.gateway_bypass.is_empty());
+    assert!(!serde_json::to_string(&old).unwrap().contains("gateway_bypass"));
+}
+
 #[test]
 fn mcp_flags_are_optional_and_round_trip() {
     use aiscout_wire::McpFlag;
