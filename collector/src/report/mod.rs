@@ -289,6 +289,7 @@ pub fn reconcile_sheets(r: &Reconciliation) -> Vec<Sheet> {
             "currency",
             "amount",
             "team_plan",
+            "team_seats",
             "team_annual",
             "saving",
         ]),
@@ -304,6 +305,7 @@ pub fn reconcile_sheets(r: &Reconciliation) -> Vec<Sheet> {
                     currency_of(&d.current_annual),
                     Cell::Money(d.current_annual.clone()),
                     d.team_plan.as_ref().map_or(Cell::Empty, text),
+                    d.team_seats.map_or(Cell::Empty, count),
                     d.team_annual.clone().map_or(Cell::Empty, Cell::Money),
                     d.saving.clone().map_or(Cell::Empty, Cell::Money),
                 ]
@@ -363,6 +365,7 @@ pub fn reconcile_sheets(r: &Reconciliation) -> Vec<Sheet> {
             "business_plan",
             "business_price",
             "business_period",
+            "business_min_seats",
         ]),
         rows: r
             .consumer_plans
@@ -383,6 +386,7 @@ pub fn reconcile_sheets(r: &Reconciliation) -> Vec<Sheet> {
                     c.business_plan.as_ref().map_or(Cell::Empty, text),
                     c.business_price.clone().map_or(Cell::Empty, Cell::Money),
                     c.business_period.as_ref().map_or(Cell::Empty, text),
+                    c.business_min_seats.map_or(Cell::Empty, |m| count(u64::from(m))),
                 ]
             })
             .collect(),
