@@ -435,18 +435,29 @@ pub fn validate(raw: RawConfig, o: Overrides) -> Result<Config, Vec<Problem>> {
         }
     };
 
+    // Issue 17: each message names the organisation overlay, so an operator does not take it
+    // for the catalog key.
     let overlay_key = match (o.overlay_key_hex, o.overlay_key_file.or(raw.overlay_key_file)) {
         (Some(hex), _) => hex32(&hex).or_else(|| {
-            problem("overlay_key", "the managed overlay key must be 64 hex digits".into());
+            problem(
+                "overlay_key",
+                "the managed organisation overlay public key must be 64 hex digits".into(),
+            );
             None
         }),
         (None, Some(path)) => match read_small(&path) {
             Ok(text) => hex32(&text).or_else(|| {
-                problem("overlay_key_file", format!("{} must hold 64 hex digits", path.display()));
+                problem(
+                    "overlay_key_file",
+                    format!(
+                        "{} must hold the organisation overlay public key as 64 hex digits",
+                        path.display()
+                    ),
+                );
                 None
             }),
             Err(m) => {
-                problem("overlay_key_file", m);
+                problem("overlay_key_file", format!("organisation overlay public key: {m}"));
                 None
             }
         },

@@ -866,6 +866,7 @@ async fn serve<S: Store + Clone>(config: Config, store: S) -> anyhow::Result<()>
         alerts: Arc::new(config.alerts.clone()),
         enrollment: config.enroll.enrollment(),
         overlay: Some(api::overlay::OverlaySigner::new(overlay_key)),
+        overlay_cache: Default::default(),
         risk: config.risk,
     });
     let counters = Arc::clone(&state.metrics.connections);

@@ -640,6 +640,9 @@ pub struct ImportCounts {
     pub inserted: u64,
     /// Rows already present (same dedupe key, or an unchanged person).
     pub duplicates: u64,
+    /// Expense lines a taught descriptor mapping resolved as they were stored (issue 17):
+    /// parsed as candidates, but no longer needing review.
+    pub mapped: u64,
 }
 
 /// The last time a device owner's devices saw a product.

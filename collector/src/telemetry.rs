@@ -42,6 +42,9 @@ pub struct Metrics {
     pub enrollments: AtomicU64,
     /// Heartbeats.
     pub heartbeats: AtomicU64,
+    /// Reads of the stored organisation overlay's document (each validated against the
+    /// catalog): one per new overlay version, not one per use (issue 17).
+    pub overlay_loads: AtomicU64,
     /// Requests refused by the rate limiter.
     pub rate_limited: AtomicU64,
     /// Enrollments refused for a wrong enroll secret.
@@ -147,6 +150,11 @@ impl Metrics {
             "aiscout_collector_heartbeats_total",
             "Agent heartbeats.",
             &[("", get(&self.heartbeats))],
+        );
+        counter(
+            "aiscout_collector_overlay_loads_total",
+            "Reads and validations of the stored organisation overlay (one per new version).",
+            &[("", get(&self.overlay_loads))],
         );
         counter(
             "aiscout_collector_rate_limited_total",

@@ -5,8 +5,8 @@
 
 .DESCRIPTION
     Copies aiscout-agent.exe to %ProgramFiles%\aiscout, writes %ProgramData%\aiscout\agent.toml
-    with the enroll secret and catalog key files beside it (readable by SYSTEM and
-    Administrators only), registers the service (automatic start, restart on failure) and
+    with the enroll secret and catalog key files beside it, and the organisation overlay key
+    when one is given (readable by SYSTEM and Administrators only), registers the service (automatic start, restart on failure) and
     starts it. Values come from the parameters, else from install-settings.psd1, enroll_secret
     and catalog.pub beside this script (as `aiscout-collector mdm-package --platform windows`
     writes them). An existing agent.toml is replaced; the state folder is kept.
@@ -31,6 +31,9 @@ param(
     [string]$EnrollSecretFile = (Join-Path $PSScriptRoot 'enroll_secret'),
     # File holding the catalog public key (64 hex digits).
     [string]$CatalogKeyFile = (Join-Path $PSScriptRoot 'catalog.pub'),
+    # The collector's organisation-overlay public key (64 hex digits; `overlay key HEX` printed
+    # by `aiscout-collector serve`); empty: the agent fetches no overlay.
+    [string]$OverlayKey,
     # Device owner's email, when the deployment tool knows it.
     [string]$OwnerEmail,
     # Also write the Chrome, Edge and Firefox policies that turn DNS over HTTPS off.
@@ -79,6 +82,7 @@ if (Test-Path -LiteralPath $settingsFile) {
     $settings = Import-PowerShellDataFile -LiteralPath $settingsFile
     if (-not $CollectorUrl -and $settings.ContainsKey('CollectorUrl')) { $CollectorUrl = $settings.CollectorUrl }
     if (-not $PSBoundParameters.ContainsKey('PinSha256') -and $settings.ContainsKey('PinSha256')) { $PinSha256 = $settings.PinSha256 }
+    if (-not $PSBoundParameters.ContainsKey('OverlayKey') -and $settings.ContainsKey('OverlayKey')) { $OverlayKey = $settings.OverlayKey }
 }
 
 $problems = @()
@@ -86,6 +90,7 @@ if (-not (Test-Path -LiteralPath $BinaryPath -PathType Leaf)) { $problems += "ag
 if (-not $CollectorUrl) { $problems += 'no collector URL: pass -CollectorUrl or put install-settings.psd1 beside this script' }
 elseif (-not $CollectorUrl.StartsWith('https://')) { $problems += "collector URL $CollectorUrl must start with https://" }
 if ($PinSha256 -and $PinSha256 -notmatch '^[0-9a-fA-F]{64}$') { $problems += 'PinSha256 must be 64 hex digits' }
+if ($OverlayKey -and $OverlayKey -notmatch '^[0-9a-fA-F]{64}$') { $problems += 'OverlayKey (the organisation overlay public key) must be 64 hex digits' }
 if (-not (Test-Path -LiteralPath $EnrollSecretFile -PathType Leaf)) { $problems += "enroll secret file $EnrollSecretFile not found" }
 if (-not (Test-Path -LiteralPath $CatalogKeyFile -PathType Leaf)) { $problems += "catalog key file $CatalogKeyFile not found" }
 if ($problems.Count -gt 0) { Fail ("cannot install:`n  " + ($problems -join "`n  ")) }
@@ -105,6 +110,13 @@ Protect-Folder $DataDir
 New-Item -ItemType Directory -Force -Path $StateDir | Out-Null
 Copy-Item -LiteralPath $EnrollSecretFile -Destination (Join-Path $DataDir 'enroll_secret') -Force
 Copy-Item -LiteralPath $CatalogKeyFile -Destination (Join-Path $DataDir 'catalog.pub') -Force
+$OverlayKeyFile = Join-Path $DataDir 'overlay.pub'
+if ($OverlayKey) {
+    [System.IO.File]::WriteAllText($OverlayKeyFile, $OverlayKey.ToLowerInvariant() + "`n", (New-Object System.Text.UTF8Encoding($false)))
+} elseif (Test-Path -LiteralPath $OverlayKeyFile) {
+    # No key this time: an old one must not stay pinned.
+    Remove-Item -LiteralPath $OverlayKeyFile -Force
+}
 
 $lines = @(
     '# aiscout agent configuration, written by install.ps1.',
@@ -115,6 +127,7 @@ $lines = @(
     'interfaces = []'
 )
 if ($PinSha256) { $lines += "pin_sha256 = $(TomlString $PinSha256.ToLowerInvariant())" }
+if ($OverlayKey) { $lines += "overlay_key_file = $(TomlString $OverlayKeyFile)" }
 if ($OwnerEmail) { $lines += "owner_email = $(TomlString $OwnerEmail)" }
 # UTF-8 without a byte-order mark, which TOML parsers refuse.
 [System.IO.File]::WriteAllText($Config, (($lines -join "`n") + "`n"), (New-Object System.Text.UTF8Encoding($false)))

@@ -62,8 +62,9 @@ pub enum FormatError {
         /// The length given.
         actual: usize,
     },
-    /// Not an aiscout catalog artifact, or a format this build does not know.
-    #[error("not an aiscout catalog artifact (bad magic bytes)")]
+    /// Not an aiscout artifact of the kind expected (catalog or organisation overlay), or a
+    /// format this build does not know.
+    #[error("bad magic bytes (not an aiscout artifact of this kind)")]
     BadMagic,
     /// The header claims a payload larger than [`MAX_PAYLOAD_BYTES`].
     #[error("payload length {0} exceeds the {MAX_PAYLOAD_BYTES}-byte limit")]
@@ -174,7 +175,7 @@ fn canonical_payload(catalog: &Catalog) -> Vec<u8> {
 /// Why a verified payload could not be read (a signing-side bug, never an attack: the bytes
 /// were signed by us).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("catalog payload is malformed: {0}")]
+#[error("payload is malformed: {0}")]
 pub struct PayloadError(pub(crate) String);
 
 /// Decodes a payload that [`crate::verify`] has already checked.
@@ -378,6 +379,10 @@ pub(crate) struct WirePrice {
     source: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     audience: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    min_seats: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    min_seats_source: Option<String>,
 }
 
 impl From<&Product> for WireProduct {
@@ -420,6 +425,8 @@ impl From<&Product> for WireProduct {
                     period: pr.period.as_str().to_owned(),
                     source: pr.source.clone(),
                     audience: pr.audience.map(|a| a.as_str().to_owned()),
+                    min_seats: pr.min_seats,
+                    min_seats_source: pr.min_seats_source.clone(),
                 })
                 .collect(),
             sources: p.sources.clone(),
@@ -461,6 +468,8 @@ impl TryFrom<WireProduct> for Product {
                 currency: p.currency.clone(),
                 period,
                 source: p.source.clone(),
+                min_seats: p.min_seats,
+                min_seats_source: p.min_seats_source.clone(),
             });
         }
         Ok(Product {

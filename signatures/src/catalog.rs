@@ -240,6 +240,11 @@ pub struct Price {
     pub source: String,
     /// Who the plan is sold to, when the source says (`None`: not stated).
     pub audience: Option<Audience>,
+    /// The fewest seats the plan is sold with (Claude Team: 5, ChatGPT Team: 2), when a
+    /// source says there is a minimum (`None`: none stated); with [`Price::min_seats_source`].
+    pub min_seats: Option<u32>,
+    /// Where the minimum comes from (set exactly when [`Price::min_seats`] is).
+    pub min_seats_source: Option<String>,
 }
 
 /// Who a plan is sold to.
@@ -315,6 +320,11 @@ impl Price {
             Period::Year => self.amount_minor,
         }
     }
+
+    /// The seats paid for when `wanted` people take the plan: at least its minimum.
+    pub fn billed_seats(&self, wanted: u64) -> u64 {
+        wanted.max(self.min_seats.map_or(0, u64::from))
+    }
 }
 
 /// The period a price pays for.
@@ -357,8 +367,13 @@ mod tests {
             period: Period::Month,
             source: "s".into(),
             audience: None,
+            min_seats: None,
+            min_seats_source: None,
         };
         assert_eq!(p.amount_decimal(), "20.00");
+        assert_eq!(p.billed_seats(2), 2);
+        let team = Price { min_seats: Some(5), ..p.clone() };
+        assert_eq!((team.billed_seats(2), team.billed_seats(7)), (5, 7));
         assert_eq!(p.annual_minor(), 24_000);
         let y = Price { amount_minor: 20_005, period: Period::Year, ..p };
         assert_eq!(y.amount_decimal(), "200.05");

@@ -45,6 +45,6 @@ pub use catalog::{
 pub use matcher::{AppRef, ExtensionRef, Index, Indicator, LineMatch, Match};
 pub use overlay::{Gateway, Overlay, OverlayError};
 pub use risk::{RiskFact, RiskFacts, RiskWeights};
-pub use verify::{Verifier, VerifyError};
+pub use verify::{Artifact, Verifier, VerifyError};
 
 include!(concat!(env!("OUT_DIR"), "/builtin_sources.rs"));

@@ -206,8 +206,8 @@ fn check_id(path: &str, id: &str) -> Result<(), OverlayError> {
 /// A payload that is not an overlay document or breaks its rules.
 pub fn decode_payload(version: u64, payload: &[u8]) -> Result<Overlay, PayloadError> {
     let wire: WireOverlay =
-        serde_json::from_slice(payload).map_err(|e| PayloadError(format!("overlay: {e}")))?;
-    Overlay::from_wire(version, wire).map_err(|e| PayloadError(format!("overlay: {e}")))
+        serde_json::from_slice(payload).map_err(|e| PayloadError(e.to_string()))?;
+    Overlay::from_wire(version, wire).map_err(|e| PayloadError(e.to_string()))
 }
 
 /// The vendor catalog with the overlay's products and gateways added, at the vendor
@@ -332,7 +332,7 @@ fn collision(index: &Index, p: &Product) -> Option<(&'static str, String, String
 #[cfg(feature = "signing")]
 mod tests {
     use super::*;
-    use crate::{Verifier, VerifyError};
+    use crate::{Artifact, Verifier, VerifyError};
 
     fn vendor() -> Catalog {
         Catalog::builtin().expect("builtin")
@@ -388,18 +388,57 @@ mod tests {
         let mut tampered = bytes.clone();
         let at = crate::artifact::HEADER_LEN + 10;
         tampered[at] ^= 1;
-        assert_eq!(verifier.verify_overlay(&tampered, None), Err(VerifyError::BadSignature));
+        assert_eq!(
+            verifier.verify_overlay(&tampered, None),
+            Err(VerifyError::BadSignature(Artifact::Overlay))
+        );
         assert_eq!(
             verifier.verify_overlay(&bytes, Some(5)),
-            Err(VerifyError::Rollback { offered: 4, current: 5 })
+            Err(VerifyError::Rollback { artifact: Artifact::Overlay, offered: 4, current: 5 })
         );
         let (_, other) = keys();
-        assert_eq!(other.verify_overlay(&bytes, None), Err(VerifyError::BadSignature));
+        assert_eq!(
+            other.verify_overlay(&bytes, None),
+            Err(VerifyError::BadSignature(Artifact::Overlay))
+        );
         // A catalog signed by the same key is not an overlay, nor the other way round.
         let catalog = crate::sign::sign(&crate::artifact::encode_unsigned(&vendor()), &private)
             .expect("sign");
-        assert!(matches!(verifier.verify_overlay(&catalog, None), Err(VerifyError::Format(_))));
-        assert!(matches!(verifier.verify(&bytes, None), Err(VerifyError::Format(_))));
+        assert!(matches!(verifier.verify_overlay(&catalog, None), Err(VerifyError::Format { .. })));
+        assert!(matches!(verifier.verify(&bytes, None), Err(VerifyError::Format { .. })));
+    }
+
+    /// Issue 17: an overlay refusal names the organisation overlay, never the catalog, so an
+    /// operator fixes `overlay_key`, not `catalog_key`.
+    #[test]
+    fn every_overlay_refusal_names_the_overlay() {
+        let (private, verifier) = keys();
+        let overlay = Overlay::from_json(4, DOC.as_bytes(), &vendor()).expect("valid");
+        let bytes = crate::sign::sign_overlay(&overlay, &private).expect("sign");
+        let mut tampered = bytes.clone();
+        tampered[crate::artifact::HEADER_LEN + 10] ^= 1;
+        let unsigned = &bytes[..bytes.len() - crate::artifact::SIGNATURE_BLOCK_LEN];
+        let catalog = crate::sign::sign(&crate::artifact::encode_unsigned(&vendor()), &private)
+            .expect("sign");
+        let (_, other) = keys();
+        let refusals = [
+            verifier.verify_overlay(&tampered, None),
+            verifier.verify_overlay(&bytes, Some(5)),
+            verifier.verify_overlay(unsigned, None),
+            verifier.verify_overlay(&bytes[..40], None),
+            verifier.verify_overlay(&catalog, None),
+            other.verify_overlay(&bytes, None),
+        ];
+        for refused in refusals {
+            let error = refused.expect_err("refused");
+            assert_eq!(error.artifact(), Artifact::Overlay);
+            let text = error.to_string();
+            assert!(text.starts_with("organisation overlay "), "{text}");
+            assert!(!text.contains("catalog"), "{text}");
+        }
+        // And the catalog's say so.
+        let refused = verifier.verify(&bytes, None).expect_err("an overlay is not a catalog");
+        assert!(refused.to_string().starts_with("catalog refused: bad magic"), "{refused}");
     }
 
     #[test]

@@ -95,7 +95,10 @@ mod tests {
         assert_eq!(resigned, signed, "Ed25519 signatures are deterministic");
         let (_, other) = generate().expect("keygen");
         let v2 = Verifier::from_hex(&other).expect("key");
-        assert_eq!(v2.verify(&signed, None), Err(VerifyError::BadSignature));
+        assert_eq!(
+            v2.verify(&signed, None),
+            Err(VerifyError::BadSignature(crate::Artifact::Catalog))
+        );
         assert_eq!(sign(&unsigned, "00"), Err(SignError::BadKey));
     }
 }

@@ -978,6 +978,7 @@ impl Cx<'_, '_> {
             let (mut plan, mut amount, mut currency, mut period, mut source) =
                 (None, None, None, None, None);
             let mut audience = None;
+            let (mut min_seats, mut min_seats_source) = (None, None);
             let before = self.errors.len();
             for (key, span, node) in t.entries() {
                 let kf = format!("{f}.{key}");
@@ -1030,10 +1031,41 @@ impl Cx<'_, '_> {
                             parsed
                         });
                     }
+                    "min_seats" => {
+                        let n = match &node {
+                            Node::Value(v) => v.as_integer().and_then(|n| u32::try_from(n).ok()),
+                            _ => None,
+                        };
+                        min_seats = match n {
+                            Some(n) if n >= 2 => Some(n),
+                            _ => {
+                                let msg = "min_seats must be a whole number of seats, 2 or more";
+                                self.err(span, &kf, msg);
+                                None
+                            }
+                        };
+                    }
+                    "min_seats_source" => min_seats_source = self.string(&node, span, &kf),
                     _ => self.err(span, &kf, "unknown key"),
                 }
             }
             let tspan = t.span();
+            // A minimum is a fact like a price: it needs its own source (issue 17).
+            if self.errors.len() == before {
+                match (min_seats.is_some(), min_seats_source.is_some()) {
+                    (true, false) => self.err(
+                        tspan.as_ref(),
+                        &format!("{f}.min_seats_source"),
+                        "min_seats needs the source that states it",
+                    ),
+                    (false, true) => self.err(
+                        tspan.as_ref(),
+                        &format!("{f}.min_seats"),
+                        "min_seats_source without min_seats",
+                    ),
+                    _ => {}
+                }
+            }
             for (present, key) in [
                 (plan.is_some(), "plan"),
                 (amount.is_some(), "amount"),
@@ -1053,7 +1085,16 @@ impl Cx<'_, '_> {
             if let (Some(plan), Some(amount_minor), Some(currency), Some(period), Some(source)) =
                 (plan, amount, currency, period, source)
             {
-                out.push(Price { plan, amount_minor, currency, period, source, audience });
+                out.push(Price {
+                    plan,
+                    amount_minor,
+                    currency,
+                    period,
+                    source,
+                    audience,
+                    min_seats,
+                    min_seats_source,
+                });
             }
         }
         out
@@ -1449,5 +1490,36 @@ mod rules_tests {
         let parts = crate::artifact::split(&bytes).unwrap();
         let back = crate::artifact::decode_payload(1, parts.payload).unwrap();
         assert_eq!(back, c);
+    }
+
+    /// Issue 17: a plan's minimum seat count, with its source, reaches the catalog and the
+    /// artifact; one without a source, or not a seat count, is refused by file, line and field.
+    #[test]
+    fn min_seats_needs_its_source_and_reaches_the_artifact() {
+        let base = VENDOR.replace("people", "business");
+        let good = format!("{base}min_seats = 5\nmin_seats_source = \"vendor billing page\"\n");
+        let c = compile([("v.toml", good.as_str())], 1).unwrap();
+        let price = &c.products()[0].prices[0];
+        assert_eq!(price.min_seats, Some(5));
+        assert_eq!(price.min_seats_source.as_deref(), Some("vendor billing page"));
+        let bytes = crate::artifact::encode_unsigned(&c);
+        let parts = crate::artifact::split(&bytes).unwrap();
+        assert_eq!(crate::artifact::decode_payload(1, parts.payload).unwrap(), c);
+
+        let unsourced = format!("{base}min_seats = 5\n");
+        let got = errors(&[("v.toml", unsourced.as_str())]);
+        assert!(
+            got.iter().any(|g| g.ends_with(
+                "product[0].price[0].min_seats_source: min_seats needs the source that states it"
+            )),
+            "{got:#?}"
+        );
+        let one = format!("{base}min_seats = 1\nmin_seats_source = \"s\"\n");
+        let got = errors(&[("v.toml", one.as_str())]);
+        assert!(
+            got.iter().any(|g| g
+                == "v.toml:14: product[0].price[0].min_seats: min_seats must be a whole number of seats, 2 or more"),
+            "{got:#?}"
+        );
     }
 }

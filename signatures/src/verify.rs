@@ -13,38 +13,87 @@ use crate::catalog::Catalog;
 /// Length of an Ed25519 public key.
 pub const PUBLIC_KEY_LEN: usize = 32;
 
-/// Why an artifact was refused.
+/// Which kind of signed artifact a [`VerifyError`] is about, so that every message names it:
+/// the vendor catalog or the organisation overlay (issue 17), which share the layout, the
+/// rules and this verifier but not their keys, files or settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Artifact {
+    /// The vendor catalog (`catalog_key`).
+    Catalog,
+    /// The organisation overlay a collector signs (`overlay_key`).
+    Overlay,
+}
+
+impl std::fmt::Display for Artifact {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Artifact::Catalog => "catalog",
+            Artifact::Overlay => "organisation overlay",
+        })
+    }
+}
+
+/// Why an artifact was refused; every message names the [`Artifact`] it is about.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum VerifyError {
     /// Not a well-formed artifact (truncated, wrong magic, trailing bytes).
-    #[error(transparent)]
-    Format(#[from] FormatError),
+    #[error("{artifact} refused: {reason}")]
+    Format {
+        /// What was being verified.
+        artifact: Artifact,
+        /// What is wrong with its layout.
+        reason: FormatError,
+    },
     /// The artifact carries no signature.
-    #[error("catalog artifact is not signed")]
-    Unsigned,
+    #[error("{0} artifact is not signed")]
+    Unsigned(Artifact),
     /// The signature does not verify under the pinned key.
-    #[error("catalog signature does not verify against the pinned public key")]
-    BadSignature,
+    #[error("{0} signature does not verify against the pinned public key")]
+    BadSignature(Artifact),
     /// The payload does not match the content hash in the header.
-    #[error("catalog content hash does not match its payload")]
-    HashMismatch,
-    /// The artifact is older than the catalog in use.
-    #[error("catalog version {offered} is older than version {current} in use (rollback refused)")]
+    #[error("{0} content hash does not match its payload")]
+    HashMismatch(Artifact),
+    /// The artifact is older than the one in use.
+    #[error(
+        "{artifact} version {offered} is older than version {current} in use (rollback refused)"
+    )]
     Rollback {
+        /// What was being verified.
+        artifact: Artifact,
         /// The artifact's version.
         offered: u64,
         /// The version in use.
         current: u64,
     },
     /// The signed payload could not be read.
-    #[error(transparent)]
-    Payload(#[from] PayloadError),
+    #[error("{artifact} {reason}")]
+    Payload {
+        /// What was being verified.
+        artifact: Artifact,
+        /// What is wrong with its payload.
+        reason: PayloadError,
+    },
+}
+
+impl VerifyError {
+    /// The kind of artifact refused.
+    pub fn artifact(&self) -> Artifact {
+        match self {
+            VerifyError::Format { artifact, .. }
+            | VerifyError::Rollback { artifact, .. }
+            | VerifyError::Payload { artifact, .. } => *artifact,
+            VerifyError::Unsigned(a)
+            | VerifyError::BadSignature(a)
+            | VerifyError::HashMismatch(a) => *a,
+        }
+    }
 }
 
 /// Why a public key could not be loaded.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("catalog public key must be {PUBLIC_KEY_LEN} bytes written as {} hex digits", PUBLIC_KEY_LEN * 2)]
+#[error("public key must be {PUBLIC_KEY_LEN} bytes written as {} hex digits", PUBLIC_KEY_LEN * 2)]
 pub struct KeyError;
 
 /// A verifier pinned to one public key.
@@ -80,8 +129,12 @@ impl Verifier {
     /// # Errors
     /// See [`VerifyError`].
     pub fn verify(&self, bytes: &[u8], current: Option<u64>) -> Result<Catalog, VerifyError> {
-        let parts = self.checked(artifact::split(bytes)?, current)?;
-        Ok(artifact::decode_payload(parts.header.version, parts.payload)?)
+        let what = Artifact::Catalog;
+        let split = artifact::split(bytes)
+            .map_err(|reason| VerifyError::Format { artifact: what, reason })?;
+        let parts = self.checked(what, split, current)?;
+        artifact::decode_payload(parts.header.version, parts.payload)
+            .map_err(|reason| VerifyError::Payload { artifact: what, reason })
     }
 
     /// Verifies an organisation overlay ([`crate::overlay`]) under the same rules as
@@ -95,28 +148,37 @@ impl Verifier {
         bytes: &[u8],
         current: Option<u64>,
     ) -> Result<crate::overlay::Overlay, VerifyError> {
-        let parts = self.checked(artifact::split_with(bytes, &crate::overlay::MAGIC)?, current)?;
-        Ok(crate::overlay::decode_payload(parts.header.version, parts.payload)?)
+        let what = Artifact::Overlay;
+        let split = artifact::split_with(bytes, &crate::overlay::MAGIC)
+            .map_err(|reason| VerifyError::Format { artifact: what, reason })?;
+        let parts = self.checked(what, split, current)?;
+        crate::overlay::decode_payload(parts.header.version, parts.payload)
+            .map_err(|reason| VerifyError::Payload { artifact: what, reason })
     }
 
     /// Signature, content hash and version checks, in that order, on split bytes.
     fn checked<'a>(
         &self,
+        what: Artifact,
         parts: artifact::Parts<'a>,
         current: Option<u64>,
     ) -> Result<artifact::Parts<'a>, VerifyError> {
-        let signature = parts.signature.ok_or(VerifyError::Unsigned)?;
+        let signature = parts.signature.ok_or(VerifyError::Unsigned(what))?;
         UnparsedPublicKey::new(&ED25519, &self.public_key)
             .verify(parts.signed, signature)
-            .map_err(|_| VerifyError::BadSignature)?;
+            .map_err(|_| VerifyError::BadSignature(what))?;
         let digest = ring::digest::digest(&ring::digest::SHA256, parts.payload);
         if digest.as_ref() != parts.header.content_hash {
-            return Err(VerifyError::HashMismatch);
+            return Err(VerifyError::HashMismatch(what));
         }
         if let Some(current) = current
             && parts.header.version < current
         {
-            return Err(VerifyError::Rollback { offered: parts.header.version, current });
+            return Err(VerifyError::Rollback {
+                artifact: what,
+                offered: parts.header.version,
+                current,
+            });
         }
         Ok(parts)
     }
@@ -157,18 +219,27 @@ mod tests {
         let kp = key(1);
         let v = verifier(&kp);
         let good = signed(5, &kp);
-        assert_eq!(v.verify(&signed(5, &key(2)), None), Err(VerifyError::BadSignature));
-        assert_eq!(v.verify(&good, Some(6)), Err(VerifyError::Rollback { offered: 5, current: 6 }));
+        assert_eq!(
+            v.verify(&signed(5, &key(2)), None),
+            Err(VerifyError::BadSignature(Artifact::Catalog))
+        );
+        assert_eq!(
+            v.verify(&good, Some(6)),
+            Err(VerifyError::Rollback { artifact: Artifact::Catalog, offered: 5, current: 6 })
+        );
         let unsigned = &good[..good.len() - artifact::SIGNATURE_BLOCK_LEN];
-        assert_eq!(v.verify(unsigned, None), Err(VerifyError::Unsigned));
-        assert!(matches!(v.verify(&good[..good.len() - 1], None), Err(VerifyError::Format(_))));
-        assert!(matches!(v.verify(&good[..100], None), Err(VerifyError::Format(_))));
+        assert_eq!(v.verify(unsigned, None), Err(VerifyError::Unsigned(Artifact::Catalog)));
+        assert!(matches!(v.verify(&good[..good.len() - 1], None), Err(VerifyError::Format { .. })));
+        assert!(matches!(v.verify(&good[..100], None), Err(VerifyError::Format { .. })));
         let mut tampered = good.clone();
         tampered[60] ^= 1;
-        assert_eq!(v.verify(&tampered, None), Err(VerifyError::BadSignature));
+        assert_eq!(v.verify(&tampered, None), Err(VerifyError::BadSignature(Artifact::Catalog)));
         let mut version_bumped = good;
         version_bumped[15] = 9;
-        assert_eq!(v.verify(&version_bumped, None), Err(VerifyError::BadSignature));
+        assert_eq!(
+            v.verify(&version_bumped, None),
+            Err(VerifyError::BadSignature(Artifact::Catalog))
+        );
     }
 
     #[test]
@@ -181,7 +252,10 @@ mod tests {
         let sig = kp.sign(&bytes);
         bytes.extend_from_slice(&artifact::SIGNATURE_TAG);
         bytes.extend_from_slice(sig.as_ref());
-        assert_eq!(verifier(&kp).verify(&bytes, None), Err(VerifyError::HashMismatch));
+        assert_eq!(
+            verifier(&kp).verify(&bytes, None),
+            Err(VerifyError::HashMismatch(Artifact::Catalog))
+        );
     }
 
     #[test]

@@ -495,7 +495,7 @@ pub async fn run(
                         tracing::warn!(error = %error, "Catalog update check failed.");
                     }
                     if let Err(error) = uploader.update_overlay().await {
-                        tracing::warn!(error = %error, "Overlay update check failed.");
+                        tracing::warn!(error = %error, "Organisation overlay update check failed.");
                     }
                     catalog_due = tokio::time::Instant::now() + jittered(config.catalog_interval);
                 }
@@ -714,7 +714,11 @@ mod tests {
         assert_eq!(high, v2, "the high-water mark survives");
         assert_eq!(
             Verifier::new(public(&pair)).verify(&signed(v1, &pair), Some(c.version().max(high))),
-            Err(VerifyError::Rollback { offered: v1, current: v2 }),
+            Err(VerifyError::Rollback {
+                artifact: aiscout_signatures::Artifact::Catalog,
+                offered: v1,
+                current: v2
+            }),
             "the network path's floor refuses v1 too"
         );
         // v2 again (a re-download) is fine.

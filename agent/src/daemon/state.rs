@@ -94,7 +94,7 @@ pub(super) fn initial_overlay(
         Ok(Some(b)) => b,
         Ok(None) => return (None, high_water),
         Err(error) => {
-            tracing::warn!(path = %saved.display(), error = %error, "Saved overlay unreadable; none in use.");
+            tracing::warn!(path = %saved.display(), error = %error, "Saved organisation overlay unreadable; none in use.");
             return (None, high_water);
         }
     };
@@ -106,12 +106,12 @@ pub(super) fn initial_overlay(
                 (Some(o), high_water)
             }
             Err(error) => {
-                tracing::warn!(error = %error, "Saved overlay collides with the catalog; none in use.");
+                tracing::warn!(error = %error, "Saved organisation overlay collides with the vendor catalog; none in use.");
                 (None, high_water)
             }
         },
         Err(error) => {
-            tracing::warn!(path = %saved.display(), error = %error, "Saved overlay refused; none in use.");
+            tracing::warn!(path = %saved.display(), error = %error, "Saved organisation overlay refused (is overlay_key or overlay_key_file the key of this collector?); none in use.");
             (None, high_water)
         }
     }
@@ -160,7 +160,7 @@ pub(super) fn initial_catalog(
             let high_water = high_water.max(c.version());
             Ok((c, high_water))
         }
-        Err(VerifyError::Rollback { offered, current }) => {
+        Err(VerifyError::Rollback { offered, current, .. }) => {
             tracing::warn!(
                 path = %saved.display(),
                 offered,

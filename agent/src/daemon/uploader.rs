@@ -250,7 +250,7 @@ impl Uploader {
                         if let Err(error) =
                             save_overlay(&self.shared.config.state_dir, &bytes, version)
                         {
-                            tracing::warn!(error = %error, "Cannot save the new overlay as the last good one.");
+                            tracing::warn!(error = %error, "Cannot save the new organisation overlay as the last good one.");
                         }
                         self.shared.overlay_high_water.fetch_max(version, Ordering::SeqCst);
                         tracing::info!(version, "Organisation overlay updated and verified.");
@@ -262,7 +262,7 @@ impl Uploader {
             }
             Ok(_) => {}
             Err(error) => {
-                tracing::warn!(error = %error, current, "Organisation overlay from the collector refused; the current one stays in use.");
+                tracing::warn!(error = %error, current, "Organisation overlay from the collector refused (is overlay_key or overlay_key_file the key of this collector?); the current one stays in use.");
             }
         }
         Ok(())

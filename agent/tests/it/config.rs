@@ -50,6 +50,22 @@ fn check_config_lists_every_problem_and_exits_non_zero() {
         assert!(err.contains(&format!("  {key}: ")), "{key} missing from:\n{err}");
     }
     assert!(err.contains("5 problems in"), "{err}");
+    // The overlay's problem names the overlay, not the catalog (issue 17).
+    let line = err.lines().find(|l| l.contains("  overlay_key_file: ")).unwrap_or_default();
+    assert!(line.contains("organisation overlay public key"), "{line}");
+    assert!(!line.contains("catalog"), "{line}");
+
+    // A missing overlay key file too.
+    std::fs::remove_file(&overlay).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aiscout-agent"))
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .env_remove("AISCOUT_ENROLL_SECRET")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err.lines().find(|l| l.contains("  overlay_key_file: ")).unwrap_or_default();
+    assert!(line.contains("organisation overlay public key: cannot open"), "{err}");
 }
 
 /// Issue 14 item 12: what `check-config` and `replay` print for typical bad inputs (a missing

@@ -11,7 +11,7 @@
 use ring::digest;
 use serde_json::{Value, json};
 
-use crate::model::{ExpenseLine, GatewaySpend, NewEvent, Review};
+use crate::model::{DescriptorMapping, ExpenseLine, GatewaySpend, NewEvent, Review};
 
 /// `product.discovered`: a product seen for the first time from any source.
 pub const DISCOVERED: &str = "product.discovered";
@@ -34,6 +34,8 @@ pub const CONNECTOR_FAILED: &str = "connector.failed";
 /// `device.takeover`: an enrollment of a known host id that did not prove it holds the host's
 /// node key (refused, held for an admin, let in by `replace`, or kept apart as a clone).
 pub const DEVICE_TAKEOVER: &str = "device.takeover";
+/// `descriptor.taught`: a reviewer mapped a card descriptor to a product (issue 17).
+pub const DESCRIPTOR_TAUGHT: &str = "descriptor.taught";
 /// `alert.test`: sent by an admin from the console to try a channel.
 pub const TEST: &str = "alert.test";
 
@@ -49,6 +51,7 @@ pub const TYPES: &[&str] = &[
     SUBSCRIPTION_RENEWAL,
     CONNECTOR_FAILED,
     DEVICE_TAKEOVER,
+    DESCRIPTOR_TAUGHT,
     TEST,
 ];
 
@@ -124,6 +127,20 @@ pub fn device_takeover(
         "",
         &json!({ "host_id": host, "hostname": hostname, "outcome": outcome, "source": source,
                  "policy": policy }),
+    )
+}
+
+/// `descriptor.taught` for `mapping` (stored, with its id), which resolved `lines` stored
+/// candidate lines. Keyed by the mapping's id and normalised descriptor: a retried commit is
+/// one event, and teaching the descriptor again after an undo (a new mapping) is another.
+pub fn descriptor_taught(mapping: &DescriptorMapping, lines: u64) -> NewEvent {
+    make(
+        DESCRIPTOR_TAUGHT,
+        &format!("{}\0{}", mapping.id, mapping.descriptor),
+        mapping.created_at,
+        &mapping.product,
+        &json!({ "descriptor": mapping.descriptor, "by": mapping.actor, "note": mapping.note,
+                 "lines": lines }),
     )
 }
 

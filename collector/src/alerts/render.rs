@@ -129,6 +129,12 @@ pub fn summary(e: &NewEvent, subject: &Value) -> String {
             text("source"),
             text("outcome")
         ),
+        event::DESCRIPTOR_TAUGHT => format!(
+            "Card descriptor {} taught as {name} by {} ({} lines)",
+            text("descriptor"),
+            text("by"),
+            subject.get("lines").and_then(Value::as_u64).unwrap_or(0)
+        ),
         event::TEST => format!("Test event from aiscout for channel {}", text("channel")),
         other => format!("{other}: {name}"),
     }

@@ -80,6 +80,9 @@ pub struct AppState<S> {
     /// The organisation overlay's signing key (`overlay.key` in the data folder); `None`
     /// serves no overlay.
     pub overlay: Option<overlay::OverlaySigner>,
+    /// The stored overlay as this instance last read it, checked against the stored version
+    /// at each use (issue 17).
+    pub overlay_cache: overlay::OverlayCache,
     /// The risk score's weights (`[risk]`), for the inventory, the queue and the exports.
     pub risk: aiscout_signatures::RiskWeights,
 }

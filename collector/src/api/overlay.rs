@@ -5,7 +5,16 @@
 //! Signing is deterministic (Ed25519), so every collector on one store with the same key
 //! serves the same bytes for a version; each instance also remembers the highest version it
 //! served and never serves a lower one.
+//!
+//! Each instance keeps the stored overlay it last read, validated and (once an agent asked)
+//! signed, in an [`OverlayCache`] keyed by its version. Every use first reads the highest
+//! stored version ([`Store::overlay_version`], one index lookup) and reads the document again
+//! only when that changed, so a heartbeat never reads the document, and a write by the
+//! console, the API, the CLI or another collector on the same database is served at the next
+//! use. The database stays the source of truth: the cache never answers for a version it does
+//! not hold.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use aiscout_signatures::Overlay;
@@ -69,26 +78,58 @@ pub fn load_or_generate_key(dir: &std::path::Path) -> Result<(Secret, String), S
     Ok((Secret::new(text), public))
 }
 
-/// The overlay stored last, validated against the served catalog.
-async fn latest<S: Store>(state: &AppState<S>) -> Result<Option<Overlay>, ApiError> {
-    Ok(stored(&state.store, &state.catalog).await?)
+/// The stored overlay as this instance last read it (see the module documentation).
+#[derive(Debug, Default)]
+pub struct OverlayCache {
+    entry: tokio::sync::Mutex<Option<Arc<Loaded>>>,
 }
 
-/// The overlay version the heartbeat acknowledgement names (none without a signer).
+/// One stored overlay version, validated against the served catalog, and its signed
+/// artifact once an agent asked for it.
+#[derive(Debug)]
+struct Loaded {
+    overlay: Overlay,
+    signed: OnceLock<Bytes>,
+}
+
+/// The overlay stored last, validated against the served catalog: from the cache while the
+/// stored version is the one it holds, else read (and counted in
+/// `aiscout_collector_overlay_loads_total`) and kept.
+async fn latest<S: Store>(state: &AppState<S>) -> Result<Option<Arc<Loaded>>, ApiError> {
+    let Some(version) = timed(state, state.store.overlay_version()).await? else {
+        return Ok(None);
+    };
+    // One reader per instance at a time, so a new version is read once, not once per agent.
+    let mut entry = state.overlay_cache.entry.lock().await;
+    if let Some(loaded) = entry.as_ref()
+        && i64::try_from(loaded.overlay.version()).ok() == Some(version)
+    {
+        return Ok(Some(Arc::clone(loaded)));
+    }
+    Metrics::inc(&state.metrics.overlay_loads, 1);
+    let Some(overlay) = stored(&state.store, &state.catalog).await? else { return Ok(None) };
+    let loaded = Arc::new(Loaded { overlay, signed: OnceLock::new() });
+    *entry = Some(Arc::clone(&loaded));
+    Ok(Some(loaded))
+}
+
+/// The overlay version the heartbeat acknowledgement names (none without a signer): the
+/// stored version only, never the document.
 pub(super) async fn version<S: Store>(state: &AppState<S>) -> Option<u64> {
     state.overlay.as_ref()?;
-    let (v, _) = state.store.overlay().await.ok()??;
+    let v = timed(state, state.store.overlay_version()).await.ok()??;
     u64::try_from(v).ok()
 }
 
 /// The product ids the stored overlay adds (for the sightings check).
 pub(super) async fn product_ids<S: Store>(state: &AppState<S>) -> Vec<String> {
     match latest(state).await {
-        Ok(Some(o)) => o
+        Ok(Some(loaded)) => loaded
+            .overlay
             .products()
             .iter()
             .map(|p| p.id.clone())
-            .chain(o.gateways().iter().map(|g| g.id.clone()))
+            .chain(loaded.overlay.gateways().iter().map(|g| g.id.clone()))
             .collect(),
         _ => Vec::new(),
     }
@@ -102,7 +143,8 @@ pub(super) async fn artifact<S: Store>(
     agent(&state, &headers).await?;
     let none = || ApiError::NotFound("this collector serves no organisation overlay".into());
     let signer = state.overlay.as_ref().ok_or_else(none)?;
-    let overlay = latest(&state).await?.ok_or_else(none)?;
+    let loaded = latest(&state).await?.ok_or_else(none)?;
+    let overlay = &loaded.overlay;
     let served = signer.served.fetch_max(overlay.version(), Ordering::SeqCst);
     if overlay.version() < served {
         // Never serve an older overlay than this instance served before.
@@ -111,8 +153,15 @@ pub(super) async fn artifact<S: Store>(
             overlay.version()
         )));
     }
-    let bytes = aiscout_signatures::sign::sign_overlay(&overlay, signer.key.expose())
-        .map_err(|e| ApiError::NotFound(format!("cannot sign the overlay: {e}")))?;
+    let bytes = match loaded.signed.get() {
+        Some(bytes) => bytes.clone(),
+        None => {
+            let bytes = aiscout_signatures::sign::sign_overlay(overlay, signer.key.expose())
+                .map_err(|e| ApiError::NotFound(format!("cannot sign the overlay: {e}")))?;
+            // Deterministic signing: a racing request signed the same bytes.
+            loaded.signed.get_or_init(|| Bytes::from(bytes)).clone()
+        }
+    };
     signer.last_served.store(crate::store::now(), Ordering::Relaxed);
     Ok(([(header::CONTENT_TYPE, aiscout_wire::CATALOG_MEDIA_TYPE)], bytes).into_response())
 }
@@ -378,9 +427,10 @@ pub(super) async fn bypass_report<S: Store>(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     person(&state, &headers).await?;
-    let Some(overlay) = latest(&state).await? else {
+    let Some(loaded) = latest(&state).await? else {
         return Ok(Json(serde_json::json!({ "overlay_version": 0, "rows": [] })).into_response());
     };
+    let overlay = &loaded.overlay;
     let rows = timed(&state, bypass(&state.store, &state.catalog)).await?;
     Ok(Json(serde_json::json!({ "overlay_version": overlay.version(), "rows": rows }))
         .into_response())

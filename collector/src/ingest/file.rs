@@ -111,7 +111,8 @@ pub enum ImportError {
 pub struct Tally {
     /// Data rows read (not the header).
     pub rows: u64,
-    /// Rows stored as candidates (unmatched but AI-looking).
+    /// Rows stored as candidates (unmatched but AI-looking) that still need review: once the
+    /// store has run, lines a taught descriptor mapping resolved are not counted (issue 17).
     pub candidates: u64,
     /// Rows that matched no product and do not look like AI: counted, not stored.
     pub not_ai: u64,
@@ -393,6 +394,7 @@ where
                 Ok(c) => {
                     counts.inserted = counts.inserted.saturating_add(c.inserted);
                     counts.duplicates = counts.duplicates.saturating_add(c.duplicates);
+                    counts.mapped = counts.mapped.saturating_add(c.mapped);
                 }
                 Err(e) => failed = failed.or(Some(e)),
             }
@@ -406,7 +408,9 @@ where
     if let Some(e) = failed {
         return Err(ImportError::Store(e));
     }
-    let (format, tally) = parsed?;
+    let (format, mut tally) = parsed?;
+    // Lines a taught mapping resolved were parsed as candidates but need no review (issue 17).
+    tally.candidates = tally.candidates.saturating_sub(counts.mapped);
     Ok(FileReport {
         file: String::new(),
         format,

@@ -175,7 +175,12 @@ pub fn reconcile(catalog: &Catalog, facts: &Facts, idle_days: u32) -> Reconcilia
                     })
                     .min_by_key(|pr| pr.annual_minor())
             });
-            let team_annual = team.map(|pr| pr.annual_minor().saturating_mul(seats));
+            // A plan with a minimum bills at least that many seats (issue 17): two payers
+            // moved to a five-seat team plan pay for five.
+            let team_seats = team.map(|pr| pr.billed_seats(u64::try_from(seats).unwrap_or(0)));
+            let team_annual = team.zip(team_seats).map(|(pr, billed)| {
+                pr.annual_minor().saturating_mul(i64::try_from(billed).unwrap_or(i64::MAX))
+            });
             let payers: BTreeSet<String> =
                 subs.iter().map(|s| s.payer.label().to_owned()).collect();
             DuplicateSubscriptions {
@@ -188,8 +193,15 @@ pub fn reconcile(catalog: &Catalog, facts: &Facts, idle_days: u32) -> Reconcilia
                         Period::Month => "month",
                         Period::Year => "year",
                     };
-                    format!("{} ({} {currency} per seat per {per})", pr.plan, pr.amount_decimal())
+                    let minimum =
+                        pr.min_seats.map(|m| format!(", minimum {m} seats")).unwrap_or_default();
+                    format!(
+                        "{} ({} {currency} per seat per {per}{minimum})",
+                        pr.plan,
+                        pr.amount_decimal()
+                    )
                 }),
+                team_seats,
                 team_annual: team_annual.map(|t| money(currency, t)),
                 saving: team_annual.map(|t| money(currency, current.saturating_sub(t))),
             }
@@ -362,6 +374,7 @@ fn consumer_plans(
                 business_plan: seat.map(|s| s.plan.clone()),
                 business_price: seat.map(|s| money(&s.currency, s.amount_minor)),
                 business_period: seat.map(|s| period_name(s.period).to_owned()),
+                business_min_seats: seat.and_then(|s| s.min_seats),
             }
         })
         .collect()

@@ -5,11 +5,14 @@
 use super::*;
 
 /// The settings `install.ps1` reads from beside itself (a PowerShell data file: no code runs).
+/// `OverlayKey` is the collector's organisation-overlay public key (issue 17), written to
+/// `overlay.pub` and `overlay_key_file` by `install.ps1`; empty when the package has none.
 pub fn windows_settings(s: &Settings) -> String {
     let pin = s.pin_sha256.as_deref().map_or_else(|| "''".to_owned(), ps_string);
+    let overlay = s.overlay_key.as_deref().map_or_else(|| "''".to_owned(), ps_string);
     format!(
         "# aiscout agent settings for {url}, read by install.ps1 (Import-PowerShellDataFile).\n\
-         @{{\n    CollectorUrl = {url_q}\n    PinSha256 = {pin}\n}}\n",
+         @{{\n    CollectorUrl = {url_q}\n    PinSha256 = {pin}\n    OverlayKey = {overlay}\n}}\n",
         url = s.collector_url,
         url_q = ps_string(&s.collector_url),
     )

@@ -300,6 +300,7 @@ pub fn reconcile_sheets(r: &Reconciliation) -> Vec<Sheet> {
             "currency",
             "amount",
             "team_plan",
+            "team_seats",
             "team_annual",
             "saving",
         ]),
@@ -315,6 +316,7 @@ pub fn reconcile_sheets(r: &Reconciliation) -> Vec<Sheet> {
                     currency_of(&d.current_annual),
                     Cell::Money(d.current_annual.clone()),
                     d.team_plan.as_ref().map_or(Cell::Empty, text),
+                    d.team_seats.map_or(Cell::Empty, count),
                     d.team_annual.clone().map_or(Cell::Empty, Cell::Money),
                     d.saving.clone().map_or(Cell::Empty, Cell::Money),
                 ]
@@ -374,6 +376,7 @@ pub fn reconcile_sheets(r: &Reconciliation) -> Vec<Sheet> {
             "business_plan",
             "business_price",
             "business_period",
+            "business_min_seats",
         ]),
         rows: r
             .consumer_plans
@@ -394,6 +397,7 @@ pub fn reconcile_sheets(r: &Reconciliation) -> Vec<Sheet> {
                     c.business_plan.as_ref().map_or(Cell::Empty, text),
                     c.business_price.clone().map_or(Cell::Empty, Cell::Money),
                     c.business_period.as_ref().map_or(Cell::Empty, text),
+                    c.business_min_seats.map_or(Cell::Empty, |m| count(u64::from(m))),
                 ]
             })
             .collect(),

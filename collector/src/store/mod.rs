@@ -447,6 +447,8 @@ pub const PROCESS_SIGHTINGS_LIMIT: i64 = 10_000;
 /// [`Store::overlay`], in both dialects.
 pub(crate) const OVERLAY_LATEST: &str =
     "SELECT version, document FROM org_overlay ORDER BY version DESC LIMIT 1";
+/// [`Store::overlay_version`], in both dialects (the primary key's index answers it).
+pub(crate) const OVERLAY_VERSION: &str = "SELECT MAX(version) FROM org_overlay";
 /// [`Store::put_overlay`]'s insert, in both dialects (`$n` placeholders).
 pub(crate) const OVERLAY_INSERT: &str =
     "INSERT INTO org_overlay (version, document, actor, created_at)
@@ -750,6 +752,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// The organisation overlay in use: its highest version and canonical document.
     fn overlay(&self) -> impl Future<Output = Result<Option<(i64, String)>, StoreError>> + Send;
+
+    /// The highest overlay version stored, without its document: the cheap check a cached
+    /// overlay is compared with (issue 17), so a change that any collector on the same
+    /// database committed is seen at the next use.
+    fn overlay_version(&self) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
 
     /// Stores overlay `version` with its audit entry in one transaction; `false` (nothing
     /// written) when that version exists already, so two admins cannot both write one.

@@ -635,7 +635,7 @@ async fn gateway_events(
 
 fn counts(total: usize, inserted: u64) -> ImportCounts {
     let total = u64::try_from(total).unwrap_or(u64::MAX);
-    ImportCounts { inserted, duplicates: total.saturating_sub(inserted) }
+    ImportCounts { inserted, duplicates: total.saturating_sub(inserted), mapped: 0 }
 }
 
 /// Folds pending usage into the rollups (see [`rollup`]) on one connection. A `background`
@@ -1739,7 +1739,11 @@ impl Store for PgStore {
             expense_events(&tx, &lines, now).await?;
         }
         tx.commit().await?;
-        Ok(counts(lines.len(), inserted))
+        let resolved = mapped.iter().flatten().count();
+        Ok(ImportCounts {
+            mapped: u64::try_from(resolved).unwrap_or(u64::MAX),
+            ..counts(lines.len(), inserted)
+        })
     }
 
     async fn mappings(&self) -> Result<Vec<DescriptorMapping>, StoreError> {
@@ -1807,8 +1811,12 @@ impl Store for PgStore {
             tx.batch_execute(super::BUMP_SPEND).await?;
         }
         append_audit(&tx, &audit).await?;
+        // Its alert, in the same transaction (issue 17).
+        let mapping = DescriptorMapping { id, ..mapping };
+        let event = event::descriptor_taught(&mapping, resolved);
+        outbox::pg_emit(&tx, &[event], mapping.created_at).await?;
         tx.commit().await?;
-        Ok((DescriptorMapping { id, ..mapping }, resolved))
+        Ok((mapping, resolved))
     }
 
     async fn remove_mapping(
@@ -2232,6 +2240,13 @@ impl Store for PgStore {
         let row =
             client.query_opt(&client.prepare_cached(super::OVERLAY_LATEST).await?, &[]).await?;
         row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+    }
+
+    async fn overlay_version(&self) -> Result<Option<i64>, StoreError> {
+        let client = self.client().await?;
+        let row =
+            client.query_one(&client.prepare_cached(super::OVERLAY_VERSION).await?, &[]).await?;
+        Ok(row.try_get(0)?)
     }
 
     async fn put_overlay(

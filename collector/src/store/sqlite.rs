@@ -1989,6 +1989,7 @@ impl Store for SqliteStore {
             let mappings = sqlite_mapping_keys(&tx)?;
             let mut lines = lines;
             let mapped = super::resolve_mapped(&mut lines, &mappings);
+            counts.mapped = u64::try_from(mapped.iter().flatten().count()).unwrap_or(u64::MAX);
             {
                 let mut stmt = tx.prepare_cached(
                     "INSERT INTO expense_lines (source, dedupe_key, file, line, occurred_at,
@@ -2134,8 +2135,12 @@ impl Store for SqliteStore {
                 tx.execute_batch(super::BUMP_SPEND)?;
             }
             append_audit(&tx, &audit)?;
+            // Its alert, in the same transaction (issue 17).
+            let mapping = DescriptorMapping { id, ..mapping };
+            let event = event::descriptor_taught(&mapping, resolved);
+            outbox::sqlite_emit(&tx, &[event], mapping.created_at)?;
             tx.commit()?;
-            Ok((DescriptorMapping { id, ..mapping }, resolved))
+            Ok((mapping, resolved))
         })
         .await
     }
@@ -2485,6 +2490,10 @@ impl Store for SqliteStore {
             Ok(c.query_row(super::OVERLAY_LATEST, [], |r| Ok((r.get(0)?, r.get(1)?))).optional()?)
         })
         .await
+    }
+
+    async fn overlay_version(&self) -> Result<Option<i64>, StoreError> {
+        self.with(|c| Ok(c.query_row(super::OVERLAY_VERSION, [], |r| r.get(0))?)).await
     }
 
     async fn put_overlay(

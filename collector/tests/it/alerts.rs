@@ -531,8 +531,13 @@ async fn every_event_type_fires_once_for_its_cause() {
     )
     .unwrap();
     run(&["--data-dir", data, "import", "expenses", csv.to_str().unwrap()]);
+    // A reviewer teaches the candidate's descriptor (issue 17): `descriptor.taught`.
+    let teach = json!({"descriptor": "NEURAL WRITER AI LABS", "product": "anthropic.claude"});
+    let (status, bytes) =
+        c.send(Method::POST, "/api/v1/mappings", Some(&token), teach.to_string()).await.unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{bytes:?}");
 
-    let ids = receiver.wait_for(10).await;
+    let ids = receiver.wait_for(11).await;
     // The rules keep running every second: nothing more may come.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let ids_after = receiver.ids();
@@ -561,6 +566,7 @@ async fn every_event_type_fires_once_for_its_cause() {
         ("spend.threshold", vec!["all"]),
         ("agent.stale", vec!["old-laptop"]),
         ("subscription.renewal", vec!["github.copilot"]),
+        ("descriptor.taught", vec!["anthropic.claude"]),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.into_iter().map(str::to_owned).collect()))
@@ -571,6 +577,12 @@ async fn every_event_type_fires_once_for_its_cause() {
     assert_eq!(threshold["subject"]["spent_minor"], 6_900);
     let candidate = seen.bodies.values().find(|v| v["type"] == "expense.candidate").unwrap();
     assert_eq!(candidate["subject"]["expense"]["descriptor"], "NEURAL WRITER AI LABS");
+    let taught = seen.bodies.values().find(|v| v["type"] == "descriptor.taught").unwrap();
+    assert_eq!(
+        (taught["subject"]["by"].as_str(), taught["subject"]["lines"].as_u64()),
+        (Some("sec"), Some(1))
+    );
+    assert_eq!(taught["url"], "https://aiscout.example.com/products/anthropic.claude");
     drop(server);
 }
 

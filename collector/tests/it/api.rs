@@ -98,6 +98,7 @@ pub(crate) async fn start_tuned(
         alerts: Arc::default(),
         enrollment: api::Enrollment::default(),
         overlay: None,
+        overlay_cache: Default::default(),
         risk: Default::default(),
     };
     tune(&mut state);

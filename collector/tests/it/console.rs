@@ -919,7 +919,10 @@ async fn a_team_plan_dearer_than_the_seats_it_replaces_is_said_to_cost_more() {
     let (status, _, body) = get(&mut c, "/reconcile", Some(&cookie)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let s4 = body.split("id=\"s4\"").nth(1).unwrap().split("id=\"s5\"").next().unwrap();
-    assert!(s4.contains("costs USD 180.00 more"), "{s4}");
+    // Three Claude payers moved to Team Standard pay for its five-seat minimum (issue 17):
+    // 5 x 300.00 a year against 720.00 now.
+    assert!(s4.contains("costs USD 780.00 more"), "{s4}");
+    assert!(s4.contains("minimum 5 seats"), "{s4}");
     assert!(!s4.contains("USD -"), "{s4}");
     assert!(s4.contains("No team plan costs less than the individual subscriptions"), "{s4}");
 }

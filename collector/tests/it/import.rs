@@ -190,6 +190,19 @@ pub(crate) async fn examples_import_twice_count_once_and_report(store: impl Stor
     // Ann pays for sanctioned ChatGPT and her laptop never used it.
     assert_eq!(rec["idle_subscriptions"][0]["payer"], "ann.lee@example.com");
     assert_eq!(rec["used_not_paid"][0]["product"], "google.gemini");
+    // Issue 17: three Claude payers moved to Team Standard pay for its minimum of five seats
+    // (5 x 300.00 a year), which costs more than their three Pro subscriptions (720.00).
+    let claude = rec["duplicate_subscriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["product"] == "anthropic.claude")
+        .unwrap();
+    assert_eq!(claude["payers"].as_array().unwrap().len(), 3);
+    assert_eq!(claude["team_seats"], 5);
+    assert_eq!(claude["team_annual"]["amount"], "1500.00");
+    assert_eq!(claude["saving"]["amount"], "-780.00");
+    assert!(claude["team_plan"].as_str().unwrap().contains("minimum 5 seats"), "{claude}");
     insta::assert_json_snapshot!("examples_reconcile", rec, { ".generated_at" => "[time]" });
 
     let csv = report(

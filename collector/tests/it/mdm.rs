@@ -298,6 +298,20 @@ fn windows_package_has_the_scripts_and_settings() {
     let settings = std::fs::read_to_string(out.join("install-settings.psd1")).unwrap();
     assert!(settings.contains(&format!("CollectorUrl = '{URL}'")), "{settings}");
     assert!(settings.contains(&format!("PinSha256 = '{}'", f.pin)), "{settings}");
+    // Issue 17: the overlay key, as for Linux and macOS: the public key of overlay.key, which
+    // install.ps1 writes to overlay.pub and names as overlay_key_file in agent.toml.
+    let (_, overlay_public) =
+        aiscout_collector::api::overlay::load_or_generate_key(&f.data).unwrap();
+    assert!(settings.contains(&format!("OverlayKey = '{overlay_public}'")), "{settings}");
+    let script = std::fs::read_to_string(out.join("install.ps1")).unwrap();
+    for needle in [
+        "$settings.ContainsKey('OverlayKey')",
+        "$OverlayKey -notmatch '^[0-9a-fA-F]{64}$'",
+        "$OverlayKeyFile = Join-Path $DataDir 'overlay.pub'",
+        "\"overlay_key_file = $(TomlString $OverlayKeyFile)\"",
+    ] {
+        assert!(script.contains(needle), "install.ps1 lacks {needle}");
+    }
     assert_eq!(std::fs::read_to_string(out.join("enroll_secret")).unwrap().trim(), SECRET);
     assert_eq!(std::fs::read_to_string(out.join("catalog.pub")).unwrap().trim(), f.key_hex);
     let readme = std::fs::read_to_string(out.join("README.md")).unwrap();

@@ -5,7 +5,7 @@
 
 use aiscout_collector::api::overlay::OverlaySigner;
 use aiscout_collector::model::Role;
-use aiscout_signatures::{Verifier, VerifyError};
+use aiscout_signatures::{Artifact, Verifier, VerifyError};
 use aiscout_wire::Secret;
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -67,11 +67,14 @@ async fn signed_overlay_is_served_and_bypass_names_the_device_and_process() {
     assert_eq!(overlay.gateways()[0].host, "llm.corp.example");
     assert_eq!(
         verifier.verify_overlay(&bytes, Some(3)),
-        Err(VerifyError::Rollback { offered: 2, current: 3 })
+        Err(VerifyError::Rollback { artifact: Artifact::Overlay, offered: 2, current: 3 })
     );
     let (_, other) = aiscout_signatures::sign::generate().unwrap();
     let other = Verifier::from_hex(&other).unwrap();
-    assert_eq!(other.verify_overlay(&bytes, None), Err(VerifyError::BadSignature));
+    assert_eq!(
+        other.verify_overlay(&bytes, None),
+        Err(VerifyError::BadSignature(Artifact::Overlay))
+    );
     // The heartbeat names the overlay version.
     let hb = json!({"agent": {"version": "0.1.0", "catalog_version": 0}, "interfaces": [],
                     "packets": 0, "drops": 0, "spool_depth": 0, "evictions": 0});
@@ -298,4 +301,75 @@ fn check_config_names_a_bad_overlay_key() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("overlay_key:") && err.contains("overlay.key"), "{err}");
+}
+
+/// `aiscout_collector_overlay_loads_total` from `/metrics`.
+async fn overlay_loads(c: &mut aiscout_collector::client::Connection) -> u64 {
+    let (_, bytes) = c.send(Method::GET, "/metrics", None, "").await.unwrap();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("aiscout_collector_overlay_loads_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no overlay loads counter in:\n{text}"))
+}
+
+/// A heartbeat; the overlay version its acknowledgement names.
+async fn heartbeat(c: &mut aiscout_collector::client::Connection, key: &str) -> Option<u64> {
+    let hb = json!({"agent": {"version": "0.1.0", "catalog_version": 0}, "interfaces": [],
+                    "packets": 0, "drops": 0, "spool_depth": 0, "evictions": 0});
+    let (status, bytes) =
+        c.send(Method::POST, "/api/v1/heartbeat", Some(key), hb.to_string()).await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{bytes:?}");
+    serde_json::from_slice::<Value>(&bytes).unwrap()["overlay_version"].as_u64()
+}
+
+/// Issue 17: the collector reads and validates the stored overlay once per version, not on
+/// every heartbeat or fetch; a version written past this instance (the CLI, or another
+/// collector on the same database) is what the next heartbeat names and the next fetch serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overlay_is_read_once_per_version_not_per_heartbeat() {
+    let (private, public) = aiscout_signatures::sign::generate().unwrap();
+    let server = start_tuned(100, Default::default(), |s| {
+        s.overlay = Some(OverlaySigner::new(Secret::new(private)));
+    })
+    .await;
+    let mut c = server.connect(true).await;
+    let key = enroll(&mut c, "laptop-8").await;
+    let admin = server.token("admin", Role::Admin).await;
+    let (status, _) =
+        c.send(Method::PUT, "/api/v1/overlay/document", Some(&admin), DOC).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let verifier = Verifier::from_hex(&public).unwrap();
+    for _ in 0..5 {
+        assert_eq!(heartbeat(&mut c, &key).await, Some(1));
+    }
+    assert_eq!(overlay_loads(&mut c).await, 0, "a heartbeat never reads the document");
+    for _ in 0..3 {
+        let (status, bytes) = c.send(Method::GET, "/api/v1/overlay", Some(&key), "").await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(verifier.verify_overlay(&bytes, None).unwrap().version(), 1);
+        assert_eq!(heartbeat(&mut c, &key).await, Some(1));
+    }
+    assert_eq!(overlay_loads(&mut c).await, 1, "read once for version 1");
+
+    // Version 2 written straight into the database, as the CLI or another collector does.
+    let catalog = aiscout_signatures::Catalog::builtin().unwrap();
+    let doc = DOC.replace("Helpdesk Bot", "Helpdesk Bot 2");
+    let v = aiscout_collector::api::overlay::write(
+        &server.store,
+        &catalog,
+        "cli",
+        doc.as_bytes(),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(v, 2);
+    assert_eq!(heartbeat(&mut c, &key).await, Some(2));
+    for _ in 0..2 {
+        let (_, bytes) = c.send(Method::GET, "/api/v1/overlay", Some(&key), "").await.unwrap();
+        let overlay = verifier.verify_overlay(&bytes, Some(2)).unwrap();
+        assert_eq!(overlay.products()[0].name, "Helpdesk Bot 2");
+    }
+    assert_eq!(overlay_loads(&mut c).await, 2, "read once more, for version 2");
 }

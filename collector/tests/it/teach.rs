@@ -102,9 +102,14 @@ async fn a_taught_descriptor_counts_past_and_future_lines_and_undo_restores_the_
 
     // A later import of the same descriptor resolves directly; the same file again counts once.
     let path = "/api/v1/imports/expenses?name=december.csv";
+    // Its line needs no review, so the summary counts no candidate (issue 17).
     for stored in [1, 0] {
         let (status, v) = json_of(&mut c, Method::POST, path, &proc, DECEMBER).await;
-        assert_eq!((status, v["stored"].as_u64()), (StatusCode::OK, Some(stored)), "{v}");
+        assert_eq!(
+            (status, v["stored"].as_u64(), v["candidates"].as_u64()),
+            (StatusCode::OK, Some(stored), Some(0)),
+            "{v}"
+        );
     }
     assert!(candidates(&mut c, &proc).await.is_empty());
     assert_eq!(card_spend(&mut c, &proc, "anthropic.claude").await, "98.00");
@@ -215,7 +220,7 @@ async fn a_consumer_plan_on_a_card_is_marked_and_the_business_seat_proposed() {
     assert_eq!((status, v["stored"].as_u64()), (StatusCode::OK, Some(4)), "{v}");
     let (_, r) = json_of(&mut c, Method::GET, "/api/v1/reports/reconcile", &proc, "").await;
     let plans = r["consumer_plans"].as_array().unwrap();
-    type Row<'a> = (&'a str, &'a str, &'a str, u64, Option<&'a str>, Option<&'a str>);
+    type Row<'a> = (&'a str, &'a str, &'a str, u64, Option<&'a str>, Option<&'a str>, Option<u64>);
     let got: Vec<Row<'_>> = plans
         .iter()
         .map(|p| {
@@ -226,6 +231,7 @@ async fn a_consumer_plan_on_a_card_is_marked_and_the_business_seat_proposed() {
                 p["lines"].as_u64().unwrap(),
                 p["business_plan"].as_str(),
                 p["business_price"]["amount"].as_str(),
+                p["business_min_seats"].as_u64(),
             )
         })
         .collect();
@@ -234,8 +240,17 @@ async fn a_consumer_plan_on_a_card_is_marked_and_the_business_seat_proposed() {
     assert_eq!(
         got,
         [
-            ("anthropic.claude", "ann@example.com", "Pro", 1, Some("Team Standard"), Some("30.00")),
-            ("openai.chatgpt", "bob@example.com", "Plus", 2, Some("Team"), Some("30.00")),
+            // The business plans' minimums (issue 17): Claude Team 5 seats, ChatGPT Team 2.
+            (
+                "anthropic.claude",
+                "ann@example.com",
+                "Pro",
+                1,
+                Some("Team Standard"),
+                Some("30.00"),
+                Some(5)
+            ),
+            ("openai.chatgpt", "bob@example.com", "Plus", 2, Some("Team"), Some("30.00"), Some(2)),
         ]
     );
     let mut web = server.connect(false).await;
@@ -243,6 +258,7 @@ async fn a_consumer_plan_on_a_card_is_marked_and_the_business_seat_proposed() {
     let (status, _, sheet) = get(&mut web, "/reconcile/consumer-plans.csv", Some(&s)).await;
     assert_eq!(status, StatusCode::OK);
     assert!(sheet.lines().next().unwrap().contains("business_plan"), "{sheet}");
+    assert!(sheet.lines().next().unwrap().contains("business_min_seats"), "{sheet}");
     assert!(
         sheet.contains("bob@example.com") && sheet.contains("Plus") && sheet.contains("Team"),
         "{sheet}"
@@ -250,7 +266,8 @@ async fn a_consumer_plan_on_a_card_is_marked_and_the_business_seat_proposed() {
     let (_, _, page) = get(&mut web, "/reconcile", Some(&s)).await;
     assert!(
         page.contains("Consumer plans paid on cards")
-            && page.contains("Team (USD 30.00 per seat per month)"),
+            && page.contains("Team (USD 30.00 per seat per month, minimum 2 seats)")
+            && page.contains("Team Standard (USD 30.00 per seat per month, minimum 5 seats)"),
         "{page}"
     );
 }

@@ -101,6 +101,10 @@ pub struct ConsumerPlan {
     pub business_price: Option<Money>,
     /// `month` or `year`.
     pub business_period: Option<String>,
+    /// The fewest seats the business plan is sold with, when the catalog states a minimum
+    /// (Claude Team: 5): moving fewer people still pays for this many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub business_min_seats: Option<u32>,
 }
 
 /// A reviewer's mapping of a card descriptor to a product (`GET /api/v1/mappings`).
@@ -221,7 +225,10 @@ pub struct DuplicateSubscriptions {
     pub current_annual: Money,
     /// The catalog plan used for the estimate, if the catalog lists a team plan.
     pub team_plan: Option<String>,
-    /// That plan for the same number of seats for a year, at list price.
+    /// The seats that plan bills: one per payer, or the plan's minimum when that is more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team_seats: Option<u64>,
+    /// That plan for `team_seats` seats for a year, at list price.
     pub team_annual: Option<Money>,
     /// `current_annual - team_annual`; negative when the team plan costs more (it still buys
     /// a contract and admin control).

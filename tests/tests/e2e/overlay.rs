@@ -176,9 +176,14 @@ async fn agent_verifies_the_overlay_detects_its_product_and_bypass_is_reported()
     let mut agent =
         start_agent(&config, &["--no-scan", "--pcap", &capture("dig-udp.pcap")], "info").unwrap();
     let line = agent
-        .wait_line("the tampered overlay refused", LONG, |l| l.contains("Saved overlay refused"))
+        .wait_line("the tampered overlay refused", LONG, |l| {
+            l.contains("Saved organisation overlay refused")
+        })
         .unwrap();
     assert!(line.contains("signature") || line.contains("hash"), "{line}");
+    // Issue 17: the refusal names the overlay and its key settings, never the catalog.
+    assert!(line.contains("error=organisation overlay ") && line.contains("overlay_key"), "{line}");
+    assert!(!line.contains("catalog"), "{line}");
     agent.terminate(Duration::from_secs(30)).unwrap();
 
     // Older: the agent has accepted version 9 before; the collector's version 2 is refused.
@@ -190,7 +195,8 @@ async fn agent_verifies_the_overlay_detects_its_product_and_bypass_is_reported()
             l.contains("Organisation overlay from the collector refused")
         })
         .unwrap();
-    assert!(line.contains("older than version 9"), "{line}");
+    assert!(line.contains("organisation overlay version 2 is older than version 9"), "{line}");
+    assert!(!line.contains("catalog"), "{line}");
     agent.terminate(Duration::from_secs(30)).unwrap();
 
     // The admin's page in a real browser.

@@ -366,6 +366,7 @@ async fn run<S: Store + Clone + Send + Sync + 'static>(store: S, a: &Args) {
         alerts: Arc::new(settings.clone()),
         enrollment: Default::default(),
         overlay: None,
+        overlay_cache: Default::default(),
         risk: Default::default(),
     });
     let counters = Arc::clone(&state.metrics.connections);

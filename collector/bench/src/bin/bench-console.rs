@@ -343,6 +343,7 @@ async fn pages<S: Store + Clone>(store: S, args: &Args) {
         alerts: Arc::default(),
         enrollment: Default::default(),
         overlay: None,
+        overlay_cache: Default::default(),
         risk: Default::default(),
     });
     let counters = Arc::clone(&state.metrics.connections);

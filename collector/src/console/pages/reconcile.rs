@@ -249,7 +249,7 @@ pub(crate) async fn page<S: Store>(
                         td class="num" { (view::amount(&x.spend)) }
                         td class="num" { a href=(lines(&x.product, &x.payer)) { (x.lines) span class="visually-hidden" { " expense lines of " (x.payer) " for " (x.name) } } }
                         td { @match (&x.business_plan, &x.business_price, &x.business_period) {
-                            (Some(plan), Some(price), Some(per)) => { (plan) " (" (view::amount(price)) " per seat per " (per) ")" }
+                            (Some(plan), Some(price), Some(per)) => { (plan) " (" (view::amount(price)) " per seat per " (per) @if let Some(m) = x.business_min_seats { ", minimum " (m) " seats" } ")" }
                             _ => { "–" }
                         } }
                     } } }

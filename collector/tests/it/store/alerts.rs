@@ -133,6 +133,43 @@ pub(crate) async fn alert_events_are_written_with_their_change_once_each(store: 
     assert_eq!(kinds(&rows(&store).await, "discoveries").len(), 4);
 }
 
+/// Issue 17: teaching a descriptor writes one `descriptor.taught` event with the mapping, in
+/// its transaction; a refused second teaching of the descriptor writes none.
+pub(crate) async fn a_taught_descriptor_is_one_alert_event(store: impl Store) {
+    use aiscout_collector::model::{AuditRecord, DescriptorMapping};
+    store.sync_channels(vec![channel("all", &[])], 10).await.unwrap();
+    let mut line = expense("c1", None, 1_000, 2_000);
+    line.descriptor = "ACME AI LABS".into();
+    store.add_expenses(vec![line], 10).await.unwrap();
+    let before = rows(&store).await.len();
+    let mapping = DescriptorMapping {
+        id: 0,
+        descriptor: "ACME AI LABS".into(),
+        product: "anthropic.claude".into(),
+        actor: "sam".into(),
+        created_at: 50,
+        note: String::new(),
+    };
+    let audit = AuditRecord {
+        at: 50,
+        actor: "sam".into(),
+        action: "descriptor.teach".into(),
+        subject: "ACME AI LABS".into(),
+        before: None,
+        after: None,
+    };
+    let (stored, _) = store.add_mapping(mapping.clone(), audit.clone()).await.unwrap();
+    assert!(store.add_mapping(mapping, audit).await.is_err());
+    let r = rows(&store).await;
+    let taught: Vec<&DeliveryRow> =
+        r.iter().filter(|d| d.kind == event::DESCRIPTOR_TAUGHT).collect();
+    assert_eq!(r.len(), before + 1, "{r:?}");
+    assert_eq!(taught.len(), 1, "{r:?}");
+    assert_eq!(taught[0].product, "anthropic.claude");
+    let key = format!("{}\0ACME AI LABS", stored.id);
+    assert_eq!(taught[0].event_id, event::id(event::DESCRIPTOR_TAUGHT, &key));
+}
+
 pub(crate) async fn alert_deliveries_are_claimed_once_and_retried_after_their_lease(
     store: impl Store,
 ) {

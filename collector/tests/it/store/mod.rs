@@ -17,6 +17,7 @@ mod privacy;
 mod upgrade;
 
 pub(crate) use alerts::{
+    a_taught_descriptor_is_one_alert_event,
     alert_admissions_keep_the_daily_cap_exact_and_the_quiet_period,
     alert_deliveries_are_claimed_once_and_retried_after_their_lease,
     alert_events_are_written_with_their_change_once_each,
@@ -463,9 +464,9 @@ pub(crate) async fn expense_import_twice_counts_each_line_once(store: impl Store
         shared.clone(),
     ];
     let first = store.add_expenses(lines.clone(), 10).await.unwrap();
-    assert_eq!(first, ImportCounts { inserted: 2, duplicates: 1 });
+    assert_eq!(first, ImportCounts { inserted: 2, duplicates: 1, mapped: 0 });
     let second = store.add_expenses(lines, 20).await.unwrap();
-    assert_eq!(second, ImportCounts { inserted: 0, duplicates: 3 });
+    assert_eq!(second, ImportCounts { inserted: 0, duplicates: 3, mapped: 0 });
     let stored = store.expenses(None).await.unwrap();
     assert_eq!(stored.len(), 2);
     assert_eq!(stored[0], expense("id:1", Some("openai.chatgpt"), 1_000, 2_000));
@@ -490,9 +491,9 @@ pub(crate) async fn gateway_spend_is_idempotent_and_summed_per_day(store: impl S
         spend("id:d", None, day + 30, 1),
     ];
     let counts = store.add_gateway_spend(rows.clone(), 5).await.unwrap();
-    assert_eq!(counts, ImportCounts { inserted: 4, duplicates: 0 });
+    assert_eq!(counts, ImportCounts { inserted: 4, duplicates: 0, mapped: 0 });
     let again = store.add_gateway_spend(rows, 6).await.unwrap();
-    assert_eq!(again, ImportCounts { inserted: 0, duplicates: 4 });
+    assert_eq!(again, ImportCounts { inserted: 0, duplicates: 4, mapped: 0 });
     let totals = store.gateway_totals(None).await.unwrap();
     let first_day: Vec<_> = totals.iter().filter(|t| t.day == day).collect();
     assert_eq!(first_day.len(), 2);
@@ -505,11 +506,11 @@ pub(crate) async fn gateway_chunk_with_some_keys_stored_counts_the_new_ones(stor
     let day = 19_000 * 86_400;
     let row = |key: &str| spend(key, Some("openai.api"), day, 1);
     let first = store.add_gateway_spend(vec![row("id:a"), row("id:b")], 5).await.unwrap();
-    assert_eq!(first, ImportCounts { inserted: 2, duplicates: 0 });
+    assert_eq!(first, ImportCounts { inserted: 2, duplicates: 0, mapped: 0 });
     // New first key, a stored key later, and a key repeated within the chunk.
     let rows = vec![row("id:c"), row("id:a"), row("id:d"), row("id:d")];
     let second = store.add_gateway_spend(rows, 6).await.unwrap();
-    assert_eq!(second, ImportCounts { inserted: 2, duplicates: 2 });
+    assert_eq!(second, ImportCounts { inserted: 2, duplicates: 2, mapped: 0 });
     let totals = store.gateway_totals(None).await.unwrap();
     assert_eq!(totals.iter().map(|t| t.rows).sum::<i64>(), 4);
 }
@@ -577,11 +578,11 @@ pub(crate) async fn people_upsert_counts_changes_only(store: impl Store) {
     bob.email = "bob@example.com".into();
     bob.manager = Some("ann@example.com".into());
     let c = store.upsert_people(vec![ann.clone(), bob.clone()]).await.unwrap();
-    assert_eq!(c, ImportCounts { inserted: 2, duplicates: 0 });
+    assert_eq!(c, ImportCounts { inserted: 2, duplicates: 0, mapped: 0 });
     let mut moved = ann.clone();
     moved.department = "Engineering".into();
     let c = store.upsert_people(vec![moved.clone(), bob.clone()]).await.unwrap();
-    assert_eq!(c, ImportCounts { inserted: 1, duplicates: 1 });
+    assert_eq!(c, ImportCounts { inserted: 1, duplicates: 1, mapped: 0 });
     assert_eq!(store.people().await.unwrap(), vec![moved, bob]);
 }
 
@@ -2026,6 +2027,25 @@ pub(crate) async fn person_export_holds_what_is_stored_about_them_and_nobody_els
     assert_eq!(person::to_json(&nobody)["found"], false);
 }
 
+/// Issue 17: the cheap version check a cached overlay is compared with.
+pub(crate) async fn overlay_version_is_the_highest_stored(store: impl Store) {
+    let audit = |v: i64| AuditRecord {
+        at: v,
+        actor: "admin".into(),
+        action: "overlay.update".into(),
+        subject: format!("overlay/{v}"),
+        before: None,
+        after: None,
+    };
+    assert_eq!(store.overlay_version().await.unwrap(), None);
+    for v in [1, 2] {
+        assert!(store.put_overlay(v, "{}".into(), audit(v)).await.unwrap());
+    }
+    assert!(!store.put_overlay(2, "{}".into(), audit(2)).await.unwrap(), "one writer per version");
+    assert_eq!(store.overlay_version().await.unwrap(), Some(2));
+    assert_eq!(store.overlay().await.unwrap().map(|(v, _)| v), Some(2));
+}
+
 macro_rules! all_cases {
     ($open:path) => {
         conformance!($open;
@@ -2075,6 +2095,8 @@ macro_rules! all_cases {
             connector_cursors_are_per_name_and_only_move_forward,
             cache_answers_as_the_store_does,
             alert_events_are_written_with_their_change_once_each,
+            a_taught_descriptor_is_one_alert_event,
+            overlay_version_is_the_highest_stored,
             alert_deliveries_are_claimed_once_and_retried_after_their_lease,
             alert_admissions_keep_the_daily_cap_exact_and_the_quiet_period,
             person_export_holds_what_is_stored_about_them_and_nobody_else,
