@@ -328,14 +328,14 @@ fn find_on_path(program: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+// Not run by default: PowerShell 7 (`pwsh`) is not in Debian's archive and its installers come
+// from GitHub releases, which CI cannot reach. Run it where pwsh is installed with
+// `cargo test -p aiscout-collector --test it -- --ignored powershell_scripts_parse`; without
+// pwsh it fails instead of passing.
 #[test]
+#[ignore = "needs pwsh (PowerShell 7), which Debian does not package; run with --ignored where it is installed"]
 fn powershell_scripts_parse_where_pwsh_is_available() {
-    let Some(pwsh) = find_on_path("pwsh") else {
-        eprintln!(
-            "SKIPPED powershell_scripts_parse_where_pwsh_is_available: pwsh is not installed"
-        );
-        return;
-    };
+    let pwsh = find_on_path("pwsh").expect("pwsh is not on PATH: install PowerShell 7 to run this check");
     for script in ["install.ps1", "uninstall.ps1", "detect.ps1"] {
         let path = Path::new(INSTALLER).join("windows").join(script);
         let command = format!(
