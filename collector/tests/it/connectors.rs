@@ -31,6 +31,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use crate::store::harness;
 
 mod cards;
+mod named;
 
 const KEY: &str = "sk-litellm-admin-0123456789";
 const DAY: i64 = 86_400;
@@ -71,6 +72,17 @@ struct Vendor {
     origin: Mutex<String>,
     /// Requests to the token endpoint.
     tokens_issued: Mutex<u32>,
+    /// OpenAI completions usage results: `(bucket day, result JSON)` (`named.rs`).
+    usage: Mutex<Vec<(i64, String)>>,
+    /// OpenAI users, LiteLLM users: `(id, email)`.
+    users: Mutex<Vec<(String, String)>>,
+    /// OpenAI projects, LiteLLM teams: `(id, name)`.
+    teams: Mutex<Vec<(String, String)>>,
+    /// Faults of the second gate ([`side_gate`]): the usage and the users, projects and teams
+    /// lists, so that the fault sequences of the first streams stay as they were.
+    side_faults: Mutex<VecDeque<Option<Fault>>>,
+    /// Requests through the second gate: path and query.
+    side_log: Mutex<Vec<(String, HashMap<String, String>)>>,
 }
 
 /// The benchmark's spend logs: the same envelope, pages built before the clock starts.
@@ -231,6 +243,7 @@ async fn serve_vendor() -> Served {
         .route("/v1/organization/costs", axum::routing::get(openai_costs))
         .route("/v1/organizations/cost_report", axum::routing::get(anthropic_cost_report))
         .merge(cards::routes())
+        .merge(named::routes())
         .with_state(Arc::clone(&vendor));
     let (ca, ca_pem, chain, key) = certificates();
     let tls = api::tls::server_config(chain, key).unwrap();
@@ -539,6 +552,8 @@ async fn daily_costs_page_by_next_page_and_count_once(kind: Kind, day_nanos: i64
     let s = cost_settings(&served, kind, today - 5 * DAY);
     let (index, stats) = (index(), Stats::default());
     let p = connectors::run(&store, &index, &s, &stats, now).await.unwrap();
+    // OpenAI also pulls its usage stream, empty here (`named.rs` tests it): the costs stream.
+    let p = p.streams[0].1.clone();
     assert_eq!((p.fetched, p.pages, p.new, p.known), (10, 3, 10, 0));
     assert_eq!(p.window, (today - 5 * DAY, today), "whole finished days only");
     assert_eq!(stored_nanos(&store).await, (5 * day_nanos, 10), "totals to the billionth");
@@ -547,6 +562,7 @@ async fn daily_costs_page_by_next_page_and_count_once(kind: Kind, day_nanos: i64
     assert_eq!(pages, [None, Some("p1".into()), Some("p2".into())]);
 
     let p = connectors::run(&store, &index, &s, &stats, now + DAY).await.unwrap();
+    let p = p.streams[0].1.clone();
     assert_eq!(p.window, (today - 2 * DAY, today + DAY));
     assert_eq!((p.fetched, p.new, p.known), (6, 2, 4));
     // Run again: the cursor moved a day, so two days are asked again, all known.
@@ -614,6 +630,7 @@ async fn cost_reports_through_timeouts_retries_and_a_malformed_page(
     assert!(metrics.contains("cause=\"shape\"} 1"), "{metrics}");
 
     let p = connectors::run(&store, &index, &s, &stats, now).await.unwrap();
+    let p = p.streams[0].1.clone();
     assert_eq!((p.fetched, p.pages, p.new, p.known), (10, 3, 2, 8), "{kind:?}");
     assert_eq!(stored_nanos(&store).await, (5 * day_nanos, 10), "{kind:?}: totals to the cent");
     assert_eq!(store.connector_cursor(s.name.clone()).await.unwrap(), Some(today));
@@ -794,11 +811,12 @@ fn case(kind: Kind, vendor: &Vendor, now: i64) -> Case {
             whole: (250, 3),
             before_kill: 200,
         },
-        // Five finished days of two results, two days a page.
+        // Five finished days of two results, two days a page; the usage stream's three pages
+        // are empty.
         Kind::Openai => Case {
             expected: (5 * OPENAI_DAY_NANOS, 10),
             start: today - 5 * DAY,
-            whole: (10, 3),
+            whole: (10, 6),
             before_kill: 8,
         },
         Kind::Anthropic => Case {
