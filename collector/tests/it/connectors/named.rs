@@ -43,14 +43,14 @@ fn side_gate(
     path: &str,
     q: &HashMap<String, String>,
     authorized: bool,
-) -> Result<bool, Response> {
+) -> Result<bool, StatusCode> {
     v.side_log.lock().unwrap().push((path.to_owned(), q.clone()));
     let fault = v.side_faults.lock().unwrap().pop_front().flatten();
     if !authorized || *v.expired.lock().unwrap() {
-        return Err(StatusCode::UNAUTHORIZED.into_response());
+        return Err(StatusCode::UNAUTHORIZED);
     }
     match fault {
-        Some(Fault::Unavailable) => Err(StatusCode::INTERNAL_SERVER_ERROR.into_response()),
+        Some(Fault::Unavailable) => Err(StatusCode::INTERNAL_SERVER_ERROR),
         Some(Fault::Malformed) => Ok(true),
         None => Ok(false),
         Some(other) => panic!("the second gate does not do {other:?}"),
@@ -73,7 +73,7 @@ async fn openai_usage(
     let map: HashMap<String, String> = q.iter().cloned().collect();
     let malformed = match side_gate(&v, "usage", &map, bearer_ok(&headers)) {
         Ok(m) => m,
-        Err(r) => return r,
+        Err(status) => return status.into_response(),
     };
     let groups: Vec<&str> =
         q.iter().filter(|(k, _)| k == "group_by").map(|(_, v)| v.as_str()).collect();
@@ -99,7 +99,7 @@ async fn openai_usage(
         // The last result of the page loses its `output_tokens`.
         let last = buckets.iter_mut().rev().find(|b| b.contains("output_tokens")).unwrap();
         let at = last.rfind(r#""output_tokens":"#).unwrap();
-        let end = at + last[at..].find(',').unwrap() + 1;
+        let end = at + last.get(at..).unwrap().find(',').unwrap() + 1;
         last.replace_range(at..end, "");
     }
     json(format!(
@@ -154,7 +154,7 @@ async fn openai_users(
 ) -> Response {
     let malformed = match side_gate(&v, "users", &q, bearer_ok(&headers)) {
         Ok(m) => m,
-        Err(r) => return r,
+        Err(status) => return status.into_response(),
     };
     let users = v.users.lock().unwrap().clone();
     openai_list(
@@ -177,7 +177,7 @@ async fn openai_projects(
 ) -> Response {
     let malformed = match side_gate(&v, "projects", &q, bearer_ok(&headers)) {
         Ok(m) => m,
-        Err(r) => return r,
+        Err(status) => return status.into_response(),
     };
     assert_eq!(q["include_archived"], "true");
     let projects = v.teams.lock().unwrap().clone();
@@ -201,7 +201,7 @@ async fn litellm_users(
 ) -> Response {
     let malformed = match side_gate(&v, "user/list", &q, bearer_ok(&headers)) {
         Ok(m) => m,
-        Err(r) => return r,
+        Err(status) => return status.into_response(),
     };
     assert!(q["page_size"].parse::<u32>().unwrap() <= 100, "page_size is at most 100");
     let page: usize = q["page"].parse().unwrap();
@@ -234,8 +234,8 @@ async fn litellm_teams(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Err(r) = side_gate(&v, "team/list", &q, bearer_ok(&headers)) {
-        return r;
+    if let Err(status) = side_gate(&v, "team/list", &q, bearer_ok(&headers)) {
+        return status.into_response();
     }
     let teams = v.teams.lock().unwrap().clone();
     let data: Vec<String> = teams
