@@ -904,6 +904,12 @@ async fn killed_sync(kind: Kind) {
     let want =
         format!("{name}: {fetched} rows fetched, {pages} pages, {new} new, {known} already known");
     assert!(stdout.starts_with(&want), "{kind:?}: want {want:?}, got {stdout}");
+    if kind == Kind::Openai {
+        // Two streams: each one's counts follow the totals.
+        let streams = "[costs: 10 rows fetched, 3 pages, 2 new, 8 already known";
+        assert!(stdout.contains(streams), "{stdout}");
+        assert!(stdout.contains("; usage: 0 rows fetched, 3 pages, 0 new"), "{stdout}");
+    }
     no_secret(&out);
     let store = aiscout_collector::store::sqlite::SqliteStore::open(&path).await.unwrap();
     assert_eq!(stored(kind, &store).await, case.expected, "{kind:?}: totals to the cent");
