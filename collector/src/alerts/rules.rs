@@ -250,6 +250,7 @@ mod tests {
             payers: 0,
             expense_spend: Vec::new(),
             gateway_spend: Vec::new(),
+            gateway_tokens: 0,
             subscriptions: 0,
             annualized_cost: Vec::new(),
             mcp_flags: Vec::new(),

@@ -142,7 +142,7 @@ impl Kind {
             ],
             Kind::Brex => &[Stream::BrexTransactions],
             Kind::Litellm => &[Stream::LitellmSpendLogs],
-            Kind::Openai => &[Stream::OpenaiCosts],
+            Kind::Openai => &[Stream::OpenaiCosts, Stream::OpenaiCompletionsUsage],
             Kind::Openrouter => &[Stream::OpenrouterActivity],
             Kind::Ramp => &[Stream::RampTransactions],
         }
@@ -164,6 +164,8 @@ pub enum Stream {
     BrexTransactions,
     /// LiteLLM spend logs.
     LitellmSpendLogs,
+    /// OpenAI Admin API completions usage (tokens, no cost).
+    OpenaiCompletionsUsage,
     /// OpenAI Admin API organization costs.
     OpenaiCosts,
     /// OpenRouter activity.
@@ -181,7 +183,7 @@ impl Stream {
             | Stream::AnthropicMessagesUsage => Kind::Anthropic,
             Stream::BrexTransactions => Kind::Brex,
             Stream::LitellmSpendLogs => Kind::Litellm,
-            Stream::OpenaiCosts => Kind::Openai,
+            Stream::OpenaiCosts | Stream::OpenaiCompletionsUsage => Kind::Openai,
             Stream::OpenrouterActivity => Kind::Openrouter,
             Stream::RampTransactions => Kind::Ramp,
         }
@@ -195,6 +197,7 @@ impl Stream {
             Stream::AnthropicMessagesUsage => "messages-usage",
             Stream::BrexTransactions | Stream::RampTransactions => "transactions",
             Stream::LitellmSpendLogs => "spend-logs",
+            Stream::OpenaiCompletionsUsage => "usage",
             Stream::OpenaiCosts => "costs",
             Stream::OpenrouterActivity => "activity",
         }
@@ -220,6 +223,7 @@ impl Stream {
             }
             Stream::BrexTransactions => Target::Expense(ExpenseFormat::Brex),
             Stream::LitellmSpendLogs => Target::Gateway(GatewayFormat::Litellm),
+            Stream::OpenaiCompletionsUsage => Target::Gateway(GatewayFormat::OpenaiUsage),
             Stream::OpenaiCosts => Target::Gateway(GatewayFormat::OpenaiCosts),
             Stream::OpenrouterActivity => Target::Gateway(GatewayFormat::Openrouter),
             Stream::RampTransactions => Target::Expense(ExpenseFormat::Ramp),
@@ -233,8 +237,18 @@ impl Stream {
             Stream::AnthropicClaudeCode
                 | Stream::AnthropicCostReport
                 | Stream::AnthropicMessagesUsage
+                | Stream::OpenaiCompletionsUsage
                 | Stream::OpenaiCosts
                 | Stream::OpenrouterActivity
+        )
+    }
+
+    /// Whether its rows name people and teams by the vendor's ids, which the vendor's users
+    /// and projects or teams lists ([`Names`]) turn into emails and names.
+    fn named(self) -> bool {
+        matches!(
+            self,
+            Stream::LitellmSpendLogs | Stream::OpenaiCompletionsUsage | Stream::OpenaiCosts
         )
     }
 
@@ -246,8 +260,32 @@ impl Stream {
             Stream::AnthropicMessagesUsage => "usage report",
             Stream::BrexTransactions | Stream::RampTransactions => "transactions",
             Stream::LitellmSpendLogs => "spend logs",
+            Stream::OpenaiCompletionsUsage => "completions usage",
             Stream::OpenaiCosts => "organization costs",
             Stream::OpenrouterActivity => "activity",
+        }
+    }
+}
+
+/// The vendor's names for its ids, read once per run from its users and projects (OpenAI) or
+/// users and teams (LiteLLM) lists. They are applied to a row after its dedupe key is made
+/// from the vendor's record, so a renamed project or a changed email never makes a row new.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Names {
+    /// User id to email.
+    pub users: std::collections::HashMap<String, String>,
+    /// Project or team id to its name.
+    pub teams: std::collections::HashMap<String, String>,
+}
+
+impl Names {
+    /// Puts the email for a user id and the name for a team or project id into `row`.
+    fn apply(&self, row: &mut GatewaySpend) {
+        if let Some(email) = self.users.get(&row.user) {
+            row.user.clone_from(email);
+        }
+        if let Some(name) = self.teams.get(&row.team) {
+            row.team.clone_from(name);
         }
     }
 }
@@ -669,11 +707,13 @@ fn label_value(name: &str) -> String {
 
 /// Stores one page in one transaction, after parsing every record with the matching file
 /// import's parser; a record the parser refuses fails the page, naming the record and field.
+#[allow(clippy::too_many_arguments)] // Reason: the run's parts and the page, handed down once.
 async fn store_page<S: Store>(
     store: &S,
     index: &Index,
     settings: &Settings,
     stream: Stream,
+    names: Option<&Names>,
     page_no: u32,
     page: Page,
     now: i64,
@@ -726,6 +766,9 @@ async fn store_page<S: Store>(
                     let n = seen.entry(key.clone()).or_insert(0);
                     *n += 1;
                     row.dedupe_key = format!("c:{key}:{n}");
+                }
+                if let Some(names) = names {
+                    names.apply(&mut row);
                 }
                 rows.push(row);
             }
@@ -874,6 +917,8 @@ struct Lookups {
     brex: Option<brex::Directory>,
     /// Anthropic: the names of user accounts and workspaces.
     anthropic: Option<anthropic::Names>,
+    /// OpenAI, LiteLLM: names for user and project or team ids.
+    names: Option<Names>,
 }
 
 /// One stream: its window from its own cursor, page by page, then its cursor.
@@ -918,18 +963,21 @@ async fn run_stream<S: Store>(
     if stream == Stream::AnthropicMessagesUsage && lookups.anthropic.is_none() {
         lookups.anthropic = Some(anthropic::names(client).await?);
     }
-    let names = lookups.anthropic.take().unwrap_or_default();
+    let anthropic_names = lookups.anthropic.take().unwrap_or_default();
     let mut next: Option<String> = None;
     for page_no in 1..=MAX_PAGES {
         let cursor = next.as_deref();
         let page = match stream {
             Stream::LitellmSpendLogs => litellm::page(client, from, to, page_no).await?,
             Stream::OpenaiCosts => openai::page(client, from, to, page_no, cursor).await?,
+            Stream::OpenaiCompletionsUsage => {
+                openai::usage_page(client, from, to, page_no, cursor).await?
+            }
             Stream::AnthropicCostReport => {
                 anthropic::page(client, from, to, page_no, cursor).await?
             }
             Stream::AnthropicMessagesUsage => {
-                anthropic::messages_page(client, from, to, page_no, cursor, &names).await?
+                anthropic::messages_page(client, from, to, page_no, cursor, &anthropic_names).await?
             }
             Stream::AnthropicClaudeCode => {
                 let (day, token) = anthropic::claude_code_cursor(cursor, from);
@@ -946,8 +994,18 @@ async fn run_stream<S: Store>(
         };
         let (fetched, more) = page;
         let records = fetched.records;
+        if stream.named() && records > 0 && lookups.names.is_none() {
+            // Read when the first rows need them, so that a refused key or a vendor down
+            // fails on the stream's own first page, as it did before the lists were read.
+            lookups.names = Some(match settings.kind {
+                Kind::Litellm => litellm::names(client).await?,
+                Kind::Openai => openai::names(client).await?,
+                Kind::Anthropic | Kind::Brex | Kind::Openrouter | Kind::Ramp => Names::default(),
+            });
+        }
+        let names = lookups.names.as_ref().filter(|_| stream.named());
         let (new, known) =
-            store_page(store, index, settings, stream, page_no, fetched, now).await?;
+            store_page(store, index, settings, stream, names, page_no, fetched, now).await?;
         client.stats().page(&settings.name, new, known);
         progress.pages += 1;
         progress.fetched += records;

@@ -1,14 +1,22 @@
-//! OpenAI Admin API organization costs: `GET /v1/organization/costs` with `start_time`,
-//! `end_time` (Unix seconds), `bucket_width=1d`, `group_by` project and line item, `limit`
-//! and the `page` cursor from `next_page` while `has_more` (VENDORS.md, "OpenAI").
+//! OpenAI Admin API: organization costs (`GET /v1/organization/costs`, grouped by project and
+//! line item) and completions usage (`GET /v1/organization/usage/completions`, grouped by
+//! user, project, API key and model), both with `start_time`, `end_time` (Unix seconds),
+//! `bucket_width=1d`, `limit` and the `page` cursor from `next_page` while `has_more`; and the
+//! users and projects lists (`after` the previous page's `last_id` while `has_more`) that name
+//! them: a user id becomes the user's email, a project id the project's name (VENDORS.md,
+//! "OpenAI").
 
 use serde::Deserialize;
 
 use super::http::{Client, bearer};
-use super::{ConnectorError, Page, Rows};
+use super::{ConnectorError, MAX_PAGES, Names, Page, Rows};
 
-/// Daily buckets asked for per page (the documented maximum).
+/// Daily buckets asked for per costs page (the documented maximum).
 pub const BUCKETS_PER_PAGE: u32 = 180;
+/// Daily buckets asked for per usage page (the documented maximum for `1d`).
+pub const USAGE_BUCKETS_PER_PAGE: u32 = 31;
+/// Users or projects asked for per list page (the documented maximum).
+pub const LIST_LIMIT: u32 = 100;
 
 #[derive(Deserialize)]
 #[allow(dead_code)] // Read to be checked against the documented shape.
@@ -37,6 +45,62 @@ struct CostResult {
 struct Amount {
     value: serde_json::Number,
     currency: String,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)] // Read to be checked against the documented shape.
+struct UsageEnvelope {
+    data: Vec<UsageBucket>,
+    has_more: bool,
+    next_page: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct UsageBucket {
+    start_time: i64,
+    end_time: i64,
+    results: Vec<UsageResult>,
+}
+
+/// A completions usage result: the token counts are required; the grouped fields are null
+/// when not grouped by.
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct UsageResult {
+    input_tokens: u64,
+    output_tokens: u64,
+    num_model_requests: u64,
+    #[serde(default)]
+    user_id: Option<String>,
+    #[serde(default)]
+    project_id: Option<String>,
+    #[serde(default)]
+    api_key_id: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+}
+
+/// A users or projects list page.
+#[derive(Deserialize)]
+struct List<T> {
+    data: Vec<T>,
+    has_more: bool,
+    #[serde(default)]
+    last_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct User {
+    id: String,
+    #[serde(default)]
+    email: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Project {
+    id: String,
+    name: String,
 }
 
 /// Fetches one page of `[from, to)`; the second value is the next page's cursor.
@@ -74,10 +138,113 @@ pub(crate) async fn page(
     };
     let envelope: Envelope = serde_json::from_slice(&body).map_err(|e| shape(e.to_string()))?;
     let records: usize = envelope.data.iter().map(|b| b.results.len()).sum();
-    let next = match (envelope.has_more, envelope.next_page) {
-        (false, _) => None,
-        (true, Some(next)) if !next.is_empty() => Some(next),
-        (true, _) => return Err(shape("has_more is true without a next_page".to_owned())),
-    };
+    let next = next_page(envelope.has_more, envelope.next_page).map_err(shape)?;
     Ok((Page { rows: Rows::Json(body), records: u64::try_from(records).unwrap_or(u64::MAX) }, next))
+}
+
+/// The next page's cursor of a bucketed answer.
+fn next_page(has_more: bool, next_page: Option<String>) -> Result<Option<String>, String> {
+    match (has_more, next_page) {
+        (false, _) => Ok(None),
+        (true, Some(next)) if !next.is_empty() => Ok(Some(next)),
+        (true, _) => Err("has_more is true without a next_page".to_owned()),
+    }
+}
+
+/// Fetches one page of completions usage of `[from, to)`, grouped by user, project, API key
+/// and model; the second value is the next page's cursor.
+///
+/// # Errors
+/// The request failed, or the page does not match the documented shape (naming the field).
+pub(crate) async fn usage_page(
+    client: &mut Client<'_>,
+    from: i64,
+    to: i64,
+    page_no: u32,
+    cursor: Option<&str>,
+) -> Result<(Page, Option<String>), ConnectorError> {
+    let headers = bearer(client.settings())?;
+    // Built in a block: the serializer is not Send and must not live across the await.
+    let path = {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query
+            .append_pair("start_time", &from.to_string())
+            .append_pair("end_time", &to.to_string())
+            .append_pair("bucket_width", "1d")
+            .append_pair("group_by", "user_id")
+            .append_pair("group_by", "project_id")
+            .append_pair("group_by", "api_key_id")
+            .append_pair("group_by", "model")
+            .append_pair("limit", &USAGE_BUCKETS_PER_PAGE.to_string());
+        if let Some(c) = cursor {
+            query.append_pair("page", c);
+        }
+        format!("/v1/organization/usage/completions?{}", query.finish())
+    };
+    let body = client.get(&path, &headers, page_no).await?;
+    let shape =
+        |reason: String| ConnectorError::Shape { page: page_no, what: "completions usage", reason };
+    let envelope: UsageEnvelope =
+        serde_json::from_slice(&body).map_err(|e| shape(e.to_string()))?;
+    let records: usize = envelope.data.iter().map(|b| b.results.len()).sum();
+    let next = next_page(envelope.has_more, envelope.next_page).map_err(shape)?;
+    Ok((Page { rows: Rows::Json(body), records: u64::try_from(records).unwrap_or(u64::MAX) }, next))
+}
+
+/// Every item of a users or projects list, `after` the last id while `has_more` (at most
+/// [`MAX_PAGES`] pages).
+async fn list<T: serde::de::DeserializeOwned>(
+    client: &mut Client<'_>,
+    path: &str,
+    extra: &[(&str, &str)],
+    what: &'static str,
+) -> Result<Vec<T>, ConnectorError> {
+    let headers = bearer(client.settings())?;
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    for page_no in 1..=MAX_PAGES {
+        let query = {
+            let mut q = form_urlencoded::Serializer::new(String::new());
+            q.append_pair("limit", &LIST_LIMIT.to_string());
+            for (k, v) in extra {
+                q.append_pair(k, v);
+            }
+            if let Some(a) = &after {
+                q.append_pair("after", a);
+            }
+            q.finish()
+        };
+        let body = client.get(&format!("{path}?{query}"), &headers, page_no).await?;
+        let shape = |reason: String| ConnectorError::Shape { page: page_no, what, reason };
+        let page: List<T> = serde_json::from_slice(&body).map_err(|e| shape(e.to_string()))?;
+        let empty = page.data.is_empty();
+        out.extend(page.data);
+        match (page.has_more, page.last_id.filter(|l| !l.is_empty())) {
+            (true, Some(last)) if !empty => after = Some(last),
+            (true, _) if !empty => {
+                return Err(shape("has_more is true without a last_id".to_owned()));
+            }
+            _ => return Ok(out),
+        }
+    }
+    Err(ConnectorError::TooManyPages)
+}
+
+/// Reads the users and projects lists: user id to email, project id to name. Archived
+/// projects are included, since their usage stays in the reports.
+///
+/// # Errors
+/// A request failed or a page does not match the documented shape.
+pub(crate) async fn names(client: &mut Client<'_>) -> Result<Names, ConnectorError> {
+    let users: Vec<User> = list(client, "/v1/organization/users", &[], "users").await?;
+    let projects: Vec<Project> =
+        list(client, "/v1/organization/projects", &[("include_archived", "true")], "projects")
+            .await?;
+    Ok(Names {
+        users: users
+            .into_iter()
+            .filter_map(|u| Some((u.id, u.email.filter(|e| !e.is_empty())?)))
+            .collect(),
+        teams: projects.into_iter().map(|p| (p.id, p.name)).collect(),
+    })
 }

@@ -40,6 +40,9 @@ pub enum GatewayFormat {
     Litellm,
     /// OpenAI organization costs JSON.
     OpenaiCosts,
+    /// OpenAI completions usage JSON: tokens per day, user, project, API key and model, no
+    /// cost (the costs come from [`GatewayFormat::OpenaiCosts`]).
+    OpenaiUsage,
     /// OpenRouter activity (JSON or CSV).
     Openrouter,
     /// Portkey log export.
@@ -48,9 +51,10 @@ pub enum GatewayFormat {
 
 impl GatewayFormat {
     /// Every format, in the order `auto` tries them.
-    pub const ALL: [GatewayFormat; 7] = [
+    pub const ALL: [GatewayFormat; 8] = [
         GatewayFormat::Litellm,
         GatewayFormat::OpenaiCosts,
+        GatewayFormat::OpenaiUsage,
         GatewayFormat::AnthropicCost,
         GatewayFormat::Openrouter,
         GatewayFormat::Helicone,
@@ -67,6 +71,7 @@ impl GatewayFormat {
             GatewayFormat::Helicone => "helicone",
             GatewayFormat::Litellm => "litellm",
             GatewayFormat::OpenaiCosts => "openai-costs",
+            GatewayFormat::OpenaiUsage => "openai-usage",
             GatewayFormat::Openrouter => "openrouter",
             GatewayFormat::Portkey => "portkey",
         }
@@ -97,6 +102,11 @@ impl GatewayFormat {
             Some(GatewayFormat::Litellm)
         } else if any(&["amount.value"]) && any(&["bucket.start_time", "line_item"]) {
             Some(GatewayFormat::OpenaiCosts)
+        } else if any(&["input_tokens"])
+            && any(&["bucket.start_time"])
+            && any(&["num_model_requests"])
+        {
+            Some(GatewayFormat::OpenaiUsage)
         } else if any(&["amount"])
             && any(&["bucket.starting_at", "starting_at"])
             && any(&["cost_type", "token_type", "workspace_id", "description"])
@@ -172,6 +182,7 @@ impl Layout {
         let (date, costs) = match format {
             F::Litellm => (one(&["startTime", "start_time", "date"]), all(&["spend"])),
             F::OpenaiCosts => (one(&["bucket.start_time", "start_time"]), all(&["amount.value"])),
+            F::OpenaiUsage => (one(&["bucket.start_time", "start_time"]), Vec::new()),
             F::AnthropicCost => (one(&["bucket.starting_at", "starting_at"]), all(&["amount"])),
             F::AnthropicUsage => (one(&["date"]), all(&["cost"])),
             F::Openrouter => (one(&["date"]), all(&["usage", "byok_usage_inference"])),
@@ -182,7 +193,8 @@ impl Layout {
         let missing =
             |what: &'static str| LayoutError::Missing { export: format.as_str(), what, map: None };
         let date = date.ok_or_else(|| missing("date"))?;
-        if costs.is_empty() {
+        // Usage reports carry tokens only; every other format has a cost.
+        if costs.is_empty() && format != F::OpenaiUsage {
             return Err(missing("cost"));
         }
         Ok(Layout {
@@ -230,7 +242,7 @@ impl Layout {
             currency: one(&["amount.currency", "currency", "cost_currency"]),
             scale: if format == F::AnthropicCost { 7 } else { 9 },
             default_provider: match format {
-                F::OpenaiCosts => "openai",
+                F::OpenaiCosts | F::OpenaiUsage => "openai",
                 F::AnthropicCost | F::AnthropicUsage => "anthropic",
                 F::Openrouter => "openrouter",
                 _ => "",
@@ -621,6 +633,26 @@ mod tests {
         assert_eq!(spend[0].currency, "USD");
         assert_eq!(spend[0].product.as_deref(), Some("openai.api"));
         assert_eq!(spend[0].model, "gpt-4o-2024-08-06");
+    }
+
+    #[test]
+    fn openai_usage_is_tokens_per_user_project_key_and_model_without_cost() {
+        let (f, spend, _) = json(
+            r#"{"object":"page","data":[{"object":"bucket","start_time":1793491200,"end_time":1793577600,
+                "results":[{"object":"organization.usage.completions.result","input_tokens":1000,
+                "output_tokens":500,"input_cached_tokens":800,"num_model_requests":5,
+                "project_id":"proj_1","user_id":"user-1","api_key_id":"key_1",
+                "model":"gpt-4o-mini-2024-07-18","batch":null}]}],"has_more":false,"next_page":null}"#,
+        );
+        assert_eq!(f, GatewayFormat::OpenaiUsage);
+        let r = &spend[0];
+        assert_eq!((r.input_tokens, r.output_tokens, r.cost_nanos), (1000, 500, 0));
+        assert_eq!(
+            (r.user.as_str(), r.team.as_str(), r.api_key.as_str()),
+            ("user-1", "proj_1", "key_1")
+        );
+        assert_eq!((r.period_start, r.provider.as_str()), (1_793_491_200, "openai"));
+        assert!(r.product.is_some());
     }
 
     #[test]

@@ -346,6 +346,7 @@ pub fn inventory(
         last: Option<i64>,
         expense: Purse,
         gateway: Purse,
+        gateway_tokens: u64,
         annual: Purse,
         subscriptions: u64,
         mcp_flags: BTreeSet<String>,
@@ -397,6 +398,7 @@ pub fn inventory(
         let a = acc.entry(product.clone()).or_default();
         a.sources.insert("gateway".into());
         a.gateway.add(&g.currency, i128::from(g.cost_nanos));
+        a.gateway_tokens = a.gateway_tokens.saturating_add(u64::try_from(g.tokens).unwrap_or(0));
         a.seen(g.day, g.day);
         if !g.department.is_empty() {
             a.departments.insert(g.department.clone());
@@ -455,6 +457,7 @@ pub fn inventory(
                 payers: u64::try_from(a.payers.len()).unwrap_or(u64::MAX),
                 expense_spend: a.expense.minor(),
                 gateway_spend: a.gateway.nanos(),
+                gateway_tokens: a.gateway_tokens,
                 subscriptions: a.subscriptions,
                 annualized_cost: a.annual.minor(),
                 mcp_flags: a.mcp_flags.into_iter().collect(),

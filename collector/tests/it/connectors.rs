@@ -33,6 +33,7 @@ use crate::store::harness;
 mod anthropic;
 mod cards;
 mod costs;
+mod named;
 mod network;
 
 const KEY: &str = "sk-litellm-admin-0123456789";
@@ -83,6 +84,17 @@ struct Vendor {
     omit_quiet: Mutex<bool>,
     /// The Anthropic usage reports (`anthropic.rs`).
     anthropic: anthropic::Admin,
+    /// OpenAI completions usage results: `(bucket day, result JSON)` (`named.rs`).
+    usage: Mutex<Vec<(i64, String)>>,
+    /// OpenAI users, LiteLLM users: `(id, email)`.
+    users: Mutex<Vec<(String, String)>>,
+    /// OpenAI projects, LiteLLM teams: `(id, name)`.
+    teams: Mutex<Vec<(String, String)>>,
+    /// Faults of the second gate ([`side_gate`]): the usage and the users, projects and teams
+    /// lists, so that the fault sequences of the first streams stay as they were.
+    side_faults: Mutex<VecDeque<Option<Fault>>>,
+    /// Requests through the second gate: path and query.
+    side_log: Mutex<Vec<(String, HashMap<String, String>)>>,
 }
 
 impl Vendor {
@@ -264,6 +276,7 @@ async fn serve_vendor_with(tls: bool) -> Served {
         .route("/v1/organizations/cost_report", axum::routing::get(anthropic_cost_report))
         .merge(cards::routes())
         .merge(anthropic::routes())
+        .merge(named::routes())
         .with_state(Arc::clone(&vendor));
     let (ca, ca_pem, chain, key) = certificates();
     let tls = tls.then(|| api::tls::server_config(chain, key).unwrap());
@@ -835,11 +848,12 @@ fn case(kind: Kind, vendor: &Vendor, now: i64) -> Case {
             whole: (250, 3),
             before_kill: 200,
         },
-        // Five finished days of two results, two days a page.
+        // Five finished days of two results, two days a page; the usage stream's three pages
+        // are empty.
         Kind::Openai => Case {
             expected: (5 * OPENAI_DAY_NANOS, 10),
             start: today - 5 * DAY,
-            whole: (10, 3),
+            whole: (10, 6),
             before_kill: 8,
         },
         // The usage reports answer empty: three pages of empty buckets and five empty days.
@@ -928,6 +942,12 @@ async fn killed_sync(kind: Kind) {
     let want =
         format!("{name}: {fetched} rows fetched, {pages} pages, {new} new, {known} already known");
     assert!(stdout.starts_with(&want), "{kind:?}: want {want:?}, got {stdout}");
+    if kind == Kind::Openai {
+        // Two streams: each one's counts follow the totals.
+        let streams = "[costs: 10 rows fetched, 3 pages, 2 new, 8 already known";
+        assert!(stdout.contains(streams), "{stdout}");
+        assert!(stdout.contains("; usage: 0 rows fetched, 3 pages, 0 new"), "{stdout}");
+    }
     no_secret(&out);
     let store = aiscout_collector::store::sqlite::SqliteStore::open(&path).await.unwrap();
     assert_eq!(stored(kind, &store).await, case.expected, "{kind:?}: totals to the cent");

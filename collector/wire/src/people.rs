@@ -163,6 +163,11 @@ pub struct InventoryRow {
     /// Gateway spend in the period, per currency (absent when none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gateway_spend: Vec<Money>,
+    /// Gateway tokens in the period, input plus output: from the gateways' own rows and from
+    /// the providers' usage reports (OpenAI completions usage), which carry tokens without a
+    /// cost (absent when none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub gateway_tokens: u64,
     /// Active individual subscriptions found in expense lines (absent when none).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub subscriptions: u64,

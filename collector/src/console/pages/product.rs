@@ -310,6 +310,7 @@ pub(crate) async fn page<S: Store>(
                 div class="card" { span class="figure" { (count(row.as_ref().map_or(0, |r| r.payers))) } span { "Payers" } }
                 div class="card" { span class="figure small" { (view::money(row.as_ref().map_or(&[][..], |r| &r.expense_spend))) } span { "Card spend" } }
                 div class="card" { span class="figure small" { (view::money(row.as_ref().map_or(&[][..], |r| &r.gateway_spend))) } span { "Gateway spend" } }
+                div class="card" { span class="figure" { (count(row.as_ref().map_or(0, |r| r.gateway_tokens))) } span { "Gateway tokens" } }
                 div class="card" { span class="figure small" { (view::money(row.as_ref().map_or(&[][..], |r| &r.annualized_cost))) } span { "Estimated per year" } }
                 div class="card" { span class="figure" { (risk_score) } span { "Risk score (0-100)" } }
                 @if let Some(r) = row.as_ref().filter(|r| r.bypass_devices > 0) {
