@@ -7,6 +7,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use aiscout_wire::SightingKind;
+
 pub mod calendar;
 pub mod money;
 pub mod text;
@@ -85,8 +87,8 @@ pub struct DeviceSummary {
 pub struct Sighting {
     /// Catalog product id.
     pub product: String,
-    /// Indicator kind (wire name).
-    pub kind: &'static str,
+    /// Indicator kind.
+    pub kind: SightingKind,
     /// Matched value.
     pub value: String,
     /// OS user, `""` when unknown.
@@ -125,8 +127,8 @@ pub struct Batch {
 pub struct InstallChange {
     /// Catalog product id.
     pub product: String,
-    /// Indicator kind (wire name).
-    pub kind: &'static str,
+    /// Indicator kind.
+    pub kind: SightingKind,
     /// Matched value.
     pub value: String,
     /// OS user, `""` when not per-user.
@@ -159,8 +161,8 @@ pub struct McpServerFlags {
 pub struct PendingUsage<'a> {
     /// Catalog product id.
     pub product: &'a str,
-    /// Indicator kind (wire name).
-    pub kind: &'static str,
+    /// Indicator kind.
+    pub kind: SightingKind,
     /// OS user, `""` when unknown.
     pub user: &'a str,
     /// Earliest first seen.
@@ -175,7 +177,7 @@ impl Batch {
     /// The batch's sightings summed per (product, kind, user, UTC day of last seen), in key
     /// order (the rollups keep days apart to answer time-range filters).
     pub fn pending(&self) -> Vec<PendingUsage<'_>> {
-        type Key<'a> = (&'a str, &'static str, &'a str, i64);
+        type Key<'a> = (&'a str, SightingKind, &'a str, i64);
         let mut sums: std::collections::BTreeMap<Key<'_>, PendingUsage<'_>> =
             std::collections::BTreeMap::new();
         for s in &self.sightings {
@@ -667,7 +669,7 @@ pub struct DeviceSighting {
     /// Product id.
     pub product: String,
     /// Indicator kind.
-    pub kind: String,
+    pub kind: SightingKind,
     /// Matched value (a domain, an app id).
     pub value: String,
     /// First seen.
@@ -691,7 +693,7 @@ pub struct ProcessSighting {
     /// Product id.
     pub product: String,
     /// Indicator kind (`dns`, `tls_sni`, `quic_sni`).
-    pub kind: String,
+    pub kind: SightingKind,
     /// The host name seen.
     pub value: String,
     /// The process that made the traffic (`""` when not attributed).
@@ -708,7 +710,7 @@ pub struct ProcessSighting {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ValueUsage {
     /// Indicator kind (wire name: `dns`, `tls_sni`, `app`, `extension`, ...).
-    pub kind: String,
+    pub kind: SightingKind,
     /// The matched value, as the agent reported it.
     pub value: String,
     /// Distinct devices that saw it.

@@ -166,7 +166,7 @@ fn observe(shared: &Shared, tx: &SyncSender<Spooled>, obs: &Observation, live: b
     let record = Record {
         window: shared.window_start(secs),
         product: hit.product.to_owned(),
-        kind: obs.kind.as_str().to_owned(),
+        kind: obs.kind.sighting_kind(),
         value: obs.name.clone(),
         user: None,
         process,

@@ -9,7 +9,7 @@ fn finding_record(shared: &Shared, f: &Finding, now: i64) -> Record {
     Record {
         window: shared.window_start(now),
         product: f.product.clone(),
-        kind: f.kind.as_str().to_owned(),
+        kind: f.kind.sighting_kind(),
         value: f.value.clone(),
         user: f.user.as_deref().map(|u| shared.pseudonyms.user(u)),
         process: None,
@@ -24,10 +24,13 @@ fn finding_record(shared: &Shared, f: &Finding, now: i64) -> Record {
 /// The key an installed finding is remembered by, or `None` for what is not installed
 /// (processes, listening runtimes). The user is the reported (possibly pseudonymised) one.
 fn installed_key(shared: &Shared, f: &Finding) -> Option<Installed> {
-    aiscout_wire::SightingKind::parse(f.kind.as_str()).filter(|k| k.is_installed())?;
+    let kind = f.kind.sighting_kind();
+    if !kind.is_installed() {
+        return None;
+    }
     Some(Installed {
         product: f.product.clone(),
-        kind: f.kind.as_str().to_owned(),
+        kind,
         value: f.value.clone(),
         user: f.user.as_deref().map(|u| shared.pseudonyms.user(u)),
     })

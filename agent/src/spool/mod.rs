@@ -45,6 +45,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use aiscout_wire::SightingKind;
 use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
 
 /// Limits of one spool.
@@ -69,8 +70,8 @@ pub struct Record {
     pub window: i64,
     /// Catalog product id.
     pub product: String,
-    /// Indicator kind (`dns`, `tls_sni`, `app`, ...).
-    pub kind: String,
+    /// Indicator kind, stored as its wire name.
+    pub kind: SightingKind,
     /// The matched value.
     pub value: String,
     /// The OS user (possibly pseudonymised).
@@ -97,8 +98,8 @@ pub struct Record {
 pub struct Installed {
     /// Catalog product id.
     pub product: String,
-    /// Indicator kind (`app`, `extension`, `cli`, `mcp_server`, `model`).
-    pub kind: String,
+    /// Indicator kind (one that [`SightingKind::is_installed`]).
+    pub kind: SightingKind,
     /// The matched value.
     pub value: String,
     /// The OS user as reported (possibly pseudonymised); `None` for machine-wide items.
@@ -145,7 +146,7 @@ impl Installed {
         Record {
             window,
             product: self.product.clone(),
-            kind: self.kind.clone(),
+            kind: self.kind,
             value: self.value.clone(),
             user: self.user.clone(),
             process: None,
@@ -552,18 +553,26 @@ fn insert_records(tx: &Transaction<'_>, records: &[Record]) -> rusqlite::Result<
     Ok(())
 }
 
+/// The stored kind name, or `None` for one this agent does not know: a row written by a
+/// newer agent before a downgrade. Such a row is left out (never sent, and deleted with its
+/// batch), as the upload used to skip it, rather than stopping every later batch.
+fn known_kind(r: &rusqlite::Row<'_>, column: usize) -> rusqlite::Result<Option<SightingKind>> {
+    Ok(SightingKind::parse(&r.get::<_, String>(column)?))
+}
+
 fn read_installed(conn: &Connection) -> rusqlite::Result<BTreeSet<Installed>> {
     let mut stmt = conn.prepare("SELECT product, kind, value, user FROM installed")?;
     let rows = stmt.query_map([], |r| {
+        let Some(kind) = known_kind(r, 1)? else { return Ok(None) };
         let user: String = r.get(3)?;
-        Ok(Installed {
+        Ok(Some(Installed {
             product: r.get(0)?,
-            kind: r.get(1)?,
+            kind,
             value: r.get(2)?,
             user: (!user.is_empty()).then_some(user),
-        })
+        }))
     })?;
-    rows.collect()
+    rows.filter_map(Result::transpose).collect()
 }
 
 impl Spool {
@@ -902,13 +911,14 @@ impl Spool {
             .map_err(|e| SpoolError::Sqlite { path: self.path.clone(), error: e })?;
         let records = stmt
             .query_map([&id], |r| {
+                let Some(kind) = known_kind(r, 2)? else { return Ok(None) };
                 let user: String = r.get(4)?;
                 let process: String = r.get(5)?;
                 let count: i64 = r.get(8)?;
-                Ok(Record {
+                Ok(Some(Record {
                     window: r.get(0)?,
                     product: r.get(1)?,
-                    kind: r.get(2)?,
+                    kind,
                     value: r.get(3)?,
                     user: (!user.is_empty()).then_some(user),
                     process: (!process.is_empty()).then_some(process),
@@ -917,9 +927,9 @@ impl Spool {
                     count: u64::try_from(count).unwrap_or(0),
                     removed: r.get(9)?,
                     flags: split_flags(&r.get::<_, String>(10)?),
-                })
+                }))
             })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .and_then(|rows| rows.filter_map(Result::transpose).collect::<Result<Vec<_>, _>>())
             .map_err(|e| SpoolError::Sqlite { path: self.path.clone(), error: e })?;
         drop(stmt);
         let (evicted, dropped): (i64, i64) = self
@@ -1005,7 +1015,9 @@ impl Spool {
 /// status`): counts only, never the matched values or users.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Held {
-    /// Indicator kind (`dns`, `tls_sni`, `app`, ...).
+    /// Indicator kind as stored (`dns`, `tls_sni`, `app`, ...). Kept as text, not a
+    /// [`SightingKind`]: `status` shows every row the file holds, also one of a kind a newer
+    /// agent wrote before a downgrade.
     pub kind: String,
     /// Catalog product id.
     pub product: String,
@@ -1106,7 +1118,7 @@ mod tests {
         Record {
             window,
             product: "openai.chatgpt".into(),
-            kind: "dns".into(),
+            kind: SightingKind::Dns,
             value: value.into(),
             user: None,
             process: None,
@@ -1163,7 +1175,7 @@ mod tests {
     fn item(value: &str, user: Option<&str>) -> Installed {
         Installed {
             product: "anysphere.cursor".into(),
-            kind: "app".into(),
+            kind: SightingKind::App,
             value: value.into(),
             user: user.map(str::to_owned),
         }
@@ -1176,7 +1188,7 @@ mod tests {
                 .map(|i| Record {
                     window: 0,
                     product: i.product.clone(),
-                    kind: i.kind.clone(),
+                    kind: i.kind,
                     value: i.value.clone(),
                     user: i.user.clone(),
                     process: None,
@@ -1266,6 +1278,38 @@ mod tests {
         let rows = all_rows(&mut s);
         assert_eq!(rows.len(), 2, "{rows:#?}");
         assert_eq!(rows.iter().filter(|r| r.removed).count(), 1);
+    }
+
+    /// A row of a kind this agent does not know (written by a newer agent before a downgrade)
+    /// is left out of its batch and deleted with it, instead of stopping every upload.
+    #[test]
+    fn unknown_kind_rows_are_left_out_of_the_batch_and_acked_away() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut s =
+            Spool::open(&dir.path().join("spool.db"), SpoolLimits::default()).expect("open");
+        s.record(&[rec("chatgpt.com", 0, 1)]).expect("record");
+        s.conn
+            .execute(
+                "INSERT INTO sightings (window_start, product, kind, value, user, process,
+                    first_seen, last_seen, count) VALUES (0, 'openai.chatgpt', 'warp_drive',
+                    'chatgpt.com', '', '', 1, 2, 3)",
+                [],
+            )
+            .expect("row");
+        s.conn
+            .execute(
+                "INSERT INTO installed (product, kind, value, user)
+                 VALUES ('anysphere.cursor', 'warp_drive', 'x', '')",
+                [],
+            )
+            .expect("installed");
+        assert!(s.installed().expect("installed").is_empty());
+        let b = s.next_batch().expect("batch").expect("some");
+        assert_eq!(b.records, vec![rec("chatgpt.com", 0, 1)]);
+        s.ack(&b).expect("ack");
+        let left: i64 =
+            s.conn.query_row("SELECT count(*) FROM sightings", [], |r| r.get(0)).expect("count");
+        assert_eq!(left, 0, "the unknown row went with its batch");
     }
 
     #[test]

@@ -9,7 +9,7 @@ fn rec(key: u8, window: i64, ts: i64) -> Record {
     Record {
         window,
         product: "openai.chatgpt".into(),
-        kind: "tls_sni".into(),
+        kind: aiscout_wire::SightingKind::TlsSni,
         value: format!("h{key}.chatgpt.com"),
         user: key.is_multiple_of(2).then(|| "alice".to_owned()),
         process: None,

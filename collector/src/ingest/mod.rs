@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use aiscout_wire::SightingBatch;
+use aiscout_wire::{SightingBatch, SightingKind};
 
 use crate::model::{Batch, InstallChange, Sighting};
 
@@ -37,24 +37,24 @@ fn mcp_flags(names: &[String]) -> String {
 
 /// Converts a validated wire batch into a domain batch with one entry per aggregation key.
 pub fn batch(wire: SightingBatch) -> Batch {
-    type Key = (String, &'static str, String, String, String, i64);
+    type Key = (String, SightingKind, String, String, String, i64);
     let received = i64::try_from(wire.sightings.len()).unwrap_or(i64::MAX);
     let mut merged: BTreeMap<Key, (i64, i64, i64)> = BTreeMap::new();
-    let mut installs: BTreeMap<(String, &'static str, String, String), InstallChange> =
+    let mut installs: BTreeMap<(String, SightingKind, String, String), InstallChange> =
         BTreeMap::new();
     for s in wire.sightings {
         if s.kind.is_installed() {
             let user = s.user.clone().unwrap_or_default();
             let change = InstallChange {
                 product: s.product.clone(),
-                kind: s.kind.as_str(),
+                kind: s.kind,
                 value: s.value.clone(),
                 user: user.clone(),
                 present: !s.removed,
                 at: s.last_seen,
                 flags: mcp_flags(&s.flags),
             };
-            let key = (s.product.clone(), s.kind.as_str(), s.value.clone(), user);
+            let key = (s.product.clone(), s.kind, s.value.clone(), user);
             // The later report wins; at the same time, a removal wins.
             match installs.get(&key) {
                 Some(old) if (old.at, !old.present) >= (change.at, !change.present) => {}
@@ -69,7 +69,7 @@ pub fn batch(wire: SightingBatch) -> Batch {
         }
         let key = (
             s.product,
-            s.kind.as_str(),
+            s.kind,
             s.value,
             s.user.unwrap_or_default(),
             s.process.unwrap_or_default(),

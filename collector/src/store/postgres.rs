@@ -1191,7 +1191,7 @@ impl Store for PgStore {
         }
         let s = &batch.sightings;
         let products: Vec<&str> = s.iter().map(|s| s.product.as_str()).collect();
-        let kinds: Vec<&str> = s.iter().map(|s| s.kind).collect();
+        let kinds: Vec<&str> = s.iter().map(|s| s.kind.as_str()).collect();
         let values: Vec<&str> = s.iter().map(|s| s.value.as_str()).collect();
         let users: Vec<&str> = s.iter().map(|s| s.user.as_str()).collect();
         let processes: Vec<&str> = s.iter().map(|s| s.process.as_str()).collect();
@@ -1220,7 +1220,7 @@ impl Store for PgStore {
         .await?;
         let pending = batch.pending();
         let products: Vec<&str> = pending.iter().map(|p| p.product).collect();
-        let kinds: Vec<&str> = pending.iter().map(|p| p.kind).collect();
+        let kinds: Vec<&str> = pending.iter().map(|p| p.kind.as_str()).collect();
         let users: Vec<&str> = pending.iter().map(|p| p.user).collect();
         let firsts: Vec<i64> = pending.iter().map(|p| p.first_seen).collect();
         let lasts: Vec<i64> = pending.iter().map(|p| p.last_seen).collect();
@@ -1236,7 +1236,7 @@ impl Store for PgStore {
         let i = &batch.installs;
         if !i.is_empty() {
             let products: Vec<&str> = i.iter().map(|i| i.product.as_str()).collect();
-            let kinds: Vec<&str> = i.iter().map(|i| i.kind).collect();
+            let kinds: Vec<&str> = i.iter().map(|i| i.kind.as_str()).collect();
             let values: Vec<&str> = i.iter().map(|i| i.value.as_str()).collect();
             let users: Vec<&str> = i.iter().map(|i| i.user.as_str()).collect();
             let present: Vec<bool> = i.iter().map(|i| i.present).collect();

@@ -43,10 +43,10 @@ fn device(host: &str, owner: &str) -> Device {
     }
 }
 
-fn seen(product: &str, kind: &'static str, value: &str, user: &str, at: i64) -> Sighting {
+fn seen(product: &str, kind: &str, value: &str, user: &str, at: i64) -> Sighting {
     Sighting {
         product: product.into(),
-        kind,
+        kind: kind.parse().unwrap(),
         value: value.into(),
         user: user.into(),
         process: String::new(),

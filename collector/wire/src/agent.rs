@@ -5,6 +5,9 @@
 //! `Authorization: Bearer <node key>`. A batch is deleted from the agent's spool only after a
 //! [`BatchAck`] for its `batch_id`; sending the same batch again is always safe.
 
+use std::fmt;
+use std::str::FromStr;
+
 use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
@@ -276,6 +279,27 @@ impl SightingKind {
         )
     }
 }
+
+impl fmt::Display for SightingKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SightingKind {
+    type Err = UnknownSightingKind;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Self::parse(name).ok_or_else(|| UnknownSightingKind(name.to_owned()))
+    }
+}
+
+/// A sighting kind name this build does not know: from a newer agent, or a stored value
+/// edited by hand. A wire batch carrying one is refused as a whole (with the JSON path of the
+/// `kind` field), as any value outside the contract is; a stored one fails to read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown sighting kind {0:?}")]
+pub struct UnknownSightingKind(pub String);
 
 /// The acknowledgement of a batch, sent only after the batch is committed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,7 +9,7 @@ use aiscout_collector::model::{
 };
 use aiscout_collector::store::{Store, StoreError, Versions};
 use aiscout_collector::{join, review};
-use aiscout_wire::ReviewStatus;
+use aiscout_wire::{ReviewStatus, SightingKind};
 
 mod alerts;
 pub(crate) mod harness;
@@ -42,7 +42,7 @@ fn sighting(
 ) -> aiscout_collector::model::Sighting {
     aiscout_collector::model::Sighting {
         product: product.into(),
-        kind: "dns",
+        kind: SightingKind::Dns,
         value: value.into(),
         user: user.into(),
         process: String::new(),
@@ -743,7 +743,7 @@ pub(crate) async fn rollups_agree_with_the_sightings(store: impl Store + Clone) 
                 86_400 + (next(5) as i64) * 43_200,
                 1 + next(9) as i64,
             );
-            s.kind = kinds[next(3)];
+            s.kind = kinds[next(3)].parse().unwrap();
             s.first_seen += next(100) as i64;
             s.last_seen += next(1000) as i64;
             sightings.push(s);
@@ -910,7 +910,7 @@ pub(crate) async fn installed_items_follow_the_latest_report(store: impl Store) 
     let d = store.enroll(device("h1", None), [1; 32], 100).await.unwrap();
     let change = |value: &str, present: bool, at: i64| InstallChange {
         product: "cursor.editor".into(),
-        kind: "app",
+        kind: SightingKind::App,
         value: value.into(),
         user: "ann".into(),
         present,
@@ -927,7 +927,7 @@ pub(crate) async fn installed_items_follow_the_latest_report(store: impl Store) 
         devices.first().map(|d| d.installed)
     };
     let mut app = sighting("cursor.editor", "com.todesktop.cursor", "ann", 0, 1);
-    app.kind = "app";
+    app.kind = SightingKind::App;
     let mut b = send("b1", vec![change("com.todesktop.cursor", true, 100)]);
     b.sightings.push(app);
     store.ingest(d, b, 100).await.unwrap();
@@ -959,7 +959,7 @@ pub(crate) async fn mcp_flags_follow_the_latest_report_of_installed_servers(stor
     let h2 = store.enroll(device("h2", None), [2; 32], 100).await.unwrap();
     let server = |value: &str, present: bool, at: i64, flags: &str| InstallChange {
         product: "anthropic.claude".into(),
-        kind: "mcp_server",
+        kind: SightingKind::McpServer,
         value: value.into(),
         user: "ann".into(),
         present,
@@ -1269,7 +1269,7 @@ fn import_run(at: i64, kind: &str, file: &str, rows: i64) -> ImportRun {
     ImportRun {
         at,
         actor: "cli".into(),
-        kind: kind.into(),
+        kind: kind.parse().unwrap(),
         file: file.into(),
         format: "ramp".into(),
         rows,
@@ -1314,7 +1314,7 @@ pub(crate) async fn device_detail_sums_its_own_sightings(store: impl Store) {
     };
     store.heartbeat(d1, health).await.unwrap();
     let mut sni = sighting("openai.chatgpt", "chatgpt.com", "ann", 0, 4);
-    sni.kind = "tls_sni";
+    sni.kind = SightingKind::TlsSni;
     store
         .ingest(
             d1,
@@ -1356,7 +1356,7 @@ pub(crate) async fn device_detail_sums_its_own_sightings(store: impl Store) {
         os: "linux".into(),
         owner_email: Some("ann@example.com".into()),
         product: product.into(),
-        kind: kind.into(),
+        kind: kind.parse().unwrap(),
         value: value.into(),
         first_seen: first,
         last_seen: last,
@@ -1385,7 +1385,7 @@ pub(crate) async fn product_values_sum_each_value_over_devices_and_windows(store
     let d2 = store.enroll(device("h2", None), [2; 32], 100).await.unwrap();
     let app = |value: &str, window, count| {
         let mut s = sighting("openai.chatgpt", value, "", window, count);
-        s.kind = "app";
+        s.kind = SightingKind::App;
         s
     };
     let b1 = vec![
@@ -1414,7 +1414,7 @@ pub(crate) async fn product_values_sum_each_value_over_devices_and_windows(store
     store.ingest(d2, batch("b2", b2), 300).await.unwrap();
 
     let row = |kind: &str, value: &str, devices, count, first_seen, last_seen| ValueUsage {
-        kind: kind.into(),
+        kind: kind.parse().unwrap(),
         value: value.into(),
         devices,
         count,
