@@ -7,7 +7,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use aiscout_wire::SightingKind;
+use aiscout_wire::{SightingKind, UnixSecs};
 
 pub mod calendar;
 pub mod money;
@@ -96,11 +96,11 @@ pub struct Sighting {
     /// Process, `""` when unknown.
     pub process: String,
     /// Aggregation window start.
-    pub window: i64,
+    pub window: UnixSecs,
     /// First seen.
-    pub first_seen: i64,
+    pub first_seen: UnixSecs,
     /// Last seen.
-    pub last_seen: i64,
+    pub last_seen: UnixSecs,
     /// Times seen.
     pub count: i64,
 }
@@ -136,7 +136,7 @@ pub struct InstallChange {
     /// False when the agent reported the item removed.
     pub present: bool,
     /// When the agent saw it (present) or saw it gone (removed).
-    pub at: i64,
+    pub at: UnixSecs,
     /// Risk flags of an MCP server (issue 17): the known [`aiscout_wire::McpFlag`] wire names,
     /// sorted and joined with `,`; empty for other kinds and for a server without risk.
     pub flags: String,
@@ -166,9 +166,9 @@ pub struct PendingUsage<'a> {
     /// OS user, `""` when unknown.
     pub user: &'a str,
     /// Earliest first seen.
-    pub first_seen: i64,
+    pub first_seen: UnixSecs,
     /// Latest last seen.
-    pub last_seen: i64,
+    pub last_seen: UnixSecs,
     /// Sum of counts.
     pub count: i64,
 }
@@ -182,7 +182,7 @@ impl Batch {
             std::collections::BTreeMap::new();
         for s in &self.sightings {
             // Truncating division, as SQL's integer division groups the same rows.
-            let day = s.last_seen / calendar::DAY_SECS;
+            let day = s.last_seen.get() / calendar::DAY_SECS;
             sums.entry((s.product.as_str(), s.kind, s.user.as_str(), day))
                 .and_modify(|p| {
                     p.first_seen = p.first_seen.min(s.first_seen);

@@ -45,7 +45,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use aiscout_wire::SightingKind;
+use aiscout_wire::{SightingKind, UnixSecs};
 use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
 
 /// Limits of one spool.
@@ -66,8 +66,8 @@ impl Default for SpoolLimits {
 /// One aggregated sighting as the spool keeps it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Record {
-    /// Start of the aggregation window (Unix seconds).
-    pub window: i64,
+    /// Start of the aggregation window.
+    pub window: UnixSecs,
     /// Catalog product id.
     pub product: String,
     /// Indicator kind, stored as its wire name.
@@ -78,10 +78,10 @@ pub struct Record {
     pub user: Option<String>,
     /// The process, when known.
     pub process: Option<String>,
-    /// First seen in the window (Unix seconds).
-    pub first_seen: i64,
-    /// Last seen in the window (Unix seconds).
-    pub last_seen: i64,
+    /// First seen in the window.
+    pub first_seen: UnixSecs,
+    /// Last seen in the window.
+    pub last_seen: UnixSecs,
     /// Times seen in the window.
     pub count: u64,
     /// True for the one-off report that an installed item is gone (see
@@ -113,10 +113,10 @@ pub struct InventoryView {
     pub records: Vec<Record>,
     /// Every installed item present now: the whole set, not a change.
     pub installed: BTreeSet<Installed>,
-    /// When the view was taken (Unix seconds): first and last seen of removal sightings.
-    pub at: i64,
+    /// When the view was taken: first and last seen of removal sightings.
+    pub at: UnixSecs,
     /// Start of the aggregation window `at` falls in.
-    pub window: i64,
+    pub window: UnixSecs,
 }
 
 /// What [`Spool::record_inventory`] did.
@@ -142,7 +142,7 @@ pub fn diff_installed<'a>(
 impl Installed {
     /// The sighting that reports this item gone, detected at `at` in the window starting at
     /// `window`.
-    pub fn removal(&self, at: i64, window: i64) -> Record {
+    pub fn removal(&self, at: UnixSecs, window: UnixSecs) -> Record {
         Record {
             window,
             product: self.product.clone(),
@@ -1116,14 +1116,14 @@ mod tests {
 
     fn rec(value: &str, window: i64, ts: i64) -> Record {
         Record {
-            window,
+            window: UnixSecs(window),
             product: "openai.chatgpt".into(),
             kind: SightingKind::Dns,
             value: value.into(),
             user: None,
             process: None,
-            first_seen: ts,
-            last_seen: ts,
+            first_seen: UnixSecs(ts),
+            last_seen: UnixSecs(ts),
             count: 1,
             removed: false,
             flags: Vec::new(),
@@ -1145,7 +1145,7 @@ mod tests {
         assert_eq!(b.records.len(), 2);
         assert_eq!(
             (b.records[0].first_seen, b.records[0].last_seen, b.records[0].count),
-            (5, 10, 2)
+            (UnixSecs(5), UnixSecs(10), 2)
         );
     }
 
@@ -1167,7 +1167,7 @@ mod tests {
         let b2 = s.next_batch().expect("batch").expect("some");
         assert_ne!(b2.id, b1.id);
         assert_eq!(b2.records.len(), 1);
-        assert_eq!(b2.records[0].first_seen, 2);
+        assert_eq!(b2.records[0].first_seen, UnixSecs(2));
         s.ack(&b2).expect("ack");
         assert_eq!(s.next_batch().expect("batch"), None);
     }
@@ -1186,22 +1186,22 @@ mod tests {
             records: items
                 .iter()
                 .map(|i| Record {
-                    window: 0,
+                    window: UnixSecs(0),
                     product: i.product.clone(),
                     kind: i.kind,
                     value: i.value.clone(),
                     user: i.user.clone(),
                     process: None,
-                    first_seen: at,
-                    last_seen: at,
+                    first_seen: UnixSecs(at),
+                    last_seen: UnixSecs(at),
                     count: 1,
                     removed: false,
                     flags: Vec::new(),
                 })
                 .collect(),
             installed: items.iter().cloned().collect(),
-            at,
-            window: 0,
+            at: UnixSecs(at),
+            window: UnixSecs(0),
         }
     }
 
@@ -1251,8 +1251,11 @@ mod tests {
         let rows = all_rows(&mut s);
         let removals: Vec<&Record> = rows.iter().filter(|r| r.removed).collect();
         assert_eq!(removals.len(), 1, "{rows:#?}");
-        assert_eq!(removals[0], &b.removal(20, 0));
-        assert_eq!((removals[0].count, removals[0].first_seen, removals[0].last_seen), (1, 20, 20));
+        assert_eq!(removals[0], &b.removal(UnixSecs(20), UnixSecs(0)));
+        assert_eq!(
+            (removals[0].count, removals[0].first_seen, removals[0].last_seen),
+            (1, UnixSecs(20), UnixSecs(20))
+        );
 
         // The same view again reports nothing removed.
         let third = s.record_inventory(&view(std::slice::from_ref(&a), 30)).expect("view");
@@ -1273,7 +1276,7 @@ mod tests {
             Spool::open(&dir.path().join("spool.db"), SpoolLimits::default()).expect("open");
         let a = item("a", None);
         let mut present = view(std::slice::from_ref(&a), 5).records;
-        present.push(a.removal(6, 0));
+        present.push(a.removal(UnixSecs(6), UnixSecs(0)));
         s.record(&present).expect("record");
         let rows = all_rows(&mut s);
         assert_eq!(rows.len(), 2, "{rows:#?}");
@@ -1338,7 +1341,7 @@ mod tests {
             rows,
             vec![{
                 let mut r = rec("chatgpt.com", 0, 1);
-                r.last_seen = 2;
+                r.last_seen = UnixSecs(2);
                 r.count = 3;
                 r
             }]

@@ -375,12 +375,12 @@ mod tests {
             value: "com.todesktop.230313mzl4w4u92".into(),
             user: Some("alice".into()),
         }
-        .removal(1_735_694_100, 1_735_693_200);
+        .removal(aiscout_wire::UnixSecs(1_735_694_100), aiscout_wire::UnixSecs(1_735_693_200));
         let wire = to_wire(&removed);
         assert!(wire.removed);
         assert_eq!(
             (wire.count, wire.first_seen, wire.last_seen),
-            (1, 1_735_694_100, 1_735_694_100)
+            (1, aiscout_wire::UnixSecs(1_735_694_100), aiscout_wire::UnixSecs(1_735_694_100))
         );
         let json = serde_json::to_value(&wire).expect("json");
         assert_eq!(json["removed"], serde_json::Value::Bool(true));

@@ -8,7 +8,7 @@
 //! the same cause written twice, by a retry, a replayed import, a restarted collector or a
 //! second collector, is one event with one id.
 
-use aiscout_wire::SightingKind;
+use aiscout_wire::{SightingKind, UnixSecs};
 use ring::digest;
 use serde_json::{Value, json};
 
@@ -154,10 +154,11 @@ pub struct BatchProduct<'a> {
 
 /// The products of a batch, each once, with their latest sighting time.
 pub fn batch_products<'a>(
-    sightings: impl IntoIterator<Item = (&'a str, SightingKind, i64)>,
+    sightings: impl IntoIterator<Item = (&'a str, SightingKind, UnixSecs)>,
 ) -> Vec<BatchProduct<'a>> {
     let mut out: Vec<BatchProduct<'a>> = Vec::new();
     for (product, kind, last_seen) in sightings {
+        let last_seen = last_seen.get();
         match out.iter_mut().find(|p| p.product == product) {
             Some(p) => p.last_seen = p.last_seen.max(last_seen),
             None => out.push(BatchProduct { product, kind, last_seen }),
@@ -319,15 +320,15 @@ mod tests {
     #[test]
     fn a_blocked_product_fires_only_when_seen_after_the_decision() {
         let products = batch_products([
-            ("x.chat", SightingKind::Dns, 100),
-            ("x.chat", SightingKind::TlsSni, 300),
+            ("x.chat", SightingKind::Dns, UnixSecs(100)),
+            ("x.chat", SightingKind::TlsSni, UnixSecs(300)),
         ]);
         assert_eq!(products.len(), 1);
         let blocked = vec![("x.chat".to_owned(), 200)];
         let events = for_batch("host-1", &products, &[], &blocked);
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].kind, BLOCKED_SEEN);
-        let earlier = batch_products([("x.chat", SightingKind::Dns, 150)]);
+        let earlier = batch_products([("x.chat", SightingKind::Dns, UnixSecs(150))]);
         assert!(for_batch("host-1", &earlier, &[], &blocked).is_empty());
         // Another device is another event; the same device again is the same id.
         let again = for_batch("host-1", &products, &[], &blocked);

@@ -819,9 +819,9 @@ async fn reveal_is_for_admins_with_a_reason_and_csrf_and_is_audited_without_the_
         value: "chatgpt.com".into(),
         user: "zprivate".into(),
         process: String::new(),
-        window: 0,
-        first_seen: 1,
-        last_seen: 10,
+        window: aiscout_wire::UnixSecs(0),
+        first_seen: aiscout_wire::UnixSecs(1),
+        last_seen: aiscout_wire::UnixSecs(10),
         count: 3,
     };
     let batch = Batch {

@@ -11,6 +11,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
+use crate::time::UnixSecs;
 
 /// `POST /api/v1/enroll`: trade the enroll secret for a node key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,13 +116,13 @@ pub struct Sighting {
     #[serde(default)]
     pub process: Option<String>,
     /// First time seen in this window.
-    pub first_seen: i64,
+    pub first_seen: UnixSecs,
     /// Last time seen in this window.
-    pub last_seen: i64,
+    pub last_seen: UnixSecs,
     /// How many times it was seen in this window (at least 1).
     pub count: u64,
     /// Start of the aggregation window.
-    pub window: i64,
+    pub window: UnixSecs,
     /// True when this installed item (app, extension, cli, mcp_server, model) was present in an earlier report and is gone now.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub removed: bool,
@@ -330,7 +331,7 @@ pub struct Heartbeat {
     pub evictions: u64,
     /// When the inventory scan last finished, if it has.
     #[serde(default)]
-    pub last_scan: Option<i64>,
+    pub last_scan: Option<UnixSecs>,
 }
 
 /// Capture on one interface.
@@ -377,7 +378,7 @@ impl CaptureState {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeartbeatAck {
     /// The collector's clock, so agents can report skew.
-    pub server_time: i64,
+    pub server_time: UnixSecs,
     /// Version of the catalog the collector serves, if it serves one; the agent fetches
     /// `GET /api/v1/catalog` when this is newer than its own.
     #[serde(default)]

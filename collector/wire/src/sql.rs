@@ -99,3 +99,30 @@ mod postgres {
         }
     }
 }
+
+#[cfg(all(test, feature = "rusqlite"))]
+mod tests {
+    use rusqlite::Connection;
+
+    use super::{SightingKind, UnixSecs};
+
+    #[test]
+    fn sqlite_stores_the_bare_integer_and_wire_name_and_names_an_unknown_kind() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (at INTEGER NOT NULL, kind TEXT NOT NULL)").unwrap();
+        conn.execute(
+            "INSERT INTO t VALUES (?1, ?2)",
+            (UnixSecs(1_700_000_000), SightingKind::QuicSni),
+        )
+        .unwrap();
+        let raw: (i64, String) =
+            conn.query_row("SELECT at, kind FROM t", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        assert_eq!(raw, (1_700_000_000, "quic_sni".to_owned()));
+        let typed: (UnixSecs, SightingKind) =
+            conn.query_row("SELECT at, kind FROM t", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        assert_eq!(typed, (UnixSecs(1_700_000_000), SightingKind::QuicSni));
+        let e =
+            conn.query_row("SELECT 'warp_drive'", [], |r| r.get::<_, SightingKind>(0)).unwrap_err();
+        assert!(e.to_string().contains("unknown sighting kind \"warp_drive\""), "{e}");
+    }
+}

@@ -9,7 +9,7 @@ use aiscout_collector::model::{
 };
 use aiscout_collector::store::{Store, StoreError, Versions};
 use aiscout_collector::{join, review};
-use aiscout_wire::{ReviewStatus, SightingKind};
+use aiscout_wire::{ReviewStatus, SightingKind, UnixSecs};
 
 mod alerts;
 pub(crate) mod harness;
@@ -46,9 +46,9 @@ fn sighting(
         value: value.into(),
         user: user.into(),
         process: String::new(),
-        window,
-        first_seen: window + 1,
-        last_seen: window + 10,
+        window: UnixSecs(window),
+        first_seen: UnixSecs(window + 1),
+        last_seen: UnixSecs(window + 10),
         count,
     }
 }
@@ -291,8 +291,8 @@ pub(crate) async fn sightings_aggregate_per_key_and_window(store: impl Store) {
         .await
         .unwrap();
     let mut later = sighting("openai.chatgpt", "chatgpt.com", "u1", 0, 3);
-    later.first_seen = 0;
-    later.last_seen = 50;
+    later.first_seen = UnixSecs(0);
+    later.last_seen = UnixSecs(50);
     store.ingest(d, batch("b2", vec![later]), 2).await.unwrap();
     store
         .ingest(d, batch("b3", vec![sighting("openai.chatgpt", "chatgpt.com", "u2", 3600, 1)]), 3)
@@ -744,8 +744,8 @@ pub(crate) async fn rollups_agree_with_the_sightings(store: impl Store + Clone) 
                 1 + next(9) as i64,
             );
             s.kind = kinds[next(3)].parse().unwrap();
-            s.first_seen += next(100) as i64;
-            s.last_seen += next(1000) as i64;
+            s.first_seen = s.first_seen.add_secs(next(100) as i64);
+            s.last_seen = s.last_seen.add_secs(next(1000) as i64);
             sightings.push(s);
         }
         // One key per batch, as the agent aggregates.
@@ -914,7 +914,7 @@ pub(crate) async fn installed_items_follow_the_latest_report(store: impl Store) 
         value: value.into(),
         user: "ann".into(),
         present,
-        at,
+        at: UnixSecs(at),
         flags: String::new(),
     };
     let send = |id: &str, installs: Vec<InstallChange>| {
@@ -963,7 +963,7 @@ pub(crate) async fn mcp_flags_follow_the_latest_report_of_installed_servers(stor
         value: value.into(),
         user: "ann".into(),
         present,
-        at,
+        at: UnixSecs(at),
         flags: flags.into(),
     };
     let send = |id: &str, installs: Vec<InstallChange>| {
@@ -1400,8 +1400,8 @@ pub(crate) async fn product_values_sum_each_value_over_devices_and_windows(store
     store.ingest(d1, batch("b1", b1), 200).await.unwrap();
     // The same window again widens its first and last seen and adds to its count.
     let mut again = sighting("openai.chatgpt", "chatgpt.com", "ann", 0, 4);
-    again.first_seen = 0;
-    again.last_seen = 50;
+    again.first_seen = UnixSecs(0);
+    again.last_seen = UnixSecs(50);
     let b2 = vec![again, sighting("openai.chatgpt", "chatgpt.com", "ann", 86_400, 7)];
     store.ingest(d1, batch("b2", b2), 300).await.unwrap();
     let b1 = vec![
@@ -1472,7 +1472,7 @@ pub(crate) async fn person_usage_lists_products_on_owned_devices(store: impl Sto
     let cursor = sighting("cursor.editor", "cursor.com", "", 90_000, 1);
     store.ingest(d3, batch("b1", vec![cursor.clone()]), 200).await.unwrap();
     let mut late = sighting("openai.chatgpt", "chatgpt.com", "", 0, 1);
-    late.last_seen = 50_000;
+    late.last_seen = UnixSecs(50_000);
     store.ingest(d4, batch("b1", vec![late]), 200).await.unwrap();
     // Owners of both cases meet as one person; a device without an owner, and an owner
     // whose devices saw nothing, are nobody's usage.
