@@ -5,10 +5,10 @@
 //! those drivers turn on. The stored representation is the one the bare values had: a time
 //! is an `INTEGER` (SQLite) or `BIGINT` (PostgreSQL) of seconds, a kind its wire name as text.
 //! A stored kind this build does not know (written by a newer version, or edited by hand)
-//! fails to read with [`UnknownSightingKind`], which names the value.
+//! fails to read with [`crate::UnknownSightingKind`], which names the value.
 
 #[cfg(any(feature = "rusqlite", feature = "postgres"))]
-use crate::agent::{SightingKind, UnknownSightingKind};
+use crate::agent::SightingKind;
 #[cfg(any(feature = "rusqlite", feature = "postgres"))]
 use crate::time::UnixSecs;
 
@@ -50,7 +50,8 @@ mod postgres {
     use bytes::BytesMut;
     use postgres_types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 
-    use super::{SightingKind, UnixSecs, UnknownSightingKind};
+    use super::{SightingKind, UnixSecs};
+    use crate::agent::UnknownSightingKind;
 
     type BoxError = Box<dyn Error + Sync + Send>;
 

@@ -3,7 +3,7 @@
 //!
 //! Key decision: on the wire it is a plain JSON integer and in SQL a plain `INTEGER` /
 //! `BIGINT` (`#[serde(transparent)]`, and the `ToSql`/`FromSql` impls behind the `rusqlite`
-//! and `postgres` features in [`crate::sql`]), so the newtype changes no stored or sent byte;
+//! and `postgres` features in `src/sql.rs`), so the newtype changes no stored or sent byte;
 //! it only keeps seconds from being mixed up with counts, ids and durations in code.
 
 use std::fmt;
@@ -101,7 +101,8 @@ const DAY_RANGE: (i64, i64) = (-719_468, 2_932_896);
 
 /// The civil date (year, month, day) of a day number counted from 1970-01-01 (proleptic
 /// Gregorian; H. Hinnant's `civil_from_days`); a day outside years 0 to 9999 is read as the
-/// nearest end of that range.
+/// nearest end of that range. No arithmetic here can overflow: `z` is clamped first (the
+/// collector runs it on imported cells).
 pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z.clamp(DAY_RANGE.0, DAY_RANGE.1) + 719_468;
     let era = z.div_euclid(146_097);
