@@ -200,6 +200,15 @@ impl Kind {
             Kind::QuicSni => "quic_sni",
         }
     }
+
+    /// The sighting kind a match of this observation is reported as.
+    pub fn sighting_kind(self) -> aiscout_wire::SightingKind {
+        match self {
+            Kind::Dns => aiscout_wire::SightingKind::Dns,
+            Kind::TlsSni => aiscout_wire::SightingKind::TlsSni,
+            Kind::QuicSni => aiscout_wire::SightingKind::QuicSni,
+        }
+    }
 }
 
 /// The transport a flow used, for process attribution.

@@ -7,6 +7,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use aiscout_wire::{SightingKind, UnixSecs};
+
 pub mod calendar;
 pub mod money;
 pub mod text;
@@ -85,8 +87,8 @@ pub struct DeviceSummary {
 pub struct Sighting {
     /// Catalog product id.
     pub product: String,
-    /// Indicator kind (wire name).
-    pub kind: &'static str,
+    /// Indicator kind.
+    pub kind: SightingKind,
     /// Matched value.
     pub value: String,
     /// OS user, `""` when unknown.
@@ -94,11 +96,11 @@ pub struct Sighting {
     /// Process, `""` when unknown.
     pub process: String,
     /// Aggregation window start.
-    pub window: i64,
+    pub window: UnixSecs,
     /// First seen.
-    pub first_seen: i64,
+    pub first_seen: UnixSecs,
     /// Last seen.
-    pub last_seen: i64,
+    pub last_seen: UnixSecs,
     /// Times seen.
     pub count: i64,
 }
@@ -125,8 +127,8 @@ pub struct Batch {
 pub struct InstallChange {
     /// Catalog product id.
     pub product: String,
-    /// Indicator kind (wire name).
-    pub kind: &'static str,
+    /// Indicator kind.
+    pub kind: SightingKind,
     /// Matched value.
     pub value: String,
     /// OS user, `""` when not per-user.
@@ -134,7 +136,7 @@ pub struct InstallChange {
     /// False when the agent reported the item removed.
     pub present: bool,
     /// When the agent saw it (present) or saw it gone (removed).
-    pub at: i64,
+    pub at: UnixSecs,
     /// Risk flags of an MCP server (issue 17): the known [`aiscout_wire::McpFlag`] wire names,
     /// sorted and joined with `,`; empty for other kinds and for a server without risk.
     pub flags: String,
@@ -159,14 +161,14 @@ pub struct McpServerFlags {
 pub struct PendingUsage<'a> {
     /// Catalog product id.
     pub product: &'a str,
-    /// Indicator kind (wire name).
-    pub kind: &'static str,
+    /// Indicator kind.
+    pub kind: SightingKind,
     /// OS user, `""` when unknown.
     pub user: &'a str,
     /// Earliest first seen.
-    pub first_seen: i64,
+    pub first_seen: UnixSecs,
     /// Latest last seen.
-    pub last_seen: i64,
+    pub last_seen: UnixSecs,
     /// Sum of counts.
     pub count: i64,
 }
@@ -175,12 +177,12 @@ impl Batch {
     /// The batch's sightings summed per (product, kind, user, UTC day of last seen), in key
     /// order (the rollups keep days apart to answer time-range filters).
     pub fn pending(&self) -> Vec<PendingUsage<'_>> {
-        type Key<'a> = (&'a str, &'static str, &'a str, i64);
+        type Key<'a> = (&'a str, SightingKind, &'a str, i64);
         let mut sums: std::collections::BTreeMap<Key<'_>, PendingUsage<'_>> =
             std::collections::BTreeMap::new();
         for s in &self.sightings {
             // Truncating division, as SQL's integer division groups the same rows.
-            let day = s.last_seen / calendar::DAY_SECS;
+            let day = s.last_seen.get() / calendar::DAY_SECS;
             sums.entry((s.product.as_str(), s.kind, s.user.as_str(), day))
                 .and_modify(|p| {
                     p.first_seen = p.first_seen.min(s.first_seen);
@@ -670,7 +672,7 @@ pub struct DeviceSighting {
     /// Product id.
     pub product: String,
     /// Indicator kind.
-    pub kind: String,
+    pub kind: SightingKind,
     /// Matched value (a domain, an app id).
     pub value: String,
     /// First seen.
@@ -694,7 +696,7 @@ pub struct ProcessSighting {
     /// Product id.
     pub product: String,
     /// Indicator kind (`dns`, `tls_sni`, `quic_sni`).
-    pub kind: String,
+    pub kind: SightingKind,
     /// The host name seen.
     pub value: String,
     /// The process that made the traffic (`""` when not attributed).
@@ -711,7 +713,7 @@ pub struct ProcessSighting {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ValueUsage {
     /// Indicator kind (wire name: `dns`, `tls_sni`, `app`, `extension`, ...).
-    pub kind: String,
+    pub kind: SightingKind,
     /// The matched value, as the agent reported it.
     pub value: String,
     /// Distinct devices that saw it.

@@ -162,11 +162,11 @@ fn observe(shared: &Shared, tx: &SyncSender<Spooled>, obs: &Observation, live: b
     };
     let Some(hit) = matcher.lookup(obs) else { return };
     let process = if live { crate::attribution::owner(obs).map(|p| p.name) } else { None };
-    let secs = i64::try_from(obs.ts.0 / 1_000_000).unwrap_or(i64::MAX);
+    let secs = UnixSecs(i64::try_from(obs.ts.0 / 1_000_000).unwrap_or(i64::MAX));
     let record = Record {
         window: shared.window_start(secs),
         product: hit.product.to_owned(),
-        kind: obs.kind.as_str().to_owned(),
+        kind: obs.kind.sighting_kind(),
         value: obs.name.clone(),
         user: None,
         process,

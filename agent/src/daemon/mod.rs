@@ -46,7 +46,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use aiscout_signatures::{Catalog, Index, Overlay, Verifier, VerifyError};
-use aiscout_wire::{AgentInfo, CaptureState, Heartbeat, InterfaceStatus, Secret};
+use aiscout_wire::{AgentInfo, CaptureState, Heartbeat, InterfaceStatus, Secret, UnixSecs};
 
 use crate::capture::{Breaker, FileSource, LiveSource, Wake};
 use crate::config::Config;
@@ -224,9 +224,8 @@ impl Shared {
         self.catalog.read().is_ok_and(|c| Arc::ptr_eq(&c, catalog))
     }
 
-    fn window_start(&self, secs: i64) -> i64 {
-        let w = i64::try_from(self.config.window.as_secs()).unwrap_or(3_600).max(1);
-        secs - secs.rem_euclid(w)
+    fn window_start(&self, secs: UnixSecs) -> UnixSecs {
+        secs.window_start(i64::try_from(self.config.window.as_secs()).unwrap_or(3_600).max(1))
     }
 
     /// Offers the inventory thread's item through the sender shutdown may take away (so a
@@ -353,13 +352,6 @@ fn jittered(period: Duration) -> Duration {
         Err(_) => 0.1,
     };
     period.mul_f64(0.9 + fraction)
-}
-
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// Runs until `shutdown` resolves.
@@ -556,8 +548,8 @@ pub async fn run(
 fn record_upload(state_dir: &std::path::Path, result: &Result<u64, UploadError>) {
     let record = match result {
         Ok(0) => return,
-        Ok(n) => crate::status::LastUpload::new(now_secs(), *n, None),
-        Err(e) => crate::status::LastUpload::new(now_secs(), 0, Some(&e.to_string())),
+        Ok(n) => crate::status::LastUpload::new(UnixSecs::now().get(), *n, None),
+        Err(e) => crate::status::LastUpload::new(UnixSecs::now().get(), 0, Some(&e.to_string())),
     };
     if let Err(error) = record.save(state_dir) {
         tracing::warn!(error = %error, "Cannot record the last upload.");

@@ -175,7 +175,7 @@ impl Uploader {
             drops: h.drops.load(Ordering::Relaxed),
             spool_depth: stats.rows,
             evictions: h.evictions.load(Ordering::Relaxed),
-            last_scan: Some(h.last_scan.load(Ordering::Relaxed)).filter(|t| *t > 0),
+            last_scan: Some(h.last_scan.load(Ordering::Relaxed)).filter(|t| *t > 0).map(UnixSecs),
         };
         match self.client.heartbeat(&key, &heartbeat).await {
             Ok(ack) => {

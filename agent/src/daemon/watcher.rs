@@ -5,11 +5,11 @@
 // Reason: one module split into files; the parent holds the shared imports.
 use super::*;
 
-fn finding_record(shared: &Shared, f: &Finding, now: i64) -> Record {
+fn finding_record(shared: &Shared, f: &Finding, now: UnixSecs) -> Record {
     Record {
         window: shared.window_start(now),
         product: f.product.clone(),
-        kind: f.kind.as_str().to_owned(),
+        kind: f.kind.sighting_kind(),
         value: f.value.clone(),
         user: f.user.as_deref().map(|u| shared.pseudonyms.user(u)),
         process: None,
@@ -24,10 +24,13 @@ fn finding_record(shared: &Shared, f: &Finding, now: i64) -> Record {
 /// The key an installed finding is remembered by, or `None` for what is not installed
 /// (processes, listening runtimes). The user is the reported (possibly pseudonymised) one.
 fn installed_key(shared: &Shared, f: &Finding) -> Option<Installed> {
-    aiscout_wire::SightingKind::parse(f.kind.as_str()).filter(|k| k.is_installed())?;
+    let kind = f.kind.sighting_kind();
+    if !kind.is_installed() {
+        return None;
+    }
     Some(Installed {
         product: f.product.clone(),
-        kind: f.kind.as_str().to_owned(),
+        kind,
         value: f.value.clone(),
         user: f.user.as_deref().map(|u| shared.pseudonyms.user(u)),
     })
@@ -39,7 +42,7 @@ fn inventory_view<'f>(
     shared: &Shared,
     all: &[Finding],
     send: impl IntoIterator<Item = &'f Finding>,
-    now: i64,
+    now: UnixSecs,
 ) -> Spooled {
     Spooled::Inventory(Box::new(InventoryView {
         records: send.into_iter().map(|f| finding_record(shared, f, now)).collect(),
@@ -64,12 +67,12 @@ pub(super) fn inventory_loop(shared: &Shared, scan: ScanOptions, tx: &InventoryT
             Err(error) => {
                 tracing::warn!(error = %error, "Inventory watch unavailable; scanning periodically instead.");
                 let found = inventory::scan(&index, &scan);
-                let now = now_secs();
+                let now = UnixSecs::now();
                 shared.offer_inventory(
                     tx,
                     inventory_view(shared, &found.findings, &found.findings, now),
                 );
-                shared.health.last_scan.store(now, Ordering::Relaxed);
+                shared.health.last_scan.store(now.get(), Ordering::Relaxed);
                 // Sleep until the next rescan, a new catalog or the stop.
                 let (wake_tx, wake_rx) = std::sync::mpsc::channel::<()>();
                 shared.set_inventory_wake(Box::new(move || {
@@ -83,9 +86,9 @@ pub(super) fn inventory_loop(shared: &Shared, scan: ScanOptions, tx: &InventoryT
                 continue;
             }
         };
-        let now = now_secs();
+        let now = UnixSecs::now();
         shared.offer_inventory(tx, inventory_view(shared, watch.findings(), watch.findings(), now));
-        shared.health.last_scan.store(now, Ordering::Relaxed);
+        shared.health.last_scan.store(now.get(), Ordering::Relaxed);
         let waker = watch.waker();
         shared.set_inventory_wake(Box::new(move || waker.wake()));
         let next_full = Instant::now() + jittered(shared.config.rescan_interval);
@@ -98,7 +101,7 @@ pub(super) fn inventory_loop(shared: &Shared, scan: ScanOptions, tx: &InventoryT
             if now >= next_refresh {
                 shared.offer_inventory(
                     tx,
-                    inventory_view(shared, watch.findings(), watch.findings(), now_secs()),
+                    inventory_view(shared, watch.findings(), watch.findings(), UnixSecs::now()),
                 );
                 next_refresh = now + jittered(shared.config.window);
             }
@@ -114,7 +117,7 @@ pub(super) fn inventory_loop(shared: &Shared, scan: ScanOptions, tx: &InventoryT
                 });
                 shared.offer_inventory(
                     tx,
-                    inventory_view(shared, watch.findings(), added, now_secs()),
+                    inventory_view(shared, watch.findings(), added, UnixSecs::now()),
                 );
             }
         }

@@ -70,6 +70,19 @@ impl Kind {
             Kind::Process => "process",
         }
     }
+
+    /// The sighting kind a finding of this kind is reported as.
+    pub fn sighting_kind(self) -> aiscout_wire::SightingKind {
+        match self {
+            Kind::App => aiscout_wire::SightingKind::App,
+            Kind::Cli => aiscout_wire::SightingKind::Cli,
+            Kind::Extension => aiscout_wire::SightingKind::Extension,
+            Kind::LocalRuntime => aiscout_wire::SightingKind::LocalRuntime,
+            Kind::McpServer => aiscout_wire::SightingKind::McpServer,
+            Kind::Model => aiscout_wire::SightingKind::Model,
+            Kind::Process => aiscout_wire::SightingKind::Process,
+        }
+    }
 }
 
 /// One matched piece of AI software.

@@ -45,6 +45,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use aiscout_wire::{SightingKind, UnixSecs};
 use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
 
 /// Limits of one spool.
@@ -65,22 +66,22 @@ impl Default for SpoolLimits {
 /// One aggregated sighting as the spool keeps it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Record {
-    /// Start of the aggregation window (Unix seconds).
-    pub window: i64,
+    /// Start of the aggregation window.
+    pub window: UnixSecs,
     /// Catalog product id.
     pub product: String,
-    /// Indicator kind (`dns`, `tls_sni`, `app`, ...).
-    pub kind: String,
+    /// Indicator kind, stored as its wire name.
+    pub kind: SightingKind,
     /// The matched value.
     pub value: String,
     /// The OS user (possibly pseudonymised).
     pub user: Option<String>,
     /// The process, when known.
     pub process: Option<String>,
-    /// First seen in the window (Unix seconds).
-    pub first_seen: i64,
-    /// Last seen in the window (Unix seconds).
-    pub last_seen: i64,
+    /// First seen in the window.
+    pub first_seen: UnixSecs,
+    /// Last seen in the window.
+    pub last_seen: UnixSecs,
     /// Times seen in the window.
     pub count: u64,
     /// True for the one-off report that an installed item is gone (see
@@ -97,8 +98,8 @@ pub struct Record {
 pub struct Installed {
     /// Catalog product id.
     pub product: String,
-    /// Indicator kind (`app`, `extension`, `cli`, `mcp_server`, `model`).
-    pub kind: String,
+    /// Indicator kind (one that [`SightingKind::is_installed`]).
+    pub kind: SightingKind,
     /// The matched value.
     pub value: String,
     /// The OS user as reported (possibly pseudonymised); `None` for machine-wide items.
@@ -112,10 +113,10 @@ pub struct InventoryView {
     pub records: Vec<Record>,
     /// Every installed item present now: the whole set, not a change.
     pub installed: BTreeSet<Installed>,
-    /// When the view was taken (Unix seconds): first and last seen of removal sightings.
-    pub at: i64,
+    /// When the view was taken: first and last seen of removal sightings.
+    pub at: UnixSecs,
     /// Start of the aggregation window `at` falls in.
-    pub window: i64,
+    pub window: UnixSecs,
 }
 
 /// What [`Spool::record_inventory`] did.
@@ -141,11 +142,11 @@ pub fn diff_installed<'a>(
 impl Installed {
     /// The sighting that reports this item gone, detected at `at` in the window starting at
     /// `window`.
-    pub fn removal(&self, at: i64, window: i64) -> Record {
+    pub fn removal(&self, at: UnixSecs, window: UnixSecs) -> Record {
         Record {
             window,
             product: self.product.clone(),
-            kind: self.kind.clone(),
+            kind: self.kind,
             value: self.value.clone(),
             user: self.user.clone(),
             process: None,
@@ -552,18 +553,26 @@ fn insert_records(tx: &Transaction<'_>, records: &[Record]) -> rusqlite::Result<
     Ok(())
 }
 
+/// The stored kind name, or `None` for one this agent does not know: a row written by a
+/// newer agent before a downgrade. Such a row is left out (never sent, and deleted with its
+/// batch), as the upload used to skip it, rather than stopping every later batch.
+fn known_kind(r: &rusqlite::Row<'_>, column: usize) -> rusqlite::Result<Option<SightingKind>> {
+    Ok(SightingKind::parse(&r.get::<_, String>(column)?))
+}
+
 fn read_installed(conn: &Connection) -> rusqlite::Result<BTreeSet<Installed>> {
     let mut stmt = conn.prepare("SELECT product, kind, value, user FROM installed")?;
     let rows = stmt.query_map([], |r| {
+        let Some(kind) = known_kind(r, 1)? else { return Ok(None) };
         let user: String = r.get(3)?;
-        Ok(Installed {
+        Ok(Some(Installed {
             product: r.get(0)?,
-            kind: r.get(1)?,
+            kind,
             value: r.get(2)?,
             user: (!user.is_empty()).then_some(user),
-        })
+        }))
     })?;
-    rows.collect()
+    rows.filter_map(Result::transpose).collect()
 }
 
 impl Spool {
@@ -902,13 +911,14 @@ impl Spool {
             .map_err(|e| SpoolError::Sqlite { path: self.path.clone(), error: e })?;
         let records = stmt
             .query_map([&id], |r| {
+                let Some(kind) = known_kind(r, 2)? else { return Ok(None) };
                 let user: String = r.get(4)?;
                 let process: String = r.get(5)?;
                 let count: i64 = r.get(8)?;
-                Ok(Record {
+                Ok(Some(Record {
                     window: r.get(0)?,
                     product: r.get(1)?,
-                    kind: r.get(2)?,
+                    kind,
                     value: r.get(3)?,
                     user: (!user.is_empty()).then_some(user),
                     process: (!process.is_empty()).then_some(process),
@@ -917,9 +927,9 @@ impl Spool {
                     count: u64::try_from(count).unwrap_or(0),
                     removed: r.get(9)?,
                     flags: split_flags(&r.get::<_, String>(10)?),
-                })
+                }))
             })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .and_then(|rows| rows.filter_map(Result::transpose).collect::<Result<Vec<_>, _>>())
             .map_err(|e| SpoolError::Sqlite { path: self.path.clone(), error: e })?;
         drop(stmt);
         let (evicted, dropped): (i64, i64) = self
@@ -1005,7 +1015,9 @@ impl Spool {
 /// status`): counts only, never the matched values or users.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Held {
-    /// Indicator kind (`dns`, `tls_sni`, `app`, ...).
+    /// Indicator kind as stored (`dns`, `tls_sni`, `app`, ...). Kept as text, not a
+    /// [`SightingKind`]: `status` shows every row the file holds, also one of a kind a newer
+    /// agent wrote before a downgrade.
     pub kind: String,
     /// Catalog product id.
     pub product: String,
@@ -1104,14 +1116,14 @@ mod tests {
 
     fn rec(value: &str, window: i64, ts: i64) -> Record {
         Record {
-            window,
+            window: UnixSecs(window),
             product: "openai.chatgpt".into(),
-            kind: "dns".into(),
+            kind: SightingKind::Dns,
             value: value.into(),
             user: None,
             process: None,
-            first_seen: ts,
-            last_seen: ts,
+            first_seen: UnixSecs(ts),
+            last_seen: UnixSecs(ts),
             count: 1,
             removed: false,
             flags: Vec::new(),
@@ -1133,7 +1145,7 @@ mod tests {
         assert_eq!(b.records.len(), 2);
         assert_eq!(
             (b.records[0].first_seen, b.records[0].last_seen, b.records[0].count),
-            (5, 10, 2)
+            (UnixSecs(5), UnixSecs(10), 2)
         );
     }
 
@@ -1155,7 +1167,7 @@ mod tests {
         let b2 = s.next_batch().expect("batch").expect("some");
         assert_ne!(b2.id, b1.id);
         assert_eq!(b2.records.len(), 1);
-        assert_eq!(b2.records[0].first_seen, 2);
+        assert_eq!(b2.records[0].first_seen, UnixSecs(2));
         s.ack(&b2).expect("ack");
         assert_eq!(s.next_batch().expect("batch"), None);
     }
@@ -1163,7 +1175,7 @@ mod tests {
     fn item(value: &str, user: Option<&str>) -> Installed {
         Installed {
             product: "anysphere.cursor".into(),
-            kind: "app".into(),
+            kind: SightingKind::App,
             value: value.into(),
             user: user.map(str::to_owned),
         }
@@ -1174,22 +1186,22 @@ mod tests {
             records: items
                 .iter()
                 .map(|i| Record {
-                    window: 0,
+                    window: UnixSecs(0),
                     product: i.product.clone(),
-                    kind: i.kind.clone(),
+                    kind: i.kind,
                     value: i.value.clone(),
                     user: i.user.clone(),
                     process: None,
-                    first_seen: at,
-                    last_seen: at,
+                    first_seen: UnixSecs(at),
+                    last_seen: UnixSecs(at),
                     count: 1,
                     removed: false,
                     flags: Vec::new(),
                 })
                 .collect(),
             installed: items.iter().cloned().collect(),
-            at,
-            window: 0,
+            at: UnixSecs(at),
+            window: UnixSecs(0),
         }
     }
 
@@ -1239,8 +1251,11 @@ mod tests {
         let rows = all_rows(&mut s);
         let removals: Vec<&Record> = rows.iter().filter(|r| r.removed).collect();
         assert_eq!(removals.len(), 1, "{rows:#?}");
-        assert_eq!(removals[0], &b.removal(20, 0));
-        assert_eq!((removals[0].count, removals[0].first_seen, removals[0].last_seen), (1, 20, 20));
+        assert_eq!(removals[0], &b.removal(UnixSecs(20), UnixSecs(0)));
+        assert_eq!(
+            (removals[0].count, removals[0].first_seen, removals[0].last_seen),
+            (1, UnixSecs(20), UnixSecs(20))
+        );
 
         // The same view again reports nothing removed.
         let third = s.record_inventory(&view(std::slice::from_ref(&a), 30)).expect("view");
@@ -1261,11 +1276,43 @@ mod tests {
             Spool::open(&dir.path().join("spool.db"), SpoolLimits::default()).expect("open");
         let a = item("a", None);
         let mut present = view(std::slice::from_ref(&a), 5).records;
-        present.push(a.removal(6, 0));
+        present.push(a.removal(UnixSecs(6), UnixSecs(0)));
         s.record(&present).expect("record");
         let rows = all_rows(&mut s);
         assert_eq!(rows.len(), 2, "{rows:#?}");
         assert_eq!(rows.iter().filter(|r| r.removed).count(), 1);
+    }
+
+    /// A row of a kind this agent does not know (written by a newer agent before a downgrade)
+    /// is left out of its batch and deleted with it, instead of stopping every upload.
+    #[test]
+    fn unknown_kind_rows_are_left_out_of_the_batch_and_acked_away() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut s =
+            Spool::open(&dir.path().join("spool.db"), SpoolLimits::default()).expect("open");
+        s.record(&[rec("chatgpt.com", 0, 1)]).expect("record");
+        s.conn
+            .execute(
+                "INSERT INTO sightings (window_start, product, kind, value, user, process,
+                    first_seen, last_seen, count) VALUES (0, 'openai.chatgpt', 'warp_drive',
+                    'chatgpt.com', '', '', 1, 2, 3)",
+                [],
+            )
+            .expect("row");
+        s.conn
+            .execute(
+                "INSERT INTO installed (product, kind, value, user)
+                 VALUES ('anysphere.cursor', 'warp_drive', 'x', '')",
+                [],
+            )
+            .expect("installed");
+        assert!(s.installed().expect("installed").is_empty());
+        let b = s.next_batch().expect("batch").expect("some");
+        assert_eq!(b.records, vec![rec("chatgpt.com", 0, 1)]);
+        s.ack(&b).expect("ack");
+        let left: i64 =
+            s.conn.query_row("SELECT count(*) FROM sightings", [], |r| r.get(0)).expect("count");
+        assert_eq!(left, 0, "the unknown row went with its batch");
     }
 
     #[test]
@@ -1294,7 +1341,7 @@ mod tests {
             rows,
             vec![{
                 let mut r = rec("chatgpt.com", 0, 1);
-                r.last_seen = 2;
+                r.last_seen = UnixSecs(2);
                 r.count = 3;
                 r
             }]

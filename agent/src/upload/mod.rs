@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use aiscout_wire::{
     AgentInfo, BatchAck, DeviceIdentity, EnrollRequest, EnrollResponse, Heartbeat, HeartbeatAck,
-    Secret, Sighting, SightingBatch, SightingKind,
+    Secret, Sighting, SightingBatch,
 };
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Bytes;
@@ -238,7 +238,7 @@ impl Client {
         let wire = SightingBatch {
             batch_id: batch.id.clone(),
             agent: agent.clone(),
-            sightings: batch.records.iter().filter_map(to_wire).collect(),
+            sightings: batch.records.iter().map(to_wire).collect(),
             dropped: batch.dropped,
             evicted: batch.evicted,
         };
@@ -288,12 +288,11 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, UploadError> {
     serde_json::to_vec(value).map_err(|e| UploadError::Malformed(e.to_string()))
 }
 
-/// A spool record as the wire carries it; records of a kind this contract does not know are
-/// skipped (they cannot be produced by this agent's own matchers).
-fn to_wire(r: &crate::spool::Record) -> Option<Sighting> {
-    Some(Sighting {
+/// A spool record as the wire carries it.
+fn to_wire(r: &crate::spool::Record) -> Sighting {
+    Sighting {
         product: r.product.clone(),
-        kind: SightingKind::parse(&r.kind)?,
+        kind: r.kind,
         value: r.value.clone(),
         user: r.user.clone(),
         process: r.process.clone(),
@@ -303,7 +302,7 @@ fn to_wire(r: &crate::spool::Record) -> Option<Sighting> {
         window: r.window,
         removed: r.removed,
         flags: r.flags.clone(),
-    })
+    }
 }
 
 /// Exponential backoff with full jitter, capped: 1 s, 2 s, 4 s ... up to `max`.
@@ -372,21 +371,21 @@ mod tests {
     fn removal_records_carry_the_flag_on_the_wire_and_presence_omits_it() {
         let removed = crate::spool::Installed {
             product: "anysphere.cursor".into(),
-            kind: "app".into(),
+            kind: aiscout_wire::SightingKind::App,
             value: "com.todesktop.230313mzl4w4u92".into(),
             user: Some("alice".into()),
         }
-        .removal(1_735_694_100, 1_735_693_200);
-        let wire = to_wire(&removed).expect("known kind");
+        .removal(aiscout_wire::UnixSecs(1_735_694_100), aiscout_wire::UnixSecs(1_735_693_200));
+        let wire = to_wire(&removed);
         assert!(wire.removed);
         assert_eq!(
             (wire.count, wire.first_seen, wire.last_seen),
-            (1, 1_735_694_100, 1_735_694_100)
+            (1, aiscout_wire::UnixSecs(1_735_694_100), aiscout_wire::UnixSecs(1_735_694_100))
         );
         let json = serde_json::to_value(&wire).expect("json");
         assert_eq!(json["removed"], serde_json::Value::Bool(true));
         let present = crate::spool::Record { removed: false, ..removed };
-        let json = serde_json::to_value(to_wire(&present).expect("known kind")).expect("json");
+        let json = serde_json::to_value(to_wire(&present)).expect("json");
         assert!(json.get("removed").is_none(), "{json}");
     }
 

@@ -3,18 +3,19 @@
 use std::collections::BTreeMap;
 
 use aiscout_agent::spool::{Record, Spool, SpoolLimits};
+use aiscout_wire::UnixSecs;
 use proptest::prelude::*;
 
 fn rec(key: u8, window: i64, ts: i64) -> Record {
     Record {
-        window,
+        window: UnixSecs(window),
         product: "openai.chatgpt".into(),
-        kind: "tls_sni".into(),
+        kind: aiscout_wire::SightingKind::TlsSni,
         value: format!("h{key}.chatgpt.com"),
         user: key.is_multiple_of(2).then(|| "alice".to_owned()),
         process: None,
-        first_seen: ts,
-        last_seen: ts,
+        first_seen: UnixSecs(ts),
+        last_seen: UnixSecs(ts),
         count: 1,
         removed: false,
         flags: Vec::new(),
@@ -44,7 +45,7 @@ type Model = BTreeMap<(String, i64), u64>;
 fn totals(records: &[Record]) -> Model {
     let mut m = Model::new();
     for r in records {
-        *m.entry((r.value.clone(), r.window)).or_default() += r.count;
+        *m.entry((r.value.clone(), r.window.get())).or_default() += r.count;
     }
     m
 }

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use aiscout_wire::{AgentInfo, BatchAck, Sighting, SightingBatch, SightingKind};
+use aiscout_wire::{AgentInfo, BatchAck, Sighting, SightingBatch, SightingKind, UnixSecs};
 use anyhow::{Context, bail};
 use axum::body::Bytes;
 use hyper::{Method, StatusCode};
@@ -468,10 +468,10 @@ fn generate(args: &BenchArgs, catalog: &aiscout_signatures::Catalog) -> Vec<Agen
                     value: value.clone(),
                     user,
                     process: process.map(str::to_owned),
-                    first_seen: first,
-                    last_seen: last,
+                    first_seen: UnixSecs(first),
+                    last_seen: UnixSecs(last),
                     count: 1 + rng.next() % 200,
-                    window,
+                    window: UnixSecs(window),
                     removed: false,
                     flags: Vec::new(),
                 });

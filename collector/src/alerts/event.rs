@@ -8,6 +8,7 @@
 //! the same cause written twice, by a retry, a replayed import, a restarted collector or a
 //! second collector, is one event with one id.
 
+use aiscout_wire::{SightingKind, UnixSecs};
 use ring::digest;
 use serde_json::{Value, json};
 
@@ -163,17 +164,18 @@ pub struct BatchProduct<'a> {
     /// Product id.
     pub product: &'a str,
     /// The indicator kind of its first sighting in the batch.
-    pub kind: &'a str,
+    pub kind: SightingKind,
     /// Latest `last_seen` in the batch.
     pub last_seen: i64,
 }
 
 /// The products of a batch, each once, with their latest sighting time.
 pub fn batch_products<'a>(
-    sightings: impl IntoIterator<Item = (&'a str, &'a str, i64)>,
+    sightings: impl IntoIterator<Item = (&'a str, SightingKind, UnixSecs)>,
 ) -> Vec<BatchProduct<'a>> {
     let mut out: Vec<BatchProduct<'a>> = Vec::new();
     for (product, kind, last_seen) in sightings {
+        let last_seen = last_seen.get();
         match out.iter_mut().find(|p| p.product == product) {
             Some(p) => p.last_seen = p.last_seen.max(last_seen),
             None => out.push(BatchProduct { product, kind, last_seen }),
@@ -195,7 +197,12 @@ pub fn for_batch(
     let mut out = Vec::new();
     for p in products {
         if new.iter().any(|n| n == p.product) {
-            out.push(new_product(p.product, p.kind, p.last_seen, json!({ "device": host })));
+            out.push(new_product(
+                p.product,
+                p.kind.as_str(),
+                p.last_seen,
+                json!({ "device": host }),
+            ));
         }
         if let Some((_, decided)) = blocked.iter().find(|(b, _)| b == p.product)
             && p.last_seen > *decided
@@ -205,7 +212,7 @@ pub fn for_batch(
                 &format!("{}\0device\0{host}\0{decided}", p.product),
                 p.last_seen,
                 p.product,
-                &json!({ "product": p.product, "device": host, "source": p.kind,
+                &json!({ "product": p.product, "device": host, "source": p.kind.as_str(),
                          "decided_at": decided }),
             ));
         }
@@ -329,13 +336,16 @@ mod tests {
 
     #[test]
     fn a_blocked_product_fires_only_when_seen_after_the_decision() {
-        let products = batch_products([("x.chat", "dns", 100), ("x.chat", "tls_sni", 300)]);
+        let products = batch_products([
+            ("x.chat", SightingKind::Dns, UnixSecs(100)),
+            ("x.chat", SightingKind::TlsSni, UnixSecs(300)),
+        ]);
         assert_eq!(products.len(), 1);
         let blocked = vec![("x.chat".to_owned(), 200)];
         let events = for_batch("host-1", &products, &[], &blocked);
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].kind, BLOCKED_SEEN);
-        let earlier = batch_products([("x.chat", "dns", 150)]);
+        let earlier = batch_products([("x.chat", SightingKind::Dns, UnixSecs(150))]);
         assert!(for_batch("host-1", &earlier, &[], &blocked).is_empty());
         // Another device is another event; the same device again is the same id.
         let again = for_batch("host-1", &products, &[], &blocked);

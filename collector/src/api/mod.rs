@@ -15,6 +15,7 @@ use aiscout_wire::validate::{DecodeError, MAX_BODY_BYTES};
 use aiscout_wire::{
     AuditList, BatchAck, DeviceList, DeviceRow, EnrollRequest, EnrollResponse, ErrorBody,
     Heartbeat, HeartbeatAck, InventoryList, InventoryQuery, ReviewRequest, Secret, SightingBatch,
+    UnixSecs,
 };
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
@@ -455,12 +456,12 @@ async fn heartbeat<S: Store>(
         drops: i(hb.drops),
         spool_depth: i(hb.spool_depth),
         evictions: i(hb.evictions),
-        last_scan: hb.last_scan,
+        last_scan: hb.last_scan.map(UnixSecs::get),
     };
     timed(&state, state.store.heartbeat(device, health)).await?;
     Metrics::inc(&state.metrics.heartbeats, 1);
     Ok(Json(HeartbeatAck {
-        server_time: now,
+        server_time: UnixSecs(now),
         catalog_version: state.artifact.as_ref().map(|(_, v)| *v),
         overlay_version: overlay::version(&state).await,
     }))

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use aiscout_signatures::Catalog;
-use aiscout_wire::{Sighting, SightingKind};
+use aiscout_wire::{Sighting, SightingKind, UnixSecs};
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -207,10 +207,10 @@ impl<'a> Facts<'a> {
             value,
             user: None,
             process: Some("firefox".into()),
-            first_seen: 1_767_225_600,
-            last_seen: 1_767_229_200,
+            first_seen: UnixSecs(1_767_225_600),
+            last_seen: UnixSecs(1_767_229_200),
             count: 42,
-            window: 1_767_225_600,
+            window: UnixSecs(1_767_225_600),
             removed: false,
             flags: Vec::new(),
         };

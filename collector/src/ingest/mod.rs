@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use aiscout_wire::SightingBatch;
+use aiscout_wire::{SightingBatch, SightingKind, UnixSecs};
 
 use crate::model::{Batch, InstallChange, Sighting};
 
@@ -37,24 +37,24 @@ fn mcp_flags(names: &[String]) -> String {
 
 /// Converts a validated wire batch into a domain batch with one entry per aggregation key.
 pub fn batch(wire: SightingBatch) -> Batch {
-    type Key = (String, &'static str, String, String, String, i64);
+    type Key = (String, SightingKind, String, String, String, UnixSecs);
     let received = i64::try_from(wire.sightings.len()).unwrap_or(i64::MAX);
-    let mut merged: BTreeMap<Key, (i64, i64, i64)> = BTreeMap::new();
-    let mut installs: BTreeMap<(String, &'static str, String, String), InstallChange> =
+    let mut merged: BTreeMap<Key, (UnixSecs, UnixSecs, i64)> = BTreeMap::new();
+    let mut installs: BTreeMap<(String, SightingKind, String, String), InstallChange> =
         BTreeMap::new();
     for s in wire.sightings {
         if s.kind.is_installed() {
             let user = s.user.clone().unwrap_or_default();
             let change = InstallChange {
                 product: s.product.clone(),
-                kind: s.kind.as_str(),
+                kind: s.kind,
                 value: s.value.clone(),
                 user: user.clone(),
                 present: !s.removed,
                 at: s.last_seen,
                 flags: mcp_flags(&s.flags),
             };
-            let key = (s.product.clone(), s.kind.as_str(), s.value.clone(), user);
+            let key = (s.product.clone(), s.kind, s.value.clone(), user);
             // The later report wins; at the same time, a removal wins.
             match installs.get(&key) {
                 Some(old) if (old.at, !old.present) >= (change.at, !change.present) => {}
@@ -69,7 +69,7 @@ pub fn batch(wire: SightingBatch) -> Batch {
         }
         let key = (
             s.product,
-            s.kind.as_str(),
+            s.kind,
             s.value,
             s.user.unwrap_or_default(),
             s.process.unwrap_or_default(),
@@ -103,7 +103,7 @@ pub fn batch(wire: SightingBatch) -> Batch {
 
 #[cfg(test)]
 mod tests {
-    use aiscout_wire::{AgentInfo, Sighting, SightingBatch, SightingKind};
+    use aiscout_wire::{AgentInfo, Sighting, SightingBatch, SightingKind, UnixSecs};
 
     fn sighting(value: &str, first: i64, last: i64, count: u64) -> Sighting {
         Sighting {
@@ -112,10 +112,10 @@ mod tests {
             value: value.into(),
             user: None,
             process: None,
-            first_seen: first,
-            last_seen: last,
+            first_seen: UnixSecs(first),
+            last_seen: UnixSecs(last),
             count,
-            window: 0,
+            window: UnixSecs(0),
             removed: false,
             flags: Vec::new(),
         }
@@ -138,7 +138,7 @@ mod tests {
         assert_eq!(b.received, 3);
         assert_eq!(b.sightings.len(), 2);
         let chat = b.sightings.iter().find(|s| s.value == "chatgpt.com").unwrap();
-        assert_eq!((chat.first_seen, chat.last_seen, chat.count), (3, 20, 5));
+        assert_eq!((chat.first_seen, chat.last_seen, chat.count), (UnixSecs(3), UnixSecs(20), 5));
         assert_eq!(chat.user, "");
     }
 
@@ -148,8 +148,8 @@ mod tests {
         app.kind = SightingKind::App;
         let mut gone = app.clone();
         gone.removed = true;
-        gone.first_seen = 30;
-        gone.last_seen = 30;
+        gone.first_seen = UnixSecs(30);
+        gone.last_seen = UnixSecs(30);
         let wire = SightingBatch {
             batch_id: "b".into(),
             agent: AgentInfo { version: "1".into(), catalog_version: 1 },
@@ -160,6 +160,6 @@ mod tests {
         let b = super::batch(wire);
         assert_eq!(b.sightings.len(), 2, "the removal is not counted as a sighting");
         assert_eq!(b.installs.len(), 1, "one change per item");
-        assert_eq!((b.installs[0].present, b.installs[0].at), (false, 30));
+        assert_eq!((b.installs[0].present, b.installs[0].at), (false, UnixSecs(30)));
     }
 }

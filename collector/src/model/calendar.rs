@@ -6,7 +6,7 @@
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)] // Also run on imported cells.
 
 /// Seconds in a day.
-pub const DAY_SECS: i64 = 86_400;
+pub use aiscout_wire::time::DAY_SECS;
 
 /// Days from 1970-01-01 to the given civil date (proleptic Gregorian; H. Hinnant's
 /// `days_from_civil`). `None` when the date does not exist.
@@ -24,24 +24,8 @@ pub fn days_from_civil(y: i64, m: u32, d: u32) -> Option<i64> {
     Some(era * 146_097 + doe - 719_468)
 }
 
-/// Day numbers of 0000-03-01 and 9999-12-31, the range [`civil_from_days`] answers for.
-const DAY_RANGE: (i64, i64) = (-719_468, 2_932_896);
-
-/// The civil date (year, month, day) of a day number (inverse of [`days_from_civil`]); a day
-/// outside years 0 to 9999 is read as the nearest end of that range.
-#[allow(clippy::arithmetic_side_effects)] // Reason: z is clamped to DAY_RANGE first.
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z.clamp(DAY_RANGE.0, DAY_RANGE.1) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = u32::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
-    let m = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
+/// The civil date (year, month, day) of a day number, shared with [`aiscout_wire::UnixSecs`].
+pub use aiscout_wire::time::civil_from_days;
 
 fn days_in_month(y: i64, m: u32) -> u32 {
     match m {

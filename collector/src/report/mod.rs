@@ -10,7 +10,7 @@
 use aiscout_signatures::RiskFact;
 use aiscout_wire::{InventoryRow, Money, Reconciliation};
 
-use crate::model::calendar::{DAY_SECS, civil_from_days, ymd};
+use crate::model::calendar::ymd;
 
 pub mod ocsf;
 
@@ -79,9 +79,7 @@ impl Cell {
 
 /// `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn rfc3339(secs: i64) -> String {
-    let (y, m, d) = civil_from_days(secs.div_euclid(DAY_SECS));
-    let s = secs.rem_euclid(DAY_SECS);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", s / 3600, s % 3600 / 60, s % 60)
+    aiscout_wire::UnixSecs(secs).rfc3339()
 }
 
 fn text(s: impl Into<String>) -> Cell {

@@ -6,7 +6,7 @@
 //! `class_uid = category_uid * 1000 + uid` and `type_uid = class_uid * 100 + activity_id`;
 //! times are milliseconds since the epoch, as OCSF's `timestamp_t` requires.
 
-use aiscout_wire::{InventoryRow, ProductStatus};
+use aiscout_wire::{InventoryRow, ProductStatus, SightingKind};
 use serde_json::{Value, json};
 
 use crate::model::DeviceSighting;
@@ -83,7 +83,7 @@ pub fn sighting_event(s: &DeviceSighting, row: Option<&InventoryRow>) -> Option<
         }
         "tls_sni" | "quic_sni" => {
             let mut e = common(4001, "Network Activity", 4, "Network Activity", 6);
-            let proto = if s.kind == "quic_sni" { "udp" } else { "tcp" };
+            let proto = if s.kind == SightingKind::QuicSni { "udp" } else { "tcp" };
             let obj = e.as_object_mut()?;
             obj.insert("tls".into(), json!({ "sni": s.value }));
             obj.insert("dst_endpoint".into(), json!({ "hostname": s.value }));

@@ -1191,13 +1191,13 @@ impl Store for PgStore {
         }
         let s = &batch.sightings;
         let products: Vec<&str> = s.iter().map(|s| s.product.as_str()).collect();
-        let kinds: Vec<&str> = s.iter().map(|s| s.kind).collect();
+        let kinds: Vec<&str> = s.iter().map(|s| s.kind.as_str()).collect();
         let values: Vec<&str> = s.iter().map(|s| s.value.as_str()).collect();
         let users: Vec<&str> = s.iter().map(|s| s.user.as_str()).collect();
         let processes: Vec<&str> = s.iter().map(|s| s.process.as_str()).collect();
-        let windows: Vec<i64> = s.iter().map(|s| s.window).collect();
-        let firsts: Vec<i64> = s.iter().map(|s| s.first_seen).collect();
-        let lasts: Vec<i64> = s.iter().map(|s| s.last_seen).collect();
+        let windows: Vec<i64> = s.iter().map(|s| s.window.get()).collect();
+        let firsts: Vec<i64> = s.iter().map(|s| s.first_seen.get()).collect();
+        let lasts: Vec<i64> = s.iter().map(|s| s.last_seen.get()).collect();
         let counts: Vec<i64> = s.iter().map(|s| s.count).collect();
         tx.execute(
             &tx.prepare_cached(
@@ -1220,10 +1220,10 @@ impl Store for PgStore {
         .await?;
         let pending = batch.pending();
         let products: Vec<&str> = pending.iter().map(|p| p.product).collect();
-        let kinds: Vec<&str> = pending.iter().map(|p| p.kind).collect();
+        let kinds: Vec<&str> = pending.iter().map(|p| p.kind.as_str()).collect();
         let users: Vec<&str> = pending.iter().map(|p| p.user).collect();
-        let firsts: Vec<i64> = pending.iter().map(|p| p.first_seen).collect();
-        let lasts: Vec<i64> = pending.iter().map(|p| p.last_seen).collect();
+        let firsts: Vec<i64> = pending.iter().map(|p| p.first_seen.get()).collect();
+        let lasts: Vec<i64> = pending.iter().map(|p| p.last_seen.get()).collect();
         let counts: Vec<i64> = pending.iter().map(|p| p.count).collect();
         tx.execute(
             &tx.prepare_cached("INSERT INTO usage_pending (device_id, product, kind, os_user, first_seen, last_seen,
@@ -1236,11 +1236,11 @@ impl Store for PgStore {
         let i = &batch.installs;
         if !i.is_empty() {
             let products: Vec<&str> = i.iter().map(|i| i.product.as_str()).collect();
-            let kinds: Vec<&str> = i.iter().map(|i| i.kind).collect();
+            let kinds: Vec<&str> = i.iter().map(|i| i.kind.as_str()).collect();
             let values: Vec<&str> = i.iter().map(|i| i.value.as_str()).collect();
             let users: Vec<&str> = i.iter().map(|i| i.user.as_str()).collect();
             let present: Vec<bool> = i.iter().map(|i| i.present).collect();
-            let at: Vec<i64> = i.iter().map(|i| i.at).collect();
+            let at: Vec<i64> = i.iter().map(|i| i.at.get()).collect();
             let flags: Vec<&str> = i.iter().map(|i| i.flags.as_str()).collect();
             tx.execute(
             &tx.prepare_cached("INSERT INTO installed (device_id, product, kind, value, os_user, present, changed_at, flags)

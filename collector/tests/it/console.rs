@@ -815,13 +815,13 @@ async fn reveal_is_for_admins_with_a_reason_and_csrf_and_is_audited_without_the_
     let id = server.store.enroll(device, [3; 32], 100).await.unwrap();
     let sighting = Sighting {
         product: "openai.chatgpt".into(),
-        kind: "dns",
+        kind: aiscout_wire::SightingKind::Dns,
         value: "chatgpt.com".into(),
         user: "zprivate".into(),
         process: String::new(),
-        window: 0,
-        first_seen: 1,
-        last_seen: 10,
+        window: aiscout_wire::UnixSecs(0),
+        first_seen: aiscout_wire::UnixSecs(1),
+        last_seen: aiscout_wire::UnixSecs(10),
         count: 3,
     };
     let batch = Batch {

@@ -11,7 +11,7 @@ use aiscout_collector::model::{Batch, Device, Sighting};
 use aiscout_collector::review;
 use aiscout_collector::store::Store;
 use aiscout_signatures::{Catalog, Index};
-use aiscout_wire::{InventoryList, ReviewStatus};
+use aiscout_wire::{InventoryList, ReviewStatus, UnixSecs};
 
 use super::store::harness;
 
@@ -43,16 +43,16 @@ fn device(host: &str, owner: &str) -> Device {
     }
 }
 
-fn seen(product: &str, kind: &'static str, value: &str, user: &str, at: i64) -> Sighting {
+fn seen(product: &str, kind: &str, value: &str, user: &str, at: i64) -> Sighting {
     Sighting {
         product: product.into(),
-        kind,
+        kind: kind.parse().unwrap(),
         value: value.into(),
         user: user.into(),
         process: String::new(),
-        window: at - at % 3600,
-        first_seen: at,
-        last_seen: at + 60,
+        window: UnixSecs(at - at % 3600),
+        first_seen: UnixSecs(at),
+        last_seen: UnixSecs(at + 60),
         count: 3,
     }
 }

@@ -20,7 +20,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use aiscout_collector::client::{Connection, tls_config};
-use aiscout_wire::{AgentInfo, BatchAck, Sighting, SightingBatch, SightingKind};
+use aiscout_wire::{AgentInfo, BatchAck, Sighting, SightingBatch, SightingKind, UnixSecs};
 use http_body_util::{BodyExt, Empty};
 use hyper::{Method, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -199,10 +199,10 @@ pub(crate) fn batch(k: u64) -> Vec<u8> {
             value: format!("host-{j}.chatgpt.com"),
             user: None,
             process: Some("firefox".into()),
-            first_seen: window + j,
-            last_seen: window + j + 1,
+            first_seen: UnixSecs(window + j),
+            last_seen: UnixSecs(window + j + 1),
             count: 1,
-            window,
+            window: UnixSecs(window),
             removed: false,
             flags: Vec::new(),
         })

@@ -5,9 +5,13 @@
 //! `Authorization: Bearer <node key>`. A batch is deleted from the agent's spool only after a
 //! [`BatchAck`] for its `batch_id`; sending the same batch again is always safe.
 
+use std::fmt;
+use std::str::FromStr;
+
 use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
+use crate::time::UnixSecs;
 
 /// `POST /api/v1/enroll`: trade the enroll secret for a node key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,13 +116,13 @@ pub struct Sighting {
     #[serde(default)]
     pub process: Option<String>,
     /// First time seen in this window.
-    pub first_seen: i64,
+    pub first_seen: UnixSecs,
     /// Last time seen in this window.
-    pub last_seen: i64,
+    pub last_seen: UnixSecs,
     /// How many times it was seen in this window (at least 1).
     pub count: u64,
     /// Start of the aggregation window.
-    pub window: i64,
+    pub window: UnixSecs,
     /// True when this installed item (app, extension, cli, mcp_server, model) was present in an earlier report and is gone now.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub removed: bool,
@@ -277,6 +281,27 @@ impl SightingKind {
     }
 }
 
+impl fmt::Display for SightingKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SightingKind {
+    type Err = UnknownSightingKind;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Self::parse(name).ok_or_else(|| UnknownSightingKind(name.to_owned()))
+    }
+}
+
+/// A sighting kind name this build does not know: from a newer agent, or a stored value
+/// edited by hand. A wire batch carrying one is refused as a whole (with the JSON path of the
+/// `kind` field), as any value outside the contract is; a stored one fails to read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown sighting kind {0:?}")]
+pub struct UnknownSightingKind(pub String);
+
 /// The acknowledgement of a batch, sent only after the batch is committed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchAck {
@@ -306,7 +331,7 @@ pub struct Heartbeat {
     pub evictions: u64,
     /// When the inventory scan last finished, if it has.
     #[serde(default)]
-    pub last_scan: Option<i64>,
+    pub last_scan: Option<UnixSecs>,
 }
 
 /// Capture on one interface.
@@ -353,7 +378,7 @@ impl CaptureState {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeartbeatAck {
     /// The collector's clock, so agents can report skew.
-    pub server_time: i64,
+    pub server_time: UnixSecs,
     /// Version of the catalog the collector serves, if it serves one; the agent fetches
     /// `GET /api/v1/catalog` when this is newer than its own.
     #[serde(default)]

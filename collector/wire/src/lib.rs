@@ -10,12 +10,15 @@
 //! - [`validate`]: length and count caps on every field, and [`decode`], which parses JSON and
 //!   validates it, naming the offending field either way.
 //! - [`secret`]: [`Secret`], a string whose `Debug` and `Display` never show it.
+//! - [`time`]: [`UnixSecs`], the one time type (seconds since the epoch, UTC).
+//! - `sql` (features `rusqlite`, `postgres`): `ToSql`/`FromSql` for [`UnixSecs`] and
+//!   [`SightingKind`], stored as the bare integer and wire name they replace.
 //!
 //! Key decision: this crate is the contract, owned by the collector and depended on by the
 //! agent, never the other way round. The golden JSON files under `tests/data/v1/` pin the
 //! encoding; changing one of them is a breaking change and needs a new version prefix.
 //! Readers are tolerant: unknown fields are ignored, and optional fields may be absent.
-//! Timestamps are integer seconds since the Unix epoch (UTC) everywhere.
+//! Timestamps are integer seconds since the Unix epoch (UTC) everywhere ([`UnixSecs`]).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -24,12 +27,14 @@ pub mod error;
 pub mod people;
 pub mod report;
 pub mod secret;
+mod sql;
+pub mod time;
 pub mod validate;
 
 pub use agent::{
     AgentInfo, BatchAck, CaptureState, DeviceIdentity, EnrollRequest, EnrollResponse, Heartbeat,
     HeartbeatAck, InterfaceStatus, McpFlag, NODE_KEY_PREFIX, Sighting, SightingBatch, SightingKind,
-    is_node_key_shaped,
+    UnknownSightingKind, is_node_key_shaped,
 };
 pub use error::ErrorBody;
 pub use people::{
@@ -43,6 +48,7 @@ pub use report::{
     Reconciliation, UsedNotPaid,
 };
 pub use secret::Secret;
+pub use time::UnixSecs;
 pub use validate::{DecodeError, Validate, ValidationError, decode};
 
 /// The API version prefix every route lives under.

@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::agent::{DeviceIdentity, EnrollRequest, Heartbeat, Sighting, SightingBatch};
 use crate::people::{InventoryQuery, ProductStatus, ReviewRequest};
+use crate::time::UnixSecs;
 
 /// Longest id: batch id, host id, product id.
 pub const MAX_ID_LEN: usize = 128;
@@ -128,8 +129,8 @@ fn optional(field: &str, value: Option<&str>, max: usize) -> Result<(), Validati
     value.map_or(Ok(()), |v| text(field, v, max))
 }
 
-fn timestamp(field: &str, value: i64) -> Result<(), ValidationError> {
-    if !(0..=MAX_TIMESTAMP).contains(&value) {
+fn timestamp(field: &str, value: UnixSecs) -> Result<(), ValidationError> {
+    if !(0..=MAX_TIMESTAMP).contains(&value.get()) {
         return Err(ValidationError::new(field, "timestamp out of range"));
     }
     Ok(())
@@ -288,10 +289,10 @@ impl Validate for InventoryQuery {
         optional("department", self.department.as_deref(), MAX_NAME_LEN)?;
         optional("source", self.source.as_deref(), MAX_NAME_LEN)?;
         if let Some(t) = self.since {
-            timestamp("since", t)?;
+            timestamp("since", UnixSecs(t))?;
         }
         if let Some(t) = self.until {
-            timestamp("until", t)?;
+            timestamp("until", UnixSecs(t))?;
         }
         Ok(())
     }
@@ -347,10 +348,10 @@ mod tests {
             value: "chatgpt.com".into(),
             user: None,
             process: None,
-            first_seen: 10,
-            last_seen: 20,
+            first_seen: UnixSecs(10),
+            last_seen: UnixSecs(20),
             count: 1,
-            window: 0,
+            window: UnixSecs(0),
             removed: false,
             flags: Vec::new(),
         };
@@ -398,7 +399,7 @@ mod tests {
     #[test]
     fn last_seen_before_first_seen_is_refused() {
         let mut b = batch(1);
-        b.sightings[0].last_seen = 5;
+        b.sightings[0].last_seen = UnixSecs(5);
         assert_eq!(b.validate().unwrap_err().field, "sightings[0].last_seen");
     }
 
@@ -429,5 +430,16 @@ mod tests {
         assert_eq!(e.field, "since");
         let e = InventoryQuery::from_pairs([("status", "x")]).unwrap_err();
         assert_eq!(e.field, "status");
+    }
+
+    /// Issue 18 item 4: a kind this contract does not know refuses the whole batch, naming the
+    /// field, as any value outside the contract does (the agent's spool never sends one).
+    #[test]
+    fn an_unknown_sighting_kind_is_refused_naming_its_field() {
+        let mut json = serde_json::to_value(batch(2)).unwrap();
+        json["sightings"][1]["kind"] = "warp_drive".into();
+        let e = decode::<SightingBatch>(json.to_string().as_bytes()).unwrap_err();
+        assert_eq!(e.field(), "sightings[1].kind");
+        assert!(e.to_string().contains("warp_drive"), "{e}");
     }
 }

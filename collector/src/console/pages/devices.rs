@@ -141,7 +141,7 @@ pub(crate) async fn detail<S: Store>(
                     thead { tr { th scope="col" { "Product" } th scope="col" { "Source" } th scope="col" { "Matched" } th scope="col" class="num" { "Sightings" } th scope="col" { "First seen" } th scope="col" { "Last seen" } } }
                     tbody { @for s in &sightings { tr {
                         td { a href={ "/products/" (segment(&s.product)) } { (name(&s.product)) } }
-                        td { (view::source_label(&s.kind)) } td { code { (s.value) } }
+                        td { (view::source_label(s.kind.as_str())) } td { code { (s.value) } }
                         td class="num" { (count(u64::try_from(s.count).unwrap_or(0))) }
                         td { (view::when(s.first_seen, now)) } td { (view::when(s.last_seen, now)) }
                     } } }

@@ -444,7 +444,7 @@ pub(crate) async fn page<S: Store>(
                         tbody {
                             @for v in values.iter() {
                                 tr {
-                                    td { (view::source_label(&v.kind)) @if network.contains(&v.kind.as_str()) { " (network name)" } @else { " (installed)" } }
+                                    td { (view::source_label(v.kind.as_str())) @if network.contains(&v.kind.as_str()) { " (network name)" } @else { " (installed)" } }
                                     td { code { (v.value) } }
                                     td class="num" { (count(u64::try_from(v.devices).unwrap_or(0))) }
                                     td class="num" { (count(u64::try_from(v.count).unwrap_or(0))) }

@@ -9,7 +9,7 @@ use aiscout_collector::model::{
 };
 use aiscout_collector::store::{Store, StoreError, Versions};
 use aiscout_collector::{join, review};
-use aiscout_wire::ReviewStatus;
+use aiscout_wire::{ReviewStatus, SightingKind, UnixSecs};
 
 mod alerts;
 pub(crate) mod harness;
@@ -43,13 +43,13 @@ fn sighting(
 ) -> aiscout_collector::model::Sighting {
     aiscout_collector::model::Sighting {
         product: product.into(),
-        kind: "dns",
+        kind: SightingKind::Dns,
         value: value.into(),
         user: user.into(),
         process: String::new(),
-        window,
-        first_seen: window + 1,
-        last_seen: window + 10,
+        window: UnixSecs(window),
+        first_seen: UnixSecs(window + 1),
+        last_seen: UnixSecs(window + 10),
         count,
     }
 }
@@ -292,8 +292,8 @@ pub(crate) async fn sightings_aggregate_per_key_and_window(store: impl Store) {
         .await
         .unwrap();
     let mut later = sighting("openai.chatgpt", "chatgpt.com", "u1", 0, 3);
-    later.first_seen = 0;
-    later.last_seen = 50;
+    later.first_seen = UnixSecs(0);
+    later.last_seen = UnixSecs(50);
     store.ingest(d, batch("b2", vec![later]), 2).await.unwrap();
     store
         .ingest(d, batch("b3", vec![sighting("openai.chatgpt", "chatgpt.com", "u2", 3600, 1)]), 3)
@@ -744,9 +744,9 @@ pub(crate) async fn rollups_agree_with_the_sightings(store: impl Store + Clone) 
                 86_400 + (next(5) as i64) * 43_200,
                 1 + next(9) as i64,
             );
-            s.kind = kinds[next(3)];
-            s.first_seen += next(100) as i64;
-            s.last_seen += next(1000) as i64;
+            s.kind = kinds[next(3)].parse().unwrap();
+            s.first_seen = s.first_seen.add_secs(next(100) as i64);
+            s.last_seen = s.last_seen.add_secs(next(1000) as i64);
             sightings.push(s);
         }
         // One key per batch, as the agent aggregates.
@@ -911,11 +911,11 @@ pub(crate) async fn installed_items_follow_the_latest_report(store: impl Store) 
     let d = store.enroll(device("h1", None), [1; 32], 100).await.unwrap();
     let change = |value: &str, present: bool, at: i64| InstallChange {
         product: "cursor.editor".into(),
-        kind: "app",
+        kind: SightingKind::App,
         value: value.into(),
         user: "ann".into(),
         present,
-        at,
+        at: UnixSecs(at),
         flags: String::new(),
     };
     let send = |id: &str, installs: Vec<InstallChange>| {
@@ -928,7 +928,7 @@ pub(crate) async fn installed_items_follow_the_latest_report(store: impl Store) 
         devices.first().map(|d| d.installed)
     };
     let mut app = sighting("cursor.editor", "com.todesktop.cursor", "ann", 0, 1);
-    app.kind = "app";
+    app.kind = SightingKind::App;
     let mut b = send("b1", vec![change("com.todesktop.cursor", true, 100)]);
     b.sightings.push(app);
     store.ingest(d, b, 100).await.unwrap();
@@ -960,11 +960,11 @@ pub(crate) async fn mcp_flags_follow_the_latest_report_of_installed_servers(stor
     let h2 = store.enroll(device("h2", None), [2; 32], 100).await.unwrap();
     let server = |value: &str, present: bool, at: i64, flags: &str| InstallChange {
         product: "anthropic.claude".into(),
-        kind: "mcp_server",
+        kind: SightingKind::McpServer,
         value: value.into(),
         user: "ann".into(),
         present,
-        at,
+        at: UnixSecs(at),
         flags: flags.into(),
     };
     let send = |id: &str, installs: Vec<InstallChange>| {
@@ -1270,7 +1270,7 @@ fn import_run(at: i64, kind: &str, file: &str, rows: i64) -> ImportRun {
     ImportRun {
         at,
         actor: "cli".into(),
-        kind: kind.into(),
+        kind: kind.parse().unwrap(),
         file: file.into(),
         format: "ramp".into(),
         rows,
@@ -1315,7 +1315,7 @@ pub(crate) async fn device_detail_sums_its_own_sightings(store: impl Store) {
     };
     store.heartbeat(d1, health).await.unwrap();
     let mut sni = sighting("openai.chatgpt", "chatgpt.com", "ann", 0, 4);
-    sni.kind = "tls_sni";
+    sni.kind = SightingKind::TlsSni;
     store
         .ingest(
             d1,
@@ -1357,7 +1357,7 @@ pub(crate) async fn device_detail_sums_its_own_sightings(store: impl Store) {
         os: "linux".into(),
         owner_email: Some("ann@example.com".into()),
         product: product.into(),
-        kind: kind.into(),
+        kind: kind.parse().unwrap(),
         value: value.into(),
         first_seen: first,
         last_seen: last,
@@ -1386,7 +1386,7 @@ pub(crate) async fn product_values_sum_each_value_over_devices_and_windows(store
     let d2 = store.enroll(device("h2", None), [2; 32], 100).await.unwrap();
     let app = |value: &str, window, count| {
         let mut s = sighting("openai.chatgpt", value, "", window, count);
-        s.kind = "app";
+        s.kind = SightingKind::App;
         s
     };
     let b1 = vec![
@@ -1401,8 +1401,8 @@ pub(crate) async fn product_values_sum_each_value_over_devices_and_windows(store
     store.ingest(d1, batch("b1", b1), 200).await.unwrap();
     // The same window again widens its first and last seen and adds to its count.
     let mut again = sighting("openai.chatgpt", "chatgpt.com", "ann", 0, 4);
-    again.first_seen = 0;
-    again.last_seen = 50;
+    again.first_seen = UnixSecs(0);
+    again.last_seen = UnixSecs(50);
     let b2 = vec![again, sighting("openai.chatgpt", "chatgpt.com", "ann", 86_400, 7)];
     store.ingest(d1, batch("b2", b2), 300).await.unwrap();
     let b1 = vec![
@@ -1415,7 +1415,7 @@ pub(crate) async fn product_values_sum_each_value_over_devices_and_windows(store
     store.ingest(d2, batch("b2", b2), 300).await.unwrap();
 
     let row = |kind: &str, value: &str, devices, count, first_seen, last_seen| ValueUsage {
-        kind: kind.into(),
+        kind: kind.parse().unwrap(),
         value: value.into(),
         devices,
         count,
@@ -1473,7 +1473,7 @@ pub(crate) async fn person_usage_lists_products_on_owned_devices(store: impl Sto
     let cursor = sighting("cursor.editor", "cursor.com", "", 90_000, 1);
     store.ingest(d3, batch("b1", vec![cursor.clone()]), 200).await.unwrap();
     let mut late = sighting("openai.chatgpt", "chatgpt.com", "", 0, 1);
-    late.last_seen = 50_000;
+    late.last_seen = UnixSecs(50_000);
     store.ingest(d4, batch("b1", vec![late]), 200).await.unwrap();
     // Owners of both cases meet as one person; a device without an owner, and an owner
     // whose devices saw nothing, are nobody's usage.
