@@ -50,8 +50,10 @@ pub mod files;
 pub mod outbox;
 pub mod postgres;
 pub mod postgres_tls;
+mod queries;
 pub mod retention;
 pub mod rollup;
+mod sql;
 pub mod sqlite;
 
 /// A SHA-256 hash of a credential (node key or API token).

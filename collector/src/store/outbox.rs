@@ -1,6 +1,6 @@
 //! The alerts outbox (migration 0008): its statements, written once in PostgreSQL's dialect
 //! and translated for SQLite by [`rollup::sqlite`], and the few lines of glue each driver
-//! needs to run them. Events are written by [`sqlite_emit`] / [`pg_emit`] inside the
+//! needs to run them. Events are written by [`emit`] inside the
 //! transaction of the change that caused them, with one pending delivery per active channel
 //! that takes their type; deliveries are claimed with a lease (`FOR UPDATE SKIP LOCKED` on
 //! PostgreSQL, the writer lock on SQLite), so with several collectors each is sent by one.
@@ -186,6 +186,26 @@ pub fn events_text(row: &ChannelRow) -> String {
     row.events.join(",")
 }
 
+/// Writes `events` (each once by id) with their pending deliveries, inside the transaction
+/// of the change that caused them; says how many were new.
+pub(crate) async fn emit(
+    tx: &impl super::sql::Conn,
+    events: &[NewEvent],
+    now: i64,
+) -> Result<u64, StoreError> {
+    let mut new = 0;
+    for e in events {
+        let seq: Option<super::sql::One<i64>> = tx
+            .query_opt(EVENT_INSERT, &[&e.id, &e.kind, &e.occurred_at, &e.product, &e.subject])
+            .await?;
+        if let Some(super::sql::One(seq)) = seq {
+            tx.execute(FAN_OUT, &[&seq, &now, &e.kind, &e.to_channel]).await?;
+            new += 1;
+        }
+    }
+    Ok(new)
+}
+
 // ---- SQLite ----------------------------------------------------------------------------
 
 /// Products of `products` not known before, inserted into the known products now.
@@ -219,29 +239,13 @@ pub fn sqlite_host(tx: &rusqlite::Connection, device: i64) -> Result<String, Sto
     Ok(host.unwrap_or_default())
 }
 
-/// Writes `events` (each once by id) with their pending deliveries; says how many were new.
+/// [`emit`] on a SQLite connection, which completes at once.
 pub fn sqlite_emit(
     tx: &rusqlite::Connection,
     events: &[NewEvent],
     now: i64,
 ) -> Result<u64, StoreError> {
-    let mut new = 0;
-    for e in events {
-        let seq: Option<i64> = tx
-            .prepare_cached(&rollup::sqlite(EVENT_INSERT))?
-            .query_row(params![e.id, e.kind, e.occurred_at, e.product, e.subject], |r| r.get(0))
-            .optional()?;
-        if let Some(seq) = seq {
-            tx.prepare_cached(&rollup::sqlite(FAN_OUT))?.execute(params![
-                seq,
-                now,
-                e.kind,
-                e.to_channel
-            ])?;
-            new += 1;
-        }
-    }
-    Ok(new)
+    super::sql::ready(emit(tx, events, now))
 }
 
 /// Reads an event row (seq, id, type, occurred_at, product, subject).
@@ -385,30 +389,6 @@ pub async fn pg_host(
         Some(r) => r.try_get(0)?,
         None => String::new(),
     })
-}
-
-/// Writes `events` (each once by id) with their pending deliveries; says how many were new.
-pub async fn pg_emit(
-    tx: &deadpool_postgres::Transaction<'_>,
-    events: &[NewEvent],
-    now: i64,
-) -> Result<u64, StoreError> {
-    let mut new = 0;
-    for e in events {
-        let row = tx
-            .query_opt(
-                &tx.prepare_cached(EVENT_INSERT).await?,
-                &[&e.id, &e.kind, &e.occurred_at, &e.product, &e.subject],
-            )
-            .await?;
-        if let Some(row) = row {
-            let seq: i64 = row.try_get(0)?;
-            tx.execute(&tx.prepare_cached(FAN_OUT).await?, &[&seq, &now, &e.kind, &e.to_channel])
-                .await?;
-            new += 1;
-        }
-    }
-    Ok(new)
 }
 
 /// Reads an event row (seq, id, type, occurred_at, product, subject).

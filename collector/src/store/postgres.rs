@@ -22,7 +22,7 @@ use tokio_postgres::types::Type;
 
 use super::{
     AuditFn, CredentialHash, Migration, PRODUCT_DEVICES_LIMIT, PRODUCT_VALUES_LIMIT, PeopleUsage,
-    ReenrollStep, Store, StoreError, audit_query_sql, credential_hash, outbox, role, rollup,
+    ReenrollStep, Store, StoreError, credential_hash, outbox, queries, rollup,
 };
 use crate::alerts::event;
 use crate::model::{
@@ -82,6 +82,9 @@ pub struct PgStore {
     identities: super::IdentitySlot,
 }
 
+/// The work [`PgStore::write`] runs in its transaction.
+type Work<'t, T> = std::pin::Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 't>>;
+
 fn pool_error(e: impl std::fmt::Display) -> StoreError {
     StoreError::Pool(e.to_string())
 }
@@ -111,6 +114,18 @@ impl PgStore {
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(pool_error)
+    }
+
+    /// Runs `f` in a transaction, committed when `f` succeeds.
+    async fn write<T>(
+        &self,
+        f: impl for<'t> FnOnce(&'t deadpool_postgres::Transaction<'t>) -> Work<'t, T>,
+    ) -> Result<T, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let out = f(&tx).await?;
+        tx.commit().await?;
+        Ok(out)
     }
 
     /// Applies the identity key to what a write carries ([`crate::identity::Protect`]) and
@@ -209,29 +224,6 @@ async fn migrate(
     result
 }
 
-fn read_token(r: &Row) -> Result<Token, StoreError> {
-    let role_name: String = r.try_get(1)?;
-    Ok(Token {
-        name: r.try_get(0)?,
-        role: role("api_tokens", &role_name)?,
-        created_at: r.try_get(2)?,
-        revoked_at: r.try_get(3)?,
-    })
-}
-
-fn read_review(r: &Row) -> Result<Review, StoreError> {
-    Ok(Review {
-        product: r.try_get(0)?,
-        status: r.try_get(1)?,
-        note: r.try_get(2)?,
-        reviewed_by: r.try_get(3)?,
-        reviewed_at: r.try_get(4)?,
-        business_owner: r.try_get(5)?,
-        alternative: r.try_get(6)?,
-        renewal: r.try_get(7)?,
-    })
-}
-
 /// A device and its last heartbeat, as [`read_device`] reads them; the caller adds its
 /// `WHERE` or `ORDER BY`.
 const DEVICE_SELECT: &str = "SELECT d.host_id, d.hostname, d.os, d.os_version, d.agent_version,
@@ -293,46 +285,6 @@ fn read_device_sighting(r: &Row) -> Result<DeviceSighting, StoreError> {
     })
 }
 
-/// Reads an (id, at, actor, action, subject, before, after) row of the audit log.
-fn read_audit(r: &Row) -> Result<AuditEntry, StoreError> {
-    Ok(AuditEntry {
-        id: r.try_get(0)?,
-        record: AuditRecord {
-            at: r.try_get(1)?,
-            actor: r.try_get(2)?,
-            action: r.try_get(3)?,
-            subject: r.try_get(4)?,
-            before: r.try_get(5)?,
-            after: r.try_get(6)?,
-        },
-    })
-}
-
-/// A session that is still valid at `$2`: its absolute expiry is later, and the token it
-/// signed in with (if any) exists and is not revoked. Idle expiry is the caller's to judge
-/// from `last_seen`.
-const SESSION_SELECT: &str = "SELECT s.actor, s.role, s.method, s.token, s.csrf, s.created_at,
-        s.last_seen, s.expires_at
-    FROM console_sessions s
-    WHERE s.session_hash = $1 AND s.expires_at > $2
-      AND (s.token IS NULL OR EXISTS (SELECT 1 FROM api_tokens t
-                                      WHERE t.name = s.token AND t.revoked_at IS NULL))";
-
-/// Reads a row of [`SESSION_SELECT`].
-fn read_session(r: &Row) -> Result<Session, StoreError> {
-    let role_name: String = r.try_get(1)?;
-    Ok(Session {
-        actor: r.try_get(0)?,
-        role: role("console_sessions", &role_name)?,
-        method: r.try_get(2)?,
-        token: r.try_get(3)?,
-        csrf: r.try_get(4)?,
-        created_at: r.try_get(5)?,
-        last_seen: r.try_get(6)?,
-        expires_at: r.try_get(7)?,
-    })
-}
-
 /// The advisory lock class of enrollments ("enro" in ASCII); the key is the host id's hash.
 const ENROLL_LOCK: i32 = 0x656e_726f;
 
@@ -387,19 +339,6 @@ async fn enroll_in(
 }
 
 /// Appends one audit record outside a transaction (a statement is its own).
-async fn append_audit_now(
-    client: &deadpool_postgres::Client,
-    a: &AuditRecord,
-) -> Result<(), StoreError> {
-    client
-        .execute(
-            "INSERT INTO audit_log (at, actor, action, subject, before_json, after_json)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-            &[&a.at, &a.actor, &a.action, &a.subject, &a.before, &a.after],
-        )
-        .await?;
-    Ok(())
-}
 
 fn read_mapping(r: &Row) -> Result<DescriptorMapping, StoreError> {
     Ok(DescriptorMapping {
@@ -410,19 +349,6 @@ fn read_mapping(r: &Row) -> Result<DescriptorMapping, StoreError> {
         created_at: r.try_get(4)?,
         note: r.try_get(5)?,
     })
-}
-
-async fn append_audit(
-    tx: &deadpool_postgres::Transaction<'_>,
-    a: &AuditRecord,
-) -> Result<(), StoreError> {
-    tx.execute(
-        "INSERT INTO audit_log (at, actor, action, subject, before_json, after_json)
-         VALUES ($1, $2, $3, $4, $5, $6)",
-        &[&a.at, &a.actor, &a.action, &a.subject, &a.before, &a.after],
-    )
-    .await?;
-    Ok(())
 }
 
 /// The usage filter as SQL: every parameter may be NULL, meaning "no filter".
@@ -593,7 +519,7 @@ async fn batch_events(
         return Ok(());
     }
     let host = outbox::pg_host(tx, device.0).await?;
-    outbox::pg_emit(tx, &event::for_batch(&host, &products, &new, &blocked), now).await?;
+    outbox::emit(tx, &event::for_batch(&host, &products, &new, &blocked), now).await?;
     Ok(())
 }
 
@@ -616,7 +542,7 @@ async fn expense_events(
             None => l.candidate,
         })
         .collect();
-    outbox::pg_emit(tx, &event::for_expenses(&relevant, &new, &blocked), now).await?;
+    outbox::emit(tx, &event::for_expenses(&relevant, &new, &blocked), now).await?;
     Ok(())
 }
 
@@ -629,7 +555,7 @@ async fn gateway_events(
     let all: Vec<&GatewaySpend> = rows.iter().collect();
     let names = event::products_of(all.iter().map(|g| g.product.as_deref()));
     let new = outbox::pg_known(tx, &names, now, "gateway").await?;
-    outbox::pg_emit(tx, &event::for_gateway(&all, &new), now).await?;
+    outbox::emit(tx, &event::for_gateway(&all, &new), now).await?;
     Ok(())
 }
 
@@ -783,10 +709,6 @@ async fn query(
     Ok(tx.query(read.sql, &refs).await?)
 }
 
-/// The columns [`read_review`] reads.
-const REVIEW_COLUMNS: &str =
-    "product, status, note, reviewed_by, reviewed_at, business_owner, alternative, renewal";
-
 impl Store for PgStore {
     fn backend(&self) -> &'static str {
         "postgres"
@@ -844,7 +766,7 @@ impl Store for PgStore {
             .map(|r| r.try_get(0))
             .transpose()?;
         if sealed.is_some() {
-            append_audit(&tx, &audit).await?;
+            queries::append_audit(&tx, &audit).await?;
             tx.commit().await?;
         }
         Ok(sealed)
@@ -924,10 +846,10 @@ impl Store for PgStore {
         };
         let audit = super::reenroll_audit(&a, step, duplicate.as_deref());
         if let Some(audit) = &audit {
-            append_audit(&tx, audit).await?;
+            queries::append_audit(&tx, audit).await?;
         }
         if let Some(event) = super::takeover_event(&a, step) {
-            outbox::pg_emit(&tx, &[event], a.now).await?;
+            outbox::emit(&tx, &[event], a.now).await?;
         }
         let outcome = match step {
             ReenrollStep::Admit(how) => {
@@ -977,7 +899,7 @@ impl Store for PgStore {
             &[&host_id, &actor, &now],
         )
         .await?;
-        append_audit(&tx, &super::approve_audit(&host_id, &actor, now)).await?;
+        queries::append_audit(&tx, &super::approve_audit(&host_id, &actor, now)).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1071,7 +993,7 @@ impl Store for PgStore {
                 tx.execute(&postgres_sql(super::FORGET_SQL), &[pseudonym]).await?;
             }
         }
-        append_audit(&tx, &erase::audit(&t.email, &actor, &reason, &rows, now)).await?;
+        queries::append_audit(&tx, &erase::audit(&t.email, &actor, &reason, &rows, now)).await?;
         tx.batch_execute(super::BUMP_SPEND).await?;
         tx.batch_execute(super::BUMP_DEVICES).await?;
         tx.batch_execute(super::BUMP_USAGE).await?;
@@ -1122,7 +1044,7 @@ impl Store for PgStore {
             outcome.rows.push((kind, cutoff, n));
         }
         if !dry_run && outcome.total() > 0 {
-            append_audit_now(&client, &retention::audit(&outcome, super::now())).await?;
+            queries::append_audit(&client, &retention::audit(&outcome, super::now())).await?;
         }
         Ok(outcome)
     }
@@ -1517,22 +1439,11 @@ impl Store for PgStore {
     }
 
     async fn reviews(&self) -> Result<Vec<Review>, StoreError> {
-        let client = self.client().await?;
-        let rows = client
-            .query(&format!("SELECT {REVIEW_COLUMNS} FROM reviews ORDER BY product"), &[])
-            .await?;
-        rows.iter().map(read_review).collect()
+        queries::reviews(&self.client().await?).await
     }
 
     async fn review(&self, product: String) -> Result<Option<Review>, StoreError> {
-        let client = self.client().await?;
-        let row = client
-            .query_opt(
-                &format!("SELECT {REVIEW_COLUMNS} FROM reviews WHERE product = $1"),
-                &[&product],
-            )
-            .await?;
-        row.as_ref().map(read_review).transpose()
+        queries::review(&self.client().await?, &product).await
     }
 
     async fn set_review(
@@ -1540,43 +1451,8 @@ impl Store for PgStore {
         review: Review,
         audit: AuditFn<Review>,
     ) -> Result<Option<Review>, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        // Lock the product's review row (or, for a first review, serialise on the insert) so
-        // that the audit's "before" is the state this change replaced.
-        let row = tx
-            .query_opt(
-                &format!("SELECT {REVIEW_COLUMNS} FROM reviews WHERE product = $1 FOR UPDATE"),
-                &[&review.product],
-            )
-            .await?;
-        let before = row.as_ref().map(read_review).transpose()?;
-        tx.execute(
-            &format!(
-                "INSERT INTO reviews ({REVIEW_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                 ON CONFLICT (product) DO UPDATE SET status = excluded.status,
-                    note = excluded.note, reviewed_by = excluded.reviewed_by,
-                    reviewed_at = excluded.reviewed_at,
-                    business_owner = excluded.business_owner,
-                    alternative = excluded.alternative, renewal = excluded.renewal"
-            ),
-            &[
-                &review.product,
-                &review.status,
-                &review.note,
-                &review.reviewed_by,
-                &review.reviewed_at,
-                &review.business_owner,
-                &review.alternative,
-                &review.renewal,
-            ],
-        )
-        .await?;
-        append_audit(&tx, &audit(before.as_ref())).await?;
-        outbox::pg_emit(&tx, &[event::for_review(before.as_ref(), &review)], review.reviewed_at)
-            .await?;
-        tx.commit().await?;
-        Ok(before)
+        self.write(|tx| Box::pin(async move { queries::set_review(tx, &review, audit).await }))
+            .await
     }
 
     async fn create_token(
@@ -1585,27 +1461,10 @@ impl Store for PgStore {
         hash: CredentialHash,
         audit: AuditRecord,
     ) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let inserted = tx
-            .execute(
-                "INSERT INTO api_tokens (name, role, token_hash, created_at, revoked_at)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING",
-                &[
-                    &token.name,
-                    &token.role.as_str(),
-                    &&hash[..],
-                    &token.created_at,
-                    &token.revoked_at,
-                ],
-            )
-            .await?;
-        if inserted == 0 {
-            return Err(StoreError::Exists { what: "token", name: token.name });
-        }
-        append_audit(&tx, &audit).await?;
-        tx.commit().await?;
-        Ok(())
+        self.write(|tx| {
+            Box::pin(async move { queries::create_token(tx, token, &hash, &audit).await })
+        })
+        .await
     }
 
     async fn revoke_token(
@@ -1614,41 +1473,16 @@ impl Store for PgStore {
         now: i64,
         audit: AuditFn<Token>,
     ) -> Result<Option<Token>, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let row = tx
-            .query_opt(
-                "SELECT name, role, created_at, revoked_at FROM api_tokens
-                 WHERE name = $1 AND revoked_at IS NULL FOR UPDATE",
-                &[&name],
-            )
-            .await?;
-        let Some(before) = row.as_ref().map(read_token).transpose()? else {
-            return Ok(None);
-        };
-        tx.execute("UPDATE api_tokens SET revoked_at = $2 WHERE name = $1", &[&name, &now]).await?;
-        append_audit(&tx, &audit(Some(&before))).await?;
-        tx.commit().await?;
-        Ok(Some(before))
+        self.write(|tx| Box::pin(async move { queries::revoke_token(tx, &name, now, audit).await }))
+            .await
     }
 
     async fn tokens(&self) -> Result<Vec<Token>, StoreError> {
-        let client = self.client().await?;
-        let rows = client
-            .query("SELECT name, role, created_at, revoked_at FROM api_tokens ORDER BY name", &[])
-            .await?;
-        rows.iter().map(read_token).collect()
+        queries::tokens(&self.client().await?).await
     }
 
     async fn token_by_hash(&self, hash: CredentialHash) -> Result<Option<Token>, StoreError> {
-        let client = self.client().await?;
-        let row = client
-            .query_opt(
-                "SELECT name, role, created_at, revoked_at FROM api_tokens WHERE token_hash = $1",
-                &[&&hash[..]],
-            )
-            .await?;
-        row.as_ref().map(read_token).transpose()
+        queries::token_by_hash(&self.client().await?, &hash).await
     }
 
     async fn add_expenses(
@@ -1806,7 +1640,7 @@ impl Store for PgStore {
         if resolved > 0 {
             tx.batch_execute(super::BUMP_SPEND).await?;
         }
-        append_audit(&tx, &audit).await?;
+        queries::append_audit(&tx, &audit).await?;
         tx.commit().await?;
         Ok((DescriptorMapping { id, ..mapping }, resolved))
     }
@@ -1841,7 +1675,7 @@ impl Store for PgStore {
         if restored > 0 {
             tx.batch_execute(super::BUMP_SPEND).await?;
         }
-        append_audit(&tx, &audit(Some(&before))).await?;
+        queries::append_audit(&tx, &audit(Some(&before))).await?;
         tx.commit().await?;
         Ok(Some((before, restored)))
     }
@@ -2130,7 +1964,7 @@ impl Store for PgStore {
             tx.execute(rollup::DEPARTMENTS_DIRTY, &[]).await?;
             tx.batch_execute(super::BUMP_SPEND).await?;
         }
-        append_audit(&tx, &write.audit).await?;
+        queries::append_audit(&tx, &write.audit).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -2149,7 +1983,7 @@ impl Store for PgStore {
             .execute("DELETE FROM scim_resources WHERE kind = $1 AND id = $2", &[&kind, &id])
             .await?;
         if n > 0 {
-            append_audit(&tx, &audit).await?;
+            queries::append_audit(&tx, &audit).await?;
         }
         if n > 0
             && let Some(email) = email
@@ -2248,7 +2082,7 @@ impl Store for PgStore {
         if inserted == 0 {
             return Ok(false);
         }
-        append_audit(&tx, &audit).await?;
+        queries::append_audit(&tx, &audit).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -2280,15 +2114,7 @@ impl Store for PgStore {
     }
 
     async fn audit(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
-        let client = self.client().await?;
-        let rows = client
-            .query(
-                "SELECT id, at, actor, action, subject, before_json, after_json FROM audit_log
-                 WHERE id > $1 ORDER BY id LIMIT $2",
-                &[&after, &limit],
-            )
-            .await?;
-        rows.iter().map(read_audit).collect()
+        queries::audit(&self.client().await?, after, limit).await
     }
 
     async fn create_session(
@@ -2297,60 +2123,18 @@ impl Store for PgStore {
         session: Session,
         audit: AuditRecord,
     ) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let inserted = tx
-            .execute(
-                &tx.prepare_cached(
-                    "INSERT INTO console_sessions (session_hash, actor, role, method, token, csrf,
-                        created_at, last_seen, expires_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                     ON CONFLICT (session_hash) DO NOTHING",
-                )
-                .await?,
-                &[
-                    &&hash[..],
-                    &session.actor,
-                    &session.role.as_str(),
-                    &session.method,
-                    &session.token,
-                    &session.csrf,
-                    &session.created_at,
-                    &session.last_seen,
-                    &session.expires_at,
-                ],
-            )
-            .await?;
-        if inserted == 0 {
-            return Err(StoreError::Exists { what: "session", name: session.actor });
-        }
-        append_audit(&tx, &audit).await?;
-        tx.commit().await?;
-        Ok(())
+        self.write(|tx| {
+            Box::pin(async move { queries::create_session(tx, &hash, session, &audit).await })
+        })
+        .await
     }
 
     async fn session(&self, hash: CredentialHash, now: i64) -> Result<Option<Session>, StoreError> {
-        let client = self.client().await?;
-        let row = client
-            .query_opt(&client.prepare_cached(SESSION_SELECT).await?, &[&&hash[..], &now])
-            .await?;
-        row.as_ref().map(read_session).transpose()
+        queries::session(&self.client().await?, &hash, now).await
     }
 
     async fn touch_session(&self, hash: CredentialHash, now: i64) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        client
-            .execute(
-                &client
-                    .prepare_cached(
-                        "UPDATE console_sessions SET last_seen = GREATEST(last_seen, $2)
-                         WHERE session_hash = $1",
-                    )
-                    .await?,
-                &[&&hash[..], &now],
-            )
-            .await?;
-        Ok(())
+        queries::touch_session(&self.client().await?, &hash, now).await
     }
 
     async fn end_session(
@@ -2358,52 +2142,18 @@ impl Store for PgStore {
         hash: CredentialHash,
         audit: Option<AuditRecord>,
     ) -> Result<bool, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let deleted = tx
-            .execute(
-                &tx.prepare_cached("DELETE FROM console_sessions WHERE session_hash = $1").await?,
-                &[&&hash[..]],
-            )
-            .await?;
-        if deleted == 0 {
-            return Ok(false);
-        }
-        if let Some(audit) = &audit {
-            append_audit(&tx, audit).await?;
-        }
-        tx.commit().await?;
-        Ok(true)
+        self.write(|tx| {
+            Box::pin(async move { queries::end_session(tx, &hash, audit.as_ref()).await })
+        })
+        .await
     }
 
     async fn purge_sessions(&self, now: i64, idle_before: i64) -> Result<u64, StoreError> {
-        let client = self.client().await?;
-        Ok(client
-            .execute(
-                &client
-                    .prepare_cached(
-                        "DELETE FROM console_sessions WHERE expires_at <= $1 OR last_seen < $2",
-                    )
-                    .await?,
-                &[&now, &idle_before],
-            )
-            .await?)
+        queries::purge_sessions(&self.client().await?, now, idle_before).await
     }
 
     async fn audit_query(&self, filter: AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
-        let (sql, args) = audit_query_sql(&filter, '$');
-        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = args
-            .iter()
-            .map(|a| -> &(dyn tokio_postgres::types::ToSql + Sync) {
-                match a {
-                    rollup::Arg::Text(t) => t,
-                    rollup::Arg::Int(i) => i,
-                }
-            })
-            .collect();
-        let client = self.client().await?;
-        let rows = client.query(&client.prepare_cached(&sql).await?, &refs).await?;
-        rows.iter().map(read_audit).collect()
+        queries::audit_query(&self.client().await?, &filter).await
     }
 
     async fn connector_cursor(&self, name: String) -> Result<Option<i64>, StoreError> {
@@ -2629,7 +2379,7 @@ impl Store for PgStore {
             &[&&hash[..], &now],
         )
         .await?;
-        append_audit(&tx, &audit).await?;
+        queries::append_audit(&tx, &audit).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -2670,9 +2420,9 @@ impl Store for PgStore {
     ) -> Result<u64, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let new = outbox::pg_emit(&tx, &events, now).await?;
+        let new = outbox::emit(&tx, &events, now).await?;
         if let Some(a) = &audit {
-            append_audit(&tx, a).await?;
+            queries::append_audit(&tx, a).await?;
         }
         tx.commit().await?;
         Ok(new)
@@ -2736,7 +2486,7 @@ impl Store for PgStore {
         if n == 1
             && let Some(a) = &audit
         {
-            append_audit(&tx, a).await?;
+            queries::append_audit(&tx, a).await?;
         }
         tx.commit().await?;
         Ok(n == 1)

@@ -14,9 +14,10 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use super::sql::ready;
 use super::{
     AuditFn, CredentialHash, Migration, PRODUCT_DEVICES_LIMIT, PRODUCT_VALUES_LIMIT, PeopleUsage,
-    ReenrollStep, Store, StoreError, audit_query_sql, credential_hash, outbox, role, rollup,
+    ReenrollStep, Store, StoreError, credential_hash, outbox, queries, rollup,
 };
 use crate::alerts::event;
 use crate::model::{
@@ -535,6 +536,30 @@ impl SqliteStore {
         .await
     }
 
+    /// Runs `f` on a pooled connection, outside any transaction it does not open itself.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.with(move |c| f(c)).await
+    }
+
+    /// Runs `f` in a writing transaction (`BEGIN IMMEDIATE`), committed when `f` succeeds.
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+    }
+
     async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -580,32 +605,6 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     tx.commit()?;
     Ok(())
-}
-
-fn read_token(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, i64, Option<i64>)> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-}
-
-fn token(row: (String, String, i64, Option<i64>)) -> Result<Token, StoreError> {
-    let (name, role_name, created_at, revoked_at) = row;
-    Ok(Token { name, role: role("api_tokens", &role_name)?, created_at, revoked_at })
-}
-
-/// The columns [`read_review`] reads.
-const REVIEW_COLUMNS: &str =
-    "product, status, note, reviewed_by, reviewed_at, business_owner, alternative, renewal";
-
-fn read_review(r: &rusqlite::Row<'_>) -> rusqlite::Result<Review> {
-    Ok(Review {
-        product: r.get(0)?,
-        status: r.get(1)?,
-        note: r.get(2)?,
-        reviewed_by: r.get(3)?,
-        reviewed_at: r.get(4)?,
-        business_owner: r.get(5)?,
-        alternative: r.get(6)?,
-        renewal: r.get(7)?,
-    })
 }
 
 /// A device and its last heartbeat, as [`read_device`] reads them; the caller adds its
@@ -666,21 +665,6 @@ fn read_device_sighting(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceSightin
         first_seen: r.get(7)?,
         last_seen: r.get(8)?,
         count: r.get(9)?,
-    })
-}
-
-/// Reads an (id, at, actor, action, subject, before, after) row of the audit log.
-fn read_audit(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
-    Ok(AuditEntry {
-        id: r.get(0)?,
-        record: AuditRecord {
-            at: r.get(1)?,
-            actor: r.get(2)?,
-            action: r.get(3)?,
-            subject: r.get(4)?,
-            before: r.get(5)?,
-            after: r.get(6)?,
-        },
     })
 }
 
@@ -817,13 +801,8 @@ fn sqlite_mapping_keys(
     Ok(rows.collect::<Result<HashMap<_, _>, _>>()?)
 }
 
-fn append_audit(tx: &rusqlite::Transaction<'_>, a: &AuditRecord) -> Result<(), StoreError> {
-    tx.execute(
-        "INSERT INTO audit_log (at, actor, action, subject, before_json, after_json)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![a.at, a.actor, a.action, a.subject, a.before, a.after],
-    )?;
-    Ok(())
+fn append_audit(tx: &Connection, a: &AuditRecord) -> Result<(), StoreError> {
+    ready(queries::append_audit(tx, a))
 }
 
 /// Stores one batch inside the writer's open transaction.
@@ -1824,24 +1803,11 @@ impl Store for SqliteStore {
     }
 
     async fn reviews(&self) -> Result<Vec<Review>, StoreError> {
-        self.with(|c| {
-            let mut stmt =
-                c.prepare(&format!("SELECT {REVIEW_COLUMNS} FROM reviews ORDER BY product"))?;
-            Ok(stmt.query_map([], read_review)?.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.read(|c| ready(queries::reviews(c))).await
     }
 
     async fn review(&self, product: String) -> Result<Option<Review>, StoreError> {
-        self.with(move |c| {
-            Ok(c.query_row(
-                &format!("SELECT {REVIEW_COLUMNS} FROM reviews WHERE product = ?1"),
-                [product],
-                read_review,
-            )
-            .optional()?)
-        })
-        .await
+        self.read(move |c| ready(queries::review(c, &product))).await
     }
 
     async fn set_review(
@@ -1849,45 +1815,7 @@ impl Store for SqliteStore {
         review: Review,
         audit: AuditFn<Review>,
     ) -> Result<Option<Review>, StoreError> {
-        self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let before = tx
-                .query_row(
-                    &format!("SELECT {REVIEW_COLUMNS} FROM reviews WHERE product = ?1"),
-                    [&review.product],
-                    read_review,
-                )
-                .optional()?;
-            tx.execute(
-                &format!(
-                    "INSERT INTO reviews ({REVIEW_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                     ON CONFLICT (product) DO UPDATE SET status = excluded.status,
-                        note = excluded.note, reviewed_by = excluded.reviewed_by,
-                        reviewed_at = excluded.reviewed_at,
-                        business_owner = excluded.business_owner,
-                        alternative = excluded.alternative, renewal = excluded.renewal"
-                ),
-                params![
-                    review.product,
-                    review.status,
-                    review.note,
-                    review.reviewed_by,
-                    review.reviewed_at,
-                    review.business_owner,
-                    review.alternative,
-                    review.renewal
-                ],
-            )?;
-            append_audit(&tx, &audit(before.as_ref()))?;
-            outbox::sqlite_emit(
-                &tx,
-                &[event::for_review(before.as_ref(), &review)],
-                review.reviewed_at,
-            )?;
-            tx.commit()?;
-            Ok(before)
-        })
-        .await
+        self.write(move |tx| ready(queries::set_review(tx, &review, audit))).await
     }
 
     async fn create_token(
@@ -1896,27 +1824,7 @@ impl Store for SqliteStore {
         hash: CredentialHash,
         audit: AuditRecord,
     ) -> Result<(), StoreError> {
-        self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let inserted = tx.execute(
-                "INSERT INTO api_tokens (name, role, token_hash, created_at, revoked_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO NOTHING",
-                params![
-                    token.name,
-                    token.role.as_str(),
-                    &hash[..],
-                    token.created_at,
-                    token.revoked_at
-                ],
-            )?;
-            if inserted == 0 {
-                return Err(StoreError::Exists { what: "token", name: token.name });
-            }
-            append_audit(&tx, &audit)?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| ready(queries::create_token(tx, token, &hash, &audit))).await
     }
 
     async fn revoke_token(
@@ -1925,55 +1833,15 @@ impl Store for SqliteStore {
         now: i64,
         audit: AuditFn<Token>,
     ) -> Result<Option<Token>, StoreError> {
-        self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let before = tx
-                .query_row(
-                    "SELECT name, role, created_at, revoked_at FROM api_tokens
-                     WHERE name = ?1 AND revoked_at IS NULL",
-                    [&name],
-                    read_token,
-                )
-                .optional()?
-                .map(token)
-                .transpose()?;
-            let Some(before) = before else {
-                return Ok(None);
-            };
-            tx.execute(
-                "UPDATE api_tokens SET revoked_at = ?2 WHERE name = ?1",
-                params![name, now],
-            )?;
-            append_audit(&tx, &audit(Some(&before)))?;
-            tx.commit()?;
-            Ok(Some(before))
-        })
-        .await
+        self.write(move |tx| ready(queries::revoke_token(tx, &name, now, audit))).await
     }
 
     async fn tokens(&self) -> Result<Vec<Token>, StoreError> {
-        self.with(|c| {
-            let mut stmt = c.prepare(
-                "SELECT name, role, created_at, revoked_at FROM api_tokens ORDER BY name",
-            )?;
-            let rows = stmt.query_map([], read_token)?.collect::<Result<Vec<_>, _>>()?;
-            rows.into_iter().map(token).collect()
-        })
-        .await
+        self.read(|c| ready(queries::tokens(c))).await
     }
 
     async fn token_by_hash(&self, hash: CredentialHash) -> Result<Option<Token>, StoreError> {
-        self.with(move |c| {
-            c.query_row(
-                "SELECT name, role, created_at, revoked_at FROM api_tokens WHERE token_hash = ?1",
-                [&hash[..]],
-                read_token,
-            )
-            .optional()?
-            .map(token)
-            .transpose()
-        })
-        .await
+        self.read(move |c| ready(queries::token_by_hash(c, &hash))).await
     }
 
     async fn add_expenses(
@@ -2532,15 +2400,7 @@ impl Store for SqliteStore {
     }
 
     async fn audit(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
-        self.with(move |c| {
-            let mut stmt = c.prepare(
-                "SELECT id, at, actor, action, subject, before_json, after_json FROM audit_log
-                 WHERE id > ?1 ORDER BY id LIMIT ?2",
-            )?;
-            let rows = stmt.query_map(params![after, limit], read_audit)?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.read(move |c| ready(queries::audit(c, after, limit))).await
     }
 
     async fn create_session(
@@ -2549,67 +2409,15 @@ impl Store for SqliteStore {
         session: Session,
         audit: AuditRecord,
     ) -> Result<(), StoreError> {
-        self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let inserted = tx.execute(
-                "INSERT INTO console_sessions (session_hash, actor, role, method, token, csrf,
-                    created_at, last_seen, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT (session_hash) DO NOTHING",
-                params![
-                    &hash[..],
-                    session.actor,
-                    session.role.as_str(),
-                    session.method,
-                    session.token,
-                    session.csrf,
-                    session.created_at,
-                    session.last_seen,
-                    session.expires_at
-                ],
-            )?;
-            if inserted == 0 {
-                return Err(StoreError::Exists { what: "session", name: session.actor });
-            }
-            append_audit(&tx, &audit)?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| ready(queries::create_session(tx, &hash, session, &audit))).await
     }
 
     async fn session(&self, hash: CredentialHash, now: i64) -> Result<Option<Session>, StoreError> {
-        self.with(move |c| {
-            let mut stmt = c.prepare_cached(SESSION_SELECT)?;
-            let mut rows = stmt.query(params![&hash[..], now])?;
-            let Some(r) = rows.next()? else {
-                return Ok(None);
-            };
-            let role_name: String = r.get(1)?;
-            Ok(Some(Session {
-                actor: r.get(0)?,
-                role: role("console_sessions", &role_name)?,
-                method: r.get(2)?,
-                token: r.get(3)?,
-                csrf: r.get(4)?,
-                created_at: r.get(5)?,
-                last_seen: r.get(6)?,
-                expires_at: r.get(7)?,
-            }))
-        })
-        .await
+        self.read(move |c| ready(queries::session(c, &hash, now))).await
     }
 
     async fn touch_session(&self, hash: CredentialHash, now: i64) -> Result<(), StoreError> {
-        self.with(move |c| {
-            c.prepare_cached(
-                "UPDATE console_sessions SET last_seen = MAX(last_seen, ?2)
-                 WHERE session_hash = ?1",
-            )?
-            .execute(params![&hash[..], now])?;
-            Ok(())
-        })
-        .await
+        self.read(move |c| ready(queries::touch_session(c, &hash, now))).await
     }
 
     async fn end_session(
@@ -2617,47 +2425,15 @@ impl Store for SqliteStore {
         hash: CredentialHash,
         audit: Option<AuditRecord>,
     ) -> Result<bool, StoreError> {
-        self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let deleted =
-                tx.execute("DELETE FROM console_sessions WHERE session_hash = ?1", [&hash[..]])?;
-            if deleted == 0 {
-                return Ok(false);
-            }
-            if let Some(audit) = &audit {
-                append_audit(&tx, audit)?;
-            }
-            tx.commit()?;
-            Ok(true)
-        })
-        .await
+        self.write(move |tx| ready(queries::end_session(tx, &hash, audit.as_ref()))).await
     }
 
     async fn purge_sessions(&self, now: i64, idle_before: i64) -> Result<u64, StoreError> {
-        self.with(move |c| {
-            let deleted = c.execute(
-                "DELETE FROM console_sessions WHERE expires_at <= ?1 OR last_seen < ?2",
-                params![now, idle_before],
-            )?;
-            Ok(u64::try_from(deleted).unwrap_or(u64::MAX))
-        })
-        .await
+        self.read(move |c| ready(queries::purge_sessions(c, now, idle_before))).await
     }
 
     async fn audit_query(&self, filter: AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
-        let (sql, args) = audit_query_sql(&filter, '?');
-        self.with(move |c| {
-            let args = args.iter().map(|a| -> &dyn rusqlite::ToSql {
-                match a {
-                    rollup::Arg::Text(t) => t,
-                    rollup::Arg::Int(i) => i,
-                }
-            });
-            let mut stmt = c.prepare_cached(&sql)?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(args), read_audit)?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.read(move |c| ready(queries::audit_query(c, &filter))).await
     }
 
     async fn connector_cursor(&self, name: String) -> Result<Option<i64>, StoreError> {
@@ -3024,16 +2800,6 @@ impl Store for SqliteStore {
         .await
     }
 }
-
-/// A session that is still valid at `?2`: its absolute expiry is later, and the token it
-/// signed in with (if any) exists and is not revoked. Idle expiry is the caller's to judge
-/// from `last_seen`.
-const SESSION_SELECT: &str = "SELECT s.actor, s.role, s.method, s.token, s.csrf, s.created_at,
-        s.last_seen, s.expires_at
-    FROM console_sessions s
-    WHERE s.session_hash = ?1 AND s.expires_at > ?2
-      AND (s.token IS NULL OR EXISTS (SELECT 1 FROM api_tokens t
-                                      WHERE t.name = s.token AND t.revoked_at IS NULL))";
 
 fn scim_row(kind: &'static str, r: &rusqlite::Row<'_>) -> rusqlite::Result<ScimResource> {
     Ok(ScimResource {

@@ -1,0 +1,336 @@
+//! The statements both backends run, each written once (PostgreSQL's dialect, translated for
+//! SQLite; see [`super::sql`]), with the mapping of each row type by column name.
+//!
+//! A function here runs inside a transaction or on a connection the backend chose: the
+//! backend keeps what really differs (pooling, how a writing transaction starts and commits,
+//! bulk loads and locks).
+
+use super::sql::{Conn, FromRow, Param, Row};
+use super::{AuditFn, CredentialHash, StoreError, outbox, role, rollup};
+use crate::alerts::event;
+use crate::model::{AuditEntry, AuditFilter, AuditRecord, Review, Session, Token};
+
+// ---- Audit log -------------------------------------------------------------------------
+
+impl FromRow for AuditEntry {
+    fn from_row(r: &impl Row) -> Result<Self, StoreError> {
+        Ok(AuditEntry {
+            id: r.get("id")?,
+            record: AuditRecord {
+                at: r.get("at")?,
+                actor: r.get("actor")?,
+                action: r.get("action")?,
+                subject: r.get("subject")?,
+                before: r.get("before_json")?,
+                after: r.get("after_json")?,
+            },
+        })
+    }
+}
+
+/// Appends one entry to the audit log.
+pub(crate) async fn append_audit(c: &impl Conn, a: &AuditRecord) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO audit_log (at, actor, action, subject, before_json, after_json)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[&a.at, &a.actor, &a.action, &a.subject, &a.before, &a.after],
+    )
+    .await?;
+    Ok(())
+}
+
+/// [`super::Store::audit`].
+pub(crate) async fn audit(
+    c: &impl Conn,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<AuditEntry>, StoreError> {
+    c.query(
+        "SELECT id, at, actor, action, subject, before_json, after_json FROM audit_log
+         WHERE id > $1 ORDER BY id LIMIT $2",
+        &[&after, &limit],
+    )
+    .await
+}
+
+/// [`super::Store::audit_query`].
+pub(crate) async fn audit_query(
+    c: &impl Conn,
+    filter: &AuditFilter,
+) -> Result<Vec<AuditEntry>, StoreError> {
+    let (sql, args) = super::audit_query_sql(filter, '$');
+    let args: Vec<&dyn Param> = args
+        .iter()
+        .map(|a| -> &dyn Param {
+            match a {
+                rollup::Arg::Text(t) => t,
+                rollup::Arg::Int(i) => i,
+            }
+        })
+        .collect();
+    c.query(&sql, &args).await
+}
+
+// ---- Reviews ---------------------------------------------------------------------------
+
+/// The columns of a [`Review`].
+const REVIEW_COLUMNS: &str =
+    "product, status, note, reviewed_by, reviewed_at, business_owner, alternative, renewal";
+
+impl FromRow for Review {
+    fn from_row(r: &impl Row) -> Result<Self, StoreError> {
+        Ok(Review {
+            product: r.get("product")?,
+            status: r.get("status")?,
+            note: r.get("note")?,
+            reviewed_by: r.get("reviewed_by")?,
+            reviewed_at: r.get("reviewed_at")?,
+            business_owner: r.get("business_owner")?,
+            alternative: r.get("alternative")?,
+            renewal: r.get("renewal")?,
+        })
+    }
+}
+
+/// [`super::Store::reviews`].
+pub(crate) async fn reviews(c: &impl Conn) -> Result<Vec<Review>, StoreError> {
+    c.query(&format!("SELECT {REVIEW_COLUMNS} FROM reviews ORDER BY product"), &[]).await
+}
+
+/// [`super::Store::review`].
+pub(crate) async fn review(c: &impl Conn, product: &str) -> Result<Option<Review>, StoreError> {
+    c.query_opt(&format!("SELECT {REVIEW_COLUMNS} FROM reviews WHERE product = $1"), &[&product])
+        .await
+}
+
+/// [`super::Store::set_review`], inside a writing transaction.
+pub(crate) async fn set_review(
+    tx: &impl Conn,
+    review: &Review,
+    audit: AuditFn<Review>,
+) -> Result<Option<Review>, StoreError> {
+    // Lock the product's review row (or, for a first review, serialise on the insert) so
+    // that the audit's "before" is the state this change replaced.
+    let before: Option<Review> = tx
+        .query_opt(
+            &format!("SELECT {REVIEW_COLUMNS} FROM reviews WHERE product = $1{}", tx.for_update()),
+            &[&review.product],
+        )
+        .await?;
+    tx.execute(
+        &format!(
+            "INSERT INTO reviews ({REVIEW_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (product) DO UPDATE SET status = excluded.status,
+                note = excluded.note, reviewed_by = excluded.reviewed_by,
+                reviewed_at = excluded.reviewed_at,
+                business_owner = excluded.business_owner,
+                alternative = excluded.alternative, renewal = excluded.renewal"
+        ),
+        &[
+            &review.product,
+            &review.status,
+            &review.note,
+            &review.reviewed_by,
+            &review.reviewed_at,
+            &review.business_owner,
+            &review.alternative,
+            &review.renewal,
+        ],
+    )
+    .await?;
+    append_audit(tx, &audit(before.as_ref())).await?;
+    outbox::emit(tx, &[event::for_review(before.as_ref(), review)], review.reviewed_at).await?;
+    Ok(before)
+}
+
+// ---- API tokens ------------------------------------------------------------------------
+
+impl FromRow for Token {
+    fn from_row(r: &impl Row) -> Result<Self, StoreError> {
+        let role_name: String = r.get("role")?;
+        Ok(Token {
+            name: r.get("name")?,
+            role: role("api_tokens", &role_name)?,
+            created_at: r.get("created_at")?,
+            revoked_at: r.get("revoked_at")?,
+        })
+    }
+}
+
+/// [`super::Store::create_token`], inside a writing transaction.
+pub(crate) async fn create_token(
+    tx: &impl Conn,
+    token: Token,
+    hash: &CredentialHash,
+    audit: &AuditRecord,
+) -> Result<(), StoreError> {
+    let inserted = tx
+        .execute(
+            "INSERT INTO api_tokens (name, role, token_hash, created_at, revoked_at)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING",
+            &[&token.name, &token.role.as_str(), &&hash[..], &token.created_at, &token.revoked_at],
+        )
+        .await?;
+    if inserted == 0 {
+        return Err(StoreError::Exists { what: "token", name: token.name });
+    }
+    append_audit(tx, audit).await
+}
+
+/// [`super::Store::revoke_token`], inside a writing transaction.
+pub(crate) async fn revoke_token(
+    tx: &impl Conn,
+    name: &str,
+    now: i64,
+    audit: AuditFn<Token>,
+) -> Result<Option<Token>, StoreError> {
+    let before: Option<Token> = tx
+        .query_opt(
+            &format!(
+                "SELECT name, role, created_at, revoked_at FROM api_tokens
+                 WHERE name = $1 AND revoked_at IS NULL{}",
+                tx.for_update()
+            ),
+            &[&name],
+        )
+        .await?;
+    let Some(before) = before else {
+        return Ok(None);
+    };
+    tx.execute("UPDATE api_tokens SET revoked_at = $2 WHERE name = $1", &[&name, &now]).await?;
+    append_audit(tx, &audit(Some(&before))).await?;
+    Ok(Some(before))
+}
+
+/// [`super::Store::tokens`].
+pub(crate) async fn tokens(c: &impl Conn) -> Result<Vec<Token>, StoreError> {
+    c.query("SELECT name, role, created_at, revoked_at FROM api_tokens ORDER BY name", &[]).await
+}
+
+/// [`super::Store::token_by_hash`].
+pub(crate) async fn token_by_hash(
+    c: &impl Conn,
+    hash: &CredentialHash,
+) -> Result<Option<Token>, StoreError> {
+    c.query_opt(
+        "SELECT name, role, created_at, revoked_at FROM api_tokens WHERE token_hash = $1",
+        &[&&hash[..]],
+    )
+    .await
+}
+
+// ---- Console sessions ------------------------------------------------------------------
+
+impl FromRow for Session {
+    fn from_row(r: &impl Row) -> Result<Self, StoreError> {
+        let role_name: String = r.get("role")?;
+        Ok(Session {
+            actor: r.get("actor")?,
+            role: role("console_sessions", &role_name)?,
+            method: r.get("method")?,
+            token: r.get("token")?,
+            csrf: r.get("csrf")?,
+            created_at: r.get("created_at")?,
+            last_seen: r.get("last_seen")?,
+            expires_at: r.get("expires_at")?,
+        })
+    }
+}
+
+/// [`super::Store::create_session`], inside a writing transaction.
+pub(crate) async fn create_session(
+    tx: &impl Conn,
+    hash: &CredentialHash,
+    session: Session,
+    audit: &AuditRecord,
+) -> Result<(), StoreError> {
+    let inserted = tx
+        .execute(
+            "INSERT INTO console_sessions (session_hash, actor, role, method, token, csrf,
+                created_at, last_seen, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (session_hash) DO NOTHING",
+            &[
+                &&hash[..],
+                &session.actor,
+                &session.role.as_str(),
+                &session.method,
+                &session.token,
+                &session.csrf,
+                &session.created_at,
+                &session.last_seen,
+                &session.expires_at,
+            ],
+        )
+        .await?;
+    if inserted == 0 {
+        return Err(StoreError::Exists { what: "session", name: session.actor });
+    }
+    append_audit(tx, audit).await
+}
+
+/// [`super::Store::session`]: a session that is still valid at `now` (its absolute expiry is
+/// later, and the token it signed in with, if any, exists and is not revoked). Idle expiry
+/// is the caller's to judge from `last_seen`.
+pub(crate) async fn session(
+    c: &impl Conn,
+    hash: &CredentialHash,
+    now: i64,
+) -> Result<Option<Session>, StoreError> {
+    c.query_opt(
+        "SELECT s.actor, s.role, s.method, s.token, s.csrf, s.created_at, s.last_seen,
+                s.expires_at
+         FROM console_sessions s
+         WHERE s.session_hash = $1 AND s.expires_at > $2
+           AND (s.token IS NULL OR EXISTS (SELECT 1 FROM api_tokens t
+                                           WHERE t.name = s.token AND t.revoked_at IS NULL))",
+        &[&&hash[..], &now],
+    )
+    .await
+}
+
+/// [`super::Store::touch_session`]: `last_seen` never moves back.
+pub(crate) async fn touch_session(
+    c: &impl Conn,
+    hash: &CredentialHash,
+    now: i64,
+) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE console_sessions
+         SET last_seen = CASE WHEN last_seen < $2 THEN $2 ELSE last_seen END
+         WHERE session_hash = $1",
+        &[&&hash[..], &now],
+    )
+    .await?;
+    Ok(())
+}
+
+/// [`super::Store::end_session`], inside a writing transaction.
+pub(crate) async fn end_session(
+    tx: &impl Conn,
+    hash: &CredentialHash,
+    audit: Option<&AuditRecord>,
+) -> Result<bool, StoreError> {
+    let deleted =
+        tx.execute("DELETE FROM console_sessions WHERE session_hash = $1", &[&&hash[..]]).await?;
+    if deleted == 0 {
+        return Ok(false);
+    }
+    if let Some(audit) = audit {
+        append_audit(tx, audit).await?;
+    }
+    Ok(true)
+}
+
+/// [`super::Store::purge_sessions`].
+pub(crate) async fn purge_sessions(
+    c: &impl Conn,
+    now: i64,
+    idle_before: i64,
+) -> Result<u64, StoreError> {
+    c.execute(
+        "DELETE FROM console_sessions WHERE expires_at <= $1 OR last_seen < $2",
+        &[&now, &idle_before],
+    )
+    .await
+}
