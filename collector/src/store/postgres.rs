@@ -16,13 +16,15 @@ use std::collections::HashMap;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::Row;
+
+use super::sql::FromRow;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 
 use super::{
     AuditFn, CredentialHash, Migration, PRODUCT_DEVICES_LIMIT, PRODUCT_VALUES_LIMIT, PeopleUsage,
-    ReenrollStep, Store, StoreError, credential_hash, outbox, queries, rollup,
+    ReenrollStep, Store, StoreError, outbox, queries, rollup,
 };
 use crate::alerts::event;
 use crate::model::{
@@ -222,67 +224,6 @@ async fn migrate(
     drop(client);
     driver.await.map_err(|e| StoreError::Task(e.to_string()))??;
     result
-}
-
-/// A device and its last heartbeat, as [`read_device`] reads them; the caller adds its
-/// `WHERE` or `ORDER BY`.
-const DEVICE_SELECT: &str = "SELECT d.host_id, d.hostname, d.os, d.os_version, d.agent_version,
-        d.owner_email, d.enrolled_at, d.last_contact, d.dropped_sightings,
-        d.evicted_sightings, h.received_at, h.agent_version, h.catalog_version,
-        h.interfaces_json, h.packets, h.drops, h.spool_depth, h.evictions, h.last_scan,
-        d.duplicate_of
-    FROM devices d LEFT JOIN heartbeats h ON h.device_id = d.id";
-
-/// Reads a row of [`DEVICE_SELECT`].
-fn read_device(r: &Row) -> Result<DeviceSummary, StoreError> {
-    let received_at: Option<i64> = r.try_get(10)?;
-    let health = match received_at {
-        None => None,
-        Some(received_at) => Some(Health {
-            received_at,
-            agent_version: r.try_get(11)?,
-            catalog_version: r.try_get(12)?,
-            interfaces_json: r.try_get(13)?,
-            packets: r.try_get(14)?,
-            drops: r.try_get(15)?,
-            spool_depth: r.try_get(16)?,
-            evictions: r.try_get(17)?,
-            last_scan: r.try_get(18)?,
-        }),
-    };
-    Ok(DeviceSummary {
-        device: Device {
-            host_id: r.try_get(0)?,
-            hostname: r.try_get(1)?,
-            os: r.try_get(2)?,
-            os_version: r.try_get(3)?,
-            agent_version: r.try_get(4)?,
-            owner_email: r.try_get(5)?,
-        },
-        enrolled_at: r.try_get(6)?,
-        last_contact: r.try_get(7)?,
-        dropped_sightings: r.try_get(8)?,
-        evicted_sightings: r.try_get(9)?,
-        health,
-        duplicate_of: r.try_get(19)?,
-    })
-}
-
-/// Reads a (host id, hostname, os, owner, product, kind, value, first seen, last seen, count)
-/// row.
-fn read_device_sighting(r: &Row) -> Result<DeviceSighting, StoreError> {
-    Ok(DeviceSighting {
-        host_id: r.try_get(0)?,
-        hostname: r.try_get(1)?,
-        os: r.try_get(2)?,
-        owner_email: r.try_get(3)?,
-        product: r.try_get(4)?,
-        kind: r.try_get(5)?,
-        value: r.try_get(6)?,
-        first_seen: r.try_get(7)?,
-        last_seen: r.try_get(8)?,
-        count: r.try_get(9)?,
-    })
 }
 
 /// The advisory lock class of enrollments ("enro" in ASCII); the key is the host id's hash.
@@ -1239,9 +1180,7 @@ impl Store for PgStore {
     }
 
     async fn devices(&self) -> Result<Vec<DeviceSummary>, StoreError> {
-        let client = self.client().await?;
-        let rows = client.query(&format!("{DEVICE_SELECT} ORDER BY d.host_id"), &[]).await?;
-        rows.iter().map(read_device).collect()
+        queries::devices(&self.client().await?).await
     }
 
     async fn usage(
@@ -1358,8 +1297,9 @@ impl Store for PgStore {
              FROM devices d LEFT JOIN heartbeats h ON h.device_id = d.id"
         );
         let page_sql = format!(
-            "{DEVICE_SELECT} WHERE {filter}
-             ORDER BY {hb} >= $1, {hb}, d.hostname COLLATE \"C\" LIMIT $4 OFFSET $5"
+            "{} WHERE {filter}
+             ORDER BY {hb} >= $1, {hb}, d.hostname COLLATE \"C\" LIMIT $4 OFFSET $5",
+            queries::DEVICE_SELECT
         );
         let count_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
             [&q.stale_before, &q.search, &q.only_stale];
@@ -1372,7 +1312,7 @@ impl Store for PgStore {
             total: counts.try_get(0)?,
             stale: counts.try_get(1)?,
             matched: counts.try_get(2)?,
-            devices: rows.iter().map(read_device).collect::<Result<_, _>>()?,
+            devices: rows.iter().map(DeviceSummary::from_row).collect::<Result<_, _>>()?,
         })
     }
 
@@ -1577,18 +1517,7 @@ impl Store for PgStore {
     }
 
     async fn mappings(&self) -> Result<Vec<DescriptorMapping>, StoreError> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                &format!(
-                    "SELECT {} FROM descriptor_mappings ORDER BY descriptor COLLATE \"C\"",
-                    super::MAPPING_COLUMNS
-                ),
-                &[],
-            )
-            .await?;
-        rows.iter().map(read_mapping).collect()
+        queries::mappings(&self.client().await?).await
     }
 
     async fn add_mapping(
@@ -1853,12 +1782,7 @@ impl Store for PgStore {
     }
 
     async fn people_active(&self) -> Result<Vec<(String, bool)>, StoreError> {
-        let rows = self
-            .client()
-            .await?
-            .query("SELECT email, active FROM people ORDER BY email", &[])
-            .await?;
-        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+        queries::people_active(&self.client().await?).await
     }
 
     async fn scim_get(
@@ -1996,21 +1920,7 @@ impl Store for PgStore {
     }
 
     async fn people(&self) -> Result<Vec<Person>, StoreError> {
-        let rows = self
-            .client()
-            .await?
-            .query("SELECT email, name, department, manager FROM people ORDER BY email", &[])
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Person {
-                    email: r.try_get(0)?,
-                    name: r.try_get(1)?,
-                    department: r.try_get(2)?,
-                    manager: r.try_get(3)?,
-                })
-            })
-            .collect()
+        queries::people(&self.client().await?).await
     }
 
     async fn owner_last_use(&self, products: Vec<String>) -> Result<Vec<OwnerUse>, StoreError> {
@@ -2045,27 +1955,11 @@ impl Store for PgStore {
         &self,
         since: Option<i64>,
     ) -> Result<Vec<DeviceSighting>, StoreError> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "SELECT d.host_id, d.hostname, d.os, d.owner_email, s.product, s.kind, s.value,
-                        MIN(s.first_seen), MAX(s.last_seen), SUM(s.count)::bigint
-                 FROM sightings s JOIN devices d ON d.id = s.device_id
-                 WHERE ($1::bigint IS NULL OR s.last_seen >= $1)
-                 GROUP BY d.id, s.product, s.kind, s.value
-                 ORDER BY d.host_id, s.product, s.kind, s.value",
-                &[&since],
-            )
-            .await?;
-        rows.iter().map(read_device_sighting).collect()
+        queries::device_sightings(&self.client().await?, since).await
     }
 
     async fn overlay(&self) -> Result<Option<(i64, String)>, StoreError> {
-        let client = self.client().await?;
-        let row =
-            client.query_opt(&client.prepare_cached(super::OVERLAY_LATEST).await?, &[]).await?;
-        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+        queries::overlay(&self.client().await?).await
     }
 
     async fn put_overlay(
@@ -2074,17 +1968,10 @@ impl Store for PgStore {
         document: String,
         audit: AuditRecord,
     ) -> Result<bool, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let inserted = tx
-            .execute(super::OVERLAY_INSERT, &[&version, &document, &audit.actor, &audit.at])
-            .await?;
-        if inserted == 0 {
-            return Ok(false);
-        }
-        queries::append_audit(&tx, &audit).await?;
-        tx.commit().await?;
-        Ok(true)
+        self.write(|tx| {
+            Box::pin(async move { queries::put_overlay(tx, version, &document, &audit).await })
+        })
+        .await
     }
 
     async fn process_sightings(&self, product: String) -> Result<Vec<ProcessSighting>, StoreError> {
@@ -2157,19 +2044,7 @@ impl Store for PgStore {
     }
 
     async fn connector_cursor(&self, name: String) -> Result<Option<i64>, StoreError> {
-        let client = self.client().await?;
-        let row = client
-            .query_opt(
-                &client
-                    .prepare_cached("SELECT cursor_at FROM connector_cursors WHERE name = $1")
-                    .await?,
-                &[&name],
-            )
-            .await?;
-        Ok(match row {
-            Some(r) => Some(r.try_get(0)?),
-            None => None,
-        })
+        queries::connector_cursor(&self.client().await?, &name).await
     }
 
     async fn set_connector_cursor(
@@ -2178,118 +2053,23 @@ impl Store for PgStore {
         cursor_at: i64,
         now: i64,
     ) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        client
-            .execute(
-                &client
-                    .prepare_cached(
-                        "INSERT INTO connector_cursors (name, cursor_at, updated_at)
-                         VALUES ($1, $2, $3)
-                         ON CONFLICT (name) DO UPDATE SET
-                             cursor_at = GREATEST(connector_cursors.cursor_at, excluded.cursor_at),
-                             updated_at = excluded.updated_at",
-                    )
-                    .await?,
-                &[&name, &cursor_at, &now],
-            )
-            .await?;
-        Ok(())
+        queries::set_connector_cursor(&self.client().await?, &name, cursor_at, now).await
     }
 
     async fn record_import(&self, run: ImportRun) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        client
-            .execute(
-                &client
-                    .prepare_cached(
-                        "INSERT INTO import_runs (at, actor, kind, file, format, rows, stored,
-                            duplicates, errors, error)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                    )
-                    .await?,
-                &[
-                    &run.at,
-                    &run.actor,
-                    &run.kind,
-                    &run.file,
-                    &run.format,
-                    &run.rows,
-                    &run.stored,
-                    &run.duplicates,
-                    &run.errors,
-                    &run.error,
-                ],
-            )
-            .await?;
-        Ok(())
+        queries::record_import(&self.client().await?, &run).await
     }
 
     async fn import_runs(&self, limit: i64) -> Result<Vec<ImportRun>, StoreError> {
-        let client = self.client().await?;
-        let rows = client
-            .query(
-                &client
-                    .prepare_cached(
-                        "SELECT at, actor, kind, file, format, rows, stored, duplicates, errors,
-                            error
-                         FROM import_runs ORDER BY id DESC LIMIT $1",
-                    )
-                    .await?,
-                // PostgreSQL refuses a negative limit; SQLite would read it as none at all.
-                &[&limit.max(0)],
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ImportRun {
-                    at: r.try_get(0)?,
-                    actor: r.try_get(1)?,
-                    kind: r.try_get(2)?,
-                    file: r.try_get(3)?,
-                    format: r.try_get(4)?,
-                    rows: r.try_get(5)?,
-                    stored: r.try_get(6)?,
-                    duplicates: r.try_get(7)?,
-                    errors: r.try_get(8)?,
-                    error: r.try_get(9)?,
-                })
-            })
-            .collect()
+        queries::import_runs(&self.client().await?, limit).await
     }
 
     async fn device(&self, host_id: String) -> Result<Option<DeviceSummary>, StoreError> {
-        let client = self.client().await?;
-        let row = client
-            .query_opt(
-                &client.prepare_cached(&format!("{DEVICE_SELECT} WHERE d.host_id = $1")).await?,
-                &[&host_id],
-            )
-            .await?;
-        row.as_ref().map(read_device).transpose()
+        queries::device(&self.client().await?, &host_id).await
     }
 
     async fn device_products(&self, host_id: String) -> Result<Vec<DeviceSighting>, StoreError> {
-        // Ordered by bytes (the C collation), as SQLite orders, whatever the database's
-        // collation: one device's rows are few, so the sort costs little.
-        let client = self.client().await?;
-        let rows = client
-            .query(
-                &client
-                    .prepare_cached(
-                        "SELECT d.host_id, d.hostname, d.os, d.owner_email, s.product, s.kind,
-                                s.value, MIN(s.first_seen), MAX(s.last_seen),
-                                SUM(s.count)::bigint
-                         FROM devices d JOIN sightings s ON s.device_id = d.id
-                         WHERE d.host_id = $1
-                         GROUP BY d.id, s.product, s.kind, s.value
-                         ORDER BY s.product COLLATE \"C\", s.kind COLLATE \"C\",
-                                  s.value COLLATE \"C\"",
-                    )
-                    .await?,
-                &[&host_id],
-            )
-            .await?;
-        rows.iter().map(read_device_sighting).collect()
+        queries::device_products(&self.client().await?, &host_id).await
     }
 
     async fn person_usage(&self, email: Option<String>) -> Result<Vec<PersonUsage>, StoreError> {
@@ -2367,38 +2147,14 @@ impl Store for PgStore {
         now: i64,
         audit: AuditRecord,
     ) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        tx.execute(
-            &tx.prepare_cached(
-                "INSERT INTO enroll_secret (id, secret_hash, set_at) VALUES (1, $1, $2)
-                 ON CONFLICT (id) DO UPDATE SET secret_hash = excluded.secret_hash,
-                    set_at = excluded.set_at",
-            )
-            .await?,
-            &[&&hash[..], &now],
-        )
-        .await?;
-        queries::append_audit(&tx, &audit).await?;
-        tx.commit().await?;
-        Ok(())
+        self.write(|tx| {
+            Box::pin(async move { queries::rotate_enroll_secret(tx, &hash, now, &audit).await })
+        })
+        .await
     }
 
     async fn enroll_secret(&self) -> Result<Option<(CredentialHash, i64)>, StoreError> {
-        let client = self.client().await?;
-        let row = client
-            .query_opt(
-                &client
-                    .prepare_cached("SELECT secret_hash, set_at FROM enroll_secret WHERE id = 1")
-                    .await?,
-                &[],
-            )
-            .await?;
-        row.map(|r| {
-            let hash: &[u8] = r.try_get(0)?;
-            Ok((credential_hash("enroll_secret", hash)?, r.try_get(1)?))
-        })
-        .transpose()
+        queries::enroll_secret(&self.client().await?).await
     }
     async fn sync_channels(&self, channels: Vec<ChannelRow>, now: i64) -> Result<(), StoreError> {
         let mut client = self.client().await?;

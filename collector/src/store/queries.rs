@@ -5,10 +5,13 @@
 //! backend keeps what really differs (pooling, how a writing transaction starts and commits,
 //! bulk loads and locks).
 
-use super::sql::{Conn, FromRow, Param, Row};
-use super::{AuditFn, CredentialHash, StoreError, outbox, role, rollup};
+use super::sql::{Conn, FromRow, One, Param, Row};
+use super::{AuditFn, CredentialHash, StoreError, credential_hash, outbox, role, rollup};
 use crate::alerts::event;
-use crate::model::{AuditEntry, AuditFilter, AuditRecord, Review, Session, Token};
+use crate::model::{
+    AuditEntry, AuditFilter, AuditRecord, DescriptorMapping, Device, DeviceSighting, DeviceSummary,
+    Health, ImportRun, Person, Review, Session, Token,
+};
 
 // ---- Audit log -------------------------------------------------------------------------
 
@@ -331,6 +334,297 @@ pub(crate) async fn purge_sessions(
     c.execute(
         "DELETE FROM console_sessions WHERE expires_at <= $1 OR last_seen < $2",
         &[&now, &idle_before],
+    )
+    .await
+}
+
+// ---- Devices ---------------------------------------------------------------------------
+
+/// A device and its last heartbeat, as [`DeviceSummary`]'s [`FromRow`] reads them; the
+/// caller adds its `WHERE` or `ORDER BY`.
+pub(crate) const DEVICE_SELECT: &str = "SELECT d.host_id, d.hostname, d.os, d.os_version,
+        d.agent_version, d.owner_email, d.enrolled_at, d.last_contact, d.dropped_sightings,
+        d.evicted_sightings, h.received_at, h.agent_version AS h_agent_version,
+        h.catalog_version, h.interfaces_json, h.packets, h.drops, h.spool_depth, h.evictions,
+        h.last_scan, d.duplicate_of
+    FROM devices d LEFT JOIN heartbeats h ON h.device_id = d.id";
+
+impl FromRow for DeviceSummary {
+    fn from_row(r: &impl Row) -> Result<Self, StoreError> {
+        let received_at: Option<i64> = r.get("received_at")?;
+        let health = match received_at {
+            None => None,
+            Some(received_at) => Some(Health {
+                received_at,
+                agent_version: r.get("h_agent_version")?,
+                catalog_version: r.get("catalog_version")?,
+                interfaces_json: r.get("interfaces_json")?,
+                packets: r.get("packets")?,
+                drops: r.get("drops")?,
+                spool_depth: r.get("spool_depth")?,
+                evictions: r.get("evictions")?,
+                last_scan: r.get("last_scan")?,
+            }),
+        };
+        Ok(DeviceSummary {
+            device: Device {
+                host_id: r.get("host_id")?,
+                hostname: r.get("hostname")?,
+                os: r.get("os")?,
+                os_version: r.get("os_version")?,
+                agent_version: r.get("agent_version")?,
+                owner_email: r.get("owner_email")?,
+            },
+            enrolled_at: r.get("enrolled_at")?,
+            last_contact: r.get("last_contact")?,
+            dropped_sightings: r.get("dropped_sightings")?,
+            evicted_sightings: r.get("evicted_sightings")?,
+            health,
+            duplicate_of: r.get("duplicate_of")?,
+        })
+    }
+}
+
+impl FromRow for DeviceSighting {
+    fn from_row(r: &impl Row) -> Result<Self, StoreError> {
+        Ok(DeviceSighting {
+            host_id: r.get("host_id")?,
+            hostname: r.get("hostname")?,
+            os: r.get("os")?,
+            owner_email: r.get("owner_email")?,
+            product: r.get("product")?,
+            kind: r.get("kind")?,
+            value: r.get("value")?,
+            first_seen: r.get("first_seen")?,
+            last_seen: r.get("last_seen")?,
+            count: r.get("count")?,
+        })
+    }
+}
+
+/// [`super::Store::devices`].
+pub(crate) async fn devices(c: &impl Conn) -> Result<Vec<DeviceSummary>, StoreError> {
+    c.query(&format!("{DEVICE_SELECT} ORDER BY d.host_id"), &[]).await
+}
+
+/// [`super::Store::device`].
+pub(crate) async fn device(
+    c: &impl Conn,
+    host_id: &str,
+) -> Result<Option<DeviceSummary>, StoreError> {
+    c.query_opt(&format!("{DEVICE_SELECT} WHERE d.host_id = $1"), &[&host_id]).await
+}
+
+/// [`super::Store::device_products`], ordered by bytes whatever the database's collation (one
+/// device's rows are few, so the sort costs little).
+pub(crate) async fn device_products(
+    c: &impl Conn,
+    host_id: &str,
+) -> Result<Vec<DeviceSighting>, StoreError> {
+    c.query(
+        "SELECT d.host_id, d.hostname, d.os, d.owner_email, s.product, s.kind, s.value,
+                MIN(s.first_seen) AS first_seen, MAX(s.last_seen) AS last_seen,
+                SUM(s.count)::bigint AS count
+         FROM devices d JOIN sightings s ON s.device_id = d.id
+         WHERE d.host_id = $1
+         GROUP BY d.id, s.product, s.kind, s.value
+         ORDER BY s.product COLLATE \"C\", s.kind COLLATE \"C\", s.value COLLATE \"C\"",
+        &[&host_id],
+    )
+    .await
+}
+
+/// [`super::Store::device_sightings`].
+pub(crate) async fn device_sightings(
+    c: &impl Conn,
+    since: Option<i64>,
+) -> Result<Vec<DeviceSighting>, StoreError> {
+    c.query(
+        "SELECT d.host_id, d.hostname, d.os, d.owner_email, s.product, s.kind, s.value,
+                MIN(s.first_seen) AS first_seen, MAX(s.last_seen) AS last_seen,
+                SUM(s.count)::bigint AS count
+         FROM sightings s JOIN devices d ON d.id = s.device_id
+         WHERE ($1::bigint IS NULL OR s.last_seen >= $1)
+         GROUP BY d.id, s.product, s.kind, s.value
+         ORDER BY d.host_id, s.product, s.kind, s.value",
+        &[&since],
+    )
+    .await
+}
+
+// ---- Enrollment secret -----------------------------------------------------------------
+
+/// [`super::Store::rotate_enroll_secret`], inside a writing transaction.
+pub(crate) async fn rotate_enroll_secret(
+    tx: &impl Conn,
+    hash: &CredentialHash,
+    now: i64,
+    audit: &AuditRecord,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO enroll_secret (id, secret_hash, set_at) VALUES (1, $1, $2)
+         ON CONFLICT (id) DO UPDATE SET secret_hash = excluded.secret_hash,
+            set_at = excluded.set_at",
+        &[&&hash[..], &now],
+    )
+    .await?;
+    append_audit(tx, audit).await
+}
+
+/// [`super::Store::enroll_secret`].
+pub(crate) async fn enroll_secret(
+    c: &impl Conn,
+) -> Result<Option<(CredentialHash, i64)>, StoreError> {
+    let row: Option<(Vec<u8>, i64)> =
+        c.query_opt("SELECT secret_hash, set_at FROM enroll_secret WHERE id = 1", &[]).await?;
+    row.map(|(hash, at)| Ok((credential_hash("enroll_secret", &hash)?, at))).transpose()
+}
+
+// ---- Descriptor mappings ---------------------------------------------------------------
+
+impl FromRow for DescriptorMapping {
+    fn from_row(r: &impl Row) -> Result<Self, StoreError> {
+        Ok(DescriptorMapping {
+            id: r.get("id")?,
+            descriptor: r.get("descriptor")?,
+            product: r.get("product")?,
+            actor: r.get("actor")?,
+            created_at: r.get("created_at")?,
+            note: r.get("note")?,
+        })
+    }
+}
+
+/// [`super::Store::mappings`].
+pub(crate) async fn mappings(c: &impl Conn) -> Result<Vec<DescriptorMapping>, StoreError> {
+    let sql = format!(
+        "SELECT {} FROM descriptor_mappings ORDER BY descriptor COLLATE \"C\"",
+        super::MAPPING_COLUMNS
+    );
+    c.query(&sql, &[]).await
+}
+
+// ---- People ----------------------------------------------------------------------------
+
+impl FromRow for Person {
+    fn from_row(r: &impl Row) -> Result<Self, StoreError> {
+        Ok(Person {
+            email: r.get("email")?,
+            name: r.get("name")?,
+            department: r.get("department")?,
+            manager: r.get("manager")?,
+        })
+    }
+}
+
+/// [`super::Store::people`].
+pub(crate) async fn people(c: &impl Conn) -> Result<Vec<Person>, StoreError> {
+    c.query("SELECT email, name, department, manager FROM people ORDER BY email", &[]).await
+}
+
+/// [`super::Store::people_active`].
+pub(crate) async fn people_active(c: &impl Conn) -> Result<Vec<(String, bool)>, StoreError> {
+    c.query("SELECT email, active FROM people ORDER BY email", &[]).await
+}
+
+// ---- Organisation overlay --------------------------------------------------------------
+
+/// [`super::Store::overlay`].
+pub(crate) async fn overlay(c: &impl Conn) -> Result<Option<(i64, String)>, StoreError> {
+    c.query_opt(super::OVERLAY_LATEST, &[]).await
+}
+
+/// [`super::Store::put_overlay`], inside a writing transaction.
+pub(crate) async fn put_overlay(
+    tx: &impl Conn,
+    version: i64,
+    document: &str,
+    audit: &AuditRecord,
+) -> Result<bool, StoreError> {
+    let inserted =
+        tx.execute(super::OVERLAY_INSERT, &[&version, &document, &audit.actor, &audit.at]).await?;
+    if inserted == 0 {
+        return Ok(false);
+    }
+    append_audit(tx, audit).await?;
+    Ok(true)
+}
+
+// ---- Connectors ------------------------------------------------------------------------
+
+/// [`super::Store::connector_cursor`].
+pub(crate) async fn connector_cursor(c: &impl Conn, name: &str) -> Result<Option<i64>, StoreError> {
+    let row: Option<One<i64>> =
+        c.query_opt("SELECT cursor_at FROM connector_cursors WHERE name = $1", &[&name]).await?;
+    Ok(row.map(|One(at)| at))
+}
+
+/// [`super::Store::set_connector_cursor`]: a cursor only moves forward.
+pub(crate) async fn set_connector_cursor(
+    c: &impl Conn,
+    name: &str,
+    cursor_at: i64,
+    now: i64,
+) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO connector_cursors (name, cursor_at, updated_at) VALUES ($1, $2, $3)
+         ON CONFLICT (name) DO UPDATE SET
+             cursor_at = CASE WHEN excluded.cursor_at > connector_cursors.cursor_at
+                              THEN excluded.cursor_at ELSE connector_cursors.cursor_at END,
+             updated_at = excluded.updated_at",
+        &[&name, &cursor_at, &now],
+    )
+    .await?;
+    Ok(())
+}
+
+impl FromRow for ImportRun {
+    fn from_row(r: &impl Row) -> Result<Self, StoreError> {
+        Ok(ImportRun {
+            at: r.get("at")?,
+            actor: r.get("actor")?,
+            kind: r.get("kind")?,
+            file: r.get("file")?,
+            format: r.get("format")?,
+            rows: r.get("rows")?,
+            stored: r.get("stored")?,
+            duplicates: r.get("duplicates")?,
+            errors: r.get("errors")?,
+            error: r.get("error")?,
+        })
+    }
+}
+
+/// [`super::Store::record_import`].
+pub(crate) async fn record_import(c: &impl Conn, run: &ImportRun) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO import_runs (at, actor, kind, file, format, rows, stored, duplicates,
+            errors, error)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        &[
+            &run.at,
+            &run.actor,
+            &run.kind,
+            &run.file,
+            &run.format,
+            &run.rows,
+            &run.stored,
+            &run.duplicates,
+            &run.errors,
+            &run.error,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// [`super::Store::import_runs`], the newest first.
+pub(crate) async fn import_runs(c: &impl Conn, limit: i64) -> Result<Vec<ImportRun>, StoreError> {
+    // PostgreSQL refuses a negative limit; SQLite would read it as none at all.
+    c.query(
+        "SELECT at, actor, kind, file, format, rows, stored, duplicates, errors, error
+         FROM import_runs ORDER BY id DESC LIMIT $1",
+        &[&limit.max(0)],
     )
     .await
 }

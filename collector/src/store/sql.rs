@@ -3,7 +3,8 @@
 //! [`FromRow`], which maps a row type once for both.
 //!
 //! Statements are written once in PostgreSQL's dialect (`$n` parameters, casts where
-//! PostgreSQL cannot infer a type) and translated for SQLite by [`rollup::sqlite`]. What really
+//! PostgreSQL cannot infer a type, `COLLATE "C"` for byte order) and translated for SQLite
+//! (see [`rollup::sqlite`]). What really
 //! differs between the dialects is a method of [`Conn`] (today the row lock of a read that is
 //! followed by a write in the same transaction).
 //!
@@ -144,7 +145,7 @@ impl Conn for rusqlite::Connection {
         sql: &str,
         params: &[&dyn Param],
     ) -> Result<Vec<T>, StoreError> {
-        let mut stmt = self.prepare_cached(&rollup::sqlite(sql))?;
+        let mut stmt = self.prepare_cached(&lite(sql))?;
         let mut rows = stmt.query(&*lite_params(params))?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
@@ -158,16 +159,22 @@ impl Conn for rusqlite::Connection {
         sql: &str,
         params: &[&dyn Param],
     ) -> Result<Option<T>, StoreError> {
-        let mut stmt = self.prepare_cached(&rollup::sqlite(sql))?;
+        let mut stmt = self.prepare_cached(&lite(sql))?;
         let mut rows = stmt.query(&*lite_params(params))?;
         rows.next()?.map(T::from_row).transpose()
     }
 
     async fn execute(&self, sql: &str, params: &[&dyn Param]) -> Result<u64, StoreError> {
-        let mut stmt = self.prepare_cached(&rollup::sqlite(sql))?;
+        let mut stmt = self.prepare_cached(&lite(sql))?;
         let changed = stmt.execute(&*lite_params(params))?;
         Ok(u64::try_from(changed).unwrap_or(u64::MAX))
     }
+}
+
+/// A statement in SQLite's dialect: [`rollup::sqlite`]'s parameters, and PostgreSQL's byte
+/// order (`COLLATE "C"`) as SQLite names it.
+fn lite(sql: &str) -> String {
+    rollup::sqlite(sql).replace("COLLATE \"C\"", "COLLATE BINARY")
 }
 
 fn lite_params<'p>(params: &[&'p dyn Param]) -> Vec<&'p dyn rusqlite::ToSql> {

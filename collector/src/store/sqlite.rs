@@ -14,10 +14,10 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::sql::ready;
+use super::sql::{Conn, Param, ready};
 use super::{
     AuditFn, CredentialHash, Migration, PRODUCT_DEVICES_LIMIT, PRODUCT_VALUES_LIMIT, PeopleUsage,
-    ReenrollStep, Store, StoreError, credential_hash, outbox, queries, rollup,
+    ReenrollStep, Store, StoreError, outbox, queries, rollup,
 };
 use crate::alerts::event;
 use crate::model::{
@@ -605,67 +605,6 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     tx.commit()?;
     Ok(())
-}
-
-/// A device and its last heartbeat, as [`read_device`] reads them; the caller adds its
-/// `WHERE` or `ORDER BY`.
-const DEVICE_SELECT: &str = "SELECT d.host_id, d.hostname, d.os, d.os_version, d.agent_version,
-        d.owner_email, d.enrolled_at, d.last_contact, d.dropped_sightings,
-        d.evicted_sightings, h.received_at, h.agent_version, h.catalog_version,
-        h.interfaces_json, h.packets, h.drops, h.spool_depth, h.evictions, h.last_scan,
-        d.duplicate_of
-    FROM devices d LEFT JOIN heartbeats h ON h.device_id = d.id";
-
-/// Reads a row of [`DEVICE_SELECT`].
-fn read_device(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceSummary> {
-    let received_at: Option<i64> = r.get(10)?;
-    let health = match received_at {
-        None => None,
-        Some(received_at) => Some(Health {
-            received_at,
-            agent_version: r.get(11)?,
-            catalog_version: r.get(12)?,
-            interfaces_json: r.get(13)?,
-            packets: r.get(14)?,
-            drops: r.get(15)?,
-            spool_depth: r.get(16)?,
-            evictions: r.get(17)?,
-            last_scan: r.get(18)?,
-        }),
-    };
-    Ok(DeviceSummary {
-        device: Device {
-            host_id: r.get(0)?,
-            hostname: r.get(1)?,
-            os: r.get(2)?,
-            os_version: r.get(3)?,
-            agent_version: r.get(4)?,
-            owner_email: r.get(5)?,
-        },
-        enrolled_at: r.get(6)?,
-        last_contact: r.get(7)?,
-        dropped_sightings: r.get(8)?,
-        evicted_sightings: r.get(9)?,
-        health,
-        duplicate_of: r.get(19)?,
-    })
-}
-
-/// Reads a (host id, hostname, os, owner, product, kind, value, first seen, last seen, count)
-/// row.
-fn read_device_sighting(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceSighting> {
-    Ok(DeviceSighting {
-        host_id: r.get(0)?,
-        hostname: r.get(1)?,
-        os: r.get(2)?,
-        owner_email: r.get(3)?,
-        product: r.get(4)?,
-        kind: r.get(5)?,
-        value: r.get(6)?,
-        first_seen: r.get(7)?,
-        last_seen: r.get(8)?,
-        count: r.get(9)?,
-    })
 }
 
 /// [`Store::person_usage`] in one read transaction: products from the rollups (the caller
@@ -1600,11 +1539,7 @@ impl Store for SqliteStore {
     }
 
     async fn devices(&self) -> Result<Vec<DeviceSummary>, StoreError> {
-        self.with(|c| {
-            let mut stmt = c.prepare(&format!("{DEVICE_SELECT} ORDER BY d.host_id"))?;
-            Ok(stmt.query_map([], read_device)?.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.read(move |c| ready(queries::devices(c))).await
     }
 
     async fn usage(
@@ -1717,7 +1652,8 @@ impl Store for SqliteStore {
              FROM devices d LEFT JOIN heartbeats h ON h.device_id = d.id"
         );
         let page_sql = format!(
-            "{DEVICE_SELECT} WHERE {filter} ORDER BY {hb} >= ?1, {hb}, d.hostname LIMIT ?4 OFFSET ?5"
+            "{} WHERE {filter} ORDER BY {hb} >= ?1, {hb}, d.hostname LIMIT ?4 OFFSET ?5",
+            queries::DEVICE_SELECT
         );
         // The counts and the page are independent scans: two readers at once (WAL).
         let counted = q.clone();
@@ -1728,15 +1664,10 @@ impl Store for SqliteStore {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )?)
         });
-        let page = self.with(move |c| {
-            let mut stmt = c.prepare(&page_sql)?;
-            let rows = stmt
-                .query_map(
-                    params![q.stale_before, q.search, q.only_stale, q.limit, q.offset],
-                    read_device,
-                )?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
+        let page = self.read(move |c| {
+            let params: [&dyn Param; 5] =
+                [&q.stale_before, &q.search, &q.only_stale, &q.limit, &q.offset];
+            ready(c.query(&page_sql, &params))
         });
         let ((total, stale, matched), devices) = tokio::try_join!(counts, page)?;
         Ok(DevicePage { total, stale, matched, devices })
@@ -1942,15 +1873,7 @@ impl Store for SqliteStore {
     }
 
     async fn mappings(&self) -> Result<Vec<DescriptorMapping>, StoreError> {
-        self.with(|c| {
-            let mut stmt = c.prepare(&format!(
-                "SELECT {} FROM descriptor_mappings ORDER BY descriptor",
-                super::MAPPING_COLUMNS
-            ))?;
-            let rows = stmt.query_map([], read_mapping)?.collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
-        })
-        .await
+        self.read(move |c| ready(queries::mappings(c))).await
     }
 
     async fn add_mapping(
@@ -2142,12 +2065,7 @@ impl Store for SqliteStore {
     }
 
     async fn people_active(&self) -> Result<Vec<(String, bool)>, StoreError> {
-        self.with(|c| {
-            let mut stmt = c.prepare("SELECT email, active FROM people ORDER BY email")?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? != 0)))?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        })
-        .await
+        self.read(move |c| ready(queries::people_active(c))).await
     }
 
     async fn scim_get(
@@ -2288,20 +2206,7 @@ impl Store for SqliteStore {
     }
 
     async fn people(&self) -> Result<Vec<Person>, StoreError> {
-        self.with(|c| {
-            let mut stmt =
-                c.prepare("SELECT email, name, department, manager FROM people ORDER BY email")?;
-            let rows = stmt.query_map([], |r| {
-                Ok(Person {
-                    email: r.get(0)?,
-                    name: r.get(1)?,
-                    department: r.get(2)?,
-                    manager: r.get(3)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.read(move |c| ready(queries::people(c))).await
     }
 
     async fn owner_last_use(&self, products: Vec<String>) -> Result<Vec<OwnerUse>, StoreError> {
@@ -2333,26 +2238,11 @@ impl Store for SqliteStore {
         &self,
         since: Option<i64>,
     ) -> Result<Vec<DeviceSighting>, StoreError> {
-        self.with(move |c| {
-            let mut stmt = c.prepare(
-                "SELECT d.host_id, d.hostname, d.os, d.owner_email, s.product, s.kind, s.value,
-                        MIN(s.first_seen), MAX(s.last_seen), SUM(s.count)
-                 FROM sightings s JOIN devices d ON d.id = s.device_id
-                 WHERE (?1 IS NULL OR s.last_seen >= ?1)
-                 GROUP BY d.id, s.product, s.kind, s.value
-                 ORDER BY d.host_id, s.product, s.kind, s.value",
-            )?;
-            let rows = stmt.query_map([since], read_device_sighting)?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.read(move |c| ready(queries::device_sightings(c, since))).await
     }
 
     async fn overlay(&self) -> Result<Option<(i64, String)>, StoreError> {
-        self.with(|c| {
-            Ok(c.query_row(super::OVERLAY_LATEST, [], |r| Ok((r.get(0)?, r.get(1)?))).optional()?)
-        })
-        .await
+        self.read(move |c| ready(queries::overlay(c))).await
     }
 
     async fn put_overlay(
@@ -2361,20 +2251,7 @@ impl Store for SqliteStore {
         document: String,
         audit: AuditRecord,
     ) -> Result<bool, StoreError> {
-        self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let inserted = tx.execute(
-                &rollup::sqlite(super::OVERLAY_INSERT),
-                params![version, document, audit.actor, audit.at],
-            )?;
-            if inserted == 0 {
-                return Ok(false);
-            }
-            append_audit(&tx, &audit)?;
-            tx.commit()?;
-            Ok(true)
-        })
-        .await
+        self.write(move |tx| ready(queries::put_overlay(tx, version, &document, &audit))).await
     }
 
     async fn process_sightings(&self, product: String) -> Result<Vec<ProcessSighting>, StoreError> {
@@ -2437,16 +2314,7 @@ impl Store for SqliteStore {
     }
 
     async fn connector_cursor(&self, name: String) -> Result<Option<i64>, StoreError> {
-        self.with(move |c| {
-            let mut stmt =
-                c.prepare_cached("SELECT cursor_at FROM connector_cursors WHERE name = ?1")?;
-            let mut rows = stmt.query([name])?;
-            match rows.next()? {
-                Some(r) => Ok(Some(r.get(0)?)),
-                None => Ok(None),
-            }
-        })
-        .await
+        self.read(move |c| ready(queries::connector_cursor(c, &name))).await
     }
 
     async fn set_connector_cursor(
@@ -2455,91 +2323,23 @@ impl Store for SqliteStore {
         cursor_at: i64,
         now: i64,
     ) -> Result<(), StoreError> {
-        self.with(move |c| {
-            c.execute(
-                "INSERT INTO connector_cursors (name, cursor_at, updated_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (name) DO UPDATE SET
-                     cursor_at = MAX(connector_cursors.cursor_at, excluded.cursor_at),
-                     updated_at = excluded.updated_at",
-                params![name, cursor_at, now],
-            )?;
-            Ok(())
-        })
-        .await
+        self.read(move |c| ready(queries::set_connector_cursor(c, &name, cursor_at, now))).await
     }
 
     async fn record_import(&self, run: ImportRun) -> Result<(), StoreError> {
-        self.with(move |c| {
-            c.execute(
-                "INSERT INTO import_runs (at, actor, kind, file, format, rows, stored,
-                    duplicates, errors, error)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![
-                    run.at,
-                    run.actor,
-                    run.kind,
-                    run.file,
-                    run.format,
-                    run.rows,
-                    run.stored,
-                    run.duplicates,
-                    run.errors,
-                    run.error
-                ],
-            )?;
-            Ok(())
-        })
-        .await
+        self.read(move |c| ready(queries::record_import(c, &run))).await
     }
 
     async fn import_runs(&self, limit: i64) -> Result<Vec<ImportRun>, StoreError> {
-        self.with(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT at, actor, kind, file, format, rows, stored, duplicates, errors, error
-                 FROM import_runs ORDER BY id DESC LIMIT ?1",
-            )?;
-            // SQLite reads a negative limit as none at all; PostgreSQL refuses it.
-            let rows = stmt.query_map([limit.max(0)], |r| {
-                Ok(ImportRun {
-                    at: r.get(0)?,
-                    actor: r.get(1)?,
-                    kind: r.get(2)?,
-                    file: r.get(3)?,
-                    format: r.get(4)?,
-                    rows: r.get(5)?,
-                    stored: r.get(6)?,
-                    duplicates: r.get(7)?,
-                    errors: r.get(8)?,
-                    error: r.get(9)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.read(move |c| ready(queries::import_runs(c, limit))).await
     }
 
     async fn device(&self, host_id: String) -> Result<Option<DeviceSummary>, StoreError> {
-        self.with(move |c| {
-            let mut stmt = c.prepare_cached(&format!("{DEVICE_SELECT} WHERE d.host_id = ?1"))?;
-            Ok(stmt.query_row([host_id], read_device).optional()?)
-        })
-        .await
+        self.read(move |c| ready(queries::device(c, &host_id))).await
     }
 
     async fn device_products(&self, host_id: String) -> Result<Vec<DeviceSighting>, StoreError> {
-        self.with(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT d.host_id, d.hostname, d.os, d.owner_email, s.product, s.kind, s.value,
-                        MIN(s.first_seen), MAX(s.last_seen), SUM(s.count)
-                 FROM devices d JOIN sightings s ON s.device_id = d.id
-                 WHERE d.host_id = ?1
-                 GROUP BY s.product, s.kind, s.value
-                 ORDER BY s.product, s.kind, s.value",
-            )?;
-            let rows = stmt.query_map([host_id], read_device_sighting)?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.read(move |c| ready(queries::device_products(c, &host_id))).await
     }
 
     async fn person_usage(&self, email: Option<String>) -> Result<Vec<PersonUsage>, StoreError> {
@@ -2555,31 +2355,11 @@ impl Store for SqliteStore {
         now: i64,
         audit: AuditRecord,
     ) -> Result<(), StoreError> {
-        self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute(
-                "INSERT INTO enroll_secret (id, secret_hash, set_at) VALUES (1, ?1, ?2)
-                 ON CONFLICT (id) DO UPDATE SET secret_hash = excluded.secret_hash,
-                    set_at = excluded.set_at",
-                params![&hash[..], now],
-            )?;
-            append_audit(&tx, &audit)?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| ready(queries::rotate_enroll_secret(tx, &hash, now, &audit))).await
     }
 
     async fn enroll_secret(&self) -> Result<Option<(CredentialHash, i64)>, StoreError> {
-        self.with(|c| {
-            let row = c
-                .query_row("SELECT secret_hash, set_at FROM enroll_secret WHERE id = 1", [], |r| {
-                    Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))
-                })
-                .optional()?;
-            row.map(|(hash, at)| Ok((credential_hash("enroll_secret", &hash)?, at))).transpose()
-        })
-        .await
+        self.read(move |c| ready(queries::enroll_secret(c))).await
     }
 
     async fn sync_channels(&self, channels: Vec<ChannelRow>, now: i64) -> Result<(), StoreError> {
