@@ -9,6 +9,7 @@ use std::sync::LazyLock;
 
 use rusqlite::{OptionalExtension, params};
 
+use super::sql::{FromRow, Row};
 use super::{StoreError, rollup};
 use crate::model::{
     Admit, AdmitRule, Attempt, ChannelRow, Claimed, DeliveryRow, NewEvent, StoredEvent,
@@ -206,6 +207,40 @@ pub(crate) async fn emit(
     Ok(new)
 }
 
+impl FromRow for StoredEvent {
+    fn from_row(r: &impl Row) -> Result<Self, StoreError> {
+        Ok(StoredEvent {
+            seq: r.get("seq")?,
+            event: NewEvent {
+                id: r.get("id")?,
+                kind: r.get("type")?,
+                occurred_at: r.get("occurred_at")?,
+                product: r.get("product")?,
+                subject: r.get("subject")?,
+                to_channel: String::new(),
+            },
+        })
+    }
+}
+
+impl FromRow for DeliveryRow {
+    fn from_row(r: &impl Row) -> Result<Self, StoreError> {
+        Ok(DeliveryRow {
+            channel: r.get("channel")?,
+            event_id: r.get("id")?,
+            kind: r.get("type")?,
+            product: r.get("product")?,
+            occurred_at: r.get("occurred_at")?,
+            state: r.get("state")?,
+            attempts: r.get("attempts")?,
+            last_status: r.get("last_status")?,
+            last_error: r.get("last_error")?,
+            done_at: r.get("done_at")?,
+            next_at: r.get("next_at")?,
+        })
+    }
+}
+
 // ---- SQLite ----------------------------------------------------------------------------
 
 /// Products of `products` not known before, inserted into the known products now.
@@ -335,23 +370,6 @@ pub fn sqlite_admit(
     Ok(answers)
 }
 
-/// Reads a [`LIST`] row.
-pub fn sqlite_delivery(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryRow> {
-    Ok(DeliveryRow {
-        channel: r.get(0)?,
-        event_id: r.get(1)?,
-        kind: r.get(2)?,
-        product: r.get(3)?,
-        occurred_at: r.get(4)?,
-        state: r.get(5)?,
-        attempts: r.get(6)?,
-        last_status: r.get(7)?,
-        last_error: r.get(8)?,
-        done_at: r.get(9)?,
-        next_at: r.get(10)?,
-    })
-}
-
 // ---- PostgreSQL ------------------------------------------------------------------------
 
 /// Products of `products` not known before, inserted into the known products now.
@@ -388,21 +406,6 @@ pub async fn pg_host(
     Ok(match row {
         Some(r) => r.try_get(0)?,
         None => String::new(),
-    })
-}
-
-/// Reads an event row (seq, id, type, occurred_at, product, subject).
-pub fn pg_event(r: &tokio_postgres::Row) -> Result<StoredEvent, StoreError> {
-    Ok(StoredEvent {
-        seq: r.try_get(0)?,
-        event: NewEvent {
-            id: r.try_get(1)?,
-            kind: r.try_get(2)?,
-            occurred_at: r.try_get(3)?,
-            product: r.try_get(4)?,
-            subject: r.try_get(5)?,
-            to_channel: String::new(),
-        },
     })
 }
 
@@ -459,21 +462,4 @@ pub async fn pg_admit(
     }
     tx.commit().await?;
     Ok(answers)
-}
-
-/// Reads a [`LIST`] row.
-pub fn pg_delivery(r: &tokio_postgres::Row) -> Result<DeliveryRow, StoreError> {
-    Ok(DeliveryRow {
-        channel: r.try_get(0)?,
-        event_id: r.try_get(1)?,
-        kind: r.try_get(2)?,
-        product: r.try_get(3)?,
-        occurred_at: r.try_get(4)?,
-        state: r.try_get(5)?,
-        attempts: r.try_get(6)?,
-        last_status: r.try_get(7)?,
-        last_error: r.try_get(8)?,
-        done_at: r.try_get(9)?,
-        next_at: r.try_get(10)?,
-    })
 }

@@ -1235,14 +1235,7 @@ impl Store for PgStore {
     }
 
     async fn product_people(&self, product: String) -> Result<Vec<String>, StoreError> {
-        let client = self.client().await?;
-        let rows = client
-            .query(
-                &client.prepare_cached(super::PRODUCT_PEOPLE).await?,
-                &[&product, &super::PRODUCT_PEOPLE_LIMIT],
-            )
-            .await?;
-        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+        queries::product_people(&self.client().await?, &product).await
     }
 
     async fn product_devices(&self, product: String) -> Result<Vec<DeviceUsage>, StoreError> {
@@ -1975,29 +1968,7 @@ impl Store for PgStore {
     }
 
     async fn process_sightings(&self, product: String) -> Result<Vec<ProcessSighting>, StoreError> {
-        let client = self.client().await?;
-        let rows = client
-            .query(
-                &client.prepare_cached(super::PROCESS_SIGHTINGS).await?,
-                &[&product, &super::PROCESS_SIGHTINGS_LIMIT],
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ProcessSighting {
-                    host_id: r.try_get(0)?,
-                    hostname: r.try_get(1)?,
-                    owner_email: r.try_get(2)?,
-                    product: r.try_get(3)?,
-                    kind: r.try_get(4)?,
-                    value: r.try_get(5)?,
-                    process: r.try_get(6)?,
-                    first_seen: r.try_get(7)?,
-                    last_seen: r.try_get(8)?,
-                    count: r.try_get(9)?,
-                })
-            })
-            .collect()
+        queries::process_sightings(&self.client().await?, &product).await
     }
 
     async fn audit(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
@@ -2203,7 +2174,7 @@ impl Store for PgStore {
             .map(|r| {
                 Ok(Claimed {
                     channel: channel.clone(),
-                    event: outbox::pg_event(r)?,
+                    event: StoredEvent::from_row(r)?,
                     attempts: r.try_get(6)?,
                     created_at: r.try_get(7)?,
                 })
@@ -2260,18 +2231,15 @@ impl Store for PgStore {
     }
 
     async fn deliveries(&self, limit: i64) -> Result<Vec<DeliveryRow>, StoreError> {
-        let rows = self.client().await?.query(outbox::LIST, &[&limit]).await?;
-        rows.iter().map(outbox::pg_delivery).collect()
+        queries::deliveries(&self.client().await?, limit).await
     }
 
     async fn delivery_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
-        let rows = self.client().await?.query(outbox::COUNTS, &[]).await?;
-        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
+        queries::delivery_counts(&self.client().await?).await
     }
 
     async fn ticket(&self, channel: String, subject: String) -> Result<Option<String>, StoreError> {
-        let row = self.client().await?.query_opt(outbox::TICKET, &[&channel, &subject]).await?;
-        row.map(|r| r.try_get(0)).transpose().map_err(StoreError::from)
+        queries::ticket(&self.client().await?, &channel, &subject).await
     }
 
     async fn set_ticket(
@@ -2281,11 +2249,7 @@ impl Store for PgStore {
         issue_key: String,
         now: i64,
     ) -> Result<(), StoreError> {
-        self.client()
-            .await?
-            .execute(outbox::TICKET_SET, &[&channel, &subject, &issue_key, &now])
-            .await?;
-        Ok(())
+        queries::set_ticket(&self.client().await?, &channel, &subject, &issue_key, now).await
     }
 
     async fn channel_events(
@@ -2295,9 +2259,7 @@ impl Store for PgStore {
         from: i64,
         to: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let rows =
-            self.client().await?.query(outbox::EVENTS_OF, &[&channel, &state, &from, &to]).await?;
-        rows.iter().map(outbox::pg_event).collect()
+        queries::channel_events(&self.client().await?, &channel, &state, from, to).await
     }
 
     async fn claim_digest(

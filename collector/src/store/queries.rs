@@ -9,8 +9,8 @@ use super::sql::{Conn, FromRow, One, Param, Row};
 use super::{AuditFn, CredentialHash, StoreError, credential_hash, outbox, role, rollup};
 use crate::alerts::event;
 use crate::model::{
-    AuditEntry, AuditFilter, AuditRecord, DescriptorMapping, Device, DeviceSighting, DeviceSummary,
-    Health, ImportRun, Person, Review, Session, Token,
+    AuditEntry, AuditFilter, AuditRecord, DeliveryRow, DescriptorMapping, Device, DeviceSighting,
+    DeviceSummary, Health, ImportRun, Person, ProcessSighting, Review, Session, StoredEvent, Token,
 };
 
 // ---- Audit log -------------------------------------------------------------------------
@@ -627,4 +627,88 @@ pub(crate) async fn import_runs(c: &impl Conn, limit: i64) -> Result<Vec<ImportR
         &[&limit.max(0)],
     )
     .await
+}
+
+// ---- Alerts: what the console and the senders read -------------------------------------
+
+/// [`super::Store::ticket`].
+pub(crate) async fn ticket(
+    c: &impl Conn,
+    channel: &str,
+    subject: &str,
+) -> Result<Option<String>, StoreError> {
+    let row: Option<One<String>> = c.query_opt(outbox::TICKET, &[&channel, &subject]).await?;
+    Ok(row.map(|One(key)| key))
+}
+
+/// [`super::Store::delivery_counts`].
+pub(crate) async fn delivery_counts(
+    c: &impl Conn,
+) -> Result<Vec<(String, String, i64)>, StoreError> {
+    c.query(outbox::COUNTS, &[]).await
+}
+
+// ---- Sightings of one product ----------------------------------------------------------
+
+impl FromRow for ProcessSighting {
+    fn from_row(r: &impl Row) -> Result<Self, StoreError> {
+        Ok(ProcessSighting {
+            host_id: r.get("host_id")?,
+            hostname: r.get("hostname")?,
+            owner_email: r.get("owner_email")?,
+            product: r.get("product")?,
+            kind: r.get("kind")?,
+            value: r.get("value")?,
+            process: r.get("process")?,
+            first_seen: r.get("first_seen")?,
+            last_seen: r.get("last_seen")?,
+            count: r.get("count")?,
+        })
+    }
+}
+
+/// [`super::Store::product_people`].
+pub(crate) async fn product_people(
+    c: &impl Conn,
+    product: &str,
+) -> Result<Vec<String>, StoreError> {
+    let rows: Vec<One<String>> =
+        c.query(super::PRODUCT_PEOPLE, &[&product, &super::PRODUCT_PEOPLE_LIMIT]).await?;
+    Ok(rows.into_iter().map(|One(p)| p).collect())
+}
+
+/// [`super::Store::process_sightings`].
+pub(crate) async fn process_sightings(
+    c: &impl Conn,
+    product: &str,
+) -> Result<Vec<ProcessSighting>, StoreError> {
+    c.query(super::PROCESS_SIGHTINGS, &[&product, &super::PROCESS_SIGHTINGS_LIMIT]).await
+}
+
+/// [`super::Store::set_ticket`].
+pub(crate) async fn set_ticket(
+    c: &impl Conn,
+    channel: &str,
+    subject: &str,
+    issue_key: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    c.execute(outbox::TICKET_SET, &[&channel, &subject, &issue_key, &now]).await?;
+    Ok(())
+}
+
+/// [`super::Store::deliveries`], the newest first.
+pub(crate) async fn deliveries(c: &impl Conn, limit: i64) -> Result<Vec<DeliveryRow>, StoreError> {
+    c.query(outbox::LIST, &[&limit]).await
+}
+
+/// [`super::Store::channel_events`].
+pub(crate) async fn channel_events(
+    c: &impl Conn,
+    channel: &str,
+    state: &str,
+    from: i64,
+    to: i64,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    c.query(outbox::EVENTS_OF, &[&channel, &state, &from, &to]).await
 }

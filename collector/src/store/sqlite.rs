@@ -1590,13 +1590,7 @@ impl Store for SqliteStore {
     }
 
     async fn product_people(&self, product: String) -> Result<Vec<String>, StoreError> {
-        self.with(move |c| {
-            let mut stmt = c.prepare_cached(&rollup::sqlite(super::PRODUCT_PEOPLE))?;
-            let rows =
-                stmt.query_map(params![product, super::PRODUCT_PEOPLE_LIMIT], |r| r.get(0))?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.read(move |c| ready(queries::product_people(c, &product))).await
     }
 
     async fn product_devices(&self, product: String) -> Result<Vec<DeviceUsage>, StoreError> {
@@ -2255,25 +2249,7 @@ impl Store for SqliteStore {
     }
 
     async fn process_sightings(&self, product: String) -> Result<Vec<ProcessSighting>, StoreError> {
-        self.with(move |c| {
-            let mut stmt = c.prepare(&rollup::sqlite(super::PROCESS_SIGHTINGS))?;
-            let rows = stmt.query_map(params![product, super::PROCESS_SIGHTINGS_LIMIT], |r| {
-                Ok(ProcessSighting {
-                    host_id: r.get(0)?,
-                    hostname: r.get(1)?,
-                    owner_email: r.get(2)?,
-                    product: r.get(3)?,
-                    kind: r.get(4)?,
-                    value: r.get(5)?,
-                    process: r.get(6)?,
-                    first_seen: r.get(7)?,
-                    last_seen: r.get(8)?,
-                    count: r.get(9)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.read(move |c| ready(queries::process_sightings(c, &product))).await
     }
 
     async fn audit(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
@@ -2454,31 +2430,15 @@ impl Store for SqliteStore {
     }
 
     async fn deliveries(&self, limit: i64) -> Result<Vec<DeliveryRow>, StoreError> {
-        self.with(move |c| {
-            let mut stmt = c.prepare_cached(&rollup::sqlite(outbox::LIST))?;
-            let rows = stmt.query_map([limit], outbox::sqlite_delivery)?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.read(move |c| ready(queries::deliveries(c, limit))).await
     }
 
     async fn delivery_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
-        self.with(move |c| {
-            let mut stmt = c.prepare_cached(outbox::COUNTS)?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.read(move |c| ready(queries::delivery_counts(c))).await
     }
 
     async fn ticket(&self, channel: String, subject: String) -> Result<Option<String>, StoreError> {
-        self.with(move |c| {
-            Ok(c.query_row(&rollup::sqlite(outbox::TICKET), params![channel, subject], |r| {
-                r.get(0)
-            })
-            .optional()?)
-        })
-        .await
+        self.read(move |c| ready(queries::ticket(c, &channel, &subject))).await
     }
 
     async fn set_ticket(
@@ -2488,14 +2448,7 @@ impl Store for SqliteStore {
         issue_key: String,
         now: i64,
     ) -> Result<(), StoreError> {
-        self.with(move |c| {
-            c.execute(
-                &rollup::sqlite(outbox::TICKET_SET),
-                params![channel, subject, issue_key, now],
-            )?;
-            Ok(())
-        })
-        .await
+        self.read(move |c| ready(queries::set_ticket(c, &channel, &subject, &issue_key, now))).await
     }
 
     async fn channel_events(
@@ -2505,12 +2458,7 @@ impl Store for SqliteStore {
         from: i64,
         to: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.with(move |c| {
-            let mut stmt = c.prepare_cached(&rollup::sqlite(outbox::EVENTS_OF))?;
-            let rows = stmt.query_map(params![channel, state, from, to], outbox::sqlite_event)?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.read(move |c| ready(queries::channel_events(c, &channel, &state, from, to))).await
     }
 
     async fn claim_digest(
