@@ -279,19 +279,6 @@ async fn enroll_in(
     Ok(id)
 }
 
-/// Appends one audit record outside a transaction (a statement is its own).
-
-fn read_mapping(r: &Row) -> Result<DescriptorMapping, StoreError> {
-    Ok(DescriptorMapping {
-        id: r.try_get(0)?,
-        descriptor: r.try_get(1)?,
-        product: r.try_get(2)?,
-        actor: r.try_get(3)?,
-        created_at: r.try_get(4)?,
-        note: r.try_get(5)?,
-    })
-}
-
 /// The usage filter as SQL: every parameter may be NULL, meaning "no filter".
 const FILTER: &str = "($1::text IS NULL OR s.product = $1)
     AND ($2::text IS NULL OR s.kind = $2)
@@ -1575,17 +1562,7 @@ impl Store for PgStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MAPPING_LOCK]).await?;
-        let row = tx
-            .query_opt(
-                &format!(
-                    "SELECT {} FROM descriptor_mappings WHERE id = $1 FOR UPDATE",
-                    super::MAPPING_COLUMNS
-                ),
-                &[&id],
-            )
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let before = read_mapping(&row)?;
+        let Some(before) = queries::mapping_for_update(&tx, id).await? else { return Ok(None) };
         let restored = tx
             .execute(
                 "UPDATE expense_lines SET product = NULL, candidate = true, mapping_id = NULL

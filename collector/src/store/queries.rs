@@ -504,6 +504,19 @@ pub(crate) async fn mappings(c: &impl Conn) -> Result<Vec<DescriptorMapping>, St
     c.query(&sql, &[]).await
 }
 
+/// One descriptor mapping by id, locked for the writing transaction it is read in.
+pub(crate) async fn mapping_for_update(
+    tx: &impl Conn,
+    id: i64,
+) -> Result<Option<DescriptorMapping>, StoreError> {
+    let sql = format!(
+        "SELECT {} FROM descriptor_mappings WHERE id = $1{}",
+        super::MAPPING_COLUMNS,
+        tx.for_update()
+    );
+    tx.query_opt(&sql, &[&id]).await
+}
+
 // ---- People ----------------------------------------------------------------------------
 
 impl FromRow for Person {

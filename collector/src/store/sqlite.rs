@@ -720,17 +720,6 @@ fn enroll_in(
     Ok(id)
 }
 
-fn read_mapping(r: &rusqlite::Row<'_>) -> rusqlite::Result<DescriptorMapping> {
-    Ok(DescriptorMapping {
-        id: r.get(0)?,
-        descriptor: r.get(1)?,
-        product: r.get(2)?,
-        actor: r.get(3)?,
-        created_at: r.get(4)?,
-        note: r.get(5)?,
-    })
-}
-
 /// Every mapping by normalised descriptor: `(id, product)`, read in the import's transaction.
 fn sqlite_mapping_keys(
     tx: &rusqlite::Transaction<'_>,
@@ -1932,17 +1921,7 @@ impl Store for SqliteStore {
     ) -> Result<Option<(DescriptorMapping, u64)>, StoreError> {
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let Some(before) = tx
-                .query_row(
-                    &format!(
-                        "SELECT {} FROM descriptor_mappings WHERE id = ?1",
-                        super::MAPPING_COLUMNS
-                    ),
-                    [id],
-                    read_mapping,
-                )
-                .optional()?
-            else {
+            let Some(before) = ready(queries::mapping_for_update(&*tx, id))? else {
                 return Ok(None);
             };
             let restored = tx.execute(
