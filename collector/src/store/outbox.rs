@@ -1,6 +1,6 @@
 //! The alerts outbox (migration 0008): its statements, written once in PostgreSQL's dialect
 //! and translated for SQLite by [`rollup::sqlite`], and the few lines of glue each driver
-//! needs to run them. Events are written by [`emit`] inside the
+//! needs to run them. Events are written by `emit` inside the
 //! transaction of the change that caused them, with one pending delivery per active channel
 //! that takes their type; deliveries are claimed with a lease (`FOR UPDATE SKIP LOCKED` on
 //! PostgreSQL, the writer lock on SQLite), so with several collectors each is sent by one.
@@ -274,7 +274,7 @@ pub fn sqlite_host(tx: &rusqlite::Connection, device: i64) -> Result<String, Sto
     Ok(host.unwrap_or_default())
 }
 
-/// [`emit`] on a SQLite connection, which completes at once.
+/// `emit` on a SQLite connection, which completes at once.
 pub fn sqlite_emit(
     tx: &rusqlite::Connection,
     events: &[NewEvent],
