@@ -1760,18 +1760,8 @@ impl Store for PgStore {
         kind: &'static str,
         id: String,
     ) -> Result<Option<ScimResource>, StoreError> {
-        let row = self
-            .client()
-            .await?
-            .query_opt(
-                "SELECT id, resource, version, created_at, modified_at FROM scim_resources
-                 WHERE kind = $1 AND id = $2",
-                &[&kind, &id],
-            )
-            .await?;
-        let ids = self.identities.get().cloned();
-        row.map(|r| scim_row(kind, &r).and_then(|r| super::open_scim(ids.as_deref(), r)))
-            .transpose()
+        let row = queries::scim_get(&self.client().await?, kind, &id).await?;
+        row.map(|r| super::open_scim(self.identities.get().map(|i| &**i), r)).transpose()
     }
 
     async fn scim_list(
@@ -1784,25 +1774,11 @@ impl Store for PgStore {
         let ids = self.identities.get().cloned();
         let name = super::scim_name(ids.as_deref(), name);
         let client = self.client().await?;
-        let total: i64 = client
-            .query_one(
-                "SELECT COUNT(*) FROM scim_resources
-                 WHERE kind = $1 AND ($2::text IS NULL OR name = $2)",
-                &[&kind, &name],
-            )
-            .await?
-            .try_get(0)?;
-        let rows = client
-            .query(
-                "SELECT id, resource, version, created_at, modified_at FROM scim_resources
-                 WHERE kind = $1 AND ($2::text IS NULL OR name = $2)
-                 ORDER BY created_at, id LIMIT $3 OFFSET $4",
-                &[&kind, &name, &limit, &offset],
-            )
-            .await?;
-        let page = rows
-            .iter()
-            .map(|r| scim_row(kind, r).and_then(|r| super::open_scim(ids.as_deref(), r)))
+        let (total, page) =
+            queries::scim_list(&client, kind, name.as_deref(), offset, limit).await?;
+        let page = page
+            .into_iter()
+            .map(|r| super::open_scim(ids.as_deref(), r))
             .collect::<Result<_, _>>()?;
         Ok((total, page))
     }
@@ -2290,15 +2266,4 @@ impl Store for PgStore {
             .await?;
         Ok(n == 1)
     }
-}
-
-fn scim_row(kind: &'static str, r: &Row) -> Result<ScimResource, StoreError> {
-    Ok(ScimResource {
-        kind,
-        id: r.try_get(0)?,
-        resource: r.try_get(1)?,
-        version: r.try_get(2)?,
-        created_at: r.try_get(3)?,
-        modified_at: r.try_get(4)?,
-    })
 }

@@ -10,7 +10,8 @@ use super::{AuditFn, CredentialHash, StoreError, credential_hash, outbox, role, 
 use crate::alerts::event;
 use crate::model::{
     AuditEntry, AuditFilter, AuditRecord, DeliveryRow, DescriptorMapping, Device, DeviceSighting,
-    DeviceSummary, Health, ImportRun, Person, ProcessSighting, Review, Session, StoredEvent, Token,
+    DeviceSummary, Health, ImportRun, Person, ProcessSighting, Review, ScimResource, Session,
+    StoredEvent, Token,
 };
 
 // ---- Audit log -------------------------------------------------------------------------
@@ -724,4 +725,72 @@ pub(crate) async fn channel_events(
     to: i64,
 ) -> Result<Vec<StoredEvent>, StoreError> {
     c.query(outbox::EVENTS_OF, &[&channel, &state, &from, &to]).await
+}
+
+// ---- SCIM resources --------------------------------------------------------------------
+
+/// A stored SCIM resource; its kind is the one the caller asked for ([`ScimRow::of`]).
+struct ScimRow(ScimResource);
+
+impl ScimRow {
+    fn of(self, kind: &'static str) -> ScimResource {
+        ScimResource { kind, ..self.0 }
+    }
+}
+
+impl FromRow for ScimRow {
+    fn from_row(r: &impl Row) -> Result<Self, StoreError> {
+        Ok(ScimRow(ScimResource {
+            kind: "",
+            id: r.get("id")?,
+            resource: r.get("resource")?,
+            version: r.get("version")?,
+            created_at: r.get("created_at")?,
+            modified_at: r.get("modified_at")?,
+        }))
+    }
+}
+
+/// [`super::Store::scim_get`], as stored (the caller opens sealed names).
+pub(crate) async fn scim_get(
+    c: &impl Conn,
+    kind: &'static str,
+    id: &str,
+) -> Result<Option<ScimResource>, StoreError> {
+    let row: Option<ScimRow> = c
+        .query_opt(
+            "SELECT id, resource, version, created_at, modified_at FROM scim_resources
+             WHERE kind = $1 AND id = $2",
+            &[&kind, &id],
+        )
+        .await?;
+    Ok(row.map(|r| r.of(kind)))
+}
+
+/// [`super::Store::scim_list`]: the number of matches and one page, as stored (the caller
+/// opens sealed names).
+pub(crate) async fn scim_list(
+    c: &impl Conn,
+    kind: &'static str,
+    name: Option<&str>,
+    offset: i64,
+    limit: i64,
+) -> Result<(i64, Vec<ScimResource>), StoreError> {
+    let total: Option<One<i64>> = c
+        .query_opt(
+            "SELECT COUNT(*) FROM scim_resources
+             WHERE kind = $1 AND ($2::text IS NULL OR name = $2)",
+            &[&kind, &name],
+        )
+        .await?;
+    let rows: Vec<ScimRow> = c
+        .query(
+            "SELECT id, resource, version, created_at, modified_at FROM scim_resources
+             WHERE kind = $1 AND ($2::text IS NULL OR name = $2)
+             ORDER BY created_at, id LIMIT $3 OFFSET $4",
+            &[&kind, &name, &limit, &offset],
+        )
+        .await?;
+    let page = rows.into_iter().map(|r| r.of(kind)).collect();
+    Ok((total.map_or(0, |One(n)| n), page))
 }

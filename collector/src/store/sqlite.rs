@@ -2046,18 +2046,8 @@ impl Store for SqliteStore {
         kind: &'static str,
         id: String,
     ) -> Result<Option<ScimResource>, StoreError> {
-        self.with(move |c| {
-            Ok(c.query_row(
-                "SELECT id, resource, version, created_at, modified_at FROM scim_resources
-                 WHERE kind = ?1 AND id = ?2",
-                params![kind, id],
-                |r| scim_row(kind, r),
-            )
-            .optional()?)
-        })
-        .await?
-        .map(|r| super::open_scim(self.identities.get().map(|i| &**i), r))
-        .transpose()
+        let row = self.read(move |c| ready(queries::scim_get(c, kind, &id))).await?;
+        row.map(|r| super::open_scim(self.identities.get().map(|i| &**i), r)).transpose()
     }
 
     async fn scim_list(
@@ -2069,22 +2059,8 @@ impl Store for SqliteStore {
     ) -> Result<(i64, Vec<ScimResource>), StoreError> {
         let ids = self.identities.get().cloned();
         let name = super::scim_name(ids.as_deref(), name);
-        let (total, page): (i64, Vec<ScimResource>) = self
-            .with(move |c| {
-                let total: i64 = c.query_row(
-                "SELECT COUNT(*) FROM scim_resources WHERE kind = ?1 AND (?2 IS NULL OR name = ?2)",
-                params![kind, name],
-                |r| r.get(0),
-            )?;
-                let mut stmt = c.prepare(
-                    "SELECT id, resource, version, created_at, modified_at FROM scim_resources
-                 WHERE kind = ?1 AND (?2 IS NULL OR name = ?2)
-                 ORDER BY created_at, id LIMIT ?3 OFFSET ?4",
-                )?;
-                let rows =
-                    stmt.query_map(params![kind, name, limit, offset], |r| scim_row(kind, r))?;
-                Ok((total, rows.collect::<Result<_, _>>()?))
-            })
+        let (total, page) = self
+            .read(move |c| ready(queries::scim_list(c, kind, name.as_deref(), offset, limit)))
             .await?;
         let page = page
             .into_iter()
@@ -2506,17 +2482,6 @@ impl Store for SqliteStore {
         })
         .await
     }
-}
-
-fn scim_row(kind: &'static str, r: &rusqlite::Row<'_>) -> rusqlite::Result<ScimResource> {
-    Ok(ScimResource {
-        kind,
-        id: r.get(0)?,
-        resource: r.get(1)?,
-        version: r.get(2)?,
-        created_at: r.get(3)?,
-        modified_at: r.get(4)?,
-    })
 }
 
 #[cfg(test)]
