@@ -50,8 +50,10 @@ pub mod files;
 pub mod outbox;
 pub mod postgres;
 pub mod postgres_tls;
+mod queries;
 pub mod retention;
 pub mod rollup;
+mod sql;
 pub mod sqlite;
 
 /// A SHA-256 hash of a credential (node key or API token).
@@ -456,7 +458,7 @@ pub(crate) const OVERLAY_INSERT: &str =
 /// [`Store::process_sightings`], in both dialects (`$n` placeholders).
 pub(crate) const PROCESS_SIGHTINGS: &str =
     "SELECT d.host_id, d.hostname, d.owner_email, s.product, s.kind, s.value, s.process,
-            MIN(s.first_seen), MAX(s.last_seen), SUM(s.count)
+            MIN(s.first_seen) AS first_seen, MAX(s.last_seen) AS last_seen, SUM(s.count) AS count
      FROM sightings s JOIN devices d ON d.id = s.device_id
      WHERE s.product = $1 AND s.kind IN ('dns', 'tls_sni', 'quic_sni')
      GROUP BY d.id, d.host_id, d.hostname, d.owner_email, s.product, s.kind, s.value, s.process

@@ -1,6 +1,6 @@
 //! The alerts outbox (migration 0008): its statements, written once in PostgreSQL's dialect
 //! and translated for SQLite by [`rollup::sqlite`], and the few lines of glue each driver
-//! needs to run them. Events are written by [`sqlite_emit`] / [`pg_emit`] inside the
+//! needs to run them. Events are written by `emit` inside the
 //! transaction of the change that caused them, with one pending delivery per active channel
 //! that takes their type; deliveries are claimed with a lease (`FOR UPDATE SKIP LOCKED` on
 //! PostgreSQL, the writer lock on SQLite), so with several collectors each is sent by one.
@@ -9,6 +9,7 @@ use std::sync::LazyLock;
 
 use rusqlite::{OptionalExtension, params};
 
+use super::sql::{FromRow, Row};
 use super::{StoreError, rollup};
 use crate::model::{
     Admit, AdmitRule, Attempt, ChannelRow, Claimed, DeliveryRow, NewEvent, StoredEvent,
@@ -186,6 +187,60 @@ pub fn events_text(row: &ChannelRow) -> String {
     row.events.join(",")
 }
 
+/// Writes `events` (each once by id) with their pending deliveries, inside the transaction
+/// of the change that caused them; says how many were new.
+pub(crate) async fn emit(
+    tx: &impl super::sql::Conn,
+    events: &[NewEvent],
+    now: i64,
+) -> Result<u64, StoreError> {
+    let mut new = 0;
+    for e in events {
+        let seq: Option<super::sql::One<i64>> = tx
+            .query_opt(EVENT_INSERT, &[&e.id, &e.kind, &e.occurred_at, &e.product, &e.subject])
+            .await?;
+        if let Some(super::sql::One(seq)) = seq {
+            tx.execute(FAN_OUT, &[&seq, &now, &e.kind, &e.to_channel]).await?;
+            new += 1;
+        }
+    }
+    Ok(new)
+}
+
+impl FromRow for StoredEvent {
+    fn from_row(r: &impl Row) -> Result<Self, StoreError> {
+        Ok(StoredEvent {
+            seq: r.get("seq")?,
+            event: NewEvent {
+                id: r.get("id")?,
+                kind: r.get("type")?,
+                occurred_at: r.get("occurred_at")?,
+                product: r.get("product")?,
+                subject: r.get("subject")?,
+                to_channel: String::new(),
+            },
+        })
+    }
+}
+
+impl FromRow for DeliveryRow {
+    fn from_row(r: &impl Row) -> Result<Self, StoreError> {
+        Ok(DeliveryRow {
+            channel: r.get("channel")?,
+            event_id: r.get("id")?,
+            kind: r.get("type")?,
+            product: r.get("product")?,
+            occurred_at: r.get("occurred_at")?,
+            state: r.get("state")?,
+            attempts: r.get("attempts")?,
+            last_status: r.get("last_status")?,
+            last_error: r.get("last_error")?,
+            done_at: r.get("done_at")?,
+            next_at: r.get("next_at")?,
+        })
+    }
+}
+
 // ---- SQLite ----------------------------------------------------------------------------
 
 /// Products of `products` not known before, inserted into the known products now.
@@ -219,29 +274,13 @@ pub fn sqlite_host(tx: &rusqlite::Connection, device: i64) -> Result<String, Sto
     Ok(host.unwrap_or_default())
 }
 
-/// Writes `events` (each once by id) with their pending deliveries; says how many were new.
+/// `emit` on a SQLite connection, which completes at once.
 pub fn sqlite_emit(
     tx: &rusqlite::Connection,
     events: &[NewEvent],
     now: i64,
 ) -> Result<u64, StoreError> {
-    let mut new = 0;
-    for e in events {
-        let seq: Option<i64> = tx
-            .prepare_cached(&rollup::sqlite(EVENT_INSERT))?
-            .query_row(params![e.id, e.kind, e.occurred_at, e.product, e.subject], |r| r.get(0))
-            .optional()?;
-        if let Some(seq) = seq {
-            tx.prepare_cached(&rollup::sqlite(FAN_OUT))?.execute(params![
-                seq,
-                now,
-                e.kind,
-                e.to_channel
-            ])?;
-            new += 1;
-        }
-    }
-    Ok(new)
+    super::sql::ready(emit(tx, events, now))
 }
 
 /// Reads an event row (seq, id, type, occurred_at, product, subject).
@@ -331,23 +370,6 @@ pub fn sqlite_admit(
     Ok(answers)
 }
 
-/// Reads a [`LIST`] row.
-pub fn sqlite_delivery(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryRow> {
-    Ok(DeliveryRow {
-        channel: r.get(0)?,
-        event_id: r.get(1)?,
-        kind: r.get(2)?,
-        product: r.get(3)?,
-        occurred_at: r.get(4)?,
-        state: r.get(5)?,
-        attempts: r.get(6)?,
-        last_status: r.get(7)?,
-        last_error: r.get(8)?,
-        done_at: r.get(9)?,
-        next_at: r.get(10)?,
-    })
-}
-
 // ---- PostgreSQL ------------------------------------------------------------------------
 
 /// Products of `products` not known before, inserted into the known products now.
@@ -384,45 +406,6 @@ pub async fn pg_host(
     Ok(match row {
         Some(r) => r.try_get(0)?,
         None => String::new(),
-    })
-}
-
-/// Writes `events` (each once by id) with their pending deliveries; says how many were new.
-pub async fn pg_emit(
-    tx: &deadpool_postgres::Transaction<'_>,
-    events: &[NewEvent],
-    now: i64,
-) -> Result<u64, StoreError> {
-    let mut new = 0;
-    for e in events {
-        let row = tx
-            .query_opt(
-                &tx.prepare_cached(EVENT_INSERT).await?,
-                &[&e.id, &e.kind, &e.occurred_at, &e.product, &e.subject],
-            )
-            .await?;
-        if let Some(row) = row {
-            let seq: i64 = row.try_get(0)?;
-            tx.execute(&tx.prepare_cached(FAN_OUT).await?, &[&seq, &now, &e.kind, &e.to_channel])
-                .await?;
-            new += 1;
-        }
-    }
-    Ok(new)
-}
-
-/// Reads an event row (seq, id, type, occurred_at, product, subject).
-pub fn pg_event(r: &tokio_postgres::Row) -> Result<StoredEvent, StoreError> {
-    Ok(StoredEvent {
-        seq: r.try_get(0)?,
-        event: NewEvent {
-            id: r.try_get(1)?,
-            kind: r.try_get(2)?,
-            occurred_at: r.try_get(3)?,
-            product: r.try_get(4)?,
-            subject: r.try_get(5)?,
-            to_channel: String::new(),
-        },
     })
 }
 
@@ -479,21 +462,4 @@ pub async fn pg_admit(
     }
     tx.commit().await?;
     Ok(answers)
-}
-
-/// Reads a [`LIST`] row.
-pub fn pg_delivery(r: &tokio_postgres::Row) -> Result<DeliveryRow, StoreError> {
-    Ok(DeliveryRow {
-        channel: r.try_get(0)?,
-        event_id: r.try_get(1)?,
-        kind: r.try_get(2)?,
-        product: r.try_get(3)?,
-        occurred_at: r.try_get(4)?,
-        state: r.try_get(5)?,
-        attempts: r.try_get(6)?,
-        last_status: r.try_get(7)?,
-        last_error: r.try_get(8)?,
-        done_at: r.try_get(9)?,
-        next_at: r.try_get(10)?,
-    })
 }

@@ -16,13 +16,15 @@ use std::collections::HashMap;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::Row;
+
+use super::sql::FromRow;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 
 use super::{
     AuditFn, CredentialHash, Migration, PRODUCT_DEVICES_LIMIT, PRODUCT_VALUES_LIMIT, PeopleUsage,
-    ReenrollStep, Store, StoreError, audit_query_sql, credential_hash, outbox, role, rollup,
+    ReenrollStep, Store, StoreError, outbox, queries, rollup,
 };
 use crate::alerts::event;
 use crate::model::{
@@ -82,6 +84,9 @@ pub struct PgStore {
     identities: super::IdentitySlot,
 }
 
+/// The work [`PgStore::write`] runs in its transaction.
+type Work<'t, T> = std::pin::Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 't>>;
+
 fn pool_error(e: impl std::fmt::Display) -> StoreError {
     StoreError::Pool(e.to_string())
 }
@@ -111,6 +116,18 @@ impl PgStore {
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(pool_error)
+    }
+
+    /// Runs `f` in a transaction, committed when `f` succeeds.
+    async fn write<T>(
+        &self,
+        f: impl for<'t> FnOnce(&'t deadpool_postgres::Transaction<'t>) -> Work<'t, T>,
+    ) -> Result<T, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let out = f(&tx).await?;
+        tx.commit().await?;
+        Ok(out)
     }
 
     /// Applies the identity key to what a write carries ([`crate::identity::Protect`]) and
@@ -209,130 +226,6 @@ async fn migrate(
     result
 }
 
-fn read_token(r: &Row) -> Result<Token, StoreError> {
-    let role_name: String = r.try_get(1)?;
-    Ok(Token {
-        name: r.try_get(0)?,
-        role: role("api_tokens", &role_name)?,
-        created_at: r.try_get(2)?,
-        revoked_at: r.try_get(3)?,
-    })
-}
-
-fn read_review(r: &Row) -> Result<Review, StoreError> {
-    Ok(Review {
-        product: r.try_get(0)?,
-        status: r.try_get(1)?,
-        note: r.try_get(2)?,
-        reviewed_by: r.try_get(3)?,
-        reviewed_at: r.try_get(4)?,
-        business_owner: r.try_get(5)?,
-        alternative: r.try_get(6)?,
-        renewal: r.try_get(7)?,
-    })
-}
-
-/// A device and its last heartbeat, as [`read_device`] reads them; the caller adds its
-/// `WHERE` or `ORDER BY`.
-const DEVICE_SELECT: &str = "SELECT d.host_id, d.hostname, d.os, d.os_version, d.agent_version,
-        d.owner_email, d.enrolled_at, d.last_contact, d.dropped_sightings,
-        d.evicted_sightings, h.received_at, h.agent_version, h.catalog_version,
-        h.interfaces_json, h.packets, h.drops, h.spool_depth, h.evictions, h.last_scan,
-        d.duplicate_of
-    FROM devices d LEFT JOIN heartbeats h ON h.device_id = d.id";
-
-/// Reads a row of [`DEVICE_SELECT`].
-fn read_device(r: &Row) -> Result<DeviceSummary, StoreError> {
-    let received_at: Option<i64> = r.try_get(10)?;
-    let health = match received_at {
-        None => None,
-        Some(received_at) => Some(Health {
-            received_at,
-            agent_version: r.try_get(11)?,
-            catalog_version: r.try_get(12)?,
-            interfaces_json: r.try_get(13)?,
-            packets: r.try_get(14)?,
-            drops: r.try_get(15)?,
-            spool_depth: r.try_get(16)?,
-            evictions: r.try_get(17)?,
-            last_scan: r.try_get(18)?,
-        }),
-    };
-    Ok(DeviceSummary {
-        device: Device {
-            host_id: r.try_get(0)?,
-            hostname: r.try_get(1)?,
-            os: r.try_get(2)?,
-            os_version: r.try_get(3)?,
-            agent_version: r.try_get(4)?,
-            owner_email: r.try_get(5)?,
-        },
-        enrolled_at: r.try_get(6)?,
-        last_contact: r.try_get(7)?,
-        dropped_sightings: r.try_get(8)?,
-        evicted_sightings: r.try_get(9)?,
-        health,
-        duplicate_of: r.try_get(19)?,
-    })
-}
-
-/// Reads a (host id, hostname, os, owner, product, kind, value, first seen, last seen, count)
-/// row.
-fn read_device_sighting(r: &Row) -> Result<DeviceSighting, StoreError> {
-    Ok(DeviceSighting {
-        host_id: r.try_get(0)?,
-        hostname: r.try_get(1)?,
-        os: r.try_get(2)?,
-        owner_email: r.try_get(3)?,
-        product: r.try_get(4)?,
-        kind: r.try_get(5)?,
-        value: r.try_get(6)?,
-        first_seen: r.try_get(7)?,
-        last_seen: r.try_get(8)?,
-        count: r.try_get(9)?,
-    })
-}
-
-/// Reads an (id, at, actor, action, subject, before, after) row of the audit log.
-fn read_audit(r: &Row) -> Result<AuditEntry, StoreError> {
-    Ok(AuditEntry {
-        id: r.try_get(0)?,
-        record: AuditRecord {
-            at: r.try_get(1)?,
-            actor: r.try_get(2)?,
-            action: r.try_get(3)?,
-            subject: r.try_get(4)?,
-            before: r.try_get(5)?,
-            after: r.try_get(6)?,
-        },
-    })
-}
-
-/// A session that is still valid at `$2`: its absolute expiry is later, and the token it
-/// signed in with (if any) exists and is not revoked. Idle expiry is the caller's to judge
-/// from `last_seen`.
-const SESSION_SELECT: &str = "SELECT s.actor, s.role, s.method, s.token, s.csrf, s.created_at,
-        s.last_seen, s.expires_at
-    FROM console_sessions s
-    WHERE s.session_hash = $1 AND s.expires_at > $2
-      AND (s.token IS NULL OR EXISTS (SELECT 1 FROM api_tokens t
-                                      WHERE t.name = s.token AND t.revoked_at IS NULL))";
-
-/// Reads a row of [`SESSION_SELECT`].
-fn read_session(r: &Row) -> Result<Session, StoreError> {
-    let role_name: String = r.try_get(1)?;
-    Ok(Session {
-        actor: r.try_get(0)?,
-        role: role("console_sessions", &role_name)?,
-        method: r.try_get(2)?,
-        token: r.try_get(3)?,
-        csrf: r.try_get(4)?,
-        created_at: r.try_get(5)?,
-        last_seen: r.try_get(6)?,
-        expires_at: r.try_get(7)?,
-    })
-}
-
 /// The advisory lock class of enrollments ("enro" in ASCII); the key is the host id's hash.
 const ENROLL_LOCK: i32 = 0x656e_726f;
 
@@ -384,45 +277,6 @@ async fn enroll_in(
     )
     .await?;
     Ok(id)
-}
-
-/// Appends one audit record outside a transaction (a statement is its own).
-async fn append_audit_now(
-    client: &deadpool_postgres::Client,
-    a: &AuditRecord,
-) -> Result<(), StoreError> {
-    client
-        .execute(
-            "INSERT INTO audit_log (at, actor, action, subject, before_json, after_json)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-            &[&a.at, &a.actor, &a.action, &a.subject, &a.before, &a.after],
-        )
-        .await?;
-    Ok(())
-}
-
-fn read_mapping(r: &Row) -> Result<DescriptorMapping, StoreError> {
-    Ok(DescriptorMapping {
-        id: r.try_get(0)?,
-        descriptor: r.try_get(1)?,
-        product: r.try_get(2)?,
-        actor: r.try_get(3)?,
-        created_at: r.try_get(4)?,
-        note: r.try_get(5)?,
-    })
-}
-
-async fn append_audit(
-    tx: &deadpool_postgres::Transaction<'_>,
-    a: &AuditRecord,
-) -> Result<(), StoreError> {
-    tx.execute(
-        "INSERT INTO audit_log (at, actor, action, subject, before_json, after_json)
-         VALUES ($1, $2, $3, $4, $5, $6)",
-        &[&a.at, &a.actor, &a.action, &a.subject, &a.before, &a.after],
-    )
-    .await?;
-    Ok(())
 }
 
 /// The usage filter as SQL: every parameter may be NULL, meaning "no filter".
@@ -593,7 +447,7 @@ async fn batch_events(
         return Ok(());
     }
     let host = outbox::pg_host(tx, device.0).await?;
-    outbox::pg_emit(tx, &event::for_batch(&host, &products, &new, &blocked), now).await?;
+    outbox::emit(tx, &event::for_batch(&host, &products, &new, &blocked), now).await?;
     Ok(())
 }
 
@@ -616,7 +470,7 @@ async fn expense_events(
             None => l.candidate,
         })
         .collect();
-    outbox::pg_emit(tx, &event::for_expenses(&relevant, &new, &blocked), now).await?;
+    outbox::emit(tx, &event::for_expenses(&relevant, &new, &blocked), now).await?;
     Ok(())
 }
 
@@ -629,7 +483,7 @@ async fn gateway_events(
     let all: Vec<&GatewaySpend> = rows.iter().collect();
     let names = event::products_of(all.iter().map(|g| g.product.as_deref()));
     let new = outbox::pg_known(tx, &names, now, "gateway").await?;
-    outbox::pg_emit(tx, &event::for_gateway(&all, &new), now).await?;
+    outbox::emit(tx, &event::for_gateway(&all, &new), now).await?;
     Ok(())
 }
 
@@ -783,10 +637,6 @@ async fn query(
     Ok(tx.query(read.sql, &refs).await?)
 }
 
-/// The columns [`read_review`] reads.
-const REVIEW_COLUMNS: &str =
-    "product, status, note, reviewed_by, reviewed_at, business_owner, alternative, renewal";
-
 impl Store for PgStore {
     fn backend(&self) -> &'static str {
         "postgres"
@@ -844,7 +694,7 @@ impl Store for PgStore {
             .map(|r| r.try_get(0))
             .transpose()?;
         if sealed.is_some() {
-            append_audit(&tx, &audit).await?;
+            queries::append_audit(&tx, &audit).await?;
             tx.commit().await?;
         }
         Ok(sealed)
@@ -924,10 +774,10 @@ impl Store for PgStore {
         };
         let audit = super::reenroll_audit(&a, step, duplicate.as_deref());
         if let Some(audit) = &audit {
-            append_audit(&tx, audit).await?;
+            queries::append_audit(&tx, audit).await?;
         }
         if let Some(event) = super::takeover_event(&a, step) {
-            outbox::pg_emit(&tx, &[event], a.now).await?;
+            outbox::emit(&tx, &[event], a.now).await?;
         }
         let outcome = match step {
             ReenrollStep::Admit(how) => {
@@ -977,7 +827,7 @@ impl Store for PgStore {
             &[&host_id, &actor, &now],
         )
         .await?;
-        append_audit(&tx, &super::approve_audit(&host_id, &actor, now)).await?;
+        queries::append_audit(&tx, &super::approve_audit(&host_id, &actor, now)).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1071,7 +921,7 @@ impl Store for PgStore {
                 tx.execute(&postgres_sql(super::FORGET_SQL), &[pseudonym]).await?;
             }
         }
-        append_audit(&tx, &erase::audit(&t.email, &actor, &reason, &rows, now)).await?;
+        queries::append_audit(&tx, &erase::audit(&t.email, &actor, &reason, &rows, now)).await?;
         tx.batch_execute(super::BUMP_SPEND).await?;
         tx.batch_execute(super::BUMP_DEVICES).await?;
         tx.batch_execute(super::BUMP_USAGE).await?;
@@ -1122,7 +972,7 @@ impl Store for PgStore {
             outcome.rows.push((kind, cutoff, n));
         }
         if !dry_run && outcome.total() > 0 {
-            append_audit_now(&client, &retention::audit(&outcome, super::now())).await?;
+            queries::append_audit(&client, &retention::audit(&outcome, super::now())).await?;
         }
         Ok(outcome)
     }
@@ -1317,9 +1167,7 @@ impl Store for PgStore {
     }
 
     async fn devices(&self) -> Result<Vec<DeviceSummary>, StoreError> {
-        let client = self.client().await?;
-        let rows = client.query(&format!("{DEVICE_SELECT} ORDER BY d.host_id"), &[]).await?;
-        rows.iter().map(read_device).collect()
+        queries::devices(&self.client().await?).await
     }
 
     async fn usage(
@@ -1374,14 +1222,7 @@ impl Store for PgStore {
     }
 
     async fn product_people(&self, product: String) -> Result<Vec<String>, StoreError> {
-        let client = self.client().await?;
-        let rows = client
-            .query(
-                &client.prepare_cached(super::PRODUCT_PEOPLE).await?,
-                &[&product, &super::PRODUCT_PEOPLE_LIMIT],
-            )
-            .await?;
-        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+        queries::product_people(&self.client().await?, &product).await
     }
 
     async fn product_devices(&self, product: String) -> Result<Vec<DeviceUsage>, StoreError> {
@@ -1436,8 +1277,9 @@ impl Store for PgStore {
              FROM devices d LEFT JOIN heartbeats h ON h.device_id = d.id"
         );
         let page_sql = format!(
-            "{DEVICE_SELECT} WHERE {filter}
-             ORDER BY {hb} >= $1, {hb}, d.hostname COLLATE \"C\" LIMIT $4 OFFSET $5"
+            "{} WHERE {filter}
+             ORDER BY {hb} >= $1, {hb}, d.hostname COLLATE \"C\" LIMIT $4 OFFSET $5",
+            queries::DEVICE_SELECT
         );
         let count_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
             [&q.stale_before, &q.search, &q.only_stale];
@@ -1450,7 +1292,7 @@ impl Store for PgStore {
             total: counts.try_get(0)?,
             stale: counts.try_get(1)?,
             matched: counts.try_get(2)?,
-            devices: rows.iter().map(read_device).collect::<Result<_, _>>()?,
+            devices: rows.iter().map(DeviceSummary::from_row).collect::<Result<_, _>>()?,
         })
     }
 
@@ -1517,22 +1359,11 @@ impl Store for PgStore {
     }
 
     async fn reviews(&self) -> Result<Vec<Review>, StoreError> {
-        let client = self.client().await?;
-        let rows = client
-            .query(&format!("SELECT {REVIEW_COLUMNS} FROM reviews ORDER BY product"), &[])
-            .await?;
-        rows.iter().map(read_review).collect()
+        queries::reviews(&self.client().await?).await
     }
 
     async fn review(&self, product: String) -> Result<Option<Review>, StoreError> {
-        let client = self.client().await?;
-        let row = client
-            .query_opt(
-                &format!("SELECT {REVIEW_COLUMNS} FROM reviews WHERE product = $1"),
-                &[&product],
-            )
-            .await?;
-        row.as_ref().map(read_review).transpose()
+        queries::review(&self.client().await?, &product).await
     }
 
     async fn set_review(
@@ -1540,43 +1371,8 @@ impl Store for PgStore {
         review: Review,
         audit: AuditFn<Review>,
     ) -> Result<Option<Review>, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        // Lock the product's review row (or, for a first review, serialise on the insert) so
-        // that the audit's "before" is the state this change replaced.
-        let row = tx
-            .query_opt(
-                &format!("SELECT {REVIEW_COLUMNS} FROM reviews WHERE product = $1 FOR UPDATE"),
-                &[&review.product],
-            )
-            .await?;
-        let before = row.as_ref().map(read_review).transpose()?;
-        tx.execute(
-            &format!(
-                "INSERT INTO reviews ({REVIEW_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                 ON CONFLICT (product) DO UPDATE SET status = excluded.status,
-                    note = excluded.note, reviewed_by = excluded.reviewed_by,
-                    reviewed_at = excluded.reviewed_at,
-                    business_owner = excluded.business_owner,
-                    alternative = excluded.alternative, renewal = excluded.renewal"
-            ),
-            &[
-                &review.product,
-                &review.status,
-                &review.note,
-                &review.reviewed_by,
-                &review.reviewed_at,
-                &review.business_owner,
-                &review.alternative,
-                &review.renewal,
-            ],
-        )
-        .await?;
-        append_audit(&tx, &audit(before.as_ref())).await?;
-        outbox::pg_emit(&tx, &[event::for_review(before.as_ref(), &review)], review.reviewed_at)
-            .await?;
-        tx.commit().await?;
-        Ok(before)
+        self.write(|tx| Box::pin(async move { queries::set_review(tx, &review, audit).await }))
+            .await
     }
 
     async fn create_token(
@@ -1585,27 +1381,10 @@ impl Store for PgStore {
         hash: CredentialHash,
         audit: AuditRecord,
     ) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let inserted = tx
-            .execute(
-                "INSERT INTO api_tokens (name, role, token_hash, created_at, revoked_at)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING",
-                &[
-                    &token.name,
-                    &token.role.as_str(),
-                    &&hash[..],
-                    &token.created_at,
-                    &token.revoked_at,
-                ],
-            )
-            .await?;
-        if inserted == 0 {
-            return Err(StoreError::Exists { what: "token", name: token.name });
-        }
-        append_audit(&tx, &audit).await?;
-        tx.commit().await?;
-        Ok(())
+        self.write(|tx| {
+            Box::pin(async move { queries::create_token(tx, token, &hash, &audit).await })
+        })
+        .await
     }
 
     async fn revoke_token(
@@ -1614,41 +1393,16 @@ impl Store for PgStore {
         now: i64,
         audit: AuditFn<Token>,
     ) -> Result<Option<Token>, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let row = tx
-            .query_opt(
-                "SELECT name, role, created_at, revoked_at FROM api_tokens
-                 WHERE name = $1 AND revoked_at IS NULL FOR UPDATE",
-                &[&name],
-            )
-            .await?;
-        let Some(before) = row.as_ref().map(read_token).transpose()? else {
-            return Ok(None);
-        };
-        tx.execute("UPDATE api_tokens SET revoked_at = $2 WHERE name = $1", &[&name, &now]).await?;
-        append_audit(&tx, &audit(Some(&before))).await?;
-        tx.commit().await?;
-        Ok(Some(before))
+        self.write(|tx| Box::pin(async move { queries::revoke_token(tx, &name, now, audit).await }))
+            .await
     }
 
     async fn tokens(&self) -> Result<Vec<Token>, StoreError> {
-        let client = self.client().await?;
-        let rows = client
-            .query("SELECT name, role, created_at, revoked_at FROM api_tokens ORDER BY name", &[])
-            .await?;
-        rows.iter().map(read_token).collect()
+        queries::tokens(&self.client().await?).await
     }
 
     async fn token_by_hash(&self, hash: CredentialHash) -> Result<Option<Token>, StoreError> {
-        let client = self.client().await?;
-        let row = client
-            .query_opt(
-                "SELECT name, role, created_at, revoked_at FROM api_tokens WHERE token_hash = $1",
-                &[&&hash[..]],
-            )
-            .await?;
-        row.as_ref().map(read_token).transpose()
+        queries::token_by_hash(&self.client().await?, &hash).await
     }
 
     async fn add_expenses(
@@ -1747,18 +1501,7 @@ impl Store for PgStore {
     }
 
     async fn mappings(&self) -> Result<Vec<DescriptorMapping>, StoreError> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                &format!(
-                    "SELECT {} FROM descriptor_mappings ORDER BY descriptor COLLATE \"C\"",
-                    super::MAPPING_COLUMNS
-                ),
-                &[],
-            )
-            .await?;
-        rows.iter().map(read_mapping).collect()
+        queries::mappings(&self.client().await?).await
     }
 
     async fn add_mapping(
@@ -1810,7 +1553,7 @@ impl Store for PgStore {
         if resolved > 0 {
             tx.batch_execute(super::BUMP_SPEND).await?;
         }
-        append_audit(&tx, &audit).await?;
+        queries::append_audit(&tx, &audit).await?;
         // Its alert, in the same transaction (issue 17).
         let mapping = DescriptorMapping { id, ..mapping };
         let event = event::descriptor_taught(&mapping, resolved);
@@ -1827,17 +1570,7 @@ impl Store for PgStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MAPPING_LOCK]).await?;
-        let row = tx
-            .query_opt(
-                &format!(
-                    "SELECT {} FROM descriptor_mappings WHERE id = $1 FOR UPDATE",
-                    super::MAPPING_COLUMNS
-                ),
-                &[&id],
-            )
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let before = read_mapping(&row)?;
+        let Some(before) = queries::mapping_for_update(&tx, id).await? else { return Ok(None) };
         let restored = tx
             .execute(
                 "UPDATE expense_lines SET product = NULL, candidate = true, mapping_id = NULL
@@ -1849,7 +1582,7 @@ impl Store for PgStore {
         if restored > 0 {
             tx.batch_execute(super::BUMP_SPEND).await?;
         }
-        append_audit(&tx, &audit(Some(&before))).await?;
+        queries::append_audit(&tx, &audit(Some(&before))).await?;
         tx.commit().await?;
         Ok(Some((before, restored)))
     }
@@ -2027,12 +1760,7 @@ impl Store for PgStore {
     }
 
     async fn people_active(&self) -> Result<Vec<(String, bool)>, StoreError> {
-        let rows = self
-            .client()
-            .await?
-            .query("SELECT email, active FROM people ORDER BY email", &[])
-            .await?;
-        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+        queries::people_active(&self.client().await?).await
     }
 
     async fn scim_get(
@@ -2040,18 +1768,8 @@ impl Store for PgStore {
         kind: &'static str,
         id: String,
     ) -> Result<Option<ScimResource>, StoreError> {
-        let row = self
-            .client()
-            .await?
-            .query_opt(
-                "SELECT id, resource, version, created_at, modified_at FROM scim_resources
-                 WHERE kind = $1 AND id = $2",
-                &[&kind, &id],
-            )
-            .await?;
-        let ids = self.identities.get().cloned();
-        row.map(|r| scim_row(kind, &r).and_then(|r| super::open_scim(ids.as_deref(), r)))
-            .transpose()
+        let row = queries::scim_get(&self.client().await?, kind, &id).await?;
+        row.map(|r| super::open_scim(self.identities.get().map(|i| &**i), r)).transpose()
     }
 
     async fn scim_list(
@@ -2064,25 +1782,11 @@ impl Store for PgStore {
         let ids = self.identities.get().cloned();
         let name = super::scim_name(ids.as_deref(), name);
         let client = self.client().await?;
-        let total: i64 = client
-            .query_one(
-                "SELECT COUNT(*) FROM scim_resources
-                 WHERE kind = $1 AND ($2::text IS NULL OR name = $2)",
-                &[&kind, &name],
-            )
-            .await?
-            .try_get(0)?;
-        let rows = client
-            .query(
-                "SELECT id, resource, version, created_at, modified_at FROM scim_resources
-                 WHERE kind = $1 AND ($2::text IS NULL OR name = $2)
-                 ORDER BY created_at, id LIMIT $3 OFFSET $4",
-                &[&kind, &name, &limit, &offset],
-            )
-            .await?;
-        let page = rows
-            .iter()
-            .map(|r| scim_row(kind, r).and_then(|r| super::open_scim(ids.as_deref(), r)))
+        let (total, page) =
+            queries::scim_list(&client, kind, name.as_deref(), offset, limit).await?;
+        let page = page
+            .into_iter()
+            .map(|r| super::open_scim(ids.as_deref(), r))
             .collect::<Result<_, _>>()?;
         Ok((total, page))
     }
@@ -2138,7 +1842,7 @@ impl Store for PgStore {
             tx.execute(rollup::DEPARTMENTS_DIRTY, &[]).await?;
             tx.batch_execute(super::BUMP_SPEND).await?;
         }
-        append_audit(&tx, &write.audit).await?;
+        queries::append_audit(&tx, &write.audit).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -2157,7 +1861,7 @@ impl Store for PgStore {
             .execute("DELETE FROM scim_resources WHERE kind = $1 AND id = $2", &[&kind, &id])
             .await?;
         if n > 0 {
-            append_audit(&tx, &audit).await?;
+            queries::append_audit(&tx, &audit).await?;
         }
         if n > 0
             && let Some(email) = email
@@ -2170,21 +1874,7 @@ impl Store for PgStore {
     }
 
     async fn people(&self) -> Result<Vec<Person>, StoreError> {
-        let rows = self
-            .client()
-            .await?
-            .query("SELECT email, name, department, manager FROM people ORDER BY email", &[])
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Person {
-                    email: r.try_get(0)?,
-                    name: r.try_get(1)?,
-                    department: r.try_get(2)?,
-                    manager: r.try_get(3)?,
-                })
-            })
-            .collect()
+        queries::people(&self.client().await?).await
     }
 
     async fn owner_last_use(&self, products: Vec<String>) -> Result<Vec<OwnerUse>, StoreError> {
@@ -2219,27 +1909,11 @@ impl Store for PgStore {
         &self,
         since: Option<i64>,
     ) -> Result<Vec<DeviceSighting>, StoreError> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "SELECT d.host_id, d.hostname, d.os, d.owner_email, s.product, s.kind, s.value,
-                        MIN(s.first_seen), MAX(s.last_seen), SUM(s.count)::bigint
-                 FROM sightings s JOIN devices d ON d.id = s.device_id
-                 WHERE ($1::bigint IS NULL OR s.last_seen >= $1)
-                 GROUP BY d.id, s.product, s.kind, s.value
-                 ORDER BY d.host_id, s.product, s.kind, s.value",
-                &[&since],
-            )
-            .await?;
-        rows.iter().map(read_device_sighting).collect()
+        queries::device_sightings(&self.client().await?, since).await
     }
 
     async fn overlay(&self) -> Result<Option<(i64, String)>, StoreError> {
-        let client = self.client().await?;
-        let row =
-            client.query_opt(&client.prepare_cached(super::OVERLAY_LATEST).await?, &[]).await?;
-        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+        queries::overlay(&self.client().await?).await
     }
 
     async fn overlay_version(&self) -> Result<Option<i64>, StoreError> {
@@ -2255,55 +1929,18 @@ impl Store for PgStore {
         document: String,
         audit: AuditRecord,
     ) -> Result<bool, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let inserted = tx
-            .execute(super::OVERLAY_INSERT, &[&version, &document, &audit.actor, &audit.at])
-            .await?;
-        if inserted == 0 {
-            return Ok(false);
-        }
-        append_audit(&tx, &audit).await?;
-        tx.commit().await?;
-        Ok(true)
+        self.write(|tx| {
+            Box::pin(async move { queries::put_overlay(tx, version, &document, &audit).await })
+        })
+        .await
     }
 
     async fn process_sightings(&self, product: String) -> Result<Vec<ProcessSighting>, StoreError> {
-        let client = self.client().await?;
-        let rows = client
-            .query(
-                &client.prepare_cached(super::PROCESS_SIGHTINGS).await?,
-                &[&product, &super::PROCESS_SIGHTINGS_LIMIT],
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ProcessSighting {
-                    host_id: r.try_get(0)?,
-                    hostname: r.try_get(1)?,
-                    owner_email: r.try_get(2)?,
-                    product: r.try_get(3)?,
-                    kind: r.try_get(4)?,
-                    value: r.try_get(5)?,
-                    process: r.try_get(6)?,
-                    first_seen: r.try_get(7)?,
-                    last_seen: r.try_get(8)?,
-                    count: r.try_get(9)?,
-                })
-            })
-            .collect()
+        queries::process_sightings(&self.client().await?, &product).await
     }
 
     async fn audit(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
-        let client = self.client().await?;
-        let rows = client
-            .query(
-                "SELECT id, at, actor, action, subject, before_json, after_json FROM audit_log
-                 WHERE id > $1 ORDER BY id LIMIT $2",
-                &[&after, &limit],
-            )
-            .await?;
-        rows.iter().map(read_audit).collect()
+        queries::audit(&self.client().await?, after, limit).await
     }
 
     async fn create_session(
@@ -2312,60 +1949,18 @@ impl Store for PgStore {
         session: Session,
         audit: AuditRecord,
     ) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let inserted = tx
-            .execute(
-                &tx.prepare_cached(
-                    "INSERT INTO console_sessions (session_hash, actor, role, method, token, csrf,
-                        created_at, last_seen, expires_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                     ON CONFLICT (session_hash) DO NOTHING",
-                )
-                .await?,
-                &[
-                    &&hash[..],
-                    &session.actor,
-                    &session.role.as_str(),
-                    &session.method,
-                    &session.token,
-                    &session.csrf,
-                    &session.created_at,
-                    &session.last_seen,
-                    &session.expires_at,
-                ],
-            )
-            .await?;
-        if inserted == 0 {
-            return Err(StoreError::Exists { what: "session", name: session.actor });
-        }
-        append_audit(&tx, &audit).await?;
-        tx.commit().await?;
-        Ok(())
+        self.write(|tx| {
+            Box::pin(async move { queries::create_session(tx, &hash, session, &audit).await })
+        })
+        .await
     }
 
     async fn session(&self, hash: CredentialHash, now: i64) -> Result<Option<Session>, StoreError> {
-        let client = self.client().await?;
-        let row = client
-            .query_opt(&client.prepare_cached(SESSION_SELECT).await?, &[&&hash[..], &now])
-            .await?;
-        row.as_ref().map(read_session).transpose()
+        queries::session(&self.client().await?, &hash, now).await
     }
 
     async fn touch_session(&self, hash: CredentialHash, now: i64) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        client
-            .execute(
-                &client
-                    .prepare_cached(
-                        "UPDATE console_sessions SET last_seen = GREATEST(last_seen, $2)
-                         WHERE session_hash = $1",
-                    )
-                    .await?,
-                &[&&hash[..], &now],
-            )
-            .await?;
-        Ok(())
+        queries::touch_session(&self.client().await?, &hash, now).await
     }
 
     async fn end_session(
@@ -2373,68 +1968,22 @@ impl Store for PgStore {
         hash: CredentialHash,
         audit: Option<AuditRecord>,
     ) -> Result<bool, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let deleted = tx
-            .execute(
-                &tx.prepare_cached("DELETE FROM console_sessions WHERE session_hash = $1").await?,
-                &[&&hash[..]],
-            )
-            .await?;
-        if deleted == 0 {
-            return Ok(false);
-        }
-        if let Some(audit) = &audit {
-            append_audit(&tx, audit).await?;
-        }
-        tx.commit().await?;
-        Ok(true)
+        self.write(|tx| {
+            Box::pin(async move { queries::end_session(tx, &hash, audit.as_ref()).await })
+        })
+        .await
     }
 
     async fn purge_sessions(&self, now: i64, idle_before: i64) -> Result<u64, StoreError> {
-        let client = self.client().await?;
-        Ok(client
-            .execute(
-                &client
-                    .prepare_cached(
-                        "DELETE FROM console_sessions WHERE expires_at <= $1 OR last_seen < $2",
-                    )
-                    .await?,
-                &[&now, &idle_before],
-            )
-            .await?)
+        queries::purge_sessions(&self.client().await?, now, idle_before).await
     }
 
     async fn audit_query(&self, filter: AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
-        let (sql, args) = audit_query_sql(&filter, '$');
-        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = args
-            .iter()
-            .map(|a| -> &(dyn tokio_postgres::types::ToSql + Sync) {
-                match a {
-                    rollup::Arg::Text(t) => t,
-                    rollup::Arg::Int(i) => i,
-                }
-            })
-            .collect();
-        let client = self.client().await?;
-        let rows = client.query(&client.prepare_cached(&sql).await?, &refs).await?;
-        rows.iter().map(read_audit).collect()
+        queries::audit_query(&self.client().await?, &filter).await
     }
 
     async fn connector_cursor(&self, name: String) -> Result<Option<i64>, StoreError> {
-        let client = self.client().await?;
-        let row = client
-            .query_opt(
-                &client
-                    .prepare_cached("SELECT cursor_at FROM connector_cursors WHERE name = $1")
-                    .await?,
-                &[&name],
-            )
-            .await?;
-        Ok(match row {
-            Some(r) => Some(r.try_get(0)?),
-            None => None,
-        })
+        queries::connector_cursor(&self.client().await?, &name).await
     }
 
     async fn set_connector_cursor(
@@ -2443,118 +1992,23 @@ impl Store for PgStore {
         cursor_at: i64,
         now: i64,
     ) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        client
-            .execute(
-                &client
-                    .prepare_cached(
-                        "INSERT INTO connector_cursors (name, cursor_at, updated_at)
-                         VALUES ($1, $2, $3)
-                         ON CONFLICT (name) DO UPDATE SET
-                             cursor_at = GREATEST(connector_cursors.cursor_at, excluded.cursor_at),
-                             updated_at = excluded.updated_at",
-                    )
-                    .await?,
-                &[&name, &cursor_at, &now],
-            )
-            .await?;
-        Ok(())
+        queries::set_connector_cursor(&self.client().await?, &name, cursor_at, now).await
     }
 
     async fn record_import(&self, run: ImportRun) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        client
-            .execute(
-                &client
-                    .prepare_cached(
-                        "INSERT INTO import_runs (at, actor, kind, file, format, rows, stored,
-                            duplicates, errors, error)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                    )
-                    .await?,
-                &[
-                    &run.at,
-                    &run.actor,
-                    &run.kind,
-                    &run.file,
-                    &run.format,
-                    &run.rows,
-                    &run.stored,
-                    &run.duplicates,
-                    &run.errors,
-                    &run.error,
-                ],
-            )
-            .await?;
-        Ok(())
+        queries::record_import(&self.client().await?, &run).await
     }
 
     async fn import_runs(&self, limit: i64) -> Result<Vec<ImportRun>, StoreError> {
-        let client = self.client().await?;
-        let rows = client
-            .query(
-                &client
-                    .prepare_cached(
-                        "SELECT at, actor, kind, file, format, rows, stored, duplicates, errors,
-                            error
-                         FROM import_runs ORDER BY id DESC LIMIT $1",
-                    )
-                    .await?,
-                // PostgreSQL refuses a negative limit; SQLite would read it as none at all.
-                &[&limit.max(0)],
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ImportRun {
-                    at: r.try_get(0)?,
-                    actor: r.try_get(1)?,
-                    kind: r.try_get(2)?,
-                    file: r.try_get(3)?,
-                    format: r.try_get(4)?,
-                    rows: r.try_get(5)?,
-                    stored: r.try_get(6)?,
-                    duplicates: r.try_get(7)?,
-                    errors: r.try_get(8)?,
-                    error: r.try_get(9)?,
-                })
-            })
-            .collect()
+        queries::import_runs(&self.client().await?, limit).await
     }
 
     async fn device(&self, host_id: String) -> Result<Option<DeviceSummary>, StoreError> {
-        let client = self.client().await?;
-        let row = client
-            .query_opt(
-                &client.prepare_cached(&format!("{DEVICE_SELECT} WHERE d.host_id = $1")).await?,
-                &[&host_id],
-            )
-            .await?;
-        row.as_ref().map(read_device).transpose()
+        queries::device(&self.client().await?, &host_id).await
     }
 
     async fn device_products(&self, host_id: String) -> Result<Vec<DeviceSighting>, StoreError> {
-        // Ordered by bytes (the C collation), as SQLite orders, whatever the database's
-        // collation: one device's rows are few, so the sort costs little.
-        let client = self.client().await?;
-        let rows = client
-            .query(
-                &client
-                    .prepare_cached(
-                        "SELECT d.host_id, d.hostname, d.os, d.owner_email, s.product, s.kind,
-                                s.value, MIN(s.first_seen), MAX(s.last_seen),
-                                SUM(s.count)::bigint
-                         FROM devices d JOIN sightings s ON s.device_id = d.id
-                         WHERE d.host_id = $1
-                         GROUP BY d.id, s.product, s.kind, s.value
-                         ORDER BY s.product COLLATE \"C\", s.kind COLLATE \"C\",
-                                  s.value COLLATE \"C\"",
-                    )
-                    .await?,
-                &[&host_id],
-            )
-            .await?;
-        rows.iter().map(read_device_sighting).collect()
+        queries::device_products(&self.client().await?, &host_id).await
     }
 
     async fn person_usage(&self, email: Option<String>) -> Result<Vec<PersonUsage>, StoreError> {
@@ -2632,38 +2086,14 @@ impl Store for PgStore {
         now: i64,
         audit: AuditRecord,
     ) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        tx.execute(
-            &tx.prepare_cached(
-                "INSERT INTO enroll_secret (id, secret_hash, set_at) VALUES (1, $1, $2)
-                 ON CONFLICT (id) DO UPDATE SET secret_hash = excluded.secret_hash,
-                    set_at = excluded.set_at",
-            )
-            .await?,
-            &[&&hash[..], &now],
-        )
-        .await?;
-        append_audit(&tx, &audit).await?;
-        tx.commit().await?;
-        Ok(())
+        self.write(|tx| {
+            Box::pin(async move { queries::rotate_enroll_secret(tx, &hash, now, &audit).await })
+        })
+        .await
     }
 
     async fn enroll_secret(&self) -> Result<Option<(CredentialHash, i64)>, StoreError> {
-        let client = self.client().await?;
-        let row = client
-            .query_opt(
-                &client
-                    .prepare_cached("SELECT secret_hash, set_at FROM enroll_secret WHERE id = 1")
-                    .await?,
-                &[],
-            )
-            .await?;
-        row.map(|r| {
-            let hash: &[u8] = r.try_get(0)?;
-            Ok((credential_hash("enroll_secret", hash)?, r.try_get(1)?))
-        })
-        .transpose()
+        queries::enroll_secret(&self.client().await?).await
     }
     async fn sync_channels(&self, channels: Vec<ChannelRow>, now: i64) -> Result<(), StoreError> {
         let mut client = self.client().await?;
@@ -2685,9 +2115,9 @@ impl Store for PgStore {
     ) -> Result<u64, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let new = outbox::pg_emit(&tx, &events, now).await?;
+        let new = outbox::emit(&tx, &events, now).await?;
         if let Some(a) = &audit {
-            append_audit(&tx, a).await?;
+            queries::append_audit(&tx, a).await?;
         }
         tx.commit().await?;
         Ok(new)
@@ -2712,7 +2142,7 @@ impl Store for PgStore {
             .map(|r| {
                 Ok(Claimed {
                     channel: channel.clone(),
-                    event: outbox::pg_event(r)?,
+                    event: StoredEvent::from_row(r)?,
                     attempts: r.try_get(6)?,
                     created_at: r.try_get(7)?,
                 })
@@ -2751,7 +2181,7 @@ impl Store for PgStore {
         if n == 1
             && let Some(a) = &audit
         {
-            append_audit(&tx, a).await?;
+            queries::append_audit(&tx, a).await?;
         }
         tx.commit().await?;
         Ok(n == 1)
@@ -2769,18 +2199,15 @@ impl Store for PgStore {
     }
 
     async fn deliveries(&self, limit: i64) -> Result<Vec<DeliveryRow>, StoreError> {
-        let rows = self.client().await?.query(outbox::LIST, &[&limit]).await?;
-        rows.iter().map(outbox::pg_delivery).collect()
+        queries::deliveries(&self.client().await?, limit).await
     }
 
     async fn delivery_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
-        let rows = self.client().await?.query(outbox::COUNTS, &[]).await?;
-        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
+        queries::delivery_counts(&self.client().await?).await
     }
 
     async fn ticket(&self, channel: String, subject: String) -> Result<Option<String>, StoreError> {
-        let row = self.client().await?.query_opt(outbox::TICKET, &[&channel, &subject]).await?;
-        row.map(|r| r.try_get(0)).transpose().map_err(StoreError::from)
+        queries::ticket(&self.client().await?, &channel, &subject).await
     }
 
     async fn set_ticket(
@@ -2790,11 +2217,7 @@ impl Store for PgStore {
         issue_key: String,
         now: i64,
     ) -> Result<(), StoreError> {
-        self.client()
-            .await?
-            .execute(outbox::TICKET_SET, &[&channel, &subject, &issue_key, &now])
-            .await?;
-        Ok(())
+        queries::set_ticket(&self.client().await?, &channel, &subject, &issue_key, now).await
     }
 
     async fn channel_events(
@@ -2804,9 +2227,7 @@ impl Store for PgStore {
         from: i64,
         to: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let rows =
-            self.client().await?.query(outbox::EVENTS_OF, &[&channel, &state, &from, &to]).await?;
-        rows.iter().map(outbox::pg_event).collect()
+        queries::channel_events(&self.client().await?, &channel, &state, from, to).await
     }
 
     async fn claim_digest(
@@ -2860,15 +2281,4 @@ impl Store for PgStore {
             .await?;
         Ok(n == 1)
     }
-}
-
-fn scim_row(kind: &'static str, r: &Row) -> Result<ScimResource, StoreError> {
-    Ok(ScimResource {
-        kind,
-        id: r.try_get(0)?,
-        resource: r.try_get(1)?,
-        version: r.try_get(2)?,
-        created_at: r.try_get(3)?,
-        modified_at: r.try_get(4)?,
-    })
 }

@@ -14,9 +14,10 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use super::sql::{Conn, Param, ready};
 use super::{
     AuditFn, CredentialHash, Migration, PRODUCT_DEVICES_LIMIT, PRODUCT_VALUES_LIMIT, PeopleUsage,
-    ReenrollStep, Store, StoreError, audit_query_sql, credential_hash, outbox, role, rollup,
+    ReenrollStep, Store, StoreError, outbox, queries, rollup,
 };
 use crate::alerts::event;
 use crate::model::{
@@ -535,6 +536,30 @@ impl SqliteStore {
         .await
     }
 
+    /// Runs `f` on a pooled connection, outside any transaction it does not open itself.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.with(move |c| f(c)).await
+    }
+
+    /// Runs `f` in a writing transaction (`BEGIN IMMEDIATE`), committed when `f` succeeds.
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+    }
+
     async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -580,108 +605,6 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     tx.commit()?;
     Ok(())
-}
-
-fn read_token(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, i64, Option<i64>)> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-}
-
-fn token(row: (String, String, i64, Option<i64>)) -> Result<Token, StoreError> {
-    let (name, role_name, created_at, revoked_at) = row;
-    Ok(Token { name, role: role("api_tokens", &role_name)?, created_at, revoked_at })
-}
-
-/// The columns [`read_review`] reads.
-const REVIEW_COLUMNS: &str =
-    "product, status, note, reviewed_by, reviewed_at, business_owner, alternative, renewal";
-
-fn read_review(r: &rusqlite::Row<'_>) -> rusqlite::Result<Review> {
-    Ok(Review {
-        product: r.get(0)?,
-        status: r.get(1)?,
-        note: r.get(2)?,
-        reviewed_by: r.get(3)?,
-        reviewed_at: r.get(4)?,
-        business_owner: r.get(5)?,
-        alternative: r.get(6)?,
-        renewal: r.get(7)?,
-    })
-}
-
-/// A device and its last heartbeat, as [`read_device`] reads them; the caller adds its
-/// `WHERE` or `ORDER BY`.
-const DEVICE_SELECT: &str = "SELECT d.host_id, d.hostname, d.os, d.os_version, d.agent_version,
-        d.owner_email, d.enrolled_at, d.last_contact, d.dropped_sightings,
-        d.evicted_sightings, h.received_at, h.agent_version, h.catalog_version,
-        h.interfaces_json, h.packets, h.drops, h.spool_depth, h.evictions, h.last_scan,
-        d.duplicate_of
-    FROM devices d LEFT JOIN heartbeats h ON h.device_id = d.id";
-
-/// Reads a row of [`DEVICE_SELECT`].
-fn read_device(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceSummary> {
-    let received_at: Option<i64> = r.get(10)?;
-    let health = match received_at {
-        None => None,
-        Some(received_at) => Some(Health {
-            received_at,
-            agent_version: r.get(11)?,
-            catalog_version: r.get(12)?,
-            interfaces_json: r.get(13)?,
-            packets: r.get(14)?,
-            drops: r.get(15)?,
-            spool_depth: r.get(16)?,
-            evictions: r.get(17)?,
-            last_scan: r.get(18)?,
-        }),
-    };
-    Ok(DeviceSummary {
-        device: Device {
-            host_id: r.get(0)?,
-            hostname: r.get(1)?,
-            os: r.get(2)?,
-            os_version: r.get(3)?,
-            agent_version: r.get(4)?,
-            owner_email: r.get(5)?,
-        },
-        enrolled_at: r.get(6)?,
-        last_contact: r.get(7)?,
-        dropped_sightings: r.get(8)?,
-        evicted_sightings: r.get(9)?,
-        health,
-        duplicate_of: r.get(19)?,
-    })
-}
-
-/// Reads a (host id, hostname, os, owner, product, kind, value, first seen, last seen, count)
-/// row.
-fn read_device_sighting(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceSighting> {
-    Ok(DeviceSighting {
-        host_id: r.get(0)?,
-        hostname: r.get(1)?,
-        os: r.get(2)?,
-        owner_email: r.get(3)?,
-        product: r.get(4)?,
-        kind: r.get(5)?,
-        value: r.get(6)?,
-        first_seen: r.get(7)?,
-        last_seen: r.get(8)?,
-        count: r.get(9)?,
-    })
-}
-
-/// Reads an (id, at, actor, action, subject, before, after) row of the audit log.
-fn read_audit(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
-    Ok(AuditEntry {
-        id: r.get(0)?,
-        record: AuditRecord {
-            at: r.get(1)?,
-            actor: r.get(2)?,
-            action: r.get(3)?,
-            subject: r.get(4)?,
-            before: r.get(5)?,
-            after: r.get(6)?,
-        },
-    })
 }
 
 /// [`Store::person_usage`] in one read transaction: products from the rollups (the caller
@@ -797,17 +720,6 @@ fn enroll_in(
     Ok(id)
 }
 
-fn read_mapping(r: &rusqlite::Row<'_>) -> rusqlite::Result<DescriptorMapping> {
-    Ok(DescriptorMapping {
-        id: r.get(0)?,
-        descriptor: r.get(1)?,
-        product: r.get(2)?,
-        actor: r.get(3)?,
-        created_at: r.get(4)?,
-        note: r.get(5)?,
-    })
-}
-
 /// Every mapping by normalised descriptor: `(id, product)`, read in the import's transaction.
 fn sqlite_mapping_keys(
     tx: &rusqlite::Transaction<'_>,
@@ -817,13 +729,8 @@ fn sqlite_mapping_keys(
     Ok(rows.collect::<Result<HashMap<_, _>, _>>()?)
 }
 
-fn append_audit(tx: &rusqlite::Transaction<'_>, a: &AuditRecord) -> Result<(), StoreError> {
-    tx.execute(
-        "INSERT INTO audit_log (at, actor, action, subject, before_json, after_json)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![a.at, a.actor, a.action, a.subject, a.before, a.after],
-    )?;
-    Ok(())
+fn append_audit(tx: &Connection, a: &AuditRecord) -> Result<(), StoreError> {
+    ready(queries::append_audit(tx, a))
 }
 
 /// Stores one batch inside the writer's open transaction.
@@ -1621,11 +1528,7 @@ impl Store for SqliteStore {
     }
 
     async fn devices(&self) -> Result<Vec<DeviceSummary>, StoreError> {
-        self.with(|c| {
-            let mut stmt = c.prepare(&format!("{DEVICE_SELECT} ORDER BY d.host_id"))?;
-            Ok(stmt.query_map([], read_device)?.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.read(move |c| ready(queries::devices(c))).await
     }
 
     async fn usage(
@@ -1676,13 +1579,7 @@ impl Store for SqliteStore {
     }
 
     async fn product_people(&self, product: String) -> Result<Vec<String>, StoreError> {
-        self.with(move |c| {
-            let mut stmt = c.prepare_cached(&rollup::sqlite(super::PRODUCT_PEOPLE))?;
-            let rows =
-                stmt.query_map(params![product, super::PRODUCT_PEOPLE_LIMIT], |r| r.get(0))?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.read(move |c| ready(queries::product_people(c, &product))).await
     }
 
     async fn product_devices(&self, product: String) -> Result<Vec<DeviceUsage>, StoreError> {
@@ -1738,7 +1635,8 @@ impl Store for SqliteStore {
              FROM devices d LEFT JOIN heartbeats h ON h.device_id = d.id"
         );
         let page_sql = format!(
-            "{DEVICE_SELECT} WHERE {filter} ORDER BY {hb} >= ?1, {hb}, d.hostname LIMIT ?4 OFFSET ?5"
+            "{} WHERE {filter} ORDER BY {hb} >= ?1, {hb}, d.hostname LIMIT ?4 OFFSET ?5",
+            queries::DEVICE_SELECT
         );
         // The counts and the page are independent scans: two readers at once (WAL).
         let counted = q.clone();
@@ -1749,15 +1647,10 @@ impl Store for SqliteStore {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )?)
         });
-        let page = self.with(move |c| {
-            let mut stmt = c.prepare(&page_sql)?;
-            let rows = stmt
-                .query_map(
-                    params![q.stale_before, q.search, q.only_stale, q.limit, q.offset],
-                    read_device,
-                )?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
+        let page = self.read(move |c| {
+            let params: [&dyn Param; 5] =
+                [&q.stale_before, &q.search, &q.only_stale, &q.limit, &q.offset];
+            ready(c.query(&page_sql, &params))
         });
         let ((total, stale, matched), devices) = tokio::try_join!(counts, page)?;
         Ok(DevicePage { total, stale, matched, devices })
@@ -1824,24 +1717,11 @@ impl Store for SqliteStore {
     }
 
     async fn reviews(&self) -> Result<Vec<Review>, StoreError> {
-        self.with(|c| {
-            let mut stmt =
-                c.prepare(&format!("SELECT {REVIEW_COLUMNS} FROM reviews ORDER BY product"))?;
-            Ok(stmt.query_map([], read_review)?.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.read(|c| ready(queries::reviews(c))).await
     }
 
     async fn review(&self, product: String) -> Result<Option<Review>, StoreError> {
-        self.with(move |c| {
-            Ok(c.query_row(
-                &format!("SELECT {REVIEW_COLUMNS} FROM reviews WHERE product = ?1"),
-                [product],
-                read_review,
-            )
-            .optional()?)
-        })
-        .await
+        self.read(move |c| ready(queries::review(c, &product))).await
     }
 
     async fn set_review(
@@ -1849,45 +1729,7 @@ impl Store for SqliteStore {
         review: Review,
         audit: AuditFn<Review>,
     ) -> Result<Option<Review>, StoreError> {
-        self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let before = tx
-                .query_row(
-                    &format!("SELECT {REVIEW_COLUMNS} FROM reviews WHERE product = ?1"),
-                    [&review.product],
-                    read_review,
-                )
-                .optional()?;
-            tx.execute(
-                &format!(
-                    "INSERT INTO reviews ({REVIEW_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                     ON CONFLICT (product) DO UPDATE SET status = excluded.status,
-                        note = excluded.note, reviewed_by = excluded.reviewed_by,
-                        reviewed_at = excluded.reviewed_at,
-                        business_owner = excluded.business_owner,
-                        alternative = excluded.alternative, renewal = excluded.renewal"
-                ),
-                params![
-                    review.product,
-                    review.status,
-                    review.note,
-                    review.reviewed_by,
-                    review.reviewed_at,
-                    review.business_owner,
-                    review.alternative,
-                    review.renewal
-                ],
-            )?;
-            append_audit(&tx, &audit(before.as_ref()))?;
-            outbox::sqlite_emit(
-                &tx,
-                &[event::for_review(before.as_ref(), &review)],
-                review.reviewed_at,
-            )?;
-            tx.commit()?;
-            Ok(before)
-        })
-        .await
+        self.write(move |tx| ready(queries::set_review(tx, &review, audit))).await
     }
 
     async fn create_token(
@@ -1896,27 +1738,7 @@ impl Store for SqliteStore {
         hash: CredentialHash,
         audit: AuditRecord,
     ) -> Result<(), StoreError> {
-        self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let inserted = tx.execute(
-                "INSERT INTO api_tokens (name, role, token_hash, created_at, revoked_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO NOTHING",
-                params![
-                    token.name,
-                    token.role.as_str(),
-                    &hash[..],
-                    token.created_at,
-                    token.revoked_at
-                ],
-            )?;
-            if inserted == 0 {
-                return Err(StoreError::Exists { what: "token", name: token.name });
-            }
-            append_audit(&tx, &audit)?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| ready(queries::create_token(tx, token, &hash, &audit))).await
     }
 
     async fn revoke_token(
@@ -1925,55 +1747,15 @@ impl Store for SqliteStore {
         now: i64,
         audit: AuditFn<Token>,
     ) -> Result<Option<Token>, StoreError> {
-        self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let before = tx
-                .query_row(
-                    "SELECT name, role, created_at, revoked_at FROM api_tokens
-                     WHERE name = ?1 AND revoked_at IS NULL",
-                    [&name],
-                    read_token,
-                )
-                .optional()?
-                .map(token)
-                .transpose()?;
-            let Some(before) = before else {
-                return Ok(None);
-            };
-            tx.execute(
-                "UPDATE api_tokens SET revoked_at = ?2 WHERE name = ?1",
-                params![name, now],
-            )?;
-            append_audit(&tx, &audit(Some(&before)))?;
-            tx.commit()?;
-            Ok(Some(before))
-        })
-        .await
+        self.write(move |tx| ready(queries::revoke_token(tx, &name, now, audit))).await
     }
 
     async fn tokens(&self) -> Result<Vec<Token>, StoreError> {
-        self.with(|c| {
-            let mut stmt = c.prepare(
-                "SELECT name, role, created_at, revoked_at FROM api_tokens ORDER BY name",
-            )?;
-            let rows = stmt.query_map([], read_token)?.collect::<Result<Vec<_>, _>>()?;
-            rows.into_iter().map(token).collect()
-        })
-        .await
+        self.read(|c| ready(queries::tokens(c))).await
     }
 
     async fn token_by_hash(&self, hash: CredentialHash) -> Result<Option<Token>, StoreError> {
-        self.with(move |c| {
-            c.query_row(
-                "SELECT name, role, created_at, revoked_at FROM api_tokens WHERE token_hash = ?1",
-                [&hash[..]],
-                read_token,
-            )
-            .optional()?
-            .map(token)
-            .transpose()
-        })
-        .await
+        self.read(move |c| ready(queries::token_by_hash(c, &hash))).await
     }
 
     async fn add_expenses(
@@ -2075,15 +1857,7 @@ impl Store for SqliteStore {
     }
 
     async fn mappings(&self) -> Result<Vec<DescriptorMapping>, StoreError> {
-        self.with(|c| {
-            let mut stmt = c.prepare(&format!(
-                "SELECT {} FROM descriptor_mappings ORDER BY descriptor",
-                super::MAPPING_COLUMNS
-            ))?;
-            let rows = stmt.query_map([], read_mapping)?.collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
-        })
-        .await
+        self.read(move |c| ready(queries::mappings(c))).await
     }
 
     async fn add_mapping(
@@ -2152,17 +1926,7 @@ impl Store for SqliteStore {
     ) -> Result<Option<(DescriptorMapping, u64)>, StoreError> {
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let Some(before) = tx
-                .query_row(
-                    &format!(
-                        "SELECT {} FROM descriptor_mappings WHERE id = ?1",
-                        super::MAPPING_COLUMNS
-                    ),
-                    [id],
-                    read_mapping,
-                )
-                .optional()?
-            else {
+            let Some(before) = ready(queries::mapping_for_update(&*tx, id))? else {
                 return Ok(None);
             };
             let restored = tx.execute(
@@ -2279,12 +2043,7 @@ impl Store for SqliteStore {
     }
 
     async fn people_active(&self) -> Result<Vec<(String, bool)>, StoreError> {
-        self.with(|c| {
-            let mut stmt = c.prepare("SELECT email, active FROM people ORDER BY email")?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? != 0)))?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        })
-        .await
+        self.read(move |c| ready(queries::people_active(c))).await
     }
 
     async fn scim_get(
@@ -2292,18 +2051,8 @@ impl Store for SqliteStore {
         kind: &'static str,
         id: String,
     ) -> Result<Option<ScimResource>, StoreError> {
-        self.with(move |c| {
-            Ok(c.query_row(
-                "SELECT id, resource, version, created_at, modified_at FROM scim_resources
-                 WHERE kind = ?1 AND id = ?2",
-                params![kind, id],
-                |r| scim_row(kind, r),
-            )
-            .optional()?)
-        })
-        .await?
-        .map(|r| super::open_scim(self.identities.get().map(|i| &**i), r))
-        .transpose()
+        let row = self.read(move |c| ready(queries::scim_get(c, kind, &id))).await?;
+        row.map(|r| super::open_scim(self.identities.get().map(|i| &**i), r)).transpose()
     }
 
     async fn scim_list(
@@ -2315,22 +2064,8 @@ impl Store for SqliteStore {
     ) -> Result<(i64, Vec<ScimResource>), StoreError> {
         let ids = self.identities.get().cloned();
         let name = super::scim_name(ids.as_deref(), name);
-        let (total, page): (i64, Vec<ScimResource>) = self
-            .with(move |c| {
-                let total: i64 = c.query_row(
-                "SELECT COUNT(*) FROM scim_resources WHERE kind = ?1 AND (?2 IS NULL OR name = ?2)",
-                params![kind, name],
-                |r| r.get(0),
-            )?;
-                let mut stmt = c.prepare(
-                    "SELECT id, resource, version, created_at, modified_at FROM scim_resources
-                 WHERE kind = ?1 AND (?2 IS NULL OR name = ?2)
-                 ORDER BY created_at, id LIMIT ?3 OFFSET ?4",
-                )?;
-                let rows =
-                    stmt.query_map(params![kind, name, limit, offset], |r| scim_row(kind, r))?;
-                Ok((total, rows.collect::<Result<_, _>>()?))
-            })
+        let (total, page) = self
+            .read(move |c| ready(queries::scim_list(c, kind, name.as_deref(), offset, limit)))
             .await?;
         let page = page
             .into_iter()
@@ -2425,20 +2160,7 @@ impl Store for SqliteStore {
     }
 
     async fn people(&self) -> Result<Vec<Person>, StoreError> {
-        self.with(|c| {
-            let mut stmt =
-                c.prepare("SELECT email, name, department, manager FROM people ORDER BY email")?;
-            let rows = stmt.query_map([], |r| {
-                Ok(Person {
-                    email: r.get(0)?,
-                    name: r.get(1)?,
-                    department: r.get(2)?,
-                    manager: r.get(3)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.read(move |c| ready(queries::people(c))).await
     }
 
     async fn owner_last_use(&self, products: Vec<String>) -> Result<Vec<OwnerUse>, StoreError> {
@@ -2470,26 +2192,11 @@ impl Store for SqliteStore {
         &self,
         since: Option<i64>,
     ) -> Result<Vec<DeviceSighting>, StoreError> {
-        self.with(move |c| {
-            let mut stmt = c.prepare(
-                "SELECT d.host_id, d.hostname, d.os, d.owner_email, s.product, s.kind, s.value,
-                        MIN(s.first_seen), MAX(s.last_seen), SUM(s.count)
-                 FROM sightings s JOIN devices d ON d.id = s.device_id
-                 WHERE (?1 IS NULL OR s.last_seen >= ?1)
-                 GROUP BY d.id, s.product, s.kind, s.value
-                 ORDER BY d.host_id, s.product, s.kind, s.value",
-            )?;
-            let rows = stmt.query_map([since], read_device_sighting)?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.read(move |c| ready(queries::device_sightings(c, since))).await
     }
 
     async fn overlay(&self) -> Result<Option<(i64, String)>, StoreError> {
-        self.with(|c| {
-            Ok(c.query_row(super::OVERLAY_LATEST, [], |r| Ok((r.get(0)?, r.get(1)?))).optional()?)
-        })
-        .await
+        self.read(move |c| ready(queries::overlay(c))).await
     }
 
     async fn overlay_version(&self) -> Result<Option<i64>, StoreError> {
@@ -2502,54 +2209,15 @@ impl Store for SqliteStore {
         document: String,
         audit: AuditRecord,
     ) -> Result<bool, StoreError> {
-        self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let inserted = tx.execute(
-                &rollup::sqlite(super::OVERLAY_INSERT),
-                params![version, document, audit.actor, audit.at],
-            )?;
-            if inserted == 0 {
-                return Ok(false);
-            }
-            append_audit(&tx, &audit)?;
-            tx.commit()?;
-            Ok(true)
-        })
-        .await
+        self.write(move |tx| ready(queries::put_overlay(tx, version, &document, &audit))).await
     }
 
     async fn process_sightings(&self, product: String) -> Result<Vec<ProcessSighting>, StoreError> {
-        self.with(move |c| {
-            let mut stmt = c.prepare(&rollup::sqlite(super::PROCESS_SIGHTINGS))?;
-            let rows = stmt.query_map(params![product, super::PROCESS_SIGHTINGS_LIMIT], |r| {
-                Ok(ProcessSighting {
-                    host_id: r.get(0)?,
-                    hostname: r.get(1)?,
-                    owner_email: r.get(2)?,
-                    product: r.get(3)?,
-                    kind: r.get(4)?,
-                    value: r.get(5)?,
-                    process: r.get(6)?,
-                    first_seen: r.get(7)?,
-                    last_seen: r.get(8)?,
-                    count: r.get(9)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.read(move |c| ready(queries::process_sightings(c, &product))).await
     }
 
     async fn audit(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
-        self.with(move |c| {
-            let mut stmt = c.prepare(
-                "SELECT id, at, actor, action, subject, before_json, after_json FROM audit_log
-                 WHERE id > ?1 ORDER BY id LIMIT ?2",
-            )?;
-            let rows = stmt.query_map(params![after, limit], read_audit)?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.read(move |c| ready(queries::audit(c, after, limit))).await
     }
 
     async fn create_session(
@@ -2558,67 +2226,15 @@ impl Store for SqliteStore {
         session: Session,
         audit: AuditRecord,
     ) -> Result<(), StoreError> {
-        self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let inserted = tx.execute(
-                "INSERT INTO console_sessions (session_hash, actor, role, method, token, csrf,
-                    created_at, last_seen, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT (session_hash) DO NOTHING",
-                params![
-                    &hash[..],
-                    session.actor,
-                    session.role.as_str(),
-                    session.method,
-                    session.token,
-                    session.csrf,
-                    session.created_at,
-                    session.last_seen,
-                    session.expires_at
-                ],
-            )?;
-            if inserted == 0 {
-                return Err(StoreError::Exists { what: "session", name: session.actor });
-            }
-            append_audit(&tx, &audit)?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| ready(queries::create_session(tx, &hash, session, &audit))).await
     }
 
     async fn session(&self, hash: CredentialHash, now: i64) -> Result<Option<Session>, StoreError> {
-        self.with(move |c| {
-            let mut stmt = c.prepare_cached(SESSION_SELECT)?;
-            let mut rows = stmt.query(params![&hash[..], now])?;
-            let Some(r) = rows.next()? else {
-                return Ok(None);
-            };
-            let role_name: String = r.get(1)?;
-            Ok(Some(Session {
-                actor: r.get(0)?,
-                role: role("console_sessions", &role_name)?,
-                method: r.get(2)?,
-                token: r.get(3)?,
-                csrf: r.get(4)?,
-                created_at: r.get(5)?,
-                last_seen: r.get(6)?,
-                expires_at: r.get(7)?,
-            }))
-        })
-        .await
+        self.read(move |c| ready(queries::session(c, &hash, now))).await
     }
 
     async fn touch_session(&self, hash: CredentialHash, now: i64) -> Result<(), StoreError> {
-        self.with(move |c| {
-            c.prepare_cached(
-                "UPDATE console_sessions SET last_seen = MAX(last_seen, ?2)
-                 WHERE session_hash = ?1",
-            )?
-            .execute(params![&hash[..], now])?;
-            Ok(())
-        })
-        .await
+        self.read(move |c| ready(queries::touch_session(c, &hash, now))).await
     }
 
     async fn end_session(
@@ -2626,60 +2242,19 @@ impl Store for SqliteStore {
         hash: CredentialHash,
         audit: Option<AuditRecord>,
     ) -> Result<bool, StoreError> {
-        self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let deleted =
-                tx.execute("DELETE FROM console_sessions WHERE session_hash = ?1", [&hash[..]])?;
-            if deleted == 0 {
-                return Ok(false);
-            }
-            if let Some(audit) = &audit {
-                append_audit(&tx, audit)?;
-            }
-            tx.commit()?;
-            Ok(true)
-        })
-        .await
+        self.write(move |tx| ready(queries::end_session(tx, &hash, audit.as_ref()))).await
     }
 
     async fn purge_sessions(&self, now: i64, idle_before: i64) -> Result<u64, StoreError> {
-        self.with(move |c| {
-            let deleted = c.execute(
-                "DELETE FROM console_sessions WHERE expires_at <= ?1 OR last_seen < ?2",
-                params![now, idle_before],
-            )?;
-            Ok(u64::try_from(deleted).unwrap_or(u64::MAX))
-        })
-        .await
+        self.read(move |c| ready(queries::purge_sessions(c, now, idle_before))).await
     }
 
     async fn audit_query(&self, filter: AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
-        let (sql, args) = audit_query_sql(&filter, '?');
-        self.with(move |c| {
-            let args = args.iter().map(|a| -> &dyn rusqlite::ToSql {
-                match a {
-                    rollup::Arg::Text(t) => t,
-                    rollup::Arg::Int(i) => i,
-                }
-            });
-            let mut stmt = c.prepare_cached(&sql)?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(args), read_audit)?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.read(move |c| ready(queries::audit_query(c, &filter))).await
     }
 
     async fn connector_cursor(&self, name: String) -> Result<Option<i64>, StoreError> {
-        self.with(move |c| {
-            let mut stmt =
-                c.prepare_cached("SELECT cursor_at FROM connector_cursors WHERE name = ?1")?;
-            let mut rows = stmt.query([name])?;
-            match rows.next()? {
-                Some(r) => Ok(Some(r.get(0)?)),
-                None => Ok(None),
-            }
-        })
-        .await
+        self.read(move |c| ready(queries::connector_cursor(c, &name))).await
     }
 
     async fn set_connector_cursor(
@@ -2688,91 +2263,23 @@ impl Store for SqliteStore {
         cursor_at: i64,
         now: i64,
     ) -> Result<(), StoreError> {
-        self.with(move |c| {
-            c.execute(
-                "INSERT INTO connector_cursors (name, cursor_at, updated_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (name) DO UPDATE SET
-                     cursor_at = MAX(connector_cursors.cursor_at, excluded.cursor_at),
-                     updated_at = excluded.updated_at",
-                params![name, cursor_at, now],
-            )?;
-            Ok(())
-        })
-        .await
+        self.read(move |c| ready(queries::set_connector_cursor(c, &name, cursor_at, now))).await
     }
 
     async fn record_import(&self, run: ImportRun) -> Result<(), StoreError> {
-        self.with(move |c| {
-            c.execute(
-                "INSERT INTO import_runs (at, actor, kind, file, format, rows, stored,
-                    duplicates, errors, error)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![
-                    run.at,
-                    run.actor,
-                    run.kind,
-                    run.file,
-                    run.format,
-                    run.rows,
-                    run.stored,
-                    run.duplicates,
-                    run.errors,
-                    run.error
-                ],
-            )?;
-            Ok(())
-        })
-        .await
+        self.read(move |c| ready(queries::record_import(c, &run))).await
     }
 
     async fn import_runs(&self, limit: i64) -> Result<Vec<ImportRun>, StoreError> {
-        self.with(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT at, actor, kind, file, format, rows, stored, duplicates, errors, error
-                 FROM import_runs ORDER BY id DESC LIMIT ?1",
-            )?;
-            // SQLite reads a negative limit as none at all; PostgreSQL refuses it.
-            let rows = stmt.query_map([limit.max(0)], |r| {
-                Ok(ImportRun {
-                    at: r.get(0)?,
-                    actor: r.get(1)?,
-                    kind: r.get(2)?,
-                    file: r.get(3)?,
-                    format: r.get(4)?,
-                    rows: r.get(5)?,
-                    stored: r.get(6)?,
-                    duplicates: r.get(7)?,
-                    errors: r.get(8)?,
-                    error: r.get(9)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.read(move |c| ready(queries::import_runs(c, limit))).await
     }
 
     async fn device(&self, host_id: String) -> Result<Option<DeviceSummary>, StoreError> {
-        self.with(move |c| {
-            let mut stmt = c.prepare_cached(&format!("{DEVICE_SELECT} WHERE d.host_id = ?1"))?;
-            Ok(stmt.query_row([host_id], read_device).optional()?)
-        })
-        .await
+        self.read(move |c| ready(queries::device(c, &host_id))).await
     }
 
     async fn device_products(&self, host_id: String) -> Result<Vec<DeviceSighting>, StoreError> {
-        self.with(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT d.host_id, d.hostname, d.os, d.owner_email, s.product, s.kind, s.value,
-                        MIN(s.first_seen), MAX(s.last_seen), SUM(s.count)
-                 FROM devices d JOIN sightings s ON s.device_id = d.id
-                 WHERE d.host_id = ?1
-                 GROUP BY s.product, s.kind, s.value
-                 ORDER BY s.product, s.kind, s.value",
-            )?;
-            let rows = stmt.query_map([host_id], read_device_sighting)?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.read(move |c| ready(queries::device_products(c, &host_id))).await
     }
 
     async fn person_usage(&self, email: Option<String>) -> Result<Vec<PersonUsage>, StoreError> {
@@ -2788,31 +2295,11 @@ impl Store for SqliteStore {
         now: i64,
         audit: AuditRecord,
     ) -> Result<(), StoreError> {
-        self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute(
-                "INSERT INTO enroll_secret (id, secret_hash, set_at) VALUES (1, ?1, ?2)
-                 ON CONFLICT (id) DO UPDATE SET secret_hash = excluded.secret_hash,
-                    set_at = excluded.set_at",
-                params![&hash[..], now],
-            )?;
-            append_audit(&tx, &audit)?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| ready(queries::rotate_enroll_secret(tx, &hash, now, &audit))).await
     }
 
     async fn enroll_secret(&self) -> Result<Option<(CredentialHash, i64)>, StoreError> {
-        self.with(|c| {
-            let row = c
-                .query_row("SELECT secret_hash, set_at FROM enroll_secret WHERE id = 1", [], |r| {
-                    Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))
-                })
-                .optional()?;
-            row.map(|(hash, at)| Ok((credential_hash("enroll_secret", &hash)?, at))).transpose()
-        })
-        .await
+        self.read(move |c| ready(queries::enroll_secret(c))).await
     }
 
     async fn sync_channels(&self, channels: Vec<ChannelRow>, now: i64) -> Result<(), StoreError> {
@@ -2907,31 +2394,15 @@ impl Store for SqliteStore {
     }
 
     async fn deliveries(&self, limit: i64) -> Result<Vec<DeliveryRow>, StoreError> {
-        self.with(move |c| {
-            let mut stmt = c.prepare_cached(&rollup::sqlite(outbox::LIST))?;
-            let rows = stmt.query_map([limit], outbox::sqlite_delivery)?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.read(move |c| ready(queries::deliveries(c, limit))).await
     }
 
     async fn delivery_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
-        self.with(move |c| {
-            let mut stmt = c.prepare_cached(outbox::COUNTS)?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.read(move |c| ready(queries::delivery_counts(c))).await
     }
 
     async fn ticket(&self, channel: String, subject: String) -> Result<Option<String>, StoreError> {
-        self.with(move |c| {
-            Ok(c.query_row(&rollup::sqlite(outbox::TICKET), params![channel, subject], |r| {
-                r.get(0)
-            })
-            .optional()?)
-        })
-        .await
+        self.read(move |c| ready(queries::ticket(c, &channel, &subject))).await
     }
 
     async fn set_ticket(
@@ -2941,14 +2412,7 @@ impl Store for SqliteStore {
         issue_key: String,
         now: i64,
     ) -> Result<(), StoreError> {
-        self.with(move |c| {
-            c.execute(
-                &rollup::sqlite(outbox::TICKET_SET),
-                params![channel, subject, issue_key, now],
-            )?;
-            Ok(())
-        })
-        .await
+        self.read(move |c| ready(queries::set_ticket(c, &channel, &subject, &issue_key, now))).await
     }
 
     async fn channel_events(
@@ -2958,12 +2422,7 @@ impl Store for SqliteStore {
         from: i64,
         to: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.with(move |c| {
-            let mut stmt = c.prepare_cached(&rollup::sqlite(outbox::EVENTS_OF))?;
-            let rows = stmt.query_map(params![channel, state, from, to], outbox::sqlite_event)?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.read(move |c| ready(queries::channel_events(c, &channel, &state, from, to))).await
     }
 
     async fn claim_digest(
@@ -3032,27 +2491,6 @@ impl Store for SqliteStore {
         })
         .await
     }
-}
-
-/// A session that is still valid at `?2`: its absolute expiry is later, and the token it
-/// signed in with (if any) exists and is not revoked. Idle expiry is the caller's to judge
-/// from `last_seen`.
-const SESSION_SELECT: &str = "SELECT s.actor, s.role, s.method, s.token, s.csrf, s.created_at,
-        s.last_seen, s.expires_at
-    FROM console_sessions s
-    WHERE s.session_hash = ?1 AND s.expires_at > ?2
-      AND (s.token IS NULL OR EXISTS (SELECT 1 FROM api_tokens t
-                                      WHERE t.name = s.token AND t.revoked_at IS NULL))";
-
-fn scim_row(kind: &'static str, r: &rusqlite::Row<'_>) -> rusqlite::Result<ScimResource> {
-    Ok(ScimResource {
-        kind,
-        id: r.get(0)?,
-        resource: r.get(1)?,
-        version: r.get(2)?,
-        created_at: r.get(3)?,
-        modified_at: r.get(4)?,
-    })
 }
 
 #[cfg(test)]

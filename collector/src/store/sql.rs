@@ -1,0 +1,228 @@
+//! The seam between the statements both backends share ([`super::queries`]) and the two
+//! drivers: a [`Conn`] that runs a statement, a [`Row`] that reads a column by name, and
+//! [`FromRow`], which maps a row type once for both.
+//!
+//! Statements are written once in PostgreSQL's dialect (`$n` parameters, casts where
+//! PostgreSQL cannot infer a type, `COLLATE "C"` for byte order) and translated for SQLite
+//! (see [`rollup::sqlite`]). What really
+//! differs between the dialects is a method of [`Conn`] (today the row lock of a read that is
+//! followed by a write in the same transaction).
+//!
+//! The SQLite side is synchronous: its [`Conn`] methods finish before they return, so the
+//! shared `async` logic runs to completion inside the store's blocking closure through
+//! [`ready`], which polls once and never waits.
+
+use std::future::Future;
+use std::task::{Context, Poll, Waker};
+
+use tokio_postgres::types::{FromSql as PgFromSql, ToSql as PgToSql};
+
+use super::{StoreError, rollup};
+
+/// A statement parameter both drivers can bind: anything that is `ToSql` for both.
+pub(crate) trait Param: Sync {
+    /// The value for tokio-postgres.
+    fn pg(&self) -> &(dyn PgToSql + Sync);
+    /// The value for rusqlite.
+    fn lite(&self) -> &dyn rusqlite::ToSql;
+}
+
+impl<T: PgToSql + rusqlite::ToSql + Sync> Param for T {
+    fn pg(&self) -> &(dyn PgToSql + Sync) {
+        self
+    }
+
+    fn lite(&self) -> &dyn rusqlite::ToSql {
+        self
+    }
+}
+
+/// A column value both drivers can read: anything that is `FromSql` for both.
+pub(crate) trait Column: for<'a> PgFromSql<'a> + rusqlite::types::FromSql {}
+
+impl<T: for<'a> PgFromSql<'a> + rusqlite::types::FromSql> Column for T {}
+
+/// A result row of either driver.
+pub(crate) trait Row {
+    /// The value of the column named `name` (its name or alias in the statement).
+    fn get<T: Column>(&self, name: &str) -> Result<T, StoreError>;
+    /// The value of the column at `index`, for single values and tuples.
+    fn at<T: Column>(&self, index: usize) -> Result<T, StoreError>;
+}
+
+impl Row for tokio_postgres::Row {
+    fn get<T: Column>(&self, name: &str) -> Result<T, StoreError> {
+        Ok(self.try_get(name)?)
+    }
+
+    fn at<T: Column>(&self, index: usize) -> Result<T, StoreError> {
+        Ok(self.try_get(index)?)
+    }
+}
+
+impl Row for rusqlite::Row<'_> {
+    fn get<T: Column>(&self, name: &str) -> Result<T, StoreError> {
+        Ok(rusqlite::Row::get(self, name)?)
+    }
+
+    fn at<T: Column>(&self, index: usize) -> Result<T, StoreError> {
+        Ok(rusqlite::Row::get(self, index)?)
+    }
+}
+
+/// A type read from one result row, mapped once for both drivers.
+pub(crate) trait FromRow: Sized {
+    /// Reads the row.
+    fn from_row(r: &impl Row) -> Result<Self, StoreError>;
+}
+
+/// A single value is the first column.
+pub(crate) struct One<T>(pub(crate) T);
+
+impl<T: Column> FromRow for One<T> {
+    fn from_row(r: &impl Row) -> Result<Self, StoreError> {
+        Ok(One(r.at(0)?))
+    }
+}
+
+impl<A: Column, B: Column> FromRow for (A, B) {
+    fn from_row(r: &impl Row) -> Result<Self, StoreError> {
+        Ok((r.at(0)?, r.at(1)?))
+    }
+}
+
+impl<A: Column, B: Column, C: Column> FromRow for (A, B, C) {
+    fn from_row(r: &impl Row) -> Result<Self, StoreError> {
+        Ok((r.at(0)?, r.at(1)?, r.at(2)?))
+    }
+}
+
+/// A connection or transaction of either driver.
+pub(crate) trait Conn {
+    /// The row lock a read takes before it writes what it read, in the same transaction:
+    /// `FOR UPDATE` on PostgreSQL; nothing on SQLite, where a writing transaction starts
+    /// with `BEGIN IMMEDIATE` and so holds the database's write lock already.
+    fn for_update(&self) -> &'static str;
+
+    /// Every row of a query.
+    async fn query<T: FromRow>(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+    ) -> Result<Vec<T>, StoreError>;
+
+    /// The first row of a query, if any.
+    async fn query_opt<T: FromRow>(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+    ) -> Result<Option<T>, StoreError>;
+
+    /// Runs a statement; answers the number of rows it changed.
+    async fn execute(&self, sql: &str, params: &[&dyn Param]) -> Result<u64, StoreError>;
+}
+
+/// Runs a future of SQLite work, which never waits, to its end.
+///
+/// # Errors
+/// The future's own error, or [`StoreError::Task`] if it did wait (a bug: nothing on the
+/// SQLite side of [`Conn`] is asynchronous).
+pub(crate) fn ready<T>(work: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    let mut work = std::pin::pin!(work);
+    match work.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(result) => result,
+        Poll::Pending => Err(StoreError::Task("a SQLite statement did not complete".into())),
+    }
+}
+
+impl Conn for rusqlite::Connection {
+    fn for_update(&self) -> &'static str {
+        ""
+    }
+
+    async fn query<T: FromRow>(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+    ) -> Result<Vec<T>, StoreError> {
+        let mut stmt = self.prepare_cached(&lite(sql))?;
+        let mut rows = stmt.query(&*lite_params(params))?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(T::from_row(r)?);
+        }
+        Ok(out)
+    }
+
+    async fn query_opt<T: FromRow>(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+    ) -> Result<Option<T>, StoreError> {
+        let mut stmt = self.prepare_cached(&lite(sql))?;
+        let mut rows = stmt.query(&*lite_params(params))?;
+        rows.next()?.map(T::from_row).transpose()
+    }
+
+    async fn execute(&self, sql: &str, params: &[&dyn Param]) -> Result<u64, StoreError> {
+        let mut stmt = self.prepare_cached(&lite(sql))?;
+        let changed = stmt.execute(&*lite_params(params))?;
+        Ok(u64::try_from(changed).unwrap_or(u64::MAX))
+    }
+}
+
+/// A statement in SQLite's dialect: [`rollup::sqlite`]'s parameters, and PostgreSQL's byte
+/// order (`COLLATE "C"`) as SQLite names it.
+fn lite(sql: &str) -> String {
+    rollup::sqlite(sql).replace("COLLATE \"C\"", "COLLATE BINARY")
+}
+
+fn lite_params<'p>(params: &[&'p dyn Param]) -> Vec<&'p dyn rusqlite::ToSql> {
+    params.iter().map(|p| p.lite()).collect()
+}
+
+fn pg_params<'p>(params: &[&'p dyn Param]) -> Vec<&'p (dyn PgToSql + Sync)> {
+    params.iter().map(|p| p.pg()).collect()
+}
+
+/// [`Conn`] for a pooled PostgreSQL client and its transactions, with statements prepared
+/// once per connection (deadpool's statement cache).
+macro_rules! pg_conn {
+    ($($conn:ty => $driver:ty),*) => {$(
+        impl Conn for $conn {
+            fn for_update(&self) -> &'static str {
+                " FOR UPDATE"
+            }
+
+            async fn query<T: FromRow>(
+                &self,
+                sql: &str,
+                params: &[&dyn Param],
+            ) -> Result<Vec<T>, StoreError> {
+                let stmt = self.prepare_cached(sql).await?;
+                let rows = <$driver>::query(self, &stmt, &pg_params(params)).await?;
+                rows.iter().map(T::from_row).collect()
+            }
+
+            async fn query_opt<T: FromRow>(
+                &self,
+                sql: &str,
+                params: &[&dyn Param],
+            ) -> Result<Option<T>, StoreError> {
+                let stmt = self.prepare_cached(sql).await?;
+                let row = <$driver>::query_opt(self, &stmt, &pg_params(params)).await?;
+                row.as_ref().map(T::from_row).transpose()
+            }
+
+            async fn execute(&self, sql: &str, params: &[&dyn Param]) -> Result<u64, StoreError> {
+                let stmt = self.prepare_cached(sql).await?;
+                Ok(<$driver>::execute(self, &stmt, &pg_params(params)).await?)
+            }
+        }
+    )*};
+}
+
+pg_conn!(
+    deadpool_postgres::Client => tokio_postgres::Client,
+    deadpool_postgres::Transaction<'_> => tokio_postgres::Transaction<'_>
+);
