@@ -977,7 +977,8 @@ async fn run_stream<S: Store>(
                 anthropic::page(client, from, to, page_no, cursor).await?
             }
             Stream::AnthropicMessagesUsage => {
-                anthropic::messages_page(client, from, to, page_no, cursor, &anthropic_names).await?
+                anthropic::messages_page(client, from, to, page_no, cursor, &anthropic_names)
+                    .await?
             }
             Stream::AnthropicClaudeCode => {
                 let (day, token) = anthropic::claude_code_cursor(cursor, from);

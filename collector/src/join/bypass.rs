@@ -163,7 +163,7 @@ mod tests {
             hostname: format!("{host_id}.local"),
             owner_email: Some(format!("{host_id}@example.com")),
             product: product.into(),
-            kind: "tls_sni".into(),
+            kind: aiscout_wire::SightingKind::TlsSni,
             value: value.into(),
             process: process.into(),
             first_seen: 100,
@@ -181,7 +181,7 @@ mod tests {
             fronts: vec!["openai.api".into()],
         };
         let mut dns = sighting("openai.api", "laptop-1", "api.openai.com", "python3");
-        dns.kind = "dns".into();
+        dns.kind = aiscout_wire::SightingKind::Dns;
         let fronted = Fronted {
             gateways: vec![gateway],
             sightings: vec![

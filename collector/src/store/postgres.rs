@@ -1557,7 +1557,7 @@ impl Store for PgStore {
         // Its alert, in the same transaction (issue 17).
         let mapping = DescriptorMapping { id, ..mapping };
         let event = event::descriptor_taught(&mapping, resolved);
-        outbox::pg_emit(&tx, &[event], mapping.created_at).await?;
+        outbox::emit(&tx, &[event], mapping.created_at).await?;
         tx.commit().await?;
         Ok((mapping, resolved))
     }

@@ -335,7 +335,8 @@ fn find_on_path(program: &str) -> Option<PathBuf> {
 #[test]
 #[ignore = "needs pwsh (PowerShell 7), which Debian does not package; run with --ignored where it is installed"]
 fn powershell_scripts_parse_where_pwsh_is_available() {
-    let pwsh = find_on_path("pwsh").expect("pwsh is not on PATH: install PowerShell 7 to run this check");
+    let pwsh =
+        find_on_path("pwsh").expect("pwsh is not on PATH: install PowerShell 7 to run this check");
     for script in ["install.ps1", "uninstall.ps1", "detect.ps1"] {
         let path = Path::new(INSTALLER).join("windows").join(script);
         let command = format!(
