@@ -357,6 +357,10 @@ pub(crate) async fn upload<S: Store>(
             name,
             format!("{reason}. The file's first line (its header) is: {header:?}"),
         ),
+        Err(ImportError::Layout { error, .. }) => Outcome::Refused(
+            name,
+            format!("{error}. The file's first line (its header) is: {header:?}"),
+        ),
         Err(e) => Outcome::Refused(name, e.to_string()),
     };
     let status = if matches!(outcome, Outcome::Refused(..)) {
