@@ -26,6 +26,7 @@ use serde::de::DeserializeOwned;
 
 use super::http::{Client, secret_header};
 use super::{ConnectorError, MAX_PAGES, Page, Rows, Table, rfc3339};
+use crate::ingest::gateway::CLAUDE_CODE_TAG;
 
 /// Daily buckets asked for per page (the documented maximum).
 pub const BUCKETS_PER_PAGE: u32 = 31;
@@ -464,7 +465,7 @@ pub(crate) async fn claude_code_page(
             let t = &m.tokens;
             let input = t.input.saturating_add(t.cache_creation).saturating_add(t.cache_read);
             let who = Who { team: "", user, api_key: key };
-            push_usage(&mut table, &id, at, &m.model, who, (input, t.output), "claude-code");
+            push_usage(&mut table, &id, at, &m.model, who, (input, t.output), CLAUDE_CODE_TAG);
         }
     }
     let records = u64::try_from(envelope.data.len()).unwrap_or(u64::MAX);

@@ -295,6 +295,13 @@ impl Layout {
     }
 }
 
+/// The tag the Anthropic connector gives the rows of the Claude Code usage report
+/// (`connectors::anthropic`); in an `anthropic-usage` file, such a row is Claude Code's.
+pub const CLAUDE_CODE_TAG: &str = "claude-code";
+
+/// The catalog's Claude Code product.
+const CLAUDE_CODE_PRODUCT: &str = "anthropic.claude-code";
+
 /// The product a provider's API is, when the model is unknown to the catalog.
 fn provider_product(provider: &str) -> Option<&'static str> {
     Some(match provider.to_ascii_lowercase().as_str() {
@@ -407,15 +414,22 @@ impl<'a> GatewayParser<'a> {
             "" | "null" => l.default_provider.clone(),
             p => p.to_ascii_lowercase(),
         };
-        let product = self
-            .index
-            .model(&model)
-            .map(|m| m.product.id.clone())
-            .or_else(|| provider_product(&provider).map(str::to_owned));
+        let tags = cell(rec, l.tags).to_owned();
+        let product = if l.format == GatewayFormat::AnthropicUsage
+            && tags == CLAUDE_CODE_TAG
+            && self.index.catalog().product(CLAUDE_CODE_PRODUCT).is_some()
+        {
+            // Anthropic's Claude Code usage report: the tool's use, whatever model it ran.
+            Some(CLAUDE_CODE_PRODUCT.to_owned())
+        } else {
+            self.index
+                .model(&model)
+                .map(|m| m.product.id.clone())
+                .or_else(|| provider_product(&provider).map(str::to_owned))
+        };
         let team = first(&l.teams).to_owned();
         let user = first(&l.users).to_owned();
         let api_key = cell(rec, l.api_key).to_owned();
-        let tags = cell(rec, l.tags).to_owned();
         let id = cell(rec, l.id);
         let dedupe_key = if id.is_empty() {
             // Every field of the row: a bucket row has no id of its own.
@@ -653,6 +667,39 @@ mod tests {
         );
         assert_eq!((r.period_start, r.provider.as_str()), (1_793_491_200, "openai"));
         assert!(r.product.is_some());
+    }
+
+    #[test]
+    fn claude_code_usage_rows_are_claude_code_and_other_anthropic_usage_is_the_models() {
+        // The Anthropic connector's usage rows (`connectors::anthropic::push_usage`).
+        let text = "id,date,provider,model,team,user,api_key,input_tokens,output_tokens,cost,currency,tags\n\
+            a,2026-11-01T00:00:00Z,anthropic,claude-sonnet-4-20250514,,ann@example.com,,100,50,,USD,claude-code\n\
+            b,2026-11-01T00:00:00Z,anthropic,claude-sonnet-4-20250514,Legal,,key-1,10,5,,USD,\n\
+            c,2026-11-01T00:00:00Z,anthropic,claude-sonnet-4-20250514,,,key-2,1,1,,USD,claude-codex\n";
+        let mut rdr = table::reader(text.as_bytes());
+        let mut rec = csv::StringRecord::new();
+        assert!(rdr.read_record(&mut rec).unwrap());
+        let header = Header::new(&rec);
+        let index = Index::new(aiscout_signatures::Catalog::builtin().unwrap());
+        let layout = Layout::new(GatewayFormat::AnthropicUsage, &header).unwrap();
+        let mut p = GatewayParser::new(layout, &index, "g".into());
+        let mut tally = Tally::default();
+        let mut products = Vec::new();
+        let mut line = 1;
+        while rdr.read_record(&mut rec).unwrap() {
+            line += 1;
+            let g = p.row(&header, &rec, line, &mut tally).unwrap().unwrap();
+            assert_eq!(g.cost_nanos, 0, "usage carries no cost");
+            products.push(g.product);
+        }
+        assert_eq!(
+            products,
+            [
+                Some("anthropic.claude-code".into()),
+                Some("anthropic.api".into()),
+                Some("anthropic.api".into())
+            ]
+        );
     }
 
     #[test]
