@@ -341,7 +341,8 @@ async fn security_teaches_a_candidate_descriptor_from_the_reconciliation_page_by
     // The consumer plan: Bob's 20.00 is ChatGPT Plus; Team is proposed.
     let plans = text(&b, "#s7 tbody").await;
     assert!(
-        plans.contains("Plus") && plans.contains("Team (USD 30.00 per seat per month)"),
+        plans.contains("Plus")
+            && plans.contains("Team (USD 30.00 per seat per month, minimum 2 seats)"),
         "{plans}"
     );
     // Tab from the top of the page to the row's field (a bounded number of steps).
