@@ -693,26 +693,15 @@ impl Store for PgStore {
         reason: String,
         now: i64,
     ) -> Result<super::erase::Erasure, StoreError> {
-        let ids = self.identities.get().cloned();
-        let plain = email.clone();
-        let email = match &ids {
-            Some(ids) if ids.pseudonymous() => ids.pseudonym(&email),
-            _ => email,
-        };
-        self.write(|tx| {
-            Box::pin(async move {
-                let erase = queries::lifecycle::Erase {
-                    email: &email,
-                    plain: &plain,
-                    ids: ids.as_deref(),
-                    actor: &actor,
-                    reason: &reason,
-                    now,
-                };
-                queries::lifecycle::erase_person(tx, &erase).await
-            })
-        })
-        .await
+        let erase = queries::lifecycle::Erase::new(
+            self.identities.get().cloned(),
+            email,
+            actor,
+            reason,
+            now,
+        );
+        self.write(|tx| Box::pin(async move { queries::lifecycle::erase_person(tx, &erase).await }))
+            .await
     }
 
     async fn apply_retention(

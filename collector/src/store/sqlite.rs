@@ -1107,22 +1107,15 @@ impl Store for SqliteStore {
         reason: String,
         now: i64,
     ) -> Result<super::erase::Erasure, StoreError> {
-        let ids = self.identities.get().cloned();
-        let plain = email.clone();
-        let email = match &ids {
-            Some(ids) if ids.pseudonymous() => ids.pseudonym(&email),
-            _ => email,
-        };
+        let erase = queries::lifecycle::Erase::new(
+            self.identities.get().cloned(),
+            email,
+            actor,
+            reason,
+            now,
+        );
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let erase = queries::lifecycle::Erase {
-                email: &email,
-                plain: &plain,
-                ids: ids.as_deref(),
-                actor: &actor,
-                reason: &reason,
-                now,
-            };
             let erasure = ready(queries::lifecycle::erase_person(&*tx, &erase))?;
             tx.commit()?;
             if erasure.tombstone.is_some() {

@@ -4,6 +4,8 @@
 //! and takes its own locks (PostgreSQL's advisory locks) before calling these.
 
 use super::append_audit;
+use std::sync::Arc;
+
 use crate::identity::Identities;
 use crate::model::{
     Admission, AuditRecord, DescriptorMapping, Device, DeviceId, EnrollAttempt, EnrollOutcome,
@@ -234,27 +236,44 @@ pub(crate) async fn reveal_sealed(
 }
 
 /// Who is erased and why (see [`erase_person`]).
-pub(crate) struct Erase<'a> {
-    /// The email as stored: lowercased, and the pseudonym in pseudonymous mode.
-    pub(crate) email: &'a str,
+pub(crate) struct Erase {
+    /// The email as stored: the pseudonym in pseudonymous mode.
+    email: String,
     /// The email as given.
-    pub(crate) plain: &'a str,
+    plain: String,
     /// The identity key, when identities are protected.
-    pub(crate) ids: Option<&'a Identities>,
+    ids: Option<Arc<Identities>>,
     /// Who asked.
-    pub(crate) actor: &'a str,
+    actor: String,
     /// Why.
-    pub(crate) reason: &'a str,
+    reason: String,
     /// When.
-    pub(crate) now: i64,
+    now: i64,
+}
+
+impl Erase {
+    /// The erasure of `email`, stored under its pseudonym when `ids` are pseudonymous.
+    pub(crate) fn new(
+        ids: Option<Arc<Identities>>,
+        email: String,
+        actor: String,
+        reason: String,
+        now: i64,
+    ) -> Self {
+        let stored = match &ids {
+            Some(ids) if ids.pseudonymous() => ids.pseudonym(&email),
+            _ => email.clone(),
+        };
+        Erase { email: stored, plain: email, ids, actor, reason, now }
+    }
 }
 
 /// [`crate::store::Store::erase_person`], inside a writing transaction (see [`erase`]).
 pub(crate) async fn erase_person(
     tx: &impl TextParams,
-    e: &Erase<'_>,
+    e: &Erase,
 ) -> Result<erase::Erasure, StoreError> {
-    let email = e.email;
+    let email = e.email.as_str();
     let name: String = tx
         .query_opt::<One<String>>(
             "SELECT name FROM people WHERE lower(email) = $1
@@ -298,7 +317,7 @@ pub(crate) async fn erase_person(
         // Nothing named them: already erased or never known; nothing to record.
         return Ok(erase::Erasure::default());
     }
-    if let Some(ids) = e.ids {
+    if let Some(ids) = e.ids.as_deref() {
         // The plain name: as stored, or sealed behind its pseudonym.
         let plain_name = crate::store::plain_of(ids, &name, sealed(tx, &name).await?);
         let mut plain_users = Vec::with_capacity(users.len());
@@ -306,7 +325,7 @@ pub(crate) async fn erase_person(
             plain_users.push(crate::store::plain_of(ids, user, sealed(tx, user).await?));
         }
         let erased =
-            crate::store::erased_identities(ids, e.plain, plain_name.as_deref(), &plain_users, &t);
+            crate::store::erased_identities(ids, &e.plain, plain_name.as_deref(), &plain_users, &t);
         for (hash, tombstone) in erased {
             tx.execute(&postgres_sql(crate::store::REMEMBER_ERASED_SQL), &[&hash, &tombstone])
                 .await?;
@@ -315,7 +334,7 @@ pub(crate) async fn erase_person(
             tx.execute(&postgres_sql(crate::store::FORGET_SQL), &[&pseudonym]).await?;
         }
     }
-    append_audit(tx, &erase::audit(&t.email, e.actor, e.reason, &rows, e.now)).await?;
+    append_audit(tx, &erase::audit(&t.email, &e.actor, &e.reason, &rows, e.now)).await?;
     tx.execute(crate::store::BUMP_SPEND, &[]).await?;
     tx.execute(crate::store::BUMP_DEVICES, &[]).await?;
     tx.execute(crate::store::BUMP_USAGE, &[]).await?;
