@@ -1,5 +1,5 @@
 //! The alerts outbox (migration 0008): its statements, written once in PostgreSQL's dialect
-//! and translated for SQLite by [`rollup::sqlite`], and the few lines of glue each driver
+//! and translated for SQLite by [`super::rollup::sqlite`], and the few lines of glue each driver
 //! needs to run them. Events are written by `emit` inside the
 //! transaction of the change that caused them, with one pending delivery per active channel
 //! that takes their type; deliveries are claimed with a lease (`FOR UPDATE SKIP LOCKED` on
@@ -7,10 +7,8 @@
 
 use std::sync::LazyLock;
 
-use rusqlite::{OptionalExtension, params};
-
-use super::sql::{FromRow, Row};
-use super::{StoreError, rollup};
+use super::StoreError;
+use super::sql::{Conn, FromRow, One, Row, ready};
 use crate::model::{
     Admit, AdmitRule, Attempt, ChannelRow, Claimed, DeliveryRow, NewEvent, StoredEvent,
 };
@@ -189,17 +187,13 @@ pub fn events_text(row: &ChannelRow) -> String {
 
 /// Writes `events` (each once by id) with their pending deliveries, inside the transaction
 /// of the change that caused them; says how many were new.
-pub(crate) async fn emit(
-    tx: &impl super::sql::Conn,
-    events: &[NewEvent],
-    now: i64,
-) -> Result<u64, StoreError> {
+pub(crate) async fn emit(tx: &impl Conn, events: &[NewEvent], now: i64) -> Result<u64, StoreError> {
     let mut new = 0;
     for e in events {
-        let seq: Option<super::sql::One<i64>> = tx
+        let seq: Option<One<i64>> = tx
             .query_opt(EVENT_INSERT, &[&e.id, &e.kind, &e.occurred_at, &e.product, &e.subject])
             .await?;
-        if let Some(super::sql::One(seq)) = seq {
+        if let Some(One(seq)) = seq {
             tx.execute(FAN_OUT, &[&seq, &now, &e.kind, &e.to_channel]).await?;
             new += 1;
         }
@@ -241,19 +235,18 @@ impl FromRow for DeliveryRow {
     }
 }
 
-// ---- SQLite ----------------------------------------------------------------------------
+// ---- Both drivers ----------------------------------------------------------------------
 
 /// Products of `products` not known before, inserted into the known products now.
-pub fn sqlite_known(
-    tx: &rusqlite::Connection,
+pub(crate) async fn known(
+    tx: &impl Conn,
     products: &[&str],
     at: i64,
     source: &str,
 ) -> Result<Vec<String>, StoreError> {
-    let mut stmt = tx.prepare_cached(&rollup::sqlite(KNOWN_INSERT))?;
     let mut new = Vec::new();
     for p in products {
-        if stmt.execute(params![p, at, source])? == 1 {
+        if tx.execute(KNOWN_INSERT, &[p, &at, &source]).await? == 1 {
             new.push((*p).to_owned());
         }
     }
@@ -261,17 +254,124 @@ pub fn sqlite_known(
 }
 
 /// Blocked products with the time of their decision.
-pub fn sqlite_blocked(tx: &rusqlite::Connection) -> Result<Vec<(String, i64)>, StoreError> {
-    let mut stmt = tx.prepare_cached(BLOCKED)?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(rows.collect::<Result<_, _>>()?)
+pub(crate) async fn blocked(tx: &impl Conn) -> Result<Vec<(String, i64)>, StoreError> {
+    tx.query(BLOCKED, &[]).await
 }
 
 /// A device's host id.
+pub(crate) async fn host(tx: &impl Conn, device: i64) -> Result<String, StoreError> {
+    let host: Option<One<String>> = tx.query_opt(HOST, &[&device]).await?;
+    Ok(host.map(|One(h)| h).unwrap_or_default())
+}
+
+/// A [`CLAIMED`] row: the event and its delivery's attempts and queue time.
+struct ClaimedRow {
+    event: StoredEvent,
+    attempts: i64,
+    created_at: i64,
+}
+
+impl FromRow for ClaimedRow {
+    fn from_row(r: &impl Row) -> Result<Self, StoreError> {
+        Ok(ClaimedRow {
+            event: StoredEvent::from_row(r)?,
+            attempts: r.get("attempts")?,
+            created_at: r.get("created_at")?,
+        })
+    }
+}
+
+/// Claims due deliveries of `channel` (see `CLAIM`), inside a writing transaction: the rows
+/// are locked `SKIP LOCKED` on PostgreSQL; SQLite's writer lock does the same there.
+pub(crate) async fn claim(
+    tx: &impl Conn,
+    channel: &str,
+    claimer: &str,
+    now: i64,
+    lease_until: i64,
+    limit: i64,
+) -> Result<Vec<Claimed>, StoreError> {
+    let sql = if tx.for_update().is_empty() { CLAIM.replace(LOCK, "") } else { CLAIM.clone() };
+    tx.execute(&sql, &[&channel, &now, &lease_until, &limit, &claimer]).await?;
+    let rows: Vec<ClaimedRow> = tx.query(CLAIMED, &[&channel, &claimer, &lease_until]).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Claimed {
+            channel: channel.to_owned(),
+            event: r.event,
+            attempts: r.attempts,
+            created_at: r.created_at,
+        })
+        .collect())
+}
+
+/// Admits claimed deliveries of one channel under `rule`, in order (see [`ADMITTED`]),
+/// inside a writing transaction that serialises admissions: the channel row's lock
+/// ([`CHANNEL_LOCK`]) across collectors on PostgreSQL, the writer lock on SQLite.
+pub(crate) async fn admit(
+    tx: &impl Conn,
+    claimed: &[Claimed],
+    claimer: &str,
+    now: i64,
+    rule: &AdmitRule,
+) -> Result<Vec<Admit>, StoreError> {
+    let Some(channel) = claimed.first().map(|c| c.channel.as_str()) else { return Ok(Vec::new()) };
+    if !tx.for_update().is_empty() {
+        let _locked: Option<One<String>> = tx.query_opt(CHANNEL_LOCK, &[&channel]).await?;
+    }
+    let (today, tomorrow) = day_of(now);
+    let One(mut admitted): One<i64> = tx
+        .query_opt(ADMITTED, &[&channel, &today, &tomorrow])
+        .await?
+        .ok_or_else(|| StoreError::Task("COUNT(*) answered no row".into()))?;
+    let mut answers = Vec::with_capacity(claimed.len());
+    for c in claimed {
+        let (channel, seq, e) = (c.channel.as_str(), c.event.seq, &c.event.event);
+        let current: Option<One<Option<i64>>> =
+            tx.query_opt(ADMISSION, &[&channel, &seq, &claimer]).await?;
+        let Some(One(current)) = current else {
+            answers.push(Admit::Lost);
+            continue;
+        };
+        // `refusal` is synchronous: the quiet period's count is read before it, when it applies.
+        let alike: i64 = match rule.quiet_since {
+            Some(since) if !e.product.is_empty() => tx
+                .query_opt::<One<i64>>(ADMITTED_LIKE, &[&channel, &since, &e.kind, &e.product])
+                .await?
+                .map_or(0, |One(n)| n),
+            _ => 0,
+        };
+        if let Some(answer) = refusal(current, now, rule, &e.product, admitted, |_| Ok(alike))? {
+            answers.push(answer);
+            continue;
+        }
+        tx.execute(ADMIT, &[&channel, &seq, &now]).await?;
+        admitted += 1;
+        answers.push(Admit::Admitted);
+    }
+    Ok(answers)
+}
+
+// ---- SQLite ----------------------------------------------------------------------------
+
+/// [`known`] on a SQLite connection, which completes at once.
+pub fn sqlite_known(
+    tx: &rusqlite::Connection,
+    products: &[&str],
+    at: i64,
+    source: &str,
+) -> Result<Vec<String>, StoreError> {
+    ready(known(tx, products, at, source))
+}
+
+/// [`blocked`] on a SQLite connection.
+pub fn sqlite_blocked(tx: &rusqlite::Connection) -> Result<Vec<(String, i64)>, StoreError> {
+    ready(blocked(tx))
+}
+
+/// [`host`] on a SQLite connection.
 pub fn sqlite_host(tx: &rusqlite::Connection, device: i64) -> Result<String, StoreError> {
-    let host: Option<String> =
-        tx.query_row(&rollup::sqlite(HOST), [device], |r| r.get(0)).optional()?;
-    Ok(host.unwrap_or_default())
+    ready(host(tx, device))
 }
 
 /// `emit` on a SQLite connection, which completes at once.
@@ -280,186 +380,32 @@ pub fn sqlite_emit(
     events: &[NewEvent],
     now: i64,
 ) -> Result<u64, StoreError> {
-    super::sql::ready(emit(tx, events, now))
-}
-
-/// Reads an event row (seq, id, type, occurred_at, product, subject).
-pub fn sqlite_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
-    Ok(StoredEvent {
-        seq: r.get(0)?,
-        event: NewEvent {
-            id: r.get(1)?,
-            kind: r.get(2)?,
-            occurred_at: r.get(3)?,
-            product: r.get(4)?,
-            subject: r.get(5)?,
-            to_channel: String::new(),
-        },
-    })
-}
-
-/// Claims due deliveries of `channel` (see `CLAIM`).
-pub fn sqlite_claim(
-    c: &mut rusqlite::Connection,
-    channel: &str,
-    claimer: &str,
-    now: i64,
-    lease_until: i64,
-    limit: i64,
-) -> Result<Vec<Claimed>, StoreError> {
-    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    tx.execute(
-        &rollup::sqlite(&CLAIM.replace(LOCK, "")),
-        params![channel, now, lease_until, limit, claimer],
-    )?;
-    let claimed = {
-        let mut stmt = tx.prepare_cached(&rollup::sqlite(CLAIMED))?;
-        let rows = stmt.query_map(params![channel, claimer, lease_until], |r| {
-            Ok(Claimed {
-                channel: channel.to_owned(),
-                event: sqlite_event(r)?,
-                attempts: r.get(6)?,
-                created_at: r.get(7)?,
-            })
-        })?;
-        rows.collect::<Result<Vec<_>, _>>()?
-    };
-    tx.commit()?;
-    Ok(claimed)
-}
-
-/// Admits claimed deliveries of one channel under `rule`, in order (see [`ADMITTED`]); the
-/// writer lock of the immediate transaction serialises admissions.
-pub fn sqlite_admit(
-    c: &mut rusqlite::Connection,
-    claimed: &[Claimed],
-    claimer: &str,
-    now: i64,
-    rule: &AdmitRule,
-) -> Result<Vec<Admit>, StoreError> {
-    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let Some(channel) = claimed.first().map(|c| c.channel.as_str()) else { return Ok(Vec::new()) };
-    let (today, tomorrow) = day_of(now);
-    let mut admitted: i64 = tx
-        .prepare_cached(&rollup::sqlite(ADMITTED))?
-        .query_row(params![channel, today, tomorrow], |r| r.get(0))?;
-    let mut answers = Vec::with_capacity(claimed.len());
-    for c in claimed {
-        let (channel, seq, e) = (c.channel.as_str(), c.event.seq, &c.event.event);
-        let current: Option<Option<i64>> = tx
-            .prepare_cached(&rollup::sqlite(ADMISSION))?
-            .query_row(params![channel, seq, claimer], |r| r.get(0))
-            .optional()?;
-        let Some(current) = current else {
-            answers.push(Admit::Lost);
-            continue;
-        };
-        let refused = refusal(current, now, rule, &e.product, admitted, |since| {
-            let mut stmt = tx.prepare_cached(&rollup::sqlite(ADMITTED_LIKE))?;
-            Ok(stmt.query_row(params![channel, since, e.kind, e.product], |r| r.get(0))?)
-        })?;
-        if let Some(answer) = refused {
-            answers.push(answer);
-            continue;
-        }
-        tx.prepare_cached(&rollup::sqlite(ADMIT))?.execute(params![channel, seq, now])?;
-        admitted += 1;
-        answers.push(Admit::Admitted);
-    }
-    tx.commit()?;
-    Ok(answers)
+    ready(emit(tx, events, now))
 }
 
 // ---- PostgreSQL ------------------------------------------------------------------------
 
-/// Products of `products` not known before, inserted into the known products now.
+/// [`known`] in a PostgreSQL transaction.
 pub async fn pg_known(
     tx: &deadpool_postgres::Transaction<'_>,
     products: &[&str],
     at: i64,
     source: &str,
 ) -> Result<Vec<String>, StoreError> {
-    let stmt = tx.prepare_cached(KNOWN_INSERT).await?;
-    let mut new = Vec::new();
-    for p in products {
-        if tx.execute(&stmt, &[p, &at, &source]).await? == 1 {
-            new.push((*p).to_owned());
-        }
-    }
-    Ok(new)
+    known(tx, products, at, source).await
 }
 
-/// Blocked products with the time of their decision.
+/// [`blocked`] in a PostgreSQL transaction.
 pub async fn pg_blocked(
     tx: &deadpool_postgres::Transaction<'_>,
 ) -> Result<Vec<(String, i64)>, StoreError> {
-    let rows = tx.query(&tx.prepare_cached(BLOCKED).await?, &[]).await?;
-    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    blocked(tx).await
 }
 
-/// A device's host id.
+/// [`host`] in a PostgreSQL transaction.
 pub async fn pg_host(
     tx: &deadpool_postgres::Transaction<'_>,
     device: i64,
 ) -> Result<String, StoreError> {
-    let row = tx.query_opt(&tx.prepare_cached(HOST).await?, &[&device]).await?;
-    Ok(match row {
-        Some(r) => r.try_get(0)?,
-        None => String::new(),
-    })
-}
-
-/// The claim statement on PostgreSQL.
-pub fn pg_claim_sql() -> &'static str {
-    CLAIM.as_str()
-}
-
-/// Admits claimed deliveries of one channel under `rule`, in order (see [`ADMITTED`]); the
-/// channel row's lock ([`CHANNEL_LOCK`]) serialises admissions across collectors.
-pub async fn pg_admit(
-    client: &mut deadpool_postgres::Object,
-    claimed: &[Claimed],
-    claimer: &str,
-    now: i64,
-    rule: &AdmitRule,
-) -> Result<Vec<Admit>, StoreError> {
-    let Some(channel) = claimed.first().map(|c| c.channel.as_str()) else { return Ok(Vec::new()) };
-    let tx = client.transaction().await?;
-    tx.query_opt(&tx.prepare_cached(CHANNEL_LOCK).await?, &[&channel]).await?;
-    let (today, tomorrow) = day_of(now);
-    let mut admitted: i64 = tx
-        .query_one(&tx.prepare_cached(ADMITTED).await?, &[&channel, &today, &tomorrow])
-        .await?
-        .try_get(0)?;
-    let mut answers = Vec::with_capacity(claimed.len());
-    for c in claimed {
-        let (channel, seq, e) = (c.channel.as_str(), c.event.seq, &c.event.event);
-        let row =
-            tx.query_opt(&tx.prepare_cached(ADMISSION).await?, &[&channel, &seq, &claimer]).await?;
-        let Some(row) = row else {
-            answers.push(Admit::Lost);
-            continue;
-        };
-        let current: Option<i64> = row.try_get(0)?;
-        // `refusal` is synchronous: the quiet period's count is read before it, when it applies.
-        let alike: i64 = match rule.quiet_since {
-            Some(since) if !e.product.is_empty() => tx
-                .query_one(
-                    &tx.prepare_cached(ADMITTED_LIKE).await?,
-                    &[&channel, &since, &e.kind, &e.product],
-                )
-                .await?
-                .try_get(0)?,
-            _ => 0,
-        };
-        if let Some(answer) = refusal(current, now, rule, &e.product, admitted, |_| Ok(alike))? {
-            answers.push(answer);
-            continue;
-        }
-        tx.execute(&tx.prepare_cached(ADMIT).await?, &[&channel, &seq, &now]).await?;
-        admitted += 1;
-        answers.push(Admit::Admitted);
-    }
-    tx.commit().await?;
-    Ok(answers)
+    host(tx, device).await
 }

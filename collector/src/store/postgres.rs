@@ -24,7 +24,7 @@ use tokio_postgres::types::Type;
 
 use super::{
     AuditFn, CredentialHash, Migration, PRODUCT_DEVICES_LIMIT, PRODUCT_VALUES_LIMIT, PeopleUsage,
-    ReenrollStep, Store, StoreError, outbox, queries, rollup,
+    Store, StoreError, outbox, queries, rollup,
 };
 use crate::alerts::event;
 use crate::model::{
@@ -228,56 +228,6 @@ async fn migrate(
 
 /// The advisory lock class of enrollments ("enro" in ASCII); the key is the host id's hash.
 const ENROLL_LOCK: i32 = 0x656e_726f;
-
-/// Creates or updates the device by host id, revokes its node keys and stores the new one,
-/// inside the caller's transaction; returns the device's row id.
-async fn enroll_in(
-    tx: &deadpool_postgres::Transaction<'_>,
-    device: &Device,
-    key_hash: &CredentialHash,
-    now: i64,
-) -> Result<i64, StoreError> {
-    // A new owner may be in another department: the rollup's departments are rebuilt.
-    tx.execute(
-        &format!(
-            "{} AND EXISTS (SELECT 1 FROM devices WHERE host_id = $1
-                            AND owner_email IS DISTINCT FROM $2)",
-            rollup::DEPARTMENTS_DIRTY
-        ),
-        &[&device.host_id, &device.owner_email],
-    )
-    .await?;
-    let id: i64 = tx
-        .query_one(
-            "INSERT INTO devices (host_id, hostname, os, os_version, agent_version,
-                                  owner_email, enrolled_at, last_contact)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
-             ON CONFLICT (host_id) DO UPDATE SET hostname = excluded.hostname,
-                os = excluded.os, os_version = excluded.os_version,
-                agent_version = excluded.agent_version, owner_email = excluded.owner_email,
-                last_contact = excluded.last_contact
-             RETURNING id",
-            &[
-                &device.host_id,
-                &device.hostname,
-                &device.os,
-                &device.os_version,
-                &device.agent_version,
-                &device.owner_email,
-                &now,
-            ],
-        )
-        .await?
-        .try_get(0)?;
-    tx.execute("DELETE FROM node_keys WHERE device_id = $1", &[&id]).await?;
-    tx.batch_execute(super::BUMP_DEVICES).await?;
-    tx.execute(
-        "INSERT INTO node_keys (key_hash, device_id, created_at) VALUES ($1, $2, $3)",
-        &[&&key_hash[..], &id, &now],
-    )
-    .await?;
-    Ok(id)
-}
 
 /// The usage filter as SQL: every parameter may be NULL, meaning "no filter".
 const FILTER: &str = "($1::text IS NULL OR s.product = $1)
@@ -686,18 +636,10 @@ impl Store for PgStore {
         pseudonym: String,
         audit: AuditRecord,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let sealed: Option<Vec<u8>> = tx
-            .query_opt(&super::erase::postgres_sql(super::SEALED_SQL), &[&pseudonym])
-            .await?
-            .map(|r| r.try_get(0))
-            .transpose()?;
-        if sealed.is_some() {
-            queries::append_audit(&tx, &audit).await?;
-            tx.commit().await?;
-        }
-        Ok(sealed)
+        self.write(|tx| {
+            Box::pin(async move { queries::lifecycle::reveal_sealed(tx, &pseudonym, &audit).await })
+        })
+        .await
     }
 
     async fn enroll(
@@ -707,109 +649,27 @@ impl Store for PgStore {
         now: i64,
     ) -> Result<DeviceId, StoreError> {
         let device = self.protect(device, |p, d| p.device(d)).await?;
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let id = enroll_in(&tx, &device, &key_hash, now).await?;
-        tx.commit().await?;
-        Ok(DeviceId(id))
+        self.write(|tx| {
+            Box::pin(async move { queries::lifecycle::enroll(tx, &device, &key_hash, now).await })
+        })
+        .await
     }
 
     async fn enroll_checked(&self, a: EnrollAttempt) -> Result<EnrollOutcome, StoreError> {
         let a = self.protect(a, |p, a| p.device(&mut a.device)).await?;
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let host = &a.device.host_id;
-        // One enrollment per host id decides at a time, across every collector (a row lock
-        // cannot serialise two first enrollments: there is no row yet).
-        tx.execute("SELECT pg_advisory_xact_lock($1::int4, hashtext($2))", &[&ENROLL_LOCK, host])
-            .await?;
-        let existing: Option<i64> = tx
-            .query_opt("SELECT id FROM devices WHERE host_id = $1", &[host])
-            .await?
-            .map(|r| r.try_get(0))
-            .transpose()?;
-        // A key proves the host id's device or one of its duplicates: the one it belongs to.
-        let mut proved: Option<String> = None;
-        for key in a.proofs().filter(|_| existing.is_some()) {
-            proved = tx
-                .query_opt(
-                    "SELECT d.host_id FROM node_keys k JOIN devices d ON d.id = k.device_id
-                     WHERE k.key_hash = $1 AND (d.host_id = $2 OR d.duplicate_of = $2)",
-                    &[&&key[..], host],
-                )
-                .await?
-                .map(|r| r.try_get(0))
-                .transpose()?;
-            if proved.is_some() {
-                break;
-            }
-        }
-        let approved = tx
-            .query_opt(
-                "SELECT 1 FROM reenroll_requests WHERE host_id = $1 AND approved_at IS NOT NULL",
-                &[host],
-            )
-            .await?
-            .is_some();
-        let step = super::reenroll_step(a.policy, existing.is_some(), proved.is_some(), approved);
-        let duplicate = if step == ReenrollStep::Admit(crate::model::Admission::Duplicate) {
-            let n: i64 = tx
-                .query_one("SELECT COUNT(*) FROM devices WHERE duplicate_of = $1", &[host])
-                .await?
-                .try_get(0)?;
-            let mut free = None;
-            for k in 0..64_i64 {
-                let id = super::duplicate_host_id(host, n.saturating_add(k));
-                if tx.query_opt("SELECT 1 FROM devices WHERE host_id = $1", &[&id]).await?.is_none()
-                {
-                    free = Some(id);
-                    break;
-                }
-            }
-            Some(free.ok_or_else(|| {
-                StoreError::Task(format!("no free duplicate host id for {host:?}"))
-            })?)
-        } else {
-            None
-        };
-        let audit = super::reenroll_audit(&a, step, duplicate.as_deref());
-        if let Some(audit) = &audit {
-            queries::append_audit(&tx, audit).await?;
-        }
-        if let Some(event) = super::takeover_event(&a, step) {
-            outbox::emit(&tx, &[event], a.now).await?;
-        }
-        let outcome = match step {
-            ReenrollStep::Admit(how) => {
-                let mut device = a.device.clone();
-                if let Some(own) = proved.or_else(|| duplicate.clone()) {
-                    device.host_id = own;
-                }
-                let id = enroll_in(&tx, &device, &a.key_hash, a.now).await?;
-                if duplicate.is_some() {
-                    tx.execute("UPDATE devices SET duplicate_of = $1 WHERE id = $2", &[host, &id])
-                        .await?;
-                } else {
-                    tx.execute("DELETE FROM reenroll_requests WHERE host_id = $1", &[host]).await?;
-                }
-                EnrollOutcome::Enrolled { device: DeviceId(id), how }
-            }
-            ReenrollStep::Refuse => EnrollOutcome::Refused,
-            ReenrollStep::Hold => {
+        self.write(|tx| {
+            Box::pin(async move {
+                // One enrollment per host id decides at a time, across every collector (a row
+                // lock cannot serialise two first enrollments: there is no row yet).
                 tx.execute(
-                    "INSERT INTO reenroll_requests (host_id, hostname, os, source, requested_at)
-                     VALUES ($1, $2, $3, $4, $5)
-                     ON CONFLICT (host_id) DO UPDATE SET hostname = excluded.hostname,
-                        os = excluded.os, source = excluded.source,
-                        requested_at = excluded.requested_at",
-                    &[host, &a.device.hostname, &a.device.os, &a.source, &a.now],
+                    "SELECT pg_advisory_xact_lock($1::int4, hashtext($2))",
+                    &[&ENROLL_LOCK, &a.device.host_id],
                 )
                 .await?;
-                EnrollOutcome::Held
-            }
-        };
-        tx.commit().await?;
-        Ok(outcome)
+                queries::lifecycle::enroll_checked(tx, &a).await
+            })
+        })
+        .await
     }
 
     async fn approve_reenroll(
@@ -818,18 +678,12 @@ impl Store for PgStore {
         actor: String,
         now: i64,
     ) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        tx.execute(
-            "INSERT INTO reenroll_requests (host_id, approved_by, approved_at) VALUES ($1, $2, $3)
-             ON CONFLICT (host_id) DO UPDATE SET approved_by = excluded.approved_by,
-                approved_at = excluded.approved_at",
-            &[&host_id, &actor, &now],
-        )
-        .await?;
-        queries::append_audit(&tx, &super::approve_audit(&host_id, &actor, now)).await?;
-        tx.commit().await?;
-        Ok(())
+        self.write(|tx| {
+            Box::pin(async move {
+                queries::lifecycle::approve_reenroll(tx, &host_id, &actor, now).await
+            })
+        })
+        .await
     }
 
     async fn erase_person(
@@ -839,95 +693,15 @@ impl Store for PgStore {
         reason: String,
         now: i64,
     ) -> Result<super::erase::Erasure, StoreError> {
-        use super::erase::{self, postgres_sql};
-        let ids = self.identities.get().cloned();
-        let plain = email.clone();
-        let email = match &ids {
-            Some(ids) if ids.pseudonymous() => ids.pseudonym(&email),
-            _ => email,
-        };
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let name: String = tx
-            .query_opt(
-                "SELECT name FROM people WHERE lower(email) = $1
-                 UNION ALL SELECT payer_name FROM expense_lines WHERE lower(payer_email) = $1
-                 LIMIT 1",
-                &[&email],
-            )
-            .await?
-            .map(|r| r.try_get(0))
-            .transpose()?
-            .unwrap_or_default();
-        let users: Vec<String> = tx
-            .query(&postgres_sql(erase::OWNED_OS_USERS), &[&email])
-            .await?
-            .iter()
-            .map(|r| r.try_get(0))
-            .collect::<Result<_, _>>()?;
-        let t = erase::Tombstone::new();
-        let mut rows = std::collections::BTreeMap::<String, u64>::new();
-        tx.execute(erase::UNLOCK_AUDIT, &[]).await?;
-        for (n, user) in users.iter().enumerate() {
-            let new = t.os_user_name(n);
-            let args: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [user, &new, &email];
-            for sql in erase::OS_USER {
-                let params = args.get(..erase::arity(sql)).unwrap_or(&args);
-                tx.execute(&postgres_sql(sql), params).await?;
-            }
-            *rows.entry("os_users".into()).or_default() += 1;
-        }
-        let args: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
-            [&email, &t.email, &name, &t.name, &t.hostname];
-        for step in erase::PERSON {
-            if step.needs_name && name.trim().is_empty() {
-                continue;
-            }
-            let arity = erase::arity(step.sql);
-            // Typed, so a parameter a statement does not use still has a type.
-            let stmt = tx.prepare_typed(&postgres_sql(step.sql), &vec![Type::TEXT; arity]).await?;
-            let n = tx.execute(&stmt, args.get(..arity).unwrap_or(&args)).await?;
-            *rows.entry(step.table.into()).or_default() += n;
-        }
-        tx.execute(erase::LOCK_AUDIT, &[]).await?;
-        rows.retain(|_, n| *n > 0);
-        if rows.is_empty() {
-            // Nothing named them: already erased or never known; nothing to record.
-            return Ok(erase::Erasure::default());
-        }
-        if let Some(ids) = &ids {
-            // The plain name: as stored, or sealed behind its pseudonym.
-            let sealed_name: Option<Vec<u8>> = tx
-                .query_opt(&postgres_sql(super::SEALED_SQL), &[&name])
-                .await?
-                .map(|r| r.try_get(0))
-                .transpose()?;
-            let plain_name = super::plain_of(ids, &name, sealed_name);
-            let mut plain_users = Vec::with_capacity(users.len());
-            for user in &users {
-                let sealed: Option<Vec<u8>> = tx
-                    .query_opt(&postgres_sql(super::SEALED_SQL), &[user])
-                    .await?
-                    .map(|r| r.try_get(0))
-                    .transpose()?;
-                plain_users.push(super::plain_of(ids, user, sealed));
-            }
-            for (hash, tombstone) in
-                super::erased_identities(ids, &plain, plain_name.as_deref(), &plain_users, &t)
-            {
-                tx.execute(&postgres_sql(super::REMEMBER_ERASED_SQL), &[&hash, &tombstone]).await?;
-            }
-            for pseudonym in users.iter().chain([&email, &name]) {
-                tx.execute(&postgres_sql(super::FORGET_SQL), &[pseudonym]).await?;
-            }
-        }
-        queries::append_audit(&tx, &erase::audit(&t.email, &actor, &reason, &rows, now)).await?;
-        tx.batch_execute(super::BUMP_SPEND).await?;
-        tx.batch_execute(super::BUMP_DEVICES).await?;
-        tx.batch_execute(super::BUMP_USAGE).await?;
-        tx.execute(rollup::DEPARTMENTS_DIRTY, &[]).await?;
-        tx.commit().await?;
-        Ok(erase::Erasure { tombstone: Some(t.email), rows })
+        let erase = queries::lifecycle::Erase::new(
+            self.identities.get().cloned(),
+            email,
+            actor,
+            reason,
+            now,
+        );
+        self.write(|tx| Box::pin(async move { queries::lifecycle::erase_person(tx, &erase).await }))
+            .await
     }
 
     async fn apply_retention(
@@ -935,32 +709,18 @@ impl Store for PgStore {
         cutoffs: super::retention::Cutoffs,
         dry_run: bool,
     ) -> Result<super::retention::Outcome, StoreError> {
-        use super::erase::postgres_sql;
         use super::retention::{self, CHUNK, Kind, MAX_CHUNKS, Outcome};
         let mut outcome = Outcome { rows: Vec::new(), dry_run };
         let mut client = self.client().await?;
         for kind in Kind::ALL {
             let Some(cutoff) = cutoffs.of(kind) else { continue };
             let n = if dry_run {
-                let row = client.query_one(&postgres_sql(kind.count_sql()), &[&cutoff]).await?;
-                u64::try_from(row.try_get::<_, i64>(0)?).unwrap_or(0)
+                queries::lifecycle::retention_count(&client, kind, cutoff).await?
             } else {
                 let mut total = 0u64;
                 for _ in 0..MAX_CHUNKS {
                     let tx = client.transaction().await?;
-                    if kind == Kind::AuditEntries {
-                        tx.execute(super::erase::UNLOCK_AUDIT, &[]).await?;
-                    }
-                    let n =
-                        tx.execute(&postgres_sql(kind.delete_sql()), &[&cutoff, &CHUNK]).await?;
-                    if kind == Kind::AuditEntries {
-                        tx.execute(super::erase::LOCK_AUDIT, &[]).await?;
-                    }
-                    if n > 0
-                        && let Some(bump) = kind.bump()
-                    {
-                        tx.batch_execute(bump).await?;
-                    }
+                    let n = queries::lifecycle::retention_chunk(&tx, kind, cutoff).await?;
                     tx.commit().await?;
                     total += n;
                     if n < CHUNK.unsigned_abs() {
@@ -978,27 +738,7 @@ impl Store for PgStore {
     }
 
     async fn reenroll_requests(&self) -> Result<Vec<ReenrollRequest>, StoreError> {
-        let client = self.client().await?;
-        let rows = client
-            .query(
-                "SELECT host_id, hostname, os, source, requested_at, approved_by, approved_at
-                 FROM reenroll_requests ORDER BY host_id",
-                &[],
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ReenrollRequest {
-                    host_id: r.try_get(0)?,
-                    hostname: r.try_get(1)?,
-                    os: r.try_get(2)?,
-                    source: r.try_get(3)?,
-                    requested_at: r.try_get(4)?,
-                    approved_by: r.try_get(5)?,
-                    approved_at: r.try_get(6)?,
-                })
-            })
-            .collect()
+        queries::lifecycle::reenroll_requests(&self.client().await?).await
     }
 
     async fn device_by_key(
@@ -1509,57 +1249,13 @@ impl Store for PgStore {
         mapping: DescriptorMapping,
         audit: AuditRecord,
     ) -> Result<(DescriptorMapping, u64), StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MAPPING_LOCK]).await?;
-        let row = tx
-            .query_opt(
-                "INSERT INTO descriptor_mappings (descriptor, product, actor, created_at, note)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (descriptor) DO NOTHING RETURNING id",
-                &[
-                    &mapping.descriptor,
-                    &mapping.product,
-                    &mapping.actor,
-                    &mapping.created_at,
-                    &mapping.note,
-                ],
-            )
-            .await?;
-        let Some(row) = row else {
-            return Err(StoreError::Exists {
-                what: "descriptor mapping",
-                name: mapping.descriptor,
-            });
-        };
-        let id: i64 = row.try_get(0)?;
-        let candidates = tx
-            .query(
-                "SELECT id, descriptor FROM expense_lines
-                 WHERE candidate AND product IS NULL AND mapping_id IS NULL",
-                &[],
-            )
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect::<Result<Vec<(i64, String)>, tokio_postgres::Error>>()?;
-        let ids = super::lines_for_key(candidates, &mapping.descriptor);
-        let resolved = tx
-            .execute(
-                "UPDATE expense_lines SET product = $1, candidate = false, mapping_id = $2
-                 WHERE id = ANY($3)",
-                &[&mapping.product, &id, &ids],
-            )
-            .await?;
-        if resolved > 0 {
-            tx.batch_execute(super::BUMP_SPEND).await?;
-        }
-        queries::append_audit(&tx, &audit).await?;
-        // Its alert, in the same transaction (issue 17).
-        let mapping = DescriptorMapping { id, ..mapping };
-        let event = event::descriptor_taught(&mapping, resolved);
-        outbox::emit(&tx, &[event], mapping.created_at).await?;
-        tx.commit().await?;
-        Ok((mapping, resolved))
+        self.write(|tx| {
+            Box::pin(async move {
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MAPPING_LOCK]).await?;
+                queries::lifecycle::add_mapping(tx, mapping, &audit).await
+            })
+        })
+        .await
     }
 
     async fn remove_mapping(
@@ -1567,24 +1263,13 @@ impl Store for PgStore {
         id: i64,
         audit: AuditFn<DescriptorMapping>,
     ) -> Result<Option<(DescriptorMapping, u64)>, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MAPPING_LOCK]).await?;
-        let Some(before) = queries::mapping_for_update(&tx, id).await? else { return Ok(None) };
-        let restored = tx
-            .execute(
-                "UPDATE expense_lines SET product = NULL, candidate = true, mapping_id = NULL
-                 WHERE mapping_id = $1",
-                &[&id],
-            )
-            .await?;
-        tx.execute("DELETE FROM descriptor_mappings WHERE id = $1", &[&id]).await?;
-        if restored > 0 {
-            tx.batch_execute(super::BUMP_SPEND).await?;
-        }
-        queries::append_audit(&tx, &audit(Some(&before))).await?;
-        tx.commit().await?;
-        Ok(Some((before, restored)))
+        self.write(|tx| {
+            Box::pin(async move {
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MAPPING_LOCK]).await?;
+                queries::lifecycle::remove_mapping(tx, id, audit).await
+            })
+        })
+        .await
     }
 
     async fn expenses(&self, since: Option<i64>) -> Result<Vec<ExpenseLine>, StoreError> {
@@ -1793,58 +1478,8 @@ impl Store for PgStore {
 
     async fn scim_write(&self, write: ScimWrite) -> Result<bool, StoreError> {
         let write = self.protect(write, |p, w| p.scim(w)).await?;
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let r = &write.resource;
-        let taken = tx
-            .query_opt(
-                "SELECT id FROM scim_resources WHERE kind = $1 AND name = $2 AND id <> $3",
-                &[&r.kind, &write.name, &r.id],
-            )
-            .await?;
-        if taken.is_some() {
-            return Err(StoreError::Exists { what: "SCIM resource", name: write.name });
-        }
-        let n = if r.version == 1 {
-            tx.execute(
-                "INSERT INTO scim_resources
-                    (kind, id, name, resource, version, created_at, modified_at)
-                 VALUES ($1, $2, $3, $4, 1, $5, $6) ON CONFLICT DO NOTHING",
-                &[&r.kind, &r.id, &write.name, &r.resource, &r.created_at, &r.modified_at],
-            )
-            .await?
-        } else {
-            tx.execute(
-                "UPDATE scim_resources SET name = $3, resource = $4, version = $5,
-                    modified_at = $6
-                 WHERE kind = $1 AND id = $2 AND version = $5::bigint - 1",
-                &[&r.kind, &r.id, &write.name, &r.resource, &r.version, &r.modified_at],
-            )
-            .await?
-        };
-        if n == 0 {
-            return Ok(false);
-        }
-        if let Some(sp) = &write.person {
-            let p = &sp.person;
-            if let Some(old) = sp.previous_email.as_deref().filter(|o| *o != p.email) {
-                tx.execute("UPDATE people SET active = FALSE WHERE email = $1", &[&old]).await?;
-            }
-            tx.execute(
-                "INSERT INTO people (email, name, department, manager, active)
-                 VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (email) DO UPDATE SET name = excluded.name,
-                    department = excluded.department, manager = excluded.manager,
-                    active = excluded.active",
-                &[&p.email, &p.name, &p.department, &p.manager, &sp.active],
-            )
-            .await?;
-            tx.execute(rollup::DEPARTMENTS_DIRTY, &[]).await?;
-            tx.batch_execute(super::BUMP_SPEND).await?;
-        }
-        queries::append_audit(&tx, &write.audit).await?;
-        tx.commit().await?;
-        Ok(true)
+        self.write(|tx| Box::pin(async move { queries::lifecycle::scim_write(tx, write).await }))
+            .await
     }
 
     async fn scim_delete(
@@ -1855,22 +1490,12 @@ impl Store for PgStore {
         audit: AuditRecord,
     ) -> Result<bool, StoreError> {
         let email = self.protect(email, |p, e| p.optional(e)).await?;
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let n = tx
-            .execute("DELETE FROM scim_resources WHERE kind = $1 AND id = $2", &[&kind, &id])
-            .await?;
-        if n > 0 {
-            queries::append_audit(&tx, &audit).await?;
-        }
-        if n > 0
-            && let Some(email) = email
-        {
-            tx.execute("UPDATE people SET active = FALSE WHERE email = $1", &[&email]).await?;
-            tx.batch_execute(super::BUMP_SPEND).await?;
-        }
-        tx.commit().await?;
-        Ok(n > 0)
+        self.write(|tx| {
+            Box::pin(async move {
+                queries::lifecycle::scim_delete(tx, kind, &id, email.as_deref(), &audit).await
+            })
+        })
+        .await
     }
 
     async fn people(&self) -> Result<Vec<Person>, StoreError> {
@@ -2096,15 +1721,10 @@ impl Store for PgStore {
         queries::enroll_secret(&self.client().await?).await
     }
     async fn sync_channels(&self, channels: Vec<ChannelRow>, now: i64) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        tx.execute(outbox::CHANNELS_OFF, &[]).await?;
-        for ch in &channels {
-            tx.execute(outbox::CHANNEL_ON, &[&ch.name, &ch.kind, &outbox::events_text(ch), &now])
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.write(|tx| {
+            Box::pin(async move { queries::alerts::sync_channels(tx, &channels, now).await })
+        })
+        .await
     }
 
     async fn emit(
@@ -2113,14 +1733,10 @@ impl Store for PgStore {
         audit: Option<AuditRecord>,
         now: i64,
     ) -> Result<u64, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let new = outbox::emit(&tx, &events, now).await?;
-        if let Some(a) = &audit {
-            queries::append_audit(&tx, a).await?;
-        }
-        tx.commit().await?;
-        Ok(new)
+        self.write(|tx| {
+            Box::pin(async move { queries::alerts::emit(tx, &events, audit.as_ref(), now).await })
+        })
+        .await
     }
 
     async fn claim_deliveries(
@@ -2131,25 +1747,12 @@ impl Store for PgStore {
         lease_until: i64,
         limit: i64,
     ) -> Result<Vec<Claimed>, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let claim = tx.prepare_cached(outbox::pg_claim_sql()).await?;
-        tx.execute(&claim, &[&channel, &now, &lease_until, &limit, &claimer]).await?;
-        let select = tx.prepare_cached(outbox::CLAIMED).await?;
-        let rows = tx.query(&select, &[&channel, &claimer, &lease_until]).await?;
-        let claimed = rows
-            .iter()
-            .map(|r| {
-                Ok(Claimed {
-                    channel: channel.clone(),
-                    event: StoredEvent::from_row(r)?,
-                    attempts: r.try_get(6)?,
-                    created_at: r.try_get(7)?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        tx.commit().await?;
-        Ok(claimed)
+        self.write(|tx| {
+            Box::pin(
+                async move { outbox::claim(tx, &channel, &claimer, now, lease_until, limit).await },
+            )
+        })
+        .await
     }
 
     async fn finish_delivery(
@@ -2160,31 +1763,13 @@ impl Store for PgStore {
         audit: Option<AuditRecord>,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let (state, next_at, done_at, status, error) = outbox::finish_values(&attempt, now);
-        let n = tx
-            .execute(
-                &tx.prepare_cached(outbox::FINISH).await?,
-                &[
-                    &claimed.channel,
-                    &claimed.event.seq,
-                    &state,
-                    &next_at,
-                    &done_at,
-                    &status,
-                    &error,
-                    &claimer,
-                ],
-            )
-            .await?;
-        if n == 1
-            && let Some(a) = &audit
-        {
-            queries::append_audit(&tx, a).await?;
-        }
-        tx.commit().await?;
-        Ok(n == 1)
+        self.write(|tx| {
+            Box::pin(async move {
+                let audit = audit.as_ref();
+                queries::alerts::finish_delivery(tx, &claimed, &claimer, &attempt, audit, now).await
+            })
+        })
+        .await
     }
 
     async fn admit_deliveries(
@@ -2194,8 +1779,13 @@ impl Store for PgStore {
         now: i64,
         rule: AdmitRule,
     ) -> Result<Vec<Admit>, StoreError> {
-        let mut client = self.client().await?;
-        outbox::pg_admit(&mut client, &claimed, &claimer, now, &rule).await
+        if claimed.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(|tx| {
+            Box::pin(async move { outbox::admit(tx, &claimed, &claimer, now, &rule).await })
+        })
+        .await
     }
 
     async fn deliveries(&self, limit: i64) -> Result<Vec<DeliveryRow>, StoreError> {
@@ -2239,17 +1829,8 @@ impl Store for PgStore {
         lease_until: i64,
     ) -> Result<Option<DigestClaim>, StoreError> {
         let client = self.client().await?;
-        // INSERT ... ON CONFLICT is atomic: of two collectors claiming at once, the second
-        // sees the first's committed row, whose lease has not run out, and changes nothing.
-        let claimed = client
-            .execute(outbox::DIGEST_CLAIM, &[&channel, &period_end, &claimer, &lease_until, &now])
-            .await?;
-        if claimed == 0 {
-            return Ok(None);
-        }
-        let row = client.query_one(outbox::DIGEST_PREVIOUS, &[&channel, &period_end]).await?;
-        let attempts = client.query_one(outbox::DIGEST_ATTEMPTS, &[&channel, &period_end]).await?;
-        Ok(Some(DigestClaim { previous: row.try_get(0)?, attempts: attempts.try_get(0)? }))
+        queries::alerts::claim_digest(&client, &channel, period_end, &claimer, now, lease_until)
+            .await
     }
 
     async fn digest_failed(
@@ -2259,11 +1840,8 @@ impl Store for PgStore {
         claimer: String,
         retry_at: i64,
     ) -> Result<(), StoreError> {
-        self.client()
-            .await?
-            .execute(outbox::DIGEST_FAILED, &[&channel, &period_end, &claimer, &retry_at])
-            .await?;
-        Ok(())
+        let client = self.client().await?;
+        queries::alerts::digest_failed(&client, &channel, period_end, &claimer, retry_at).await
     }
 
     async fn digest_sent(
@@ -2274,11 +1852,7 @@ impl Store for PgStore {
         now: i64,
         events: i64,
     ) -> Result<bool, StoreError> {
-        let n = self
-            .client()
-            .await?
-            .execute(outbox::DIGEST_SENT, &[&channel, &period_end, &claimer, &now, &events])
-            .await?;
-        Ok(n == 1)
+        let client = self.client().await?;
+        queries::alerts::digest_sent(&client, &channel, period_end, &claimer, now, events).await
     }
 }

@@ -226,3 +226,28 @@ pg_conn!(
     deadpool_postgres::Client => tokio_postgres::Client,
     deadpool_postgres::Transaction<'_> => tokio_postgres::Transaction<'_>
 );
+
+/// A statement whose parameters are all text, declared as text: PostgreSQL then knows the
+/// type of a parameter the statement does not use (the erasure's steps share one argument
+/// list, [`super::erase::PERSON`]).
+pub(crate) trait TextParams: Conn {
+    /// Runs the statement; answers the number of rows it changed.
+    async fn execute_text(&self, sql: &str, params: &[&str]) -> Result<u64, StoreError>;
+}
+
+impl TextParams for rusqlite::Connection {
+    async fn execute_text(&self, sql: &str, params: &[&str]) -> Result<u64, StoreError> {
+        let params: Vec<&dyn Param> = params.iter().map(|p| -> &dyn Param { p }).collect();
+        Conn::execute(self, sql, &params).await
+    }
+}
+
+impl TextParams for deadpool_postgres::Transaction<'_> {
+    async fn execute_text(&self, sql: &str, params: &[&str]) -> Result<u64, StoreError> {
+        use tokio_postgres::types::Type;
+        let stmt = self.prepare_typed(sql, &vec![Type::TEXT; params.len()]).await?;
+        let params: Vec<&(dyn PgToSql + Sync)> =
+            params.iter().map(|p| -> &(dyn PgToSql + Sync) { p }).collect();
+        Ok(tokio_postgres::Transaction::execute(self, &stmt, &params).await?)
+    }
+}

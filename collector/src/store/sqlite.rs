@@ -17,7 +17,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use super::sql::{Conn, Param, ready};
 use super::{
     AuditFn, CredentialHash, Migration, PRODUCT_DEVICES_LIMIT, PRODUCT_VALUES_LIMIT, PeopleUsage,
-    ReenrollStep, Store, StoreError, outbox, queries, rollup,
+    Store, StoreError, outbox, queries, rollup,
 };
 use crate::alerts::event;
 use crate::model::{
@@ -658,68 +658,6 @@ fn borrowed_text<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r str, Stor
     Ok(text.unwrap_or_default())
 }
 
-/// The first free duplicate host id of `host` (`HOST#N`, N from `duplicates + 2`), tried at
-/// most 64 times.
-pub(crate) fn free_duplicate_id(
-    host: &str,
-    duplicates: i64,
-    mut taken: impl FnMut(&str) -> Result<bool, StoreError>,
-) -> Result<String, StoreError> {
-    for n in 0..64 {
-        let id = super::duplicate_host_id(host, duplicates.saturating_add(n));
-        if !taken(&id)? {
-            return Ok(id);
-        }
-    }
-    Err(StoreError::Task(format!("no free duplicate host id for {host:?}")))
-}
-
-/// Creates or updates the device by host id, revokes its node keys and stores the new one,
-/// inside the caller's transaction; returns the device's row id.
-fn enroll_in(
-    tx: &rusqlite::Transaction<'_>,
-    device: &Device,
-    key_hash: &CredentialHash,
-    now: i64,
-) -> Result<i64, StoreError> {
-    // A new owner may be in another department: the rollup's departments are rebuilt.
-    tx.execute(
-        &format!(
-            "{} AND EXISTS (SELECT 1 FROM devices WHERE host_id = ?1
-                            AND owner_email IS NOT ?2)",
-            rollup::DEPARTMENTS_DIRTY
-        ),
-        params![device.host_id, device.owner_email],
-    )?;
-    let id: i64 = tx.query_row(
-        "INSERT INTO devices (host_id, hostname, os, os_version, agent_version,
-                              owner_email, enrolled_at, last_contact)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
-         ON CONFLICT (host_id) DO UPDATE SET hostname = excluded.hostname,
-            os = excluded.os, os_version = excluded.os_version,
-            agent_version = excluded.agent_version, owner_email = excluded.owner_email,
-            last_contact = excluded.last_contact
-         RETURNING id",
-        params![
-            device.host_id,
-            device.hostname,
-            device.os,
-            device.os_version,
-            device.agent_version,
-            device.owner_email,
-            now
-        ],
-        |r| r.get(0),
-    )?;
-    tx.execute("DELETE FROM node_keys WHERE device_id = ?1", [id])?;
-    tx.execute_batch(super::BUMP_DEVICES)?;
-    tx.execute(
-        "INSERT INTO node_keys (key_hash, device_id, created_at) VALUES (?1, ?2, ?3)",
-        params![&key_hash[..], id, now],
-    )?;
-    Ok(id)
-}
-
 /// Every mapping by normalised descriptor: `(id, product)`, read in the import's transaction.
 fn sqlite_mapping_keys(
     tx: &rusqlite::Transaction<'_>,
@@ -1133,17 +1071,7 @@ impl Store for SqliteStore {
         pseudonym: String,
         audit: AuditRecord,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let sealed: Option<Vec<u8>> =
-                tx.query_row(super::SEALED_SQL, [&pseudonym], |r| r.get(0)).optional()?;
-            if sealed.is_some() {
-                append_audit(&tx, &audit)?;
-                tx.commit()?;
-            }
-            Ok(sealed)
-        })
-        .await
+        self.write(move |tx| ready(queries::lifecycle::reveal_sealed(tx, &pseudonym, &audit))).await
     }
 
     async fn enroll(
@@ -1153,107 +1081,13 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<DeviceId, StoreError> {
         let device = self.protect(device, |p, d| p.device(d)).await?;
-        self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let id = enroll_in(&tx, &device, &key_hash, now)?;
-            tx.commit()?;
-            Ok(DeviceId(id))
-        })
-        .await
+        self.write(move |tx| ready(queries::lifecycle::enroll(tx, &device, &key_hash, now))).await
     }
 
     async fn enroll_checked(&self, a: EnrollAttempt) -> Result<EnrollOutcome, StoreError> {
         let a = self.protect(a, |p, a| p.device(&mut a.device)).await?;
-        self.with(move |c| {
-            // IMMEDIATE takes the write lock first: one enrollment decides at a time.
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let host = &a.device.host_id;
-            let existing: Option<i64> = tx
-                .query_row("SELECT id FROM devices WHERE host_id = ?1", [host], |r| r.get(0))
-                .optional()?;
-            // A key proves the host id's device or one of its duplicates: the one it belongs to.
-            let mut proved: Option<String> = None;
-            for key in a.proofs().filter(|_| existing.is_some()) {
-                proved = tx
-                    .query_row(
-                        "SELECT d.host_id FROM node_keys k JOIN devices d ON d.id = k.device_id
-                         WHERE k.key_hash = ?1 AND (d.host_id = ?2 OR d.duplicate_of = ?2)",
-                        params![&key[..], host],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                if proved.is_some() {
-                    break;
-                }
-            }
-            let approved = tx
-                .query_row(
-                    "SELECT 1 FROM reenroll_requests
-                     WHERE host_id = ?1 AND approved_at IS NOT NULL",
-                    [host],
-                    |_| Ok(()),
-                )
-                .optional()?
-                .is_some();
-            let step =
-                super::reenroll_step(a.policy, existing.is_some(), proved.is_some(), approved);
-            let duplicate = if step == ReenrollStep::Admit(crate::model::Admission::Duplicate) {
-                let taken = |id: &str| -> Result<bool, StoreError> {
-                    Ok(tx
-                        .query_row("SELECT 1 FROM devices WHERE host_id = ?1", [id], |_| Ok(()))
-                        .optional()?
-                        .is_some())
-                };
-                let n: i64 = tx.query_row(
-                    "SELECT COUNT(*) FROM devices WHERE duplicate_of = ?1",
-                    [host],
-                    |r| r.get(0),
-                )?;
-                Some(free_duplicate_id(host, n, taken)?)
-            } else {
-                None
-            };
-            let audit = super::reenroll_audit(&a, step, duplicate.as_deref());
-            if let Some(audit) = &audit {
-                append_audit(&tx, audit)?;
-            }
-            if let Some(event) = super::takeover_event(&a, step) {
-                outbox::sqlite_emit(&tx, &[event], a.now)?;
-            }
-            let outcome = match step {
-                ReenrollStep::Admit(how) => {
-                    let mut device = a.device.clone();
-                    if let Some(own) = proved.or_else(|| duplicate.clone()) {
-                        device.host_id = own;
-                    }
-                    let id = enroll_in(&tx, &device, &a.key_hash, a.now)?;
-                    if duplicate.is_some() {
-                        tx.execute(
-                            "UPDATE devices SET duplicate_of = ?1 WHERE id = ?2",
-                            params![host, id],
-                        )?;
-                    } else {
-                        tx.execute("DELETE FROM reenroll_requests WHERE host_id = ?1", [host])?;
-                    }
-                    EnrollOutcome::Enrolled { device: DeviceId(id), how }
-                }
-                ReenrollStep::Refuse => EnrollOutcome::Refused,
-                ReenrollStep::Hold => {
-                    tx.execute(
-                        "INSERT INTO reenroll_requests (host_id, hostname, os, source, requested_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5)
-                         ON CONFLICT (host_id) DO UPDATE SET hostname = excluded.hostname,
-                            os = excluded.os, source = excluded.source,
-                            requested_at = excluded.requested_at",
-                        params![host, a.device.hostname, a.device.os, a.source, a.now],
-                    )?;
-                    EnrollOutcome::Held
-                }
-            };
-            tx.commit()?;
-            Ok(outcome)
-        })
-        .await
+        // IMMEDIATE takes the write lock first: one enrollment decides at a time.
+        self.write(move |tx| ready(queries::lifecycle::enroll_checked(tx, &a))).await
     }
 
     async fn approve_reenroll(
@@ -1262,20 +1096,8 @@ impl Store for SqliteStore {
         actor: String,
         now: i64,
     ) -> Result<(), StoreError> {
-        self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute(
-                "INSERT INTO reenroll_requests (host_id, approved_by, approved_at)
-                 VALUES (?1, ?2, ?3)
-                 ON CONFLICT (host_id) DO UPDATE SET approved_by = excluded.approved_by,
-                    approved_at = excluded.approved_at",
-                params![host_id, actor, now],
-            )?;
-            append_audit(&tx, &super::approve_audit(&host_id, &actor, now))?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| ready(queries::lifecycle::approve_reenroll(tx, &host_id, &actor, now)))
+            .await
     }
 
     async fn erase_person(
@@ -1285,88 +1107,24 @@ impl Store for SqliteStore {
         reason: String,
         now: i64,
     ) -> Result<super::erase::Erasure, StoreError> {
-        use super::erase;
-        let ids = self.identities.get().cloned();
-        let plain = email.clone();
-        let email = match &ids {
-            Some(ids) if ids.pseudonymous() => ids.pseudonym(&email),
-            _ => email,
-        };
+        let erase = queries::lifecycle::Erase::new(
+            self.identities.get().cloned(),
+            email,
+            actor,
+            reason,
+            now,
+        );
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let name: String = tx
-                .query_row(
-                    "SELECT name FROM people WHERE lower(email) = ?1
-                     UNION ALL SELECT payer_name FROM expense_lines WHERE lower(payer_email) = ?1
-                     LIMIT 1",
-                    [&email],
-                    |r| r.get(0),
-                )
-                .optional()?
-                .unwrap_or_default();
-            let users: Vec<String> = {
-                let mut stmt = tx.prepare(erase::OWNED_OS_USERS)?;
-                let rows = stmt.query_map([&email], |r| r.get(0))?;
-                rows.collect::<Result<_, _>>()?
-            };
-            let t = erase::Tombstone::new();
-            let mut rows = std::collections::BTreeMap::<String, u64>::new();
-            tx.execute(erase::UNLOCK_AUDIT, [])?;
-            for (n, user) in users.iter().enumerate() {
-                let new = t.os_user_name(n);
-                let args = [user, &new, &email];
-                for sql in erase::OS_USER {
-                    let params = args.get(..erase::arity(sql)).unwrap_or(&args);
-                    tx.execute(sql, rusqlite::params_from_iter(params))?;
-                }
-                *rows.entry("os_users".into()).or_default() += 1;
-            }
-            let args = [&email, &t.email, &name, &t.name, &t.hostname];
-            for step in erase::PERSON {
-                if step.needs_name && name.trim().is_empty() {
-                    continue;
-                }
-                let params = args.get(..erase::arity(step.sql)).unwrap_or(&args);
-                let n = tx.execute(step.sql, rusqlite::params_from_iter(params))?;
-                *rows.entry(step.table.into()).or_default() += n as u64;
-            }
-            tx.execute(erase::LOCK_AUDIT, [])?;
-            rows.retain(|_, n| *n > 0);
-            if rows.is_empty() {
-                // Nothing named them: already erased or never known; nothing to record.
-                return Ok(erase::Erasure::default());
-            }
-            if let Some(ids) = &ids {
-                // The plain name: as stored, or sealed behind its pseudonym.
-                let sealed_name: Option<Vec<u8>> =
-                    tx.query_row(super::SEALED_SQL, [&name], |r| r.get(0)).optional()?;
-                let plain_name = super::plain_of(ids, &name, sealed_name);
-                let mut plain_users = Vec::with_capacity(users.len());
-                for user in &users {
-                    let sealed: Option<Vec<u8>> =
-                        tx.query_row(super::SEALED_SQL, [user], |r| r.get(0)).optional()?;
-                    plain_users.push(super::plain_of(ids, user, sealed));
-                }
-                for (hash, tombstone) in
-                    super::erased_identities(ids, &plain, plain_name.as_deref(), &plain_users, &t)
-                {
-                    tx.execute(super::REMEMBER_ERASED_SQL, [&hash, &tombstone])?;
-                }
-                for pseudonym in users.iter().chain([&email, &name]) {
-                    tx.execute(super::FORGET_SQL, [pseudonym])?;
-                }
-            }
-            append_audit(&tx, &erase::audit(&t.email, &actor, &reason, &rows, now))?;
-            tx.execute_batch(super::BUMP_SPEND)?;
-            tx.execute_batch(super::BUMP_DEVICES)?;
-            tx.execute_batch(super::BUMP_USAGE)?;
-            tx.execute(rollup::DEPARTMENTS_DIRTY, [])?;
+            let erasure = ready(queries::lifecycle::erase_person(&*tx, &erase))?;
             tx.commit()?;
-            // secure_delete zeroes the old values in the database's pages; the write-ahead
-            // log still holds the pages as they were until a checkpoint empties it. Best
-            // effort: a reader holding the log open makes it wait for the next erasure.
-            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).ok();
-            Ok(erase::Erasure { tombstone: Some(t.email), rows })
+            if erasure.tombstone.is_some() {
+                // secure_delete zeroes the old values in the database's pages; the write-ahead
+                // log still holds the pages as they were until a checkpoint empties it. Best
+                // effort: a reader holding the log open makes it wait for the next erasure.
+                c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).ok();
+            }
+            Ok(erasure)
         })
         .await
     }
@@ -1381,35 +1139,18 @@ impl Store for SqliteStore {
         for kind in Kind::ALL {
             let Some(cutoff) = cutoffs.of(kind) else { continue };
             let n = if dry_run {
-                self.with(move |c| {
-                    let n: i64 = c.query_row(kind.count_sql(), [cutoff], |r| r.get(0))?;
-                    Ok(u64::try_from(n).unwrap_or(0))
-                })
-                .await?
+                self.read(move |c| ready(queries::lifecycle::retention_count(c, kind, cutoff)))
+                    .await?
             } else {
                 let mut total = 0u64;
                 for _ in 0..MAX_CHUNKS {
                     let n = self
-                        .with(move |c| {
-                            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                            if kind == Kind::AuditEntries {
-                                tx.execute(super::erase::UNLOCK_AUDIT, [])?;
-                            }
-                            let n = tx.execute(kind.delete_sql(), params![cutoff, CHUNK])?;
-                            if kind == Kind::AuditEntries {
-                                tx.execute(super::erase::LOCK_AUDIT, [])?;
-                            }
-                            if n > 0
-                                && let Some(bump) = kind.bump()
-                            {
-                                tx.execute_batch(bump)?;
-                            }
-                            tx.commit()?;
-                            Ok(n as u64)
+                        .write(move |tx| {
+                            ready(queries::lifecycle::retention_chunk(tx, kind, cutoff))
                         })
                         .await?;
                     total += n;
-                    if n < CHUNK as u64 {
+                    if n < CHUNK.unsigned_abs() {
                         break;
                     }
                 }
@@ -1419,37 +1160,13 @@ impl Store for SqliteStore {
         }
         if !dry_run && outcome.total() > 0 {
             let record = retention::audit(&outcome, super::now());
-            self.with(move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                append_audit(&tx, &record)?;
-                tx.commit()?;
-                Ok(())
-            })
-            .await?;
+            self.write(move |tx| append_audit(tx, &record)).await?;
         }
         Ok(outcome)
     }
 
     async fn reenroll_requests(&self) -> Result<Vec<ReenrollRequest>, StoreError> {
-        self.with(|c| {
-            let mut stmt = c.prepare(
-                "SELECT host_id, hostname, os, source, requested_at, approved_by, approved_at
-                 FROM reenroll_requests ORDER BY host_id",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok(ReenrollRequest {
-                    host_id: r.get(0)?,
-                    hostname: r.get(1)?,
-                    os: r.get(2)?,
-                    source: r.get(3)?,
-                    requested_at: r.get(4)?,
-                    approved_by: r.get(5)?,
-                    approved_at: r.get(6)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.read(|c| ready(queries::lifecycle::reenroll_requests(c))).await
     }
 
     async fn device_by_key(
@@ -1865,58 +1582,7 @@ impl Store for SqliteStore {
         mapping: DescriptorMapping,
         audit: AuditRecord,
     ) -> Result<(DescriptorMapping, u64), StoreError> {
-        self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let id: Option<i64> = tx
-                .query_row(
-                    "INSERT INTO descriptor_mappings (descriptor, product, actor, created_at, note)
-                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (descriptor) DO NOTHING RETURNING id",
-                    params![
-                        mapping.descriptor,
-                        mapping.product,
-                        mapping.actor,
-                        mapping.created_at,
-                        mapping.note
-                    ],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let Some(id) = id else {
-                return Err(StoreError::Exists {
-                    what: "descriptor mapping",
-                    name: mapping.descriptor,
-                });
-            };
-            let candidates = {
-                let mut stmt = tx.prepare(
-                    "SELECT id, descriptor FROM expense_lines
-                     WHERE candidate AND product IS NULL AND mapping_id IS NULL",
-                )?;
-                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                    .collect::<Result<Vec<(i64, String)>, _>>()?
-            };
-            let mut resolved = 0_u64;
-            {
-                let mut stmt = tx.prepare(
-                    "UPDATE expense_lines SET product = ?1, candidate = 0, mapping_id = ?2
-                     WHERE id = ?3",
-                )?;
-                for line in super::lines_for_key(candidates, &mapping.descriptor) {
-                    resolved += stmt.execute(params![mapping.product, id, line])? as u64;
-                }
-            }
-            if resolved > 0 {
-                tx.execute_batch(super::BUMP_SPEND)?;
-            }
-            append_audit(&tx, &audit)?;
-            // Its alert, in the same transaction (issue 17).
-            let mapping = DescriptorMapping { id, ..mapping };
-            let event = event::descriptor_taught(&mapping, resolved);
-            outbox::sqlite_emit(&tx, &[event], mapping.created_at)?;
-            tx.commit()?;
-            Ok((mapping, resolved))
-        })
-        .await
+        self.write(move |tx| ready(queries::lifecycle::add_mapping(tx, mapping, &audit))).await
     }
 
     async fn remove_mapping(
@@ -1924,25 +1590,7 @@ impl Store for SqliteStore {
         id: i64,
         audit: AuditFn<DescriptorMapping>,
     ) -> Result<Option<(DescriptorMapping, u64)>, StoreError> {
-        self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let Some(before) = ready(queries::mapping_for_update(&*tx, id))? else {
-                return Ok(None);
-            };
-            let restored = tx.execute(
-                "UPDATE expense_lines SET product = NULL, candidate = 1, mapping_id = NULL
-                 WHERE mapping_id = ?1",
-                [id],
-            )? as u64;
-            tx.execute("DELETE FROM descriptor_mappings WHERE id = ?1", [id])?;
-            if restored > 0 {
-                tx.execute_batch(super::BUMP_SPEND)?;
-            }
-            append_audit(&tx, &audit(Some(&before)))?;
-            tx.commit()?;
-            Ok(Some((before, restored)))
-        })
-        .await
+        self.write(move |tx| ready(queries::lifecycle::remove_mapping(tx, id, audit))).await
     }
 
     async fn add_gateway_spend(
@@ -2076,58 +1724,7 @@ impl Store for SqliteStore {
 
     async fn scim_write(&self, write: ScimWrite) -> Result<bool, StoreError> {
         let write = self.protect(write, |p, w| p.scim(w)).await?;
-        self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let r = &write.resource;
-            let taken: Option<String> = tx
-                .query_row(
-                    "SELECT id FROM scim_resources WHERE kind = ?1 AND name = ?2 AND id <> ?3",
-                    params![r.kind, write.name, r.id],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            if taken.is_some() {
-                return Err(StoreError::Exists { what: "SCIM resource", name: write.name });
-            }
-            let n = if r.version == 1 {
-                tx.execute(
-                    "INSERT INTO scim_resources
-                        (kind, id, name, resource, version, created_at, modified_at)
-                     VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6) ON CONFLICT DO NOTHING",
-                    params![r.kind, r.id, write.name, r.resource, r.created_at, r.modified_at],
-                )?
-            } else {
-                tx.execute(
-                    "UPDATE scim_resources SET name = ?3, resource = ?4, version = ?5,
-                        modified_at = ?6
-                     WHERE kind = ?1 AND id = ?2 AND version = ?5 - 1",
-                    params![r.kind, r.id, write.name, r.resource, r.version, r.modified_at],
-                )?
-            };
-            if n == 0 {
-                return Ok(false);
-            }
-            if let Some(sp) = &write.person {
-                let p = &sp.person;
-                if let Some(old) = sp.previous_email.as_deref().filter(|o| *o != p.email) {
-                    tx.execute("UPDATE people SET active = 0 WHERE email = ?1", params![old])?;
-                }
-                tx.execute(
-                    "INSERT INTO people (email, name, department, manager, active)
-                     VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (email) DO UPDATE SET name = excluded.name,
-                        department = excluded.department, manager = excluded.manager,
-                        active = excluded.active",
-                    params![p.email, p.name, p.department, p.manager, i64::from(sp.active)],
-                )?;
-                tx.execute(rollup::DEPARTMENTS_DIRTY, [])?;
-                tx.execute_batch(super::BUMP_SPEND)?;
-            }
-            append_audit(&tx, &write.audit)?;
-            tx.commit()?;
-            Ok(true)
-        })
-        .await
+        self.write(move |tx| ready(queries::lifecycle::scim_write(tx, write))).await
     }
 
     async fn scim_delete(
@@ -2138,23 +1735,8 @@ impl Store for SqliteStore {
         audit: AuditRecord,
     ) -> Result<bool, StoreError> {
         let email = self.protect(email, |p, e| p.optional(e)).await?;
-        self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let n = tx.execute(
-                "DELETE FROM scim_resources WHERE kind = ?1 AND id = ?2",
-                params![kind, id],
-            )?;
-            if n > 0 {
-                append_audit(&tx, &audit)?;
-            }
-            if n > 0
-                && let Some(email) = email
-            {
-                tx.execute("UPDATE people SET active = 0 WHERE email = ?1", params![email])?;
-                tx.execute_batch(super::BUMP_SPEND)?;
-            }
-            tx.commit()?;
-            Ok(n > 0)
+        self.write(move |tx| {
+            ready(queries::lifecycle::scim_delete(tx, kind, &id, email.as_deref(), &audit))
         })
         .await
     }
@@ -2303,19 +1885,7 @@ impl Store for SqliteStore {
     }
 
     async fn sync_channels(&self, channels: Vec<ChannelRow>, now: i64) -> Result<(), StoreError> {
-        self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute(outbox::CHANNELS_OFF, [])?;
-            for ch in &channels {
-                tx.execute(
-                    &rollup::sqlite(outbox::CHANNEL_ON),
-                    params![ch.name, ch.kind, outbox::events_text(ch), now],
-                )?;
-            }
-            tx.commit()?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| ready(queries::alerts::sync_channels(tx, &channels, now))).await
     }
 
     async fn emit(
@@ -2324,16 +1894,7 @@ impl Store for SqliteStore {
         audit: Option<AuditRecord>,
         now: i64,
     ) -> Result<u64, StoreError> {
-        self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let new = outbox::sqlite_emit(&tx, &events, now)?;
-            if let Some(a) = &audit {
-                append_audit(&tx, a)?;
-            }
-            tx.commit()?;
-            Ok(new)
-        })
-        .await
+        self.write(move |tx| ready(queries::alerts::emit(tx, &events, audit.as_ref(), now))).await
     }
 
     async fn claim_deliveries(
@@ -2344,7 +1905,7 @@ impl Store for SqliteStore {
         lease_until: i64,
         limit: i64,
     ) -> Result<Vec<Claimed>, StoreError> {
-        self.with(move |c| outbox::sqlite_claim(c, &channel, &claimer, now, lease_until, limit))
+        self.write(move |tx| ready(outbox::claim(tx, &channel, &claimer, now, lease_until, limit)))
             .await
     }
 
@@ -2356,29 +1917,15 @@ impl Store for SqliteStore {
         audit: Option<AuditRecord>,
         now: i64,
     ) -> Result<bool, StoreError> {
-        self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let (state, next_at, done_at, status, error) = outbox::finish_values(&attempt, now);
-            let n = tx.execute(
-                &rollup::sqlite(outbox::FINISH),
-                params![
-                    claimed.channel,
-                    claimed.event.seq,
-                    state,
-                    next_at,
-                    done_at,
-                    status,
-                    error,
-                    claimer
-                ],
-            )?;
-            if n == 1
-                && let Some(a) = &audit
-            {
-                append_audit(&tx, a)?;
-            }
-            tx.commit()?;
-            Ok(n == 1)
+        self.write(move |tx| {
+            ready(queries::alerts::finish_delivery(
+                tx,
+                &claimed,
+                &claimer,
+                &attempt,
+                audit.as_ref(),
+                now,
+            ))
         })
         .await
     }
@@ -2390,7 +1937,7 @@ impl Store for SqliteStore {
         now: i64,
         rule: AdmitRule,
     ) -> Result<Vec<Admit>, StoreError> {
-        self.with(move |c| outbox::sqlite_admit(c, &claimed, &claimer, now, &rule)).await
+        self.write(move |tx| ready(outbox::admit(tx, &claimed, &claimer, now, &rule))).await
     }
 
     async fn deliveries(&self, limit: i64) -> Result<Vec<DeliveryRow>, StoreError> {
@@ -2435,25 +1982,18 @@ impl Store for SqliteStore {
     ) -> Result<Option<DigestClaim>, StoreError> {
         self.with(move |c| {
             let tx = c.transaction()?;
-            let claimed = tx.execute(
-                &rollup::sqlite(outbox::DIGEST_CLAIM),
-                params![channel, period_end, claimer, lease_until, now],
-            )?;
-            if claimed == 0 {
-                return Ok(None);
+            let claim = ready(queries::alerts::claim_digest(
+                &*tx,
+                &channel,
+                period_end,
+                &claimer,
+                now,
+                lease_until,
+            ))?;
+            if claim.is_some() {
+                tx.commit()?;
             }
-            let previous: Option<i64> = tx.query_row(
-                &rollup::sqlite(outbox::DIGEST_PREVIOUS),
-                params![channel, period_end],
-                |r| r.get(0),
-            )?;
-            let attempts: i64 = tx.query_row(
-                &rollup::sqlite(outbox::DIGEST_ATTEMPTS),
-                params![channel, period_end],
-                |r| r.get(0),
-            )?;
-            tx.commit()?;
-            Ok(Some(DigestClaim { previous, attempts }))
+            Ok(claim)
         })
         .await
     }
@@ -2465,12 +2005,8 @@ impl Store for SqliteStore {
         claimer: String,
         retry_at: i64,
     ) -> Result<(), StoreError> {
-        self.with(move |c| {
-            c.execute(
-                &rollup::sqlite(outbox::DIGEST_FAILED),
-                params![channel, period_end, claimer, retry_at],
-            )?;
-            Ok(())
+        self.read(move |c| {
+            ready(queries::alerts::digest_failed(c, &channel, period_end, &claimer, retry_at))
         })
         .await
     }
@@ -2483,11 +2019,8 @@ impl Store for SqliteStore {
         now: i64,
         events: i64,
     ) -> Result<bool, StoreError> {
-        self.with(move |c| {
-            Ok(c.execute(
-                &rollup::sqlite(outbox::DIGEST_SENT),
-                params![channel, period_end, claimer, now, events],
-            )? == 1)
+        self.read(move |c| {
+            ready(queries::alerts::digest_sent(c, &channel, period_end, &claimer, now, events))
         })
         .await
     }

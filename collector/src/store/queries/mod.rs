@@ -5,6 +5,9 @@
 //! backend keeps what really differs (pooling, how a writing transaction starts and commits,
 //! bulk loads and locks).
 
+pub(crate) mod alerts;
+pub(crate) mod lifecycle;
+
 use super::sql::{Conn, FromRow, One, Param, Row};
 use super::{AuditFn, CredentialHash, StoreError, credential_hash, outbox, role, rollup};
 use crate::alerts::event;
