@@ -5,6 +5,15 @@
 //! backend keeps what really differs (pooling, how a writing transaction starts and commits,
 //! bulk loads and locks).
 
+mod ingest;
+mod reads;
+
+pub(crate) use ingest::{batch_contact, heartbeat, insert_batch, privacy_mode};
+pub(crate) use reads::{
+    device_by_key, device_counts, device_page, expenses, mcp_flags, product_devices,
+    product_values, rollup_usage, usage, versions,
+};
+
 use super::sql::{Conn, FromRow, One, Param, Row};
 use super::{AuditFn, CredentialHash, StoreError, credential_hash, outbox, role, rollup};
 use crate::alerts::event;

@@ -1,0 +1,116 @@
+//! The ingest side written once: heartbeats, a batch's own rows (the batch id and the
+//! device's counters) and the privacy mode recorded at start-up. The bulk rows of a batch
+//! (sightings, pending usage, installs) stay with each backend: PostgreSQL sends them as
+//! arrays (`UNNEST`), SQLite through one prepared statement per row.
+
+use super::super::sql::{Conn, Dialect, One};
+use super::super::{RECORD_PRIVACY_MODE, RECORDED_PRIVACY_MODE, StoreError};
+use crate::identity::PrivacyMode;
+use crate::model::{DeviceId, Health};
+
+/// [`super::super::Store::heartbeat`], inside a writing transaction.
+pub(crate) async fn heartbeat<C: Conn + Dialect>(
+    tx: &C,
+    device: DeviceId,
+    h: &Health,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO heartbeats (device_id, received_at, agent_version, catalog_version,
+            interfaces_json, packets, drops, spool_depth, evictions, last_scan)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         ON CONFLICT (device_id) DO UPDATE SET received_at = excluded.received_at,
+            agent_version = excluded.agent_version,
+            catalog_version = excluded.catalog_version,
+            interfaces_json = excluded.interfaces_json, packets = excluded.packets,
+            drops = excluded.drops, spool_depth = excluded.spool_depth,
+            evictions = excluded.evictions, last_scan = excluded.last_scan",
+        &[
+            &device.0,
+            &h.received_at,
+            &h.agent_version,
+            &h.catalog_version,
+            &h.interfaces_json,
+            &h.packets,
+            &h.drops,
+            &h.spool_depth,
+            &h.evictions,
+            &h.last_scan,
+        ],
+    )
+    .await?;
+    tx.execute(
+        &format!(
+            "UPDATE devices SET last_contact = {}(last_contact, $2), agent_version = $3
+             WHERE id = $1",
+            C::GREATEST
+        ),
+        &[&device.0, &h.received_at, &h.agent_version],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Records a batch as received; answers false when it was already (a duplicate, which the
+/// caller acknowledges without storing it again).
+pub(crate) async fn insert_batch(
+    tx: &impl Conn,
+    device: DeviceId,
+    batch_id: &str,
+    now: i64,
+    received: i64,
+) -> Result<bool, StoreError> {
+    let inserted = tx
+        .execute(
+            "INSERT INTO batches (device_id, batch_id, received_at, sightings)
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            &[&device.0, &batch_id, &now, &received],
+        )
+        .await?;
+    Ok(inserted > 0)
+}
+
+/// A stored batch's contact time and the sightings its agent dropped or evicted.
+pub(crate) async fn batch_contact<C: Conn + Dialect>(
+    tx: &C,
+    device: DeviceId,
+    now: i64,
+    dropped: i64,
+    evicted: i64,
+) -> Result<(), StoreError> {
+    tx.execute(
+        &format!(
+            "UPDATE devices SET last_contact = {}(last_contact, $2),
+                dropped_sightings = dropped_sightings + $3,
+                evicted_sightings = evicted_sightings + $4
+             WHERE id = $1",
+            C::GREATEST
+        ),
+        &[&device.0, &now, &dropped, &evicted],
+    )
+    .await?;
+    Ok(())
+}
+
+/// [`super::super::Store::privacy_mode`], inside a transaction that the backend made the
+/// only one deciding it (a table lock on PostgreSQL, `BEGIN IMMEDIATE` on SQLite).
+pub(crate) async fn privacy_mode(
+    tx: &impl Conn,
+    opened_with: PrivacyMode,
+    now: i64,
+) -> Result<PrivacyMode, StoreError> {
+    let recorded: Option<One<String>> = tx.query_opt(RECORDED_PRIVACY_MODE, &[]).await?;
+    let recorded = recorded.map(|One(mode)| mode);
+    let known = recorded.is_some();
+    let (plain, pseudonym) = if known {
+        (false, false)
+    } else {
+        let plain: Option<()> = tx.query_opt(&super::super::plain_identity_sql(), &[]).await?;
+        let pseudonym: Option<()> = tx.query_opt(super::super::ANY_PSEUDONYM, &[]).await?;
+        (plain.is_some(), pseudonym.is_some())
+    };
+    let mode = super::super::privacy_mode_of(recorded, plain, pseudonym, opened_with)?;
+    if !known && (plain || pseudonym) {
+        tx.execute(RECORD_PRIVACY_MODE, &[&mode.as_str(), &now]).await?;
+    }
+    Ok(mode)
+}
