@@ -12,8 +12,6 @@
 //! Connections use TLS as the URL's `sslmode` and `sslrootcert` say (libpq's meanings, libpq's
 //! default `prefer`), through rustls: see [`super::postgres_tls`].
 
-use std::collections::HashMap;
-
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 
 use super::sql::FromRow;
@@ -1153,12 +1151,7 @@ impl Store for PgStore {
         let mut client = self.client().await?;
         let mut tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock_shared($1)", &[&MAPPING_LOCK]).await?;
-        let mappings: HashMap<String, (i64, String)> = tx
-            .query("SELECT descriptor, id, product FROM descriptor_mappings", &[])
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?))))
-            .collect::<Result<_, tokio_postgres::Error>>()?;
+        let mappings = queries::mapping_keys(&tx).await?;
         let mapped = super::resolve_mapped(&mut lines, &mappings);
         tx.batch_execute(EXPENSE_STAGE).await?;
         let sink = tx
@@ -1587,26 +1580,7 @@ impl Store for PgStore {
         }
         let mut client = self.client().await?;
         fold(&mut client, false).await?;
-        let rows = client
-            .query(
-                "SELECT lower(d.owner_email), s.product, MAX(s.last_seen)
-                 FROM usage_device s JOIN devices d ON d.id = s.device_id
-                 WHERE s.product = ANY($1)
-                   AND d.owner_email IS NOT NULL AND d.owner_email <> ''
-                 GROUP BY lower(d.owner_email), s.product
-                 ORDER BY 1, 2",
-                &[&products],
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(OwnerUse {
-                    owner_email: r.try_get(0)?,
-                    product: r.try_get(1)?,
-                    last_seen: r.try_get(2)?,
-                })
-            })
-            .collect()
+        queries::owner_last_use(&client, &products).await
     }
 
     async fn device_sightings(

@@ -249,6 +249,10 @@ pub(crate) trait Dialect {
     /// The text column `v` of the statement `select`, in its order, as one [`TextList`]
     /// value: an `ARRAY` on PostgreSQL, the values joined by newlines on SQLite.
     fn text_list(select: &str) -> String;
+
+    /// The condition that a value is one of the [`TextArray`] parameter `param` (`$n`):
+    /// `= ANY($n)` on PostgreSQL, `IN` the elements of the JSON array on SQLite.
+    fn in_texts(param: &str) -> String;
 }
 
 impl Dialect for rusqlite::Connection {
@@ -258,6 +262,10 @@ impl Dialect for rusqlite::Connection {
 
     fn text_list(select: &str) -> String {
         format!("(SELECT group_concat(v, char(10)) FROM ({select}))")
+    }
+
+    fn in_texts(param: &str) -> String {
+        format!("IN (SELECT value FROM json_each({param}))")
     }
 }
 
@@ -271,6 +279,10 @@ macro_rules! pg_dialect {
 
             fn text_list(select: &str) -> String {
                 format!("ARRAY({select})")
+            }
+
+            fn in_texts(param: &str) -> String {
+                format!("= ANY({param})")
             }
         }
     )*};
@@ -301,5 +313,35 @@ impl<'a> PgFromSql<'a> for TextList {
 
     fn accepts(ty: &tokio_postgres::types::Type) -> bool {
         <Vec<String> as PgFromSql<'a>>::accepts(ty)
+    }
+}
+
+/// Texts bound as one parameter ([`Dialect::in_texts`]), so that a statement is the same for
+/// any number of them: a `text[]` on PostgreSQL, a JSON array on SQLite.
+#[derive(Debug)]
+pub(crate) struct TextArray<'a>(pub(crate) &'a [String]);
+
+impl PgToSql for TextArray<'_> {
+    fn to_sql(
+        &self,
+        ty: &tokio_postgres::types::Type,
+        // The driver's buffer type, as its own `to_sql_checked!` names it.
+        out: &mut tokio_postgres::types::private::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        self.0.to_sql(ty, out)
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        <&[String] as PgToSql>::accepts(ty)
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+impl rusqlite::ToSql for TextArray<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        let json = serde_json::to_string(self.0)
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        Ok(rusqlite::types::ToSqlOutput::from(json))
     }
 }

@@ -720,15 +720,6 @@ fn enroll_in(
     Ok(id)
 }
 
-/// Every mapping by normalised descriptor: `(id, product)`, read in the import's transaction.
-fn sqlite_mapping_keys(
-    tx: &rusqlite::Transaction<'_>,
-) -> Result<HashMap<String, (i64, String)>, StoreError> {
-    let mut stmt = tx.prepare_cached("SELECT descriptor, id, product FROM descriptor_mappings")?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?;
-    Ok(rows.collect::<Result<HashMap<_, _>, _>>()?)
-}
-
 fn append_audit(tx: &Connection, a: &AuditRecord) -> Result<(), StoreError> {
     ready(queries::append_audit(tx, a))
 }
@@ -1514,7 +1505,7 @@ impl Store for SqliteStore {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut counts = ImportCounts::default();
             let mut inserted = Vec::new();
-            let mappings = sqlite_mapping_keys(&tx)?;
+            let mappings = ready(queries::mapping_keys(&*tx))?;
             let mut lines = lines;
             let mapped = super::resolve_mapped(&mut lines, &mappings);
             counts.mapped = u64::try_from(mapped.iter().flatten().count()).unwrap_or(u64::MAX);
@@ -1885,24 +1876,7 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         self.fold().await?;
-        // The products go in as one JSON array, so the statement is the same for any number.
-        let products = serde_json::to_string(&products)
-            .map_err(|e| StoreError::Task(format!("products as JSON: {e}")))?;
-        self.with(move |c| {
-            let mut stmt = c.prepare(
-                "SELECT lower(d.owner_email), s.product, MAX(s.last_seen)
-                 FROM usage_device s JOIN devices d ON d.id = s.device_id
-                 WHERE s.product IN (SELECT value FROM json_each(?1))
-                   AND d.owner_email IS NOT NULL AND d.owner_email <> ''
-                 GROUP BY lower(d.owner_email), s.product
-                 ORDER BY 1, 2",
-            )?;
-            let rows = stmt.query_map([products], |r| {
-                Ok(OwnerUse { owner_email: r.get(0)?, product: r.get(1)?, last_seen: r.get(2)? })
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.read(move |c| ready(queries::owner_last_use(c, &products))).await
     }
 
     async fn device_sightings(

@@ -3,6 +3,8 @@
 //! (sightings, pending usage, installs) stay with each backend: PostgreSQL sends them as
 //! arrays (`UNNEST`), SQLite through one prepared statement per row.
 
+use std::collections::HashMap;
+
 use super::super::sql::{Conn, Dialect, One};
 use super::super::{RECORD_PRIVACY_MODE, RECORDED_PRIVACY_MODE, StoreError};
 use crate::identity::PrivacyMode;
@@ -113,4 +115,14 @@ pub(crate) async fn privacy_mode(
         tx.execute(RECORD_PRIVACY_MODE, &[&mode.as_str(), &now]).await?;
     }
     Ok(mode)
+}
+
+/// The descriptor mappings by descriptor, (id, product) each, for an expense import to
+/// resolve its lines with ([`super::super::resolve_mapped`]), inside its transaction.
+pub(crate) async fn mapping_keys(
+    tx: &impl Conn,
+) -> Result<HashMap<String, (i64, String)>, StoreError> {
+    let rows: Vec<(String, i64, String)> =
+        tx.query("SELECT descriptor, id, product FROM descriptor_mappings", &[]).await?;
+    Ok(rows.into_iter().map(|(descriptor, id, product)| (descriptor, (id, product))).collect())
 }

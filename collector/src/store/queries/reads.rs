@@ -5,15 +5,15 @@
 
 use std::collections::HashMap;
 
-use super::super::sql::{Conn, Dialect, FromRow, One, Param, Row, TextList};
+use super::super::sql::{Conn, Dialect, FromRow, One, Param, Row, TextArray, TextList};
 use super::super::{
     DEVICE_LAST_HEARTBEAT, MCP_FLAGS_SELECT, PRODUCT_DEVICES_LIMIT, PRODUCT_VALUES_LIMIT,
     StoreError, Versions, mcp_flags_row, rollup,
 };
 use super::DEVICE_SELECT;
 use crate::model::{
-    DeviceId, DeviceQuery, DeviceSummary, DeviceUsage, ExpenseLine, McpServerFlags, ProductUsage,
-    SourceUsage, UsageFilter, ValueUsage,
+    DeviceId, DeviceQuery, DeviceSummary, DeviceUsage, ExpenseLine, McpServerFlags, OwnerUse,
+    ProductUsage, SourceUsage, UsageFilter, ValueUsage,
 };
 
 /// [`super::super::Store::device_by_key`].
@@ -215,6 +215,38 @@ pub(crate) async fn product_values(
          GROUP BY kind, value
          ORDER BY kind COLLATE \"C\", value COLLATE \"C\" LIMIT $2",
         &[&product, &limit.clamp(1, PRODUCT_VALUES_LIMIT)],
+    )
+    .await
+}
+
+impl FromRow for OwnerUse {
+    fn from_row(r: &impl Row) -> Result<Self, StoreError> {
+        Ok(OwnerUse {
+            owner_email: r.get("owner_email")?,
+            product: r.get("product")?,
+            last_seen: r.get("last_seen")?,
+        })
+    }
+}
+
+/// [`super::super::Store::owner_last_use`] of at least one product; the caller folds first.
+pub(crate) async fn owner_last_use<C: Conn + Dialect>(
+    c: &C,
+    products: &[String],
+) -> Result<Vec<OwnerUse>, StoreError> {
+    // The products go in as one parameter, so the statement is the same for any number.
+    c.query(
+        &format!(
+            "SELECT lower(d.owner_email) AS owner_email, s.product AS product,
+                    MAX(s.last_seen) AS last_seen
+             FROM usage_device s JOIN devices d ON d.id = s.device_id
+             WHERE s.product {}
+               AND d.owner_email IS NOT NULL AND d.owner_email <> ''
+             GROUP BY lower(d.owner_email), s.product
+             ORDER BY 1, 2",
+            C::in_texts("$1")
+        ),
+        &[&TextArray(products)],
     )
     .await
 }
