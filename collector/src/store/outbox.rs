@@ -243,37 +243,6 @@ impl FromRow for DeliveryRow {
 
 // ---- SQLite ----------------------------------------------------------------------------
 
-/// Products of `products` not known before, inserted into the known products now.
-pub fn sqlite_known(
-    tx: &rusqlite::Connection,
-    products: &[&str],
-    at: i64,
-    source: &str,
-) -> Result<Vec<String>, StoreError> {
-    let mut stmt = tx.prepare_cached(&rollup::sqlite(KNOWN_INSERT))?;
-    let mut new = Vec::new();
-    for p in products {
-        if stmt.execute(params![p, at, source])? == 1 {
-            new.push((*p).to_owned());
-        }
-    }
-    Ok(new)
-}
-
-/// Blocked products with the time of their decision.
-pub fn sqlite_blocked(tx: &rusqlite::Connection) -> Result<Vec<(String, i64)>, StoreError> {
-    let mut stmt = tx.prepare_cached(BLOCKED)?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-/// A device's host id.
-pub fn sqlite_host(tx: &rusqlite::Connection, device: i64) -> Result<String, StoreError> {
-    let host: Option<String> =
-        tx.query_row(&rollup::sqlite(HOST), [device], |r| r.get(0)).optional()?;
-    Ok(host.unwrap_or_default())
-}
-
 /// `emit` on a SQLite connection, which completes at once.
 pub fn sqlite_emit(
     tx: &rusqlite::Connection,
@@ -371,43 +340,6 @@ pub fn sqlite_admit(
 }
 
 // ---- PostgreSQL ------------------------------------------------------------------------
-
-/// Products of `products` not known before, inserted into the known products now.
-pub async fn pg_known(
-    tx: &deadpool_postgres::Transaction<'_>,
-    products: &[&str],
-    at: i64,
-    source: &str,
-) -> Result<Vec<String>, StoreError> {
-    let stmt = tx.prepare_cached(KNOWN_INSERT).await?;
-    let mut new = Vec::new();
-    for p in products {
-        if tx.execute(&stmt, &[p, &at, &source]).await? == 1 {
-            new.push((*p).to_owned());
-        }
-    }
-    Ok(new)
-}
-
-/// Blocked products with the time of their decision.
-pub async fn pg_blocked(
-    tx: &deadpool_postgres::Transaction<'_>,
-) -> Result<Vec<(String, i64)>, StoreError> {
-    let rows = tx.query(&tx.prepare_cached(BLOCKED).await?, &[]).await?;
-    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
-}
-
-/// A device's host id.
-pub async fn pg_host(
-    tx: &deadpool_postgres::Transaction<'_>,
-    device: i64,
-) -> Result<String, StoreError> {
-    let row = tx.query_opt(&tx.prepare_cached(HOST).await?, &[&device]).await?;
-    Ok(match row {
-        Some(r) => r.try_get(0)?,
-        None => String::new(),
-    })
-}
 
 /// The claim statement on PostgreSQL.
 pub fn pg_claim_sql() -> &'static str {

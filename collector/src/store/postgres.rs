@@ -417,28 +417,6 @@ async fn move_staged(
     }
 }
 
-/// The alert events of a stored batch (see [`event::for_batch`]), in its transaction.
-async fn batch_events(
-    tx: &deadpool_postgres::Transaction<'_>,
-    device: DeviceId,
-    b: &Batch,
-    now: i64,
-) -> Result<(), StoreError> {
-    let seen = b.sightings.iter().map(|s| (s.product.as_str(), s.kind, s.last_seen));
-    let installed =
-        b.installs.iter().filter(|i| i.present).map(|i| (i.product.as_str(), i.kind, i.at));
-    let products = event::batch_products(seen.chain(installed));
-    let names: Vec<&str> = products.iter().map(|p| p.product).collect();
-    let new = outbox::pg_known(tx, &names, now, "sighting").await?;
-    let blocked = outbox::pg_blocked(tx).await?;
-    if new.is_empty() && !blocked.iter().any(|(b, _)| names.contains(&b.as_str())) {
-        return Ok(());
-    }
-    let host = outbox::pg_host(tx, device.0).await?;
-    outbox::emit(tx, &event::for_batch(&host, &products, &new, &blocked), now).await?;
-    Ok(())
-}
-
 /// The alert events of an expense chunk, in its transaction. The bulk path does not say which
 /// lines were new, so every line of the chunk is offered: a line stored before has the same
 /// event id as when it was new, so it adds nothing.
@@ -449,8 +427,8 @@ async fn expense_events(
 ) -> Result<(), StoreError> {
     let all: Vec<&ExpenseLine> = lines.iter().collect();
     let names = event::products_of(all.iter().map(|l| l.product.as_deref()));
-    let new = outbox::pg_known(tx, &names, now, "expense").await?;
-    let blocked = outbox::pg_blocked(tx).await?;
+    let new = queries::known(tx, &names, now, "expense").await?;
+    let blocked = queries::blocked(tx).await?;
     let relevant: Vec<&ExpenseLine> = all
         .into_iter()
         .filter(|l| match &l.product {
@@ -470,7 +448,7 @@ async fn gateway_events(
 ) -> Result<(), StoreError> {
     let all: Vec<&GatewaySpend> = rows.iter().collect();
     let names = event::products_of(all.iter().map(|g| g.product.as_deref()));
-    let new = outbox::pg_known(tx, &names, now, "gateway").await?;
+    let new = queries::known(tx, &names, now, "gateway").await?;
     outbox::emit(tx, &event::for_gateway(&all, &new), now).await?;
     Ok(())
 }
@@ -1019,7 +997,7 @@ impl Store for PgStore {
         .await?;
         }
         queries::batch_contact(&tx, device, now, batch.dropped, batch.evicted).await?;
-        batch_events(&tx, device, &batch, now).await?;
+        queries::batch_events(&tx, device, &batch, now).await?;
         tx.commit().await?;
         Ok(IngestOutcome::Stored)
     }

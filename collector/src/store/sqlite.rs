@@ -794,26 +794,8 @@ fn store_batch(tx: &Connection, job: &IngestJob) -> Result<IngestOutcome, StoreE
         ])?;
     }
     ready(queries::batch_contact(tx, job.device, job.now, b.dropped, b.evicted))?;
-    batch_events(tx, job)?;
+    ready(queries::batch_events(tx, job.device, &job.batch, job.now))?;
     Ok(IngestOutcome::Stored)
-}
-
-/// The alert events of a stored batch (see [`event::for_batch`]), in its transaction.
-fn batch_events(tx: &Connection, job: &IngestJob) -> Result<(), StoreError> {
-    let b = &job.batch;
-    let seen = b.sightings.iter().map(|s| (s.product.as_str(), s.kind, s.last_seen));
-    let installed =
-        b.installs.iter().filter(|i| i.present).map(|i| (i.product.as_str(), i.kind, i.at));
-    let products = event::batch_products(seen.chain(installed));
-    let names: Vec<&str> = products.iter().map(|p| p.product).collect();
-    let new = outbox::sqlite_known(tx, &names, job.now, "sighting")?;
-    let blocked = outbox::sqlite_blocked(tx)?;
-    if new.is_empty() && !blocked.iter().any(|(b, _)| names.contains(&b.as_str())) {
-        return Ok(());
-    }
-    let host = outbox::sqlite_host(tx, job.device.0)?;
-    outbox::sqlite_emit(tx, &event::for_batch(&host, &products, &new, &blocked), job.now)?;
-    Ok(())
 }
 
 /// Pending rows one fold transaction takes at most: bounds how long the writer pauses between
@@ -1550,8 +1532,8 @@ impl Store for SqliteStore {
             if counts.inserted > 0 {
                 tx.execute_batch(super::BUMP_SPEND)?;
                 let names = event::products_of(inserted.iter().map(|l| l.product.as_deref()));
-                let new = outbox::sqlite_known(&tx, &names, now, "expense")?;
-                let blocked = outbox::sqlite_blocked(&tx)?;
+                let new = ready(queries::known(&*tx, &names, now, "expense"))?;
+                let blocked = ready(queries::blocked(&*tx))?;
                 outbox::sqlite_emit(&tx, &event::for_expenses(&inserted, &new, &blocked), now)?;
             }
             tx.commit()?;
@@ -1703,7 +1685,7 @@ impl Store for SqliteStore {
             if counts.inserted > 0 {
                 tx.execute_batch(super::BUMP_SPEND)?;
                 let names = event::products_of(inserted.iter().map(|g| g.product.as_deref()));
-                let new = outbox::sqlite_known(&tx, &names, now, "gateway")?;
+                let new = ready(queries::known(&*tx, &names, now, "gateway"))?;
                 outbox::sqlite_emit(&tx, &event::for_gateway(&inserted, &new), now)?;
             }
             tx.commit()?;

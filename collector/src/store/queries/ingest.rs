@@ -6,9 +6,10 @@
 use std::collections::HashMap;
 
 use super::super::sql::{Conn, Dialect, One};
-use super::super::{RECORD_PRIVACY_MODE, RECORDED_PRIVACY_MODE, StoreError};
+use super::super::{RECORD_PRIVACY_MODE, RECORDED_PRIVACY_MODE, StoreError, outbox};
+use crate::alerts::event;
 use crate::identity::PrivacyMode;
-use crate::model::{DeviceId, Health};
+use crate::model::{Batch, DeviceId, Health};
 
 /// [`super::super::Store::heartbeat`], inside a writing transaction.
 pub(crate) async fn heartbeat<C: Conn + Dialect>(
@@ -125,4 +126,49 @@ pub(crate) async fn mapping_keys(
     let rows: Vec<(String, i64, String)> =
         tx.query("SELECT descriptor, id, product FROM descriptor_mappings", &[]).await?;
     Ok(rows.into_iter().map(|(descriptor, id, product)| (descriptor, (id, product))).collect())
+}
+
+/// The alert events of a stored batch (see [`event::for_batch`]), in its transaction.
+pub(crate) async fn batch_events(
+    tx: &impl Conn,
+    device: DeviceId,
+    b: &Batch,
+    now: i64,
+) -> Result<(), StoreError> {
+    let seen = b.sightings.iter().map(|s| (s.product.as_str(), s.kind, s.last_seen));
+    let installed =
+        b.installs.iter().filter(|i| i.present).map(|i| (i.product.as_str(), i.kind, i.at));
+    let products = event::batch_products(seen.chain(installed));
+    let names: Vec<&str> = products.iter().map(|p| p.product).collect();
+    let new = known(tx, &names, now, "sighting").await?;
+    let blocked = blocked(tx).await?;
+    if new.is_empty() && !blocked.iter().any(|(b, _)| names.contains(&b.as_str())) {
+        return Ok(());
+    }
+    let host: Option<One<String>> = tx.query_opt(outbox::HOST, &[&device.0]).await?;
+    let host = host.map(|One(h)| h).unwrap_or_default();
+    outbox::emit(tx, &event::for_batch(&host, &products, &new, &blocked), now).await?;
+    Ok(())
+}
+
+/// Products of `products` not known before, inserted into the known products now (for the
+/// alerts on a first sighting, expense or gateway spend).
+pub(crate) async fn known(
+    tx: &impl Conn,
+    products: &[&str],
+    at: i64,
+    source: &str,
+) -> Result<Vec<String>, StoreError> {
+    let mut new = Vec::new();
+    for p in products {
+        if tx.execute(outbox::KNOWN_INSERT, &[p, &at, &source]).await? == 1 {
+            new.push((*p).to_owned());
+        }
+    }
+    Ok(new)
+}
+
+/// Blocked products with the time of their decision.
+pub(crate) async fn blocked(tx: &impl Conn) -> Result<Vec<(String, i64)>, StoreError> {
+    tx.query(outbox::BLOCKED, &[]).await
 }

@@ -8,7 +8,10 @@
 mod ingest;
 mod reads;
 
-pub(crate) use ingest::{batch_contact, heartbeat, insert_batch, mapping_keys, privacy_mode};
+pub(crate) use ingest::{
+    batch_contact, batch_events, blocked, heartbeat, insert_batch, known, mapping_keys,
+    privacy_mode,
+};
 pub(crate) use reads::{
     device_by_key, device_counts, device_page, expenses, mcp_flags, owner_last_use,
     product_devices, product_values, rollup_usage, usage, versions,
