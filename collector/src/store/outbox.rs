@@ -237,33 +237,6 @@ impl FromRow for DeliveryRow {
 
 // ---- Both drivers ----------------------------------------------------------------------
 
-/// Products of `products` not known before, inserted into the known products now.
-pub(crate) async fn known(
-    tx: &impl Conn,
-    products: &[&str],
-    at: i64,
-    source: &str,
-) -> Result<Vec<String>, StoreError> {
-    let mut new = Vec::new();
-    for p in products {
-        if tx.execute(KNOWN_INSERT, &[p, &at, &source]).await? == 1 {
-            new.push((*p).to_owned());
-        }
-    }
-    Ok(new)
-}
-
-/// Blocked products with the time of their decision.
-pub(crate) async fn blocked(tx: &impl Conn) -> Result<Vec<(String, i64)>, StoreError> {
-    tx.query(BLOCKED, &[]).await
-}
-
-/// A device's host id.
-pub(crate) async fn host(tx: &impl Conn, device: i64) -> Result<String, StoreError> {
-    let host: Option<One<String>> = tx.query_opt(HOST, &[&device]).await?;
-    Ok(host.map(|One(h)| h).unwrap_or_default())
-}
-
 /// A [`CLAIMED`] row: the event and its delivery's attempts and queue time.
 struct ClaimedRow {
     event: StoredEvent,
@@ -354,26 +327,6 @@ pub(crate) async fn admit(
 
 // ---- SQLite ----------------------------------------------------------------------------
 
-/// [`known`] on a SQLite connection, which completes at once.
-pub fn sqlite_known(
-    tx: &rusqlite::Connection,
-    products: &[&str],
-    at: i64,
-    source: &str,
-) -> Result<Vec<String>, StoreError> {
-    ready(known(tx, products, at, source))
-}
-
-/// [`blocked`] on a SQLite connection.
-pub fn sqlite_blocked(tx: &rusqlite::Connection) -> Result<Vec<(String, i64)>, StoreError> {
-    ready(blocked(tx))
-}
-
-/// [`host`] on a SQLite connection.
-pub fn sqlite_host(tx: &rusqlite::Connection, device: i64) -> Result<String, StoreError> {
-    ready(host(tx, device))
-}
-
 /// `emit` on a SQLite connection, which completes at once.
 pub fn sqlite_emit(
     tx: &rusqlite::Connection,
@@ -381,31 +334,4 @@ pub fn sqlite_emit(
     now: i64,
 ) -> Result<u64, StoreError> {
     ready(emit(tx, events, now))
-}
-
-// ---- PostgreSQL ------------------------------------------------------------------------
-
-/// [`known`] in a PostgreSQL transaction.
-pub async fn pg_known(
-    tx: &deadpool_postgres::Transaction<'_>,
-    products: &[&str],
-    at: i64,
-    source: &str,
-) -> Result<Vec<String>, StoreError> {
-    known(tx, products, at, source).await
-}
-
-/// [`blocked`] in a PostgreSQL transaction.
-pub async fn pg_blocked(
-    tx: &deadpool_postgres::Transaction<'_>,
-) -> Result<Vec<(String, i64)>, StoreError> {
-    blocked(tx).await
-}
-
-/// [`host`] in a PostgreSQL transaction.
-pub async fn pg_host(
-    tx: &deadpool_postgres::Transaction<'_>,
-    device: i64,
-) -> Result<String, StoreError> {
-    host(tx, device).await
 }

@@ -12,19 +12,14 @@
 //! Connections use TLS as the URL's `sslmode` and `sslrootcert` say (libpq's meanings, libpq's
 //! default `prefer`), through rustls: see [`super::postgres_tls`].
 
-use std::collections::HashMap;
-
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::Row;
 
-use super::sql::FromRow;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 
 use super::{
-    AuditFn, CredentialHash, Migration, PRODUCT_DEVICES_LIMIT, PRODUCT_VALUES_LIMIT, PeopleUsage,
-    Store, StoreError, outbox, queries, rollup,
+    AuditFn, CredentialHash, Migration, PeopleUsage, Store, StoreError, outbox, queries, rollup,
 };
 use crate::alerts::event;
 use crate::model::{
@@ -229,15 +224,6 @@ async fn migrate(
 /// The advisory lock class of enrollments ("enro" in ASCII); the key is the host id's hash.
 const ENROLL_LOCK: i32 = 0x656e_726f;
 
-/// The usage filter as SQL: every parameter may be NULL, meaning "no filter".
-const FILTER: &str = "($1::text IS NULL OR s.product = $1)
-    AND ($2::text IS NULL OR s.kind = $2)
-    AND ($3::text IS NULL OR EXISTS (SELECT 1 FROM devices d JOIN people p
-                                     ON p.email = d.owner_email
-                                     WHERE d.id = s.device_id AND p.department = $3))
-    AND ($4::bigint IS NULL OR s.last_seen >= $4)
-    AND ($5::bigint IS NULL OR s.first_seen <= $5)";
-
 /// The staging table of [`PgStore::add_expenses`]: a chunk is `COPY`ed in (binary), then
 /// moved with one `INSERT ... SELECT ... ON CONFLICT DO NOTHING`, whose row count is the
 /// number of new lines. A temporary table lives per connection (so concurrent imports on
@@ -379,28 +365,6 @@ async fn move_staged(
     }
 }
 
-/// The alert events of a stored batch (see [`event::for_batch`]), in its transaction.
-async fn batch_events(
-    tx: &deadpool_postgres::Transaction<'_>,
-    device: DeviceId,
-    b: &Batch,
-    now: i64,
-) -> Result<(), StoreError> {
-    let seen = b.sightings.iter().map(|s| (s.product.as_str(), s.kind, s.last_seen));
-    let installed =
-        b.installs.iter().filter(|i| i.present).map(|i| (i.product.as_str(), i.kind, i.at));
-    let products = event::batch_products(seen.chain(installed));
-    let names: Vec<&str> = products.iter().map(|p| p.product).collect();
-    let new = outbox::pg_known(tx, &names, now, "sighting").await?;
-    let blocked = outbox::pg_blocked(tx).await?;
-    if new.is_empty() && !blocked.iter().any(|(b, _)| names.contains(&b.as_str())) {
-        return Ok(());
-    }
-    let host = outbox::pg_host(tx, device.0).await?;
-    outbox::emit(tx, &event::for_batch(&host, &products, &new, &blocked), now).await?;
-    Ok(())
-}
-
 /// The alert events of an expense chunk, in its transaction. The bulk path does not say which
 /// lines were new, so every line of the chunk is offered: a line stored before has the same
 /// event id as when it was new, so it adds nothing.
@@ -411,8 +375,8 @@ async fn expense_events(
 ) -> Result<(), StoreError> {
     let all: Vec<&ExpenseLine> = lines.iter().collect();
     let names = event::products_of(all.iter().map(|l| l.product.as_deref()));
-    let new = outbox::pg_known(tx, &names, now, "expense").await?;
-    let blocked = outbox::pg_blocked(tx).await?;
+    let new = queries::known(tx, &names, now, "expense").await?;
+    let blocked = queries::blocked(tx).await?;
     let relevant: Vec<&ExpenseLine> = all
         .into_iter()
         .filter(|l| match &l.product {
@@ -432,7 +396,7 @@ async fn gateway_events(
 ) -> Result<(), StoreError> {
     let all: Vec<&GatewaySpend> = rows.iter().collect();
     let names = event::products_of(all.iter().map(|g| g.product.as_deref()));
-    let new = outbox::pg_known(tx, &names, now, "gateway").await?;
+    let new = queries::known(tx, &names, now, "gateway").await?;
     outbox::emit(tx, &event::for_gateway(&all, &new), now).await?;
     Ok(())
 }
@@ -525,18 +489,6 @@ const ANALYZE_AFTER: u64 = 10_000;
 /// does too: rarely that large, and leaving the dead rows would slow every later check).
 const VACUUM_AFTER: u64 = 100_000;
 
-/// Reads a (product, kind, first seen, last seen, count, devices) row.
-fn read_source(r: &Row) -> Result<SourceUsage, StoreError> {
-    Ok(SourceUsage {
-        product: r.try_get(0)?,
-        source: r.try_get(1)?,
-        first_seen: r.try_get(2)?,
-        last_seen: r.try_get(3)?,
-        count: r.try_get(4)?,
-        devices: r.try_get(5)?,
-    })
-}
-
 /// Answers a usage filter from the rollups (see [`rollup::plan`]), after folding.
 async fn usage_from_rollups(
     client: &mut deadpool_postgres::Object,
@@ -550,41 +502,9 @@ async fn usage_from_rollups(
         .read_only(true)
         .start()
         .await?;
-    let sources = query(&tx, &plan.sources).await?;
-    let sources = sources.iter().map(read_source).collect::<Result<Vec<_>, StoreError>>()?;
-    let mut departments: HashMap<String, Vec<String>> = HashMap::new();
-    for r in query(&tx, &plan.departments).await? {
-        departments.entry(r.try_get(0)?).or_default().push(r.try_get(1)?);
-    }
-    let rows = query(&tx, &plan.products).await?;
+    let usage = queries::rollup_usage(&tx, plan).await?;
     tx.commit().await?;
-    let products = rows
-        .iter()
-        .map(|r| {
-            let product: String = r.try_get(0)?;
-            let departments = departments.remove(&product).unwrap_or_default();
-            Ok(ProductUsage { devices: r.try_get(1)?, users: r.try_get(2)?, product, departments })
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    Ok((sources, products))
-}
-
-/// Runs one of the rollups' reads.
-async fn query(
-    tx: &deadpool_postgres::Transaction<'_>,
-    read: &rollup::Read,
-) -> Result<Vec<Row>, StoreError> {
-    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = read
-        .args
-        .iter()
-        .map(|a| -> &(dyn tokio_postgres::types::ToSql + Sync) {
-            match a {
-                rollup::Arg::Text(t) => t,
-                rollup::Arg::Int(i) => i,
-            }
-        })
-        .collect();
-    Ok(tx.query(read.sql, &refs).await?)
+    Ok(usage)
 }
 
 impl Store for PgStore {
@@ -606,19 +526,7 @@ impl Store for PgStore {
         let tx = client.transaction().await?;
         // Several collectors starting at once read and record one answer.
         tx.execute("LOCK TABLE privacy_mode IN EXCLUSIVE MODE", &[]).await?;
-        let recorded: Option<String> =
-            tx.query_opt(super::RECORDED_PRIVACY_MODE, &[]).await?.map(|r| r.get(0));
-        let known = recorded.is_some();
-        let (plain, pseudonym) = if known {
-            (false, false)
-        } else {
-            let plain = tx.query_opt(&super::plain_identity_sql(), &[]).await?.is_some();
-            (plain, tx.query_opt(super::ANY_PSEUDONYM, &[]).await?.is_some())
-        };
-        let mode = super::privacy_mode_of(recorded, plain, pseudonym, opened_with)?;
-        if !known && (plain || pseudonym) {
-            tx.execute(super::RECORD_PRIVACY_MODE, &[&mode.as_str(), &now]).await?;
-        }
+        let mode = queries::privacy_mode(&tx, opened_with, now).await?;
         tx.commit().await?;
         Ok(mode)
     }
@@ -745,16 +653,7 @@ impl Store for PgStore {
         &self,
         key_hash: CredentialHash,
     ) -> Result<Option<DeviceId>, StoreError> {
-        let client = self.client().await?;
-        let row = client
-            .query_opt(
-                &client
-                    .prepare_cached("SELECT device_id FROM node_keys WHERE key_hash = $1")
-                    .await?,
-                &[&&key_hash[..]],
-            )
-            .await?;
-        row.map(|r| r.try_get(0).map(DeviceId)).transpose().map_err(StoreError::from)
+        queries::device_by_key(&self.client().await?, &key_hash[..]).await
     }
 
     async fn ingest(
@@ -766,17 +665,7 @@ impl Store for PgStore {
         let batch = self.protect_on(Some(device), batch, |p, b| p.batch(b)).await?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let inserted = tx
-            .execute(
-                &tx.prepare_cached(
-                    "INSERT INTO batches (device_id, batch_id, received_at, sightings)
-                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                )
-                .await?,
-                &[&device.0, &batch.batch_id, &now, &batch.received],
-            )
-            .await?;
-        if inserted == 0 {
+        if !queries::insert_batch(&tx, device, &batch.batch_id, now, batch.received).await? {
             return Ok(IngestOutcome::Duplicate);
         }
         let s = &batch.sightings;
@@ -845,18 +734,8 @@ impl Store for PgStore {
         )
         .await?;
         }
-        tx.execute(
-            &tx.prepare_cached(
-                "UPDATE devices SET last_contact = GREATEST(last_contact, $2),
-                dropped_sightings = dropped_sightings + $3,
-                evicted_sightings = evicted_sightings + $4
-             WHERE id = $1",
-            )
-            .await?,
-            &[&device.0, &now, &batch.dropped, &batch.evicted],
-        )
-        .await?;
-        batch_events(&tx, device, &batch, now).await?;
+        queries::batch_contact(&tx, device, now, batch.dropped, batch.evicted).await?;
+        queries::batch_events(&tx, device, &batch, now).await?;
         tx.commit().await?;
         Ok(IngestOutcome::Stored)
     }
@@ -872,36 +751,7 @@ impl Store for PgStore {
     async fn heartbeat(&self, device: DeviceId, h: Health) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        tx.execute(
-            "INSERT INTO heartbeats (device_id, received_at, agent_version, catalog_version,
-                interfaces_json, packets, drops, spool_depth, evictions, last_scan)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-             ON CONFLICT (device_id) DO UPDATE SET received_at = excluded.received_at,
-                agent_version = excluded.agent_version,
-                catalog_version = excluded.catalog_version,
-                interfaces_json = excluded.interfaces_json, packets = excluded.packets,
-                drops = excluded.drops, spool_depth = excluded.spool_depth,
-                evictions = excluded.evictions, last_scan = excluded.last_scan",
-            &[
-                &device.0,
-                &h.received_at,
-                &h.agent_version,
-                &h.catalog_version,
-                &h.interfaces_json,
-                &h.packets,
-                &h.drops,
-                &h.spool_depth,
-                &h.evictions,
-                &h.last_scan,
-            ],
-        )
-        .await?;
-        tx.execute(
-            "UPDATE devices SET last_contact = GREATEST(last_contact, $2), agent_version = $3
-             WHERE id = $1",
-            &[&device.0, &h.received_at, &h.agent_version],
-        )
-        .await?;
+        queries::heartbeat(&tx, device, &h).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -918,47 +768,7 @@ impl Store for PgStore {
         if let Some(plan) = rollup::plan(&filter) {
             return usage_from_rollups(&mut client, &plan).await;
         }
-        let p: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
-            [&filter.product, &filter.kind, &filter.department, &filter.since, &filter.until];
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT s.product, s.kind, MIN(s.first_seen), MAX(s.last_seen),
-                            SUM(s.count)::bigint, COUNT(DISTINCT s.device_id)
-                     FROM sightings s WHERE {FILTER}
-                     GROUP BY s.product, s.kind ORDER BY s.product, s.kind"
-                ),
-                &p,
-            )
-            .await?;
-        let sources = rows.iter().map(read_source).collect::<Result<Vec<_>, StoreError>>()?;
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT s.product, COUNT(DISTINCT s.device_id),
-                            COUNT(DISTINCT NULLIF(s.os_user, '')),
-                            ARRAY(SELECT DISTINCT p.department FROM sightings s2
-                                  JOIN devices d ON d.id = s2.device_id
-                                  JOIN people p ON p.email = d.owner_email
-                                  WHERE s2.product = s.product ORDER BY 1)
-                     FROM sightings s WHERE {FILTER}
-                     GROUP BY s.product ORDER BY s.product"
-                ),
-                &p,
-            )
-            .await?;
-        let products = rows
-            .iter()
-            .map(|r| {
-                Ok(ProductUsage {
-                    product: r.try_get(0)?,
-                    devices: r.try_get(1)?,
-                    users: r.try_get(2)?,
-                    departments: r.try_get(3)?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok((sources, products))
+        queries::usage(&client, &filter).await
     }
 
     async fn product_people(&self, product: String) -> Result<Vec<String>, StoreError> {
@@ -968,83 +778,22 @@ impl Store for PgStore {
     async fn product_devices(&self, product: String) -> Result<Vec<DeviceUsage>, StoreError> {
         let mut client = self.client().await?;
         fold(&mut client, false).await?;
-        let rows = client
-            .query(
-                // Users and the installed flag only for the devices listed.
-                "SELECT t.host_id, t.hostname, t.owner_email, t.first_seen, t.last_seen, t.count,
-                        ARRAY(SELECT DISTINCT s2.os_user FROM usage_device s2
-                              WHERE s2.device_id = t.id AND s2.product = $1
-                                AND s2.os_user <> '' ORDER BY 1),
-                        (SELECT bool_or(i.present) FROM installed i
-                         WHERE i.device_id = t.id AND i.product = $1)
-                 FROM (SELECT d.id, d.host_id, d.hostname, d.owner_email,
-                              MIN(s.first_seen) AS first_seen, MAX(s.last_seen) AS last_seen,
-                              SUM(s.count)::bigint AS count
-                       FROM usage_device s JOIN devices d ON d.id = s.device_id
-                       WHERE s.product = $1
-                       GROUP BY d.id ORDER BY d.host_id LIMIT $2) t
-                 ORDER BY t.host_id",
-                &[&product, &PRODUCT_DEVICES_LIMIT],
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(DeviceUsage {
-                    host_id: r.try_get(0)?,
-                    hostname: r.try_get(1)?,
-                    owner_email: r.try_get(2)?,
-                    first_seen: r.try_get(3)?,
-                    last_seen: r.try_get(4)?,
-                    count: r.try_get(5)?,
-                    users: r.try_get(6)?,
-                    installed: r.try_get(7)?,
-                })
-            })
-            .collect()
+        queries::product_devices(&client, &product).await
     }
 
     async fn devices_page(&self, q: DeviceQuery) -> Result<DevicePage, StoreError> {
         // The counts and the page are independent scans: one connection each, at once.
         let (counter, pager) = tokio::try_join!(self.client(), self.client())?;
-        let hb = super::DEVICE_LAST_HEARTBEAT;
-        let filter = format!(
-            "($2 = '' OR strpos(lower(d.hostname), $2) > 0 OR strpos(lower(d.host_id), $2) > 0
-              OR strpos(lower(COALESCE(d.owner_email, '')), $2) > 0)
-             AND (NOT $3 OR {hb} < $1)"
-        );
-        let count_sql = format!(
-            "SELECT COUNT(*), COUNT(*) FILTER (WHERE {hb} < $1), COUNT(*) FILTER (WHERE {filter})
-             FROM devices d LEFT JOIN heartbeats h ON h.device_id = d.id"
-        );
-        let page_sql = format!(
-            "{} WHERE {filter}
-             ORDER BY {hb} >= $1, {hb}, d.hostname COLLATE \"C\" LIMIT $4 OFFSET $5",
-            queries::DEVICE_SELECT
-        );
-        let count_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
-            [&q.stale_before, &q.search, &q.only_stale];
-        let page_params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
-            [&q.stale_before, &q.search, &q.only_stale, &q.limit, &q.offset];
-        let counts = counter.query_one(&count_sql, &count_params);
-        let rows = pager.query(&page_sql, &page_params);
-        let (counts, rows) = tokio::try_join!(counts, rows)?;
-        Ok(DevicePage {
-            total: counts.try_get(0)?,
-            stale: counts.try_get(1)?,
-            matched: counts.try_get(2)?,
-            devices: rows.iter().map(DeviceSummary::from_row).collect::<Result<_, _>>()?,
-        })
+        let counts = queries::device_counts(&counter, &q);
+        let page = queries::device_page(&pager, &q);
+        let ((total, stale, matched), devices) = tokio::try_join!(counts, page)?;
+        Ok(DevicePage { total, stale, matched, devices })
     }
 
     async fn versions(&self) -> Result<super::Versions, StoreError> {
         let mut client = self.client().await?;
         fold(&mut client, false).await?;
-        let mut v = super::Versions::default();
-        for r in client.query(super::VERSIONS_SELECT, &[]).await? {
-            let name: String = r.try_get(0)?;
-            v.set(&name, r.try_get(1)?);
-        }
-        Ok(v)
+        queries::versions(&client).await
     }
 
     async fn product_values(
@@ -1052,50 +801,11 @@ impl Store for PgStore {
         product: String,
         limit: i64,
     ) -> Result<Vec<ValueUsage>, StoreError> {
-        // Found through sightings_product; ordered by bytes (the C collation), as SQLite
-        // orders, whatever the database's collation.
-        let client = self.client().await?;
-        let rows = client
-            .query(
-                &client
-                    .prepare_cached(
-                        "SELECT kind, value, COUNT(DISTINCT device_id), SUM(count)::bigint,
-                                MIN(first_seen), MAX(last_seen)
-                         FROM sightings WHERE product = $1
-                         GROUP BY kind, value
-                         ORDER BY kind COLLATE \"C\", value COLLATE \"C\" LIMIT $2",
-                    )
-                    .await?,
-                &[&product, &limit.clamp(1, PRODUCT_VALUES_LIMIT)],
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ValueUsage {
-                    kind: r.try_get(0)?,
-                    value: r.try_get(1)?,
-                    devices: r.try_get(2)?,
-                    count: r.try_get(3)?,
-                    first_seen: r.try_get(4)?,
-                    last_seen: r.try_get(5)?,
-                })
-            })
-            .collect()
+        queries::product_values(&self.client().await?, &product, limit).await
     }
 
     async fn mcp_flags(&self) -> Result<Vec<McpServerFlags>, StoreError> {
-        let client = self.client().await?;
-        let rows =
-            client.query(&client.prepare_cached(super::MCP_FLAGS_SELECT).await?, &[]).await?;
-        let mut out = rows
-            .iter()
-            .map(|r| {
-                let flags: String = r.try_get(2)?;
-                Ok(super::mcp_flags_row(r.try_get(0)?, r.try_get(1)?, &flags, r.try_get(3)?))
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        out.sort_by(|a, b| (&a.product, &a.value, &a.flags).cmp(&(&b.product, &b.value, &b.flags)));
-        Ok(out)
+        queries::mcp_flags(&self.client().await?).await
     }
 
     async fn reviews(&self) -> Result<Vec<Review>, StoreError> {
@@ -1157,12 +867,7 @@ impl Store for PgStore {
         let mut client = self.client().await?;
         let mut tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock_shared($1)", &[&MAPPING_LOCK]).await?;
-        let mappings: HashMap<String, (i64, String)> = tx
-            .query("SELECT descriptor, id, product FROM descriptor_mappings", &[])
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?))))
-            .collect::<Result<_, tokio_postgres::Error>>()?;
+        let mappings = queries::mapping_keys(&tx).await?;
         let mapped = super::resolve_mapped(&mut lines, &mappings);
         tx.batch_execute(EXPENSE_STAGE).await?;
         let sink = tx
@@ -1273,39 +978,7 @@ impl Store for PgStore {
     }
 
     async fn expenses(&self, since: Option<i64>) -> Result<Vec<ExpenseLine>, StoreError> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "SELECT source, dedupe_key, file, line, occurred_at, amount_minor, currency,
-                        descriptor, merchant, payer_email, payer_name, department, product,
-                        candidate, candidate_reason
-                 FROM expense_lines WHERE ($1::bigint IS NULL OR occurred_at >= $1)
-                 ORDER BY occurred_at, id",
-                &[&since],
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ExpenseLine {
-                    source: r.try_get(0)?,
-                    dedupe_key: r.try_get(1)?,
-                    file: r.try_get(2)?,
-                    line: r.try_get(3)?,
-                    occurred_at: r.try_get(4)?,
-                    amount_minor: r.try_get(5)?,
-                    currency: r.try_get(6)?,
-                    descriptor: r.try_get(7)?,
-                    merchant: r.try_get(8)?,
-                    payer_email: r.try_get(9)?,
-                    payer_name: r.try_get(10)?,
-                    department: r.try_get(11)?,
-                    product: r.try_get(12)?,
-                    candidate: r.try_get(13)?,
-                    candidate_reason: r.try_get(14)?,
-                })
-            })
-            .collect()
+        queries::expenses(&self.client().await?, since).await
     }
 
     async fn add_gateway_spend(
@@ -1508,26 +1181,7 @@ impl Store for PgStore {
         }
         let mut client = self.client().await?;
         fold(&mut client, false).await?;
-        let rows = client
-            .query(
-                "SELECT lower(d.owner_email), s.product, MAX(s.last_seen)
-                 FROM usage_device s JOIN devices d ON d.id = s.device_id
-                 WHERE s.product = ANY($1)
-                   AND d.owner_email IS NOT NULL AND d.owner_email <> ''
-                 GROUP BY lower(d.owner_email), s.product
-                 ORDER BY 1, 2",
-                &[&products],
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(OwnerUse {
-                    owner_email: r.try_get(0)?,
-                    product: r.try_get(1)?,
-                    last_seen: r.try_get(2)?,
-                })
-            })
-            .collect()
+        queries::owner_last_use(&client, &products).await
     }
 
     async fn device_sightings(

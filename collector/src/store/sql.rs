@@ -251,3 +251,122 @@ impl TextParams for deadpool_postgres::Transaction<'_> {
         Ok(tokio_postgres::Transaction::execute(self, &stmt, &params).await?)
     }
 }
+
+/// No column at all: a row that only says a query found something.
+impl FromRow for () {
+    fn from_row(_: &impl Row) -> Result<Self, StoreError> {
+        Ok(())
+    }
+}
+
+/// The spellings that differ between the dialects beyond what [`lite`] translates, for the
+/// statements [`super::queries`] writes once.
+pub(crate) trait Dialect {
+    /// The larger of two values: `GREATEST` on PostgreSQL, the scalar `MAX` on SQLite.
+    const GREATEST: &'static str;
+    /// The position of a substring in a text (0 when absent): `strpos` or `instr`, both
+    /// taking the text first.
+    const STRPOS: &'static str;
+    /// Whether any boolean of a group is true: `bool_or` on PostgreSQL, `MAX` over SQLite's
+    /// integers (NULL for no row on both).
+    const ANY_TRUE: &'static str;
+
+    /// The text column `v` of the statement `select`, in its order, as one [`TextList`]
+    /// value: an `ARRAY` on PostgreSQL, the values joined by newlines on SQLite.
+    fn text_list(select: &str) -> String;
+
+    /// The condition that a value is one of the [`TextArray`] parameter `param` (`$n`):
+    /// `= ANY($n)` on PostgreSQL, `IN` the elements of the JSON array on SQLite.
+    fn in_texts(param: &str) -> String;
+}
+
+impl Dialect for rusqlite::Connection {
+    const GREATEST: &'static str = "MAX";
+    const STRPOS: &'static str = "instr";
+    const ANY_TRUE: &'static str = "MAX";
+
+    fn text_list(select: &str) -> String {
+        format!("(SELECT group_concat(v, char(10)) FROM ({select}))")
+    }
+
+    fn in_texts(param: &str) -> String {
+        format!("IN (SELECT value FROM json_each({param}))")
+    }
+}
+
+/// [`Dialect`] for a pooled PostgreSQL client and its transactions.
+macro_rules! pg_dialect {
+    ($($conn:ty),*) => {$(
+        impl Dialect for $conn {
+            const GREATEST: &'static str = "GREATEST";
+            const STRPOS: &'static str = "strpos";
+            const ANY_TRUE: &'static str = "bool_or";
+
+            fn text_list(select: &str) -> String {
+                format!("ARRAY({select})")
+            }
+
+            fn in_texts(param: &str) -> String {
+                format!("= ANY({param})")
+            }
+        }
+    )*};
+}
+
+pg_dialect!(deadpool_postgres::Client, deadpool_postgres::Transaction<'_>);
+
+/// A list of texts read from one column ([`Dialect::text_list`]): a `text[]` on PostgreSQL,
+/// newline-joined text on SQLite, where NULL (no value) is the empty list.
+pub(crate) struct TextList(pub(crate) Vec<String>);
+
+impl rusqlite::types::FromSql for TextList {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        match value {
+            rusqlite::types::ValueRef::Null => Ok(TextList(Vec::new())),
+            text => Ok(TextList(text.as_str()?.split('\n').map(str::to_owned).collect())),
+        }
+    }
+}
+
+impl<'a> PgFromSql<'a> for TextList {
+    fn from_sql(
+        ty: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(TextList(<Vec<String> as PgFromSql<'a>>::from_sql(ty, raw)?))
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        <Vec<String> as PgFromSql<'a>>::accepts(ty)
+    }
+}
+
+/// Texts bound as one parameter ([`Dialect::in_texts`]), so that a statement is the same for
+/// any number of them: a `text[]` on PostgreSQL, a JSON array on SQLite.
+#[derive(Debug)]
+pub(crate) struct TextArray<'a>(pub(crate) &'a [String]);
+
+impl PgToSql for TextArray<'_> {
+    fn to_sql(
+        &self,
+        ty: &tokio_postgres::types::Type,
+        // The driver's buffer type, as its own `to_sql_checked!` names it.
+        out: &mut tokio_postgres::types::private::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        self.0.to_sql(ty, out)
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        <&[String] as PgToSql>::accepts(ty)
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+impl rusqlite::ToSql for TextArray<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        let json = serde_json::to_string(self.0)
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        Ok(rusqlite::types::ToSqlOutput::from(json))
+    }
+}

@@ -14,10 +14,9 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::sql::{Conn, Param, ready};
+use super::sql::ready;
 use super::{
-    AuditFn, CredentialHash, Migration, PRODUCT_DEVICES_LIMIT, PRODUCT_VALUES_LIMIT, PeopleUsage,
-    Store, StoreError, outbox, queries, rollup,
+    AuditFn, CredentialHash, Migration, PeopleUsage, Store, StoreError, outbox, queries, rollup,
 };
 use crate::alerts::event;
 use crate::model::{
@@ -658,27 +657,14 @@ fn borrowed_text<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r str, Stor
     Ok(text.unwrap_or_default())
 }
 
-/// Every mapping by normalised descriptor: `(id, product)`, read in the import's transaction.
-fn sqlite_mapping_keys(
-    tx: &rusqlite::Transaction<'_>,
-) -> Result<HashMap<String, (i64, String)>, StoreError> {
-    let mut stmt = tx.prepare_cached("SELECT descriptor, id, product FROM descriptor_mappings")?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?;
-    Ok(rows.collect::<Result<HashMap<_, _>, _>>()?)
-}
-
 fn append_audit(tx: &Connection, a: &AuditRecord) -> Result<(), StoreError> {
     ready(queries::append_audit(tx, a))
 }
 
 /// Stores one batch inside the writer's open transaction.
 fn store_batch(tx: &Connection, job: &IngestJob) -> Result<IngestOutcome, StoreError> {
-    let inserted = tx.execute(
-        "INSERT INTO batches (device_id, batch_id, received_at, sightings)
-         VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
-        params![job.device.0, job.batch.batch_id, job.now, job.batch.received],
-    )?;
-    if inserted == 0 {
+    let b = &job.batch;
+    if !ready(queries::insert_batch(tx, job.device, &b.batch_id, job.now, b.received))? {
         return Ok(IngestOutcome::Duplicate);
     }
     {
@@ -744,33 +730,9 @@ fn store_batch(tx: &Connection, job: &IngestJob) -> Result<IngestOutcome, StoreE
             i.flags
         ])?;
     }
-    tx.execute(
-        "UPDATE devices SET last_contact = MAX(last_contact, ?2),
-            dropped_sightings = dropped_sightings + ?3,
-            evicted_sightings = evicted_sightings + ?4
-         WHERE id = ?1",
-        params![job.device.0, job.now, job.batch.dropped, job.batch.evicted],
-    )?;
-    batch_events(tx, job)?;
+    ready(queries::batch_contact(tx, job.device, job.now, b.dropped, b.evicted))?;
+    ready(queries::batch_events(tx, job.device, &job.batch, job.now))?;
     Ok(IngestOutcome::Stored)
-}
-
-/// The alert events of a stored batch (see [`event::for_batch`]), in its transaction.
-fn batch_events(tx: &Connection, job: &IngestJob) -> Result<(), StoreError> {
-    let b = &job.batch;
-    let seen = b.sightings.iter().map(|s| (s.product.as_str(), s.kind, s.last_seen));
-    let installed =
-        b.installs.iter().filter(|i| i.present).map(|i| (i.product.as_str(), i.kind, i.at));
-    let products = event::batch_products(seen.chain(installed));
-    let names: Vec<&str> = products.iter().map(|p| p.product).collect();
-    let new = outbox::sqlite_known(tx, &names, job.now, "sighting")?;
-    let blocked = outbox::sqlite_blocked(tx)?;
-    if new.is_empty() && !blocked.iter().any(|(b, _)| names.contains(&b.as_str())) {
-        return Ok(());
-    }
-    let host = outbox::sqlite_host(tx, job.device.0)?;
-    outbox::sqlite_emit(tx, &event::for_batch(&host, &products, &new, &blocked), job.now)?;
-    Ok(())
 }
 
 /// Pending rows one fold transaction takes at most: bounds how long the writer pauses between
@@ -953,69 +915,17 @@ fn gateway_totals(c: &mut Connection, since: Option<i64>) -> Result<Vec<GatewayT
     Ok(out)
 }
 
-/// Reads a (product, kind, first seen, last seen, count, devices) row.
-fn read_source(r: &rusqlite::Row<'_>) -> rusqlite::Result<SourceUsage> {
-    Ok(SourceUsage {
-        product: r.get(0)?,
-        source: r.get(1)?,
-        first_seen: r.get(2)?,
-        last_seen: r.get(3)?,
-        count: r.get(4)?,
-        devices: r.get(5)?,
-    })
-}
-
-/// Answers a usage filter from the rollups (see [`rollup::answers`]); the caller folds first.
+/// Answers a usage filter from the rollups (see [`rollup::plan`]) in one read transaction;
+/// the caller folds first.
 fn usage_from_rollups(
     c: &mut Connection,
     plan: &rollup::Plan,
 ) -> Result<(Vec<SourceUsage>, Vec<ProductUsage>), StoreError> {
     let tx = c.transaction()?;
-    let sources = query(&tx, &plan.sources, read_source)?;
-    let mut departments: HashMap<String, Vec<String>> = HashMap::new();
-    let read_pair = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(String, String)> {
-        Ok((r.get(0)?, r.get(1)?))
-    };
-    for (product, department) in query(&tx, &plan.departments, read_pair)? {
-        departments.entry(product).or_default().push(department);
-    }
-    let rows = query(&tx, &plan.products, |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-    })?;
-    let products = rows
-        .into_iter()
-        .map(|(product, devices, users)| {
-            let departments = departments.remove(&product).unwrap_or_default();
-            ProductUsage { product, devices, users, departments }
-        })
-        .collect();
-    Ok((sources, products))
+    let usage = ready(queries::rollup_usage(&*tx, plan))?;
+    tx.commit()?;
+    Ok(usage)
 }
-
-/// Runs one of the rollups' reads.
-fn query<T>(
-    c: &Connection,
-    read: &rollup::Read,
-    row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
-) -> Result<Vec<T>, StoreError> {
-    let args = read.args.iter().map(|a| -> &dyn rusqlite::ToSql {
-        match a {
-            rollup::Arg::Text(t) => t,
-            rollup::Arg::Int(i) => i,
-        }
-    });
-    let mut stmt = c.prepare_cached(&rollup::sqlite(read.sql))?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(args), row)?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
-}
-
-/// The usage filter as SQL: every parameter may be NULL, meaning "no filter".
-const FILTER: &str = "(?1 IS NULL OR s.product = ?1)
-    AND (?2 IS NULL OR s.kind = ?2)
-    AND (?3 IS NULL OR EXISTS (SELECT 1 FROM devices d JOIN people p ON p.email = d.owner_email
-                               WHERE d.id = s.device_id AND p.department = ?3))
-    AND (?4 IS NULL OR s.last_seen >= ?4)
-    AND (?5 IS NULL OR s.first_seen <= ?5)";
 
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
@@ -1033,25 +943,7 @@ impl Store for SqliteStore {
     ) -> Result<crate::identity::PrivacyMode, StoreError> {
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let recorded: Option<String> =
-                tx.query_row(super::RECORDED_PRIVACY_MODE, [], |r| r.get(0)).optional()?;
-            let known = recorded.is_some();
-            let (plain, pseudonym) = if known {
-                (false, false)
-            } else {
-                let plain: Option<String> =
-                    tx.query_row(&super::plain_identity_sql(), [], |r| r.get(0)).optional()?;
-                let pseudonym: Option<i64> =
-                    tx.query_row(super::ANY_PSEUDONYM, [], |r| r.get(0)).optional()?;
-                (plain.is_some(), pseudonym.is_some())
-            };
-            let mode = super::privacy_mode_of(recorded, plain, pseudonym, opened_with)?;
-            if !known && (plain || pseudonym) {
-                tx.execute(
-                    &rollup::sqlite(super::RECORD_PRIVACY_MODE),
-                    params![mode.as_str(), now],
-                )?;
-            }
+            let mode = ready(queries::privacy_mode(&*tx, opened_with, now))?;
             tx.commit()?;
             Ok(mode)
         })
@@ -1173,15 +1065,7 @@ impl Store for SqliteStore {
         &self,
         key_hash: CredentialHash,
     ) -> Result<Option<DeviceId>, StoreError> {
-        self.with(move |c| {
-            Ok(c.query_row(
-                "SELECT device_id FROM node_keys WHERE key_hash = ?1",
-                [&key_hash[..]],
-                |r| r.get(0).map(DeviceId),
-            )
-            .optional()?)
-        })
-        .await
+        self.read(move |c| ready(queries::device_by_key(c, &key_hash[..]))).await
     }
 
     async fn ingest(
@@ -1210,34 +1094,7 @@ impl Store for SqliteStore {
     async fn heartbeat(&self, device: DeviceId, h: Health) -> Result<(), StoreError> {
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute(
-                "INSERT INTO heartbeats (device_id, received_at, agent_version, catalog_version,
-                    interfaces_json, packets, drops, spool_depth, evictions, last_scan)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                 ON CONFLICT (device_id) DO UPDATE SET received_at = excluded.received_at,
-                    agent_version = excluded.agent_version,
-                    catalog_version = excluded.catalog_version,
-                    interfaces_json = excluded.interfaces_json, packets = excluded.packets,
-                    drops = excluded.drops, spool_depth = excluded.spool_depth,
-                    evictions = excluded.evictions, last_scan = excluded.last_scan",
-                params![
-                    device.0,
-                    h.received_at,
-                    h.agent_version,
-                    h.catalog_version,
-                    h.interfaces_json,
-                    h.packets,
-                    h.drops,
-                    h.spool_depth,
-                    h.evictions,
-                    h.last_scan
-                ],
-            )?;
-            tx.execute(
-                "UPDATE devices SET last_contact = MAX(last_contact, ?2),
-                    agent_version = ?3 WHERE id = ?1",
-                params![device.0, h.received_at, h.agent_version],
-            )?;
+            ready(queries::heartbeat(&*tx, device, &h))?;
             tx.commit()?;
             Ok(())
         })
@@ -1256,43 +1113,7 @@ impl Store for SqliteStore {
             self.fold().await?;
             return self.with(move |c| usage_from_rollups(c, &plan)).await;
         }
-        self.with(move |c| {
-            let p =
-                params![filter.product, filter.kind, filter.department, filter.since, filter.until];
-            let mut stmt = c.prepare(&format!(
-                "SELECT s.product, s.kind, MIN(s.first_seen), MAX(s.last_seen), SUM(s.count),
-                        COUNT(DISTINCT s.device_id)
-                 FROM sightings s WHERE {FILTER}
-                 GROUP BY s.product, s.kind ORDER BY s.product, s.kind"
-            ))?;
-            let sources = stmt.query_map(p, read_source)?.collect::<Result<Vec<_>, _>>()?;
-            let mut stmt = c.prepare(&format!(
-                "SELECT s.product, COUNT(DISTINCT s.device_id),
-                        COUNT(DISTINCT NULLIF(s.os_user, '')),
-                        (SELECT group_concat(dep, char(10)) FROM (
-                            SELECT DISTINCT p.department AS dep FROM sightings s2
-                            JOIN devices d ON d.id = s2.device_id
-                            JOIN people p ON p.email = d.owner_email
-                            WHERE s2.product = s.product ORDER BY dep))
-                 FROM sightings s WHERE {FILTER}
-                 GROUP BY s.product ORDER BY s.product"
-            ))?;
-            let products = stmt
-                .query_map(p, |r| {
-                    let deps: Option<String> = r.get(3)?;
-                    Ok(ProductUsage {
-                        product: r.get(0)?,
-                        devices: r.get(1)?,
-                        users: r.get(2)?,
-                        departments: deps
-                            .map(|d| d.split('\n').map(str::to_owned).collect())
-                            .unwrap_or_default(),
-                    })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok((sources, products))
-        })
-        .await
+        self.read(move |c| ready(queries::usage(c, &filter))).await
     }
 
     async fn product_people(&self, product: String) -> Result<Vec<String>, StoreError> {
@@ -1301,91 +1122,21 @@ impl Store for SqliteStore {
 
     async fn product_devices(&self, product: String) -> Result<Vec<DeviceUsage>, StoreError> {
         self.fold().await?;
-        self.with(move |c| {
-            let mut stmt = c.prepare(
-                // Users and the installed flag only for the devices listed.
-                "SELECT t.host_id, t.hostname, t.owner_email, t.first_seen, t.last_seen, t.count,
-                        (SELECT group_concat(u, char(10)) FROM (
-                            SELECT DISTINCT s2.os_user AS u FROM usage_device s2
-                            WHERE s2.device_id = t.id AND s2.product = ?1 AND s2.os_user <> ''
-                            ORDER BY u)),
-                        (SELECT MAX(i.present) FROM installed i
-                         WHERE i.device_id = t.id AND i.product = ?1)
-                 FROM (SELECT d.id, d.host_id, d.hostname, d.owner_email,
-                              MIN(s.first_seen) AS first_seen, MAX(s.last_seen) AS last_seen,
-                              SUM(s.count) AS count
-                       FROM usage_device s JOIN devices d ON d.id = s.device_id
-                       WHERE s.product = ?1
-                       GROUP BY d.id ORDER BY d.host_id LIMIT ?2) t
-                 ORDER BY t.host_id",
-            )?;
-            let rows = stmt.query_map(params![product, PRODUCT_DEVICES_LIMIT], |r| {
-                let users: Option<String> = r.get(6)?;
-                Ok(DeviceUsage {
-                    host_id: r.get(0)?,
-                    hostname: r.get(1)?,
-                    owner_email: r.get(2)?,
-                    first_seen: r.get(3)?,
-                    last_seen: r.get(4)?,
-                    count: r.get(5)?,
-                    users: users
-                        .map(|u| u.split('\n').map(str::to_owned).collect())
-                        .unwrap_or_default(),
-                    installed: r.get::<_, Option<bool>>(7)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.read(move |c| ready(queries::product_devices(c, &product))).await
     }
 
     async fn devices_page(&self, q: DeviceQuery) -> Result<DevicePage, StoreError> {
-        let hb = super::DEVICE_LAST_HEARTBEAT;
-        let filter = format!(
-            "(?2 = '' OR instr(lower(d.hostname), ?2) > 0 OR instr(lower(d.host_id), ?2) > 0
-              OR instr(lower(COALESCE(d.owner_email, '')), ?2) > 0)
-             AND (?3 = 0 OR {hb} < ?1)"
-        );
-        let count_sql = format!(
-            "SELECT COUNT(*), COALESCE(SUM({hb} < ?1), 0),
-                    COALESCE(SUM(CASE WHEN {filter} THEN 1 ELSE 0 END), 0)
-             FROM devices d LEFT JOIN heartbeats h ON h.device_id = d.id"
-        );
-        let page_sql = format!(
-            "{} WHERE {filter} ORDER BY {hb} >= ?1, {hb}, d.hostname LIMIT ?4 OFFSET ?5",
-            queries::DEVICE_SELECT
-        );
         // The counts and the page are independent scans: two readers at once (WAL).
         let counted = q.clone();
-        let counts = self.with(move |c| {
-            Ok(c.query_row(
-                &count_sql,
-                params![counted.stale_before, counted.search, counted.only_stale],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )?)
-        });
-        let page = self.read(move |c| {
-            let params: [&dyn Param; 5] =
-                [&q.stale_before, &q.search, &q.only_stale, &q.limit, &q.offset];
-            ready(c.query(&page_sql, &params))
-        });
+        let counts = self.read(move |c| ready(queries::device_counts(c, &counted)));
+        let page = self.read(move |c| ready(queries::device_page(c, &q)));
         let ((total, stale, matched), devices) = tokio::try_join!(counts, page)?;
         Ok(DevicePage { total, stale, matched, devices })
     }
 
     async fn versions(&self) -> Result<super::Versions, StoreError> {
         self.fold().await?;
-        self.with(|c| {
-            let mut v = super::Versions::default();
-            let mut stmt = c.prepare_cached(super::VERSIONS_SELECT)?;
-            let mut rows = stmt.query([])?;
-            while let Some(r) = rows.next()? {
-                let name: String = r.get(0)?;
-                v.set(&name, r.get(1)?);
-            }
-            Ok(v)
-        })
-        .await
+        self.read(|c| ready(queries::versions(c))).await
     }
 
     async fn product_values(
@@ -1393,44 +1144,11 @@ impl Store for SqliteStore {
         product: String,
         limit: i64,
     ) -> Result<Vec<ValueUsage>, StoreError> {
-        self.with(move |c| {
-            // Found through sightings_product; text compares by bytes (the BINARY collation).
-            let mut stmt = c.prepare_cached(
-                "SELECT kind, value, COUNT(DISTINCT device_id), SUM(count), MIN(first_seen),
-                        MAX(last_seen)
-                 FROM sightings WHERE product = ?1
-                 GROUP BY kind, value ORDER BY kind, value LIMIT ?2",
-            )?;
-            let rows =
-                stmt.query_map(params![product, limit.clamp(1, PRODUCT_VALUES_LIMIT)], |r| {
-                    Ok(ValueUsage {
-                        kind: r.get(0)?,
-                        value: r.get(1)?,
-                        devices: r.get(2)?,
-                        count: r.get(3)?,
-                        first_seen: r.get(4)?,
-                        last_seen: r.get(5)?,
-                    })
-                })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.read(move |c| ready(queries::product_values(c, &product, limit))).await
     }
 
     async fn mcp_flags(&self) -> Result<Vec<McpServerFlags>, StoreError> {
-        self.with(|c| {
-            let mut stmt = c.prepare_cached(&rollup::sqlite(super::MCP_FLAGS_SELECT))?;
-            let rows = stmt.query_map([], |r| {
-                let flags: String = r.get(2)?;
-                Ok(super::mcp_flags_row(r.get(0)?, r.get(1)?, &flags, r.get(3)?))
-            })?;
-            let mut out = rows.collect::<Result<Vec<_>, _>>()?;
-            out.sort_by(|a, b| {
-                (&a.product, &a.value, &a.flags).cmp(&(&b.product, &b.value, &b.flags))
-            });
-            Ok(out)
-        })
-        .await
+        self.read(|c| ready(queries::mcp_flags(c))).await
     }
 
     async fn reviews(&self) -> Result<Vec<Review>, StoreError> {
@@ -1485,7 +1203,7 @@ impl Store for SqliteStore {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut counts = ImportCounts::default();
             let mut inserted = Vec::new();
-            let mappings = sqlite_mapping_keys(&tx)?;
+            let mappings = ready(queries::mapping_keys(&*tx))?;
             let mut lines = lines;
             let mapped = super::resolve_mapped(&mut lines, &mappings);
             counts.mapped = u64::try_from(mapped.iter().flatten().count()).unwrap_or(u64::MAX);
@@ -1530,8 +1248,8 @@ impl Store for SqliteStore {
             if counts.inserted > 0 {
                 tx.execute_batch(super::BUMP_SPEND)?;
                 let names = event::products_of(inserted.iter().map(|l| l.product.as_deref()));
-                let new = outbox::sqlite_known(&tx, &names, now, "expense")?;
-                let blocked = outbox::sqlite_blocked(&tx)?;
+                let new = ready(queries::known(&*tx, &names, now, "expense"))?;
+                let blocked = ready(queries::blocked(&*tx))?;
                 outbox::sqlite_emit(&tx, &event::for_expenses(&inserted, &new, &blocked), now)?;
             }
             tx.commit()?;
@@ -1541,36 +1259,7 @@ impl Store for SqliteStore {
     }
 
     async fn expenses(&self, since: Option<i64>) -> Result<Vec<ExpenseLine>, StoreError> {
-        self.with(move |c| {
-            let mut stmt = c.prepare(
-                "SELECT source, dedupe_key, file, line, occurred_at, amount_minor, currency,
-                        descriptor, merchant, payer_email, payer_name, department, product,
-                        candidate, candidate_reason
-                 FROM expense_lines WHERE (?1 IS NULL OR occurred_at >= ?1)
-                 ORDER BY occurred_at, id",
-            )?;
-            let rows = stmt.query_map([since], |r| {
-                Ok(ExpenseLine {
-                    source: r.get(0)?,
-                    dedupe_key: r.get(1)?,
-                    file: r.get(2)?,
-                    line: r.get(3)?,
-                    occurred_at: r.get(4)?,
-                    amount_minor: r.get(5)?,
-                    currency: r.get(6)?,
-                    descriptor: r.get(7)?,
-                    merchant: r.get(8)?,
-                    payer_email: r.get(9)?,
-                    payer_name: r.get(10)?,
-                    department: r.get(11)?,
-                    product: r.get(12)?,
-                    candidate: r.get(13)?,
-                    candidate_reason: r.get(14)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.read(move |c| ready(queries::expenses(c, since))).await
     }
 
     async fn mappings(&self) -> Result<Vec<DescriptorMapping>, StoreError> {
@@ -1643,7 +1332,7 @@ impl Store for SqliteStore {
             if counts.inserted > 0 {
                 tx.execute_batch(super::BUMP_SPEND)?;
                 let names = event::products_of(inserted.iter().map(|g| g.product.as_deref()));
-                let new = outbox::sqlite_known(&tx, &names, now, "gateway")?;
+                let new = ready(queries::known(&*tx, &names, now, "gateway"))?;
                 outbox::sqlite_emit(&tx, &event::for_gateway(&inserted, &new), now)?;
             }
             tx.commit()?;
@@ -1750,24 +1439,7 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         self.fold().await?;
-        // The products go in as one JSON array, so the statement is the same for any number.
-        let products = serde_json::to_string(&products)
-            .map_err(|e| StoreError::Task(format!("products as JSON: {e}")))?;
-        self.with(move |c| {
-            let mut stmt = c.prepare(
-                "SELECT lower(d.owner_email), s.product, MAX(s.last_seen)
-                 FROM usage_device s JOIN devices d ON d.id = s.device_id
-                 WHERE s.product IN (SELECT value FROM json_each(?1))
-                   AND d.owner_email IS NOT NULL AND d.owner_email <> ''
-                 GROUP BY lower(d.owner_email), s.product
-                 ORDER BY 1, 2",
-            )?;
-            let rows = stmt.query_map([products], |r| {
-                Ok(OwnerUse { owner_email: r.get(0)?, product: r.get(1)?, last_seen: r.get(2)? })
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.read(move |c| ready(queries::owner_last_use(c, &products))).await
     }
 
     async fn device_sightings(

@@ -6,7 +6,18 @@
 //! bulk loads and locks).
 
 pub(crate) mod alerts;
+mod ingest;
 pub(crate) mod lifecycle;
+mod reads;
+
+pub(crate) use ingest::{
+    batch_contact, batch_events, blocked, heartbeat, insert_batch, known, mapping_keys,
+    privacy_mode,
+};
+pub(crate) use reads::{
+    device_by_key, device_counts, device_page, expenses, mcp_flags, owner_last_use,
+    product_devices, product_values, rollup_usage, usage, versions,
+};
 
 use super::sql::{Conn, FromRow, One, Param, Row};
 use super::{AuditFn, CredentialHash, StoreError, credential_hash, outbox, role, rollup};
