@@ -451,8 +451,15 @@ pub enum ConnectorError {
     #[error("tls: {0}")]
     Tls(String),
     /// The store failed; pages before this one are stored.
+    // The cause is in the message, not also in `source()` (issue 18: each cause once).
     #[error("store: {0}")]
-    Store(#[from] StoreError),
+    Store(StoreError),
+}
+
+impl From<StoreError> for ConnectorError {
+    fn from(e: StoreError) -> Self {
+        ConnectorError::Store(e)
+    }
 }
 
 impl ConnectorError {

@@ -99,11 +99,18 @@ pub enum ImportError {
         error: LayoutError,
     },
     /// The store failed; rows of earlier chunks are committed.
+    // The cause is in the message, not also in `source()` (issue 18: each cause once).
     #[error("store: {0}")]
-    Store(#[from] StoreError),
-    /// The parsing task failed.
+    Store(StoreError),
+    /// The parsing task panicked or was cancelled.
     #[error("import task failed: {0}")]
-    Task(String),
+    Task(tokio::task::JoinError),
+}
+
+impl From<StoreError> for ImportError {
+    fn from(e: StoreError) -> Self {
+        ImportError::Store(e)
+    }
 }
 
 /// What a parse counted besides the rows it produced.
@@ -404,7 +411,7 @@ where
         }
     }
     drop(rx);
-    let parsed = handle.await.map_err(|e| ImportError::Task(e.to_string()))?;
+    let parsed = handle.await.map_err(ImportError::Task)?;
     if let Some(e) = failed {
         return Err(ImportError::Store(e));
     }

@@ -222,7 +222,7 @@ async fn migrate(
     .await;
     // Closing the connection also releases the session lock when a step above failed.
     drop(client);
-    driver.await.map_err(|e| StoreError::Task(e.to_string()))??;
+    driver.await.map_err(StoreError::Join)??;
     result
 }
 
@@ -766,9 +766,7 @@ impl Store for PgStore {
                     break;
                 }
             }
-            Some(free.ok_or_else(|| {
-                StoreError::Task(format!("no free duplicate host id for {host:?}"))
-            })?)
+            Some(free.ok_or_else(|| StoreError::NoFreeHostId { host: host.to_owned() })?)
         } else {
             None
         };

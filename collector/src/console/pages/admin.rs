@@ -151,8 +151,7 @@ pub(crate) async fn page<S: Store>(State(state): Shared<S>, headers: HeaderMap) 
 }
 
 fn random() -> Result<String, Refusal> {
-    credentials::generate(credentials::API_TOKEN_PREFIX)
-        .map_err(|e| Refusal::Store(StoreError::Task(e.to_string())))
+    Ok(credentials::generate(credentials::API_TOKEN_PREFIX)?)
 }
 
 /// `POST /admin/tokens`: creates a token and shows it once.
@@ -220,8 +219,7 @@ pub(crate) async fn rotate_secret<S: Store>(
     body: Body,
 ) -> PageResult {
     let (signed, _) = require_form(&state, &headers, "/admin".into(), Access::Admin, body).await?;
-    let secret = credentials::generate("aises_")
-        .map_err(|e| Refusal::Store(StoreError::Task(e.to_string())))?;
+    let secret = credentials::generate("aises_")?;
     let now = crate::store::now();
     let audit = AuditRecord {
         at: now,

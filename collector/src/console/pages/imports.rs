@@ -216,7 +216,7 @@ fn upload_refusal(e: crate::api::upload::BodyError, max: u64) -> Refusal {
         BodyError::TooLarge(_) => Refusal::TooLarge(max),
         BodyError::Busy(_) => Refusal::Busy,
         BodyError::Read(why) => Refusal::BadRequest(format!("upload: {why}")),
-        BodyError::Io { .. } => Refusal::Store(crate::store::StoreError::Task(e.to_string())),
+        BodyError::Io { path, source } => Refusal::UploadFile { path, error: source },
     }
 }
 
