@@ -676,9 +676,9 @@ pub struct DeviceSighting {
     /// Matched value (a domain, an app id).
     pub value: String,
     /// First seen.
-    pub first_seen: i64,
+    pub first_seen: UnixSecs,
     /// Last seen.
-    pub last_seen: i64,
+    pub last_seen: UnixSecs,
     /// Count.
     pub count: i64,
 }
@@ -702,9 +702,9 @@ pub struct ProcessSighting {
     /// The process that made the traffic (`""` when not attributed).
     pub process: String,
     /// First seen.
-    pub first_seen: i64,
+    pub first_seen: UnixSecs,
     /// Last seen.
-    pub last_seen: i64,
+    pub last_seen: UnixSecs,
     /// Count.
     pub count: i64,
 }
@@ -721,9 +721,9 @@ pub struct ValueUsage {
     /// Times seen, summed over devices, users, processes and windows.
     pub count: i64,
     /// Earliest first seen on any device, Unix seconds.
-    pub first_seen: i64,
+    pub first_seen: UnixSecs,
     /// Latest last seen on any device, Unix seconds.
-    pub last_seen: i64,
+    pub last_seen: UnixSecs,
 }
 
 /// A signed-in console session as stored (keyed by the SHA-256 of its cookie value, which is

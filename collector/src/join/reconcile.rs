@@ -284,8 +284,8 @@ fn gateway_bypass(
                 host: b.host,
                 gateway: b.gateway,
                 gateway_host: b.gateway_host,
-                first_seen: b.first_seen,
-                last_seen: b.last_seen,
+                first_seen: b.first_seen.get(),
+                last_seen: b.last_seen.get(),
                 count: u64_of(b.count),
             }
         })

@@ -143,7 +143,7 @@ pub(crate) async fn detail<S: Store>(
                         td { a href={ "/products/" (segment(&s.product)) } { (name(&s.product)) } }
                         td { (view::source_label(s.kind.as_str())) } td { code { (s.value) } }
                         td class="num" { (count(u64::try_from(s.count).unwrap_or(0))) }
-                        td { (view::when(s.first_seen, now)) } td { (view::when(s.last_seen, now)) }
+                        td { (view::when(s.first_seen.get(), now)) } td { (view::when(s.last_seen.get(), now)) }
                     } } }
                 }
             }

@@ -448,7 +448,7 @@ pub(crate) async fn page<S: Store>(
                                     td { code { (v.value) } }
                                     td class="num" { (count(u64::try_from(v.devices).unwrap_or(0))) }
                                     td class="num" { (count(u64::try_from(v.count).unwrap_or(0))) }
-                                    td { (view::when(v.last_seen, now)) }
+                                    td { (view::when(v.last_seen.get(), now)) }
                                 }
                             }
                             @for (d, (n, last)) in &descriptors {

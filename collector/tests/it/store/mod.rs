@@ -1359,8 +1359,8 @@ pub(crate) async fn device_detail_sums_its_own_sightings(store: impl Store) {
         product: product.into(),
         kind: kind.parse().unwrap(),
         value: value.into(),
-        first_seen: first,
-        last_seen: last,
+        first_seen: UnixSecs(first),
+        last_seen: UnixSecs(last),
         count,
     };
     assert_eq!(
@@ -1419,8 +1419,8 @@ pub(crate) async fn product_values_sum_each_value_over_devices_and_windows(store
         value: value.into(),
         devices,
         count,
-        first_seen,
-        last_seen,
+        first_seen: UnixSecs(first_seen),
+        last_seen: UnixSecs(last_seen),
     };
     // Kinds, then values, by their bytes: "OpenAI..." before "com...".
     let all = vec![
