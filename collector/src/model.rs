@@ -405,9 +405,9 @@ pub struct SourceUsage {
     /// Indicator kind.
     pub source: String,
     /// First seen.
-    pub first_seen: i64,
+    pub first_seen: UnixSecs,
     /// Last seen.
-    pub last_seen: i64,
+    pub last_seen: UnixSecs,
     /// Count.
     pub count: i64,
     /// Distinct devices.
@@ -439,9 +439,9 @@ pub struct DeviceUsage {
     /// Distinct non-empty users, sorted.
     pub users: Vec<String>,
     /// First seen.
-    pub first_seen: i64,
+    pub first_seen: UnixSecs,
     /// Last seen.
-    pub last_seen: i64,
+    pub last_seen: UnixSecs,
     /// Count.
     pub count: i64,
     /// Whether the product is installed on the device now: `None` when it was never reported
@@ -655,7 +655,7 @@ pub struct OwnerUse {
     /// Product id.
     pub product: String,
     /// Last seen, Unix seconds.
-    pub last_seen: i64,
+    pub last_seen: UnixSecs,
 }
 
 /// Sightings of one product from one indicator kind on one device, summed over windows.

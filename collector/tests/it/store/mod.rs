@@ -301,7 +301,10 @@ pub(crate) async fn sightings_aggregate_per_key_and_window(store: impl Store) {
         .unwrap();
     let (sources, products) = store.usage(UsageFilter::default()).await.unwrap();
     assert_eq!(sources.len(), 1);
-    assert_eq!((sources[0].first_seen, sources[0].last_seen, sources[0].count), (0, 3610, 6));
+    assert_eq!(
+        (sources[0].first_seen, sources[0].last_seen, sources[0].count),
+        (UnixSecs(0), UnixSecs(3610), 6)
+    );
     assert_eq!((products[0].devices, products[0].users), (1, 2));
     let devices = store.product_devices("openai.chatgpt".into()).await.unwrap();
     assert_eq!(devices.len(), 1);
@@ -674,7 +677,7 @@ pub(crate) async fn owner_last_use_joins_devices_to_sightings(store: impl Store)
     let uses = store.owner_last_use(vec!["openai.chatgpt".into()]).await.unwrap();
     assert_eq!(uses.len(), 1);
     assert_eq!(uses[0].owner_email, "ann@example.com");
-    assert_eq!(uses[0].last_seen, 10);
+    assert_eq!(uses[0].last_seen, UnixSecs(10));
     let per_device = store.device_sightings(None).await.unwrap();
     assert_eq!(per_device.len(), 1);
     assert_eq!((per_device[0].kind.as_str(), per_device[0].count), ("dns", 5));
