@@ -68,9 +68,9 @@ pub struct DeviceSummary {
     /// The identity.
     pub device: Device,
     /// First enrollment.
-    pub enrolled_at: i64,
+    pub enrolled_at: UnixSecs,
     /// Last contact of any kind.
-    pub last_contact: i64,
+    pub last_contact: UnixSecs,
     /// Sum of the `dropped` counters of its batches.
     pub dropped_sightings: i64,
     /// Sum of the `evicted` counters of its batches.
@@ -215,7 +215,7 @@ pub enum IngestOutcome {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Health {
     /// When it arrived.
-    pub received_at: i64,
+    pub received_at: UnixSecs,
     /// Agent version.
     pub agent_version: String,
     /// Catalog version.
@@ -231,7 +231,7 @@ pub struct Health {
     /// Spool evictions.
     pub evictions: i64,
     /// Last inventory scan.
-    pub last_scan: Option<i64>,
+    pub last_scan: Option<UnixSecs>,
 }
 
 /// A person's role, which decides what an API token may do.

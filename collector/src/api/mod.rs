@@ -476,7 +476,7 @@ async fn heartbeat<S: Store>(
     let now = crate::store::now();
     let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     let health = Health {
-        received_at: now,
+        received_at: UnixSecs(now),
         agent_version: hb.agent.version,
         catalog_version: i(hb.agent.catalog_version),
         interfaces_json: serde_json::to_string(&hb.interfaces).unwrap_or_else(|_| "[]".into()),
@@ -484,7 +484,7 @@ async fn heartbeat<S: Store>(
         drops: i(hb.drops),
         spool_depth: i(hb.spool_depth),
         evictions: i(hb.evictions),
-        last_scan: hb.last_scan.map(UnixSecs::get),
+        last_scan: hb.last_scan,
     };
     timed(&state, state.store.heartbeat(device, health)).await?;
     Metrics::inc(&state.metrics.heartbeats, 1);
@@ -749,10 +749,10 @@ async fn devices<S: Store>(
             agent_version: d.device.agent_version,
             owner_email: d.device.owner_email,
             duplicate_of: d.duplicate_of,
-            enrolled_at: d.enrolled_at,
-            last_contact: d.last_contact,
+            enrolled_at: d.enrolled_at.get(),
+            last_contact: d.last_contact.get(),
             health: d.health.map(|h| aiscout_wire::DeviceHealth {
-                received_at: h.received_at,
+                received_at: h.received_at.get(),
                 agent_version: h.agent_version,
                 catalog_version: u(h.catalog_version),
                 interfaces: serde_json::from_str(&h.interfaces_json).unwrap_or_default(),
@@ -760,7 +760,7 @@ async fn devices<S: Store>(
                 drops: u(h.drops),
                 spool_depth: u(h.spool_depth),
                 evictions: u(h.evictions),
-                last_scan: h.last_scan,
+                last_scan: h.last_scan.map(UnixSecs::get),
                 dropped_sightings: u(d.dropped_sightings),
                 evicted_sightings: u(d.evicted_sightings),
             }),

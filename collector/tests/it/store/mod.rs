@@ -74,8 +74,8 @@ pub(crate) async fn enroll_replaces_the_node_key(store: impl Store) {
     assert_eq!(store.device_by_key([2; 32]).await.unwrap(), Some(d1));
     let devices = store.devices().await.unwrap();
     assert_eq!(devices.len(), 1);
-    assert_eq!(devices[0].enrolled_at, 100);
-    assert_eq!(devices[0].last_contact, 200);
+    assert_eq!(devices[0].enrolled_at, UnixSecs(100));
+    assert_eq!(devices[0].last_contact, UnixSecs(200));
 }
 
 fn attempt(host: &str, key: u8, previous: Option<u8>, policy: ReenrollPolicy) -> EnrollAttempt {
@@ -343,7 +343,7 @@ pub(crate) async fn usage_filters_by_time_kind_and_product(store: impl Store) {
 pub(crate) async fn heartbeat_is_listed_with_the_device(store: impl Store) {
     let d = store.enroll(device("h1", Some("a@example.com")), [1; 32], 100).await.unwrap();
     let health = Health {
-        received_at: 500,
+        received_at: UnixSecs(500),
         agent_version: "0.2.0".into(),
         catalog_version: 3,
         interfaces_json: "[]".into(),
@@ -351,7 +351,7 @@ pub(crate) async fn heartbeat_is_listed_with_the_device(store: impl Store) {
         drops: 1,
         spool_depth: 2,
         evictions: 0,
-        last_scan: Some(400),
+        last_scan: Some(UnixSecs(400)),
     };
     store.heartbeat(d, health.clone()).await.unwrap();
     store.heartbeat(d, Health { packets: 20, ..health }).await.unwrap();
@@ -359,7 +359,7 @@ pub(crate) async fn heartbeat_is_listed_with_the_device(store: impl Store) {
     let h = devices[0].health.as_ref().unwrap();
     assert_eq!(h.packets, 20);
     assert_eq!(devices[0].device.agent_version, "0.2.0");
-    assert_eq!(devices[0].last_contact, 500);
+    assert_eq!(devices[0].last_contact, UnixSecs(500));
 }
 
 pub(crate) async fn review_change_is_audited_with_before_and_after(store: impl Store) {
@@ -1306,7 +1306,7 @@ pub(crate) async fn device_detail_sums_its_own_sightings(store: impl Store) {
     let d1 = store.enroll(device("h1", Some("ann@example.com")), [1; 32], 100).await.unwrap();
     let d2 = store.enroll(device("h2", None), [2; 32], 100).await.unwrap();
     let health = Health {
-        received_at: 500,
+        received_at: UnixSecs(500),
         agent_version: "0.2.0".into(),
         catalog_version: 3,
         interfaces_json: "[\"eth0\"]".into(),
@@ -1314,7 +1314,7 @@ pub(crate) async fn device_detail_sums_its_own_sightings(store: impl Store) {
         drops: 1,
         spool_depth: 2,
         evictions: 0,
-        last_scan: Some(400),
+        last_scan: Some(UnixSecs(400)),
     };
     store.heartbeat(d1, health).await.unwrap();
     let mut sni = sighting("openai.chatgpt", "chatgpt.com", "ann", 0, 4);
@@ -1654,7 +1654,7 @@ pub(crate) async fn data_versions_move_with_their_data_only(store: impl Store) {
 
 pub(crate) async fn device_page_lists_silent_first_with_counts(store: impl Store) {
     let health = |at: i64| Health {
-        received_at: at,
+        received_at: UnixSecs(at),
         agent_version: "0.2.0".into(),
         catalog_version: 3,
         interfaces_json: "[]".into(),
