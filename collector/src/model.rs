@@ -329,9 +329,9 @@ pub struct Token {
     /// Role.
     pub role: Role,
     /// Creation time.
-    pub created_at: i64,
+    pub created_at: UnixSecs,
     /// Revocation time, if revoked.
-    pub revoked_at: Option<i64>,
+    pub revoked_at: Option<UnixSecs>,
 }
 
 /// A review decision as stored.
@@ -770,7 +770,7 @@ pub struct AuditFilter {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImportRun {
     /// When it finished.
-    pub at: i64,
+    pub at: UnixSecs,
     /// Who: a token name, a session's actor, `cli` or `drop`.
     pub actor: String,
     /// `expenses`, `gateway` or `people`.

@@ -830,7 +830,7 @@ pub async fn run<S: Store>(
     let result = run_streams(store, index, settings, stats, now, &mut progress).await;
     stats.finished(&settings.name, result.as_ref().map(|()| now).map_err(ConnectorError::label));
     let run = ImportRun {
-        at: crate::store::now(),
+        at: aiscout_wire::UnixSecs(crate::store::now()),
         actor: format!("connector:{}", settings.name),
         kind: match settings.kind.streams().first().map(|s| s.target()) {
             Some(Target::Expense(_)) => "expenses",

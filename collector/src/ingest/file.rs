@@ -183,7 +183,7 @@ impl fmt::Display for FileReport {
 pub async fn record<S: Store>(store: &S, kind: &str, actor: &str, report: &FileReport, at: i64) {
     let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     let run = crate::model::ImportRun {
-        at,
+        at: aiscout_wire::UnixSecs(at),
         actor: actor.to_owned(),
         kind: kind.to_owned(),
         file: report.file.clone(),

@@ -122,7 +122,12 @@ impl Server {
 
     pub(crate) async fn token(&self, name: &str, role: Role) -> String {
         let secret = aiscout_collector::credentials::generate("aistk_").unwrap();
-        let token = Token { name: name.into(), role, created_at: 1, revoked_at: None };
+        let token = Token {
+            name: name.into(),
+            role,
+            created_at: aiscout_wire::UnixSecs(1),
+            revoked_at: None,
+        };
         let audit = review::token_created(&token, "cli");
         self.store
             .create_token(token, aiscout_collector::credentials::hash(&secret), audit)

@@ -390,7 +390,12 @@ pub(crate) async fn review_change_is_audited_with_before_and_after(store: impl S
 }
 
 pub(crate) async fn tokens_are_created_once_revoked_once_and_audited(store: impl Store) {
-    let t = Token { name: "sec".into(), role: Role::Security, created_at: 5, revoked_at: None };
+    let t = Token {
+        name: "sec".into(),
+        role: Role::Security,
+        created_at: UnixSecs(5),
+        revoked_at: None,
+    };
     store.create_token(t.clone(), [9; 32], review::token_created(&t, "cli")).await.unwrap();
     let again = store.create_token(t.clone(), [8; 32], review::token_created(&t, "cli")).await;
     assert!(matches!(again, Err(StoreError::Exists { .. })), "{again:?}");
@@ -403,7 +408,7 @@ pub(crate) async fn tokens_are_created_once_revoked_once_and_audited(store: impl
         None
     );
     let listed = store.tokens().await.unwrap();
-    assert_eq!(listed[0].revoked_at, Some(50));
+    assert_eq!(listed[0].revoked_at, Some(UnixSecs(50)));
     let log = store.audit(0, 100).await.unwrap();
     let actions: Vec<_> = log.iter().map(|e| e.record.action.as_str()).collect();
     assert_eq!(actions, ["token.create", "token.revoke"]);
@@ -1056,7 +1061,12 @@ fn actions(log: &[AuditEntry]) -> Vec<(&str, &str, &str)> {
 }
 
 pub(crate) async fn sessions_expire_at_their_deadline_and_with_their_token(store: impl Store) {
-    let t = Token { name: "ann-token".into(), role: Role::Viewer, created_at: 5, revoked_at: None };
+    let t = Token {
+        name: "ann-token".into(),
+        role: Role::Viewer,
+        created_at: UnixSecs(5),
+        revoked_at: None,
+    };
     store.create_token(t.clone(), [9; 32], review::token_created(&t, "cli")).await.unwrap();
     let by_token = session("ann-token", Some("ann-token"), 100, 1_000);
     let by_oidc = session("bob@example.com", None, 100, 1_000);
@@ -1144,8 +1154,14 @@ pub(crate) async fn ending_a_session_is_audited_only_when_there_was_one(store: i
 }
 
 pub(crate) async fn viewer_tokens_round_trip(store: impl Store) {
-    let viewer = Token { name: "view".into(), role: Role::Viewer, created_at: 5, revoked_at: None };
-    let admin = Token { name: "adm".into(), role: Role::Admin, created_at: 6, revoked_at: None };
+    let viewer = Token {
+        name: "view".into(),
+        role: Role::Viewer,
+        created_at: UnixSecs(5),
+        revoked_at: None,
+    };
+    let admin =
+        Token { name: "adm".into(), role: Role::Admin, created_at: UnixSecs(6), revoked_at: None };
     store
         .create_token(viewer.clone(), [1; 32], review::token_created(&viewer, "cli"))
         .await
@@ -1271,7 +1287,7 @@ pub(crate) async fn audit_query_returns_at_most_a_thousand_entries(store: impl S
 
 fn import_run(at: i64, kind: &str, file: &str, rows: i64) -> ImportRun {
     ImportRun {
-        at,
+        at: UnixSecs(at),
         actor: "cli".into(),
         kind: kind.parse().unwrap(),
         file: file.into(),
