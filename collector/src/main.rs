@@ -551,7 +551,12 @@ async fn dispatch<S: Store + Clone>(
         }
         Command::Token(TokenCommand::Create { role, name }) => {
             let secret = credentials::generate(credentials::API_TOKEN_PREFIX)?;
-            let token = Token { name, role, created_at: store::now(), revoked_at: None };
+            let token = Token {
+                name,
+                role,
+                created_at: aiscout_wire::UnixSecs(store::now()),
+                revoked_at: None,
+            };
             let audit = review::token_created(&token, review::CLI_ACTOR);
             store.create_token(token, credentials::hash(&secret), audit).await?;
             say(&secret);

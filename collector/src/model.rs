@@ -68,9 +68,9 @@ pub struct DeviceSummary {
     /// The identity.
     pub device: Device,
     /// First enrollment.
-    pub enrolled_at: i64,
+    pub enrolled_at: UnixSecs,
     /// Last contact of any kind.
-    pub last_contact: i64,
+    pub last_contact: UnixSecs,
     /// Sum of the `dropped` counters of its batches.
     pub dropped_sightings: i64,
     /// Sum of the `evicted` counters of its batches.
@@ -215,7 +215,7 @@ pub enum IngestOutcome {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Health {
     /// When it arrived.
-    pub received_at: i64,
+    pub received_at: UnixSecs,
     /// Agent version.
     pub agent_version: String,
     /// Catalog version.
@@ -231,7 +231,7 @@ pub struct Health {
     /// Spool evictions.
     pub evictions: i64,
     /// Last inventory scan.
-    pub last_scan: Option<i64>,
+    pub last_scan: Option<UnixSecs>,
 }
 
 /// A person's role, which decides what an API token may do.
@@ -329,9 +329,9 @@ pub struct Token {
     /// Role.
     pub role: Role,
     /// Creation time.
-    pub created_at: i64,
+    pub created_at: UnixSecs,
     /// Revocation time, if revoked.
-    pub revoked_at: Option<i64>,
+    pub revoked_at: Option<UnixSecs>,
 }
 
 /// A review decision as stored.
@@ -405,9 +405,9 @@ pub struct SourceUsage {
     /// Indicator kind.
     pub source: String,
     /// First seen.
-    pub first_seen: i64,
+    pub first_seen: UnixSecs,
     /// Last seen.
-    pub last_seen: i64,
+    pub last_seen: UnixSecs,
     /// Count.
     pub count: i64,
     /// Distinct devices.
@@ -439,9 +439,9 @@ pub struct DeviceUsage {
     /// Distinct non-empty users, sorted.
     pub users: Vec<String>,
     /// First seen.
-    pub first_seen: i64,
+    pub first_seen: UnixSecs,
     /// Last seen.
-    pub last_seen: i64,
+    pub last_seen: UnixSecs,
     /// Count.
     pub count: i64,
     /// Whether the product is installed on the device now: `None` when it was never reported
@@ -655,7 +655,7 @@ pub struct OwnerUse {
     /// Product id.
     pub product: String,
     /// Last seen, Unix seconds.
-    pub last_seen: i64,
+    pub last_seen: UnixSecs,
 }
 
 /// Sightings of one product from one indicator kind on one device, summed over windows.
@@ -676,9 +676,9 @@ pub struct DeviceSighting {
     /// Matched value (a domain, an app id).
     pub value: String,
     /// First seen.
-    pub first_seen: i64,
+    pub first_seen: UnixSecs,
     /// Last seen.
-    pub last_seen: i64,
+    pub last_seen: UnixSecs,
     /// Count.
     pub count: i64,
 }
@@ -702,9 +702,9 @@ pub struct ProcessSighting {
     /// The process that made the traffic (`""` when not attributed).
     pub process: String,
     /// First seen.
-    pub first_seen: i64,
+    pub first_seen: UnixSecs,
     /// Last seen.
-    pub last_seen: i64,
+    pub last_seen: UnixSecs,
     /// Count.
     pub count: i64,
 }
@@ -721,9 +721,9 @@ pub struct ValueUsage {
     /// Times seen, summed over devices, users, processes and windows.
     pub count: i64,
     /// Earliest first seen on any device, Unix seconds.
-    pub first_seen: i64,
+    pub first_seen: UnixSecs,
     /// Latest last seen on any device, Unix seconds.
-    pub last_seen: i64,
+    pub last_seen: UnixSecs,
 }
 
 /// A signed-in console session as stored (keyed by the SHA-256 of its cookie value, which is
@@ -770,7 +770,7 @@ pub struct AuditFilter {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImportRun {
     /// When it finished.
-    pub at: i64,
+    pub at: UnixSecs,
     /// Who: a token name, a session's actor, `cli` or `drop`.
     pub actor: String,
     /// `expenses`, `gateway` or `people`.

@@ -119,7 +119,7 @@ pub fn to_wire(r: Review) -> Option<aiscout_wire::Review> {
 /// The audit record of a token creation.
 pub fn token_created(token: &Token, actor: &str) -> AuditRecord {
     AuditRecord {
-        at: token.created_at,
+        at: token.created_at.get(),
         actor: actor.to_owned(),
         action: "token.create".into(),
         subject: token.name.clone(),
@@ -134,7 +134,7 @@ pub fn token_revoked(actor: &str, now: i64) -> AuditFn<Token> {
     Box::new(move |before| {
         let after = before.map(|t| {
             let mut t = t.clone();
-            t.revoked_at = Some(now);
+            t.revoked_at = Some(aiscout_wire::UnixSecs(now));
             token_json(&t)
         });
         AuditRecord {

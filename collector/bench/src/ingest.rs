@@ -886,7 +886,7 @@ async fn inventory(db: Db, data_dir: PathBuf, args: &BenchArgs, name: &str) -> a
     let record = aiscout_collector::model::Token {
         name: "bench".into(),
         role: aiscout_collector::model::Role::Procurement,
-        created_at: aiscout_collector::store::now(),
+        created_at: UnixSecs(aiscout_collector::store::now()),
         revoked_at: None,
     };
     let audit =

@@ -90,9 +90,12 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
     ///
     /// # Errors
     /// The system's random source failed (the claimer id is random).
-    pub fn new(store: S, catalog: Catalog, console_url: String) -> Result<Self, StoreError> {
-        let claimer = crate::credentials::generate("claim")
-            .map_err(|e| StoreError::Task(format!("claimer id: {e}")))?;
+    pub fn new(
+        store: S,
+        catalog: Catalog,
+        console_url: String,
+    ) -> Result<Self, crate::credentials::RandomError> {
+        let claimer = crate::credentials::generate("claim")?;
         let clock: Clock = Arc::new(store::now);
         Ok(Self {
             store,
@@ -358,7 +361,7 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
         while let Some(done) = sends.join_next().await {
             match done {
                 Ok(result) => result?,
-                Err(e) => return Err(StoreError::Task(e.to_string())),
+                Err(e) => return Err(StoreError::Join(e)),
             }
         }
         Ok(n)

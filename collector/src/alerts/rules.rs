@@ -61,7 +61,7 @@ pub fn stale(devices: &[DeviceSummary], s: &Settings, now: i64) -> Vec<NewEvent>
     let limit = i64::from(s.stale_hours) * 3_600;
     devices
         .iter()
-        .filter(|d| now - d.last_contact >= limit)
+        .filter(|d| now - d.last_contact.get() >= limit)
         .map(|d| {
             event::make(
                 AGENT_STALE,
@@ -70,7 +70,7 @@ pub fn stale(devices: &[DeviceSummary], s: &Settings, now: i64) -> Vec<NewEvent>
                 "",
                 &json!({ "device": d.device.host_id, "hostname": d.device.hostname,
                          "owner": d.device.owner_email, "last_contact": d.last_contact,
-                         "silent_hours": (now - d.last_contact) / 3_600 }),
+                         "silent_hours": (now - d.last_contact.get()) / 3_600 }),
             )
         })
         .collect()
@@ -211,8 +211,8 @@ mod tests {
                 agent_version: "0.1.0".into(),
                 owner_email: None,
             },
-            enrolled_at: 0,
-            last_contact,
+            enrolled_at: aiscout_wire::UnixSecs(0),
+            last_contact: aiscout_wire::UnixSecs(last_contact),
             dropped_sightings: 0,
             evicted_sightings: 0,
             health: None,

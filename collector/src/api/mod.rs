@@ -155,9 +155,30 @@ pub enum ApiError {
     /// 409: the thing exists already.
     #[error("{0}")]
     Conflict(String),
-    /// 500.
+    /// 500: the system random generator failed (a new node key could not be made).
+    #[error("{0}")]
+    Random(credentials::RandomError),
+    /// 500 (or 503 when the database is out of reach, [`StoreError::is_unavailable`]).
+    // The cause is in the message, not also in `source()` (issue 18: each cause once).
     #[error("store: {0}")]
-    Store(#[from] StoreError),
+    Store(StoreError),
+    /// 500: a stored review has a status this build does not know.
+    #[error("review status {0:?} is unknown to this build")]
+    UnknownReviewStatus(String),
+    /// 500: an upload could not be written to its file on disk.
+    #[error("writing the upload to {path}: {error}")]
+    UploadFile {
+        /// The file or folder.
+        path: String,
+        /// Why.
+        error: std::io::Error,
+    },
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Store(e)
+    }
 }
 
 impl From<DecodeError> for ApiError {
@@ -184,7 +205,7 @@ impl From<upload::BodyError> for ApiError {
                 ApiError::BadRequest { field: None, message: format!("reading the body: {why}") }
             }
             upload::BodyError::Busy(_) => ApiError::Busy(e.to_string()),
-            upload::BodyError::Io { .. } => ApiError::Store(StoreError::Task(e.to_string())),
+            upload::BodyError::Io { path, source } => ApiError::UploadFile { path, error: source },
         }
     }
 }
@@ -223,12 +244,20 @@ impl IntoResponse for ApiError {
                 tracing::error!(error = %e, "Store call failed.");
                 (StatusCode::INTERNAL_SERVER_ERROR, None)
             }
+            ApiError::Random(_)
+            | ApiError::UnknownReviewStatus(_)
+            | ApiError::UploadFile { .. } => {
+                tracing::error!(error = %self, "Request failed on the collector's side.");
+                (StatusCode::INTERNAL_SERVER_ERROR, None)
+            }
         };
         let error = match &self {
             ApiError::Store(e) if e.is_unavailable() => {
                 "database unavailable; retry later".to_owned()
             }
             ApiError::Store(_) => "internal store error".to_owned(),
+            ApiError::Random(_) | ApiError::UnknownReviewStatus(_) => "internal error".to_owned(),
+            ApiError::UploadFile { .. } => "the upload could not be written to disk".to_owned(),
             other => other.to_string(),
         };
         let retry_after = match &self {
@@ -336,8 +365,7 @@ async fn enroll<S: Store>(State(state): Shared<S>, request: Request) -> Result<R
     // retry after a lost answer then proves the host id (issue 19).
     let key = match &req.proposed_node_key {
         Some(proposed) => proposed.expose().to_owned(),
-        None => credentials::generate(credentials::NODE_KEY_PREFIX)
-            .map_err(|e| ApiError::Store(StoreError::Task(e.to_string())))?,
+        None => credentials::generate(credentials::NODE_KEY_PREFIX).map_err(ApiError::Random)?,
     };
     let d = req.device;
     let host_id = d.host_id.clone();
@@ -448,7 +476,7 @@ async fn heartbeat<S: Store>(
     let now = crate::store::now();
     let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     let health = Health {
-        received_at: now,
+        received_at: UnixSecs(now),
         agent_version: hb.agent.version,
         catalog_version: i(hb.agent.catalog_version),
         interfaces_json: serde_json::to_string(&hb.interfaces).unwrap_or_else(|_| "[]".into()),
@@ -456,7 +484,7 @@ async fn heartbeat<S: Store>(
         drops: i(hb.drops),
         spool_depth: i(hb.spool_depth),
         evictions: i(hb.evictions),
-        last_scan: hb.last_scan.map(UnixSecs::get),
+        last_scan: hb.last_scan,
     };
     timed(&state, state.store.heartbeat(device, health)).await?;
     Metrics::inc(&state.metrics.heartbeats, 1);
@@ -721,10 +749,10 @@ async fn devices<S: Store>(
             agent_version: d.device.agent_version,
             owner_email: d.device.owner_email,
             duplicate_of: d.duplicate_of,
-            enrolled_at: d.enrolled_at,
-            last_contact: d.last_contact,
+            enrolled_at: d.enrolled_at.get(),
+            last_contact: d.last_contact.get(),
             health: d.health.map(|h| aiscout_wire::DeviceHealth {
-                received_at: h.received_at,
+                received_at: h.received_at.get(),
                 agent_version: h.agent_version,
                 catalog_version: u(h.catalog_version),
                 interfaces: serde_json::from_str(&h.interfaces_json).unwrap_or_default(),
@@ -732,7 +760,7 @@ async fn devices<S: Store>(
                 drops: u(h.drops),
                 spool_depth: u(h.spool_depth),
                 evictions: u(h.evictions),
-                last_scan: h.last_scan,
+                last_scan: h.last_scan.map(UnixSecs::get),
                 dropped_sightings: u(d.dropped_sightings),
                 evicted_sightings: u(d.evicted_sightings),
             }),
@@ -793,7 +821,7 @@ async fn set_review<S: Store>(
     };
     let (decision, audit) = review::decide(&id, chosen, &token.name, crate::store::now());
     let answer = review::to_wire(decision.clone())
-        .ok_or_else(|| ApiError::Store(StoreError::Task("unknown review status".into())))?;
+        .ok_or_else(|| ApiError::UnknownReviewStatus(status.as_str().to_owned()))?;
     timed(&state, state.store.set_review(decision, audit)).await?;
     tracing::info!(product = %id, status = status.as_str(), "Product reviewed.");
     Ok(Json(answer))

@@ -451,8 +451,15 @@ pub enum ConnectorError {
     #[error("tls: {0}")]
     Tls(String),
     /// The store failed; pages before this one are stored.
+    // The cause is in the message, not also in `source()` (issue 18: each cause once).
     #[error("store: {0}")]
-    Store(#[from] StoreError),
+    Store(StoreError),
+}
+
+impl From<StoreError> for ConnectorError {
+    fn from(e: StoreError) -> Self {
+        ConnectorError::Store(e)
+    }
 }
 
 impl ConnectorError {
@@ -823,7 +830,7 @@ pub async fn run<S: Store>(
     let result = run_streams(store, index, settings, stats, now, &mut progress).await;
     stats.finished(&settings.name, result.as_ref().map(|()| now).map_err(ConnectorError::label));
     let run = ImportRun {
-        at: crate::store::now(),
+        at: aiscout_wire::UnixSecs(crate::store::now()),
         actor: format!("connector:{}", settings.name),
         kind: match settings.kind.streams().first().map(|s| s.target()) {
             Some(Target::Expense(_)) => "expenses",

@@ -30,6 +30,7 @@ use axum::routing::{get, post};
 use maud::{DOCTYPE, Markup, html};
 
 use crate::api::AppState;
+use crate::credentials::RandomError;
 use crate::model::{AuditRecord, Role, Session};
 use crate::store::{CredentialHash, Store, StoreError};
 use crate::{credentials, store};
@@ -178,8 +179,23 @@ pub enum Refusal {
     TooLarge(u64),
     /// Every import permit is taken (`server.max_concurrent_imports`).
     Busy,
-    /// The store failed, or an upload could not be written to disk.
+    /// The system random generator failed (a session, token or secret could not be made).
+    Random(RandomError),
+    /// The store failed.
     Store(StoreError),
+    /// An upload could not be written to its file on disk.
+    UploadFile {
+        /// The file or folder.
+        path: String,
+        /// Why.
+        error: std::io::Error,
+    },
+}
+
+impl From<RandomError> for Refusal {
+    fn from(e: RandomError) -> Self {
+        Refusal::Random(e)
+    }
 }
 
 impl From<StoreError> for Refusal {
@@ -230,6 +246,25 @@ impl IntoResponse for Refusal {
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "Something failed",
                     "The database could not answer. The collector's log has the details."
+                        .to_owned(),
+                )
+            }
+            Refusal::Random(e) => {
+                tracing::error!(error = %e, "A console page needed a random value.");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something failed",
+                    "The collector could not make a random value. Its log has the details."
+                        .to_owned(),
+                )
+            }
+            Refusal::UploadFile { path, error } => {
+                tracing::error!(path, error = %error, "A console upload could not be written.");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something failed",
+                    "The upload could not be written to disk. The collector's log has the \
+                     details."
                         .to_owned(),
                 )
             }
@@ -410,8 +445,7 @@ pub async fn start_session<S: Store>(
     next: &str,
     via_page: bool,
 ) -> Result<Response, Refusal> {
-    let random =
-        || credentials::generate("").map_err(|e| Refusal::Store(StoreError::Task(e.to_string())));
+    let random = || credentials::generate("").map_err(Refusal::Random);
     let (value, csrf) = (random()?, random()?);
     let now = store::now();
     let session = Session {

@@ -99,11 +99,18 @@ pub enum ImportError {
         error: LayoutError,
     },
     /// The store failed; rows of earlier chunks are committed.
+    // The cause is in the message, not also in `source()` (issue 18: each cause once).
     #[error("store: {0}")]
-    Store(#[from] StoreError),
-    /// The parsing task failed.
+    Store(StoreError),
+    /// The parsing task panicked or was cancelled.
     #[error("import task failed: {0}")]
-    Task(String),
+    Task(tokio::task::JoinError),
+}
+
+impl From<StoreError> for ImportError {
+    fn from(e: StoreError) -> Self {
+        ImportError::Store(e)
+    }
 }
 
 /// What a parse counted besides the rows it produced.
@@ -176,7 +183,7 @@ impl fmt::Display for FileReport {
 pub async fn record<S: Store>(store: &S, kind: &str, actor: &str, report: &FileReport, at: i64) {
     let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     let run = crate::model::ImportRun {
-        at,
+        at: aiscout_wire::UnixSecs(at),
         actor: actor.to_owned(),
         kind: kind.to_owned(),
         file: report.file.clone(),
@@ -404,7 +411,7 @@ where
         }
     }
     drop(rx);
-    let parsed = handle.await.map_err(|e| ImportError::Task(e.to_string()))?;
+    let parsed = handle.await.map_err(ImportError::Task)?;
     if let Some(e) = failed {
         return Err(ImportError::Store(e));
     }

@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 
 use aiscout_signatures::domain::DomainMatcher;
 use aiscout_signatures::{Catalog, DomainUse, Gateway};
+use aiscout_wire::UnixSecs;
 
 use crate::model::ProcessSighting;
 use crate::store::{Store, StoreError};
@@ -53,9 +54,9 @@ pub struct Bypass {
     /// The gateway's host.
     pub gateway_host: String,
     /// First seen.
-    pub first_seen: i64,
+    pub first_seen: UnixSecs,
     /// Last seen.
-    pub last_seen: i64,
+    pub last_seen: UnixSecs,
     /// Times seen.
     pub count: i64,
 }
@@ -114,7 +115,9 @@ pub fn find(
     }
     let mut acc: BTreeMap<Key<'_>, Bypass> = BTreeMap::new();
     for s in &fronted.sightings {
-        if since.is_some_and(|t| s.last_seen < t) || until.is_some_and(|t| s.first_seen > t) {
+        if since.is_some_and(|t| s.last_seen < UnixSecs(t))
+            || until.is_some_and(|t| s.first_seen > UnixSecs(t))
+        {
             continue;
         }
         let api = matchers
@@ -166,8 +169,8 @@ mod tests {
             kind: aiscout_wire::SightingKind::TlsSni,
             value: value.into(),
             process: process.into(),
-            first_seen: 100,
-            last_seen: 200,
+            first_seen: UnixSecs(100),
+            last_seen: UnixSecs(200),
             count: 2,
         }
     }

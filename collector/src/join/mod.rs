@@ -371,7 +371,7 @@ pub fn inventory(
         let a = acc.entry(s.product.clone()).or_default();
         a.sources.insert(s.source.clone());
         a.sightings += u64_of(s.count);
-        a.seen(s.first_seen, s.last_seen);
+        a.seen(s.first_seen.get(), s.last_seen.get());
     }
     for p in facts.products.iter().filter(|p| wanted(&p.product)) {
         let a = acc.entry(p.product.clone()).or_default();
@@ -497,8 +497,8 @@ pub fn product_detail(
             .into_iter()
             .map(|s| SourceSummary {
                 source: s.source,
-                first_seen: s.first_seen,
-                last_seen: s.last_seen,
+                first_seen: s.first_seen.get(),
+                last_seen: s.last_seen.get(),
                 count: u64_of(s.count),
                 devices: u64_of(s.devices),
             })
@@ -510,8 +510,8 @@ pub fn product_detail(
                 hostname: d.hostname,
                 owner_email: d.owner_email,
                 users: d.users,
-                first_seen: d.first_seen,
-                last_seen: d.last_seen,
+                first_seen: d.first_seen.get(),
+                last_seen: d.last_seen.get(),
                 count: u64_of(d.count),
                 installed: d.installed,
             })

@@ -97,8 +97,8 @@ pub fn reconcile(catalog: &Catalog, facts: &Facts, idle_days: u32) -> Reconcilia
         .chain(spend.gateway.iter().filter_map(|g| g.product.as_deref()))
         .collect();
     let last_seen: BTreeMap<&str, i64> = facts.sources.iter().fold(BTreeMap::new(), |mut m, s| {
-        let e = m.entry(s.product.as_str()).or_insert(s.last_seen);
-        *e = (*e).max(s.last_seen);
+        let e = m.entry(s.product.as_str()).or_insert(s.last_seen.get());
+        *e = (*e).max(s.last_seen.get());
         m
     });
     let used_not_paid = facts
@@ -123,7 +123,7 @@ pub fn reconcile(catalog: &Catalog, facts: &Facts, idle_days: u32) -> Reconcilia
         .owners
         .owner_use
         .iter()
-        .map(|u| ((u.owner_email.as_str(), u.product.as_str()), u.last_seen))
+        .map(|u| ((u.owner_email.as_str(), u.product.as_str()), u.last_seen.get()))
         .collect();
     let idle_from = facts.now - i64::from(idle_days) * DAY_SECS;
     let idle_subscriptions = active
@@ -284,8 +284,8 @@ fn gateway_bypass(
                 host: b.host,
                 gateway: b.gateway,
                 gateway_host: b.gateway_host,
-                first_seen: b.first_seen,
-                last_seen: b.last_seen,
+                first_seen: b.first_seen.get(),
+                last_seen: b.last_seen.get(),
                 count: u64_of(b.count),
             }
         })

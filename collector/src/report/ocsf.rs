@@ -66,9 +66,9 @@ pub fn sighting_event(s: &DeviceSighting, row: Option<&InventoryRow>) -> Option<
                 "activity_id": activity_id,
                 "type_uid": class_uid * 100 + activity_id,
                 "severity_id": 1,
-                "time": ms(s.last_seen),
-                "start_time": ms(s.first_seen),
-                "end_time": ms(s.last_seen),
+                "time": ms(s.last_seen.get()),
+                "start_time": ms(s.first_seen.get()),
+                "end_time": ms(s.last_seen.get()),
                 "count": s.count,
                 "metadata": metadata(),
             })

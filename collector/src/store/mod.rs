@@ -67,8 +67,9 @@ pub type AuditFn<T> = Box<dyn FnOnce(Option<&T>) -> AuditRecord + Send>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    // The two driver errors carry their cause in the message, not in `source()`: logs print
-    // only the message, and a report of the whole chain names each cause once (issue 18).
+    // The driver errors, and the other variants that wrap an error, carry their cause in the
+    // message, not in `source()`: logs print only the message, and a report of the whole chain
+    // names each cause once (issue 18). `Shared` is transparent, so it is shown as its cause.
     /// SQLite failed.
     #[error("sqlite: {0}")]
     Sqlite(rusqlite::Error),
@@ -113,9 +114,54 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
-    /// A blocking task panicked or was cancelled.
+    /// The SQLite online backup found the database locked on every try.
+    #[error("the database stayed locked through {tries} tries")]
+    BackupLocked {
+        /// How many steps were tried.
+        tries: u32,
+    },
+    /// A blocking task of the store panicked or was cancelled.
     #[error("store task failed: {0}")]
-    Task(String),
+    Join(tokio::task::JoinError),
+    /// A value could not be encoded as a JSON statement parameter.
+    #[error("{what} as JSON: {error}")]
+    Json {
+        /// Which value.
+        what: &'static str,
+        /// Why.
+        error: serde_json::Error,
+    },
+    /// No free `HOST#N` id was left for another duplicate of `host` (64 were tried).
+    #[error("no free duplicate host id for {host:?}")]
+    NoFreeHostId {
+        /// The host id that has duplicates.
+        host: String,
+    },
+    /// The SQLite connection pool is closed (the store is shutting down).
+    #[error("the sqlite connection pool is closed: {0}")]
+    PoolClosed(tokio::sync::AcquireError),
+    /// One failure of a group of callers answered together (the SQLite writer commits a
+    /// group of batches, or runs one fold, for all who wait on it): each caller gets the
+    /// group's error itself, shown and classified as that error.
+    #[error(transparent)]
+    Shared(std::sync::Arc<StoreError>),
+    /// A SQLite statement run through the shared statement layer waited, which it never
+    /// should (a bug: nothing on the SQLite side is asynchronous).
+    #[error("a SQLite statement did not complete")]
+    Unfinished,
+    /// The SQLite writer thread could not be started.
+    #[error("starting the store writer: {0}")]
+    WriterStart(std::io::Error),
+    /// The SQLite writer thread has stopped, so no batch can be written or folded.
+    #[error("the store writer has stopped")]
+    WriterStopped,
+    /// A statement that always answers a row (a `COUNT(*)`, an upsert with `RETURNING`, a row
+    /// this transaction claimed) answered none: a bug or a schema that is not ours.
+    #[error("{what} answered no row")]
+    NoRow {
+        /// The statement, as a person would name it.
+        what: &'static str,
+    },
     /// The database URL is not understood.
     #[error("bad database url: {0}")]
     Url(String),
@@ -155,6 +201,7 @@ impl StoreError {
                 e.code,
                 rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
             ),
+            StoreError::Shared(e) => e.is_unavailable(),
             _ => false,
         }
     }
@@ -1339,6 +1386,70 @@ mod tests {
         assert!(failure(rusqlite::ffi::SQLITE_LOCKED).is_unavailable());
         assert!(!failure(rusqlite::ffi::SQLITE_CONSTRAINT).is_unavailable());
         assert!(StoreError::Pool("timed out".into()).is_unavailable());
-        assert!(!StoreError::Task("panicked".into()).is_unavailable());
+        assert!(!StoreError::WriterStopped.is_unavailable());
+        assert!(!StoreError::Unfinished.is_unavailable());
+        assert!(!StoreError::NoFreeHostId { host: "h".into() }.is_unavailable());
+        assert!(!StoreError::BackupLocked { tries: 3 }.is_unavailable());
+        // A group's failure answered to each caller is classified as the failure itself.
+        let shared = |e| StoreError::Shared(std::sync::Arc::new(e));
+        assert!(shared(failure(rusqlite::ffi::SQLITE_BUSY)).is_unavailable());
+        assert!(!shared(failure(rusqlite::ffi::SQLITE_CONSTRAINT)).is_unavailable());
+        assert!(!shared(StoreError::WriterStopped).is_unavailable());
+    }
+
+    /// An error's message and the messages of its sources, outermost first, as a report of
+    /// the whole chain prints them (`anyhow`'s `{:#}`).
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut line = e.to_string();
+        let mut next = e.source();
+        while let Some(cause) = next {
+            line.push_str(": ");
+            line.push_str(&cause.to_string());
+            next = cause.source();
+        }
+        line
+    }
+
+    #[tokio::test]
+    async fn a_nested_store_failure_names_each_cause_once() {
+        let task = tokio::spawn(std::future::pending::<()>());
+        task.abort();
+        let Err(join) = task.await else { unreachable!("an aborted task cannot finish") };
+        let join_text = join.to_string();
+        let busy = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            Some("database is locked".into()),
+        );
+        let json = serde_json::from_str::<Vec<String>>("[").map(drop);
+        let Err(json) = json else { unreachable!("`[` is not JSON") };
+        let json_text = json.to_string();
+        let shared = |e| StoreError::Shared(std::sync::Arc::new(e));
+        let cases: Vec<(Box<dyn std::error::Error>, &str)> = vec![
+            (Box::new(shared(StoreError::Sqlite(busy))), "database is locked"),
+            (Box::new(shared(StoreError::Join(join))), &join_text),
+            (
+                Box::new(crate::api::ApiError::Store(shared(StoreError::Json {
+                    what: "products",
+                    error: json,
+                }))),
+                &json_text,
+            ),
+            (
+                Box::new(crate::ingest::file::ImportError::Store(shared(
+                    StoreError::WriterStopped,
+                ))),
+                "the store writer has stopped",
+            ),
+            (
+                Box::new(crate::connectors::ConnectorError::Store(shared(
+                    StoreError::NoFreeHostId { host: "h".into() },
+                ))),
+                "no free duplicate host id",
+            ),
+        ];
+        for (e, cause) in cases {
+            let line = chain(e.as_ref());
+            assert_eq!(line.matches(cause).count(), 1, "{line}");
+        }
     }
 }

@@ -296,7 +296,7 @@ pub(crate) async fn admit(
     let One(mut admitted): One<i64> = tx
         .query_opt(ADMITTED, &[&channel, &today, &tomorrow])
         .await?
-        .ok_or_else(|| StoreError::Task("COUNT(*) answered no row".into()))?;
+        .ok_or_else(|| StoreError::NoRow { what: "COUNT(*)" })?;
     let mut answers = Vec::with_capacity(claimed.len());
     for c in claimed {
         let (channel, seq, e) = (c.channel.as_str(), c.event.seq, &c.event.event);

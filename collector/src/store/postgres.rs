@@ -217,7 +217,7 @@ async fn migrate(
     .await;
     // Closing the connection also releases the session lock when a step above failed.
     drop(client);
-    driver.await.map_err(|e| StoreError::Task(e.to_string()))??;
+    driver.await.map_err(StoreError::Join)??;
     result
 }
 

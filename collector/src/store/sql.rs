@@ -125,13 +125,13 @@ pub(crate) trait Conn {
 /// Runs a future of SQLite work, which never waits, to its end.
 ///
 /// # Errors
-/// The future's own error, or [`StoreError::Task`] if it did wait (a bug: nothing on the
+/// The future's own error, or [`StoreError::Unfinished`] if it did wait (a bug: nothing on the
 /// SQLite side of [`Conn`] is asynchronous).
 pub(crate) fn ready<T>(work: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
     let mut work = std::pin::pin!(work);
     match work.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(result) => result,
-        Poll::Pending => Err(StoreError::Task("a SQLite statement did not complete".into())),
+        Poll::Pending => Err(StoreError::Unfinished),
     }
 }
 

@@ -173,9 +173,7 @@ pub fn backup(source: &Path, dest: &Path) -> Result<BackupReport, StoreError> {
                         std::thread::sleep(BACKUP_RETRY);
                     }
                     _ => {
-                        return Err(StoreError::Task(format!(
-                            "the database stayed locked through {BACKUP_TRIES} tries"
-                        )));
+                        return Err(StoreError::BackupLocked { tries: BACKUP_TRIES });
                     }
                 }
             }
@@ -293,6 +291,7 @@ fn write_batches(path: &Path, mut jobs: mpsc::Receiver<Job>) {
             None => match open_writer(path) {
                 Ok(c) => c,
                 Err(e) => {
+                    let e = Arc::new(e);
                     fail_all(answers, &e);
                     fail_all(folds, &e);
                     continue;
@@ -308,17 +307,16 @@ fn write_batches(path: &Path, mut jobs: mpsc::Receiver<Job>) {
                         let _unused = done.send(outcome);
                     }
                 }
-                Err(e) => fail_all(answers, &e),
+                Err(e) => fail_all(answers, &Arc::new(e)),
             }
         }
         ask_checkpoint(checkpoints.as_ref());
         if !folds.is_empty() {
             // One fold answers every caller that asked for one.
             backlog = 0;
-            let outcome =
-                fold(&mut c, !full, &jobs, checkpoints.as_ref()).map_err(|e| e.to_string());
+            let outcome = fold(&mut c, !full, &jobs, checkpoints.as_ref()).map_err(Arc::new);
             for done in folds {
-                let _unused = done.send(outcome.clone().map_err(StoreError::Task));
+                let _unused = done.send(outcome.clone().map_err(StoreError::Shared));
             }
         }
         conn = Some(c);
@@ -396,11 +394,10 @@ fn checkpointer(
 }
 
 /// Answers every caller with the error that failed their whole group.
-fn fail_all<T>(callers: Vec<oneshot::Sender<Result<T, StoreError>>>, e: &StoreError) {
-    let reason = e.to_string();
+fn fail_all<T>(callers: Vec<oneshot::Sender<Result<T, StoreError>>>, e: &Arc<StoreError>) {
     for done in callers {
         // A caller that went away (request cancelled) needs no answer.
-        let _unused = done.send(Err(StoreError::Task(reason.clone())));
+        let _unused = done.send(Err(StoreError::Shared(Arc::clone(e))));
     }
 }
 
@@ -471,7 +468,7 @@ impl SqliteStore {
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || write_batches(&writer_path, jobs))
-            .map_err(|e| StoreError::Task(format!("starting the ingest writer: {e}")))?;
+            .map_err(StoreError::WriterStart)?;
         // The log and shared-memory files exist now (WAL mode); a copy made more open by hand
         // since the last start is tightened too.
         super::files::private_sqlite(path)
@@ -482,9 +479,11 @@ impl SqliteStore {
     /// Asks the writer thread for a fold and waits for its answer.
     async fn ask_fold(&self, background: bool) -> Result<u64, StoreError> {
         let (done, folded) = oneshot::channel();
-        let stopped = || StoreError::Task("the store writer has stopped".into());
-        self.writer.send(Job::Fold { done, background }).await.map_err(|_| stopped())?;
-        folded.await.map_err(|_| stopped())?
+        self.writer
+            .send(Job::Fold { done, background })
+            .await
+            .map_err(|_| StoreError::WriterStopped)?;
+        folded.await.map_err(|_| StoreError::WriterStopped)?
     }
 
     /// Runs `f` with a pooled connection on the blocking pool.
@@ -564,8 +563,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let _permit =
-            self.pool.permits.acquire().await.map_err(|e| StoreError::Task(e.to_string()))?;
+        let _permit = self.pool.permits.acquire().await.map_err(StoreError::PoolClosed)?;
         let pool = Arc::clone(&self.pool);
         tokio::task::spawn_blocking(move || {
             let idle = pool.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
@@ -578,7 +576,7 @@ impl SqliteStore {
             result
         })
         .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
+        .map_err(StoreError::Join)?
     }
 }
 
@@ -1079,8 +1077,8 @@ impl Store for SqliteStore {
         self.writer
             .send(Job::Ingest { device, batch, now, done })
             .await
-            .map_err(|_| StoreError::Task("the store writer has stopped".into()))?;
-        outcome.await.map_err(|_| StoreError::Task("the store writer has stopped".into()))?
+            .map_err(|_| StoreError::WriterStopped)?;
+        outcome.await.map_err(|_| StoreError::WriterStopped)?
     }
 
     async fn fold(&self) -> Result<u64, StoreError> {

@@ -122,7 +122,12 @@ impl Server {
 
     pub(crate) async fn token(&self, name: &str, role: Role) -> String {
         let secret = aiscout_collector::credentials::generate("aistk_").unwrap();
-        let token = Token { name: name.into(), role, created_at: 1, revoked_at: None };
+        let token = Token {
+            name: name.into(),
+            role,
+            created_at: aiscout_wire::UnixSecs(1),
+            revoked_at: None,
+        };
         let audit = review::token_created(&token, "cli");
         self.store
             .create_token(token, aiscout_collector::credentials::hash(&secret), audit)
@@ -273,6 +278,11 @@ async fn review_needs_security_role_and_is_audited() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
         assert_eq!(error(&bytes).field.as_deref(), Some("renewal"));
     }
+    // A status the API does not know is the client's mistake (400), not the collector's.
+    let body = json!({"status": "maybe"}).to_string();
+    let (status, bytes) = c.send(Method::PUT, path, Some(&sec), body).await.unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bytes:?}");
+    assert_eq!(error(&bytes).field.as_deref(), Some("status"));
     let (_, bytes) =
         c.send(Method::GET, "/api/v1/products/openai.chatgpt", Some(&proc), "").await.unwrap();
     let v: Value = serde_json::from_slice(&bytes).unwrap();

@@ -757,7 +757,7 @@ async fn imports_page_shows_each_connectors_latest_run_and_error() {
     let server = start(100).await;
     let now = aiscout_collector::store::now();
     let run = |at: i64, name: &str, rows: i64, error: &str| ImportRun {
-        at,
+        at: aiscout_wire::UnixSecs(at),
         actor: format!("connector:{name}"),
         kind: "expenses".into(),
         file: name.into(),

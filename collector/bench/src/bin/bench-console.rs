@@ -124,7 +124,7 @@ fn ms(d: Duration) -> f64 {
 fn record(report: &FileReport, kind: &str, now: i64) -> ImportRun {
     let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     ImportRun {
-        at: now,
+        at: aiscout_wire::UnixSecs(now),
         actor: ACTOR.into(),
         kind: kind.into(),
         file: report.file.clone(),
@@ -318,7 +318,7 @@ async fn pages<S: Store + Clone>(store: S, args: &Args) {
     let token = Token {
         name,
         role: Role::Admin,
-        created_at: aiscout_collector::store::now(),
+        created_at: aiscout_wire::UnixSecs(aiscout_collector::store::now()),
         revoked_at: None,
     };
     let audit = review::token_created(&token, "cli");

@@ -63,8 +63,8 @@ async fn render<S: Store>(
                 table class="data" {
                     thead { tr { th scope="col" { "Name" } th scope="col" { "Role" } th scope="col" { "Created" } th scope="col" { "State" } th scope="col" { span class="visually-hidden" { "Action" } } } }
                     tbody { @for t in &tokens { tr {
-                        td { (t.name) } td { (t.role.as_str()) } td { (view::when(t.created_at, now)) }
-                        td { @if let Some(r) = t.revoked_at { "revoked " (view::when(r, now)) } @else { "active" } }
+                        td { (t.name) } td { (t.role.as_str()) } td { (view::when(t.created_at.get(), now)) }
+                        td { @if let Some(r) = t.revoked_at { "revoked " (view::when(r.get(), now)) } @else { "active" } }
                         td { @if t.revoked_at.is_none() {
                             form method="post" action="/admin/tokens/revoke" class="inline" {
                                 (csrf(signed))
@@ -151,8 +151,7 @@ pub(crate) async fn page<S: Store>(State(state): Shared<S>, headers: HeaderMap) 
 }
 
 fn random() -> Result<String, Refusal> {
-    credentials::generate(credentials::API_TOKEN_PREFIX)
-        .map_err(|e| Refusal::Store(StoreError::Task(e.to_string())))
+    Ok(credentials::generate(credentials::API_TOKEN_PREFIX)?)
 }
 
 /// `POST /admin/tokens`: creates a token and shows it once.
@@ -177,8 +176,12 @@ pub(crate) async fn create_token<S: Store>(
         .parse()
         .map_err(|e: String| Refusal::BadRequest(format!("role: {e}")))?;
     let secret = random()?;
-    let token =
-        Token { name: name.clone(), role, created_at: crate::store::now(), revoked_at: None };
+    let token = Token {
+        name: name.clone(),
+        role,
+        created_at: aiscout_wire::UnixSecs(crate::store::now()),
+        revoked_at: None,
+    };
     let audit = review::token_created(&token, &signed.session.actor);
     match state.store.create_token(token, credentials::hash(&secret), audit).await {
         Ok(()) => {}
@@ -220,8 +223,7 @@ pub(crate) async fn rotate_secret<S: Store>(
     body: Body,
 ) -> PageResult {
     let (signed, _) = require_form(&state, &headers, "/admin".into(), Access::Admin, body).await?;
-    let secret = credentials::generate("aises_")
-        .map_err(|e| Refusal::Store(StoreError::Task(e.to_string())))?;
+    let secret = credentials::generate("aises_")?;
     let now = crate::store::now();
     let audit = AuditRecord {
         at: now,

@@ -16,7 +16,7 @@ use crate::console::{
     Access, CSRF_FIELD, PageResult, Refusal, document, field, require, require_form, see_other,
 };
 use crate::model::AuditRecord;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
 type Shared<S> = State<Arc<AppState<S>>>;
 
@@ -166,8 +166,7 @@ pub(crate) async fn test<S: Store>(
         return Err(Refusal::BadRequest(format!("channel: no channel is named {channel:?}")));
     }
     let now = crate::store::now();
-    let nonce = crate::credentials::generate("")
-        .map_err(|e| Refusal::Store(StoreError::Task(e.to_string())))?;
+    let nonce = crate::credentials::generate("")?;
     let e = event::test(&channel, &signed.session.actor, now, &nonce);
     let audit = AuditRecord {
         at: now,

@@ -15,7 +15,7 @@ use crate::store::Store;
 type Shared<S> = State<Arc<AppState<S>>>;
 
 fn last_heartbeat(d: &DeviceSummary) -> i64 {
-    d.health.as_ref().map_or(d.last_contact, |h| h.received_at)
+    d.health.as_ref().map_or(d.last_contact, |h| h.received_at).get()
 }
 
 /// `GET /devices?q=&stale=1`.
@@ -127,11 +127,11 @@ pub(crate) async fn detail<S: Store>(
                 dt { "Owner" } dd { (d.device.owner_email.as_deref().unwrap_or("unknown")) }
                 dt { "OS" } dd { (d.device.os) " " (d.device.os_version) }
                 dt { "Agent" } dd { (d.device.agent_version) }
-                dt { "Enrolled" } dd { (view::when(d.enrolled_at, now)) }
+                dt { "Enrolled" } dd { (view::when(d.enrolled_at.get(), now)) }
                 dt { "Last heartbeat" } dd { (view::when(last_heartbeat(&d), now)) }
                 @if let Some(h) = &d.health {
                     dt { "Catalog version" } dd { (h.catalog_version) }
-                    dt { "Last inventory scan" } dd { @if let Some(t) = h.last_scan { (view::when(t, now)) } @else { "never" } }
+                    dt { "Last inventory scan" } dd { @if let Some(t) = h.last_scan { (view::when(t.get(), now)) } @else { "never" } }
                 }
             }
             h2 { "AI tools on this device" }
@@ -143,7 +143,7 @@ pub(crate) async fn detail<S: Store>(
                         td { a href={ "/products/" (segment(&s.product)) } { (name(&s.product)) } }
                         td { (view::source_label(s.kind.as_str())) } td { code { (s.value) } }
                         td class="num" { (count(u64::try_from(s.count).unwrap_or(0))) }
-                        td { (view::when(s.first_seen, now)) } td { (view::when(s.last_seen, now)) }
+                        td { (view::when(s.first_seen.get(), now)) } td { (view::when(s.last_seen.get(), now)) }
                     } } }
                 }
             }

@@ -113,7 +113,7 @@ async fn render<S: Store>(
                     table class="data" {
                         thead { tr { th scope="col" { "Connector" } th scope="col" { "Kind" } th scope="col" { "Last run" } th scope="col" { "Outcome" } th scope="col" class="num" { "Rows fetched" } th scope="col" class="num" { "New" } th scope="col" class="num" { "Already known" } th scope="col" { "Error" } } }
                         tbody { @for r in &connectors { tr class=[(r.errors > 0).then_some("warn")] {
-                            td { (r.file) } td { (r.format) } td { (view::when(r.at, now)) }
+                            td { (r.file) } td { (r.format) } td { (view::when(r.at.get(), now)) }
                             td { @if r.errors > 0 { "failed" } @else { "ok" } }
                             td class="num" { (count(u64::try_from(r.rows).unwrap_or(0))) } td class="num" { (count(u64::try_from(r.stored).unwrap_or(0))) }
                             td class="num" { (count(u64::try_from(r.duplicates).unwrap_or(0))) }
@@ -129,7 +129,7 @@ async fn render<S: Store>(
                     table class="data" {
                         thead { tr { th scope="col" { "When" } th scope="col" { "Who" } th scope="col" { "Kind" } th scope="col" { "File" } th scope="col" { "Format" } th scope="col" class="num" { "Rows" } th scope="col" class="num" { "Stored" } th scope="col" class="num" { "Duplicates" } th scope="col" class="num" title="Rows about something else: not AI, not spend (card payments, personal entries) or blank" { "Not AI or not spend" } th scope="col" class="num" { "Errors" } } }
                         tbody { @for r in &runs { tr class=[(r.errors > 0).then_some("warn")] {
-                            td { (view::when(r.at, now)) } td { (r.actor) } td { (r.kind) } td { (r.file) } td { (r.format) }
+                            td { (view::when(r.at.get(), now)) } td { (r.actor) } td { (r.kind) } td { (r.file) } td { (r.format) }
                             td class="num" { (count(u64::try_from(r.rows).unwrap_or(0))) } td class="num" { (count(u64::try_from(r.stored).unwrap_or(0))) }
                             td class="num" { (count(u64::try_from(r.duplicates).unwrap_or(0))) }
                             td class="num" { (count(u64::try_from(r.rows.saturating_sub(r.stored).saturating_sub(r.duplicates).saturating_sub(r.errors)).unwrap_or(0))) }
@@ -216,7 +216,7 @@ fn upload_refusal(e: crate::api::upload::BodyError, max: u64) -> Refusal {
         BodyError::TooLarge(_) => Refusal::TooLarge(max),
         BodyError::Busy(_) => Refusal::Busy,
         BodyError::Read(why) => Refusal::BadRequest(format!("upload: {why}")),
-        BodyError::Io { .. } => Refusal::Store(crate::store::StoreError::Task(e.to_string())),
+        BodyError::Io { path, source } => Refusal::UploadFile { path, error: source },
     }
 }
 

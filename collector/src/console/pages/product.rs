@@ -402,8 +402,8 @@ pub(crate) async fn page<S: Store>(
                                 td { @if network.contains(&s.source.as_str()) { "network name" } @else { "installed item" } }
                                 td class="num" { (count(u64::try_from(s.devices).unwrap_or(0))) }
                                 td class="num" { (count(u64::try_from(s.count).unwrap_or(0))) }
-                                td { (view::when(s.first_seen, now)) }
-                                td { (view::when(s.last_seen, now)) }
+                                td { (view::when(s.first_seen.get(), now)) }
+                                td { (view::when(s.last_seen.get(), now)) }
                             }
                         }
                         @if !lines.is_empty() {
@@ -448,7 +448,7 @@ pub(crate) async fn page<S: Store>(
                                     td { code { (v.value) } }
                                     td class="num" { (count(u64::try_from(v.devices).unwrap_or(0))) }
                                     td class="num" { (count(u64::try_from(v.count).unwrap_or(0))) }
-                                    td { (view::when(v.last_seen, now)) }
+                                    td { (view::when(v.last_seen.get(), now)) }
                                 }
                             }
                             @for (d, (n, last)) in &descriptors {
@@ -478,7 +478,7 @@ pub(crate) async fn page<S: Store>(
                                     td class="small" { (d.users.join(", ")) }
                                     td { @match d.installed { Some(true) => "yes", Some(false) => "removed", None => "–" } }
                                     td class="num" { (count(u64::try_from(d.count).unwrap_or(0))) }
-                                    td { (view::when(d.last_seen, now)) }
+                                    td { (view::when(d.last_seen.get(), now)) }
                                 }
                             }
                         }

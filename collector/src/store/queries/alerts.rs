@@ -85,7 +85,7 @@ pub(crate) async fn claim_digest(
     if claimed == 0 {
         return Ok(None);
     }
-    let missing = || StoreError::Task("the claimed digest has no row".into());
+    let missing = || StoreError::NoRow { what: "the claimed digest" };
     let One(previous): One<Option<i64>> = c
         .query_opt(outbox::DIGEST_PREVIOUS, &[&channel, &period_end])
         .await?

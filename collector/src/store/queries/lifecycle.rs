@@ -57,7 +57,7 @@ pub(crate) async fn enroll_in(
             ],
         )
         .await?;
-    let One(id) = id.ok_or_else(|| StoreError::Task("an upsert returned no row".into()))?;
+    let One(id) = id.ok_or_else(|| StoreError::NoRow { what: "the device upsert" })?;
     tx.execute("DELETE FROM node_keys WHERE device_id = $1", &[&id]).await?;
     tx.execute(crate::store::BUMP_DEVICES, &[]).await?;
     tx.execute(
@@ -159,7 +159,7 @@ async fn free_duplicate_id(tx: &impl Conn, host: &str) -> Result<String, StoreEr
     let One(n): One<i64> = tx
         .query_opt("SELECT COUNT(*) FROM devices WHERE duplicate_of = $1", &[&host])
         .await?
-        .ok_or_else(|| StoreError::Task("COUNT(*) answered no row".into()))?;
+        .ok_or_else(|| StoreError::NoRow { what: "COUNT(*)" })?;
     for k in 0..64_i64 {
         let id = crate::store::duplicate_host_id(host, n.saturating_add(k));
         let taken: Option<One<i32>> =
@@ -168,7 +168,7 @@ async fn free_duplicate_id(tx: &impl Conn, host: &str) -> Result<String, StoreEr
             return Ok(id);
         }
     }
-    Err(StoreError::Task(format!("no free duplicate host id for {host:?}")))
+    Err(StoreError::NoFreeHostId { host: host.to_owned() })
 }
 
 /// [`crate::store::Store::approve_reenroll`], inside a writing transaction.

@@ -366,7 +366,7 @@ pub(crate) const DEVICE_SELECT: &str = "SELECT d.host_id, d.hostname, d.os, d.os
 
 impl FromRow for DeviceSummary {
     fn from_row(r: &impl Row) -> Result<Self, StoreError> {
-        let received_at: Option<i64> = r.get("received_at")?;
+        let received_at: Option<aiscout_wire::UnixSecs> = r.get("received_at")?;
         let health = match received_at {
             None => None,
             Some(received_at) => Some(Health {

@@ -74,8 +74,8 @@ pub(crate) async fn enroll_replaces_the_node_key(store: impl Store) {
     assert_eq!(store.device_by_key([2; 32]).await.unwrap(), Some(d1));
     let devices = store.devices().await.unwrap();
     assert_eq!(devices.len(), 1);
-    assert_eq!(devices[0].enrolled_at, 100);
-    assert_eq!(devices[0].last_contact, 200);
+    assert_eq!(devices[0].enrolled_at, UnixSecs(100));
+    assert_eq!(devices[0].last_contact, UnixSecs(200));
 }
 
 fn attempt(host: &str, key: u8, previous: Option<u8>, policy: ReenrollPolicy) -> EnrollAttempt {
@@ -301,7 +301,10 @@ pub(crate) async fn sightings_aggregate_per_key_and_window(store: impl Store) {
         .unwrap();
     let (sources, products) = store.usage(UsageFilter::default()).await.unwrap();
     assert_eq!(sources.len(), 1);
-    assert_eq!((sources[0].first_seen, sources[0].last_seen, sources[0].count), (0, 3610, 6));
+    assert_eq!(
+        (sources[0].first_seen, sources[0].last_seen, sources[0].count),
+        (UnixSecs(0), UnixSecs(3610), 6)
+    );
     assert_eq!((products[0].devices, products[0].users), (1, 2));
     let devices = store.product_devices("openai.chatgpt".into()).await.unwrap();
     assert_eq!(devices.len(), 1);
@@ -340,7 +343,7 @@ pub(crate) async fn usage_filters_by_time_kind_and_product(store: impl Store) {
 pub(crate) async fn heartbeat_is_listed_with_the_device(store: impl Store) {
     let d = store.enroll(device("h1", Some("a@example.com")), [1; 32], 100).await.unwrap();
     let health = Health {
-        received_at: 500,
+        received_at: UnixSecs(500),
         agent_version: "0.2.0".into(),
         catalog_version: 3,
         interfaces_json: "[]".into(),
@@ -348,7 +351,7 @@ pub(crate) async fn heartbeat_is_listed_with_the_device(store: impl Store) {
         drops: 1,
         spool_depth: 2,
         evictions: 0,
-        last_scan: Some(400),
+        last_scan: Some(UnixSecs(400)),
     };
     store.heartbeat(d, health.clone()).await.unwrap();
     store.heartbeat(d, Health { packets: 20, ..health }).await.unwrap();
@@ -356,7 +359,7 @@ pub(crate) async fn heartbeat_is_listed_with_the_device(store: impl Store) {
     let h = devices[0].health.as_ref().unwrap();
     assert_eq!(h.packets, 20);
     assert_eq!(devices[0].device.agent_version, "0.2.0");
-    assert_eq!(devices[0].last_contact, 500);
+    assert_eq!(devices[0].last_contact, UnixSecs(500));
 }
 
 pub(crate) async fn review_change_is_audited_with_before_and_after(store: impl Store) {
@@ -387,7 +390,12 @@ pub(crate) async fn review_change_is_audited_with_before_and_after(store: impl S
 }
 
 pub(crate) async fn tokens_are_created_once_revoked_once_and_audited(store: impl Store) {
-    let t = Token { name: "sec".into(), role: Role::Security, created_at: 5, revoked_at: None };
+    let t = Token {
+        name: "sec".into(),
+        role: Role::Security,
+        created_at: UnixSecs(5),
+        revoked_at: None,
+    };
     store.create_token(t.clone(), [9; 32], review::token_created(&t, "cli")).await.unwrap();
     let again = store.create_token(t.clone(), [8; 32], review::token_created(&t, "cli")).await;
     assert!(matches!(again, Err(StoreError::Exists { .. })), "{again:?}");
@@ -400,7 +408,7 @@ pub(crate) async fn tokens_are_created_once_revoked_once_and_audited(store: impl
         None
     );
     let listed = store.tokens().await.unwrap();
-    assert_eq!(listed[0].revoked_at, Some(50));
+    assert_eq!(listed[0].revoked_at, Some(UnixSecs(50)));
     let log = store.audit(0, 100).await.unwrap();
     let actions: Vec<_> = log.iter().map(|e| e.record.action.as_str()).collect();
     assert_eq!(actions, ["token.create", "token.revoke"]);
@@ -674,7 +682,7 @@ pub(crate) async fn owner_last_use_joins_devices_to_sightings(store: impl Store)
     let uses = store.owner_last_use(vec!["openai.chatgpt".into()]).await.unwrap();
     assert_eq!(uses.len(), 1);
     assert_eq!(uses[0].owner_email, "ann@example.com");
-    assert_eq!(uses[0].last_seen, 10);
+    assert_eq!(uses[0].last_seen, UnixSecs(10));
     let per_device = store.device_sightings(None).await.unwrap();
     assert_eq!(per_device.len(), 1);
     assert_eq!((per_device[0].kind.as_str(), per_device[0].count), ("dns", 5));
@@ -1053,7 +1061,12 @@ fn actions(log: &[AuditEntry]) -> Vec<(&str, &str, &str)> {
 }
 
 pub(crate) async fn sessions_expire_at_their_deadline_and_with_their_token(store: impl Store) {
-    let t = Token { name: "ann-token".into(), role: Role::Viewer, created_at: 5, revoked_at: None };
+    let t = Token {
+        name: "ann-token".into(),
+        role: Role::Viewer,
+        created_at: UnixSecs(5),
+        revoked_at: None,
+    };
     store.create_token(t.clone(), [9; 32], review::token_created(&t, "cli")).await.unwrap();
     let by_token = session("ann-token", Some("ann-token"), 100, 1_000);
     let by_oidc = session("bob@example.com", None, 100, 1_000);
@@ -1141,8 +1154,14 @@ pub(crate) async fn ending_a_session_is_audited_only_when_there_was_one(store: i
 }
 
 pub(crate) async fn viewer_tokens_round_trip(store: impl Store) {
-    let viewer = Token { name: "view".into(), role: Role::Viewer, created_at: 5, revoked_at: None };
-    let admin = Token { name: "adm".into(), role: Role::Admin, created_at: 6, revoked_at: None };
+    let viewer = Token {
+        name: "view".into(),
+        role: Role::Viewer,
+        created_at: UnixSecs(5),
+        revoked_at: None,
+    };
+    let admin =
+        Token { name: "adm".into(), role: Role::Admin, created_at: UnixSecs(6), revoked_at: None };
     store
         .create_token(viewer.clone(), [1; 32], review::token_created(&viewer, "cli"))
         .await
@@ -1268,7 +1287,7 @@ pub(crate) async fn audit_query_returns_at_most_a_thousand_entries(store: impl S
 
 fn import_run(at: i64, kind: &str, file: &str, rows: i64) -> ImportRun {
     ImportRun {
-        at,
+        at: UnixSecs(at),
         actor: "cli".into(),
         kind: kind.parse().unwrap(),
         file: file.into(),
@@ -1303,7 +1322,7 @@ pub(crate) async fn device_detail_sums_its_own_sightings(store: impl Store) {
     let d1 = store.enroll(device("h1", Some("ann@example.com")), [1; 32], 100).await.unwrap();
     let d2 = store.enroll(device("h2", None), [2; 32], 100).await.unwrap();
     let health = Health {
-        received_at: 500,
+        received_at: UnixSecs(500),
         agent_version: "0.2.0".into(),
         catalog_version: 3,
         interfaces_json: "[\"eth0\"]".into(),
@@ -1311,7 +1330,7 @@ pub(crate) async fn device_detail_sums_its_own_sightings(store: impl Store) {
         drops: 1,
         spool_depth: 2,
         evictions: 0,
-        last_scan: Some(400),
+        last_scan: Some(UnixSecs(400)),
     };
     store.heartbeat(d1, health).await.unwrap();
     let mut sni = sighting("openai.chatgpt", "chatgpt.com", "ann", 0, 4);
@@ -1359,8 +1378,8 @@ pub(crate) async fn device_detail_sums_its_own_sightings(store: impl Store) {
         product: product.into(),
         kind: kind.parse().unwrap(),
         value: value.into(),
-        first_seen: first,
-        last_seen: last,
+        first_seen: UnixSecs(first),
+        last_seen: UnixSecs(last),
         count,
     };
     assert_eq!(
@@ -1419,8 +1438,8 @@ pub(crate) async fn product_values_sum_each_value_over_devices_and_windows(store
         value: value.into(),
         devices,
         count,
-        first_seen,
-        last_seen,
+        first_seen: UnixSecs(first_seen),
+        last_seen: UnixSecs(last_seen),
     };
     // Kinds, then values, by their bytes: "OpenAI..." before "com...".
     let all = vec![
@@ -1651,7 +1670,7 @@ pub(crate) async fn data_versions_move_with_their_data_only(store: impl Store) {
 
 pub(crate) async fn device_page_lists_silent_first_with_counts(store: impl Store) {
     let health = |at: i64| Health {
-        received_at: at,
+        received_at: UnixSecs(at),
         agent_version: "0.2.0".into(),
         catalog_version: 3,
         interfaces_json: "[]".into(),

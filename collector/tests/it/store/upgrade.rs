@@ -26,14 +26,29 @@ fn data(hex: fn(u8) -> String) -> String {
 
 /// What a version-4 database holds, read through this build; then a viewer token is stored.
 async fn check_upgraded(store: impl Store) {
-    let sec = Token { name: "sec".into(), role: Role::Security, created_at: 2, revoked_at: None };
-    let adm = Token { name: "adm".into(), role: Role::Admin, created_at: 1, revoked_at: Some(5) };
+    let sec = Token {
+        name: "sec".into(),
+        role: Role::Security,
+        created_at: aiscout_wire::UnixSecs(2),
+        revoked_at: None,
+    };
+    let adm = Token {
+        name: "adm".into(),
+        role: Role::Admin,
+        created_at: aiscout_wire::UnixSecs(1),
+        revoked_at: Some(aiscout_wire::UnixSecs(5)),
+    };
     assert_eq!(store.tokens().await.unwrap(), vec![adm, sec.clone()]);
     assert_eq!(store.token_by_hash([9; 32]).await.unwrap(), Some(sec));
     let r = store.review("openai.chatgpt".into()).await.unwrap().unwrap();
     assert_eq!((r.status.as_str(), r.note.as_str(), r.reviewed_at), ("sanctioned", "ok", 3));
     assert_eq!((r.business_owner.as_str(), r.alternative.as_str(), r.renewal), ("", "", None));
-    let viewer = Token { name: "view".into(), role: Role::Viewer, created_at: 6, revoked_at: None };
+    let viewer = Token {
+        name: "view".into(),
+        role: Role::Viewer,
+        created_at: aiscout_wire::UnixSecs(6),
+        revoked_at: None,
+    };
     store
         .create_token(viewer.clone(), [7; 32], review::token_created(&viewer, "cli"))
         .await
@@ -75,7 +90,12 @@ async fn sqlite_version_4_data_reads_back_after_the_upgrade() {
     assert!(fk.is_empty(), "{fk:?}");
     let integrity: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     assert_eq!(integrity, "ok");
-    let taken = Token { name: "x".into(), role: Role::Admin, created_at: 9, revoked_at: None };
+    let taken = Token {
+        name: "x".into(),
+        role: Role::Admin,
+        created_at: aiscout_wire::UnixSecs(9),
+        revoked_at: None,
+    };
     let same_hash =
         store.create_token(taken.clone(), [9; 32], review::token_created(&taken, "cli"));
     assert!(same_hash.await.is_err(), "token_hash is still unique");
@@ -133,14 +153,24 @@ const DATA_5: &str = "
 /// What a version-5 database holds, read through this build; then a policy token and a
 /// policy-role session row are stored (the console never writes one; the CHECK allows it).
 async fn check_upgraded_5(store: impl Store) {
-    let view = Token { name: "view".into(), role: Role::Viewer, created_at: 2, revoked_at: None };
+    let view = Token {
+        name: "view".into(),
+        role: Role::Viewer,
+        created_at: aiscout_wire::UnixSecs(2),
+        revoked_at: None,
+    };
     assert_eq!(store.token_by_hash([9; 32]).await.unwrap(), Some(view));
     let s = store.session([8; 32], 30).await.unwrap().unwrap();
     assert_eq!(
         (s.actor.as_str(), s.role, s.csrf.as_str(), s.last_seen),
         ("view", Role::Viewer, "c5rf", 20)
     );
-    let policy = Token { name: "dns".into(), role: Role::Policy, created_at: 6, revoked_at: None };
+    let policy = Token {
+        name: "dns".into(),
+        role: Role::Policy,
+        created_at: aiscout_wire::UnixSecs(6),
+        revoked_at: None,
+    };
     store
         .create_token(policy.clone(), [7; 32], review::token_created(&policy, "cli"))
         .await
