@@ -505,7 +505,19 @@ fn protect(store: &impl Store, mode: PrivacyMode) {
 /// anything left beside it, lowercased as text.
 fn raw_sqlite(dir: &std::path::Path) -> String {
     let conn = rusqlite::Connection::open(dir.join("aiscout.db")).unwrap();
-    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
+    // The store is still open: a checkpoint that meets one of its readers or its own
+    // checkpointer answers busy and leaves the WAL (old frames included) as it was, so the
+    // scan below would read what the erasure already overwrote. Retry until it is complete.
+    let mut busy = 1;
+    for _ in 0..200 {
+        busy =
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0)).unwrap();
+        if busy == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert_eq!(busy, 0, "the WAL checkpoint stayed busy through 200 tries");
     drop(conn);
     let mut out = String::new();
     for entry in std::fs::read_dir(dir).unwrap() {
