@@ -24,8 +24,8 @@ use hyper::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::http::{Client, secret_header};
-use super::{ConnectorError, MAX_PAGES, Page, Rows, Table, rfc3339};
+use super::http::{Client, IdList, id_list, secret_header};
+use super::{ConnectorError, Page, Rows, Table, rfc3339};
 use crate::ingest::gateway::CLAUDE_CODE_TAG;
 
 /// Daily buckets asked for per page (the documented maximum).
@@ -112,14 +112,6 @@ fn next_page(has_more: bool, next_page: Option<String>) -> Result<Option<String>
     }
 }
 
-/// A page of the users or workspaces list.
-#[derive(Deserialize)]
-struct List<T> {
-    data: Vec<T>,
-    has_more: bool,
-    last_id: Option<String>,
-}
-
 #[derive(Deserialize)]
 struct User {
     id: String,
@@ -146,7 +138,7 @@ pub(crate) struct Names {
 pub const LIST_LIMIT: u32 = 100;
 
 /// Every object of a list, page by page: `after_id` is the previous page's `last_id` while
-/// `has_more` (at most [`MAX_PAGES`] pages).
+/// `has_more` (at most [`super::MAX_PAGES`] pages).
 async fn list<T: DeserializeOwned>(
     client: &mut Client<'_>,
     path: &str,
@@ -154,34 +146,8 @@ async fn list<T: DeserializeOwned>(
     what: &'static str,
 ) -> Result<Vec<T>, ConnectorError> {
     let headers = headers(client)?;
-    let mut out = Vec::new();
-    let mut after: Option<String> = None;
-    for page_no in 1..=MAX_PAGES {
-        let query = {
-            let mut q = form_urlencoded::Serializer::new(String::new());
-            q.append_pair("limit", &LIST_LIMIT.to_string());
-            for (k, v) in extra {
-                q.append_pair(k, v);
-            }
-            if let Some(a) = &after {
-                q.append_pair("after_id", a);
-            }
-            q.finish()
-        };
-        let body = client.get(&format!("{path}?{query}"), &headers, page_no).await?;
-        let shape = |reason: String| ConnectorError::Shape { page: page_no, what, reason };
-        let page: List<T> = serde_json::from_slice(&body).map_err(|e| shape(e.to_string()))?;
-        let empty = page.data.is_empty();
-        out.extend(page.data);
-        match (page.has_more, page.last_id.filter(|l| !l.is_empty())) {
-            (false, _) => return Ok(out),
-            (true, Some(last)) if !empty => after = Some(last),
-            (true, _) => {
-                return Err(shape("has_more is true without data and a last_id".to_owned()));
-            }
-        }
-    }
-    Err(ConnectorError::TooManyPages)
+    let list = IdList { path, extra, what, cursor: "after_id", limit: LIST_LIMIT };
+    id_list(client, &headers, list).await
 }
 
 /// Reads the users and workspaces (archived ones too: their past usage is still theirs).

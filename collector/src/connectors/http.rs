@@ -308,3 +308,70 @@ mod tests {
         assert_eq!(retry_after(&h), None);
     }
 }
+
+/// A list page of a vendor that pages by the last id of the page before (`has_more`,
+/// `last_id`; OpenAI's and Anthropic's admin lists).
+#[derive(serde::Deserialize)]
+struct IdPage<T> {
+    data: Vec<T>,
+    has_more: bool,
+    #[serde(default)]
+    last_id: Option<String>,
+}
+
+/// Where and how one id-paged list is read.
+pub(crate) struct IdList<'a> {
+    /// The path, without a query.
+    pub(crate) path: &'a str,
+    /// Query pairs besides the page size and the cursor.
+    pub(crate) extra: &'a [(&'a str, &'a str)],
+    /// The list as a shape error names it (`users`, `projects`, ...).
+    pub(crate) what: &'static str,
+    /// The cursor's parameter: `after` (OpenAI) or `after_id` (Anthropic).
+    pub(crate) cursor: &'static str,
+    /// The page size asked for.
+    pub(crate) limit: u32,
+}
+
+/// Reads every page of an id-paged list: the next page's cursor is the page's `last_id` while
+/// `has_more` is true (at most [`super::MAX_PAGES`] pages). A page that says there is more but
+/// has no rows or no `last_id` is a shape error, since asking again could not move on.
+///
+/// # Errors
+/// A request failed or a page does not match the documented shape.
+pub(crate) async fn id_list<T: serde::de::DeserializeOwned>(
+    client: &mut Client<'_>,
+    headers: &[(HeaderName, HeaderValue)],
+    list: IdList<'_>,
+) -> Result<Vec<T>, ConnectorError> {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    for page_no in 1..=super::MAX_PAGES {
+        // Built in a block: the serializer is not Send and must not live across the await.
+        let query = {
+            let mut q = form_urlencoded::Serializer::new(String::new());
+            q.append_pair("limit", &list.limit.to_string());
+            for (k, v) in list.extra {
+                q.append_pair(k, v);
+            }
+            if let Some(a) = &after {
+                q.append_pair(list.cursor, a);
+            }
+            q.finish()
+        };
+        let body = client.get(&format!("{}?{query}", list.path), headers, page_no).await?;
+        let what = list.what;
+        let shape = |reason: String| ConnectorError::Shape { page: page_no, what, reason };
+        let page: IdPage<T> = serde_json::from_slice(&body).map_err(|e| shape(e.to_string()))?;
+        let empty = page.data.is_empty();
+        out.extend(page.data);
+        match (page.has_more, page.last_id.filter(|l| !l.is_empty())) {
+            (false, _) => return Ok(out),
+            (true, Some(last)) if !empty => after = Some(last),
+            (true, _) => {
+                return Err(shape("has_more is true without data and a last_id".to_owned()));
+            }
+        }
+    }
+    Err(ConnectorError::TooManyPages)
+}

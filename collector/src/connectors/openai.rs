@@ -8,8 +8,10 @@
 
 use serde::Deserialize;
 
-use super::http::{Client, bearer};
-use super::{ConnectorError, MAX_PAGES, Names, Page, Rows};
+use serde::de::DeserializeOwned;
+
+use super::http::{Client, IdList, bearer, id_list};
+use super::{ConnectorError, Names, Page, Rows};
 
 /// Daily buckets asked for per costs page (the documented maximum).
 pub const BUCKETS_PER_PAGE: u32 = 180;
@@ -79,15 +81,6 @@ struct UsageResult {
     api_key_id: Option<String>,
     #[serde(default)]
     model: Option<String>,
-}
-
-/// A users or projects list page.
-#[derive(Deserialize)]
-struct List<T> {
-    data: Vec<T>,
-    has_more: bool,
-    #[serde(default)]
-    last_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -192,42 +185,16 @@ pub(crate) async fn usage_page(
 }
 
 /// Every item of a users or projects list, `after` the last id while `has_more` (at most
-/// [`MAX_PAGES`] pages).
-async fn list<T: serde::de::DeserializeOwned>(
+/// [`super::MAX_PAGES`] pages).
+async fn list<T: DeserializeOwned>(
     client: &mut Client<'_>,
     path: &str,
     extra: &[(&str, &str)],
     what: &'static str,
 ) -> Result<Vec<T>, ConnectorError> {
     let headers = bearer(client.settings())?;
-    let mut out = Vec::new();
-    let mut after: Option<String> = None;
-    for page_no in 1..=MAX_PAGES {
-        let query = {
-            let mut q = form_urlencoded::Serializer::new(String::new());
-            q.append_pair("limit", &LIST_LIMIT.to_string());
-            for (k, v) in extra {
-                q.append_pair(k, v);
-            }
-            if let Some(a) = &after {
-                q.append_pair("after", a);
-            }
-            q.finish()
-        };
-        let body = client.get(&format!("{path}?{query}"), &headers, page_no).await?;
-        let shape = |reason: String| ConnectorError::Shape { page: page_no, what, reason };
-        let page: List<T> = serde_json::from_slice(&body).map_err(|e| shape(e.to_string()))?;
-        let empty = page.data.is_empty();
-        out.extend(page.data);
-        match (page.has_more, page.last_id.filter(|l| !l.is_empty())) {
-            (true, Some(last)) if !empty => after = Some(last),
-            (true, _) if !empty => {
-                return Err(shape("has_more is true without a last_id".to_owned()));
-            }
-            _ => return Ok(out),
-        }
-    }
-    Err(ConnectorError::TooManyPages)
+    let list = IdList { path, extra, what, cursor: "after", limit: LIST_LIMIT };
+    id_list(client, &headers, list).await
 }
 
 /// Reads the users and projects lists: user id to email, project id to name. Archived
