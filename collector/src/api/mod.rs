@@ -165,6 +165,10 @@ pub enum ApiError {
     /// 500: a stored review has a status this build does not know.
     #[error("review status {0:?} is unknown to this build")]
     UnknownReviewStatus(String),
+    /// 500: the task that parsed an import panicked or was cancelled (a bug or a shutdown, not
+    /// the file's fault: a file the parser refuses is a 400 with the row and column).
+    #[error("the import's parsing task failed: {0}")]
+    ImportTask(tokio::task::JoinError),
     /// 500: an upload could not be written to its file on disk.
     #[error("writing the upload to {path}: {error}")]
     UploadFile {
@@ -246,6 +250,7 @@ impl IntoResponse for ApiError {
             }
             ApiError::Random(_)
             | ApiError::UnknownReviewStatus(_)
+            | ApiError::ImportTask(_)
             | ApiError::UploadFile { .. } => {
                 tracing::error!(error = %self, "Request failed on the collector's side.");
                 (StatusCode::INTERNAL_SERVER_ERROR, None)
@@ -256,7 +261,9 @@ impl IntoResponse for ApiError {
                 "database unavailable; retry later".to_owned()
             }
             ApiError::Store(_) => "internal store error".to_owned(),
-            ApiError::Random(_) | ApiError::UnknownReviewStatus(_) => "internal error".to_owned(),
+            ApiError::Random(_) | ApiError::UnknownReviewStatus(_) | ApiError::ImportTask(_) => {
+                "internal error".to_owned()
+            }
             ApiError::UploadFile { .. } => "the upload could not be written to disk".to_owned(),
             other => other.to_string(),
         };
@@ -580,6 +587,7 @@ fn import_summary(r: ingest::FileReport) -> aiscout_wire::ImportSummary {
 fn import_error(e: ingest::ImportError) -> ApiError {
     match e {
         ingest::ImportError::Store(e) => ApiError::Store(e),
+        ingest::ImportError::Task(e) => ApiError::ImportTask(e),
         other => ApiError::BadRequest { field: None, message: other.to_string() },
     }
 }
@@ -1254,5 +1262,20 @@ mod tests {
         let r = corrupt.into_response();
         assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert!(r.headers().get(header::RETRY_AFTER).is_none());
+    }
+
+    /// A parse task that died is the collector's failure, not a bad file: 500, and the body
+    /// does not echo the panic's text.
+    #[tokio::test]
+    async fn an_import_whose_parsing_task_died_is_a_500_not_a_400() {
+        let died = tokio::spawn(async { panic!("the parser's own bug") }).await.unwrap_err();
+        let r = import_error(ingest::ImportError::Task(died)).into_response();
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(r.into_body(), 4096).await.unwrap();
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains("internal error") && !body.contains("own bug"), "{body}");
+        // A file the parser refuses stays the client's 400.
+        let refused = ingest::ImportError::Format { file: "x.csv".into(), reason: "empty".into() };
+        assert_eq!(import_error(refused).into_response().status(), StatusCode::BAD_REQUEST);
     }
 }
