@@ -24,22 +24,14 @@ use hyper::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::http::{Client, IdList, id_list, secret_header};
-use super::{ConnectorError, Page, Rows, Table, rfc3339};
+use super::http::{Client, IdList, Report, id_list, json_report_page, secret_header};
+use super::{ConnectorError, Page, Table, rfc3339};
 use crate::ingest::gateway::CLAUDE_CODE_TAG;
 
 /// Daily buckets asked for per page (the documented maximum).
 pub const BUCKETS_PER_PAGE: u32 = 31;
 /// The API version header value the shapes in VENDORS.md are documented for.
 pub const API_VERSION: &str = "2023-06-01";
-
-#[derive(Deserialize)]
-#[allow(dead_code)] // Read to be checked against the documented shape.
-struct Envelope {
-    data: Vec<Bucket>,
-    has_more: bool,
-    next_page: Option<String>,
-}
 
 #[derive(Deserialize)]
 #[allow(dead_code)]
@@ -94,22 +86,8 @@ pub(crate) async fn page(
         }
         format!("/v1/organizations/cost_report?{}", query.finish())
     };
-    let body = client.get(&path, &headers, page_no).await?;
-    let shape =
-        |reason: String| ConnectorError::Shape { page: page_no, what: "cost report", reason };
-    let envelope: Envelope = serde_json::from_slice(&body).map_err(|e| shape(e.to_string()))?;
-    let records: usize = envelope.data.iter().map(|b| b.results.len()).sum();
-    let next = next_page(envelope.has_more, envelope.next_page).map_err(shape)?;
-    Ok((Page { rows: Rows::Json(body), records: u64::try_from(records).unwrap_or(u64::MAX) }, next))
-}
-
-/// The next page's token of a report page, checked: `has_more` needs a `next_page`.
-fn next_page(has_more: bool, next_page: Option<String>) -> Result<Option<String>, String> {
-    match (has_more, next_page) {
-        (false, _) => Ok(None),
-        (true, Some(next)) if !next.is_empty() => Ok(Some(next)),
-        (true, _) => Err("has_more is true without a next_page".to_owned()),
-    }
+    let results = |b: &Bucket| b.results.len();
+    json_report_page(client, &path, &headers, page_no, "cost report", results).await
 }
 
 #[derive(Deserialize)]
@@ -227,13 +205,6 @@ fn usage_id(parts: &[&str]) -> String {
 }
 
 #[derive(Deserialize)]
-struct UsageEnvelope {
-    data: Vec<UsageBucket>,
-    has_more: bool,
-    next_page: Option<String>,
-}
-
-#[derive(Deserialize)]
 struct UsageBucket {
     starting_at: String,
     results: Vec<UsageResult>,
@@ -303,8 +274,7 @@ pub(crate) async fn messages_page(
     let body = client.get(&path, &headers, page_no).await?;
     let shape =
         |reason: String| ConnectorError::Shape { page: page_no, what: "usage report", reason };
-    let envelope: UsageEnvelope =
-        serde_json::from_slice(&body).map_err(|e| shape(e.to_string()))?;
+    let envelope: Report<UsageBucket> = Report::parse(&body, page_no, "usage report")?;
     let mut table = Table::new(&USAGE_COLUMNS);
     let mut records: u64 = 0;
     for (b, bucket) in envelope.data.iter().enumerate() {
@@ -337,15 +307,8 @@ pub(crate) async fn messages_page(
             push_usage(&mut table, &id, day, &model, who, (input, r.output_tokens), "");
         }
     }
-    let next = next_page(envelope.has_more, envelope.next_page).map_err(shape)?;
+    let next = envelope.next_page().map_err(shape)?;
     Ok((Page { rows: table.into_rows(), records }, next))
-}
-
-#[derive(Deserialize)]
-struct CodeEnvelope {
-    data: Vec<CodeRecord>,
-    has_more: bool,
-    next_page: Option<String>,
 }
 
 /// One Claude Code record: one actor's day.
@@ -416,7 +379,7 @@ pub(crate) async fn claude_code_page(
         what: "claude code usage report",
         reason,
     };
-    let envelope: CodeEnvelope = serde_json::from_slice(&body).map_err(|e| shape(e.to_string()))?;
+    let envelope: Report<CodeRecord> = Report::parse(&body, page_no, "claude code usage report")?;
     let mut table = Table::new(&USAGE_COLUMNS);
     for (i, r) in envelope.data.iter().enumerate() {
         let at = crate::ingest::parse::parse_datetime(&r.date)
@@ -435,7 +398,7 @@ pub(crate) async fn claude_code_page(
         }
     }
     let records = u64::try_from(envelope.data.len()).unwrap_or(u64::MAX);
-    let next = match next_page(envelope.has_more, envelope.next_page).map_err(shape)? {
+    let next = match envelope.next_page().map_err(shape)? {
         Some(token) => Some(format!("{day}:{token}")),
         None => {
             let next_day = day.saturating_add(86_400);

@@ -375,3 +375,66 @@ pub(crate) async fn id_list<T: serde::de::DeserializeOwned>(
     }
     Err(ConnectorError::TooManyPages)
 }
+
+/// One page of a report paged by a `next_page` token while `has_more` (OpenAI's and
+/// Anthropic's cost and usage reports): its items, buckets or records.
+#[derive(serde::Deserialize)]
+pub(crate) struct Report<T> {
+    /// The page's items.
+    pub(crate) data: Vec<T>,
+    has_more: bool,
+    next_page: Option<String>,
+}
+
+impl<T: serde::de::DeserializeOwned> Report<T> {
+    /// Reads a page; a body that does not match the documented shape is a shape error naming
+    /// the page and the report.
+    pub(crate) fn parse(
+        body: &[u8],
+        page: u32,
+        what: &'static str,
+    ) -> Result<Self, ConnectorError> {
+        serde_json::from_slice(body).map_err(|e| ConnectorError::Shape {
+            page,
+            what,
+            reason: e.to_string(),
+        })
+    }
+}
+
+impl<T> Report<T> {
+    /// The next page's token, checked: `has_more` needs a `next_page`.
+    pub(crate) fn next_page(&self) -> Result<Option<String>, String> {
+        match (self.has_more, &self.next_page) {
+            (false, _) => Ok(None),
+            (true, Some(next)) if !next.is_empty() => Ok(Some(next.clone())),
+            (true, _) => Err("has_more is true without a next_page".to_owned()),
+        }
+    }
+}
+
+/// One page of a bucketed report kept as the vendor's JSON (the cost reports, OpenAI's usage):
+/// fetched from `path`, checked against the bucket type `B`, counted with `results` (the
+/// results of one bucket), with the next page's token.
+///
+/// # Errors
+/// The request failed, or the page does not match the documented shape (naming the field).
+pub(crate) async fn json_report_page<B: serde::de::DeserializeOwned>(
+    client: &mut Client<'_>,
+    path: &str,
+    headers: &[(HeaderName, HeaderValue)],
+    page_no: u32,
+    what: &'static str,
+    results: fn(&B) -> usize,
+) -> Result<(super::Page, Option<String>), ConnectorError> {
+    let body = client.get(path, headers, page_no).await?;
+    let report: Report<B> = Report::parse(&body, page_no, what)?;
+    let records: usize = report.data.iter().map(results).sum();
+    let next = report.next_page().map_err(|reason| ConnectorError::Shape {
+        page: page_no,
+        what,
+        reason,
+    })?;
+    let records = u64::try_from(records).unwrap_or(u64::MAX);
+    Ok((super::Page { rows: super::Rows::Json(body), records }, next))
+}

@@ -10,8 +10,8 @@ use serde::Deserialize;
 
 use serde::de::DeserializeOwned;
 
-use super::http::{Client, IdList, bearer, id_list};
-use super::{ConnectorError, Names, Page, Rows};
+use super::http::{Client, IdList, bearer, id_list, json_report_page};
+use super::{ConnectorError, Names, Page};
 
 /// Daily buckets asked for per costs page (the documented maximum).
 pub const BUCKETS_PER_PAGE: u32 = 180;
@@ -19,14 +19,6 @@ pub const BUCKETS_PER_PAGE: u32 = 180;
 pub const USAGE_BUCKETS_PER_PAGE: u32 = 31;
 /// Users or projects asked for per list page (the documented maximum).
 pub const LIST_LIMIT: u32 = 100;
-
-#[derive(Deserialize)]
-#[allow(dead_code)] // Read to be checked against the documented shape.
-struct Envelope {
-    data: Vec<Bucket>,
-    has_more: bool,
-    next_page: Option<String>,
-}
 
 #[derive(Deserialize)]
 #[allow(dead_code)]
@@ -47,14 +39,6 @@ struct CostResult {
 struct Amount {
     value: serde_json::Number,
     currency: String,
-}
-
-#[derive(Deserialize)]
-#[allow(dead_code)] // Read to be checked against the documented shape.
-struct UsageEnvelope {
-    data: Vec<UsageBucket>,
-    has_more: bool,
-    next_page: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -123,25 +107,8 @@ pub(crate) async fn page(
         }
         format!("/v1/organization/costs?{}", query.finish())
     };
-    let body = client.get(&path, &headers, page_no).await?;
-    let shape = |reason: String| ConnectorError::Shape {
-        page: page_no,
-        what: "organization costs",
-        reason,
-    };
-    let envelope: Envelope = serde_json::from_slice(&body).map_err(|e| shape(e.to_string()))?;
-    let records: usize = envelope.data.iter().map(|b| b.results.len()).sum();
-    let next = next_page(envelope.has_more, envelope.next_page).map_err(shape)?;
-    Ok((Page { rows: Rows::Json(body), records: u64::try_from(records).unwrap_or(u64::MAX) }, next))
-}
-
-/// The next page's cursor of a bucketed answer.
-fn next_page(has_more: bool, next_page: Option<String>) -> Result<Option<String>, String> {
-    match (has_more, next_page) {
-        (false, _) => Ok(None),
-        (true, Some(next)) if !next.is_empty() => Ok(Some(next)),
-        (true, _) => Err("has_more is true without a next_page".to_owned()),
-    }
+    let results = |b: &Bucket| b.results.len();
+    json_report_page(client, &path, &headers, page_no, "organization costs", results).await
 }
 
 /// Fetches one page of completions usage of `[from, to)`, grouped by user, project, API key
@@ -174,14 +141,8 @@ pub(crate) async fn usage_page(
         }
         format!("/v1/organization/usage/completions?{}", query.finish())
     };
-    let body = client.get(&path, &headers, page_no).await?;
-    let shape =
-        |reason: String| ConnectorError::Shape { page: page_no, what: "completions usage", reason };
-    let envelope: UsageEnvelope =
-        serde_json::from_slice(&body).map_err(|e| shape(e.to_string()))?;
-    let records: usize = envelope.data.iter().map(|b| b.results.len()).sum();
-    let next = next_page(envelope.has_more, envelope.next_page).map_err(shape)?;
-    Ok((Page { rows: Rows::Json(body), records: u64::try_from(records).unwrap_or(u64::MAX) }, next))
+    let results = |b: &UsageBucket| b.results.len();
+    json_report_page(client, &path, &headers, page_no, "completions usage", results).await
 }
 
 /// Every item of a users or projects list, `after` the last id while `has_more` (at most
