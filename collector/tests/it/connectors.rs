@@ -454,6 +454,19 @@ fn bucket_page(from: i64, to: i64, page: Option<&String>) -> (Vec<i64>, Option<S
     (chunk, more.then(|| format!("p{}", n + 1)))
 }
 
+/// A report page as OpenAI (`object` `page`) and Anthropic (no `object`) answer it:
+/// `{data, has_more, next_page}`, `next_page` null on the last page.
+fn report_page(object: Option<&str>, items: &[String], next: Option<String>) -> Response {
+    let object = object.map_or(String::new(), |o| format!(r#""object":"{o}","#));
+    let body = format!(
+        r#"{{{object}"data":[{}],"has_more":{},"next_page":{}}}"#,
+        items.join(","),
+        next.is_some(),
+        next.map_or("null".to_owned(), |n| format!("\"{n}\""))
+    );
+    ([("content-type", "application/json")], body).into_response()
+}
+
 /// The page a cost report request asks for, from 1 (its `page` token is `p<N - 1>`).
 fn page_number(q: &HashMap<String, String>) -> u32 {
     q.get("page").map_or(1, |p| p.trim_start_matches('p').parse::<u32>().unwrap() + 1)
@@ -500,13 +513,7 @@ async fn openai_costs(
         let last = buckets.last_mut().unwrap();
         *last = last.replacen(r#""value":1.234567,"#, "", 1);
     }
-    let body = format!(
-        r#"{{"object":"page","data":[{}],"has_more":{},"next_page":{}}}"#,
-        buckets.join(","),
-        next.is_some(),
-        next.map_or("null".to_owned(), |n| format!("\"{n}\""))
-    );
-    ([("content-type", "application/json")], body).into_response()
+    report_page(Some("page"), &buckets, next)
 }
 
 /// Anthropic `GET /v1/organizations/cost_report` (VENDORS.md, "Anthropic"): two results per
@@ -556,13 +563,7 @@ async fn anthropic_cost_report(
         let last = buckets.last_mut().unwrap();
         *last = last.replacen(r#""amount":"7","#, "", 1);
     }
-    let body = format!(
-        r#"{{"data":[{}],"has_more":{},"next_page":{}}}"#,
-        buckets.join(","),
-        next.is_some(),
-        next.map_or("null".to_owned(), |n| format!("\"{n}\""))
-    );
-    ([("content-type", "application/json")], body).into_response()
+    report_page(None, &buckets, next)
 }
 
 /// The first stream's part of a run: a cost report's, beside Anthropic's usage reports

@@ -245,13 +245,7 @@ async fn messages_usage(
         let last = buckets.last_mut().unwrap();
         *last = last.replacen(r#""output_tokens":300,"#, "", 1);
     }
-    let body = format!(
-        r#"{{"data":[{}],"has_more":{},"next_page":{}}}"#,
-        buckets.join(","),
-        next.is_some(),
-        next.map_or("null".to_owned(), |n| format!("\"{n}\""))
-    );
-    ([("content-type", "application/json")], body).into_response()
+    report_page(None, &buckets, next)
 }
 
 /// A Claude Code record of `day`.
@@ -342,12 +336,7 @@ async fn claude_code(
         let last = page.last_mut().unwrap();
         *last = last.replacen(r#""type":"#, r#""kind":"#, 1);
     }
-    let body = format!(
-        r#"{{"data":[{}],"has_more":{more},"next_page":{}}}"#,
-        page.join(","),
-        if more { format!("\"c{}\"", n + 1) } else { "null".to_owned() }
-    );
-    ([("content-type", "application/json")], body).into_response()
+    report_page(None, &page, more.then(|| format!("c{}", n + 1)))
 }
 
 /// The fake's routes.

@@ -102,12 +102,7 @@ async fn openai_usage(
         let end = at + last.get(at..).unwrap().find(',').unwrap() + 1;
         last.replace_range(at..end, "");
     }
-    json(format!(
-        r#"{{"object":"page","data":[{}],"has_more":{},"next_page":{}}}"#,
-        buckets.join(","),
-        next.is_some(),
-        next.map_or("null".to_owned(), |n| format!("\"{n}\""))
-    ))
+    report_page(Some("page"), &buckets, next)
 }
 
 /// One usage result: `tokens` in and out, for a user, project, key and model.
