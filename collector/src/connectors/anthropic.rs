@@ -18,14 +18,12 @@
 //! built from the record's own identifiers, so that renaming a workspace never makes a known
 //! row new).
 
-use std::collections::HashMap;
-
 use hyper::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::http::{Client, IdList, Report, id_list, json_report_page, secret_header};
-use super::{ConnectorError, Page, Table, rfc3339};
+use super::{ConnectorError, Names, Page, Table, rfc3339};
 use crate::ingest::gateway::CLAUDE_CODE_TAG;
 
 /// Daily buckets asked for per page (the documented maximum).
@@ -102,15 +100,6 @@ struct Workspace {
     name: String,
 }
 
-/// Names of the organisation's user accounts and workspaces, by id.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Names {
-    /// User account id to its email.
-    pub(crate) users: HashMap<String, String>,
-    /// Workspace id to its name.
-    pub(crate) workspaces: HashMap<String, String>,
-}
-
 /// Objects a list page asks for (within the workspaces list's documented 1 to 1,000; the
 /// users list's range is not documented in the pages we have).
 pub const LIST_LIMIT: u32 = 100;
@@ -128,7 +117,8 @@ async fn list<T: DeserializeOwned>(
     id_list(client, &headers, list).await
 }
 
-/// Reads the users and workspaces (archived ones too: their past usage is still theirs).
+/// Reads the users and workspaces (archived ones too: their past usage is still theirs): user
+/// account id to email, workspace id (the usage rows' team) to its name.
 ///
 /// # Errors
 /// A request failed or a page does not match the documented shape.
@@ -139,7 +129,7 @@ pub(crate) async fn names(client: &mut Client<'_>) -> Result<Names, ConnectorErr
             .await?;
     Ok(Names {
         users: users.into_iter().map(|u| (u.id, u.email)).collect(),
-        workspaces: workspaces.into_iter().map(|w| (w.id, w.name)).collect(),
+        teams: workspaces.into_iter().map(|w| (w.id, w.name)).collect(),
     })
 }
 
@@ -253,7 +243,6 @@ pub(crate) async fn messages_page(
     to: i64,
     page_no: u32,
     cursor: Option<&str>,
-    names: &Names,
 ) -> Result<(Page, Option<String>), ConnectorError> {
     let headers = headers(client)?;
     let path = {
@@ -296,14 +285,12 @@ pub(crate) async fn messages_page(
                 &opt(&r.service_tier),
                 &opt(&r.context_window),
             ]);
-            let team = names.workspaces.get(&workspace).cloned().unwrap_or(workspace);
-            let user = names.users.get(&account).cloned().unwrap_or(account);
             let input = r
                 .uncached_input_tokens
                 .saturating_add(r.cache_creation.ephemeral_1h_input_tokens)
                 .saturating_add(r.cache_creation.ephemeral_5m_input_tokens)
                 .saturating_add(r.cache_read_input_tokens);
-            let who = Who { team: &team, user: &user, api_key: &key };
+            let who = Who { team: &workspace, user: &account, api_key: &key };
             push_usage(&mut table, &id, day, &model, who, (input, r.output_tokens), "");
         }
     }

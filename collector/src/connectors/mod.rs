@@ -248,7 +248,10 @@ impl Stream {
     fn named(self) -> bool {
         matches!(
             self,
-            Stream::LitellmSpendLogs | Stream::OpenaiCompletionsUsage | Stream::OpenaiCosts
+            Stream::AnthropicMessagesUsage
+                | Stream::LitellmSpendLogs
+                | Stream::OpenaiCompletionsUsage
+                | Stream::OpenaiCosts
         )
     }
 
@@ -267,8 +270,8 @@ impl Stream {
     }
 }
 
-/// The vendor's names for its ids, read once per run from its users and projects (OpenAI) or
-/// users and teams (LiteLLM) lists. They are applied to a row after its dedupe key is made
+/// The vendor's names for its ids, read once per run from its users and projects (OpenAI),
+/// users and workspaces (Anthropic) or users and teams (LiteLLM) lists. They are applied to a row after its dedupe key is made
 /// from the vendor's record, so a renamed project or a changed email never makes a row new.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Names {
@@ -922,9 +925,7 @@ async fn run_streams<S: Store>(
 struct Lookups {
     /// Brex: card id to its holder.
     brex: Option<brex::Directory>,
-    /// Anthropic: the names of user accounts and workspaces.
-    anthropic: Option<anthropic::Names>,
-    /// OpenAI, LiteLLM: names for user and project or team ids.
+    /// OpenAI, Anthropic, LiteLLM: names for user and project, workspace or team ids.
     names: Option<Names>,
 }
 
@@ -967,10 +968,6 @@ async fn run_stream<S: Store>(
         lookups.brex = Some(brex::directory(client).await?);
     }
     let brex_directory = lookups.brex.take().unwrap_or_default();
-    if stream == Stream::AnthropicMessagesUsage && lookups.anthropic.is_none() {
-        lookups.anthropic = Some(anthropic::names(client).await?);
-    }
-    let anthropic_names = lookups.anthropic.take().unwrap_or_default();
     let mut next: Option<String> = None;
     for page_no in 1..=MAX_PAGES {
         let cursor = next.as_deref();
@@ -984,8 +981,7 @@ async fn run_stream<S: Store>(
                 anthropic::page(client, from, to, page_no, cursor).await?
             }
             Stream::AnthropicMessagesUsage => {
-                anthropic::messages_page(client, from, to, page_no, cursor, &anthropic_names)
-                    .await?
+                anthropic::messages_page(client, from, to, page_no, cursor).await?
             }
             Stream::AnthropicClaudeCode => {
                 let (day, token) = anthropic::claude_code_cursor(cursor, from);
@@ -1008,7 +1004,8 @@ async fn run_stream<S: Store>(
             lookups.names = Some(match settings.kind {
                 Kind::Litellm => litellm::names(client).await?,
                 Kind::Openai => openai::names(client).await?,
-                Kind::Anthropic | Kind::Brex | Kind::Openrouter | Kind::Ramp => Names::default(),
+                Kind::Anthropic => anthropic::names(client).await?,
+                Kind::Brex | Kind::Openrouter | Kind::Ramp => Names::default(),
             });
         }
         let names = lookups.names.as_ref().filter(|_| stream.named());
