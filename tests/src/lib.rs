@@ -53,6 +53,21 @@ pub enum HarnessError {
     /// A deadline passed.
     #[error("timed out after {0:?} waiting for {1}")]
     Timeout(Duration, String),
+    /// A process closed its output (it exited, or is exiting) before printing what a test
+    /// waited for.
+    #[error("{name} ended after {after:?} ({status}) before printing {what}; it printed:\n{output}")]
+    Ended {
+        /// The process, as the test named it.
+        name: String,
+        /// What the test waited for.
+        what: String,
+        /// Time from the start of the wait.
+        after: Duration,
+        /// Its exit status, or a note that it had not been reaped yet.
+        status: String,
+        /// Every line it printed.
+        output: String,
+    },
     /// Anything else.
     #[error("{0}")]
     Other(String),
@@ -192,7 +207,8 @@ impl Process {
         if let Some(l) = self.output().iter().find(|l| pred(l)) {
             return Ok(l.clone());
         }
-        let deadline = Instant::now() + timeout;
+        let start = Instant::now();
+        let deadline = start + timeout;
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.lines.recv_timeout(left) {
                 Ok(l) => {
@@ -202,7 +218,21 @@ impl Process {
                         return Ok(l);
                     }
                 }
-                Err(_) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    // Both pipes closed: the process is gone or going; say how it ended.
+                    let status = match self.wait_exit(Duration::from_secs(5)) {
+                        Ok(status) => status.to_string(),
+                        Err(_) => "still running with its output closed".to_owned(),
+                    };
+                    return Err(HarnessError::Ended {
+                        name: self.name.clone(),
+                        what: what.to_owned(),
+                        after: start.elapsed(),
+                        status,
+                        output: self.seen.join("\n"),
+                    });
+                }
             }
         }
         Err(HarnessError::Timeout(

@@ -388,7 +388,13 @@ async fn security_teaches_a_candidate_descriptor_from_the_reconciliation_page_by
     look(&b, "reconcile-undone").await;
 }
 
+/// Starts the OpenID Provider and waits for its `listening` line, starting it once more if the
+/// first start does not get there: a CI run once saw it print only its Node.js notice for
+/// three minutes. Every failed start is described on stderr (its output, how it ended, and
+/// Node's diagnostic report with the JavaScript stack when it hung), so a second failure
+/// fails the test with the facts of both.
 fn start_provider(dir: &Path, redirect: &str) -> (Process, String, std::path::PathBuf) {
+    const STARTS: usize = 2;
     let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
     let (cert, key) = (dir.join("idp-cert.pem"), dir.join("idp-key.pem"));
     std::fs::write(&cert, certified.cert.pem()).unwrap();
@@ -398,29 +404,78 @@ fn start_provider(dir: &Path, redirect: &str) -> (Process, String, std::path::Pa
         root.join("tests/oidc/node_modules/oidc-provider").exists(),
         "tests/oidc/node_modules is missing: run bash .ci/install-deps"
     );
-    let mut cmd = Command::new("node");
-    cmd.arg(root.join("tests/oidc/provider.mjs"))
-        .arg("--cert")
-        .arg(&cert)
-        .arg("--key")
-        .arg(&key)
-        .args(["--port", "0", "--client-id", "aiscout", "--client-secret", "s3cret-client"])
-        .args(["--redirect-uri", redirect])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env(
-            "OIDC_USERS",
-            r#"[{"sub":"alice","email":"alice@example.com","name":"Alice","groups":["secops"]},
+    let mut failures = Vec::new();
+    for start in 1..=STARTS {
+        let reports = dir.join(format!("node-reports-{start}"));
+        std::fs::create_dir_all(&reports).unwrap();
+        let mut cmd = Command::new("node");
+        // SIGUSR2 makes Node write a diagnostic report (stacks, handles) into `reports`.
+        cmd.arg("--report-on-signal")
+            .arg(format!("--report-directory={}", reports.display()))
+            .arg(root.join("tests/oidc/provider.mjs"))
+            .arg("--cert")
+            .arg(&cert)
+            .arg("--key")
+            .arg(&key)
+            .args(["--port", "0", "--client-id", "aiscout", "--client-secret", "s3cret-client"])
+            .args(["--redirect-uri", redirect])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env(
+                "OIDC_USERS",
+                r#"[{"sub":"alice","email":"alice@example.com","name":"Alice","groups":["secops"]},
                 {"sub":"carol","email":"carol@example.com","name":"Carol","groups":["marketing"]}]"#,
-        );
-    let mut idp = Process::spawn("oidc-provider", cmd).unwrap();
-    let line = idp
-        .wait_line("`listening https://`", Duration::from_secs(180), |l| {
+            );
+        let mut idp = Process::spawn("oidc-provider", cmd).unwrap();
+        match idp.wait_line("`listening https://`", Duration::from_secs(90), |l| {
             l.starts_with("listening https://")
-        })
-        .unwrap();
-    let issuer = line.trim_start_matches("listening ").trim().to_owned();
-    (idp, issuer, cert)
+        }) {
+            Ok(line) => {
+                let issuer = line.trim_start_matches("listening ").trim().to_owned();
+                if !failures.is_empty() {
+                    eprintln!("oidc-provider started on start {start} of {STARTS}");
+                }
+                return (idp, issuer, cert);
+            }
+            Err(e) => {
+                let mut failure = format!("start {start}: {e}");
+                if idp.try_wait().is_none() {
+                    aiscout_e2e::signal(idp.pid(), "USR2");
+                    failure.push_str(&node_report(&reports));
+                }
+                eprintln!("{failure}");
+                failures.push(failure);
+            }
+        }
+    }
+    panic!("oidc-provider did not start:\n{}", failures.join("\n"));
+}
+
+/// The newest diagnostic report Node wrote into `dir` after a SIGUSR2 (waiting up to five
+/// seconds for it), as text to append to a failure; or a note that none came.
+fn node_report(dir: &Path) -> String {
+    for _ in 0..50 {
+        let report = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "json"));
+        if let Some(path) = report {
+            // Node writes the report in one go; a half-written file reads as short JSON.
+            std::thread::sleep(Duration::from_millis(200));
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            // The JavaScript stack and the native one follow each other; 6000 bytes hold both.
+            let from = text.find("\"javascriptStack\"").unwrap_or(0);
+            let part = (from..text.len().min(from + 6000))
+                .rev()
+                .find_map(|end| text.get(from..end))
+                .unwrap_or_default();
+            return format!("\nits diagnostic report ({}), from its stacks:\n{part}", path.display());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    "\nno diagnostic report came within 5 s of SIGUSR2".to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
