@@ -55,7 +55,9 @@ pub enum HarnessError {
     Timeout(Duration, String),
     /// A process closed its output (it exited, or is exiting) before printing what a test
     /// waited for.
-    #[error("{name} ended after {after:?} ({status}) before printing {what}; it printed:\n{output}")]
+    #[error(
+        "{name} ended after {after:?} ({status}) before printing {what}; it printed:\n{output}"
+    )]
     Ended {
         /// The process, as the test named it.
         name: String,

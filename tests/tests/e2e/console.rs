@@ -393,6 +393,7 @@ async fn security_teaches_a_candidate_descriptor_from_the_reconciliation_page_by
 /// three minutes. Every failed start is described on stderr (its output, how it ended, and
 /// Node's diagnostic report with the JavaScript stack when it hung), so a second failure
 /// fails the test with the facts of both.
+#[allow(clippy::print_stderr, reason = "a failed start is told as it happens, for the CI log")]
 fn start_provider(dir: &Path, redirect: &str) -> (Process, String, std::path::PathBuf) {
     const STARTS: usize = 2;
     let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
@@ -471,7 +472,10 @@ fn node_report(dir: &Path) -> String {
                 .rev()
                 .find_map(|end| text.get(from..end))
                 .unwrap_or_default();
-            return format!("\nits diagnostic report ({}), from its stacks:\n{part}", path.display());
+            return format!(
+                "\nits diagnostic report ({}), from its stacks:\n{part}",
+                path.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
