@@ -53,6 +53,7 @@ pub mod postgres_tls;
 mod queries;
 pub mod retention;
 pub mod rollup;
+mod shared;
 mod sql;
 pub mod sqlite;
 

@@ -18,18 +18,11 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 
-use super::{
-    AuditFn, CredentialHash, Migration, PeopleUsage, Store, StoreError, outbox, queries, rollup,
-};
+use super::{Migration, PeopleUsage, Store, StoreError, outbox, queries, rollup};
 use crate::alerts::event;
 use crate::model::{
-    Admit, AdmitRule, Attempt, AuditEntry, AuditFilter, AuditRecord, Batch, ChannelRow, Claimed,
-    DeliveryRow, DescriptorMapping, Device, DeviceId, DevicePage, DeviceQuery, DeviceSighting,
-    DeviceSummary, DeviceUsage, DigestClaim, EnrollAttempt, EnrollOutcome, ExpenseLine,
-    GatewaySpend, GatewayTotal, Health, ImportCounts, ImportRun, IngestOutcome, McpServerFlags,
-    NewEvent, OwnerUse, Person, PersonUsage, ProcessSighting, ProductUsage, ReenrollRequest,
-    Review, ScimResource, ScimWrite, Session, SourceUsage, StoredEvent, Token, UsageFilter,
-    ValueUsage,
+    Batch, DeviceId, DigestClaim, ExpenseLine, GatewaySpend, GatewayTotal, ImportCounts,
+    IngestOutcome, Person, PersonUsage, ProductUsage, SourceUsage, UsageFilter,
 };
 
 /// The PostgreSQL migrations, in order.
@@ -62,11 +55,6 @@ pub const MIGRATIONS: &[Migration] = &[
 
 /// The advisory lock key that serialises migrations ("aiscout" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0061_6973_636f_7574;
-/// The advisory lock key of descriptor mappings ("mapping" in ASCII): an import chunk holds
-/// it shared while it reads the mappings and stores its lines, a teach or undo holds it
-/// exclusively, so no line is stored as a candidate by a chunk that read the mappings before
-/// a teach committed (issue 17).
-const MAPPING_LOCK: i64 = 0x006d_6170_7069_6e67;
 /// The advisory lock key that serialises folds ("rollups" in ASCII).
 const FOLD_LOCK: i64 = 0x0072_6f6c_6c75_7073;
 /// Connections in the pool.
@@ -84,6 +72,23 @@ type Work<'t, T> = std::pin::Pin<Box<dyn Future<Output = Result<T, StoreError>> 
 
 fn pool_error(e: impl std::fmt::Display) -> StoreError {
     StoreError::Pool(e.to_string())
+}
+
+/// Runs a statement function of [`queries`] on a pooled client, outside any transaction it
+/// does not open itself; see [`super::shared`].
+macro_rules! pg_read {
+    ($s:ident, $c:ident => $e:expr) => {{
+        let $c = &$s.client().await?;
+        $e.await
+    }};
+}
+
+/// Runs a statement function of [`queries`] in a transaction ([`PgStore::write`]); see
+/// [`super::shared`].
+macro_rules! pg_write {
+    ($s:ident, $c:ident => $e:expr) => {
+        $s.write(|$c| Box::pin(async move { $e.await })).await
+    };
 }
 
 impl PgStore {
@@ -125,53 +130,16 @@ impl PgStore {
         Ok(out)
     }
 
-    /// Applies the identity key to what a write carries ([`crate::identity::Protect`]) and
-    /// keeps the sealed identities of the pseudonyms it made, before the write itself.
-    async fn protect<T: Send>(
+    /// Applies the identity key to what a write carries, in a writing transaction, before
+    /// the write itself ([`queries::lifecycle::protect`]); `device`: the device of a batch.
+    async fn protect<T: Send + 'static>(
         &self,
+        device: Option<DeviceId>,
         value: T,
         f: fn(&mut crate::identity::Protect<'_>, &mut T),
     ) -> Result<T, StoreError> {
-        self.protect_on(None, value, f).await
-    }
-
-    /// [`PgStore::protect`] of a batch from `device`, whose stored owner decides how erased
-    /// OS user names come back ([`crate::identity::Protect::batch`]).
-    async fn protect_on<T: Send>(
-        &self,
-        device: Option<DeviceId>,
-        mut value: T,
-        f: fn(&mut crate::identity::Protect<'_>, &mut T),
-    ) -> Result<T, StoreError> {
-        use super::erase::postgres_sql;
         let Some(ids) = self.identities.get().cloned() else { return Ok(value) };
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let erased = tx
-            .query(super::ERASED_SQL, &[])
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect::<Result<_, tokio_postgres::Error>>()?;
-        let mut p = crate::identity::Protect::new(&ids, erased);
-        if let Some(device) = device {
-            let owner: Option<String> = tx
-                .query_opt(&postgres_sql(super::DEVICE_OWNER_SQL), &[&device.0])
-                .await?
-                .map(|r| r.try_get(0))
-                .transpose()?
-                .flatten();
-            p.owner(owner);
-        }
-        f(&mut p, &mut value);
-        if !p.sealed.is_empty() {
-            let stmt = tx.prepare(&postgres_sql(super::SEAL_SQL)).await?;
-            for (pseudonym, sealed) in &p.sealed {
-                tx.execute(&stmt, &[pseudonym, sealed]).await?;
-            }
-        }
-        tx.commit().await?;
-        Ok(value)
+        pg_write!(self, tx => queries::lifecycle::protect(tx, &ids, device, value, f))
     }
 }
 
@@ -220,9 +188,6 @@ async fn migrate(
     driver.await.map_err(StoreError::Join)??;
     result
 }
-
-/// The advisory lock class of enrollments ("enro" in ASCII); the key is the host id's hash.
-const ENROLL_LOCK: i32 = 0x656e_726f;
 
 /// The staging table of [`PgStore::add_expenses`]: a chunk is `COPY`ed in (binary), then
 /// moved with one `INSERT ... SELECT ... ON CONFLICT DO NOTHING`, whose row count is the
@@ -508,13 +473,10 @@ async fn usage_from_rollups(
 }
 
 impl Store for PgStore {
+    super::shared::store_methods!(pg_read, pg_write);
+
     fn backend(&self) -> &'static str {
         "postgres"
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.client().await?.query_one("SELECT 1", &[]).await?;
-        Ok(())
     }
 
     async fn privacy_mode(
@@ -529,69 +491,6 @@ impl Store for PgStore {
         let mode = queries::privacy_mode(&tx, opened_with, now).await?;
         tx.commit().await?;
         Ok(mode)
-    }
-
-    fn protect_identities(&self, ids: std::sync::Arc<crate::identity::Identities>) {
-        self.identities.set(ids).ok();
-    }
-
-    fn identities(&self) -> Option<std::sync::Arc<crate::identity::Identities>> {
-        self.identities.get().cloned()
-    }
-
-    async fn reveal_sealed(
-        &self,
-        pseudonym: String,
-        audit: AuditRecord,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        self.write(|tx| {
-            Box::pin(async move { queries::lifecycle::reveal_sealed(tx, &pseudonym, &audit).await })
-        })
-        .await
-    }
-
-    async fn enroll(
-        &self,
-        device: Device,
-        key_hash: CredentialHash,
-        now: i64,
-    ) -> Result<DeviceId, StoreError> {
-        let device = self.protect(device, |p, d| p.device(d)).await?;
-        self.write(|tx| {
-            Box::pin(async move { queries::lifecycle::enroll(tx, &device, &key_hash, now).await })
-        })
-        .await
-    }
-
-    async fn enroll_checked(&self, a: EnrollAttempt) -> Result<EnrollOutcome, StoreError> {
-        let a = self.protect(a, |p, a| p.device(&mut a.device)).await?;
-        self.write(|tx| {
-            Box::pin(async move {
-                // One enrollment per host id decides at a time, across every collector (a row
-                // lock cannot serialise two first enrollments: there is no row yet).
-                tx.execute(
-                    "SELECT pg_advisory_xact_lock($1::int4, hashtext($2))",
-                    &[&ENROLL_LOCK, &a.device.host_id],
-                )
-                .await?;
-                queries::lifecycle::enroll_checked(tx, &a).await
-            })
-        })
-        .await
-    }
-
-    async fn approve_reenroll(
-        &self,
-        host_id: String,
-        actor: String,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        self.write(|tx| {
-            Box::pin(async move {
-                queries::lifecycle::approve_reenroll(tx, &host_id, &actor, now).await
-            })
-        })
-        .await
     }
 
     async fn erase_person(
@@ -612,57 +511,13 @@ impl Store for PgStore {
             .await
     }
 
-    async fn apply_retention(
-        &self,
-        cutoffs: super::retention::Cutoffs,
-        dry_run: bool,
-    ) -> Result<super::retention::Outcome, StoreError> {
-        use super::retention::{self, CHUNK, Kind, MAX_CHUNKS, Outcome};
-        let mut outcome = Outcome { rows: Vec::new(), dry_run };
-        let mut client = self.client().await?;
-        for kind in Kind::ALL {
-            let Some(cutoff) = cutoffs.of(kind) else { continue };
-            let n = if dry_run {
-                queries::lifecycle::retention_count(&client, kind, cutoff).await?
-            } else {
-                let mut total = 0u64;
-                for _ in 0..MAX_CHUNKS {
-                    let tx = client.transaction().await?;
-                    let n = queries::lifecycle::retention_chunk(&tx, kind, cutoff).await?;
-                    tx.commit().await?;
-                    total += n;
-                    if n < CHUNK.unsigned_abs() {
-                        break;
-                    }
-                }
-                total
-            };
-            outcome.rows.push((kind, cutoff, n));
-        }
-        if !dry_run && outcome.total() > 0 {
-            queries::append_audit(&client, &retention::audit(&outcome, super::now())).await?;
-        }
-        Ok(outcome)
-    }
-
-    async fn reenroll_requests(&self) -> Result<Vec<ReenrollRequest>, StoreError> {
-        queries::lifecycle::reenroll_requests(&self.client().await?).await
-    }
-
-    async fn device_by_key(
-        &self,
-        key_hash: CredentialHash,
-    ) -> Result<Option<DeviceId>, StoreError> {
-        queries::device_by_key(&self.client().await?, &key_hash[..]).await
-    }
-
     async fn ingest(
         &self,
         device: DeviceId,
         batch: Batch,
         now: i64,
     ) -> Result<IngestOutcome, StoreError> {
-        let batch = self.protect_on(Some(device), batch, |p, b| p.batch(b)).await?;
+        let batch = self.protect(Some(device), batch, |p, b| p.batch(b)).await?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         if !queries::insert_batch(&tx, device, &batch.batch_id, now, batch.received).await? {
@@ -748,18 +603,6 @@ impl Store for PgStore {
         fold(&mut self.client().await?, true).await
     }
 
-    async fn heartbeat(&self, device: DeviceId, h: Health) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        queries::heartbeat(&tx, device, &h).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn devices(&self) -> Result<Vec<DeviceSummary>, StoreError> {
-        queries::devices(&self.client().await?).await
-    }
-
     async fn usage(
         &self,
         filter: UsageFilter,
@@ -771,90 +614,6 @@ impl Store for PgStore {
         queries::usage(&client, &filter).await
     }
 
-    async fn product_people(&self, product: String) -> Result<Vec<String>, StoreError> {
-        queries::product_people(&self.client().await?, &product).await
-    }
-
-    async fn product_devices(&self, product: String) -> Result<Vec<DeviceUsage>, StoreError> {
-        let mut client = self.client().await?;
-        fold(&mut client, false).await?;
-        queries::product_devices(&client, &product).await
-    }
-
-    async fn devices_page(&self, q: DeviceQuery) -> Result<DevicePage, StoreError> {
-        // The counts and the page are independent scans: one connection each, at once.
-        let (counter, pager) = tokio::try_join!(self.client(), self.client())?;
-        let counts = queries::device_counts(&counter, &q);
-        let page = queries::device_page(&pager, &q);
-        let ((total, stale, matched), devices) = tokio::try_join!(counts, page)?;
-        Ok(DevicePage { total, stale, matched, devices })
-    }
-
-    async fn versions(&self) -> Result<super::Versions, StoreError> {
-        let mut client = self.client().await?;
-        fold(&mut client, false).await?;
-        queries::versions(&client).await
-    }
-
-    async fn product_values(
-        &self,
-        product: String,
-        limit: i64,
-    ) -> Result<Vec<ValueUsage>, StoreError> {
-        queries::product_values(&self.client().await?, &product, limit).await
-    }
-
-    async fn mcp_flags(&self) -> Result<Vec<McpServerFlags>, StoreError> {
-        queries::mcp_flags(&self.client().await?).await
-    }
-
-    async fn reviews(&self) -> Result<Vec<Review>, StoreError> {
-        queries::reviews(&self.client().await?).await
-    }
-
-    async fn review(&self, product: String) -> Result<Option<Review>, StoreError> {
-        queries::review(&self.client().await?, &product).await
-    }
-
-    async fn set_review(
-        &self,
-        review: Review,
-        audit: AuditFn<Review>,
-    ) -> Result<Option<Review>, StoreError> {
-        self.write(|tx| Box::pin(async move { queries::set_review(tx, &review, audit).await }))
-            .await
-    }
-
-    async fn create_token(
-        &self,
-        token: Token,
-        hash: CredentialHash,
-        audit: AuditRecord,
-    ) -> Result<(), StoreError> {
-        self.write(|tx| {
-            Box::pin(async move { queries::create_token(tx, token, &hash, &audit).await })
-        })
-        .await
-    }
-
-    async fn revoke_token(
-        &self,
-        name: String,
-        now: i64,
-        audit: AuditFn<Token>,
-    ) -> Result<Option<Token>, StoreError> {
-        self.write(|tx| Box::pin(async move { queries::revoke_token(tx, &name, now, audit).await }))
-            .await
-    }
-
-    async fn tokens(&self) -> Result<Vec<Token>, StoreError> {
-        queries::tokens(&self.client().await?).await
-    }
-
-    async fn token_by_hash(&self, hash: CredentialHash) -> Result<Option<Token>, StoreError> {
-        queries::token_by_hash(&self.client().await?, &hash).await
-    }
-
     async fn add_expenses(
         &self,
         lines: Vec<ExpenseLine>,
@@ -863,10 +622,10 @@ impl Store for PgStore {
         if lines.is_empty() {
             return Ok(ImportCounts::default());
         }
-        let mut lines = self.protect(lines, |p, l| p.expenses(l)).await?;
+        let mut lines = self.protect(None, lines, |p, l| p.expenses(l)).await?;
         let mut client = self.client().await?;
         let mut tx = client.transaction().await?;
-        tx.execute("SELECT pg_advisory_xact_lock_shared($1)", &[&MAPPING_LOCK]).await?;
+        tx.execute("SELECT pg_advisory_xact_lock_shared($1)", &[&super::sql::MAPPING_LOCK]).await?;
         let mappings = queries::mapping_keys(&tx).await?;
         let mapped = super::resolve_mapped(&mut lines, &mappings);
         tx.batch_execute(EXPENSE_STAGE).await?;
@@ -945,48 +704,12 @@ impl Store for PgStore {
         })
     }
 
-    async fn mappings(&self) -> Result<Vec<DescriptorMapping>, StoreError> {
-        queries::mappings(&self.client().await?).await
-    }
-
-    async fn add_mapping(
-        &self,
-        mapping: DescriptorMapping,
-        audit: AuditRecord,
-    ) -> Result<(DescriptorMapping, u64), StoreError> {
-        self.write(|tx| {
-            Box::pin(async move {
-                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MAPPING_LOCK]).await?;
-                queries::lifecycle::add_mapping(tx, mapping, &audit).await
-            })
-        })
-        .await
-    }
-
-    async fn remove_mapping(
-        &self,
-        id: i64,
-        audit: AuditFn<DescriptorMapping>,
-    ) -> Result<Option<(DescriptorMapping, u64)>, StoreError> {
-        self.write(|tx| {
-            Box::pin(async move {
-                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MAPPING_LOCK]).await?;
-                queries::lifecycle::remove_mapping(tx, id, audit).await
-            })
-        })
-        .await
-    }
-
-    async fn expenses(&self, since: Option<i64>) -> Result<Vec<ExpenseLine>, StoreError> {
-        queries::expenses(&self.client().await?, since).await
-    }
-
     async fn add_gateway_spend(
         &self,
         rows: Vec<GatewaySpend>,
         now: i64,
     ) -> Result<ImportCounts, StoreError> {
-        let rows = self.protect(rows, |p, r| p.gateway(r)).await?;
+        let rows = self.protect(None, rows, |p, r| p.gateway(r)).await?;
         let Some(first) = rows.first() else {
             return Ok(ImportCounts::default());
         };
@@ -1083,7 +806,7 @@ impl Store for PgStore {
     }
 
     async fn upsert_people(&self, people: Vec<Person>) -> Result<ImportCounts, StoreError> {
-        let people = self.protect(people, |p, v| p.people(v)).await?;
+        let people = self.protect(None, people, |p, v| p.people(v)).await?;
         // One statement may not update a row twice: the last entry per email wins.
         let total = people.len();
         let mut by_email = std::collections::BTreeMap::new();
@@ -1115,179 +838,6 @@ impl Store for PgStore {
         }
         tx.commit().await?;
         Ok(counts(total, changed))
-    }
-
-    async fn people_active(&self) -> Result<Vec<(String, bool)>, StoreError> {
-        queries::people_active(&self.client().await?).await
-    }
-
-    async fn scim_get(
-        &self,
-        kind: &'static str,
-        id: String,
-    ) -> Result<Option<ScimResource>, StoreError> {
-        let row = queries::scim_get(&self.client().await?, kind, &id).await?;
-        row.map(|r| super::open_scim(self.identities.get().map(|i| &**i), r)).transpose()
-    }
-
-    async fn scim_list(
-        &self,
-        kind: &'static str,
-        name: Option<String>,
-        offset: i64,
-        limit: i64,
-    ) -> Result<(i64, Vec<ScimResource>), StoreError> {
-        let ids = self.identities.get().cloned();
-        let name = super::scim_name(ids.as_deref(), name);
-        let client = self.client().await?;
-        let (total, page) =
-            queries::scim_list(&client, kind, name.as_deref(), offset, limit).await?;
-        let page = page
-            .into_iter()
-            .map(|r| super::open_scim(ids.as_deref(), r))
-            .collect::<Result<_, _>>()?;
-        Ok((total, page))
-    }
-
-    async fn scim_write(&self, write: ScimWrite) -> Result<bool, StoreError> {
-        let write = self.protect(write, |p, w| p.scim(w)).await?;
-        self.write(|tx| Box::pin(async move { queries::lifecycle::scim_write(tx, write).await }))
-            .await
-    }
-
-    async fn scim_delete(
-        &self,
-        kind: &'static str,
-        id: String,
-        email: Option<String>,
-        audit: AuditRecord,
-    ) -> Result<bool, StoreError> {
-        let email = self.protect(email, |p, e| p.optional(e)).await?;
-        self.write(|tx| {
-            Box::pin(async move {
-                queries::lifecycle::scim_delete(tx, kind, &id, email.as_deref(), &audit).await
-            })
-        })
-        .await
-    }
-
-    async fn people(&self) -> Result<Vec<Person>, StoreError> {
-        queries::people(&self.client().await?).await
-    }
-
-    async fn owner_last_use(&self, products: Vec<String>) -> Result<Vec<OwnerUse>, StoreError> {
-        if products.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut client = self.client().await?;
-        fold(&mut client, false).await?;
-        queries::owner_last_use(&client, &products).await
-    }
-
-    async fn device_sightings(
-        &self,
-        since: Option<i64>,
-    ) -> Result<Vec<DeviceSighting>, StoreError> {
-        queries::device_sightings(&self.client().await?, since).await
-    }
-
-    async fn overlay(&self) -> Result<Option<(i64, String)>, StoreError> {
-        queries::overlay(&self.client().await?).await
-    }
-
-    async fn overlay_version(&self) -> Result<Option<i64>, StoreError> {
-        let client = self.client().await?;
-        let row =
-            client.query_one(&client.prepare_cached(super::OVERLAY_VERSION).await?, &[]).await?;
-        Ok(row.try_get(0)?)
-    }
-
-    async fn put_overlay(
-        &self,
-        version: i64,
-        document: String,
-        audit: AuditRecord,
-    ) -> Result<bool, StoreError> {
-        self.write(|tx| {
-            Box::pin(async move { queries::put_overlay(tx, version, &document, &audit).await })
-        })
-        .await
-    }
-
-    async fn process_sightings(&self, product: String) -> Result<Vec<ProcessSighting>, StoreError> {
-        queries::process_sightings(&self.client().await?, &product).await
-    }
-
-    async fn audit(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
-        queries::audit(&self.client().await?, after, limit).await
-    }
-
-    async fn create_session(
-        &self,
-        hash: CredentialHash,
-        session: Session,
-        audit: AuditRecord,
-    ) -> Result<(), StoreError> {
-        self.write(|tx| {
-            Box::pin(async move { queries::create_session(tx, &hash, session, &audit).await })
-        })
-        .await
-    }
-
-    async fn session(&self, hash: CredentialHash, now: i64) -> Result<Option<Session>, StoreError> {
-        queries::session(&self.client().await?, &hash, now).await
-    }
-
-    async fn touch_session(&self, hash: CredentialHash, now: i64) -> Result<(), StoreError> {
-        queries::touch_session(&self.client().await?, &hash, now).await
-    }
-
-    async fn end_session(
-        &self,
-        hash: CredentialHash,
-        audit: Option<AuditRecord>,
-    ) -> Result<bool, StoreError> {
-        self.write(|tx| {
-            Box::pin(async move { queries::end_session(tx, &hash, audit.as_ref()).await })
-        })
-        .await
-    }
-
-    async fn purge_sessions(&self, now: i64, idle_before: i64) -> Result<u64, StoreError> {
-        queries::purge_sessions(&self.client().await?, now, idle_before).await
-    }
-
-    async fn audit_query(&self, filter: AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
-        queries::audit_query(&self.client().await?, &filter).await
-    }
-
-    async fn connector_cursor(&self, name: String) -> Result<Option<i64>, StoreError> {
-        queries::connector_cursor(&self.client().await?, &name).await
-    }
-
-    async fn set_connector_cursor(
-        &self,
-        name: String,
-        cursor_at: i64,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        queries::set_connector_cursor(&self.client().await?, &name, cursor_at, now).await
-    }
-
-    async fn record_import(&self, run: ImportRun) -> Result<(), StoreError> {
-        queries::record_import(&self.client().await?, &run).await
-    }
-
-    async fn import_runs(&self, limit: i64) -> Result<Vec<ImportRun>, StoreError> {
-        queries::import_runs(&self.client().await?, limit).await
-    }
-
-    async fn device(&self, host_id: String) -> Result<Option<DeviceSummary>, StoreError> {
-        queries::device(&self.client().await?, &host_id).await
-    }
-
-    async fn device_products(&self, host_id: String) -> Result<Vec<DeviceSighting>, StoreError> {
-        queries::device_products(&self.client().await?, &host_id).await
     }
 
     async fn person_usage(&self, email: Option<String>) -> Result<Vec<PersonUsage>, StoreError> {
@@ -1359,121 +909,6 @@ impl Store for PgStore {
         Ok(people.finish())
     }
 
-    async fn rotate_enroll_secret(
-        &self,
-        hash: CredentialHash,
-        now: i64,
-        audit: AuditRecord,
-    ) -> Result<(), StoreError> {
-        self.write(|tx| {
-            Box::pin(async move { queries::rotate_enroll_secret(tx, &hash, now, &audit).await })
-        })
-        .await
-    }
-
-    async fn enroll_secret(&self) -> Result<Option<(CredentialHash, i64)>, StoreError> {
-        queries::enroll_secret(&self.client().await?).await
-    }
-    async fn sync_channels(&self, channels: Vec<ChannelRow>, now: i64) -> Result<(), StoreError> {
-        self.write(|tx| {
-            Box::pin(async move { queries::alerts::sync_channels(tx, &channels, now).await })
-        })
-        .await
-    }
-
-    async fn emit(
-        &self,
-        events: Vec<NewEvent>,
-        audit: Option<AuditRecord>,
-        now: i64,
-    ) -> Result<u64, StoreError> {
-        self.write(|tx| {
-            Box::pin(async move { queries::alerts::emit(tx, &events, audit.as_ref(), now).await })
-        })
-        .await
-    }
-
-    async fn claim_deliveries(
-        &self,
-        channel: String,
-        claimer: String,
-        now: i64,
-        lease_until: i64,
-        limit: i64,
-    ) -> Result<Vec<Claimed>, StoreError> {
-        self.write(|tx| {
-            Box::pin(
-                async move { outbox::claim(tx, &channel, &claimer, now, lease_until, limit).await },
-            )
-        })
-        .await
-    }
-
-    async fn finish_delivery(
-        &self,
-        claimed: Claimed,
-        claimer: String,
-        attempt: Attempt,
-        audit: Option<AuditRecord>,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        self.write(|tx| {
-            Box::pin(async move {
-                let audit = audit.as_ref();
-                queries::alerts::finish_delivery(tx, &claimed, &claimer, &attempt, audit, now).await
-            })
-        })
-        .await
-    }
-
-    async fn admit_deliveries(
-        &self,
-        claimed: Vec<Claimed>,
-        claimer: String,
-        now: i64,
-        rule: AdmitRule,
-    ) -> Result<Vec<Admit>, StoreError> {
-        if claimed.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.write(|tx| {
-            Box::pin(async move { outbox::admit(tx, &claimed, &claimer, now, &rule).await })
-        })
-        .await
-    }
-
-    async fn deliveries(&self, limit: i64) -> Result<Vec<DeliveryRow>, StoreError> {
-        queries::deliveries(&self.client().await?, limit).await
-    }
-
-    async fn delivery_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
-        queries::delivery_counts(&self.client().await?).await
-    }
-
-    async fn ticket(&self, channel: String, subject: String) -> Result<Option<String>, StoreError> {
-        queries::ticket(&self.client().await?, &channel, &subject).await
-    }
-
-    async fn set_ticket(
-        &self,
-        channel: String,
-        subject: String,
-        issue_key: String,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        queries::set_ticket(&self.client().await?, &channel, &subject, &issue_key, now).await
-    }
-
-    async fn channel_events(
-        &self,
-        channel: String,
-        state: String,
-        from: i64,
-        to: i64,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        queries::channel_events(&self.client().await?, &channel, &state, from, to).await
-    }
-
     async fn claim_digest(
         &self,
         channel: String,
@@ -1485,28 +920,5 @@ impl Store for PgStore {
         let client = self.client().await?;
         queries::alerts::claim_digest(&client, &channel, period_end, &claimer, now, lease_until)
             .await
-    }
-
-    async fn digest_failed(
-        &self,
-        channel: String,
-        period_end: i64,
-        claimer: String,
-        retry_at: i64,
-    ) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        queries::alerts::digest_failed(&client, &channel, period_end, &claimer, retry_at).await
-    }
-
-    async fn digest_sent(
-        &self,
-        channel: String,
-        period_end: i64,
-        claimer: String,
-        now: i64,
-        events: i64,
-    ) -> Result<bool, StoreError> {
-        let client = self.client().await?;
-        queries::alerts::digest_sent(&client, &channel, period_end, &claimer, now, events).await
     }
 }

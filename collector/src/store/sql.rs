@@ -97,12 +97,34 @@ impl<A: Column, B: Column, C: Column> FromRow for (A, B, C) {
     }
 }
 
+/// A lock that serialises one kind of write across collectors ([`Conn::lock`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Lock<'a> {
+    /// Descriptor mappings: a teach or an undo holds it exclusively, an import chunk shared
+    /// (see the PostgreSQL store's `add_expenses`), so no line is stored as a candidate by a
+    /// chunk that read the mappings before a teach committed (issue 17).
+    Mappings,
+    /// The enrollment of one host id: one enrollment per host id decides at a time (a row
+    /// lock cannot serialise two first enrollments: there is no row yet).
+    Enrollment(&'a str),
+}
+
+/// The advisory lock key of descriptor mappings ("mapping" in ASCII).
+pub(crate) const MAPPING_LOCK: i64 = 0x006d_6170_7069_6e67;
+/// The advisory lock class of enrollments ("enro" in ASCII); the key is the host id's hash.
+const ENROLL_LOCK: i32 = 0x656e_726f;
+
 /// A connection or transaction of either driver.
 pub(crate) trait Conn {
     /// The row lock a read takes before it writes what it read, in the same transaction:
     /// `FOR UPDATE` on PostgreSQL; nothing on SQLite, where a writing transaction starts
     /// with `BEGIN IMMEDIATE` and so holds the database's write lock already.
     fn for_update(&self) -> &'static str;
+
+    /// Takes `lock` until the end of this transaction: a PostgreSQL advisory transaction
+    /// lock, which serialises the work of every collector sharing the database; nothing on
+    /// SQLite, whose writing transactions (`BEGIN IMMEDIATE`) are serialised already.
+    async fn lock(&self, lock: Lock<'_>) -> Result<(), StoreError>;
 
     /// Every row of a query.
     async fn query<T: FromRow>(
@@ -138,6 +160,10 @@ pub(crate) fn ready<T>(work: impl Future<Output = Result<T, StoreError>>) -> Res
 impl Conn for rusqlite::Connection {
     fn for_update(&self) -> &'static str {
         ""
+    }
+
+    async fn lock(&self, _lock: Lock<'_>) -> Result<(), StoreError> {
+        Ok(())
     }
 
     async fn query<T: FromRow>(
@@ -192,6 +218,24 @@ macro_rules! pg_conn {
         impl Conn for $conn {
             fn for_update(&self) -> &'static str {
                 " FOR UPDATE"
+            }
+
+            async fn lock(&self, lock: Lock<'_>) -> Result<(), StoreError> {
+                match lock {
+                    Lock::Mappings => {
+                        Conn::execute(self, "SELECT pg_advisory_xact_lock($1)", &[&MAPPING_LOCK])
+                            .await?
+                    }
+                    Lock::Enrollment(host_id) => {
+                        Conn::execute(
+                            self,
+                            "SELECT pg_advisory_xact_lock($1::int4, hashtext($2))",
+                            &[&ENROLL_LOCK, &host_id],
+                        )
+                        .await?
+                    }
+                };
+                Ok(())
             }
 
             async fn query<T: FromRow>(

@@ -11,22 +11,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::sql::ready;
-use super::{
-    AuditFn, CredentialHash, Migration, PeopleUsage, Store, StoreError, outbox, queries, rollup,
-};
+use super::{Migration, PeopleUsage, Store, StoreError, outbox, queries, rollup};
 use crate::alerts::event;
 use crate::model::{
-    Admit, AdmitRule, Attempt, AuditEntry, AuditFilter, AuditRecord, Batch, ChannelRow, Claimed,
-    DeliveryRow, DescriptorMapping, Device, DeviceId, DevicePage, DeviceQuery, DeviceSighting,
-    DeviceSummary, DeviceUsage, DigestClaim, EnrollAttempt, EnrollOutcome, ExpenseLine,
-    GatewaySpend, GatewayTotal, Health, ImportCounts, ImportRun, IngestOutcome, McpServerFlags,
-    NewEvent, OwnerUse, Person, PersonUsage, ProcessSighting, ProductUsage, ReenrollRequest,
-    Review, ScimResource, ScimWrite, Session, SourceUsage, StoredEvent, Token, UsageFilter,
-    ValueUsage,
+    Batch, DeviceId, DigestClaim, ExpenseLine, GatewaySpend, GatewayTotal, ImportCounts,
+    IngestOutcome, Person, PersonUsage, ProductUsage, SourceUsage, UsageFilter,
 };
 
 /// The SQLite migrations, in order.
@@ -442,6 +435,22 @@ struct Pool {
     permits: Semaphore,
 }
 
+/// Runs a statement function of [`queries`] on a pooled connection, on the blocking pool
+/// ([`SqliteStore::read`]); see [`super::shared`].
+macro_rules! lite_read {
+    ($s:ident, $c:ident => $e:expr) => {
+        $s.read(move |$c| ready($e)).await
+    };
+}
+
+/// Runs a statement function of [`queries`] in a writing transaction (`BEGIN IMMEDIATE`,
+/// [`SqliteStore::write`]); see [`super::shared`].
+macro_rules! lite_write {
+    ($s:ident, $c:ident => $e:expr) => {
+        $s.write(move |$c| ready($e)).await
+    };
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database file and applies pending migrations.
     ///
@@ -486,52 +495,16 @@ impl SqliteStore {
         folded.await.map_err(|_| StoreError::WriterStopped)?
     }
 
-    /// Runs `f` with a pooled connection on the blocking pool.
-    /// Applies the identity key to what a write carries ([`crate::identity::Protect`]) and
-    /// keeps the sealed identities of the pseudonyms it made, before the write itself.
+    /// Applies the identity key to what a write carries, in a writing transaction, before
+    /// the write itself ([`queries::lifecycle::protect`]); `device`: the device of a batch.
     async fn protect<T: Send + 'static>(
         &self,
+        device: Option<DeviceId>,
         value: T,
         f: fn(&mut crate::identity::Protect<'_>, &mut T),
     ) -> Result<T, StoreError> {
-        self.protect_on(None, value, f).await
-    }
-
-    /// [`SqliteStore::protect`] of a batch from `device`, whose stored owner decides how
-    /// erased OS user names come back ([`crate::identity::Protect::batch`]).
-    async fn protect_on<T: Send + 'static>(
-        &self,
-        device: Option<DeviceId>,
-        mut value: T,
-        f: fn(&mut crate::identity::Protect<'_>, &mut T),
-    ) -> Result<T, StoreError> {
         let Some(ids) = self.identities.get().cloned() else { return Ok(value) };
-        self.with(move |c| {
-            let tx = c.transaction()?;
-            let erased = {
-                let mut stmt = tx.prepare_cached(super::ERASED_SQL)?;
-                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                rows.collect::<Result<_, _>>()?
-            };
-            let mut p = crate::identity::Protect::new(&ids, erased);
-            if let Some(device) = device {
-                let owner: Option<String> = tx
-                    .query_row(super::DEVICE_OWNER_SQL, [device.0], |r| r.get(0))
-                    .optional()?
-                    .flatten();
-                p.owner(owner);
-            }
-            f(&mut p, &mut value);
-            if !p.sealed.is_empty() {
-                let mut stmt = tx.prepare_cached(super::SEAL_SQL)?;
-                for (pseudonym, sealed) in &p.sealed {
-                    stmt.execute(params![pseudonym, sealed])?;
-                }
-            }
-            tx.commit()?;
-            Ok(value)
-        })
-        .await
+        lite_write!(self, tx => queries::lifecycle::protect(tx, &ids, device, value, f))
     }
 
     /// Runs `f` on a pooled connection, outside any transaction it does not open itself.
@@ -653,10 +626,6 @@ fn borrowed_text<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r str, Stor
         rusqlite::Error::FromSqlConversionFailure(i, value.data_type(), Box::new(e))
     })?;
     Ok(text.unwrap_or_default())
-}
-
-fn append_audit(tx: &Connection, a: &AuditRecord) -> Result<(), StoreError> {
-    ready(queries::append_audit(tx, a))
 }
 
 /// Stores one batch inside the writer's open transaction.
@@ -926,12 +895,10 @@ fn usage_from_rollups(
 }
 
 impl Store for SqliteStore {
+    super::shared::store_methods!(lite_read, lite_write);
+
     fn backend(&self) -> &'static str {
         "sqlite"
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.with(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)).map(drop)?)).await
     }
 
     async fn privacy_mode(
@@ -946,48 +913,6 @@ impl Store for SqliteStore {
             Ok(mode)
         })
         .await
-    }
-
-    fn protect_identities(&self, ids: Arc<crate::identity::Identities>) {
-        self.identities.set(ids).ok();
-    }
-
-    fn identities(&self) -> Option<Arc<crate::identity::Identities>> {
-        self.identities.get().cloned()
-    }
-
-    async fn reveal_sealed(
-        &self,
-        pseudonym: String,
-        audit: AuditRecord,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        self.write(move |tx| ready(queries::lifecycle::reveal_sealed(tx, &pseudonym, &audit))).await
-    }
-
-    async fn enroll(
-        &self,
-        device: Device,
-        key_hash: CredentialHash,
-        now: i64,
-    ) -> Result<DeviceId, StoreError> {
-        let device = self.protect(device, |p, d| p.device(d)).await?;
-        self.write(move |tx| ready(queries::lifecycle::enroll(tx, &device, &key_hash, now))).await
-    }
-
-    async fn enroll_checked(&self, a: EnrollAttempt) -> Result<EnrollOutcome, StoreError> {
-        let a = self.protect(a, |p, a| p.device(&mut a.device)).await?;
-        // IMMEDIATE takes the write lock first: one enrollment decides at a time.
-        self.write(move |tx| ready(queries::lifecycle::enroll_checked(tx, &a))).await
-    }
-
-    async fn approve_reenroll(
-        &self,
-        host_id: String,
-        actor: String,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        self.write(move |tx| ready(queries::lifecycle::approve_reenroll(tx, &host_id, &actor, now)))
-            .await
     }
 
     async fn erase_person(
@@ -1019,60 +944,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn apply_retention(
-        &self,
-        cutoffs: super::retention::Cutoffs,
-        dry_run: bool,
-    ) -> Result<super::retention::Outcome, StoreError> {
-        use super::retention::{self, CHUNK, Kind, MAX_CHUNKS, Outcome};
-        let mut outcome = Outcome { rows: Vec::new(), dry_run };
-        for kind in Kind::ALL {
-            let Some(cutoff) = cutoffs.of(kind) else { continue };
-            let n = if dry_run {
-                self.read(move |c| ready(queries::lifecycle::retention_count(c, kind, cutoff)))
-                    .await?
-            } else {
-                let mut total = 0u64;
-                for _ in 0..MAX_CHUNKS {
-                    let n = self
-                        .write(move |tx| {
-                            ready(queries::lifecycle::retention_chunk(tx, kind, cutoff))
-                        })
-                        .await?;
-                    total += n;
-                    if n < CHUNK.unsigned_abs() {
-                        break;
-                    }
-                }
-                total
-            };
-            outcome.rows.push((kind, cutoff, n));
-        }
-        if !dry_run && outcome.total() > 0 {
-            let record = retention::audit(&outcome, super::now());
-            self.write(move |tx| append_audit(tx, &record)).await?;
-        }
-        Ok(outcome)
-    }
-
-    async fn reenroll_requests(&self) -> Result<Vec<ReenrollRequest>, StoreError> {
-        self.read(|c| ready(queries::lifecycle::reenroll_requests(c))).await
-    }
-
-    async fn device_by_key(
-        &self,
-        key_hash: CredentialHash,
-    ) -> Result<Option<DeviceId>, StoreError> {
-        self.read(move |c| ready(queries::device_by_key(c, &key_hash[..]))).await
-    }
-
     async fn ingest(
         &self,
         device: DeviceId,
         batch: Batch,
         now: i64,
     ) -> Result<IngestOutcome, StoreError> {
-        let batch = self.protect_on(Some(device), batch, |p, b| p.batch(b)).await?;
+        let batch = self.protect(Some(device), batch, |p, b| p.batch(b)).await?;
         let (done, outcome) = oneshot::channel();
         self.writer
             .send(Job::Ingest { device, batch, now, done })
@@ -1089,20 +967,6 @@ impl Store for SqliteStore {
         self.ask_fold(true).await
     }
 
-    async fn heartbeat(&self, device: DeviceId, h: Health) -> Result<(), StoreError> {
-        self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            ready(queries::heartbeat(&*tx, device, &h))?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn devices(&self) -> Result<Vec<DeviceSummary>, StoreError> {
-        self.read(move |c| ready(queries::devices(c))).await
-    }
-
     async fn usage(
         &self,
         filter: UsageFilter,
@@ -1114,89 +978,12 @@ impl Store for SqliteStore {
         self.read(move |c| ready(queries::usage(c, &filter))).await
     }
 
-    async fn product_people(&self, product: String) -> Result<Vec<String>, StoreError> {
-        self.read(move |c| ready(queries::product_people(c, &product))).await
-    }
-
-    async fn product_devices(&self, product: String) -> Result<Vec<DeviceUsage>, StoreError> {
-        self.fold().await?;
-        self.read(move |c| ready(queries::product_devices(c, &product))).await
-    }
-
-    async fn devices_page(&self, q: DeviceQuery) -> Result<DevicePage, StoreError> {
-        // The counts and the page are independent scans: two readers at once (WAL).
-        let counted = q.clone();
-        let counts = self.read(move |c| ready(queries::device_counts(c, &counted)));
-        let page = self.read(move |c| ready(queries::device_page(c, &q)));
-        let ((total, stale, matched), devices) = tokio::try_join!(counts, page)?;
-        Ok(DevicePage { total, stale, matched, devices })
-    }
-
-    async fn versions(&self) -> Result<super::Versions, StoreError> {
-        self.fold().await?;
-        self.read(|c| ready(queries::versions(c))).await
-    }
-
-    async fn product_values(
-        &self,
-        product: String,
-        limit: i64,
-    ) -> Result<Vec<ValueUsage>, StoreError> {
-        self.read(move |c| ready(queries::product_values(c, &product, limit))).await
-    }
-
-    async fn mcp_flags(&self) -> Result<Vec<McpServerFlags>, StoreError> {
-        self.read(|c| ready(queries::mcp_flags(c))).await
-    }
-
-    async fn reviews(&self) -> Result<Vec<Review>, StoreError> {
-        self.read(|c| ready(queries::reviews(c))).await
-    }
-
-    async fn review(&self, product: String) -> Result<Option<Review>, StoreError> {
-        self.read(move |c| ready(queries::review(c, &product))).await
-    }
-
-    async fn set_review(
-        &self,
-        review: Review,
-        audit: AuditFn<Review>,
-    ) -> Result<Option<Review>, StoreError> {
-        self.write(move |tx| ready(queries::set_review(tx, &review, audit))).await
-    }
-
-    async fn create_token(
-        &self,
-        token: Token,
-        hash: CredentialHash,
-        audit: AuditRecord,
-    ) -> Result<(), StoreError> {
-        self.write(move |tx| ready(queries::create_token(tx, token, &hash, &audit))).await
-    }
-
-    async fn revoke_token(
-        &self,
-        name: String,
-        now: i64,
-        audit: AuditFn<Token>,
-    ) -> Result<Option<Token>, StoreError> {
-        self.write(move |tx| ready(queries::revoke_token(tx, &name, now, audit))).await
-    }
-
-    async fn tokens(&self) -> Result<Vec<Token>, StoreError> {
-        self.read(|c| ready(queries::tokens(c))).await
-    }
-
-    async fn token_by_hash(&self, hash: CredentialHash) -> Result<Option<Token>, StoreError> {
-        self.read(move |c| ready(queries::token_by_hash(c, &hash))).await
-    }
-
     async fn add_expenses(
         &self,
         lines: Vec<ExpenseLine>,
         now: i64,
     ) -> Result<ImportCounts, StoreError> {
-        let lines = self.protect(lines, |p, l| p.expenses(l)).await?;
+        let lines = self.protect(None, lines, |p, l| p.expenses(l)).await?;
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut counts = ImportCounts::default();
@@ -1256,36 +1043,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn expenses(&self, since: Option<i64>) -> Result<Vec<ExpenseLine>, StoreError> {
-        self.read(move |c| ready(queries::expenses(c, since))).await
-    }
-
-    async fn mappings(&self) -> Result<Vec<DescriptorMapping>, StoreError> {
-        self.read(move |c| ready(queries::mappings(c))).await
-    }
-
-    async fn add_mapping(
-        &self,
-        mapping: DescriptorMapping,
-        audit: AuditRecord,
-    ) -> Result<(DescriptorMapping, u64), StoreError> {
-        self.write(move |tx| ready(queries::lifecycle::add_mapping(tx, mapping, &audit))).await
-    }
-
-    async fn remove_mapping(
-        &self,
-        id: i64,
-        audit: AuditFn<DescriptorMapping>,
-    ) -> Result<Option<(DescriptorMapping, u64)>, StoreError> {
-        self.write(move |tx| ready(queries::lifecycle::remove_mapping(tx, id, audit))).await
-    }
-
     async fn add_gateway_spend(
         &self,
         rows: Vec<GatewaySpend>,
         now: i64,
     ) -> Result<ImportCounts, StoreError> {
-        let rows = self.protect(rows, |p, r| p.gateway(r)).await?;
+        let rows = self.protect(None, rows, |p, r| p.gateway(r)).await?;
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut counts = ImportCounts::default();
@@ -1344,7 +1107,7 @@ impl Store for SqliteStore {
     }
 
     async fn upsert_people(&self, people: Vec<Person>) -> Result<ImportCounts, StoreError> {
-        let people = self.protect(people, |p, v| p.people(v)).await?;
+        let people = self.protect(None, people, |p, v| p.people(v)).await?;
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut counts = ImportCounts::default();
@@ -1377,269 +1140,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn people_active(&self) -> Result<Vec<(String, bool)>, StoreError> {
-        self.read(move |c| ready(queries::people_active(c))).await
-    }
-
-    async fn scim_get(
-        &self,
-        kind: &'static str,
-        id: String,
-    ) -> Result<Option<ScimResource>, StoreError> {
-        let row = self.read(move |c| ready(queries::scim_get(c, kind, &id))).await?;
-        row.map(|r| super::open_scim(self.identities.get().map(|i| &**i), r)).transpose()
-    }
-
-    async fn scim_list(
-        &self,
-        kind: &'static str,
-        name: Option<String>,
-        offset: i64,
-        limit: i64,
-    ) -> Result<(i64, Vec<ScimResource>), StoreError> {
-        let ids = self.identities.get().cloned();
-        let name = super::scim_name(ids.as_deref(), name);
-        let (total, page) = self
-            .read(move |c| ready(queries::scim_list(c, kind, name.as_deref(), offset, limit)))
-            .await?;
-        let page = page
-            .into_iter()
-            .map(|r| super::open_scim(ids.as_deref(), r))
-            .collect::<Result<_, _>>()?;
-        Ok((total, page))
-    }
-
-    async fn scim_write(&self, write: ScimWrite) -> Result<bool, StoreError> {
-        let write = self.protect(write, |p, w| p.scim(w)).await?;
-        self.write(move |tx| ready(queries::lifecycle::scim_write(tx, write))).await
-    }
-
-    async fn scim_delete(
-        &self,
-        kind: &'static str,
-        id: String,
-        email: Option<String>,
-        audit: AuditRecord,
-    ) -> Result<bool, StoreError> {
-        let email = self.protect(email, |p, e| p.optional(e)).await?;
-        self.write(move |tx| {
-            ready(queries::lifecycle::scim_delete(tx, kind, &id, email.as_deref(), &audit))
-        })
-        .await
-    }
-
-    async fn people(&self) -> Result<Vec<Person>, StoreError> {
-        self.read(move |c| ready(queries::people(c))).await
-    }
-
-    async fn owner_last_use(&self, products: Vec<String>) -> Result<Vec<OwnerUse>, StoreError> {
-        if products.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.fold().await?;
-        self.read(move |c| ready(queries::owner_last_use(c, &products))).await
-    }
-
-    async fn device_sightings(
-        &self,
-        since: Option<i64>,
-    ) -> Result<Vec<DeviceSighting>, StoreError> {
-        self.read(move |c| ready(queries::device_sightings(c, since))).await
-    }
-
-    async fn overlay(&self) -> Result<Option<(i64, String)>, StoreError> {
-        self.read(move |c| ready(queries::overlay(c))).await
-    }
-
-    async fn overlay_version(&self) -> Result<Option<i64>, StoreError> {
-        self.with(|c| Ok(c.query_row(super::OVERLAY_VERSION, [], |r| r.get(0))?)).await
-    }
-
-    async fn put_overlay(
-        &self,
-        version: i64,
-        document: String,
-        audit: AuditRecord,
-    ) -> Result<bool, StoreError> {
-        self.write(move |tx| ready(queries::put_overlay(tx, version, &document, &audit))).await
-    }
-
-    async fn process_sightings(&self, product: String) -> Result<Vec<ProcessSighting>, StoreError> {
-        self.read(move |c| ready(queries::process_sightings(c, &product))).await
-    }
-
-    async fn audit(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
-        self.read(move |c| ready(queries::audit(c, after, limit))).await
-    }
-
-    async fn create_session(
-        &self,
-        hash: CredentialHash,
-        session: Session,
-        audit: AuditRecord,
-    ) -> Result<(), StoreError> {
-        self.write(move |tx| ready(queries::create_session(tx, &hash, session, &audit))).await
-    }
-
-    async fn session(&self, hash: CredentialHash, now: i64) -> Result<Option<Session>, StoreError> {
-        self.read(move |c| ready(queries::session(c, &hash, now))).await
-    }
-
-    async fn touch_session(&self, hash: CredentialHash, now: i64) -> Result<(), StoreError> {
-        self.read(move |c| ready(queries::touch_session(c, &hash, now))).await
-    }
-
-    async fn end_session(
-        &self,
-        hash: CredentialHash,
-        audit: Option<AuditRecord>,
-    ) -> Result<bool, StoreError> {
-        self.write(move |tx| ready(queries::end_session(tx, &hash, audit.as_ref()))).await
-    }
-
-    async fn purge_sessions(&self, now: i64, idle_before: i64) -> Result<u64, StoreError> {
-        self.read(move |c| ready(queries::purge_sessions(c, now, idle_before))).await
-    }
-
-    async fn audit_query(&self, filter: AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
-        self.read(move |c| ready(queries::audit_query(c, &filter))).await
-    }
-
-    async fn connector_cursor(&self, name: String) -> Result<Option<i64>, StoreError> {
-        self.read(move |c| ready(queries::connector_cursor(c, &name))).await
-    }
-
-    async fn set_connector_cursor(
-        &self,
-        name: String,
-        cursor_at: i64,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        self.read(move |c| ready(queries::set_connector_cursor(c, &name, cursor_at, now))).await
-    }
-
-    async fn record_import(&self, run: ImportRun) -> Result<(), StoreError> {
-        self.read(move |c| ready(queries::record_import(c, &run))).await
-    }
-
-    async fn import_runs(&self, limit: i64) -> Result<Vec<ImportRun>, StoreError> {
-        self.read(move |c| ready(queries::import_runs(c, limit))).await
-    }
-
-    async fn device(&self, host_id: String) -> Result<Option<DeviceSummary>, StoreError> {
-        self.read(move |c| ready(queries::device(c, &host_id))).await
-    }
-
-    async fn device_products(&self, host_id: String) -> Result<Vec<DeviceSighting>, StoreError> {
-        self.read(move |c| ready(queries::device_products(c, &host_id))).await
-    }
-
     async fn person_usage(&self, email: Option<String>) -> Result<Vec<PersonUsage>, StoreError> {
         // The products come from the rollups.
         self.fold().await?;
         let email = email.map(|e| e.to_ascii_lowercase());
         self.with(move |c| person_usage(c, email.as_deref())).await
-    }
-
-    async fn rotate_enroll_secret(
-        &self,
-        hash: CredentialHash,
-        now: i64,
-        audit: AuditRecord,
-    ) -> Result<(), StoreError> {
-        self.write(move |tx| ready(queries::rotate_enroll_secret(tx, &hash, now, &audit))).await
-    }
-
-    async fn enroll_secret(&self) -> Result<Option<(CredentialHash, i64)>, StoreError> {
-        self.read(move |c| ready(queries::enroll_secret(c))).await
-    }
-
-    async fn sync_channels(&self, channels: Vec<ChannelRow>, now: i64) -> Result<(), StoreError> {
-        self.write(move |tx| ready(queries::alerts::sync_channels(tx, &channels, now))).await
-    }
-
-    async fn emit(
-        &self,
-        events: Vec<NewEvent>,
-        audit: Option<AuditRecord>,
-        now: i64,
-    ) -> Result<u64, StoreError> {
-        self.write(move |tx| ready(queries::alerts::emit(tx, &events, audit.as_ref(), now))).await
-    }
-
-    async fn claim_deliveries(
-        &self,
-        channel: String,
-        claimer: String,
-        now: i64,
-        lease_until: i64,
-        limit: i64,
-    ) -> Result<Vec<Claimed>, StoreError> {
-        self.write(move |tx| ready(outbox::claim(tx, &channel, &claimer, now, lease_until, limit)))
-            .await
-    }
-
-    async fn finish_delivery(
-        &self,
-        claimed: Claimed,
-        claimer: String,
-        attempt: Attempt,
-        audit: Option<AuditRecord>,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        self.write(move |tx| {
-            ready(queries::alerts::finish_delivery(
-                tx,
-                &claimed,
-                &claimer,
-                &attempt,
-                audit.as_ref(),
-                now,
-            ))
-        })
-        .await
-    }
-
-    async fn admit_deliveries(
-        &self,
-        claimed: Vec<Claimed>,
-        claimer: String,
-        now: i64,
-        rule: AdmitRule,
-    ) -> Result<Vec<Admit>, StoreError> {
-        self.write(move |tx| ready(outbox::admit(tx, &claimed, &claimer, now, &rule))).await
-    }
-
-    async fn deliveries(&self, limit: i64) -> Result<Vec<DeliveryRow>, StoreError> {
-        self.read(move |c| ready(queries::deliveries(c, limit))).await
-    }
-
-    async fn delivery_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
-        self.read(move |c| ready(queries::delivery_counts(c))).await
-    }
-
-    async fn ticket(&self, channel: String, subject: String) -> Result<Option<String>, StoreError> {
-        self.read(move |c| ready(queries::ticket(c, &channel, &subject))).await
-    }
-
-    async fn set_ticket(
-        &self,
-        channel: String,
-        subject: String,
-        issue_key: String,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        self.read(move |c| ready(queries::set_ticket(c, &channel, &subject, &issue_key, now))).await
-    }
-
-    async fn channel_events(
-        &self,
-        channel: String,
-        state: String,
-        from: i64,
-        to: i64,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.read(move |c| ready(queries::channel_events(c, &channel, &state, from, to))).await
     }
 
     async fn claim_digest(
@@ -1664,33 +1169,6 @@ impl Store for SqliteStore {
                 tx.commit()?;
             }
             Ok(claim)
-        })
-        .await
-    }
-
-    async fn digest_failed(
-        &self,
-        channel: String,
-        period_end: i64,
-        claimer: String,
-        retry_at: i64,
-    ) -> Result<(), StoreError> {
-        self.read(move |c| {
-            ready(queries::alerts::digest_failed(c, &channel, period_end, &claimer, retry_at))
-        })
-        .await
-    }
-
-    async fn digest_sent(
-        &self,
-        channel: String,
-        period_end: i64,
-        claimer: String,
-        now: i64,
-        events: i64,
-    ) -> Result<bool, StoreError> {
-        self.read(move |c| {
-            ready(queries::alerts::digest_sent(c, &channel, period_end, &claimer, now, events))
         })
         .await
     }

@@ -1,7 +1,7 @@
 //! The writes of a device's and a person's lifecycle, each written once for both backends:
 //! enrollment and re-enrollment, sealed identities, erasure, retention, the directory
 //! (people from SCIM) and descriptor mappings. The backend opens the writing transaction
-//! and takes its own locks (PostgreSQL's advisory locks) before calling these.
+//! and these take the locks they need ([`Conn::lock`]).
 
 use super::append_audit;
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use crate::model::{
 };
 use crate::store::erase::{self, postgres_sql};
 use crate::store::retention::Kind;
-use crate::store::sql::{Conn, FromRow, One, Param, Row, TextParams};
+use crate::store::sql::{Conn, FromRow, Lock, One, Param, Row, TextParams};
 use crate::store::{AuditFn, CredentialHash, ReenrollStep, StoreError, outbox, rollup};
 
 // ---- Enrollment ------------------------------------------------------------------------
@@ -85,6 +85,7 @@ pub(crate) async fn enroll_checked(
     a: &EnrollAttempt,
 ) -> Result<EnrollOutcome, StoreError> {
     let host = &a.device.host_id;
+    tx.lock(Lock::Enrollment(host)).await?;
     let existing: Option<One<i64>> =
         tx.query_opt("SELECT id FROM devices WHERE host_id = $1", &[host]).await?;
     // A key proves the host id's device or one of its duplicates: the one it belongs to.
@@ -213,6 +214,31 @@ pub(crate) async fn reenroll_requests(c: &impl Conn) -> Result<Vec<ReenrollReque
 }
 
 // ---- Sealed identities and erasure -----------------------------------------------------
+
+/// Applies the identity key to what a write carries ([`crate::identity::Protect`]) and keeps
+/// the sealed identities of the pseudonyms it made, inside the caller's writing transaction,
+/// before the write itself. `device`: the device a batch comes from, whose stored owner
+/// decides how erased OS user names come back ([`crate::identity::Protect::batch`]).
+pub(crate) async fn protect<T>(
+    tx: &impl Conn,
+    ids: &Identities,
+    device: Option<DeviceId>,
+    mut value: T,
+    f: fn(&mut crate::identity::Protect<'_>, &mut T),
+) -> Result<T, StoreError> {
+    let erased: Vec<(String, String)> = tx.query(crate::store::ERASED_SQL, &[]).await?;
+    let mut p = crate::identity::Protect::new(ids, erased.into_iter().collect());
+    if let Some(device) = device {
+        let owner: Option<One<Option<String>>> =
+            tx.query_opt(&postgres_sql(crate::store::DEVICE_OWNER_SQL), &[&device.0]).await?;
+        p.owner(owner.and_then(|One(o)| o));
+    }
+    f(&mut p, &mut value);
+    for (pseudonym, sealed) in &p.sealed {
+        tx.execute(&postgres_sql(crate::store::SEAL_SQL), &[pseudonym, sealed]).await?;
+    }
+    Ok(value)
+}
 
 /// The sealed identity behind a pseudonym, if it is kept.
 async fn sealed(c: &impl Conn, pseudonym: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -463,6 +489,7 @@ pub(crate) async fn add_mapping(
     mapping: DescriptorMapping,
     audit: &AuditRecord,
 ) -> Result<(DescriptorMapping, u64), StoreError> {
+    tx.lock(Lock::Mappings).await?;
     let id: Option<One<i64>> = tx
         .query_opt(
             "INSERT INTO descriptor_mappings (descriptor, product, actor, created_at, note)
@@ -514,6 +541,7 @@ pub(crate) async fn remove_mapping(
     id: i64,
     audit: AuditFn<DescriptorMapping>,
 ) -> Result<Option<(DescriptorMapping, u64)>, StoreError> {
+    tx.lock(Lock::Mappings).await?;
     let Some(before) = super::mapping_for_update(tx, id).await? else { return Ok(None) };
     let restored = tx
         .execute(

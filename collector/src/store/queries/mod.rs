@@ -562,6 +562,18 @@ pub(crate) async fn overlay(c: &impl Conn) -> Result<Option<(i64, String)>, Stor
     c.query_opt(super::OVERLAY_LATEST, &[]).await
 }
 
+/// [`super::Store::overlay_version`].
+pub(crate) async fn overlay_version(c: &impl Conn) -> Result<Option<i64>, StoreError> {
+    let max: Option<One<Option<i64>>> = c.query_opt(super::OVERLAY_VERSION, &[]).await?;
+    Ok(max.and_then(|One(v)| v))
+}
+
+/// [`super::Store::ping`]: one round trip.
+pub(crate) async fn ping(c: &impl Conn) -> Result<(), StoreError> {
+    let _one: Vec<One<i64>> = c.query("SELECT 1::bigint", &[]).await?;
+    Ok(())
+}
+
 /// [`super::Store::put_overlay`], inside a writing transaction.
 pub(crate) async fn put_overlay(
     tx: &impl Conn,
