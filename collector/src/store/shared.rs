@@ -9,10 +9,16 @@
 //! `write`, of the form `read!(self, conn => statement_future)`, and [`store_methods`]
 //! expands, inside the backend's `impl Store`, into every method that is no more than that.
 //!
+//! Bulk imports and the aggregations behind the reports are written per backend, as
+//! functions of the backend's own connection with the same names in both (`bulk::expenses`,
+//! `bulk::gateway`, `bulk::people`, `reads::gateway_totals`, `reads::person_usage`); a third
+//! macro, `with!(self, conn => call)`, hands them a pooled connection (SQLite: on the
+//! blocking pool; PostgreSQL: awaited), so what surrounds them (applying the identity key,
+//! folding first) is written once here too.
+//!
 //! A backend keeps the methods that really differ: batch ingest and folds (the SQLite writer
-//! thread), bulk imports (`COPY` against prepared statements), the per-person and gateway
-//! aggregations, erasure (SQLite's checkpoint), the privacy mode's first record and digest
-//! claims (their locking). Each backend also has `protect(device, value, f)`, which runs
+//! thread), the inventory from the rollups, erasure (SQLite's checkpoint), the privacy
+//! mode's first record and digest claims (their locking). Each backend also has `protect(device, value, f)`, which runs
 //! [`super::queries::lifecycle::protect`] in a writing transaction when an identity key is
 //! set; the methods here call it before the writes that carry identities.
 
@@ -20,7 +26,7 @@
 /// macros (see the module documentation). Item paths are absolute, so the backend's imports
 /// do not matter.
 macro_rules! store_methods {
-    ($read:ident, $write:ident) => {
+    ($read:ident, $write:ident, $with:ident) => {
         async fn ping(&self) -> Result<(), $crate::store::StoreError> {
             $read!(self, c => $crate::store::queries::ping(c))
         }
@@ -627,6 +633,54 @@ macro_rules! store_methods {
                     events,
                 )
             })
+        }
+        async fn add_expenses(
+            &self,
+            lines: Vec<$crate::model::ExpenseLine>,
+            now: i64,
+        ) -> Result<$crate::model::ImportCounts, $crate::store::StoreError> {
+            if lines.is_empty() {
+                return Ok($crate::model::ImportCounts::default());
+            }
+            let lines = self.protect(None, lines, |p, l| p.expenses(l)).await?;
+            $with!(self, c => bulk::expenses(c, lines, now))
+        }
+
+        async fn add_gateway_spend(
+            &self,
+            rows: Vec<$crate::model::GatewaySpend>,
+            now: i64,
+        ) -> Result<$crate::model::ImportCounts, $crate::store::StoreError> {
+            if rows.is_empty() {
+                return Ok($crate::model::ImportCounts::default());
+            }
+            let rows = self.protect(None, rows, |p, r| p.gateway(r)).await?;
+            $with!(self, c => bulk::gateway(c, rows, now))
+        }
+
+        async fn upsert_people(
+            &self,
+            people: Vec<$crate::model::Person>,
+        ) -> Result<$crate::model::ImportCounts, $crate::store::StoreError> {
+            let people = self.protect(None, people, |p, v| p.people(v)).await?;
+            $with!(self, c => bulk::people(c, people))
+        }
+
+        async fn gateway_totals(
+            &self,
+            since: Option<i64>,
+        ) -> Result<Vec<$crate::model::GatewayTotal>, $crate::store::StoreError> {
+            $with!(self, c => reads::gateway_totals(c, since))
+        }
+
+        async fn person_usage(
+            &self,
+            email: Option<String>,
+        ) -> Result<Vec<$crate::model::PersonUsage>, $crate::store::StoreError> {
+            // The products come from the rollups.
+            self.fold().await?;
+            let email = email.map(|e| e.to_ascii_lowercase());
+            $with!(self, c => reads::person_usage(c, email.as_deref()))
         }
     };
 }
