@@ -22,8 +22,10 @@ pub const MAX_CATALOG_BYTES: u64 = 64 * 1024 * 1024;
 #[non_exhaustive]
 pub enum CatalogError {
     /// The embedded catalog does not validate (a build of a broken source tree).
+    // Not `#[from]`, which would also return the problems from `source()`: they are in the
+    // message (issue 18: each cause once).
     #[error("built-in catalog is invalid: {0}")]
-    Builtin(#[from] SourceErrors),
+    Builtin(SourceErrors),
     /// A file could not be read.
     #[error("cannot read {path}")]
     Read {
@@ -57,6 +59,12 @@ pub enum CatalogError {
         #[source]
         source: VerifyError,
     },
+}
+
+impl From<SourceErrors> for CatalogError {
+    fn from(e: SourceErrors) -> Self {
+        Self::Builtin(e)
+    }
 }
 
 /// The product an observation matched.

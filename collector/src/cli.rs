@@ -200,15 +200,23 @@ pub enum CommandError {
     Catalog(String),
     /// Rendering JSON failed.
     #[error("json: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(serde_json::Error),
     /// Writing an output file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Write {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
+}
+
+// Not `#[from]`, which would also make the error the variant's `source()`: its text is in the
+// message already (issue 18: each cause once).
+impl From<serde_json::Error> for CommandError {
+    fn from(e: serde_json::Error) -> Self {
+        Self::Json(e)
+    }
 }
 
 impl CommandError {
@@ -532,7 +540,7 @@ pub async fn policy<S: Store>(
                 )));
             }
             write_atomically(&path, export.body.as_bytes())
-                .map_err(|source| CommandError::Write { path: path.clone(), source })?;
+                .map_err(|error| CommandError::Write { path: path.clone(), error })?;
             stderr.push(format!(
                 "wrote {} ({format}): {} product(s), {} domain(s) blocked, {} exception(s), {} \
                  held back",
@@ -561,11 +569,11 @@ fn write_numbered(dir: &Path, files: &[String]) -> Result<Vec<PathBuf>, CommandE
     for (i, body) in files.iter().enumerate() {
         let path = dir.join(numbered_name(i + 1));
         write_atomically(&path, body.as_bytes())
-            .map_err(|source| CommandError::Write { path: path.clone(), source })?;
+            .map_err(|error| CommandError::Write { path: path.clone(), error })?;
         written.push(path);
     }
     let read = std::fs::read_dir(dir)
-        .map_err(|source| CommandError::Write { path: dir.to_path_buf(), source })?;
+        .map_err(|error| CommandError::Write { path: dir.to_path_buf(), error })?;
     for entry in read.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let stale = name
@@ -575,7 +583,7 @@ fn write_numbered(dir: &Path, files: &[String]) -> Result<Vec<PathBuf>, CommandE
             .is_some_and(|n| n > files.len() && name == numbered_name(n));
         if stale {
             std::fs::remove_file(entry.path())
-                .map_err(|source| CommandError::Write { path: entry.path(), source })?;
+                .map_err(|error| CommandError::Write { path: entry.path(), error })?;
         }
     }
     Ok(written)

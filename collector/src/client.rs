@@ -15,20 +15,23 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, ServerName};
 
 /// Why a request failed.
+// Each wrapped error is in the message and not returned from `source()`, so a report of the
+// whole chain names it once (issue 18). hyper's message leaves out its cause (the socket
+// error under "connection error"), so it is written with its causes.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// Connecting failed.
     #[error("connect: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     /// TLS setup failed.
     #[error("tls: {0}")]
-    Tls(#[from] rustls::Error),
+    Tls(rustls::Error),
     /// HTTP failed.
-    #[error("http: {0}")]
-    Http(#[from] hyper::Error),
+    #[error("http: {}", crate::store::causes(.0))]
+    Http(hyper::Error),
     /// The request could not be built.
     #[error("request: {0}")]
-    Request(#[from] hyper::http::Error),
+    Request(hyper::http::Error),
     /// The answer's body is larger than the caller's cap.
     #[error("the response body is larger than {limit} bytes")]
     BodyTooLarge {
@@ -38,6 +41,30 @@ pub enum ClientError {
     /// A URL given to [`fetch`] is not `https://HOST[:PORT]/...` or its host did not resolve.
     #[error("url: {0}")]
     Url(String),
+}
+
+impl From<std::io::Error> for ClientError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+impl From<rustls::Error> for ClientError {
+    fn from(e: rustls::Error) -> Self {
+        Self::Tls(e)
+    }
+}
+
+impl From<hyper::Error> for ClientError {
+    fn from(e: hyper::Error) -> Self {
+        Self::Http(e)
+    }
+}
+
+impl From<hyper::http::Error> for ClientError {
+    fn from(e: hyper::http::Error) -> Self {
+        Self::Request(e)
+    }
 }
 
 /// An answer: status, headers, and the whole body.

@@ -187,12 +187,12 @@ pub enum OidcError {
     #[error("the system random generator failed")]
     Random,
     /// A request to the provider failed.
-    #[error("reaching the provider's {what}: {source}")]
+    #[error("reaching the provider's {what}: {error}")]
     Request {
         /// Which endpoint.
         what: &'static str,
-        /// Why.
-        source: ClientError,
+        /// Why (in the message, not the source: issue 18, each cause once).
+        error: ClientError,
     },
     /// The ID token's signature does not verify.
     #[error("the ID token's signature does not verify")]
@@ -910,7 +910,7 @@ async fn request(
     let call = client::fetch(Arc::clone(tls), method, url, headers, body, MAX_RESPONSE_BYTES);
     match tokio::time::timeout(REQUEST_TIMEOUT, call).await {
         Err(_) => Err(OidcError::Timeout { what }),
-        Ok(Err(source)) => Err(OidcError::Request { what, source }),
+        Ok(Err(error)) => Err(OidcError::Request { what, error }),
         Ok(Ok(response)) => Ok(response),
     }
 }

@@ -37,11 +37,11 @@ pub(super) fn start_capture(
                                 }
                             });
                             if let Err(error) = result {
-                                tracing::warn!(path = %path.display(), error = %error, "Capture file read failed.");
+                                tracing::warn!(path = %path.display(), error = %error_chain(&error), "Capture file read failed.");
                             }
                         }
                         Err(error) => {
-                            tracing::warn!(path = %path.display(), error = %error, "Capture file refused.")
+                            tracing::warn!(path = %path.display(), error = %error_chain(&error), "Capture file refused.")
                         }
                     }
                     shared.health.drops.fetch_add(decoder.stats().drops(), Ordering::Relaxed);
@@ -127,13 +127,10 @@ fn capture_loop(shared: &Shared, mut source: LiveSource, tx: &SyncSender<Spooled
             Ok(Wake::Idle) => continue,
             Ok(Wake::Deadline | Wake::Stopped) => return,
             Err(error) => {
-                tracing::error!(interface = %source.interface(), error = %error, "Capture stopped.");
-                set_interface(
-                    shared,
-                    source.interface(),
-                    CaptureState::Failed,
-                    Some(error.to_string()),
-                );
+                // CaptureError keeps pcap's reason in `source()`: log and show the whole chain.
+                let text = error_chain(&error);
+                tracing::error!(interface = %source.interface(), error = %text, "Capture stopped.");
+                set_interface(shared, source.interface(), CaptureState::Failed, Some(text));
                 return;
             }
         }

@@ -146,24 +146,26 @@ pub enum DaemonError {
     /// The collector URL is unusable.
     #[error(transparent)]
     Upload(#[from] UploadError),
+    // The IO errors below are in the message, not returned from `source()`, so a report of the
+    // whole chain names each once (issue 18).
     /// The state folder could not be created.
-    #[error("cannot create state folder {path}: {source}")]
+    #[error("cannot create state folder {path}: {error}")]
     StateDir {
         /// The folder.
         path: PathBuf,
         /// The IO error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The catalog built into the binary does not validate.
     #[error("the built-in catalog is invalid: {0}")]
     Catalog(String),
     /// The system refused to start one of the agent's threads.
-    #[error("cannot start the {name} thread: {source}")]
+    #[error("cannot start the {name} thread: {error}")]
     Thread {
         /// The thread's name.
         name: String,
         /// The IO error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -364,7 +366,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     std::fs::create_dir_all(&config.state_dir)
-        .map_err(|source| DaemonError::StateDir { path: config.state_dir.clone(), source })?;
+        .map_err(|error| DaemonError::StateDir { path: config.state_dir.clone(), error })?;
     let spool = Spool::open(
         &config.spool,
         SpoolLimits { max_bytes: config.spool_max_bytes, ..SpoolLimits::default() },
@@ -556,8 +558,9 @@ fn record_upload(state_dir: &std::path::Path, result: &Result<u64, UploadError>)
     }
 }
 
-/// An error and its causes on one line, for the heartbeat.
-fn error_chain(error: &dyn std::error::Error) -> String {
+/// An error and its causes on one line, for the heartbeat (and for a message that shows a
+/// library's error whole, since the library leaves its cause out of its own message).
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut cause = error.source();
     // Bounded: error chains are short; eight links is far more than any here.
@@ -582,7 +585,7 @@ fn spawn_named<F: FnOnce() + Send + 'static>(
     std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(f)
-        .map_err(|source| DaemonError::Thread { name: name.to_owned(), source })
+        .map_err(|error| DaemonError::Thread { name: name.to_owned(), error })
 }
 
 /// Joins a thread, giving up after `limit` (the thread is then left to end with the process).

@@ -235,8 +235,10 @@ impl Fs {
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum OpenError {
     /// The open or the `fstat` failed.
+    // Not `#[from]`, which would also return the IO error from `source()`: it is in the
+    // message (issue 18: each cause once).
     #[error("cannot open: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     /// A FIFO, socket, device or folder.
     #[error("not a regular file")]
     NotRegular,
@@ -248,6 +250,12 @@ pub(crate) enum OpenError {
         /// The cap.
         cap: u64,
     },
+}
+
+impl From<std::io::Error> for OpenError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(e)
+    }
 }
 
 /// The one way the inventory opens a file: without blocking and without taking a controlling

@@ -60,9 +60,17 @@ impl Waker {
 }
 
 /// Why a watch could not start.
+// Not `#[from]`, which would also return notify's error from `source()`: it is in the message
+// (issue 18: each cause once).
 #[derive(Debug, thiserror::Error)]
 #[error("cannot watch the inventory folders: {0}")]
-pub struct WatchError(#[from] notify::Error);
+pub struct WatchError(notify::Error);
+
+impl From<notify::Error> for WatchError {
+    fn from(e: notify::Error) -> Self {
+        Self(e)
+    }
+}
 
 /// A running watch. Dropping it stops watching.
 pub struct Watch<'ix> {

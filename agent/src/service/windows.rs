@@ -37,10 +37,13 @@ static LAUNCH: OnceLock<Mutex<Option<(Config, RunOptions)>>> = OnceLock::new();
 pub enum ServiceError {
     /// The SCM dispatcher did not start: typically the binary was started from a console
     /// rather than by the SCM (ERROR_FAILED_SERVICE_CONTROLLER_CONNECT, 1063).
+    // The library's message leaves out the Windows error under it, so the message shows the
+    // whole chain, and `source()` returns nothing (issue 18: each cause once).
     #[error(
-        "cannot connect to the service control manager (run `aiscout-agent run` from a console; `service` is for the SCM): {0}"
+        "cannot connect to the service control manager (run `aiscout-agent run` from a console; `service` is for the SCM): {}",
+        daemon::error_chain(.0)
     )]
-    Dispatcher(#[source] windows_service::Error),
+    Dispatcher(windows_service::Error),
     /// `run` was called twice in one process.
     #[error("the service was already started in this process")]
     AlreadyStarted,

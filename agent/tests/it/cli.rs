@@ -108,3 +108,47 @@ fn status_names_a_corrupt_spool_and_its_cause_once() {
     assert_eq!(std::fs::read_to_string(&spool).unwrap(), junk, "status only reads");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "nothing beside it");
 }
+
+/// An IO failure under the agent's own error prints the operating system's reason once
+/// (issue 18): `run` whose state folder cannot be made (its parent is a file), and `replay`
+/// with a catalog file that does not exist.
+#[test]
+fn an_io_failure_under_an_agent_error_prints_its_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let key = dir.path().join("catalog.pub");
+    std::fs::write(&key, "00".repeat(32)).unwrap();
+    let state = file.join("state");
+    let out = agent()
+        .args(["run", "--no-capture", "--no-scan", "--collector", "https://127.0.0.1:1"])
+        .arg("--catalog-key")
+        .arg(&key)
+        .arg("--state-dir")
+        .arg(&state)
+        .env("AISCOUT_ENROLL_SECRET", "secret")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("cannot create state folder {}: ", state.display())), "{err}");
+    // ENOTDIR: a path component is a file.
+    let reason = std::io::Error::from_raw_os_error(20).to_string();
+    assert_eq!(err.matches(&reason).count(), 1, "{err}");
+
+    let missing = dir.path().join("no-catalog.bin");
+    let out = agent()
+        .args(["replay", "--catalog"])
+        .arg(&missing)
+        .arg("--catalog-key")
+        .arg(&key)
+        .arg(data_dir().join("pcap/dig-udp.pcap"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("cannot read {}: ", missing.display())), "{err}");
+    // ENOENT.
+    let reason = std::io::Error::from_raw_os_error(2).to_string();
+    assert_eq!(err.matches(&reason).count(), 1, "{err}");
+}

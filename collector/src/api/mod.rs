@@ -209,7 +209,7 @@ impl From<upload::BodyError> for ApiError {
                 ApiError::BadRequest { field: None, message: format!("reading the body: {why}") }
             }
             upload::BodyError::Busy(_) => ApiError::Busy(e.to_string()),
-            upload::BodyError::Io { path, source } => ApiError::UploadFile { path, error: source },
+            upload::BodyError::Io { path, error } => ApiError::UploadFile { path, error },
         }
     }
 }

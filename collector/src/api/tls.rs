@@ -14,12 +14,12 @@ use crate::config::read_capped;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: String,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A PEM file holds nothing usable.
     #[error("{path}: {reason}")]
@@ -31,14 +31,28 @@ pub enum TlsError {
     },
     /// rustls refused the certificate or key.
     #[error("tls: {0}")]
-    Rustls(#[from] rustls::Error),
+    Rustls(rustls::Error),
     /// Certificate generation failed.
     #[error("generating a certificate: {0}")]
-    Generate(#[from] rcgen::Error),
+    Generate(rcgen::Error),
+}
+
+// Not `#[from]`, which would also make the cause the variant's `source()`: its text is in the
+// message already (issue 18: each cause once).
+impl From<rustls::Error> for TlsError {
+    fn from(e: rustls::Error) -> Self {
+        Self::Rustls(e)
+    }
+}
+
+impl From<rcgen::Error> for TlsError {
+    fn from(e: rcgen::Error) -> Self {
+        Self::Generate(e)
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
-    move |source| TlsError::Io { path: path.display().to_string(), source }
+    move |error| TlsError::Io { path: path.display().to_string(), error }
 }
 
 /// The SHA-256 fingerprint (lowercase hex) of a DER certificate, as agents pin it.

@@ -39,12 +39,12 @@ pub enum BodyError {
     #[error("reading the request body: {0}")]
     Read(String),
     /// The upload file could not be written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file or folder.
         path: String,
-        /// Why.
-        source: std::io::Error,
+        /// Why (in the message, not the source: issue 18, each cause once).
+        error: std::io::Error,
     },
     /// Every import permit is taken.
     #[error("{0} imports are already running; retry later")]
@@ -118,12 +118,12 @@ impl Uploads {
     pub async fn create(&self, limit: usize) -> Result<Spooled, BodyError> {
         let io = |path: &Path| {
             let path = path.display().to_string();
-            move |source| BodyError::Io { path, source }
+            move |error| BodyError::Io { path, error }
         };
         crate::store::files::private_dir(&self.dir).map_err(io(&self.dir))?;
         let name = crate::credentials::generate("upload-").map_err(|e| BodyError::Io {
             path: self.dir.display().to_string(),
-            source: std::io::Error::other(e.to_string()),
+            error: std::io::Error::other(e.to_string()),
         })?;
         let path = self.dir.join(name);
         let file = tokio::fs::OpenOptions::new()
@@ -174,7 +174,7 @@ impl Spooled {
                 elapsed.as_secs()
             )));
         }
-        let io = |source| BodyError::Io { path: self.path.display().to_string(), source };
+        let io = |error| BodyError::Io { path: self.path.display().to_string(), error };
         match self.file.as_mut() {
             Some(f) => f.write_all(chunk).await.map_err(io),
             None => Ok(()),
@@ -209,10 +209,9 @@ impl Spooled {
     /// The flush failed.
     pub async fn finish(&mut self) -> Result<(), BodyError> {
         if let Some(mut f) = self.file.take() {
-            f.flush().await.map_err(|source| BodyError::Io {
-                path: self.path.display().to_string(),
-                source,
-            })?;
+            f.flush()
+                .await
+                .map_err(|error| BodyError::Io { path: self.path.display().to_string(), error })?;
         }
         Ok(())
     }

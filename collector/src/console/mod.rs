@@ -190,6 +190,9 @@ pub enum Refusal {
         /// Why.
         error: std::io::Error,
     },
+    /// The task that parsed an import panicked or was cancelled: a bug or a shutdown, not the
+    /// file's fault.
+    ImportTask(tokio::task::JoinError),
 }
 
 impl From<RandomError> for Refusal {
@@ -265,6 +268,16 @@ impl IntoResponse for Refusal {
                     "Something failed",
                     "The upload could not be written to disk. The collector's log has the \
                      details."
+                        .to_owned(),
+                )
+            }
+            Refusal::ImportTask(e) => {
+                tracing::error!(error = %e, "A console import's parsing task failed.");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something failed",
+                    "The import stopped on the collector's side, not because of the file; rows \
+                     read before it stopped may be stored. The collector's log has the details."
                         .to_owned(),
                 )
             }

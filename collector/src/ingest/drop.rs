@@ -60,25 +60,25 @@ pub enum Outcome {
 #[derive(Debug, thiserror::Error)]
 pub enum DropError {
     /// A folder could not be created or read.
-    #[error("drop folder {path}: {source}")]
+    #[error("drop folder {path}: {error}")]
     Io {
         /// The folder.
         path: PathBuf,
-        /// The IO error.
-        source: std::io::Error,
+        /// The IO error (in the message, not the source: issue 18, each cause once).
+        error: std::io::Error,
     },
     /// The OS refused the watch.
-    #[error("cannot watch {path}: {source}")]
+    #[error("cannot watch {path}: {error}")]
     Watch {
         /// The folder.
         path: PathBuf,
-        /// The notify error.
-        source: notify::Error,
+        /// The notify error (in the message, not the source).
+        error: notify::Error,
     },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DropError + '_ {
-    move |source| DropError::Io { path: path.to_path_buf(), source }
+    move |error| DropError::Io { path: path.to_path_buf(), error }
 }
 
 /// Creates the layout under `dir`.
@@ -108,7 +108,7 @@ pub fn recover_stale(dir: &Path, stale: Duration) -> Result<Vec<PathBuf>, DropEr
         let entries = match std::fs::read_dir(&sub) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(DropError::Io { path: sub, source: e }),
+            Err(error) => return Err(DropError::Io { path: sub, error }),
         };
         for entry in entries.filter_map(Result::ok) {
             let old = entry
@@ -243,7 +243,7 @@ fn move_file(from: &Path, to: &Path) -> Result<bool, DropError> {
     match std::fs::rename(from, to) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(DropError::Io { path: from.to_path_buf(), source: e }),
+        Err(error) => Err(DropError::Io { path: from.to_path_buf(), error }),
     }
 }
 
@@ -268,12 +268,12 @@ pub async fn watch<S: Store>(
         // A full channel already holds a wake-up; the pass after it sees every file.
         let _sent = tx.try_send(());
     })
-    .map_err(|source| DropError::Watch { path: dir.to_path_buf(), source })?;
+    .map_err(|error| DropError::Watch { path: dir.to_path_buf(), error })?;
     for kind in KINDS {
         let sub = dir.join(kind);
         watcher
             .watch(&sub, notify::RecursiveMode::NonRecursive)
-            .map_err(|source| DropError::Watch { path: sub.clone(), source })?;
+            .map_err(|error| DropError::Watch { path: sub.clone(), error })?;
     }
     tokio::pin!(shutdown);
     let mut ready = Some(ready);

@@ -75,12 +75,12 @@ impl fmt::Display for RowError {
 #[non_exhaustive]
 pub enum ImportError {
     /// The file could not be read.
-    #[error("{file}: {source}")]
+    #[error("{file}: {error}")]
     Io {
         /// The file.
         file: String,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (in the message, not the source).
+        error: std::io::Error,
     },
     /// The file's format is not recognised, or lacks a required column.
     #[error("{file}: {reason}")]
@@ -245,7 +245,7 @@ impl Input {
         match self {
             Input::Path(p) | Input::Spooled { path: p, .. } => {
                 let f = std::fs::File::open(p)
-                    .map_err(|source| ImportError::Io { file: self.name(), source })?;
+                    .map_err(|error| ImportError::Io { file: self.name(), error })?;
                 Ok(Box::new(BufReader::with_capacity(1 << 16, f)))
             }
             Input::Bytes { bytes, .. } => Ok(Box::new(std::io::Cursor::new(bytes.clone()))),
@@ -341,11 +341,11 @@ fn parse_csv<T, L>(
 
 fn csv_fatal(file: &str, e: csv::Error) -> ImportError {
     let reason = csv_reason(&e);
-    let source = match e.into_kind() {
+    let error = match e.into_kind() {
         csv::ErrorKind::Io(io) => io,
         _ => std::io::Error::other(reason),
     };
-    ImportError::Io { file: file.to_owned(), source }
+    ImportError::Io { file: file.to_owned(), error }
 }
 
 /// What a person reads for a CSV error: text that is not UTF-8 says how to save the file;
@@ -521,7 +521,7 @@ pub async fn gateway<S: Store>(
     let parse = move |tx: &mpsc::Sender<Vec<crate::model::GatewaySpend>>| {
         let mut reader = input.open()?;
         let file = input.name();
-        let io = |source| ImportError::Io { file: file.clone(), source };
+        let io = |error| ImportError::Io { file: file.clone(), error };
         let first = reader.fill_buf().map_err(io)?;
         let text = String::from_utf8_lossy(first.get(..first.len().min(8)).unwrap_or(&[]))
             .trim_start_matches('\u{feff}')

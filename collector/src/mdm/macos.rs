@@ -135,8 +135,8 @@ pub fn mobileconfig(s: &Settings) -> Result<Value, MdmError> {
 
 pub(super) fn write_macos(w: &mut Writer<'_>, s: &Settings) -> Result<(), MdmError> {
     w.plist("com.aiscout.agent.mobileconfig", 0o600, &mobileconfig(s)?)?;
-    let launchd = Value::from_reader_xml(LAUNCHD_PLIST.as_bytes()).map_err(|source| {
-        MdmError::Plist { path: "installer/macos/com.aiscout.agent.plist".into(), source }
+    let launchd = Value::from_reader_xml(LAUNCHD_PLIST.as_bytes()).map_err(|error| {
+        MdmError::Plist { path: "installer/macos/com.aiscout.agent.plist".into(), error }
     })?;
     w.plist("com.aiscout.agent.plist", 0o644, &launchd)?;
     let readme = macos_readme(s) + &policies_readme(s, Platform::Macos);

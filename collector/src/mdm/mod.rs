@@ -133,21 +133,23 @@ pub enum MdmError {
     /// Inputs are missing or wrong; every one is listed.
     #[error("cannot write the package, {} problem(s):\n{}", .0.len(), .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
     Inputs(Vec<String>),
+    // The wrapped errors are in the message, not returned from `source()` (issue 18: each
+    // cause once).
     /// A file or folder could not be written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file or folder.
         path: String,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A property list could not be serialised.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Plist {
         /// The file.
         path: String,
         /// Why.
-        source: plist::Error,
+        error: plist::Error,
     },
     /// The system random generator failed (no UUIDs can be made).
     #[error("the system random number generator failed")]
@@ -495,7 +497,7 @@ impl Writer<'_> {
         let mut f = create(&path, mode)?;
         value
             .to_writer_xml(&mut f)
-            .map_err(|source| MdmError::Plist { path: path.display().to_string(), source })?;
+            .map_err(|error| MdmError::Plist { path: path.display().to_string(), error })?;
         f.write_all(b"\n").map_err(io(&path))?;
         f.sync_all().map_err(io(&path))?;
         self.written.push(path);
@@ -518,7 +520,7 @@ fn create(path: &Path, mode: u32) -> Result<std::fs::File, MdmError> {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> MdmError + '_ {
-    move |source| MdmError::Io { path: path.display().to_string(), source }
+    move |error| MdmError::Io { path: path.display().to_string(), error }
 }
 
 /// A TOML basic string (quotes, backslashes and control characters escaped).

@@ -167,12 +167,12 @@ pub enum StoreError {
     #[error("bad database url: {0}")]
     Url(String),
     /// A database file or folder could not be created or its permissions set.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file or folder.
         path: String,
-        /// Why.
-        source: std::io::Error,
+        /// Why (in the message, not the source).
+        error: std::io::Error,
     },
     /// The TLS settings of a PostgreSQL URL cannot be used (`sslmode`, `sslrootcert`).
     #[error("postgres tls: {0}")]
@@ -1451,6 +1451,43 @@ mod tests {
         for (e, cause) in cases {
             let line = chain(e.as_ref());
             assert_eq!(line.matches(cause).count(), 1, "{line}");
+        }
+    }
+
+    /// The errors that wrap an IO, JSON, TLS or HTTP-client error show it in their message and
+    /// do not also return it from `source()`, so a whole chain names it once.
+    #[test]
+    fn a_wrapped_io_or_library_error_is_named_once() {
+        let reason = "the disk said no";
+        let io = || std::io::Error::other(reason);
+        let json = || serde_json::from_str::<Vec<String>>("[").map(drop).unwrap_err();
+        let json_text = json().to_string();
+        let path = std::path::PathBuf::from("x");
+        let cases: Vec<(Box<dyn std::error::Error>, &str)> = vec![
+            (Box::new(StoreError::Io { path: "x".into(), error: io() }), reason),
+            (
+                Box::new(crate::ingest::file::ImportError::Io { file: "x".into(), error: io() }),
+                reason,
+            ),
+            (Box::new(crate::cli::CommandError::Write { path: path.clone(), error: io() }), reason),
+            (Box::new(crate::cli::CommandError::from(json())), &json_text),
+            (Box::new(crate::api::upload::BodyError::Io { path: "x".into(), error: io() }), reason),
+            (Box::new(crate::api::tls::TlsError::Io { path: "x".into(), error: io() }), reason),
+            (Box::new(crate::mdm::MdmError::Io { path: "x".into(), error: io() }), reason),
+            (Box::new(crate::ingest::drop::DropError::Io { path, error: io() }), reason),
+            (Box::new(crate::client::ClientError::from(io())), reason),
+            (
+                Box::new(crate::oidc::OidcError::Request {
+                    what: "JWKS",
+                    error: crate::client::ClientError::from(io()),
+                }),
+                reason,
+            ),
+        ];
+        for (e, cause) in cases {
+            let line = chain(e.as_ref());
+            assert_eq!(line.matches(cause).count(), 1, "{line}");
+            assert!(e.source().is_none(), "{line}: the cause is in the message");
         }
     }
 }

@@ -537,6 +537,35 @@ fn a_nested_failure_prints_each_cause_once() {
     assert_eq!(err.matches("error connecting to server").count(), 1, "{err}");
     assert_eq!(err.matches("refused").count(), 1, "{err}");
     assert!(err.contains("from --db"), "{err}");
+
+    // An IO failure under the command's own error: the operating system's reason once.
+    // `policy export --out` into a folder that does not exist...
+    let enoent = std::io::Error::from_raw_os_error(2).to_string();
+    let data = dir.path().join("data");
+    let made = cli(&data, &["token", "create", "--role", "viewer", "--name", "v"]);
+    assert!(made.status.success(), "{made:?}");
+    let to = dir.path().join("no-such-folder").join("aiscout.rpz");
+    let out = cli(&data, &["policy", "export", "--format", "rpz", "--out", to.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{}: ", to.display())), "{err}");
+    assert_eq!(err.matches(&enoent).count(), 1, "{err}");
+    // ...an import of a file that does not exist (its line, then the command's summary)...
+    let gone = dir.path().join("gone.csv");
+    let out = cli(&data, &["import", "expenses", gone.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("error: gone.csv: "), "{err}");
+    assert_eq!(err.matches(&enoent).count(), 1, "{err}");
+    // ...and `backup` of a database that does not exist: the store's IO error, under the
+    // command's context.
+    let absent = format!("sqlite:{}", dir.path().join("absent.db").display());
+    let to = dir.path().join("backup.db");
+    let out =
+        Command::new(BIN).args(["--db", &absent, "backup", "--to"]).arg(&to).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("no collector database here").count(), 1, "{err}");
 }
 
 /// A database keeps people one way (issue 21): after people were imported in pseudonymous

@@ -216,8 +216,27 @@ fn upload_refusal(e: crate::api::upload::BodyError, max: u64) -> Refusal {
         BodyError::TooLarge(_) => Refusal::TooLarge(max),
         BodyError::Busy(_) => Refusal::Busy,
         BodyError::Read(why) => Refusal::BadRequest(format!("upload: {why}")),
-        BodyError::Io { path, source } => Refusal::UploadFile { path, error: source },
+        BodyError::Io { path, error } => Refusal::UploadFile { path, error },
     }
+}
+
+/// What the page says about an import that failed. A file the parser refuses is shown on the
+/// page (and answered 422); the collector's own failure, the store or the parsing task dying (a
+/// bug or a shutdown), is a server error that does not blame the file, as the API answers it.
+fn failed_import(e: ImportError, name: String, header: &str) -> Result<Outcome, Refusal> {
+    Ok(match e {
+        ImportError::Store(e) => return Err(Refusal::Store(e)),
+        ImportError::Task(e) => return Err(Refusal::ImportTask(e)),
+        ImportError::Format { reason, .. } => Outcome::Refused(
+            name,
+            format!("{reason}. The file's first line (its header) is: {header:?}"),
+        ),
+        ImportError::Layout { error, .. } => Outcome::Refused(
+            name,
+            format!("{error}. The file's first line (its header) is: {header:?}"),
+        ),
+        e => Outcome::Refused(name, e.to_string()),
+    })
 }
 
 /// `POST /imports` (multipart: csrf, kind, format, file). The session, the role and the
@@ -352,16 +371,7 @@ pub(crate) async fn upload<S: Store>(
             );
             Outcome::Imported(kind, report)
         }
-        Err(ImportError::Store(e)) => return Err(Refusal::Store(e)),
-        Err(ImportError::Format { reason, .. }) => Outcome::Refused(
-            name,
-            format!("{reason}. The file's first line (its header) is: {header:?}"),
-        ),
-        Err(ImportError::Layout { error, .. }) => Outcome::Refused(
-            name,
-            format!("{error}. The file's first line (its header) is: {header:?}"),
-        ),
-        Err(e) => Outcome::Refused(name, e.to_string()),
+        Err(e) => failed_import(e, name, &header)?,
     };
     let status = if matches!(outcome, Outcome::Refused(..)) {
         StatusCode::UNPROCESSABLE_ENTITY
@@ -370,4 +380,37 @@ pub(crate) async fn upload<S: Store>(
     };
     let page = render(&state, &signed, Some(outcome)).await?;
     Ok((status, page).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A parsing task that died is the collector's failure, not a bad file: a 500 page that
+    /// neither blames the file nor echoes the panic's text (as the API's 500 "internal
+    /// error"); a file the parser refuses stays a refusal shown on the imports page.
+    #[tokio::test]
+    async fn an_import_whose_parsing_task_died_is_a_server_error_not_a_refusal() {
+        let died = tokio::spawn(async { panic!("the parser's own bug") }).await.unwrap_err();
+        let refusal = match failed_import(ImportError::Task(died), "spend.csv".into(), "a,b") {
+            Err(r @ Refusal::ImportTask(_)) => r,
+            Err(_) => unreachable!("a dead task is not another refusal"),
+            Ok(_) => unreachable!("a dead task is not the file's refusal"),
+        };
+        let r = refusal.into_response();
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains("not because of the file"), "{body}");
+        assert!(!body.contains("own bug") && !body.contains("spend.csv"), "{body}");
+
+        let bad = ImportError::Format { file: "spend.csv".into(), reason: "empty".into() };
+        match failed_import(bad, "spend.csv".into(), "a,b") {
+            Ok(Outcome::Refused(file, why)) => {
+                assert_eq!(file, "spend.csv");
+                assert_eq!(why, "empty. The file's first line (its header) is: \"a,b\"");
+            }
+            Ok(Outcome::Imported(..)) | Err(_) => unreachable!("a bad file is refused on the page"),
+        }
+    }
 }

@@ -39,7 +39,7 @@ pub fn backup(source: &Path, dest: &Path) -> Result<BackupReport, StoreError> {
     use std::os::unix::fs::OpenOptionsExt as _;
     let io = |path: &Path| {
         let path = path.display().to_string();
-        move |source| StoreError::Io { path, source }
+        move |error| StoreError::Io { path, error }
     };
     if !source.is_file() {
         return Err(io(source)(std::io::Error::new(

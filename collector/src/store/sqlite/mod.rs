@@ -144,7 +144,7 @@ impl SqliteStore {
         // Created 0600 before SQLite opens it, so the log and shared-memory files SQLite
         // creates beside it get the same mode.
         super::files::private_sqlite(path)
-            .map_err(|source| StoreError::Io { path: path.display().to_string(), source })?;
+            .map_err(|error| StoreError::Io { path: path.display().to_string(), error })?;
         let (writer, jobs) = mpsc::channel(QUEUE);
         let store = Self {
             pool: Arc::new(Pool {
@@ -165,7 +165,7 @@ impl SqliteStore {
         // The log and shared-memory files exist now (WAL mode); a copy made more open by hand
         // since the last start is tightened too.
         super::files::private_sqlite(path)
-            .map_err(|source| StoreError::Io { path: path.display().to_string(), source })?;
+            .map_err(|error| StoreError::Io { path: path.display().to_string(), error })?;
         Ok(store)
     }
 
