@@ -238,6 +238,102 @@ pub fn causes(e: &dyn std::error::Error) -> String {
     line
 }
 
+/// The migrations of one dialect (`$d`: `"sqlite"` or `"postgres"`), in order: both folders under
+/// `migrations/` hold the same file names, listed once here (paths are relative to the
+/// invoking file, one folder below this one). A new migration is a file in each
+/// folder and a line here.
+macro_rules! migrations {
+    ($d:literal) => {
+        &[
+            $crate::store::Migration {
+                version: 1,
+                sql: include_str!(concat!("../migrations/", $d, "/0001_init.sql")),
+            },
+            $crate::store::Migration {
+                version: 2,
+                sql: include_str!(concat!("../migrations/", $d, "/0002_spend.sql")),
+            },
+            $crate::store::Migration {
+                version: 3,
+                sql: include_str!(concat!("../migrations/", $d, "/0003_rollups.sql")),
+            },
+            $crate::store::Migration {
+                version: 4,
+                sql: include_str!(concat!("../migrations/", $d, "/0004_filters.sql")),
+            },
+            $crate::store::Migration {
+                version: 5,
+                sql: include_str!(concat!("../migrations/", $d, "/0005_console.sql")),
+            },
+            $crate::store::Migration {
+                version: 6,
+                sql: include_str!(concat!("../migrations/", $d, "/0006_policy_role.sql")),
+            },
+            $crate::store::Migration {
+                version: 7,
+                sql: include_str!(concat!("../migrations/", $d, "/0007_data_versions.sql")),
+            },
+            $crate::store::Migration {
+                version: 8,
+                sql: include_str!(concat!("../migrations/", $d, "/0008_alerts.sql")),
+            },
+            $crate::store::Migration {
+                version: 9,
+                sql: include_str!(concat!("../migrations/", $d, "/0009_connectors.sql")),
+            },
+            $crate::store::Migration {
+                version: 10,
+                sql: include_str!(concat!("../migrations/", $d, "/0010_reenroll.sql")),
+            },
+            $crate::store::Migration {
+                version: 11,
+                sql: include_str!(concat!("../migrations/", $d, "/0011_digests.sql")),
+            },
+            $crate::store::Migration {
+                version: 12,
+                sql: include_str!(concat!("../migrations/", $d, "/0012_privacy.sql")),
+            },
+            $crate::store::Migration {
+                version: 13,
+                sql: include_str!(concat!("../migrations/", $d, "/0013_scim.sql")),
+            },
+            $crate::store::Migration {
+                version: 14,
+                sql: include_str!(concat!("../migrations/", $d, "/0014_alert_caps.sql")),
+            },
+            $crate::store::Migration {
+                version: 15,
+                sql: include_str!(concat!("../migrations/", $d, "/0015_connector_errors.sql")),
+            },
+            $crate::store::Migration {
+                version: 16,
+                sql: include_str!(concat!("../migrations/", $d, "/0016_pseudonyms.sql")),
+            },
+            $crate::store::Migration {
+                version: 17,
+                sql: include_str!(concat!("../migrations/", $d, "/0017_candidate_reasons.sql")),
+            },
+            $crate::store::Migration {
+                version: 18,
+                sql: include_str!(concat!("../migrations/", $d, "/0018_overlay.sql")),
+            },
+            $crate::store::Migration {
+                version: 19,
+                sql: include_str!(concat!("../migrations/", $d, "/0019_mcp_flags.sql")),
+            },
+            $crate::store::Migration {
+                version: 20,
+                sql: include_str!(concat!("../migrations/", $d, "/0020_descriptor_mappings.sql")),
+            },
+            $crate::store::Migration {
+                version: 21,
+                sql: include_str!(concat!("../migrations/", $d, "/0021_privacy_mode.sql")),
+            },
+        ]
+    };
+}
+pub(crate) use migrations;
+
 /// One versioned migration.
 #[derive(Clone, Copy, Debug)]
 pub struct Migration {

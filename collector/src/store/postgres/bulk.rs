@@ -152,39 +152,49 @@ async fn move_staged(
     }
 }
 
-/// The alert events of an expense chunk, in its transaction. The bulk path does not say which
-/// lines were new, so every line of the chunk is offered: a line stored before has the same
-/// event id as when it was new, so it adds nothing.
-async fn expense_events(
-    tx: &deadpool_postgres::Transaction<'_>,
-    lines: &[ExpenseLine],
-    now: i64,
-) -> Result<(), StoreError> {
-    let all: Vec<&ExpenseLine> = lines.iter().collect();
-    let names = event::products_of(all.iter().map(|l| l.product.as_deref()));
-    let new = queries::known(tx, &names, now, "expense").await?;
-    let blocked = queries::blocked(tx).await?;
-    let relevant: Vec<&ExpenseLine> = all
-        .into_iter()
-        .filter(|l| match &l.product {
-            Some(p) => new.contains(p) || blocked.iter().any(|(b, _)| b == p),
-            None => l.candidate,
-        })
-        .collect();
-    outbox::emit(tx, &event::for_expenses(&relevant, &new, &blocked), now).await?;
-    Ok(())
+/// The rows of a chunk, for the alert events they raise.
+enum Chunk<'a> {
+    Expenses(&'a [ExpenseLine]),
+    Gateway(&'a [GatewaySpend]),
 }
 
-/// The alert events of a gateway chunk, in its transaction.
-async fn gateway_events(
-    tx: &deadpool_postgres::Transaction<'_>,
-    rows: &[GatewaySpend],
+/// Commits a chunk's transaction; when it stored rows, first bumps the spend version and
+/// raises their alert events. The bulk path does not say which rows were new, so every row of
+/// the chunk is offered: a row stored before has the same event id as when it was new, so it
+/// adds nothing.
+async fn commit_chunk(
+    tx: deadpool_postgres::Transaction<'_>,
+    chunk: Chunk<'_>,
+    inserted: u64,
     now: i64,
 ) -> Result<(), StoreError> {
-    let all: Vec<&GatewaySpend> = rows.iter().collect();
-    let names = event::products_of(all.iter().map(|g| g.product.as_deref()));
-    let new = queries::known(tx, &names, now, "gateway").await?;
-    outbox::emit(tx, &event::for_gateway(&all, &new), now).await?;
+    if inserted > 0 {
+        tx.batch_execute(crate::store::BUMP_SPEND).await?;
+        let events = match chunk {
+            Chunk::Expenses(lines) => {
+                let all: Vec<&ExpenseLine> = lines.iter().collect();
+                let names = event::products_of(all.iter().map(|l| l.product.as_deref()));
+                let new = queries::known(&tx, &names, now, "expense").await?;
+                let blocked = queries::blocked(&tx).await?;
+                let relevant: Vec<&ExpenseLine> = all
+                    .into_iter()
+                    .filter(|l| match &l.product {
+                        Some(p) => new.contains(p) || blocked.iter().any(|(b, _)| b == p),
+                        None => l.candidate,
+                    })
+                    .collect();
+                event::for_expenses(&relevant, &new, &blocked)
+            }
+            Chunk::Gateway(rows) => {
+                let all: Vec<&GatewaySpend> = rows.iter().collect();
+                let names = event::products_of(all.iter().map(|g| g.product.as_deref()));
+                let new = queries::known(&tx, &names, now, "gateway").await?;
+                event::for_gateway(&all, &new)
+            }
+        };
+        outbox::emit(&tx, &events, now).await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
 
@@ -270,11 +280,7 @@ pub(super) async fn expenses(
         now,
     )
     .await?;
-    if inserted > 0 {
-        tx.batch_execute(crate::store::BUMP_SPEND).await?;
-        expense_events(&tx, &lines, now).await?;
-    }
-    tx.commit().await?;
+    commit_chunk(tx, Chunk::Expenses(&lines), inserted, now).await?;
     let resolved = mapped.iter().flatten().count();
     Ok(ImportCounts {
         mapped: u64::try_from(resolved).unwrap_or(u64::MAX),
@@ -307,11 +313,7 @@ pub(super) async fn gateway(
         match copy_gateway(&savepoint, &GATEWAY_COPY_DIRECT, &rows, Some(now)).await {
             Ok(inserted) => {
                 savepoint.commit().await?;
-                if inserted > 0 {
-                    tx.batch_execute(crate::store::BUMP_SPEND).await?;
-                    gateway_events(&tx, &rows, now).await?;
-                }
-                tx.commit().await?;
+                commit_chunk(tx, Chunk::Gateway(&rows), inserted, now).await?;
                 return Ok(counts(rows.len(), inserted));
             }
             // A key already stored or repeated in the chunk, or a deadlock with a
@@ -339,11 +341,7 @@ pub(super) async fn gateway(
         now,
     )
     .await?;
-    if inserted > 0 {
-        tx.batch_execute(crate::store::BUMP_SPEND).await?;
-        gateway_events(&tx, &rows, now).await?;
-    }
-    tx.commit().await?;
+    commit_chunk(tx, Chunk::Gateway(&rows), inserted, now).await?;
     Ok(counts(rows.len(), inserted))
 }
 

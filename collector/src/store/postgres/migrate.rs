@@ -4,38 +4,7 @@
 use crate::store::{Migration, StoreError};
 
 /// The PostgreSQL migrations, in order.
-pub const MIGRATIONS: &[Migration] = &[
-    Migration { version: 1, sql: include_str!("../migrations/postgres/0001_init.sql") },
-    Migration { version: 2, sql: include_str!("../migrations/postgres/0002_spend.sql") },
-    Migration { version: 3, sql: include_str!("../migrations/postgres/0003_rollups.sql") },
-    Migration { version: 4, sql: include_str!("../migrations/postgres/0004_filters.sql") },
-    Migration { version: 5, sql: include_str!("../migrations/postgres/0005_console.sql") },
-    Migration { version: 6, sql: include_str!("../migrations/postgres/0006_policy_role.sql") },
-    Migration { version: 7, sql: include_str!("../migrations/postgres/0007_data_versions.sql") },
-    Migration { version: 8, sql: include_str!("../migrations/postgres/0008_alerts.sql") },
-    Migration { version: 9, sql: include_str!("../migrations/postgres/0009_connectors.sql") },
-    Migration { version: 10, sql: include_str!("../migrations/postgres/0010_reenroll.sql") },
-    Migration { version: 11, sql: include_str!("../migrations/postgres/0011_digests.sql") },
-    Migration { version: 12, sql: include_str!("../migrations/postgres/0012_privacy.sql") },
-    Migration { version: 13, sql: include_str!("../migrations/postgres/0013_scim.sql") },
-    Migration { version: 14, sql: include_str!("../migrations/postgres/0014_alert_caps.sql") },
-    Migration {
-        version: 15,
-        sql: include_str!("../migrations/postgres/0015_connector_errors.sql"),
-    },
-    Migration { version: 16, sql: include_str!("../migrations/postgres/0016_pseudonyms.sql") },
-    Migration {
-        version: 17,
-        sql: include_str!("../migrations/postgres/0017_candidate_reasons.sql"),
-    },
-    Migration { version: 18, sql: include_str!("../migrations/postgres/0018_overlay.sql") },
-    Migration { version: 19, sql: include_str!("../migrations/postgres/0019_mcp_flags.sql") },
-    Migration {
-        version: 20,
-        sql: include_str!("../migrations/postgres/0020_descriptor_mappings.sql"),
-    },
-    Migration { version: 21, sql: include_str!("../migrations/postgres/0021_privacy_mode.sql") },
-];
+pub const MIGRATIONS: &[Migration] = crate::store::migrations!("postgres");
 
 /// The advisory lock key that serialises migrations ("aiscout" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0061_6973_636f_7574;

@@ -29,32 +29,7 @@ use crate::model::{
 };
 
 /// The SQLite migrations, in order.
-pub const MIGRATIONS: &[Migration] = &[
-    Migration { version: 1, sql: include_str!("../migrations/sqlite/0001_init.sql") },
-    Migration { version: 2, sql: include_str!("../migrations/sqlite/0002_spend.sql") },
-    Migration { version: 3, sql: include_str!("../migrations/sqlite/0003_rollups.sql") },
-    Migration { version: 4, sql: include_str!("../migrations/sqlite/0004_filters.sql") },
-    Migration { version: 5, sql: include_str!("../migrations/sqlite/0005_console.sql") },
-    Migration { version: 6, sql: include_str!("../migrations/sqlite/0006_policy_role.sql") },
-    Migration { version: 7, sql: include_str!("../migrations/sqlite/0007_data_versions.sql") },
-    Migration { version: 8, sql: include_str!("../migrations/sqlite/0008_alerts.sql") },
-    Migration { version: 9, sql: include_str!("../migrations/sqlite/0009_connectors.sql") },
-    Migration { version: 10, sql: include_str!("../migrations/sqlite/0010_reenroll.sql") },
-    Migration { version: 11, sql: include_str!("../migrations/sqlite/0011_digests.sql") },
-    Migration { version: 12, sql: include_str!("../migrations/sqlite/0012_privacy.sql") },
-    Migration { version: 13, sql: include_str!("../migrations/sqlite/0013_scim.sql") },
-    Migration { version: 14, sql: include_str!("../migrations/sqlite/0014_alert_caps.sql") },
-    Migration { version: 15, sql: include_str!("../migrations/sqlite/0015_connector_errors.sql") },
-    Migration { version: 16, sql: include_str!("../migrations/sqlite/0016_pseudonyms.sql") },
-    Migration { version: 17, sql: include_str!("../migrations/sqlite/0017_candidate_reasons.sql") },
-    Migration { version: 18, sql: include_str!("../migrations/sqlite/0018_overlay.sql") },
-    Migration { version: 19, sql: include_str!("../migrations/sqlite/0019_mcp_flags.sql") },
-    Migration {
-        version: 20,
-        sql: include_str!("../migrations/sqlite/0020_descriptor_mappings.sql"),
-    },
-    Migration { version: 21, sql: include_str!("../migrations/sqlite/0021_privacy_mode.sql") },
-];
+pub const MIGRATIONS: &[Migration] = super::migrations!("sqlite");
 
 /// How long a connection waits for another writer before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
