@@ -346,21 +346,21 @@ pub struct Review {
     /// Actor.
     pub reviewed_by: String,
     /// When.
-    pub reviewed_at: i64,
+    pub reviewed_at: UnixSecs,
     /// The person accountable for the product in the business (an email or a name), `""`
     /// when none was given.
     pub business_owner: String,
     /// The sanctioned product to use instead (a catalog id or free text), `""` when none.
     pub alternative: String,
     /// When the subscription renews, Unix seconds of a UTC midnight.
-    pub renewal: Option<i64>,
+    pub renewal: Option<UnixSecs>,
 }
 
 /// One audit log entry to append: who did what to which subject, before and after (JSON).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditRecord {
     /// When.
-    pub at: i64,
+    pub at: UnixSecs,
     /// Who (a token name, or `cli`).
     pub actor: String,
     /// What kind of change.
@@ -392,9 +392,9 @@ pub struct UsageFilter {
     /// Owner's department.
     pub department: Option<String>,
     /// Seen at or after.
-    pub since: Option<i64>,
+    pub since: Option<UnixSecs>,
     /// Seen at or before.
-    pub until: Option<i64>,
+    pub until: Option<UnixSecs>,
 }
 
 /// Sightings of one product from one source (indicator kind), summed over devices.
@@ -757,9 +757,9 @@ pub struct AuditFilter {
     /// Exact subject (a product id, a token name).
     pub subject: Option<String>,
     /// At or after.
-    pub since: Option<i64>,
+    pub since: Option<UnixSecs>,
     /// At or before.
-    pub until: Option<i64>,
+    pub until: Option<UnixSecs>,
     /// Only entries with an id below this one (the next page).
     pub before_id: Option<i64>,
     /// At most this many.

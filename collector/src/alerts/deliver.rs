@@ -33,6 +33,8 @@ use super::digest;
 use super::email::SmtpError;
 use super::render::{self, About};
 use crate::client;
+use aiscout_wire::UnixSecs;
+
 use crate::model::{Admit, AdmitRule, Attempt, AuditRecord, ChannelRow, Claimed, UsageFilter};
 use crate::store::{self, Store, StoreError};
 
@@ -376,7 +378,7 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
         let now = self.now();
         let audit = match &attempt {
             Attempt::Failed { status, error } => Some(AuditRecord {
-                at: now,
+                at: UnixSecs(now),
                 actor: "alerts".into(),
                 action: "alert.failed".into(),
                 subject: format!("{}:{}", channel.name, c.event.event.id),

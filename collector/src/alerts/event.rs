@@ -300,7 +300,7 @@ pub fn for_review(before: Option<&Review>, after: &Review) -> NewEvent {
             "{}\0{}\0{}\0{}",
             after.product, after.reviewed_at, after.status, after.reviewed_by
         ),
-        after.reviewed_at,
+        after.reviewed_at.get(),
         &after.product,
         &json!({ "product": after.product, "by": after.reviewed_by, "from": from,
                  "to": after.status, "note": after.note, "alternative": after.alternative }),

@@ -696,7 +696,7 @@ async fn reconcile<S: Store>(
         };
         match k.as_str() {
             "idle_days" => idle_days = v.parse().map_err(|_| bad("a number of days"))?,
-            "since" => since = Some(v.parse::<i64>().map_err(|_| bad("Unix seconds"))?),
+            "since" => since = Some(UnixSecs(v.parse().map_err(|_| bad("Unix seconds"))?)),
             _ => {}
         }
     }
@@ -923,7 +923,7 @@ async fn audit<S: Store>(
             .into_iter()
             .map(|e| aiscout_wire::AuditEntry {
                 id: e.id,
-                at: e.record.at,
+                at: e.record.at.get(),
                 actor: e.record.actor,
                 action: e.record.action,
                 subject: e.record.subject,

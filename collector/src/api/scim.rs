@@ -173,7 +173,7 @@ fn change_audit(
     after: Option<Value>,
 ) -> AuditRecord {
     AuditRecord {
-        at: crate::store::now(),
+        at: aiscout_wire::UnixSecs::now(),
         actor: actor.to_owned(),
         action: action.to_owned(),
         subject: format!("{}/{id}", kind.as_str()),

@@ -423,7 +423,7 @@ pub fn session_audit(session: &Session, action: &str, now: i64) -> AuditRecord {
     })
     .to_string();
     AuditRecord {
-        at: now,
+        at: aiscout_wire::UnixSecs(now),
         actor: session.actor.clone(),
         action: action.to_owned(),
         subject: session.actor.clone(),

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use aiscout_signatures::{Catalog, RiskFact, RiskWeights};
 use aiscout_wire::{
     InventoryQuery, InventoryRow, Money, ProductDetail, ProductDevice, ProductStatus, ReviewStatus,
-    RiskFactValue, SourceSummary,
+    RiskFactValue, SourceSummary, UnixSecs,
 };
 
 use crate::model::calendar::DAY_SECS;
@@ -50,8 +50,8 @@ pub fn usage_filter(q: &InventoryQuery) -> UsageFilter {
         product: q.product.clone(),
         kind: q.source.clone().filter(|s| s != "expense" && s != "gateway"),
         department: q.department.clone(),
-        since: q.since,
-        until: q.until,
+        since: q.since.map(UnixSecs),
+        until: q.until.map(UnixSecs),
     }
 }
 
@@ -211,7 +211,7 @@ pub async fn gather_from<S: Store>(
     now: i64,
     purpose: Purpose,
 ) -> Result<Facts, StoreError> {
-    let since = filter.since;
+    let since = filter.since.map(UnixSecs::get);
     let reviews = store.reviews().await?;
     let sanctioned = sanctioned(&reviews);
     // The reads are independent, so they run at once: on PostgreSQL each on its own
@@ -235,7 +235,7 @@ pub async fn gather_from<S: Store>(
     // Small (one row per flagged server and flag set) and read for both purposes: the app
     // card gathers for the reconciliation and shows the flags too.
     let mcp = store.mcp_flags();
-    let period = (filter.since, filter.until);
+    let period = (filter.since.map(UnixSecs::get), filter.until.map(UnixSecs::get));
     let product = filter.product.clone();
     let fronted = bypass::read(store, product.as_deref());
     let ((sources, products), owners, spend, mcp, fronted) =

@@ -34,6 +34,8 @@
 
 use std::future::Future;
 
+use aiscout_wire::UnixSecs;
+
 use crate::model::{
     Admission, Admit, AdmitRule, Attempt, AuditEntry, AuditFilter, AuditRecord, Batch, ChannelRow,
     Claimed, DeliveryRow, DescriptorMapping, Device, DeviceId, DevicePage, DeviceQuery,
@@ -1194,7 +1196,7 @@ pub(crate) fn reenroll_audit(
         after["enrolled_as"] = serde_json::Value::from(own);
     }
     Some(AuditRecord {
-        at: a.now,
+        at: UnixSecs(a.now),
         actor: format!("enroll@{}", a.source),
         action: action.to_owned(),
         subject: a.device.host_id.clone(),
@@ -1211,7 +1213,7 @@ pub(crate) fn duplicate_host_id(host_id: &str, existing_duplicates: i64) -> Stri
 /// The audit record of an admin's approval.
 pub(crate) fn approve_audit(host_id: &str, actor: &str, now: i64) -> AuditRecord {
     AuditRecord {
-        at: now,
+        at: UnixSecs(now),
         actor: actor.to_owned(),
         action: "device.reenroll_approve".to_owned(),
         subject: host_id.to_owned(),
@@ -1241,10 +1243,10 @@ fn audit_query_sql(filter: &AuditFilter, mark: char) -> (String, Vec<rollup::Arg
         add("subject =", rollup::Arg::Text(Some(subject.clone())));
     }
     if let Some(since) = filter.since {
-        add("at >=", rollup::Arg::Int(since));
+        add("at >=", rollup::Arg::Int(since.get()));
     }
     if let Some(until) = filter.until {
-        add("at <=", rollup::Arg::Int(until));
+        add("at <=", rollup::Arg::Int(until.get()));
     }
     if let Some(before) = filter.before_id {
         add("id <", rollup::Arg::Int(before));

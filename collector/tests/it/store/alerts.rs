@@ -9,7 +9,7 @@ use aiscout_collector::model::{
 };
 use aiscout_collector::review;
 use aiscout_collector::store::Store;
-use aiscout_wire::ReviewStatus;
+use aiscout_wire::{ReviewStatus, UnixSecs};
 
 use super::{batch, device, expense, sighting, spend};
 
@@ -151,7 +151,7 @@ pub(crate) async fn a_taught_descriptor_is_one_alert_event(store: impl Store) {
         note: String::new(),
     };
     let audit = AuditRecord {
-        at: 50,
+        at: UnixSecs(50),
         actor: "sam".into(),
         action: "descriptor.teach".into(),
         subject: "ACME AI LABS".into(),
@@ -247,7 +247,7 @@ pub(crate) async fn alert_deliveries_are_claimed_once_and_retried_after_their_le
     assert_eq!((due[0].event.seq, due[0].attempts), (second.event.seq, 1));
     // Given up: failed, with its audit entry in the same transaction.
     let audit = aiscout_collector::model::AuditRecord {
-        at: 410,
+        at: UnixSecs(410),
         actor: "alerts".into(),
         action: "alert.failed".into(),
         subject: "soc".into(),

@@ -328,7 +328,11 @@ pub(crate) async fn usage_filters_by_time_kind_and_product(store: impl Store) {
         )
         .await
         .unwrap();
-    let f = |since, until| UsageFilter { since, until, ..UsageFilter::default() };
+    let f = |since: Option<i64>, until: Option<i64>| UsageFilter {
+        since: since.map(UnixSecs),
+        until: until.map(UnixSecs),
+        ..UsageFilter::default()
+    };
     let (s, _) = store.usage(f(Some(7000), None)).await.unwrap();
     assert_eq!(s.iter().map(|s| s.product.as_str()).collect::<Vec<_>>(), ["anthropic.claude"]);
     let (s, _) = store.usage(f(None, Some(100))).await.unwrap();
@@ -615,7 +619,7 @@ pub(crate) async fn scim_writes_are_versioned_unique_and_deactivate_people(store
         modified_at: 10 + version,
     };
     let audit = |action: &str, id: &str| AuditRecord {
-        at: 20,
+        at: UnixSecs(20),
         actor: "okta".into(),
         action: action.into(),
         subject: format!("User/{id}"),
@@ -693,8 +697,8 @@ pub(crate) async fn owner_last_use_joins_devices_to_sightings(store: impl Store)
 /// before all time, or an `until` after it, forces the second path).
 async fn both_ways(store: &impl Store, filter: UsageFilter) {
     let reference = match filter.since {
-        None => UsageFilter { since: Some(i64::MIN), ..filter.clone() },
-        Some(_) => UsageFilter { until: Some(i64::MAX), ..filter.clone() },
+        None => UsageFilter { since: Some(UnixSecs(i64::MIN)), ..filter.clone() },
+        Some(_) => UsageFilter { until: Some(UnixSecs(i64::MAX)), ..filter.clone() },
     };
     let fast = store.usage(filter.clone()).await.unwrap();
     let slow = store.usage(reference).await.unwrap();
@@ -706,7 +710,8 @@ async fn both_ways_by_day(store: &impl Store, filter: UsageFilter) {
     both_ways(store, filter.clone()).await;
     if filter.department.is_none() {
         for day in 1..4 {
-            both_ways(store, UsageFilter { since: Some(day * 86_400), ..filter.clone() }).await;
+            both_ways(store, UsageFilter { since: Some(UnixSecs(day * 86_400)), ..filter.clone() })
+                .await;
         }
     }
 }
@@ -1032,7 +1037,7 @@ pub(crate) async fn mcp_flags_follow_the_latest_report_of_installed_servers(stor
 
 fn record(at: i64, actor: &str, action: &str, subject: &str) -> AuditRecord {
     AuditRecord {
-        at,
+        at: UnixSecs(at),
         actor: actor.into(),
         action: action.into(),
         subject: subject.into(),
@@ -1150,7 +1155,7 @@ pub(crate) async fn ending_a_session_is_audited_only_when_there_was_one(store: i
             ("session.logout", "ann", "ann")
         ]
     );
-    assert_eq!(log[2].record.at, 200);
+    assert_eq!(log[2].record.at, UnixSecs(200));
 }
 
 pub(crate) async fn viewer_tokens_round_trip(store: impl Store) {
@@ -1178,7 +1183,7 @@ pub(crate) async fn viewer_tokens_round_trip(store: impl Store) {
 pub(crate) async fn review_owner_alternative_and_renewal_round_trip_and_are_audited(
     store: impl Store,
 ) {
-    let renewal = 20_000 * 86_400;
+    let renewal = UnixSecs(20_000 * 86_400);
     let decision = review::Decision {
         status: ReviewStatus::Sanctioned,
         note: "enterprise plan".into(),
@@ -1193,7 +1198,7 @@ pub(crate) async fn review_owner_alternative_and_renewal_round_trip_and_are_audi
         status: "sanctioned".into(),
         note: "enterprise plan".into(),
         reviewed_by: "sec".into(),
-        reviewed_at: 10,
+        reviewed_at: UnixSecs(10),
         business_owner: "ann@example.com".into(),
         alternative: String::new(),
         renewal: Some(renewal),
@@ -1217,7 +1222,7 @@ pub(crate) async fn review_owner_alternative_and_renewal_round_trip_and_are_audi
     let before = json(log[1].record.before.as_deref());
     let after = json(log[1].record.after.as_deref());
     assert_eq!(before["business_owner"], "ann@example.com");
-    assert_eq!(before["renewal"], renewal);
+    assert_eq!(before["renewal"], renewal.get());
     assert_eq!(after["alternative"], "openai.chatgpt-enterprise");
     assert_eq!(after["renewal"], serde_json::Value::Null);
 }
@@ -1254,9 +1259,15 @@ pub(crate) async fn audit_query_filters_newest_first_and_pages(store: impl Store
     assert_eq!(query(AuditFilter { subject: Some("p".into()), ..f(100) }).await, Vec::<i64>::new());
     let both = AuditFilter { actor: Some("ann".into()), ..by_subject };
     assert_eq!(query(both).await, [id(4), id(1)]);
-    assert_eq!(query(AuditFilter { since: Some(30), ..f(100) }).await, [id(5), id(4), id(3)]);
-    assert_eq!(query(AuditFilter { until: Some(30), ..f(100) }).await, [id(3), id(2), id(1)]);
-    let window = AuditFilter { since: Some(20), until: Some(40), ..f(100) };
+    assert_eq!(
+        query(AuditFilter { since: Some(UnixSecs(30)), ..f(100) }).await,
+        [id(5), id(4), id(3)]
+    );
+    assert_eq!(
+        query(AuditFilter { until: Some(UnixSecs(30)), ..f(100) }).await,
+        [id(3), id(2), id(1)]
+    );
+    let window = AuditFilter { since: Some(UnixSecs(20)), until: Some(UnixSecs(40)), ..f(100) };
     assert_eq!(query(window).await, [id(4), id(3), id(2)]);
     // Pages of two, each starting below the last id of the one before.
     assert_eq!(query(f(2)).await, [id(5), id(4)]);
@@ -1282,7 +1293,7 @@ pub(crate) async fn audit_query_returns_at_most_a_thousand_entries(store: impl S
     let page = store.audit_query(AuditFilter { limit: 5_000, ..AuditFilter::default() }).await;
     let page = page.unwrap();
     assert_eq!(page.len(), 1_000);
-    assert_eq!((page[0].record.at, page[999].record.at), (1_000, 1));
+    assert_eq!((page[0].record.at, page[999].record.at), (UnixSecs(1_000), UnixSecs(1)));
 }
 
 fn import_run(at: i64, kind: &str, file: &str, rows: i64) -> ImportRun {
@@ -1717,7 +1728,7 @@ async fn views_agree(store: &impl Store, cache: &join::Cache, since: Option<i64>
     let catalog = aiscout_signatures::Catalog::builtin().unwrap();
     let q = aiscout_wire::InventoryQuery::default();
     for purpose in [join::Purpose::Inventory, join::Purpose::Reconcile] {
-        let filter = UsageFilter { since, ..UsageFilter::default() };
+        let filter = UsageFilter { since: since.map(UnixSecs), ..UsageFilter::default() };
         let plain = join::gather(store, filter.clone(), now, purpose).await.unwrap();
         let cached = join::gather_from(store, Some(cache), filter, now, purpose).await.unwrap();
         assert_eq!(
@@ -1886,7 +1897,7 @@ pub(crate) async fn descriptor_mappings_resolve_past_and_future_lines_and_undo_r
         note: "their AI plan".into(),
     };
     let audit = AuditRecord {
-        at: 50,
+        at: UnixSecs(50),
         actor: "sam".into(),
         action: "descriptor.teach".into(),
         subject: key.clone(),
@@ -2049,7 +2060,7 @@ pub(crate) async fn person_export_holds_what_is_stored_about_them_and_nobody_els
 /// Issue 17: the cheap version check a cached overlay is compared with.
 pub(crate) async fn overlay_version_is_the_highest_stored(store: impl Store) {
     let audit = |v: i64| AuditRecord {
-        at: v,
+        at: UnixSecs(v),
         actor: "admin".into(),
         action: "overlay.update".into(),
         subject: format!("overlay/{v}"),

@@ -433,12 +433,12 @@ async fn retention_case<S: Store>(h: &Harness<S>) {
 
     // Audit entries: everything before the cutoff goes, through the append-only guard, and
     // the run's own entry stays.
-    let newest = audit[0].record.at;
+    let newest = audit[0].record.at.get();
     let only_audit = Cutoffs { audit_entries: Some(newest), ..Cutoffs::default() };
     let run = store.apply_retention(only_audit, false).await.unwrap();
     assert_eq!(run.rows, [(Kind::AuditEntries, newest, audit_before as u64)]);
     let kept = store.audit_query(AuditFilter { limit: 1_000, ..Default::default() }).await.unwrap();
-    assert!(kept.iter().all(|e| e.record.at >= newest), "{kept:?}");
+    assert!(kept.iter().all(|e| e.record.at.get() >= newest), "{kept:?}");
     assert!(kept.iter().any(|e| e.record.action == "retention.apply"));
 }
 
@@ -575,7 +575,7 @@ async fn scim_user(
         modified_at: 100 + previous.map_or(0, |p| p.version),
     };
     let audit = aiscout_collector::model::AuditRecord {
-        at: 100,
+        at: aiscout_wire::UnixSecs(100),
         actor: "entra".into(),
         action: "scim.create".into(),
         subject: format!("User/{id}"),
