@@ -505,7 +505,7 @@ pub struct DescriptorMapping {
     /// Who taught it (token name or console actor).
     pub actor: String,
     /// When, Unix seconds.
-    pub created_at: i64,
+    pub created_at: UnixSecs,
     /// Why, `""` when not said.
     pub note: String,
 }
@@ -606,9 +606,9 @@ pub struct ScimResource {
     /// Version, counting writes from 1 (the ETag).
     pub version: i64,
     /// Creation time (Unix seconds).
-    pub created_at: i64,
+    pub created_at: UnixSecs,
     /// Last write (Unix seconds).
-    pub modified_at: i64,
+    pub modified_at: UnixSecs,
 }
 
 /// The directory entry a SCIM user write makes (or keeps) in `people`.
@@ -742,11 +742,11 @@ pub struct Session {
     /// The CSRF token every state-changing form of this session must carry.
     pub csrf: String,
     /// Sign-in time.
-    pub created_at: i64,
+    pub created_at: UnixSecs,
     /// Last request (idle expiry counts from here).
-    pub last_seen: i64,
+    pub last_seen: UnixSecs,
     /// Absolute expiry.
-    pub expires_at: i64,
+    pub expires_at: UnixSecs,
 }
 
 /// Which audit entries to read, newest first.
@@ -1011,8 +1011,8 @@ pub struct EnrollAttempt {
     pub policy: ReenrollPolicy,
     /// The source address, for the audit log.
     pub source: String,
-    /// Unix seconds.
-    pub now: i64,
+    /// When it arrived.
+    pub now: UnixSecs,
 }
 
 impl EnrollAttempt {
@@ -1080,9 +1080,9 @@ pub struct ReenrollRequest {
     /// Its source address.
     pub source: String,
     /// When the last request came, if one has.
-    pub requested_at: Option<i64>,
+    pub requested_at: Option<UnixSecs>,
     /// Who approved it, once approved.
     pub approved_by: Option<String>,
     /// When it was approved.
-    pub approved_at: Option<i64>,
+    pub approved_at: Option<UnixSecs>,
 }

@@ -179,7 +179,7 @@ pub fn teach(
         descriptor: key,
         product: product.to_owned(),
         actor: actor.to_owned(),
-        created_at: now,
+        created_at: UnixSecs(now),
         note: note.trim().to_owned(),
     };
     let audit = AuditRecord {
@@ -216,7 +216,7 @@ pub fn mapping_to_wire(
         descriptor: m.descriptor,
         product: m.product,
         actor: m.actor,
-        created_at: m.created_at,
+        created_at: m.created_at.get(),
         note: m.note,
         lines,
     }

@@ -138,7 +138,7 @@ pub fn descriptor_taught(mapping: &DescriptorMapping, lines: u64) -> NewEvent {
     make(
         DESCRIPTOR_TAUGHT,
         &format!("{}\0{}", mapping.id, mapping.descriptor),
-        mapping.created_at,
+        mapping.created_at.get(),
         &mapping.product,
         &json!({ "descriptor": mapping.descriptor, "by": mapping.actor, "note": mapping.note,
                  "lines": lines }),

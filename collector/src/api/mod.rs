@@ -389,7 +389,7 @@ async fn enroll<S: Store>(State(state): Shared<S>, request: Request) -> Result<R
         previous_key: req.previous_node_key.as_ref().map(|k| credentials::hash(k.expose())),
         policy: state.enrollment.policy,
         source: source.to_string(),
-        now: crate::store::now(),
+        now: UnixSecs::now(),
     };
     match timed(&state, state.store.enroll_checked(attempt)).await? {
         EnrollOutcome::Enrolled { how, .. } => {

@@ -1162,7 +1162,7 @@ pub(crate) fn takeover_event(a: &EnrollAttempt, step: ReenrollStep) -> Option<Ne
         outcome,
         &a.source,
         a.policy.as_str(),
-        a.now,
+        a.now.get(),
     ))
 }
 
@@ -1196,7 +1196,7 @@ pub(crate) fn reenroll_audit(
         after["enrolled_as"] = serde_json::Value::from(own);
     }
     Some(AuditRecord {
-        at: UnixSecs(a.now),
+        at: a.now,
         actor: format!("enroll@{}", a.source),
         action: action.to_owned(),
         subject: a.device.host_id.clone(),

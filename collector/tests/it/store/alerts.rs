@@ -147,7 +147,7 @@ pub(crate) async fn a_taught_descriptor_is_one_alert_event(store: impl Store) {
         descriptor: "ACME AI LABS".into(),
         product: "anthropic.claude".into(),
         actor: "sam".into(),
-        created_at: 50,
+        created_at: UnixSecs(50),
         note: String::new(),
     };
     let audit = AuditRecord {

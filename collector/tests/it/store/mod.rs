@@ -85,7 +85,7 @@ fn attempt(host: &str, key: u8, previous: Option<u8>, policy: ReenrollPolicy) ->
         previous_key: previous.map(|p| [p; 32]),
         policy,
         source: "192.0.2.7".into(),
-        now: 100 + i64::from(key),
+        now: UnixSecs(100 + i64::from(key)),
     }
 }
 
@@ -131,7 +131,7 @@ pub(crate) async fn reenrollment_follows_the_policy_and_is_audited(store: impl S
     let held = store.reenroll_requests().await.unwrap();
     assert_eq!(held.len(), 1);
     assert_eq!((held[0].host_id.as_str(), held[0].hostname.as_str()), ("h1", "h1-name"));
-    assert_eq!((held[0].source.as_str(), held[0].requested_at), ("192.0.2.7", Some(104)));
+    assert_eq!((held[0].source.as_str(), held[0].requested_at), ("192.0.2.7", Some(UnixSecs(104))));
     assert_eq!(held[0].approved_by, None);
     assert_eq!(store.device_by_key([3; 32]).await.unwrap(), Some(d));
     store.approve_reenroll("h1".into(), "ann".into(), 150).await.unwrap();
@@ -615,8 +615,8 @@ pub(crate) async fn scim_writes_are_versioned_unique_and_deactivate_people(store
         id: id.into(),
         resource: format!("{{\"v\":{version}}}"),
         version,
-        created_at: 10,
-        modified_at: 10 + version,
+        created_at: UnixSecs(10),
+        modified_at: UnixSecs(10 + version),
     };
     let audit = |action: &str, id: &str| AuditRecord {
         at: UnixSecs(20),
@@ -1053,9 +1053,9 @@ fn session(actor: &str, token: Option<&str>, last_seen: i64, expires_at: i64) ->
         method: if token.is_some() { "token" } else { "oidc" }.into(),
         token: token.map(str::to_owned),
         csrf: format!("csrf-{actor}"),
-        created_at: 100,
-        last_seen,
-        expires_at,
+        created_at: UnixSecs(100),
+        last_seen: UnixSecs(last_seen),
+        expires_at: UnixSecs(expires_at),
     }
 }
 
@@ -1089,7 +1089,7 @@ pub(crate) async fn sessions_expire_at_their_deadline_and_with_their_token(store
     // A request moves last_seen, and nothing else.
     store.touch_session([1; 32], 300).await.unwrap();
     store.touch_session([3; 32], 300).await.unwrap();
-    let touched = Session { last_seen: 300, ..by_token };
+    let touched = Session { last_seen: UnixSecs(300), ..by_token };
     assert_eq!(store.session([1; 32], 400).await.unwrap(), Some(touched));
     assert_eq!(store.session([2; 32], 400).await.unwrap(), Some(by_oidc.clone()));
     // Revoking the token ends the sessions signed in with it; others stay.
@@ -1893,7 +1893,7 @@ pub(crate) async fn descriptor_mappings_resolve_past_and_future_lines_and_undo_r
         descriptor: key.clone(),
         product: "anthropic.claude".into(),
         actor: "sam".into(),
-        created_at: 50,
+        created_at: UnixSecs(50),
         note: "their AI plan".into(),
     };
     let audit = AuditRecord {

@@ -231,9 +231,9 @@ where
         method: "oidc".into(),
         token: None,
         csrf: "c".into(),
-        created_at: 500,
-        last_seen: 500,
-        expires_at: now * 10,
+        created_at: aiscout_wire::UnixSecs(500),
+        last_seen: aiscout_wire::UnixSecs(500),
+        expires_at: aiscout_wire::UnixSecs(now * 10),
     };
     let audit = aiscout_collector::console::session_audit(&session, "console.sign_in", 500);
     store.create_session([9; 32], session, audit).await.unwrap();
@@ -571,8 +571,8 @@ async fn scim_user(
         id: id.into(),
         resource: serde_json::Value::Object(body).to_string(),
         version: previous.map_or(1, |p| p.version + 1),
-        created_at: 100,
-        modified_at: 100 + previous.map_or(0, |p| p.version),
+        created_at: aiscout_wire::UnixSecs(100),
+        modified_at: aiscout_wire::UnixSecs(100 + previous.map_or(0, |p| p.version)),
     };
     let audit = aiscout_collector::model::AuditRecord {
         at: aiscout_wire::UnixSecs(100),

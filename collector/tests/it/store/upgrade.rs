@@ -166,7 +166,7 @@ async fn check_upgraded_5(store: impl Store) {
     let s = store.session([8; 32], 30).await.unwrap().unwrap();
     assert_eq!(
         (s.actor.as_str(), s.role, s.csrf.as_str(), s.last_seen),
-        ("view", Role::Viewer, "c5rf", 20)
+        ("view", Role::Viewer, "c5rf", aiscout_wire::UnixSecs(20))
     );
     let policy = Token {
         name: "dns".into(),
@@ -185,9 +185,9 @@ async fn check_upgraded_5(store: impl Store) {
         method: "token".into(),
         token: Some("dns".into()),
         csrf: "x".into(),
-        created_at: 40,
-        last_seen: 40,
-        expires_at: 2_000,
+        created_at: aiscout_wire::UnixSecs(40),
+        last_seen: aiscout_wire::UnixSecs(40),
+        expires_at: aiscout_wire::UnixSecs(2_000),
     };
     let login = aiscout_collector::model::AuditRecord {
         at: aiscout_wire::UnixSecs(40),
