@@ -816,7 +816,7 @@ pub struct NewEvent {
     /// The event type (`product.discovered`, ...).
     pub kind: String,
     /// When the cause happened, Unix seconds.
-    pub occurred_at: i64,
+    pub occurred_at: UnixSecs,
     /// The product it is about, `""` when none (an expense candidate, a stale agent).
     pub product: String,
     /// The subject as a JSON object (product, device, person, department, figures).
@@ -856,7 +856,7 @@ pub struct Claimed {
     /// Attempts made before this one.
     pub attempts: i64,
     /// When the delivery was queued (its give-up clock starts there).
-    pub created_at: i64,
+    pub created_at: UnixSecs,
 }
 
 /// Whether a delivery may be sent under its channel's daily cap and quiet period.
@@ -879,14 +879,14 @@ pub struct AdmitRule {
     pub max_per_day: i64,
     /// The start of the quiet period that an earlier event of the same type about the same
     /// product would still be in, if the channel has one.
-    pub quiet_since: Option<i64>,
+    pub quiet_since: Option<UnixSecs>,
 }
 
 /// A digest claim held: where its events start and how many of its sends were refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DigestClaim {
     /// The end of the channel's latest digest sent before, if any.
-    pub previous: Option<i64>,
+    pub previous: Option<UnixSecs>,
     /// Refused sends of this digest so far (its backoff step).
     pub attempts: i64,
 }
@@ -902,7 +902,7 @@ pub enum Attempt {
     /// Try again at `at`.
     Retry {
         /// When, Unix seconds.
-        at: i64,
+        at: UnixSecs,
         /// The status, when there was an answer.
         status: Option<i64>,
         /// What went wrong (never a secret).
@@ -936,7 +936,7 @@ pub struct DeliveryRow {
     /// The product, `""` when none.
     pub product: String,
     /// When the event happened.
-    pub occurred_at: i64,
+    pub occurred_at: UnixSecs,
     /// `pending`, `delivered`, `failed` or `capped`.
     pub state: String,
     /// Attempts made.
@@ -946,9 +946,9 @@ pub struct DeliveryRow {
     /// The last error.
     pub last_error: Option<String>,
     /// When it was delivered, failed or capped.
-    pub done_at: Option<i64>,
+    pub done_at: Option<UnixSecs>,
     /// When the next attempt is due (pending only).
-    pub next_at: i64,
+    pub next_at: UnixSecs,
 }
 
 /// What a re-enrollment of a host id the collector already knows may do (`[enroll] reenroll`,

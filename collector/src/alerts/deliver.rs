@@ -214,7 +214,7 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
         else {
             return Ok(DigestOutcome::NotMine);
         };
-        let previous = claim.previous;
+        let previous = claim.previous.map(UnixSecs::get);
         let from = previous.unwrap_or(end - schedule.length());
         let held =
             self.store.channel_events(channel.name.clone(), "held".into(), from, end).await?;
@@ -317,8 +317,9 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
             .filter(|&i| early[i].is_none() && claimed[i].event.event.kind != super::event::TEST)
             .collect();
         if !gated.is_empty() {
-            let quiet_since =
-                channel.quiet.map(|q| now - i64::try_from(q.as_secs()).unwrap_or(i64::MAX / 2));
+            let quiet_since = channel
+                .quiet
+                .map(|q| UnixSecs(now - i64::try_from(q.as_secs()).unwrap_or(i64::MAX / 2)));
             let rule = AdmitRule { max_per_day: i64::from(channel.max_per_day), quiet_since };
             let asked: Vec<Claimed> = gated.iter().map(|&i| claimed[i].clone()).collect();
             match self.store.admit_deliveries(asked, self.claimer.clone(), now, rule).await {
@@ -543,8 +544,10 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
         retry_after: Option<i64>,
         error: String,
     ) -> Attempt {
-        let give_up =
-            c.created_at + i64::try_from(channel.give_up_after.as_secs()).unwrap_or(i64::MAX / 2);
+        let give_up = c
+            .created_at
+            .add_secs(i64::try_from(channel.give_up_after.as_secs()).unwrap_or(i64::MAX / 2))
+            .get();
         let delay = retry_after.unwrap_or_else(|| self.backoff(c.attempts));
         if now + delay > give_up {
             return Attempt::Failed {
@@ -552,7 +555,7 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
                 error: format!("{error}; gave up after {} attempts", c.attempts + 1),
             };
         }
-        Attempt::Retry { at: now + delay, status, error }
+        Attempt::Retry { at: UnixSecs(now + delay), status, error }
     }
 
     /// `2^attempts` seconds, at most [`MAX_BACKOFF`], with equal jitter (half fixed, half

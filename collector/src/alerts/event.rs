@@ -78,7 +78,7 @@ pub fn make(kind: &str, key: &str, occurred_at: i64, product: &str, subject: &Va
     NewEvent {
         id: id(kind, key),
         kind: kind.to_owned(),
-        occurred_at,
+        occurred_at: UnixSecs(occurred_at),
         product: product.to_owned(),
         subject: subject.to_string(),
         to_channel: String::new(),
