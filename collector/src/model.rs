@@ -40,7 +40,7 @@ pub struct DeviceQuery {
     /// Lowercase text that the host name, host id or owner email contains (`""`: all).
     pub search: String,
     /// A device whose last heartbeat (else last contact) is before this is silent.
-    pub stale_before: i64,
+    pub stale_before: UnixSecs,
     /// Only silent devices.
     pub only_stale: bool,
     /// Rows to skip.
@@ -804,7 +804,7 @@ pub struct PersonUsage {
     /// unit), sorted by currency.
     pub gateway_nanos: Vec<(String, i64)>,
     /// Last time any of it happened.
-    pub last_activity: i64,
+    pub last_activity: UnixSecs,
 }
 
 /// An alert event to write to the outbox (see `crate::alerts`): its id is derived from its

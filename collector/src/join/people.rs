@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use aiscout_wire::Money;
+use aiscout_wire::{Money, UnixSecs};
 
 use super::{Purse, Spend, money};
 use crate::model::PersonUsage;
@@ -64,7 +64,7 @@ pub fn people_spend(usage: Vec<PersonUsage>, spend: &Spend) -> PeopleSpend {
             .entry(email.clone())
             .or_insert_with(|| PersonUsage { email, ..PersonUsage::default() });
         u.expense_minor = sums.into_iter().map(|(c, v)| (c.to_owned(), v)).collect();
-        u.last_activity = u.last_activity.max(last);
+        u.last_activity = u.last_activity.max(UnixSecs(last));
     }
     let directory: HashMap<&str, &crate::model::Person> =
         spend.people.iter().map(|p| (p.email.as_str(), p)).collect();

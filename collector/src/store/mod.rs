@@ -1344,7 +1344,7 @@ impl PeopleUsage {
                 products: sums.products.into_iter().collect(),
                 expense_minor: sums.expense_minor.into_iter().collect(),
                 gateway_nanos: sums.gateway_nanos.into_iter().collect(),
-                last_activity: sums.last_activity.unwrap_or_default(),
+                last_activity: UnixSecs(sums.last_activity.unwrap_or_default()),
             })
             .collect()
     }

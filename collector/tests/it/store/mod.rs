@@ -1481,7 +1481,7 @@ fn usage(email: &str, products: &[&str], last_activity: i64) -> PersonUsage {
     PersonUsage {
         email: email.into(),
         products: products.iter().map(|p| (*p).to_owned()).collect(),
-        last_activity,
+        last_activity: UnixSecs(last_activity),
         ..PersonUsage::default()
     }
 }
@@ -1611,7 +1611,7 @@ pub(crate) async fn person_usage_of_one_email_joins_all_three_sources(store: imp
         products: vec!["openai.chatgpt".into()],
         expense_minor: money(&[("USD", 2_000)]),
         gateway_nanos: money(&[("USD", 1_500)]),
-        last_activity: 5_000,
+        last_activity: UnixSecs(5_000),
     };
     assert_eq!(
         store.person_usage(Some("Ann@Example.com".into())).await.unwrap(),
@@ -1704,7 +1704,7 @@ pub(crate) async fn device_page_lists_silent_first_with_counts(store: impl Store
             store.heartbeat(id, health(at)).await.unwrap();
         }
     }
-    let q = DeviceQuery { stale_before: 100, limit: 50, ..DeviceQuery::default() };
+    let q = DeviceQuery { stale_before: UnixSecs(100), limit: 50, ..DeviceQuery::default() };
     let page = store.devices_page(q.clone()).await.unwrap();
     assert_eq!((page.total, page.stale, page.matched), (4, 3, 4));
     let hosts: Vec<&str> = page.devices.iter().map(|d| d.device.host_id.as_str()).collect();
