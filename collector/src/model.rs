@@ -467,7 +467,7 @@ pub struct ExpenseLine {
     /// Its line in that file (1-based, the header is line 1).
     pub line: i64,
     /// Transaction time, Unix seconds (midnight UTC for date-only exports).
-    pub occurred_at: i64,
+    pub occurred_at: UnixSecs,
     /// Amount in minor units, spend positive.
     pub amount_minor: i64,
     /// ISO 4217 code.
@@ -533,7 +533,7 @@ pub struct GatewaySpend {
     /// Its line (CSV) or record number (JSON), 1-based.
     pub line: i64,
     /// Start of the request or bucket, Unix seconds.
-    pub period_start: i64,
+    pub period_start: UnixSecs,
     /// Provider (`openai`, `anthropic`, ...), `""` when unknown.
     pub provider: String,
     /// Model as reported.
@@ -572,7 +572,7 @@ pub struct GatewayTotal {
     /// ISO 4217 code.
     pub currency: String,
     /// The UTC day, as Unix seconds of its midnight.
-    pub day: i64,
+    pub day: UnixSecs,
     /// Summed cost in billionths of the major unit.
     pub cost_nanos: i64,
     /// Summed input plus output tokens.

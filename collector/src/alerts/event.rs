@@ -246,15 +246,20 @@ pub fn for_expenses(
             Some(p) => {
                 if new.iter().any(|n| n == p) && !announced.contains(&p.as_str()) {
                     announced.push(p);
-                    out.push(new_product(p, "expense", l.occurred_at, json!({ "expense": money })));
+                    out.push(new_product(
+                        p,
+                        "expense",
+                        l.occurred_at.get(),
+                        json!({ "expense": money }),
+                    ));
                 }
                 if let Some((_, decided)) = blocked.iter().find(|(b, _)| b == p)
-                    && l.occurred_at > *decided
+                    && l.occurred_at.get() > *decided
                 {
                     out.push(make(
                         BLOCKED_SEEN,
                         &format!("{p}\0expense\0{}\0{}\0{decided}", l.source, l.dedupe_key),
-                        l.occurred_at,
+                        l.occurred_at.get(),
                         p,
                         &json!({ "product": p, "source": "expense", "expense": money,
                                  "decided_at": decided }),
@@ -264,7 +269,7 @@ pub fn for_expenses(
             None if l.candidate => out.push(make(
                 EXPENSE_CANDIDATE,
                 &format!("{}\0{}", l.source, l.dedupe_key),
-                l.occurred_at,
+                l.occurred_at.get(),
                 "",
                 &json!({ "expense": money, "occurred_at": l.occurred_at }),
             )),
@@ -283,7 +288,7 @@ pub fn for_gateway(rows: &[&GatewaySpend], new: &[String]) -> Vec<NewEvent> {
             out.push(new_product(
                 p,
                 "gateway",
-                r.period_start,
+                r.period_start.get(),
                 json!({ "gateway": { "provider": r.provider, "model": r.model, "team": r.team } }),
             ));
         }

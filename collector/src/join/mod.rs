@@ -399,11 +399,11 @@ pub fn inventory(
         a.sources.insert("gateway".into());
         a.gateway.add(&g.currency, i128::from(g.cost_nanos));
         a.gateway_tokens = a.gateway_tokens.saturating_add(u64::try_from(g.tokens).unwrap_or(0));
-        a.seen(g.day, g.day);
+        a.seen(g.day.get(), g.day.get());
         if !g.department.is_empty() {
             a.departments.insert(g.department.clone());
         }
-        if g.day >= run_rate_from && g.day <= facts.now {
+        if g.day.get() >= run_rate_from && g.day.get() <= facts.now {
             // nanos * 365 / 30, converted to minor units below with the subscriptions.
             let annual_nanos = i128::from(g.cost_nanos) * 365 / i128::from(GATEWAY_RUN_RATE_DAYS);
             let minor = nanos_to_minor(annual_nanos, &g.currency);

@@ -53,7 +53,7 @@ pub fn people_spend(usage: Vec<PersonUsage>, spend: &Spend) -> PeopleSpend {
         let e = card.entry(payer.email.to_lowercase()).or_default();
         let sum = e.0.entry(l.currency.as_str()).or_default();
         *sum = sum.saturating_add(l.amount_minor);
-        e.1 = e.1.max(l.occurred_at);
+        e.1 = e.1.max(l.occurred_at.get());
     }
     let mut by_email: BTreeMap<String, PersonUsage> = usage
         .into_iter()

@@ -892,7 +892,7 @@ fn gateway_totals(c: &mut Connection, since: Option<i64>) -> Result<Vec<GatewayT
                 provider: names.name(provider),
                 department: names.name(department),
                 currency: names.name(currency),
-                day,
+                day: day.into(),
                 cost_nanos: cost,
                 tokens,
                 rows,

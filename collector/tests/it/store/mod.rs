@@ -430,7 +430,7 @@ pub(crate) fn expense(key: &str, product: Option<&str>, at: i64, amount: i64) ->
         dedupe_key: key.into(),
         file: "ramp.csv".into(),
         line: 2,
-        occurred_at: at,
+        occurred_at: UnixSecs(at),
         amount_minor: amount,
         currency: "USD".into(),
         descriptor: "OPENAI *CHATGPT SUBSCR".into(),
@@ -450,7 +450,7 @@ fn spend(key: &str, product: Option<&str>, at: i64, nanos: i64) -> GatewaySpend 
         dedupe_key: key.into(),
         file: "spend.csv".into(),
         line: 2,
-        period_start: at,
+        period_start: UnixSecs(at),
         provider: "openai".into(),
         model: "gpt-4o".into(),
         team: "platform".into(),
@@ -507,7 +507,7 @@ pub(crate) async fn gateway_spend_is_idempotent_and_summed_per_day(store: impl S
     let again = store.add_gateway_spend(rows, 6).await.unwrap();
     assert_eq!(again, ImportCounts { inserted: 0, duplicates: 4, mapped: 0 });
     let totals = store.gateway_totals(None).await.unwrap();
-    let first_day: Vec<_> = totals.iter().filter(|t| t.day == day).collect();
+    let first_day: Vec<_> = totals.iter().filter(|t| t.day == UnixSecs(day)).collect();
     assert_eq!(first_day.len(), 2);
     let api = first_day.iter().find(|t| t.product.as_deref() == Some("openai.api")).unwrap();
     assert_eq!((api.cost_nanos, api.tokens, api.rows), (4_000, 30, 2));
@@ -564,7 +564,7 @@ pub(crate) async fn gateway_totals_place_users_by_directory_in_order(store: impl
         .await
         .unwrap()
         .into_iter()
-        .map(|t| (t.day, t.product, t.department, t.rows))
+        .map(|t| (t.day.get(), t.product, t.department, t.rows))
         .collect();
     let api = Some("openai.api".to_owned());
     assert_eq!(
