@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use aiscout_signatures::{Catalog, Index};
-use aiscout_wire::InventoryQuery;
+use aiscout_wire::{InventoryQuery, UnixSecs};
 
 use crate::ingest::expense::ExpenseFormat;
 use crate::ingest::file::{self, FileReport, ImportError, Input, Progress};
@@ -438,7 +438,7 @@ pub async fn report<S: Store>(
             let since = day_arg("since", since.as_deref())?;
             // As of a date means the end of that day.
             let now = day_arg("as-of", as_of.as_deref())?.map_or_else(store::now, |d| d + 86_399);
-            let filter = UsageFilter { since, ..UsageFilter::default() };
+            let filter = UsageFilter { since: since.map(UnixSecs), ..UsageFilter::default() };
             let facts = join::gather(store, filter, now, join::Purpose::Inventory).await?;
             let query = InventoryQuery { since, ..InventoryQuery::default() };
             let rows = join::inventory(catalog, risk, &query, &facts);
@@ -464,7 +464,7 @@ pub async fn report<S: Store>(
                 format_arg(&format, &[Format::Table, Format::Csv, Format::Json, Format::Html])?;
             let since = day_arg("since", since.as_deref())?;
             let now = day_arg("as-of", as_of.as_deref())?.map_or_else(store::now, |d| d + 86_399);
-            let filter = UsageFilter { since, ..UsageFilter::default() };
+            let filter = UsageFilter { since: since.map(UnixSecs), ..UsageFilter::default() };
             let facts = join::gather(store, filter, now, join::Purpose::Reconcile).await?;
             let rec = join::reconcile::reconcile(catalog, &facts, idle_days);
             let stdout = match format {

@@ -443,7 +443,7 @@ pub async fn reveal<S: crate::store::Store>(
         )));
     }
     let audit = crate::model::AuditRecord {
-        at: now,
+        at: aiscout_wire::UnixSecs(now),
         actor: actor.to_owned(),
         action: "person.reveal".into(),
         subject: pseudonym.to_owned(),

@@ -40,7 +40,7 @@ pub struct DeviceQuery {
     /// Lowercase text that the host name, host id or owner email contains (`""`: all).
     pub search: String,
     /// A device whose last heartbeat (else last contact) is before this is silent.
-    pub stale_before: i64,
+    pub stale_before: UnixSecs,
     /// Only silent devices.
     pub only_stale: bool,
     /// Rows to skip.
@@ -346,21 +346,21 @@ pub struct Review {
     /// Actor.
     pub reviewed_by: String,
     /// When.
-    pub reviewed_at: i64,
+    pub reviewed_at: UnixSecs,
     /// The person accountable for the product in the business (an email or a name), `""`
     /// when none was given.
     pub business_owner: String,
     /// The sanctioned product to use instead (a catalog id or free text), `""` when none.
     pub alternative: String,
     /// When the subscription renews, Unix seconds of a UTC midnight.
-    pub renewal: Option<i64>,
+    pub renewal: Option<UnixSecs>,
 }
 
 /// One audit log entry to append: who did what to which subject, before and after (JSON).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditRecord {
     /// When.
-    pub at: i64,
+    pub at: UnixSecs,
     /// Who (a token name, or `cli`).
     pub actor: String,
     /// What kind of change.
@@ -392,9 +392,9 @@ pub struct UsageFilter {
     /// Owner's department.
     pub department: Option<String>,
     /// Seen at or after.
-    pub since: Option<i64>,
+    pub since: Option<UnixSecs>,
     /// Seen at or before.
-    pub until: Option<i64>,
+    pub until: Option<UnixSecs>,
 }
 
 /// Sightings of one product from one source (indicator kind), summed over devices.
@@ -467,7 +467,7 @@ pub struct ExpenseLine {
     /// Its line in that file (1-based, the header is line 1).
     pub line: i64,
     /// Transaction time, Unix seconds (midnight UTC for date-only exports).
-    pub occurred_at: i64,
+    pub occurred_at: UnixSecs,
     /// Amount in minor units, spend positive.
     pub amount_minor: i64,
     /// ISO 4217 code.
@@ -505,7 +505,7 @@ pub struct DescriptorMapping {
     /// Who taught it (token name or console actor).
     pub actor: String,
     /// When, Unix seconds.
-    pub created_at: i64,
+    pub created_at: UnixSecs,
     /// Why, `""` when not said.
     pub note: String,
 }
@@ -533,7 +533,7 @@ pub struct GatewaySpend {
     /// Its line (CSV) or record number (JSON), 1-based.
     pub line: i64,
     /// Start of the request or bucket, Unix seconds.
-    pub period_start: i64,
+    pub period_start: UnixSecs,
     /// Provider (`openai`, `anthropic`, ...), `""` when unknown.
     pub provider: String,
     /// Model as reported.
@@ -572,7 +572,7 @@ pub struct GatewayTotal {
     /// ISO 4217 code.
     pub currency: String,
     /// The UTC day, as Unix seconds of its midnight.
-    pub day: i64,
+    pub day: UnixSecs,
     /// Summed cost in billionths of the major unit.
     pub cost_nanos: i64,
     /// Summed input plus output tokens.
@@ -606,9 +606,9 @@ pub struct ScimResource {
     /// Version, counting writes from 1 (the ETag).
     pub version: i64,
     /// Creation time (Unix seconds).
-    pub created_at: i64,
+    pub created_at: UnixSecs,
     /// Last write (Unix seconds).
-    pub modified_at: i64,
+    pub modified_at: UnixSecs,
 }
 
 /// The directory entry a SCIM user write makes (or keeps) in `people`.
@@ -742,11 +742,11 @@ pub struct Session {
     /// The CSRF token every state-changing form of this session must carry.
     pub csrf: String,
     /// Sign-in time.
-    pub created_at: i64,
+    pub created_at: UnixSecs,
     /// Last request (idle expiry counts from here).
-    pub last_seen: i64,
+    pub last_seen: UnixSecs,
     /// Absolute expiry.
-    pub expires_at: i64,
+    pub expires_at: UnixSecs,
 }
 
 /// Which audit entries to read, newest first.
@@ -757,9 +757,9 @@ pub struct AuditFilter {
     /// Exact subject (a product id, a token name).
     pub subject: Option<String>,
     /// At or after.
-    pub since: Option<i64>,
+    pub since: Option<UnixSecs>,
     /// At or before.
-    pub until: Option<i64>,
+    pub until: Option<UnixSecs>,
     /// Only entries with an id below this one (the next page).
     pub before_id: Option<i64>,
     /// At most this many.
@@ -804,7 +804,7 @@ pub struct PersonUsage {
     /// unit), sorted by currency.
     pub gateway_nanos: Vec<(String, i64)>,
     /// Last time any of it happened.
-    pub last_activity: i64,
+    pub last_activity: UnixSecs,
 }
 
 /// An alert event to write to the outbox (see `crate::alerts`): its id is derived from its
@@ -816,7 +816,7 @@ pub struct NewEvent {
     /// The event type (`product.discovered`, ...).
     pub kind: String,
     /// When the cause happened, Unix seconds.
-    pub occurred_at: i64,
+    pub occurred_at: UnixSecs,
     /// The product it is about, `""` when none (an expense candidate, a stale agent).
     pub product: String,
     /// The subject as a JSON object (product, device, person, department, figures).
@@ -856,7 +856,7 @@ pub struct Claimed {
     /// Attempts made before this one.
     pub attempts: i64,
     /// When the delivery was queued (its give-up clock starts there).
-    pub created_at: i64,
+    pub created_at: UnixSecs,
 }
 
 /// Whether a delivery may be sent under its channel's daily cap and quiet period.
@@ -879,14 +879,14 @@ pub struct AdmitRule {
     pub max_per_day: i64,
     /// The start of the quiet period that an earlier event of the same type about the same
     /// product would still be in, if the channel has one.
-    pub quiet_since: Option<i64>,
+    pub quiet_since: Option<UnixSecs>,
 }
 
 /// A digest claim held: where its events start and how many of its sends were refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DigestClaim {
     /// The end of the channel's latest digest sent before, if any.
-    pub previous: Option<i64>,
+    pub previous: Option<UnixSecs>,
     /// Refused sends of this digest so far (its backoff step).
     pub attempts: i64,
 }
@@ -902,7 +902,7 @@ pub enum Attempt {
     /// Try again at `at`.
     Retry {
         /// When, Unix seconds.
-        at: i64,
+        at: UnixSecs,
         /// The status, when there was an answer.
         status: Option<i64>,
         /// What went wrong (never a secret).
@@ -936,7 +936,7 @@ pub struct DeliveryRow {
     /// The product, `""` when none.
     pub product: String,
     /// When the event happened.
-    pub occurred_at: i64,
+    pub occurred_at: UnixSecs,
     /// `pending`, `delivered`, `failed` or `capped`.
     pub state: String,
     /// Attempts made.
@@ -946,9 +946,9 @@ pub struct DeliveryRow {
     /// The last error.
     pub last_error: Option<String>,
     /// When it was delivered, failed or capped.
-    pub done_at: Option<i64>,
+    pub done_at: Option<UnixSecs>,
     /// When the next attempt is due (pending only).
-    pub next_at: i64,
+    pub next_at: UnixSecs,
 }
 
 /// What a re-enrollment of a host id the collector already knows may do (`[enroll] reenroll`,
@@ -1011,8 +1011,8 @@ pub struct EnrollAttempt {
     pub policy: ReenrollPolicy,
     /// The source address, for the audit log.
     pub source: String,
-    /// Unix seconds.
-    pub now: i64,
+    /// When it arrived.
+    pub now: UnixSecs,
 }
 
 impl EnrollAttempt {
@@ -1080,9 +1080,9 @@ pub struct ReenrollRequest {
     /// Its source address.
     pub source: String,
     /// When the last request came, if one has.
-    pub requested_at: Option<i64>,
+    pub requested_at: Option<UnixSecs>,
     /// Who approved it, once approved.
     pub approved_by: Option<String>,
     /// When it was approved.
-    pub approved_at: Option<i64>,
+    pub approved_at: Option<UnixSecs>,
 }

@@ -5,7 +5,7 @@
 //! `token.revoke`), on which subject, and the JSON state before and after. The store writes
 //! the record in the same transaction as the change it describes.
 
-use aiscout_wire::ReviewStatus;
+use aiscout_wire::{ReviewStatus, UnixSecs};
 use serde_json::json;
 
 use crate::model::{AuditRecord, DescriptorMapping, Review, Token, descriptor_key};
@@ -34,7 +34,7 @@ pub struct Decision {
     /// The sanctioned product to use instead, `""` for none.
     pub alternative: String,
     /// When the subscription renews (Unix seconds of a UTC midnight).
-    pub renewal: Option<i64>,
+    pub renewal: Option<UnixSecs>,
 }
 
 impl Decision {
@@ -68,7 +68,7 @@ pub fn decide(
         status: decision.status.as_str().to_owned(),
         note: decision.note,
         reviewed_by: actor.to_owned(),
-        reviewed_at: now,
+        reviewed_at: UnixSecs(now),
         business_owner: decision.business_owner,
         alternative: decision.alternative,
         renewal: decision.renewal,
@@ -76,7 +76,7 @@ pub fn decide(
     let after = review_json(&review);
     let (actor, subject) = (actor.to_owned(), product.to_owned());
     let audit: AuditFn<Review> = Box::new(move |before| AuditRecord {
-        at: now,
+        at: UnixSecs(now),
         actor,
         action: "review.set".into(),
         subject,
@@ -87,16 +87,17 @@ pub fn decide(
 }
 
 /// A `YYYY-MM-DD` date as Unix seconds of its UTC midnight; `None` when it is not a date.
-pub fn parse_day(date: &str) -> Option<i64> {
+pub fn parse_day(date: &str) -> Option<UnixSecs> {
     let mut parts = date.splitn(3, '-');
     let (y, m, d) = (parts.next()?, parts.next()?, parts.next()?);
     let day =
         crate::ingest::parse::days_from_civil(y.parse().ok()?, m.parse().ok()?, d.parse().ok()?)?;
-    day.checked_mul(crate::ingest::parse::DAY_SECS)
+    day.checked_mul(crate::ingest::parse::DAY_SECS).map(UnixSecs)
 }
 
 /// Unix seconds as the `YYYY-MM-DD` of their UTC day.
-pub fn format_day(secs: i64) -> String {
+pub fn format_day(secs: impl Into<i64>) -> String {
+    let secs = secs.into();
     let (y, m, d) =
         crate::ingest::parse::civil_from_days(secs.div_euclid(crate::ingest::parse::DAY_SECS));
     format!("{y:04}-{m:02}-{d:02}")
@@ -109,7 +110,7 @@ pub fn to_wire(r: Review) -> Option<aiscout_wire::Review> {
         product: r.product,
         note: r.note,
         reviewed_by: r.reviewed_by,
-        reviewed_at: r.reviewed_at,
+        reviewed_at: r.reviewed_at.get(),
         business_owner: r.business_owner,
         alternative: r.alternative,
         renewal: r.renewal.map(format_day),
@@ -119,7 +120,7 @@ pub fn to_wire(r: Review) -> Option<aiscout_wire::Review> {
 /// The audit record of a token creation.
 pub fn token_created(token: &Token, actor: &str) -> AuditRecord {
     AuditRecord {
-        at: token.created_at.get(),
+        at: token.created_at,
         actor: actor.to_owned(),
         action: "token.create".into(),
         subject: token.name.clone(),
@@ -134,11 +135,11 @@ pub fn token_revoked(actor: &str, now: i64) -> AuditFn<Token> {
     Box::new(move |before| {
         let after = before.map(|t| {
             let mut t = t.clone();
-            t.revoked_at = Some(aiscout_wire::UnixSecs(now));
+            t.revoked_at = Some(UnixSecs(now));
             token_json(&t)
         });
         AuditRecord {
-            at: now,
+            at: UnixSecs(now),
             actor,
             action: "token.revoke".into(),
             subject: before.map(|t| t.name.clone()).unwrap_or_default(),
@@ -178,11 +179,11 @@ pub fn teach(
         descriptor: key,
         product: product.to_owned(),
         actor: actor.to_owned(),
-        created_at: now,
+        created_at: UnixSecs(now),
         note: note.trim().to_owned(),
     };
     let audit = AuditRecord {
-        at: now,
+        at: UnixSecs(now),
         actor: actor.to_owned(),
         action: "descriptor.teach".into(),
         subject: mapping.descriptor.clone(),
@@ -196,7 +197,7 @@ pub fn teach(
 pub fn untaught(actor: &str, now: i64) -> AuditFn<DescriptorMapping> {
     let actor = actor.to_owned();
     Box::new(move |before| AuditRecord {
-        at: now,
+        at: UnixSecs(now),
         actor,
         action: "descriptor.undo".into(),
         subject: before.map(|m| m.descriptor.clone()).unwrap_or_default(),
@@ -215,7 +216,7 @@ pub fn mapping_to_wire(
         descriptor: m.descriptor,
         product: m.product,
         actor: m.actor,
-        created_at: m.created_at,
+        created_at: m.created_at.get(),
         note: m.note,
         lines,
     }

@@ -33,6 +33,8 @@ use super::digest;
 use super::email::SmtpError;
 use super::render::{self, About};
 use crate::client;
+use aiscout_wire::UnixSecs;
+
 use crate::model::{Admit, AdmitRule, Attempt, AuditRecord, ChannelRow, Claimed, UsageFilter};
 use crate::store::{self, Store, StoreError};
 
@@ -212,7 +214,7 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
         else {
             return Ok(DigestOutcome::NotMine);
         };
-        let previous = claim.previous;
+        let previous = claim.previous.map(UnixSecs::get);
         let from = previous.unwrap_or(end - schedule.length());
         let held =
             self.store.channel_events(channel.name.clone(), "held".into(), from, end).await?;
@@ -315,8 +317,9 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
             .filter(|&i| early[i].is_none() && claimed[i].event.event.kind != super::event::TEST)
             .collect();
         if !gated.is_empty() {
-            let quiet_since =
-                channel.quiet.map(|q| now - i64::try_from(q.as_secs()).unwrap_or(i64::MAX / 2));
+            let quiet_since = channel
+                .quiet
+                .map(|q| UnixSecs(now - i64::try_from(q.as_secs()).unwrap_or(i64::MAX / 2)));
             let rule = AdmitRule { max_per_day: i64::from(channel.max_per_day), quiet_since };
             let asked: Vec<Claimed> = gated.iter().map(|&i| claimed[i].clone()).collect();
             match self.store.admit_deliveries(asked, self.claimer.clone(), now, rule).await {
@@ -376,7 +379,7 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
         let now = self.now();
         let audit = match &attempt {
             Attempt::Failed { status, error } => Some(AuditRecord {
-                at: now,
+                at: UnixSecs(now),
                 actor: "alerts".into(),
                 action: "alert.failed".into(),
                 subject: format!("{}:{}", channel.name, c.event.event.id),
@@ -541,8 +544,10 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
         retry_after: Option<i64>,
         error: String,
     ) -> Attempt {
-        let give_up =
-            c.created_at + i64::try_from(channel.give_up_after.as_secs()).unwrap_or(i64::MAX / 2);
+        let give_up = c
+            .created_at
+            .add_secs(i64::try_from(channel.give_up_after.as_secs()).unwrap_or(i64::MAX / 2))
+            .get();
         let delay = retry_after.unwrap_or_else(|| self.backoff(c.attempts));
         if now + delay > give_up {
             return Attempt::Failed {
@@ -550,7 +555,7 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
                 error: format!("{error}; gave up after {} attempts", c.attempts + 1),
             };
         }
-        Attempt::Retry { at: now + delay, status, error }
+        Attempt::Retry { at: UnixSecs(now + delay), status, error }
     }
 
     /// `2^attempts` seconds, at most [`MAX_BACKOFF`], with equal jitter (half fixed, half

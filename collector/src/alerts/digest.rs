@@ -188,10 +188,10 @@ pub fn message(
         let subject: Value = render::subject(ev, None);
         let summary = render::summary(ev, &subject);
         let url = render::link(console, ev, &subject);
-        text.push_str(&format!("- {} {summary} ({}) {url}\r\n", rfc3339(ev.occurred_at), ev.id));
+        text.push_str(&format!("- {} {summary} ({}) {url}\r\n", ev.occurred_at.rfc3339(), ev.id));
         html.push_str(&format!(
             "<li>{} <a href=\"{}\">{}</a> <small>{}</small></li>",
-            esc(&rfc3339(ev.occurred_at)),
+            esc(&ev.occurred_at.rfc3339()),
             esc(&url),
             esc(&summary),
             esc(&ev.id)

@@ -23,7 +23,6 @@ use serde_json::Value;
 
 use super::render::{self, About};
 use crate::model::NewEvent;
-use crate::report::rfc3339;
 
 /// How the SMTP connection is protected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -183,7 +182,7 @@ pub fn event_message(
     let url = render::link(console, e, &subject);
     let summary = render::summary(e, &subject);
     let mut facts: Vec<(&str, String)> =
-        vec![("Event", e.kind.clone()), ("When", rfc3339(e.occurred_at))];
+        vec![("Event", e.kind.clone()), ("When", e.occurred_at.rfc3339())];
     if let Some(a) = about {
         facts.push(("Product", format!("{} ({})", a.name, e.product)));
         facts.push(("Status", a.status.clone()));

@@ -78,7 +78,7 @@ pub fn make(kind: &str, key: &str, occurred_at: i64, product: &str, subject: &Va
     NewEvent {
         id: id(kind, key),
         kind: kind.to_owned(),
-        occurred_at,
+        occurred_at: UnixSecs(occurred_at),
         product: product.to_owned(),
         subject: subject.to_string(),
         to_channel: String::new(),
@@ -138,7 +138,7 @@ pub fn descriptor_taught(mapping: &DescriptorMapping, lines: u64) -> NewEvent {
     make(
         DESCRIPTOR_TAUGHT,
         &format!("{}\0{}", mapping.id, mapping.descriptor),
-        mapping.created_at,
+        mapping.created_at.get(),
         &mapping.product,
         &json!({ "descriptor": mapping.descriptor, "by": mapping.actor, "note": mapping.note,
                  "lines": lines }),
@@ -246,15 +246,20 @@ pub fn for_expenses(
             Some(p) => {
                 if new.iter().any(|n| n == p) && !announced.contains(&p.as_str()) {
                     announced.push(p);
-                    out.push(new_product(p, "expense", l.occurred_at, json!({ "expense": money })));
+                    out.push(new_product(
+                        p,
+                        "expense",
+                        l.occurred_at.get(),
+                        json!({ "expense": money }),
+                    ));
                 }
                 if let Some((_, decided)) = blocked.iter().find(|(b, _)| b == p)
-                    && l.occurred_at > *decided
+                    && l.occurred_at.get() > *decided
                 {
                     out.push(make(
                         BLOCKED_SEEN,
                         &format!("{p}\0expense\0{}\0{}\0{decided}", l.source, l.dedupe_key),
-                        l.occurred_at,
+                        l.occurred_at.get(),
                         p,
                         &json!({ "product": p, "source": "expense", "expense": money,
                                  "decided_at": decided }),
@@ -264,7 +269,7 @@ pub fn for_expenses(
             None if l.candidate => out.push(make(
                 EXPENSE_CANDIDATE,
                 &format!("{}\0{}", l.source, l.dedupe_key),
-                l.occurred_at,
+                l.occurred_at.get(),
                 "",
                 &json!({ "expense": money, "occurred_at": l.occurred_at }),
             )),
@@ -283,7 +288,7 @@ pub fn for_gateway(rows: &[&GatewaySpend], new: &[String]) -> Vec<NewEvent> {
             out.push(new_product(
                 p,
                 "gateway",
-                r.period_start,
+                r.period_start.get(),
                 json!({ "gateway": { "provider": r.provider, "model": r.model, "team": r.team } }),
             ));
         }
@@ -300,7 +305,7 @@ pub fn for_review(before: Option<&Review>, after: &Review) -> NewEvent {
             "{}\0{}\0{}\0{}",
             after.product, after.reviewed_at, after.status, after.reviewed_by
         ),
-        after.reviewed_at,
+        after.reviewed_at.get(),
         &after.product,
         &json!({ "product": after.product, "by": after.reviewed_by, "from": from,
                  "to": after.status, "note": after.note, "alternative": after.alternative }),

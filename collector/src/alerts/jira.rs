@@ -100,7 +100,7 @@ pub async fn send<S: Store>(
                 "{summary}\n\nOpen in aiscout: {url}\n\nEvent {} ({}), {}.\n\n{{code:json}}\n{}\n{{code}}",
                 e.id,
                 e.kind,
-                crate::report::rfc3339(e.occurred_at),
+                e.occurred_at.rfc3339(),
                 serde_json::to_string_pretty(&subject).unwrap_or_default()
             );
             let body = json!({ "fields": {

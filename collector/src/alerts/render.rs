@@ -21,7 +21,7 @@ use serde_json::{Map, Value, json};
 use super::channel::Kind;
 use super::event;
 use crate::model::NewEvent;
-use crate::report::{ocsf, rfc3339};
+use crate::report::ocsf;
 
 /// What is known about an event's product when it is sent.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -145,7 +145,7 @@ pub fn webhook_body(e: &NewEvent, subject: &Value, url: &str) -> Vec<u8> {
     json!({
         "id": e.id,
         "type": e.kind,
-        "occurred_at": rfc3339(e.occurred_at),
+        "occurred_at": e.occurred_at.rfc3339(),
         "subject": subject,
         "url": url,
     })
@@ -202,7 +202,7 @@ pub fn message(
                 "blocks": [
                     { "type": "section", "text": { "type": "mrkdwn", "text": format!("*{}*", slack_escape(&summary)) } },
                     { "type": "context", "elements": [
-                        { "type": "mrkdwn", "text": format!("{} · {} · {}", e.kind, rfc3339(e.occurred_at), e.id) } ] },
+                        { "type": "mrkdwn", "text": format!("{} · {} · {}", e.kind, e.occurred_at.rfc3339(), e.id) } ] },
                     { "type": "actions", "elements": [
                         { "type": "button", "text": { "type": "plain_text", "text": "Open in aiscout" }, "url": url } ] },
                 ],
@@ -212,7 +212,7 @@ pub fn message(
         Kind::Teams => {
             let mut facts = vec![
                 json!({ "title": "Event", "value": e.kind }),
-                json!({ "title": "When", "value": rfc3339(e.occurred_at) }),
+                json!({ "title": "When", "value": e.occurred_at.rfc3339() }),
             ];
             if let Some(a) = about {
                 facts.push(json!({ "title": "Status", "value": a.status }));
@@ -248,7 +248,7 @@ pub fn message(
                 "type_uid": 200_401,
                 "severity_id": severity(&e.kind),
                 "status_id": 1,
-                "time": e.occurred_at.saturating_mul(1000),
+                "time": e.occurred_at.get().saturating_mul(1000),
                 "message": summary,
                 "metadata": metadata,
                 "finding_info": { "uid": e.id, "title": summary, "types": [e.kind], "src_url": url },

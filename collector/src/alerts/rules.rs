@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use aiscout_signatures::{Catalog, RiskWeights};
-use aiscout_wire::{InventoryQuery, InventoryRow, ProductStatus};
+use aiscout_wire::{InventoryQuery, InventoryRow, ProductStatus, UnixSecs};
 use serde_json::json;
 
 use super::channel::{BudgetSource, Settings};
@@ -82,7 +82,7 @@ pub fn renewals(facts: &Facts, catalog: &Catalog, s: &Settings, now: i64) -> Vec
     let horizon = now + i64::from(s.renewal_days) * DAY;
     let mut out = Vec::new();
     for r in &facts.reviews {
-        if let Some(at) = r.renewal
+        if let Some(at) = r.renewal.map(UnixSecs::get)
             && at >= now
             && at <= horizon
         {
@@ -211,8 +211,8 @@ mod tests {
                 agent_version: "0.1.0".into(),
                 owner_email: None,
             },
-            enrolled_at: aiscout_wire::UnixSecs(0),
-            last_contact: aiscout_wire::UnixSecs(last_contact),
+            enrolled_at: UnixSecs(0),
+            last_contact: UnixSecs(last_contact),
             dropped_sightings: 0,
             evicted_sightings: 0,
             health: None,

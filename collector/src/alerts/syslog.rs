@@ -15,7 +15,6 @@ use tokio::io::AsyncWriteExt;
 
 use super::render::{self, About};
 use crate::model::NewEvent;
-use crate::report::rfc3339;
 
 /// Where a syslog channel sends.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,7 +64,7 @@ pub fn message(e: &NewEvent, about: Option<&About>, console: &str, hostname: &st
     let pri = u16::from(FACILITY) * 8 + u16::from(severity(&e.kind));
     let mut out = format!(
         "<{pri}>1 {} {host} aiscout - {msgid} [aiscout@32473 id=\"{}\" type=\"{}\" product=\"{}\" url=\"{}\"] ",
-        rfc3339(e.occurred_at),
+        e.occurred_at.rfc3339(),
         param(&e.id),
         param(&e.kind),
         param(&e.product),
@@ -117,7 +116,7 @@ mod tests {
         let e = NewEvent {
             id: "evt_1".into(),
             kind: "product.blocked_seen".into(),
-            occurred_at: 0,
+            occurred_at: aiscout_wire::UnixSecs(0),
             product: "x\"]\\y".into(),
             subject: "{\"device\":\"laptop\\n1\"}".into(),
             to_channel: String::new(),

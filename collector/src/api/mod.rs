@@ -389,7 +389,7 @@ async fn enroll<S: Store>(State(state): Shared<S>, request: Request) -> Result<R
         previous_key: req.previous_node_key.as_ref().map(|k| credentials::hash(k.expose())),
         policy: state.enrollment.policy,
         source: source.to_string(),
-        now: crate::store::now(),
+        now: UnixSecs::now(),
     };
     match timed(&state, state.store.enroll_checked(attempt)).await? {
         EnrollOutcome::Enrolled { how, .. } => {
@@ -696,7 +696,7 @@ async fn reconcile<S: Store>(
         };
         match k.as_str() {
             "idle_days" => idle_days = v.parse().map_err(|_| bad("a number of days"))?,
-            "since" => since = Some(v.parse::<i64>().map_err(|_| bad("Unix seconds"))?),
+            "since" => since = Some(UnixSecs(v.parse().map_err(|_| bad("Unix seconds"))?)),
             _ => {}
         }
     }
@@ -923,7 +923,7 @@ async fn audit<S: Store>(
             .into_iter()
             .map(|e| aiscout_wire::AuditEntry {
                 id: e.id,
-                at: e.record.at,
+                at: e.record.at.get(),
                 actor: e.record.actor,
                 action: e.record.action,
                 subject: e.record.subject,

@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use aiscout_signatures::Overlay;
-use aiscout_wire::Secret;
+use aiscout_wire::{Secret, UnixSecs};
 
 #[allow(clippy::wildcard_imports)]
 // Reason: the handlers share the API module's helpers and types.
@@ -241,7 +241,7 @@ pub async fn write<S: Store>(
         after["change"] = change.into();
     }
     let audit = crate::model::AuditRecord {
-        at: crate::store::now(),
+        at: UnixSecs::now(),
         actor: actor.to_owned(),
         action: "overlay.update".into(),
         subject: format!("overlay/{next}"),

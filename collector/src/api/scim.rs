@@ -108,8 +108,8 @@ fn render(kind: Kind, r: &ScimResource, base: &str) -> Result<Value, Failure> {
         "meta".into(),
         serde_json::json!({
             "resourceType": kind.as_str(),
-            "created": crate::report::rfc3339(r.created_at),
-            "lastModified": crate::report::rfc3339(r.modified_at),
+            "created": r.created_at.rfc3339(),
+            "lastModified": r.modified_at.rfc3339(),
             "location": format!("{base}{}/{}", kind.endpoint(), r.id),
             "version": etag(r.version),
         }),
@@ -173,7 +173,7 @@ fn change_audit(
     after: Option<Value>,
 ) -> AuditRecord {
     AuditRecord {
-        at: crate::store::now(),
+        at: aiscout_wire::UnixSecs::now(),
         actor: actor.to_owned(),
         action: action.to_owned(),
         subject: format!("{}/{id}", kind.as_str()),
@@ -191,7 +191,7 @@ async fn write<S: Store>(
     base: &str,
 ) -> Result<Response, Failure> {
     let (body, name) = scim::normalise(kind, resource)?;
-    let now = crate::store::now();
+    let now = aiscout_wire::UnixSecs::now();
     let id = match previous {
         Some(p) => p.id.clone(),
         None => new_id()?,

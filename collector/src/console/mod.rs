@@ -340,12 +340,12 @@ pub async fn signed_in<S: Store>(
     let Some(session) = state.store.session(hash, now).await? else {
         return Err(Refusal::Login { next });
     };
-    if now.saturating_sub(session.last_seen) > state.console.idle_secs {
+    if now.saturating_sub(session.last_seen.get()) > state.console.idle_secs {
         let audit = session_audit(&session, "session.expire", now);
         state.store.end_session(hash, Some(audit)).await?;
         return Err(Refusal::Login { next });
     }
-    if now.saturating_sub(session.last_seen) >= 60 {
+    if now.saturating_sub(session.last_seen.get()) >= 60 {
         state.store.touch_session(hash, now).await?;
     }
     Ok(Signed { session, hash })
@@ -436,7 +436,7 @@ pub fn session_audit(session: &Session, action: &str, now: i64) -> AuditRecord {
     })
     .to_string();
     AuditRecord {
-        at: now,
+        at: aiscout_wire::UnixSecs(now),
         actor: session.actor.clone(),
         action: action.to_owned(),
         subject: session.actor.clone(),
@@ -467,9 +467,9 @@ pub async fn start_session<S: Store>(
         method: method.to_owned(),
         token,
         csrf,
-        created_at: now,
-        last_seen: now,
-        expires_at: now.saturating_add(state.console.absolute_secs),
+        created_at: aiscout_wire::UnixSecs(now),
+        last_seen: aiscout_wire::UnixSecs(now),
+        expires_at: aiscout_wire::UnixSecs(now).add_secs(state.console.absolute_secs),
     };
     let audit = session_audit(&session, "session.login", now);
     state.store.create_session(credentials::hash(&value), session, audit).await?;

@@ -25,13 +25,15 @@ pub(crate) fn segment(s: &str) -> String {
 }
 
 /// `YYYY-MM-DD` of Unix seconds (UTC).
-pub(crate) fn date(secs: i64) -> String {
+pub(crate) fn date(secs: impl Into<i64>) -> String {
+    let secs = secs.into();
     let (y, m, d) = civil_from_days(secs.div_euclid(DAY_SECS));
     format!("{y:04}-{m:02}-{d:02}")
 }
 
 /// `YYYY-MM-DD HH:MM` of Unix seconds (UTC).
-pub(crate) fn datetime(secs: i64) -> String {
+pub(crate) fn datetime(secs: impl Into<i64>) -> String {
+    let secs = secs.into();
     let s = secs.rem_euclid(DAY_SECS);
     format!("{} {:02}:{:02} UTC", date(secs), s / 3600, s % 3600 / 60)
 }
@@ -48,7 +50,8 @@ pub(crate) fn ago(secs: i64, now: i64) -> String {
 }
 
 /// A `<time>` element: the age in words, the exact time on hover and for machines.
-pub(crate) fn when(secs: i64, now: i64) -> Markup {
+pub(crate) fn when(secs: impl Into<i64>, now: i64) -> Markup {
+    let secs = secs.into();
     if secs <= 0 {
         return html! { span class="muted" { "never" } };
     }

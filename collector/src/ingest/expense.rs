@@ -546,7 +546,7 @@ impl<'a> ExpenseParser<'a> {
             dedupe_key,
             file: self.file.clone(),
             line: i64::try_from(line).unwrap_or(i64::MAX),
-            occurred_at,
+            occurred_at: aiscout_wire::UnixSecs(occurred_at),
             amount_minor: amount,
             currency,
             descriptor,
@@ -635,7 +635,7 @@ mod tests {
 
     fn summary(l: &ExpenseLine) -> (String, i64, &str, Option<&str>, bool) {
         (
-            parse::ymd(l.occurred_at),
+            parse::ymd(l.occurred_at.get()),
             l.amount_minor,
             l.currency.as_str(),
             l.product.as_deref(),
@@ -691,7 +691,7 @@ mod tests {
             (lines[0].payer_name.as_str(), lines[0].department.as_str()),
             ("Ann Lee", "Sales")
         );
-        assert_eq!(parse::ymd(lines[0].occurred_at), "2022-05-11");
+        assert_eq!(parse::ymd(lines[0].occurred_at.get()), "2022-05-11");
 
         let (f, lines, t) = parse(
             "Swipe Date (UTC),Posted Date,Type,Amount,User,Department,Statement Descriptor,Merchant Name,Id\n\

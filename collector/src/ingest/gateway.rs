@@ -449,7 +449,7 @@ impl<'a> GatewayParser<'a> {
             dedupe_key,
             file: self.file.clone(),
             line: i64::try_from(line).unwrap_or(i64::MAX),
-            period_start,
+            period_start: aiscout_wire::UnixSecs(period_start),
             provider,
             model,
             team,
@@ -665,7 +665,7 @@ mod tests {
             (r.user.as_str(), r.team.as_str(), r.api_key.as_str()),
             ("user-1", "proj_1", "key_1")
         );
-        assert_eq!((r.period_start, r.provider.as_str()), (1_793_491_200, "openai"));
+        assert_eq!((r.period_start.get(), r.provider.as_str()), (1_793_491_200, "openai"));
         assert!(r.product.is_some());
     }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use aiscout_signatures::{Catalog, RiskFact, RiskWeights};
 use aiscout_wire::{
     InventoryQuery, InventoryRow, Money, ProductDetail, ProductDevice, ProductStatus, ReviewStatus,
-    RiskFactValue, SourceSummary,
+    RiskFactValue, SourceSummary, UnixSecs,
 };
 
 use crate::model::calendar::DAY_SECS;
@@ -50,8 +50,8 @@ pub fn usage_filter(q: &InventoryQuery) -> UsageFilter {
         product: q.product.clone(),
         kind: q.source.clone().filter(|s| s != "expense" && s != "gateway"),
         department: q.department.clone(),
-        since: q.since,
-        until: q.until,
+        since: q.since.map(UnixSecs),
+        until: q.until.map(UnixSecs),
     }
 }
 
@@ -211,7 +211,7 @@ pub async fn gather_from<S: Store>(
     now: i64,
     purpose: Purpose,
 ) -> Result<Facts, StoreError> {
-    let since = filter.since;
+    let since = filter.since.map(UnixSecs::get);
     let reviews = store.reviews().await?;
     let sanctioned = sanctioned(&reviews);
     // The reads are independent, so they run at once: on PostgreSQL each on its own
@@ -235,7 +235,7 @@ pub async fn gather_from<S: Store>(
     // Small (one row per flagged server and flag set) and read for both purposes: the app
     // card gathers for the reconciliation and shows the flags too.
     let mcp = store.mcp_flags();
-    let period = (filter.since, filter.until);
+    let period = (filter.since.map(UnixSecs::get), filter.until.map(UnixSecs::get));
     let product = filter.product.clone();
     let fronted = bypass::read(store, product.as_deref());
     let ((sources, products), owners, spend, mcp, fronted) =
@@ -399,11 +399,11 @@ pub fn inventory(
         a.sources.insert("gateway".into());
         a.gateway.add(&g.currency, i128::from(g.cost_nanos));
         a.gateway_tokens = a.gateway_tokens.saturating_add(u64::try_from(g.tokens).unwrap_or(0));
-        a.seen(g.day, g.day);
+        a.seen(g.day.get(), g.day.get());
         if !g.department.is_empty() {
             a.departments.insert(g.department.clone());
         }
-        if g.day >= run_rate_from && g.day <= facts.now {
+        if g.day.get() >= run_rate_from && g.day.get() <= facts.now {
             // nanos * 365 / 30, converted to minor units below with the subscriptions.
             let annual_nanos = i128::from(g.cost_nanos) * 365 / i128::from(GATEWAY_RUN_RATE_DAYS);
             let minor = nanos_to_minor(annual_nanos, &g.currency);

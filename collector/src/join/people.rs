@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use aiscout_wire::Money;
+use aiscout_wire::{Money, UnixSecs};
 
 use super::{Purse, Spend, money};
 use crate::model::PersonUsage;
@@ -53,7 +53,7 @@ pub fn people_spend(usage: Vec<PersonUsage>, spend: &Spend) -> PeopleSpend {
         let e = card.entry(payer.email.to_lowercase()).or_default();
         let sum = e.0.entry(l.currency.as_str()).or_default();
         *sum = sum.saturating_add(l.amount_minor);
-        e.1 = e.1.max(l.occurred_at);
+        e.1 = e.1.max(l.occurred_at.get());
     }
     let mut by_email: BTreeMap<String, PersonUsage> = usage
         .into_iter()
@@ -64,7 +64,7 @@ pub fn people_spend(usage: Vec<PersonUsage>, spend: &Spend) -> PeopleSpend {
             .entry(email.clone())
             .or_insert_with(|| PersonUsage { email, ..PersonUsage::default() });
         u.expense_minor = sums.into_iter().map(|(c, v)| (c.to_owned(), v)).collect();
-        u.last_activity = u.last_activity.max(last);
+        u.last_activity = u.last_activity.max(UnixSecs(last));
     }
     let directory: HashMap<&str, &crate::model::Person> =
         spend.people.iter().map(|p| (p.email.as_str(), p)).collect();

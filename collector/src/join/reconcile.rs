@@ -351,10 +351,10 @@ fn consumer_plans(
         let Some(plan) = consumer_plan(product, l) else { continue };
         let key =
             (product.id.as_str(), payer.label(), payer.department.as_str(), plan.plan.as_str());
-        let e = groups.entry(key).or_insert((product, plan, 0, 0, l.occurred_at));
+        let e = groups.entry(key).or_insert((product, plan, 0, 0, l.occurred_at.get()));
         e.2 += i128::from(l.amount_minor);
         e.3 += 1;
-        e.4 = e.4.max(l.occurred_at);
+        e.4 = e.4.max(l.occurred_at.get());
     }
     groups
         .into_iter()

@@ -94,10 +94,10 @@ impl Spend {
     pub fn since(&self, since: i64) -> Self {
         let (expenses, payers) = self
             .lines()
-            .filter(|(l, _)| l.occurred_at >= since)
+            .filter(|(l, _)| l.occurred_at.get() >= since)
             .map(|(l, p)| (l.clone(), p.clone()))
             .unzip();
-        let gateway = self.gateway.iter().filter(|g| g.day >= since).cloned().collect();
+        let gateway = self.gateway.iter().filter(|g| g.day.get() >= since).cloned().collect();
         Self::with_payers(expenses, payers, gateway, Arc::clone(&self.people), self.now)
     }
 
@@ -119,11 +119,11 @@ impl Spend {
             let product = l.product.as_deref();
             let descriptor = if product.is_none() { l.descriptor.as_str() } else { "" };
             let key = (product, descriptor, p.label(), p.department.as_str(), l.currency.as_str());
-            let e = by_payer.entry(key).or_insert((0, 0, l.occurred_at, l.occurred_at));
+            let e = by_payer.entry(key).or_insert((0, 0, l.occurred_at.get(), l.occurred_at.get()));
             e.0 += i128::from(l.amount_minor);
             e.1 += 1;
-            e.2 = e.2.min(l.occurred_at);
-            e.3 = e.3.max(l.occurred_at);
+            e.2 = e.2.min(l.occurred_at.get());
+            e.3 = e.3.max(l.occurred_at.get());
             let key =
                 (year_month(l.occurred_at), p.department.as_str(), l.currency.as_str(), product);
             *by_month.entry(key).or_insert(0) += i128::from(l.amount_minor);

@@ -143,7 +143,7 @@ pub fn detect<'a>(
             .entry(key)
             .or_insert_with(|| (p, Vec::new()))
             .1
-            .push((l.occurred_at, l.amount_minor));
+            .push((l.occurred_at.get(), l.amount_minor));
     }
     let mut out = Vec::new();
     for ((_, product, currency), (payer, mut charges)) in groups {
@@ -208,7 +208,7 @@ mod tests {
             dedupe_key: format!("{payer}{day}"),
             file: "f".into(),
             line: 1,
-            occurred_at: day * DAY,
+            occurred_at: aiscout_wire::UnixSecs(day * DAY),
             amount_minor: amount,
             currency: "USD".into(),
             descriptor: String::new(),

@@ -43,7 +43,8 @@ pub fn ymd(secs: i64) -> String {
 }
 
 /// `YYYY-MM` of Unix seconds (UTC).
-pub fn year_month(secs: i64) -> String {
+pub fn year_month(secs: impl Into<i64>) -> String {
+    let secs = secs.into();
     let (y, m, _) = civil_from_days(secs.div_euclid(DAY_SECS));
     format!("{y:04}-{m:02}")
 }

@@ -755,7 +755,7 @@ pub fn plan(
     held_back.sort();
     let serial = reviews
         .iter()
-        .map(|r| r.reviewed_at)
+        .map(|r| r.reviewed_at.get())
         .max()
         .and_then(|t| u32::try_from(t).ok())
         .unwrap_or(1)

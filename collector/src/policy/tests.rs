@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use aiscout_signatures::catalog::{DomainRule, DomainUse, Product, WindowsApp};
+use aiscout_wire::UnixSecs;
 use proptest::prelude::*;
 
 use super::*;
@@ -60,7 +61,7 @@ fn review(product: &str, status: &str, alternative: &str, at: i64) -> Review {
         status: status.into(),
         note: String::new(),
         reviewed_by: "sec".into(),
-        reviewed_at: at,
+        reviewed_at: UnixSecs(at),
         business_owner: String::new(),
         alternative: alternative.into(),
         renewal: None,

@@ -250,7 +250,7 @@ pub(crate) fn audit(
     now: i64,
 ) -> AuditRecord {
     AuditRecord {
-        at: now,
+        at: aiscout_wire::UnixSecs(now),
         actor: actor.to_owned(),
         action: "person.erase".into(),
         subject: tombstone.to_owned(),

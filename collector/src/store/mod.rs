@@ -34,6 +34,8 @@
 
 use std::future::Future;
 
+use aiscout_wire::UnixSecs;
+
 use crate::model::{
     Admission, Admit, AdmitRule, Attempt, AuditEntry, AuditFilter, AuditRecord, Batch, ChannelRow,
     Claimed, DeliveryRow, DescriptorMapping, Device, DeviceId, DevicePage, DeviceQuery,
@@ -1257,7 +1259,7 @@ pub(crate) fn takeover_event(a: &EnrollAttempt, step: ReenrollStep) -> Option<Ne
         outcome,
         &a.source,
         a.policy.as_str(),
-        a.now,
+        a.now.get(),
     ))
 }
 
@@ -1308,7 +1310,7 @@ pub(crate) fn duplicate_host_id(host_id: &str, existing_duplicates: i64) -> Stri
 /// The audit record of an admin's approval.
 pub(crate) fn approve_audit(host_id: &str, actor: &str, now: i64) -> AuditRecord {
     AuditRecord {
-        at: now,
+        at: UnixSecs(now),
         actor: actor.to_owned(),
         action: "device.reenroll_approve".to_owned(),
         subject: host_id.to_owned(),
@@ -1338,10 +1340,10 @@ fn audit_query_sql(filter: &AuditFilter, mark: char) -> (String, Vec<rollup::Arg
         add("subject =", rollup::Arg::Text(Some(subject.clone())));
     }
     if let Some(since) = filter.since {
-        add("at >=", rollup::Arg::Int(since));
+        add("at >=", rollup::Arg::Int(since.get()));
     }
     if let Some(until) = filter.until {
-        add("at <=", rollup::Arg::Int(until));
+        add("at <=", rollup::Arg::Int(until.get()));
     }
     if let Some(before) = filter.before_id {
         add("id <", rollup::Arg::Int(before));
@@ -1439,7 +1441,7 @@ impl PeopleUsage {
                 products: sums.products.into_iter().collect(),
                 expense_minor: sums.expense_minor.into_iter().collect(),
                 gateway_nanos: sums.gateway_nanos.into_iter().collect(),
-                last_activity: sums.last_activity.unwrap_or_default(),
+                last_activity: UnixSecs(sums.last_activity.unwrap_or_default()),
             })
             .collect()
     }

@@ -7,6 +7,8 @@
 
 use std::sync::LazyLock;
 
+use aiscout_wire::UnixSecs;
+
 use super::StoreError;
 use super::sql::{Conn, FromRow, One, Row, ready};
 use crate::model::{
@@ -133,7 +135,7 @@ pub fn finish_values(
     match attempt {
         Attempt::Delivered { status } => ("delivered", now, Some(now), Some(*status), None),
         Attempt::Retry { at, status, error } => {
-            ("pending", *at, None, *status, Some(error.clone()))
+            ("pending", at.get(), None, *status, Some(error.clone()))
         }
         Attempt::Failed { status, error } => {
             ("failed", now, Some(now), *status, Some(error.clone()))
@@ -173,7 +175,7 @@ fn refusal(
         return Ok(Some(Admit::Capped(format!("max_per_day {} reached", rule.max_per_day))));
     }
     if let Some(since) = rule.quiet_since.filter(|_| !product.is_empty())
-        && alike(since)? > 0
+        && alike(since.get())? > 0
     {
         return Ok(Some(Admit::Capped("quiet period".into())));
     }
@@ -241,7 +243,7 @@ impl FromRow for DeliveryRow {
 struct ClaimedRow {
     event: StoredEvent,
     attempts: i64,
-    created_at: i64,
+    created_at: UnixSecs,
 }
 
 impl FromRow for ClaimedRow {

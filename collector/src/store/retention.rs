@@ -145,7 +145,7 @@ pub(crate) fn audit(outcome: &Outcome, now: i64) -> AuditRecord {
         })
         .collect();
     AuditRecord {
-        at: now,
+        at: aiscout_wire::UnixSecs(now),
         actor: "retention".into(),
         action: "retention.apply".into(),
         subject: "retention".into(),

@@ -32,6 +32,8 @@
 use std::sync::LazyLock;
 
 use crate::model::UsageFilter;
+#[cfg(test)]
+use aiscout_wire::UnixSecs;
 
 /// Seconds in a UTC day, the rollups' unit of time.
 pub const DAY: i64 = crate::model::calendar::DAY_SECS;
@@ -399,8 +401,8 @@ pub fn plan(filter: &UsageFilter) -> Option<Plan> {
     }
     let (sources, products) = match (filter.since, &filter.department) {
         // Day 0 would also hold the last second of each negative day (division truncates).
-        (Some(since), None) if since > 0 && since % DAY == 0 => {
-            let day = since / DAY;
+        (Some(since), None) if since.get() > 0 && since.get() % DAY == 0 => {
+            let day = since.get() / DAY;
             let products = match &filter.kind {
                 Some(k) => read(
                     PRODUCTS_OF_KIND_SINCE,
@@ -449,8 +451,8 @@ mod tests {
 
     fn filter(since: Option<i64>, until: Option<i64>, department: Option<&str>) -> UsageFilter {
         UsageFilter {
-            since,
-            until,
+            since: since.map(UnixSecs),
+            until: until.map(UnixSecs),
             department: department.map(str::to_owned),
             ..UsageFilter::default()
         }

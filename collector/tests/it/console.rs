@@ -306,9 +306,9 @@ async fn roles_unknown_pages_and_idle_sessions() {
         method: "token".into(),
         token: Some("view".into()),
         csrf: "c".into(),
-        created_at: now - 7200,
-        last_seen: now - 7200,
-        expires_at: now + 3600,
+        created_at: aiscout_wire::UnixSecs(now - 7200),
+        last_seen: aiscout_wire::UnixSecs(now - 7200),
+        expires_at: aiscout_wire::UnixSecs(now + 3600),
     };
     let audit = aiscout_collector::console::session_audit(&session, "session.login", now);
     server

@@ -381,7 +381,7 @@ fn discovered(n: u32, product: &str, at: i64) -> NewEvent {
     NewEvent {
         id: event::id("product.discovered", &format!("digest-test-{n}-{product}")),
         kind: "product.discovered".into(),
-        occurred_at: at,
+        occurred_at: aiscout_wire::UnixSecs(at),
         product: product.into(),
         subject: json!({"product": product, "source": "dns", "device": "laptop-1"}).to_string(),
         to_channel: String::new(),
@@ -493,7 +493,10 @@ async fn digests_once<S: Store + Clone + Send + Sync + 'static>(store: S, dir: &
         .claim_digest(channel.name.clone(), h(4, 8, 0), "dead".into(), h(4, 8, 5), h(4, 8, 6))
         .await
         .unwrap();
-    assert_eq!(dead.map(|c| (c.previous, c.attempts)), Some((Some(h(2, 8, 0)), 0)));
+    assert_eq!(
+        dead.map(|c| (c.previous, c.attempts)),
+        Some((Some(aiscout_wire::UnixSecs(h(2, 8, 0))), 0))
+    );
     assert_eq!(b.digest_round(&channel, &tls).await.unwrap(), DigestOutcome::NotMine);
     set(h(4, 8, 7));
     assert_eq!(b.digest_round(&channel, &tls).await.unwrap(), DigestOutcome::Sent(1));

@@ -78,7 +78,7 @@ async fn a_mapped_expense_export_is_detected_normalised_and_imported_once() {
         .iter()
         .map(|l| {
             (
-                ymd(l.occurred_at),
+                ymd(l.occurred_at.get()),
                 l.amount_minor,
                 l.currency.as_str(),
                 l.product.as_deref(),
@@ -225,7 +225,15 @@ async fn a_mapped_gateway_report_maps_models_and_provider_defaults_to_products()
         .unwrap()
         .into_iter()
         .map(|t| {
-            (ymd(t.day), t.product, t.provider, t.department, t.currency, t.cost_nanos, t.tokens)
+            (
+                ymd(t.day.get()),
+                t.product,
+                t.provider,
+                t.department,
+                t.currency,
+                t.cost_nanos,
+                t.tokens,
+            )
         })
         .collect();
     totals.sort();

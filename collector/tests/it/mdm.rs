@@ -534,7 +534,7 @@ fn decisions() -> aiscout_collector::policy::Plan {
         status: status.into(),
         note: String::new(),
         reviewed_by: "sec".into(),
-        reviewed_at: 1_767_225_600,
+        reviewed_at: aiscout_wire::UnixSecs(1_767_225_600),
         business_owner: String::new(),
         alternative: String::new(),
         renewal: None,

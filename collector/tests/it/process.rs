@@ -707,7 +707,7 @@ async fn retention_run_and_person_erase_from_the_command_line() {
             dedupe_key: key.into(),
             file: "ramp.csv".into(),
             line: 2,
-            occurred_at: at,
+            occurred_at: UnixSecs(at),
             amount_minor: 2_000,
             currency: "USD".into(),
             descriptor: "OPENAI *CHATGPT".into(),

@@ -14,6 +14,8 @@ use crate::console::{
     Access, CSRF_FIELD, PageResult, Refusal, Signed, document, field, require, require_form,
     see_other,
 };
+use aiscout_wire::UnixSecs;
+
 use crate::model::{AuditRecord, ReenrollPolicy, Role, Token};
 use crate::store::{Store, StoreError};
 use crate::{credentials, review};
@@ -179,7 +181,7 @@ pub(crate) async fn create_token<S: Store>(
     let token = Token {
         name: name.clone(),
         role,
-        created_at: aiscout_wire::UnixSecs(crate::store::now()),
+        created_at: UnixSecs(crate::store::now()),
         revoked_at: None,
     };
     let audit = review::token_created(&token, &signed.session.actor);
@@ -226,7 +228,7 @@ pub(crate) async fn rotate_secret<S: Store>(
     let secret = credentials::generate("aises_")?;
     let now = crate::store::now();
     let audit = AuditRecord {
-        at: now,
+        at: UnixSecs(now),
         actor: signed.session.actor.clone(),
         action: "enroll_secret.rotate".into(),
         subject: "enroll_secret".into(),

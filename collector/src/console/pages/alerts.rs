@@ -15,6 +15,8 @@ use crate::console::view::{self, count};
 use crate::console::{
     Access, CSRF_FIELD, PageResult, Refusal, document, field, require, require_form, see_other,
 };
+use aiscout_wire::UnixSecs;
+
 use crate::model::AuditRecord;
 use crate::store::Store;
 
@@ -169,7 +171,7 @@ pub(crate) async fn test<S: Store>(
     let nonce = crate::credentials::generate("")?;
     let e = event::test(&channel, &signed.session.actor, now, &nonce);
     let audit = AuditRecord {
-        at: now,
+        at: UnixSecs(now),
         actor: signed.session.actor.clone(),
         action: "alert.test".into(),
         subject: channel.clone(),

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use aiscout_wire::UnixSecs;
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use maud::html;
@@ -17,11 +18,15 @@ type Shared<S> = State<Arc<AppState<S>>>;
 /// Entries per page.
 const PAGE: i64 = 100;
 
-fn day(pairs: &[(String, String)], key: &str, end_of_day: bool) -> Result<Option<i64>, Refusal> {
+fn day(
+    pairs: &[(String, String)],
+    key: &str,
+    end_of_day: bool,
+) -> Result<Option<UnixSecs>, Refusal> {
     match param(pairs, key) {
         "" => Ok(None),
         d => crate::review::parse_day(d)
-            .map(|t| Some(if end_of_day { t + 86_399 } else { t }))
+            .map(|t| Some(if end_of_day { t.add_secs(86_399) } else { t }))
             .ok_or_else(|| Refusal::BadRequest(format!("{key}: {d:?} is not a date (YYYY-MM-DD)"))),
     }
 }

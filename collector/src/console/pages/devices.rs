@@ -9,13 +9,15 @@ use maud::html;
 use crate::api::AppState;
 use crate::console::view::{self, count, param, segment};
 use crate::console::{Access, PageResult, Refusal, document, require};
+use aiscout_wire::UnixSecs;
+
 use crate::model::{DeviceQuery, DeviceSummary};
 use crate::store::Store;
 
 type Shared<S> = State<Arc<AppState<S>>>;
 
-fn last_heartbeat(d: &DeviceSummary) -> i64 {
-    d.health.as_ref().map_or(d.last_contact, |h| h.received_at).get()
+fn last_heartbeat(d: &DeviceSummary) -> UnixSecs {
+    d.health.as_ref().map_or(d.last_contact, |h| h.received_at)
 }
 
 /// `GET /devices?q=&stale=1`.
@@ -27,7 +29,7 @@ pub(crate) async fn page<S: Store>(
     let signed = require(&state, &headers, "/devices".into(), Access::Devices).await?;
     let pairs = crate::api::query_pairs(raw.as_deref());
     let now = crate::store::now();
-    let stale_before = now - state.console.stale_hours * 3600;
+    let stale_before = UnixSecs(now - state.console.stale_hours * 3600);
     let q = param(&pairs, "q").trim().to_lowercase();
     let only_stale = param(&pairs, "stale") == "1";
     let (page, offset, _) = view::page_bounds(&pairs, usize::MAX);

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use aiscout_wire::{InventoryQuery, InventoryRow, ProductStatus};
+use aiscout_wire::{InventoryQuery, InventoryRow, ProductStatus, UnixSecs};
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::IntoResponse;
@@ -56,7 +56,7 @@ fn query(pairs: &[(String, String)]) -> Result<InventoryQuery, Refusal> {
     };
     let since = match param(pairs, "since") {
         "" => None,
-        d => Some(crate::review::parse_day(d).ok_or_else(|| {
+        d => Some(crate::review::parse_day(d).map(UnixSecs::get).ok_or_else(|| {
             Refusal::BadRequest(format!("since: {d:?} is not a date (YYYY-MM-DD)"))
         })?),
     };

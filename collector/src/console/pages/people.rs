@@ -37,7 +37,7 @@ pub(crate) async fn page<S: Store>(
     let active = all
         .people
         .iter()
-        .filter(|p| p.usage.last_activity >= active_since && !gone.contains(&p.usage.email))
+        .filter(|p| p.usage.last_activity.get() >= active_since && !gone.contains(&p.usage.email))
         .count();
     let per_person: Vec<aiscout_wire::Money> = all
         .total

@@ -261,7 +261,7 @@ pub(crate) async fn page<S: Store>(
     for l in &lines {
         let e = descriptors.entry(l.descriptor.as_str()).or_default();
         e.0 += 1;
-        e.1 = e.1.max(l.occurred_at);
+        e.1 = e.1.max(l.occurred_at.get());
     }
     let mut providers: std::collections::BTreeMap<&str, (u64, i64)> =
         std::collections::BTreeMap::new();
@@ -270,7 +270,7 @@ pub(crate) async fn page<S: Store>(
             .entry(if g.provider.is_empty() { "(unknown provider)" } else { g.provider.as_str() })
             .or_default();
         e.0 += u64::try_from(g.rows).unwrap_or(0);
-        e.1 = e.1.max(g.day);
+        e.1 = e.1.max(g.day.get());
     }
     let pns: Vec<_> = recon.paid_not_sanctioned.iter().filter(|r| r.product == id).collect();
     let unp: Vec<_> = recon.used_not_paid.iter().filter(|r| r.product == id).collect();
@@ -408,13 +408,13 @@ pub(crate) async fn page<S: Store>(
                         }
                         @if !lines.is_empty() {
                             tr { td { "Expense" } td { "card lines" } td class="num" { "–" } td class="num" { (count(lines.len() as u64)) }
-                                 td { (view::when(lines.iter().map(|l| l.occurred_at).min().unwrap_or(0), now)) }
-                                 td { (view::when(lines.iter().map(|l| l.occurred_at).max().unwrap_or(0), now)) } }
+                                 td { (view::when(lines.iter().map(|l| l.occurred_at.get()).min().unwrap_or(0), now)) }
+                                 td { (view::when(lines.iter().map(|l| l.occurred_at.get()).max().unwrap_or(0), now)) } }
                         }
                         @if !gateway.is_empty() {
                             tr { td { "Gateway" } td { "spend rows" } td class="num" { "–" } td class="num" { (count(gateway.iter().map(|g| u64::try_from(g.rows).unwrap_or(0)).sum())) }
-                                 td { (view::when(gateway.iter().map(|g| g.day).min().unwrap_or(0), now)) }
-                                 td { (view::when(gateway.iter().map(|g| g.day).max().unwrap_or(0), now)) } }
+                                 td { (view::when(gateway.iter().map(|g| g.day.get()).min().unwrap_or(0), now)) }
+                                 td { (view::when(gateway.iter().map(|g| g.day.get()).max().unwrap_or(0), now)) } }
                         }
                     }
                 }

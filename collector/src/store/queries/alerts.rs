@@ -1,6 +1,8 @@
 //! The alerts outbox's writes (see [`super::outbox`]): the channels of the running
 //! configuration, events, the end of a delivery attempt and the digests' claims.
 
+use aiscout_wire::UnixSecs;
+
 use super::append_audit;
 use crate::model::{Attempt, AuditRecord, ChannelRow, Claimed, DigestClaim, NewEvent};
 use crate::store::StoreError;
@@ -86,7 +88,7 @@ pub(crate) async fn claim_digest(
         return Ok(None);
     }
     let missing = || StoreError::NoRow { what: "the claimed digest" };
-    let One(previous): One<Option<i64>> = c
+    let One(previous): One<Option<UnixSecs>> = c
         .query_opt(outbox::DIGEST_PREVIOUS, &[&channel, &period_end])
         .await?
         .ok_or_else(missing)?;

@@ -122,7 +122,7 @@ pub(crate) async fn enroll_checked(
         append_audit(tx, audit).await?;
     }
     if let Some(event) = crate::store::takeover_event(a, step) {
-        outbox::emit(tx, &[event], a.now).await?;
+        outbox::emit(tx, &[event], a.now.get()).await?;
     }
     Ok(match step {
         ReenrollStep::Admit(how) => {
@@ -130,7 +130,7 @@ pub(crate) async fn enroll_checked(
             if let Some(own) = proved.or_else(|| duplicate.clone()) {
                 device.host_id = own;
             }
-            let id = enroll_in(tx, &device, &a.key_hash, a.now).await?;
+            let id = enroll_in(tx, &device, &a.key_hash, a.now.get()).await?;
             if duplicate.is_some() {
                 tx.execute("UPDATE devices SET duplicate_of = $1 WHERE id = $2", &[host, &id])
                     .await?;
@@ -530,7 +530,7 @@ pub(crate) async fn add_mapping(
     // Its alert, in the same transaction (issue 17).
     let mapping = DescriptorMapping { id, ..mapping };
     let event = crate::alerts::event::descriptor_taught(&mapping, resolved);
-    outbox::emit(tx, &[event], mapping.created_at).await?;
+    outbox::emit(tx, &[event], mapping.created_at.get()).await?;
     Ok((mapping, resolved))
 }
 

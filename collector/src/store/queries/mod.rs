@@ -157,7 +157,8 @@ pub(crate) async fn set_review(
     )
     .await?;
     append_audit(tx, &audit(before.as_ref())).await?;
-    outbox::emit(tx, &[event::for_review(before.as_ref(), review)], review.reviewed_at).await?;
+    outbox::emit(tx, &[event::for_review(before.as_ref(), review)], review.reviewed_at.get())
+        .await?;
     Ok(before)
 }
 

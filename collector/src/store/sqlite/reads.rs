@@ -164,7 +164,7 @@ pub(super) fn gateway_totals(
                 provider: names.name(provider),
                 department: names.name(department),
                 currency: names.name(currency),
-                day,
+                day: day.into(),
                 cost_nanos: cost,
                 tokens,
                 rows,

@@ -9,7 +9,7 @@ use aiscout_collector::model::{
 };
 use aiscout_collector::review;
 use aiscout_collector::store::Store;
-use aiscout_wire::ReviewStatus;
+use aiscout_wire::{ReviewStatus, UnixSecs};
 
 use super::{batch, device, expense, sighting, spend};
 
@@ -147,11 +147,11 @@ pub(crate) async fn a_taught_descriptor_is_one_alert_event(store: impl Store) {
         descriptor: "ACME AI LABS".into(),
         product: "anthropic.claude".into(),
         actor: "sam".into(),
-        created_at: 50,
+        created_at: UnixSecs(50),
         note: String::new(),
     };
     let audit = AuditRecord {
-        at: 50,
+        at: UnixSecs(50),
         actor: "sam".into(),
         action: "descriptor.teach".into(),
         subject: "ACME AI LABS".into(),
@@ -197,7 +197,7 @@ pub(crate) async fn alert_deliveries_are_claimed_once_and_retried_after_their_le
     seqs.sort_unstable();
     seqs.dedup();
     assert_eq!(seqs.len(), 5, "no delivery claimed twice");
-    assert!(a.iter().chain(&b).all(|c| c.created_at == 100 && c.attempts == 0));
+    assert!(a.iter().chain(&b).all(|c| c.created_at == UnixSecs(100) && c.attempts == 0));
     assert!(
         store.claim_deliveries("soc".into(), "C".into(), 210, 270, 10).await.unwrap().is_empty()
     );
@@ -233,7 +233,7 @@ pub(crate) async fn alert_deliveries_are_claimed_once_and_retried_after_their_le
     );
     // A retry comes back when due, with its attempt counted.
     let second = mine[1].clone();
-    let retry = Attempt::Retry { at: 400, status: Some(503), error: "down".into() };
+    let retry = Attempt::Retry { at: UnixSecs(400), status: Some(503), error: "down".into() };
     store.finish_delivery(second.clone(), claimer.into(), retry, None, 230).await.unwrap();
     // The rest lapse: their leases end at 260, and another claimer takes them (and the retry
     // once due).
@@ -247,7 +247,7 @@ pub(crate) async fn alert_deliveries_are_claimed_once_and_retried_after_their_le
     assert_eq!((due[0].event.seq, due[0].attempts), (second.event.seq, 1));
     // Given up: failed, with its audit entry in the same transaction.
     let audit = aiscout_collector::model::AuditRecord {
-        at: 410,
+        at: UnixSecs(410),
         actor: "alerts".into(),
         action: "alert.failed".into(),
         subject: "soc".into(),
@@ -341,7 +341,7 @@ pub(crate) async fn alert_admissions_keep_the_daily_cap_exact_and_the_quiet_peri
     // Delivered keeps its place; a retry gives its place back, and a capped one takes it.
     let delivered = Attempt::Delivered { status: 200 };
     assert!(store.finish_delivery(a1.clone(), "A".into(), delivered, None, at + 2).await.unwrap());
-    let retry = Attempt::Retry { at: d + 5_000, status: Some(503), error: "down".into() };
+    let retry = Attempt::Retry { at: UnixSecs(d + 5_000), status: Some(503), error: "down".into() };
     assert!(store.finish_delivery(a2.clone(), "A".into(), retry, None, at + 2).await.unwrap());
     assert_eq!(admit(&found[capped[0]], "A", at + 3, cap(3)).await.unwrap(), Admit::Admitted);
     assert_ne!(admit(&found[capped[1]], "A", at + 3, cap(3)).await.unwrap(), Admit::Admitted);
@@ -356,7 +356,7 @@ pub(crate) async fn alert_admissions_keep_the_daily_cap_exact_and_the_quiet_peri
 
     // Quiet period: of two events of one type about one product admitted in one round, the
     // second is held back; a round's answers come in its order.
-    let quiet = AdmitRule { max_per_day: 100, quiet_since: Some(at - 3_600) };
+    let quiet = AdmitRule { max_per_day: 100, quiet_since: Some(UnixSecs(at - 3_600)) };
     let answers = store.admit_deliveries(spread.clone(), "A".into(), at, quiet).await.unwrap();
     assert_eq!(answers, [Admit::Admitted, Admit::Capped("quiet period".into())]);
     // One round against the cap: places in order, then capped.

@@ -85,7 +85,7 @@ fn attempt(host: &str, key: u8, previous: Option<u8>, policy: ReenrollPolicy) ->
         previous_key: previous.map(|p| [p; 32]),
         policy,
         source: "192.0.2.7".into(),
-        now: 100 + i64::from(key),
+        now: UnixSecs(100 + i64::from(key)),
     }
 }
 
@@ -131,7 +131,7 @@ pub(crate) async fn reenrollment_follows_the_policy_and_is_audited(store: impl S
     let held = store.reenroll_requests().await.unwrap();
     assert_eq!(held.len(), 1);
     assert_eq!((held[0].host_id.as_str(), held[0].hostname.as_str()), ("h1", "h1-name"));
-    assert_eq!((held[0].source.as_str(), held[0].requested_at), ("192.0.2.7", Some(104)));
+    assert_eq!((held[0].source.as_str(), held[0].requested_at), ("192.0.2.7", Some(UnixSecs(104))));
     assert_eq!(held[0].approved_by, None);
     assert_eq!(store.device_by_key([3; 32]).await.unwrap(), Some(d));
     store.approve_reenroll("h1".into(), "ann".into(), 150).await.unwrap();
@@ -328,7 +328,11 @@ pub(crate) async fn usage_filters_by_time_kind_and_product(store: impl Store) {
         )
         .await
         .unwrap();
-    let f = |since, until| UsageFilter { since, until, ..UsageFilter::default() };
+    let f = |since: Option<i64>, until: Option<i64>| UsageFilter {
+        since: since.map(UnixSecs),
+        until: until.map(UnixSecs),
+        ..UsageFilter::default()
+    };
     let (s, _) = store.usage(f(Some(7000), None)).await.unwrap();
     assert_eq!(s.iter().map(|s| s.product.as_str()).collect::<Vec<_>>(), ["anthropic.claude"]);
     let (s, _) = store.usage(f(None, Some(100))).await.unwrap();
@@ -426,7 +430,7 @@ pub(crate) fn expense(key: &str, product: Option<&str>, at: i64, amount: i64) ->
         dedupe_key: key.into(),
         file: "ramp.csv".into(),
         line: 2,
-        occurred_at: at,
+        occurred_at: UnixSecs(at),
         amount_minor: amount,
         currency: "USD".into(),
         descriptor: "OPENAI *CHATGPT SUBSCR".into(),
@@ -446,7 +450,7 @@ fn spend(key: &str, product: Option<&str>, at: i64, nanos: i64) -> GatewaySpend 
         dedupe_key: key.into(),
         file: "spend.csv".into(),
         line: 2,
-        period_start: at,
+        period_start: UnixSecs(at),
         provider: "openai".into(),
         model: "gpt-4o".into(),
         team: "platform".into(),
@@ -503,7 +507,7 @@ pub(crate) async fn gateway_spend_is_idempotent_and_summed_per_day(store: impl S
     let again = store.add_gateway_spend(rows, 6).await.unwrap();
     assert_eq!(again, ImportCounts { inserted: 0, duplicates: 4, mapped: 0 });
     let totals = store.gateway_totals(None).await.unwrap();
-    let first_day: Vec<_> = totals.iter().filter(|t| t.day == day).collect();
+    let first_day: Vec<_> = totals.iter().filter(|t| t.day == UnixSecs(day)).collect();
     assert_eq!(first_day.len(), 2);
     let api = first_day.iter().find(|t| t.product.as_deref() == Some("openai.api")).unwrap();
     assert_eq!((api.cost_nanos, api.tokens, api.rows), (4_000, 30, 2));
@@ -560,7 +564,7 @@ pub(crate) async fn gateway_totals_place_users_by_directory_in_order(store: impl
         .await
         .unwrap()
         .into_iter()
-        .map(|t| (t.day, t.product, t.department, t.rows))
+        .map(|t| (t.day.get(), t.product, t.department, t.rows))
         .collect();
     let api = Some("openai.api".to_owned());
     assert_eq!(
@@ -611,11 +615,11 @@ pub(crate) async fn scim_writes_are_versioned_unique_and_deactivate_people(store
         id: id.into(),
         resource: format!("{{\"v\":{version}}}"),
         version,
-        created_at: 10,
-        modified_at: 10 + version,
+        created_at: UnixSecs(10),
+        modified_at: UnixSecs(10 + version),
     };
     let audit = |action: &str, id: &str| AuditRecord {
-        at: 20,
+        at: UnixSecs(20),
         actor: "okta".into(),
         action: action.into(),
         subject: format!("User/{id}"),
@@ -693,8 +697,8 @@ pub(crate) async fn owner_last_use_joins_devices_to_sightings(store: impl Store)
 /// before all time, or an `until` after it, forces the second path).
 async fn both_ways(store: &impl Store, filter: UsageFilter) {
     let reference = match filter.since {
-        None => UsageFilter { since: Some(i64::MIN), ..filter.clone() },
-        Some(_) => UsageFilter { until: Some(i64::MAX), ..filter.clone() },
+        None => UsageFilter { since: Some(UnixSecs(i64::MIN)), ..filter.clone() },
+        Some(_) => UsageFilter { until: Some(UnixSecs(i64::MAX)), ..filter.clone() },
     };
     let fast = store.usage(filter.clone()).await.unwrap();
     let slow = store.usage(reference).await.unwrap();
@@ -706,7 +710,8 @@ async fn both_ways_by_day(store: &impl Store, filter: UsageFilter) {
     both_ways(store, filter.clone()).await;
     if filter.department.is_none() {
         for day in 1..4 {
-            both_ways(store, UsageFilter { since: Some(day * 86_400), ..filter.clone() }).await;
+            both_ways(store, UsageFilter { since: Some(UnixSecs(day * 86_400)), ..filter.clone() })
+                .await;
         }
     }
 }
@@ -1032,7 +1037,7 @@ pub(crate) async fn mcp_flags_follow_the_latest_report_of_installed_servers(stor
 
 fn record(at: i64, actor: &str, action: &str, subject: &str) -> AuditRecord {
     AuditRecord {
-        at,
+        at: UnixSecs(at),
         actor: actor.into(),
         action: action.into(),
         subject: subject.into(),
@@ -1048,9 +1053,9 @@ fn session(actor: &str, token: Option<&str>, last_seen: i64, expires_at: i64) ->
         method: if token.is_some() { "token" } else { "oidc" }.into(),
         token: token.map(str::to_owned),
         csrf: format!("csrf-{actor}"),
-        created_at: 100,
-        last_seen,
-        expires_at,
+        created_at: UnixSecs(100),
+        last_seen: UnixSecs(last_seen),
+        expires_at: UnixSecs(expires_at),
     }
 }
 
@@ -1084,7 +1089,7 @@ pub(crate) async fn sessions_expire_at_their_deadline_and_with_their_token(store
     // A request moves last_seen, and nothing else.
     store.touch_session([1; 32], 300).await.unwrap();
     store.touch_session([3; 32], 300).await.unwrap();
-    let touched = Session { last_seen: 300, ..by_token };
+    let touched = Session { last_seen: UnixSecs(300), ..by_token };
     assert_eq!(store.session([1; 32], 400).await.unwrap(), Some(touched));
     assert_eq!(store.session([2; 32], 400).await.unwrap(), Some(by_oidc.clone()));
     // Revoking the token ends the sessions signed in with it; others stay.
@@ -1150,7 +1155,7 @@ pub(crate) async fn ending_a_session_is_audited_only_when_there_was_one(store: i
             ("session.logout", "ann", "ann")
         ]
     );
-    assert_eq!(log[2].record.at, 200);
+    assert_eq!(log[2].record.at, UnixSecs(200));
 }
 
 pub(crate) async fn viewer_tokens_round_trip(store: impl Store) {
@@ -1178,7 +1183,7 @@ pub(crate) async fn viewer_tokens_round_trip(store: impl Store) {
 pub(crate) async fn review_owner_alternative_and_renewal_round_trip_and_are_audited(
     store: impl Store,
 ) {
-    let renewal = 20_000 * 86_400;
+    let renewal = UnixSecs(20_000 * 86_400);
     let decision = review::Decision {
         status: ReviewStatus::Sanctioned,
         note: "enterprise plan".into(),
@@ -1193,7 +1198,7 @@ pub(crate) async fn review_owner_alternative_and_renewal_round_trip_and_are_audi
         status: "sanctioned".into(),
         note: "enterprise plan".into(),
         reviewed_by: "sec".into(),
-        reviewed_at: 10,
+        reviewed_at: UnixSecs(10),
         business_owner: "ann@example.com".into(),
         alternative: String::new(),
         renewal: Some(renewal),
@@ -1217,7 +1222,7 @@ pub(crate) async fn review_owner_alternative_and_renewal_round_trip_and_are_audi
     let before = json(log[1].record.before.as_deref());
     let after = json(log[1].record.after.as_deref());
     assert_eq!(before["business_owner"], "ann@example.com");
-    assert_eq!(before["renewal"], renewal);
+    assert_eq!(before["renewal"], renewal.get());
     assert_eq!(after["alternative"], "openai.chatgpt-enterprise");
     assert_eq!(after["renewal"], serde_json::Value::Null);
 }
@@ -1254,9 +1259,15 @@ pub(crate) async fn audit_query_filters_newest_first_and_pages(store: impl Store
     assert_eq!(query(AuditFilter { subject: Some("p".into()), ..f(100) }).await, Vec::<i64>::new());
     let both = AuditFilter { actor: Some("ann".into()), ..by_subject };
     assert_eq!(query(both).await, [id(4), id(1)]);
-    assert_eq!(query(AuditFilter { since: Some(30), ..f(100) }).await, [id(5), id(4), id(3)]);
-    assert_eq!(query(AuditFilter { until: Some(30), ..f(100) }).await, [id(3), id(2), id(1)]);
-    let window = AuditFilter { since: Some(20), until: Some(40), ..f(100) };
+    assert_eq!(
+        query(AuditFilter { since: Some(UnixSecs(30)), ..f(100) }).await,
+        [id(5), id(4), id(3)]
+    );
+    assert_eq!(
+        query(AuditFilter { until: Some(UnixSecs(30)), ..f(100) }).await,
+        [id(3), id(2), id(1)]
+    );
+    let window = AuditFilter { since: Some(UnixSecs(20)), until: Some(UnixSecs(40)), ..f(100) };
     assert_eq!(query(window).await, [id(4), id(3), id(2)]);
     // Pages of two, each starting below the last id of the one before.
     assert_eq!(query(f(2)).await, [id(5), id(4)]);
@@ -1282,7 +1293,7 @@ pub(crate) async fn audit_query_returns_at_most_a_thousand_entries(store: impl S
     let page = store.audit_query(AuditFilter { limit: 5_000, ..AuditFilter::default() }).await;
     let page = page.unwrap();
     assert_eq!(page.len(), 1_000);
-    assert_eq!((page[0].record.at, page[999].record.at), (1_000, 1));
+    assert_eq!((page[0].record.at, page[999].record.at), (UnixSecs(1_000), UnixSecs(1)));
 }
 
 fn import_run(at: i64, kind: &str, file: &str, rows: i64) -> ImportRun {
@@ -1470,7 +1481,7 @@ fn usage(email: &str, products: &[&str], last_activity: i64) -> PersonUsage {
     PersonUsage {
         email: email.into(),
         products: products.iter().map(|p| (*p).to_owned()).collect(),
-        last_activity,
+        last_activity: UnixSecs(last_activity),
         ..PersonUsage::default()
     }
 }
@@ -1600,7 +1611,7 @@ pub(crate) async fn person_usage_of_one_email_joins_all_three_sources(store: imp
         products: vec!["openai.chatgpt".into()],
         expense_minor: money(&[("USD", 2_000)]),
         gateway_nanos: money(&[("USD", 1_500)]),
-        last_activity: 5_000,
+        last_activity: UnixSecs(5_000),
     };
     assert_eq!(
         store.person_usage(Some("Ann@Example.com".into())).await.unwrap(),
@@ -1693,7 +1704,7 @@ pub(crate) async fn device_page_lists_silent_first_with_counts(store: impl Store
             store.heartbeat(id, health(at)).await.unwrap();
         }
     }
-    let q = DeviceQuery { stale_before: 100, limit: 50, ..DeviceQuery::default() };
+    let q = DeviceQuery { stale_before: UnixSecs(100), limit: 50, ..DeviceQuery::default() };
     let page = store.devices_page(q.clone()).await.unwrap();
     assert_eq!((page.total, page.stale, page.matched), (4, 3, 4));
     let hosts: Vec<&str> = page.devices.iter().map(|d| d.device.host_id.as_str()).collect();
@@ -1717,7 +1728,7 @@ async fn views_agree(store: &impl Store, cache: &join::Cache, since: Option<i64>
     let catalog = aiscout_signatures::Catalog::builtin().unwrap();
     let q = aiscout_wire::InventoryQuery::default();
     for purpose in [join::Purpose::Inventory, join::Purpose::Reconcile] {
-        let filter = UsageFilter { since, ..UsageFilter::default() };
+        let filter = UsageFilter { since: since.map(UnixSecs), ..UsageFilter::default() };
         let plain = join::gather(store, filter.clone(), now, purpose).await.unwrap();
         let cached = join::gather_from(store, Some(cache), filter, now, purpose).await.unwrap();
         assert_eq!(
@@ -1882,11 +1893,11 @@ pub(crate) async fn descriptor_mappings_resolve_past_and_future_lines_and_undo_r
         descriptor: key.clone(),
         product: "anthropic.claude".into(),
         actor: "sam".into(),
-        created_at: 50,
+        created_at: UnixSecs(50),
         note: "their AI plan".into(),
     };
     let audit = AuditRecord {
-        at: 50,
+        at: UnixSecs(50),
         actor: "sam".into(),
         action: "descriptor.teach".into(),
         subject: key.clone(),
@@ -2049,7 +2060,7 @@ pub(crate) async fn person_export_holds_what_is_stored_about_them_and_nobody_els
 /// Issue 17: the cheap version check a cached overlay is compared with.
 pub(crate) async fn overlay_version_is_the_highest_stored(store: impl Store) {
     let audit = |v: i64| AuditRecord {
-        at: v,
+        at: UnixSecs(v),
         actor: "admin".into(),
         action: "overlay.update".into(),
         subject: format!("overlay/{v}"),

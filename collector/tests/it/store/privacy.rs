@@ -231,9 +231,9 @@ where
         method: "oidc".into(),
         token: None,
         csrf: "c".into(),
-        created_at: 500,
-        last_seen: 500,
-        expires_at: now * 10,
+        created_at: aiscout_wire::UnixSecs(500),
+        last_seen: aiscout_wire::UnixSecs(500),
+        expires_at: aiscout_wire::UnixSecs(now * 10),
     };
     let audit = aiscout_collector::console::session_audit(&session, "console.sign_in", 500);
     store.create_session([9; 32], session, audit).await.unwrap();
@@ -433,12 +433,12 @@ async fn retention_case<S: Store>(h: &Harness<S>) {
 
     // Audit entries: everything before the cutoff goes, through the append-only guard, and
     // the run's own entry stays.
-    let newest = audit[0].record.at;
+    let newest = audit[0].record.at.get();
     let only_audit = Cutoffs { audit_entries: Some(newest), ..Cutoffs::default() };
     let run = store.apply_retention(only_audit, false).await.unwrap();
     assert_eq!(run.rows, [(Kind::AuditEntries, newest, audit_before as u64)]);
     let kept = store.audit_query(AuditFilter { limit: 1_000, ..Default::default() }).await.unwrap();
-    assert!(kept.iter().all(|e| e.record.at >= newest), "{kept:?}");
+    assert!(kept.iter().all(|e| e.record.at.get() >= newest), "{kept:?}");
     assert!(kept.iter().any(|e| e.record.action == "retention.apply"));
 }
 
@@ -571,11 +571,11 @@ async fn scim_user(
         id: id.into(),
         resource: serde_json::Value::Object(body).to_string(),
         version: previous.map_or(1, |p| p.version + 1),
-        created_at: 100,
-        modified_at: 100 + previous.map_or(0, |p| p.version),
+        created_at: aiscout_wire::UnixSecs(100),
+        modified_at: aiscout_wire::UnixSecs(100 + previous.map_or(0, |p| p.version)),
     };
     let audit = aiscout_collector::model::AuditRecord {
-        at: 100,
+        at: aiscout_wire::UnixSecs(100),
         actor: "entra".into(),
         action: "scim.create".into(),
         subject: format!("User/{id}"),

@@ -41,7 +41,10 @@ async fn check_upgraded(store: impl Store) {
     assert_eq!(store.tokens().await.unwrap(), vec![adm, sec.clone()]);
     assert_eq!(store.token_by_hash([9; 32]).await.unwrap(), Some(sec));
     let r = store.review("openai.chatgpt".into()).await.unwrap().unwrap();
-    assert_eq!((r.status.as_str(), r.note.as_str(), r.reviewed_at), ("sanctioned", "ok", 3));
+    assert_eq!(
+        (r.status.as_str(), r.note.as_str(), r.reviewed_at),
+        ("sanctioned", "ok", aiscout_wire::UnixSecs(3))
+    );
     assert_eq!((r.business_owner.as_str(), r.alternative.as_str(), r.renewal), ("", "", None));
     let viewer = Token {
         name: "view".into(),
@@ -163,7 +166,7 @@ async fn check_upgraded_5(store: impl Store) {
     let s = store.session([8; 32], 30).await.unwrap().unwrap();
     assert_eq!(
         (s.actor.as_str(), s.role, s.csrf.as_str(), s.last_seen),
-        ("view", Role::Viewer, "c5rf", 20)
+        ("view", Role::Viewer, "c5rf", aiscout_wire::UnixSecs(20))
     );
     let policy = Token {
         name: "dns".into(),
@@ -182,12 +185,12 @@ async fn check_upgraded_5(store: impl Store) {
         method: "token".into(),
         token: Some("dns".into()),
         csrf: "x".into(),
-        created_at: 40,
-        last_seen: 40,
-        expires_at: 2_000,
+        created_at: aiscout_wire::UnixSecs(40),
+        last_seen: aiscout_wire::UnixSecs(40),
+        expires_at: aiscout_wire::UnixSecs(2_000),
     };
     let login = aiscout_collector::model::AuditRecord {
-        at: 40,
+        at: aiscout_wire::UnixSecs(40),
         actor: "dns".into(),
         action: "session.login".into(),
         subject: "dns".into(),
