@@ -180,29 +180,41 @@ fn client_config(
     let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .map_err(tls_error)?;
-    let config = match mode {
-        SslMode::Disable | SslMode::Prefer | SslMode::Require => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(danger::Unverified { provider }))
-            .with_no_client_auth(),
+    let verifier: Arc<dyn ServerCertVerifier> = match mode {
+        SslMode::Disable | SslMode::Prefer | SslMode::Require => {
+            Arc::new(Lenient { chain: None, provider })
+        }
         SslMode::VerifyCa | SslMode::VerifyFull => {
-            let webpki =
-                WebPkiServerVerifier::builder_with_provider(Arc::new(roots(root)?), provider)
-                    .build()
-                    .map_err(tls_error)?;
-            let verifier: Arc<dyn ServerCertVerifier> =
-                if mode == SslMode::VerifyCa { Arc::new(ChainOnly(webpki)) } else { webpki };
-            builder.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth()
+            let webpki = WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots(root)?),
+                Arc::clone(&provider),
+            )
+            .build()
+            .map_err(tls_error)?;
+            if mode == SslMode::VerifyCa {
+                Arc::new(Lenient { chain: Some(webpki), provider })
+            } else {
+                webpki
+            }
         }
     };
+    let config =
+        builder.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth();
     Ok(Arc::new(config))
 }
 
-/// `verify-ca`: the chain is verified as usual; only a name mismatch is forgiven.
+/// The certificate check of libpq's modes that do not verify the server's name: `prefer` and
+/// `require` accept any certificate (encryption without checking who answers), `verify-ca`
+/// verifies the chain as usual and forgives only a name mismatch. The handshake signatures are
+/// checked in every mode.
 #[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
+struct Lenient {
+    /// `verify-ca`'s chain check; `None` for `prefer` and `require`.
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for Lenient {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -211,8 +223,8 @@ impl ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        let Some(chain) = &self.chain else { return Ok(ServerCertVerified::assertion()) };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -226,7 +238,8 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
     }
 
     fn verify_tls13_signature(
@@ -235,73 +248,12 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-mod danger {
-    //! `prefer` and `require` as libpq defines them: encryption without checking who answers.
-
-    use std::sync::Arc;
-
-    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-    use rustls::crypto::CryptoProvider;
-    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-    use rustls::{DigitallySignedStruct, SignatureScheme};
-
-    /// Accepts any certificate; the handshake signatures are still checked.
-    #[derive(Debug)]
-    pub(super) struct Unverified {
-        pub(super) provider: Arc<CryptoProvider>,
-    }
-
-    impl ServerCertVerifier for Unverified {
-        fn verify_server_cert(
-            &self,
-            _end_entity: &CertificateDer<'_>,
-            _intermediates: &[CertificateDer<'_>],
-            _server_name: &ServerName<'_>,
-            _ocsp_response: &[u8],
-            _now: UnixTime,
-        ) -> Result<ServerCertVerified, rustls::Error> {
-            Ok(ServerCertVerified::assertion())
-        }
-
-        fn verify_tls12_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls12_signature(
-                message,
-                cert,
-                dss,
-                &self.provider.signature_verification_algorithms,
-            )
-        }
-
-        fn verify_tls13_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls13_signature(
-                message,
-                cert,
-                dss,
-                &self.provider.signature_verification_algorithms,
-            )
-        }
-
-        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            self.provider.signature_verification_algorithms.supported_schemes()
-        }
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
 

@@ -17,8 +17,8 @@
 //! folding first) is written once here too.
 //!
 //! A backend keeps the methods that really differ: batch ingest and folds (the SQLite writer
-//! thread), the inventory from the rollups, erasure (SQLite's checkpoint), the privacy
-//! mode's first record and digest claims (their locking). Each backend also has `protect(device, value, f)`, which runs
+//! thread) and the inventory from the rollups. After an erasure, each backend's
+//! `after_erasure(conn)` clears what its logs still hold of the old values. Each backend also has `protect(device, value, f)`, which runs
 //! [`super::queries::lifecycle::protect`] in a writing transaction when an identity key is
 //! set; the methods here call it before the writes that carry identities.
 
@@ -681,6 +681,42 @@ macro_rules! store_methods {
             self.fold().await?;
             let email = email.map(|e| e.to_ascii_lowercase());
             $with!(self, c => reads::person_usage(c, email.as_deref()))
+        }
+        async fn privacy_mode(
+            &self,
+            opened_with: $crate::identity::PrivacyMode,
+            now: i64,
+        ) -> Result<$crate::identity::PrivacyMode, $crate::store::StoreError> {
+            $write!(self, tx => $crate::store::queries::privacy_mode(tx, opened_with, now))
+        }
+
+        async fn erase_person(
+            &self,
+            email: String,
+            actor: String,
+            reason: String,
+            now: i64,
+        ) -> Result<$crate::store::erase::Erasure, $crate::store::StoreError> {
+            use $crate::store::queries::lifecycle::{Erase, erase_person};
+            let ids = self.identities.get().cloned();
+            let erase = Erase::new(ids, email, actor, reason, now);
+            let erasure = $write!(self, tx => erase_person(tx, &erase))?;
+            if erasure.tombstone.is_some() {
+                $with!(self, c => after_erasure(c))?;
+            }
+            Ok(erasure)
+        }
+
+        async fn claim_digest(
+            &self,
+            channel: String,
+            period_end: i64,
+            claimer: String,
+            now: i64,
+            lease_until: i64,
+        ) -> Result<Option<$crate::model::DigestClaim>, $crate::store::StoreError> {
+            use $crate::store::queries::alerts::claim_digest;
+            $write!(self, tx => claim_digest(tx, &channel, period_end, &claimer, now, lease_until))
         }
     };
 }

@@ -107,6 +107,9 @@ pub(crate) enum Lock<'a> {
     /// The enrollment of one host id: one enrollment per host id decides at a time (a row
     /// lock cannot serialise two first enrollments: there is no row yet).
     Enrollment(&'a str),
+    /// The privacy mode's record: several collectors starting at once read and record one
+    /// answer.
+    PrivacyMode,
 }
 
 /// The advisory lock key of descriptor mappings ("mapping" in ASCII).
@@ -121,9 +124,10 @@ pub(crate) trait Conn {
     /// with `BEGIN IMMEDIATE` and so holds the database's write lock already.
     fn for_update(&self) -> &'static str;
 
-    /// Takes `lock` until the end of this transaction: a PostgreSQL advisory transaction
-    /// lock, which serialises the work of every collector sharing the database; nothing on
-    /// SQLite, whose writing transactions (`BEGIN IMMEDIATE`) are serialised already.
+    /// Takes `lock` until the end of this transaction: on PostgreSQL an advisory transaction
+    /// lock (or a table lock), which serialises the work of every collector sharing the
+    /// database; nothing on SQLite, whose writing transactions (`BEGIN IMMEDIATE`) are
+    /// serialised already.
     async fn lock(&self, lock: Lock<'_>) -> Result<(), StoreError>;
 
     /// Every row of a query.
@@ -233,6 +237,9 @@ macro_rules! pg_conn {
                             &[&ENROLL_LOCK, &host_id],
                         )
                         .await?
+                    }
+                    Lock::PrivacyMode => {
+                        Conn::execute(self, "LOCK TABLE privacy_mode IN EXCLUSIVE MODE", &[]).await?
                     }
                 };
                 Ok(())

@@ -22,9 +22,7 @@ pub use migrate::MIGRATIONS;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 
 use super::{Store, StoreError, queries, rollup};
-use crate::model::{
-    Batch, DeviceId, DigestClaim, IngestOutcome, ProductUsage, SourceUsage, UsageFilter,
-};
+use crate::model::{Batch, DeviceId, IngestOutcome, ProductUsage, SourceUsage, UsageFilter};
 
 /// Connections in the pool.
 const POOL_SIZE: usize = 8;
@@ -134,43 +132,18 @@ impl PgStore {
     }
 }
 
+/// After an erasure ([`super::Store::erase_person`]): nothing. The old row versions an
+/// erasure leaves behind are removed by PostgreSQL's autovacuum, as any updated row's are.
+#[allow(clippy::unused_async)] // Reason: the shared `erase_person` awaits it, as SQLite's.
+async fn after_erasure(_client: &deadpool_postgres::Object) -> Result<(), StoreError> {
+    Ok(())
+}
+
 impl Store for PgStore {
     super::shared::store_methods!(pg_read, pg_write, pg_with);
 
     fn backend(&self) -> &'static str {
         "postgres"
-    }
-
-    async fn privacy_mode(
-        &self,
-        opened_with: crate::identity::PrivacyMode,
-        now: i64,
-    ) -> Result<crate::identity::PrivacyMode, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        // Several collectors starting at once read and record one answer.
-        tx.execute("LOCK TABLE privacy_mode IN EXCLUSIVE MODE", &[]).await?;
-        let mode = queries::privacy_mode(&tx, opened_with, now).await?;
-        tx.commit().await?;
-        Ok(mode)
-    }
-
-    async fn erase_person(
-        &self,
-        email: String,
-        actor: String,
-        reason: String,
-        now: i64,
-    ) -> Result<super::erase::Erasure, StoreError> {
-        let erase = queries::lifecycle::Erase::new(
-            self.identities.get().cloned(),
-            email,
-            actor,
-            reason,
-            now,
-        );
-        self.write(|tx| Box::pin(async move { queries::lifecycle::erase_person(tx, &erase).await }))
-            .await
     }
 
     async fn ingest(
@@ -274,18 +247,5 @@ impl Store for PgStore {
             return fold::usage_from_rollups(&mut client, &plan).await;
         }
         queries::usage(&client, &filter).await
-    }
-
-    async fn claim_digest(
-        &self,
-        channel: String,
-        period_end: i64,
-        claimer: String,
-        now: i64,
-        lease_until: i64,
-    ) -> Result<Option<DigestClaim>, StoreError> {
-        let client = self.client().await?;
-        queries::alerts::claim_digest(&client, &channel, period_end, &claimer, now, lease_until)
-            .await
     }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use super::super::sql::{Conn, Dialect, One};
+use super::super::sql::{Conn, Dialect, Lock, One};
 use super::super::{RECORD_PRIVACY_MODE, RECORDED_PRIVACY_MODE, StoreError, outbox};
 use crate::alerts::event;
 use crate::identity::PrivacyMode;
@@ -101,6 +101,7 @@ pub(crate) async fn privacy_mode(
     opened_with: PrivacyMode,
     now: i64,
 ) -> Result<PrivacyMode, StoreError> {
+    tx.lock(Lock::PrivacyMode).await?;
     let recorded: Option<One<String>> = tx.query_opt(RECORDED_PRIVACY_MODE, &[]).await?;
     let recorded = recorded.map(|One(mode)| mode);
     let known = recorded.is_some();

@@ -24,9 +24,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::sql::ready;
 use super::{Migration, Store, StoreError, queries, rollup};
-use crate::model::{
-    Batch, DeviceId, DigestClaim, IngestOutcome, ProductUsage, SourceUsage, UsageFilter,
-};
+use crate::model::{Batch, DeviceId, IngestOutcome, ProductUsage, SourceUsage, UsageFilter};
 
 /// The SQLite migrations, in order.
 pub const MIGRATIONS: &[Migration] = super::migrations!("sqlite");
@@ -236,54 +234,20 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// After an erasure ([`super::Store::erase_person`]): `secure_delete` zeroes the old values in
+/// the database's pages, but the write-ahead log still holds the pages as they were until a
+/// checkpoint empties it. Best effort: a reader holding the log open makes it wait for the
+/// next erasure.
+fn after_erasure(c: &Connection) -> Result<(), StoreError> {
+    c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).ok();
+    Ok(())
+}
+
 impl Store for SqliteStore {
     super::shared::store_methods!(lite_read, lite_write, lite_with);
 
     fn backend(&self) -> &'static str {
         "sqlite"
-    }
-
-    async fn privacy_mode(
-        &self,
-        opened_with: crate::identity::PrivacyMode,
-        now: i64,
-    ) -> Result<crate::identity::PrivacyMode, StoreError> {
-        self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mode = ready(queries::privacy_mode(&*tx, opened_with, now))?;
-            tx.commit()?;
-            Ok(mode)
-        })
-        .await
-    }
-
-    async fn erase_person(
-        &self,
-        email: String,
-        actor: String,
-        reason: String,
-        now: i64,
-    ) -> Result<super::erase::Erasure, StoreError> {
-        let erase = queries::lifecycle::Erase::new(
-            self.identities.get().cloned(),
-            email,
-            actor,
-            reason,
-            now,
-        );
-        self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let erasure = ready(queries::lifecycle::erase_person(&*tx, &erase))?;
-            tx.commit()?;
-            if erasure.tombstone.is_some() {
-                // secure_delete zeroes the old values in the database's pages; the write-ahead
-                // log still holds the pages as they were until a checkpoint empties it. Best
-                // effort: a reader holding the log open makes it wait for the next erasure.
-                c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).ok();
-            }
-            Ok(erasure)
-        })
-        .await
     }
 
     async fn ingest(
@@ -318,32 +282,6 @@ impl Store for SqliteStore {
             return self.with(move |c| usage_from_rollups(c, &plan)).await;
         }
         self.read(move |c| ready(queries::usage(c, &filter))).await
-    }
-
-    async fn claim_digest(
-        &self,
-        channel: String,
-        period_end: i64,
-        claimer: String,
-        now: i64,
-        lease_until: i64,
-    ) -> Result<Option<DigestClaim>, StoreError> {
-        self.with(move |c| {
-            let tx = c.transaction()?;
-            let claim = ready(queries::alerts::claim_digest(
-                &*tx,
-                &channel,
-                period_end,
-                &claimer,
-                now,
-                lease_until,
-            ))?;
-            if claim.is_some() {
-                tx.commit()?;
-            }
-            Ok(claim)
-        })
-        .await
     }
 }
 
