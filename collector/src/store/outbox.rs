@@ -14,6 +14,7 @@ use super::sql::{Conn, FromRow, One, Row, ready};
 use crate::model::{
     Admit, AdmitRule, Attempt, ChannelRow, Claimed, DeliveryRow, NewEvent, StoredEvent,
 };
+use crate::store::sql::from_row;
 
 /// A product seen for the first time: one row is inserted, none when it was known.
 pub const KNOWN_INSERT: &str = "INSERT INTO alert_known (product, first_seen, source)
@@ -219,23 +220,19 @@ impl FromRow for StoredEvent {
     }
 }
 
-impl FromRow for DeliveryRow {
-    fn from_row(r: &impl Row) -> Result<Self, StoreError> {
-        Ok(DeliveryRow {
-            channel: r.get("channel")?,
-            event_id: r.get("id")?,
-            kind: r.get("type")?,
-            product: r.get("product")?,
-            occurred_at: r.get("occurred_at")?,
-            state: r.get("state")?,
-            attempts: r.get("attempts")?,
-            last_status: r.get("last_status")?,
-            last_error: r.get("last_error")?,
-            done_at: r.get("done_at")?,
-            next_at: r.get("next_at")?,
-        })
-    }
-}
+from_row!(DeliveryRow {
+    channel,
+    event_id = "id",
+    kind = "type",
+    product,
+    occurred_at,
+    state,
+    attempts,
+    last_status,
+    last_error,
+    done_at,
+    next_at,
+});
 
 // ---- Both drivers ----------------------------------------------------------------------
 

@@ -76,6 +76,32 @@ pub(crate) trait FromRow: Sized {
     fn from_row(r: &impl Row) -> Result<Self, StoreError>;
 }
 
+/// Implements [`FromRow`] for a struct read column by column, by name (the one mapping of
+/// the row type for both drivers): `field` reads the column of the same name,
+/// `field = "column"` another column, and `field as TextList` a text list ([`TextList`]).
+macro_rules! from_row {
+    ($ty:ident { $($field:ident $(= $col:literal)? $(as $list:ident)?),* $(,)? }) => {
+        impl $crate::store::sql::FromRow for $ty {
+            fn from_row(
+                r: &impl $crate::store::sql::Row,
+            ) -> Result<Self, $crate::store::StoreError> {
+                use $crate::store::sql::from_row as column;
+                Ok($ty { $($field: column!(@column r, $field $(= $col)? $(as $list)?),)* })
+            }
+        }
+    };
+    (@column $r:ident, $field:ident) => {
+        $r.get(stringify!($field))?
+    };
+    (@column $r:ident, $field:ident = $col:literal) => {
+        $r.get($col)?
+    };
+    (@column $r:ident, $field:ident as $list:ident) => {
+        $r.get::<$crate::store::sql::$list>(stringify!($field))?.0
+    };
+}
+pub(crate) use from_row;
+
 /// A single value is the first column.
 pub(crate) struct One<T>(pub(crate) T);
 

@@ -13,7 +13,8 @@ use crate::model::{
 };
 use crate::store::erase::{self, postgres_sql};
 use crate::store::retention::Kind;
-use crate::store::sql::{Conn, FromRow, Lock, One, Param, Row, TextParams};
+use crate::store::sql::from_row;
+use crate::store::sql::{Conn, Lock, One, Param, TextParams};
 use crate::store::{AuditFn, CredentialHash, ReenrollStep, StoreError, outbox, rollup};
 
 // ---- Enrollment ------------------------------------------------------------------------
@@ -189,19 +190,15 @@ pub(crate) async fn approve_reenroll(
     append_audit(tx, &crate::store::approve_audit(host_id, actor, now)).await
 }
 
-impl FromRow for ReenrollRequest {
-    fn from_row(r: &impl Row) -> Result<Self, StoreError> {
-        Ok(ReenrollRequest {
-            host_id: r.get("host_id")?,
-            hostname: r.get("hostname")?,
-            os: r.get("os")?,
-            source: r.get("source")?,
-            requested_at: r.get("requested_at")?,
-            approved_by: r.get("approved_by")?,
-            approved_at: r.get("approved_at")?,
-        })
-    }
-}
+from_row!(ReenrollRequest {
+    host_id,
+    hostname,
+    os,
+    source,
+    requested_at,
+    approved_by,
+    approved_at
+});
 
 /// [`crate::store::Store::reenroll_requests`].
 pub(crate) async fn reenroll_requests(c: &impl Conn) -> Result<Vec<ReenrollRequest>, StoreError> {

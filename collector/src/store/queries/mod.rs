@@ -27,6 +27,7 @@ use crate::model::{
     DeviceSummary, Health, ImportRun, Person, ProcessSighting, Review, ScimResource, Session,
     StoredEvent, Token,
 };
+use crate::store::sql::from_row;
 
 // ---- Audit log -------------------------------------------------------------------------
 
@@ -77,16 +78,19 @@ pub(crate) async fn audit_query(
     filter: &AuditFilter,
 ) -> Result<Vec<AuditEntry>, StoreError> {
     let (sql, args) = super::audit_query_sql(filter, '$');
-    let args: Vec<&dyn Param> = args
-        .iter()
+    c.query(&sql, &params(&args)).await
+}
+
+/// Built statement arguments ([`rollup::Arg`]) as statement parameters.
+fn params(args: &[rollup::Arg]) -> Vec<&dyn Param> {
+    args.iter()
         .map(|a| -> &dyn Param {
             match a {
                 rollup::Arg::Text(t) => t,
                 rollup::Arg::Int(i) => i,
             }
         })
-        .collect();
-    c.query(&sql, &args).await
+        .collect()
 }
 
 // ---- Reviews ---------------------------------------------------------------------------
@@ -95,20 +99,16 @@ pub(crate) async fn audit_query(
 const REVIEW_COLUMNS: &str =
     "product, status, note, reviewed_by, reviewed_at, business_owner, alternative, renewal";
 
-impl FromRow for Review {
-    fn from_row(r: &impl Row) -> Result<Self, StoreError> {
-        Ok(Review {
-            product: r.get("product")?,
-            status: r.get("status")?,
-            note: r.get("note")?,
-            reviewed_by: r.get("reviewed_by")?,
-            reviewed_at: r.get("reviewed_at")?,
-            business_owner: r.get("business_owner")?,
-            alternative: r.get("alternative")?,
-            renewal: r.get("renewal")?,
-        })
-    }
-}
+from_row!(Review {
+    product,
+    status,
+    note,
+    reviewed_by,
+    reviewed_at,
+    business_owner,
+    alternative,
+    renewal
+});
 
 /// [`super::Store::reviews`].
 pub(crate) async fn reviews(c: &impl Conn) -> Result<Vec<Review>, StoreError> {
@@ -401,22 +401,18 @@ impl FromRow for DeviceSummary {
     }
 }
 
-impl FromRow for DeviceSighting {
-    fn from_row(r: &impl Row) -> Result<Self, StoreError> {
-        Ok(DeviceSighting {
-            host_id: r.get("host_id")?,
-            hostname: r.get("hostname")?,
-            os: r.get("os")?,
-            owner_email: r.get("owner_email")?,
-            product: r.get("product")?,
-            kind: r.get("kind")?,
-            value: r.get("value")?,
-            first_seen: r.get("first_seen")?,
-            last_seen: r.get("last_seen")?,
-            count: r.get("count")?,
-        })
-    }
-}
+from_row!(DeviceSighting {
+    host_id,
+    hostname,
+    os,
+    owner_email,
+    product,
+    kind,
+    value,
+    first_seen,
+    last_seen,
+    count
+});
 
 /// [`super::Store::devices`].
 pub(crate) async fn devices(c: &impl Conn) -> Result<Vec<DeviceSummary>, StoreError> {
@@ -498,18 +494,7 @@ pub(crate) async fn enroll_secret(
 
 // ---- Descriptor mappings ---------------------------------------------------------------
 
-impl FromRow for DescriptorMapping {
-    fn from_row(r: &impl Row) -> Result<Self, StoreError> {
-        Ok(DescriptorMapping {
-            id: r.get("id")?,
-            descriptor: r.get("descriptor")?,
-            product: r.get("product")?,
-            actor: r.get("actor")?,
-            created_at: r.get("created_at")?,
-            note: r.get("note")?,
-        })
-    }
-}
+from_row!(DescriptorMapping { id, descriptor, product, actor, created_at, note });
 
 /// [`super::Store::mappings`].
 pub(crate) async fn mappings(c: &impl Conn) -> Result<Vec<DescriptorMapping>, StoreError> {
@@ -535,16 +520,7 @@ pub(crate) async fn mapping_for_update(
 
 // ---- People ----------------------------------------------------------------------------
 
-impl FromRow for Person {
-    fn from_row(r: &impl Row) -> Result<Self, StoreError> {
-        Ok(Person {
-            email: r.get("email")?,
-            name: r.get("name")?,
-            department: r.get("department")?,
-            manager: r.get("manager")?,
-        })
-    }
-}
+from_row!(Person { email, name, department, manager });
 
 /// [`super::Store::people`].
 pub(crate) async fn people(c: &impl Conn) -> Result<Vec<Person>, StoreError> {
@@ -619,22 +595,7 @@ pub(crate) async fn set_connector_cursor(
     Ok(())
 }
 
-impl FromRow for ImportRun {
-    fn from_row(r: &impl Row) -> Result<Self, StoreError> {
-        Ok(ImportRun {
-            at: r.get("at")?,
-            actor: r.get("actor")?,
-            kind: r.get("kind")?,
-            file: r.get("file")?,
-            format: r.get("format")?,
-            rows: r.get("rows")?,
-            stored: r.get("stored")?,
-            duplicates: r.get("duplicates")?,
-            errors: r.get("errors")?,
-            error: r.get("error")?,
-        })
-    }
-}
+from_row!(ImportRun { at, actor, kind, file, format, rows, stored, duplicates, errors, error });
 
 /// [`super::Store::record_import`].
 pub(crate) async fn record_import(c: &impl Conn, run: &ImportRun) -> Result<(), StoreError> {
@@ -691,22 +652,18 @@ pub(crate) async fn delivery_counts(
 
 // ---- Sightings of one product ----------------------------------------------------------
 
-impl FromRow for ProcessSighting {
-    fn from_row(r: &impl Row) -> Result<Self, StoreError> {
-        Ok(ProcessSighting {
-            host_id: r.get("host_id")?,
-            hostname: r.get("hostname")?,
-            owner_email: r.get("owner_email")?,
-            product: r.get("product")?,
-            kind: r.get("kind")?,
-            value: r.get("value")?,
-            process: r.get("process")?,
-            first_seen: r.get("first_seen")?,
-            last_seen: r.get("last_seen")?,
-            count: r.get("count")?,
-        })
-    }
-}
+from_row!(ProcessSighting {
+    host_id,
+    hostname,
+    owner_email,
+    product,
+    kind,
+    value,
+    process,
+    first_seen,
+    last_seen,
+    count
+});
 
 /// [`super::Store::product_people`].
 pub(crate) async fn product_people(

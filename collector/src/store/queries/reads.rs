@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use super::super::sql::{Conn, Dialect, FromRow, One, Param, Row, TextArray, TextList};
+use super::super::sql::{Conn, Dialect, FromRow, One, Param, Row, TextArray};
 use super::super::{
     DEVICE_LAST_HEARTBEAT, MCP_FLAGS_SELECT, PRODUCT_DEVICES_LIMIT, PRODUCT_VALUES_LIMIT,
     StoreError, Versions, mcp_flags_row, rollup,
@@ -15,6 +15,7 @@ use crate::model::{
     DeviceId, DeviceQuery, DeviceSummary, DeviceUsage, ExpenseLine, McpServerFlags, OwnerUse,
     ProductUsage, SourceUsage, UsageFilter, ValueUsage,
 };
+use crate::store::sql::from_row;
 
 /// [`super::super::Store::device_by_key`].
 pub(crate) async fn device_by_key(
@@ -43,16 +44,7 @@ impl FromRow for SourceUsage {
     }
 }
 
-impl FromRow for ProductUsage {
-    fn from_row(r: &impl Row) -> Result<Self, StoreError> {
-        Ok(ProductUsage {
-            product: r.get("product")?,
-            devices: r.get("devices")?,
-            users: r.get("users")?,
-            departments: r.get::<TextList>("departments")?.0,
-        })
-    }
-}
+from_row!(ProductUsage { product, devices, users, departments as TextList });
 
 /// The usage filter as SQL: every parameter may be NULL, meaning "no filter".
 const FILTER: &str = "($1::text IS NULL OR s.product = $1)
@@ -105,17 +97,7 @@ pub(crate) async fn usage<C: Conn + Dialect>(
 
 /// Runs one of the rollups' reads.
 async fn rollup_read<T: FromRow>(c: &impl Conn, read: &rollup::Read) -> Result<Vec<T>, StoreError> {
-    let args: Vec<&dyn Param> = read
-        .args
-        .iter()
-        .map(|a| -> &dyn Param {
-            match a {
-                rollup::Arg::Text(t) => t,
-                rollup::Arg::Int(i) => i,
-            }
-        })
-        .collect();
-    c.query(read.sql, &args).await
+    c.query(read.sql, &super::params(&read.args)).await
 }
 
 /// [`super::super::Store::usage`] answered from the rollups (see [`rollup::plan`]), inside
@@ -142,20 +124,16 @@ pub(crate) async fn rollup_usage(
 
 // ---- A product's devices and values ----------------------------------------------------
 
-impl FromRow for DeviceUsage {
-    fn from_row(r: &impl Row) -> Result<Self, StoreError> {
-        Ok(DeviceUsage {
-            host_id: r.get("host_id")?,
-            hostname: r.get("hostname")?,
-            owner_email: r.get("owner_email")?,
-            first_seen: r.get("first_seen")?,
-            last_seen: r.get("last_seen")?,
-            count: r.get("count")?,
-            users: r.get::<TextList>("users")?.0,
-            installed: r.get("installed")?,
-        })
-    }
-}
+from_row!(DeviceUsage {
+    host_id,
+    hostname,
+    owner_email,
+    first_seen,
+    last_seen,
+    count,
+    users as TextList,
+    installed,
+});
 
 /// [`super::super::Store::product_devices`]; the caller folds first.
 pub(crate) async fn product_devices<C: Conn + Dialect>(
@@ -187,18 +165,7 @@ pub(crate) async fn product_devices<C: Conn + Dialect>(
     .await
 }
 
-impl FromRow for ValueUsage {
-    fn from_row(r: &impl Row) -> Result<Self, StoreError> {
-        Ok(ValueUsage {
-            kind: r.get("kind")?,
-            value: r.get("value")?,
-            devices: r.get("devices")?,
-            count: r.get("count")?,
-            first_seen: r.get("first_seen")?,
-            last_seen: r.get("last_seen")?,
-        })
-    }
-}
+from_row!(ValueUsage { kind, value, devices, count, first_seen, last_seen });
 
 /// [`super::super::Store::product_values`].
 pub(crate) async fn product_values(
@@ -219,15 +186,7 @@ pub(crate) async fn product_values(
     .await
 }
 
-impl FromRow for OwnerUse {
-    fn from_row(r: &impl Row) -> Result<Self, StoreError> {
-        Ok(OwnerUse {
-            owner_email: r.get("owner_email")?,
-            product: r.get("product")?,
-            last_seen: r.get("last_seen")?,
-        })
-    }
-}
+from_row!(OwnerUse { owner_email, product, last_seen });
 
 /// [`super::super::Store::owner_last_use`] of at least one product; the caller folds first.
 pub(crate) async fn owner_last_use<C: Conn + Dialect>(
@@ -331,27 +290,23 @@ pub(crate) async fn versions(c: &impl Conn) -> Result<Versions, StoreError> {
     Ok(v)
 }
 
-impl FromRow for ExpenseLine {
-    fn from_row(r: &impl Row) -> Result<Self, StoreError> {
-        Ok(ExpenseLine {
-            source: r.get("source")?,
-            dedupe_key: r.get("dedupe_key")?,
-            file: r.get("file")?,
-            line: r.get("line")?,
-            occurred_at: r.get("occurred_at")?,
-            amount_minor: r.get("amount_minor")?,
-            currency: r.get("currency")?,
-            descriptor: r.get("descriptor")?,
-            merchant: r.get("merchant")?,
-            payer_email: r.get("payer_email")?,
-            payer_name: r.get("payer_name")?,
-            department: r.get("department")?,
-            product: r.get("product")?,
-            candidate: r.get("candidate")?,
-            candidate_reason: r.get("candidate_reason")?,
-        })
-    }
-}
+from_row!(ExpenseLine {
+    source,
+    dedupe_key,
+    file,
+    line,
+    occurred_at,
+    amount_minor,
+    currency,
+    descriptor,
+    merchant,
+    payer_email,
+    payer_name,
+    department,
+    product,
+    candidate,
+    candidate_reason
+});
 
 /// [`super::super::Store::expenses`]: the lines since a time (all for `None`), in time order.
 pub(crate) async fn expenses(
