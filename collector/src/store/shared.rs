@@ -16,17 +16,32 @@
 //! blocking pool; PostgreSQL: awaited), so what surrounds them (applying the identity key,
 //! folding first) is written once here too.
 //!
-//! A backend keeps the methods that really differ: batch ingest and folds (the SQLite writer
-//! thread) and the inventory from the rollups. After an erasure, each backend's
-//! `after_erasure(conn)` clears what its logs still hold of the old values. Each backend also has `protect(device, value, f)`, which runs
-//! [`super::queries::lifecycle::protect`] in a writing transaction when an identity key is
-//! set; the methods here call it before the writes that carry identities.
+//! A backend keeps the methods that really differ: batch ingest and the inventory from the
+//! rollups; it has an inherent `fold_now(background)` (the SQLite writer thread, PostgreSQL's
+//! fold under an advisory lock), and after an erasure its `after_erasure(conn)` clears what its
+//! logs still hold of the old values. Its `protect(device, value, f)` ([`protect_method`])
+//! runs [`super::queries::lifecycle::protect`] in a writing transaction when an identity key
+//! is set; the methods here call it before the writes that carry identities.
 
-/// Expands into the shared [`super::Store`] methods; `$read` and `$write` are the backend's
-/// macros (see the module documentation). Item paths are absolute, so the backend's imports
+/// Expands into the shared [`super::Store`] methods; `$backend` is the backend's name, `$read`,
+/// `$write` and `$with` its macros (see the module documentation), and the backend has an
+/// inherent `fold_now(background)` that [`super::Store::fold`] and
+/// [`super::Store::fold_when_idle`] call. Item paths are absolute, so the backend's imports
 /// do not matter.
 macro_rules! store_methods {
-    ($read:ident, $write:ident, $with:ident) => {
+    ($backend:literal, $read:ident, $write:ident, $with:ident) => {
+        fn backend(&self) -> &'static str {
+            $backend
+        }
+
+        async fn fold(&self) -> Result<u64, $crate::store::StoreError> {
+            self.fold_now(false).await
+        }
+
+        async fn fold_when_idle(&self) -> Result<u64, $crate::store::StoreError> {
+            self.fold_now(true).await
+        }
+
         async fn ping(&self) -> Result<(), $crate::store::StoreError> {
             $read!(self, c => $crate::store::queries::ping(c))
         }
@@ -722,3 +737,24 @@ macro_rules! store_methods {
 }
 
 pub(crate) use store_methods;
+
+/// Expands, inside a backend's inherent `impl`, into its `protect`, which runs
+/// [`super::queries::lifecycle::protect`] through the backend's `$write` macro.
+macro_rules! protect_method {
+    ($write:ident) => {
+        /// Applies the identity key to what a write carries, in a writing transaction, before
+        /// the write itself ([`$crate::store::queries::lifecycle::protect`]); `device`: the
+        /// device of a batch.
+        async fn protect<T: Send + 'static>(
+            &self,
+            device: Option<$crate::model::DeviceId>,
+            value: T,
+            f: fn(&mut $crate::identity::Protect<'_>, &mut T),
+        ) -> Result<T, $crate::store::StoreError> {
+            let Some(ids) = self.identities.get().cloned() else { return Ok(value) };
+            use $crate::store::queries::lifecycle::protect;
+            $write!(self, tx => protect(tx, &ids, device, value, f))
+        }
+    };
+}
+pub(crate) use protect_method;

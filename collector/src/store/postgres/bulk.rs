@@ -11,6 +11,11 @@ use crate::alerts::event;
 use crate::model::{ExpenseLine, GatewaySpend, ImportCounts, Person};
 use crate::store::{StoreError, outbox, queries, rollup};
 
+// The column types of the binary `COPY`s, named short so that each list reads as one row.
+const TEXT: Type = Type::TEXT;
+const INT8: Type = Type::INT8;
+const BOOL: Type = Type::BOOL;
+
 /// The staging table of [`PgStore::add_expenses`]: a chunk is `COPY`ed in (binary), then
 /// moved with one `INSERT ... SELECT ... ON CONFLICT DO NOTHING`, whose row count is the
 /// number of new lines. A temporary table lives per connection (so concurrent imports on
@@ -62,25 +67,11 @@ async fn copy_gateway(
 ) -> Result<u64, tokio_postgres::Error> {
     let sink = tx.copy_in(copy).await?;
     let mut types = vec![
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::INT8,
-        Type::INT8,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::INT8,
-        Type::INT8,
-        Type::INT8,
-        Type::TEXT,
-        Type::TEXT,
+        TEXT, TEXT, TEXT, INT8, INT8, TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, INT8, INT8, INT8, TEXT,
+        TEXT,
     ];
     if imported_at.is_some() {
-        types.push(Type::INT8);
+        types.push(INT8);
     }
     let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
     for g in rows {
@@ -226,22 +217,8 @@ pub(super) async fn expenses(
         )
         .await?;
     let types = [
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::INT8,
-        Type::INT8,
-        Type::INT8,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::BOOL,
-        Type::TEXT,
-        Type::INT8,
+        TEXT, TEXT, TEXT, INT8, INT8, INT8, TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, BOOL, TEXT,
+        INT8,
     ];
     let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
     for (l, mapping) in lines.iter().zip(&mapped) {

@@ -103,6 +103,12 @@ impl PgStore {
         Ok(Self { pool, identities: super::IdentitySlot::default() })
     }
 
+    /// Folds pending usage into the rollups ([`fold::fold`]; a `background` fold skips when
+    /// another collector is folding).
+    async fn fold_now(&self, background: bool) -> Result<u64, StoreError> {
+        fold::fold(&mut self.client().await?, background).await
+    }
+
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(pool_error)
     }
@@ -119,17 +125,7 @@ impl PgStore {
         Ok(out)
     }
 
-    /// Applies the identity key to what a write carries, in a writing transaction, before
-    /// the write itself ([`queries::lifecycle::protect`]); `device`: the device of a batch.
-    async fn protect<T: Send + 'static>(
-        &self,
-        device: Option<DeviceId>,
-        value: T,
-        f: fn(&mut crate::identity::Protect<'_>, &mut T),
-    ) -> Result<T, StoreError> {
-        let Some(ids) = self.identities.get().cloned() else { return Ok(value) };
-        pg_write!(self, tx => queries::lifecycle::protect(tx, &ids, device, value, f))
-    }
+    super::shared::protect_method!(pg_write);
 }
 
 /// After an erasure ([`super::Store::erase_person`]): nothing. The old row versions an
@@ -140,11 +136,7 @@ async fn after_erasure(_client: &deadpool_postgres::Object) -> Result<(), StoreE
 }
 
 impl Store for PgStore {
-    super::shared::store_methods!(pg_read, pg_write, pg_with);
-
-    fn backend(&self) -> &'static str {
-        "postgres"
-    }
+    super::shared::store_methods!("postgres", pg_read, pg_write, pg_with);
 
     async fn ingest(
         &self,
@@ -228,14 +220,6 @@ impl Store for PgStore {
         queries::batch_events(&tx, device, &batch, now).await?;
         tx.commit().await?;
         Ok(IngestOutcome::Stored)
-    }
-
-    async fn fold(&self) -> Result<u64, StoreError> {
-        fold::fold(&mut self.client().await?, false).await
-    }
-
-    async fn fold_when_idle(&self) -> Result<u64, StoreError> {
-        fold::fold(&mut self.client().await?, true).await
     }
 
     async fn usage(

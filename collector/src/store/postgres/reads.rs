@@ -52,57 +52,57 @@ pub(super) async fn person_usage(
     // (ASCII letters only, as SQLite's `lower` and the directory's import).
     let tx = super::snapshot(client).await?;
     let mut people = PeopleUsage::default();
-    let products = tx
-        .query(
-            &tx.prepare_cached(
-                "SELECT lower(d.owner_email COLLATE \"C\") AS email, s.product,
-                        MAX(s.last_seen)
-                 FROM usage_device s JOIN devices d ON d.id = s.device_id
-                 WHERE d.owner_email IS NOT NULL AND d.owner_email <> ''
-                   AND ($1::text IS NULL OR lower(d.owner_email COLLATE \"C\") = $1)
-                 GROUP BY email, s.product",
-            )
-            .await?,
-            &[&email],
-        )
-        .await?;
+    let products = by_email(
+        &tx,
+        "SELECT lower(d.owner_email COLLATE \"C\") AS email, s.product,
+                    MAX(s.last_seen)
+             FROM usage_device s JOIN devices d ON d.id = s.device_id
+             WHERE d.owner_email IS NOT NULL AND d.owner_email <> ''
+               AND ($1::text IS NULL OR lower(d.owner_email COLLATE \"C\") = $1)
+             GROUP BY email, s.product",
+        email,
+    )
+    .await?;
     for r in &products {
         people.product(r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
     }
-    let expenses = tx
-        .query(
-            &tx.prepare_cached(
-                "SELECT lower(payer_email COLLATE \"C\") AS email, currency,
-                        SUM(amount_minor)::bigint, MAX(occurred_at)
-                 FROM expense_lines
-                 WHERE product IS NOT NULL AND payer_email <> ''
-                   AND ($1::text IS NULL OR lower(payer_email COLLATE \"C\") = $1)
-                 GROUP BY email, currency",
-            )
-            .await?,
-            &[&email],
-        )
-        .await?;
+    let expenses = by_email(
+        &tx,
+        "SELECT lower(payer_email COLLATE \"C\") AS email, currency,
+                    SUM(amount_minor)::bigint, MAX(occurred_at)
+             FROM expense_lines
+             WHERE product IS NOT NULL AND payer_email <> ''
+               AND ($1::text IS NULL OR lower(payer_email COLLATE \"C\") = $1)
+             GROUP BY email, currency",
+        email,
+    )
+    .await?;
     for r in &expenses {
         people.expense(r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
     }
-    let gateway = tx
-        .query(
-            &tx.prepare_cached(
-                "SELECT lower(end_user COLLATE \"C\") AS email, currency,
-                        SUM(cost_nanos)::bigint, MAX(period_start)
-                 FROM gateway_spend
-                 WHERE (strpos(end_user, '@') > 0 OR end_user LIKE 'person-%')
-                   AND ($1::text IS NULL OR lower(end_user COLLATE \"C\") = $1)
-                 GROUP BY email, currency",
-            )
-            .await?,
-            &[&email],
-        )
-        .await?;
+    let gateway = by_email(
+        &tx,
+        "SELECT lower(end_user COLLATE \"C\") AS email, currency,
+                    SUM(cost_nanos)::bigint, MAX(period_start)
+             FROM gateway_spend
+             WHERE (strpos(end_user, '@') > 0 OR end_user LIKE 'person-%')
+               AND ($1::text IS NULL OR lower(end_user COLLATE \"C\") = $1)
+             GROUP BY email, currency",
+        email,
+    )
+    .await?;
     for r in &gateway {
         people.gateway(r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
     }
     tx.commit().await?;
     Ok(people.finish())
+}
+
+/// Runs one of [`person_usage`]'s reads, whose one parameter is the email (or NULL for all).
+async fn by_email(
+    tx: &deadpool_postgres::Transaction<'_>,
+    sql: &str,
+    email: Option<&str>,
+) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+    Ok(tx.query(&tx.prepare_cached(sql).await?, &[&email]).await?)
 }

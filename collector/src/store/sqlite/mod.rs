@@ -143,7 +143,7 @@ impl SqliteStore {
     }
 
     /// Asks the writer thread for a fold and waits for its answer.
-    async fn ask_fold(&self, background: bool) -> Result<u64, StoreError> {
+    async fn fold_now(&self, background: bool) -> Result<u64, StoreError> {
         let (done, folded) = oneshot::channel();
         self.writer
             .send(Job::Fold { done, background })
@@ -152,17 +152,7 @@ impl SqliteStore {
         folded.await.map_err(|_| StoreError::WriterStopped)?
     }
 
-    /// Applies the identity key to what a write carries, in a writing transaction, before
-    /// the write itself ([`queries::lifecycle::protect`]); `device`: the device of a batch.
-    async fn protect<T: Send + 'static>(
-        &self,
-        device: Option<DeviceId>,
-        value: T,
-        f: fn(&mut crate::identity::Protect<'_>, &mut T),
-    ) -> Result<T, StoreError> {
-        let Some(ids) = self.identities.get().cloned() else { return Ok(value) };
-        lite_write!(self, tx => queries::lifecycle::protect(tx, &ids, device, value, f))
-    }
+    super::shared::protect_method!(lite_write);
 
     /// Runs `f` on a pooled connection, outside any transaction it does not open itself.
     async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
@@ -244,11 +234,7 @@ fn after_erasure(c: &Connection) -> Result<(), StoreError> {
 }
 
 impl Store for SqliteStore {
-    super::shared::store_methods!(lite_read, lite_write, lite_with);
-
-    fn backend(&self) -> &'static str {
-        "sqlite"
-    }
+    super::shared::store_methods!("sqlite", lite_read, lite_write, lite_with);
 
     async fn ingest(
         &self,
@@ -263,14 +249,6 @@ impl Store for SqliteStore {
             .await
             .map_err(|_| StoreError::WriterStopped)?;
         outcome.await.map_err(|_| StoreError::WriterStopped)?
-    }
-
-    async fn fold(&self) -> Result<u64, StoreError> {
-        self.ask_fold(false).await
-    }
-
-    async fn fold_when_idle(&self) -> Result<u64, StoreError> {
-        self.ask_fold(true).await
     }
 
     async fn usage(
