@@ -42,7 +42,7 @@ impl<'a> Client<'a> {
         let tls = if settings.base_url.https {
             Some(
                 client::tls_config_with_system_roots(&settings.extra_roots, false)
-                    .map_err(|e| ConnectorError::Tls(e.to_string()))?,
+                    .map_err(ConnectorError::Tls)?,
             )
         } else {
             None

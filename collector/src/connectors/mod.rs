@@ -452,7 +452,7 @@ pub enum ConnectorError {
     TooManyPages,
     /// The TLS settings could not be built.
     #[error("tls: {0}")]
-    Tls(String),
+    Tls(crate::client::ClientError),
     /// The store failed; pages before this one are stored.
     // The cause is in the message, not also in `source()` (issue 18: each cause once).
     #[error("store: {0}")]
