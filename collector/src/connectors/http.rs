@@ -64,7 +64,7 @@ impl<'a> Client<'a> {
         let url = &self.settings.base_url;
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((url.host.as_str(), url.port))
             .await
-            .map_err(|e| ClientError::Url(format!("resolving {}: {e}", url.host)))?
+            .map_err(|error| ClientError::Resolve { host: url.host.clone(), error })?
             .collect();
         let mut last = ClientError::Url(format!("{} has no address", url.host));
         for addr in addrs {

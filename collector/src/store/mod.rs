@@ -125,6 +125,14 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
+    /// A stored JSON document that cannot be read back.
+    #[error("corrupt row in {table}: {error}")]
+    CorruptJson {
+        /// The table.
+        table: &'static str,
+        /// Why.
+        error: serde_json::Error,
+    },
     /// The SQLite online backup found the database locked on every try.
     #[error("the database stayed locked through {tries} tries")]
     BackupLocked {
