@@ -194,7 +194,7 @@ pub enum StoreError {
     },
     /// The TLS settings of a PostgreSQL URL cannot be used (`sslmode`, `sslrootcert`).
     #[error("postgres tls: {0}")]
-    Tls(String),
+    Tls(postgres_tls::PgTlsError),
 }
 
 impl StoreError {
