@@ -58,6 +58,21 @@ impl Repeats {
     }
 }
 
+/// An error and its causes on one line, for the heartbeat (and for a message that shows a
+/// library's error whole, since the library leaves its cause out of its own message).
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    // Bounded: error chains are short; eight links is far more than any here.
+    for _ in 0..8 {
+        let Some(c) = cause else { break };
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::Repeats;

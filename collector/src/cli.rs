@@ -195,9 +195,20 @@ pub enum CommandError {
         /// Files given.
         total: usize,
     },
-    /// The catalog could not be loaded.
-    #[error("catalog: {0}")]
-    Catalog(String),
+    /// The built-in catalog does not validate (a build of a broken source tree).
+    #[error("catalog: {error}")]
+    BuiltinCatalog {
+        /// Every problem in the built-in sources.
+        error: aiscout_signatures::source::SourceErrors,
+    },
+    /// The catalog artifact could not be loaded.
+    #[error("catalog: {path}: {error}")]
+    Catalog {
+        /// The artifact file.
+        path: PathBuf,
+        /// Why.
+        error: CatalogFileError,
+    },
     /// Rendering JSON failed.
     #[error("json: {0}")]
     Json(serde_json::Error),
@@ -209,6 +220,22 @@ pub enum CommandError {
         /// Why.
         error: std::io::Error,
     },
+}
+
+/// Why a catalog artifact file could not be loaded (inside [`CommandError::Catalog`]).
+// Each cause is in the message, not returned from `source()` (issue 18: each cause once).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CatalogFileError {
+    /// The file could not be read (or is too large).
+    #[error("{0}")]
+    Read(std::io::Error),
+    /// The file is not a well-formed artifact.
+    #[error("{0}")]
+    Format(aiscout_signatures::artifact::FormatError),
+    /// The artifact's payload is not a catalog.
+    #[error("{0}")]
+    Payload(aiscout_signatures::artifact::PayloadError),
 }
 
 // Not `#[from]`, which would also make the error the variant's `source()`: its text is in the
@@ -241,14 +268,15 @@ pub struct Output {
 /// The artifact cannot be read or decoded.
 pub fn catalog(path: Option<&Path>) -> Result<Catalog, CommandError> {
     match path {
-        None => Catalog::builtin().map_err(|e| CommandError::Catalog(e.to_string())),
+        None => Catalog::builtin().map_err(|error| CommandError::BuiltinCatalog { error }),
         Some(path) => {
-            let bytes = crate::config::read_capped(path)
-                .map_err(|e| CommandError::Catalog(format!("{}: {e}", path.display())))?;
+            let failed = |error| CommandError::Catalog { path: path.to_owned(), error };
+            let bytes =
+                crate::config::read_capped(path).map_err(|e| failed(CatalogFileError::Read(e)))?;
             let parts = aiscout_signatures::artifact::split(&bytes)
-                .map_err(|e| CommandError::Catalog(format!("{}: {e}", path.display())))?;
+                .map_err(|e| failed(CatalogFileError::Format(e)))?;
             aiscout_signatures::artifact::decode_payload(parts.header.version, parts.payload)
-                .map_err(|e| CommandError::Catalog(format!("{}: {e}", path.display())))
+                .map_err(|e| failed(CatalogFileError::Payload(e)))
         }
     }
 }

@@ -41,6 +41,14 @@ pub enum ClientError {
     /// A URL given to [`fetch`] is not `https://HOST[:PORT]/...` or its host did not resolve.
     #[error("url: {0}")]
     Url(String),
+    /// The host name did not resolve.
+    #[error("url: resolving {host}: {error}")]
+    Resolve {
+        /// The host name.
+        host: String,
+        /// Why.
+        error: std::io::Error,
+    },
 }
 
 impl From<std::io::Error> for ClientError {
@@ -309,7 +317,7 @@ pub async fn fetch(
     let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
         .await
-        .map_err(|e| ClientError::Url(format!("resolving {host}: {e}")))?
+        .map_err(|error| ClientError::Resolve { host: host.clone(), error })?
         .collect();
     let mut last = ClientError::Url(format!("{host} has no address"));
     for addr in addrs {

@@ -158,12 +158,12 @@ pub enum OidcError {
         found: String,
     },
     /// An answer is not the JSON expected.
-    #[error("the provider's {what} answer is not usable: {reason}")]
+    #[error("the provider's {what} answer is not usable: {error}")]
     Json {
         /// Which answer.
         what: &'static str,
         /// Why.
-        reason: String,
+        error: serde_json::Error,
     },
     /// The pending login is older than [`MAX_LOGIN_AGE_SECS`].
     #[error("the sign-in took too long or its cookie is stale; start again")]
@@ -449,7 +449,7 @@ impl Provider {
             format!("{}/.well-known/openid-configuration", config.issuer.trim_end_matches('/'));
         let body = get_json(&tls, "discovery document", &url, None).await?;
         let doc: DiscoveryDocument = serde_json::from_slice(&body)
-            .map_err(|e| OidcError::Json { what: "discovery document", reason: e.to_string() })?;
+            .map_err(|error| OidcError::Json { what: "discovery document", error })?;
         let endpoints = endpoints(config, doc)?;
         let keys = fetch_keys(&tls, &endpoints.jwks).await?;
         tracing::info!(issuer = %config.issuer, keys = keys.len(), "OpenID Provider discovered");
@@ -593,7 +593,7 @@ impl Provider {
             });
         }
         serde_json::from_slice(&response.body)
-            .map_err(|e| OidcError::Json { what: WHAT, reason: e.to_string() })
+            .map_err(|error| OidcError::Json { what: WHAT, error })
     }
 
     /// Reads the userinfo endpoint with the access token (OpenID Connect Core section 5.3).
@@ -704,8 +704,8 @@ fn parse_jwks(body: &[u8]) -> Result<Vec<Jwk>, OidcError> {
     struct Set {
         keys: Vec<Value>,
     }
-    let set: Set = serde_json::from_slice(body)
-        .map_err(|e| OidcError::Json { what: "JWKS", reason: e.to_string() })?;
+    let set: Set =
+        serde_json::from_slice(body).map_err(|error| OidcError::Json { what: "JWKS", error })?;
     let keys: Vec<Jwk> = set
         .keys
         .into_iter()

@@ -58,7 +58,8 @@ use crate::inventory::{self, Finding, ScanOptions};
 use crate::matching::Matcher;
 use crate::model::Observation;
 use crate::spool::{Installed, InventoryView, Record, Spool, SpoolError, SpoolLimits};
-use crate::upload::{self, Backoff, Client, UploadError};
+pub(crate) use crate::telemetry::error_chain;
+use crate::upload::{self, Backoff, Client, SpoolTaskError, UploadError};
 
 mod frames;
 mod state;
@@ -157,8 +158,11 @@ pub enum DaemonError {
         error: std::io::Error,
     },
     /// The catalog built into the binary does not validate.
-    #[error("the built-in catalog is invalid: {0}")]
-    Catalog(String),
+    #[error("the built-in catalog is invalid: {error}")]
+    Catalog {
+        /// Every problem in the built-in sources.
+        error: aiscout_signatures::source::SourceErrors,
+    },
     /// The system refused to start one of the agent's threads.
     #[error("cannot start the {name} thread: {error}")]
     Thread {
@@ -472,9 +476,10 @@ pub async fn run(
                             None
                         }
                         Err(error) => {
-                            let delay = match error {
-                                UploadError::Spool(_) => storage_backoff.next_delay(),
-                                _ => backoff.next_delay(),
+                            let delay = if error.is_spool() {
+                                storage_backoff.next_delay()
+                            } else {
+                                backoff.next_delay()
                             };
                             let text = error.to_string();
                             if let Some(held) = upload_repeats.check(&text) {
@@ -556,21 +561,6 @@ fn record_upload(state_dir: &std::path::Path, result: &Result<u64, UploadError>)
     if let Err(error) = record.save(state_dir) {
         tracing::warn!(error = %error, "Cannot record the last upload.");
     }
-}
-
-/// An error and its causes on one line, for the heartbeat (and for a message that shows a
-/// library's error whole, since the library leaves its cause out of its own message).
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    // Bounded: error chains are short; eight links is far more than any here.
-    for _ in 0..8 {
-        let Some(c) = cause else { break };
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
 
 /// Starts a thread named `name` (what `top -H`, `ps -L` and a panic message show; Linux keeps

@@ -136,7 +136,7 @@ pub(super) fn initial_catalog(
     state_dir: &std::path::Path,
     key: [u8; 32],
 ) -> Result<(Catalog, u64), DaemonError> {
-    let builtin = Catalog::builtin().map_err(|e| DaemonError::Catalog(e.to_string()))?;
+    let builtin = Catalog::builtin().map_err(|error| DaemonError::Catalog { error })?;
     let high_water = catalog_high_water(state_dir);
     let floor = builtin.version().max(high_water);
     let saved = state_dir.join(SAVED_CATALOG);

@@ -275,12 +275,10 @@ async fn with_spool<T: Send + 'static>(
     op: impl FnOnce(&mut Spool) -> Result<T, SpoolError> + Send + 'static,
 ) -> Result<T, UploadError> {
     let spool = Arc::clone(spool);
-    let spool_err = |e: &dyn std::fmt::Display| UploadError::Spool(e.to_string());
     tokio::task::spawn_blocking(move || match spool.lock() {
-        Ok(mut guard) => op(&mut guard).map_err(|e| e.to_string()),
-        Err(_) => Err("lock poisoned".to_owned()),
+        Ok(mut guard) => op(&mut guard).map_err(UploadError::Spool),
+        Err(_) => Err(UploadError::SpoolTask(SpoolTaskError::Poisoned)),
     })
     .await
-    .map_err(|e| spool_err(&e))?
-    .map_err(|e| spool_err(&e))
+    .map_err(|e| UploadError::SpoolTask(SpoolTaskError::Join(e)))?
 }

@@ -21,7 +21,7 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 
-use crate::spool::Batch;
+use crate::spool::{Batch, SpoolError};
 
 /// The largest answer read (the catalog artifact is the biggest, a few hundred kilobytes).
 pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
@@ -29,15 +29,20 @@ pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Why a call failed.
+// Typed causes are in the message and not returned from `source()`, so a report of the whole
+// chain names each once (issue 18).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum UploadError {
     /// The collector URL is unusable.
     #[error("collector URL {0:?} is not https://host[:port]")]
     BadUrl(String),
-    /// TCP, TLS or HTTP failed, or the deadline passed.
+    /// TCP, TLS or HTTP failed.
     #[error("cannot reach the collector: {0}")]
-    Transport(String),
+    Transport(TransportError),
+    /// The collector did not answer within [`CALL_TIMEOUT`].
+    #[error("cannot reach the collector: no answer within {}s", .0.as_secs())]
+    Timeout(Duration),
     /// The collector refused the node key (or enroll secret).
     #[error("the collector refused our credentials (401)")]
     Unauthorized,
@@ -54,11 +59,67 @@ pub enum UploadError {
     },
     /// The answer was not the JSON the contract promises.
     #[error("the collector's answer is malformed: {0}")]
-    Malformed(String),
+    Malformed(serde_json::Error),
+    /// The collector acknowledged another batch than the one sent.
+    #[error("the collector's answer is malformed: acknowledged {acked} for batch {sent}")]
+    WrongBatch {
+        /// The batch id in the acknowledgement.
+        acked: String,
+        /// The batch id sent.
+        sent: String,
+    },
+    /// A request could not be encoded as JSON.
+    #[error("cannot encode the request: {0}")]
+    Encode(serde_json::Error),
+    /// The system random generator failed (making a node key).
+    #[error("the system random generator failed")]
+    Random,
     /// The local spool refused to cut or acknowledge a batch (a full disk, issue 14 item 8):
     /// nothing is wrong with the collector, and the upload is retried on the storage backoff.
     #[error("the spool refused: {0}")]
-    Spool(String),
+    Spool(SpoolError),
+    /// A spool operation did not finish (it panicked, now or earlier, or the runtime is
+    /// stopping): retried on the storage backoff like [`UploadError::Spool`].
+    #[error("the spool refused: {0}")]
+    SpoolTask(SpoolTaskError),
+}
+
+/// Why a call's connection or exchange failed (inside [`UploadError::Transport`]).
+// Library errors whose message leaves out their cause (hyper's) show the whole chain, and
+// `source()` returns nothing (issue 18: each cause once).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// The TCP connection failed.
+    #[error("{0}")]
+    Connect(std::io::Error),
+    /// The collector host is not a valid TLS server name.
+    #[error("{0}")]
+    ServerName(rustls::pki_types::InvalidDnsNameError),
+    /// The TLS handshake failed.
+    #[error("{0}")]
+    Tls(std::io::Error),
+    /// The HTTP exchange failed.
+    #[error("{}", crate::telemetry::error_chain(.0))]
+    Http(hyper::Error),
+    /// The request could not be built.
+    #[error("{0}")]
+    Request(hyper::http::Error),
+    /// The answer could not be read whole (or exceeded [`MAX_RESPONSE_BYTES`]).
+    #[error("{}", crate::telemetry::error_chain(&**.0))]
+    Body(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Why a spool operation run for an upload did not finish (inside [`UploadError::SpoolTask`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpoolTaskError {
+    /// An earlier operation panicked while holding the spool.
+    #[error("lock poisoned")]
+    Poisoned,
+    /// The operation panicked or was cancelled.
+    #[error("{0}")]
+    Join(tokio::task::JoinError),
 }
 
 impl UploadError {
@@ -67,12 +128,24 @@ impl UploadError {
     pub fn retryable(&self) -> bool {
         match self {
             UploadError::Transport(_)
+            | UploadError::Timeout(_)
             | UploadError::RateLimited
             | UploadError::Unauthorized
-            | UploadError::Spool(_) => true,
+            | UploadError::Spool(_)
+            | UploadError::SpoolTask(_) => true,
             UploadError::Status { status, .. } => *status >= 500,
-            UploadError::BadUrl(_) | UploadError::Malformed(_) => false,
+            UploadError::BadUrl(_)
+            | UploadError::Malformed(_)
+            | UploadError::WrongBatch { .. }
+            | UploadError::Encode(_)
+            | UploadError::Random => false,
         }
+    }
+
+    /// Whether the local spool failed rather than the collector or the network: such an
+    /// upload is retried on the storage backoff.
+    pub fn is_spool(&self) -> bool {
+        matches!(self, UploadError::Spool(_) | UploadError::SpoolTask(_))
     }
 }
 
@@ -125,9 +198,7 @@ impl Client {
         match tokio::time::timeout(CALL_TIMEOUT, self.call_inner(method, path, bearer, body)).await
         {
             Ok(result) => result,
-            Err(_) => {
-                Err(UploadError::Transport(format!("no answer within {}s", CALL_TIMEOUT.as_secs())))
-            }
+            Err(_) => Err(UploadError::Timeout(CALL_TIMEOUT)),
         }
     }
 
@@ -138,18 +209,20 @@ impl Client {
         bearer: Option<&Secret>,
         body: Vec<u8>,
     ) -> Result<Bytes, UploadError> {
-        let transport = |e: &dyn std::fmt::Display| UploadError::Transport(e.to_string());
+        use TransportError as T;
+        let transport = |e: TransportError| UploadError::Transport(e);
         let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
             .await
-            .map_err(|e| transport(&e))?;
-        let name = ServerName::try_from(self.host.clone()).map_err(|e| transport(&e))?;
+            .map_err(|e| transport(T::Connect(e)))?;
+        let name =
+            ServerName::try_from(self.host.clone()).map_err(|e| transport(T::ServerName(e)))?;
         let stream = tokio_rustls::TlsConnector::from(self.tls.clone())
             .connect(name, tcp)
             .await
-            .map_err(|e| transport(&e))?;
+            .map_err(|e| transport(T::Tls(e)))?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .map_err(|e| transport(&e))?;
+            .map_err(|e| transport(T::Http(e)))?;
         let driver = tokio::spawn(conn);
         let authority = if self.host.contains(':') {
             format!("[{}]:{}", self.host, self.port)
@@ -169,13 +242,14 @@ impl Client {
             request =
                 request.header(hyper::header::AUTHORIZATION, format!("Bearer {}", b.expose()));
         }
-        let request = request.body(Full::new(Bytes::from(body))).map_err(|e| transport(&e))?;
-        let response = sender.send_request(request).await.map_err(|e| transport(&e))?;
+        let request =
+            request.body(Full::new(Bytes::from(body))).map_err(|e| transport(T::Request(e)))?;
+        let response = sender.send_request(request).await.map_err(|e| transport(T::Http(e)))?;
         let status = response.status();
         let bytes = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
             .collect()
             .await
-            .map_err(|e| transport(&e))?
+            .map_err(|e| transport(T::Body(e)))?
             .to_bytes();
         driver.abort();
         match status {
@@ -200,7 +274,7 @@ impl Client {
         body: Vec<u8>,
     ) -> Result<T, UploadError> {
         let bytes = self.call(method, path, bearer, body).await?;
-        serde_json::from_slice(&bytes).map_err(|e| UploadError::Malformed(e.to_string()))
+        serde_json::from_slice(&bytes).map_err(UploadError::Malformed)
     }
 
     /// Trades the enroll secret for a node key.
@@ -228,7 +302,7 @@ impl Client {
     /// Sends one spool batch; returns the collector's acknowledgement, which names the batch.
     ///
     /// # Errors
-    /// See [`UploadError`]; an acknowledgement for another batch id is [`UploadError::Malformed`].
+    /// See [`UploadError`]; an acknowledgement for another batch id is [`UploadError::WrongBatch`].
     pub async fn send_batch(
         &self,
         node_key: &Secret,
@@ -246,10 +320,7 @@ impl Client {
         let ack: BatchAck =
             self.json(Method::POST, aiscout_wire::routes::SIGHTINGS, Some(node_key), body).await?;
         if ack.batch_id != batch.id {
-            return Err(UploadError::Malformed(format!(
-                "acknowledged {} for batch {}",
-                ack.batch_id, batch.id
-            )));
+            return Err(UploadError::WrongBatch { acked: ack.batch_id, sent: batch.id.clone() });
         }
         Ok(ack)
     }
@@ -285,7 +356,7 @@ impl Client {
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, UploadError> {
-    serde_json::to_vec(value).map_err(|e| UploadError::Malformed(e.to_string()))
+    serde_json::to_vec(value).map_err(UploadError::Encode)
 }
 
 /// A spool record as the wire carries it.
@@ -320,9 +391,7 @@ pub struct Backoff {
 pub fn new_node_key() -> Result<Secret, UploadError> {
     use ring::rand::SecureRandom as _;
     let mut bytes = [0u8; 32];
-    ring::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| UploadError::Malformed("the system random generator failed".to_owned()))?;
+    ring::rand::SystemRandom::new().fill(&mut bytes).map_err(|_| UploadError::Random)?;
     let mut key = String::with_capacity(70);
     key.push_str(aiscout_wire::NODE_KEY_PREFIX);
     for b in bytes {
@@ -413,9 +482,10 @@ mod tests {
 
     #[test]
     fn retryable_errors() {
-        assert!(UploadError::Transport("x".into()).retryable());
+        assert!(UploadError::Timeout(CALL_TIMEOUT).retryable());
         assert!(UploadError::Status { status: 503, body: String::new() }.retryable());
         assert!(!UploadError::Status { status: 400, body: String::new() }.retryable());
-        assert!(!UploadError::Malformed("x".into()).retryable());
+        let malformed = serde_json::from_slice::<BatchAck>(b"{").expect_err("not JSON");
+        assert!(!UploadError::Malformed(malformed).retryable());
     }
 }

@@ -20,20 +20,33 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use crate::config::TrustAnchor;
 
 /// Why a TLS configuration could not be built.
+// Typed causes are in the message and not returned from `source()` (issue 18: each cause once).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TlsError {
-    /// The CA file could not be read or holds no certificate.
-    #[error("CA file {path}: {reason}")]
+    /// The CA file could not be read or parsed.
+    #[error("CA file {path}: {error}")]
     CaFile {
         /// The file.
         path: String,
         /// What was wrong.
-        reason: String,
+        error: rustls::pki_types::pem::Error,
     },
-    /// The system root store is empty or unreadable.
-    #[error("no usable system root certificates: {0}")]
-    SystemRoots(String),
+    /// The CA file holds no certificate.
+    #[error("CA file {path}: no certificate in the file")]
+    CaFileEmpty {
+        /// The file.
+        path: String,
+    },
+    /// The system root store could not be read, and gave no certificate.
+    #[error("no usable system root certificates: {error}")]
+    SystemRoots {
+        /// The first problem reading it.
+        error: rustls_native_certs::Error,
+    },
+    /// The system root store holds no certificate.
+    #[error("no usable system root certificates: empty store")]
+    NoSystemRoots,
     /// rustls refused the configuration.
     #[error(transparent)]
     Rustls(#[from] rustls::Error),
@@ -54,22 +67,12 @@ pub fn client_config(trust: &TrustAnchor) -> Result<Arc<rustls::ClientConfig>, T
     let config = match trust {
         TrustAnchor::CaFile(path) => {
             let mut roots = rustls::RootCertStore::empty();
-            let certs = CertificateDer::pem_file_iter(path).map_err(|e| TlsError::CaFile {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            })?;
-            for cert in certs {
-                let cert = cert.map_err(|e| TlsError::CaFile {
-                    path: path.display().to_string(),
-                    reason: e.to_string(),
-                })?;
-                roots.add(cert)?;
+            let ca_file = |error| TlsError::CaFile { path: path.display().to_string(), error };
+            for cert in CertificateDer::pem_file_iter(path).map_err(ca_file)? {
+                roots.add(cert.map_err(ca_file)?)?;
             }
             if roots.is_empty() {
-                return Err(TlsError::CaFile {
-                    path: path.display().to_string(),
-                    reason: "no certificate in the file".into(),
-                });
+                return Err(TlsError::CaFileEmpty { path: path.display().to_string() });
             }
             builder.with_root_certificates(roots).with_no_client_auth()
         }
@@ -88,11 +91,10 @@ pub fn client_config(trust: &TrustAnchor) -> Result<Arc<rustls::ClientConfig>, T
                 let _ignored = roots.add(cert);
             }
             if roots.is_empty() {
-                let why = native
-                    .errors
-                    .first()
-                    .map_or_else(|| "empty store".to_owned(), ToString::to_string);
-                return Err(TlsError::SystemRoots(why));
+                return Err(match native.errors.into_iter().next() {
+                    Some(error) => TlsError::SystemRoots { error },
+                    None => TlsError::NoSystemRoots,
+                });
             }
             builder.with_root_certificates(roots).with_no_client_auth()
         }

@@ -1173,10 +1173,7 @@ async fn readyz<S: Store>(State(state): Shared<S>) -> Result<&'static str, ApiEr
         Ok(answer) => answer?,
         Err(_) => {
             state.metrics.store_call(READY_DEADLINE, false);
-            return Err(ApiError::Store(StoreError::Pool(format!(
-                "no answer from the database within {} s",
-                READY_DEADLINE.as_secs()
-            ))));
+            return Err(ApiError::Store(StoreError::NoAnswer { waited: READY_DEADLINE }));
         }
     }
     Ok("ready\n")
@@ -1254,7 +1251,7 @@ mod tests {
     /// any other store failure stays a 500 without one.
     #[test]
     fn an_unreachable_database_answers_503_with_retry_after_and_other_failures_500() {
-        let unavailable = ApiError::Store(StoreError::Pool("timed out waiting".into()));
+        let unavailable = ApiError::Store(StoreError::NoAnswer { waited: READY_DEADLINE });
         let r = unavailable.into_response();
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.headers()[header::RETRY_AFTER], "5");

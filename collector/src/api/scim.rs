@@ -102,7 +102,7 @@ fn etag(version: i64) -> String {
 /// The stored resource as served: with `id` and `meta`.
 fn render(kind: Kind, r: &ScimResource, base: &str) -> Result<Value, Failure> {
     let mut body: Map<String, Value> = serde_json::from_str(&r.resource)
-        .map_err(|e| StoreError::Corrupt { table: "scim_resources", reason: e.to_string() })?;
+        .map_err(|error| StoreError::CorruptJson { table: "scim_resources", error })?;
     body.insert("id".into(), Value::from(r.id.clone()));
     body.insert(
         "meta".into(),
@@ -423,7 +423,7 @@ async fn modify<S: Store>(
     let ops = parse_body(&body)?;
     let old = existing(&state, kind, id, &headers).await?;
     let mut resource: Map<String, Value> = serde_json::from_str(&old.resource)
-        .map_err(|e| StoreError::Corrupt { table: "scim_resources", reason: e.to_string() })?;
+        .map_err(|error| StoreError::CorruptJson { table: "scim_resources", error })?;
     scim::patch(&mut resource, &ops)?;
     write(&state, &actor, kind, Some(&old), Value::Object(resource), &base(&headers)).await
 }

@@ -21,13 +21,19 @@ pub enum TlsError {
         /// Why.
         error: std::io::Error,
     },
-    /// A PEM file holds nothing usable.
-    #[error("{path}: {reason}")]
+    /// A PEM file could not be parsed, or holds no key.
+    #[error("{path}: {error}")]
     Pem {
         /// The file.
         path: String,
         /// Why.
-        reason: String,
+        error: rustls::pki_types::pem::Error,
+    },
+    /// A PEM certificate file holds no certificate.
+    #[error("{path}: no certificate")]
+    NoCertificate {
+        /// The file.
+        path: String,
     },
     /// rustls refused the certificate or key.
     #[error("tls: {0}")]
@@ -71,16 +77,13 @@ pub fn load(
     let cert_pem = read_capped(cert).map_err(io(cert))?;
     let chain = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::Pem { path: cert.display().to_string(), reason: e.to_string() })?;
+        .map_err(|error| TlsError::Pem { path: cert.display().to_string(), error })?;
     if chain.is_empty() {
-        return Err(TlsError::Pem {
-            path: cert.display().to_string(),
-            reason: "no certificate".into(),
-        });
+        return Err(TlsError::NoCertificate { path: cert.display().to_string() });
     }
     let key_pem = read_capped(key).map_err(io(key))?;
     let key_der = PrivateKeyDer::from_pem_slice(&key_pem)
-        .map_err(|e| TlsError::Pem { path: key.display().to_string(), reason: e.to_string() })?;
+        .map_err(|error| TlsError::Pem { path: key.display().to_string(), error })?;
     Ok((chain, key_der))
 }
 

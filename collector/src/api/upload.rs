@@ -37,7 +37,7 @@ pub enum BodyError {
     TooLarge(usize),
     /// The client stopped sending or sent something that is not HTTP.
     #[error("reading the request body: {0}")]
-    Read(String),
+    Read(ReadError),
     /// The upload file could not be written.
     #[error("{path}: {error}")]
     Io {
@@ -49,6 +49,31 @@ pub enum BodyError {
     /// Every import permit is taken.
     #[error("{0} imports are already running; retry later")]
     Busy(u32),
+}
+
+/// Why reading a body failed (inside [`BodyError::Read`]).
+// The cause is in the message, not in `source()` (issue 18: each cause once); hyper's message
+// leaves out its own cause, so the whole chain is written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// The connection or the HTTP framing failed.
+    #[error("{}", crate::store::causes(&**.0))]
+    Transport(Box<dyn std::error::Error + Send + Sync>),
+    /// An API upload sent nothing for [`STALL`].
+    #[error("the upload sent nothing for {} s", .0.as_secs())]
+    Stalled(std::time::Duration),
+    /// An upload averaged under [`MIN_BYTES_PER_SEC`] past [`PACE_GRACE`].
+    #[error(
+        "the upload is too slow: {written} bytes in {secs} s, under {MIN_BYTES_PER_SEC} bytes a \
+         second"
+    )]
+    TooSlow {
+        /// Bytes received so far.
+        written: usize,
+        /// Seconds since the upload started.
+        secs: u64,
+    },
 }
 
 /// Whether the request declares `Content-Type: application/json` (any parameters, such as
@@ -82,7 +107,7 @@ pub async fn read(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes
             if inner.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
                 Err(BodyError::TooLarge(limit))
             } else {
-                Err(BodyError::Read(inner.to_string()))
+                Err(BodyError::Read(ReadError::Transport(inner)))
             }
         }
     }
@@ -167,12 +192,10 @@ impl Spooled {
         if elapsed > PACE_GRACE
             && (self.written as u64) < MIN_BYTES_PER_SEC.saturating_mul(elapsed.as_secs())
         {
-            return Err(BodyError::Read(format!(
-                "the upload is too slow: {} bytes in {} s, under {MIN_BYTES_PER_SEC} bytes a \
-                 second",
-                self.written,
-                elapsed.as_secs()
-            )));
+            return Err(BodyError::Read(ReadError::TooSlow {
+                written: self.written,
+                secs: elapsed.as_secs(),
+            }));
         }
         let io = |error| BodyError::Io { path: self.path.display().to_string(), error };
         match self.file.as_mut() {
@@ -189,13 +212,12 @@ impl Spooled {
         if declared_length(headers).is_some_and(|n| n > self.limit as u64) {
             return Err(BodyError::TooLarge(self.limit));
         }
-        let stalled =
-            || BodyError::Read(format!("the upload sent nothing for {} s", STALL.as_secs()));
+        let stalled = || BodyError::Read(ReadError::Stalled(STALL));
         // Bounded: every turn reads a frame or ends; the pace check ends a dribble.
         while let Some(frame) =
             tokio::time::timeout(STALL, body.frame()).await.map_err(|_| stalled())?
         {
-            let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
+            let frame = frame.map_err(|e| BodyError::Read(ReadError::Transport(e.into_inner())))?;
             if let Ok(data) = frame.into_data() {
                 self.write(&data).await?;
             }

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::http::{Client, IdList, Report, id_list, json_report_page, secret_header};
-use super::{ConnectorError, Names, Page, Table, rfc3339};
+use super::{ConnectorError, Names, Page, ShapeReason, Table, rfc3339};
 use crate::ingest::gateway::CLAUDE_CODE_TAG;
 
 /// Daily buckets asked for per page (the documented maximum).
@@ -262,13 +262,13 @@ pub(crate) async fn messages_page(
     };
     let body = client.get(&path, &headers, page_no).await?;
     let shape =
-        |reason: String| ConnectorError::Shape { page: page_no, what: "usage report", reason };
+        |reason: ShapeReason| ConnectorError::Shape { page: page_no, what: "usage report", reason };
     let envelope: Report<UsageBucket> = Report::parse(&body, page_no, "usage report")?;
     let mut table = Table::new(&USAGE_COLUMNS);
     let mut records: u64 = 0;
     for (b, bucket) in envelope.data.iter().enumerate() {
         let day = crate::ingest::parse::parse_datetime(&bucket.starting_at).ok_or_else(|| {
-            shape(format!("data[{b}].starting_at: {:?} is not a time", bucket.starting_at))
+            shape(format!("data[{b}].starting_at: {:?} is not a time", bucket.starting_at).into())
         })?;
         for r in &bucket.results {
             records += 1;
@@ -294,7 +294,7 @@ pub(crate) async fn messages_page(
             push_usage(&mut table, &id, day, &model, who, (input, r.output_tokens), "");
         }
     }
-    let next = envelope.next_page().map_err(shape)?;
+    let next = envelope.next_page().map_err(|e| shape(e.into()))?;
     Ok((Page { rows: table.into_rows(), records }, next))
 }
 
@@ -361,7 +361,7 @@ pub(crate) async fn claude_code_page(
         format!("/v1/organizations/usage_report/claude_code?{}", query.finish())
     };
     let body = client.get(&path, &headers, page_no).await?;
-    let shape = |reason: String| ConnectorError::Shape {
+    let shape = |reason: ShapeReason| ConnectorError::Shape {
         page: page_no,
         what: "claude code usage report",
         reason,
@@ -371,7 +371,9 @@ pub(crate) async fn claude_code_page(
     for (i, r) in envelope.data.iter().enumerate() {
         let at = crate::ingest::parse::parse_datetime(&r.date)
             .filter(|t| t.div_euclid(86_400) * 86_400 == day)
-            .ok_or_else(|| shape(format!("data[{i}].date: {:?} on the page for {date}", r.date)))?;
+            .ok_or_else(|| {
+                shape(format!("data[{i}].date: {:?} on the page for {date}", r.date).into())
+            })?;
         let (kind, who, user, key) = match &r.actor {
             Actor::User { email_address } => ("user", email_address, email_address.as_str(), ""),
             Actor::ApiKey { api_key_name } => ("api_key", api_key_name, "", api_key_name.as_str()),
@@ -385,7 +387,7 @@ pub(crate) async fn claude_code_page(
         }
     }
     let records = u64::try_from(envelope.data.len()).unwrap_or(u64::MAX);
-    let next = match envelope.next_page().map_err(shape)? {
+    let next = match envelope.next_page().map_err(|e| shape(e.into()))? {
         Some(token) => Some(format!("{day}:{token}")),
         None => {
             let next_day = day.saturating_add(86_400);

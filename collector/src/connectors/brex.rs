@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::http::{Client, bearer};
-use super::{ConnectorError, MAX_PAGES, Page, Table, rfc3339};
+use super::{ConnectorError, MAX_PAGES, Page, ShapeReason, Table, rfc3339};
 
 /// Items asked for per page (the documented maximum).
 pub const PAGE_SIZE: u32 = 1_000;
@@ -118,7 +118,7 @@ async fn list<T: DeserializeOwned>(
         };
         let body = client.get(&format!("{path}?{query}"), &headers, page_no).await?;
         let page: Envelope<T> = serde_json::from_slice(&body)
-            .map_err(|e| ConnectorError::Shape { page: page_no, what, reason: e.to_string() })?;
+            .map_err(|e| ConnectorError::Shape { page: page_no, what, reason: e.into() })?;
         let empty = page.items.is_empty();
         out.extend(page.items);
         match page.next_cursor.filter(|c| !c.is_empty()) {
@@ -176,17 +176,23 @@ pub(crate) async fn page(
     };
     let body =
         client.get(&format!("/v2/transactions/card/primary?{query}"), &headers, page_no).await?;
-    let shape =
-        |reason: String| ConnectorError::Shape { page: page_no, what: "card transactions", reason };
+    let shape = |reason: ShapeReason| ConnectorError::Shape {
+        page: page_no,
+        what: "card transactions",
+        reason,
+    };
     let envelope: Envelope<Transaction> =
-        serde_json::from_slice(&body).map_err(|e| shape(e.to_string()))?;
+        serde_json::from_slice(&body).map_err(|e| shape(e.into()))?;
     let mut table = Table::new(&COLUMNS);
     for (i, t) in envelope.items.iter().enumerate() {
         if !SPEND_TYPES.contains(&t.kind.as_str()) {
             continue;
         }
         let currency = crate::ingest::parse::currency(&t.amount.currency).ok_or_else(|| {
-            shape(format!("items[{i}].amount.currency: {:?} is not a currency", t.amount.currency))
+            shape(
+                format!("items[{i}].amount.currency: {:?} is not a currency", t.amount.currency)
+                    .into(),
+            )
         })?;
         let holder = t.card_id.as_ref().and_then(|c| directory.get(c)).cloned().unwrap_or_default();
         let descriptor =

@@ -10,7 +10,7 @@ use std::time::Duration;
 use hyper::Method;
 use hyper::header::{HeaderName, HeaderValue};
 
-use super::{ConnectorError, Settings, Stats};
+use super::{ConnectorError, Settings, ShapeReason, Stats};
 use crate::client::{self, ClientError, Connection};
 
 /// Most attempts at one page (the first and four retries).
@@ -42,7 +42,7 @@ impl<'a> Client<'a> {
         let tls = if settings.base_url.https {
             Some(
                 client::tls_config_with_system_roots(&settings.extra_roots, false)
-                    .map_err(|e| ConnectorError::Tls(e.to_string()))?,
+                    .map_err(ConnectorError::Tls)?,
             )
         } else {
             None
@@ -64,7 +64,7 @@ impl<'a> Client<'a> {
         let url = &self.settings.base_url;
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((url.host.as_str(), url.port))
             .await
-            .map_err(|e| ClientError::Url(format!("resolving {}: {e}", url.host)))?
+            .map_err(|error| ClientError::Resolve { host: url.host.clone(), error })?
             .collect();
         let mut last = ClientError::Url(format!("{} has no address", url.host));
         for addr in addrs {
@@ -178,7 +178,7 @@ impl<'a> Client<'a> {
                     return Err(ConnectorError::Shape {
                         page,
                         what: "page",
-                        reason: format!("the body is larger than {limit} bytes"),
+                        reason: format!("the body is larger than {limit} bytes").into(),
                     });
                 }
                 Ok(Err(e)) => {
@@ -273,7 +273,7 @@ pub(crate) fn secret_header(value: &str, setting: &str) -> Result<HeaderValue, C
     let mut v = HeaderValue::from_str(value).map_err(|_| ConnectorError::Shape {
         page: 0,
         what: "credential",
-        reason: format!("the key in {setting} holds characters an HTTP header cannot carry"),
+        reason: format!("the key in {setting} holds characters an HTTP header cannot carry").into(),
     })?;
     v.set_sensitive(true);
     Ok(v)
@@ -361,15 +361,15 @@ pub(crate) async fn id_list<T: serde::de::DeserializeOwned>(
         };
         let body = client.get(&format!("{}?{query}", list.path), headers, page_no).await?;
         let what = list.what;
-        let shape = |reason: String| ConnectorError::Shape { page: page_no, what, reason };
-        let page: IdPage<T> = serde_json::from_slice(&body).map_err(|e| shape(e.to_string()))?;
+        let shape = |reason: ShapeReason| ConnectorError::Shape { page: page_no, what, reason };
+        let page: IdPage<T> = serde_json::from_slice(&body).map_err(|e| shape(e.into()))?;
         let empty = page.data.is_empty();
         out.extend(page.data);
         match (page.has_more, page.last_id.filter(|l| !l.is_empty())) {
             (false, _) => return Ok(out),
             (true, Some(last)) if !empty => after = Some(last),
             (true, _) => {
-                return Err(shape("has_more is true without data and a last_id".to_owned()));
+                return Err(shape("has_more is true without data and a last_id".to_owned().into()));
             }
         }
     }
@@ -397,7 +397,7 @@ impl<T: serde::de::DeserializeOwned> Report<T> {
         serde_json::from_slice(body).map_err(|e| ConnectorError::Shape {
             page,
             what,
-            reason: e.to_string(),
+            reason: e.into(),
         })
     }
 }
@@ -433,7 +433,7 @@ pub(crate) async fn json_report_page<B: serde::de::DeserializeOwned>(
     let next = report.next_page().map_err(|reason| ConnectorError::Shape {
         page: page_no,
         what,
-        reason,
+        reason: reason.into(),
     })?;
     let records = u64::try_from(records).unwrap_or(u64::MAX);
     Ok((super::Page { rows: super::Rows::Json(body), records }, next))

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::http::{Client, bearer};
-use super::{ConnectorError, MAX_PAGES, Names, Page, Rows};
+use super::{ConnectorError, MAX_PAGES, Names, Page, Rows, ShapeReason};
 
 /// Records asked for per page (the endpoint's documented maximum).
 pub const PAGE_SIZE: u32 = 100;
@@ -88,10 +88,11 @@ pub(crate) async fn page(
         .finish();
     let body = client.get(&format!("/spend/logs/v2?{query}"), &headers, page_no).await?;
     let shape =
-        |reason: String| ConnectorError::Shape { page: page_no, what: "spend logs", reason };
-    let envelope: Envelope = serde_json::from_slice(&body).map_err(|e| shape(e.to_string()))?;
+        |reason: ShapeReason| ConnectorError::Shape { page: page_no, what: "spend logs", reason };
+    let envelope: Envelope = serde_json::from_slice(&body).map_err(|e| shape(e.into()))?;
     for (i, r) in envelope.data.iter().enumerate() {
-        serde_json::from_str::<Record>(r.get()).map_err(|e| shape(format!("data[{i}]: {e}")))?;
+        serde_json::from_str::<Record>(r.get())
+            .map_err(|error| shape(ShapeReason::JsonAt { at: format!("data[{i}]"), error }))?;
     }
     let records = u64::try_from(envelope.data.len()).unwrap_or(u64::MAX);
     let more = (records > 0 && u64::from(page_no) < envelope.total_pages).then(String::new);
@@ -116,7 +117,7 @@ pub(crate) async fn names(client: &mut Client<'_>) -> Result<Names, ConnectorErr
             let shape = |e: serde_json::Error| ConnectorError::Shape {
                 page: page_no,
                 what: if what == "users" { "users" } else { "teams" },
-                reason: e.to_string(),
+                reason: e.into(),
             };
             let (records, total_pages) =
                 if what == "users" {

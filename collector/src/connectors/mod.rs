@@ -427,7 +427,7 @@ pub enum ConnectorError {
         /// Which response (`spend logs`, `costs`, `cost report`).
         what: &'static str,
         /// Which field, and what is wrong with it.
-        reason: String,
+        reason: ShapeReason,
     },
     /// An answer other than success, a retryable error or a refused credential.
     #[error("HTTP {status} on page {page}")]
@@ -452,7 +452,7 @@ pub enum ConnectorError {
     TooManyPages,
     /// The TLS settings could not be built.
     #[error("tls: {0}")]
-    Tls(String),
+    Tls(crate::client::ClientError),
     /// The store failed; pages before this one are stored.
     // The cause is in the message, not also in `source()` (issue 18: each cause once).
     #[error("store: {0}")]
@@ -477,6 +477,48 @@ impl ConnectorError {
             ConnectorError::Tls(_) => "tls",
             ConnectorError::Store(_) => "store",
         }
+    }
+}
+
+/// What is wrong with a page (inside [`ConnectorError::Shape`]).
+// The cause is in the message, not in `source()` (issue 18: each cause once).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShapeReason {
+    /// The page is not the JSON documented.
+    #[error("{0}")]
+    Json(serde_json::Error),
+    /// An item of the page is not the JSON documented.
+    #[error("{at}: {error}")]
+    JsonAt {
+        /// Where in the page (`data[3]`).
+        at: String,
+        /// Why.
+        error: serde_json::Error,
+    },
+    /// The page's columns do not fit the import layout.
+    #[error("{0}")]
+    Layout(crate::ingest::table::LayoutError),
+    /// Our own description of what is wrong (a field, a value, a missing cursor).
+    #[error("{0}")]
+    Described(String),
+}
+
+impl From<serde_json::Error> for ShapeReason {
+    fn from(e: serde_json::Error) -> Self {
+        Self::Json(e)
+    }
+}
+
+impl From<crate::ingest::table::LayoutError> for ShapeReason {
+    fn from(e: crate::ingest::table::LayoutError) -> Self {
+        Self::Layout(e)
+    }
+}
+
+impl From<String> for ShapeReason {
+    fn from(s: String) -> Self {
+        Self::Described(s)
     }
 }
 
@@ -729,22 +771,22 @@ async fn store_page<S: Store>(
     now: i64,
 ) -> Result<(u64, u64), ConnectorError> {
     let shape =
-        |reason: String| ConnectorError::Shape { page: page_no, what: stream.what(), reason };
+        |reason: ShapeReason| ConnectorError::Shape { page: page_no, what: stream.what(), reason };
     if page.records == 0 {
         return Ok((0, 0));
     }
     let (header, records) = match page.rows {
-        Rows::Json(body) => gateway::flatten_json(&body).map_err(shape)?,
+        Rows::Json(body) => gateway::flatten_json(&body).map_err(|e| shape(e.into()))?,
         Rows::Table(header, rows) => (header, rows),
     };
     let refused = |RowError { line, column, reason, .. }: RowError| {
-        shape(format!("record {line}, field {column:?}: {reason}"))
+        shape(format!("record {line}, field {column:?}: {reason}").into())
     };
     let mut tally = Tally::default();
     let line_of = |i: usize| u64::try_from(i).unwrap_or(u64::MAX).saturating_add(1);
     let counts = match stream.target() {
         Target::Expense(format) => {
-            let layout = expense::Layout::new(format, &header).map_err(|e| shape(e.to_string()))?;
+            let layout = expense::Layout::new(format, &header).map_err(|e| shape(e.into()))?;
             let mut parser = ExpenseParser::new(layout, index, settings.name.clone());
             let mut lines = Vec::with_capacity(records.len());
             for (i, rec) in records.iter().enumerate() {
@@ -757,7 +799,7 @@ async fn store_page<S: Store>(
             store.add_expenses(lines, now).await?
         }
         Target::Gateway(format) => {
-            let layout = Layout::new(format, &header).map_err(|e| shape(e.to_string()))?;
+            let layout = Layout::new(format, &header).map_err(|e| shape(e.into()))?;
             let mut parser = GatewayParser::new(layout, index, settings.name.clone());
             let mut rows: Vec<GatewaySpend> = Vec::with_capacity(records.len());
             let mut seen: std::collections::HashMap<String, u32> = std::collections::HashMap::new();

@@ -6,7 +6,7 @@
 use serde::Deserialize;
 
 use super::http::{Client, bearer};
-use super::{ConnectorError, Page, Rows};
+use super::{ConnectorError, Page, Rows, ShapeReason};
 
 /// Completed days the endpoint answers for.
 pub const DAYS_KEPT: i64 = 30;
@@ -40,10 +40,13 @@ pub(crate) async fn page(
     let headers = bearer(client.settings())?;
     let date = crate::ingest::parse::ymd(day);
     let body = client.get(&format!("/api/v1/activity?date={date}"), &headers, page_no).await?;
-    let shape = |reason: String| ConnectorError::Shape { page: page_no, what: "activity", reason };
-    let envelope: Envelope = serde_json::from_slice(&body).map_err(|e| shape(e.to_string()))?;
+    let shape =
+        |reason: ShapeReason| ConnectorError::Shape { page: page_no, what: "activity", reason };
+    let envelope: Envelope = serde_json::from_slice(&body).map_err(|e| shape(e.into()))?;
     if let Some((i, item)) = envelope.data.iter().enumerate().find(|(_, it)| it.date != date) {
-        return Err(shape(format!("data[{i}].date: {:?} on the page for {date}", item.date)));
+        return Err(shape(
+            format!("data[{i}].date: {:?} on the page for {date}", item.date).into(),
+        ));
     }
     let records = u64::try_from(envelope.data.len()).unwrap_or(u64::MAX);
     let next = day.saturating_add(86_400);

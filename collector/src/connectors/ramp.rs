@@ -11,7 +11,7 @@ use hyper::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use serde::Deserialize;
 
 use super::http::{Client, secret_header};
-use super::{ConnectorError, Page, Table, rfc3339};
+use super::{ConnectorError, Page, ShapeReason, Table, rfc3339};
 
 /// Transactions asked for per page.
 pub const PAGE_SIZE: u32 = 500;
@@ -89,7 +89,7 @@ async fn token(client: &mut Client<'_>, page_no: u32) -> Result<Secret, Connecto
     let token: Token = serde_json::from_slice(&body).map_err(|e| ConnectorError::Shape {
         page: page_no,
         what: "token",
-        reason: e.to_string(),
+        reason: e.into(),
     })?;
     Ok(Secret::new(token.access_token))
 }
@@ -108,10 +108,10 @@ pub(crate) async fn page(
     next: Option<&str>,
 ) -> Result<(Page, Option<String>), ConnectorError> {
     let shape =
-        |reason: String| ConnectorError::Shape { page: page_no, what: "transactions", reason };
+        |reason: ShapeReason| ConnectorError::Shape { page: page_no, what: "transactions", reason };
     let path = match next {
         Some(link) => client.relative(link).ok_or_else(|| {
-            shape(format!("page.next {link:?} is not under the configured base_url"))
+            shape(format!("page.next {link:?} is not under the configured base_url").into())
         })?,
         None => format!(
             "/developer/v1/transactions?{}",
@@ -143,7 +143,7 @@ pub(crate) async fn page(
             other => break other?,
         }
     };
-    let envelope: Envelope = serde_json::from_slice(&body).map_err(|e| shape(e.to_string()))?;
+    let envelope: Envelope = serde_json::from_slice(&body).map_err(|e| shape(e.into()))?;
     let mut table = Table::new(&COLUMNS);
     for t in &envelope.data {
         // Declined and failed attempts are not spend; a pending one is stored once it has

@@ -80,15 +80,25 @@ pub enum StoreError {
     #[error("postgres: {}", causes(.0))]
     Postgres(tokio_postgres::Error),
     /// No connection could be had from the PostgreSQL pool.
+    #[error("postgres pool: {}", causes(.0))]
+    Pool(deadpool_postgres::PoolError),
+    /// The PostgreSQL pool could not be built.
     #[error("postgres pool: {0}")]
-    Pool(String),
+    PoolBuild(deadpool_postgres::BuildError),
+    /// The database did not answer within the caller's own deadline (the API's readiness
+    /// probe, which must not wait for the pool's own timeout).
+    #[error("no answer from the database within {} s", .waited.as_secs())]
+    NoAnswer {
+        /// How long the caller waited.
+        waited: std::time::Duration,
+    },
     /// A migration failed.
-    #[error("migration {version} failed: {reason}")]
+    #[error("migration {version} failed: {error}")]
     Migration {
         /// The migration version.
         version: u32,
-        /// Why.
-        reason: String,
+        /// Why: the driver's error ([`StoreError::Sqlite`] or [`StoreError::Postgres`]).
+        error: Box<StoreError>,
     },
     /// The database has migrations this build does not know (a newer collector ran on it).
     #[error(
@@ -116,6 +126,14 @@ pub enum StoreError {
         table: &'static str,
         /// What is wrong.
         reason: String,
+    },
+    /// A stored JSON document that cannot be read back.
+    #[error("corrupt row in {table}: {error}")]
+    CorruptJson {
+        /// The table.
+        table: &'static str,
+        /// Why.
+        error: serde_json::Error,
     },
     /// The SQLite online backup found the database locked on every try.
     #[error("the database stayed locked through {tries} tries")]
@@ -178,7 +196,7 @@ pub enum StoreError {
     },
     /// The TLS settings of a PostgreSQL URL cannot be used (`sslmode`, `sslrootcert`).
     #[error("postgres tls: {0}")]
-    Tls(String),
+    Tls(postgres_tls::PgTlsError),
 }
 
 impl StoreError {
@@ -188,7 +206,7 @@ impl StoreError {
     /// retry instead of taking a 500 for a fault of the request.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            StoreError::Pool(_) => true,
+            StoreError::Pool(_) | StoreError::PoolBuild(_) | StoreError::NoAnswer { .. } => true,
             // No SQLSTATE: the server never answered (connect, I/O, closed connection).
             StoreError::Postgres(e) => {
                 // SQLSTATE class 08 (connection exception) and 57P01..57P03 (shutting down,
@@ -1484,7 +1502,10 @@ mod tests {
         assert!(failure(rusqlite::ffi::SQLITE_BUSY).is_unavailable());
         assert!(failure(rusqlite::ffi::SQLITE_LOCKED).is_unavailable());
         assert!(!failure(rusqlite::ffi::SQLITE_CONSTRAINT).is_unavailable());
-        assert!(StoreError::Pool("timed out".into()).is_unavailable());
+        let timeout = deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait);
+        assert!(StoreError::Pool(timeout).is_unavailable());
+        let waited = std::time::Duration::from_secs(2);
+        assert!(StoreError::NoAnswer { waited }.is_unavailable());
         assert!(!StoreError::WriterStopped.is_unavailable());
         assert!(!StoreError::Unfinished.is_unavailable());
         assert!(!StoreError::NoFreeHostId { host: "h".into() }.is_unavailable());

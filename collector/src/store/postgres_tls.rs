@@ -132,8 +132,50 @@ pub async fn connect(
     Ok(config.connect(tls).await?)
 }
 
-fn tls_error(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Tls(e.to_string())
+/// Why the TLS settings of a PostgreSQL URL cannot be used (inside [`StoreError::Tls`]).
+// Each cause is in the message, not in `source()` (issue 18: each cause once).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PgTlsError {
+    /// The `sslrootcert` file could not be read.
+    #[error("sslrootcert {}: {error}", path.display())]
+    RootRead {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: io::Error,
+    },
+    /// The `sslrootcert` file is not PEM.
+    #[error("sslrootcert {}: {error}", path.display())]
+    RootPem {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: rustls::pki_types::pem::Error,
+    },
+    /// The `sslrootcert` file holds no certificate.
+    #[error("sslrootcert {}: no certificate in the file", path.display())]
+    RootEmpty {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A certificate of the `sslrootcert` file is not a usable trust anchor.
+    #[error("sslrootcert {}: {error}", path.display())]
+    RootCert {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: rustls::Error,
+    },
+    /// No `sslrootcert` is given and the system has no root certificate.
+    #[error("no sslrootcert given and no system root certificate")]
+    NoSystemRoots,
+    /// rustls refused the configuration.
+    #[error("{0}")]
+    Rustls(rustls::Error),
+    /// The certificate verifier could not be built.
+    #[error("{0}")]
+    Verifier(rustls::client::VerifierBuilderError),
 }
 
 /// The trust roots: the `sslrootcert` file, or the operating system's.
@@ -141,21 +183,21 @@ fn roots(root: Option<&std::path::Path>) -> Result<rustls::RootCertStore, StoreE
     let mut store = rustls::RootCertStore::empty();
     match root {
         Some(path) => {
-            let pem = crate::config::read_capped(path)
-                .map_err(|e| tls_error(format!("sslrootcert {}: {e}", path.display())))?;
-            let certs = CertificateDer::pem_slice_iter(&pem)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| tls_error(format!("sslrootcert {}: {e}", path.display())))?;
+            let path = path.to_owned();
+            let pem = crate::config::read_capped(&path).map_err(|error| {
+                StoreError::Tls(PgTlsError::RootRead { path: path.clone(), error })
+            })?;
+            let certs =
+                CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>().map_err(
+                    |error| StoreError::Tls(PgTlsError::RootPem { path: path.clone(), error }),
+                )?;
             if certs.is_empty() {
-                return Err(tls_error(format!(
-                    "sslrootcert {}: no certificate in the file",
-                    path.display()
-                )));
+                return Err(StoreError::Tls(PgTlsError::RootEmpty { path }));
             }
             for cert in certs {
-                store
-                    .add(cert)
-                    .map_err(|e| tls_error(format!("sslrootcert {}: {e}", path.display())))?;
+                store.add(cert).map_err(|error| {
+                    StoreError::Tls(PgTlsError::RootCert { path: path.clone(), error })
+                })?;
             }
         }
         None => {
@@ -164,7 +206,7 @@ fn roots(root: Option<&std::path::Path>) -> Result<rustls::RootCertStore, StoreE
                 let _skipped = store.add(cert);
             }
             if store.is_empty() {
-                return Err(tls_error("no sslrootcert given and no system root certificate"));
+                return Err(StoreError::Tls(PgTlsError::NoSystemRoots));
             }
         }
     }
@@ -179,7 +221,7 @@ fn client_config(
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
-        .map_err(tls_error)?;
+        .map_err(|e| StoreError::Tls(PgTlsError::Rustls(e)))?;
     let verifier: Arc<dyn ServerCertVerifier> = match mode {
         SslMode::Disable | SslMode::Prefer | SslMode::Require => {
             Arc::new(Lenient { chain: None, provider })
@@ -190,7 +232,7 @@ fn client_config(
                 Arc::clone(&provider),
             )
             .build()
-            .map_err(tls_error)?;
+            .map_err(|e| StoreError::Tls(PgTlsError::Verifier(e)))?;
             if mode == SslMode::VerifyCa {
                 Arc::new(Lenient { chain: Some(webpki), provider })
             } else {

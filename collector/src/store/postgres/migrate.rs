@@ -34,9 +34,10 @@ pub(super) async fn migrate(
         }
         for m in MIGRATIONS.iter().filter(|m| m.version > current) {
             let tx = client.transaction().await?;
-            tx.batch_execute(m.sql)
-                .await
-                .map_err(|e| StoreError::Migration { version: m.version, reason: e.to_string() })?;
+            tx.batch_execute(m.sql).await.map_err(|e| StoreError::Migration {
+                version: m.version,
+                error: Box::new(StoreError::Postgres(e)),
+            })?;
             let version = i32::try_from(m.version).unwrap_or(i32::MAX);
             tx.execute(
                 "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",

@@ -50,10 +50,6 @@ async fn snapshot(
         .await?)
 }
 
-fn pool_error(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Pool(e.to_string())
-}
-
 /// Runs a statement function of [`queries`] on a pooled client, outside any transaction it
 /// does not open itself; see [`super::shared`].
 macro_rules! pg_read {
@@ -99,7 +95,7 @@ impl PgStore {
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(std::time::Duration::from_secs(30)))
             .build()
-            .map_err(pool_error)?;
+            .map_err(StoreError::PoolBuild)?;
         Ok(Self { pool, identities: super::IdentitySlot::default() })
     }
 
@@ -110,7 +106,7 @@ impl PgStore {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.pool.get().await.map_err(pool_error)
+        self.pool.get().await.map_err(StoreError::Pool)
     }
 
     /// Runs `f` in a transaction, committed when `f` succeeds.

@@ -213,8 +213,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         return Err(StoreError::SchemaTooNew { found: current, known });
     }
     for m in MIGRATIONS.iter().filter(|m| m.version > current) {
-        tx.execute_batch(m.sql)
-            .map_err(|e| StoreError::Migration { version: m.version, reason: e.to_string() })?;
+        tx.execute_batch(m.sql).map_err(|e| StoreError::Migration {
+            version: m.version,
+            error: Box::new(StoreError::Sqlite(e)),
+        })?;
         tx.execute(
             "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
             params![m.version, super::now()],
