@@ -96,22 +96,52 @@ pub fn is_tombstone(text: &str) -> bool {
     text.starts_with("erased-") || text.starts_with("Erased person ")
 }
 
+/// Why the identity key could not be loaded or created. The cause is in the message, not in
+/// `source()` (issue 18).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdentityKeyError {
+    /// The key file is neither 32 bytes nor 64 hex digits.
+    #[error("{}: the identity key must be 32 bytes or 64 hex digits, found {len} bytes", .path.display())]
+    Malformed {
+        /// The key file.
+        path: std::path::PathBuf,
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// The system gave no randomness for a new key.
+    #[error("{}: no randomness for a new identity key", .path.display())]
+    NoRandomness {
+        /// The key file.
+        path: std::path::PathBuf,
+    },
+    /// The key file could not be read, created or written.
+    #[error("{}: {step} the identity key: {error}", .path.display())]
+    Io {
+        /// The key file.
+        path: std::path::PathBuf,
+        /// What was being done: `reading`, `creating` or `writing`.
+        step: &'static str,
+        /// Why.
+        error: std::io::Error,
+    },
+}
+
 /// A key file's key: 32 bytes, or 64 hex digits (a secret a deployment tool wrote, such as
-/// the Helm chart's), a final line break allowed.
-fn key_bytes(bytes: &[u8]) -> Result<[u8; 32], String> {
+/// the Helm chart's), a final line break allowed; `None` otherwise.
+fn key_bytes(bytes: &[u8]) -> Option<[u8; 32]> {
     if let Ok(key) = <[u8; 32]>::try_from(bytes) {
-        return Ok(key);
+        return Some(key);
     }
     let text = std::str::from_utf8(bytes).map(str::trim).unwrap_or_default();
     let mut key = [0u8; 32];
     if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
         for (i, k) in key.iter_mut().enumerate() {
-            *k = u8::from_str_radix(text.get(2 * i..2 * i + 2).unwrap_or("00"), 16)
-                .map_err(|e| e.to_string())?;
+            *k = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
         }
-        return Ok(key);
+        return Some(key);
     }
-    Err(format!("the identity key must be 32 bytes or 64 hex digits, found {} bytes", bytes.len()))
+    None
 }
 
 impl Identities {
@@ -128,33 +158,36 @@ impl Identities {
     /// Reads the key from `path`, creating it (32 random bytes, 0600) when missing.
     ///
     /// # Errors
-    /// A sentence naming the file and what is wrong with it.
+    /// The file's path and what is wrong with it.
     #[allow(clippy::disallowed_methods)] // A 32-byte key file: no cap needed beyond its check.
-    pub fn load_or_create(path: &Path, mode: PrivacyMode) -> Result<Self, String> {
+    pub fn load_or_create(path: &Path, mode: PrivacyMode) -> Result<Self, IdentityKeyError> {
         use std::io::Write as _;
         use std::os::unix::fs::OpenOptionsExt as _;
-        let shown = path.display();
+        let io = |step, error| IdentityKeyError::Io { path: path.to_path_buf(), step, error };
         match std::fs::read(path) {
-            Ok(bytes) => {
-                Ok(Self::new(&key_bytes(&bytes).map_err(|why| format!("{shown}: {why}"))?, mode))
-            }
+            Ok(bytes) => match key_bytes(&bytes) {
+                Some(key) => Ok(Self::new(&key, mode)),
+                None => {
+                    Err(IdentityKeyError::Malformed { path: path.to_path_buf(), len: bytes.len() })
+                }
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut key = [0u8; 32];
                 SystemRandom::new()
                     .fill(&mut key)
-                    .map_err(|_| format!("{shown}: no randomness for a new identity key"))?;
+                    .map_err(|_| IdentityKeyError::NoRandomness { path: path.to_path_buf() })?;
                 let mut file = std::fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
                     .mode(0o600)
                     .open(path)
-                    .map_err(|e| format!("{shown}: creating the identity key: {e}"))?;
+                    .map_err(|e| io("creating", e))?;
                 file.write_all(&key)
                     .and_then(|()| file.sync_all())
-                    .map_err(|e| format!("{shown}: writing the identity key: {e}"))?;
+                    .map_err(|e| io("writing", e))?;
                 Ok(Self::new(&key, mode))
             }
-            Err(e) => Err(format!("{shown}: reading the identity key: {e}")),
+            Err(e) => Err(io("reading", e)),
         }
     }
 
@@ -502,7 +535,8 @@ mod tests {
         assert_eq!(first.pseudonym("a@b.c"), again.pseudonym("a@b.c"));
         std::fs::write(&path, b"short").unwrap();
         let err = Identities::load_or_create(&path, PrivacyMode::Plain).unwrap_err();
-        assert!(err.contains("32 bytes"), "{err}");
+        assert!(matches!(err, IdentityKeyError::Malformed { len: 5, .. }), "{err}");
+        assert!(err.to_string().contains("32 bytes"), "{err}");
         std::fs::write(&path, format!("{}\n", "ab".repeat(32))).unwrap();
         let hex = Identities::load_or_create(&path, PrivacyMode::Plain).unwrap();
         assert_eq!(

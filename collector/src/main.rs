@@ -397,8 +397,7 @@ async fn dispatch<S: Store + Clone>(
         let ids = aiscout_collector::identity::Identities::load_or_create(
             &config.privacy_key_file,
             config.privacy,
-        )
-        .map_err(anyhow::Error::msg)?;
+        )?;
         store.protect_identities(Arc::new(ids));
     }
     // One database keeps people one way: a switch of `privacy` would mix plain and
