@@ -169,6 +169,9 @@ pub enum ApiError {
     /// the file's fault: a file the parser refuses is a 400 with the row and column).
     #[error("the import's parsing task failed: {0}")]
     ImportTask(tokio::task::JoinError),
+    /// 500: the overlay could not be signed with the collector's overlay key.
+    #[error("cannot sign the overlay: {0}")]
+    SignOverlay(aiscout_signatures::sign::SignError),
     /// 500: an upload could not be written to its file on disk.
     #[error("writing the upload to {path}: {error}")]
     UploadFile {
@@ -251,6 +254,7 @@ impl IntoResponse for ApiError {
             ApiError::Random(_)
             | ApiError::UnknownReviewStatus(_)
             | ApiError::ImportTask(_)
+            | ApiError::SignOverlay(_)
             | ApiError::UploadFile { .. } => {
                 tracing::error!(error = %self, "Request failed on the collector's side.");
                 (StatusCode::INTERNAL_SERVER_ERROR, None)
@@ -261,9 +265,10 @@ impl IntoResponse for ApiError {
                 "database unavailable; retry later".to_owned()
             }
             ApiError::Store(_) => "internal store error".to_owned(),
-            ApiError::Random(_) | ApiError::UnknownReviewStatus(_) | ApiError::ImportTask(_) => {
-                "internal error".to_owned()
-            }
+            ApiError::Random(_)
+            | ApiError::UnknownReviewStatus(_)
+            | ApiError::ImportTask(_)
+            | ApiError::SignOverlay(_) => "internal error".to_owned(),
             ApiError::UploadFile { .. } => "the upload could not be written to disk".to_owned(),
             other => other.to_string(),
         };
@@ -1274,5 +1279,16 @@ mod tests {
         // A file the parser refuses stays the client's 400.
         let refused = ingest::ImportError::Format { file: "x.csv".into(), reason: "empty".into() };
         assert_eq!(import_error(refused).into_response().status(), StatusCode::BAD_REQUEST);
+    }
+
+    /// An overlay the collector cannot sign is its own fault, not a missing overlay: 500, and
+    /// the body names no key.
+    #[tokio::test]
+    async fn an_overlay_that_cannot_be_signed_is_a_500_not_a_404() {
+        let r = ApiError::SignOverlay(aiscout_signatures::sign::SignError::BadKey).into_response();
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(r.into_body(), 4096).await.unwrap();
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains("internal error") && !body.contains("key"), "{body}");
     }
 }

@@ -47,7 +47,7 @@ impl OverlaySigner {
 ///
 /// # Errors
 /// An unreadable or malformed key file.
-pub fn public_key(dir: &std::path::Path) -> Result<Option<String>, String> {
+pub fn public_key(dir: &std::path::Path) -> Result<Option<String>, OverlayKeyError> {
     let path = dir.join("overlay.key");
     if !path.exists() {
         return Ok(None);
@@ -55,26 +55,56 @@ pub fn public_key(dir: &std::path::Path) -> Result<Option<String>, String> {
     load_or_generate_key(dir).map(|(_, public)| Some(public))
 }
 
+/// Why the overlay key could not be read or made. The cause is in the message, not in
+/// `source()` (issue 18).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OverlayKeyError {
+    /// A new key pair could not be generated.
+    #[error("{error}")]
+    Generate {
+        /// Why.
+        error: aiscout_signatures::sign::SignError,
+    },
+    /// The key file could not be read or written.
+    #[error("{}: {error}", .path.display())]
+    Io {
+        /// The key file.
+        path: std::path::PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The key file holds no usable private key.
+    #[error("{}: {error}", .path.display())]
+    Malformed {
+        /// The key file.
+        path: std::path::PathBuf,
+        /// Why.
+        error: aiscout_signatures::sign::SignError,
+    },
+}
+
 /// The overlay key file in `dir`: read when present, else generated (0600). Returns the
 /// private key and the public key (hex) agents pin as `overlay_key`.
 ///
 /// # Errors
 /// An unreadable or malformed key file, or one that cannot be written.
-pub fn load_or_generate_key(dir: &std::path::Path) -> Result<(Secret, String), String> {
+pub fn load_or_generate_key(dir: &std::path::Path) -> Result<(Secret, String), OverlayKeyError> {
     let path = dir.join("overlay.key");
     #[allow(clippy::disallowed_methods)] // Reason: the collector's own key file, 0600.
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t.trim().to_owned(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let (private, _) = aiscout_signatures::sign::generate().map_err(|e| e.to_string())?;
+            let (private, _) = aiscout_signatures::sign::generate()
+                .map_err(|error| OverlayKeyError::Generate { error })?;
             crate::store::files::write_private(&path, private.as_bytes())
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+                .map_err(|error| OverlayKeyError::Io { path: path.clone(), error })?;
             private
         }
-        Err(e) => return Err(format!("{}: {e}", path.display())),
+        Err(error) => return Err(OverlayKeyError::Io { path, error }),
     };
     let public = aiscout_signatures::sign::public_key(&text)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|error| OverlayKeyError::Malformed { path, error })?;
     Ok((Secret::new(text), public))
 }
 
@@ -157,7 +187,7 @@ pub(super) async fn artifact<S: Store>(
         Some(bytes) => bytes.clone(),
         None => {
             let bytes = aiscout_signatures::sign::sign_overlay(overlay, signer.key.expose())
-                .map_err(|e| ApiError::NotFound(format!("cannot sign the overlay: {e}")))?;
+                .map_err(ApiError::SignOverlay)?;
             // Deterministic signing: a racing request signed the same bytes.
             loaded.signed.get_or_init(|| Bytes::from(bytes)).clone()
         }
