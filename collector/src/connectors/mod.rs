@@ -499,6 +499,9 @@ pub enum ShapeReason {
     /// The page's columns do not fit the import layout.
     #[error("{0}")]
     Layout(crate::ingest::table::LayoutError),
+    /// The page's JSON could not be flattened into a table.
+    #[error("{0}")]
+    Flatten(gateway::FlattenError),
     /// Our own description of what is wrong (a field, a value, a missing cursor).
     #[error("{0}")]
     Described(String),
@@ -513,6 +516,12 @@ impl From<serde_json::Error> for ShapeReason {
 impl From<crate::ingest::table::LayoutError> for ShapeReason {
     fn from(e: crate::ingest::table::LayoutError) -> Self {
         Self::Layout(e)
+    }
+}
+
+impl From<gateway::FlattenError> for ShapeReason {
+    fn from(e: gateway::FlattenError) -> Self {
+        Self::Flatten(e)
     }
 }
 

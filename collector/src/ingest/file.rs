@@ -90,6 +90,14 @@ pub enum ImportError {
         /// Why.
         reason: String,
     },
+    /// The JSON file could not be read as a table.
+    #[error("{file}: {error}")]
+    Json {
+        /// The file.
+        file: String,
+        /// Why (shown in this error's message, not returned as its source).
+        error: gateway::FlattenError,
+    },
     /// The file's header does not fit the layout it is read with.
     #[error("{file}: {error}")]
     Layout {
@@ -555,7 +563,7 @@ pub async fn gateway<S: Store>(
                 });
             }
             let (header, rows) = gateway::flatten_json(&bytes)
-                .map_err(|reason| ImportError::Format { file: file.clone(), reason })?;
+                .map_err(|error| ImportError::Json { file: file.clone(), error })?;
             let (mut parser, fmt) = choose(&header)
                 .map_err(|error| ImportError::Layout { file: file.clone(), error })?;
             let mut tally = Tally::default();

@@ -470,6 +470,44 @@ pub const MAX_JSON_RECORDS: usize = 5_000_000;
 /// Deepest nesting flattened.
 const MAX_DEPTH: usize = 4;
 
+/// Why a JSON body could not be flattened into a table. The cause is in the message, not in
+/// `source()` (issue 18).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FlattenError {
+    /// The body is not UTF-8.
+    #[error("not UTF-8: {error}")]
+    NotUtf8 {
+        /// Why.
+        error: std::str::Utf8Error,
+    },
+    /// The body is not JSON.
+    #[error("{error}")]
+    Json {
+        /// Why.
+        error: serde_json::Error,
+    },
+    /// A part of the body (`data`, a `record`, a bucket's `results`) is not the JSON expected.
+    #[error("{at}: {error}")]
+    JsonAt {
+        /// Which part.
+        at: &'static str,
+        /// Why.
+        error: serde_json::Error,
+    },
+    /// More than [`MAX_JSON_RECORDS`] records.
+    #[error("more than {MAX_JSON_RECORDS} records")]
+    TooMany,
+}
+
+fn json(error: serde_json::Error) -> FlattenError {
+    FlattenError::Json { error }
+}
+
+fn json_at(at: &'static str) -> impl FnOnce(serde_json::Error) -> FlattenError {
+    move |error| FlattenError::JsonAt { at, error }
+}
+
 /// A JSON export flattened into a table: a header (union of keys, in order of first
 /// appearance) and one row per record.
 ///
@@ -479,30 +517,29 @@ const MAX_DEPTH: usize = 4;
 ///
 /// # Errors
 /// Not JSON, or more than [`MAX_JSON_RECORDS`] records.
-pub fn flatten_json(bytes: &[u8]) -> Result<(Header, Vec<csv::StringRecord>), String> {
-    let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
+pub fn flatten_json(bytes: &[u8]) -> Result<(Header, Vec<csv::StringRecord>), FlattenError> {
+    let text = std::str::from_utf8(bytes).map_err(|error| FlattenError::NotUtf8 { error })?;
     let trimmed = text.trim_start_matches('\u{feff}').trim();
     let mut records: Vec<Vec<(String, String)>> = Vec::new();
     let top: Vec<Box<RawValue>> = if trimmed.starts_with('[') {
-        serde_json::from_str(trimmed).map_err(|e| e.to_string())?
+        serde_json::from_str(trimmed).map_err(json)?
     } else if trimmed.starts_with('{') && serde_json::from_str::<&RawValue>(trimmed).is_ok() {
-        let obj: BTreeMap<String, Box<RawValue>> =
-            serde_json::from_str(trimmed).map_err(|e| e.to_string())?;
+        let obj: BTreeMap<String, Box<RawValue>> = serde_json::from_str(trimmed).map_err(json)?;
         match obj.get("data") {
-            Some(data) => serde_json::from_str(data.get()).map_err(|e| format!("data: {e}"))?,
-            None => vec![RawValue::from_string(trimmed.to_owned()).map_err(|e| e.to_string())?],
+            Some(data) => serde_json::from_str(data.get()).map_err(json_at("data"))?,
+            None => vec![RawValue::from_string(trimmed.to_owned()).map_err(json)?],
         }
     } else {
         // JSON lines.
         trimmed
             .lines()
             .filter(|l| !l.trim().is_empty())
-            .map(|l| RawValue::from_string(l.trim().to_owned()).map_err(|e| e.to_string()))
+            .map(|l| RawValue::from_string(l.trim().to_owned()).map_err(json))
             .collect::<Result<_, _>>()?
     };
     for item in top {
         let obj: BTreeMap<String, Box<RawValue>> =
-            serde_json::from_str(item.get()).map_err(|e| format!("record: {e}"))?;
+            serde_json::from_str(item.get()).map_err(json_at("record"))?;
         match obj.get("results") {
             Some(results) => {
                 let mut bucket = Vec::new();
@@ -512,7 +549,7 @@ pub fn flatten_json(bytes: &[u8]) -> Result<(Header, Vec<csv::StringRecord>), St
                     }
                 }
                 let results: Vec<Box<RawValue>> =
-                    serde_json::from_str(results.get()).map_err(|e| format!("results: {e}"))?;
+                    serde_json::from_str(results.get()).map_err(json_at("results"))?;
                 for r in results {
                     let mut row = bucket.clone();
                     flatten("", &r, 0, &mut row);
@@ -526,7 +563,7 @@ pub fn flatten_json(bytes: &[u8]) -> Result<(Header, Vec<csv::StringRecord>), St
             }
         }
         if records.len() > MAX_JSON_RECORDS {
-            return Err(format!("more than {MAX_JSON_RECORDS} records"));
+            return Err(FlattenError::TooMany);
         }
     }
     let mut names: Vec<String> = Vec::new();
@@ -744,5 +781,19 @@ mod tests {
         );
         assert_eq!(f, GatewayFormat::Portkey);
         assert_eq!((spend[0].cost_nanos, spend[0].user.as_str()), (20_000_000, "v@x.io"));
+    }
+
+    /// A body that is not JSON is told apart from one that is not UTF-8, and a part of it
+    /// that is wrong is named, with the parser's own words once.
+    #[test]
+    fn a_json_body_that_cannot_be_flattened_says_which_part_is_wrong() {
+        let not_utf8 = flatten_json(b"[\xff]").unwrap_err();
+        assert!(matches!(not_utf8, FlattenError::NotUtf8 { .. }), "{not_utf8}");
+        assert!(not_utf8.to_string().starts_with("not UTF-8: "), "{not_utf8}");
+        let not_json = flatten_json(b"[1,").unwrap_err();
+        assert!(matches!(not_json, FlattenError::Json { .. }), "{not_json}");
+        let data = flatten_json(br#"{"data": 3}"#).unwrap_err();
+        assert!(matches!(data, FlattenError::JsonAt { at: "data", .. }), "{data}");
+        assert!(data.to_string().starts_with("data: "), "{data}");
     }
 }

@@ -235,6 +235,10 @@ fn failed_import(e: ImportError, name: String, header: &str) -> Result<Outcome, 
             name,
             format!("{error}. The file's first line (its header) is: {header:?}"),
         ),
+        ImportError::Json { error, .. } => Outcome::Refused(
+            name,
+            format!("{error}. The file's first line (its header) is: {header:?}"),
+        ),
         e => Outcome::Refused(name, e.to_string()),
     })
 }
