@@ -10,7 +10,7 @@ use std::time::Duration;
 use hyper::Method;
 use hyper::header::{HeaderName, HeaderValue};
 
-use super::{ConnectorError, Settings, ShapeReason, Stats};
+use super::{ConnectorError, LastFailure, Settings, ShapeReason, Stats};
 use crate::client::{self, ClientError, Connection};
 
 /// Most attempts at one page (the first and four retries).
@@ -161,18 +161,18 @@ impl<'a> Client<'a> {
         page: u32,
     ) -> Result<Vec<u8>, ConnectorError> {
         let full = format!("{}{path}", self.settings.base_url.prefix);
-        let mut last = String::new();
-        for attempt in 1..=MAX_ATTEMPTS {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
             let outcome = tokio::time::timeout(
                 self.settings.timeout,
                 self.once(method.clone(), &full, headers, body),
             )
             .await;
-            let wait = match outcome {
+            let (last, wait) = match outcome {
                 Err(_) => {
                     self.connection = None;
-                    last = format!("no answer within {}s", self.settings.timeout.as_secs());
-                    backoff(attempt)
+                    (LastFailure::Timeout { waited: self.settings.timeout }, backoff(attempt))
                 }
                 Ok(Err(ClientError::BodyTooLarge { limit })) => {
                     return Err(ConnectorError::Shape {
@@ -181,10 +181,9 @@ impl<'a> Client<'a> {
                         reason: format!("the body is larger than {limit} bytes").into(),
                     });
                 }
-                Ok(Err(e)) => {
+                Ok(Err(error)) => {
                     self.connection = None;
-                    last = e.to_string();
-                    backoff(attempt)
+                    (LastFailure::Client { error }, backoff(attempt))
                 }
                 Ok(Ok(r)) => {
                     let status = r.status.as_u16();
@@ -197,20 +196,17 @@ impl<'a> Client<'a> {
                                 setting: self.settings.credential_setting.clone(),
                             });
                         }
-                        429 => {
-                            last = "HTTP 429".to_owned();
-                            retry_after(&r.headers).unwrap_or_else(|| backoff(attempt))
-                        }
-                        500..=599 => {
-                            last = format!("HTTP {status}");
-                            backoff(attempt)
-                        }
+                        429 => (
+                            LastFailure::Status { status },
+                            retry_after(&r.headers).unwrap_or_else(|| backoff(attempt)),
+                        ),
+                        500..=599 => (LastFailure::Status { status }, backoff(attempt)),
                         _ => return Err(ConnectorError::Status { status, page }),
                     }
                 }
             };
-            if attempt == MAX_ATTEMPTS {
-                break;
+            if attempt >= MAX_ATTEMPTS {
+                return Err(ConnectorError::Exhausted { page, attempts: MAX_ATTEMPTS, last });
             }
             self.stats.retry(&self.settings.name);
             tracing::debug!(
@@ -223,7 +219,6 @@ impl<'a> Client<'a> {
             );
             tokio::time::sleep(wait).await;
         }
-        Err(ConnectorError::Exhausted { page, attempts: MAX_ATTEMPTS, last })
     }
 }
 

@@ -445,7 +445,7 @@ pub enum ConnectorError {
         /// Attempts made.
         attempts: u32,
         /// The last failure.
-        last: String,
+        last: LastFailure,
     },
     /// More pages than [`MAX_PAGES`].
     #[error("more than {MAX_PAGES} pages in one run")]
@@ -478,6 +478,31 @@ impl ConnectorError {
             ConnectorError::Store(_) => "store",
         }
     }
+}
+
+/// The last failure of a request whose retries ran out (inside [`ConnectorError::Exhausted`]).
+// The cause is in the message, not in `source()` (issue 18: each cause once).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LastFailure {
+    /// The request failed (connect, TLS, send, read).
+    #[error("{error}")]
+    Client {
+        /// Why.
+        error: crate::client::ClientError,
+    },
+    /// No answer within the connector's timeout.
+    #[error("no answer within {}s", .waited.as_secs())]
+    Timeout {
+        /// How long it waited.
+        waited: Duration,
+    },
+    /// A status worth retrying (429 or 5xx).
+    #[error("HTTP {status}")]
+    Status {
+        /// The HTTP status.
+        status: u16,
+    },
 }
 
 /// What is wrong with a page (inside [`ConnectorError::Shape`]).
