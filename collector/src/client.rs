@@ -166,8 +166,7 @@ impl Connection {
     ) -> Result<Self, ClientError> {
         let tcp = tokio::net::TcpStream::connect(addr).await?;
         tcp.set_nodelay(true)?;
-        let name = ServerName::try_from(server_name.to_owned())
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let name = ServerName::try_from(server_name.to_owned()).map_err(std::io::Error::other)?;
         let stream = tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await?;
         let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
         let io = TokioIo::new(stream);
