@@ -174,19 +174,66 @@ fn canonical_payload(catalog: &Catalog) -> Vec<u8> {
 
 /// Why a verified payload could not be read (a signing-side bug, never an attack: the bytes
 /// were signed by us).
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PayloadError {
+    /// Not the JSON document this crate writes (shared, so that the error stays `Clone`).
+    #[error("payload is malformed: {0}")]
+    Json(std::sync::Arc<serde_json::Error>),
+    /// A product names a value this build does not know.
+    #[error("payload is malformed: {0}")]
+    Unknown(UnknownValue),
+    /// An overlay entry breaks the overlay's rules.
+    #[error("payload is malformed: {0}")]
+    Overlay(crate::overlay::OverlayError),
+}
+
+impl PayloadError {
+    pub(crate) fn json(error: serde_json::Error) -> Self {
+        PayloadError::Json(std::sync::Arc::new(error))
+    }
+}
+
+// By hand because `serde_json::Error` has no `PartialEq`: two JSON errors are the same when
+// they say the same thing at the same place, which is what their message holds.
+impl PartialEq for PayloadError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (PayloadError::Json(a), PayloadError::Json(b)) => a.to_string() == b.to_string(),
+            (PayloadError::Unknown(a), PayloadError::Unknown(b)) => a == b,
+            (PayloadError::Overlay(a), PayloadError::Overlay(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for PayloadError {}
+
+/// A product field whose value this build does not know (a category, domain use, period,
+/// audience, risk fact…).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("payload is malformed: {0}")]
-pub struct PayloadError(pub(crate) String);
+#[error("{product}: unknown {field} {value:?}")]
+pub struct UnknownValue {
+    /// The product's id.
+    pub product: String,
+    /// Which field: `category`, `domain use`, `period`, `audience`…
+    pub field: &'static str,
+    /// The value found.
+    pub value: String,
+}
 
 /// Decodes a payload that [`crate::verify`] has already checked.
 ///
 /// # Errors
 /// A payload that is not the canonical JSON this crate writes.
 pub fn decode_payload(version: u64, payload: &[u8]) -> Result<Catalog, PayloadError> {
-    let wire: WireCatalog =
-        serde_json::from_slice(payload).map_err(|e| PayloadError(e.to_string()))?;
-    let products =
-        wire.products.into_iter().map(Product::try_from).collect::<Result<Vec<_>, _>>()?;
+    let wire: WireCatalog = serde_json::from_slice(payload).map_err(PayloadError::json)?;
+    let products = wire
+        .products
+        .into_iter()
+        .map(Product::try_from)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(PayloadError::Unknown)?;
     let shared = wire.shared.into_iter().map(SharedDescriptor::from).collect();
     Ok(Catalog::new(version, products).with_shared(shared))
 }
@@ -436,10 +483,14 @@ impl From<&Product> for WireProduct {
 }
 
 impl TryFrom<WireProduct> for Product {
-    type Error = PayloadError;
+    type Error = UnknownValue;
 
-    fn try_from(w: WireProduct) -> Result<Self, PayloadError> {
-        let bad = |what: &str, v: &str| PayloadError(format!("{}: unknown {what} {v:?}", w.id));
+    fn try_from(w: WireProduct) -> Result<Self, UnknownValue> {
+        let bad = |field: &'static str, v: &str| UnknownValue {
+            product: w.id.clone(),
+            field,
+            value: v.to_owned(),
+        };
         let category = Category::parse(&w.category).ok_or_else(|| bad("category", &w.category))?;
         let mut domains = Vec::with_capacity(w.domains.len());
         for (pattern, usage) in &w.domains {
@@ -526,6 +577,27 @@ mod tests {
         let risk = &back.product("openai.chatgpt").expect("chatgpt").risk;
         assert_eq!(risk.soc2.as_ref().map(|s| s.value), Some(true));
         assert!(back.products().iter().any(|p| p.risk.is_empty()), "absent facts stay unknown");
+    }
+
+    #[test]
+    fn a_payload_error_keeps_its_kind_and_says_what_is_wrong() {
+        let json = decode_payload(1, b"{\"products\": [").unwrap_err();
+        assert!(matches!(&json, PayloadError::Json(e) if e.is_eof()), "{json:?}");
+        assert!(json.to_string().starts_with("payload is malformed: EOF while parsing"), "{json}");
+        assert_eq!(json, json.clone());
+
+        let mut wire: serde_json::Value =
+            serde_json::from_slice(&canonical_payload(&catalog(1))).unwrap();
+        wire["products"][0]["category"] = "robots".into();
+        let id = wire["products"][0]["id"].as_str().unwrap().to_owned();
+        let unknown = decode_payload(1, wire.to_string().as_bytes()).unwrap_err();
+        let want = UnknownValue { product: id.clone(), field: "category", value: "robots".into() };
+        assert_eq!(unknown, PayloadError::Unknown(want));
+        assert_eq!(
+            unknown.to_string(),
+            format!("payload is malformed: {id}: unknown category \"robots\"")
+        );
+        assert_ne!(unknown, json);
     }
 
     #[test]

@@ -92,7 +92,7 @@ impl Overlay {
         let mut products = Vec::with_capacity(wire.products.len());
         for (i, w) in wire.products.into_iter().enumerate() {
             let path = format!("products[{i}]");
-            let mut p = Product::try_from(w).map_err(|e| problem(&path, e.0))?;
+            let mut p = Product::try_from(w).map_err(|e| problem(&path, e.to_string()))?;
             check_id(&format!("{path}.id"), &p.id)?;
             if p.name.trim().is_empty() {
                 return Err(problem(format!("{path}.name"), "must not be empty"));
@@ -205,9 +205,8 @@ fn check_id(path: &str, id: &str) -> Result<(), OverlayError> {
 /// # Errors
 /// A payload that is not an overlay document or breaks its rules.
 pub fn decode_payload(version: u64, payload: &[u8]) -> Result<Overlay, PayloadError> {
-    let wire: WireOverlay =
-        serde_json::from_slice(payload).map_err(|e| PayloadError(e.to_string()))?;
-    Overlay::from_wire(version, wire).map_err(|e| PayloadError(e.to_string()))
+    let wire: WireOverlay = serde_json::from_slice(payload).map_err(PayloadError::json)?;
+    Overlay::from_wire(version, wire).map_err(PayloadError::Overlay)
 }
 
 /// The vendor catalog with the overlay's products and gateways added, at the vendor
@@ -336,6 +335,18 @@ mod tests {
 
     fn vendor() -> Catalog {
         Catalog::builtin().expect("builtin")
+    }
+
+    #[test]
+    fn a_payload_that_breaks_the_overlay_rules_is_an_overlay_error_naming_the_field() {
+        let doc = br#"{"gateways": [{"id": "llm-gateway", "host": "llm.corp.example",
+                                     "fronts": ["openai.api"]}]}"#;
+        let e = decode_payload(1, doc).unwrap_err();
+        let PayloadError::Overlay(overlay) = &e else { panic!("{e:?}") };
+        assert_eq!(overlay.path, "gateways[0].id");
+        assert!(e.to_string().starts_with("payload is malformed: gateways[0].id: "), "{e}");
+        let e = decode_payload(1, b"{\"products\": 1}").unwrap_err();
+        assert!(matches!(e, PayloadError::Json(_)), "{e:?}");
     }
 
     const DOC: &str = r#"{
