@@ -72,8 +72,19 @@ pub struct Deliverer<S> {
 /// time in tests.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
+/// Why a digest was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum DigestFailure {
+    /// The SMTP session failed or was refused.
+    #[error("{0}")]
+    Smtp(SmtpError),
+    /// No answer within [`SMTP_TIMEOUT`].
+    #[error("no SMTP answer in time")]
+    Timeout,
+}
+
 /// How a digest round ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum DigestOutcome {
     /// No period has ended [`digest::GRACE`] ago that this deliverer has not handled.
     NotDue,
@@ -84,7 +95,7 @@ pub enum DigestOutcome {
     /// Sent, listing this many events.
     Sent(usize),
     /// Not accepted; retried on a later round.
-    Failed(String),
+    Failed(DigestFailure),
 }
 
 impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
@@ -245,8 +256,8 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
         .await;
         let refused = match sent {
             Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(_) => Some("no SMTP answer in time".into()),
+            Ok(Err(e)) => Some(DigestFailure::Smtp(e)),
+            Err(_) => Some(DigestFailure::Timeout),
         };
         if let Some(error) = refused {
             // Released until the next backoff step, for whichever collector comes first.
@@ -285,15 +296,15 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
         let n = claimed.len();
         // What is known about each product is read once a round, not once an event: on
         // PostgreSQL that read (review, reach) was most of an attempt's time.
-        let mut abouts: HashMap<&str, Result<Option<About>, String>> = HashMap::new();
+        let mut abouts: HashMap<&str, Result<Option<About>, Arc<StoreError>>> = HashMap::new();
         for c in &claimed {
             let product = c.event.event.product.as_str();
             if !abouts.contains_key(product) {
-                let about = self.about(product).await.map_err(|e| e.to_string());
+                let about = self.about(product).await.map_err(Arc::new);
                 abouts.insert(product, about);
             }
         }
-        let abouts: HashMap<String, Result<Option<About>, String>> =
+        let abouts: HashMap<String, Result<Option<About>, Arc<StoreError>>> =
             abouts.into_iter().map(|(p, a)| (p.to_owned(), a)).collect();
         // The channel's filters, then its cap and quiet period for the whole round in one
         // admission (one lock of the channel, not one per delivery).
@@ -447,11 +458,11 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
             .await;
             return match sent {
                 Ok(Ok(())) => Attempt::Delivered { status: 250 },
-                Ok(Err(SmtpError::Temporary(code, error))) => {
-                    self.retry(channel, c, now, code.map(i64::from), None, error)
+                Ok(Err(e)) if e.is_permanent() => {
+                    Attempt::Failed { status: e.code().map(i64::from), error: e.to_string() }
                 }
-                Ok(Err(SmtpError::Permanent(code, error))) => {
-                    Attempt::Failed { status: code.map(i64::from), error }
+                Ok(Err(e)) => {
+                    self.retry(channel, c, now, e.code().map(i64::from), None, e.to_string())
                 }
                 Err(_) => self.retry(
                     channel,
@@ -474,7 +485,7 @@ impl<S: Store + Clone + Send + Sync + 'static> Deliverer<S> {
             .await;
             return match sent {
                 Ok(Ok(())) => Attempt::Delivered { status: 0 },
-                Ok(Err(error)) => self.retry(channel, c, now, None, None, error),
+                Ok(Err(error)) => self.retry(channel, c, now, None, None, error.to_string()),
                 Err(_) => self.retry(
                     channel,
                     c,
@@ -600,23 +611,54 @@ fn filtered(channel: &Channel, about: Option<&About>) -> Option<Attempt> {
     })
 }
 
+/// Why a channel's TLS client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChannelTlsError {
+    /// The `ca_file` cannot be read.
+    #[error("{}: {error}", path.display())]
+    Read {
+        /// The channel's `ca_file`.
+        path: std::path::PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The `ca_file` holds a PEM section that does not decode.
+    #[error("{}: {error}", path.display())]
+    Pem {
+        /// The channel's `ca_file`.
+        path: std::path::PathBuf,
+        /// Why.
+        error: rustls::pki_types::pem::Error,
+    },
+    /// The `ca_file` holds no certificate.
+    #[error("{}: no certificate", path.display())]
+    NoCertificate {
+        /// The channel's `ca_file`.
+        path: std::path::PathBuf,
+    },
+    /// The system's roots or the client configuration.
+    #[error("{0}")]
+    Client(client::ClientError),
+}
+
 /// The TLS client of a channel: the system's roots plus its `ca_file`.
 ///
 /// # Errors
 /// The CA file is unreadable or holds no certificate.
-pub fn tls_for(channel: &Channel) -> Result<Arc<rustls::ClientConfig>, String> {
+pub fn tls_for(channel: &Channel) -> Result<Arc<rustls::ClientConfig>, ChannelTlsError> {
     let mut extra = Vec::new();
     if let Some(path) = &channel.ca_file {
-        let pem =
-            crate::config::read_capped(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let pem = crate::config::read_capped(path)
+            .map_err(|error| ChannelTlsError::Read { path: path.clone(), error })?;
         for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
-            extra.push(cert.map_err(|e| format!("{}: {e}", path.display()))?);
+            extra.push(cert.map_err(|error| ChannelTlsError::Pem { path: path.clone(), error })?);
         }
         if extra.is_empty() {
-            return Err(format!("{}: no certificate", path.display()));
+            return Err(ChannelTlsError::NoCertificate { path: path.clone() });
         }
     }
-    client::tls_config_with_system_roots(&extra, false).map_err(|e| e.to_string())
+    client::tls_config_with_system_roots(&extra, false).map_err(ChannelTlsError::Client)
 }
 
 /// `/metrics` lines: `aiscout_alert_deliveries{channel,state}`, a gauge of the outbox.

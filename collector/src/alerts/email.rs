@@ -50,19 +50,97 @@ pub struct EmailSettings {
     pub to: Vec<String>,
 }
 
-/// Why a send did not succeed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Why a send did not succeed. [`SmtpError::is_permanent`] says whether a retry could help;
+/// the message is what the outbox records as the attempt's error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SmtpError {
-    /// Worth retrying: a 4xx reply, a lost connection, a timeout.
-    Temporary(Option<u16>, String),
-    /// Not worth retrying: a 5xx reply, or a server without what the channel needs.
-    Permanent(Option<u16>, String),
+    /// `smtp_host` is not a name TLS can verify.
+    #[error("smtp_host: {0}")]
+    Host(rustls::pki_types::InvalidDnsNameError),
+    /// The TCP connection failed.
+    #[error("connecting to {at}: {error}")]
+    Connect {
+        /// `host:port`.
+        at: String,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The TLS handshake failed.
+    #[error("TLS with {at}: {error}")]
+    Tls {
+        /// `host:port`.
+        at: String,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// Reading a reply failed.
+    #[error("reading the SMTP server: {0}")]
+    Read(std::io::Error),
+    /// Sending a command failed.
+    #[error("writing to the SMTP server: {0}")]
+    Write(std::io::Error),
+    /// The server closed the connection before its reply.
+    #[error("the SMTP server closed the connection")]
+    Closed,
+    /// A reply line without a code.
+    #[error("the SMTP server sent a malformed reply")]
+    Malformed,
+    /// A reply of more than `MAX_LINES` lines.
+    #[error("the SMTP server's reply is too long")]
+    TooLong,
+    /// The server answered with another class than the step wants.
+    #[error("the SMTP server answered {code} to {command}: {text}")]
+    Refused {
+        /// The reply code (4xx is temporary, 5xx permanent).
+        code: u16,
+        /// What was sent (never a credential).
+        command: &'static str,
+        /// The reply's text, without control characters, at most 200 characters.
+        text: String,
+    },
+    /// A user is configured but the channel has no `secret_file`.
+    #[error("no password for AUTH")]
+    NoPassword,
+    /// The server offers no mechanism this client speaks.
+    #[error("the SMTP server offers neither AUTH PLAIN nor AUTH LOGIN")]
+    NoAuthMechanism,
+    /// The server does not offer `STARTTLS` on a STARTTLS channel.
+    #[error("the SMTP server does not offer STARTTLS")]
+    NoStartTls,
+    /// Bytes after the `STARTTLS` answer (CVE-2011-0411, command injection).
+    #[error("the SMTP server sent data after its STARTTLS answer")]
+    DataAfterStartTls,
 }
 
-impl std::fmt::Display for SmtpError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl SmtpError {
+    /// Not worth retrying: a 5xx reply, or a server without what the channel needs. A 4xx
+    /// reply, a lost connection or a failed handshake is temporary.
+    #[must_use]
+    pub fn is_permanent(&self) -> bool {
         match self {
-            SmtpError::Temporary(_, why) | SmtpError::Permanent(_, why) => f.write_str(why),
+            SmtpError::Refused { code, .. } => *code / 100 != 4,
+            SmtpError::Host(_)
+            | SmtpError::NoPassword
+            | SmtpError::NoAuthMechanism
+            | SmtpError::NoStartTls
+            | SmtpError::DataAfterStartTls => true,
+            SmtpError::Connect { .. }
+            | SmtpError::Tls { .. }
+            | SmtpError::Read(_)
+            | SmtpError::Write(_)
+            | SmtpError::Closed
+            | SmtpError::Malformed
+            | SmtpError::TooLong => false,
+        }
+    }
+
+    /// The server's reply code, when the error is a reply.
+    #[must_use]
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            SmtpError::Refused { code, .. } => Some(*code),
+            _ => None,
         }
     }
 }
@@ -227,18 +305,15 @@ async fn reply<S: AsyncBufRead + AsyncWrite + Unpin>(
             .take(MAX_LINE as u64)
             .read_until(b'\n', &mut line)
             .await
-            .map_err(|e| SmtpError::Temporary(None, format!("reading the SMTP server: {e}")))?;
+            .map_err(SmtpError::Read)?;
         if n == 0 {
-            return Err(SmtpError::Temporary(None, "the SMTP server closed the connection".into()));
+            return Err(SmtpError::Closed);
         }
         let text = String::from_utf8_lossy(&line).trim_end().to_owned();
         let code =
             text.get(..3).and_then(|c| c.parse::<u16>().ok()).filter(|c| (200..600).contains(c));
         let Some(code) = code else {
-            return Err(SmtpError::Temporary(
-                None,
-                "the SMTP server sent a malformed reply".into(),
-            ));
+            return Err(SmtpError::Malformed);
         };
         let last = text.as_bytes().get(3) != Some(&b'-');
         lines.push(text.get(4..).unwrap_or_default().to_owned());
@@ -246,7 +321,7 @@ async fn reply<S: AsyncBufRead + AsyncWrite + Unpin>(
             return Ok((code, lines));
         }
         if lines.len() >= MAX_LINES {
-            return Err(SmtpError::Temporary(None, "the SMTP server's reply is too long".into()));
+            return Err(SmtpError::TooLong);
         }
     }
 }
@@ -256,30 +331,22 @@ async fn reply<S: AsyncBufRead + AsyncWrite + Unpin>(
 async fn step<S: AsyncBufRead + AsyncWrite + Unpin>(
     s: &mut S,
     command: Option<&[u8]>,
-    shown: &str,
+    shown: &'static str,
     want: u16,
 ) -> Result<Vec<String>, SmtpError> {
     if let Some(c) = command {
-        let io = |e: std::io::Error| {
-            SmtpError::Temporary(None, format!("writing to the SMTP server: {e}"))
-        };
         let mut line = Vec::with_capacity(c.len() + 2);
         line.extend_from_slice(c);
         line.extend_from_slice(b"\r\n");
-        s.write_all(&line).await.map_err(io)?;
-        s.flush().await.map_err(io)?;
+        s.write_all(&line).await.map_err(SmtpError::Write)?;
+        s.flush().await.map_err(SmtpError::Write)?;
     }
     let (code, lines) = reply(s).await?;
     if code / 100 == want {
         return Ok(lines);
     }
     let text: String = lines.join(" ").chars().filter(|c| !c.is_control()).take(200).collect();
-    let why = format!("the SMTP server answered {code} to {shown}: {text}");
-    if code / 100 == 4 {
-        Err(SmtpError::Temporary(Some(code), why))
-    } else {
-        Err(SmtpError::Permanent(Some(code), why))
-    }
+    Err(SmtpError::Refused { code, command: shown, text })
 }
 
 /// What the collector says in `EHLO`.
@@ -295,7 +362,7 @@ async fn session<S: AsyncBufRead + AsyncWrite + Unpin>(
     let caps = step(s, Some(EHLO), "EHLO", 2).await?;
     if let Some(user) = &settings.username {
         let Some(password) = password else {
-            return Err(SmtpError::Permanent(None, "no password for AUTH".into()));
+            return Err(SmtpError::NoPassword);
         };
         let mechs: Vec<String> = caps
             .iter()
@@ -311,10 +378,7 @@ async fn session<S: AsyncBufRead + AsyncWrite + Unpin>(
             step(s, Some(B64.encode(password.expose()).as_bytes()), "AUTH LOGIN (password)", 2)
                 .await?;
         } else {
-            return Err(SmtpError::Permanent(
-                None,
-                "the SMTP server offers neither AUTH PLAIN nor AUTH LOGIN".into(),
-            ));
+            return Err(SmtpError::NoAuthMechanism);
         }
     }
     step(s, Some(format!("MAIL FROM:<{}>", settings.from).as_bytes()), "MAIL FROM", 2).await?;
@@ -349,14 +413,12 @@ pub async fn send(
     tls: Arc<rustls::ClientConfig>,
     message: &[u8],
 ) -> Result<(), SmtpError> {
-    let temporary = |what: &str, e: &dyn std::fmt::Display| {
-        SmtpError::Temporary(None, format!("{what} {}:{}: {e}", settings.host, settings.port))
-    };
-    let name = rustls::pki_types::ServerName::try_from(settings.host.clone())
-        .map_err(|e| SmtpError::Permanent(None, format!("smtp_host: {e}")))?;
+    let at = || format!("{}:{}", settings.host, settings.port);
+    let name =
+        rustls::pki_types::ServerName::try_from(settings.host.clone()).map_err(SmtpError::Host)?;
     let tcp = tokio::net::TcpStream::connect((settings.host.as_str(), settings.port))
         .await
-        .map_err(|e| temporary("connecting to", &e))?;
+        .map_err(|error| SmtpError::Connect { at: at(), error })?;
     let connector = tokio_rustls::TlsConnector::from(tls);
     let tcp = match settings.tls {
         SmtpTls::Implicit => tcp,
@@ -365,24 +427,19 @@ pub async fn send(
             step(&mut plain, None, "the greeting", 2).await?;
             let caps = step(&mut plain, Some(EHLO), "EHLO", 2).await?;
             if !caps.iter().any(|c| c.eq_ignore_ascii_case("STARTTLS")) {
-                return Err(SmtpError::Permanent(
-                    None,
-                    "the SMTP server does not offer STARTTLS".into(),
-                ));
+                return Err(SmtpError::NoStartTls);
             }
             step(&mut plain, Some(b"STARTTLS"), "STARTTLS", 2).await?;
             // Anything the server sent beyond its answer would be read as if it came over
             // TLS (CVE-2011-0411, command injection): refuse.
             if !plain.buffer().is_empty() {
-                return Err(SmtpError::Permanent(
-                    None,
-                    "the SMTP server sent data after its STARTTLS answer".into(),
-                ));
+                return Err(SmtpError::DataAfterStartTls);
             }
             plain.into_inner()
         }
     };
-    let tls = connector.connect(name, tcp).await.map_err(|e| temporary("TLS with", &e))?;
+    let tls =
+        connector.connect(name, tcp).await.map_err(|error| SmtpError::Tls { at: at(), error })?;
     let mut s = BufReader::new(tls);
     if settings.tls == SmtpTls::Implicit {
         step(&mut s, None, "the greeting", 2).await?;
@@ -393,6 +450,79 @@ pub async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One step against a server that writes `replies`, reads the command, and hangs up.
+    async fn step_against(replies: &[u8], want: u16) -> Result<Vec<String>, SmtpError> {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let mut server = BufReader::new(server);
+        server.write_all(replies).await.unwrap();
+        let heard = tokio::spawn(async move {
+            let mut line = Vec::new();
+            server.read_until(b'\n', &mut line).await.unwrap();
+            line
+        });
+        let result = step(
+            &mut BufReader::new(client),
+            Some(b"MAIL FROM:<a@example.com>"),
+            "MAIL FROM",
+            want,
+        )
+        .await;
+        assert_eq!(heard.await.unwrap(), b"MAIL FROM:<a@example.com>\r\n");
+        result
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_temporary_in_4xx_and_permanent_otherwise_with_the_same_message() {
+        // Replies, the class wanted, permanent, the code, the message.
+        type Case<'a> = (&'a [u8], u16, bool, Option<u16>, &'a str);
+        let cases: [Case<'_>; 6] = [
+            (
+                b"451 4.3.0 try later\r\n",
+                2,
+                false,
+                Some(451),
+                "the SMTP server answered 451 to MAIL FROM: 4.3.0 try later",
+            ),
+            (
+                b"550-5.1.1 no such\r\n550 user\x07\r\n",
+                2,
+                true,
+                Some(550),
+                "the SMTP server answered 550 to MAIL FROM: 5.1.1 no such user",
+            ),
+            (b"250 ok\r\n", 3, true, Some(250), "the SMTP server answered 250 to MAIL FROM: ok"),
+            (b"", 2, false, None, "the SMTP server closed the connection"),
+            (b"hello\r\n", 2, false, None, "the SMTP server sent a malformed reply"),
+            (&b"250-x\r\n".repeat(70), 2, false, None, "the SMTP server's reply is too long"),
+        ];
+        for (replies, want, permanent, code, text) in cases {
+            let e = step_against(replies, want).await.unwrap_err();
+            assert_eq!(e.is_permanent(), permanent, "{e}");
+            assert_eq!(e.code(), code, "{e}");
+            assert_eq!(e.to_string(), text);
+        }
+        assert_eq!(step_against(b"250 ok\r\n", 2).await.unwrap(), ["ok"]);
+    }
+
+    #[test]
+    fn a_server_without_what_the_channel_needs_is_permanent() {
+        for e in [
+            SmtpError::NoPassword,
+            SmtpError::NoAuthMechanism,
+            SmtpError::NoStartTls,
+            SmtpError::DataAfterStartTls,
+        ] {
+            assert!(e.is_permanent(), "{e}");
+            assert_eq!(e.code(), None);
+        }
+        let lost = SmtpError::Connect {
+            at: "localhost:587".into(),
+            error: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        };
+        assert!(!lost.is_permanent());
+        assert!(lost.to_string().starts_with("connecting to localhost:587: "), "{lost}");
+    }
 
     fn settings() -> EmailSettings {
         EmailSettings {

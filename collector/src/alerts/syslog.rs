@@ -83,6 +83,26 @@ pub fn frame(message: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Why a syslog message was not sent; every case is worth a retry.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyslogError {
+    /// `syslog_host` is not a name TLS can verify.
+    #[error("syslog_host: {0}")]
+    Host(rustls::pki_types::InvalidDnsNameError),
+    /// A step of the session failed.
+    #[error("{step} {at}: {error}")]
+    Io {
+        /// What was being done: `connecting to`, `TLS with`, `writing to`, `closing the
+        /// session with`.
+        step: &'static str,
+        /// `host:port`.
+        at: String,
+        /// Why.
+        error: std::io::Error,
+    },
+}
+
 /// Sends one framed message over TLS and closes the session.
 ///
 /// # Errors
@@ -91,19 +111,25 @@ pub async fn send(
     settings: &SyslogSettings,
     tls: Arc<rustls::ClientConfig>,
     message: &[u8],
-) -> Result<(), String> {
-    let at = format!("{}:{}", settings.host, settings.port);
+) -> Result<(), SyslogError> {
+    let failed = |step: &'static str| {
+        move |error| SyslogError::Io {
+            step,
+            at: format!("{}:{}", settings.host, settings.port),
+            error,
+        }
+    };
     let name = rustls::pki_types::ServerName::try_from(settings.host.clone())
-        .map_err(|e| format!("syslog_host: {e}"))?;
+        .map_err(SyslogError::Host)?;
     let tcp = tokio::net::TcpStream::connect((settings.host.as_str(), settings.port))
         .await
-        .map_err(|e| format!("connecting to {at}: {e}"))?;
+        .map_err(failed("connecting to"))?;
     let mut tls = tokio_rustls::TlsConnector::from(tls)
         .connect(name, tcp)
         .await
-        .map_err(|e| format!("TLS with {at}: {e}"))?;
-    tls.write_all(&frame(message)).await.map_err(|e| format!("writing to {at}: {e}"))?;
-    tls.shutdown().await.map_err(|e| format!("closing the session with {at}: {e}"))?;
+        .map_err(failed("TLS with"))?;
+    tls.write_all(&frame(message)).await.map_err(failed("writing to"))?;
+    tls.shutdown().await.map_err(failed("closing the session with"))?;
     Ok(())
 }
 

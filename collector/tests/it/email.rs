@@ -438,19 +438,19 @@ async fn digests_once<S: Store + Clone + Send + Sync + 'static>(store: S, dir: &
     while a.round(&channel, &tls).await.unwrap() > 0 {}
     // Day 0, 09:30: the period that ended at 08:00 had nothing; no message.
     set(h(0, 9, 30));
-    assert_eq!(a.digest_round(&channel, &tls).await.unwrap(), DigestOutcome::Empty);
+    outcome(a.digest_round(&channel, &tls).await, |o| matches!(o, DigestOutcome::Empty));
     // Day 1, 08:00:30: within the grace after the end, the latest period is still the one
     // done at 09:30 on day 0.
     set(h(1, 8, 0) + 30);
-    assert_eq!(a.digest_round(&channel, &tls).await.unwrap(), DigestOutcome::NotMine);
+    outcome(a.digest_round(&channel, &tls).await, |o| matches!(o, DigestOutcome::NotMine));
     // Day 1, 08:01:30: the digest of day 0 goes out once, whoever asks.
     set(h(1, 8, 1) + 30);
-    assert_eq!(a.digest_round(&channel, &tls).await.unwrap(), DigestOutcome::Sent(3));
-    assert_eq!(b.digest_round(&channel, &tls).await.unwrap(), DigestOutcome::NotMine);
-    assert_eq!(a.digest_round(&channel, &tls).await.unwrap(), DigestOutcome::NotMine);
+    outcome(a.digest_round(&channel, &tls).await, |o| matches!(o, DigestOutcome::Sent(3)));
+    outcome(b.digest_round(&channel, &tls).await, |o| matches!(o, DigestOutcome::NotMine));
+    outcome(a.digest_round(&channel, &tls).await, |o| matches!(o, DigestOutcome::NotMine));
     // A restarted collector (a new deliverer, a new claimer) does not repeat it.
     let restarted = deliverer(&time);
-    assert_eq!(restarted.digest_round(&channel, &tls).await.unwrap(), DigestOutcome::NotMine);
+    outcome(restarted.digest_round(&channel, &tls).await, |o| matches!(o, DigestOutcome::NotMine));
     let mail = wait_for(&out, 1).await;
     assert_eq!(mail.len(), 1, "{mail:#?}");
     let m = &mail[0];
@@ -474,7 +474,7 @@ async fn digests_once<S: Store + Clone + Send + Sync + 'static>(store: S, dir: &
     let (ra, rb) = tokio::join!(a.digest_round(&channel, &tls), b.digest_round(&channel, &tls));
     let mut outcomes = [ra.unwrap(), rb.unwrap()];
     outcomes.sort_by_key(|o| format!("{o:?}"));
-    assert_eq!(outcomes, [DigestOutcome::NotMine, DigestOutcome::Sent(1)]);
+    assert!(matches!(outcomes, [DigestOutcome::NotMine, DigestOutcome::Sent(1)]), "{outcomes:?}");
     let mail = wait_for(&out, 2).await;
     assert_eq!(mail.len(), 2);
     let second = mail.iter().find(|m| m["text"].as_str().unwrap().contains(&later.id)).unwrap();
@@ -497,9 +497,9 @@ async fn digests_once<S: Store + Clone + Send + Sync + 'static>(store: S, dir: &
         dead.map(|c| (c.previous, c.attempts)),
         Some((Some(aiscout_wire::UnixSecs(h(2, 8, 0))), 0))
     );
-    assert_eq!(b.digest_round(&channel, &tls).await.unwrap(), DigestOutcome::NotMine);
+    outcome(b.digest_round(&channel, &tls).await, |o| matches!(o, DigestOutcome::NotMine));
     set(h(4, 8, 7));
-    assert_eq!(b.digest_round(&channel, &tls).await.unwrap(), DigestOutcome::Sent(1));
+    outcome(b.digest_round(&channel, &tls).await, |o| matches!(o, DigestOutcome::Sent(1)));
     let mail = wait_for(&out, 3).await;
     assert_eq!(mail.len(), 3);
     assert!(mail.iter().any(|m| m["text"].as_str().unwrap().contains(&missed.id)));
@@ -569,7 +569,7 @@ async fn a_digest_says_what_to_use_instead_of_a_blocked_product() {
         while deliverer.round(&channel, &tls).await.unwrap() > 0 {}
     }
     time.store(day + 86_400 + 8 * 3_600 + 90, Ordering::SeqCst);
-    assert_eq!(deliverer.digest_round(&channel, &tls).await.unwrap(), DigestOutcome::Sent(3));
+    outcome(deliverer.digest_round(&channel, &tls).await, |o| matches!(o, DigestOutcome::Sent(3)));
     let mail = wait_for(&out, 1).await;
     let (text, html) = (mail[0]["text"].as_str().unwrap(), mail[0]["html"].as_str().unwrap());
     let line = "ChatGPT: Use Claude instead: Ask the service desk for a seat.";
@@ -624,8 +624,8 @@ async fn a_refused_digest_is_retried_after_an_exponential_backoff() {
         // Within the first half of the backoff nobody tries (the old code tried every round).
         if full / 2 >= 1 {
             set(t + full / 2 - 1);
-            assert_eq!(a.digest_round(&channel, &tls).await.unwrap(), DigestOutcome::NotMine);
-            assert_eq!(b.digest_round(&channel, &tls).await.unwrap(), DigestOutcome::NotMine);
+            outcome(a.digest_round(&channel, &tls).await, |o| matches!(o, DigestOutcome::NotMine));
+            outcome(b.digest_round(&channel, &tls).await, |o| matches!(o, DigestOutcome::NotMine));
         }
         // After the whole of it, either collector tries again.
         t += full;
@@ -638,8 +638,8 @@ async fn a_refused_digest_is_retried_after_an_exponential_backoff() {
     // The server is back: the next try after the backoff sends it, once.
     let _smtp = Smtp::start(port, dir.path(), &out, SMTP_PASSWORD, "starttls");
     set(t + 255);
-    assert_eq!(a.digest_round(&channel, &tls).await.unwrap(), DigestOutcome::Sent(1));
-    assert_eq!(b.digest_round(&channel, &tls).await.unwrap(), DigestOutcome::NotMine);
+    outcome(a.digest_round(&channel, &tls).await, |o| matches!(o, DigestOutcome::Sent(1)));
+    outcome(b.digest_round(&channel, &tls).await, |o| matches!(o, DigestOutcome::NotMine));
     assert_eq!(wait_for(&out, 1).await.len(), 1);
 }
 
@@ -700,4 +700,14 @@ async fn two_serve_processes_on_one_postgres_send_each_digest_once() {
         assert!(text.contains(p), "{p} not in {text}");
     }
     drop((one, two));
+}
+
+/// Asserts what a digest round ended with, printing it when it is something else.
+#[track_caller]
+fn outcome(
+    round: Result<DigestOutcome, aiscout_collector::store::StoreError>,
+    want: impl Fn(&DigestOutcome) -> bool,
+) {
+    let got = round.unwrap();
+    assert!(want(&got), "the digest round ended with {got:?}");
 }
