@@ -18,8 +18,9 @@
 //!
 //! A backend keeps the methods that really differ: batch ingest and the inventory from the
 //! rollups; it has an inherent `fold_now(background)` (the SQLite writer thread, PostgreSQL's
-//! fold under an advisory lock), and after an erasure its `after_erasure(conn)` clears what its
-//! logs still hold of the old values. Its `protect(device, value, f)` ([`protect_method`])
+//! fold under an advisory lock), and after an erasure its inherent `after_erasure()` clears
+//! what its logs still hold of the old values (SQLite's write-ahead log; nothing on
+//! PostgreSQL, which takes no connection for it). Its `protect(device, value, f)` ([`protect_method`])
 //! runs [`super::queries::lifecycle::protect`] in a writing transaction when an identity key
 //! is set; the methods here call it before the writes that carry identities.
 
@@ -717,7 +718,7 @@ macro_rules! store_methods {
             let erase = Erase::new(ids, email, actor, reason, now);
             let erasure = $write!(self, tx => erase_person(tx, &erase))?;
             if erasure.tombstone.is_some() {
-                $with!(self, c => after_erasure(c))?;
+                self.after_erasure().await?;
             }
             Ok(erasure)
         }

@@ -122,13 +122,14 @@ impl PgStore {
     }
 
     super::shared::protect_method!(pg_write);
-}
 
-/// After an erasure ([`super::Store::erase_person`]): nothing. The old row versions an
-/// erasure leaves behind are removed by PostgreSQL's autovacuum, as any updated row's are.
-#[allow(clippy::unused_async)] // Reason: the shared `erase_person` awaits it, as SQLite's.
-async fn after_erasure(_client: &deadpool_postgres::Object) -> Result<(), StoreError> {
-    Ok(())
+    /// After an erasure ([`super::Store::erase_person`]): nothing, and no connection is taken
+    /// for it. The old row versions an erasure leaves behind are removed by PostgreSQL's
+    /// autovacuum, as any updated row's are.
+    #[allow(clippy::unused_async)] // Reason: the shared `erase_person` awaits it, as SQLite's.
+    async fn after_erasure(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 impl Store for PgStore {

@@ -109,6 +109,11 @@ macro_rules! lite_with {
 }
 
 impl SqliteStore {
+    /// See [`checkpoint_after_erasure`].
+    async fn after_erasure(&self) -> Result<(), StoreError> {
+        lite_with!(self, c => checkpoint_after_erasure(c))
+    }
+
     /// Opens (creating if needed) the database file and applies pending migrations.
     ///
     /// # Errors
@@ -230,7 +235,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 /// the database's pages, but the write-ahead log still holds the pages as they were until a
 /// checkpoint empties it. Best effort: a reader holding the log open makes it wait for the
 /// next erasure.
-fn after_erasure(c: &Connection) -> Result<(), StoreError> {
+fn checkpoint_after_erasure(c: &Connection) -> Result<(), StoreError> {
     c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).ok();
     Ok(())
 }
