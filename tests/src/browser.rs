@@ -554,6 +554,29 @@ impl Browser {
         ))
     }
 
+    /// Waits until the page's address contains `part` (after a submit or a link, whose new
+    /// page may hold the same elements as the old one), trying every 50 ms until `timeout`.
+    ///
+    /// # Errors
+    /// [`HarnessError::Timeout`] naming what was awaited and the page's address and title.
+    pub async fn wait_for_url(&self, part: &str, timeout: Duration) -> Result<(), HarnessError> {
+        let tries = timeout.as_millis().div_ceil(POLL_INTERVAL.as_millis()).max(1);
+        let deadline = Instant::now() + timeout;
+        for _ in 0..tries {
+            if self.current_url().await?.contains(part) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+        Err(HarnessError::Timeout(
+            timeout,
+            format!("an address containing `{part}`, still on {}", self.page().await),
+        ))
+    }
+
     /// The element that has keyboard focus (`<body>` when none does).
     ///
     /// # Errors

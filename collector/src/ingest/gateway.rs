@@ -482,7 +482,7 @@ pub enum FlattenError {
         error: std::str::Utf8Error,
     },
     /// The body is not JSON.
-    #[error("{error}")]
+    #[error("not valid JSON: {error}")]
     Json {
         /// Why.
         error: serde_json::Error,
@@ -498,6 +498,18 @@ pub enum FlattenError {
     /// More than [`MAX_JSON_RECORDS`] records.
     #[error("more than {MAX_JSON_RECORDS} records")]
     TooMany,
+}
+
+impl FlattenError {
+    /// The JSON ends before it is complete: an export cut short (a download or a copy that
+    /// stopped), not a file of another kind.
+    #[must_use]
+    pub fn cut_short(&self) -> bool {
+        match self {
+            FlattenError::Json { error } | FlattenError::JsonAt { error, .. } => error.is_eof(),
+            FlattenError::NotUtf8 { .. } | FlattenError::TooMany => false,
+        }
+    }
 }
 
 fn json(error: serde_json::Error) -> FlattenError {
@@ -792,6 +804,12 @@ mod tests {
         assert!(not_utf8.to_string().starts_with("not UTF-8: "), "{not_utf8}");
         let not_json = flatten_json(b"[1,").unwrap_err();
         assert!(matches!(not_json, FlattenError::Json { .. }), "{not_json}");
+        assert!(
+            not_json.to_string().starts_with("not valid JSON: EOF while parsing"),
+            "{not_json}"
+        );
+        assert!(not_json.cut_short(), "{not_json}");
+        assert!(!flatten_json(b"[1,}").unwrap_err().cut_short());
         let data = flatten_json(br#"{"data": 3}"#).unwrap_err();
         assert!(matches!(data, FlattenError::JsonAt { at: "data", .. }), "{data}");
         assert!(data.to_string().starts_with("data: "), "{data}");

@@ -129,6 +129,8 @@ async fn security_reviews_and_procurement_reconciles_in_the_browser() {
     b.find("#status").await.unwrap().select_option("unreviewed").await.unwrap();
     b.find("#source").await.unwrap().select_option("expense").await.unwrap();
     b.find("form.filters button[type=submit]").await.unwrap().click().await.unwrap();
+    // The page before the submit has rows too: wait for the filtered page's address.
+    b.wait_for_url("status=unreviewed", WAIT).await.unwrap();
     b.wait_for("table.data tbody tr", WAIT).await.unwrap();
     let here = b.current_url().await.unwrap();
     assert!(here.contains("status=unreviewed") && here.contains("source=expense"), "{here}");
@@ -138,6 +140,7 @@ async fn security_reviews_and_procurement_reconciles_in_the_browser() {
 
     // Open a product and sanction it with a note; the audit entry shows on the card.
     b.find("table.data a[href='/products/openai.chatgpt']").await.unwrap().click().await.unwrap();
+    b.wait_for_url("/products/openai.chatgpt", WAIT).await.unwrap();
     assert_eq!(text(&b, "main h1").await, "ChatGPT");
     let card = text(&b, "main").await;
     // Evidence: the network name the agent matched, and the card descriptor.
@@ -209,7 +212,10 @@ async fn security_reviews_and_procurement_reconciles_in_the_browser() {
     }
 
     b.goto(&format!("{url}/devices")).await.unwrap();
-    b.find("table.data tbody a").await.unwrap().click().await.unwrap();
+    let device = b.find("table.data tbody a").await.unwrap();
+    let href = device.attr("href").await.unwrap().unwrap();
+    device.click().await.unwrap();
+    b.wait_for_url(&href, WAIT).await.unwrap();
     assert!(text(&b, "main").await.contains("AI tools on this device"));
     b.wait_for("table.data tbody tr", WAIT).await.unwrap();
     look(&b, "device").await;
@@ -282,11 +288,36 @@ async fn security_reviews_and_procurement_reconciles_in_the_browser() {
         "command-line imports are in the history"
     );
     look(&b, "imports").await;
+    // A gateway file whose JSON is cut short is refused on the page, saying where the JSON
+    // broke off and that the export looks cut short; the form keeps the kind chosen, and
+    // nothing of the file is stored.
+    let json = dir.path().join("usage.json");
+    std::fs::write(&json, "{\"data\": [{\"model\": \"gpt-4o\", \"spend\": 12.5},\n").unwrap();
+    b.goto(&format!("{url}/imports")).await.unwrap();
+    b.find("input[name=kind][value=gateway]").await.unwrap().click().await.unwrap();
+    b.upload("#file", &json).await.unwrap();
+    b.find("form.upload button[type=submit]").await.unwrap().click().await.unwrap();
+    let refused = text(&b, "#result").await;
+    assert!(
+        refused.contains("usage.json")
+            && refused.contains("not valid JSON: EOF while parsing a value at line 1 column 45")
+            && refused.contains("was the export cut short?"),
+        "{refused}"
+    );
+    // The form keeps what was chosen, so the fixed file goes out with one more click.
+    let gateway = b.find("input[name=kind][value=gateway]").await.unwrap();
+    assert_eq!(gateway.prop("checked").await.unwrap().as_deref(), Some("true"));
+    for cell in b.find_all("table.data tbody td").await.unwrap() {
+        assert_ne!(cell.text().await.unwrap(), "usage.json", "a refused file has no history row");
+    }
+    look(&b, "imports-json-refused").await;
     // Drill down from a reconciliation row to its expense lines.
     b.goto(&format!("{url}/reconcile")).await.unwrap();
     let drill = b.find_all("#s1 table tbody td.num a").await.unwrap();
     assert!(!drill.is_empty(), "paid-but-not-sanctioned rows link to their lines");
+    let href = drill[0].attr("href").await.unwrap().unwrap();
     drill[0].click().await.unwrap();
+    b.wait_for_url(&href, WAIT).await.unwrap();
     assert_eq!(text(&b, "main h1").await, "Expense lines");
     assert!(!b.find_all("table.data tbody tr").await.unwrap().is_empty());
     look(&b, "expense-lines").await;

@@ -22,7 +22,24 @@ enum Outcome {
     Refused(String, String),
 }
 
-fn upload_form(signed: &Signed, max: u64) -> Markup {
+/// What the upload form had chosen, kept on the page an upload answers with, so that a refused
+/// file can be fixed and sent again without choosing its kind and format anew.
+#[derive(Default)]
+struct Chosen {
+    /// `expenses`, `gateway` or `people` (empty: expenses).
+    kind: String,
+    /// `auto` or `kind:format` (empty: auto).
+    format: String,
+    /// The cardholder's email.
+    cardholder: String,
+}
+
+fn upload_form(signed: &Signed, max: u64, chosen: &Chosen) -> Markup {
+    let kind = match chosen.kind.as_str() {
+        "gateway" | "people" => chosen.kind.as_str(),
+        _ => "expenses",
+    };
+    let format = chosen.format.as_str();
     let expense: Vec<&str> =
         ingest::expense::ExpenseFormat::ALL.iter().map(|f| f.as_str()).collect();
     let gateway: Vec<&str> =
@@ -32,19 +49,19 @@ fn upload_form(signed: &Signed, max: u64) -> Markup {
             input type="hidden" name=(CSRF_FIELD) value=(signed.session.csrf);
             fieldset {
                 legend { "What is in the file" }
-                label class="radio" { input type="radio" name="kind" value="expenses" checked; " Expenses (card or reimbursement export)" }
-                label class="radio" { input type="radio" name="kind" value="gateway"; " Gateway or provider spend" }
-                label class="radio" { input type="radio" name="kind" value="people"; " People (directory)" }
+                label class="radio" { input type="radio" name="kind" value="expenses" checked[kind == "expenses"]; " Expenses (card or reimbursement export)" }
+                label class="radio" { input type="radio" name="kind" value="gateway" checked[kind == "gateway"]; " Gateway or provider spend" }
+                label class="radio" { input type="radio" name="kind" value="people" checked[kind == "people"]; " People (directory)" }
             }
             label for="format" { "Format" }
             select id="format" name="format" aria-describedby="format-help" {
-                option value="auto" selected { "Detect from the header" }
-                optgroup label="Expenses" { @for f in &expense { option value={ "expenses:" (f) } { (f) } } }
-                optgroup label="Gateway" { @for f in &gateway { option value={ "gateway:" (f) } { (f) } } }
+                option value="auto" selected[!format.contains(':')] { "Detect from the header" }
+                optgroup label="Expenses" { @for f in &expense { option value={ "expenses:" (f) } selected[format.strip_prefix("expenses:") == Some(f)] { (f) } } }
+                optgroup label="Gateway" { @for f in &gateway { option value={ "gateway:" (f) } selected[format.strip_prefix("gateway:") == Some(f)] { (f) } } }
             }
             p id="format-help" class="help" { "Leave it on detect unless the file's header is unusual." }
             label for="cardholder" { "Cardholder (optional)" }
-            input id="cardholder" name="cardholder" type="email" autocomplete="off" aria-describedby="cardholder-help";
+            input id="cardholder" name="cardholder" type="email" autocomplete="off" aria-describedby="cardholder-help" value=(chosen.cardholder);
             p id="cardholder-help" class="help" { "For a bank card statement without a cardholder column: the email of the person whose card it is. Cards listed in [cards] of the config are known already." }
             label for="file" { "File (CSV or JSON, at most " (max >> 20) " MiB)" }
             input id="file" name="file" type="file" required accept=".csv,.json,.jsonl,.txt,text/csv,application/json";
@@ -95,6 +112,7 @@ async fn render<S: Store>(
     state: &AppState<S>,
     signed: &Signed,
     outcome: Option<Outcome>,
+    chosen: &Chosen,
 ) -> PageResult {
     let runs = state.store.import_runs(100).await?;
     let recent = state.store.import_runs(CONNECTOR_RUNS_READ).await?;
@@ -105,7 +123,7 @@ async fn render<S: Store>(
             h1 { "Imports" }
             p class="muted" { "Each row is stored once, however often a file is imported. A drop folder or the command line import the same way." }
             @if let Some(o) = &outcome { (outcome_panel(o)) }
-            section class="panel" { h2 { "Upload a file" } (upload_form(signed, state.console.max_upload_bytes)) }
+            section class="panel" { h2 { "Upload a file" } (upload_form(signed, state.console.max_upload_bytes, chosen)) }
             @if !connectors.is_empty() {
                 section class="panel" {
                     h2 { "Connectors" }
@@ -163,7 +181,7 @@ fn connector_status(runs: &[crate::model::ImportRun]) -> Vec<&crate::model::Impo
 /// `GET /imports`.
 pub(crate) async fn page<S: Store>(State(state): Shared<S>, headers: HeaderMap) -> PageResult {
     let signed = require(&state, &headers, "/imports".into(), Access::Imports).await?;
-    render(&state, &signed, None).await
+    render(&state, &signed, None, &Chosen::default()).await
 }
 
 /// Largest form field other than the file (the CSRF token, kind, format), in bytes.
@@ -235,10 +253,12 @@ fn failed_import(e: ImportError, name: String, header: &str) -> Result<Outcome, 
             name,
             format!("{error}. The file's first line (its header) is: {header:?}"),
         ),
-        ImportError::Json { error, .. } => Outcome::Refused(
+        // A JSON file has no header line worth echoing; say whether it was cut short.
+        ImportError::Json { error, .. } if error.cut_short() => Outcome::Refused(
             name,
-            format!("{error}. The file's first line (its header) is: {header:?}"),
+            format!("{error}. The file ends before its JSON does: was the export cut short?"),
         ),
+        ImportError::Json { error, .. } => Outcome::Refused(name, error.to_string()),
         e => Outcome::Refused(name, e.to_string()),
     })
 }
@@ -324,11 +344,13 @@ pub(crate) async fn upload<S: Store>(
             "file: choose a file to import (the upload was empty)".into(),
         ));
     };
+    let picked = format.clone();
     // A chosen format names its kind (`gateway:litellm`).
     let (kind, format) = match format.split_once(':') {
         Some((k, f)) => (k.to_owned(), Some(f.to_owned())),
         None => (kind, None),
     };
+    let chosen = Chosen { kind: kind.clone(), format: picked, cardholder: cardholder.clone() };
     let header = first_line_of(spooled.path());
     let input = ingest::Input::Spooled { name: name.clone(), path: spooled.path().to_owned() };
     let index = Arc::new(aiscout_signatures::Index::new(state.catalog.clone()));
@@ -382,7 +404,7 @@ pub(crate) async fn upload<S: Store>(
     } else {
         StatusCode::OK
     };
-    let page = render(&state, &signed, Some(outcome)).await?;
+    let page = render(&state, &signed, Some(outcome), &chosen).await?;
     Ok((status, page).into_response())
 }
 
@@ -416,5 +438,28 @@ mod tests {
             }
             Ok(Outcome::Imported(..)) | Err(_) => unreachable!("a bad file is refused on the page"),
         }
+    }
+
+    /// A JSON file is refused without echoing its first line as a header; one cut short says
+    /// so.
+    #[test]
+    fn a_json_file_that_is_cut_short_or_not_json_is_refused_saying_which() {
+        let refused = |bytes: &[u8]| {
+            let error = ingest::gateway::flatten_json(bytes).unwrap_err();
+            let e = ImportError::Json { file: "usage.json".into(), error };
+            match failed_import(e, "usage.json".into(), "{\"data\": [") {
+                Ok(Outcome::Refused(file, why)) => {
+                    assert_eq!(file, "usage.json");
+                    why
+                }
+                Ok(Outcome::Imported(..)) | Err(_) => unreachable!("a bad file is refused"),
+            }
+        };
+        assert_eq!(
+            refused(b"{\"data\": ["),
+            "not valid JSON: EOF while parsing a list at line 1 column 10. The file ends before \
+             its JSON does: was the export cut short?"
+        );
+        assert_eq!(refused(b"{\"data\": ]"), "not valid JSON: expected value at line 1 column 10");
     }
 }
