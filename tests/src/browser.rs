@@ -562,9 +562,13 @@ impl Browser {
     pub async fn wait_for_url(&self, part: &str, timeout: Duration) -> Result<(), HarnessError> {
         let tries = timeout.as_millis().div_ceil(POLL_INTERVAL.as_millis()).max(1);
         let deadline = Instant::now() + timeout;
+        let mut last_error = String::new();
         for _ in 0..tries {
-            if self.current_url().await?.contains(part) {
-                return Ok(());
+            // Mid-navigation the address can be unreadable for a moment: try again.
+            match self.client.current_url().await {
+                Ok(url) if url.as_str().contains(part) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => last_error = e.to_string(),
             }
             if Instant::now() >= deadline {
                 break;
@@ -573,7 +577,10 @@ impl Browser {
         }
         Err(HarnessError::Timeout(
             timeout,
-            format!("an address containing `{part}`, still on {}", self.page().await),
+            format!(
+                "an address containing `{part}`, still on {} (last error: {last_error})",
+                self.page().await
+            ),
         ))
     }
 

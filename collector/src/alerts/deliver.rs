@@ -74,6 +74,7 @@ pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 /// Why a digest was not accepted.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DigestFailure {
     /// The SMTP session failed or was refused.
     #[error("{0}")]

@@ -20,9 +20,10 @@
 //! rollups; it has an inherent `fold_now(background)` (the SQLite writer thread, PostgreSQL's
 //! fold under an advisory lock), and after an erasure its inherent `after_erasure()` clears
 //! what its logs still hold of the old values (SQLite's write-ahead log; nothing on
-//! PostgreSQL, which takes no connection for it). Its `protect(device, value, f)` ([`protect_method`])
-//! runs [`super::queries::lifecycle::protect`] in a writing transaction when an identity key
-//! is set; the methods here call it before the writes that carry identities.
+//! PostgreSQL, which takes no connection for it). Its `protect(device, value, f)`
+//! ([`protect_method`]) runs [`super::queries::lifecycle::protect`] in a writing transaction
+//! when an identity key is set; the methods here call it before the writes that carry
+//! identities.
 
 /// Expands into the shared [`super::Store`] methods; `$backend` is the backend's name, `$read`,
 /// `$write` and `$with` its macros (see the module documentation), and the backend has an

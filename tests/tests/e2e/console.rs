@@ -295,6 +295,8 @@ async fn security_reviews_and_procurement_reconciles_in_the_browser() {
     std::fs::write(&json, "{\"data\": [{\"model\": \"gpt-4o\", \"spend\": 12.5},\n").unwrap();
     b.goto(&format!("{url}/imports")).await.unwrap();
     b.find("input[name=kind][value=gateway]").await.unwrap().click().await.unwrap();
+    b.find("#format").await.unwrap().select_option("gateway:litellm").await.unwrap();
+    b.find("#cardholder").await.unwrap().send_keys("ann.lee@example.com").await.unwrap();
     b.upload("#file", &json).await.unwrap();
     b.find("form.upload button[type=submit]").await.unwrap().click().await.unwrap();
     let refused = text(&b, "#result").await;
@@ -307,6 +309,10 @@ async fn security_reviews_and_procurement_reconciles_in_the_browser() {
     // The form keeps what was chosen, so the fixed file goes out with one more click.
     let gateway = b.find("input[name=kind][value=gateway]").await.unwrap();
     assert_eq!(gateway.prop("checked").await.unwrap().as_deref(), Some("true"));
+    let format = b.find("#format").await.unwrap().prop("value").await.unwrap();
+    assert_eq!(format.as_deref(), Some("gateway:litellm"));
+    let cardholder = b.find("#cardholder").await.unwrap().prop("value").await.unwrap();
+    assert_eq!(cardholder.as_deref(), Some("ann.lee@example.com"));
     for cell in b.find_all("table.data tbody td").await.unwrap() {
         assert_ne!(cell.text().await.unwrap(), "usage.json", "a refused file has no history row");
     }

@@ -23,7 +23,9 @@ enum Outcome {
 }
 
 /// What the upload form had chosen, kept on the page an upload answers with, so that a refused
-/// file can be fixed and sent again without choosing its kind and format anew.
+/// file can be fixed and sent again without choosing its kind and format anew. After an
+/// import the kind and format stay, the cardholder does not: the next statement is likely
+/// someone else's card.
 #[derive(Default)]
 struct Chosen {
     /// `expenses`, `gateway` or `people` (empty: expenses).
@@ -350,7 +352,7 @@ pub(crate) async fn upload<S: Store>(
         Some((k, f)) => (k.to_owned(), Some(f.to_owned())),
         None => (kind, None),
     };
-    let chosen = Chosen { kind: kind.clone(), format: picked, cardholder: cardholder.clone() };
+    let mut chosen = Chosen { kind: kind.clone(), format: picked, cardholder: cardholder.clone() };
     let header = first_line_of(spooled.path());
     let input = ingest::Input::Spooled { name: name.clone(), path: spooled.path().to_owned() };
     let index = Arc::new(aiscout_signatures::Index::new(state.catalog.clone()));
@@ -402,6 +404,7 @@ pub(crate) async fn upload<S: Store>(
     let status = if matches!(outcome, Outcome::Refused(..)) {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
+        chosen.cardholder.clear();
         StatusCode::OK
     };
     let page = render(&state, &signed, Some(outcome), &chosen).await?;
