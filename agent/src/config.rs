@@ -243,8 +243,9 @@ pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Config, ConfigE
     let fail = |problems| ConfigError { file: file.map(Path::to_path_buf), problems };
     let raw = match file {
         Some(path) => {
-            let text = read_small(path)
-                .map_err(|m| fail(vec![Problem { key: "(file)".into(), message: m }]))?;
+            let text = read_small(path).map_err(|e| {
+                fail(vec![Problem { key: "(file)".into(), message: e.to_string() }])
+            })?;
             parse(&text).map_err(|p| fail(vec![p]))?
         }
         None => RawConfig::default(),
@@ -275,8 +276,9 @@ pub fn locations(file: Option<&Path>, o: Overrides) -> Result<Locations, ConfigE
     let fail = |problems| ConfigError { file: file.map(Path::to_path_buf), problems };
     let raw = match file {
         Some(path) => {
-            let text = read_small(path)
-                .map_err(|m| fail(vec![Problem { key: "(file)".into(), message: m }]))?;
+            let text = read_small(path).map_err(|e| {
+                fail(vec![Problem { key: "(file)".into(), message: e.to_string() }])
+            })?;
             parse(&text).map_err(|p| fail(vec![p]))?
         }
         None => RawConfig::default(),
@@ -309,16 +311,27 @@ pub fn parse(text: &str) -> Result<RawConfig, Problem> {
     })
 }
 
-fn read_small(path: &Path) -> Result<String, String> {
+/// Why a config or key file could not be read; its message becomes a [`Problem`]'s.
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    #[error("cannot open {}: {error}", path.display())]
+    Open { path: PathBuf, error: std::io::Error },
+    #[error("cannot read {}: {error}", path.display())]
+    Read { path: PathBuf, error: std::io::Error },
+    #[error("{} is larger than {MAX_CONFIG_BYTES} bytes", path.display())]
+    TooLarge { path: PathBuf },
+}
+
+fn read_small(path: &Path) -> Result<String, ReadError> {
     use std::io::Read as _;
-    let file =
-        std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let file = std::fs::File::open(path)
+        .map_err(|error| ReadError::Open { path: path.to_owned(), error })?;
     let mut text = String::new();
     file.take(MAX_CONFIG_BYTES + 1)
         .read_to_string(&mut text)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        .map_err(|error| ReadError::Read { path: path.to_owned(), error })?;
     if text.len() as u64 > MAX_CONFIG_BYTES {
-        return Err(format!("{} is larger than {MAX_CONFIG_BYTES} bytes", path.display()));
+        return Err(ReadError::TooLarge { path: path.to_owned() });
     }
     Ok(text)
 }
@@ -331,8 +344,8 @@ fn secret_from_file(key: &str, path: &Path, problems: &mut Vec<Problem>) -> Opti
                 .push(Problem { key: key.into(), message: format!("{} is empty", path.display()) });
             None
         }
-        Err(m) => {
-            problems.push(Problem { key: key.into(), message: m });
+        Err(e) => {
+            problems.push(Problem { key: key.into(), message: e.to_string() });
             None
         }
     }
@@ -421,8 +434,8 @@ pub fn validate(raw: RawConfig, o: Overrides) -> Result<Config, Vec<Problem>> {
                 problem("catalog_key_file", format!("{} must hold 64 hex digits", path.display()));
                 [0; 32]
             }),
-            Err(m) => {
-                problem("catalog_key_file", m);
+            Err(e) => {
+                problem("catalog_key_file", e.to_string());
                 [0; 32]
             }
         },
@@ -456,8 +469,8 @@ pub fn validate(raw: RawConfig, o: Overrides) -> Result<Config, Vec<Problem>> {
                 );
                 None
             }),
-            Err(m) => {
-                problem("overlay_key_file", format!("organisation overlay public key: {m}"));
+            Err(e) => {
+                problem("overlay_key_file", format!("organisation overlay public key: {e}"));
                 None
             }
         },

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::config::Locations;
-use crate::spool::{self, Contents};
+use crate::spool::{self, Contents, SpoolError};
 
 /// The file in the state folder that records the last upload attempt.
 pub const LAST_UPLOAD: &str = "last_upload.json";
@@ -65,26 +65,48 @@ impl LastUpload {
     ///
     /// # Errors
     /// A record that exists but cannot be read or is not one.
-    pub fn load(state_dir: &Path) -> Result<Option<Self>, String> {
+    pub fn load(state_dir: &Path) -> Result<Option<Self>, LastUploadError> {
         use std::io::Read as _;
         let path = state_dir.join(LAST_UPLOAD);
         let file = match std::fs::File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+            Err(error) => return Err(LastUploadError::Read { path, error }),
         };
         let mut bytes = Vec::new();
-        file.take(MAX_LAST_UPLOAD_BYTES)
-            .read_to_end(&mut bytes)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if let Err(error) = file.take(MAX_LAST_UPLOAD_BYTES).read_to_end(&mut bytes) {
+            return Err(LastUploadError::Read { path, error });
+        }
         serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|e| format!("{} is not an upload record: {e}", path.display()))
+            .map_err(|error| LastUploadError::NotARecord { path, error })
     }
 }
 
+/// Why the last upload record could not be read (the cause is in the message only).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LastUploadError {
+    /// The file exists but cannot be read.
+    #[error("cannot read {}: {error}", path.display())]
+    Read {
+        /// `last_upload.json` in the state folder.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The file is not the JSON the daemon writes.
+    #[error("{} is not an upload record: {error}", path.display())]
+    NotARecord {
+        /// `last_upload.json` in the state folder.
+        path: PathBuf,
+        /// Why.
+        error: serde_json::Error,
+    },
+}
+
 /// Everything `status` shows.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Status {
     /// The collector's URL, when configured.
     pub collector_url: Option<String>,
@@ -99,9 +121,9 @@ pub struct Status {
     /// The catalog version in use: the highest accepted, or the built-in one.
     pub catalog_version: u64,
     /// The spool's contents (`Ok(None)`: no spool yet), or why it could not be read.
-    pub spool: Result<Option<Contents>, String>,
+    pub spool: Result<Option<Contents>, SpoolError>,
     /// The last upload (`Ok(None)`: none yet), or why its record could not be read.
-    pub last_upload: Result<Option<LastUpload>, String>,
+    pub last_upload: Result<Option<LastUpload>, LastUploadError>,
 }
 
 impl Status {
@@ -124,7 +146,7 @@ pub fn gather(loc: &Locations) -> Status {
         spool_path: loc.spool.clone(),
         enrolled,
         catalog_version,
-        spool: spool::contents(&loc.spool).map_err(|e| e.to_string()),
+        spool: spool::contents(&loc.spool),
         last_upload: LastUpload::load(&loc.state_dir),
     }
 }
@@ -149,7 +171,7 @@ pub fn to_json(s: &Status) -> Value {
         Ok(None) => {
             json!({"path": s.spool_path.display().to_string(), "rows": 0, "sightings": 0, "by_kind": []})
         }
-        Err(e) => json!({"path": s.spool_path.display().to_string(), "error": e}),
+        Err(e) => json!({"path": s.spool_path.display().to_string(), "error": e.to_string()}),
     };
     let last_upload = match &s.last_upload {
         Ok(Some(u)) => json!({
@@ -160,7 +182,7 @@ pub fn to_json(s: &Status) -> Value {
             "error": u.error,
         }),
         Ok(None) => Value::Null,
-        Err(e) => json!({"error": e}),
+        Err(e) => json!({"error": e.to_string()}),
     };
     json!({
         "collector_url": s.collector_url,
@@ -296,6 +318,13 @@ mod tests {
         rec.save(dir.path()).unwrap();
         assert_eq!(LastUpload::load(dir.path()).unwrap(), Some(rec));
         std::fs::write(dir.path().join(LAST_UPLOAD), "not json").unwrap();
-        assert!(LastUpload::load(dir.path()).unwrap_err().contains("is not an upload record"));
+        let e = LastUpload::load(dir.path()).unwrap_err();
+        assert!(matches!(e, LastUploadError::NotARecord { .. }), "{e:?}");
+        assert!(
+            e.to_string().ends_with(
+                "last_upload.json is not an upload record: expected ident at line 1 column 2"
+            ),
+            "{e}"
+        );
     }
 }

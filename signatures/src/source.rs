@@ -94,7 +94,7 @@ pub fn compile_dir(dir: &Path, version: u64) -> Result<Catalog, SourceErrors> {
         let name = path.display().to_string();
         match read_capped(&path) {
             Ok(text) => files.push((name, text)),
-            Err(message) => errors.push(file_error(&name, message)),
+            Err(e) => errors.push(file_error(&name, e.to_string())),
         }
     }
     if files.is_empty() && errors.is_empty() {
@@ -119,15 +119,24 @@ fn is_rules_file(name: &str) -> bool {
     parent.is_some_and(|p| p == RULES_DIR)
 }
 
-fn read_capped(path: &Path) -> Result<String, String> {
+/// Why a catalog source file could not be read; its message becomes the file's error.
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    #[error("cannot open: {0}")]
+    Open(std::io::Error),
+    #[error("cannot read: {0}")]
+    Read(std::io::Error),
+    #[error("larger than {MAX_SOURCE_BYTES} bytes")]
+    TooLarge,
+}
+
+fn read_capped(path: &Path) -> Result<String, ReadError> {
     use std::io::Read as _;
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    let file = std::fs::File::open(path).map_err(ReadError::Open)?;
     let mut text = String::new();
-    file.take(MAX_SOURCE_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("cannot read: {e}"))?;
+    file.take(MAX_SOURCE_BYTES + 1).read_to_string(&mut text).map_err(ReadError::Read)?;
     if text.len() as u64 > MAX_SOURCE_BYTES {
-        return Err(format!("larger than {MAX_SOURCE_BYTES} bytes"));
+        return Err(ReadError::TooLarge);
     }
     Ok(text)
 }
