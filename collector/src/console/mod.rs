@@ -209,6 +209,14 @@ impl From<StoreError> for Refusal {
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
+        // An upload's failure leads back to the imports page, to try again from there.
+        let back = match &self {
+            Refusal::TooLarge(_)
+            | Refusal::Busy
+            | Refusal::UploadFile { .. }
+            | Refusal::ImportTask(_) => ("/imports", "Back to imports"),
+            _ => ("/", "Back to the overview"),
+        };
         let (status, title, text) = match self {
             Refusal::Login { next } => {
                 let to = format!("/login?next={}", view::url_encode(&next));
@@ -286,7 +294,7 @@ impl IntoResponse for Refusal {
             main id="main" class="narrow" {
                 h1 { (title) }
                 p class="refusal" { (text) }
-                p { a href="/" { "Back to the overview" } }
+                p { a href=(back.0) { (back.1) } }
             }
         };
         (status, document(title, None, "", body)).into_response()

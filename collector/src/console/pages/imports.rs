@@ -431,6 +431,7 @@ mod tests {
         let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
         let body = String::from_utf8_lossy(&body);
         assert!(body.contains("not because of the file"), "{body}");
+        assert!(body.contains(r#"<a href="/imports">Back to imports</a>"#), "{body}");
         assert!(!body.contains("own bug") && !body.contains("spend.csv"), "{body}");
 
         let bad = ImportError::Format { file: "spend.csv".into(), reason: "empty".into() };
