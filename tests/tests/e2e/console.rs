@@ -634,6 +634,7 @@ async fn the_transparency_page_needs_no_sign_in_and_shows_the_running_configurat
     }
     assert!(reached, "the catalog link is not reachable with Tab");
     b.keys(&[Key::Enter]).await.unwrap();
+    b.wait_for_url("/transparency/catalog", WAIT).await.unwrap();
     b.wait_for("main table.data tbody tr", WAIT).await.unwrap();
     assert_eq!(text(&b, "main h1").await, "Every AI tool aiscout recognises");
     let rows = b.find_all("main table.data tbody tr").await.unwrap().len();
