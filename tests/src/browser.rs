@@ -531,13 +531,47 @@ impl Browser {
     /// # Errors
     /// [`HarnessError::Timeout`] naming the selector, the page URL and its title.
     pub async fn wait_for(&self, css: &str, timeout: Duration) -> Result<Element, HarnessError> {
+        self.poll(timeout, &format!("an element matching `{css}`"), async || {
+            match self.client.find(Locator::Css(css)).await {
+                Ok(inner) => Ok(Some(Element { inner, what: format!("`{css}`") })),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .await
+    }
+
+    /// Waits until the page's address contains `part` (after a submit or a link, whose new
+    /// page may hold the same elements as the old one), trying every 50 ms until `timeout`.
+    ///
+    /// # Errors
+    /// [`HarnessError::Timeout`] naming what was awaited and the page's address and title.
+    pub async fn wait_for_url(&self, part: &str, timeout: Duration) -> Result<(), HarnessError> {
+        self.poll(timeout, &format!("an address containing `{part}`"), async || {
+            // Mid-navigation the address can be unreadable for a moment: try again.
+            match self.client.current_url().await {
+                Ok(url) => Ok(url.as_str().contains(part).then_some(())),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .await
+    }
+
+    /// Runs `attempt` every [`POLL_INTERVAL`] until it finds what is `awaited` or `timeout`
+    /// passes; an attempt's error is kept for the timeout's message and the polling goes on.
+    async fn poll<T>(
+        &self,
+        timeout: Duration,
+        awaited: &str,
+        mut attempt: impl AsyncFnMut() -> Result<Option<T>, String>,
+    ) -> Result<T, HarnessError> {
         let tries = timeout.as_millis().div_ceil(POLL_INTERVAL.as_millis()).max(1);
         let deadline = Instant::now() + timeout;
         let mut last_error = String::new();
         for _ in 0..tries {
-            match self.client.find(Locator::Css(css)).await {
-                Ok(inner) => return Ok(Element { inner, what: format!("`{css}`") }),
-                Err(e) => last_error = e.to_string(),
+            match attempt().await {
+                Ok(Some(found)) => return Ok(found),
+                Ok(None) => {}
+                Err(e) => last_error = e,
             }
             if Instant::now() >= deadline {
                 break;
@@ -547,40 +581,7 @@ impl Browser {
         }
         Err(HarnessError::Timeout(
             timeout,
-            format!(
-                "an element matching `{css}` on {} (last error: {last_error})",
-                self.page().await
-            ),
-        ))
-    }
-
-    /// Waits until the page's address contains `part` (after a submit or a link, whose new
-    /// page may hold the same elements as the old one), trying every 50 ms until `timeout`.
-    ///
-    /// # Errors
-    /// [`HarnessError::Timeout`] naming what was awaited and the page's address and title.
-    pub async fn wait_for_url(&self, part: &str, timeout: Duration) -> Result<(), HarnessError> {
-        let tries = timeout.as_millis().div_ceil(POLL_INTERVAL.as_millis()).max(1);
-        let deadline = Instant::now() + timeout;
-        let mut last_error = String::new();
-        for _ in 0..tries {
-            // Mid-navigation the address can be unreadable for a moment: try again.
-            match self.client.current_url().await {
-                Ok(url) if url.as_str().contains(part) => return Ok(()),
-                Ok(_) => {}
-                Err(e) => last_error = e.to_string(),
-            }
-            if Instant::now() >= deadline {
-                break;
-            }
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
-        Err(HarnessError::Timeout(
-            timeout,
-            format!(
-                "an address containing `{part}`, still on {} (last error: {last_error})",
-                self.page().await
-            ),
+            format!("{awaited} on {} (last error: {last_error})", self.page().await),
         ))
     }
 
